@@ -1,0 +1,316 @@
+"""Engine configuration: instruments, strategy, execution and risk, read from plain dicts (TOML).
+
+Every problem is collected with its key path and what to write instead, so one bad file yields one
+complete, readable error instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+MASS_PER_TONNE = {"t": 1.0, "kg": 1000.0, "lb": 2204.62}
+ROUNDING_RULES = ("nearest", "up", "down")
+TRIGGER_KINDS = ("spread", "ratio", "counter_price")
+EXECUTION_MODES = ("ioc", "limit")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    key: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.what}; {self.fix}"
+
+
+class ConfigError(Exception):
+    """A configuration input is invalid; carries every problem found, each with key and remedy."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+_MISSING = object()
+_TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false",
+               list: "an array", dict: "a table"}
+
+
+class Section:
+    """A view of one TOML table that records problems instead of raising on the first one."""
+
+    def __init__(self, data: Any, path: str, problems: list[Problem]):
+        self.path = path
+        self.problems = problems
+        if not isinstance(data, dict):
+            self.problem("", f"is {type(data).__name__}, expected a table", f"write [{path}] as a table")
+            data = {}
+        self.data = data
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def problem(self, name: str, what: str, fix: str) -> None:
+        self.problems.append(Problem(self.key(name) if name else self.path, what, fix))
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, type_: type, default: Any = _MISSING, *, check: Callable[[Any], bool] | None = None,
+            hint: str = "", choices: tuple | None = None) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                self.problem(name, "is missing", f"add `{name} = ...` ({hint or _TYPE_NAMES[type_]})")
+                return _fallback(type_)
+            return default
+        value = self.data[name]
+        ok = isinstance(value, type_) and not (type_ in (int, float) and isinstance(value, bool))
+        if type_ is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            self.problem(name, f"is {value!r} ({type(value).__name__})", f"write {_TYPE_NAMES[type_]}"
+                         + (f": {hint}" if hint else ""))
+            return default if default is not _MISSING else _fallback(type_)
+        if type_ is float and not math.isfinite(value):
+            self.problem(name, f"is {value!r}", "write a finite number")
+            return _fallback(type_)
+        if choices is not None and value not in choices:
+            self.problem(name, f"is {value!r}", f"write one of {', '.join(map(repr, choices))}")
+            return choices[0]
+        if check is not None and not check(value):
+            self.problem(name, f"is {value!r}, which is impossible", f"write {hint}")
+            return default if default is not _MISSING else _fallback(type_)
+        return value
+
+    def sub(self, name: str, optional: bool = False) -> Section:
+        self.seen.add(name)
+        if name not in self.data:
+            if not optional:
+                self.problem(name, "is missing", f"add a [{self.key(name)}] table")
+            return Section({}, self.key(name), self.problems)
+        return Section(self.data[name], self.key(name), self.problems)
+
+    def tables(self, name: str) -> dict[str, Section]:
+        """The sub-tables of `name` (e.g. [instruments.CU]), each as a Section."""
+        sec = self.sub(name)
+        out = {}
+        for k, v in sec.data.items():
+            sec.seen.add(k)
+            out[k] = Section(v, sec.key(k), self.problems)
+        return out
+
+    def finish(self) -> None:
+        for name in self.data:
+            if name not in self.seen:
+                known = ", ".join(sorted(self.seen)) or "none"
+                self.problem(name, "is not a known key", f"remove it or use one of: {known}")
+
+
+def _fallback(type_: type) -> Any:
+    return {float: 1.0, int: 1, str: "", bool: False, list: [], dict: {}}[type_]
+
+
+def positive(x: float) -> bool:
+    return x > 0
+
+
+def non_negative(x: float) -> bool:
+    return x >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable or pricing-only instrument and how its price and lot convert to tonnes and CNY."""
+
+    name: str
+    venue: str
+    symbol: str
+    currency: str
+    price_unit: str  # mass unit the price is quoted per: "t", "kg", "lb"; "" for an FX rate
+    lot: float  # contract size in lot_unit
+    lot_unit: str
+    tick: float
+    account: str = ""
+
+    @property
+    def lot_tonnes(self) -> float:
+        return self.lot / MASS_PER_TONNE[self.lot_unit] if self.lot_unit else 0.0
+
+    @property
+    def units_per_tonne(self) -> float:
+        return MASS_PER_TONNE[self.price_unit] if self.price_unit else 1.0
+
+    def round_to_tick(self, price: float, side_sign: int = 0) -> float:
+        """Round a price to the tick grid: up for buys (+1), down for sells (-1), nearest for 0."""
+        steps = price / self.tick
+        if side_sign > 0:
+            n = math.ceil(steps - 1e-9)
+        elif side_sign < 0:
+            n = math.floor(steps + 1e-9)
+        else:
+            n = round(steps)
+        return round(n * self.tick, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    kind: str
+    sell_above: float  # sell leg A / buy leg B when the signal is at or above this
+    buy_below: float  # buy leg A / sell leg B when the signal is at or below this
+    hysteresis: float  # the signal must retreat this far past the threshold before it re-arms
+    max_quote_age: dict[str, float]  # seconds, per instrument name
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    mode: str
+    payup_ticks: dict[str, int]
+    order_timeout: float  # seconds a leg may work before the engine cancels what is left
+    cooldown: float  # seconds between the end of one episode and the next signal
+    max_concurrent_episodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    leg_a: str
+    leg_b: str
+    fx: str  # pricing-only instrument converting leg B's currency to leg A's ("" when the same)
+    lot_ratio: tuple[int, int]  # lots of A : lots of B
+    clip_lots_a: int
+    rounding: str
+    price_multiplier_a: float
+    price_multiplier_b: float
+    offset: float  # added to the spread (CNY/t), e.g. import VAT, premium or freight terms
+    trigger: Trigger
+    execution: Execution
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    max_order_lots: dict[str, int]
+    max_position_lots: dict[str, int]
+    max_notional_cny: float  # per order
+    price_band_pct: float  # order price within this % of the reference mid
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    instruments: dict[str, Instrument]
+    strategy: Strategy
+    risk: RiskLimits
+    node: str = "N1"
+    epoch: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instrument]:
+    out: dict[str, Instrument] = {}
+    for name, sec in root.tables("instruments").items():
+        venue = sec.get("venue", str, hint="the name of a venue table")
+        if venues is not None and venue and venue not in venues:
+            sec.problem("venue", f"names unknown venue {venue!r}",
+                        f"write one of {', '.join(sorted(venues)) or '(no venues defined)'}")
+        price_unit = sec.get("price_unit", str, "", choices=("", *MASS_PER_TONNE))
+        lot_unit = sec.get("lot_unit", str, "", choices=("", *MASS_PER_TONNE))
+        out[name] = Instrument(
+            name=name, venue=venue, symbol=sec.get("symbol", str, name), currency=sec.get("currency", str),
+            price_unit=price_unit, lot=sec.get("lot", float, 0.0, check=non_negative, hint="a lot size >= 0"),
+            lot_unit=lot_unit,
+            tick=sec.get("tick", float, check=positive, hint="a tick size > 0, e.g. 10 or 0.0005"),
+            account=sec.get("account", str, ""),
+        )
+        sec.finish()
+    return out
+
+
+def _per_instrument(sec: Section, name: str, type_: type, instruments: dict[str, Instrument], hint: str,
+                    check: Callable[[Any], bool], default: Any = _MISSING) -> dict:
+    table = sec.get(name, dict, {} if default is not _MISSING else _MISSING, hint=hint)
+    out = {}
+    for k, v in table.items():
+        if k not in instruments:
+            sec.problem(f"{name}.{k}", "names an unknown instrument", f"use one of {', '.join(instruments)}")
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (type_ is float or isinstance(v, int))
+        if not ok or not check(v):
+            sec.problem(f"{name}.{k}", f"is {v!r}", f"write {hint}")
+            continue
+        out[k] = type_(v)
+    return out
+
+
+def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
+    """Read [instruments], [strategy] and [risk] from a config root; problems accumulate on root."""
+    instruments = read_instruments(root, venues)
+    st = root.sub("strategy")
+    names = tuple(instruments)
+    leg_a = st.get("leg_a", str, choices=names or ("",))
+    leg_b = st.get("leg_b", str, choices=names or ("",))
+    fx = st.get("fx", str, "", choices=("", *names))
+    if leg_a and leg_a == leg_b:
+        st.problem("leg_b", "is the same instrument as leg_a", "name two different instruments")
+    ratio = st.get("lot_ratio", list, hint="[lots of A, lots of B], e.g. [5, 2]")
+    if not (len(ratio) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in ratio)):
+        st.problem("lot_ratio", f"is {ratio!r}", "write two whole numbers > 0, e.g. [5, 2]")
+        ratio = [1, 1]
+    tr = st.sub("trigger")
+    kind = tr.get("kind", str, choices=TRIGGER_KINDS)
+    sell_above = tr.get("sell_above", float)
+    buy_below = tr.get("buy_below", float)
+    if sell_above <= buy_below:
+        tr.problem("sell_above", f"({sell_above}) is not above buy_below ({buy_below})",
+                   "set sell_above > buy_below so the two sides cannot fire together")
+    ages = _per_instrument(tr, "max_quote_age_ms", float, instruments, "milliseconds > 0", positive)
+    for leg in (leg_a, leg_b, fx):
+        if leg and leg in instruments and leg not in ages and tr.has("max_quote_age_ms"):
+            tr.problem(f"max_quote_age_ms.{leg}", "is missing", f"add `{leg} = <ms>`: every input needs a staleness limit")
+    trigger = Trigger(kind, sell_above, buy_below,
+                      tr.get("hysteresis", float, 0.0, check=non_negative, hint="a number >= 0"),
+                      {k: v / 1000.0 for k, v in ages.items()})
+    tr.finish()
+    ex = st.sub("execution")
+    execution = Execution(
+        mode=ex.get("mode", str, "ioc", choices=EXECUTION_MODES),
+        payup_ticks=_per_instrument(ex, "payup_ticks", int, instruments, "a whole number of ticks >= 0",
+                                    non_negative, default={}),
+        order_timeout=ex.get("order_timeout_ms", float, 2000.0, check=positive, hint="milliseconds > 0") / 1000.0,
+        cooldown=ex.get("cooldown_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1000.0,
+        max_concurrent_episodes=ex.get("max_concurrent_episodes", int, 1, check=positive, hint="a whole number >= 1"),
+    )
+    ex.finish()
+    strategy = Strategy(
+        leg_a=leg_a, leg_b=leg_b, fx=fx, lot_ratio=(ratio[0], ratio[1]),
+        clip_lots_a=st.get("clip_lots_a", int, check=positive, hint="lots of leg A per episode, >= 1"),
+        rounding=st.get("rounding", str, "nearest", choices=ROUNDING_RULES),
+        price_multiplier_a=st.get("price_multiplier_a", float, 1.0, check=positive, hint="a multiplier > 0"),
+        price_multiplier_b=st.get("price_multiplier_b", float, 1.0, check=positive, hint="a multiplier > 0"),
+        offset=st.get("offset", float, 0.0),
+        trigger=trigger, execution=execution,
+    )
+    if leg_a in instruments and leg_b in instruments and not fx and \
+            instruments[leg_a].currency != instruments[leg_b].currency:
+        st.problem("fx", "is missing but the legs trade in different currencies",
+                   "add `fx = \"<FX instrument>\"` quoting leg B's currency in leg A's")
+    st.finish()
+    rk = root.sub("risk")
+    risk = RiskLimits(
+        max_order_lots=_per_instrument(rk, "max_order_lots", int, instruments, "a whole number of lots >= 1",
+                                       positive),
+        max_position_lots=_per_instrument(rk, "max_position_lots", int, instruments,
+                                          "a whole number of lots >= 1", positive),
+        max_notional_cny=rk.get("max_notional_cny", float, check=positive, hint="CNY per order, > 0"),
+        price_band_pct=rk.get("price_band_pct", float, check=positive, hint="a percentage > 0, e.g. 3"),
+    )
+    for leg in (leg_a, leg_b):
+        for limit in ("max_order_lots", "max_position_lots"):
+            if leg in instruments and leg not in getattr(risk, limit) and rk.has(limit):
+                rk.problem(f"{limit}.{leg}", "is missing", f"add `{leg} = <lots>`: every traded leg needs a limit")
+    rk.finish()
+    return EngineConfig(instruments=instruments, strategy=strategy, risk=risk)

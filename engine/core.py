@@ -1,0 +1,318 @@
+"""EngineCore: the sans-I/O engine. ``handle(event, now)`` in, a list of actions out.
+
+Theory of operation: quotes update the books and may fire the trigger; a signal opens an episode
+(engine/episode.py) that sizes both legs, checks risk for both before sending either, and sends
+them at once as child orders (engine/order.py). Execution reports, cancel rejects and business
+rejects move the orders; whenever no order of an episode is working, the legs decide its next
+state; a LEGGED episode is handed to the recovery policy (engine/recovery.py). Timers are actions
+too, so the same code runs under simpy's virtual clock and under a production timer thread.
+The core owns no clock, socket, thread or random number; it is deterministic in its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from engine.config import EngineConfig, Instrument
+from engine.episode import Episode, EpisodeEvent, EpisodeState, Leg
+from engine.events import (Action, Alert, Anomaly, Audit, BusinessReject, CancelReject, CancelTimer, Command,
+                           Event, ExecReport, Quote, SendCancel, SendOrder, SessionDown, SessionUp, SetTimer,
+                           Subscribe, TimerFired)
+from engine.order import ChildOrder, OrderEvent, OrdStatus
+from engine.recovery import EscalateOnLegged, RecoveryPolicy
+from engine.risk import check_order
+from engine.sizing import align
+from engine.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
+
+BUY, SELL = "1", "2"
+TIF = {"ioc": "3", "limit": "0"}
+
+
+def side_sign(side: str) -> int:
+    return 1 if side == BUY else -1
+
+
+class EngineCore:
+    """One strategy's engine state; feed it events in order, carry out the actions it returns."""
+
+    def __init__(self, config: EngineConfig, recovery: RecoveryPolicy | None = None):
+        self.cfg = config
+        self.strategy = config.strategy
+        self.instruments = config.instruments
+        self.recovery = recovery or EscalateOnLegged()
+        self.trigger = TriggerEvaluator(config.strategy, config.instruments)
+        self.books: dict[str, TopOfBook] = {}
+        self.orders: dict[str, ChildOrder] = {}
+        self.cancel_ids: dict[str, str] = {}  # OrderCancelRequest ClOrdID -> the order's ClOrdID
+        self.episodes: dict[str, Episode] = {}
+        self.active: dict[str, Episode] = {}
+        self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
+        self.sessions: set[str] = set()
+        self.killed = False
+        self.cooldown_until = -math.inf
+        self.seq = 0
+        self.anomaly_count = 0
+        self._handlers: dict[type, Callable[[object, float], list[Action]]] = {
+            Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
+            BusinessReject: self._on_business_reject, SessionUp: self._on_session_up,
+            SessionDown: self._on_session_down, TimerFired: self._on_timer, Command: self._on_command,
+        }
+
+    # ---- entry point ------------------------------------------------------------------------
+    def handle(self, event: Event, now: float) -> list[Action]:
+        return self._handlers[type(event)](event, now)
+
+    # ---- sessions and market data -----------------------------------------------------------
+    def _on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
+        self.sessions.add(ev.venue)
+        out: list[Action] = [Audit(now, "session_up", detail=ev.venue)]
+        for inst in self.instruments.values():
+            if inst.venue == ev.venue:
+                out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
+        return out
+
+    def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
+        self.sessions.discard(ev.venue)
+        return [Audit(now, "session_down", detail=ev.venue)]
+
+    def _on_quote(self, q: Quote, now: float) -> list[Action]:
+        if q.instrument not in self.instruments:
+            return [self._anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
+        self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
+        if self.killed or len(self.active) >= self.strategy.execution.max_concurrent_episodes \
+                or now < self.cooldown_until or not self._legs_connected():
+            return []
+        signal = self.trigger.evaluate(self.books, now)
+        if signal is None:
+            return []
+        self.trigger.disarm(signal.side)
+        return self._open_episode(signal, now)
+
+    def _legs_connected(self) -> bool:
+        s = self.strategy
+        return all(self.instruments[n].venue in self.sessions for n in (s.leg_a, s.leg_b))
+
+    # ---- episodes ---------------------------------------------------------------------------
+    def _open_episode(self, sig: Signal, now: float) -> list[Action]:
+        s = self.strategy
+        a, b = self.instruments[s.leg_a], self.instruments[s.leg_b]
+        self.seq += 1
+        did = f"E{self.cfg.epoch}-{self.seq:06d}"
+        size = align(s.clip_lots_a, s.lot_ratio, s.rounding, a, b)
+        side_a = SELL if sig.side == SELL_SPREAD else BUY
+        side_b = BUY if side_a == SELL else SELL
+        legs = {"A": Leg("A", a.name, side_a, size.lots_a, a.lot_tonnes),
+                "B": Leg("B", b.name, side_b, size.lots_b, b.lot_tonnes)}
+        ep = Episode(did, sig.side, sig.value, legs, {"A": sig.price_a, "B": sig.price_b}, size.residual_tonnes)
+        ep.stages["signal"] = now
+        self.episodes[did] = ep
+        self.active[did] = ep
+        out: list[Action] = [Audit(now, "signal", did, detail=(
+            f"{s.trigger.kind} {sig.side} value={sig.value:.6g} fx={sig.fx_rate:.6g} lots A={size.lots_a} "
+            f"B={size.lots_b} residual_t={size.residual_tonnes:.3f}"))]
+        prices = {name: self._entry_price(self.instruments[leg.instrument], leg.side) for name, leg in legs.items()}
+        ep.stages["risk_check"] = now
+        for name, leg in legs.items():
+            inst = self.instruments[leg.instrument]
+            breach = self._risk(inst, leg.side, leg.target, prices[name], sig.fx_rate)
+            if breach is not None:
+                ep.reason = f"risk: {breach.limit} on {breach.instrument}: {breach.detail}"
+                out.append(Audit(now, "risk_breach", did, instrument=inst.name, account=inst.account,
+                                 side=leg.side, qty=leg.target, price=prices[name], detail=ep.reason))
+                return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
+        out.append(Audit(now, "risk_pass", did))
+        out += self.move_episode(ep, EpisodeEvent.RISK_PASSED, now)
+        for name, leg in legs.items():
+            out += self.send_order(ep, leg, leg.side, leg.target, prices[name], now)
+        out.append(SetTimer(now + s.execution.order_timeout, f"timeout:{did}"))
+        return out
+
+    def _entry_price(self, inst: Instrument, side: str) -> float:
+        book = self.books[inst.name]
+        payup = self.strategy.execution.payup_ticks.get(inst.name, 0) * inst.tick
+        touch = book.ask if side == BUY else book.bid
+        return inst.round_to_tick(touch + payup if side == BUY else touch - payup, side_sign(side))
+
+    def fx_for(self, inst: Instrument) -> float:
+        """FX rate that converts `inst`'s currency into leg A's currency (1 when they are the same)."""
+        base = self.instruments[self.strategy.leg_a].currency
+        if inst.currency == base or not self.strategy.fx:
+            return 1.0
+        book = self.books.get(self.strategy.fx)
+        return book.mid if book is not None and book.mid else 1.0
+
+    def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float):
+        book = self.books.get(inst.name)
+        reference = book.mid if book is not None and book.mid else price
+        open_buy = sum(o.leaves_qty for o in self.orders.values() if o.instrument == inst.name and o.side == BUY)
+        open_sell = sum(o.leaves_qty for o in self.orders.values() if o.instrument == inst.name and o.side == SELL)
+        fx = fx_rate if inst.currency != self.instruments[self.strategy.leg_a].currency else 1.0
+        return check_order(self.cfg.risk, inst, side_sign(side), qty, price, reference, fx,
+                           self.positions[inst.name], open_buy, open_sell)
+
+    def send_order(self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float,
+                   purpose: str = "entry") -> list[Action]:
+        """Create and send one child order of `leg` (entry or recovery); the only way orders leave."""
+        inst = self.instruments[leg.instrument]
+        cl_ord_id = f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}"
+        order = ChildOrder(cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, side, qty, price, purpose)
+        self.orders[cl_ord_id] = order
+        leg.orders.append(order)
+        ep.stages.setdefault(f"send_{leg.name}", now)
+        return [SendOrder(inst.venue, cl_ord_id, inst.name, inst.symbol, side, qty, price, "2",
+                          TIF[self.strategy.execution.mode], inst.account, ep.decision_id),
+                Audit(now, "send", ep.decision_id, cl_ord_id, inst.name, inst.account, side, qty, price, purpose)]
+
+    def cancel(self, order: ChildOrder, now: float) -> list[Action]:
+        if order.done or order.state is OrdStatus.PENDING_CANCEL:
+            return []
+        n = sum(1 for v in self.cancel_ids.values() if v == order.cl_ord_id) + 1
+        cid = f"{order.cl_ord_id}C{n}"
+        self.cancel_ids[cid] = order.cl_ord_id
+        order.move(OrderEvent.CANCEL_SENT)
+        inst = self.instruments[order.instrument]
+        return [SendCancel(order.venue, cid, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,
+                           order.decision_id, inst.account),
+                Audit(now, "cancel", order.decision_id, cid, inst.name, inst.account, order.side,
+                      order.leaves_qty, 0.0, f"cancel {order.cl_ord_id}")]
+
+    def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
+        problem = ep.move(event)
+        if problem:
+            return [self._anomaly(now, "illegal_episode_transition", "", problem)]
+        if not ep.terminal:
+            return []
+        ep.stages["terminal"] = now
+        self.active.pop(ep.decision_id, None)
+        self.cooldown_until = now + self.strategy.execution.cooldown
+        return [CancelTimer(f"timeout:{ep.decision_id}"),
+                Audit(now, "terminal", ep.decision_id, detail=f"{ep.state.value} {ep.reason}".strip())]
+
+    def _settle(self, ep: Episode, now: float) -> list[Action]:
+        """Move the episode on once none of its orders is working."""
+        if ep.terminal or ep.state is EpisodeState.NEW:
+            return []
+        event = ep.settle_event()
+        if event is None:
+            return []
+        if event is EpisodeEvent.DONE_LEGGED:
+            out: list[Action] = []
+            if ep.state is EpisodeState.WORKING:
+                out += self.move_episode(ep, event, now)
+                ep.stages["legged"] = now
+                out.append(Audit(now, "legged", ep.decision_id, detail=(
+                    f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f} naked_cny="
+                    f"{ep.naked_tonnes() * self._price_cny_t(ep):.0f}")))
+            return out + self.recovery.on_legged(self, ep, now)
+        return self.move_episode(ep, event, now)
+
+    def _price_cny_t(self, ep: Episode) -> float:
+        inst = self.instruments[ep.legs["A"].instrument]
+        book = self.books.get(inst.name)
+        px = book.mid if book is not None and book.mid else ep.trigger_prices["A"]
+        return px * inst.units_per_tonne
+
+    # ---- order events -----------------------------------------------------------------------
+    def _find(self, cl_ord_id: str, orig: str = "") -> ChildOrder | None:
+        order = self.orders.get(cl_ord_id)
+        if order is None and cl_ord_id in self.cancel_ids:
+            order = self.orders.get(self.cancel_ids[cl_ord_id])
+        if order is None and orig:
+            order = self.orders.get(orig)
+        return order
+
+    def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
+        order = self._find(r.cl_ord_id, r.orig_cl_ord_id)
+        if order is None:
+            out = [self._anomaly(now, "unknown_order", r.cl_ord_id, f"ExecType={r.exec_type} for an order "
+                                 f"this engine did not send", exec_id=r.exec_id)]
+            if r.exec_type == "F" and r.last_qty > 0 and r.instrument in self.positions:
+                # never lose a fill: the venue says we traded, so the position moves; flagged above
+                self.positions[r.instrument] += side_sign(r.side) * r.last_qty
+                out.append(Audit(now, "foreign_fill", cl_ord_id=r.cl_ord_id, instrument=r.instrument, side=r.side,
+                                 qty=r.last_qty, price=r.last_px, detail=f"ExecID {r.exec_id}"))
+            return out
+        fill, problems = order.apply(r)
+        ep = self.episodes[order.decision_id]
+        inst = self.instruments[order.instrument]
+        out = [self._anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id) for kind, detail in problems]
+        if fill:
+            self.positions[order.instrument] += side_sign(order.side) * fill
+            ep.fills.append((now, order.leg, fill, r.last_px))
+            ep.stages.setdefault(f"fill_{order.leg}", now)
+            out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
+                             fill, r.last_px, f"ExecID {r.exec_id} cum={order.cum_qty:g}/{order.qty}"))
+        elif not problems or problems[0][0] != "duplicate_exec_id":
+            stage = {"0": "ack", "4": "canceled", "8": "rejected", "C": "expired"}.get(r.exec_type, "report")
+            if stage == "ack":
+                ep.stages.setdefault(f"ack_{order.leg}", now)
+            out.append(Audit(now, stage, ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
+                             order.leaves_qty, order.price or 0.0,
+                             f"{order.state.name}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected"
+                                                      else "")))
+        if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
+            ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
+        return out + self._settle(ep, now)
+
+    def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
+        order = self._find(r.cl_ord_id, r.orig_cl_ord_id)
+        if order is None:
+            return [self._anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
+        out: list[Action] = []
+        problem = order.move(OrderEvent.CANCEL_REJECTED) if not order.done else None
+        if problem:
+            out.append(self._anomaly(now, "illegal_transition", order.cl_ord_id, problem))
+        out.append(Audit(now, "cancel_rejected", order.decision_id, order.cl_ord_id, order.instrument,
+                         self.instruments[order.instrument].account, order.side, order.leaves_qty, 0.0,
+                         f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip()))
+        return out + self._settle(self.episodes[order.decision_id], now)
+
+    def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
+        order = self._find(r.ref_id)
+        kind = "session Reject" if r.session_level else "BusinessMessageReject"
+        if order is None:
+            return [self._anomaly(now, "reject_unmatched", r.ref_id,
+                                  f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}")]
+        out: list[Action] = []
+        is_cancel = r.ref_id in self.cancel_ids
+        event = OrderEvent.CANCEL_REJECTED if is_cancel else OrderEvent.REJECTED
+        if not order.done:
+            problem = order.move(event)
+            if problem:
+                out.append(self._anomaly(now, "illegal_transition", order.cl_ord_id, problem))
+            if not is_cancel:
+                order.reject_reason, order.text = r.reason, r.text
+        out.append(Audit(now, "rejected", order.decision_id, order.cl_ord_id, order.instrument,
+                         self.instruments[order.instrument].account, order.side, order.qty, order.price or 0.0,
+                         f"{kind} reason={r.reason} {r.text}".strip()))
+        return out + self._settle(self.episodes[order.decision_id], now)
+
+    # ---- timers and commands ----------------------------------------------------------------
+    def _on_timer(self, t: TimerFired, now: float) -> list[Action]:
+        kind, _, did = t.key.partition(":")
+        ep = self.episodes.get(did)
+        if kind != "timeout" or ep is None or ep.terminal:
+            return []
+        out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
+        for leg in ep.legs.values():
+            for order in leg.orders:
+                out += self.cancel(order, now)
+        return out
+
+    def _on_command(self, c: Command, now: float) -> list[Action]:
+        if c.name == "kill":
+            self.killed = True
+            out: list[Action] = [Alert(now, "critical", "kill switch: cancelling all working orders"),
+                                 Audit(now, "kill_switch", detail="new episodes stopped")]
+            for order in self.orders.values():
+                out += self.cancel(order, now)
+            return out
+        if c.name == "resume":
+            self.killed = False
+            return [Audit(now, "resume", detail="new episodes allowed")]
+        return [self._anomaly(now, "unknown_command", "", f"command {c.name!r}")]
+
+    def _anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data) -> Anomaly:
+        self.anomaly_count += 1
+        return Anomaly(now, kind, cl_ord_id, detail, data)

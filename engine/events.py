@@ -1,0 +1,181 @@
+"""What goes into the sans-I/O core (events) and what comes out of it (actions).
+
+Shells (the simulator, the quickfix Application) turn FIX messages and timer fires into events,
+call ``EngineCore.handle(event, now)`` and carry out the actions it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+# ---- events ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """Top of book of one instrument, as the venue's market data last said."""
+
+    instrument: str
+    bid: float | None
+    bid_size: float
+    ask: float | None
+    ask_size: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExecReport:
+    """A parsed ExecutionReport (35=8)."""
+
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    order_id: str
+    exec_id: str
+    exec_type: str  # tag 150
+    ord_status: str  # tag 39
+    instrument: str
+    side: str
+    order_qty: float
+    cum_qty: float
+    leaves_qty: float
+    last_qty: float
+    last_px: float
+    avg_px: float
+    ord_rej_reason: int | None = None
+    text: str = ""
+    poss_dup: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReject:
+    """A parsed OrderCancelReject (35=9)."""
+
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    ord_status: str
+    reason: int | None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessReject:
+    """A BusinessMessageReject (35=j) or session Reject (35=3) that refers to one of our messages."""
+
+    venue: str
+    ref_msg_type: str
+    ref_id: str  # BusinessRejectRefID (ClOrdID for orders) when the venue gave one
+    reason: int | None
+    text: str = ""
+    session_level: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUp:
+    venue: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    venue: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An operator command: "kill" (cancel everything, stop new episodes) or "resume"."""
+
+    name: str
+
+
+Event = Quote | ExecReport | CancelReject | BusinessReject | SessionUp | SessionDown | TimerFired | Command
+
+
+# ---- actions --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SendOrder:
+    venue: str
+    cl_ord_id: str
+    instrument: str
+    symbol: str
+    side: str  # FIX 54: "1" buy, "2" sell
+    qty: int
+    price: float | None
+    ord_type: str  # FIX 40: "1" market, "2" limit
+    tif: str  # FIX 59: "0" day, "3" IOC, "4" FOK
+    account: str
+    decision_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendCancel:
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    instrument: str
+    symbol: str
+    side: str
+    qty: int
+    decision_id: str
+    account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    venue: str
+    instrument: str
+    symbol: str
+    req_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    at: float
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """One audit-trail row: a decision stage or an order event, with the core's time."""
+
+    ts: float
+    stage: str
+    decision_id: str = ""
+    cl_ord_id: str = ""
+    instrument: str = ""
+    account: str = ""
+    side: str = ""
+    qty: float = 0.0
+    price: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    ts: float
+    level: str
+    text: str
+    decision_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Something a counterparty did that the rules do not allow: recorded, never a crash."""
+
+    ts: float
+    kind: str
+    cl_ord_id: str
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+Action = SendOrder | SendCancel | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly

@@ -1,0 +1,177 @@
+"""Child-order state machine: one order's FIX 4.4 OrdStatus life, driven by execution reports.
+
+Rules (everything that moves an order lives in this file):
+- The state is the FIX OrdStatus as the engine believes it. Moves are looked up in TRANSITIONS,
+  keyed by (state, order event); an order event is derived from a report's ExecType (150) and
+  quantities, or is a local request (cancel or replace sent).
+- A fill is applied once per ExecID, whatever state it arrives in: quantities never lose a fill.
+  CumQty only grows, LeavesQty = OrderQty - CumQty while working and 0 when done, AvgPx is the
+  quantity-weighted mean of fills.
+- A report the table does not allow, a duplicate ExecID, a CumQty that disagrees with the fills, an
+  overfill: each becomes an anomaly naming the order, the state and the event. Never an exception.
+- After a cancel reject the order returns to what its fills say (New or PartiallyFilled).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from engine.events import ExecReport
+
+
+class OrdStatus(str, Enum):
+    PENDING_NEW = "A"
+    NEW = "0"
+    PARTIALLY_FILLED = "1"
+    FILLED = "2"
+    CANCELED = "4"
+    PENDING_CANCEL = "6"
+    REJECTED = "8"
+    EXPIRED = "C"
+    PENDING_REPLACE = "E"
+    REPLACED = "5"  # the state of the old order id once a replace took effect
+
+
+class OrderEvent(str, Enum):
+    ACK = "ack"  # ExecType 0 New
+    PARTIAL_FILL = "partial_fill"  # ExecType F with CumQty < OrderQty
+    FILL = "fill"  # ExecType F with CumQty >= OrderQty
+    CANCELED = "canceled"  # ExecType 4
+    REJECTED = "rejected"  # ExecType 8
+    EXPIRED = "expired"  # ExecType C
+    PENDING_CANCEL = "pending_cancel"  # ExecType 6 from the venue
+    PENDING_REPLACE = "pending_replace"  # ExecType E from the venue
+    REPLACED = "replaced"  # ExecType 5
+    STATUS = "status"  # ExecType I (order status) or D (restated): no move of its own
+    CANCEL_SENT = "cancel_sent"  # local: we sent OrderCancelRequest
+    REPLACE_SENT = "replace_sent"  # local: we sent OrderCancelReplaceRequest
+    CANCEL_REJECTED = "cancel_rejected"  # OrderCancelReject (9) received
+
+
+S, E = OrdStatus, OrderEvent
+TERMINAL = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.REPLACED})
+WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE, S.PENDING_NEW})
+# The marker RESTORE means: back to NEW or PARTIALLY_FILLED, as the fills say.
+RESTORE = "restore"
+
+TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
+    S.PENDING_NEW: {
+        E.ACK: S.NEW, E.REJECTED: S.REJECTED, E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED,
+        E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED, E.CANCEL_SENT: S.PENDING_CANCEL,
+        E.PENDING_CANCEL: S.PENDING_CANCEL, E.STATUS: S.PENDING_NEW,
+    },
+    S.NEW: {
+        E.ACK: S.NEW, E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED, E.CANCELED: S.CANCELED,
+        E.EXPIRED: S.EXPIRED, E.CANCEL_SENT: S.PENDING_CANCEL, E.REPLACE_SENT: S.PENDING_REPLACE,
+        E.PENDING_CANCEL: S.PENDING_CANCEL, E.PENDING_REPLACE: S.PENDING_REPLACE, E.STATUS: S.NEW,
+    },
+    S.PARTIALLY_FILLED: {
+        E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
+        E.CANCEL_SENT: S.PENDING_CANCEL, E.REPLACE_SENT: S.PENDING_REPLACE, E.PENDING_CANCEL: S.PENDING_CANCEL,
+        E.PENDING_REPLACE: S.PENDING_REPLACE, E.STATUS: S.PARTIALLY_FILLED,
+    },
+    S.PENDING_CANCEL: {
+        E.ACK: S.PENDING_CANCEL, E.PENDING_CANCEL: S.PENDING_CANCEL, E.PARTIAL_FILL: S.PENDING_CANCEL,
+        E.FILL: S.FILLED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED, E.CANCEL_REJECTED: RESTORE,
+        E.REJECTED: S.REJECTED, E.STATUS: S.PENDING_CANCEL,
+    },
+    S.PENDING_REPLACE: {
+        E.ACK: S.PENDING_REPLACE, E.PENDING_REPLACE: S.PENDING_REPLACE, E.PARTIAL_FILL: S.PENDING_REPLACE,
+        E.FILL: S.FILLED, E.REPLACED: S.REPLACED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
+        E.CANCEL_REJECTED: RESTORE, E.STATUS: S.PENDING_REPLACE,
+    },
+    # Terminal states accept only status reports; anything else is an anomaly (fills still count).
+    S.FILLED: {E.STATUS: S.FILLED},
+    S.CANCELED: {E.STATUS: S.CANCELED},
+    S.REJECTED: {E.STATUS: S.REJECTED},
+    S.EXPIRED: {E.STATUS: S.EXPIRED},
+    S.REPLACED: {E.STATUS: S.REPLACED},
+}
+
+_EXEC_TYPE_EVENTS = {
+    "0": E.ACK, "4": E.CANCELED, "8": E.REJECTED, "C": E.EXPIRED, "6": E.PENDING_CANCEL,
+    "E": E.PENDING_REPLACE, "5": E.REPLACED, "I": E.STATUS, "D": E.STATUS,
+}
+
+
+class ChildOrder:
+    """One order the engine sent, with the quantities the venue reported."""
+
+    __slots__ = ("cl_ord_id", "decision_id", "leg", "venue", "instrument", "side", "qty", "price", "state",
+                 "cum_qty", "avg_px", "exec_ids", "order_id", "reject_reason", "text", "purpose")
+
+    def __init__(self, cl_ord_id: str, decision_id: str, leg: str, venue: str, instrument: str, side: str,
+                 qty: int, price: float | None, purpose: str = "entry"):
+        self.cl_ord_id = cl_ord_id
+        self.decision_id = decision_id
+        self.leg = leg
+        self.venue = venue
+        self.instrument = instrument
+        self.side = side
+        self.qty = qty
+        self.price = price
+        self.state = S.PENDING_NEW
+        self.cum_qty = 0.0
+        self.avg_px = 0.0
+        self.exec_ids: set[str] = set()
+        self.order_id = ""
+        self.reject_reason: int | None = None
+        self.text = ""
+        self.purpose = purpose
+
+    @property
+    def leaves_qty(self) -> float:
+        return 0.0 if self.state in TERMINAL else max(self.qty - self.cum_qty, 0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    def move(self, event: OrderEvent) -> str | None:
+        """Apply a local or derived event; returns an anomaly description when the table forbids it."""
+        target = TRANSITIONS[self.state].get(event)
+        if target is None:
+            return f"{event.value} not allowed in state {self.state.name}"
+        if target == RESTORE:
+            target = S.PARTIALLY_FILLED if self.cum_qty > 0 else S.NEW
+        self.state = target  # type: ignore[assignment]
+        return None
+
+    def apply(self, rpt: ExecReport) -> tuple[float, list[tuple[str, str]]]:
+        """Apply one execution report. Returns (new fill quantity, [(anomaly kind, detail)])."""
+        anomalies: list[tuple[str, str]] = []
+        if rpt.exec_id in self.exec_ids:
+            return 0.0, [("duplicate_exec_id", f"ExecID {rpt.exec_id} already applied (PossDup={rpt.poss_dup})")]
+        self.exec_ids.add(rpt.exec_id)
+        if rpt.order_id:
+            self.order_id = rpt.order_id
+        fill = 0.0
+        if rpt.exec_type == "F":
+            if rpt.last_qty <= 0 or rpt.last_px <= 0:
+                anomalies.append(("bad_fill", f"LastQty={rpt.last_qty} LastPx={rpt.last_px} ignored"))
+                return 0.0, anomalies
+            fill = rpt.last_qty
+            new_cum = self.cum_qty + fill
+            self.avg_px = (self.avg_px * self.cum_qty + rpt.last_px * fill) / new_cum
+            self.cum_qty = new_cum
+            if abs(rpt.cum_qty - new_cum) > 1e-9:
+                anomalies.append(("cum_qty_mismatch", f"venue CumQty={rpt.cum_qty}, fills sum to {new_cum}"))
+            if new_cum > self.qty + 1e-9:
+                anomalies.append(("overfill", f"CumQty {new_cum} exceeds OrderQty {self.qty}"))
+            event = E.FILL if new_cum >= self.qty - 1e-9 else E.PARTIAL_FILL
+        else:
+            event = _EXEC_TYPE_EVENTS.get(rpt.exec_type)
+            if event is None:
+                anomalies.append(("unknown_exec_type", f"ExecType {rpt.exec_type!r} not understood"))
+                return 0.0, anomalies
+            if event is E.REJECTED:
+                self.reject_reason = rpt.ord_rej_reason
+                self.text = rpt.text
+        before = self.state
+        problem = self.move(event)
+        if problem:
+            anomalies.append(("illegal_transition", problem))
+        elif rpt.ord_status and rpt.exec_type != "I" and rpt.ord_status != self.state.value \
+                and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1")):
+            anomalies.append(("status_mismatch", f"venue OrdStatus={rpt.ord_status}, engine {self.state.name}"))
+        return fill, anomalies

@@ -1,0 +1,39 @@
+"""Pre-trade risk: order size, position (worst case, counting every order that could still fill),
+notional in CNY and price band. A breach means the order is not sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import Instrument, RiskLimits
+from engine.trigger import to_common
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    limit: str
+    instrument: str
+    detail: str
+
+
+def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, price: float,
+                reference: float, fx_rate: float, position: float, open_buy: float,
+                open_sell: float) -> Breach | None:
+    """The first limit this order would break, or None. `side_sign` is +1 buy, -1 sell."""
+    max_qty = limits.max_order_lots.get(inst.name)
+    if max_qty is not None and qty > max_qty:
+        return Breach("max_order_lots", inst.name, f"{qty} lots > {max_qty}")
+    max_pos = limits.max_position_lots.get(inst.name)
+    if max_pos is not None:
+        worst = position + open_buy + qty if side_sign > 0 else position - open_sell - qty
+        if abs(worst) > max_pos:
+            return Breach("max_position_lots", inst.name, f"worst-case position {worst:+g} lots beyond ±{max_pos}")
+    notional = qty * inst.lot_tonnes * to_common(price, inst, fx_rate)
+    if notional > limits.max_notional_cny:
+        return Breach("max_notional_cny", inst.name, f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
+    if reference > 0:
+        dev = abs(price - reference) / reference * 100.0
+        if dev > limits.price_band_pct:
+            return Breach("price_band_pct", inst.name,
+                          f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)")
+    return None

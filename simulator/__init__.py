@@ -1,0 +1,1 @@
+"""The discrete-event exchange simulator (simpy): venues, links, prices, scenarios and the runner."""

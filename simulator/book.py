@@ -1,0 +1,118 @@
+"""A price-time-priority limit order book with matching: limit, market, IOC/FAK, FOK and cancel.
+
+Prices are held as whole ticks so that levels compare exactly. The book knows nothing of FIX; the
+venue turns its fills and cancels into execution reports.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+
+BUY, SELL = "1", "2"
+
+
+@dataclass(slots=True)
+class BookOrder:
+    order_id: str
+    owner: str  # "mm" for background liquidity, else the session's name
+    side: str
+    ticks: int | None  # None for a market order
+    qty: int
+    tif: str = "0"  # FIX 59: 0 day, 1 GTC, 3 IOC, 4 FOK
+    cum: int = 0
+    live: bool = True
+
+    @property
+    def leaves(self) -> int:
+        return self.qty - self.cum
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    resting: BookOrder
+    aggressor: BookOrder
+    qty: int
+    ticks: int
+
+
+class OrderBook:
+    def __init__(self, symbol: str):
+        self.symbol = symbol
+        self.levels: dict[str, dict[int, deque[BookOrder]]] = {BUY: {}, SELL: {}}
+        self.prices: dict[str, list[int]] = {BUY: [], SELL: []}  # ascending tick lists
+        self.orders: dict[str, BookOrder] = {}
+
+    def best(self, side: str) -> tuple[int, int] | None:
+        """(ticks, total qty) at the best level of `side`, or None when empty."""
+        prices = self.prices[side]
+        if not prices:
+            return None
+        px = prices[-1] if side == BUY else prices[0]
+        return px, sum(o.leaves for o in self.levels[side][px])
+
+    def depth(self, side: str, limit_ticks: int | None) -> int:
+        """Quantity on `side` that an opposite order limited at `limit_ticks` could take."""
+        total = 0
+        for px, q in self.levels[side].items():
+            if limit_ticks is None or (px >= limit_ticks if side == BUY else px <= limit_ticks):
+                total += sum(o.leaves for o in q)
+        return total
+
+    def submit(self, order: BookOrder) -> tuple[list[Trade], bool]:
+        """Match `order`; rest what is left if it is a day/GTC limit. Returns (trades, rested)."""
+        opposite = SELL if order.side == BUY else BUY
+        if order.tif == "4" and self.depth(opposite, order.ticks) < order.qty:
+            order.live = False
+            return [], False
+        trades: list[Trade] = []
+        prices = self.prices[opposite]
+        while order.leaves > 0 and prices:
+            px = prices[0] if order.side == BUY else prices[-1]
+            if order.ticks is not None and (px > order.ticks if order.side == BUY else px < order.ticks):
+                break
+            queue = self.levels[opposite][px]
+            while queue and order.leaves > 0:
+                resting = queue[0]
+                qty = min(resting.leaves, order.leaves)
+                resting.cum += qty
+                order.cum += qty
+                trades.append(Trade(resting, order, qty, px))
+                if resting.leaves == 0:
+                    resting.live = False
+                    queue.popleft()
+                    del self.orders[resting.order_id]
+            if not queue:
+                del self.levels[opposite][px]
+                prices.remove(px)
+        rested = False
+        if order.leaves > 0:
+            if order.ticks is not None and order.tif in ("0", "1"):
+                self._rest(order)
+                rested = True
+            else:
+                order.live = False
+        else:
+            order.live = False
+        return trades, rested
+
+    def _rest(self, order: BookOrder) -> None:
+        level = self.levels[order.side].get(order.ticks)
+        if level is None:
+            level = self.levels[order.side][order.ticks] = deque()
+            bisect.insort(self.prices[order.side], order.ticks)
+        level.append(order)
+        self.orders[order.order_id] = order
+
+    def cancel(self, order_id: str) -> BookOrder | None:
+        order = self.orders.pop(order_id, None)
+        if order is None:
+            return None
+        queue = self.levels[order.side][order.ticks]
+        queue.remove(order)
+        if not queue:
+            del self.levels[order.side][order.ticks]
+            self.prices[order.side].remove(order.ticks)
+        order.live = False
+        return order

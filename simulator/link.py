@@ -1,0 +1,45 @@
+"""Network links: one per venue and direction, delivering FIX strings after a drawn latency, in order
+(TCP never reorders: a message is never delivered before the one sent ahead of it)."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import simpy
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """constant: `floor` seconds. lognormal: floor + a lognormal jitter with median `median`, shape `sigma`."""
+
+    dist: str
+    floor: float
+    median: float = 0.0
+    sigma: float = 0.0
+
+    def draw(self, rng: random.Random) -> float:
+        if self.dist == "constant":
+            return self.floor
+        return self.floor + self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0))
+
+
+class Link:
+    def __init__(self, env: simpy.Environment, name: str, latency: Latency, rng: random.Random,
+                 deliver: Callable[[str], None]):
+        self.env = env
+        self.name = name
+        self.latency = latency
+        self.rng = rng
+        self.deliver = deliver
+        self.last_arrival = 0.0
+        self.sent = 0
+
+    def send(self, raw: str) -> None:
+        arrival = max(self.env.now + self.latency.draw(self.rng), self.last_arrival)
+        self.last_arrival = arrival
+        self.sent += 1
+        ev = self.env.timeout(arrival - self.env.now)
+        ev.callbacks.append(lambda _ev, raw=raw: self.deliver(raw))

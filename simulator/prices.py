@@ -1,0 +1,50 @@
+"""Fair values for the copper pair and USD/CNY: a world price and FX as random walks, and the local
+price cointegrated with them (world x lb/t x FX + premium + a mean-reverting spread)."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+LB_PER_TONNE = 2204.62
+
+
+@dataclass(frozen=True, slots=True)
+class PriceConfig:
+    step: float  # seconds between fair-value updates
+    world: str  # instrument quoted in USD/lb (the driver)
+    world_start: float
+    world_vol_bp: float  # volatility, basis points per sqrt(second)
+    fx: str
+    fx_start: float
+    fx_vol_bp: float
+    local: str  # instrument quoted in CNY/t
+    premium: float  # CNY/t
+    spread_mean: float  # CNY/t around which the local-world spread reverts
+    spread_sigma: float  # CNY/t per sqrt(second)
+    half_life: float  # seconds
+
+
+class PriceProcess:
+    def __init__(self, cfg: PriceConfig, rng: random.Random):
+        self.cfg = cfg
+        self.rng = rng
+        self.world = cfg.world_start
+        self.fx = cfg.fx_start
+        self.spread = cfg.spread_mean
+        self.kappa = math.log(2) / cfg.half_life
+
+    def fair(self) -> dict[str, float]:
+        local = self.world * LB_PER_TONNE * self.fx + self.cfg.premium + self.spread
+        return {self.cfg.world: self.world, self.cfg.fx: self.fx, self.cfg.local: local}
+
+    def step(self) -> dict[str, float]:
+        c, dt, g = self.cfg, self.cfg.step, self.rng.gauss
+        sq = math.sqrt(dt)
+        self.world *= math.exp(c.world_vol_bp * 1e-4 * sq * g(0.0, 1.0))
+        self.fx *= math.exp(c.fx_vol_bp * 1e-4 * sq * g(0.0, 1.0))
+        decay = math.exp(-self.kappa * dt)
+        noise = c.spread_sigma * math.sqrt((1 - decay * decay) / (2 * self.kappa)) * g(0.0, 1.0)
+        self.spread = c.spread_mean + (self.spread - c.spread_mean) * decay + noise
+        return self.fair()

@@ -1,0 +1,179 @@
+"""Runs one scenario with one seed in virtual time and produces its report, wire log and audit trail."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import simpy
+
+from engine.core import EngineCore
+from engine.episode import Episode
+from simulator.link import Link
+from simulator.prices import PriceProcess
+from simulator.rng import fork
+from simulator.scenario import Scenario
+from simulator.shell import AUDIT_COLUMNS, SimEngineShell
+from simulator.transport import WireLog
+from simulator.venue import Venue
+
+
+@dataclass
+class RunResult:
+    report: dict
+    messages: list[str]
+    audit: list[tuple]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
+
+
+def distribution(values: list[float]) -> dict:
+    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values) if values else None}
+
+
+def run(scenario: Scenario, seed: int | None = None) -> RunResult:
+    seed = scenario.seed if seed is None else seed
+    env = simpy.Environment()
+    log = WireLog()
+    core = EngineCore(scenario.engine)
+    shell = SimEngineShell(env, core, scenario.venues, log)
+    venues: dict[str, Venue] = {}
+    for name, vcfg in scenario.venues.items():
+        insts = [i for i in scenario.engine.instruments.values() if i.venue == name]
+        venue = Venue(env, vcfg, insts, fork(seed, f"venue:{name}"), log)
+        venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
+                                  lambda raw, n=name: shell.receive(n, raw))
+        shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive)
+        venues[name] = venue
+    prices = PriceProcess(scenario.prices, fork(seed, "prices"))
+
+    def market():
+        fair = prices.fair()
+        while True:
+            for v in venues.values():
+                v.on_fair(fair)
+            yield env.timeout(scenario.prices.step)
+            fair = prices.step()
+
+    env.process(market())
+    shell.start()
+    env.run(until=scenario.duration)
+    report = build_report(scenario, seed, core, shell, venues, log)
+    return RunResult(report, log.lines, shell.audit)
+
+
+def _episode_row(ep: Episode, core: EngineCore) -> dict:
+    st = ep.stages
+    ms = {k: round((v - st["signal"]) * 1e3, 6) for k, v in st.items()}
+    acks = [st.get("ack_A"), st.get("ack_B")]
+    slippage = {}
+    for name, leg in ep.legs.items():
+        inst = core.instruments[leg.instrument]
+        entry = [o for o in leg.orders if o.purpose == "entry" and o.cum_qty > 0]
+        if entry:
+            avg = sum(o.avg_px * o.cum_qty for o in entry) / sum(o.cum_qty for o in entry)
+            slippage[name] = round((avg - ep.trigger_prices[name]) * leg.sign / inst.tick, 6)
+    return {
+        "decision_id": ep.decision_id, "side": ep.side, "signal_value": ep.signal_value, "outcome": ep.state.value,
+        "reason": ep.reason, "stages_ms": ms,
+        "signal_to_acks_ms": round((max(acks) - st["signal"]) * 1e3, 6) if None not in acks else None,
+        "signal_to_terminal_ms": ms.get("terminal"),
+        "legs": {n: {"instrument": leg.instrument, "side": leg.side, "target": leg.target, "filled": leg.filled,
+                     "orders": [o.cl_ord_id for o in leg.orders]} for n, leg in ep.legs.items()},
+        "residual_t": round(ep.residual_tonnes, 6), "naked_t": round(ep.naked_tonnes(), 6),
+        "slippage_ticks": slippage,
+    }
+
+
+def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngineShell, venues: dict[str, Venue],
+                 log: WireLog) -> dict:
+    episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
+    outcomes: dict[str, int] = {}
+    for e in episodes:
+        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    venue_pos: dict[str, float] = {}
+    for v in venues.values():
+        for symbol, lots in v.engine_positions().items():
+            inst = next(i for i in core.instruments.values() if i.symbol == symbol and i.venue == v.cfg.name)
+            venue_pos[inst.name] = venue_pos.get(inst.name, 0.0) + lots
+    engine_pos = {k: v for k, v in core.positions.items() if v}
+    compute_us = [n / 1e3 for n in shell.compute_ns]
+    report = {
+        "scenario": scenario.name, "file": str(scenario.path), "seed": seed, "duration_s": scenario.duration,
+        "run_hash": log.digest(),
+        "episodes": episodes, "outcomes": outcomes,
+        "timings": {
+            "signal_to_acks_ms": distribution([e["signal_to_acks_ms"] for e in episodes
+                                               if e["signal_to_acks_ms"] is not None]),
+            "signal_to_terminal_ms": distribution([e["signal_to_terminal_ms"] for e in episodes
+                                                   if e["signal_to_terminal_ms"] is not None]),
+        },
+        "positions": {"engine": engine_pos, "venues": {k: v for k, v in venue_pos.items() if v}},
+        "fills_match_positions": engine_pos == {k: v for k, v in venue_pos.items() if v},
+        "anomalies": {"count": len(shell.anomalies),
+                      "first": [f"{a.kind}: {a.detail}" for a in shell.anomalies[:20]]},
+        "alerts": [a.text for a in shell.alerts[:50]],
+        "counters": {"messages": len(log.lines), "orders_sent": shell.orders_sent,
+                     "stale_skips": core.trigger.stale_skips,
+                     "venue_rejects": sum(v.rejects_sent for v in venues.values())},
+        # wall-clock figures: informative only, never part of run_hash or a verdict
+        "wall": {"engine_compute_us": distribution(compute_us)},
+    }
+    report["expectations"] = evaluate(scenario.expect, report)
+    report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
+    report["replay"] = f"xmc run {scenario.path} --seed {seed}"
+    return report
+
+
+def evaluate(expect: dict, report: dict) -> list[dict]:
+    out = []
+
+    def check(key: str, expected, actual, ok: bool) -> None:
+        out.append({"key": key, "expected": expected, "actual": actual, "verdict": "pass" if ok else "fail"})
+
+    outcomes, episodes = report["outcomes"], report["episodes"]
+    if "min_episodes" in expect:
+        check("min_episodes", expect["min_episodes"], len(episodes), len(episodes) >= expect["min_episodes"])
+    if expect.get("all_terminal"):
+        open_ = sum(n for k, n in outcomes.items() if k in ("NEW", "WORKING", "LEGGED"))
+        check("all_terminal", 0, open_, open_ == 0)
+    for outcome, n in expect.get("outcomes_at_least", {}).items():
+        check(f"outcomes_at_least.{outcome}", n, outcomes.get(outcome, 0), outcomes.get(outcome, 0) >= n)
+    for outcome, n in expect.get("outcomes_at_most", {}).items():
+        check(f"outcomes_at_most.{outcome}", n, outcomes.get(outcome, 0), outcomes.get(outcome, 0) <= n)
+    if "max_p99_signal_to_acks_ms" in expect:
+        p99 = report["timings"]["signal_to_acks_ms"]["p99"]
+        check("max_p99_signal_to_acks_ms", expect["max_p99_signal_to_acks_ms"], p99,
+              p99 is not None and p99 <= expect["max_p99_signal_to_acks_ms"])
+    if "max_anomalies" in expect:
+        n = report["anomalies"]["count"]
+        check("max_anomalies", expect["max_anomalies"], n, n <= expect["max_anomalies"])
+    if expect.get("fills_match_positions", True):
+        check("fills_match_positions", True, report["fills_match_positions"], report["fills_match_positions"])
+    return out
+
+
+def write_artifacts(result: RunResult, out: Path) -> None:
+    """messages.log (one wire message per line, as sent), audit.parquet and report.json in `out`."""
+    import polars as pl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "messages.log", "w", encoding="ascii", newline="\n") as fh:
+        for raw in result.messages:
+            fh.write(raw + "\n")
+    columns = list(zip(*result.audit)) if result.audit else [[] for _ in AUDIT_COLUMNS]
+    schema = {"seq": pl.Int64, "ts": pl.Float64, "stage": pl.Utf8, "decision_id": pl.Utf8, "cl_ord_id": pl.Utf8,
+              "instrument": pl.Utf8, "account": pl.Utf8, "side": pl.Utf8, "qty": pl.Float64, "price": pl.Float64,
+              "detail": pl.Utf8}
+    pl.DataFrame({c: list(v) for c, v in zip(AUDIT_COLUMNS, columns)}, schema=schema).write_parquet(
+        out / "audit.parquet")
+    (out / "report.json").write_text(json.dumps(result.report, indent=2, sort_keys=True))

@@ -1,0 +1,179 @@
+"""Scenario files (TOML): read and validate fully before anything runs.
+
+Every problem is reported with the file, the key and what to write instead (ConfigError).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import ConfigError, EngineConfig, Section, non_negative, positive, read_engine
+from engine.fix import dictionary
+from simulator.link import Latency
+from simulator.prices import PriceConfig
+
+EXPECT_KEYS = {
+    "min_episodes": (int, "a whole number of episodes >= 0"),
+    "all_terminal": (bool, "true or false"),
+    "outcomes_at_least": (dict, "a table such as { BALANCED = 3 }"),
+    "outcomes_at_most": (dict, "a table such as { ESCALATED = 0 }"),
+    "max_p99_signal_to_acks_ms": (float, "milliseconds > 0"),
+    "max_anomalies": (int, "a whole number >= 0"),
+    "fills_match_positions": (bool, "true or false"),
+}
+OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidity:
+    levels: int
+    size_min: int
+    size_max: int
+    half_spread_ticks: int
+    level_gap_ticks: int
+
+
+@dataclass(frozen=True, slots=True)
+class VenueConfig:
+    name: str
+    dictionary: str
+    comp_id: str
+    md_interval: float  # seconds between conflated market-data publications (0: every change)
+    price_band_pct: float  # orders beyond this % of the reference price are rejected (daily limit)
+    trading: bool
+    liquidity: Liquidity
+    up: Latency  # engine -> venue
+    down: Latency  # venue -> engine
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    path: Path
+    name: str
+    description: str
+    duration: float
+    seed: int
+    venues: dict[str, VenueConfig]
+    prices: PriceConfig
+    engine: EngineConfig
+    expect: dict
+
+
+def _latency(sec: Section, name: str) -> Latency:
+    s = sec.sub(name)
+    dist = s.get("dist", str, choices=("constant", "lognormal"))
+    if dist == "constant":
+        lat = Latency("constant", s.get("ms", float, check=non_negative, hint="one-way milliseconds >= 0") / 1e3)
+    else:
+        lat = Latency("lognormal",
+                      s.get("floor_ms", float, check=non_negative, hint="the propagation floor in ms, >= 0") / 1e3,
+                      s.get("median_ms", float, check=positive, hint="median jitter above the floor, ms > 0") / 1e3,
+                      s.get("sigma", float, check=non_negative, hint="lognormal shape >= 0, e.g. 0.8 for a fat tail"))
+    s.finish()
+    return lat
+
+
+def _venue(name: str, sec: Section) -> VenueConfig:
+    dict_name = sec.get("dictionary", str, hint=f"one of {', '.join(['FIX44', *dictionary.available()])}")
+    if dict_name and dict_name != "FIX44" and dict_name not in dictionary.available():
+        sec.problem("dictionary", f"names no dictionary in fix_specs/ ({dict_name!r})",
+                    f"write one of {', '.join(['FIX44', *dictionary.available()])}")
+    liq = sec.sub("liquidity", optional=True)
+    liquidity = Liquidity(
+        levels=liq.get("levels", int, 5, check=positive, hint="book levels per side >= 1"),
+        size_min=liq.get("size_min", int, 5, check=positive, hint="lots >= 1"),
+        size_max=liq.get("size_max", int, 30, check=positive, hint="lots >= size_min"),
+        half_spread_ticks=liq.get("half_spread_ticks", int, 1, check=positive, hint="ticks >= 1"),
+        level_gap_ticks=liq.get("level_gap_ticks", int, 1, check=positive, hint="ticks >= 1"),
+    )
+    if liquidity.size_max < liquidity.size_min:
+        liq.problem("size_max", f"({liquidity.size_max}) is below size_min ({liquidity.size_min})",
+                    "set size_max >= size_min")
+    liq.finish()
+    cfg = VenueConfig(
+        name=name, dictionary=dict_name, comp_id=sec.get("comp_id", str, name),
+        md_interval=sec.get("md_interval_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
+        price_band_pct=sec.get("price_band_pct", float, 100.0, check=positive, hint="a percentage > 0"),
+        trading=sec.get("trading", bool, True), liquidity=liquidity,
+        up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
+    )
+    sec.finish()
+    return cfg
+
+
+def _prices(root: Section, instruments: set[str]) -> PriceConfig:
+    p = root.sub("prices")
+
+    def inst(sec: Section) -> str:
+        name = sec.get("instrument", str)
+        if name and name not in instruments:
+            sec.problem("instrument", f"names unknown instrument {name!r}", f"use one of {', '.join(sorted(instruments))}")
+        return name
+
+    w, fx, loc = p.sub("world"), p.sub("fx"), p.sub("local")
+    cfg = PriceConfig(
+        step=p.get("step_ms", float, 100.0, check=positive, hint="milliseconds > 0") / 1e3,
+        world=inst(w), world_start=w.get("start", float, check=positive, hint="a price > 0 (USD/lb)"),
+        world_vol_bp=w.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
+        fx=inst(fx), fx_start=fx.get("start", float, check=positive, hint="a rate > 0 (CNY per USD)"),
+        fx_vol_bp=fx.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
+        local=inst(loc), premium=loc.get("premium", float, 0.0),
+        spread_mean=loc.get("spread_mean", float, 0.0),
+        spread_sigma=loc.get("spread_sigma", float, check=non_negative, hint="CNY/t per sqrt(second), >= 0"),
+        half_life=loc.get("half_life_s", float, check=positive, hint="seconds > 0"),
+    )
+    for s in (w, fx, loc, p):
+        s.finish()
+    return cfg
+
+
+def _expect(root: Section) -> dict:
+    e = root.sub("expect")
+    out = {}
+    for key, (type_, hint) in EXPECT_KEYS.items():
+        if e.has(key):
+            out[key] = e.get(key, type_, hint=hint)
+    for key in ("outcomes_at_least", "outcomes_at_most"):
+        for outcome, n in out.get(key, {}).items():
+            if outcome not in OUTCOMES:
+                e.problem(f"{key}.{outcome}", "is not an episode outcome", f"use one of {', '.join(OUTCOMES)}")
+            elif not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                e.problem(f"{key}.{outcome}", f"is {n!r}", "write a whole number >= 0")
+    e.finish()
+    return out
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raises ConfigError naming the file, every key and the fix."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), [_p("", "file not found", "give the path of a scenario .toml file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [_p("", f"cannot be read ({exc})", "give a readable UTF-8 TOML file")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [_p("", f"is not valid TOML ({exc})", "fix the TOML syntax at that line")]) from None
+    problems: list = []
+    root = Section(data, "", problems)
+    sc = root.sub("scenario")
+    name = sc.get("name", str, path.stem)
+    description = sc.get("description", str, hint="one line saying what the scenario proves")
+    duration = sc.get("duration_s", float, check=positive, hint="virtual seconds > 0")
+    seed = sc.get("seed", int, 1)
+    sc.finish()
+    venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
+    engine = read_engine(root, set(venues))
+    prices = _prices(root, set(engine.instruments))
+    expect = _expect(root)
+    root.finish()
+    if problems:
+        raise ConfigError(str(path), problems)
+    return Scenario(path, name, description, duration, seed, venues, prices, engine, expect)
+
+
+def _p(key: str, what: str, fix: str):
+    from engine.config import Problem
+    return Problem(key or "(file)", what, fix)

@@ -1,0 +1,114 @@
+"""The virtual-time shell around EngineCore: FIX strings from the links in, actions carried out in simpy.
+
+It is to the simulator what the quickfix Application is to production: it parses and validates
+what arrives (answering malformed messages as FIX says), hands events to the core with the
+virtual time, and turns the core's actions into FIX messages, simpy timers and audit rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import simpy
+
+from engine.core import EngineCore
+from engine.events import (Alert, Anomaly, Audit, BusinessReject, CancelTimer, Event, SendCancel, SendOrder,
+                           SessionUp, SetTimer, Subscribe, TimerFired)
+from engine.fix import dictionary
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, get
+from simulator.transport import SessionEnd, WireLog
+from simulator.venue import ENGINE_COMP_ID
+
+AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
+                 "detail")
+
+
+class SimEngineShell:
+    def __init__(self, env: simpy.Environment, core: EngineCore, venues: dict, log: WireLog):
+        self.env = env
+        self.core = core
+        self.log = log
+        self.sessions: dict[str, SessionEnd] = {}
+        for name, vcfg in venues.items():
+            symbols = {i.name: i.symbol for i in core.instruments.values() if i.venue == name}
+            codec = FixCodec(dictionary.load(vcfg.dictionary), ENGINE_COMP_ID, vcfg.comp_id, symbols)
+            self.sessions[name] = SessionEnd(env, codec, log)
+        self.timers: dict[str, int] = {}
+        self.timer_gen = 0
+        self.audit: list[tuple] = []
+        self.anomalies: list[Anomaly] = []
+        self.alerts: list[Alert] = []
+        self.compute_ns: list[int] = []
+        self.orders_sent = 0
+
+    def start(self) -> None:
+        for session in self.sessions.values():
+            session.send(session.codec.message("A", [(98, "0"), (108, "30")]))
+
+    # ---- inbound ----------------------------------------------------------------------------
+    def receive(self, venue: str, raw: str) -> None:
+        session = self.sessions[venue]
+        try:
+            msg = session.receive(raw)
+        except FixParseError as err:
+            self._record(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
+            session.reject(err)
+            return
+        msg_type = get(msg.getHeader(), 35)
+        if msg_type == "A":
+            self.dispatch(SessionUp(venue))
+            return
+        for event in session.codec.decode(msg, venue):
+            if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
+                event = BusinessReject(event.venue, event.ref_msg_type, session.sent.get(int(event.ref_id), ""),
+                                       event.reason, event.text, True)
+            self.dispatch(event)
+
+    def dispatch(self, event: Event) -> None:
+        t0 = time.perf_counter_ns()
+        actions = self.core.handle(event, self.env.now)
+        self.compute_ns.append(time.perf_counter_ns() - t0)
+        self.execute(actions)
+
+    # ---- outbound ---------------------------------------------------------------------------
+    def execute(self, actions: list) -> None:
+        for a in actions:
+            kind = type(a)
+            if kind is SendOrder or kind is SendCancel or kind is Subscribe:
+                session = self.sessions[a.venue]
+                session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
+                if kind is SendOrder:
+                    self.orders_sent += 1
+            elif kind is Audit:
+                self._audit(a)
+            elif kind is SetTimer:
+                self._set_timer(a)
+            elif kind is CancelTimer:
+                self.timers.pop(a.key, None)
+            elif kind is Anomaly:
+                self._record(a)
+            elif kind is Alert:
+                self.alerts.append(a)
+                self.log.event(a.ts, f"alert {a.level} {a.text}")
+
+    def _audit(self, a: Audit) -> None:
+        row = (len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account, a.side,
+               float(a.qty), float(a.price), a.detail)
+        self.audit.append(row)
+        self.log.event(a.ts, "audit " + "|".join(map(str, row[2:])))
+
+    def _record(self, a: Anomaly) -> None:
+        self.anomalies.append(a)
+        self._audit(Audit(a.ts, "anomaly", cl_ord_id=a.cl_ord_id, detail=f"{a.kind}: {a.detail}"))
+
+    def _set_timer(self, t: SetTimer) -> None:
+        self.timer_gen += 1
+        gen = self.timers[t.key] = self.timer_gen
+        ev = self.env.timeout(max(t.at - self.env.now, 0.0))
+        ev.callbacks.append(lambda _e, key=t.key, gen=gen: self._fire(key, gen))
+
+    def _fire(self, key: str, gen: int) -> None:
+        if self.timers.get(key) != gen:
+            return  # cancelled or re-armed since
+        del self.timers[key]
+        self.dispatch(TimerFired(key))

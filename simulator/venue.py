@@ -1,0 +1,262 @@
+"""A simulated exchange: order books with matching, background liquidity that follows the fair value,
+a market-data publisher, and a FIX session to the engine in which every message is real FIX 4.4
+built and parsed by quickfix against the venue's dictionary."""
+
+from __future__ import annotations
+
+import random
+
+import simpy
+
+from engine.config import Instrument
+from engine.fix import dictionary
+from engine.fix.codec import GROUPS, VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty, get
+from simulator.book import BUY, BookOrder, OrderBook
+from simulator.scenario import VenueConfig
+from simulator.transport import SessionEnd, WireLog
+
+ENGINE_COMP_ID = "XMC"
+
+
+class ClientOrder:
+    __slots__ = ("cl_ord_id", "order_id", "symbol", "side", "qty", "price", "account", "book_order", "cum",
+                 "notional", "status")
+
+    def __init__(self, cl_ord_id, order_id, symbol, side, qty, price, account, book_order):
+        self.cl_ord_id, self.order_id, self.symbol, self.side = cl_ord_id, order_id, symbol, side
+        self.qty, self.price, self.account, self.book_order = qty, price, account, book_order
+        self.cum, self.notional, self.status = 0, 0.0, "0"
+
+
+class Venue:
+    def __init__(self, env: simpy.Environment, cfg: VenueConfig, instruments: list[Instrument],
+                 rng: random.Random, log: WireLog):
+        self.env = env
+        self.cfg = cfg
+        self.rng = rng
+        self.log = log
+        self.instruments = {i.symbol: i for i in instruments}
+        vd = dictionary.load(cfg.dictionary)
+        self.codec = FixCodec(vd, cfg.comp_id, ENGINE_COMP_ID, {i.name: i.symbol for i in instruments})
+        self.session = SessionEnd(env, self.codec, log)
+        self.books = {s: OrderBook(s) for s in self.instruments}
+        self.reference: dict[str, float] = {}  # price-band reference per symbol (the first fair value)
+        self.mm_orders: dict[str, list[str]] = {s: [] for s in self.instruments}
+        self.orders: dict[str, ClientOrder] = {}  # by ClOrdID
+        self.by_order_id: dict[str, ClientOrder] = {}
+        self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
+        self.published: dict[str, tuple] = {}
+        self.dirty: set[str] = set()
+        self.ids = 0
+        self.fills: list[tuple[str, str, str, int, float]] = []  # (ClOrdID, symbol, side, qty, px)
+        self.logged_on = False
+        self.rejects_sent = 0
+        if cfg.md_interval > 0:
+            env.process(self._publisher())
+
+    def _id(self, prefix: str) -> str:
+        self.ids += 1
+        return f"{self.cfg.name[:2]}{prefix}{self.ids}"
+
+    # ---- background liquidity ---------------------------------------------------------------
+    def on_fair(self, fair: dict[str, float]) -> None:
+        """Re-quote the background market maker around the new fair values."""
+        liq = self.cfg.liquidity
+        for symbol, inst in self.instruments.items():
+            value = fair.get(inst.name)
+            if value is None:
+                continue
+            self.reference.setdefault(symbol, value)
+            book = self.books[symbol]
+            for oid in self.mm_orders[symbol]:
+                book.cancel(oid)
+            self.mm_orders[symbol] = []
+            center = round(value / inst.tick)
+            for k in range(liq.levels):
+                offset = liq.half_spread_ticks + k * liq.level_gap_ticks
+                for side, ticks in ((BUY, center - offset), ("2", center + offset)):
+                    order = BookOrder(self._id("M"), "mm", side, ticks, self.rng.randint(liq.size_min, liq.size_max))
+                    self._match(symbol, order)
+                    if order.live:
+                        self.mm_orders[symbol].append(order.order_id)
+            self.dirty.add(symbol)
+        if self.cfg.md_interval == 0:
+            self.publish()
+
+    # ---- inbound FIX ------------------------------------------------------------------------
+    def receive(self, raw: str) -> None:
+        try:
+            msg = self.session.receive(raw)
+        except FixParseError as err:
+            self.rejects_sent += 1
+            self.log.event(self.env.now, f"{self.cfg.name} rejects: {err}")
+            self.session.reject(err)
+            return
+        msg_type = get(msg.getHeader(), 35)
+        handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "V": self._on_md_request,
+                   "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
+        if handler is None:
+            self.session.reject(FixParseError("business", 3, f"MsgType {msg_type} not supported by this venue",
+                                              msg_type, int(get(msg.getHeader(), 34, "0"))))
+            return
+        handler(msg)
+        if self.cfg.md_interval == 0 and self.dirty:
+            self.publish()
+
+    def _on_logon(self, msg) -> None:
+        self.logged_on = True
+        self.session.send(self.codec.message("A", [(98, "0"), (108, get(msg, 108, "30"))]))
+
+    def _reject_order(self, msg, reason: int, text: str) -> None:
+        fields = [(37, "NONE"), (11, get(msg, 11)), (17, self._id("X")), (150, "8"), (39, "8"),
+                  (55, get(msg, 55)), (54, get(msg, 54)), (38, get(msg, 38, "0")), (151, "0"), (14, "0"),
+                  (6, "0"), (103, str(reason)), (58, text), (60, fix_time(VIRTUAL_EPOCH + self.env.now))]
+        self.session.send(self.codec.message("8", fields))
+
+    def _on_new_order(self, msg) -> None:
+        cl_ord_id, symbol = get(msg, 11), get(msg, 55)
+        if not self.cfg.trading:
+            self.session.reject(FixParseError("business", 4, "this venue publishes market data only", "D",
+                                              int(get(msg.getHeader(), 34, "0")), ref_id=cl_ord_id))
+            return
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            return self._reject_order(msg, 1, f"unknown symbol {symbol}")
+        if cl_ord_id in self.orders:
+            return self._reject_order(msg, 6, f"duplicate ClOrdID {cl_ord_id}")
+        qty = float(get(msg, 38, "0"))
+        if qty <= 0 or not qty.is_integer():
+            return self._reject_order(msg, 99, f"OrderQty {get(msg, 38)} must be a whole number of lots > 0")
+        ord_type = get(msg, 40)
+        price = float(get(msg, 44)) if msg.isSetField(44) else None
+        ticks = None
+        if ord_type == "2":
+            if price is None:
+                return self._reject_order(msg, 99, "limit order without Price (44)")
+            ticks = round(price / inst.tick)
+            if abs(ticks * inst.tick - price) > inst.tick * 1e-6:
+                return self._reject_order(msg, 99, f"price {price} is not on the tick grid of {inst.tick}")
+            ref = self.reference.get(symbol)
+            if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
+                return self._reject_order(msg, 99, f"price {price} outside the daily limit band "
+                                          f"±{self.cfg.price_band_pct}% of {ref:.4f}")
+        elif ord_type != "1":
+            return self._reject_order(msg, 11, f"OrdType {ord_type} not supported")
+        order_id = self._id("O")
+        book_order = BookOrder(order_id, "engine", get(msg, 54), ticks, int(qty), get(msg, 59, "0"))
+        co = ClientOrder(cl_ord_id, order_id, symbol, book_order.side, int(qty), price, get(msg, 1), book_order)
+        self.orders[cl_ord_id] = co
+        self.by_order_id[order_id] = co
+        self._exec(co, "0", "0")
+        self._match(symbol, book_order)
+        if not book_order.live and co.cum < co.qty:  # IOC/FOK/market remainder
+            co.status = "4"
+            self._exec(co, "4", "4")
+
+    def _match(self, symbol: str, order: BookOrder) -> None:
+        inst = self.instruments[symbol]
+        trades, _ = self.books[symbol].submit(order)
+        for t in trades:
+            px = round(t.ticks * inst.tick, 10)
+            for side_order in (t.resting, t.aggressor):
+                if side_order.owner == "engine":
+                    co = self.by_order_id[side_order.order_id]
+                    co.cum += t.qty
+                    co.notional += t.qty * px
+                    co.status = "2" if co.cum >= co.qty else "1"
+                    self.fills.append((co.cl_ord_id, symbol, co.side, t.qty, px))
+                    self._exec(co, "F", co.status, t.qty, px)
+        if trades:
+            self.dirty.add(symbol)
+        elif order.live:
+            self.dirty.add(symbol)
+
+    def _exec(self, co: ClientOrder, exec_type: str, status: str, last_qty: int = 0, last_px: float = 0.0,
+              cl_ord_id: str = "", orig: str = "") -> None:
+        leaves = 0 if status in ("2", "4", "8", "C") else co.qty - co.cum
+        avg = co.notional / co.cum if co.cum else 0.0
+        fields = [(37, co.order_id), (11, cl_ord_id or co.cl_ord_id), (17, self._id("X")), (150, exec_type),
+                  (39, status), (55, co.symbol), (54, co.side), (38, fmt_qty(co.qty)), (151, fmt_qty(leaves)),
+                  (14, fmt_qty(co.cum)), (6, fmt_px(avg)), (60, fix_time(VIRTUAL_EPOCH + self.env.now))]
+        if co.price is not None:
+            fields.append((44, fmt_px(co.price)))
+        if orig:
+            fields.append((41, orig))
+        if co.account:
+            fields.append((1, co.account))
+        if exec_type == "F":
+            fields += [(32, fmt_qty(last_qty)), (31, fmt_px(last_px))]
+        self.session.send(self.codec.message("8", fields))
+
+    def _on_cancel(self, msg) -> None:
+        cl_ord_id, orig = get(msg, 11), get(msg, 41)
+        co = self.orders.get(orig)
+        if co is None or co.status in ("2", "4", "8", "C"):
+            reason, status = ("1", "8") if co is None else ("0", co.status)
+            fields = [(37, co.order_id if co else "NONE"), (11, cl_ord_id), (41, orig), (39, status), (434, "1"),
+                      (102, reason), (58, "unknown order" if co is None else "too late to cancel")]
+            self.session.send(self.codec.message("9", fields))
+            return
+        self.books[co.symbol].cancel(co.order_id)
+        co.status = "4"
+        self.dirty.add(co.symbol)
+        self._exec(co, "4", "4", cl_ord_id=cl_ord_id, orig=orig)
+
+    def _on_md_request(self, msg) -> None:
+        req_id = get(msg, 262)
+        n = int(get(msg, 146, "0") or 0)
+        g = GROUPS[("V", 146)]()
+        for i in range(1, n + 1):
+            msg.getGroup(i, g)
+            symbol = get(g, 55)
+            if symbol not in self.instruments:
+                self.session.send(self.codec.message("Y", [(262, req_id), (281, "0"), (58, f"unknown symbol {symbol}")]))
+                continue
+            self.subscriptions[symbol] = req_id
+            self.session.send(self.codec.message("W", [(262, req_id), (55, symbol)],
+                                                 ((268, self._entries(symbol, snapshot=True)),)))
+            self.published[symbol] = self._top(symbol)
+
+    # ---- market data ------------------------------------------------------------------------
+    def _top(self, symbol: str) -> tuple:
+        book = self.books[symbol]
+        return book.best(BUY), book.best("2")
+
+    def _entries(self, symbol: str, snapshot: bool, previous: tuple = (None, None)) -> list:
+        tick = self.instruments[symbol].tick
+        entries = []
+        for etype, level, before in zip(("0", "1"), self._top(symbol), previous):
+            if snapshot:
+                if level is not None:
+                    entries.append([(269, etype), (270, fmt_px(level[0] * tick)), (271, str(level[1]))])
+            elif level != before:
+                if level is None:
+                    entries.append([(279, "2"), (269, etype), (55, symbol)])
+                else:
+                    entries.append([(279, "1"), (269, etype), (55, symbol), (270, fmt_px(level[0] * tick)),
+                                    (271, str(level[1]))])
+        return entries
+
+    def publish(self) -> None:
+        for symbol in sorted(self.dirty):
+            req_id = self.subscriptions.get(symbol)
+            if req_id is None:
+                continue
+            entries = self._entries(symbol, snapshot=False, previous=self.published.get(symbol, (None, None)))
+            if entries:
+                self.published[symbol] = self._top(symbol)
+                self.session.send(self.codec.message("X", [(262, req_id)], ((268, entries),)))
+        self.dirty.clear()
+
+    def _publisher(self):
+        while True:
+            yield self.env.timeout(self.cfg.md_interval)
+            if self.dirty:
+                self.publish()
+
+    def engine_positions(self) -> dict[str, float]:
+        """Signed lots the engine traded here, per symbol, from the venue's own fills."""
+        out: dict[str, float] = {}
+        for _, symbol, side, qty, _ in self.fills:
+            out[symbol] = out.get(symbol, 0.0) + (qty if side == BUY else -qty)
+        return out

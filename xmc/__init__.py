@@ -1,0 +1,1 @@
+"""The xmc command line."""
