@@ -1,0 +1,171 @@
+"""The xmc command line: run one scenario, or certify the scenario library across seeds.
+
+Exit codes: 0 every expectation holds, 1 an expectation failed, 2 bad input (the message says
+which file, which key and what to write instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from engine.config import ConfigError
+from engine.fix.dictionary import DictionaryError
+
+SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit code is 2 already; keep its wording
+        self.print_usage(sys.stderr)
+        print(f"xmc: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="xmc", description="Cross-market arbitrage FIX engine and its certifying exchange simulator.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run one scenario in virtual time",
+                       description="Run one scenario with one seed; write report.json, messages.log and "
+                                   "audit.parquet to --out. Exit 0 when every expectation holds, 1 when one "
+                                   "fails, 2 on bad input.")
+    r.add_argument("scenario", help="path of a scenario .toml file")
+    r.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
+    r.add_argument("--out", default=None, help="directory for report.json, messages.log, audit.parquet")
+    c = sub.add_parser("certify", help="run scenarios across seeds and print a certification table",
+                       description="Run every scenario (default: all under scenarios/) for --seeds seeds, "
+                                   "print a summary table and write report.json (and each run's messages.log "
+                                   "and audit.parquet under runs/) to --out.")
+    c.add_argument("paths", nargs="*", help="scenario files or directories (default: the bundled scenarios/)")
+    c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
+    c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
+    return p
+
+
+def _scenario_files(paths: list[str]) -> list[Path]:
+    if not paths:
+        paths = [str(SCENARIO_DIR)]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.toml"))
+            if not found:
+                raise UsageError(f"{p}: no .toml scenario files in this directory; give files or another directory")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UsageError(f"{p}: no such file or directory; give a scenario .toml file or a directory of them")
+    return files
+
+
+def _run_one(path: str, seed: int, out: str | None) -> dict:
+    from simulator import runner, scenario
+
+    sc = scenario.load(path)
+    result = runner.run(sc, seed)
+    if out:
+        runner.write_artifacts(result, Path(out))
+    return result.report
+
+
+def cmd_run(args) -> int:
+    from simulator import runner, scenario
+
+    sc = scenario.load(args.scenario)
+    result = runner.run(sc, args.seed)
+    if args.out:
+        runner.write_artifacts(result, Path(args.out))
+    rep = result.report
+    _table([rep])
+    if args.out:
+        print(f"artefacts: {args.out}/report.json, messages.log, audit.parquet")
+    return 0 if rep["verdict"] == "pass" else 1
+
+
+def cmd_certify(args) -> int:
+    from simulator import scenario
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: give a whole number >= 1")
+    if args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
+    files = _scenario_files(args.paths)
+    problems = []
+    for f in files:  # validate everything before running anything
+        try:
+            scenario.load(f)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("\n".join(problems))
+    out = Path(args.out)
+    jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f in files for seed in range(1, args.seeds + 1)]
+    reports: list[dict] = []
+    with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs))) as pool:
+        futures = [pool.submit(_run_one, *job) for job in jobs]
+        for i, fut in enumerate(futures, 1):
+            reports.append(fut.result())
+            _progress(i, len(jobs))
+    print(file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = [r for r in reports if r["verdict"] != "pass"]
+    summary = {"runs": reports, "scenarios": len(files), "seeds": args.seeds,
+               "verdict": "pass" if not failed else "fail", "failed": [r["replay"] for r in failed]}
+    (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    _table(reports)
+    for r in failed:
+        bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
+        print(f"FAIL {r['scenario']} seed {r['seed']}: " + "; ".join(
+            f"{x['key']} expected {x['expected']} got {x['actual']}" for x in bad) + f"  (replay: {r['replay']})")
+    print(f"{len(reports) - len(failed)}/{len(reports)} runs pass; report: {out}/report.json")
+    return 0 if not failed else 1
+
+
+def _progress(done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        if done == total:
+            print(f"{done}/{total} runs done", end="", file=sys.stderr)
+        return
+    width = 30
+    filled = width * done // total
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs", end="", file=sys.stderr, flush=True)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _table(reports: list[dict]) -> None:
+    head = f"{'scenario':<28} {'seed':>4} {'eps':>4} {'BAL':>4} {'UNW':>4} {'ESC':>4} {'ABT':>4} " \
+           f"{'acks p50':>9} {'acks p99':>9} {'anom':>4}  {'verdict':<7} run_hash"
+    print(head)
+    print("-" * len(head))
+    for r in reports:
+        o = r["outcomes"]
+        t = r["timings"]["signal_to_acks_ms"]
+        print(f"{r['scenario'][:28]:<28} {r['seed']:>4} {len(r['episodes']):>4} {o.get('BALANCED', 0):>4} "
+              f"{o.get('UNWOUND', 0):>4} {o.get('ESCALATED', 0):>4} {o.get('ABORTED', 0):>4} {_fmt(t['p50']):>9} "
+              f"{_fmt(t['p99']):>9} {r['anomalies']['count']:>4}  {r['verdict']:<7} {r['run_hash'][:12]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "certify": cmd_certify}[args.command](args)
+    except (ConfigError, DictionaryError, UsageError) as exc:
+        print(f"xmc: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
