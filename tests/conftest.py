@@ -1,0 +1,48 @@
+"""Shared fixtures: the bundled spread scenario's engine config and helpers to drive a bare core."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from engine.core import EngineCore
+from engine.events import ExecReport, Quote, SendOrder, SessionUp
+from simulator import scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
+SPREAD = ROOT / "scenarios" / "cu_hg_spread.toml"
+
+
+@pytest.fixture(scope="session")
+def spread_scenario():
+    return scenario.load(SPREAD)
+
+
+@pytest.fixture(scope="session")
+def config(spread_scenario):
+    return spread_scenario.engine
+
+
+def short(sc, seconds: float = 60.0):
+    return dataclasses.replace(sc, duration=seconds)
+
+
+def fire(core: EngineCore, now: float = 0.0, spread_cny: float = 400.0) -> list:
+    """Bring sessions up and quote a spread wide enough to sell; returns the actions of the last quote."""
+    for venue in ("SHFE", "COMEX", "FX"):
+        core.handle(SessionUp(venue), now)
+    core.handle(Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6), now)
+    hg_cny = 4.5 * 2204.62 * 7.1
+    core.handle(Quote("HG", 4.4995, 50, 4.5005, 50), now)
+    mid = round((hg_cny + spread_cny) / 10) * 10
+    return core.handle(Quote("CU", mid - 10, 50, mid + 10, 50), now)
+
+
+def report(order: SendOrder, exec_id: str, exec_type: str, status: str, cum: float, last_qty: float = 0.0,
+           last_px: float = 0.0, cl_ord_id: str = "", reason=None) -> ExecReport:
+    leaves = 0.0 if status in ("2", "4", "8", "C") else order.qty - cum
+    return ExecReport(order.venue, cl_ord_id or order.cl_ord_id, "", "O1", exec_id, exec_type, status, order.instrument,
+                      order.side, order.qty, cum, leaves, last_qty, last_px, last_px if cum else 0.0, reason)

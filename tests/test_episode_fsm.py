@@ -1,0 +1,75 @@
+"""Paired-leg episode state machine: every transition of the table and how the legs decide the event."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.episode import TERMINAL, TRANSITIONS, Episode, EpisodeEvent, EpisodeState, Leg
+from engine.order import ChildOrder, OrdStatus
+
+ALLOWED = [(s, e, t) for s, row in TRANSITIONS.items() for e, t in row.items()]
+FORBIDDEN = [(s, e) for s in EpisodeState for e in EpisodeEvent if e not in TRANSITIONS[s]]
+
+
+def episode() -> Episode:
+    legs = {"A": Leg("A", "CU", "2", 5, 5.0), "B": Leg("B", "HG", "1", 2, 11.34)}
+    return Episode("D1", "sell_spread", 300.0, legs, {"A": 70000.0, "B": 4.5}, 2.32)
+
+
+@pytest.mark.parametrize("state,event,target", ALLOWED, ids=[f"{s.value}-{e.value}" for s, e, _ in ALLOWED])
+def test_every_allowed_transition(state, event, target):
+    ep = episode()
+    ep.state = state
+    assert ep.move(event) is None and ep.state is target
+
+
+@pytest.mark.parametrize("state,event", FORBIDDEN, ids=[f"{s.value}-{e.value}" for s, e in FORBIDDEN])
+def test_every_forbidden_transition_is_reported(state, event):
+    ep = episode()
+    ep.state = state
+    assert ep.move(event) is not None and ep.state is state
+
+
+def test_terminal_states_have_no_way_out():
+    assert all(not TRANSITIONS[s] for s in TERMINAL)
+
+
+def fill(leg: Leg, qty: float, side: str | None = None, done: bool = True) -> None:
+    o = ChildOrder(f"{leg.name}{len(leg.orders)}", "D1", leg.name, "V", leg.instrument, side or leg.side,
+                   int(max(qty, 1)), 1.0)
+    o.cum_qty = qty
+    o.state = OrdStatus.FILLED if done else OrdStatus.NEW
+    leg.orders.append(o)
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    (5, 2, EpisodeEvent.DONE_BALANCED), (0, 0, EpisodeEvent.DONE_FLAT), (5, 0, EpisodeEvent.DONE_LEGGED),
+    (0, 2, EpisodeEvent.DONE_LEGGED), (5, 1, EpisodeEvent.DONE_LEGGED), (3, 2, EpisodeEvent.DONE_LEGGED)])
+def test_legs_decide_the_event(a, b, expected):
+    ep = episode()
+    fill(ep.legs["A"], a)
+    fill(ep.legs["B"], b)
+    assert ep.settle_event() is expected
+
+
+def test_nothing_is_decided_while_an_order_works():
+    ep = episode()
+    fill(ep.legs["A"], 5)
+    fill(ep.legs["B"], 0, done=False)
+    assert ep.settle_event() is None
+
+
+def test_unwind_fills_reduce_the_leg_and_flatten_it():
+    ep = episode()
+    fill(ep.legs["A"], 5)
+    fill(ep.legs["A"], 5, side="1")  # an unwind on the opposite side
+    fill(ep.legs["B"], 0)
+    assert ep.legs["A"].filled == 0 and ep.settle_event() is EpisodeEvent.DONE_FLAT
+
+
+def test_exposure_in_tonnes():
+    ep = episode()
+    fill(ep.legs["A"], 5)
+    fill(ep.legs["B"], 0)
+    assert ep.naked_tonnes() == pytest.approx(25.0)
+    assert ep.missing() == {"A": 0, "B": 2}

@@ -1,0 +1,116 @@
+"""Child-order state machine: every transition of the table, every forbidden one, and fill accounting."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.events import ExecReport
+from engine.order import RESTORE, TRANSITIONS, ChildOrder, OrderEvent, OrdStatus
+
+ALLOWED = [(s, e, t) for s, row in TRANSITIONS.items() for e, t in row.items()]
+FORBIDDEN = [(s, e) for s in OrdStatus for e in OrderEvent if e not in TRANSITIONS[s]]
+
+
+def order(qty: int = 10) -> ChildOrder:
+    return ChildOrder("C1", "D1", "A", "SHFE", "CU", "1", qty, 70000.0)
+
+
+@pytest.mark.parametrize("state,event,target", ALLOWED, ids=[f"{s.name}-{e.value}" for s, e, _ in ALLOWED])
+@pytest.mark.parametrize("cum", [0.0, 4.0])
+def test_every_allowed_transition(state, event, target, cum):
+    o = order()
+    o.state, o.cum_qty = state, cum
+    assert o.move(event) is None
+    if target == RESTORE:
+        assert o.state is (OrdStatus.PARTIALLY_FILLED if cum else OrdStatus.NEW)
+    else:
+        assert o.state is target
+
+
+@pytest.mark.parametrize("state,event", FORBIDDEN, ids=[f"{s.name}-{e.value}" for s, e in FORBIDDEN])
+def test_every_forbidden_transition_is_an_anomaly_not_a_crash(state, event):
+    o = order()
+    o.state = state
+    problem = o.move(event)
+    assert problem is not None and event.value in problem and state.name in problem
+    assert o.state is state
+
+
+def rpt(exec_id: str, exec_type: str, status: str, cum: float, last_qty: float = 0.0, px: float = 0.0, qty=10):
+    return ExecReport("SHFE", "C1", "", "O1", exec_id, exec_type, status, "CU", "1", qty, cum, qty - cum, last_qty, px,
+                      px)
+
+
+def test_fills_accumulate_with_weighted_average_price():
+    o = order()
+    assert o.apply(rpt("X1", "0", "0", 0)) == (0.0, [])
+    assert o.apply(rpt("X2", "F", "1", 4, 4, 100.0))[0] == 4
+    assert o.apply(rpt("X3", "F", "2", 10, 6, 110.0))[0] == 6
+    assert o.state is OrdStatus.FILLED and o.cum_qty == 10 and o.leaves_qty == 0
+    assert o.avg_px == pytest.approx(106.0)
+
+
+def test_duplicate_exec_id_is_applied_once():
+    o = order()
+    o.apply(rpt("X1", "F", "1", 4, 4, 100.0))
+    fill, problems = o.apply(rpt("X1", "F", "1", 4, 4, 100.0))
+    assert fill == 0 and problems[0][0] == "duplicate_exec_id" and o.cum_qty == 4
+
+
+def test_overfill_is_recorded_and_the_fill_still_counts():
+    o = order(5)
+    fill, problems = o.apply(rpt("X1", "F", "2", 7, 7, 100.0, qty=5))
+    assert fill == 7 and o.cum_qty == 7 and ("overfill" in [k for k, _ in problems])
+
+
+def test_fill_after_cancel_is_an_anomaly_but_never_lost():
+    o = order()
+    o.apply(rpt("X1", "4", "4", 0))
+    fill, problems = o.apply(rpt("X2", "F", "1", 3, 3, 100.0))
+    assert fill == 3 and o.cum_qty == 3 and problems[0][0] == "illegal_transition"
+
+
+def test_cum_qty_disagreement_is_recorded():
+    o = order()
+    _, problems = o.apply(rpt("X1", "F", "1", 5, 3, 100.0))
+    assert problems[0][0] == "cum_qty_mismatch"
+
+
+@st.composite
+def venue_reports(draw):
+    """What an honest venue may send for one order, with duplicates (PossDup resends) mixed in."""
+    qty = draw(st.integers(1, 50))
+    reports, cum, n = [("X0", "0", 0.0, 0.0)], 0.0, 0
+    for _ in range(draw(st.integers(0, 12))):
+        if cum >= qty:
+            break
+        n += 1
+        last = draw(st.integers(1, int(qty - cum)))
+        cum += last
+        reports.append((f"X{n}", "F", float(last), cum))
+    if cum < qty and draw(st.booleans()):
+        reports.append(("XC", "4", 0.0, cum))
+    dupes = draw(st.lists(st.sampled_from(reports), max_size=4))
+    order_ = draw(st.permutations(reports + dupes)) if draw(st.booleans()) else reports + dupes
+    return qty, order_
+
+
+@given(venue_reports())
+@settings(max_examples=200, deadline=None)
+def test_any_report_sequence_keeps_quantities_consistent(case):
+    qty, reports = case
+    o = order(qty)
+    unique_fill = {}
+    for exec_id, exec_type, last, cum in reports:
+        status = "4" if exec_type == "4" else ("2" if cum >= qty else ("1" if exec_type == "F" else "0"))
+        o.apply(rpt(exec_id, exec_type, status, cum, last, 100.0, qty=qty))
+        if exec_type == "F":
+            unique_fill[exec_id] = last
+        assert o.cum_qty <= o.qty
+        if not o.done:
+            assert o.leaves_qty == o.qty - o.cum_qty
+        else:
+            assert o.leaves_qty == 0
+    assert o.cum_qty == sum(unique_fill.values())
