@@ -1,0 +1,118 @@
+"""EngineCore driven directly with events: the happy path and the plain failure shapes, no simulator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine.core import EngineCore
+from engine.episode import EpisodeState
+from engine.events import (Alert, Anomaly, Audit, BusinessReject, CancelReject, Command, SendCancel, SendOrder, SetTimer,
+                           TimerFired)
+from tests.conftest import fire, report
+
+
+def orders(actions):
+    return [a for a in actions if isinstance(a, SendOrder)]
+
+
+def stages(actions):
+    return [a.stage for a in actions if isinstance(a, Audit)]
+
+
+def test_signal_sends_both_legs_at_once_with_decision_ids(config):
+    core = EngineCore(config)
+    acts = fire(core)
+    sent = orders(acts)
+    assert [o.instrument for o in sent] == ["CU", "HG"] and [o.side for o in sent] == ["2", "1"]
+    assert [o.qty for o in sent] == [5, 2] and all(o.cl_ord_id.startswith(o.decision_id) for o in sent)
+    assert all(o.tif == "3" for o in sent) and sent[0].account == "SHFE-ARB-01"
+    assert stages(acts)[:2] == ["signal", "risk_pass"] and any(isinstance(a, SetTimer) for a in acts)
+
+
+def test_both_legs_fill_balanced(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    for o, px in ((a, 70000.0), (b, 4.5)):
+        core.handle(report(o, f"{o.cl_ord_id}-0", "0", "0", 0), 0.01)
+        core.handle(report(o, f"{o.cl_ord_id}-1", "F", "2", o.qty, o.qty, px), 0.12)
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.BALANCED and core.positions == {"CU": -5, "HG": 2, "USDCNY": 0}
+    assert {"signal", "risk_check", "send_A", "send_B", "ack_A", "ack_B", "fill_A", "fill_B", "terminal"} <= set(ep.stages)
+    assert not core.active
+
+
+def test_one_leg_rejected_is_legged_then_escalated_with_exposure(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
+    acts = core.handle(report(b, "x2", "8", "8", 0, reason=99), 0.12)
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.ESCALATED and ep.stages["legged"] == 0.12
+    assert ep.naked_tonnes() == pytest.approx(25.0)
+    assert "legged" in stages(acts) and any(isinstance(x, Alert) for x in acts)
+
+
+def test_partial_fill_is_legged(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
+    core.handle(report(b, "x2", "F", "1", 1, 1, 4.5), 0.12)
+    core.handle(report(b, "x3", "4", "4", 1), 0.12)
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.ESCALATED and ep.missing() == {"A": 0, "B": 1}
+
+
+def test_neither_leg_fills_is_aborted(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "4", "4", 0), 0.01)
+    core.handle(report(b, "x2", "4", "4", 0), 0.12)
+    assert core.episodes[a.decision_id].state is EpisodeState.ABORTED
+
+
+def test_risk_breach_sends_nothing_and_is_audited(config):
+    tight = dataclasses.replace(config, risk=dataclasses.replace(config.risk, max_order_lots={"CU": 4, "HG": 10}))
+    core = EngineCore(tight)
+    acts = fire(core)
+    assert not orders(acts) and "risk_breach" in stages(acts)
+    ep = next(iter(core.episodes.values()))
+    assert ep.state is EpisodeState.ABORTED and "max_order_lots" in ep.reason
+
+
+def test_duplicate_report_and_unknown_order_are_anomalies_and_no_fill_is_lost(config):
+    core = EngineCore(config)
+    a, _ = orders(fire(core))
+    core.handle(report(a, "x1", "F", "1", 2, 2, 70000.0), 0.01)
+    dup = core.handle(report(a, "x1", "F", "1", 2, 2, 70000.0), 0.02)
+    assert [x.kind for x in dup if isinstance(x, Anomaly)] == ["duplicate_exec_id"] and core.positions["CU"] == -2
+    stranger = dataclasses.replace(report(a, "x9", "F", "1", 1, 1, 70000.0), cl_ord_id="NOT-OURS")
+    acts = core.handle(stranger, 0.03)
+    assert [x.kind for x in acts if isinstance(x, Anomaly)] == ["unknown_order"] and core.positions["CU"] == -3
+
+
+def test_timeout_cancels_what_is_working_and_cancel_reject_restores(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "0", "0", 0), 0.01)
+    acts = core.handle(TimerFired(f"timeout:{a.decision_id}"), 2.0)
+    cancels = [x for x in acts if isinstance(x, SendCancel)]
+    assert {c.orig_cl_ord_id for c in cancels} == {a.cl_ord_id, b.cl_ord_id}
+    core.handle(CancelReject("SHFE", cancels[0].cl_ord_id, a.cl_ord_id, "0", 0, "too late"), 2.1)
+    assert core.orders[a.cl_ord_id].state.name == "NEW"
+
+
+def test_business_reject_of_an_order_rejects_it(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(BusinessReject("SHFE", "D", a.cl_ord_id, 1, "Required tag missing", session_level=True), 0.01)
+    assert core.orders[a.cl_ord_id].state.name == "REJECTED"
+
+
+def test_kill_switch_cancels_everything_and_stops_new_episodes(config):
+    core = EngineCore(config)
+    orders(fire(core))
+    acts = core.handle(Command("kill"), 0.5)
+    assert len([x for x in acts if isinstance(x, SendCancel)]) == 2
+    assert not orders(fire(core, now=10.0, spread_cny=-800.0))
