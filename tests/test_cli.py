@@ -1,0 +1,76 @@
+"""The command line: exit codes, and bad scenario files reported with file, key and remedy (exit 2)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import SPREAD
+from xmc.cli import main
+
+BASE = SPREAD.read_text()
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("edit,key,hint", [
+    (lambda s: s.replace("[risk]", "[risk]\nmax_leverage = 3"), "risk.max_leverage", "not a known key"),
+    (lambda s: s.replace("tick = 10\n", "tick = 0\n"), "instruments.CU.tick", "tick size > 0"),
+    (lambda s: s.replace("lot_ratio = [5, 2]", "lot_ratio = [5, 0]"), "strategy.lot_ratio", "whole numbers > 0"),
+    (lambda s: s.replace('latency_up = { dist = "constant", ms = 1.0 }', 'latency_up = { dist = "constant", ms = -1.0 }'),
+     "venues.FX.latency_up.ms", ">= 0"),
+    (lambda s: s.replace("duration_s = 300", 'duration_s = "long"'), "scenario.duration_s", "a number"),
+    (lambda s: s.replace('clip_lots_a = 5\n', ''), "strategy.clip_lots_a", "is missing"),
+    (lambda s: s.replace('venue = "COMEX"', 'venue = "LME"'), "instruments.HG.venue", "unknown venue"),
+    (lambda s: s.replace('dictionary = "COMEX"', 'dictionary = "NOPE"'), "venues.COMEX.dictionary", "fix_specs"),
+    (lambda s: s.replace('kind = "spread"', 'kind = "magic"'), "strategy.trigger.kind", "counter_price"),
+    (lambda s: s.replace("outcomes_at_least = { BALANCED = 3 }", "outcomes_at_least = { HAPPY = 1 }"), "expect.outcomes_at_least.HAPPY",
+     "BALANCED"),
+])
+def test_bad_scenario_is_exit_2_naming_file_key_and_fix(tmp_path, capsys, edit, key, hint):
+    path = write(tmp_path, edit(BASE))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and key in err and hint in err and "Traceback" not in err
+
+
+def test_every_problem_is_reported_at_once(tmp_path, capsys):
+    path = write(tmp_path, BASE.replace("tick = 10\n", "tick = 0\n").replace("[risk]", "[risk]\nfoo = 1"))
+    assert main(["run", str(path)]) == 2
+    assert re.search(r"2 problem\(s\)", capsys.readouterr().err)
+
+
+def test_invalid_toml_and_missing_file(tmp_path, capsys):
+    assert main(["run", str(write(tmp_path, "[scenario\n"))]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "absent.toml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert main(["certify", str(tmp_path / "nowhere")]) == 2
+
+
+def test_bad_cli_arguments_are_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(SPREAD), "--seed", "abc"])
+    assert exc.value.code == 2
+    assert main(["certify", str(SPREAD), "--seeds", "0"]) == 2
+
+
+def test_run_passes_with_exit_0_and_fails_with_exit_1(tmp_path, capsys):
+    short = BASE.replace("duration_s = 300", "duration_s = 60")
+    assert main(["run", str(write(tmp_path, short)), "--seed", "1", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "audit.parquet").exists()
+    impossible = short.replace("min_episodes = 3", "min_episodes = 10000")
+    assert main(["run", str(write(tmp_path, impossible)), "--seed", "1"]) == 1
+
+
+def test_certify_prints_a_table_and_writes_a_report(tmp_path, capsys):
+    short = write(tmp_path, BASE.replace("duration_s = 300", "duration_s = 60"))
+    assert main(["certify", str(short), "--seeds", "2", "-j", "1", "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "run_hash" in out and "2/2 runs pass" in out
+    assert (tmp_path / "c" / "report.json").exists() and (tmp_path / "c" / "runs" / "bad-s2" / "messages.log").exists()
