@@ -10,6 +10,8 @@ from tests.conftest import SPREAD
 from xmc.cli import main
 
 BASE = SPREAD.read_text()
+SHORT = (BASE.replace("duration_s = 300", "duration_s = 60").replace("min_episodes = 3", "min_episodes = 1")
+         .replace("outcomes_at_least = { BALANCED = 3 }", "outcomes_at_least = { BALANCED = 1 }"))
 
 
 def write(tmp_path, text: str):
@@ -61,16 +63,14 @@ def test_bad_cli_arguments_are_exit_2(capsys):
 
 
 def test_run_passes_with_exit_0_and_fails_with_exit_1(tmp_path, capsys):
-    short = BASE.replace("duration_s = 300", "duration_s = 60").replace("min_episodes = 3", "min_episodes = 1")
-    assert main(["run", str(write(tmp_path, short)), "--seed", "1", "--out", str(tmp_path / "o")]) == 0
+    assert main(["run", str(write(tmp_path, SHORT)), "--seed", "1", "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "audit.parquet").exists()
-    impossible = short.replace("min_episodes = 3", "min_episodes = 10000")
+    impossible = SHORT.replace("min_episodes = 1", "min_episodes = 10000")
     assert main(["run", str(write(tmp_path, impossible)), "--seed", "1"]) == 1
 
 
 def test_certify_prints_a_table_and_writes_a_report(tmp_path, capsys):
-    short = write(tmp_path, BASE.replace("duration_s = 300", "duration_s = 60").replace("min_episodes = 3",
-                                                                                      "min_episodes = 1"))
+    short = write(tmp_path, SHORT)
     assert main(["certify", str(short), "--seeds", "2", "-j", "1", "--out", str(tmp_path / "c")]) == 0
     out = capsys.readouterr().out
     assert "run_hash" in out and "2/2 runs pass" in out
