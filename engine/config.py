@@ -7,8 +7,9 @@ complete, readable error instead of a traceback.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 MASS_PER_TONNE = {"t": 1.0, "kg": 1000.0, "lb": 2204.62}
 ROUNDING_RULES = ("nearest", "up", "down")

@@ -12,13 +12,30 @@ The core owns no clock, socket, thread or random number; it is deterministic in 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from engine.config import EngineConfig, Instrument
 from engine.episode import Episode, EpisodeEvent, EpisodeState, Leg
-from engine.events import (Action, Alert, Anomaly, Audit, BusinessReject, CancelReject, CancelTimer, Command,
-                           Event, ExecReport, Quote, SendCancel, SendOrder, SessionDown, SessionUp, SetTimer,
-                           Subscribe, TimerFired)
+from engine.events import (
+    Action,
+    Alert,
+    Anomaly,
+    Audit,
+    BusinessReject,
+    CancelReject,
+    CancelTimer,
+    Command,
+    Event,
+    ExecReport,
+    Quote,
+    SendCancel,
+    SendOrder,
+    SessionDown,
+    SessionUp,
+    SetTimer,
+    Subscribe,
+    TimerFired,
+)
 from engine.order import ChildOrder, OrderEvent, OrdStatus
 from engine.recovery import EscalateOnLegged, RecoveryPolicy
 from engine.risk import check_order

@@ -12,8 +12,20 @@ import time
 import simpy
 
 from engine.core import EngineCore
-from engine.events import (Alert, Anomaly, Audit, BusinessReject, CancelTimer, Event, SendCancel, SendOrder,
-                           SessionUp, SetTimer, Subscribe, TimerFired)
+from engine.events import (
+    Alert,
+    Anomaly,
+    Audit,
+    BusinessReject,
+    CancelTimer,
+    Event,
+    SendCancel,
+    SendOrder,
+    SessionUp,
+    SetTimer,
+    Subscribe,
+    TimerFired,
+)
 from engine.fix import dictionary
 from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, get
 from simulator.transport import SessionEnd, WireLog

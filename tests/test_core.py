@@ -8,8 +8,18 @@ import pytest
 
 from engine.core import EngineCore
 from engine.episode import EpisodeState
-from engine.events import (Alert, Anomaly, Audit, BusinessReject, CancelReject, Command, SendCancel, SendOrder, SetTimer,
-                           TimerFired)
+from engine.events import (
+    Alert,
+    Anomaly,
+    Audit,
+    BusinessReject,
+    CancelReject,
+    Command,
+    SendCancel,
+    SendOrder,
+    SetTimer,
+    TimerFired,
+)
 from tests.conftest import fire, report
 
 

@@ -28,8 +28,7 @@ def test_order_round_trip_carries_venue_fields():
 def test_shfe_requires_account():
     c = codec("SHFE")
     with pytest.raises(FixParseError) as err:
-        c.parse(wire(c, SendOrder(**{**ORDER.__dict__, "account": ""}) if False else
-                     SendOrder("SHFE", "C1", "CU", "cu2603", "1", 5, 70010.0, "2", "3", "", "D1")))
+        c.parse(wire(c, SendOrder("SHFE", "C1", "CU", "cu2603", "1", 5, 70010.0, "2", "3", "", "D1")))
     assert err.value.kind == "session" and err.value.reason == 1 and err.value.ref_tag == 1
 
 

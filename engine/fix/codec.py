@@ -19,7 +19,7 @@ from engine.fix.dictionary import VenueDictionary
 BEGIN_STRING = "FIX.4.4"
 SOH = "\x01"
 # The virtual-time clock starts on a Monday at 09:00 Shanghai (01:00 UTC), SHFE's day session.
-VIRTUAL_EPOCH = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.timezone.utc).timestamp()
+VIRTUAL_EPOCH = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.UTC).timestamp()
 
 # quickfix exception -> SessionRejectReason (373)
 _REJECT_REASONS = {
@@ -39,7 +39,7 @@ GROUPS = {
 
 def fix_time(t: float) -> str:
     """UTCTimestamp with milliseconds for an absolute epoch time."""
-    d = _dt.datetime.fromtimestamp(t, _dt.timezone.utc)
+    d = _dt.datetime.fromtimestamp(t, _dt.UTC)
     return d.strftime("%Y%m%d-%H:%M:%S.") + f"{d.microsecond // 1000:03d}"
 
 

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import quickfix as fix
@@ -92,7 +92,7 @@ def _cache_dir() -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> VenueDictionary:
     """The venue dictionary `name` (an overlay file fix_specs/NAME.xml, or FIX44 for the bare base)."""
     if name == "FIX44":
