@@ -75,3 +75,20 @@ def test_certify_prints_a_table_and_writes_a_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "run_hash" in out and "2/2 runs pass" in out
     assert (tmp_path / "c" / "report.json").exists() and (tmp_path / "c" / "runs" / "bad-s2" / "messages.log").exists()
+
+
+def test_certify_in_parallel_processes_matches_serial_hashes(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    short = write(tmp_path, SHORT)
+    hashes = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}"
+        subprocess.run([sys.executable, "-m", "xmc.cli", "certify", str(short), "--seeds", "2", "-j", jobs,
+                        "--out", str(out)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+        hashes[jobs] = [r["run_hash"] for r in json.loads((out / "report.json").read_text())["runs"]]
+    assert hashes["1"] == hashes["2"]

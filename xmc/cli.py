@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -111,11 +112,18 @@ def cmd_certify(args) -> int:
     out = Path(args.out)
     jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f in files for seed in range(1, args.seeds + 1)]
     reports: list[dict] = []
-    with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs))) as pool:
-        futures = [pool.submit(_run_one, *job) for job in jobs]
-        for i, fut in enumerate(futures, 1):
-            reports.append(fut.result())
+    if args.jobs == 1:
+        for i, job in enumerate(jobs, 1):
+            reports.append(_run_one(*job))
             _progress(i, len(jobs))
+    else:
+        # spawn, not fork: forking a process that has threads (quickfix, test runners) can deadlock
+        with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_one, *job) for job in jobs]
+            for i, fut in enumerate(futures, 1):
+                reports.append(fut.result())
+                _progress(i, len(jobs))
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in reports if r["verdict"] != "pass"]
