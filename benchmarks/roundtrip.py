@@ -1,6 +1,6 @@
 """Simulated order round trips per wall-clock second in a full scenario, beside a floor measured in the
-same run: bare simpy plus quickfix parse (with dictionary validation) and re-serialisation of exactly
-the same wire messages. Run: .venv/bin/python benchmarks/roundtrip.py [--repeat N]
+same run: bare simpy plus the quickfix encode (one setField per field, toString) and parse (with
+dictionary validation) of exactly the same wire messages. Run: .venv/bin/python benchmarks/roundtrip.py [--repeat N]
 
 Targets (issue 2): >= 3,000 round trips/s, and >= 50% of the floor.
 """
@@ -17,6 +17,7 @@ import quickfix as fix
 import simpy
 
 ROOT = Path(__file__).resolve().parents[1]
+HEADER = {8, 9, 35, 34, 49, 52, 56, 43, 97}
 sys.path.insert(0, str(ROOT))
 
 from engine.fix.dictionary import load  # noqa: E402
@@ -30,20 +31,31 @@ def full_run(sc) -> tuple[float, runner.RunResult]:
 
 
 def floor_run(messages: list[str], dictionaries: dict[str, fix.DataDictionary]) -> float:
-    """simpy scheduling plus quickfix parse+validate+serialise of every message, nothing else."""
+    """simpy scheduling plus quickfix encode and parse+validate of every message, nothing else."""
     env = simpy.Environment()
     plan = []
     for raw in messages:
         sender = raw.split("\x0149=", 1)[1].split("\x01", 1)[0]
         target = raw.split("\x0156=", 1)[1].split("\x01", 1)[0]
-        plan.append((raw, dictionaries[target if sender == "XMC" else sender]))
+        pairs = [(int(t), v) for t, _, v in (p.partition("=") for p in raw.split("\x01")[:-1])]
+        header = [(t, v) for t, v in pairs if t in HEADER]
+        body = [(t, v) for t, v in pairs if t not in HEADER and t != 10]
+        plan.append((header, body, dictionaries[target if sender == "XMC" else sender]))
 
     def replay():
-        for raw, dd in plan:
+        for header, body, dd in plan:
             yield env.timeout(0.0001)
-            msg = fix.Message(raw, dd, True)
-            dd.validate(msg)
-            msg.toString()
+            msg = fix.Message()
+            h = msg.getHeader()
+            for t, v in header:
+                h.setField(t, v)
+            for t, v in body:  # group entries go in as flat fields: the floor only counts the calls
+                msg.setField(t, v)
+            parsed = fix.Message(msg.toString(), dd, False)
+            try:
+                dd.validate(parsed)
+            except Exception:  # flattened groups may not validate; the cost is what is measured
+                pass
 
     env.process(replay())
     t0 = time.perf_counter()
@@ -71,7 +83,7 @@ def main() -> int:
           f"{len(result.report['episodes'])} episodes")
     print(f"{'measure':<44} {'value':>12}")
     print(f"{'full scenario: order round trips / wall s':<44} {rt_full:>12,.0f}")
-    print(f"{'floor (simpy + quickfix parse/serialise)':<44} {rt_floor:>12,.0f}")
+    print(f"{'floor (simpy + quickfix encode/parse)':<44} {rt_floor:>12,.0f}")
     print(f"{'full / floor':<44} {rt_full / rt_floor:>11.0%}")
     print(f"{'full scenario: FIX messages / wall s':<44} {msgs / statistics.median(full):>12,.0f}")
     print(f"{'engine core per event p50 (us, wall)':<44} {compute['p50']:>12.1f}")

@@ -162,8 +162,10 @@ class EngineCore:
     def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float):
         book = self.books.get(inst.name)
         reference = book.mid if book is not None and book.mid else price
-        open_buy = sum(o.leaves_qty for o in self.orders.values() if o.instrument == inst.name and o.side == BUY)
-        open_sell = sum(o.leaves_qty for o in self.orders.values() if o.instrument == inst.name and o.side == SELL)
+        working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
+                   if o.instrument == inst.name and not o.done]  # orders of ended episodes are all done
+        open_buy = sum(o.leaves_qty for o in working if o.side == BUY)
+        open_sell = sum(o.leaves_qty for o in working if o.side == SELL)
         fx = fx_rate if inst.currency != self.instruments[self.strategy.leg_a].currency else 1.0
         return check_order(self.cfg.risk, inst, side_sign(side), qty, price, reference, fx,
                            self.positions[inst.name], open_buy, open_sell)

@@ -27,7 +27,7 @@ from engine.events import (
     TimerFired,
 )
 from engine.fix import dictionary
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, get
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
 
@@ -66,8 +66,7 @@ class SimEngineShell:
             self._record(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
             session.reject(err)
             return
-        msg_type = get(msg.getHeader(), 35)
-        if msg_type == "A":
+        if msg.msg_type == "A":
             self.dispatch(SessionUp(venue))
             return
         for event in session.codec.decode(msg, venue):

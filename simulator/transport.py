@@ -11,7 +11,7 @@ import hashlib
 
 import quickfix as fix
 
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, get
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed
 
 
 class WireLog:
@@ -54,10 +54,10 @@ class SessionEnd:
         self.link.send(raw)
         return raw
 
-    def receive(self, raw: str) -> fix.Message:
+    def receive(self, raw: str) -> Parsed:
         """Parse and validate; raises FixParseError. Counts sequence gaps (the session layer's job)."""
         msg = self.codec.parse(raw)
-        seq = int(get(msg.getHeader(), 34, "0"))
+        seq = msg.seq
         if seq > self.next_in:
             self.gaps += 1
         self.next_in = max(self.next_in, seq + 1)

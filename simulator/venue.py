@@ -10,7 +10,7 @@ import simpy
 
 from engine.config import Instrument
 from engine.fix import dictionary
-from engine.fix.codec import GROUPS, VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty, get
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty
 from simulator.book import BUY, BookOrder, OrderBook
 from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
@@ -92,12 +92,12 @@ class Venue:
             self.log.event(self.env.now, f"{self.cfg.name} rejects: {err}")
             self.session.reject(err)
             return
-        msg_type = get(msg.getHeader(), 35)
+        msg_type = msg.msg_type
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "V": self._on_md_request,
                    "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
         if handler is None:
             self.session.reject(FixParseError("business", 3, f"MsgType {msg_type} not supported by this venue",
-                                              msg_type, int(get(msg.getHeader(), 34, "0"))))
+                                              msg_type, msg.seq))
             return
         handler(msg)
         if self.cfg.md_interval == 0 and self.dirty:
@@ -105,30 +105,30 @@ class Venue:
 
     def _on_logon(self, msg) -> None:
         self.logged_on = True
-        self.session.send(self.codec.message("A", [(98, "0"), (108, get(msg, 108, "30"))]))
+        self.session.send(self.codec.message("A", [(98, "0"), (108, msg.get(108, "30"))]))
 
     def _reject_order(self, msg, reason: int, text: str) -> None:
-        fields = [(37, "NONE"), (11, get(msg, 11)), (17, self._id("X")), (150, "8"), (39, "8"),
-                  (55, get(msg, 55)), (54, get(msg, 54)), (38, get(msg, 38, "0")), (151, "0"), (14, "0"),
+        fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "8"), (39, "8"),
+                  (55, msg.get(55)), (54, msg.get(54)), (38, msg.get(38, "0")), (151, "0"), (14, "0"),
                   (6, "0"), (103, str(reason)), (58, text), (60, fix_time(VIRTUAL_EPOCH + self.env.now))]
         self.session.send(self.codec.message("8", fields))
 
     def _on_new_order(self, msg) -> None:
-        cl_ord_id, symbol = get(msg, 11), get(msg, 55)
+        cl_ord_id, symbol = msg.get(11), msg.get(55)
         if not self.cfg.trading:
             self.session.reject(FixParseError("business", 4, "this venue publishes market data only", "D",
-                                              int(get(msg.getHeader(), 34, "0")), ref_id=cl_ord_id))
+                                              msg.seq, ref_id=cl_ord_id))
             return
         inst = self.instruments.get(symbol)
         if inst is None:
             return self._reject_order(msg, 1, f"unknown symbol {symbol}")
         if cl_ord_id in self.orders:
             return self._reject_order(msg, 6, f"duplicate ClOrdID {cl_ord_id}")
-        qty = float(get(msg, 38, "0"))
+        qty = float(msg.get(38, "0"))
         if qty <= 0 or not qty.is_integer():
-            return self._reject_order(msg, 99, f"OrderQty {get(msg, 38)} must be a whole number of lots > 0")
-        ord_type = get(msg, 40)
-        price = float(get(msg, 44)) if msg.isSetField(44) else None
+            return self._reject_order(msg, 99, f"OrderQty {msg.get(38)} must be a whole number of lots > 0")
+        ord_type = msg.get(40)
+        price = float(msg.get(44)) if msg.has(44) else None
         ticks = None
         if ord_type == "2":
             if price is None:
@@ -143,8 +143,8 @@ class Venue:
         elif ord_type != "1":
             return self._reject_order(msg, 11, f"OrdType {ord_type} not supported")
         order_id = self._id("O")
-        book_order = BookOrder(order_id, "engine", get(msg, 54), ticks, int(qty), get(msg, 59, "0"))
-        co = ClientOrder(cl_ord_id, order_id, symbol, book_order.side, int(qty), price, get(msg, 1), book_order)
+        book_order = BookOrder(order_id, "engine", msg.get(54), ticks, int(qty), msg.get(59, "0"))
+        co = ClientOrder(cl_ord_id, order_id, symbol, book_order.side, int(qty), price, msg.get(1), book_order)
         self.orders[cl_ord_id] = co
         self.by_order_id[order_id] = co
         self._exec(co, "0", "0")
@@ -189,7 +189,7 @@ class Venue:
         self.session.send(self.codec.message("8", fields))
 
     def _on_cancel(self, msg) -> None:
-        cl_ord_id, orig = get(msg, 11), get(msg, 41)
+        cl_ord_id, orig = msg.get(11), msg.get(41)
         co = self.orders.get(orig)
         if co is None or co.status in ("2", "4", "8", "C"):
             reason, status = ("1", "8") if co is None else ("0", co.status)
@@ -203,12 +203,9 @@ class Venue:
         self._exec(co, "4", "4", cl_ord_id=cl_ord_id, orig=orig)
 
     def _on_md_request(self, msg) -> None:
-        req_id = get(msg, 262)
-        n = int(get(msg, 146, "0") or 0)
-        g = GROUPS[("V", 146)]()
-        for i in range(1, n + 1):
-            msg.getGroup(i, g)
-            symbol = get(g, 55)
+        req_id = msg.get(262)
+        for entry in msg.group(146, (55,)):
+            symbol = entry[55]
             if symbol not in self.instruments:
                 self.session.send(self.codec.message("Y", [(262, req_id), (281, "0"), (58, f"unknown symbol {symbol}")]))
                 continue

@@ -22,7 +22,7 @@ def wire(c: FixCodec, action, seq: int = 1) -> str:
 def test_order_round_trip_carries_venue_fields():
     c = codec("SHFE")
     msg = c.parse(wire(c, ORDER))
-    assert msg.getField(11) == ORDER.cl_ord_id and msg.getField(1) == "SHFE-ARB-01" and msg.getField(20001) == "2"
+    assert msg.get(11) == ORDER.cl_ord_id and msg.get(1) == "SHFE-ARB-01" and msg.get(20001) == "2"
 
 
 def test_shfe_requires_account():
@@ -36,9 +36,9 @@ def test_comex_requires_its_own_tags_that_the_engine_adds():
     c = codec("COMEX")
     order = SendOrder("COMEX", "C2", "HG", "HGH6", "2", 2, 4.5, "2", "3", "", "D1")
     msg = c.parse(wire(c, order))
-    assert msg.getField(1028) == "N" and msg.getField(9702) == "2"
+    assert msg.get(1028) == "N" and msg.get(9702) == "2"
     cancel = SendCancel("COMEX", "C2C1", "C2", "HG", "HGH6", "2", 2, "D1")
-    assert c.parse(wire(c, cancel, 2)).getField(41) == "C2"
+    assert c.parse(wire(c, cancel, 2)).get(41) == "C2"
     shfe = codec("SHFE")
     with pytest.raises(FixParseError) as err:  # an SHFE-shaped order fails COMEX's dictionary
         c.parse(wire(shfe, ORDER))
@@ -47,7 +47,7 @@ def test_comex_requires_its_own_tags_that_the_engine_adds():
 
 def test_market_data_request_and_refresh_round_trip():
     c = codec("SHFE")
-    assert c.parse(wire(c, Subscribe("SHFE", "CU", "cu2603", "MD1"))).getField(262) == "MD1"
+    assert c.parse(wire(c, Subscribe("SHFE", "CU", "cu2603", "MD1"))).get(262) == "MD1"
     w = c.message("W", [(262, "MD1"), (55, "cu2603")],
                   ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),))
     (q,) = c.decode(c.parse(c.frame(w, 2, 1.8e9)), "SHFE")
@@ -103,5 +103,5 @@ def test_venue_answers_a_malformed_order_with_session_reject_and_engine_maps_it(
     env.run(until=1)
     (answer,) = replies
     msg = c.parse(answer)
-    assert msg.getHeader().getField(35) == "3" and msg.getField(373) == "1" and msg.getField(371) == "1"
+    assert msg.msg_type == "3" and msg.get(373) == "1" and msg.get(371) == "1"
     assert venue.rejects_sent == 1

@@ -27,14 +27,16 @@ _REJECT_REASONS = {
     "IncorrectTagValue": 5, "IncorrectDataFormat": 6, "InvalidMessageType": 11, "RepeatedTag": 13,
     "TagOutOfOrder": 14, "RepeatingGroupCountMismatch": 16,
 }
-# Repeating groups built with quickfix's own classes, which carry the dictionary's field order.
-GROUPS = {
+# Repeating groups: quickfix's own classes carry the dictionary's field order, but building that
+# order costs ~80 SWIG calls per instance, so each kind is built once and copied (a cheap C++ copy).
+_GROUP_CLASSES = {
     ("V", 267): fix44.MarketDataRequest.NoMDEntryTypes,
     ("V", 146): fix44.MarketDataRequest.NoRelatedSym,
     ("W", 268): fix44.MarketDataSnapshotFullRefresh.NoMDEntries,
     ("X", 268): fix44.MarketDataIncrementalRefresh.NoMDEntries,
     ("Y", 816): fix44.MarketDataRequestReject.NoAltMDSource,
 }
+_GROUP_TEMPLATES = {key: cls() for key, cls in _GROUP_CLASSES.items()}
 
 
 def fix_time(t: float) -> str:
@@ -67,8 +69,44 @@ class FixParseError(Exception):
         return f"{self.kind} reject ({self.reason}): {self.text}"
 
 
-def get(msg: fix.Message, tag: int, default: str = "") -> str:
-    return msg.getField(tag) if msg.isSetField(tag) else default
+class Parsed:
+    """A message quickfix has parsed and validated, with its fields read once from the raw string.
+
+    Reading fields through SWIG costs a call each; after validation a plain split is exact (the
+    messages xmc handles carry no raw-data fields), and it keeps the order needed for groups.
+    """
+
+    __slots__ = ("pairs", "fields", "msg_type", "seq")
+
+    def __init__(self, raw: str):
+        self.pairs = [(int(t), v) for t, _, v in (p.partition("=") for p in raw.split(SOH)[:-1])]
+        self.fields: dict[int, str] = {}
+        for tag, value in self.pairs:
+            self.fields.setdefault(tag, value)
+        self.msg_type = self.fields.get(35, "")
+        seq = self.fields.get(34, "0")
+        self.seq = int(seq) if seq.isdigit() else 0
+
+    def get(self, tag: int, default: str = "") -> str:
+        return self.fields.get(tag, default)
+
+    def has(self, tag: int) -> bool:
+        return tag in self.fields
+
+    def group(self, count_tag: int, members: tuple[int, ...]) -> list[dict[int, str]]:
+        """Entries of a repeating group: `members` are its tags, the first the delimiter."""
+        entries: list[dict[int, str]] = []
+        inside = False
+        for tag, value in self.pairs:
+            if tag == count_tag:
+                inside = True
+            elif inside and tag == members[0]:
+                entries.append({tag: value})
+            elif inside and entries and tag in members and tag not in entries[-1]:
+                entries[-1][tag] = value
+            elif inside and entries:
+                break
+        return entries
 
 
 class FixCodec:
@@ -93,9 +131,9 @@ class FixCodec:
         for tag, value in self.vd.outbound.get(msg_type, ()):
             m.setField(tag, value)
         for count_tag, entries in groups:
-            make = GROUPS[(msg_type, count_tag)]
+            template = _GROUP_TEMPLATES[(msg_type, count_tag)]
             for entry in entries:
-                g = make()
+                g = fix.Group(template)
                 for t, v in entry:
                     g.setField(t, v)
                 m.addGroup(g)
@@ -136,7 +174,7 @@ class FixCodec:
         raise TypeError(f"no FIX message for {action!r}")
 
     # ---- parsing -------------------------------------------------------------------------------
-    def parse(self, raw: str) -> fix.Message:
+    def parse(self, raw: str) -> Parsed:
         """Parse and validate one wire message; raises FixParseError with the FIX answer's reason."""
         try:
             msg = fix.Message(raw, self.dd, True)
@@ -144,9 +182,8 @@ class FixCodec:
             raise FixParseError("garbled", 0, str(exc)) from None
         except Exception as exc:  # quickfix raises its own types for unparsable content
             raise FixParseError("garbled", 0, f"{type(exc).__name__}: {exc}") from None
-        header = msg.getHeader()
-        msg_type = get(header, 35)
-        seq = int(get(header, 34, "0") or 0) if get(header, 34, "0").isdigit() else 0
+        parsed = Parsed(raw)
+        msg_type, seq = parsed.msg_type, parsed.seq
         try:
             self.dd.validate(msg)
         except Exception as exc:
@@ -156,66 +193,63 @@ class FixCodec:
             reason = _REJECT_REASONS.get(name, 99)
             ref_tag = int(getattr(exc, "field", 0) or 0)
             raise FixParseError("session", reason, f"{name}: {exc}", msg_type, seq, ref_tag,
-                                get(msg, 11)) from None
-        return msg
+                                parsed.get(11)) from None
+        return parsed
 
-    def decode(self, msg: fix.Message, venue: str) -> list[Event]:
+    def decode(self, msg: Parsed, venue: str) -> list[Event]:
         """Core events carried by an application message the engine received."""
-        msg_type = get(msg.getHeader(), 35)
+        msg_type = msg.msg_type
         if msg_type == "8":
             return [self._exec_report(msg, venue)]
         if msg_type == "9":
-            rr = get(msg, 102)
-            return [CancelReject(venue, get(msg, 11), get(msg, 41), get(msg, 39), int(rr) if rr else None,
-                                 get(msg, 58))]
+            rr = msg.get(102)
+            return [CancelReject(venue, msg.get(11), msg.get(41), msg.get(39), int(rr) if rr else None,
+                                 msg.get(58))]
         if msg_type == "j":
-            rr = get(msg, 380)
-            return [BusinessReject(venue, get(msg, 372), get(msg, 379), int(rr) if rr else None, get(msg, 58))]
+            rr = msg.get(380)
+            return [BusinessReject(venue, msg.get(372), msg.get(379), int(rr) if rr else None, msg.get(58))]
         if msg_type == "3":
-            rr = get(msg, 373)
-            return [BusinessReject(venue, get(msg, 372), get(msg, 379) or get(msg, 45), int(rr) if rr else None,
-                                   get(msg, 58), session_level=True)]
+            rr = msg.get(373)
+            return [BusinessReject(venue, msg.get(372), msg.get(379) or msg.get(45), int(rr) if rr else None,
+                                   msg.get(58), session_level=True)]
         if msg_type in ("W", "X"):
             return self._market_data(msg, msg_type == "W")
         return []
 
-    def _exec_report(self, msg: fix.Message, venue: str) -> ExecReport:
+    def _exec_report(self, msg: Parsed, venue: str) -> ExecReport:
         def num(tag: int) -> float:
-            v = get(msg, tag)
+            v = msg.get(tag)
             return float(v) if v else 0.0
 
-        rr = get(msg, 103)
-        symbol = get(msg, 55)
+        rr = msg.get(103)
+        symbol = msg.get(55)
         return ExecReport(
-            venue=venue, cl_ord_id=get(msg, 11), orig_cl_ord_id=get(msg, 41), order_id=get(msg, 37),
-            exec_id=get(msg, 17), exec_type=get(msg, 150), ord_status=get(msg, 39),
-            instrument=self.symbol_to_instrument.get(symbol, symbol), side=get(msg, 54), order_qty=num(38),
+            venue=venue, cl_ord_id=msg.get(11), orig_cl_ord_id=msg.get(41), order_id=msg.get(37),
+            exec_id=msg.get(17), exec_type=msg.get(150), ord_status=msg.get(39),
+            instrument=self.symbol_to_instrument.get(symbol, symbol), side=msg.get(54), order_qty=num(38),
             cum_qty=num(14), leaves_qty=num(151), last_qty=num(32), last_px=num(31), avg_px=num(6),
-            ord_rej_reason=int(rr) if rr else None, text=get(msg, 58),
-            poss_dup=get(msg.getHeader(), 43) == "Y" or get(msg.getHeader(), 97) == "Y",
+            ord_rej_reason=int(rr) if rr else None, text=msg.get(58),
+            poss_dup=msg.get(43) == "Y" or msg.get(97) == "Y",
         )
 
-    def _market_data(self, msg: fix.Message, snapshot: bool) -> list[Event]:
-        n = int(get(msg, 268, "0") or 0)
-        group = GROUPS[("W" if snapshot else "X", 268)]()
+    def _market_data(self, msg: Parsed, snapshot: bool) -> list[Event]:
         touched: list[str] = []
-        default_symbol = get(msg, 55)
-        for i in range(1, n + 1):
-            msg.getGroup(i, group)
-            symbol = get(group, 55) or default_symbol
+        default_symbol = msg.get(55)
+        members = (269, 270, 271) if snapshot else (279, 269, 55, 270, 271)
+        for entry in msg.group(268, members):
+            symbol = entry.get(55) or default_symbol
             top = self._md_top.setdefault(symbol, [None, 0.0, None, 0.0])
             if snapshot and symbol not in touched:
                 top[:] = [None, 0.0, None, 0.0]
-            etype = get(group, 269)
-            action = get(group, 279, "0")
+            etype = entry.get(269)
             idx = 0 if etype == "0" else 2 if etype == "1" else None
             if idx is None:
                 continue
-            if action == "2":
+            if entry.get(279, "0") == "2":
                 top[idx], top[idx + 1] = None, 0.0
             else:
-                top[idx] = float(get(group, 270))
-                top[idx + 1] = float(get(group, 271, "0"))
+                top[idx] = float(entry[270])
+                top[idx + 1] = float(entry.get(271, "0"))
             if symbol not in touched:
                 touched.append(symbol)
         return [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
