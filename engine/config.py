@@ -13,6 +13,22 @@ from typing import Any
 
 MASS_PER_TONNE = {"t": 1.0, "kg": 1000.0, "lb": 2204.62}
 ROUNDING_RULES = ("nearest", "up", "down")
+RECOVERY_POLICIES = ("chase_unwind", "escalate")
+REJECT_CLASSES = ("retry", "fix_and_retry", "fatal")
+OVERFILL_POLICIES = ("hedge", "record")
+# OrdRejReason (103) -> class, the defaults a desk starts from: flow control and exchange-closed are
+# transient, price problems want a new price, permissions and unknown instruments are final.
+DEFAULT_REJECT_POLICY = {
+    "0": "fatal",  # broker / exchange option
+    "1": "fatal",  # unknown symbol
+    "2": "retry",  # exchange closed (transient in a session break)
+    "3": "retry",  # order exceeds limit (flow control / too many orders)
+    "6": "fix_and_retry",  # duplicate order: new ClOrdID
+    "11": "fatal",  # unsupported order characteristic
+    "99": "fix_and_retry",  # other: price outside band, off tick
+    "session": "fatal",  # session Reject (3): our message is malformed; re-sending repeats it
+    "business": "fatal",  # BusinessMessageReject (j)
+}
 TRIGGER_KINDS = ("spread", "ratio", "counter_price")
 EXECUTION_MODES = ("ioc", "limit")
 
@@ -179,6 +195,30 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
+class Recovery:
+    """How a legged episode is repaired: chase the missing quantity, then unwind, then escalate."""
+
+    policy: str
+    max_chase_attempts: int
+    chase_payup_ticks: int  # payup of the first chase order
+    chase_step_ticks: int  # added per further attempt
+    liquidity_step_ticks: int  # added when the touch shows less than the missing quantity
+    max_payup_ticks: int
+    legged_budget: float  # seconds a legged episode may chase before it unwinds
+    unwind_payup_ticks: int
+    max_unwind_attempts: int
+    reject_policy: dict[str, str]  # OrdRejReason (or "session"/"business") -> retry/fix_and_retry/fatal
+    overfill: str
+
+    def reject_class(self, reason: int | None, session_level: bool = False, business: bool = False) -> str:
+        if session_level:
+            return self.reject_policy.get("session", "fatal")
+        if business:
+            return self.reject_policy.get("business", "fatal")
+        return self.reject_policy.get(str(reason), self.reject_policy.get("default", "fix_and_retry"))
+
+
+@dataclass(frozen=True, slots=True)
 class Strategy:
     leg_a: str
     leg_b: str
@@ -191,6 +231,7 @@ class Strategy:
     offset: float  # added to the spread (CNY/t), e.g. import VAT, premium or freight terms
     trigger: Trigger
     execution: Execution
+    recovery: Recovery
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +240,10 @@ class RiskLimits:
     max_position_lots: dict[str, int]
     max_notional_cny: float  # per order
     price_band_pct: float  # order price within this % of the reference mid
+    max_naked_tonnes: float = math.inf  # hard limit: worst case if only one leg fills
+    max_slippage_ticks: int = 1_000_000  # recovery price versus the trigger price
+    max_orders_per_day: dict[str, int] = field(default_factory=dict)
+    max_cancels_per_day: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +331,31 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         max_concurrent_episodes=ex.get("max_concurrent_episodes", int, 1, check=positive, hint="a whole number >= 1"),
     )
     ex.finish()
+    rc = st.sub("recovery", optional=True)
+    policy = dict(DEFAULT_REJECT_POLICY)
+    for reason, cls in rc.get("reject_policy", dict, {}, hint="a table such as { \"99\" = \"fix_and_retry\" }").items():
+        if cls not in REJECT_CLASSES:
+            rc.problem(f"reject_policy.{reason}", f"is {cls!r}", f"write one of {', '.join(REJECT_CLASSES)}")
+        elif not (reason.isdigit() or reason in ("session", "business", "default")):
+            rc.problem(f"reject_policy.{reason}", "is not an OrdRejReason",
+                       "use an OrdRejReason number (e.g. \"99\"), \"session\", \"business\" or \"default\"")
+        else:
+            policy[reason] = cls
+    recovery = Recovery(
+        policy=rc.get("policy", str, "escalate" if not st.has("recovery") else "chase_unwind",
+                      choices=RECOVERY_POLICIES),
+        max_chase_attempts=rc.get("max_chase_attempts", int, 3, check=non_negative, hint="a whole number >= 0"),
+        chase_payup_ticks=rc.get("chase_payup_ticks", int, 2, check=non_negative, hint="ticks >= 0"),
+        chase_step_ticks=rc.get("chase_step_ticks", int, 2, check=non_negative, hint="ticks >= 0"),
+        liquidity_step_ticks=rc.get("liquidity_step_ticks", int, 1, check=non_negative, hint="ticks >= 0"),
+        max_payup_ticks=rc.get("max_payup_ticks", int, 10, check=non_negative, hint="ticks >= 0"),
+        legged_budget=rc.get("legged_budget_ms", float, 800.0, check=positive, hint="milliseconds > 0") / 1e3,
+        unwind_payup_ticks=rc.get("unwind_payup_ticks", int, 5, check=non_negative, hint="ticks >= 0"),
+        max_unwind_attempts=rc.get("max_unwind_attempts", int, 3, check=positive, hint="a whole number >= 1"),
+        reject_policy=policy,
+        overfill=rc.get("overfill", str, "hedge", choices=OVERFILL_POLICIES),
+    )
+    rc.finish()
     strategy = Strategy(
         leg_a=leg_a, leg_b=leg_b, fx=fx, lot_ratio=(ratio[0], ratio[1]),
         clip_lots_a=st.get("clip_lots_a", int, check=positive, hint="lots of leg A per episode, >= 1"),
@@ -293,7 +363,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         price_multiplier_a=st.get("price_multiplier_a", float, 1.0, check=positive, hint="a multiplier > 0"),
         price_multiplier_b=st.get("price_multiplier_b", float, 1.0, check=positive, hint="a multiplier > 0"),
         offset=st.get("offset", float, 0.0),
-        trigger=trigger, execution=execution,
+        trigger=trigger, execution=execution, recovery=recovery,
     )
     if leg_a in instruments and leg_b in instruments and not fx and \
             instruments[leg_a].currency != instruments[leg_b].currency:
@@ -308,6 +378,12 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
                                           "a whole number of lots >= 1", positive),
         max_notional_cny=rk.get("max_notional_cny", float, check=positive, hint="CNY per order, > 0"),
         price_band_pct=rk.get("price_band_pct", float, check=positive, hint="a percentage > 0, e.g. 3"),
+        max_naked_tonnes=rk.get("max_naked_tonnes", float, math.inf, check=positive, hint="tonnes > 0"),
+        max_slippage_ticks=rk.get("max_slippage_ticks", int, 1_000_000, check=non_negative, hint="ticks >= 0"),
+        max_orders_per_day=_per_instrument(rk, "max_orders_per_day", int, instruments, "a whole number >= 1",
+                                           positive, default={}),
+        max_cancels_per_day=_per_instrument(rk, "max_cancels_per_day", int, instruments, "a whole number >= 0",
+                                            non_negative, default={}),
     )
     for leg in (leg_a, leg_b):
         for limit in ("max_order_lots", "max_position_lots"):

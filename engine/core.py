@@ -37,8 +37,8 @@ from engine.events import (
     TimerFired,
 )
 from engine.order import ChildOrder, OrderEvent, OrdStatus
-from engine.recovery import EscalateOnLegged, RecoveryPolicy
-from engine.risk import check_order
+from engine.recovery import ChaseThenUnwind, EscalateOnLegged, RecoveryPolicy
+from engine.risk import Breach, check_order
 from engine.sizing import align
 from engine.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
 
@@ -57,7 +57,9 @@ class EngineCore:
         self.cfg = config
         self.strategy = config.strategy
         self.instruments = config.instruments
-        self.recovery = recovery or EscalateOnLegged()
+        if recovery is None:
+            recovery = ChaseThenUnwind() if config.strategy.recovery.policy == "chase_unwind" else EscalateOnLegged()
+        self.recovery = recovery
         self.trigger = TriggerEvaluator(config.strategy, config.instruments)
         self.books: dict[str, TopOfBook] = {}
         self.orders: dict[str, ChildOrder] = {}
@@ -70,6 +72,8 @@ class EngineCore:
         self.cooldown_until = -math.inf
         self.seq = 0
         self.anomaly_count = 0
+        self.orders_today: dict[str, int] = {name: 0 for name in config.instruments}
+        self.cancels_today: dict[str, int] = {name: 0 for name in config.instruments}
         self._handlers: dict[type, Callable[[object, float], list[Action]]] = {
             Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
             BusinessReject: self._on_business_reject, SessionUp: self._on_session_up,
@@ -95,7 +99,7 @@ class EngineCore:
 
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
-            return [self._anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
+            return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
         self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
         if self.killed or len(self.active) >= self.strategy.execution.max_concurrent_episodes \
                 or now < self.cooldown_until or not self._legs_connected():
@@ -130,6 +134,12 @@ class EngineCore:
             f"B={size.lots_b} residual_t={size.residual_tonnes:.3f}"))]
         prices = {name: self._entry_price(self.instruments[leg.instrument], leg.side) for name, leg in legs.items()}
         ep.stages["risk_check"] = now
+        worst_naked = max(leg.target * leg.lot_tonnes for leg in legs.values())
+        if worst_naked > self.cfg.risk.max_naked_tonnes:
+            ep.reason = (f"risk: max_naked_tonnes: one leg alone would leave {worst_naked:.2f} t naked "
+                         f"(limit {self.cfg.risk.max_naked_tonnes:g} t)")
+            out.append(Audit(now, "risk_breach", did, detail=ep.reason))
+            return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
         for name, leg in legs.items():
             inst = self.instruments[leg.instrument]
             breach = self._risk(inst, leg.side, leg.target, prices[name], sig.fx_rate)
@@ -146,10 +156,42 @@ class EngineCore:
         return out
 
     def _entry_price(self, inst: Instrument, side: str) -> float:
+        return self.price_from_touch(inst, side, self.strategy.execution.payup_ticks.get(inst.name, 0))
+
+    def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float:
+        """The opposite touch plus `payup_ticks` in the direction that makes the order more marketable."""
         book = self.books[inst.name]
-        payup = self.strategy.execution.payup_ticks.get(inst.name, 0) * inst.tick
         touch = book.ask if side == BUY else book.bid
+        if touch is None:  # that side of the book is empty: price from the other side
+            touch = book.bid if side == BUY else book.ask
+        payup = payup_ticks * inst.tick
         return inst.round_to_tick(touch + payup if side == BUY else touch - payup, side_sign(side))
+
+    def set_timer(self, at: float, key: str) -> SetTimer:
+        return SetTimer(at, key)
+
+    def recovery_order(self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float, purpose: str,
+                       check_slippage: bool = True) -> tuple[list[Action], bool]:
+        """A chase, unwind or overfill-hedge order through every risk limit: (actions, sent)."""
+        inst = self.instruments[leg.instrument]
+        detail = ""
+        if check_slippage:
+            trigger_px = ep.trigger_prices[leg.name]
+            slip = (price - trigger_px) * side_sign(side) / inst.tick
+            if slip > self.cfg.risk.max_slippage_ticks + 1e-9:
+                detail = f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.cfg.risk.max_slippage_ticks}"
+        if not detail:
+            breach = self._risk(inst, side, qty, price, self.fx_for(inst))
+            if breach is not None:
+                detail = f"{breach.limit}: {breach.detail}"
+        if detail:
+            return [Audit(now, "risk_breach", ep.decision_id, instrument=inst.name, account=inst.account,
+                          side=side, qty=qty, price=price, detail=f"{purpose}: {detail}")], False
+        ep.last_reject = None
+        ep.stages.setdefault("recovery_send", now)
+        out = self.send_order(ep, leg, side, qty, price, now, purpose)
+        out.append(SetTimer(now + self.strategy.execution.order_timeout, f"timeout:{ep.decision_id}"))
+        return out, True
 
     def fx_for(self, inst: Instrument) -> float:
         """FX rate that converts `inst`'s currency into leg A's currency (1 when they are the same)."""
@@ -160,6 +202,9 @@ class EngineCore:
         return book.mid if book is not None and book.mid else 1.0
 
     def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float):
+        limit = self.cfg.risk.max_orders_per_day.get(inst.name)
+        if limit is not None and self.orders_today[inst.name] + 1 > limit:
+            return Breach("max_orders_per_day", inst.name, f"order {self.orders_today[inst.name] + 1} > {limit}")
         book = self.books.get(inst.name)
         reference = book.mid if book is not None and book.mid else price
         working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
@@ -177,6 +222,7 @@ class EngineCore:
         cl_ord_id = f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}"
         order = ChildOrder(cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, side, qty, price, purpose)
         self.orders[cl_ord_id] = order
+        self.orders_today[inst.name] += 1
         leg.orders.append(order)
         ep.stages.setdefault(f"send_{leg.name}", now)
         return [SendOrder(inst.venue, cl_ord_id, inst.name, inst.symbol, side, qty, price, "2",
@@ -186,6 +232,13 @@ class EngineCore:
     def cancel(self, order: ChildOrder, now: float) -> list[Action]:
         if order.done or order.state is OrdStatus.PENDING_CANCEL:
             return []
+        limit = self.cfg.risk.max_cancels_per_day.get(order.instrument)
+        if limit is not None and self.cancels_today[order.instrument] + 1 > limit:
+            return [Alert(now, "critical", f"cancel of {order.cl_ord_id} not sent: max_cancels_per_day {limit} "
+                                           f"on {order.instrument}", order.decision_id),
+                    Audit(now, "risk_breach", order.decision_id, order.cl_ord_id, order.instrument,
+                          detail=f"max_cancels_per_day {limit}: cancel not sent")]
+        self.cancels_today[order.instrument] += 1
         n = sum(1 for v in self.cancel_ids.values() if v == order.cl_ord_id) + 1
         cid = f"{order.cl_ord_id}C{n}"
         self.cancel_ids[cid] = order.cl_ord_id
@@ -199,13 +252,13 @@ class EngineCore:
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
         problem = ep.move(event)
         if problem:
-            return [self._anomaly(now, "illegal_episode_transition", "", problem)]
+            return [self.anomaly(now, "illegal_episode_transition", "", problem)]
         if not ep.terminal:
             return []
         ep.stages["terminal"] = now
         self.active.pop(ep.decision_id, None)
         self.cooldown_until = now + self.strategy.execution.cooldown
-        return [CancelTimer(f"timeout:{ep.decision_id}"),
+        return [CancelTimer(f"timeout:{ep.decision_id}"), CancelTimer(f"legged:{ep.decision_id}"),
                 Audit(now, "terminal", ep.decision_id, detail=f"{ep.state.value} {ep.reason}".strip())]
 
     def _settle(self, ep: Episode, now: float) -> list[Action]:
@@ -244,7 +297,7 @@ class EngineCore:
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
         order = self._find(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
-            out = [self._anomaly(now, "unknown_order", r.cl_ord_id, f"ExecType={r.exec_type} for an order "
+            out = [self.anomaly(now, "unknown_order", r.cl_ord_id, f"ExecType={r.exec_type} for an order "
                                  f"this engine did not send", exec_id=r.exec_id)]
             if r.exec_type == "F" and r.last_qty > 0 and r.instrument in self.positions:
                 # never lose a fill: the venue says we traded, so the position moves; flagged above
@@ -255,7 +308,7 @@ class EngineCore:
         fill, problems = order.apply(r)
         ep = self.episodes[order.decision_id]
         inst = self.instruments[order.instrument]
-        out = [self._anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id) for kind, detail in problems]
+        out = [self.anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id) for kind, detail in problems]
         if fill:
             self.positions[order.instrument] += side_sign(order.side) * fill
             ep.fills.append((now, order.leg, fill, r.last_px))
@@ -270,6 +323,8 @@ class EngineCore:
                              order.leaves_qty, order.price or 0.0,
                              f"{order.state.name}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected"
                                                       else "")))
+        if r.exec_type == "8" and not problems:
+            ep.last_reject = (r.ord_rej_reason, False, False)
         if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
         return out + self._settle(ep, now)
@@ -277,11 +332,11 @@ class EngineCore:
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
         order = self._find(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
-            return [self._anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
+            return [self.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
         out: list[Action] = []
         problem = order.move(OrderEvent.CANCEL_REJECTED) if not order.done else None
         if problem:
-            out.append(self._anomaly(now, "illegal_transition", order.cl_ord_id, problem))
+            out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
         out.append(Audit(now, "cancel_rejected", order.decision_id, order.cl_ord_id, order.instrument,
                          self.instruments[order.instrument].account, order.side, order.leaves_qty, 0.0,
                          f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip()))
@@ -291,7 +346,7 @@ class EngineCore:
         order = self._find(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
         if order is None:
-            return [self._anomaly(now, "reject_unmatched", r.ref_id,
+            return [self.anomaly(now, "reject_unmatched", r.ref_id,
                                   f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}")]
         out: list[Action] = []
         is_cancel = r.ref_id in self.cancel_ids
@@ -299,9 +354,10 @@ class EngineCore:
         if not order.done:
             problem = order.move(event)
             if problem:
-                out.append(self._anomaly(now, "illegal_transition", order.cl_ord_id, problem))
+                out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
             if not is_cancel:
                 order.reject_reason, order.text = r.reason, r.text
+                self.episodes[order.decision_id].last_reject = (r.reason, r.session_level, not r.session_level)
         out.append(Audit(now, "rejected", order.decision_id, order.cl_ord_id, order.instrument,
                          self.instruments[order.instrument].account, order.side, order.qty, order.price or 0.0,
                          f"{kind} reason={r.reason} {r.text}".strip()))
@@ -311,9 +367,17 @@ class EngineCore:
     def _on_timer(self, t: TimerFired, now: float) -> list[Action]:
         kind, _, did = t.key.partition(":")
         ep = self.episodes.get(did)
-        if kind != "timeout" or ep is None or ep.terminal:
+        if ep is None or ep.terminal:
             return []
-        out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
+        if kind == "timeout":
+            out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
+        elif kind == "legged" and ep.mode == "chase":
+            ep.mode = "unwind"
+            out = [Audit(now, "unwind_decision", did, detail="legged-time budget spent while chasing")]
+            if not ep.working:
+                return out + self.recovery.on_legged(self, ep, now)
+        else:
+            return []
         for leg in ep.legs.values():
             for order in leg.orders:
                 out += self.cancel(order, now)
@@ -330,8 +394,8 @@ class EngineCore:
         if c.name == "resume":
             self.killed = False
             return [Audit(now, "resume", detail="new episodes allowed")]
-        return [self._anomaly(now, "unknown_command", "", f"command {c.name!r}")]
+        return [self.anomaly(now, "unknown_command", "", f"command {c.name!r}")]
 
-    def _anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data) -> Anomaly:
+    def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data) -> Anomaly:
         self.anomaly_count += 1
         return Anomaly(now, kind, cl_ord_id, detail, data)

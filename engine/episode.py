@@ -91,7 +91,10 @@ class Episode:
     stages: dict[str, float] = field(default_factory=dict)
     fills: list[tuple[float, str, float, float]] = field(default_factory=list)  # (ts, leg, qty, px)
     reason: str = ""
-    max_exposure_t: float = 0.0
+    mode: str = ""  # recovery mode once legged: "chase" or "unwind"
+    chase_attempts: int = 0
+    unwind_attempts: int = 0
+    last_reject: tuple[int | None, bool, bool] | None = None  # (OrdRejReason, session-level, business)
 
     @property
     def terminal(self) -> bool:

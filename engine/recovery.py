@@ -1,9 +1,17 @@
-"""The recovery seam: what the engine does with an episode that ends its entry LEGGED.
+"""The recovery of a legged episode: re-order (chase) the missing quantity, roll back (unwind) the
+filled leg, or escalate. Called by the core whenever a LEGGED episode has nothing working.
 
-A policy is called by the core with the legged episode and returns actions; it may move the
-episode (ESCALATE) or send recovery orders through the core's own order path. The default policy
-escalates at once: a desk without automatic recovery must see every legged episode immediately.
-Re-order (chase) and rollback (unwind) policies plug in here.
+Rules:
+- Chase first: each attempt re-sends the missing lots of each short leg as IOC at the touch plus a
+  payup that starts at `chase_payup_ticks`, grows by `chase_step_ticks` per attempt, gains
+  `liquidity_step_ticks` when the touch shows fewer lots than are missing, and never passes
+  `max_payup_ticks` nor the risk limit on slippage from the trigger price.
+- The last reject decides the class (retry, fix_and_retry, fatal) from the configured table: a
+  fatal reject skips the chase. Running out of attempts or of the legged-time budget also unwinds.
+- Unwind: flatten what each leg holds with IOC orders on the opposite side, never more than the leg
+  holds (an unwind never flips the position), up to `max_unwind_attempts`.
+- Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
+- Any recovery order that a risk limit refuses is not sent: the episode escalates with an alert.
 """
 
 from __future__ import annotations
@@ -22,14 +30,103 @@ class RecoveryPolicy(Protocol):
     def on_legged(self, core: EngineCore, episode: Episode, now: float) -> list[Action]: ...
 
 
+def escalate(core: EngineCore, ep: Episode, now: float, why: str) -> list[Action]:
+    text = f"episode {ep.decision_id} escalated: {why}; missing {ep.missing()} lots, naked {ep.naked_tonnes():.3f} t"
+    ep.reason = why
+    return [Alert(now, "critical", text, ep.decision_id), Audit(now, "escalate", ep.decision_id, detail=text),
+            *core.move_episode(ep, EpisodeEvent.ESCALATE, now)]
+
+
 class EscalateOnLegged:
     """No automatic repair: escalate the legged episode to the desk with its exposure."""
 
     def on_legged(self, core: EngineCore, episode: Episode, now: float) -> list[Action]:
-        exposure_t = episode.naked_tonnes()
-        text = (f"episode {episode.decision_id} legged: missing {episode.missing()} lots, "
-                f"naked {exposure_t:.3f} t; no automatic recovery configured")
-        episode.reason = "legged, no recovery policy"
-        return [Alert(now, "critical", text, episode.decision_id),
-                Audit(now, "escalate", episode.decision_id, detail=text),
-                *core.move_episode(episode, EpisodeEvent.ESCALATE, now)]
+        return escalate(core, episode, now, "legged, no recovery policy")
+
+
+class ChaseThenUnwind:
+    """Chase the missing quantity, unwind when the chase cannot succeed, escalate when neither can."""
+
+    def on_legged(self, core: EngineCore, ep: Episode, now: float) -> list[Action]:
+        rc = core.strategy.recovery
+        out: list[Action] = []
+        if not ep.mode:
+            ep.mode = "chase"
+            out.append(core.set_timer(ep.stages["legged"] + rc.legged_budget, f"legged:{ep.decision_id}"))
+        missing = ep.missing()
+        if ep.mode == "chase" and all(m <= 1e-9 for m in missing.values()):
+            if rc.overfill == "record":  # every leg at or beyond target: keep the excess, on record
+                out.append(core.anomaly(now, "overfill", "", f"episode {ep.decision_id} overfilled: {missing}"))
+                return out + core.move_episode(ep, EpisodeEvent.DONE_BALANCED, now)
+            ep.mode = "hedge_overfill"
+        if ep.mode == "chase":
+            why = self._stop_chasing(core, ep, now)
+            if why is None:
+                return out + self._chase(core, ep, missing, now)
+            ep.mode = "unwind"
+            out.append(Audit(now, "unwind_decision", ep.decision_id, detail=why))
+        if ep.mode == "hedge_overfill":
+            return out + self._flatten(core, ep, now, {n: -m for n, m in missing.items() if m < 0}, "overfill_hedge")
+        if ep.unwind_attempts >= rc.max_unwind_attempts:
+            return out + escalate(core, ep, now, f"unwind failed after {ep.unwind_attempts} attempts")
+        ep.unwind_attempts += 1
+        return out + self._flatten(core, ep, now, {n: leg.filled for n, leg in ep.legs.items()}, "unwind")
+
+    @staticmethod
+    def _stop_chasing(core: EngineCore, ep: Episode, now: float) -> str | None:
+        rc = core.strategy.recovery
+        last = ep.last_reject
+        if last is not None and rc.reject_class(*last) == "fatal":
+            return f"fatal reject (reason {last[0]}{', session' if last[1] else ''})"
+        if ep.chase_attempts >= rc.max_chase_attempts:
+            return f"chase budget spent ({ep.chase_attempts} attempts)"
+        if now - ep.stages["legged"] >= rc.legged_budget:
+            return f"legged-time budget spent ({rc.legged_budget * 1e3:.0f} ms)"
+        return None
+
+    def _chase(self, core: EngineCore, ep: Episode, missing: dict[str, float], now: float) -> list[Action]:
+        rc = core.strategy.recovery
+        out: list[Action] = []
+        retry_same_price = ep.last_reject is not None and rc.reject_class(*ep.last_reject) == "retry"
+        ep.chase_attempts += 1
+        for name, lots in missing.items():
+            if lots <= 1e-9:
+                continue
+            leg = ep.legs[name]
+            inst = core.instruments[leg.instrument]
+            payup = rc.chase_payup_ticks + rc.chase_step_ticks * (ep.chase_attempts - 1)
+            book = core.books.get(inst.name)
+            touch_size = (book.ask_size if leg.side == "1" else book.bid_size) if book else 0.0
+            if touch_size < lots:
+                payup += rc.liquidity_step_ticks
+            payup = min(payup, rc.max_payup_ticks)
+            if retry_same_price and leg.orders and leg.orders[-1].price is not None:
+                price = leg.orders[-1].price
+            else:
+                price = core.price_from_touch(inst, leg.side, payup)
+            actions, sent = core.recovery_order(ep, leg, leg.side, int(round(lots)), price, now, "chase")
+            out += actions
+            if not sent:
+                return out + escalate(core, ep, now, f"chase order on {inst.name} refused by risk")
+        return out
+
+    def _flatten(self, core: EngineCore, ep: Episode, now: float, lots_by_leg: dict[str, float],
+                 purpose: str) -> list[Action]:
+        out: list[Action] = []
+        rc = core.strategy.recovery
+        for name, lots in lots_by_leg.items():
+            if abs(lots) <= 1e-9:
+                continue
+            leg = ep.legs[name]
+            inst = core.instruments[leg.instrument]
+            # the leg holds `lots` in its own direction: trade the opposite way, never more than held
+            side = ("2" if leg.side == "1" else "1") if lots > 0 else leg.side
+            qty = int(round(min(abs(lots), abs(leg.filled) if purpose == "unwind" else abs(lots))))
+            price = core.price_from_touch(inst, side, rc.unwind_payup_ticks)
+            actions, sent = core.recovery_order(ep, leg, side, qty, price, now, purpose, check_slippage=False)
+            out += actions
+            if not sent:
+                return out + escalate(core, ep, now, f"{purpose} order on {inst.name} refused by risk")
+        if not out:
+            return escalate(core, ep, now, f"{purpose}: nothing to trade yet still legged")
+        return out
