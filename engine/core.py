@@ -69,6 +69,7 @@ class EngineCore:
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
         self.sessions: set[str] = set()
         self.killed = False
+        self.draining = False
         self.cooldown_until = -math.inf
         self.seq = 0
         self.anomaly_count = 0
@@ -91,6 +92,9 @@ class EngineCore:
         for inst in self.instruments.values():
             if inst.venue == ev.venue:
                 out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
+        for ep in list(self.active.values()):  # recovery that waited for this session goes on
+            if ep.state is EpisodeState.LEGGED and not ep.working:
+                out += self.recovery.on_legged(self, ep, now)
         return out
 
     def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
@@ -101,7 +105,7 @@ class EngineCore:
         if q.instrument not in self.instruments:
             return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
         self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
-        if self.killed or len(self.active) >= self.strategy.execution.max_concurrent_episodes \
+        if self.killed or self.draining or len(self.active) >= self.strategy.execution.max_concurrent_episodes \
                 or now < self.cooldown_until or not self._legs_connected():
             return []
         signal = self.trigger.evaluate(self.books, now)
@@ -334,7 +338,13 @@ class EngineCore:
         if order is None:
             return [self.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
         out: list[Action] = []
-        problem = order.move(OrderEvent.CANCEL_REJECTED) if not order.done else None
+        event = OrderEvent.CANCEL_REJECTED
+        if not order.done and r.reason == 1 and order.cum_qty == 0 and not order.order_id:
+            event = OrderEvent.REJECTED  # the venue never knew the order (lost before its ack): it is dead
+            self.episodes[order.decision_id].last_reject = (None, False, False)
+        elif not order.done and r.ord_status == "4":
+            event = OrderEvent.CANCELED  # already cancelled at the venue; that report never reached us
+        problem = order.move(event) if not order.done else None
         if problem:
             out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
         out.append(Audit(now, "cancel_rejected", order.decision_id, order.cl_ord_id, order.instrument,
@@ -392,8 +402,11 @@ class EngineCore:
                 out += self.cancel(order, now)
             return out
         if c.name == "resume":
-            self.killed = False
+            self.killed = self.draining = False
             return [Audit(now, "resume", detail="new episodes allowed")]
+        if c.name == "drain":
+            self.draining = True
+            return [Audit(now, "drain", detail="no new episodes; open ones finish")]
         return [self.anomaly(now, "unknown_command", "", f"command {c.name!r}")]
 
     def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data) -> Anomaly:

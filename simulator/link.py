@@ -28,8 +28,13 @@ class Latency:
 
 class Link:
     def __init__(self, env: simpy.Environment, name: str, latency: Latency, rng: random.Random,
-                 deliver: Callable[[str], None]):
+                 deliver: Callable[[str], None], venue: str = "", direction: str = "", faults=None):
         self.env = env
+        self.venue = venue
+        self.direction = direction  # "up" engine -> venue, "down" venue -> engine
+        self.faults = faults
+        self.down = False  # a cut connection: what is in flight is lost
+        self.dropped = 0
         self.name = name
         self.latency = latency
         self.rng = rng
@@ -38,8 +43,16 @@ class Link:
         self.sent = 0
 
     def send(self, raw: str) -> None:
-        arrival = max(self.env.now + self.latency.draw(self.rng), self.last_arrival)
+        delay = self.latency.draw(self.rng)
+        if self.faults is not None:
+            if self.faults.for_message("drop", self.venue, self.direction, self.env.now):
+                self.dropped += 1
+                return
+            spike = self.faults.for_message("latency_spike", self.venue, self.direction, self.env.now)
+            if spike is not None:
+                delay += spike.delay
+        arrival = max(self.env.now + delay, self.last_arrival)
         self.last_arrival = arrival
         self.sent += 1
         ev = self.env.timeout(arrival - self.env.now)
-        ev.callbacks.append(lambda _ev, raw=raw: self.deliver(raw))
+        ev.callbacks.append(lambda _ev, raw=raw: None if self.down else self.deliver(raw))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ import simpy
 
 from engine.core import EngineCore
 from engine.episode import Episode
+from engine.events import Command
+from simulator.checkers import InvariantChecker
+from simulator.faults import FaultPlan
 from simulator.link import Link
 from simulator.prices import PriceProcess
 from simulator.rng import fork
@@ -25,6 +29,17 @@ class RunResult:
     report: dict
     messages: list[str]
     audit: list[tuple]
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> dict:
+    """Observed share with its Wilson score interval (95% by default); None bounds for n = 0."""
+    if n == 0:
+        return {"n": 0, "successes": 0, "rate": None, "low": None, "high": None}
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return {"n": n, "successes": successes, "rate": p, "low": max(0.0, centre - half), "high": min(1.0, centre + half)}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -46,14 +61,37 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
     log = WireLog()
     core = EngineCore(scenario.engine)
     shell = SimEngineShell(env, core, scenario.venues, log)
+    checker = shell.checker = InvariantChecker(core)
+    faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name))
     venues: dict[str, Venue] = {}
     for name, vcfg in scenario.venues.items():
         insts = [i for i in scenario.engine.instruments.values() if i.venue == name]
         venue = Venue(env, vcfg, insts, fork(seed, f"venue:{name}"), log)
+        venue.faults = faults
+        venue.checker = checker
         venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
-                                  lambda raw, n=name: shell.receive(n, raw))
-        shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive)
+                                  lambda raw, n=name: shell.receive(n, raw), name, "down", faults)
+        shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive,
+                                         name, "up", faults)
         venues[name] = venue
+
+    def disconnect(fault):
+        yield env.timeout(fault.after)
+        venue = venues[fault.venue]
+        links = (venue.session.link, shell.sessions[fault.venue].link)
+        for link in links:
+            link.down = True
+        fault.hits += 1
+        venue.disconnect(fault.cancel_on_disconnect)
+        shell.disconnected(fault.venue)
+        yield env.timeout(fault.until - fault.after)
+        for link in links:
+            link.down = False
+        shell.reconnect(fault.venue)
+
+    for f in faults.faults:
+        if f.kind == "disconnect":
+            env.process(disconnect(f))
     prices = PriceProcess(scenario.prices, fork(seed, "prices"))
 
     def market():
@@ -67,7 +105,9 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
     env.process(market())
     shell.start()
     env.run(until=scenario.duration)
-    report = build_report(scenario, seed, core, shell, venues, log)
+    shell.dispatch(Command("drain"))
+    env.run(until=scenario.duration + scenario.drain)
+    report = build_report(scenario, seed, core, shell, venues, log, checker, faults)
     return RunResult(report, log.lines, shell.audit)
 
 
@@ -91,11 +131,63 @@ def _episode_row(ep: Episode, core: EngineCore) -> dict:
                      "orders": [o.cl_ord_id for o in leg.orders]} for n, leg in ep.legs.items()},
         "residual_t": round(ep.residual_tonnes, 6), "naked_t": round(ep.naked_tonnes(), 6),
         "slippage_ticks": slippage,
+        "recovery": {"mode": ep.mode, "chase_attempts": ep.chase_attempts, "unwind_attempts": ep.unwind_attempts,
+                     "reaction_ms": _ms(st, "legged", "recovery_send"),
+                     "legged_ms": _ms(st, "legged", "terminal")} if "legged" in st else None,
     }
 
 
+def _ms(stages: dict, start: str, end: str) -> float | None:
+    if start in stages and end in stages:
+        return round((stages[end] - stages[start]) * 1e3, 6)
+    return None
+
+
+def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker) -> list[str]:
+    """Which rare paths the run really reached, so a green run proves its scenario happened."""
+    seen = set(checker.coverage)
+    stages = {row[2] for row in shell.audit}
+    kinds = {a.kind for a in shell.anomalies}
+    for ep in core.episodes.values():
+        orders = [o for leg in ep.legs.values() for o in leg.orders]
+        if "legged" in ep.stages:
+            seen.add("legged")
+        if ep.state.value == "ESCALATED":
+            seen.add("escalated")
+        seen.update(o.purpose for o in orders if o.purpose in ("chase", "unwind", "overfill_hedge"))
+        rejected = [o for o in orders if o.state.name == "REJECTED"]
+        if any(o.purpose == "entry" for o in rejected):
+            seen.add("reject_entry")
+        if any(o.purpose == "chase" for o in rejected):
+            seen.add("reject_during_chase")
+        partial = [o for o in orders if 0 < o.cum_qty < o.qty]
+        if partial:
+            seen.add("partial_fill")
+            if any(o.leg != p.leg for o in rejected for p in partial):
+                seen.add("partial_and_reject")
+    recovery_ids = {o.cl_ord_id for o in core.orders.values() if o.purpose != "entry"}
+    for a in shell.anomalies:
+        if a.kind == "duplicate_exec_id":
+            seen.add("duplicate_report")
+            if a.cl_ord_id in recovery_ids:
+                seen.add("duplicate_during_recovery")
+    if "sequence_gap" in kinds:
+        seen.add("sequence_gap")
+    if "session_down" in stages:
+        seen.add("session_down")
+    if core.trigger.stale_skips:
+        seen.add("stale_skip")
+    if "cancel_rejected" in stages:
+        seen.add("cancel_reject")
+    if "timeout" in stages:
+        seen.add("timeout_cancel")
+    if any(row[2] == "risk_breach" and row[10].startswith(("chase", "unwind")) for row in shell.audit):
+        seen.add("risk_refused_recovery")
+    return sorted(seen)
+
+
 def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngineShell, venues: dict[str, Venue],
-                 log: WireLog) -> dict:
+                 log: WireLog, checker: InvariantChecker, faults) -> dict:
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
@@ -107,6 +199,13 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
             venue_pos[inst.name] = venue_pos.get(inst.name, 0.0) + lots
     engine_pos = {k: v for k, v in core.positions.items() if v}
     compute_us = [n / 1e3 for n in shell.compute_ns]
+    legged = [e for e in episodes if e["recovery"] is not None]
+    budget_ms = core.strategy.recovery.legged_budget * 1e3
+    in_budget = [e for e in legged if e["outcome"] in ("BALANCED", "UNWOUND")
+                 and (e["recovery"]["legged_ms"] or 0.0) <= budget_ms]
+    chased = [e for e in legged if e["recovery"]["chase_attempts"]]
+    unwound = [e for e in legged if e["recovery"]["unwind_attempts"]]
+    invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
     report = {
         "scenario": scenario.name, "file": str(scenario.path), "seed": seed, "duration_s": scenario.duration,
         "run_hash": log.digest(),
@@ -116,7 +215,20 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
                                                if e["signal_to_acks_ms"] is not None]),
             "signal_to_terminal_ms": distribution([e["signal_to_terminal_ms"] for e in episodes
                                                    if e["signal_to_terminal_ms"] is not None]),
+            "reaction_ms": distribution([e["recovery"]["reaction_ms"] for e in legged
+                                         if e["recovery"]["reaction_ms"] is not None]),
+            "legged_ms": distribution([e["recovery"]["legged_ms"] for e in legged
+                                       if e["recovery"]["legged_ms"] is not None]),
         },
+        "recovery": {
+            "legged": len(legged),
+            "repaired_in_budget": wilson(len(in_budget), len(legged)),
+            "reorder_success": wilson(sum(1 for e in chased if e["outcome"] == "BALANCED"), len(chased)),
+            "rollback_success": wilson(sum(1 for e in unwound if e["outcome"] == "UNWOUND"), len(unwound)),
+        },
+        "invariants": invariants,
+        "coverage": coverage(core, shell, checker),
+        "faults": faults.hits(),
         "positions": {"engine": engine_pos, "venues": {k: v for k, v in venue_pos.items() if v}},
         "fills_match_positions": engine_pos == {k: v for k, v in venue_pos.items() if v},
         "anomalies": {"count": len(shell.anomalies),
@@ -126,7 +238,8 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
                      "stale_skips": core.trigger.stale_skips,
                      "venue_rejects": sum(v.rejects_sent for v in venues.values())},
         # wall-clock figures: informative only, never part of run_hash or a verdict
-        "wall": {"engine_compute_us": distribution(compute_us)},
+        "wall": {"engine_compute_us": distribution(compute_us),
+                 "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns])},
     }
     report["expectations"] = evaluate(scenario.expect, report)
     report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
@@ -157,6 +270,21 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
     if "max_anomalies" in expect:
         n = report["anomalies"]["count"]
         check("max_anomalies", expect["max_anomalies"], n, n <= expect["max_anomalies"])
+    if expect.get("invariants_hold", True):
+        failed = {k: v for k, v in report["invariants"].items() if v["status"] == "fail"}
+        first = next(iter(failed.values()), None)
+        check("invariants_hold", "no violation", "none" if not failed else
+              f"#{next(iter(failed))} {first['name']}: {first['first']}", not failed)
+    if "min_legged" in expect:
+        n = report["recovery"]["legged"]
+        check("min_legged", expect["min_legged"], n, n >= expect["min_legged"])
+    if "min_recovery_success" in expect:
+        r = report["recovery"]["repaired_in_budget"]
+        ok = r["rate"] is not None and r["rate"] >= expect["min_recovery_success"]
+        check("min_recovery_success", expect["min_recovery_success"], r["rate"], ok)
+    for path in expect.get("coverage", []):
+        check(f"coverage.{path}", "reached", "reached" if path in report["coverage"] else "not reached",
+              path in report["coverage"])
     if expect.get("fills_match_positions", True):
         check("fills_match_positions", True, report["fills_match_positions"], report["fills_match_positions"])
     return out

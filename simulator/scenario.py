@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine.config import ConfigError, EngineConfig, Section, non_negative, positive, read_engine
 from engine.fix import dictionary
+from simulator.faults import Fault, read_faults
 from simulator.link import Latency
 from simulator.prices import PriceConfig
 
@@ -22,7 +23,15 @@ EXPECT_KEYS = {
     "max_p99_signal_to_acks_ms": (float, "milliseconds > 0"),
     "max_anomalies": (int, "a whole number >= 0"),
     "fills_match_positions": (bool, "true or false"),
+    "invariants_hold": (bool, "true or false (default true)"),
+    "min_legged": (int, "a whole number of legged episodes >= 0: proves the fault really bit"),
+    "min_recovery_success": (float, "a share in [0, 1] of legged episodes ending BALANCED or UNWOUND in budget"),
+    "coverage": (list, "an array of rare paths the run must reach, e.g. [\"chase\", \"unwind\"]"),
 }
+COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_entry", "reject_during_chase",
+            "partial_fill", "partial_and_reject", "duplicate_report", "duplicate_during_recovery", "sequence_gap",
+            "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
+            "late_ack", "risk_refused_recovery", "timeout_cancel")
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
 
@@ -59,6 +68,8 @@ class Scenario:
     prices: PriceConfig
     engine: EngineConfig
     expect: dict
+    faults: tuple[Fault, ...] = ()
+    drain: float = 5.0  # virtual seconds after `duration` with no new episodes, for open ones to finish
 
 
 def _latency(sec: Section, name: str) -> Latency:
@@ -135,6 +146,11 @@ def _expect(root: Section) -> dict:
     for key, (type_, hint) in EXPECT_KEYS.items():
         if e.has(key):
             out[key] = e.get(key, type_, hint=hint)
+    for path in out.get("coverage", []):
+        if path not in COVERAGE:
+            e.problem("coverage", f"names unknown path {path!r}", f"use any of {', '.join(COVERAGE)}")
+    if not 0.0 <= out.get("min_recovery_success", 0.0) <= 1.0:
+        e.problem("min_recovery_success", "is outside [0, 1]", "write a share such as 0.97")
     for key in ("outcomes_at_least", "outcomes_at_most"):
         for outcome, n in out.get(key, {}).items():
             if outcome not in OUTCOMES:
@@ -163,15 +179,18 @@ def load(path: str | Path) -> Scenario:
     description = sc.get("description", str, hint="one line saying what the scenario proves")
     duration = sc.get("duration_s", float, check=positive, hint="virtual seconds > 0")
     seed = sc.get("seed", int, 1)
+    drain = sc.get("drain_s", float, 5.0, check=non_negative, hint="virtual seconds >= 0 after the end for "
+                   "open episodes to finish")
     sc.finish()
     venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
     engine = read_engine(root, set(venues))
     prices = _prices(root, set(engine.instruments))
     expect = _expect(root)
+    faults = read_faults(root, set(venues), duration)
     root.finish()
     if problems:
         raise ConfigError(str(path), problems)
-    return Scenario(path, name, description, duration, seed, venues, prices, engine, expect)
+    return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain)
 
 
 def _p(key: str, what: str, fix: str):

@@ -21,6 +21,7 @@ from engine.events import (
     Event,
     SendCancel,
     SendOrder,
+    SessionDown,
     SessionUp,
     SetTimer,
     Subscribe,
@@ -51,21 +52,42 @@ class SimEngineShell:
         self.anomalies: list[Anomaly] = []
         self.alerts: list[Alert] = []
         self.compute_ns: list[int] = []
+        self.recovery_ns: list[int] = []  # compute of the events that sent a recovery order
         self.orders_sent = 0
+        self.checker = None  # InvariantChecker, set by the runner
 
     def start(self) -> None:
         for session in self.sessions.values():
             session.send(session.codec.message("A", [(98, "0"), (108, "30")]))
 
+    def disconnected(self, venue: str) -> None:
+        self.sessions[venue].connected = False
+        self.dispatch(SessionDown(venue))
+
+    def reconnect(self, venue: str) -> None:
+        """Log on again; what the engine tried to send while down follows the logon."""
+        session = self.sessions[venue]
+        session.connected = True
+        queued, session.queued = session.queued, []
+        session.send(session.codec.message("A", [(98, "0"), (108, "30")]))
+        for msg in queued:
+            session.send(msg)
+
     # ---- inbound ----------------------------------------------------------------------------
     def receive(self, venue: str, raw: str) -> None:
         session = self.sessions[venue]
+        gaps = session.gaps
         try:
             msg = session.receive(raw)
         except FixParseError as err:
             self._record(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
             session.reject(err)
             return
+        if session.gaps > gaps:
+            self._record(Anomaly(self.env.now, "sequence_gap", "", f"{venue}: expected an earlier MsgSeqNum than "
+                                 f"{msg.seq}; market data re-requested"))
+            self.execute([Subscribe(venue, i.name, i.symbol, f"MD-{i.name}")
+                          for i in self.core.instruments.values() if i.venue == venue])
         if msg.msg_type == "A":
             self.dispatch(SessionUp(venue))
             return
@@ -78,8 +100,13 @@ class SimEngineShell:
     def dispatch(self, event: Event) -> None:
         t0 = time.perf_counter_ns()
         actions = self.core.handle(event, self.env.now)
-        self.compute_ns.append(time.perf_counter_ns() - t0)
+        spent = time.perf_counter_ns() - t0
+        self.compute_ns.append(spent)
+        if any(type(a) is Audit and a.stage == "send" and a.detail != "entry" for a in actions):
+            self.recovery_ns.append(spent)
         self.execute(actions)
+        if self.checker is not None:
+            self.checker.after_event(self.env.now, event)
 
     # ---- outbound ---------------------------------------------------------------------------
     def execute(self, actions: list) -> None:
@@ -90,6 +117,8 @@ class SimEngineShell:
                 session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
                 if kind is SendOrder:
                     self.orders_sent += 1
+                    if self.checker is not None:
+                        self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price)
             elif kind is Audit:
                 self._audit(a)
             elif kind is SetTimer:

@@ -44,8 +44,13 @@ class SessionEnd:
         self.next_in = 1
         self.gaps = 0
         self.sent: dict[int, str] = {}  # MsgSeqNum -> ClOrdID of application messages, for Reject (3)
+        self.connected = True
+        self.queued: list[fix.Message] = []  # application messages held while disconnected
 
-    def send(self, msg: fix.Message) -> str:
+    def send(self, msg: fix.Message) -> str | None:
+        if not self.connected:
+            self.queued.append(msg)  # the session layer delivers it after the next logon
+            return None
         if msg.isSetField(11):
             self.sent[self.next_out] = msg.getField(11)
         raw = self.codec.frame(msg, self.next_out, VIRTUAL_EPOCH + self.env.now)
@@ -53,6 +58,16 @@ class SessionEnd:
         self.log.message(self.env.now, raw)
         self.link.send(raw)
         return raw
+
+    def skip(self) -> None:
+        """A message that is lost after it took a sequence number: the receiver will see a gap."""
+        self.next_out += 1
+
+    def reconnect(self) -> None:
+        self.connected = True
+        queued, self.queued = self.queued, []
+        for msg in queued:
+            self.send(msg)
 
     def receive(self, raw: str) -> Parsed:
         """Parse and validate; raises FixParseError. Counts sequence gaps (the session layer's job)."""

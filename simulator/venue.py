@@ -4,6 +4,7 @@ built and parsed by quickfix against the venue's dictionary."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import simpy
@@ -51,8 +52,20 @@ class Venue:
         self.fills: list[tuple[str, str, str, int, float]] = []  # (ClOrdID, symbol, side, qty, px)
         self.logged_on = False
         self.rejects_sent = 0
+        self.faults = None  # the run's FaultPlan, set by the runner
+        self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
+        self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
+        self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
         if cfg.md_interval > 0:
             env.process(self._publisher())
+
+    def _clock(self) -> float:
+        """The venue's own clock (virtual time, plus any clock-offset fault) for its timestamps."""
+        f = self.faults.window("clock_offset", self.cfg.name, self.env.now) if self.faults else None
+        return VIRTUAL_EPOCH + self.env.now + (f.delay if f else 0.0)
+
+    def _fault(self, kind: str, cl_ord_id: str):
+        return self.faults.for_order(kind, self.cfg.name, cl_ord_id, self.env.now) if self.faults else None
 
     def _id(self, prefix: str) -> str:
         self.ids += 1
@@ -72,9 +85,17 @@ class Venue:
                 book.cancel(oid)
             self.mm_orders[symbol] = []
             center = round(value / inst.tick)
+            lock = self.faults.window("price_limit_lock", self.cfg.name, self.env.now) if self.faults else None
+            ref = self.reference[symbol]
             for k in range(liq.levels):
                 offset = liq.half_spread_ticks + k * liq.level_gap_ticks
-                for side, ticks in ((BUY, center - offset), ("2", center + offset)):
+                quotes = ((BUY, center - offset), ("2", center + offset))
+                if lock is not None:  # locked at the limit: one side only, everything at the limit price
+                    band = self.cfg.price_band_pct / 100.0
+                    limit = math.floor(ref * (1 + band) / inst.tick) if lock.side == "buy" else \
+                        math.ceil(ref * (1 - band) / inst.tick)
+                    quotes = ((BUY, limit),) if lock.side == "buy" else (("2", limit),)
+                for side, ticks in quotes:
                     order = BookOrder(self._id("M"), "mm", side, ticks, self.rng.randint(liq.size_min, liq.size_max))
                     self._match(symbol, order)
                     if order.live:
@@ -105,20 +126,39 @@ class Venue:
 
     def _on_logon(self, msg) -> None:
         self.logged_on = True
+        self.session.connected = True
         self.session.send(self.codec.message("A", [(98, "0"), (108, msg.get(108, "30"))]))
+        self.session.reconnect()  # what was held while disconnected follows the logon
 
     def _reject_order(self, msg, reason: int, text: str) -> None:
         fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "8"), (39, "8"),
                   (55, msg.get(55)), (54, msg.get(54)), (38, msg.get(38, "0")), (151, "0"), (14, "0"),
-                  (6, "0"), (103, str(reason)), (58, text), (60, fix_time(VIRTUAL_EPOCH + self.env.now))]
+                  (6, "0"), (103, str(reason)), (58, text), (60, fix_time(self._clock()))]
         self.session.send(self.codec.message("8", fields))
 
     def _on_new_order(self, msg) -> None:
-        cl_ord_id, symbol = msg.get(11), msg.get(55)
+        cl_ord_id = msg.get(11)
         if not self.cfg.trading:
             self.session.reject(FixParseError("business", 4, "this venue publishes market data only", "D",
                                               msg.seq, ref_id=cl_ord_id))
             return
+        if self.checker is not None:
+            self.checker.on_venue_order(self.env.now, cl_ord_id)
+        if self._fault("no_ack", cl_ord_id):
+            self.swallowed.add(cl_ord_id)  # lost inside the venue: never acknowledged, never in the book
+            return
+        late = self._fault("late_ack", cl_ord_id)
+        if late is not None:
+            ev = self.env.timeout(late.delay)
+            ev.callbacks.append(lambda _e, m=msg: self._accept(m) if self.logged_on else None)
+            return
+        self._accept(msg)
+
+    def _accept(self, msg) -> None:
+        cl_ord_id, symbol = msg.get(11), msg.get(55)
+        fault = self._fault("reject", cl_ord_id)
+        if fault is not None:
+            return self._reject_order(msg, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
         inst = self.instruments.get(symbol)
         if inst is None:
             return self._reject_order(msg, 1, f"unknown symbol {symbol}")
@@ -147,11 +187,38 @@ class Venue:
         co = ClientOrder(cl_ord_id, order_id, symbol, book_order.side, int(qty), price, msg.get(1), book_order)
         self.orders[cl_ord_id] = co
         self.by_order_id[order_id] = co
+        if self._fault("duplicate_report", cl_ord_id):
+            self.duplicates.add(cl_ord_id)
         self._exec(co, "0", "0")
+        partial = self._fault("partial_fill", cl_ord_id)
+        if partial is not None:
+            return self._partial(co, book_order, partial)
         self._match(symbol, book_order)
         if not book_order.live and co.cum < co.qty:  # IOC/FOK/market remainder
             co.status = "4"
             self._exec(co, "4", "4")
+
+    def _partial(self, co: ClientOrder, order: BookOrder, fault) -> None:
+        """Fill only `fill_ratio` of the order, in `reports` executions; cancel the rest or leave it working."""
+        cap = max(1, math.floor(co.qty * fault.fill_ratio))
+        probe = BookOrder(order.order_id, "engine", order.side, order.ticks, cap, "3")
+        trades, _ = self.books[co.symbol].submit(probe)
+        self.dirty.add(co.symbol)
+        inst = self.instruments[co.symbol]
+        done = sum(t.qty for t in trades)
+        if done:
+            px = round(sum(t.qty * t.ticks for t in trades) / done) * inst.tick
+            chunks = [done // fault.reports + (1 if i < done % fault.reports else 0) for i in range(fault.reports)]
+            for q in (c for c in chunks if c):
+                co.cum += q
+                co.notional += q * px
+                co.status = "2" if co.cum >= co.qty else "1"
+                self._record_fill(co, q, px)
+                self._exec(co, "F", co.status, q, px)
+        if fault.rest == "cancel" or order.tif in ("3", "4") or order.ticks is None:
+            co.status = "4"
+            self._exec(co, "4", "4")
+        # rest == "work": the remainder stays working at the venue (not in the book) until cancelled
 
     def _match(self, symbol: str, order: BookOrder) -> None:
         inst = self.instruments[symbol]
@@ -164,7 +231,7 @@ class Venue:
                     co.cum += t.qty
                     co.notional += t.qty * px
                     co.status = "2" if co.cum >= co.qty else "1"
-                    self.fills.append((co.cl_ord_id, symbol, co.side, t.qty, px))
+                    self._record_fill(co, t.qty, px)
                     self._exec(co, "F", co.status, t.qty, px)
         if trades:
             self.dirty.add(symbol)
@@ -177,7 +244,7 @@ class Venue:
         avg = co.notional / co.cum if co.cum else 0.0
         fields = [(37, co.order_id), (11, cl_ord_id or co.cl_ord_id), (17, self._id("X")), (150, exec_type),
                   (39, status), (55, co.symbol), (54, co.side), (38, fmt_qty(co.qty)), (151, fmt_qty(leaves)),
-                  (14, fmt_qty(co.cum)), (6, fmt_px(avg)), (60, fix_time(VIRTUAL_EPOCH + self.env.now))]
+                  (14, fmt_qty(co.cum)), (6, fmt_px(avg)), (60, fix_time(self._clock()))]
         if co.price is not None:
             fields.append((44, fmt_px(co.price)))
         if orig:
@@ -187,6 +254,16 @@ class Venue:
         if exec_type == "F":
             fields += [(32, fmt_qty(last_qty)), (31, fmt_px(last_px))]
         self.session.send(self.codec.message("8", fields))
+        if co.cl_ord_id in self.duplicates:  # the same report again, same ExecID, marked PossDup
+            dup = self.codec.message("8", fields)
+            dup.getHeader().setField(43, "Y")
+            self.session.send(dup)
+
+    def _record_fill(self, co: ClientOrder, qty: int, px: float) -> None:
+        self.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))
+        if self.checker is not None:
+            inst = self.instruments[co.symbol]
+            self.checker.on_venue_fill(inst.name, qty if co.side == BUY else -qty, self.env.now, co.cl_ord_id)
 
     def _on_cancel(self, msg) -> None:
         cl_ord_id, orig = msg.get(11), msg.get(41)
@@ -235,6 +312,8 @@ class Venue:
         return entries
 
     def publish(self) -> None:
+        if self.faults and self.faults.window("md_stale", self.cfg.name, self.env.now):
+            return  # the feed has stopped; changes pile up until it resumes
         for symbol in sorted(self.dirty):
             req_id = self.subscriptions.get(symbol)
             if req_id is None:
@@ -242,6 +321,9 @@ class Venue:
             entries = self._entries(symbol, snapshot=False, previous=self.published.get(symbol, (None, None)))
             if entries:
                 self.published[symbol] = self._top(symbol)
+                if self.faults and self.faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
+                    self.session.skip()  # lost after sequencing: the engine sees a gap
+                    continue
                 self.session.send(self.codec.message("X", [(262, req_id)], ((268, entries),)))
         self.dirty.clear()
 
@@ -250,6 +332,18 @@ class Venue:
             yield self.env.timeout(self.cfg.md_interval)
             if self.dirty:
                 self.publish()
+
+    def disconnect(self, cancel_resting: bool) -> None:
+        """The engine's session drops: optionally cancel its resting orders (cancel-on-disconnect)."""
+        self.logged_on = False
+        self.session.connected = False
+        if cancel_resting:
+            for co in self.orders.values():
+                if co.status in ("0", "1"):
+                    self.books[co.symbol].cancel(co.order_id)
+                    co.status = "4"
+                    self.dirty.add(co.symbol)
+                    self._exec(co, "4", "4")  # queued: delivered after the next logon
 
     def engine_positions(self) -> dict[str, float]:
         """Signed lots the engine traded here, per symbol, from the venue's own fills."""

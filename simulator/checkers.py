@@ -1,0 +1,152 @@
+"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11).
+
+Each invariant ends pass, fail or unknown (not exercised by the run). The first violation of each
+is kept with its decision id and time; the run report adds the seed and the replay command.
+Invariant 5 (one sending node) needs two nodes and is reported unknown until failover exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.core import EngineCore
+from engine.episode import TERMINAL
+
+NAMES = {
+    1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
+    4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills",
+    7: "legal transitions, no unrecorded overfill", 8: "risk limits never exceeded",
+    9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
+    11: "no decision on a stale quote",
+}
+
+
+@dataclass
+class Verdict:
+    status: str = "unknown"  # pass / fail / unknown
+    first: dict = field(default_factory=dict)
+
+
+class InvariantChecker:
+    def __init__(self, core: EngineCore):
+        self.core = core
+        self.v = {n: Verdict() for n in NAMES}
+        self.seen_episodes = 0
+        self.client_ids: set[str] = set()
+        self.venue_position: dict[str, float] = {}
+        self.legged_since: dict[str, float] = {}
+        self.coverage: set[str] = set()
+
+    def _ok(self, n: int) -> None:
+        if self.v[n].status == "unknown":
+            self.v[n].status = "pass"
+
+    def _fail(self, n: int, now: float, decision_id: str, detail: str) -> None:
+        if self.v[n].status != "fail":
+            self.v[n] = Verdict("fail", {"t": now, "decision_id": decision_id, "detail": detail})
+
+    # ---- after every event the core handled ---------------------------------------------------
+    def after_event(self, now: float, event=None) -> None:
+        core = self.core
+        if type(event).__name__ == "SessionDown":
+            for ep in core.active.values():
+                if ep.mode:
+                    self.coverage.add(f"disconnect_during_{ep.mode}")
+        risk = core.cfg.risk
+        budget = core.strategy.recovery.legged_budget
+        for ep in core.active.values():
+            naked = ep.naked_tonnes()
+            if naked > risk.max_naked_tonnes + 1e-9:
+                self._fail(1, now, ep.decision_id, f"{naked:.2f} t naked > hard limit {risk.max_naked_tonnes} t")
+            if ep.state.value == "LEGGED":
+                since = self.legged_since.setdefault(ep.decision_id, now)
+                # soft limit: legged for longer than the budget plus one far round trip to act on it
+                if core.strategy.recovery.policy == "chase_unwind" and now - since > budget + 0.5:
+                    self._fail(1, now, ep.decision_id, f"legged {1e3 * (now - since):.0f} ms > budget "
+                                                       f"{1e3 * budget:.0f} ms + 500 ms")
+                else:
+                    self._ok(1)
+            for leg in ep.legs.values():
+                if leg.filled < -1e-9:
+                    self._fail(9, now, ep.decision_id, f"leg {leg.name} flipped: {leg.filled:g} lots")
+            rc = core.strategy.recovery
+            if ep.chase_attempts > rc.max_chase_attempts or ep.unwind_attempts > rc.max_unwind_attempts:
+                self._fail(9, now, ep.decision_id, f"chase {ep.chase_attempts}, unwind {ep.unwind_attempts} attempts")
+            elif ep.mode:
+                self._ok(9)
+        if len(core.episodes) > self.seen_episodes:
+            for ep in list(core.episodes.values())[self.seen_episodes:]:
+                self._check_fresh(ep, now)
+            self.seen_episodes = len(core.episodes)
+
+    def _check_fresh(self, ep, now: float) -> None:
+        limits = self.core.strategy.trigger.max_quote_age
+        for name, book in self.core.books.items():
+            limit = limits.get(name)
+            if limit is not None and now - book.ts > limit + 1e-9:
+                self._fail(11, now, ep.decision_id, f"{name} quote {1e3 * (now - book.ts):.0f} ms old "
+                                                    f"> {1e3 * limit:.0f} ms")
+                return
+        self._ok(11)
+
+    # ---- every order as the engine hands it to the transport, and as a venue receives it ---------
+    def on_send(self, now: float, instrument: str, cl_ord_id: str, decision_id: str, qty: float,
+                price: float | None) -> None:
+        """Order size and price band, against the same book the engine priced from."""
+        core = self.core
+        risk = core.cfg.risk
+        if decision_id not in core.episodes:
+            self._fail(10, now, decision_id, f"order {cl_ord_id} belongs to no decision")
+        max_qty = risk.max_order_lots.get(instrument)
+        book = core.books.get(instrument)
+        mid = book.mid if book is not None else None
+        if max_qty is not None and qty > max_qty:
+            self._fail(8, now, decision_id, f"{cl_ord_id}: {qty:g} lots > max_order_lots {max_qty}")
+        elif price is not None and mid and abs(price - mid) / mid * 100 > risk.price_band_pct + 1e-9:
+            self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {mid}")
+        else:
+            self._ok(8)
+
+    def on_venue_order(self, now: float, cl_ord_id: str) -> None:
+        if cl_ord_id in self.client_ids:
+            self._fail(4, now, cl_ord_id, f"ClOrdID {cl_ord_id} reached a venue twice")
+        else:
+            self._ok(4)
+        self.client_ids.add(cl_ord_id)
+
+    def on_venue_fill(self, instrument: str, signed_qty: float, now: float, cl_ord_id: str) -> None:
+        pos = self.venue_position[instrument] = self.venue_position.get(instrument, 0.0) + signed_qty
+        limit = self.core.cfg.risk.max_position_lots.get(instrument)
+        if limit is not None and abs(pos) > limit + 1e-9:
+            self._fail(8, now, cl_ord_id[:9], f"{instrument} position {pos:+g} lots beyond ±{limit}")
+
+    # ---- at the end of the run -----------------------------------------------------------------
+    def finish(self, now: float, anomalies: list, venue_positions: dict[str, float]) -> dict:
+        core = self.core
+        for ep in core.episodes.values():
+            if ep.state not in TERMINAL:
+                self._fail(2, now, ep.decision_id, f"episode ended the run {ep.state.value}")
+            st = ep.stages
+            order = ["signal", "risk_check", "terminal"]
+            times = [st[k] for k in order if k in st]
+            if "signal" not in st or ("terminal" not in st and ep.state in TERMINAL) or times != sorted(times) \
+                    or any(v < st["signal"] for v in st.values()):
+                self._fail(10, now, ep.decision_id, f"stage chain out of order or incomplete: {st}")
+            if ep.state.value == "BALANCED" and ep.residual_tonnes is None:
+                self._fail(3, now, ep.decision_id, "residual not recorded")
+        if core.episodes:
+            for n in (2, 3, 10):
+                self._ok(n)
+        engine_pos = {k: v for k, v in core.positions.items() if v}
+        if engine_pos != {k: v for k, v in venue_positions.items() if v}:
+            self._fail(6, now, "", f"engine positions {engine_pos} != venue fills {venue_positions}")
+        else:
+            self._ok(6)
+        # an overfill is allowed when it is on record (an anomaly row); an illegal move never is
+        illegal = [a for a in anomalies if a.kind in ("illegal_transition", "illegal_episode_transition")]
+        if illegal:
+            self._fail(7, illegal[0].ts, "", f"{illegal[0].cl_ord_id}: {illegal[0].detail}")
+        else:
+            self._ok(7)
+        return {str(n): {"name": NAMES[n], "status": v.status, **({"first": v.first} if v.first else {})}
+                for n, v in self.v.items()}

@@ -1,0 +1,140 @@
+"""Fault injection: what can go wrong at a venue or on a link, when, to which orders, how often.
+
+A scenario lists faults as [[faults]] tables. Each has a kind, a venue, a window in virtual time
+(after_s .. until_s), an order filter (any / entry / recovery orders, told apart by their ClOrdID),
+a rate (probability per matching order or message, drawn from the fault's own generator) and a
+count (at most that many hits; 0 = unlimited). Kind-specific keys say how it fails.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+
+from engine.config import Section, non_negative, positive
+
+ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report")
+LINK_KINDS = ("latency_spike", "drop")
+VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
+KINDS = ORDER_KINDS + LINK_KINDS + VENUE_KINDS
+ORDER_FILTERS = ("any", "entry", "recovery")
+_LEG_ORDER = re.compile(r"[AB](\d+)$")
+
+
+@dataclass(slots=True)
+class Fault:
+    index: int
+    kind: str
+    venue: str
+    after: float
+    until: float
+    orders: str
+    rate: float
+    count: int
+    reason: int = 99
+    text: str = ""
+    fill_ratio: float = 0.5
+    reports: int = 1
+    rest: str = "cancel"
+    delay: float = 0.0
+    direction: str = "both"
+    cancel_on_disconnect: bool = True
+    side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down
+    rng: random.Random | None = None
+    hits: int = 0
+
+    def active(self, now: float) -> bool:
+        return self.after <= now < self.until and (self.count == 0 or self.hits < self.count)
+
+    def matches_order(self, cl_ord_id: str) -> bool:
+        if self.orders == "any":
+            return True
+        m = _LEG_ORDER.search(cl_ord_id)
+        is_entry = m is not None and m.group(1) == "1"
+        return is_entry if self.orders == "entry" else not is_entry
+
+    def fire(self) -> bool:
+        """Draw against the rate and count the hit."""
+        if self.rate < 1.0 and self.rng.random() >= self.rate:
+            return False
+        self.hits += 1
+        return True
+
+
+class FaultPlan:
+    """The scenario's faults, each with its own generator forked from the run seed."""
+
+    def __init__(self, faults: list[Fault], fork):
+        self.faults = faults
+        for f in faults:
+            f.rng = fork(f"fault:{f.index}:{f.kind}")
+
+    def for_order(self, kind: str, venue: str, cl_ord_id: str, now: float) -> Fault | None:
+        for f in self.faults:
+            if f.kind == kind and f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) and f.fire():
+                return f
+        return None
+
+    def window(self, kind: str, venue: str, now: float) -> Fault | None:
+        """An active window fault of `kind` (no draw: the window itself is the fault)."""
+        for f in self.faults:
+            if f.kind == kind and f.venue == venue and f.after <= now < f.until:
+                return f
+        return None
+
+    def for_message(self, kind: str, venue: str, direction: str, now: float) -> Fault | None:
+        for f in self.faults:
+            if f.kind == kind and f.venue == venue and f.direction in (direction, "both") and f.active(now) \
+                    and f.fire():
+                return f
+        return None
+
+    def hits(self) -> dict[str, int]:
+        return {f"{f.index}:{f.kind}@{f.venue}": f.hits for f in self.faults}
+
+
+def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]:
+    """Validate [[faults]]; every impossible value or unmatched condition is a problem on `root`."""
+    if not root.has("faults"):
+        return []
+    items = root.get("faults", list, hint="an array of [[faults]] tables")
+    out = []
+    for i, item in enumerate(items):
+        sec = Section(item, f"faults[{i}]", root.problems)
+        kind = sec.get("kind", str, choices=KINDS)
+        venue = sec.get("venue", str, hint="the name of a venue table")
+        if venue and venue not in venues:
+            sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
+        after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
+        until = sec.get("until_s", float, math.inf, check=positive, hint="virtual seconds > after_s")
+        if until <= after:
+            sec.problem("until_s", f"({until}) is not after after_s ({after}): the fault can never happen",
+                        "set until_s > after_s")
+        if after >= duration:
+            sec.problem("after_s", f"({after}) is at or past the scenario's end ({duration} s): it can never happen",
+                        "start the fault inside the run")
+        f = Fault(
+            index=i, kind=kind, venue=venue, after=after, until=until,
+            orders=sec.get("orders", str, "any", choices=ORDER_FILTERS),
+            rate=sec.get("rate", float, 1.0, check=lambda r: 0.0 < r <= 1.0, hint="a probability in (0, 1]"),
+            count=sec.get("count", int, 0, check=non_negative, hint="a whole number >= 0 (0: unlimited)"),
+            reason=sec.get("reason", int, 99, check=non_negative, hint="an OrdRejReason (103), e.g. 99"),
+            text=sec.get("text", str, ""),
+            fill_ratio=sec.get("fill_ratio", float, 0.5, check=lambda r: 0.0 < r < 1.0,
+                               hint="a fraction strictly between 0 and 1"),
+            reports=sec.get("reports", int, 1, check=positive, hint="a whole number of execution reports >= 1"),
+            rest=sec.get("rest", str, "cancel", choices=("cancel", "work")),
+            delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
+            direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
+            cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
+            side=sec.get("side", str, "buy", choices=("buy", "sell")),
+        )
+        if kind in ("late_ack", "latency_spike", "clock_offset") and f.delay == 0.0:
+            sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
+        if kind in ("disconnect", "md_stale", "price_limit_lock") and math.isinf(until):
+            sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")
+        sec.finish()
+        out.append(f)
+    return out
