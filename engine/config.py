@@ -6,6 +6,7 @@ complete, readable error instead of a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -204,8 +205,10 @@ class Recovery:
     chase_step_ticks: int  # added per further attempt
     liquidity_step_ticks: int  # added when the touch shows less than the missing quantity
     max_payup_ticks: int
-    legged_budget: float  # seconds a legged episode may chase before it unwinds
+    legged_budget: float  # seconds a legged episode may stay legged (the desk's limit; checked and reported)
+    chase_budget: float  # seconds of chasing before the unwind starts (inside the legged budget)
     unwind_payup_ticks: int
+    unwind_step_ticks: int  # added per further unwind attempt
     max_unwind_attempts: int
     reject_policy: dict[str, str]  # OrdRejReason (or "session"/"business") -> retry/fix_and_retry/fatal
     overfill: str
@@ -350,11 +353,19 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         liquidity_step_ticks=rc.get("liquidity_step_ticks", int, 1, check=non_negative, hint="ticks >= 0"),
         max_payup_ticks=rc.get("max_payup_ticks", int, 10, check=non_negative, hint="ticks >= 0"),
         legged_budget=rc.get("legged_budget_ms", float, 800.0, check=positive, hint="milliseconds > 0") / 1e3,
+        chase_budget=rc.get("chase_budget_ms", float, 0.0, check=non_negative,
+                            hint="milliseconds >= 0 (default: half the legged budget)") / 1e3,
         unwind_payup_ticks=rc.get("unwind_payup_ticks", int, 5, check=non_negative, hint="ticks >= 0"),
+        unwind_step_ticks=rc.get("unwind_step_ticks", int, 5, check=non_negative, hint="ticks >= 0"),
         max_unwind_attempts=rc.get("max_unwind_attempts", int, 3, check=positive, hint="a whole number >= 1"),
         reject_policy=policy,
         overfill=rc.get("overfill", str, "hedge", choices=OVERFILL_POLICIES),
     )
+    if recovery.chase_budget == 0.0:
+        recovery = dataclasses.replace(recovery, chase_budget=recovery.legged_budget / 2)
+    elif recovery.chase_budget > recovery.legged_budget:
+        rc.problem("chase_budget_ms", "is longer than legged_budget_ms: the unwind could never finish in budget",
+                   "set chase_budget_ms < legged_budget_ms")
     rc.finish()
     strategy = Strategy(
         leg_a=leg_a, leg_b=leg_b, fx=fx, lot_ratio=(ratio[0], ratio[1]),

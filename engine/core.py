@@ -44,6 +44,7 @@ from engine.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
 
 BUY, SELL = "1", "2"
 TIF = {"ioc": "3", "limit": "0"}
+PURPOSE_TAG = {"entry": "", "chase": "R", "unwind": "U", "overfill_hedge": "H"}
 
 
 def side_sign(side: str) -> int:
@@ -223,7 +224,8 @@ class EngineCore:
                    purpose: str = "entry") -> list[Action]:
         """Create and send one child order of `leg` (entry or recovery); the only way orders leave."""
         inst = self.instruments[leg.instrument]
-        cl_ord_id = f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}"
+        # ClOrdID: decision id, leg, order number within the leg, and the purpose's letter (none for entry)
+        cl_ord_id = f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}{PURPOSE_TAG[purpose]}"
         order = ChildOrder(cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, side, qty, price, purpose)
         self.orders[cl_ord_id] = order
         self.orders_today[inst.name] += 1
@@ -383,7 +385,7 @@ class EngineCore:
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
         elif kind == "legged" and ep.mode == "chase":
             ep.mode = "unwind"
-            out = [Audit(now, "unwind_decision", did, detail="legged-time budget spent while chasing")]
+            out = [Audit(now, "unwind_decision", did, detail="chase time spent: unwinding")]
             if not ep.working:
                 return out + self.recovery.on_legged(self, ep, now)
         else:

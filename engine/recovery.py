@@ -7,9 +7,11 @@ Rules:
   `liquidity_step_ticks` when the touch shows fewer lots than are missing, and never passes
   `max_payup_ticks` nor the risk limit on slippage from the trigger price.
 - The last reject decides the class (retry, fix_and_retry, fatal) from the configured table: a
-  fatal reject skips the chase. Running out of attempts or of the legged-time budget also unwinds.
+  fatal reject skips the chase. Running out of attempts or of chase time (`chase_budget`, inside the
+  legged-time budget so that the unwind can still finish in it) also unwinds.
 - Unwind: flatten what each leg holds with IOC orders on the opposite side, never more than the leg
-  holds (an unwind never flips the position), up to `max_unwind_attempts`.
+  holds (an unwind never flips the position), paying up `unwind_step_ticks` more per attempt, up to
+  `max_unwind_attempts`.
 - Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
 - Any recovery order that a risk limit refuses is not sent: the episode escalates with an alert.
 """
@@ -52,7 +54,7 @@ class ChaseThenUnwind:
         out: list[Action] = []
         if not ep.mode:
             ep.mode = "chase"
-            out.append(core.set_timer(ep.stages["legged"] + rc.legged_budget, f"legged:{ep.decision_id}"))
+            out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, f"legged:{ep.decision_id}"))
         down = sorted({core.instruments[leg.instrument].venue for leg in ep.legs.values()} - core.sessions)
         if down:  # no order can reach a venue whose session is down: wait for its logon
             return out + [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
@@ -83,8 +85,8 @@ class ChaseThenUnwind:
             return f"fatal reject (reason {last[0]}{', session' if last[1] else ''})"
         if ep.chase_attempts >= rc.max_chase_attempts:
             return f"chase budget spent ({ep.chase_attempts} attempts)"
-        if now - ep.stages["legged"] >= rc.legged_budget:
-            return f"legged-time budget spent ({rc.legged_budget * 1e3:.0f} ms)"
+        if now - ep.stages["legged"] >= rc.chase_budget:
+            return f"chase time spent ({rc.chase_budget * 1e3:.0f} ms of a {rc.legged_budget * 1e3:.0f} ms legged budget)"
         return None
 
     def _chase(self, core: EngineCore, ep: Episode, missing: dict[str, float], now: float) -> list[Action]:
@@ -125,7 +127,8 @@ class ChaseThenUnwind:
             # the leg holds `lots` in its own direction: trade the opposite way, never more than held
             side = ("2" if leg.side == "1" else "1") if lots > 0 else leg.side
             qty = int(round(min(abs(lots), abs(leg.filled) if purpose == "unwind" else abs(lots))))
-            price = core.price_from_touch(inst, side, rc.unwind_payup_ticks)
+            payup = rc.unwind_payup_ticks + rc.unwind_step_ticks * max(ep.unwind_attempts - 1, 0)
+            price = core.price_from_touch(inst, side, payup)
             actions, sent = core.recovery_order(ep, leg, side, qty, price, now, purpose, check_slippage=False)
             out += actions
             if not sent:

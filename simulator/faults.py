@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 from engine.config import Section, non_negative, positive
 
-ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report")
+ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order")
 LINK_KINDS = ("latency_spike", "drop")
 VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
 KINDS = ORDER_KINDS + LINK_KINDS + VENUE_KINDS
-ORDER_FILTERS = ("any", "entry", "recovery")
-_LEG_ORDER = re.compile(r"[AB](\d+)$")
+ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
+# engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
+_PURPOSE = re.compile(r"[AB]\d+([RUH]?)$")
+_FILTER_TAGS = {"entry": ("",), "recovery": ("R", "U", "H"), "chase": ("R",), "unwind": ("U",)}
 
 
 @dataclass(slots=True)
@@ -51,9 +53,8 @@ class Fault:
     def matches_order(self, cl_ord_id: str) -> bool:
         if self.orders == "any":
             return True
-        m = _LEG_ORDER.search(cl_ord_id)
-        is_entry = m is not None and m.group(1) == "1"
-        return is_entry if self.orders == "entry" else not is_entry
+        m = _PURPOSE.search(cl_ord_id)
+        return m is not None and m.group(1) in _FILTER_TAGS[self.orders]
 
     def fire(self) -> bool:
         """Draw against the rate and count the hit."""
@@ -131,7 +132,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
             side=sec.get("side", str, "buy", choices=("buy", "sell")),
         )
-        if kind in ("late_ack", "latency_spike", "clock_offset") and f.delay == 0.0:
+        if kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order") and f.delay == 0.0:
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
         if kind in ("disconnect", "md_stale", "price_limit_lock") and math.isinf(until):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")

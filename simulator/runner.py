@@ -75,16 +75,17 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
                                          name, "up", faults)
         venues[name] = venue
 
-    def disconnect(fault):
-        yield env.timeout(fault.after)
+    def disconnect(fault, start: float | None = None, length: float | None = None):
+        yield env.timeout(fault.after if start is None else 0.0)
         venue = venues[fault.venue]
         links = (venue.session.link, shell.sessions[fault.venue].link)
         for link in links:
             link.down = True
-        fault.hits += 1
+        if start is None:
+            fault.hits += 1
         venue.disconnect(fault.cancel_on_disconnect)
         shell.disconnected(fault.venue)
-        yield env.timeout(fault.until - fault.after)
+        yield env.timeout(fault.until - fault.after if length is None else length)
         for link in links:
             link.down = False
         shell.reconnect(fault.venue)
@@ -92,6 +93,8 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
     for f in faults.faults:
         if f.kind == "disconnect":
             env.process(disconnect(f))
+    for v in venues.values():
+        v.on_disconnect_fault = lambda f: env.process(disconnect(f, env.now, f.delay))
     prices = PriceProcess(scenario.prices, fork(seed, "prices"))
 
     def market():

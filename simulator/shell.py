@@ -78,24 +78,23 @@ class SimEngineShell:
         session = self.sessions[venue]
         gaps = session.gaps
         try:
-            msg = session.receive(raw)
+            ready = session.receive(raw)
         except FixParseError as err:
             self._record(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
             session.reject(err)
             return
         if session.gaps > gaps:
-            self._record(Anomaly(self.env.now, "sequence_gap", "", f"{venue}: expected an earlier MsgSeqNum than "
-                                 f"{msg.seq}; market data re-requested"))
-            self.execute([Subscribe(venue, i.name, i.symbol, f"MD-{i.name}")
-                          for i in self.core.instruments.values() if i.venue == venue])
-        if msg.msg_type == "A":
-            self.dispatch(SessionUp(venue))
-            return
-        for event in session.codec.decode(msg, venue):
-            if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
-                event = BusinessReject(event.venue, event.ref_msg_type, session.sent.get(int(event.ref_id), ""),
-                                       event.reason, event.text, True)
-            self.dispatch(event)
+            self._record(Anomaly(self.env.now, "sequence_gap", "", f"{venue}: gap before MsgSeqNum "
+                                 f"{session.resend_asked_to + 1}; ResendRequest sent"))
+        for msg in ready:
+            if msg.msg_type == "A":
+                self.dispatch(SessionUp(venue))
+                continue
+            for event in session.codec.decode(msg, venue):
+                if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
+                    event = BusinessReject(event.venue, event.ref_msg_type, session.sent.get(int(event.ref_id), ""),
+                                           event.reason, event.text, True)
+                self.dispatch(event)
 
     def dispatch(self, event: Event) -> None:
         t0 = time.perf_counter_ns()

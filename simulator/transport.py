@@ -1,8 +1,10 @@
 """Virtual-time FIX transport: one end of a simulated session (framing, sequence numbers, the wire log).
 
 quickfix's Session cannot run in virtual time from Python, so the simulator frames messages itself
-with quickfix (header, BodyLength, CheckSum) and models the session layer here: sequence numbers
-out, a check of sequence numbers in, and every message written to the run's wire log as sent.
+with quickfix (header, BodyLength, CheckSum) and models the session layer here: outgoing sequence
+numbers and a history for resends; incoming messages applied strictly in sequence, a gap answered
+with ResendRequest (2) and filled by PossDup resends or SequenceReset-GapFill (4); messages held
+while disconnected and sent after the next logon. Every message is written to the wire log as sent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 
 import quickfix as fix
 
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time
 
 
 class WireLog:
@@ -46,7 +48,10 @@ class SessionEnd:
         self.sent: dict[int, str] = {}  # MsgSeqNum -> ClOrdID of application messages, for Reject (3)
         self.connected = True
         self.queued: list[fix.Message] = []  # application messages held while disconnected
-
+        self.history: dict[int, str] = {}  # MsgSeqNum -> raw, for resends
+        self.buffer: dict[int, Parsed] = {}  # received ahead of a gap, applied once it is filled
+        self.resend_asked_to = 0  # highest sequence number already asked for again
+        self.resent = 0
     def send(self, msg: fix.Message) -> str | None:
         if not self.connected:
             self.queued.append(msg)  # the session layer delivers it after the next logon
@@ -54,6 +59,7 @@ class SessionEnd:
         if msg.isSetField(11):
             self.sent[self.next_out] = msg.getField(11)
         raw = self.codec.frame(msg, self.next_out, VIRTUAL_EPOCH + self.env.now)
+        self.history[self.next_out] = raw
         self.next_out += 1
         self.log.message(self.env.now, raw)
         self.link.send(raw)
@@ -69,14 +75,67 @@ class SessionEnd:
         for msg in queued:
             self.send(msg)
 
-    def receive(self, raw: str) -> Parsed:
-        """Parse and validate; raises FixParseError. Counts sequence gaps (the session layer's job)."""
-        msg = self.codec.parse(raw)
+    def receive(self, raw: str) -> list[Parsed]:
+        """The messages now ready to apply, in sequence order (none while a gap is open).
+
+        Raises FixParseError for a message that fails validation; its sequence number is consumed.
+        """
+        try:
+            msg = self.codec.parse(raw)
+        except FixParseError as err:
+            if err.seq == self.next_in:
+                self.next_in += 1
+            raise
+        if msg.msg_type == "2":  # ResendRequest: answered at once, whatever its own sequence number
+            self._resend(int(msg.get(7, "1")), int(msg.get(16, "0")))
+        if msg.msg_type == "4" and msg.get(123) == "Y":  # SequenceReset-GapFill
+            self.next_in = max(self.next_in, int(msg.get(36, "0")))
+            return self._drain([])
         seq = msg.seq
+        if seq < self.next_in:
+            return []  # seen already: a PossDup resend of something applied
         if seq > self.next_in:
-            self.gaps += 1
-        self.next_in = max(self.next_in, seq + 1)
-        return msg
+            self.buffer[seq] = msg
+            high = seq - 1
+            while high in self.buffer:  # already held: the hole below it was asked for before
+                high -= 1
+            if high >= self.next_in and high > self.resend_asked_to:
+                self.gaps += 1
+                self.send(self.codec.message("2", [(7, str(max(self.next_in, self.resend_asked_to + 1))),
+                                                   (16, str(high))]))
+                self.resend_asked_to = high
+            return []
+        self.next_in += 1
+        return self._drain([msg])
+
+    def _drain(self, ready: list[Parsed]) -> list[Parsed]:
+        while self.next_in in self.buffer:
+            ready.append(self.buffer.pop(self.next_in))
+            self.next_in += 1
+        for seq in [s for s in self.buffer if s < self.next_in]:
+            del self.buffer[seq]
+        return [m for m in ready if m.msg_type not in ("2", "4")]
+
+    def _resend(self, begin: int, end: int) -> None:
+        """Resend [begin, end] (0: to the last sent): application messages again with PossDupFlag, the
+        rest (admin messages, and numbers lost before sending) as SequenceReset-GapFill."""
+        last = self.next_out - 1 if end == 0 else min(end, self.next_out - 1)
+        for seq in range(begin, last + 1):
+            raw = self.history.get(seq)
+            msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0] if raw else ""
+            if raw and msg_type not in ("A", "0", "1", "2", "4", "5"):
+                m = fix.Message(raw, self.codec.dd, False)
+                h = m.getHeader()
+                h.setField(122, h.getField(52))
+                h.setField(43, "Y")
+                h.setField(52, fix_time(VIRTUAL_EPOCH + self.env.now))
+                out = m.toString()
+            else:
+                m = self.codec.message("4", [(123, "Y"), (36, str(seq + 1))])
+                out = self.codec.frame(m, seq, VIRTUAL_EPOCH + self.env.now, poss_dup=True)
+            self.resent += 1
+            self.log.message(self.env.now, out)
+            self.link.send(out)
 
     def reject(self, err: FixParseError) -> None:
         """Answer a message that failed validation as FIX says: session Reject (3) or BusinessMessageReject (j)."""

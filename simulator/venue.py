@@ -56,6 +56,7 @@ class Venue:
         self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
         self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
+        self.on_disconnect_fault = None  # runner callback: start a disconnect window now
         if cfg.md_interval > 0:
             env.process(self._publisher())
 
@@ -107,12 +108,18 @@ class Venue:
     # ---- inbound FIX ------------------------------------------------------------------------
     def receive(self, raw: str) -> None:
         try:
-            msg = self.session.receive(raw)
+            ready = self.session.receive(raw)
         except FixParseError as err:
             self.rejects_sent += 1
             self.log.event(self.env.now, f"{self.cfg.name} rejects: {err}")
             self.session.reject(err)
             return
+        for msg in ready:
+            self._apply(msg)
+        if self.cfg.md_interval == 0 and self.dirty:
+            self.publish()
+
+    def _apply(self, msg) -> None:
         msg_type = msg.msg_type
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "V": self._on_md_request,
                    "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
@@ -121,8 +128,6 @@ class Venue:
                                               msg_type, msg.seq))
             return
         handler(msg)
-        if self.cfg.md_interval == 0 and self.dirty:
-            self.publish()
 
     def _on_logon(self, msg) -> None:
         self.logged_on = True
@@ -144,6 +149,11 @@ class Venue:
             return
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
+        cut = self._fault("disconnect_on_order", cl_ord_id)
+        if cut is not None and self.on_disconnect_fault is not None:
+            self._accept(msg)  # the order is processed; its reports wait for the next logon
+            self.on_disconnect_fault(cut)
+            return
         if self._fault("no_ack", cl_ord_id):
             self.swallowed.add(cl_ord_id)  # lost inside the venue: never acknowledged, never in the book
             return

@@ -66,8 +66,10 @@ def test_messages_log_parses_independently_and_fills_add_up_to_positions(tmp_pat
     msgs = _checked_messages(tmp_path / "messages.log")
     symbols = {i.symbol: i.name for i in spread_scenario.engine.instruments.values()}
     positions: dict[str, float] = {}
+    seen_exec_ids = set()
     for m in msgs:
-        if m.get(35) == b"8" and m.get(150) == b"F":
+        if m.get(35) == b"8" and m.get(150) == b"F" and m.get(17) not in seen_exec_ids:
+            seen_exec_ids.add(m.get(17))  # a PossDup resend repeats an ExecID: count each fill once
             qty = float(m.get(32))
             name = symbols[m.get(55).decode()]
             positions[name] = positions.get(name, 0.0) + (qty if m.get(54) == b"1" else -qty)
@@ -76,8 +78,7 @@ def test_messages_log_parses_independently_and_fills_add_up_to_positions(tmp_pat
     assert {k: v for k, v in positions.items() if v} == report["positions"]["engine"] == report["positions"]["venues"]
     audit = pl.read_parquet(tmp_path / "audit.parquet")
     assert {"decision_id", "cl_ord_id", "instrument", "account", "ts", "stage"} <= set(audit.columns)
-    assert audit.filter(pl.col("stage") == "fill").height == sum(
-        1 for m in msgs if m.get(35) == b"8" and m.get(150) == b"F")
+    assert audit.filter(pl.col("stage") == "fill").height == len(seen_exec_ids)
     for did in (e["decision_id"] for e in report["episodes"]):
         chain = audit.filter(pl.col("decision_id") == did).sort("seq")
         assert chain["stage"][0] == "signal" and chain["stage"][-1] == "terminal"
