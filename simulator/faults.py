@@ -79,9 +79,10 @@ class FaultPlan:
         return None
 
     def window(self, kind: str, venue: str, now: float) -> Fault | None:
-        """An active window fault of `kind` (no draw: the window itself is the fault)."""
+        """An active window fault of `kind` (no draw: the window itself is the fault); each use is a hit."""
         for f in self.faults:
             if f.kind == kind and f.venue == venue and f.after <= now < f.until:
+                f.hits += 1
                 return f
         return None
 

@@ -1,0 +1,82 @@
+"""Fault injection really happens, the checkers really catch a broken engine, bad faults are exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.recovery import ChaseThenUnwind
+from simulator import runner, scenario
+from tests.conftest import ROOT
+from xmc.cli import main
+
+F03 = ROOT / "scenarios" / "f03_reject_fatal_unwind.toml"
+
+
+def test_skipping_the_unwind_turns_the_scenario_red_with_decision_id_and_replay(monkeypatch):
+    monkeypatch.setattr(ChaseThenUnwind, "_flatten", lambda self, core, ep, now, lots, purpose: [])
+    rep = runner.run(scenario.load(F03), 1).report
+    assert rep["verdict"] == "fail"
+    inv = rep["invariants"]["2"]
+    assert inv["status"] == "fail" and inv["first"]["decision_id"].startswith("E1-")
+    failed = {x["key"] for x in rep["expectations"] if x["verdict"] == "fail"}
+    assert {"invariants_hold", "all_terminal"} <= failed
+    assert rep["replay"] == f"xmc run {F03} --seed 1"
+
+
+def test_a_clean_run_passes_every_invariant_it_exercised():
+    rep = runner.run(scenario.load(F03), 2).report
+    statuses = {k: v["status"] for k, v in rep["invariants"].items()}
+    assert "fail" not in statuses.values() and statuses["5"] == "unknown"
+    assert statuses["9"] == "pass" and statuses["6"] == "pass"
+
+
+def test_a_duplicate_clordid_reaching_a_venue_is_caught():
+    from engine.core import EngineCore
+    from simulator.checkers import InvariantChecker
+
+    sc = scenario.load(F03)
+    checker = InvariantChecker(EngineCore(sc.engine))
+    checker.on_venue_order(1.0, "E1-000001A1")
+    checker.on_venue_order(2.0, "E1-000001A1")
+    assert checker.v[4].status == "fail" and checker.v[4].first["t"] == 2.0
+
+
+@pytest.mark.parametrize("path,coverage", [
+    ("f09_no_ack_timeout", {"timeout_cancel", "cancel_reject"}),
+    ("f10_duplicate_reports", {"duplicate_report"}),
+    ("f11_dropped_messages", {"sequence_gap"}),
+    ("f13_disconnect_no_cancel", {"session_down"}),
+    ("f14_stale_market_data", {"stale_skip"}),
+    ("f19_reject_during_chase", {"reject_during_chase"}),
+])
+def test_each_fault_kind_really_bites(path, coverage):
+    rep = runner.run(scenario.load(ROOT / "scenarios" / f"{path}.toml"), 4).report
+    assert coverage <= set(rep["coverage"]) and sum(rep["faults"].values()) > 0
+    assert all(v["status"] != "fail" for v in rep["invariants"].values())
+
+
+def test_dropped_messages_lose_no_fill():
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f11_dropped_messages.toml"), 5).report
+    assert rep["fills_match_positions"] and rep["episodes"]
+
+
+FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
+
+
+@pytest.mark.parametrize("extra,key,hint", [
+    ('[[faults]]\nkind = "reject"\nvenue = "LME"\n', "faults[1].venue", "unknown venue"),
+    ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nrate = 1.5\n', "faults[1].rate", "(0, 1]"),
+    ('[[faults]]\nkind = "drop"\nvenue = "COMEX"\nafter_s = 50\nuntil_s = 40\n', "faults[1].until_s", "never happen"),
+    ('[[faults]]\nkind = "drop"\nvenue = "COMEX"\nafter_s = 9999\n', "faults[1].after_s", "never happen"),
+    ('[[faults]]\nkind = "meteor"\nvenue = "COMEX"\n', "faults[1].kind", "reject"),
+    ('[[faults]]\nkind = "late_ack"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
+    ('[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\n', "faults[1].until_s", "needs an end"),
+])
+def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hint):
+    text = F03.read_text()
+    head, tail = text.split("\n[expect]\n")
+    path = tmp_path / "bad.toml"
+    path.write_text(head + "\n" + extra + "\n[expect]\n" + tail)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and key in err and hint in err

@@ -1,0 +1,137 @@
+"""Recovery paths driven through EngineCore directly: each reject class, chase, unwind, escalation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine.config import Recovery
+from engine.core import EngineCore
+from engine.episode import EpisodeState
+from engine.events import Audit, BusinessReject, SendOrder, SessionDown, SessionUp, TimerFired
+from simulator.runner import wilson
+from tests.conftest import fire, report
+
+RECOVERY = Recovery(policy="chase_unwind", max_chase_attempts=2, chase_payup_ticks=2, chase_step_ticks=2,
+                    liquidity_step_ticks=1, max_payup_ticks=10, legged_budget=0.8, chase_budget=0.4,
+                    unwind_payup_ticks=5, unwind_step_ticks=5, max_unwind_attempts=2,
+                    reject_policy={"3": "retry", "99": "fix_and_retry", "1": "fatal", "session": "fatal",
+                                   "business": "fatal"}, overfill="hedge")
+
+
+@pytest.fixture()
+def core(config):
+    strategy = dataclasses.replace(config.strategy, recovery=RECOVERY)
+    return EngineCore(dataclasses.replace(config, strategy=strategy))
+
+
+def sends(actions) -> list[SendOrder]:
+    return [a for a in actions if isinstance(a, SendOrder)]
+
+
+def legged_by_reject(core, reason):
+    """Entry: leg A (CU sell 5) fills, leg B (HG buy 2) is rejected with `reason`. Returns (episode, actions)."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    acts = core.handle(report(b, "xb", "8", "8", 0, reason=reason), 0.12)
+    return core.episodes[a.decision_id], acts, (a, b)
+
+
+def test_retry_class_resends_the_same_price(core):
+    ep, acts, (_, b) = legged_by_reject(core, 3)
+    (chase,) = sends(acts)
+    assert chase.cl_ord_id.endswith("B2R") and chase.qty == 2 and chase.side == "1" and chase.price == b.price
+    assert ep.state is EpisodeState.LEGGED and ep.mode == "chase"
+
+
+def test_fix_and_retry_class_reprices_from_the_touch_with_payup(core):
+    ep, acts, (_, b) = legged_by_reject(core, 99)
+    (chase,) = sends(acts)
+    ask = core.books["HG"].ask
+    assert chase.price == pytest.approx(ask + (2 + 0) * 0.0005)  # first attempt: payup 2, touch size is enough
+
+
+def test_fatal_class_skips_the_chase_and_unwinds_without_flipping(core):
+    ep, acts, (a, _) = legged_by_reject(core, 1)
+    (unwind,) = sends(acts)
+    assert unwind.cl_ord_id.endswith("A2U") and unwind.side == "1" and unwind.qty == 5
+    core.handle(report(unwind, "xu", "F", "2", 5, 5, 70010.0), 0.13)
+    assert ep.state is EpisodeState.UNWOUND and core.positions["CU"] == 0 and ep.legs["A"].filled == 0
+
+
+def test_chase_success_balances(core):
+    ep, acts, _ = legged_by_reject(core, 3)
+    (chase,) = sends(acts)
+    core.handle(report(chase, "xc", "F", "2", 2, 2, 4.5), 0.25)
+    assert ep.state is EpisodeState.BALANCED and ep.chase_attempts == 1
+
+
+def test_chase_attempts_step_up_then_unwind_then_escalate(core):
+    ep, acts, _ = legged_by_reject(core, 99)
+    prices = []
+    for i in range(2):  # both chase attempts miss
+        (chase,) = sends(acts)
+        prices.append(chase.price)
+        acts = core.handle(report(chase, f"xc{i}", "4", "4", 0), 0.2 + i * 0.01)
+    assert prices[1] > prices[0]  # payup grows per attempt
+    for i in range(2):  # both unwinds miss
+        (unwind,) = sends(acts)
+        assert unwind.cl_ord_id.endswith("U") and unwind.qty == 5
+        acts = core.handle(report(unwind, f"xu{i}", "4", "4", 0), 0.3 + i * 0.01)
+    assert ep.state is EpisodeState.ESCALATED and "unwind failed" in ep.reason
+    assert any(isinstance(x, Audit) and x.stage == "escalate" for x in acts)
+
+
+def test_chase_time_budget_switches_to_unwind(core):
+    ep, acts, _ = legged_by_reject(core, 3)
+    (chase,) = sends(acts)
+    acts = core.handle(TimerFired(f"legged:{ep.decision_id}"), 0.12 + RECOVERY.chase_budget)
+    assert ep.mode == "unwind" and any(x.stage == "unwind_decision" for x in acts if isinstance(x, Audit))
+    acts = core.handle(report(chase, "xc", "4", "4", 0), 0.6)  # the cancelled chase ends: unwind goes
+    assert [o.cl_ord_id[-1] for o in sends(acts)] == ["U"]
+
+
+def test_recovery_waits_for_a_session_that_is_down(core):
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    core.handle(SessionDown("COMEX"), 0.05)
+    acts = core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)
+    assert not sends(acts) and any(x.stage == "waiting_for_session" for x in acts if isinstance(x, Audit))
+    acts = core.handle(SessionUp("COMEX"), 0.5)
+    assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["B2R"]
+
+
+def test_recovery_refused_by_risk_escalates(core, config):
+    tight = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_slippage_ticks=0))
+    core.cfg = tight
+    ep, acts, _ = legged_by_reject(core, 99)
+    assert not sends(acts) and ep.state is EpisodeState.ESCALATED
+    assert any(x.stage == "risk_breach" and "max_slippage_ticks" in x.detail for x in acts if isinstance(x, Audit))
+
+
+@pytest.mark.parametrize("policy,expected", [("hedge", "H"), ("record", None)])
+def test_overfill_policy(core, policy, expected):
+    core.strategy = dataclasses.replace(core.strategy, recovery=dataclasses.replace(RECOVERY, overfill=policy))
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    acts = core.handle(report(b, "xb", "F", "2", 3, 3, 4.5), 0.12)  # 3 lots on an order of 2
+    ep = core.episodes[a.decision_id]
+    if expected:
+        (hedge,) = sends(acts)
+        assert hedge.cl_ord_id.endswith("H") and hedge.qty == 1 and hedge.side == "2"
+    else:
+        assert ep.state is EpisodeState.BALANCED and not sends(acts)
+
+
+def test_session_reject_of_an_order_is_fatal_by_default(core):
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    acts = core.handle(BusinessReject("COMEX", "D", b.cl_ord_id, 1, "Required tag missing", session_level=True), 0.12)
+    assert [o.cl_ord_id[-1] for o in sends(acts)] == ["U"]
+
+
+def test_wilson_interval_matches_the_textbook_figure():
+    w = wilson(97, 100)
+    assert w["rate"] == 0.97 and w["low"] == pytest.approx(0.9155, abs=1e-3) and w["high"] <= 1.0
+    assert wilson(0, 0)["low"] is None
