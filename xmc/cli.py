@@ -127,14 +127,26 @@ def cmd_certify(args) -> int:
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in reports if r["verdict"] != "pass"]
-    summary = {"runs": reports, "scenarios": len(files), "seeds": args.seeds,
+    aggregate = _aggregate(reports)
+    summary = {"runs": reports, "scenarios": len(files), "seeds": args.seeds, "aggregate": aggregate,
                "verdict": "pass" if not failed else "fail", "failed": [r["replay"] for r in failed]}
     (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     _table(reports)
     for r in failed:
         bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
+        for n, v in r["invariants"].items():
+            if v["status"] == "fail":
+                print(f"INVARIANT #{n} {v['name']} violated in {r['scenario']} seed {r['seed']}: "
+                      f"decision {v['first'].get('decision_id') or '-'} at t={v['first'].get('t', 0):.6f} s: "
+                      f"{v['first'].get('detail')}")
         print(f"FAIL {r['scenario']} seed {r['seed']}: " + "; ".join(
             f"{x['key']} expected {x['expected']} got {x['actual']}" for x in bad) + f"  (replay: {r['replay']})")
+    rep = aggregate["repaired_in_budget"]
+    if rep["n"]:
+        print(f"legged episodes repaired (BALANCED/UNWOUND) within the legged-time budget: {rep['successes']}/"
+              f"{rep['n']} = {_pct(rep['rate'])}, Wilson 95% [{_pct(rep['low'])}, {_pct(rep['high'])}]; "
+              f"legged time p50 {_fmt(aggregate['legged_ms']['p50'])} ms, p99 {_fmt(aggregate['legged_ms']['p99'])} ms")
+    print(f"safety-invariant violations: {aggregate['invariant_violations']}")
     print(f"{len(reports) - len(failed)}/{len(reports)} runs pass; report: {out}/report.json")
     return 0 if not failed else 1
 
@@ -154,16 +166,37 @@ def _fmt(v) -> str:
 
 
 def _table(reports: list[dict]) -> None:
-    head = f"{'scenario':<28} {'seed':>4} {'eps':>4} {'BAL':>4} {'UNW':>4} {'ESC':>4} {'ABT':>4} " \
-           f"{'acks p50':>9} {'acks p99':>9} {'anom':>4}  {'verdict':<7} run_hash"
+    head = (f"{'scenario':<30} {'seed':>4} {'eps':>4} {'BAL':>4} {'UNW':>4} {'ESC':>4} {'ABT':>4} {'acks p99':>8} "
+            f"{'legd':>4} {'repaired':>8} {'wilson':>6} {'leg p99':>8} {'inv':>5}  {'verdict':<7} run_hash")
     print(head)
     print("-" * len(head))
     for r in reports:
         o = r["outcomes"]
-        t = r["timings"]["signal_to_acks_ms"]
-        print(f"{r['scenario'][:28]:<28} {r['seed']:>4} {len(r['episodes']):>4} {o.get('BALANCED', 0):>4} "
-              f"{o.get('UNWOUND', 0):>4} {o.get('ESCALATED', 0):>4} {o.get('ABORTED', 0):>4} {_fmt(t['p50']):>9} "
-              f"{_fmt(t['p99']):>9} {r['anomalies']['count']:>4}  {r['verdict']:<7} {r['run_hash'][:12]}")
+        rec = r["recovery"]["repaired_in_budget"]
+        failed = [k for k, v in r["invariants"].items() if v["status"] == "fail"]
+        inv = "ok" if not failed else "#" + ",".join(failed)
+        print(f"{r['scenario'][:30]:<30} {r['seed']:>4} {len(r['episodes']):>4} {o.get('BALANCED', 0):>4} "
+              f"{o.get('UNWOUND', 0):>4} {o.get('ESCALATED', 0):>4} {o.get('ABORTED', 0):>4} "
+              f"{_fmt(r['timings']['signal_to_acks_ms']['p99']):>8} {r['recovery']['legged']:>4} "
+              f"{_pct(rec['rate']):>8} {_pct(rec['low']):>6} {_fmt(r['timings']['legged_ms']['p99']):>8} {inv:>5}  "
+              f"{r['verdict']:<7} {r['run_hash'][:12]}")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _aggregate(reports: list[dict]) -> dict:
+    """Recovery over every run: legged episodes repaired in budget, with the Wilson interval."""
+    from simulator.runner import distribution, wilson
+
+    legged = sum(r["recovery"]["legged"] for r in reports)
+    ok = sum(r["recovery"]["repaired_in_budget"]["successes"] for r in reports)
+    decisions = [e["recovery"]["legged_ms"] for r in reports for e in r["episodes"]
+                 if e["recovery"] and e["recovery"]["legged_ms"] is not None]
+    violations = sum(1 for r in reports for v in r["invariants"].values() if v["status"] == "fail")
+    return {"repaired_in_budget": wilson(ok, legged), "legged_ms": distribution(decisions),
+            "invariant_violations": violations}
 
 
 def main(argv: list[str] | None = None) -> int:
