@@ -23,6 +23,14 @@ from engine.events import (
 from tests.conftest import fire, report
 
 
+@pytest.fixture()
+def config(spread_scenario):
+    """The spread scenario without automatic recovery: the plain failure shapes end ESCALATED."""
+    cfg = spread_scenario.engine
+    recovery = dataclasses.replace(cfg.strategy.recovery, policy="escalate")
+    return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, recovery=recovery))
+
+
 def orders(actions):
     return [a for a in actions if isinstance(a, SendOrder)]
 
