@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", help="path of a scenario .toml file")
     r.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
     r.add_argument("--out", default=None, help="directory for report.json, messages.log, audit.parquet")
+    r.add_argument("--mode", choices=("virtual", "wire"), default="virtual",
+                   help="virtual: simpy virtual time (default); wire: real quickfix sessions over loopback, "
+                        "the venues in a child process, paced in real time")
+    r.add_argument("--duration", type=float, default=None,
+                   help="wire mode: wall-clock seconds to trade (default: the scenario's duration)")
     c = sub.add_parser("certify", help="run scenarios across seeds and print a certification table",
                        description="Run every scenario (default: all under scenarios/) for --seeds seeds, "
                                    "print a summary table and write report.json (and each run's messages.log "
@@ -49,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
+    v = sub.add_parser("venue", help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
+                       description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
+                                   "each, printed at start as JSON), on the same venue model as virtual time. "
+                                   "Stops after --duration seconds or when standard input closes.")
+    v.add_argument("--scenario", required=True, help="path of a scenario .toml file")
+    v.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
+    v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
     return p
 
 
@@ -79,10 +94,49 @@ def _run_one(path: str, seed: int, out: str | None) -> dict:
     return result.report
 
 
+def cmd_venue(args) -> int:
+    from simulator import scenario, wire
+
+    sc = scenario.load(args.scenario)
+    if args.duration <= 0:
+        raise UsageError(f"--duration {args.duration}: give seconds > 0")
+    seed = sc.seed if args.seed is None else args.seed
+
+    def announce(info: dict) -> None:
+        print(json.dumps(info), flush=True)
+
+    def until_closed() -> None:
+        done = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+        done.wait(args.duration)
+
+    result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed)
+    if args.state:
+        Path(args.state).write_text(json.dumps(result))
+    print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
+    return 0
+
+
 def cmd_run(args) -> int:
     from simulator import runner, scenario
 
     sc = scenario.load(args.scenario)
+    if args.mode == "wire":
+        from simulator import wire
+
+        duration = sc.duration if args.duration is None else args.duration
+        if duration <= 0:
+            raise UsageError(f"--duration {duration}: give seconds > 0")
+        seed = sc.seed if args.seed is None else args.seed
+        try:
+            rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None)
+        except RuntimeError as exc:
+            print(f"xmc: wire run failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"wire run of {sc.name} seed {seed}: {len(rep['episodes'])} episodes {rep['outcomes']}, "
+              f"positions engine {rep['positions']['engine']} venues {rep['positions']['venues']}, "
+              f"verdict {rep['verdict']}")
+        return 0 if rep["verdict"] == "pass" else 1
     result = runner.run(sc, args.seed)
     if args.out:
         runner.write_artifacts(result, Path(args.out))
@@ -202,7 +256,7 @@ def _aggregate(reports: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "certify": cmd_certify}[args.command](args)
+        return {"run": cmd_run, "certify": cmd_certify, "venue": cmd_venue}[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,261 @@
+"""The production shell: EngineCore behind quickfix initiator sessions, one per venue or broker.
+
+quickfix calls back on its own threads; every callback only turns the message into core events and
+puts them on one queue. One engine thread owns the core: it takes events in arrival order, fires
+due timers, calls ``core.handle(event, now)`` with the wall clock, and carries out the actions
+(FIX messages through ``Session.sendToTarget``, timers into its heap, audit rows into a list).
+So the core stays single-threaded and decides exactly as it does in virtual time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import quickfix as fix
+
+from engine.core import EngineCore
+from engine.events import (
+    Alert,
+    Anomaly,
+    Audit,
+    CancelTimer,
+    Command,
+    SendCancel,
+    SendOrder,
+    SessionDown,
+    SessionUp,
+    SetTimer,
+    Subscribe,
+    TimerFired,
+)
+from engine.fix import dictionary
+from engine.fix.codec import FixCodec, FixParseError, Parsed
+
+log = logging.getLogger(__name__)
+ENGINE_COMP_ID = "XMC"
+SECRET_TAGS = ("554", "925", "96")  # Password, NewPassword, RawData: never logged
+
+
+def mask(raw: str) -> str:
+    """A wire message with secret fields replaced by asterisks, for logs and the audit trail.
+
+    A masked message is re-framed (BodyLength and CheckSum recomputed) so the log still parses;
+    every other message is logged exactly as on the wire.
+    """
+    parts = raw.split("\x01")
+    masked = False
+    for i, part in enumerate(parts):
+        tag, sep, _ = part.partition("=")
+        if sep and tag in SECRET_TAGS:
+            parts[i] = f"{tag}=***"
+            masked = True
+    if not masked:
+        return raw
+    fields = [p for p in parts if p and not p.startswith(("8=", "9=", "10="))]
+    body = "\x01".join(fields) + "\x01"
+    head = f"{parts[0]}\x019={len(body)}\x01"
+    return f"{head}{body}10={sum((head + body).encode()) % 256:03d}\x01"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    venue: str
+    dictionary: str
+    target_comp_id: str
+    host: str
+    port: int
+    username: str = ""
+    password: str = ""  # from the environment or a file outside the repo; never logged
+
+
+def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int = 1,
+                  reconnect: int = 1) -> str:
+    lines = ["[DEFAULT]", "ConnectionType=initiator", f"HeartBtInt={heartbeat}", f"ReconnectInterval={reconnect}",
+             f"FileStorePath={store_dir}", "StartTime=00:00:00", "EndTime=00:00:00", "UseDataDictionary=Y",
+             "ResetOnLogon=Y", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+    for s in sessions:
+        lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={ENGINE_COMP_ID}",
+                  f"TargetCompID={s.target_comp_id}", f"SocketConnectHost={s.host}", f"SocketConnectPort={s.port}",
+                  f"DataDictionary={dictionary.load(s.dictionary).path}"]
+    return "\n".join(lines) + "\n"
+
+
+class LiveEngine(fix.Application):
+    """quickfix Application + the engine thread that owns the core."""
+
+    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time):
+        super().__init__()
+        self.core = core
+        self.clock = clock
+        self.sessions = {s.venue: s for s in sessions}
+        self.by_target = {s.target_comp_id: s.venue for s in sessions}
+        self.codecs = {s.venue: FixCodec(dictionary.load(s.dictionary), ENGINE_COMP_ID, s.target_comp_id,
+                                         {i.name: i.symbol for i in core.instruments.values() if i.venue == s.venue})
+                       for s in sessions}
+        self.session_ids: dict[str, fix.SessionID] = {}
+        self.events: queue.Queue = queue.Queue()
+        self.timers: list[tuple[float, int, str]] = []
+        self.timer_gen: dict[str, int] = {}
+        self.audit: list[tuple] = []
+        self.messages: list[str] = []
+        self._msg_lock = threading.Lock()
+        self.anomalies: list[Anomaly] = []
+        self.alerts: list[Alert] = []
+        self.compute_ns: list[int] = []
+        self.logged_on: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._store = Path(tempfile.mkdtemp(prefix="xmc-store-"))
+        self.initiator: fix.SocketInitiator | None = None
+        self.epoch_start = 0.0
+
+    # ---- quickfix callbacks (quickfix threads: only queue events) --------------------------------
+    def onCreate(self, session_id):
+        self.session_ids[self.by_target[session_id.getTargetCompID().getValue()]] = session_id
+
+    def onLogon(self, session_id):
+        venue = self.by_target[session_id.getTargetCompID().getValue()]
+        self.logged_on.add(venue)
+        self.events.put(SessionUp(venue))
+
+    def onLogout(self, session_id):
+        venue = self.by_target[session_id.getTargetCompID().getValue()]
+        self.logged_on.discard(venue)
+        self.events.put(SessionDown(venue))
+
+    def toAdmin(self, message, session_id):
+        if message.getHeader().getField(35) == "A":
+            s = self.sessions[self.by_target[session_id.getTargetCompID().getValue()]]
+            if s.username:
+                message.setField(553, s.username)
+            if s.password:
+                message.setField(554, s.password)
+        self._wire(message)
+
+    def fromAdmin(self, message, session_id):
+        self._wire(message)
+
+    def toApp(self, message, session_id):
+        self._wire(message)
+
+    def fromApp(self, message, session_id):
+        raw = message.toString()
+        self._wire(message, raw)
+        venue = self.by_target[session_id.getTargetCompID().getValue()]
+        self.events.put(("fix", venue, raw))
+
+    def _wire(self, message, raw: str | None = None) -> None:
+        with self._msg_lock:
+            self.messages.append(mask(raw or message.toString()))
+
+    # ---- the engine thread -------------------------------------------------------------------------
+    def start(self, settings: str) -> None:
+        ss = fix.SessionSettings()
+        ss.setFromString(settings)
+        self.epoch_start = self.clock()
+        self._thread = threading.Thread(target=self._run, name="xmc-engine", daemon=True)
+        self._thread.start()
+        self.initiator = fix.SocketInitiator(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
+        self.initiator.start()
+
+    def stop(self) -> None:
+        if self.initiator is not None:
+            self.initiator.stop()
+            self.initiator = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def command(self, name: str) -> None:
+        self.events.put(Command(name))
+
+    def now(self) -> float:
+        return self.clock() - self.epoch_start
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = 0.05
+            if self.timers:
+                wait = max(0.0, min(wait, self.timers[0][0] - self.now()))
+            try:
+                item = self.events.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            while self.timers and self.timers[0][0] <= self.now():
+                _, gen, key = heapq.heappop(self.timers)
+                if self.timer_gen.get(key) == gen:
+                    del self.timer_gen[key]
+                    self._dispatch(TimerFired(key))
+            if item is None:
+                continue
+            if isinstance(item, tuple):
+                _, venue, raw = item
+                for event in self._decode(venue, raw):
+                    self._dispatch(event)
+            else:
+                self._dispatch(item)
+
+    def _decode(self, venue: str, raw: str) -> list:
+        codec = self.codecs[venue]
+        try:
+            msg = Parsed(raw)  # quickfix validated it against the dictionary before fromApp
+        except (ValueError, FixParseError) as exc:
+            self.anomalies.append(Anomaly(self.now(), "fix_garbled", "", f"{venue}: {exc}"))
+            return []
+        return codec.decode(msg, venue)
+
+    def _dispatch(self, event) -> None:
+        t0 = time.perf_counter_ns()
+        actions = self.core.handle(event, self.now())
+        self.compute_ns.append(time.perf_counter_ns() - t0)
+        for a in actions:
+            kind = type(a)
+            if kind is SendOrder or kind is SendCancel or kind is Subscribe:
+                sid = self.session_ids.get(a.venue)
+                msg = self.codecs[a.venue].encode(a, self.clock())
+                if sid is None or not fix.Session.sendToTarget(msg, sid):
+                    self.anomalies.append(Anomaly(self.now(), "send_failed", getattr(a, "cl_ord_id", ""),
+                                                  f"{a.venue}: session not available"))
+            elif kind is SetTimer:
+                gen = self.timer_gen[a.key] = self.timer_gen.get(a.key, 0) + 1
+                heapq.heappush(self.timers, (a.at, gen, a.key))
+            elif kind is CancelTimer:
+                self.timer_gen.pop(a.key, None)
+            elif kind is Audit:
+                self.audit.append((len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account,
+                                   a.side, float(a.qty), float(a.price), a.detail))
+            elif kind is Anomaly:
+                self.anomalies.append(a)
+                self.audit.append((len(self.audit), a.ts, "anomaly", "", a.cl_ord_id, "", "", "", 0.0, 0.0,
+                                   f"{a.kind}: {a.detail}"))
+            elif kind is Alert:
+                self.alerts.append(a)
+                log.warning("%s: %s", a.level, a.text)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:
+    """Wait (on the wall clock) until `predicate()` holds; False on timeout. For shells and tools."""
+    deadline = time.monotonic() + timeout
+    ev = threading.Event()
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        ev.wait(interval)
+    return predicate()
+
+
+def credential(name: str) -> str:
+    """A credential from the environment (XMC_<NAME>) or a file named by XMC_<NAME>_FILE; '' if unset."""
+    value = os.environ.get(f"XMC_{name}", "")
+    path = os.environ.get(f"XMC_{name}_FILE", "")
+    if not value and path:
+        value = Path(path).read_text().strip()
+    return value

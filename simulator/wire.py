@@ -1,0 +1,285 @@
+"""The scenario's venues as real FIX acceptors (quickfix), paced in real time on the same venue model.
+
+The order books, matching, background liquidity, market data and the scenario's order faults are
+the virtual-time venue's own code; simpy's RealtimeEnvironment paces them on the wall clock, and
+the session layer is quickfix's (logon, sequence numbers, resend, gap fill). quickfix callbacks run
+on its threads and only queue messages; the simpy thread applies them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import quickfix as fix
+import simpy.rt
+
+from engine.fix import dictionary
+from engine.fix.codec import FixParseError, Parsed
+from simulator.faults import FaultPlan
+from simulator.prices import PriceProcess
+from simulator.rng import fork
+from simulator.scenario import Scenario
+from simulator.transport import WireLog
+from simulator.venue import ENGINE_COMP_ID, Venue
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (bound and released), for an acceptor to listen on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class WireSession:
+    """The venue's end of a quickfix session, with the interface the venue model expects."""
+
+    def __init__(self, codec, log: WireLog):
+        self.codec = codec
+        self.log = log
+        self.session_id: fix.SessionID | None = None
+        self.connected = False
+        self.queued: list = []
+        self.gaps = 0
+
+    def send(self, msg) -> None:
+        if self.session_id is None or not self.connected:
+            self.queued.append(msg)
+            return
+        fix.Session.sendToTarget(msg, self.session_id)
+
+    def reject(self, err: FixParseError) -> None:
+        if err.kind == "business":
+            fields = [(45, str(err.seq)), (372, err.msg_type or "?"), (380, str(err.reason)), (58, err.text[:120])]
+            if err.ref_id:
+                fields.append((379, err.ref_id))
+            self.send(self.codec.message("j", fields))
+
+    def skip(self) -> None:
+        """A market-data gap: advance the real sequence number so the engine's quickfix sees a gap."""
+        if self.session_id is not None:
+            session = fix.Session.lookupSession(self.session_id)
+            session.setNextSenderMsgSeqNum(session.getExpectedSenderNum() + 1)
+
+    def reconnect(self) -> None:
+        self.connected = True
+        queued, self.queued = self.queued, []
+        for msg in queued:
+            self.send(msg)
+
+
+class WireVenues(fix.Application):
+    """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue."""
+
+    def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None):
+        super().__init__()
+        self.sc = sc
+        self.seed = seed
+        self.host = host
+        self.ports = ports or {name: free_port(host) for name in sc.venues}
+        self.log = WireLog()
+        self.inbox: queue.Queue = queue.Queue()
+        self.env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
+        faults = FaultPlan([dataclasses.replace(f) for f in sc.faults if f.kind not in ("disconnect", "drop",
+                                                                                          "latency_spike")],
+                           lambda name: fork(seed, name))
+        self.venues: dict[str, Venue] = {}
+        self.by_comp: dict[str, str] = {}
+        for name, vcfg in sc.venues.items():
+            insts = [i for i in sc.engine.instruments.values() if i.venue == name]
+            venue = Venue(self.env, vcfg, insts, fork(seed, f"venue:{name}"), self.log)
+            venue.session = WireSession(venue.codec, self.log)
+            venue.faults = faults
+            self.venues[name] = venue
+            self.by_comp[vcfg.comp_id] = name
+        self.prices = PriceProcess(sc.prices, fork(seed, "prices"))
+        self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.acceptor: fix.SocketAcceptor | None = None
+        self._thread: threading.Thread | None = None
+        self._store = Path(tempfile.mkdtemp(prefix="xmc-venue-store-"))
+
+    def settings(self) -> str:
+        lines = ["[DEFAULT]", "ConnectionType=acceptor", f"FileStorePath={self._store}", "StartTime=00:00:00",
+                 "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=Y", f"SocketAcceptHost={self.host}",
+                 "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+        for name, vcfg in self.sc.venues.items():
+            lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
+                      f"TargetCompID={ENGINE_COMP_ID}", f"SocketAcceptPort={self.ports[name]}",
+                      f"DataDictionary={dictionary.load(vcfg.dictionary).path}"]
+        return "\n".join(lines) + "\n"
+
+    # ---- quickfix callbacks --------------------------------------------------------------------
+    def _venue(self, session_id) -> Venue:
+        return self.venues[self.by_comp[session_id.getSenderCompID().getValue()]]
+
+    def onCreate(self, session_id):
+        self._venue(session_id).session.session_id = session_id
+
+    def onLogon(self, session_id):
+        self.inbox.put(("logon", self._venue(session_id)))
+
+    def onLogout(self, session_id):
+        self.inbox.put(("logout", self._venue(session_id)))
+
+    def toAdmin(self, message, session_id):
+        self._wire(message.toString())
+
+    def fromAdmin(self, message, session_id):
+        self._wire(message.toString())
+
+    def toApp(self, message, session_id):
+        self._wire(message.toString())
+
+    def fromApp(self, message, session_id):
+        raw = message.toString()
+        self._wire(raw)
+        self.inbox.put(("fix", self._venue(session_id), raw))
+
+    def _wire(self, raw: str) -> None:
+        with self._lock:
+            self.messages.append(raw)
+
+    # ---- the simulation thread -----------------------------------------------------------------
+    def _market(self):
+        fair = self.prices.fair()
+        while True:
+            for v in self.venues.values():
+                v.on_fair(fair)
+            yield self.env.timeout(self.sc.prices.step)
+            fair = self.prices.step()
+
+    def _pump(self):
+        while not self._stop.is_set():
+            yield self.env.timeout(0.0005)
+            while True:
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                kind, venue = item[0], item[1]
+                if kind == "logon":
+                    venue.logged_on = True
+                    venue.session.reconnect()
+                elif kind == "logout":
+                    venue.logged_on = False
+                    venue.session.connected = False
+                else:
+                    venue._apply(Parsed(item[2]))
+                    if venue.cfg.md_interval == 0 and venue.dirty:
+                        venue.publish()
+
+    def _run(self, until: float) -> None:
+        self.env.process(self._market())
+        self.env.process(self._pump())
+        try:
+            self.env.run(until=until)
+        except simpy.rt.RealtimeError:  # pragma: no cover - strict is off
+            pass
+
+    def start(self, until: float) -> dict[str, int]:
+        ss = fix.SessionSettings()
+        ss.setFromString(self.settings())
+        self.acceptor = fix.SocketAcceptor(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
+        self.acceptor.start()
+        self._thread = threading.Thread(target=self._run, args=(until,), name="xmc-venues", daemon=True)
+        self._thread.start()
+        return self.ports
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.acceptor is not None:
+            self.acceptor.stop()
+            self.acceptor = None
+
+    def positions(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for v in self.venues.values():
+            for symbol, lots in v.engine_positions().items():
+                name = v.instruments[symbol].name
+                out[name] = out.get(name, 0.0) + lots
+        return out
+
+    def write_state(self, path: Path) -> None:
+        path.write_text(json.dumps({"positions": self.positions(), "ports": self.ports}))
+
+
+def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed) -> dict:
+    """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
+    venues = WireVenues(sc, seed, host)
+    ports = venues.start(until=duration)
+    announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()}})
+    until_closed()
+    venues.stop()
+    venues.join(5)
+    return {"positions": venues.positions(), "ports": ports, "messages": len(venues.messages)}
+
+
+def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) -> dict:
+    """`xmc run --mode wire`: venues as acceptors in a child process, the engine as initiator here."""
+    import subprocess
+    import sys
+
+    from engine.core import EngineCore
+    from engine.live import LiveEngine, SessionConfig, settings_text, wait_for
+    from simulator.runner import RunResult, _episode_row, distribution, write_artifacts
+
+    state = Path(tempfile.mkdtemp(prefix="xmc-wire-")) / "venue-state.json"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed", str(seed),
+         "--duration", str(duration + sc.drain + 30), "--state", str(state)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        first = child.stdout.readline()
+        if not first:
+            raise RuntimeError("the venue process ended before announcing its ports")
+        ports = json.loads(first)["ports"]
+        core = EngineCore(sc.engine)
+        sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n]) for n, v in sc.venues.items()]
+        engine = LiveEngine(core, sessions)
+        engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-"))))
+        try:
+            if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
+                raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
+            threading.Event().wait(duration)
+            engine.command("drain")
+            wait_for(lambda: not core.active, sc.drain)
+        finally:
+            engine.stop()
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        child.wait(timeout=30)
+    venue_state = json.loads(state.read_text()) if state.exists() else {"positions": {}}
+    episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
+    outcomes: dict[str, int] = {}
+    for e in episodes:
+        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    engine_pos = {k: v for k, v in core.positions.items() if v}
+    venue_pos = {k: v for k, v in venue_state["positions"].items() if v}
+    report = {
+        "mode": "wire", "scenario": sc.name, "file": str(sc.path), "seed": seed, "duration_s": duration,
+        "episodes": episodes, "outcomes": outcomes,
+        "timings": {"signal_to_acks_ms": distribution([e["signal_to_acks_ms"] for e in episodes
+                                                       if e["signal_to_acks_ms"] is not None])},
+        "positions": {"engine": engine_pos, "venues": venue_pos},
+        "fills_match_positions": engine_pos == venue_pos,
+        "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
+        "alerts": [a.text for a in engine.alerts[:50]],
+        "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
+        "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
+    }
+    report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"
+    if out is not None:
+        write_artifacts(RunResult(report, engine.messages, engine.audit), out)
+    return report
