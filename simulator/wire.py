@@ -183,11 +183,21 @@ class WireVenues(fix.Application):
         except simpy.rt.RealtimeError:  # pragma: no cover - strict is off
             pass
 
-    def start(self, until: float) -> dict[str, int]:
-        ss = fix.SessionSettings()
-        ss.setFromString(self.settings())
-        self.acceptor = fix.SocketAcceptor(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
-        self.acceptor.start()
+    def start(self, until: float, attempts: int = 5) -> dict[str, int]:
+        """Listen (one port per venue) and start the venues' clock. A port the OS called free can be
+        taken before quickfix binds it (by any outgoing connection); then new ports are asked for."""
+        for attempt in range(attempts):
+            ss = fix.SessionSettings()
+            ss.setFromString(self.settings())
+            acceptor = fix.SocketAcceptor(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
+            try:
+                acceptor.start()
+                break
+            except fix.RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.ports = {name: free_port(self.host) for name in self.sc.venues}
+        self.acceptor = acceptor
         self._thread = threading.Thread(target=self._run, args=(until,), name="xmc-venues", daemon=True)
         self._thread.start()
         return self.ports
