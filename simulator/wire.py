@@ -170,6 +170,9 @@ class WireVenues(fix.Application):
                 elif kind == "logout":
                     venue.logged_on = False
                     venue.session.connected = False
+                    venue.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
+                    venue.session.queued = [m for m in venue.session.queued
+                                            if m.getHeader().getField(35) not in ("W", "X")]
                 else:
                     venue._apply(Parsed(item[2]))
                     if venue.cfg.md_interval == 0 and venue.dirty:
