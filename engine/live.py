@@ -167,12 +167,15 @@ class LiveEngine(fix.Application):
         self.initiator.start()
 
     def stop(self) -> None:
-        if self.initiator is not None:
-            self.initiator.stop()
-            self.initiator = None
+        """Stop the engine thread first (nothing may send into a session being torn down), then
+        log out and stop quickfix's threads."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            self._thread = None
+        if self.initiator is not None:
+            self.initiator.stop()
+            self.initiator = None
 
     def command(self, name: str) -> None:
         self.events.put(Command(name))

@@ -181,10 +181,8 @@ class WireVenues(fix.Application):
     def _run(self, until: float) -> None:
         self.env.process(self._market())
         self.env.process(self._pump())
-        try:
-            self.env.run(until=until)
-        except simpy.rt.RealtimeError:  # pragma: no cover - strict is off
-            pass
+        while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
+            self.env.run(until=min(self.env.now + 0.05, until))
 
     def start(self, until: float, attempts: int = 5) -> dict[str, int]:
         """Listen (one port per venue) and start the venues' clock. A port the OS called free can be
@@ -210,7 +208,11 @@ class WireVenues(fix.Application):
             self._thread.join(timeout)
 
     def stop(self) -> None:
+        """Stop the simulation thread first (nothing may send into a session being torn down), then
+        quickfix's acceptor."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
         if self.acceptor is not None:
             self.acceptor.stop()
             self.acceptor = None
@@ -244,7 +246,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
     import sys
 
     from engine.core import EngineCore
-    from engine.live import LiveEngine, SessionConfig, settings_text, wait_for
+    from engine.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
     from simulator.runner import RunResult, _episode_row, distribution, write_artifacts
 
     state = Path(tempfile.mkdtemp(prefix="xmc-wire-")) / "venue-state.json"
@@ -258,7 +260,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
             raise RuntimeError("the venue process ended before announcing its ports")
         ports = json.loads(first)["ports"]
         core = EngineCore(sc.engine)
-        sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n]) for n, v in sc.venues.items()]
+        sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n],
+                                  credential(f"{n}_USERNAME"), credential(f"{n}_PASSWORD"))
+                    for n, v in sc.venues.items()]
         engine = LiveEngine(core, sessions)
         engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-"))))
         try:

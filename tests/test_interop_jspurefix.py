@@ -9,13 +9,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
 
 from engine.fix import dictionary
-from simulator import scenario
-from simulator.wire import WireVenues
 from tests.conftest import ROOT
 
 JS = ROOT / "interop" / "jspurefix"
@@ -90,18 +89,19 @@ def split_checked(stream: bytes) -> list[bytes]:
 
 def test_jspurefix_client_trades_against_xmc_venue():
     _require_node()
-    sc = scenario.load(ROOT / "scenarios" / "cu_hg_spread.toml")
-    venues = WireVenues(sc, 1)
-    ports = venues.start(until=120)
-    relay = Relay(ports["SHFE"])
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario",
+                              str(ROOT / "scenarios" / "cu_hg_spread.toml"), "--duration", "120"],
+                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        relay = Relay(ports["SHFE"])
         proc = subprocess.run(
             ["node", "client.js", "127.0.0.1", str(relay.port), "XMC", "SHFE",
              str(dictionary.load("SHFE").path), "cu2603", "JS-ACC", "71500", "69000"],
             cwd=JS, capture_output=True, text=True, timeout=60)
     finally:
-        venues.stop()
-        venues.join(5)
+        venue.stdin.close()
+        venue.wait(timeout=30)
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     events = [x.get("event") for x in lines if "event" in x]
     assert events[0] == "ready" and events[-1] == "stopped", (proc.stdout[-2000:], proc.stderr[-2000:])
