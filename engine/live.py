@@ -76,11 +76,12 @@ class SessionConfig:
     password: str = ""  # from the environment or a file outside the repo; never logged
 
 
-def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int = 1,
-                  reconnect: int = 1) -> str:
+def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int = 1, reconnect: int = 1,
+                  start_time: str = "00:00:00", end_time: str = "00:00:00", reset_on_logon: bool = True) -> str:
+    """quickfix initiator settings: FileStore for sequence numbers, the session schedule, dictionaries."""
     lines = ["[DEFAULT]", "ConnectionType=initiator", f"HeartBtInt={heartbeat}", f"ReconnectInterval={reconnect}",
-             f"FileStorePath={store_dir}", "StartTime=00:00:00", "EndTime=00:00:00", "UseDataDictionary=Y",
-             "ResetOnLogon=Y", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+             f"FileStorePath={store_dir}", f"StartTime={start_time}", f"EndTime={end_time}", "UseDataDictionary=Y",
+             f"ResetOnLogon={'Y' if reset_on_logon else 'N'}", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
     for s in sessions:
         lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={ENGINE_COMP_ID}",
                   f"TargetCompID={s.target_comp_id}", f"SocketConnectHost={s.host}", f"SocketConnectPort={s.port}",

@@ -113,3 +113,50 @@ def test_jspurefix_client_trades_against_xmc_venue():
     kinds_up = {m.split(b"\x0135=")[1].split(b"\x01")[0] for m in up}
     kinds_down = {m.split(b"\x0135=")[1].split(b"\x01")[0] for m in down}
     assert {b"A", b"V", b"D", b"F", b"5"} <= kinds_up and {b"A", b"W", b"8", b"5"} <= kinds_down
+
+
+LIVE = ROOT / "tests" / "live_broker.toml"
+
+
+def _live_config(tmp_path, port: int) -> str:
+    path = tmp_path / "live.toml"
+    path.write_text(LIVE.read_text().replace("PORT", str(port)).replace("OUT_DIR", str(tmp_path / "out")))
+    return str(path)
+
+
+def test_xmc_live_trades_with_a_jspurefix_broker(tmp_path):
+    _require_node()
+    from simulator.wire import free_port
+
+    port = free_port()
+    broker = subprocess.Popen(["node", "broker.js", str(port), "BROKER", "XMC", str(dictionary.load("FIX44").path),
+                               "cu2603:70000,cu2604:70100", "10", "60"], cwd=JS, stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(broker.stdout.readline())["event"] == "listening"
+        proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", _live_config(tmp_path, port),
+                               "--duration", "5"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "XMC_BROKER_PASSWORD": "broker-secret-9"})
+    finally:
+        broker.kill()
+        out, _ = broker.communicate(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    received = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert any(x.get("event") == "logon" and x.get("user") == "desk1" for x in received)
+    orders = [x["body"] for x in received if x.get("msgType") == "D"]
+    assert orders and all(o["Account"] == "ACC1" for o in orders)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["outcomes"].get("BALANCED", 0) >= 1
+    fills = sum(o["OrderQtyData"]["OrderQty"] * (1 if o["Side"] == "1" else -1) for o in orders
+                if o["Instrument"]["Symbol"] == "cu2603")
+    assert report["positions"]["engine"].get("CU1", 0.0) == fills  # the broker fills every order in full
+    for path in (tmp_path / "out").iterdir():
+        if path.is_file():
+            assert b"broker-secret-9" not in path.read_bytes()
+
+
+def test_xmc_live_refuses_to_start_without_its_credential(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XMC_BROKER_PASSWORD"}
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", _live_config(tmp_path, 1),
+                           "--duration", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert "XMC_BROKER_PASSWORD" in proc.stderr and "sessions.BROKER.password_env" in proc.stderr

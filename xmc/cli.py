@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
+    lv = sub.add_parser("live", help="trade for real: the engine over quickfix sessions to brokers",
+                        description="Connect to the brokers in the config's [sessions] (credentials from the "
+                                    "environment or files it names, never logged) and trade the configured strategy. "
+                                    "SIGUSR1: kill switch (cancel all, no new episodes). SIGINT/SIGTERM: stop new "
+                                    "episodes, let open ones finish, log out, write report.json, messages.log and "
+                                    "audit.parquet to [live].out_dir.")
+    lv.add_argument("--config", required=True, help="path of a live .toml config")
+    lv.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
+                                                                  "until a signal)")
     v = sub.add_parser("venue", help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
                        description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
                                    "each, printed at start as JSON), on the same venue model as virtual time. "
@@ -114,6 +123,48 @@ def cmd_venue(args) -> int:
     if args.state:
         Path(args.state).write_text(json.dumps(result))
     print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
+    return 0
+
+
+def cmd_live(args) -> int:
+    import signal
+
+    from engine.core import EngineCore
+    from engine.live import LiveEngine, settings_text, wait_for
+    from engine.live_config import load
+    from simulator.runner import RunResult, _episode_row, write_artifacts
+
+    cfg = load(args.config)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration {args.duration}: give seconds > 0")
+    core = EngineCore(cfg.engine)
+    engine = LiveEngine(core, cfg.sessions)
+    stop = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: engine.command("kill"))
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    store = cfg.out_dir / "store"
+    store.mkdir(parents=True, exist_ok=True)
+    engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, cfg.reconnect, cfg.start_time, cfg.end_time,
+                               cfg.reset_on_logon))
+    print(f"xmc live: connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}", file=sys.stderr)
+    try:
+        stop.wait(args.duration)
+        engine.command("drain")
+        wait_for(lambda: not core.active, 10)
+    finally:
+        engine.stop()
+    episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
+    outcomes: dict[str, int] = {}
+    for e in episodes:
+        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
+              "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
+              "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
+              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": sorted(engine.logged_on)}
+    write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
+    print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
+          f"artefacts in {cfg.out_dir}")
     return 0
 
 
@@ -256,7 +307,7 @@ def _aggregate(reports: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "certify": cmd_certify, "venue": cmd_venue}[args.command](args)
+        return {"run": cmd_run, "certify": cmd_certify, "venue": cmd_venue, "live": cmd_live}[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2
