@@ -30,6 +30,7 @@ from engine.events import (
     Quote,
     SendCancel,
     SendOrder,
+    SendStatusRequest,
     SessionDown,
     SessionUp,
     SetTimer,
@@ -69,6 +70,11 @@ class EngineCore:
         self.active: dict[str, Episode] = {}
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
         self.sessions: set[str] = set()
+        # After a session drops, what the venue did meanwhile is unknown: on the next logon every
+        # working order there is queried (OrderStatusRequest) and that venue takes no new risk until
+        # each has answered.
+        self.status_pending: dict[str, set[str]] = {}
+        self.dropped: set[str] = set()
         self.killed = False
         self.draining = False
         self.cooldown_until = -math.inf
@@ -90,6 +96,16 @@ class EngineCore:
     def _on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
         self.sessions.add(ev.venue)
         out: list[Action] = [Audit(now, "session_up", detail=ev.venue)]
+        if ev.venue in self.dropped:
+            self.dropped.discard(ev.venue)
+            working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
+                       if o.venue == ev.venue and not o.done]
+            if working:
+                self.status_pending[ev.venue] = {o.cl_ord_id for o in working}
+                out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried "
+                                                              f"before new risk"))
+                out += [SendStatusRequest(ev.venue, o.cl_ord_id, o.order_id, self.instruments[o.instrument].symbol,
+                                          o.side) for o in working]
         for inst in self.instruments.values():
             if inst.venue == ev.venue:
                 out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
@@ -100,6 +116,7 @@ class EngineCore:
 
     def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
         self.sessions.discard(ev.venue)
+        self.dropped.add(ev.venue)
         return [Audit(now, "session_down", detail=ev.venue)]
 
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
@@ -117,7 +134,12 @@ class EngineCore:
 
     def _legs_connected(self) -> bool:
         s = self.strategy
-        return all(self.instruments[n].venue in self.sessions for n in (s.leg_a, s.leg_b))
+        return all(self.instruments[n].venue in self.sessions and not self.status_pending.get(self.instruments[n].venue)
+                   for n in (s.leg_a, s.leg_b))
+
+    def venue_ready(self, venue: str) -> bool:
+        """Logged on and reconciled: orders may go there."""
+        return venue in self.sessions and not self.status_pending.get(venue)
 
     # ---- episodes ---------------------------------------------------------------------------
     def _open_episode(self, sig: Signal, now: float) -> list[Action]:
@@ -311,6 +333,8 @@ class EngineCore:
                 out.append(Audit(now, "foreign_fill", cl_ord_id=r.cl_ord_id, instrument=r.instrument, side=r.side,
                                  qty=r.last_qty, price=r.last_px, detail=f"ExecID {r.exec_id}"))
             return out
+        if r.exec_type == "I":
+            return self._on_status(order, r, now)
         fill, problems = order.apply(r)
         ep = self.episodes[order.decision_id]
         inst = self.instruments[order.instrument]
@@ -333,6 +357,37 @@ class EngineCore:
             ep.last_reject = (r.ord_rej_reason, False, False)
         if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
+        return out + self._settle(ep, now)
+
+    def _on_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
+        """An order-status answer: adopt the venue's truth (a fill we never heard of is applied once,
+        flagged), then lift the venue's hold once every queried order has answered."""
+        ep = self.episodes[order.decision_id]
+        out: list[Action] = [Audit(now, "status", order.decision_id, order.cl_ord_id, order.instrument,
+                                   self.instruments[order.instrument].account, order.side, r.cum_qty, r.avg_px,
+                                   f"venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}; engine {order.state.name} "
+                                   f"CumQty={order.cum_qty:g}")]
+        missed = r.cum_qty - order.cum_qty
+        if missed > 1e-9:
+            px = (r.avg_px * r.cum_qty - order.avg_px * order.cum_qty) / missed if r.avg_px else order.price or 0.0
+            order.avg_px = (order.avg_px * order.cum_qty + px * missed) / r.cum_qty
+            order.cum_qty = r.cum_qty
+            self.positions[order.instrument] += side_sign(order.side) * missed
+            ep.fills.append((now, order.leg, missed, px))
+            out.append(self.anomaly(now, "fill_from_status", order.cl_ord_id,
+                                    f"{missed:g} lots filled while disconnected, learned from the status report"))
+        terminal = {"2": OrdStatus.FILLED, "4": OrdStatus.CANCELED, "8": OrdStatus.REJECTED, "C": OrdStatus.EXPIRED}
+        if r.ord_status in terminal and not order.done:
+            order.state = terminal[r.ord_status]
+        pending = self.status_pending.get(order.venue)
+        if pending is not None:
+            pending.discard(order.cl_ord_id)
+            if not pending:
+                del self.status_pending[order.venue]
+                out.append(Audit(now, "reconciled", detail=f"{order.venue}: every working order answered"))
+                for other in list(self.active.values()):
+                    if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
+                        out += self.recovery.on_legged(self, other, now)
         return out + self._settle(ep, now)
 
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:

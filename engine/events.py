@@ -125,6 +125,17 @@ class SendCancel:
 
 
 @dataclass(frozen=True, slots=True)
+class SendStatusRequest:
+    """OrderStatusRequest (H): what does the venue say about this order now?"""
+
+    venue: str
+    cl_ord_id: str
+    order_id: str
+    symbol: str
+    side: str
+
+
+@dataclass(frozen=True, slots=True)
 class Subscribe:
     venue: str
     instrument: str
@@ -178,4 +189,4 @@ class Anomaly:
     data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-Action = SendOrder | SendCancel | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly
+Action = SendOrder | SendCancel | SendStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly

@@ -30,6 +30,7 @@ from engine.events import (
     Command,
     SendCancel,
     SendOrder,
+    SendStatusRequest,
     SessionDown,
     SessionUp,
     SetTimer,
@@ -222,7 +223,7 @@ class LiveEngine(fix.Application):
         self.compute_ns.append(time.perf_counter_ns() - t0)
         for a in actions:
             kind = type(a)
-            if kind is SendOrder or kind is SendCancel or kind is Subscribe:
+            if kind is SendOrder or kind is SendCancel or kind is Subscribe or kind is SendStatusRequest:
                 sid = self.session_ids.get(a.venue)
                 msg = self.codecs[a.venue].encode(a, self.clock())
                 if sid is None or not fix.Session.sendToTarget(msg, sid):

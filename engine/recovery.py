@@ -55,8 +55,9 @@ class ChaseThenUnwind:
         if not ep.mode:
             ep.mode = "chase"
             out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, f"legged:{ep.decision_id}"))
-        down = sorted({core.instruments[leg.instrument].venue for leg in ep.legs.values()} - core.sessions)
-        if down:  # no order can reach a venue whose session is down: wait for its logon
+        down = sorted(v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()}
+                      if not core.venue_ready(v))
+        if down:  # no order to a venue that is down or not yet reconciled: wait for both
             return out + [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
         missing = ep.missing()
         if ep.mode == "chase" and all(m <= 1e-9 for m in missing.values()):

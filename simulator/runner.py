@@ -184,6 +184,10 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("cancel_reject")
     if "timeout" in stages:
         seen.add("timeout_cancel")
+    if "status_query" in stages:
+        seen.add("status_query")
+    if "fill_from_status" in kinds:
+        seen.add("fill_from_status")
     if any(row[2] == "risk_breach" and row[10].startswith(("chase", "unwind")) for row in shell.audit):
         seen.add("risk_refused_recovery")
     return sorted(seen)

@@ -21,6 +21,7 @@ from engine.events import (
     Event,
     SendCancel,
     SendOrder,
+    SendStatusRequest,
     SessionDown,
     SessionUp,
     SetTimer,
@@ -111,7 +112,7 @@ class SimEngineShell:
     def execute(self, actions: list) -> None:
         for a in actions:
             kind = type(a)
-            if kind is SendOrder or kind is SendCancel or kind is Subscribe:
+            if kind is SendOrder or kind is SendCancel or kind is Subscribe or kind is SendStatusRequest:
                 session = self.sessions[a.venue]
                 session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
                 if kind is SendOrder:

@@ -122,6 +122,7 @@ class Venue:
     def _apply(self, msg) -> None:
         msg_type = msg.msg_type
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "V": self._on_md_request,
+                   "H": self._on_status_request,
                    "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
         if handler is None:
             self.session.reject(FixParseError("business", 3, f"MsgType {msg_type} not supported by this venue",
@@ -268,6 +269,17 @@ class Venue:
             dup = self.codec.message("8", fields)
             dup.getHeader().setField(43, "Y")
             self.session.send(dup)
+
+    def _on_status_request(self, msg) -> None:
+        """OrderStatusRequest (H): an ExecutionReport with ExecType I and the order's state now."""
+        co = self.orders.get(msg.get(11))
+        if co is None:
+            fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "8"), (55, msg.get(55)),
+                      (54, msg.get(54)), (151, "0"), (14, "0"), (6, "0"), (58, "unknown order"),
+                      (60, fix_time(self._clock()))]
+            self.session.send(self.codec.message("8", fields))
+            return
+        self._exec(co, "I", co.status)
 
     def _record_fill(self, co: ClientOrder, qty: int, px: float) -> None:
         self.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))

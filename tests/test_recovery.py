@@ -9,7 +9,8 @@ import pytest
 from engine.config import Recovery
 from engine.core import EngineCore
 from engine.episode import EpisodeState
-from engine.events import Audit, BusinessReject, SendOrder, SessionDown, SessionUp, TimerFired
+from engine.events import (Anomaly, Audit, BusinessReject, SendOrder, SendStatusRequest, SessionDown,
+                           SessionUp, TimerFired)
 from simulator.runner import wilson
 from tests.conftest import fire, report
 
@@ -135,3 +136,19 @@ def test_wilson_interval_matches_the_textbook_figure():
     w = wilson(97, 100)
     assert w["rate"] == 0.97 and w["low"] == pytest.approx(0.9155, abs=1e-3) and w["high"] <= 1.0
     assert wilson(0, 0)["low"] is None
+
+
+def test_after_a_drop_working_orders_are_queried_before_new_risk(core):
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "0", "0", 0), 0.001)
+    core.handle(report(b, "xb", "0", "0", 0), 0.1)
+    core.handle(SessionDown("COMEX"), 0.2)
+    acts = core.handle(SessionUp("COMEX"), 1.0)
+    (query,) = [x for x in acts if isinstance(x, SendStatusRequest)]
+    assert query.cl_ord_id == b.cl_ord_id and not core.venue_ready("COMEX")
+    # the venue filled the order while we were away: the status report is the only news of it
+    status = dataclasses.replace(report(b, "xs", "I", "2", 2, 0, 0), avg_px=4.5)
+    acts = core.handle(status, 1.1)
+    assert any(isinstance(x, Anomaly) and x.kind == "fill_from_status" for x in acts)
+    assert core.positions["HG"] == 2 and core.venue_ready("COMEX")
+    assert any(isinstance(x, Audit) and x.stage == "reconciled" for x in acts)

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 import quickfix as fix
 import quickfix44 as fix44
 
-from engine.events import BusinessReject, CancelReject, Event, ExecReport, Quote, SendCancel, SendOrder, Subscribe
+from engine.events import (
+    BusinessReject,
+    CancelReject,
+    Event,
+    ExecReport,
+    Quote,
+    SendCancel,
+    SendOrder,
+    SendStatusRequest,
+    Subscribe,
+)
 from engine.fix.dictionary import VenueDictionary
 
 BEGIN_STRING = "FIX.4.4"
@@ -151,7 +161,8 @@ class FixCodec:
             h.setField(43, "Y")
         return msg.toString()
 
-    def encode(self, action: SendOrder | SendCancel | Subscribe, transact_time: float) -> fix.Message:
+    def encode(self, action: SendOrder | SendCancel | SendStatusRequest | Subscribe,
+               transact_time: float) -> fix.Message:
         """The FIX message for an engine action."""
         if isinstance(action, SendOrder):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side),
@@ -168,6 +179,11 @@ class FixCodec:
             if action.account:
                 fields.append((1, action.account))
             return self.message("F", fields)
+        if isinstance(action, SendStatusRequest):
+            fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side)]
+            if action.order_id:
+                fields.append((37, action.order_id))
+            return self.message("H", fields)
         if isinstance(action, Subscribe):
             return self.message("V", [(262, action.req_id), (263, "1"), (264, "1"), (265, "1")],
                                 ((267, [[(269, "0")], [(269, "1")]]), (146, [[(55, action.symbol)]])))
