@@ -9,8 +9,16 @@ import pytest
 from engine.config import Recovery
 from engine.core import EngineCore
 from engine.episode import EpisodeState
-from engine.events import (Anomaly, Audit, BusinessReject, SendOrder, SendStatusRequest, SessionDown,
-                           SessionUp, TimerFired)
+from engine.events import (
+    Anomaly,
+    Audit,
+    BusinessReject,
+    SendOrder,
+    SendStatusRequest,
+    SessionDown,
+    SessionUp,
+    TimerFired,
+)
 from simulator.runner import wilson
 from tests.conftest import fire, report
 
