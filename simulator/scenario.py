@@ -55,6 +55,7 @@ class VenueConfig:
     liquidity: Liquidity
     up: Latency  # engine -> venue
     down: Latency  # venue -> engine
+    certification: bool = False  # behaviour chosen by OrderQty band (broker certification style)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         md_interval=sec.get("md_interval_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
         price_band_pct=sec.get("price_band_pct", float, 100.0, check=positive, hint="a percentage > 0"),
         trading=sec.get("trading", bool, True), liquidity=liquidity,
+        certification=sec.get("certification", bool, False),
         up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
     )
     sec.finish()

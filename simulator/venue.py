@@ -17,6 +17,22 @@ from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
 
 ENGINE_COMP_ID = "XMC"
+# Certification mode, as broker certification suites do it: the order's quantity picks the behaviour.
+CERTIFICATION_BANDS = (
+    (1, 9, "accept"),  # New, then rests untouched
+    (10, 19, "fill"),  # New, Fill
+    (20, 29, "partial_then_fill"),  # New, partial (half), Fill
+    (30, 39, "partial_then_cancel"),  # New, partial (half), Canceled
+    (40, 49, "reject"),  # Rejected (OrdRejReason 99)
+    (50, 59, "cancel_race"),  # New; a cancel loses the race: OrderCancelReject 102=0, then the Fill
+)
+
+
+def certification_behaviour(qty: int) -> str:
+    for low, high, behaviour in CERTIFICATION_BANDS:
+        if low <= qty <= high:
+            return behaviour
+    return "accept"
 
 
 class ClientOrder:
@@ -45,6 +61,7 @@ class Venue:
         self.mm_orders: dict[str, list[str]] = {s: [] for s in self.instruments}
         self.orders: dict[str, ClientOrder] = {}  # by ClOrdID
         self.by_order_id: dict[str, ClientOrder] = {}
+        self.certifying: dict[str, str] = {}  # ClOrdID -> certification behaviour
         self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
         self.published: dict[str, tuple] = {}
         self.dirty: set[str] = set()
@@ -170,6 +187,8 @@ class Venue:
         fault = self._fault("reject", cl_ord_id)
         if fault is not None:
             return self._reject_order(msg, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
+        if self.cfg.certification and symbol in self.instruments and cl_ord_id not in self.orders:
+            return self._certify(msg)
         inst = self.instruments.get(symbol)
         if inst is None:
             return self._reject_order(msg, 1, f"unknown symbol {symbol}")
@@ -287,9 +306,47 @@ class Venue:
             inst = self.instruments[co.symbol]
             self.checker.on_venue_fill(inst.name, qty if co.side == BUY else -qty, self.env.now, co.cl_ord_id)
 
+    def _certify(self, msg) -> None:
+        """Certification mode: the behaviour comes from the OrderQty band, not from the book."""
+        qty = int(float(msg.get(38, "0") or 0))
+        behaviour = certification_behaviour(qty)
+        if behaviour == "reject":
+            return self._reject_order(msg, 99, f"certification: OrderQty {qty} means reject")
+        price = float(msg.get(44)) if msg.has(44) else self.reference.get(msg.get(55), 0.0)
+        co = ClientOrder(msg.get(11), self._id("O"), msg.get(55), msg.get(54), qty, price, msg.get(1), None)
+        co.status = "0"
+        self.orders[co.cl_ord_id] = co
+        self.by_order_id[co.order_id] = co
+        self.certifying[co.cl_ord_id] = behaviour
+        self._exec(co, "0", "0")
+        half = qty // 2
+        if behaviour == "fill":
+            self._cert_fill(co, qty, price)
+        elif behaviour in ("partial_then_fill", "partial_then_cancel"):
+            self._cert_fill(co, half, price)
+            if behaviour == "partial_then_fill":
+                self._cert_fill(co, qty - half, price)
+            else:
+                co.status = "4"
+                self._exec(co, "4", "4")
+
+    def _cert_fill(self, co: ClientOrder, qty: int, px: float) -> None:
+        co.cum += qty
+        co.notional += qty * px
+        co.status = "2" if co.cum >= co.qty else "1"
+        self._record_fill(co, qty, px)
+        self._exec(co, "F", co.status, qty, px)
+
     def _on_cancel(self, msg) -> None:
         cl_ord_id, orig = msg.get(11), msg.get(41)
         co = self.orders.get(orig)
+        if co is not None and self.certifying.get(orig) == "cancel_race" and co.status in ("0", "1"):
+            # too late to cancel: the reject says so (102=0) and the fill follows, as FIX requires
+            fields = [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, "2"), (434, "1"), (102, "0"),
+                      (58, "too late to cancel")]
+            self.session.send(self.codec.message("9", fields))
+            self._cert_fill(co, co.qty - co.cum, co.price or 0.0)
+            return
         if co is None or co.status in ("2", "4", "8", "C"):
             reason, status = ("1", "8") if co is None else ("0", co.status)
             fields = [(37, co.order_id if co else "NONE"), (11, cl_ord_id), (41, orig), (39, status), (434, "1"),
@@ -362,7 +419,8 @@ class Venue:
         if cancel_resting:
             for co in self.orders.values():
                 if co.status in ("0", "1"):
-                    self.books[co.symbol].cancel(co.order_id)
+                    if co.book_order is not None:
+                        self.books[co.symbol].cancel(co.order_id)
                     co.status = "4"
                     self.dirty.add(co.symbol)
                     self._exec(co, "4", "4")  # queued: delivered after the next logon

@@ -105,3 +105,49 @@ def test_venue_answers_a_malformed_order_with_session_reject_and_engine_maps_it(
     msg = c.parse(answer)
     assert msg.msg_type == "3" and msg.get(373) == "1" and msg.get(371) == "1"
     assert venue.rejects_sent == 1
+
+
+@pytest.mark.parametrize("qty,expected", [
+    (5, [("8", "0")]), (15, [("8", "0"), ("8", "F")]), (25, [("8", "0"), ("8", "F"), ("8", "F")]),
+    (35, [("8", "0"), ("8", "F"), ("8", "4")]), (45, [("8", "8")]),
+])
+def test_certification_mode_behaviour_follows_the_quantity_band(spread_scenario, qty, expected):
+    replies, send = _cert_venue(spread_scenario)
+    send(SendOrder("SHFE", f"C{qty}", "CU", "cu2603", "1", qty, 70010.0, "2", "0", "ACC", "D1"))
+    assert [(m.msg_type, m.get(150)) for m in replies()] == expected
+
+
+def test_certification_cancel_race_is_answered_as_fix_requires(spread_scenario):
+    replies, send = _cert_venue(spread_scenario)
+    send(SendOrder("SHFE", "R1", "CU", "cu2603", "2", 55, 70010.0, "2", "0", "ACC", "D1"))
+    send(SendCancel("SHFE", "R1C1", "R1", "CU", "cu2603", "2", 55, "D1", "ACC"))
+    got = [(m.msg_type, m.get(150) or m.get(102)) for m in replies()]
+    assert got == [("8", "0"), ("9", "0"), ("8", "F")]  # too late to cancel (102=0), then the fill
+
+
+def _cert_venue(sc):
+    import dataclasses
+
+    import simpy
+
+    from simulator.link import Latency, Link
+    from simulator.rng import fork
+    from simulator.transport import WireLog
+    from simulator.venue import Venue
+
+    env = simpy.Environment()
+    cfg = dataclasses.replace(sc.venues["SHFE"], certification=True)
+    venue = Venue(env, cfg, [sc.engine.instruments["CU"]], fork(1, "v"), WireLog())
+    raw: list[str] = []
+    venue.session.link = Link(env, "down", Latency("constant", 0.001), fork(1, "l"), raw.append)
+    c = FixCodec(load("SHFE"), "XMC", cfg.comp_id, {"CU": "cu2603"})
+    seq = iter(range(1, 100))
+
+    def send(action) -> None:
+        venue.receive(wire(c, action, next(seq)))
+        env.run(until=env.now + 0.01)
+
+    def replies():
+        return [c.parse(r) for r in raw]
+
+    return replies, send

@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
+    v.add_argument("--certification", action="store_true",
+                   help="broker-certification behaviour by OrderQty band: 1-9 accept, 10-19 fill, 20-29 partial "
+                        "then fill, 30-39 partial then cancel, 40-49 reject, 50-59 cancel loses the race "
+                        "(OrderCancelReject 102=0, then the fill)")
     return p
 
 
@@ -109,6 +113,11 @@ def cmd_venue(args) -> int:
     sc = scenario.load(args.scenario)
     if args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
+    if args.certification:
+        import dataclasses
+
+        sc = dataclasses.replace(sc, venues={n: dataclasses.replace(v, certification=True)
+                                             for n, v in sc.venues.items()})
     seed = sc.seed if args.seed is None else args.seed
 
     def announce(info: dict) -> None:
