@@ -12,6 +12,7 @@ import dataclasses
 import json
 import queue
 import socket
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ import simpy.rt
 
 from engine.fix import dictionary
 from engine.fix.codec import FixParseError, Parsed
+from engine.live import mask
 from simulator.faults import FaultPlan
 from simulator.prices import PriceProcess
 from simulator.rng import fork
@@ -76,8 +78,11 @@ class WireSession:
 class WireVenues(fix.Application):
     """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue."""
 
-    def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None):
+    def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+                 password: str = ""):
         super().__init__()
+        self.password = password  # when set, a Logon must carry it (Password 554) or is refused
+        self.refused_logons: list[str] = []
         self.sc = sc
         self.seed = seed
         self.host = host
@@ -132,7 +137,16 @@ class WireVenues(fix.Application):
         self._wire(message.toString())
 
     def fromAdmin(self, message, session_id):
-        self._wire(message.toString())
+        raw = message.toString()
+        self._wire(mask(raw))
+        if self.password and message.getHeader().getField(35) == "A":
+            given = message.getField(554) if message.isSetField(554) else ""
+            if given != self.password:
+                who = message.getField(553) if message.isSetField(553) else "?"
+                self.refused_logons.append(f"{session_id.toString()} user {who}")
+                print(f"xmc venue: logon refused for {session_id.toString()} (user {who}): wrong password",
+                      file=sys.stderr, flush=True)
+                raise fix.RejectLogon("invalid username or password")
 
     def toApp(self, message, session_id):
         self._wire(message.toString())
@@ -229,15 +243,16 @@ class WireVenues(fix.Application):
         path.write_text(json.dumps({"positions": self.positions(), "ports": self.ports}))
 
 
-def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed) -> dict:
+def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "") -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
-    venues = WireVenues(sc, seed, host)
+    venues = WireVenues(sc, seed, host, password=password)
     ports = venues.start(until=duration)
     announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()}})
     until_closed()
     venues.stop()
     venues.join(5)
-    return {"positions": venues.positions(), "ports": ports, "messages": len(venues.messages)}
+    return {"positions": venues.positions(), "ports": ports, "messages": len(venues.messages),
+            "refused_logons": venues.refused_logons}
 
 
 def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) -> dict:

@@ -57,3 +57,39 @@ def test_venue_command_rejects_bad_input():
     proc = subprocess.run([sys.executable, "-m", "xmc.cli", "venue", "--scenario", "nope.toml"], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "nope.toml" in proc.stderr
+
+
+def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(tmp_path):
+    scenario_file = ROOT / "scenarios" / "cu_hg_spread.toml"
+    state = tmp_path / "venue.json"
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario_file),
+                              "--duration", "120", "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "XMC_VENUE_PASSWORD": "right-pw"})
+    try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        text = scenario_file.read_text()
+        engine_tables = text[text.index("[instruments.CU]"):text.index("[prices]")]
+        sessions = "".join(
+            f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
+            f'dictionary = "{ {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}[n] }"\nusername = "desk1"\n'
+            f'password_env = "PW_{n}"\n\n' for n, p in ports.items())
+        config = tmp_path / "live.toml"
+        config.write_text(f'[live]\nout_dir = "{tmp_path / "out"}"\nheartbeat_s = 1\nreconnect_s = 1\n'
+                          f"reset_on_logon = true\n\n{sessions}{engine_tables}")
+        live = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "4"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PW_SHFE": "right-pw", "PW_COMEX": "wrong-pw", "PW_FX": "right-pw"})
+    finally:
+        venue.stdin.close()
+        venue.wait(timeout=30)
+        venue_err = venue.stderr.read()
+    assert live.returncode == 0, live.stderr[-3000:]
+    assert venue.returncode == 0, venue_err[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["sessions_logged_on_at_end"] == ["FX", "SHFE"]
+    assert any("COMEX" in r for r in json.loads(state.read_text())["refused_logons"])
+    assert "wrong password" in venue_err and "wrong-pw" not in venue_err
+    log = (tmp_path / "out" / "messages.log").read_text()
+    assert any("\x0135=5\x01" in m and "\x0149=COMEX\x01" in m for m in log.splitlines())  # Logout with reason
+    assert "wrong-pw" not in log and "right-pw" not in log

@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("venue", help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
                        description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
                                    "each, printed at start as JSON), on the same venue model as virtual time. "
-                                   "Stops after --duration seconds or when standard input closes.")
+                                   "Stops after --duration seconds or when standard input closes. With "
+                                   "XMC_VENUE_PASSWORD set, a Logon without that Password (554) is refused "
+                                   "with a Logout saying why; other sessions keep trading.")
     v.add_argument("--scenario", required=True, help="path of a scenario .toml file")
     v.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -128,7 +130,8 @@ def cmd_venue(args) -> int:
         threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
         done.wait(args.duration)
 
-    result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed)
+    password = os.environ.get("XMC_VENUE_PASSWORD", "")  # when set, every Logon must carry it
+    result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password)
     if args.state:
         Path(args.state).write_text(json.dumps(result))
     print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
@@ -157,10 +160,12 @@ def cmd_live(args) -> int:
     engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, cfg.reconnect, cfg.start_time, cfg.end_time,
                                cfg.reset_on_logon))
     print(f"xmc live: connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}", file=sys.stderr)
+    logged_on: list[str] = []
     try:
         stop.wait(args.duration)
         engine.command("drain")
         wait_for(lambda: not core.active, 10)
+        logged_on = sorted(engine.logged_on)
     finally:
         engine.stop()
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
@@ -170,7 +175,7 @@ def cmd_live(args) -> int:
     report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
-              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": sorted(engine.logged_on)}
+              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": logged_on}
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
           f"artefacts in {cfg.out_dir}")
