@@ -13,12 +13,15 @@ import simpy
 
 @dataclass(frozen=True, slots=True)
 class Latency:
-    """constant: `floor` seconds. lognormal: floor + a lognormal jitter with median `median`, shape `sigma`."""
+    """constant: `floor` seconds. lognormal: floor + a lognormal jitter with median `median`, shape `sigma`.
+    Either way, `vol_coupling` seconds more per basis point of the venue's last fair-value move: queues
+    and gateways slow down when the market moves."""
 
     dist: str
     floor: float
     median: float = 0.0
     sigma: float = 0.0
+    vol_coupling: float = 0.0
 
     def draw(self, rng: random.Random) -> float:
         if self.dist == "constant":
@@ -35,6 +38,7 @@ class Link:
         self.faults = faults
         self.down = False  # a cut connection: what is in flight is lost
         self.dropped = 0
+        self.volatility: Callable[[], float] = lambda: 0.0  # the venue's last move in bp (set by the runner)
         self.name = name
         self.latency = latency
         self.rng = rng
@@ -44,6 +48,8 @@ class Link:
 
     def send(self, raw: str) -> None:
         delay = self.latency.draw(self.rng)
+        if self.latency.vol_coupling:
+            delay += self.latency.vol_coupling * self.volatility()
         if self.faults is not None:
             # a drop fault loses one transmission of an application message; the session's resend
             # (PossDup) and its admin messages go through, so every gap can be filled

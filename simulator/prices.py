@@ -34,6 +34,8 @@ class PriceProcess:
         self.fx = cfg.fx_start
         self.spread = cfg.spread_mean
         self.kappa = math.log(2) / cfg.half_life
+        self.moves_bp: dict[str, float] = {}  # |last step's move| per instrument, in basis points
+        self._last = self.fair()
 
     def fair(self) -> dict[str, float]:
         local = self.world * LB_PER_TONNE * self.fx + self.cfg.premium + self.spread
@@ -47,4 +49,7 @@ class PriceProcess:
         decay = math.exp(-self.kappa * dt)
         noise = c.spread_sigma * math.sqrt((1 - decay * decay) / (2 * self.kappa)) * g(0.0, 1.0)
         self.spread = c.spread_mean + (self.spread - c.spread_mean) * decay + noise
-        return self.fair()
+        now = self.fair()
+        self.moves_bp = {k: abs(math.log(now[k] / self._last[k])) * 1e4 for k in now}
+        self._last = now
+        return now

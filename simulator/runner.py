@@ -62,6 +62,7 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
     core = EngineCore(scenario.engine)
     shell = SimEngineShell(env, core, scenario.venues, log)
     checker = shell.checker = InvariantChecker(core)
+    prices = PriceProcess(scenario.prices, fork(seed, "prices"))
     faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name))
     venues: dict[str, Venue] = {}
     for name, vcfg in scenario.venues.items():
@@ -74,6 +75,9 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
         shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive,
                                          name, "up", faults)
         venues[name] = venue
+        names = [i.name for i in insts]
+        for link in (venue.session.link, shell.sessions[name].link):
+            link.volatility = lambda names=names: max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
 
     def disconnect(fault, start: float | None = None, length: float | None = None):
         yield env.timeout(fault.after if start is None else 0.0)
@@ -95,7 +99,6 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
             env.process(disconnect(f))
     for v in venues.values():
         v.on_disconnect_fault = lambda f: env.process(disconnect(f, env.now, f.delay))
-    prices = PriceProcess(scenario.prices, fork(seed, "prices"))
 
     def market():
         fair = prices.fair()

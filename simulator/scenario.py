@@ -76,13 +76,17 @@ class Scenario:
 def _latency(sec: Section, name: str) -> Latency:
     s = sec.sub(name)
     dist = s.get("dist", str, choices=("constant", "lognormal"))
+    coupling = s.get("vol_ms_per_bp", float, 0.0, check=non_negative,
+                     hint="extra one-way ms per basis point of the venue's last price move, >= 0") / 1e3
     if dist == "constant":
-        lat = Latency("constant", s.get("ms", float, check=non_negative, hint="one-way milliseconds >= 0") / 1e3)
+        lat = Latency("constant", s.get("ms", float, check=non_negative, hint="one-way milliseconds >= 0") / 1e3,
+                      vol_coupling=coupling)
     else:
         lat = Latency("lognormal",
                       s.get("floor_ms", float, check=non_negative, hint="the propagation floor in ms, >= 0") / 1e3,
                       s.get("median_ms", float, check=positive, hint="median jitter above the floor, ms > 0") / 1e3,
-                      s.get("sigma", float, check=non_negative, hint="lognormal shape >= 0, e.g. 0.8 for a fat tail"))
+                      s.get("sigma", float, check=non_negative, hint="lognormal shape >= 0, e.g. 0.8 for a fat tail"),
+                      coupling)
     s.finish()
     return lat
 
