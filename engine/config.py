@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 MASS_PER_TONNE = {"t": 1.0, "kg": 1000.0, "lb": 2204.62}
@@ -52,6 +54,20 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file as a dict; a missing, unreadable or malformed file is a ConfigError naming it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), [Problem("(file)", "file not found", f"give the path of {what}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [Problem("(file)", f"cannot be read ({exc})",
+                                              "give a readable UTF-8 TOML file")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [Problem("(file)", f"is not valid TOML ({exc})",
+                                              "fix the TOML syntax at that line")]) from None
 
 
 _MISSING = object()

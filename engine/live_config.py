@@ -5,11 +5,10 @@ names the environment variables (or files outside the repository) that hold them
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, EngineConfig, Problem, Section, positive, read_engine
+from engine.config import ConfigError, EngineConfig, Problem, Section, positive, read_engine, read_toml
 from engine.fix import dictionary
 from engine.live import SessionConfig
 
@@ -59,12 +58,7 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
 
 def load(path: str | Path) -> LiveConfig:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), [Problem("(file)", "file not found", "give the path of a live .toml")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [Problem("(file)", f"is not valid TOML ({exc})", "fix the TOML syntax")]) from None
+    data = read_toml(path, "a live .toml config")
     problems: list[Problem] = []
     root = Section(data, "", problems)
     lv = root.sub("live")

@@ -5,11 +5,10 @@ Every problem is reported with the file, the key and what to write instead (Conf
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, EngineConfig, Section, non_negative, positive, read_engine
+from engine.config import ConfigError, EngineConfig, Section, non_negative, positive, read_engine, read_toml
 from engine.fix import dictionary
 from simulator.faults import Fault, read_faults
 from simulator.link import Latency
@@ -170,14 +169,7 @@ def _expect(root: Section) -> dict:
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario file; raises ConfigError naming the file, every key and the fix."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), [_p("", "file not found", "give the path of a scenario .toml file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [_p("", f"cannot be read ({exc})", "give a readable UTF-8 TOML file")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [_p("", f"is not valid TOML ({exc})", "fix the TOML syntax at that line")]) from None
+    data = read_toml(path, "a scenario .toml file")
     problems: list = []
     root = Section(data, "", problems)
     sc = root.sub("scenario")
@@ -198,7 +190,3 @@ def load(path: str | Path) -> Scenario:
         raise ConfigError(str(path), problems)
     return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain)
 
-
-def _p(key: str, what: str, fix: str):
-    from engine.config import Problem
-    return Problem(key or "(file)", what, fix)

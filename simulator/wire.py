@@ -99,6 +99,7 @@ class WireVenues(fix.Application):
             insts = [i for i in sc.engine.instruments.values() if i.venue == name]
             venue = Venue(self.env, vcfg, insts, fork(seed, f"venue:{name}"), self.log)
             venue.session = WireSession(venue.codec, self.log)
+            venue.logged_on_fix = False  # quickfix's view, updated on its threads
             venue.faults = faults
             self.venues[name] = venue
             self.by_comp[vcfg.comp_id] = name
@@ -128,10 +129,14 @@ class WireVenues(fix.Application):
         self._venue(session_id).session.session_id = session_id
 
     def onLogon(self, session_id):
-        self.inbox.put(("logon", self._venue(session_id)))
+        venue = self._venue(session_id)
+        venue.logged_on_fix = True
+        self.inbox.put(("logon", venue))
 
     def onLogout(self, session_id):
-        self.inbox.put(("logout", self._venue(session_id)))
+        venue = self._venue(session_id)
+        venue.logged_on_fix = False
+        self.inbox.put(("logout", venue))
 
     def toAdmin(self, message, session_id):
         self._wire(message.toString())
@@ -221,14 +226,25 @@ class WireVenues(fix.Application):
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def stop(self) -> None:
-        """Stop the simulation thread first (nothing may send into a session being torn down), then
-        quickfix's acceptor."""
+    def halt(self) -> None:
+        """Stop the simulation thread: no more market data, matching or messages."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the simulation thread first (nothing may send into a session being torn down), then
+        quickfix's acceptor."""
+        self.halt()
         if self.acceptor is not None:
-            self.acceptor.stop()
+            # let peers that are logging out finish first: quickfix crashed (SIGSEGV) when stop() raced
+            # a Logout being processed on its own thread
+            deadline = threading.Event()
+            for _ in range(200):
+                if not any(v.logged_on_fix for v in self.venues.values()):
+                    break
+                deadline.wait(0.01)
+            self.acceptor.stop(True)
             self.acceptor = None
 
     def positions(self) -> dict[str, float]:
@@ -249,8 +265,9 @@ def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_c
     ports = venues.start(until=duration)
     announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()}})
     until_closed()
-    venues.stop()
-    venues.join(5)
+    # The caller ends the process right after recording this (see cmd_venue): quickfix's
+    # SocketAcceptor.stop() has crashed (SIGSEGV) under load, so the sockets are closed by the OS.
+    venues.halt()
     return {"positions": venues.positions(), "ports": ports, "messages": len(venues.messages),
             "refused_logons": venues.refused_logons}
 
@@ -266,7 +283,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
 
     state = Path(tempfile.mkdtemp(prefix="xmc-wire-")) / "venue-state.json"
     child = subprocess.Popen(
-        [sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed", str(seed),
+        [sys.executable, "-X", "faulthandler", "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed", str(seed),
          "--duration", str(duration + sc.drain + 30), "--state", str(state)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -292,7 +309,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         if child.stdin:
             child.stdin.close()
         child.wait(timeout=30)
-    venue_state = json.loads(state.read_text()) if state.exists() else {"positions": {}}
+    if child.returncode != 0 or not state.exists():
+        raise RuntimeError(f"the venue process ended with exit code {child.returncode} without its final state")
+    venue_state = json.loads(state.read_text())
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:

@@ -135,7 +135,11 @@ def cmd_venue(args) -> int:
     if args.state:
         Path(args.state).write_text(json.dumps(result))
     print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
-    return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # End without tearing quickfix down: its acceptor's stop() has crashed under load, and leaving
+    # it to interpreter shutdown crashes too; the OS closes the sockets, peers see a disconnect.
+    os._exit(0)
 
 
 def cmd_live(args) -> int:
