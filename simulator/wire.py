@@ -113,7 +113,7 @@ class WireVenues(fix.Application):
 
     def settings(self) -> str:
         lines = ["[DEFAULT]", "ConnectionType=acceptor", f"FileStorePath={self._store}", "StartTime=00:00:00",
-                 "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=Y", f"SocketAcceptHost={self.host}",
+                 "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=N", f"SocketAcceptHost={self.host}",
                  "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
         for name, vcfg in self.sc.venues.items():
             lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
@@ -259,6 +259,75 @@ class WireVenues(fix.Application):
         path.write_text(json.dumps({"positions": self.positions(), "ports": self.ports}))
 
 
+class CutRelay:
+    """A loopback TCP relay between the engine and one venue that can cut the connection for a
+    window: what is in flight is lost, new connections are refused until the window ends. quickfix
+    on both sides must reconnect, log on again and recover the gap (ResendRequest / GapFill)."""
+
+    def __init__(self, target_port: int):
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        self.target = target_port
+        self.blocked = threading.Event()
+        self.active: list[socket.socket] = []
+        self.cuts: list[dict] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if self.blocked.is_set():
+                client.close()
+                continue
+            try:
+                venue = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self.active += [client, venue]
+            for a, b in ((client, venue), (venue, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+            except OSError:
+                break
+        for sock in (src, dst):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def cut(self, label: str) -> None:
+        self.blocked.set()
+        with self._lock:
+            socks, self.active = self.active, []
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+        self.cuts.append({"cut": label, "connections_closed": len(socks) // 2})
+
+    def restore(self) -> None:
+        self.blocked.clear()
+
+
 def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "") -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
     venues = WireVenues(sc, seed, host, password=password)
@@ -291,16 +360,32 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         if not first:
             raise RuntimeError("the venue process ended before announcing its ports")
         ports = json.loads(first)["ports"]
+        # timed disconnect faults become real TCP cuts on a relay in the engine's path
+        cuts = [f for f in sc.faults if f.kind == "disconnect"]
+        relays = {f.venue: CutRelay(ports[f.venue]) for f in cuts}
+        ports = {n: relays[n].port if n in relays else p for n, p in ports.items()}
+        timers = []
+        for f in cuts:
+            timers.append(threading.Timer(f.after, relays[f.venue].cut, args=(f"{f.venue} at {f.after:g} s",)))
+            timers.append(threading.Timer(min(f.until, duration), relays[f.venue].restore))
         core = EngineCore(sc.engine)
         sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n],
                                   credential(f"{n}_USERNAME"), credential(f"{n}_PASSWORD"))
                     for n, v in sc.venues.items()]
         engine = LiveEngine(core, sessions)
-        engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-"))))
+        engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-")),
+                                   reset_on_logon=not cuts))  # with cuts, sequences survive: resend recovers
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
                 raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
+            for t in timers:
+                t.start()
             threading.Event().wait(duration)
+            for t in timers:
+                t.cancel()
+            for relay in relays.values():
+                relay.restore()
+            wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
             engine.command("drain")
             wait_for(lambda: not core.active, sc.drain)
         finally:
@@ -329,6 +414,8 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         "alerts": [a.text for a in engine.alerts[:50]],
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
         "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
+        "wire_faults": [c for r in relays.values() for c in r.cuts],
+        "status_queries": sum(1 for row in engine.audit if row[2] == "status_query"),
     }
     report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"
     if out is not None:

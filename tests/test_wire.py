@@ -93,3 +93,20 @@ def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(
     log = (tmp_path / "out" / "messages.log").read_text()
     assert any("\x0135=5\x01" in m and "\x0149=COMEX\x01" in m for m in log.splitlines())  # Logout with reason
     assert "wrong-pw" not in log and "right-pw" not in log
+
+
+def test_a_tcp_cut_is_recovered_by_quickfix_resend_and_loses_no_fill(tmp_path):
+    text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\n'
+                                                 'after_s = 2.0\nuntil_s = 3.5\n\n[expect]')
+    scenario_file = tmp_path / "cut.toml"
+    scenario_file.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
+                           "--duration", "6", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["wire_faults"] and report["wire_faults"][0]["connections_closed"] == 1
+    assert report["fills_match_positions"] and report["all_terminal"] and report["episodes"]
+    log = (tmp_path / "out" / "messages.log").read_text().splitlines()
+    comex_logons = [m for m in log if "\x0135=A\x01" in m and "\x0156=COMEX\x01" in m]
+    assert len(comex_logons) >= 2, "the engine logged on again after the cut"
