@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xmc", description="Cross-market arbitrage FIX engine and its certifying exchange simulator.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="run one scenario in virtual time",
+    r = sub.add_parser("run", help="run one scenario, in virtual time or (--mode wire) over real FIX sessions",
                        description="Run one scenario with one seed; write report.json, messages.log and "
                                    "audit.parquet to --out. Exit 0 when every expectation holds, 1 when one "
                                    "fails, 2 on bad input.")
