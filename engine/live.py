@@ -13,7 +13,6 @@ import heapq
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -115,7 +114,6 @@ class LiveEngine(fix.Application):
         self.logged_on: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._store = Path(tempfile.mkdtemp(prefix="xmc-store-"))
         self.initiator: fix.SocketInitiator | None = None
         self.epoch_start = 0.0
 

@@ -47,7 +47,6 @@ class WireSession:
         self.session_id: fix.SessionID | None = None
         self.connected = False
         self.queued: list = []
-        self.gaps = 0
 
     def send(self, msg) -> None:
         if self.session_id is None or not self.connected:
