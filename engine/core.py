@@ -454,9 +454,11 @@ class EngineCore:
         if c.name == "kill":
             self.killed = True
             out: list[Action] = [Alert(now, "critical", "kill switch: cancelling all working orders"),
-                                 Audit(now, "kill_switch", detail="new episodes stopped")]
+                                 Audit(now, "kill_switch", detail="new episodes and recovery stopped")]
             for order in self.orders.values():
                 out += self.cancel(order, now)
+            for ep in list(self.active.values()):  # legged and idle: nothing will move it again
+                out += self._settle(ep, now)
             return out
         if c.name == "resume":
             self.killed = self.draining = False

@@ -14,6 +14,7 @@ Rules:
   `max_unwind_attempts`.
 - Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
 - Any recovery order that a risk limit refuses is not sent: the episode escalates with an alert.
+- After the kill switch nothing is sent, recovery included: legged episodes escalate to the desk.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class ChaseThenUnwind:
     def on_legged(self, core: EngineCore, ep: Episode, now: float) -> list[Action]:
         rc = core.strategy.recovery
         out: list[Action] = []
+        if core.killed:  # the desk pressed the kill switch: no order of any kind, the desk takes over
+            return escalate(core, ep, now, "kill switch: recovery stopped, exposure left to the desk")
         if not ep.mode:
             ep.mode = "chase"
             out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, f"legged:{ep.decision_id}"))

@@ -18,7 +18,8 @@ from engine.config import Section, non_negative, positive
 ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order")
 LINK_KINDS = ("latency_spike", "drop")
 VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
-KINDS = ORDER_KINDS + LINK_KINDS + VENUE_KINDS
+DESK_KINDS = ("kill_switch",)  # an operator action at after_s (venue names where it is pressed: any)
+KINDS = ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
 _PURPOSE = re.compile(r"[AB]\d+([RUH]?)$")
@@ -106,7 +107,8 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
     for i, item in enumerate(items):
         sec = Section(item, f"faults[{i}]", root.problems)
         kind = sec.get("kind", str, choices=KINDS)
-        venue = sec.get("venue", str, hint="the name of a venue table")
+        venue = sec.get("venue", str, "" if kind in DESK_KINDS else None, hint="the name of a venue table") \
+            if kind in DESK_KINDS else sec.get("venue", str, hint="the name of a venue table")
         if venue and venue not in venues:
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")

@@ -94,9 +94,16 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
             link.down = False
         shell.reconnect(fault.venue)
 
+    def kill_switch(fault):
+        yield env.timeout(fault.after)
+        fault.hits += 1
+        shell.dispatch(Command("kill"))
+
     for f in faults.faults:
         if f.kind == "disconnect":
             env.process(disconnect(f))
+        elif f.kind == "kill_switch":
+            env.process(kill_switch(f))
     for v in venues.values():
         v.on_disconnect_fault = lambda f: env.process(disconnect(f, env.now, f.delay))
 
@@ -187,6 +194,8 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("cancel_reject")
     if "timeout" in stages:
         seen.add("timeout_cancel")
+    if "kill_switch" in stages:
+        seen.add("kill_switch")
     if "status_query" in stages:
         seen.add("status_query")
     if "fill_from_status" in kinds:

@@ -160,3 +160,16 @@ def test_after_a_drop_working_orders_are_queried_before_new_risk(core):
     assert any(isinstance(x, Anomaly) and x.kind == "fill_from_status" for x in acts)
     assert core.positions["HG"] == 2 and core.venue_ready("COMEX")
     assert any(isinstance(x, Audit) and x.stage == "reconciled" for x in acts)
+
+
+def test_after_the_kill_switch_no_recovery_order_is_sent(core):
+    from engine.events import Command, SendCancel
+
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    acts = core.handle(Command("kill"), 0.05)
+    (cancel,) = [x for x in acts if isinstance(x, SendCancel)]
+    assert cancel.orig_cl_ord_id == b.cl_ord_id
+    acts = core.handle(report(b, "xb", "4", "4", 0, cl_ord_id=cancel.cl_ord_id), 0.12)
+    ep = core.episodes[a.decision_id]
+    assert not sends(acts) and ep.state is EpisodeState.ESCALATED and "kill switch" in ep.reason
