@@ -55,12 +55,14 @@ def distribution(values: list[float]) -> dict:
             "max": max(values) if values else None}
 
 
-def run(scenario: Scenario, seed: int | None = None) -> RunResult:
+def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
+    """One run; with `journal` (an engine.journal.Journal) every event the core consumes is journaled."""
     seed = scenario.seed if seed is None else seed
     env = simpy.Environment()
     log = WireLog()
     core = EngineCore(scenario.engine)
     shell = SimEngineShell(env, core, scenario.venues, log)
+    shell.journal = journal
     checker = shell.checker = InvariantChecker(core)
     prices = PriceProcess(scenario.prices, fork(seed, "prices"))
     faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name))
@@ -120,6 +122,8 @@ def run(scenario: Scenario, seed: int | None = None) -> RunResult:
     env.run(until=scenario.duration)
     shell.dispatch(Command("drain"))
     env.run(until=scenario.duration + scenario.drain)
+    if journal is not None:
+        journal.sync()
     report = build_report(scenario, seed, core, shell, venues, log, checker, faults)
     return RunResult(report, log.lines, shell.audit)
 

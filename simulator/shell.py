@@ -56,6 +56,7 @@ class SimEngineShell:
         self.recovery_ns: list[int] = []  # compute of the events that sent a recovery order
         self.orders_sent = 0
         self.checker = None  # InvariantChecker, set by the runner
+        self.journal = None  # engine.journal.Journal: every event written before the core acts on it
 
     def start(self) -> None:
         for session in self.sessions.values():
@@ -98,6 +99,8 @@ class SimEngineShell:
                 self.dispatch(event)
 
     def dispatch(self, event: Event) -> None:
+        if self.journal is not None:
+            self.journal.append(event, self.env.now)
         t0 = time.perf_counter_ns()
         actions = self.core.handle(event, self.env.now)
         spent = time.perf_counter_ns() - t0
