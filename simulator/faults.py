@@ -15,11 +15,15 @@ from dataclasses import dataclass
 
 from engine.config import Section, non_negative, positive
 
-ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order")
+ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order",
+               "crash_on_order")
 LINK_KINDS = ("latency_spike", "drop")
 VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
 DESK_KINDS = ("kill_switch",)  # an operator action at after_s (venue names where it is pressed: any)
-KINDS = ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS
+# the engine process dies (at after_s, or the moment a matching order reaches its venue) and
+# restarts from its journal after delay_ms
+NODE_KINDS = ("crash_restart", "crash_on_order")
+KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS))
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
 _PURPOSE = re.compile(r"[AB]\d+([RUH]?)$")
@@ -108,7 +112,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
         sec = Section(item, f"faults[{i}]", root.problems)
         kind = sec.get("kind", str, choices=KINDS)
         venue = sec.get("venue", str, "" if kind in DESK_KINDS else None, hint="the name of a venue table") \
-            if kind in DESK_KINDS else sec.get("venue", str, hint="the name of a venue table")
+            if kind in DESK_KINDS + ("crash_restart",) else sec.get("venue", str, hint="the name of a venue table")
         if venue and venue not in venues:
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
@@ -135,7 +139,9 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
             side=sec.get("side", str, "buy", choices=("buy", "sell")),
         )
-        if kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order") and f.delay == 0.0:
+        if kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",
+                    "crash_on_order") \
+                and f.delay == 0.0:
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
         if kind in ("disconnect", "md_stale", "price_limit_lock") and math.isinf(until):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import simpy
 
 from engine.core import EngineCore
 from engine.episode import Episode
-from engine.events import Command
+from engine.events import CancelTimer, Command, SessionDown, SetTimer
+from engine.journal import Journal
+from engine.journal import read as read_journal
 from simulator.checkers import InvariantChecker
 from simulator.faults import FaultPlan
 from simulator.link import Link
@@ -29,6 +32,27 @@ class RunResult:
     report: dict
     messages: list[str]
     audit: list[tuple]
+
+
+@dataclass
+class _Node:
+    journal: object
+    restarts: list
+
+
+def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
+    """Per restart: crash -> restart -> reconciled (every working order answered) -> first new order."""
+    out = []
+    for r in restarts:
+        later = [row for row in audit if row[1] >= r["restart_s"]]
+        reconciled = next((row[1] for row in later if row[2] == "reconciled"), None)
+        queried = any(row[2] == "status_query" for row in later)
+        first_order = next((row[1] for row in later if row[2] == "send"), None)
+        out.append({**r, "down_ms": round((r["restart_s"] - r["crash_s"]) * 1e3, 6),
+                    "reconciled_ms": round(((reconciled if queried else r["restart_s"]) - r["crash_s"]) * 1e3, 6)
+                    if (reconciled or not queried) else None,
+                    "first_order_ms": round((first_order - r["crash_s"]) * 1e3, 6) if first_order else None})
+    return out
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> dict:
@@ -64,6 +88,10 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     shell = SimEngineShell(env, core, scenario.venues, log)
     shell.journal = journal
     checker = shell.checker = InvariantChecker(core)
+    node = _Node(journal, [])
+    if journal is None and any(f.kind in ("crash_restart", "crash_on_order") for f in scenario.faults):
+        node.journal = shell.journal = Journal(Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal",
+                                               scenario.engine, durability="none")
     prices = PriceProcess(scenario.prices, fork(seed, "prices"))
     faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name))
     venues: dict[str, Venue] = {}
@@ -96,6 +124,38 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             link.down = False
         shell.reconnect(fault.venue)
 
+    def crash_restart(fault, now: bool = False):
+        """Kill the engine (at `after`, or now), restart it from its journal after `delay`, reconcile."""
+        yield env.timeout(0.0 if now else fault.after)
+        if not now:
+            fault.hits += 1
+        links = [lk for v in venues.values() for lk in (v.session.link, shell.sessions[v.cfg.name].link)]
+        shell.crash()
+        for link in links:
+            link.down = True
+        for v in venues.values():
+            v.disconnect(fault.cancel_on_disconnect)
+        crash_at = env.now
+        yield env.timeout(fault.delay)
+        node.journal.sync()
+        recovered = read_journal(node.journal.path, node.journal.fingerprint)
+        rebuilt = EngineCore(scenario.engine)
+        timers: dict[str, float] = {}
+        for t, event in recovered.records:  # replay: state rebuilt, actions not carried out again
+            for a in rebuilt.handle(event, t):
+                if type(a) is SetTimer:
+                    timers[a.key] = a.at
+                elif type(a) is CancelTimer:
+                    timers.pop(a.key, None)
+        shell.restart(rebuilt, timers)
+        node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records)})
+        for v in venues:
+            shell.dispatch(SessionDown(v))  # the new process knows the sessions dropped: it will query
+        for link in links:
+            link.down = False
+        for v in venues:
+            shell.reconnect(v)
+
     def kill_switch(fault):
         yield env.timeout(fault.after)
         fault.hits += 1
@@ -106,6 +166,10 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             env.process(disconnect(f))
         elif f.kind == "kill_switch":
             env.process(kill_switch(f))
+        elif f.kind == "crash_restart":
+            env.process(crash_restart(f))
+    for v in venues.values():
+        v.on_crash_fault = lambda f: env.process(crash_restart(f, now=True))
     for v in venues.values():
         v.on_disconnect_fault = lambda f: env.process(disconnect(f, env.now, f.delay))
 
@@ -122,9 +186,15 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     env.run(until=scenario.duration)
     shell.dispatch(Command("drain"))
     env.run(until=scenario.duration + scenario.drain)
-    if journal is not None:
-        journal.sync()
+    if node.journal is not None:
+        node.journal.sync()
+    core = shell.core  # after a restart, the rebuilt one
     report = build_report(scenario, seed, core, shell, venues, log, checker, faults)
+    report["restarts"] = _restart_timings(node.restarts, shell.audit)
+    if node.restarts:
+        report["coverage"] = sorted({*report["coverage"], "engine_restart"})
+        report["expectations"] = evaluate(scenario.expect, report)
+        report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
     return RunResult(report, log.lines, shell.audit)
 
 

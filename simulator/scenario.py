@@ -30,7 +30,7 @@ EXPECT_KEYS = {
 COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_entry", "reject_during_chase",
             "partial_fill", "partial_and_reject", "duplicate_report", "duplicate_during_recovery", "sequence_gap",
             "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
-            "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch")
+            "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart")
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
 

@@ -57,10 +57,27 @@ class SimEngineShell:
         self.orders_sent = 0
         self.checker = None  # InvariantChecker, set by the runner
         self.journal = None  # engine.journal.Journal: every event written before the core acts on it
+        self.alive = True  # False while the engine process is down (a crash_restart fault)
 
     def start(self) -> None:
         for session in self.sessions.values():
             session.send(session.codec.message("A", [(98, "0"), (108, "30")]))
+
+    def crash(self) -> None:
+        """The engine process dies: its timers die with it; its FIX stores (sequence numbers) survive."""
+        self.alive = False
+        self.timers.clear()
+        for session in self.sessions.values():
+            session.connected = False
+
+    def restart(self, core: EngineCore, pending_timers: dict[str, float]) -> None:
+        """A new process with a core rebuilt from the journal; its timers re-armed; logons follow."""
+        self.core = core
+        if self.checker is not None:
+            self.checker.core = core
+        self.alive = True
+        for key, at in pending_timers.items():
+            self._set_timer(SetTimer(max(at, self.env.now), key))
 
     def disconnected(self, venue: str) -> None:
         self.sessions[venue].connected = False
@@ -77,6 +94,8 @@ class SimEngineShell:
 
     # ---- inbound ----------------------------------------------------------------------------
     def receive(self, venue: str, raw: str) -> None:
+        if not self.alive:
+            return  # the process is down: nothing reads the socket
         session = self.sessions[venue]
         gaps = session.gaps
         try:
@@ -99,6 +118,8 @@ class SimEngineShell:
                 self.dispatch(event)
 
     def dispatch(self, event: Event) -> None:
+        if not self.alive:
+            return
         if self.journal is not None:
             self.journal.append(event, self.env.now)
         t0 = time.perf_counter_ns()

@@ -74,6 +74,7 @@ class Venue:
         self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
         self.on_disconnect_fault = None  # runner callback: start a disconnect window now
+        self.on_crash_fault = None  # runner callback: kill the engine process now
         if cfg.md_interval > 0:
             env.process(self._publisher())
 
@@ -167,6 +168,11 @@ class Venue:
             return
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
+        crash = self._fault("crash_on_order", cl_ord_id)
+        if crash is not None and self.on_crash_fault is not None:
+            self._accept(msg)  # the order is processed; the engine dies before hearing about it
+            self.on_crash_fault(crash)
+            return
         cut = self._fault("disconnect_on_order", cl_ord_id)
         if cut is not None and self.on_disconnect_fault is not None:
             self._accept(msg)  # the order is processed; its reports wait for the next logon

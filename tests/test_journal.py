@@ -88,3 +88,14 @@ def test_newer_format_other_config_and_foreign_files_are_refused(tmp_path, confi
         Journal(path, config)
     with pytest.raises(JournalError, match="durability"):
         Journal(tmp_path / "k", config, durability="sometimes")
+
+
+def test_an_engine_crash_is_survived_by_replaying_the_journal():
+    from simulator import scenario
+    from tests.conftest import ROOT
+
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f24_engine_crash_restart.toml"), 2).report
+    assert len(rep["restarts"]) == 2 and all(r["replayed"] > 0 for r in rep["restarts"])
+    assert rep["verdict"] == "pass" and rep["fills_match_positions"]
+    assert rep["invariants"]["4"]["status"] == "pass", "no ClOrdID reused after the restart"
+    assert all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in rep["episodes"])
