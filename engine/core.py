@@ -66,6 +66,7 @@ class EngineCore:
         self.books: dict[str, TopOfBook] = {}
         self.orders: dict[str, ChildOrder] = {}
         self.cancel_ids: dict[str, str] = {}  # OrderCancelRequest ClOrdID -> the order's ClOrdID
+        self.cancels_sent: dict[str, int] = {}  # the order's ClOrdID -> cancel requests sent for it
         self.episodes: dict[str, Episode] = {}
         self.active: dict[str, Episode] = {}
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
@@ -267,7 +268,7 @@ class EngineCore:
                     Audit(now, "risk_breach", order.decision_id, order.cl_ord_id, order.instrument,
                           detail=f"max_cancels_per_day {limit}: cancel not sent")]
         self.cancels_today[order.instrument] += 1
-        n = sum(1 for v in self.cancel_ids.values() if v == order.cl_ord_id) + 1
+        n = self.cancels_sent[order.cl_ord_id] = self.cancels_sent.get(order.cl_ord_id, 0) + 1
         cid = f"{order.cl_ord_id}C{n}"
         self.cancel_ids[cid] = order.cl_ord_id
         order.move(OrderEvent.CANCEL_SENT)

@@ -118,7 +118,9 @@ class InvariantChecker:
         pos = self.venue_position[instrument] = self.venue_position.get(instrument, 0.0) + signed_qty
         limit = self.core.cfg.risk.max_position_lots.get(instrument)
         if limit is not None and abs(pos) > limit + 1e-9:
-            self._fail(8, now, cl_ord_id[:9], f"{instrument} position {pos:+g} lots beyond ±{limit}")
+            order = self.core.orders.get(cl_ord_id)
+            self._fail(8, now, order.decision_id if order else "",
+                       f"{instrument} position {pos:+g} lots beyond ±{limit}")
 
     # ---- at the end of the run -----------------------------------------------------------------
     def finish(self, now: float, anomalies: list, venue_positions: dict[str, float]) -> dict:
