@@ -81,7 +81,8 @@ def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int
     """quickfix initiator settings: FileStore for sequence numbers, the session schedule, dictionaries."""
     lines = ["[DEFAULT]", "ConnectionType=initiator", f"HeartBtInt={heartbeat}", f"ReconnectInterval={reconnect}",
              f"FileStorePath={store_dir}", f"StartTime={start_time}", f"EndTime={end_time}", "UseDataDictionary=Y",
-             f"ResetOnLogon={'Y' if reset_on_logon else 'N'}", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+             f"ResetOnLogon={'Y' if reset_on_logon else 'N'}", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
+             "SocketNodelay=Y"]
     for s in sessions:
         lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={ENGINE_COMP_ID}",
                   f"TargetCompID={s.target_comp_id}", f"SocketConnectHost={s.host}", f"SocketConnectPort={s.port}",

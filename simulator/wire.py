@@ -113,7 +113,8 @@ class WireVenues(fix.Application):
     def settings(self) -> str:
         lines = ["[DEFAULT]", "ConnectionType=acceptor", f"FileStorePath={self._store}", "StartTime=00:00:00",
                  "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=N", f"SocketAcceptHost={self.host}",
-                 "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+                 "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
+                 "SocketNodelay=Y"]
         for name, vcfg in self.sc.venues.items():
             lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
                       f"TargetCompID={ENGINE_COMP_ID}", f"SocketAcceptPort={self.ports[name]}",
