@@ -113,6 +113,7 @@ class LiveEngine(fix.Application):
         self.alerts: list[Alert] = []
         self.compute_ns: list[int] = []
         self.logged_on: set[str] = set()
+        self.logon_at: dict[str, float] = {}  # engine time of each session's latest logon
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.initiator: fix.SocketInitiator | None = None
@@ -125,6 +126,7 @@ class LiveEngine(fix.Application):
     def onLogon(self, session_id):
         venue = self.by_target[session_id.getTargetCompID().getValue()]
         self.logged_on.add(venue)
+        self.logon_at[venue] = self.now()
         self.events.put(SessionUp(venue))
 
     def onLogout(self, session_id):

@@ -211,6 +211,7 @@ def _episode_row(ep: Episode, core: EngineCore) -> dict:
             slippage[name] = round((avg - ep.trigger_prices[name]) * leg.sign / inst.tick, 6)
     return {
         "decision_id": ep.decision_id, "side": ep.side, "signal_value": ep.signal_value, "outcome": ep.state.value,
+        "signal_at_s": round(st["signal"], 6),
         "reason": ep.reason, "stages_ms": ms,
         "signal_to_acks_ms": round((max(acks) - st["signal"]) * 1e3, 6) if None not in acks else None,
         "signal_to_terminal_ms": ms.get("terminal"),

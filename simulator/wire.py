@@ -78,8 +78,12 @@ class WireVenues(fix.Application):
     """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue."""
 
     def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 password: str = ""):
+                 password: str = "", open_on_logon: bool = False):
         super().__init__()
+        # with open_on_logon the market (prices, liquidity, clock) starts only once every venue's
+        # session is logged on, as in virtual time where sessions log on at t=0: the parity check
+        # compares the two runs on one clock
+        self.open_on_logon = open_on_logon
         self.password = password  # when set, a Logon must carry it (Password 554) or is refused
         self.refused_logons: list[str] = []
         self.sc = sc
@@ -198,6 +202,10 @@ class WireVenues(fix.Application):
                         venue.publish()
 
     def _run(self, until: float) -> None:
+        if self.open_on_logon:
+            while not self._stop.is_set() and not all(v.logged_on_fix for v in self.venues.values()):
+                self._stop.wait(0.001)
+            self.env.sync()
         self.env.process(self._market())
         self.env.process(self._pump())
         while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
@@ -328,9 +336,10 @@ class CutRelay:
         self.blocked.clear()
 
 
-def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "") -> dict:
+def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "",
+          open_on_logon: bool = False) -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
-    venues = WireVenues(sc, seed, host, password=password)
+    venues = WireVenues(sc, seed, host, password=password, open_on_logon=open_on_logon)
     ports = venues.start(until=duration)
     announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()}})
     until_closed()
@@ -353,7 +362,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
     state = Path(tempfile.mkdtemp(prefix="xmc-wire-")) / "venue-state.json"
     child = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed", str(seed),
-         "--duration", str(duration + sc.drain + 30), "--state", str(state)],
+         "--duration", str(duration + sc.drain + 30), "--state", str(state), "--open-on-logon"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         first = child.stdout.readline()
@@ -378,6 +387,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
                 raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
+            open_at = max(engine.logon_at.values())  # the venues' market opens then: their clock's 0
             for t in timers:
                 t.start()
             threading.Event().wait(duration)
@@ -405,6 +415,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
     venue_pos = {k: v for k, v in venue_state["positions"].items() if v}
     report = {
         "mode": "wire", "scenario": sc.name, "file": str(sc.path), "seed": seed, "duration_s": duration,
+        "market_open_s": round(open_at, 6),
         "episodes": episodes, "outcomes": outcomes,
         "timings": {"signal_to_acks_ms": distribution([e["signal_to_acks_ms"] for e in episodes
                                                        if e["signal_to_acks_ms"] is not None])},

@@ -47,6 +47,21 @@ def _parser() -> argparse.ArgumentParser:
                         "the venues in a child process, paced in real time")
     r.add_argument("--duration", type=float, default=None,
                    help="wire mode: wall-clock seconds to trade (default: the scenario's duration)")
+    pa = sub.add_parser("parity", help="run a scenario in virtual time and over the wire; compare the outcomes",
+                        description="Run one scenario with one seed twice, in virtual time and in wire mode, for "
+                                    "the same --duration, and compare: same episodes (paired by side and signal "
+                                    "time), same outcomes, same fill quantities, signal->terminal within the "
+                                    "timing tolerance. Every difference is printed and written to "
+                                    "--out/parity.json (beside virtual/ and wire/ artefacts). Exit 0 when the "
+                                    "outcomes are identical, 1 when they differ, 2 on bad input.")
+    pa.add_argument("scenario", help="path of a scenario .toml file")
+    pa.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
+    pa.add_argument("--duration", type=float, default=10.0, help="seconds of trading in both runs (default 10)")
+    pa.add_argument("--out", default="out/parity", help="output directory (default out/parity)")
+    pa.add_argument("--signal-tolerance-ms", type=float, default=250.0,
+                    help="how far apart the same decision may fire on the two clocks (default 250)")
+    pa.add_argument("--timing-tolerance-ms", type=float, default=250.0,
+                    help="how much signal->terminal may differ between the runs (default 250)")
     c = sub.add_parser("certify", help="run scenarios across seeds and print a certification table",
                        description="Run every scenario (default: all under scenarios/) for --seeds seeds, "
                                    "print a summary table and write report.json (and each run's messages.log "
@@ -75,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
+    v.add_argument("--open-on-logon", action="store_true",
+                   help="start the market (prices, liquidity, the venues' clock) only once every venue's session "
+                        "is logged on, as in virtual time (used by `xmc run --mode wire` and `xmc parity`)")
     v.add_argument("--certification", action="store_true",
                    help="broker-certification behaviour by OrderQty band: 1-9 accept, 10-19 fill, 20-29 partial "
                         "then fill, 30-39 partial then cancel, 40-49 reject, 50-59 cancel loses the race "
@@ -131,7 +149,7 @@ def cmd_venue(args) -> int:
         done.wait(args.duration)
 
     password = os.environ.get("XMC_VENUE_PASSWORD", "")  # when set, every Logon must carry it
-    result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password)
+    result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password, args.open_on_logon)
     if args.state:
         Path(args.state).write_text(json.dumps(result))
     print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
@@ -214,6 +232,35 @@ def cmd_run(args) -> int:
     if args.out:
         print(f"artefacts: {args.out}/report.json, messages.log, audit.parquet")
     return 0 if rep["verdict"] == "pass" else 1
+
+
+def cmd_parity(args) -> int:
+    import dataclasses
+
+    from simulator import parity, runner, scenario, wire
+
+    sc = scenario.load(args.scenario)
+    if args.duration <= 0:
+        raise UsageError(f"--duration {args.duration}: give seconds > 0")
+    for flag, value in (("--signal-tolerance-ms", args.signal_tolerance_ms),
+                        ("--timing-tolerance-ms", args.timing_tolerance_ms)):
+        if value < 0:
+            raise UsageError(f"{flag} {value}: give milliseconds >= 0")
+    seed = sc.seed if args.seed is None else args.seed
+    out = Path(args.out)
+    virtual = runner.run(dataclasses.replace(sc, duration=args.duration), seed)
+    runner.write_artifacts(virtual, out / "virtual")
+    try:
+        wire_report = wire.run_wire(sc, seed, args.duration, out / "wire")
+    except RuntimeError as exc:
+        print(f"xmc: wire run failed: {exc}", file=sys.stderr)
+        return 1
+    result = parity.compare(virtual.report, wire_report,
+                            parity.Tolerance(args.signal_tolerance_ms, args.timing_tolerance_ms))
+    (out / "parity.json").write_text(json.dumps(result, indent=2))
+    print(parity.summary(result))
+    print(f"artefacts: {out}/parity.json, {out}/virtual/, {out}/wire/")
+    return 0 if result["identical"] else 1
 
 
 def cmd_certify(args) -> int:
@@ -325,7 +372,7 @@ def _aggregate(reports: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "certify": cmd_certify, "venue": cmd_venue, "live": cmd_live}[args.command](args)
+        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "venue": cmd_venue, "live": cmd_live}[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2
