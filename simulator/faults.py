@@ -24,6 +24,9 @@ DESK_KINDS = ("kill_switch",)  # an operator action at after_s (venue names wher
 # restarts from its journal after delay_ms
 NODE_KINDS = ("crash_restart", "crash_on_order")
 KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS))
+# a drop loses one transmission of an application message; session messages and PossDup resends go
+# through, so every gap can be filled (the same rule in virtual time and at the wire)
+DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
 _PURPOSE = re.compile(r"[AB]\d+([RUH]?)$")
@@ -97,6 +100,12 @@ class FaultPlan:
                     and f.fire():
                 return f
         return None
+
+    def drops(self, msg_type: str, poss_dup: bool, venue: str, direction: str, now: float) -> Fault | None:
+        """The drop fault that loses this message, if any (see DROP_EXEMPT)."""
+        if msg_type in DROP_EXEMPT or poss_dup:
+            return None
+        return self.for_message("drop", venue, direction, now)
 
     def hits(self) -> dict[str, int]:
         return {f"{f.index}:{f.kind}@{f.venue}": f.hits for f in self.faults}

@@ -51,10 +51,8 @@ class Link:
         if self.latency.vol_coupling:
             delay += self.latency.vol_coupling * self.volatility()
         if self.faults is not None:
-            # a drop fault loses one transmission of an application message; the session's resend
-            # (PossDup) and its admin messages go through, so every gap can be filled
-            admin = raw.split("\x0135=", 1)[1][:2] in ("A\x01", "0\x01", "1\x01", "2\x01", "4\x01", "5\x01")
-            if not admin and "\x0143=Y\x01" not in raw and self.faults.for_message("drop", self.venue, self.direction, self.env.now):
+            msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0]
+            if self.faults.drops(msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, self.env.now):
                 self.dropped += 1
                 return
             spike = self.faults.for_message("latency_spike", self.venue, self.direction, self.env.now)

@@ -25,10 +25,13 @@ from engine.fix.codec import FixParseError, Parsed
 from engine.live import mask
 from simulator.faults import FaultPlan
 from simulator.prices import PriceProcess
+from simulator.relay import FaultRelay
 from simulator.rng import fork
 from simulator.scenario import Scenario
 from simulator.transport import WireLog
 from simulator.venue import ENGINE_COMP_ID, Venue
+
+LINK_FAULTS = ("disconnect", "drop", "latency_spike")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -93,8 +96,8 @@ class WireVenues(fix.Application):
         self.log = WireLog()
         self.inbox: queue.Queue = queue.Queue()
         self.env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
-        faults = FaultPlan([dataclasses.replace(f) for f in sc.faults if f.kind not in ("disconnect", "drop",
-                                                                                          "latency_spike")],
+        # link faults are the engine-side relay's (simulator.relay), not the venue's
+        faults = FaultPlan([dataclasses.replace(f) for f in sc.faults if f.kind not in LINK_FAULTS],
                            lambda name: fork(seed, name))
         self.venues: dict[str, Venue] = {}
         self.by_comp: dict[str, str] = {}
@@ -267,75 +270,6 @@ class WireVenues(fix.Application):
         path.write_text(json.dumps({"positions": self.positions(), "ports": self.ports}))
 
 
-class CutRelay:
-    """A loopback TCP relay between the engine and one venue that can cut the connection for a
-    window: what is in flight is lost, new connections are refused until the window ends. quickfix
-    on both sides must reconnect, log on again and recover the gap (ResendRequest / GapFill)."""
-
-    def __init__(self, target_port: int):
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(4)
-        self.port = self.server.getsockname()[1]
-        self.target = target_port
-        self.blocked = threading.Event()
-        self.active: list[socket.socket] = []
-        self.cuts: list[dict] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if self.blocked.is_set():
-                client.close()
-                continue
-            try:
-                venue = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self.active += [client, venue]
-            for a, b in ((client, venue), (venue, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-            except OSError:
-                break
-        for sock in (src, dst):
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def cut(self, label: str) -> None:
-        self.blocked.set()
-        with self._lock:
-            socks, self.active = self.active, []
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            except OSError:
-                pass
-        self.cuts.append({"cut": label, "connections_closed": len(socks) // 2})
-
-    def restore(self) -> None:
-        self.blocked.clear()
-
-
 def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "",
           open_on_logon: bool = False) -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
@@ -369,32 +303,29 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         if not first:
             raise RuntimeError("the venue process ended before announcing its ports")
         ports = json.loads(first)["ports"]
-        # timed disconnect faults become real TCP cuts on a relay in the engine's path
-        cuts = [f for f in sc.faults if f.kind == "disconnect"]
-        relays = {f.venue: CutRelay(ports[f.venue]) for f in cuts}
+        # link faults (timed disconnects, dropped messages, added latency) happen for real on a TCP
+        # relay in the engine's path to that venue
+        link = [f for f in sc.faults if f.kind in LINK_FAULTS]
+        relays = {v: FaultRelay(v, ports[v], [dataclasses.replace(f) for f in link if f.venue == v],
+                                lambda name, v=v: fork(seed, f"relay:{v}:{name}"))
+                  for v in sorted({f.venue for f in link})}
         ports = {n: relays[n].port if n in relays else p for n, p in ports.items()}
-        timers = []
-        for f in cuts:
-            timers.append(threading.Timer(f.after, relays[f.venue].cut, args=(f"{f.venue} at {f.after:g} s",)))
-            timers.append(threading.Timer(min(f.until, duration), relays[f.venue].restore))
         core = EngineCore(sc.engine)
         sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n],
                                   credential(f"{n}_USERNAME"), credential(f"{n}_PASSWORD"))
                     for n, v in sc.venues.items()]
         engine = LiveEngine(core, sessions)
         engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-")),
-                                   reset_on_logon=not cuts))  # with cuts, sequences survive: resend recovers
+                                   reset_on_logon=not link))  # with link faults, sequences survive: resend recovers
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
                 raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
             open_at = max(engine.logon_at.values())  # the venues' market opens then: their clock's 0
-            for t in timers:
-                t.start()
-            threading.Event().wait(duration)
-            for t in timers:
-                t.cancel()
             for relay in relays.values():
-                relay.restore()
+                relay.open(end=duration)
+            threading.Event().wait(duration)
+            for relay in relays.values():
+                relay.close()
             wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
             engine.command("drain")
             wait_for(lambda: not core.active, sc.drain)
@@ -425,7 +356,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         "alerts": [a.text for a in engine.alerts[:50]],
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
         "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
-        "wire_faults": [c for r in relays.values() for c in r.cuts],
+        "wire_faults": [e for r in relays.values() for e in r.summary()],
         "status_queries": sum(1 for row in engine.audit if row[2] == "status_query"),
     }
     report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"
