@@ -209,6 +209,12 @@ class Execution:
     order_timeout: float  # seconds a leg may work before the engine cancels what is left
     cooldown: float  # seconds between the end of one episode and the next signal
     max_concurrent_episodes: int
+    # limit mode: when one leg is complete and the other still rests, amend the resting order's price
+    # toward the market (OrderCancelReplaceRequest) every `amend_after` seconds, `amend_step_ticks`
+    # more each time, at most `max_amends` times; 0 turns it off
+    amend_after: float = 0.0
+    amend_step_ticks: int = 1
+    max_amends: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +354,16 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         order_timeout=ex.get("order_timeout_ms", float, 2000.0, check=positive, hint="milliseconds > 0") / 1000.0,
         cooldown=ex.get("cooldown_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1000.0,
         max_concurrent_episodes=ex.get("max_concurrent_episodes", int, 1, check=positive, hint="a whole number >= 1"),
+        amend_after=ex.get("amend_after_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0 (0: off)") / 1e3,
+        amend_step_ticks=ex.get("amend_step_ticks", int, 1, check=positive, hint="a whole number of ticks >= 1"),
+        max_amends=ex.get("max_amends", int, 0, check=non_negative, hint="a whole number >= 0"),
     )
+    if (execution.amend_after > 0) != (execution.max_amends > 0):
+        ex.problem("amend_after_ms", "and max_amends must both be set (or both 0)",
+                   "write amend_after_ms > 0 with max_amends >= 1 to amend resting legs, or neither")
+    elif execution.amend_after > 0 and execution.mode != "limit":
+        ex.problem("amend_after_ms", f"amends resting orders, but mode is {execution.mode!r} (nothing rests)",
+                   "use mode = \"limit\" or drop amend_after_ms and max_amends")
     ex.finish()
     rc = st.sub("recovery", optional=True)
     policy = dict(DEFAULT_REJECT_POLICY)

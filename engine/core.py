@@ -30,6 +30,7 @@ from engine.events import (
     Quote,
     SendCancel,
     SendOrder,
+    SendReplace,
     SendStatusRequest,
     SessionDown,
     SessionUp,
@@ -67,6 +68,7 @@ class EngineCore:
         self.orders: dict[str, ChildOrder] = {}
         self.cancel_ids: dict[str, str] = {}  # OrderCancelRequest ClOrdID -> the order's ClOrdID
         self.cancels_sent: dict[str, int] = {}  # the order's ClOrdID -> cancel requests sent for it
+        self.replace_ids: dict[str, str] = {}  # OrderCancelReplaceRequest ClOrdID -> the order's first ClOrdID
         self.episodes: dict[str, Episode] = {}
         self.active: dict[str, Episode] = {}
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
@@ -278,6 +280,63 @@ class EngineCore:
                 Audit(now, "cancel", order.decision_id, cid, inst.name, inst.account, order.side,
                       order.leaves_qty, 0.0, f"cancel {order.cl_ord_id}")]
 
+    # ---- amending a resting leg (limit mode) ---------------------------------------------------
+    def _lagging_orders(self, ep: Episode) -> list[ChildOrder]:
+        """Working orders of a leg that is behind the other (by share of its target filled)."""
+        share = {n: leg.filled / leg.target for n, leg in ep.legs.items() if leg.target}
+        lead = max(share.values(), default=0.0)
+        return [o for n, leg in ep.legs.items() if share.get(n, 0.0) < lead - 1e-9
+                for o in leg.orders if not o.done and o.purpose == "entry"]
+
+    def _arm_amend(self, ep: Episode, now: float) -> list[Action]:
+        if ep.state is not EpisodeState.WORKING or "amend_armed" in ep.stages:
+            return []
+        todo = [o for o in self._lagging_orders(ep) if o.replaces < self.strategy.execution.max_amends]
+        if not todo:
+            return []
+        ep.stages["amend_armed"] = now  # armed once per episode; _amend re-arms
+        return [SetTimer(now + self.strategy.execution.amend_after, f"amend:{ep.decision_id}")]
+
+    def _amend(self, ep: Episode, now: float) -> list[Action]:
+        """Move each lagging resting order `amend_step_ticks` further into the market (G), inside risk."""
+        ex = self.strategy.execution
+        out: list[Action] = []
+        again = False
+        for order in self._lagging_orders(ep):
+            if order.state not in (OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED) or order.replaces >= ex.max_amends:
+                continue
+            if self.killed or not self.venue_ready(order.venue):
+                continue
+            inst = self.instruments[order.instrument]
+            payup = ex.payup_ticks.get(inst.name, 0) + ex.amend_step_ticks * (order.replaces + 1)
+            price = self.price_from_touch(inst, order.side, payup)
+            sign = side_sign(order.side)
+            if order.price is not None and (price - order.price) * sign <= 1e-12:
+                price = inst.round_to_tick(order.price + sign * ex.amend_step_ticks * inst.tick, sign)
+            slip = (price - ep.trigger_prices[order.leg]) * sign / inst.tick
+            breach = (f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.cfg.risk.max_slippage_ticks}"
+                      if slip > self.cfg.risk.max_slippage_ticks + 1e-9 else None)
+            if breach is None:
+                b = self._risk(inst, order.side, 0, price, self.fx_for(inst))
+                breach = f"{b.limit}: {b.detail}" if b is not None else None
+            if breach:
+                out.append(Audit(now, "risk_breach", ep.decision_id, order.cl_ord_id, inst.name, inst.account,
+                                 order.side, order.leaves_qty, price, f"amend: {breach}"))
+                continue
+            order.replaces += 1
+            new_id = f"{self._key(order.cl_ord_id)}M{order.replaces}"
+            self.replace_ids[new_id] = self._key(order.cl_ord_id)
+            order.pending_replace = (new_id, price)
+            order.move(OrderEvent.REPLACE_SENT)
+            out += [SendReplace(order.venue, new_id, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,
+                                price, TIF[ex.mode], ep.decision_id, inst.account),
+                    Audit(now, "amend", ep.decision_id, new_id, inst.name, inst.account, order.side,
+                          order.leaves_qty, price, f"replace {order.cl_ord_id} at {price:g} (payup {payup} ticks)")]
+            again = again or order.replaces < ex.max_amends
+        if again:
+            out.append(SetTimer(now + ex.amend_after, f"amend:{ep.decision_id}"))
+        return out
+
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
         problem = ep.move(event)
         if problem:
@@ -288,6 +347,7 @@ class EngineCore:
         self.active.pop(ep.decision_id, None)
         self.cooldown_until = now + self.strategy.execution.cooldown
         return [CancelTimer(f"timeout:{ep.decision_id}"), CancelTimer(f"legged:{ep.decision_id}"),
+                CancelTimer(f"amend:{ep.decision_id}"),
                 Audit(now, "terminal", ep.decision_id, detail=f"{ep.state.value} {ep.reason}".strip())]
 
     def _settle(self, ep: Episode, now: float) -> list[Action]:
@@ -315,16 +375,19 @@ class EngineCore:
         return px * inst.units_per_tonne
 
     # ---- order events -----------------------------------------------------------------------
-    def _find(self, cl_ord_id: str, orig: str = "") -> ChildOrder | None:
-        order = self.orders.get(cl_ord_id)
-        if order is None and cl_ord_id in self.cancel_ids:
-            order = self.orders.get(self.cancel_ids[cl_ord_id])
+    def _key(self, cl_ord_id: str) -> str:
+        """The key of the order a ClOrdID belongs to: its own, its cancel's, or one of its replaces'."""
+        cl_ord_id = self.cancel_ids.get(cl_ord_id, cl_ord_id)
+        return self.replace_ids.get(cl_ord_id, cl_ord_id)
+
+    def find_order(self, cl_ord_id: str, orig: str = "") -> ChildOrder | None:
+        order = self.orders.get(self._key(cl_ord_id))
         if order is None and orig:
-            order = self.orders.get(orig)
+            order = self.orders.get(self._key(orig))
         return order
 
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
-        order = self._find(r.cl_ord_id, r.orig_cl_ord_id)
+        order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
             out = [self.anomaly(now, "unknown_order", r.cl_ord_id, f"ExecType={r.exec_type} for an order "
                                  f"this engine did not send", exec_id=r.exec_id)]
@@ -354,6 +417,13 @@ class EngineCore:
                              order.leaves_qty, order.price or 0.0,
                              f"{order.state.name}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected"
                                                       else "")))
+        if r.exec_type == "5" and order.pending_replace is not None and not problems:
+            order.cl_ord_id, order.price = order.pending_replace  # the order lives on under its new ClOrdID
+            order.pending_replace = None
+            out[-1:] = [Audit(now, "replaced", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
+                              order.leaves_qty, order.price, f"{order.state.name} replace {order.replaces}")]
+        if fill and self.strategy.execution.amend_after > 0 and not ep.terminal:
+            out += self._arm_amend(ep, now)
         if r.exec_type == "8" and not problems:
             ep.last_reject = (r.ord_rej_reason, False, False)
         if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
@@ -392,10 +462,18 @@ class EngineCore:
         return out + self._settle(ep, now)
 
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
-        order = self._find(r.cl_ord_id, r.orig_cl_ord_id)
+        order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
             return [self.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
         out: list[Action] = []
+        if r.response_to == "2":  # the replace was refused: the order works on unchanged (or its fill follows)
+            order.pending_replace = None
+            if order.state is OrdStatus.PENDING_REPLACE:
+                order.move(OrderEvent.CANCEL_REJECTED)
+            return [Audit(now, "replace_rejected", order.decision_id, order.cl_ord_id, order.instrument,
+                          self.instruments[order.instrument].account, order.side, order.leaves_qty, order.price or 0.0,
+                          f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip())] + \
+                self._settle(self.episodes[order.decision_id], now)
         event = OrderEvent.CANCEL_REJECTED
         if not order.done and r.reason == 1 and order.cum_qty == 0 and not order.order_id:
             event = OrderEvent.REJECTED  # the venue never knew the order (lost before its ack): it is dead
@@ -411,13 +489,15 @@ class EngineCore:
         return out + self._settle(self.episodes[order.decision_id], now)
 
     def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
-        order = self._find(r.ref_id)
+        order = self.find_order(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
         if order is None:
             return [self.anomaly(now, "reject_unmatched", r.ref_id,
                                   f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}")]
         out: list[Action] = []
-        is_cancel = r.ref_id in self.cancel_ids
+        is_cancel = r.ref_id in self.cancel_ids or r.ref_id in self.replace_ids  # the order itself lives on
+        if r.ref_id in self.replace_ids:
+            order.pending_replace = None
         event = OrderEvent.CANCEL_REJECTED if is_cancel else OrderEvent.REJECTED
         if not order.done:
             problem = order.move(event)
@@ -437,6 +517,8 @@ class EngineCore:
         ep = self.episodes.get(did)
         if ep is None or ep.terminal:
             return []
+        if kind == "amend":
+            return self._amend(ep, now)
         if kind == "timeout":
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
         elif kind == "legged" and ep.mode == "chase":

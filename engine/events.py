@@ -56,6 +56,7 @@ class CancelReject:
     ord_status: str
     reason: int | None
     text: str = ""
+    response_to: str = "1"  # CxlRejResponseTo (434): "1" the cancel, "2" the cancel/replace was refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,23 @@ class SendCancel:
 
 
 @dataclass(frozen=True, slots=True)
+class SendReplace:
+    """OrderCancelReplaceRequest (G): the working order `orig_cl_ord_id` at a new price, same quantity."""
+
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    instrument: str
+    symbol: str
+    side: str
+    qty: int
+    price: float
+    tif: str
+    decision_id: str
+    account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SendStatusRequest:
     """OrderStatusRequest (H): what does the venue say about this order now?"""
 
@@ -189,4 +207,6 @@ class Anomaly:
     data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-Action = SendOrder | SendCancel | SendStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly
+# the actions a shell turns into FIX messages on the venue's session
+FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, Subscribe})
+Action = SendOrder | SendCancel | SendReplace | SendStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly

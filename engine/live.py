@@ -22,18 +22,15 @@ import quickfix as fix
 
 from engine.core import EngineCore
 from engine.events import (
+    FIX_SENDS,
     Alert,
     Anomaly,
     Audit,
     CancelTimer,
     Command,
-    SendCancel,
-    SendOrder,
-    SendStatusRequest,
     SessionDown,
     SessionUp,
     SetTimer,
-    Subscribe,
     TimerFired,
 )
 from engine.fix import dictionary
@@ -224,7 +221,7 @@ class LiveEngine(fix.Application):
         self.compute_ns.append(time.perf_counter_ns() - t0)
         for a in actions:
             kind = type(a)
-            if kind is SendOrder or kind is SendCancel or kind is Subscribe or kind is SendStatusRequest:
+            if kind in FIX_SENDS:
                 sid = self.session_ids.get(a.venue)
                 msg = self.codecs[a.venue].encode(a, self.clock())
                 if sid is None or not fix.Session.sendToTarget(msg, sid):

@@ -10,6 +10,10 @@ Rules (everything that moves an order lives in this file):
 - A report the table does not allow, a duplicate ExecID, a CumQty that disagrees with the fills, an
   overfill: each becomes an anomaly naming the order, the state and the event. Never an exception.
 - After a cancel reject the order returns to what its fills say (New or PartiallyFilled).
+- A replace (OrderCancelReplaceRequest) keeps the order: the engine follows one order through its
+  replaces under its current ClOrdID, so Replaced (ExecType 5) returns it to working at the new
+  price with its fills, and a refused replace (OrderCancelReject 434=2) returns it unchanged.
+  REPLACED is the FIX status of an old ClOrdID; the engine's order never rests in it.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
     },
     S.PENDING_REPLACE: {
         E.ACK: S.PENDING_REPLACE, E.PENDING_REPLACE: S.PENDING_REPLACE, E.PARTIAL_FILL: S.PENDING_REPLACE,
-        E.FILL: S.FILLED, E.REPLACED: S.REPLACED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
+        E.FILL: S.FILLED, E.REPLACED: RESTORE, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
         E.CANCEL_REJECTED: RESTORE, E.STATUS: S.PENDING_REPLACE,
     },
     # Terminal states accept only status reports; anything else is an anomaly (fills still count).
@@ -98,7 +102,8 @@ class ChildOrder:
     """One order the engine sent, with the quantities the venue reported."""
 
     __slots__ = ("cl_ord_id", "decision_id", "leg", "venue", "instrument", "side", "qty", "price", "state",
-                 "cum_qty", "avg_px", "exec_ids", "order_id", "reject_reason", "text", "purpose")
+                 "cum_qty", "avg_px", "exec_ids", "order_id", "reject_reason", "text", "purpose", "pending_replace",
+                 "replaces")
 
     def __init__(self, cl_ord_id: str, decision_id: str, leg: str, venue: str, instrument: str, side: str,
                  qty: int, price: float | None, purpose: str = "entry"):
@@ -118,6 +123,8 @@ class ChildOrder:
         self.reject_reason: int | None = None
         self.text = ""
         self.purpose = purpose
+        self.pending_replace: tuple[str, float] | None = None  # (new ClOrdID, new price) while a G is open
+        self.replaces = 0  # replace requests sent for this order
 
     @property
     def leaves_qty(self) -> float:

@@ -118,7 +118,7 @@ class InvariantChecker:
         pos = self.venue_position[instrument] = self.venue_position.get(instrument, 0.0) + signed_qty
         limit = self.core.cfg.risk.max_position_lots.get(instrument)
         if limit is not None and abs(pos) > limit + 1e-9:
-            order = self.core.orders.get(cl_ord_id)
+            order = self.core.find_order(cl_ord_id)
             self._fail(8, now, order.decision_id if order else "",
                        f"{instrument} position {pos:+g} lots beyond ±{limit}")
 

@@ -13,19 +13,18 @@ import simpy
 
 from engine.core import EngineCore
 from engine.events import (
+    FIX_SENDS,
     Alert,
     Anomaly,
     Audit,
     BusinessReject,
     CancelTimer,
     Event,
-    SendCancel,
     SendOrder,
-    SendStatusRequest,
+    SendReplace,
     SessionDown,
     SessionUp,
     SetTimer,
-    Subscribe,
     TimerFired,
 )
 from engine.fix import dictionary
@@ -136,11 +135,11 @@ class SimEngineShell:
     def execute(self, actions: list) -> None:
         for a in actions:
             kind = type(a)
-            if kind is SendOrder or kind is SendCancel or kind is Subscribe or kind is SendStatusRequest:
+            if kind in FIX_SENDS:
                 session = self.sessions[a.venue]
                 session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
-                if kind is SendOrder:
-                    self.orders_sent += 1
+                if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
+                    self.orders_sent += kind is SendOrder
                     if self.checker is not None:
                         self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price)
             elif kind is Audit:

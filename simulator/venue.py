@@ -24,7 +24,8 @@ CERTIFICATION_BANDS = (
     (20, 29, "partial_then_fill"),  # New, partial (half), Fill
     (30, 39, "partial_then_cancel"),  # New, partial (half), Canceled
     (40, 49, "reject"),  # Rejected (OrdRejReason 99)
-    (50, 59, "cancel_race"),  # New; a cancel loses the race: OrderCancelReject 102=0, then the Fill
+    (50, 59, "cancel_race"),  # New; a cancel or replace loses the race: OrderCancelReject 102=0, then the Fill
+    (60, 69, "replace_reject"),  # New, rests; a replace is refused: OrderCancelReject 434=2 102=99
 )
 
 
@@ -139,7 +140,8 @@ class Venue:
 
     def _apply(self, msg) -> None:
         msg_type = msg.msg_type
-        handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "V": self._on_md_request,
+        handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "G": self._on_replace,
+                   "V": self._on_md_request,
                    "H": self._on_status_request,
                    "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
         if handler is None:
@@ -363,6 +365,58 @@ class Venue:
         co.status = "4"
         self.dirty.add(co.symbol)
         self._exec(co, "4", "4", cl_ord_id=cl_ord_id, orig=orig)
+
+    def _refuse_replace(self, msg, co: ClientOrder | None, reason: str, text: str) -> None:
+        fields = [(37, co.order_id if co else "NONE"), (11, msg.get(11)), (41, msg.get(41)),
+                  (39, co.status if co else "8"), (434, "2"), (102, reason), (58, text)]
+        self.session.send(self.codec.message("9", fields))
+
+    def _on_replace(self, msg) -> None:
+        """OrderCancelReplaceRequest (G): a new price and/or quantity for a working order. The order
+        loses its time priority, keeps its fills, and may trade at once at the new price."""
+        cl_ord_id, orig = msg.get(11), msg.get(41)
+        if self.checker is not None:
+            self.checker.on_venue_order(self.env.now, cl_ord_id)
+        co = self.orders.get(orig)
+        if co is None:
+            return self._refuse_replace(msg, None, "1", "unknown order")
+        behaviour = self.certifying.get(orig)
+        if behaviour == "cancel_race" and co.status in ("0", "1"):
+            self._refuse_replace(msg, co, "0", "too late to replace")
+            return self._cert_fill(co, co.qty - co.cum, co.price or 0.0)
+        if co.status in ("2", "4", "8", "C"):
+            return self._refuse_replace(msg, co, "0", "too late to replace: the order is done")
+        if behaviour == "replace_reject":
+            return self._refuse_replace(msg, co, "99", "certification: replace refused")
+        if cl_ord_id in self.orders:
+            return self._refuse_replace(msg, co, "6", f"duplicate ClOrdID {cl_ord_id}")
+        inst = self.instruments[co.symbol]
+        qty = float(msg.get(38, "0"))
+        if not qty.is_integer() or qty < co.cum or qty <= 0:
+            return self._refuse_replace(msg, co, "99", f"OrderQty {msg.get(38)} must be whole lots >= CumQty {co.cum}")
+        price = float(msg.get(44)) if msg.has(44) else co.price
+        if price is None or abs(round(price / inst.tick) * inst.tick - price) > inst.tick * 1e-6:
+            return self._refuse_replace(msg, co, "99", f"price {price} is not on the tick grid of {inst.tick}")
+        ref = self.reference.get(co.symbol)
+        if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
+            return self._refuse_replace(msg, co, "99", f"price {price} outside the daily limit band")
+        del self.orders[orig]
+        co.cl_ord_id, co.qty, co.price = cl_ord_id, int(qty), price
+        self.orders[cl_ord_id] = co
+        co.status = "2" if co.cum >= co.qty else ("1" if co.cum else "0")
+        if behaviour is not None:  # certification orders do not rest in the book
+            self.certifying[cl_ord_id] = self.certifying.pop(orig)
+            return self._exec(co, "5", co.status, orig=orig)
+        old = co.book_order
+        if old is not None:
+            self.books[co.symbol].cancel(old.order_id)
+        book_order = BookOrder(co.order_id, "engine", co.side, round(price / inst.tick), co.qty - co.cum,
+                               old.tif if old is not None else "0")
+        co.book_order = book_order
+        self.dirty.add(co.symbol)
+        self._exec(co, "5", co.status, orig=orig)
+        if co.status in ("0", "1"):
+            self._match(co.symbol, book_order)
 
     def _on_md_request(self, msg) -> None:
         req_id = msg.get(262)

@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                         "is logged on, as in virtual time (used by `xmc run --mode wire` and `xmc parity`)")
     v.add_argument("--certification", action="store_true",
                    help="broker-certification behaviour by OrderQty band: 1-9 accept, 10-19 fill, 20-29 partial "
-                        "then fill, 30-39 partial then cancel, 40-49 reject, 50-59 cancel loses the race "
-                        "(OrderCancelReject 102=0, then the fill)")
+                        "then fill, 30-39 partial then cancel, 40-49 reject, 50-59 a cancel or replace loses the "
+                        "race (OrderCancelReject 102=0, then the fill), 60-69 a replace is refused (434=2)")
     return p
 
 

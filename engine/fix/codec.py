@@ -21,6 +21,7 @@ from engine.events import (
     Quote,
     SendCancel,
     SendOrder,
+    SendReplace,
     SendStatusRequest,
     Subscribe,
 )
@@ -161,7 +162,7 @@ class FixCodec:
             h.setField(43, "Y")
         return msg.toString()
 
-    def encode(self, action: SendOrder | SendCancel | SendStatusRequest | Subscribe,
+    def encode(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | Subscribe,
                transact_time: float) -> fix.Message:
         """The FIX message for an engine action."""
         if isinstance(action, SendOrder):
@@ -179,6 +180,13 @@ class FixCodec:
             if action.account:
                 fields.append((1, action.account))
             return self.message("F", fields)
+        if isinstance(action, SendReplace):
+            fields = [(41, action.orig_cl_ord_id), (11, action.cl_ord_id), (55, action.symbol), (54, action.side),
+                      (60, fix_time(transact_time)), (38, fmt_qty(action.qty)), (40, "2"), (44, fmt_px(action.price)),
+                      (59, action.tif)]
+            if action.account:
+                fields.append((1, action.account))
+            return self.message("G", fields)
         if isinstance(action, SendStatusRequest):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side)]
             if action.order_id:
@@ -220,7 +228,7 @@ class FixCodec:
         if msg_type == "9":
             rr = msg.get(102)
             return [CancelReject(venue, msg.get(11), msg.get(41), msg.get(39), int(rr) if rr else None,
-                                 msg.get(58))]
+                                 msg.get(58), msg.get(434) or "1")]
         if msg_type == "j":
             rr = msg.get(380)
             return [BusinessReject(venue, msg.get(372), msg.get(379), int(rr) if rr else None, msg.get(58))]

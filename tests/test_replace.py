@@ -1,0 +1,131 @@
+"""OrderCancelReplaceRequest (G) end to end: the core amends a lagging resting leg toward the market,
+follows the order through Replaced (ExecType 5) under its new ClOrdID, survives a refused replace
+(OrderCancelReject 434=2) and a fill that wins the race; the venue serves G, also in certification."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine.config import ConfigError
+from engine.core import EngineCore
+from engine.episode import EpisodeState
+from engine.events import Audit, BusinessReject, CancelReject, ExecReport, SendOrder, SendReplace, SetTimer, TimerFired
+from engine.order import OrdStatus
+from simulator import runner, scenario
+from tests.conftest import ROOT, fire, report
+from tests.test_fix import _cert_venue
+
+
+@pytest.fixture()
+def amend_config(spread_scenario):
+    cfg = spread_scenario.engine
+    ex = dataclasses.replace(cfg.strategy.execution, mode="limit", amend_after=0.15, amend_step_ticks=1, max_amends=2,
+                             order_timeout=0.8)
+    return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, execution=ex))
+
+
+def _leg_a_fills_b_rests(core):
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "a0", "0", "0", 0), 0.01)
+    core.handle(report(b, "b0", "0", "0", 0), 0.01)
+    acts = core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
+    return a, b, acts
+
+
+def _replaced(b: SendOrder, g: SendReplace, exec_id: str, cum: float = 0.0) -> ExecReport:
+    return ExecReport(b.venue, g.cl_ord_id, g.orig_cl_ord_id, "O2", exec_id, "5", "1" if cum else "0", b.instrument,
+                      b.side, b.qty, cum, b.qty - cum, 0.0, 0.0, 0.0)
+
+
+def test_a_lagging_resting_leg_is_amended_toward_the_market_and_completes(amend_config):
+    core = EngineCore(amend_config)
+    a, b, acts = _leg_a_fills_b_rests(core)
+    assert [t for t in acts if isinstance(t, SetTimer) and t.key.startswith("amend:")][0].at == pytest.approx(0.2)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    order = core.orders[b.cl_ord_id]
+    assert g.orig_cl_ord_id == b.cl_ord_id and g.cl_ord_id == f"{b.cl_ord_id}M1" and g.qty == b.qty
+    assert g.price > b.price and order.state is OrdStatus.PENDING_REPLACE  # buy leg: a higher bid
+    core.handle(_replaced(b, g, "b5"), 0.21)
+    assert order.state is OrdStatus.NEW and order.cl_ord_id == g.cl_ord_id and order.price == g.price
+    # the second amend replaces the new ClOrdID, one tick further
+    (g2,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.35) if isinstance(x, SendReplace)]
+    assert g2.orig_cl_ord_id == g.cl_ord_id and g2.cl_ord_id == f"{b.cl_ord_id}M2" and g2.price > g.price
+    core.handle(_replaced(b, g2, "b6"), 0.36)
+    fill = ExecReport(b.venue, g2.cl_ord_id, "", "O2", "b7", "F", "2", b.instrument, b.side, b.qty, b.qty, 0.0,
+                      b.qty, g2.price, g2.price)
+    acts = core.handle(fill, 0.4)
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.BALANCED and core.positions["HG"] == b.qty and ep.legs["B"].filled == b.qty
+    assert not [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.5) if isinstance(x, SendReplace)]
+
+
+def test_a_refused_replace_leaves_the_order_working_and_a_fill_that_won_the_race_counts(amend_config):
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    order = core.orders[b.cl_ord_id]
+    acts = core.handle(CancelReject("COMEX", g.cl_ord_id, b.cl_ord_id, "0", 99, "replace refused", "2"), 0.21)
+    assert "replace_rejected" in [x.stage for x in acts if isinstance(x, Audit)]
+    assert order.state is OrdStatus.NEW and order.cl_ord_id == b.cl_ord_id and order.price == b.price
+    # a second attempt; the fill wins the race: the fill, then "too late" (102=0)
+    (g2,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.35) if isinstance(x, SendReplace)]
+    core.handle(report(b, "b1", "F", "2", b.qty, b.qty, b.price), 0.36)
+    core.handle(CancelReject("COMEX", g2.cl_ord_id, b.cl_ord_id, "2", 0, "too late", "2"), 0.37)
+    assert order.state is OrdStatus.FILLED and core.episodes[a.decision_id].state is EpisodeState.BALANCED
+    assert not core.handle(TimerFired("anything:else"), 0.4)
+
+
+def test_a_business_reject_of_the_replace_keeps_the_order(amend_config):
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    core.handle(BusinessReject("COMEX", "G", g.cl_ord_id, 3, "unsupported"), 0.21)
+    order = core.orders[b.cl_ord_id]
+    assert order.state is OrdStatus.NEW and order.pending_replace is None
+
+
+def test_amend_needs_limit_mode_and_both_settings(tmp_path):
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("[strategy.execution]", "[strategy.execution]\namend_after_ms = 100\nmax_amends = 2"))
+    with pytest.raises(ConfigError) as exc:
+        scenario.load(bad)
+    assert "amend_after_ms" in str(exc.value) and "limit" in str(exc.value)
+    bad.write_text(text.replace("[strategy.execution]", "[strategy.execution]\namend_after_ms = 100"))
+    with pytest.raises(ConfigError) as exc:
+        scenario.load(bad)
+    assert "max_amends" in str(exc.value)
+
+
+def test_the_amend_scenario_replaces_at_the_venue_and_leaves_fewer_legged_episodes():
+    amend = scenario.load(ROOT / "scenarios" / "cu_hg_limit_amend.toml")
+    plain = scenario.load(ROOT / "scenarios" / "cu_hg_limit_orders.toml")
+    seeds = (1, 3, 5)
+    with_amend = [runner.run(amend, s) for s in seeds]
+    without = [runner.run(plain, s) for s in seeds]
+    assert all(r.report["verdict"] == "pass" for r in with_amend)
+    log = "\n".join(m for r in with_amend for m in r.messages)
+    assert "\x0135=G\x01" in log and "\x01150=5\x01" in log  # sent as G, answered Replaced
+    legged = [sum(1 for e in r.report["episodes"] if e["recovery"]) for r in (with_amend, without) for r in r]
+    assert sum(legged[:3]) < sum(legged[3:])
+
+
+@pytest.mark.parametrize("qty,expected", [
+    (5, [("8", "0"), ("8", "5")]),  # accepted, then replaced
+    (65, [("8", "0"), ("9", "99")]),  # replace refused by the band
+    (55, [("8", "0"), ("9", "0"), ("8", "F")]),  # too late to replace: the fill follows
+    (15, [("8", "0"), ("8", "F"), ("9", "0")]),  # already filled
+])
+def test_the_certification_venue_answers_replaces_by_band(spread_scenario, qty, expected):
+    replies, send = _cert_venue(spread_scenario)
+    send(SendOrder("SHFE", "P1", "CU", "cu2603", "1", qty, 70010.0, "2", "0", "ACC", "D1"))
+    send(SendReplace("SHFE", "P1M1", "P1", "CU", "cu2603", "1", qty, 70020.0, "0", "D1", "ACC"))
+    got = [(m.msg_type, m.get(150) or m.get(102)) for m in replies()]
+    assert got == expected
+    if qty == 5:
+        replaced = replies()[-1]
+        assert replaced.get(11) == "P1M1" and replaced.get(41) == "P1" and replaced.get(44) == "70020"
+    if expected[-1][0] == "9" or expected[1][0] == "9":
+        assert all(m.get(434) == "2" for m in replies() if m.msg_type == "9")
