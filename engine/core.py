@@ -109,6 +109,8 @@ class EngineCore:
                                                               f"before new risk"))
                 out += [SendStatusRequest(ev.venue, o.cl_ord_id, o.order_id, self.instruments[o.instrument].symbol,
                                           o.side) for o in working]
+            else:
+                out.append(Audit(now, "reconciled", detail=f"{ev.venue}: nothing was working there"))
         for inst in self.instruments.values():
             if inst.venue == ev.venue:
                 out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))

@@ -76,6 +76,7 @@ class Venue:
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
         self.on_disconnect_fault = None  # runner callback: start a disconnect window now
         self.on_crash_fault = None  # runner callback: kill the engine process now
+        self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
         if cfg.md_interval > 0:
             env.process(self._publisher())
 
@@ -291,6 +292,8 @@ class Venue:
             fields.append((1, co.account))
         if exec_type == "F":
             fields += [(32, fmt_qty(last_qty)), (31, fmt_px(last_px))]
+        if self.recorder is not None:
+            self.recorder.order(self, co)
         self.session.send(self.codec.message("8", fields))
         if co.cl_ord_id in self.duplicates:  # the same report again, same ExecID, marked PossDup
             dup = self.codec.message("8", fields)
@@ -310,6 +313,8 @@ class Venue:
 
     def _record_fill(self, co: ClientOrder, qty: int, px: float) -> None:
         self.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))
+        if self.recorder is not None:
+            self.recorder.fill(self, co.cl_ord_id, co.symbol, co.side, qty, px)
         if self.checker is not None:
             inst = self.instruments[co.symbol]
             self.checker.on_venue_fill(inst.name, qty if co.side == BUY else -qty, self.env.now, co.cl_ord_id)

@@ -29,7 +29,8 @@ from simulator.relay import FaultRelay
 from simulator.rng import fork
 from simulator.scenario import Scenario
 from simulator.transport import WireLog
-from simulator.venue import ENGINE_COMP_ID, Venue
+from simulator.venue import ENGINE_COMP_ID, ClientOrder, Venue
+from simulator.venue_state import VenueState
 
 LINK_FAULTS = ("disconnect", "drop", "latency_spike")
 
@@ -39,6 +40,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _restart_timings(restarts: list[dict], audit: list[tuple], logon_at: dict[str, float], open_at: float) -> list:
+    """Per venue restart: when the engine was logged on again and reconciled (every order it had
+    working there answered by status), on the market's clock."""
+    out = []
+    for r in restarts:
+        killed = r["killed_at_s"] + open_at
+        reconciled = [row[1] for row in audit if row[2] == "reconciled" and row[1] > killed]
+        out.append(dict(r, logged_on_again_s=round(max(logon_at.values()) - open_at, 6),
+                        reconciled_at_s=round(min(reconciled) - open_at, 6) if reconciled else None))
+    return out
 
 
 class WireSession:
@@ -81,7 +94,7 @@ class WireVenues(fix.Application):
     """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue."""
 
     def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 password: str = "", open_on_logon: bool = False):
+                 password: str = "", open_on_logon: bool = False, state_dir: Path | None = None):
         super().__init__()
         # with open_on_logon the market (prices, liquidity, clock) starts only once every venue's
         # session is logged on, as in virtual time where sessions log on at t=0: the parity check
@@ -92,6 +105,7 @@ class WireVenues(fix.Application):
         self.sc = sc
         self.seed = seed
         self.host = host
+        self.fixed_ports = bool(ports)
         self.ports = ports or {name: free_port(host) for name in sc.venues}
         self.log = WireLog()
         self.inbox: queue.Queue = queue.Queue()
@@ -115,7 +129,20 @@ class WireVenues(fix.Application):
         self._stop = threading.Event()
         self.acceptor: fix.SocketAcceptor | None = None
         self._thread: threading.Thread | None = None
-        self._store = Path(tempfile.mkdtemp(prefix="xmc-venue-store-"))
+        # with a state directory the venues survive their process: quickfix's FileStore (sequence
+        # numbers, sent messages) and the engine's orders and fills (simulator.venue_state)
+        self.state = None
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self._store = state_dir / "store"
+            self.state = VenueState(state_dir / "venues.jsonl")
+            for venue in self.venues.values():
+                for co in self.state.restore(venue, ClientOrder):
+                    co.status = "4"  # resting when the venue died: cancelled; the engine hears it on logon
+                    venue._exec(co, "4", "4")
+                venue.recorder = self.state
+        else:
+            self._store = Path(tempfile.mkdtemp(prefix="xmc-venue-store-"))
 
     def settings(self) -> str:
         lines = ["[DEFAULT]", "ConnectionType=acceptor", f"FileStorePath={self._store}", "StartTime=00:00:00",
@@ -216,7 +243,10 @@ class WireVenues(fix.Application):
 
     def start(self, until: float, attempts: int = 5) -> dict[str, int]:
         """Listen (one port per venue) and start the venues' clock. A port the OS called free can be
-        taken before quickfix binds it (by any outgoing connection); then new ports are asked for."""
+        taken before quickfix binds it (by any outgoing connection); then new ports are asked for.
+        Ports given by the caller (a restarted venue keeps its ports) are retried as they are."""
+        if self.fixed_ports:
+            attempts = 50
         for attempt in range(attempts):
             ss = fix.SessionSettings()
             ss.setFromString(self.settings())
@@ -227,7 +257,10 @@ class WireVenues(fix.Application):
             except fix.RuntimeError:
                 if attempt == attempts - 1:
                     raise
-                self.ports = {name: free_port(self.host) for name in self.sc.venues}
+                if self.fixed_ports:
+                    self._stop.wait(0.1)
+                else:
+                    self.ports = {name: free_port(self.host) for name in self.sc.venues}
         self.acceptor = acceptor
         self._thread = threading.Thread(target=self._run, args=(until,), name="xmc-venues", daemon=True)
         self._thread.start()
@@ -271,9 +304,10 @@ class WireVenues(fix.Application):
 
 
 def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "",
-          open_on_logon: bool = False) -> dict:
+          open_on_logon: bool = False, ports: dict[str, int] | None = None, state_dir: Path | None = None) -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
-    venues = WireVenues(sc, seed, host, password=password, open_on_logon=open_on_logon)
+    venues = WireVenues(sc, seed, host, ports=ports, password=password, open_on_logon=open_on_logon,
+                        state_dir=state_dir)
     ports = venues.start(until=duration)
     announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()}})
     until_closed()
@@ -284,8 +318,11 @@ def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_c
             "refused_logons": venues.refused_logons}
 
 
-def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) -> dict:
-    """`xmc run --mode wire`: venues as acceptors in a child process, the engine as initiator here."""
+def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
+             venue_restart: tuple[float, float] | None = None) -> dict:
+    """`xmc run --mode wire`: venues as acceptors in a child process, the engine as initiator here.
+    With `venue_restart` = (at, down): the venue process is killed (SIGKILL) `at` seconds after the
+    market opened and started again `down` seconds later on the same ports and state directory."""
     import subprocess
     import sys
 
@@ -293,16 +330,26 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
     from engine.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
     from simulator.runner import RunResult, _episode_row, distribution, write_artifacts
 
-    state = Path(tempfile.mkdtemp(prefix="xmc-wire-")) / "venue-state.json"
-    child = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed", str(seed),
-         "--duration", str(duration + sc.drain + 30), "--state", str(state), "--open-on-logon"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        first = child.stdout.readline()
+    work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
+    state = work / "venue-state.json"
+
+    def start_venues(ports: dict[str, int] | None = None):
+        args = [sys.executable, "-X", "faulthandler", "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed",
+                str(seed), "--duration", str(duration + sc.drain + 30), "--state", str(state), "--open-on-logon"]
+        if venue_restart is not None:
+            args += ["--state-dir", str(work / "venues")]
+        for name, port in (ports or {}).items():
+            args += ["--port", f"{name}={port}"]
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()
         if not first:
             raise RuntimeError("the venue process ended before announcing its ports")
-        ports = json.loads(first)["ports"]
+        return proc, json.loads(first)["ports"]
+
+    restarts: list[dict] = []
+    child, venue_ports = start_venues()
+    ports = dict(venue_ports)  # where the engine connects: the venue, or a fault relay in front of it
+    try:
         # link faults (timed disconnects, dropped messages, added latency) happen for real on a TCP
         # relay in the engine's path to that venue
         link = [f for f in sc.faults if f.kind in LINK_FAULTS]
@@ -315,15 +362,28 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
                                   credential(f"{n}_USERNAME"), credential(f"{n}_PASSWORD"))
                     for n, v in sc.venues.items()]
         engine = LiveEngine(core, sessions)
+        # with link faults or a venue restart, sequence numbers survive: resend and gap fill recover
         engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-")),
-                                   reset_on_logon=not link))  # with link faults, sequences survive: resend recovers
+                                   reset_on_logon=not link and venue_restart is None))
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
                 raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
             open_at = max(engine.logon_at.values())  # the venues' market opens then: their clock's 0
             for relay in relays.values():
                 relay.open(end=duration)
-            threading.Event().wait(duration)
+            if venue_restart is None:
+                threading.Event().wait(duration)
+            else:
+                at, down = venue_restart
+                threading.Event().wait(at)
+                killed = engine.now()
+                child.kill()  # SIGKILL: no goodbye, no Logout; the OS closes the sockets
+                child.wait()
+                threading.Event().wait(down)
+                child, _ = start_venues(venue_ports)
+                restarts.append({"killed_at_s": round(killed - open_at, 6),
+                                 "restarted_at_s": round(engine.now() - open_at, 6)})
+                threading.Event().wait(max(duration - at - down, 0.0))
             for relay in relays.values():
                 relay.close()
             wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
@@ -357,6 +417,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None) 
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
         "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
         "wire_faults": [e for r in relays.values() for e in r.summary()],
+        "venue_restarts": _restart_timings(restarts, engine.audit, engine.logon_at, open_at),
         "status_queries": sum(1 for row in engine.audit if row[2] == "status_query"),
     }
     report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"

@@ -158,3 +158,42 @@ delay_ms = 40
     # orders sent during the latency window waited for it
     slow = [e for e in report["episodes"] if 2.0 <= e["signal_at_s"] - report["market_open_s"] < 2.9]
     assert not slow or max(e["signal_to_acks_ms"] or 0 for e in slow) >= 40
+
+
+def test_the_venue_process_killed_mid_run_and_restarted_loses_and_duplicates_no_fill(tmp_path):
+    """SIGKILL the venue process while orders rest there, start it again on the same ports and state:
+    the engine reconnects, quickfix resynchronises (ResendRequest, resend or gap fill), the engine
+    queries every order it had working (H) and adopts the answers; positions equal the venues'."""
+    # every SHFE order fills 40% and the rest keeps working at the venue until the order timeout
+    text = BENCH.read_text().replace('mode = "ioc"', 'mode = "limit"').replace("[expect]", """[[faults]]
+kind = "partial_fill"
+venue = "SHFE"
+fill_ratio = 0.4
+rest = "work"
+
+[expect]""")
+    scenario_file = tmp_path / "resting.toml"
+    scenario_file.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
+                           "--duration", "6", "--kill-venues-at", "2", "--venues-down", "0.5",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert report["fills_match_positions"] and report["all_terminal"], report["positions"]
+    (restart,) = report["venue_restarts"]
+    assert restart["killed_at_s"] < restart["restarted_at_s"] < restart["logged_on_again_s"]
+    assert restart["reconciled_at_s"] is not None and restart["reconciled_at_s"] >= restart["logged_on_again_s"] - 0.1
+    assert "venues killed at" in proc.stdout
+    log = (tmp_path / "out" / "messages.log").read_text().splitlines()
+    logons = [m for m in log if "\x0135=A\x01" in m and "\x0149=XMC\x01" in m]
+    assert len(logons) >= 6  # three sessions, twice
+    # the sessions resumed their sequence numbers from both FileStores (no reset): what either side
+    # missed is resent or gap-filled on ResendRequest
+    relogons = logons[3:]
+    assert all("\x01141=Y\x01" not in m and int(m.split("\x0134=")[1].split("\x01")[0]) > 1 for m in relogons)
+    audit = pl.read_parquet(tmp_path / "out" / "audit.parquet")
+    assert "reconciled" in audit["stage"].to_list()
+    assert report["status_queries"] >= 1  # an order was working at the venue when it died: asked, answered
+    assert "status" in audit["stage"].to_list()
+    fills = audit.filter(pl.col("stage") == "fill")
+    assert fills.select("detail").n_unique() == fills.height  # no ExecID applied twice

@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
                         "the venues in a child process, paced in real time")
     r.add_argument("--duration", type=float, default=None,
                    help="wire mode: wall-clock seconds to trade (default: the scenario's duration)")
+    r.add_argument("--kill-venues-at", type=float, default=None, metavar="S",
+                   help="wire mode: kill the venue process (SIGKILL) S seconds into trading and start it again on "
+                        "the same ports and state (--venues-down seconds later); the engine must reconnect, "
+                        "resynchronise and reconcile")
+    r.add_argument("--venues-down", type=float, default=1.0, metavar="S",
+                   help="wire mode: seconds the killed venue process stays down (default 1)")
     pa = sub.add_parser("parity", help="run a scenario in virtual time and over the wire; compare the outcomes",
                         description="Run one scenario with one seed twice, in virtual time and in wire mode, for "
                                     "the same --duration, and compare: same episodes (paired by side and signal "
@@ -90,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
+    v.add_argument("--port", action="append", default=[], metavar="VENUE=PORT",
+                   help="listen for VENUE on PORT (repeatable; default: a free port the OS gives)")
+    v.add_argument("--state-dir", default=None,
+                   help="keep the venues' state here (quickfix FileStore, the engine's orders and fills): a venue "
+                        "process killed and restarted with the same directory and ports resumes its sessions")
     v.add_argument("--open-on-logon", action="store_true",
                    help="start the market (prices, liquidity, the venues' clock) only once every venue's session "
                         "is logged on, as in virtual time (used by `xmc run --mode wire` and `xmc parity`)")
@@ -148,8 +159,22 @@ def cmd_venue(args) -> int:
         threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
         done.wait(args.duration)
 
+    ports = {}
+    for item in args.port:
+        name, sep, value = item.partition("=")
+        if not sep or name not in sc.venues or not value.isdigit() or not 0 < int(value) < 65536:
+            raise UsageError(f"--port {item}: write VENUE=PORT with VENUE one of {', '.join(sc.venues)} and PORT "
+                             f"a number 1-65535")
+        ports[name] = int(value)
+    if ports and set(ports) != set(sc.venues):
+        raise UsageError(f"--port: give every venue a port ({', '.join(sorted(set(sc.venues) - set(ports)))} "
+                         f"missing) or none")
     password = os.environ.get("XMC_VENUE_PASSWORD", "")  # when set, every Logon must carry it
-    result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password, args.open_on_logon)
+    try:
+        result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password, args.open_on_logon,
+                            ports or None, Path(args.state_dir) if args.state_dir else None)
+    except ValueError as exc:  # a corrupt --state-dir
+        raise UsageError(str(exc)) from None
     if args.state:
         Path(args.state).write_text(json.dumps(result))
     print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
@@ -216,10 +241,19 @@ def cmd_run(args) -> int:
             raise UsageError(f"--duration {duration}: give seconds > 0")
         seed = sc.seed if args.seed is None else args.seed
         try:
-            rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None)
+            restart = None
+            if args.kill_venues_at is not None:
+                if not 0 < args.kill_venues_at < duration or args.venues_down <= 0:
+                    raise UsageError(f"--kill-venues-at {args.kill_venues_at} --venues-down {args.venues_down}: "
+                                     f"kill inside the run (0 < S < {duration:g}) and stay down > 0 s")
+                restart = (args.kill_venues_at, args.venues_down)
+            rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None, restart)
         except RuntimeError as exc:
             print(f"xmc: wire run failed: {exc}", file=sys.stderr)
             return 1
+        for r in rep["venue_restarts"]:
+            print(f"venues killed at {r['killed_at_s']:.3f} s, restarted at {r['restarted_at_s']:.3f} s, engine "
+                  f"logged on again at {r['logged_on_again_s']:.3f} s, reconciled at {r['reconciled_at_s']} s")
         print(f"wire run of {sc.name} seed {seed}: {len(rep['episodes'])} episodes {rep['outcomes']}, "
               f"positions engine {rep['positions']['engine']} venues {rep['positions']['venues']}, "
               f"verdict {rep['verdict']}")
