@@ -47,6 +47,8 @@ def mask(raw: str) -> str:
     A masked message is re-framed (BodyLength and CheckSum recomputed) so the log still parses;
     every other message is logged exactly as on the wire.
     """
+    if "\x01554=" not in raw and "\x01925=" not in raw and "\x0196=" not in raw:
+        return raw  # the common case, checked without splitting the message
     parts = raw.split("\x01")
     masked = False
     for i, part in enumerate(parts):
