@@ -12,6 +12,7 @@ The core owns no clock, socket, thread or random number; it is deterministic in 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 from engine.config import EngineConfig, Instrument
@@ -36,6 +37,7 @@ from engine.events import (
     SessionUp,
     SetTimer,
     Subscribe,
+    Takeover,
     TimerFired,
 )
 from engine.order import ChildOrder, OrderEvent, OrdStatus
@@ -46,7 +48,15 @@ from engine.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
 
 BUY, SELL = "1", "2"
 TIF = {"ioc": "3", "limit": "0"}
+_EPOCH_SUFFIX = re.compile(r"-E(\d+)$")
+_EPOCH_PREFIX = re.compile(r"E(\d+)-")
 PURPOSE_TAG = {"entry": "", "chase": "R", "unwind": "U", "overfill_hedge": "H"}
+
+
+def epoch_of(cl_ord_id: str) -> int | None:
+    """The fencing epoch a ClOrdID carries (see EngineCore.stamp), None if it is not one of ours."""
+    m = _EPOCH_SUFFIX.search(cl_ord_id) or _EPOCH_PREFIX.match(cl_ord_id)
+    return int(m.group(1)) if m else None
 
 
 def side_sign(side: str) -> int:
@@ -82,11 +92,13 @@ class EngineCore:
         self.draining = False
         self.cooldown_until = -math.inf
         self.seq = 0
+        self.epoch = config.epoch  # fencing epoch of this node: a Takeover raises it
         self.anomaly_count = 0
         self.orders_today: dict[str, int] = {name: 0 for name in config.instruments}
         self.cancels_today: dict[str, int] = {name: 0 for name in config.instruments}
         self._handlers: dict[type, Callable[[object, float], list[Action]]] = {
             Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
+            Takeover: self._on_takeover,
             BusinessReject: self._on_business_reject, SessionUp: self._on_session_up,
             SessionDown: self._on_session_down, TimerFired: self._on_timer, Command: self._on_command,
         }
@@ -118,6 +130,21 @@ class EngineCore:
             if ep.state is EpisodeState.LEGGED and not ep.working:
                 out += self.recovery.on_legged(self, ep, now)
         return out
+
+    def _on_takeover(self, ev: Takeover, now: float) -> list[Action]:
+        """This node is active now, under a new fencing epoch: what the old one left working is
+        unknown until each venue answers, so every venue is treated as dropped (queried on logon)."""
+        if ev.epoch <= self.epoch:
+            return [self.anomaly(now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.epoch}")]
+        self.epoch = ev.epoch
+        self.dropped |= {i.venue for i in self.instruments.values()}
+        self.sessions.clear()
+        return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
+
+    def stamp(self, cl_ord_id: str) -> str:
+        """A ClOrdID carries the fencing epoch of the node that sends it: the decision's own (its
+        prefix E<epoch>-) or, for a decision of an earlier epoch, a suffix -E<epoch>."""
+        return cl_ord_id if cl_ord_id.startswith(f"E{self.epoch}-") else f"{cl_ord_id}-E{self.epoch}"
 
     def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
         self.sessions.discard(ev.venue)
@@ -151,7 +178,7 @@ class EngineCore:
         s = self.strategy
         a, b = self.instruments[s.leg_a], self.instruments[s.leg_b]
         self.seq += 1
-        did = f"E{self.cfg.epoch}-{self.seq:06d}"
+        did = f"E{self.epoch}-{self.seq:06d}"
         size = align(s.clip_lots_a, s.lot_ratio, s.rounding, a, b)
         side_a = SELL if sig.side == SELL_SPREAD else BUY
         side_b = BUY if side_a == SELL else SELL
@@ -252,7 +279,7 @@ class EngineCore:
         """Create and send one child order of `leg` (entry or recovery); the only way orders leave."""
         inst = self.instruments[leg.instrument]
         # ClOrdID: decision id, leg, order number within the leg, and the purpose's letter (none for entry)
-        cl_ord_id = f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}{PURPOSE_TAG[purpose]}"
+        cl_ord_id = self.stamp(f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}{PURPOSE_TAG[purpose]}")
         order = ChildOrder(cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, side, qty, price, purpose)
         self.orders[cl_ord_id] = order
         self.orders_today[inst.name] += 1
@@ -273,7 +300,7 @@ class EngineCore:
                           detail=f"max_cancels_per_day {limit}: cancel not sent")]
         self.cancels_today[order.instrument] += 1
         n = self.cancels_sent[order.cl_ord_id] = self.cancels_sent.get(order.cl_ord_id, 0) + 1
-        cid = f"{order.cl_ord_id}C{n}"
+        cid = self.stamp(f"{order.cl_ord_id}C{n}")
         self.cancel_ids[cid] = order.cl_ord_id
         order.move(OrderEvent.CANCEL_SENT)
         inst = self.instruments[order.instrument]
@@ -326,7 +353,7 @@ class EngineCore:
                                  order.side, order.leaves_qty, price, f"amend: {breach}"))
                 continue
             order.replaces += 1
-            new_id = f"{self._key(order.cl_ord_id)}M{order.replaces}"
+            new_id = self.stamp(f"{self._key(order.cl_ord_id)}M{order.replaces}")
             self.replace_ids[new_id] = self._key(order.cl_ord_id)
             order.pending_replace = (new_id, price)
             order.move(OrderEvent.REPLACE_SENT)

@@ -93,7 +93,15 @@ class Command:
     name: str
 
 
-Event = Quote | ExecReport | CancelReject | BusinessReject | SessionUp | SessionDown | TimerFired | Command
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """This node became the active one under fencing epoch `epoch` (its lease's revision): every
+    order it sends from now carries that epoch; every venue is reconciled before new risk."""
+
+    epoch: int
+
+
+Event = Quote | ExecReport | CancelReject | BusinessReject | SessionUp | SessionDown | TimerFired | Command | Takeover
 
 
 # ---- actions --------------------------------------------------------------------------------

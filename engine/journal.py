@@ -27,7 +27,8 @@ VERSION = 1
 DURABILITY = ("none", "batch", "record")
 _FRAME = struct.Struct(">II")
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Quote, ev.ExecReport, ev.CancelReject, ev.BusinessReject,
-                                             ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command)}
+                                             ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command,
+                                             ev.Takeover)}
 
 
 class JournalError(Exception):

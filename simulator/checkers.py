@@ -2,14 +2,16 @@
 
 Each invariant ends pass, fail or unknown (not exercised by the run). The first violation of each
 is kept with its decision id and time; the run report adds the seed and the replay command.
-Invariant 5 (one sending node) needs two nodes and is reported unknown until failover exists.
+Invariant 5 (one sending node) is checked where orders leave a node in runs with a standby
+([failover]): an order, cancel or replace under an epoch older than the lease's is a violation;
+single-node runs report it unknown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.core import EngineCore
+from engine.core import EngineCore, epoch_of
 from engine.episode import TERMINAL
 
 NAMES = {
@@ -36,6 +38,7 @@ class InvariantChecker:
         self.venue_position: dict[str, float] = {}
         self.legged_since: dict[str, float] = {}
         self.coverage: set[str] = set()
+        self.lease = None  # failover runs: the lease whose revision is the current fencing epoch
 
     def _ok(self, n: int) -> None:
         if self.v[n].status == "unknown":
@@ -106,6 +109,24 @@ class InvariantChecker:
             self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {mid}")
         else:
             self._ok(8)
+
+    def on_leave(self, now: float, node: str, cl_ord_id: str, what: str) -> None:
+        """An order, cancel or replace handed to the transport by `node` (invariant 5)."""
+        if self.lease is None:
+            return
+        epoch = epoch_of(cl_ord_id)
+        if epoch is not None and epoch < self.lease.revision:
+            order = self.core.find_order(cl_ord_id)
+            decision = order.decision_id if order else cl_ord_id[:9]  # E<epoch>-<6 digits> leads every ClOrdID
+            self._fail(5, now, decision,
+                       f"{what} {cl_ord_id} left node {node} under fenced epoch {epoch} while epoch "
+                       f"{self.lease.revision} is active: a duplicate order for one intent")
+        else:
+            self._ok(5)
+
+    def on_fenced(self, now: float, node: str, cl_ord_id: str) -> None:
+        self.coverage.add("fenced_attempt")
+        self._ok(5)
 
     def on_venue_order(self, now: float, cl_ord_id: str) -> None:
         if cl_ord_id in self.client_ids:

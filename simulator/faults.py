@@ -23,13 +23,17 @@ DESK_KINDS = ("kill_switch",)  # an operator action at after_s (venue names wher
 # the engine process dies (at after_s, or the moment a matching order reaches its venue) and
 # restarts from its journal after delay_ms
 NODE_KINDS = ("crash_restart", "crash_on_order")
-KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS))
+# primary and hot standby (a scenario with [failover]): the primary dies or freezes for delay_ms (at
+# after_s, or with on_order = true the moment a matching order reaches `venue`), the standby dies
+# and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms
+FAILOVER_KINDS = ("primary_crash", "primary_pause", "standby_crash", "replication_cut", "replication_delay")
+KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS))
 # a drop loses one transmission of an application message; session messages and PossDup resends go
 # through, so every gap can be filled (the same rule in virtual time and at the wire)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
-_PURPOSE = re.compile(r"[AB]\d+([RUH]?)$")
+_PURPOSE = re.compile(r"[AB]\d+([RUH]?)(?:-E\d+)?$")  # a takeover node appends its epoch
 _FILTER_TAGS = {"entry": ("",), "recovery": ("R", "U", "H"), "chase": ("R",), "unwind": ("U",)}
 
 
@@ -52,6 +56,7 @@ class Fault:
     direction: str = "both"
     cancel_on_disconnect: bool = True
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down
+    on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
     rng: random.Random | None = None
     hits: int = 0
 
@@ -82,7 +87,8 @@ class FaultPlan:
 
     def for_order(self, kind: str, venue: str, cl_ord_id: str, now: float) -> Fault | None:
         for f in self.faults:
-            if f.kind == kind and f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) and f.fire():
+            if f.kind == kind and f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) \
+                    and (f.on_order or kind not in FAILOVER_KINDS) and f.fire():
                 return f
         return None
 
@@ -120,8 +126,15 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
     for i, item in enumerate(items):
         sec = Section(item, f"faults[{i}]", root.problems)
         kind = sec.get("kind", str, choices=KINDS)
+        on_order = sec.get("on_order", bool, False) if kind in FAILOVER_KINDS else False
         venue = sec.get("venue", str, "" if kind in DESK_KINDS else None, hint="the name of a venue table") \
-            if kind in DESK_KINDS + ("crash_restart",) else sec.get("venue", str, hint="the name of a venue table")
+            if kind in DESK_KINDS + ("crash_restart",) else sec.get("venue", str, hint="the name of a venue table") \
+            if kind not in FAILOVER_KINDS or on_order else ""
+        if kind in FAILOVER_KINDS and not on_order and sec.has("venue"):
+            sec.problem("venue", f"is set but a {kind} at after_s happens to a node, not at a venue",
+                        "drop venue, or add on_order = true to strike when a matching order reaches it")
+        if on_order and kind not in ("primary_crash", "primary_pause"):
+            sec.problem("on_order", f"is not supported for {kind}", "use it with primary_crash or primary_pause")
         if venue and venue not in venues:
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
@@ -147,12 +160,14 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
             side=sec.get("side", str, "buy", choices=("buy", "sell")),
+            on_order=on_order,
         )
         if kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",
-                    "crash_on_order") \
+                    "crash_on_order", "primary_pause", "standby_crash", "replication_delay") \
                 and f.delay == 0.0:
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
-        if kind in ("disconnect", "md_stale", "price_limit_lock") and math.isinf(until):
+        if kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay") \
+                and math.isinf(until):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")
         sec.finish()
         out.append(f)

@@ -17,6 +17,8 @@ from engine.events import CancelTimer, Command, SessionDown, SetTimer
 from engine.journal import Journal
 from engine.journal import read as read_journal
 from simulator.checkers import InvariantChecker
+from simulator.failover import Cluster
+from simulator.failover import timings as failover_timings
 from simulator.faults import FaultPlan
 from simulator.link import Link
 from simulator.prices import PriceProcess
@@ -101,7 +103,8 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         venue.faults = faults
         venue.checker = checker
         venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
-                                  lambda raw, n=name: shell.receive(n, raw), name, "down", faults)
+                                  lambda raw, n=name: (cluster.active if cluster else shell).receive(n, raw), name,
+                                  "down", faults)
         shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive,
                                          name, "up", faults)
         venues[name] = venue
@@ -156,6 +159,26 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         for v in venues:
             shell.reconnect(v)
 
+    cluster = Cluster(env, scenario.failover, scenario, shell, venues, faults) if scenario.failover else None
+    if cluster is not None:
+        checker.lease = cluster.lease
+
+        def node_fault(fault, now: bool = False):
+            if not now:
+                yield env.timeout(fault.after)
+            if fault.kind == "primary_crash":
+                cluster.crash_primary(fault)
+            elif fault.kind == "primary_pause":
+                yield env.process(cluster.pause_primary(fault))
+            elif fault.kind == "standby_crash":
+                yield env.process(cluster.crash_standby(fault))
+
+        for f in faults.faults:
+            if f.kind in ("primary_crash", "primary_pause", "standby_crash") and not f.on_order:
+                env.process(node_fault(f))
+        for v in venues.values():
+            v.on_node_fault = lambda f: env.process(node_fault(f, now=True))
+
     def kill_switch(fault):
         yield env.timeout(fault.after)
         fault.hits += 1
@@ -188,9 +211,22 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     env.run(until=scenario.duration + scenario.drain)
     if node.journal is not None:
         node.journal.sync()
+    if cluster is not None:
+        shell = cluster.active  # shares the audit trail and logs of the node it took over from
     core = shell.core  # after a restart, the rebuilt one
     report = build_report(scenario, seed, core, shell, venues, log, checker, faults)
     report["restarts"] = _restart_timings(node.restarts, shell.audit)
+    if cluster is not None:
+        report["failover"] = {"failovers": failover_timings(cluster.failovers, shell.audit),
+                              "node_events": cluster.events,
+                              "lease_grants": [{"at_s": t, "node": n, "epoch": r} for t, n, r in cluster.lease.grants],
+                              "fenced_attempts": sum(1 for row in shell.audit if row[2] == "fenced")}
+        extra = {"failover"} if any("active_s" in f for f in cluster.failovers) else set()
+        extra |= {"fenced_attempt"} & set(checker.coverage)
+        if extra:
+            report["coverage"] = sorted({*report["coverage"], *extra})
+            report["expectations"] = evaluate(scenario.expect, report)
+            report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
     if node.restarts:
         report["coverage"] = sorted({*report["coverage"], "engine_restart"})
         report["expectations"] = evaluate(scenario.expect, report)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from engine.config import ConfigError, EngineConfig, Section, non_negative, positive, read_engine, read_toml
 from engine.fix import dictionary
-from simulator.faults import Fault, read_faults
+from simulator.failover import FailoverConfig
+from simulator.faults import FAILOVER_KINDS, Fault, read_faults
 from simulator.link import Latency
 from simulator.prices import PriceConfig
 
@@ -30,7 +31,8 @@ EXPECT_KEYS = {
 COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_entry", "reject_during_chase",
             "partial_fill", "partial_and_reject", "duplicate_report", "duplicate_during_recovery", "sequence_gap",
             "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
-            "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart")
+            "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
+            "failover", "fenced_attempt")
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
 
@@ -70,6 +72,7 @@ class Scenario:
     expect: dict
     faults: tuple[Fault, ...] = ()
     drain: float = 5.0  # virtual seconds after `duration` with no new episodes, for open ones to finish
+    failover: FailoverConfig | None = None  # [failover]: a hot standby beside the primary
 
 
 def _latency(sec: Section, name: str) -> Latency:
@@ -166,6 +169,29 @@ def _expect(root: Section) -> dict:
     return out
 
 
+def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
+    if not root.has("failover"):
+        for f in faults:
+            if f.kind in FAILOVER_KINDS:
+                root.problem(f"faults[{f.index}].kind", f"is {f.kind!r} but the scenario has no standby",
+                             "add a [failover] table (heartbeat_ms, misses, lease_ttl_ms, ...)")
+        return None
+    fo = root.sub("failover")
+    cfg = FailoverConfig(
+        heartbeat=fo.get("heartbeat_ms", float, 100.0, check=positive, hint="milliseconds > 0") / 1e3,
+        misses=fo.get("misses", int, 3, check=positive, hint="a whole number of heartbeats >= 1"),
+        lease_ttl=fo.get("lease_ttl_ms", float, 300.0, check=positive, hint="milliseconds > 0") / 1e3,
+        replication_latency=fo.get("replication_ms", float, 0.2, check=non_negative, hint="milliseconds >= 0") / 1e3,
+        fencing=fo.get("fencing", bool, True),
+    )
+    if cfg.lease_ttl < cfg.heartbeat:
+        fo.problem("lease_ttl_ms", f"({cfg.lease_ttl * 1e3:g}) is shorter than heartbeat_ms "
+                   f"({cfg.heartbeat * 1e3:g}): the primary would lose its lease between keep-alives",
+                   "make lease_ttl_ms at least heartbeat_ms (typically misses x heartbeat_ms)")
+    fo.finish()
+    return cfg
+
+
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario file; raises ConfigError naming the file, every key and the fix."""
     path = Path(path)
@@ -185,8 +211,10 @@ def load(path: str | Path) -> Scenario:
     prices = _prices(root, set(engine.instruments))
     expect = _expect(root)
     faults = read_faults(root, set(venues), duration)
+    failover = _failover(root, faults)
     root.finish()
     if problems:
         raise ConfigError(str(path), problems)
-    return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain)
+    return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain,
+                    failover)
 

@@ -20,6 +20,7 @@ from engine.events import (
     BusinessReject,
     CancelTimer,
     Event,
+    SendCancel,
     SendOrder,
     SendReplace,
     SessionDown,
@@ -32,6 +33,7 @@ from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
 
+FENCED = frozenset({SendOrder, SendCancel, SendReplace})  # what a fenced node must not send
 AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
                  "detail")
 
@@ -57,6 +59,13 @@ class SimEngineShell:
         self.checker = None  # InvariantChecker, set by the runner
         self.journal = None  # engine.journal.Journal: every event written before the core acts on it
         self.alive = True  # False while the engine process is down (a crash_restart fault)
+        self.node = "primary"  # which engine node this shell is (failover: primary / standby)
+        # failover: may this node send orders under its epoch now? (the lease check where orders
+        # leave the node); None: a single node, always
+        self.fence = None
+        self.replicate = None  # failover: streams each journaled event to the hot standby
+        self.paused = False  # a frozen process (GC-like pause): inputs and timers wait for wake()
+        self.backlog: list = []  # what reached a paused process: ("fix", venue, raw) or ("timer", key)
 
     def start(self) -> None:
         for session in self.sessions.values():
@@ -95,6 +104,9 @@ class SimEngineShell:
     def receive(self, venue: str, raw: str) -> None:
         if not self.alive:
             return  # the process is down: nothing reads the socket
+        if self.paused:
+            self.backlog.append(("fix", venue, raw))
+            return
         session = self.sessions[venue]
         gaps = session.gaps
         try:
@@ -121,6 +133,8 @@ class SimEngineShell:
             return
         if self.journal is not None:
             self.journal.append(event, self.env.now)
+        if self.replicate is not None:
+            self.replicate(event, self.env.now)
         t0 = time.perf_counter_ns()
         actions = self.core.handle(event, self.env.now)
         spent = time.perf_counter_ns() - t0
@@ -136,8 +150,13 @@ class SimEngineShell:
         for a in actions:
             kind = type(a)
             if kind in FIX_SENDS:
+                if self.fence is not None and kind in FENCED and not self.fence(self.core.epoch):
+                    self._fenced(a)
+                    continue
                 session = self.sessions[a.venue]
                 session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
+                if kind in FENCED and self.checker is not None:
+                    self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)
                 if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
                     self.orders_sent += kind is SendOrder
                     if self.checker is not None:
@@ -153,6 +172,37 @@ class SimEngineShell:
             elif kind is Alert:
                 self.alerts.append(a)
                 self.log.event(a.ts, f"alert {a.level} {a.text}")
+
+    def _fenced(self, a) -> None:
+        """An order this node may no longer send (its epoch is not the lease's): not sent, recorded."""
+        self._audit(Audit(self.env.now, "fenced", getattr(a, "decision_id", ""), a.cl_ord_id, a.instrument,
+                          detail=f"{type(a).__name__} from node {self.node} epoch {self.core.epoch} blocked: "
+                                 f"this node no longer holds the lease"))
+        if self.checker is not None:
+            self.checker.on_fenced(self.env.now, self.node, a.cl_ord_id)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def wake(self) -> None:
+        """The frozen process runs again: first what its socket had buffered before the venue
+        closed it, then the timers that came due, as a woken process would."""
+        self.paused = False
+        backlog, self.backlog = self.backlog, []
+        for item in backlog:
+            if not self.alive:
+                return
+            if item[0] == "timer":
+                self.dispatch(TimerFired(item[1]))
+                continue
+            _, venue, raw = item
+            codec = self.sessions[venue].codec
+            try:
+                msg = codec.parse(raw)
+            except FixParseError:
+                continue
+            for event in codec.decode(msg, venue):
+                self.dispatch(event)
 
     def _audit(self, a: Audit) -> None:
         row = (len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account, a.side,
@@ -174,4 +224,7 @@ class SimEngineShell:
         if self.timers.get(key) != gen:
             return  # cancelled or re-armed since
         del self.timers[key]
+        if self.paused:
+            self.backlog.append(("timer", key))
+            return
         self.dispatch(TimerFired(key))

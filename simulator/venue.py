@@ -76,6 +76,7 @@ class Venue:
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
         self.on_disconnect_fault = None  # runner callback: start a disconnect window now
         self.on_crash_fault = None  # runner callback: kill the engine process now
+        self.on_node_fault = None  # runner callback (failover): crash or pause the primary node now
         self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
         if cfg.md_interval > 0:
             env.process(self._publisher())
@@ -171,6 +172,12 @@ class Venue:
             return
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
+        for kind in ("primary_crash", "primary_pause"):
+            node = self._fault(kind, cl_ord_id) if self.on_node_fault is not None else None
+            if node is not None:
+                self._accept(msg)  # the order is processed; its node fails before hearing back
+                self.on_node_fault(node)
+                return
         crash = self._fault("crash_on_order", cl_ord_id)
         if crash is not None and self.on_crash_fault is not None:
             self._accept(msg)  # the order is processed; the engine dies before hearing about it

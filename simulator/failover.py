@@ -1,0 +1,262 @@
+"""Primary and hot standby in virtual time: journal streaming, heartbeats, a lease, fenced takeover.
+
+The primary's shell streams every event its core consumes (the write-ahead journal's records) to
+the standby over a replication link; the standby's own core applies them as they arrive, so it
+holds the same orders, episodes and timers (hot). Heartbeats travel the same stream every
+`heartbeat` seconds and keep the primary's lease alive. When `misses` heartbeats are missing the
+standby detects the failure, takes the lease once it has expired (its revision is the new fencing
+epoch), becomes active with that epoch (engine.events.Takeover), logs on to every venue with the
+replicated FIX session state, queries every order it knows was working and only then takes new
+risk. A paused primary that wakes up runs into the fence where orders leave it (the lease check),
+and steps down at its next keep-alive.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from engine.core import EngineCore
+from engine.events import CancelTimer, SetTimer, Takeover
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverConfig:
+    heartbeat: float = 0.1  # seconds between heartbeats (and lease keep-alives)
+    misses: int = 3  # heartbeats missed before the standby declares the primary dead
+    lease_ttl: float = 0.3  # seconds a lease lives without keep-alive
+    replication_latency: float = 0.0002  # seconds for a journal record or heartbeat to reach the standby
+    fencing: bool = True  # check the lease where orders leave a node (off only to prove the checker)
+
+
+class SimulatedLease:
+    """etcd's lease semantics in virtual time: one leader key under a TTL lease, kept alive by its
+    holder; granting it to a new holder bumps the revision (the fencing epoch)."""
+
+    def __init__(self, ttl: float, holder: str, revision: int, now: float = 0.0):
+        self.ttl = ttl
+        self.holder: str | None = holder
+        self.revision = revision
+        self.expires = now + ttl
+        self.grants = [(now, holder, revision)]
+
+    def acquire(self, node: str, now: float) -> int | None:
+        if self.holder is not None and now < self.expires and self.holder != node:
+            return None
+        if self.holder == node and now < self.expires:
+            return self.revision
+        self.revision += 1
+        self.holder, self.expires = node, now + self.ttl
+        self.grants.append((now, node, self.revision))
+        return self.revision
+
+    def keep_alive(self, node: str, now: float) -> bool:
+        if self.holder == node and now < self.expires:
+            self.expires = now + self.ttl
+            return True
+        return False
+
+    def holds(self, node: str, epoch: int, now: float) -> bool:
+        return self.holder == node and self.revision == epoch and now < self.expires
+
+    def release(self, node: str, now: float) -> None:
+        if self.holder == node:
+            self.holder = None
+
+
+class Cluster:
+    """The two engine nodes of one run: which is active, the replication stream, the lease."""
+
+    def __init__(self, env, cfg: FailoverConfig, scenario, primary, venues: dict, faults):
+        self.env = env
+        self.cfg = cfg
+        self.scenario = scenario
+        self.primary = primary
+        self.active = primary
+        self.venues = venues
+        self.faults = faults
+        self.lease = SimulatedLease(cfg.lease_ttl, "primary", scenario.engine.epoch, env.now)
+        primary.node = "primary"
+        primary.fence = self._fence("primary") if cfg.fencing else None
+        primary.replicate = self._replicate
+        self.standby_core: EngineCore | None = EngineCore(scenario.engine)
+        self.standby_timers: dict[str, float] = {}
+        self.history: list[tuple[float, object]] = []  # what the primary streamed (a resync source)
+        self.applied = 0
+        self.stream_gen = 0  # bumped when the primary dies: what is still on the wire is lost
+        self.last_delivery = 0.0
+        self.last_heartbeat = env.now
+        self.detected: float | None = None
+        self.failovers: list[dict] = []
+        self.events: list[dict] = []  # node faults as they happened
+        env.process(self._heartbeats())
+        env.process(self._monitor())
+
+    # ---- the replication stream ------------------------------------------------------------------
+    def _fence(self, node: str):
+        return lambda epoch: self.lease.holds(node, epoch, self.env.now)
+
+    def _delivery_time(self) -> float:
+        now = self.env.now
+        at = now + self.cfg.replication_latency
+        delay = self.faults.window("replication_delay", "", now)
+        if delay is not None:
+            at += delay.delay
+        cut = self.faults.window("replication_cut", "", now)
+        if cut is not None:
+            at = max(at, cut.until + self.cfg.replication_latency)
+        at = max(at, self.last_delivery)  # one ordered stream
+        self.last_delivery = at
+        return at
+
+    def _send(self, deliver) -> None:
+        gen = self.stream_gen
+        ev = self.env.timeout(self._delivery_time() - self.env.now)
+        ev.callbacks.append(lambda _e: deliver() if gen == self.stream_gen else None)
+
+    def _replicate(self, event, t: float) -> None:
+        self.history.append((t, event))
+        self._send(lambda: self._apply(event, t))
+
+    def _apply(self, event, t: float) -> None:
+        if self.standby_core is None:
+            return
+        self.applied += 1
+        for a in self.standby_core.handle(event, t):  # the same state; actions are the primary's to do
+            if type(a) is SetTimer:
+                self.standby_timers[a.key] = a.at
+            elif type(a) is CancelTimer:
+                self.standby_timers.pop(a.key, None)
+
+    # ---- heartbeats, lease, detection --------------------------------------------------------------
+    def _heartbeats(self):
+        while True:
+            yield self.env.timeout(self.cfg.heartbeat)
+            if self.active is not self.primary and self.active.alive:
+                self.lease.keep_alive(self.active.node, self.env.now)  # the new active node keeps its lease
+            p = self.primary
+            if not p.alive or p.paused:
+                continue
+            if not self.lease.keep_alive("primary", self.env.now):
+                if p is not self.active:  # fenced and superseded: step down for good
+                    p.alive = False
+                    self.events.append({"event": "primary_stepped_down", "at_s": self.env.now})
+                continue
+            sent = self.env.now
+            self._send(lambda sent=sent: setattr(self, "last_heartbeat", max(self.last_heartbeat, sent)))
+
+    def _monitor(self):
+        limit = self.cfg.misses * self.cfg.heartbeat
+        while True:
+            yield self.env.timeout(self.cfg.heartbeat)
+            if self.standby_core is None or self.active is not self.primary:
+                continue
+            if self.env.now - self.last_heartbeat <= limit + 1e-12:
+                continue
+            if self.detected is None:
+                self.detected = self.env.now
+            revision = self.lease.acquire("standby", self.env.now)
+            if revision is not None:
+                self._take_over(revision)
+
+    def _take_over(self, revision: int) -> None:
+        now = self.env.now
+        old = self.primary
+        new = copy.copy(old)  # shares the replicated FIX session state, the audit trail and the checker
+        new.core, new.node, new.timers, new.alive, new.paused, new.backlog = self.standby_core, "standby", {}, True, \
+            False, []
+        new.fence = self._fence("standby") if self.cfg.fencing else None
+        new.replicate = None
+        new.journal = None
+        if new.checker is not None:
+            new.checker.core = self.standby_core
+        self.active = new
+        for link in self._links():
+            link.down = False
+        new.dispatch(Takeover(revision))
+        for key, at in self.standby_timers.items():
+            new._set_timer(SetTimer(max(at, now), key))
+        for name in self.venues:
+            new.reconnect(name)  # log on with the replicated sequence numbers; status queries follow
+        record = self.failovers[-1] if self.failovers and "active_s" not in self.failovers[-1] else {}
+        if not record:
+            self.failovers.append(record)
+        record.update(detected_s=self.detected, active_s=now, epoch=revision, replicated_events=self.applied,
+                      streamed_events=len(self.history))
+        self.standby_core = None  # the standby is the active node now; nobody stands by
+
+    def _links(self):
+        return [lk for v in self.venues.values() for lk in (v.session.link, self.primary.sessions[v.cfg.name].link)]
+
+    # ---- node faults ------------------------------------------------------------------------------
+    def crash_primary(self, fault) -> None:
+        p = self.primary
+        if not p.alive or self.active is not p:
+            return
+        fault.hits += 1
+        self.failovers.append({"fault": "primary_crash", "crash_s": self.env.now})
+        self.events.append({"event": "primary_crash", "at_s": self.env.now})
+        p.crash()
+        self.stream_gen += 1  # what the dead node had not yet streamed never arrives
+        for link in self._links():
+            link.down = True
+        for v in self.venues.values():
+            v.disconnect(fault.cancel_on_disconnect)
+
+    def pause_primary(self, fault):
+        p = self.primary
+        if not p.alive or p.paused or self.active is not p:
+            return
+        fault.hits += 1
+        self.failovers.append({"fault": "primary_pause", "crash_s": self.env.now})
+        self.events.append({"event": "primary_pause", "at_s": self.env.now, "for_ms": fault.delay * 1e3})
+        p.pause()
+        yield self.env.timeout(fault.delay)
+        self.events.append({"event": "primary_wake", "at_s": self.env.now})
+        p.wake()  # the split-brain attempt: whatever it does now must be fenced
+
+    def crash_standby(self, fault):
+        """The standby dies; after `delay` it restarts and resyncs from the primary's stream."""
+        if self.standby_core is None:
+            return
+        fault.hits += 1
+        self.events.append({"event": "standby_crash", "at_s": self.env.now})
+        self.standby_core, self.standby_timers = None, {}
+        yield self.env.timeout(fault.delay)
+        if self.active is not self.primary or not self.primary.alive:
+            self.events.append({"event": "standby_not_restarted", "at_s": self.env.now,
+                                "why": "no live primary to resync from"})
+            return
+        core = EngineCore(self.scenario.engine)
+        self.standby_core, self.applied = core, 0
+        for t, event in list(self.history):
+            self._apply(event, t)
+        self.events.append({"event": "standby_resynced", "at_s": self.env.now, "events": self.applied})
+
+
+def timings(failovers: list[dict], audit: list[tuple]) -> list[dict]:
+    """Per failover, from the crash (or pause): detection, standby active, every venue reconciled
+    (from then on new orders are allowed), the first new order sent; milliseconds."""
+    out = []
+    for f in failovers:
+        row = dict(f)
+        crash = f["crash_s"]
+        active = f.get("active_s")
+
+        def ms(t, crash=crash):
+            return round((t - crash) * 1e3, 6) if t is not None else None
+
+        reconciled = first_order = None
+        if active is not None:
+            later = [r for r in audit if r[1] >= active]
+            venues = {r[10].split(":")[0] for r in later if r[2] == "reconciled"}
+            expected = {r[10] for r in later if r[2] == "session_up"}
+            done = [r[1] for r in later if r[2] == "reconciled"]
+            if done and expected <= venues:
+                reconciled = max(done)
+            first_order = next((r[1] for r in later if r[2] == "send"), None)
+        # new risk is allowed once every venue is reconciled: that is crash -> first new order allowed
+        row.update(detect_ms=ms(f.get("detected_s")), active_ms=ms(active), reconciled_ms=ms(reconciled),
+                   first_new_order_ms=ms(first_order))
+        out.append(row)
+    return out

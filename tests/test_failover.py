@@ -1,0 +1,101 @@
+"""Primary and hot standby in virtual time: the lease, fencing epochs in ClOrdIDs, takeover after
+missed heartbeats, reconciliation, a paused primary fenced on waking, and the checker catching a
+split brain when fencing is turned off on purpose."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import ConfigError
+from engine.core import EngineCore, epoch_of
+from engine.events import Audit, SendOrder, SessionUp, Takeover
+from simulator import runner, scenario
+from simulator.failover import SimulatedLease
+from tests.conftest import ROOT, fire
+
+F25 = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
+F26 = ROOT / "scenarios" / "f26_failover_primary_pause_split_brain.toml"
+
+
+def test_the_lease_is_held_kept_alive_expires_and_bumps_its_revision():
+    lease = SimulatedLease(0.3, "primary", 1)
+    assert lease.holds("primary", 1, 0.1) and lease.acquire("standby", 0.2) is None
+    assert lease.keep_alive("primary", 0.25) and not lease.keep_alive("standby", 0.25)
+    assert lease.acquire("standby", 0.5) is None  # kept alive at 0.25: valid until 0.55
+    assert lease.acquire("standby", 0.56) == 2 and lease.holder == "standby"
+    assert not lease.holds("primary", 1, 0.57) and not lease.keep_alive("primary", 0.57)
+    assert lease.holds("standby", 2, 0.57) and not lease.holds("standby", 1, 0.57)
+    assert not lease.holds("standby", 2, 0.9)  # not kept alive: expired
+    lease.release("standby", 0.9)
+    assert lease.acquire("primary", 0.91) == 3
+
+
+def test_takeover_raises_the_epoch_stamps_new_clordids_and_reconciles_every_venue(config):
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    assert epoch_of(a.cl_ord_id) == 1 and a.cl_ord_id.startswith("E1-")
+    acts = core.handle(Takeover(2), 0.5)
+    assert core.epoch == 2 and "takeover" in [x.stage for x in acts if isinstance(x, Audit)]
+    assert not core.venue_ready("SHFE") and not core.venue_ready("COMEX")
+    queries = core.handle(SessionUp("SHFE"), 0.6)
+    assert any(type(x).__name__ == "SendStatusRequest" and x.cl_ord_id == a.cl_ord_id for x in queries)
+    assert core.stamp("E1-000001A2R") == "E1-000001A2R-E2" and epoch_of("E1-000001A2R-E2") == 2
+    assert core.stamp("E2-000009A1") == "E2-000009A1" and epoch_of("E2-000009A1C1") == 2
+    assert epoch_of("FOREIGN-1") is None
+    stale = core.handle(Takeover(2), 0.7)
+    assert any(type(x).__name__ == "Anomaly" and x.kind == "stale_takeover" for x in stale)
+
+
+def test_the_standby_takes_over_a_crashed_primary_mid_chase_and_finishes_the_episode():
+    sc = scenario.load(F25)
+    result = runner.run(sc, 7)
+    rep = result.report
+    assert rep["verdict"] == "pass", rep["expectations"]
+    (f,) = rep["failover"]["failovers"]
+    hb, misses = sc.failover.heartbeat, sc.failover.misses
+    assert f["fault"] == "primary_crash" and f["epoch"] == 2
+    assert misses * hb * 1e3 < f["detect_ms"] <= (misses + 1) * hb * 1e3 + 1e-6
+    assert f["detect_ms"] <= f["active_ms"] <= f["reconciled_ms"]
+    assert f["reconciled_ms"] < 500 + 250  # the target: 500 ms plus one far venue round trip
+    assert rep["invariants"]["5"]["status"] == "pass" and rep["invariants"]["6"]["status"] == "pass"
+    later = [row for row in result.audit if row[2] == "send" and row[1] > f["active_s"]]
+    assert later and all(epoch_of(row[4]) == 2 for row in later)  # every order after the takeover: epoch 2
+    assert [g["epoch"] for g in rep["failover"]["lease_grants"]] == [1, 2]
+
+
+def test_a_paused_primary_that_wakes_after_the_takeover_is_fenced():
+    rep = runner.run(scenario.load(F26), 7).report
+    assert rep["verdict"] == "pass", rep["expectations"]
+    assert rep["failover"]["fenced_attempts"] >= 1 and rep["invariants"]["5"]["status"] == "pass"
+    events = [e["event"] for e in rep["failover"]["node_events"]]
+    assert events == ["primary_pause", "primary_wake", "primary_stepped_down"]
+
+
+def test_with_fencing_off_the_split_brain_is_caught_and_the_duplicate_order_named(tmp_path):
+    text = F26.read_text().replace("replication_ms = 0.2", "replication_ms = 0.2\nfencing = false")
+    path = tmp_path / "no_fence.toml"
+    path.write_text(text)
+    rep = runner.run(scenario.load(path), 7).report
+    v5 = rep["invariants"]["5"]
+    assert rep["verdict"] == "fail" and v5["status"] == "fail"
+    assert "E1-000001B2R" in v5["first"]["detail"] and "duplicate order" in v5["first"]["detail"]
+    assert v5["first"]["decision_id"] == "E1-000001" and rep["failover"]["fenced_attempts"] == 0
+
+
+def test_same_seed_same_failover():
+    sc = scenario.load(F26)
+    a, b = runner.run(sc, 3).report, runner.run(sc, 3).report
+    assert a["run_hash"] == b["run_hash"] and a["failover"]["failovers"] == b["failover"]["failovers"]
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda t: t.replace("[failover]", "[unused_failover]"), "faults[1].kind"),
+    (lambda t: t.replace("lease_ttl_ms = 300", "lease_ttl_ms = 50"), "failover.lease_ttl_ms"),
+    (lambda t: t.replace("on_order = true\n", ""), "faults[1].venue"),
+])
+def test_bad_failover_settings_name_the_key(tmp_path, edit, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(F26.read_text()))
+    with pytest.raises(ConfigError) as exc:
+        scenario.load(path)
+    assert key in str(exc.value)
