@@ -25,3 +25,60 @@ class Lease(Protocol):
 
     def release(self, node: str, now: float) -> None:
         """Give the lease up (a node stepping down); a no-op if it does not hold it."""
+
+
+class EtcdLease:
+    """The lease on etcd (live and wire mode): a TTL lease kept alive by its holder, a leader key
+    created under it only if absent (a transaction on create_revision = 0), and that key's
+    create_revision as the fencing epoch: etcd's revision only ever grows, so every new leader has
+    a higher epoch than all before it.
+
+    `holds` answers from what the last keep-alive proved (no I/O on the sending path): the lease is
+    valid until the last successful refresh plus its TTL, less a safety margin for clock drift.
+    """
+
+    def __init__(self, client, node: str, ttl: int = 1, key: str = "xmc/leader", margin: float = 0.25):
+        self.client = client  # an etcd3gw.client.Etcd3Client
+        self.node = node
+        self.ttl = ttl  # whole seconds (etcd's unit)
+        self.key = key
+        self.margin = margin
+        self.revision = 0
+        self._lease = None
+        self._valid_until = float("-inf")
+
+    def _check(self, node: str) -> None:
+        if node != self.node:
+            raise ValueError(f"this EtcdLease acts for node {self.node!r}, not {node!r}")
+
+    def acquire(self, node: str, now: float) -> int | None:
+        self._check(node)
+        lease = self.client.lease(self.ttl)
+        if not self.client.create(self.key, node, lease=lease):
+            lease.revoke()
+            return None
+        (value, meta), = self.client.get(self.key, metadata=True)
+        self._lease, self.revision = lease, int(meta["create_revision"])
+        self._valid_until = now + self.ttl * (1.0 - self.margin)
+        return self.revision
+
+    def keep_alive(self, node: str, now: float) -> bool:
+        self._check(node)
+        if self._lease is None or self._lease.refresh() <= 0:
+            self._valid_until = float("-inf")
+            return False
+        found = self.client.get(self.key, metadata=True)
+        if not found or found[0][0].decode() != node or int(found[0][1]["create_revision"]) != self.revision:
+            self._valid_until = float("-inf")
+            return False
+        self._valid_until = now + self.ttl * (1.0 - self.margin)
+        return True
+
+    def holds(self, node: str, epoch: int, now: float) -> bool:
+        return node == self.node and epoch == self.revision and now < self._valid_until
+
+    def release(self, node: str, now: float) -> None:
+        self._check(node)
+        if self._lease is not None:
+            self._lease.revoke()
+        self._lease, self._valid_until = None, float("-inf")
