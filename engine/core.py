@@ -30,6 +30,7 @@ from engine.events import (
     ExecReport,
     Quote,
     SendCancel,
+    SendMassStatusRequest,
     SendOrder,
     SendReplace,
     SendStatusRequest,
@@ -87,6 +88,8 @@ class EngineCore:
         # working order there is queried (OrderStatusRequest) and that venue takes no new risk until
         # each has answered.
         self.status_pending: dict[str, set[str]] = {}
+        self.mass_status_due: set[str] = set()  # venues to ask for all their orders (AF) at next logon
+        self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
         self.dropped: set[str] = set()
         self.killed = False
         self.draining = False
@@ -115,10 +118,17 @@ class EngineCore:
             self.dropped.discard(ev.venue)
             working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
                        if o.venue == ev.venue and not o.done]
-            if working:
-                self.status_pending[ev.venue] = {o.cl_ord_id for o in working}
-                out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried "
-                                                              f"before new risk"))
+            pending = {o.cl_ord_id for o in working}
+            if ev.venue in self.mass_status_due:  # after a takeover: what did the venue see that we did not?
+                self.mass_status_due.discard(ev.venue)
+                req = f"MS-{ev.venue}-E{self.epoch}"
+                pending.add(req)
+                out.append(SendMassStatusRequest(ev.venue, req))
+            if pending:
+                self.status_pending[ev.venue] = pending
+                out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried"
+                                                              f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
+                                                              f" before new risk"))
                 out += [SendStatusRequest(ev.venue, o.cl_ord_id, o.order_id, self.instruments[o.instrument].symbol,
                                           o.side) for o in working]
             else:
@@ -138,6 +148,7 @@ class EngineCore:
             return [self.anomaly(now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.epoch}")]
         self.epoch = ev.epoch
         self.dropped |= {i.venue for i in self.instruments.values()}
+        self.mass_status_due |= {self.instruments[n].venue for n in (self.strategy.leg_a, self.strategy.leg_b)}
         self.sessions.clear()
         return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
 
@@ -418,14 +429,7 @@ class EngineCore:
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
         order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
-            out = [self.anomaly(now, "unknown_order", r.cl_ord_id, f"ExecType={r.exec_type} for an order "
-                                 f"this engine did not send", exec_id=r.exec_id)]
-            if r.exec_type == "F" and r.last_qty > 0 and r.instrument in self.positions:
-                # never lose a fill: the venue says we traded, so the position moves; flagged above
-                self.positions[r.instrument] += side_sign(r.side) * r.last_qty
-                out.append(Audit(now, "foreign_fill", cl_ord_id=r.cl_ord_id, instrument=r.instrument, side=r.side,
-                                 qty=r.last_qty, price=r.last_px, detail=f"ExecID {r.exec_id}"))
-            return out
+            return self._on_foreign_report(r, now)
         if r.exec_type == "I":
             return self._on_status(order, r, now)
         fill, problems = order.apply(r)
@@ -459,6 +463,52 @@ class EngineCore:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
         return out + self._settle(ep, now)
 
+    def _on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
+        """A report for an order this node never sent (another node's, or nobody's): never adopted,
+        never lost. Its fills move the position once (by CumQty), it is cancelled if still working,
+        and the desk is told; an answer to our mass status query also counts as answered."""
+        cl = r.cl_ord_id
+        out: list[Action] = []
+        if cl and cl != "NONE":
+            if cl not in self.foreign_filled:
+                out.append(self.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
+                                        f"for an order this node did not send", exec_id=r.exec_id))
+            done = self.foreign_filled.get(cl, 0.0)
+            cum = r.cum_qty if r.exec_type in ("F", "I") else done
+            if r.exec_type == "F" and cum < done + r.last_qty - 1e-9:
+                cum = done + r.last_qty  # a report without a consistent CumQty: count the execution
+            if cum > done + 1e-9 and r.instrument in self.positions:
+                # never lose a fill: the venue says we traded, so the position moves
+                self.positions[r.instrument] += side_sign(r.side) * (cum - done)
+                out.append(Audit(now, "foreign_fill", cl_ord_id=cl, instrument=r.instrument, side=r.side,
+                                 qty=cum - done, price=r.last_px or r.avg_px, detail=f"ExecID {r.exec_id}"))
+            self.foreign_filled[cl] = max(cum, done)
+            if r.mass_status_id and r.ord_status in ("0", "1", "A") and r.instrument in self.instruments:
+                inst = self.instruments[r.instrument]
+                out += [SendCancel(r.venue, self.stamp(f"{cl}X1"), cl, inst.name, inst.symbol, r.side,
+                                   int(r.order_qty), "", inst.account),
+                        Alert(now, "critical", f"{r.venue} reports order {cl} working that this node never sent: "
+                                               f"cancelled; {cum:g} lots filled are in the position; desk to review"),
+                        Audit(now, "foreign_cancel", cl_ord_id=cl, instrument=inst.name, side=r.side,
+                              qty=r.leaves_qty, detail="unknown to this node: cancelled, never adopted")]
+        if r.mass_status_id and r.last_report:
+            out += self._answered(r.venue, r.mass_status_id, now, None)
+        return out
+
+    def _answered(self, venue: str, key: str, now: float, ep: Episode | None) -> list[Action]:
+        """One status question (an order's H, or the AF) answered; all answered: the venue is reconciled."""
+        out: list[Action] = []
+        pending = self.status_pending.get(venue)
+        if pending is not None:
+            pending.discard(key)
+            if not pending:
+                del self.status_pending[venue]
+                out.append(Audit(now, "reconciled", detail=f"{venue}: every working order answered"))
+                for other in list(self.active.values()):
+                    if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
+                        out += self.recovery.on_legged(self, other, now)
+        return out
+
     def _on_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
         """An order-status answer: adopt the venue's truth (a fill we never heard of is applied once,
         flagged), then lift the venue's hold once every queried order has answered."""
@@ -479,15 +529,9 @@ class EngineCore:
         terminal = {"2": OrdStatus.FILLED, "4": OrdStatus.CANCELED, "8": OrdStatus.REJECTED, "C": OrdStatus.EXPIRED}
         if r.ord_status in terminal and not order.done:
             order.state = terminal[r.ord_status]
-        pending = self.status_pending.get(order.venue)
-        if pending is not None:
-            pending.discard(order.cl_ord_id)
-            if not pending:
-                del self.status_pending[order.venue]
-                out.append(Audit(now, "reconciled", detail=f"{order.venue}: every working order answered"))
-                for other in list(self.active.values()):
-                    if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
-                        out += self.recovery.on_legged(self, other, now)
+        out += self._answered(order.venue, order.cl_ord_id, now, ep)
+        if r.mass_status_id and r.last_report:
+            out += self._answered(order.venue, r.mass_status_id, now, ep)
         return out + self._settle(ep, now)
 
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:

@@ -44,6 +44,8 @@ class ExecReport:
     ord_rej_reason: int | None = None
     text: str = ""
     poss_dup: bool = False
+    mass_status_id: str = ""  # MassStatusReqID (584): an answer to our OrderMassStatusRequest
+    last_report: bool = False  # LastRptRequested (912): the last answer to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,14 @@ class SendReplace:
 
 
 @dataclass(frozen=True, slots=True)
+class SendMassStatusRequest:
+    """OrderMassStatusRequest (AF), all orders: the venue reports every order of this session."""
+
+    venue: str
+    req_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class SendStatusRequest:
     """OrderStatusRequest (H): what does the venue say about this order now?"""
 
@@ -216,5 +226,5 @@ class Anomaly:
 
 
 # the actions a shell turns into FIX messages on the venue's session
-FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, Subscribe})
-Action = SendOrder | SendCancel | SendReplace | SendStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly
+FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, Subscribe})
+Action = SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly

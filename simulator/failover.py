@@ -152,12 +152,17 @@ class Cluster:
             if self.standby_core is None or self.active is not self.primary:
                 continue
             if self.env.now - self.last_heartbeat <= limit + 1e-12:
+                self.detected = None  # heartbeats are back: the suspicion is dropped
                 continue
             if self.detected is None:
                 self.detected = self.env.now
+                self.events.append({"event": "standby_suspects_primary", "at_s": self.env.now})
             revision = self.lease.acquire("standby", self.env.now)
             if revision is not None:
                 self._take_over(revision)
+            elif not self.events or self.events[-1]["event"] != "takeover_refused_lease_held":
+                # missed heartbeats alone are not proof: the primary still keeps its lease alive
+                self.events.append({"event": "takeover_refused_lease_held", "at_s": self.env.now})
 
     def _take_over(self, revision: int) -> None:
         now = self.env.now
@@ -256,7 +261,10 @@ def timings(failovers: list[dict], audit: list[tuple]) -> list[dict]:
                 reconciled = max(done)
             first_order = next((r[1] for r in later if r[2] == "send"), None)
         # new risk is allowed once every venue is reconciled: that is crash -> first new order allowed
-        row.update(detect_ms=ms(f.get("detected_s")), active_ms=ms(active), reconciled_ms=ms(reconciled),
+        detected = f.get("detected_s")
+        if detected is not None:
+            detected = max(detected, crash)  # suspected before (a replication cut): detected at the crash
+        row.update(detect_ms=ms(detected), active_ms=ms(active), reconciled_ms=ms(reconciled),
                    first_new_order_ms=ms(first_order))
         out.append(row)
     return out

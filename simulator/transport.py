@@ -13,7 +13,7 @@ import hashlib
 
 import quickfix as fix
 
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time
+from engine.fix.codec import SOH, VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time
 
 
 class WireLog:
@@ -95,7 +95,8 @@ class SessionEnd:
         if seq < self.next_in:
             return []  # seen already: a PossDup resend of something applied
         if seq > self.next_in:
-            self.buffer[seq] = msg
+            early = msg.msg_type == "A"  # a Logon is answered at once; the gap below it is asked for after
+            self.buffer[seq] = Parsed(f"35=0{SOH}34={seq}{SOH}") if early else msg
             high = seq - 1
             while high in self.buffer:  # already held: the hole below it was asked for before
                 high -= 1
@@ -104,7 +105,7 @@ class SessionEnd:
                 self.send(self.codec.message("2", [(7, str(max(self.next_in, self.resend_asked_to + 1))),
                                                    (16, str(high))]))
                 self.resend_asked_to = high
-            return []
+            return [msg] if early else []
         self.next_in += 1
         return self._drain([msg])
 

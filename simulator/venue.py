@@ -144,7 +144,7 @@ class Venue:
         msg_type = msg.msg_type
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "G": self._on_replace,
                    "V": self._on_md_request,
-                   "H": self._on_status_request,
+                   "H": self._on_status_request, "AF": self._on_mass_status,
                    "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
         if handler is None:
             self.session.reject(FixParseError("business", 3, f"MsgType {msg_type} not supported by this venue",
@@ -285,7 +285,7 @@ class Venue:
             self.dirty.add(symbol)
 
     def _exec(self, co: ClientOrder, exec_type: str, status: str, last_qty: int = 0, last_px: float = 0.0,
-              cl_ord_id: str = "", orig: str = "") -> None:
+              cl_ord_id: str = "", orig: str = "", extra: tuple = ()) -> None:
         leaves = 0 if status in ("2", "4", "8", "C") else co.qty - co.cum
         avg = co.notional / co.cum if co.cum else 0.0
         fields = [(37, co.order_id), (11, cl_ord_id or co.cl_ord_id), (17, self._id("X")), (150, exec_type),
@@ -299,7 +299,8 @@ class Venue:
             fields.append((1, co.account))
         if exec_type == "F":
             fields += [(32, fmt_qty(last_qty)), (31, fmt_px(last_px))]
-        if self.recorder is not None:
+        fields += list(extra)
+        if self.recorder is not None and exec_type != "I":
             self.recorder.order(self, co)
         self.session.send(self.codec.message("8", fields))
         if co.cl_ord_id in self.duplicates:  # the same report again, same ExecID, marked PossDup
@@ -317,6 +318,22 @@ class Venue:
             self.session.send(self.codec.message("8", fields))
             return
         self._exec(co, "I", co.status)
+
+    def _on_mass_status(self, msg) -> None:
+        """OrderMassStatusRequest (AF), all orders: one status report (ExecType I) per order of this
+        session today, the last with LastRptRequested=Y; with none, one report saying so."""
+        req = msg.get(584)
+        orders = list(self.orders.values())
+        if not orders:
+            symbol = next(iter(self.instruments))
+            fields = [(37, "NONE"), (17, self._id("X")), (150, "I"), (39, "8"), (55, symbol), (54, "1"), (151, "0"),
+                      (14, "0"), (6, "0"), (58, "no orders"), (584, req), (911, "0"), (912, "Y"),
+                      (60, fix_time(self._clock()))]
+            self.session.send(self.codec.message("8", fields))
+            return
+        for i, co in enumerate(orders, 1):
+            self._exec(co, "I", co.status, extra=((584, req), (911, str(len(orders))),
+                                                  (912, "Y" if i == len(orders) else "N")))
 
     def _record_fill(self, co: ClientOrder, qty: int, px: float) -> None:
         self.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))

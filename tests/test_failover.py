@@ -68,7 +68,7 @@ def test_a_paused_primary_that_wakes_after_the_takeover_is_fenced():
     assert rep["verdict"] == "pass", rep["expectations"]
     assert rep["failover"]["fenced_attempts"] >= 1 and rep["invariants"]["5"]["status"] == "pass"
     events = [e["event"] for e in rep["failover"]["node_events"]]
-    assert events == ["primary_pause", "primary_wake", "primary_stepped_down"]
+    assert events == ["primary_pause", "standby_suspects_primary", "primary_wake", "primary_stepped_down"]
 
 
 def test_with_fencing_off_the_split_brain_is_caught_and_the_duplicate_order_named(tmp_path):
@@ -99,3 +99,31 @@ def test_bad_failover_settings_name_the_key(tmp_path, edit, key):
     with pytest.raises(ConfigError) as exc:
         scenario.load(path)
     assert key in str(exc.value)
+
+
+def test_a_stale_standby_learns_what_it_missed_from_the_venues_and_keeps_every_fill():
+    """f27: the stream was cut long before the crash; the lease refused the standby while the
+    primary lived; after the takeover the venues' mass status (AF) tells it every order it missed."""
+    result = runner.run(scenario.load(ROOT / "scenarios" / "f27_failover_replication_cut_then_crash.toml"), 7)
+    rep = result.report
+    assert rep["verdict"] == "pass", rep["expectations"]
+    (f,) = rep["failover"]["failovers"]
+    assert f["replicated_events"] < f["streamed_events"]  # the standby really was behind
+    events = [e["event"] for e in rep["failover"]["node_events"]]
+    assert "takeover_refused_lease_held" in events and events.index("takeover_refused_lease_held") < \
+        events.index("primary_crash")
+    log = "\n".join(result.messages)
+    assert "\x0135=AF\x01" in log and "\x01912=Y\x01" in log
+    assert rep["invariants"]["6"]["status"] == "pass"  # positions = the venues' fills, none lost
+    assert any(row[2] == "foreign_fill" for row in result.audit)
+
+
+def test_a_crash_between_the_two_legs_is_reconciled_and_the_session_gap_filled():
+    """f29: the primary dies as its first leg reaches SHFE, the second still in flight; the standby
+    never saw the decision. Its logon is answered although a sequence gap sits below it."""
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f29_failover_replication_lag_crash_between_legs.toml"),
+                     7).report
+    assert rep["verdict"] == "pass", rep["expectations"]
+    (f,) = rep["failover"]["failovers"]
+    assert f["reconciled_ms"] is not None and f["first_new_order_ms"] is not None
+    assert rep["invariants"]["6"]["status"] == "pass" and rep["invariants"]["5"]["status"] == "pass"

@@ -20,6 +20,7 @@ from engine.events import (
     ExecReport,
     Quote,
     SendCancel,
+    SendMassStatusRequest,
     SendOrder,
     SendReplace,
     SendStatusRequest,
@@ -162,7 +163,8 @@ class FixCodec:
             h.setField(43, "Y")
         return msg.toString()
 
-    def encode(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | Subscribe,
+    def encode(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest
+               | Subscribe,
                transact_time: float) -> fix.Message:
         """The FIX message for an engine action."""
         if isinstance(action, SendOrder):
@@ -187,6 +189,8 @@ class FixCodec:
             if action.account:
                 fields.append((1, action.account))
             return self.message("G", fields)
+        if isinstance(action, SendMassStatusRequest):
+            return self.message("AF", [(584, action.req_id), (585, "7")])
         if isinstance(action, SendStatusRequest):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side)]
             if action.order_id:
@@ -254,6 +258,7 @@ class FixCodec:
             cum_qty=num(14), leaves_qty=num(151), last_qty=num(32), last_px=num(31), avg_px=num(6),
             ord_rej_reason=int(rr) if rr else None, text=msg.get(58),
             poss_dup=msg.get(43) == "Y" or msg.get(97) == "Y",
+            mass_status_id=msg.get(584), last_report=msg.get(912) == "Y",
         )
 
     def _market_data(self, msg: Parsed, snapshot: bool) -> list[Event]:
