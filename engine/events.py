@@ -226,5 +226,7 @@ class Anomaly:
 
 
 # the actions a shell turns into FIX messages on the venue's session
+# what a node that no longer holds the lease must not send (checked where orders leave a node)
+FENCED_SENDS = frozenset({SendOrder, SendCancel, SendReplace})
 FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, Subscribe})
 Action = SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly

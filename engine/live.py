@@ -22,6 +22,7 @@ import quickfix as fix
 
 from engine.core import EngineCore
 from engine.events import (
+    FENCED_SENDS,
     FIX_SENDS,
     Alert,
     Anomaly,
@@ -92,7 +93,7 @@ def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int
 class LiveEngine(fix.Application):
     """quickfix Application + the engine thread that owns the core."""
 
-    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time):
+    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time, absolute_time: bool = False):
         super().__init__()
         self.core = core
         self.clock = clock
@@ -117,6 +118,10 @@ class LiveEngine(fix.Application):
         self._thread: threading.Thread | None = None
         self.initiator: fix.SocketInitiator | None = None
         self.epoch_start = 0.0
+        self.absolute_time = absolute_time  # core time = the wall clock itself (nodes of a pair share it)
+        self.on_event = None  # failover primary: streams each event to the standby before the core acts
+        self.fence = None  # failover: may this node send under its epoch? checked where orders leave
+        self.trace = None  # optional callable(audit row) for a live audit tail
 
     # ---- quickfix callbacks (quickfix threads: only queue events) --------------------------------
     def onCreate(self, session_id):
@@ -162,7 +167,7 @@ class LiveEngine(fix.Application):
     def start(self, settings: str) -> None:
         ss = fix.SessionSettings()
         ss.setFromString(settings)
-        self.epoch_start = self.clock()
+        self.epoch_start = 0.0 if self.absolute_time else self.clock()
         self._thread = threading.Thread(target=self._run, name="xmc-engine", daemon=True)
         self._thread.start()
         self.initiator = fix.SocketInitiator(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
@@ -217,13 +222,30 @@ class LiveEngine(fix.Application):
             return []
         return codec.decode(msg, venue)
 
+    def arm(self, key: str, at: float) -> None:
+        """Arm a timer the core set elsewhere (a standby taking over arms what it replicated)."""
+        gen = self.timer_gen[key] = self.timer_gen.get(key, 0) + 1
+        heapq.heappush(self.timers, (at, gen, key))
+
+    def submit(self, event) -> None:
+        """Hand an event to the engine thread (thread-safe)."""
+        self.events.put(event)
+
     def _dispatch(self, event) -> None:
+        now = self.now()
+        if self.on_event is not None:
+            self.on_event(event, now)  # write-ahead: the standby has it before the core acts on it
         t0 = time.perf_counter_ns()
-        actions = self.core.handle(event, self.now())
+        actions = self.core.handle(event, now)
         self.compute_ns.append(time.perf_counter_ns() - t0)
         for a in actions:
             kind = type(a)
             if kind in FIX_SENDS:
+                if self.fence is not None and kind in FENCED_SENDS and not self.fence(self.core.epoch):
+                    self.audit.append((len(self.audit), self.now(), "fenced", getattr(a, "decision_id", ""),
+                                       a.cl_ord_id, a.instrument, "", "", 0.0, 0.0,
+                                       f"{kind.__name__} blocked: this node no longer holds the lease"))
+                    continue
                 sid = self.session_ids.get(a.venue)
                 msg = self.codecs[a.venue].encode(a, self.clock())
                 if sid is None or not fix.Session.sendToTarget(msg, sid):
@@ -235,8 +257,11 @@ class LiveEngine(fix.Application):
             elif kind is CancelTimer:
                 self.timer_gen.pop(a.key, None)
             elif kind is Audit:
-                self.audit.append((len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account,
-                                   a.side, float(a.qty), float(a.price), a.detail))
+                row = (len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account,
+                       a.side, float(a.qty), float(a.price), a.detail)
+                self.audit.append(row)
+                if self.trace is not None:
+                    self.trace(row)
             elif kind is Anomaly:
                 self.anomalies.append(a)
                 self.audit.append((len(self.audit), a.ts, "anomaly", "", a.cl_ord_id, "", "", "", 0.0, 0.0,

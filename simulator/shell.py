@@ -13,6 +13,7 @@ import simpy
 
 from engine.core import EngineCore
 from engine.events import (
+    FENCED_SENDS,
     FIX_SENDS,
     Alert,
     Anomaly,
@@ -20,7 +21,6 @@ from engine.events import (
     BusinessReject,
     CancelTimer,
     Event,
-    SendCancel,
     SendOrder,
     SendReplace,
     SessionDown,
@@ -33,7 +33,6 @@ from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
 
-FENCED = frozenset({SendOrder, SendCancel, SendReplace})  # what a fenced node must not send
 AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
                  "detail")
 
@@ -150,12 +149,12 @@ class SimEngineShell:
         for a in actions:
             kind = type(a)
             if kind in FIX_SENDS:
-                if self.fence is not None and kind in FENCED and not self.fence(self.core.epoch):
+                if self.fence is not None and kind in FENCED_SENDS and not self.fence(self.core.epoch):
                     self._fenced(a)
                     continue
                 session = self.sessions[a.venue]
                 session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
-                if kind in FENCED and self.checker is not None:
+                if kind in FENCED_SENDS and self.checker is not None:
                     self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)
                 if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
                     self.orders_sent += kind is SendOrder

@@ -72,6 +72,7 @@ class Venue:
         self.rejects_sent = 0
         self.faults = None  # the run's FaultPlan, set by the runner
         self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
+        self.pending_new: dict[str, object] = {}  # ClOrdID -> NewOrderSingle received but not processed yet
         self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
         self.on_disconnect_fault = None  # runner callback: start a disconnect window now
@@ -193,10 +194,16 @@ class Venue:
             return
         late = self._fault("late_ack", cl_ord_id)
         if late is not None:
+            self.pending_new[cl_ord_id] = msg  # received, not yet processed: a status query says PendingNew
             ev = self.env.timeout(late.delay)
-            ev.callbacks.append(lambda _e, m=msg: self._accept(m) if self.logged_on else None)
+            ev.callbacks.append(lambda _e, m=msg: self._late(m))
             return
         self._accept(msg)
+
+    def _late(self, msg) -> None:
+        self.pending_new.pop(msg.get(11), None)
+        if self.logged_on:
+            self._accept(msg)
 
     def _accept(self, msg) -> None:
         cl_ord_id, symbol = msg.get(11), msg.get(55)
@@ -311,6 +318,13 @@ class Venue:
     def _on_status_request(self, msg) -> None:
         """OrderStatusRequest (H): an ExecutionReport with ExecType I and the order's state now."""
         co = self.orders.get(msg.get(11))
+        if co is None and msg.get(11) in self.pending_new:
+            new = self.pending_new[msg.get(11)]
+            fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "A"), (55, new.get(55)),
+                      (54, new.get(54)), (38, new.get(38)), (151, new.get(38)), (14, "0"), (6, "0"),
+                      (58, "received, not yet processed"), (60, fix_time(self._clock()))]
+            self.session.send(self.codec.message("8", fields))
+            return
         if co is None:
             fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "8"), (55, msg.get(55)),
                       (54, msg.get(54)), (151, "0"), (14, "0"), (6, "0"), (58, "unknown order"),

@@ -5,51 +5,9 @@ its lease being revoked, which etcd applies at once."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
 
 from engine.lease import EtcdLease
-from engine.live import wait_for
-from simulator.wire import free_port
-
-
-@pytest.fixture()
-def etcd(tmp_path):
-    if shutil.which("etcd") is None:
-        if os.environ.get("CI"):
-            pytest.fail("etcd is missing in CI: scripts/bootstrap installs Debian's etcd-server")
-        pytest.skip("etcd not installed: run scripts/bootstrap (apt-get install etcd-server)")
-    import etcd3gw
-
-    client_port, peer_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        ["etcd", "--name", "xmc-test", "--data-dir", str(tmp_path / "etcd"),
-         "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-         "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-cluster", f"xmc-test=http://127.0.0.1:{peer_port}",
-         "--heartbeat-interval", "10", "--election-timeout", "100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = etcd3gw.client(host="127.0.0.1", port=client_port)
-
-    def up() -> bool:
-        try:
-            client.status()
-            return True
-        except Exception:
-            return proc.poll() is not None  # died: stop waiting, the assertion below says why
-
-    try:
-        wait_for(up, 20, 0.05)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        yield lambda: etcd3gw.client(host="127.0.0.1", port=client_port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_one_holder_at_a_time_and_the_next_epoch_is_higher(etcd):

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -85,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     lv.add_argument("--config", required=True, help="path of a live .toml config")
     lv.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
                                                                   "until a signal)")
+    lv.add_argument("--role", choices=("single", "primary", "standby"), default="single",
+                    help="single: one node (default); primary: hold the etcd lease and stream every event to the "
+                         "standby at --peer; standby: listen on --peer, follow the stream, take over when the "
+                         "primary's heartbeats stop and the lease is free")
+    lv.add_argument("--node", default=None, help="this node's name in the lease (default: the role)")
+    lv.add_argument("--etcd", default=None, metavar="HOST:PORT", help="etcd client address (primary/standby)")
+    lv.add_argument("--peer", default=None, metavar="HOST:PORT",
+                    help="the replication address: the standby listens there, the primary connects to it")
+    lv.add_argument("--heartbeat-ms", type=float, default=100.0, help="heartbeat interval (default 100)")
+    lv.add_argument("--misses", type=int, default=3, help="heartbeats missed before a takeover (default 3)")
+    lv.add_argument("--lease-ttl-s", type=int, default=1, help="etcd lease TTL in whole seconds (default 1)")
+    lv.add_argument("--trace", action="store_true", help="print every audit row as it happens (stdout)")
     v = sub.add_parser("venue", help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
                        description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
                                    "each, printed at start as JSON), on the same venue model as virtual time. "
@@ -189,6 +202,7 @@ def cmd_live(args) -> int:
     import signal
 
     from engine.core import EngineCore
+    from engine.events import Takeover
     from engine.live import LiveEngine, settings_text, wait_for
     from engine.live_config import load
     from simulator.runner import RunResult, _episode_row, write_artifacts
@@ -196,25 +210,93 @@ def cmd_live(args) -> int:
     cfg = load(args.config)
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
+    begun = time.monotonic()
+    node = args.node or args.role
+    lease = peer = None
+    if args.role != "single":
+        lease, peer = _failover_args(args, node)
     core = EngineCore(cfg.engine)
-    engine = LiveEngine(core, cfg.sessions)
     stop = threading.Event()
-    signal.signal(signal.SIGUSR1, lambda *_: engine.command("kill"))
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    node_report: dict = {"role": args.role, "node": node}
+    timers: dict[str, float] = {}
+    if args.role == "standby":
+        from engine.node import StandbyNode
+
+        standby = StandbyNode(node, core, peer, args.heartbeat_ms / 1e3, args.misses)
+        print(f"xmc live: standby {node} following on {peer[0]}:{standby.address[1]}", flush=True)
+        started = time.monotonic()
+        epoch = None
+        while not stop.wait(args.heartbeat_ms / 1e3):
+            if args.duration is not None and time.monotonic() - started > args.duration:
+                break
+            if standby.primary_dead():
+                detected = node_report.setdefault("detected_at", time.time())
+                epoch = lease.acquire(node, time.monotonic())
+                if epoch is not None:
+                    node_report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
+                        time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
+                        epoch=epoch, replicated_events=standby.applied)
+                    timers = standby.take_over(epoch, time.time())
+                    break
+        if epoch is None:
+            print(f"xmc live: standby {node} never took over ({standby.applied} events followed)", flush=True)
+            report = {"mode": "live", "node": dict(node_report, replicated_events=standby.applied), "episodes": [],
+                      "outcomes": {}}
+            cfg.out_dir.mkdir(parents=True, exist_ok=True)
+            (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
+            return 0
+    engine = LiveEngine(core, cfg.sessions, absolute_time=args.role != "single")
+    if args.trace:
+        engine.trace = lambda row: print("audit " + "|".join(map(str, row[1:])), flush=True)
+    signal.signal(signal.SIGUSR1, lambda *_: engine.command("kill"))
+    reset = cfg.reset_on_logon
+    if args.role == "primary":
+        from engine import journal
+        from engine.node import NodeError, PrimaryStream
+
+        epoch = lease.acquire(node, time.monotonic())
+        if epoch is None:
+            raise UsageError(f"--role primary: the lease in etcd {args.etcd} is held by another node; "
+                             f"start this one as --role standby")
+        try:
+            stream = PrimaryStream(node, peer, journal.fingerprint(cfg.engine))
+        except NodeError as exc:
+            lease.release(node, time.monotonic())
+            raise UsageError(str(exc)) from None
+        engine.on_event = stream.event
+        engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
+        node_report.update(epoch=epoch, standby=stream.standby)
+    elif args.role == "standby":
+        engine.submit(Takeover(epoch))
+        for key, at in timers.items():
+            engine.arm(key, at)
+        reset = True  # the primary's FIX stores are not here: start the sessions afresh, then reconcile
+    if lease is not None:
+        engine.fence = lambda e: lease.holds(node, e, time.monotonic())
+        threading.Thread(target=_keep_lease, args=(lease, node, engine, args.heartbeat_ms / 1e3, stop,
+                                                   stream if args.role == "primary" else None, node_report),
+                         daemon=True).start()
     store = cfg.out_dir / "store"
     store.mkdir(parents=True, exist_ok=True)
     engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, cfg.reconnect, cfg.start_time, cfg.end_time,
-                               cfg.reset_on_logon))
-    print(f"xmc live: connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}", file=sys.stderr)
+                               reset))
+    print(f"xmc live: {args.role} {node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}",
+          file=sys.stderr)
     logged_on: list[str] = []
     try:
-        stop.wait(args.duration)
+        left = None if args.duration is None else max(args.duration - (time.monotonic() - begun), 0.0)
+        stop.wait(left)
         engine.command("drain")
         wait_for(lambda: not core.active, 10)
         logged_on = sorted(engine.logged_on)
     finally:
         engine.stop()
+    if args.role == "standby":
+        node_report["active_at"] = node_report.get("lease_at")
+        rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
+        node_report["reconciled_at"] = max(rec) if rec else None
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
@@ -222,11 +304,50 @@ def cmd_live(args) -> int:
     report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
-              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": logged_on}
+              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": logged_on,
+              "node": node_report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced")}
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
           f"artefacts in {cfg.out_dir}")
     return 0
+
+
+def _failover_args(args, node: str):
+    """The lease and replication address of a primary/standby node, from --etcd and --peer."""
+    import etcd3gw
+
+    from engine.lease import EtcdLease
+
+    def address(flag: str, value: str | None) -> tuple[str, int]:
+        host, sep, port = (value or "").rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise UsageError(f"{flag} {value}: write HOST:PORT (--role {args.role} needs it)")
+        return host, int(port)
+
+    etcd_host, etcd_port = address("--etcd", args.etcd)
+    peer = address("--peer", args.peer)
+    if args.heartbeat_ms <= 0 or args.misses < 1 or args.lease_ttl_s < 1:
+        raise UsageError("--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1, please")
+    client = etcd3gw.client(host=etcd_host, port=etcd_port)
+    try:
+        client.status()
+    except Exception as exc:
+        raise UsageError(f"--etcd {args.etcd}: etcd does not answer ({type(exc).__name__}); start it "
+                         f"(scripts/etcd) or fix the address") from None
+    return EtcdLease(client, node, ttl=args.lease_ttl_s), peer
+
+
+def _keep_lease(lease, node: str, engine, interval: float, stop, stream, report: dict) -> None:
+    """Keep the lease alive and beat to the standby; a lost lease stops this node sending at once
+    (the fence checks it on every order) and ends the process's trading."""
+    while not stop.wait(interval):
+        if not lease.keep_alive(node, time.monotonic()):
+            report["lease_lost_at"] = time.time()
+            print(f"xmc live: {node} lost the lease: fenced, stepping down", file=sys.stderr, flush=True)
+            stop.set()
+            return
+        if stream is not None:
+            stream.heartbeat(time.time())
 
 
 def cmd_run(args) -> int:

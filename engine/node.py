@@ -1,0 +1,170 @@
+"""A live engine node of a primary/standby pair: the replication stream between the two processes,
+heartbeats, the etcd lease, and the standby's takeover. The core is the same EngineCore as always.
+
+Primary: holds the lease (its revision is the fencing epoch), streams every event its core consumes
+to the standby over TCP before the core acts on it (write-ahead), sends a heartbeat every
+`heartbeat` seconds and keeps the lease alive; if a keep-alive fails it stops sending at once.
+Standby: applies the stream to its own core as it arrives (hot), and when `misses` heartbeats are
+missing and the lease can be taken, becomes active: Takeover(epoch) into its core, its replicated
+timers armed, FIX sessions logged on with a sequence reset, every venue reconciled (AF and H)
+before new risk. Frames: 4-byte length, 1 byte kind (H hello, E event, B heartbeat), payload.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+
+from engine import journal
+from engine.core import EngineCore
+from engine.events import CancelTimer, SetTimer
+
+_HEADER = struct.Struct(">IB")
+
+
+class NodeError(Exception):
+    """A node that must not trade (pointed at itself, another config, the lease held elsewhere)."""
+
+
+def _send_frame(sock: socket.socket, kind: bytes, payload: bytes) -> None:
+    sock.sendall(_HEADER.pack(len(payload), kind[0]) + payload)
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("replication stream closed")
+        buf += chunk
+    return buf
+
+
+def _read_frame(sock: socket.socket) -> tuple[bytes, bytes]:
+    size, kind = _HEADER.unpack(_read_exact(sock, _HEADER.size))
+    return bytes([kind]), _read_exact(sock, size)
+
+
+class PrimaryStream:
+    """The primary's end: connects to the standby, checks who it is, then streams events and beats."""
+
+    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, timeout: float = 10.0):
+        self.node = node
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.create_connection(peer, timeout=2.0)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise NodeError(f"no standby answers at {peer[0]}:{peer[1]} ({exc}); start the standby first "
+                                    f"or check --peer") from None
+                threading.Event().wait(0.1)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(None)
+        _send_frame(self.sock, b"H", json.dumps({"node": node, "fingerprint": fingerprint}).encode())
+        kind, payload = _read_frame(self.sock)
+        answer = json.loads(payload)
+        if answer.get("node") == node:
+            raise NodeError(f"--peer {peer[0]}:{peer[1]} is this node ({node}) itself: point the primary at the "
+                            f"standby's replication address")
+        if answer.get("refused"):
+            raise NodeError(f"the standby refused the stream: {answer['refused']}")
+        self.standby = answer.get("node", "?")
+        self.lock = threading.Lock()
+        self.alive = True
+
+    def _send(self, kind: bytes, payload: bytes) -> None:
+        if not self.alive:
+            return
+        try:
+            with self.lock:
+                _send_frame(self.sock, kind, payload)
+        except OSError:
+            self.alive = False  # the standby is gone: trade on, without a standby (it is logged)
+
+    def event(self, event, now: float) -> None:
+        self._send(b"E", journal.encode(event, now))
+
+    def heartbeat(self, now: float) -> None:
+        self._send(b"B", struct.pack(">d", now))
+
+
+class StandbyNode:
+    """Listens for the primary's stream, applies it to its own core, watches the heartbeats."""
+
+    def __init__(self, node: str, core: EngineCore, listen: tuple[str, int], heartbeat: float, misses: int):
+        self.node = node
+        self.core = core
+        self.fingerprint = journal.fingerprint(core.cfg)
+        self.heartbeat = heartbeat
+        self.misses = misses
+        self.timers: dict[str, float] = {}
+        self.lock = threading.Lock()  # the core is applied by the stream thread, taken over by another
+        self.last_beat: float | None = None  # monotonic time of the last heartbeat or event
+        self.applied = 0
+        self.primary = ""
+        self.log: list[dict] = []
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(listen)
+        self.server.listen(1)
+        self.address = self.server.getsockname()
+        self.active = False
+        threading.Thread(target=self._accept, name="xmc-standby-stream", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.active:
+            try:
+                sock, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                kind, payload = _read_frame(sock)
+                hello = json.loads(payload)
+                if hello.get("node") == self.node:
+                    _send_frame(sock, b"H", json.dumps({"node": self.node}).encode())
+                    continue
+                if hello.get("fingerprint") != self.fingerprint:
+                    _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": "the primary runs another "
+                                                        "engine config (fingerprint differs)"}).encode())
+                    continue
+                _send_frame(sock, b"H", json.dumps({"node": self.node}).encode())
+                self.primary = hello["node"]
+                self.log.append({"event": "stream_connected", "from": self.primary, "at": time.time()})
+                self._follow(sock)
+            except (OSError, ConnectionError, ValueError):
+                self.log.append({"event": "stream_lost", "at": time.time()})
+            finally:
+                sock.close()
+
+    def _follow(self, sock: socket.socket) -> None:
+        while not self.active:
+            kind, payload = _read_frame(sock)
+            self.last_beat = time.monotonic()
+            if kind == b"E":
+                t, event = journal.decode(payload)
+                with self.lock:
+                    if self.active:
+                        return
+                    self.applied += 1
+                    for a in self.core.handle(event, t):
+                        if type(a) is SetTimer:
+                            self.timers[a.key] = a.at
+                        elif type(a) is CancelTimer:
+                            self.timers.pop(a.key, None)
+
+    def primary_dead(self) -> bool:
+        """Missed heartbeats (only once the primary has been heard from)."""
+        return self.last_beat is not None and time.monotonic() - self.last_beat > self.misses * self.heartbeat
+
+    def take_over(self, epoch: int, now: float) -> dict[str, float]:
+        """Stop following (the caller hands Takeover(epoch) to the core next); returns the timers to arm."""
+        with self.lock:
+            self.active = True
+            self.server.close()
+            self.log.append({"event": "takeover", "epoch": epoch, "at": now})
+            return dict(self.timers)

@@ -1,0 +1,114 @@
+"""Wire-mode failover with real processes: `xmc venue`, etcd, a primary and a standby `xmc live`
+node. The primary is killed with SIGKILL while a chase order is outstanding; the standby notices
+the missing heartbeats, takes the etcd lease (a higher epoch), logs on, reconciles with the venues
+(AF and H) and finishes the episode; its positions equal the venues'. Ports come from the OS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from simulator.wire import free_port
+from tests.conftest import ROOT
+
+BENCH = ROOT / "benchmarks" / "throughput.toml"
+
+
+def _scenario(tmp_path):
+    text = BENCH.read_text()
+    text = text.replace("max_concurrent_episodes = 50", "max_concurrent_episodes = 1").replace(
+        "cooldown_ms = 0", "cooldown_ms = 300").replace("order_timeout_ms = 1500", "order_timeout_ms = 4000")
+    text = text.replace("[risk]", """[strategy.recovery]
+policy = "chase_unwind"
+max_chase_attempts = 3
+legged_budget_ms = 8000
+
+[risk]""")
+    text = text.replace("[expect]", """[[faults]]
+kind = "reject"          # every COMEX entry is refused (retry class): every episode chases
+venue = "COMEX"
+orders = "entry"
+reason = 3
+
+[[faults]]
+kind = "late_ack"        # and the chase waits 1.5 s at COMEX: the kill lands mid-chase
+venue = "COMEX"
+orders = "chase"
+delay_ms = 1500
+
+[expect]""")
+    path = tmp_path / "chase.toml"
+    path.write_text(text)
+    return path, text
+
+
+def _live_config(tmp_path, text: str, ports: dict, name: str):
+    engine_tables = text[text.index("[instruments.CU]"):text.index("[prices]")]
+    dicts = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
+    sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
+                       f'dictionary = "{dicts[n]}"\n\n' for n, p in ports.items())
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[live]\nout_dir = "{tmp_path / name}"\nheartbeat_s = 1\nreconnect_s = 1\n\n{sessions}'
+                    f'{engine_tables}')
+    return path
+
+
+def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_match(tmp_path, etcd):
+    scenario, text = _scenario(tmp_path)
+    state = tmp_path / "venue.json"
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
+                              "120", "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    procs = [venue]
+    try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        peer = f"127.0.0.1:{free_port()}"
+        common = ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer]
+        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                    str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
+                                    "--node", "b", "--duration", "25", *common], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        procs.append(standby)
+        assert "following" in standby.stdout.readline()
+        primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                    str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary",
+                                    "--node", "a", "--duration", "60", "--trace", *common], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(primary)
+        seen = []
+        for line in primary.stdout:  # the primary's live audit tail, until a chase order is out
+            seen.append(line)
+            if "|send|" in line and line.rstrip().endswith("|chase"):
+                break
+        else:
+            raise AssertionError("the primary never chased: " + "".join(seen[-20:]) + primary.stderr.read()[-2000:])
+        killed_at = time.time()
+        os.kill(primary.pid, signal.SIGKILL)
+        primary.wait(timeout=10)
+        out, err = standby.communicate(timeout=60)
+        assert standby.returncode == 0, err[-3000:]
+    finally:
+        for p in procs[1:]:
+            if p.poll() is None:
+                p.kill()
+        venue.stdin.close()
+        venue.wait(timeout=30)
+    report = json.loads((tmp_path / "standby" / "report.json").read_text())
+    node = report["node"]
+    assert node["role"] == "standby" and node["primary"] == "a" and node["replicated_events"] > 0
+    assert node["detected_at"] - killed_at < 2.0 and node["active_at"] - killed_at < 2.5  # 3 x 100 ms + 1 s TTL
+    assert node["reconciled_at"] is not None and node["reconciled_at"] >= node["active_at"] - 1.0
+    chased = [e for e in report["episodes"] if e["recovery"]]
+    assert chased and all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED")
+                   for e in report["episodes"])
+    assert report["anomalies"]["count"] == 0, report["anomalies"]
+    venue_positions = {k: v for k, v in json.loads(state.read_text())["positions"].items() if v}
+    instrument = {"cu2603": "CU", "HGH6": "HG"}
+    assert report["positions"]["engine"] == {instrument.get(k, k): v for k, v in venue_positions.items()}
+    assert report["fenced_attempts"] == 0
+    audit = (tmp_path / "standby" / "messages.log").read_text()
+    assert "\x0135=AF\x01" in audit and "\x01141=Y\x01" in audit  # mass status; sessions started afresh
