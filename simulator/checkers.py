@@ -20,6 +20,7 @@ NAMES = {
     7: "legal transitions, no unrecorded overfill", 8: "risk limits never exceeded",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
+    12: "after failover or restart: engine orders and positions = the venues'",
 }
 
 
@@ -144,6 +145,25 @@ class InvariantChecker:
                        f"{instrument} position {pos:+g} lots beyond ±{limit}")
 
     # ---- at the end of the run -----------------------------------------------------------------
+    def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float]]) -> None:
+        """Invariant 12, for runs with a restart or a failover: every order the engine holds agrees
+        with the venue on filled quantity and on being done (venue_orders: ClOrdID -> (OrdStatus,
+        CumQty)); an order the venue never saw must be dead with nothing filled in the engine."""
+        for o in self.core.orders.values():
+            seen = venue_orders.get(o.cl_ord_id)
+            if seen is None:
+                if o.cum_qty > 1e-9 or not o.done:
+                    self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine {o.state.name} CumQty "
+                                                       f"{o.cum_qty:g}, unknown at the venue")
+                    return
+                continue
+            status, cum = seen
+            if abs(cum - o.cum_qty) > 1e-9 or (status in ("2", "4", "8", "C")) != o.done:
+                self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine {o.state.name} CumQty {o.cum_qty:g}, "
+                                                   f"venue OrdStatus {status} CumQty {cum:g}")
+                return
+        self._ok(12)
+
     def finish(self, now: float, anomalies: list, venue_positions: dict[str, float]) -> dict:
         core = self.core
         for ep in core.episodes.values():

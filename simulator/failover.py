@@ -146,13 +146,17 @@ class Cluster:
             self._send(lambda sent=sent: setattr(self, "last_heartbeat", max(self.last_heartbeat, sent)))
 
     def _monitor(self):
+        """The failure detector: it wakes when the last heartbeat would be `misses` intervals old
+        (not on a polling tick), then asks for the lease every interval until it gets it."""
         limit = self.cfg.misses * self.cfg.heartbeat
         while True:
-            yield self.env.timeout(self.cfg.heartbeat)
             if self.standby_core is None or self.active is not self.primary:
+                yield self.env.timeout(self.cfg.heartbeat)
                 continue
-            if self.env.now - self.last_heartbeat <= limit + 1e-12:
-                self.detected = None  # heartbeats are back: the suspicion is dropped
+            deadline = self.last_heartbeat + limit
+            if self.env.now <= deadline:
+                self.detected = None  # heartbeats are arriving: no suspicion
+                yield self.env.timeout(deadline - self.env.now + 1e-6)
                 continue
             if self.detected is None:
                 self.detected = self.env.now
@@ -160,9 +164,11 @@ class Cluster:
             revision = self.lease.acquire("standby", self.env.now)
             if revision is not None:
                 self._take_over(revision)
-            elif not self.events or self.events[-1]["event"] != "takeover_refused_lease_held":
+                continue
+            if not self.events or self.events[-1]["event"] != "takeover_refused_lease_held":
                 # missed heartbeats alone are not proof: the primary still keeps its lease alive
                 self.events.append({"event": "takeover_refused_lease_held", "at_s": self.env.now})
+            yield self.env.timeout(self.cfg.heartbeat)
 
     def _take_over(self, revision: int) -> None:
         now = self.env.now

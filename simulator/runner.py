@@ -234,6 +234,11 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     return RunResult(report, log.lines, shell.audit)
 
 
+def faults_restart(faults) -> bool:
+    """Did an engine restart fault strike in this run (invariant 12 applies)?"""
+    return any(f.kind in ("crash_restart", "crash_on_order") and f.hits for f in faults.faults)
+
+
 def _episode_row(ep: Episode, core: EngineCore) -> dict:
     st = ep.stages
     ms = {k: round((v - st["signal"]) * 1e3, 6) for k, v in st.items()}
@@ -335,6 +340,10 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
                  and (e["recovery"]["legged_ms"] or 0.0) <= budget_ms]
     chased = [e for e in legged if e["recovery"]["chase_attempts"]]
     unwound = [e for e in legged if e["recovery"]["unwind_attempts"]]
+    if shell.core is not None and (getattr(checker, "lease", None) is not None or faults_restart(faults)):
+        venue_orders = {cl: (co.status, float(co.cum)) for v in venues.values() for cl, co in v.orders.items()}
+        venue_orders.update({cl: ("A", 0.0) for v in venues.values() for cl in v.pending_new})
+        checker.reconcile_check(scenario.duration + scenario.drain, venue_orders)
     invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
     report = {
         "scenario": scenario.name, "file": str(scenario.path), "seed": seed, "duration_s": scenario.duration,

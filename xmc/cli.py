@@ -471,6 +471,12 @@ def cmd_certify(args) -> int:
         print(f"legged episodes repaired (BALANCED/UNWOUND) within the legged-time budget: {rep['successes']}/"
               f"{rep['n']} = {_pct(rep['rate'])}, Wilson 95% [{_pct(rep['low'])}, {_pct(rep['high'])}]; "
               f"legged time p50 {_fmt(aggregate['legged_ms']['p50'])} ms, p99 {_fmt(aggregate['legged_ms']['p99'])} ms")
+    fo = aggregate["failover"]
+    if fo["count"]:
+        print(f"failovers: {fo['count']}; from the crash (ms) p50/p99: detected {_fmt(fo['detect_ms']['p50'])}/"
+              f"{_fmt(fo['detect_ms']['p99'])}, standby active {_fmt(fo['active_ms']['p50'])}/"
+              f"{_fmt(fo['active_ms']['p99'])}, reconciled (new risk allowed) {_fmt(fo['reconciled_ms']['p50'])}/"
+              f"{_fmt(fo['reconciled_ms']['p99'])}")
     print(f"safety-invariant violations: {aggregate['invariant_violations']}")
     print(f"{len(reports) - len(failed)}/{len(reports)} runs pass; report: {out}/report.json")
     return 0 if not failed else 1
@@ -520,8 +526,11 @@ def _aggregate(reports: list[dict]) -> dict:
     decisions = [e["recovery"]["legged_ms"] for r in reports for e in r["episodes"]
                  if e["recovery"] and e["recovery"]["legged_ms"] is not None]
     violations = sum(1 for r in reports for v in r["invariants"].values() if v["status"] == "fail")
+    failovers = [f for r in reports for f in r.get("failover", {}).get("failovers", []) if f.get("active_ms") is not None]
+    timings = {k: distribution([f[k] for f in failovers if f.get(k) is not None])
+               for k in ("detect_ms", "active_ms", "reconciled_ms", "first_new_order_ms")}
     return {"repaired_in_budget": wilson(ok, legged), "legged_ms": distribution(decisions),
-            "invariant_violations": violations}
+            "invariant_violations": violations, "failover": {"count": len(failovers), **timings}}
 
 
 def main(argv: list[str] | None = None) -> int:
