@@ -293,6 +293,8 @@ def cmd_live(args) -> int:
         logged_on = sorted(engine.logged_on)
     finally:
         engine.stop()
+        if lease is not None:
+            lease.release(node, time.monotonic())  # stopping on purpose: the lease is free at once
     if args.role == "standby":
         node_report["active_at"] = node_report.get("lease_at")
         rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
