@@ -80,5 +80,8 @@ class EtcdLease:
     def release(self, node: str, now: float) -> None:
         self._check(node)
         if self._lease is not None:
-            self._lease.revoke()
+            try:
+                self._lease.revoke()
+            except Exception:  # noqa: BLE001 - already expired or etcd gone: nothing left to give up
+                pass
         self._lease, self._valid_until = None, float("-inf")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC
 
 from simulator.wire import free_port
 from tests.conftest import ROOT
@@ -112,3 +113,97 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
     assert report["fenced_attempts"] == 0
     audit = (tmp_path / "standby" / "messages.log").read_text()
     assert "\x0135=AF\x01" in audit and "\x01141=Y\x01" in audit  # mass status; sessions started afresh
+
+
+def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etcd):
+    """The split brain for real: SIGSTOP the primary longer than detection plus the lease TTL, let
+    the standby take over, SIGCONT it. Its keep-alive fails: it is fenced and stops; nothing it
+    tries to send after the takeover leaves it."""
+    scenario, text = _scenario(tmp_path)
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
+                              "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs = [venue]
+    try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        common = ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", f"127.0.0.1:{free_port()}"]
+        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                    str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
+                                    "--node", "b", "--duration", "20", *common], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        procs.append(standby)
+        assert "following" in standby.stdout.readline()
+        primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                    str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary",
+                                    "--node", "a", "--duration", "30", "--trace", *common], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(primary)
+        for line in primary.stdout:
+            if "|send|" in line and line.rstrip().endswith("|chase"):
+                break
+        os.kill(primary.pid, signal.SIGSTOP)
+        frozen_at = time.time()
+        lease = etcd()
+        from engine.live import wait_for
+
+        def standby_holds() -> bool:
+            found = lease.get("xmc/leader")
+            return bool(found) and found[0] == b"b"
+
+        assert wait_for(standby_holds, 15, 0.05), "the standby never took the lease"
+        os.kill(primary.pid, signal.SIGCONT)
+        primary_out, primary_err = primary.communicate(timeout=60)
+        out, err = standby.communicate(timeout=60)
+    finally:
+        for p in procs[1:]:
+            if p.poll() is None:
+                p.kill()
+        venue.stdin.close()
+        venue.wait(timeout=30)
+    assert "lost the lease: fenced, stepping down" in primary_err
+    first = json.loads((tmp_path / "primary" / "report.json").read_text())
+    second = json.loads((tmp_path / "standby" / "report.json").read_text())
+    assert first["node"]["lease_lost_at"] > frozen_at and second["node"]["epoch"] > first["node"]["epoch"]
+    # nothing of the woken primary's left it after the takeover: its log has no order sent after it woke
+    woke = first["node"]["lease_lost_at"]
+    late = [m for m in (tmp_path / "primary" / "messages.log").read_text().splitlines()
+            if "\x0135=D\x01" in m and "\x0149=XMC\x01" in m and _sending_time(m) > woke]
+    assert not late, late[:3]
+
+
+def _sending_time(raw: str) -> float:
+    from datetime import datetime
+
+    stamp = raw.split("\x0152=")[1].split("\x01")[0]
+    return datetime.strptime(stamp, "%Y%m%d-%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+
+
+def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
+    scenario, text = _scenario(tmp_path)
+    config = _live_config(tmp_path, text, {"SHFE": free_port(), "COMEX": free_port(), "FX": free_port()}, "n")
+
+    def live(*args, timeout=60):
+        return subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    no_etcd = live("--role", "primary", "--peer", "127.0.0.1:1")
+    assert no_etcd.returncode == 2 and "--etcd" in no_etcd.stderr and "HOST:PORT" in no_etcd.stderr
+    dead = live("--role", "primary", "--etcd", f"127.0.0.1:{free_port()}", "--peer", "127.0.0.1:1")
+    assert dead.returncode == 2 and "etcd does not answer" in dead.stderr
+    peer = f"127.0.0.1:{free_port()}"
+    twin = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby",
+                             "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer, "--duration", "20"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "following" in twin.stdout.readline()
+        itself = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
+        assert itself.returncode == 2 and "is this node (a) itself" in itself.stderr
+    finally:
+        twin.kill()
+        twin.wait(timeout=10)
+    holder = etcd()
+    taken = holder.lease(5)
+    assert holder.create("xmc/leader", "someone-else", lease=taken)
+    held = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
+    assert held.returncode == 2 and "held by another node" in held.stderr
+    taken.revoke()

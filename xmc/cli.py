@@ -292,6 +292,7 @@ def cmd_live(args) -> int:
         wait_for(lambda: not core.active, 10)
         logged_on = sorted(engine.logged_on)
     finally:
+        stop.set()  # ends the keep-alive thread before the lease is given up
         engine.stop()
         if lease is not None:
             lease.release(node, time.monotonic())  # stopping on purpose: the lease is free at once
