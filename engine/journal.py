@@ -129,6 +129,16 @@ class Journal:
         if self.durability == "record" or (self.durability == "batch" and self.pending >= self.batch):
             self.sync()
 
+    def torn_append(self, event: ev.Event, now: float, keep: float = 0.5) -> int:
+        """Write only the first `keep` share of a record, as a process killed mid-write leaves it
+        (fault injection: the simulator's torn_write); returns the bytes written."""
+        body = encode(event, now)
+        frame = _FRAME.pack(len(body), zlib.crc32(body)) + body
+        part = frame[:max(1, int(len(frame) * keep))]
+        self.fh.write(part)
+        self.fh.flush()
+        return len(part)
+
     def sync(self) -> None:
         self.fh.flush()
         os.fsync(self.fh.fileno())

@@ -57,6 +57,7 @@ class Fault:
     cancel_on_disconnect: bool = True
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
+    torn_write: bool = False  # crash_restart / crash_on_order: the process dies while writing a journal record
     rng: random.Random | None = None
     hits: int = 0
 
@@ -161,6 +162,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
             side=sec.get("side", str, "buy", choices=("buy", "sell")),
             on_order=on_order,
+            torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,
         )
         if kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",
                     "crash_on_order", "primary_pause", "standby_crash", "replication_delay") \

@@ -139,9 +139,15 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         for v in venues.values():
             v.disconnect(fault.cancel_on_disconnect)
         crash_at = env.now
+        torn = 0
+        if fault.torn_write:  # it died while writing the record of what it was about to handle
+            torn = node.journal.torn_append(SessionDown(next(iter(venues))), env.now)
         yield env.timeout(fault.delay)
         node.journal.sync()
         recovered = read_journal(node.journal.path, node.journal.fingerprint)
+        if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
+            node.journal.close()
+            node.journal = shell.journal = Journal(node.journal.path, scenario.engine, durability="none")
         rebuilt = EngineCore(scenario.engine)
         timers: dict[str, float] = {}
         for t, event in recovered.records:  # replay: state rebuilt, actions not carried out again
@@ -151,7 +157,9 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
                 elif type(a) is CancelTimer:
                     timers.pop(a.key, None)
         shell.restart(rebuilt, timers)
-        node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records)})
+        node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records),
+                              "torn_bytes_cut": recovered.truncated_bytes, "torn_reason": recovered.reason,
+                              "torn_written": torn})
         for v in venues:
             shell.dispatch(SessionDown(v))  # the new process knows the sessions dropped: it will query
         for link in links:
@@ -228,7 +236,8 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             report["expectations"] = evaluate(scenario.expect, report)
             report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
     if node.restarts:
-        report["coverage"] = sorted({*report["coverage"], "engine_restart"})
+        torn = {"journal_torn"} if any(r["torn_bytes_cut"] for r in node.restarts) else set()
+        report["coverage"] = sorted({*report["coverage"], "engine_restart", *torn})
         report["expectations"] = evaluate(scenario.expect, report)
         report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
     return RunResult(report, log.lines, shell.audit)

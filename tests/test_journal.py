@@ -99,3 +99,14 @@ def test_an_engine_crash_is_survived_by_replaying_the_journal():
     assert rep["verdict"] == "pass" and rep["fills_match_positions"]
     assert rep["invariants"]["4"]["status"] == "pass", "no ClOrdID reused after the restart"
     assert all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in rep["episodes"])
+
+
+def test_a_death_in_the_middle_of_a_journal_write_is_cut_and_reported_on_restart():
+    from simulator import runner, scenario
+    from tests.conftest import ROOT
+
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f30_engine_crash_torn_journal.toml"), 7).report
+    assert rep["verdict"] == "pass", rep["expectations"]
+    (restart,) = rep["restarts"]
+    assert restart["torn_written"] > 0 and restart["torn_bytes_cut"] == restart["torn_written"]
+    assert restart["torn_reason"].startswith("torn record") and "journal_torn" in rep["coverage"]
