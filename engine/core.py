@@ -90,6 +90,7 @@ class EngineCore:
         self.status_pending: dict[str, set[str]] = {}
         self.mass_status_due: set[str] = set()  # venues to ask for all their orders (AF) at next logon
         self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
+        self.foreign_execs: set[tuple[str, str]] = set()
         self.dropped: set[str] = set()
         self.killed = False
         self.draining = False
@@ -474,9 +475,12 @@ class EngineCore:
                 out.append(self.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
                                         f"for an order this node did not send", exec_id=r.exec_id))
             done = self.foreign_filled.get(cl, 0.0)
-            cum = r.cum_qty if r.exec_type in ("F", "I") else done
-            if r.exec_type == "F" and cum < done + r.last_qty - 1e-9:
-                cum = done + r.last_qty  # a report without a consistent CumQty: count the execution
+            cum = done
+            if r.exec_type in ("F", "I") and r.cum_qty > 0:
+                cum = r.cum_qty  # the venue's CumQty is the truth: a resent fill adds nothing
+            elif r.exec_type == "F" and (cl, r.exec_id) not in self.foreign_execs:
+                cum = done + r.last_qty  # no CumQty given: count the execution once, by its ExecID
+            self.foreign_execs.add((cl, r.exec_id))
             if cum > done + 1e-9 and r.instrument in self.positions:
                 # never lose a fill: the venue says we traded, so the position moves
                 self.positions[r.instrument] += side_sign(r.side) * (cum - done)

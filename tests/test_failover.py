@@ -143,3 +143,26 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     other = InvariantChecker(core)
     other.reconcile_check(3.0, {a.cl_ord_id: ("0", 0.0)})  # the engine holds an order the venue never saw
     assert other.v[12].status == "fail" and b.cl_ord_id in other.v[12].first["detail"]
+
+
+def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):
+    from engine.events import Alert, ExecReport, SendCancel
+
+    core = EngineCore(config)
+    fire(core)
+    core.handle(Takeover(2), 1.0)
+    core.handle(SessionUp("COMEX"), 1.1)
+    foreign = ExecReport("COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False,
+                         "MS-COMEX-E2", False)
+    acts = core.handle(foreign, 1.2)
+    cancel = [a for a in acts if isinstance(a, SendCancel)]
+    assert cancel and cancel[0].orig_cl_ord_id == "ZZ-1" and epoch_of(cancel[0].cl_ord_id) == 2
+    assert any(isinstance(a, Alert) and "never sent" in a.text for a in acts)
+    assert core.positions["HG"] == 1 and "ZZ-1" not in core.orders  # counted, never adopted
+    resent_fill = ExecReport("COMEX", "ZZ-1", "", "O9", "X0", "F", "1", "HG", "1", 4, 1, 3, 1, 4.5, 4.5, None, "",
+                             True)
+    core.handle(resent_fill, 1.3)  # the same fill again (a resend): the position does not move twice
+    assert core.positions["HG"] == 1
+    later = ExecReport("COMEX", "ZZ-1", "", "O9", "X2", "F", "2", "HG", "1", 4, 4, 0, 3, 4.5, 4.5)
+    core.handle(later, 1.4)
+    assert core.positions["HG"] == 4
