@@ -197,3 +197,62 @@ rest = "work"
     assert "status" in audit["stage"].to_list()
     fills = audit.filter(pl.col("stage") == "fill")
     assert fills.select("detail").n_unique() == fills.height  # no ExecID applied twice
+
+
+def test_amending_a_lagging_leg_over_real_fix_sessions(tmp_path):
+    """OrderCancelReplaceRequest through quickfix both ways: COMEX fills 40% of each entry and keeps
+    the rest working, so that leg lags; the engine amends it (G), the venue answers Replaced (150=5)."""
+    text = BENCH.read_text().replace('mode = "ioc"', 'mode = "limit"').replace(
+        "cooldown_ms = 0", "cooldown_ms = 0\namend_after_ms = 100\namend_step_ticks = 1\nmax_amends = 2").replace(
+        "[expect]", '[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\norders = "entry"\nfill_ratio = 0.5\n'
+                    'rest = "work"\n\n[expect]')
+    scenario_file = tmp_path / "amend.toml"
+    scenario_file.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
+                           "--duration", "4", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=180)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["fills_match_positions"] and report["all_terminal"], proc.stderr[-3000:]
+    msgs = _checked_messages(tmp_path / "out" / "messages.log")
+    replaces = [m for m in msgs if m.get(35) == b"G" and m.get(49) == b"XMC"]
+    replaced = [m for m in msgs if m.get(35) == b"8" and m.get(150) == b"5"]
+    assert replaces and replaced and replaced[0].get(41) == replaces[0].get(41)
+    audit = pl.read_parquet(tmp_path / "out" / "audit.parquet")
+    assert {"amend", "replaced"} <= set(audit["stage"].to_list())
+
+
+def test_sigusr1_is_the_kill_switch_of_xmc_live(tmp_path):
+    """SIGUSR1 to a trading `xmc live`: working orders cancelled, no new order after it, the desk told."""
+    import signal
+
+    state = tmp_path / "venue.json"
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(BENCH), "--duration", "120",
+                              "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        text = BENCH.read_text()
+        dicts = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
+        sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
+                           f'dictionary = "{dicts[n]}"\n\n' for n, p in ports.items())
+        config = tmp_path / "live.toml"
+        config.write_text(f'[live]\nout_dir = "{tmp_path / "out"}"\nheartbeat_s = 1\nreconnect_s = 1\n'
+                          f'reset_on_logon = true\n\n{sessions}{text[text.index("[instruments.CU]"):text.index("[prices]")]}')
+        live = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "5",
+                                 "--trace"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sends = 0
+        for line in live.stdout:
+            sends += "|send|" in line
+            if sends >= 4:
+                break
+        live.send_signal(signal.SIGUSR1)
+        out, err = live.communicate(timeout=60)
+    finally:
+        venue.stdin.close()
+        venue.wait(timeout=30)
+    assert live.returncode == 0, err[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("kill switch" in a for a in report["alerts"])
+    audit = pl.read_parquet(tmp_path / "out" / "audit.parquet").sort("seq")
+    stages = audit["stage"].to_list()
+    assert "kill_switch" in stages and "send" not in stages[stages.index("kill_switch"):]
