@@ -122,6 +122,7 @@ class LiveEngine(fix.Application):
         self.on_event = None  # failover primary: streams each event to the standby before the core acts
         self.fence = None  # failover: may this node send under its epoch? checked where orders leave
         self.trace = None  # optional callable(audit row) for a live audit tail
+        self.backoff = None  # engine.reconnect.Backoff: exponential reconnect instead of quickfix's fixed pace
 
     # ---- quickfix callbacks (quickfix threads: only queue events) --------------------------------
     def onCreate(self, session_id):
@@ -190,8 +191,20 @@ class LiveEngine(fix.Application):
     def now(self) -> float:
         return self.clock() - self.epoch_start
 
+    def _reconnects(self) -> None:
+        """Drive the reconnect backoff: enable a session when its wait is over, disable it otherwise."""
+        now = self.now()
+        for venue, sid in self.session_ids.items():
+            action = self.backoff.tick(venue, now, venue in self.logged_on)
+            if action is not None:
+                session = fix.Session.lookupSession(sid)
+                if session is not None:
+                    session.logon() if action == "enable" else session.logout()
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.backoff is not None:
+                self._reconnects()
             wait = 0.05
             if self.timers:
                 wait = max(0.0, min(wait, self.timers[0][0] - self.now()))

@@ -24,6 +24,7 @@ class LiveConfig:
     end_time: str
     out_dir: Path
     reset_on_logon: bool
+    reconnect_max: int = 30  # seconds: the longest wait of the reconnect backoff
 
 
 def _time(sec: Section, name: str, default: str) -> str:
@@ -64,6 +65,10 @@ def load(path: str | Path) -> LiveConfig:
     lv = root.sub("live")
     heartbeat = lv.get("heartbeat_s", int, 30, check=positive, hint="seconds >= 1")
     reconnect = lv.get("reconnect_s", int, 5, check=positive, hint="seconds >= 1")
+    reconnect_max = lv.get("reconnect_max_s", int, 30, check=positive, hint="seconds >= 1")
+    if reconnect_max < reconnect:
+        lv.problem("reconnect_max_s", f"({reconnect_max}) is below reconnect_s ({reconnect})",
+                   "make the longest wait at least the first one")
     start_time = _time(lv, "start_time", "00:00:00")
     end_time = _time(lv, "end_time", "00:00:00")
     out_dir = Path(lv.get("out_dir", str, "out/live"))
@@ -88,4 +93,4 @@ def load(path: str | Path) -> LiveConfig:
     root.finish()
     if problems:
         raise ConfigError(str(path), problems)
-    return LiveConfig(path, engine, sessions, heartbeat, reconnect, start_time, end_time, out_dir, reset)
+    return LiveConfig(path, engine, sessions, heartbeat, reconnect, start_time, end_time, out_dir, reset, reconnect_max)

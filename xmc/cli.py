@@ -248,6 +248,10 @@ def cmd_live(args) -> int:
             (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
             return 0
     engine = LiveEngine(core, cfg.sessions, absolute_time=args.role != "single")
+    from engine.reconnect import Backoff
+
+    # quickfix retries every second inside an attempt window; between windows the wait doubles
+    engine.backoff = Backoff(cfg.reconnect, cfg.reconnect_max, window=2.5)
     if args.trace:
         engine.trace = lambda row: print("audit " + "|".join(map(str, row[1:])), flush=True)
     signal.signal(signal.SIGUSR1, lambda *_: engine.command("kill"))
@@ -280,8 +284,7 @@ def cmd_live(args) -> int:
                          daemon=True).start()
     store = cfg.out_dir / "store"
     store.mkdir(parents=True, exist_ok=True)
-    engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, cfg.reconnect, cfg.start_time, cfg.end_time,
-                               reset))
+    engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, 1, cfg.start_time, cfg.end_time, reset))
     print(f"xmc live: {args.role} {node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}",
           file=sys.stderr)
     logged_on: list[str] = []
@@ -308,7 +311,8 @@ def cmd_live(args) -> int:
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
               "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": logged_on,
-              "node": node_report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced")}
+              "node": node_report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
+              "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
           f"artefacts in {cfg.out_dir}")
