@@ -24,33 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.live import wait_for  # noqa: E402
+from simulator.localnet import EtcdProcess, live_config  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
 from simulator.wire import free_port  # noqa: E402
-
-
-def start_etcd(work: Path):
-    import etcd3gw
-
-    client_port, peer_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        ["etcd", "--name", "bench", "--data-dir", str(work / "etcd"), "--listen-client-urls",
-         f"http://127.0.0.1:{client_port}", "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-advertise-peer-urls",
-         f"http://127.0.0.1:{peer_port}", "--initial-cluster", f"bench=http://127.0.0.1:{peer_port}",
-         "--heartbeat-interval", "10", "--election-timeout", "100"], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    client = etcd3gw.client(host="127.0.0.1", port=client_port)
-
-    def up() -> bool:
-        try:
-            client.status()
-            return True
-        except Exception:
-            return False
-
-    if not wait_for(up, 20, 0.05):
-        raise SystemExit("etcd did not start")
-    return proc, client, client_port
 
 
 def lease_floor(client, ttl: int) -> float:
@@ -79,17 +55,12 @@ def trial(work: Path, etcd_port: int, ttl: int) -> dict:
     procs = [venue]
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
-        tables = sc[sc.index("[instruments.CU]"):sc.index("[prices]")]
-        dicts = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
-        sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
-                           f'dictionary = "{dicts[n]}"\n\n' for n, p in ports.items())
         peer = f"127.0.0.1:{free_port()}"
         common = ["--etcd", f"127.0.0.1:{etcd_port}", "--peer", peer, "--lease-ttl-s", str(ttl)]
         configs = {}
         for name in ("primary", "standby"):
             configs[name] = work / f"{name}.toml"
-            configs[name].write_text(f'[live]\nout_dir = "{work / name}"\nheartbeat_s = 1\nreconnect_s = 1\n\n'
-                                     f"{sessions}{tables}")
+            configs[name].write_text(live_config(sc, ports, work / name))
         standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(configs["standby"]),
                                     "--role", "standby", "--node", "b", "--duration", "12", *common], cwd=ROOT,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -129,13 +100,12 @@ def main() -> int:
         print("etcd not installed: run scripts/bootstrap (apt-get install etcd-server)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="xmc-failover-bench-"))
-    etcd, client, port = start_etcd(work)
+    etcd = EtcdProcess(work / "etcd")
     try:
-        floors = [lease_floor(client, args.ttl) * 1e3 for _ in range(args.trials)]
-        rows = [trial(work / f"t{i}", port, args.ttl) for i in range(args.trials)]
+        floors = [lease_floor(etcd.client(), args.ttl) * 1e3 for _ in range(args.trials)]
+        rows = [trial(work / f"t{i}", etcd.port, args.ttl) for i in range(args.trials)]
     finally:
-        etcd.terminate()
-        etcd.wait(timeout=10)
+        etcd.stop()
     print(f"{'measure (wall ms, from the kill)':<58} {'n':>4} {'p50':>8} {'max':>8}")
 
     def row(label: str, values: list[float]) -> None:

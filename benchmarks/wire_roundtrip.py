@@ -136,17 +136,10 @@ def serve_bare_acceptor(port: int) -> None:
     os._exit(0)  # see cmd_venue: no acceptor teardown at exit
 
 
-class XmcAcceptor(fix.Application):
+class XmcAcceptor(BareAcceptor):
     """The same bare acceptor, serving the sessions xmc's engine logs on to (SHFE, COMEX, FX against
     XMC, with the venue dictionaries): each NewOrderSingle is answered with one ExecutionReport, a
     full fill at its limit price. Nothing else happens on this side: what is measured is xmc."""
-
-    def onCreate(self, s): pass
-    def onLogon(self, s): pass
-    def onLogout(self, s): pass
-    def toAdmin(self, m, s): pass
-    def fromAdmin(self, m, s): pass
-    def toApp(self, m, s): pass
 
     def fromApp(self, m, s):
         if m.getHeader().getField(35) != "D":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,40 +53,16 @@ def report(order: SendOrder, exec_id: str, exec_type: str, status: str, cum: flo
 @pytest.fixture()
 def etcd(tmp_path):
     """A real etcd on 127.0.0.1 (ports from the OS): yields a client factory with `.port`."""
-    from engine.live import wait_for
-    from simulator.wire import free_port
-
     if shutil.which("etcd") is None:
         if os.environ.get("CI"):
             pytest.fail("etcd is missing in CI: scripts/bootstrap installs Debian's etcd-server")
         pytest.skip("etcd not installed: run scripts/bootstrap (apt-get install etcd-server)")
-    import etcd3gw
+    from simulator.localnet import EtcdProcess
 
-    client_port, peer_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        ["etcd", "--name", "xmc-test", "--data-dir", str(tmp_path / "etcd"),
-         "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-         "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-cluster", f"xmc-test=http://127.0.0.1:{peer_port}",
-         "--heartbeat-interval", "10", "--election-timeout", "100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = etcd3gw.client(host="127.0.0.1", port=client_port)
-
-    def up() -> bool:
-        try:
-            client.status()
-            return True
-        except Exception:
-            return proc.poll() is not None  # died: stop waiting, the assertion below says why
-
+    server = EtcdProcess(tmp_path / "etcd")
     try:
-        wait_for(up, 20, 0.05)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        factory = lambda: etcd3gw.client(host="127.0.0.1", port=client_port)  # noqa: E731
-        factory.port = client_port
+        factory = lambda: server.client()  # noqa: E731
+        factory.port = server.port
         yield factory
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()

@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC
 
+from simulator.localnet import live_config
 from simulator.wire import free_port
 from tests.conftest import ROOT
 
@@ -48,33 +49,41 @@ delay_ms = 1500
 
 
 def _live_config(tmp_path, text: str, ports: dict, name: str):
-    engine_tables = text[text.index("[instruments.CU]"):text.index("[prices]")]
-    dicts = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
-    sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
-                       f'dictionary = "{dicts[n]}"\n\n' for n, p in ports.items())
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'[live]\nout_dir = "{tmp_path / name}"\nheartbeat_s = 1\nreconnect_s = 1\n\n{sessions}'
-                    f'{engine_tables}')
+    path.write_text(live_config(text, ports, tmp_path / name))
     return path
 
 
-def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_match(tmp_path, etcd):
+def _start_venue_and_standby(tmp_path, etcd, duration: str):
+    """`xmc venue` on the chasing scenario and a standby node following on a free port: the
+    processes (venue first), the scenario text, the venue ports and the node flags they share."""
     scenario, text = _scenario(tmp_path)
-    state = tmp_path / "venue.json"
     venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
-                              "120", "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
-    procs = [venue]
+                              "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ports = json.loads(venue.stdout.readline())["ports"]
+    common = ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", f"127.0.0.1:{free_port()}"]
+    standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
+                                "--node", "b", "--duration", duration, *common], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert "following" in standby.stdout.readline()
+    return [venue, standby], text, ports, common
+
+
+def _stop(procs) -> None:
+    for p in procs[1:]:
+        if p.poll() is None:
+            p.kill()
+    procs[0].stdin.close()
+    procs[0].wait(timeout=30)
+
+
+def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_match(tmp_path, etcd):
+    procs, text, ports, common = _start_venue_and_standby(tmp_path, etcd, "25")
+    standby = procs[1]
+    state = tmp_path / "venue.json"
     try:
-        ports = json.loads(venue.stdout.readline())["ports"]
-        peer = f"127.0.0.1:{free_port()}"
-        common = ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer]
-        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                    str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
-                                    "--node", "b", "--duration", "25", *common], cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        procs.append(standby)
-        assert "following" in standby.stdout.readline()
         primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
                                     str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary",
                                     "--node", "a", "--duration", "60", "--trace", *common], cwd=ROOT,
@@ -93,11 +102,7 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
         out, err = standby.communicate(timeout=60)
         assert standby.returncode == 0, err[-3000:]
     finally:
-        for p in procs[1:]:
-            if p.poll() is None:
-                p.kill()
-        venue.stdin.close()
-        venue.wait(timeout=30)
+        _stop(procs)
     report = json.loads((tmp_path / "standby" / "report.json").read_text())
     node = report["node"]
     assert node["role"] == "standby" and node["primary"] == "a" and node["replicated_events"] > 0
@@ -119,20 +124,9 @@ def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etc
     """The split brain for real: SIGSTOP the primary longer than detection plus the lease TTL, let
     the standby take over, SIGCONT it. Its keep-alive fails: it is fenced and stops; nothing it
     tries to send after the takeover leaves it."""
-    scenario, text = _scenario(tmp_path)
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
-                              "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    procs = [venue]
+    procs, text, ports, common = _start_venue_and_standby(tmp_path, etcd, "20")
+    standby = procs[1]
     try:
-        ports = json.loads(venue.stdout.readline())["ports"]
-        common = ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", f"127.0.0.1:{free_port()}"]
-        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                    str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
-                                    "--node", "b", "--duration", "20", *common], cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        procs.append(standby)
-        assert "following" in standby.stdout.readline()
         primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
                                     str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary",
                                     "--node", "a", "--duration", "30", "--trace", *common], cwd=ROOT,
@@ -155,11 +149,7 @@ def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etc
         primary_out, primary_err = primary.communicate(timeout=60)
         out, err = standby.communicate(timeout=60)
     finally:
-        for p in procs[1:]:
-            if p.poll() is None:
-                p.kill()
-        venue.stdin.close()
-        venue.wait(timeout=30)
+        _stop(procs)
     assert "lost the lease: fenced, stepping down" in primary_err
     first = json.loads((tmp_path / "primary" / "report.json").read_text())
     second = json.loads((tmp_path / "standby" / "report.json").read_text())

@@ -14,6 +14,7 @@ import sys
 import polars as pl
 
 from engine.live import mask
+from simulator.localnet import live_config
 from tests.conftest import ROOT
 from tests.test_scenarios import _checked_messages
 
@@ -231,13 +232,8 @@ def test_sigusr1_is_the_kill_switch_of_xmc_live(tmp_path):
                              stderr=subprocess.DEVNULL, text=True)
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
-        text = BENCH.read_text()
-        dicts = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
-        sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
-                           f'dictionary = "{dicts[n]}"\n\n' for n, p in ports.items())
         config = tmp_path / "live.toml"
-        config.write_text(f'[live]\nout_dir = "{tmp_path / "out"}"\nheartbeat_s = 1\nreconnect_s = 1\n'
-                          f'reset_on_logon = true\n\n{sessions}{text[text.index("[instruments.CU]"):text.index("[prices]")]}')
+        config.write_text(live_config(BENCH.read_text(), ports, tmp_path / "out", "reset_on_logon = true"))
         live = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "5",
                                  "--trace"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sends = 0

@@ -1,0 +1,60 @@
+"""Real parts on this machine's loopback for wire tests, benchmarks and scripts: a throwaway etcd on
+ports the OS gives, and the `xmc live` config that points an engine at `xmc venue`'s ports."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from engine.live import wait_for
+from simulator.wire import free_port
+
+
+class EtcdProcess:
+    """Debian's etcd on 127.0.0.1 (client and peer ports from the OS), its data in `data_dir`."""
+
+    def __init__(self, data_dir: Path):
+        import etcd3gw
+
+        self.port, peer = free_port(), free_port()
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "xmc", "--data-dir", str(data_dir),
+             "--listen-client-urls", f"http://127.0.0.1:{self.port}",
+             "--advertise-client-urls", f"http://127.0.0.1:{self.port}",
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
+             f"http://127.0.0.1:{peer}", "--initial-cluster", f"xmc=http://127.0.0.1:{peer}",
+             "--heartbeat-interval", "10", "--election-timeout", "100"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        probe = etcd3gw.client(host="127.0.0.1", port=self.port)
+
+        def up() -> bool:
+            try:
+                probe.status()
+                return True
+            except Exception:  # noqa: BLE001 - not listening yet
+                return self.proc.poll() is not None  # died: stop waiting; the check below says why
+
+        wait_for(up, 20, 0.05)
+        if self.proc.poll() is not None:
+            raise RuntimeError("etcd did not start: " + self.proc.stderr.read().decode()[-2000:])
+
+    def client(self):
+        import etcd3gw
+
+        return etcd3gw.client(host="127.0.0.1", port=self.port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+DICTIONARIES = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
+
+
+def live_config(scenario_text: str, ports: dict[str, int], out_dir: Path, extra: str = "") -> str:
+    """An `xmc live` config trading the scenario's instruments, strategy and risk against the venue
+    ports `xmc venue` announced (one session per venue, its dictionary by venue name)."""
+    tables = scenario_text[scenario_text.index("[instruments."):scenario_text.index("[prices]")]
+    sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
+                       f'dictionary = "{DICTIONARIES.get(n, n)}"\n\n' for n, p in ports.items())
+    return f'[live]\nout_dir = "{out_dir}"\nheartbeat_s = 1\nreconnect_s = 1\n{extra}\n{sessions}{tables}'
