@@ -566,6 +566,12 @@ class EngineCore:
         return out + self._settle(self.episodes[order.decision_id], now)
 
     def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
+        if r.ref_msg_type == "AF":  # the venue does not do mass status: its per-order answers (H) must do
+            asked = [k for k in self.status_pending.get(r.venue, ()) if k.startswith("MS-")]
+            out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
+            for key in asked:
+                out += self._answered(r.venue, key, now, None)
+            return out
         order = self.find_order(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
         if order is None:

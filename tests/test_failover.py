@@ -166,3 +166,17 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
     later = ExecReport("COMEX", "ZZ-1", "", "O9", "X2", "F", "2", "HG", "1", 4, 4, 0, 3, 4.5, 4.5)
     core.handle(later, 1.4)
     assert core.positions["HG"] == 4
+
+
+def test_a_venue_without_mass_status_is_reconciled_by_its_order_status_answers(config):
+    from engine.events import BusinessReject
+
+    core = EngineCore(config)
+    fire(core)
+    core.handle(Takeover(2), 1.0)
+    acts = core.handle(SessionUp("SHFE"), 1.1)
+    assert any(type(a).__name__ == "SendMassStatusRequest" for a in acts) and not core.venue_ready("SHFE")
+    working = [a.cl_ord_id for a in acts if type(a).__name__ == "SendStatusRequest"]
+    acts = core.handle(BusinessReject("SHFE", "AF", "", 3, "unsupported message type"), 1.2)
+    assert "mass_status_unsupported" in [a.stage for a in acts if isinstance(a, Audit)]
+    assert core.venue_ready("SHFE") == (not working)  # still waiting for the H answers, if any
