@@ -5,7 +5,9 @@ exactly (orders, episodes, positions, id counters): the basis of cold restart an
 Format: one header line (JSON: magic, format version, fingerprint of the engine config), then
 records framed as 4-byte length, 4-byte CRC32, JSON payload. A torn or corrupt tail (a crash during
 a write) is detected on open, truncated to the last good record and reported, never replayed.
-Durability: "record" fsyncs every append, "batch" every `batch` appends, "none" leaves it to the OS.
+Every append is handed to the OS at once (it survives the process being killed); durability says
+when it is forced to disk (surviving a power loss): "record" every append, "batch" every `batch`
+appends, "none" when the OS decides.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class Journal:
     def append(self, event: ev.Event, now: float) -> None:
         body = encode(event, now)
         self.fh.write(_FRAME.pack(len(body), zlib.crc32(body)) + body)
+        self.fh.flush()  # to the OS before the core acts: a killed process loses nothing it acted on
         self.pending += 1
         if self.durability == "record" or (self.durability == "batch" and self.pending >= self.batch):
             self.sync()

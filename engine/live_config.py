@@ -25,6 +25,7 @@ class LiveConfig:
     out_dir: Path
     reset_on_logon: bool
     reconnect_max: int = 30  # seconds: the longest wait of the reconnect backoff
+    journal: str = "batch"  # durability of the write-ahead journal under out_dir: none / batch / record
 
 
 def _time(sec: Section, name: str, default: str) -> str:
@@ -73,6 +74,7 @@ def load(path: str | Path) -> LiveConfig:
     end_time = _time(lv, "end_time", "00:00:00")
     out_dir = Path(lv.get("out_dir", str, "out/live"))
     reset = lv.get("reset_on_logon", bool, False)
+    journal = lv.get("journal_durability", str, "batch", choices=("none", "batch", "record"))
     lv.finish()
     sessions = []
     names = set()
@@ -93,4 +95,5 @@ def load(path: str | Path) -> LiveConfig:
     root.finish()
     if problems:
         raise ConfigError(str(path), problems)
-    return LiveConfig(path, engine, sessions, heartbeat, reconnect, start_time, end_time, out_dir, reset, reconnect_max)
+    return LiveConfig(path, engine, sessions, heartbeat, reconnect, start_time, end_time, out_dir, reset, reconnect_max,
+                      journal)

@@ -197,3 +197,41 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     held = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
     assert held.returncode == 2 and "held by another node" in held.stderr
     taken.revoke()
+
+
+def test_a_single_node_killed_mid_chase_restarts_from_its_journal(tmp_path):
+    """kill -9 of a single `xmc live` while a chase is outstanding, then the same command again: the
+    core is rebuilt from the write-ahead journal, the sessions resume their sequence numbers from
+    the FileStore, every order that was working is queried, and the episode ends; positions equal
+    the venue's."""
+    scenario, text = _scenario(tmp_path)
+    state = tmp_path / "venue.json"
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
+                              "120", "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    procs = [venue]
+    try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        config = _live_config(tmp_path, text, ports, "single")
+        first = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "60",
+                                  "--trace"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(first)
+        for line in first.stdout:
+            if "|send|" in line and line.rstrip().endswith("|chase"):
+                break
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        second = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "8"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr[-3000:]
+    finally:
+        _stop(procs)
+    assert "rebuilt from" in second.stderr
+    report = json.loads((tmp_path / "single" / "report.json").read_text())
+    assert report["node"]["restarted_from_journal"]["records"] > 0
+    assert all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in report["episodes"])
+    assert any(e["recovery"] for e in report["episodes"])  # the chase that was outstanding at the kill
+    venue_positions = {k: v for k, v in json.loads(state.read_text())["positions"].items() if v}
+    assert report["positions"]["engine"] == venue_positions
+    log = (tmp_path / "single" / "messages.log").read_text()
+    assert "\x0135=H\x01" in log  # what was working at the kill was asked about before new risk

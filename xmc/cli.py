@@ -202,7 +202,7 @@ def cmd_live(args) -> int:
     import signal
 
     from engine.core import EngineCore
-    from engine.events import Takeover
+    from engine.events import CancelTimer, SessionDown, SetTimer, Takeover
     from engine.live import LiveEngine, settings_text, wait_for
     from engine.live_config import load
     from simulator.runner import RunResult, _episode_row, write_artifacts
@@ -247,7 +247,35 @@ def cmd_live(args) -> int:
             cfg.out_dir.mkdir(parents=True, exist_ok=True)
             (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
             return 0
-    engine = LiveEngine(core, cfg.sessions, absolute_time=args.role != "single")
+    # the write-ahead journal: a process killed and started again with the same out_dir rebuilds its
+    # core from it (single node; a standby rebuilt its own from the primary's stream)
+    from engine.journal import Journal, JournalError
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        journal_file = Journal(cfg.out_dir / f"engine-{node}.journal", cfg.engine, durability=cfg.journal)
+    except JournalError as exc:
+        raise UsageError(f"{exc} (journal under [live].out_dir of {cfg.path})") from None
+    recovered = journal_file.recovered
+    if recovered.records and args.role == "single":
+        for t, event in recovered.records:  # replay: the state, not the actions, of the process that died
+            for a in core.handle(event, t):
+                if type(a) is SetTimer:
+                    timers[a.key] = a.at
+                elif type(a) is CancelTimer:
+                    timers.pop(a.key, None)
+        node_report["restarted_from_journal"] = {"records": len(recovered.records),
+                                                 "torn_bytes_cut": recovered.truncated_bytes}
+        print(f"xmc live: rebuilt from {len(recovered.records)} journal records"
+              f"{f' ({recovered.truncated_bytes} torn bytes cut)' if recovered.truncated_bytes else ''}",
+              file=sys.stderr, flush=True)
+    engine = LiveEngine(core, cfg.sessions, absolute_time=True)
+    if args.role == "single" and recovered.records:
+        for venue in {s.venue for s in cfg.sessions}:
+            engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
+        for key, at in timers.items():
+            engine.arm(key, at)
+    engine.on_event = lambda event, now: journal_file.append(event, now)
     from engine.reconnect import Backoff
 
     # quickfix retries every second inside an attempt window; between windows the wait doubles
@@ -269,7 +297,7 @@ def cmd_live(args) -> int:
         except NodeError as exc:
             lease.release(node, time.monotonic())
             raise UsageError(str(exc)) from None
-        engine.on_event = stream.event
+        engine.on_event = lambda event, now: (journal_file.append(event, now), stream.event(event, now))
         engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
         node_report.update(epoch=epoch, standby=stream.standby)
     elif args.role == "standby":
@@ -299,6 +327,7 @@ def cmd_live(args) -> int:
         engine.stop()
         if lease is not None:
             lease.release(node, time.monotonic())  # stopping on purpose: the lease is free at once
+        journal_file.close()
     if args.role == "standby":
         node_report["active_at"] = node_report.get("lease_at")
         rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
