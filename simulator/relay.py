@@ -1,5 +1,6 @@
 """Link faults at the wire: a loopback TCP relay in the engine's path to one venue that cuts the
-connection for a window, drops whole FIX messages (a sequence gap) and adds latency, per direction.
+connection for a window, drops whole FIX messages (a sequence gap) and adds latency, per direction,
+and (on request) the scenario's own link latency, so that wire timings resemble virtual time's.
 
 The relay frames the byte stream into FIX messages (BeginString, BodyLength, CheckSum) so a drop
 removes exactly one message, never half of one, and a delay keeps TCP's order. What each fault did
@@ -88,6 +89,10 @@ class _Direction:
                           "msg_type": msg_type, "seq": int(_field(msg, b"34") or 0)})
             return
         extra = 0.0
+        latency = relay.latency.get(self.name)
+        if latency is not None:  # the scenario's own link latency, as virtual time has it
+            with relay.fault_lock:
+                extra += latency.draw(relay.rng)
         with relay.fault_lock:
             f = relay.faults.for_message("latency_spike", relay.venue, self.name, now)
         if f is not None:
@@ -127,8 +132,10 @@ class _Direction:
 class FaultRelay:
     """Listens on a free loopback port and relays each engine connection to the venue's port."""
 
-    def __init__(self, venue: str, target_port: int, faults: list[Fault], fork):
+    def __init__(self, venue: str, target_port: int, faults: list[Fault], fork, latency: dict | None = None):
         self.venue = venue
+        self.latency = latency or {}  # direction ("up"/"down") -> simulator.link.Latency to add per message
+        self.rng = fork("latency")
         self.faults = FaultPlan(faults, fork)
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import quickfix as fix
@@ -100,6 +101,7 @@ class WireVenues(fix.Application):
         # session is logged on, as in virtual time where sessions log on at t=0: the parity check
         # compares the two runs on one clock
         self.open_on_logon = open_on_logon
+        self.opened_at: float | None = None
         self.password = password  # when set, a Logon must carry it (Password 554) or is refused
         self.refused_logons: list[str] = []
         self.sc = sc
@@ -236,6 +238,7 @@ class WireVenues(fix.Application):
             while not self._stop.is_set() and not all(v.logged_on_fix for v in self.venues.values()):
                 self._stop.wait(0.001)
             self.env.sync()
+        self.opened_at = time.time()  # wall time of the venues' clock 0 (same machine: the engine's clock too)
         self.env.process(self._market())
         self.env.process(self._pump())
         while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
@@ -315,14 +318,15 @@ def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_c
     # SocketAcceptor.stop() has crashed (SIGSEGV) under load, so the sockets are closed by the OS.
     venues.halt()
     return {"positions": venues.positions(), "ports": ports, "messages": len(venues.messages),
-            "refused_logons": venues.refused_logons}
+            "refused_logons": venues.refused_logons, "opened_at": venues.opened_at}
 
 
 def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
-             venue_restart: tuple[float, float] | None = None) -> dict:
+             venue_restart: tuple[float, float] | None = None, link_latency: bool = False) -> dict:
     """`xmc run --mode wire`: venues as acceptors in a child process, the engine as initiator here.
     With `venue_restart` = (at, down): the venue process is killed (SIGKILL) `at` seconds after the
-    market opened and started again `down` seconds later on the same ports and state directory."""
+    market opened and started again `down` seconds later on the same ports and state directory.
+    With `link_latency` every venue's messages also take the scenario's latency_up/latency_down."""
     import subprocess
     import sys
 
@@ -353,9 +357,11 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         # link faults (timed disconnects, dropped messages, added latency) happen for real on a TCP
         # relay in the engine's path to that venue
         link = [f for f in sc.faults if f.kind in LINK_FAULTS]
+        relayed = sorted(set(sc.venues) if link_latency else {f.venue for f in link})
         relays = {v: FaultRelay(v, ports[v], [dataclasses.replace(f) for f in link if f.venue == v],
-                                lambda name, v=v: fork(seed, f"relay:{v}:{name}"))
-                  for v in sorted({f.venue for f in link})}
+                                lambda name, v=v: fork(seed, f"relay:{v}:{name}"),
+                                {"up": sc.venues[v].up, "down": sc.venues[v].down} if link_latency else None)
+                  for v in relayed}
         ports = {n: relays[n].port if n in relays else p for n, p in ports.items()}
         core = EngineCore(sc.engine)
         sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n],
@@ -398,6 +404,10 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     if child.returncode != 0 or not state.exists():
         raise RuntimeError(f"the venue process ended with exit code {child.returncode} without its final state")
     venue_state = json.loads(state.read_text())
+    if venue_state.get("opened_at") and not restarts:
+        # the venues' own clock 0 on the engine's clock (one machine, one wall clock): closer than
+        # the last logon, which arrives a down-link latency after the venues opened
+        open_at = venue_state["opened_at"] - engine.epoch_start
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
@@ -405,7 +415,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     engine_pos = {k: v for k, v in core.positions.items() if v}
     venue_pos = {k: v for k, v in venue_state["positions"].items() if v}
     report = {
-        "mode": "wire", "scenario": sc.name, "file": str(sc.path), "seed": seed, "duration_s": duration,
+        "mode": "wire", "link_latency": link_latency, "scenario": sc.name, "file": str(sc.path), "seed": seed, "duration_s": duration,
         "market_open_s": round(open_at, 6),
         "episodes": episodes, "outcomes": outcomes,
         "timings": {"signal_to_acks_ms": distribution([e["signal_to_acks_ms"] for e in episodes

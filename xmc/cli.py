@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                         "the venues in a child process, paced in real time")
     r.add_argument("--duration", type=float, default=None,
                    help="wire mode: wall-clock seconds to trade (default: the scenario's duration)")
+    r.add_argument("--link-latency", action="store_true",
+                   help="wire mode: add each venue's scenario latency (latency_up/latency_down) on a relay in "
+                        "the engine's path, as virtual time has it (loopback alone is ~0.1 ms)")
     r.add_argument("--kill-venues-at", type=float, default=None, metavar="S",
                    help="wire mode: kill the venue process (SIGKILL) S seconds into trading and start it again on "
                         "the same ports and state (--venues-down seconds later); the engine must reconnect, "
@@ -65,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
     pa.add_argument("--duration", type=float, default=10.0, help="seconds of trading in both runs (default 10)")
     pa.add_argument("--out", default="out/parity", help="output directory (default out/parity)")
+    pa.add_argument("--no-link-latency", action="store_true",
+                    help="run the wire side on bare loopback instead of with the scenario's link latency")
     pa.add_argument("--signal-tolerance-ms", type=float, default=250.0,
                     help="how far apart the same decision may fire on the two clocks (default 250)")
     pa.add_argument("--timing-tolerance-ms", type=float, default=250.0,
@@ -404,7 +409,7 @@ def cmd_run(args) -> int:
                     raise UsageError(f"--kill-venues-at {args.kill_venues_at} --venues-down {args.venues_down}: "
                                      f"kill inside the run (0 < S < {duration:g}) and stay down > 0 s")
                 restart = (args.kill_venues_at, args.venues_down)
-            rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None, restart)
+            rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None, restart, args.link_latency)
         except RuntimeError as exc:
             print(f"xmc: wire run failed: {exc}", file=sys.stderr)
             return 1
@@ -442,7 +447,7 @@ def cmd_parity(args) -> int:
     virtual = runner.run(dataclasses.replace(sc, duration=args.duration), seed)
     runner.write_artifacts(virtual, out / "virtual")
     try:
-        wire_report = wire.run_wire(sc, seed, args.duration, out / "wire")
+        wire_report = wire.run_wire(sc, seed, args.duration, out / "wire", link_latency=not args.no_link_latency)
     except RuntimeError as exc:
         print(f"xmc: wire run failed: {exc}", file=sys.stderr)
         return 1
