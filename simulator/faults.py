@@ -54,7 +54,7 @@ class Fault:
     rest: str = "cancel"
     delay: float = 0.0
     direction: str = "both"
-    cancel_on_disconnect: bool = True
+    cancel_on_disconnect: bool | None = None  # None: the venue's own cancel_on_disconnect
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
     torn_write: bool = False  # crash_restart / crash_on_order: the process dies while writing a journal record
@@ -159,7 +159,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             rest=sec.get("rest", str, "cancel", choices=("cancel", "work")),
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
-            cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
+            cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
             side=sec.get("side", str, "buy", choices=("buy", "sell")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,

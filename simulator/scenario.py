@@ -57,6 +57,7 @@ class VenueConfig:
     up: Latency  # engine -> venue
     down: Latency  # venue -> engine
     certification: bool = False  # behaviour chosen by OrderQty band (broker certification style)
+    cancel_on_disconnect: bool = True  # the engine's resting orders are cancelled when its session drops
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,7 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         trading=sec.get("trading", bool, True), liquidity=liquidity,
         certification=sec.get("certification", bool, False),
         up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
+        cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
     )
     sec.finish()
     return cfg

@@ -515,11 +515,12 @@ class Venue:
             if self.dirty:
                 self.publish()
 
-    def disconnect(self, cancel_resting: bool) -> None:
-        """The engine's session drops: optionally cancel its resting orders (cancel-on-disconnect)."""
+    def disconnect(self, cancel_resting: bool | None = None) -> None:
+        """The engine's session drops: cancel its resting orders if this venue does (its
+        cancel_on_disconnect, unless the fault that cut it says otherwise)."""
         self.logged_on = False
         self.session.connected = False
-        if cancel_resting:
+        if self.cfg.cancel_on_disconnect if cancel_resting is None else cancel_resting:
             for co in self.orders.values():
                 if co.status in ("0", "1"):
                     if co.book_order is not None:

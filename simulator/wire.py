@@ -223,8 +223,7 @@ class WireVenues(fix.Application):
                     venue.logged_on = True
                     venue.session.reconnect()
                 elif kind == "logout":
-                    venue.logged_on = False
-                    venue.session.connected = False
+                    venue.disconnect()  # its cancel-on-disconnect applies; the reports wait for a logon
                     venue.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
                     venue.session.queued = [m for m in venue.session.queued
                                             if m.getHeader().getField(35) not in ("W", "X")]

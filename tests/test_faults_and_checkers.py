@@ -80,3 +80,18 @@ def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hin
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and key in err and hint in err
+
+
+def test_cancel_on_disconnect_is_the_venues_unless_the_fault_says_otherwise(tmp_path):
+    from simulator import scenario
+    from tests.conftest import ROOT
+
+    text = (ROOT / "scenarios" / "f12_disconnect_cancel_on_disconnect.toml").read_text()
+    text = text.replace("cancel_on_disconnect = true\n", "")
+    plain = tmp_path / "venue_default.toml"
+    plain.write_text(text)
+    sc = scenario.load(plain)
+    assert all(f.cancel_on_disconnect is None for f in sc.faults) and sc.venues["COMEX"].cancel_on_disconnect
+    off = tmp_path / "venue_off.toml"
+    off.write_text(text.replace("[venues.COMEX]\n", "[venues.COMEX]\ncancel_on_disconnect = false\n"))
+    assert not scenario.load(off).venues["COMEX"].cancel_on_disconnect
