@@ -14,10 +14,13 @@ and steps down at its next keep-alive.
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.core import EngineCore
 from engine.events import CancelTimer, SetTimer, Takeover
+from engine.journal import Journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class Cluster:
         primary.fence = self._fence("primary") if cfg.fencing else None
         primary.replicate = self._replicate
         self.standby_core: EngineCore | None = EngineCore(scenario.engine)
+        self.standby_journal = self._new_journal()  # the standby writes what it applies: its own cold restart
         self.standby_timers: dict[str, float] = {}
         self.history: list[tuple[float, object]] = []  # what the primary streamed (a resync source)
         self.applied = 0
@@ -118,9 +122,14 @@ class Cluster:
         self.history.append((t, event))
         self._send(lambda: self._apply(event, t))
 
+    def _new_journal(self) -> Journal:
+        return Journal(Path(tempfile.mkdtemp(prefix="xmc-standby-")) / "standby.journal", self.scenario.engine,
+                       durability="none")
+
     def _apply(self, event, t: float) -> None:
         if self.standby_core is None:
             return
+        self.standby_journal.append(event, t)
         self.applied += 1
         for a in self.standby_core.handle(event, t):  # the same state; actions are the primary's to do
             if type(a) is SetTimer:
@@ -178,7 +187,7 @@ class Cluster:
             False, []
         new.fence = self._fence("standby") if self.cfg.fencing else None
         new.replicate = None
-        new.journal = None
+        new.journal = self.standby_journal
         if new.checker is not None:
             new.checker.core = self.standby_core
         self.active = new
@@ -239,7 +248,7 @@ class Cluster:
                                 "why": "no live primary to resync from"})
             return
         core = EngineCore(self.scenario.engine)
-        self.standby_core, self.applied = core, 0
+        self.standby_core, self.applied, self.standby_journal = core, 0, self._new_journal()
         for t, event in list(self.history):
             self._apply(event, t)
         self.events.append({"event": "standby_resynced", "at_s": self.env.now, "events": self.applied})
@@ -260,11 +269,13 @@ def timings(failovers: list[dict], audit: list[tuple]) -> list[dict]:
         reconciled = first_order = None
         if active is not None:
             later = [r for r in audit if r[1] >= active]
-            venues = {r[10].split(":")[0] for r in later if r[2] == "reconciled"}
+            first: dict[str, float] = {}  # each venue's first reconciliation after the takeover
+            for r in later:
+                if r[2] == "reconciled":
+                    first.setdefault(r[10].split(":")[0], r[1])
             expected = {r[10] for r in later if r[2] == "session_up"}
-            done = [r[1] for r in later if r[2] == "reconciled"]
-            if done and expected <= venues:
-                reconciled = max(done)
+            if first and expected <= set(first):
+                reconciled = max(first.values())
             first_order = next((r[1] for r in later if r[2] == "send"), None)
         # new risk is allowed once every venue is reconciled: that is crash -> first new order allowed
         detected = f.get("detected_s")

@@ -13,7 +13,7 @@ import simpy
 
 from engine.core import EngineCore
 from engine.episode import Episode
-from engine.events import CancelTimer, Command, SessionDown, SetTimer
+from engine.events import CancelTimer, Command, SessionDown, SetTimer, Takeover
 from engine.journal import Journal
 from engine.journal import read as read_journal
 from simulator.checkers import InvariantChecker
@@ -128,12 +128,19 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         shell.reconnect(fault.venue)
 
     def crash_restart(fault, now: bool = False):
-        """Kill the engine (at `after`, or now), restart it from its journal after `delay`, reconcile."""
+        """Kill the engine (at `after`, or now), restart it from its journal after `delay`, reconcile.
+        With a standby pair it is the active node that dies, once no standby is left to take over."""
         yield env.timeout(0.0 if now else fault.after)
+        target = cluster.active if cluster is not None else shell
+        if cluster is not None and (cluster.standby_core is not None or not target.alive):
+            cluster.events.append({"event": "crash_restart_skipped", "at_s": env.now,
+                                   "why": "a standby is alive (that is primary_crash) or the node is down"})
+            return
         if not now:
             fault.hits += 1
-        links = [lk for v in venues.values() for lk in (v.session.link, shell.sessions[v.cfg.name].link)]
-        shell.crash()
+        journal = target.journal
+        links = [lk for v in venues.values() for lk in (v.session.link, target.sessions[v.cfg.name].link)]
+        target.crash()
         for link in links:
             link.down = True
         for v in venues.values():
@@ -141,13 +148,15 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         crash_at = env.now
         torn = 0
         if fault.torn_write:  # it died while writing the record of what it was about to handle
-            torn = node.journal.torn_append(SessionDown(next(iter(venues))), env.now)
+            torn = journal.torn_append(SessionDown(next(iter(venues))), env.now)
         yield env.timeout(fault.delay)
-        node.journal.sync()
-        recovered = read_journal(node.journal.path, node.journal.fingerprint)
+        journal.sync()
+        recovered = read_journal(journal.path, journal.fingerprint)
         if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
-            node.journal.close()
-            node.journal = shell.journal = Journal(node.journal.path, scenario.engine, durability="none")
+            journal.close()
+            journal = target.journal = Journal(journal.path, scenario.engine, durability="none")
+            if target is shell:
+                node.journal = journal
         rebuilt = EngineCore(scenario.engine)
         timers: dict[str, float] = {}
         for t, event in recovered.records:  # replay: state rebuilt, actions not carried out again
@@ -156,16 +165,21 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
                     timers[a.key] = a.at
                 elif type(a) is CancelTimer:
                     timers.pop(a.key, None)
-        shell.restart(rebuilt, timers)
+        target.restart(rebuilt, timers)
         node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records),
                               "torn_bytes_cut": recovered.truncated_bytes, "torn_reason": recovered.reason,
-                              "torn_written": torn})
+                              "torn_written": torn, "node": target.node})
+        if cluster is not None:  # the restarted process asks for the lease again: a new epoch if it expired
+            revision = cluster.lease.acquire(target.node, env.now)
+            cluster.events.append({"event": "active_restarted", "at_s": env.now, "epoch": revision})
+            if revision is not None and revision > rebuilt.epoch:
+                target.dispatch(Takeover(revision))
         for v in venues:
-            shell.dispatch(SessionDown(v))  # the new process knows the sessions dropped: it will query
+            target.dispatch(SessionDown(v))  # the new process knows the sessions dropped: it will query
         for link in links:
             link.down = False
         for v in venues:
-            shell.reconnect(v)
+            target.reconnect(v)
 
     cluster = Cluster(env, scenario.failover, scenario, shell, venues, faults) if scenario.failover else None
     if cluster is not None:

@@ -180,3 +180,12 @@ def test_a_venue_without_mass_status_is_reconciled_by_its_order_status_answers(c
     acts = core.handle(BusinessReject("SHFE", "AF", "", 3, "unsupported message type"), 1.2)
     assert "mass_status_unsupported" in [a.stage for a in acts if isinstance(a, Audit)]
     assert core.venue_ready("SHFE") == (not working)  # still waiting for the H answers, if any
+
+
+def test_both_nodes_crash_in_turn_and_the_second_restarts_from_its_own_journal():
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f31_failover_both_nodes_crash_in_turn.toml"), 7).report
+    assert rep["verdict"] == "pass", rep["expectations"]
+    assert [g["epoch"] for g in rep["failover"]["lease_grants"]] == [1, 2, 3]
+    (restart,) = rep["restarts"]
+    assert restart["node"] == "standby" and restart["replayed"] > 0  # replicated events and its own
+    assert rep["invariants"]["12"]["status"] == "pass" and rep["invariants"]["4"]["status"] == "pass"
