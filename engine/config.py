@@ -234,6 +234,7 @@ class Recovery:
     max_unwind_attempts: int
     reject_policy: dict[str, str]  # OrdRejReason (or "session"/"business") -> retry/fix_and_retry/fatal
     overfill: str
+    status_timeout: float = 5.0  # seconds a venue may take to answer the status queries before the desk is alerted
 
     def reject_class(self, reason: int | None, session_level: bool = False, business: bool = False) -> str:
         if session_level:
@@ -391,6 +392,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         max_unwind_attempts=rc.get("max_unwind_attempts", int, 3, check=positive, hint="a whole number >= 1"),
         reject_policy=policy,
         overfill=rc.get("overfill", str, "hedge", choices=OVERFILL_POLICIES),
+        status_timeout=rc.get("status_timeout_ms", float, 5000.0, check=positive, hint="milliseconds > 0") / 1e3,
     )
     if recovery.chase_budget == 0.0:
         recovery = dataclasses.replace(recovery, chase_budget=recovery.legged_budget / 2)

@@ -127,6 +127,7 @@ class EngineCore:
                 out.append(SendMassStatusRequest(ev.venue, req))
             if pending:
                 self.status_pending[ev.venue] = pending
+                out.append(SetTimer(now + self.strategy.recovery.status_timeout, f"status:{ev.venue}"))
                 out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried"
                                                               f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
                                                               f" before new risk"))
@@ -597,6 +598,14 @@ class EngineCore:
     # ---- timers and commands ----------------------------------------------------------------
     def _on_timer(self, t: TimerFired, now: float) -> list[Action]:
         kind, _, did = t.key.partition(":")
+        if kind == "status":  # `did` is a venue here: has it answered every status question?
+            unanswered = sorted(self.status_pending.get(did, ()))
+            if not unanswered:
+                return []
+            text = (f"{did} has not answered {len(unanswered)} status question(s) in "
+                    f"{self.strategy.recovery.status_timeout:g} s ({', '.join(unanswered[:5])}); "
+                    f"no new risk there until it does: the desk must check the venue")
+            return [Alert(now, "critical", text), Audit(now, "status_unanswered", detail=text)]
         ep = self.episodes.get(did)
         if ep is None or ep.terminal:
             return []

@@ -189,3 +189,18 @@ def test_both_nodes_crash_in_turn_and_the_second_restarts_from_its_own_journal()
     (restart,) = rep["restarts"]
     assert restart["node"] == "standby" and restart["replayed"] > 0  # replicated events and its own
     assert rep["invariants"]["12"]["status"] == "pass" and rep["invariants"]["4"]["status"] == "pass"
+
+
+def test_a_venue_that_never_answers_the_status_queries_is_escalated_and_still_holds_new_risk(config):
+    from engine.events import Alert, TimerFired
+
+    core = EngineCore(config)
+    fire(core)
+    core.handle(Takeover(2), 1.0)
+    acts = core.handle(SessionUp("COMEX"), 1.1)
+    (timer,) = [a for a in acts if type(a).__name__ == "SetTimer" and a.key == "status:COMEX"]
+    assert timer.at == pytest.approx(1.1 + config.strategy.recovery.status_timeout)
+    fired = core.handle(TimerFired("status:COMEX"), timer.at)
+    assert any(isinstance(a, Alert) and "has not answered" in a.text for a in fired)
+    assert "status_unanswered" in [a.stage for a in fired if isinstance(a, Audit)]
+    assert not core.venue_ready("COMEX")  # never lifted without an answer
