@@ -87,7 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                                     "environment or files it names, never logged) and trade the configured strategy. "
                                     "SIGUSR1: kill switch (cancel all, no new episodes). SIGINT/SIGTERM: stop new "
                                     "episodes, let open ones finish, log out, write report.json, messages.log and "
-                                    "audit.parquet to [live].out_dir.")
+                                    "audit.parquet to [live].out_dir. Every event is journaled there first; started "
+                                    "again after a crash, it rebuilds from that journal and reconciles before new "
+                                    "risk. With --role primary/standby two processes share an etcd lease (see "
+                                    "README, Failover).")
     lv.add_argument("--config", required=True, help="path of a live .toml config")
     lv.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
                                                                   "until a signal)")
