@@ -96,8 +96,10 @@ class PrimaryStream:
 class StandbyNode:
     """Listens for the primary's stream, applies it to its own core, watches the heartbeats."""
 
-    def __init__(self, node: str, core: EngineCore, listen: tuple[str, int], heartbeat: float, misses: int):
+    def __init__(self, node: str, core: EngineCore, listen: tuple[str, int], heartbeat: float, misses: int,
+                 writer=None):
         self.node = node
+        self.writer = writer  # an engine.journal.Journal: what it applies is journaled, to restart cold later
         self.core = core
         self.fingerprint = journal.fingerprint(core.cfg)
         self.heartbeat = heartbeat
@@ -151,6 +153,8 @@ class StandbyNode:
                     if self.active:
                         return
                     self.applied += 1
+                    if self.writer is not None:
+                        self.writer.append(event, t)
                     for a in self.core.handle(event, t):
                         if type(a) is SetTimer:
                             self.timers[a.key] = a.at

@@ -110,3 +110,33 @@ def test_a_death_in_the_middle_of_a_journal_write_is_cut_and_reported_on_restart
     (restart,) = rep["restarts"]
     assert restart["torn_written"] > 0 and restart["torn_bytes_cut"] == restart["torn_written"]
     assert restart["torn_reason"].startswith("torn record") and "journal_torn" in rep["coverage"]
+
+
+def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario):
+    """What the standby applies from the primary's stream is in its own journal, in order, so the
+    node that takes over can itself restart cold."""
+    from engine.core import EngineCore
+    from engine.journal import Journal, fingerprint, read
+    from engine.live import wait_for
+    from engine.node import PrimaryStream, StandbyNode
+    from simulator.wire import free_port
+    from tests.conftest import fire
+
+    cfg = spread_scenario.engine
+    journal = Journal(tmp_path / "standby.journal", cfg)
+    standby = StandbyNode("b", EngineCore(cfg), ("127.0.0.1", free_port()), 0.1, 3, journal)
+    stream = PrimaryStream("a", ("127.0.0.1", standby.address[1]), fingerprint(cfg))
+    recorder = EngineCore(cfg)
+    sent = []
+    original = recorder.handle
+
+    def handle(event, now):
+        sent.append((now, event))
+        stream.event(event, now)
+        return original(event, now)
+
+    recorder.handle = handle
+    fire(recorder, now=1.0)
+    assert wait_for(lambda: standby.applied == len(sent), 5)
+    assert [e for _, e in read(journal.path, fingerprint(cfg)).records] == [e for _, e in sent]
+    assert standby.core.episodes.keys() == recorder.episodes.keys() and standby.primary == "a"

@@ -229,10 +229,40 @@ def cmd_live(args) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     node_report: dict = {"role": args.role, "node": node}
     timers: dict[str, float] = {}
+    # the write-ahead journal: a process killed and started again with the same out_dir rebuilds its
+    # core from it (a standby journals the stream it follows, so after a takeover it can do the same)
+    from engine.journal import Journal, JournalError
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        journal_file = Journal(cfg.out_dir / f"engine-{node}.journal", cfg.engine, durability=cfg.journal)
+    except JournalError as exc:
+        raise UsageError(f"{exc} (journal under [live].out_dir of {cfg.path})") from None
+    recovered = journal_file.recovered
+    if recovered.records and args.role == "standby":
+        # a standby starts from the primary's stream, not from its own past: keep the old journal aside
+        journal_file.close()
+        kept = journal_file.path.with_name(f"{journal_file.path.name}.{int(time.time())}")
+        journal_file.path.rename(kept)
+        print(f"xmc live: standby {node}: previous journal kept as {kept}", file=sys.stderr, flush=True)
+        journal_file = Journal(journal_file.path, cfg.engine, durability=cfg.journal)
+        recovered = journal_file.recovered
+    if recovered.records and args.role != "standby":
+        for t, event in recovered.records:  # replay: the state, not the actions, of the process that died
+            for a in core.handle(event, t):
+                if type(a) is SetTimer:
+                    timers[a.key] = a.at
+                elif type(a) is CancelTimer:
+                    timers.pop(a.key, None)
+        node_report["restarted_from_journal"] = {"records": len(recovered.records),
+                                                 "torn_bytes_cut": recovered.truncated_bytes}
+        print(f"xmc live: rebuilt from {len(recovered.records)} journal records"
+              f"{f' ({recovered.truncated_bytes} torn bytes cut)' if recovered.truncated_bytes else ''}",
+              file=sys.stderr, flush=True)
     if args.role == "standby":
         from engine.node import StandbyNode
 
-        standby = StandbyNode(node, core, peer, args.heartbeat_ms / 1e3, args.misses)
+        standby = StandbyNode(node, core, peer, args.heartbeat_ms / 1e3, args.misses, journal_file)
         print(f"xmc live: standby {node} following on {peer[0]}:{standby.address[1]}", flush=True)
         started = time.monotonic()
         epoch = None
@@ -255,30 +285,8 @@ def cmd_live(args) -> int:
             cfg.out_dir.mkdir(parents=True, exist_ok=True)
             (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
             return 0
-    # the write-ahead journal: a process killed and started again with the same out_dir rebuilds its
-    # core from it (single node; a standby rebuilt its own from the primary's stream)
-    from engine.journal import Journal, JournalError
-
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        journal_file = Journal(cfg.out_dir / f"engine-{node}.journal", cfg.engine, durability=cfg.journal)
-    except JournalError as exc:
-        raise UsageError(f"{exc} (journal under [live].out_dir of {cfg.path})") from None
-    recovered = journal_file.recovered
-    if recovered.records and args.role == "single":
-        for t, event in recovered.records:  # replay: the state, not the actions, of the process that died
-            for a in core.handle(event, t):
-                if type(a) is SetTimer:
-                    timers[a.key] = a.at
-                elif type(a) is CancelTimer:
-                    timers.pop(a.key, None)
-        node_report["restarted_from_journal"] = {"records": len(recovered.records),
-                                                 "torn_bytes_cut": recovered.truncated_bytes}
-        print(f"xmc live: rebuilt from {len(recovered.records)} journal records"
-              f"{f' ({recovered.truncated_bytes} torn bytes cut)' if recovered.truncated_bytes else ''}",
-              file=sys.stderr, flush=True)
     engine = LiveEngine(core, cfg.sessions, absolute_time=True)
-    if args.role == "single" and recovered.records:
+    if args.role != "standby" and recovered.records:
         for venue in {s.venue for s in cfg.sessions}:
             engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
         for key, at in timers.items():
@@ -305,6 +313,8 @@ def cmd_live(args) -> int:
         except NodeError as exc:
             lease.release(node, time.monotonic())
             raise UsageError(str(exc)) from None
+        for t, event in recovered.records:  # a restarted primary hands its history to the new standby first
+            stream.event(event, t)
         engine.on_event = lambda event, now: (journal_file.append(event, now), stream.event(event, now))
         engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
         node_report.update(epoch=epoch, standby=stream.standby)
