@@ -282,8 +282,8 @@ def cmd_live(args) -> int:
             print(f"xmc live: standby {node} never took over ({standby.applied} events followed)", flush=True)
             report = {"mode": "live", "node": dict(node_report, replicated_events=standby.applied), "episodes": [],
                       "outcomes": {}}
-            cfg.out_dir.mkdir(parents=True, exist_ok=True)
             (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
+            journal_file.close()
             return 0
     engine = LiveEngine(core, cfg.sessions, absolute_time=True)
     if args.role != "standby" and recovered.records:
