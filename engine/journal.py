@@ -154,8 +154,14 @@ class Journal:
         self.fh.close()
 
 
-def replay(core, records: list[tuple[float, ev.Event]]) -> int:
-    """Feed journaled events to a fresh core in order (its actions are not carried out again)."""
+def replay(core, records: list[tuple[float, ev.Event]]) -> dict[str, float]:
+    """Feed journaled events to a fresh core in order (its actions are not carried out again);
+    returns the timers still pending afterwards (key -> due time), for the shell to arm."""
+    timers: dict[str, float] = {}
     for now, event in records:
-        core.handle(event, now)
-    return len(records)
+        for a in core.handle(event, now):
+            if type(a) is ev.SetTimer:
+                timers[a.key] = a.at
+            elif type(a) is ev.CancelTimer:
+                timers.pop(a.key, None)
+    return timers

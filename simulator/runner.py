@@ -13,9 +13,10 @@ import simpy
 
 from engine.core import EngineCore
 from engine.episode import Episode
-from engine.events import CancelTimer, Command, SessionDown, SetTimer, Takeover
+from engine.events import Command, SessionDown, Takeover
 from engine.journal import Journal
 from engine.journal import read as read_journal
+from engine.journal import replay as replay_journal
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
@@ -158,14 +159,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             if target is shell:
                 node.journal = journal
         rebuilt = EngineCore(scenario.engine)
-        timers: dict[str, float] = {}
-        for t, event in recovered.records:  # replay: state rebuilt, actions not carried out again
-            for a in rebuilt.handle(event, t):
-                if type(a) is SetTimer:
-                    timers[a.key] = a.at
-                elif type(a) is CancelTimer:
-                    timers.pop(a.key, None)
-        target.restart(rebuilt, timers)
+        target.restart(rebuilt, replay_journal(rebuilt, recovered.records))  # state rebuilt, timers re-armed
         node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records),
                               "torn_bytes_cut": recovered.truncated_bytes, "torn_reason": recovered.reason,
                               "torn_written": torn, "node": target.node})

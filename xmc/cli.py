@@ -210,7 +210,7 @@ def cmd_live(args) -> int:
     import signal
 
     from engine.core import EngineCore
-    from engine.events import CancelTimer, SessionDown, SetTimer, Takeover
+    from engine.events import SessionDown, Takeover
     from engine.live import LiveEngine, settings_text, wait_for
     from engine.live_config import load
     from simulator.runner import RunResult, _episode_row, write_artifacts
@@ -231,7 +231,7 @@ def cmd_live(args) -> int:
     timers: dict[str, float] = {}
     # the write-ahead journal: a process killed and started again with the same out_dir rebuilds its
     # core from it (a standby journals the stream it follows, so after a takeover it can do the same)
-    from engine.journal import Journal, JournalError
+    from engine.journal import Journal, JournalError, replay
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -248,12 +248,7 @@ def cmd_live(args) -> int:
         journal_file = Journal(journal_file.path, cfg.engine, durability=cfg.journal)
         recovered = journal_file.recovered
     if recovered.records and args.role != "standby":
-        for t, event in recovered.records:  # replay: the state, not the actions, of the process that died
-            for a in core.handle(event, t):
-                if type(a) is SetTimer:
-                    timers[a.key] = a.at
-                elif type(a) is CancelTimer:
-                    timers.pop(a.key, None)
+        timers = replay(core, recovered.records)  # the state, not the actions, of the process that died
         node_report["restarted_from_journal"] = {"records": len(recovered.records),
                                                  "torn_bytes_cut": recovered.truncated_bytes}
         print(f"xmc live: rebuilt from {len(recovered.records)} journal records"
