@@ -201,8 +201,7 @@ class Venue:
         self._accept(msg)
 
     def _late(self, msg) -> None:
-        self.pending_new.pop(msg.get(11), None)
-        if self.logged_on:
+        if self.pending_new.pop(msg.get(11), None) is not None and self.logged_on:  # not cancelled meanwhile
             self._accept(msg)
 
     def _accept(self, msg) -> None:
@@ -390,6 +389,13 @@ class Venue:
 
     def _on_cancel(self, msg) -> None:
         cl_ord_id, orig = msg.get(11), msg.get(41)
+        new = self.pending_new.pop(orig, None)
+        if new is not None:  # received, not processed yet: it never reaches the book; cancelled as it is
+            fields = [(37, "NONE"), (11, cl_ord_id), (41, orig), (17, self._id("X")), (150, "4"), (39, "4"),
+                      (55, new.get(55)), (54, new.get(54)), (38, new.get(38)), (151, "0"), (14, "0"), (6, "0"),
+                      (58, "cancelled before it was processed"), (60, fix_time(self._clock()))]
+            self.session.send(self.codec.message("8", fields))
+            return
         co = self.orders.get(orig)
         if co is not None and self.certifying.get(orig) == "cancel_race" and co.status in ("0", "1"):
             # too late to cancel: the reject says so (102=0) and the fill follows, as FIX requires

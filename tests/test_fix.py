@@ -151,3 +151,43 @@ def _cert_venue(sc):
         return [c.parse(r) for r in raw]
 
     return replies, send
+
+
+def test_a_status_query_or_cancel_for_an_order_received_but_not_processed(spread_scenario):
+    """late_ack: the venue holds a NewOrderSingle before processing it. A status query meanwhile says
+    PendingNew (39=A), never unknown; a cancel meanwhile cancels it and it is never processed."""
+    import dataclasses
+
+    import simpy
+
+    from engine.events import SendStatusRequest
+    from simulator.faults import Fault, FaultPlan
+    from simulator.link import Latency, Link
+    from simulator.rng import fork
+    from simulator.transport import WireLog
+    from simulator.venue import Venue
+
+    env = simpy.Environment()
+    cfg = spread_scenario.venues["SHFE"]
+    venue = Venue(env, cfg, [spread_scenario.engine.instruments["CU"]], fork(1, "v"), WireLog())
+    venue.on_fair({"CU": 70000.0})
+    venue.logged_on = True  # as after a Logon
+    late = Fault(0, "late_ack", "SHFE", 0.0, 1e9, "any", 1.0, 0, delay=1.0)
+    venue.faults = FaultPlan([dataclasses.replace(late)], lambda n: fork(1, n))
+    raw: list[str] = []
+    venue.session.link = Link(env, "down", Latency("constant", 0.001), fork(1, "l"), raw.append)
+    c = FixCodec(load("SHFE"), "XMC", cfg.comp_id, {"CU": "cu2603"})
+    seq = iter(range(1, 100))
+
+    def send(action, dt: float = 0.01) -> None:
+        venue.receive(wire(c, action, next(seq)))
+        env.run(until=env.now + dt)
+
+    send(SendOrder("SHFE", "L1", "CU", "cu2603", "1", 5, 70010.0, "2", "0", "ACC", "D1"))
+    send(SendStatusRequest("SHFE", "L1", "", "cu2603", "1"))
+    send(SendOrder("SHFE", "L2", "CU", "cu2603", "1", 5, 70010.0, "2", "0", "ACC", "D2"))
+    send(SendCancel("SHFE", "L2C1", "L2", "CU", "cu2603", "1", 5, "D2", "ACC"), dt=2.0)
+    got = [(m.get(11), m.get(150), m.get(39)) for m in map(c.parse, raw) if m.msg_type == "8"]
+    assert ("L1", "I", "A") in got  # PendingNew while held
+    assert ("L2C1", "4", "4") in got and not any(cl == "L2" for cl, _, _ in got)  # cancelled, never processed
+    assert any(cl == "L1" and et == "0" for cl, et, _ in got)  # L1 processed after its delay
