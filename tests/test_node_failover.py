@@ -71,6 +71,14 @@ def _start_venue_and_standby(tmp_path, etcd, duration: str):
     return [venue, standby], text, ports, common
 
 
+def _start_primary(tmp_path, text: str, ports: dict, common: list[str], duration: str) -> subprocess.Popen:
+    """The primary node `a`, printing its audit as it happens (--trace) so a test can time a kill."""
+    return subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                             str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary", "--node", "a",
+                             "--duration", duration, "--trace", *common], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def _stop(procs) -> None:
     for p in procs[1:]:
         if p.poll() is None:
@@ -84,10 +92,7 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
     standby = procs[1]
     state = tmp_path / "venue.json"
     try:
-        primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                    str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary",
-                                    "--node", "a", "--duration", "60", "--trace", *common], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        primary = _start_primary(tmp_path, text, ports, common, "60")
         procs.append(primary)
         seen = []
         for line in primary.stdout:  # the primary's live audit tail, until a chase order is out
@@ -127,10 +132,7 @@ def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etc
     procs, text, ports, common = _start_venue_and_standby(tmp_path, etcd, "20")
     standby = procs[1]
     try:
-        primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                    str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary",
-                                    "--node", "a", "--duration", "30", "--trace", *common], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        primary = _start_primary(tmp_path, text, ports, common, "30")
         procs.append(primary)
         for line in primary.stdout:
             if "|send|" in line and line.rstrip().endswith("|chase"):

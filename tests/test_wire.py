@@ -29,6 +29,18 @@ def wire_run(out, seconds: float = 5.0, env: dict | None = None) -> tuple[subpro
     return proc, report
 
 
+def wire_variant(tmp_path, name: str, text: str, seconds: float,
+                 *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`xmc run --mode wire` of a variant of the benchmark scenario, written to tmp_path/<name>.toml."""
+    scenario_file = tmp_path / f"{name}.toml"
+    scenario_file.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire", "--duration",
+                           str(seconds), *extra, "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=180)
+    path = tmp_path / "out" / "report.json"
+    return proc, json.loads(path.read_text()) if path.exists() else {}
+
+
 def test_engine_trades_against_the_venue_model_over_real_fix_sessions(tmp_path):
     proc, report = wire_run(tmp_path / "wire")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -99,11 +111,7 @@ def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(
 def test_a_tcp_cut_is_recovered_by_quickfix_resend_and_loses_no_fill(tmp_path):
     text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\n'
                                                  'after_s = 2.0\nuntil_s = 3.5\n\n[expect]')
-    scenario_file = tmp_path / "cut.toml"
-    scenario_file.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
-                           "--duration", "6", "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          cwd=ROOT, timeout=180)
+    proc, report = wire_variant(tmp_path, "cut", text, 6)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["wire_faults"] and report["wire_faults"][0]["connections_closed"] == 1
@@ -141,12 +149,7 @@ until_s = 3.0
 delay_ms = 40
 
 [expect]""")
-    scenario_file = tmp_path / "gaps.toml"
-    scenario_file.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
-                           "--duration", "5", "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          cwd=ROOT, timeout=180)
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    proc, report = wire_variant(tmp_path, "gaps", text, 5)
     assert report["fills_match_positions"] and report["all_terminal"] and report["episodes"], proc.stderr[-3000:]
     drops = [f for f in report["wire_faults"] if f["fault"] == "drop"]
     assert len([d for d in drops if d["venue"] == "COMEX"]) == 3 and all(d["seq"] > 0 for d in drops)
@@ -173,12 +176,7 @@ fill_ratio = 0.4
 rest = "work"
 
 [expect]""")
-    scenario_file = tmp_path / "resting.toml"
-    scenario_file.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
-                           "--duration", "6", "--kill-venues-at", "2", "--venues-down", "0.5",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=180)
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    proc, report = wire_variant(tmp_path, "resting", text, 6, "--kill-venues-at", "2", "--venues-down", "0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report["fills_match_positions"] and report["all_terminal"], report["positions"]
     (restart,) = report["venue_restarts"]
@@ -207,12 +205,7 @@ def test_amending_a_lagging_leg_over_real_fix_sessions(tmp_path):
         "cooldown_ms = 0", "cooldown_ms = 0\namend_after_ms = 100\namend_step_ticks = 1\nmax_amends = 2").replace(
         "[expect]", '[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\norders = "entry"\nfill_ratio = 0.5\n'
                     'rest = "work"\n\n[expect]')
-    scenario_file = tmp_path / "amend.toml"
-    scenario_file.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire",
-                           "--duration", "4", "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          cwd=ROOT, timeout=180)
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    proc, report = wire_variant(tmp_path, "amend", text, 4)
     assert report["fills_match_positions"] and report["all_terminal"], proc.stderr[-3000:]
     msgs = _checked_messages(tmp_path / "out" / "messages.log")
     replaces = [m for m in msgs if m.get(35) == b"G" and m.get(49) == b"XMC"]
