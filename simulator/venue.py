@@ -17,6 +17,7 @@ from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
 
 ENGINE_COMP_ID = "XMC"
+MARKET_MAKER = "mm"  # owner of the background liquidity's book orders
 # Certification mode, as broker certification suites do it: the order's quantity picks the behaviour.
 CERTIFICATION_BANDS = (
     (1, 9, "accept"),  # New, then rests untouched
@@ -38,12 +39,43 @@ def certification_behaviour(qty: int) -> str:
 
 class ClientOrder:
     __slots__ = ("cl_ord_id", "order_id", "symbol", "side", "qty", "price", "account", "book_order", "cum",
-                 "notional", "status")
+                 "notional", "status", "member")
 
-    def __init__(self, cl_ord_id, order_id, symbol, side, qty, price, account, book_order):
+    def __init__(self, cl_ord_id, order_id, symbol, side, qty, price, account, book_order, member):
         self.cl_ord_id, self.order_id, self.symbol, self.side = cl_ord_id, order_id, symbol, side
         self.qty, self.price, self.account, self.book_order = qty, price, account, book_order
         self.cum, self.notional, self.status = 0, 0.0, "0"
+        self.member = member
+
+
+class Member:
+    """One client of the venue: a FIX session whose TargetCompID is `name`. ClOrdIDs are unique
+    within a member; its orders rest in the venue's shared books and trade against anyone's."""
+
+    def __init__(self, name: str, codec: FixCodec, session):
+        self.name = name
+        self.codec = codec
+        self.session = session
+        self.logged_on = False
+        self.orders: dict[str, ClientOrder] = {}  # by ClOrdID
+        self.certifying: dict[str, str] = {}  # ClOrdID -> certification behaviour
+        self.pending_new: dict[str, object] = {}  # ClOrdID -> NewOrderSingle received but not processed yet
+        self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
+        self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
+        self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
+        self.published: dict[str, tuple] = {}  # symbol -> top of book last sent to this member
+        self.fills: list[tuple[str, str, str, int, float]] = []  # (ClOrdID, symbol, side, qty, px)
+
+    def send(self, msg_type: str, fields: list, groups: tuple = ()) -> None:
+        self.session.send(self.codec.message(msg_type, fields, groups))
+
+    def positions(self, instruments: dict[str, Instrument]) -> dict[str, float]:
+        """Signed lots this member traded here, per instrument name, from the venue's own fills."""
+        out: dict[str, float] = {}
+        for _, symbol, side, qty, _ in self.fills:
+            name = instruments[symbol].name
+            out[name] = out.get(name, 0.0) + (qty if side == BUY else -qty)
+        return out
 
 
 class Venue:
@@ -54,26 +86,19 @@ class Venue:
         self.rng = rng
         self.log = log
         self.instruments = {i.symbol: i for i in instruments}
-        vd = dictionary.load(cfg.dictionary)
-        self.codec = FixCodec(vd, cfg.comp_id, ENGINE_COMP_ID, {i.name: i.symbol for i in instruments})
-        self.session = SessionEnd(env, self.codec, log)
+        self.vd = dictionary.load(cfg.dictionary)
+        self.codec = self._codec(ENGINE_COMP_ID)
+        # the clients, by CompID; the engine's is always there (the only one in virtual time)
+        self.members: dict[str, Member] = {}
+        self.engine = self.add_member(ENGINE_COMP_ID, SessionEnd(env, self.codec, log))
         self.books = {s: OrderBook(s) for s in self.instruments}
         self.reference: dict[str, float] = {}  # price-band reference per symbol (the first fair value)
         self.mm_orders: dict[str, list[str]] = {s: [] for s in self.instruments}
-        self.orders: dict[str, ClientOrder] = {}  # by ClOrdID
-        self.by_order_id: dict[str, ClientOrder] = {}
-        self.certifying: dict[str, str] = {}  # ClOrdID -> certification behaviour
-        self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
-        self.published: dict[str, tuple] = {}
+        self.by_order_id: dict[str, ClientOrder] = {}  # every member's orders (OrderIDs are the venue's)
         self.dirty: set[str] = set()
         self.ids = 0
-        self.fills: list[tuple[str, str, str, int, float]] = []  # (ClOrdID, symbol, side, qty, px)
-        self.logged_on = False
         self.rejects_sent = 0
         self.faults = None  # the run's FaultPlan, set by the runner
-        self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
-        self.pending_new: dict[str, object] = {}  # ClOrdID -> NewOrderSingle received but not processed yet
-        self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
         self.on_disconnect_fault = None  # runner callback: start a disconnect window now
         self.on_crash_fault = None  # runner callback: kill the engine process now
@@ -81,6 +106,43 @@ class Venue:
         self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
         if cfg.md_interval > 0:
             env.process(self._publisher())
+
+    def _codec(self, client: str) -> FixCodec:
+        return FixCodec(self.vd, self.cfg.comp_id, client, {i.name: i.symbol for i in self.instruments.values()})
+
+    def add_member(self, name: str, session=None) -> Member:
+        """A client allowed to trade here (its session is set now or by the shell that serves it)."""
+        member = self.members[name] = Member(name, self._codec(name), session)
+        return member
+
+    # the engine's member, as the virtual-time harness and its checkers see the venue
+    @property
+    def session(self):
+        return self.engine.session
+
+    @session.setter
+    def session(self, value) -> None:
+        self.engine.session = value
+
+    @property
+    def orders(self) -> dict[str, ClientOrder]:
+        return self.engine.orders
+
+    @property
+    def pending_new(self) -> dict[str, object]:
+        return self.engine.pending_new
+
+    @property
+    def fills(self) -> list[tuple[str, str, str, int, float]]:
+        return self.engine.fills
+
+    @property
+    def logged_on(self) -> bool:
+        return self.engine.logged_on
+
+    @logged_on.setter
+    def logged_on(self, value: bool) -> None:
+        self.engine.logged_on = value
 
     def _clock(self) -> float:
         """The venue's own clock (virtual time, plus any clock-offset fault) for its timestamps."""
@@ -119,7 +181,8 @@ class Venue:
                         math.ceil(ref * (1 - band) / inst.tick)
                     quotes = ((BUY, limit),) if lock.side == "buy" else (("2", limit),)
                 for side, ticks in quotes:
-                    order = BookOrder(self._id("M"), "mm", side, ticks, self.rng.randint(liq.size_min, liq.size_max))
+                    order = BookOrder(self._id("M"), MARKET_MAKER, side, ticks,
+                                      self.rng.randint(liq.size_min, liq.size_max))
                     self._match(symbol, order)
                     if order.live:
                         self.mm_orders[symbol].append(order.order_id)
@@ -129,6 +192,7 @@ class Venue:
 
     # ---- inbound FIX ------------------------------------------------------------------------
     def receive(self, raw: str) -> None:
+        """A raw message from the engine's simulated session (virtual time)."""
         try:
             ready = self.session.receive(raw)
         except FixParseError as err:
@@ -141,106 +205,105 @@ class Venue:
         if self.cfg.md_interval == 0 and self.dirty:
             self.publish()
 
-    def _apply(self, msg) -> None:
-        msg_type = msg.msg_type
+    def _apply(self, msg, member: Member | None = None) -> None:
+        """One parsed message from `member` (the engine's when not given)."""
+        m = member or self.engine
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "G": self._on_replace,
-                   "V": self._on_md_request,
-                   "H": self._on_status_request, "AF": self._on_mass_status,
-                   "0": lambda m: None, "5": lambda m: None, "3": lambda m: None}.get(msg_type)
+                   "V": self._on_md_request, "H": self._on_status_request, "AF": self._on_mass_status,
+                   "0": _ignore, "5": _ignore, "3": _ignore}.get(msg.msg_type)
         if handler is None:
-            self.session.reject(FixParseError("business", 3, f"MsgType {msg_type} not supported by this venue",
-                                              msg_type, msg.seq))
+            m.session.reject(FixParseError("business", 3, f"MsgType {msg.msg_type} not supported by this venue",
+                                           msg.msg_type, msg.seq))
             return
-        handler(msg)
+        handler(msg, m)
 
-    def _on_logon(self, msg) -> None:
-        self.logged_on = True
-        self.session.connected = True
-        self.session.send(self.codec.message("A", [(98, "0"), (108, msg.get(108, "30"))]))
-        self.session.reconnect()  # what was held while disconnected follows the logon
+    def _on_logon(self, msg, m: Member) -> None:
+        m.logged_on = True
+        m.session.connected = True
+        m.send("A", [(98, "0"), (108, msg.get(108, "30"))])
+        m.session.reconnect()  # what was held while disconnected follows the logon
 
-    def _reject_order(self, msg, reason: int, text: str) -> None:
-        fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "8"), (39, "8"),
-                  (55, msg.get(55)), (54, msg.get(54)), (38, msg.get(38, "0")), (151, "0"), (14, "0"),
-                  (6, "0"), (103, str(reason)), (58, text), (60, fix_time(self._clock()))]
-        self.session.send(self.codec.message("8", fields))
+    def _reject_order(self, msg, m: Member, reason: int, text: str) -> None:
+        m.send("8", [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "8"), (39, "8"),
+                     (55, msg.get(55)), (54, msg.get(54)), (38, msg.get(38, "0")), (151, "0"), (14, "0"),
+                     (6, "0"), (103, str(reason)), (58, text), (60, fix_time(self._clock()))])
 
-    def _on_new_order(self, msg) -> None:
+    def _on_new_order(self, msg, m: Member) -> None:
         cl_ord_id = msg.get(11)
         if not self.cfg.trading:
-            self.session.reject(FixParseError("business", 4, "this venue publishes market data only", "D",
-                                              msg.seq, ref_id=cl_ord_id))
+            m.session.reject(FixParseError("business", 4, "this venue publishes market data only", "D",
+                                           msg.seq, ref_id=cl_ord_id))
             return
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
         for kind in ("primary_crash", "primary_pause"):
             node = self._fault(kind, cl_ord_id) if self.on_node_fault is not None else None
             if node is not None:
-                self._accept(msg)  # the order is processed; its node fails before hearing back
+                self._accept(msg, m)  # the order is processed; its node fails before hearing back
                 self.on_node_fault(node)
                 return
         crash = self._fault("crash_on_order", cl_ord_id)
         if crash is not None and self.on_crash_fault is not None:
-            self._accept(msg)  # the order is processed; the engine dies before hearing about it
+            self._accept(msg, m)  # the order is processed; the engine dies before hearing about it
             self.on_crash_fault(crash)
             return
         cut = self._fault("disconnect_on_order", cl_ord_id)
         if cut is not None and self.on_disconnect_fault is not None:
-            self._accept(msg)  # the order is processed; its reports wait for the next logon
+            self._accept(msg, m)  # the order is processed; its reports wait for the next logon
             self.on_disconnect_fault(cut)
             return
         if self._fault("no_ack", cl_ord_id):
-            self.swallowed.add(cl_ord_id)  # lost inside the venue: never acknowledged, never in the book
+            m.swallowed.add(cl_ord_id)  # lost inside the venue: never acknowledged, never in the book
             return
         late = self._fault("late_ack", cl_ord_id)
         if late is not None:
-            self.pending_new[cl_ord_id] = msg  # received, not yet processed: a status query says PendingNew
+            m.pending_new[cl_ord_id] = msg  # received, not yet processed: a status query says PendingNew
             ev = self.env.timeout(late.delay)
-            ev.callbacks.append(lambda _e, m=msg: self._late(m))
+            ev.callbacks.append(lambda _e, msg=msg: self._late(msg, m))
             return
-        self._accept(msg)
+        self._accept(msg, m)
 
-    def _late(self, msg) -> None:
-        if self.pending_new.pop(msg.get(11), None) is not None and self.logged_on:  # not cancelled meanwhile
-            self._accept(msg)
+    def _late(self, msg, m: Member) -> None:
+        if m.pending_new.pop(msg.get(11), None) is not None and m.logged_on:  # not cancelled meanwhile
+            self._accept(msg, m)
 
-    def _accept(self, msg) -> None:
+    def _accept(self, msg, m: Member) -> None:
         cl_ord_id, symbol = msg.get(11), msg.get(55)
         fault = self._fault("reject", cl_ord_id)
         if fault is not None:
-            return self._reject_order(msg, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
-        if self.cfg.certification and symbol in self.instruments and cl_ord_id not in self.orders:
-            return self._certify(msg)
+            return self._reject_order(msg, m, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
+        if self.cfg.certification and symbol in self.instruments and cl_ord_id not in m.orders:
+            return self._certify(msg, m)
         inst = self.instruments.get(symbol)
         if inst is None:
-            return self._reject_order(msg, 1, f"unknown symbol {symbol}")
-        if cl_ord_id in self.orders:
-            return self._reject_order(msg, 6, f"duplicate ClOrdID {cl_ord_id}")
+            return self._reject_order(msg, m, 1, f"unknown symbol {symbol}")
+        if cl_ord_id in m.orders:
+            return self._reject_order(msg, m, 6, f"duplicate ClOrdID {cl_ord_id}")
         qty = float(msg.get(38, "0"))
         if qty <= 0 or not qty.is_integer():
-            return self._reject_order(msg, 99, f"OrderQty {msg.get(38)} must be a whole number of lots > 0")
+            return self._reject_order(msg, m, 99, f"OrderQty {msg.get(38)} must be a whole number of lots > 0")
         ord_type = msg.get(40)
         price = float(msg.get(44)) if msg.has(44) else None
         ticks = None
         if ord_type == "2":
             if price is None:
-                return self._reject_order(msg, 99, "limit order without Price (44)")
+                return self._reject_order(msg, m, 99, "limit order without Price (44)")
             ticks = round(price / inst.tick)
             if abs(ticks * inst.tick - price) > inst.tick * 1e-6:
-                return self._reject_order(msg, 99, f"price {price} is not on the tick grid of {inst.tick}")
+                return self._reject_order(msg, m, 99, f"price {price} is not on the tick grid of {inst.tick}")
             ref = self.reference.get(symbol)
             if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
-                return self._reject_order(msg, 99, f"price {price} outside the daily limit band "
+                return self._reject_order(msg, m, 99, f"price {price} outside the daily limit band "
                                           f"±{self.cfg.price_band_pct}% of {ref:.4f}")
         elif ord_type != "1":
-            return self._reject_order(msg, 11, f"OrdType {ord_type} not supported")
+            return self._reject_order(msg, m, 11, f"OrdType {ord_type} not supported")
         order_id = self._id("O")
-        book_order = BookOrder(order_id, "engine", msg.get(54), ticks, int(qty), msg.get(59, "0"))
-        co = ClientOrder(cl_ord_id, order_id, symbol, book_order.side, int(qty), price, msg.get(1), book_order)
-        self.orders[cl_ord_id] = co
+        book_order = BookOrder(order_id, m.name, msg.get(54), ticks, int(qty), msg.get(59, "0"))
+        co = ClientOrder(cl_ord_id, order_id, symbol, book_order.side, int(qty), price, msg.get(1), book_order, m)
+        m.orders[cl_ord_id] = co
         self.by_order_id[order_id] = co
         if self._fault("duplicate_report", cl_ord_id):
-            self.duplicates.add(cl_ord_id)
+            m.duplicates.add(cl_ord_id)
         self._exec(co, "0", "0")
         partial = self._fault("partial_fill", cl_ord_id)
         if partial is not None:
@@ -253,20 +316,19 @@ class Venue:
     def _partial(self, co: ClientOrder, order: BookOrder, fault) -> None:
         """Fill only `fill_ratio` of the order, in `reports` executions; cancel the rest or leave it working."""
         cap = max(1, math.floor(co.qty * fault.fill_ratio))
-        probe = BookOrder(order.order_id, "engine", order.side, order.ticks, cap, "3")
+        probe = BookOrder(order.order_id, co.member.name, order.side, order.ticks, cap, "3")
         trades, _ = self.books[co.symbol].submit(probe)
         self.dirty.add(co.symbol)
         inst = self.instruments[co.symbol]
         done = sum(t.qty for t in trades)
+        for t in trades:  # the other side of each trade is told as well when it is a member
+            if t.resting.owner != MARKET_MAKER:
+                self._member_fill(self.by_order_id[t.resting.order_id], t.qty, round(t.ticks * inst.tick, 10))
         if done:
             px = round(sum(t.qty * t.ticks for t in trades) / done) * inst.tick
             chunks = [done // fault.reports + (1 if i < done % fault.reports else 0) for i in range(fault.reports)]
             for q in (c for c in chunks if c):
-                co.cum += q
-                co.notional += q * px
-                co.status = "2" if co.cum >= co.qty else "1"
-                self._record_fill(co, q, px)
-                self._exec(co, "F", co.status, q, px)
+                self._member_fill(co, q, px)
         if fault.rest == "cancel" or order.tif in ("3", "4") or order.ticks is None:
             co.status = "4"
             self._exec(co, "4", "4")
@@ -278,17 +340,19 @@ class Venue:
         for t in trades:
             px = round(t.ticks * inst.tick, 10)
             for side_order in (t.resting, t.aggressor):
-                if side_order.owner == "engine":
-                    co = self.by_order_id[side_order.order_id]
-                    co.cum += t.qty
-                    co.notional += t.qty * px
-                    co.status = "2" if co.cum >= co.qty else "1"
-                    self._record_fill(co, t.qty, px)
-                    self._exec(co, "F", co.status, t.qty, px)
+                if side_order.owner != MARKET_MAKER:
+                    self._member_fill(self.by_order_id[side_order.order_id], t.qty, px)
         if trades:
             self.dirty.add(symbol)
         elif order.live:
             self.dirty.add(symbol)
+
+    def _member_fill(self, co: ClientOrder, qty: int, px: float) -> None:
+        co.cum += qty
+        co.notional += qty * px
+        co.status = "2" if co.cum >= co.qty else "1"
+        self._record_fill(co, qty, px)
+        self._exec(co, "F", co.status, qty, px)
 
     def _exec(self, co: ClientOrder, exec_type: str, status: str, last_qty: int = 0, last_px: float = 0.0,
               cl_ord_id: str = "", orig: str = "", extra: tuple = ()) -> None:
@@ -308,158 +372,146 @@ class Venue:
         fields += list(extra)
         if self.recorder is not None and exec_type != "I":
             self.recorder.order(self, co)
-        self.session.send(self.codec.message("8", fields))
-        if co.cl_ord_id in self.duplicates:  # the same report again, same ExecID, marked PossDup
-            dup = self.codec.message("8", fields)
+        m = co.member
+        m.send("8", fields)
+        if co.cl_ord_id in m.duplicates:  # the same report again, same ExecID, marked PossDup
+            dup = m.codec.message("8", fields)
             dup.getHeader().setField(43, "Y")
-            self.session.send(dup)
+            m.session.send(dup)
 
-    def _on_status_request(self, msg) -> None:
+    def _on_status_request(self, msg, m: Member) -> None:
         """OrderStatusRequest (H): an ExecutionReport with ExecType I and the order's state now."""
-        co = self.orders.get(msg.get(11))
-        if co is None and msg.get(11) in self.pending_new:
-            new = self.pending_new[msg.get(11)]
-            fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "A"), (55, new.get(55)),
-                      (54, new.get(54)), (38, new.get(38)), (151, new.get(38)), (14, "0"), (6, "0"),
-                      (58, "received, not yet processed"), (60, fix_time(self._clock()))]
-            self.session.send(self.codec.message("8", fields))
+        co = m.orders.get(msg.get(11))
+        if co is None and msg.get(11) in m.pending_new:
+            new = m.pending_new[msg.get(11)]
+            m.send("8", [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "A"),
+                         (55, new.get(55)), (54, new.get(54)), (38, new.get(38)), (151, new.get(38)), (14, "0"),
+                         (6, "0"), (58, "received, not yet processed"), (60, fix_time(self._clock()))])
             return
         if co is None:
-            fields = [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "8"), (55, msg.get(55)),
-                      (54, msg.get(54)), (151, "0"), (14, "0"), (6, "0"), (58, "unknown order"),
-                      (60, fix_time(self._clock()))]
-            self.session.send(self.codec.message("8", fields))
+            m.send("8", [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "8"),
+                         (55, msg.get(55)), (54, msg.get(54)), (151, "0"), (14, "0"), (6, "0"),
+                         (58, "unknown order"), (60, fix_time(self._clock()))])
             return
         self._exec(co, "I", co.status)
 
-    def _on_mass_status(self, msg) -> None:
+    def _on_mass_status(self, msg, m: Member) -> None:
         """OrderMassStatusRequest (AF), all orders: one status report (ExecType I) per order of this
-        session today, the last with LastRptRequested=Y; with none, one report saying so."""
+        member today, the last with LastRptRequested=Y; with none, one report saying so."""
         req = msg.get(584)
-        orders = list(self.orders.values())
+        orders = list(m.orders.values())
         if not orders:
             symbol = next(iter(self.instruments))
-            fields = [(37, "NONE"), (17, self._id("X")), (150, "I"), (39, "8"), (55, symbol), (54, "1"), (151, "0"),
-                      (14, "0"), (6, "0"), (58, "no orders"), (584, req), (911, "0"), (912, "Y"),
-                      (60, fix_time(self._clock()))]
-            self.session.send(self.codec.message("8", fields))
+            m.send("8", [(37, "NONE"), (17, self._id("X")), (150, "I"), (39, "8"), (55, symbol), (54, "1"),
+                         (151, "0"), (14, "0"), (6, "0"), (58, "no orders"), (584, req), (911, "0"), (912, "Y"),
+                         (60, fix_time(self._clock()))])
             return
         for i, co in enumerate(orders, 1):
             self._exec(co, "I", co.status, extra=((584, req), (911, str(len(orders))),
                                                   (912, "Y" if i == len(orders) else "N")))
 
     def _record_fill(self, co: ClientOrder, qty: int, px: float) -> None:
-        self.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))
+        co.member.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))
         if self.recorder is not None:
-            self.recorder.fill(self, co.cl_ord_id, co.symbol, co.side, qty, px)
-        if self.checker is not None:
+            self.recorder.fill(self, co, qty, px)
+        if self.checker is not None and co.member is self.engine:
             inst = self.instruments[co.symbol]
             self.checker.on_venue_fill(inst.name, qty if co.side == BUY else -qty, self.env.now, co.cl_ord_id)
 
-    def _certify(self, msg) -> None:
+    def _certify(self, msg, m: Member) -> None:
         """Certification mode: the behaviour comes from the OrderQty band, not from the book."""
         qty = int(float(msg.get(38, "0") or 0))
         behaviour = certification_behaviour(qty)
         if behaviour == "reject":
-            return self._reject_order(msg, 99, f"certification: OrderQty {qty} means reject")
+            return self._reject_order(msg, m, 99, f"certification: OrderQty {qty} means reject")
         price = float(msg.get(44)) if msg.has(44) else self.reference.get(msg.get(55), 0.0)
-        co = ClientOrder(msg.get(11), self._id("O"), msg.get(55), msg.get(54), qty, price, msg.get(1), None)
+        co = ClientOrder(msg.get(11), self._id("O"), msg.get(55), msg.get(54), qty, price, msg.get(1), None, m)
         co.status = "0"
-        self.orders[co.cl_ord_id] = co
+        m.orders[co.cl_ord_id] = co
         self.by_order_id[co.order_id] = co
-        self.certifying[co.cl_ord_id] = behaviour
+        m.certifying[co.cl_ord_id] = behaviour
         self._exec(co, "0", "0")
         half = qty // 2
         if behaviour == "fill":
-            self._cert_fill(co, qty, price)
+            self._member_fill(co, qty, price)
         elif behaviour in ("partial_then_fill", "partial_then_cancel"):
-            self._cert_fill(co, half, price)
+            self._member_fill(co, half, price)
             if behaviour == "partial_then_fill":
-                self._cert_fill(co, qty - half, price)
+                self._member_fill(co, qty - half, price)
             else:
                 co.status = "4"
                 self._exec(co, "4", "4")
 
-    def _cert_fill(self, co: ClientOrder, qty: int, px: float) -> None:
-        co.cum += qty
-        co.notional += qty * px
-        co.status = "2" if co.cum >= co.qty else "1"
-        self._record_fill(co, qty, px)
-        self._exec(co, "F", co.status, qty, px)
-
-    def _on_cancel(self, msg) -> None:
+    def _on_cancel(self, msg, m: Member) -> None:
         cl_ord_id, orig = msg.get(11), msg.get(41)
-        new = self.pending_new.pop(orig, None)
+        new = m.pending_new.pop(orig, None)
         if new is not None:  # received, not processed yet: it never reaches the book; cancelled as it is
-            fields = [(37, "NONE"), (11, cl_ord_id), (41, orig), (17, self._id("X")), (150, "4"), (39, "4"),
-                      (55, new.get(55)), (54, new.get(54)), (38, new.get(38)), (151, "0"), (14, "0"), (6, "0"),
-                      (58, "cancelled before it was processed"), (60, fix_time(self._clock()))]
-            self.session.send(self.codec.message("8", fields))
+            m.send("8", [(37, "NONE"), (11, cl_ord_id), (41, orig), (17, self._id("X")), (150, "4"), (39, "4"),
+                         (55, new.get(55)), (54, new.get(54)), (38, new.get(38)), (151, "0"), (14, "0"), (6, "0"),
+                         (58, "cancelled before it was processed"), (60, fix_time(self._clock()))])
             return
-        co = self.orders.get(orig)
-        if co is not None and self.certifying.get(orig) == "cancel_race" and co.status in ("0", "1"):
+        co = m.orders.get(orig)
+        if co is not None and m.certifying.get(orig) == "cancel_race" and co.status in ("0", "1"):
             # too late to cancel: the reject says so (102=0) and the fill follows, as FIX requires
-            fields = [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, "2"), (434, "1"), (102, "0"),
-                      (58, "too late to cancel")]
-            self.session.send(self.codec.message("9", fields))
-            self._cert_fill(co, co.qty - co.cum, co.price or 0.0)
+            m.send("9", [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, "2"), (434, "1"), (102, "0"),
+                         (58, "too late to cancel")])
+            self._member_fill(co, co.qty - co.cum, co.price or 0.0)
             return
         if co is None or co.status in ("2", "4", "8", "C"):
             reason, status = ("1", "8") if co is None else ("0", co.status)
-            fields = [(37, co.order_id if co else "NONE"), (11, cl_ord_id), (41, orig), (39, status), (434, "1"),
-                      (102, reason), (58, "unknown order" if co is None else "too late to cancel")]
-            self.session.send(self.codec.message("9", fields))
+            m.send("9", [(37, co.order_id if co else "NONE"), (11, cl_ord_id), (41, orig), (39, status),
+                         (434, "1"), (102, reason), (58, "unknown order" if co is None else "too late to cancel")])
             return
         self.books[co.symbol].cancel(co.order_id)
         co.status = "4"
         self.dirty.add(co.symbol)
         self._exec(co, "4", "4", cl_ord_id=cl_ord_id, orig=orig)
 
-    def _refuse_replace(self, msg, co: ClientOrder | None, reason: str, text: str) -> None:
-        fields = [(37, co.order_id if co else "NONE"), (11, msg.get(11)), (41, msg.get(41)),
-                  (39, co.status if co else "8"), (434, "2"), (102, reason), (58, text)]
-        self.session.send(self.codec.message("9", fields))
+    def _refuse_replace(self, msg, m: Member, co: ClientOrder | None, reason: str, text: str) -> None:
+        m.send("9", [(37, co.order_id if co else "NONE"), (11, msg.get(11)), (41, msg.get(41)),
+                     (39, co.status if co else "8"), (434, "2"), (102, reason), (58, text)])
 
-    def _on_replace(self, msg) -> None:
+    def _on_replace(self, msg, m: Member) -> None:
         """OrderCancelReplaceRequest (G): a new price and/or quantity for a working order. The order
         loses its time priority, keeps its fills, and may trade at once at the new price."""
         cl_ord_id, orig = msg.get(11), msg.get(41)
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
-        co = self.orders.get(orig)
+        co = m.orders.get(orig)
         if co is None:
-            return self._refuse_replace(msg, None, "1", "unknown order")
-        behaviour = self.certifying.get(orig)
+            return self._refuse_replace(msg, m, None, "1", "unknown order")
+        behaviour = m.certifying.get(orig)
         if behaviour == "cancel_race" and co.status in ("0", "1"):
-            self._refuse_replace(msg, co, "0", "too late to replace")
-            return self._cert_fill(co, co.qty - co.cum, co.price or 0.0)
+            self._refuse_replace(msg, m, co, "0", "too late to replace")
+            return self._member_fill(co, co.qty - co.cum, co.price or 0.0)
         if co.status in ("2", "4", "8", "C"):
-            return self._refuse_replace(msg, co, "0", "too late to replace: the order is done")
+            return self._refuse_replace(msg, m, co, "0", "too late to replace: the order is done")
         if behaviour == "replace_reject":
-            return self._refuse_replace(msg, co, "99", "certification: replace refused")
-        if cl_ord_id in self.orders:
-            return self._refuse_replace(msg, co, "6", f"duplicate ClOrdID {cl_ord_id}")
+            return self._refuse_replace(msg, m, co, "99", "certification: replace refused")
+        if cl_ord_id in m.orders:
+            return self._refuse_replace(msg, m, co, "6", f"duplicate ClOrdID {cl_ord_id}")
         inst = self.instruments[co.symbol]
         qty = float(msg.get(38, "0"))
         if not qty.is_integer() or qty < co.cum or qty <= 0:
-            return self._refuse_replace(msg, co, "99", f"OrderQty {msg.get(38)} must be whole lots >= CumQty {co.cum}")
+            return self._refuse_replace(msg, m, co, "99", f"OrderQty {msg.get(38)} must be whole lots >= CumQty "
+                                        f"{co.cum}")
         price = float(msg.get(44)) if msg.has(44) else co.price
         if price is None or abs(round(price / inst.tick) * inst.tick - price) > inst.tick * 1e-6:
-            return self._refuse_replace(msg, co, "99", f"price {price} is not on the tick grid of {inst.tick}")
+            return self._refuse_replace(msg, m, co, "99", f"price {price} is not on the tick grid of {inst.tick}")
         ref = self.reference.get(co.symbol)
         if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
-            return self._refuse_replace(msg, co, "99", f"price {price} outside the daily limit band")
-        del self.orders[orig]
+            return self._refuse_replace(msg, m, co, "99", f"price {price} outside the daily limit band")
+        del m.orders[orig]
         co.cl_ord_id, co.qty, co.price = cl_ord_id, int(qty), price
-        self.orders[cl_ord_id] = co
+        m.orders[cl_ord_id] = co
         co.status = "2" if co.cum >= co.qty else ("1" if co.cum else "0")
         if behaviour is not None:  # certification orders do not rest in the book
-            self.certifying[cl_ord_id] = self.certifying.pop(orig)
+            m.certifying[cl_ord_id] = m.certifying.pop(orig)
             return self._exec(co, "5", co.status, orig=orig)
         old = co.book_order
         if old is not None:
             self.books[co.symbol].cancel(old.order_id)
-        book_order = BookOrder(co.order_id, "engine", co.side, round(price / inst.tick), co.qty - co.cum,
+        book_order = BookOrder(co.order_id, m.name, co.side, round(price / inst.tick), co.qty - co.cum,
                                old.tif if old is not None else "0")
         co.book_order = book_order
         self.dirty.add(co.symbol)
@@ -467,17 +519,16 @@ class Venue:
         if co.status in ("0", "1"):
             self._match(co.symbol, book_order)
 
-    def _on_md_request(self, msg) -> None:
+    def _on_md_request(self, msg, m: Member) -> None:
         req_id = msg.get(262)
         for entry in msg.group(146, (55,)):
             symbol = entry[55]
             if symbol not in self.instruments:
-                self.session.send(self.codec.message("Y", [(262, req_id), (281, "0"), (58, f"unknown symbol {symbol}")]))
+                m.send("Y", [(262, req_id), (281, "0"), (58, f"unknown symbol {symbol}")])
                 continue
-            self.subscriptions[symbol] = req_id
-            self.session.send(self.codec.message("W", [(262, req_id), (55, symbol)],
-                                                 ((268, self._entries(symbol, snapshot=True)),)))
-            self.published[symbol] = self._top(symbol)
+            m.subscriptions[symbol] = req_id
+            m.send("W", [(262, req_id), (55, symbol)], ((268, self._entries(symbol, snapshot=True)),))
+            m.published[symbol] = self._top(symbol)
 
     # ---- market data ------------------------------------------------------------------------
     def _top(self, symbol: str) -> tuple:
@@ -500,19 +551,21 @@ class Venue:
         return entries
 
     def publish(self) -> None:
+        """Incremental refreshes (X) of what changed since each subscriber was last told."""
         if self.faults and self.faults.window("md_stale", self.cfg.name, self.env.now):
             return  # the feed has stopped; changes pile up until it resumes
-        for symbol in sorted(self.dirty):
-            req_id = self.subscriptions.get(symbol)
-            if req_id is None:
-                continue
-            entries = self._entries(symbol, snapshot=False, previous=self.published.get(symbol, (None, None)))
-            if entries:
-                self.published[symbol] = self._top(symbol)
-                if self.faults and self.faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
-                    self.session.skip()  # lost after sequencing: the engine sees a gap
+        for m in self.members.values():
+            for symbol in sorted(self.dirty):
+                req_id = m.subscriptions.get(symbol)
+                if req_id is None:
                     continue
-                self.session.send(self.codec.message("X", [(262, req_id)], ((268, entries),)))
+                entries = self._entries(symbol, snapshot=False, previous=m.published.get(symbol, (None, None)))
+                if entries:
+                    m.published[symbol] = self._top(symbol)
+                    if self.faults and self.faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
+                        m.session.skip()  # lost after sequencing: the subscriber sees a gap
+                        continue
+                    m.send("X", [(262, req_id)], ((268, entries),))
         self.dirty.clear()
 
     def _publisher(self):
@@ -521,13 +574,14 @@ class Venue:
             if self.dirty:
                 self.publish()
 
-    def disconnect(self, cancel_resting: bool | None = None) -> None:
-        """The engine's session drops: cancel its resting orders if this venue does (its
-        cancel_on_disconnect, unless the fault that cut it says otherwise)."""
-        self.logged_on = False
-        self.session.connected = False
+    def disconnect(self, cancel_resting: bool | None = None, member: Member | None = None) -> None:
+        """A member's session drops (the engine's when not given): cancel its resting orders if this
+        venue does (its cancel_on_disconnect, unless the fault that cut it says otherwise)."""
+        m = member or self.engine
+        m.logged_on = False
+        m.session.connected = False
         if self.cfg.cancel_on_disconnect if cancel_resting is None else cancel_resting:
-            for co in self.orders.values():
+            for co in m.orders.values():
                 if co.status in ("0", "1"):
                     if co.book_order is not None:
                         self.books[co.symbol].cancel(co.order_id)
@@ -538,6 +592,10 @@ class Venue:
     def engine_positions(self) -> dict[str, float]:
         """Signed lots the engine traded here, per symbol, from the venue's own fills."""
         out: dict[str, float] = {}
-        for _, symbol, side, qty, _ in self.fills:
+        for _, symbol, side, qty, _ in self.engine.fills:
             out[symbol] = out.get(symbol, 0.0) + (qty if side == BUY else -qty)
         return out
+
+
+def _ignore(msg, m: Member) -> None:
+    """Heartbeat, Logout and session Reject need nothing from the venue model."""

@@ -40,31 +40,41 @@ class VenueState:
         self._fh.flush()  # in the OS's hands: survives the process being killed
 
     def order(self, venue, co) -> None:
-        self._write({"k": "order", "v": venue.cfg.name, "cl": co.cl_ord_id, "oid": co.order_id, "sym": co.symbol,
+        self._write({"k": "order", "v": venue.cfg.name, "m": co.member.name, "cl": co.cl_ord_id, "oid": co.order_id, "sym": co.symbol,
                      "side": co.side, "qty": co.qty, "px": co.price, "acct": co.account, "cum": co.cum,
                      "notional": co.notional, "status": co.status, "ids": venue.ids})
 
-    def fill(self, venue, cl_ord_id: str, symbol: str, side: str, qty: int, px: float) -> None:
-        self._write({"k": "fill", "v": venue.cfg.name, "cl": cl_ord_id, "sym": symbol, "side": side, "qty": qty,
-                     "px": px, "ids": venue.ids})
+    def fill(self, venue, co, qty: int, px: float) -> None:
+        self._write({"k": "fill", "v": venue.cfg.name, "m": co.member.name, "cl": co.cl_ord_id, "sym": co.symbol,
+                     "side": co.side, "qty": qty, "px": px, "ids": venue.ids})
 
     def restore(self, venue, client_order) -> list:
-        """Put `venue`'s recorded orders and fills back; returns the orders that were resting."""
+        """Put `venue`'s recorded orders and fills back, each under the client that traded; returns the
+        orders that were resting. A client the venue no longer serves is an error naming it."""
         latest: dict[str, dict] = {}
         for r in self.records:
             if r["v"] != venue.cfg.name:
                 continue
             venue.ids = max(venue.ids, r["ids"])
             if r["k"] == "fill":
-                venue.fills.append((r["cl"], r["sym"], r["side"], r["qty"], r["px"]))
+                self._member(venue, r).fills.append((r["cl"], r["sym"], r["side"], r["qty"], r["px"]))
             else:
                 latest[r["oid"]] = r
         resting = []
         for r in latest.values():
-            co = client_order(r["cl"], r["oid"], r["sym"], r["side"], r["qty"], r["px"], r["acct"], None)
+            member = self._member(venue, r)
+            co = client_order(r["cl"], r["oid"], r["sym"], r["side"], r["qty"], r["px"], r["acct"], None, member)
             co.cum, co.notional, co.status = r["cum"], r["notional"], r["status"]
-            venue.orders[co.cl_ord_id] = co
+            member.orders[co.cl_ord_id] = co
             venue.by_order_id[co.order_id] = co
             if co.status in ("0", "1"):
                 resting.append(co)
         return resting
+
+    def _member(self, venue, record: dict):
+        name = record.get("m", "XMC")
+        if name not in venue.members:
+            raise ValueError(f"{self.path}: {venue.cfg.name} has orders of client {name!r}, which this venue no "
+                             f"longer serves: start it with --client {name} (or remove the directory to start "
+                             f"afresh)")
+        return venue.members[name]

@@ -30,7 +30,7 @@ from simulator.relay import FaultRelay
 from simulator.rng import fork
 from simulator.scenario import Scenario
 from simulator.transport import WireLog
-from simulator.venue import ENGINE_COMP_ID, ClientOrder, Venue
+from simulator.venue import ENGINE_COMP_ID, ClientOrder, Member, Venue
 from simulator.venue_state import VenueState
 
 LINK_FAULTS = ("disconnect", "drop", "latency_spike")
@@ -62,7 +62,8 @@ class WireSession:
         self.codec = codec
         self.log = log
         self.session_id: fix.SessionID | None = None
-        self.connected = False
+        self.connected = False  # the venue model's view (simulation thread)
+        self.quickfix_up = False  # quickfix's view, updated on its threads
         self.queued: list = []
 
     def send(self, msg) -> None:
@@ -92,11 +93,14 @@ class WireSession:
 
 
 class WireVenues(fix.Application):
-    """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue."""
+    """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue; on each port
+    one session per client CompID (the engine's, XMC, by default), all trading in the same books."""
 
     def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 password: str = "", open_on_logon: bool = False, state_dir: Path | None = None):
+                 password: str = "", open_on_logon: bool = False, state_dir: Path | None = None,
+                 clients: tuple[str, ...] = (ENGINE_COMP_ID,)):
         super().__init__()
+        self.clients = tuple(clients)
         # with open_on_logon the market (prices, liquidity, clock) starts only once every venue's
         # session is logged on, as in virtual time where sessions log on at t=0: the parity check
         # compares the two runs on one clock
@@ -104,6 +108,7 @@ class WireVenues(fix.Application):
         self.opened_at: float | None = None
         self.password = password  # when set, a Logon must carry it (Password 554) or is refused
         self.refused_logons: list[str] = []
+        self.session_answers: list[str] = []  # every session Reject (3) and Logout (5) sent with a reason
         self.sc = sc
         self.seed = seed
         self.host = host
@@ -120,8 +125,9 @@ class WireVenues(fix.Application):
         for name, vcfg in sc.venues.items():
             insts = [i for i in sc.engine.instruments.values() if i.venue == name]
             venue = Venue(self.env, vcfg, insts, fork(seed, f"venue:{name}"), self.log)
-            venue.session = WireSession(venue.codec, self.log)
-            venue.logged_on_fix = False  # quickfix's view, updated on its threads
+            for client in dict.fromkeys((ENGINE_COMP_ID, *self.clients)):  # the engine's is kept even if not served
+                member = venue.members.get(client) or venue.add_member(client)
+                member.session = WireSession(member.codec, self.log)
             venue.faults = faults
             self.venues[name] = venue
             self.by_comp[vcfg.comp_id] = name
@@ -152,30 +158,43 @@ class WireVenues(fix.Application):
                  "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
                  "SocketNodelay=Y"]
         for name, vcfg in self.sc.venues.items():
-            lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
-                      f"TargetCompID={ENGINE_COMP_ID}", f"SocketAcceptPort={self.ports[name]}",
-                      f"DataDictionary={dictionary.load(vcfg.dictionary).path}"]
+            for client in self.clients:
+                lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
+                          f"TargetCompID={client}", f"SocketAcceptPort={self.ports[name]}",
+                          f"DataDictionary={dictionary.load(vcfg.dictionary).path}"]
         return "\n".join(lines) + "\n"
 
     # ---- quickfix callbacks --------------------------------------------------------------------
     def _venue(self, session_id) -> Venue:
         return self.venues[self.by_comp[session_id.getSenderCompID().getValue()]]
 
+    def _member(self, session_id) -> tuple[Venue, Member]:
+        venue = self._venue(session_id)
+        return venue, venue.members[session_id.getTargetCompID().getValue()]
+
     def onCreate(self, session_id):
-        self._venue(session_id).session.session_id = session_id
+        self._member(session_id)[1].session.session_id = session_id
 
     def onLogon(self, session_id):
-        venue = self._venue(session_id)
-        venue.logged_on_fix = True
-        self.inbox.put(("logon", venue))
+        venue, member = self._member(session_id)
+        member.session.quickfix_up = True
+        self.inbox.put(("logon", venue, member))
 
     def onLogout(self, session_id):
-        venue = self._venue(session_id)
-        venue.logged_on_fix = False
-        self.inbox.put(("logout", venue))
+        venue, member = self._member(session_id)
+        member.session.quickfix_up = False
+        self.inbox.put(("logout", venue, member))
+
+    def _sessions_up(self) -> list[bool]:
+        return [v.members[c].session.quickfix_up for v in self.venues.values() for c in self.clients]
 
     def toAdmin(self, message, session_id):
-        self._wire(message.toString())
+        raw = message.toString()
+        self._wire(raw)
+        msg_type = message.getHeader().getField(35)
+        if msg_type in ("3", "5") and message.isSetField(58):  # a session Reject or a Logout with its reason
+            self.session_answers.append(f"{session_id.toString()} {'Reject' if msg_type == '3' else 'Logout'}: "
+                                        f"{message.getField(58)}")
 
     def fromAdmin(self, message, session_id):
         raw = message.toString()
@@ -195,7 +214,7 @@ class WireVenues(fix.Application):
     def fromApp(self, message, session_id):
         raw = message.toString()
         self._wire(raw)
-        self.inbox.put(("fix", self._venue(session_id), raw))
+        self.inbox.put(("fix", *self._member(session_id), raw))
 
     def _wire(self, raw: str) -> None:
         with self._lock:
@@ -218,23 +237,23 @@ class WireVenues(fix.Application):
                     item = self.inbox.get_nowait()
                 except queue.Empty:
                     break
-                kind, venue = item[0], item[1]
+                kind, venue, member = item[0], item[1], item[2]
                 if kind == "logon":
-                    venue.logged_on = True
-                    venue.session.reconnect()
+                    member.logged_on = True
+                    member.session.reconnect()
                 elif kind == "logout":
-                    venue.disconnect()  # its cancel-on-disconnect applies; the reports wait for a logon
-                    venue.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
-                    venue.session.queued = [m for m in venue.session.queued
-                                            if m.getHeader().getField(35) not in ("W", "X")]
+                    venue.disconnect(member=member)  # its cancel-on-disconnect applies; reports wait for a logon
+                    member.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
+                    member.session.queued = [m for m in member.session.queued
+                                             if m.getHeader().getField(35) not in ("W", "X")]
                 else:
-                    venue._apply(Parsed(item[2]))
+                    venue._apply(Parsed(item[3]), member)
                     if venue.cfg.md_interval == 0 and venue.dirty:
                         venue.publish()
 
     def _run(self, until: float) -> None:
         if self.open_on_logon:
-            while not self._stop.is_set() and not all(v.logged_on_fix for v in self.venues.values()):
+            while not self._stop.is_set() and not all(self._sessions_up()):
                 self._stop.wait(0.001)
             self.env.sync()
         self.opened_at = time.time()  # wall time of the venues' clock 0 (same machine: the engine's clock too)
@@ -287,18 +306,24 @@ class WireVenues(fix.Application):
             # a Logout being processed on its own thread
             deadline = threading.Event()
             for _ in range(200):
-                if not any(v.logged_on_fix for v in self.venues.values()):
+                if not any(self._sessions_up()):
                     break
                 deadline.wait(0.01)
             self.acceptor.stop(True)
             self.acceptor = None
 
     def positions(self) -> dict[str, float]:
-        out: dict[str, float] = {}
+        """The engine's (XMC's) signed lots per instrument, from the venues' own fills."""
+        return self.client_positions().get(ENGINE_COMP_ID, {})
+
+    def client_positions(self) -> dict[str, dict[str, float]]:
+        """Every client's signed lots per instrument, from the venues' own fills."""
+        out: dict[str, dict[str, float]] = {}
         for v in self.venues.values():
-            for symbol, lots in v.engine_positions().items():
-                name = v.instruments[symbol].name
-                out[name] = out.get(name, 0.0) + lots
+            for name, member in v.members.items():
+                mine = out.setdefault(name, {})
+                for inst, lots in member.positions(v.instruments).items():
+                    mine[inst] = mine.get(inst, 0.0) + lots
         return out
 
     def write_state(self, path: Path) -> None:
@@ -306,18 +331,21 @@ class WireVenues(fix.Application):
 
 
 def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "",
-          open_on_logon: bool = False, ports: dict[str, int] | None = None, state_dir: Path | None = None) -> dict:
+          open_on_logon: bool = False, ports: dict[str, int] | None = None, state_dir: Path | None = None,
+          clients: tuple[str, ...] = (ENGINE_COMP_ID,)) -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
     venues = WireVenues(sc, seed, host, ports=ports, password=password, open_on_logon=open_on_logon,
-                        state_dir=state_dir)
+                        state_dir=state_dir, clients=clients)
     ports = venues.start(until=duration)
-    announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()}})
+    announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()},
+              "clients": list(venues.clients)})
     until_closed()
     # The caller ends the process right after recording this (see cmd_venue): quickfix's
     # SocketAcceptor.stop() has crashed (SIGSEGV) under load, so the sockets are closed by the OS.
     venues.halt()
-    return {"positions": venues.positions(), "ports": ports, "messages": len(venues.messages),
-            "refused_logons": venues.refused_logons, "opened_at": venues.opened_at}
+    return {"positions": venues.positions(), "client_positions": venues.client_positions(), "ports": ports,
+            "messages": len(venues.messages),
+            "refused_logons": venues.refused_logons, "session_answers": venues.session_answers, "opened_at": venues.opened_at}
 
 
 def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,

@@ -245,3 +245,74 @@ def test_sigusr1_is_the_kill_switch_of_xmc_live(tmp_path):
     audit = pl.read_parquet(tmp_path / "out" / "audit.parquet").sort("seq")
     stages = audit["stage"].to_list()
     assert "kill_switch" in stages and "send" not in stages[stages.index("kill_switch"):]
+
+
+def _frame(body: str) -> bytes:
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    return (head + body + f"10={sum((head + body).encode()) % 256:03d}\x01").encode()
+
+
+def _raw_logon(port: int, sender: str, then: str = "") -> bytes:
+    """Log on over a raw socket as `sender`, send `then` (a body) after the answer; every byte received."""
+    import socket
+    import time
+
+    now = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime())
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(_frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01"))
+        while True:  # until the peer closes (quickfix ends a refused or logged-out connection)
+            chunk = s.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+            if then and b"\x0135=A\x01" in got:
+                s.sendall(_frame(then.replace("{now}", now)))
+                then = ""
+
+
+def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
+    """`xmc venue --client`: two clients on one port, each its own session and ClOrdIDs (both use
+    ORDER-1), one's resting buy filled by the other's sell at the same price; market data to both;
+    OrderMassStatus answers with the asker's orders only. A wrong CompID inside a session gets the
+    FIX answer (Reject 373=9 and Logout); a Logon from a CompID the venue does not serve is closed.
+    The clients keep trading through both."""
+    wide = BENCH.read_text().replace("half_spread_ticks = 1 }", "half_spread_ticks = 100 }")
+    scenario_file = tmp_path / "wide.toml"
+    scenario_file.write_text(wide)  # background quotes 100 ticks away: the clients meet each other in between
+    state = tmp_path / "venue.json"
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario_file),
+                              "--client", "CLIENT1", "--client", "CLIENT2", "--duration", "120", "--state",
+                              str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(venue.stdout.readline())
+        port = info["ports"]["SHFE"]
+        assert info["clients"] == ["CLIENT1", "CLIENT2"]
+        strangers = _raw_logon(port, "STRANGER")
+        bad_comp = _raw_logon(port, "CLIENT2", "35=0\x0149=SOMEONE\x0156=SHFE\x0134=2\x0152={now}\x01")
+        from engine.fix import dictionary
+
+        clients = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "two_clients.py"), str(port), "SHFE",
+                                  str(dictionary.load("SHFE").path), "cu2603", "SHFE-ARB-01", "10"],
+                                 capture_output=True, text=True, cwd=ROOT, timeout=90)
+    finally:
+        venue.stdin.close()
+        venue.wait(timeout=30)
+    assert strangers == b""  # quickfix knows no such session: the connection is closed unanswered
+    assert b"\x0135=3\x01" in bad_comp and b"\x01373=9\x01" in bad_comp and b"\x0135=5\x01" in bad_comp
+    assert clients.returncode == 0, clients.stderr[-3000:]
+    out = json.loads(clients.stdout.strip().splitlines()[-1])
+    assert out["finished"], out
+    got = out["received"]
+    for name, side in (("CLIENT1", "1"), ("CLIENT2", "2")):
+        reports = [m for m in got[name] if m["35"] == "8" and m.get("150") != "I"]
+        assert [(m["150"], m["11"], m["54"]) for m in reports] == [("0", "ORDER-1", side), ("F", "ORDER-1", side)]
+        assert reports[1]["32"] == "2" and float(reports[1]["31"]) == out["price"] and reports[1]["39"] == "2"
+        assert any(m["35"] == "W" for m in got[name])  # each its own snapshot
+    statuses = [m for m in got["CLIENT1"] if m.get("584") == "MS-1"]
+    assert [(m["11"], m["54"], m["912"]) for m in statuses] == [("ORDER-1", "1", "Y")]  # its own order only
+    result = json.loads(state.read_text())
+    assert result["client_positions"]["CLIENT1"] == {"CU": 2.0}
+    assert result["client_positions"]["CLIENT2"] == {"CU": -2.0}
+    assert any("CompID problem" in a for a in result["session_answers"])

@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
     v.add_argument("--port", action="append", default=[], metavar="VENUE=PORT",
                    help="listen for VENUE on PORT (repeatable; default: a free port the OS gives)")
+    v.add_argument("--client", action="append", default=[], metavar="COMPID",
+                   help="a client CompID allowed to log on to every venue (repeatable; default XMC, the engine's). "
+                        "Each client has its own session, sequence numbers and ClOrdIDs; all trade in the same "
+                        "books, so one client's order can fill against another's")
     v.add_argument("--state-dir", default=None,
                    help="keep the venues' state here (quickfix FileStore, the engine's orders and fills): a venue "
                         "process killed and restarted with the same directory and ports resumes its sessions")
@@ -190,10 +194,18 @@ def cmd_venue(args) -> int:
     if ports and set(ports) != set(sc.venues):
         raise UsageError(f"--port: give every venue a port ({', '.join(sorted(set(sc.venues) - set(ports)))} "
                          f"missing) or none")
+    clients = tuple(args.client) or ("XMC",)
+    for c in clients:
+        if not c or len(c) > 64 or not c.isprintable() or any(ch in c for ch in " =|\x01"):
+            raise UsageError(f"--client {c!r}: a CompID is 1-64 printable characters without spaces, '=' or '|' "
+                             f"(e.g. --client CLIENT1)")
+    if len(set(clients)) != len(clients):
+        raise UsageError(f"--client: {', '.join(sorted({c for c in clients if clients.count(c) > 1}))} given "
+                         f"twice; name each client once")
     password = os.environ.get("XMC_VENUE_PASSWORD", "")  # when set, every Logon must carry it
     try:
         result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password, args.open_on_logon,
-                            ports or None, Path(args.state_dir) if args.state_dir else None)
+                            ports or None, Path(args.state_dir) if args.state_dir else None, clients)
     except ValueError as exc:  # a corrupt --state-dir
         raise UsageError(str(exc)) from None
     if args.state:
