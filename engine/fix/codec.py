@@ -135,7 +135,17 @@ class FixCodec:
     # ---- building ------------------------------------------------------------------------------
     def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple = (),
                 groups: tuple[tuple[int, int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
-        """A message body: fields in order, then (count tag, delimiter tag, entries) groups."""
+        """A message body: fields, then (count tag, delimiter tag, entries) groups.
+
+        Without groups the message is parsed by quickfix from one string (one call into C++ instead of
+        one per field: a third of the cost); quickfix orders body fields by tag either way.
+        """
+        if not groups:
+            body = dict(fields)
+            body.update(self.vd.outbound.get(msg_type, ()))
+            text = "".join([f"{tag}={value}{SOH}" for tag, value in body.items()])
+            if text.count(SOH) == len(body):  # no value carries a delimiter that would split it
+                return fix.Message(f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg_type}{SOH}{text}10=000{SOH}", False)
         m = fix.Message()
         m.getHeader().setField(35, msg_type)
         for tag, value in fields:
