@@ -36,6 +36,7 @@ from engine.events import (
 )
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
+from engine.quiet_gc import QuietGc
 
 log = logging.getLogger(__name__)
 ENGINE_COMP_ID = "XMC"
@@ -93,7 +94,8 @@ def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int
 class LiveEngine(fix.Application):
     """quickfix Application + the engine thread that owns the core."""
 
-    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time, absolute_time: bool = False):
+    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time, absolute_time: bool = False,
+                 quiet_gc: bool = True):
         super().__init__()
         self.core = core
         self.clock = clock
@@ -123,6 +125,7 @@ class LiveEngine(fix.Application):
         self.fence = None  # failover: may this node send under its epoch? checked where orders leave
         self.trace = None  # optional callable(audit row) for a live audit tail
         self.backoff = None  # engine.reconnect.Backoff: exponential reconnect instead of quickfix's fixed pace
+        self.gc = QuietGc() if quiet_gc else None  # collections only while the engine thread is idle
 
     # ---- quickfix callbacks (quickfix threads: only queue events) --------------------------------
     def onCreate(self, session_id):
@@ -169,6 +172,8 @@ class LiveEngine(fix.Application):
         ss = fix.SessionSettings()
         ss.setFromString(settings)
         self.epoch_start = 0.0 if self.absolute_time else self.clock()
+        if self.gc is not None:
+            self.gc.install()
         self._thread = threading.Thread(target=self._run, name="xmc-engine", daemon=True)
         self._thread.start()
         self.initiator = fix.SocketInitiator(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
@@ -184,6 +189,8 @@ class LiveEngine(fix.Application):
         if self.initiator is not None:
             self.initiator.stop()
             self.initiator = None
+        if self.gc is not None:
+            self.gc.uninstall()
 
     def command(self, name: str) -> None:
         self.events.put(Command(name))
@@ -208,6 +215,11 @@ class LiveEngine(fix.Application):
             wait = 0.05
             if self.timers:
                 wait = max(0.0, min(wait, self.timers[0][0] - self.now()))
+            if self.gc is not None:
+                if self.events.empty():
+                    self.gc.idle()
+                else:
+                    self.gc.busy()
             try:
                 item = self.events.get(timeout=wait)
             except queue.Empty:
