@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import traceback
 from collections.abc import Callable
 
 from engine.config import EngineConfig, Instrument
@@ -109,7 +110,32 @@ class EngineCore:
 
     # ---- entry point ------------------------------------------------------------------------
     def handle(self, event: Event, now: float) -> list[Action]:
-        return self._handlers[type(event)](event, now)
+        """Decide what `event` at `now` means; the actions for the shell to carry out.
+
+        A defect that raises here must not leave sessions up with nobody deciding: the error is
+        recorded (anomaly engine_error, with the traceback), a critical alert raised and the kill
+        switch thrown (working orders cancelled, no new episodes), in every shell alike.
+        """
+        try:
+            return self._handlers[type(event)](event, now)
+        except Exception as exc:  # noqa: BLE001 - the fail-safe of last resort, see above
+            return self._failed(event, now, exc)
+
+    def _failed(self, event: Event, now: float, exc: Exception) -> list[Action]:
+        where = traceback.format_exception(exc)[-3:]  # the innermost frame and the error, for the audit
+        out: list[Action] = [
+            self.anomaly(now, "engine_error", getattr(event, "cl_ord_id", ""),
+                         f"{type(exc).__name__}: {exc} while handling {type(event).__name__}; "
+                         f"{''.join(where).strip()}"),
+            Alert(now, "critical", f"engine error on {type(event).__name__} ({type(exc).__name__}: {exc}): "
+                                   f"kill switch thrown"),
+        ]
+        if not self.killed:
+            try:
+                out += self._on_command(Command("kill"), now)
+            except Exception as again:  # noqa: BLE001 - nothing left to try in the core; the desk must act
+                out.append(Alert(now, "critical", f"kill switch failed after the engine error: {again!r}"))
+        return out
 
     # ---- sessions and market data -----------------------------------------------------------
     def _on_session_up(self, ev: SessionUp, now: float) -> list[Action]:

@@ -17,7 +17,7 @@ from engine.episode import TERMINAL
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
     4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills",
-    7: "legal transitions, no unrecorded overfill", 8: "risk limits never exceeded",
+    7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
     12: "after failover or restart: engine orders and positions = the venues'",
@@ -186,7 +186,8 @@ class InvariantChecker:
         else:
             self._ok(6)
         # an overfill is allowed when it is on record (an anomaly row); an illegal move never is
-        illegal = [a for a in anomalies if a.kind in ("illegal_transition", "illegal_episode_transition")]
+        illegal = [a for a in anomalies if a.kind in ("illegal_transition", "illegal_episode_transition",
+                                                      "engine_error")]
         if illegal:
             self._fail(7, illegal[0].ts, "", f"{illegal[0].cl_ord_id}: {illegal[0].detail}")
         else:

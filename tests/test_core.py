@@ -134,3 +134,26 @@ def test_kill_switch_cancels_everything_and_stops_new_episodes(config):
     acts = core.handle(Command("kill"), 0.5)
     assert len([x for x in acts if isinstance(x, SendCancel)]) == 2
     assert not orders(fire(core, now=10.0, spread_cny=-800.0))
+
+
+def test_a_defect_in_the_core_throws_the_kill_switch_instead_of_stopping_the_engine(config):
+    """An exception inside handle() (a bug) is never raised to the shell: it is recorded with where it
+    happened, alerted as critical, and every working order is cancelled; no new episode opens."""
+    core = EngineCore(config)
+    sent = orders(fire(core))
+    assert len(sent) == 2
+
+    def broken(event, now):
+        raise KeyError("no such leg")
+
+    core._handlers[type(report(sent[0], "X1", "0", "0", 0.0))] = broken
+    acts = core.handle(report(sent[0], "X1", "0", "0", 0.0), 0.2)
+    errors = [a for a in acts if isinstance(a, Anomaly)]
+    assert [a.kind for a in errors] == ["engine_error"] and "KeyError" in errors[0].detail
+    assert "broken" in errors[0].detail  # the frame it failed in
+    assert any(isinstance(a, Alert) and a.level == "critical" and "kill switch" in a.text for a in acts)
+    assert sorted(a.orig_cl_ord_id for a in acts if isinstance(a, SendCancel)) == sorted(o.cl_ord_id for o in sent)
+    assert core.killed and not orders(fire(core, now=10.0, spread_cny=-800.0))
+    again = core.handle(report(sent[1], "X2", "0", "0", 0.0), 0.3)  # a second failure: recorded, no second kill
+    assert [a.kind for a in again if isinstance(a, Anomaly)] == ["engine_error"]
+    assert not any(isinstance(a, SendCancel) for a in again)
