@@ -21,19 +21,8 @@ from pathlib import Path
 import quickfix as fix
 
 from engine.core import EngineCore
-from engine.events import (
-    FENCED_SENDS,
-    FIX_SENDS,
-    Alert,
-    Anomaly,
-    Audit,
-    CancelTimer,
-    Command,
-    SessionDown,
-    SessionUp,
-    SetTimer,
-    TimerFired,
-)
+from engine.dispatch import ActionDispatcher
+from engine.events import Alert, Anomaly, Command, SessionDown, SessionUp, TimerFired
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
 from engine.quiet_gc import QuietGc
@@ -91,12 +80,14 @@ def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int
     return "\n".join(lines) + "\n"
 
 
-class LiveEngine(fix.Application):
-    """quickfix Application + the engine thread that owns the core."""
+class LiveEngine(fix.Application, ActionDispatcher):
+    """quickfix Application + the engine thread that owns the core (its actions carried out by the
+    same dispatcher as the simulator's)."""
 
     def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time, absolute_time: bool = False,
                  quiet_gc: bool = True):
-        super().__init__()
+        fix.Application.__init__(self)
+        ActionDispatcher.__init__(self)
         self.core = core
         self.clock = clock
         self.sessions = {s.venue: s for s in sessions}
@@ -108,11 +99,8 @@ class LiveEngine(fix.Application):
         self.events: queue.SimpleQueue = queue.SimpleQueue()  # C-implemented: a faster hand-off between threads
         self.timers: list[tuple[float, int, str]] = []
         self.timer_gen: dict[str, int] = {}
-        self.audit: list[tuple] = []
         self.messages: list[str] = []
         self._msg_lock = threading.Lock()
-        self.anomalies: list[Anomaly] = []
-        self.alerts: list[Alert] = []
         self.compute_ns: list[int] = []
         self.logged_on: set[str] = set()
         self.logon_at: dict[str, float] = {}  # engine time of each session's latest logon
@@ -243,14 +231,9 @@ class LiveEngine(fix.Application):
         try:
             msg = Parsed(raw)  # quickfix validated it against the dictionary before fromApp
         except (ValueError, FixParseError) as exc:
-            self.anomalies.append(Anomaly(self.now(), "fix_garbled", "", f"{venue}: {exc}"))
+            self.record_anomaly(Anomaly(self.now(), "fix_garbled", "", f"{venue}: {exc}"))
             return []
         return codec.decode(msg, venue)
-
-    def arm(self, key: str, at: float) -> None:
-        """Arm a timer the core set elsewhere (a standby taking over arms what it replicated)."""
-        gen = self.timer_gen[key] = self.timer_gen.get(key, 0) + 1
-        heapq.heappush(self.timers, (at, gen, key))
 
     def submit(self, event) -> None:
         """Hand an event to the engine thread (thread-safe)."""
@@ -263,37 +246,30 @@ class LiveEngine(fix.Application):
         t0 = time.perf_counter_ns()
         actions = self.core.handle(event, now)
         self.compute_ns.append(time.perf_counter_ns() - t0)
-        for a in actions:
-            kind = type(a)
-            if kind in FIX_SENDS:
-                if self.fence is not None and kind in FENCED_SENDS and not self.fence(self.core.epoch):
-                    self.audit.append((len(self.audit), self.now(), "fenced", getattr(a, "decision_id", ""),
-                                       a.cl_ord_id, a.instrument, "", "", 0.0, 0.0,
-                                       f"{kind.__name__} blocked: this node no longer holds the lease"))
-                    continue
-                sid = self.session_ids.get(a.venue)
-                msg = self.codecs[a.venue].encode(a, self.clock())
-                if sid is None or not fix.Session.sendToTarget(msg, sid):
-                    self.anomalies.append(Anomaly(self.now(), "send_failed", getattr(a, "cl_ord_id", ""),
-                                                  f"{a.venue}: session not available"))
-            elif kind is SetTimer:
-                gen = self.timer_gen[a.key] = self.timer_gen.get(a.key, 0) + 1
-                heapq.heappush(self.timers, (a.at, gen, a.key))
-            elif kind is CancelTimer:
-                self.timer_gen.pop(a.key, None)
-            elif kind is Audit:
-                row = (len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account,
-                       a.side, float(a.qty), float(a.price), a.detail)
-                self.audit.append(row)
-                if self.trace is not None:
-                    self.trace(row)
-            elif kind is Anomaly:
-                self.anomalies.append(a)
-                self.audit.append((len(self.audit), a.ts, "anomaly", "", a.cl_ord_id, "", "", "", 0.0, 0.0,
-                                   f"{a.kind}: {a.detail}"))
-            elif kind is Alert:
-                self.alerts.append(a)
-                log.warning("%s: %s", a.level, a.text)
+        self.execute(actions)
+
+    # ---- the hooks of engine.dispatch.ActionDispatcher (engine thread) ---------------------------
+    def send(self, a) -> None:
+        sid = self.session_ids.get(a.venue)
+        msg = self.codecs[a.venue].encode(a, self.clock())
+        if sid is None or not fix.Session.sendToTarget(msg, sid):
+            self.record_anomaly(Anomaly(self.now(), "send_failed", getattr(a, "cl_ord_id", ""),
+                                        f"{a.venue}: session not available"))
+
+    def set_timer(self, key: str, at: float) -> None:
+        """Arm a timer (the core's, or one a standby taking over replicated)."""
+        gen = self.timer_gen[key] = self.timer_gen.get(key, 0) + 1
+        heapq.heappush(self.timers, (at, gen, key))
+
+    def cancel_timer(self, key: str) -> None:
+        self.timer_gen.pop(key, None)
+
+    def audited(self, row: tuple) -> None:
+        if self.trace is not None:
+            self.trace(row)
+
+    def alert(self, a: Alert) -> None:
+        log.warning("%s: %s", a.level, a.text)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:

@@ -195,7 +195,7 @@ class Cluster:
             link.down = False
         new.dispatch(Takeover(revision))
         for key, at in self.standby_timers.items():
-            new._set_timer(SetTimer(max(at, now), key))
+            new.set_timer(key, max(at, now))
         for name in self.venues:
             new.reconnect(name)  # log on with the replicated sequence numbers; status queries follow
         record = self.failovers[-1] if self.failovers and "active_s" not in self.failovers[-1] else {}

@@ -12,20 +12,18 @@ import time
 import simpy
 
 from engine.core import EngineCore
+from engine.dispatch import ActionDispatcher
 from engine.events import (
     FENCED_SENDS,
-    FIX_SENDS,
     Alert,
     Anomaly,
     Audit,
     BusinessReject,
-    CancelTimer,
     Event,
     SendOrder,
     SendReplace,
     SessionDown,
     SessionUp,
-    SetTimer,
     TimerFired,
 )
 from engine.fix import dictionary
@@ -37,8 +35,9 @@ AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument",
                  "detail")
 
 
-class SimEngineShell:
+class SimEngineShell(ActionDispatcher):
     def __init__(self, env: simpy.Environment, core: EngineCore, venues: dict, log: WireLog):
+        super().__init__()
         self.env = env
         self.core = core
         self.log = log
@@ -49,9 +48,6 @@ class SimEngineShell:
             self.sessions[name] = SessionEnd(env, codec, log)
         self.timers: dict[str, int] = {}
         self.timer_gen = 0
-        self.audit: list[tuple] = []
-        self.anomalies: list[Anomaly] = []
-        self.alerts: list[Alert] = []
         self.compute_ns: list[int] = []
         self.recovery_ns: list[int] = []  # compute of the events that sent a recovery order
         self.orders_sent = 0
@@ -84,7 +80,7 @@ class SimEngineShell:
             self.checker.core = core
         self.alive = True
         for key, at in pending_timers.items():
-            self._set_timer(SetTimer(max(at, self.env.now), key))
+            self.set_timer(key, max(at, self.env.now))
 
     def disconnected(self, venue: str) -> None:
         self.sessions[venue].connected = False
@@ -111,11 +107,11 @@ class SimEngineShell:
         try:
             ready = session.receive(raw)
         except FixParseError as err:
-            self._record(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
+            self.record_anomaly(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
             session.reject(err)
             return
         if session.gaps > gaps:
-            self._record(Anomaly(self.env.now, "sequence_gap", "", f"{venue}: gap before MsgSeqNum "
+            self.record_anomaly(Anomaly(self.env.now, "sequence_gap", "", f"{venue}: gap before MsgSeqNum "
                                  f"{session.resend_asked_to + 1}; ResendRequest sent"))
         for msg in ready:
             if msg.msg_type == "A":
@@ -144,41 +140,31 @@ class SimEngineShell:
         if self.checker is not None:
             self.checker.after_event(self.env.now, event)
 
-    # ---- outbound ---------------------------------------------------------------------------
-    def execute(self, actions: list) -> None:
-        for a in actions:
-            kind = type(a)
-            if kind in FIX_SENDS:
-                if self.fence is not None and kind in FENCED_SENDS and not self.fence(self.core.epoch):
-                    self._fenced(a)
-                    continue
-                session = self.sessions[a.venue]
-                session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
-                if kind in FENCED_SENDS and self.checker is not None:
-                    self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)
-                if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
-                    self.orders_sent += kind is SendOrder
-                    if self.checker is not None:
-                        self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price)
-            elif kind is Audit:
-                self._audit(a)
-            elif kind is SetTimer:
-                self._set_timer(a)
-            elif kind is CancelTimer:
-                self.timers.pop(a.key, None)
-            elif kind is Anomaly:
-                self._record(a)
-            elif kind is Alert:
-                self.alerts.append(a)
-                self.log.event(a.ts, f"alert {a.level} {a.text}")
+    # ---- outbound: the hooks of engine.dispatch.ActionDispatcher ------------------------------
+    def now(self) -> float:
+        return self.env.now
 
-    def _fenced(self, a) -> None:
-        """An order this node may no longer send (its epoch is not the lease's): not sent, recorded."""
-        self._audit(Audit(self.env.now, "fenced", getattr(a, "decision_id", ""), a.cl_ord_id, a.instrument,
-                          detail=f"{type(a).__name__} from node {self.node} epoch {self.core.epoch} blocked: "
-                                 f"this node no longer holds the lease"))
+    def send(self, a) -> None:
+        session = self.sessions[a.venue]
+        session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
+        kind = type(a)
+        if kind in FENCED_SENDS and self.checker is not None:
+            self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)
+        if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
+            self.orders_sent += kind is SendOrder
+            if self.checker is not None:
+                self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price)
+
+    def fenced(self, a) -> None:
+        super().fenced(a)
         if self.checker is not None:
             self.checker.on_fenced(self.env.now, self.node, a.cl_ord_id)
+
+    def audited(self, row: tuple) -> None:
+        self.log.event(row[1], "audit " + "|".join(map(str, row[2:])))
+
+    def alert(self, a: Alert) -> None:
+        self.log.event(a.ts, f"alert {a.level} {a.text}")
 
     def pause(self) -> None:
         self.paused = True
@@ -203,21 +189,14 @@ class SimEngineShell:
             for event in codec.decode(msg, venue):
                 self.dispatch(event)
 
-    def _audit(self, a: Audit) -> None:
-        row = (len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account, a.side,
-               float(a.qty), float(a.price), a.detail)
-        self.audit.append(row)
-        self.log.event(a.ts, "audit " + "|".join(map(str, row[2:])))
-
-    def _record(self, a: Anomaly) -> None:
-        self.anomalies.append(a)
-        self._audit(Audit(a.ts, "anomaly", cl_ord_id=a.cl_ord_id, detail=f"{a.kind}: {a.detail}"))
-
-    def _set_timer(self, t: SetTimer) -> None:
+    def set_timer(self, key: str, at: float) -> None:
         self.timer_gen += 1
-        gen = self.timers[t.key] = self.timer_gen
-        ev = self.env.timeout(max(t.at - self.env.now, 0.0))
-        ev.callbacks.append(lambda _e, key=t.key, gen=gen: self._fire(key, gen))
+        gen = self.timers[key] = self.timer_gen
+        ev = self.env.timeout(max(at - self.env.now, 0.0))
+        ev.callbacks.append(lambda _e, key=key, gen=gen: self._fire(key, gen))
+
+    def cancel_timer(self, key: str) -> None:
+        self.timers.pop(key, None)
 
     def _fire(self, key: str, gen: int) -> None:
         if self.timers.get(key) != gen:

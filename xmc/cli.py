@@ -293,11 +293,12 @@ def cmd_live(args) -> int:
             journal_file.close()
             return 0
     engine = LiveEngine(core, cfg.sessions, absolute_time=True)
+    engine.node = node
     if args.role != "standby" and recovered.records:
         for venue in {s.venue for s in cfg.sessions}:
             engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
         for key, at in timers.items():
-            engine.arm(key, at)
+            engine.set_timer(key, at)
     engine.on_event = lambda event, now: journal_file.append(event, now)
     from engine.reconnect import Backoff
 
@@ -328,7 +329,7 @@ def cmd_live(args) -> int:
     elif args.role == "standby":
         engine.submit(Takeover(epoch))
         for key, at in timers.items():
-            engine.arm(key, at)
+            engine.set_timer(key, at)
         reset = True  # the primary's FIX stores are not here: start the sessions afresh, then reconcile
     if lease is not None:
         engine.fence = lambda e: lease.holds(node, e, time.monotonic())
