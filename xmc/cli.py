@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import sys
 import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -221,143 +220,33 @@ def cmd_venue(args) -> int:
 def cmd_live(args) -> int:
     import signal
 
-    from engine.core import EngineCore
-    from engine.events import SessionDown, Takeover
-    from engine.live import LiveEngine, settings_text, wait_for
     from engine.live_config import load
+    from engine.live_node import LiveNode, NodeOptions, SetupError
     from simulator.runner import RunResult, _episode_row, write_artifacts
 
     cfg = load(args.config)
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
-    begun = time.monotonic()
-    node = args.node or args.role
+    node_name = args.node or args.role
     lease = peer = None
     if args.role != "single":
-        lease, peer = _failover_args(args, node)
-    core = EngineCore(cfg.engine)
+        lease, peer = _failover_args(args, node_name)
     stop = threading.Event()
+    opts = NodeOptions(args.role, node_name, args.heartbeat_ms / 1e3, args.misses, args.duration, args.trace, lease,
+                       peer, args.etcd or "")
+    node = LiveNode(cfg, opts, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    node_report: dict = {"role": args.role, "node": node}
-    timers: dict[str, float] = {}
-    # the write-ahead journal: a process killed and started again with the same out_dir rebuilds its
-    # core from it (a standby journals the stream it follows, so after a takeover it can do the same)
-    from engine.journal import Journal, JournalError, replay
-
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGUSR1, lambda *_: node.kill())
     try:
-        journal_file = Journal(cfg.out_dir / f"engine-{node}.journal", cfg.engine, durability=cfg.journal)
-    except JournalError as exc:
-        raise UsageError(f"{exc} (journal under [live].out_dir of {cfg.path})") from None
-    recovered = journal_file.recovered
-    if recovered.records and args.role == "standby":
-        # a standby starts from the primary's stream, not from its own past: keep the old journal aside
-        journal_file.close()
-        kept = journal_file.path.with_name(f"{journal_file.path.name}.{int(time.time())}")
-        journal_file.path.rename(kept)
-        print(f"xmc live: standby {node}: previous journal kept as {kept}", file=sys.stderr, flush=True)
-        journal_file = Journal(journal_file.path, cfg.engine, durability=cfg.journal)
-        recovered = journal_file.recovered
-    if recovered.records and args.role != "standby":
-        timers = replay(core, recovered.records)  # the state, not the actions, of the process that died
-        node_report["restarted_from_journal"] = {"records": len(recovered.records),
-                                                 "torn_bytes_cut": recovered.truncated_bytes}
-        print(f"xmc live: rebuilt from {len(recovered.records)} journal records"
-              f"{f' ({recovered.truncated_bytes} torn bytes cut)' if recovered.truncated_bytes else ''}",
-              file=sys.stderr, flush=True)
-    if args.role == "standby":
-        from engine.node import StandbyNode
-
-        standby = StandbyNode(node, core, peer, args.heartbeat_ms / 1e3, args.misses, journal_file)
-        print(f"xmc live: standby {node} following on {peer[0]}:{standby.address[1]}", flush=True)
-        started = time.monotonic()
-        epoch = None
-        while not stop.wait(args.heartbeat_ms / 1e3):
-            if args.duration is not None and time.monotonic() - started > args.duration:
-                break
-            if standby.primary_dead():
-                detected = node_report.setdefault("detected_at", time.time())
-                epoch = lease.acquire(node, time.monotonic())
-                if epoch is not None:
-                    node_report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
-                        time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
-                        epoch=epoch, replicated_events=standby.applied)
-                    timers = standby.take_over(epoch, time.time())
-                    break
-        if epoch is None:
-            print(f"xmc live: standby {node} never took over ({standby.applied} events followed)", flush=True)
-            report = {"mode": "live", "node": dict(node_report, replicated_events=standby.applied), "episodes": [],
-                      "outcomes": {}}
-            (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
-            journal_file.close()
-            return 0
-    engine = LiveEngine(core, cfg.sessions, absolute_time=True)
-    engine.node = node
-    if args.role != "standby" and recovered.records:
-        for venue in {s.venue for s in cfg.sessions}:
-            engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
-        for key, at in timers.items():
-            engine.set_timer(key, at)
-    engine.on_event = lambda event, now: journal_file.append(event, now)
-    from engine.reconnect import Backoff
-
-    # quickfix retries every second inside an attempt window; between windows the wait doubles
-    engine.backoff = Backoff(cfg.reconnect, cfg.reconnect_max, window=2.5)
-    if args.trace:
-        engine.trace = lambda row: print("audit " + "|".join(map(str, row[1:])), flush=True)
-    signal.signal(signal.SIGUSR1, lambda *_: engine.command("kill"))
-    reset = cfg.reset_on_logon
-    if args.role == "primary":
-        from engine import journal
-        from engine.node import NodeError, PrimaryStream
-
-        epoch = lease.acquire(node, time.monotonic())
-        if epoch is None:
-            raise UsageError(f"--role primary: the lease in etcd {args.etcd} is held by another node; "
-                             f"start this one as --role standby")
-        try:
-            stream = PrimaryStream(node, peer, journal.fingerprint(cfg.engine))
-        except NodeError as exc:
-            lease.release(node, time.monotonic())
-            raise UsageError(str(exc)) from None
-        for t, event in recovered.records:  # a restarted primary hands its history to the new standby first
-            stream.event(event, t)
-        engine.on_event = lambda event, now: (journal_file.append(event, now), stream.event(event, now))
-        engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
-        node_report.update(epoch=epoch, standby=stream.standby)
-    elif args.role == "standby":
-        engine.submit(Takeover(epoch))
-        for key, at in timers.items():
-            engine.set_timer(key, at)
-        reset = True  # the primary's FIX stores are not here: start the sessions afresh, then reconcile
-    if lease is not None:
-        engine.fence = lambda e: lease.holds(node, e, time.monotonic())
-        threading.Thread(target=_keep_lease, args=(lease, node, engine, args.heartbeat_ms / 1e3, stop,
-                                                   stream if args.role == "primary" else None, node_report),
-                         daemon=True).start()
-    store = cfg.out_dir / "store"
-    store.mkdir(parents=True, exist_ok=True)
-    engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, 1, cfg.start_time, cfg.end_time, reset))
-    print(f"xmc live: {args.role} {node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}",
-          file=sys.stderr)
-    logged_on: list[str] = []
-    try:
-        left = None if args.duration is None else max(args.duration - (time.monotonic() - begun), 0.0)
-        stop.wait(left)
-        engine.command("drain")
-        wait_for(lambda: not core.active, 10)
-        logged_on = sorted(engine.logged_on)
-    finally:
-        stop.set()  # ends the keep-alive thread before the lease is given up
-        engine.stop()
-        if lease is not None:
-            lease.release(node, time.monotonic())  # stopping on purpose: the lease is free at once
-        journal_file.close()
-    if args.role == "standby":
-        node_report["active_at"] = node_report.get("lease_at")
-        rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
-        node_report["reconciled_at"] = max(rec) if rec else None
+        took_part = node.run()
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
+    if not took_part:  # a standby whose primary never failed
+        report = {"mode": "live", "node": node.report, "episodes": [], "outcomes": {}}
+        (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        return 0
+    engine, core = node.engine, node.core
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
@@ -365,8 +254,8 @@ def cmd_live(args) -> int:
     report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
-              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": logged_on,
-              "node": node_report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
+              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": node.logged_on_at_end,
+              "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
               "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
@@ -397,19 +286,6 @@ def _failover_args(args, node: str):
         raise UsageError(f"--etcd {args.etcd}: etcd does not answer ({type(exc).__name__}); start it "
                          f"(scripts/etcd) or fix the address") from None
     return EtcdLease(client, node, ttl=args.lease_ttl_s), peer
-
-
-def _keep_lease(lease, node: str, engine, interval: float, stop, stream, report: dict) -> None:
-    """Keep the lease alive and beat to the standby; a lost lease stops this node sending at once
-    (the fence checks it on every order) and ends the process's trading."""
-    while not stop.wait(interval):
-        if not lease.keep_alive(node, time.monotonic()):
-            report["lease_lost_at"] = time.time()
-            print(f"xmc live: {node} lost the lease: fenced, stepping down", file=sys.stderr, flush=True)
-            stop.set()
-            return
-        if stream is not None:
-            stream.heartbeat(time.time())
 
 
 def cmd_run(args) -> int:

@@ -1,0 +1,208 @@
+"""One `xmc live` process in its role (single, primary or standby): its write-ahead journal and the
+restart from it, a standby's following and takeover, the lease and its keep-alive, and the
+LiveEngine that trades until told to stop. The CLI only parses arguments and writes the report."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from engine import journal
+from engine.core import EngineCore
+from engine.events import SessionDown, Takeover
+from engine.journal import Journal, JournalError
+from engine.live import LiveEngine, settings_text, wait_for
+from engine.live_config import LiveConfig
+from engine.node import NodeError, PrimaryStream, StandbyNode
+from engine.reconnect import Backoff
+
+
+class SetupError(Exception):
+    """This node cannot start as asked; the message says why and what to do (exit 2 at the CLI)."""
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    role: str = "single"  # single | primary | standby
+    node: str = "single"  # this node's name (journal file, lease holder)
+    heartbeat: float = 0.1  # seconds between heartbeats (and the standby's checks)
+    misses: int = 3  # heartbeats missed before a standby suspects the primary
+    duration: float | None = None  # seconds to run; None: until stopped
+    trace: bool = False  # print every audit row as it happens
+    lease: object = None  # engine.lease.Lease for primary/standby
+    peer: tuple[str, int] | None = None  # the replication stream's address
+    etcd: str = ""  # where the lease lives, for messages
+
+
+def _say(text: str) -> None:
+    print(f"xmc live: {text}", file=sys.stderr, flush=True)
+
+
+class LiveNode:
+    def __init__(self, cfg: LiveConfig, opts: NodeOptions, stop: threading.Event):
+        self.cfg = cfg
+        self.opts = opts
+        self.stop = stop
+        self.core = EngineCore(cfg.engine)
+        self.engine: LiveEngine | None = None
+        self.report: dict = {"role": opts.role, "node": opts.node}
+        self.logged_on_at_end: list[str] = []
+        self.timers: dict[str, float] = {}  # pending timers from the journal or the replicated stream
+        self.journal: Journal | None = None
+        self.stream: PrimaryStream | None = None
+        self._begun = time.monotonic()
+        self._kill_asked = False
+
+    def kill(self) -> None:
+        """The kill switch (SIGUSR1): cancel every working order, no new episodes; remembered if
+        the engine is not trading yet (a standby still following)."""
+        self._kill_asked = True
+        if self.engine is not None:
+            self.engine.command("kill")
+
+    # ---- the whole life of the process --------------------------------------------------------
+    def run(self) -> bool:
+        """Run until the duration passes or `stop` is set; False if a standby never took over."""
+        recovered = self._open_journal()
+        try:
+            if self.opts.role == "standby":
+                epoch = self._follow()
+                if epoch is None:
+                    return False
+            self.engine = self._engine(recovered)
+            if self.opts.role == "primary":
+                self._become_primary(recovered)
+            elif self.opts.role == "standby":
+                self.engine.submit(Takeover(epoch))
+                for key, at in self.timers.items():
+                    self.engine.set_timer(key, at)
+            self._trade()
+        finally:
+            self.journal.close()
+        return True
+
+    def _open_journal(self):
+        """The write-ahead journal: a process killed and started again with the same out_dir rebuilds
+        its core from it (a standby journals the stream it follows, so after a takeover it can too)."""
+        cfg, node = self.cfg, self.opts.node
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.journal = Journal(cfg.out_dir / f"engine-{node}.journal", cfg.engine, durability=cfg.journal)
+        except JournalError as exc:
+            raise SetupError(f"{exc} (journal under [live].out_dir of {cfg.path})") from None
+        recovered = self.journal.recovered
+        if recovered.records and self.opts.role == "standby":
+            # a standby starts from the primary's stream, not from its own past: keep the old journal aside
+            self.journal.close()
+            kept = self.journal.path.with_name(f"{self.journal.path.name}.{int(time.time())}")
+            self.journal.path.rename(kept)
+            _say(f"standby {node}: previous journal kept as {kept}")
+            self.journal = Journal(self.journal.path, cfg.engine, durability=cfg.journal)
+            recovered = self.journal.recovered
+        if recovered.records and self.opts.role != "standby":
+            self.timers = journal.replay(self.core, recovered.records)  # the state, not the actions, of the dead
+            self.report["restarted_from_journal"] = {"records": len(recovered.records),
+                                                     "torn_bytes_cut": recovered.truncated_bytes}
+            cut = recovered.truncated_bytes
+            _say(f"rebuilt from {len(recovered.records)} journal records{f' ({cut} torn bytes cut)' if cut else ''}")
+        return recovered
+
+    def _follow(self) -> int | None:
+        """Standby: follow the primary's stream until it is dead and the lease is ours; its epoch."""
+        opts = self.opts
+        standby = StandbyNode(opts.node, self.core, opts.peer, opts.heartbeat, opts.misses, self.journal)
+        print(f"xmc live: standby {opts.node} following on {opts.peer[0]}:{standby.address[1]}", flush=True)
+        started = time.monotonic()
+        while not self.stop.wait(opts.heartbeat):
+            if opts.duration is not None and time.monotonic() - started > opts.duration:
+                break
+            if standby.primary_dead():
+                detected = self.report.setdefault("detected_at", time.time())
+                epoch = opts.lease.acquire(opts.node, time.monotonic())
+                if epoch is not None:
+                    self.report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
+                        time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
+                        epoch=epoch, replicated_events=standby.applied)
+                    self.timers = standby.take_over(epoch, time.time())
+                    return epoch
+        print(f"xmc live: standby {opts.node} never took over ({standby.applied} events followed)", flush=True)
+        self.report["replicated_events"] = standby.applied
+        return None
+
+    def _engine(self, recovered) -> LiveEngine:
+        cfg, opts = self.cfg, self.opts
+        engine = LiveEngine(self.core, cfg.sessions, absolute_time=True)
+        engine.node = opts.node
+        if opts.role != "standby" and recovered.records:
+            for venue in {s.venue for s in cfg.sessions}:
+                engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
+            for key, at in self.timers.items():
+                engine.set_timer(key, at)
+        engine.on_event = lambda event, now: self.journal.append(event, now)
+        # quickfix retries every second inside an attempt window; between windows the wait doubles
+        engine.backoff = Backoff(cfg.reconnect, cfg.reconnect_max, window=2.5)
+        if opts.trace:
+            engine.trace = lambda row: print("audit " + "|".join(map(str, row[1:])), flush=True)
+        if self._kill_asked:
+            engine.command("kill")
+        return engine
+
+    def _become_primary(self, recovered) -> None:
+        opts, engine = self.opts, self.engine
+        epoch = opts.lease.acquire(opts.node, time.monotonic())
+        if epoch is None:
+            raise SetupError(f"--role primary: the lease in etcd {opts.etcd} is held by another node; "
+                             f"start this one as --role standby")
+        try:
+            self.stream = PrimaryStream(opts.node, opts.peer, journal.fingerprint(self.cfg.engine))
+        except NodeError as exc:
+            opts.lease.release(opts.node, time.monotonic())
+            raise SetupError(str(exc)) from None
+        for t, event in recovered.records:  # a restarted primary hands its history to the new standby first
+            self.stream.event(event, t)
+        stream = self.stream
+        engine.on_event = lambda event, now: (self.journal.append(event, now), stream.event(event, now))
+        engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
+        self.report.update(epoch=epoch, standby=stream.standby)
+
+    def _trade(self) -> None:
+        cfg, opts, engine = self.cfg, self.opts, self.engine
+        # a standby's sessions start afresh (the primary's FIX stores are not here), then reconcile
+        reset = True if opts.role == "standby" else cfg.reset_on_logon
+        if opts.lease is not None:
+            engine.fence = lambda e: opts.lease.holds(opts.node, e, time.monotonic())
+            threading.Thread(target=self._keep_lease, daemon=True).start()
+        store = cfg.out_dir / "store"
+        store.mkdir(parents=True, exist_ok=True)
+        engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, 1, cfg.start_time, cfg.end_time, reset))
+        _say(f"{opts.role} {opts.node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}")
+        try:
+            left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)
+            self.stop.wait(left)
+            engine.command("drain")
+            wait_for(lambda: not self.core.active, 10)
+            self.logged_on_at_end = sorted(engine.logged_on)
+        finally:
+            self.stop.set()  # ends the keep-alive thread before the lease is given up
+            engine.stop()
+            if opts.lease is not None:
+                opts.lease.release(opts.node, time.monotonic())  # stopping on purpose: the lease is free at once
+        if opts.role == "standby":
+            self.report["active_at"] = self.report.get("lease_at")
+            rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
+            self.report["reconciled_at"] = max(rec) if rec else None
+
+    def _keep_lease(self) -> None:
+        """Keep the lease alive and beat to the standby; a lost lease stops this node sending at once
+        (the fence checks it on every order) and ends the process's trading."""
+        opts = self.opts
+        while not self.stop.wait(opts.heartbeat):
+            if not opts.lease.keep_alive(opts.node, time.monotonic()):
+                self.report["lease_lost_at"] = time.time()
+                _say(f"{opts.node} lost the lease: fenced, stepping down")
+                self.stop.set()
+                return
+            if self.stream is not None:
+                self.stream.heartbeat(time.time())
