@@ -64,19 +64,27 @@ class SessionConfig:
     port: int
     username: str = ""
     password: str = ""  # from the environment or a file outside the repo; never logged
+    settings: tuple[tuple[str, str], ...] = ()  # quickfix session settings (its template + the config's)
 
 
 def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int = 1, reconnect: int = 1,
-                  start_time: str = "00:00:00", end_time: str = "00:00:00", reset_on_logon: bool = True) -> str:
-    """quickfix initiator settings: FileStore for sequence numbers, the session schedule, dictionaries."""
+                  start_time: str = "00:00:00", end_time: str = "00:00:00", reset_on_logon: bool = True,
+                  force_reset: bool = False) -> str:
+    """quickfix initiator settings: FileStore for sequence numbers, dictionaries, and per session its
+    own settings (schedule, heartbeat, reset policy: see engine.fix.session_templates) over the
+    defaults given here. `force_reset`: every session resets its sequence numbers at logon (a standby
+    taking over has not got the primary's stores)."""
     lines = ["[DEFAULT]", "ConnectionType=initiator", f"HeartBtInt={heartbeat}", f"ReconnectInterval={reconnect}",
              f"FileStorePath={store_dir}", f"StartTime={start_time}", f"EndTime={end_time}", "UseDataDictionary=Y",
              f"ResetOnLogon={'Y' if reset_on_logon else 'N'}", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
              "SocketNodelay=Y"]
     for s in sessions:
+        own = dict(s.settings)
+        if force_reset:
+            own["ResetOnLogon"] = "Y"
         lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={ENGINE_COMP_ID}",
                   f"TargetCompID={s.target_comp_id}", f"SocketConnectHost={s.host}", f"SocketConnectPort={s.port}",
-                  f"DataDictionary={dictionary.load(s.dictionary).path}"]
+                  f"DataDictionary={dictionary.load(s.dictionary).path}", *(f"{k}={v}" for k, v in own.items())]
     return "\n".join(lines) + "\n"
 
 

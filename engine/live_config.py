@@ -1,6 +1,12 @@
 """Production configuration for `xmc live`: FIX sessions to brokers or venues, with the same
 [instruments], [strategy] and [risk] tables as a scenario. Credentials never live in the file: it
-names the environment variables (or files outside the repository) that hold them."""
+names the environment variables (or files outside the repository) that hold them.
+
+Each session starts from its venue kind's settings template (fix_specs/sessions/<KIND>.cfg, the
+kind being its dictionary unless `template` names another); [live] heartbeat_s / reset_on_logon /
+start_time+end_time, when given, apply to every session, and the same keys in [sessions.X] (plus
+start_day, end_day) to that one. A schedule given in the config replaces the template's whole
+schedule (a daily window unless days are given too)."""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import ConfigError, EngineConfig, Problem, Section, positive, read_engine, read_toml
-from engine.fix import dictionary
+from engine.fix import dictionary, session_templates
+from engine.fix.session_templates import TemplateError
 from engine.live import SessionConfig
 
 
@@ -17,24 +24,48 @@ from engine.live import SessionConfig
 class LiveConfig:
     path: Path
     engine: EngineConfig
-    sessions: list[SessionConfig]
-    heartbeat: int
+    sessions: list[SessionConfig]  # each with its resolved quickfix settings (template + overrides)
     reconnect: int
-    start_time: str
-    end_time: str
     out_dir: Path
-    reset_on_logon: bool
     reconnect_max: int = 30  # seconds: the longest wait of the reconnect backoff
     journal: str = "batch"  # durability of the write-ahead journal under out_dir: none / batch / record
 
 
-def _time(sec: Section, name: str, default: str) -> str:
+def _time(sec: Section, name: str, default: str | None) -> str | None:
     value = sec.get(name, str, default, hint="HH:MM:SS (UTC)")
-    parts = value.split(":")
-    if len(parts) != 3 or not all(p.isdigit() and len(p) == 2 for p in parts) or int(parts[0]) > 23 \
-            or int(parts[1]) > 59 or int(parts[2]) > 59:
+    if value is not None and session_templates.check_value("StartTime", value):
         sec.problem(name, f"is {value!r}", "write a UTC time as HH:MM:SS, e.g. \"00:00:00\"")
     return value
+
+
+def _day(sec: Section, name: str) -> str | None:
+    value = sec.get(name, str, None, hint="a day of the week")
+    if value is not None and session_templates.check_value("StartDay", value):
+        sec.problem(name, f"is {value!r}", "write a day of the week, e.g. \"Sunday\"")
+    return value
+
+
+def _schedule(sec: Section, settings: dict[str, str]) -> None:
+    """A schedule in `sec` (start_time and end_time, optionally start_day and end_day) replaces the
+    template's; heartbeat_s and reset_on_logon override it key by key."""
+    start, end = _time(sec, "start_time", None), _time(sec, "end_time", None)
+    start_day, end_day = _day(sec, "start_day"), _day(sec, "end_day")
+    if (start is None) != (end is None) or (start_day is None) != (end_day is None) or \
+            (start_day is not None and start is None):
+        sec.problem("start_time", "and end_time (and start_day with end_day) come in pairs",
+                    "give start_time and end_time (UTC), and both days for a weekly session")
+    elif start is not None:
+        for key in ("StartTime", "EndTime", "StartDay", "EndDay"):
+            settings.pop(key, None)
+        settings.update(StartTime=start, EndTime=end)
+        if start_day is not None:
+            settings.update(StartDay=start_day, EndDay=end_day)
+    heartbeat = sec.get("heartbeat_s", int, None, check=positive, hint="seconds >= 1")
+    if heartbeat is not None:
+        settings["HeartBtInt"] = str(heartbeat)
+    reset = sec.get("reset_on_logon", bool, None)
+    if reset is not None:
+        settings["ResetOnLogon"] = "Y" if reset else "N"
 
 
 def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
@@ -64,16 +95,14 @@ def load(path: str | Path) -> LiveConfig:
     problems: list[Problem] = []
     root = Section(data, "", problems)
     lv = root.sub("live")
-    heartbeat = lv.get("heartbeat_s", int, 30, check=positive, hint="seconds >= 1")
     reconnect = lv.get("reconnect_s", int, 5, check=positive, hint="seconds >= 1")
     reconnect_max = lv.get("reconnect_max_s", int, 30, check=positive, hint="seconds >= 1")
     if reconnect_max < reconnect:
         lv.problem("reconnect_max_s", f"({reconnect_max}) is below reconnect_s ({reconnect})",
                    "make the longest wait at least the first one")
-    start_time = _time(lv, "start_time", "00:00:00")
-    end_time = _time(lv, "end_time", "00:00:00")
+    common: dict[str, str] = {}
+    _schedule(lv, common)  # [live]'s schedule, heartbeat and reset apply to every session
     out_dir = Path(lv.get("out_dir", str, "out/live"))
-    reset = lv.get("reset_on_logon", bool, False)
     journal = lv.get("journal_durability", str, "batch", choices=("none", "batch", "record"))
     lv.finish()
     sessions = []
@@ -85,15 +114,27 @@ def load(path: str | Path) -> LiveConfig:
             sec.problem("dictionary", f"names no dictionary in fix_specs/ ({dict_name!r})",
                         f"write one of {', '.join(['FIX44', *dictionary.available()])}")
         port = sec.get("port", int, check=lambda p: 0 < p < 65536, hint="a TCP port 1..65535")
+        kind = sec.get("template", str, dict_name)
+        try:
+            settings = dict(session_templates.load(kind))
+        except TemplateError as exc:
+            sec.problem("template" if sec.has("template") else "dictionary", f"has no usable session template: {exc}",
+                        f"write one of {', '.join(session_templates.available())} or fix the template")
+            settings = {}
+        if "StartTime" in common:  # [live]'s schedule replaces the template's
+            for key in ("StartTime", "EndTime", "StartDay", "EndDay"):
+                settings.pop(key, None)
+        settings.update(common)
+        _schedule(sec, settings)
         sessions.append(SessionConfig(
             venue=name, dictionary=dict_name, target_comp_id=sec.get("target_comp_id", str, name),
             host=sec.get("host", str, hint="the broker's address"), port=port,
-            username=sec.get("username", str, ""), password=_secret(sec, "password", problems)))
+            username=sec.get("username", str, ""), password=_secret(sec, "password", problems),
+            settings=tuple(settings.items())))
         sec.seen.update({"password_env", "password_file"})
         sec.finish()
     engine = read_engine(root, names)
     root.finish()
     if problems:
         raise ConfigError(str(path), problems)
-    return LiveConfig(path, engine, sessions, heartbeat, reconnect, start_time, end_time, out_dir, reset, reconnect_max,
-                      journal)
+    return LiveConfig(path, engine, sessions, reconnect, out_dir, reconnect_max, journal)

@@ -169,14 +169,13 @@ class LiveNode:
 
     def _trade(self) -> None:
         cfg, opts, engine = self.cfg, self.opts, self.engine
-        # a standby's sessions start afresh (the primary's FIX stores are not here), then reconcile
-        reset = True if opts.role == "standby" else cfg.reset_on_logon
         if opts.lease is not None:
             engine.fence = lambda e: opts.lease.holds(opts.node, e, time.monotonic())
             threading.Thread(target=self._keep_lease, daemon=True).start()
         store = cfg.out_dir / "store"
         store.mkdir(parents=True, exist_ok=True)
-        engine.start(settings_text(cfg.sessions, store, cfg.heartbeat, 1, cfg.start_time, cfg.end_time, reset))
+        # a standby's sessions start afresh (the primary's FIX stores are not here), then reconcile
+        engine.start(settings_text(cfg.sessions, store, force_reset=opts.role == "standby"))
         _say(f"{opts.role} {opts.node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}")
         try:
             left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)

@@ -51,10 +51,14 @@ class EtcdProcess:
 DICTIONARIES = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
 
 
-def live_config(scenario_text: str, ports: dict[str, int], out_dir: Path, extra: str = "") -> str:
+def live_config(scenario_text: str, ports: dict[str, int], out_dir: Path, extra: str = "",
+                reset_on_logon: bool = False) -> str:
     """An `xmc live` config trading the scenario's instruments, strategy and risk against the venue
-    ports `xmc venue` announced (one session per venue, its dictionary by venue name)."""
+    ports `xmc venue` announced (one session per venue, its dictionary by venue name). The sessions
+    are open around the clock (not the venue templates' trading hours: a test runs at any time) and
+    keep their sequence numbers across logons unless `reset_on_logon`."""
     tables = scenario_text[scenario_text.index("[instruments."):scenario_text.index("[prices]")]
     sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
                        f'dictionary = "{DICTIONARIES.get(n, n)}"\n\n' for n, p in ports.items())
-    return f'[live]\nout_dir = "{out_dir}"\nheartbeat_s = 1\nreconnect_s = 1\n{extra}\n{sessions}{tables}'
+    return (f'[live]\nout_dir = "{out_dir}"\nheartbeat_s = 1\nreconnect_s = 1\nstart_time = "00:00:00"\n'
+            f'end_time = "00:00:00"\nreset_on_logon = {str(reset_on_logon).lower()}\n{extra}\n{sessions}{tables}')

@@ -89,6 +89,7 @@ def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(
             f'password_env = "PW_{n}"\n\n' for n, p in ports.items())
         config = tmp_path / "live.toml"
         config.write_text(f'[live]\nout_dir = "{tmp_path / "out"}"\nheartbeat_s = 1\nreconnect_s = 1\n'
+                          f'start_time = "00:00:00"\nend_time = "00:00:00"\n'
                           f"reset_on_logon = true\n\n{sessions}{engine_tables}")
         live = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "4"],
                               cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -226,7 +227,7 @@ def test_sigusr1_is_the_kill_switch_of_xmc_live(tmp_path):
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
         config = tmp_path / "live.toml"
-        config.write_text(live_config(BENCH.read_text(), ports, tmp_path / "out", "reset_on_logon = true"))
+        config.write_text(live_config(BENCH.read_text(), ports, tmp_path / "out", reset_on_logon=True))
         live = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "5",
                                  "--trace"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sends = 0

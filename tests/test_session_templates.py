@@ -1,0 +1,93 @@
+"""Session settings templates (fix_specs/sessions): every bundled one is valid and quickfix reads
+what xmc makes of it; the live config's schedule, heartbeat and reset override it as documented;
+a bad template or override is an error naming the file and line or key."""
+
+from __future__ import annotations
+
+import pytest
+import quickfix as fix
+
+from engine.config import ConfigError
+from engine.fix import session_templates
+from engine.fix.session_templates import TemplateError
+from engine.live import settings_text
+from engine.live_config import load
+from tests.conftest import ROOT
+
+
+def _config(tmp_path, live: str = "", session: str = "", template_dictionary: str = "COMEX") -> str:
+    text = (ROOT / "tests" / "live_broker.toml").read_text().replace("OUT_DIR", str(tmp_path / "out"))
+    text = text.replace("heartbeat_s = 5\n", "").replace("reset_on_logon = true\n", "")  # the template's then
+    text = text.replace("PORT", "9999").replace('dictionary = "FIX44"', f'dictionary = "{template_dictionary}"\n{session}')
+    text = text.replace("[live]\n", f"[live]\n{live}")
+    path = tmp_path / "live.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _session(settings: str) -> dict[str, str]:
+    ss = fix.SessionSettings()
+    ss.setFromString(settings)  # quickfix itself reads it
+    block = settings.split("[SESSION]")[1]
+    return dict(line.split("=", 1) for line in block.strip().splitlines())
+
+
+def test_every_bundled_template_is_valid_and_names_its_schedule():
+    kinds = session_templates.available()
+    assert {"SHFE", "COMEX", "FXFEED", "FIX44"} <= set(kinds)
+    for kind in kinds:
+        keys = dict(session_templates.load(kind))
+        assert "StartTime" in keys and "EndTime" in keys and "HeartBtInt" in keys, kind
+
+
+def test_a_session_starts_from_its_venue_kinds_template(tmp_path, monkeypatch):
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    cfg = load(_config(tmp_path))
+    keys = _session(settings_text(cfg.sessions, tmp_path))
+    assert (keys["StartDay"], keys["EndDay"], keys["ResetOnLogon"]) == ("Sunday", "Friday", "N")  # CME's week
+    assert keys["TargetCompID"] == "BROKER" and keys["DataDictionary"].endswith(".xml")
+    standby = _session(settings_text(cfg.sessions, tmp_path, force_reset=True))
+    assert standby["ResetOnLogon"] == "Y"
+
+
+def test_the_configs_schedule_replaces_the_templates_and_a_session_overrides_live(tmp_path, monkeypatch):
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    live = 'start_time = "01:00:00"\nend_time = "23:00:00"\nheartbeat_s = 7\n'
+    keys = _session(settings_text(load(_config(tmp_path, live)).sessions, tmp_path))
+    assert (keys["StartTime"], keys["EndTime"], keys["HeartBtInt"]) == ("01:00:00", "23:00:00", "7")
+    assert "StartDay" not in keys and "EndDay" not in keys  # a daily window now, not the template's week
+    session = 'start_time = "02:00:00"\nend_time = "21:00:00"\nstart_day = "Monday"\nend_day = "Friday"\n' \
+              'reset_on_logon = true\n'
+    keys = _session(settings_text(load(_config(tmp_path, live, session)).sessions, tmp_path))
+    assert (keys["StartTime"], keys["StartDay"], keys["EndDay"], keys["ResetOnLogon"], keys["HeartBtInt"]) == \
+        ("02:00:00", "Monday", "Friday", "Y", "7")
+
+
+@pytest.mark.parametrize("session, key, what", [
+    ('template = "NOPE"\n', "sessions.BROKER.template", "NOPE"),
+    ('start_time = "09:00:00"\n', "sessions.BROKER.start_time", "pairs"),
+    ('start_time = "25:00:00"\nend_time = "01:00:00"\n', "sessions.BROKER.start_time", "25:00:00"),
+    ('start_time = "01:00:00"\nend_time = "02:00:00"\nstart_day = "Someday"\nend_day = "Friday"\n',
+     "sessions.BROKER.start_day", "Someday"),
+])
+def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what):
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    with pytest.raises(ConfigError) as err:
+        load(_config(tmp_path, session=session))
+    assert key in str(err.value) and what in str(err.value)
+
+
+@pytest.mark.parametrize("line, what", [
+    ("HeartBtInt", "not Key=Value"),
+    ("SenderCompID=ME", "set by xmc"),
+    ("HeartBeatInt=30", "not a session setting"),
+    ("ResetOnLogon=yes", "one of Y, N"),
+    ("StartDay=Someday", "day of the week"),
+    ("EndTime=24:00:00", "UTC time"),
+])
+def test_a_bad_template_line_is_an_error_naming_file_and_line(tmp_path, line, what):
+    path = tmp_path / "VENUE.cfg"
+    path.write_text(f"# a venue\nLogonTimeout=10\n{line}\n")
+    with pytest.raises(TemplateError) as err:
+        session_templates.parse(path)
+    assert f"{path}:" in str(err.value) and what in str(err.value)
