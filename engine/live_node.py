@@ -73,7 +73,7 @@ class LiveNode:
                     return False
             self.engine = self._engine(recovered)
             if self.opts.role == "primary":
-                self._become_primary(recovered)
+                self._become_primary()
             elif self.opts.role == "standby":
                 self.engine.submit(Takeover(epoch))
                 for key, at in self.timers.items():
@@ -149,23 +149,20 @@ class LiveNode:
             engine.command("kill")
         return engine
 
-    def _become_primary(self, recovered) -> None:
+    def _become_primary(self) -> None:
         opts, engine = self.opts, self.engine
         epoch = opts.lease.acquire(opts.node, time.monotonic())
         if epoch is None:
             raise SetupError(f"--role primary: the lease in etcd {opts.etcd} is held by another node; "
                              f"start this one as --role standby")
-        try:
-            self.stream = PrimaryStream(opts.node, opts.peer, journal.fingerprint(self.cfg.engine))
+        try:  # a restarted primary hands its journal's history to the standby first
+            self.stream = PrimaryStream(opts.node, opts.peer, journal.fingerprint(self.cfg.engine), self.journal)
         except NodeError as exc:
             opts.lease.release(opts.node, time.monotonic())
             raise SetupError(str(exc)) from None
-        for t, event in recovered.records:  # a restarted primary hands its history to the new standby first
-            self.stream.event(event, t)
-        stream = self.stream
-        engine.on_event = lambda event, now: (self.journal.append(event, now), stream.event(event, now))
+        engine.on_event = self.stream.record  # journaled and streamed under one lock
         engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
-        self.report.update(epoch=epoch, standby=stream.standby)
+        self.report.update(epoch=epoch, standby=self.stream.standby, stream=self.stream.log)
 
     def _trade(self) -> None:
         cfg, opts, engine = self.cfg, self.opts, self.engine
@@ -204,4 +201,6 @@ class LiveNode:
                 self.stop.set()
                 return
             if self.stream is not None:
+                if not self.stream.alive and self.stream.reattach():  # a (restarted) standby listens again
+                    _say(f"{opts.node}: standby {self.stream.standby} attached again")
                 self.stream.heartbeat(time.time())

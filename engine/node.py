@@ -49,48 +49,94 @@ def _read_frame(sock: socket.socket) -> tuple[bytes, bytes]:
 
 
 class PrimaryStream:
-    """The primary's end: connects to the standby, checks who it is, then streams events and beats."""
+    """The primary's end: journals every event and streams it to the standby, under one lock, so
+    that a standby attaching later gets exactly the journal's history and then the live events.
 
-    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, timeout: float = 10.0):
+    At start it connects to the standby and checks who it is (refusals are fatal). If the standby is
+    lost, the primary trades on alone; `reattach()` (called from the keep-alive loop) connects again
+    when a standby listens there and sends the history it lacks: the standby says how many events it
+    has applied and receives the journal from there on. The engine thread waits for that catch-up.
+    """
+
+    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer, timeout: float = 10.0):
         self.node = node
+        self.peer = peer
+        self.fingerprint = fingerprint
+        self.writer = writer  # the primary's engine.journal.Journal
+        self.lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        self.alive = False
+        self.standby = ""
+        self.log: list[dict] = []  # attach / lost, with times and how much history was sent
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.sock = socket.create_connection(peer, timeout=2.0)
+                self._attach(2.0)
                 break
             except OSError as exc:
                 if time.monotonic() > deadline:
                     raise NodeError(f"no standby answers at {peer[0]}:{peer[1]} ({exc}); start the standby first "
                                     f"or check --peer") from None
                 threading.Event().wait(0.1)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(None)
-        _send_frame(self.sock, b"H", json.dumps({"node": node, "fingerprint": fingerprint}).encode())
-        kind, payload = _read_frame(self.sock)
-        answer = json.loads(payload)
-        if answer.get("node") == node:
-            raise NodeError(f"--peer {peer[0]}:{peer[1]} is this node ({node}) itself: point the primary at the "
-                            f"standby's replication address")
-        if answer.get("refused"):
-            raise NodeError(f"the standby refused the stream: {answer['refused']}")
-        self.standby = answer.get("node", "?")
-        self.lock = threading.Lock()
-        self.alive = True
 
-    def _send(self, kind: bytes, payload: bytes) -> None:
+    def _attach(self, connect_timeout: float) -> None:
+        """Connect, hello, then (holding the lock) the history the standby lacks; raises NodeError when
+        the standby refuses, OSError / ConnectionError when none answers."""
+        sock = socket.create_connection(self.peer, timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(5.0)
+            _send_frame(sock, b"H", json.dumps({"node": self.node, "fingerprint": self.fingerprint}).encode())
+            _, payload = _read_frame(sock)
+            answer = json.loads(payload)
+            if answer.get("node") == self.node:
+                raise NodeError(f"--peer {self.peer[0]}:{self.peer[1]} is this node ({self.node}) itself: point "
+                                f"the primary at the standby's replication address")
+            if answer.get("refused"):
+                raise NodeError(f"the standby refused the stream: {answer['refused']}")
+            sock.settimeout(None)
+            with self.lock:
+                self.writer.fh.flush()
+                history = journal.read(self.writer.path, self.fingerprint).records
+                have = int(answer.get("applied", 0))
+                for t, event in history[have:]:
+                    _send_frame(sock, b"E", journal.encode(event, t))
+                self.sock, self.alive, self.standby = sock, True, answer.get("node", "?")
+                self.log.append({"event": "attached", "standby": self.standby, "at": time.time(),
+                                 "history_sent": max(len(history) - have, 0)})
+        except BaseException:
+            sock.close()
+            raise
+
+    def reattach(self) -> bool:
+        """Attach a standby again if one listens at the peer address now; True when attached."""
+        if self.alive:
+            return True
+        try:
+            self._attach(0.2)
+            return True
+        except (OSError, ConnectionError, NodeError, ValueError):
+            return False
+
+    def _send_locked(self, kind: bytes, payload: bytes) -> None:
         if not self.alive:
             return
         try:
-            with self.lock:
-                _send_frame(self.sock, kind, payload)
+            _send_frame(self.sock, kind, payload)
         except OSError:
-            self.alive = False  # the standby is gone: trade on, without a standby (it is logged)
+            self.alive = False  # the standby is gone: trade on alone until one attaches again
+            self.sock.close()
+            self.log.append({"event": "lost", "at": time.time()})
 
-    def event(self, event, now: float) -> None:
-        self._send(b"E", journal.encode(event, now))
+    def record(self, event, now: float) -> None:
+        """Journal the event and stream it (the engine's write-ahead hook)."""
+        with self.lock:
+            self.writer.append(event, now)
+            self._send_locked(b"E", journal.encode(event, now))
 
     def heartbeat(self, now: float) -> None:
-        self._send(b"B", struct.pack(">d", now))
+        with self.lock:
+            self._send_locked(b"B", struct.pack(">d", now))
 
 
 class StandbyNode:
@@ -134,7 +180,8 @@ class StandbyNode:
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": "the primary runs another "
                                                         "engine config (fingerprint differs)"}).encode())
                     continue
-                _send_frame(sock, b"H", json.dumps({"node": self.node}).encode())
+                with self.lock:  # the primary sends what this core has not applied yet
+                    _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())
                 self.primary = hello["node"]
                 self.log.append({"event": "stream_connected", "from": self.primary, "at": time.time()})
                 self._follow(sock)

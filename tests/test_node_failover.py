@@ -237,3 +237,53 @@ def test_a_single_node_killed_mid_chase_restarts_from_its_journal(tmp_path):
     assert report["positions"]["engine"] == venue_positions
     log = (tmp_path / "single" / "messages.log").read_text()
     assert "\x0135=H\x01" in log  # what was working at the kill was asked about before new risk
+
+
+def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_over(tmp_path, etcd):
+    """kill -9 of the standby while the primary trades; a new standby process listens on the same
+    address; the primary attaches it and sends the journal's history before the live events. Then
+    the primary is killed mid-chase: the new standby takes over and its positions equal the venues'."""
+    procs, text, ports, common = _start_venue_and_standby(tmp_path, etcd, "60")
+    first_standby = procs[1]
+    state = tmp_path / "venue.json"
+    try:
+        primary = _start_primary(tmp_path, text, ports, common, "60")
+        procs.append(primary)
+        lines = iter(primary.stdout)
+        assert any("|send|" in line for line in lines)  # trading, with the first standby attached
+        first_standby.kill()
+        first_standby.wait(timeout=10)
+        second = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                   str(_live_config(tmp_path, text, ports, "second")), "--role", "standby",
+                                   "--node", "c", "--duration", "25", *common], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        procs.append(second)
+        assert "following" in second.stdout.readline()
+        listening = time.time()
+        for line in lines:  # a chase sent well after the new standby listens: it is attached by then
+            if "|send|" in line and line.rstrip().endswith("|chase") and time.time() - listening > 1.0:
+                break
+        else:
+            raise AssertionError("the primary never chased again: " + primary.stderr.read()[-2000:])
+        os.kill(primary.pid, signal.SIGKILL)
+        primary.wait(timeout=10)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err[-3000:]
+    finally:
+        _stop(procs)
+    report = json.loads((tmp_path / "second" / "report.json").read_text())
+    node = report["node"]
+    assert node["role"] == "standby" and node["primary"] == "a" and node["epoch"] > 1
+    assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
+    from engine import journal
+    from engine.events import Takeover
+    from simulator import scenario as scenario_module
+
+    followed = journal.read(tmp_path / "second" / "engine-c.journal",
+                            journal.fingerprint(scenario_module.load(tmp_path / "chase.toml").engine)).records
+    first_t, first_event = followed[0]  # the history came first: the primary's own start, before c existed
+    assert isinstance(first_event, Takeover) and first_event.epoch < node["epoch"] and first_t < listening
+    assert any(t > listening for t, _ in followed)  # and then the live events
+    venue_positions = {k: v for k, v in json.loads(state.read_text())["positions"].items() if v}
+    instrument = {"cu2603": "CU", "HGH6": "HG"}
+    assert report["positions"]["engine"] == {instrument.get(k, k): v for k, v in venue_positions.items()}
