@@ -99,6 +99,24 @@ def read(path: Path, config_fingerprint: str) -> Recovered:
     return Recovered(records, len(data) - pos, reason)
 
 
+def bodies(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
+    """The raw record payloads (as `encode` made them) from byte `offset` on (0: after the header),
+    without decoding them, and the offset just after the last whole record: for streaming a
+    journal's history to a standby in passes. Stops at a torn or corrupt tail."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    pos = offset or data.find(b"\n") + 1
+    out = []
+    while pos + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, pos)
+        body = data[pos + _FRAME.size: pos + _FRAME.size + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        out.append(body)
+        pos += _FRAME.size + length
+    return out, pos
+
+
 class Journal:
     """Append-only writer. Opening an existing journal validates it and cuts a bad tail."""
 

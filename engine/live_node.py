@@ -54,6 +54,7 @@ class LiveNode:
         self.stream: PrimaryStream | None = None
         self._begun = time.monotonic()
         self._kill_asked = False
+        self._attaching: threading.Thread | None = None
 
     def kill(self) -> None:
         """The kill switch (SIGUSR1): cancel every working order, no new episodes; remembered if
@@ -201,6 +202,13 @@ class LiveNode:
                 self.stop.set()
                 return
             if self.stream is not None:
-                if not self.stream.alive and self.stream.reattach():  # a (restarted) standby listens again
-                    _say(f"{opts.node}: standby {self.stream.standby} attached again")
+                if not self.stream.alive and (self._attaching is None or not self._attaching.is_alive()):
+                    # a (restarted) standby may listen again: attach it off this thread, which must keep
+                    # the lease alive while the history is sent
+                    self._attaching = threading.Thread(target=self._reattach, name="xmc-reattach", daemon=True)
+                    self._attaching.start()
                 self.stream.heartbeat(time.time())
+
+    def _reattach(self) -> None:
+        if self.stream.reattach():
+            _say(f"{self.opts.node}: standby {self.stream.standby} attached again")

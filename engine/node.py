@@ -95,18 +95,27 @@ class PrimaryStream:
             if answer.get("refused"):
                 raise NodeError(f"the standby refused the stream: {answer['refused']}")
             sock.settimeout(None)
+            # the history in two passes: the bulk while the engine trades on, then (holding the lock,
+            # so no event is missed or sent twice) what was journaled meanwhile
+            skip = int(answer.get("applied", 0))
+            bulk, offset = journal.bodies(self.writer.path)
+            sent = self._history(sock, bulk, skip)
             with self.lock:
                 self.writer.fh.flush()
-                history = journal.read(self.writer.path, self.fingerprint).records
-                have = int(answer.get("applied", 0))
-                for t, event in history[have:]:
-                    _send_frame(sock, b"E", journal.encode(event, t))
+                tail, _ = journal.bodies(self.writer.path, offset)
+                sent += self._history(sock, tail, max(skip - len(bulk), 0))
                 self.sock, self.alive, self.standby = sock, True, answer.get("node", "?")
                 self.log.append({"event": "attached", "standby": self.standby, "at": time.time(),
-                                 "history_sent": max(len(history) - have, 0)})
+                                 "history_sent": sent, "sent_holding_the_engine": len(tail)})
         except BaseException:
             sock.close()
             raise
+
+    @staticmethod
+    def _history(sock: socket.socket, bodies: list[bytes], skip: int) -> int:
+        for body in bodies[skip:]:
+            _send_frame(sock, b"E", body)
+        return max(len(bodies) - skip, 0)
 
     def reattach(self) -> bool:
         """Attach a standby again if one listens at the peer address now; True when attached."""

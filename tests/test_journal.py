@@ -125,14 +125,15 @@ def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario
     cfg = spread_scenario.engine
     journal = Journal(tmp_path / "standby.journal", cfg)
     standby = StandbyNode("b", EngineCore(cfg), ("127.0.0.1", free_port()), 0.1, 3, journal)
-    stream = PrimaryStream("a", ("127.0.0.1", standby.address[1]), fingerprint(cfg))
+    stream = PrimaryStream("a", ("127.0.0.1", standby.address[1]), fingerprint(cfg),
+                           Journal(tmp_path / "primary.journal", cfg))
     recorder = EngineCore(cfg)
     sent = []
     original = recorder.handle
 
     def handle(event, now):
         sent.append((now, event))
-        stream.event(event, now)
+        stream.record(event, now)
         return original(event, now)
 
     recorder.handle = handle
@@ -140,3 +141,47 @@ def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario
     assert wait_for(lambda: standby.applied == len(sent), 5)
     assert [e for _, e in read(journal.path, fingerprint(cfg)).records] == [e for _, e in sent]
     assert standby.core.episodes.keys() == recorder.episodes.keys() and standby.primary == "a"
+
+
+def test_a_standby_attaching_late_gets_the_history_it_lacks_then_the_live_events(tmp_path, config):
+    """The primary's stream to a standby that says it has applied 20 events: events 21.. of the journal
+    (bulk and tail passes), then what is recorded after, each exactly once and in order; a torn
+    journal tail is never sent."""
+    import socket
+    import threading
+
+    from engine import journal as jn
+    from engine import node
+
+    journal = Journal(tmp_path / "engine.journal", config)
+    for i in range(50):
+        journal.append(Quote("CU", 70000.0 + i, 5, 70010.0 + i, 5), float(i))
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[float] = []
+
+    def standby() -> None:
+        sock, _ = server.accept()
+        node._read_frame(sock)
+        node._send_frame(sock, b"H", json.dumps({"node": "b", "applied": 20}).encode())
+        try:
+            while True:
+                kind, payload = node._read_frame(sock)
+                if kind == b"E":
+                    received.append(jn.decode(payload)[0])
+        except ConnectionError:
+            pass
+
+    follower = threading.Thread(target=standby)
+    follower.start()
+    stream = node.PrimaryStream("a", server.getsockname(), journal.fingerprint, journal)
+    for i in range(50, 55):
+        stream.record(Quote("CU", 70000.0, 5, 70010.0, 5), float(i))
+    stream.sock.close()
+    follower.join(timeout=10)
+    assert received == [float(i) for i in range(20, 55)]
+    assert stream.log[0]["history_sent"] == 30
+    bodies, end = jn.bodies(journal.path)
+    journal.torn_append(Quote("CU", 1.0, 1, 2.0, 1), 99.0)
+    journal.fh.flush()
+    again, end2 = jn.bodies(journal.path)
+    assert len(bodies) == len(again) == 55 and end == end2  # the torn record is not history
