@@ -79,6 +79,28 @@ def _start_primary(tmp_path, text: str, ports: dict, common: list[str], duration
                             stderr=subprocess.PIPE, text=True)
 
 
+def _kill_mid_chase(primary: subprocess.Popen, lines, not_before: float = 0.0) -> float:
+    """SIGKILL the primary as soon as its audit tail shows a chase order sent (at or after the wall
+    time `not_before`); returns when it was killed."""
+    seen = []
+    for line in lines:
+        seen.append(line)
+        if "|send|" in line and line.rstrip().endswith("|chase") and time.time() >= not_before:
+            break
+    else:
+        raise AssertionError("the primary never chased: " + "".join(seen[-20:]) + primary.stderr.read()[-2000:])
+    killed_at = time.time()
+    os.kill(primary.pid, signal.SIGKILL)
+    primary.wait(timeout=10)
+    return killed_at
+
+
+def _positions_match_the_venues(report: dict, state) -> None:
+    venue_positions = {k: v for k, v in json.loads(state.read_text())["positions"].items() if v}
+    instrument = {"cu2603": "CU", "HGH6": "HG"}
+    assert report["positions"]["engine"] == {instrument.get(k, k): v for k, v in venue_positions.items()}
+
+
 def _stop(procs) -> None:
     for p in procs[1:]:
         if p.poll() is None:
@@ -94,16 +116,7 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
     try:
         primary = _start_primary(tmp_path, text, ports, common, "60")
         procs.append(primary)
-        seen = []
-        for line in primary.stdout:  # the primary's live audit tail, until a chase order is out
-            seen.append(line)
-            if "|send|" in line and line.rstrip().endswith("|chase"):
-                break
-        else:
-            raise AssertionError("the primary never chased: " + "".join(seen[-20:]) + primary.stderr.read()[-2000:])
-        killed_at = time.time()
-        os.kill(primary.pid, signal.SIGKILL)
-        primary.wait(timeout=10)
+        killed_at = _kill_mid_chase(primary, primary.stdout)
         out, err = standby.communicate(timeout=60)
         assert standby.returncode == 0, err[-3000:]
     finally:
@@ -117,9 +130,7 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
     assert chased and all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED")
                    for e in report["episodes"])
     assert report["anomalies"]["count"] == 0, report["anomalies"]
-    venue_positions = {k: v for k, v in json.loads(state.read_text())["positions"].items() if v}
-    instrument = {"cu2603": "CU", "HGH6": "HG"}
-    assert report["positions"]["engine"] == {instrument.get(k, k): v for k, v in venue_positions.items()}
+    _positions_match_the_venues(report, state)
     assert report["fenced_attempts"] == 0
     audit = (tmp_path / "standby" / "messages.log").read_text()
     assert "\x0135=AF\x01" in audit and "\x01141=Y\x01" in audit  # mass status; sessions started afresh
@@ -260,13 +271,7 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
         procs.append(second)
         assert "following" in second.stdout.readline()
         listening = time.time()
-        for line in lines:  # a chase sent well after the new standby listens: it is attached by then
-            if "|send|" in line and line.rstrip().endswith("|chase") and time.time() - listening > 1.0:
-                break
-        else:
-            raise AssertionError("the primary never chased again: " + primary.stderr.read()[-2000:])
-        os.kill(primary.pid, signal.SIGKILL)
-        primary.wait(timeout=10)
+        _kill_mid_chase(primary, lines, listening + 1.0)  # well after the new standby listens: attached by then
         out, err = second.communicate(timeout=60)
         assert second.returncode == 0, err[-3000:]
     finally:
@@ -284,6 +289,4 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
     first_t, first_event = followed[0]  # the history came first: the primary's own start, before c existed
     assert isinstance(first_event, Takeover) and first_event.epoch < node["epoch"] and first_t < listening
     assert any(t > listening for t, _ in followed)  # and then the live events
-    venue_positions = {k: v for k, v in json.loads(state.read_text())["positions"].items() if v}
-    instrument = {"cu2603": "CU", "HGH6": "HG"}
-    assert report["positions"]["engine"] == {instrument.get(k, k): v for k, v in venue_positions.items()}
+    _positions_match_the_venues(report, state)
