@@ -253,8 +253,10 @@ def _frame(body: str) -> bytes:
     return (head + body + f"10={sum((head + body).encode()) % 256:03d}\x01").encode()
 
 
-def _raw_logon(port: int, sender: str, then: str = "") -> bytes:
-    """Log on over a raw socket as `sender`, send `then` (a body) after the answer; every byte received."""
+def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), linger: float = 0.0) -> bytes:
+    """Log on over a raw socket as `sender`, then send each of `bodies` (a str is a message body framed
+    here, "{now}" replaced by the time; bytes go as they are) once the Logon is answered; every byte
+    received until the peer closes or, with `linger`, that many quiet seconds pass."""
     import socket
     import time
 
@@ -262,14 +264,21 @@ def _raw_logon(port: int, sender: str, then: str = "") -> bytes:
     got = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(_frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01"))
-        while True:  # until the peer closes (quickfix ends a refused or logged-out connection)
-            chunk = s.recv(65536)
-            if not chunk:
+        if linger:
+            s.settimeout(linger)
+        pending = list(bodies)
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                return got
+            if not chunk:  # quickfix ends a refused or logged-out connection
                 return got
             got += chunk
-            if then and b"\x0135=A\x01" in got:
-                s.sendall(_frame(then.replace("{now}", now)))
-                then = ""
+            if pending and b"\x0135=A\x01" in got:
+                for body in pending:
+                    s.sendall(_frame(body.replace("{now}", now)) if isinstance(body, str) else body)
+                pending = []
 
 
 def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
@@ -290,8 +299,8 @@ def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
         info = json.loads(venue.stdout.readline())
         port = info["ports"]["SHFE"]
         assert info["clients"] == ["CLIENT1", "CLIENT2"]
-        strangers = _raw_logon(port, "STRANGER")
-        bad_comp = _raw_logon(port, "CLIENT2", "35=0\x0149=SOMEONE\x0156=SHFE\x0134=2\x0152={now}\x01")
+        strangers = _raw_session(port, "STRANGER")
+        bad_comp = _raw_session(port, "CLIENT2", ("35=0\x0149=SOMEONE\x0156=SHFE\x0134=2\x0152={now}\x01",))
         from engine.fix import dictionary
 
         clients = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "two_clients.py"), str(port), "SHFE",
@@ -317,3 +326,34 @@ def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
     assert result["client_positions"]["CLIENT1"] == {"CU": 2.0}
     assert result["client_positions"]["CLIENT2"] == {"CU": -2.0}
     assert any("CompID problem" in a for a in result["session_answers"])
+
+
+def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(tmp_path):
+    """Over a real socket to `xmc venue`: garbled bytes (a wrong CheckSum) are dropped, a NewOrderSingle
+    the SHFE dictionary refuses (no Account) gets session Reject 3 naming the tag, a message type the
+    venue does not serve gets BusinessMessageReject j (380=3); then a TestRequest is still answered."""
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(BENCH), "--duration", "60",
+                              "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = json.loads(venue.stdout.readline())["ports"]["SHFE"]
+        head = "49=XMC\x0156=SHFE\x0152={now}\x01"
+        garbled = _frame(f"35=0\x0134=2\x01{head}").replace(b"\x0110=", b"\x0110=9")[:-4] + b"000\x01"
+        # dropped as if never received: the next message takes its sequence number (no gap to resend)
+        no_account = (f"35=D\x0134=2\x01{head}11=BAD-1\x0155=cu2603\x0154=1\x0160={{now}}\x0138=1\x0140=2\x01"
+                      f"44=70000\x0159=0\x0120001=2\x01")
+        unserved = f"35=BE\x0134=3\x01{head}553=desk1\x01923=U-1\x01924=1\x01"  # a valid UserRequest
+        test_request = f"35=1\x0134=4\x01{head}112=STILL-THERE\x01"
+        got = _raw_session(port, "XMC", (garbled, no_account, unserved, test_request), linger=2.0)
+    finally:
+        venue.stdin.close()
+        venue.wait(timeout=30)
+    messages = [b"8=FIX.4.4\x01" + m for m in got.split(b"8=FIX.4.4\x01") if m]
+    rejects = [m for m in messages if b"\x0135=3\x01" in m]
+    assert rejects and b"\x0145=2\x01" in rejects[0] and b"\x01371=1\x01" in rejects[0]  # Account missing
+    business = [m for m in messages if b"\x0135=j\x01" in m]
+    assert business and b"\x01372=BE\x01" in business[0] and b"\x01380=3\x01" in business[0]
+    assert any(b"\x0135=0\x01" in m and b"\x01112=STILL-THERE\x01" in m for m in messages)
+    assert len(rejects) == 1 and not any(b"\x0135=2\x01" in m for m in messages)  # no answer, no gap to fill
+    answers = json.loads((tmp_path / "venue.json").read_text())["session_answers"]
+    assert any("Reject" in a for a in answers)

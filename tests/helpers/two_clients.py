@@ -88,8 +88,10 @@ class Clients(fix.Application):
                 self.order("CLIENT2", "2", self.price)  # same ClOrdID, another client: no clash
             elif client == "CLIENT1" and f["35"] == "8" and f.get("150") == "F":
                 self.send("CLIENT1", "AF", [(584, "MS-1"), (585, "7")])
-            elif client == "CLIENT1" and f["35"] == "8" and f.get("584") == "MS-1" and f.get("912") == "Y":
-                self.done.set()
+            got = self.received
+            if any(m.get("584") == "MS-1" and m.get("912") == "Y" for m in got["CLIENT1"]) and \
+                    any(m["35"] == "8" and m.get("150") == "F" for m in got["CLIENT2"]):
+                self.done.set()  # both fills and the mass status, whatever order the two sockets delivered
 
 
 def main() -> int:
