@@ -210,7 +210,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     for v in venues.values():
         v.on_crash_fault = lambda f: env.process(crash_restart(f, now=True))
     for v in venues.values():
-        v.on_disconnect_fault = lambda f: env.process(disconnect(f, env.now, f.delay))
+        v.on_disconnect_fault = lambda f, _member: env.process(disconnect(f, env.now, f.delay))
 
     def market():
         fair = prices.fair()

@@ -100,7 +100,7 @@ class Venue:
         self.rejects_sent = 0
         self.faults = None  # the run's FaultPlan, set by the runner
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
-        self.on_disconnect_fault = None  # runner callback: start a disconnect window now
+        self.on_disconnect_fault = None  # shell callback (fault, member): start a disconnect window now
         self.on_crash_fault = None  # runner callback: kill the engine process now
         self.on_node_fault = None  # runner callback (failover): crash or pause the primary node now
         self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
@@ -249,8 +249,8 @@ class Venue:
             return
         cut = self._fault("disconnect_on_order", cl_ord_id)
         if cut is not None and self.on_disconnect_fault is not None:
-            self._accept(msg, m)  # the order is processed; its reports wait for the next logon
-            self.on_disconnect_fault(cut)
+            self.on_disconnect_fault(cut, m)  # the session drops as the order arrives:
+            self._accept(msg, m)  # it is processed; its reports wait for the next logon
             return
         if self._fault("no_ack", cl_ord_id):
             m.swallowed.add(cl_ord_id)  # lost inside the venue: never acknowledged, never in the book

@@ -109,6 +109,9 @@ class WireVenues(fix.Application):
         self.password = password  # when set, a Logon must carry it (Password 554) or is refused
         self.refused_logons: list[str] = []
         self.session_answers: list[str] = []  # every session Reject (3) and Logout (5) sent with a reason
+        self.cuts: list[dict] = []  # disconnect_on_order faults carried out: when, which session, for how long
+        self._cut_policy: dict[int, bool | None] = {}  # id(member) -> the cutting fault's cancel_on_disconnect
+        self._down_until: dict[int, float] = {}  # id(member) -> wall time its logons are refused until
         self.sc = sc
         self.seed = seed
         self.host = host
@@ -129,6 +132,7 @@ class WireVenues(fix.Application):
                 member = venue.members.get(client) or venue.add_member(client)
                 member.session = WireSession(member.codec, self.log)
             venue.faults = faults
+            venue.on_disconnect_fault = lambda fault, member, v=venue: self._cut(v, member, fault)
             self.venues[name] = venue
             self.by_comp[vcfg.comp_id] = name
         self.prices = PriceProcess(sc.prices, fork(seed, "prices"))
@@ -184,6 +188,23 @@ class WireVenues(fix.Application):
         venue, member = self._member(session_id)
         member.session.quickfix_up = False
         self.inbox.put(("logout", venue, member))
+        if id(member) in self._down_until:  # cut by a fault: take logons again, to refuse them until it ends
+            fix.Session.lookupSession(session_id).logon()
+
+    def _cut(self, venue: Venue, member: Member, fault) -> None:
+        """disconnect_on_order over the wire (simulation thread): from this order on the member's
+        reports are held; quickfix logs the session out and refuses its logons for the fault's
+        `delay`, then takes them again. The held reports follow the next logon; resting orders are
+        cancelled as the fault (or else the venue) says."""
+        session = fix.Session.lookupSession(member.session.session_id) if member.session.session_id else None
+        if session is None or not member.session.quickfix_up:
+            return
+        member.session.connected = False
+        self._cut_policy[id(member)] = fault.cancel_on_disconnect
+        self._down_until[id(member)] = time.time() + fault.delay  # fromAdmin refuses its logons till then
+        session.logout("disconnect fault")
+        self.cuts.append({"venue": venue.cfg.name, "client": member.name, "at_s": round(self.env.now, 6),
+                          "down_s": fault.delay})
 
     def _sessions_up(self) -> list[bool]:
         return [v.members[c].session.quickfix_up for v in self.venues.values() for c in self.clients]
@@ -199,6 +220,12 @@ class WireVenues(fix.Application):
     def fromAdmin(self, message, session_id):
         raw = message.toString()
         self._wire(mask(raw))
+        if message.getHeader().getField(35) == "A":
+            _, member = self._member(session_id)
+            until = self._down_until.get(id(member))
+            if until is not None and time.time() < until:
+                raise fix.RejectLogon(f"disconnect fault: this session is down for {until - time.time():.1f} s more")
+            self._down_until.pop(id(member), None)
         if self.password and message.getHeader().getField(35) == "A":
             given = message.getField(554) if message.isSetField(554) else ""
             if given != self.password:
@@ -242,7 +269,8 @@ class WireVenues(fix.Application):
                     member.logged_on = True
                     member.session.reconnect()
                 elif kind == "logout":
-                    venue.disconnect(member=member)  # its cancel-on-disconnect applies; reports wait for a logon
+                    # cancel-on-disconnect as the cutting fault says, else the venue's; reports wait for a logon
+                    venue.disconnect(self._cut_policy.pop(id(member), None), member=member)
                     member.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
                     member.session.queued = [m for m in member.session.queued
                                              if m.getHeader().getField(35) not in ("W", "X")]
@@ -344,6 +372,7 @@ def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_c
     # SocketAcceptor.stop() has crashed (SIGSEGV) under load, so the sockets are closed by the OS.
     venues.halt()
     return {"positions": venues.positions(), "client_positions": venues.client_positions(), "ports": ports,
+            "cuts": venues.cuts,
             "messages": len(venues.messages),
             "refused_logons": venues.refused_logons, "session_answers": venues.session_answers, "opened_at": venues.opened_at}
 
@@ -396,8 +425,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
                     for n, v in sc.venues.items()]
         engine = LiveEngine(core, sessions)
         # with link faults or a venue restart, sequence numbers survive: resend and gap fill recover
+        cuts = any(f.kind == "disconnect_on_order" for f in sc.faults)
         engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-")),
-                                   reset_on_logon=not link and venue_restart is None))
+                                   reset_on_logon=not link and not cuts and venue_restart is None))
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
                 raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
@@ -453,7 +483,8 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         "alerts": [a.text for a in engine.alerts[:50]],
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
         "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
-        "wire_faults": [e for r in relays.values() for e in r.summary()],
+        "wire_faults": [e for r in relays.values() for e in r.summary()]
+                       + [dict(c, fault="disconnect_on_order") for c in venue_state.get("cuts", [])],
         "venue_restarts": _restart_timings(restarts, engine.audit, engine.logon_at, open_at),
         "status_queries": sum(1 for row in engine.audit if row[2] == "status_query"),
     }

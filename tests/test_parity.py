@@ -65,6 +65,19 @@ def test_missing_episodes_count_but_edge_ones_are_only_noted():
     assert compare(VIRTUAL, wire, Tolerance(signal_ms=500))["episodes"]["paired"] == 3
 
 
+def test_a_session_cut_inside_an_episode_widens_its_timing_tolerance_by_one_reconnect():
+    """quickfix logs on again at its next ReconnectInterval after a cut, virtual time at once: an
+    episode a cut falls into may end up to that much later; one without a cut may not."""
+    virtual = _report([_episode("E1-000001", 2.0, terminal_ms=3400.0), _episode("E1-000002", 6.0, terminal_ms=3300.0)])
+    wire = copy.deepcopy(virtual)
+    wire["episodes"][0]["signal_to_terminal_ms"] = 4200.0
+    wire["episodes"][1]["signal_to_terminal_ms"] = 4200.0
+    wire["wire_faults"] = [{"fault": "disconnect_on_order", "at_s": 2.06}]  # inside the first episode only
+    result = compare(virtual, wire, Tolerance(terminal_ms=250, reconnect_s=1.0))
+    timing = [d for d in result["differences"] if d["kind"] == "timing"]
+    assert len(timing) == 1 and "E1-000002" in timing[0]["where"] and "tolerance 250 ms" in timing[0]["detail"]
+
+
 def test_the_side_must_match_to_pair():
     wire = copy.deepcopy(VIRTUAL)
     wire["episodes"][0]["side"] = "sell_spread"

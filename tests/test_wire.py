@@ -122,6 +122,24 @@ def test_a_tcp_cut_is_recovered_by_quickfix_resend_and_loses_no_fill(tmp_path):
     assert len(comex_logons) >= 2, "the engine logged on again after the cut"
 
 
+def test_a_cut_the_moment_an_order_arrives_holds_its_reports_until_the_engine_is_back(tmp_path):
+    """disconnect_on_order over the wire: the venue processes the COMEX entry, logs the session out and
+    refuses logons for 1.5 s; the engine logs on again, its reports follow, the episode ends with
+    positions equal to the venues' and the cut is in report.json."""
+    text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\n'
+                                                 'orders = "entry"\ncount = 1\ndelay_ms = 1500\n\n[expect]')
+    proc, report = wire_variant(tmp_path, "cut_on_order", text, 5)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cuts = [f for f in report["wire_faults"] if f["fault"] == "disconnect_on_order"]
+    assert len(cuts) == 1 and cuts[0]["venue"] == "COMEX" and cuts[0]["down_s"] == 1.5
+    assert report["fills_match_positions"] and report["all_terminal"] and report["episodes"]
+    cut_at = cuts[0]["at_s"] + report["market_open_s"]
+    hit = [e for e in report["episodes"] if e["signal_at_s"] <= cut_at + 0.01 <= e["signal_at_s"] + 10]
+    assert hit and hit[0]["signal_to_terminal_ms"] >= 1500  # its reports waited for the logon after the cut
+    log = (tmp_path / "out" / "messages.log").read_text().splitlines()
+    assert any("\x0135=5\x01" in m and "disconnect fault" in m for m in log)  # refused while down, with why
+
+
 def test_dropped_messages_and_added_latency_happen_on_the_wire_and_are_recovered(tmp_path):
     """A relay in the engine's path drops whole FIX messages (the receiver sees a sequence gap, asks
     for a resend and gets PossDup copies or a GapFill) and delays others by 40 ms; nothing is lost."""
