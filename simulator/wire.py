@@ -24,7 +24,7 @@ import simpy.rt
 from engine.fix import dictionary
 from engine.fix.codec import FixParseError, Parsed
 from engine.live import mask
-from simulator.faults import FaultPlan
+from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
 from simulator.prices import PriceProcess
 from simulator.relay import FaultRelay
 from simulator.rng import fork
@@ -34,6 +34,9 @@ from simulator.venue import ENGINE_COMP_ID, ClientOrder, Member, Venue
 from simulator.venue_state import VenueState
 
 LINK_FAULTS = ("disconnect", "drop", "latency_spike")
+# faults of the engine's own process (crash, journal, standby pair): virtual time only; a wire run
+# lists them in report.json (`faults_virtual_only`) and says so, never skips them silently
+VIRTUAL_ONLY = NODE_KINDS + FAILOVER_KINDS
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -406,6 +409,10 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
             raise RuntimeError("the venue process ended before announcing its ports")
         return proc, json.loads(first)["ports"]
 
+    skipped = [f"faults[{f.index}] {f.kind}" for f in sc.faults if f.kind in VIRTUAL_ONLY]
+    if skipped:
+        print(f"xmc run --mode wire: {sc.path}: {', '.join(skipped)} act on the engine's own process and run in "
+              f"virtual time only; this wire run goes without them", file=sys.stderr, flush=True)
     restarts: list[dict] = []
     child, venue_ports = start_venues()
     ports = dict(venue_ports)  # where the engine connects: the venue, or a fault relay in front of it
@@ -434,6 +441,11 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
             open_at = max(engine.logon_at.values())  # the venues' market opens then: their clock's 0
             for relay in relays.values():
                 relay.open(end=duration)
+            desk = [threading.Timer(f.after, engine.command, args=("kill",)) for f in sc.faults
+                    if f.kind == "kill_switch"]  # the operator's kill switch at after_s, as in virtual time
+            for timer in desk:
+                timer.daemon = True
+                timer.start()
             if venue_restart is None:
                 threading.Event().wait(duration)
             else:
@@ -486,6 +498,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         "wire_faults": [e for r in relays.values() for e in r.summary()]
                        + [dict(c, fault="disconnect_on_order") for c in venue_state.get("cuts", [])],
         "venue_restarts": _restart_timings(restarts, engine.audit, engine.logon_at, open_at),
+        "faults_virtual_only": skipped,
         "status_queries": sum(1 for row in engine.audit if row[2] == "status_query"),
     }
     report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"

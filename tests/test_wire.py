@@ -140,6 +140,20 @@ def test_a_cut_the_moment_an_order_arrives_holds_its_reports_until_the_engine_is
     assert any("\x0135=5\x01" in m and "disconnect fault" in m for m in log)  # refused while down, with why
 
 
+def test_the_desks_kill_switch_fault_acts_in_wire_mode_and_engine_process_faults_are_named(tmp_path):
+    """A kill_switch fault throws the switch at its time over the wire too (no episode after it); a
+    crash of the engine's own process cannot happen in a wire run: it is named, not skipped quietly."""
+    text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "kill_switch"\nafter_s = 2.0\n\n'
+                                                 '[[faults]]\nkind = "crash_restart"\nafter_s = 3.0\ndelay_ms = 500\n\n'
+                                                 '[expect]')
+    proc, report = wire_variant(tmp_path, "desk", text, 4)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert report["faults_virtual_only"] == ["faults[1] crash_restart"] and "faults[1] crash_restart" in proc.stderr
+    signals = [e["signal_at_s"] - report["market_open_s"] for e in report["episodes"]]
+    assert signals and min(signals) < 2.0 and max(signals) < 2.1  # none after the switch
+    assert any("kill switch" in a for a in report["alerts"]) and report["fills_match_positions"]
+
+
 def test_dropped_messages_and_added_latency_happen_on_the_wire_and_are_recovered(tmp_path):
     """A relay in the engine's path drops whole FIX messages (the receiver sees a sequence gap, asks
     for a resend and gets PossDup copies or a GapFill) and delays others by 40 ms; nothing is lost."""
