@@ -208,14 +208,14 @@ class LiveEngine(fix.Application, ActionDispatcher):
         while not self._stop.is_set():
             if self.backoff is not None:
                 self._reconnects()
-            wait = 0.05
-            if self.timers:
-                wait = max(0.0, min(wait, self.timers[0][0] - self.now()))
             if self.gc is not None:
                 if self.events.empty():
                     self.gc.idle()
                 else:
                     self.gc.busy()
+            wait = 0.05
+            if self.timers:
+                wait = max(0.0, min(wait, self.timers[0][0] - self.now()))
             try:
                 item = self.events.get(timeout=wait)
             except queue.Empty:
