@@ -212,6 +212,8 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
     core = EngineCore(cfg)
     sessions = [SessionConfig(name, v.dictionary, v.comp_id, "127.0.0.1", ports[name]) for name, v in sc.venues.items()]
     engine = LiveEngine(core, sessions)
+    handed: dict[str, float] = {}  # ClOrdID -> engine time its NewOrderSingle was handed to quickfix
+    engine.on_wire = lambda a, t: handed.setdefault(getattr(a, "cl_ord_id", ""), t)
     engine.start(settings_text(sessions, Path(tempfile.mkdtemp()), heartbeat=30))
     out: dict = {}
     try:
@@ -239,6 +241,7 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
         wait_for(lambda: not core.active, 5)
         rows = list(engine.audit)
         out = {"sequential": _rtts(rows[:split]), "paced": _rtts(rows[split:]), "paced_seconds": seconds,
+               "handed_to_handled": _rtts(rows[:split], handed), "decision_to_handed": _to_hand_off(rows[:split], handed),
                "paced_decisions": opened, "episodes": len(core.episodes),
                "outcomes": sorted({e.state.value for e in core.episodes.values()})}
     finally:
@@ -250,8 +253,16 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
     os._exit(0)
 
 
-def _rtts(rows: list[tuple]) -> list[float]:
-    sends = {r[4]: r[1] for r in rows if r[2] == "send"}
+def _to_hand_off(rows: list[tuple], handed: dict[str, float]) -> list[float]:
+    """Decision (audit "send", the core's time) -> the order handed to quickfix, per order."""
+    return [(handed[r[4]] - r[1]) * 1e6 for r in rows if r[2] == "send" and r[4] in handed]
+
+
+def _rtts(rows: list[tuple], handed: dict[str, float] | None = None) -> list[float]:
+    """Per order: its decision (or, given `handed`, its hand-off to quickfix) -> its first report
+    handled by the core."""
+    sends = {r[4]: (handed[r[4]] if handed is not None else r[1]) for r in rows
+             if r[2] == "send" and (handed is None or r[4] in handed)}
     firsts: dict[str, float] = {}
     for r in rows:
         if r[2] in ("ack", "fill") and r[4] in sends:
@@ -337,16 +348,19 @@ def main() -> int:
     row("bare quickfix pair: order -> ack, two at once", pairs)
     row("bare quickfix pair: two at once, FileStore as xmc uses", pairs_fs)
     row("xmc engine -> same bare acceptor: decision's two orders", xmc["sequential"])
+    row("  of which decision -> order handed to quickfix", xmc["decision_to_handed"])
+    row("  of which order handed to quickfix -> report handled by core", xmc["handed_to_handled"])
     rate = len(bare["paced"]) / bare["seconds"]
     row(f"bare pair sustained at {args.rate:,.0f} orders/s offered", bare["paced"], f"   ({rate:,.0f} acks/s)")
     xrate = len(xmc["paced"]) / xmc["paced_seconds"]
     row(f"xmc engine sustained at {args.rate:,.0f} orders/s offered", xmc["paced"], f"   ({xrate:,.0f} acks/s)")
     row("xmc engine -> xmc venue (full scenario: books, market data)", full)
     x50 = percentile(xmc["sequential"], 50)
+    h50 = percentile(xmc["handed_to_handled"], 50)
     for label, base in (("in-memory store", pairs), ("FileStore, as xmc", pairs_fs)):
         b50 = percentile(base, 50)
-        print(f"xmc / bare round trip (p50, two orders at once, bare with {label}): {x50 / b50:.2f}x "
-              f"(target <= 1.3x: {'met' if x50 <= 1.3 * b50 else 'NOT met'})")
+        print(f"xmc / bare round trip (p50, two orders at once, bare with {label}): {x50 / b50:.2f}x from the "
+              f"decision, {h50 / b50:.2f}x from the hand-off (target <= 1.3x: {'met' if x50 <= 1.3 * b50 else 'NOT met'})")
     p99 = percentile(xmc["paced"], 99)
     ok = xrate >= 0.98 * args.rate and p99 < 2000
     print(f"xmc sustained: {xrate:,.0f} acks/s, p99 {p99:,.0f} us (target >= 1,000/s with p99 < 2 ms: "

@@ -122,6 +122,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.trace = None  # optional callable(audit row) for a live audit tail
         self.backoff = None  # engine.reconnect.Backoff: exponential reconnect instead of quickfix's fixed pace
         self.gc = QuietGc() if quiet_gc else None  # collections only while the engine thread is idle
+        self.on_wire = None  # optional callable(action, engine time) once a message is handed to quickfix
 
     # ---- quickfix callbacks (quickfix threads: only queue events) --------------------------------
     def onCreate(self, session_id):
@@ -263,6 +264,8 @@ class LiveEngine(fix.Application, ActionDispatcher):
         if sid is None or not fix.Session.sendToTarget(msg, sid):
             self.record_anomaly(Anomaly(self.now(), "send_failed", getattr(a, "cl_ord_id", ""),
                                         f"{a.venue}: session not available"))
+        elif self.on_wire is not None:
+            self.on_wire(a, self.now())
 
     def set_timer(self, key: str, at: float) -> None:
         """Arm a timer (the core's, or one a standby taking over replicated)."""
