@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="directory for report.json, messages.log, audit.parquet")
     r.add_argument("--mode", choices=("virtual", "wire"), default="virtual",
                    help="virtual: simpy virtual time (default); wire: real quickfix sessions over loopback, "
-                        "the venues in a child process, paced in real time")
+                        "the venues in a child process, paced in real time (order, link, market-data and desk "
+                        "faults apply; faults of the engine's own process are named and left to virtual time)")
     r.add_argument("--duration", type=float, default=None,
                    help="wire mode: wall-clock seconds to trade (default: the scenario's duration)")
     r.add_argument("--link-latency", action="store_true",
