@@ -142,13 +142,15 @@ class Journal:
             self.fh.flush()
             os.fsync(self.fh.fileno())
 
-    def append(self, event: ev.Event, now: float) -> None:
+    def append(self, event: ev.Event, now: float) -> bytes:
+        """Write one record; returns its payload (what a replication stream sends as it is)."""
         body = encode(event, now)
         self.fh.write(_FRAME.pack(len(body), zlib.crc32(body)) + body)
         self.fh.flush()  # to the OS before the core acts: a killed process loses nothing it acted on
         self.pending += 1
         if self.durability == "record" or (self.durability == "batch" and self.pending >= self.batch):
             self.sync()
+        return body
 
     def torn_append(self, event: ev.Event, now: float, keep: float = 0.5) -> int:
         """Write only the first `keep` share of a record, as a process killed mid-write leaves it

@@ -55,7 +55,8 @@ class PrimaryStream:
     At start it connects to the standby and checks who it is (refusals are fatal). If the standby is
     lost, the primary trades on alone; `reattach()` (called from the keep-alive loop) connects again
     when a standby listens there and sends the history it lacks: the standby says how many events it
-    has applied and receives the journal from there on. The engine thread waits for that catch-up.
+    has applied and receives the journal from there on, the bulk while the engine trades on and only
+    what was journaled meanwhile while the engine waits.
     """
 
     def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer, timeout: float = 10.0):
@@ -140,8 +141,7 @@ class PrimaryStream:
     def record(self, event, now: float) -> None:
         """Journal the event and stream it (the engine's write-ahead hook)."""
         with self.lock:
-            self.writer.append(event, now)
-            self._send_locked(b"E", journal.encode(event, now))
+            self._send_locked(b"E", self.writer.append(event, now))
 
     def heartbeat(self, now: float) -> None:
         with self.lock:
