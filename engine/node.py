@@ -59,8 +59,12 @@ class PrimaryStream:
     what was journaled meanwhile while the engine waits.
     """
 
-    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer, timeout: float = 10.0):
+    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer, timeout: float = 10.0,
+                 stall: float = 0.2):
         self.node = node
+        # a standby that stops reading fills the socket's buffer: the engine thread may wait this long
+        # for it once, then the standby is dropped (re-attached later) and the primary trades on
+        self.stall = stall
         self.peer = peer
         self.fingerprint = fingerprint
         self.writer = writer  # the primary's engine.journal.Journal
@@ -95,7 +99,7 @@ class PrimaryStream:
                                 f"the primary at the standby's replication address")
             if answer.get("refused"):
                 raise NodeError(f"the standby refused the stream: {answer['refused']}")
-            sock.settimeout(None)
+            sock.settimeout(self.stall)
             # the history in two passes: the bulk while the engine trades on, then (holding the lock,
             # so no event is missed or sent twice) what was journaled meanwhile
             skip = int(answer.get("applied", 0))
@@ -133,10 +137,10 @@ class PrimaryStream:
             return
         try:
             _send_frame(self.sock, kind, payload)
-        except OSError:
-            self.alive = False  # the standby is gone: trade on alone until one attaches again
+        except OSError as exc:  # gone, or stalled past `stall`: trade on alone until one attaches again
+            self.alive = False
             self.sock.close()
-            self.log.append({"event": "lost", "at": time.time()})
+            self.log.append({"event": "lost", "at": time.time(), "why": type(exc).__name__})
 
     def record(self, event, now: float) -> None:
         """Journal the event and stream it (the engine's write-ahead hook)."""

@@ -185,3 +185,35 @@ def test_a_standby_attaching_late_gets_the_history_it_lacks_then_the_live_events
     journal.fh.flush()
     again, end2 = jn.bodies(journal.path)
     assert len(bodies) == len(again) == 55 and end == end2  # the torn record is not history
+
+
+def test_a_standby_that_stops_reading_is_dropped_instead_of_stalling_the_primary(tmp_path, config):
+    """The stream's socket fills when the standby stops reading; the primary's engine thread waits at
+    most the stall bound once, drops the standby (recorded) and journals on alone."""
+    import socket
+    import threading
+
+    from engine import node
+
+    journal = Journal(tmp_path / "engine.journal", config)
+    server = socket.create_server(("127.0.0.1", 0))
+    hold = threading.Event()
+
+    def standby() -> None:  # answers the hello, then never reads again
+        sock, _ = server.accept()
+        node._read_frame(sock)
+        node._send_frame(sock, b"H", json.dumps({"node": "b", "applied": 0}).encode())
+        hold.wait(30)
+        sock.close()
+
+    threading.Thread(target=standby, daemon=True).start()
+    stream = node.PrimaryStream("a", server.getsockname(), journal.fingerprint, journal, stall=0.05)
+    big = Quote("CU", 70000.0, 5, 70010.0, 5)
+    n = 0
+    while stream.alive and n < 200_000:
+        stream.record(big, float(n))
+        n += 1
+    hold.set()
+    assert not stream.alive and stream.log[-1]["event"] == "lost" and stream.log[-1]["why"] == "TimeoutError"
+    stream.record(big, float(n))  # journals on without a standby
+    assert len(read(journal.path, journal.fingerprint).records) == n + 1
