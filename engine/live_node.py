@@ -119,15 +119,21 @@ class LiveNode:
         while not self.stop.wait(opts.heartbeat):
             if opts.duration is not None and time.monotonic() - started > opts.duration:
                 break
-            if standby.primary_dead():
-                detected = self.report.setdefault("detected_at", time.time())
-                epoch = opts.lease.acquire(opts.node, time.monotonic())
-                if epoch is not None:
-                    self.report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
-                        time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
-                        epoch=epoch, replicated_events=standby.applied)
-                    self.timers = standby.take_over(epoch, time.time())
-                    return epoch
+            if not standby.primary_dead():
+                self.report.pop("detected_at", None)  # heard again (a stream cut healed): not dead after all
+                continue
+            detected = self.report.setdefault("detected_at", time.time())
+            epoch = opts.lease.acquire(opts.node, time.monotonic())
+            if epoch is not None:
+                self.report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
+                    time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
+                    epoch=epoch, replicated_events=standby.applied)
+                self.timers = standby.take_over(epoch, time.time())
+                return epoch
+            refused = self.report.setdefault("takeovers_refused", [])
+            if not refused or refused[-1]["detected_at"] != detected:  # once per silence: the lease is held
+                refused.append({"detected_at": detected, "why": "the lease is held: the primary is alive"})
+                _say(f"standby {opts.node}: the primary is silent but holds the lease; not taking over")
         print(f"xmc live: standby {opts.node} never took over ({standby.applied} events followed)", flush=True)
         self.report["replicated_events"] = standby.applied
         return None

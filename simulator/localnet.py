@@ -1,9 +1,13 @@
 """Real parts on this machine's loopback for wire tests, benchmarks and scripts: a throwaway etcd on
-ports the OS gives, and the `xmc live` config that points an engine at `xmc venue`'s ports."""
+ports the OS gives, the `xmc live` config that points an engine at `xmc venue`'s ports, and a TCP
+relay whose connections can be cut (a replication stream between two processes)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from engine.live import wait_for
@@ -62,3 +66,70 @@ def live_config(scenario_text: str, ports: dict[str, int], out_dir: Path, extra:
                        f'dictionary = "{DICTIONARIES.get(n, n)}"\n\n' for n, p in ports.items())
     return (f'[live]\nout_dir = "{out_dir}"\nheartbeat_s = 1\nreconnect_s = 1\nstart_time = "00:00:00"\n'
             f'end_time = "00:00:00"\nreset_on_logon = {str(reset_on_logon).lower()}\n{extra}\n{sessions}{tables}')
+
+
+class TcpCut:
+    """A loopback TCP relay in front of `target_port` whose connections can be cut: `cut(seconds)`
+    closes every relayed connection and refuses new ones (accepted, then closed) for that long.
+    For cutting a replication stream between two real processes."""
+
+    def __init__(self, target_port: int):
+        self.target = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.refuse_until = 0.0
+        self.live: list = []
+        self.cuts = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if time.monotonic() < self.refuse_until:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self.live += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self, seconds: float) -> None:
+        self.refuse_until = time.monotonic() + seconds
+        self.cuts += 1
+        with self._lock:
+            live, self.live = self.live, []
+        for s in live:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut(0.0)

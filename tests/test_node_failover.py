@@ -290,3 +290,56 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
     assert isinstance(first_event, Takeover) and first_event.epoch < node["epoch"] and first_t < listening
     assert any(t > listening for t, _ in followed)  # and then the live events
     _positions_match_the_venues(report, state)
+
+
+def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lease(tmp_path, etcd):
+    """The stream between two real processes is cut for 2 s while the primary trades: the standby
+    hears nothing, suspects, and is refused the lease (the primary keeps it alive); when the cut
+    heals the primary attaches it again with the events it missed. Then kill -9 of the primary: the
+    standby takes over with the whole history and its positions equal the venues'."""
+    from simulator.localnet import TcpCut
+
+    scenario, text = _scenario(tmp_path)
+    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
+                              "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs = [venue]
+    cut = None
+    try:
+        ports = json.loads(venue.stdout.readline())["ports"]
+        listen = free_port()
+        etcd_flag = ["--etcd", f"127.0.0.1:{etcd.port}"]
+        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
+                                    str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
+                                    "--node", "b", "--duration", "40", "--peer", f"127.0.0.1:{listen}", *etcd_flag],
+                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(standby)
+        assert "following" in standby.stdout.readline()
+        cut = TcpCut(listen)
+        primary = _start_primary(tmp_path, text, ports, ["--peer", f"127.0.0.1:{cut.port}", *etcd_flag], "60")
+        procs.append(primary)
+        lines = iter(primary.stdout)
+        assert any("|send|" in line for line in lines)
+        cut.cut(2.0)  # well past 3 missed heartbeats (300 ms) and the 1 s lease TTL
+        healed = time.time() + 2.0
+        killed_at = _kill_mid_chase(primary, lines, healed + 1.0)  # after the cut healed, the stream back
+        out, err = standby.communicate(timeout=60)
+        assert standby.returncode == 0, err[-3000:]
+    finally:
+        _stop(procs)
+        if cut is not None:
+            cut.close()
+    report = json.loads((tmp_path / "standby" / "report.json").read_text())
+    node = report["node"]
+    assert node["takeovers_refused"], node  # suspected during the cut, refused: the primary held the lease
+    assert node["primary"] == "a" and node["epoch"] > 1 and node["lease_at"] > healed
+    assert "not taking over" in err
+    assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
+    _positions_match_the_venues(report, tmp_path / "venue.json")
+    from engine import journal
+    from simulator import scenario as scenario_module
+
+    followed = journal.read(tmp_path / "standby" / "engine-b.journal",
+                            journal.fingerprint(scenario_module.load(scenario).engine)).records
+    times = [t for t, _ in followed]
+    assert times == sorted(times) and any(healed < t < killed_at for t in times)  # attached again, in order
