@@ -106,6 +106,23 @@ def test_parity_over_real_fix_sessions(tmp_path):
     assert wire["fills_match_positions"] and wire["market_open_s"] > 0
 
 
+def test_parity_of_a_failure_scenario_whose_fault_cuts_the_session(tmp_path):
+    """f12 over the wire for its first episode: the venue cuts the COMEX session the moment the entry
+    arrives (disconnect_on_order, 3 s), the engine logs on again and the episode ends as in virtual
+    time: same outcome and fills, the timing within the tolerance a cut allows. (A wire run that
+    skipped the fault would end ~3 s sooner and be listed as a timing difference.)"""
+    out = tmp_path / "parity"
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "parity",
+                           str(ROOT / "scenarios" / "f12_disconnect_cancel_on_disconnect.toml"), "--duration", "50",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=240)
+    result = json.loads((out / "parity.json").read_text())
+    wire = json.loads((out / "wire" / "report.json").read_text())
+    assert [f["fault"] for f in wire["wire_faults"]] == ["disconnect_on_order"], wire["wire_faults"]
+    assert result["episodes"] == {"virtual": 1, "wire": 1, "paired": 1}
+    assert proc.returncode == 0 and result["identical"], proc.stdout[-2000:]
+    assert wire["episodes"][0]["signal_to_terminal_ms"] > 3000  # the cut's 3 s happened on the wire
+
+
 def test_parity_rejects_bad_arguments():
     proc = subprocess.run([sys.executable, "-m", "xmc.cli", "parity", str(ROOT / "scenarios" / "cu_hg_fast_spread.toml"),
                            "--duration", "0"], capture_output=True, text=True, cwd=ROOT, timeout=60)
