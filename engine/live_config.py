@@ -29,6 +29,7 @@ class LiveConfig:
     out_dir: Path
     reconnect_max: int = 30  # seconds: the longest wait of the reconnect backoff
     journal: str = "batch"  # durability of the write-ahead journal under out_dir: none / batch / record
+    session_events: bool = True  # keep quickfix's session events (garbled input, resends) for the report
 
 
 def _time(sec: Section, name: str, default: str | None) -> str | None:
@@ -104,6 +105,7 @@ def load(path: str | Path) -> LiveConfig:
     _schedule(lv, common)  # [live]'s schedule, heartbeat and reset apply to every session
     out_dir = Path(lv.get("out_dir", str, "out/live"))
     journal = lv.get("journal_durability", str, "batch", choices=("none", "batch", "record"))
+    session_events = lv.get("session_events", bool, True)
     lv.finish()
     sessions = []
     names = set()
@@ -137,4 +139,4 @@ def load(path: str | Path) -> LiveConfig:
     root.finish()
     if problems:
         raise ConfigError(str(path), problems)
-    return LiveConfig(path, engine, sessions, reconnect, out_dir, reconnect_max, journal)
+    return LiveConfig(path, engine, sessions, reconnect, out_dir, reconnect_max, journal, session_events)

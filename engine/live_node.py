@@ -140,7 +140,7 @@ class LiveNode:
 
     def _engine(self, recovered) -> LiveEngine:
         cfg, opts = self.cfg, self.opts
-        engine = LiveEngine(self.core, cfg.sessions, absolute_time=True)
+        engine = LiveEngine(self.core, cfg.sessions, absolute_time=True, session_events=cfg.session_events)
         engine.node = opts.node
         if opts.role != "standby" and recovered.records:
             for venue in {s.venue for s in cfg.sessions}:

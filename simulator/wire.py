@@ -24,6 +24,7 @@ import simpy.rt
 from engine.fix import dictionary
 from engine.fix.codec import FixParseError, Parsed
 from engine.live import mask
+from engine.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
 from simulator.prices import PriceProcess
 from simulator.relay import FaultRelay
@@ -112,6 +113,7 @@ class WireVenues(fix.Application):
         self.password = password  # when set, a Logon must carry it (Password 554) or is refused
         self.refused_logons: list[str] = []
         self.session_answers: list[str] = []  # every session Reject (3) and Logout (5) sent with a reason
+        self.session_events = SessionEvents()  # quickfix's own events: garbled input, unknown sessions, ...
         self.cuts: list[dict] = []  # disconnect_on_order faults carried out: when, which session, for how long
         self._cut_policy: dict[int, bool | None] = {}  # id(member) -> the cutting fault's cancel_on_disconnect
         self._down_until: dict[int, float] = {}  # id(member) -> wall time its logons are refused until
@@ -302,7 +304,7 @@ class WireVenues(fix.Application):
         for attempt in range(attempts):
             ss = fix.SessionSettings()
             ss.setFromString(self.settings())
-            acceptor = fix.SocketAcceptor(self, fix.FileStoreFactory(ss), ss, fix.ScreenLogFactory(False, False, False))
+            acceptor = fix.SocketAcceptor(self, fix.FileStoreFactory(ss), ss, self.session_events)
             try:
                 acceptor.start()
                 break
@@ -377,7 +379,8 @@ def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_c
     return {"positions": venues.positions(), "client_positions": venues.client_positions(), "ports": ports,
             "cuts": venues.cuts,
             "messages": len(venues.messages),
-            "refused_logons": venues.refused_logons, "session_answers": venues.session_answers, "opened_at": venues.opened_at}
+            "refused_logons": venues.refused_logons, "session_answers": venues.session_answers,
+            "session_events": [{"at": t, "session": sid, "text": text} for t, sid, text in venues.session_events.events], "opened_at": venues.opened_at}
 
 
 def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
@@ -493,6 +496,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         "fills_match_positions": engine_pos == venue_pos,
         "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
         "alerts": [a.text for a in engine.alerts[:50]],
+        "session_events": engine.session_event_summary(),
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
         "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
         "wire_faults": [e for r in relays.values() for e in r.summary()]

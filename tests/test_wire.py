@@ -62,6 +62,8 @@ def test_credentials_are_sent_but_never_logged(tmp_path):
     for path in (tmp_path / "creds").iterdir():
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in proc.stdout + proc.stderr
+    events = report["session_events"]  # quickfix's own events are on record, without the secret
+    assert events["recorded"] and any("logon" in e.lower() for e in events["first"]) and secret not in json.dumps(report)
     masked = mask("8=FIX.4.4\x019=15\x0135=A\x01554=topsecret\x0110=000\x01")
     assert "554=***" in masked and "topsecret" not in masked and masked.startswith("8=FIX.4.4\x019=")
 
@@ -285,7 +287,8 @@ def _frame(body: str) -> bytes:
     return (head + body + f"10={sum((head + body).encode()) % 256:03d}\x01").encode()
 
 
-def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), linger: float = 0.0) -> bytes:
+def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), linger: float = 0.0,
+                 logon_extra: str = "") -> bytes:
     """Log on over a raw socket as `sender`, then send each of `bodies` (a str is a message body framed
     here, "{now}" replaced by the time; bytes go as they are) once the Logon is answered; every byte
     received until the peer closes or, with `linger`, that many quiet seconds pass."""
@@ -295,7 +298,8 @@ def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), l
     now = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime())
     got = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(_frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01"))
+        s.sendall(_frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01"
+                         f"{logon_extra}"))
         if linger:
             s.settimeout(linger)
         pending = list(bodies)
@@ -331,7 +335,7 @@ def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
         info = json.loads(venue.stdout.readline())
         port = info["ports"]["SHFE"]
         assert info["clients"] == ["CLIENT1", "CLIENT2"]
-        strangers = _raw_session(port, "STRANGER")
+        strangers = _raw_session(port, "STRANGER", logon_extra="553=who\x01554=stranger-secret\x01")
         bad_comp = _raw_session(port, "CLIENT2", ("35=0\x0149=SOMEONE\x0156=SHFE\x0134=2\x0152={now}\x01",))
         from engine.fix import dictionary
 
@@ -358,6 +362,9 @@ def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
     assert result["client_positions"]["CLIENT1"] == {"CU": 2.0}
     assert result["client_positions"]["CLIENT2"] == {"CU": -2.0}
     assert any("CompID problem" in a for a in result["session_answers"])
+    unknown = [e["text"] for e in result["session_events"] if "Session not found" in e["text"]]
+    assert unknown and "49=STRANGER" in unknown[0]  # the unknown CompID is on record, its password is not
+    assert "stranger-secret" not in json.dumps(result) and "554=***" in unknown[0]
 
 
 def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(tmp_path):
@@ -387,5 +394,6 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     assert business and b"\x01372=BE\x01" in business[0] and b"\x01380=3\x01" in business[0]
     assert any(b"\x0135=0\x01" in m and b"\x01112=STILL-THERE\x01" in m for m in messages)
     assert len(rejects) == 1 and not any(b"\x0135=2\x01" in m for m in messages)  # no answer, no gap to fill
-    answers = json.loads((tmp_path / "venue.json").read_text())["session_answers"]
-    assert any("Reject" in a for a in answers)
+    state = json.loads((tmp_path / "venue.json").read_text())
+    assert any("Reject" in a for a in state["session_answers"])
+    assert any("Invalid message" in e["text"] and "CheckSum" in e["text"] for e in state["session_events"])

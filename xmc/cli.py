@@ -256,6 +256,7 @@ def cmd_live(args) -> int:
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
               "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": node.logged_on_at_end,
+              "session_events": engine.session_event_summary(),
               "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
               "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
