@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from engine.live import wait_for
+from simulator.relay import hang_up
 from simulator.wire import free_port
 
 
@@ -123,12 +124,7 @@ class TcpCut:
         self.cuts += 1
         with self._lock:
             live, self.live = self.live, []
-        for s in live:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
+        hang_up(live)
 
     def close(self) -> None:
         self.server.close()

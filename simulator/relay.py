@@ -39,6 +39,16 @@ def split_messages(buffer: bytearray) -> list[bytes]:
         del buffer[:end]
 
 
+def hang_up(socks: list[socket.socket]) -> None:
+    """Close each connection at once, both directions (a cut, not a goodbye)."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        except OSError:
+            pass
+
+
 def _field(msg: bytes, tag: bytes) -> bytes:
     i = msg.find(b"\x01" + tag + b"=")
     if i < 0:
@@ -200,12 +210,7 @@ class FaultRelay:
         self.blocked.set()
         with self._lock:
             socks, self.active = self.active, []
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            except OSError:
-                pass
+        hang_up(socks)
         self.record({"fault": "disconnect", "venue": self.venue, "cut": label, "at_s": round(self.now(), 6),
                      "connections_closed": len(socks) // 2})
 
