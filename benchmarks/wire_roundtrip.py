@@ -4,7 +4,8 @@ ExecutionReport; one order or two at once in flight; in-memory or file store), x
 (LiveEngine + core, decisions opened by quotes on its event queue, both legs sent) against the same
 kind of bare acceptor, sequential and sustained at --rate orders/s, and xmc against `xmc venue` (the
 full simulated exchange). xmc's round trip runs from the decision (audit "send") to the report
-handled by the core. Run: .venv/bin/python benchmarks/wire_roundtrip.py
+handled by the core, and is split at the moment each order is handed to quickfix (LiveEngine.on_wire):
+decision -> hand-off, hand-off -> report handled. Run: .venv/bin/python benchmarks/wire_roundtrip.py
 
 Targets (issue 4): xmc round trip at most 1.3x the bare pair; >= 1,000 orders/s with p99 ack < 2 ms.
 """
