@@ -91,3 +91,16 @@ def test_a_bad_template_line_is_an_error_naming_file_and_line(tmp_path, line, wh
     with pytest.raises(TemplateError) as err:
         session_templates.parse(path)
     assert f"{path}:" in str(err.value) and what in str(err.value)
+
+
+def test_session_events_can_be_switched_off_in_the_live_config(tmp_path, monkeypatch):
+    """`[live] session_events = false`: the engine keeps no quickfix events and its report says so."""
+    from engine.core import EngineCore
+    from engine.live import LiveEngine
+
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    assert load(_config(tmp_path)).session_events
+    cfg = load(_config(tmp_path, "session_events = false\n"))
+    assert cfg.session_events is False
+    engine = LiveEngine(EngineCore(cfg.engine), cfg.sessions, session_events=cfg.session_events)
+    assert engine.session_events is None and engine.session_event_summary() == {"recorded": False}
