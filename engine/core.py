@@ -77,6 +77,7 @@ class EngineCore:
         self.recovery = recovery
         self.trigger = TriggerEvaluator(config.strategy, config.instruments)
         self.books: dict[str, TopOfBook] = {}
+        self.last_mid: dict[str, float] = {}  # the last two-sided mid per instrument (see reference_price)
         self.orders: dict[str, ChildOrder] = {}
         self.cancel_ids: dict[str, str] = {}  # OrderCancelRequest ClOrdID -> the order's ClOrdID
         self.cancels_sent: dict[str, int] = {}  # the order's ClOrdID -> cancel requests sent for it
@@ -193,7 +194,9 @@ class EngineCore:
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
             return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
-        self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
+        book = self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
+        if book.mid:
+            self.last_mid[q.instrument] = book.mid
         if self.killed or self.draining or len(self.active) >= self.strategy.execution.max_concurrent_episodes \
                 or now < self.cooldown_until or not self._legs_connected():
             return []
@@ -240,6 +243,10 @@ class EngineCore:
             return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
         for name, leg in legs.items():
             inst = self.instruments[leg.instrument]
+            if prices[name] is None:
+                ep.reason = f"no price: {inst.name} has no {'offers' if leg.side == BUY else 'bids'} to trade against"
+                out.append(Audit(now, "risk_breach", did, instrument=inst.name, detail=ep.reason))
+                return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
             breach = self._risk(inst, leg.side, leg.target, prices[name], sig.fx_rate)
             if breach is not None:
                 ep.reason = f"risk: {breach.limit} on {breach.instrument}: {breach.detail}"
@@ -253,17 +260,28 @@ class EngineCore:
         out.append(SetTimer(now + s.execution.order_timeout, f"timeout:{did}"))
         return out
 
-    def _entry_price(self, inst: Instrument, side: str) -> float:
+    def _entry_price(self, inst: Instrument, side: str) -> float | None:
         return self.price_from_touch(inst, side, self.strategy.execution.payup_ticks.get(inst.name, 0))
 
-    def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float:
-        """The opposite touch plus `payup_ticks` in the direction that makes the order more marketable."""
-        book = self.books[inst.name]
-        touch = book.ask if side == BUY else book.bid
-        if touch is None:  # that side of the book is empty: price from the other side
-            touch = book.bid if side == BUY else book.ask
+    def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float | None:
+        """The opposite touch plus `payup_ticks` in the direction that makes the order more marketable;
+        None when that side of the book is empty (no offers to buy from, no bids to sell to): a
+        marketable price cannot be derived from the other side, whose prices are away from the market."""
+        book = self.books.get(inst.name)
+        touch = None if book is None else book.ask if side == BUY else book.bid
+        if touch is None:
+            return None
         payup = payup_ticks * inst.tick
         return inst.round_to_tick(touch + payup if side == BUY else touch - payup, side_sign(side))
+
+    def reference_price(self, instrument: str) -> float | None:
+        """The price the pre-trade price band is measured from: the book's mid; on a one-sided or
+        empty book the last two-sided mid; None when the book has never been two-sided (then no
+        order may be priced: the band cannot be checked). Invariant 8 uses the same reference."""
+        book = self.books.get(instrument)
+        if book is not None and book.mid:
+            return book.mid
+        return self.last_mid.get(instrument)
 
     def set_timer(self, at: float, key: str) -> SetTimer:
         return SetTimer(at, key)
@@ -303,8 +321,7 @@ class EngineCore:
         limit = self.cfg.risk.max_orders_per_day.get(inst.name)
         if limit is not None and self.orders_today[inst.name] + 1 > limit:
             return Breach("max_orders_per_day", inst.name, f"order {self.orders_today[inst.name] + 1} > {limit}")
-        book = self.books.get(inst.name)
-        reference = book.mid if book is not None and book.mid else price
+        reference = self.reference_price(inst.name)
         working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
                    if o.instrument == inst.name and not o.done]  # orders of ended episodes are all done
         open_buy = sum(o.leaves_qty for o in working if o.side == BUY)
@@ -378,6 +395,8 @@ class EngineCore:
             inst = self.instruments[order.instrument]
             payup = ex.payup_ticks.get(inst.name, 0) + ex.amend_step_ticks * (order.replaces + 1)
             price = self.price_from_touch(inst, order.side, payup)
+            if price is None:  # nothing on the other side to amend toward: the order rests as it is
+                continue
             sign = side_sign(order.side)
             if order.price is not None and (price - order.price) * sign <= 1e-12:
                 price = inst.round_to_tick(order.price + sign * ex.amend_step_ticks * inst.tick, sign)

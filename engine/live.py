@@ -20,7 +20,7 @@ from pathlib import Path
 
 import quickfix as fix
 
-from engine.core import EngineCore
+from engine.core import EngineCore, epoch_of
 from engine.dispatch import ActionDispatcher
 from engine.events import Alert, Anomaly, Command, SessionDown, SessionUp, TimerFired
 from engine.fix import dictionary
@@ -98,6 +98,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         fix.Application.__init__(self)
         ActionDispatcher.__init__(self)
         self.core = core
+        self.fenced_resends = 0  # PossDup resends of a fenced epoch's orders turned into GapFill
         self.clock = clock
         self.sessions = {s.venue: s for s in sessions}
         self.by_target = {s.target_comp_id: s.venue for s in sessions}
@@ -156,6 +157,14 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self._wire(message)
 
     def toApp(self, message, session_id):
+        header = message.getHeader()
+        if header.isSetField(43) and header.getField(43) == "Y" and message.isSetField(11):
+            # quickfix is resending an application message the counterparty asked for again: one of a
+            # fenced (older) epoch must never reach a venue from any layer; quickfix gap-fills it instead
+            epoch = epoch_of(message.getField(11))
+            if epoch is not None and epoch < self.core.epoch:
+                self.fenced_resends += 1
+                raise fix.DoNotSend()
         self._wire(message)
 
     def fromApp(self, message, session_id):

@@ -55,6 +55,9 @@ class OrderEvent(str, Enum):
 S, E = OrdStatus, OrderEvent
 TERMINAL = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.REPLACED})
 WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE, S.PENDING_NEW})
+# An acknowledgement that reaches an order already in one of these states was overtaken by the
+# order's fills or cancel: it is stale, and says nothing new.
+STALE_ACK_STATES = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED})
 # The marker RESTORE means: back to NEW or PARTIALLY_FILLED, as the fills say.
 RESTORE = "restore"
 
@@ -70,7 +73,7 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
         E.PENDING_CANCEL: S.PENDING_CANCEL, E.PENDING_REPLACE: S.PENDING_REPLACE, E.STATUS: S.NEW,
     },
     S.PARTIALLY_FILLED: {
-        E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
+        E.ACK: S.PARTIALLY_FILLED, E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
         E.CANCEL_SENT: S.PENDING_CANCEL, E.REPLACE_SENT: S.PENDING_REPLACE, E.PENDING_CANCEL: S.PENDING_CANCEL,
         E.PENDING_REPLACE: S.PENDING_REPLACE, E.STATUS: S.PARTIALLY_FILLED,
     },
@@ -84,9 +87,10 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
         E.FILL: S.FILLED, E.REPLACED: RESTORE, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
         E.CANCEL_REJECTED: RESTORE, E.STATUS: S.PENDING_REPLACE,
     },
-    # Terminal states accept only status reports; anything else is an anomaly (fills still count).
-    S.FILLED: {E.STATUS: S.FILLED},
-    S.CANCELED: {E.STATUS: S.CANCELED},
+    # Terminal states accept only status reports, and the acknowledgement a fill or cancel overtook
+    # on its way (a stale ack changes nothing); anything else is an anomaly (fills still count).
+    S.FILLED: {E.STATUS: S.FILLED, E.ACK: S.FILLED},
+    S.CANCELED: {E.STATUS: S.CANCELED, E.ACK: S.CANCELED},
     S.REJECTED: {E.STATUS: S.REJECTED},
     S.EXPIRED: {E.STATUS: S.EXPIRED},
     S.REPLACED: {E.STATUS: S.REPLACED},
@@ -179,6 +183,7 @@ class ChildOrder:
         if problem:
             anomalies.append(("illegal_transition", problem))
         elif rpt.ord_status and rpt.exec_type != "I" and rpt.ord_status != self.state.value \
-                and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1")):
+                and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1")) \
+                and not (event is E.ACK and before in STALE_ACK_STATES):
             anomalies.append(("status_mismatch", f"venue OrdStatus={rpt.ord_status}, engine {self.state.name}"))
         return fill, anomalies

@@ -13,7 +13,10 @@ Rules:
   holds (an unwind never flips the position), paying up `unwind_step_ticks` more per attempt, up to
   `max_unwind_attempts`.
 - Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
-- Any recovery order that a risk limit refuses is not sent: the episode escalates with an alert.
+- A chase order that cannot be sent (a risk limit refuses it, e.g. the far book is limit-locked or
+  one-sided so its price breaks the slippage limit, or that side of the book is empty) ends the
+  chase: the filled leg is unwound (never flipping). Only an unwind that cannot be sent, or that
+  fails, escalates to the desk with an alert.
 - After the kill switch nothing is sent, recovery included: legged episodes escalate to the desk.
 """
 
@@ -71,7 +74,13 @@ class ChaseThenUnwind:
         if ep.mode == "chase":
             why = self._stop_chasing(core, ep, now)
             if why is None:
-                return out + self._chase(core, ep, missing, now)
+                actions, why = self._chase(core, ep, missing, now)
+                out += actions
+                if why is None:
+                    return out
+                if ep.working:  # part of this attempt went out: unwind once it is done
+                    ep.mode = "unwind"
+                    return out + [Audit(now, "unwind_decision", ep.decision_id, detail=why)]
             ep.mode = "unwind"
             out.append(Audit(now, "unwind_decision", ep.decision_id, detail=why))
         if ep.mode == "hedge_overfill":
@@ -93,7 +102,9 @@ class ChaseThenUnwind:
             return f"chase time spent ({rc.chase_budget * 1e3:.0f} ms of a {rc.legged_budget * 1e3:.0f} ms legged budget)"
         return None
 
-    def _chase(self, core: EngineCore, ep: Episode, missing: dict[str, float], now: float) -> list[Action]:
+    def _chase(self, core: EngineCore, ep: Episode, missing: dict[str, float],
+               now: float) -> tuple[list[Action], str | None]:
+        """One chase attempt: (actions, None), or (actions, why) when an order could not be sent."""
         rc = core.strategy.recovery
         out: list[Action] = []
         retry_same_price = ep.last_reject is not None and rc.reject_class(*ep.last_reject) == "retry"
@@ -113,11 +124,16 @@ class ChaseThenUnwind:
                 price = leg.orders[-1].price
             else:
                 price = core.price_from_touch(inst, leg.side, payup)
+            if price is None:
+                why = f"chase impossible: {inst.name} has no {'offers' if leg.side == '1' else 'bids'}"
+                out.append(Audit(now, "risk_breach", ep.decision_id, instrument=inst.name, account=inst.account,
+                                 side=leg.side, qty=int(round(lots)), detail=f"chase: {why}"))
+                return out, why
             actions, sent = core.recovery_order(ep, leg, leg.side, int(round(lots)), price, now, "chase")
             out += actions
             if not sent:
-                return out + escalate(core, ep, now, f"chase order on {inst.name} refused by risk")
-        return out
+                return out, f"chase order on {inst.name} refused by risk"
+        return out, None
 
     def _flatten(self, core: EngineCore, ep: Episode, now: float, lots_by_leg: dict[str, float],
                  purpose: str) -> list[Action]:
@@ -133,6 +149,9 @@ class ChaseThenUnwind:
             qty = int(round(min(abs(lots), abs(leg.filled) if purpose == "unwind" else abs(lots))))
             payup = rc.unwind_payup_ticks + rc.unwind_step_ticks * max(ep.unwind_attempts - 1, 0)
             price = core.price_from_touch(inst, side, payup)
+            if price is None:
+                return out + escalate(core, ep, now, f"{purpose} impossible: {inst.name} has no "
+                                                     f"{'offers' if side == '1' else 'bids'}")
             actions, sent = core.recovery_order(ep, leg, side, qty, price, now, purpose, check_slippage=False)
             out += actions
             if not sent:

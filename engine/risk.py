@@ -17,9 +17,11 @@ class Breach:
 
 
 def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, price: float,
-                reference: float, fx_rate: float, position: float, open_buy: float,
+                reference: float | None, fx_rate: float, position: float, open_buy: float,
                 open_sell: float) -> Breach | None:
-    """The first limit this order would break, or None. `side_sign` is +1 buy, -1 sell."""
+    """The first limit this order would break, or None. `side_sign` is +1 buy, -1 sell; `reference` is
+    the price the band is measured from (EngineCore.reference_price): None refuses the order, since
+    a band that cannot be measured cannot be held."""
     max_qty = limits.max_order_lots.get(inst.name)
     if max_qty is not None and qty > max_qty:
         return Breach("max_order_lots", inst.name, f"{qty} lots > {max_qty}")
@@ -31,9 +33,11 @@ def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, 
     notional = qty * inst.lot_tonnes * to_common(price, inst, fx_rate)
     if notional > limits.max_notional_cny:
         return Breach("max_notional_cny", inst.name, f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
-    if reference > 0:
-        dev = abs(price - reference) / reference * 100.0
-        if dev > limits.price_band_pct:
-            return Breach("price_band_pct", inst.name,
-                          f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)")
+    if reference is None or reference <= 0:
+        return Breach("price_band_pct", inst.name, f"no reference price for {inst.name}: its book has never "
+                                                   f"been two-sided, so the {limits.price_band_pct}% band cannot be checked")
+    dev = abs(price - reference) / reference * 100.0
+    if dev > limits.price_band_pct:
+        return Breach("price_band_pct", inst.name,
+                      f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)")
     return None

@@ -24,6 +24,7 @@ from engine.events import (
     SendReplace,
     SessionDown,
     SessionUp,
+    Takeover,
     TimerFired,
 )
 from engine.fix import dictionary
@@ -61,6 +62,9 @@ class SimEngineShell(ActionDispatcher):
         self.replicate = None  # failover: streams each journaled event to the hot standby
         self.paused = False  # a frozen process (GC-like pause): inputs and timers wait for wake()
         self.backlog: list = []  # what reached a paused process: ("fix", venue, raw) or ("timer", key)
+        # crash_mid_batch: actions -> (index to die at, fault) or None; crash_now(fault) kills the process
+        self.batch_crash = None
+        self.crash_now = None
 
     def start(self) -> None:
         for session in self.sessions.values():
@@ -136,9 +140,22 @@ class SimEngineShell(ActionDispatcher):
         self.compute_ns.append(spent)
         if any(type(a) is Audit and a.stage == "send" and a.detail != "entry" for a in actions):
             self.recovery_ns.append(spent)
+        if type(event) is Takeover:  # no layer may carry a fenced epoch's order out of this node again
+            for session in self.sessions.values():
+                session.min_epoch = self.core.epoch
         self.execute(actions)
         if self.checker is not None:
             self.checker.after_event(self.env.now, event)
+
+    def execute(self, actions: list) -> None:
+        """Carry out one batch of actions; a crash_mid_batch fault may kill the process part-way:
+        what comes after its point in the batch is never carried out (the journal has the event)."""
+        cut = self.batch_crash(actions) if self.batch_crash is not None and self.alive else None
+        if cut is None:
+            return super().execute(actions)
+        index, fault = cut
+        super().execute(actions[:index])
+        self.crash_now(fault)
 
     # ---- outbound: the hooks of engine.dispatch.ActionDispatcher ------------------------------
     def now(self) -> float:

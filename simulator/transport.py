@@ -13,6 +13,7 @@ import hashlib
 
 import quickfix as fix
 
+from engine.core import epoch_of
 from engine.fix.codec import SOH, VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time
 
 
@@ -52,6 +53,11 @@ class SessionEnd:
         self.buffer: dict[int, Parsed] = {}  # received ahead of a gap, applied once it is filled
         self.resend_asked_to = 0  # highest sequence number already asked for again
         self.resent = 0
+        # fencing: application messages carrying a ClOrdID of an epoch below this are never resent
+        # (a ResendRequest for them is answered with GapFill; status queries settle what they carried)
+        self.min_epoch = 0
+        self.observer = None  # called (raw, now) for every message this end puts on the wire
+        self.fenced_resends = 0
     def send(self, msg: fix.Message) -> str | None:
         if not self.connected:
             self.queued.append(msg)  # the session layer delivers it after the next logon
@@ -62,6 +68,8 @@ class SessionEnd:
         self.history[self.next_out] = raw
         self.next_out += 1
         self.log.message(self.env.now, raw)
+        if self.observer is not None:
+            self.observer(raw, self.env.now)
         self.link.send(raw)
         return raw
 
@@ -124,6 +132,9 @@ class SessionEnd:
         for seq in range(begin, last + 1):
             raw = self.history.get(seq)
             msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0] if raw else ""
+            if raw and msg_type not in ("A", "0", "1", "2", "4", "5") and self._fenced(raw):
+                raw = None
+                self.fenced_resends += 1
             if raw and msg_type not in ("A", "0", "1", "2", "4", "5"):
                 m = fix.Message(raw, self.codec.dd, False)
                 h = m.getHeader()
@@ -136,7 +147,16 @@ class SessionEnd:
                 out = self.codec.frame(m, seq, VIRTUAL_EPOCH + self.env.now, poss_dup=True)
             self.resent += 1
             self.log.message(self.env.now, out)
+            if self.observer is not None:
+                self.observer(out, self.env.now)
             self.link.send(out)
+
+    def _fenced(self, raw: str) -> bool:
+        """Does this application message carry a ClOrdID of a fenced (older) epoch?"""
+        if not self.min_epoch or "\x0111=" not in raw:
+            return False
+        epoch = epoch_of(raw.split("\x0111=", 1)[1].split("\x01", 1)[0])
+        return epoch is not None and epoch < self.min_epoch
 
     def reject(self, err: FixParseError) -> None:
         """Answer a message that failed validation as FIX says: session Reject (3) or BusinessMessageReject (j)."""

@@ -13,6 +13,7 @@ from engine.events import (
     Anomaly,
     Audit,
     BusinessReject,
+    Quote,
     SendOrder,
     SendStatusRequest,
     SessionDown,
@@ -111,12 +112,54 @@ def test_recovery_waits_for_a_session_that_is_down(core):
     assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["B2R"]
 
 
-def test_recovery_refused_by_risk_escalates(core, config):
-    tight = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_slippage_ticks=0))
-    core.cfg = tight
+def test_a_chase_refused_by_risk_falls_through_to_the_unwind(core):
+    """Issue 10, defect 1: a refused chase never escalates while the filled leg can be unwound."""
+    core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_slippage_ticks=0))
+    ep, acts, (a, _) = legged_by_reject(core, 99)
+    assert any(x.stage == "risk_breach" and "max_slippage_ticks" in x.detail for x in acts if isinstance(x, Audit))
+    (unwind,) = sends(acts)
+    assert unwind.cl_ord_id.endswith("A2U") and unwind.side == "1" and unwind.qty == 5  # buys back the sold CU
+    assert ep.state is EpisodeState.LEGGED and ep.mode == "unwind"
+
+
+def test_escalates_only_when_the_unwind_is_refused_too(core):
+    core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(
+        core.cfg.risk, max_slippage_ticks=0, max_orders_per_day={"CU": 1, "HG": 1}))  # the entries used them up
     ep, acts, _ = legged_by_reject(core, 99)
     assert not sends(acts) and ep.state is EpisodeState.ESCALATED
-    assert any(x.stage == "risk_breach" and "max_slippage_ticks" in x.detail for x in acts if isinstance(x, Audit))
+    assert [x.detail.split(":")[0] for x in acts if isinstance(x, Audit) and x.stage == "risk_breach"] == \
+        ["chase", "unwind"]
+
+
+def test_a_buy_is_never_priced_from_the_bid_on_an_empty_ask(core):
+    """Issue 10, defect 2: with no offers there is nothing to chase; the leg is unwound instead."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    hg = core.books["HG"]
+    core.handle(Quote("HG", hg.bid * 1.03, 50, None, 0), 0.05)  # limit-up: bids only
+    assert core.price_from_touch(core.instruments["HG"], "1", 2) is None
+    acts = core.handle(report(b, "xb", "4", "4", 0), 0.12)  # the IOC found no offers
+    ep = core.episodes[a.decision_id]
+    assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["A2U"] and ep.mode == "unwind"
+    assert any(x.stage == "risk_breach" and "no offers" in x.detail for x in acts if isinstance(x, Audit))
+
+
+def test_the_price_band_is_measured_from_the_last_two_sided_mid(core):
+    """Issue 10, defect 3: on a one-sided book the band reference is the last mid, never the order's
+    own price; with no two-sided book ever, nothing can be priced."""
+    sends(fire(core))
+    hg = core.books["HG"]
+    mid = hg.mid
+    core.handle(Quote("HG", mid * 1.03, 50, None, 0), 0.05)
+    assert core.reference_price("HG") == mid
+    inst = core.instruments["HG"]
+    breach = core._risk(inst, "2", 1, mid * 1.03, 7.1)
+    assert breach is not None and breach.limit == "price_band_pct"
+    assert core._risk(inst, "2", 1, mid * 1.001, 7.1) is None
+    fresh = EngineCore(core.cfg)
+    fresh.handle(Quote("HG", None, 0, mid, 10), 0.0)
+    assert fresh.reference_price("HG") is None
+    assert fresh._risk(inst, "1", 1, mid, 7.1).limit == "price_band_pct"
 
 
 @pytest.mark.parametrize("policy,expected", [("hedge", "H"), ("record", None)])
