@@ -20,7 +20,7 @@ NAMES = {
     7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
-    12: "after failover or restart: engine orders and positions = the venues'",
+    12: "at the end of every run: engine orders (filled, done) = the venues'",
 }
 
 
@@ -39,6 +39,9 @@ class InvariantChecker:
         self.venue_position: dict[str, float] = {}
         self.legged_since: dict[str, float] = {}
         self.coverage: set[str] = set()
+        self.late_acks: set[str] = set()  # ClOrdIDs a venue acknowledged late (a late_ack fault)
+        self.reordered: set[str] = set()  # ClOrdIDs whose fills a venue sent before their ack (fill_before_ack)
+        self.jumps: list[float] = []  # times of price jumps (price_jump faults)
         self.lease = None  # failover runs: the lease whose revision is the current fencing epoch
 
     def _ok(self, n: int) -> None:
@@ -102,12 +105,14 @@ class InvariantChecker:
         if decision_id not in core.episodes:
             self._fail(10, now, decision_id, f"order {cl_ord_id} belongs to no decision")
         max_qty = risk.max_order_lots.get(instrument)
-        book = core.books.get(instrument)
-        mid = book.mid if book is not None else None
+        ref = core.reference_price(instrument)  # the book's mid, else its last two-sided mid
         if max_qty is not None and qty > max_qty:
             self._fail(8, now, decision_id, f"{cl_ord_id}: {qty:g} lots > max_order_lots {max_qty}")
-        elif price is not None and mid and abs(price - mid) / mid * 100 > risk.price_band_pct + 1e-9:
-            self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {mid}")
+        elif price is not None and ref is None:
+            self._fail(8, now, decision_id, f"{cl_ord_id}: priced at {price} with no reference price to check "
+                                            f"the {risk.price_band_pct}% band against")
+        elif price is not None and abs(price - ref) / ref * 100 > risk.price_band_pct + 1e-9:
+            self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {ref}")
         else:
             self._ok(8)
 
@@ -146,7 +151,7 @@ class InvariantChecker:
 
     # ---- at the end of the run -----------------------------------------------------------------
     def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float]]) -> None:
-        """Invariant 12, for runs with a restart or a failover: every order the engine holds agrees
+        """Invariant 12, at the end of every run (restarts, failovers and disconnects included): every order the engine holds agrees
         with the venue on filled quantity and on being done (venue_orders: ClOrdID -> (OrdStatus,
         CumQty)); an order the venue never saw must be dead with nothing filled in the engine."""
         for o in self.core.orders.values():

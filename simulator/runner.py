@@ -13,7 +13,7 @@ import simpy
 
 from engine.core import EngineCore
 from engine.episode import Episode
-from engine.events import Command, SessionDown, Takeover
+from engine.events import Command, SendOrder, SessionDown, Takeover
 from engine.journal import Journal
 from engine.journal import read as read_journal
 from engine.journal import replay as replay_journal
@@ -22,11 +22,12 @@ from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
 from simulator.faults import FaultPlan
 from simulator.link import Link
-from simulator.prices import PriceProcess
+from simulator.prices import PriceProcess, market
 from simulator.rng import fork
-from simulator.scenario import Scenario
+from simulator.scenario import FAULT_PATHS, Scenario
 from simulator.shell import AUDIT_COLUMNS, SimEngineShell
 from simulator.transport import WireLog
+from simulator.wire_checker import WireChecker
 from simulator.venue import Venue
 
 
@@ -91,8 +92,9 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     shell = SimEngineShell(env, core, scenario.venues, log)
     shell.journal = journal
     checker = shell.checker = InvariantChecker(core)
+    wire = WireChecker(scenario.engine, {(i.venue, i.symbol): i.name for i in scenario.engine.instruments.values()})
     node = _Node(journal, [])
-    if journal is None and any(f.kind in ("crash_restart", "crash_on_order") for f in scenario.faults):
+    if journal is None and any(f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch") for f in scenario.faults):
         node.journal = shell.journal = Journal(Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal",
                                                scenario.engine, durability="none")
     prices = PriceProcess(scenario.prices, fork(seed, "prices"))
@@ -103,6 +105,9 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         venue = Venue(env, vcfg, insts, fork(seed, f"venue:{name}"), log)
         venue.faults = faults
         venue.checker = checker
+        venue.wire = wire
+        venue.session.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
+        shell.sessions[name].observer = lambda raw, t, n=name: wire.engine_sent(n, raw, t)
         venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
                                   lambda raw, n=name: (cluster.active if cluster else shell).receive(n, raw), name,
                                   "down", faults)
@@ -140,7 +145,8 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         if not now:
             fault.hits += 1
         journal = target.journal
-        links = [lk for v in venues.values() for lk in (v.session.link, target.sessions[v.cfg.name].link)]
+        # nobody reads the dead process's sockets; what it had already written still reaches the venues
+        links = [v.session.link for v in venues.values()]
         target.crash()
         for link in links:
             link.down = True
@@ -177,7 +183,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
 
     cluster = Cluster(env, scenario.failover, scenario, shell, venues, faults) if scenario.failover else None
     if cluster is not None:
-        checker.lease = cluster.lease
+        checker.lease = wire.lease = cluster.lease
 
         def node_fault(fault, now: bool = False):
             if not now:
@@ -209,18 +215,36 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             env.process(crash_restart(f))
     for v in venues.values():
         v.on_crash_fault = lambda f: env.process(crash_restart(f, now=True))
+
+    def batch_crash(actions: list):
+        """Where a crash_mid_batch fault kills the process in this batch: between the two legs'
+        NewOrderSingles, or after an order is handed to the session but before its audit row."""
+        if cluster is not None and cluster.active is not cluster.primary:
+            return None  # one crash of the primary per run: the standby has no standby
+        sends = [i for i, a in enumerate(actions) if type(a) is SendOrder]
+        if not sends:
+            return None
+        for f in faults.faults:
+            if f.kind != "crash_mid_batch" or (f.point == "between_legs" and len(sends) < 2):
+                continue
+            if faults.for_order("crash_mid_batch", "", actions[sends[0]].cl_ord_id, env.now) is f:
+                return (sends[1] if f.point == "between_legs" else sends[0] + 1), f
+        return None
+
+    def crash_now(fault) -> None:
+        if cluster is not None:
+            cluster.crash_primary(fault)
+        else:
+            shell.crash()
+            env.process(crash_restart(fault, now=True))
+
+    if any(f.kind == "crash_mid_batch" for f in faults.faults):
+        shell.batch_crash, shell.crash_now = batch_crash, crash_now
     for v in venues.values():
         v.on_disconnect_fault = lambda f, _member: env.process(disconnect(f, env.now, f.delay))
 
-    def market():
-        fair = prices.fair()
-        while True:
-            for v in venues.values():
-                v.on_fair(fair)
-            yield env.timeout(scenario.prices.step)
-            fair = prices.step()
-
-    env.process(market())
+    env.process(market(env, prices, list(venues.values()), scenario.prices.step, faults.faults,
+                       lambda t, f: checker.jumps.append(t)))
     shell.start()
     env.run(until=scenario.duration)
     shell.dispatch(Command("drain"))
@@ -230,7 +254,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
     if cluster is not None:
         shell = cluster.active  # shares the audit trail and logs of the node it took over from
     core = shell.core  # after a restart, the rebuilt one
-    report = build_report(scenario, seed, core, shell, venues, log, checker, faults)
+    report = build_report(scenario, seed, core, shell, venues, log, checker, faults, wire)
     report["restarts"] = _restart_timings(node.restarts, shell.audit)
     if cluster is not None:
         report["failover"] = {"failovers": failover_timings(cluster.failovers, shell.audit),
@@ -249,11 +273,6 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         report["expectations"] = evaluate(scenario.expect, report)
         report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
     return RunResult(report, log.lines, shell.audit)
-
-
-def faults_restart(faults) -> bool:
-    """Did an engine restart fault strike in this run (invariant 12 applies)?"""
-    return any(f.kind in ("crash_restart", "crash_on_order") and f.hits for f in faults.faults)
 
 
 def _episode_row(ep: Episode, core: EngineCore) -> dict:
@@ -311,6 +330,16 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
             seen.add("partial_fill")
             if any(o.leg != p.leg for o in rejected for p in partial):
                 seen.add("partial_and_reject")
+    # a late acknowledgement that reached the engine: the venue processed the order late and the
+    # engine applied its report (the order has the venue's OrderID)
+    if any(o.order_id and o.cl_ord_id in checker.late_acks for o in core.orders.values()):
+        seen.add("late_ack")
+    if any(o.cum_qty and o.cl_ord_id in checker.reordered for o in core.orders.values()):
+        seen.add("fill_before_ack")  # a fill overtook its order's acknowledgement and was applied
+    for t in checker.jumps:  # a price jump that landed while an episode was open (priced before it)
+        if any(ep.stages["signal"] <= t <= ep.stages.get("terminal", math.inf) for ep in core.episodes.values()):
+            seen.add("price_jump")
+            break
     recovery_ids = {o.cl_ord_id for o in core.orders.values() if o.purpose != "entry"}
     for a in shell.anomalies:
         if a.kind == "duplicate_exec_id":
@@ -339,7 +368,7 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
 
 
 def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngineShell, venues: dict[str, Venue],
-                 log: WireLog, checker: InvariantChecker, faults) -> dict:
+                 log: WireLog, checker: InvariantChecker, faults, wire: WireChecker | None = None) -> dict:
     episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
@@ -357,11 +386,14 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
                  and (e["recovery"]["legged_ms"] or 0.0) <= budget_ms]
     chased = [e for e in legged if e["recovery"]["chase_attempts"]]
     unwound = [e for e in legged if e["recovery"]["unwind_attempts"]]
-    if shell.core is not None and (getattr(checker, "lease", None) is not None or faults_restart(faults)):
+    if shell.core is not None:  # every run: the engine's view of its orders must be the venues' at the end
         venue_orders = {cl: (co.status, float(co.cum)) for v in venues.values() for cl, co in v.orders.items()}
         venue_orders.update({cl: ("A", 0.0) for v in venues.values() for cl in v.pending_new})
         checker.reconcile_check(scenario.duration + scenario.drain, venue_orders)
     invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
+    if wire is not None:
+        invariants.update(wire.finish(core.positions, {d: ep.stages["terminal"] for d, ep in core.episodes.items()
+                                                       if "terminal" in ep.stages}))
     report = {
         "scenario": scenario.name, "file": str(scenario.path), "seed": seed, "duration_s": scenario.duration,
         "run_hash": log.digest(),
@@ -385,6 +417,9 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         "invariants": invariants,
         "coverage": coverage(core, shell, checker),
         "faults": faults.hits(),
+        "fault_windows": [{"index": f.index, "kind": f.kind, "venue": f.venue, "orders": f.orders, "after_s": f.after,
+                           "until_s": None if math.isinf(f.until) else f.until, "hits": f.hits}
+                          for f in faults.faults],
         "positions": {"engine": engine_pos, "venues": {k: v for k, v in venue_pos.items() if v}},
         "fills_match_positions": engine_pos == {k: v for k, v in venue_pos.items() if v},
         "anomalies": {"count": len(shell.anomalies),
@@ -441,6 +476,48 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
     for path in expect.get("coverage", []):
         check(f"coverage.{path}", "reached", "reached" if path in report["coverage"] else "not reached",
               path in report["coverage"])
+    n_eps = len(episodes)
+    for key, at_least in (("outcome_share_at_least", True), ("outcome_share_at_most", False)):
+        for outcome, share in expect.get(key, {}).items():
+            actual = outcomes.get(outcome, 0) / n_eps if n_eps else None
+            ok = actual is not None and (actual >= share - 1e-12 if at_least else actual <= share + 1e-12)
+            check(f"{key}.{outcome}", share, None if actual is None else round(actual, 6), ok)
+    for key, name in (("min_reorder_success", "reorder_success"), ("min_rollback_success", "rollback_success")):
+        if key in expect:
+            r = report["recovery"][name]
+            check(key, expect[key], r["rate"], r["rate"] is not None and r["rate"] >= expect[key] - 1e-12)
+    if "max_legged_ms" in expect:
+        worst = max((e["recovery"]["legged_ms"] if e["recovery"]["legged_ms"] is not None else math.inf
+                     for e in episodes if e["recovery"] is not None), default=0.0)
+        check("max_legged_ms", expect["max_legged_ms"], worst, worst <= expect["max_legged_ms"])
+    if "leg_lots" in expect:
+        want = list(expect["leg_lots"])
+        off = [e["decision_id"] for e in episodes if [e["legs"]["A"]["target"], e["legs"]["B"]["target"]] != want]
+        check("leg_lots", want, "every episode" if not off else f"{len(off)} episode(s) differ, first {off[0]}",
+              not off)
+    if "max_residual_t" in expect:
+        worst = max((abs(e["residual_t"]) for e in episodes if e["outcome"] == "BALANCED"), default=0.0)
+        check("max_residual_t", expect["max_residual_t"], worst, worst <= expect["max_residual_t"] + 1e-9)
+    windows = [(f"{w['kind']} fault {w['index']}", w["after_s"], math.inf if w["kind"] == "kill_switch"
+                else w["until_s"] if w["until_s"] is not None else math.inf)
+               for w in report.get("fault_windows", []) if w["kind"] in expect.get("no_episode_during", [])]
+    windows += [(f"window {a:g}-{b:g} s", a, b) for a, b in expect.get("no_episode_between", [])]
+    for label, start, end in windows:
+        inside = [e["decision_id"] for e in episodes if start <= e["signal_at_s"] < end]
+        check(f"no_episode_during.{label}", 0, len(inside), not inside)
+    if expect.get("faults_reach_paths", True):
+        reached = set(report["coverage"])
+        for w in report.get("fault_windows", []):
+            paths = FAULT_PATHS.get(w["kind"], ())
+            if w["kind"] == "reject" and w["orders"] == "entry":
+                paths = ("reject_entry",)
+            elif w["kind"] == "reject" and w["orders"] in ("chase", "recovery"):
+                paths = ("reject_during_chase",)
+            if not w["hits"] or not paths:
+                continue
+            ok = bool(reached & set(paths))
+            check(f"faults_reach_paths.{w['index']}:{w['kind']}", " or ".join(paths),
+                  "reached" if ok else f"fired {w['hits']} time(s), path not reached", ok)
     if expect.get("fills_match_positions", True):
         check("fills_match_positions", True, report["fills_match_positions"], report["fills_match_positions"])
     return out

@@ -100,10 +100,13 @@ class Venue:
         self.rejects_sent = 0
         self.faults = None  # the run's FaultPlan, set by the runner
         self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
+        self.wire = None  # the run's WireChecker: what this venue applied, and its book (observes only)
         self.on_disconnect_fault = None  # shell callback (fault, member): start a disconnect window now
         self.on_crash_fault = None  # runner callback: kill the engine process now
         self.on_node_fault = None  # runner callback (failover): crash or pause the primary node now
         self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
+        self.fair: dict[str, float] = {}  # the last fair values the market maker quoted around
+        self.lock_until: tuple[object, float] | None = None  # a price_limit_lock struck by an order: (fault, end)
         if cfg.md_interval > 0:
             env.process(self._publisher())
 
@@ -160,6 +163,8 @@ class Venue:
     def on_fair(self, fair: dict[str, float]) -> None:
         """Re-quote the background market maker around the new fair values."""
         liq = self.cfg.liquidity
+        self.fair = fair
+        lock = self._lock()
         for symbol, inst in self.instruments.items():
             value = fair.get(inst.name)
             if value is None:
@@ -170,7 +175,6 @@ class Venue:
                 book.cancel(oid)
             self.mm_orders[symbol] = []
             center = round(value / inst.tick)
-            lock = self.faults.window("price_limit_lock", self.cfg.name, self.env.now) if self.faults else None
             ref = self.reference[symbol]
             for k in range(liq.levels):
                 offset = liq.half_spread_ticks + k * liq.level_gap_ticks
@@ -187,8 +191,22 @@ class Venue:
                     if order.live:
                         self.mm_orders[symbol].append(order.order_id)
             self.dirty.add(symbol)
+            if self.wire is not None:
+                self._show_top(symbol)
         if self.cfg.md_interval == 0:
             self.publish()
+
+    def _lock(self):
+        """The price_limit_lock in force now: a window fault, or one an order struck (on_order)."""
+        if self.lock_until is not None and self.env.now < self.lock_until[1]:
+            return self.lock_until[0]
+        return self.faults.window("price_limit_lock", self.cfg.name, self.env.now) if self.faults else None
+
+    def _show_top(self, symbol: str) -> None:
+        tick = self.instruments[symbol].tick
+        bid, ask = self._top(symbol)
+        self.wire.on_top(self.cfg.name, symbol, None if bid is None else bid[0] * tick,
+                         None if ask is None else ask[0] * tick, self.env.now)
 
     # ---- inbound FIX ------------------------------------------------------------------------
     def receive(self, raw: str) -> None:
@@ -208,6 +226,10 @@ class Venue:
     def _apply(self, msg, member: Member | None = None) -> None:
         """One parsed message from `member` (the engine's when not given)."""
         m = member or self.engine
+        if self.wire is not None and m is self.engine:
+            if msg.msg_type in ("D", "G") and msg.get(55) in self.instruments:
+                self._show_top(msg.get(55))
+            self.wire.received(self.cfg.name, msg, self.env.now)
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "G": self._on_replace,
                    "V": self._on_md_request, "H": self._on_status_request, "AF": self._on_mass_status,
                    "0": _ignore, "5": _ignore, "3": _ignore}.get(msg.msg_type)
@@ -236,6 +258,12 @@ class Venue:
             return
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
+        lock = self._fault("price_limit_lock", cl_ord_id)
+        if lock is not None and self.fair:  # the market locks at its limit as this order arrives
+            self.lock_until = (lock, self.env.now + lock.delay)
+            self.on_fair(self.fair)
+            unlock = self.env.timeout(lock.delay)
+            unlock.callbacks.append(lambda _e: self.on_fair(self.fair))
         for kind in ("primary_crash", "primary_pause"):
             node = self._fault(kind, cl_ord_id) if self.on_node_fault is not None else None
             if node is not None:
@@ -265,6 +293,8 @@ class Venue:
 
     def _late(self, msg, m: Member) -> None:
         if m.pending_new.pop(msg.get(11), None) is not None and m.logged_on:  # not cancelled meanwhile
+            if self.checker is not None and m is self.engine:
+                self.checker.late_acks.add(msg.get(11))
             self._accept(msg, m)
 
     def _accept(self, msg, m: Member) -> None:
@@ -294,7 +324,7 @@ class Venue:
             ref = self.reference.get(symbol)
             if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
                 return self._reject_order(msg, m, 99, f"price {price} outside the daily limit band "
-                                          f"±{self.cfg.price_band_pct}% of {ref:.4f}")
+                                          f"+/-{self.cfg.price_band_pct}% of {ref:.4f}")
         elif ord_type != "1":
             return self._reject_order(msg, m, 11, f"OrdType {ord_type} not supported")
         order_id = self._id("O")
@@ -304,14 +334,20 @@ class Venue:
         self.by_order_id[order_id] = co
         if self._fault("duplicate_report", cl_ord_id):
             m.duplicates.add(cl_ord_id)
-        self._exec(co, "0", "0")
+        # fill_before_ack: the acknowledgement is built first but overtaken on the way by the fills
+        held = self._exec(co, "0", "0", send=not (m is self.engine and self._fault("fill_before_ack", cl_ord_id)))
         partial = self._fault("partial_fill", cl_ord_id)
         if partial is not None:
-            return self._partial(co, book_order, partial)
-        self._match(symbol, book_order)
-        if not book_order.live and co.cum < co.qty:  # IOC/FOK/market remainder
-            co.status = "4"
-            self._exec(co, "4", "4")
+            self._partial(co, book_order, partial)
+        else:
+            self._match(symbol, book_order)
+            if not book_order.live and co.cum < co.qty:  # IOC/FOK/market remainder
+                co.status = "4"
+                self._exec(co, "4", "4")
+        if held is not None:
+            if self.checker is not None and co.cum:
+                self.checker.reordered.add(cl_ord_id)
+            m.send("8", held)
 
     def _partial(self, co: ClientOrder, order: BookOrder, fault) -> None:
         """Fill only `fill_ratio` of the order, in `reports` executions; cancel the rest or leave it working."""
@@ -355,7 +391,8 @@ class Venue:
         self._exec(co, "F", co.status, qty, px)
 
     def _exec(self, co: ClientOrder, exec_type: str, status: str, last_qty: int = 0, last_px: float = 0.0,
-              cl_ord_id: str = "", orig: str = "", extra: tuple = ()) -> None:
+              cl_ord_id: str = "", orig: str = "", extra: tuple = (), send: bool = True) -> list | None:
+        """An ExecutionReport for `co`; with send=False its fields are returned to be sent later."""
         leaves = 0 if status in ("2", "4", "8", "C") else co.qty - co.cum
         avg = co.notional / co.cum if co.cum else 0.0
         fields = [(37, co.order_id), (11, cl_ord_id or co.cl_ord_id), (17, self._id("X")), (150, exec_type),
@@ -373,6 +410,8 @@ class Venue:
         if self.recorder is not None and exec_type != "I":
             self.recorder.order(self, co)
         m = co.member
+        if not send:
+            return fields
         m.send("8", fields)
         if co.cl_ord_id in m.duplicates:  # the same report again, same ExecID, marked PossDup
             dup = m.codec.message("8", fields)
@@ -451,11 +490,11 @@ class Venue:
                          (58, "cancelled before it was processed"), (60, fix_time(self._clock()))])
             return
         co = m.orders.get(orig)
-        if co is not None and m.certifying.get(orig) == "cancel_race" and co.status in ("0", "1"):
+        if co is not None and self._loses_race(co, m):
             # too late to cancel: the reject says so (102=0) and the fill follows, as FIX requires
             m.send("9", [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, "2"), (434, "1"), (102, "0"),
                          (58, "too late to cancel")])
-            self._member_fill(co, co.qty - co.cum, co.price or 0.0)
+            self._fill_rest(co)
             return
         if co is None or co.status in ("2", "4", "8", "C"):
             reason, status = ("1", "8") if co is None else ("0", co.status)
@@ -466,6 +505,22 @@ class Venue:
         co.status = "4"
         self.dirty.add(co.symbol)
         self._exec(co, "4", "4", cl_ord_id=cl_ord_id, orig=orig)
+
+    def _loses_race(self, co: ClientOrder, m: Member) -> bool:
+        """Does this cancel or replace arrive too late (the order fills first)? In certification mode
+        by the order's OrderQty band; otherwise when a cancel_race fault fires for the order."""
+        if co.status not in ("0", "1"):
+            return False
+        return m.certifying.get(co.cl_ord_id) == "cancel_race" or (
+            m is self.engine and self._fault("cancel_race", co.cl_ord_id) is not None)
+
+    def _fill_rest(self, co: ClientOrder) -> None:
+        """The rest of a working order trades (at its limit) just before the cancel or replace arrives."""
+        if co.book_order is not None and co.book_order.live:
+            self.books[co.symbol].cancel(co.order_id)
+            self.dirty.add(co.symbol)
+        price = co.price if co.price is not None else self.reference.get(co.symbol, 0.0)
+        self._member_fill(co, co.qty - co.cum, price)
 
     def _refuse_replace(self, msg, m: Member, co: ClientOrder | None, reason: str, text: str) -> None:
         m.send("9", [(37, co.order_id if co else "NONE"), (11, msg.get(11)), (41, msg.get(41)),
@@ -481,9 +536,9 @@ class Venue:
         if co is None:
             return self._refuse_replace(msg, m, None, "1", "unknown order")
         behaviour = m.certifying.get(orig)
-        if behaviour == "cancel_race" and co.status in ("0", "1"):
+        if self._loses_race(co, m):
             self._refuse_replace(msg, m, co, "0", "too late to replace")
-            return self._member_fill(co, co.qty - co.cum, co.price or 0.0)
+            return self._fill_rest(co)
         if co.status in ("2", "4", "8", "C"):
             return self._refuse_replace(msg, m, co, "0", "too late to replace: the order is done")
         if behaviour == "replace_reject":

@@ -1,0 +1,238 @@
+"""Safety invariants computed from the FIX messages each venue actually received and sent, independent
+of the engine's own state (simulator/checkers.py checks that state; this checks what reached the world).
+
+It sees only: every application message a venue applied (after its session layer, so PossDup
+resends that a venue executes are included), every message a venue sent to the engine, every
+order message the engine's session put on the wire (with its send time), the venue's own book, the
+lease (whose revision is the fencing epoch) and the scenario's configuration. From those alone:
+
+- W2 nothing is sent for an episode (NewOrderSingle, replace, cancel) after the engine called it terminal;
+- W3 entry legs follow the lot ratio and rounding rule, the residual within one lot of the larger contract;
+- W5 every order, cancel or replace a venue accepts carries the epoch that held the lease when it
+  arrived (session-layer resends included);
+- W6 positions from the fills the venues reported (each ExecID once) equal the engine's positions;
+- W8 every order's price is within the risk band of a defined reference: the venue's two-sided mid
+  at arrival or any published in the second before it, else the last two-sided mid it had;
+- W9 no unwind fill changes the sign of its decision's position in that instrument.
+
+A violation names the message: venue, MsgSeqNum, ClOrdID, and the run's replay command is added
+by the report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from engine.config import EngineConfig
+from engine.fix.codec import SOH
+
+WIRE_NAMES = {
+    "W2": "on the wire: nothing sent for an episode after it is terminal",
+    "W3": "on the wire: entry legs follow the lot ratio, residual within one lot",
+    "W5": "on the wire: every order a venue accepts carries the lease's epoch",
+    "W6": "on the wire: positions from venue fills = the engine's",
+    "W8": "on the wire: every order priced within the band of a defined reference",
+    "W9": "on the wire: an unwind never flips its decision's position",
+}
+# engine ClOrdIDs: decision E<epoch>-<6 digits>, leg, order number, purpose letter, then any cancel
+# (C<n>) or replace (M<n>) suffix, and the epoch suffix of a later node
+_CL = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
+REFERENCE_WINDOW = 1.0  # seconds of published mids an order's price may be measured against
+
+
+def fields_of(raw: str) -> dict[int, str]:
+    """Tag -> first value of a raw FIX message (enough for messages without repeating groups)."""
+    out: dict[int, str] = {}
+    for part in raw.split(SOH):
+        tag, _, value = part.partition("=")
+        if tag.isdigit():
+            out.setdefault(int(tag), value)
+    return out
+
+
+def epoch_in(cl_ord_id: str) -> int | None:
+    """The fencing epoch a ClOrdID carries: its suffix -E<n> when a later node stamped it, else its prefix."""
+    suffix = re.search(r"-E(\d+)$", cl_ord_id)
+    if suffix:
+        return int(suffix.group(1))
+    prefix = re.match(r"E(\d+)-", cl_ord_id)
+    return int(prefix.group(1)) if prefix else None
+
+
+@dataclass
+class WireVerdict:
+    status: str = "unknown"
+    first: dict = field(default_factory=dict)
+
+
+class WireChecker:
+    def __init__(self, engine: EngineConfig, venue_symbols: dict[tuple[str, str], str], lease=None):
+        self.cfg = engine
+        self.instrument = venue_symbols  # (venue, symbol) -> instrument name
+        self.lease = lease  # failover runs: the lease whose revision is the epoch; None: the config's
+        self.v = {k: WireVerdict() for k in WIRE_NAMES}
+        self.mids: dict[str, deque] = {}  # instrument -> (t, mid) the venue's two-sided book showed
+        self.last_mid: dict[str, float] = {}
+        self.exec_ids: set[tuple[str, str]] = set()
+        self.positions: dict[str, float] = {}
+        self.decision_pos: dict[tuple[str, str], float] = {}  # (decision, instrument) -> signed lots
+        self.entries: dict[str, dict[str, tuple[int, str, int]]] = {}  # decision -> leg -> (qty, venue, seq)
+        self.sends: list[tuple[float, str, int, str, str]] = []  # (t, venue, seq, MsgType, ClOrdID) engine->venue
+        self.checked = 0
+
+    # ---- verdicts -------------------------------------------------------------------------------
+    def _ok(self, key: str) -> None:
+        if self.v[key].status == "unknown":
+            self.v[key].status = "pass"
+
+    def _fail(self, key: str, now: float, venue: str, seq: int, cl_ord_id: str, detail: str) -> None:
+        if self.v[key].status != "fail":
+            m = _CL.match(cl_ord_id)
+            self.v[key] = WireVerdict("fail", {"t": now, "decision_id": m.group(1) if m else "", "venue": venue,
+                                               "seq": seq, "cl_ord_id": cl_ord_id,
+                                               "detail": f"{venue} MsgSeqNum {seq} ClOrdID {cl_ord_id}: {detail}"})
+
+    # ---- what the venues show and receive ---------------------------------------------------------
+    def on_top(self, venue: str, symbol: str, bid: float | None, ask: float | None, now: float) -> None:
+        """The venue's best bid and offer (prices) at `now`: the reference for price bands."""
+        if bid is None or ask is None:
+            return
+        name = self.instrument.get((venue, symbol))
+        if name is None:
+            return
+        mid = (bid + ask) / 2.0
+        q = self.mids.setdefault(name, deque())
+        q.append((now, mid))
+        while len(q) > 1 and q[1][0] <= now - REFERENCE_WINDOW:
+            q.popleft()
+        self.last_mid[name] = mid
+
+    def _references(self, name: str, now: float) -> list[float]:
+        q = self.mids.get(name)
+        if not q:
+            return []
+        return [mid for t, mid in q if t >= now - REFERENCE_WINDOW] or [q[-1][1]]
+
+    def received(self, venue: str, msg, now: float) -> None:
+        """An application message the venue applied (a `Parsed` from its session layer)."""
+        mt = msg.msg_type
+        if mt not in ("D", "F", "G"):
+            return
+        cl = msg.get(11)
+        seq = msg.seq
+        self.checked += 1
+        epoch = epoch_in(cl)
+        current = self.lease.revision if self.lease is not None else self.cfg.epoch
+        resend = " (a PossDup resend)" if msg.get(43) == "Y" else ""
+        if epoch is None:
+            self._fail("W5", now, venue, seq, cl, "carries no fencing epoch")
+        elif epoch < current:
+            self._fail("W5", now, venue, seq, cl, f"{ {'D': 'order', 'F': 'cancel', 'G': 'replace'}[mt]} of fenced "
+                                                  f"epoch {epoch} accepted while epoch {current} holds the lease{resend}")
+        else:
+            self._ok("W5")
+        if mt == "F":
+            return
+        name = self.instrument.get((venue, msg.get(55)))
+        if name is None:
+            return
+        if msg.has(44):
+            price = float(msg.get(44))
+            refs = self._references(name, now)
+            band = self.cfg.risk.price_band_pct
+            if not refs:
+                self._fail("W8", now, venue, seq, cl, f"priced at {price:g} before {name} ever had a two-sided book")
+            else:
+                dev = min(abs(price - r) / r * 100.0 for r in refs)
+                if dev > band + 1e-9:
+                    self._fail("W8", now, venue, seq, cl, f"price {price:g} is {dev:.2f}% from {name}'s reference "
+                                                          f"{refs[-1]:g} (band {band}%)")
+                else:
+                    self._ok("W8")
+        m = _CL.match(cl)
+        if mt == "D" and m is not None and m.group(3) == "1" and m.group(4) == "":
+            self.entries.setdefault(m.group(1), {})[m.group(2)] = (int(float(msg.get(38, "0"))), venue, seq)
+
+    def venue_sent(self, venue: str, raw: str, now: float) -> None:
+        """A message the venue sent to the engine (resends included): fills are counted once per ExecID."""
+        if f"{SOH}35=8{SOH}" not in raw or f"{SOH}150=F{SOH}" not in raw:
+            return
+        f = fields_of(raw)
+        key = (venue, f.get(17, ""))
+        if key in self.exec_ids:
+            return
+        self.exec_ids.add(key)
+        name = self.instrument.get((venue, f.get(55, "")))
+        if name is None:
+            return
+        qty = float(f.get(32, "0")) * (1 if f.get(54) == "1" else -1)
+        self.positions[name] = self.positions.get(name, 0.0) + qty
+        cl = f.get(11, "")
+        m = _CL.match(cl)
+        if m is None:
+            return
+        dk = (m.group(1), name)
+        before = self.decision_pos.get(dk, 0.0)
+        after = self.decision_pos[dk] = before + qty
+        if m.group(4) == "U":
+            if before * after < -1e-9 or (abs(before) < 1e-9 and abs(after) > 1e-9):
+                self._fail("W9", now, venue, int(f.get(34, "0") or 0), cl,
+                           f"unwind fill of {abs(qty):g} lots took decision {m.group(1)}'s {name} position "
+                           f"from {before:+g} to {after:+g}")
+            else:
+                self._ok("W9")
+
+    def engine_sent(self, venue: str, raw: str, now: float) -> None:
+        """A message the engine's session put on the wire (first sends and resends)."""
+        for mt in ("D", "F", "G"):
+            if f"{SOH}35={mt}{SOH}" in raw:
+                f = fields_of(raw)
+                self.sends.append((now, venue, int(f.get(34, "0") or 0), mt, f.get(11, "")))
+                return
+
+    # ---- at the end of the run --------------------------------------------------------------------
+    def finish(self, engine_positions: dict[str, float], terminal_at: dict[str, float]) -> dict:
+        for t, venue, seq, mt, cl in self.sends:
+            m = _CL.match(cl)
+            if m is None:
+                continue
+            end = terminal_at.get(m.group(1))
+            if end is not None and t > end + 1e-9:
+                what = {"D": "NewOrderSingle", "F": "OrderCancelRequest", "G": "OrderCancelReplaceRequest"}[mt]
+                self._fail("W2", t, venue, seq, cl, f"{what} sent {1e3 * (t - end):.3f} ms after its episode "
+                                                    f"{m.group(1)} was terminal")
+            else:
+                self._ok("W2")
+        s = self.cfg.strategy
+        a, b = self.cfg.instruments[s.leg_a], self.cfg.instruments[s.leg_b]
+        r0, r1 = s.lot_ratio
+        for decision, legs in self.entries.items():
+            if "A" not in legs or "B" not in legs:
+                continue
+            (qa, venue, seq), (qb, _, _) = legs["A"], legs["B"]
+            exact = qa * r1 / r0
+            rounded = {"up": math.ceil(exact - 1e-9), "down": math.floor(exact + 1e-9)}.get(
+                s.rounding, math.floor(exact + 0.5))
+            want_b = max(rounded, 1)
+            residual = abs(qa * a.lot_tonnes - qb * b.lot_tonnes)
+            cl = f"{decision}A1"
+            if qb != want_b:
+                self._fail("W3", 0.0, venue, seq, cl, f"legs {qa}:{qb} lots, the ratio {r0}:{r1} rounded "
+                                                      f"{s.rounding} wants {qa}:{want_b}")
+            elif residual > max(a.lot_tonnes, b.lot_tonnes) + 1e-9:
+                self._fail("W3", 0.0, venue, seq, cl, f"residual {residual:.3f} t is more than one lot "
+                                                      f"({max(a.lot_tonnes, b.lot_tonnes):.3f} t)")
+            else:
+                self._ok("W3")
+        mine = {k: v for k, v in self.positions.items() if abs(v) > 1e-9}
+        theirs = {k: v for k, v in engine_positions.items() if abs(v) > 1e-9}
+        if mine != theirs:
+            self.v["W6"] = WireVerdict("fail", {"t": 0.0, "decision_id": "", "detail":
+                                                f"fills the venues reported {mine} != engine positions {theirs}"})
+        elif self.exec_ids:
+            self._ok("W6")
+        return {k: {"name": WIRE_NAMES[k], "status": v.status, **({"first": v.first} if v.first else {})}
+                for k, v in self.v.items()}
