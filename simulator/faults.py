@@ -16,18 +16,25 @@ from dataclasses import dataclass
 from engine.config import Section, non_negative, positive
 
 ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order",
-               "crash_on_order")
+               "crash_on_order", "fill_before_ack", "cancel_race")
+# the world metal price or USD/CNY jumps by jump_bp: once at after_s, or at rate_per_s (Poisson) in the window
+MARKET_KINDS = ("price_jump",)
 LINK_KINDS = ("latency_spike", "drop")
 VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
 DESK_KINDS = ("kill_switch",)  # an operator action at after_s (venue names where it is pressed: any)
 # the engine process dies (at after_s, or the moment a matching order reaches its venue) and
 # restarts from its journal after delay_ms
-NODE_KINDS = ("crash_restart", "crash_on_order")
+NODE_KINDS = ("crash_restart", "crash_on_order", "crash_mid_batch")
 # primary and hot standby (a scenario with [failover]): the primary dies or freezes for delay_ms (at
 # after_s, or with on_order = true the moment a matching order reaches `venue`), the standby dies
 # and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms
 FAILOVER_KINDS = ("primary_crash", "primary_pause", "standby_crash", "replication_cut", "replication_delay")
-KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS))
+KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS
+                            + MARKET_KINDS))
+# kinds that can strike the moment a matching order reaches `venue` (on_order = true) instead of at after_s
+ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
+# crash_mid_batch: where in one batch of the core's actions the process dies
+BATCH_POINTS = ("between_legs", "before_audit")
 # a drop loses one transmission of an application message; session messages and PossDup resends go
 # through, so every gap can be filled (the same rule in virtual time and at the wire)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
@@ -58,6 +65,10 @@ class Fault:
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
     torn_write: bool = False  # crash_restart / crash_on_order: the process dies while writing a journal record
+    target: str = "world"  # price_jump: "world" (the metal price every venue follows) or "fx" (USD/CNY)
+    jump_bp: float = 0.0  # price_jump: signed size in basis points
+    rate_per_s: float = 0.0  # price_jump: jumps per second inside the window (0: one jump at after_s)
+    point: str = "between_legs"  # crash_mid_batch: see BATCH_POINTS
     rng: random.Random | None = None
     hits: int = 0
 
@@ -89,14 +100,14 @@ class FaultPlan:
     def for_order(self, kind: str, venue: str, cl_ord_id: str, now: float) -> Fault | None:
         for f in self.faults:
             if f.kind == kind and f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) \
-                    and (f.on_order or kind not in FAILOVER_KINDS) and f.fire():
+                    and (f.on_order or kind not in ON_ORDER_KINDS) and f.fire():
                 return f
         return None
 
     def window(self, kind: str, venue: str, now: float) -> Fault | None:
         """An active window fault of `kind` (no draw: the window itself is the fault); each use is a hit."""
         for f in self.faults:
-            if f.kind == kind and f.venue == venue and f.after <= now < f.until:
+            if f.kind == kind and f.venue == venue and f.after <= now < f.until and not f.on_order:
                 f.hits += 1
                 return f
         return None
@@ -127,15 +138,17 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
     for i, item in enumerate(items):
         sec = Section(item, f"faults[{i}]", root.problems)
         kind = sec.get("kind", str, choices=KINDS)
-        on_order = sec.get("on_order", bool, False) if kind in FAILOVER_KINDS else False
+        on_order = sec.get("on_order", bool, False) if kind in ON_ORDER_KINDS else False
         venue = sec.get("venue", str, "" if kind in DESK_KINDS else None, hint="the name of a venue table") \
             if kind in DESK_KINDS + ("crash_restart",) else sec.get("venue", str, hint="the name of a venue table") \
-            if kind not in FAILOVER_KINDS or on_order else ""
+            if kind not in FAILOVER_KINDS + MARKET_KINDS + ("crash_mid_batch",) or on_order else ""
+        if kind in MARKET_KINDS + ("crash_mid_batch",) and sec.has("venue"):
+            sec.problem("venue", f"is set but a {kind} does not happen at one venue", "drop venue")
         if kind in FAILOVER_KINDS and not on_order and sec.has("venue"):
             sec.problem("venue", f"is set but a {kind} at after_s happens to a node, not at a venue",
                         "drop venue, or add on_order = true to strike when a matching order reaches it")
-        if on_order and kind not in ("primary_crash", "primary_pause"):
-            sec.problem("on_order", f"is not supported for {kind}", "use it with primary_crash or primary_pause")
+        if sec.has("on_order") and kind not in ON_ORDER_KINDS:
+            sec.problem("on_order", f"is not supported for {kind}", f"use it with {', '.join(ON_ORDER_KINDS)}")
         if venue and venue not in venues:
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
@@ -163,13 +176,23 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             side=sec.get("side", str, "buy", choices=("buy", "sell")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,
+            target=sec.get("target", str, "world", choices=("world", "fx")) if kind == "price_jump" else "world",
+            jump_bp=sec.get("jump_bp", float, check=lambda b: 0 < abs(b) <= 2000,
+                            hint="signed basis points, 0 < |jump_bp| <= 2000 (20%)") if kind == "price_jump" else 0.0,
+            rate_per_s=sec.get("rate_per_s", float, 0.0, check=lambda r: 0 <= r <= 10,
+                               hint="jumps per second in [0, 10] (0: one jump at after_s)")
+            if kind == "price_jump" else 0.0,
+            point=sec.get("point", str, "between_legs", choices=BATCH_POINTS) if kind == "crash_mid_batch"
+            else "between_legs",
         )
-        if kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",
-                    "crash_on_order", "primary_pause", "standby_crash", "replication_delay") \
-                and f.delay == 0.0:
+        if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until):
+            sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
+        if (kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",
+                     "crash_on_order", "primary_pause", "standby_crash", "replication_delay", "crash_mid_batch")
+                or (kind == "price_limit_lock" and on_order)) and f.delay == 0.0:
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
         if kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay") \
-                and math.isinf(until):
+                and math.isinf(until) and not on_order:
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")
         sec.finish()
         out.append(f)

@@ -1,5 +1,6 @@
 """Fair values for the copper pair and USD/CNY: a world price and FX as random walks, and the local
-price cointegrated with them (world x lb/t x FX + premium + a mean-reverting spread)."""
+price cointegrated with them (world x lb/t x FX + premium + a mean-reverting spread), with the
+scenario's price jumps; `market` is the process that hands them to the venues every step."""
 
 from __future__ import annotations
 
@@ -53,3 +54,50 @@ class PriceProcess:
         self.moves_bp = {k: abs(math.log(now[k] / self._last[k])) * 1e4 for k in now}
         self._last = now
         return now
+
+    def jump(self, target: str, bp: float) -> None:
+        """A jump of `bp` basis points in the world metal price or in USD/CNY (the local price follows)."""
+        factor = math.exp(bp * 1e-4)
+        if target == "fx":
+            self.fx *= factor
+        else:
+            self.world *= factor
+
+
+def jump_schedule(faults) -> list[tuple[float, object]]:
+    """(time, fault) of every price jump, drawn up front from each price_jump fault's own generator:
+    one at after_s, or a Poisson stream at rate_per_s inside the window, at most `count` (0: no cap)."""
+    out = []
+    for f in faults:
+        if f.kind != "price_jump":
+            continue
+        if f.rate_per_s <= 0:
+            out.append((f.after, f))
+            continue
+        t, n = f.after, 0
+        while True:
+            t += f.rng.expovariate(f.rate_per_s)
+            if t >= f.until or (f.count and n >= f.count):
+                break
+            out.append((t, f))
+            n += 1
+    return sorted(out, key=lambda x: (x[0], x[1].index))
+
+
+def market(env, prices: PriceProcess, venues, step: float, faults=(), on_jump=None):
+    """The simpy process of the world: every `step` the price process moves, due jumps are applied,
+    and every venue re-quotes around the new fair values."""
+    pending = jump_schedule(faults)
+    fair = prices.fair()
+    while True:
+        for v in venues:
+            v.on_fair(fair)
+        yield env.timeout(step)
+        prices.step()
+        while pending and pending[0][0] <= env.now + 1e-12:
+            _, f = pending.pop(0)
+            prices.jump(f.target, f.jump_bp)
+            f.hits += 1
+            if on_jump is not None:
+                on_jump(env.now, f)
+        fair = prices.fair()

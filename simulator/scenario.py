@@ -5,10 +5,11 @@ Every problem is reported with the file, the key and what to write instead (Conf
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, EngineConfig, Section, non_negative, positive, read_engine, read_toml
+from engine.config import ConfigError, EngineConfig, Problem, Section, non_negative, positive, read_engine, read_toml
 from engine.fix import dictionary
 from simulator.failover import FailoverConfig
 from simulator.faults import FAILOVER_KINDS, Fault, read_faults
@@ -27,12 +28,37 @@ EXPECT_KEYS = {
     "min_legged": (int, "a whole number of legged episodes >= 0: proves the fault really bit"),
     "min_recovery_success": (float, "a share in [0, 1] of legged episodes ending BALANCED or UNWOUND in budget"),
     "coverage": (list, "an array of rare paths the run must reach, e.g. [\"chase\", \"unwind\"]"),
+    "outcome_share_at_least": (dict, "a table of shares in [0, 1] of all episodes, e.g. { BALANCED = 0.8 }"),
+    "outcome_share_at_most": (dict, "a table of shares in [0, 1] of all episodes, e.g. { ESCALATED = 0.0 }"),
+    "min_reorder_success": (float, "a share in [0, 1] of chased episodes that end BALANCED"),
+    "min_rollback_success": (float, "a share in [0, 1] of unwound episodes that end UNWOUND"),
+    "max_legged_ms": (float, "milliseconds > 0 that every legged episode may stay legged"),
+    "leg_lots": (list, "[lots of leg A, lots of leg B] every episode must size, e.g. [5, 2]"),
+    "max_residual_t": (float, "tonnes >= 0 a balanced episode may leave unhedged"),
+    "no_episode_during": (list, "fault kinds of this scenario whose windows open no episode, e.g. [\"disconnect\"]"),
+    "no_episode_between": (list, "windows [from_s, to_s] of virtual time that open no episode, e.g. [[100, 130]]"),
+    "faults_reach_paths": (bool, "true (default): every fault that fired reached its rare path"),
 }
+# the rare path (coverage) each fault kind exists to reach: a fault that fires without reaching it
+# means the scenario did not test what it claims (faults_reach_paths); kinds absent have no path of
+# their own (they shape timing: latency, clock, replication)
+FAULT_PATHS: dict[str, tuple[str, ...]] = {
+    "reject": ("reject_entry", "reject_during_chase"), "partial_fill": ("partial_fill",), "late_ack": ("late_ack",),
+    "no_ack": ("timeout_cancel", "status_query"), "duplicate_report": ("duplicate_report",),
+    "disconnect_on_order": ("session_down",), "crash_on_order": ("engine_restart",),
+    "crash_restart": ("engine_restart", "failover"), "drop": ("sequence_gap",), "disconnect": ("session_down",),
+    "md_stale": ("stale_skip",), "md_gap": ("sequence_gap",), "price_limit_lock": ("stale_skip",),
+    "kill_switch": ("kill_switch",), "primary_crash": ("failover",), "primary_pause": ("failover", "fenced_attempt"),
+    "fill_before_ack": ("fill_before_ack",), "cancel_race": ("cancel_reject",), "crash_mid_batch": ("engine_restart",),
+    "price_jump": ("price_jump",),
+}
+WINDOW_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset", "kill_switch", "latency_spike",
+                "drop", "reject", "partial_fill")
 COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_entry", "reject_during_chase",
             "partial_fill", "partial_and_reject", "duplicate_report", "duplicate_during_recovery", "sequence_gap",
             "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
             "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
-            "failover", "fenced_attempt", "journal_torn")
+            "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump")
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
 
@@ -150,7 +176,7 @@ def _prices(root: Section, instruments: set[str]) -> PriceConfig:
     return cfg
 
 
-def _expect(root: Section) -> dict:
+def _expect(root: Section, fault_kinds: set[str]) -> dict:
     e = root.sub("expect")
     out = {}
     for key, (type_, hint) in EXPECT_KEYS.items():
@@ -161,6 +187,35 @@ def _expect(root: Section) -> dict:
             e.problem("coverage", f"names unknown path {path!r}", f"use any of {', '.join(COVERAGE)}")
     if not 0.0 <= out.get("min_recovery_success", 0.0) <= 1.0:
         e.problem("min_recovery_success", "is outside [0, 1]", "write a share such as 0.97")
+    for key in ("min_reorder_success", "min_rollback_success"):
+        if not 0.0 <= out.get(key, 0.0) <= 1.0:
+            e.problem(key, "is outside [0, 1]", "write a share such as 0.95")
+    if out.get("max_legged_ms", 1.0) <= 0:
+        e.problem("max_legged_ms", "is not > 0", "write milliseconds > 0, e.g. 800")
+    if out.get("max_residual_t", 0.0) < 0:
+        e.problem("max_residual_t", "is negative", "write tonnes >= 0")
+    lots = out.get("leg_lots")
+    if lots is not None and (len(lots) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                                        for n in lots)):
+        e.problem("leg_lots", f"is {lots!r}", "write two whole numbers of lots > 0, e.g. [5, 2]")
+    for kind in out.get("no_episode_during", []):
+        if kind not in WINDOW_KINDS:
+            e.problem("no_episode_during", f"names {kind!r}, which has no window",
+                      f"use fault kinds with a window: {', '.join(WINDOW_KINDS)}")
+        elif kind not in fault_kinds:
+            e.problem("no_episode_during", f"names {kind!r} but the scenario has no such fault",
+                      "name a kind of this scenario's [[faults]]")
+    for window in out.get("no_episode_between", []):
+        if not (isinstance(window, list) and len(window) == 2 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in window)
+                and 0 <= window[0] < window[1]):
+            e.problem("no_episode_between", f"has {window!r}", "write windows [from_s, to_s] with 0 <= from_s < to_s")
+    for key in ("outcome_share_at_least", "outcome_share_at_most"):
+        for outcome, share in out.get(key, {}).items():
+            if outcome not in OUTCOMES:
+                e.problem(f"{key}.{outcome}", "is not an episode outcome", f"use one of {', '.join(OUTCOMES)}")
+            elif not isinstance(share, (int, float)) or isinstance(share, bool) or not 0.0 <= share <= 1.0:
+                e.problem(f"{key}.{outcome}", f"is {share!r}", "write a share in [0, 1]")
     for key in ("outcomes_at_least", "outcomes_at_most"):
         for outcome, n in out.get(key, {}).items():
             if outcome not in OUTCOMES:
@@ -194,10 +249,63 @@ def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
     return cfg
 
 
-def load(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raises ConfigError naming the file, every key and the fix."""
-    path = Path(path)
+def read_document(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, Path]]:
+    """A scenario file with its `extends` chain merged: (document, key path -> the file that set it).
+
+    `extends = "base.toml"` (a path relative to the extending file) starts from the base document;
+    tables merge key by key, the extending file winning; arrays (such as [[faults]]) and the whole
+    [expect] table are the extending file's own when it has them (a scenario states its own claims);
+    [scenario] name and description are never inherited (name defaults to the file's stem).
+    """
     data = read_toml(path, "a scenario .toml file")
+    origin = {key: path for key in _key_paths(data)}
+    base = data.pop("extends", None)
+    if base is None:
+        return data, origin
+    if not isinstance(base, str) or not base:
+        raise ConfigError(str(path), [Problem("extends", f"is {base!r}", "write the path of the base scenario, "
+                                              "relative to this file, e.g. extends = \"cu_hg_spread.toml\"")])
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ConfigError(str(path), [Problem("extends", f"makes a cycle through {base}",
+                                              "extend a scenario that does not extend this one")])
+    if not base_path.is_file():
+        raise ConfigError(str(path), [Problem("extends", f"names {base}, which is not a file",
+                                              f"give the path of an existing scenario relative to {path.parent}")])
+    merged, base_origin = read_document(base_path, (*chain, path.resolve()))
+    for key in ("name", "description"):  # what a scenario is and proves is never inherited
+        if isinstance(merged.get("scenario"), dict):
+            merged["scenario"].pop(key, None)
+    if "expect" in data:
+        merged.pop("expect", None)
+        base_origin = {k: v for k, v in base_origin.items() if not k.startswith("expect")}
+    _merge(merged, data)
+    return merged, {**base_origin, **origin}
+
+
+def _merge(into: dict, over: dict) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _key_paths(data: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        out.append(path)
+        if isinstance(value, dict):
+            out += _key_paths(value, path)
+    return out
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (with its `extends` chain); raises ConfigError naming the
+    file, every key (and the base file that set it, when not this one) and the fix."""
+    path = Path(path)
+    data, origin = read_document(path)
     problems: list = []
     root = Section(data, "", problems)
     sc = root.sub("scenario")
@@ -211,11 +319,15 @@ def load(path: str | Path) -> Scenario:
     venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
     engine = read_engine(root, set(venues))
     prices = _prices(root, set(engine.instruments))
-    expect = _expect(root)
     faults = read_faults(root, set(venues), duration)
+    expect = _expect(root, {f.kind for f in faults})
     failover = _failover(root, faults)
     root.finish()
     if problems:
+        for i, p in enumerate(problems):
+            where = origin.get(p.key) or origin.get(p.key.split("[", 1)[0])
+            if where is not None and where != path:
+                problems[i] = Problem(p.key, f"{p.what} (set in {where.name})", p.fix)
         raise ConfigError(str(path), problems)
     return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain,
                     failover)

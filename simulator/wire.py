@@ -26,7 +26,7 @@ from engine.fix.codec import FixParseError, Parsed
 from engine.live import mask
 from engine.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
-from simulator.prices import PriceProcess
+from simulator.prices import PriceProcess, market
 from simulator.relay import FaultRelay
 from simulator.rng import fork
 from simulator.scenario import Scenario
@@ -126,8 +126,8 @@ class WireVenues(fix.Application):
         self.inbox: queue.Queue = queue.Queue()
         self.env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
         # link faults are the engine-side relay's (simulator.relay), not the venue's
-        faults = FaultPlan([dataclasses.replace(f) for f in sc.faults if f.kind not in LINK_FAULTS],
-                           lambda name: fork(seed, name))
+        faults = self.faults = FaultPlan([dataclasses.replace(f) for f in sc.faults if f.kind not in LINK_FAULTS],
+                                         lambda name: fork(seed, name))
         self.venues: dict[str, Venue] = {}
         self.by_comp: dict[str, str] = {}
         for name, vcfg in sc.venues.items():
@@ -254,12 +254,7 @@ class WireVenues(fix.Application):
 
     # ---- the simulation thread -----------------------------------------------------------------
     def _market(self):
-        fair = self.prices.fair()
-        while True:
-            for v in self.venues.values():
-                v.on_fair(fair)
-            yield self.env.timeout(self.sc.prices.step)
-            fair = self.prices.step()
+        return market(self.env, self.prices, list(self.venues.values()), self.sc.prices.step, self.faults.faults)
 
     def _pump(self):
         while not self._stop.is_set():

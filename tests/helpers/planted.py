@@ -1,0 +1,124 @@
+"""Defects planted on purpose in the engine core, to prove the certification library catches them.
+
+Each is a context manager that patches the engine for the duration of a run and restores it; the
+engine's code stays clean. A defect here is a real bug that once existed or easily could: the
+scenario named beside it (tests/test_planted.py) must fail while it is planted and pass without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from unittest import mock
+
+from engine import recovery
+from engine.core import BUY, EngineCore, side_sign
+from simulator.transport import SessionEnd
+
+
+@contextlib.contextmanager
+def escalate_on_refused_chase() -> Iterator[None]:
+    """A chase that risk refuses escalates at once, with the filled leg naked (issue 10, defect 1)."""
+    original = recovery.ChaseThenUnwind._chase
+
+    def chase(self, core, ep, missing, now):
+        actions, why = original(self, core, ep, missing, now)
+        if why is None:
+            return actions, None
+        return actions + recovery.escalate(core, ep, now, why), None
+
+    with mock.patch.object(recovery.ChaseThenUnwind, "_chase", chase):
+        yield
+
+
+@contextlib.contextmanager
+def buy_priced_from_bid() -> Iterator[None]:
+    """An empty side of the book is priced from the other side (issue 10, defect 2) and the band is
+    measured from the order's own price when the book is one-sided (defect 3)."""
+
+    def price_from_touch(self, inst, side, payup_ticks):
+        book = self.books[inst.name]
+        touch = book.ask if side == BUY else book.bid
+        if touch is None:
+            touch = book.bid if side == BUY else book.ask
+        payup = payup_ticks * inst.tick
+        return inst.round_to_tick(touch + payup if side == BUY else touch - payup, side_sign(side))
+
+    def reference_price(self, instrument):
+        book = self.books.get(instrument)
+        return book.mid if book is not None and book.mid else None
+
+    import engine.core as core_module
+
+    original = core_module.check_order
+
+    def check_order(limits, inst, sign, qty, price, reference, *rest):
+        return original(limits, inst, sign, qty, price, price if reference is None else reference, *rest)
+
+    with mock.patch.object(EngineCore, "price_from_touch", price_from_touch), \
+            mock.patch.object(EngineCore, "reference_price", reference_price), \
+            mock.patch.object(core_module, "check_order", check_order):
+        yield
+
+
+@contextlib.contextmanager
+def resend_fenced_orders() -> Iterator[None]:
+    """After a takeover the session layer resends the dead primary's orders (issue 10, defect 4)."""
+    with mock.patch.object(SessionEnd, "_fenced", lambda self, raw: False):
+        yield
+
+
+@contextlib.contextmanager
+def chase_away_from_market() -> Iterator[None]:
+    """The chase's payup is applied away from the market instead of toward it (entries are right)."""
+    original_chase = recovery.ChaseThenUnwind._chase
+    original_price = EngineCore.price_from_touch
+
+    def away(self, inst, side, payup_ticks):
+        return original_price(self, inst, side, -payup_ticks)
+
+    def chase(self, core, ep, missing, now):
+        with mock.patch.object(EngineCore, "price_from_touch", away):
+            return original_chase(self, core, ep, missing, now)
+
+    with mock.patch.object(recovery.ChaseThenUnwind, "_chase", chase):
+        yield
+
+
+@contextlib.contextmanager
+def recovery_skips_risk() -> Iterator[None]:
+    """Recovery orders skip the pre-trade slippage and price checks."""
+    original = EngineCore.recovery_order
+
+    def recovery_order(self, ep, leg, side, qty, price, now, purpose, check_slippage=True):
+        with mock.patch.object(EngineCore, "_risk", lambda *a, **k: None):
+            return original(self, ep, leg, side, qty, price, now, purpose, check_slippage=False)
+
+    with mock.patch.object(EngineCore, "recovery_order", recovery_order):
+        yield
+
+
+@contextlib.contextmanager
+def ignore_cancelled_status() -> Iterator[None]:
+    """The engine keeps believing its orders work after the venue cancelled them (status ignored)."""
+    original = EngineCore._on_status
+
+    def on_status(self, order, r, now):
+        before = order.state
+        out = original(self, order, r, now)
+        if r.ord_status == "4" and before.name not in ("FILLED", "CANCELED", "REJECTED", "EXPIRED"):
+            order.state = before
+        return out
+
+    with mock.patch.object(EngineCore, "_on_status", on_status):
+        yield
+
+
+DEFECTS = {
+    "escalate_on_refused_chase": escalate_on_refused_chase,
+    "buy_priced_from_bid": buy_priced_from_bid,
+    "resend_fenced_orders": resend_fenced_orders,
+    "chase_away_from_market": chase_away_from_market,
+    "recovery_skips_risk": recovery_skips_risk,
+    "ignore_cancelled_status": ignore_cancelled_status,
+}
