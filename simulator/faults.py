@@ -40,7 +40,7 @@ BATCH_POINTS = ("between_legs", "before_audit")
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
-_PURPOSE = re.compile(r"[AB]\d+([RUH]?)(?:-E\d+)?$")  # a takeover node appends its epoch
+ORDER_PURPOSE = re.compile(r"[AB]\d+([RUH]?)(?:-E\d+)?$")  # a takeover node appends its epoch
 _FILTER_TAGS = {"entry": ("",), "recovery": ("R", "U", "H"), "chase": ("R",), "unwind": ("U",)}
 
 
@@ -62,7 +62,8 @@ class Fault:
     delay: float = 0.0
     direction: str = "both"
     cancel_on_disconnect: bool | None = None  # None: the venue's own cancel_on_disconnect
-    side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down
+    side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down; with
+    # on_order, "against" locks the side the arriving order needs (a buy finds no offers, a sell no bids)
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
     torn_write: bool = False  # crash_restart / crash_on_order: the process dies while writing a journal record
     target: str = "world"  # price_jump: "world" (the metal price every venue follows) or "fx" (USD/CNY)
@@ -78,7 +79,7 @@ class Fault:
     def matches_order(self, cl_ord_id: str) -> bool:
         if self.orders == "any":
             return True
-        m = _PURPOSE.search(cl_ord_id)
+        m = ORDER_PURPOSE.search(cl_ord_id)
         return m is not None and m.group(1) in _FILTER_TAGS[self.orders]
 
     def fire(self) -> bool:
@@ -173,7 +174,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
-            side=sec.get("side", str, "buy", choices=("buy", "sell")),
+            side=sec.get("side", str, "buy", choices=("buy", "sell", "against")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,
             target=sec.get("target", str, "world", choices=("world", "fx")) if kind == "price_jump" else "world",
@@ -185,6 +186,9 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             point=sec.get("point", str, "between_legs", choices=BATCH_POINTS) if kind == "crash_mid_batch"
             else "between_legs",
         )
+        if f.side == "against" and not on_order:
+            sec.problem("side", "is \"against\" but the lock is not struck by an order",
+                        "add on_order = true, or write side = \"buy\" or \"sell\"")
         if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until):
             sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
         if (kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,15 @@ from engine.journal import replay as replay_journal
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
-from simulator.faults import FaultPlan
+from simulator.faults import ORDER_PURPOSE, FaultPlan
 from simulator.link import Link
 from simulator.prices import PriceProcess, market
 from simulator.rng import fork
 from simulator.scenario import FAULT_PATHS, Scenario
 from simulator.shell import AUDIT_COLUMNS, SimEngineShell
 from simulator.transport import WireLog
-from simulator.wire_checker import WireChecker
 from simulator.venue import Venue
+from simulator.wire_checker import WireChecker
 
 
 @dataclass
@@ -308,6 +309,9 @@ def _ms(stages: dict, start: str, end: str) -> float | None:
     return None
 
 
+PART_DONE = re.compile(r"cum=([\d.]+)/([\d.]+)")
+
+
 def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker) -> list[str]:
     """Which rare paths the run really reached, so a green run proves its scenario happened."""
     seen = set(checker.coverage)
@@ -336,10 +340,20 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("late_ack")
     if any(o.cum_qty and o.cl_ord_id in checker.reordered for o in core.orders.values()):
         seen.add("fill_before_ack")  # a fill overtook its order's acknowledgement and was applied
-    for t in checker.jumps:  # a price jump that landed while an episode was open (priced before it)
-        if any(ep.stages["signal"] <= t <= ep.stages.get("terminal", math.inf) for ep in core.episodes.values()):
+    # a price jump that landed while an episode was open (priced before it), or that fired a signal
+    # within half a second (the far leg's quote still stale): either way legs met a market that moved
+    for t in checker.jumps:
+        if any(ep.stages["signal"] <= t + 0.5 and t <= ep.stages.get("terminal", math.inf)
+               for ep in core.episodes.values()):
             seen.add("price_jump")
             break
+    # a node that died or stepped down reached its paths too: its rejects are in the shared audit
+    # trail; so is every fill that left its order part-done ("cum=1/2"), even if the rest filled later
+    for row in shell.audit:
+        if row[2] == "rejected" and (m := ORDER_PURPOSE.search(row[4])) is not None:
+            seen.add({"": "reject_entry", "R": "reject_during_chase"}.get(m.group(1), "reject_entry"))
+        elif row[2] == "fill" and (m := PART_DONE.search(row[10])) is not None and float(m[1]) < float(m[2]):
+            seen.add("partial_fill")
     recovery_ids = {o.cl_ord_id for o in core.orders.values() if o.purpose != "entry"}
     for a in shell.anomalies:
         if a.kind == "duplicate_exec_id":

@@ -4,6 +4,7 @@ built and parsed by quickfix against the venue's dictionary."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -260,6 +261,8 @@ class Venue:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
         lock = self._fault("price_limit_lock", cl_ord_id)
         if lock is not None and self.fair:  # the market locks at its limit as this order arrives
+            if lock.side == "against":
+                lock = dataclasses.replace(lock, side="buy" if msg.get(54) == BUY else "sell")
             self.lock_until = (lock, self.env.now + lock.delay)
             self.on_fair(self.fair)
             unlock = self.env.timeout(lock.delay)

@@ -191,3 +191,29 @@ def test_a_status_query_or_cancel_for_an_order_received_but_not_processed(spread
     assert ("L1", "I", "A") in got  # PendingNew while held
     assert ("L2C1", "4", "4") in got and not any(cl == "L2" for cl, _, _ in got)  # cancelled, never processed
     assert any(cl == "L1" and et == "0" for cl, et, _ in got)  # L1 processed after its delay
+
+
+def test_quickfix_resends_of_a_fenced_epoch_become_gap_fills(config):
+    """Issue 10, defect 4 (live shell): after a takeover, a PossDup resend of an older epoch's order
+    raises DoNotSend, which quickfix turns into SequenceReset-GapFill; this epoch's resends go out."""
+    import dataclasses
+
+    import quickfix as fix
+
+    from engine.core import EngineCore
+    from engine.live import LiveEngine
+
+    engine = LiveEngine(EngineCore(dataclasses.replace(config, epoch=2)), [], quiet_gc=False, session_events=False)
+
+    def resend(cl_ord_id: str) -> fix.Message:
+        m = fix.Message()
+        m.getHeader().setField(35, "D")
+        m.getHeader().setField(43, "Y")
+        m.setField(11, cl_ord_id)
+        return m
+
+    with pytest.raises(fix.DoNotSend):
+        engine.toApp(resend("E1-000001B1"), None)
+    engine.toApp(resend("E2-000004B1"), None)
+    engine.toApp(resend("E1-000001B2R-E2"), None)  # an old decision's order sent under this epoch
+    assert engine.fenced_resends == 1 and len(engine.messages) == 2

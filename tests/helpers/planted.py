@@ -98,27 +98,10 @@ def recovery_skips_risk() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def ignore_cancelled_status() -> Iterator[None]:
-    """The engine keeps believing its orders work after the venue cancelled them (status ignored)."""
-    original = EngineCore._on_status
-
-    def on_status(self, order, r, now):
-        before = order.state
-        out = original(self, order, r, now)
-        if r.ord_status == "4" and before.name not in ("FILLED", "CANCELED", "REJECTED", "EXPIRED"):
-            order.state = before
-        return out
-
-    with mock.patch.object(EngineCore, "_on_status", on_status):
-        yield
-
-
 DEFECTS = {
     "escalate_on_refused_chase": escalate_on_refused_chase,
     "buy_priced_from_bid": buy_priced_from_bid,
     "resend_fenced_orders": resend_fenced_orders,
     "chase_away_from_market": chase_away_from_market,
     "recovery_skips_risk": recovery_skips_risk,
-    "ignore_cancelled_status": ignore_cancelled_status,
 }

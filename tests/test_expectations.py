@@ -1,0 +1,123 @@
+"""Strict expectations, scenarios that extend a base, and the new fault kinds: validated before
+anything runs, evaluated so that they can fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import ConfigError
+from simulator import runner, scenario
+from tests.conftest import ROOT
+
+BASE = ROOT / "scenarios" / "cu_hg_spread.toml"
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def extending(tmp_path, body: str, name: str = "child.toml"):
+    base = write(tmp_path, "base.toml", BASE.read_text())
+    return write(tmp_path, name, f'extends = "{base.name}"\n[scenario]\ndescription = "a child"\n' + body)
+
+
+def test_a_child_merges_tables_key_by_key_and_states_its_own_expectations(tmp_path):
+    sc = scenario.load(extending(tmp_path, "[risk]\nmax_slippage_ticks = 3\n[expect]\nmin_episodes = 1\n"))
+    assert sc.name == "child" and sc.description == "a child" and sc.duration == 300
+    assert sc.engine.risk.max_slippage_ticks == 3 and sc.engine.risk.price_band_pct == 2.0  # the base's, kept
+    assert sc.expect == {"min_episodes": 1}  # [expect] is the child's own, never merged
+
+
+def test_a_bad_value_inherited_from_the_base_names_the_base_file(tmp_path):
+    base = write(tmp_path, "base.toml", BASE.read_text().replace("price_band_pct = 2.0", "price_band_pct = -1"))
+    child = write(tmp_path, "child.toml", f'extends = "{base.name}"\n[scenario]\ndescription = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        scenario.load(child)
+    assert "risk.price_band_pct" in str(err.value) and "(set in base.toml)" in str(err.value)
+
+
+@pytest.mark.parametrize("extends,fragment", [('"missing.toml"', "not a file"), ("3", "write the path"),
+                                              ('"child.toml"', "cycle")])
+def test_bad_extends_is_a_clear_error(tmp_path, extends, fragment):
+    child = write(tmp_path, "child.toml", f"extends = {extends}\n")
+    with pytest.raises(ConfigError) as err:
+        scenario.load(child)
+    assert "extends" in str(err.value) and fragment in str(err.value)
+
+
+@pytest.mark.parametrize("expect,key", [
+    ("outcome_share_at_least = { BALANCED = 1.5 }", "outcome_share_at_least.BALANCED"),
+    ("outcome_share_at_most = { WON = 0.1 }", "outcome_share_at_most.WON"),
+    ("min_reorder_success = 2.0", "min_reorder_success"),
+    ("max_legged_ms = 0", "max_legged_ms"),
+    ("leg_lots = [5, 0]", "leg_lots"),
+    ("leg_lots = [5]", "leg_lots"),
+    ("max_residual_t = -1", "max_residual_t"),
+    ('no_episode_during = ["disconnect"]', "no_episode_during"),
+    ("no_episode_between = [[30, 10]]", "no_episode_between"),
+])
+def test_impossible_expectations_are_refused(tmp_path, expect, key):
+    with pytest.raises(ConfigError) as err:
+        scenario.load(extending(tmp_path, f"[expect]\n{expect}\n"))
+    assert f"expect.{key}" in str(err.value)
+
+
+@pytest.mark.parametrize("fault,key", [
+    ('kind = "price_jump"\njump_bp = 0', "jump_bp"),
+    ('kind = "price_jump"\njump_bp = 10\nvenue = "SHFE"', "venue"),
+    ('kind = "price_jump"\njump_bp = 10\nrate_per_s = 1', "until_s"),
+    ('kind = "crash_mid_batch"\npoint = "somewhere"\ndelay_ms = 10', "point"),
+    ('kind = "crash_mid_batch"', "delay_ms"),
+    ('kind = "price_limit_lock"\nvenue = "COMEX"\non_order = true', "delay_ms"),
+    ('kind = "reject"\nvenue = "COMEX"\non_order = true', "on_order"),
+])
+def test_impossible_faults_are_refused(tmp_path, fault, key):
+    with pytest.raises(ConfigError) as err:
+        scenario.load(extending(tmp_path, f"[[faults]]\n{fault}\n"))
+    assert f"faults[0].{key}" in str(err.value)
+
+
+def fake_report(outcomes: list[str], legged_ms=(), coverage=(), windows=()) -> dict:
+    episodes = [{"decision_id": f"E1-{i:06d}", "outcome": o, "signal_at_s": float(i),
+                 "legs": {"A": {"target": 5}, "B": {"target": 2}}, "residual_t": 2.32,
+                 "recovery": {"legged_ms": ms} if ms is not None else None}
+                for i, (o, ms) in enumerate(zip(outcomes, list(legged_ms) + [None] * len(outcomes)))]
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o] = counts.get(o, 0) + 1
+    none = {"rate": None, "n": 0}
+    return {"outcomes": counts, "episodes": episodes, "invariants": {}, "coverage": list(coverage),
+            "recovery": {"legged": len(legged_ms), "repaired_in_budget": none, "reorder_success": {"rate": 0.5},
+                         "rollback_success": none},
+            "fills_match_positions": True, "fault_windows": list(windows),
+            "timings": {"signal_to_acks_ms": {"p99": 1.0}}, "anomalies": {"count": 0}}
+
+
+def verdicts(expect: dict, rep: dict) -> dict[str, str]:
+    return {x["key"]: x["verdict"] for x in runner.evaluate(expect, rep)}
+
+
+def test_shares_and_success_rates_fail_when_short():
+    rep = fake_report(["BALANCED", "UNWOUND", "UNWOUND", "ESCALATED"], legged_ms=[100.0, 900.0, None])
+    v = verdicts({"outcome_share_at_least": {"BALANCED": 0.5}, "outcome_share_at_most": {"ESCALATED": 0.25},
+                  "min_reorder_success": 0.6, "min_rollback_success": 0.9, "max_legged_ms": 800.0,
+                  "leg_lots": [5, 2], "max_residual_t": 2.0}, rep)
+    assert v == {"outcome_share_at_least.BALANCED": "fail", "outcome_share_at_most.ESCALATED": "pass",
+                 "min_reorder_success": "fail", "min_rollback_success": "fail", "max_legged_ms": "fail",
+                 "leg_lots": "pass", "max_residual_t": "fail", "invariants_hold": "pass",
+                 "fills_match_positions": "pass"}
+
+
+def test_a_fault_that_fired_without_reaching_its_path_fails_and_windows_stay_empty():
+    windows = [{"index": 0, "kind": "late_ack", "venue": "COMEX", "orders": "entry", "after_s": 0.0,
+                "until_s": None, "hits": 3},
+               {"index": 1, "kind": "disconnect", "venue": "COMEX", "orders": "any", "after_s": 1.0,
+                "until_s": 2.5, "hits": 1}]
+    rep = fake_report(["BALANCED", "BALANCED", "BALANCED"], coverage=["session_down"], windows=windows)
+    v = verdicts({"no_episode_during": ["disconnect"]}, rep)
+    assert v["faults_reach_paths.0:late_ack"] == "fail" and v["faults_reach_paths.1:disconnect"] == "pass"
+    assert v["no_episode_during.disconnect fault 1"] == "fail"  # episodes at t=1 and t=2
+    assert verdicts({"faults_reach_paths": False}, rep).get("faults_reach_paths.0:late_ack") is None
+    assert verdicts({"no_episode_between": [[5, 9]]}, rep)["no_episode_during.window 5-9 s"] == "pass"

@@ -1,0 +1,103 @@
+"""The wire checker decides from FIX messages and the venues' books alone, and names the message."""
+
+from __future__ import annotations
+
+from engine.fix.codec import Parsed
+from simulator.failover import SimulatedLease
+from simulator.wire_checker import WireChecker, epoch_in
+
+SOH = "\x01"
+
+
+def msg(*fields: tuple[int, str]) -> Parsed:
+    return Parsed("".join(f"{t}={v}{SOH}" for t, v in fields))
+
+
+def checker(config, lease=None) -> WireChecker:
+    symbols = {(i.venue, i.symbol): i.name for i in config.instruments.values()}
+    return WireChecker(config, symbols, lease)
+
+
+def order(cl: str, qty: int, price: float, symbol: str = "HGH6", seq: int = 7, mt: str = "D", dup: bool = False):
+    fields = [(35, mt), (34, str(seq))] + ([(43, "Y")] if dup else []) + \
+        [(11, cl), (55, symbol), (54, "1"), (38, str(qty)), (44, f"{price:g}")]
+    return msg(*fields)
+
+
+def test_epochs_in_clordids():
+    assert epoch_in("E1-000001A1") == 1 and epoch_in("E1-000001A2R-E3") == 3 and epoch_in("ORDER-1") is None
+
+
+def test_an_order_of_a_fenced_epoch_reaching_a_venue_is_named(config):
+    lease = SimulatedLease(0.3, "standby", 2)
+    w = checker(config, lease)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", order("E2-000003B1", 2, 4.501, seq=9), 1.0)
+    assert w.v["W5"].status == "pass"
+    w.received("COMEX", order("E1-000001B1", 2, 4.501, seq=4, dup=True), 1.1)
+    first = w.v["W5"].first
+    assert w.v["W5"].status == "fail" and (first["venue"], first["seq"], first["cl_ord_id"]) == \
+        ("COMEX", 4, "E1-000001B1")
+    assert "PossDup" in first["detail"] and first["decision_id"] == "E1-000001"
+
+
+def test_the_band_reference_on_a_one_sided_book_is_the_last_two_sided_mid(config):
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.on_top("COMEX", "HGH6", 4.635, None, 5.0)  # locked limit-up: bids only, ignored as a reference
+    w.received("COMEX", order("E1-000001B2R", 2, 4.636, seq=12), 5.0)  # priced from the bid: 3% away
+    assert w.v["W8"].status == "fail" and "2.0%" in w.v["W8"].first["detail"]
+    w2 = checker(config)
+    w2.received("COMEX", order("E1-000001B1", 2, 4.5), 0.5)
+    assert w2.v["W8"].status == "fail" and "ever had a two-sided book" in w2.v["W8"].first["detail"]
+
+
+def test_a_price_move_inside_the_reference_window_is_not_a_violation(config):
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.on_top("COMEX", "HGH6", 4.6095, 4.6105, 1.05)  # a 2.4% jump while the order was on its way
+    w.received("COMEX", order("E1-000001B1", 2, 4.5035), 1.06)
+    assert w.v["W8"].status == "pass"
+    w.received("COMEX", order("E1-000002B1", 2, 4.5035), 2.5)  # a second later the old mid is gone
+    assert w.v["W8"].status == "fail"
+
+
+def report(cl: str, exec_id: str, qty: int, side: str = "1", symbol: str = "cu2603") -> str:
+    return SOH + SOH.join(f"{t}={v}" for t, v in [(35, "8"), (34, "3"), (11, cl), (17, exec_id), (150, "F"),
+                                                    (39, "2"), (55, symbol), (54, side), (32, str(qty))]) + SOH
+
+
+def test_venue_fills_are_counted_once_and_an_unwind_may_not_flip(config):
+    w = checker(config)
+    w.venue_sent("SHFE", report("E1-000001A1", "X1", 5, side="2"), 1.0)
+    w.venue_sent("SHFE", report("E1-000001A1", "X1", 5, side="2"), 1.2)  # a PossDup resend: same ExecID
+    w.venue_sent("SHFE", report("E1-000001A2U", "X2", 5, side="1"), 1.3)
+    assert w.positions == {"CU": 0.0} and w.v["W9"].status == "pass"
+    w.venue_sent("SHFE", report("E1-000002A1", "X3", 5, side="2"), 2.0)
+    w.venue_sent("SHFE", report("E1-000002A2U", "X4", 8, side="1"), 2.3)  # buys back more than was sold
+    assert w.v["W9"].status == "fail" and "from -5 to +3" in w.v["W9"].first["detail"]
+    verdicts = w.finish({"CU": 3.0}, {})
+    assert verdicts["W6"]["status"] == "pass"
+    assert checker(config).finish({"CU": 1.0}, {})["W6"]["status"] == "fail"
+
+
+def test_orders_after_the_terminal_stage_and_legs_off_the_ratio(config):
+    w = checker(config)
+    w.on_top("SHFE", "cu2603", 70000, 70010, 0.0)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    w.received("SHFE", order("E1-000001A1", 5, 70000, symbol="cu2603"), 0.1)
+    w.received("COMEX", order("E1-000001B1", 3, 4.5), 0.1)  # 5:3, the ratio 5:2 wants 5:2
+    raw = f"{SOH}35=D{SOH}34=11{SOH}11=E1-000001A2R{SOH}"
+    w.engine_sent("SHFE", raw, 2.0)
+    v = w.finish({}, {"E1-000001": 1.5})
+    assert v["W3"]["status"] == "fail" and "wants 5:2" in v["W3"]["first"]["detail"]
+    assert v["W2"]["status"] == "fail" and v["W2"]["first"]["seq"] == 11
+
+
+def test_every_bundled_run_reports_the_wire_invariants(spread_scenario):
+    from simulator import runner
+    from tests.conftest import short
+
+    rep = runner.run(short(spread_scenario, 60), 3).report
+    wire = {k: v["status"] for k, v in rep["invariants"].items() if k.startswith("W")}
+    assert {"W2", "W3", "W5", "W6", "W8"} <= {k for k, s in wire.items() if s == "pass"}, wire
