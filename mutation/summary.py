@@ -1,0 +1,46 @@
+"""Killed and surviving mutants per module of the last mutation run (scripts/mutate): a table on
+stdout and mutants/summary.json. Reads `mutmut results --all true` (mutmut 3)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+
+def main() -> int:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=False)
+    per_module: dict[str, Counter] = defaultdict(Counter)
+    survivors: dict[str, list[str]] = defaultdict(list)
+    for line in out.stdout.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if not sep or "__mutmut_" not in name:
+            continue
+        module = name.split(".x", 1)[0].split(".x_", 1)[0]
+        module = ".".join(part for part in module.split(".") if not part.startswith(("x_", "xǁ")))
+        per_module[module][status] += 1
+        if status == "survived":
+            survivors[module].append(name)
+    if not per_module:
+        print("no mutation results: run scripts/mutate first", file=sys.stderr)
+        return 2
+    print(f"{'module':<22} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'killed %':>9}")
+    summary = {}
+    for module, counts in sorted(per_module.items()):
+        total = sum(counts.values())
+        killed = counts["killed"] + counts["timeout"]
+        other = total - killed - counts["survived"]
+        tested = killed + counts["survived"]
+        pct = 100.0 * killed / tested if tested else 0.0
+        print(f"{module:<22} {total:>8} {killed:>7} {counts['survived']:>9} {other:>6} {pct:>8.1f}%")
+        summary[module] = {"counts": dict(counts), "killed_pct": round(pct, 1), "survivors": survivors[module]}
+    Path("mutants").mkdir(exist_ok=True)
+    Path("mutants/summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
