@@ -3,8 +3,12 @@ acts on it. The core is deterministic, so replaying the journal into a fresh cor
 exactly (orders, episodes, positions, id counters): the basis of cold restart and hot standby.
 
 Format: one header line (JSON: magic, format version, fingerprint of the engine config), then
-records framed as 4-byte length, 4-byte CRC32, JSON payload. A torn or corrupt tail (a crash during
-a write) is detected on open, truncated to the last good record and reported, never replayed.
+records framed as 4-byte length, 4-byte CRC32, JSON payload. Only an incomplete final record (a
+crash during a write) is a torn tail: on open it is cut, the cut bytes are kept beside the journal
+(`<name>.torn-<offset>`) and reported, never replayed. Any other damage (a bad checksum, a record
+that does not decode or whose content has the wrong types or names a venue or instrument the engine
+config does not have, valid records after a bad one) is refused with the file, byte offset and
+record number, and the journal is left untouched: nothing is ever lost silently.
 Every append is handed to the OS at once (it survives the process being killed); durability says
 when it is forced to disk (surviving a power loss): "record" every append, "batch" every `batch`
 appends, "none" when the OS decides.
@@ -55,48 +59,125 @@ def decode(payload: bytes) -> tuple[float, ev.Event]:
 @dataclass
 class Recovered:
     records: list[tuple[float, ev.Event]]
-    truncated_bytes: int  # bytes of a torn or corrupt tail that were cut off (0: clean)
+    truncated_bytes: int  # bytes of a torn final record that were cut off (0: clean)
     reason: str = ""
+    kept: str = ""  # where the cut bytes were kept
 
 
-def read(path: Path, config_fingerprint: str) -> Recovered:
-    """Every good record of the journal at `path`; a bad tail is reported (and not returned)."""
-    data = path.read_bytes()
+_FIELD_TYPES = {"str": (str,), "float": (int, float), "int": (int,), "bool": (bool,), "None": (type(None),)}
+
+
+def check_content(event: ev.Event, config: EngineConfig | None) -> str | None:
+    """What is impossible about a decoded record's content, or None: every field of the type its
+    event declares, and every venue and instrument one the engine config has."""
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        allowed = tuple(t for k in kinds for t in _FIELD_TYPES.get(k, (object,)))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            return f"{type(event).__name__}.{f.name} is {value!r}, not {f.type}"
+        if isinstance(value, float) and value != value:
+            return f"{type(event).__name__}.{f.name} is NaN"
+    if config is not None:
+        venues = {i.venue for i in config.instruments.values()}
+        venue = getattr(event, "venue", None)
+        if venue is not None and venue not in venues:
+            return f"{type(event).__name__} names venue {venue!r}, which the engine config does not have"
+        instrument = getattr(event, "instrument", None)
+        if instrument and instrument not in config.instruments:
+            return f"{type(event).__name__} names instrument {instrument!r}, which the engine config does not have"
+    return None
+
+
+def _later_record(data: bytes, start: int) -> int | None:
+    """The offset of a whole, valid record that begins after `start`, if any (then the damage at
+    `start` is not a torn tail: good records follow it)."""
+    at = data.find(b'{"t":', start + 1)
+    while at >= 0:
+        frame = at - _FRAME.size
+        if frame > start:
+            length, crc = _FRAME.unpack_from(data, frame)
+            body = data[at: at + length]
+            if len(body) == length and zlib.crc32(body) == crc:
+                return frame
+        at = data.find(b'{"t":', at + 1)
+    return None
+
+
+def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None) -> Recovered:
+    """Every record of the journal at `path`; an incomplete final record is reported as a torn tail
+    (and not returned). Any other damage raises JournalError naming the byte offset and record."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot be read as a journal ({exc.strerror or exc}); give the path of an "
+                           f"xmc journal file, or move it away to start afresh") from None
     newline = data.find(b"\n")
     if newline < 0:
         raise JournalError(f"{path}: no journal header; it is not an xmc journal (move it away to start afresh)")
     try:
         header = json.loads(data[:newline])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise JournalError(f"{path}: unreadable journal header; it is not an xmc journal") from None
+    if not isinstance(header, dict):
+        raise JournalError(f"{path}: the journal header is a JSON {type(header).__name__}, not an object; "
+                           f"it is not an xmc journal (move it away to start afresh)")
     if header.get("magic") != MAGIC:
         raise JournalError(f"{path}: not an xmc journal (magic {header.get('magic')!r})")
-    if header.get("version", 0) > VERSION:
+    if not isinstance(header.get("version", 0), int) or header.get("version", 0) > VERSION:
         raise JournalError(f"{path}: journal format version {header['version']} is newer than this xmc "
                            f"({VERSION}); run the xmc that wrote it, or upgrade")
     if header.get("config") != config_fingerprint:
         raise JournalError(f"{path}: the journal belongs to another engine config (fingerprint "
                            f"{header.get('config')}, this config {config_fingerprint}); refusing to trade on it")
     pos, records, reason = newline + 1, [], ""
+
+    def damaged(what: str) -> JournalError:
+        return JournalError(f"{path}: damaged at byte {pos}, record {len(records) + 1}: {what}; the journal is "
+                            f"left as it is (nothing was cut): restore it from a copy, or move it away and "
+                            f"reconcile with the venues before trading")
+
     while pos < len(data):
+        torn = ""
         if pos + _FRAME.size > len(data):
-            reason = "torn record header"
-            break
-        length, crc = _FRAME.unpack_from(data, pos)
-        body = data[pos + _FRAME.size: pos + _FRAME.size + length]
-        if len(body) < length:
-            reason = "torn record body"
+            torn = "torn record header"
+        else:
+            length, crc = _FRAME.unpack_from(data, pos)
+            body = data[pos + _FRAME.size: pos + _FRAME.size + length]
+            if len(body) < length:
+                torn = "torn record body"
+        if torn:
+            later = _later_record(data, pos)
+            if later is not None:  # a whole record follows: this is damage inside the journal
+                raise damaged(f"{torn}, yet a valid record starts at byte {later}")
+            reason = torn
             break
         if zlib.crc32(body) != crc:
-            reason = "record checksum mismatch"
-            break
+            raise damaged("record checksum mismatch")
         try:
-            records.append(decode(body))
-        except (ValueError, KeyError, TypeError) as exc:
-            reason = f"undecodable record ({exc})"
-            break
+            t, event = decode(body)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise damaged(f"record does not decode ({type(exc).__name__}: {exc})") from None
+        problem = check_content(event, config) if isinstance(t, (int, float)) and not isinstance(t, bool) \
+            else f"its time is {t!r}"
+        if problem:
+            raise damaged(problem)
+        records.append((t, event))
         pos += _FRAME.size + length
     return Recovered(records, len(data) - pos, reason)
+
+
+def cut_torn_tail(path: Path, size: int) -> Path:
+    """Cut the last `size` bytes (a torn final record) off the journal, keeping them beside it."""
+    end = path.stat().st_size - size
+    kept = path.with_name(f"{path.name}.torn-{end}")
+    with open(path, "r+b") as fh:
+        fh.seek(end)
+        kept.write_bytes(fh.read())
+        fh.truncate(end)
+    return kept
 
 
 def bodies(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
@@ -129,11 +210,12 @@ class Journal:
         self.pending = 0
         self.fingerprint = fingerprint(config)
         self.recovered = Recovered([], 0)
+        if self.path.is_dir():
+            raise JournalError(f"{self.path}: is a directory; give the path of a journal file")
         if self.path.exists() and self.path.stat().st_size > 0:
-            self.recovered = read(self.path, self.fingerprint)
+            self.recovered = read(self.path, self.fingerprint, config)
             if self.recovered.truncated_bytes:
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(self.path.stat().st_size - self.recovered.truncated_bytes)
+                self.recovered.kept = str(cut_torn_tail(self.path, self.recovered.truncated_bytes))
             self.fh = open(self.path, "ab")
         else:
             self.fh = open(self.path, "wb")

@@ -105,9 +105,11 @@ class LiveNode:
         if recovered.records and self.opts.role != "standby":
             self.timers = journal.replay(self.core, recovered.records)  # the state, not the actions, of the dead
             self.report["restarted_from_journal"] = {"records": len(recovered.records),
-                                                     "torn_bytes_cut": recovered.truncated_bytes}
+                                                     "torn_bytes_cut": recovered.truncated_bytes,
+                                                     "torn_bytes_kept_in": recovered.kept}
             cut = recovered.truncated_bytes
-            _say(f"rebuilt from {len(recovered.records)} journal records{f' ({cut} torn bytes cut)' if cut else ''}")
+            _say(f"rebuilt from {len(recovered.records)} journal records"
+                 f"{f' ({cut} torn bytes of an incomplete final record cut, kept in {recovered.kept})' if cut else ''}")
         return recovered
 
     def _follow(self) -> int | None:

@@ -1,11 +1,13 @@
-"""The write-ahead journal: replay rebuilds the core exactly; torn tails are cut and reported;
-a journal from a newer format or another config is refused."""
+"""The write-ahead journal: replay rebuilds the core exactly; only a torn final record is cut (and
+kept beside the journal); any other damage, a newer format or another config is refused, untouched."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.core import EngineCore
 from engine.events import Quote, SessionUp
@@ -55,20 +57,59 @@ def test_a_torn_tail_is_cut_reported_and_never_replayed(tmp_path, config):
     reopened = Journal(tmp_path / "j", config)
     assert len(reopened.recovered.records) == 3 and reopened.recovered.truncated_bytes > 0
     assert "torn" in reopened.recovered.reason
+    kept = tmp_path / reopened.recovered.kept.rsplit("/", 1)[-1]
+    assert kept.read_bytes() == whole[len(whole) - 7 - reopened.recovered.truncated_bytes:-7]  # nothing lost
     reopened.append(Quote("CU", 1.0, 1.0, 2.0, 1.0), 9.0)
     reopened.close()
     again = read(tmp_path / "j", reopened.fingerprint)
     assert len(again.records) == 4 and again.truncated_bytes == 0 and again.records[-1][0] == 9.0
 
 
-def test_a_corrupt_record_stops_the_replay_there(tmp_path, config):
-    j = _journal_with(tmp_path, config, 3)
+@pytest.mark.parametrize("where", ["last", "early"])
+def test_a_corrupt_record_is_refused_naming_offset_and_record_and_the_file_stays(tmp_path, config, where):
+    j = _journal_with(tmp_path, config, 6)
     j.close()
     data = bytearray((tmp_path / "j").read_bytes())
-    data[-3] ^= 0xFF
+    data[-3 if where == "last" else data.index(b'{"t":') + 3] ^= 0xFF
     (tmp_path / "j").write_bytes(bytes(data))
-    rec = read(tmp_path / "j", j.fingerprint)
-    assert len(rec.records) == 2 and rec.reason == "record checksum mismatch"
+    with pytest.raises(JournalError) as err:
+        Journal(tmp_path / "j", config)
+    assert "damaged at byte" in str(err.value) and "record" in str(err.value) and "checksum" in str(err.value)
+    assert (tmp_path / "j").read_bytes() == bytes(data)  # left as it is
+
+
+def test_a_flipped_length_early_is_damage_not_a_torn_tail(tmp_path, config):
+    """A length field made huge looks like a torn body, but good records follow it: refused."""
+    j = _journal_with(tmp_path, config, 6)
+    j.close()
+    data = bytearray((tmp_path / "j").read_bytes())
+    first = data.index(b"\n") + 1
+    data[first] ^= 0x40  # the high byte of the first record's length
+    (tmp_path / "j").write_bytes(bytes(data))
+    with pytest.raises(JournalError) as err:
+        read(tmp_path / "j", j.fingerprint)
+    assert f"byte {first}, record 1" in str(err.value) and "valid record starts at byte" in str(err.value)
+
+
+def test_records_with_impossible_content_are_refused(tmp_path, config):
+    import zlib
+
+    from engine.journal import _FRAME
+
+    j = _journal_with(tmp_path, config, 2)
+    j.close()
+    good = (tmp_path / "j").read_bytes()
+    for body, what in ((b'{"t":1.0,"e":"SessionUp","f":{"venue":"NYSE"}}', "venue 'NYSE'"),
+                       (b'{"t":1.0,"e":"Quote","f":{"instrument":"CU","bid":"high","bid_size":1,"ask":2.0,'
+                        b'"ask_size":1}}', "Quote.bid"),
+                       (b'{"t":"soon","e":"SessionUp","f":{"venue":"SHFE"}}', "time"),
+                       (b'{"t":1.0,"e":"Quote","f":{"instrument":"GOLD","bid":1.0,"bid_size":1,"ask":2.0,'
+                        b'"ask_size":1}}', "instrument 'GOLD'"),
+                       (b'[1, 2]', "does not decode")):
+        (tmp_path / "j").write_bytes(good + _FRAME.pack(len(body), zlib.crc32(body)) + body)
+        with pytest.raises(JournalError) as err:
+            read(tmp_path / "j", j.fingerprint, config)
+        assert what in str(err.value) and "record 3" in str(err.value), str(err.value)
 
 
 def test_newer_format_other_config_and_foreign_files_are_refused(tmp_path, config, spread_scenario):
@@ -217,3 +258,61 @@ def test_a_standby_that_stops_reading_is_dropped_instead_of_stalling_the_primary
     assert not stream.alive and stream.log[-1]["event"] == "lost" and stream.log[-1]["why"] == "TimeoutError"
     stream.record(big, float(n))  # journals on without a standby
     assert len(read(journal.path, journal.fingerprint).records) == n + 1
+
+
+@pytest.mark.parametrize("header", [b"[1, 2]\n", b'"text"\n', b'{"magic": 3}\n', b'{"magic": "xmc-journal", '
+                                                                            b'"version": "x"}\n'])
+def test_headers_of_the_wrong_json_type_are_refused_not_a_traceback(tmp_path, config, header):
+    (tmp_path / "j").write_bytes(header)
+    with pytest.raises(JournalError):
+        Journal(tmp_path / "j", config)
+
+
+def test_a_path_that_is_a_directory_is_refused(tmp_path, config):
+    with pytest.raises(JournalError, match="directory"):
+        Journal(tmp_path, config)
+
+
+_DAMAGE = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), st.integers(0, 10**6), st.just(0)),
+    st.tuples(st.just("insert"), st.integers(0, 10**6), st.binary(min_size=1, max_size=12)),
+)
+
+
+@given(damage=st.lists(_DAMAGE, min_size=1, max_size=3))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_damage_is_refused_or_cut_as_a_torn_tail_never_a_wrong_start(tmp_path_factory, config, damage):
+    """Random byte flips, truncations and insertions: the journal either opens with a prefix of the
+    records that were written (only a torn final record cut, and kept), or is refused (JournalError)
+    and left untouched. Never a traceback, never a record that was not written."""
+    path = tmp_path_factory.mktemp("j") / "engine.journal"
+    j = Journal(path, config)
+    written = [(0.0, SessionUp("SHFE"))] + [(0.1 * i, Quote("CU", 70000.0 + i, 5.0, 70010.0 + i, 5.0))
+                                            for i in range(1, 8)]
+    for t, event in written:
+        j.append(event, t)
+    j.close()
+    data = bytearray(path.read_bytes())
+    header_end = data.index(b"\n") + 1
+    for kind, at, arg in damage:
+        at = header_end + at % max(1, len(data) - header_end)
+        if kind == "flip":
+            data[min(at, len(data) - 1)] ^= arg
+        elif kind == "truncate":
+            del data[at:]
+        else:
+            data[at:at] = arg
+    path.write_bytes(bytes(data))
+    try:
+        reopened = Journal(path, config)
+    except JournalError as err:
+        assert str(path) in str(err)
+        assert path.read_bytes() == bytes(data)
+        return
+    got = reopened.recovered.records
+    reopened.close()
+    assert got == written[:len(got)], "only records that were written, in order, from the start"
+    if reopened.recovered.truncated_bytes:
+        kept = path.with_name(reopened.recovered.kept.rsplit("/", 1)[-1])
+        assert path.read_bytes() + kept.read_bytes() == bytes(data)
