@@ -99,6 +99,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         ActionDispatcher.__init__(self)
         self.core = core
         self.fenced_resends = 0  # PossDup resends of a fenced epoch's orders turned into GapFill
+        self.store_dir: Path | None = None  # quickfix's FileStorePath (scrubbed of passwords)
         self.clock = clock
         self.sessions = {s.venue: s for s in sessions}
         self.by_target = {s.target_comp_id: s.venue for s in sessions}
@@ -134,12 +135,14 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.session_ids[self.by_target[session_id.getTargetCompID().getValue()]] = session_id
 
     def onLogon(self, session_id):
+        self.scrub_store()  # the Logon just stored carries the password
         venue = self.by_target[session_id.getTargetCompID().getValue()]
         self.logged_on.add(venue)
         self.logon_at[venue] = self.now()
         self.events.put(SessionUp(venue))
 
     def onLogout(self, session_id):
+        self.scrub_store()  # a refused Logon was stored too
         venue = self.by_target[session_id.getTargetCompID().getValue()]
         self.logged_on.discard(venue)
         self.events.put(SessionDown(venue))
@@ -178,9 +181,37 @@ class LiveEngine(fix.Application, ActionDispatcher):
             self.messages.append(mask(raw or message.toString()))
 
     # ---- the engine thread -------------------------------------------------------------------------
+    def scrub_store(self) -> None:
+        """quickfix's FileStore keeps every message it sent, the Logon too, after toAdmin added the
+        password: overwrite each password in the stored bodies in place with asterisks of the same
+        length (the store's offsets stay valid; quickfix never resends a Logon), and keep the store
+        private to the user. Runs on quickfix's threads after each logon and logout, and at stop."""
+        if self.store_dir is None:
+            return
+        secrets = [s.password.encode() for s in self.sessions.values() if s.password]
+        try:
+            os.chmod(self.store_dir, 0o700)
+            for path in self.store_dir.iterdir():
+                os.chmod(path, 0o600)
+                if not secrets or path.suffix != ".body":
+                    continue
+                data = path.read_bytes()
+                with open(path, "r+b") as fh:
+                    for secret in secrets:
+                        needle = b"\x01554=" + secret + b"\x01"
+                        at = data.find(needle)
+                        while at >= 0:
+                            fh.seek(at + 5)
+                            fh.write(b"*" * len(secret))
+                            at = data.find(needle, at + len(needle))
+        except OSError as exc:  # never let a callback raise into quickfix; say so loudly instead
+            log.error("could not scrub the FIX store %s: %s", self.store_dir, exc)
+
     def start(self, settings: str) -> None:
         ss = fix.SessionSettings()
         ss.setFromString(settings)
+        store = next((line.split("=", 1)[1] for line in settings.splitlines() if line.startswith("FileStorePath=")), "")
+        self.store_dir = Path(store) if store else None
         self.epoch_start = 0.0 if self.absolute_time else self.clock()
         if self.gc is not None:
             self.gc.install()
@@ -200,6 +231,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         if self.initiator is not None:
             self.initiator.stop()
             self.initiator = None
+        self.scrub_store()
         if self.gc is not None:
             self.gc.uninstall()
 

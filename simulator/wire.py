@@ -431,7 +431,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         engine = LiveEngine(core, sessions)
         # with link faults or a venue restart, sequence numbers survive: resend and gap fill recover
         cuts = any(f.kind == "disconnect_on_order" for f in sc.faults)
-        engine.start(settings_text(sessions, Path(tempfile.mkdtemp(prefix="xmc-store-")),
+        store = out / "store" if out is not None else Path(tempfile.mkdtemp(prefix="xmc-store-"))
+        store.mkdir(parents=True, exist_ok=True)
+        engine.start(settings_text(sessions, store,
                                    reset_on_logon=not link and not cuts and venue_restart is None))
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):

@@ -59,8 +59,12 @@ def test_credentials_are_sent_but_never_logged(tmp_path):
     log = (tmp_path / "creds" / "messages.log").read_text()
     logons = [m for m in log.splitlines() if "\x0135=A\x01" in m and "\x0156=SHFE\x01" in m]
     assert logons and all("553=desk1" in m and "554=***" in m for m in logons)
-    for path in (tmp_path / "creds").iterdir():
+    written = [p for p in (tmp_path / "creds").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".body" for p in written)  # quickfix's FileStore, where the sent Logon is kept
+    for path in written:
         assert secret.encode() not in path.read_bytes(), path
+    store = next(p for p in written if p.suffix == ".body").parent
+    assert store.stat().st_mode & 0o077 == 0 and all(p.stat().st_mode & 0o077 == 0 for p in store.iterdir())
     assert secret not in proc.stdout + proc.stderr
     events = report["session_events"]  # quickfix's own events are on record, without the secret
     assert events["recorded"] and any("logon" in e.lower() for e in events["first"]) and secret not in json.dumps(report)
@@ -109,6 +113,10 @@ def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(
     log = (tmp_path / "out" / "messages.log").read_text()
     assert any("\x0135=5\x01" in m and "\x0149=COMEX\x01" in m for m in log.splitlines())  # Logout with reason
     assert "wrong-pw" not in log and "right-pw" not in log
+    for path in (p for p in tmp_path.rglob("*") if p.is_file() and p != config):  # stores, journal, reports
+        data = path.read_bytes()
+        assert b"wrong-pw" not in data and b"right-pw" not in data, path
+    assert "wrong-pw" not in live.stdout + live.stderr and "right-pw" not in live.stdout + live.stderr
 
 
 def test_a_tcp_cut_is_recovered_by_quickfix_resend_and_loses_no_fill(tmp_path):
