@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ def read_toml(path: Path, what: str) -> dict:
                                               "fix the TOML syntax at that line")]) from None
 
 
+FIX_TEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]*")  # printable ASCII: what a FIX field without an encoding carries
 _MISSING = object()
 _TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false",
                list: "an array", dict: "a table"}
@@ -298,6 +300,16 @@ def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instru
             tick=sec.get("tick", float, check=positive, hint="a tick size > 0, e.g. 10 or 0.0005"),
             account=sec.get("account", str, ""),
         )
+        inst = out[name]
+        for key in ("symbol", "account"):  # they become FIX fields: printable ASCII, no SOH
+            value = getattr(inst, key)
+            if value and not FIX_TEXT.fullmatch(value):
+                bad = next(c for c in value if not FIX_TEXT.fullmatch(c))
+                sec.problem(key, f"is {value!r}, with {bad!r}, which a FIX field cannot carry",
+                            "write printable ASCII only (letters, digits, punctuation; no control characters)")
+        if inst.lot > 1e9 or inst.tick > 1e9:
+            sec.problem("lot" if inst.lot > 1e9 else "tick", "is beyond 1e9: no contract is that large",
+                        "write the contract's real lot and tick")
         sec.finish()
     return out
 
@@ -328,6 +340,12 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     fx = st.get("fx", str, "", choices=("", *names))
     if leg_a and leg_a == leg_b:
         st.problem("leg_b", "is the same instrument as leg_a", "name two different instruments")
+    for leg_key, leg in (("leg_a", leg_a), ("leg_b", leg_b)):
+        inst = instruments.get(leg)
+        if inst is not None and (inst.lot <= 0 or not inst.lot_unit):
+            root.problem(f"instruments.{leg}.lot", f"is {inst.lot:g} {inst.lot_unit or '(no lot_unit)'} but {leg} "
+                         f"is traded ({leg_key}): its quantities could not be aligned",
+                         "write lot > 0 and lot_unit (t, kg or lb), e.g. lot = 5, lot_unit = \"t\"")
     ratio = st.get("lot_ratio", list, hint="[lots of A, lots of B], e.g. [5, 2]")
     if not (len(ratio) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in ratio)):
         st.problem("lot_ratio", f"is {ratio!r}", "write two whole numbers > 0, e.g. [5, 2]")

@@ -542,7 +542,8 @@ def write_artifacts(result: RunResult, out: Path) -> None:
     import polars as pl
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "messages.log", "w", encoding="ascii", newline="\n") as fh:
+    # byte-exact: quickfix hands Python the wire's bytes decoded as UTF-8 (invalid bytes as surrogates)
+    with open(out / "messages.log", "w", encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
         for raw in result.messages:
             fh.write(raw + "\n")
     columns = list(zip(*result.audit)) if result.audit else [[] for _ in AUDIT_COLUMNS]

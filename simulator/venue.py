@@ -416,9 +416,12 @@ class Venue:
         if not send:
             return fields
         m.send("8", fields)
-        if co.cl_ord_id in m.duplicates:  # the same report again, same ExecID, marked PossDup
+        if co.cl_ord_id in m.duplicates:
+            # the same report again under a new MsgSeqNum, same ExecID: a PossResend (97=Y), as FIX
+            # marks an application message sent again by the application (PossDup, 43=Y, is the
+            # session layer's resend under the original MsgSeqNum, with OrigSendingTime)
             dup = m.codec.message("8", fields)
-            dup.getHeader().setField(43, "Y")
+            dup.getHeader().setField(97, "Y")
             m.session.send(dup)
 
     def _on_status_request(self, msg, m: Member) -> None:

@@ -121,3 +121,21 @@ def test_a_fault_that_fired_without_reaching_its_path_fails_and_windows_stay_emp
     assert v["no_episode_during.disconnect fault 1"] == "fail"  # episodes at t=1 and t=2
     assert verdicts({"faults_reach_paths": False}, rep).get("faults_reach_paths.0:late_ack") is None
     assert verdicts({"no_episode_between": [[5, 9]]}, rep)["no_episode_during.window 5-9 s"] == "pass"
+
+
+@pytest.mark.parametrize("edit,key", [
+    (("lot = 5\n", "lot = 0\n"), "instruments.CU.lot"),
+    (('lot_unit = "t"\n', ""), "instruments.CU.lot"),
+    (('account = "SHFE-ARB-01"', 'account = "SHFE\\u0001ARB"'), "instruments.CU.account"),
+    (('symbol = "cu2603"', 'symbol = "cu2603\\u00e9"'), "instruments.CU.symbol"),
+    (("tick = 10\n", "tick = 1e12\n"), "instruments.CU.tick"),
+])
+def test_traded_instruments_need_real_lots_and_fix_safe_names(tmp_path, edit, key):
+    """A traded leg with lot 0 once certified `pass`; a control character in an account went onto
+    the wire as an extra field; non-ASCII crashed messages.log. Each is refused before anything runs."""
+    text = BASE.read_text()
+    assert edit[0] in text
+    path = write(tmp_path, "bad.toml", text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError) as err:
+        scenario.load(path)
+    assert key in str(err.value)

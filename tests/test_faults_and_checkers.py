@@ -95,3 +95,19 @@ def test_cancel_on_disconnect_is_the_venues_unless_the_fault_says_otherwise(tmp_
     off = tmp_path / "venue_off.toml"
     off.write_text(text.replace("[venues.COMEX]\n", "[venues.COMEX]\ncancel_on_disconnect = false\n"))
     assert not scenario.load(off).venues["COMEX"].cancel_on_disconnect
+
+
+def test_an_injected_duplicate_report_is_a_poss_resend_under_a_new_sequence_number():
+    """FIX marks an application message sent again by the application with PossResend (97=Y) under a
+    new MsgSeqNum; PossDup (43=Y) is the session layer's, under the original number with 122."""
+    sc = scenario.load(ROOT / "scenarios" / "f10_duplicate_reports.toml")
+    result = runner.run(sc, 1)
+    by_exec: dict[str, list[dict[int, str]]] = {}
+    for raw in result.messages:
+        if "\x0135=8\x01" in raw and "\x0117=" in raw:
+            fields = dict((int(t), v) for t, _, v in (p.partition("=") for p in raw.split("\x01")[:-1]))
+            by_exec.setdefault(fields[17], []).append(fields)
+    twice = [msgs for msgs in by_exec.values() if len(msgs) > 1 and not any(m.get(43) == "Y" for m in msgs)]
+    assert twice, "the fault must have sent a report twice"
+    for first, again in (msgs[:2] for msgs in twice):
+        assert 97 not in first and again[97] == "Y" and 43 not in again and again[34] != first[34]
