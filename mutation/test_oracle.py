@@ -1,20 +1,37 @@
 """The oracle of the mutation run (scripts/mutate): the certification library itself.
 
-Every bundled scenario at its own seed must hold its expectations and every safety invariant; a
-mutant of the engine core that still passes all of them survived the library. The scenarios run
-in their full virtual duration: the oracle is the library as certification runs it, not a summary.
+A scenario here must hold its expectations and every safety invariant (engine and wire level) at
+its own seed and full virtual duration; a mutant of the engine core that passes them all survived
+the library. To finish on 2 cores in about half an hour the default oracle is the part of the
+library that exercises the modules under mutation (recovery, risk, reconciliation: legging,
+rejects, partial fills, disconnects, restarts, failovers, one-sided books) and the base
+scenarios whose expectations pin quantities and shares; XMC_ORACLE=all uses every bundled scenario.
+pytest runs them in this order and stops at the first failure (-x), so most mutants die in seconds.
 Not part of the default test run (pytest collects tests/ only).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from simulator import runner, scenario
 
-SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.toml"))
+LIBRARY = Path(__file__).resolve().parents[1] / "scenarios"
+SELECTED = (
+    "f03_reject_fatal_unwind", "f01_reject_far_leg_retry", "f02_reject_price_band_fix", "f04_partial_fill_ioc",
+    "f32_chase_refused_unwinds", "f33_far_leg_locks_limit_up", "f19_reject_during_chase",
+    "f18_partial_while_other_rejected", "f06_partial_fill_rest_working", "f09_no_ack_timeout",
+    "f12_disconnect_cancel_on_disconnect", "f20_disconnect_during_unwind", "f24_engine_crash_restart",
+    "f38_crash_between_legs", "f25_failover_primary_crash_mid_chase", "f34_failover_fenced_resend",
+    "f26_failover_primary_pause_split_brain", "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
+)
+if os.environ.get("XMC_ORACLE") == "all":
+    SCENARIOS = sorted(LIBRARY.glob("*.toml"))
+else:
+    SCENARIOS = [LIBRARY / f"{name}.toml" for name in SELECTED]
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
