@@ -72,6 +72,7 @@ def read_toml(path: Path, what: str) -> dict:
 
 
 FIX_TEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]*")  # printable ASCII: what a FIX field without an encoding carries
+MAX_MAGNITUDE = 1e12  # no price, size, limit or count of a desk is larger: beyond it, a typo
 _MISSING = object()
 _TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false",
                list: "an array", dict: "a table"}
@@ -117,6 +118,10 @@ class Section:
         if type_ is float and not math.isfinite(value):
             self.problem(name, f"is {value!r}", "write a finite number")
             return _fallback(type_)
+        if type_ in (int, float) and abs(value) > MAX_MAGNITUDE:
+            self.problem(name, f"is {value!r}, beyond any real magnitude (|x| > {MAX_MAGNITUDE:g})",
+                         "write the real value" + (f": {hint}" if hint else ""))
+            return default if default is not _MISSING else _fallback(type_)
         if choices is not None and value not in choices:
             self.problem(name, f"is {value!r}", f"write one of {', '.join(map(repr, choices))}")
             return choices[0]
@@ -297,7 +302,7 @@ def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instru
             name=name, venue=venue, symbol=sec.get("symbol", str, name), currency=sec.get("currency", str),
             price_unit=price_unit, lot=sec.get("lot", float, 0.0, check=non_negative, hint="a lot size >= 0"),
             lot_unit=lot_unit,
-            tick=sec.get("tick", float, check=positive, hint="a tick size > 0, e.g. 10 or 0.0005"),
+            tick=sec.get("tick", float, check=lambda t: t >= 1e-9, hint="a tick size >= 1e-9, e.g. 10 or 0.0005"),
             account=sec.get("account", str, ""),
         )
         inst = out[name]

@@ -16,6 +16,9 @@ from simulator.faults import FAILOVER_KINDS, Fault, read_faults
 from simulator.link import Latency
 from simulator.prices import PriceConfig
 
+MAX_DURATION_S = 86_400.0  # one trading day of virtual time
+MAX_LATENCY_MS = 60_000.0
+MAX_PRICE_STEPS = 2_000_000  # duration / price step: a run must end in reasonable wall time
 EXPECT_KEYS = {
     "min_episodes": (int, "a whole number of episodes >= 0"),
     "all_terminal": (bool, "true or false"),
@@ -108,13 +111,15 @@ def _latency(sec: Section, name: str) -> Latency:
     coupling = s.get("vol_ms_per_bp", float, 0.0, check=non_negative,
                      hint="extra one-way ms per basis point of the venue's last price move, >= 0") / 1e3
     if dist == "constant":
-        lat = Latency("constant", s.get("ms", float, check=non_negative, hint="one-way milliseconds >= 0") / 1e3,
+        lat = Latency("constant", s.get("ms", float, check=lambda v: 0 <= v <= MAX_LATENCY_MS, hint=f"one-way milliseconds in [0, {MAX_LATENCY_MS:g}]") / 1e3,
                       vol_coupling=coupling)
     else:
         lat = Latency("lognormal",
-                      s.get("floor_ms", float, check=non_negative, hint="the propagation floor in ms, >= 0") / 1e3,
-                      s.get("median_ms", float, check=positive, hint="median jitter above the floor, ms > 0") / 1e3,
-                      s.get("sigma", float, check=non_negative, hint="lognormal shape >= 0, e.g. 0.8 for a fat tail"),
+                      s.get("floor_ms", float, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+                            hint=f"the propagation floor in ms, in [0, {MAX_LATENCY_MS:g}]") / 1e3,
+                      s.get("median_ms", float, check=lambda v: 0 < v <= MAX_LATENCY_MS,
+                            hint=f"median jitter above the floor, ms in (0, {MAX_LATENCY_MS:g}]") / 1e3,
+                      s.get("sigma", float, check=lambda v: 0 <= v <= 3, hint="lognormal shape in [0, 3], e.g. 0.8 for a fat tail"),
                       coupling)
     s.finish()
     return lat
@@ -139,7 +144,8 @@ def _venue(name: str, sec: Section) -> VenueConfig:
     liq.finish()
     cfg = VenueConfig(
         name=name, dictionary=dict_name, comp_id=sec.get("comp_id", str, name),
-        md_interval=sec.get("md_interval_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
+        md_interval=sec.get("md_interval_ms", float, 0.0, check=lambda v: v == 0 or 1 <= v <= 60_000,
+                            hint="0 (every change) or milliseconds in [1, 60000]") / 1e3,
         price_band_pct=sec.get("price_band_pct", float, 100.0, check=positive, hint="a percentage > 0"),
         trading=sec.get("trading", bool, True), liquidity=liquidity,
         certification=sec.get("certification", bool, False),
@@ -161,7 +167,7 @@ def _prices(root: Section, instruments: set[str]) -> PriceConfig:
 
     w, fx, loc = p.sub("world"), p.sub("fx"), p.sub("local")
     cfg = PriceConfig(
-        step=p.get("step_ms", float, 100.0, check=positive, hint="milliseconds > 0") / 1e3,
+        step=p.get("step_ms", float, 100.0, check=lambda v: 1 <= v <= 60_000, hint="milliseconds in [1, 60000]") / 1e3,
         world=inst(w), world_start=w.get("start", float, check=positive, hint="a price > 0 (USD/lb)"),
         world_vol_bp=w.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
         fx=inst(fx), fx_start=fx.get("start", float, check=positive, hint="a rate > 0 (CNY per USD)"),
@@ -311,14 +317,19 @@ def load(path: str | Path) -> Scenario:
     sc = root.sub("scenario")
     name = sc.get("name", str, path.stem)
     description = sc.get("description", str, hint="one line saying what the scenario proves")
-    duration = sc.get("duration_s", float, check=positive, hint="virtual seconds > 0")
+    duration = sc.get("duration_s", float, check=lambda v: 0 < v <= MAX_DURATION_S,
+                      hint=f"virtual seconds in (0, {MAX_DURATION_S:g}] (one trading day)")
     seed = sc.get("seed", int, 1)
-    drain = sc.get("drain_s", float, 5.0, check=non_negative, hint="virtual seconds >= 0 after the end for "
+    drain = sc.get("drain_s", float, 5.0, check=lambda v: 0 <= v <= 3600, hint="virtual seconds in [0, 3600] after the end for "
                    "open episodes to finish")
     sc.finish()
     venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
     engine = read_engine(root, set(venues))
     prices = _prices(root, set(engine.instruments))
+    if prices.step > 0 and duration / prices.step > MAX_PRICE_STEPS:
+        root.problem("prices.step_ms", f"({prices.step * 1e3:g}) over duration_s {duration:g} makes "
+                     f"{duration / prices.step:,.0f} price steps: the run would not end in reasonable time",
+                     f"keep duration_s / step below {MAX_PRICE_STEPS:,} (a longer step or a shorter run)")
     faults = read_faults(root, set(venues), duration)
     expect = _expect(root, {f.kind for f in faults})
     failover = _failover(root, faults)

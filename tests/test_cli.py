@@ -22,10 +22,10 @@ def write(tmp_path, text: str):
 
 @pytest.mark.parametrize("edit,key,hint", [
     (lambda s: s.replace("[risk]", "[risk]\nmax_leverage = 3"), "risk.max_leverage", "not a known key"),
-    (lambda s: s.replace("tick = 10\n", "tick = 0\n"), "instruments.CU.tick", "tick size > 0"),
+    (lambda s: s.replace("tick = 10\n", "tick = 0\n"), "instruments.CU.tick", "tick size >= 1e-9"),
     (lambda s: s.replace("lot_ratio = [5, 2]", "lot_ratio = [5, 0]"), "strategy.lot_ratio", "whole numbers > 0"),
     (lambda s: s.replace('latency_up = { dist = "constant", ms = 1.0 }', 'latency_up = { dist = "constant", ms = -1.0 }'),
-     "venues.FX.latency_up.ms", ">= 0"),
+     "venues.FX.latency_up.ms", "in [0, 60000]"),
     (lambda s: s.replace("duration_s = 300", 'duration_s = "long"'), "scenario.duration_s", "a number"),
     (lambda s: s.replace('clip_lots_a = 5\n', ''), "strategy.clip_lots_a", "is missing"),
     (lambda s: s.replace('venue = "COMEX"', 'venue = "LME"'), "instruments.HG.venue", "unknown venue"),
@@ -92,3 +92,20 @@ def test_certify_in_parallel_processes_matches_serial_hashes(tmp_path):
                         "--out", str(out)], check=True, capture_output=True, cwd=ROOT, timeout=300)
         hashes[jobs] = [r["run_hash"] for r in json.loads((out / "report.json").read_text())["runs"]]
     assert hashes["1"] == hashes["2"]
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["run", "{spread}", "--out", "{file}"], "--out {file}: is a file"),
+    (["run", "{spread}", "--out", "{file}/below"], "--out {file}/below: cannot be written"),
+    (["certify", "{spread}", "--out", "{file}"], "--out {file}: is a file"),
+    (["parity", "{spread}", "--duration", "1", "--out", "{file}"], "--out {file}: is a file"),
+    (["venue", "--scenario", "{spread}", "--state", "{dir}"], "--state {dir}: is a directory"),
+    (["venue", "--scenario", "{spread}", "--state-dir", "{file}"], "--state-dir {file}: is a file"),
+])
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, argv, fragment):
+    """Once a traceback after the whole run (one per worker under certify -j 2); now exit 2 at once."""
+    (tmp_path / "f").write_text("x")
+    values = {"spread": str(SPREAD), "file": str(tmp_path / "f"), "dir": str(tmp_path)}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment.format(**values) in err and "Traceback" not in err

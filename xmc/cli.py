@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,6 +31,32 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"xmc: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def writable_dir(path: str | Path, what: str) -> Path:
+    """`path` as a directory this process can write into, checked before any work is done."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{what} {p}: is a file, not a directory; give a directory path")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".xmc-write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{what} {p}: cannot be written ({exc.strerror or exc}); give a directory you may "
+                         f"write to") from None
+    return p
+
+
+def writable_file(path: str | Path, what: str) -> Path:
+    """`path` as a file this process can create or replace, checked before any work is done."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {p}: is a directory; give a file path")
+    writable_dir(p.parent if str(p.parent) else ".", f"{what} {p}: its directory")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UsageError(f"{what} {p}: cannot be written (permission denied); give a file you may write")
+    return p
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -175,6 +202,10 @@ def cmd_venue(args) -> int:
         sc = dataclasses.replace(sc, venues={n: dataclasses.replace(v, certification=True)
                                              for n, v in sc.venues.items()})
     seed = sc.seed if args.seed is None else args.seed
+    if args.state:
+        writable_file(args.state, "--state")
+    if args.state_dir:
+        writable_dir(args.state_dir, "--state-dir")
 
     def announce(info: dict) -> None:
         print(json.dumps(info), flush=True)
@@ -226,6 +257,7 @@ def cmd_live(args) -> int:
     from simulator.runner import RunResult, _episode_row, write_artifacts
 
     cfg = load(args.config)
+    writable_dir(cfg.out_dir, f"[live] out_dir of {args.config}:")
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
     node_name = args.node or args.role
@@ -294,6 +326,8 @@ def cmd_run(args) -> int:
     from simulator import runner, scenario
 
     sc = scenario.load(args.scenario)
+    if args.out:
+        writable_dir(args.out, "--out")
     if args.mode == "wire":
         from simulator import wire
 
@@ -342,7 +376,7 @@ def cmd_parity(args) -> int:
         if value < 0:
             raise UsageError(f"{flag} {value}: give milliseconds >= 0")
     seed = sc.seed if args.seed is None else args.seed
-    out = Path(args.out)
+    out = writable_dir(args.out, "--out")
     virtual = runner.run(dataclasses.replace(sc, duration=args.duration), seed)
     runner.write_artifacts(virtual, out / "virtual")
     try:
@@ -374,7 +408,7 @@ def cmd_certify(args) -> int:
             problems.append(str(exc))
     if problems:
         raise UsageError("\n".join(problems))
-    out = Path(args.out)
+    out = writable_dir(args.out, "--out")
     jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f in files for seed in range(1, args.seeds + 1)]
     reports: list[dict] = []
     if args.jobs == 1:

@@ -1,0 +1,135 @@
+"""The front door, searched: hypothesis damages valid scenario documents (deleted keys, wrong types,
+zero, negative, huge and NaN numbers, control characters, non-ASCII text, unknown tables) and every
+one must end in a report (exit 0 or 1) or in exit 2 with a message naming the file and a key: never
+a traceback, never a hang (each run is short by construction or refused by the bounds)."""
+
+from __future__ import annotations
+
+import math
+import signal
+import tomllib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT
+from xmc.cli import main
+
+BASE = tomllib.loads((ROOT / "scenarios" / "cu_hg_spread.toml").read_text())
+BASE["scenario"]["duration_s"] = 20  # a valid document runs in a fraction of a second
+
+
+def _paths(doc, prefix=()):
+    for key, value in doc.items():
+        yield (*prefix, key)
+        if isinstance(value, dict):
+            yield from _paths(value, (*prefix, key))
+
+
+PATHS = list(_paths(BASE))
+WEIRD = st.one_of(
+    st.just(0), st.just(-1), st.just(-1e9), st.just(1e308), st.just(math.nan), st.just(math.inf), st.just(2**63),
+    st.just(""), st.just("x\x01y"), st.just("é"), st.just(True), st.just([]), st.just({}), st.just([1, 2, 3]),
+    st.text(max_size=8), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + "".join(c if 0x20 <= ord(c) < 0x7f and c not in '"\\' else f"\\u{ord(c):04x}" for c in v) + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+
+
+def _dump(doc: dict, prefix: str = "") -> str:
+    scalars = "".join(f"{k} = {_toml_value(v)}\n" for k, v in doc.items() if not isinstance(v, dict))
+    out = (f"[{prefix}]\n" if prefix and scalars else "") + scalars
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out += "\n" + _dump(v, f"{prefix}.{k}" if prefix else k)
+    return out
+
+
+@st.composite
+def damaged(draw):
+    import copy
+
+    doc = copy.deepcopy(BASE)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(PATHS))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict):
+                break
+        if not isinstance(parent, dict) or path[-1] not in parent:
+            continue
+        action = draw(st.sampled_from(["delete", "replace", "replace", "unknown"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "replace":
+            parent[path[-1]] = draw(WEIRD)
+        else:
+            parent[f"surprise_{draw(st.integers(0, 9))}"] = draw(WEIRD)
+    return doc
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(_sig, _frame):
+    raise _Hang()
+
+
+@given(doc=damaged())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factory, capsys, doc):
+    path = tmp_path_factory.mktemp("doc") / "damaged.toml"
+    path.write_text(_dump(doc))
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(60)
+    try:
+        code = main(["run", str(path), "--out", str(path.parent / "out")])
+    except _Hang:
+        pytest.fail(f"a run of this document did not end within 60 s:\n{path.read_text()}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2), code
+    assert "Traceback" not in err
+    if code == 2:
+        assert str(path) in err and (" - " in err or ": " in err), err
+    else:
+        assert (path.parent / "out" / "report.json").exists()
+
+
+@pytest.mark.parametrize("edit,key", [
+    (("duration_s = 300", "duration_s = 1e308"), "scenario.duration_s"),
+    (("step_ms = 100", "step_ms = 1e-300"), "prices.step_ms"),
+    (("md_interval_ms = 250 ", "md_interval_ms = 1e-9 "), "venues.SHFE.md_interval_ms"),
+    (("sigma = 0.5 }", "sigma = 1e300 }"), "venues.SHFE.latency_up.sigma"),
+    (("tick = 10\n", "tick = 1e-300\n"), "instruments.CU.tick"),
+    (("duration_s = 300", "duration_s = 86400", "step_ms = 100", "step_ms = 1"), "prices.step_ms"),
+])
+def test_values_that_would_hang_or_overflow_a_run_are_refused(tmp_path, capsys, edit, key):
+    """Once accepted and then hung, overflowed inside the core, or passed as if no limit were set."""
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()
+    for old, new in zip(edit[::2], edit[1::2]):
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert key in err and str(path) in err and "Traceback" not in err
