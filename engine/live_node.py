@@ -36,6 +36,9 @@ class NodeOptions:
     etcd: str = ""  # where the lease lives, for messages
 
 
+LOGON_GRACE_S = 5.0  # a session not logged on after this plus one reconnect interval is said on stderr
+
+
 def _say(text: str) -> None:
     print(f"xmc live: {text}", file=sys.stderr, flush=True)
 
@@ -125,7 +128,12 @@ class LiveNode:
                 self.report.pop("detected_at", None)  # heard again (a stream cut healed): not dead after all
                 continue
             detected = self.report.setdefault("detected_at", time.time())
-            epoch = opts.lease.acquire(opts.node, time.monotonic())
+            try:
+                epoch = opts.lease.acquire(opts.node, time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - the lease service failed: record it, ask again next beat
+                self.report.setdefault("lease_errors", []).append({"at": time.time(), "error": repr(exc)[:300]})
+                _say(f"standby {opts.node}: the lease service failed ({type(exc).__name__}: {exc}); asking again")
+                continue
             if epoch is not None:
                 self.report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
                     time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
@@ -183,6 +191,7 @@ class LiveNode:
         # a standby's sessions start afresh (the primary's FIX stores are not here), then reconcile
         engine.start(settings_text(cfg.sessions, store, force_reset=opts.role == "standby"))
         _say(f"{opts.role} {opts.node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}")
+        threading.Thread(target=self._watch_logons, args=(LOGON_GRACE_S + cfg.reconnect,), daemon=True).start()
         try:
             left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)
             self.stop.wait(left)
@@ -198,6 +207,29 @@ class LiveNode:
             self.report["active_at"] = self.report.get("lease_at")
             rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
             self.report["reconciled_at"] = max(rec) if rec else None
+
+    def _watch_logons(self, window: float) -> None:
+        """A session that has not logged on `window` seconds after start is said on stderr at once,
+        with the reason quickfix last gave for it (a Logout's text, a refused connection, the
+        session's schedule); it keeps retrying, and the run's exit code says it never logged on."""
+        engine = self.engine
+        if wait_for(lambda: self.stop.is_set() or len(engine.logged_on) == len(self.cfg.sessions), window):
+            return
+        for s in self.cfg.sessions:
+            if s.venue in engine.logged_on or s.venue in engine.logon_at:
+                continue
+            _say(f"session {s.venue} ({s.host}:{s.port}, TargetCompID {s.target_comp_id}) has not logged on "
+                 f"{window:g} s after start: {self.logon_failure(s.target_comp_id)}")
+
+    def logon_failure(self, target: str) -> str:
+        """The last things quickfix said about the session with `target`, secrets masked."""
+        events = self.engine.session_events.events if self.engine.session_events is not None else []
+        said = [text for _, session, text in events if session.endswith(f"->{target}")][-3:]
+        return "; ".join(said) if said else "no answer from the counterparty (is it up and inside its schedule?)"
+
+    @property
+    def never_logged_on(self) -> list[str]:
+        return sorted(s.venue for s in self.cfg.sessions if s.venue not in self.engine.logon_at)
 
     def _keep_lease(self) -> None:
         """Keep the lease alive and beat to the standby; a lost lease stops this node sending at once

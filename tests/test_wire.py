@@ -48,6 +48,14 @@ def test_engine_trades_against_the_venue_model_over_real_fix_sessions(tmp_path):
     assert report["fills_match_positions"] and report["all_terminal"]
     msgs = _checked_messages(tmp_path / "wire" / "messages.log")  # BodyLength, CheckSum recomputed
     assert {b"A", b"V", b"W", b"D", b"8"} <= {m.get(35) for m in msgs}
+    from datetime import datetime
+
+    def stamp(v: bytes) -> float:
+        return datetime.strptime(v.decode()[:21], "%Y%m%d-%H:%M:%S.%f").timestamp()
+
+    reports = [m for m in msgs if m.get(35) == b"8" and m.get(60)]
+    assert reports and all(abs(stamp(m.get(60)) - stamp(m.get(52))) < 1.0 for m in reports), \
+        "the venue's TransactTime and SendingTime must come from one clock"
     audit = pl.read_parquet(tmp_path / "wire" / "audit.parquet")
     assert {"signal", "send", "fill", "terminal"} <= set(audit["stage"].to_list())
 
@@ -104,10 +112,11 @@ def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(
         venue.stdin.close()
         venue.wait(timeout=30)
         venue_err = venue.stderr.read()
-    assert live.returncode == 0, live.stderr[-3000:]
+    assert live.returncode == 3, live.stderr[-3000:]  # a session never logged on: said, and not exit 0
+    assert "session COMEX never logged on" in live.stderr
     assert venue.returncode == 0, venue_err[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["sessions_logged_on_at_end"] == ["FX", "SHFE"]
+    assert report["sessions_logged_on_at_end"] == ["FX", "SHFE"] and report["sessions_never_logged_on"] == ["COMEX"]
     assert any("COMEX" in r for r in json.loads(state.read_text())["refused_logons"])
     assert "wrong password" in venue_err and "wrong-pw" not in venue_err
     log = (tmp_path / "out" / "messages.log").read_text()

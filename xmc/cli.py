@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "audit.parquet to [live].out_dir. Every event is journaled there first; started "
                                     "again after a crash, it rebuilds from that journal and reconciles before new "
                                     "risk. With --role primary/standby two processes share an etcd lease (see "
-                                    "README, Failover).")
+                                    "README, Failover). A session not logged on 5 s plus one reconnect interval "
+                                    "after start is said on stderr with quickfix's last word on it. Exit 0, 2 bad "
+                                    "input, 3 when a session never logged on during the run.")
     lv.add_argument("--config", required=True, help="path of a live .toml config")
     lv.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
                                                                   "until a signal)")
@@ -288,12 +290,18 @@ def cmd_live(args) -> int:
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
               "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": node.logged_on_at_end,
+              "sessions_never_logged_on": node.never_logged_on,
               "session_events": engine.session_event_summary(),
               "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
               "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
           f"artefacts in {cfg.out_dir}")
+    if node.never_logged_on:  # the desk must know: those venues were never traded, nor reconciled
+        for venue in node.never_logged_on:
+            target = next(s.target_comp_id for s in cfg.sessions if s.venue == venue)
+            print(f"xmc live: session {venue} never logged on: {node.logon_failure(target)}", file=sys.stderr)
+        return 3
     return 0
 
 
