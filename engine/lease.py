@@ -55,7 +55,10 @@ class EtcdLease:
         self._check(node)
         lease = self.client.lease(self.ttl)
         if not self.client.create(self.key, node, lease=lease):
-            lease.revoke()
+            try:
+                lease.revoke()
+            except Exception:  # noqa: BLE001 - etcd "Not Found" under load: the unused lease expires by its TTL
+                pass
             return None
         (value, meta), = self.client.get(self.key, metadata=True)
         self._lease, self.revision = lease, int(meta["create_revision"])

@@ -32,3 +32,21 @@ def test_a_lease_is_not_held_past_its_ttl_without_keep_alive(etcd):
     assert a.holds("node-a", epoch, 11.4) and not a.holds("node-a", epoch, 11.6)  # 2 s less 25%
     with pytest.raises(ValueError):
         a.acquire("node-b", 12.0)
+
+
+def test_a_failed_revoke_of_an_unused_lease_does_not_end_a_takeover():
+    """etcd answered "Not Found" to the revoke of a lease nobody used (under load): acquire just
+    reports the leader key is held; the unused lease expires by its TTL."""
+
+    class Lease:
+        def revoke(self):
+            raise RuntimeError("Not Found")
+
+    class Client:
+        def lease(self, ttl):
+            return Lease()
+
+        def create(self, key, value, lease=None):
+            return False
+
+    assert EtcdLease(Client(), "node-b").acquire("node-b", 0.0) is None
