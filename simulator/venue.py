@@ -107,6 +107,9 @@ class Venue:
         self.on_node_fault = None  # runner callback (failover): crash or pause the primary node now
         self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
         self.fair: dict[str, float] = {}  # the last fair values the market maker quoted around
+        # the venue clock's time 0 (epoch seconds): virtual time's fixed epoch; in wire mode the wall
+        # time the market opened, so TransactTime and the session layer's SendingTime share a clock
+        self.clock_base = VIRTUAL_EPOCH
         self.lock_until: tuple[object, float] | None = None  # a price_limit_lock struck by an order: (fault, end)
         if cfg.md_interval > 0:
             env.process(self._publisher())
@@ -151,7 +154,7 @@ class Venue:
     def _clock(self) -> float:
         """The venue's own clock (virtual time, plus any clock-offset fault) for its timestamps."""
         f = self.faults.window("clock_offset", self.cfg.name, self.env.now) if self.faults else None
-        return VIRTUAL_EPOCH + self.env.now + (f.delay if f else 0.0)
+        return self.clock_base + self.env.now + (f.delay if f else 0.0)
 
     def _fault(self, kind: str, cl_ord_id: str):
         return self.faults.for_order(kind, self.cfg.name, cl_ord_id, self.env.now) if self.faults else None

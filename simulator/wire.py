@@ -285,6 +285,8 @@ class WireVenues(fix.Application):
                 self._stop.wait(0.001)
             self.env.sync()
         self.opened_at = time.time()  # wall time of the venues' clock 0 (same machine: the engine's clock too)
+        for venue in self.venues.values():  # TransactTime on the same clock as quickfix's SendingTime
+            venue.clock_base = self.opened_at - self.env.now
         self.env.process(self._market())
         self.env.process(self._pump())
         while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
