@@ -465,7 +465,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
                 relay.close()
             wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
             engine.command("drain")
-            wait_for(lambda: not core.active, sc.drain)
+            # a condition, not a duration: on a loaded machine the drain's open episodes take longer
+            # in wall time than the scenario's drain_s; stopping earlier left reports in flight
+            wait_for(lambda: not core.active, max(sc.drain, 30.0))
         finally:
             engine.stop()
     finally:
