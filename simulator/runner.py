@@ -18,6 +18,7 @@ from engine.events import Command, SendOrder, SessionDown, Takeover
 from engine.journal import Journal
 from engine.journal import read as read_journal
 from engine.journal import replay as replay_journal
+from engine.provenance import provenance
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
@@ -409,7 +410,8 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         invariants.update(wire.finish(core.positions, {d: ep.stages["terminal"] for d, ep in core.episodes.items()
                                                        if "terminal" in ep.stages}))
     report = {
-        "scenario": scenario.name, "file": str(scenario.path), "seed": seed, "duration_s": scenario.duration,
+        "scenario": scenario.name, "file": str(scenario.path), "scenario_files": [str(f) for f in scenario.files],
+        "seed": seed, "duration_s": scenario.duration,
         "run_hash": log.digest(),
         "episodes": episodes, "outcomes": outcomes,
         "timings": {
@@ -552,4 +554,8 @@ def write_artifacts(result: RunResult, out: Path) -> None:
               "detail": pl.Utf8}
     pl.DataFrame({c: list(v) for c, v in zip(AUDIT_COLUMNS, columns)}, schema=schema).write_parquet(
         out / "audit.parquet")
-    (out / "report.json").write_text(json.dumps(result.report, indent=2, sort_keys=True))
+    report = result.report
+    if "provenance" not in report:  # which code, inputs and libraries made it (not part of the run itself)
+        files = report.get("scenario_files") or ([report["file"]] if report.get("file") else [])
+        report = {**report, "provenance": provenance({f"scenario:{Path(f).name}": f for f in files})}
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))

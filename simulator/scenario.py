@@ -103,6 +103,7 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     drain: float = 5.0  # virtual seconds after `duration` with no new episodes, for open ones to finish
     failover: FailoverConfig | None = None  # [failover]: a hot standby beside the primary
+    files: tuple[Path, ...] = ()  # this file and the bases it extends, in that order
 
 
 def _latency(sec: Section, name: str) -> Latency:
@@ -341,5 +342,5 @@ def load(path: str | Path) -> Scenario:
                 problems[i] = Problem(p.key, f"{p.what} (set in {where.name})", p.fix)
         raise ConfigError(str(path), problems)
     return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain,
-                    failover)
+                    failover, tuple(dict.fromkeys([path, *sorted(set(origin.values()) - {path})])))
 

@@ -109,3 +109,22 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, argv, fragme
     assert main([a.format(**values) for a in argv]) == 2
     err = capsys.readouterr().err
     assert fragment.format(**values) in err and "Traceback" not in err
+
+
+def test_version_and_the_provenance_of_every_report(tmp_path, capsys):
+    import hashlib
+    import json
+
+    from tests.conftest import ROOT
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("xmc ")
+    child = ROOT / "scenarios" / "f32_chase_refused_unwinds.toml"
+    assert main(["run", str(child), "--out", str(tmp_path / "run")]) in (0, 1)
+    prov = json.loads((tmp_path / "run" / "report.json").read_text())["provenance"]
+    digests = {v["sha256"] for v in prov["inputs"].values()}
+    for f in (child, ROOT / "scenarios" / "cu_hg_spread.toml"):  # the file and the base it extends
+        assert hashlib.sha256(f.read_bytes()).hexdigest() in digests
+    assert prov["schema_version"] == 1 and prov["quickfix"] and prov["simpy"] and prov["python"]
+    assert prov["command"][1:3] == ["run", str(child)] and prov["started_at"].endswith("+00:00")

@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from engine import provenance
 from engine.config import ConfigError
 from engine.fix.dictionary import DictionaryError
 
@@ -59,8 +60,16 @@ def writable_file(path: str | Path, what: str) -> Path:
     return p
 
 
+class _Version(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        commit = provenance.git_commit()
+        print(f"xmc {provenance.version()}" + (f" (git {commit})" if commit else ""))
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xmc", description="Cross-market arbitrage FIX engine and its certifying exchange simulator.")
+    p.add_argument("--version", action=_Version, nargs=0, help="print xmc's version (and git commit) and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run one scenario, in virtual time or (--mode wire) over real FIX sessions",
                        description="Run one scenario with one seed; write report.json, messages.log and "
@@ -294,6 +303,7 @@ def cmd_live(args) -> int:
               "session_events": engine.session_event_summary(),
               "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
               "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
+    report["provenance"] = provenance.provenance({"config": cfg.path})
     write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
           f"artefacts in {cfg.out_dir}")
@@ -437,6 +447,7 @@ def cmd_certify(args) -> int:
     aggregate = _aggregate(reports)
     summary = {"runs": reports, "scenarios": len(files), "seeds": args.seeds, "aggregate": aggregate,
                "verdict": "pass" if not failed else "fail", "failed": [r["replay"] for r in failed]}
+    summary["provenance"] = provenance.provenance({f"scenario:{f}": f for f in files})
     (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     _table(reports)
     for r in failed:
@@ -516,6 +527,7 @@ def _aggregate(reports: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    provenance.COMMAND = ["xmc", *(sys.argv[1:] if argv is None else argv)]
     args = _parser().parse_args(argv)
     try:
         return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "venue": cmd_venue, "live": cmd_live}[args.command](args)
