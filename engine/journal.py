@@ -46,8 +46,14 @@ def fingerprint(config: EngineConfig) -> str:
     return hashlib.sha256(repr(config).encode()).hexdigest()[:32]
 
 
+# the field names of each journaled event type: events are flat frozen dataclasses, so a shallow
+# dict gives the same JSON as dataclasses.asdict without its per-record deep copy (~17 us -> ~5 us)
+_FIELDS = {name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in EVENT_TYPES.items()}
+
+
 def encode(event: ev.Event, now: float) -> bytes:
-    return json.dumps({"t": now, "e": type(event).__name__, "f": dataclasses.asdict(event)},
+    name = type(event).__name__
+    return json.dumps({"t": now, "e": name, "f": {k: getattr(event, k) for k in _FIELDS[name]}},
                       separators=(",", ":")).encode()
 
 

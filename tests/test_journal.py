@@ -316,3 +316,20 @@ def test_any_damage_is_refused_or_cut_as_a_torn_tail_never_a_wrong_start(tmp_pat
     if reopened.recovered.truncated_bytes:
         kept = path.with_name(reopened.recovered.kept.rsplit("/", 1)[-1])
         assert path.read_bytes() + kept.read_bytes() == bytes(data)
+
+
+def test_the_shallow_encoding_writes_the_same_bytes_as_asdict():
+    """Issue 15: records are encoded without a deep copy; the bytes (and so old journals) are unchanged."""
+    import dataclasses as dc
+
+    from engine.events import BusinessReject, CancelReject, Command, ExecReport, Takeover, TimerFired
+    from engine.journal import encode
+
+    events = [Quote("CU", 70000.0, 5.0, None, 0.0), SessionUp("SHFE"), TimerFired("timeout:E1-000001"),
+              ExecReport("COMEX", "E1-000001B1", "", "O1", "X1", "F", "2", "HG", "1", 2.0, 2.0, 0.0, 2.0, 4.5,
+                         4.5, None, "", True, "MS-1", True),
+              CancelReject("SHFE", "C1", "E1-000001A1", "4", 0, "too late"), Command("kill"), Takeover(2),
+              BusinessReject("SHFE", "D", "E1-000001A1", 3, "x", True)]
+    for e in events:
+        old = json.dumps({"t": 1.5, "e": type(e).__name__, "f": dc.asdict(e)}, separators=(",", ":")).encode()
+        assert encode(e, 1.5) == old
