@@ -8,10 +8,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from engine import journal
 from engine.core import EngineCore
 from engine.events import SessionDown, Takeover
+from engine.fix.session_templates import in_schedule
 from engine.journal import Journal, JournalError
 from engine.live import LiveEngine, settings_text, wait_for
 from engine.live_config import LiveConfig
@@ -191,6 +193,14 @@ class LiveNode:
         # a standby's sessions start afresh (the primary's FIX stores are not here), then reconcile
         engine.start(settings_text(cfg.sessions, store, force_reset=opts.role == "standby"))
         _say(f"{opts.role} {opts.node} connecting {', '.join(f'{s.venue}@{s.host}:{s.port}' for s in cfg.sessions)}")
+        now = datetime.now(UTC)
+        closed = [s for s in cfg.sessions if not in_schedule(dict(s.settings), now)]
+        self.report["sessions_closed_by_schedule_at_start"] = [s.venue for s in closed]
+        for s in closed:
+            window = dict(s.settings)
+            days = f" {window['StartDay']}-{window['EndDay']}" if "StartDay" in window else ""
+            _say(f"session {s.venue} is closed by its schedule now ({window.get('StartTime', '00:00:00')}-"
+                 f"{window.get('EndTime', '00:00:00')} UTC{days}): it logs on when the schedule opens")
         threading.Thread(target=self._watch_logons, args=(LOGON_GRACE_S + cfg.reconnect,), daemon=True).start()
         try:
             left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)
@@ -225,6 +235,9 @@ class LiveNode:
         """The last things quickfix said about the session with `target`, secrets masked."""
         events = self.engine.session_events.events if self.engine.session_events is not None else []
         said = [text for _, session, text in events if session.endswith(f"->{target}")][-3:]
+        session = next((s for s in self.cfg.sessions if s.target_comp_id == target), None)
+        if session is not None and not in_schedule(dict(session.settings), datetime.now(UTC)):
+            said.append("the session is outside its schedule")
         return "; ".join(said) if said else "no answer from the counterparty (is it up and inside its schedule?)"
 
     @property

@@ -104,3 +104,44 @@ def test_session_events_can_be_switched_off_in_the_live_config(tmp_path, monkeyp
     assert cfg.session_events is False
     engine = LiveEngine(EngineCore(cfg.engine), cfg.sessions, session_events=cfg.session_events)
     assert engine.session_events is None and engine.session_event_summary() == {"recorded": False}
+
+
+@pytest.mark.parametrize("settings,when,open_", [
+    ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 13:00:00", True),  # SHFE: across midnight
+    ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 03:00:00", True),
+    ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 09:00:00", False),
+    ({"StartTime": "01:00:00", "EndTime": "09:00:00"}, "2026-11-30 09:00:00", False),  # the end is exclusive
+    ({"StartTime": "00:00:00", "EndTime": "00:00:00"}, "2026-11-29 17:00:00", True),  # all day
+    ({"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
+     "2026-11-28 12:00:00", False),  # Saturday: the Globex week is closed
+    ({"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
+     "2026-11-29 23:30:00", True),  # Sunday evening: open
+    ({"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
+     "2026-11-27 22:30:00", False),  # Friday after the close
+])
+def test_a_sessions_schedule_says_when_it_is_open(settings, when, open_):
+    from datetime import datetime, timezone
+
+    from engine.fix.session_templates import in_schedule
+
+    now = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    assert in_schedule(settings, now) is open_
+
+
+def test_xmc_live_says_at_start_which_sessions_their_schedule_keeps_closed(tmp_path):
+    """A session outside its schedule is named on stderr at start, and a run in which it never logged
+    on exits 3 (it used to print nothing, retry, and exit 0 with '0 episodes')."""
+    import os
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    start, end = ((now + timedelta(hours=h)).strftime("%H:%M:%S") for h in (2, 3))
+    config = _config(tmp_path, session=f'start_time = "{start}"\nend_time = "{end}"\n')
+    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", config, "--duration", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "XMC_BROKER_PASSWORD": "pw"})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert f"session BROKER is closed by its schedule now ({start}-{end} UTC)" in proc.stderr
+    assert "session BROKER never logged on" in proc.stderr and "outside its schedule" in proc.stderr

@@ -84,3 +84,32 @@ def parse(path: Path) -> list[tuple[str, str]]:
             raise TemplateError(f"{where}: {key} is set twice; keep one")
         out.append((key, value))
     return out
+
+
+def _seconds(hhmmss: str) -> int:
+    h, m, s = (int(x) for x in hhmmss.split(":"))
+    return h * 3600 + m * 60 + s
+
+
+def _day(name: str) -> int:
+    """0 = Sunday ... 6 = Saturday (quickfix accepts full names or their first two letters)."""
+    return next(i for i, d in enumerate(DAYS) if d[:2] == name.lower()[:2])
+
+
+def in_schedule(settings: dict[str, str], now) -> bool:
+    """Is a session with these quickfix settings inside its schedule at `now` (an aware UTC
+    datetime)? Daily: StartTime to EndTime (across midnight when EndTime is earlier; all day when
+    equal); weekly with StartDay/EndDay: from StartDay StartTime to EndDay EndTime."""
+    start = _seconds(settings.get("StartTime", "00:00:00"))
+    end = _seconds(settings.get("EndTime", "00:00:00"))
+    t = now.hour * 3600 + now.minute * 60 + now.second
+    if "StartDay" in settings and "EndDay" in settings:
+        week = 7 * 86400
+        weekday = (now.weekday() + 1) % 7  # Python: Monday 0; quickfix: Sunday first
+        at = weekday * 86400 + t
+        begin = _day(settings["StartDay"]) * 86400 + start
+        finish = _day(settings["EndDay"]) * 86400 + end
+        return (at - begin) % week < (finish - begin) % week or finish == begin
+    if start == end:
+        return True
+    return start <= t < end if start < end else (t >= start or t < end)
