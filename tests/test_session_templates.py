@@ -4,6 +4,8 @@ a bad template or override is an error naming the file and line or key."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 import quickfix as fix
 
@@ -120,11 +122,11 @@ def test_session_events_can_be_switched_off_in_the_live_config(tmp_path, monkeyp
      "2026-11-27 22:30:00", False),  # Friday after the close
 ])
 def test_a_sessions_schedule_says_when_it_is_open(settings, when, open_):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from engine.fix.session_templates import in_schedule
 
-    now = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    now = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert in_schedule(settings, now) is open_
 
 
@@ -134,9 +136,9 @@ def test_xmc_live_says_at_start_which_sessions_their_schedule_keeps_closed(tmp_p
     import os
     import subprocess
     import sys
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start, end = ((now + timedelta(hours=h)).strftime("%H:%M:%S") for h in (2, 3))
     config = _config(tmp_path, session=f'start_time = "{start}"\nend_time = "{end}"\n')
     proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", config, "--duration", "1"],
