@@ -144,6 +144,12 @@ class EngineCore:
         out: list[Action] = [Audit(now, "session_up", detail=ev.venue)]
         if ev.venue in self.dropped:
             self.dropped.discard(ev.venue)
+            # questions of an earlier logon that the drop left unanswered are asked again below (the
+            # orders still working, and the mass status if it was outstanding); a stale one must not
+            # hold the venue for good once what it asked about is settled
+            stale = self.status_pending.pop(ev.venue, set())
+            if any(k.startswith("MS-") for k in stale):
+                self.mass_status_due.add(ev.venue)
             working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
                        if o.venue == ev.venue and not o.done]
             pending = {o.cl_ord_id for o in working}

@@ -157,3 +157,22 @@ def test_a_defect_in_the_core_throws_the_kill_switch_instead_of_stopping_the_eng
     again = core.handle(report(sent[1], "X2", "0", "0", 0.0), 0.3)  # a second failure: recorded, no second kill
     assert [a.kind for a in again if isinstance(a, Anomaly)] == ["engine_error"]
     assert not any(isinstance(a, SendCancel) for a in again)
+
+
+def test_a_status_question_left_unanswered_by_a_second_drop_does_not_hold_the_venue_for_good(config):
+    """Found by the state machine (tests/test_core_stateful.py): the session dropped again before the
+    venue answered the status question; the order settled meanwhile; at the next logon nothing was
+    working, yet the stale question kept the venue 'not ready' for good and a legged episode waited
+    forever. Now the next logon asks again what is still open and nothing more."""
+    from engine.events import SendStatusRequest, SessionDown, SessionUp
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(SessionDown("COMEX"), 0.01)
+    asked = core.handle(SessionUp("COMEX"), 0.2)
+    assert [x.cl_ord_id for x in asked if isinstance(x, SendStatusRequest)] == [b.cl_ord_id]
+    core.handle(SessionDown("COMEX"), 0.21)  # gone again before the answer
+    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.3)  # the order settles meanwhile
+    again = core.handle(SessionUp("COMEX"), 0.5)
+    assert not [x for x in again if isinstance(x, SendStatusRequest)]
+    assert core.venue_ready("COMEX")

@@ -285,5 +285,5 @@ class CoreMachine(RuleBasedStateMachine):
             self.deliver(CancelReject(o.send.venue, cid, orig, o.status, 0, "too late to cancel"))
 
 
-CoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+CoreMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestCoreStateMachine = CoreMachine.TestCase
