@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from simulator.runner import distribution
+from engine.report import distribution
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,9 @@ from engine.events import (
 )
 from engine.fix import dictionary
 from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError
+from engine.report import AUDIT_COLUMNS  # noqa: F401 - the audit row's columns, re-exported for callers
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
-
-AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
-                 "detail")
 
 
 class SimEngineShell(ActionDispatcher):

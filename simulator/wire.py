@@ -391,7 +391,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
 
     from engine.core import EngineCore
     from engine.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
-    from simulator.runner import RunResult, _episode_row, distribution, write_artifacts
+    from engine.report import RunResult, distribution, episode_row, write_artifacts
 
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
     state = work / "venue-state.json"
@@ -481,7 +481,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         # the venues' own clock 0 on the engine's clock (one machine, one wall clock): closer than
         # the last logon, which arrives a down-link latency after the venues opened
         open_at = venue_state["opened_at"] - engine.epoch_start
-    episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
+    episodes = [episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
         outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1

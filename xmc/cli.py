@@ -265,7 +265,7 @@ def cmd_live(args) -> int:
 
     from engine.live_config import load
     from engine.live_node import LiveNode, NodeOptions, SetupError
-    from simulator.runner import RunResult, _episode_row, write_artifacts
+    from engine.report import RunResult, episode_row, write_artifacts
 
     cfg = load(args.config)
     writable_dir(cfg.out_dir, f"[live] out_dir of {args.config}:")
@@ -291,7 +291,7 @@ def cmd_live(args) -> int:
         (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
         return 0
     engine, core = node.engine, node.core
-    episodes = [_episode_row(ep, core) for ep in core.episodes.values()]
+    episodes = [episode_row(ep, core) for ep in core.episodes.values()]
     outcomes: dict[str, int] = {}
     for e in episodes:
         outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
@@ -512,7 +512,7 @@ def _pct(v) -> str:
 
 def _aggregate(reports: list[dict]) -> dict:
     """Recovery over every run: legged episodes repaired in budget, with the Wilson interval."""
-    from simulator.runner import distribution, wilson
+    from engine.report import distribution, wilson
 
     legged = sum(r["recovery"]["legged"] for r in reports)
     ok = sum(r["recovery"]["repaired_in_budget"]["successes"] for r in reports)

@@ -1,0 +1,104 @@
+"""Report building shared by every shell, production included: episode rows, statistics (Wilson
+intervals, percentiles) and the artefacts (report.json, messages.log, audit.parquet). It imports no
+simulator and no simpy, so `xmc live` builds its report without either."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.core import EngineCore
+from engine.episode import Episode
+from engine.provenance import provenance
+
+AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
+                 "detail")
+
+
+@dataclass
+class RunResult:
+    report: dict
+    messages: list[str]
+    audit: list[tuple]
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> dict:
+    """Observed share with its Wilson score interval (95% by default); None bounds for n = 0."""
+    if n == 0:
+        return {"n": 0, "successes": 0, "rate": None, "low": None, "high": None}
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return {"n": n, "successes": successes, "rate": p, "low": max(0.0, centre - half), "high": min(1.0, centre + half)}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
+
+
+def distribution(values: list[float]) -> dict:
+    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values) if values else None}
+
+
+def episode_row(ep: Episode, core: EngineCore) -> dict:
+    st = ep.stages
+    ms = {k: round((v - st["signal"]) * 1e3, 6) for k, v in st.items()}
+    acks = [st.get("ack_A"), st.get("ack_B")]
+    slippage = {}
+    for name, leg in ep.legs.items():
+        inst = core.instruments[leg.instrument]
+        entry = [o for o in leg.orders if o.purpose == "entry" and o.cum_qty > 0]
+        if entry:
+            avg = sum(o.avg_px * o.cum_qty for o in entry) / sum(o.cum_qty for o in entry)
+            slippage[name] = round((avg - ep.trigger_prices[name]) * leg.sign / inst.tick, 6)
+    return {
+        "decision_id": ep.decision_id, "side": ep.side, "signal_value": ep.signal_value, "outcome": ep.state.value,
+        "signal_at_s": round(st["signal"], 6),
+        "reason": ep.reason, "stages_ms": ms,
+        "signal_to_acks_ms": round((max(acks) - st["signal"]) * 1e3, 6) if None not in acks else None,
+        "signal_to_terminal_ms": ms.get("terminal"),
+        "legs": {n: {"instrument": leg.instrument, "side": leg.side, "target": leg.target, "filled": leg.filled,
+                     "orders": [o.cl_ord_id for o in leg.orders]} for n, leg in ep.legs.items()},
+        "residual_t": round(ep.residual_tonnes, 6), "naked_t": round(ep.naked_tonnes(), 6),
+        "slippage_ticks": slippage,
+        "recovery": {"mode": ep.mode, "chase_attempts": ep.chase_attempts, "unwind_attempts": ep.unwind_attempts,
+                     "reaction_ms": _ms(st, "legged", "recovery_send"),
+                     "legged_ms": _ms(st, "legged", "terminal")} if "legged" in st else None,
+    }
+
+
+def _ms(stages: dict, start: str, end: str) -> float | None:
+    if start in stages and end in stages:
+        return round((stages[end] - stages[start]) * 1e3, 6)
+    return None
+
+
+
+def write_artifacts(result: RunResult, out: Path) -> None:
+    """messages.log (one wire message per line, as sent), audit.parquet and report.json in `out`."""
+    import polars as pl
+
+    out.mkdir(parents=True, exist_ok=True)
+    # byte-exact: quickfix hands Python the wire's bytes decoded as UTF-8 (invalid bytes as surrogates)
+    with open(out / "messages.log", "w", encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
+        for raw in result.messages:
+            fh.write(raw + "\n")
+    columns = list(zip(*result.audit)) if result.audit else [[] for _ in AUDIT_COLUMNS]
+    schema = {"seq": pl.Int64, "ts": pl.Float64, "stage": pl.Utf8, "decision_id": pl.Utf8, "cl_ord_id": pl.Utf8,
+              "instrument": pl.Utf8, "account": pl.Utf8, "side": pl.Utf8, "qty": pl.Float64, "price": pl.Float64,
+              "detail": pl.Utf8}
+    pl.DataFrame({c: list(v) for c, v in zip(AUDIT_COLUMNS, columns)}, schema=schema).write_parquet(
+        out / "audit.parquet")
+    report = result.report
+    if "provenance" not in report:  # which code, inputs and libraries made it (not part of the run itself)
+        files = report.get("scenario_files") or ([report["file"]] if report.get("file") else [])
+        report = {**report, "provenance": provenance({f"scenario:{Path(f).name}": f for f in files})}
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))

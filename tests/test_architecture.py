@@ -1,0 +1,28 @@
+"""The one code path, checked: engine/ never imports the simulator or simpy, and production
+(`xmc live`: the CLI, the live node, report building) loads neither."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_engine_never_imports_the_simulator_or_simpy():
+    offenders = []
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                          if n.split(".")[0] in ("simulator", "simpy")]
+    assert not offenders, offenders
+
+
+def test_production_loads_neither_simpy_nor_the_simulator():
+    code = ("import sys, xmc.cli, engine.report, engine.live_node, engine.live_config, engine.lease, engine.node; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('simpy', 'simulator')); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
