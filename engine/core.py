@@ -93,6 +93,10 @@ class EngineCore:
         self.mass_status_due: set[str] = set()  # venues to ask for all their orders (AF) at next logon
         self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
         self.foreign_execs: set[tuple[str, str]] = set()
+        # the venue's positions as its mass-status answer states them (ClOrdID -> instrument, signed
+        # CumQty), compared with ours once the last answer is in; a mismatch holds new risk there
+        self.mass_tally: dict[str, dict[str, tuple[str, float]]] = {}
+        self.position_hold: dict[str, str] = {}  # venue -> why; lifted by the desk ("resume")
         self.dropped: set[str] = set()
         self.killed = False
         self.draining = False
@@ -214,12 +218,11 @@ class EngineCore:
 
     def _legs_connected(self) -> bool:
         s = self.strategy
-        return all(self.instruments[n].venue in self.sessions and not self.status_pending.get(self.instruments[n].venue)
-                   for n in (s.leg_a, s.leg_b))
+        return all(self.venue_ready(self.instruments[n].venue) for n in (s.leg_a, s.leg_b))
 
     def venue_ready(self, venue: str) -> bool:
-        """Logged on and reconciled: orders may go there."""
-        return venue in self.sessions and not self.status_pending.get(venue)
+        """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
+        return venue in self.sessions and not self.status_pending.get(venue) and venue not in self.position_hold
 
     # ---- episodes ---------------------------------------------------------------------------
     def _open_episode(self, sig: Signal, now: float) -> list[Action]:
@@ -480,6 +483,8 @@ class EngineCore:
         return order
 
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
+        if r.mass_status_id and r.cl_ord_id not in ("", "NONE") and r.instrument in self.instruments:
+            self.mass_tally.setdefault(r.venue, {})[r.cl_ord_id] = (r.instrument, side_sign(r.side) * r.cum_qty)
         order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
             return self._on_foreign_report(r, now)
@@ -551,9 +556,11 @@ class EngineCore:
             out += self._answered(r.venue, r.mass_status_id, now, None)
         return out
 
-    def _answered(self, venue: str, key: str, now: float, ep: Episode | None) -> list[Action]:
+    def _answered(self, venue: str, key: str, now: float, ep: Episode | None, compare: bool = True) -> list[Action]:
         """One status question (an order's H, or the AF) answered; all answered: the venue is reconciled."""
         out: list[Action] = []
+        if key.startswith("MS-") and compare:
+            out += self._compare_positions(venue, now)
         pending = self.status_pending.get(venue)
         if pending is not None:
             pending.discard(key)
@@ -564,6 +571,24 @@ class EngineCore:
                     if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
                         out += self.recovery.on_legged(self, other, now)
         return out
+
+    def _compare_positions(self, venue: str, now: float) -> list[Action]:
+        """The venue's answer to 'all my orders' is complete: the positions it implies (every order's
+        CumQty, signed) must be ours, instrument by instrument. A mismatch is a critical alert, on
+        record, and holds new risk on that venue until the desk has looked (Command "resume")."""
+        theirs: dict[str, float] = {}
+        for instrument, signed in self.mass_tally.pop(venue, {}).values():
+            theirs[instrument] = theirs.get(instrument, 0.0) + signed
+        off = {name: (self.positions[name], theirs.get(name, 0.0)) for name, inst in self.instruments.items()
+               if inst.venue == venue and abs(self.positions[name] - theirs.get(name, 0.0)) > 1e-9}
+        if not off:
+            return [Audit(now, "positions_reconciled", detail=f"{venue}: positions agree with the venue's")]
+        text = (f"{venue} positions disagree with ours after reconciliation: "
+                + ", ".join(f"{n} ours {a:+g} venue {b:+g}" for n, (a, b) in sorted(off.items()))
+                + "; no new risk there until the desk resumes")
+        self.position_hold[venue] = text
+        return [self.anomaly(now, "position_mismatch", "", text), Alert(now, "critical", text),
+                Audit(now, "position_mismatch", detail=text)]
 
     def _on_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
         """An order-status answer: adopt the venue's truth (a fill we never heard of is applied once,
@@ -621,8 +646,9 @@ class EngineCore:
         if r.ref_msg_type == "AF":  # the venue does not do mass status: its per-order answers (H) must do
             asked = [k for k in self.status_pending.get(r.venue, ()) if k.startswith("MS-")]
             out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
+            self.mass_tally.pop(r.venue, None)  # no complete picture of its positions: per-order status must do
             for key in asked:
-                out += self._answered(r.venue, key, now, None)
+                out += self._answered(r.venue, key, now, None, compare=False)
             return out
         order = self.find_order(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
@@ -688,7 +714,14 @@ class EngineCore:
             return out
         if c.name == "resume":
             self.killed = self.draining = False
-            return [Audit(now, "resume", detail="new episodes allowed")]
+            held, self.position_hold = sorted(self.position_hold), {}
+            return [Audit(now, "resume", detail="new episodes allowed"
+                          + (f"; position hold lifted on {', '.join(held)}" if held else ""))]
+        if c.name == "reconcile":  # after a restart: ask every trading venue for all its orders (AF)
+            legs = {self.instruments[n].venue for n in (self.strategy.leg_a, self.strategy.leg_b)}
+            self.mass_status_due |= legs
+            self.dropped |= legs
+            return [Audit(now, "reconcile", detail=f"all orders to be asked of {', '.join(sorted(legs))} at logon")]
         if c.name == "drain":
             self.draining = True
             return [Audit(now, "drain", detail="no new episodes; open ones finish")]

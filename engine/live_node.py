@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from engine import journal
 from engine.core import EngineCore
-from engine.events import SessionDown, Takeover
+from engine.events import Command, SessionDown, Takeover
 from engine.fix.session_templates import in_schedule
 from engine.journal import Journal, JournalError
 from engine.live import LiveEngine, settings_text, wait_for
@@ -157,6 +157,7 @@ class LiveNode:
         if opts.role != "standby" and recovered.records:
             for venue in {s.venue for s in cfg.sessions}:
                 engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
+            engine.submit(Command("reconcile"))  # and every trading venue's orders (AF): positions compared
             for key, at in self.timers.items():
                 engine.set_timer(key, at)
         engine.on_event = lambda event, now: self.journal.append(event, now)

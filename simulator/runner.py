@@ -146,6 +146,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
                 target.dispatch(Takeover(revision))
         for v in venues:
             target.dispatch(SessionDown(v))  # the new process knows the sessions dropped: it will query
+        target.dispatch(Command("reconcile"))  # and asks each trading venue for all its orders: positions
         for link in links:
             link.down = False
         for v in venues:
@@ -310,6 +311,10 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("kill_switch")
     if "status_query" in stages:
         seen.add("status_query")
+    if "positions_reconciled" in stages:
+        seen.add("positions_reconciled")
+    if "position_mismatch" in stages:
+        seen.add("position_mismatch")
     if "fill_from_status" in kinds:
         seen.add("fill_from_status")
     if any(row[2] == "risk_breach" and row[10].startswith(("chase", "unwind")) for row in shell.audit):

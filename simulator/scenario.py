@@ -61,7 +61,7 @@ COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_
             "partial_fill", "partial_and_reject", "duplicate_report", "duplicate_during_recovery", "sequence_gap",
             "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
             "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
-            "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump")
+            "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump", "positions_reconciled", "position_mismatch")
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
 

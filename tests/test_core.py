@@ -15,6 +15,7 @@ from engine.events import (
     BusinessReject,
     CancelReject,
     Command,
+    ExecReport,
     SendCancel,
     SendOrder,
     SetTimer,
@@ -175,4 +176,32 @@ def test_a_status_question_left_unanswered_by_a_second_drop_does_not_hold_the_ve
     core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.3)  # the order settles meanwhile
     again = core.handle(SessionUp("COMEX"), 0.5)
     assert not [x for x in again if isinstance(x, SendStatusRequest)]
+    assert core.venue_ready("COMEX")
+
+
+def _mass_answer(req: str, order: SendOrder, cum: float) -> ExecReport:
+    return ExecReport(order.venue, order.cl_ord_id, "", "O1", "XS1", "I", "2" if cum >= order.qty else "1",
+                      order.instrument, order.side, order.qty, cum, order.qty - cum, 0.0, 0.0, order.price or 0.0,
+                      None, "", False, req, True)
+
+
+@pytest.mark.parametrize("venue_cum,held", [(2.0, False), (1.0, True)])
+def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_cum,
+                                                                                              held):
+    from engine.events import Alert, Audit, Command, SendMassStatusRequest, SessionUp, Takeover
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
+    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)
+    core.handle(Takeover(2), 1.0)
+    (af,) = [x for x in core.handle(SessionUp("COMEX"), 1.1) if isinstance(x, SendMassStatusRequest)]
+    out = core.handle(_mass_answer(af.req_id, b, venue_cum), 1.2)
+    stages = {x.stage for x in out if isinstance(x, Audit)}
+    if held:
+        assert "position_mismatch" in stages and not core.venue_ready("COMEX")
+        assert any(isinstance(x, Alert) and x.level == "critical" and "HG ours +2 venue +1" in x.text for x in out)
+        core.handle(Command("resume"), 2.0)  # the desk has looked
+    else:
+        assert "positions_reconciled" in stages
     assert core.venue_ready("COMEX")
