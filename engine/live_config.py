@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, EngineConfig, Problem, Section, positive, read_engine, read_toml
+from engine.config import FIX_TEXT, ConfigError, EngineConfig, Problem, Section, positive, read_engine, read_toml
 from engine.fix import dictionary, session_templates
 from engine.fix.session_templates import TemplateError
 from engine.live import SessionConfig
@@ -128,11 +128,20 @@ def load(path: str | Path) -> LiveConfig:
                 settings.pop(key, None)
         settings.update(common)
         _schedule(sec, settings)
-        sessions.append(SessionConfig(
+        session = SessionConfig(
             venue=name, dictionary=dict_name, target_comp_id=sec.get("target_comp_id", str, name),
             host=sec.get("host", str, hint="the broker's address"), port=port,
             username=sec.get("username", str, ""), password=_secret(sec, "password", problems),
-            settings=tuple(settings.items())))
+            settings=tuple(settings.items()))
+        for key in ("target_comp_id", "username", "host"):  # FIX fields and a socket address: plain ASCII
+            value = getattr(session, key)
+            if (key != "username" or value) and (not FIX_TEXT.fullmatch(value) or " " in value):
+                sec.problem(key, f"is {value!r}, which a FIX session cannot carry",
+                            "write printable ASCII without spaces or control characters")
+        if session.password and not FIX_TEXT.fullmatch(session.password):
+            sec.problem("password", "has characters a FIX Logon cannot carry (its value is not shown)",
+                        "use a password of printable ASCII")
+        sessions.append(session)
         sec.seen.update({"password_env", "password_file"})
         sec.finish()
     engine = read_engine(root, names)

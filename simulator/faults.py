@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from engine.config import Section, non_negative, positive
+from engine.config import FIX_TEXT, Section, non_negative, positive
 
 ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order",
                "crash_on_order", "fill_before_ack", "cancel_race")
@@ -166,7 +166,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             rate=sec.get("rate", float, 1.0, check=lambda r: 0.0 < r <= 1.0, hint="a probability in (0, 1]"),
             count=sec.get("count", int, 0, check=non_negative, hint="a whole number >= 0 (0: unlimited)"),
             reason=sec.get("reason", int, 99, check=non_negative, hint="an OrdRejReason (103), e.g. 99"),
-            text=sec.get("text", str, ""),
+            text=sec.get("text", str, ""),  # becomes Text (58): checked below
             fill_ratio=sec.get("fill_ratio", float, 0.5, check=lambda r: 0.0 < r < 1.0,
                                hint="a fraction strictly between 0 and 1"),
             reports=sec.get("reports", int, 1, check=positive, hint="a whole number of execution reports >= 1"),
@@ -186,6 +186,9 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             point=sec.get("point", str, "between_legs", choices=BATCH_POINTS) if kind == "crash_mid_batch"
             else "between_legs",
         )
+        if f.text and not FIX_TEXT.fullmatch(f.text):
+            sec.problem("text", f"is {f.text!r}, which Text (58) cannot carry without a MessageEncoding",
+                        "write printable ASCII")
         if f.side == "against" and not on_order:
             sec.problem("side", "is \"against\" but the lock is not struck by an order",
                         "add on_order = true, or write side = \"buy\" or \"sell\"")

@@ -6,6 +6,7 @@ resends that a venue executes are included), every message a venue sent to the e
 order message the engine's session put on the wire (with its send time), the venue's own book, the
 lease (whose revision is the fencing epoch) and the scenario's configuration. From those alone:
 
+- W1 every message either side sends is ASCII (no field here declares a MessageEncoding);
 - W2 nothing is sent for an episode (NewOrderSingle, replace, cancel) after the engine called it terminal;
 - W3 entry legs follow the lot ratio and rounding rule, the residual within one lot of the larger contract;
 - W5 every order, cancel or replace a venue accepts carries the epoch that held the lease when it
@@ -30,6 +31,7 @@ from engine.config import EngineConfig
 from engine.fix.codec import SOH
 
 WIRE_NAMES = {
+    "W1": "on the wire: only ASCII (no field carries text without a MessageEncoding)",
     "W2": "on the wire: nothing sent for an episode after it is terminal",
     "W3": "on the wire: entry legs follow the lot ratio, residual within one lot",
     "W5": "on the wire: every order a venue accepts carries the lease's epoch",
@@ -158,6 +160,7 @@ class WireChecker:
 
     def venue_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the venue sent to the engine (resends included): fills are counted once per ExecID."""
+        self._ascii(venue, raw, now)
         if f"{SOH}35=8{SOH}" not in raw or f"{SOH}150=F{SOH}" not in raw:
             return
         f = fields_of(raw)
@@ -185,8 +188,18 @@ class WireChecker:
             else:
                 self._ok("W9")
 
+    def _ascii(self, venue: str, raw: str, now: float) -> None:
+        if raw.isascii():
+            self._ok("W1")
+            return
+        f = fields_of(raw)
+        bad = next(c for c in raw if not c.isascii())
+        self._fail("W1", now, venue, int(f.get(34, "0") or 0), f.get(11, ""),
+                   f"MsgType {f.get(35)} carries {bad!r}, which no field without a MessageEncoding may")
+
     def engine_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the engine's session put on the wire (first sends and resends)."""
+        self._ascii(venue, raw, now)
         for mt in ("D", "F", "G"):
             if f"{SOH}35={mt}{SOH}" in raw:
                 f = fields_of(raw)

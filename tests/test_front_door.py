@@ -133,3 +133,50 @@ def test_values_that_would_hang_or_overflow_a_run_are_refused(tmp_path, capsys, 
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert key in err and str(path) in err and "Traceback" not in err
+
+
+LIVE_BASE = tomllib.loads((ROOT / "tests" / "live_broker.toml").read_text().replace("PORT", "9999"))
+LIVE_PATHS = list(_paths(LIVE_BASE))
+
+
+@st.composite
+def damaged_live(draw):
+    import copy
+
+    doc = copy.deepcopy(LIVE_BASE)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(LIVE_PATHS))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or path[-1] not in parent:
+            continue
+        action = draw(st.sampled_from(["delete", "replace", "replace", "unknown"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "replace":
+            parent[path[-1]] = draw(WEIRD)
+        else:
+            parent[f"surprise_{draw(st.integers(0, 9))}"] = draw(WEIRD)
+    return doc
+
+
+@given(doc=damaged_live())
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_factory, doc):
+    """The live config's front door: a damaged document either loads or raises ConfigError naming
+    the file and a key; never another exception (a traceback in production)."""
+    import os
+
+    from engine.config import ConfigError
+    from engine.live_config import load
+
+    from unittest import mock
+
+    path = tmp_path_factory.mktemp("live") / "live.toml"
+    path.write_text(_dump(doc).replace("OUT_DIR", str(path.parent / "out")))
+    with mock.patch.dict(os.environ, {"XMC_BROKER_PASSWORD": "pw"}):
+        try:
+            load(path)
+        except ConfigError as err:
+            assert str(path) in str(err) and err.problems and all(p.key for p in err.problems)

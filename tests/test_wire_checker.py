@@ -101,3 +101,11 @@ def test_every_bundled_run_reports_the_wire_invariants(spread_scenario):
     rep = runner.run(short(spread_scenario, 60), 3).report
     wire = {k: v["status"] for k, v in rep["invariants"].items() if k.startswith("W")}
     assert {"W2", "W3", "W5", "W6", "W8"} <= {k for k, s in wire.items() if s == "pass"}, wire
+
+
+def test_a_non_ascii_character_on_the_wire_is_named(config):
+    """The SHFE band reject once put '±' in Text (58) with no MessageEncoding (and crashed messages.log)."""
+    w = checker(config)
+    w.venue_sent("SHFE", f"{SOH}35=8{SOH}34=12{SOH}11=E1-000001A1{SOH}58=outside ±3%{SOH}", 1.0)
+    first = w.v["W1"].first
+    assert w.v["W1"].status == "fail" and first["seq"] == 12 and "'±'" in first["detail"]
