@@ -344,3 +344,37 @@ def load(path: str | Path) -> Scenario:
     return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain,
                     failover, tuple(dict.fromkeys([path, *sorted(set(origin.values()) - {path})])))
 
+
+
+def to_toml(doc: dict, prefix: str = "") -> str:
+    """A scenario document (as read_document merges it) written back as TOML: small tables of
+    scalars inline, sections as [tables], arrays of tables as [[...]]. For `xmc run --print-scenario`."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+
+    def is_table(v) -> bool:
+        return isinstance(v, dict) and (any(isinstance(x, dict) for x in v.values()) or len(v) > 6
+                                        or prefix == "")
+
+    def is_array_of_tables(v) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    scalars = {k: v for k, v in doc.items() if not is_table(v) and not is_array_of_tables(v)}
+    out = (f"\n[{prefix}]\n" if prefix and scalars else "") + "".join(f"{k} = {value(v)}\n" for k, v in scalars.items())
+    for k, v in doc.items():
+        if is_table(v):
+            out += to_toml(v, f"{prefix}.{k}" if prefix else k)
+    for k, v in doc.items():
+        if is_array_of_tables(v):
+            for item in v:
+                out += f"\n[[{prefix + '.' if prefix else ''}{k}]]\n" + "".join(f"{a} = {value(b)}\n"
+                                                                                for a, b in item.items())
+    return out

@@ -139,3 +139,16 @@ def test_traded_instruments_need_real_lots_and_fix_safe_names(tmp_path, edit, ke
     with pytest.raises(ConfigError) as err:
         scenario.load(path)
     assert key in str(err.value)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.stem)
+def test_print_scenario_shows_the_merged_document_that_loads_to_the_same_scenario(tmp_path, capsys, path):
+    from xmc.cli import main
+
+    assert main(["run", str(path), "--print-scenario"]) == 0
+    merged = tmp_path / path.name
+    merged.write_text(capsys.readouterr().out)
+    assert "extends" not in merged.read_text()
+    a, b = scenario.load(path), scenario.load(merged)
+    assert (a.name, a.engine, a.venues, a.prices, a.expect, a.faults, a.duration, a.seed, a.drain, a.failover) == \
+        (b.name, b.engine, b.venues, b.prices, b.expect, b.faults, b.duration, b.seed, b.drain, b.failover)

@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", help="path of a scenario .toml file")
     r.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
     r.add_argument("--out", default=None, help="directory for report.json, messages.log, audit.parquet")
+    r.add_argument("--print-scenario", action="store_true",
+                   help="print the scenario as validated, with every base it extends merged in, and exit")
     r.add_argument("--mode", choices=("virtual", "wire"), default="virtual",
                    help="virtual: simpy virtual time (default); wire: real quickfix sessions over loopback, "
                         "the venues in a child process, paced in real time (order, link, market-data and desk "
@@ -344,6 +346,11 @@ def cmd_run(args) -> int:
     from simulator import runner, scenario
 
     sc = scenario.load(args.scenario)
+    if args.print_scenario:
+        doc, _ = scenario.read_document(Path(args.scenario))
+        print(f"# {args.scenario}, bases merged ({', '.join(str(f) for f in sc.files)})")
+        print(scenario.to_toml(doc).lstrip("\n"), end="")
+        return 0
     if args.out:
         writable_dir(args.out, "--out")
     if args.mode == "wire":
