@@ -167,11 +167,10 @@ def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_fact
     """The live config's front door: a damaged document either loads or raises ConfigError naming
     the file and a key; never another exception (a traceback in production)."""
     import os
+    from unittest import mock
 
     from engine.config import ConfigError
     from engine.live_config import load
-
-    from unittest import mock
 
     path = tmp_path_factory.mktemp("live") / "live.toml"
     path.write_text(_dump(doc).replace("OUT_DIR", str(path.parent / "out")))
