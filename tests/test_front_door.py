@@ -59,17 +59,16 @@ def _dump(doc: dict, prefix: str = "") -> str:
 
 
 @st.composite
-def damaged(draw):
+def damaged(draw, base: dict = BASE, paths: list = PATHS):
+    """A copy of `base` with one to three keys deleted, given weird values, or joined by unknown ones."""
     import copy
 
-    doc = copy.deepcopy(BASE)
+    doc = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(PATHS))
+        path = draw(st.sampled_from(paths))
         parent = doc
         for key in path[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
-            if not isinstance(parent, dict):
-                break
         if not isinstance(parent, dict) or path[-1] not in parent:
             continue
         action = draw(st.sampled_from(["delete", "replace", "replace", "unknown"]))
@@ -139,29 +138,7 @@ LIVE_BASE = tomllib.loads((ROOT / "tests" / "live_broker.toml").read_text().repl
 LIVE_PATHS = list(_paths(LIVE_BASE))
 
 
-@st.composite
-def damaged_live(draw):
-    import copy
-
-    doc = copy.deepcopy(LIVE_BASE)
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(LIVE_PATHS))
-        parent = doc
-        for key in path[:-1]:
-            parent = parent.get(key) if isinstance(parent, dict) else None
-        if not isinstance(parent, dict) or path[-1] not in parent:
-            continue
-        action = draw(st.sampled_from(["delete", "replace", "replace", "unknown"]))
-        if action == "delete":
-            del parent[path[-1]]
-        elif action == "replace":
-            parent[path[-1]] = draw(WEIRD)
-        else:
-            parent[f"surprise_{draw(st.integers(0, 9))}"] = draw(WEIRD)
-    return doc
-
-
-@given(doc=damaged_live())
+@given(doc=damaged(LIVE_BASE, LIVE_PATHS))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_factory, doc):
     """The live config's front door: a damaged document either loads or raises ConfigError naming
