@@ -102,3 +102,44 @@ def write_artifacts(result: RunResult, out: Path) -> None:
         files = report.get("scenario_files") or ([report["file"]] if report.get("file") else [])
         report = {**report, "provenance": provenance({f"scenario:{Path(f).name}": f for f in files})}
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+
+
+def junit_xml(reports: list[dict], suite: str = "xmc certify") -> str:
+    """JUnit XML for CI systems: one testcase per scenario and seed (its wall time), the failed
+    expectations and safety invariants with the replay command as the failure, timings as properties."""
+    from xml.etree import ElementTree as ET
+
+    failures = sum(1 for r in reports if r["verdict"] != "pass")
+    total_time = sum(r.get("wall", {}).get("run_s", 0.0) for r in reports)
+    root = ET.Element("testsuites", name=suite, tests=str(len(reports)), failures=str(failures),
+                      time=f"{total_time:.3f}")
+    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(reports)), failures=str(failures), errors="0",
+                       skipped="0", time=f"{total_time:.3f}")
+    for r in reports:
+        case = ET.SubElement(ts, "testcase", classname=f"xmc.{r['scenario']}", name=f"seed {r['seed']}",
+                             time=f"{r.get('wall', {}).get('run_s', 0.0):.3f}")
+        props = ET.SubElement(case, "properties")
+        timings = r.get("timings", {})
+        values = {"run_hash": r["run_hash"], "episodes": len(r["episodes"]), "legged": r["recovery"]["legged"],
+                  "replay": r["replay"]}
+        for name in ("signal_to_acks_ms", "reaction_ms", "legged_ms", "signal_to_terminal_ms"):
+            for q in ("p50", "p99"):
+                value = timings.get(name, {}).get(q)
+                if value is not None:
+                    values[f"{name}_{q}"] = value
+        for key in ("repaired_in_budget", "reorder_success", "rollback_success"):
+            rate = r["recovery"][key]["rate"]
+            if rate is not None:
+                values[key] = rate
+        for k, v in values.items():
+            ET.SubElement(props, "property", name=k, value=str(v))
+        if r["verdict"] != "pass":
+            bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
+            invariants = [f"#{k} {v['name']}: {v.get('first', {}).get('detail', '')}"
+                          for k, v in r["invariants"].items() if v["status"] == "fail"]
+            text = "\n".join([*(f"{x['key']}: expected {x['expected']}, got {x['actual']}" for x in bad),
+                               *invariants, f"replay: {r['replay']}"])
+            failure = ET.SubElement(case, "failure", message="; ".join(x["key"] for x in bad)[:500],
+                                    type="expectation")
+            failure.text = text
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -128,3 +128,32 @@ def test_version_and_the_provenance_of_every_report(tmp_path, capsys):
         assert hashlib.sha256(f.read_bytes()).hexdigest() in digests
     assert prov["schema_version"] == 1 and prov["quickfix"] and prov["simpy"] and prov["python"]
     assert prov["command"][1:3] == ["run", str(child)] and prov["started_at"].endswith("+00:00")
+
+
+def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path):
+    """One testcase per scenario and seed; a failing run carries its failed expectations and the replay
+    command; timings are properties. Read back with junitparser, not with our own code."""
+    import junitparser
+
+    from tests.conftest import ROOT
+
+    bad = tmp_path / "demanding.toml"
+    bad.write_text((ROOT / "scenarios" / "f03_reject_fatal_unwind.toml").read_text()
+                   .replace('extends = "cu_hg_spread.toml"', f'extends = "{ROOT / "scenarios" / "cu_hg_spread.toml"}"')
+                   .replace('name = "f03_reject_fatal_unwind"', 'name = "demanding"')
+                   .replace("min_legged = 1", "min_legged = 1000"))
+    junit = tmp_path / "junit.xml"
+    code = main(["certify", str(ROOT / "scenarios" / "f32_chase_refused_unwinds.toml"), str(bad), "--seeds", "2",
+                 "-j", "1", "--out", str(tmp_path / "out"), "--junit", str(junit)])
+    assert code == 1
+    xml = junitparser.JUnitXml.fromfile(str(junit))
+    cases = [case for suite in xml for case in suite]
+    assert len(cases) == 4
+    failing = [c for c in cases if not c.is_passed]
+    assert {c.classname for c in failing} == {"xmc.demanding"} and len(failing) == 2
+    failure = failing[0].result[0]
+    assert "min_legged" in failure.message and "replay: xmc run" in failure.text
+    passing = next(c for c in cases if c.is_passed)
+    props = {p.name: p.value for group in passing.iterchildren(junitparser.Properties)
+             for p in group.iterchildren(junitparser.Property)}
+    assert len(props["run_hash"]) == 64 and "signal_to_acks_ms_p99" in props and float(passing.time) > 0

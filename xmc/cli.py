@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
+    c.add_argument("--junit", default=None, metavar="FILE",
+                   help="also write JUnit XML: one testcase per scenario and seed, failures with the failed "
+                        "expectations and the replay command, timings as properties")
     lv = sub.add_parser("live", help="trade for real: the engine over quickfix sessions to brokers",
                         description="Connect to the brokers in the config's [sessions] (credentials from the "
                                     "environment or files it names, never logged) and trade the configured strategy. "
@@ -194,10 +197,14 @@ def _scenario_files(paths: list[str]) -> list[Path]:
 
 
 def _run_one(path: str, seed: int, out: str | None) -> dict:
+    import time
+
     from simulator import runner, scenario
 
+    started = time.perf_counter()
     sc = scenario.load(path)
     result = runner.run(sc, seed)
+    result.report["wall"]["run_s"] = round(time.perf_counter() - started, 3)  # informative, never in run_hash
     if out:
         runner.write_artifacts(result, Path(out))
     return result.report
@@ -434,6 +441,8 @@ def cmd_certify(args) -> int:
     if problems:
         raise UsageError("\n".join(problems))
     out = writable_dir(args.out, "--out")
+    if args.junit:
+        writable_file(args.junit, "--junit")
     jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f in files for seed in range(1, args.seeds + 1)]
     reports: list[dict] = []
     if args.jobs == 1:
@@ -456,6 +465,10 @@ def cmd_certify(args) -> int:
                "verdict": "pass" if not failed else "fail", "failed": [r["replay"] for r in failed]}
     summary["provenance"] = provenance.provenance({f"scenario:{f}": f for f in files})
     (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    if args.junit:
+        from engine.report import junit_xml
+
+        Path(args.junit).write_text(junit_xml(reports))
     _table(reports)
     for r in failed:
         bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
