@@ -130,7 +130,7 @@ def test_version_and_the_provenance_of_every_report(tmp_path, capsys):
     assert prov["command"][1:3] == ["run", str(child)] and prov["started_at"].endswith("+00:00")
 
 
-def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path):
+def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path, capsys):
     """One testcase per scenario and seed; a failing run carries its failed expectations and the replay
     command; timings are properties. Read back with junitparser, not with our own code."""
     import junitparser
@@ -146,6 +146,8 @@ def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path):
     code = main(["certify", str(ROOT / "scenarios" / "f32_chase_refused_unwinds.toml"), str(bad), "--seeds", "2",
                  "-j", "1", "--out", str(tmp_path / "out"), "--junit", str(junit)])
     assert code == 1
+    err = capsys.readouterr().err  # not a terminal: one line per finished run, for CI logs
+    assert "f32_chase_refused_unwinds seed 2: pass" in err and "demanding seed 1: fail" in err
     xml = junitparser.JUnitXml.fromfile(str(junit))
     cases = [case for suite in xml for case in suite]
     assert len(cases) == 4

@@ -448,7 +448,7 @@ def cmd_certify(args) -> int:
     if args.jobs == 1:
         for i, job in enumerate(jobs, 1):
             reports.append(_run_one(*job))
-            _progress(i, len(jobs))
+            _progress(i, len(jobs), reports[-1])
     else:
         # spawn, not fork: forking a process that has threads (quickfix, test runners) can deadlock
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)),
@@ -456,7 +456,7 @@ def cmd_certify(args) -> int:
             futures = [pool.submit(_run_one, *job) for job in jobs]
             for i, fut in enumerate(futures, 1):
                 reports.append(fut.result())
-                _progress(i, len(jobs))
+                _progress(i, len(jobs), reports[-1])
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in reports if r["verdict"] != "pass"]
@@ -495,8 +495,11 @@ def cmd_certify(args) -> int:
     return 0 if not failed else 1
 
 
-def _progress(done: int, total: int) -> None:
-    if not sys.stderr.isatty():
+def _progress(done: int, total: int, report: dict | None = None) -> None:
+    if not sys.stderr.isatty():  # CI logs: one line per finished run
+        if report is not None:
+            print(f"[{done}/{total}] {report['scenario']} seed {report['seed']}: {report['verdict']} "
+                  f"({report.get('wall', {}).get('run_s', 0.0):.1f} s)", file=sys.stderr, flush=True)
         if done == total:
             print(f"{done}/{total} runs done", end="", file=sys.stderr)
         return
