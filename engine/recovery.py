@@ -144,9 +144,10 @@ class ChaseThenUnwind:
                 continue
             leg = ep.legs[name]
             inst = core.instruments[leg.instrument]
-            # the leg holds `lots` in its own direction: trade the opposite way, never more than held
-            side = ("2" if leg.side == "1" else "1") if lots > 0 else leg.side
-            qty = int(round(min(abs(lots), abs(leg.filled) if purpose == "unwind" else abs(lots))))
+            # the leg holds `lots` (> 0: its fills, or their excess over the target) in its own
+            # direction: trade the opposite way, never more than the leg holds (never a flip)
+            side = "2" if leg.side == "1" else "1"
+            qty = int(round(min(lots, leg.filled)))
             payup = rc.unwind_payup_ticks + rc.unwind_step_ticks * max(ep.unwind_attempts - 1, 0)
             price = core.price_from_touch(inst, side, payup)
             if price is None:
