@@ -21,7 +21,7 @@ from simulator import runner, scenario
 
 LIBRARY = Path(__file__).resolve().parents[1] / "scenarios"
 SELECTED = (
-    "f03_reject_fatal_unwind", "f01_reject_far_leg_retry", "f02_reject_price_band_fix", "f04_partial_fill_ioc",
+    "f41_risk_limits_at_their_edges", "f03_reject_fatal_unwind", "f01_reject_far_leg_retry", "f02_reject_price_band_fix", "f04_partial_fill_ioc",
     "f32_chase_refused_unwinds", "f33_far_leg_locks_limit_up", "f19_reject_during_chase",
     "f18_partial_while_other_rejected", "f06_partial_fill_rest_working", "f09_no_ack_timeout",
     "f12_disconnect_cancel_on_disconnect", "f20_disconnect_during_unwind", "f24_engine_crash_restart",
