@@ -16,6 +16,7 @@ from simulator.faults import FAILOVER_KINDS, Fault, read_faults
 from simulator.link import Latency
 from simulator.prices import PriceConfig
 
+BUNDLED = Path(__file__).resolve().parents[1] / "scenarios"  # the bundled library
 MAX_DURATION_S = 86_400.0  # one trading day of virtual time
 MAX_LATENCY_MS = 60_000.0
 MAX_PRICE_STEPS = 2_000_000  # duration / price step: a run must end in reasonable wall time
@@ -259,7 +260,8 @@ def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
 def read_document(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, Path]]:
     """A scenario file with its `extends` chain merged: (document, key path -> the file that set it).
 
-    `extends = "base.toml"` (a path relative to the extending file) starts from the base document;
+    `extends = "base.toml"` (a path relative to the extending file, else a scenario of the bundled
+    library) starts from the base document;
     tables merge key by key, the extending file winning; arrays (such as [[faults]]) and the whole
     [expect] table are the extending file's own when it has them (a scenario states its own claims);
     [scenario] name and description are never inherited (name defaults to the file's stem).
@@ -273,6 +275,8 @@ def read_document(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict[
         raise ConfigError(str(path), [Problem("extends", f"is {base!r}", "write the path of the base scenario, "
                                               "relative to this file, e.g. extends = \"cu_hg_spread.toml\"")])
     base_path = (path.parent / base).resolve()
+    if not base_path.is_file() and (BUNDLED / base).is_file():  # a bundled base, from anywhere
+        base_path = (BUNDLED / base).resolve()
     if base_path in chain or base_path == path.resolve():
         raise ConfigError(str(path), [Problem("extends", f"makes a cycle through {base}",
                                               "extend a scenario that does not extend this one")])

@@ -73,10 +73,8 @@ FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
     ('[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\n', "faults[1].until_s", "needs an end"),
 ])
 def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hint):
-    text = F03.read_text()
-    head, tail = text.split("\n[expect]\n")
     path = tmp_path / "bad.toml"
-    path.write_text(head + "\n" + extra + "\n[expect]\n" + tail)
+    path.write_text(F03.read_text() + "\n" + extra)  # after the scenario's own fault: faults[1]
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and key in err and hint in err
@@ -93,7 +91,7 @@ def test_cancel_on_disconnect_is_the_venues_unless_the_fault_says_otherwise(tmp_
     sc = scenario.load(plain)
     assert all(f.cancel_on_disconnect is None for f in sc.faults) and sc.venues["COMEX"].cancel_on_disconnect
     off = tmp_path / "venue_off.toml"
-    off.write_text(text.replace("[venues.COMEX]\n", "[venues.COMEX]\ncancel_on_disconnect = false\n"))
+    off.write_text(text + "\n[venues.COMEX]\ncancel_on_disconnect = false\n")  # over the base's COMEX
     assert not scenario.load(off).venues["COMEX"].cancel_on_disconnect
 
 
