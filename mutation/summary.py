@@ -45,16 +45,19 @@ def main() -> int:
     if not per_module:
         print("no mutation results: run scripts/mutate first", file=sys.stderr)
         return 2
-    print(f"{'module':<22} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'killed %':>9}")
+    print(f"{'module':<30} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'killed %':>9}")
+    print("(other: not run in this selection, no test reaches it, or timed out)")
     summary = {}
     for module, counts in sorted(per_module.items()):
         total = sum(counts.values())
         killed = counts["killed"] + counts["timeout"]
         other = total - killed - counts["survived"]
         tested = killed + counts["survived"]
-        pct = 100.0 * killed / tested if tested else 0.0
-        print(f"{module:<22} {total:>8} {killed:>7} {counts['survived']:>9} {other:>6} {pct:>8.1f}%")
-        summary[module] = {"counts": dict(counts), "killed_pct": round(pct, 1), "survivors": survivors[module]}
+        pct = 100.0 * killed / tested if tested else None
+        shown = f"{pct:>8.1f}%" if pct is not None else "  not run"
+        print(f"{module:<30} {total:>8} {killed:>7} {counts['survived']:>9} {other:>6} {shown}")
+        summary[module] = {"counts": dict(counts), "killed_pct": None if pct is None else round(pct, 1),
+                           "survivors": survivors[module]}
     Path("mutants").mkdir(exist_ok=True)
     Path("mutants/summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return 0
