@@ -68,6 +68,7 @@ def test_a_paused_primary_that_wakes_after_the_takeover_is_fenced():
     rep = runner.run(scenario.load(F26), 7).report
     assert rep["verdict"] == "pass", rep["expectations"]
     assert rep["failover"]["fenced_attempts"] >= 1 and rep["invariants"]["5"]["status"] == "pass"
+    assert "positions_reconciled" in rep["coverage"]  # the new node compared positions with the venues'
     events = [e["event"] for e in rep["failover"]["node_events"]]
     assert events == ["primary_pause", "standby_suspects_primary", "primary_wake", "primary_stepped_down"]
 

@@ -139,6 +139,7 @@ def test_an_engine_crash_is_survived_by_replaying_the_journal():
     assert len(rep["restarts"]) == 2 and all(r["replayed"] > 0 for r in rep["restarts"])
     assert rep["verdict"] == "pass" and rep["fills_match_positions"]
     assert rep["invariants"]["4"]["status"] == "pass", "no ClOrdID reused after the restart"
+    assert "positions_reconciled" in rep["coverage"], "after the restart, positions are compared with the venues'"
     assert all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in rep["episodes"])
 
 
