@@ -527,6 +527,10 @@ def _table(reports: list[dict]) -> None:
               f"{_fmt(r['timings']['signal_to_acks_ms']['p99']):>8} {r['recovery']['legged']:>4} "
               f"{_pct(rec['rate']):>8} {_pct(rec['low']):>6} {_fmt(r['timings']['legged_ms']['p99']):>8} {inv:>5}  "
               f"{r['verdict']:<7} {r['run_hash'][:12]}")
+    print("eps episodes; BAL/UNW/ESC/ABT balanced, unwound, escalated, aborted; acks p99 signal to both "
+          "acknowledgements (ms); legd legged episodes; repaired share of them balanced or unwound within the "
+          "legged-time budget, wilson its 95% lower bound; leg p99 legged time (ms); inv violated invariants "
+          "(numbers: the engine's state, W: on the wire)")
 
 
 def _pct(v) -> str:
