@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC
 
@@ -79,13 +80,13 @@ def _start_primary(tmp_path, text: str, ports: dict, common: list[str], duration
                             stderr=subprocess.PIPE, text=True)
 
 
-def _kill_mid_chase(primary: subprocess.Popen, lines, not_before: float = 0.0) -> float:
+def _kill_mid_chase(primary: subprocess.Popen, lines, not_before: float = 0.0, ready=lambda: True) -> float:
     """SIGKILL the primary as soon as its audit tail shows a chase order sent (at or after the wall
-    time `not_before`); returns when it was killed."""
+    time `not_before`, and once `ready()` holds); returns when it was killed."""
     seen = []
     for line in lines:
         seen.append(line)
-        if "|send|" in line and line.rstrip().endswith("|chase") and time.time() >= not_before:
+        if "|send|" in line and line.rstrip().endswith("|chase") and time.time() >= not_before and ready():
             break
     else:
         raise AssertionError("the primary never chased: " + "".join(seen[-20:]) + primary.stderr.read()[-2000:])
@@ -320,9 +321,18 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
         procs.append(primary)
         lines = iter(primary.stdout)
         assert any("|send|" in line for line in lines)
+        attached = threading.Event()  # the primary says so on stderr once the standby has what it missed
+
+        def watch_stderr() -> None:
+            for line in primary.stderr:
+                if "attached again" in line:
+                    attached.set()
+
+        threading.Thread(target=watch_stderr, daemon=True).start()
         cut.cut(2.0)  # well past 3 missed heartbeats (300 ms) and the 1 s lease TTL
         healed = time.time() + 2.0
-        killed_at = _kill_mid_chase(primary, lines, healed + 1.0)  # after the cut healed, the stream back
+        # after the cut healed and the stream is back with the history: a condition, not a duration
+        killed_at = _kill_mid_chase(primary, lines, healed + 1.0, attached.is_set)
         out, err = standby.communicate(timeout=60)
         assert standby.returncode == 0, err[-3000:]
     finally:
