@@ -715,8 +715,12 @@ class EngineCore:
         if c.name == "resume":
             self.killed = self.draining = False
             held, self.position_hold = sorted(self.position_hold), {}
-            return [Audit(now, "resume", detail="new episodes allowed"
-                          + (f"; position hold lifted on {', '.join(held)}" if held else ""))]
+            out = [Audit(now, "resume", detail="new episodes allowed"
+                         + (f"; position hold lifted on {', '.join(held)}" if held else ""))]
+            for ep in list(self.active.values()):  # recovery that waited for a held venue goes on
+                if held and ep.state is EpisodeState.LEGGED and not ep.working:
+                    out += self.recovery.on_legged(self, ep, now)
+            return out
         if c.name == "reconcile":  # after a restart: ask every trading venue for all its orders (AF)
             legs = {self.instruments[n].venue for n in (self.strategy.leg_a, self.strategy.leg_b)}
             self.mass_status_due |= legs

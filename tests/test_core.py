@@ -205,3 +205,25 @@ def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_
     else:
         assert "positions_reconciled" in stages
     assert core.venue_ready("COMEX")
+
+
+def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_resumes(config):
+    from engine.events import Command, SendMassStatusRequest, SessionUp, Takeover
+    from engine.recovery import ChaseThenUnwind
+
+    core = EngineCore(config, ChaseThenUnwind())
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
+    core.handle(Takeover(2), 0.05)  # the new node must reconcile every venue before any order
+    core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)  # b rejected: legged, recovery waits
+    asks = {}
+    for venue in ("FX", "COMEX", "SHFE"):
+        asks.update({x.venue: x.req_id for x in core.handle(SessionUp(venue), 0.2)
+                     if isinstance(x, SendMassStatusRequest)})
+    core.handle(_mass_answer(asks["COMEX"], b, 0.0), 0.3)
+    core.handle(_mass_answer(asks["SHFE"], a, a.qty - 1), 0.3)  # the venue has one CU lot less than we do
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.LEGGED and not ep.working and not core.venue_ready("SHFE")
+    out = core.handle(Command("resume"), 1.0)
+    sent = [x.cl_ord_id for x in out if isinstance(x, SendOrder)]
+    assert sent and all(c.endswith(("R-E2", "U-E2")) for c in sent), f"recovery goes on: {sent}"
