@@ -21,6 +21,7 @@ from engine.config import ConfigError
 from engine.fix.dictionary import DictionaryError
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+BASELINE = Path(__file__).resolve().parents[1] / "baselines" / "library.json"
 
 
 class UsageError(Exception):
@@ -120,9 +121,28 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
+    c.add_argument("--save-baseline", default=None, metavar="FILE",
+                   help="record this certification (per scenario and seed: run_hash, outcomes, fills, recovery "
+                        "timings, wall figures) as the baseline FILE")
+    c.add_argument("--baseline", default=None, metavar="FILE",
+                   help="compare with the baseline FILE and exit 1 on a regression (rules: README, Regression gate)")
+    c.add_argument("--accept-changes", action="store_true",
+                   help="with --baseline: accept changed behaviour and timings, write this run as the new baseline "
+                        "and say what changed (never accepted: a failed expectation or invariant)")
     c.add_argument("--junit", default=None, metavar="FILE",
                    help="also write JUnit XML: one testcase per scenario and seed, failures with the failed "
                         "expectations and the replay command, timings as properties")
+    rg = sub.add_parser("regress", help="re-run a baseline's scenarios and seeds and fail (exit 1) on a regression "
+                                        "of outcomes, fills or recovery timings",
+                        description="Re-run every scenario x seed a baseline recorded and compare (xmc certify "
+                                    "--baseline). Exit 0: no regression; 1: a regression (the table names scenario, "
+                                    "metric and the replay command of the seed that moved most); 2: bad input.")
+    rg.add_argument("--baseline", default=str(BASELINE), metavar="FILE",
+                    help=f"the baseline (default: the committed {BASELINE.relative_to(BASELINE.parents[1])})")
+    rg.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    rg.add_argument("--out", default="out/regress", help="output directory (default out/regress)")
+    rg.add_argument("--accept-changes", action="store_true",
+                    help="accept changed behaviour and timings: write this run as the new baseline, saying what changed")
     lv = sub.add_parser("live", help="trade for real: the engine over quickfix sessions to brokers",
                         description="Connect to the brokers in the config's [sessions] (credentials from the "
                                     "environment or files it names, never logged) and trade the configured strategy. "
@@ -425,17 +445,49 @@ def cmd_parity(args) -> int:
 
 
 def cmd_certify(args) -> int:
-    from simulator import scenario
+    from simulator import baseline as gate
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: give a whole number >= 1")
+    if args.accept_changes and not args.baseline:
+        raise UsageError("--accept-changes: give the baseline to update with --baseline FILE")
+    base = gate.load(args.baseline) if args.baseline else None
+    if args.save_baseline:
+        writable_file(args.save_baseline, "--save-baseline")
+    files = _scenario_files(args.paths)
+    return _certify(args, [(f, seed) for f in files for seed in range(1, args.seeds + 1)], base,
+                    Path(args.baseline) if args.baseline else None)
+
+
+def cmd_regress(args) -> int:
+    from simulator import baseline as gate
+
+    base = gate.load(args.baseline)
+    jobs = []
+    for name, entry in base["scenarios"].items():
+        path = Path(args.baseline).parent / entry["file"]  # recorded relative to the baseline's directory
+        if not path.exists():
+            raise UsageError(f"{args.baseline}: scenarios.{name}.file {entry['file']} does not exist; restore it, "
+                             f"or record the baseline again (xmc certify --save-baseline)")
+        jobs += [(path, int(seed)) for seed in sorted(entry["seeds"], key=int)]
+    args.junit = None
+    args.save_baseline = None
+    return _certify(args, jobs, base, Path(args.baseline))
+
+
+def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: Path | None) -> int:
+    """Run scenario x seed pairs, print the table, write report.json (and JUnit, baselines); exit code."""
+    from simulator import baseline as gate
+    from simulator import scenario
+
     if args.jobs < 1:
         raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
-    files = _scenario_files(args.paths)
+    files = list(dict.fromkeys(f for f, _ in runs))
     problems = []
+    names: dict[str, Path] = {}
     for f in files:  # validate everything before running anything
         try:
-            scenario.load(f)
+            names[scenario.load(f).name] = f
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:
@@ -443,7 +495,10 @@ def cmd_certify(args) -> int:
     out = writable_dir(args.out, "--out")
     if args.junit:
         writable_file(args.junit, "--junit")
-    jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f in files for seed in range(1, args.seeds + 1)]
+    if base_path is not None and args.accept_changes:
+        writable_file(base_path, "--baseline")
+    calibration = gate.calibrate() if base is not None or args.save_baseline else None
+    jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f, seed in runs]
     reports: list[dict] = []
     if args.jobs == 1:
         for i, job in enumerate(jobs, 1):
@@ -461,9 +516,17 @@ def cmd_certify(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in reports if r["verdict"] != "pass"]
     aggregate = _aggregate(reports)
-    summary = {"runs": reports, "scenarios": len(files), "seeds": args.seeds, "aggregate": aggregate,
+    summary = {"runs": reports, "scenarios": len(files), "seeds": len({s for _, s in runs}), "aggregate": aggregate,
                "verdict": "pass" if not failed else "fail", "failed": [r["replay"] for r in failed]}
-    summary["provenance"] = provenance.provenance({f"scenario:{f}": f for f in files})
+    inputs: dict[str, str | Path] = {f"scenario:{f}": f for f in files}
+    if base_path is not None:
+        inputs["baseline"] = base_path
+    summary["provenance"] = provenance.provenance(inputs)
+    comparison = None
+    if base is not None:
+        comparison = gate.compare(base, reports, calibration, args.accept_changes, names)
+        summary["regression"] = {"verdict": "fail" if comparison.regressions else "pass",
+                                 "rows": [vars(r) for r in comparison.rows]}
     (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     if args.junit:
         from engine.report import junit_xml
@@ -492,7 +555,22 @@ def cmd_certify(args) -> int:
               f"{_fmt(fo['reconciled_ms']['p99'])}")
     print(f"safety-invariant violations: {aggregate['invariant_violations']}")
     print(f"{len(reports) - len(failed)}/{len(reports)} runs pass; report: {out}/report.json")
-    return 0 if not failed else 1
+    if args.save_baseline and not failed:
+        Path(args.save_baseline).write_text(json.dumps(gate.build(reports, names, calibration, Path(args.save_baseline).parent), indent=1, sort_keys=True) + "\n")
+        print(f"baseline written: {args.save_baseline} ({len(reports)} runs)")
+    elif args.save_baseline:
+        print(f"baseline NOT written: {len(failed)} run(s) failed; a baseline records a passing certification")
+    if comparison is None:
+        return 0 if not failed else 1
+    print()
+    print(gate.table(comparison))
+    if comparison.regressions or failed:
+        return 1
+    if args.accept_changes:
+        new = gate.build(reports, names, calibration, base_path.parent, base["tolerances"], base["wall_margin"])
+        base_path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+        print(f"baseline updated: {base_path}")
+    return 0
 
 
 def _progress(done: int, total: int, report: dict | None = None) -> None:
@@ -557,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     provenance.COMMAND = ["xmc", *(sys.argv[1:] if argv is None else argv)]
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "venue": cmd_venue, "live": cmd_live}[args.command](args)
+        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "regress": cmd_regress, "venue": cmd_venue,
+                "live": cmd_live}[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2

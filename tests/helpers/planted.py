@@ -105,3 +105,32 @@ DEFECTS = {
     "chase_away_from_market": chase_away_from_market,
     "recovery_skips_risk": recovery_skips_risk,
 }
+
+
+@contextlib.contextmanager
+def slow_chase(delay_s: float = 0.08) -> Iterator[None]:
+    """Every chase order leaves the node `delay_s` later than the engine decided it (a slower
+    re-order path): the regression gate must name the recovery timing that moved (issue 13)."""
+    from engine.events import SendOrder
+    from simulator.shell import SimEngineShell
+
+    chase_ids: set[str] = set()
+    original_order = EngineCore.recovery_order
+    original_send = SimEngineShell.send
+
+    def recovery_order(self, ep, leg, side, qty, price, now, purpose, check_slippage=True):
+        actions, sent = original_order(self, ep, leg, side, qty, price, now, purpose, check_slippage)
+        if purpose == "chase":
+            chase_ids.update(a.cl_ord_id for a in actions if type(a) is SendOrder)
+        return actions, sent
+
+    def send(self, a):
+        if type(a) is SendOrder and a.cl_ord_id in chase_ids:
+            later = self.env.timeout(delay_s)
+            later.callbacks.append(lambda _e: original_send(self, a))
+            return
+        original_send(self, a)
+
+    with mock.patch.object(EngineCore, "recovery_order", recovery_order), \
+            mock.patch.object(SimEngineShell, "send", send):
+        yield
