@@ -99,12 +99,13 @@ class PrimaryStream:
                                 f"the primary at the standby's replication address")
             if answer.get("refused"):
                 raise NodeError(f"the standby refused the stream: {answer['refused']}")
-            sock.settimeout(self.stall)
-            # the history in two passes: the bulk while the engine trades on, then (holding the lock,
-            # so no event is missed or sent twice) what was journaled meanwhile
+            # the history in two passes: the bulk while the engine trades on (a busy standby may take
+            # its time: the engine does not wait for it), then, holding the lock so that no event is
+            # missed or sent twice, what was journaled meanwhile: there the engine waits, `stall` at most
             skip = int(answer.get("applied", 0))
             bulk, offset = journal.bodies(self.writer.path)
             sent = self._history(sock, bulk, skip)
+            sock.settimeout(self.stall)
             with self.lock:
                 self.writer.fh.flush()
                 tail, _ = journal.bodies(self.writer.path, offset)
