@@ -6,15 +6,29 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core import EngineCore
+from engine.core import PURPOSE_TAG, EngineCore
 from engine.episode import Episode
 from engine.provenance import provenance
 
 AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
-                 "detail")
+                 "detail")  # the in-memory audit row (engine.dispatch), in this order
+# audit.parquet: typed columns, real nulls (no "" or 0.0 standing for "none")
+PARQUET_SCHEMA = {
+    "run": "str", "seed": "i64", "seq": "i64", "ts": "f64", "stage": "str", "decision_id": "str", "cl_ord_id": "str",
+    "role": "str", "instrument": "str", "venue": "str", "account": "str", "side": "str", "qty": "f64", "price": "f64",
+    "exec_id": "str", "last_qty": "f64", "last_px": "f64", "cum_qty": "f64", "outcome": "str", "detail": "str",
+}
+ROLE_OF_TAG = {tag: ("hedge" if purpose == "overfill_hedge" else purpose) for purpose, tag in PURPOSE_TAG.items()}
+# E1-000003A2R: leg A, 2nd order, R chase; C1 its first cancel request; -E2 sent by the epoch-2 node
+CL_ORD_ROLE = re.compile(r"[AB]\d+([RUH]?)(?:C\d+)?(?:-E\d+)?$")
+EXEC_ID = re.compile(r"ExecID (\S+)")
+CUM = re.compile(r"cum=([\d.]+)/")
+FILL_STAGES = ("fill", "fill_from_status")
+OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED")
 
 
 @dataclass
@@ -22,6 +36,48 @@ class RunResult:
     report: dict
     messages: list[str]
     audit: list[tuple]
+    venue_of: dict[str, str] = field(default_factory=dict)  # instrument -> venue, for audit.parquet
+
+
+def venue_of(core: EngineCore) -> dict[str, str]:
+    return {name: inst.venue for name, inst in core.instruments.items()}
+
+
+def audit_columns(rows: list[tuple], venue_of: dict[str, str], run: str | None, seed: int | None) -> dict[str, list]:
+    """The audit rows as typed columns (PARQUET_SCHEMA): the order's role from its ClOrdID, the venue
+    from the instrument, ExecID / last qty / last price / cumulative qty of fills parsed out of the
+    free text, the outcome of terminal rows; None wherever a field does not apply."""
+    cols: dict[str, list] = {name: [] for name in PARQUET_SCHEMA}
+    for seq, ts, stage, decision_id, cl_ord_id, instrument, account, side, qty, price, detail in rows:
+        m = CL_ORD_ROLE.search(cl_ord_id) if cl_ord_id else None
+        is_fill = stage in FILL_STAGES
+        exec_m = EXEC_ID.search(detail) if is_fill else None
+        cum_m = CUM.search(detail) if is_fill else None
+        values = {
+            "run": run, "seed": seed, "seq": seq, "ts": ts, "stage": stage, "decision_id": decision_id or None,
+            "cl_ord_id": cl_ord_id or None, "role": ROLE_OF_TAG.get(m[1]) if m else None,
+            "instrument": instrument or None, "venue": venue_of.get(instrument) if instrument else None,
+            "account": account or None, "side": side or None, "qty": qty if qty else None,
+            "price": price if price else None, "exec_id": exec_m[1] if exec_m else None,
+            "last_qty": qty if is_fill and qty else None, "last_px": price if is_fill and price else None,
+            "cum_qty": float(cum_m[1]) if cum_m else None,
+            "outcome": detail if stage == "terminal" and detail in OUTCOMES else None, "detail": detail or None,
+        }
+        for name, value in values.items():
+            cols[name].append(value)
+    return cols
+
+
+def write_audit_parquet(result: RunResult, path: Path, row_group_size: int = 65_536) -> None:
+    """audit.parquet with typed columns; row groups of `row_group_size` keep their min/max statistics,
+    so a query for one decision reads only the groups that can hold it (ids rise with time)."""
+    import polars as pl
+
+    kinds = {"str": pl.Utf8, "i64": pl.Int64, "f64": pl.Float64}
+    schema = {name: kinds[kind] for name, kind in PARQUET_SCHEMA.items()}
+    report = result.report
+    cols = audit_columns(result.audit, result.venue_of, report.get("scenario") or report.get("mode"), report.get("seed"))
+    pl.DataFrame(cols, schema=schema).write_parquet(path, statistics=True, row_group_size=row_group_size)
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> dict:
@@ -84,19 +140,12 @@ def _ms(stages: dict, start: str, end: str) -> float | None:
 
 def write_artifacts(result: RunResult, out: Path) -> None:
     """messages.log (one wire message per line, as sent), audit.parquet and report.json in `out`."""
-    import polars as pl
-
     out.mkdir(parents=True, exist_ok=True)
     # byte-exact: quickfix hands Python the wire's bytes decoded as UTF-8 (invalid bytes as surrogates)
     with open(out / "messages.log", "w", encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
         for raw in result.messages:
             fh.write(raw + "\n")
-    columns = list(zip(*result.audit)) if result.audit else [[] for _ in AUDIT_COLUMNS]
-    schema = {"seq": pl.Int64, "ts": pl.Float64, "stage": pl.Utf8, "decision_id": pl.Utf8, "cl_ord_id": pl.Utf8,
-              "instrument": pl.Utf8, "account": pl.Utf8, "side": pl.Utf8, "qty": pl.Float64, "price": pl.Float64,
-              "detail": pl.Utf8}
-    pl.DataFrame({c: list(v) for c, v in zip(AUDIT_COLUMNS, columns)}, schema=schema).write_parquet(
-        out / "audit.parquet")
+    write_audit_parquet(result, out / "audit.parquet")
     report = result.report
     if "provenance" not in report:  # which code, inputs and libraries made it (not part of the run itself)
         files = report.get("scenario_files") or ([report["file"]] if report.get("file") else [])

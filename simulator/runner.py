@@ -17,7 +17,7 @@ from engine.events import Command, SendOrder, SessionDown, Takeover
 from engine.journal import Journal
 from engine.journal import read as read_journal
 from engine.journal import replay as replay_journal
-from engine.report import RunResult, distribution, episode_row, percentile, wilson, write_artifacts
+from engine.report import RunResult, distribution, episode_row, percentile, venue_of, wilson, write_artifacts
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
@@ -243,7 +243,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         report["coverage"] = sorted({*report["coverage"], "engine_restart", *torn})
         report["expectations"] = evaluate(scenario.expect, report)
         report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
-    return RunResult(report, log.lines, shell.audit)
+    return RunResult(report, log.lines, shell.audit, venue_of(core))
 
 
 PART_DONE = re.compile(r"cum=([\d.]+)/([\d.]+)")

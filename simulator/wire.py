@@ -391,7 +391,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
 
     from engine.core import EngineCore
     from engine.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
-    from engine.report import RunResult, distribution, episode_row, write_artifacts
+    from engine.report import RunResult, distribution, episode_row, venue_of, write_artifacts
 
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
     state = work / "venue-state.json"
@@ -508,5 +508,5 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     }
     report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"
     if out is not None:
-        write_artifacts(RunResult(report, engine.messages, engine.audit), out)
+        write_artifacts(RunResult(report, engine.messages, engine.audit, venue_of(core)), out)
     return report

@@ -143,6 +143,26 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument("--out", default="out/regress", help="output directory (default out/regress)")
     rg.add_argument("--accept-changes", action="store_true",
                     help="accept changed behaviour and timings: write this run as the new baseline, saying what changed")
+    au = sub.add_parser("audit", help="query audit trails: a decision's stages and latencies, an order's life, an "
+                                      "episode's orders and fills, decisions by time, instrument, venue, outcome",
+                        description="Query the audit.parquet of one run (xmc run/live --out) or of a whole "
+                                    "certification (xmc certify --out: every runs/*/audit.parquet). Without "
+                                    "--decision/--order/--episode it lists the decisions that match the filters.")
+    au.add_argument("path", help="an audit.parquet, or the --out directory of xmc run, certify or live")
+    what = au.add_mutually_exclusive_group()
+    what.add_argument("--decision", metavar="ID", help="one decision's stages in order, with ms since its signal and "
+                                                        "since the stage before")
+    what.add_argument("--order", metavar="CLORDID", help="one order's life: every report, cumulative quantity")
+    what.add_argument("--episode", metavar="ID", help="one episode's orders: role, quantity, fills, average price")
+    au.add_argument("--run", default=None, help="only this run (its scenario name, or 'live')")
+    au.add_argument("--seed", type=int, default=None, help="only this seed")
+    au.add_argument("--from", dest="start", type=float, default=None, metavar="S", help="decisions from this time (s)")
+    au.add_argument("--to", dest="end", type=float, default=None, metavar="S", help="decisions up to this time (s)")
+    au.add_argument("--instrument", default=None, help="decisions that traded this instrument")
+    au.add_argument("--venue", default=None, help="decisions that traded on this venue")
+    au.add_argument("--outcome", default=None, help="decisions that ended so: BALANCED, UNWOUND, ESCALATED, ABORTED")
+    au.add_argument("--limit", type=int, default=None, help="at most this many decisions in the list")
+    au.add_argument("--json", action="store_true", help="JSON records instead of a table")
     lv = sub.add_parser("live", help="trade for real: the engine over quickfix sessions to brokers",
                         description="Connect to the brokers in the config's [sessions] (credentials from the "
                                     "environment or files it names, never logged) and trade the configured strategy. "
@@ -294,7 +314,7 @@ def cmd_live(args) -> int:
 
     from engine.live_config import load
     from engine.live_node import LiveNode, NodeOptions, SetupError
-    from engine.report import RunResult, episode_row, write_artifacts
+    from engine.report import RunResult, episode_row, venue_of, write_artifacts
 
     cfg = load(args.config)
     writable_dir(cfg.out_dir, f"[live] out_dir of {args.config}:")
@@ -333,7 +353,7 @@ def cmd_live(args) -> int:
               "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
               "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
     report["provenance"] = provenance.provenance({"config": cfg.path})
-    write_artifacts(RunResult(report, engine.messages, engine.audit), cfg.out_dir)
+    write_artifacts(RunResult(report, engine.messages, engine.audit, venue_of(core)), cfg.out_dir)
     print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
           f"artefacts in {cfg.out_dir}")
     if node.never_logged_on:  # the desk must know: those venues were never traded, nor reconciled
@@ -457,6 +477,35 @@ def cmd_certify(args) -> int:
     files = _scenario_files(args.paths)
     return _certify(args, [(f, seed) for f in files for seed in range(1, args.seeds + 1)], base,
                     Path(args.baseline) if args.baseline else None)
+
+
+def cmd_audit(args) -> int:
+    from engine import audit_query as q
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a whole number >= 1")
+    f = q.Filters(run=args.run, seed=args.seed, instrument=args.instrument, venue=args.venue, outcome=args.outcome,
+                  start=args.start, end=args.end)
+    try:
+        f.check()
+        lf = q.scan(args.path)
+        if args.decision:
+            df = q.decision(lf, args.decision, f)
+        elif args.order:
+            df = q.order(lf, args.order, f)
+        elif args.episode:
+            df = q.episode(lf, args.episode, f)
+        else:
+            df = q.decisions(lf, f, args.limit)
+    except q.AuditQueryError as exc:
+        raise UsageError(str(exc)) from None
+    print(q.render(df, args.json))
+    asked = args.decision or args.order or args.episode
+    if asked and df.is_empty():
+        print(f"xmc audit: nothing in {args.path} for {asked!r}" + (" with these filters" if args.run or args.seed else ""),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_regress(args) -> int:
@@ -635,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance.COMMAND = ["xmc", *(sys.argv[1:] if argv is None else argv)]
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "regress": cmd_regress, "venue": cmd_venue,
+        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "regress": cmd_regress, "audit": cmd_audit, "venue": cmd_venue,
                 "live": cmd_live}[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)

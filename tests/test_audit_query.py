@@ -1,0 +1,136 @@
+"""`xmc audit` and the typed audit.parquet: a decision's stages and latencies, an order's life, an
+episode's orders and fills, filtered listings over one run or a whole certification, real nulls, and
+clear exit-2 errors for bad input. Answers are checked against the run's own report."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from engine import audit_query as q
+from engine.report import PARQUET_SCHEMA
+from simulator import runner, scenario
+from tests.conftest import ROOT
+from xmc.cli import main
+
+LEGGED = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit")
+    result = runner.run(scenario.load(LEGGED), 7)
+    runner.write_artifacts(result, out)
+    return out, result.report
+
+
+def _json(capsys) -> list[dict]:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_parquet_has_typed_columns_and_real_nulls(run_dir):
+    out, report = run_dir
+    df = pl.read_parquet(out / "audit.parquet")
+    assert list(df.columns) == list(PARQUET_SCHEMA)
+    assert df.schema["seed"] == pl.Int64 and df.schema["last_qty"] == pl.Float64 and df.schema["venue"] == pl.Utf8
+    for name, dtype in df.schema.items():
+        if dtype == pl.Utf8:
+            assert df.filter(pl.col(name) == "").is_empty(), name
+    assert df.filter(pl.col("stage") == "signal")["price"].null_count() == df.filter(pl.col("stage") == "signal").height
+    fills = df.filter(pl.col("stage") == "fill")
+    assert fills["exec_id"].null_count() == 0 and fills["last_qty"].min() > 0 and fills["cum_qty"].min() > 0
+    assert set(df["role"].drop_nulls()) <= {"entry", "chase", "unwind", "hedge"}
+    assert set(df["venue"].drop_nulls()) <= {"SHFE", "COMEX", "FX"}
+    assert set(df["run"]) == {report["scenario"]} and set(df["seed"]) == {7}
+    terminal = df.filter(pl.col("stage") == "terminal")
+    assert sorted(terminal["outcome"]) == sorted(e["outcome"] for e in report["episodes"])
+
+
+def test_a_decision_timeline_matches_the_report(run_dir, capsys):
+    out, report = run_dir
+    legged = next(e for e in report["episodes"] if e["recovery"])
+    assert main(["audit", str(out), "--decision", legged["decision_id"], "--json"]) == 0
+    rows = _json(capsys)
+    assert rows[0]["stage"] == "signal" and rows[0]["since_signal_ms"] == 0
+    terminal = next(r for r in rows if r["stage"] == "terminal")
+    assert terminal["since_signal_ms"] == pytest.approx(legged["signal_to_terminal_ms"], abs=1e-3)
+    assert sum(r["since_prev_ms"] for r in rows[: rows.index(terminal) + 1]) == pytest.approx(
+        terminal["since_signal_ms"], abs=1e-2)
+    assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
+    assert {"send", "ack", "legged"} <= {r["stage"] for r in rows}
+
+
+def test_an_episode_lists_its_orders_with_what_filled(run_dir, capsys):
+    out, report = run_dir
+    ep = next(e for e in report["episodes"] if e["recovery"])
+    assert main(["audit", str(out), "--episode", ep["decision_id"], "--json"]) == 0
+    orders = {r["cl_ord_id"]: r for r in _json(capsys)}
+    for leg in ep["legs"].values():
+        assert sum(orders[c]["filled"] for c in leg["orders"]) == pytest.approx(leg["filled"])
+        assert orders[leg["orders"][0]]["role"] == "entry"
+    assert any(r["role"] == "chase" for r in orders.values())
+
+
+def test_an_orders_life_ends_at_its_cumulative_quantity(run_dir, capsys):
+    out, report = run_dir
+    ep = report["episodes"][0]
+    cl = ep["legs"]["A"]["orders"][0]
+    assert main(["audit", str(out), "--order", cl, "--json"]) == 0
+    rows = _json(capsys)
+    assert rows[0]["stage"] == "send"
+    fills = [r for r in rows if r["stage"] == "fill"]
+    assert fills and fills[-1]["cum_qty"] == ep["legs"]["A"]["filled"] == sum(r["last_qty"] for r in fills)
+
+
+def test_listing_filters_by_outcome_venue_and_time(run_dir, capsys):
+    out, report = run_dir
+    assert main(["audit", str(out), "--json"]) == 0
+    every = _json(capsys)
+    assert sorted(r["decision_id"] for r in every) == sorted(e["decision_id"] for e in report["episodes"])
+    for outcome, n in report["outcomes"].items():
+        assert main(["audit", str(out), "--outcome", outcome, "--json"]) == 0
+        assert len(_json(capsys)) == n
+    assert main(["audit", str(out), "--venue", "COMEX", "--json"]) == 0
+    assert all("COMEX" in r["venues"] for r in _json(capsys))
+    middle = sorted(r["at"] for r in every)[len(every) // 2]
+    assert main(["audit", str(out), "--from", str(middle), "--json"]) == 0
+    later = _json(capsys)
+    assert later and all(r["at"] >= middle for r in later) and len(later) < len(every)
+    assert main(["audit", str(out), "--to", str(middle), "--limit", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # header, rule, one decision
+
+
+def test_a_whole_certification_is_one_trail_with_run_and_seed(tmp_path, capsys):
+    assert main(["certify", str(ROOT / "scenarios" / "f01_reject_far_leg_retry.toml"), "--seeds", "2", "-j", "1",
+                 "--out", str(tmp_path)]) == 0
+    reports = json.loads((tmp_path / "report.json").read_text())["runs"]
+    capsys.readouterr()
+    assert len(q.files_of(tmp_path)) == 2
+    assert main(["audit", str(tmp_path), "--json"]) == 0
+    rows = _json(capsys)
+    assert {(r["run"], r["seed"]) for r in rows} == {(r["scenario"], r["seed"]) for r in reports}
+    assert len(rows) == sum(len(r["episodes"]) for r in reports)
+    assert main(["audit", str(tmp_path), "--decision", "E1-000001", "--seed", "2", "--json"]) == 0
+    assert {r["seed"] for r in _json(capsys)} == {2}
+
+
+def test_bad_input_is_exit_2_and_nothing_found_is_exit_1(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    assert main(["audit", str(tmp_path / "nowhere")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    junk = tmp_path / "audit.parquet"
+    junk.write_text("not parquet")
+    assert main(["audit", str(junk)]) == 2
+    assert "not a readable parquet file" in capsys.readouterr().err
+    assert main(["audit", str(out), "--outcome", "HAPPY"]) == 2
+    assert "BALANCED" in capsys.readouterr().err
+    assert main(["audit", str(out), "--from", "10", "--to", "5"]) == 2
+    assert main(["audit", str(out), "--limit", "0"]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["audit", str(empty)]) == 2
+    assert "no audit.parquet" in capsys.readouterr().err
+    assert main(["audit", str(out), "--decision", "E9-999999"]) == 1
+    assert "nothing in" in capsys.readouterr().err
