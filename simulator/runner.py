@@ -366,6 +366,7 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         },
         "recovery": {
             "legged": len(legged),
+            "legged_budget_ms": budget_ms,
             "repaired_in_budget": wilson(len(in_budget), len(legged)),
             "reorder_success": wilson(sum(1 for e in chased if e["outcome"] == "BALANCED"), len(chased)),
             "rollback_success": wilson(sum(1 for e in unwound if e["outcome"] == "UNWOUND"), len(unwound)),

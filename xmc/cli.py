@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--accept-changes", action="store_true",
                    help="with --baseline: accept changed behaviour and timings, write this run as the new baseline "
                         "and say what changed (never accepted: a failed expectation or invariant)")
+    c.add_argument("--html", default=None, metavar="FILE",
+                   help="write the report for people: one self-contained HTML file (verdicts, timing plots, "
+                        "timelines, claims against measurements, coverage, failures with replay commands)")
+    c.add_argument("--html-run", default=None, metavar="SCENARIO:SEED",
+                   help="the run whose episode and failover timelines --html draws (default: the first failed "
+                        "run, else the one with the most legged episodes)")
     c.add_argument("--junit", default=None, metavar="FILE",
                    help="also write JUnit XML: one testcase per scenario and seed, failures with the failed "
                         "expectations and the replay command, timings as properties")
@@ -519,7 +525,7 @@ def cmd_regress(args) -> int:
             raise UsageError(f"{args.baseline}: scenarios.{name}.file {entry['file']} does not exist; restore it, "
                              f"or record the baseline again (xmc certify --save-baseline)")
         jobs += [(path, int(seed)) for seed in sorted(entry["seeds"], key=int)]
-    args.junit = None
+    args.junit = args.html = args.html_run = None
     args.save_baseline = None
     return _certify(args, jobs, base, Path(args.baseline))
 
@@ -544,6 +550,8 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     out = writable_dir(args.out, "--out")
     if args.junit:
         writable_file(args.junit, "--junit")
+    if args.html:
+        writable_file(args.html, "--html")
     if base_path is not None and args.accept_changes:
         writable_file(base_path, "--baseline")
     calibration = gate.calibrate() if base is not None or args.save_baseline else None
@@ -581,6 +589,10 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
         from engine.report import junit_xml
 
         Path(args.junit).write_text(junit_xml(reports))
+    if args.html:
+        from simulator.html_report import render
+
+        Path(args.html).write_text(render(summary, out, args.html_run), encoding="utf-8")
     _table(reports)
     for r in failed:
         bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
@@ -591,11 +603,11 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
                       f"{v['first'].get('detail')}")
         print(f"FAIL {r['scenario']} seed {r['seed']}: " + "; ".join(
             f"{x['key']} expected {x['expected']} got {x['actual']}" for x in bad) + f"  (replay: {r['replay']})")
-    rep = aggregate["repaired_in_budget"]
-    if rep["n"]:
-        print(f"legged episodes repaired (BALANCED/UNWOUND) within the legged-time budget: {rep['successes']}/"
-              f"{rep['n']} = {_pct(rep['rate'])}, Wilson 95% [{_pct(rep['low'])}, {_pct(rep['high'])}]; "
-              f"legged time p50 {_fmt(aggregate['legged_ms']['p50'])} ms, p99 {_fmt(aggregate['legged_ms']['p99'])} ms")
+    for budget, rep in aggregate["repaired_by_budget"].items():  # shares only mean something per budget
+        print(f"legged episodes repaired (BALANCED/UNWOUND) within a {budget} ms legged-time budget: "
+              f"{rep['successes']}/{rep['n']} = {_pct(rep['rate'])}, Wilson 95% [{_pct(rep['low'])}, {_pct(rep['high'])}]; "
+              f"legged time p50 {_fmt(rep['legged_ms']['p50'])} ms, p99 {_fmt(rep['legged_ms']['p99'])} ms "
+              f"({rep['scenarios']} scenario(s))")
     fo = aggregate["failover"]
     if fo["count"]:
         print(f"failovers: {fo['count']}; from the crash (ms) p50/p99: detected {_fmt(fo['detect_ms']['p50'])}/"
@@ -676,7 +688,19 @@ def _aggregate(reports: list[dict]) -> dict:
     failovers = [f for r in reports for f in r.get("failover", {}).get("failovers", []) if f.get("active_ms") is not None]
     timings = {k: distribution([f[k] for f in failovers if f.get(k) is not None])
                for k in ("detect_ms", "active_ms", "reconciled_ms", "first_new_order_ms")}
-    return {"repaired_in_budget": wilson(ok, legged), "legged_ms": distribution(decisions),
+    by_budget: dict[str, dict] = {}
+    for budget in sorted({r["recovery"].get("legged_budget_ms") for r in reports if r["recovery"]["legged"]},
+                         key=lambda b: (b is None, b or 0)):
+        runs = [r for r in reports if r["recovery"]["legged"] and r["recovery"].get("legged_budget_ms") == budget]
+        name = "unknown" if budget is None else f"{budget:g}"
+        by_budget[name] = {
+            **wilson(sum(r["recovery"]["repaired_in_budget"]["successes"] for r in runs),
+                     sum(r["recovery"]["legged"] for r in runs)),
+            "legged_ms": distribution([e["recovery"]["legged_ms"] for r in runs for e in r["episodes"]
+                                       if e["recovery"] and e["recovery"]["legged_ms"] is not None]),
+            "scenarios": len({r["scenario"] for r in runs})}
+    return {"repaired_in_budget": wilson(ok, legged), "repaired_by_budget": by_budget,
+            "legged_ms": distribution(decisions),
             "invariant_violations": violations, "failover": {"count": len(failovers), **timings}}
 
 
