@@ -258,7 +258,7 @@ class EngineCore:
                 return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
             breach = self._risk(inst, leg.side, leg.target, prices[name], sig.fx_rate)
             if breach is not None:
-                ep.reason = f"risk: {breach.limit} on {breach.instrument}: {breach.detail}"
+                ep.reason = f"risk: {breach.limit} on {inst.name}: {breach.detail}"
                 out.append(Audit(now, "risk_breach", did, instrument=inst.name, account=inst.account,
                                  side=leg.side, qty=leg.target, price=prices[name], detail=ep.reason))
                 return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
@@ -329,7 +329,8 @@ class EngineCore:
     def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float):
         limit = self.cfg.risk.max_orders_per_day.get(inst.name)
         if limit is not None and self.orders_today[inst.name] + 1 > limit:
-            return Breach("max_orders_per_day", inst.name, f"order {self.orders_today[inst.name] + 1} > {limit}")
+            return Breach("max_orders_per_day",
+                          detail=f"order {self.orders_today[inst.name] + 1} > {limit}")
         reference = self.reference_price(inst.name)
         working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
                    if o.instrument == inst.name and not o.done]  # orders of ended episodes are all done

@@ -11,9 +11,8 @@ from engine.trigger import to_common
 
 @dataclass(frozen=True, slots=True)
 class Breach:
-    limit: str
-    instrument: str
-    detail: str
+    limit: str  # the limit's name in the [risk] table: what refused the order
+    detail: str  # the figures, for people (the audit row names the instrument and the order)
 
 
 def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, price: float,
@@ -24,20 +23,24 @@ def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, 
     a band that cannot be measured cannot be held."""
     max_qty = limits.max_order_lots.get(inst.name)
     if max_qty is not None and qty > max_qty:
-        return Breach("max_order_lots", inst.name, f"{qty} lots > {max_qty}")
+        return Breach("max_order_lots",
+                      detail=f"{qty} lots > {max_qty}")
     max_pos = limits.max_position_lots.get(inst.name)
     if max_pos is not None:
         worst = position + open_buy + qty if side_sign > 0 else position - open_sell - qty
         if abs(worst) > max_pos:
-            return Breach("max_position_lots", inst.name, f"worst-case position {worst:+g} lots beyond ±{max_pos}")
+            return Breach("max_position_lots",
+                          detail=f"worst-case position {worst:+g} lots beyond ±{max_pos}")
     notional = qty * inst.lot_tonnes * to_common(price, inst, fx_rate)
     if notional > limits.max_notional_cny:
-        return Breach("max_notional_cny", inst.name, f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
+        return Breach("max_notional_cny",
+                      detail=f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
     if reference is None or reference <= 0:
-        return Breach("price_band_pct", inst.name, f"no reference price for {inst.name}: its book has never "
-                                                   f"been two-sided, so the {limits.price_band_pct}% band cannot be checked")
+        return Breach("price_band_pct",
+                      detail=f"no reference price for {inst.name}: its book has never been two-sided, "
+                             f"so the {limits.price_band_pct}% band cannot be checked")
     dev = abs(price - reference) / reference * 100.0
     if dev > limits.price_band_pct:
-        return Breach("price_band_pct", inst.name,
-                      f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)")
+        return Breach("price_band_pct",
+                      detail=f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)")
     return None

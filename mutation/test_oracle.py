@@ -21,11 +21,12 @@ from simulator import runner, scenario
 
 LIBRARY = Path(__file__).resolve().parents[1] / "scenarios"
 SELECTED = (
-    "f41_risk_limits_at_their_edges", "f03_reject_fatal_unwind", "f01_reject_far_leg_retry", "f02_reject_price_band_fix", "f04_partial_fill_ioc",
+    "f41_risk_limits_at_their_edges", "f42_risk_order_size_refuses_entries", "f43_risk_notional_refuses_the_larger_leg",
+    "f44_risk_price_band_refuses_entries", "f45_risk_orders_per_day_run_out", "f03_reject_fatal_unwind", "f01_reject_far_leg_retry", "f02_reject_price_band_fix", "f04_partial_fill_ioc",
     "f32_chase_refused_unwinds", "f33_far_leg_locks_limit_up", "f19_reject_during_chase",
     "f18_partial_while_other_rejected", "f06_partial_fill_rest_working", "f09_no_ack_timeout",
     "f12_disconnect_cancel_on_disconnect", "f20_disconnect_during_unwind", "f24_engine_crash_restart",
-    "f38_crash_between_legs", "f25_failover_primary_crash_mid_chase", "f34_failover_fenced_resend",
+    "f38_crash_between_legs", "f25_failover_primary_crash_mid_chase", "f34_failover_fenced_resend", "f27_failover_replication_cut_then_crash",
     "f26_failover_primary_pause_split_brain", "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
 )
 if os.environ.get("XMC_ORACLE") == "all":

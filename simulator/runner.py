@@ -25,7 +25,7 @@ from simulator.faults import ORDER_PURPOSE, FaultPlan
 from simulator.link import Link
 from simulator.prices import PriceProcess, market
 from simulator.rng import fork
-from simulator.scenario import FAULT_PATHS, Scenario
+from simulator.scenario import FAULT_PATHS, RISK_LIMITS, Scenario
 from simulator.shell import SimEngineShell
 from simulator.transport import WireLog
 from simulator.venue import Venue
@@ -247,6 +247,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
 
 
 PART_DONE = re.compile(r"cum=([\d.]+)/([\d.]+)")
+RISK_LIMIT = re.compile(r"\b(" + "|".join(RISK_LIMITS) + r")\b")  # which limit a risk_breach row names
 
 
 def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker) -> list[str]:
@@ -317,8 +318,12 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("position_mismatch")
     if "fill_from_status" in kinds:
         seen.add("fill_from_status")
-    if any(row[2] == "risk_breach" and row[10].startswith(("chase", "unwind")) for row in shell.audit):
-        seen.add("risk_refused_recovery")
+    for row in shell.audit:
+        if row[2] == "risk_breach":
+            if row[10].startswith(("chase", "unwind")):
+                seen.add("risk_refused_recovery")
+            if (m := RISK_LIMIT.search(row[10])) is not None:
+                seen.add(f"risk:{m[1]}")
     return sorted(seen)
 
 
@@ -415,6 +420,9 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
         p99 = report["timings"]["signal_to_acks_ms"]["p99"]
         check("max_p99_signal_to_acks_ms", expect["max_p99_signal_to_acks_ms"], p99,
               p99 is not None and p99 <= expect["max_p99_signal_to_acks_ms"])
+    if "max_orders_sent" in expect:
+        n = report["counters"]["orders_sent"]
+        check("max_orders_sent", expect["max_orders_sent"], n, n <= expect["max_orders_sent"])
     if "max_anomalies" in expect:
         n = report["anomalies"]["count"]
         check("max_anomalies", expect["max_anomalies"], n, n <= expect["max_anomalies"])

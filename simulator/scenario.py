@@ -27,6 +27,7 @@ EXPECT_KEYS = {
     "outcomes_at_most": (dict, "a table such as { ESCALATED = 0 }"),
     "max_p99_signal_to_acks_ms": (float, "milliseconds > 0"),
     "max_anomalies": (int, "a whole number >= 0"),
+    "max_orders_sent": (int, "a whole number >= 0 of orders the engine may send (0: risk refuses every one)"),
     "fills_match_positions": (bool, "true or false"),
     "invariants_hold": (bool, "true or false (default true)"),
     "min_legged": (int, "a whole number of legged episodes >= 0: proves the fault really bit"),
@@ -63,6 +64,9 @@ COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_
             "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
             "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
             "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump", "positions_reconciled", "position_mismatch")
+RISK_LIMITS = ("max_order_lots", "max_position_lots", "max_notional_cny", "price_band_pct", "max_orders_per_day",
+               "max_slippage_ticks")
+COVERAGE += tuple(f"risk:{limit}" for limit in RISK_LIMITS)  # an order this limit refused (entry or recovery)
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
 
@@ -193,6 +197,9 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
     for path in out.get("coverage", []):
         if path not in COVERAGE:
             e.problem("coverage", f"names unknown path {path!r}", f"use any of {', '.join(COVERAGE)}")
+    for key in ("min_episodes", "max_anomalies", "max_orders_sent", "min_legged"):
+        if out.get(key, 0) < 0:
+            e.problem(key, f"is {out[key]}, below 0", "write a whole number >= 0")
     if not 0.0 <= out.get("min_recovery_success", 0.0) <= 1.0:
         e.problem("min_recovery_success", "is outside [0, 1]", "write a share such as 0.97")
     for key in ("min_reorder_success", "min_rollback_success"):
