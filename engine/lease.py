@@ -27,6 +27,26 @@ class Lease(Protocol):
         """Give the lease up (a node stepping down); a no-op if it does not hold it."""
 
 
+# A holder stops sending this share of the TTL before its lease would expire: room for clock drift and
+# for an order already in flight, so that nothing it sent arrives after another node may hold the lease.
+# The simulator's lease fences with the same rule.
+FENCE_MARGIN = 0.25
+
+
+def may_send(lease, node: str, epoch: int, now: float) -> bool:
+    """The fence where orders leave a node: it holds the lease under `epoch` with more than the
+    margin left; inside the margin (a node that just woke from a pause, say) it renews first and
+    sends only if that worked, so an order is neither sent on a lease about to pass to another node
+    nor dropped while the lease is still its own."""
+    if lease.holds(node, epoch, now):
+        return True
+    try:
+        renewed = lease.keep_alive(node, now)
+    except Exception:  # noqa: BLE001 - the coordination service is unreachable: not proof of the lease
+        return False
+    return renewed and lease.holds(node, epoch, now)
+
+
 class EtcdLease:
     """The lease on etcd (live and wire mode): a TTL lease kept alive by its holder, a leader key
     created under it only if absent (a transaction on create_revision = 0), and that key's
@@ -37,7 +57,7 @@ class EtcdLease:
     valid until the last successful refresh plus its TTL, less a safety margin for clock drift.
     """
 
-    def __init__(self, client, node: str, ttl: int = 1, key: str = "xmc/leader", margin: float = 0.25):
+    def __init__(self, client, node: str, ttl: int = 1, key: str = "xmc/leader", margin: float = FENCE_MARGIN):
         self.client = client  # an etcd3gw.client.Etcd3Client
         self.node = node
         self.ttl = ttl  # whole seconds (etcd's unit)

@@ -15,6 +15,7 @@ from engine.core import EngineCore
 from engine.events import Command, SessionDown, Takeover
 from engine.fix.session_templates import in_schedule
 from engine.journal import Journal, JournalError
+from engine.lease import may_send
 from engine.live import LiveEngine, settings_text, wait_for
 from engine.live_config import LiveConfig
 from engine.node import NodeError, PrimaryStream, StandbyNode
@@ -187,7 +188,7 @@ class LiveNode:
     def _trade(self) -> None:
         cfg, opts, engine = self.cfg, self.opts, self.engine
         if opts.lease is not None:
-            engine.fence = lambda e: opts.lease.holds(opts.node, e, time.monotonic())
+            engine.fence = lambda e: may_send(opts.lease, opts.node, e, time.monotonic())
             threading.Thread(target=self._keep_lease, daemon=True).start()
         store = cfg.out_dir / "store"
         store.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine.core import EngineCore
 from engine.events import CancelTimer, SetTimer, Takeover
 from engine.journal import Journal
+from engine.lease import FENCE_MARGIN, may_send
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,10 @@ class SimulatedLease:
         return False
 
     def holds(self, node: str, epoch: int, now: float) -> bool:
-        return self.holder == node and self.revision == epoch and now < self.expires
+        """The fence, as production's (engine.lease.EtcdLease): the holder stops sending FENCE_MARGIN
+        of the TTL before expiry, so a node that wakes from a pause near the end of its lease cannot
+        put an order on the wire that arrives after the standby took the lease."""
+        return self.holder == node and self.revision == epoch and now < self.expires - self.ttl * FENCE_MARGIN
 
     def release(self, node: str, now: float) -> None:
         if self.holder == node:
@@ -98,7 +102,7 @@ class Cluster:
 
     # ---- the replication stream ------------------------------------------------------------------
     def _fence(self, node: str):
-        return lambda epoch: self.lease.holds(node, epoch, self.env.now)
+        return lambda epoch: may_send(self.lease, node, epoch, self.env.now)
 
     def _delivery_time(self) -> float:
         now = self.env.now
@@ -183,6 +187,9 @@ class Cluster:
         now = self.env.now
         old = self.primary
         new = copy.copy(old)  # shares the replicated FIX session state, the audit trail and the checker
+        # the superseded process keeps its own memory from here on: if it wakes (a pause) and reads what
+        # its sockets had buffered, that must not move the new node's view of the book
+        old.own_codecs = {name: session.codec.fork() for name, session in old.sessions.items()}
         new.core, new.node, new.timers, new.alive, new.paused, new.backlog = self.standby_core, "standby", {}, True, \
             False, []
         new.fence = self._fence("standby") if self.cfg.fencing else None

@@ -70,6 +70,8 @@ class Fault:
     jump_bp: float = 0.0  # price_jump: signed size in basis points
     rate_per_s: float = 0.0  # price_jump: jumps per second inside the window (0: one jump at after_s)
     point: str = "between_legs"  # crash_mid_batch: see BATCH_POINTS
+    stream: str = ""  # names the fault's random stream (default: its index), so it keeps its draws when
+    # faults before it are removed (xmc explore's shrinking does)
     rng: random.Random | None = None
     hits: int = 0
 
@@ -96,7 +98,7 @@ class FaultPlan:
     def __init__(self, faults: list[Fault], fork):
         self.faults = faults
         for f in faults:
-            f.rng = fork(f"fault:{f.index}:{f.kind}")
+            f.rng = fork(f"fault:{f.stream or f.index}:{f.kind}")
 
     def for_order(self, kind: str, venue: str, cl_ord_id: str, now: float) -> Fault | None:
         for f in self.faults:
@@ -185,7 +187,10 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             if kind == "price_jump" else 0.0,
             point=sec.get("point", str, "between_legs", choices=BATCH_POINTS) if kind == "crash_mid_batch"
             else "between_legs",
+            stream=sec.get("stream", str, ""),
         )
+        if f.stream and not FIX_TEXT.fullmatch(f.stream):
+            sec.problem("stream", f"is {f.stream!r}", "write a short printable ASCII name, e.g. \"x3\"")
         if f.text and not FIX_TEXT.fullmatch(f.text):
             sec.problem("text", f"is {f.text!r}, which Text (58) cannot carry without a MessageEncoding",
                         "write printable ASCII")

@@ -57,6 +57,7 @@ class SimEngineShell(ActionDispatcher):
         # failover: may this node send orders under its epoch now? (the lease check where orders
         # leave the node); None: a single node, always
         self.fence = None
+        self.own_codecs: dict = {}  # a superseded node's own decoding state (simulator.failover._take_over)
         self.replicate = None  # failover: streams each journaled event to the hot standby
         self.paused = False  # a frozen process (GC-like pause): inputs and timers wait for wake()
         self.backlog: list = []  # what reached a paused process: ("fix", venue, raw) or ("timer", key)
@@ -196,7 +197,7 @@ class SimEngineShell(ActionDispatcher):
                 self.dispatch(TimerFired(item[1]))
                 continue
             _, venue, raw = item
-            codec = self.sessions[venue].codec
+            codec = self.own_codecs.get(venue) or self.sessions[venue].codec
             try:
                 msg = codec.parse(raw)
             except FixParseError:

@@ -7,6 +7,7 @@ each failure into the FIX answer it deserves (session Reject 3 or BusinessMessag
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 from dataclasses import dataclass
 
@@ -131,6 +132,13 @@ class FixCodec:
         self.target = target
         self.symbol_to_instrument = {v: k for k, v in (symbols or {}).items()}
         self._md_top: dict[str, list] = {}  # symbol -> [bid, bid_size, ask, ask_size]
+
+    def fork(self) -> FixCodec:
+        """A codec of the same session whose market-data state is its own from now on (two processes
+        that shared a session each keep their own view of the book)."""
+        twin = copy.copy(self)
+        twin._md_top = {symbol: list(top) for symbol, top in self._md_top.items()}
+        return twin
 
     # ---- building ------------------------------------------------------------------------------
     def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple = (),
