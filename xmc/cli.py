@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
+    c.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the scenario x seed runs as tasks on a Ray cluster at ADDRESS; without one, a local "
+                        "Ray started for the command (-j CPUs). Results are identical to local runs")
     c.add_argument("--save-baseline", default=None, metavar="FILE",
                    help="record this certification (per scenario and seed: run_hash, outcomes, fills, recovery "
                         "timings, wall figures) as the baseline FILE")
@@ -149,6 +153,27 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument("--out", default="out/regress", help="output directory (default out/regress)")
     rg.add_argument("--accept-changes", action="store_true",
                     help="accept changed behaviour and timings: write this run as the new baseline, saying what changed")
+    ex = sub.add_parser("explore", help="search the fault space on top of base scenarios; shrink each failure to a "
+                                        "minimal replayable scenario",
+                        description="Generate fault schedules over the whole grammar (swarm testing: each schedule "
+                                    "enables a random subset of fault kinds), keep those that reach new coverage and "
+                                    "mutate them further, check every safety invariant, liveness and the base's "
+                                    "schedule-independent expectations, and shrink each failure (by signature) to the "
+                                    "fewest faults, narrowest windows, lowest rates and shortest run that still fail. "
+                                    "Exit 0: nothing failed; 1: failures (written as scenarios under OUT/failures); "
+                                    "2: bad input.")
+    ex.add_argument("bases", nargs="+", metavar="BASE.toml", help="base scenario files (their faults are replaced)")
+    ex.add_argument("--out", default="out/explore", help="output directory (default out/explore)")
+    budget = ex.add_mutually_exclusive_group()
+    budget.add_argument("--time", default=None, metavar="T", help="search this long: 300, 90s, 10m, 1h (default 5m)")
+    budget.add_argument("--runs", type=int, default=None, metavar="N", help="search this many schedules")
+    ex.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (or Ray CPUs)")
+    ex.add_argument("--seed", type=int, default=1, help="the search's seed: same seed and --runs, same schedules")
+    ex.add_argument("--duration", type=float, default=None, metavar="S",
+                    help="cap each run's virtual duration (default: the base's)")
+    ex.add_argument("--shrink-budget", type=int, default=80, metavar="N", help="runs spent shrinking each failure")
+    ex.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="run on a Ray cluster at ADDRESS; without one, a local Ray started for the command")
     au = sub.add_parser("audit", help="query audit trails: a decision's stages and latencies, an order's life, an "
                                       "episode's orders and fills, decisions by time, instrument, venue, outcome",
                         description="Query the audit.parquet of one run (xmc run/live --out) or of a whole "
@@ -514,6 +539,69 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 7 * 86400:
+        raise UsageError(f"--time {text}: give a duration such as 300, 90s, 10m or 1h (more than 0, at most a week)")
+    return value
+
+
+def cmd_explore(args) -> int:
+    from simulator import explore
+
+    if args.runs is not None and args.runs < 1:
+        raise UsageError(f"--runs {args.runs}: give a whole number >= 1")
+    if args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
+    if args.duration is not None and not 1.0 <= args.duration <= 86400:
+        raise UsageError(f"--duration {args.duration}: give virtual seconds in [1, 86400]")
+    if args.shrink_budget < 0:
+        raise UsageError(f"--shrink-budget {args.shrink_budget}: give a whole number >= 0")
+    max_seconds = None if args.runs is not None else _seconds(args.time or "5m")
+    problems, bases = [], []
+    for path in _scenario_files(args.bases):
+        try:
+            bases.append(explore.load_base(path, args.duration))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("\n".join(problems))
+    out = writable_dir(args.out, "--out")
+    if args.ray is not None:
+        try:
+            mapper = explore.RayMapper(args.ray or None, args.jobs)
+        except RuntimeError as exc:
+            raise UsageError(f"--ray: {exc}") from None
+    else:
+        mapper = explore.ProcessMapper(args.jobs) if args.jobs > 1 else None
+    run = mapper or explore.serial_mapper()
+
+    def progress(state, elapsed: float) -> None:
+        print(f"[{elapsed:6.0f} s] {state.runs} runs, {len(state.seen)} reached, corpus {len(state.corpus)}, "
+              f"{len(state.failures)} failure signature(s)", file=sys.stderr, flush=True)
+
+    try:
+        started = time.monotonic()
+        state = explore.search(bases, run, args.seed, args.runs, max_seconds, progress)
+        by_path = {str(b.path): b for b in bases}
+        for n, failure in enumerate(state.failures.values(), 1):
+            base = by_path[failure.base]
+            explore.shrink(base, failure, run, args.shrink_budget)
+            explore.write_failure(base, failure, out / "failures", n)
+        data = explore.summary(state, bases, time.monotonic() - started)
+    finally:
+        if mapper is not None:
+            mapper.close()
+    explore.write_summary(data, out)
+    print(explore.table(data))
+    print(f"summary: {out}/explore.json")
+    return 1 if data["failures"] else 0
+
+
 def cmd_regress(args) -> int:
     from simulator import baseline as gate
 
@@ -557,7 +645,20 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     calibration = gate.calibrate() if base is not None or args.save_baseline else None
     jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f, seed in runs]
     reports: list[dict] = []
-    if args.jobs == 1:
+    if getattr(args, "ray", None) is not None:
+        from simulator.cluster import RayPool
+
+        try:
+            pool = RayPool(args.ray or None, args.jobs)
+        except RuntimeError as exc:
+            raise UsageError(f"--ray: {exc}") from None
+        try:
+            reports = pool.map(_run_one, jobs)
+        finally:
+            pool.close()
+        for i, report in enumerate(reports, 1):
+            _progress(i, len(jobs), report)
+    elif args.jobs == 1:
         for i, job in enumerate(jobs, 1):
             reports.append(_run_one(*job))
             _progress(i, len(jobs), reports[-1])
@@ -708,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance.COMMAND = ["xmc", *(sys.argv[1:] if argv is None else argv)]
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "regress": cmd_regress, "audit": cmd_audit, "venue": cmd_venue,
+        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "regress": cmd_regress, "audit": cmd_audit, "explore": cmd_explore, "venue": cmd_venue,
                 "live": cmd_live}[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)

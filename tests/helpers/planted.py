@@ -134,3 +134,95 @@ def slow_chase(delay_s: float = 0.08) -> Iterator[None]:
     with mock.patch.object(EngineCore, "recovery_order", recovery_order), \
             mock.patch.object(SimEngineShell, "send", send):
         yield
+
+
+@contextlib.contextmanager
+def far_leg_sized_one_lot_over() -> Iterator[None]:
+    """Sizing: leg B gets one lot more than the ratio gives (the lot ratio and residual break)."""
+    from engine import core as core_module
+
+    original = core_module.align
+
+    def align(lots_a, ratio, rule, a, b):
+        size = original(lots_a, ratio, rule, a, b)
+        return type(size)(size.lots_a, size.lots_b + 1, lots_a * a.lot_tonnes - (size.lots_b + 1) * b.lot_tonnes)
+
+    with mock.patch.object(core_module, "align", align):
+        yield
+
+
+@contextlib.contextmanager
+def fill_from_status_not_booked() -> Iterator[None]:
+    """Reconciliation: a fill learned from an order-status answer (after a restart, a takeover or a
+    disconnect) updates the order but never reaches the position."""
+    original = EngineCore._on_status
+
+    def on_status(self, order, r, now):
+        before = order.cum_qty
+        out = original(self, order, r, now)
+        missed = order.cum_qty - before
+        if missed > 1e-9:
+            self.positions[order.instrument] -= side_sign(order.side) * missed
+        return out
+
+    with mock.patch.object(EngineCore, "_on_status", on_status):
+        yield
+
+
+@contextlib.contextmanager
+def unwind_one_lot_too_many() -> Iterator[None]:
+    """Recovery: an unwind sells (buys) one lot more than the leg holds, flipping its position."""
+    original = EngineCore.recovery_order
+
+    def recovery_order(self, ep, leg, side, qty, price, now, purpose, check_slippage=True):
+        if purpose == "unwind":
+            qty += 1
+        return original(self, ep, leg, side, qty, price, now, purpose, check_slippage)
+
+    with mock.patch.object(EngineCore, "recovery_order", recovery_order):
+        yield
+
+
+@contextlib.contextmanager
+def status_answer_not_adopted() -> Iterator[None]:
+    """Reconciliation: an order-status answer that says the order is done (filled, canceled,
+    rejected) is not adopted: the engine keeps waiting for an order the venue has finished."""
+    original = EngineCore._on_status
+
+    def on_status(self, order, r, now):
+        was = order.state
+        out = original(self, order, r, now)
+        order.state = was
+        return out
+
+    with mock.patch.object(EngineCore, "_on_status", on_status):
+        yield
+
+
+@contextlib.contextmanager
+def position_limit_ignored() -> Iterator[None]:
+    """Risk: the worst-case position limit is never checked (order size, notional and band are)."""
+    import dataclasses
+
+    from engine import core as core_module
+
+    original = core_module.check_order
+
+    def check_order(limits, *rest):
+        return original(dataclasses.replace(limits, max_position_lots={}), *rest)
+
+    with mock.patch.object(core_module, "check_order", check_order):
+        yield
+
+
+@contextlib.contextmanager
+def takeover_skips_reconciliation() -> Iterator[None]:
+    """Reconciliation: a node that takes over trades at once, without asking the venues what the
+    dead node left working or filled."""
+    def on_takeover(self, ev, now):
+        self.epoch = ev.epoch
+        self.sessions.clear()
+        return []
+
+    with mock.patch.object(EngineCore, "_on_takeover", on_takeover):
+        yield

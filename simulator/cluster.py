@@ -1,0 +1,36 @@
+"""Runs on a Ray cluster (`--ray [ADDRESS]` of xmc certify and explore): the same functions the
+local process pool runs, as Ray tasks; without an address a local Ray is started for the command.
+Workers import xmc from this checkout (PYTHONPATH in the job's runtime environment)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL = "install Ray with: .venv/bin/pip install -e '.[ray]'"
+
+
+class RayPool:
+    def __init__(self, address: str | None, cpus: int | None = None):
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError(f"Ray is not installed; {INSTALL}") from exc
+        env = {"env_vars": {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}}
+        if address:
+            ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
+        else:
+            ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
+                     ignore_reinit_error=True)
+        self.ray = ray
+        self._remote: dict[Callable, object] = {}
+
+    def map(self, fn: Callable, calls: list[tuple]) -> list:
+        """fn(*args) for each args, as Ray tasks; results in the order of `calls`."""
+        remote = self._remote.setdefault(fn, self.ray.remote(fn))
+        return self.ray.get([remote.remote(*args) for args in calls])
+
+    def close(self) -> None:
+        self.ray.shutdown()

@@ -1,0 +1,458 @@
+"""Search the fault space (`xmc explore`): generate fault schedules over the whole grammar on top of
+base scenarios, run them in virtual time, keep the schedules that reach something new, and shrink
+every failure to a minimal standalone scenario with its one-line replay command.
+
+- Generation: a seeded generator (`fork(seed, "explore")`), so a search is reproducible from
+  `--seed`. Swarm testing: each fresh schedule first draws a random subset of the fault kinds the
+  base allows and then only faults of those kinds, so rare combinations are reached.
+- Feedback: the novelty signal is the set of coverage tags and anomaly kinds a run reached; a
+  schedule that reaches a new one joins the corpus, and half of later schedules are mutations of a
+  corpus member (add, drop or perturb one fault), as coverage-guided fuzzers do.
+- Oracles: every safety invariant (engine and wire level), liveness (every episode terminal after
+  the drain) and the base's expectations that hold under any schedule (fills = positions, leg lots,
+  residual). A failure's signature is the sorted set of what failed.
+- Shrinking: delta debugging over the faults (drop each), then each fault's window, rate, count and
+  delay, then the duration, keeping every step that still fails with the same signature.
+- Batches are a fixed size and their results are applied in order, so the same seed gives the same
+  schedules whether runs go to 1 process, N processes or a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulator import scenario as scenario_mod
+from simulator.faults import (
+    DESK_KINDS,
+    FAILOVER_KINDS,
+    LINK_KINDS,
+    MARKET_KINDS,
+    NODE_KINDS,
+    ON_ORDER_KINDS,
+    ORDER_KINDS,
+    VENUE_KINDS,
+)
+from simulator.rng import fork
+
+BATCH = 8  # schedules per batch: fixed, so results do not depend on the number of workers
+ORACLE_KEYS = ("all_terminal", "fills_match_positions", "invariants_hold", "leg_lots", "max_residual_t")
+NEEDS_DELAY = {"late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart", "crash_on_order",
+               "primary_pause", "standby_crash", "replication_delay", "crash_mid_batch"}
+NEEDS_UNTIL = {"disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay"}
+RATES = (0.05, 0.1, 0.25, 0.5, 1.0)
+COUNTS = (1, 1, 2, 3, 0)
+
+
+@dataclass
+class Base:
+    path: Path
+    name: str
+    doc: dict  # the merged document (read_document)
+    duration: float
+    venues: tuple[str, ...]
+    trading: tuple[str, ...]  # venues of the two legs
+    kinds: tuple[str, ...]  # fault kinds this base allows
+
+
+def load_base(path: str | Path, duration: float | None = None) -> Base:
+    """A base scenario, validated (a ConfigError names the file and the fix)."""
+    path = Path(path)
+    sc = scenario_mod.load(path)
+    doc, _ = scenario_mod.read_document(path)
+    trading = tuple(sorted({sc.engine.instruments[n].venue for n in (sc.engine.strategy.leg_a, sc.engine.strategy.leg_b)}))
+    kinds = ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + MARKET_KINDS
+    if sc.failover is not None:
+        kinds += FAILOVER_KINDS
+    return Base(path, sc.name, doc, min(duration, sc.duration) if duration else sc.duration, tuple(sorted(sc.venues)),
+                trading, tuple(kinds))
+
+
+# ---- generation ---------------------------------------------------------------------------------
+def fault(rng, base: Base, kind: str) -> dict:
+    """One fault of `kind` with every key drawn inside its valid domain."""
+    d = base.duration
+    after = round(rng.uniform(0.0, d * 0.85), 3)
+    # its own random stream, named once: shrinking may drop the faults before it without changing its draws
+    f: dict = {"kind": kind, "after_s": after, "stream": f"x{rng.randrange(10 ** 9)}"}
+    if kind in ORDER_KINDS or kind in LINK_KINDS or kind in VENUE_KINDS:
+        f["venue"] = rng.choice(base.trading if kind in ORDER_KINDS or rng.random() < 0.8 else base.venues)
+    if kind in NEEDS_UNTIL or rng.random() < 0.6:
+        f["until_s"] = round(after + rng.uniform(0.5, max(d * 0.4, 1.0)), 3)
+    if kind in ORDER_KINDS or kind in LINK_KINDS:
+        f["rate"] = rng.choice(RATES)
+        f["count"] = rng.choice(COUNTS)
+        f["orders"] = rng.choice(("any", "any", "entry", "recovery", "chase", "unwind"))
+    if kind in NEEDS_DELAY:
+        f["delay_ms"] = float(rng.choice((5, 20, 80, 200, 500, 1500)))
+    if kind == "reject":
+        f["reason"] = rng.choice((0, 1, 3, 6, 11, 99))
+    elif kind == "partial_fill":
+        f["fill_ratio"] = rng.choice((0.2, 0.5, 0.8))
+        f["rest"] = rng.choice(("cancel", "work"))
+        f["reports"] = rng.choice((1, 2, 3))
+    elif kind == "latency_spike":
+        f["direction"] = rng.choice(("up", "down", "both"))
+    if kind in ("disconnect", "disconnect_on_order", "crash_restart", "crash_on_order"):
+        f["cancel_on_disconnect"] = rng.random() < 0.5  # False: working orders may fill while the session is down
+    if kind == "price_limit_lock":
+        if rng.random() < 0.3:
+            f.update(on_order=True, side="against", delay_ms=float(rng.choice((200, 1000, 3000))))
+            f["venue"] = rng.choice(base.trading)
+        else:
+            f["side"] = rng.choice(("buy", "sell"))
+    elif kind == "price_jump":
+        f["target"] = rng.choice(("world", "world", "fx"))
+        f["jump_bp"] = float(rng.choice((-1, 1)) * rng.choice((15, 40, 100, 250)))
+        if rng.random() < 0.3:
+            f["rate_per_s"] = rng.choice((0.05, 0.2))
+            f.setdefault("until_s", round(after + rng.uniform(5.0, max(d * 0.3, 6.0)), 3))
+    elif kind in ("crash_restart", "crash_on_order"):
+        f["torn_write"] = rng.random() < 0.3
+        if kind == "crash_on_order":
+            f["venue"] = rng.choice(base.trading)
+            f["count"] = 1
+            f["orders"] = rng.choice(("any", "entry", "chase", "unwind"))
+    elif kind == "crash_mid_batch":
+        f["point"] = rng.choice(("between_legs", "before_audit"))
+        f["count"] = 1
+    elif kind in ("primary_crash", "primary_pause") and rng.random() < 0.5:
+        f.update(on_order=True, venue=rng.choice(base.trading), orders=rng.choice(("any", "entry", "chase")))
+    if kind in ON_ORDER_KINDS and kind != "price_limit_lock" and not f.get("on_order"):
+        f.pop("venue", None)
+    if kind in MARKET_KINDS or kind == "crash_mid_batch" or (kind in FAILOVER_KINDS and not f.get("on_order")):
+        f.pop("venue", None)
+    if kind in ("primary_crash", "standby_crash", "primary_pause", "crash_restart", "kill_switch"):
+        f.pop("until_s", None)
+    return f
+
+
+def swarm(rng, base: Base) -> list[dict]:
+    """A fresh schedule: a random subset of the kinds (at least one), then 1-5 faults of those kinds."""
+    enabled = [k for k in base.kinds if rng.random() < 0.35] or [rng.choice(base.kinds)]
+    once = {"primary_crash", "crash_restart", "crash_on_order", "crash_mid_batch", "kill_switch"}
+    out: list[dict] = []
+    for _ in range(rng.randint(1, 5)):
+        kind = rng.choice(enabled)
+        if kind in once and any(f["kind"] == kind for f in out):
+            continue
+        out.append(fault(rng, base, kind))
+    return out
+
+
+def mutate(rng, base: Base, faults: list[dict]) -> list[dict]:
+    """A corpus schedule changed a little: one fault added, dropped or redrawn, or a window moved."""
+    out = copy.deepcopy(faults)
+    op = rng.choice(("add", "drop", "redraw", "move")) if out else "add"
+    if op == "add" and len(out) < 6:
+        out.append(fault(rng, base, rng.choice(base.kinds)))
+    elif op == "drop" and len(out) > 1:
+        out.pop(rng.randrange(len(out)))
+    elif op == "redraw":
+        i = rng.randrange(len(out))
+        out[i] = fault(rng, base, out[i]["kind"])
+    else:
+        f = rng.choice(out)
+        shift = rng.uniform(-0.2, 0.2) * base.duration
+        f["after_s"] = round(min(max(f["after_s"] + shift, 0.0), base.duration * 0.9), 3)
+        if "until_s" in f:
+            f["until_s"] = round(max(f["until_s"] + shift, f["after_s"] + 0.5), 3)
+    return out
+
+
+def document(base: Base, faults: list[dict], name: str, duration: float | None = None) -> dict:
+    """The base's document with this schedule: its faults replaced, only the oracles as expectations."""
+    doc = copy.deepcopy(base.doc)
+    doc.pop("extends", None)
+    doc["scenario"] = {**doc.get("scenario", {}), "name": name,
+                       "description": f"explore schedule on {base.name}: {len(faults)} fault(s)",
+                       "duration_s": duration or base.duration}
+    expect = {k: v for k, v in doc.get("expect", {}).items() if k in ORACLE_KEYS}
+    doc["expect"] = {**expect, "all_terminal": True, "invariants_hold": True, "fills_match_positions": True,
+                     "faults_reach_paths": False}
+    doc["faults"] = [dict(f) for f in faults]
+    if not doc["faults"]:
+        doc.pop("faults")
+    return doc
+
+
+# ---- one run (a process, a Ray task, or in-process) -------------------------------------------------
+def run_job(job: dict) -> dict:
+    """Run one schedule: {"doc": document, "seed": n} -> what explore needs of the report."""
+    from simulator import runner
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="xmc-explore-") as d:
+        path = Path(d) / "schedule.toml"
+        path.write_text(scenario_mod.to_toml(job["doc"]))
+        try:
+            sc = scenario_mod.load(path)
+        except scenario_mod.ConfigError as exc:
+            return {"invalid": str(exc), "signature": [], "coverage": [], "wall_s": 0.0}
+        report = runner.run(sc, job["seed"]).report
+    failed = [f"invariant {k}" for k, v in sorted(report["invariants"].items()) if v["status"] == "fail"]
+    failed += [f"expect {x['key']}" for x in report["expectations"]
+               if x["verdict"] != "pass" and x["key"].split(".")[0] in ORACLE_KEYS and x["key"] != "invariants_hold"]
+    anomalies = sorted({a.split(":", 1)[0] for a in report["anomalies"]["first"]})
+    first = {k: v.get("first", {}) for k, v in report["invariants"].items() if v["status"] == "fail"}
+    return {"signature": sorted(set(failed)), "coverage": sorted(report["coverage"]), "anomalies": anomalies,
+            "hits": [w.get("hits", 0) for w in report.get("fault_windows", [])], "run_hash": report["run_hash"],
+            "first": {k: {"t": v.get("t"), "detail": str(v.get("detail", ""))[:300]} for k, v in first.items()},
+            "wall_s": round(time.perf_counter() - started, 3)}
+
+
+# ---- executors --------------------------------------------------------------------------------------
+Mapper = Callable[[list[dict]], list[dict]]
+
+
+def serial_mapper() -> Mapper:
+    return lambda jobs: [run_job(j) for j in jobs]
+
+
+class ProcessMapper:
+    """Runs jobs on local processes (spawn: no fork of a process with threads)."""
+
+    def __init__(self, workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def __call__(self, jobs: list[dict]) -> list[dict]:
+        return list(self.pool.map(run_job, jobs))
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class RayMapper:
+    """Runs jobs as Ray tasks: on the cluster at `address`, or a local Ray started for the command."""
+
+    def __init__(self, address: str | None, workers: int | None = None):
+        from simulator.cluster import RayPool
+
+        self.pool = RayPool(address, workers)
+
+    def __call__(self, jobs: list[dict]) -> list[dict]:
+        return self.pool.map(run_job, [(j,) for j in jobs])
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+# ---- search -----------------------------------------------------------------------------------------
+@dataclass
+class Failure:
+    signature: list[str]
+    base: str
+    faults: list[dict]
+    seed: int
+    found_at_run: int
+    found_after_s: float
+    result: dict
+    shrunk: list[dict] | None = None
+    shrunk_duration: float | None = None
+    shrink_runs: int = 0
+    file: str = ""
+    replay: str = ""
+
+
+@dataclass
+class Search:
+    runs: int = 0
+    invalid: int = 0
+    corpus: list[tuple[int, list[dict]]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    coverage_over_time: list[dict] = field(default_factory=list)
+    failures: dict[str, Failure] = field(default_factory=dict)
+    repeats: dict[str, int] = field(default_factory=dict)
+    run_hashes: list[str] = field(default_factory=list)  # per run, in order: same seed, same hashes anywhere
+
+
+def _novelty(result: dict) -> set[str]:
+    return set(result["coverage"]) | {f"anomaly:{a}" for a in result.get("anomalies", [])}
+
+
+def search(bases: list[Base], mapper: Mapper, seed: int, max_runs: int | None = None,
+           max_seconds: float | None = None, on_batch: Callable[[Search, float], None] | None = None) -> Search:
+    """Run batches of schedules until `max_runs` or `max_seconds`; failures keep their first schedule."""
+    rng = fork(seed, "explore")
+    state = Search()
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        if (max_runs is not None and state.runs >= max_runs) or (max_seconds is not None and elapsed >= max_seconds):
+            break
+        size = BATCH if max_runs is None else min(BATCH, max_runs - state.runs)
+        jobs, plans = [], []
+        for i in range(size):
+            if state.corpus and rng.random() < 0.5:
+                b, parent = rng.choice(state.corpus)
+                faults = mutate(rng, bases[b], parent)
+            else:
+                b = rng.randrange(len(bases))
+                faults = swarm(rng, bases[b])
+            run_seed = rng.randrange(1, 2 ** 31)
+            plans.append((b, faults, run_seed))
+            jobs.append({"doc": document(bases[b], faults, f"explore_{state.runs + i + 1}"), "seed": run_seed})
+        for (b, faults, run_seed), result in zip(plans, mapper(jobs)):
+            state.runs += 1
+            state.run_hashes.append(result.get("run_hash", "invalid"))
+            if "invalid" in result:
+                state.invalid += 1
+                continue
+            new = _novelty(result) - state.seen
+            if new:
+                state.seen |= new
+                state.corpus.append((b, faults))
+            if result["signature"]:
+                key = " + ".join(result["signature"])
+                state.repeats[key] = state.repeats.get(key, 0) + 1
+                if key not in state.failures:
+                    state.failures[key] = Failure(result["signature"], str(bases[b].path), faults, run_seed, state.runs,
+                                                  round(time.monotonic() - started, 3), result)
+        state.coverage_over_time.append({"runs": state.runs, "seconds": round(time.monotonic() - started, 2),
+                                         "reached": len(state.seen), "corpus": len(state.corpus)})
+        if on_batch is not None:
+            on_batch(state, time.monotonic() - started)
+    return state
+
+
+# ---- shrinking ----------------------------------------------------------------------------------------
+def _simpler(f: dict, base: Base) -> list[dict]:
+    """Candidate simplifications of one fault: narrower window, lower rate, fewer hits, less delay."""
+    out = []
+    if "until_s" in f and f["until_s"] - f["after_s"] > 1.0:
+        out.append({**f, "until_s": round(f["after_s"] + (f["until_s"] - f["after_s"]) / 2, 3)})
+    if f.get("rate", 0.0) > 0.05:
+        out.append({**f, "rate": max(round(f["rate"] / 2, 3), 0.05)})
+    if f.get("count", 1) != 1 and f["kind"] in ORDER_KINDS + LINK_KINDS:
+        out.append({**f, "count": 1})
+    if f.get("delay_ms", 0) > 10:
+        out.append({**f, "delay_ms": round(f["delay_ms"] / 2, 1)})
+    if f.get("torn_write"):
+        out.append({**f, "torn_write": False})
+    return out
+
+
+def shrink(base: Base, failure: Failure, mapper: Mapper, budget: int = 80) -> None:
+    """Shrink `failure` in place: fewest faults, narrowest windows, lowest rates, shortest duration
+    that still fail with the same signature (each candidate is one run at the failure's seed)."""
+    target = failure.signature
+    faults = copy.deepcopy(failure.faults)
+    duration = base.duration
+    runs = 0
+
+    def fails(candidates: list[tuple[list[dict], float]]) -> int | None:
+        nonlocal runs
+        if runs >= budget or not candidates:
+            return None
+        candidates = candidates[: budget - runs]
+        results = mapper([{"doc": document(base, c, f"shrink_{runs + i}", d), "seed": failure.seed}
+                          for i, (c, d) in enumerate(candidates)])
+        runs += len(candidates)
+        for i, r in enumerate(results):
+            if r.get("signature") == target:
+                return i
+        return None
+
+    progress = True
+    while progress and runs < budget:
+        progress = False
+        # 1. fewer faults: drop one (every choice tried in one batch; the first that still fails wins)
+        if faults:  # down to none: a defect that needs no fault at all shrinks to the bare base
+            drops = [([f for j, f in enumerate(faults) if j != i], duration) for i in range(len(faults))]
+            hit = fails(drops)
+            if hit is not None:
+                faults = drops[hit][0]
+                progress = True
+                continue
+        # 2. each fault simpler
+        cands = []
+        for i, f in enumerate(faults):
+            for g in _simpler(f, base):
+                cands.append(([*faults[:i], g, *faults[i + 1:]], duration))
+        hit = fails(cands)
+        if hit is not None:
+            faults = cands[hit][0]
+            progress = True
+            continue
+        # 3. shorter: end the run soon after the last fault's window (or halfway)
+        last = max((min(f.get("until_s", f["after_s"] + 5.0), f["after_s"] + 60.0) for f in faults), default=0.0)
+        shorter = sorted({round(max(last + 10.0, 10.0), 3), round(duration / 2, 3)})
+        tries = [(faults, d) for d in shorter if 5.0 <= d < duration and d > max((f["after_s"] for f in faults), default=0.0)]
+        hit = fails(tries)
+        if hit is not None:
+            duration = tries[hit][1]
+            progress = True
+    failure.shrunk, failure.shrunk_duration, failure.shrink_runs = faults, duration, runs
+
+
+def write_failure(base: Base, failure: Failure, out: Path, n: int) -> None:
+    """The shrunk schedule as a standalone scenario extending its base, with the replay command."""
+    out.mkdir(parents=True, exist_ok=True)
+    slug = "_".join(s.replace("invariant ", "inv").replace("expect ", "").replace(".", "-") for s in failure.signature)
+    name = f"explore_{n:02d}_{slug}"[:80]
+    path = out / f"{name}.toml"
+    faults = failure.shrunk if failure.shrunk is not None else failure.faults
+    doc = document(base, faults, name, failure.shrunk_duration or base.duration)
+    body = {"extends": os.path.relpath(base.path.resolve(), out.resolve()),
+            "scenario": {**doc["scenario"], "seed": failure.seed,
+                         "description": f"found by xmc explore on {base.name}: fails {', '.join(failure.signature)}"},
+            "expect": doc["expect"]}
+    if "faults" in doc:
+        body["faults"] = doc["faults"]
+    text = (f"# Found by xmc explore (run {failure.found_at_run}, {failure.found_after_s:.0f} s into the search) and shrunk "
+            f"from {len(failure.faults)} to {len(faults)} fault(s) in {failure.shrink_runs} runs.\n"
+            f"# It fails: {', '.join(failure.signature)}\n" + scenario_mod.to_toml(body).lstrip("\n"))
+    text = text.replace("until_s = inf\n", "")
+    path.write_text(text)
+    failure.file = str(path)
+    failure.replay = f"xmc run {path} --seed {failure.seed}"
+
+
+def summary(state: Search, bases: list[Base], seconds: float) -> dict:
+    return {
+        "runs": state.runs, "invalid": state.invalid, "seconds": round(seconds, 2),
+        "runs_per_minute": round(state.runs / seconds * 60, 1) if seconds else None,
+        "bases": [str(b.path) for b in bases], "reached": sorted(state.seen), "corpus": len(state.corpus),
+        "coverage_over_time": state.coverage_over_time,
+        "failures": [{"signature": f.signature, "base": f.base, "found_at_run": f.found_at_run,
+                      "found_after_s": f.found_after_s, "runs_with_it": state.repeats[" + ".join(f.signature)],
+                      "faults_found": len(f.faults), "faults_shrunk": None if f.shrunk is None else len(f.shrunk),
+                      "shrink_runs": f.shrink_runs, "file": f.file, "replay": f.replay,
+                      "first_violation": f.result.get("first", {})}
+                     for f in state.failures.values()],
+    }
+
+
+def write_summary(data: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "explore.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def table(data: dict) -> str:
+    lines = [f"{data['runs']} runs in {data['seconds']:.0f} s ({data['runs_per_minute']} per minute), "
+             f"{len(data['reached'])} coverage tags and anomaly kinds reached, corpus {data['corpus']}, "
+             f"{data['invalid']} invalid schedules"]
+    if not data["failures"]:
+        lines.append("no violation found")
+        return "\n".join(lines)
+    head = f"{'signature':<44} {'runs':>5} {'found at':>8} {'faults':>10}  replay"
+    lines += [head, "-" * len(head)]
+    for f in data["failures"]:
+        shrunk = f"{f['faults_found']}->{f['faults_shrunk']}" if f["faults_shrunk"] is not None else str(f["faults_found"])
+        lines.append(f"{' + '.join(f['signature'])[:44]:<44} {f['runs_with_it']:>5} {f['found_at_run']:>8} {shrunk:>10}  "
+                     f"{f['replay']}")
+    return "\n".join(lines)
+
+
+__all__ = ["BATCH", "Base", "Failure", "ProcessMapper", "RayMapper", "Search", "document", "fault", "load_base",
+           "mutate", "run_job", "search", "serial_mapper", "shrink", "summary", "swarm", "table",
+           "write_failure", "write_summary"]

@@ -1,0 +1,153 @@
+"""`xmc explore`: every generated schedule is a valid scenario over the whole grammar, the same seed
+gives the same search on any number of workers, failures are shrunk to a replayable scenario, the
+planted defects are each found and shrunk within a stated budget, and bad arguments are exit 2."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import explore, runner, scenario
+from simulator.faults import KINDS
+from tests.conftest import ROOT
+from tests.helpers import planted
+from xmc.cli import main
+
+SPREAD = ROOT / "scenarios" / "cu_hg_spread.toml"
+FAILOVER = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
+
+
+@pytest.fixture(scope="module")
+def bases():
+    return [explore.load_base(SPREAD, 60), explore.load_base(FAILOVER, 60)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 32), steps=st.integers(0, 3))
+def test_every_generated_schedule_is_a_valid_scenario(bases, tmp_path_factory, seed, steps):
+    rng = random.Random(seed)
+    base = bases[seed % 2]
+    faults = explore.swarm(rng, base)
+    for _ in range(steps):
+        faults = explore.mutate(rng, base, faults)
+    path = tmp_path_factory.mktemp("gen") / "s.toml"
+    path.write_text(scenario.to_toml(explore.document(base, faults, "generated")))
+    sc = scenario.load(path)  # a ConfigError here is a generator bug
+    assert len(sc.faults) == len(faults) and all(f.kind in base.kinds for f in sc.faults)
+    assert sc.duration <= 60.0 and all(f.after < sc.duration for f in sc.faults)  # bounded: every run ends
+
+
+def test_the_generator_reaches_the_whole_grammar(bases):
+    rng = random.Random(7)
+    seen = {f["kind"] for _ in range(400) for f in explore.swarm(rng, bases[1])}
+    assert seen == set(KINDS)
+
+
+def test_the_same_seed_gives_the_same_search_on_any_number_of_workers(bases):
+    one = explore.search(bases, explore.serial_mapper(), seed=5, max_runs=12)
+    pool = explore.ProcessMapper(2)
+    try:
+        two = explore.search(bases, pool, seed=5, max_runs=12)
+    finally:
+        pool.close()
+    assert one.corpus == two.corpus and one.seen == two.seen and one.runs == two.runs == 12
+    assert [c["reached"] for c in one.coverage_over_time] == [c["reached"] for c in two.coverage_over_time]
+    assert [c["reached"] for c in one.coverage_over_time] == sorted(c["reached"] for c in one.coverage_over_time)
+
+
+# defect (the concern it plants in) -> (bases, runs within which explore must find it); 120 s runs
+FIND_BUDGET = {
+    "far_leg_sized_one_lot_over": ([SPREAD], 8),  # sizing
+    "unwind_one_lot_too_many": ([SPREAD], 128),  # recovery
+    "takeover_skips_reconciliation": ([FAILOVER], 128),  # reconciliation
+    "position_limit_ignored": ([ROOT / "scenarios" / "f41_risk_limits_at_their_edges.toml"], 16),  # risk
+    "resend_fenced_orders": ([ROOT / "scenarios" / "f34_failover_fenced_resend.toml"], 64),  # fencing
+}
+
+
+@pytest.mark.parametrize("defect", sorted(FIND_BUDGET))
+def test_explore_finds_and_shrinks_a_planted_defect(defect, tmp_path):
+    paths, budget = FIND_BUDGET[defect]
+    bases = [explore.load_base(p, 120) for p in paths]
+    with getattr(planted, defect)():
+        state = explore.search(bases, explore.serial_mapper(), seed=1, max_runs=budget)
+        assert state.failures, f"{defect}: not found in {budget} runs"
+        failure = min(state.failures.values(), key=lambda f: f.found_at_run)
+        base = next(b for b in bases if str(b.path) == failure.base)
+        explore.shrink(base, failure, explore.serial_mapper(), budget=60)
+        explore.write_failure(base, failure, tmp_path, 1)
+        assert len(failure.shrunk) <= 3, failure.shrunk
+        replayed = runner.run(scenario.load(failure.file), failure.seed).report
+        assert replayed["verdict"] == "fail"
+    clean = runner.run(scenario.load(failure.file), failure.seed).report  # the defect, not the schedule, fails
+    assert clean["verdict"] == "pass", [x for x in clean["expectations"] if x["verdict"] != "pass"]
+    print(f"{defect}: found at run {failure.found_at_run} ({failure.found_after_s:.1f} s), "
+          f"shrunk {len(failure.faults)} -> {len(failure.shrunk)} faults in {failure.shrink_runs} runs")
+
+
+def test_explore_command_writes_its_summary(tmp_path, capsys):
+    assert main(["explore", str(SPREAD), "--runs", "8", "-j", "1", "--duration", "60", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "explore.json").read_text())
+    assert data["runs"] == 8 and data["coverage_over_time"][-1]["reached"] == len(data["reached"]) > 0
+    assert "no violation found" in capsys.readouterr().out
+
+
+def test_a_failure_is_exit_1_with_a_replayable_scenario(tmp_path, capsys):
+    with planted.far_leg_sized_one_lot_over():
+        assert main(["explore", str(SPREAD), "--runs", "8", "-j", "1", "--duration", "60", "--out", str(tmp_path),
+                     "--shrink-budget", "20"]) == 1
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "explore.json").read_text())
+    failure = data["failures"][0]
+    assert "invariant W3" in failure["signature"] and failure["replay"] in out
+    assert failure["faults_shrunk"] <= 3 and (tmp_path / "failures").is_dir()
+    with planted.far_leg_sized_one_lot_over():
+        assert main(failure["replay"].split()[1:]) == 1
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--runs", "0"], "--runs 0"), (["--time", "0"], "--time 0"), (["--time", "soon"], "--time soon"),
+    (["-j", "0"], "-j 0"), (["--duration", "0.1"], "--duration"),
+])
+def test_bad_explore_arguments_are_exit_2(tmp_path, capsys, argv, says):
+    assert main(["explore", str(SPREAD), "--out", str(tmp_path), *argv]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_bad_base_is_exit_2(tmp_path, capsys):
+    assert main(["explore", str(tmp_path / "absent.toml"), "--runs", "1"]) == 2
+    assert "absent.toml" in capsys.readouterr().err
+
+
+def _need_ray():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        import os
+
+        how = "scripts/bootstrap installs it (.venv/bin/pip install -e '.[ray]')"
+        if os.environ.get("CI"):
+            pytest.fail(f"Ray is missing in CI: {how}")
+        pytest.skip(f"Ray not installed: {how}")
+
+
+def test_on_a_local_ray_cluster_of_two_workers_explore_and_certify_give_the_local_results(bases, tmp_path):
+    _need_ray()
+    mapper = explore.RayMapper(None, 2)
+    try:
+        on_ray = explore.search(bases, mapper, seed=5, max_runs=8)
+        assert mapper.pool.ray.cluster_resources().get("CPU") == 2
+    finally:
+        mapper.close()
+    local = explore.search(bases, explore.serial_mapper(), seed=5, max_runs=8)
+    assert on_ray.run_hashes == local.run_hashes and on_ray.corpus == local.corpus
+    scenarios = [str(ROOT / "scenarios" / "f01_reject_far_leg_retry.toml")]
+    assert main(["certify", *scenarios, "--seeds", "2", "-j", "2", "--ray", "--out", str(tmp_path / "ray")]) == 0
+    assert main(["certify", *scenarios, "--seeds", "2", "-j", "1", "--out", str(tmp_path / "local")]) == 0
+    hashes = [[r["run_hash"] for r in json.loads((tmp_path / d / "report.json").read_text())["runs"]]
+              for d in ("ray", "local")]
+    assert hashes[0] == hashes[1]
