@@ -159,3 +159,19 @@ def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path, capsys
     props = {p.name: p.value for group in passing.iterchildren(junitparser.Properties)
              for p in group.iterchildren(junitparser.Property)}
     assert len(props["run_hash"]) == 64 and "signal_to_acks_ms_p99" in props and float(passing.time) > 0
+
+
+def test_progress_names_the_running_scenarios_and_an_eta_on_a_terminal():
+    from xmc.cli import _Progress
+
+    jobs = [(f"scenarios/s{i}.toml", seed, None) for i in range(3) for seed in (1, 2)]
+    bar = _Progress(jobs, workers=2, tty=True)
+    bar.done = 2
+    bar.started -= 10.0  # two runs took 10 s: four left, about 20 s
+    text = bar.line()
+    assert text.startswith("\r[") and "2/6 runs" in text and "ETA 0m2" in text
+    assert "running: s1 s1, s1 s2" in text
+    log = _Progress(jobs, workers=2, tty=False)
+    log.done = 6
+    line = log.line({"scenario": "s2", "seed": 2, "verdict": "pass", "wall": {"run_s": 0.8}})
+    assert line.startswith("[6/6] s2 seed 2: pass (0.8 s)") and line.endswith("6/6 runs done")

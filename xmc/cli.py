@@ -10,6 +10,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -645,6 +646,7 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     calibration = gate.calibrate() if base is not None or args.save_baseline else None
     jobs = [(str(f), seed, str(out / "runs" / f"{f.stem}-s{seed}")) for f, seed in runs]
     reports: list[dict] = []
+    progress = _Progress(jobs, 1 if args.jobs == 1 else min(args.jobs, len(jobs)))
     if getattr(args, "ray", None) is not None:
         from simulator.cluster import RayPool
 
@@ -656,20 +658,20 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
             reports = pool.map(_run_one, jobs)
         finally:
             pool.close()
-        for i, report in enumerate(reports, 1):
-            _progress(i, len(jobs), report)
+        for report in reports:
+            progress.tick(report)
     elif args.jobs == 1:
-        for i, job in enumerate(jobs, 1):
+        for job in jobs:
             reports.append(_run_one(*job))
-            _progress(i, len(jobs), reports[-1])
+            progress.tick(reports[-1])
     else:
         # spawn, not fork: forking a process that has threads (quickfix, test runners) can deadlock
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_run_one, *job) for job in jobs]
-            for i, fut in enumerate(futures, 1):
+            for fut in futures:
                 reports.append(fut.result())
-                _progress(i, len(jobs), reports[-1])
+                progress.tick(reports[-1])
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in reports if r["verdict"] != "pass"]
@@ -735,17 +737,38 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     return 0
 
 
-def _progress(done: int, total: int, report: dict | None = None) -> None:
-    if not sys.stderr.isatty():  # CI logs: one line per finished run
-        if report is not None:
-            print(f"[{done}/{total}] {report['scenario']} seed {report['seed']}: {report['verdict']} "
-                  f"({report.get('wall', {}).get('run_s', 0.0):.1f} s)", file=sys.stderr, flush=True)
-        if done == total:
-            print(f"{done}/{total} runs done", end="", file=sys.stderr)
-        return
-    width = 30
-    filled = width * done // total
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs", end="", file=sys.stderr, flush=True)
+class _Progress:
+    """Progress of a certification: on a terminal one bar that names the runs in flight and an ETA;
+    otherwise (CI logs) one line per finished run with its verdict and wall time."""
+
+    def __init__(self, jobs: list[tuple], workers: int, tty: bool | None = None):
+        self.names = [f"{Path(job[0]).stem} s{job[1]}" for job in jobs]
+        self.workers = max(1, workers)
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.started = time.monotonic()
+        self.done = 0
+
+    def line(self, report: dict | None = None) -> str:
+        total = len(self.names)
+        if not self.tty:
+            text = ""
+            if report is not None:
+                text = (f"[{self.done}/{total}] {report['scenario']} seed {report['seed']}: {report['verdict']} "
+                        f"({report.get('wall', {}).get('run_s', 0.0):.1f} s)")
+            return text + (f"\n{self.done}/{total} runs done" if self.done == total else "")
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (total - self.done) if self.done else None
+        running = self.names[self.done:self.done + self.workers]
+        filled = 30 * self.done // total
+        width = shutil.get_terminal_size((120, 20)).columns
+        text = (f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{total} runs"
+                + (f", ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if eta is not None and self.done < total else "")
+                + (f"; running: {', '.join(running)}" if running else ""))
+        return "\r" + text[:width - 1].ljust(width - 1)
+
+    def tick(self, report: dict | None = None) -> None:
+        self.done += 1
+        print(self.line(report), end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
 
 def _fmt(v) -> str:
