@@ -1,11 +1,14 @@
 """Killed and surviving mutants per module of the last mutation run (scripts/mutate): a table on
-stdout and mutants/summary.json. Reads `mutmut results --all true` (mutmut 3)."""
+stdout and mutants/summary.json. Reads `mutmut results --all true` (mutmut 3). A survivor whose
+mutated line matches an entry of mutation/explained.toml (function and a piece of the original line)
+is counted as explained, with the entry's reason; the others are listed as unexplained."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -29,6 +32,26 @@ def group_of(function: str) -> str:
     return module
 
 
+def explanations() -> list[dict]:
+    path = Path(__file__).with_name("explained.toml")
+    return tomllib.loads(path.read_text())["survivor"] if path.exists() else []
+
+
+def mutated_line(mutmut: Path, name: str) -> str:
+    """The original line a mutant changed (the first '-' line of `mutmut show`)."""
+    out = subprocess.run([str(mutmut), "show", name], capture_output=True, text=True, check=False).stdout
+    return next((line[1:].strip() for line in out.splitlines() if line.startswith("-") and not line.startswith("---")),
+                "")
+
+
+def explain(name: str, line: str, rules: list[dict]) -> str | None:
+    function = name.split("__mutmut_")[0].rsplit("ǁ", 1)[-1].rsplit(".", 1)[-1].removeprefix("x_")
+    for rule in rules:
+        if rule["function"] == function and rule["line_contains"] in line:
+            return rule["why"]
+    return None
+
+
 def main() -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
     out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=False)
@@ -45,8 +68,20 @@ def main() -> int:
     if not per_module:
         print("no mutation results: run scripts/mutate first", file=sys.stderr)
         return 2
-    print(f"{'module':<30} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'killed %':>9}")
-    print("(other: not run in this selection, no test reaches it, or timed out)")
+    rules = explanations()
+    explained: dict[str, dict[str, str]] = defaultdict(dict)
+    unexplained: dict[str, list[str]] = defaultdict(list)
+    for module, names in survivors.items():
+        for name in names:
+            line = mutated_line(mutmut, name)
+            why = explain(name, line, rules)
+            if why is None:
+                unexplained[module].append(f"{name}: {line}")
+            else:
+                explained[module][name] = why
+    print(f"{'module':<30} {'mutants':>8} {'killed':>7} {'survived':>9} {'explained':>9} {'other':>6} "
+          f"{'killed %':>9} {'k+expl %':>9}")
+    print("(other: not run in this selection, no test reaches it, or timed out; explained: mutation/explained.toml)")
     summary = {}
     for module, counts in sorted(per_module.items()):
         total = sum(counts.values())
@@ -54,10 +89,14 @@ def main() -> int:
         other = total - killed - counts["survived"]
         tested = killed + counts["survived"]
         pct = 100.0 * killed / tested if tested else None
+        both = 100.0 * (killed + len(explained[module])) / tested if tested else None
         shown = f"{pct:>8.1f}%" if pct is not None else "  not run"
-        print(f"{module:<30} {total:>8} {killed:>7} {counts['survived']:>9} {other:>6} {shown}")
+        shown_both = f"{both:>8.1f}%" if both is not None else "  not run"
+        print(f"{module:<30} {total:>8} {killed:>7} {counts['survived']:>9} {len(explained[module]):>9} {other:>6} "
+              f"{shown} {shown_both}")
         summary[module] = {"counts": dict(counts), "killed_pct": None if pct is None else round(pct, 1),
-                           "survivors": survivors[module]}
+                           "killed_or_explained_pct": None if both is None else round(both, 1),
+                           "explained": explained[module], "unexplained": unexplained[module]}
     Path("mutants").mkdir(exist_ok=True)
     Path("mutants/summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return 0
