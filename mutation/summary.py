@@ -37,17 +37,19 @@ def explanations() -> list[dict]:
     return tomllib.loads(path.read_text())["survivor"] if path.exists() else []
 
 
-def mutated_line(mutmut: Path, name: str) -> str:
-    """The original line a mutant changed (the first '-' line of `mutmut show`)."""
+def mutated_line(mutmut: Path, name: str) -> tuple[str, str]:
+    """The original line a mutant changed and what it became (the first '-' and '+' lines of `mutmut show`)."""
     out = subprocess.run([str(mutmut), "show", name], capture_output=True, text=True, check=False).stdout
-    return next((line[1:].strip() for line in out.splitlines() if line.startswith("-") and not line.startswith("---")),
-                "")
+    lines = out.splitlines()
+    old = next((ln[1:].strip() for ln in lines if ln.startswith("-") and not ln.startswith("---")), "")
+    new = next((ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")), "")
+    return old, new
 
 
-def explain(name: str, line: str, rules: list[dict]) -> str | None:
+def explain(name: str, old: str, new: str, rules: list[dict]) -> str | None:
     function = name.split("__mutmut_")[0].rsplit("ǁ", 1)[-1].rsplit(".", 1)[-1].removeprefix("x_")
     for rule in rules:
-        if rule["function"] == function and rule["line_contains"] in line:
+        if rule["function"] == function and rule["line_contains"] in old and rule.get("mutant_contains", "") in new:
             return rule["why"]
     return None
 
@@ -73,10 +75,10 @@ def main() -> int:
     unexplained: dict[str, list[str]] = defaultdict(list)
     for module, names in survivors.items():
         for name in names:
-            line = mutated_line(mutmut, name)
-            why = explain(name, line, rules)
+            old, new = mutated_line(mutmut, name)
+            why = explain(name, old, new, rules)
             if why is None:
-                unexplained[module].append(f"{name}: {line}")
+                unexplained[module].append(f"{name}: {old}  ->  {new}")
             else:
                 explained[module][name] = why
     print(f"{'module':<30} {'mutants':>8} {'killed':>7} {'survived':>9} {'explained':>9} {'other':>6} "
