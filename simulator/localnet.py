@@ -18,7 +18,18 @@ from simulator.wire import free_port
 class EtcdProcess:
     """Debian's etcd on 127.0.0.1 (client and peer ports from the OS), its data in `data_dir`."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, attempts: int = 3):
+        # etcd cannot report a port the OS chose for it, so its ports are picked free first; if another
+        # process takes one in the moment between, etcd fails with "address already in use" and is
+        # started again on new ports (never reused)
+        for attempt in range(attempts):
+            error = self._start(data_dir if attempt == 0 else data_dir.with_name(f"{data_dir.name}-{attempt}"))
+            if error is None:
+                return
+            if "address already in use" not in error or attempt == attempts - 1:
+                raise RuntimeError("etcd did not start: " + error)
+
+    def _start(self, data_dir: Path) -> str | None:
         import etcd3gw
 
         self.port, peer = free_port(), free_port()
@@ -37,11 +48,12 @@ class EtcdProcess:
                 probe.status()
                 return True
             except Exception:  # noqa: BLE001 - not listening yet
-                return self.proc.poll() is not None  # died: stop waiting; the check below says why
+                return self.proc.poll() is not None  # died: stop waiting; the caller says why
 
         wait_for(up, 20, 0.05)
         if self.proc.poll() is not None:
-            raise RuntimeError("etcd did not start: " + self.proc.stderr.read().decode()[-2000:])
+            return self.proc.stderr.read().decode()[-2000:]
+        return None
 
     def client(self):
         import etcd3gw

@@ -161,12 +161,11 @@ def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario
     from engine.journal import Journal, fingerprint, read
     from engine.live import wait_for
     from engine.node import PrimaryStream, StandbyNode
-    from simulator.wire import free_port
     from tests.conftest import fire
 
     cfg = spread_scenario.engine
     journal = Journal(tmp_path / "standby.journal", cfg)
-    standby = StandbyNode("b", EngineCore(cfg), ("127.0.0.1", free_port()), 0.1, 3, journal)
+    standby = StandbyNode("b", EngineCore(cfg), ("127.0.0.1", 0), 0.1, 3, journal)  # the OS picks; it keeps the socket
     stream = PrimaryStream("a", ("127.0.0.1", standby.address[1]), fingerprint(cfg),
                            Journal(tmp_path / "primary.journal", cfg))
     recorder = EngineCore(cfg)

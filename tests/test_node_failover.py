@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +17,6 @@ import time
 from datetime import UTC
 
 from simulator.localnet import live_config
-from simulator.wire import free_port
 from tests.conftest import ROOT
 
 BENCH = ROOT / "benchmarks" / "throughput.toml"
@@ -63,13 +64,22 @@ def _start_venue_and_standby(tmp_path, etcd, duration: str):
                               "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     ports = json.loads(venue.stdout.readline())["ports"]
-    common = ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", f"127.0.0.1:{free_port()}"]
+    etcd_flag = ["--etcd", f"127.0.0.1:{etcd.port}"]
     standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
                                 str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
-                                "--node", "b", "--duration", duration, *common], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    assert "following" in standby.stdout.readline()
+                                "--node", "b", "--duration", duration, *etcd_flag, "--peer", "127.0.0.1:0"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    common = [*etcd_flag, "--peer", _following_on(standby)]
     return [venue, standby], text, ports, common
+
+
+def _following_on(standby: subprocess.Popen) -> str:
+    """The address a standby started with --peer HOST:0 listens on: the OS chose the port for the
+    socket it keeps, and the standby says which."""
+    line = standby.stdout.readline()
+    found = re.search(r"following on (\S+:\d+)", line)
+    assert found, line
+    return found[1]
 
 
 def _start_primary(tmp_path, text: str, ports: dict, common: list[str], duration: str) -> subprocess.Popen:
@@ -182,9 +192,22 @@ def _sending_time(raw: str) -> float:
     return datetime.strptime(stamp, "%Y%m%d-%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
 
 
+def _refusing_ports(n: int) -> list[socket.socket]:
+    """Sockets bound to ports the OS chose and kept, never listening: a connection to one is refused
+    for as long as the test holds it (no port is released for another process to take)."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    return socks
+
+
 def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     scenario, text = _scenario(tmp_path)
-    config = _live_config(tmp_path, text, {"SHFE": free_port(), "COMEX": free_port(), "FX": free_port()}, "n")
+    refusing = _refusing_ports(4)
+    dead_port = [s.getsockname()[1] for s in refusing]
+    config = _live_config(tmp_path, text, dict(zip(("SHFE", "COMEX", "FX"), dead_port)), "n")
 
     def live(*args, timeout=60):
         return subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), *args], cwd=ROOT,
@@ -192,14 +215,13 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
 
     no_etcd = live("--role", "primary", "--peer", "127.0.0.1:1")
     assert no_etcd.returncode == 2 and "--etcd" in no_etcd.stderr and "HOST:PORT" in no_etcd.stderr
-    dead = live("--role", "primary", "--etcd", f"127.0.0.1:{free_port()}", "--peer", "127.0.0.1:1")
+    dead = live("--role", "primary", "--etcd", f"127.0.0.1:{dead_port[3]}", "--peer", "127.0.0.1:1")
     assert dead.returncode == 2 and "etcd does not answer" in dead.stderr
-    peer = f"127.0.0.1:{free_port()}"
     twin = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby",
-                             "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer, "--duration", "20"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:0", "--duration",
+                             "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert "following" in twin.stdout.readline()
+        peer = _following_on(twin)
         itself = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
         assert itself.returncode == 2 and "is this node (a) itself" in itself.stderr
     finally:
@@ -211,6 +233,8 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     held = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
     assert held.returncode == 2 and "held by another node" in held.stderr
     taken.revoke()
+    for s in refusing:
+        s.close()
 
 
 def test_a_single_node_killed_mid_chase_restarts_from_its_journal(tmp_path):
@@ -308,23 +332,25 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
     cut = None
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
-        listen = free_port()
         etcd_flag = ["--etcd", f"127.0.0.1:{etcd.port}"]
         standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
                                     str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
-                                    "--node", "b", "--duration", "40", "--peer", f"127.0.0.1:{listen}", *etcd_flag],
+                                    "--node", "b", "--duration", "55", "--peer", "127.0.0.1:0", *etcd_flag],
                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(standby)
-        assert "following" in standby.stdout.readline()
+        listen = int(_following_on(standby).rsplit(":", 1)[1])
         cut = TcpCut(listen)
-        primary = _start_primary(tmp_path, text, ports, ["--peer", f"127.0.0.1:{cut.port}", *etcd_flag], "60")
+        primary = _start_primary(tmp_path, text, ports, ["--peer", f"127.0.0.1:{cut.port}", *etcd_flag], "90")
         procs.append(primary)
         lines = iter(primary.stdout)
         assert any("|send|" in line for line in lines)
         attached = threading.Event()  # the primary says so on stderr once the standby has what it missed
 
+        said: list[str] = []  # what the primary said on stderr, for the failure message
+
         def watch_stderr() -> None:
             for line in primary.stderr:
+                said.append(line)
                 if "attached again" in line:
                     attached.set()
 
@@ -332,7 +358,10 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
         cut.cut(2.0)  # well past 3 missed heartbeats (300 ms) and the 1 s lease TTL
         healed = time.time() + 2.0
         # after the cut healed and the stream is back with the history: a condition, not a duration
-        killed_at = _kill_mid_chase(primary, lines, healed + 1.0, attached.is_set)
+        try:
+            killed_at = _kill_mid_chase(primary, lines, healed + 1.0, attached.is_set)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nprimary stderr:\n{''.join(said[-30:])}") from None
         out, err = standby.communicate(timeout=60)
         assert standby.returncode == 0, err[-3000:]
     finally:
