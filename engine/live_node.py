@@ -265,5 +265,9 @@ class LiveNode:
                 self.stream.heartbeat(time.time())
 
     def _reattach(self) -> None:
+        lost = self.stream.log[-1] if self.stream.log and self.stream.log[-1].get("event") == "lost" else None
+        if lost is not None and not lost.get("said"):
+            lost["said"] = True
+            _say(f"{self.opts.node}: the standby's stream is lost ({lost.get('why')}); trading on alone, re-attaching")
         if self.stream.reattach():
             _say(f"{self.opts.node}: standby {self.stream.standby} attached again")

@@ -182,8 +182,14 @@ class StandbyNode:
         while not self.active:
             try:
                 sock, _ = self.server.accept()
-            except OSError:
-                return
+            except OSError as exc:
+                if self.active or self.server.fileno() == -1:
+                    return  # taken over, or shut down: nothing follows any more
+                # a connection reset before it was accepted (a primary that gave up, a relay that cut it)
+                # is that connection's problem, not the end of following: keep listening
+                self.log.append({"event": "accept_failed", "at": time.time(), "error": type(exc).__name__})
+                time.sleep(0.01)
+                continue
             try:
                 kind, payload = _read_frame(sock)
                 hello = json.loads(payload)
