@@ -130,7 +130,10 @@ class PrimaryStream:
         try:
             self._attach(0.2)
             return True
-        except (OSError, ConnectionError, NodeError, ValueError):
+        except (OSError, ConnectionError, NodeError, ValueError) as exc:
+            why = f"{type(exc).__name__}: {exc}"[:200]
+            if not self.log or self.log[-1].get("why") != why:  # each new reason once, for the report
+                self.log.append({"event": "reattach_failed", "at": time.time(), "why": why})
             return False
 
     def _send_locked(self, kind: bytes, payload: bytes) -> None:
@@ -191,6 +194,7 @@ class StandbyNode:
                 time.sleep(0.01)
                 continue
             try:
+                sock.settimeout(5.0)  # a connection that never says hello is not a primary
                 kind, payload = _read_frame(sock)
                 hello = json.loads(payload)
                 if hello.get("node") == self.node:
@@ -204,6 +208,9 @@ class StandbyNode:
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())
                 self.primary = hello["node"]
                 self.log.append({"event": "stream_connected", "from": self.primary, "at": time.time()})
+                # a stream that carries nothing, not even heartbeats, for this long is gone (a half-open
+                # connection): let it go and listen for the primary to attach again
+                sock.settimeout(max(10 * self.misses * self.heartbeat, 2.0))
                 self._follow(sock)
             except (OSError, ConnectionError, ValueError):
                 self.log.append({"event": "stream_lost", "at": time.time()})

@@ -125,11 +125,10 @@ class TcpCut:
                 dst.sendall(data)
             except OSError:
                 break
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+        # shut both down, not just close: the pump of the other direction is blocked in recv() on one
+        # of them, and a plain close() from this thread would not send the FIN until that recv returns,
+        # leaving the far end waiting forever on a connection that is gone
+        hang_up([src, dst])
 
     def cut(self, seconds: float) -> None:
         self.refuse_until = time.monotonic() + seconds

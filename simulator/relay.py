@@ -132,11 +132,7 @@ class _Direction:
                 self.dst.sendall(msg)
             except OSError:
                 break
-        for sock in (self.src, self.dst):
-            try:
-                sock.close()
-            except OSError:
-                pass
+        hang_up([self.src, self.dst])  # shut down, so the far end sees the close even if another thread reads
 
 
 class FaultRelay:
