@@ -371,6 +371,8 @@ class Venue:
             chunks = [done // fault.reports + (1 if i < done % fault.reports else 0) for i in range(fault.reports)]
             for q in (c for c in chunks if c):
                 self._member_fill(co, q, px)
+        if co.cum >= co.qty:
+            return  # a one-lot order cannot be filled in part: it filled, and nothing is left to cancel
         if fault.rest == "cancel" or order.tif in ("3", "4") or order.ticks is None:
             co.status = "4"
             self._exec(co, "4", "4")

@@ -1,4 +1,4 @@
-"""Failover defects found by `xmc explore`, each kept as the shrunk schedule that exposed it
+"""Defects found by `xmc explore`, each kept as the shrunk schedule that exposed it
 (tests/regressions/, at the seed it was found with): it failed before the fix and must pass now.
 And the fence itself: a node inside its lease's safety margin renews before it sends."""
 
