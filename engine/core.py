@@ -53,6 +53,9 @@ TIF = {"ioc": "3", "limit": "0"}
 _EPOCH_SUFFIX = re.compile(r"-E(\d+)$")
 _EPOCH_PREFIX = re.compile(r"E(\d+)-")
 PURPOSE_TAG = {"entry": "", "chase": "R", "unwind": "U", "overfill_hedge": "H"}
+# a child order's ClOrdID: decision id, leg, order number in the leg, purpose letter, epoch suffix
+_CHILD_ID = re.compile(r"^(E\d+-\d+)([AB])\d+([RUH]?)(?:-E\d+)?$")
+_PURPOSE_OF_TAG = {tag: purpose for purpose, tag in PURPOSE_TAG.items()}
 
 
 def epoch_of(cl_ord_id: str) -> int | None:
@@ -491,6 +494,12 @@ class EngineCore:
             return self._on_foreign_report(r, now)
         if r.exec_type == "I":
             return self._on_status(order, r, now)
+        if order.adopted and r.exec_type == "F" and r.cum_qty <= order.cum_qty + 1e-9:
+            # adopted with the venue's CumQty: a resend of a fill from before adoption adds nothing
+            order.exec_ids.add(r.exec_id)
+            return [self.anomaly(now, "duplicate_exec_id", order.cl_ord_id,
+                                 f"ExecID {r.exec_id} is inside the CumQty {order.cum_qty:g} adopted from the venue",
+                                 exec_id=r.exec_id)]
         fill, problems = order.apply(r)
         ep = self.episodes[order.decision_id]
         inst = self.instruments[order.instrument]
@@ -522,10 +531,53 @@ class EngineCore:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
         return out + self._settle(ep, now)
 
+    def _adopt(self, r: ExecReport, now: float) -> list[Action] | None:
+        """A report for an order this node never sent but whose ClOrdID names one of its open episodes
+        (a takeover node that missed the end of the stream: the old node's chase or unwind of a
+        decision both knew). The order joins its leg with the venue's CumQty and AvgPx, so the episode
+        sees what really traded and never repairs an exposure that is not there; if it still works,
+        it is cancelled and recovery decides afresh. None: not an order of an open episode."""
+        m = _CHILD_ID.match(r.cl_ord_id)
+        ep = self.active.get(m.group(1)) if m else None
+        leg = ep.legs.get(m.group(2)) if ep is not None else None
+        if leg is None or leg.instrument != r.instrument or r.cl_ord_id in self.foreign_filled \
+                or r.side not in (leg.side, "2" if leg.side == "1" else "1"):
+            return None
+        inst = self.instruments[leg.instrument]
+        order = ChildOrder(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
+                           int(round(r.order_qty)) or int(round(r.cum_qty)), None, _PURPOSE_OF_TAG[m.group(3)])
+        order.adopted = True
+        self.orders[order.cl_ord_id] = order
+        leg.orders.append(order)
+        out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
+                                   order.qty, r.avg_px or None,
+                                   f"sent by an earlier node for this episode: venue OrdStatus={r.ord_status} "
+                                   f"CumQty={r.cum_qty:g}")]
+        if r.cum_qty > 1e-9:
+            order.cum_qty, order.avg_px = r.cum_qty, r.avg_px or r.last_px
+            self.positions[inst.name] += side_sign(r.side) * r.cum_qty
+            ep.fills.append((now, leg.name, r.cum_qty, order.avg_px))
+            out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
+                             r.cum_qty, order.avg_px, f"ExecID {r.exec_id} cum={r.cum_qty:g}/{order.qty} (adopted)"))
+        order.exec_ids.add(r.exec_id)
+        order.order_id = r.order_id
+        order.state = OrdStatus(r.ord_status) if r.ord_status in OrdStatus._value2member_map_ else OrdStatus.NEW
+        if order.state is OrdStatus.NEW and order.cum_qty > 1e-9:
+            order.state = OrdStatus.PARTIALLY_FILLED
+        if not order.done:
+            out += self.cancel(order, now)  # what the old node left working is not this node's plan
+        if r.mass_status_id and r.last_report:
+            out += self._answered(r.venue, r.mass_status_id, now, ep)
+        return out + self._settle(ep, now)
+
     def _on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
-        """A report for an order this node never sent (another node's, or nobody's): never adopted,
-        never lost. Its fills move the position once (by CumQty), it is cancelled if still working,
-        and the desk is told; an answer to our mass status query also counts as answered."""
+        """A report for an order this node never sent (another node's, or nobody's): adopted when its
+        ClOrdID names an open episode of this node (`_adopt`), else never adopted and never lost: its
+        fills move the position once (by CumQty), it is cancelled if still working, and the desk is
+        told; an answer to our mass status query also counts as answered."""
+        adopted = self._adopt(r, now)
+        if adopted is not None:
+            return adopted
         cl = r.cl_ord_id
         out: list[Action] = []
         if cl and cl != "NONE":

@@ -107,7 +107,7 @@ class ChildOrder:
 
     __slots__ = ("cl_ord_id", "decision_id", "leg", "venue", "instrument", "side", "qty", "price", "state",
                  "cum_qty", "avg_px", "exec_ids", "order_id", "reject_reason", "text", "purpose", "pending_replace",
-                 "replaces")
+                 "replaces", "adopted")
 
     def __init__(self, cl_ord_id: str, decision_id: str, leg: str, venue: str, instrument: str, side: str,
                  qty: int, price: float | None, purpose: str = "entry"):
@@ -129,6 +129,7 @@ class ChildOrder:
         self.purpose = purpose
         self.pending_replace: tuple[str, float] | None = None  # (new ClOrdID, new price) while a G is open
         self.replaces = 0  # replace requests sent for this order
+        self.adopted = False  # sent by an earlier node for an episode this one knows (core._adopt)
 
     @property
     def leaves_qty(self) -> float:

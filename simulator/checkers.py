@@ -20,7 +20,7 @@ NAMES = {
     7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
-    12: "at the end of every run: engine orders (filled, done) = the venues'",
+    12: "at the end of every run: engine orders (filled, done, average price) = the venues'",
 }
 
 
@@ -61,6 +61,11 @@ class InvariantChecker:
                     self.coverage.add(f"disconnect_during_{ep.mode}")
         risk = core.cfg.risk
         budget = core.strategy.recovery.legged_budget
+        # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
+        # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
+        for decision in [d for d in self.legged_since
+                         if d not in core.active or core.active[d].state.value != "LEGGED"]:
+            del self.legged_since[decision]
         for ep in core.active.values():
             naked = ep.naked_tonnes()
             if naked > risk.max_naked_tonnes + 1e-9:
@@ -150,10 +155,11 @@ class InvariantChecker:
                        f"{instrument} position {pos:+g} lots beyond ±{limit}")
 
     # ---- at the end of the run -----------------------------------------------------------------
-    def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float]]) -> None:
+    def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float, float]]) -> None:
         """Invariant 12, at the end of every run (restarts, failovers and disconnects included): every order the engine holds agrees
-        with the venue on filled quantity and on being done (venue_orders: ClOrdID -> (OrdStatus,
-        CumQty)); an order the venue never saw must be dead with nothing filled in the engine."""
+        with the venue on filled quantity, on being done and on its average fill price (venue_orders:
+        ClOrdID -> (OrdStatus, CumQty, AvgPx)); an order the venue never saw must be dead with nothing
+        filled in the engine."""
         for o in self.core.orders.values():
             seen = venue_orders.get(o.cl_ord_id)
             if seen is None:
@@ -162,10 +168,14 @@ class InvariantChecker:
                                                        f"{o.cum_qty:g}, unknown at the venue")
                     return
                 continue
-            status, cum = seen
+            status, cum, avg = seen
             if abs(cum - o.cum_qty) > 1e-9 or (status in ("2", "4", "8", "C")) != o.done:
                 self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine {o.state.name} CumQty {o.cum_qty:g}, "
                                                    f"venue OrdStatus {status} CumQty {cum:g}")
+                return
+            if cum > 1e-9 and abs(avg - o.avg_px) > 1e-6 * max(1.0, abs(avg)):
+                self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine AvgPx {o.avg_px:.6f}, venue AvgPx "
+                                                   f"{avg:.6f} over {cum:g} lots")
                 return
         self._ok(12)
 

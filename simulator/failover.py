@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core import EngineCore
-from engine.events import CancelTimer, SetTimer, Takeover
+from engine.events import CancelTimer, Command, SetTimer, Takeover
 from engine.journal import Journal
 from engine.lease import FENCE_MARGIN, may_send
 
@@ -80,6 +80,7 @@ class Cluster:
         self.scenario = scenario
         self.primary = primary
         self.active = primary
+        self.draining = False  # the run is draining: a node that takes over opens nothing new either
         self.venues = venues
         self.faults = faults
         self.lease = SimulatedLease(cfg.lease_ttl, "primary", scenario.engine.epoch, env.now)
@@ -201,6 +202,8 @@ class Cluster:
         for link in self._links():
             link.down = False
         new.dispatch(Takeover(revision))
+        if self.draining:
+            new.dispatch(Command("drain"))
         for key, at in self.standby_timers.items():
             new.set_timer(key, max(at, now))
         for name in self.venues:

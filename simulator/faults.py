@@ -62,6 +62,9 @@ class Fault:
     delay: float = 0.0
     direction: str = "both"
     cancel_on_disconnect: bool | None = None  # None: the venue's own cancel_on_disconnect
+    # disconnect_on_order: the venue's gateway keeps nothing for a session that is down: the reports of
+    # what happened meanwhile are never sent, and only a status query tells the engine
+    reports_lost: bool = False
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down; with
     # on_order, "against" locks the side the arriving order needs (a buy finds no offers, a sell no bids)
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
@@ -152,6 +155,8 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
                         "drop venue, or add on_order = true to strike when a matching order reaches it")
         if sec.has("on_order") and kind not in ON_ORDER_KINDS:
             sec.problem("on_order", f"is not supported for {kind}", f"use it with {', '.join(ON_ORDER_KINDS)}")
+        if sec.has("reports_lost") and kind != "disconnect_on_order":
+            sec.problem("reports_lost", f"is not supported for {kind}", "use it with disconnect_on_order")
         if venue and venue not in venues:
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
@@ -176,6 +181,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
+            reports_lost=sec.get("reports_lost", bool, False) if kind == "disconnect_on_order" else False,
             side=sec.get("side", str, "buy", choices=("buy", "sell", "against")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,

@@ -96,7 +96,7 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             link.down = True
         if start is None:
             fault.hits += 1
-        venue.disconnect(fault.cancel_on_disconnect)
+        venue.disconnect(fault.cancel_on_disconnect, reports_lost=fault.reports_lost)
         shell.disconnected(fault.venue)
         yield env.timeout(fault.until - fault.after if length is None else length)
         for link in links:
@@ -218,7 +218,9 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
                        lambda t, f: checker.jumps.append(t)))
     shell.start()
     env.run(until=scenario.duration)
-    shell.dispatch(Command("drain"))
+    if cluster is not None:  # the node active now drains, and so does any that takes over later
+        cluster.draining = True
+    (cluster.active if cluster is not None else shell).dispatch(Command("drain"))
     env.run(until=scenario.duration + scenario.drain)
     if node.journal is not None:
         node.journal.sync()
@@ -316,6 +318,8 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("positions_reconciled")
     if "position_mismatch" in stages:
         seen.add("position_mismatch")
+    if "foreign_cancel" in stages:  # a working order this node never sent, found by its status query
+        seen.add("foreign_cancel")
     if "fill_from_status" in kinds:
         seen.add("fill_from_status")
     for row in shell.audit:
@@ -347,13 +351,15 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
     chased = [e for e in legged if e["recovery"]["chase_attempts"]]
     unwound = [e for e in legged if e["recovery"]["unwind_attempts"]]
     if shell.core is not None:  # every run: the engine's view of its orders must be the venues' at the end
-        venue_orders = {cl: (co.status, float(co.cum)) for v in venues.values() for cl, co in v.orders.items()}
-        venue_orders.update({cl: ("A", 0.0) for v in venues.values() for cl in v.pending_new})
+        venue_orders = {cl: (co.status, float(co.cum), co.notional / co.cum if co.cum else 0.0)
+                        for v in venues.values() for cl, co in v.orders.items()}
+        venue_orders.update({cl: ("A", 0.0, 0.0) for v in venues.values() for cl in v.pending_new})
         checker.reconcile_check(scenario.duration + scenario.drain, venue_orders)
     invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
     if wire is not None:
         invariants.update(wire.finish(core.positions, {d: ep.stages["terminal"] for d, ep in core.episodes.items()
-                                                       if "terminal" in ep.stages}))
+                                                       if "terminal" in ep.stages},
+                                      {d: ep.state.value for d, ep in core.episodes.items()}))
     report = {
         "scenario": scenario.name, "file": str(scenario.path), "scenario_files": [str(f) for f in scenario.files],
         "seed": seed, "duration_s": scenario.duration,

@@ -66,6 +66,30 @@ class Member:
         self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
         self.published: dict[str, tuple] = {}  # symbol -> top of book last sent to this member
         self.fills: list[tuple[str, str, str, int, float]] = []  # (ClOrdID, symbol, side, qty, px)
+        self.reports_lost = False  # the session is down and the gateway keeps nothing for it (fault reports_lost)
+        self.lost_from = 0  # the first MsgSeqNum the gateway did not keep for resending
+        self.lost: int = 0  # application messages never delivered because the gateway kept nothing
+
+    def begin_losing(self) -> None:
+        """From now until the next logon the gateway keeps nothing for this session (fault reports_lost)."""
+        if not self.reports_lost:
+            self.reports_lost = True
+            self.lost_from = getattr(self.session, "next_out", 0)
+
+    def forget_held(self) -> None:
+        """At the logon after a reports_lost cut: what the gateway held for the session is gone, and
+        what it had sent into the dead connection is not kept for resending (a ResendRequest for it
+        is answered with SequenceReset-GapFill, as FIX has a gateway without a store answer)."""
+        if self.reports_lost:
+            self.lost += len(self.session.queued)
+            self.session.queued = []
+            history = getattr(self.session, "history", None)  # virtual time; quickfix keeps its own store
+            if history is not None:
+                gone = [seq for seq in history if seq >= self.lost_from]
+                for seq in gone:
+                    del history[seq]
+                self.lost += len(gone)
+            self.reports_lost = False
 
     def send(self, msg_type: str, fields: list, groups: tuple = ()) -> None:
         self.session.send(self.codec.message(msg_type, fields, groups))
@@ -247,6 +271,7 @@ class Venue:
         m.logged_on = True
         m.session.connected = True
         m.send("A", [(98, "0"), (108, msg.get(108, "30"))])
+        m.forget_held()
         m.session.reconnect()  # what was held while disconnected follows the logon
 
     def _reject_order(self, msg, m: Member, reason: int, text: str) -> None:
@@ -283,6 +308,8 @@ class Venue:
             return
         cut = self._fault("disconnect_on_order", cl_ord_id)
         if cut is not None and self.on_disconnect_fault is not None:
+            if cut.reports_lost:
+                m.begin_losing()  # its own reports are the first the gateway will not keep
             self.on_disconnect_fault(cut, m)  # the session drops as the order arrives:
             self._accept(msg, m)  # it is processed; its reports wait for the next logon
             return
@@ -640,11 +667,15 @@ class Venue:
             if self.dirty:
                 self.publish()
 
-    def disconnect(self, cancel_resting: bool | None = None, member: Member | None = None) -> None:
+    def disconnect(self, cancel_resting: bool | None = None, member: Member | None = None,
+                   reports_lost: bool = False) -> None:
         """A member's session drops (the engine's when not given): cancel its resting orders if this
-        venue does (its cancel_on_disconnect, unless the fault that cut it says otherwise)."""
+        venue does (its cancel_on_disconnect, unless the fault that cut it says otherwise); with
+        reports_lost the gateway keeps none of the reports meant for the session until it logs on again."""
         m = member or self.engine
         m.logged_on = False
+        if reports_lost:
+            m.begin_losing()
         m.session.connected = False
         if self.cfg.cancel_on_disconnect if cancel_resting is None else cancel_resting:
             for co in m.orders.values():

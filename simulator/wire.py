@@ -116,6 +116,7 @@ class WireVenues(fix.Application):
         self.session_events = SessionEvents()  # quickfix's own events: garbled input, unknown sessions, ...
         self.cuts: list[dict] = []  # disconnect_on_order faults carried out: when, which session, for how long
         self._cut_policy: dict[int, bool | None] = {}  # id(member) -> the cutting fault's cancel_on_disconnect
+        self._cut_lost: dict[int, bool] = {}  # id(member) -> the cutting fault's reports_lost
         self._down_until: dict[int, float] = {}  # id(member) -> wall time its logons are refused until
         self.sc = sc
         self.seed = seed
@@ -206,6 +207,7 @@ class WireVenues(fix.Application):
             return
         member.session.connected = False
         self._cut_policy[id(member)] = fault.cancel_on_disconnect
+        self._cut_lost[id(member)] = fault.reports_lost
         self._down_until[id(member)] = time.time() + fault.delay  # fromAdmin refuses its logons till then
         session.logout("disconnect fault")
         self.cuts.append({"venue": venue.cfg.name, "client": member.name, "at_s": round(self.env.now, 6),
@@ -267,10 +269,12 @@ class WireVenues(fix.Application):
                 kind, venue, member = item[0], item[1], item[2]
                 if kind == "logon":
                     member.logged_on = True
+                    member.forget_held()
                     member.session.reconnect()
                 elif kind == "logout":
                     # cancel-on-disconnect as the cutting fault says, else the venue's; reports wait for a logon
-                    venue.disconnect(self._cut_policy.pop(id(member), None), member=member)
+                    venue.disconnect(self._cut_policy.pop(id(member), None), member=member,
+                                     reports_lost=self._cut_lost.pop(id(member), False))
                     member.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
                     member.session.queued = [m for m in member.session.queued
                                              if m.getHeader().getField(35) not in ("W", "X")]

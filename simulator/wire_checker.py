@@ -14,7 +14,10 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
 - W6 positions from the fills the venues reported (each ExecID once) equal the engine's positions;
 - W8 every order's price is within the risk band of a defined reference: the venue's two-sided mid
   at arrival or any published in the second before it, else the last two-sided mid it had;
-- W9 no unwind fill changes the sign of its decision's position in that instrument.
+- W9 no unwind fill changes the sign of its decision's position in that instrument;
+- W10 at the end, every decision the engine ended is what the venues' fills say: BALANCED holds
+  exactly its entry quantities (more only with overfill = "record"), UNWOUND and ABORTED hold
+  nothing; only an episode escalated to the desk may hold anything else.
 
 A violation names the message: venue, MsgSeqNum, ClOrdID, and the run's replay command is added
 by the report.
@@ -38,6 +41,7 @@ WIRE_NAMES = {
     "W6": "on the wire: positions from venue fills = the engine's",
     "W8": "on the wire: every order priced within the band of a defined reference",
     "W9": "on the wire: an unwind never flips its decision's position",
+    "W10": "on the wire: every ended decision's fills are balanced or flat as the engine says",
 }
 # engine ClOrdIDs: decision E<epoch>-<6 digits>, leg, order number, purpose letter, then any cancel
 # (C<n>) or replace (M<n>) suffix, and the epoch suffix of a later node
@@ -84,6 +88,7 @@ class WireChecker:
         self.positions: dict[str, float] = {}
         self.decision_pos: dict[tuple[str, str], float] = {}  # (decision, instrument) -> signed lots
         self.entries: dict[str, dict[str, tuple[int, str, int]]] = {}  # decision -> leg -> (qty, venue, seq)
+        self.entry_sides: dict[str, dict[str, tuple[str, str]]] = {}  # decision -> leg -> (instrument, side)
         self.sends: list[tuple[float, str, int, str, str]] = []  # (t, venue, seq, MsgType, ClOrdID) engine->venue
         self.checked = 0
 
@@ -159,6 +164,9 @@ class WireChecker:
         m = _CL.match(cl)
         if mt == "D" and m is not None and m.group(3) == "1" and m.group(4) == "":
             self.entries.setdefault(m.group(1), {})[m.group(2)] = (int(float(msg.get(38, "0"))), venue, seq)
+            name = self.instrument.get((venue, msg.get(55)))
+            if name is not None:
+                self.entry_sides.setdefault(m.group(1), {})[m.group(2)] = (name, msg.get(54))
 
     def venue_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the venue sent to the engine (resends included): fills are counted once per ExecID."""
@@ -209,7 +217,31 @@ class WireChecker:
                 return
 
     # ---- at the end of the run --------------------------------------------------------------------
-    def finish(self, engine_positions: dict[str, float], terminal_at: dict[str, float]) -> dict:
+    def _ended_as_said(self, outcomes: dict[str, str]) -> None:
+        """W10: what each ended decision holds at the venues, from their fills alone, against its outcome."""
+        record = self.cfg.strategy.recovery.overfill == "record"
+        for decision, sides in self.entry_sides.items():
+            outcome = outcomes.get(decision)
+            legs = self.entries.get(decision, {})
+            if outcome not in ("BALANCED", "UNWOUND", "ABORTED") or set(sides) != {"A", "B"} or set(legs) != {"A", "B"}:
+                continue  # escalated to the desk, still open (invariant 2), or a decision this node never knew
+            held, want = {}, {}
+            for leg, (name, side) in sides.items():
+                sign = 1 if side == "1" else -1
+                held[leg] = sign * self.decision_pos.get((decision, name), 0.0)  # in the leg's own direction
+                want[leg] = legs[leg][0] if outcome == "BALANCED" else 0
+            ok = all(abs(held[k] - want[k]) < 1e-9 or (record and outcome == "BALANCED" and held[k] > want[k])
+                     for k in ("A", "B"))
+            if ok:
+                self._ok("W10")
+                continue
+            qty, venue, seq = legs["A"]
+            self._fail("W10", 0.0, venue, seq, f"{decision}A1",
+                       f"decision {decision} ended {outcome} but the venues' fills hold leg A {held['A']:+g} / "
+                       f"leg B {held['B']:+g} lots (its entries {legs['A'][0]} / {legs['B'][0]})")
+
+    def finish(self, engine_positions: dict[str, float], terminal_at: dict[str, float],
+               outcomes: dict[str, str] | None = None) -> dict:
         for t, venue, seq, mt, cl in self.sends:
             m = _CL.match(cl)
             if m is None:
@@ -242,6 +274,7 @@ class WireChecker:
                                                       f"({max(a.lot_tonnes, b.lot_tonnes):.3f} t)")
             else:
                 self._ok("W3")
+        self._ended_as_said(outcomes or {})
         mine = {k: v for k, v in self.positions.items() if abs(v) > 1e-9}
         theirs = {k: v for k, v in engine_positions.items() if abs(v) > 1e-9}
         if mine != theirs:

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import ConfigError
 from engine.core import EngineCore, epoch_of
-from engine.events import Audit, SendOrder, SessionUp, Takeover
+from engine.events import Audit, ExecReport, SendOrder, SessionUp, Takeover
 from simulator import runner, scenario
 from simulator.failover import SimulatedLease
 from tests.conftest import ROOT, fire
@@ -137,13 +137,21 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     core = EngineCore(config)
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
     checker = InvariantChecker(core)
-    checker.reconcile_check(1.0, {a.cl_ord_id: ("0", 0.0), b.cl_ord_id: ("0", 0.0)})
+    checker.reconcile_check(1.0, {a.cl_ord_id: ("0", 0.0, 0.0), b.cl_ord_id: ("0", 0.0, 0.0)})
     assert checker.v[12].status == "pass"
-    checker.reconcile_check(2.0, {a.cl_ord_id: ("2", 5.0), b.cl_ord_id: ("0", 0.0)})  # a fill the engine lacks
+    checker.reconcile_check(2.0, {a.cl_ord_id: ("2", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0)})  # a fill the engine lacks
     assert checker.v[12].status == "fail" and a.cl_ord_id in checker.v[12].first["detail"]
     other = InvariantChecker(core)
-    other.reconcile_check(3.0, {a.cl_ord_id: ("0", 0.0)})  # the engine holds an order the venue never saw
+    other.reconcile_check(3.0, {a.cl_ord_id: ("0", 0.0, 0.0)})  # the engine holds an order the venue never saw
     assert other.v[12].status == "fail" and b.cl_ord_id in other.v[12].first["detail"]
+    # the same fills at another price: the engine's books would carry the wrong cost
+    a_order = core.find_order(a.cl_ord_id)
+    a_order.cum_qty, a_order.avg_px = 5.0, 70000.0
+    priced = InvariantChecker(core)
+    priced.reconcile_check(4.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0)})
+    assert priced.v[12].status == "pass"
+    priced.reconcile_check(4.0, {a.cl_ord_id: ("1", 5.0, 70010.0), b.cl_ord_id: ("0", 0.0, 0.0)})
+    assert priced.v[12].status == "fail" and "AvgPx" in priced.v[12].first["detail"]
 
 
 def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):
@@ -205,3 +213,44 @@ def test_a_venue_that_never_answers_the_status_queries_is_escalated_and_still_ho
     assert any(isinstance(a, Alert) and "has not answered" in a.text for a in fired)
     assert "status_unanswered" in [a.stage for a in fired if isinstance(a, Audit)]
     assert not core.venue_ready("COMEX")  # never lifted without an answer
+
+
+def test_a_takeover_node_adopts_the_old_nodes_order_for_an_episode_it_knows(config):
+    """f47's defect: the standby knew the episode only from before the replication cut; the old primary
+    had balanced it with a chase the standby never heard of. The AF answer shows that chase filled: it
+    joins its leg (so recovery never 'repairs' an exposure that is not there, which would open one),
+    the episode balances, and a resend of its fill adds nothing."""
+    from engine.episode import EpisodeState
+    from tests.conftest import report
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "XA1", "F", "2", a.qty, a.qty, a.price), 0.1)  # leg A filled; leg B still working
+    ep = core.episodes[a.decision_id]
+    core.handle(Takeover(2), 1.0)
+    core.handle(SessionUp("COMEX"), 1.1)
+    chase_id = f"{b.decision_id}B2R"  # the old node's chase, after the cut
+    core.handle(ExecReport("COMEX", b.cl_ord_id, "", "O1", "XB1", "I", "8", b.instrument, b.side, b.qty, 0, 0, 0, 0,
+                           0, None, "", False, "MS-COMEX-E2", False), 1.2)  # the entry was rejected
+    acts = core.handle(ExecReport("COMEX", chase_id, "", "O2", "XB2", "I", "2", b.instrument, b.side, b.qty, b.qty, 0,
+                                  0, 0, 4.5, None, "", False, "MS-COMEX-E2", True), 1.3)
+    assert "adopted" in [x.stage for x in acts if isinstance(x, Audit)]
+    assert core.find_order(chase_id).adopted and ep.state is EpisodeState.BALANCED
+    sign = 1 if b.side == "1" else -1
+    assert core.positions[b.instrument] == sign * b.qty
+    assert not [x for x in acts if isinstance(x, SendOrder)]  # nothing repaired that was not broken
+    resent = ExecReport("COMEX", chase_id, "", "O2", "XB2F", "F", "2", b.instrument, b.side, b.qty, b.qty, 0, b.qty,
+                        4.5, 4.5, None, "", True)
+    core.handle(resent, 1.4)
+    assert core.positions[b.instrument] == sign * b.qty  # inside the adopted CumQty: counted once
+
+
+def test_an_order_of_an_unknown_or_ended_episode_is_never_adopted(config):
+    core = EngineCore(config)
+    fire(core)
+    core.handle(Takeover(2), 1.0)
+    core.handle(SessionUp("COMEX"), 1.1)
+    stray = ExecReport("COMEX", "E1-999999B2R", "", "O9", "X1", "I", "2", "HG", "1", 2, 2, 0, 0, 0, 4.5, None, "",
+                       False, "MS-COMEX-E2", False)
+    core.handle(stray, 1.2)
+    assert core.find_order("E1-999999B2R") is None and core.positions["HG"] == 2  # counted, not adopted

@@ -109,3 +109,22 @@ def test_a_non_ascii_character_on_the_wire_is_named(config):
     w.venue_sent("SHFE", f"{SOH}35=8{SOH}34=12{SOH}11=E1-000001A1{SOH}58=outside ±3%{SOH}", 1.0)
     first = w.v["W1"].first
     assert w.v["W1"].status == "fail" and first["seq"] == 12 and "'±'" in first["detail"]
+
+
+def test_an_ended_decision_must_hold_at_the_venues_what_its_outcome_says(config):
+    """W10: from the venues' fills alone, a BALANCED decision holds its entry quantities, an UNWOUND or
+    ABORTED one nothing; an escalated one is the desk's and is not judged."""
+    def traded(b_fills: list[int]) -> WireChecker:
+        w = checker(config)
+        w.received("SHFE", order("E1-000001A1", 5, 70000, symbol="cu2603"), 0.1)
+        w.received("COMEX", order("E1-000001B1", 2, 4.5), 0.1)
+        w.venue_sent("SHFE", report("E1-000001A1", "XA", 5, side="1"), 0.2)
+        for n, qty in enumerate(b_fills):
+            w.venue_sent("COMEX", report(f"E1-000001B{n + 1}R", f"XB{n}", qty, side="1", symbol="HGH6"), 0.3)
+        return w
+
+    assert traded([1, 1]).finish({}, {}, {"E1-000001": "BALANCED"})["W10"]["status"] == "pass"
+    short = traded([1]).finish({}, {}, {"E1-000001": "BALANCED"})["W10"]
+    assert short["status"] == "fail" and "leg B +1" in short["first"]["detail"]
+    assert traded([1, 1]).finish({}, {}, {"E1-000001": "UNWOUND"})["W10"]["status"] == "fail"
+    assert traded([1]).finish({}, {}, {"E1-000001": "ESCALATED"})["W10"]["status"] == "unknown"
