@@ -77,6 +77,7 @@ def test_certify_prints_a_table_and_writes_a_report(tmp_path, capsys):
     assert (tmp_path / "c" / "report.json").exists() and (tmp_path / "c" / "runs" / "bad-s2" / "messages.log").exists()
 
 
+@pytest.mark.slow
 def test_certify_in_parallel_processes_matches_serial_hashes(tmp_path):
     import json
     import subprocess
@@ -130,6 +131,7 @@ def test_version_and_the_provenance_of_every_report(tmp_path, capsys):
     assert prov["command"][1:3] == ["run", str(child)] and prov["started_at"].endswith("+00:00")
 
 
+@pytest.mark.slow
 def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path, capsys):
     """One testcase per scenario and seed; a failing run carries its failed expectations and the replay
     command; timings are properties. Read back with junitparser, not with our own code."""

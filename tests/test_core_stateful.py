@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -33,6 +34,8 @@ from engine.events import (
 )
 from simulator import scenario
 from tests.conftest import SPREAD
+
+pytestmark = pytest.mark.slow
 
 CONFIG = scenario.load(SPREAD).engine
 RECOVERY = Recovery(policy="chase_unwind", max_chase_attempts=2, chase_payup_ticks=2, chase_step_ticks=2,

@@ -9,6 +9,8 @@ import pytest
 
 from engine.lease import EtcdLease
 
+pytestmark = pytest.mark.etcd
+
 
 def test_one_holder_at_a_time_and_the_next_epoch_is_higher(etcd):
     a, b = EtcdLease(etcd(), "node-a", ttl=2), EtcdLease(etcd(), "node-b", ttl=2)

@@ -17,6 +17,8 @@ from tests.conftest import ROOT
 from tests.helpers import planted
 from xmc.cli import main
 
+pytestmark = pytest.mark.slow
+
 SPREAD = ROOT / "scenarios" / "cu_hg_spread.toml"
 FAILOVER = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
 

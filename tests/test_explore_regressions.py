@@ -11,6 +11,8 @@ from simulator import runner, scenario
 from simulator.failover import SimulatedLease
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 REGRESSIONS = sorted((ROOT / "tests" / "regressions").glob("*.toml"))
 
 

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from tests.conftest import ROOT
 from xmc.cli import main
 
+pytestmark = pytest.mark.slow
+
 BASE = tomllib.loads((ROOT / "scenarios" / "cu_hg_spread.toml").read_text())
 BASE["scenario"]["duration_s"] = 20  # a valid document runs in a fraction of a second
 

@@ -15,6 +15,8 @@ from simulator.html_report import claims, strip_plot
 from tests.conftest import ROOT
 from xmc.cli import main
 
+pytestmark = pytest.mark.interop
+
 BROWSER = ROOT / "interop" / "browser"
 SCENARIOS = [str(ROOT / "scenarios" / f"{n}.toml") for n in ("f25_failover_primary_crash_mid_chase", "f19_reject_during_chase")]
 

@@ -17,6 +17,8 @@ import pytest
 from engine.fix import dictionary
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.interop
+
 JS = ROOT / "interop" / "jspurefix"
 
 

@@ -16,8 +16,12 @@ import threading
 import time
 from datetime import UTC
 
+import pytest
+
 from simulator.localnet import live_config
 from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.wire, pytest.mark.etcd]
 
 BENCH = ROOT / "benchmarks" / "throughput.toml"
 

@@ -8,8 +8,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from simulator.parity import Tolerance, compare, summary
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.wire
 
 
 def _episode(did: str, t: float, side: str = "buy_spread", outcome: str = "BALANCED", fills=(5.0, 2.0),

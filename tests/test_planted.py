@@ -10,6 +10,8 @@ from simulator import runner, scenario
 from tests.conftest import ROOT
 from tests.helpers.planted import DEFECTS
 
+pytestmark = pytest.mark.slow
+
 CAUGHT_BY = {
     "escalate_on_refused_chase": ("f32_chase_refused_unwinds", 1, {"outcome_share_at_most.ESCALATED"}),
     "buy_priced_from_bid": ("f33_far_leg_locks_limit_up", 1, {"invariants_hold"}),

@@ -17,6 +17,8 @@ from simulator import baseline as gate
 from tests.helpers import planted
 from xmc.cli import BASELINE, SCENARIO_DIR, main
 
+pytestmark = pytest.mark.slow
+
 SCENARIOS = [str(SCENARIO_DIR / f"{n}.toml") for n in ("f01_reject_far_leg_retry", "f19_reject_during_chase")]
 
 

@@ -99,6 +99,7 @@ def test_amend_needs_limit_mode_and_both_settings(tmp_path):
     assert "max_amends" in str(exc.value)
 
 
+@pytest.mark.slow
 def test_the_amend_scenario_replaces_at_the_venue_and_leaves_fewer_legged_episodes():
     amend = scenario.load(ROOT / "scenarios" / "cu_hg_limit_amend.toml")
     plain = scenario.load(ROOT / "scenarios" / "cu_hg_limit_orders.toml")

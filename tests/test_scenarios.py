@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from simulator import runner, scenario
 from tests.conftest import ROOT, SCENARIOS, SPREAD, short
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_bundled_scenario_trades_and_holds_its_expectations(path):

@@ -12,11 +12,14 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
 from engine.live import mask
 from simulator.localnet import live_config
 from tests.conftest import ROOT
 from tests.test_scenarios import _checked_messages
+
+pytestmark = pytest.mark.wire
 
 BENCH = ROOT / "benchmarks" / "throughput.toml"
 
