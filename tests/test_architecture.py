@@ -26,3 +26,12 @@ def test_production_loads_neither_simpy_nor_the_simulator():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('simpy', 'simulator')); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_import_contract_holds():
+    """pyproject.toml [tool.importlinter]: the sans-I/O core imports no shell, FIX, clock, socket, thread
+    or random module, and engine/ never the simulator (scripts/test runs the same check before pytest)."""
+    linter = ROOT / ".venv" / "bin" / "lint-imports"
+    exe = str(linter) if linter.exists() else "lint-imports"
+    out = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "2 kept, 0 broken" in out.stdout, out.stdout + out.stderr
