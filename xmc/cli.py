@@ -22,8 +22,11 @@ from engine import provenance
 from engine.config import ConfigError
 from engine.fix.dictionary import DictionaryError
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
-BASELINE = Path(__file__).resolve().parents[1] / "baselines" / "library.json"
+# the checkout's scenarios/ and baselines/, else the copies a non-editable install keeps (xmc/scenarios, xmc/baselines)
+_HERE = Path(__file__).resolve().parent
+SCENARIO_DIR = next((d for d in (_HERE.parent / "scenarios", _HERE / "scenarios") if d.is_dir()), _HERE.parent / "scenarios")
+BASELINE = next((f for f in (_HERE.parent / "baselines" / "library.json", _HERE / "baselines" / "library.json")
+                 if f.is_file()), _HERE.parent / "baselines" / "library.json")
 
 
 class UsageError(Exception):

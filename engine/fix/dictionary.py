@@ -18,7 +18,9 @@ from pathlib import Path
 
 import quickfix as fix
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "fix_specs"
+# the checkout's fix_specs/, else the copy a non-editable install keeps as package data (engine/fix/specs)
+SPEC_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "fix_specs", Path(__file__).resolve().parent / "specs")
+                 if d.is_dir()), Path(__file__).resolve().parents[2] / "fix_specs")
 
 
 class DictionaryError(Exception):
