@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.live import wait_for  # noqa: E402
+from engine.shell.live import wait_for  # noqa: E402
 from simulator.localnet import EtcdProcess, live_config  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
 from simulator.wire import free_port  # noqa: E402
@@ -31,7 +31,7 @@ from simulator.wire import free_port  # noqa: E402
 
 def lease_floor(client, ttl: int) -> float:
     """Seconds from a holder's last keep-alive until another node can take the lease (etcd's TTL)."""
-    from engine.lease import EtcdLease
+    from engine.shell.lease import EtcdLease
 
     a, b = EtcdLease(client, "a", ttl=ttl), EtcdLease(client, "b", ttl=ttl)
     a.acquire("a", time.monotonic())

@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.events import ExecReport  # noqa: E402
-from engine.journal import Journal, encode  # noqa: E402
+from engine.core.events import ExecReport  # noqa: E402
+from engine.shell.journal import Journal, encode  # noqa: E402
 from simulator import scenario  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
 

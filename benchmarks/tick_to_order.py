@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.core import EngineCore  # noqa: E402
-from engine.events import Quote, SendOrder, SessionUp  # noqa: E402
+from engine.core.engine_core import EngineCore  # noqa: E402
+from engine.core.events import Quote, SendOrder, SessionUp  # noqa: E402
 from engine.fix.codec import FixCodec, Parsed  # noqa: E402
 from engine.fix.dictionary import load  # noqa: E402
 from simulator import scenario  # noqa: E402

@@ -189,7 +189,7 @@ def serve_xmc_acceptor() -> None:
 
 def _quotes(sign: int) -> list:
     """Quotes that open a sell-spread (sign +1) or buy-spread (-1) decision in the benchmark config."""
-    from engine.events import Quote
+    from engine.core.events import Quote
 
     hg_cny = 4.5 * 2204.62 * 7.1
     mid = round((hg_cny + sign * 400.0) / 10) * 10
@@ -203,8 +203,8 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
     Prints the round trips (order handed to quickfix -> its report handled by the core) as JSON."""
     import json
 
-    from engine.core import EngineCore
-    from engine.live import LiveEngine, SessionConfig, settings_text, wait_for
+    from engine.core.engine_core import EngineCore
+    from engine.shell.live import LiveEngine, SessionConfig, settings_text, wait_for
 
     sc, cfg = _bench_scenario()
     acceptor = subprocess.Popen([sys.executable, __file__, "--xmc-acceptor"], stdin=subprocess.PIPE,

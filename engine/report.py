@@ -10,12 +10,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core import PURPOSE_TAG, EngineCore
-from engine.episode import Episode
+from engine.core.engine_core import PURPOSE_TAG, EngineCore
+from engine.core.episode import Episode
 from engine.provenance import provenance
 
 AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
-                 "detail")  # the in-memory audit row (engine.dispatch), in this order
+                 "detail")  # the in-memory audit row (engine.core.dispatch), in this order
 # audit.parquet: typed columns, real nulls (no "" or 0.0 standing for "none")
 PARQUET_SCHEMA = {
     "run": "str", "seed": "i64", "seq": "i64", "ts": "f64", "stage": "str", "decision_id": "str", "cl_ord_id": "str",

@@ -21,14 +21,14 @@ CORE_GROUPS = {
 
 
 def group_of(function: str) -> str:
-    """engine.recovery.xǁChaseThenUnwindǁ_chase -> engine.recovery; the core's by concern."""
+    """engine.core.recovery.xǁChaseThenUnwindǁ_chase -> engine.core.recovery; the core's by concern."""
     module = ".".join(part for part in function.split(".") if not part.startswith(("x_", "xǁ")))
-    if module == "engine.core":
+    if module == "engine.core.engine_core":
         name = function.rsplit("ǁ", 1)[-1]
         for group, names in CORE_GROUPS.items():
             if name in names:
-                return f"engine.core ({group})"
-        return "engine.core (other)"
+                return f"engine.core.engine_core ({group})"
+        return "engine.core.engine_core (other)"
     return module
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.core import EngineCore, epoch_of
-from engine.episode import TERMINAL
+from engine.core.engine_core import EngineCore, epoch_of
+from engine.core.episode import TERMINAL
 
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",

@@ -5,7 +5,7 @@ the standby over a replication link; the standby's own core applies them as they
 holds the same orders, episodes and timers (hot). Heartbeats travel the same stream every
 `heartbeat` seconds and keep the primary's lease alive. When `misses` heartbeats are missing the
 standby detects the failure, takes the lease once it has expired (its revision is the new fencing
-epoch), becomes active with that epoch (engine.events.Takeover), logs on to every venue with the
+epoch), becomes active with that epoch (engine.core.events.Takeover), logs on to every venue with the
 replicated FIX session state, queries every order it knows was working and only then takes new
 risk. A paused primary that wakes up runs into the fence where orders leave it (the lease check),
 and steps down at its next keep-alive.
@@ -18,10 +18,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.core import EngineCore
-from engine.events import CancelTimer, Command, SetTimer, Takeover
-from engine.journal import Journal
-from engine.lease import FENCE_MARGIN, may_send
+from engine.core.engine_core import EngineCore
+from engine.core.events import CancelTimer, Command, SetTimer, Takeover
+from engine.shell.journal import Journal
+from engine.shell.lease import FENCE_MARGIN, may_send
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class SimulatedLease:
         return False
 
     def holds(self, node: str, epoch: int, now: float) -> bool:
-        """The fence, as production's (engine.lease.EtcdLease): the holder stops sending FENCE_MARGIN
+        """The fence, as production's (engine.shell.lease.EtcdLease): the holder stops sending FENCE_MARGIN
         of the TTL before expiry, so a node that wakes from a pause near the end of its lease cannot
         put an order on the wire that arrives after the standby took the lease."""
         return self.holder == node and self.revision == epoch and now < self.expires - self.ttl * FENCE_MARGIN

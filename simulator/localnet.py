@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from engine.live import wait_for
+from engine.shell.live import wait_for
 from simulator.relay import hang_up
 from simulator.wire import free_port
 

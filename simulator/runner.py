@@ -12,12 +12,12 @@ from pathlib import Path
 
 import simpy
 
-from engine.core import EngineCore
-from engine.events import Command, SendOrder, SessionDown, Takeover
-from engine.journal import Journal
-from engine.journal import read as read_journal
-from engine.journal import replay as replay_journal
+from engine.core.engine_core import EngineCore
+from engine.core.events import Command, SendOrder, SessionDown, Takeover
 from engine.report import RunResult, distribution, episode_row, percentile, venue_of, wilson, write_artifacts
+from engine.shell.journal import Journal
+from engine.shell.journal import read as read_journal
+from engine.shell.journal import replay as replay_journal
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
@@ -54,7 +54,7 @@ def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
 
 
 def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
-    """One run; with `journal` (an engine.journal.Journal) every event the core consumes is journaled."""
+    """One run; with `journal` (an engine.shell.journal.Journal) every event the core consumes is journaled."""
     seed = scenario.seed if seed is None else seed
     env = simpy.Environment()
     log = WireLog()

@@ -11,9 +11,9 @@ import time
 
 import simpy
 
-from engine.core import EngineCore
-from engine.dispatch import ActionDispatcher
-from engine.events import (
+from engine.core.dispatch import ActionDispatcher
+from engine.core.engine_core import EngineCore
+from engine.core.events import (
     FENCED_SENDS,
     Alert,
     Anomaly,
@@ -51,7 +51,7 @@ class SimEngineShell(ActionDispatcher):
         self.recovery_ns: list[int] = []  # compute of the events that sent a recovery order
         self.orders_sent = 0
         self.checker = None  # InvariantChecker, set by the runner
-        self.journal = None  # engine.journal.Journal: every event written before the core acts on it
+        self.journal = None  # engine.shell.journal.Journal: every event written before the core acts on it
         self.alive = True  # False while the engine process is down (a crash_restart fault)
         self.node = "primary"  # which engine node this shell is (failover: primary / standby)
         # failover: may this node send orders under its epoch now? (the lease check where orders
@@ -156,7 +156,7 @@ class SimEngineShell(ActionDispatcher):
         super().execute(actions[:index])
         self.crash_now(fault)
 
-    # ---- outbound: the hooks of engine.dispatch.ActionDispatcher ------------------------------
+    # ---- outbound: the hooks of engine.core.dispatch.ActionDispatcher ------------------------------
     def now(self) -> float:
         return self.env.now
 

@@ -13,7 +13,7 @@ import hashlib
 
 import quickfix as fix
 
-from engine.core import epoch_of
+from engine.core.engine_core import epoch_of
 from engine.fix.codec import SOH, VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time
 
 

@@ -23,8 +23,8 @@ import simpy.rt
 
 from engine.fix import dictionary
 from engine.fix.codec import FixParseError, Parsed
-from engine.live import mask
-from engine.session_events import SessionEvents
+from engine.shell.live import mask
+from engine.shell.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
 from simulator.prices import PriceProcess, market
 from simulator.relay import FaultRelay
@@ -393,9 +393,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     import subprocess
     import sys
 
-    from engine.core import EngineCore
-    from engine.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
+    from engine.core.engine_core import EngineCore
     from engine.report import RunResult, distribution, episode_row, venue_of, write_artifacts
+    from engine.shell.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
 
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
     state = work / "venue-state.json"

@@ -61,7 +61,7 @@ def fields_of(raw: str) -> dict[int, str]:
 
 def epoch_in(cl_ord_id: str) -> int | None:
     """The fencing epoch a ClOrdID carries: its suffix -E<n> when a later node stamped it, else its prefix.
-    Written from the ClOrdID contract on purpose rather than calling engine.core.epoch_of: the checker
+    Written from the ClOrdID contract on purpose rather than calling engine.core.engine_core.epoch_of: the checker
     must not share the code it checks."""
     suffix = re.search(r"-E(\d+)$", cl_ord_id)
     if suffix:

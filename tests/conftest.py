@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.core import EngineCore
-from engine.events import ExecReport, Quote, SendOrder, SessionUp
+from engine.core.engine_core import EngineCore
+from engine.core.events import ExecReport, Quote, SendOrder, SessionUp
 from simulator import scenario
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from engine.core import EngineCore
-from engine.episode import EpisodeState
-from engine.events import (
+from engine.core.engine_core import EngineCore
+from engine.core.episode import EpisodeState
+from engine.core.events import (
     Alert,
     Anomaly,
     Audit,
@@ -165,7 +165,7 @@ def test_a_status_question_left_unanswered_by_a_second_drop_does_not_hold_the_ve
     venue answered the status question; the order settled meanwhile; at the next logon nothing was
     working, yet the stale question kept the venue 'not ready' for good and a legged episode waited
     forever. Now the next logon asks again what is still open and nothing more."""
-    from engine.events import SendStatusRequest, SessionDown, SessionUp
+    from engine.core.events import SendStatusRequest, SessionDown, SessionUp
 
     core = EngineCore(config)
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
@@ -188,7 +188,7 @@ def _mass_answer(req: str, order: SendOrder, cum: float) -> ExecReport:
 @pytest.mark.parametrize("venue_cum,held", [(2.0, False), (1.0, True)])
 def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_cum,
                                                                                               held):
-    from engine.events import Alert, Audit, Command, SendMassStatusRequest, SessionUp, Takeover
+    from engine.core.events import Alert, Audit, Command, SendMassStatusRequest, SessionUp, Takeover
 
     core = EngineCore(config)
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
@@ -208,8 +208,8 @@ def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_
 
 
 def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_resumes(config):
-    from engine.events import Command, SendMassStatusRequest, SessionUp, Takeover
-    from engine.recovery import ChaseThenUnwind
+    from engine.core.events import Command, SendMassStatusRequest, SessionUp, Takeover
+    from engine.core.recovery import ChaseThenUnwind
 
     core = EngineCore(config, ChaseThenUnwind())
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]

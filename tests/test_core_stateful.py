@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine.config import Recovery
-from engine.core import EngineCore
-from engine.episode import TERMINAL
-from engine.events import (
+from engine.core.engine_core import EngineCore
+from engine.core.episode import TERMINAL
+from engine.core.events import (
     Anomaly,
     CancelReject,
     CancelTimer,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.episode import TERMINAL, TRANSITIONS, Episode, EpisodeEvent, EpisodeState, Leg
-from engine.order import ChildOrder, OrdStatus
+from engine.core.episode import TERMINAL, TRANSITIONS, Episode, EpisodeEvent, EpisodeState, Leg
+from engine.core.order import ChildOrder, OrdStatus
 
 ALLOWED = [(s, e, t) for s, row in TRANSITIONS.items() for e, t in row.items()]
 FORBIDDEN = [(s, e) for s in EpisodeState for e in EpisodeEvent if e not in TRANSITIONS[s]]

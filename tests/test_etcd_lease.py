@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.lease import EtcdLease
+from engine.shell.lease import EtcdLease
 
 pytestmark = pytest.mark.etcd
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.lease import FENCE_MARGIN, may_send
+from engine.shell.lease import FENCE_MARGIN, may_send
 from simulator import runner, scenario
 from simulator.failover import SimulatedLease
 from tests.conftest import ROOT

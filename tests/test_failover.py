@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from engine.config import ConfigError
-from engine.core import EngineCore, epoch_of
-from engine.events import Audit, ExecReport, SendOrder, SessionUp, Takeover
+from engine.core.engine_core import EngineCore, epoch_of
+from engine.core.events import Audit, ExecReport, SendOrder, SessionUp, Takeover
 from simulator import runner, scenario
 from simulator.failover import SimulatedLease
 from tests.conftest import ROOT, fire
@@ -155,7 +155,7 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
 
 
 def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):
-    from engine.events import Alert, ExecReport, SendCancel
+    from engine.core.events import Alert, ExecReport, SendCancel
 
     core = EngineCore(config)
     fire(core)
@@ -178,7 +178,7 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
 
 
 def test_a_venue_without_mass_status_is_reconciled_by_its_order_status_answers(config):
-    from engine.events import BusinessReject
+    from engine.core.events import BusinessReject
 
     core = EngineCore(config)
     fire(core)
@@ -201,7 +201,7 @@ def test_both_nodes_crash_in_turn_and_the_second_restarts_from_its_own_journal()
 
 
 def test_a_venue_that_never_answers_the_status_queries_is_escalated_and_still_holds_new_risk(config):
-    from engine.events import Alert, TimerFired
+    from engine.core.events import Alert, TimerFired
 
     core = EngineCore(config)
     fire(core)
@@ -220,7 +220,7 @@ def test_a_takeover_node_adopts_the_old_nodes_order_for_an_episode_it_knows(conf
     had balanced it with a chase the standby never heard of. The AF answer shows that chase filled: it
     joins its leg (so recovery never 'repairs' an exposure that is not there, which would open one),
     the episode balances, and a resend of its fill adds nothing."""
-    from engine.episode import EpisodeState
+    from engine.core.episode import EpisodeState
     from tests.conftest import report
 
     core = EngineCore(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.recovery import ChaseThenUnwind
+from engine.core.recovery import ChaseThenUnwind
 from simulator import runner, scenario
 from tests.conftest import ROOT
 from xmc.cli import main
@@ -31,7 +31,7 @@ def test_a_clean_run_passes_every_invariant_it_exercised():
 
 
 def test_a_duplicate_clordid_reaching_a_venue_is_caught():
-    from engine.core import EngineCore
+    from engine.core.engine_core import EngineCore
     from simulator.checkers import InvariantChecker
 
     sc = scenario.load(F03)

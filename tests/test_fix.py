@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.events import SendCancel, SendOrder, Subscribe
+from engine.core.events import SendCancel, SendOrder, Subscribe
 from engine.fix.codec import FixCodec, FixParseError
 from engine.fix.dictionary import DictionaryError, load
 
@@ -160,7 +160,7 @@ def test_a_status_query_or_cancel_for_an_order_received_but_not_processed(spread
 
     import simpy
 
-    from engine.events import SendStatusRequest
+    from engine.core.events import SendStatusRequest
     from simulator.faults import Fault, FaultPlan
     from simulator.link import Latency, Link
     from simulator.rng import fork
@@ -200,8 +200,8 @@ def test_quickfix_resends_of_a_fenced_epoch_become_gap_fills(config):
 
     import quickfix as fix
 
-    from engine.core import EngineCore
-    from engine.live import LiveEngine
+    from engine.core.engine_core import EngineCore
+    from engine.shell.live import LiveEngine
 
     engine = LiveEngine(EngineCore(dataclasses.replace(config, epoch=2)), [], quiet_gc=False, session_events=False)
 

@@ -149,7 +149,7 @@ def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_fact
     from unittest import mock
 
     from engine.config import ConfigError
-    from engine.live_config import load
+    from engine.shell.live_config import load
 
     path = tmp_path_factory.mktemp("live") / "live.toml"
     path.write_text(_dump(doc).replace("OUT_DIR", str(path.parent / "out")))

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.core import EngineCore
-from engine.events import Quote, SessionUp
-from engine.journal import Journal, JournalError, read, replay
+from engine.core.engine_core import EngineCore
+from engine.core.events import Quote, SessionUp
+from engine.shell.journal import Journal, JournalError, read, replay
 from simulator import runner
 from tests.conftest import short
 
@@ -94,7 +94,7 @@ def test_a_flipped_length_early_is_damage_not_a_torn_tail(tmp_path, config):
 def test_records_with_impossible_content_are_refused(tmp_path, config):
     import zlib
 
-    from engine.journal import _FRAME
+    from engine.shell.journal import _FRAME
 
     j = _journal_with(tmp_path, config, 2)
     j.close()
@@ -157,10 +157,10 @@ def test_a_death_in_the_middle_of_a_journal_write_is_cut_and_reported_on_restart
 def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario):
     """What the standby applies from the primary's stream is in its own journal, in order, so the
     node that takes over can itself restart cold."""
-    from engine.core import EngineCore
-    from engine.journal import Journal, fingerprint, read
-    from engine.live import wait_for
-    from engine.node import PrimaryStream, StandbyNode
+    from engine.core.engine_core import EngineCore
+    from engine.shell.journal import Journal, fingerprint, read
+    from engine.shell.live import wait_for
+    from engine.shell.node import PrimaryStream, StandbyNode
     from tests.conftest import fire
 
     cfg = spread_scenario.engine
@@ -191,8 +191,8 @@ def test_a_standby_attaching_late_gets_the_history_it_lacks_then_the_live_events
     import socket
     import threading
 
-    from engine import journal as jn
-    from engine import node
+    from engine.shell import journal as jn
+    from engine.shell import node
 
     journal = Journal(tmp_path / "engine.journal", config)
     for i in range(50):
@@ -234,7 +234,7 @@ def test_a_standby_that_stops_reading_is_dropped_instead_of_stalling_the_primary
     import socket
     import threading
 
-    from engine import node
+    from engine.shell import node
 
     journal = Journal(tmp_path / "engine.journal", config)
     server = socket.create_server(("127.0.0.1", 0))
@@ -322,8 +322,8 @@ def test_the_shallow_encoding_writes_the_same_bytes_as_asdict():
     """Issue 15: records are encoded without a deep copy; the bytes (and so old journals) are unchanged."""
     import dataclasses as dc
 
-    from engine.events import BusinessReject, CancelReject, Command, ExecReport, Takeover, TimerFired
-    from engine.journal import encode
+    from engine.core.events import BusinessReject, CancelReject, Command, ExecReport, Takeover, TimerFired
+    from engine.shell.journal import encode
 
     events = [Quote("CU", 70000.0, 5.0, None, 0.0), SessionUp("SHFE"), TimerFired("timeout:E1-000001"),
               ExecReport("COMEX", "E1-000001B1", "", "O1", "X1", "F", "2", "HG", "1", 2.0, 2.0, 0.0, 2.0, 4.5,

@@ -166,7 +166,7 @@ def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etc
         os.kill(primary.pid, signal.SIGSTOP)
         frozen_at = time.time()
         lease = etcd()
-        from engine.live import wait_for
+        from engine.shell.live import wait_for
 
         def standby_holds() -> bool:
             found = lease.get("xmc/leader")
@@ -310,7 +310,7 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
     assert node["role"] == "standby" and node["primary"] == "a" and node["epoch"] > 1
     assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
     from engine import journal
-    from engine.events import Takeover
+    from engine.core.events import Takeover
     from simulator import scenario as scenario_module
 
     followed = journal.read(tmp_path / "second" / "engine-c.journal",

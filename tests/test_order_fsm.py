@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import ExecReport
-from engine.order import RESTORE, TRANSITIONS, ChildOrder, OrderEvent, OrdStatus
+from engine.core.events import ExecReport
+from engine.core.order import RESTORE, TRANSITIONS, ChildOrder, OrderEvent, OrdStatus
 
 ALLOWED = [(s, e, t) for s, row in TRANSITIONS.items() for e, t in row.items()]
 FORBIDDEN = [(s, e) for s in OrdStatus for e in OrderEvent if e not in TRANSITIONS[s]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from engine.quiet_gc import QuietGc
+from engine.shell.quiet_gc import QuietGc
 
 
 class Node:

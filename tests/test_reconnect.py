@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.reconnect import Backoff
+from engine.shell.reconnect import Backoff
 
 
 def drive(b: Backoff, until: float, up_at: float | None = None, step: float = 0.05) -> list[tuple[float, str]]:

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from engine.config import Recovery
-from engine.core import EngineCore
-from engine.episode import EpisodeState
-from engine.events import (
+from engine.core.engine_core import EngineCore
+from engine.core.episode import EpisodeState
+from engine.core.events import (
     Anomaly,
     Audit,
     BusinessReject,
@@ -206,7 +206,7 @@ def test_after_a_drop_working_orders_are_queried_before_new_risk(core):
 
 
 def test_after_the_kill_switch_no_recovery_order_is_sent(core):
-    from engine.events import Command, SendCancel
+    from engine.core.events import Command, SendCancel
 
     a, b = sends(fire(core))
     core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)

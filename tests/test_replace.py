@@ -9,10 +9,19 @@ import dataclasses
 import pytest
 
 from engine.config import ConfigError
-from engine.core import EngineCore
-from engine.episode import EpisodeState
-from engine.events import Audit, BusinessReject, CancelReject, ExecReport, SendOrder, SendReplace, SetTimer, TimerFired
-from engine.order import OrdStatus
+from engine.core.engine_core import EngineCore
+from engine.core.episode import EpisodeState
+from engine.core.events import (
+    Audit,
+    BusinessReject,
+    CancelReject,
+    ExecReport,
+    SendOrder,
+    SendReplace,
+    SetTimer,
+    TimerFired,
+)
+from engine.core.order import OrdStatus
 from simulator import runner, scenario
 from tests.conftest import ROOT, fire, report
 from tests.test_fix import _cert_venue

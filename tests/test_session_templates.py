@@ -12,8 +12,8 @@ import quickfix as fix
 from engine.config import ConfigError
 from engine.fix import session_templates
 from engine.fix.session_templates import TemplateError
-from engine.live import settings_text
-from engine.live_config import load
+from engine.shell.live import settings_text
+from engine.shell.live_config import load
 from tests.conftest import ROOT
 
 
@@ -97,8 +97,8 @@ def test_a_bad_template_line_is_an_error_naming_file_and_line(tmp_path, line, wh
 
 def test_session_events_can_be_switched_off_in_the_live_config(tmp_path, monkeypatch):
     """`[live] session_events = false`: the engine keeps no quickfix events and its report says so."""
-    from engine.core import EngineCore
-    from engine.live import LiveEngine
+    from engine.core.engine_core import EngineCore
+    from engine.shell.live import LiveEngine
 
     monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
     assert load(_config(tmp_path)).session_events

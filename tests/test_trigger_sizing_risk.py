@@ -9,9 +9,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.config import Instrument, RiskLimits
-from engine.risk import check_order
-from engine.sizing import align, round_lots
-from engine.trigger import BUY_SPREAD, SELL_SPREAD, TopOfBook, TriggerEvaluator
+from engine.core.risk import check_order
+from engine.core.sizing import align, round_lots
+from engine.core.trigger import BUY_SPREAD, SELL_SPREAD, TopOfBook, TriggerEvaluator
 
 prices = st.floats(1.0, 20.0, allow_nan=False)
 fx_rates = st.floats(5.0, 9.0, allow_nan=False)

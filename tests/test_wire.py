@@ -14,7 +14,7 @@ import sys
 import polars as pl
 import pytest
 
-from engine.live import mask
+from engine.shell.live import mask
 from simulator.localnet import live_config
 from tests.conftest import ROOT
 from tests.test_scenarios import _checked_messages

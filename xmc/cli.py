@@ -347,9 +347,9 @@ def cmd_venue(args) -> int:
 def cmd_live(args) -> int:
     import signal
 
-    from engine.live_config import load
-    from engine.live_node import LiveNode, NodeOptions, SetupError
     from engine.report import RunResult, episode_row, venue_of, write_artifacts
+    from engine.shell.live_config import load
+    from engine.shell.live_node import LiveNode, NodeOptions, SetupError
 
     cfg = load(args.config)
     writable_dir(cfg.out_dir, f"[live] out_dir of {args.config}:")
@@ -403,7 +403,7 @@ def _failover_args(args, node: str):
     """The lease and replication address of a primary/standby node, from --etcd and --peer."""
     import etcd3gw
 
-    from engine.lease import EtcdLease
+    from engine.shell.lease import EtcdLease
 
     def address(flag: str, value: str | None) -> tuple[str, int]:
         host, sep, port = (value or "").rpartition(":")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import quickfix as fix
 import quickfix44 as fix44
 
-from engine.events import (
+from engine.core.events import (
     BusinessReject,
     CancelReject,
     Event,

@@ -11,8 +11,8 @@ import contextlib
 from collections.abc import Iterator
 from unittest import mock
 
-from engine import recovery
-from engine.core import BUY, EngineCore, side_sign
+from engine.core import recovery
+from engine.core.engine_core import BUY, EngineCore, side_sign
 from simulator.transport import SessionEnd
 
 
@@ -48,7 +48,7 @@ def buy_priced_from_bid() -> Iterator[None]:
         book = self.books.get(instrument)
         return book.mid if book is not None and book.mid else None
 
-    import engine.core as core_module
+    import engine.core.engine_core as core_module
 
     original = core_module.check_order
 
@@ -111,7 +111,7 @@ DEFECTS = {
 def slow_chase(delay_s: float = 0.08) -> Iterator[None]:
     """Every chase order leaves the node `delay_s` later than the engine decided it (a slower
     re-order path): the regression gate must name the recovery timing that moved (issue 13)."""
-    from engine.events import SendOrder
+    from engine.core.events import SendOrder
     from simulator.shell import SimEngineShell
 
     chase_ids: set[str] = set()
@@ -139,7 +139,7 @@ def slow_chase(delay_s: float = 0.08) -> Iterator[None]:
 @contextlib.contextmanager
 def far_leg_sized_one_lot_over() -> Iterator[None]:
     """Sizing: leg B gets one lot more than the ratio gives (the lot ratio and residual break)."""
-    from engine import core as core_module
+    from engine.core import engine_core as core_module
 
     original = core_module.align
 
@@ -204,7 +204,7 @@ def position_limit_ignored() -> Iterator[None]:
     """Risk: the worst-case position limit is never checked (order size, notional and band are)."""
     import dataclasses
 
-    from engine import core as core_module
+    from engine.core import engine_core as core_module
 
     original = core_module.check_order
 

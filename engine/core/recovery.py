@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from engine.episode import EpisodeEvent
-from engine.events import Action, Alert, Audit
+from engine.core.episode import EpisodeEvent
+from engine.core.events import Action, Alert, Audit
 
 if TYPE_CHECKING:
-    from engine.core import EngineCore
-    from engine.episode import Episode
+    from engine.core.engine_core import EngineCore
+    from engine.core.episode import Episode
 
 
 class RecoveryPolicy(Protocol):

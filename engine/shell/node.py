@@ -18,9 +18,9 @@ import struct
 import threading
 import time
 
-from engine import journal
-from engine.core import EngineCore
-from engine.events import CancelTimer, SetTimer
+from engine.core.engine_core import EngineCore
+from engine.core.events import CancelTimer, SetTimer
+from engine.shell import journal
 
 _HEADER = struct.Struct(">IB")
 
@@ -67,7 +67,7 @@ class PrimaryStream:
         self.stall = stall
         self.peer = peer
         self.fingerprint = fingerprint
-        self.writer = writer  # the primary's engine.journal.Journal
+        self.writer = writer  # the primary's engine.shell.journal.Journal
         self.lock = threading.Lock()
         self.sock: socket.socket | None = None
         self.alive = False
@@ -162,7 +162,7 @@ class StandbyNode:
     def __init__(self, node: str, core: EngineCore, listen: tuple[str, int], heartbeat: float, misses: int,
                  writer=None):
         self.node = node
-        self.writer = writer  # an engine.journal.Journal: what it applies is journaled, to restart cold later
+        self.writer = writer  # an engine.shell.journal.Journal: what it applies is journaled, to restart cold later
         self.core = core
         self.fingerprint = journal.fingerprint(core.cfg)
         self.heartbeat = heartbeat

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import quickfix as fix
 
-from engine.core import EngineCore, epoch_of
-from engine.dispatch import ActionDispatcher
-from engine.events import Alert, Anomaly, Command, SessionDown, SessionUp, TimerFired
+from engine.core.dispatch import ActionDispatcher
+from engine.core.engine_core import EngineCore, epoch_of
+from engine.core.events import Alert, Anomaly, Command, SessionDown, SessionUp, TimerFired
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
-from engine.quiet_gc import QuietGc
-from engine.session_events import SessionEvents
+from engine.shell.quiet_gc import QuietGc
+from engine.shell.session_events import SessionEvents
 
 log = logging.getLogger(__name__)
 ENGINE_COMP_ID = "XMC"
@@ -123,7 +123,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.on_event = None  # failover primary: streams each event to the standby before the core acts
         self.fence = None  # failover: may this node send under its epoch? checked where orders leave
         self.trace = None  # optional callable(audit row) for a live audit tail
-        self.backoff = None  # engine.reconnect.Backoff: exponential reconnect instead of quickfix's fixed pace
+        self.backoff = None  # engine.shell.reconnect.Backoff: exponential reconnect instead of quickfix's fixed pace
         self.gc = QuietGc() if quiet_gc else None  # collections only while the engine thread is idle
         self.on_wire = None  # optional callable(action, engine time) once a message is handed to quickfix
         # quickfix's own events (garbled input dropped, resends, disconnects) for the record; off saves
@@ -310,7 +310,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.compute_ns.append(time.perf_counter_ns() - t0)
         self.execute(actions)
 
-    # ---- the hooks of engine.dispatch.ActionDispatcher (engine thread) ---------------------------
+    # ---- the hooks of engine.core.dispatch.ActionDispatcher (engine thread) ---------------------------
     def send(self, a) -> None:
         sid = self.session_ids.get(a.venue)
         msg = self.codecs[a.venue].encode(a, self.clock())

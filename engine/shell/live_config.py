@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.config import FIX_TEXT, ConfigError, EngineConfig, Problem, Section, positive, read_engine, read_toml
 from engine.fix import dictionary, session_templates
 from engine.fix.session_templates import TemplateError
-from engine.live import SessionConfig
+from engine.shell.live import SessionConfig
 
 
 @dataclass(frozen=True)

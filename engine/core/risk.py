@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.config import Instrument, RiskLimits
-from engine.trigger import to_common
+from engine.core.trigger import to_common
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
 """EngineCore: the sans-I/O engine. ``handle(event, now)`` in, a list of actions out.
 
 Theory of operation: quotes update the books and may fire the trigger; a signal opens an episode
-(engine/episode.py) that sizes both legs, checks risk for both before sending either, and sends
-them at once as child orders (engine/order.py). Execution reports, cancel rejects and business
+(engine/core/episode.py) that sizes both legs, checks risk for both before sending either, and sends
+them at once as child orders (engine/core/order.py). Execution reports, cancel rejects and business
 rejects move the orders; whenever no order of an episode is working, the legs decide its next
-state; a LEGGED episode is handed to the recovery policy (engine/recovery.py). Timers are actions
+state; a LEGGED episode is handed to the recovery policy (engine/core/recovery.py). Timers are actions
 too, so the same code runs under simpy's virtual clock and under a production timer thread.
 The core owns no clock, socket, thread or random number; it is deterministic in its inputs.
 """
@@ -17,8 +17,8 @@ import traceback
 from collections.abc import Callable
 
 from engine.config import EngineConfig, Instrument
-from engine.episode import Episode, EpisodeEvent, EpisodeState, Leg
-from engine.events import (
+from engine.core.episode import Episode, EpisodeEvent, EpisodeState, Leg
+from engine.core.events import (
     Action,
     Alert,
     Anomaly,
@@ -42,11 +42,11 @@ from engine.events import (
     Takeover,
     TimerFired,
 )
-from engine.order import ChildOrder, OrderEvent, OrdStatus
-from engine.recovery import ChaseThenUnwind, EscalateOnLegged, RecoveryPolicy
-from engine.risk import Breach, check_order
-from engine.sizing import align
-from engine.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
+from engine.core.order import ChildOrder, OrderEvent, OrdStatus
+from engine.core.recovery import ChaseThenUnwind, EscalateOnLegged, RecoveryPolicy
+from engine.core.risk import Breach, check_order
+from engine.core.sizing import align
+from engine.core.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
 
 BUY, SELL = "1", "2"
 TIF = {"ioc": "3", "limit": "0"}

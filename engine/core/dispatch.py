@@ -4,7 +4,7 @@ only how it sends FIX, keeps timers and tells the world."""
 
 from __future__ import annotations
 
-from engine.events import FENCED_SENDS, FIX_SENDS, Alert, Anomaly, Audit, CancelTimer, SetTimer
+from engine.core.events import FENCED_SENDS, FIX_SENDS, Alert, Anomaly, Audit, CancelTimer, SetTimer
 
 
 class ActionDispatcher:

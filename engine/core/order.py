@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from engine.events import ExecReport
+from engine.core.events import ExecReport
 
 
 class OrdStatus(str, Enum):

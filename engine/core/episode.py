@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from engine.order import ChildOrder
+from engine.core.order import ChildOrder
 
 
 class EpisodeState(str, Enum):

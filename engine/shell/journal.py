@@ -25,8 +25,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import events as ev
 from engine.config import EngineConfig
+from engine.core import events as ev
 
 MAGIC = "xmc-journal"
 VERSION = 1

@@ -10,16 +10,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine import journal
-from engine.core import EngineCore
-from engine.events import Command, SessionDown, Takeover
+from engine.core.engine_core import EngineCore
+from engine.core.events import Command, SessionDown, Takeover
 from engine.fix.session_templates import in_schedule
-from engine.journal import Journal, JournalError
-from engine.lease import may_send
-from engine.live import LiveEngine, settings_text, wait_for
-from engine.live_config import LiveConfig
-from engine.node import NodeError, PrimaryStream, StandbyNode
-from engine.reconnect import Backoff
+from engine.shell import journal
+from engine.shell.journal import Journal, JournalError
+from engine.shell.lease import may_send
+from engine.shell.live import LiveEngine, settings_text, wait_for
+from engine.shell.live_config import LiveConfig
+from engine.shell.node import NodeError, PrimaryStream, StandbyNode
+from engine.shell.reconnect import Backoff
 
 
 class SetupError(Exception):
@@ -34,7 +34,7 @@ class NodeOptions:
     misses: int = 3  # heartbeats missed before a standby suspects the primary
     duration: float | None = None  # seconds to run; None: until stopped
     trace: bool = False  # print every audit row as it happens
-    lease: object = None  # engine.lease.Lease for primary/standby
+    lease: object = None  # engine.shell.lease.Lease for primary/standby
     peer: tuple[str, int] | None = None  # the replication stream's address
     etcd: str = ""  # where the lease lives, for messages
 
