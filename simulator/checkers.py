@@ -20,7 +20,7 @@ NAMES = {
     7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
-    12: "at the end of every run: engine orders (filled, done, average price) = the venues'",
+    12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working",
 }
 
 
@@ -159,7 +159,13 @@ class InvariantChecker:
         """Invariant 12, at the end of every run (restarts, failovers and disconnects included): every order the engine holds agrees
         with the venue on filled quantity, on being done and on its average fill price (venue_orders:
         ClOrdID -> (OrdStatus, CumQty, AvgPx)); an order the venue never saw must be dead with nothing
-        filled in the engine."""
+        filled in the engine; and nothing the engine does not know is left working at a venue."""
+        for cl, (status, cum, _avg) in venue_orders.items():
+            if status not in ("2", "4", "8", "C") and self.core.find_order(cl) is None:
+                # an order of another node (or of nobody) the reconciliation should have cancelled
+                self._fail(12, now, "", f"{cl}: working at the venue (OrdStatus {status}, CumQty {cum:g}) "
+                                        f"and unknown to the engine")
+                return
         for o in self.core.orders.values():
             seen = venue_orders.get(o.cl_ord_id)
             if seen is None:

@@ -322,6 +322,10 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("foreign_cancel")
     if "fill_from_status" in kinds:
         seen.add("fill_from_status")
+    if "unknown_order" in kinds:  # a venue reported an order this node never sent: the desk was told
+        seen.add("unknown_order")
+    if "adopted" in stages:  # an order of an earlier node for an episode this one knows joined its leg
+        seen.add("adopted")
     for row in shell.audit:
         if row[2] == "risk_breach":
             if row[10].startswith(("chase", "unwind")):
