@@ -57,7 +57,7 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
 
 
-def read_toml(path: Path, what: str) -> dict:
+def read_toml(path: Path, what: str) -> dict[str, Any]:
     """A TOML file as a dict; a missing, unreadable or malformed file is a ConfigError naming it."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -100,7 +100,7 @@ class Section:
         return name in self.data
 
     def get(self, name: str, type_: type, default: Any = _MISSING, *, check: Callable[[Any], bool] | None = None,
-            hint: str = "", choices: tuple | None = None) -> Any:
+            hint: str = "", choices: tuple[Any, ...] | None = None) -> Any:
         self.seen.add(name)
         if name not in self.data:
             if default is _MISSING:
@@ -320,7 +320,7 @@ def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instru
 
 
 def _per_instrument(sec: Section, name: str, type_: type, instruments: dict[str, Instrument], hint: str,
-                    check: Callable[[Any], bool], default: Any = _MISSING) -> dict:
+                    check: Callable[[Any], bool], default: Any = _MISSING) -> dict[str, Any]:
     table = sec.get(name, dict, {} if default is not _MISSING else _MISSING, hint=hint)
     out = {}
     for k, v in table.items():

@@ -43,6 +43,14 @@ def venue_of(core: EngineCore) -> dict[str, str]:
     return {name: inst.venue for name, inst in core.instruments.items()}
 
 
+def count_outcomes(episodes: list[dict]) -> dict[str, int]:
+    """Episodes per outcome (BALANCED, UNWOUND, ...), from their rows: the one place outcomes are counted."""
+    out: dict[str, int] = {}
+    for e in episodes:
+        out[e["outcome"]] = out.get(e["outcome"], 0) + 1
+    return out
+
+
 def audit_columns(rows: list[tuple], venue_of: dict[str, str], run: str | None, seed: int | None) -> dict[str, list]:
     """The audit rows as typed columns (PARQUET_SCHEMA): the order's role from its ClOrdID, the venue
     from the instrument, ExecID / last qty / last price / cumulative qty of fills parsed out of the

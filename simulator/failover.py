@@ -278,15 +278,15 @@ def timings(failovers: list[dict], audit: list[tuple]) -> list[dict]:
 
         reconciled = first_order = None
         if active is not None:
-            later = [r for r in audit if r[1] >= active]
+            later = [r for r in audit if r.ts >= active]
             first: dict[str, float] = {}  # each venue's first reconciliation after the takeover
             for r in later:
-                if r[2] == "reconciled":
-                    first.setdefault(r[10].split(":")[0], r[1])
-            expected = {r[10] for r in later if r[2] == "session_up"}
+                if r.stage == "reconciled":
+                    first.setdefault(r.detail.split(":")[0], r.ts)
+            expected = {r.detail for r in later if r.stage == "session_up"}
             if first and expected <= set(first):
                 reconciled = max(first.values())
-            first_order = next((r[1] for r in later if r[2] == "send"), None)
+            first_order = next((r.ts for r in later if r.stage == "send"), None)
         # new risk is allowed once every venue is reconciled: that is crash -> first new order allowed
         detected = f.get("detected_s")
         if detected is not None:

@@ -14,7 +14,16 @@ import simpy
 
 from engine.core.engine_core import EngineCore
 from engine.core.events import Command, SendOrder, SessionDown, Takeover
-from engine.report import RunResult, distribution, episode_row, percentile, venue_of, wilson, write_artifacts
+from engine.report import (
+    RunResult,
+    count_outcomes,
+    distribution,
+    episode_row,
+    percentile,
+    venue_of,
+    wilson,
+    write_artifacts,
+)
 from engine.shell.journal import Journal
 from engine.shell.journal import read as read_journal
 from engine.shell.journal import replay as replay_journal
@@ -42,10 +51,10 @@ def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
     """Per restart: crash -> restart -> reconciled (every working order answered) -> first new order."""
     out = []
     for r in restarts:
-        later = [row for row in audit if row[1] >= r["restart_s"]]
-        reconciled = next((row[1] for row in later if row[2] == "reconciled"), None)
-        queried = any(row[2] == "status_query" for row in later)
-        first_order = next((row[1] for row in later if row[2] == "send"), None)
+        later = [row for row in audit if row.ts >= r["restart_s"]]
+        reconciled = next((row.ts for row in later if row.stage == "reconciled"), None)
+        queried = any(row.stage == "status_query" for row in later)
+        first_order = next((row.ts for row in later if row.stage == "send"), None)
         out.append({**r, "down_ms": round((r["restart_s"] - r["crash_s"]) * 1e3, 6),
                     "reconciled_ms": round(((reconciled if queried else r["restart_s"]) - r["crash_s"]) * 1e3, 6)
                     if (reconciled or not queried) else None,
@@ -53,44 +62,83 @@ def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
     return out
 
 
-def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
-    """One run; with `journal` (an engine.shell.journal.Journal) every event the core consumes is journaled."""
-    seed = scenario.seed if seed is None else seed
-    env = simpy.Environment()
-    log = WireLog()
-    core = EngineCore(scenario.engine)
-    shell = SimEngineShell(env, core, scenario.venues, log)
-    shell.journal = journal
-    checker = shell.checker = InvariantChecker(core)
-    wire = WireChecker(scenario.engine, {(i.venue, i.symbol): i.name for i in scenario.engine.instruments.values()})
-    node = _Node(journal, [])
-    if journal is None and any(f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch") for f in scenario.faults):
-        node.journal = shell.journal = Journal(Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal",
-                                               scenario.engine, durability="none")
-    prices = PriceProcess(scenario.prices, fork(seed, "prices"))
-    faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name))
-    venues: dict[str, Venue] = {}
-    for name, vcfg in scenario.venues.items():
-        insts = [i for i in scenario.engine.instruments.values() if i.venue == name]
-        venue = Venue(env, vcfg, insts, fork(seed, f"venue:{name}"), log)
-        venue.faults = faults
-        venue.checker = checker
-        venue.wire = wire
-        venue.session.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
-        shell.sessions[name].observer = lambda raw, t, n=name: wire.engine_sent(n, raw, t)
-        venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
-                                  lambda raw, n=name: (cluster.active if cluster else shell).receive(n, raw), name,
-                                  "down", faults)
-        shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive,
-                                         name, "up", faults)
-        venues[name] = venue
-        names = [i.name for i in insts]
-        for link in (venue.session.link, shell.sessions[name].link):
-            link.volatility = lambda names=names: max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
+class Simulation:
+    """One virtual-time run of a scenario with one seed: the world (venues, links, prices, the engine
+    node or a primary/standby pair) is built at construction, each fault kind is a method attached to
+    it, `run()` drives it to the end of the drain, and the report and its verdict are computed once.
+    With `journal` (an engine.shell.journal.Journal) every event the core consumes is journaled."""
 
-    def disconnect(fault, start: float | None = None, length: float | None = None):
+    def __init__(self, scenario: Scenario, seed: int | None = None, journal=None):
+        self.scenario = scenario
+        self.seed = seed = scenario.seed if seed is None else seed
+        self.env = env = simpy.Environment()
+        self.log = WireLog()
+        self.shell = shell = SimEngineShell(env, EngineCore(scenario.engine), scenario.venues, self.log)
+        shell.journal = journal
+        self.checker = checker = shell.checker = InvariantChecker(shell.core)
+        self.wire = wire = WireChecker(scenario.engine,
+                                       {(i.venue, i.symbol): i.name for i in scenario.engine.instruments.values()})
+        self.node = _Node(journal, [])
+        if journal is None and any(f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch")
+                                   for f in scenario.faults):
+            self.node.journal = shell.journal = Journal(Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal",
+                                                        scenario.engine, durability="none")
+        self.prices = prices = PriceProcess(scenario.prices, fork(seed, "prices"))
+        self.faults = faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults],
+                                         lambda name: fork(seed, name))
+        self.cluster: Cluster | None = None
+        self.venues: dict[str, Venue] = {}
+        for name, vcfg in scenario.venues.items():
+            insts = [i for i in scenario.engine.instruments.values() if i.venue == name]
+            venue = Venue(env, vcfg, insts, fork(seed, f"venue:{name}"), self.log)
+            venue.faults = faults
+            venue.checker = checker
+            venue.wire = wire
+            venue.session.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
+            shell.sessions[name].observer = lambda raw, t, n=name: wire.engine_sent(n, raw, t)
+            venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
+                                      lambda raw, n=name: self.active.receive(n, raw), name, "down", faults)
+            shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"),
+                                             venue.receive, name, "up", faults)
+            self.venues[name] = venue
+            names = [i.name for i in insts]
+            for link in (venue.session.link, shell.sessions[name].link):
+                link.volatility = lambda names=names: max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
+        if scenario.failover:
+            self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults)
+            checker.lease = wire.lease = self.cluster.lease
+        self._attach_faults()
+
+    @property
+    def active(self) -> SimEngineShell:
+        """The engine node in charge now: the only one, or the active node of the pair."""
+        return self.cluster.active if self.cluster is not None else self.shell
+
+    # ---- the faults -------------------------------------------------------------------------------
+    def _attach_faults(self) -> None:
+        env, faults, cluster = self.env, self.faults, self.cluster
+        if cluster is not None:
+            for f in faults.faults:
+                if f.kind in ("primary_crash", "primary_pause", "standby_crash") and not f.on_order:
+                    env.process(self._node_fault(f))
+            for v in self.venues.values():
+                v.on_node_fault = lambda f: env.process(self._node_fault(f, now=True))
+        starts = {"disconnect": self._disconnect, "kill_switch": self._kill_switch, "crash_restart": self._crash_restart}
+        for f in faults.faults:
+            if f.kind in starts:
+                env.process(starts[f.kind](f))
+        for v in self.venues.values():
+            v.on_crash_fault = lambda f: env.process(self._crash_restart(f, now=True))
+        if any(f.kind == "crash_mid_batch" for f in faults.faults):
+            self.shell.batch_crash, self.shell.crash_now = self._batch_crash, self._crash_now
+        for v in self.venues.values():
+            v.on_disconnect_fault = lambda f, _member: env.process(self._disconnect(f, env.now, f.delay))
+
+    def _disconnect(self, fault, start: float | None = None, length: float | None = None):
+        """A session drop at `after` for the fault's window, or now for `length` (disconnect_on_order)."""
+        env, shell = self.env, self.shell
         yield env.timeout(fault.after if start is None else 0.0)
-        venue = venues[fault.venue]
+        venue = self.venues[fault.venue]
         links = (venue.session.link, shell.sessions[fault.venue].link)
         for link in links:
             link.down = True
@@ -103,11 +151,12 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
             link.down = False
         shell.reconnect(fault.venue)
 
-    def crash_restart(fault, now: bool = False):
+    def _crash_restart(self, fault, now: bool = False):
         """Kill the engine (at `after`, or now), restart it from its journal after `delay`, reconcile.
         With a standby pair it is the active node that dies, once no standby is left to take over."""
+        env, cluster, venues, scenario = self.env, self.cluster, self.venues, self.scenario
         yield env.timeout(0.0 if now else fault.after)
-        target = cluster.active if cluster is not None else shell
+        target = self.active
         if cluster is not None and (cluster.standby_core is not None or not target.alive):
             cluster.events.append({"event": "crash_restart_skipped", "at_s": env.now,
                                    "why": "a standby is alive (that is primary_crash) or the node is down"})
@@ -132,13 +181,13 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
             journal.close()
             journal = target.journal = Journal(journal.path, scenario.engine, durability="none")
-            if target is shell:
-                node.journal = journal
+            if target is self.shell:
+                self.node.journal = journal
         rebuilt = EngineCore(scenario.engine)
         target.restart(rebuilt, replay_journal(rebuilt, recovered.records))  # state rebuilt, timers re-armed
-        node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records),
-                              "torn_bytes_cut": recovered.truncated_bytes, "torn_reason": recovered.reason,
-                              "torn_written": torn, "node": target.node})
+        self.node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records),
+                                   "torn_bytes_cut": recovered.truncated_bytes, "torn_reason": recovered.reason,
+                                   "torn_written": torn, "node": target.node})
         if cluster is not None:  # the restarted process asks for the lease again: a new epoch if it expired
             revision = cluster.lease.acquire(target.node, env.now)
             cluster.events.append({"event": "active_restarted", "at_s": env.now, "epoch": revision})
@@ -152,100 +201,87 @@ def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
         for v in venues:
             target.reconnect(v)
 
-    cluster = Cluster(env, scenario.failover, scenario, shell, venues, faults) if scenario.failover else None
-    if cluster is not None:
-        checker.lease = wire.lease = cluster.lease
+    def _node_fault(self, fault, now: bool = False):
+        """A fault of the pair: the primary dies or freezes, or the standby dies (at `after`, or now)."""
+        cluster = self.cluster
+        if not now:
+            yield self.env.timeout(fault.after)
+        if fault.kind == "primary_crash":
+            cluster.crash_primary(fault)
+        elif fault.kind == "primary_pause":
+            yield self.env.process(cluster.pause_primary(fault))
+        elif fault.kind == "standby_crash":
+            yield self.env.process(cluster.crash_standby(fault))
 
-        def node_fault(fault, now: bool = False):
-            if not now:
-                yield env.timeout(fault.after)
-            if fault.kind == "primary_crash":
-                cluster.crash_primary(fault)
-            elif fault.kind == "primary_pause":
-                yield env.process(cluster.pause_primary(fault))
-            elif fault.kind == "standby_crash":
-                yield env.process(cluster.crash_standby(fault))
-
-        for f in faults.faults:
-            if f.kind in ("primary_crash", "primary_pause", "standby_crash") and not f.on_order:
-                env.process(node_fault(f))
-        for v in venues.values():
-            v.on_node_fault = lambda f: env.process(node_fault(f, now=True))
-
-    def kill_switch(fault):
-        yield env.timeout(fault.after)
+    def _kill_switch(self, fault):
+        yield self.env.timeout(fault.after)
         fault.hits += 1
-        shell.dispatch(Command("kill"))
+        self.shell.dispatch(Command("kill"))
 
-    for f in faults.faults:
-        if f.kind == "disconnect":
-            env.process(disconnect(f))
-        elif f.kind == "kill_switch":
-            env.process(kill_switch(f))
-        elif f.kind == "crash_restart":
-            env.process(crash_restart(f))
-    for v in venues.values():
-        v.on_crash_fault = lambda f: env.process(crash_restart(f, now=True))
-
-    def batch_crash(actions: list):
+    def _batch_crash(self, actions: list):
         """Where a crash_mid_batch fault kills the process in this batch: between the two legs'
         NewOrderSingles, or after an order is handed to the session but before its audit row."""
-        if cluster is not None and cluster.active is not cluster.primary:
+        if self.cluster is not None and self.cluster.active is not self.cluster.primary:
             return None  # one crash of the primary per run: the standby has no standby
         sends = [i for i, a in enumerate(actions) if type(a) is SendOrder]
         if not sends:
             return None
-        for f in faults.faults:
+        for f in self.faults.faults:
             if f.kind != "crash_mid_batch" or (f.point == "between_legs" and len(sends) < 2):
                 continue
-            if faults.for_order("crash_mid_batch", "", actions[sends[0]].cl_ord_id, env.now) is f:
+            if self.faults.for_order("crash_mid_batch", "", actions[sends[0]].cl_ord_id, self.env.now) is f:
                 return (sends[1] if f.point == "between_legs" else sends[0] + 1), f
         return None
 
-    def crash_now(fault) -> None:
-        if cluster is not None:
-            cluster.crash_primary(fault)
+    def _crash_now(self, fault) -> None:
+        if self.cluster is not None:
+            self.cluster.crash_primary(fault)
         else:
-            shell.crash()
-            env.process(crash_restart(fault, now=True))
+            self.shell.crash()
+            self.env.process(self._crash_restart(fault, now=True))
 
-    if any(f.kind == "crash_mid_batch" for f in faults.faults):
-        shell.batch_crash, shell.crash_now = batch_crash, crash_now
-    for v in venues.values():
-        v.on_disconnect_fault = lambda f, _member: env.process(disconnect(f, env.now, f.delay))
+    # ---- running and judging ------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        scenario, env, cluster, checker = self.scenario, self.env, self.cluster, self.checker
+        env.process(market(env, self.prices, list(self.venues.values()), scenario.prices.step, self.faults.faults,
+                           lambda t, f: checker.jumps.append(t)))
+        self.shell.start()
+        env.run(until=scenario.duration)
+        if cluster is not None:  # the node active now drains, and so does any that takes over later
+            cluster.draining = True
+        self.active.dispatch(Command("drain"))
+        env.run(until=scenario.duration + scenario.drain)
+        if self.node.journal is not None:
+            self.node.journal.sync()
+        shell = self.active  # after a failover: shares the audit trail and logs of the node it took over from
+        core = shell.core  # after a restart, the rebuilt one
+        report = build_report(scenario, self.seed, core, shell, self.venues, self.log, checker, self.faults,
+                              self.wire, self._node_report(shell))
+        return RunResult(report, self.log.lines, shell.audit, venue_of(core))
 
-    env.process(market(env, prices, list(venues.values()), scenario.prices.step, faults.faults,
-                       lambda t, f: checker.jumps.append(t)))
-    shell.start()
-    env.run(until=scenario.duration)
-    if cluster is not None:  # the node active now drains, and so does any that takes over later
-        cluster.draining = True
-    (cluster.active if cluster is not None else shell).dispatch(Command("drain"))
-    env.run(until=scenario.duration + scenario.drain)
-    if node.journal is not None:
-        node.journal.sync()
-    if cluster is not None:
-        shell = cluster.active  # shares the audit trail and logs of the node it took over from
-    core = shell.core  # after a restart, the rebuilt one
-    report = build_report(scenario, seed, core, shell, venues, log, checker, faults, wire)
-    report["restarts"] = _restart_timings(node.restarts, shell.audit)
-    if cluster is not None:
-        report["failover"] = {"failovers": failover_timings(cluster.failovers, shell.audit),
-                              "node_events": cluster.events,
-                              "lease_grants": [{"at_s": t, "node": n, "epoch": r} for t, n, r in cluster.lease.grants],
-                              "fenced_attempts": sum(1 for row in shell.audit if row[2] == "fenced")}
-        extra = {"failover"} if any("active_s" in f for f in cluster.failovers) else set()
-        extra |= {"fenced_attempt"} & set(checker.coverage)
-        if extra:
-            report["coverage"] = sorted({*report["coverage"], *extra})
-            report["expectations"] = evaluate(scenario.expect, report)
-            report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
-    if node.restarts:
-        torn = {"journal_torn"} if any(r["torn_bytes_cut"] for r in node.restarts) else set()
-        report["coverage"] = sorted({*report["coverage"], "engine_restart", *torn})
-        report["expectations"] = evaluate(scenario.expect, report)
-        report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
-    return RunResult(report, log.lines, shell.audit, venue_of(core))
+    def _node_report(self, shell: SimEngineShell) -> dict:
+        """What the node's own history adds to the report: restarts, failovers, and the rare paths they
+        reached (coverage), all known before the expectations are judged."""
+        out: dict = {"restarts": _restart_timings(self.node.restarts, shell.audit), "coverage": set()}
+        cluster = self.cluster
+        if cluster is not None:
+            out["failover"] = {"failovers": failover_timings(cluster.failovers, shell.audit),
+                               "node_events": cluster.events,
+                               "lease_grants": [{"at_s": t, "node": n, "epoch": r} for t, n, r in cluster.lease.grants],
+                               "fenced_attempts": sum(1 for row in shell.audit if row.stage == "fenced")}
+            if any("active_s" in f for f in cluster.failovers):
+                out["coverage"].add("failover")
+            out["coverage"] |= {"fenced_attempt"} & set(self.checker.coverage)
+        if self.node.restarts:
+            out["coverage"].add("engine_restart")
+            if any(r["torn_bytes_cut"] for r in self.node.restarts):
+                out["coverage"].add("journal_torn")
+        return out
+
+
+def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
+    """One run (a Simulation built and run)."""
+    return Simulation(scenario, seed, journal).run()
 
 
 PART_DONE = re.compile(r"cum=([\d.]+)/([\d.]+)")
@@ -255,7 +291,7 @@ RISK_LIMIT = re.compile(r"\b(" + "|".join(RISK_LIMITS) + r")\b")  # which limit 
 def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker) -> list[str]:
     """Which rare paths the run really reached, so a green run proves its scenario happened."""
     seen = set(checker.coverage)
-    stages = {row[2] for row in shell.audit}
+    stages = {row.stage for row in shell.audit}
     kinds = {a.kind for a in shell.anomalies}
     for ep in core.episodes.values():
         orders = [o for leg in ep.legs.values() for o in leg.orders]
@@ -290,9 +326,9 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
     # a node that died or stepped down reached its paths too: its rejects are in the shared audit
     # trail; so is every fill that left its order part-done ("cum=1/2"), even if the rest filled later
     for row in shell.audit:
-        if row[2] == "rejected" and (m := ORDER_PURPOSE.search(row[4])) is not None:
+        if row.stage == "rejected" and (m := ORDER_PURPOSE.search(row.cl_ord_id)) is not None:
             seen.add({"": "reject_entry", "R": "reject_during_chase"}.get(m.group(1), "reject_entry"))
-        elif row[2] == "fill" and (m := PART_DONE.search(row[10])) is not None and float(m[1]) < float(m[2]):
+        elif row.stage == "fill" and (m := PART_DONE.search(row.detail)) is not None and float(m[1]) < float(m[2]):
             seen.add("partial_fill")
     recovery_ids = {o.cl_ord_id for o in core.orders.values() if o.purpose != "entry"}
     for a in shell.anomalies:
@@ -327,20 +363,22 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
     if "adopted" in stages:  # an order of an earlier node for an episode this one knows joined its leg
         seen.add("adopted")
     for row in shell.audit:
-        if row[2] == "risk_breach":
-            if row[10].startswith(("chase", "unwind")):
+        if row.stage == "risk_breach":
+            if row.detail.startswith(("chase", "unwind")):
                 seen.add("risk_refused_recovery")
-            if (m := RISK_LIMIT.search(row[10])) is not None:
+            if (m := RISK_LIMIT.search(row.detail)) is not None:
                 seen.add(f"risk:{m[1]}")
     return sorted(seen)
 
 
 def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngineShell, venues: dict[str, Venue],
-                 log: WireLog, checker: InvariantChecker, faults, wire: WireChecker | None = None) -> dict:
+                 log: WireLog, checker: InvariantChecker, faults, wire: WireChecker | None = None,
+                 node: dict | None = None) -> dict:
+    """The run's report, judged once: `node` (Simulation._node_report) adds restarts, failovers and the
+    rare paths they reached before the expectations are evaluated."""
+    node = node or {"coverage": set()}
     episodes = [episode_row(ep, core) for ep in core.episodes.values()]
-    outcomes: dict[str, int] = {}
-    for e in episodes:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    outcomes = count_outcomes(episodes)
     venue_pos: dict[str, float] = {}
     for v in venues.values():
         for symbol, lots in v.engine_positions().items():
@@ -387,7 +425,7 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
             "rollback_success": wilson(sum(1 for e in unwound if e["outcome"] == "UNWOUND"), len(unwound)),
         },
         "invariants": invariants,
-        "coverage": coverage(core, shell, checker),
+        "coverage": sorted({*coverage(core, shell, checker), *node["coverage"]}),
         "faults": faults.hits(),
         "fault_windows": [{"index": f.index, "kind": f.kind, "venue": f.venue, "orders": f.orders, "after_s": f.after,
                            "until_s": None if math.isinf(f.until) else f.until, "hits": f.hits}
@@ -404,6 +442,7 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         "wall": {"engine_compute_us": distribution(compute_us),
                  "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns])},
     }
+    report.update({k: v for k, v in node.items() if k != "coverage"})
     report["expectations"] = evaluate(scenario.expect, report)
     report["verdict"] = "pass" if all(x["verdict"] == "pass" for x in report["expectations"]) else "fail"
     report["replay"] = f"xmc run {scenario.path} --seed {seed}"

@@ -177,7 +177,7 @@ class SimEngineShell(ActionDispatcher):
             self.checker.on_fenced(self.env.now, self.node, a.cl_ord_id)
 
     def audited(self, row: tuple) -> None:
-        self.log.event(row[1], "audit " + "|".join(map(str, row[2:])))
+        self.log.event(row.ts, "audit " + "|".join(map(str, row[2:])))
 
     def alert(self, a: Alert) -> None:
         self.log.event(a.ts, f"alert {a.level} {a.text}")

@@ -53,7 +53,7 @@ def _restart_timings(restarts: list[dict], audit: list[tuple], logon_at: dict[st
     out = []
     for r in restarts:
         killed = r["killed_at_s"] + open_at
-        reconciled = [row[1] for row in audit if row[2] == "reconciled" and row[1] > killed]
+        reconciled = [row.ts for row in audit if row.stage == "reconciled" and row.ts > killed]
         out.append(dict(r, logged_on_again_s=round(max(logon_at.values()) - open_at, 6),
                         reconciled_at_s=round(min(reconciled) - open_at, 6) if reconciled else None))
     return out
@@ -394,7 +394,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     import sys
 
     from engine.core.engine_core import EngineCore
-    from engine.report import RunResult, distribution, episode_row, venue_of, write_artifacts
+    from engine.report import RunResult, count_outcomes, distribution, episode_row, venue_of, write_artifacts
     from engine.shell.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
 
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
@@ -486,9 +486,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         # the last logon, which arrives a down-link latency after the venues opened
         open_at = venue_state["opened_at"] - engine.epoch_start
     episodes = [episode_row(ep, core) for ep in core.episodes.values()]
-    outcomes: dict[str, int] = {}
-    for e in episodes:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    outcomes = count_outcomes(episodes)
     engine_pos = {k: v for k, v in core.positions.items() if v}
     venue_pos = {k: v for k, v in venue_state["positions"].items() if v}
     report = {
@@ -508,7 +506,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
                        + [dict(c, fault="disconnect_on_order") for c in venue_state.get("cuts", [])],
         "venue_restarts": _restart_timings(restarts, engine.audit, engine.logon_at, open_at),
         "faults_virtual_only": skipped,
-        "status_queries": sum(1 for row in engine.audit if row[2] == "status_query"),
+        "status_queries": sum(1 for row in engine.audit if row.stage == "status_query"),
     }
     report["verdict"] = "pass" if report["fills_match_positions"] and report["all_terminal"] else "fail"
     if out is not None:

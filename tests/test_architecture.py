@@ -35,3 +35,12 @@ def test_the_import_contract_holds():
     exe = str(linter) if linter.exists() else "lint-imports"
     out = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "0 broken" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_core_type_checks_strictly():
+    """pyproject.toml [tool.mypy] strict over engine.core (scripts/test runs the same check before pytest)."""
+    mypy = ROOT / ".venv" / "bin" / "mypy"
+    exe = str(mypy) if mypy.exists() else "mypy"
+    out = subprocess.run([exe, "-p", "engine.core", "--no-incremental"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr

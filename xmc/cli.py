@@ -347,7 +347,7 @@ def cmd_venue(args) -> int:
 def cmd_live(args) -> int:
     import signal
 
-    from engine.report import RunResult, episode_row, venue_of, write_artifacts
+    from engine.report import RunResult, count_outcomes, episode_row, venue_of, write_artifacts
     from engine.shell.live_config import load
     from engine.shell.live_node import LiveNode, NodeOptions, SetupError
 
@@ -376,16 +376,14 @@ def cmd_live(args) -> int:
         return 0
     engine, core = node.engine, node.core
     episodes = [episode_row(ep, core) for ep in core.episodes.values()]
-    outcomes: dict[str, int] = {}
-    for e in episodes:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    outcomes = count_outcomes(episodes)
     report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
               "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
               "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": node.logged_on_at_end,
               "sessions_never_logged_on": node.never_logged_on,
               "session_events": engine.session_event_summary(),
-              "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row[2] == "fenced"),
+              "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row.stage == "fenced"),
               "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
     report["provenance"] = provenance.provenance({"config": cfg.path})
     write_artifacts(RunResult(report, engine.messages, engine.audit, venue_of(core)), cfg.out_dir)

@@ -4,24 +4,31 @@ only how it sends FIX, keeps timers and tells the world."""
 
 from __future__ import annotations
 
-from engine.core.events import FENCED_SENDS, FIX_SENDS, Alert, Anomaly, Audit, CancelTimer, SetTimer
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.core.events import FENCED_SENDS, FIX_SENDS, Alert, Anomaly, Audit, AuditRow, CancelTimer, SetTimer
+
+if TYPE_CHECKING:
+    from engine.core.engine_core import EngineCore
 
 
 class ActionDispatcher:
     """Base of a shell around an EngineCore. Subclasses set `core`, `fence` (None, or a callable
     epoch -> may this node send?) and `node`, and implement the hooks below."""
 
-    core = None
-    fence = None
+    core: EngineCore
+    fence: Callable[[int], bool] | None = None
     node = ""
 
     def __init__(self) -> None:
-        self.audit: list[tuple] = []
+        self.audit: list[AuditRow] = []
         self.anomalies: list[Anomaly] = []
         self.alerts: list[Alert] = []
 
     # ---- the loop ------------------------------------------------------------------------------
-    def execute(self, actions: list) -> None:
+    def execute(self, actions: list[Any]) -> None:
+        """Carry out actions in order (dispatched on their exact type: the hot path of every event)."""
         for a in actions:
             kind = type(a)
             if kind in FIX_SENDS:
@@ -41,9 +48,9 @@ class ActionDispatcher:
                 self.alerts.append(a)
                 self.alert(a)
 
-    def record_audit(self, a: Audit) -> tuple:
-        row = (len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account, a.side,
-               float(a.qty), float(a.price), a.detail)
+    def record_audit(self, a: Audit) -> AuditRow:
+        row = AuditRow(len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account, a.side,
+                       float(a.qty), float(a.price), a.detail)
         self.audit.append(row)
         self.audited(row)
         return row
@@ -54,7 +61,7 @@ class ActionDispatcher:
         self.anomalies.append(a)
         self.record_audit(Audit(a.ts, "anomaly", cl_ord_id=a.cl_ord_id, detail=f"{a.kind}: {a.detail}"))
 
-    def fenced(self, a) -> None:
+    def fenced(self, a: Any) -> None:
         """An order this node may no longer send (its epoch is not the lease's): not sent, recorded."""
         self.record_audit(Audit(self.now(), "fenced", getattr(a, "decision_id", ""), a.cl_ord_id, a.instrument,
                                 detail=f"{type(a).__name__} from node {self.node or '-'} epoch {self.core.epoch} "
@@ -64,7 +71,7 @@ class ActionDispatcher:
     def now(self) -> float:
         raise NotImplementedError
 
-    def send(self, action) -> None:
+    def send(self, action: Any) -> None:
         """Build the FIX message for `action` and hand it to the session."""
         raise NotImplementedError
 
@@ -74,7 +81,7 @@ class ActionDispatcher:
     def cancel_timer(self, key: str) -> None:
         raise NotImplementedError
 
-    def audited(self, row: tuple) -> None:
+    def audited(self, row: AuditRow) -> None:
         """A row was added to the audit trail (a shell may log or print it)."""
 
     def alert(self, a: Alert) -> None:

@@ -15,9 +15,10 @@ import math
 import re
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from engine.config import EngineConfig, Instrument
-from engine.core.episode import Episode, EpisodeEvent, EpisodeState, Leg
+from engine.core.episode import Episode, EpisodeEvent, EpisodeState, Leg, RecoveryMode
 from engine.core.events import (
     Action,
     Alert,
@@ -109,7 +110,7 @@ class EngineCore:
         self.anomaly_count = 0
         self.orders_today: dict[str, int] = {name: 0 for name in config.instruments}
         self.cancels_today: dict[str, int] = {name: 0 for name in config.instruments}
-        self._handlers: dict[type, Callable[[object, float], list[Action]]] = {
+        self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
             Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
             Takeover: self._on_takeover,
             BusinessReject: self._on_business_reject, SessionUp: self._on_session_up,
@@ -253,22 +254,25 @@ class EngineCore:
                          f"(limit {self.cfg.risk.max_naked_tonnes:g} t)")
             out.append(Audit(now, "risk_breach", did, detail=ep.reason))
             return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
+        priced: dict[str, float] = {}
         for name, leg in legs.items():
             inst = self.instruments[leg.instrument]
-            if prices[name] is None:
+            price = prices[name]
+            if price is None:
                 ep.reason = f"no price: {inst.name} has no {'offers' if leg.side == BUY else 'bids'} to trade against"
                 out.append(Audit(now, "risk_breach", did, instrument=inst.name, detail=ep.reason))
                 return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
-            breach = self._risk(inst, leg.side, leg.target, prices[name], sig.fx_rate)
+            breach = self._risk(inst, leg.side, leg.target, price, sig.fx_rate)
             if breach is not None:
                 ep.reason = f"risk: {breach.limit} on {inst.name}: {breach.detail}"
                 out.append(Audit(now, "risk_breach", did, instrument=inst.name, account=inst.account,
-                                 side=leg.side, qty=leg.target, price=prices[name], detail=ep.reason))
+                                 side=leg.side, qty=leg.target, price=price, detail=ep.reason))
                 return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
+            priced[name] = price
         out.append(Audit(now, "risk_pass", did))
         out += self.move_episode(ep, EpisodeEvent.RISK_PASSED, now)
         for name, leg in legs.items():
-            out += self.send_order(ep, leg, leg.side, leg.target, prices[name], now)
+            out += self.send_order(ep, leg, leg.side, leg.target, priced[name], now)
         out.append(SetTimer(now + s.execution.order_timeout, f"timeout:{did}"))
         return out
 
@@ -329,7 +333,7 @@ class EngineCore:
         book = self.books.get(self.strategy.fx)
         return book.mid if book is not None and book.mid else 1.0
 
-    def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float):
+    def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float) -> Breach | None:
         limit = self.cfg.risk.max_orders_per_day.get(inst.name)
         if limit is not None and self.orders_today[inst.name] + 1 > limit:
             return Breach("max_orders_per_day",
@@ -503,7 +507,8 @@ class EngineCore:
         fill, problems = order.apply(r)
         ep = self.episodes[order.decision_id]
         inst = self.instruments[order.instrument]
-        out = [self.anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id) for kind, detail in problems]
+        out: list[Action] = [self.anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id)
+                             for kind, detail in problems]
         if fill:
             self.positions[order.instrument] += side_sign(order.side) * fill
             ep.fills.append((now, order.leg, fill, r.last_px))
@@ -539,31 +544,28 @@ class EngineCore:
         it is cancelled and recovery decides afresh. None: not an order of an open episode."""
         m = _CHILD_ID.match(r.cl_ord_id)
         ep = self.active.get(m.group(1)) if m else None
-        leg = ep.legs.get(m.group(2)) if ep is not None else None
-        if leg is None or leg.instrument != r.instrument or r.cl_ord_id in self.foreign_filled \
-                or r.side not in (leg.side, "2" if leg.side == "1" else "1"):
+        leg = ep.legs.get(m.group(2)) if ep is not None and m is not None else None
+        if m is None or ep is None or leg is None or leg.instrument != r.instrument \
+                or r.cl_ord_id in self.foreign_filled or r.side not in (leg.side, "2" if leg.side == "1" else "1"):
             return None
         inst = self.instruments[leg.instrument]
-        order = ChildOrder(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
-                           int(round(r.order_qty)) or int(round(r.cum_qty)), None, _PURPOSE_OF_TAG[m.group(3)])
-        order.adopted = True
+        filled = r.cum_qty if r.cum_qty > 1e-9 else 0.0
+        order = ChildOrder.from_venue(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
+                                   int(round(r.order_qty)) or int(round(r.cum_qty)), _PURPOSE_OF_TAG[m.group(3)],
+                                   r.ord_status, filled, (r.avg_px or r.last_px) if filled else 0.0)
         self.orders[order.cl_ord_id] = order
         leg.orders.append(order)
         out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
-                                   order.qty, r.avg_px or None,
+                                   order.qty, r.avg_px,
                                    f"sent by an earlier node for this episode: venue OrdStatus={r.ord_status} "
                                    f"CumQty={r.cum_qty:g}")]
-        if r.cum_qty > 1e-9:
-            order.cum_qty, order.avg_px = r.cum_qty, r.avg_px or r.last_px
+        if filled:
             self.positions[inst.name] += side_sign(r.side) * r.cum_qty
             ep.fills.append((now, leg.name, r.cum_qty, order.avg_px))
             out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
                              r.cum_qty, order.avg_px, f"ExecID {r.exec_id} cum={r.cum_qty:g}/{order.qty} (adopted)"))
         order.exec_ids.add(r.exec_id)
         order.order_id = r.order_id
-        order.state = OrdStatus(r.ord_status) if r.ord_status in OrdStatus._value2member_map_ else OrdStatus.NEW
-        if order.state is OrdStatus.NEW and order.cum_qty > 1e-9:
-            order.state = OrdStatus.PARTIALLY_FILLED
         if not order.done:
             out += self.cancel(order, now)  # what the old node left working is not this node's plan
         if r.mass_status_id and r.last_report:
@@ -660,9 +662,7 @@ class EngineCore:
             ep.fills.append((now, order.leg, missed, px))
             out.append(self.anomaly(now, "fill_from_status", order.cl_ord_id,
                                     f"{missed:g} lots filled while disconnected, learned from the status report"))
-        terminal = {"2": OrdStatus.FILLED, "4": OrdStatus.CANCELED, "8": OrdStatus.REJECTED, "C": OrdStatus.EXPIRED}
-        if r.ord_status in terminal and not order.done:
-            order.state = terminal[r.ord_status]
+        order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
         out += self._answered(order.venue, order.cl_ord_id, now, ep)
         if r.mass_status_id and r.last_report:
             out += self._answered(order.venue, r.mass_status_id, now, ep)
@@ -708,7 +708,7 @@ class EngineCore:
         if order is None:
             return [self.anomaly(now, "reject_unmatched", r.ref_id,
                                   f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}")]
-        out: list[Action] = []
+        out = []
         is_cancel = r.ref_id in self.cancel_ids or r.ref_id in self.replace_ids  # the order itself lives on
         if r.ref_id in self.replace_ids:
             order.pending_replace = None
@@ -743,8 +743,8 @@ class EngineCore:
             return self._amend(ep, now)
         if kind == "timeout":
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
-        elif kind == "legged" and ep.mode == "chase":
-            ep.mode = "unwind"
+        elif kind == "legged" and ep.mode is RecoveryMode.CHASE:
+            ep.set_mode(RecoveryMode.UNWIND)
             out = [Audit(now, "unwind_decision", did, detail="chase time spent: unwinding")]
             if not ep.working:
                 return out + self.recovery.on_legged(self, ep, now)
@@ -784,6 +784,6 @@ class EngineCore:
             return [Audit(now, "drain", detail="no new episodes; open ones finish")]
         return [self.anomaly(now, "unknown_command", "", f"command {c.name!r}")]
 
-    def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data) -> Anomaly:
+    def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data: Any) -> Anomaly:
         self.anomaly_count += 1
         return Anomaly(now, kind, cl_ord_id, detail, data)

@@ -10,12 +10,14 @@ Rules:
 - LEGGED is not terminal: it is the seam where recovery (chase, unwind) takes over; from there
   DONE_BALANCED means the chase completed the missing leg, DONE_FLAT that the unwind flattened it.
 - Terminal states: BALANCED, UNWOUND, ESCALATED, ABORTED. Nothing moves a terminal episode.
+- While LEGGED, the recovery mode is a second, smaller machine (RECOVERY_MOVES): none -> chase;
+  chase -> unwind (the chase cannot succeed) or hedge_overfill (every leg at or past its target).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 from engine.core.order import ChildOrder
 
@@ -49,6 +51,24 @@ TRANSITIONS: dict[EpisodeState, dict[EpisodeEvent, EpisodeState]] = {
     S.LEGGED: {E.DONE_BALANCED: S.BALANCED, E.DONE_FLAT: S.UNWOUND, E.DONE_LEGGED: S.LEGGED,
                E.ESCALATE: S.ESCALATED},
     S.BALANCED: {}, S.UNWOUND: {}, S.ESCALATED: {}, S.ABORTED: {},
+}
+
+
+class RecoveryMode(StrEnum):
+    """How a legged episode is being repaired (engine.core.recovery decides; RECOVERY_MOVES allows)."""
+
+    NONE = ""  # not legged yet, or legged and recovery not started
+    CHASE = "chase"  # re-order the missing quantity
+    HEDGE_OVERFILL = "hedge_overfill"  # every leg at or past target: trade the excess back
+    UNWIND = "unwind"  # flatten what the legs hold
+
+
+M = RecoveryMode
+RECOVERY_MOVES: dict[RecoveryMode, frozenset[RecoveryMode]] = {
+    M.NONE: frozenset({M.CHASE}),
+    M.CHASE: frozenset({M.UNWIND, M.HEDGE_OVERFILL}),
+    M.HEDGE_OVERFILL: frozenset(),
+    M.UNWIND: frozenset(),
 }
 
 
@@ -91,7 +111,7 @@ class Episode:
     stages: dict[str, float] = field(default_factory=dict)
     fills: list[tuple[float, str, float, float]] = field(default_factory=list)  # (ts, leg, qty, px)
     reason: str = ""
-    mode: str = ""  # recovery mode once legged: "chase" or "unwind"
+    mode: RecoveryMode = RecoveryMode.NONE  # once legged; moved only by set_mode
     chase_attempts: int = 0
     unwind_attempts: int = 0
     last_reject: tuple[int | None, bool, bool] | None = None  # (OrdRejReason, session-level, business)
@@ -107,6 +127,13 @@ class Episode:
             return f"episode {self.decision_id}: {event.value} not allowed in state {self.state.value}"
         self.state = target
         return None
+
+    def set_mode(self, mode: RecoveryMode) -> None:
+        """Move the recovery mode as RECOVERY_MOVES allows; any other move is a defect of the policy."""
+        if mode not in RECOVERY_MOVES[self.mode]:
+            raise ValueError(f"episode {self.decision_id}: recovery mode {self.mode.value or 'none'} -> "
+                             f"{mode.value} is not allowed")
+        self.mode = mode
 
     @property
     def working(self) -> bool:

@@ -7,7 +7,7 @@ call ``EngineCore.handle(event, now)`` and carry out the actions it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 # ---- events ---------------------------------------------------------------------------------
@@ -204,6 +204,22 @@ class Audit:
     qty: float = 0.0
     price: float = 0.0
     detail: str = ""
+
+
+class AuditRow(NamedTuple):
+    """An Audit as the dispatcher records it: numbered, every field set (engine.report.AUDIT_COLUMNS)."""
+
+    seq: int
+    ts: float
+    stage: str
+    decision_id: str
+    cl_ord_id: str
+    instrument: str
+    account: str
+    side: str
+    qty: float
+    price: float
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)

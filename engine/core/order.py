@@ -96,6 +96,14 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
     S.REPLACED: {E.STATUS: S.REPLACED},
 }
 
+# The venue's answer to a status question (ExecType I, or the order found in a mass status) is its
+# truth: a working order takes the terminal status the venue names (its fills are applied first, once,
+# by the core); an order the engine already believes done keeps its state. An order the engine never
+# sent but adopts (a takeover node's, engine_core._adopt) starts in the status the venue names.
+STATUS_ADOPTION: dict[str, OrdStatus] = {"2": S.FILLED, "4": S.CANCELED, "8": S.REJECTED, "C": S.EXPIRED}
+ADOPTED_START: dict[str, OrdStatus] = {"A": S.PENDING_NEW, "0": S.NEW, "1": S.PARTIALLY_FILLED, "6": S.PENDING_CANCEL,
+                                       "E": S.PENDING_REPLACE, **STATUS_ADOPTION}
+
 _EXEC_TYPE_EVENTS = {
     "0": E.ACK, "4": E.CANCELED, "8": E.REJECTED, "C": E.EXPIRED, "6": E.PENDING_CANCEL,
     "E": E.PENDING_REPLACE, "5": E.REPLACED, "I": E.STATUS, "D": E.STATUS,
@@ -149,6 +157,28 @@ class ChildOrder:
         self.state = target  # type: ignore[assignment]
         return None
 
+    def adopt_status(self, ord_status: str) -> bool:
+        """The venue's status answer names a terminal status (STATUS_ADOPTION): a working order takes it.
+        Returns whether the order moved."""
+        target = STATUS_ADOPTION.get(ord_status)
+        if target is None or self.done:
+            return False
+        self.state = target
+        return True
+
+    @classmethod
+    def from_venue(cls, cl_ord_id: str, decision_id: str, leg: str, venue: str, instrument: str, side: str, qty: int,
+                purpose: str, ord_status: str, cum_qty: float, avg_px: float) -> ChildOrder:
+        """An order an earlier node sent, as the venue reports it (ADOPTED_START; part-filled if it
+        says New with fills; New if it names no status the table knows)."""
+        order = cls(cl_ord_id, decision_id, leg, venue, instrument, side, qty, None, purpose)
+        order.adopted = True
+        order.cum_qty, order.avg_px = cum_qty, avg_px
+        order.state = ADOPTED_START.get(ord_status, S.NEW)
+        if order.state is S.NEW and cum_qty > 1e-9:
+            order.state = S.PARTIALLY_FILLED
+        return order
+
     def apply(self, rpt: ExecReport) -> tuple[float, list[tuple[str, str]]]:
         """Apply one execution report. Returns (new fill quantity, [(anomaly kind, detail)])."""
         anomalies: list[tuple[str, str]] = []
@@ -172,10 +202,11 @@ class ChildOrder:
                 anomalies.append(("overfill", f"CumQty {new_cum} exceeds OrderQty {self.qty}"))
             event = E.FILL if new_cum >= self.qty - 1e-9 else E.PARTIAL_FILL
         else:
-            event = _EXEC_TYPE_EVENTS.get(rpt.exec_type)
-            if event is None:
+            known = _EXEC_TYPE_EVENTS.get(rpt.exec_type)
+            if known is None:
                 anomalies.append(("unknown_exec_type", f"ExecType {rpt.exec_type!r} not understood"))
                 return 0.0, anomalies
+            event = known
             if event is E.REJECTED:
                 self.reject_reason = rpt.ord_rej_reason
                 self.text = rpt.text

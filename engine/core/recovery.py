@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from engine.core.episode import EpisodeEvent
+from engine.core.episode import EpisodeEvent, RecoveryMode
 from engine.core.events import Action, Alert, Audit
 
 if TYPE_CHECKING:
@@ -58,20 +58,20 @@ class ChaseThenUnwind:
         out: list[Action] = []
         if core.killed:  # the desk pressed the kill switch: no order of any kind, the desk takes over
             return escalate(core, ep, now, "kill switch: recovery stopped, exposure left to the desk")
-        if not ep.mode:
-            ep.mode = "chase"
+        if ep.mode is RecoveryMode.NONE:
+            ep.set_mode(RecoveryMode.CHASE)
             out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, f"legged:{ep.decision_id}"))
         down = sorted(v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()}
                       if not core.venue_ready(v))
         if down:  # no order to a venue that is down or not yet reconciled: wait for both
             return out + [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
         missing = ep.missing()
-        if ep.mode == "chase" and all(m <= 1e-9 for m in missing.values()):
+        if ep.mode is RecoveryMode.CHASE and all(m <= 1e-9 for m in missing.values()):
             if rc.overfill == "record":  # every leg at or beyond target: keep the excess, on record
                 out.append(core.anomaly(now, "overfill", "", f"episode {ep.decision_id} overfilled: {missing}"))
                 return out + core.move_episode(ep, EpisodeEvent.DONE_BALANCED, now)
-            ep.mode = "hedge_overfill"
-        if ep.mode == "chase":
+            ep.set_mode(RecoveryMode.HEDGE_OVERFILL)
+        if ep.mode is RecoveryMode.CHASE:
             why = self._stop_chasing(core, ep, now)
             if why is None:
                 actions, why = self._chase(core, ep, missing, now)
@@ -79,11 +79,11 @@ class ChaseThenUnwind:
                 if why is None:
                     return out
                 if ep.working:  # part of this attempt went out: unwind once it is done
-                    ep.mode = "unwind"
+                    ep.set_mode(RecoveryMode.UNWIND)
                     return out + [Audit(now, "unwind_decision", ep.decision_id, detail=why)]
-            ep.mode = "unwind"
+            ep.set_mode(RecoveryMode.UNWIND)
             out.append(Audit(now, "unwind_decision", ep.decision_id, detail=why))
-        if ep.mode == "hedge_overfill":
+        if ep.mode is RecoveryMode.HEDGE_OVERFILL:
             return out + self._flatten(core, ep, now, {n: -m for n, m in missing.items() if m < 0}, "overfill_hedge")
         if ep.unwind_attempts >= rc.max_unwind_attempts:
             return out + escalate(core, ep, now, f"unwind failed after {ep.unwind_attempts} attempts")
@@ -120,10 +120,9 @@ class ChaseThenUnwind:
             if touch_size < lots:
                 payup += rc.liquidity_step_ticks
             payup = min(payup, rc.max_payup_ticks)
-            if retry_same_price and leg.orders and leg.orders[-1].price is not None:
-                price = leg.orders[-1].price
-            else:
-                price = core.price_from_touch(inst, leg.side, payup)
+            last_price = leg.orders[-1].price if leg.orders else None
+            price = last_price if retry_same_price and last_price is not None \
+                else core.price_from_touch(inst, leg.side, payup)
             if price is None:
                 why = f"chase impossible: {inst.name} has no {'offers' if leg.side == '1' else 'bids'}"
                 out.append(Audit(now, "risk_breach", ep.decision_id, instrument=inst.name, account=inst.account,

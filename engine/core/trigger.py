@@ -28,6 +28,13 @@ class TopOfBook:
         return (self.bid + self.ask) / 2.0
 
 
+def two_sided(book: TopOfBook) -> tuple[float, float]:
+    """(bid, ask) of a book the caller knows is two-sided (inputs_fresh checked it)."""
+    if book.bid is None or book.ask is None:
+        raise ValueError("a one-sided book has no spread value")
+    return book.bid, book.ask
+
+
 def to_common(price: float, inst: Instrument, fx_rate: float) -> float:
     """A leg's price in the common unit (leg A currency per tonne)."""
     return price * inst.units_per_tonne * fx_rate
@@ -81,15 +88,15 @@ class TriggerEvaluator:
     def values(self, books: dict[str, TopOfBook]) -> dict[str, float]:
         """The signal each side compares with its threshold (for spread/ratio one value serves both)."""
         fx = self.fx_rate(books)
-        a, b = books[self.a.name], books[self.b.name]
+        (a_bid, a_ask), (b_bid, b_ask) = two_sided(books[self.a.name]), two_sided(books[self.b.name])
         ma, mb = self.s.price_multiplier_a, self.s.price_multiplier_b
         if self.t.kind == "counter_price":
             # executable: selling the spread sells A at its bid and buys B at its ask, and vice versa
-            sell = ma * to_common(a.bid, self.a, 1.0) - mb * to_common(b.ask, self.b, fx) + self.s.offset
-            buy = ma * to_common(a.ask, self.a, 1.0) - mb * to_common(b.bid, self.b, fx) + self.s.offset
+            sell = ma * to_common(a_bid, self.a, 1.0) - mb * to_common(b_ask, self.b, fx) + self.s.offset
+            buy = ma * to_common(a_ask, self.a, 1.0) - mb * to_common(b_bid, self.b, fx) + self.s.offset
             return {SELL_SPREAD: sell, BUY_SPREAD: buy}
-        ca = ma * to_common(a.mid, self.a, 1.0)
-        cb = mb * to_common(b.mid, self.b, fx)
+        ca = ma * to_common((a_bid + a_ask) / 2.0, self.a, 1.0)
+        cb = mb * to_common((b_bid + b_ask) / 2.0, self.b, fx)
         v = ca / cb if self.t.kind == "ratio" else ca - cb + self.s.offset
         return {SELL_SPREAD: v, BUY_SPREAD: v}
 
@@ -105,12 +112,12 @@ class TriggerEvaluator:
             self.armed[SELL_SPREAD] = True
         if not self.armed[BUY_SPREAD] and buy_v > self.t.buy_below + self.t.hysteresis:
             self.armed[BUY_SPREAD] = True
-        a, b = books[self.a.name], books[self.b.name]
+        (a_bid, a_ask), (b_bid, b_ask) = two_sided(books[self.a.name]), two_sided(books[self.b.name])
         fx = self.fx_rate(books)
         if self.armed[SELL_SPREAD] and sell_v >= self.t.sell_above:
-            return Signal(SELL_SPREAD, sell_v, a.bid, b.ask, fx)
+            return Signal(SELL_SPREAD, sell_v, a_bid, b_ask, fx)
         if self.armed[BUY_SPREAD] and buy_v <= self.t.buy_below:
-            return Signal(BUY_SPREAD, buy_v, a.ask, b.bid, fx)
+            return Signal(BUY_SPREAD, buy_v, a_ask, b_bid, fx)
         return None
 
     def disarm(self, side: str) -> None:

@@ -217,7 +217,7 @@ class LiveNode:
                 opts.lease.release(opts.node, time.monotonic())  # stopping on purpose: the lease is free at once
         if opts.role == "standby":
             self.report["active_at"] = self.report.get("lease_at")
-            rec = [row[1] for row in engine.audit if row[2] == "reconciled"]
+            rec = [row.ts for row in engine.audit if row.stage == "reconciled"]
             self.report["reconciled_at"] = max(rec) if rec else None
 
     def _watch_logons(self, window: float) -> None:
