@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core.engine_core import PURPOSE_TAG, EngineCore
+from engine.core.engine_core import EngineCore
 from engine.core.episode import Episode
+from engine.core.ids import PURPOSE_TAG
 from engine.provenance import provenance
 
 AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",

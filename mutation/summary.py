@@ -14,8 +14,6 @@ from pathlib import Path
 
 # the core's functions by the concern the issue sets a kill target for
 CORE_GROUPS = {
-    "reconciliation": ("_on_session_up", "_on_session_down", "_on_takeover", "_on_status", "_answered",
-                       "_on_foreign_report", "venue_ready", "stamp"),
     "risk": ("_risk", "recovery_order", "price_from_touch", "reference_price"),
 }
 

@@ -12,12 +12,13 @@ The core owns no clock, socket, thread or random number; it is deterministic in 
 from __future__ import annotations
 
 import math
-import re
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from engine.config import EngineConfig, Instrument
+from engine.core import ids
+from engine.core.amending import Amending
 from engine.core.episode import Episode, EpisodeEvent, EpisodeState, Leg, RecoveryMode
 from engine.core.events import (
     Action,
@@ -32,41 +33,20 @@ from engine.core.events import (
     ExecReport,
     Quote,
     SendCancel,
-    SendMassStatusRequest,
     SendOrder,
-    SendReplace,
-    SendStatusRequest,
     SessionDown,
     SessionUp,
     SetTimer,
-    Subscribe,
     Takeover,
     TimerFired,
 )
+from engine.core.ids import BUY, SELL, TIF, epoch_of, side_sign  # noqa: F401 - epoch_of: importable from here too
 from engine.core.order import ChildOrder, OrderEvent, OrdStatus
+from engine.core.reconciliation import Reconciliation
 from engine.core.recovery import ChaseThenUnwind, EscalateOnLegged, RecoveryPolicy
 from engine.core.risk import Breach, check_order
 from engine.core.sizing import align
 from engine.core.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
-
-BUY, SELL = "1", "2"
-TIF = {"ioc": "3", "limit": "0"}
-_EPOCH_SUFFIX = re.compile(r"-E(\d+)$")
-_EPOCH_PREFIX = re.compile(r"E(\d+)-")
-PURPOSE_TAG = {"entry": "", "chase": "R", "unwind": "U", "overfill_hedge": "H"}
-# a child order's ClOrdID: decision id, leg, order number in the leg, purpose letter, epoch suffix
-_CHILD_ID = re.compile(r"^(E\d+-\d+)([AB])\d+([RUH]?)(?:-E\d+)?$")
-_PURPOSE_OF_TAG = {tag: purpose for purpose, tag in PURPOSE_TAG.items()}
-
-
-def epoch_of(cl_ord_id: str) -> int | None:
-    """The fencing epoch a ClOrdID carries (see EngineCore.stamp), None if it is not one of ours."""
-    m = _EPOCH_SUFFIX.search(cl_ord_id) or _EPOCH_PREFIX.match(cl_ord_id)
-    return int(m.group(1)) if m else None
-
-
-def side_sign(side: str) -> int:
-    return 1 if side == BUY else -1
 
 
 class EngineCore:
@@ -89,19 +69,8 @@ class EngineCore:
         self.episodes: dict[str, Episode] = {}
         self.active: dict[str, Episode] = {}
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
-        self.sessions: set[str] = set()
-        # After a session drops, what the venue did meanwhile is unknown: on the next logon every
-        # working order there is queried (OrderStatusRequest) and that venue takes no new risk until
-        # each has answered.
-        self.status_pending: dict[str, set[str]] = {}
-        self.mass_status_due: set[str] = set()  # venues to ask for all their orders (AF) at next logon
-        self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
-        self.foreign_execs: set[tuple[str, str]] = set()
-        # the venue's positions as its mass-status answer states them (ClOrdID -> instrument, signed
-        # CumQty), compared with ours once the last answer is in; a mismatch holds new risk there
-        self.mass_tally: dict[str, dict[str, tuple[str, float]]] = {}
-        self.position_hold: dict[str, str] = {}  # venue -> why; lifted by the desk ("resume")
-        self.dropped: set[str] = set()
+        self.reconciliation = Reconciliation(self)  # sessions, status answers, foreign reports, position holds
+        self.amending = Amending(self)  # limit mode: lagging resting legs moved toward the market
         self.killed = False
         self.draining = False
         self.cooldown_until = -math.inf
@@ -112,9 +81,9 @@ class EngineCore:
         self.cancels_today: dict[str, int] = {name: 0 for name in config.instruments}
         self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
             Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
-            Takeover: self._on_takeover,
-            BusinessReject: self._on_business_reject, SessionUp: self._on_session_up,
-            SessionDown: self._on_session_down, TimerFired: self._on_timer, Command: self._on_command,
+            Takeover: self.reconciliation.on_takeover,
+            BusinessReject: self._on_business_reject, SessionUp: self.reconciliation.on_session_up,
+            SessionDown: self.reconciliation.on_session_down, TimerFired: self._on_timer, Command: self._on_command,
         }
 
     # ---- entry point ------------------------------------------------------------------------
@@ -147,63 +116,13 @@ class EngineCore:
         return out
 
     # ---- sessions and market data -----------------------------------------------------------
-    def _on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
-        self.sessions.add(ev.venue)
-        out: list[Action] = [Audit(now, "session_up", detail=ev.venue)]
-        if ev.venue in self.dropped:
-            self.dropped.discard(ev.venue)
-            # questions of an earlier logon that the drop left unanswered are asked again below (the
-            # orders still working, and the mass status if it was outstanding); a stale one must not
-            # hold the venue for good once what it asked about is settled
-            stale = self.status_pending.pop(ev.venue, set())
-            if any(k.startswith("MS-") for k in stale):
-                self.mass_status_due.add(ev.venue)
-            working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
-                       if o.venue == ev.venue and not o.done]
-            pending = {o.cl_ord_id for o in working}
-            if ev.venue in self.mass_status_due:  # after a takeover: what did the venue see that we did not?
-                self.mass_status_due.discard(ev.venue)
-                req = f"MS-{ev.venue}-E{self.epoch}"
-                pending.add(req)
-                out.append(SendMassStatusRequest(ev.venue, req))
-            if pending:
-                self.status_pending[ev.venue] = pending
-                out.append(SetTimer(now + self.strategy.recovery.status_timeout, f"status:{ev.venue}"))
-                out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried"
-                                                              f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
-                                                              f" before new risk"))
-                out += [SendStatusRequest(ev.venue, o.cl_ord_id, o.order_id, self.instruments[o.instrument].symbol,
-                                          o.side) for o in working]
-            else:
-                out.append(Audit(now, "reconciled", detail=f"{ev.venue}: nothing was working there"))
-        for inst in self.instruments.values():
-            if inst.venue == ev.venue:
-                out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
-        for ep in list(self.active.values()):  # recovery that waited for this session goes on
-            if ep.state is EpisodeState.LEGGED and not ep.working:
-                out += self.recovery.on_legged(self, ep, now)
-        return out
-
-    def _on_takeover(self, ev: Takeover, now: float) -> list[Action]:
-        """This node is active now, under a new fencing epoch: what the old one left working is
-        unknown until each venue answers, so every venue is treated as dropped (queried on logon)."""
-        if ev.epoch <= self.epoch:
-            return [self.anomaly(now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.epoch}")]
-        self.epoch = ev.epoch
-        self.dropped |= {i.venue for i in self.instruments.values()}
-        self.mass_status_due |= {self.instruments[n].venue for n in (self.strategy.leg_a, self.strategy.leg_b)}
-        self.sessions.clear()
-        return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
-
     def stamp(self, cl_ord_id: str) -> str:
-        """A ClOrdID carries the fencing epoch of the node that sends it: the decision's own (its
-        prefix E<epoch>-) or, for a decision of an earlier epoch, a suffix -E<epoch>."""
-        return cl_ord_id if cl_ord_id.startswith(f"E{self.epoch}-") else f"{cl_ord_id}-E{self.epoch}"
+        """This node's fencing epoch on a ClOrdID (engine.core.ids.stamp)."""
+        return ids.stamp(cl_ord_id, self.epoch)
 
-    def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
-        self.sessions.discard(ev.venue)
-        self.dropped.add(ev.venue)
-        return [Audit(now, "session_down", detail=ev.venue)]
+    def venue_ready(self, venue: str) -> bool:
+        """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
+        return self.reconciliation.venue_ready(venue)
 
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
@@ -222,11 +141,7 @@ class EngineCore:
 
     def _legs_connected(self) -> bool:
         s = self.strategy
-        return all(self.venue_ready(self.instruments[n].venue) for n in (s.leg_a, s.leg_b))
-
-    def venue_ready(self, venue: str) -> bool:
-        """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
-        return venue in self.sessions and not self.status_pending.get(venue) and venue not in self.position_hold
+        return all(self.reconciliation.venue_ready(self.instruments[n].venue) for n in (s.leg_a, s.leg_b))
 
     # ---- episodes ---------------------------------------------------------------------------
     def _open_episode(self, sig: Signal, now: float) -> list[Action]:
@@ -352,7 +267,7 @@ class EngineCore:
         """Create and send one child order of `leg` (entry or recovery); the only way orders leave."""
         inst = self.instruments[leg.instrument]
         # ClOrdID: decision id, leg, order number within the leg, and the purpose's letter (none for entry)
-        cl_ord_id = self.stamp(f"{ep.decision_id}{leg.name}{len(leg.orders) + 1}{PURPOSE_TAG[purpose]}")
+        cl_ord_id = self.stamp(ids.child_id(ep.decision_id, leg.name, len(leg.orders) + 1, purpose))
         order = ChildOrder(cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, side, qty, price, purpose)
         self.orders[cl_ord_id] = order
         self.orders_today[inst.name] += 1
@@ -381,65 +296,6 @@ class EngineCore:
                            order.decision_id, inst.account),
                 Audit(now, "cancel", order.decision_id, cid, inst.name, inst.account, order.side,
                       order.leaves_qty, 0.0, f"cancel {order.cl_ord_id}")]
-
-    # ---- amending a resting leg (limit mode) ---------------------------------------------------
-    def _lagging_orders(self, ep: Episode) -> list[ChildOrder]:
-        """Working orders of a leg that is behind the other (by share of its target filled)."""
-        share = {n: leg.filled / leg.target for n, leg in ep.legs.items() if leg.target}
-        lead = max(share.values(), default=0.0)
-        return [o for n, leg in ep.legs.items() if share.get(n, 0.0) < lead - 1e-9
-                for o in leg.orders if not o.done and o.purpose == "entry"]
-
-    def _arm_amend(self, ep: Episode, now: float) -> list[Action]:
-        if ep.state is not EpisodeState.WORKING or "amend_armed" in ep.stages:
-            return []
-        todo = [o for o in self._lagging_orders(ep) if o.replaces < self.strategy.execution.max_amends]
-        if not todo:
-            return []
-        ep.stages["amend_armed"] = now  # armed once per episode; _amend re-arms
-        return [SetTimer(now + self.strategy.execution.amend_after, f"amend:{ep.decision_id}")]
-
-    def _amend(self, ep: Episode, now: float) -> list[Action]:
-        """Move each lagging resting order `amend_step_ticks` further into the market (G), inside risk."""
-        ex = self.strategy.execution
-        out: list[Action] = []
-        again = False
-        for order in self._lagging_orders(ep):
-            if order.state not in (OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED) or order.replaces >= ex.max_amends:
-                continue
-            if self.killed or not self.venue_ready(order.venue):
-                continue
-            inst = self.instruments[order.instrument]
-            payup = ex.payup_ticks.get(inst.name, 0) + ex.amend_step_ticks * (order.replaces + 1)
-            price = self.price_from_touch(inst, order.side, payup)
-            if price is None:  # nothing on the other side to amend toward: the order rests as it is
-                continue
-            sign = side_sign(order.side)
-            if order.price is not None and (price - order.price) * sign <= 1e-12:
-                price = inst.round_to_tick(order.price + sign * ex.amend_step_ticks * inst.tick, sign)
-            slip = (price - ep.trigger_prices[order.leg]) * sign / inst.tick
-            breach = (f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.cfg.risk.max_slippage_ticks}"
-                      if slip > self.cfg.risk.max_slippage_ticks + 1e-9 else None)
-            if breach is None:
-                b = self._risk(inst, order.side, 0, price, self.fx_for(inst))
-                breach = f"{b.limit}: {b.detail}" if b is not None else None
-            if breach:
-                out.append(Audit(now, "risk_breach", ep.decision_id, order.cl_ord_id, inst.name, inst.account,
-                                 order.side, order.leaves_qty, price, f"amend: {breach}"))
-                continue
-            order.replaces += 1
-            new_id = self.stamp(f"{self._key(order.cl_ord_id)}M{order.replaces}")
-            self.replace_ids[new_id] = self._key(order.cl_ord_id)
-            order.pending_replace = (new_id, price)
-            order.move(OrderEvent.REPLACE_SENT)
-            out += [SendReplace(order.venue, new_id, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,
-                                price, TIF[ex.mode], ep.decision_id, inst.account),
-                    Audit(now, "amend", ep.decision_id, new_id, inst.name, inst.account, order.side,
-                          order.leaves_qty, price, f"replace {order.cl_ord_id} at {price:g} (payup {payup} ticks)")]
-            again = again or order.replaces < ex.max_amends
-        if again:
-            out.append(SetTimer(now + ex.amend_after, f"amend:{ep.decision_id}"))
-        return out
 
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
         problem = ep.move(event)
@@ -492,12 +348,12 @@ class EngineCore:
 
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
         if r.mass_status_id and r.cl_ord_id not in ("", "NONE") and r.instrument in self.instruments:
-            self.mass_tally.setdefault(r.venue, {})[r.cl_ord_id] = (r.instrument, side_sign(r.side) * r.cum_qty)
+            self.reconciliation.mass_tally.setdefault(r.venue, {})[r.cl_ord_id] = (r.instrument, side_sign(r.side) * r.cum_qty)
         order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
-            return self._on_foreign_report(r, now)
+            return self.reconciliation.on_foreign_report(r, now)
         if r.exec_type == "I":
-            return self._on_status(order, r, now)
+            return self.reconciliation.on_status(order, r, now)
         if order.adopted and r.exec_type == "F" and r.cum_qty <= order.cum_qty + 1e-9:
             # adopted with the venue's CumQty: a resend of a fill from before adoption adds nothing
             order.exec_ids.add(r.exec_id)
@@ -529,143 +385,11 @@ class EngineCore:
             out[-1:] = [Audit(now, "replaced", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
                               order.leaves_qty, order.price, f"{order.state.name} replace {order.replaces}")]
         if fill and self.strategy.execution.amend_after > 0 and not ep.terminal:
-            out += self._arm_amend(ep, now)
+            out += self.amending.arm(ep, now)
         if r.exec_type == "8" and not problems:
             ep.last_reject = (r.ord_rej_reason, False, False)
         if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
-        return out + self._settle(ep, now)
-
-    def _adopt(self, r: ExecReport, now: float) -> list[Action] | None:
-        """A report for an order this node never sent but whose ClOrdID names one of its open episodes
-        (a takeover node that missed the end of the stream: the old node's chase or unwind of a
-        decision both knew). The order joins its leg with the venue's CumQty and AvgPx, so the episode
-        sees what really traded and never repairs an exposure that is not there; if it still works,
-        it is cancelled and recovery decides afresh. None: not an order of an open episode."""
-        m = _CHILD_ID.match(r.cl_ord_id)
-        ep = self.active.get(m.group(1)) if m else None
-        leg = ep.legs.get(m.group(2)) if ep is not None and m is not None else None
-        if m is None or ep is None or leg is None or leg.instrument != r.instrument \
-                or r.cl_ord_id in self.foreign_filled or r.side not in (leg.side, "2" if leg.side == "1" else "1"):
-            return None
-        inst = self.instruments[leg.instrument]
-        filled = r.cum_qty if r.cum_qty > 1e-9 else 0.0
-        order = ChildOrder.from_venue(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
-                                   int(round(r.order_qty)) or int(round(r.cum_qty)), _PURPOSE_OF_TAG[m.group(3)],
-                                   r.ord_status, filled, (r.avg_px or r.last_px) if filled else 0.0)
-        self.orders[order.cl_ord_id] = order
-        leg.orders.append(order)
-        out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
-                                   order.qty, r.avg_px,
-                                   f"sent by an earlier node for this episode: venue OrdStatus={r.ord_status} "
-                                   f"CumQty={r.cum_qty:g}")]
-        if filled:
-            self.positions[inst.name] += side_sign(r.side) * r.cum_qty
-            ep.fills.append((now, leg.name, r.cum_qty, order.avg_px))
-            out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
-                             r.cum_qty, order.avg_px, f"ExecID {r.exec_id} cum={r.cum_qty:g}/{order.qty} (adopted)"))
-        order.exec_ids.add(r.exec_id)
-        order.order_id = r.order_id
-        if not order.done:
-            out += self.cancel(order, now)  # what the old node left working is not this node's plan
-        if r.mass_status_id and r.last_report:
-            out += self._answered(r.venue, r.mass_status_id, now, ep)
-        return out + self._settle(ep, now)
-
-    def _on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
-        """A report for an order this node never sent (another node's, or nobody's): adopted when its
-        ClOrdID names an open episode of this node (`_adopt`), else never adopted and never lost: its
-        fills move the position once (by CumQty), it is cancelled if still working, and the desk is
-        told; an answer to our mass status query also counts as answered."""
-        adopted = self._adopt(r, now)
-        if adopted is not None:
-            return adopted
-        cl = r.cl_ord_id
-        out: list[Action] = []
-        if cl and cl != "NONE":
-            if cl not in self.foreign_filled:
-                out.append(self.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
-                                        f"for an order this node did not send", exec_id=r.exec_id))
-            done = self.foreign_filled.get(cl, 0.0)
-            cum = done
-            if r.exec_type in ("F", "I") and r.cum_qty > 0:
-                cum = r.cum_qty  # the venue's CumQty is the truth: a resent fill adds nothing
-            elif r.exec_type == "F" and (cl, r.exec_id) not in self.foreign_execs:
-                cum = done + r.last_qty  # no CumQty given: count the execution once, by its ExecID
-            self.foreign_execs.add((cl, r.exec_id))
-            if cum > done + 1e-9 and r.instrument in self.positions:
-                # never lose a fill: the venue says we traded, so the position moves
-                self.positions[r.instrument] += side_sign(r.side) * (cum - done)
-                out.append(Audit(now, "foreign_fill", cl_ord_id=cl, instrument=r.instrument, side=r.side,
-                                 qty=cum - done, price=r.last_px or r.avg_px, detail=f"ExecID {r.exec_id}"))
-            self.foreign_filled[cl] = max(cum, done)
-            if r.mass_status_id and r.ord_status in ("0", "1", "A") and r.instrument in self.instruments:
-                inst = self.instruments[r.instrument]
-                out += [SendCancel(r.venue, self.stamp(f"{cl}X1"), cl, inst.name, inst.symbol, r.side,
-                                   int(r.order_qty), "", inst.account),
-                        Alert(now, "critical", f"{r.venue} reports order {cl} working that this node never sent: "
-                                               f"cancelled; {cum:g} lots filled are in the position; desk to review"),
-                        Audit(now, "foreign_cancel", cl_ord_id=cl, instrument=inst.name, side=r.side,
-                              qty=r.leaves_qty, detail="unknown to this node: cancelled, never adopted")]
-        if r.mass_status_id and r.last_report:
-            out += self._answered(r.venue, r.mass_status_id, now, None)
-        return out
-
-    def _answered(self, venue: str, key: str, now: float, ep: Episode | None, compare: bool = True) -> list[Action]:
-        """One status question (an order's H, or the AF) answered; all answered: the venue is reconciled."""
-        out: list[Action] = []
-        if key.startswith("MS-") and compare:
-            out += self._compare_positions(venue, now)
-        pending = self.status_pending.get(venue)
-        if pending is not None:
-            pending.discard(key)
-            if not pending:
-                del self.status_pending[venue]
-                out.append(Audit(now, "reconciled", detail=f"{venue}: every working order answered"))
-                for other in list(self.active.values()):
-                    if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
-                        out += self.recovery.on_legged(self, other, now)
-        return out
-
-    def _compare_positions(self, venue: str, now: float) -> list[Action]:
-        """The venue's answer to 'all my orders' is complete: the positions it implies (every order's
-        CumQty, signed) must be ours, instrument by instrument. A mismatch is a critical alert, on
-        record, and holds new risk on that venue until the desk has looked (Command "resume")."""
-        theirs: dict[str, float] = {}
-        for instrument, signed in self.mass_tally.pop(venue, {}).values():
-            theirs[instrument] = theirs.get(instrument, 0.0) + signed
-        off = {name: (self.positions[name], theirs.get(name, 0.0)) for name, inst in self.instruments.items()
-               if inst.venue == venue and abs(self.positions[name] - theirs.get(name, 0.0)) > 1e-9}
-        if not off:
-            return [Audit(now, "positions_reconciled", detail=f"{venue}: positions agree with the venue's")]
-        text = (f"{venue} positions disagree with ours after reconciliation: "
-                + ", ".join(f"{n} ours {a:+g} venue {b:+g}" for n, (a, b) in sorted(off.items()))
-                + "; no new risk there until the desk resumes")
-        self.position_hold[venue] = text
-        return [self.anomaly(now, "position_mismatch", "", text), Alert(now, "critical", text),
-                Audit(now, "position_mismatch", detail=text)]
-
-    def _on_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
-        """An order-status answer: adopt the venue's truth (a fill we never heard of is applied once,
-        flagged), then lift the venue's hold once every queried order has answered."""
-        ep = self.episodes[order.decision_id]
-        out: list[Action] = [Audit(now, "status", order.decision_id, order.cl_ord_id, order.instrument,
-                                   self.instruments[order.instrument].account, order.side, r.cum_qty, r.avg_px,
-                                   f"venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}; engine {order.state.name} "
-                                   f"CumQty={order.cum_qty:g}")]
-        missed = r.cum_qty - order.cum_qty
-        if missed > 1e-9:
-            px = (r.avg_px * r.cum_qty - order.avg_px * order.cum_qty) / missed if r.avg_px else order.price or 0.0
-            order.avg_px = (order.avg_px * order.cum_qty + px * missed) / r.cum_qty
-            order.cum_qty = r.cum_qty
-            self.positions[order.instrument] += side_sign(order.side) * missed
-            ep.fills.append((now, order.leg, missed, px))
-            out.append(self.anomaly(now, "fill_from_status", order.cl_ord_id,
-                                    f"{missed:g} lots filled while disconnected, learned from the status report"))
-        order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
-        out += self._answered(order.venue, order.cl_ord_id, now, ep)
-        if r.mass_status_id and r.last_report:
-            out += self._answered(order.venue, r.mass_status_id, now, ep)
         return out + self._settle(ep, now)
 
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
@@ -697,11 +421,11 @@ class EngineCore:
 
     def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
         if r.ref_msg_type == "AF":  # the venue does not do mass status: its per-order answers (H) must do
-            asked = [k for k in self.status_pending.get(r.venue, ()) if k.startswith("MS-")]
+            asked = [k for k in self.reconciliation.status_pending.get(r.venue, ()) if k.startswith("MS-")]
             out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
-            self.mass_tally.pop(r.venue, None)  # no complete picture of its positions: per-order status must do
+            self.reconciliation.mass_tally.pop(r.venue, None)  # no complete picture of its positions: per-order status must do
             for key in asked:
-                out += self._answered(r.venue, key, now, None, compare=False)
+                out += self.reconciliation.answered(r.venue, key, now, None, compare=False)
             return out
         order = self.find_order(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
@@ -729,7 +453,7 @@ class EngineCore:
     def _on_timer(self, t: TimerFired, now: float) -> list[Action]:
         kind, _, did = t.key.partition(":")
         if kind == "status":  # `did` is a venue here: has it answered every status question?
-            unanswered = sorted(self.status_pending.get(did, ()))
+            unanswered = sorted(self.reconciliation.status_pending.get(did, ()))
             if not unanswered:
                 return []
             text = (f"{did} has not answered {len(unanswered)} status question(s) in "
@@ -740,7 +464,7 @@ class EngineCore:
         if ep is None or ep.terminal:
             return []
         if kind == "amend":
-            return self._amend(ep, now)
+            return self.amending.amend(ep, now)
         if kind == "timeout":
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
         elif kind == "legged" and ep.mode is RecoveryMode.CHASE:
@@ -767,7 +491,7 @@ class EngineCore:
             return out
         if c.name == "resume":
             self.killed = self.draining = False
-            held, self.position_hold = sorted(self.position_hold), {}
+            held, self.reconciliation.position_hold = sorted(self.reconciliation.position_hold), {}
             out = [Audit(now, "resume", detail="new episodes allowed"
                          + (f"; position hold lifted on {', '.join(held)}" if held else ""))]
             for ep in list(self.active.values()):  # recovery that waited for a held venue goes on
@@ -776,8 +500,8 @@ class EngineCore:
             return out
         if c.name == "reconcile":  # after a restart: ask every trading venue for all its orders (AF)
             legs = {self.instruments[n].venue for n in (self.strategy.leg_a, self.strategy.leg_b)}
-            self.mass_status_due |= legs
-            self.dropped |= legs
+            self.reconciliation.mass_status_due |= legs
+            self.reconciliation.dropped |= legs
             return [Audit(now, "reconcile", detail=f"all orders to be asked of {', '.join(sorted(legs))} at logon")]
         if c.name == "drain":
             self.draining = True

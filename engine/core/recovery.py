@@ -22,21 +22,42 @@ Rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from engine.core.episode import EpisodeEvent, RecoveryMode
-from engine.core.events import Action, Alert, Audit
+from engine.config import Instrument, Strategy
+from engine.core.episode import Episode, EpisodeEvent, Leg, RecoveryMode
+from engine.core.events import Action, Alert, Anomaly, Audit, SetTimer
+from engine.core.trigger import TopOfBook
 
-if TYPE_CHECKING:
-    from engine.core.engine_core import EngineCore
-    from engine.core.episode import Episode
+
+class RecoveryContext(Protocol):
+    """What a recovery policy may see and do: the narrow face of the core it is given (never the
+    whole EngineCore, which it does not import)."""
+
+    strategy: Strategy
+    instruments: dict[str, Instrument]
+    books: dict[str, TopOfBook]
+    killed: bool
+
+    def venue_ready(self, venue: str) -> bool: ...
+
+    def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float | None: ...
+
+    def recovery_order(self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float, purpose: str,
+                       check_slippage: bool = True) -> tuple[list[Action], bool]: ...
+
+    def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]: ...
+
+    def set_timer(self, at: float, key: str) -> SetTimer: ...
+
+    def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data: object) -> Anomaly: ...
 
 
 class RecoveryPolicy(Protocol):
-    def on_legged(self, core: EngineCore, episode: Episode, now: float) -> list[Action]: ...
+    def on_legged(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]: ...
 
 
-def escalate(core: EngineCore, ep: Episode, now: float, why: str) -> list[Action]:
+def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
     text = f"episode {ep.decision_id} escalated: {why}; missing {ep.missing()} lots, naked {ep.naked_tonnes():.3f} t"
     ep.reason = why
     return [Alert(now, "critical", text, ep.decision_id), Audit(now, "escalate", ep.decision_id, detail=text),
@@ -46,14 +67,14 @@ def escalate(core: EngineCore, ep: Episode, now: float, why: str) -> list[Action
 class EscalateOnLegged:
     """No automatic repair: escalate the legged episode to the desk with its exposure."""
 
-    def on_legged(self, core: EngineCore, episode: Episode, now: float) -> list[Action]:
+    def on_legged(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]:
         return escalate(core, episode, now, "legged, no recovery policy")
 
 
 class ChaseThenUnwind:
     """Chase the missing quantity, unwind when the chase cannot succeed, escalate when neither can."""
 
-    def on_legged(self, core: EngineCore, ep: Episode, now: float) -> list[Action]:
+    def on_legged(self, core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
         rc = core.strategy.recovery
         out: list[Action] = []
         if core.killed:  # the desk pressed the kill switch: no order of any kind, the desk takes over
@@ -91,7 +112,7 @@ class ChaseThenUnwind:
         return out + self._flatten(core, ep, now, {n: leg.filled for n, leg in ep.legs.items()}, "unwind")
 
     @staticmethod
-    def _stop_chasing(core: EngineCore, ep: Episode, now: float) -> str | None:
+    def _stop_chasing(core: RecoveryContext, ep: Episode, now: float) -> str | None:
         rc = core.strategy.recovery
         last = ep.last_reject
         if last is not None and rc.reject_class(*last) == "fatal":
@@ -102,7 +123,7 @@ class ChaseThenUnwind:
             return f"chase time spent ({rc.chase_budget * 1e3:.0f} ms of a {rc.legged_budget * 1e3:.0f} ms legged budget)"
         return None
 
-    def _chase(self, core: EngineCore, ep: Episode, missing: dict[str, float],
+    def _chase(self, core: RecoveryContext, ep: Episode, missing: dict[str, float],
                now: float) -> tuple[list[Action], str | None]:
         """One chase attempt: (actions, None), or (actions, why) when an order could not be sent."""
         rc = core.strategy.recovery
@@ -134,7 +155,7 @@ class ChaseThenUnwind:
                 return out, f"chase order on {inst.name} refused by risk"
         return out, None
 
-    def _flatten(self, core: EngineCore, ep: Episode, now: float, lots_by_leg: dict[str, float],
+    def _flatten(self, core: RecoveryContext, ep: Episode, now: float, lots_by_leg: dict[str, float],
                  purpose: str) -> list[Action]:
         out: list[Action] = []
         rc = core.strategy.recovery

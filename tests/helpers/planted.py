@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from unittest import mock
 
 from engine.core import recovery
-from engine.core.engine_core import BUY, EngineCore, side_sign
+from engine.core.engine_core import EngineCore
+from engine.core.ids import BUY, side_sign
+from engine.core.reconciliation import Reconciliation
 from simulator.transport import SessionEnd
 
 
@@ -155,17 +157,17 @@ def far_leg_sized_one_lot_over() -> Iterator[None]:
 def fill_from_status_not_booked() -> Iterator[None]:
     """Reconciliation: a fill learned from an order-status answer (after a restart, a takeover or a
     disconnect) updates the order but never reaches the position."""
-    original = EngineCore._on_status
+    original = Reconciliation.on_status
 
     def on_status(self, order, r, now):
         before = order.cum_qty
         out = original(self, order, r, now)
         missed = order.cum_qty - before
         if missed > 1e-9:
-            self.positions[order.instrument] -= side_sign(order.side) * missed
+            self.core.positions[order.instrument] -= side_sign(order.side) * missed
         return out
 
-    with mock.patch.object(EngineCore, "_on_status", on_status):
+    with mock.patch.object(Reconciliation, "on_status", on_status):
         yield
 
 
@@ -187,7 +189,7 @@ def unwind_one_lot_too_many() -> Iterator[None]:
 def status_answer_not_adopted() -> Iterator[None]:
     """Reconciliation: an order-status answer that says the order is done (filled, canceled,
     rejected) is not adopted: the engine keeps waiting for an order the venue has finished."""
-    original = EngineCore._on_status
+    original = Reconciliation.on_status
 
     def on_status(self, order, r, now):
         was = order.state
@@ -195,7 +197,7 @@ def status_answer_not_adopted() -> Iterator[None]:
         order.state = was
         return out
 
-    with mock.patch.object(EngineCore, "_on_status", on_status):
+    with mock.patch.object(Reconciliation, "on_status", on_status):
         yield
 
 
@@ -220,9 +222,9 @@ def takeover_skips_reconciliation() -> Iterator[None]:
     """Reconciliation: a node that takes over trades at once, without asking the venues what the
     dead node left working or filled."""
     def on_takeover(self, ev, now):
-        self.epoch = ev.epoch
+        self.core.epoch = ev.epoch
         self.sessions.clear()
         return []
 
-    with mock.patch.object(EngineCore, "_on_takeover", on_takeover):
+    with mock.patch.object(Reconciliation, "on_takeover", on_takeover):
         yield

@@ -1,0 +1,233 @@
+"""Reconciliation with the venues: sessions up and down, takeovers, status and mass-status answers,
+foreign reports, position comparison; no new risk on a venue until it is reconciled."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.core.episode import Episode, EpisodeState
+from engine.core.events import (
+    Action,
+    Alert,
+    Audit,
+    ExecReport,
+    SendCancel,
+    SendMassStatusRequest,
+    SendStatusRequest,
+    SessionDown,
+    SessionUp,
+    SetTimer,
+    Subscribe,
+    Takeover,
+)
+from engine.core.ids import CHILD_ID, PURPOSE_OF_TAG, side_sign
+from engine.core.order import ChildOrder
+
+if TYPE_CHECKING:
+    from engine.core.engine_core import EngineCore
+
+
+class Reconciliation:
+    """The core's part that knows what each venue has seen: which sessions are up and reconciled,
+    which status questions are open, which orders of other nodes were found, and which venues are
+    held because their positions disagree with ours. It acts on the core it belongs to."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+        self.sessions: set[str] = set()
+        self.status_pending: dict[str, set[str]] = {}
+        self.mass_status_due: set[str] = set()  # venues to ask for all their orders (AF) at next logon
+        self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
+        self.foreign_execs: set[tuple[str, str]] = set()
+        self.mass_tally: dict[str, dict[str, tuple[str, float]]] = {}
+        self.position_hold: dict[str, str] = {}  # venue -> why; lifted by the desk ("resume")
+        self.dropped: set[str] = set()
+
+    def on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
+        self.sessions.add(ev.venue)
+        out: list[Action] = [Audit(now, "session_up", detail=ev.venue)]
+        if ev.venue in self.dropped:
+            self.dropped.discard(ev.venue)
+            # questions of an earlier logon that the drop left unanswered are asked again below (the
+            # orders still working, and the mass status if it was outstanding); a stale one must not
+            # hold the venue for good once what it asked about is settled
+            stale = self.status_pending.pop(ev.venue, set())
+            if any(k.startswith("MS-") for k in stale):
+                self.mass_status_due.add(ev.venue)
+            working = [o for ep in self.core.active.values() for leg in ep.legs.values() for o in leg.orders
+                       if o.venue == ev.venue and not o.done]
+            pending = {o.cl_ord_id for o in working}
+            if ev.venue in self.mass_status_due:  # after a takeover: what did the venue see that we did not?
+                self.mass_status_due.discard(ev.venue)
+                req = f"MS-{ev.venue}-E{self.core.epoch}"
+                pending.add(req)
+                out.append(SendMassStatusRequest(ev.venue, req))
+            if pending:
+                self.status_pending[ev.venue] = pending
+                out.append(SetTimer(now + self.core.strategy.recovery.status_timeout, f"status:{ev.venue}"))
+                out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried"
+                                                              f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
+                                                              f" before new risk"))
+                out += [SendStatusRequest(ev.venue, o.cl_ord_id, o.order_id, self.core.instruments[o.instrument].symbol,
+                                          o.side) for o in working]
+            else:
+                out.append(Audit(now, "reconciled", detail=f"{ev.venue}: nothing was working there"))
+        for inst in self.core.instruments.values():
+            if inst.venue == ev.venue:
+                out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
+        for ep in list(self.core.active.values()):  # recovery that waited for this session goes on
+            if ep.state is EpisodeState.LEGGED and not ep.working:
+                out += self.core.recovery.on_legged(self.core, ep, now)
+        return out
+
+    def on_takeover(self, ev: Takeover, now: float) -> list[Action]:
+        """This node is active now, under a new fencing epoch: what the old one left working is
+        unknown until each venue answers, so every venue is treated as dropped (queried on logon)."""
+        if ev.epoch <= self.core.epoch:
+            return [self.core.anomaly(now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.core.epoch}")]
+        self.core.epoch = ev.epoch
+        self.dropped |= {i.venue for i in self.core.instruments.values()}
+        self.mass_status_due |= {self.core.instruments[n].venue for n in (self.core.strategy.leg_a, self.core.strategy.leg_b)}
+        self.sessions.clear()
+        return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
+
+    def on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
+        self.sessions.discard(ev.venue)
+        self.dropped.add(ev.venue)
+        return [Audit(now, "session_down", detail=ev.venue)]
+
+    def venue_ready(self, venue: str) -> bool:
+        """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
+        return venue in self.sessions and not self.status_pending.get(venue) and venue not in self.position_hold
+
+    def adopt(self, r: ExecReport, now: float) -> list[Action] | None:
+        """A report for an order this node never sent but whose ClOrdID names one of its open episodes
+        (a takeover node that missed the end of the stream: the old node's chase or unwind of a
+        decision both knew). The order joins its leg with the venue's CumQty and AvgPx, so the episode
+        sees what really traded and never repairs an exposure that is not there; if it still works,
+        it is cancelled and recovery decides afresh. None: not an order of an open episode."""
+        m = CHILD_ID.match(r.cl_ord_id)
+        ep = self.core.active.get(m.group(1)) if m else None
+        leg = ep.legs.get(m.group(2)) if ep is not None and m is not None else None
+        if m is None or ep is None or leg is None or leg.instrument != r.instrument \
+                or r.cl_ord_id in self.foreign_filled or r.side not in (leg.side, "2" if leg.side == "1" else "1"):
+            return None
+        inst = self.core.instruments[leg.instrument]
+        filled = r.cum_qty if r.cum_qty > 1e-9 else 0.0
+        order = ChildOrder.from_venue(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
+                                   int(round(r.order_qty)) or int(round(r.cum_qty)), PURPOSE_OF_TAG[m.group(3)],
+                                   r.ord_status, filled, (r.avg_px or r.last_px) if filled else 0.0)
+        self.core.orders[order.cl_ord_id] = order
+        leg.orders.append(order)
+        out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
+                                   order.qty, r.avg_px,
+                                   f"sent by an earlier node for this episode: venue OrdStatus={r.ord_status} "
+                                   f"CumQty={r.cum_qty:g}")]
+        if filled:
+            self.core.positions[inst.name] += side_sign(r.side) * r.cum_qty
+            ep.fills.append((now, leg.name, r.cum_qty, order.avg_px))
+            out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
+                             r.cum_qty, order.avg_px, f"ExecID {r.exec_id} cum={r.cum_qty:g}/{order.qty} (adopted)"))
+        order.exec_ids.add(r.exec_id)
+        order.order_id = r.order_id
+        if not order.done:
+            out += self.core.cancel(order, now)  # what the old node left working is not this node's plan
+        if r.mass_status_id and r.last_report:
+            out += self.answered(r.venue, r.mass_status_id, now, ep)
+        return out + self.core._settle(ep, now)
+
+    def on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
+        """A report for an order this node never sent (another node's, or nobody's): adopted when its
+        ClOrdID names an open episode of this node (`_adopt`), else never adopted and never lost: its
+        fills move the position once (by CumQty), it is cancelled if still working, and the desk is
+        told; an answer to our mass status query also counts as answered."""
+        adopted = self.adopt(r, now)
+        if adopted is not None:
+            return adopted
+        cl = r.cl_ord_id
+        out: list[Action] = []
+        if cl and cl != "NONE":
+            if cl not in self.foreign_filled:
+                out.append(self.core.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
+                                        f"for an order this node did not send", exec_id=r.exec_id))
+            done = self.foreign_filled.get(cl, 0.0)
+            cum = done
+            if r.exec_type in ("F", "I") and r.cum_qty > 0:
+                cum = r.cum_qty  # the venue's CumQty is the truth: a resent fill adds nothing
+            elif r.exec_type == "F" and (cl, r.exec_id) not in self.foreign_execs:
+                cum = done + r.last_qty  # no CumQty given: count the execution once, by its ExecID
+            self.foreign_execs.add((cl, r.exec_id))
+            if cum > done + 1e-9 and r.instrument in self.core.positions:
+                # never lose a fill: the venue says we traded, so the position moves
+                self.core.positions[r.instrument] += side_sign(r.side) * (cum - done)
+                out.append(Audit(now, "foreign_fill", cl_ord_id=cl, instrument=r.instrument, side=r.side,
+                                 qty=cum - done, price=r.last_px or r.avg_px, detail=f"ExecID {r.exec_id}"))
+            self.foreign_filled[cl] = max(cum, done)
+            if r.mass_status_id and r.ord_status in ("0", "1", "A") and r.instrument in self.core.instruments:
+                inst = self.core.instruments[r.instrument]
+                out += [SendCancel(r.venue, self.core.stamp(f"{cl}X1"), cl, inst.name, inst.symbol, r.side,
+                                   int(r.order_qty), "", inst.account),
+                        Alert(now, "critical", f"{r.venue} reports order {cl} working that this node never sent: "
+                                               f"cancelled; {cum:g} lots filled are in the position; desk to review"),
+                        Audit(now, "foreign_cancel", cl_ord_id=cl, instrument=inst.name, side=r.side,
+                              qty=r.leaves_qty, detail="unknown to this node: cancelled, never adopted")]
+        if r.mass_status_id and r.last_report:
+            out += self.answered(r.venue, r.mass_status_id, now, None)
+        return out
+
+    def answered(self, venue: str, key: str, now: float, ep: Episode | None, compare: bool = True) -> list[Action]:
+        """One status question (an order's H, or the AF) answered; all answered: the venue is reconciled."""
+        out: list[Action] = []
+        if key.startswith("MS-") and compare:
+            out += self.compare_positions(venue, now)
+        pending = self.status_pending.get(venue)
+        if pending is not None:
+            pending.discard(key)
+            if not pending:
+                del self.status_pending[venue]
+                out.append(Audit(now, "reconciled", detail=f"{venue}: every working order answered"))
+                for other in list(self.core.active.values()):
+                    if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
+                        out += self.core.recovery.on_legged(self.core, other, now)
+        return out
+
+    def compare_positions(self, venue: str, now: float) -> list[Action]:
+        """The venue's answer to 'all my orders' is complete: the positions it implies (every order's
+        CumQty, signed) must be ours, instrument by instrument. A mismatch is a critical alert, on
+        record, and holds new risk on that venue until the desk has looked (Command "resume")."""
+        theirs: dict[str, float] = {}
+        for instrument, signed in self.mass_tally.pop(venue, {}).values():
+            theirs[instrument] = theirs.get(instrument, 0.0) + signed
+        off = {name: (self.core.positions[name], theirs.get(name, 0.0)) for name, inst in self.core.instruments.items()
+               if inst.venue == venue and abs(self.core.positions[name] - theirs.get(name, 0.0)) > 1e-9}
+        if not off:
+            return [Audit(now, "positions_reconciled", detail=f"{venue}: positions agree with the venue's")]
+        text = (f"{venue} positions disagree with ours after reconciliation: "
+                + ", ".join(f"{n} ours {a:+g} venue {b:+g}" for n, (a, b) in sorted(off.items()))
+                + "; no new risk there until the desk resumes")
+        self.position_hold[venue] = text
+        return [self.core.anomaly(now, "position_mismatch", "", text), Alert(now, "critical", text),
+                Audit(now, "position_mismatch", detail=text)]
+
+    def on_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
+        """An order-status answer: adopt the venue's truth (a fill we never heard of is applied once,
+        flagged), then lift the venue's hold once every queried order has answered."""
+        ep = self.core.episodes[order.decision_id]
+        out: list[Action] = [Audit(now, "status", order.decision_id, order.cl_ord_id, order.instrument,
+                                   self.core.instruments[order.instrument].account, order.side, r.cum_qty, r.avg_px,
+                                   f"venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}; engine {order.state.name} "
+                                   f"CumQty={order.cum_qty:g}")]
+        missed = r.cum_qty - order.cum_qty
+        if missed > 1e-9:
+            px = (r.avg_px * r.cum_qty - order.avg_px * order.cum_qty) / missed if r.avg_px else order.price or 0.0
+            order.avg_px = (order.avg_px * order.cum_qty + px * missed) / r.cum_qty
+            order.cum_qty = r.cum_qty
+            self.core.positions[order.instrument] += side_sign(order.side) * missed
+            ep.fills.append((now, order.leg, missed, px))
+            out.append(self.core.anomaly(now, "fill_from_status", order.cl_ord_id,
+                                    f"{missed:g} lots filled while disconnected, learned from the status report"))
+        order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
+        out += self.answered(order.venue, order.cl_ord_id, now, ep)
+        if r.mass_status_id and r.last_report:
+            out += self.answered(order.venue, r.mass_status_id, now, ep)
+        return out + self.core._settle(ep, now)
