@@ -1,5 +1,5 @@
-"""Real parts on this machine's loopback for wire tests, benchmarks and scripts: a throwaway etcd on
-ports the OS gives, the `xmc live` config that points an engine at `xmc venue`'s ports, and a TCP
+"""Real parts on this machine's loopback for wire tests, benchmarks and scripts: a throwaway etcd or
+ZooKeeper on ports the OS gives, the `xmc live` config that points an engine at `xmc venue`'s ports, and a TCP
 relay whose connections can be cut (a replication stream between two processes)."""
 
 from __future__ import annotations
@@ -59,6 +59,69 @@ class EtcdProcess:
         import etcd3gw
 
         return etcd3gw.client(host="127.0.0.1", port=self.port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-nop.jar")  # Debian's zookeeper package
+
+
+def zookeeper_available() -> bool:
+    return Path(ZOOKEEPER_JARS[0]).exists() and Path("/usr/bin/java").exists()
+
+
+class ZooKeeperProcess:
+    """Debian's ZooKeeper, standalone on 127.0.0.1 (client port from the OS), its data in `data_dir`;
+    `tick_ms` sets how finely it expires sessions (a session may be as short as two ticks)."""
+
+    def __init__(self, data_dir: Path, tick_ms: int = 50, attempts: int = 3):
+        # like etcd, ZooKeeper cannot report a port the OS chose for it: the port is picked free first,
+        # and a start that finds it taken in the moment between is made again on a new port (never reused)
+        for attempt in range(attempts):
+            error = self._start(data_dir if attempt == 0 else data_dir.with_name(f"{data_dir.name}-{attempt}"), tick_ms)
+            if error is None:
+                return
+            if "Address already in use" not in error or attempt == attempts - 1:
+                raise RuntimeError("ZooKeeper did not start: " + error)
+
+    def _start(self, data_dir: Path, tick_ms: int) -> str | None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        cfg = data_dir / "zoo.cfg"
+        cfg.write_text(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
+                       f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout=60000\n"
+                       f"4lw.commands.whitelist=ruok\n")
+        log = data_dir / "zookeeper.log"
+        self.proc = subprocess.Popen(["/usr/bin/java", "-Xmx256m", "-cp", ":".join(ZOOKEEPER_JARS),
+                                      "org.apache.zookeeper.server.ZooKeeperServerMain", str(cfg)],
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
+                    c.sendall(b"ruok")
+                    return c.recv(4) == b"imok"
+            except OSError:
+                return self.proc.poll() is not None  # died: stop waiting; the caller says why
+
+        wait_for(up, 30, 0.05)
+        if self.proc.poll() is not None:
+            return log.read_text()[-2000:] or f"exit code {self.proc.returncode}"
+        return None
+
+    @property
+    def hosts(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, session_timeout: float):
+        """A started kazoo client with this session timeout (seconds)."""
+        from kazoo.client import KazooClient
+
+        c = KazooClient(hosts=self.hosts, timeout=session_timeout)
+        c.start(timeout=10)
+        return c
 
     def stop(self) -> None:
         self.proc.terminate()

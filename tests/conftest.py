@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -64,5 +65,22 @@ def etcd(tmp_path):
         factory = lambda: server.client()  # noqa: E731
         factory.port = server.port
         yield factory
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def zookeeper(tmp_path):
+    """A real ZooKeeper on 127.0.0.1 (port from the OS, 50 ms ticks): the running ZooKeeperProcess."""
+    from simulator.localnet import ZooKeeperProcess, zookeeper_available
+
+    missing = [m for m in ("kazoo",) if importlib.util.find_spec(m) is None]
+    if not zookeeper_available() or missing:
+        if os.environ.get("CI"):
+            pytest.fail("ZooKeeper or kazoo is missing in CI: scripts/bootstrap installs Debian's zookeeper and kazoo")
+        pytest.skip("ZooKeeper not installed: run scripts/bootstrap (apt-get install zookeeper; pip install kazoo)")
+    server = ZooKeeperProcess(tmp_path / "zookeeper")
+    try:
+        yield server
     finally:
         server.stop()

@@ -205,24 +205,32 @@ def _parser() -> argparse.ArgumentParser:
                                     "episodes, let open ones finish, log out, write report.json, messages.log and "
                                     "audit.parquet to [live].out_dir. Every event is journaled there first; started "
                                     "again after a crash, it rebuilds from that journal and reconciles before new "
-                                    "risk. With --role primary/standby two processes share an etcd lease (see "
-                                    "README, Failover). A session not logged on 5 s plus one reconnect interval "
+                                    "risk. With --role primary/standby two processes share a lease on etcd or "
+                                    "ZooKeeper (--lease-service; see README, Failover). A session not logged on 5 s plus one reconnect interval "
                                     "after start is said on stderr with quickfix's last word on it. Exit 0, 2 bad "
                                     "input, 3 when a session never logged on during the run.")
     lv.add_argument("--config", required=True, help="path of a live .toml config")
     lv.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
                                                                   "until a signal)")
     lv.add_argument("--role", choices=("single", "primary", "standby"), default="single",
-                    help="single: one node (default); primary: hold the etcd lease and stream every event to the "
+                    help="single: one node (default); primary: hold the lease and stream every event to the "
                          "standby at --peer; standby: listen on --peer, follow the stream, take over when the "
                          "primary's heartbeats stop and the lease is free")
     lv.add_argument("--node", default=None, help="this node's name in the lease (default: the role)")
-    lv.add_argument("--etcd", default=None, metavar="HOST:PORT", help="etcd client address (primary/standby)")
+    lv.add_argument("--lease-service", choices=("etcd", "zookeeper"), default="etcd",
+                    help="where the leadership lease lives (primary/standby): etcd (whole-second TTL; default) or "
+                         "zookeeper (an ephemeral node; sessions expire in a few hundred ms)")
+    lv.add_argument("--etcd", default=None, metavar="HOST:PORT", help="etcd client address (--lease-service etcd)")
+    lv.add_argument("--zookeeper", default=None, metavar="HOST:PORT",
+                    help="ZooKeeper address (--lease-service zookeeper)")
     lv.add_argument("--peer", default=None, metavar="HOST:PORT",
                     help="the replication address: the standby listens there, the primary connects to it")
     lv.add_argument("--heartbeat-ms", type=float, default=100.0, help="heartbeat interval (default 100)")
     lv.add_argument("--misses", type=int, default=3, help="heartbeats missed before a takeover (default 3)")
     lv.add_argument("--lease-ttl-s", type=int, default=1, help="etcd lease TTL in whole seconds (default 1)")
+    lv.add_argument("--lease-session-ms", type=float, default=400.0,
+                    help="ZooKeeper session timeout in ms: how long after a node's last word its lease ends "
+                         "(default 400; the server's tickTime x 2 at least)")
     lv.add_argument("--trace", action="store_true", help="print every audit row as it happens (stdout)")
     v = sub.add_parser("venue", help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
                        description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
@@ -361,7 +369,7 @@ def cmd_live(args) -> int:
         lease, peer = _failover_args(args, node_name)
     stop = threading.Event()
     opts = NodeOptions(args.role, node_name, args.heartbeat_ms / 1e3, args.misses, args.duration, args.trace, lease,
-                       peer, args.etcd or "")
+                       peer, (args.etcd if args.lease_service == "etcd" else args.zookeeper) or "")
     node = LiveNode(cfg, opts, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -398,10 +406,8 @@ def cmd_live(args) -> int:
 
 
 def _failover_args(args, node: str):
-    """The lease and replication address of a primary/standby node, from --etcd and --peer."""
-    import etcd3gw
-
-    from engine.shell.lease import EtcdLease
+    """The lease (on etcd or ZooKeeper, --lease-service) and the replication address of a
+    primary/standby node, from --etcd or --zookeeper and --peer."""
 
     def address(flag: str, value: str | None) -> tuple[str, int]:
         host, sep, port = (value or "").rpartition(":")
@@ -409,10 +415,16 @@ def _failover_args(args, node: str):
             raise UsageError(f"{flag} {value}: write HOST:PORT (--role {args.role} needs it)")
         return host, int(port)
 
-    etcd_host, etcd_port = address("--etcd", args.etcd)
     peer = address("--peer", args.peer)
     if args.heartbeat_ms <= 0 or args.misses < 1 or args.lease_ttl_s < 1:
         raise UsageError("--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1, please")
+    if args.lease_service == "zookeeper":
+        return _zookeeper_lease(args, node, address("--zookeeper", args.zookeeper)), peer
+    import etcd3gw
+
+    from engine.shell.lease import EtcdLease
+
+    etcd_host, etcd_port = address("--etcd", args.etcd)
     client = etcd3gw.client(host=etcd_host, port=etcd_port)
     try:
         client.status()
@@ -420,6 +432,26 @@ def _failover_args(args, node: str):
         raise UsageError(f"--etcd {args.etcd}: etcd does not answer ({type(exc).__name__}); start it "
                          f"(scripts/etcd) or fix the address") from None
     return EtcdLease(client, node, ttl=args.lease_ttl_s), peer
+
+
+def _zookeeper_lease(args, node: str, where: tuple[str, int]):
+    if not 100 <= args.lease_session_ms <= 60000:
+        raise UsageError(f"--lease-session-ms {args.lease_session_ms:g}: give 100..60000 ms (ZooKeeper allows "
+                         f"two of its ticks at least)")
+    try:
+        from kazoo.client import KazooClient
+    except ImportError:
+        raise UsageError("--lease-service zookeeper needs kazoo: pip install kazoo (scripts/bootstrap does)") from None
+    from engine.shell.lease import ZooKeeperLease
+
+    timeout = args.lease_session_ms / 1e3
+    client = KazooClient(hosts=f"{where[0]}:{where[1]}", timeout=timeout)
+    try:
+        client.start(timeout=5)
+    except Exception as exc:
+        raise UsageError(f"--zookeeper {args.zookeeper}: ZooKeeper does not answer ({type(exc).__name__}); start "
+                         f"it or fix the address") from None
+    return ZooKeeperLease(client, node, timeout)
 
 
 def cmd_run(args) -> int:

@@ -1,9 +1,12 @@
 """Who may send: the leadership lease a node must hold, and its revision, the fencing epoch.
 
-The engine's node shells use this interface only; etcd implements it in live and wire mode (a lease
-with a TTL kept alive, the leader key created under it, the key's revision the epoch), and the
-simulator's SimulatedLease implements it in virtual time with the same semantics. The sending path
-asks `holds(node, epoch, now)` before an order, cancel or replace leaves the node.
+The engine's node shells use this interface only. Two coordination services implement it in live and
+wire mode (`xmc live --lease-service`): etcd (a lease with a whole-second TTL kept alive, the leader
+key created under it, the key's create_revision the epoch) and ZooKeeper (an ephemeral leader node
+owned by the holder's session, which the server expires a session timeout after it last heard from
+the holder, a few hundred milliseconds if wanted; the node's creation zxid the epoch). The simulator's
+SimulatedLease implements it in virtual time with the same semantics. The sending path asks
+`holds(node, epoch, now)` before an order, cancel or replace leaves the node.
 """
 
 from __future__ import annotations
@@ -108,3 +111,82 @@ class EtcdLease:
             except Exception:  # noqa: BLE001 - already expired or etcd gone: nothing left to give up
                 pass
         self._lease, self._valid_until = None, float("-inf")
+
+
+class ZooKeeperLease:
+    """The lease on ZooKeeper (live and wire mode, kazoo client): the leader is an ephemeral node
+    created only if absent, owned by the holder's session; its creation zxid is the fencing epoch
+    (ZooKeeper's zxid only ever grows, so every new leader has a higher epoch than all before it).
+    When the holder dies, the server expires its session `session_timeout` after it last heard from
+    it and deletes the node; a standby watching the node learns it at once (`changed`).
+
+    `holds` answers from what the last round trip proved (no I/O on the sending path): the server
+    answered a request sent at `t`, so the session lives at least until `t + session_timeout` (the
+    server counts from the last packet it received, which is later); less the safety margin."""
+
+    def __init__(self, client, node: str, session_timeout: float, path: str = "/xmc/leader",
+                 margin: float = FENCE_MARGIN):
+        import threading
+
+        self.client = client  # a started kazoo.client.KazooClient with this session timeout
+        self.node = node
+        self.session_timeout = session_timeout
+        self.path = path
+        self.margin = margin
+        self.revision = 0
+        self._valid_until = float("-inf")
+        self.changed = threading.Event()  # set when the leader node goes away (a standby acts on it)
+
+    def _check(self, node: str) -> None:
+        if node != self.node:
+            raise ValueError(f"this ZooKeeperLease acts for node {self.node!r}, not {node!r}")
+
+    def _valid(self, sent_at: float) -> float:
+        return sent_at + self.session_timeout * (1.0 - self.margin)
+
+    def _watch(self, event=None) -> None:
+        self.changed.set()
+
+    def acquire(self, node: str, now: float) -> int | None:
+        from kazoo.exceptions import NodeExistsError
+
+        self._check(node)
+        self.changed.clear()
+        try:
+            self.client.create(self.path, node.encode(), ephemeral=True, makepath=True)
+        except NodeExistsError:
+            if self.client.exists(self.path, watch=self._watch) is None:
+                self.changed.set()  # gone between the two calls: ask again at once
+            return None
+        data, stat = self.client.get(self.path)
+        if data.decode() != node or stat.ephemeralOwner != self.client.client_id[0]:
+            return None
+        self.revision = stat.czxid
+        self._valid_until = self._valid(now)
+        return self.revision
+
+    def keep_alive(self, node: str, now: float) -> bool:
+        self._check(node)
+        try:
+            data, stat = self.client.get(self.path)
+        except Exception:  # noqa: BLE001 - no node, or no session: not proof of the lease
+            self._valid_until = float("-inf")
+            return False
+        if data.decode() != node or stat.czxid != self.revision or stat.ephemeralOwner != self.client.client_id[0]:
+            self._valid_until = float("-inf")
+            return False
+        self._valid_until = self._valid(now)
+        return True
+
+    def holds(self, node: str, epoch: int, now: float) -> bool:
+        return node == self.node and epoch == self.revision and now < self._valid_until
+
+    def release(self, node: str, now: float) -> None:
+        self._check(node)
+        try:
+            data, stat = self.client.get(self.path)
+            if data.decode() == node and stat.czxid == self.revision:
+                self.client.delete(self.path, version=stat.version)
+        except Exception:  # noqa: BLE001 - already expired or ZooKeeper gone: nothing left to give up
+            pass
+        self._valid_until = float("-inf")

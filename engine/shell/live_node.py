@@ -36,7 +36,7 @@ class NodeOptions:
     trace: bool = False  # print every audit row as it happens
     lease: object = None  # engine.shell.lease.Lease for primary/standby
     peer: tuple[str, int] | None = None  # the replication stream's address
-    etcd: str = ""  # where the lease lives, for messages
+    etcd: str = ""  # where the lease lives (etcd or ZooKeeper address), for messages
 
 
 LOGON_GRACE_S = 5.0  # a session not logged on after this plus one reconnect interval is said on stderr
@@ -124,7 +124,16 @@ class LiveNode:
         standby = StandbyNode(opts.node, self.core, opts.peer, opts.heartbeat, opts.misses, self.journal)
         print(f"xmc live: standby {opts.node} following on {opts.peer[0]}:{standby.address[1]}", flush=True)
         started = time.monotonic()
-        while not self.stop.wait(opts.heartbeat):
+        changed = getattr(opts.lease, "changed", None)  # ZooKeeper: set when the leader node goes
+
+        def pause() -> bool:
+            """Wait a heartbeat, or less when the primary is silent and its lease just ended."""
+            if changed is not None and "detected_at" in self.report:
+                changed.wait(opts.heartbeat)
+                return self.stop.is_set()
+            return self.stop.wait(opts.heartbeat)
+
+        while not pause():
             if opts.duration is not None and time.monotonic() - started > opts.duration:
                 break
             if not standby.primary_dead():
@@ -174,7 +183,7 @@ class LiveNode:
         opts, engine = self.opts, self.engine
         epoch = opts.lease.acquire(opts.node, time.monotonic())
         if epoch is None:
-            raise SetupError(f"--role primary: the lease in etcd {opts.etcd} is held by another node; "
+            raise SetupError(f"--role primary: the lease at {opts.etcd} is held by another node; "
                              f"start this one as --role standby")
         try:  # a restarted primary hands its journal's history to the standby first
             self.stream = PrimaryStream(opts.node, opts.peer, journal.fingerprint(self.cfg.engine), self.journal)

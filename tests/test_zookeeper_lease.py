@@ -1,0 +1,83 @@
+"""The leadership lease on a real ZooKeeper (Debian's zookeeper, started here on 127.0.0.1, its port
+from the OS): one holder at a time, the epoch (the leader node's creation zxid) above every earlier
+one, a holder that died expired by the server within its session timeout and a watching standby told
+at once, a fenced holder that stops at once, and the fence's margin inside the session."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.shell.lease import ZooKeeperLease
+
+pytestmark = pytest.mark.zookeeper
+
+
+def test_one_holder_at_a_time_and_the_next_epoch_is_higher(zookeeper):
+    a = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    b = ZooKeeperLease(zookeeper.client(2.0), "node-b", 2.0)
+    first = a.acquire("node-a", 0.0)
+    assert first is not None and first > 0 and a.holds("node-a", first, 0.5)
+    assert b.acquire("node-b", 0.1) is None and not b.holds("node-b", first, 0.1) and not b.changed.is_set()
+    assert a.keep_alive("node-a", 1.0) and a.holds("node-a", first, 2.0)
+    a.client.stop()  # node-a's session ends (a process that dies is the same, after the session timeout)
+    assert b.changed.wait(5)  # the standby's watch fires when the leader node goes
+    second = b.acquire("node-b", 3.0)
+    assert second is not None and second > first and b.holds("node-b", second, 3.1)
+    assert not b.holds("node-b", first, 3.1)  # the old epoch is not this holder's
+    b.release("node-b", 4.0)
+    c = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    third = c.acquire("node-a", 4.1)
+    assert third is not None and third > second
+
+
+HOLDER = """
+import sys, time
+from kazoo.client import KazooClient
+from engine.shell.lease import ZooKeeperLease, may_send
+lease = ZooKeeperLease(KazooClient(hosts=sys.argv[1], timeout=0.4), "node-a", 0.4)
+lease.client.start(timeout=10)
+epoch = lease.acquire("node-a", time.monotonic())
+print(epoch, flush=True)
+while lease.keep_alive("node-a", time.monotonic()):
+    time.sleep(0.05)
+print("fenced", may_send(lease, "node-a", epoch, time.monotonic()), flush=True)
+"""
+
+
+def test_a_frozen_holder_expires_the_standby_takes_over_and_the_holder_is_fenced(zookeeper):
+    """The primary's process freezes (SIGSTOP, a long pause): the server expires its session within
+    the timeout and deletes the leader node; the standby's watch fires and it takes the lease under a
+    higher epoch; the old holder, woken, can neither renew nor send."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, zookeeper.hosts], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        epoch = int(holder.stdout.readline())
+        b = ZooKeeperLease(zookeeper.client(0.4), "node-b", 0.4)
+        assert b.acquire("node-b", time.monotonic()) is None
+        os.kill(holder.pid, signal.SIGSTOP)
+        assert b.changed.wait(10)  # expired by the server, the leader node deleted, the watch fired
+        taken = b.acquire("node-b", time.monotonic())
+        assert taken is not None and taken > epoch
+        os.kill(holder.pid, signal.SIGCONT)
+        out, _ = holder.communicate(timeout=10)  # a holder that never noticed would run on: a timeout, a failure
+        assert out.split() == ["fenced", "False"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_fence_stops_inside_the_session_timeout(zookeeper):
+    a = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0, margin=0.25)
+    epoch = a.acquire("node-a", 10.0)
+    assert a.holds("node-a", epoch, 11.4) and not a.holds("node-a", epoch, 11.6)  # 2 s less 25%
+    with pytest.raises(ValueError):
+        a.acquire("node-b", 12.0)
