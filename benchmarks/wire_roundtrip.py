@@ -7,6 +7,10 @@ full simulated exchange). xmc's round trip runs from the decision (audit "send")
 handled by the core, and is split at the moment each order is handed to quickfix (LiveEngine.on_wire):
 decision -> hand-off, hand-off -> report handled. Run: .venv/bin/python benchmarks/wire_roundtrip.py
 
+Both sides wait for their round trip the same way, on an event set where the report is handled (the
+bare initiator's fromApp, xmc's terminal audit row), never by polling: a polling sender would slow the
+side it runs on and flatter the ratio.
+
 Targets (issue 4): xmc round trip at most 1.3x the bare pair; >= 1,000 orders/s with p99 ack < 2 ms.
 """
 
@@ -64,6 +68,7 @@ class BareInitiator(fix.Application):
         self.sent: dict[str, int] = {}
         self.rtt_us: list[float] = []
         self.logged_on = threading.Event()
+        self.arrived = threading.Event()
         self.lock = threading.Lock()
 
     def onCreate(self, s): self.session = s
@@ -79,6 +84,7 @@ class BareInitiator(fix.Application):
             t0 = self.sent.pop(m.getField(11), None)
         if t0 is not None:
             self.rtt_us.append((now - t0) / 1e3)
+        self.arrived.set()  # the sender waits on this event, as xmc's bench waits on its terminal row: no polling
 
     def order(self, cl_ord_id: str) -> None:
         m = fix.Message()
@@ -104,10 +110,12 @@ def bare_pair(n: int, rate: float, seconds: float) -> dict:
     try:
         app.logged_on.wait(15)
         done = threading.Event()
-        for i in range(n):  # sequential: one order in flight at a time
+        for i in range(n):  # sequential: one order in flight at a time, the next sent when its report arrived
+            app.arrived.clear()
             app.order(f"S{i}")
             while len(app.rtt_us) <= i:
-                done.wait(0.00005)
+                app.arrived.wait(5)
+                app.arrived.clear()
         sequential = list(app.rtt_us)
         app.rtt_us.clear()
         start, sent = time.perf_counter(), 0
@@ -222,12 +230,23 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
             raise SystemExit("xmc engine: sessions not logged on")
         wait_for(lambda: False, 0.3)  # let the subscriptions go out
         sign = 1
+        terminal = threading.Event()  # set by the episode's terminal audit row: an event wait, as the bare pair's
+        base_audited = engine.audited
+
+        def audited(row) -> None:
+            base_audited(row)
+            if row.stage == "terminal":
+                terminal.set()
+
+        engine.audited = audited
         for _ in range(n):  # sequential: one decision (two orders) in flight at a time
             seen = len(core.episodes)
+            terminal.clear()
             for q in _quotes(sign):
                 engine.events.put(q)
             sign = -sign
-            wait_for(lambda seen=seen: len(core.episodes) > seen and not core.active, 5, 0.00005)
+            terminal.wait(5)
+            wait_for(lambda seen=seen: len(core.episodes) > seen and not core.active, 5)
         split = len(engine.audit)
         start, opened = time.perf_counter(), 0
         pace = threading.Event()
@@ -297,12 +316,13 @@ def bare_pairs(n: int, file_store: bool) -> list[float]:
     init.start()
     try:
         app.logged_on.wait(15)
-        done = threading.Event()
         for i in range(n):
+            app.arrived.clear()
             app.order(f"A{i}")
             app.order(f"B{i}")
             while len(app.rtt_us) < 2 * (i + 1):
-                done.wait(0.00005)
+                app.arrived.wait(5)
+                app.arrived.clear()
         return list(app.rtt_us)
     finally:
         init.stop()
