@@ -87,6 +87,14 @@ class Launcher extends SessionLauncher {
   makeFactory (config) { return { makeSession: (c) => new Broker(c) } }
 }
 
-emit({ event: 'listening', port: Number(port) })
+// say where it listens once it really does: the port the OS chose when given 0 (the socket is kept, never
+// released and reused), or why it could not listen
+const net = require('net')
+const listen = net.Server.prototype.listen
+net.Server.prototype.listen = function (...args) {
+  this.once('listening', () => emit({ event: 'listening', port: this.address().port }))
+  this.once('error', (e) => { emit({ event: 'error', error: String(e) }); process.exit(1) })
+  return listen.apply(this, args)
+}
 new Launcher().run().catch((e) => { emit({ event: 'error', error: String(e) }); process.exit(1) })
 setTimeout(() => process.exit(0), Number(secondsArg) * 1000)
