@@ -539,6 +539,10 @@ class Venue:
             m.send("9", [(37, co.order_id if co else "NONE"), (11, cl_ord_id), (41, orig), (39, status),
                          (434, "1"), (102, reason), (58, "unknown order" if co is None else "too late to cancel")])
             return
+        if msg.get(55) != co.symbol or msg.get(54) != co.side:  # as exchanges do: the request must name the order
+            m.send("9", [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, co.status), (434, "1"), (102, "99"),
+                         (58, "Symbol and Side must be the order's")])
+            return
         self.books[co.symbol].cancel(co.order_id)
         co.status = "4"
         self.dirty.add(co.symbol)
@@ -583,6 +587,8 @@ class Venue:
             return self._refuse_replace(msg, m, co, "99", "certification: replace refused")
         if cl_ord_id in m.orders:
             return self._refuse_replace(msg, m, co, "6", f"duplicate ClOrdID {cl_ord_id}")
+        if msg.get(55) != co.symbol or msg.get(54) != co.side:  # as exchanges do: the request must name the order
+            return self._refuse_replace(msg, m, co, "99", "Symbol and Side must be the order's")
         inst = self.instruments[co.symbol]
         qty = float(msg.get(38, "0"))
         if not qty.is_integer() or qty < co.cum or qty <= 0:
