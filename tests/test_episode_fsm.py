@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from engine.core.episode import TERMINAL, TRANSITIONS, Episode, EpisodeEvent, EpisodeState, Leg
+from engine.core.episode import (
+    RECOVERY_MOVES,
+    TERMINAL,
+    TRANSITIONS,
+    Episode,
+    EpisodeEvent,
+    EpisodeState,
+    Leg,
+    RecoveryMode,
+)
 from engine.core.order import ChildOrder, OrdStatus
 
 ALLOWED = [(s, e, t) for s, row in TRANSITIONS.items() for e, t in row.items()]
@@ -73,3 +82,25 @@ def test_exposure_in_tonnes():
     fill(ep.legs["B"], 0)
     assert ep.naked_tonnes() == pytest.approx(25.0)
     assert ep.missing() == {"A": 0, "B": 2}
+
+
+@pytest.mark.parametrize("start", list(RecoveryMode))
+@pytest.mark.parametrize("target", list(RecoveryMode))
+def test_the_recovery_mode_moves_only_as_its_table_allows(start, target):
+    ep = Episode("E1-000001", "sell_spread", 300.0, {}, {}, 0.0)
+    ep.mode = start
+    if target in RECOVERY_MOVES[start]:
+        ep.set_mode(target)
+        assert ep.mode is target
+    else:
+        with pytest.raises(ValueError, match="not allowed"):
+            ep.set_mode(target)
+        assert ep.mode is start
+
+
+def test_the_recovery_mode_table_is_a_path_from_none_to_an_end():
+    """none -> chase -> unwind or hedge_overfill, and nothing leaves those two: a legged episode's repair
+    never goes back to chasing once it unwinds."""
+    assert RECOVERY_MOVES[RecoveryMode.NONE] == {RecoveryMode.CHASE}
+    assert RECOVERY_MOVES[RecoveryMode.CHASE] == {RecoveryMode.UNWIND, RecoveryMode.HEDGE_OVERFILL}
+    assert not RECOVERY_MOVES[RecoveryMode.UNWIND] and not RECOVERY_MOVES[RecoveryMode.HEDGE_OVERFILL]
