@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.core.episode import Episode, EpisodeState
-from engine.core.events import Action, Audit, SendReplace, SetTimer
+from engine.core.events import Action, Audit, SendReplace, SetTimer, TimerKind, timer_key
 from engine.core.ids import TIF, side_sign
 from engine.core.order import ChildOrder, OrderEvent, OrdStatus
 
@@ -37,7 +37,7 @@ class Amending:
         if not todo:
             return []
         self.armed.add(ep.decision_id)
-        return [SetTimer(now + self.core.strategy.execution.amend_after, f"amend:{ep.decision_id}")]
+        return [SetTimer(now + self.core.strategy.execution.amend_after, timer_key(TimerKind.AMEND, ep.decision_id))]
 
     def amend(self, ep: Episode, now: float) -> list[Action]:
         """Move each lagging resting order `amend_step_ticks` further into the market (G), inside risk."""
@@ -78,5 +78,5 @@ class Amending:
                           order.leaves_qty, price, f"replace {order.cl_ord_id} at {price:g} (payup {payup} ticks)")]
             again = again or order.replaces < ex.max_amends
         if again:
-            out.append(SetTimer(now + ex.amend_after, f"amend:{ep.decision_id}"))
+            out.append(SetTimer(now + ex.amend_after, timer_key(TimerKind.AMEND, ep.decision_id)))
         return out

@@ -39,6 +39,9 @@ from engine.core.events import (
     SetTimer,
     Takeover,
     TimerFired,
+    TimerKind,
+    parse_timer_key,
+    timer_key,
 )
 from engine.core.ids import BUY, SELL, TIF, epoch_of, side_sign  # noqa: F401 - epoch_of: importable from here too
 from engine.core.order import ChildOrder, OrderEvent, OrdStatus
@@ -188,7 +191,7 @@ class EngineCore:
         out += self.move_episode(ep, EpisodeEvent.RISK_PASSED, now)
         for name, leg in legs.items():
             out += self.send_order(ep, leg, leg.side, leg.target, priced[name], now)
-        out.append(SetTimer(now + s.execution.order_timeout, f"timeout:{did}"))
+        out.append(SetTimer(now + s.execution.order_timeout, timer_key(TimerKind.TIMEOUT, did)))
         return out
 
     def _entry_price(self, inst: Instrument, side: str) -> float | None:
@@ -237,7 +240,7 @@ class EngineCore:
         ep.last_reject = None
         ep.stages.setdefault("recovery_send", now)
         out = self.send_order(ep, leg, side, qty, price, now, purpose)
-        out.append(SetTimer(now + self.strategy.execution.order_timeout, f"timeout:{ep.decision_id}"))
+        out.append(SetTimer(now + self.strategy.execution.order_timeout, timer_key(TimerKind.TIMEOUT, ep.decision_id)))
         return out, True
 
     def fx_for(self, inst: Instrument) -> float:
@@ -306,8 +309,8 @@ class EngineCore:
         ep.stages["terminal"] = now
         self.active.pop(ep.decision_id, None)
         self.cooldown_until = now + self.strategy.execution.cooldown
-        return [CancelTimer(f"timeout:{ep.decision_id}"), CancelTimer(f"legged:{ep.decision_id}"),
-                CancelTimer(f"amend:{ep.decision_id}"),
+        return [CancelTimer(timer_key(TimerKind.TIMEOUT, ep.decision_id)), CancelTimer(timer_key(TimerKind.LEGGED, ep.decision_id)),
+                CancelTimer(timer_key(TimerKind.AMEND, ep.decision_id)),
                 Audit(now, "terminal", ep.decision_id, detail=f"{ep.state.value} {ep.reason}".strip())]
 
     def _settle(self, ep: Episode, now: float) -> list[Action]:
@@ -451,8 +454,8 @@ class EngineCore:
 
     # ---- timers and commands ----------------------------------------------------------------
     def _on_timer(self, t: TimerFired, now: float) -> list[Action]:
-        kind, _, did = t.key.partition(":")
-        if kind == "status":  # `did` is a venue here: has it answered every status question?
+        kind, did = parse_timer_key(t.key)
+        if kind is TimerKind.STATUS:  # `did` is a venue here: has it answered every status question?
             unanswered = sorted(self.reconciliation.status_pending.get(did, ()))
             if not unanswered:
                 return []
@@ -463,11 +466,11 @@ class EngineCore:
         ep = self.episodes.get(did)
         if ep is None or ep.terminal:
             return []
-        if kind == "amend":
+        if kind is TimerKind.AMEND:
             return self.amending.amend(ep, now)
-        if kind == "timeout":
+        if kind is TimerKind.TIMEOUT:
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
-        elif kind == "legged" and ep.mode is RecoveryMode.CHASE:
+        elif kind is TimerKind.LEGGED and ep.mode is RecoveryMode.CHASE:
             ep.set_mode(RecoveryMode.UNWIND)
             out = [Audit(now, "unwind_decision", did, detail="chase time spent: unwinding")]
             if not ep.working:

@@ -7,6 +7,7 @@ call ``EngineCore.handle(event, now)`` and carry out the actions it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 
@@ -204,6 +205,25 @@ class Audit:
     qty: float = 0.0
     price: float = 0.0
     detail: str = ""
+
+
+class TimerKind(StrEnum):
+    """What a timer of the core is for; its key is "<kind>:<subject>" (as journaled and replicated)."""
+
+    TIMEOUT = "timeout"  # an episode's orders worked too long: cancel what is working (subject: decision)
+    LEGGED = "legged"  # a legged episode's chase time is spent: unwind (subject: decision)
+    AMEND = "amend"  # move a lagging resting leg toward the market (subject: decision)
+    STATUS = "status"  # a venue's status answers are overdue (subject: venue)
+
+
+def timer_key(kind: TimerKind, subject: str) -> str:
+    return f"{kind}:{subject}"
+
+
+def parse_timer_key(key: str) -> tuple[TimerKind | None, str]:
+    """(kind, subject) of a timer key; kind None for a key no timer of the core sets."""
+    kind, _, subject = key.partition(":")
+    return (TimerKind(kind) if kind in TimerKind._value2member_map_ else None), subject
 
 
 class AuditRow(NamedTuple):

@@ -19,6 +19,8 @@ from engine.core.events import (
     SetTimer,
     Subscribe,
     Takeover,
+    TimerKind,
+    timer_key,
 )
 from engine.core.ids import CHILD_ID, PURPOSE_OF_TAG, side_sign
 from engine.core.order import ChildOrder
@@ -64,7 +66,7 @@ class Reconciliation:
                 out.append(SendMassStatusRequest(ev.venue, req))
             if pending:
                 self.status_pending[ev.venue] = pending
-                out.append(SetTimer(now + self.core.strategy.recovery.status_timeout, f"status:{ev.venue}"))
+                out.append(SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, ev.venue)))
                 out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried"
                                                               f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
                                                               f" before new risk"))

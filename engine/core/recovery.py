@@ -26,7 +26,7 @@ from typing import Protocol
 
 from engine.config import Instrument, Strategy
 from engine.core.episode import Episode, EpisodeEvent, Leg, RecoveryMode
-from engine.core.events import Action, Alert, Anomaly, Audit, SetTimer
+from engine.core.events import Action, Alert, Anomaly, Audit, SetTimer, TimerKind, timer_key
 from engine.core.trigger import TopOfBook
 
 
@@ -81,7 +81,7 @@ class ChaseThenUnwind:
             return escalate(core, ep, now, "kill switch: recovery stopped, exposure left to the desk")
         if ep.mode is RecoveryMode.NONE:
             ep.set_mode(RecoveryMode.CHASE)
-            out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, f"legged:{ep.decision_id}"))
+            out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, timer_key(TimerKind.LEGGED, ep.decision_id)))
         down = sorted(v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()}
                       if not core.venue_ready(v))
         if down:  # no order to a venue that is down or not yet reconciled: wait for both
