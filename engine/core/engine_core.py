@@ -338,15 +338,15 @@ class EngineCore:
         return px * inst.units_per_tonne
 
     # ---- order events -----------------------------------------------------------------------
-    def _key(self, cl_ord_id: str) -> str:
+    def order_key(self, cl_ord_id: str) -> str:
         """The key of the order a ClOrdID belongs to: its own, its cancel's, or one of its replaces'."""
         cl_ord_id = self.cancel_ids.get(cl_ord_id, cl_ord_id)
         return self.replace_ids.get(cl_ord_id, cl_ord_id)
 
     def find_order(self, cl_ord_id: str, orig: str = "") -> ChildOrder | None:
-        order = self.orders.get(self._key(cl_ord_id))
+        order = self.orders.get(self.order_key(cl_ord_id))
         if order is None and orig:
-            order = self.orders.get(self._key(orig))
+            order = self.orders.get(self.order_key(orig))
         return order
 
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:

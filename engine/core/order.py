@@ -99,7 +99,7 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
 # The venue's answer to a status question (ExecType I, or the order found in a mass status) is its
 # truth: a working order takes the terminal status the venue names (its fills are applied first, once,
 # by the core); an order the engine already believes done keeps its state. An order the engine never
-# sent but adopts (a takeover node's, engine_core._adopt) starts in the status the venue names.
+# sent but adopts (a takeover node's, Reconciliation.adopt) starts in the status the venue names.
 STATUS_ADOPTION: dict[str, OrdStatus] = {"2": S.FILLED, "4": S.CANCELED, "8": S.REJECTED, "C": S.EXPIRED}
 ADOPTED_START: dict[str, OrdStatus] = {"A": S.PENDING_NEW, "0": S.NEW, "1": S.PARTIALLY_FILLED, "6": S.PENDING_CANCEL,
                                        "E": S.PENDING_REPLACE, **STATUS_ADOPTION}
@@ -137,7 +137,7 @@ class ChildOrder:
         self.purpose = purpose
         self.pending_replace: tuple[str, float] | None = None  # (new ClOrdID, new price) while a G is open
         self.replaces = 0  # replace requests sent for this order
-        self.adopted = False  # sent by an earlier node for an episode this one knows (core._adopt)
+        self.adopted = False  # sent by an earlier node for an episode this one knows (Reconciliation.adopt)
 
     @property
     def leaves_qty(self) -> float:

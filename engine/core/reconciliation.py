@@ -140,7 +140,7 @@ class Reconciliation:
 
     def on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
         """A report for an order this node never sent (another node's, or nobody's): adopted when its
-        ClOrdID names an open episode of this node (`_adopt`), else never adopted and never lost: its
+        ClOrdID names an open episode of this node (`adopt`), else never adopted and never lost: its
         fills move the position once (by CumQty), it is cancelled if still working, and the desk is
         told; an answer to our mass status query also counts as answered."""
         adopted = self.adopt(r, now)
