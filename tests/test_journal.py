@@ -4,6 +4,8 @@ kept beside the journal); any other damage, a newer format or another config is 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -333,3 +335,47 @@ def test_the_shallow_encoding_writes_the_same_bytes_as_asdict():
     for e in events:
         old = json.dumps({"t": 1.5, "e": type(e).__name__, "f": dc.asdict(e)}, separators=(",", ":")).encode()
         assert encode(e, 1.5) == old
+
+
+def test_a_standby_asks_the_lease_service_again_after_it_failed_and_records_why(tmp_path, monkeypatch, capsys):
+    """The lease service fails as the standby tries to take over (etcd "Not Found" under load, a
+    ZooKeeper connection loss): the standby records the error, says it, asks again at its next beat,
+    and takes over when the service answers. It never ends the takeover."""
+    from engine.shell import live_config
+    from engine.shell import live_node as ln
+    from tests.conftest import ROOT
+
+    text = (ROOT / "tests" / "live_broker.toml").read_text().replace("OUT_DIR", str(tmp_path / "out"))
+    (tmp_path / "live.toml").write_text(text.replace("PORT", "1"))
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "x")
+    cfg = live_config.load(tmp_path / "live.toml")
+
+    class FlakyLease:
+        revision = 0
+
+        def __init__(self):
+            self.calls = 0
+
+        def acquire(self, node, now):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("Not Found")
+            return 7
+
+    class SilentPrimary(ln.StandbyNode):  # the primary was heard a second ago and is silent since
+        def primary_dead(self):
+            self.last_beat = self.last_beat or time.monotonic() - 1.0
+            return True
+
+        def take_over(self, epoch, now):
+            self.server.close()
+            return {}
+
+    monkeypatch.setattr(ln, "StandbyNode", SilentPrimary)
+    lease = FlakyLease()
+    opts = ln.NodeOptions("standby", "b", 0.01, 1, 5.0, False, lease, ("127.0.0.1", 0), "test")
+    node = ln.LiveNode(cfg, opts, threading.Event())
+    assert node._follow() == 7 and lease.calls == 2
+    (error,) = node.report["lease_errors"]
+    assert "Not Found" in error["error"]
+    assert "the lease service failed" in capsys.readouterr().err
