@@ -111,8 +111,7 @@ class Reconciliation:
         m = CHILD_ID.match(r.cl_ord_id)
         ep = self.core.active.get(m.group(1)) if m else None
         leg = ep.legs.get(m.group(2)) if ep is not None and m is not None else None
-        if m is None or ep is None or leg is None or leg.instrument != r.instrument \
-                or r.cl_ord_id in self.foreign_filled or r.side not in (leg.side, "2" if leg.side == "1" else "1"):
+        if m is None or ep is None or leg is None or leg.instrument != r.instrument:
             return None
         inst = self.core.instruments[leg.instrument]
         filled = r.cum_qty if r.cum_qty > 1e-9 else 0.0
