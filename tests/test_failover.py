@@ -152,6 +152,15 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     assert priced.v[12].status == "pass"
     priced.reconcile_check(4.0, {a.cl_ord_id: ("1", 5.0, 70010.0), b.cl_ord_id: ("0", 0.0, 0.0)})
     assert priced.v[12].status == "fail" and "AvgPx" in priced.v[12].first["detail"]
+    # an order the engine never knew, still working at the venue at the end: nobody will ever cancel it
+    stray = InvariantChecker(core)
+    stray.reconcile_check(5.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0),
+                                "E1-000077B1": ("1", 1.0, 4.5)})
+    assert stray.v[12].status == "fail" and "E1-000077B1" in stray.v[12].first["detail"]
+    done_stray = InvariantChecker(core)
+    done_stray.reconcile_check(5.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0),
+                                     "E1-000077B1": ("4", 1.0, 4.5)})
+    assert done_stray.v[12].status == "pass"  # done at the venue: its fills are in the positions (W6, #6)
 
 
 def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):

@@ -217,3 +217,18 @@ def test_quickfix_resends_of_a_fenced_epoch_become_gap_fills(config):
     engine.toApp(resend("E2-000004B1"), None)
     engine.toApp(resend("E1-000001B2R-E2"), None)  # an old decision's order sent under this epoch
     assert engine.fenced_resends == 1 and len(engine.messages) == 2
+
+
+@pytest.mark.parametrize("symbol,side", [("cu2604", "1"), ("cu2603", "2")])
+def test_a_cancel_or_replace_that_does_not_name_the_order_is_refused(spread_scenario, symbol, side):
+    """As exchanges do: a cancel or replace whose Symbol or Side is not the order's is refused
+    (OrderCancelReject, 102=99) and the order keeps working; with the order's own, it is cancelled."""
+    from engine.core.events import SendReplace
+
+    replies, send = _cert_venue(spread_scenario)
+    send(SendOrder("SHFE", "K1", "CU", "cu2603", "1", 1, 69000.0, "2", "0", "ACC", "D1"))  # rests (far from touch)
+    send(SendCancel("SHFE", "K1C1", "K1", "CU", symbol, side, 1, "D1", "ACC"))
+    send(SendReplace("SHFE", "K1M1", "K1", "CU", symbol, side, 1, 69010.0, "0", "D1", "ACC"))
+    send(SendCancel("SHFE", "K1C2", "K1", "CU", "cu2603", "1", 1, "D1", "ACC"))
+    got = [(m.msg_type, m.get(150) or m.get(102)) for m in replies()]
+    assert got == [("8", "0"), ("9", "99"), ("9", "99"), ("8", "4")]
