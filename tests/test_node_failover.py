@@ -325,7 +325,7 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
     node = report["node"]
     assert node["role"] == "standby" and node["primary"] == "a" and node["epoch"] > 1
     assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
-    from engine import journal
+    from engine.shell import journal
     from engine.core.events import Takeover
     from simulator import scenario as scenario_module
 
@@ -395,7 +395,7 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
     assert "not taking over" in err
     assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
     _positions_match_the_venues(report, tmp_path / "venue.json")
-    from engine import journal
+    from engine.shell import journal
     from simulator import scenario as scenario_module
 
     followed = journal.read(tmp_path / "standby" / "engine-b.journal",
