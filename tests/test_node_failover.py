@@ -325,8 +325,8 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
     node = report["node"]
     assert node["role"] == "standby" and node["primary"] == "a" and node["epoch"] > 1
     assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
-    from engine.shell import journal
     from engine.core.events import Takeover
+    from engine.shell import journal
     from simulator import scenario as scenario_module
 
     followed = journal.read(tmp_path / "second" / "engine-c.journal",
