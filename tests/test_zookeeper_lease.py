@@ -33,15 +33,16 @@ def test_one_holder_at_a_time_and_the_next_epoch_is_higher(zookeeper):
 
 
 HOLDER = """
-import sys, time
+import sys, threading, time
 from kazoo.client import KazooClient
 from engine.shell.lease import ZooKeeperLease, may_send
 lease = ZooKeeperLease(KazooClient(hosts=sys.argv[1], timeout=0.4), "node-a", 0.4)
 lease.client.start(timeout=10)
 epoch = lease.acquire("node-a", time.monotonic())
 print(epoch, flush=True)
+beat = threading.Event()  # the holder's keep-alive cadence, as a node's keep-alive thread waits (never set)
 while lease.keep_alive("node-a", time.monotonic()):
-    time.sleep(0.05)
+    beat.wait(0.05)
 print("fenced", may_send(lease, "node-a", epoch, time.monotonic()), flush=True)
 """
 
