@@ -395,7 +395,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
 
     from engine.core.engine_core import EngineCore
     from engine.report import RunResult, count_outcomes, distribution, episode_row, venue_of, write_artifacts
-    from engine.shell.live import LiveEngine, SessionConfig, credential, settings_text, wait_for
+    from engine.shell.live import LiveEngine, SessionConfig, credential, drained, settings_text, wait_for
 
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
     state = work / "venue-state.json"
@@ -470,8 +470,10 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
             wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
             engine.command("drain")
             # a condition, not a duration: on a loaded machine the drain's open episodes take longer
-            # in wall time than the scenario's drain_s; stopping earlier left reports in flight
-            wait_for(lambda: not core.active, max(sc.drain, 30.0))
+            # in wall time than the scenario's drain_s; stopping earlier left reports in flight. The
+            # engine thread must have taken the drain first: a quote ahead of it in the queue may still
+            # open an episode, which must finish too
+            wait_for(lambda: drained(core), max(sc.drain, 30.0))
         finally:
             engine.stop()
     finally:

@@ -227,3 +227,20 @@ def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_
     out = core.handle(Command("resume"), 1.0)
     sent = [x.cl_ord_id for x in out if isinstance(x, SendOrder)]
     assert sent and all(c.endswith(("R-E2", "U-E2")) for c in sent), f"recovery goes on: {sent}"
+
+
+def test_a_shell_stops_only_once_the_engine_took_the_drain_and_every_episode_ended(config):
+    """The wire run (and `xmc live`) stop when `drained`: before the engine thread has taken the drain
+    command, a quote queued ahead of it may still open an episode whose orders go out, so "no episode
+    open" alone is not enough (a wire run once stopped with both legs of a new episode in flight)."""
+    from engine.core.events import Command
+    from engine.shell.live import drained
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    assert not drained(core)  # idle, but the drain has not been taken yet
+    fire(core)  # the quote ahead of the drain opens an episode
+    core.handle(Command("drain"), 1.0)
+    assert core.active and not drained(core)
+    core.active.clear()
+    assert drained(core)

@@ -347,6 +347,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:
     return predicate()
 
 
+def drained(core) -> bool:
+    """The engine may stop: its thread has taken the drain command (a quote queued ahead of it may
+    have opened one more episode) and no episode is open any more."""
+    return core.draining and not core.active
+
+
 def credential(name: str) -> str:
     """A credential from the environment (XMC_<NAME>) or a file named by XMC_<NAME>_FILE; '' if unset."""
     value = os.environ.get(f"XMC_{name}", "")

@@ -16,7 +16,7 @@ from engine.fix.session_templates import in_schedule
 from engine.shell import journal
 from engine.shell.journal import Journal, JournalError
 from engine.shell.lease import may_send
-from engine.shell.live import LiveEngine, settings_text, wait_for
+from engine.shell.live import LiveEngine, drained, settings_text, wait_for
 from engine.shell.live_config import LiveConfig
 from engine.shell.node import NodeError, PrimaryStream, StandbyNode
 from engine.shell.reconnect import Backoff
@@ -217,7 +217,9 @@ class LiveNode:
             left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)
             self.stop.wait(left)
             engine.command("drain")
-            wait_for(lambda: not self.core.active, 10)
+            # once the engine thread has taken the drain (a quote queued before it may still open an
+            # episode, whose orders are then out), every open episode finishes before the sessions close
+            wait_for(lambda: drained(self.core), 10)
             self.logged_on_at_end = sorted(engine.logged_on)
         finally:
             self.stop.set()  # ends the keep-alive thread before the lease is given up
