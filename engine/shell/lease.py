@@ -147,6 +147,12 @@ class ZooKeeperLease:
     def _watch(self, event=None) -> None:
         self.changed.set()
 
+    def watch(self) -> None:
+        """Watch the leader node: `changed` is set when it goes (at once if there is none now)."""
+        self.changed.clear()
+        if self.client.exists(self.path, watch=self._watch) is None:
+            self.changed.set()
+
     def acquire(self, node: str, now: float) -> int | None:
         from kazoo.exceptions import NodeExistsError
 

@@ -124,11 +124,17 @@ class LiveNode:
         standby = StandbyNode(opts.node, self.core, opts.peer, opts.heartbeat, opts.misses, self.journal)
         print(f"xmc live: standby {opts.node} following on {opts.peer[0]}:{standby.address[1]}", flush=True)
         started = time.monotonic()
-        changed = getattr(opts.lease, "changed", None)  # ZooKeeper: set when the leader node goes
+        # ZooKeeper: `changed` is set the moment the leader node goes (the primary's session expired, so
+        # its fence has already stopped it); that ends the primary's term sooner than missed heartbeats
+        changed = getattr(opts.lease, "changed", None)
+        watching = False
+
+        def lease_gone() -> bool:
+            return watching and changed is not None and changed.is_set()
 
         def pause() -> bool:
-            """Wait a heartbeat, or less when the primary is silent and its lease just ended."""
-            if changed is not None and "detected_at" in self.report:
+            """Wait a heartbeat, or less when the primary's lease ends meanwhile."""
+            if watching and changed is not None and not changed.is_set():
                 changed.wait(opts.heartbeat)
                 return self.stop.is_set()
             return self.stop.wait(opts.heartbeat)
@@ -136,13 +142,21 @@ class LiveNode:
         while not pause():
             if opts.duration is not None and time.monotonic() - started > opts.duration:
                 break
-            if not standby.primary_dead():
+            if changed is not None and not watching and standby.last_beat is not None:
+                try:  # the primary is heard: watch its leader node from now on
+                    opts.lease.watch()
+                    watching = True
+                except Exception as exc:  # noqa: BLE001 - the lease service failed: heartbeats still tell
+                    self.report.setdefault("lease_errors", []).append({"at": time.time(), "error": repr(exc)[:300]})
+            if not standby.primary_dead() and not lease_gone():
                 self.report.pop("detected_at", None)  # heard again (a stream cut healed): not dead after all
                 continue
             detected = self.report.setdefault("detected_at", time.time())
             try:
                 epoch = opts.lease.acquire(opts.node, time.monotonic())
             except Exception as exc:  # noqa: BLE001 - the lease service failed: record it, ask again next beat
+                if changed is not None:
+                    changed.clear()  # not proof the lease is free: ask again after a heartbeat, not at once
                 self.report.setdefault("lease_errors", []).append({"at": time.time(), "error": repr(exc)[:300]})
                 _say(f"standby {opts.node}: the lease service failed ({type(exc).__name__}: {exc}); asking again")
                 continue
