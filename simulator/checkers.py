@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from engine.core.engine_core import EngineCore, epoch_of
 from engine.core.episode import TERMINAL
+from engine.core.ids import BUY, CHILD_ID
 
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
@@ -21,6 +22,7 @@ NAMES = {
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working",
+    13: "recovery orders priced by the policy's schedule: touch plus the attempt's payup",
 }
 
 
@@ -32,7 +34,14 @@ class Verdict:
 
 class InvariantChecker:
     def __init__(self, core: EngineCore):
-        self.core = core
+        self._core = core
+        # invariant 13: per decision, the send times of its chase and of its unwind rounds (one round
+        # sends every short leg at one instant), and each leg's last order price (a "retry" reject
+        # re-sends at it); decisions a restarted or takeover node inherited, whose earlier rounds it
+        # may not know (a replication cut), are held to the schedule of any round seen so far
+        self.rounds: dict[tuple[str, str], list[float]] = {}
+        self.last_price: dict[tuple[str, str], float] = {}
+        self.inherited: set[str] = set()
         self.v = {n: Verdict() for n in NAMES}
         self.seen_episodes = 0
         self.client_ids: set[str] = set()
@@ -43,6 +52,17 @@ class InvariantChecker:
         self.reordered: set[str] = set()  # ClOrdIDs whose fills a venue sent before their ack (fill_before_ack)
         self.jumps: list[float] = []  # times of price jumps (price_jump faults)
         self.lease = None  # failover runs: the lease whose revision is the current fencing epoch
+
+    @property
+    def core(self) -> EngineCore:
+        return self._core
+
+    @core.setter
+    def core(self, core: EngineCore) -> None:
+        """A restart or takeover: the new node's core from here on."""
+        if core is not self._core:
+            self.inherited |= set(self._core.episodes) | set(core.episodes)
+        self._core = core
 
     def _ok(self, n: int) -> None:
         if self.v[n].status == "unknown":
@@ -103,9 +123,12 @@ class InvariantChecker:
 
     # ---- every order as the engine hands it to the transport, and as a venue receives it ---------
     def on_send(self, now: float, instrument: str, cl_ord_id: str, decision_id: str, qty: float,
-                price: float | None) -> None:
-        """Order size and price band, against the same book the engine priced from."""
+                price: float | None, side: str = "", replace: bool = False) -> None:
+        """Order size and price band, against the same book the engine priced from; a recovery order's
+        price against the policy's schedule (invariant 13)."""
         core = self.core
+        if side and price is not None and not replace:
+            self._check_recovery_price(now, instrument, cl_ord_id, decision_id, side, qty, price)
         risk = core.cfg.risk
         if decision_id not in core.episodes:
             self._fail(10, now, decision_id, f"order {cl_ord_id} belongs to no decision")
@@ -120,6 +143,56 @@ class InvariantChecker:
             self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {ref}")
         else:
             self._ok(8)
+
+    def _check_recovery_price(self, now: float, instrument: str, cl_ord_id: str, decision_id: str, side: str,
+                              qty: float, price: float) -> None:
+        """Invariant 13, recomputed from the recovery section of the config and the book the engine saw
+        when it sent: a chase is priced at the touch plus `chase_payup_ticks`, plus `chase_step_ticks` per
+        earlier round, plus `liquidity_step_ticks` when the touch shows fewer lots than it sends, capped
+        at `max_payup_ticks` (or at its leg's last price, a "retry" re-send); an unwind or overfill hedge
+        at the touch plus `unwind_payup_ticks` plus `unwind_step_ticks` per earlier unwind round."""
+        m = CHILD_ID.match(cl_ord_id)
+        if m is None:
+            return
+        leg = m.group(2)
+        previous = self.last_price.get((decision_id, leg))
+        self.last_price[decision_id, leg] = price
+        tag = m.group(3)
+        if not tag:  # an entry: priced by the execution mode, checked by the price band
+            return
+        core = self.core
+        inst = core.instruments.get(instrument)
+        book = core.books.get(instrument)
+        touch = None if book is None else book.ask if side == BUY else book.bid
+        if inst is None or touch is None:
+            self._fail(13, now, decision_id, f"{cl_ord_id}: a recovery order priced with no "
+                                             f"{'offer' if side == BUY else 'bid'} to price it from")
+            return
+        rc = core.strategy.recovery
+        kind = "R" if tag == "R" else "U"
+        rounds = self.rounds.setdefault((decision_id, kind), [])
+        if tag != "H" and (not rounds or rounds[-1] != now):
+            rounds.append(now)
+        unwinds = len(self.rounds.get((decision_id, "U"), ()))
+        if tag == "R":
+            size = book.ask_size if side == BUY else book.bid_size
+            extra = rc.liquidity_step_ticks if size < qty else 0
+            attempts = range(1, len(rounds) + 1) if decision_id in self.inherited else (len(rounds),)
+            payups = {min(rc.chase_payup_ticks + rc.chase_step_ticks * (n - 1) + extra, rc.max_payup_ticks)
+                      for n in attempts}
+        else:
+            attempts = range(0, unwinds + 1) if decision_id in self.inherited else (unwinds,)
+            payups = {rc.unwind_payup_ticks + rc.unwind_step_ticks * max(n - 1, 0) for n in attempts}
+        sign = 1 if side == BUY else -1
+        allowed = {inst.round_to_tick(touch + sign * p * inst.tick, sign) for p in payups}
+        if tag == "R" and previous is not None:
+            allowed.add(previous)
+        if any(abs(price - a) <= inst.tick * 1e-6 for a in allowed):
+            self._ok(13)
+        else:
+            self._fail(13, now, decision_id, f"{cl_ord_id}: priced {price}, the schedule gives "
+                                             f"{' or '.join(f'{a:g}' for a in sorted(allowed))} from the "
+                                             f"{'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)")
 
     def on_leave(self, now: float, node: str, cl_ord_id: str, what: str) -> None:
         """An order, cancel or replace handed to the transport by `node` (invariant 5)."""

@@ -169,7 +169,8 @@ class SimEngineShell(ActionDispatcher):
         if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
             self.orders_sent += kind is SendOrder
             if self.checker is not None:
-                self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price)
+                self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price,
+                                     a.side, replace=kind is SendReplace)
 
     def fenced(self, a) -> None:
         super().fenced(a)

@@ -41,6 +41,31 @@ def test_a_duplicate_clordid_reaching_a_venue_is_caught():
     assert checker.v[4].status == "fail" and checker.v[4].first["t"] == 2.0
 
 
+def _chase_from_the_wrong_attempt(original):
+    def chase(self, core, ep, missing, now):
+        ep.chase_attempts = 0  # every chase priced as a first attempt: the payup never grows
+        return original(self, core, ep, missing, now)
+    return chase
+
+
+@pytest.mark.parametrize("planted", [
+    lambda mp: mp.setattr(ChaseThenUnwind, "_chase", _chase_from_the_wrong_attempt(ChaseThenUnwind._chase)),
+    lambda mp: mp.setattr("engine.core.engine_core.EngineCore.price_from_touch",
+                          lambda self, inst, side, payup: None if (b := self.books.get(inst.name)) is None
+                          else (b.ask if side == "1" else b.bid)),  # no payup at all
+])
+def test_a_recovery_order_off_the_policys_price_schedule_fails_invariant_13(monkeypatch, planted):
+    planted(monkeypatch)
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f04_partial_fill_ioc.toml")).report
+    inv = rep["invariants"]["13"]
+    assert inv["status"] == "fail" and "the schedule gives" in inv["first"]["detail"]
+
+
+def test_recovery_prices_follow_the_schedule_in_a_clean_run():
+    rep = runner.run(scenario.load(ROOT / "scenarios" / "f04_partial_fill_ioc.toml")).report
+    assert rep["invariants"]["13"]["status"] == "pass"
+
+
 @pytest.mark.parametrize("path,coverage", [
     ("f09_no_ack_timeout", {"timeout_cancel", "cancel_reject"}),
     ("f10_duplicate_reports", {"duplicate_report"}),
