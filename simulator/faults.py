@@ -21,7 +21,10 @@ ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report
 MARKET_KINDS = ("price_jump",)
 LINK_KINDS = ("latency_spike", "drop")
 VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
-DESK_KINDS = ("kill_switch",)  # an operator action at after_s (venue names where it is pressed: any)
+# an operator action at after_s: the kill switch (venue names where it is pressed: any), or a trade of
+# `lots` on `side` booked to the engine's account at `venue` away from its session (by phone, on a
+# screen): the engine never hears of it; only a position report after a restart or takeover shows it
+DESK_KINDS = ("kill_switch", "desk_trade")
 # the engine process dies (at after_s, or the moment a matching order reaches its venue) and
 # restarts from its journal after delay_ms
 NODE_KINDS = ("crash_restart", "crash_on_order", "crash_mid_batch")
@@ -73,6 +76,7 @@ class Fault:
     jump_bp: float = 0.0  # price_jump: signed size in basis points
     rate_per_s: float = 0.0  # price_jump: jumps per second inside the window (0: one jump at after_s)
     point: str = "between_legs"  # crash_mid_batch: see BATCH_POINTS
+    lots: int = 1  # desk_trade: lots traded on the venue's instrument
     stream: str = ""  # names the fault's random stream (default: its index), so it keeps its draws when
     # faults before it are removed (xmc explore's shrinking does)
     rng: random.Random | None = None
@@ -194,13 +198,19 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             point=sec.get("point", str, "between_legs", choices=BATCH_POINTS) if kind == "crash_mid_batch"
             else "between_legs",
             stream=sec.get("stream", str, ""),
+            lots=sec.get("lots", int, 1, check=lambda n: 1 <= n <= 1000, hint="a whole number of lots in [1, 1000]")
+            if kind == "desk_trade" else 1,
         )
+        if kind == "desk_trade" and not venue:
+            sec.problem("venue", "is missing: a desk trade is booked at one venue", "write venue = \"<a venue table>\"")
+        if kind == "desk_trade" and f.side == "against":
+            sec.problem("side", "is \"against\", which a desk trade cannot be", "write side = \"buy\" or \"sell\"")
         if f.stream and not FIX_TEXT.fullmatch(f.stream):
             sec.problem("stream", f"is {f.stream!r}", "write a short printable ASCII name, e.g. \"x3\"")
         if f.text and not FIX_TEXT.fullmatch(f.text):
             sec.problem("text", f"is {f.text!r}, which Text (58) cannot carry without a MessageEncoding",
                         "write printable ASCII")
-        if f.side == "against" and not on_order:
+        if f.side == "against" and not on_order and kind != "desk_trade":
             sec.problem("side", "is \"against\" but the lock is not struck by an order",
                         "add on_order = true, or write side = \"buy\" or \"sell\"")
         if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until):

@@ -123,7 +123,8 @@ class Simulation:
                     env.process(self._node_fault(f))
             for v in self.venues.values():
                 v.on_node_fault = lambda f: env.process(self._node_fault(f, now=True))
-        starts = {"disconnect": self._disconnect, "kill_switch": self._kill_switch, "crash_restart": self._crash_restart}
+        starts = {"disconnect": self._disconnect, "kill_switch": self._kill_switch, "crash_restart": self._crash_restart,
+                  "desk_trade": self._desk_trade}
         for f in faults.faults:
             if f.kind in starts:
                 env.process(starts[f.kind](f))
@@ -217,6 +218,13 @@ class Simulation:
         yield self.env.timeout(fault.after)
         fault.hits += 1
         self.shell.dispatch(Command("kill"))
+
+    def _desk_trade(self, fault):
+        """A trade on the engine's account at the fault's venue, done away from its session."""
+        yield self.env.timeout(fault.after)
+        fault.hits += 1
+        venue = self.venues[fault.venue]
+        venue.book_desk_trade(next(iter(venue.instruments)), "1" if fault.side == "buy" else "2", fault.lots)
 
     def _batch_crash(self, actions: list):
         """Where a crash_mid_batch fault kills the process in this batch: between the two legs'

@@ -55,7 +55,7 @@ FAULT_PATHS: dict[str, tuple[str, ...]] = {
     "md_stale": ("stale_skip",), "md_gap": ("sequence_gap",), "price_limit_lock": ("stale_skip",),
     "kill_switch": ("kill_switch",), "primary_crash": ("failover",), "primary_pause": ("failover", "fenced_attempt"),
     "fill_before_ack": ("fill_before_ack",), "cancel_race": ("cancel_reject",), "crash_mid_batch": ("engine_restart",),
-    "price_jump": ("price_jump",),
+    "price_jump": ("price_jump",), "desk_trade": ("position_mismatch",),
 }
 WINDOW_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset", "kill_switch", "latency_spike",
                 "drop", "reject", "partial_fill")
@@ -93,6 +93,7 @@ class VenueConfig:
     down: Latency  # venue -> engine
     certification: bool = False  # behaviour chosen by OrderQty band (broker certification style)
     cancel_on_disconnect: bool = True  # the engine's resting orders are cancelled when its session drops
+    position_requests: bool = True  # answers RequestForPositions (AN) with PositionReports (AP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         certification=sec.get("certification", bool, False),
         up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
         cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
+        position_requests=sec.get("position_requests", bool, True),
     )
     sec.finish()
     return cfg

@@ -13,7 +13,7 @@ import simpy
 from engine.config import Instrument
 from engine.fix import dictionary
 from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty
-from simulator.book import BUY, BookOrder, OrderBook
+from simulator.book import BUY, SELL, BookOrder, OrderBook
 from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
 
@@ -66,6 +66,9 @@ class Member:
         self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
         self.published: dict[str, tuple] = {}  # symbol -> top of book last sent to this member
         self.fills: list[tuple[str, str, str, int, float]] = []  # (ClOrdID, symbol, side, qty, px)
+        # trades booked to the member's account away from this session (a desk_trade fault: a trade
+        # done by phone or on a screen): in its positions, never in an ExecutionReport to it
+        self.booked: list[tuple[str, str, str, int, float]] = []
         self.reports_lost = False  # the session is down and the gateway keeps nothing for it (fault reports_lost)
         self.lost_from = 0  # the first MsgSeqNum the gateway did not keep for resending
         self.lost: int = 0  # application messages never delivered because the gateway kept nothing
@@ -260,7 +263,7 @@ class Venue:
             self.wire.received(self.cfg.name, msg, self.env.now)
         handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "G": self._on_replace,
                    "V": self._on_md_request, "H": self._on_status_request, "AF": self._on_mass_status,
-                   "0": _ignore, "5": _ignore, "3": _ignore}.get(msg.msg_type)
+                   "AN": self._on_position_request, "0": _ignore, "5": _ignore, "3": _ignore}.get(msg.msg_type)
         if handler is None:
             m.session.reject(FixParseError("business", 3, f"MsgType {msg.msg_type} not supported by this venue",
                                            msg.msg_type, msg.seq))
@@ -486,6 +489,34 @@ class Venue:
         for i, co in enumerate(orders, 1):
             self._exec(co, "I", co.status, extra=((584, req), (911, str(len(orders))),
                                                   (912, "Y" if i == len(orders) else "N")))
+
+    def _on_position_request(self, msg, m: Member) -> None:
+        """RequestForPositions (AN): one PositionReport (AP) per instrument of this venue, the member's
+        net position from all its account's trades (those booked away from the session included),
+        TotalNumPosReports on each. A venue configured without position reports refuses the AN as
+        an unsupported message type (BusinessMessageReject, 380=3)."""
+        if not self.cfg.position_requests:
+            m.session.reject(FixParseError("business", 3, "RequestForPositions not supported by this venue",
+                                           msg.msg_type, msg.seq))
+            return
+        held: dict[str, int] = {}
+        for _, symbol, side, qty, _ in m.fills + m.booked:
+            held[symbol] = held.get(symbol, 0) + (qty if side == BUY else -qty)
+        symbols = list(self.instruments)
+        today = fix_time(self._clock())[:8]
+        for symbol in symbols:
+            net = held.get(symbol, 0)
+            settle = fmt_px(self.reference.get(symbol, 0.0))
+            m.send("AP", [(721, self._id("P")), (710, msg.get(710)), (724, "0"), (727, str(len(symbols))), (728, "0"),
+                          (715, today), (1, msg.get(1)), (581, msg.get(581) or "1"), (55, symbol), (730, settle),
+                          (731, "2"), (734, settle)],
+                   ((702, [[(703, "TOT"), (704, str(max(net, 0))), (705, str(max(-net, 0)))]]),))
+
+    def book_desk_trade(self, symbol: str, side: str, qty: int) -> None:
+        """A trade on the engine's account done away from its session (fault desk_trade), at the touch."""
+        touch = self.books[symbol].best(SELL if side == BUY else BUY)
+        px = touch[0] * self.instruments[symbol].tick if touch else self.reference.get(symbol, 0.0)
+        self.engine.booked.append((f"DESK{len(self.engine.booked) + 1}", symbol, side, qty, px))
 
     def _record_fill(self, co: ClientOrder, qty: int, px: float) -> None:
         co.member.fills.append((co.cl_ord_id, co.symbol, co.side, qty, px))

@@ -185,18 +185,43 @@ def _mass_answer(req: str, order: SendOrder, cum: float) -> ExecReport:
                       None, "", False, req, True)
 
 
-@pytest.mark.parametrize("venue_cum,held", [(2.0, False), (1.0, True)])
-def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_cum,
-                                                                                              held):
-    from engine.core.events import Alert, Audit, Command, SendMassStatusRequest, SessionUp, Takeover
+def _refused(req: str, venue: str = "COMEX"):
+    from engine.core.events import BusinessReject
+    return BusinessReject(venue, "AN", req, 3, "RequestForPositions not supported")
+
+
+@pytest.mark.parametrize("source", ["position_reports", "orders_cumqty"])
+@pytest.mark.parametrize("venue_lots,held", [(2.0, False), (1.0, True)])
+def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_lots,
+                                                                                              held, source):
+    """The venue's positions come from its PositionReports (AN/AP) or, where it refuses the AN, from
+    the CumQty of the orders its mass status answer lists; either way a mismatch holds new risk."""
+    from engine.core.events import (
+        Alert,
+        Audit,
+        Command,
+        PositionReport,
+        SendMassStatusRequest,
+        SendPositionRequest,
+        SessionUp,
+        Takeover,
+    )
 
     core = EngineCore(config)
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
     core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
     core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)
     core.handle(Takeover(2), 1.0)
-    (af,) = [x for x in core.handle(SessionUp("COMEX"), 1.1) if isinstance(x, SendMassStatusRequest)]
-    out = core.handle(_mass_answer(af.req_id, b, venue_cum), 1.2)
+    asked = core.handle(SessionUp("COMEX"), 1.1)
+    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    assert asked.index(af) < asked.index(an) and an.account == config.instruments["HG"].account
+    out = core.handle(_mass_answer(af.req_id, b, venue_lots if source == "orders_cumqty" else b.qty), 1.2)
+    assert not core.venue_ready("COMEX") and "position_mismatch" not in {x.stage for x in out if isinstance(x, Audit)}
+    if source == "position_reports":
+        out = core.handle(PositionReport("COMEX", an.req_id, "HG", venue_lots, 1, "0"), 1.3)
+    else:
+        out = core.handle(_refused(an.req_id), 1.3)
     stages = {x.stage for x in out if isinstance(x, Audit)}
     if held:
         assert "position_mismatch" in stages and not core.venue_ready("COMEX")
@@ -205,6 +230,34 @@ def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_
     else:
         assert "positions_reconciled" in stages
     assert core.venue_ready("COMEX")
+
+
+def test_position_reports_are_summed_until_all_have_come_and_stale_or_failed_answers_do_not_pass(config):
+    from engine.core.events import Audit, PositionReport, SendPositionRequest, SessionUp, Takeover
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)
+    core.handle(Takeover(2), 1.0)
+    asked = core.handle(SessionUp("COMEX"), 1.1)
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    af = next(x for x in asked if type(x).__name__ == "SendMassStatusRequest")
+    core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)
+    stale = core.handle(PositionReport("COMEX", "PR-COMEX-E1", "HG", 2.0, 1, "0"), 1.25)
+    assert [x.stage for x in stale if isinstance(x, Audit)] == ["stale_answer"] and not core.venue_ready("COMEX")
+    # two reports for HG (two position rows) that only together make our +2: compared once both are in
+    assert core.handle(PositionReport("COMEX", an.req_id, "HG", 3.0, 2, "0"), 1.3) == []
+    out = core.handle(PositionReport("COMEX", an.req_id, "HG", -1.0, 2, "0"), 1.31)
+    assert "positions_reconciled" in {x.stage for x in out if isinstance(x, Audit)} and core.venue_ready("COMEX")
+    # a venue that answers the request with a failure: its orders' CumQty decides instead
+    core.handle(Takeover(3), 2.0)
+    asked = core.handle(SessionUp("COMEX"), 2.1)
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    af = next(x for x in asked if type(x).__name__ == "SendMassStatusRequest")
+    core.handle(_mass_answer(af.req_id, b, 1.0), 2.2)  # its orders say +1: we hold +2
+    out = core.handle(PositionReport("COMEX", an.req_id, "", 0.0, 0, "4"), 2.3)
+    stages = [x.stage for x in out if isinstance(x, Audit)]
+    assert "positions_unsupported" in stages and "position_mismatch" in stages and not core.venue_ready("COMEX")
 
 
 def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_resumes(config):
@@ -222,6 +275,8 @@ def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_
                      if isinstance(x, SendMassStatusRequest)})
     core.handle(_mass_answer(asks["COMEX"], b, 0.0), 0.3)
     core.handle(_mass_answer(asks["SHFE"], a, a.qty - 1), 0.3)  # the venue has one CU lot less than we do
+    core.handle(_refused("PR-COMEX-E2"), 0.31)  # neither venue gives position reports: the orders decide
+    core.handle(_refused("PR-SHFE-E2", "SHFE"), 0.31)
     ep = core.episodes[a.decision_id]
     assert ep.state is EpisodeState.LEGGED and not ep.working and not core.venue_ready("SHFE")
     out = core.handle(Command("resume"), 1.0)

@@ -232,3 +232,36 @@ def test_a_cancel_or_replace_that_does_not_name_the_order_is_refused(spread_scen
     send(SendCancel("SHFE", "K1C2", "K1", "CU", "cu2603", "1", 1, "D1", "ACC"))
     got = [(m.msg_type, m.get(150) or m.get(102)) for m in replies()]
     assert got == [("8", "0"), ("9", "99"), ("9", "99"), ("8", "4")]
+
+
+@pytest.mark.parametrize("venue_name", ["SHFE", "COMEX"])
+def test_a_position_request_is_answered_with_position_reports_the_engine_reads(spread_scenario, venue_name):
+    """RequestForPositions (AN) passes each venue's dictionary; the venue answers one PositionReport
+    (AP) per instrument, trades booked to the account away from the session included, and the
+    engine's codec reads its net position (LongQty - ShortQty)."""
+    from engine.core.events import SendPositionRequest
+
+    c = codec(venue_name)
+    an = c.parse(wire(c, SendPositionRequest(venue_name, "PR-1", "ACC")))
+    assert (an.get(710), an.get(724), an.get(1), an.get(715)) == ("PR-1", "0", "ACC", "20270115")
+    replies, send = _cert_venue(spread_scenario)  # an SHFE venue
+    send(SendOrder("SHFE", "P1", "CU", "cu2603", "2", 10, 70010.0, "2", "0", "ACC", "D1"))  # fills in certification
+    send(SendPositionRequest("SHFE", "PR-2", "ACC"))
+    ap = [m for m in replies() if m.msg_type == "AP"]
+    assert len(ap) == 1 and ap[0].get(727) == "1"
+    (pos,) = codec("SHFE").decode(ap[0], "SHFE")
+    assert (pos.req_id, pos.instrument, pos.net_qty, pos.total, pos.result) == ("PR-2", "CU", -10.0, 1, "0")
+
+
+def test_a_venue_without_position_reports_refuses_the_request_and_the_engine_sees_whose(spread_scenario):
+    import dataclasses
+
+    from engine.core.events import SendPositionRequest
+
+    sc = dataclasses.replace(spread_scenario, venues={**spread_scenario.venues, "SHFE": dataclasses.replace(
+        spread_scenario.venues["SHFE"], position_requests=False)})
+    replies, send = _cert_venue(sc)
+    send(SendPositionRequest("SHFE", "PR-3", "ACC"))
+    (j,) = [m for m in replies() if m.msg_type == "j"]
+    (rej,) = codec("SHFE").decode(j, "SHFE")
+    assert (rej.ref_msg_type, rej.reason) == ("AN", 3)

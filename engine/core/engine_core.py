@@ -31,6 +31,7 @@ from engine.core.events import (
     Command,
     Event,
     ExecReport,
+    PositionReport,
     Quote,
     SendCancel,
     SendOrder,
@@ -86,6 +87,7 @@ class EngineCore:
             Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
             Takeover: self.reconciliation.on_takeover,
             BusinessReject: self._on_business_reject, SessionUp: self.reconciliation.on_session_up,
+            PositionReport: self.reconciliation.on_position_report,
             SessionDown: self.reconciliation.on_session_down, TimerFired: self._on_timer, Command: self._on_command,
         }
 
@@ -430,6 +432,8 @@ class EngineCore:
             for key in asked:
                 out += self.reconciliation.answered(r.venue, key, now, None, compare=False)
             return out
+        if r.ref_msg_type == "AN":  # no position reports from this venue: its orders' CumQty must do
+            return self.reconciliation.position_request_refused(r.venue, now, f"RequestForPositions refused: {r.text}".strip())
         order = self.find_order(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
         if order is None:

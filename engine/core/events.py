@@ -75,6 +75,21 @@ class BusinessReject:
 
 
 @dataclass(frozen=True, slots=True)
+class PositionReport:
+    """A PositionReport (AP) answering our RequestForPositions (AN): the venue's net position of our
+    account in one instrument (LongQty - ShortQty), one of `total` reports for `req_id`; or a
+    RequestForPositionsAck (AO) with no report to follow (`total` 0, `instrument` ""): `result` is
+    PosReqResult (728): "0" valid, "2" no positions, anything else the venue could not answer."""
+
+    venue: str
+    req_id: str
+    instrument: str
+    net_qty: float
+    total: int = 1
+    result: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
 class SessionUp:
     venue: str
 
@@ -104,7 +119,8 @@ class Takeover:
     epoch: int
 
 
-Event = Quote | ExecReport | CancelReject | BusinessReject | SessionUp | SessionDown | TimerFired | Command | Takeover
+Event = (Quote | ExecReport | CancelReject | BusinessReject | PositionReport | SessionUp | SessionDown | TimerFired | Command
+         | Takeover)
 
 
 # ---- actions --------------------------------------------------------------------------------
@@ -159,6 +175,16 @@ class SendMassStatusRequest:
 
     venue: str
     req_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendPositionRequest:
+    """RequestForPositions (AN), PosReqType 0: the venue reports our account's position in each of
+    its instruments (PositionReport AP), after a restart or a takeover."""
+
+    venue: str
+    req_id: str
+    account: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,5 +290,7 @@ class Anomaly:
 # the actions a shell turns into FIX messages on the venue's session
 # what a node that no longer holds the lease must not send (checked where orders leave a node)
 FENCED_SENDS = frozenset({SendOrder, SendCancel, SendReplace})
-FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, Subscribe})
-Action = SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest | Subscribe | SetTimer | CancelTimer | Audit | Alert | Anomaly
+FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, SendPositionRequest,
+                       Subscribe})
+Action = (SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest | SendPositionRequest | Subscribe
+          | SetTimer | CancelTimer | Audit | Alert | Anomaly)

@@ -1,5 +1,5 @@
-"""Reconciliation with the venues: sessions up and down, takeovers, status and mass-status answers,
-foreign reports, position comparison; no new risk on a venue until it is reconciled."""
+"""Reconciliation with the venues: sessions up and down, takeovers, status, mass-status and position
+answers, foreign reports, position comparison; no new risk on a venue until it is reconciled."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from engine.core.events import (
     Alert,
     Audit,
     ExecReport,
+    PositionReport,
     SendCancel,
     SendMassStatusRequest,
+    SendPositionRequest,
     SendStatusRequest,
     SessionDown,
     SessionUp,
@@ -42,6 +44,9 @@ class Reconciliation:
         self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
         self.foreign_execs: set[tuple[str, str]] = set()
         self.mass_tally: dict[str, dict[str, tuple[str, float]]] = {}
+        # venue -> (PosReqID of our RequestForPositions, the net positions its reports gave so far, how
+        # many reports came): the venue's own position figures, compared with ours once all are in
+        self.position_asked: dict[str, tuple[str, dict[str, float], int]] = {}
         self.position_hold: dict[str, str] = {}  # venue -> why; lifted by the desk ("resume")
         self.dropped: set[str] = set()
 
@@ -59,11 +64,18 @@ class Reconciliation:
             working = [o for ep in self.core.active.values() for leg in ep.legs.values() for o in leg.orders
                        if o.venue == ev.venue and not o.done]
             pending = {o.cl_ord_id for o in working}
-            if ev.venue in self.mass_status_due:  # after a takeover: what did the venue see that we did not?
+            if ev.venue in self.mass_status_due:  # after a restart or takeover: what did the venue see that we did not?
                 self.mass_status_due.discard(ev.venue)
                 req = f"MS-{ev.venue}-E{self.core.epoch}"
                 pending.add(req)
                 out.append(SendMassStatusRequest(ev.venue, req))
+                # and what does it hold for us? Asked after the orders, so every report the venue
+                # sent before its positions is applied before they are compared with ours
+                pos_req = f"PR-{ev.venue}-E{self.core.epoch}"
+                pending.add(pos_req)
+                self.position_asked[ev.venue] = (pos_req, {}, 0)
+                account = next((i.account for i in self.core.instruments.values() if i.venue == ev.venue and i.account), "")
+                out.append(SendPositionRequest(ev.venue, pos_req, account))
             if pending:
                 self.status_pending[ev.venue] = pending
                 out.append(SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, ev.venue)))
@@ -179,8 +191,8 @@ class Reconciliation:
     def answered(self, venue: str, key: str, now: float, ep: Episode | None, compare: bool = True) -> list[Action]:
         """One status question (an order's H, or the AF) answered; all answered: the venue is reconciled."""
         out: list[Action] = []
-        if key.startswith("MS-") and compare:
-            out += self.compare_positions(venue, now)
+        if key.startswith("MS-") and compare and venue not in self.position_asked:
+            out += self.compare_positions(venue, now)  # no position request out: the orders' CumQty must do
         pending = self.status_pending.get(venue)
         if pending is not None:
             pending.discard(key)
@@ -192,18 +204,52 @@ class Reconciliation:
                         out += self.core.recovery.on_legged(self.core, other, now)
         return out
 
-    def compare_positions(self, venue: str, now: float) -> list[Action]:
-        """The venue's answer to 'all my orders' is complete: the positions it implies (every order's
-        CumQty, signed) must be ours, instrument by instrument. A mismatch is a critical alert, on
-        record, and holds new risk on that venue until the desk has looked (Command "resume")."""
-        theirs: dict[str, float] = {}
-        for instrument, signed in self.mass_tally.pop(venue, {}).values():
-            theirs[instrument] = theirs.get(instrument, 0.0) + signed
+    def on_position_report(self, r: PositionReport, now: float) -> list[Action]:
+        """One answer to our RequestForPositions: once all have come, the venue's positions are
+        compared with ours. A venue that cannot answer (AO with a failed result, or a reject of the
+        AN: `position_request_refused`) leaves the comparison to the positions its orders imply."""
+        asked = self.position_asked.get(r.venue)
+        if asked is None or asked[0] != r.req_id:
+            return [Audit(now, "stale_answer", detail=f"{r.venue}: position report {r.req_id!r} answers no open request")]
+        if r.result not in ("0", "2"):
+            return self.position_request_refused(r.venue, now, f"PosReqResult={r.result}")
+        req, theirs, count = asked
+        if r.instrument:
+            theirs[r.instrument] = theirs.get(r.instrument, 0.0) + r.net_qty
+            count += 1
+        self.position_asked[r.venue] = (req, theirs, count)
+        if count < r.total:
+            return []
+        del self.position_asked[r.venue]
+        self.mass_tally.pop(r.venue, None)
+        return self.compare_positions(r.venue, now, theirs, "its position reports") + \
+            self.answered(r.venue, req, now, None, compare=False)
+
+    def position_request_refused(self, venue: str, now: float, why: str) -> list[Action]:
+        """The venue does not answer RequestForPositions: the orders' CumQty (the AF answers) must do."""
+        asked = self.position_asked.pop(venue, None)
+        if asked is None:
+            return []
+        out: list[Action] = [Audit(now, "positions_unsupported", detail=f"{venue}: {why}")]
+        if venue in self.mass_tally:
+            out += self.compare_positions(venue, now)
+        return out + self.answered(venue, asked[0], now, None, compare=False)
+
+    def compare_positions(self, venue: str, now: float, theirs: dict[str, float] | None = None,
+                          source: str = "its orders' CumQty") -> list[Action]:
+        """The venue's picture is complete: its positions (its position reports, or every order's
+        CumQty signed when it has no position reports) must be ours, instrument by instrument. A
+        mismatch is a critical alert, on record, and holds new risk on that venue until the desk has
+        looked (Command "resume")."""
+        if theirs is None:
+            theirs = {}
+            for instrument, signed in self.mass_tally.pop(venue, {}).values():
+                theirs[instrument] = theirs.get(instrument, 0.0) + signed
         off = {name: (self.core.positions[name], theirs.get(name, 0.0)) for name, inst in self.core.instruments.items()
                if inst.venue == venue and abs(self.core.positions[name] - theirs.get(name, 0.0)) > 1e-9}
         if not off:
-            return [Audit(now, "positions_reconciled", detail=f"{venue}: positions agree with the venue's")]
-        text = (f"{venue} positions disagree with ours after reconciliation: "
+            return [Audit(now, "positions_reconciled", detail=f"{venue}: positions agree with {source}")]
+        text = (f"{venue} positions ({source}) disagree with ours after reconciliation: "
                 + ", ".join(f"{n} ours {a:+g} venue {b:+g}" for n, (a, b) in sorted(off.items()))
                 + "; no new risk there until the desk resumes")
         self.position_hold[venue] = text

@@ -19,10 +19,12 @@ from engine.core.events import (
     CancelReject,
     Event,
     ExecReport,
+    PositionReport,
     Quote,
     SendCancel,
     SendMassStatusRequest,
     SendOrder,
+    SendPositionRequest,
     SendReplace,
     SendStatusRequest,
     Subscribe,
@@ -48,6 +50,8 @@ _GROUP_CLASSES = {
     ("W", 268): fix44.MarketDataSnapshotFullRefresh.NoMDEntries,
     ("X", 268): fix44.MarketDataIncrementalRefresh.NoMDEntries,
     ("Y", 816): fix44.MarketDataRequestReject.NoAltMDSource,
+    ("AP", 702): fix44.PositionReport.NoPositions,
+    ("AP", 753): fix44.PositionReport.NoPosAmt,
 }
 _GROUP_TEMPLATES = {key: cls() for key, cls in _GROUP_CLASSES.items()}
 
@@ -190,7 +194,7 @@ class FixCodec:
         return msg.toString()
 
     def encode(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest
-               | Subscribe,
+               | SendPositionRequest | Subscribe,
                transact_time: float) -> fix.Message:
         """The FIX message for an engine action."""
         if isinstance(action, SendOrder):
@@ -217,6 +221,9 @@ class FixCodec:
             return self.message("G", fields)
         if isinstance(action, SendMassStatusRequest):
             return self.message("AF", [(584, action.req_id), (585, "7")])
+        if isinstance(action, SendPositionRequest):  # positions (724=0) of our account, as of today
+            return self.message("AN", [(710, action.req_id), (724, "0"), (1, action.account or "NONE"), (581, "1"),
+                                       (715, fix_time(transact_time)[:8]), (60, fix_time(transact_time))])
         if isinstance(action, SendStatusRequest):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side)]
             if action.order_id:
@@ -268,6 +275,14 @@ class FixCodec:
                                    msg.get(58), session_level=True)]
         if msg_type in ("W", "X"):
             return self._market_data(msg, msg_type == "W")
+        if msg_type == "AP":  # net of every position quantity it carries
+            net = sum(float(e.get(704) or 0) - float(e.get(705) or 0) for e in msg.group(702, (703, 704, 705, 706)))
+            symbol = msg.get(55)
+            return [PositionReport(venue, msg.get(710), self.symbol_to_instrument.get(symbol, symbol), net,
+                                   int(msg.get(727) or 1), msg.get(728) or "0")]
+        if msg_type == "AO":  # an answer with no report to follow: none held, or the venue cannot say
+            total = int(msg.get(727) or 0)
+            return [PositionReport(venue, msg.get(710), "", 0.0, total, msg.get(728))] if total == 0 else []
         return []
 
     def _exec_report(self, msg: Parsed, venue: str) -> ExecReport:

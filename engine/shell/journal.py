@@ -33,7 +33,7 @@ VERSION = 1
 DURABILITY = ("none", "batch", "record")
 _FRAME = struct.Struct(">II")
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Quote, ev.ExecReport, ev.CancelReject, ev.BusinessReject,
-                                             ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command,
+                                             ev.PositionReport, ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command,
                                              ev.Takeover)}
 
 
