@@ -299,3 +299,21 @@ def test_a_shell_stops_only_once_the_engine_took_the_drain_and_every_episode_end
     assert core.active and not drained(core)
     core.active.clear()
     assert drained(core)
+
+
+def test_the_order_registry_finds_an_order_by_its_cancels_and_replaces_ids():
+    from engine.core.order import ChildOrder
+    from engine.core.registry import OrderRegistry
+
+    reg = OrderRegistry()
+    order = ChildOrder("E1-000001A1", "E1-000001", "A", "SHFE", "CU", "1", 5, 70000.0, "entry")
+    reg.add(order)
+    c1, c2 = reg.new_cancel_id(order, 1), reg.new_cancel_id(order, 2)
+    order.replaces = 1
+    r1 = reg.new_replace_id(order, 2)
+    assert (c1, c2, r1) == ("E1-000001A1C1", "E1-000001A1C2-E2", "E1-000001A1M1-E2")
+    assert all(reg.find(x) is order for x in (order.cl_ord_id, c1, c2, r1))
+    assert reg.find("E9-1", orig=c2) is order and reg.find("E9-1") is None
+    assert reg.is_cancel(c1) and reg.is_cancel(r1) and not reg.is_cancel(order.cl_ord_id)
+    assert reg.is_replace(r1) and not reg.is_replace(c1)
+    assert dict(reg) == {order.cl_ord_id: order} and len(reg) == 1

@@ -68,8 +68,7 @@ class Amending:
                                  order.side, order.leaves_qty, price, f"amend: {breach}"))
                 continue
             order.replaces += 1
-            new_id = self.core.stamp(f"{self.core.order_key(order.cl_ord_id)}M{order.replaces}")
-            self.core.replace_ids[new_id] = self.core.order_key(order.cl_ord_id)
+            new_id = self.core.orders.new_replace_id(order, self.core.epoch)
             order.pending_replace = (new_id, price)
             order.move(OrderEvent.REPLACE_SENT)
             out += [SendReplace(order.venue, new_id, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,

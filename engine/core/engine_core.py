@@ -48,6 +48,7 @@ from engine.core.ids import BUY, SELL, TIF, epoch_of, side_sign  # noqa: F401 - 
 from engine.core.order import ChildOrder, OrderEvent, OrdStatus
 from engine.core.reconciliation import Reconciliation
 from engine.core.recovery import ChaseThenUnwind, EscalateOnLegged, RecoveryPolicy
+from engine.core.registry import OrderRegistry
 from engine.core.risk import Breach, check_order
 from engine.core.sizing import align
 from engine.core.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
@@ -66,10 +67,7 @@ class EngineCore:
         self.trigger = TriggerEvaluator(config.strategy, config.instruments)
         self.books: dict[str, TopOfBook] = {}
         self.last_mid: dict[str, float] = {}  # the last two-sided mid per instrument (see reference_price)
-        self.orders: dict[str, ChildOrder] = {}
-        self.cancel_ids: dict[str, str] = {}  # OrderCancelRequest ClOrdID -> the order's ClOrdID
-        self.cancels_sent: dict[str, int] = {}  # the order's ClOrdID -> cancel requests sent for it
-        self.replace_ids: dict[str, str] = {}  # OrderCancelReplaceRequest ClOrdID -> the order's first ClOrdID
+        self.orders = OrderRegistry()  # every child order by ClOrdID, and its cancels' and replaces' ids
         self.episodes: dict[str, Episode] = {}
         self.active: dict[str, Episode] = {}
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
@@ -274,7 +272,7 @@ class EngineCore:
         # ClOrdID: decision id, leg, order number within the leg, and the purpose's letter (none for entry)
         cl_ord_id = self.stamp(ids.child_id(ep.decision_id, leg.name, len(leg.orders) + 1, purpose))
         order = ChildOrder(cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, side, qty, price, purpose)
-        self.orders[cl_ord_id] = order
+        self.orders.add(order)
         self.orders_today[inst.name] += 1
         leg.orders.append(order)
         ep.stages.setdefault(f"send_{leg.name}", now)
@@ -292,9 +290,7 @@ class EngineCore:
                     Audit(now, "risk_breach", order.decision_id, order.cl_ord_id, order.instrument,
                           detail=f"max_cancels_per_day {limit}: cancel not sent")]
         self.cancels_today[order.instrument] += 1
-        n = self.cancels_sent[order.cl_ord_id] = self.cancels_sent.get(order.cl_ord_id, 0) + 1
-        cid = self.stamp(f"{order.cl_ord_id}C{n}")
-        self.cancel_ids[cid] = order.cl_ord_id
+        cid = self.orders.new_cancel_id(order, self.epoch)
         order.move(OrderEvent.CANCEL_SENT)
         inst = self.instruments[order.instrument]
         return [SendCancel(order.venue, cid, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,
@@ -340,16 +336,9 @@ class EngineCore:
         return px * inst.units_per_tonne
 
     # ---- order events -----------------------------------------------------------------------
-    def order_key(self, cl_ord_id: str) -> str:
-        """The key of the order a ClOrdID belongs to: its own, its cancel's, or one of its replaces'."""
-        cl_ord_id = self.cancel_ids.get(cl_ord_id, cl_ord_id)
-        return self.replace_ids.get(cl_ord_id, cl_ord_id)
-
     def find_order(self, cl_ord_id: str, orig: str = "") -> ChildOrder | None:
-        order = self.orders.get(self.order_key(cl_ord_id))
-        if order is None and orig:
-            order = self.orders.get(self.order_key(orig))
-        return order
+        """The order an answer is about (OrderRegistry.find)."""
+        return self.orders.find(cl_ord_id, orig)
 
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
         if r.mass_status_id and r.cl_ord_id not in ("", "NONE") and r.instrument in self.instruments:
@@ -440,8 +429,8 @@ class EngineCore:
             return [self.anomaly(now, "reject_unmatched", r.ref_id,
                                   f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}")]
         out = []
-        is_cancel = r.ref_id in self.cancel_ids or r.ref_id in self.replace_ids  # the order itself lives on
-        if r.ref_id in self.replace_ids:
+        is_cancel = self.orders.is_cancel(r.ref_id)  # a refused cancel or replace: the order itself lives on
+        if self.orders.is_replace(r.ref_id):
             order.pending_replace = None
         event = OrderEvent.CANCEL_REJECTED if is_cancel else OrderEvent.REJECTED
         if not order.done:

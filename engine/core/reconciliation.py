@@ -130,7 +130,7 @@ class Reconciliation:
         order = ChildOrder.from_venue(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
                                    int(round(r.order_qty)) or int(round(r.cum_qty)), PURPOSE_OF_TAG[m.group(3)],
                                    r.ord_status, filled, (r.avg_px or r.last_px) if filled else 0.0)
-        self.core.orders[order.cl_ord_id] = order
+        self.core.orders.add(order)
         leg.orders.append(order)
         out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
                                    order.qty, r.avg_px,
