@@ -29,7 +29,8 @@ SELECTED = (
     "f38_crash_between_legs", "f25_failover_primary_crash_mid_chase", "f34_failover_fenced_resend", "f27_failover_replication_cut_then_crash",
     "f26_failover_primary_pause_split_brain", "f46_disconnect_reports_lost",
     "f47_failover_foreign_order_still_working", "f48_kill_switch_while_a_leg_rests",
-    "f49_reject_fatal_near_leg_unwinds_one_far_lot", "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
+    "f49_reject_fatal_near_leg_unwinds_one_far_lot", "f50_desk_trade_position_mismatch_holds_venue",
+    "f51_failover_adopts_a_working_chase", "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
 )
 if os.environ.get("XMC_ORACLE") == "all":
     SCENARIOS = sorted(LIBRARY.glob("*.toml"))

@@ -8,10 +8,14 @@ count (at most that many hits; 0 = unlimited). Kind-specific keys say how it fai
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
+import struct
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.config import FIX_TEXT, Section, non_negative, positive
 
@@ -36,10 +40,14 @@ KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS 
                             + MARKET_KINDS))
 # kinds that can strike the moment a matching order reaches `venue` (on_order = true) instead of at after_s
 ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
+# crash_restart / crash_on_order: how the journal is damaged while the process is down; the restart
+# must refuse it (exit 2 in production) and leave it byte for byte as it was
+JOURNAL_DAMAGE = ("checksum", "undecodable", "bad_content", "unknown_venue", "not_a_journal")
 # crash_mid_batch: where in one batch of the core's actions the process dies
 BATCH_POINTS = ("between_legs", "before_audit")
 # a drop loses one transmission of an application message; session messages and PossDup resends go
 # through, so every gap can be filled (the same rule in virtual time and at the wire)
+_FRAME = struct.Struct(">II")  # a journal record's frame: body length and CRC-32 (engine.shell.journal)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
@@ -72,6 +80,7 @@ class Fault:
     # on_order, "against" locks the side the arriving order needs (a buy finds no offers, a sell no bids)
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
     torn_write: bool = False  # crash_restart / crash_on_order: the process dies while writing a journal record
+    journal_damage: str = ""  # crash_restart / crash_on_order: one of JOURNAL_DAMAGE done to the journal meanwhile
     target: str = "world"  # price_jump: "world" (the metal price every venue follows) or "fx" (USD/CNY)
     jump_bp: float = 0.0  # price_jump: signed size in basis points
     rate_per_s: float = 0.0  # price_jump: jumps per second inside the window (0: one jump at after_s)
@@ -159,6 +168,8 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
                         "drop venue, or add on_order = true to strike when a matching order reaches it")
         if sec.has("on_order") and kind not in ON_ORDER_KINDS:
             sec.problem("on_order", f"is not supported for {kind}", f"use it with {', '.join(ON_ORDER_KINDS)}")
+        if sec.has("journal_damage") and kind not in ("crash_restart", "crash_on_order"):
+            sec.problem("journal_damage", f"is not supported for {kind}", "use it with crash_restart or crash_on_order")
         if sec.has("reports_lost") and kind != "disconnect_on_order":
             sec.problem("reports_lost", f"is not supported for {kind}", "use it with disconnect_on_order")
         if venue and venue not in venues:
@@ -189,6 +200,8 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             side=sec.get("side", str, "buy", choices=("buy", "sell", "against")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,
+            journal_damage=sec.get("journal_damage", str, "", choices=("", *JOURNAL_DAMAGE))
+            if kind in ("crash_restart", "crash_on_order") else "",
             target=sec.get("target", str, "world", choices=("world", "fx")) if kind == "price_jump" else "world",
             jump_bp=sec.get("jump_bp", float, check=lambda b: 0 < abs(b) <= 2000,
                             hint="signed basis points, 0 < |jump_bp| <= 2000 (20%)") if kind == "price_jump" else 0.0,
@@ -225,3 +238,37 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
         sec.finish()
         out.append(f)
     return out
+
+
+def damage_journal(path: Path, how: str) -> None:
+    """Damage the journal at `path` as a failing disk or a careless hand would (a journal_damage
+    fault): the middle record's bytes flipped under their checksum (checksum), replaced by bytes that
+    are not a record but carry a valid checksum (undecodable), by a record of a known event with a
+    field of the wrong type (bad_content) or naming a venue the config does not have (unknown_venue);
+    or the whole file replaced by bytes that are not a journal (not_a_journal)."""
+    data = path.read_bytes()
+    if how == "not_a_journal":
+        path.write_bytes(b"PK\x03\x04 this is a zip archive, not a journal\n")
+        return
+    start = data.find(b"\n") + 1
+    frames, pos = [], start
+    while pos + _FRAME.size <= len(data):
+        length, _ = _FRAME.unpack_from(data, pos)
+        frames.append((pos, _FRAME.size + length))
+        pos += _FRAME.size + length
+    if not frames:
+        raise ValueError(f"{path}: no record to damage")
+    at, size = frames[len(frames) // 2]
+    if how == "checksum":
+        body = bytearray(data[at + _FRAME.size: at + size])
+        body[len(body) // 2] ^= 0x01  # one bit flipped, the checksum left as it was
+        record = data[at: at + _FRAME.size] + bytes(body)
+    else:
+        if how == "undecodable":
+            body = b"\x00\xff not json at all \x00"
+        elif how == "bad_content":
+            body = json.dumps({"t": 1.0, "e": "SessionDown", "f": {"venue": 7}}, separators=(",", ":")).encode()
+        else:  # unknown_venue
+            body = json.dumps({"t": 1.0, "e": "SessionDown", "f": {"venue": "LME"}}, separators=(",", ":")).encode()
+        record = _FRAME.pack(len(body), zlib.crc32(body)) + body
+    path.write_bytes(data[:at] + record + data[at + size:])

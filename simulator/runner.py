@@ -7,13 +7,14 @@ import dataclasses
 import math
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import simpy
 
 from engine.core.engine_core import EngineCore
 from engine.core.events import Command, SendOrder, SessionDown, Takeover
+from engine.provenance import sha256_of
 from engine.report import (
     RunResult,
     count_outcomes,
@@ -24,13 +25,13 @@ from engine.report import (
     wilson,
     write_artifacts,
 )
-from engine.shell.journal import Journal
+from engine.shell.journal import Journal, JournalError
 from engine.shell.journal import read as read_journal
 from engine.shell.journal import replay as replay_journal
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
-from simulator.faults import ORDER_PURPOSE, FaultPlan
+from simulator.faults import ORDER_PURPOSE, FaultPlan, damage_journal
 from simulator.link import Link
 from simulator.prices import PriceProcess, market
 from simulator.rng import fork
@@ -45,6 +46,7 @@ from simulator.wire_checker import WireChecker
 class _Node:
     journal: object
     restarts: list
+    refused: list = field(default_factory=list)  # restarts that refused a damaged journal (journal_damage)
 
 
 def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
@@ -178,7 +180,16 @@ class Simulation:
             torn = journal.torn_append(SessionDown(next(iter(venues))), env.now)
         yield env.timeout(fault.delay)
         journal.sync()
-        recovered = read_journal(journal.path, journal.fingerprint)
+        if fault.journal_damage:  # the disk (or a hand) damaged the journal while the process was down
+            damage_journal(journal.path, fault.journal_damage)
+        before = sha256_of(journal.path)
+        try:
+            recovered = read_journal(journal.path, journal.fingerprint, scenario.engine)
+        except JournalError as exc:  # the new process refuses to trade on it (xmc live: exit 2)
+            self.node.refused.append({"crash_s": crash_at, "refused_s": env.now, "node": target.node,
+                                      "damage": fault.journal_damage, "error": str(exc),
+                                      "journal_untouched": sha256_of(journal.path) == before})
+            return
         if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
             journal.close()
             journal = target.journal = Journal(journal.path, scenario.engine, durability="none")
@@ -271,6 +282,10 @@ class Simulation:
         """What the node's own history adds to the report: restarts, failovers, and the rare paths they
         reached (coverage), all known before the expectations are judged."""
         out: dict = {"restarts": _restart_timings(self.node.restarts, shell.audit), "coverage": set()}
+        if self.node.refused:
+            out["restarts_refused"] = self.node.refused
+            if all(r["journal_untouched"] for r in self.node.refused):  # refused, and nothing was cut
+                out["coverage"].add("journal_refused")
         cluster = self.cluster
         if cluster is not None:
             out["failover"] = {"failovers": failover_timings(cluster.failovers, shell.audit),
@@ -436,7 +451,8 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         "coverage": sorted({*coverage(core, shell, checker), *node["coverage"]}),
         "faults": faults.hits(),
         "fault_windows": [{"index": f.index, "kind": f.kind, "venue": f.venue, "orders": f.orders, "after_s": f.after,
-                           "until_s": None if math.isinf(f.until) else f.until, "hits": f.hits}
+                           "until_s": None if math.isinf(f.until) else f.until, "hits": f.hits,
+                           **({"journal_damage": f.journal_damage} if f.journal_damage else {})}
                           for f in faults.faults],
         "positions": {"engine": engine_pos, "venues": {k: v for k, v in venue_pos.items() if v}},
         "fills_match_positions": engine_pos == {k: v for k, v in venue_pos.items() if v},
@@ -535,6 +551,8 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
                 paths = ("reject_entry",)
             elif w["kind"] == "reject" and w["orders"] in ("chase", "recovery"):
                 paths = ("reject_during_chase",)
+            if w.get("journal_damage"):  # the restart must refuse the damaged journal and leave it as it was
+                paths = ("journal_refused",)
             if not w["hits"] or not paths:
                 continue
             ok = bool(reached & set(paths))

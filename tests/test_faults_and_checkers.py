@@ -134,3 +134,31 @@ def test_an_injected_duplicate_report_is_a_poss_resend_under_a_new_sequence_numb
     assert twice, "the fault must have sent a report twice"
     for first, again in (msgs[:2] for msgs in twice):
         assert 97 not in first and again[97] == "Y" and 43 not in again and again[34] != first[34]
+
+
+@pytest.mark.parametrize("damage", ["checksum", "undecodable", "bad_content", "unknown_venue", "not_a_journal"])
+def test_a_damaged_journal_is_refused_at_the_restart_and_left_as_it_was(damage):
+    """Each kind of journal damage: the restarted process refuses it with the production reader's
+    error (never cuts good records as a torn tail, never trades on it) and the file is untouched."""
+    rep = runner.run(_with_damage(damage)).report
+    (refused,) = rep["restarts_refused"]
+    assert refused["journal_untouched"] and refused["damage"] == damage and not rep["restarts"]
+    assert "journal_refused" in rep["coverage"] and rep["verdict"] == "pass"
+    assert "damaged at byte" in refused["error"] or "not an xmc journal" in refused["error"]
+
+
+def _with_damage(damage: str):
+    import dataclasses
+
+    sc = scenario.load(ROOT / "scenarios" / "f52_journal_checksum_damage_refuses_restart.toml")
+    (fault,) = [f for f in sc.faults if f.kind == "crash_restart"]
+    return dataclasses.replace(sc, faults=[dataclasses.replace(fault, journal_damage=damage)])
+
+
+def test_journal_damage_is_only_for_a_restart(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(F03.read_text() + '\n[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\nuntil_s = 9\n'
+                    'journal_damage = "checksum"\n')
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "faults[1].journal_damage" in err and "crash_restart" in err
