@@ -155,11 +155,13 @@ def render(df: pl.DataFrame, as_json: bool) -> str:
     cells = [[_cell(v) for v in row] for row in df.iter_rows()]
     widths = [max(len(name), *(len(r[i]) for r in cells)) for i, name in enumerate(df.columns)]
     widths = [min(w, 60) for w in widths]
-    line = lambda values: "  ".join(v[:w].ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    def line(values: list[str]) -> str:
+        return "  ".join(v[:w].ljust(w) for v, w in zip(values, widths)).rstrip()
+
     return "\n".join([line(df.columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
-def _cell(v) -> str:
+def _cell(v: object) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):

@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def _lib(name: str) -> str | None:
         return None
 
 
-def provenance(inputs: dict[str, str | Path] | None = None, started_at: datetime | None = None) -> dict:
+def provenance(inputs: dict[str, str | Path] | None = None, started_at: datetime | None = None) -> dict[str, Any]:
     """Schema and xmc version, git commit, sha256 of each input file, library versions, command line
     and start time (UTC)."""
     return {

@@ -9,9 +9,11 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import Episode
+from engine.core.events import AuditRow
 from engine.core.ids import PURPOSE_TAG
 from engine.provenance import provenance
 
@@ -34,9 +36,9 @@ OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED")
 
 @dataclass
 class RunResult:
-    report: dict
+    report: dict[str, Any]
     messages: list[str]
-    audit: list[tuple]
+    audit: list[AuditRow]
     venue_of: dict[str, str] = field(default_factory=dict)  # instrument -> venue, for audit.parquet
 
 
@@ -44,7 +46,7 @@ def venue_of(core: EngineCore) -> dict[str, str]:
     return {name: inst.venue for name, inst in core.instruments.items()}
 
 
-def count_outcomes(episodes: list[dict]) -> dict[str, int]:
+def count_outcomes(episodes: list[dict[str, Any]]) -> dict[str, int]:
     """Episodes per outcome (BALANCED, UNWOUND, ...), from their rows: the one place outcomes are counted."""
     out: dict[str, int] = {}
     for e in episodes:
@@ -52,11 +54,11 @@ def count_outcomes(episodes: list[dict]) -> dict[str, int]:
     return out
 
 
-def audit_columns(rows: list[tuple], venue_of: dict[str, str], run: str | None, seed: int | None) -> dict[str, list]:
+def audit_columns(rows: list[AuditRow], venue_of: dict[str, str], run: str | None, seed: int | None) -> dict[str, list[Any]]:
     """The audit rows as typed columns (PARQUET_SCHEMA): the order's role from its ClOrdID, the venue
     from the instrument, ExecID / last qty / last price / cumulative qty of fills parsed out of the
     free text, the outcome of terminal rows; None wherever a field does not apply."""
-    cols: dict[str, list] = {name: [] for name in PARQUET_SCHEMA}
+    cols: dict[str, list[Any]] = {name: [] for name in PARQUET_SCHEMA}
     for seq, ts, stage, decision_id, cl_ord_id, instrument, account, side, qty, price, detail in rows:
         m = CL_ORD_ROLE.search(cl_ord_id) if cl_ord_id else None
         is_fill = stage in FILL_STAGES
@@ -89,7 +91,7 @@ def write_audit_parquet(result: RunResult, path: Path, row_group_size: int = 65_
     pl.DataFrame(cols, schema=schema).write_parquet(path, statistics=True, row_group_size=row_group_size)
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> dict:
+def wilson(successes: int, n: int, z: float = 1.96) -> dict[str, Any]:
     """Observed share with its Wilson score interval (95% by default); None bounds for n = 0."""
     if n == 0:
         return {"n": 0, "successes": 0, "rate": None, "low": None, "high": None}
@@ -108,15 +110,15 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
 
 
-def distribution(values: list[float]) -> dict:
+def distribution(values: list[float]) -> dict[str, Any]:
     return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
             "max": max(values) if values else None}
 
 
-def episode_row(ep: Episode, core: EngineCore) -> dict:
+def episode_row(ep: Episode, core: EngineCore) -> dict[str, Any]:
     st = ep.stages
     ms = {k: round((v - st["signal"]) * 1e3, 6) for k, v in st.items()}
-    acks = [st.get("ack_A"), st.get("ack_B")]
+    acks = [st[k] for k in ("ack_A", "ack_B") if k in st]
     slippage = {}
     for name, leg in ep.legs.items():
         inst = core.instruments[leg.instrument]
@@ -128,7 +130,7 @@ def episode_row(ep: Episode, core: EngineCore) -> dict:
         "decision_id": ep.decision_id, "side": ep.side, "signal_value": ep.signal_value, "outcome": ep.state.value,
         "signal_at_s": round(st["signal"], 6),
         "reason": ep.reason, "stages_ms": ms,
-        "signal_to_acks_ms": round((max(acks) - st["signal"]) * 1e3, 6) if None not in acks else None,
+        "signal_to_acks_ms": round((max(acks) - st["signal"]) * 1e3, 6) if len(acks) == 2 else None,
         "signal_to_terminal_ms": ms.get("terminal"),
         "legs": {n: {"instrument": leg.instrument, "side": leg.side, "target": leg.target, "filled": leg.filled,
                      "orders": [o.cl_ord_id for o in leg.orders]} for n, leg in ep.legs.items()},
@@ -140,7 +142,7 @@ def episode_row(ep: Episode, core: EngineCore) -> dict:
     }
 
 
-def _ms(stages: dict, start: str, end: str) -> float | None:
+def _ms(stages: dict[str, float], start: str, end: str) -> float | None:
     if start in stages and end in stages:
         return round((stages[end] - stages[start]) * 1e3, 6)
     return None
@@ -162,7 +164,7 @@ def write_artifacts(result: RunResult, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
 
 
-def junit_xml(reports: list[dict], suite: str = "xmc certify") -> str:
+def junit_xml(reports: list[dict[str, Any]], suite: str = "xmc certify") -> str:
     """JUnit XML for CI systems: one testcase per scenario and seed (its wall time), the failed
     expectations and safety invariants with the replay command as the failure, timings as properties."""
     from xml.etree import ElementTree as ET

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 from dataclasses import dataclass
+from typing import Any
 
 import quickfix as fix
 import quickfix44 as fix44
@@ -135,7 +136,7 @@ class FixCodec:
         self.sender = sender
         self.target = target
         self.symbol_to_instrument = {v: k for k, v in (symbols or {}).items()}
-        self._md_top: dict[str, list] = {}  # symbol -> [bid, bid_size, ask, ask_size]
+        self._md_top: dict[str, list[Any]] = {}  # symbol -> [bid, bid_size, ask, ask_size]: floats, a side None when empty
 
     def fork(self) -> FixCodec:
         """A codec of the same session whose market-data state is its own from now on (two processes
@@ -145,9 +146,9 @@ class FixCodec:
         return twin
 
     # ---- building ------------------------------------------------------------------------------
-    def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple = (),
-                groups: tuple[tuple[int, int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
-        """A message body: fields, then (count tag, delimiter tag, entries) groups.
+    def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
+                groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
+        """A message body: fields, then (count tag, entries) groups, each entry's first tag its delimiter.
 
         The message is parsed by quickfix from one string (one call into C++ instead of one per
         field: a third of the cost), against the venue dictionary when it has groups; quickfix puts
@@ -191,7 +192,7 @@ class FixCodec:
         h.setField(52, fix_time(sending_time))
         if poss_dup:
             h.setField(43, "Y")
-        return msg.toString()
+        return str(msg.toString())
 
     def encode(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest
                | SendPositionRequest | Subscribe,

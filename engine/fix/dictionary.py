@@ -54,17 +54,22 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
         raise DictionaryError(f"{overlay_path}: cannot read the overlay ({exc}); fix the XML") from exc
     base_path = base_dictionary_path(overlay.get("base", "FIX44.xml"))
     base = ET.parse(base_path).getroot()
-    fields = base.find("fields")
-    messages = {m.get("name"): m for m in base.find("messages")}
+    fields, message_list = base.find("fields"), base.find("messages")
+    if fields is None or message_list is None:
+        raise DictionaryError(f"{base_path}: no <fields> or <messages>; reinstall quickfix")
+    messages = {m.get("name"): m for m in message_list}
     msg_types = {name: m.get("msgtype") for name, m in messages.items()}
     numbers = {f.get("number"): f.get("name") for f in fields}
-    names = {f.get("name"): int(f.get("number")) for f in fields}
+    names = {_attr(f, "name", base_path): int(_attr(f, "number", base_path)) for f in fields}
     for f in overlay.findall("fields/field"):
         if f.get("number") in numbers and numbers[f.get("number")] != f.get("name"):
             raise DictionaryError(f"{overlay_path}: field {f.get('number')} is {numbers[f.get('number')]} in the "
                                   f"base dictionary; pick another tag number for {f.get('name')}")
         fields.append(f)
-        names[f.get("name")] = int(f.get("number"))
+        number = _attr(f, "number", overlay_path)
+        if not number.isdigit():
+            raise DictionaryError(f"{overlay_path}: field {f.get('name')!r} has number {number!r}; give a tag number")
+        names[_attr(f, "name", overlay_path)] = int(number)
     for m in overlay.findall("message"):
         target = messages.get(m.get("name"))
         if target is None:
@@ -77,14 +82,23 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
             if f.get("name") in existing:
                 existing[f.get("name")].set("required", f.get("required", "N"))
             else:
-                target.append(ET.Element("field", name=f.get("name"), required=f.get("required", "N")))
+                target.append(ET.Element("field", name=_attr(f, "name", overlay_path), required=f.get("required", "N")))
     outbound: dict[str, tuple[tuple[int, str], ...]] = {}
     for o in overlay.findall("outbound"):
         mt = msg_types.get(o.get("message"))
         if mt is None:
             raise DictionaryError(f"{overlay_path}: <outbound message={o.get('message')!r}> names no message")
-        outbound[mt] = tuple((names[f.get("name")], f.get("value")) for f in o.findall("field"))
+        outbound[mt] = tuple((names[_attr(f, "name", overlay_path)], _attr(f, "value", overlay_path))
+                             for f in o.findall("field"))
     return ET.tostring(base, encoding="unicode"), outbound
+
+
+def _attr(element: ET.Element, name: str, path: Path) -> str:
+    """An attribute the dictionary format requires; its absence is a DictionaryError naming the file."""
+    value = element.get(name)
+    if value is None:
+        raise DictionaryError(f"{path}: <{element.tag}> without {name}=; give every <{element.tag}> its {name}")
+    return value
 
 
 def _cache_dir() -> Path:

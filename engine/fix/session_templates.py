@@ -5,6 +5,7 @@ so a typo is an error naming the file and line rather than a setting quickfix si
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def _day(name: str) -> int:
     return next(i for i, d in enumerate(DAYS) if d[:2] == name.lower()[:2])
 
 
-def in_schedule(settings: dict[str, str], now) -> bool:
+def in_schedule(settings: dict[str, str], now: datetime) -> bool:
     """Is a session with these quickfix settings inside its schedule at `now` (an aware UTC
     datetime)? Daily: StartTime to EndTime (across midnight when EndTime is earlier; all day when
     equal); weekly with StartDay/EndDay: from StartDay StartTime to EndDay EndTime."""
@@ -109,7 +110,7 @@ def in_schedule(settings: dict[str, str], now) -> bool:
         at = weekday * 86400 + t
         begin = _day(settings["StartDay"]) * 86400 + start
         finish = _day(settings["EndDay"]) * 86400 + end
-        return (at - begin) % week < (finish - begin) % week or finish == begin
+        return bool((at - begin) % week < (finish - begin) % week or finish == begin)
     if start == end:
         return True
     return start <= t < end if start < end else (t >= start or t < end)

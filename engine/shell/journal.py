@@ -27,6 +27,7 @@ from pathlib import Path
 
 from engine.config import EngineConfig
 from engine.core import events as ev
+from engine.core.engine_core import EngineCore
 
 MAGIC = "xmc-journal"
 VERSION = 1
@@ -138,7 +139,8 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
     if header.get("config") != config_fingerprint:
         raise JournalError(f"{path}: the journal belongs to another engine config (fingerprint "
                            f"{header.get('config')}, this config {config_fingerprint}); refusing to trade on it")
-    pos, records, reason = newline + 1, [], ""
+    pos, reason = newline + 1, ""
+    records: list[tuple[float, ev.Event]] = []
 
     def damaged(what: str) -> JournalError:
         return JournalError(f"{path}: damaged at byte {pos}, record {len(records) + 1}: {what}; the journal is "
@@ -262,7 +264,7 @@ class Journal:
         self.fh.close()
 
 
-def replay(core, records: list[tuple[float, ev.Event]]) -> dict[str, float]:
+def replay(core: EngineCore, records: list[tuple[float, ev.Event]]) -> dict[str, float]:
     """Feed journaled events to a fresh core in order (its actions are not carried out again);
     returns the timers still pending afterwards (key -> due time), for the shell to arm."""
     timers: dict[str, float] = {}

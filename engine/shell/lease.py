@@ -11,7 +11,7 @@ SimulatedLease implements it in virtual time with the same semantics. The sendin
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Lease(Protocol):
@@ -36,7 +36,7 @@ class Lease(Protocol):
 FENCE_MARGIN = 0.25
 
 
-def may_send(lease, node: str, epoch: int, now: float) -> bool:
+def may_send(lease: Lease, node: str, epoch: int, now: float) -> bool:
     """The fence where orders leave a node: it holds the lease under `epoch` with more than the
     margin left; inside the margin (a node that just woke from a pause, say) it renews first and
     sends only if that worked, so an order is neither sent on a lease about to pass to another node
@@ -47,7 +47,7 @@ def may_send(lease, node: str, epoch: int, now: float) -> bool:
         renewed = lease.keep_alive(node, now)
     except Exception:  # noqa: BLE001 - the coordination service is unreachable: not proof of the lease
         return False
-    return renewed and lease.holds(node, epoch, now)
+    return bool(renewed) and lease.holds(node, epoch, now)
 
 
 class EtcdLease:
@@ -60,7 +60,7 @@ class EtcdLease:
     valid until the last successful refresh plus its TTL, less a safety margin for clock drift.
     """
 
-    def __init__(self, client, node: str, ttl: int = 1, key: str = "xmc/leader", margin: float = FENCE_MARGIN):
+    def __init__(self, client: Any, node: str, ttl: int = 1, key: str = "xmc/leader", margin: float = FENCE_MARGIN):
         self.client = client  # an etcd3gw.client.Etcd3Client
         self.node = node
         self.ttl = ttl  # whole seconds (etcd's unit)
@@ -124,7 +124,7 @@ class ZooKeeperLease:
     answered a request sent at `t`, so the session lives at least until `t + session_timeout` (the
     server counts from the last packet it received, which is later); less the safety margin."""
 
-    def __init__(self, client, node: str, session_timeout: float, path: str = "/xmc/leader",
+    def __init__(self, client: Any, node: str, session_timeout: float, path: str = "/xmc/leader",
                  margin: float = FENCE_MARGIN):
         import threading
 
@@ -144,7 +144,7 @@ class ZooKeeperLease:
     def _valid(self, sent_at: float) -> float:
         return sent_at + self.session_timeout * (1.0 - self.margin)
 
-    def _watch(self, event=None) -> None:
+    def _watch(self, event: Any = None) -> None:
         self.changed.set()
 
     def watch(self) -> None:

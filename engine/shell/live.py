@@ -15,17 +15,21 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import quickfix as fix
 
 from engine.core.dispatch import ActionDispatcher
-from engine.core.engine_core import EngineCore, epoch_of
-from engine.core.events import Alert, Anomaly, Command, SessionDown, SessionUp, TimerFired
+from engine.core.engine_core import EngineCore
+from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionUp, TimerFired
+from engine.core.ids import epoch_of
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
 from engine.shell.quiet_gc import QuietGc
+from engine.shell.reconnect import Backoff
 from engine.shell.session_events import SessionEvents
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,8 @@ class LiveEngine(fix.Application, ActionDispatcher):
     """quickfix Application + the engine thread that owns the core (its actions carried out by the
     same dispatcher as the simulator's)."""
 
-    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock=time.time, absolute_time: bool = False,
+    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock: Callable[[], float] = time.time,
+                 absolute_time: bool = False,
                  quiet_gc: bool = True, session_events: bool = True):
         fix.Application.__init__(self)
         ActionDispatcher.__init__(self)
@@ -107,7 +112,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
                                          {i.name: i.symbol for i in core.instruments.values() if i.venue == s.venue})
                        for s in sessions}
         self.session_ids: dict[str, fix.SessionID] = {}
-        self.events: queue.SimpleQueue = queue.SimpleQueue()  # C-implemented: a faster hand-off between threads
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-implemented: a faster hand-off between threads
         self.timers: list[tuple[float, int, str]] = []
         self.timer_gen: dict[str, int] = {}
         self.messages: list[str] = []
@@ -120,34 +125,34 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.initiator: fix.SocketInitiator | None = None
         self.epoch_start = 0.0
         self.absolute_time = absolute_time  # core time = the wall clock itself (nodes of a pair share it)
-        self.on_event = None  # failover primary: streams each event to the standby before the core acts
-        self.fence = None  # failover: may this node send under its epoch? checked where orders leave
-        self.trace = None  # optional callable(audit row) for a live audit tail
-        self.backoff = None  # engine.shell.reconnect.Backoff: exponential reconnect instead of quickfix's fixed pace
+        self.on_event: Callable[[Event, float], object] | None = None  # failover primary: streams each event to the standby before the core acts
+        self.fence: Callable[[int], bool] | None = None  # failover: may this node send under its epoch? checked where orders leave
+        self.trace: Callable[[AuditRow], None] | None = None  # a live audit tail
+        self.backoff: Backoff | None = None  # exponential reconnect instead of quickfix's fixed pace
         self.gc = QuietGc() if quiet_gc else None  # collections only while the engine thread is idle
-        self.on_wire = None  # optional callable(action, engine time) once a message is handed to quickfix
+        self.on_wire: Callable[[Any, float], None] | None = None  # optional: (action, engine time) once a message is handed to quickfix
         # quickfix's own events (garbled input dropped, resends, disconnects) for the record; off saves
         # quickfix's per-message call into Python (~30 us a round trip, benchmarks/wire_roundtrip.py)
         self.session_events = SessionEvents() if session_events else None
 
     # ---- quickfix callbacks (quickfix threads: only queue events) --------------------------------
-    def onCreate(self, session_id):
+    def onCreate(self, session_id: Any) -> None:
         self.session_ids[self.by_target[session_id.getTargetCompID().getValue()]] = session_id
 
-    def onLogon(self, session_id):
+    def onLogon(self, session_id: Any) -> None:
         self.scrub_store()  # the Logon just stored carries the password
         venue = self.by_target[session_id.getTargetCompID().getValue()]
         self.logged_on.add(venue)
         self.logon_at[venue] = self.now()
         self.events.put(SessionUp(venue))
 
-    def onLogout(self, session_id):
+    def onLogout(self, session_id: Any) -> None:
         self.scrub_store()  # a refused Logon was stored too
         venue = self.by_target[session_id.getTargetCompID().getValue()]
         self.logged_on.discard(venue)
         self.events.put(SessionDown(venue))
 
-    def toAdmin(self, message, session_id):
+    def toAdmin(self, message: Any, session_id: Any) -> None:
         if message.getHeader().getField(35) == "A":
             s = self.sessions[self.by_target[session_id.getTargetCompID().getValue()]]
             if s.username:
@@ -156,10 +161,10 @@ class LiveEngine(fix.Application, ActionDispatcher):
                 message.setField(554, s.password)
         self._wire(message)
 
-    def fromAdmin(self, message, session_id):
+    def fromAdmin(self, message: Any, session_id: Any) -> None:
         self._wire(message)
 
-    def toApp(self, message, session_id):
+    def toApp(self, message: Any, session_id: Any) -> None:
         header = message.getHeader()
         if header.isSetField(43) and header.getField(43) == "Y" and message.isSetField(11):
             # quickfix is resending an application message the counterparty asked for again: one of a
@@ -170,13 +175,13 @@ class LiveEngine(fix.Application, ActionDispatcher):
                 raise fix.DoNotSend()
         self._wire(message)
 
-    def fromApp(self, message, session_id):
+    def fromApp(self, message: Any, session_id: Any) -> None:
         raw = message.toString()
         self._wire(message, raw)
         venue = self.by_target[session_id.getTargetCompID().getValue()]
         self.events.put(("fix", venue, raw))
 
-    def _wire(self, message, raw: str | None = None) -> None:
+    def _wire(self, message: Any, raw: str | None = None) -> None:
         with self._msg_lock:
             self.messages.append(mask(raw or message.toString()))
 
@@ -235,7 +240,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         if self.gc is not None:
             self.gc.uninstall()
 
-    def session_event_summary(self, first: int = 50) -> dict:
+    def session_event_summary(self, first: int = 50) -> dict[str, Any]:
         """For report.json: how many quickfix session events, and the first ones (secrets masked)."""
         if self.session_events is None:
             return {"recorded": False}
@@ -246,13 +251,15 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.events.put(Command(name))
 
     def now(self) -> float:
-        return self.clock() - self.epoch_start
+        return float(self.clock() - self.epoch_start)
 
     def _reconnects(self) -> None:
         """Drive the reconnect backoff: enable a session when its wait is over, disable it otherwise."""
-        now = self.now()
+        now, backoff = self.now(), self.backoff
+        if backoff is None:
+            return
         for venue, sid in self.session_ids.items():
-            action = self.backoff.tick(venue, now, venue in self.logged_on)
+            action = backoff.tick(venue, now, venue in self.logged_on)
             if action is not None:
                 session = fix.Session.lookupSession(sid)
                 if session is not None:
@@ -288,7 +295,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
             else:
                 self._dispatch(item)
 
-    def _decode(self, venue: str, raw: str) -> list:
+    def _decode(self, venue: str, raw: str) -> list[Event]:
         codec = self.codecs[venue]
         try:
             msg = Parsed(raw)  # quickfix validated it against the dictionary before fromApp
@@ -297,11 +304,11 @@ class LiveEngine(fix.Application, ActionDispatcher):
             return []
         return codec.decode(msg, venue)
 
-    def submit(self, event) -> None:
+    def submit(self, event: Event) -> None:
         """Hand an event to the engine thread (thread-safe)."""
         self.events.put(event)
 
-    def _dispatch(self, event) -> None:
+    def _dispatch(self, event: Event) -> None:
         now = self.now()
         if self.on_event is not None:
             self.on_event(event, now)  # write-ahead: the standby has it before the core acts on it
@@ -311,7 +318,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.execute(actions)
 
     # ---- the hooks of engine.core.dispatch.ActionDispatcher (engine thread) ---------------------------
-    def send(self, a) -> None:
+    def send(self, a: Any) -> None:
         sid = self.session_ids.get(a.venue)
         msg = self.codecs[a.venue].encode(a, self.clock())
         if sid is None or not fix.Session.sendToTarget(msg, sid):
@@ -328,7 +335,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
     def cancel_timer(self, key: str) -> None:
         self.timer_gen.pop(key, None)
 
-    def audited(self, row: tuple) -> None:
+    def audited(self, row: AuditRow) -> None:
         if self.trace is not None:
             self.trace(row)
 
@@ -336,7 +343,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         log.warning("%s: %s", a.level, a.text)
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:
     """Wait (on the wall clock) until `predicate()` holds; False on timeout. For shells and tools."""
     deadline = time.monotonic() + timeout
     ev = threading.Event()
@@ -344,10 +351,10 @@ def wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:
         if predicate():
             return True
         ev.wait(interval)
-    return predicate()
+    return bool(predicate())
 
 
-def drained(core) -> bool:
+def drained(core: EngineCore) -> bool:
     """The engine may stop: its thread has taken the drain command (a quote queued ahead of it may
     have opened one more episode) and no episode is open any more."""
     return core.draining and not core.active

@@ -36,14 +36,14 @@ def _time(sec: Section, name: str, default: str | None) -> str | None:
     value = sec.get(name, str, default, hint="HH:MM:SS (UTC)")
     if value is not None and session_templates.check_value("StartTime", value):
         sec.problem(name, f"is {value!r}", "write a UTC time as HH:MM:SS, e.g. \"00:00:00\"")
-    return value
+    return value if isinstance(value, str) else None
 
 
 def _day(sec: Section, name: str) -> str | None:
     value = sec.get(name, str, None, hint="a day of the week")
     if value is not None and session_templates.check_value("StartDay", value):
         sec.problem(name, f"is {value!r}", "write a day of the week, e.g. \"Sunday\"")
-    return value
+    return value if isinstance(value, str) else None
 
 
 def _schedule(sec: Section, settings: dict[str, str]) -> None:
@@ -55,11 +55,11 @@ def _schedule(sec: Section, settings: dict[str, str]) -> None:
             (start_day is not None and start is None):
         sec.problem("start_time", "and end_time (and start_day with end_day) come in pairs",
                     "give start_time and end_time (UTC), and both days for a weekly session")
-    elif start is not None:
+    elif start is not None and end is not None:
         for key in ("StartTime", "EndTime", "StartDay", "EndDay"):
             settings.pop(key, None)
         settings.update(StartTime=start, EndTime=end)
-        if start_day is not None:
+        if start_day is not None and end_day is not None:
             settings.update(StartDay=start_day, EndDay=end_day)
     heartbeat = sec.get("heartbeat_s", int, None, check=positive, hint="seconds >= 1")
     if heartbeat is not None:

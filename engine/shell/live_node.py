@@ -9,13 +9,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from engine.core.engine_core import EngineCore
 from engine.core.events import Command, SessionDown, Takeover
 from engine.fix.session_templates import in_schedule
 from engine.shell import journal
-from engine.shell.journal import Journal, JournalError
-from engine.shell.lease import may_send
+from engine.shell.journal import Journal, JournalError, Recovered
+from engine.shell.lease import Lease, may_send
 from engine.shell.live import LiveEngine, drained, settings_text, wait_for
 from engine.shell.live_config import LiveConfig
 from engine.shell.node import NodeError, PrimaryStream, StandbyNode
@@ -34,7 +35,7 @@ class NodeOptions:
     misses: int = 3  # heartbeats missed before a standby suspects the primary
     duration: float | None = None  # seconds to run; None: until stopped
     trace: bool = False  # print every audit row as it happens
-    lease: object = None  # engine.shell.lease.Lease for primary/standby
+    lease: Lease | None = None  # for primary/standby
     peer: tuple[str, int] | None = None  # the replication stream's address
     etcd: str = ""  # where the lease lives (etcd or ZooKeeper address), for messages
 
@@ -53,7 +54,7 @@ class LiveNode:
         self.stop = stop
         self.core = EngineCore(cfg.engine)
         self.engine: LiveEngine | None = None
-        self.report: dict = {"role": opts.role, "node": opts.node}
+        self.report: dict[str, Any] = {"role": opts.role, "node": opts.node}
         self.logged_on_at_end: list[str] = []
         self.timers: dict[str, float] = {}  # pending timers from the journal or the replicated stream
         self.journal: Journal | None = None
@@ -61,6 +62,31 @@ class LiveNode:
         self._begun = time.monotonic()
         self._kill_asked = False
         self._attaching: threading.Thread | None = None
+
+    # ---- what exists once the process has set it up (a defect if asked for before) -----------------
+    @property
+    def live(self) -> LiveEngine:
+        if self.engine is None:
+            raise RuntimeError("the engine is not started yet")
+        return self.engine
+
+    @property
+    def log(self) -> Journal:
+        if self.journal is None:
+            raise RuntimeError("the journal is not open yet")
+        return self.journal
+
+    @property
+    def lease(self) -> Lease:
+        if self.opts.lease is None:
+            raise RuntimeError(f"--role {self.opts.role} needs a lease")
+        return self.opts.lease
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        if self.opts.peer is None:
+            raise RuntimeError(f"--role {self.opts.role} needs the replication stream's address")
+        return self.opts.peer
 
     def kill(self) -> None:
         """The kill switch (SIGUSR1): cancel every working order, no new episodes; remembered if
@@ -74,23 +100,24 @@ class LiveNode:
         """Run until the duration passes or `stop` is set; False if a standby never took over."""
         recovered = self._open_journal()
         try:
+            epoch = None
             if self.opts.role == "standby":
                 epoch = self._follow()
                 if epoch is None:
                     return False
-            self.engine = self._engine(recovered)
+            engine = self.engine = self._engine(recovered)
             if self.opts.role == "primary":
                 self._become_primary()
-            elif self.opts.role == "standby":
-                self.engine.submit(Takeover(epoch))
+            elif epoch is not None:
+                engine.submit(Takeover(epoch))
                 for key, at in self.timers.items():
-                    self.engine.set_timer(key, at)
+                    engine.set_timer(key, at)
             self._trade()
         finally:
-            self.journal.close()
+            self.log.close()
         return True
 
-    def _open_journal(self):
+    def _open_journal(self) -> Recovered:
         """The write-ahead journal: a process killed and started again with the same out_dir rebuilds
         its core from it (a standby journals the stream it follows, so after a takeover it can too)."""
         cfg, node = self.cfg, self.opts.node
@@ -121,12 +148,13 @@ class LiveNode:
     def _follow(self) -> int | None:
         """Standby: follow the primary's stream until it is dead and the lease is ours; its epoch."""
         opts = self.opts
-        standby = StandbyNode(opts.node, self.core, opts.peer, opts.heartbeat, opts.misses, self.journal)
-        print(f"xmc live: standby {opts.node} following on {opts.peer[0]}:{standby.address[1]}", flush=True)
+        standby = StandbyNode(opts.node, self.core, self.peer, opts.heartbeat, opts.misses, self.journal)
+        print(f"xmc live: standby {opts.node} following on {self.peer[0]}:{standby.address[1]}", flush=True)
         started = time.monotonic()
         # ZooKeeper: `changed` is set the moment the leader node goes (the primary's session expired, so
         # its fence has already stopped it); that ends the primary's term sooner than missed heartbeats
         changed = getattr(opts.lease, "changed", None)
+        watch = getattr(opts.lease, "watch", None)
         watching = False
 
         def lease_gone() -> bool:
@@ -142,9 +170,9 @@ class LiveNode:
         while not pause():
             if opts.duration is not None and time.monotonic() - started > opts.duration:
                 break
-            if changed is not None and not watching and standby.last_beat is not None:
+            if changed is not None and watch is not None and not watching and standby.last_beat is not None:
                 try:  # the primary is heard: watch its leader node from now on
-                    opts.lease.watch()
+                    watch()
                     watching = True
                 except Exception as exc:  # noqa: BLE001 - the lease service failed: heartbeats still tell
                     self.report.setdefault("lease_errors", []).append({"at": time.time(), "error": repr(exc)[:300]})
@@ -153,7 +181,7 @@ class LiveNode:
                 continue
             detected = self.report.setdefault("detected_at", time.time())
             try:
-                epoch = opts.lease.acquire(opts.node, time.monotonic())
+                epoch = self.lease.acquire(opts.node, time.monotonic())
             except Exception as exc:  # noqa: BLE001 - the lease service failed: record it, ask again next beat
                 if changed is not None:
                     changed.clear()  # not proof the lease is free: ask again after a heartbeat, not at once
@@ -161,11 +189,12 @@ class LiveNode:
                 _say(f"standby {opts.node}: the lease service failed ({type(exc).__name__}: {exc}); asking again")
                 continue
             if epoch is not None:
+                heard = standby.last_beat if standby.last_beat is not None else time.monotonic()
                 self.report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
-                    time.monotonic() - standby.last_beat), detected_at=detected, lease_at=time.time(),
+                    time.monotonic() - heard), detected_at=detected, lease_at=time.time(),
                     epoch=epoch, replicated_events=standby.applied)
                 self.timers = standby.take_over(epoch, time.time())
-                return epoch
+                return int(epoch)
             refused = self.report.setdefault("takeovers_refused", [])
             if not refused or refused[-1]["detected_at"] != detected:  # once per silence: the lease is held
                 refused.append({"detected_at": detected, "why": "the lease is held: the primary is alive"})
@@ -174,7 +203,7 @@ class LiveNode:
         self.report["replicated_events"] = standby.applied
         return None
 
-    def _engine(self, recovered) -> LiveEngine:
+    def _engine(self, recovered: Recovered) -> LiveEngine:
         cfg, opts = self.cfg, self.opts
         engine = LiveEngine(self.core, cfg.sessions, absolute_time=True, session_events=cfg.session_events)
         engine.node = opts.node
@@ -184,7 +213,7 @@ class LiveNode:
             engine.submit(Command("reconcile"))  # and every trading venue's orders (AF): positions compared
             for key, at in self.timers.items():
                 engine.set_timer(key, at)
-        engine.on_event = lambda event, now: self.journal.append(event, now)
+        engine.on_event = self.log.append
         # quickfix retries every second inside an attempt window; between windows the wait doubles
         engine.backoff = Backoff(cfg.reconnect, cfg.reconnect_max, window=2.5)
         if opts.trace:
@@ -194,24 +223,25 @@ class LiveNode:
         return engine
 
     def _become_primary(self) -> None:
-        opts, engine = self.opts, self.engine
-        epoch = opts.lease.acquire(opts.node, time.monotonic())
+        opts, engine = self.opts, self.live
+        epoch = self.lease.acquire(opts.node, time.monotonic())
         if epoch is None:
             raise SetupError(f"--role primary: the lease at {opts.etcd} is held by another node; "
                              f"start this one as --role standby")
         try:  # a restarted primary hands its journal's history to the standby first
-            self.stream = PrimaryStream(opts.node, opts.peer, journal.fingerprint(self.cfg.engine), self.journal)
+            self.stream = PrimaryStream(opts.node, self.peer, journal.fingerprint(self.cfg.engine), self.log)
         except NodeError as exc:
-            opts.lease.release(opts.node, time.monotonic())
+            self.lease.release(opts.node, time.monotonic())
             raise SetupError(str(exc)) from None
         engine.on_event = self.stream.record  # journaled and streamed under one lock
         engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
         self.report.update(epoch=epoch, standby=self.stream.standby, stream=self.stream.log)
 
     def _trade(self) -> None:
-        cfg, opts, engine = self.cfg, self.opts, self.engine
+        cfg, opts, engine = self.cfg, self.opts, self.live
         if opts.lease is not None:
-            engine.fence = lambda e: may_send(opts.lease, opts.node, e, time.monotonic())
+            lease = opts.lease
+            engine.fence = lambda e: may_send(lease, opts.node, e, time.monotonic())
             threading.Thread(target=self._keep_lease, daemon=True).start()
         store = cfg.out_dir / "store"
         store.mkdir(parents=True, exist_ok=True)
@@ -249,7 +279,7 @@ class LiveNode:
         """A session that has not logged on `window` seconds after start is said on stderr at once,
         with the reason quickfix last gave for it (a Logout's text, a refused connection, the
         session's schedule); it keeps retrying, and the run's exit code says it never logged on."""
-        engine = self.engine
+        engine = self.live
         if wait_for(lambda: self.stop.is_set() or len(engine.logged_on) == len(self.cfg.sessions), window):
             return
         for s in self.cfg.sessions:
@@ -260,7 +290,7 @@ class LiveNode:
 
     def logon_failure(self, target: str) -> str:
         """The last things quickfix said about the session with `target`, secrets masked."""
-        events = self.engine.session_events.events if self.engine.session_events is not None else []
+        events = self.live.session_events.events if self.live.session_events is not None else []
         said = [text for _, session, text in events if session.endswith(f"->{target}")][-3:]
         session = next((s for s in self.cfg.sessions if s.target_comp_id == target), None)
         if session is not None and not in_schedule(dict(session.settings), datetime.now(UTC)):
@@ -269,14 +299,14 @@ class LiveNode:
 
     @property
     def never_logged_on(self) -> list[str]:
-        return sorted(s.venue for s in self.cfg.sessions if s.venue not in self.engine.logon_at)
+        return sorted(s.venue for s in self.cfg.sessions if s.venue not in self.live.logon_at)
 
     def _keep_lease(self) -> None:
         """Keep the lease alive and beat to the standby; a lost lease stops this node sending at once
         (the fence checks it on every order) and ends the process's trading."""
         opts = self.opts
         while not self.stop.wait(opts.heartbeat):
-            if not opts.lease.keep_alive(opts.node, time.monotonic()):
+            if not self.lease.keep_alive(opts.node, time.monotonic()):
                 self.report["lease_lost_at"] = time.time()
                 _say(f"{opts.node} lost the lease: fenced, stepping down")
                 self.stop.set()
@@ -290,9 +320,12 @@ class LiveNode:
                 self.stream.heartbeat(time.time())
 
     def _reattach(self) -> None:
-        lost = self.stream.log[-1] if self.stream.log and self.stream.log[-1].get("event") == "lost" else None
+        stream = self.stream
+        if stream is None:
+            return
+        lost = stream.log[-1] if stream.log and stream.log[-1].get("event") == "lost" else None
         if lost is not None and not lost.get("said"):
             lost["said"] = True
             _say(f"{self.opts.node}: the standby's stream is lost ({lost.get('why')}); trading on alone, re-attaching")
-        if self.stream.reattach():
-            _say(f"{self.opts.node}: standby {self.stream.standby} attached again")
+        if stream.reattach():
+            _say(f"{self.opts.node}: standby {stream.standby} attached again")

@@ -17,10 +17,12 @@ import socket
 import struct
 import threading
 import time
+from typing import Any
 
 from engine.core.engine_core import EngineCore
-from engine.core.events import CancelTimer, SetTimer
+from engine.core.events import CancelTimer, Event, SetTimer
 from engine.shell import journal
+from engine.shell.journal import Journal
 
 _HEADER = struct.Struct(">IB")
 
@@ -59,7 +61,7 @@ class PrimaryStream:
     what was journaled meanwhile while the engine waits.
     """
 
-    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer, timeout: float = 10.0,
+    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer: Journal, timeout: float = 10.0,
                  stall: float = 0.2):
         self.node = node
         # a standby that stops reading fills the socket's buffer: the engine thread may wait this long
@@ -72,7 +74,7 @@ class PrimaryStream:
         self.sock: socket.socket | None = None
         self.alive = False
         self.standby = ""
-        self.log: list[dict] = []  # attach / lost, with times and how much history was sent
+        self.log: list[dict[str, Any]] = []  # attach / lost, with times and how much history was sent
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -137,16 +139,17 @@ class PrimaryStream:
             return False
 
     def _send_locked(self, kind: bytes, payload: bytes) -> None:
-        if not self.alive:
+        sock = self.sock
+        if not self.alive or sock is None:
             return
         try:
-            _send_frame(self.sock, kind, payload)
+            _send_frame(sock, kind, payload)
         except OSError as exc:  # gone, or stalled past `stall`: trade on alone until one attaches again
             self.alive = False
-            self.sock.close()
+            sock.close()
             self.log.append({"event": "lost", "at": time.time(), "why": type(exc).__name__})
 
-    def record(self, event, now: float) -> None:
+    def record(self, event: Event, now: float) -> None:
         """Journal the event and stream it (the engine's write-ahead hook)."""
         with self.lock:
             self._send_locked(b"E", self.writer.append(event, now))
@@ -160,7 +163,7 @@ class StandbyNode:
     """Listens for the primary's stream, applies it to its own core, watches the heartbeats."""
 
     def __init__(self, node: str, core: EngineCore, listen: tuple[str, int], heartbeat: float, misses: int,
-                 writer=None):
+                 writer: Journal | None = None):
         self.node = node
         self.writer = writer  # an engine.shell.journal.Journal: what it applies is journaled, to restart cold later
         self.core = core
@@ -172,7 +175,7 @@ class StandbyNode:
         self.last_beat: float | None = None  # monotonic time of the last heartbeat or event
         self.applied = 0
         self.primary = ""
-        self.log: list[dict] = []
+        self.log: list[dict[str, Any]] = []
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(listen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from typing import Any
 
 import quickfix as fix
 
@@ -33,12 +34,12 @@ class SessionEvents(fix.LogFactory):
         self._lock = threading.Lock()
         self._logs: list[_EventLog] = []  # quickfix holds raw pointers to these: keep them alive
 
-    def create(self, *args):
+    def create(self, *args: Any) -> Any:
         log = _EventLog(self, args[0].toString() if args else "global")
         self._logs.append(log)
         return log.__disown__()  # quickfix owns the log now (returned without this, quickfix crashed)
 
-    def destroy(self, log):
+    def destroy(self, log: Any) -> None:
         pass  # kept alive with the factory (quickfix may still call it while it shuts down)
 
     def add(self, session: str, text: str) -> None:
@@ -54,17 +55,17 @@ class _EventLog(fix.Log):
         self.factory = factory
         self.session = session
 
-    def clear(self):
+    def clear(self) -> None:
         pass
 
-    def backup(self):
+    def backup(self) -> None:
         pass
 
-    def onIncoming(self, message):
+    def onIncoming(self, message: str) -> None:
         pass  # messages: logged by the shell, masked
 
-    def onOutgoing(self, message):
+    def onOutgoing(self, message: str) -> None:
         pass
 
-    def onEvent(self, text):
+    def onEvent(self, text: str) -> None:
         self.factory.add(self.session, text)
