@@ -317,3 +317,23 @@ def test_the_order_registry_finds_an_order_by_its_cancels_and_replaces_ids():
     assert reg.is_cancel(c1) and reg.is_cancel(r1) and not reg.is_cancel(order.cl_ord_id)
     assert reg.is_replace(r1) and not reg.is_replace(c1)
     assert dict(reg) == {order.cl_ord_id: order} and len(reg) == 1
+
+
+def test_a_venue_without_position_reports_whose_answer_is_no_orders_means_flat(config):
+    """Found by mutation: with the AN refused and the AF answered "no orders" (one NONE report), the
+    positions were never compared, so a position the venue does not hold went unnoticed. "No orders"
+    implies flat: a position of ours there is a mismatch."""
+    from engine.core.events import Audit, SendMassStatusRequest, SendPositionRequest, SessionUp, Takeover
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)  # we hold +2 HG at COMEX
+    core.handle(Takeover(2), 1.0)
+    asked = core.handle(SessionUp("COMEX"), 1.1)
+    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    none = ExecReport("COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False,
+                      af.req_id, True)
+    core.handle(none, 1.2)
+    out = core.handle(_refused(an.req_id), 1.3)
+    assert "position_mismatch" in {x.stage for x in out if isinstance(x, Audit)} and not core.venue_ready("COMEX")

@@ -341,8 +341,10 @@ class EngineCore:
         return self.orders.find(cl_ord_id, orig)
 
     def _on_exec_report(self, r: ExecReport, now: float) -> list[Action]:
-        if r.mass_status_id and r.cl_ord_id not in ("", "NONE") and r.instrument in self.instruments:
-            self.reconciliation.mass_tally.setdefault(r.venue, {})[r.cl_ord_id] = (r.instrument, side_sign(r.side) * r.cum_qty)
+        if r.mass_status_id:  # an answer to our mass status query: what each order's CumQty says we hold
+            tally = self.reconciliation.mass_tally.setdefault(r.venue, {})  # "no orders" (NONE) too: then flat
+            if r.cl_ord_id not in ("", "NONE") and r.instrument in self.instruments:
+                tally[r.cl_ord_id] = (r.instrument, side_sign(r.side) * r.cum_qty)
         order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
             return self.reconciliation.on_foreign_report(r, now)
