@@ -42,6 +42,7 @@ class InvariantChecker:
         self.rounds: dict[tuple[str, str], list[float]] = {}
         self.last_price: dict[tuple[str, str], float] = {}
         self.inherited: set[str] = set()
+        self.sent_today: dict[str, int] = {}  # invariant 8: new orders handed to the transport per instrument
         self.v = {n: Verdict() for n in NAMES}
         self.seen_episodes = 0
         self.client_ids: set[str] = set()
@@ -134,7 +135,12 @@ class InvariantChecker:
             self._fail(10, now, decision_id, f"order {cl_ord_id} belongs to no decision")
         max_qty = risk.max_order_lots.get(instrument)
         ref = core.reference_price(instrument)  # the book's mid, else its last two-sided mid
-        if max_qty is not None and qty > max_qty:
+        sent = self.sent_today[instrument] = self.sent_today.get(instrument, 0) + (not replace)
+        max_orders = risk.max_orders_per_day.get(instrument)
+        if max_orders is not None and sent > max_orders:
+            self._fail(8, now, decision_id, f"{cl_ord_id}: order {sent} on {instrument} today > max_orders_per_day "
+                                            f"{max_orders}")
+        elif max_qty is not None and qty > max_qty:
             self._fail(8, now, decision_id, f"{cl_ord_id}: {qty:g} lots > max_order_lots {max_qty}")
         elif price is not None and ref is None:
             self._fail(8, now, decision_id, f"{cl_ord_id}: priced at {price} with no reference price to check "
