@@ -421,7 +421,7 @@ class EngineCore:
             out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
             self.reconciliation.mass_tally.pop(r.venue, None)  # no complete picture of its positions: per-order status must do
             for key in asked:
-                out += self.reconciliation.answered(r.venue, key, now, None, compare=False)
+                out += self.reconciliation.answered(r.venue, key, now, None)
             return out
         if r.ref_msg_type == "AN":  # no position reports from this venue: its orders' CumQty must do
             return self.reconciliation.position_request_refused(r.venue, now, f"RequestForPositions refused: {r.text}".strip())

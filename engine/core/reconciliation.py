@@ -188,11 +188,10 @@ class Reconciliation:
             out += self.answered(r.venue, r.mass_status_id, now, None)
         return out
 
-    def answered(self, venue: str, key: str, now: float, ep: Episode | None, compare: bool = True) -> list[Action]:
-        """One status question (an order's H, or the AF) answered; all answered: the venue is reconciled."""
+    def answered(self, venue: str, key: str, now: float, ep: Episode | None) -> list[Action]:
+        """One status question (an order's H, the AF, or the AN) answered; all answered: the venue is
+        reconciled. Positions are compared when the AN is answered (every AF goes out with an AN)."""
         out: list[Action] = []
-        if key.startswith("MS-") and compare and venue not in self.position_asked:
-            out += self.compare_positions(venue, now)  # no position request out: the orders' CumQty must do
         pending = self.status_pending.get(venue)
         if pending is not None:
             pending.discard(key)
@@ -223,7 +222,7 @@ class Reconciliation:
         del self.position_asked[r.venue]
         self.mass_tally.pop(r.venue, None)
         return self.compare_positions(r.venue, now, theirs, "its position reports") + \
-            self.answered(r.venue, req, now, None, compare=False)
+            self.answered(r.venue, req, now, None)
 
     def position_request_refused(self, venue: str, now: float, why: str) -> list[Action]:
         """The venue does not answer RequestForPositions: the orders' CumQty (the AF answers) must do."""
@@ -233,7 +232,7 @@ class Reconciliation:
         out: list[Action] = [Audit(now, "positions_unsupported", detail=f"{venue}: {why}")]
         if venue in self.mass_tally:
             out += self.compare_positions(venue, now)
-        return out + self.answered(venue, asked[0], now, None, compare=False)
+        return out + self.answered(venue, asked[0], now, None)
 
     def compare_positions(self, venue: str, now: float, theirs: dict[str, float] | None = None,
                           source: str = "its orders' CumQty") -> list[Action]:
