@@ -162,3 +162,30 @@ def test_journal_damage_is_only_for_a_restart(tmp_path, capsys):
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert "faults[1].journal_damage" in err and "crash_restart" in err
+
+
+def test_a_chase_that_skips_the_daily_order_limit_fails_invariant_8(monkeypatch):
+    """f58 allows one HG order a day: a recovery order sent without the pre-trade limits (the core's
+    `_risk` skipped) is a second HG order, which invariant 8 counts at the transport."""
+    from unittest import mock
+
+    from engine.core.engine_core import EngineCore
+
+    path = ROOT / "scenarios" / "f58_daily_order_limit_refuses_the_chase.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["8"]["status"] == "pass"
+    original = EngineCore.recovery_order
+
+    def unchecked(self, ep, leg, side, qty, price, now, purpose, check_slippage=True):
+        with mock.patch.object(EngineCore, "_risk", lambda *a, **k: None):
+            return original(self, ep, leg, side, qty, price, now, purpose, check_slippage)
+
+    monkeypatch.setattr(EngineCore, "recovery_order", unchecked)
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
+    assert inv["status"] == "fail" and "max_orders_per_day 1" in inv["first"]["detail"]
+
+
+def test_a_desk_trade_needs_a_venue(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(F03.read_text() + '\n[[faults]]\nkind = "desk_trade"\nafter_s = 5\nlots = 2\n')
+    assert main(["run", str(path)]) == 2
+    assert "faults[1].venue" in capsys.readouterr().err
