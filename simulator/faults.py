@@ -12,12 +12,12 @@ import json
 import math
 import random
 import re
-import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import FIX_TEXT, Section, non_negative, positive
+from engine.shell.journal import FRAME as _FRAME
 
 ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order",
                "crash_on_order", "fill_before_ack", "cancel_race")
@@ -47,7 +47,6 @@ JOURNAL_DAMAGE = ("checksum", "undecodable", "bad_content", "unknown_venue", "no
 BATCH_POINTS = ("between_legs", "before_audit")
 # a drop loses one transmission of an application message; session messages and PossDup resends go
 # through, so every gap can be filled (the same rule in virtual time and at the wire)
-_FRAME = struct.Struct(">II")  # a journal record's frame: body length and CRC-32 (engine.shell.journal)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind

@@ -32,7 +32,8 @@ from engine.core.engine_core import EngineCore
 MAGIC = "xmc-journal"
 VERSION = 1
 DURABILITY = ("none", "batch", "record")
-_FRAME = struct.Struct(">II")
+FRAME = struct.Struct(">II")  # each record: body length and CRC-32 of the body, then the body
+_FRAME = FRAME
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Quote, ev.ExecReport, ev.CancelReject, ev.BusinessReject,
                                              ev.PositionReport, ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command,
                                              ev.Takeover)}
