@@ -78,6 +78,10 @@ class Liquidity:
     size_max: int
     half_spread_ticks: int
     level_gap_ticks: int
+    # lots per level drawn for each side (bid, ask): size_min..size_max unless a side sets its own,
+    # so a book can be deep on one side and thin on the other
+    bid_sizes: tuple[int, int] = (5, 30)
+    ask_sizes: tuple[int, int] = (5, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +143,27 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         sec.problem("dictionary", f"names no dictionary in fix_specs/ ({dict_name!r})",
                     f"write one of {', '.join(['FIX44', *dictionary.available()])}")
     liq = sec.sub("liquidity", optional=True)
+    size_min = liq.get("size_min", int, 5, check=positive, hint="lots >= 1")
+    size_max = liq.get("size_max", int, 30, check=positive, hint="lots >= size_min")
+    if size_max < size_min:
+        liq.problem("size_max", f"({size_max}) is below size_min ({size_min})", "set size_max >= size_min")
+    sides = {}
+    for side in ("bid", "ask"):
+        lo = liq.get(f"{side}_size_min", int, size_min, check=positive,
+                     hint=f"lots >= 1 per {side} level (default size_min)")
+        hi = liq.get(f"{side}_size_max", int, max(size_max, lo), check=positive,
+                     hint=f"lots >= {side}_size_min per {side} level (default size_max)")
+        if hi < lo:
+            liq.problem(f"{side}_size_max", f"({hi}) is below {side}_size_min ({lo})",
+                        f"set {side}_size_max >= {side}_size_min")
+        sides[side] = (lo, hi)
     liquidity = Liquidity(
         levels=liq.get("levels", int, 5, check=positive, hint="book levels per side >= 1"),
-        size_min=liq.get("size_min", int, 5, check=positive, hint="lots >= 1"),
-        size_max=liq.get("size_max", int, 30, check=positive, hint="lots >= size_min"),
+        size_min=size_min, size_max=size_max,
         half_spread_ticks=liq.get("half_spread_ticks", int, 1, check=positive, hint="ticks >= 1"),
         level_gap_ticks=liq.get("level_gap_ticks", int, 1, check=positive, hint="ticks >= 1"),
+        bid_sizes=sides["bid"], ask_sizes=sides["ask"],
     )
-    if liquidity.size_max < liquidity.size_min:
-        liq.problem("size_max", f"({liquidity.size_max}) is below size_min ({liquidity.size_min})",
-                    "set size_max >= size_min")
     liq.finish()
     cfg = VenueConfig(
         name=name, dictionary=dict_name, comp_id=sec.get("comp_id", str, name),

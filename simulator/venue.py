@@ -217,7 +217,7 @@ class Venue:
                     quotes = ((BUY, limit),) if lock.side == "buy" else (("2", limit),)
                 for side, ticks in quotes:
                     order = BookOrder(self._id("M"), MARKET_MAKER, side, ticks,
-                                      self.rng.randint(liq.size_min, liq.size_max))
+                                      self.rng.randint(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))
                     self._match(symbol, order)
                     if order.live:
                         self.mm_orders[symbol].append(order.order_id)

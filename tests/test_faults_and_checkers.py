@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from engine.core import engine_core
 from engine.core.recovery import ChaseThenUnwind
 from simulator import runner, scenario
 from tests.conftest import ROOT
@@ -189,3 +192,50 @@ def test_a_desk_trade_needs_a_venue(tmp_path, capsys):
     path.write_text(F03.read_text() + '\n[[faults]]\nkind = "desk_trade"\nafter_s = 5\nlots = 2\n')
     assert main(["run", str(path)]) == 2
     assert "faults[1].venue" in capsys.readouterr().err
+
+
+def _chase_sized_from_the_wrong_side(original):
+    def chase(self, core, ep, missing, now):
+        flipped = {name: dataclasses.replace(book, bid_size=book.ask_size, ask_size=book.bid_size)
+                   for name, book in core.books.items()}
+        saved, core.books = core.books, flipped
+        try:
+            return original(self, core, ep, missing, now)
+        finally:
+            core.books = saved
+    return chase
+
+
+def test_a_chase_sized_from_the_wrong_side_of_a_one_sided_thin_book_fails_invariant_13(monkeypatch):
+    """f60: offers one lot deep, bids deep. A chase that reads the depth of the side it does not take
+    pays (or skips) the liquidity step wrongly; invariant 13 recomputes from the right side."""
+    path = ROOT / "scenarios" / "f60_one_sided_thin_far_book.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["13"]["status"] == "pass"
+    monkeypatch.setattr(ChaseThenUnwind, "_chase", _chase_sized_from_the_wrong_side(ChaseThenUnwind._chase))
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["13"]
+    assert inv["status"] == "fail" and "the schedule gives" in inv["first"]["detail"]
+
+
+def test_each_side_of_the_background_book_has_its_own_depth(tmp_path, capsys):
+    sc = scenario.load(ROOT / "scenarios" / "f60_one_sided_thin_far_book.toml")
+    liq = sc.venues["COMEX"].liquidity
+    assert liq.ask_sizes == (1, 1) and liq.bid_sizes == (10, 25)
+    assert scenario.load(ROOT / "scenarios" / "cu_hg_spread.toml").venues["COMEX"].liquidity.ask_sizes == (5, 25)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "cu_hg_spread.toml"\n[venues.COMEX.liquidity]\nbid_size_min = 9\nbid_size_max = 3\n')
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "venues.COMEX.liquidity.bid_size_max" in err and str(bad) in err and "Traceback" not in err
+
+
+def test_a_position_check_that_counts_only_fills_breaches_the_limit_in_f62(monkeypatch):
+    """f62: signals faster than a COMEX round trip; the HG limit holds one clip. Counting the orders
+    still in flight is what keeps HG inside it: without them invariant 8 (risk limits) fails."""
+    path = ROOT / "scenarios" / "f62_risk_position_counts_orders_in_flight.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["8"]["status"] == "pass"
+    original = engine_core.check_order
+    monkeypatch.setattr(engine_core, "check_order",
+                        lambda limits, inst, sign, qty, price, ref, fx, pos, open_buy, open_sell:
+                        original(limits, inst, sign, qty, price, ref, fx, pos, 0.0, 0.0))
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
+    assert inv["status"] == "fail" and "HG" in inv["first"]["detail"]
