@@ -42,7 +42,6 @@ class Reconciliation:
         self.status_pending: dict[str, set[str]] = {}
         self.mass_status_due: set[str] = set()  # venues to ask for all their orders (AF) at next logon
         self.foreign_filled: dict[str, float] = {}  # ClOrdIDs this node never sent -> CumQty applied
-        self.foreign_execs: set[tuple[str, str]] = set()
         self.mass_tally: dict[str, dict[str, tuple[str, float]]] = {}
         # venue -> (PosReqID of our RequestForPositions, the net positions its reports gave so far, how
         # many reports came): the venue's own position figures, compared with ours once all are in
@@ -100,8 +99,9 @@ class Reconciliation:
         if ev.epoch <= self.core.epoch:
             return [self.core.anomaly(now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.core.epoch}")]
         self.core.epoch = ev.epoch
-        self.dropped |= {i.venue for i in self.core.instruments.values()}
-        self.mass_status_due |= {self.core.instruments[n].venue for n in (self.core.strategy.leg_a, self.core.strategy.leg_b)}
+        # every venue it knows is unknown ground now; a standby never logged on, so nothing else is due
+        self.dropped = {i.venue for i in self.core.instruments.values()}
+        self.mass_status_due = {self.core.instruments[n].venue for n in (self.core.strategy.leg_a, self.core.strategy.leg_b)}
         self.sessions.clear()
         return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
 
@@ -126,10 +126,10 @@ class Reconciliation:
         if m is None or ep is None or leg is None or leg.instrument != r.instrument:
             return None
         inst = self.core.instruments[leg.instrument]
-        filled = r.cum_qty if r.cum_qty > 1e-9 else 0.0
+        filled = r.cum_qty  # CumQty and AvgPx are required on every ExecutionReport (the dictionary checks)
         order = ChildOrder.from_venue(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
                                    int(round(r.order_qty)) or int(round(r.cum_qty)), PURPOSE_OF_TAG[m.group(3)],
-                                   r.ord_status, filled, (r.avg_px or r.last_px) if filled else 0.0)
+                                   r.ord_status, filled, r.avg_px)
         self.core.orders.add(order)
         leg.orders.append(order)
         out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
@@ -164,18 +164,16 @@ class Reconciliation:
                 out.append(self.core.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
                                         f"for an order this node did not send", exec_id=r.exec_id))
             done = self.foreign_filled.get(cl, 0.0)
-            cum = done
-            if r.exec_type in ("F", "I") and r.cum_qty > 0:
-                cum = r.cum_qty  # the venue's CumQty is the truth: a resent fill adds nothing
-            elif r.exec_type == "F" and (cl, r.exec_id) not in self.foreign_execs:
-                cum = done + r.last_qty  # no CumQty given: count the execution once, by its ExecID
-            self.foreign_execs.add((cl, r.exec_id))
-            if cum > done + 1e-9 and r.instrument in self.core.positions:
+            # a fill's or a status answer's CumQty (required on every ExecutionReport) is the truth: a
+            # resent fill, or a report older than one applied, adds nothing. Other reports are left out:
+            # the answer to our cancel carries the cancel's ClOrdID with the order's CumQty
+            cum = max(done, r.cum_qty) if r.exec_type in ("F", "I") else done
+            if cum > done and r.instrument in self.core.positions:
                 # never lose a fill: the venue says we traded, so the position moves
                 self.core.positions[r.instrument] += side_sign(r.side) * (cum - done)
                 out.append(Audit(now, "foreign_fill", cl_ord_id=cl, instrument=r.instrument, side=r.side,
                                  qty=cum - done, price=r.last_px or r.avg_px, detail=f"ExecID {r.exec_id}"))
-            self.foreign_filled[cl] = max(cum, done)
+            self.foreign_filled[cl] = cum
             if r.mass_status_id and r.ord_status in ("0", "1", "A") and r.instrument in self.core.instruments:
                 inst = self.core.instruments[r.instrument]
                 out += [SendCancel(r.venue, self.core.stamp(f"{cl}X1"), cl, inst.name, inst.symbol, r.side,
@@ -263,9 +261,9 @@ class Reconciliation:
                                    self.core.instruments[order.instrument].account, order.side, r.cum_qty, r.avg_px,
                                    f"venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}; engine {order.state.name} "
                                    f"CumQty={order.cum_qty:g}")]
-        missed = r.cum_qty - order.cum_qty
-        if missed > 1e-9:
-            px = (r.avg_px * r.cum_qty - order.avg_px * order.cum_qty) / missed if r.avg_px else order.price or 0.0
+        missed = r.cum_qty - order.cum_qty  # whole lots; AvgPx is required on every ExecutionReport
+        if missed > 0:
+            px = (r.avg_px * r.cum_qty - order.avg_px * order.cum_qty) / missed
             order.avg_px = (order.avg_px * order.cum_qty + px * missed) / r.cum_qty
             order.cum_qty = r.cum_qty
             self.core.positions[order.instrument] += side_sign(order.side) * missed
