@@ -114,6 +114,8 @@ class Venue:
         self.rng = rng
         self.log = log
         self.instruments = {i.symbol: i for i in instruments}
+        # the member's accounts registered here: a position request for any other is not authorised
+        self.accounts = {i.account for i in instruments if i.account}
         self.vd = dictionary.load(cfg.dictionary)
         self.codec = self._codec(ENGINE_COMP_ID)
         # the clients, by CompID; the engine's is always there (the only one in virtual time)
@@ -494,10 +496,16 @@ class Venue:
         """RequestForPositions (AN): one PositionReport (AP) per instrument of this venue, the member's
         net position from all its account's trades (those booked away from the session included),
         TotalNumPosReports on each. A venue configured without position reports refuses the AN as
-        an unsupported message type (BusinessMessageReject, 380=3)."""
+        an unsupported message type (BusinessMessageReject, 380=3); a request for an account not
+        registered here is answered by an AO, PosReqResult 3 (not authorised), PosReqStatus rejected."""
         if not self.cfg.position_requests:
             m.session.reject(FixParseError("business", 3, "RequestForPositions not supported by this venue",
                                            msg.msg_type, msg.seq))
+            return
+        if self.accounts and msg.get(1) not in self.accounts:  # not an account of this member here
+            m.send("AO", [(721, self._id("P")), (710, msg.get(710)), (727, "0"), (728, "3"), (729, "2"),
+                          (1, msg.get(1) or "?"), (581, msg.get(581) or "1"),
+                          (58, f"account {msg.get(1)!r} is not registered for this member")])
             return
         held: dict[str, int] = {}
         for _, symbol, side, qty, _ in m.fills + m.booked:

@@ -246,7 +246,7 @@ def test_a_position_request_is_answered_with_position_reports_the_engine_reads(s
     assert (an.get(710), an.get(724), an.get(1), an.get(715)) == ("PR-1", "0", "ACC", "20270115")
     replies, send = _cert_venue(spread_scenario)  # an SHFE venue
     send(SendOrder("SHFE", "P1", "CU", "cu2603", "2", 10, 70010.0, "2", "0", "ACC", "D1"))  # fills in certification
-    send(SendPositionRequest("SHFE", "PR-2", "ACC"))
+    send(SendPositionRequest("SHFE", "PR-2", "SHFE-ARB-01"))  # the account the scenario registers there
     ap = [m for m in replies() if m.msg_type == "AP"]
     assert len(ap) == 1 and ap[0].get(727) == "1"
     (pos,) = codec("SHFE").decode(ap[0], "SHFE")
@@ -265,3 +265,19 @@ def test_a_venue_without_position_reports_refuses_the_request_and_the_engine_see
     (j,) = [m for m in replies() if m.msg_type == "j"]
     (rej,) = codec("SHFE").decode(j, "SHFE")
     assert (rej.ref_msg_type, rej.reason) == ("AN", 3)
+
+
+@pytest.mark.parametrize("account", ["CME-ARB-01", "XXXX", ""])
+def test_a_position_request_for_an_account_not_registered_at_the_venue_is_not_authorised(spread_scenario, account):
+    """Only the member's accounts at that venue may be asked about: any other (another venue's, an
+    unknown one, none) gets an AO with PosReqResult 3 and no report, which the engine reads as a refusal."""
+    from engine.core.events import SendPositionRequest
+
+    replies, send = _cert_venue(spread_scenario)
+    send(SendPositionRequest("SHFE", "PR-4", account))
+    got = replies()
+    assert not [m for m in got if m.msg_type == "AP"]
+    (ao,) = [m for m in got if m.msg_type == "AO"]
+    assert (ao.get(728), ao.get(729)) == ("3", "2")
+    (pos,) = codec("SHFE").decode(ao, "SHFE")
+    assert (pos.req_id, pos.total, pos.result) == ("PR-4", 0, "3")
