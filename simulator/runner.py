@@ -459,7 +459,7 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         "anomalies": {"count": len(shell.anomalies),
                       "first": [f"{a.kind}: {a.detail}" for a in shell.anomalies[:20]]},
         "alerts": [a.text for a in shell.alerts[:50]],
-        "counters": {"messages": len(log.lines), "orders_sent": shell.orders_sent,
+        "counters": {"messages": len(log.lines), "orders_sent": shell.orders_sent, "alerts": len(shell.alerts),
                      "stale_skips": core.trigger.stale_skips,
                      "venue_rejects": sum(v.rejects_sent for v in venues.values())},
         # wall-clock figures: informative only, never part of run_hash or a verdict
@@ -499,6 +499,9 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
     if "max_anomalies" in expect:
         n = report["anomalies"]["count"]
         check("max_anomalies", expect["max_anomalies"], n, n <= expect["max_anomalies"])
+    if "max_alerts" in expect:  # a critical alert pages the desk: one the scenario does not call for is a false alarm
+        n = report["counters"]["alerts"]
+        check("max_alerts", expect["max_alerts"], n, n <= expect["max_alerts"])
     if expect.get("invariants_hold", True):
         failed = {k: v for k, v in report["invariants"].items() if v["status"] == "fail"}
         first = next(iter(failed.values()), None)

@@ -27,6 +27,7 @@ EXPECT_KEYS = {
     "outcomes_at_most": (dict, "a table such as { ESCALATED = 0 }"),
     "max_p99_signal_to_acks_ms": (float, "milliseconds > 0"),
     "max_anomalies": (int, "a whole number >= 0"),
+    "max_alerts": (int, "a whole number >= 0 of critical alerts the desk may be paged with (0: none)"),
     "max_orders_sent": (int, "a whole number >= 0 of orders the engine may send (0: risk refuses every one)"),
     "fills_match_positions": (bool, "true or false"),
     "invariants_hold": (bool, "true or false (default true)"),
@@ -215,7 +216,7 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
     for path in out.get("coverage", []):
         if path not in COVERAGE:
             e.problem("coverage", f"names unknown path {path!r}", f"use any of {', '.join(COVERAGE)}")
-    for key in ("min_episodes", "max_anomalies", "max_orders_sent", "min_legged"):
+    for key in ("min_episodes", "max_anomalies", "max_alerts", "max_orders_sent", "min_legged"):
         if out.get(key, 0) < 0:
             e.problem(key, f"is {out[key]}, below 0", "write a whole number >= 0")
     if not 0.0 <= out.get("min_recovery_success", 0.0) <= 1.0:
