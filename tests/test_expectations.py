@@ -152,3 +152,14 @@ def test_print_scenario_shows_the_merged_document_that_loads_to_the_same_scenari
     a, b = scenario.load(path), scenario.load(merged)
     assert (a.name, a.engine, a.venues, a.prices, a.expect, a.faults, a.duration, a.seed, a.drain, a.failover) == \
         (b.name, b.engine, b.venues, b.prices, b.expect, b.faults, b.duration, b.seed, b.drain, b.failover)
+
+
+def test_a_critical_alert_the_scenario_does_not_call_for_fails_the_run():
+    """max_alerts counts every critical alert raised to the desk: f50 calls for exactly one (the
+    position mismatch that holds SHFE); allowing none turns the same run red, naming the key."""
+    sc = scenario.load(ROOT / "scenarios" / "f50_desk_trade_position_mismatch_holds_venue.toml")
+    rep = runner.run(sc, 1).report
+    assert rep["counters"]["alerts"] == 1 and rep["verdict"] == "pass"
+    strict = runner.evaluate({**sc.expect, "max_alerts": 0}, rep)
+    (row,) = [x for x in strict if x["key"] == "max_alerts"]
+    assert row["verdict"] == "fail" and row["actual"] == 1

@@ -421,7 +421,7 @@ class EngineCore:
             out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
             self.reconciliation.mass_tally.pop(r.venue, None)  # no complete picture of its positions: per-order status must do
             for key in asked:
-                out += self.reconciliation.answered(r.venue, key, now, None)
+                out += self.reconciliation.answered(r.venue, key, now)
             return out
         if r.ref_msg_type == "AN":  # no position reports from this venue: its orders' CumQty must do
             return self.reconciliation.position_request_refused(r.venue, now, f"RequestForPositions refused: {r.text}".strip())
@@ -492,9 +492,8 @@ class EngineCore:
             held, self.reconciliation.position_hold = sorted(self.reconciliation.position_hold), {}
             out = [Audit(now, "resume", detail="new episodes allowed"
                          + (f"; position hold lifted on {', '.join(held)}" if held else ""))]
-            for ep in list(self.active.values()):  # recovery that waited for a held venue goes on
-                if held and ep.state is EpisodeState.LEGGED and not ep.working:
-                    out += self.recovery.on_legged(self, ep, now)
+            if held:  # recovery that waited for a held venue goes on
+                out += self.reconciliation.resume_waiting(now)
             return out
         if c.name == "reconcile":  # after a restart: ask every trading venue for all its orders (AF)
             legs = {self.instruments[n].venue for n in (self.strategy.leg_a, self.strategy.leg_b)}

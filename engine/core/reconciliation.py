@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.core.episode import Episode, EpisodeState
+from engine.core.episode import EpisodeState
 from engine.core.events import (
     Action,
     Alert,
@@ -88,7 +88,15 @@ class Reconciliation:
         for inst in self.core.instruments.values():
             if inst.venue == ev.venue:
                 out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
-        for ep in list(self.core.active.values()):  # recovery that waited for this session goes on
+        return out + self.resume_waiting(now)  # recovery that waited for this session goes on
+
+    def resume_waiting(self, now: float) -> list[Action]:
+        """Every legged episode with nothing working goes on with its recovery: called when a venue
+        becomes ready (logged on with nothing to ask, or its last status question answered). The one
+        path by which an episode that waited for a venue resumes; one whose venues are still not
+        ready records that it waits."""
+        out: list[Action] = []
+        for ep in list(self.core.active.values()):
             if ep.state is EpisodeState.LEGGED and not ep.working:
                 out += self.core.recovery.on_legged(self.core, ep, now)
         return out
@@ -145,9 +153,10 @@ class Reconciliation:
         order.order_id = r.order_id
         if not order.done:
             out += self.core.cancel(order, now)  # what the old node left working is not this node's plan
+        out += self.core._settle(ep, now)
         if r.mass_status_id and r.last_report:
-            out += self.answered(r.venue, r.mass_status_id, now, ep)
-        return out + self.core._settle(ep, now)
+            out += self.answered(r.venue, r.mass_status_id, now)
+        return out
 
     def on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
         """A report for an order this node never sent (another node's, or nobody's): adopted when its
@@ -183,12 +192,13 @@ class Reconciliation:
                         Audit(now, "foreign_cancel", cl_ord_id=cl, instrument=inst.name, side=r.side,
                               qty=r.leaves_qty, detail="unknown to this node: cancelled, never adopted")]
         if r.mass_status_id and r.last_report:
-            out += self.answered(r.venue, r.mass_status_id, now, None)
+            out += self.answered(r.venue, r.mass_status_id, now)
         return out
 
-    def answered(self, venue: str, key: str, now: float, ep: Episode | None) -> list[Action]:
+    def answered(self, venue: str, key: str, now: float) -> list[Action]:
         """One status question (an order's H, the AF, or the AN) answered; all answered: the venue is
-        reconciled. Positions are compared when the AN is answered (every AF goes out with an AN)."""
+        reconciled and what waited for it resumes. Positions are compared when the AN is answered
+        (every AF goes out with an AN)."""
         out: list[Action] = []
         pending = self.status_pending.get(venue)
         if pending is not None:
@@ -196,9 +206,7 @@ class Reconciliation:
             if not pending:
                 del self.status_pending[venue]
                 out.append(Audit(now, "reconciled", detail=f"{venue}: every working order answered"))
-                for other in list(self.core.active.values()):
-                    if other is not ep and other.state is EpisodeState.LEGGED and not other.working:
-                        out += self.core.recovery.on_legged(self.core, other, now)
+                out += self.resume_waiting(now)
         return out
 
     def on_position_report(self, r: PositionReport, now: float) -> list[Action]:
@@ -219,8 +227,7 @@ class Reconciliation:
             return []
         del self.position_asked[r.venue]
         self.mass_tally.pop(r.venue, None)
-        return self.compare_positions(r.venue, now, theirs, "its position reports") + \
-            self.answered(r.venue, req, now, None)
+        return self.compare_positions(r.venue, now, theirs, "its position reports") + self.answered(r.venue, req, now)
 
     def position_request_refused(self, venue: str, now: float, why: str) -> list[Action]:
         """The venue does not answer RequestForPositions: the orders' CumQty (the AF answers) must do."""
@@ -230,7 +237,7 @@ class Reconciliation:
         out: list[Action] = [Audit(now, "positions_unsupported", detail=f"{venue}: {why}")]
         if venue in self.mass_tally:
             out += self.compare_positions(venue, now)
-        return out + self.answered(venue, asked[0], now, None)
+        return out + self.answered(venue, asked[0], now)
 
     def compare_positions(self, venue: str, now: float, theirs: dict[str, float] | None = None,
                           source: str = "its orders' CumQty") -> list[Action]:
@@ -271,7 +278,8 @@ class Reconciliation:
             out.append(self.core.anomaly(now, "fill_from_status", order.cl_ord_id,
                                     f"{missed:g} lots filled while disconnected, learned from the status report"))
         order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
-        out += self.answered(order.venue, order.cl_ord_id, now, ep)
+        out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
+        out += self.answered(order.venue, order.cl_ord_id, now)
         if r.mass_status_id and r.last_report:
-            out += self.answered(order.venue, r.mass_status_id, now, ep)
-        return out + self.core._settle(ep, now)
+            out += self.answered(order.venue, r.mass_status_id, now)
+        return out
