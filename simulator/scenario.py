@@ -99,6 +99,7 @@ class VenueConfig:
     certification: bool = False  # behaviour chosen by OrderQty band (broker certification style)
     cancel_on_disconnect: bool = True  # the engine's resting orders are cancelled when its session drops
     position_requests: bool = True  # answers RequestForPositions (AN) with PositionReports (AP)
+    mass_status_delay: float = 0.0  # seconds the venue takes to answer a mass status (AF) or position request (AN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,8 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
         cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
         position_requests=sec.get("position_requests", bool, True),
+        mass_status_delay=sec.get("mass_status_delay_ms", float, 0.0, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+                                  hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer AF and AN") / 1e3,
     )
     sec.finish()
     return cfg

@@ -270,6 +270,13 @@ class Venue:
             m.session.reject(FixParseError("business", 3, f"MsgType {msg.msg_type} not supported by this venue",
                                            msg.msg_type, msg.seq))
             return
+        if msg.msg_type in ("AF", "AN") and self.cfg.mass_status_delay > 0:
+            # a query over every order or position of the account is answered after the venue's
+            # lookup time (mass_status_delay_ms), from the state they are in then; an order's own
+            # status (H) is answered at once
+            ev = self.env.timeout(self.cfg.mass_status_delay)
+            ev.callbacks.append(lambda _e, msg=msg, m=m, handler=handler: handler(msg, m))
+            return
         handler(msg, m)
 
     def _on_logon(self, msg, m: Member) -> None:

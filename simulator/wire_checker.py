@@ -17,7 +17,11 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
 - W9 no unwind fill changes the sign of its decision's position in that instrument;
 - W10 at the end, every decision the engine ended is what the venues' fills say: BALANCED holds
   exactly its entry quantities (more only with overfill = "record"), UNWOUND and ABORTED hold
-  nothing; only an episode escalated to the desk may hold anything else.
+  nothing; only an episode escalated to the desk may hold anything else;
+- W11 no new risk on a venue that is not reconciled: no NewOrderSingle reaches a venue while a status
+  question the engine asked there since its last logon (H, AF, AN) has not been answered in full by
+  the venue (its last status report, its position reports, or a reject of the question).
+  A PossDup resend is not a new decision (W5 judges those).
 
 A violation names the message: venue, MsgSeqNum, ClOrdID, and the run's replay command is added
 by the report.
@@ -42,7 +46,11 @@ WIRE_NAMES = {
     "W8": "on the wire: every order priced within the band of a defined reference",
     "W9": "on the wire: an unwind never flips its decision's position",
     "W10": "on the wire: every ended decision's fills are balanced or flat as the engine says",
+    "W11": "on the wire: no new order to a venue before it has answered every status question",
 }
+# the status questions of a reconciliation, and the tag that names each: OrderStatusRequest by
+# ClOrdID, OrderMassStatusRequest by MassStatusReqID, RequestForPositions by PosReqID
+QUESTION_ID = {"H": 11, "AF": 584, "AN": 710}
 # engine ClOrdIDs: decision E<epoch>-<6 digits>, leg, order number, purpose letter, then any cancel
 # (C<n>) or replace (M<n>) suffix, and the epoch suffix of a later node
 _CL = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
@@ -90,6 +98,11 @@ class WireChecker:
         self.entries: dict[str, dict[str, tuple[int, str, int]]] = {}  # decision -> leg -> (qty, venue, seq)
         self.entry_sides: dict[str, dict[str, tuple[str, str]]] = {}  # decision -> leg -> (instrument, side)
         self.sends: list[tuple[float, str, int, str, str]] = []  # (t, venue, seq, MsgType, ClOrdID) engine->venue
+        # W11: venue -> (MsgType, id) -> (t asked, MsgSeqNum) of status questions not yet answered in
+        # full since the engine's last logon there; position reports counted per (venue, PosReqID)
+        self.questions: dict[str, dict[tuple[str, str], tuple[float, int]]] = {}
+        self.question_seq: dict[tuple[str, int], tuple[str, str]] = {}
+        self.position_reports: dict[tuple[str, str], int] = {}
         self.checked = 0
 
     # ---- verdicts -------------------------------------------------------------------------------
@@ -128,11 +141,18 @@ class WireChecker:
     def received(self, venue: str, msg, now: float) -> None:
         """An application message the venue applied (a `Parsed` from its session layer)."""
         mt = msg.msg_type
+        if mt in QUESTION_ID:
+            key = (mt, msg.get(QUESTION_ID[mt]))
+            self.questions.setdefault(venue, {})[key] = (now, msg.seq)
+            self.question_seq[venue, msg.seq] = key
+            return
         if mt not in ("D", "F", "G"):
             return
         cl = msg.get(11)
         seq = msg.seq
         self.checked += 1
+        if mt == "D" and msg.get(43) != "Y":
+            self._reconciled_before(venue, seq, cl, now)
         epoch = epoch_in(cl)
         current = self.lease.revision if self.lease is not None else self.cfg.epoch
         resend = " (a PossDup resend)" if msg.get(43) == "Y" else ""
@@ -168,9 +188,50 @@ class WireChecker:
             if name is not None:
                 self.entry_sides.setdefault(m.group(1), {})[m.group(2)] = (name, msg.get(54))
 
+    def _reconciled_before(self, venue: str, seq: int, cl: str, now: float) -> None:
+        open_ = self.questions.get(venue)
+        if not open_:
+            self._ok("W11")
+            return
+        (mt, qid), (t, qseq) = next(iter(open_.items()))
+        what = {"H": "OrderStatusRequest", "AF": "OrderMassStatusRequest", "AN": "RequestForPositions"}[mt]
+        self._fail("W11", now, venue, seq, cl, f"new order while {len(open_)} status question(s) were unanswered, "
+                                               f"the first {what} {qid} (MsgSeqNum {qseq}, asked "
+                                               f"{1e3 * (now - t):.1f} ms before): new risk before reconciliation")
+
+    def _answers(self, venue: str, raw: str) -> None:
+        """W11: close the status questions this message of the venue answers in full."""
+        open_ = self.questions.get(venue)
+        if f"{SOH}35=A{SOH}" in raw[:40]:  # a new logon: the engine asks again whatever it still needs
+            self.questions[venue] = {}
+            self.position_reports = {k: n for k, n in self.position_reports.items() if k[0] != venue}
+            return
+        if not open_:
+            return
+        f = fields_of(raw)
+        mt = f.get(35)
+        if mt == "8" and f.get(150) == "I":
+            if 584 in f:
+                if f.get(912) == "Y":
+                    open_.pop(("AF", f[584]), None)
+            else:
+                open_.pop(("H", f.get(11, "")), None)
+        elif mt == "AP":
+            key = (venue, f.get(710, ""))
+            self.position_reports[key] = self.position_reports.get(key, 0) + 1
+            if self.position_reports[key] >= int(f.get(727) or 1):
+                open_.pop(("AN", f.get(710, "")), None)
+        elif mt == "AO":
+            open_.pop(("AN", f.get(710, "")), None)
+        elif mt in ("3", "j") and (f.get(45) or "").isdigit():
+            asked = self.question_seq.get((venue, int(f[45])))
+            if asked is not None:
+                open_.pop(asked, None)
+
     def venue_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the venue sent to the engine (resends included): fills are counted once per ExecID."""
         self._ascii(venue, raw, now)
+        self._answers(venue, raw)
         if f"{SOH}35=8{SOH}" not in raw or f"{SOH}150=F{SOH}" not in raw:
             return
         f = fields_of(raw)

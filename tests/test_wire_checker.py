@@ -128,3 +128,48 @@ def test_an_ended_decision_must_hold_at_the_venues_what_its_outcome_says(config)
     assert short["status"] == "fail" and "leg B +1" in short["first"]["detail"]
     assert traded([1, 1]).finish({}, {}, {"E1-000001": "UNWOUND"})["W10"]["status"] == "fail"
     assert traded([1]).finish({}, {}, {"E1-000001": "ESCALATED"})["W10"]["status"] == "unknown"
+
+
+def test_a_new_order_before_the_venue_answered_its_status_questions_is_named(config):
+    """W11: at a logon the engine asks (H, AF, AN); a NewOrderSingle reaching the venue before it has
+    answered them all in full (the AF's last report, every position report) is new risk before
+    reconciliation. A PossDup resend is not a new decision; a new logon starts afresh."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=50{SOH}35=A{SOH}34=1{SOH}98=0{SOH}", 1.0)
+    w.received("COMEX", msg((35, "AF"), (34, "5"), (584, "MS-COMEX-E1")), 1.0)
+    w.received("COMEX", msg((35, "AN"), (34, "6"), (710, "PR-COMEX-E1")), 1.0)
+    w.received("COMEX", order("E1-000001B1", 2, 4.501, seq=4, dup=True), 1.01)  # a resend: not judged
+    assert w.v["W11"].status == "unknown"
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=X{SOH}150=I{SOH}584=MS-COMEX-E1{SOH}"
+                          f"912=N{SOH}", 1.02)  # not the last report: the AF is still open
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=AP{SOH}34=10{SOH}710=PR-COMEX-E1{SOH}727=1{SOH}", 1.02)
+    w.received("COMEX", order("E1-000002B2R", 2, 4.501, seq=8), 1.05)
+    first = w.v["W11"].first
+    assert w.v["W11"].status == "fail" and (first["seq"], first["cl_ord_id"]) == (8, "E1-000002B2R")
+    assert "OrderMassStatusRequest MS-COMEX-E1" in first["detail"] and "1 status question" in first["detail"]
+    w2 = checker(config)
+    w2.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w2.received("COMEX", msg((35, "AF"), (34, "5"), (584, "MS-COMEX-E1")), 1.0)
+    w2.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=NONE{SOH}150=I{SOH}584=MS-COMEX-E1{SOH}"
+                           f"912=Y{SOH}", 1.02)
+    w2.received("COMEX", msg((35, "AN"), (34, "6"), (710, "PR-COMEX-E1")), 1.0)
+    w2.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=j{SOH}34=10{SOH}45=6{SOH}372=AN{SOH}380=3{SOH}", 1.02)
+    w2.received("COMEX", order("E1-000002B2R", 2, 4.501, seq=8), 1.05)
+    assert w2.v["W11"].status == "pass"
+
+
+def test_an_engine_that_orders_before_reconciling_fails_w11(monkeypatch):
+    """The planted defect: a venue is ready as soon as it is logged on, its status questions open.
+    With venues that take a lookup to answer a mass status (the library's base), a chase or unwind
+    after a restart reaches the venue before its answers: W11 names it."""
+    from engine.core.reconciliation import Reconciliation
+    from simulator import runner, scenario
+    from tests.conftest import ROOT
+
+    path = ROOT / "scenarios" / "f38_crash_between_legs.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["W11"]["status"] == "pass"
+    monkeypatch.setattr(Reconciliation, "venue_ready",
+                        lambda self, venue: venue in self.sessions and venue not in self.position_hold)
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["W11"]
+    assert inv["status"] == "fail" and "new risk before reconciliation" in inv["first"]["detail"]
