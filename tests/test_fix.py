@@ -145,7 +145,7 @@ def _cert_venue(sc):
 
     def send(action) -> None:
         venue.receive(wire(c, action, next(seq)))
-        env.run(until=env.now + 0.01)
+        env.run(until=env.now + cfg.mass_status_delay + 0.01)  # an AF or AN is answered after the venue's lookup
 
     def replies():
         return [c.parse(r) for r in raw]
