@@ -337,3 +337,37 @@ def test_a_venue_without_position_reports_whose_answer_is_no_orders_means_flat(c
     core.handle(none, 1.2)
     out = core.handle(_refused(an.req_id), 1.3)
     assert "position_mismatch" in {x.stage for x in out if isinstance(x, Audit)} and not core.venue_ready("COMEX")
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_position_answer_that_overtakes_the_order_answers_is_compared_only_once_all_are_in(config, refused):
+    """A broker may answer the RequestForPositions (AN) before its mass status (AF) and order status (H)
+    answers: the fill those carry is not applied yet, so comparing at once would hold the venue for a
+    difference that is not there. The comparison waits until every question of the logon is answered."""
+    from engine.core.events import (
+        Audit,
+        PositionReport,
+        SendMassStatusRequest,
+        SendPositionRequest,
+        SessionUp,
+        Takeover,
+    )
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)  # the HG fill never reached this node
+    core.handle(Takeover(2), 1.0)
+    asked = core.handle(SessionUp("COMEX"), 1.1)
+    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    sign = 1 if b.side == "1" else -1
+    if refused:
+        first = core.handle(_refused(an.req_id), 1.2)
+    else:
+        first = core.handle(PositionReport("COMEX", an.req_id, "HG", sign * b.qty, 1, "0"), 1.2)
+    assert "position_mismatch" not in {x.stage for x in first if isinstance(x, Audit)}
+    assert not core.venue_ready("COMEX")
+    out = core.handle(_mass_answer(af.req_id, b, b.qty), 1.3)  # the AF answer: the HG order filled
+    stages = [x.stage for x in out if isinstance(x, Audit)]
+    assert "position_mismatch" not in stages and "positions_reconciled" in stages
+    assert core.positions["HG"] == sign * b.qty and core.venue_ready("COMEX")

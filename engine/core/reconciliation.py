@@ -47,6 +47,10 @@ class Reconciliation:
         # many reports came): the venue's own position figures, compared with ours once all are in
         self.position_asked: dict[str, tuple[str, dict[str, float], int]] = {}
         self.position_hold: dict[str, str] = {}  # venue -> why; lifted by the desk ("resume")
+        # venue -> the venue's position figures (its position reports), or None for "its orders' CumQty",
+        # to compare with ours once every question of the logon is answered: a position answer may
+        # overtake the order answers whose fills it already counts
+        self.compare_due: dict[str, dict[str, float] | None] = {}
         self.dropped: set[str] = set()
 
     def on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
@@ -67,6 +71,8 @@ class Reconciliation:
                 self.mass_status_due.discard(ev.venue)
                 req = f"MS-{ev.venue}-E{self.core.epoch}"
                 pending.add(req)
+                self.mass_tally.pop(ev.venue, None)  # what an earlier logon's answers counted is asked afresh
+                self.compare_due.pop(ev.venue, None)
                 out.append(SendMassStatusRequest(ev.venue, req))
                 # and what does it hold for us? Asked after the orders, so every report the venue
                 # sent before its positions is applied before they are compared with ours
@@ -205,6 +211,13 @@ class Reconciliation:
             pending.discard(key)
             if not pending:
                 del self.status_pending[venue]
+                if venue in self.compare_due:
+                    theirs = self.compare_due.pop(venue)
+                    if theirs is not None:
+                        self.mass_tally.pop(venue, None)
+                        out += self.compare_positions(venue, now, theirs, "its position reports")
+                    elif venue in self.mass_tally:
+                        out += self.compare_positions(venue, now)
                 out.append(Audit(now, "reconciled", detail=f"{venue}: every working order answered"))
                 out += self.resume_waiting(now)
         return out
@@ -226,18 +239,16 @@ class Reconciliation:
         if count < r.total:
             return []
         del self.position_asked[r.venue]
-        self.mass_tally.pop(r.venue, None)
-        return self.compare_positions(r.venue, now, theirs, "its position reports") + self.answered(r.venue, req, now)
+        self.compare_due[r.venue] = theirs  # compared once every answer of this logon is in (answered)
+        return self.answered(r.venue, req, now)
 
     def position_request_refused(self, venue: str, now: float, why: str) -> list[Action]:
         """The venue does not answer RequestForPositions: the orders' CumQty (the AF answers) must do."""
         asked = self.position_asked.pop(venue, None)
         if asked is None:
             return []
-        out: list[Action] = [Audit(now, "positions_unsupported", detail=f"{venue}: {why}")]
-        if venue in self.mass_tally:
-            out += self.compare_positions(venue, now)
-        return out + self.answered(venue, asked[0], now)
+        self.compare_due[venue] = None  # the AF answers' CumQty, once they are all in
+        return [Audit(now, "positions_unsupported", detail=f"{venue}: {why}")] + self.answered(venue, asked[0], now)
 
     def compare_positions(self, venue: str, now: float, theirs: dict[str, float] | None = None,
                           source: str = "its orders' CumQty") -> list[Action]:
