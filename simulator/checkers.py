@@ -18,7 +18,7 @@ from engine.core.ids import BUY, CHILD_ID
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
     4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills",
-    7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded",
+    7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded (a chase's slippage included)",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working",
@@ -147,8 +147,23 @@ class InvariantChecker:
                                             f"the {risk.price_band_pct}% band against")
         elif price is not None and abs(price - ref) / ref * 100 > risk.price_band_pct + 1e-9:
             self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {ref}")
+        elif (slip := self._chase_slippage(instrument, cl_ord_id, decision_id, side, price)) is not None \
+                and slip > risk.max_slippage_ticks + 1e-6:
+            self._fail(8, now, decision_id, f"{cl_ord_id}: chase {slip:g} ticks from its leg's trigger price "
+                                            f"> max_slippage_ticks {risk.max_slippage_ticks}")
         else:
             self._ok(8)
+
+    def _chase_slippage(self, instrument: str, cl_ord_id: str, decision_id: str, side: str,
+                        price: float | None) -> float | None:
+        """Ticks a chase order pays beyond its leg's price at the trigger (the slippage limit's measure)."""
+        m = CHILD_ID.match(cl_ord_id)
+        ep = self.core.episodes.get(decision_id)
+        inst = self.core.instruments.get(instrument)
+        if m is None or m.group(3) != "R" or ep is None or inst is None or price is None or not side:
+            return None
+        trigger = ep.trigger_prices.get(m.group(2))
+        return None if trigger is None else (price - trigger) * (1 if side == BUY else -1) / inst.tick
 
     def _check_recovery_price(self, now: float, instrument: str, cl_ord_id: str, decision_id: str, side: str,
                               qty: float, price: float) -> None:

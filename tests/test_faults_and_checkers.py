@@ -239,3 +239,16 @@ def test_a_position_check_that_counts_only_fills_breaches_the_limit_in_f62(monke
                         original(limits, inst, sign, qty, price, ref, fx, pos, 0.0, 0.0))
     inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
     assert inv["status"] == "fail" and "HG" in inv["first"]["detail"]
+
+
+def test_a_chase_that_skips_the_slippage_limit_fails_invariant_8(monkeypatch):
+    """f65 sets max_slippage_ticks at the first chase's payup: a second chase pays one tick more and is
+    refused. An engine that skipped the slippage check sends it, and invariant 8 measures it."""
+    path = ROOT / "scenarios" / "f65_chase_slippage_at_its_limit.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["8"]["status"] == "pass"
+    original = engine_core.EngineCore.recovery_order
+    monkeypatch.setattr(engine_core.EngineCore, "recovery_order",
+                        lambda self, ep, leg, side, qty, price, now, purpose, check_slippage=True:
+                        original(self, ep, leg, side, qty, price, now, purpose, check_slippage=False))
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
+    assert inv["status"] == "fail" and "max_slippage_ticks" in inv["first"]["detail"]
