@@ -211,10 +211,8 @@ class EngineCore:
     def reference_price(self, instrument: str) -> float | None:
         """The price the pre-trade price band is measured from: the book's mid; on a one-sided or
         empty book the last two-sided mid; None when the book has never been two-sided (then no
-        order may be priced: the band cannot be checked). Invariant 8 uses the same reference."""
-        book = self.books.get(instrument)
-        if book is not None and book.mid:
-            return book.mid
+        order may be priced: the band cannot be checked). Invariant 8 uses the same reference. Every
+        quote that shows both sides sets it (`_on_quote`), so it is the book's mid while there is one."""
         return self.last_mid.get(instrument)
 
     def set_timer(self, at: float, key: str) -> SetTimer:
