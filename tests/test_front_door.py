@@ -121,6 +121,8 @@ def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factor
     (("md_interval_ms = 250 ", "md_interval_ms = 1e-9 "), "venues.SHFE.md_interval_ms"),
     (("sigma = 0.5 }", "sigma = 1e300 }"), "venues.SHFE.latency_up.sigma"),
     (("tick = 10\n", "tick = 1e-300\n"), "instruments.CU.tick"),
+    (("mass_status_delay_ms = 120", "mass_status_delay_ms = 1e308"), "venues.SHFE.mass_status_delay_ms"),
+    (("size_max = 40,", "size_max = 40, ask_size_min = 9, ask_size_max = 3,"), "venues.SHFE.liquidity.ask_size_max"),
     (("duration_s = 300", "duration_s = 86400", "step_ms = 100", "step_ms = 1"), "prices.step_ms"),
 ])
 def test_values_that_would_hang_or_overflow_a_run_are_refused(tmp_path, capsys, edit, key):
