@@ -3,6 +3,7 @@ notional in CNY and price band. A breach means the order is not sent."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from engine.config import Instrument, RiskLimits
@@ -35,12 +36,12 @@ def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, 
     if notional > limits.max_notional_cny:
         return Breach("max_notional_cny",
                       detail=f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
-    if reference is None or reference <= 0:
-        return Breach("price_band_pct",
-                      detail=f"no reference price for {inst.name}: its book has never been two-sided, "
-                             f"so the {limits.price_band_pct}% band cannot be checked")
-    dev = abs(price - reference) / reference * 100.0
+    if reference is None or reference <= 0:  # a band that cannot be measured cannot be held
+        dev, detail = math.inf, (f"no reference price for {inst.name}: its book has never been two-sided, "
+                                 f"so the {limits.price_band_pct}% band cannot be checked")
+    else:
+        dev = abs(price - reference) / reference * 100.0
+        detail = f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)"
     if dev > limits.price_band_pct:
-        return Breach("price_band_pct",
-                      detail=f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)")
+        return Breach("price_band_pct", detail=detail)
     return None
