@@ -190,32 +190,33 @@ def _refused(req: str, venue: str = "COMEX"):
     return BusinessReject(venue, "AN", req, 3, "RequestForPositions not supported")
 
 
+def _taken_over_at_comex(config, hg_fill_seen: bool):
+    """Both legs sent (CU filled; HG filled if `hg_fill_seen`), then a takeover and the COMEX logon:
+    (core, the HG order, the AF and the AN it asked, AF first, with the HG account)."""
+    from engine.core.events import SendMassStatusRequest, SendPositionRequest, SessionUp, Takeover
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
+    if hg_fill_seen:
+        core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)
+    core.handle(Takeover(2), 1.0)
+    asked = core.handle(SessionUp("COMEX"), 1.1)
+    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    assert asked.index(af) < asked.index(an) and an.account == config.instruments["HG"].account
+    return core, b, af, an
+
+
 @pytest.mark.parametrize("source", ["position_reports", "orders_cumqty"])
 @pytest.mark.parametrize("venue_lots,held", [(2.0, False), (1.0, True)])
 def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_lots,
                                                                                               held, source):
     """The venue's positions come from its PositionReports (AN/AP) or, where it refuses the AN, from
     the CumQty of the orders its mass status answer lists; either way a mismatch holds new risk."""
-    from engine.core.events import (
-        Alert,
-        Audit,
-        Command,
-        PositionReport,
-        SendMassStatusRequest,
-        SendPositionRequest,
-        SessionUp,
-        Takeover,
-    )
+    from engine.core.events import Alert, Audit, Command, PositionReport
 
-    core = EngineCore(config)
-    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
-    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
-    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)
-    core.handle(Takeover(2), 1.0)
-    asked = core.handle(SessionUp("COMEX"), 1.1)
-    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
-    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
-    assert asked.index(af) < asked.index(an) and an.account == config.instruments["HG"].account
+    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=True)
     out = core.handle(_mass_answer(af.req_id, b, venue_lots if source == "orders_cumqty" else b.qty), 1.2)
     assert not core.venue_ready("COMEX") and "position_mismatch" not in {x.stage for x in out if isinstance(x, Audit)}
     if source == "position_reports":
@@ -344,22 +345,9 @@ def test_a_position_answer_that_overtakes_the_order_answers_is_compared_only_onc
     """A broker may answer the RequestForPositions (AN) before its mass status (AF) and order status (H)
     answers: the fill those carry is not applied yet, so comparing at once would hold the venue for a
     difference that is not there. The comparison waits until every question of the logon is answered."""
-    from engine.core.events import (
-        Audit,
-        PositionReport,
-        SendMassStatusRequest,
-        SendPositionRequest,
-        SessionUp,
-        Takeover,
-    )
+    from engine.core.events import Audit, PositionReport
 
-    core = EngineCore(config)
-    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
-    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)  # the HG fill never reached this node
-    core.handle(Takeover(2), 1.0)
-    asked = core.handle(SessionUp("COMEX"), 1.1)
-    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
-    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=False)  # the HG fill never reached this node
     sign = 1 if b.side == "1" else -1
     if refused:
         first = core.handle(_refused(an.req_id), 1.2)
