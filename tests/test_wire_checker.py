@@ -173,3 +173,17 @@ def test_an_engine_that_orders_before_reconciling_fails_w11(monkeypatch):
                         lambda self, venue: venue in self.sessions and venue not in self.position_hold)
     inv = runner.run(scenario.load(path), 1).report["invariants"]["W11"]
     assert inv["status"] == "fail" and "new risk before reconciliation" in inv["first"]["detail"]
+
+
+def test_a_new_logon_starts_the_status_questions_afresh(config):
+    """Questions of a logon whose session dropped are asked again (or settled) at the next logon: the
+    venue's Logon closes them for W11, and what the engine asks then is judged anew."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1")), 1.0)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=50{SOH}35=A{SOH}34=1{SOH}98=0{SOH}", 2.0)
+    w.received("COMEX", order("E1-000002B1", 2, 4.501, seq=6), 2.1)
+    assert w.v["W11"].status == "pass"
+    w.received("COMEX", msg((35, "H"), (34, "7"), (11, "E1-000002B1")), 2.2)
+    w.received("COMEX", order("E1-000003B1", 2, 4.501, seq=8), 2.3)
+    assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000002B1" in w.v["W11"].first["detail"]
