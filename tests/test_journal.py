@@ -96,7 +96,7 @@ def test_a_flipped_length_early_is_damage_not_a_torn_tail(tmp_path, config):
 def test_records_with_impossible_content_are_refused(tmp_path, config):
     import zlib
 
-    from engine.shell.journal import _FRAME
+    from engine.shell.journal import FRAME
 
     j = _journal_with(tmp_path, config, 2)
     j.close()
@@ -108,7 +108,7 @@ def test_records_with_impossible_content_are_refused(tmp_path, config):
                        (b'{"t":1.0,"e":"Quote","f":{"instrument":"GOLD","bid":1.0,"bid_size":1,"ask":2.0,'
                         b'"ask_size":1}}', "instrument 'GOLD'"),
                        (b'[1, 2]', "does not decode")):
-        (tmp_path / "j").write_bytes(good + _FRAME.pack(len(body), zlib.crc32(body)) + body)
+        (tmp_path / "j").write_bytes(good + FRAME.pack(len(body), zlib.crc32(body)) + body)
         with pytest.raises(JournalError) as err:
             read(tmp_path / "j", j.fingerprint, config)
         assert what in str(err.value) and "record 3" in str(err.value), str(err.value)

@@ -203,8 +203,9 @@ class Reconciliation:
 
     def answered(self, venue: str, key: str, now: float) -> list[Action]:
         """One status question (an order's H, the AF, or the AN) answered; all answered: the venue is
-        reconciled and what waited for it resumes. Positions are compared when the AN is answered
-        (every AF goes out with an AN)."""
+        reconciled: its positions are compared with the figures the AN's answer left in `compare_due`
+        (once every answer is in, so no fill an order answer carries is missed), then what waited for
+        the venue resumes."""
         out: list[Action] = []
         pending = self.status_pending.get(venue)
         if pending is not None:

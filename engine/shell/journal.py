@@ -33,7 +33,6 @@ MAGIC = "xmc-journal"
 VERSION = 1
 DURABILITY = ("none", "batch", "record")
 FRAME = struct.Struct(">II")  # each record: body length and CRC-32 of the body, then the body
-_FRAME = FRAME
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Quote, ev.ExecReport, ev.CancelReject, ev.BusinessReject,
                                              ev.PositionReport, ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command,
                                              ev.Takeover)}
@@ -104,9 +103,9 @@ def _later_record(data: bytes, start: int) -> int | None:
     `start` is not a torn tail: good records follow it)."""
     at = data.find(b'{"t":', start + 1)
     while at >= 0:
-        frame = at - _FRAME.size
+        frame = at - FRAME.size
         if frame > start:
-            length, crc = _FRAME.unpack_from(data, frame)
+            length, crc = FRAME.unpack_from(data, frame)
             body = data[at: at + length]
             if len(body) == length and zlib.crc32(body) == crc:
                 return frame
@@ -150,11 +149,11 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
 
     while pos < len(data):
         torn = ""
-        if pos + _FRAME.size > len(data):
+        if pos + FRAME.size > len(data):
             torn = "torn record header"
         else:
-            length, crc = _FRAME.unpack_from(data, pos)
-            body = data[pos + _FRAME.size: pos + _FRAME.size + length]
+            length, crc = FRAME.unpack_from(data, pos)
+            body = data[pos + FRAME.size: pos + FRAME.size + length]
             if len(body) < length:
                 torn = "torn record body"
         if torn:
@@ -174,7 +173,7 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
         if problem:
             raise damaged(problem)
         records.append((t, event))
-        pos += _FRAME.size + length
+        pos += FRAME.size + length
     return Recovered(records, len(data) - pos, reason)
 
 
@@ -197,13 +196,13 @@ def bodies(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
         data = fh.read()
     pos = offset or data.find(b"\n") + 1
     out = []
-    while pos + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        body = data[pos + _FRAME.size: pos + _FRAME.size + length]
+    while pos + FRAME.size <= len(data):
+        length, crc = FRAME.unpack_from(data, pos)
+        body = data[pos + FRAME.size: pos + FRAME.size + length]
         if len(body) < length or zlib.crc32(body) != crc:
             break
         out.append(body)
-        pos += _FRAME.size + length
+        pos += FRAME.size + length
     return out, pos
 
 
@@ -236,7 +235,7 @@ class Journal:
     def append(self, event: ev.Event, now: float) -> bytes:
         """Write one record; returns its payload (what a replication stream sends as it is)."""
         body = encode(event, now)
-        self.fh.write(_FRAME.pack(len(body), zlib.crc32(body)) + body)
+        self.fh.write(FRAME.pack(len(body), zlib.crc32(body)) + body)
         self.fh.flush()  # to the OS before the core acts: a killed process loses nothing it acted on
         self.pending += 1
         if self.durability == "record" or (self.durability == "batch" and self.pending >= self.batch):
@@ -247,7 +246,7 @@ class Journal:
         """Write only the first `keep` share of a record, as a process killed mid-write leaves it
         (fault injection: the simulator's torn_write); returns the bytes written."""
         body = encode(event, now)
-        frame = _FRAME.pack(len(body), zlib.crc32(body)) + body
+        frame = FRAME.pack(len(body), zlib.crc32(body)) + body
         part = frame[:max(1, int(len(frame) * keep))]
         self.fh.write(part)
         self.fh.flush()
