@@ -20,7 +20,10 @@ from engine.config import FIX_TEXT, Section, non_negative, positive
 from engine.shell.journal import FRAME as _FRAME
 
 ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order",
-               "crash_on_order", "fill_before_ack", "cancel_race")
+               "crash_on_order", "fill_before_ack", "cancel_race", "late_fill")
+# late_fill: delay_ms after the venue reports a matching order Canceled (an IOC's unfilled rest, or a
+# cancel it granted), it reports a Fill of that rest at the order's price: a trade made before the
+# cancel and reported late (a trade correction)
 # the world metal price or USD/CNY jumps by jump_bp: once at after_s, or at rate_per_s (Poisson) in the window
 MARKET_KINDS = ("price_jump",)
 LINK_KINDS = ("latency_spike", "drop")

@@ -381,6 +381,10 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("foreign_cancel")
     if "fill_from_status" in kinds:
         seen.add("fill_from_status")
+    if "late_fill" in kinds:  # a fill reported after the venue ended its order reached the engine
+        seen.add("late_fill")
+    if any(a.kind == "overfill" and not a.cl_ord_id for a in shell.anomalies):  # an episode's excess kept on record
+        seen.add("overfill_recorded")
     if "unknown_order" in kinds:  # a venue reported an order this node never sent: the desk was told
         seen.add("unknown_order")
     if "adopted" in stages:  # an order of an earlier node for an episode this one knows joined its leg

@@ -389,6 +389,7 @@ class Venue:
             if not book_order.live and co.cum < co.qty:  # IOC/FOK/market remainder
                 co.status = "4"
                 self._exec(co, "4", "4")
+                self._late_fill_after(co)
         if held is not None:
             if self.checker is not None and co.cum:
                 self.checker.reordered.add(cl_ord_id)
@@ -415,6 +416,7 @@ class Venue:
         if fault.rest == "cancel" or order.tif in ("3", "4") or order.ticks is None:
             co.status = "4"
             self._exec(co, "4", "4")
+            self._late_fill_after(co)
         # rest == "work": the remainder stays working at the venue (not in the book) until cancelled
 
     def _match(self, symbol: str, order: BookOrder) -> None:
@@ -593,6 +595,26 @@ class Venue:
         co.status = "4"
         self.dirty.add(co.symbol)
         self._exec(co, "4", "4", cl_ord_id=cl_ord_id, orig=orig)
+        self._late_fill_after(co)
+
+    def _late_fill_after(self, co: ClientOrder) -> None:
+        """Fault late_fill: delay_ms after reporting the order Canceled, the venue reports a Fill of its
+        unfilled rest at the order's price (a trade made before the cancel, reported late)."""
+        if co.member is not self.engine:
+            return
+        fault = self._fault("late_fill", co.cl_ord_id)
+        if fault is None:
+            return
+        later = self.env.timeout(fault.delay)
+        later.callbacks.append(lambda _e: self._late_fill(co))
+
+    def _late_fill(self, co: ClientOrder) -> None:
+        rest = co.qty - co.cum
+        if rest <= 0 or co.status != "4":
+            return
+        if self.checker is not None:
+            self.checker.late_fills.add(co.cl_ord_id)
+        self._member_fill(co, rest, co.price if co.price is not None else self.reference.get(co.symbol, 0.0))
 
     def _loses_race(self, co: ClientOrder, m: Member) -> bool:
         """Does this cancel or replace arrive too late (the order fills first)? In certification mode

@@ -83,6 +83,21 @@ def test_partial_fill_is_legged(config):
     assert ep.state is EpisodeState.ESCALATED and ep.missing() == {"A": 0, "B": 1}
 
 
+def test_a_late_fill_on_an_ended_episode_counts_and_pages_the_desk(config):
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
+    core.handle(report(b, "x2", "F", "1", 1, 1, 4.5), 0.12)
+    core.handle(report(b, "x3", "4", "4", 1), 0.12)
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.ESCALATED
+    acts = core.handle(report(b, "x4", "F", "2", 2, 1, 4.5), 0.3)  # the cancelled rest filled after all
+    assert core.positions["HG"] == 2 and ep.legs["B"].filled == 2 and ep.state is EpisodeState.ESCALATED
+    alerts = [x for x in acts if isinstance(x, Alert)]
+    assert len(alerts) == 1 and alerts[0].level == "critical" and "after episode" in alerts[0].text
+    assert [x.kind for x in acts if isinstance(x, Anomaly)] == ["late_fill"]
+
+
 def test_neither_leg_fills_is_aborted(config):
     core = EngineCore(config)
     a, b = orders(fire(core))

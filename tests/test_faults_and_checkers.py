@@ -64,6 +64,25 @@ def test_a_recovery_order_off_the_policys_price_schedule_fails_invariant_13(monk
     assert inv["status"] == "fail" and "the schedule gives" in inv["first"]["detail"]
 
 
+def test_a_late_fill_the_venue_did_not_send_late_is_an_illegal_move(monkeypatch):
+    """Invariant 7 accepts a late_fill anomaly only for an order the venue really filled after ending
+    it: an engine that ended an order the venue kept working would raise the same anomaly."""
+    from simulator.venue import Venue
+
+    f67 = scenario.load(ROOT / "scenarios" / "f67_late_fill_overfill_hedge.toml")
+    clean = runner.run(f67, 1).report
+    assert clean["invariants"]["7"]["status"] == "pass" and "late_fill" in clean["coverage"]
+    original = Venue._late_fill
+
+    def unregistered(self, co):
+        original(self, co)
+        self.checker.late_fills.discard(co.cl_ord_id)
+
+    monkeypatch.setattr(Venue, "_late_fill", unregistered)
+    inv = runner.run(f67, 1).report["invariants"]["7"]
+    assert inv["status"] == "fail" and "after the venue ended the order" in inv["first"]["detail"]
+
+
 def test_recovery_prices_follow_the_schedule_in_a_clean_run():
     rep = runner.run(scenario.load(ROOT / "scenarios" / "f04_partial_fill_ioc.toml")).report
     assert rep["invariants"]["13"]["status"] == "pass"

@@ -65,13 +65,6 @@ def test_overfill_is_recorded_and_the_fill_still_counts():
     assert fill == 7 and o.cum_qty == 7 and ("overfill" in [k for k, _ in problems])
 
 
-def test_fill_after_cancel_is_an_anomaly_but_never_lost():
-    o = order()
-    o.apply(rpt("X1", "4", "4", 0))
-    fill, problems = o.apply(rpt("X2", "F", "1", 3, 3, 100.0))
-    assert fill == 3 and o.cum_qty == 3 and problems[0][0] == "illegal_transition"
-
-
 def test_cum_qty_disagreement_is_recorded():
     o = order()
     _, problems = o.apply(rpt("X1", "F", "1", 5, 3, 100.0))
@@ -114,3 +107,23 @@ def test_any_report_sequence_keeps_quantities_consistent(case):
         else:
             assert o.leaves_qty == 0
     assert o.cum_qty == sum(unique_fill.values())
+
+
+@pytest.mark.parametrize("ended", ["4", "C"])
+def test_a_fill_after_the_venue_ended_the_order_counts_and_is_a_late_fill_not_an_illegal_move(ended):
+    o = order()
+    o.apply(rpt("X1", "F", "1", 4, 4, 100.0))
+    o.apply(rpt("X2", ended, ended, 4))
+    fill, problems = o.apply(rpt("X3", "F", "2", 10, 6, 110.0))
+    assert fill == 6 and o.cum_qty == 10 and o.avg_px == pytest.approx(106.0)
+    assert [k for k, _ in problems] == ["late_fill"] and o.state is OrdStatus(ended) and o.leaves_qty == 0
+    fill, problems = o.apply(rpt("X3", "F", "2", 10, 6, 110.0))  # the same late fill again: applied once
+    assert fill == 0 and problems[0][0] == "duplicate_exec_id"
+
+
+@pytest.mark.parametrize("ended", [OrdStatus.FILLED, OrdStatus.REJECTED, OrdStatus.REPLACED])
+def test_a_fill_after_any_other_end_stays_an_illegal_move(ended):
+    o = order()
+    o.state = ended
+    fill, problems = o.apply(rpt("X1", "F", "1", 4, 4, 100.0))
+    assert fill == 4 and [k for k, _ in problems] == ["illegal_transition"]

@@ -18,6 +18,7 @@ CAUGHT_BY = {
     "resend_fenced_orders": ("f34_failover_fenced_resend", 1, {"invariants_hold"}),
     "chase_away_from_market": ("f04_partial_fill_ioc", 1, {"min_reorder_success"}),
     "recovery_skips_risk": ("f32_chase_refused_unwinds", 1, {"coverage.risk_refused_recovery"}),
+    "overfill_left_open": ("f67_late_fill_overfill_hedge", 1, {"invariants_hold", "coverage.overfill_hedge"}),
 }
 
 

@@ -365,6 +365,12 @@ class EngineCore:
             ep.stages.setdefault(f"fill_{order.leg}", now)
             out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
                              fill, r.last_px, f"ExecID {r.exec_id} cum={order.cum_qty:g}/{order.qty}"))
+            if ep.terminal:  # a late fill on an ended episode: no recovery runs for it, the desk must act
+                leg = ep.legs[order.leg]
+                out.append(Alert(now, "critical", (
+                    f"fill of {fill:g} lots on {order.cl_ord_id} after episode {ep.decision_id} ended "
+                    f"{ep.state.value}: leg {leg.name} holds {leg.filled:g} of {leg.target} lots, naked "
+                    f"{ep.naked_tonnes():.3f} t; the desk must flatten it"), ep.decision_id))
         elif not problems or problems[0][0] != "duplicate_exec_id":
             stage = {"0": "ack", "4": "canceled", "8": "rejected", "C": "expired"}.get(r.exec_type, "report")
             if stage == "ack":

@@ -9,6 +9,9 @@ Rules (everything that moves an order lives in this file):
   quantity-weighted mean of fills.
 - A report the table does not allow, a duplicate ExecID, a CumQty that disagrees with the fills, an
   overfill: each becomes an anomaly naming the order, the state and the event. Never an exception.
+- A fill reported after the venue said the order was cancelled or expired (a late trade report, a
+  trade correction) is a LATE_FILL: it counts, the order stays done, and it is an anomaly of the
+  venue (`late_fill`), not an illegal move of ours; the episode it overfills is repaired by recovery.
 - After a cancel reject the order returns to what its fills say (New or PartiallyFilled).
 - A replace (OrderCancelReplaceRequest) keeps the order: the engine follows one order through its
   replaces under its current ClOrdID, so Replaced (ExecType 5) returns it to working at the new
@@ -50,6 +53,7 @@ class OrderEvent(str, Enum):
     CANCEL_SENT = "cancel_sent"  # local: we sent OrderCancelRequest
     REPLACE_SENT = "replace_sent"  # local: we sent OrderCancelReplaceRequest
     CANCEL_REJECTED = "cancel_rejected"  # OrderCancelReject (9) received
+    LATE_FILL = "late_fill"  # ExecType F after the venue reported the order Canceled or Expired
 
 
 S, E = OrdStatus, OrderEvent
@@ -58,6 +62,8 @@ WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPL
 # An acknowledgement that reaches an order already in one of these states was overtaken by the
 # order's fills or cancel: it is stale, and says nothing new.
 STALE_ACK_STATES = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED})
+# A fill that reaches an order in one of these states came after the venue ended it (LATE_FILL).
+LATE_FILL_STATES = frozenset({S.CANCELED, S.EXPIRED})
 # The marker RESTORE means: back to NEW or PARTIALLY_FILLED, as the fills say.
 RESTORE = "restore"
 
@@ -90,9 +96,9 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
     # Terminal states accept only status reports, and the acknowledgement a fill or cancel overtook
     # on its way (a stale ack changes nothing); anything else is an anomaly (fills still count).
     S.FILLED: {E.STATUS: S.FILLED, E.ACK: S.FILLED},
-    S.CANCELED: {E.STATUS: S.CANCELED, E.ACK: S.CANCELED},
+    S.CANCELED: {E.STATUS: S.CANCELED, E.ACK: S.CANCELED, E.LATE_FILL: S.CANCELED},
     S.REJECTED: {E.STATUS: S.REJECTED},
-    S.EXPIRED: {E.STATUS: S.EXPIRED},
+    S.EXPIRED: {E.STATUS: S.EXPIRED, E.LATE_FILL: S.EXPIRED},
     S.REPLACED: {E.STATUS: S.REPLACED},
 }
 
@@ -201,6 +207,10 @@ class ChildOrder:
             if new_cum > self.qty + 1e-9:
                 anomalies.append(("overfill", f"CumQty {new_cum} exceeds OrderQty {self.qty}"))
             event = E.FILL if new_cum >= self.qty - 1e-9 else E.PARTIAL_FILL
+            if self.state in LATE_FILL_STATES:
+                event = E.LATE_FILL
+                anomalies.append(("late_fill", f"{fill:g} lots reported after the venue ended the order "
+                                               f"({self.state.name}): CumQty now {new_cum:g}"))
         else:
             known = _EXEC_TYPE_EVENTS.get(rpt.exec_type)
             if known is None:
@@ -216,6 +226,6 @@ class ChildOrder:
             anomalies.append(("illegal_transition", problem))
         elif rpt.ord_status and rpt.exec_type != "I" and rpt.ord_status != self.state.value \
                 and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1")) \
-                and not (event is E.ACK and before in STALE_ACK_STATES):
+                and not (event is E.ACK and before in STALE_ACK_STATES) and event is not E.LATE_FILL:
             anomalies.append(("status_mismatch", f"venue OrdStatus={rpt.ord_status}, engine {self.state.name}"))
         return fill, anomalies

@@ -100,12 +100,28 @@ def recovery_skips_risk() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def overfill_left_open() -> Iterator[None]:
+    """A leg a late fill overfilled is declared balanced without trading the excess back: the desk
+    holds lots nobody asked for (overfill = hedge ignored)."""
+    original = recovery.ChaseThenUnwind._flatten
+
+    def flatten(self, core, ep, now, lots, purpose):
+        if purpose == "overfill_hedge":
+            return core.move_episode(ep, recovery.EpisodeEvent.DONE_BALANCED, now)
+        return original(self, core, ep, now, lots, purpose)
+
+    with mock.patch.object(recovery.ChaseThenUnwind, "_flatten", flatten):
+        yield
+
+
 DEFECTS = {
     "escalate_on_refused_chase": escalate_on_refused_chase,
     "buy_priced_from_bid": buy_priced_from_bid,
     "resend_fenced_orders": resend_fenced_orders,
     "chase_away_from_market": chase_away_from_market,
     "recovery_skips_risk": recovery_skips_risk,
+    "overfill_left_open": overfill_left_open,
 }
 
 
