@@ -22,7 +22,7 @@ NAMES = {
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working",
-    13: "recovery orders priced by the policy's schedule: touch plus the attempt's payup",
+    13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
 }
 
 
@@ -173,7 +173,9 @@ class InvariantChecker:
         when it sent: a chase is priced at the touch plus `chase_payup_ticks`, plus `chase_step_ticks` per
         earlier round, plus `liquidity_step_ticks` when the touch shows fewer lots than it sends, capped
         at `max_payup_ticks` (or at its leg's last price, a "retry" re-send); an unwind or overfill hedge
-        at the touch plus `unwind_payup_ticks` plus `unwind_step_ticks` per earlier unwind round."""
+        at the touch plus `unwind_payup_ticks` plus `unwind_step_ticks` per earlier unwind round; and an
+        episode never starts more chase rounds than `max_chase_attempts` nor more unwind rounds than
+        `max_unwind_attempts` (an episode a takeover inherited is not counted: its rounds span nodes)."""
         m = CHILD_ID.match(cl_ord_id)
         if m is None:
             return
@@ -196,6 +198,12 @@ class InvariantChecker:
         rounds = self.rounds.setdefault((decision_id, kind), [])
         if tag != "H" and (not rounds or rounds[-1] != now):
             rounds.append(now)
+            limit = rc.max_chase_attempts if kind == "R" else rc.max_unwind_attempts
+            if len(rounds) > limit and decision_id not in self.inherited:
+                self._fail(13, now, decision_id, f"{cl_ord_id}: {'chase' if kind == 'R' else 'unwind'} round "
+                                                 f"{len(rounds)} of an episode allowed {limit} "
+                                                 f"(max_{'chase' if kind == 'R' else 'unwind'}_attempts)")
+                return
         unwinds = len(self.rounds.get((decision_id, "U"), ()))
         if tag == "R":
             size = book.ask_size if side == BUY else book.bid_size
