@@ -40,7 +40,8 @@ SELECTED = (
     "f60_one_sided_thin_far_book", "f61_risk_notional_refuses_the_far_leg", "f62_risk_position_counts_orders_in_flight",
     "f63_two_episodes_wait_for_one_reconciliation", "f64_failover_foreign_order_untouched",
     "f65_chase_slippage_at_its_limit", "f66_risk_price_band_at_its_edge", "f67_late_fill_overfill_hedge",
-    "f68_late_fill_overfill_recorded", "f69_unwind_rejected_until_attempts_run_out", "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
+    "f68_late_fill_overfill_recorded", "f69_unwind_rejected_until_attempts_run_out",
+    "f70_second_drop_during_reconciliation", "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
 )
 if os.environ.get("XMC_ORACLE") == "all":
     SCENARIOS = sorted(LIBRARY.glob("*.toml"))

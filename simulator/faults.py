@@ -28,6 +28,10 @@ ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report
 MARKET_KINDS = ("price_jump",)
 LINK_KINDS = ("latency_spike", "drop")
 VENUE_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset")
+# the session drops for delay_ms the moment the venue receives the engine's question `on_message`
+# (AF all orders, AN positions, H one order), before it answers; with reports_lost the answer is lost
+STATUS_KINDS = ("disconnect_on_status",)
+STATUS_MESSAGES = ("AF", "AN", "H")
 # an operator action at after_s: the kill switch (venue names where it is pressed: any), or a trade of
 # `lots` on `side` booked to the engine's account at `venue` away from its session (by phone, on a
 # screen): the engine never hears of it; only a position report after a restart or takeover shows it
@@ -40,7 +44,7 @@ NODE_KINDS = ("crash_restart", "crash_on_order", "crash_mid_batch")
 # and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms
 FAILOVER_KINDS = ("primary_crash", "primary_pause", "standby_crash", "replication_cut", "replication_delay")
 KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS
-                            + MARKET_KINDS))
+                            + MARKET_KINDS + STATUS_KINDS))
 # kinds that can strike the moment a matching order reaches `venue` (on_order = true) instead of at after_s
 ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
 # crash_restart / crash_on_order: how the journal is damaged while the process is down; the restart
@@ -78,6 +82,7 @@ class Fault:
     # disconnect_on_order: the venue's gateway keeps nothing for a session that is down: the reports of
     # what happened meanwhile are never sent, and only a status query tells the engine
     reports_lost: bool = False
+    on_message: str = "AF"  # disconnect_on_status: the question whose arrival cuts the session
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down; with
     # on_order, "against" locks the side the arriving order needs (a buy finds no offers, a sell no bids)
     on_order: bool = False  # failover kinds: strike when a matching order reaches `venue`, not at after_s
@@ -140,6 +145,14 @@ class FaultPlan:
                 return f
         return None
 
+    def on_question(self, venue: str, msg_type: str, now: float) -> Fault | None:
+        """The disconnect_on_status fault that cuts the session as this status question arrives."""
+        for f in self.faults:
+            if f.kind == "disconnect_on_status" and f.venue == venue and f.on_message == msg_type and f.active(now) \
+                    and f.fire():
+                return f
+        return None
+
     def drops(self, msg_type: str, poss_dup: bool, venue: str, direction: str, now: float) -> Fault | None:
         """The drop fault that loses this message, if any (see DROP_EXEMPT)."""
         if msg_type in DROP_EXEMPT or poss_dup:
@@ -172,8 +185,11 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             sec.problem("on_order", f"is not supported for {kind}", f"use it with {', '.join(ON_ORDER_KINDS)}")
         if sec.has("journal_damage") and kind not in ("crash_restart", "crash_on_order"):
             sec.problem("journal_damage", f"is not supported for {kind}", "use it with crash_restart or crash_on_order")
-        if sec.has("reports_lost") and kind != "disconnect_on_order":
-            sec.problem("reports_lost", f"is not supported for {kind}", "use it with disconnect_on_order")
+        if sec.has("reports_lost") and kind not in ("disconnect_on_order", "disconnect_on_status"):
+            sec.problem("reports_lost", f"is not supported for {kind}",
+                        "use it with disconnect_on_order or disconnect_on_status")
+        if sec.has("on_message") and kind not in STATUS_KINDS:
+            sec.problem("on_message", f"is not supported for {kind}", "use it with disconnect_on_status")
         if venue and venue not in venues:
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
@@ -198,7 +214,9 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
-            reports_lost=sec.get("reports_lost", bool, False) if kind == "disconnect_on_order" else False,
+            reports_lost=sec.get("reports_lost", bool, False)
+            if kind in ("disconnect_on_order", "disconnect_on_status") else False,
+            on_message=sec.get("on_message", str, "AF", choices=STATUS_MESSAGES) if kind in STATUS_KINDS else "AF",
             side=sec.get("side", str, "buy", choices=("buy", "sell", "against")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,
@@ -230,7 +248,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
                         "add on_order = true, or write side = \"buy\" or \"sell\"")
         if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until):
             sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
-        if (kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart",
+        if (kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "disconnect_on_status", "crash_restart",
                      "crash_on_order", "primary_pause", "standby_crash", "replication_delay", "crash_mid_batch")
                 or (kind == "price_limit_lock" and on_order)) and f.delay == 0.0:
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")

@@ -373,6 +373,8 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("kill_switch")
     if "status_query" in stages:
         seen.add("status_query")
+    if "status_reasked" in stages:  # a drop left a logon's questions unanswered: asked again at the next
+        seen.add("status_reasked")
     if "positions_reconciled" in stages:
         seen.add("positions_reconciled")
     if "position_mismatch" in stages:

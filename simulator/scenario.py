@@ -57,6 +57,7 @@ FAULT_PATHS: dict[str, tuple[str, ...]] = {
     "kill_switch": ("kill_switch",), "primary_crash": ("failover",), "primary_pause": ("failover", "fenced_attempt"),
     "fill_before_ack": ("fill_before_ack",), "cancel_race": ("cancel_reject",), "crash_mid_batch": ("engine_restart",),
     "price_jump": ("price_jump",), "desk_trade": ("position_mismatch",), "late_fill": ("late_fill",),
+    "disconnect_on_status": ("status_reasked",),
 }
 WINDOW_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset", "kill_switch", "latency_spike",
                 "drop", "reject", "partial_fill")
@@ -65,7 +66,8 @@ COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_
             "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
             "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
             "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump", "positions_reconciled", "position_mismatch",
-            "foreign_cancel", "unknown_order", "adopted", "journal_refused", "late_fill", "overfill_recorded")
+            "foreign_cancel", "unknown_order", "adopted", "journal_refused", "late_fill", "overfill_recorded",
+            "status_reasked")
 RISK_LIMITS = ("max_order_lots", "max_position_lots", "max_notional_cny", "price_band_pct", "max_orders_per_day",
                "max_slippage_ticks")
 COVERAGE += tuple(f"risk:{limit}" for limit in RISK_LIMITS)  # an order this limit refused (entry or recovery)

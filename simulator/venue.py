@@ -18,6 +18,7 @@ from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
 
 ENGINE_COMP_ID = "XMC"
+SESSION_TYPES = ("0", "1", "2", "4", "5")  # the session layer's messages (the Logon is answered apart)
 MARKET_MAKER = "mm"  # owner of the background liquidity's book orders
 # Certification mode, as broker certification suites do it: the order's quantity picks the behaviour.
 CERTIFICATION_BANDS = (
@@ -84,8 +85,11 @@ class Member:
         what it had sent into the dead connection is not kept for resending (a ResendRequest for it
         is answered with SequenceReset-GapFill, as FIX has a gateway without a store answer)."""
         if self.reports_lost:
-            self.lost += len(self.session.queued)
-            self.session.queued = []
+            # the session layer's own messages stay: a ResendRequest for the engine's messages the cut
+            # lost is raised as the logon arrives, before this, and must follow the logon's answer
+            kept = [msg for msg in self.session.queued if msg.getHeader().getField(35) in SESSION_TYPES]
+            self.lost += len(self.session.queued) - len(kept)
+            self.session.queued = kept
             history = getattr(self.session, "history", None)  # virtual time; quickfix keeps its own store
             if history is not None:
                 gone = [seq for seq in history if seq >= self.lost_from]
@@ -270,6 +274,12 @@ class Venue:
             m.session.reject(FixParseError("business", 3, f"MsgType {msg.msg_type} not supported by this venue",
                                            msg.msg_type, msg.seq))
             return
+        if msg.msg_type in ("AF", "AN", "H") and m is self.engine and self.on_disconnect_fault is not None:
+            cut = self.faults.on_question(self.cfg.name, msg.msg_type, self.env.now) if self.faults else None
+            if cut is not None:  # the session drops as the question arrives, before any answer
+                if cut.reports_lost:
+                    m.begin_losing()
+                self.on_disconnect_fault(cut, m)
         if msg.msg_type in ("AF", "AN") and self.cfg.mass_status_delay > 0:
             # a query over every order or position of the account is answered after the venue's
             # lookup time (mass_status_delay_ms), from the state they are in then; an order's own

@@ -436,7 +436,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
                     for n, v in sc.venues.items()]
         engine = LiveEngine(core, sessions)
         # with link faults or a venue restart, sequence numbers survive: resend and gap fill recover
-        cuts = any(f.kind == "disconnect_on_order" for f in sc.faults)
+        cuts = any(f.kind in ("disconnect_on_order", "disconnect_on_status") for f in sc.faults)
         store = out / "store" if out is not None else Path(tempfile.mkdtemp(prefix="xmc-store-"))
         store.mkdir(parents=True, exist_ok=True)
         engine.start(settings_text(sessions, store,

@@ -223,6 +223,27 @@ def _taken_over_at_comex(config, hg_fill_seen: bool):
     return core, b, af, an
 
 
+@pytest.mark.parametrize("answered_first", ["none", "orders"])
+def test_a_drop_that_leaves_the_position_question_unanswered_asks_orders_and_positions_again(config, answered_first):
+    """A second drop inside the reconciliation of a takeover: whether it lost both answers or only the
+    position report, the next logon asks all orders (AF) and positions (AN) again; else the positions
+    would never be compared and a trade the venue holds for us would go unseen (f70 on the wire)."""
+    from engine.core.events import PositionReport, SendMassStatusRequest, SendPositionRequest, SessionDown, SessionUp
+
+    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=True)
+    if answered_first == "orders":
+        core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)
+    core.handle(SessionDown("COMEX"), 1.25)
+    again = core.handle(SessionUp("COMEX"), 1.5)
+    stages = [x.stage for x in again if isinstance(x, Audit)]
+    assert "status_reasked" in stages and not core.venue_ready("COMEX")
+    (af2,) = [x for x in again if isinstance(x, SendMassStatusRequest)]
+    (an2,) = [x for x in again if isinstance(x, SendPositionRequest)]
+    core.handle(_mass_answer(af2.req_id, b, b.qty), 1.6)
+    out = core.handle(PositionReport("COMEX", an2.req_id, "HG", 1.0, 1, "0"), 1.7)  # ours +2: a mismatch
+    assert "position_mismatch" in {x.stage for x in out if isinstance(x, Audit)}
+
+
 @pytest.mark.parametrize("source", ["position_reports", "orders_cumqty"])
 @pytest.mark.parametrize("venue_lots,held", [(2.0, False), (1.0, True)])
 def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_lots,

@@ -62,8 +62,11 @@ class Reconciliation:
             # orders still working, and the mass status if it was outstanding); a stale one must not
             # hold the venue for good once what it asked about is settled
             stale = self.status_pending.pop(ev.venue, set())
-            if any(k.startswith("MS-") for k in stale):
+            if any(k.startswith(("MS-", "PR-")) for k in stale):  # all orders or positions: both again
                 self.mass_status_due.add(ev.venue)
+            if stale:
+                out.append(Audit(now, "status_reasked", detail=f"{ev.venue}: the drop left {', '.join(sorted(stale))} "
+                                                               f"unanswered; what is still open is asked again"))
             working = [o for ep in self.core.active.values() for leg in ep.legs.values() for o in leg.orders
                        if o.venue == ev.venue and not o.done]
             pending = {o.cl_ord_id for o in working}
