@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.core.events import SendCancel, SendOrder, Subscribe
-from engine.fix.codec import FixCodec, FixParseError
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time
 from engine.fix.dictionary import DictionaryError, load
 
 ORDER = SendOrder("SHFE", "E1-000001A1", "CU", "cu2603", "1", 5, 70010.0, "2", "3", "SHFE-ARB-01", "E1-000001")
@@ -281,3 +283,23 @@ def test_a_position_request_for_an_account_not_registered_at_the_venue_is_not_au
     assert (ao.get(728), ao.get(729)) == ("3", "2")
     (pos,) = codec("SHFE").decode(ao, "SHFE")
     assert (pos.req_id, pos.total, pos.result) == ("PR-4", 0, "3")
+
+
+def _fix_time_by_datetime(t: float) -> str:
+    import datetime as dt
+
+    d = dt.datetime.fromtimestamp(t, dt.UTC)
+    return d.strftime("%Y%m%d-%H:%M:%S.") + f"{d.microsecond // 1000:03d}"
+
+
+@given(st.one_of(
+    st.floats(min_value=0.0, max_value=4.1e9, allow_nan=False, allow_infinity=False),
+    # around the virtual epoch, at and beside the rounding edges of microseconds and of the second
+    st.builds(lambda s, us, eps: VIRTUAL_EPOCH + s + us / 1e6 + eps, st.integers(0, 10 ** 6),
+              st.sampled_from([0, 500, 999_499, 999_500, 999_999]), st.sampled_from([0.0, 5e-7, -5e-7, 4.9e-7, 1e-9])),
+))
+@settings(max_examples=500, deadline=None)
+def test_fix_time_is_the_datetime_text_for_every_time(t):
+    """fix_time formats each whole second once and adds the milliseconds itself: byte for byte what
+    datetime gives, rounding and the carry into the next second included."""
+    assert fix_time(t) == _fix_time_by_datetime(t)

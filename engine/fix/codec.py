@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,10 +58,27 @@ _GROUP_CLASSES = {
 _GROUP_TEMPLATES = {key: cls() for key, cls in _GROUP_CLASSES.items()}
 
 
+_SECOND_TEXT: dict[int, str] = {}  # whole epoch second -> "YYYYMMDD-HH:MM:SS." (most messages share one)
+
+
 def fix_time(t: float) -> str:
-    """UTCTimestamp with milliseconds for an absolute epoch time."""
-    d = _dt.datetime.fromtimestamp(t, _dt.UTC)
-    return d.strftime("%Y%m%d-%H:%M:%S.") + f"{d.microsecond // 1000:03d}"
+    """UTCTimestamp with milliseconds for an absolute epoch time (t >= 0).
+
+    The same text as datetime.fromtimestamp(t, UTC) gives (its microseconds rounded half to even,
+    carried into the second at 1e6, then cut to milliseconds), with the date and time of each whole
+    second formatted once: this runs for every message, in header and body."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    second = int(whole)
+    text = _SECOND_TEXT.get(second)
+    if text is None:
+        if len(_SECOND_TEXT) >= 4096:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[second] = _dt.datetime.fromtimestamp(second, _dt.UTC).strftime("%Y%m%d-%H:%M:%S.")
+    return f"{text}{us // 1000:03d}"
 
 
 def fmt_px(px: float) -> str:
