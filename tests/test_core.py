@@ -73,23 +73,23 @@ def test_one_leg_rejected_is_legged_then_escalated_with_exposure(config):
     assert "legged" in stages(acts) and any(isinstance(x, Alert) for x in acts)
 
 
-def test_partial_fill_is_legged(config):
+def _far_leg_half_filled(config):
+    """CU fills, HG fills 1 of 2 and the venue cancels the rest: (core, the episode, the HG order)."""
     core = EngineCore(config)
     a, b = orders(fire(core))
     core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
     core.handle(report(b, "x2", "F", "1", 1, 1, 4.5), 0.12)
     core.handle(report(b, "x3", "4", "4", 1), 0.12)
-    ep = core.episodes[a.decision_id]
+    return core, core.episodes[a.decision_id], b
+
+
+def test_partial_fill_is_legged(config):
+    _core, ep, _b = _far_leg_half_filled(config)
     assert ep.state is EpisodeState.ESCALATED and ep.missing() == {"A": 0, "B": 1}
 
 
 def test_a_late_fill_on_an_ended_episode_counts_and_pages_the_desk(config):
-    core = EngineCore(config)
-    a, b = orders(fire(core))
-    core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
-    core.handle(report(b, "x2", "F", "1", 1, 1, 4.5), 0.12)
-    core.handle(report(b, "x3", "4", "4", 1), 0.12)
-    ep = core.episodes[a.decision_id]
+    core, ep, b = _far_leg_half_filled(config)
     assert ep.state is EpisodeState.ESCALATED
     acts = core.handle(report(b, "x4", "F", "2", 2, 1, 4.5), 0.3)  # the cancelled rest filled after all
     assert core.positions["HG"] == 2 and ep.legs["B"].filled == 2 and ep.state is EpisodeState.ESCALATED
