@@ -19,7 +19,7 @@ NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
     4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills",
     7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded (a chase's slippage included)",
-    9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, stages ordered",
+    9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision and handed to the transport, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working",
     13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
@@ -55,6 +55,10 @@ class InvariantChecker:
         self.late_position: dict[str, float] = {}  # instrument -> signed lots of those late fills
         self.jumps: list[float] = []  # times of price jumps (price_jump faults)
         self.lease = None  # failover runs: the lease whose revision is the current fencing epoch
+        # invariant 10: every order the core registers leaves in the batch that decided it (handed to
+        # the transport, or stopped by the fence); `registered` orders of the current core were checked
+        self.handed: set[str] = set()
+        self.registered = len(core.orders)
 
     @property
     def core(self) -> EngineCore:
@@ -65,6 +69,7 @@ class InvariantChecker:
         """A restart or takeover: the new node's core from here on."""
         if core is not self._core:
             self.inherited |= set(self._core.episodes) | set(core.episodes)
+            self.registered = len(core.orders)  # what it rebuilt or replicated was sent by an earlier node
         self._core = core
 
     def _ok(self, n: int) -> None:
@@ -130,6 +135,8 @@ class InvariantChecker:
         """Order size and price band, against the same book the engine priced from; a recovery order's
         price against the policy's schedule (invariant 13)."""
         core = self.core
+        if not replace:
+            self.handed.add(cl_ord_id)
         if side and price is not None and not replace:
             self._check_recovery_price(now, instrument, cl_ord_id, decision_id, side, qty, price)
         risk = core.cfg.risk
@@ -239,7 +246,23 @@ class InvariantChecker:
         else:
             self._ok(5)
 
+    def after_batch(self, now: float) -> None:
+        """The core's actions for one event were carried out in full (the process lived through the
+        batch): every order it registered meanwhile must have been handed to the transport or
+        stopped by the fence. An order the core believes sent that never left is a lost action."""
+        orders = self.core.orders
+        if len(orders) == self.registered:
+            return
+        new = list(orders.values())[self.registered:]
+        self.registered = len(orders)
+        for o in new:
+            if not o.adopted and o.cl_ord_id not in self.handed:
+                self._fail(10, now, o.decision_id, f"order {o.cl_ord_id} registered by the engine as sent but "
+                                                   f"never handed to the transport")
+                return
+
     def on_fenced(self, now: float, node: str, cl_ord_id: str) -> None:
+        self.handed.add(cl_ord_id)
         self.coverage.add("fenced_attempt")
         self._ok(5)
 

@@ -144,6 +144,8 @@ class SimEngineShell(ActionDispatcher):
                 session.min_epoch = self.core.epoch
         self.execute(actions)
         if self.checker is not None:
+            if self.alive and not self.paused:
+                self.checker.after_batch(self.env.now)
             self.checker.after_event(self.env.now, event)
 
     def execute(self, actions: list) -> None:

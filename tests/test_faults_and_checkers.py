@@ -83,6 +83,27 @@ def test_a_late_fill_the_venue_did_not_send_late_is_an_illegal_move(monkeypatch)
     assert inv["status"] == "fail" and "after the venue ended the order" in inv["first"]["detail"]
 
 
+def test_an_order_the_engine_registers_but_never_hands_to_the_transport_fails_invariant_10(monkeypatch):
+    """A lost action: the reconciliation resumes two legged episodes at once and keeps only the last
+    one's actions, so the first one's chase is registered as sent but never leaves the node."""
+    from engine.core.episode import EpisodeState
+    from engine.core.reconciliation import Reconciliation
+
+    f63 = scenario.load(ROOT / "scenarios" / "f63_two_episodes_wait_for_one_reconciliation.toml")
+    assert runner.run(f63, 2).report["invariants"]["10"]["status"] == "pass"
+
+    def resume_keeping_the_last(self, now):
+        out = []
+        for ep in list(self.core.active.values()):
+            if ep.state is EpisodeState.LEGGED and not ep.working:
+                out = self.core.recovery.on_legged(self.core, ep, now)
+        return out
+
+    monkeypatch.setattr(Reconciliation, "resume_waiting", resume_keeping_the_last)
+    inv = runner.run(f63, 2).report["invariants"]["10"]
+    assert inv["status"] == "fail" and "never handed to the transport" in inv["first"]["detail"]
+
+
 def test_recovery_prices_follow_the_schedule_in_a_clean_run():
     rep = runner.run(scenario.load(ROOT / "scenarios" / "f04_partial_fill_ioc.toml")).report
     assert rep["invariants"]["13"]["status"] == "pass"
