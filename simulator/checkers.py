@@ -55,10 +55,12 @@ class InvariantChecker:
         self.late_position: dict[str, float] = {}  # instrument -> signed lots of those late fills
         self.jumps: list[float] = []  # times of price jumps (price_jump faults)
         self.lease = None  # failover runs: the lease whose revision is the current fencing epoch
-        # invariant 10: every order the core registers leaves in the batch that decided it (handed to
-        # the transport, or stopped by the fence); `registered` orders of the current core were checked
+        # invariant 10: every order the core registers as sent leaves the node (handed to the transport,
+        # or stopped by the fence) before the run ends; `registered` orders of the current core were
+        # looked at, `unsent` are those registered and not handed yet (ClOrdID -> (decision, when))
         self.handed: set[str] = set()
         self.registered = len(core.orders)
+        self.unsent: dict[str, tuple[str, float]] = {}
 
     @property
     def core(self) -> EngineCore:
@@ -70,6 +72,7 @@ class InvariantChecker:
         if core is not self._core:
             self.inherited |= set(self._core.episodes) | set(core.episodes)
             self.registered = len(core.orders)  # what it rebuilt or replicated was sent by an earlier node
+            self.unsent.clear()  # what the dead node had not sent yet is the new node's to reconcile
         self._core = core
 
     def _ok(self, n: int) -> None:
@@ -137,6 +140,7 @@ class InvariantChecker:
         core = self.core
         if not replace:
             self.handed.add(cl_ord_id)
+            self.unsent.pop(cl_ord_id, None)
         if side and price is not None and not replace:
             self._check_recovery_price(now, instrument, cl_ord_id, decision_id, side, qty, price)
         risk = core.cfg.risk
@@ -248,8 +252,8 @@ class InvariantChecker:
 
     def after_batch(self, now: float) -> None:
         """The core's actions for one event were carried out in full (the process lived through the
-        batch): every order it registered meanwhile must have been handed to the transport or
-        stopped by the fence. An order the core believes sent that never left is a lost action."""
+        batch): the orders it registered meanwhile and did not hand to the transport are noted; one
+        still not handed when the run ends is a lost action (invariant 10, at finish)."""
         orders = self.core.orders
         if len(orders) == self.registered:
             return
@@ -257,12 +261,11 @@ class InvariantChecker:
         self.registered = len(orders)
         for o in new:
             if not o.adopted and o.cl_ord_id not in self.handed:
-                self._fail(10, now, o.decision_id, f"order {o.cl_ord_id} registered by the engine as sent but "
-                                                   f"never handed to the transport")
-                return
+                self.unsent[o.cl_ord_id] = (o.decision_id, now)
 
     def on_fenced(self, now: float, node: str, cl_ord_id: str) -> None:
         self.handed.add(cl_ord_id)
+        self.unsent.pop(cl_ord_id, None)
         self.coverage.add("fenced_attempt")
         self._ok(5)
 
@@ -328,6 +331,10 @@ class InvariantChecker:
                 self._fail(10, now, ep.decision_id, f"stage chain out of order or incomplete: {st}")
             if ep.state.value == "BALANCED" and ep.residual_tonnes is None:
                 self._fail(3, now, ep.decision_id, "residual not recorded")
+        for cl, (decision_id, when) in self.unsent.items():
+            self._fail(10, when, decision_id, f"order {cl} registered by the engine as sent but never handed "
+                                              f"to the transport")
+            break
         if core.episodes:
             for n in (2, 3, 10):
                 self._ok(n)
