@@ -373,6 +373,8 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("kill_switch")
     if "status_query" in stages:
         seen.add("status_query")
+    if "mass_status_unsupported" in stages:  # a venue refused the AF: per-order answers had to do
+        seen.add("mass_status_unsupported")
     if "status_reasked" in stages:  # a drop left a logon's questions unanswered: asked again at the next
         seen.add("status_reasked")
     if "positions_reconciled" in stages:

@@ -67,7 +67,7 @@ COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_
             "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
             "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump", "positions_reconciled", "position_mismatch",
             "foreign_cancel", "unknown_order", "adopted", "journal_refused", "late_fill", "overfill_recorded",
-            "status_reasked")
+            "status_reasked", "mass_status_unsupported")
 RISK_LIMITS = ("max_order_lots", "max_position_lots", "max_notional_cny", "price_band_pct", "max_orders_per_day",
                "max_slippage_ticks")
 COVERAGE += tuple(f"risk:{limit}" for limit in RISK_LIMITS)  # an order this limit refused (entry or recovery)
@@ -101,6 +101,7 @@ class VenueConfig:
     certification: bool = False  # behaviour chosen by OrderQty band (broker certification style)
     cancel_on_disconnect: bool = True  # the engine's resting orders are cancelled when its session drops
     position_requests: bool = True  # answers RequestForPositions (AN) with PositionReports (AP)
+    mass_status: bool = True  # answers OrderMassStatusRequest (AF); false: BusinessMessageReject, H must do
     mass_status_delay: float = 0.0  # seconds the venue takes to answer a mass status (AF) or position request (AN)
 
 
@@ -179,6 +180,7 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
         cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
         position_requests=sec.get("position_requests", bool, True),
+        mass_status=sec.get("mass_status", bool, True),
         mass_status_delay=sec.get("mass_status_delay_ms", float, 0.0, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
                                   hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer AF and AN") / 1e3,
     )

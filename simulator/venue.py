@@ -499,6 +499,10 @@ class Venue:
     def _on_mass_status(self, msg, m: Member) -> None:
         """OrderMassStatusRequest (AF), all orders: one status report (ExecType I) per order of this
         member today, the last with LastRptRequested=Y; with none, one report saying so."""
+        if not self.cfg.mass_status:  # venue key mass_status = false: per-order status (H) must do
+            m.session.reject(FixParseError("business", 3, "OrderMassStatusRequest not supported by this venue",
+                                           msg.msg_type, msg.seq))
+            return
         req = msg.get(584)
         orders = list(m.orders.values())
         if not orders:
