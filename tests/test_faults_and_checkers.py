@@ -139,6 +139,12 @@ FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
     ('[[faults]]\nkind = "meteor"\nvenue = "COMEX"\n', "faults[1].kind", "reject"),
     ('[[faults]]\nkind = "late_ack"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
     ('[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\n', "faults[1].until_s", "needs an end"),
+    ('[[faults]]\nkind = "disconnect_on_status"\nvenue = "COMEX"\ndelay_ms = 100\non_message = "D"\n',
+     "faults[1].on_message", "AF"),
+    ('[[faults]]\nkind = "disconnect_on_status"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
+    ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\non_message = "AF"\n', "faults[1].on_message", "not supported"),
+    ('[[faults]]\nkind = "late_fill"\nvenue = "COMEX"\nreports_lost = true\n', "faults[1].reports_lost",
+     "not supported"),
 ])
 def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hint):
     path = tmp_path / "bad.toml"
@@ -146,6 +152,20 @@ def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hin
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and key in err and hint in err
+
+
+@pytest.mark.parametrize("question", ["AF", "AN"])
+def test_a_drop_as_either_logon_question_arrives_is_asked_again_and_finds_the_desk_trade(tmp_path, question):
+    """disconnect_on_status cuts the session at the AF or at the AN (f70 cuts at the AF): either way the
+    answers are lost, the next logon asks again and the position mismatch is found."""
+    f70 = ROOT / "scenarios" / "f70_second_drop_during_reconciliation.toml"
+    text = f70.read_text().replace('extends = "', f'extends = "{ROOT / "scenarios"}/')
+    path = tmp_path / f"cut_at_{question}.toml"
+    path.write_text(text.replace('on_message = "AF"', f'on_message = "{question}"'))
+    rep = runner.run(scenario.load(path), 1).report
+    assert rep["verdict"] == "pass", [x for x in rep["expectations"] if x["verdict"] != "pass"]
+    assert {"status_reasked", "position_mismatch"} <= set(rep["coverage"])
+    assert rep["faults"] and all(hits == 1 for key, hits in rep["faults"].items() if "disconnect_on_status" in key)
 
 
 def test_cancel_on_disconnect_is_the_venues_unless_the_fault_says_otherwise(tmp_path):
