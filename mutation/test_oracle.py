@@ -42,7 +42,8 @@ SELECTED = (
     "f65_chase_slippage_at_its_limit", "f66_risk_price_band_at_its_edge", "f67_late_fill_overfill_hedge",
     "f68_late_fill_overfill_recorded", "f69_unwind_rejected_until_attempts_run_out",
     "f70_second_drop_during_reconciliation", "f71_desk_trade_seen_in_comex_position_reports",
-    "f72_no_mass_status_positions_still_compared",
+    "f72_no_mass_status_positions_still_compared", "f73_reconnect_while_a_chase_rests",
+    "f74_rest_fills_while_disconnected", "f75_failover_foreign_orders_already_filled",
     "f63_two_episodes_wait_for_one_reconciliation@2",
     "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
 )

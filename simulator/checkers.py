@@ -17,11 +17,11 @@ from engine.core.ids import BUY, CHILD_ID
 
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
-    4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills",
+    4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills, no fill of no lots on record",
     7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded (a chase's slippage included)",
-    9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision and handed to the transport, stages ordered",
+    9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, one live per leg, handed to the transport, stages ordered",
     11: "no decision on a stale quote",
-    12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working",
+    12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working or traded untold",
     13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
 }
 
@@ -146,6 +146,8 @@ class InvariantChecker:
         risk = core.cfg.risk
         if decision_id not in core.episodes:
             self._fail(10, now, decision_id, f"order {cl_ord_id} belongs to no decision")
+        elif not replace:
+            self._check_one_live(now, decision_id, cl_ord_id)
         max_qty = risk.max_order_lots.get(instrument)
         ref = core.reference_price(instrument)  # the book's mid, else its last two-sided mid
         sent = self.sent_today[instrument] = self.sent_today.get(instrument, 0) + (not replace)
@@ -166,6 +168,26 @@ class InvariantChecker:
                                             f"> max_slippage_ticks {risk.max_slippage_ticks}")
         else:
             self._ok(8)
+
+    def on_audit(self, row) -> None:
+        """A fill on record moves a position: one of no lots is a phantom the audit trail must not hold
+        (invariant 6)."""
+        if row.stage in ("fill", "foreign_fill") and not row.qty > 1e-9:
+            self._fail(6, row.ts, row.decision_id, f"audit row {row.seq}: {row.stage} of {row.qty:g} lots for "
+                                                   f"{row.cl_ord_id or 'no order'}: a fill on record that moved nothing")
+
+    def _check_one_live(self, now: float, decision_id: str, cl_ord_id: str) -> None:
+        """One intent, one live order: a new order of an episode's leg leaves only when no earlier order
+        of that leg is still live in the engine's view (working, or a cancel not yet answered); a
+        second one could fill on top of the first (invariant 10)."""
+        m = CHILD_ID.match(cl_ord_id)
+        leg = self.core.episodes[decision_id].legs.get(m.group(2)) if m is not None else None
+        if leg is None:
+            return
+        live = [o.cl_ord_id for o in leg.orders if not o.done and o.cl_ord_id != cl_ord_id]
+        if live:
+            self._fail(10, now, decision_id, f"{cl_ord_id} sent while {', '.join(live)} of leg {leg.name} "
+                                             f"is still live: two orders for one intent")
 
     def _chase_slippage(self, instrument: str, cl_ord_id: str, decision_id: str, side: str,
                         price: float | None) -> float | None:
@@ -288,12 +310,18 @@ class InvariantChecker:
                        f"{instrument} position {pos:+g} lots beyond ±{limit}")
 
     # ---- at the end of the run -----------------------------------------------------------------
-    def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float, float]]) -> None:
+    def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float, float]],
+                        flagged: set[str] = frozenset()) -> None:
         """Invariant 12, at the end of every run (restarts, failovers and disconnects included): every order the engine holds agrees
         with the venue on filled quantity, on being done and on its average fill price (venue_orders:
         ClOrdID -> (OrdStatus, CumQty, AvgPx)); an order the venue never saw must be dead with nothing
-        filled in the engine; and nothing the engine does not know is left working at a venue."""
+        filled in the engine; nothing the engine does not know is left working at a venue, and every
+        one that traded was told to the desk (`flagged`: ClOrdIDs of unknown_order anomalies)."""
         for cl, (status, cum, _avg) in venue_orders.items():
+            if cum > 1e-9 and cl not in flagged and self.core.find_order(cl) is None:
+                self._fail(12, now, "", f"{cl}: {cum:g} lots filled at the venue by an order the engine does not "
+                                        f"know, and the desk was never told of it")
+                return
             if status not in ("2", "4", "8", "C") and self.core.find_order(cl) is None:
                 # an order of another node (or of nobody) the reconciliation should have cancelled
                 self._fail(12, now, "", f"{cl}: working at the venue (OrdStatus {status}, CumQty {cum:g}) "

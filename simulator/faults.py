@@ -82,6 +82,8 @@ class Fault:
     # disconnect_on_order: the venue's gateway keeps nothing for a session that is down: the reports of
     # what happened meanwhile are never sent, and only a status query tells the engine
     reports_lost: bool = False
+    cut_after: float = 0.0  # disconnect_on_order: the session drops this long after the order arrives
+    # (after_ms; 0: as it arrives), the order working meanwhile and its first reports delivered
     on_message: str = "AF"  # disconnect_on_status: the question whose arrival cuts the session
     side: str = "buy"  # price_limit_lock: "buy" locks limit-up (no offers), "sell" limit-down; with
     # on_order, "against" locks the side the arriving order needs (a buy finds no offers, a sell no bids)
@@ -188,6 +190,13 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
         if sec.has("reports_lost") and kind not in ("disconnect_on_order", "disconnect_on_status"):
             sec.problem("reports_lost", f"is not supported for {kind}",
                         "use it with disconnect_on_order or disconnect_on_status")
+        if sec.has("after_ms") and kind != "disconnect_on_order":
+            sec.seen.add("after_ms")
+            sec.problem("after_ms", f"is not supported for {kind}",
+                        "use it with disconnect_on_order (for a window fault, after_s and until_s)")
+        if kind == "partial_fill" and sec.has("delay_ms") and sec.data.get("rest", "cancel") != "work":
+            sec.problem("delay_ms", "is set on a partial_fill whose rest is cancelled: there is no rest to trade later",
+                        "add rest = \"work\", or remove delay_ms")
         if sec.has("on_message") and kind not in STATUS_KINDS:
             sec.problem("on_message", f"is not supported for {kind}", "use it with disconnect_on_status")
         if venue and venue not in venues:
@@ -216,6 +225,8 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
             reports_lost=sec.get("reports_lost", bool, False)
             if kind in ("disconnect_on_order", "disconnect_on_status") else False,
+            cut_after=sec.get("after_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3
+            if kind == "disconnect_on_order" else 0.0,
             on_message=sec.get("on_message", str, "AF", choices=STATUS_MESSAGES) if kind in STATUS_KINDS else "AF",
             side=sec.get("side", str, "buy", choices=("buy", "sell", "against")),
             on_order=on_order,

@@ -427,7 +427,8 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         venue_orders = {cl: (co.status, float(co.cum), co.notional / co.cum if co.cum else 0.0)
                         for v in venues.values() for cl, co in v.orders.items()}
         venue_orders.update({cl: ("A", 0.0, 0.0) for v in venues.values() for cl in v.pending_new})
-        checker.reconcile_check(scenario.duration + scenario.drain, venue_orders)
+        checker.reconcile_check(scenario.duration + scenario.drain, venue_orders,
+                                {a.cl_ord_id for a in shell.anomalies if a.kind == "unknown_order"})
     invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
     if wire is not None:
         invariants.update(wire.finish(core.positions, {d: ep.stages["terminal"] for d, ep in core.episodes.items()

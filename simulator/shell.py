@@ -181,6 +181,8 @@ class SimEngineShell(ActionDispatcher):
 
     def audited(self, row: tuple) -> None:
         self.log.event(row.ts, "audit " + "|".join(map(str, row[2:])))
+        if self.checker is not None:
+            self.checker.on_audit(row)
 
     def alert(self, a: Alert) -> None:
         self.log.event(a.ts, f"alert {a.level} {a.text}")

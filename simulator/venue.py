@@ -329,6 +329,11 @@ class Venue:
             self.on_crash_fault(crash)
             return
         cut = self._fault("disconnect_on_order", cl_ord_id)
+        if cut is not None and self.on_disconnect_fault is not None and cut.cut_after > 0:
+            self._accept(msg, m)  # the order works and its first reports leave; the session drops later
+            later = self.env.timeout(cut.cut_after)
+            later.callbacks.append(lambda _e, cut=cut, m=m: self._cut_later(cut, m))
+            return
         if cut is not None and self.on_disconnect_fault is not None:
             if cut.reports_lost:
                 m.begin_losing()  # its own reports are the first the gateway will not keep
@@ -351,6 +356,14 @@ class Venue:
             if self.checker is not None and m is self.engine:
                 self.checker.late_acks.add(msg.get(11))
             self._accept(msg, m)
+
+    def _cut_later(self, cut, m: Member) -> None:
+        """disconnect_on_order with after_ms: the session drops now, unless it is down already."""
+        if not m.logged_on:
+            return
+        if cut.reports_lost:
+            m.begin_losing()
+        self.on_disconnect_fault(cut, m)
 
     def _accept(self, msg, m: Member) -> None:
         cl_ord_id, symbol = msg.get(11), msg.get(55)
@@ -427,7 +440,15 @@ class Venue:
             co.status = "4"
             self._exec(co, "4", "4")
             self._late_fill_after(co)
-        # rest == "work": the remainder stays working at the venue (not in the book) until cancelled
+        # rest == "work": the remainder stays working at the venue (not in the book) until cancelled;
+        # with delay_ms the market trades it then, at the order's price, if it still works
+        if fault.delay > 0:
+            later = self.env.timeout(fault.delay)
+            later.callbacks.append(lambda _e, co=co: self._fill_rest(co))
+
+    def _fill_rest(self, co: ClientOrder) -> None:
+        if co.status in ("0", "1") and co.cum < co.qty and co.price is not None:
+            self._member_fill(co, co.qty - co.cum, co.price)
 
     def _match(self, symbol: str, order: BookOrder) -> None:
         inst = self.instruments[symbol]

@@ -94,6 +94,7 @@ class WireChecker:
         self.last_mid: dict[str, float] = {}
         self.exec_ids: set[tuple[str, str]] = set()
         self.positions: dict[str, float] = {}
+        self.counted: dict[tuple[str, str], float] = {}  # (venue, OrderID) -> CumQty counted in positions
         self.decision_pos: dict[tuple[str, str], float] = {}  # (decision, instrument) -> signed lots
         self.entries: dict[str, dict[str, tuple[int, str, int]]] = {}  # decision -> leg -> (qty, venue, seq)
         self.entry_sides: dict[str, dict[str, tuple[str, str]]] = {}  # decision -> leg -> (instrument, side)
@@ -229,10 +230,11 @@ class WireChecker:
                 open_.pop(asked, None)
 
     def venue_sent(self, venue: str, raw: str, now: float) -> None:
-        """A message the venue sent to the engine (resends included): fills are counted once per ExecID."""
+        """A message the venue sent to the engine (resends included): fills are counted once per order by
+        CumQty, from fill reports and status answers alike."""
         self._ascii(venue, raw, now)
         self._answers(venue, raw)
-        if f"{SOH}35=8{SOH}" not in raw or f"{SOH}150=F{SOH}" not in raw:
+        if f"{SOH}35=8{SOH}" not in raw or (f"{SOH}150=F{SOH}" not in raw and f"{SOH}150=I{SOH}" not in raw):
             return
         f = fields_of(raw)
         key = (venue, f.get(17, ""))
@@ -242,7 +244,18 @@ class WireChecker:
         name = self.instrument.get((venue, f.get(55, "")))
         if name is None:
             return
-        qty = float(f.get(32, "0")) * (1 if f.get(54) == "1" else -1)
+        # an order's fills counted so far, by its CumQty: a fill report adds what its CumQty says is new
+        # (a status answer counted it already if the report comes later), and a status answer adds what
+        # no fill report told (a fill whose report the venue never sent: the session was down and its
+        # gateway kept nothing), so the venue's positions are what its messages say, whichever carried it
+        oid = f.get(37, "")
+        order = (venue, oid if oid and oid != "NONE" else f.get(11, ""))
+        counted = self.counted.get(order, 0.0)
+        cum = float(f.get(14, "0") or 0)
+        if cum <= counted + 1e-9:
+            return
+        self.counted[order] = cum
+        qty = (cum - counted) * (1 if f.get(54) == "1" else -1)
         self.positions[name] = self.positions.get(name, 0.0) + qty
         cl = f.get(11, "")
         m = _CL.match(cl)

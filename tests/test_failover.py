@@ -157,10 +157,17 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     stray.reconcile_check(5.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0),
                                 "E1-000077B1": ("1", 1.0, 4.5)})
     assert stray.v[12].status == "fail" and "E1-000077B1" in stray.v[12].first["detail"]
+    # done at the venue: its fills are in the positions (W6, #6), but the desk must have been told of it
+    venue_orders = {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0), "E1-000077B1": ("4", 1.0, 4.5)}
     done_stray = InvariantChecker(core)
-    done_stray.reconcile_check(5.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0),
-                                     "E1-000077B1": ("4", 1.0, 4.5)})
-    assert done_stray.v[12].status == "pass"  # done at the venue: its fills are in the positions (W6, #6)
+    done_stray.reconcile_check(5.0, venue_orders, {"E1-000077B1"})
+    assert done_stray.v[12].status == "pass"
+    untold = InvariantChecker(core)
+    untold.reconcile_check(5.0, venue_orders)
+    assert untold.v[12].status == "fail" and "never told" in untold.v[12].first["detail"]
+    nothing_traded = InvariantChecker(core)  # a foreign order that ended with nothing filled holds nothing
+    nothing_traded.reconcile_check(5.0, {**venue_orders, "E1-000077B1": ("4", 0.0, 0.0)})
+    assert nothing_traded.v[12].status == "pass"
 
 
 def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):

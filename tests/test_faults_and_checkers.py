@@ -145,6 +145,10 @@ FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
     ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\non_message = "AF"\n', "faults[1].on_message", "not supported"),
     ('[[faults]]\nkind = "late_fill"\nvenue = "COMEX"\nreports_lost = true\n', "faults[1].reports_lost",
      "not supported"),
+    ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nafter_ms = 100\n', "faults[1].after_ms", "not supported"),
+    ('[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\ndelay_ms = 100\nafter_ms = -1\n',
+     "faults[1].after_ms", "milliseconds >= 0"),
+    ('[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\ndelay_ms = 100\n', "faults[1].delay_ms", 'rest = "work"'),
 ])
 def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hint):
     path = tmp_path / "bad.toml"

@@ -19,6 +19,9 @@ CAUGHT_BY = {
     "chase_away_from_market": ("f04_partial_fill_ioc", 1, {"min_reorder_success"}),
     "recovery_skips_risk": ("f32_chase_refused_unwinds", 1, {"coverage.risk_refused_recovery"}),
     "overfill_left_open": ("f67_late_fill_overfill_hedge", 1, {"invariants_hold", "coverage.overfill_hedge"}),
+    "resume_over_working_order": ("f73_reconnect_while_a_chase_rests", 1, {"invariants_hold"}),
+    "status_fill_ignores_earlier_fills": ("f74_rest_fills_while_disconnected", 1, {"invariants_hold"}),
+    "foreign_fill_unflagged": ("f75_failover_foreign_orders_already_filled", 1, {"invariants_hold"}),
 }
 
 

@@ -62,9 +62,13 @@ def test_a_price_move_inside_the_reference_window_is_not_a_violation(config):
     assert w.v["W8"].status == "fail"
 
 
-def report(cl: str, exec_id: str, qty: int, side: str = "1", symbol: str = "cu2603") -> str:
-    return SOH + SOH.join(f"{t}={v}" for t, v in [(35, "8"), (34, "3"), (11, cl), (17, exec_id), (150, "F"),
-                                                    (39, "2"), (55, symbol), (54, side), (32, str(qty))]) + SOH
+def report(cl: str, exec_id: str, qty: int, side: str = "1", symbol: str = "cu2603", cum: int | None = None,
+           exec_type: str = "F") -> str:
+    """A venue's ExecutionReport of order `cl` (OrderID O-`cl`): a fill of `qty` lots, CumQty `cum`
+    (default `qty`), or with exec_type "I" a status answer whose CumQty is `cum`."""
+    fields = [(35, "8"), (34, "3"), (11, cl), (37, f"O-{cl}"), (17, exec_id), (150, exec_type), (39, "2"),
+              (55, symbol), (54, side), (32, str(qty)), (14, str(qty if cum is None else cum))]
+    return SOH + SOH.join(f"{t}={v}" for t, v in fields) + SOH
 
 
 def test_venue_fills_are_counted_once_and_an_unwind_may_not_flip(config):
@@ -79,6 +83,21 @@ def test_venue_fills_are_counted_once_and_an_unwind_may_not_flip(config):
     verdicts = w.finish({"CU": 3.0}, {})
     assert verdicts["W6"]["status"] == "pass"
     assert checker(config).finish({"CU": 1.0}, {})["W6"]["status"] == "fail"
+
+
+def test_a_fill_only_a_status_answer_tells_is_counted_once(config):
+    """W6 counts each order by its CumQty: a lot whose fill report the venue never sent (the session was
+    down, its gateway kept nothing) shows in the status answer's CumQty, and a fill report that comes
+    after the answer adds only what the answer had not counted."""
+    w = checker(config)
+    w.venue_sent("COMEX", report("E1-000001B2R", "X1", 1, side="1", symbol="HGH6", cum=1), 1.0)
+    w.venue_sent("COMEX", report("E1-000001B2R", "S1", 0, side="1", symbol="HGH6", cum=2, exec_type="I"), 1.5)
+    assert w.positions == {"HG": 2.0}
+    w.venue_sent("COMEX", report("E1-000001B2R", "X2", 1, side="1", symbol="HGH6", cum=2), 1.6)  # told late
+    w.venue_sent("COMEX", report("E1-000001B2R", "S2", 0, side="1", symbol="HGH6", cum=2, exec_type="I"), 1.7)
+    assert w.positions == {"HG": 2.0}
+    assert w.finish({"HG": 2.0}, {})["W6"]["status"] == "pass"
+    assert checker(config).finish({"HG": 1.0}, {})["W6"]["status"] == "fail"
 
 
 def test_orders_after_the_terminal_stage_and_legs_off_the_ratio(config):

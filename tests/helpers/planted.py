@@ -115,7 +115,57 @@ def overfill_left_open() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def resume_over_working_order() -> Iterator[None]:
+    """A venue that becomes ready resumes every legged episode, also one whose chase still works
+    there: a second chase goes out on top of the first (two orders for one intent)."""
+    def resume_waiting(self, now):
+        out = []
+        for ep in list(self.core.active.values()):
+            if ep.state is recovery.EpisodeState.LEGGED:
+                out += self.core.recovery.on_legged(self.core, ep, now)
+        return out
+
+    with mock.patch.object(Reconciliation, "resume_waiting", resume_waiting):
+        yield
+
+
+@contextlib.contextmanager
+def status_fill_ignores_earlier_fills() -> Iterator[None]:
+    """A fill learned from a status answer is priced as if the order had filled nothing before: the
+    order's average price drifts from the venue's once it had filled in part (AvgPx over CumQty)."""
+    original = Reconciliation.on_status
+
+    def on_status(self, order, r, now):
+        known_qty = order.cum_qty
+        out = original(self, order, r, now)
+        if 0 < known_qty < r.cum_qty:
+            order.avg_px = r.avg_px * (r.cum_qty + known_qty) / r.cum_qty  # the sum where the difference belongs
+        return out
+
+    with mock.patch.object(Reconciliation, "on_status", on_status):
+        yield
+
+
+@contextlib.contextmanager
+def foreign_fill_unflagged() -> Iterator[None]:
+    """An order this node never sent is booked but the desk is told only when it is seen a second time:
+    a foreign order that traded and ended before the takeover is never reported."""
+    original = Reconciliation.on_foreign_report
+
+    def on_foreign_report(self, r, now):
+        first = r.cl_ord_id not in self.foreign_filled
+        out = original(self, r, now)
+        return [a for a in out if not (first and getattr(a, "kind", "") == "unknown_order")]
+
+    with mock.patch.object(Reconciliation, "on_foreign_report", on_foreign_report):
+        yield
+
+
 DEFECTS = {
+    "resume_over_working_order": resume_over_working_order,
+    "status_fill_ignores_earlier_fills": status_fill_ignores_earlier_fills,
+    "foreign_fill_unflagged": foreign_fill_unflagged,
     "escalate_on_refused_chase": escalate_on_refused_chase,
     "buy_priced_from_bid": buy_priced_from_bid,
     "resend_fenced_orders": resend_fenced_orders,
