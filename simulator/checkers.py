@@ -61,6 +61,7 @@ class InvariantChecker:
         self.handed: set[str] = set()
         self.registered = len(core.orders)
         self.unsent: dict[str, tuple[str, float]] = {}
+        self.audited: set[str] = set()  # ClOrdIDs named by the current node's audit rows
 
     @property
     def core(self) -> EngineCore:
@@ -73,6 +74,7 @@ class InvariantChecker:
             self.inherited |= set(self._core.episodes) | set(core.episodes)
             self.registered = len(core.orders)  # what it rebuilt or replicated was sent by an earlier node
             self.unsent.clear()  # what the dead node had not sent yet is the new node's to reconcile
+            self.audited.clear()  # ClOrdIDs the new node's own audit rows name
         self._core = core
 
     def _ok(self, n: int) -> None:
@@ -172,6 +174,7 @@ class InvariantChecker:
     def on_audit(self, row) -> None:
         """A fill on record moves a position: one of no lots is a phantom the audit trail must not hold
         (invariant 6)."""
+        self.audited.add(row.cl_ord_id)
         if row.stage in ("fill", "foreign_fill") and not row.qty > 1e-9:
             self._fail(6, row.ts, row.decision_id, f"audit row {row.seq}: {row.stage} of {row.qty:g} lots for "
                                                    f"{row.cl_ord_id or 'no order'}: a fill on record that moved nothing")
@@ -284,6 +287,10 @@ class InvariantChecker:
         for o in new:
             if not o.adopted and o.cl_ord_id not in self.handed:
                 self.unsent[o.cl_ord_id] = (o.decision_id, now)
+            elif o.adopted and o.cl_ord_id not in self.audited:
+                # the audit trail shows every decision: an order taken over from an earlier node is one
+                self._fail(10, now, o.decision_id, f"order {o.cl_ord_id} adopted from an earlier node with no "
+                                                   f"audit row of this node naming it")
 
     def on_fenced(self, now: float, node: str, cl_ord_id: str) -> None:
         self.handed.add(cl_ord_id)

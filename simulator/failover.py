@@ -230,8 +230,8 @@ class Cluster:
         self.stream_gen += 1  # what the dead node had not yet streamed never arrives
         for link in self._links():
             link.down = True
-        for v in self.venues.values():
-            v.disconnect(fault.cancel_on_disconnect)
+        for v in self.venues.values():  # with reports_lost, what they report meanwhile reaches no node
+            v.disconnect(fault.cancel_on_disconnect, reports_lost=fault.reports_lost)
 
     def pause_primary(self, fault):
         p = self.primary

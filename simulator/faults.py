@@ -46,6 +46,8 @@ FAILOVER_KINDS = ("primary_crash", "primary_pause", "standby_crash", "replicatio
 KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS
                             + MARKET_KINDS + STATUS_KINDS))
 # kinds that can strike the moment a matching order reaches `venue` (on_order = true) instead of at after_s
+# kinds whose cut can leave the venues' gateways keeping nothing for the session (reports_lost)
+LOSING_KINDS = ("disconnect_on_order", "disconnect_on_status", "primary_crash")
 ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
 # crash_restart / crash_on_order: how the journal is damaged while the process is down; the restart
 # must refuse it (exit 2 in production) and leave it byte for byte as it was
@@ -187,9 +189,8 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             sec.problem("on_order", f"is not supported for {kind}", f"use it with {', '.join(ON_ORDER_KINDS)}")
         if sec.has("journal_damage") and kind not in ("crash_restart", "crash_on_order"):
             sec.problem("journal_damage", f"is not supported for {kind}", "use it with crash_restart or crash_on_order")
-        if sec.has("reports_lost") and kind not in ("disconnect_on_order", "disconnect_on_status"):
-            sec.problem("reports_lost", f"is not supported for {kind}",
-                        "use it with disconnect_on_order or disconnect_on_status")
+        if sec.has("reports_lost") and kind not in LOSING_KINDS:
+            sec.problem("reports_lost", f"is not supported for {kind}", f"use it with {', '.join(LOSING_KINDS)}")
         if sec.has("after_ms") and kind != "disconnect_on_order":
             sec.seen.add("after_ms")
             sec.problem("after_ms", f"is not supported for {kind}",
@@ -223,8 +224,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
-            reports_lost=sec.get("reports_lost", bool, False)
-            if kind in ("disconnect_on_order", "disconnect_on_status") else False,
+            reports_lost=sec.get("reports_lost", bool, False) if kind in LOSING_KINDS else False,
             cut_after=sec.get("after_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3
             if kind == "disconnect_on_order" else 0.0,
             on_message=sec.get("on_message", str, "AF", choices=STATUS_MESSAGES) if kind in STATUS_KINDS else "AF",

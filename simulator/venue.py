@@ -320,6 +320,8 @@ class Venue:
         for kind in ("primary_crash", "primary_pause"):
             node = self._fault(kind, cl_ord_id) if self.on_node_fault is not None else None
             if node is not None:
+                if node.reports_lost:
+                    m.begin_losing()  # its own reports are the first the gateway will not keep
                 self._accept(msg, m)  # the order is processed; its node fails before hearing back
                 self.on_node_fault(node)
                 return

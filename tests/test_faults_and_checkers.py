@@ -146,6 +146,8 @@ FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
     ('[[faults]]\nkind = "late_fill"\nvenue = "COMEX"\nreports_lost = true\n', "faults[1].reports_lost",
      "not supported"),
     ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nafter_ms = 100\n', "faults[1].after_ms", "not supported"),
+    ('[[faults]]\nkind = "replication_cut"\nafter_s = 5\nuntil_s = 9\nreports_lost = true\n',
+     "faults[1].reports_lost", "primary_crash"),
     ('[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\ndelay_ms = 100\nafter_ms = -1\n',
      "faults[1].after_ms", "milliseconds >= 0"),
     ('[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\ndelay_ms = 100\n', "faults[1].delay_ms", 'rest = "work"'),
