@@ -377,6 +377,8 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
         seen.add("mass_status_unsupported")
     if "status_reasked" in stages:  # a drop left a logon's questions unanswered: asked again at the next
         seen.add("status_reasked")
+    if "positions_unsupported" in stages:  # a venue gave no position reports: its orders' CumQty had to do
+        seen.add("positions_unsupported")
     if "positions_reconciled" in stages:
         seen.add("positions_reconciled")
     if "position_mismatch" in stages:

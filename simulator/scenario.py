@@ -67,7 +67,8 @@ COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_
             "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
             "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump", "positions_reconciled", "position_mismatch",
             "foreign_cancel", "unknown_order", "adopted", "journal_refused", "late_fill", "overfill_recorded",
-            "status_reasked", "mass_status_unsupported")
+            "status_reasked", "mass_status_unsupported",
+            "positions_unsupported")
 RISK_LIMITS = ("max_order_lots", "max_position_lots", "max_notional_cny", "price_band_pct", "max_orders_per_day",
                "max_slippage_ticks")
 COVERAGE += tuple(f"risk:{limit}" for limit in RISK_LIMITS)  # an order this limit refused (entry or recovery)
