@@ -4,6 +4,7 @@ relay whose connections can be cut (a replication stream between two processes).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -13,6 +14,16 @@ from pathlib import Path
 from engine.shell.live import wait_for
 from simulator.relay import hang_up
 from simulator.wire import free_port
+
+
+def _taken(port: int) -> bool:
+    """Something listens on 127.0.0.1:`port` (a probe, bound and closed at once, never handed on)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 class EtcdProcess:
@@ -33,26 +44,31 @@ class EtcdProcess:
         import etcd3gw
 
         self.port, peer = free_port(), free_port()
+        # a name of its own: the server that answers on the port must be this one, not another test's
+        # etcd that took the port first (then this one fails to bind and is started again)
+        self.name = f"xmc-{os.getpid()}-{time.monotonic_ns()}"
         self.proc = subprocess.Popen(
-            ["etcd", "--name", "xmc", "--data-dir", str(data_dir),
+            ["etcd", "--name", self.name, "--data-dir", str(data_dir),
              "--listen-client-urls", f"http://127.0.0.1:{self.port}",
              "--advertise-client-urls", f"http://127.0.0.1:{self.port}",
              "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
-             f"http://127.0.0.1:{peer}", "--initial-cluster", f"xmc=http://127.0.0.1:{peer}",
+             f"http://127.0.0.1:{peer}", "--initial-cluster", f"{self.name}=http://127.0.0.1:{peer}",
              "--heartbeat-interval", "10", "--election-timeout", "100"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         probe = etcd3gw.client(host="127.0.0.1", port=self.port)
 
         def up() -> bool:
             try:
-                probe.status()
-                return True
+                return [m.get("name") for m in probe.members()] == [self.name] or self.proc.poll() is not None
             except Exception:  # noqa: BLE001 - not listening yet
                 return self.proc.poll() is not None  # died: stop waiting; the caller says why
 
         wait_for(up, 20, 0.05)
         if self.proc.poll() is not None:
             return self.proc.stderr.read().decode()[-2000:]
+        if not up():
+            self.stop()
+            return f"address already in use: port {self.port} answers as another etcd, not {self.name}"
         return None
 
     def client(self):
@@ -92,23 +108,32 @@ class ZooKeeperProcess:
         cfg = data_dir / "zoo.cfg"
         cfg.write_text(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
                        f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout=60000\n"
-                       f"4lw.commands.whitelist=ruok\n")
+                       f"4lw.commands.whitelist=ruok,conf\n")
         log = data_dir / "zookeeper.log"
         self.proc = subprocess.Popen(["/usr/bin/java", "-Xmx256m", "-cp", ":".join(ZOOKEEPER_JARS),
                                       "org.apache.zookeeper.server.ZooKeeperServerMain", str(cfg)],
                                      stdout=log.open("w"), stderr=subprocess.STDOUT)
 
         def up() -> bool:
-            try:
+            try:  # the server on the port must be this one (its dataDir), not another test's that took it
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
-                    c.sendall(b"ruok")
-                    return c.recv(4) == b"imok"
+                    c.sendall(b"conf")
+                    answer = b""
+                    while chunk := c.recv(4096):
+                        answer += chunk
+                    mine = {f"dataDir={data_dir}", f"dataDir={data_dir / 'version-2'}"}
+                    return bool(mine & set(answer.decode(errors="replace").splitlines())) or self.proc.poll() is not None
             except OSError:
                 return self.proc.poll() is not None  # died: stop waiting; the caller says why
 
         wait_for(up, 30, 0.05)
         if self.proc.poll() is not None:
+            if _taken(self.port):  # its log (slf4j-nop) may not say why: the port was not free after all
+                return f"Address already in use: port {self.port} (exit code {self.proc.returncode})"
             return log.read_text()[-2000:] or f"exit code {self.proc.returncode}"
+        if not up():
+            self.stop()
+            return f"Address already in use: port {self.port} answers as another ZooKeeper, not the one in {data_dir}"
         return None
 
     @property
