@@ -239,6 +239,12 @@ def test_a_drop_that_leaves_the_position_question_unanswered_asks_orders_and_pos
     assert "status_reasked" in stages and not core.venue_ready("COMEX")
     (af2,) = [x for x in again if isinstance(x, SendMassStatusRequest)]
     (an2,) = [x for x in again if isinstance(x, SendPositionRequest)]
+    # each logon's questions are its own: the first logon's answers, delivered late (their reports were
+    # held by the venue, not lost), are not taken for the second's, whose picture they may not be
+    assert {af2.req_id, an2.req_id}.isdisjoint({af.req_id, an.req_id})
+    core.handle(_mass_answer(af.req_id, b, b.qty), 1.55)
+    late = core.handle(PositionReport("COMEX", an.req_id, "HG", 2.0, 1, "0"), 1.56)
+    assert [x.stage for x in late if isinstance(x, Audit)] == ["stale_answer"] and not core.venue_ready("COMEX")
     core.handle(_mass_answer(af2.req_id, b, b.qty), 1.6)
     out = core.handle(PositionReport("COMEX", an2.req_id, "HG", 1.0, 1, "0"), 1.7)  # ours +2: a mismatch
     assert "position_mismatch" in {x.stage for x in out if isinstance(x, Audit)}

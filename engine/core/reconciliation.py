@@ -72,14 +72,17 @@ class Reconciliation:
             pending = {o.cl_ord_id for o in working}
             if ev.venue in self.mass_status_due:  # after a restart or takeover: what did the venue see that we did not?
                 self.mass_status_due.discard(ev.venue)
-                req = f"MS-{ev.venue}-E{self.core.epoch}"
+                # a question's id is this logon's own (epoch and time): an answer to an earlier logon's
+                # question, delivered late, is never taken for this one's
+                ask = f"{ev.venue}-E{self.core.epoch}-T{now * 1e3:.0f}"
+                req = f"MS-{ask}"
                 pending.add(req)
                 self.mass_tally.pop(ev.venue, None)  # what an earlier logon's answers counted is asked afresh
                 self.compare_due.pop(ev.venue, None)
                 out.append(SendMassStatusRequest(ev.venue, req))
                 # and what does it hold for us? Asked after the orders, so every report the venue
                 # sent before its positions is applied before they are compared with ours
-                pos_req = f"PR-{ev.venue}-E{self.core.epoch}"
+                pos_req = f"PR-{ask}"
                 pending.add(pos_req)
                 self.position_asked[ev.venue] = (pos_req, {}, 0)
                 account = next((i.account for i in self.core.instruments.values() if i.venue == ev.venue and i.account), "")
