@@ -104,6 +104,7 @@ class VenueConfig:
     position_requests: bool = True  # answers RequestForPositions (AN) with PositionReports (AP)
     mass_status: bool = True  # answers OrderMassStatusRequest (AF); false: BusinessMessageReject, H must do
     mass_status_delay: float = 0.0  # seconds the venue takes to answer a mass status (AF) or position request (AN)
+    position_delay: float | None = None  # seconds to answer an AN when its position service differs (None: as AF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,9 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         mass_status=sec.get("mass_status", bool, True),
         mass_status_delay=sec.get("mass_status_delay_ms", float, 0.0, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
                                   hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer AF and AN") / 1e3,
+        position_delay=sec.get("position_delay_ms", float, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+                               hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer an AN") / 1e3
+        if sec.has("position_delay_ms") else None,
     )
     sec.finish()
     return cfg

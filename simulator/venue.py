@@ -280,11 +280,14 @@ class Venue:
                 if cut.reports_lost:
                     m.begin_losing()
                 self.on_disconnect_fault(cut, m)
-        if msg.msg_type in ("AF", "AN") and self.cfg.mass_status_delay > 0:
+        delay = self.cfg.mass_status_delay
+        if msg.msg_type == "AN" and self.cfg.position_delay is not None:
+            delay = self.cfg.position_delay  # a position service of its own (position_delay_ms)
+        if msg.msg_type in ("AF", "AN") and delay > 0:
             # a query over every order or position of the account is answered after the venue's
-            # lookup time (mass_status_delay_ms), from the state they are in then; an order's own
-            # status (H) is answered at once
-            ev = self.env.timeout(self.cfg.mass_status_delay)
+            # lookup time (mass_status_delay_ms, position_delay_ms), from the state they are in then;
+            # an order's own status (H) is answered at once
+            ev = self.env.timeout(delay)
             ev.callbacks.append(lambda _e, msg=msg, m=m, handler=handler: handler(msg, m))
             return
         handler(msg, m)

@@ -318,3 +318,18 @@ def test_a_chase_that_skips_the_slippage_limit_fails_invariant_8(monkeypatch):
                         original(self, ep, leg, side, qty, price, now, purpose, check_slippage=False))
     inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
     assert inv["status"] == "fail" and "max_slippage_ticks" in inv["first"]["detail"]
+
+
+def test_a_position_service_of_its_own_lets_the_position_answer_overtake_the_order_answers():
+    """position_delay_ms (f78): COMEX's AP reaches the standby before the AF's last line, and the positions
+    are compared only after that line (the adopted chase's fill) is in: no false mismatch."""
+    result = runner.run(scenario.load(ROOT / "scenarios" / "f78_position_answer_overtakes_the_order_answers.toml"), 1)
+    assert result.report["verdict"] == "pass"
+    comex = [m for m in result.messages if "\x0149=COMEX\x01" in m]
+    ap = next(i for i, m in enumerate(comex) if "\x0135=AP\x01" in m)
+    last_af_line = next(i for i, m in enumerate(comex) if "\x01912=Y\x01" in m and "\x01584=MS-COMEX-E2" in m)
+    assert ap < last_af_line
+    stages = [(row.stage, row.ts) for row in result.audit]
+    adopted = next(ts for stage, ts in stages if stage == "adopted")
+    compared = next(ts for stage, ts in stages if stage == "positions_reconciled" and ts >= adopted - 1e-9)
+    assert compared >= adopted and "position_mismatch" not in {s for s, _ in stages}
