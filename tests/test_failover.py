@@ -191,6 +191,10 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
     later = ExecReport("COMEX", "ZZ-1", "", "O9", "X2", "F", "2", "HG", "1", 4, 4, 0, 3, 4.5, 4.5)
     core.handle(later, 1.4)
     assert core.positions["HG"] == 4
+    # the venue's answer to our cancel names the cancel's ClOrdID: a report of that order, not another unknown one
+    answer = ExecReport("COMEX", cancel[0].cl_ord_id, "ZZ-1", "O9", "X3", "4", "4", "HG", "1", 4, 4, 0, 0, 0, 4.5)
+    assert not [a for a in core.handle(answer, 1.5) if getattr(a, "kind", "") == "unknown_order"]
+    assert core.positions["HG"] == 4
 
 
 def test_a_venue_without_mass_status_is_reconciled_by_its_order_status_answers(config):

@@ -179,6 +179,8 @@ class Reconciliation:
         if adopted is not None:
             return adopted
         cl = r.cl_ord_id
+        if cl not in self.foreign_filled and r.orig_cl_ord_id in self.foreign_filled:
+            cl = r.orig_cl_ord_id  # the answer to our cancel of a foreign order: a report of that order
         out: list[Action] = []
         if cl and cl != "NONE":
             if cl not in self.foreign_filled:
