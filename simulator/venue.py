@@ -277,9 +277,7 @@ class Venue:
         if msg.msg_type in ("AF", "AN", "H") and m is self.engine and self.on_disconnect_fault is not None:
             cut = self.faults.on_question(self.cfg.name, msg.msg_type, self.env.now) if self.faults else None
             if cut is not None:  # the session drops as the question arrives, before any answer
-                if cut.reports_lost:
-                    m.begin_losing()
-                self.on_disconnect_fault(cut, m)
+                self._cut(cut, m)
         delay = self.cfg.mass_status_delay
         if msg.msg_type == "AN" and self.cfg.position_delay is not None:
             delay = self.cfg.position_delay  # a position service of its own (position_delay_ms)
@@ -337,12 +335,10 @@ class Venue:
         if cut is not None and self.on_disconnect_fault is not None and cut.cut_after > 0:
             self._accept(msg, m)  # the order works and its first reports leave; the session drops later
             later = self.env.timeout(cut.cut_after)
-            later.callbacks.append(lambda _e, cut=cut, m=m: self._cut_later(cut, m))
+            later.callbacks.append(lambda _e, cut=cut, m=m: m.logged_on and self._cut(cut, m))  # unless down already
             return
         if cut is not None and self.on_disconnect_fault is not None:
-            if cut.reports_lost:
-                m.begin_losing()  # its own reports are the first the gateway will not keep
-            self.on_disconnect_fault(cut, m)  # the session drops as the order arrives:
+            self._cut(cut, m)  # the session drops as the order arrives (its own reports the first lost):
             self._accept(msg, m)  # it is processed; its reports wait for the next logon
             return
         if self._fault("no_ack", cl_ord_id):
@@ -362,10 +358,8 @@ class Venue:
                 self.checker.late_acks.add(msg.get(11))
             self._accept(msg, m)
 
-    def _cut_later(self, cut, m: Member) -> None:
-        """disconnect_on_order with after_ms: the session drops now, unless it is down already."""
-        if not m.logged_on:
-            return
+    def _cut(self, cut, m: Member) -> None:
+        """A disconnect fault strikes now: with reports_lost the gateway keeps nothing from here on."""
         if cut.reports_lost:
             m.begin_losing()
         self.on_disconnect_fault(cut, m)

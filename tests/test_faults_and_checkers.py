@@ -333,3 +333,16 @@ def test_a_position_service_of_its_own_lets_the_position_answer_overtake_the_ord
     adopted = next(ts for stage, ts in stages if stage == "adopted")
     compared = next(ts for stage, ts in stages if stage == "positions_reconciled" and ts >= adopted - 1e-9)
     assert compared >= adopted and "position_mismatch" not in {s for s, _ in stages}
+
+
+@pytest.mark.parametrize("name,lost", [("f51_failover_adopts_a_working_chase", False),
+                                       ("f76_failover_adopts_a_chase_seen_only_in_mass_status", True)])
+def test_a_primary_crash_with_reports_lost_leaves_the_standby_only_the_mass_status_answer(name, lost):
+    """primary_crash with reports_lost (f76): the reports of the order the primary died on are never resent
+    to the standby, which learns of it from its AF answer alone; without it (f51) they are resent (PossDup)."""
+    result = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1)
+    assert result.report["verdict"] == "pass"
+    adopted = next(row.cl_ord_id for row in result.audit if row.stage == "adopted")
+    resent = [m for m in result.messages if f"\x0111={adopted}\x01" in m and "\x0143=Y\x01" in m]
+    answered = [m for m in result.messages if f"\x0111={adopted}\x01" in m and "\x01150=I\x01" in m]
+    assert answered and bool(resent) is not lost
