@@ -433,8 +433,11 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
                                 {a.cl_ord_id for a in shell.anomalies if a.kind == "unknown_order"})
     invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
     if wire is not None:
-        invariants.update(wire.finish(core.positions, {d: ep.stages["terminal"] for d, ep in core.episodes.items()
-                                                       if "terminal" in ep.stages},
+        # when each episode was ended: every window from an end to its reopening by a late fill, and
+        # from its last end on
+        closed = {d: [*ep.reopened, *([(ep.stages["terminal"], math.inf)] if ep.terminal else [])]
+                  for d, ep in core.episodes.items()}
+        invariants.update(wire.finish(core.positions, closed,
                                       {d: ep.state.value for d, ep in core.episodes.items()}))
     report = {
         "scenario": scenario.name, "file": str(scenario.path), "scenario_files": [str(f) for f in scenario.files],

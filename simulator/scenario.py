@@ -56,7 +56,7 @@ FAULT_PATHS: dict[str, tuple[str, ...]] = {
     "md_stale": ("stale_skip",), "md_gap": ("sequence_gap",), "price_limit_lock": ("stale_skip",),
     "kill_switch": ("kill_switch",), "primary_crash": ("failover",), "primary_pause": ("failover", "fenced_attempt"),
     "fill_before_ack": ("fill_before_ack",), "cancel_race": ("cancel_reject",), "crash_mid_batch": ("engine_restart",),
-    "price_jump": ("price_jump",), "desk_trade": ("position_mismatch",), "late_fill": ("late_fill",),
+    "price_jump": ("price_jump",), "desk_trade": ("position_mismatch",), "late_fill": ("late_fill", "fill_from_status"),
     "disconnect_on_status": ("status_reasked",),
 }
 WINDOW_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset", "kill_switch", "latency_spike",

@@ -314,14 +314,16 @@ class WireChecker:
                        f"decision {decision} ended {outcome} but the venues' fills hold leg A {held['A']:+g} / "
                        f"leg B {held['B']:+g} lots (its entries {legs['A'][0]} / {legs['B'][0]})")
 
-    def finish(self, engine_positions: dict[str, float], terminal_at: dict[str, float],
+    def finish(self, engine_positions: dict[str, float], closed: dict[str, list[tuple[float, float]]],
                outcomes: dict[str, str] | None = None) -> dict:
+        """`closed`: per decision, the windows (from, to) in which the engine held it ended: from each
+        terminal move to its reopening by a late fill, and from the last one on (to = inf)."""
         for t, venue, seq, mt, cl in self.sends:
             m = _CL.match(cl)
             if m is None:
                 continue
-            end = terminal_at.get(m.group(1))
-            if end is not None and t > end + 1e-9:
+            end = next((a for a, b in closed.get(m.group(1), ()) if a + 1e-9 < t < b), None)
+            if end is not None:
                 what = {"D": "NewOrderSingle", "F": "OrderCancelRequest", "G": "OrderCancelReplaceRequest"}[mt]
                 self._fail("W2", t, venue, seq, cl, f"{what} sent {1e3 * (t - end):.3f} ms after its episode "
                                                     f"{m.group(1)} was terminal")

@@ -39,8 +39,14 @@ def test_every_forbidden_transition_is_reported(state, event):
     assert ep.move(event) is not None and ep.state is state
 
 
-def test_terminal_states_have_no_way_out():
-    assert all(not TRANSITIONS[s] for s in TERMINAL)
+def test_only_a_late_fill_leads_out_of_a_terminal_state_and_never_out_of_escalation():
+    # a venue's late trade report moves the legs of an ended episode: reopened as legged for recovery,
+    # unless the desk already holds it (escalated)
+    assert {s: dict(TRANSITIONS[s]) for s in TERMINAL} == {
+        EpisodeState.BALANCED: {EpisodeEvent.LATE_FILL: EpisodeState.LEGGED},
+        EpisodeState.UNWOUND: {EpisodeEvent.LATE_FILL: EpisodeState.LEGGED},
+        EpisodeState.ABORTED: {EpisodeEvent.LATE_FILL: EpisodeState.LEGGED},
+        EpisodeState.ESCALATED: {}}
 
 
 def fill(leg: Leg, qty: float, side: str | None = None, done: bool = True) -> None:

@@ -10,6 +10,7 @@ from engine.config import Recovery
 from engine.core.engine_core import EngineCore
 from engine.core.episode import EpisodeState
 from engine.core.events import (
+    Alert,
     Anomaly,
     Audit,
     BusinessReject,
@@ -216,3 +217,30 @@ def test_after_the_kill_switch_no_recovery_order_is_sent(core):
     acts = core.handle(report(b, "xb", "4", "4", 0, cl_ord_id=cancel.cl_ord_id), 0.12)
     ep = core.episodes[a.decision_id]
     assert not sends(acts) and ep.state is EpisodeState.ESCALATED and "kill switch" in ep.reason
+
+
+@pytest.mark.parametrize("overfill", ["hedge", "record"])
+def test_a_late_fill_reopens_a_balanced_episode_and_recovery_repairs_the_overfill(config, overfill):
+    strategy = dataclasses.replace(config.strategy, recovery=dataclasses.replace(RECOVERY, overfill=overfill))
+    core = EngineCore(dataclasses.replace(config, strategy=strategy))
+    a, b = sends(fire(core))
+    core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
+    core.handle(report(b, "x2", "F", "1", 1, 1, 4.5), 0.12)
+    core.handle(report(b, "x3", "4", "4", 1), 0.12)  # the rest cancelled: legged, and chased
+    ep = core.episodes[a.decision_id]
+    chase = next(o for o in ep.legs["B"].orders if o.purpose == "chase")
+    core.handle(report(chase, "x4", "F", "2", 1, 1, 4.5), 0.24)
+    assert ep.state is EpisodeState.BALANCED and not core.active
+    acts = core.handle(report(b, "x5", "F", "2", 2, 1, 4.5), 0.5)  # the cancelled entry rest filled after all
+    assert core.positions["HG"] == 3 and "reopened" in [x.stage for x in acts if isinstance(x, Audit)] and not any(isinstance(x, Alert) for x in acts)
+    if overfill == "hedge":  # one lot of HG sold back, the episode legged until it fills
+        hedge = sends(acts)
+        assert [(o.instrument, o.side, o.qty) for o in hedge] == [("HG", "2", 1)]
+        assert ep.state is EpisodeState.LEGGED and a.decision_id in core.active and ep.stages["legged"] == 0.5
+        core.handle(report(hedge[0], "x6", "F", "2", 1, 1, 4.5), 0.6)
+        assert ep.state is EpisodeState.BALANCED and core.positions["HG"] == 2
+    else:  # kept, on record
+        assert not sends(acts) and ep.state is EpisodeState.BALANCED and core.positions["HG"] == 3
+        assert "overfill" in [x.kind for x in acts if isinstance(x, Anomaly)]
+    assert ep.reopened == [(0.24, 0.5)] and not core.active
+

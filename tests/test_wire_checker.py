@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from engine.fix.codec import Parsed
 from simulator.failover import SimulatedLease
 from simulator.wire_checker import WireChecker, epoch_in
@@ -108,9 +110,18 @@ def test_orders_after_the_terminal_stage_and_legs_off_the_ratio(config):
     w.received("COMEX", order("E1-000001B1", 3, 4.5), 0.1)  # 5:3, the ratio 5:2 wants 5:2
     raw = f"{SOH}35=D{SOH}34=11{SOH}11=E1-000001A2R{SOH}"
     w.engine_sent("SHFE", raw, 2.0)
-    v = w.finish({}, {"E1-000001": 1.5})
+    v = w.finish({}, {"E1-000001": [(1.5, math.inf)]})
     assert v["W3"]["status"] == "fail" and "wants 5:2" in v["W3"]["first"]["detail"]
     assert v["W2"]["status"] == "fail" and v["W2"]["first"]["seq"] == 11
+
+
+def test_an_episode_reopened_by_a_late_fill_may_send_until_it_ends_again(config):
+    def sent_at(t):
+        w = checker(config)
+        w.engine_sent("COMEX", f"{SOH}35=D{SOH}34=12{SOH}11=E1-000001B3H{SOH}", t)
+        # ended at 1.5, reopened by a late fill at 1.8, ended again at 2.5
+        return w.finish({}, {"E1-000001": [(1.5, 1.8), (2.5, math.inf)]})["W2"]["status"]
+    assert [sent_at(t) for t in (1.6, 1.8, 2.0, 2.6)] == ["fail", "pass", "pass", "fail"]
 
 
 def test_every_bundled_run_reports_the_wire_invariants(spread_scenario):

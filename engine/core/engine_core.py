@@ -303,6 +303,7 @@ class EngineCore:
         if not ep.terminal:
             return []
         ep.stages["terminal"] = now
+        ep.ended_with = {name: leg.filled for name, leg in ep.legs.items()}
         self.active.pop(ep.decision_id, None)
         self.cooldown_until = now + self.strategy.execution.cooldown
         return [CancelTimer(timer_key(TimerKind.TIMEOUT, ep.decision_id)), CancelTimer(timer_key(TimerKind.LEGGED, ep.decision_id)),
@@ -311,7 +312,9 @@ class EngineCore:
 
     def _settle(self, ep: Episode, now: float) -> list[Action]:
         """Move the episode on once none of its orders is working."""
-        if ep.terminal or ep.state is EpisodeState.NEW:
+        if ep.terminal:
+            return self._after_end(ep, now)
+        if ep.state is EpisodeState.NEW:
             return []
         event = ep.settle_event()
         if event is None:
@@ -326,6 +329,30 @@ class EngineCore:
                     f"{ep.naked_tonnes() * self._price_cny_t(ep):.0f}")))
             return out + self.recovery.on_legged(self, ep, now)
         return self.move_episode(ep, event, now)
+
+    def _after_end(self, ep: Episode, now: float) -> list[Action]:
+        """An ended episode whose legs a fill moved since (a venue's late trade report, learned from the
+        report itself or from a status answer): its outcome no longer holds, so it is reopened as
+        legged and recovery repairs the difference under the same policy and limits (an overfill is
+        hedged or recorded, an unwound leg unwound again). An escalated one is the desk's: paged again."""
+        if all(abs(leg.filled - ep.ended_with.get(name, leg.filled)) < 1e-9 for name, leg in ep.legs.items()):
+            return []
+        ended, was = ep.stages["terminal"], ep.state.value
+        detail = f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f}"
+        if ep.state is EpisodeState.ESCALATED:  # no recovery runs for it: the desk must act
+            moved = ", ".join(f"leg {n} holds {leg.filled:g} of {leg.target} lots" for n, leg in ep.legs.items()
+                              if abs(leg.filled - ep.ended_with.get(n, leg.filled)) >= 1e-9)
+            ep.ended_with = {name: leg.filled for name, leg in ep.legs.items()}
+            return [Alert(now, "critical", f"fill after episode {ep.decision_id} ended ESCALATED: {moved}, naked "
+                                           f"{ep.naked_tonnes():.3f} t; the desk must flatten it", ep.decision_id)]
+        if ep.working:  # only an escalated episode can end with an order working; others wait for it
+            return []
+        out = self.move_episode(ep, EpisodeEvent.LATE_FILL, now)
+        ep.reopened.append((ended, now))
+        self.active[ep.decision_id] = ep
+        ep.stages["legged"] = now  # a fresh exposure: its repair is timed from now
+        out.append(Audit(now, "reopened", ep.decision_id, detail=f"ended {was}, a late fill moved its legs: {detail}"))
+        return out + self.recovery.on_legged(self, ep, now)
 
     def _price_cny_t(self, ep: Episode) -> float:
         inst = self.instruments[ep.legs["A"].instrument]
@@ -365,12 +392,6 @@ class EngineCore:
             ep.stages.setdefault(f"fill_{order.leg}", now)
             out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
                              fill, r.last_px, f"ExecID {r.exec_id} cum={order.cum_qty:g}/{order.qty}"))
-            if ep.terminal:  # a late fill on an ended episode: no recovery runs for it, the desk must act
-                leg = ep.legs[order.leg]
-                out.append(Alert(now, "critical", (
-                    f"fill of {fill:g} lots on {order.cl_ord_id} after episode {ep.decision_id} ended "
-                    f"{ep.state.value}: leg {leg.name} holds {leg.filled:g} of {leg.target} lots, naked "
-                    f"{ep.naked_tonnes():.3f} t; the desk must flatten it"), ep.decision_id))
         elif not problems or problems[0][0] != "duplicate_exec_id":
             stage = {"0": "ack", "4": "canceled", "8": "rejected", "C": "expired"}.get(r.exec_type, "report")
             if stage == "ack":

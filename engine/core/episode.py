@@ -9,7 +9,10 @@ Rules:
   anything else -> DONE_LEGGED. Risk and recovery add RISK_PASSED/RISK_FAILED and ESCALATE.
 - LEGGED is not terminal: it is the seam where recovery (chase, unwind) takes over; from there
   DONE_BALANCED means the chase completed the missing leg, DONE_FLAT that the unwind flattened it.
-- Terminal states: BALANCED, UNWOUND, ESCALATED, ABORTED. Nothing moves a terminal episode.
+- Terminal states: BALANCED, UNWOUND, ESCALATED, ABORTED. Only a venue's late fill (a trade reported
+  after it ended the order) moves one: LATE_FILL reopens a BALANCED, UNWOUND or ABORTED episode as
+  LEGGED, since its legs no longer hold what its outcome says, and recovery repairs the difference;
+  an ESCALATED one stays with the desk.
 - While LEGGED, the recovery mode is a second, smaller machine (RECOVERY_MOVES): none -> chase;
   chase -> unwind (the chase cannot succeed) or hedge_overfill (every leg at or past its target).
 """
@@ -39,6 +42,7 @@ class EpisodeEvent(str, Enum):
     DONE_FLAT = "done_flat"
     DONE_LEGGED = "done_legged"
     ESCALATE = "escalate"
+    LATE_FILL = "late_fill"  # a fill on an order of an ended episode moved its legs
 
 
 S, E = EpisodeState, EpisodeEvent
@@ -50,7 +54,8 @@ TRANSITIONS: dict[EpisodeState, dict[EpisodeEvent, EpisodeState]] = {
                 E.ESCALATE: S.ESCALATED},
     S.LEGGED: {E.DONE_BALANCED: S.BALANCED, E.DONE_FLAT: S.UNWOUND, E.DONE_LEGGED: S.LEGGED,
                E.ESCALATE: S.ESCALATED},
-    S.BALANCED: {}, S.UNWOUND: {}, S.ESCALATED: {}, S.ABORTED: {},
+    S.BALANCED: {E.LATE_FILL: S.LEGGED}, S.UNWOUND: {E.LATE_FILL: S.LEGGED}, S.ABORTED: {E.LATE_FILL: S.LEGGED},
+    S.ESCALATED: {},
 }
 
 
@@ -115,6 +120,8 @@ class Episode:
     chase_attempts: int = 0
     unwind_attempts: int = 0
     last_reject: tuple[int | None, bool, bool] | None = None  # (OrdRejReason, session-level, business)
+    ended_with: dict[str, float] = field(default_factory=dict)  # each leg's fills when it last became terminal
+    reopened: list[tuple[float, float]] = field(default_factory=list)  # (ended at, reopened at) per late fill
 
     @property
     def terminal(self) -> bool:
