@@ -45,7 +45,8 @@ SELECTED = (
     "f72_no_mass_status_positions_still_compared", "f73_reconnect_while_a_chase_rests",
     "f74_rest_fills_while_disconnected", "f75_failover_foreign_orders_already_filled",
     "f76_failover_adopts_a_chase_seen_only_in_mass_status", "f77_no_status_picture_no_false_alarm",
-    "f78_position_answer_overtakes_the_order_answers",
+    "f78_position_answer_overtakes_the_order_answers", "f79_late_answers_of_an_earlier_logon",
+    "f80_reconnect_after_a_restart_asks_only_what_was_working", "f81_late_fill_seen_only_in_mass_status",
     "f63_two_episodes_wait_for_one_reconciliation@2",
     "cu_hg_risk_limits", "cu_hg_spread", "cu_hg_round_up",
 )
