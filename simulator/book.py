@@ -105,6 +105,42 @@ class OrderBook:
         level.append(order)
         self.orders[order.order_id] = order
 
+    def rest_if_apart(self, order: BookOrder) -> bool:
+        """Rest a day limit order that cannot trade with the book as it stands (what `submit` does with
+        it, without the walk); False, and nothing done, when it would trade: `submit` it."""
+        side, ticks = order.side, order.ticks
+        if side == BUY:
+            opposite = self.prices[SELL]
+            if opposite and opposite[0] <= ticks:
+                return False
+        else:
+            opposite = self.prices[BUY]
+            if opposite and opposite[-1] >= ticks:
+                return False
+        level = self.levels[side].get(ticks)
+        if level is None:
+            level = self.levels[side][ticks] = deque()
+            bisect.insort(self.prices[side], ticks)
+        level.append(order)
+        self.orders[order.order_id] = order
+        return True
+
+    def cancel_all(self, order_ids: list[str]) -> None:
+        """`cancel` each of these orders, in order (a re-quote's withdrawal of its old levels)."""
+        orders, levels, prices = self.orders, self.levels, self.prices
+        for oid in order_ids:
+            order = orders.pop(oid, None)
+            if order is None:
+                continue
+            side, ticks = order.side, order.ticks
+            queue = levels[side][ticks]
+            if len(queue) == 1:
+                del levels[side][ticks]
+                prices[side].remove(ticks)
+            else:
+                queue.remove(order)
+            order.live = False
+
     def cancel(self, order_id: str) -> BookOrder | None:
         order = self.orders.pop(order_id, None)
         if order is None:

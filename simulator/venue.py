@@ -208,9 +208,9 @@ class Venue:
                 continue
             self.reference.setdefault(symbol, value)
             book = self.books[symbol]
-            for oid in self.mm_orders[symbol]:
-                book.cancel(oid)
-            self.mm_orders[symbol] = []
+            book.cancel_all(self.mm_orders[symbol])
+            mm: list[str] = []
+            self.mm_orders[symbol] = mm
             center = round(value / inst.tick)
             ref = self.reference[symbol]
             for k in range(liq.levels):
@@ -223,15 +223,26 @@ class Venue:
                     quotes = ((BUY, limit),) if lock.side == "buy" else (("2", limit),)
                 for side, ticks in quotes:
                     order = BookOrder(self._id("M"), MARKET_MAKER, side, ticks,
-                                      self.rng.randint(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))
-                    self._match(symbol, order)
+                                      self._size(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))
+                    if not book.rest_if_apart(order):  # it trades with a member's resting order
+                        self._match(symbol, order)
                     if order.live:
-                        self.mm_orders[symbol].append(order.order_id)
+                        mm.append(order.order_id)
             self.dirty.add(symbol)
             if self.wire is not None:
                 self._show_top(symbol)
         if self.cfg.md_interval == 0:
             self.publish()
+
+    def _size(self, low: int, high: int) -> int:
+        """A market maker's order size in [low, high]: the draw random.Random.randint(low, high) makes
+        (the same bits from the same generator, so runs keep their hashes), without its call layers."""
+        n = high - low + 1
+        k = n.bit_length()
+        r = self.rng.getrandbits(k)
+        while r >= n:
+            r = self.rng.getrandbits(k)
+        return low + r
 
     def _lock(self):
         """The price_limit_lock in force now: a window fault, or one an order struck (on_order)."""
