@@ -325,7 +325,15 @@ class InvariantChecker:
         with the venue on filled quantity, on being done and on its average fill price (venue_orders:
         ClOrdID -> (OrdStatus, CumQty, AvgPx)); an order the venue never saw must be dead with nothing
         filled in the engine; nothing the engine does not know is left working at a venue, and every
-        one that traded was told to the desk (`flagged`: ClOrdIDs of unknown_order anomalies)."""
+        one that traded was told to the desk (`flagged`: ClOrdIDs of unknown_order anomalies), and only
+        those: each unknown_order anomaly names an order a venue holds and the engine does not know
+        (not, say, the ClOrdID of its own cancel of such an order: a false alarm)."""
+        for cl in sorted(flagged):
+            if cl and cl != "NONE" and (cl not in venue_orders or self.core.find_order(cl) is not None):
+                self._fail(12, now, "", f"{cl}: reported as an unknown order, but "
+                                        + ("no venue holds an order of that ClOrdID" if cl not in venue_orders
+                                           else "it is the engine's own order"))
+                return
         for cl, (status, cum, _avg) in venue_orders.items():
             if cum > 1e-9 and cl not in flagged and self.core.find_order(cl) is None:
                 self._fail(12, now, "", f"{cl}: {cum:g} lots filled at the venue by an order the engine does not "

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import ConfigError
 from engine.core.engine_core import EngineCore, epoch_of
-from engine.core.events import Audit, ExecReport, SendOrder, SessionUp, Takeover
+from engine.core.events import Audit, CancelReject, ExecReport, SendOrder, SessionUp, Takeover
 from simulator import runner, scenario
 from simulator.failover import SimulatedLease
 from tests.conftest import ROOT, fire
@@ -195,6 +195,29 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
     answer = ExecReport("COMEX", cancel[0].cl_ord_id, "ZZ-1", "O9", "X3", "4", "4", "HG", "1", 4, 4, 0, 0, 0, 4.5)
     assert not [a for a in core.handle(answer, 1.5) if getattr(a, "kind", "") == "unknown_order"]
     assert core.positions["HG"] == 4
+    # and so is its refusal of our cancel (the order had filled first): on record, not an unknown order
+    refused = core.handle(CancelReject("COMEX", cancel[0].cl_ord_id, "ZZ-1", "2", 0, "too late to cancel"), 1.6)
+    assert [a.stage for a in refused if isinstance(a, Audit)] == ["foreign_cancel_rejected"]
+    assert not [a for a in refused if getattr(a, "kind", "") == "unknown_order"]
+    # a cancel refused for an order nobody knows is still an unknown order
+    stray = core.handle(CancelReject("COMEX", "QQ-1X1", "QQ-1", "8", 1, "unknown order"), 1.7)
+    assert [a.kind for a in stray if getattr(a, "kind", "")] == ["unknown_order"]
+
+
+def test_a_fill_whose_report_was_lost_counts_from_the_next_report_of_a_foreign_order(config):
+    from engine.core.events import SendCancel
+
+    core = EngineCore(config)
+    fire(core)
+    core.handle(Takeover(2), 1.0)
+    core.handle(SessionUp("COMEX"), 1.1)
+    foreign = ExecReport("COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False,
+                         "MS-COMEX-E2", False)
+    cancel = [a for a in core.handle(foreign, 1.2) if isinstance(a, SendCancel)]
+    # two more lots traded, their fill report lost; the answer to our cancel says CumQty 3
+    answer = ExecReport("COMEX", cancel[0].cl_ord_id, "ZZ-1", "O9", "X3", "4", "4", "HG", "1", 4, 3, 0, 0, 0, 4.5)
+    core.handle(answer, 1.5)
+    assert core.positions["HG"] == 3
 
 
 def test_a_venue_without_mass_status_is_reconciled_by_its_order_status_answers(config):

@@ -416,7 +416,7 @@ class EngineCore:
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
         order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)
         if order is None:
-            return [self.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
+            return self.reconciliation.on_foreign_cancel_reject(r, now)
         out: list[Action] = []
         if r.response_to == "2":  # the replace was refused: the order works on unchanged (or its fill follows)
             order.pending_replace = None

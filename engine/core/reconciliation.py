@@ -10,6 +10,7 @@ from engine.core.events import (
     Action,
     Alert,
     Audit,
+    CancelReject,
     ExecReport,
     PositionReport,
     SendCancel,
@@ -187,10 +188,11 @@ class Reconciliation:
                 out.append(self.core.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
                                         f"for an order this node did not send", exec_id=r.exec_id))
             done = self.foreign_filled.get(cl, 0.0)
-            # a fill's or a status answer's CumQty (required on every ExecutionReport) is the truth: a
-            # resent fill, or a report older than one applied, adds nothing. Other reports are left out:
-            # the answer to our cancel carries the cancel's ClOrdID with the order's CumQty
-            cum = max(done, r.cum_qty) if r.exec_type in ("F", "I") else done
+            # every report of the order (a fill, a status answer, the answer to our cancel, redirected to
+            # the order above) carries its CumQty, the venue's count (required on every ExecutionReport):
+            # a resent fill, or a report older than one applied, adds nothing; a fill whose own report
+            # never came shows in the next report's CumQty
+            cum = max(done, r.cum_qty)
             if cum > done and r.instrument in self.core.positions:
                 # never lose a fill: the venue says we traded, so the position moves
                 self.core.positions[r.instrument] += side_sign(r.side) * (cum - done)
@@ -208,6 +210,15 @@ class Reconciliation:
         if r.mass_status_id and r.last_report:
             out += self.answered(r.venue, r.mass_status_id, now)
         return out
+
+    def on_foreign_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
+        """An OrderCancelReject for no order of this node: the venue's refusal of our cancel of a foreign
+        order (it had filled or ended first; its reports move the position, not this) is on record,
+        anything else is an unknown order."""
+        if r.orig_cl_ord_id and r.orig_cl_ord_id in self.foreign_filled:
+            return [Audit(now, "foreign_cancel_rejected", cl_ord_id=r.orig_cl_ord_id,
+                          detail=f"{r.venue}: our cancel {r.cl_ord_id} refused (OrdStatus {r.ord_status}): {r.text}")]
+        return [self.core.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
 
     def answered(self, venue: str, key: str, now: float) -> list[Action]:
         """One status question (an order's H, the AF, or the AN) answered; all answered: the venue is
