@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 from engine.shell.live import wait_for  # noqa: E402
 from simulator.localnet import EtcdProcess, ZooKeeperProcess, live_config, zookeeper_available  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
-from simulator.wire import free_port  # noqa: E402
 
 
 def lease_floor(client, ttl: int) -> float:
@@ -88,17 +88,20 @@ def trial(work: Path, lease_args: list[str]) -> dict:
     procs = [venue]
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
-        peer = f"127.0.0.1:{free_port()}"
-        common = [*lease_args, "--peer", peer]
         configs = {}
         for name in ("primary", "standby"):
             configs[name] = work / f"{name}.toml"
             configs[name].write_text(live_config(sc, ports, work / name))
         standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(configs["standby"]),
-                                    "--role", "standby", "--node", "b", "--duration", "12", *common], cwd=ROOT,
+                                    "--role", "standby", "--node", "b", "--duration", "12", *lease_args,
+                                    "--peer", "127.0.0.1:0"], cwd=ROOT,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(standby)
-        standby.stdout.readline()
+        # the standby listens for the primary's stream on a port the OS gives it, and says which
+        following = re.search(r"following on (\S+:\d+)", standby.stdout.readline())
+        if following is None:
+            raise RuntimeError("the standby did not say where it follows the primary")
+        common = [*lease_args, "--peer", following[1]]
         primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(configs["primary"]),
                                     "--role", "primary", "--node", "a", "--duration", "60", "--trace", *common],
                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

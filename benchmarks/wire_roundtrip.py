@@ -31,13 +31,15 @@ sys.path.insert(0, str(ROOT))
 
 from engine.fix.dictionary import base_dictionary_path  # noqa: E402
 from simulator import scenario  # noqa: E402
+from simulator.ports import free_port  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
-from simulator.wire import free_port, run_wire  # noqa: E402
+from simulator.wire import run_wire  # noqa: E402
 
 
 def settings(kind: str, port: int, store: str) -> str:
     sender, target = ("BARE-V", "BARE-E") if kind == "acceptor" else ("BARE-E", "BARE-V")
-    where = f"SocketAcceptPort={port}" if kind == "acceptor" else f"SocketConnectHost=127.0.0.1\nSocketConnectPort={port}"
+    # quickfix 1.16's acceptor listens on every interface: its session takes loopback connections only
+    where = f"AllowedRemoteAddresses=127.0.0.1\nSocketAcceptPort={port}" if kind == "acceptor" else f"SocketConnectHost=127.0.0.1\nSocketConnectPort={port}"
     return (f"[DEFAULT]\nConnectionType={kind}\nHeartBtInt=30\nReconnectInterval=1\nFileStorePath={store}\n"
             f"StartTime=00:00:00\nEndTime=00:00:00\nResetOnLogon=Y\nUseDataDictionary=Y\n"
             f"DataDictionary={base_dictionary_path()}\n\n[SESSION]\nBeginString=FIX.4.4\nSenderCompID={sender}\n"
@@ -179,7 +181,7 @@ def serve_xmc_acceptor() -> None:
 
     sc, _ = _bench_scenario()
     ports = {name: free_port() for name in sc.venues}
-    lines = ["[DEFAULT]", "ConnectionType=acceptor", "HeartBtInt=30", f"FileStorePath={tempfile.mkdtemp()}",
+    lines = ["[DEFAULT]", "ConnectionType=acceptor", "AllowedRemoteAddresses=127.0.0.1", "HeartBtInt=30", f"FileStorePath={tempfile.mkdtemp()}",
              "StartTime=00:00:00", "EndTime=00:00:00", "ResetOnLogon=Y", "UseDataDictionary=Y", "SocketNodelay=Y",
              "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
     for name, v in sc.venues.items():

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from engine.shell.live import wait_for
+from simulator.ports import free_port
 from simulator.relay import hang_up
-from simulator.wire import free_port
 
 
 def _taken(port: int) -> bool:
@@ -30,9 +30,11 @@ class EtcdProcess:
     """Debian's etcd on 127.0.0.1 (client and peer ports from the OS), its data in `data_dir`."""
 
     def __init__(self, data_dir: Path, attempts: int = 3):
-        # etcd cannot report a port the OS chose for it, so its ports are picked free first; if another
+        # etcd binds port 0 well, but its gRPC gateway (the JSON API etcd3gw speaks) then dials the
+        # configured address, port 0, and never serves: so its ports are picked free first; if another
         # process takes one in the moment between, etcd fails with "address already in use" and is
-        # started again on new ports (never reused)
+        # started again on new ports (never reused), and the server on the port must answer as this
+        # member (its own name), not another test's etcd
         for attempt in range(attempts):
             error = self._start(data_dir if attempt == 0 else data_dir.with_name(f"{data_dir.name}-{attempt}"))
             if error is None:
@@ -93,8 +95,9 @@ class ZooKeeperProcess:
     `tick_ms` sets how finely it expires sessions (a session may be as short as two ticks)."""
 
     def __init__(self, data_dir: Path, tick_ms: int = 50, attempts: int = 3):
-        # like etcd, ZooKeeper cannot report a port the OS chose for it: the port is picked free first,
-        # and a start that finds it taken in the moment between is made again on a new port (never reused)
+        # ZooKeeper cannot be given port 0 (clientPort=0 means "no client port"): the port is picked free
+        # first, and a start that finds it taken in the moment between is made again on a new port (never
+        # reused); that the server on the port is this one is checked by its dataDir (`conf`)
         for attempt in range(attempts):
             error = self._start(data_dir if attempt == 0 else data_dir.with_name(f"{data_dir.name}-{attempt}"), tick_ms)
             if error is None:

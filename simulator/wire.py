@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
-import socket
 import sys
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from engine.fix.codec import FixParseError, Parsed
 from engine.shell.live import mask
 from engine.shell.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
+from simulator.ports import free_port
 from simulator.prices import PriceProcess, market
 from simulator.relay import FaultRelay
 from simulator.rng import fork
@@ -38,13 +38,6 @@ LINK_FAULTS = ("disconnect", "drop", "latency_spike")
 # faults of the engine's own process (crash, journal, standby pair): virtual time only; a wire run
 # lists them in report.json (`faults_virtual_only`) and says so, never skips them silently
 VIRTUAL_ONLY = NODE_KINDS + FAILOVER_KINDS
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (bound and released), for an acceptor to listen on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _restart_timings(restarts: list[dict], audit: list[tuple], logon_at: dict[str, float], open_at: float) -> list:
@@ -164,9 +157,14 @@ class WireVenues(fix.Application):
 
     def settings(self) -> str:
         lines = ["[DEFAULT]", "ConnectionType=acceptor", f"FileStorePath={self._store}", "StartTime=00:00:00",
-                 "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=N", f"SocketAcceptHost={self.host}",
+                 "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=N",
                  "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
                  "SocketNodelay=Y"]
+        # quickfix 1.16 has no setting for the address to listen on (SocketAcceptHost is not one of its
+        # settings: its acceptor binds every interface): the sessions take connections from `host` only,
+        # unless that is every address
+        if self.host not in ("0.0.0.0", ""):
+            lines.append(f"AllowedRemoteAddresses={self.host}")
         for name, vcfg in self.sc.venues.items():
             for client in self.clients:
                 lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
@@ -299,7 +297,9 @@ class WireVenues(fix.Application):
     def start(self, until: float, attempts: int = 5) -> dict[str, int]:
         """Listen (one port per venue) and start the venues' clock. A port the OS called free can be
         taken before quickfix binds it (by any outgoing connection); then new ports are asked for.
-        Ports given by the caller (a restarted venue keeps its ports) are retried as they are."""
+        (quickfix cannot be given port 0: it files its sessions under the configured port and finds
+        none for a connection on the port the OS chose.) Ports given by the caller (a restarted venue
+        keeps its ports) are retried as they are."""
         if self.fixed_ports:
             attempts = 50
         for attempt in range(attempts):

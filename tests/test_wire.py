@@ -6,6 +6,7 @@ initiator and one acceptor per process is what production does too."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -308,16 +309,17 @@ def _frame(body: str) -> bytes:
 
 
 def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), linger: float = 0.0,
-                 logon_extra: str = "") -> bytes:
-    """Log on over a raw socket as `sender`, then send each of `bodies` (a str is a message body framed
-    here, "{now}" replaced by the time; bytes go as they are) once the Logon is answered; every byte
-    received until the peer closes or, with `linger`, that many quiet seconds pass."""
+                 logon_extra: str = "", source: str = "127.0.0.1", until: bytes = b"") -> bytes:
+    """Log on over a raw socket from `source` as `sender`, then send each of `bodies` (a str is a
+    message body framed here, "{now}" replaced by the time; bytes go as they are) once the Logon is
+    answered; every byte received until the peer closes, `until` arrives or, with `linger`, that many
+    quiet seconds pass."""
     import socket
     import time
 
     now = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime())
     got = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
         s.sendall(_frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01"
                          f"{logon_extra}"))
         if linger:
@@ -331,6 +333,8 @@ def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), l
             if not chunk:  # quickfix ends a refused or logged-out connection
                 return got
             got += chunk
+            if until and until in got:
+                return got
             if pending and b"\x0135=A\x01" in got:
                 for body in pending:
                     s.sendall(_frame(body.replace("{now}", now)) if isinstance(body, str) else body)
@@ -417,3 +421,24 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     state = json.loads((tmp_path / "venue.json").read_text())
     assert any("Reject" in a for a in state["session_answers"])
     assert any("Invalid message" in e["text"] and "CheckSum" in e["text"] for e in state["session_events"])
+
+
+
+def test_the_venues_take_sessions_only_from_their_host(spread_scenario, tmp_path):
+    """quickfix 1.16 cannot be told which address to listen on (it listens on every interface): the
+    venues' sessions hang up on a connection from any address but their host (AllowedRemoteAddresses);
+    from the host the session lives on and answers a TestRequest."""
+    from simulator.wire import WireVenues
+
+    sc = dataclasses.replace(spread_scenario, path=tmp_path / "s.toml")
+    venues = WireVenues(sc, 1, state_dir=tmp_path / "state")
+    ports = venues.start(until=60)
+    test_request = ("35=1\x0149=XMC\x0156=SHFE\x0134=2\x0152={now}\x01112=still-there\x01",)
+    try:  # another loopback address, not the host: hung up on (after quickfix's own Logon answer)
+        stranger = _raw_session(ports["SHFE"], "XMC", test_request, source="127.0.0.2", until=b"112=still-there")
+        assert b"112=still-there" not in stranger
+        assert any("Deny connections" in text and "127.0.0.2" in text for _, _, text in venues.session_events.events)
+        host = _raw_session(ports["SHFE"], "XMC", test_request, until=b"112=still-there")
+        assert b"\x0135=0\x01" in host and b"112=still-there" in host  # the Heartbeat that answers it
+    finally:
+        venues.halt()

@@ -240,7 +240,10 @@ def _parser() -> argparse.ArgumentParser:
                                    "with a Logout saying why; other sessions keep trading.")
     v.add_argument("--scenario", required=True, help="path of a scenario .toml file")
     v.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
-    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="the address engines log on from, announced with the ports (default 127.0.0.1: local "
+                        "engines only; quickfix 1.16 listens on every interface and its sessions refuse "
+                        "logons from any other address); 0.0.0.0 takes them from anywhere")
     v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
     v.add_argument("--port", action="append", default=[], metavar="VENUE=PORT",
