@@ -215,7 +215,7 @@ class Reconciliation:
         """An OrderCancelReject for no order of this node: the venue's refusal of our cancel of a foreign
         order (it had filled or ended first; its reports move the position, not this) is on record,
         anything else is an unknown order."""
-        if r.orig_cl_ord_id and r.orig_cl_ord_id in self.foreign_filled:
+        if r.orig_cl_ord_id in self.foreign_filled:  # its keys are ClOrdIDs, never empty
             return [Audit(now, "foreign_cancel_rejected", cl_ord_id=r.orig_cl_ord_id,
                           detail=f"{r.venue}: our cancel {r.cl_ord_id} refused (OrdStatus {r.ord_status}): {r.text}")]
         return [self.core.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
