@@ -170,8 +170,10 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     assert nothing_traded.v[12].status == "pass"
 
 
-def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):
-    from engine.core.events import Alert, ExecReport, SendCancel
+def _standby_finds_a_foreign_order(config):
+    """A standby takes over and its mass status answer shows ZZ-1, working with 1 of 4 lots filled, an
+    order it never sent: (core, the actions of that answer, the cancels among them)."""
+    from engine.core.events import SendCancel
 
     core = EngineCore(config)
     fire(core)
@@ -180,7 +182,13 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
     foreign = ExecReport("COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False,
                          "MS-COMEX-E2", False)
     acts = core.handle(foreign, 1.2)
-    cancel = [a for a in acts if isinstance(a, SendCancel)]
+    return core, acts, [a for a in acts if isinstance(a, SendCancel)]
+
+
+def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):
+    from engine.core.events import Alert
+
+    core, acts, cancel = _standby_finds_a_foreign_order(config)
     assert cancel and cancel[0].orig_cl_ord_id == "ZZ-1" and epoch_of(cancel[0].cl_ord_id) == 2
     assert any(isinstance(a, Alert) and "never sent" in a.text for a in acts)
     assert core.positions["HG"] == 1 and "ZZ-1" not in core.orders  # counted, never adopted
@@ -205,15 +213,7 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
 
 
 def test_a_fill_whose_report_was_lost_counts_from_the_next_report_of_a_foreign_order(config):
-    from engine.core.events import SendCancel
-
-    core = EngineCore(config)
-    fire(core)
-    core.handle(Takeover(2), 1.0)
-    core.handle(SessionUp("COMEX"), 1.1)
-    foreign = ExecReport("COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False,
-                         "MS-COMEX-E2", False)
-    cancel = [a for a in core.handle(foreign, 1.2) if isinstance(a, SendCancel)]
+    core, _, cancel = _standby_finds_a_foreign_order(config)
     # two more lots traded, their fill report lost; the answer to our cancel says CumQty 3
     answer = ExecReport("COMEX", cancel[0].cl_ord_id, "ZZ-1", "O9", "X3", "4", "4", "HG", "1", 4, 3, 0, 0, 0, 4.5)
     core.handle(answer, 1.5)
