@@ -168,6 +168,12 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     nothing_traded = InvariantChecker(core)  # a foreign order that ended with nothing filled holds nothing
     nothing_traded.reconcile_check(5.0, {**venue_orders, "E1-000077B1": ("4", 0.0, 0.0)})
     assert nothing_traded.v[12].status == "pass"
+    # and the other way: an unknown_order alarm must name an order a venue holds that the engine does not
+    # know, not the ClOrdID of the engine's own cancel of it, nor one of the engine's own orders
+    for named in ("E1-000077B1X1-E2", a.cl_ord_id):
+        false_alarm = InvariantChecker(core)
+        false_alarm.reconcile_check(5.0, venue_orders, {"E1-000077B1", named})
+        assert false_alarm.v[12].status == "fail" and named in false_alarm.v[12].first["detail"]
 
 
 def _standby_finds_a_foreign_order(config):
