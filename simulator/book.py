@@ -117,12 +117,7 @@ class OrderBook:
             opposite = self.prices[BUY]
             if opposite and opposite[-1] >= ticks:
                 return False
-        level = self.levels[side].get(ticks)
-        if level is None:
-            level = self.levels[side][ticks] = deque()
-            bisect.insort(self.prices[side], ticks)
-        level.append(order)
-        self.orders[order.order_id] = order
+        self._rest(order)
         return True
 
     def cancel_all(self, order_ids: list[str]) -> None:

@@ -337,8 +337,6 @@ class EngineCore:
         hedged or recorded, an unwound leg unwound again). An escalated one is the desk's: paged again."""
         if all(abs(leg.filled - ep.ended_with.get(name, leg.filled)) < 1e-9 for name, leg in ep.legs.items()):
             return []
-        ended, was = ep.stages["terminal"], ep.state.value
-        detail = f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f}"
         if ep.state is EpisodeState.ESCALATED:  # no recovery runs for it: the desk must act
             moved = ", ".join(f"leg {n} holds {leg.filled:g} of {leg.target} lots" for n, leg in ep.legs.items()
                               if abs(leg.filled - ep.ended_with.get(n, leg.filled)) >= 1e-9)
@@ -347,11 +345,13 @@ class EngineCore:
                                            f"{ep.naked_tonnes():.3f} t; the desk must flatten it", ep.decision_id)]
         if ep.working:  # only an escalated episode can end with an order working; others wait for it
             return []
+        ended, was = ep.stages["terminal"], ep.state.value
         out = self.move_episode(ep, EpisodeEvent.LATE_FILL, now)
         ep.reopened.append((ended, now))
         self.active[ep.decision_id] = ep
         ep.stages["legged"] = now  # a fresh exposure: its repair is timed from now
-        out.append(Audit(now, "reopened", ep.decision_id, detail=f"ended {was}, a late fill moved its legs: {detail}"))
+        out.append(Audit(now, "reopened", ep.decision_id, detail=f"ended {was}, a late fill moved its legs: "
+                                                                 f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f}"))
         return out + self.recovery.on_legged(self, ep, now)
 
     def _price_cny_t(self, ep: Episode) -> float:
