@@ -1,7 +1,8 @@
 """A price-time-priority limit order book with matching: limit, market, IOC/FAK, FOK and cancel.
 
 Prices are held as whole ticks so that levels compare exactly. The book knows nothing of FIX; the
-venue turns its fills and cancels into execution reports.
+venue turns its fills and cancels into execution reports. A re-quote into an otherwise empty book is
+staged: its orders are made only when something trades against or cancels in the book.
 """
 
 from __future__ import annotations
@@ -43,9 +44,56 @@ class OrderBook:
         self.levels: dict[str, dict[int, deque[BookOrder]]] = {BUY: {}, SELL: {}}
         self.prices: dict[str, list[int]] = {BUY: [], SELL: []}  # ascending tick lists
         self.orders: dict[str, BookOrder] = {}
+        # a staged re-quote: (owner, id prefix, first id number, [(side, ticks, qty)]), not yet orders
+        self._staged: tuple[str, str, int, list[tuple[str, int, int]]] | None = None
+        self._made: list[str] = []  # ids of the orders the last staged quotes were made into
+        self._staged_best: dict[str, tuple[int, int] | None] = {}  # best() of the staged quotes, per side
+
+    def stage(self, owner: str, id_prefix: str, first_id: int, quotes: list[tuple[str, int, int]]) -> None:
+        """Rest these quotes of `owner` in the book, which holds nothing else and is not crossed by them,
+        as orders f"{id_prefix}{first_id + i}": what resting them one by one does, made only when the
+        book is next traded or changed (a market maker re-quotes far more often than anyone trades, and
+        `best` reads staged quotes as they are). `withdraw_staged` cancels them either way."""
+        if self._staged is not None or self.orders:
+            raise ValueError(f"{self.symbol}: quotes are staged only into an empty book")
+        bids = [t for s, t, _ in quotes if s == BUY]
+        asks = [t for s, t, _ in quotes if s != BUY]
+        bid, ask = max(bids, default=None), min(asks, default=None)
+        if bid is not None and ask is not None and bid >= ask:
+            raise ValueError(f"{self.symbol}: staged quotes would trade with each other")
+        self._staged = (owner, id_prefix, first_id, quotes)
+        self._staged_best = {
+            BUY: None if bid is None else (bid, sum(q for s, t, q in quotes if s == BUY and t == bid)),
+            SELL: None if ask is None else (ask, sum(q for s, t, q in quotes if s != BUY and t == ask))}
+        self._made = []
+
+    def staged(self) -> bool:
+        """Quotes are staged and not yet made into orders."""
+        return self._staged is not None
+
+    def withdraw_staged(self) -> None:
+        """Cancel the last staged quotes: unmade, they are dropped; made, their orders are cancelled."""
+        if self._staged is not None:
+            self._staged = None
+        else:
+            self.cancel_all(self._made)
+        self._made = []
+
+    def _make(self) -> None:
+        """Turn staged quotes into resting orders, in the order they were quoted."""
+        if self._staged is None:
+            return
+        owner, prefix, first, quotes = self._staged
+        self._staged = None
+        for i, (side, ticks, qty) in enumerate(quotes):
+            order = BookOrder(f"{prefix}{first + i}", owner, side, ticks, qty)
+            self._rest(order)
+            self._made.append(order.order_id)
 
     def best(self, side: str) -> tuple[int, int] | None:
         """(ticks, total qty) at the best level of `side`, or None when empty."""
+        if self._staged is not None:
+            return self._staged_best[side]
         prices = self.prices[side]
         if not prices:
             return None
@@ -54,6 +102,7 @@ class OrderBook:
 
     def depth(self, side: str, limit_ticks: int | None) -> int:
         """Quantity on `side` that an opposite order limited at `limit_ticks` could take."""
+        self._make()
         total = 0
         for px, q in self.levels[side].items():
             if limit_ticks is None or (px >= limit_ticks if side == BUY else px <= limit_ticks):
@@ -62,6 +111,7 @@ class OrderBook:
 
     def submit(self, order: BookOrder) -> tuple[list[Trade], bool]:
         """Match `order`; rest what is left if it is a day/GTC limit. Returns (trades, rested)."""
+        self._make()
         opposite = SELL if order.side == BUY else BUY
         if order.tif == "4" and self.depth(opposite, order.ticks) < order.qty:
             order.live = False
@@ -108,6 +158,7 @@ class OrderBook:
     def rest_if_apart(self, order: BookOrder) -> bool:
         """Rest a day limit order that cannot trade with the book as it stands (what `submit` does with
         it, without the walk); False, and nothing done, when it would trade: `submit` it."""
+        self._make()
         side, ticks = order.side, order.ticks
         if side == BUY:
             opposite = self.prices[SELL]
@@ -122,6 +173,7 @@ class OrderBook:
 
     def cancel_all(self, order_ids: list[str]) -> None:
         """`cancel` each of these orders, in order (a re-quote's withdrawal of its old levels)."""
+        self._make()
         orders, levels, prices = self.orders, self.levels, self.prices
         for oid in order_ids:
             order = orders.pop(oid, None)
@@ -137,6 +189,7 @@ class OrderBook:
             order.live = False
 
     def cancel(self, order_id: str) -> BookOrder | None:
+        self._make()
         order = self.orders.pop(order_id, None)
         if order is None:
             return None

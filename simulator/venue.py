@@ -208,19 +208,29 @@ class Venue:
                 continue
             self.reference.setdefault(symbol, value)
             book = self.books[symbol]
+            book.withdraw_staged()
             book.cancel_all(self.mm_orders[symbol])
             mm: list[str] = []
             self.mm_orders[symbol] = mm
             center = round(value / inst.tick)
             ref = self.reference[symbol]
+            quotes: list[tuple[str, int]] = []
             for k in range(liq.levels):
                 offset = liq.half_spread_ticks + k * liq.level_gap_ticks
-                quotes = ((BUY, center - offset), ("2", center + offset))
-                if lock is not None:  # locked at the limit: one side only, everything at the limit price
+                if lock is None:
+                    quotes += ((BUY, center - offset), ("2", center + offset))
+                else:  # locked at the limit: one side only, everything at the limit price
                     band = self.cfg.price_band_pct / 100.0
                     limit = math.floor(ref * (1 + band) / inst.tick) if lock.side == "buy" else \
                         math.ceil(ref * (1 - band) / inst.tick)
-                    quotes = ((BUY, limit),) if lock.side == "buy" else (("2", limit),)
+                    quotes.append((BUY, limit) if lock.side == "buy" else ("2", limit))
+            if not book.orders and (lock is not None or liq.half_spread_ticks > 0):
+                # nothing else rests and the quotes cannot meet: staged, the same ids and sizes drawn now
+                staged = [(side, ticks, self._size(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))
+                          for side, ticks in quotes]
+                book.stage(MARKET_MAKER, f"{self.cfg.name[:2]}M", self.ids + 1, staged)
+                self.ids += len(staged)
+            else:
                 for side, ticks in quotes:
                     order = BookOrder(self._id("M"), MARKET_MAKER, side, ticks,
                                       self._size(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))

@@ -1,10 +1,11 @@
 """The simulator's order book: matching by price then time, and the market maker's bulk re-quote
-(cancel_all, rest_if_apart) leaving the book exactly as the one-by-one operations leave it."""
+(cancel_all, rest_if_apart, staged quotes) leaving the book exactly as the one-by-one operations leave it."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,3 +69,55 @@ def test_rest_if_apart_rests_what_submit_would_rest_and_refuses_what_would_trade
         assert rested and not trades and picture(book) == picture(by_submit)
     else:
         assert trades and picture(book) == picture(build(ops)[0])  # refused: nothing done
+
+
+QUOTES = st.lists(st.tuples(st.integers(1, 4), st.integers(1, 9)), min_size=0, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(QUOTES, QUOTES, st.lists(ORDER, max_size=12), st.data())
+def test_staged_quotes_are_the_book_that_resting_them_one_by_one_makes(bids, asks, ops, data):
+    """A staged re-quote reads (best) and trades, is cancelled and withdrawn exactly as the same quotes
+    rested one by one would be, whatever comes after it."""
+    quotes = [(BUY, 100 - gap, qty) for gap, qty in bids] + [(SELL, 100 + gap, qty) for gap, qty in asks]
+    quotes = data.draw(st.permutations(quotes))
+    staged, eager = OrderBook("X"), OrderBook("X")
+    staged.stage("mm", "M", 7, list(quotes))
+    ids = []
+    for i, (side, ticks, qty) in enumerate(quotes):
+        order = BookOrder(f"M{7 + i}", "mm", side, ticks, qty)
+        assert eager.rest_if_apart(order)
+        ids.append(order.order_id)
+    for side in (BUY, SELL):
+        assert staged.best(side) == eager.best(side)
+    assert staged.staged()
+    for i, (side, ticks, qty, tif, cancel) in enumerate(ops):
+        if cancel and ids:  # cancel one of the market maker's orders, or withdraw them all
+            oid = data.draw(st.sampled_from(ids + ["all"]))
+            if oid == "all":
+                staged.withdraw_staged()
+                eager.cancel_all(ids)
+            else:
+                assert (staged.cancel(oid) is None) == (eager.cancel(oid) is None)
+        else:
+            a, b = BookOrder(f"o{i}", "member", side, ticks, qty, tif), BookOrder(f"o{i}", "member", side, ticks, qty, tif)
+            ta, ra = staged.submit(a)
+            tb, rb = eager.submit(b)
+            assert ra == rb and [(t.resting.order_id, t.qty, t.ticks) for t in ta] == \
+                [(t.resting.order_id, t.qty, t.ticks) for t in tb]
+        assert not staged.staged()
+        assert picture(staged) == picture(eager)
+        for side in (BUY, SELL):
+            assert staged.best(side) == eager.best(side)
+    staged.withdraw_staged()
+    eager.cancel_all(ids)
+    assert picture(staged) == picture(eager)
+
+
+def test_quotes_are_staged_only_into_an_empty_book_and_never_crossed():
+    book = OrderBook("X")
+    with pytest.raises(ValueError, match="would trade with each other"):
+        book.stage("mm", "M", 1, [(BUY, 100, 1), (SELL, 100, 1)])
+    book.submit(BookOrder("o1", "member", BUY, 90, 1))
+    with pytest.raises(ValueError, match="only into an empty book"):
+        book.stage("mm", "M", 1, [(BUY, 99, 1)])
