@@ -67,7 +67,7 @@ class SimEngineShell(ActionDispatcher):
 
     def start(self) -> None:
         for session in self.sessions.values():
-            session.send(session.codec.message("A", [(98, "0"), (108, "30")]))
+            session.send(session.codec.draft("A", [(98, "0"), (108, "30")]))
 
     def crash(self) -> None:
         """The engine process dies: its timers die with it; its FIX stores (sequence numbers) survive."""
@@ -94,7 +94,7 @@ class SimEngineShell(ActionDispatcher):
         session = self.sessions[venue]
         session.connected = True
         queued, session.queued = session.queued, []
-        session.send(session.codec.message("A", [(98, "0"), (108, "30")]))
+        session.send(session.codec.draft("A", [(98, "0"), (108, "30")]))
         for msg in queued:
             session.send(msg)
 
@@ -164,7 +164,7 @@ class SimEngineShell(ActionDispatcher):
 
     def send(self, a) -> None:
         session = self.sessions[a.venue]
-        session.send(session.codec.encode(a, VIRTUAL_EPOCH + self.env.now))
+        session.send(session.codec.draft_of(a, VIRTUAL_EPOCH + self.env.now))
         kind = type(a)
         if kind in FENCED_SENDS and self.checker is not None:
             self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)

@@ -14,7 +14,7 @@ import hashlib
 import quickfix as fix
 
 from engine.core.engine_core import epoch_of
-from engine.fix.codec import SOH, VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time
+from engine.fix.codec import SOH, VIRTUAL_EPOCH, Draft, FixCodec, FixParseError, Parsed, fix_time
 
 
 class WireLog:
@@ -48,7 +48,7 @@ class SessionEnd:
         self.gaps = 0
         self.sent: dict[int, str] = {}  # MsgSeqNum -> ClOrdID of application messages, for Reject (3)
         self.connected = True
-        self.queued: list[fix.Message] = []  # application messages held while disconnected
+        self.queued: list[Draft | fix.Message] = []  # application messages held while disconnected
         self.history: dict[int, str] = {}  # MsgSeqNum -> raw, for resends
         self.buffer: dict[int, Parsed] = {}  # received ahead of a gap, applied once it is filled
         self.resend_asked_to = 0  # highest sequence number already asked for again
@@ -58,11 +58,14 @@ class SessionEnd:
         self.min_epoch = 0
         self.observer = None  # called (raw, now) for every message this end puts on the wire
         self.fenced_resends = 0
-    def send(self, msg: fix.Message) -> str | None:
+    def send(self, msg: Draft | fix.Message) -> str | None:
         if not self.connected:
             self.queued.append(msg)  # the session layer delivers it after the next logon
             return None
-        if msg.isSetField(11):
+        if type(msg) is Draft:
+            if msg.cl_ord_id is not None:
+                self.sent[self.next_out] = msg.cl_ord_id
+        elif msg.isSetField(11):
             self.sent[self.next_out] = msg.getField(11)
         raw = self.codec.frame(msg, self.next_out, VIRTUAL_EPOCH + self.env.now)
         self.history[self.next_out] = raw
@@ -110,7 +113,7 @@ class SessionEnd:
                 high -= 1
             if high >= self.next_in and high > self.resend_asked_to:
                 self.gaps += 1
-                self.send(self.codec.message("2", [(7, str(max(self.next_in, self.resend_asked_to + 1))),
+                self.send(self.codec.draft("2", [(7, str(max(self.next_in, self.resend_asked_to + 1))),
                                                    (16, str(high))]))
                 self.resend_asked_to = high
             return [msg] if early else []
@@ -143,7 +146,7 @@ class SessionEnd:
                 h.setField(52, fix_time(VIRTUAL_EPOCH + self.env.now))
                 out = m.toString()
             else:
-                m = self.codec.message("4", [(123, "Y"), (36, str(seq + 1))])
+                m = self.codec.draft("4", [(123, "Y"), (36, str(seq + 1))])
                 out = self.codec.frame(m, seq, VIRTUAL_EPOCH + self.env.now, poss_dup=True)
             self.resent += 1
             self.log.message(self.env.now, out)
@@ -168,9 +171,9 @@ class SessionEnd:
                 fields.append((371, str(err.ref_tag)))
             if err.msg_type:
                 fields.append((372, err.msg_type))
-            self.send(self.codec.message("3", fields))
+            self.send(self.codec.draft("3", fields))
         else:
             fields = [(45, str(err.seq)), (372, err.msg_type or "?"), (380, str(err.reason)), (58, err.text[:120])]
             if err.ref_id:
                 fields.append((379, err.ref_id))
-            self.send(self.codec.message("j", fields))
+            self.send(self.codec.draft("j", fields))

@@ -12,7 +12,7 @@ import simpy
 
 from engine.config import Instrument
 from engine.fix import dictionary
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty, msg_type_of
 from simulator.book import BUY, SELL, BookOrder, OrderBook
 from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
@@ -87,7 +87,7 @@ class Member:
         if self.reports_lost:
             # the session layer's own messages stay: a ResendRequest for the engine's messages the cut
             # lost is raised as the logon arrives, before this, and must follow the logon's answer
-            kept = [msg for msg in self.session.queued if msg.getHeader().getField(35) in SESSION_TYPES]
+            kept = [msg for msg in self.session.queued if msg_type_of(msg) in SESSION_TYPES]
             self.lost += len(self.session.queued) - len(kept)
             self.session.queued = kept
             history = getattr(self.session, "history", None)  # virtual time; quickfix keeps its own store
@@ -99,7 +99,7 @@ class Member:
             self.reports_lost = False
 
     def send(self, msg_type: str, fields: list, groups: tuple = ()) -> None:
-        self.session.send(self.codec.message(msg_type, fields, groups))
+        self.session.send(self.codec.draft(msg_type, fields, groups))
 
     def positions(self, instruments: dict[str, Instrument]) -> dict[str, float]:
         """Signed lots this member traded here, per instrument name, from the venue's own fills."""

@@ -21,7 +21,7 @@ import quickfix as fix
 import simpy.rt
 
 from engine.fix import dictionary
-from engine.fix.codec import FixParseError, Parsed
+from engine.fix.codec import FixParseError, Parsed, msg_type_of
 from engine.shell.live import mask
 from engine.shell.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
@@ -67,7 +67,7 @@ class WireSession:
         if self.session_id is None or not self.connected:
             self.queued.append(msg)
             return
-        fix.Session.sendToTarget(msg, self.session_id)
+        fix.Session.sendToTarget(self.codec.build(msg), self.session_id)
 
     def reject(self, err: FixParseError) -> None:
         if err.kind == "business":
@@ -275,7 +275,7 @@ class WireVenues(fix.Application):
                                      reports_lost=self._cut_lost.pop(id(member), False))
                     member.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
                     member.session.queued = [m for m in member.session.queued
-                                             if m.getHeader().getField(35) not in ("W", "X")]
+                                             if msg_type_of(m) not in ("W", "X")]
                 else:
                     venue._apply(Parsed(item[3]), member)
                     if venue.cfg.md_interval == 0 and venue.dirty:

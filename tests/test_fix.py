@@ -303,3 +303,34 @@ def test_fix_time_is_the_datetime_text_for_every_time(t):
     """fix_time formats each whole second once and adds the milliseconds itself: byte for byte what
     datetime gives, rounding and the carry into the next second included."""
     assert fix_time(t) == _fix_time_by_datetime(t)
+
+
+VALUE = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="="), min_size=1, max_size=8)
+ENTRY = st.lists(st.sampled_from([279, 269, 55, 270, 271]), min_size=1, max_size=5, unique=True).map(
+    lambda tags: [269] + [t for t in tags if t != 269])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["SHFE", "COMEX", "FXFEED"]), st.sampled_from(["D", "F", "8", "X", "3", "j"]),
+       st.lists(st.tuples(st.sampled_from([11, 55, 54, 38, 44, 58, 262, 1, 45, 372, 97]), VALUE), max_size=8),
+       st.lists(st.tuples(ENTRY, st.lists(VALUE, min_size=5, max_size=5)), max_size=3),
+       st.integers(1, 10**6), st.booleans())
+def test_a_draft_frames_to_the_bytes_of_its_message_built_field_by_field(name, msg_type, fields, entries, seq, dup):
+    """Framing a draft builds it with its header in one quickfix call: the bytes are those of the
+    quickfix Message with the header set field by field (the way quickfix's own session layer gets it)."""
+    c = codec(name)
+    groups = ((268, [[(t, v) for t, v in zip(tags, values)] for tags, values in entries]),) if msg_type == "X" else ()
+    draft = c.draft(msg_type, fields, groups)
+    assert c.frame(draft, seq, 1.8e9 + seq / 7, dup) == c.frame(c.message(msg_type, fields, groups), seq, 1.8e9 + seq / 7, dup)
+    assert draft.cl_ord_id == dict(fields).get(11)
+
+
+def test_a_body_never_sets_what_framing_sets():
+    with pytest.raises(ValueError, match=r"D body sets \[34, 43\]: framing sets those"):
+        codec("SHFE").draft("D", [(11, "C1"), (43, "N"), (34, "7")])
+
+
+def test_a_value_that_carries_the_delimiter_is_built_field_by_field():
+    c = codec("SHFE")
+    built = c.draft("D", [(11, "A\x01B"), (55, "cu2603")])
+    assert not hasattr(built, "body") and built.getField(11) == "A\x01B"

@@ -56,6 +56,8 @@ _GROUP_CLASSES = {
     ("AP", 753): fix44.PositionReport.NoPosAmt,
 }
 _GROUP_TEMPLATES = {key: cls() for key, cls in _GROUP_CLASSES.items()}
+# set by framing (session header, trailer), never by a message body
+_FRAMING_TAGS = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56})
 
 
 _SECOND_TEXT: dict[int, str] = {}  # whole epoch second -> "YYYYMMDD-HH:MM:SS." (most messages share one)
@@ -145,6 +147,22 @@ class Parsed:
         return entries
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message not built yet: its type and body as FIX text (fields, then groups). quickfix builds it
+    in one call, with the session header when it is framed."""
+
+    msg_type: str
+    body: str
+    groups: bool  # built against the dictionary, which knows the groups' field order
+    cl_ord_id: str | None  # its ClOrdID (11), if it has one
+
+
+def msg_type_of(msg: Draft | fix.Message) -> str:
+    """MsgType (35) of a draft or a built message."""
+    return msg.msg_type if isinstance(msg, Draft) else str(msg.getHeader().getField(35))
+
+
 class FixCodec:
     """Builds and parses the messages of one session against one venue dictionary."""
 
@@ -164,16 +182,20 @@ class FixCodec:
         return twin
 
     # ---- building ------------------------------------------------------------------------------
-    def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
-                groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
-        """A message body: fields, then (count tag, entries) groups, each entry's first tag its delimiter.
+    def draft(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
+              groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> Draft | fix.Message:
+        """A message body: fields, then (count tag, entries) groups, each entry's first tag its delimiter,
+        as FIX text for quickfix to build from (`build`, or `frame` with the header in the same call).
 
-        The message is parsed by quickfix from one string (one call into C++ instead of one per
-        field: a third of the cost), against the venue dictionary when it has groups; quickfix puts
-        fields and group members in the dictionary's order either way, so the bytes are the same.
+        One string parsed by quickfix is one call into C++ instead of one per field; quickfix puts
+        fields and group members in the dictionary's order either way, so the bytes are the same. A
+        value that carries the field delimiter cannot go through text: that message is built field by
+        field at once, as a quickfix Message.
         """
         body = dict(fields)
         body.update(self.vd.outbound.get(msg_type, ()))
+        if not _FRAMING_TAGS.isdisjoint(body):
+            raise ValueError(f"{msg_type} body sets {sorted(_FRAMING_TAGS.intersection(body))}: framing sets those")
         parts = [f"{tag}={value}{SOH}" for tag, value in body.items()]
         count = len(parts)
         for count_tag, entries in groups:
@@ -183,8 +205,7 @@ class FixCodec:
                 count += 1 + sum(len(entry) for entry in entries)
         text = "".join(parts)
         if text.count(SOH) == count:  # no value carries a delimiter that would split it
-            raw = f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg_type}{SOH}{text}10=000{SOH}"
-            return fix.Message(raw, self.dd, False) if groups else fix.Message(raw, False)
+            return Draft(msg_type, text, bool(groups), body.get(11))
         m = fix.Message()
         m.getHeader().setField(35, msg_type)
         for tag, value in fields:
@@ -200,8 +221,27 @@ class FixCodec:
                 m.addGroup(g)
         return m
 
-    def frame(self, msg: fix.Message, seq: int, sending_time: float, poss_dup: bool = False) -> str:
-        """Session header and trailer for virtual-time transport; returns the wire string."""
+    def build(self, msg: Draft | fix.Message) -> fix.Message:
+        """The quickfix Message of a draft (for quickfix's own session layer, which adds the header)."""
+        if not isinstance(msg, Draft):
+            return msg
+        raw = f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}{msg.body}10=000{SOH}"
+        return fix.Message(raw, self.dd, False) if msg.groups else fix.Message(raw, False)
+
+    def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
+                groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
+        """The quickfix Message of a body (see `draft`)."""
+        return self.build(self.draft(msg_type, fields, groups))
+
+    def frame(self, msg: Draft | fix.Message, seq: int, sending_time: float, poss_dup: bool = False) -> str:
+        """Session header and trailer for virtual-time transport; returns the wire string. A draft is
+        built by quickfix with its header in one call (BodyLength and CheckSum are quickfix's)."""
+        if isinstance(msg, Draft):
+            dup = f"43=Y{SOH}" if poss_dup else ""
+            raw = (f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}49={self.sender}{SOH}56={self.target}{SOH}"
+                   f"34={seq}{SOH}52={fix_time(sending_time)}{SOH}{dup}{msg.body}10=000{SOH}")
+            built = fix.Message(raw, self.dd, False) if msg.groups else fix.Message(raw, False)
+            return str(built.toString())
         h = msg.getHeader()
         h.setField(8, BEGIN_STRING)
         h.setField(49, self.sender)
@@ -216,6 +256,12 @@ class FixCodec:
                | SendPositionRequest | Subscribe,
                transact_time: float) -> fix.Message:
         """The FIX message for an engine action."""
+        return self.build(self.draft_of(action, transact_time))
+
+    def draft_of(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest
+                 | SendPositionRequest | Subscribe,
+                 transact_time: float) -> Draft | fix.Message:
+        """The FIX message for an engine action, as a draft (see `draft`)."""
         if isinstance(action, SendOrder):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side),
                       (60, fix_time(transact_time)), (38, fmt_qty(action.qty)), (40, action.ord_type),
@@ -224,32 +270,32 @@ class FixCodec:
                 fields.append((44, fmt_px(action.price)))
             if action.account:
                 fields.append((1, action.account))
-            return self.message("D", fields)
+            return self.draft("D", fields)
         if isinstance(action, SendCancel):
             fields = [(41, action.orig_cl_ord_id), (11, action.cl_ord_id), (55, action.symbol),
                       (54, action.side), (60, fix_time(transact_time)), (38, fmt_qty(action.qty))]
             if action.account:
                 fields.append((1, action.account))
-            return self.message("F", fields)
+            return self.draft("F", fields)
         if isinstance(action, SendReplace):
             fields = [(41, action.orig_cl_ord_id), (11, action.cl_ord_id), (55, action.symbol), (54, action.side),
                       (60, fix_time(transact_time)), (38, fmt_qty(action.qty)), (40, "2"), (44, fmt_px(action.price)),
                       (59, action.tif)]
             if action.account:
                 fields.append((1, action.account))
-            return self.message("G", fields)
+            return self.draft("G", fields)
         if isinstance(action, SendMassStatusRequest):
-            return self.message("AF", [(584, action.req_id), (585, "7")])
+            return self.draft("AF", [(584, action.req_id), (585, "7")])
         if isinstance(action, SendPositionRequest):  # positions (724=0) of our account, as of today
-            return self.message("AN", [(710, action.req_id), (724, "0"), (1, action.account or "NONE"), (581, "1"),
+            return self.draft("AN", [(710, action.req_id), (724, "0"), (1, action.account or "NONE"), (581, "1"),
                                        (715, fix_time(transact_time)[:8]), (60, fix_time(transact_time))])
         if isinstance(action, SendStatusRequest):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side)]
             if action.order_id:
                 fields.append((37, action.order_id))
-            return self.message("H", fields)
+            return self.draft("H", fields)
         if isinstance(action, Subscribe):
-            return self.message("V", [(262, action.req_id), (263, "1"), (264, "1"), (265, "1")],
+            return self.draft("V", [(262, action.req_id), (263, "1"), (264, "1"), (265, "1")],
                                 ((267, [[(269, "0")], [(269, "1")]]), (146, [[(55, action.symbol)]])))
         raise TypeError(f"no FIX message for {action!r}")
 
