@@ -56,15 +56,21 @@ class OrderBook:
         `best` reads staged quotes as they are). `withdraw_staged` cancels them either way."""
         if self._staged is not None or self.orders:
             raise ValueError(f"{self.symbol}: quotes are staged only into an empty book")
-        bids = [t for s, t, _ in quotes if s == BUY]
-        asks = [t for s, t, _ in quotes if s != BUY]
-        bid, ask = max(bids, default=None), min(asks, default=None)
-        if bid is not None and ask is not None and bid >= ask:
+        bid = ask = None  # [ticks, qty] of the best of each side
+        for side, ticks, qty in quotes:
+            best = bid if side == BUY else ask
+            if best is None or (ticks > best[0] if side == BUY else ticks < best[0]):
+                if side == BUY:
+                    bid = [ticks, qty]
+                else:
+                    ask = [ticks, qty]
+            elif ticks == best[0]:
+                best[1] += qty
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
             raise ValueError(f"{self.symbol}: staged quotes would trade with each other")
         self._staged = (owner, id_prefix, first_id, quotes)
-        self._staged_best = {
-            BUY: None if bid is None else (bid, sum(q for s, t, q in quotes if s == BUY and t == bid)),
-            SELL: None if ask is None else (ask, sum(q for s, t, q in quotes if s != BUY and t == ask))}
+        self._staged_best = {BUY: None if bid is None else (bid[0], bid[1]),
+                             SELL: None if ask is None else (ask[0], ask[1])}
         self._made = []
 
     def staged(self) -> bool:

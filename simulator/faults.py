@@ -124,35 +124,41 @@ class FaultPlan:
 
     def __init__(self, faults: list[Fault], fork):
         self.faults = faults
+        self.of_kind: dict[str, list[Fault]] = {}  # the faults of each kind, in scenario order (most asks find none)
         for f in faults:
             f.rng = fork(f"fault:{f.stream or f.index}:{f.kind}")
+            self.of_kind.setdefault(f.kind, []).append(f)
+
+    def has(self, kind: str) -> bool:
+        """Does the scenario have a fault of this kind at all?"""
+        return kind in self.of_kind
 
     def for_order(self, kind: str, venue: str, cl_ord_id: str, now: float) -> Fault | None:
-        for f in self.faults:
-            if f.kind == kind and f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) \
+        for f in self.of_kind.get(kind, ()):
+            if f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) \
                     and (f.on_order or kind not in ON_ORDER_KINDS) and f.fire():
                 return f
         return None
 
     def window(self, kind: str, venue: str, now: float) -> Fault | None:
         """An active window fault of `kind` (no draw: the window itself is the fault); each use is a hit."""
-        for f in self.faults:
-            if f.kind == kind and f.venue == venue and f.after <= now < f.until and not f.on_order:
+        for f in self.of_kind.get(kind, ()):
+            if f.venue == venue and f.after <= now < f.until and not f.on_order:
                 f.hits += 1
                 return f
         return None
 
     def for_message(self, kind: str, venue: str, direction: str, now: float) -> Fault | None:
-        for f in self.faults:
-            if f.kind == kind and f.venue == venue and f.direction in (direction, "both") and f.active(now) \
+        for f in self.of_kind.get(kind, ()):
+            if f.venue == venue and f.direction in (direction, "both") and f.active(now) \
                     and f.fire():
                 return f
         return None
 
     def on_question(self, venue: str, msg_type: str, now: float) -> Fault | None:
         """The disconnect_on_status fault that cuts the session as this status question arrives."""
-        for f in self.faults:
-            if f.kind == "disconnect_on_status" and f.venue == venue and f.on_message == msg_type and f.active(now) \
+        for f in self.of_kind.get("disconnect_on_status", ()):
+            if f.venue == venue and f.on_message == msg_type and f.active(now) \
                     and f.fire():
                 return f
         return None

@@ -50,14 +50,17 @@ class Link:
         delay = self.latency.draw(self.rng)
         if self.latency.vol_coupling:
             delay += self.latency.vol_coupling * self.volatility()
-        if self.faults is not None:
-            msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0]
-            if self.faults.drops(msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, self.env.now):
-                self.dropped += 1
-                return
-            spike = self.faults.for_message("latency_spike", self.venue, self.direction, self.env.now)
-            if spike is not None:
-                delay += spike.delay
+        faults = self.faults
+        if faults is not None:
+            if faults.has("drop"):
+                msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0]
+                if faults.drops(msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, self.env.now):
+                    self.dropped += 1
+                    return
+            if faults.has("latency_spike"):
+                spike = faults.for_message("latency_spike", self.venue, self.direction, self.env.now)
+                if spike is not None:
+                    delay += spike.delay
         arrival = max(self.env.now + delay, self.last_arrival)
         self.last_arrival = arrival
         self.sent += 1

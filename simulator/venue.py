@@ -226,14 +226,14 @@ class Venue:
                     quotes.append((BUY, limit) if lock.side == "buy" else ("2", limit))
             if not book.orders and (lock is not None or liq.half_spread_ticks > 0):
                 # nothing else rests and the quotes cannot meet: staged, the same ids and sizes drawn now
-                staged = [(side, ticks, self._size(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))
+                staged = [(side, ticks, self._size(liq.bid_sizes if side == BUY else liq.ask_sizes))
                           for side, ticks in quotes]
                 book.stage(MARKET_MAKER, f"{self.cfg.name[:2]}M", self.ids + 1, staged)
                 self.ids += len(staged)
             else:
                 for side, ticks in quotes:
                     order = BookOrder(self._id("M"), MARKET_MAKER, side, ticks,
-                                      self._size(*(liq.bid_sizes if side == BUY else liq.ask_sizes)))
+                                      self._size(liq.bid_sizes if side == BUY else liq.ask_sizes))
                     if not book.rest_if_apart(order):  # it trades with a member's resting order
                         self._match(symbol, order)
                     if order.live:
@@ -244,9 +244,10 @@ class Venue:
         if self.cfg.md_interval == 0:
             self.publish()
 
-    def _size(self, low: int, high: int) -> int:
+    def _size(self, sizes: tuple[int, int]) -> int:
         """A market maker's order size in [low, high]: the draw random.Random.randint(low, high) makes
         (the same bits from the same generator, so runs keep their hashes), without its call layers."""
+        low, high = sizes
         n = high - low + 1
         k = n.bit_length()
         r = self.rng.getrandbits(k)

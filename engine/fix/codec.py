@@ -11,6 +11,7 @@ import copy
 import datetime as _dt
 import math
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import quickfix as fix
@@ -117,10 +118,10 @@ class Parsed:
     __slots__ = ("pairs", "fields", "msg_type", "seq")
 
     def __init__(self, raw: str):
-        self.pairs = [(int(t), v) for t, _, v in (p.partition("=") for p in raw.split(SOH)[:-1])]
-        self.fields: dict[int, str] = {}
-        for tag, value in self.pairs:
-            self.fields.setdefault(tag, value)
+        items = raw.split(SOH)
+        items.pop()  # after the last delimiter
+        self.pairs = [(int(t), v) for t, _, v in map(str.partition, items, repeat("=", len(items)))]
+        self.fields: dict[int, str] = dict(reversed(self.pairs))  # a repeated tag: its first value
         self.msg_type = self.fields.get(35, "")
         seq = self.fields.get(34, "0")
         self.seq = int(seq) if seq.isdigit() else 0
