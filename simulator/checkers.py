@@ -1,4 +1,4 @@
-"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11).
+"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11, and 12-14 of our own).
 
 Each invariant ends pass, fail or unknown (not exercised by the run). The first violation of each
 is kept with its decision id and time; the run report adds the seed and the replay command.
@@ -23,6 +23,7 @@ NAMES = {
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working or traded untold",
     13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
+    14: "every order refused by a position or order-size limit really breaks it (worst case over its own instrument's working orders)",
 }
 
 
@@ -173,11 +174,41 @@ class InvariantChecker:
 
     def on_audit(self, row) -> None:
         """A fill on record moves a position: one of no lots is a phantom the audit trail must not hold
-        (invariant 6)."""
+        (invariant 6). A refusal on record must name a limit the order breaks (invariant 14)."""
         self.audited.add(row.cl_ord_id)
         if row.stage in ("fill", "foreign_fill") and not row.qty > 1e-9:
             self._fail(6, row.ts, row.decision_id, f"audit row {row.seq}: {row.stage} of {row.qty:g} lots for "
                                                    f"{row.cl_ord_id or 'no order'}: a fill on record that moved nothing")
+        elif row.stage == "risk_breach" and row.side and row.instrument:
+            self._check_refusal(row)
+
+    def _check_refusal(self, row) -> None:
+        """Invariant 14: an order refused by max_position_lots or max_order_lots breaks it, as computed
+        here from the engine's position and every order of that instrument it holds and that is not
+        done (what could still fill), whatever episode it belongs to; orders of other instruments never
+        count. Refusals by the other limits are not recomputed here."""
+        core, name, qty = self.core, row.instrument, row.qty
+        risk = core.cfg.risk
+        if "max_order_lots" in row.detail:
+            limit = risk.max_order_lots.get(name)
+            if limit is not None and qty > limit:
+                self._ok(14)
+            else:
+                self._fail(14, row.ts, row.decision_id, f"{row.detail}: but {qty:g} lots is within max_order_lots "
+                                                        f"{limit} of {name}")
+        elif "max_position_lots" in row.detail:
+            limit = risk.max_position_lots.get(name)
+            working = list(core.orders.values())
+            buys = sum(o.leaves_qty for o in working if o.instrument == name and o.side == BUY)
+            sells = sum(o.leaves_qty for o in working if o.instrument == name and o.side != BUY)
+            position = core.positions.get(name, 0.0)
+            worst = position + buys + qty if row.side == BUY else position - sells - qty
+            if limit is not None and abs(worst) > limit + 1e-9:
+                self._ok(14)
+            else:
+                self._fail(14, row.ts, row.decision_id, f"{row.detail}: but {name}'s worst case is {worst:+g} lots "
+                                                        f"(position {position:+g}, working buys {buys:g}, sells "
+                                                        f"{sells:g}), within max_position_lots {limit}")
 
     def _check_one_live(self, now: float, decision_id: str, cl_ord_id: str) -> None:
         """One intent, one live order: a new order of an episode's leg leaves only when no earlier order

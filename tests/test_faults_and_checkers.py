@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from engine.core import engine_core
+from engine.core import engine_core, risk
 from engine.core.recovery import ChaseThenUnwind
 from simulator import runner, scenario
 from tests.conftest import ROOT
@@ -346,3 +346,61 @@ def test_a_primary_crash_with_reports_lost_leaves_the_standby_only_the_mass_stat
     resent = [m for m in result.messages if f"\x0111={adopted}\x01" in m and "\x0143=Y\x01" in m]
     answered = [m for m in result.messages if f"\x0111={adopted}\x01" in m and "\x01150=I\x01" in m]
     assert answered and bool(resent) is not lost
+
+
+def test_a_position_check_that_counts_the_other_instruments_orders_fails_invariant_14_in_f82(monkeypatch):
+    """f82: far SHFE, the HG limit holds one clip, signals both ways faster than a CU round trip. An
+    entry the other way while a CU order is in flight keeps HG's worst case within its limit; an engine
+    that counted that CU order's lots against HG refuses it, and invariant 14 recomputes the worst case
+    over HG's own orders and finds the refusal false."""
+    path = ROOT / "scenarios" / "f82_risk_position_counts_only_its_own_instrument.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["14"]["status"] == "pass"
+    original = engine_core.EngineCore._risk
+
+    def counts_every_instrument(self, inst, side, qty, price, fx_rate):
+        other = [o for o in self.orders.values() if o.instrument != inst.name and not o.done]
+        with monkeypatch.context() as m:
+            m.setattr(engine_core, "check_order",
+                      lambda limits, i, sign, q, p, ref, fx, pos, open_buy, open_sell:
+                      risk.check_order(limits, i, sign, q, p, ref, fx, pos,
+                                                   open_buy + sum(o.leaves_qty for o in other if o.side == "1"),
+                                                   open_sell + sum(o.leaves_qty for o in other if o.side != "1")))
+            return original(self, inst, side, qty, price, fx_rate)
+
+    monkeypatch.setattr(engine_core.EngineCore, "_risk", counts_every_instrument)
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["14"]
+    assert inv["status"] == "fail" and "max_position_lots" in inv["first"]["detail"] \
+        and "within max_position_lots 2" in inv["first"]["detail"]
+
+
+def test_an_order_size_refusal_within_the_limit_fails_invariant_14(monkeypatch):
+    """f42 refuses entries larger than max_order_lots (invariant 14 passes: each breaks it); an engine
+    that refused every order as too large is caught on the first one that is not."""
+    path = ROOT / "scenarios" / "f42_risk_order_size_refuses_entries.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["14"]["status"] == "pass"
+    monkeypatch.setattr(engine_core, "check_order",
+                        lambda limits, inst, sign, qty, *rest: engine_core.Breach("max_order_lots", f"{qty} lots"))
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["14"]
+    assert inv["status"] == "fail" and "is within max_order_lots" in inv["first"]["detail"]
+
+
+def test_an_answer_taken_as_complete_at_its_first_foreign_line_pages_the_desk_in_f83(monkeypatch):
+    """f83: COMEX's position report overtakes its AF answer of several orders the standby does not know.
+    Taking the answer as complete at a foreign line before the last compares the positions without the
+    later lines' fills: a false mismatch that pages the desk."""
+    from engine.core.reconciliation import Reconciliation
+
+    path = ROOT / "scenarios" / "f83_failover_positions_wait_for_every_foreign_line.toml"
+    assert runner.run(scenario.load(path), 1).report["verdict"] == "pass"
+    original = Reconciliation.on_foreign_report
+
+    def complete_at_any_line(self, r, now):
+        out = original(self, r, now)
+        if r.mass_status_id and not r.last_report:
+            out += self.answered(r.venue, r.mass_status_id, now)
+        return out
+
+    monkeypatch.setattr(Reconciliation, "on_foreign_report", complete_at_any_line)
+    report = runner.run(scenario.load(path), 1).report
+    failed = {e["key"] for e in report["expectations"] if e["verdict"] == "fail"}
+    assert "max_alerts" in failed
