@@ -58,6 +58,7 @@ class SessionEnd:
         self.min_epoch = 0
         self.observer = None  # called (raw, now) for every message this end puts on the wire
         self.fenced_resends = 0
+
     def send(self, msg: Draft | fix.Message) -> str | None:
         if not self.connected:
             self.queued.append(msg)  # the session layer delivers it after the next logon
