@@ -10,6 +10,7 @@ single-node runs report it unknown.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 
 from engine.core.engine_core import EngineCore, epoch_of
 from engine.core.episode import TERMINAL
@@ -313,7 +314,7 @@ class InvariantChecker:
         orders = self.core.orders
         if len(orders) == self.registered:
             return
-        new = list(orders.values())[self.registered:]
+        new = list(islice(orders.values(), self.registered, None))
         self.registered = len(orders)
         for o in new:
             if not o.adopted and o.cl_ord_id not in self.handed:

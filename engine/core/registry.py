@@ -3,7 +3,7 @@ and replaces it sent for them, so that any answer a venue gives finds the order 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 
 from engine.core import ids
 from engine.core.order import ChildOrder
@@ -27,6 +27,13 @@ class OrderRegistry(Mapping[str, ChildOrder]):
 
     def __len__(self) -> int:
         return len(self._orders)
+
+    def values(self) -> ValuesView[ChildOrder]:
+        """The orders, oldest first, read straight from the dict (Mapping's own would look each up)."""
+        return self._orders.values()
+
+    def items(self) -> ItemsView[str, ChildOrder]:
+        return self._orders.items()
 
     def add(self, order: ChildOrder) -> None:
         """A new order (sent by this node, or adopted from a venue's report)."""
