@@ -59,6 +59,7 @@ SELECTED = (
     # last: scenarios that kill only what survives everything above (one mutant each), so that they
     # cost time only for the survivors instead of for every mutant that reaches them (~1 s each)
     "f82_risk_position_counts_only_its_own_instrument", "f83_failover_positions_wait_for_every_foreign_line",
+    "cu_hg_round_down", "cu_hg_round_down_exact", "cu_hg_round_up_exact",
 )
 # "name@N": that scenario at seed N as well (a seed of the baseline), where seed 1 misses a path
 # another seed reaches (f63 at seed 2 resumes two legged episodes with one reconciliation)
