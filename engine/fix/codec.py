@@ -226,8 +226,11 @@ class FixCodec:
         """The quickfix Message of a draft (for quickfix's own session layer, which adds the header)."""
         if not isinstance(msg, Draft):
             return msg
-        raw = f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}{msg.body}10=000{SOH}"
-        return fix.Message(raw, self.dd, False) if msg.groups else fix.Message(raw, False)
+        return self._from_text(f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}{msg.body}10=000{SOH}", msg.groups)
+
+    def _from_text(self, raw: str, groups: bool) -> fix.Message:
+        """quickfix parses the message from one string, against the dictionary when it has groups."""
+        return fix.Message(raw, self.dd, False) if groups else fix.Message(raw, False)
 
     def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
                 groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
@@ -241,8 +244,7 @@ class FixCodec:
             dup = f"43=Y{SOH}" if poss_dup else ""
             raw = (f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}49={self.sender}{SOH}56={self.target}{SOH}"
                    f"34={seq}{SOH}52={fix_time(sending_time)}{SOH}{dup}{msg.body}10=000{SOH}")
-            built = fix.Message(raw, self.dd, False) if msg.groups else fix.Message(raw, False)
-            return str(built.toString())
+            return str(self._from_text(raw, msg.groups).toString())
         h = msg.getHeader()
         h.setField(8, BEGIN_STRING)
         h.setField(49, self.sender)
