@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from engine.core import engine_core, risk
+from engine.core import engine_core, risk, sizing
 from engine.core.recovery import ChaseThenUnwind
 from simulator import runner, scenario
 from tests.conftest import ROOT
@@ -404,3 +404,18 @@ def test_an_answer_taken_as_complete_at_its_first_foreign_line_pages_the_desk_in
     report = runner.run(scenario.load(path), 1).report
     failed = {e["key"] for e in report["expectations"] if e["verdict"] == "fail"}
     assert "max_alerts" in failed
+
+
+@pytest.mark.parametrize("name,wrong", [
+    ("cu_hg_round_down", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, ratio, "nearest", a, b)),
+    ("cu_hg_round_down_exact", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, (ratio[0], ratio[1] - 1e-6), rule, a, b)),
+    ("cu_hg_round_up_exact", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, (ratio[0], ratio[1] + 1e-6), rule, a, b)),
+])
+def test_the_rounding_scenarios_pin_leg_b(monkeypatch, name, wrong):
+    """Down where it matters (1.6 HG lots: one, not nearest's two), and both rules where the ratio divides
+    exactly (a quotient a hair off 2 must not round to 1 or 3): leg_lots fails on each wrong sizing."""
+    path = ROOT / "scenarios" / f"{name}.toml"
+    assert runner.run(scenario.load(path), 1).report["verdict"] == "pass"
+    monkeypatch.setattr(engine_core, "align", wrong)
+    report = runner.run(scenario.load(path), 1).report
+    assert "leg_lots" in {e["key"] for e in report["expectations"] if e["verdict"] == "fail"}
