@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.fix.dictionary import base_dictionary_path  # noqa: E402
 from simulator import scenario  # noqa: E402
-from simulator.ports import free_port  # noqa: E402
+from simulator.ports import PortReservation, reserve  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
 from simulator.wire import run_wire  # noqa: E402
 
@@ -100,7 +100,8 @@ class BareInitiator(fix.Application):
 
 
 def bare_pair(n: int, rate: float, seconds: float) -> dict:
-    port = free_port()
+    held = PortReservation("0.0.0.0")  # held until the child acceptor is gone (simulator.ports)
+    port = held.port
     child = subprocess.Popen([sys.executable, __file__, "--bare-acceptor", str(port)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     child.stdout.readline()  # "ready"
@@ -133,6 +134,7 @@ def bare_pair(n: int, rate: float, seconds: float) -> dict:
         init.stop()
         child.stdin.close()
         child.wait(timeout=10)
+        held.close()
     return {"sequential": sequential, "paced": paced, "paced_sent": sent, "seconds": seconds}
 
 
@@ -180,7 +182,8 @@ def serve_xmc_acceptor() -> None:
     from engine.fix import dictionary
 
     sc, _ = _bench_scenario()
-    ports = {name: free_port() for name in sc.venues}
+    held = reserve(sc.venues, "0.0.0.0")  # held until this process exits (simulator.ports)
+    ports = {name: h.port for name, h in held.items()}
     lines = ["[DEFAULT]", "ConnectionType=acceptor", "AllowedRemoteAddresses=127.0.0.1", "HeartBtInt=30", f"FileStorePath={tempfile.mkdtemp()}",
              "StartTime=00:00:00", "EndTime=00:00:00", "ResetOnLogon=Y", "UseDataDictionary=Y", "SocketNodelay=Y",
              "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
@@ -307,7 +310,8 @@ def xmc_full_scenario(seconds: float) -> list[float]:
 def bare_pairs(n: int, file_store: bool) -> list[float]:
     """The bare pair sending two orders at once (as xmc sends both legs), one pair in flight at a time;
     with `file_store` the initiator persists every message as xmc's engine does (quickfix FileStore)."""
-    port = free_port()
+    held = PortReservation("0.0.0.0")  # held until the child acceptor is gone (simulator.ports)
+    port = held.port
     child = subprocess.Popen([sys.executable, __file__, "--bare-acceptor", str(port)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     child.stdout.readline()
@@ -331,6 +335,7 @@ def bare_pairs(n: int, file_store: bool) -> list[float]:
         init.stop()
         child.stdin.close()
         child.wait(timeout=10)
+        held.close()
 
 
 def main() -> int:

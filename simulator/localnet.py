@@ -12,43 +12,39 @@ import time
 from pathlib import Path
 
 from engine.shell.live import wait_for
-from simulator.ports import free_port
+from simulator.ports import PortReservation, reserve
 from simulator.relay import hang_up
 
 
-def _taken(port: int) -> bool:
-    """Something listens on 127.0.0.1:`port` (a probe, bound and closed at once, never handed on)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+class _ServerProcess:
+    """A server process on ports held for it (`_ports`) until it stops."""
+
+    proc: subprocess.Popen
+    _ports: dict[str, PortReservation]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._release()
+
+    def _release(self) -> None:
+        for reservation in self._ports.values():
+            reservation.close()
 
 
-class EtcdProcess:
-    """Debian's etcd on 127.0.0.1 (client and peer ports from the OS), its data in `data_dir`."""
+class EtcdProcess(_ServerProcess):
+    """Debian's etcd on 127.0.0.1, its client and peer ports held for it (simulator.ports), its data in
+    `data_dir`."""
 
-    def __init__(self, data_dir: Path, attempts: int = 3):
-        # etcd binds port 0 well, but its gRPC gateway (the JSON API etcd3gw speaks) then dials the
-        # configured address, port 0, and never serves: so its ports are picked free first; if another
-        # process takes one in the moment between, etcd fails with "address already in use" and is
-        # started again on new ports (never reused), and the server on the port must answer as this
-        # member (its own name), not another test's etcd
-        for attempt in range(attempts):
-            error = self._start(data_dir if attempt == 0 else data_dir.with_name(f"{data_dir.name}-{attempt}"))
-            if error is None:
-                return
-            if "address already in use" not in error or attempt == attempts - 1:
-                raise RuntimeError("etcd did not start: " + error)
-
-    def _start(self, data_dir: Path) -> str | None:
+    def __init__(self, data_dir: Path):
         import etcd3gw
 
-        self.port, peer = free_port(), free_port()
-        # a name of its own: the server that answers on the port must be this one, not another test's
-        # etcd that took the port first (then this one fails to bind and is started again)
-        self.name = f"xmc-{os.getpid()}-{time.monotonic_ns()}"
+        # etcd binds port 0 well, but its gRPC gateway (the JSON API etcd3gw speaks) then dials the
+        # configured address, port 0, and never serves: so it is given ports the OS assigned to sockets
+        # held here until stop(), which no other process can take meanwhile
+        self._ports = reserve(("client", "peer"))
+        self.port, peer = self._ports["client"].port, self._ports["peer"].port
+        self.name = f"xmc-{os.getpid()}-{time.monotonic_ns()}"  # the member that must answer on the port
         self.proc = subprocess.Popen(
             ["etcd", "--name", self.name, "--data-dir", str(data_dir),
              "--listen-client-urls", f"http://127.0.0.1:{self.port}",
@@ -63,25 +59,21 @@ class EtcdProcess:
             try:
                 return [m.get("name") for m in probe.members()] == [self.name] or self.proc.poll() is not None
             except Exception:  # noqa: BLE001 - not listening yet
-                return self.proc.poll() is not None  # died: stop waiting; the caller says why
+                return self.proc.poll() is not None  # died: stop waiting; say why below
 
         wait_for(up, 20, 0.05)
         if self.proc.poll() is not None:
-            return self.proc.stderr.read().decode()[-2000:]
+            self._release()
+            raise RuntimeError("etcd did not start: " + self.proc.stderr.read().decode()[-2000:])
         if not up():
             self.stop()
-            return f"address already in use: port {self.port} answers as another etcd, not {self.name}"
-        return None
+            raise RuntimeError(f"etcd did not start: port {self.port} did not answer as member {self.name} "
+                               f"within 20 s")
 
     def client(self):
         import etcd3gw
 
         return etcd3gw.client(host="127.0.0.1", port=self.port)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
 
 ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-nop.jar")  # Debian's zookeeper package
 
@@ -90,24 +82,16 @@ def zookeeper_available() -> bool:
     return Path(ZOOKEEPER_JARS[0]).exists() and Path("/usr/bin/java").exists()
 
 
-class ZooKeeperProcess:
+class ZooKeeperProcess(_ServerProcess):
     """Debian's ZooKeeper, standalone on 127.0.0.1 (client port from the OS), its data in `data_dir`;
     `tick_ms` sets how finely it expires sessions (a session may be as short as two ticks)."""
 
-    def __init__(self, data_dir: Path, tick_ms: int = 50, attempts: int = 3):
-        # ZooKeeper cannot be given port 0 (clientPort=0 means "no client port"): the port is picked free
-        # first, and a start that finds it taken in the moment between is made again on a new port (never
-        # reused); that the server on the port is this one is checked by its dataDir (`conf`)
-        for attempt in range(attempts):
-            error = self._start(data_dir if attempt == 0 else data_dir.with_name(f"{data_dir.name}-{attempt}"), tick_ms)
-            if error is None:
-                return
-            if "Address already in use" not in error or attempt == attempts - 1:
-                raise RuntimeError("ZooKeeper did not start: " + error)
-
-    def _start(self, data_dir: Path, tick_ms: int) -> str | None:
+    def __init__(self, data_dir: Path, tick_ms: int = 50):
+        # ZooKeeper cannot be given port 0 (clientPort=0 means "no client port"): it is given a port the OS
+        # assigned to a socket held here until stop() (simulator.ports), which no other process can take
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self._ports = reserve(("client",))
+        self.port = self._ports["client"].port
         cfg = data_dir / "zoo.cfg"
         cfg.write_text(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
                        f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout=60000\n"
@@ -118,7 +102,7 @@ class ZooKeeperProcess:
                                      stdout=log.open("w"), stderr=subprocess.STDOUT)
 
         def up() -> bool:
-            try:  # the server on the port must be this one (its dataDir), not another test's that took it
+            try:  # the server on the port must be this one (its dataDir)
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
                     c.sendall(b"conf")
                     answer = b""
@@ -127,17 +111,17 @@ class ZooKeeperProcess:
                     mine = {f"dataDir={data_dir}", f"dataDir={data_dir / 'version-2'}"}
                     return bool(mine & set(answer.decode(errors="replace").splitlines())) or self.proc.poll() is not None
             except OSError:
-                return self.proc.poll() is not None  # died: stop waiting; the caller says why
+                return self.proc.poll() is not None  # died: stop waiting; say why below
 
         wait_for(up, 30, 0.05)
         if self.proc.poll() is not None:
-            if _taken(self.port):  # its log (slf4j-nop) may not say why: the port was not free after all
-                return f"Address already in use: port {self.port} (exit code {self.proc.returncode})"
-            return log.read_text()[-2000:] or f"exit code {self.proc.returncode}"
+            self._release()
+            raise RuntimeError("ZooKeeper did not start: "
+                               + (log.read_text()[-2000:] or f"exit code {self.proc.returncode}"))
         if not up():
             self.stop()
-            return f"Address already in use: port {self.port} answers as another ZooKeeper, not the one in {data_dir}"
-        return None
+            raise RuntimeError(f"ZooKeeper did not start: port {self.port} did not answer with dataDir {data_dir} "
+                               f"within 30 s")
 
     @property
     def hosts(self) -> str:
@@ -150,11 +134,6 @@ class ZooKeeperProcess:
         c = KazooClient(hosts=self.hosts, timeout=session_timeout)
         c.start(timeout=10)
         return c
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
 
 DICTIONARIES = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
 

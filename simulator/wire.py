@@ -25,7 +25,7 @@ from engine.fix.codec import FixParseError, Parsed, msg_type_of
 from engine.shell.live import mask
 from engine.shell.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
-from simulator.ports import free_port
+from simulator.ports import reserve
 from simulator.prices import PriceProcess, market
 from simulator.relay import FaultRelay
 from simulator.rng import fork
@@ -114,8 +114,11 @@ class WireVenues(fix.Application):
         self.sc = sc
         self.seed = seed
         self.host = host
-        self.fixed_ports = bool(ports)
-        self.ports = ports or {name: free_port(host) for name in sc.venues}
+        # ports given by the caller are held by the caller (run_wire keeps them across a venue restart);
+        # otherwise the OS assigns them to sockets held here until stop() (simulator.ports), on every
+        # interface, as quickfix listens
+        self._held = {} if ports else reserve(sc.venues, "0.0.0.0")
+        self.ports = ports or {name: held.port for name, held in self._held.items()}
         self.log = WireLog()
         self.inbox: queue.Queue = queue.Queue()
         self.env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
@@ -294,14 +297,10 @@ class WireVenues(fix.Application):
         while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
             self.env.run(until=min(self.env.now + 0.05, until))
 
-    def start(self, until: float, attempts: int = 5) -> dict[str, int]:
-        """Listen (one port per venue) and start the venues' clock. A port the OS called free can be
-        taken before quickfix binds it (by any outgoing connection); then new ports are asked for.
-        (quickfix cannot be given port 0: it files its sessions under the configured port and finds
-        none for a connection on the port the OS chose.) Ports given by the caller (a restarted venue
-        keeps its ports) are retried as they are."""
-        if self.fixed_ports:
-            attempts = 50
+    def start(self, until: float, attempts: int = 50) -> dict[str, int]:
+        """Listen (one port per venue) and start the venues' clock. The ports are held for these venues
+        (simulator.ports), so nothing else can take them; a venue started again on the ports of one just
+        killed retries for a moment while the OS closes the dead process's sockets."""
         for attempt in range(attempts):
             ss = fix.SessionSettings()
             ss.setFromString(self.settings())
@@ -312,10 +311,7 @@ class WireVenues(fix.Application):
             except fix.RuntimeError:
                 if attempt == attempts - 1:
                     raise
-                if self.fixed_ports:
-                    self._stop.wait(0.1)
-                else:
-                    self.ports = {name: free_port(self.host) for name in self.sc.venues}
+                self._stop.wait(0.1)
         self.acceptor = acceptor
         self._thread = threading.Thread(target=self._run, args=(until,), name="xmc-venues", daemon=True)
         self._thread.start()
@@ -345,6 +341,8 @@ class WireVenues(fix.Application):
                 deadline.wait(0.01)
             self.acceptor.stop(True)
             self.acceptor = None
+        for held in self._held.values():
+            held.close()
 
     def positions(self) -> dict[str, float]:
         """The engine's (XMC's) signed lots per instrument, from the venues' own fills."""
@@ -400,12 +398,12 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
     state = work / "venue-state.json"
 
-    def start_venues(ports: dict[str, int] | None = None):
+    def start_venues(ports: dict[str, int]):
         args = [sys.executable, "-X", "faulthandler", "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed",
                 str(seed), "--duration", str(duration + sc.drain + 30), "--state", str(state), "--open-on-logon"]
         if venue_restart is not None:
             args += ["--state-dir", str(work / "venues")]
-        for name, port in (ports or {}).items():
+        for name, port in ports.items():
             args += ["--port", f"{name}={port}"]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         first = proc.stdout.readline()
@@ -418,7 +416,16 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         print(f"xmc run --mode wire: {sc.path}: {', '.join(skipped)} act on the engine's own process and run in "
               f"virtual time only; this wire run goes without them", file=sys.stderr, flush=True)
     restarts: list[dict] = []
-    child, venue_ports = start_venues()
+    # the venues' ports are held here, not in the venue process: a venue killed and started again finds
+    # its ports still free (simulator.ports)
+    held = reserve(sc.venues, "0.0.0.0")  # every interface, as quickfix listens
+    venue_ports = {name: h.port for name, h in held.items()}
+    try:
+        child, _ = start_venues(venue_ports)
+    except BaseException:
+        for h in held.values():
+            h.close()
+        raise
     ports = dict(venue_ports)  # where the engine connects: the venue, or a fault relay in front of it
     try:
         # link faults (timed disconnects, dropped messages, added latency) happen for real on a TCP
@@ -480,6 +487,8 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         if child.stdin:
             child.stdin.close()
         child.wait(timeout=30)
+        for h in held.values():
+            h.close()
     if child.returncode != 0 or not state.exists():
         raise RuntimeError(f"the venue process ended with exit code {child.returncode} without its final state")
     venue_state = json.loads(state.read_text())

@@ -85,42 +85,23 @@ def test_the_fence_stops_inside_the_session_timeout(zookeeper):
         a.acquire("node-b", 12.0)
 
 
-def test_a_port_another_server_answers_on_is_never_taken_for_ours(tmp_path, monkeypatch):
-    """ZooKeeper cannot be given a port the OS picks: its port is picked free first, so another process may
-    take it in between. A server already answering there (here a decoy that says it is a ZooKeeper with
-    another dataDir, on a socket this test keeps) is not ours: the start is made again on a new port."""
+def test_the_servers_port_is_held_for_it_so_no_other_socket_can_take_it(zookeeper):
+    """ZooKeeper cannot be given port 0: its port is one the OS assigned to a socket kept for it
+    (simulator.ports), and ZooKeeper listens beside that socket. While it runs, nothing else can bind
+    the port, with or without SO_REUSEADDR, and ZooKeeper answers on it."""
     import socket
-    import threading
 
-    from simulator import localnet
-
-    if not localnet.zookeeper_available():
-        pytest.skip("ZooKeeper not installed: run scripts/bootstrap (apt-get install zookeeper)")
-    decoy = socket.socket()
-    decoy.bind(("127.0.0.1", 0))
-    decoy.listen()
-    taken = decoy.getsockname()[1]
-
-    def answer() -> None:
-        while True:
-            try:
-                conn, _ = decoy.accept()
-            except OSError:
-                return
-            with conn:
-                asked = conn.recv(16)  # a live ZooKeeper's answers: "imok" to ruok, its settings to conf
-                conn.sendall(b"imok" if asked == b"ruok" else b"clientPort=1\ndataDir=/somewhere/else/version-2\n")
-
-    threading.Thread(target=answer, daemon=True).start()
-    picks = iter([taken])
-    real = localnet.free_port
-    monkeypatch.setattr(localnet, "free_port", lambda *a: next(picks, None) or real(*a))
-    server = localnet.ZooKeeperProcess(tmp_path / "zk")
+    for reuse in (False, True):
+        with socket.socket() as other:
+            if reuse:
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.1", zookeeper.port))
+                other.listen()
+    client = zookeeper.client(2.0)
     try:
-        assert server.port != taken
-        client = server.client(2.0)
         assert client.exists("/") is not None
-        client.stop()
     finally:
-        server.stop()
-        decoy.close()
+        client.stop()
+
+

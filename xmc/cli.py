@@ -247,7 +247,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
     v.add_argument("--port", action="append", default=[], metavar="VENUE=PORT",
-                   help="listen for VENUE on PORT (repeatable; default: a free port the OS gives)")
+                   help="listen for VENUE on PORT (repeatable; default: a port the OS assigns, held for the "
+                        "venue while it serves so that no other process can take it)")
     v.add_argument("--client", action="append", default=[], metavar="COMPID",
                    help="a client CompID allowed to log on to every venue (repeatable; default XMC, the engine's). "
                         "Each client has its own session, sequence numbers and ClOrdIDs; all trade in the same "
