@@ -1,4 +1,4 @@
-"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11, and 12-14 of our own).
+"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11, and 12-15 of our own).
 
 Each invariant ends pass, fail or unknown (not exercised by the run). The first violation of each
 is kept with its decision id and time; the run report adds the seed and the replay command.
@@ -14,7 +14,8 @@ from itertools import islice
 
 from engine.core.engine_core import EngineCore, epoch_of
 from engine.core.episode import TERMINAL
-from engine.core.ids import BUY, CHILD_ID
+from engine.core.events import Quote
+from engine.core.ids import BUY, CHILD_ID, SELL
 
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
@@ -25,7 +26,9 @@ NAMES = {
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working or traded untold",
     13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
     14: "every order refused by a position or order-size limit really breaks it (worst case over its own instrument's working orders)",
+    15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
 }
+SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
 
 
 @dataclass
@@ -64,6 +67,11 @@ class InvariantChecker:
         self.registered = len(core.orders)
         self.unsent: dict[str, tuple[str, float]] = {}
         self.audited: set[str] = set()  # ClOrdIDs named by the current node's audit rows
+        # invariant 15: the quotes the current node was given (instrument -> last Quote), and per trigger
+        # side whether its signal retreated past the hysteresis since the side last fired (a node starts
+        # armed); the signal is recomputed here from these, not taken from the engine's trigger
+        self.quotes: dict[str, Quote] = {}
+        self.retreated = {SELL_SPREAD: True, BUY_SPREAD: True}
 
     @property
     def core(self) -> EngineCore:
@@ -77,6 +85,8 @@ class InvariantChecker:
             self.registered = len(core.orders)  # what it rebuilt or replicated was sent by an earlier node
             self.unsent.clear()  # what the dead node had not sent yet is the new node's to reconcile
             self.audited.clear()  # ClOrdIDs the new node's own audit rows name
+            self.quotes.clear()  # the new node prices from the quotes it is given from now on
+            self.retreated = {SELL_SPREAD: True, BUY_SPREAD: True}
         self._core = core
 
     def _ok(self, n: int) -> None:
@@ -121,10 +131,78 @@ class InvariantChecker:
                 self._fail(9, now, ep.decision_id, f"chase {ep.chase_attempts}, unwind {ep.unwind_attempts} attempts")
             elif ep.mode:
                 self._ok(9)
+        values = None
+        if type(event) is Quote:
+            self.quotes[event.instrument] = event
+            values = self._signal_values()
+            if values is not None:
+                t = core.strategy.trigger
+                if values[SELL_SPREAD] < t.sell_above - t.hysteresis:
+                    self.retreated[SELL_SPREAD] = True
+                if values[BUY_SPREAD] > t.buy_below + t.hysteresis:
+                    self.retreated[BUY_SPREAD] = True
         if len(core.episodes) > self.seen_episodes:
             for ep in list(core.episodes.values())[self.seen_episodes:]:
                 self._check_fresh(ep, now)
+                if values is not None and ep.stages.get("signal") == now:
+                    self._check_signal(ep, now, values)
             self.seen_episodes = len(core.episodes)
+
+    def _signal_values(self) -> dict[str, float] | None:
+        """The trigger's signal per side from the quotes the node was given, computed here from the
+        strategy's definition (leg A's currency per tonne: price x mass units per tonne x FX for leg B);
+        None while an input has no two-sided quote."""
+        s = self.core.strategy
+        a, b = self.core.instruments[s.leg_a], self.core.instruments[s.leg_b]
+        names = (a.name, b.name, s.fx) if s.fx else (a.name, b.name)
+        quotes = [self.quotes.get(name) for name in names]
+        if any(q is None or q.bid is None or q.ask is None for q in quotes):
+            return None
+        qa, qb = quotes[0], quotes[1]
+        fx = (quotes[2].bid + quotes[2].ask) / 2.0 if s.fx else 1.0
+        per_a = s.price_multiplier_a * a.units_per_tonne
+        per_b = s.price_multiplier_b * b.units_per_tonne * fx
+        if s.trigger.kind == "counter_price":  # what trading at the touches gives: A's bid and B's ask, or the reverse
+            return {SELL_SPREAD: qa.bid * per_a - qb.ask * per_b + s.offset,
+                    BUY_SPREAD: qa.ask * per_a - qb.bid * per_b + s.offset}
+        mid_a, mid_b = (qa.bid + qa.ask) / 2.0 * per_a, (qb.bid + qb.ask) / 2.0 * per_b
+        value = mid_a / mid_b if s.trigger.kind == "ratio" else mid_a - mid_b + s.offset
+        return {SELL_SPREAD: value, BUY_SPREAD: value}
+
+    def _check_signal(self, ep, now: float, values: dict[str, float]) -> None:
+        """An episode opened on this quote: its side's signal is past that side's threshold, the engine's
+        value is the quotes' value, the touches it priced from and its legs' sides are that side's, and
+        the side re-armed (retreated past the hysteresis) since it last fired (invariant 15)."""
+        s = self.core.strategy
+        t = s.trigger
+        value = values.get(ep.side)
+        if value is None:
+            self._fail(15, now, ep.decision_id, f"episode on trigger side {ep.side!r}, which is no side")
+            return
+        tol = 1e-9 * max(1.0, abs(value))
+        qa, qb = self.quotes[s.leg_a], self.quotes[s.leg_b]
+        sell = ep.side == SELL_SPREAD
+        touches = {"A": qa.bid if sell else qa.ask, "B": qb.ask if sell else qb.bid}
+        sides = {"A": SELL if sell else BUY, "B": BUY if sell else SELL}
+        if (value < t.sell_above - tol) if sell else (value > t.buy_below + tol):
+            self._fail(15, now, ep.decision_id, f"{ep.side} opened at a signal of {value:.6g}, not past its threshold "
+                                                f"({'sell_above' if sell else 'buy_below'} "
+                                                f"{t.sell_above if sell else t.buy_below:g})")
+        elif abs(ep.signal_value - value) > tol:
+            self._fail(15, now, ep.decision_id, f"the engine's signal {ep.signal_value:.9g} is not the quotes' "
+                                                f"{value:.9g} ({t.kind})")
+        elif any(abs(ep.trigger_prices[n] - touches[n]) > 1e-9 for n in touches):
+            self._fail(15, now, ep.decision_id, f"{ep.side} priced from {ep.trigger_prices}, not the touches "
+                                                f"{touches} it trades against")
+        elif any(ep.legs[n].side != sides[n] for n in sides):
+            self._fail(15, now, ep.decision_id, f"{ep.side} with leg A side {ep.legs['A'].side} and leg B side "
+                                                f"{ep.legs['B'].side}: it sells A and buys B, or the reverse")
+        elif not self.retreated[ep.side]:
+            self._fail(15, now, ep.decision_id, f"{ep.side} fired again without its signal retreating "
+                                                f"{t.hysteresis:g} past its threshold since it last fired")
+        else:
+            self._ok(15)
+        self.retreated[ep.side] = False
 
     def _check_fresh(self, ep, now: float) -> None:
         limits = self.core.strategy.trigger.max_quote_age

@@ -419,3 +419,53 @@ def test_the_rounding_scenarios_pin_leg_b(monkeypatch, name, wrong):
     monkeypatch.setattr(engine_core, "align", wrong)
     report = runner.run(scenario.load(path), 1).report
     assert "leg_lots" in {e["key"] for e in report["expectations"] if e["verdict"] == "fail"}
+
+
+@pytest.mark.parametrize("name", ["cu_hg_spread", "cu_hg_ratio", "cu_hg_counter_price"])
+def test_invariant_15_recomputes_every_kind_of_signal_and_passes_the_engines(name):
+    inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["15"]
+    assert inv["status"] == "pass"
+
+
+def _planted_trigger(monkeypatch, defect: str) -> None:
+    """A trigger that computes or fires wrongly in one way (engine.core.trigger), for invariant 15."""
+    from engine.core import trigger as trig
+
+    if defect == "fx_ignored":  # leg B's USD price taken as CNY: no FX conversion
+        monkeypatch.setattr(trig, "to_common", lambda price, inst, fx: price * inst.units_per_tonne)
+    elif defect == "counter_price_at_mids":  # the executable spread taken at the mids, not the touches
+        real_values = trig.TriggerEvaluator.values
+
+        def at_mids(self, books):
+            if self.t.kind != "counter_price":
+                return real_values(self, books)
+            mids = {n: trig.TopOfBook(b.mid, b.bid_size, b.mid, b.ask_size, b.ts) if b.mid is not None else b
+                    for n, b in books.items()}
+            return real_values(self, mids)
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "values", at_mids)
+    elif defect == "never_disarms":  # a side stays armed after firing: no hysteresis
+        monkeypatch.setattr(trig.TriggerEvaluator, "disarm", lambda self, side: None)
+    elif defect == "sides_swapped":  # a crossing of one side opens the other side's episode
+        real_evaluate = trig.TriggerEvaluator.evaluate
+
+        def swapped(self, books, now):
+            sig = real_evaluate(self, books, now)
+            if sig is None:
+                return None
+            other = trig.BUY_SPREAD if sig.side == trig.SELL_SPREAD else trig.SELL_SPREAD
+            return trig.Signal(other, sig.value, sig.price_a, sig.price_b, sig.fx_rate)
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", swapped)
+
+
+@pytest.mark.parametrize("name,defect,says", [
+    ("cu_hg_spread", "fx_ignored", "not past its threshold"),
+    ("cu_hg_counter_price", "counter_price_at_mids", "not the quotes'"),
+    ("cu_hg_spread", "never_disarms", "without its signal retreating"),
+    ("cu_hg_spread", "sides_swapped", "not past its threshold"),
+])
+def test_a_trigger_that_computes_or_fires_wrongly_fails_invariant_15(monkeypatch, name, defect, says):
+    _planted_trigger(monkeypatch, defect)
+    inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["15"]
+    assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
