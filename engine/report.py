@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import Episode
-from engine.core.events import AuditRow
+from engine.core.events import Anomaly, AuditRow
 from engine.core.ids import PURPOSE_TAG
 from engine.provenance import provenance
 
@@ -44,6 +44,15 @@ class RunResult:
 
 def venue_of(core: EngineCore) -> dict[str, str]:
     return {name: inst.venue for name, inst in core.instruments.items()}
+
+
+def anomaly_summary(anomalies: list[Anomaly]) -> dict[str, Any]:
+    """A run's anomalies for its report: how many, how many of each kind, and the first twenty."""
+    by_kind: dict[str, int] = {}
+    for a in anomalies:
+        by_kind[a.kind] = by_kind.get(a.kind, 0) + 1
+    return {"count": len(anomalies), "by_kind": dict(sorted(by_kind.items())),
+            "first": [f"{a.kind}: {a.detail}" for a in anomalies[:20]]}
 
 
 def count_outcomes(episodes: list[dict[str, Any]]) -> dict[str, int]:

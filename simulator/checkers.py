@@ -20,7 +20,7 @@ from engine.core.ids import BUY, CHILD_ID, SELL
 NAMES = {
     1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
     4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills, no fill of no lots on record",
-    7: "legal transitions, no engine error, no unrecorded overfill", 8: "risk limits never exceeded (a chase's slippage included)",
+    7: "legal transitions, no engine error, no unrecorded overfill, every venue report read as the venue meant it", 8: "risk limits never exceeded (a chase's slippage included)",
     9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, one live per leg, handed to the transport, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working or traded untold",
@@ -28,6 +28,8 @@ NAMES = {
     14: "every order refused by a position or order-size limit really breaks it (worst case over its own instrument's working orders)",
     15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
 }
+# anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
+MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
 SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
 
 
@@ -504,6 +506,9 @@ class InvariantChecker:
         # a late fill is the venue's doing only when the venue really filled the order after ending it;
         # an engine that ended an order the venue kept working would show the same anomaly
         illegal += [a for a in anomalies if a.kind == "late_fill" and a.cl_ord_id not in self.late_fills]
+        # the simulated venues report every order truly: an OrdStatus or CumQty the engine finds at odds with
+        # its own reading, a fill it finds void or an ExecType it does not know is the engine misreading them
+        illegal += [a for a in anomalies if a.kind in MISREAD]
         if illegal:
             self._fail(7, illegal[0].ts, "", f"{illegal[0].cl_ord_id}: {illegal[0].detail}")
         else:

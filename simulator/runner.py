@@ -17,6 +17,7 @@ from engine.core.events import Command, SendOrder, SessionDown, Takeover
 from engine.provenance import sha256_of
 from engine.report import (
     RunResult,
+    anomaly_summary,
     count_outcomes,
     distribution,
     episode_row,
@@ -470,8 +471,7 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
                           for f in faults.faults],
         "positions": {"engine": engine_pos, "venues": {k: v for k, v in venue_pos.items() if v}},
         "fills_match_positions": engine_pos == {k: v for k, v in venue_pos.items() if v},
-        "anomalies": {"count": len(shell.anomalies),
-                      "first": [f"{a.kind}: {a.detail}" for a in shell.anomalies[:20]]},
+        "anomalies": anomaly_summary(shell.anomalies),
         "alerts": [a.text for a in shell.alerts[:50]],
         "counters": {"messages": len(log.lines), "orders_sent": shell.orders_sent, "alerts": len(shell.alerts),
                      "stale_skips": core.trigger.stale_skips,
@@ -513,6 +513,11 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
     if "max_anomalies" in expect:
         n = report["anomalies"]["count"]
         check("max_anomalies", expect["max_anomalies"], n, n <= expect["max_anomalies"])
+    kinds = report["anomalies"]["by_kind"] if "anomalies_at_least" in expect or "anomalies_at_most" in expect else {}
+    for kind, n in expect.get("anomalies_at_least", {}).items():
+        check(f"anomalies_at_least.{kind}", n, kinds.get(kind, 0), kinds.get(kind, 0) >= n)
+    for kind, n in expect.get("anomalies_at_most", {}).items():
+        check(f"anomalies_at_most.{kind}", n, kinds.get(kind, 0), kinds.get(kind, 0) <= n)
     if "max_alerts" in expect:  # a critical alert pages the desk: one the scenario does not call for is a false alarm
         n = report["counters"]["alerts"]
         check("max_alerts", expect["max_alerts"], n, n <= expect["max_alerts"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import ConfigError, EngineConfig, Problem, Section, non_negative, positive, read_engine, read_toml
+from engine.core.events import ANOMALY_KINDS
 from engine.fix import dictionary
 from simulator.failover import FailoverConfig
 from simulator.faults import FAILOVER_KINDS, Fault, read_faults
@@ -27,6 +28,8 @@ EXPECT_KEYS = {
     "outcomes_at_most": (dict, "a table such as { ESCALATED = 0 }"),
     "max_p99_signal_to_acks_ms": (float, "milliseconds > 0"),
     "max_anomalies": (int, "a whole number >= 0"),
+    "anomalies_at_least": (dict, "a table of anomaly kinds the run must record, e.g. { duplicate_exec_id = 1 }"),
+    "anomalies_at_most": (dict, "a table of anomaly kinds the run may record at most, e.g. { status_mismatch = 0 }"),
     "max_alerts": (int, "a whole number >= 0 of critical alerts the desk may be paged with (0: none)"),
     "max_orders_sent": (int, "a whole number >= 0 of orders the engine may send (0: risk refuses every one)"),
     "fills_match_positions": (bool, "true or false"),
@@ -262,12 +265,15 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
                 e.problem(f"{key}.{outcome}", "is not an episode outcome", f"use one of {', '.join(OUTCOMES)}")
             elif not isinstance(share, (int, float)) or isinstance(share, bool) or not 0.0 <= share <= 1.0:
                 e.problem(f"{key}.{outcome}", f"is {share!r}", "write a share in [0, 1]")
-    for key in ("outcomes_at_least", "outcomes_at_most"):
-        for outcome, n in out.get(key, {}).items():
-            if outcome not in OUTCOMES:
-                e.problem(f"{key}.{outcome}", "is not an episode outcome", f"use one of {', '.join(OUTCOMES)}")
+    for key, names, what in (("outcomes_at_least", OUTCOMES, "an episode outcome"),
+                             ("outcomes_at_most", OUTCOMES, "an episode outcome"),
+                             ("anomalies_at_least", tuple(ANOMALY_KINDS), "an anomaly kind"),
+                             ("anomalies_at_most", tuple(ANOMALY_KINDS), "an anomaly kind")):
+        for name, n in out.get(key, {}).items():
+            if name not in names:
+                e.problem(f"{key}.{name}", f"is not {what}", f"use one of {', '.join(names)}")
             elif not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                e.problem(f"{key}.{outcome}", f"is {n!r}", "write a whole number >= 0")
+                e.problem(f"{key}.{name}", f"is {n!r}", "write a whole number >= 0")
     e.finish()
     return out
 

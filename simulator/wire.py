@@ -392,7 +392,15 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     import sys
 
     from engine.core.engine_core import EngineCore
-    from engine.report import RunResult, count_outcomes, distribution, episode_row, venue_of, write_artifacts
+    from engine.report import (
+        RunResult,
+        anomaly_summary,
+        count_outcomes,
+        distribution,
+        episode_row,
+        venue_of,
+        write_artifacts,
+    )
     from engine.shell.live import LiveEngine, SessionConfig, credential, drained, settings_text, wait_for
 
     work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
@@ -508,7 +516,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
                                                        if e["signal_to_acks_ms"] is not None])},
         "positions": {"engine": engine_pos, "venues": venue_pos},
         "fills_match_positions": engine_pos == venue_pos,
-        "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
+        "anomalies": anomaly_summary(engine.anomalies),
         "alerts": [a.text for a in engine.alerts[:50]],
         "session_events": engine.session_event_summary(),
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},

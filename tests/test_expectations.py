@@ -57,6 +57,9 @@ def test_bad_extends_is_a_clear_error(tmp_path, extends, fragment):
     ("max_residual_t = -1", "max_residual_t"),
     ('no_episode_during = ["disconnect"]', "no_episode_during"),
     ("no_episode_between = [[30, 10]]", "no_episode_between"),
+    ("anomalies_at_least = { dupe = 1 }", "anomalies_at_least.dupe"),
+    ("anomalies_at_most = { status_mismatch = -1 }", "anomalies_at_most.status_mismatch"),
+    ("anomalies_at_most = { overfill = 0.5 }", "anomalies_at_most.overfill"),
 ])
 def test_impossible_expectations_are_refused(tmp_path, expect, key):
     with pytest.raises(ConfigError) as err:
@@ -79,7 +82,7 @@ def test_impossible_faults_are_refused(tmp_path, fault, key):
     assert f"faults[0].{key}" in str(err.value)
 
 
-def fake_report(outcomes: list[str], legged_ms=(), coverage=(), windows=()) -> dict:
+def fake_report(outcomes: list[str], legged_ms=(), coverage=(), windows=(), anomalies=None) -> dict:
     episodes = [{"decision_id": f"E1-{i:06d}", "outcome": o, "signal_at_s": float(i),
                  "legs": {"A": {"target": 5}, "B": {"target": 2}}, "residual_t": 2.32,
                  "recovery": {"legged_ms": ms} if ms is not None else None}
@@ -92,7 +95,8 @@ def fake_report(outcomes: list[str], legged_ms=(), coverage=(), windows=()) -> d
             "recovery": {"legged": len(legged_ms), "repaired_in_budget": none, "reorder_success": {"rate": 0.5},
                          "rollback_success": none},
             "fills_match_positions": True, "fault_windows": list(windows),
-            "timings": {"signal_to_acks_ms": {"p99": 1.0}}, "anomalies": {"count": 0}}
+            "timings": {"signal_to_acks_ms": {"p99": 1.0}},
+            "anomalies": {"count": sum((anomalies or {}).values()), "by_kind": dict(anomalies or {})}}
 
 
 def verdicts(expect: dict, rep: dict) -> dict[str, str]:
@@ -108,6 +112,34 @@ def test_shares_and_success_rates_fail_when_short():
                  "min_reorder_success": "fail", "min_rollback_success": "fail", "max_legged_ms": "fail",
                  "leg_lots": "pass", "max_residual_t": "fail", "invariants_hold": "pass",
                  "fills_match_positions": "pass"}
+
+
+def test_anomaly_counts_per_kind_fail_when_short_or_over():
+    rep = fake_report(["BALANCED"], anomalies={"duplicate_exec_id": 2, "status_mismatch": 1})
+    v = verdicts({"anomalies_at_least": {"duplicate_exec_id": 2, "late_fill": 1},
+                  "anomalies_at_most": {"status_mismatch": 0, "overfill": 0}}, rep)
+    assert {k: x for k, x in v.items() if k.startswith("anomalies")} == {
+        "anomalies_at_least.duplicate_exec_id": "pass", "anomalies_at_least.late_fill": "fail",
+        "anomalies_at_most.status_mismatch": "fail", "anomalies_at_most.overfill": "pass"}
+
+
+def test_every_anomaly_kind_the_code_records_is_a_kind_scenarios_can_name():
+    """ANOMALY_KINDS is the domain of anomalies_at_least / anomalies_at_most: a kind recorded anywhere in
+    the engine or the simulator that is missing from it could never be asserted, and one nothing records
+    would be an expectation that can never be met."""
+    import re
+
+    from engine.core.events import ANOMALY_KINDS
+
+    recorded = set()
+    for path in [*(ROOT / "engine").rglob("*.py"), *(ROOT / "simulator").rglob("*.py")]:
+        text = path.read_text()
+        recorded |= set(re.findall(r'anomaly\(\s*now,\s*"(\w+)"', text))
+        recorded |= set(re.findall(r'Anomaly\([^,]+,\s*"(\w+)"', text))
+        recorded |= set(re.findall(r'anomalies\.append\(\("(\w+)"', text))  # ChildOrder.apply's
+        recorded |= set(re.findall(r'return 0\.0, \[\("(\w+)"', text))
+        recorded |= {f"fix_{k}" for k in re.findall(r'FixParseError\("(\w+)"', text)}
+    assert recorded == set(ANOMALY_KINDS), (recorded - set(ANOMALY_KINDS), set(ANOMALY_KINDS) - recorded)
 
 
 def test_a_fault_that_fired_without_reaching_its_path_fails_and_windows_stay_empty():

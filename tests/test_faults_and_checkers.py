@@ -469,3 +469,18 @@ def test_a_trigger_that_computes_or_fires_wrongly_fails_invariant_15(monkeypatch
     _planted_trigger(monkeypatch, defect)
     inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["15"]
     assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
+
+
+def test_an_order_machine_that_misreads_a_venue_report_fails_invariant_7(monkeypatch):
+    """The simulated venues report truly: a status mismatch the engine raises is its own misreading.
+    An order table that keeps a part-filled order New disagrees with every partial fill's OrdStatus."""
+    from engine.core import order
+
+    path = ROOT / "scenarios" / "f06_partial_fill_rest_working.toml"
+    assert runner.run(scenario.load(path), 1).report["invariants"]["7"]["status"] == "pass"
+    table = {state: dict(moves) for state, moves in order.TRANSITIONS.items()}
+    table[order.S.NEW][order.E.PARTIAL_FILL] = order.S.NEW
+    monkeypatch.setattr(order, "TRANSITIONS", table)
+    rep = runner.run(scenario.load(path), 1).report
+    assert rep["anomalies"]["by_kind"].get("status_mismatch", 0) >= 1
+    assert rep["invariants"]["7"]["status"] == "fail" and "OrdStatus=1" in rep["invariants"]["7"]["first"]["detail"]

@@ -359,7 +359,7 @@ def cmd_venue(args) -> int:
 def cmd_live(args) -> int:
     import signal
 
-    from engine.report import RunResult, count_outcomes, episode_row, venue_of, write_artifacts
+    from engine.report import RunResult, anomaly_summary, count_outcomes, episode_row, venue_of, write_artifacts
     from engine.shell.live_config import load
     from engine.shell.live_node import LiveNode, NodeOptions, SetupError
 
@@ -391,7 +391,7 @@ def cmd_live(args) -> int:
     outcomes = count_outcomes(episodes)
     report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
               "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
-              "anomalies": {"count": len(engine.anomalies), "first": [f"{a.kind}: {a.detail}" for a in engine.anomalies[:20]]},
+              "anomalies": anomaly_summary(engine.anomalies),
               "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": node.logged_on_at_end,
               "sessions_never_logged_on": node.never_logged_on,
               "session_events": engine.session_event_summary(),

@@ -276,6 +276,34 @@ class Alert:
     decision_id: str = ""
 
 
+# Every kind of anomaly the engine and its shells record (Anomaly.kind), and what each means; a
+# scenario's [expect] anomalies_at_least / anomalies_at_most name kinds from here.
+ANOMALY_KINDS: dict[str, str] = {
+    "duplicate_exec_id": "an execution report whose ExecID was applied already (a resend or a duplicate): ignored",
+    "bad_fill": "a fill of no quantity or no price: ignored",
+    "cum_qty_mismatch": "a report's CumQty differs from the sum of the order's fills",
+    "overfill": "fills beyond an order's quantity, or an episode's legs past their targets",
+    "late_fill": "a fill after the venue reported the order Canceled or Expired: it counts, the order stays done",
+    "status_mismatch": "a report's OrdStatus differs from the state the order's table reached",
+    "unknown_exec_type": "an execution report with an ExecType the engine does not know: ignored",
+    "illegal_transition": "a report or request the order's table does not allow in its state",
+    "illegal_episode_transition": "an episode event its table does not allow in its state",
+    "reject_unmatched": "a session or business reject that names no order the engine sent",
+    "unknown_order": "a report or cancel reject for an order no node of this engine sent",
+    "unknown_instrument": "a quote for an instrument the engine does not trade or price from",
+    "unknown_command": "an operator command the engine does not know",
+    "stale_takeover": "a takeover whose epoch is not above the node's own",
+    "position_mismatch": "a venue's positions differ from the engine's once reconciled: the desk is paged",
+    "fill_from_status": "a fill the engine learnt only from a status answer (its report never came)",
+    "engine_error": "the core raised while handling an event: recorded with the traceback, orders stop",
+    "fix_garbled": "a received message quickfix could not parse: dropped",
+    "fix_session": "a received message that breaks the session rules: answered with a session Reject (3)",
+    "fix_business": "a received message the engine cannot act on: answered with a BusinessMessageReject (j)",
+    "sequence_gap": "a received MsgSeqNum beyond the next expected: a ResendRequest was sent",
+    "send_failed": "a message quickfix refused to send",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Anomaly:
     """Something a counterparty did that the rules do not allow: recorded, never a crash."""
