@@ -75,6 +75,7 @@ class EtcdProcess(_ServerProcess):
 
         return etcd3gw.client(host="127.0.0.1", port=self.port)
 
+
 ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-nop.jar")  # Debian's zookeeper package
 
 
@@ -134,6 +135,7 @@ class ZooKeeperProcess(_ServerProcess):
         c = KazooClient(hosts=self.hosts, timeout=session_timeout)
         c.start(timeout=10)
         return c
+
 
 DICTIONARIES = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
 
