@@ -36,10 +36,14 @@ def trail(rows: int, path: Path) -> tuple[int, list[str]]:
     copies = -(-rows // base.height)
     frames = []
     for c in range(copies):
-        frames.append(base.with_columns(
-            (pl.col("seq") + c * base.height).alias("seq"), (pl.col("ts") + c * span).alias("ts"),
-            pl.col("decision_id").str.replace(r"^E\d+-", f"C{c:06d}-"),
-            pl.col("cl_ord_id").str.replace(r"^E\d+-", f"C{c:06d}-")))
+        frames.append(
+            base.with_columns(
+                (pl.col("seq") + c * base.height).alias("seq"),
+                (pl.col("ts") + c * span).alias("ts"),
+                pl.col("decision_id").str.replace(r"^E\d+-", f"C{c:06d}-"),
+                pl.col("cl_ord_id").str.replace(r"^E\d+-", f"C{c:06d}-"),
+            )
+        )
     big = pl.concat(frames)
     big.write_parquet(path, statistics=True, row_group_size=65_536)
     ids = [f"C{c:06d}-000003" for c in (copies // 7, copies // 2, copies - 1)]
@@ -67,8 +71,10 @@ def main() -> int:
         print(f"trail: {n:,} rows, {path.stat().st_size / 1e6:.0f} MB, written in {time.perf_counter() - t0:.1f} s")
         print(f"{'measure':<52} {'n':>4} {'p50 ms':>8} {'max ms':>8}")
         floor = timed(lambda: pl.read_parquet(path).filter(pl.col("decision_id") == ids[1]), max(args.repeat // 4, 3))
-        print(f"{'floor: read everything, filter in memory':<52} {len(floor):>4} {percentile(floor, 50):>8.1f} "
-              f"{max(floor):>8.1f}")
+        print(
+            f"{'floor: read everything, filter in memory':<52} {len(floor):>4} {percentile(floor, 50):>8.1f} "
+            f"{max(floor):>8.1f}"
+        )
         for i in ids:
             got = q.decision(q.scan(path), i)
             assert got.height > 0, i

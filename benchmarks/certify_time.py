@@ -24,10 +24,19 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("-j", "--jobs", type=int, default=2)
     args = ap.parse_args()
-    startup = subprocess.run([sys.executable, "-c", "import time; t=time.perf_counter(); "
-                              "from simulator import runner, scenario; "
-                              "scenario.load('scenarios/cu_hg_spread.toml'); print(time.perf_counter()-t)"],
-                             cwd=ROOT, capture_output=True, text=True, check=True)
+    startup = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time; t=time.perf_counter(); "
+            "from simulator import runner, scenario; "
+            "scenario.load('scenarios/cu_hg_spread.toml'); print(time.perf_counter()-t)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     import json
     import tempfile
 
@@ -46,8 +55,10 @@ def main() -> int:
     for name, times in sorted(per.items(), key=lambda kv: -sum(kv[1]) / len(kv[1]))[:15]:
         print(f"{name:<46} {len(times):>5} {sum(times) / len(times):>10.2f}")
     print(f"... {len(per)} scenarios; worker start-up (imports, first scenario load): {float(startup.stdout):.2f} s")
-    print(f"library x {args.seeds} seeds on {args.jobs} processes: {len(runs)} runs, wall {wall:.1f} s; "
-          f"floor (summed run time / {args.jobs}): {cpu / args.jobs:.1f} s; target < 30 s; exit {code}")
+    print(
+        f"library x {args.seeds} seeds on {args.jobs} processes: {len(runs)} runs, wall {wall:.1f} s; "
+        f"floor (summed run time / {args.jobs}): {cpu / args.jobs:.1f} s; target < 30 s; exit {code}"
+    )
     return 0
 
 

@@ -23,18 +23,24 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=48, help="schedules per mode (default 48)")
     ap.add_argument("--duration", type=float, default=60.0, help="virtual seconds per run (default 60)")
     args = ap.parse_args()
-    bases = [explore.load_base(ROOT / "scenarios" / "cu_hg_spread.toml", args.duration),
-             explore.load_base(ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml", args.duration)]
+    bases = [
+        explore.load_base(ROOT / "scenarios" / "cu_hg_spread.toml", args.duration),
+        explore.load_base(ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml", args.duration),
+    ]
     print(f"{'mode':<34} {'runs':>5} {'seconds':>8} {'runs/min':>9}  same results")
     reference = None
-    modes = [("floor: serial, in this process", lambda: explore.serial_mapper()),
-             ("local processes x1", lambda: explore.ProcessMapper(1)),
-             ("local processes x2", lambda: explore.ProcessMapper(2))]
+    modes = [
+        ("floor: serial, in this process", lambda: explore.serial_mapper()),
+        ("local processes x1", lambda: explore.ProcessMapper(1)),
+        ("local processes x2", lambda: explore.ProcessMapper(2)),
+    ]
     try:
         import ray  # noqa: F401
 
-        modes += [("ray, local cluster, 1 worker", lambda: explore.RayMapper(None, 1)),
-                  ("ray, local cluster, 2 workers", lambda: explore.RayMapper(None, 2))]
+        modes += [
+            ("ray, local cluster, 1 worker", lambda: explore.RayMapper(None, 1)),
+            ("ray, local cluster, 2 workers", lambda: explore.RayMapper(None, 2)),
+        ]
     except ImportError:
         print("(ray not installed: pip install -e '.[ray]' to measure it)")
     for name, make in modes:
@@ -47,8 +53,10 @@ def main() -> int:
             if hasattr(mapper, "close"):
                 mapper.close()
         reference = reference or state.run_hashes
-        print(f"{name:<34} {state.runs:>5} {seconds:>8.1f} {state.runs / seconds * 60:>9.1f}  "
-              f"{'yes' if state.run_hashes == reference else 'NO'}")
+        print(
+            f"{name:<34} {state.runs:>5} {seconds:>8.1f} {state.runs / seconds * 60:>9.1f}  "
+            f"{'yes' if state.run_hashes == reference else 'NO'}"
+        )
     return 0
 
 

@@ -60,8 +60,9 @@ def zookeeper_floor(zk, session_s: float) -> float:
     its session), seen by a watching client."""
     import threading
 
-    holder = subprocess.Popen([sys.executable, "-c", ZK_HOLDER, zk.hosts, str(session_s)], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ZK_HOLDER, zk.hosts, str(session_s)], stdout=subprocess.PIPE, text=True
+    )
     holder.stdout.readline()
     watcher = zk.client(session_s)
     gone = threading.Event()
@@ -77,14 +78,34 @@ def zookeeper_floor(zk, session_s: float) -> float:
 
 
 def trial(work: Path, lease_args: list[str]) -> dict:
-    sc = (ROOT / "benchmarks" / "throughput.toml").read_text().replace(
-        "max_concurrent_episodes = 50", "max_concurrent_episodes = 1").replace("cooldown_ms = 0", "cooldown_ms = 300")
+    sc = (
+        (ROOT / "benchmarks" / "throughput.toml")
+        .read_text()
+        .replace("max_concurrent_episodes = 50", "max_concurrent_episodes = 1")
+        .replace("cooldown_ms = 0", "cooldown_ms = 300")
+    )
     work.mkdir(parents=True, exist_ok=True)
     scenario = work / "scenario.toml"
     scenario.write_text(sc)
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
-                              "60", "--state", str(work / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(scenario),
+            "--duration",
+            "60",
+            "--state",
+            str(work / "venue.json"),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     procs = [venue]
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
@@ -92,19 +113,57 @@ def trial(work: Path, lease_args: list[str]) -> dict:
         for name in ("primary", "standby"):
             configs[name] = work / f"{name}.toml"
             configs[name].write_text(live_config(sc, ports, work / name))
-        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(configs["standby"]),
-                                    "--role", "standby", "--node", "b", "--duration", "12", *lease_args,
-                                    "--peer", "127.0.0.1:0"], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        standby = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xmc.cli",
+                "live",
+                "--config",
+                str(configs["standby"]),
+                "--role",
+                "standby",
+                "--node",
+                "b",
+                "--duration",
+                "12",
+                *lease_args,
+                "--peer",
+                "127.0.0.1:0",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         procs.append(standby)
         # the standby listens for the primary's stream on a port the OS gives it, and says which
         following = re.search(r"following on (\S+:\d+)", standby.stdout.readline())
         if following is None:
             raise RuntimeError("the standby did not say where it follows the primary")
         common = [*lease_args, "--peer", following[1]]
-        primary = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(configs["primary"]),
-                                    "--role", "primary", "--node", "a", "--duration", "60", "--trace", *common],
-                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        primary = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xmc.cli",
+                "live",
+                "--config",
+                str(configs["primary"]),
+                "--role",
+                "primary",
+                "--node",
+                "a",
+                "--duration",
+                "60",
+                "--trace",
+                *common,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         procs.append(primary)
         fills = 0
         for line in primary.stdout:
@@ -122,9 +181,11 @@ def trial(work: Path, lease_args: list[str]) -> dict:
         venue.stdin.close()
         venue.wait(timeout=30)
     node = json.loads((work / "standby" / "report.json").read_text())["node"]
-    return {"active_ms": (node["active_at"] - killed) * 1e3,
-            "reconciled_ms": (node["reconciled_at"] - killed) * 1e3 if node.get("reconciled_at") else None,
-            "detected_ms": (node["detected_at"] - killed) * 1e3}
+    return {
+        "active_ms": (node["active_at"] - killed) * 1e3,
+        "reconciled_ms": (node["reconciled_at"] - killed) * 1e3 if node.get("reconciled_at") else None,
+        "detected_ms": (node["detected_at"] - killed) * 1e3,
+    }
 
 
 def main() -> int:
@@ -146,13 +207,25 @@ def main() -> int:
     for backend in backends:
         if backend == "etcd":
             service = EtcdProcess(work / "etcd")
-            lease_args = ["--lease-service", "etcd", "--etcd", f"127.0.0.1:{service.port}", "--lease-ttl-s",
-                          str(args.ttl)]
+            lease_args = [
+                "--lease-service",
+                "etcd",
+                "--etcd",
+                f"127.0.0.1:{service.port}",
+                "--lease-ttl-s",
+                str(args.ttl),
+            ]
             label = f"etcd floor: lease (TTL {args.ttl} s) free after the last keep-alive"
         else:
             service = ZooKeeperProcess(work / "zookeeper")
-            lease_args = ["--lease-service", "zookeeper", "--zookeeper", service.hosts, "--lease-session-ms",
-                          f"{args.session_ms:g}"]
+            lease_args = [
+                "--lease-service",
+                "zookeeper",
+                "--zookeeper",
+                service.hosts,
+                "--lease-session-ms",
+                f"{args.session_ms:g}",
+            ]
             label = f"ZooKeeper floor: a killed holder's node gone (session {args.session_ms:g} ms)"
         try:
             if backend == "etcd":
@@ -167,18 +240,25 @@ def main() -> int:
 
     def row(label: str, values: list[float]) -> None:
         values = [v for v in values if v is not None]
-        print(f"{label:<64} {len(values):>4} {percentile(values, 50):>8.0f} {percentile(values, 99):>8.0f} "
-              f"{max(values):>8.0f}")
+        print(
+            f"{label:<64} {len(values):>4} {percentile(values, 50):>8.0f} {percentile(values, 99):>8.0f} "
+            f"{max(values):>8.0f}"
+        )
 
     for backend, (label, floors, rows) in results.items():
         row(label, floors)
-        row(f"{backend}: standby detected (3 missed 100 ms heartbeats, or the lease gone)", [r["detected_ms"] for r in rows])
+        row(
+            f"{backend}: standby detected (3 missed 100 ms heartbeats, or the lease gone)",
+            [r["detected_ms"] for r in rows],
+        )
         row(f"{backend}: crash -> standby active (lease taken)", [r["active_ms"] for r in rows])
         row(f"{backend}: crash -> every venue reconciled (AF, H)", [r["reconciled_ms"] for r in rows])
         active = [r["active_ms"] for r in rows]
         p99 = percentile(active, 99)
-        print(f"{backend}: crash -> standby active p99 {p99:.0f} ms (target < 500 ms: "
-              f"{'met' if p99 < 500 else 'NOT met'})")
+        print(
+            f"{backend}: crash -> standby active p99 {p99:.0f} ms (target < 500 ms: "
+            f"{'met' if p99 < 500 else 'NOT met'})"
+        )
     return 0
 
 

@@ -39,8 +39,11 @@ def main() -> int:
         floor.append((time.perf_counter_ns() - t0) / 1e3)
     print(f"{'floor: serialise the event':<44} {args.n:>7} {percentile(floor, 50):>8.1f} {percentile(floor, 99):>8.1f}")
     off_p99 = 0.0
-    for durability, n, collector in (("none", args.n, "automatic"), ("none", args.n, "live engine's"),
-                                     ("record", max(args.n // 10, 100), "live engine's")):
+    for durability, n, collector in (
+        ("none", args.n, "automatic"),
+        ("none", args.n, "live engine's"),
+        ("record", max(args.n // 10, 100), "live engine's"),
+    ):
         quiet = QuietGc() if collector != "automatic" else None
         with tempfile.TemporaryDirectory() as d:
             j = Journal(Path(d) / "bench.journal", cfg, durability=durability)

@@ -53,8 +53,10 @@ def main() -> int:
         runs = [one(cfg, reason) for _ in range(args.n)]
         dec = [r[0] / 1e3 for r in runs]
         quote = [r[1] / 1e3 for r in runs]
-        print(f"{label:<28} {len(dec):>9} {percentile(dec, 50):>8.1f} {percentile(dec, 99):>8.1f} "
-              f"{percentile(quote, 50):>13.1f}")
+        print(
+            f"{label:<28} {len(dec):>9} {percentile(dec, 50):>8.1f} {percentile(dec, 99):>8.1f} "
+            f"{percentile(quote, 50):>13.1f}"
+        )
     print("target: p99 under 1,000 us per recovery decision")
     return 0
 

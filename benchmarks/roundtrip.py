@@ -79,8 +79,10 @@ def main() -> int:
     rt_full = orders / statistics.median(full)
     rt_floor = orders / statistics.median(floor)
     compute = result.report["wall"]["engine_compute_us"]
-    print(f"scenario: {sc.name}, {sc.duration:.0f} virtual s, {orders} orders, {msgs} FIX messages, "
-          f"{len(result.report['episodes'])} episodes")
+    print(
+        f"scenario: {sc.name}, {sc.duration:.0f} virtual s, {orders} orders, {msgs} FIX messages, "
+        f"{len(result.report['episodes'])} episodes"
+    )
     print(f"{'measure':<44} {'value':>12}")
     print(f"{'full scenario: order round trips / wall s':<44} {rt_full:>12,.0f}")
     print(f"{'floor (simpy + quickfix encode/parse)':<44} {rt_floor:>12,.0f}")
@@ -88,8 +90,10 @@ def main() -> int:
     print(f"{'full scenario: FIX messages / wall s':<44} {msgs / statistics.median(full):>12,.0f}")
     print(f"{'engine core per event p50 (us, wall)':<44} {compute['p50']:>12.1f}")
     print(f"{'engine core per event p99 (us, wall)':<44} {compute['p99']:>12.1f}")
-    print(f"targets: >= 3,000 round trips/s: {'met' if rt_full >= 3000 else 'NOT met'}; "
-          f">= 75% of floor: {'met' if rt_full >= 0.75 * rt_floor else 'NOT met'}")
+    print(
+        f"targets: >= 3,000 round trips/s: {'met' if rt_full >= 3000 else 'NOT met'}; "
+        f">= 75% of floor: {'met' if rt_full >= 0.75 * rt_floor else 'NOT met'}"
+    )
     return 0
 
 

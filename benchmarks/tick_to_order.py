@@ -34,9 +34,23 @@ def main() -> int:
     comex = FixCodec(load("COMEX"), "XMC", "COMEX", {"HG": "HGH6"})
     codecs = {"SHFE": shfe, "COMEX": comex}
     venue_side = FixCodec(load("SHFE"), "SHFE", "XMC", {"CU": "cu2603"})
-    tick = venue_side.frame(venue_side.message("X", [(262, "MD-CU")], ((268, [
-        [(279, "1"), (269, "0"), (55, "cu2603"), (270, "71080"), (271, "40")],
-        [(279, "1"), (269, "1"), (55, "cu2603"), (270, "71100"), (271, "40")]]),)), 7, 1.8e9)
+    tick = venue_side.frame(
+        venue_side.message(
+            "X",
+            [(262, "MD-CU")],
+            (
+                (
+                    268,
+                    [
+                        [(279, "1"), (269, "0"), (55, "cu2603"), (270, "71080"), (271, "40")],
+                        [(279, "1"), (269, "1"), (55, "cu2603"), (270, "71100"), (271, "40")],
+                    ],
+                ),
+            ),
+        ),
+        7,
+        1.8e9,
+    )
     full, floor = [], []
     for _ in range(args.n):
         core = EngineCore(sc.engine)
@@ -64,12 +78,17 @@ def main() -> int:
         full.append((t1 - t0) / 1e3)
         floor.append((t3 - t2) / 1e3)
     print(f"{'measure':<52} {'p50 us':>8} {'p99 us':>8}")
-    print(f"{'tick -> decision -> both orders serialised (xmc)':<52} {percentile(full, 50):>8.1f} "
-          f"{percentile(full, 99):>8.1f}")
-    print(f"{'floor: parse the tick + build both orders':<52} {percentile(floor, 50):>8.1f} "
-          f"{percentile(floor, 99):>8.1f}")
-    print(f"targets: p50 < 100 us: {'met' if percentile(full, 50) < 100 else 'NOT met'}; "
-          f"p99 < 500 us: {'met' if percentile(full, 99) < 500 else 'NOT met'}")
+    print(
+        f"{'tick -> decision -> both orders serialised (xmc)':<52} {percentile(full, 50):>8.1f} "
+        f"{percentile(full, 99):>8.1f}"
+    )
+    print(
+        f"{'floor: parse the tick + build both orders':<52} {percentile(floor, 50):>8.1f} {percentile(floor, 99):>8.1f}"
+    )
+    print(
+        f"targets: p50 < 100 us: {'met' if percentile(full, 50) < 100 else 'NOT met'}; "
+        f"p99 < 500 us: {'met' if percentile(full, 99) < 500 else 'NOT met'}"
+    )
     return 0
 
 

@@ -39,26 +39,53 @@ from simulator.wire import run_wire  # noqa: E402
 def settings(kind: str, port: int, store: str) -> str:
     sender, target = ("BARE-V", "BARE-E") if kind == "acceptor" else ("BARE-E", "BARE-V")
     # quickfix 1.16's acceptor listens on every interface: its session takes loopback connections only
-    where = f"AllowedRemoteAddresses=127.0.0.1\nSocketAcceptPort={port}" if kind == "acceptor" else f"SocketConnectHost=127.0.0.1\nSocketConnectPort={port}"
-    return (f"[DEFAULT]\nConnectionType={kind}\nHeartBtInt=30\nReconnectInterval=1\nFileStorePath={store}\n"
-            f"StartTime=00:00:00\nEndTime=00:00:00\nResetOnLogon=Y\nUseDataDictionary=Y\n"
-            f"DataDictionary={base_dictionary_path()}\n\n[SESSION]\nBeginString=FIX.4.4\nSenderCompID={sender}\n"
-            f"TargetCompID={target}\n{where}\n")
+    where = (
+        f"AllowedRemoteAddresses=127.0.0.1\nSocketAcceptPort={port}"
+        if kind == "acceptor"
+        else f"SocketConnectHost=127.0.0.1\nSocketConnectPort={port}"
+    )
+    return (
+        f"[DEFAULT]\nConnectionType={kind}\nHeartBtInt=30\nReconnectInterval=1\nFileStorePath={store}\n"
+        f"StartTime=00:00:00\nEndTime=00:00:00\nResetOnLogon=Y\nUseDataDictionary=Y\n"
+        f"DataDictionary={base_dictionary_path()}\n\n[SESSION]\nBeginString=FIX.4.4\nSenderCompID={sender}\n"
+        f"TargetCompID={target}\n{where}\n"
+    )
 
 
 class BareAcceptor(fix.Application):
-    def onCreate(self, s): pass
-    def onLogon(self, s): pass
-    def onLogout(self, s): pass
-    def toAdmin(self, m, s): pass
-    def fromAdmin(self, m, s): pass
-    def toApp(self, m, s): pass
+    def onCreate(self, s):
+        pass
+
+    def onLogon(self, s):
+        pass
+
+    def onLogout(self, s):
+        pass
+
+    def toAdmin(self, m, s):
+        pass
+
+    def fromAdmin(self, m, s):
+        pass
+
+    def toApp(self, m, s):
+        pass
 
     def fromApp(self, m, s):
         r = fix.Message()
         r.getHeader().setField(35, "8")
-        for tag, value in ((37, "O1"), (11, m.getField(11)), (17, m.getField(11)), (150, "0"), (39, "0"),
-                           (55, m.getField(55)), (54, m.getField(54)), (151, m.getField(38)), (14, "0"), (6, "0")):
+        for tag, value in (
+            (37, "O1"),
+            (11, m.getField(11)),
+            (17, m.getField(11)),
+            (150, "0"),
+            (39, "0"),
+            (55, m.getField(55)),
+            (54, m.getField(54)),
+            (151, m.getField(38)),
+            (14, "0"),
+            (6, "0"),
+        ):
             r.setField(tag, value)
         fix.Session.sendToTarget(r, s)
 
@@ -73,12 +100,23 @@ class BareInitiator(fix.Application):
         self.arrived = threading.Event()
         self.lock = threading.Lock()
 
-    def onCreate(self, s): self.session = s
-    def onLogon(self, s): self.logged_on.set()
-    def onLogout(self, s): pass
-    def toAdmin(self, m, s): pass
-    def fromAdmin(self, m, s): pass
-    def toApp(self, m, s): pass
+    def onCreate(self, s):
+        self.session = s
+
+    def onLogon(self, s):
+        self.logged_on.set()
+
+    def onLogout(self, s):
+        pass
+
+    def toAdmin(self, m, s):
+        pass
+
+    def fromAdmin(self, m, s):
+        pass
+
+    def toApp(self, m, s):
+        pass
 
     def fromApp(self, m, s):
         now = time.perf_counter_ns()
@@ -91,8 +129,16 @@ class BareInitiator(fix.Application):
     def order(self, cl_ord_id: str) -> None:
         m = fix.Message()
         m.getHeader().setField(35, "D")
-        for tag, value in ((11, cl_ord_id), (55, "HGH6"), (54, "1"), (60, "20260105-01:00:00.000"), (38, "1"),
-                           (40, "2"), (44, "4.5"), (59, "3")):
+        for tag, value in (
+            (11, cl_ord_id),
+            (55, "HGH6"),
+            (54, "1"),
+            (60, "20260105-01:00:00.000"),
+            (38, "1"),
+            (40, "2"),
+            (44, "4.5"),
+            (59, "3"),
+        ):
             m.setField(tag, value)
         with self.lock:
             self.sent[cl_ord_id] = time.perf_counter_ns()
@@ -102,8 +148,12 @@ class BareInitiator(fix.Application):
 def bare_pair(n: int, rate: float, seconds: float) -> dict:
     held = PortReservation("0.0.0.0")  # held until the child acceptor is gone (simulator.ports)
     port = held.port
-    child = subprocess.Popen([sys.executable, __file__, "--bare-acceptor", str(port)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--bare-acceptor", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child.stdout.readline()  # "ready"
     app = BareInitiator()
     ss = fix.SessionSettings()
@@ -146,6 +196,7 @@ def serve_bare_acceptor(port: int) -> None:
     print("ready", flush=True)
     sys.stdin.read()
     import os
+
     os._exit(0)  # see cmd_venue: no acceptor teardown at exit
 
 
@@ -160,9 +211,21 @@ class XmcAcceptor(BareAcceptor):
         r = fix.Message()
         r.getHeader().setField(35, "8")
         qty, cl = m.getField(38), m.getField(11)
-        for tag, value in ((37, "O" + cl), (11, cl), (17, "X" + cl), (150, "F"), (39, "2"), (55, m.getField(55)),
-                           (54, m.getField(54)), (38, qty), (151, "0"), (14, qty), (6, m.getField(44)),
-                           (32, qty), (31, m.getField(44))):
+        for tag, value in (
+            (37, "O" + cl),
+            (11, cl),
+            (17, "X" + cl),
+            (150, "F"),
+            (39, "2"),
+            (55, m.getField(55)),
+            (54, m.getField(54)),
+            (38, qty),
+            (151, "0"),
+            (14, qty),
+            (6, m.getField(44)),
+            (32, qty),
+            (31, m.getField(44)),
+        ):
             r.setField(tag, value)
         fix.Session.sendToTarget(r, s)
 
@@ -184,12 +247,30 @@ def serve_xmc_acceptor() -> None:
     sc, _ = _bench_scenario()
     held = reserve(sc.venues, "0.0.0.0")  # held until this process exits (simulator.ports)
     ports = {name: h.port for name, h in held.items()}
-    lines = ["[DEFAULT]", "ConnectionType=acceptor", "AllowedRemoteAddresses=127.0.0.1", "HeartBtInt=30", f"FileStorePath={tempfile.mkdtemp()}",
-             "StartTime=00:00:00", "EndTime=00:00:00", "ResetOnLogon=Y", "UseDataDictionary=Y", "SocketNodelay=Y",
-             "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+    lines = [
+        "[DEFAULT]",
+        "ConnectionType=acceptor",
+        "AllowedRemoteAddresses=127.0.0.1",
+        "HeartBtInt=30",
+        f"FileStorePath={tempfile.mkdtemp()}",
+        "StartTime=00:00:00",
+        "EndTime=00:00:00",
+        "ResetOnLogon=Y",
+        "UseDataDictionary=Y",
+        "SocketNodelay=Y",
+        "ValidateUserDefinedFields=N",
+        "AllowUnknownMsgFields=Y",
+    ]
     for name, v in sc.venues.items():
-        lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={v.comp_id}", "TargetCompID=XMC",
-                  f"SocketAcceptPort={ports[name]}", f"DataDictionary={dictionary.load(v.dictionary).path}"]
+        lines += [
+            "",
+            "[SESSION]",
+            "BeginString=FIX.4.4",
+            f"SenderCompID={v.comp_id}",
+            "TargetCompID=XMC",
+            f"SocketAcceptPort={ports[name]}",
+            f"DataDictionary={dictionary.load(v.dictionary).path}",
+        ]
     ss = fix.SessionSettings()
     ss.setFromString("\n".join(lines) + "\n")
     acc = fix.SocketAcceptor(XmcAcceptor(), fix.MemoryStoreFactory(), ss, fix.ScreenLogFactory(False, False, False))
@@ -197,6 +278,7 @@ def serve_xmc_acceptor() -> None:
     print(json.dumps(ports), flush=True)
     sys.stdin.read()
     import os
+
     os._exit(0)
 
 
@@ -206,8 +288,11 @@ def _quotes(sign: int) -> list:
 
     hg_cny = 4.5 * 2204.62 * 7.1
     mid = round((hg_cny + sign * 400.0) / 10) * 10
-    return [Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6), Quote("HG", 4.4995, 500, 4.5005, 500),
-            Quote("CU", mid - 10, 500, mid + 10, 500)]
+    return [
+        Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6),
+        Quote("HG", 4.4995, 500, 4.5005, 500),
+        Quote("CU", mid - 10, 500, mid + 10, 500),
+    ]
 
 
 def xmc_engine(n: int, rate: float, seconds: float) -> None:
@@ -220,8 +305,9 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
     from engine.shell.live import LiveEngine, SessionConfig, settings_text, wait_for
 
     sc, cfg = _bench_scenario()
-    acceptor = subprocess.Popen([sys.executable, __file__, "--xmc-acceptor"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+    acceptor = subprocess.Popen(
+        [sys.executable, __file__, "--xmc-acceptor"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     ports = json.loads(acceptor.stdout.readline())
     core = EngineCore(cfg)
     sessions = [SessionConfig(name, v.dictionary, v.comp_id, "127.0.0.1", ports[name]) for name, v in sc.venues.items()]
@@ -265,16 +351,23 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
             pace.wait(0.0005)
         wait_for(lambda: not core.active, 5)
         rows = list(engine.audit)
-        out = {"sequential": _rtts(rows[:split]), "paced": _rtts(rows[split:]), "paced_seconds": seconds,
-               "handed_to_handled": _rtts(rows[:split], handed), "decision_to_handed": _to_hand_off(rows[:split], handed),
-               "paced_decisions": opened, "episodes": len(core.episodes),
-               "outcomes": sorted({e.state.value for e in core.episodes.values()})}
+        out = {
+            "sequential": _rtts(rows[:split]),
+            "paced": _rtts(rows[split:]),
+            "paced_seconds": seconds,
+            "handed_to_handled": _rtts(rows[:split], handed),
+            "decision_to_handed": _to_hand_off(rows[:split], handed),
+            "paced_decisions": opened,
+            "episodes": len(core.episodes),
+            "outcomes": sorted({e.state.value for e in core.episodes.values()}),
+        }
     finally:
         engine.stop()
         acceptor.stdin.close()
         acceptor.wait(timeout=10)
     print(json.dumps(out), flush=True)
     import os
+
     os._exit(0)
 
 
@@ -286,8 +379,11 @@ def _to_hand_off(rows: list[tuple], handed: dict[str, float]) -> list[float]:
 def _rtts(rows: list[tuple], handed: dict[str, float] | None = None) -> list[float]:
     """Per order: its decision (or, given `handed`, its hand-off to quickfix) -> its first report
     handled by the core."""
-    sends = {r[4]: (handed[r[4]] if handed is not None else r[1]) for r in rows
-             if r[2] == "send" and (handed is None or r[4] in handed)}
+    sends = {
+        r[4]: (handed[r[4]] if handed is not None else r[1])
+        for r in rows
+        if r[2] == "send" and (handed is None or r[4] in handed)
+    }
     firsts: dict[str, float] = {}
     for r in rows:
         if r[2] in ("ack", "fill") and r[4] in sends:
@@ -312,8 +408,12 @@ def bare_pairs(n: int, file_store: bool) -> list[float]:
     with `file_store` the initiator persists every message as xmc's engine does (quickfix FileStore)."""
     held = PortReservation("0.0.0.0")  # held until the child acceptor is gone (simulator.ports)
     port = held.port
-    child = subprocess.Popen([sys.executable, __file__, "--bare-acceptor", str(port)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--bare-acceptor", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child.stdout.readline()
     app = BareInitiator()
     ss = fix.SessionSettings()
@@ -361,8 +461,22 @@ def main() -> int:
     bare = bare_pair(args.n, args.rate, args.seconds)
     pairs = bare_pairs(args.n, file_store=False)
     pairs_fs = bare_pairs(args.n, file_store=True)
-    proc = subprocess.run([sys.executable, __file__, "--xmc-engine", "--n", str(args.n), "--rate", str(args.rate),
-                           "--seconds", str(args.seconds)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--xmc-engine",
+            "--n",
+            str(args.n),
+            "--rate",
+            str(args.rate),
+            "--seconds",
+            str(args.seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0 or not proc.stdout.strip():
         print(proc.stderr[-3000:], file=sys.stderr)
         return 1
@@ -388,12 +502,16 @@ def main() -> int:
     h50 = percentile(xmc["handed_to_handled"], 50)
     for label, base in (("in-memory store", pairs), ("FileStore, as xmc", pairs_fs)):
         b50 = percentile(base, 50)
-        print(f"xmc / bare round trip (p50, two orders at once, bare with {label}): {x50 / b50:.2f}x from the "
-              f"decision, {h50 / b50:.2f}x from the hand-off (target <= 1.3x: {'met' if x50 <= 1.3 * b50 else 'NOT met'})")
+        print(
+            f"xmc / bare round trip (p50, two orders at once, bare with {label}): {x50 / b50:.2f}x from the "
+            f"decision, {h50 / b50:.2f}x from the hand-off (target <= 1.3x: {'met' if x50 <= 1.3 * b50 else 'NOT met'})"
+        )
     p99 = percentile(xmc["paced"], 99)
     ok = xrate >= 0.98 * args.rate and p99 < 2000
-    print(f"xmc sustained: {xrate:,.0f} acks/s, p99 {p99:,.0f} us (target >= 1,000/s with p99 < 2 ms: "
-          f"{'met' if ok and args.rate >= 1000 else 'NOT met'})")
+    print(
+        f"xmc sustained: {xrate:,.0f} acks/s, p99 {p99:,.0f} us (target >= 1,000/s with p99 < 2 ms: "
+        f"{'met' if ok and args.rate >= 1000 else 'NOT met'})"
+    )
     return 0
 
 

@@ -45,8 +45,10 @@ def files_of(path: str | Path) -> list[Path]:
         found = found or sorted(p.rglob("audit.parquet"))
         if found:
             return found
-        raise AuditQueryError(f"{p}: no audit.parquet in this directory, its runs/ or below; give the --out "
-                              f"directory of xmc run, certify or live")
+        raise AuditQueryError(
+            f"{p}: no audit.parquet in this directory, its runs/ or below; give the --out "
+            f"directory of xmc run, certify or live"
+        )
     raise AuditQueryError(f"{p}: no such file or directory; give an audit.parquet or the --out directory of a run")
 
 
@@ -57,12 +59,14 @@ def scan(path: str | Path) -> pl.LazyFrame:
         try:
             names = pl.read_parquet_schema(f)
         except Exception as exc:  # polars raises several kinds for a file that is not parquet
-            raise AuditQueryError(f"{f}: not a readable parquet file ({type(exc).__name__}); it is not an "
-                                  f"xmc audit trail") from None
+            raise AuditQueryError(
+                f"{f}: not a readable parquet file ({type(exc).__name__}); it is not an xmc audit trail"
+            ) from None
         missing = [c for c in ("run", "seed", "seq", "ts", "stage", "decision_id", "cl_ord_id") if c not in names]
         if missing:
-            raise AuditQueryError(f"{f}: lacks the columns {', '.join(missing)}: written by an older xmc; run it again "
-                                  f"with this version")
+            raise AuditQueryError(
+                f"{f}: lacks the columns {', '.join(missing)}: written by an older xmc; run it again with this version"
+            )
         frames.append(pl.scan_parquet(f))
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
@@ -83,52 +87,98 @@ def decision(lf: pl.LazyFrame, decision_id: str, f: Filters = Filters()) -> pl.D
     first = pl.col("ts").first().over("run", "seed")
     return rows.with_columns(
         ((pl.col("ts") - first) * 1e3).round(3).alias("since_signal_ms"),
-        ((pl.col("ts") - pl.col("ts").shift(1).over("run", "seed")) * 1e3).round(3).fill_null(0.0).alias("since_prev_ms"),
-    ).select("run", "seed", "ts", "since_signal_ms", "since_prev_ms", "stage", "cl_ord_id", "role", "venue", "side", "qty",
-             "price", "detail")
+        ((pl.col("ts") - pl.col("ts").shift(1).over("run", "seed")) * 1e3)
+        .round(3)
+        .fill_null(0.0)
+        .alias("since_prev_ms"),
+    ).select(
+        "run",
+        "seed",
+        "ts",
+        "since_signal_ms",
+        "since_prev_ms",
+        "stage",
+        "cl_ord_id",
+        "role",
+        "venue",
+        "side",
+        "qty",
+        "price",
+        "detail",
+    )
 
 
 def order(lf: pl.LazyFrame, cl_ord_id: str, f: Filters = Filters()) -> pl.DataFrame:
     """One order's life: every row that names it (send, acks, fills with cumulative quantity, cancels)."""
-    return (_where(lf.filter(pl.col("cl_ord_id") == cl_ord_id), f).sort("run", "seed", "seq")
-            .select("run", "seed", "ts", "stage", "role", "venue", "side", "qty", "price", "exec_id", "last_qty",
-                    "last_px", "cum_qty", "detail").collect())
+    return (
+        _where(lf.filter(pl.col("cl_ord_id") == cl_ord_id), f)
+        .sort("run", "seed", "seq")
+        .select(
+            "run",
+            "seed",
+            "ts",
+            "stage",
+            "role",
+            "venue",
+            "side",
+            "qty",
+            "price",
+            "exec_id",
+            "last_qty",
+            "last_px",
+            "cum_qty",
+            "detail",
+        )
+        .collect()
+    )
 
 
 def episode(lf: pl.LazyFrame, decision_id: str, f: Filters = Filters()) -> pl.DataFrame:
     """One episode's orders: role, side, quantity, price, what filled and at what average, when it was
     sent and when last heard of, and its last stage."""
     rows = _where(lf.filter(pl.col("decision_id") == decision_id), f).filter(pl.col("cl_ord_id").is_not_null())
-    return (rows.sort("run", "seed", "seq").group_by("run", "seed", "cl_ord_id", maintain_order=True)
-            .agg(pl.col("role").drop_nulls().first(), pl.col("venue").drop_nulls().first(),
-                 pl.col("side").drop_nulls().first(),
-                 pl.col("qty").filter(pl.col("stage") == "send").first().alias("qty"),
-                 pl.col("price").filter(pl.col("stage") == "send").first().alias("price"),
-                 pl.col("last_qty").sum().alias("filled"),
-                 pl.when(pl.col("last_qty").sum() > 0)
-                 .then((pl.col("last_qty") * pl.col("last_px")).sum() / pl.col("last_qty").sum()).alias("avg_px"),
-                 pl.col("exec_id").drop_nulls().len().alias("fills"),
-                 pl.col("ts").first().alias("first_ts"), pl.col("ts").last().alias("last_ts"),
-                 pl.col("stage").last().alias("last_stage"))
-            .collect())
+    return (
+        rows.sort("run", "seed", "seq")
+        .group_by("run", "seed", "cl_ord_id", maintain_order=True)
+        .agg(
+            pl.col("role").drop_nulls().first(),
+            pl.col("venue").drop_nulls().first(),
+            pl.col("side").drop_nulls().first(),
+            pl.col("qty").filter(pl.col("stage") == "send").first().alias("qty"),
+            pl.col("price").filter(pl.col("stage") == "send").first().alias("price"),
+            pl.col("last_qty").sum().alias("filled"),
+            pl.when(pl.col("last_qty").sum() > 0)
+            .then((pl.col("last_qty") * pl.col("last_px")).sum() / pl.col("last_qty").sum())
+            .alias("avg_px"),
+            pl.col("exec_id").drop_nulls().len().alias("fills"),
+            pl.col("ts").first().alias("first_ts"),
+            pl.col("ts").last().alias("last_ts"),
+            pl.col("stage").last().alias("last_stage"),
+        )
+        .collect()
+    )
 
 
 def decisions(lf: pl.LazyFrame, f: Filters = Filters(), limit: int | None = None) -> pl.DataFrame:
     """One row per decision: signal time, outcome, milliseconds to terminal, orders and fills, the
     instruments and venues it traded; filtered by run, seed, time window, instrument, venue, outcome."""
     base = _where(lf.filter(pl.col("decision_id").is_not_null()), f)
-    per = (base.group_by("run", "seed", "decision_id")
-           .agg(pl.col("ts").filter(pl.col("stage") == "signal").first().alias("signal_ts"),
-                pl.col("ts").min().alias("first_ts"),
-                pl.col("ts").filter(pl.col("stage") == "terminal").first().alias("terminal_ts"),
-                pl.col("outcome").drop_nulls().first().alias("outcome"),
-                (pl.col("stage") == "legged").any().alias("legged"),
-                (pl.col("stage") == "send").sum().alias("orders"),
-                pl.col("exec_id").drop_nulls().len().alias("fills"),
-                pl.col("instrument").drop_nulls().unique().sort().alias("instruments"),
-                pl.col("venue").drop_nulls().unique().sort().alias("venues"))
-           .with_columns(pl.coalesce("signal_ts", "first_ts").alias("at"))
-           .with_columns(((pl.col("terminal_ts") - pl.col("at")) * 1e3).round(3).alias("to_terminal_ms")))
+    per = (
+        base.group_by("run", "seed", "decision_id")
+        .agg(
+            pl.col("ts").filter(pl.col("stage") == "signal").first().alias("signal_ts"),
+            pl.col("ts").min().alias("first_ts"),
+            pl.col("ts").filter(pl.col("stage") == "terminal").first().alias("terminal_ts"),
+            pl.col("outcome").drop_nulls().first().alias("outcome"),
+            (pl.col("stage") == "legged").any().alias("legged"),
+            (pl.col("stage") == "send").sum().alias("orders"),
+            pl.col("exec_id").drop_nulls().len().alias("fills"),
+            pl.col("instrument").drop_nulls().unique().sort().alias("instruments"),
+            pl.col("venue").drop_nulls().unique().sort().alias("venues"),
+        )
+        .with_columns(pl.coalesce("signal_ts", "first_ts").alias("at"))
+        .with_columns(((pl.col("terminal_ts") - pl.col("at")) * 1e3).round(3).alias("to_terminal_ms"))
+    )
     if f.start is not None:
         per = per.filter(pl.col("at") >= f.start)
     if f.end is not None:
@@ -139,8 +189,19 @@ def decisions(lf: pl.LazyFrame, f: Filters = Filters(), limit: int | None = None
         per = per.filter(pl.col("venues").list.contains(f.venue))
     if f.outcome is not None:
         per = per.filter(pl.col("outcome") == f.outcome)
-    per = per.sort("run", "seed", "at").select("run", "seed", "decision_id", "at", "outcome", "to_terminal_ms",
-                                                 "legged", "orders", "fills", "instruments", "venues")
+    per = per.sort("run", "seed", "at").select(
+        "run",
+        "seed",
+        "decision_id",
+        "at",
+        "outcome",
+        "to_terminal_ms",
+        "legged",
+        "orders",
+        "fills",
+        "instruments",
+        "venues",
+    )
     if limit is not None:
         per = per.head(limit)
     return per.collect()
@@ -155,6 +216,7 @@ def render(df: pl.DataFrame, as_json: bool) -> str:
     cells = [[_cell(v) for v in row] for row in df.iter_rows()]
     widths = [max(len(name), *(len(r[i]) for r in cells)) for i, name in enumerate(df.columns)]
     widths = [min(w, 60) for w in widths]
+
     def line(values: list[str]) -> str:
         return "  ".join(v[:w].ljust(w) for v, w in zip(values, widths)).rstrip()
 
@@ -171,5 +233,15 @@ def _cell(v: object) -> str:
     return str(v)
 
 
-__all__ = ["AuditQueryError", "Filters", "PARQUET_SCHEMA", "decision", "decisions", "episode", "files_of", "order",
-           "render", "scan"]
+__all__ = [
+    "AuditQueryError",
+    "Filters",
+    "PARQUET_SCHEMA",
+    "decision",
+    "decisions",
+    "episode",
+    "files_of",
+    "order",
+    "render",
+    "scan",
+]

@@ -64,18 +64,26 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(str(path), [Problem("(file)", "file not found", f"give the path of {what}")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [Problem("(file)", f"cannot be read ({exc})",
-                                              "give a readable UTF-8 TOML file")]) from None
+        raise ConfigError(
+            str(path), [Problem("(file)", f"cannot be read ({exc})", "give a readable UTF-8 TOML file")]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [Problem("(file)", f"is not valid TOML ({exc})",
-                                              "fix the TOML syntax at that line")]) from None
+        raise ConfigError(
+            str(path), [Problem("(file)", f"is not valid TOML ({exc})", "fix the TOML syntax at that line")]
+        ) from None
 
 
 FIX_TEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]*")  # printable ASCII: what a FIX field without an encoding carries
 MAX_MAGNITUDE = 1e12  # no price, size, limit or count of a desk is larger: beyond it, a typo
 _MISSING = object()
-_TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false",
-               list: "an array", dict: "a table"}
+_TYPE_NAMES = {
+    float: "a number",
+    int: "a whole number",
+    str: "a string",
+    bool: "true or false",
+    list: "an array",
+    dict: "a table",
+}
 
 
 class Section:
@@ -99,8 +107,16 @@ class Section:
     def has(self, name: str) -> bool:
         return name in self.data
 
-    def get(self, name: str, type_: type, default: Any = _MISSING, *, check: Callable[[Any], bool] | None = None,
-            hint: str = "", choices: tuple[Any, ...] | None = None) -> Any:
+    def get(
+        self,
+        name: str,
+        type_: type,
+        default: Any = _MISSING,
+        *,
+        check: Callable[[Any], bool] | None = None,
+        hint: str = "",
+        choices: tuple[Any, ...] | None = None,
+    ) -> Any:
         self.seen.add(name)
         if name not in self.data:
             if default is _MISSING:
@@ -112,15 +128,21 @@ class Section:
         if type_ is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            self.problem(name, f"is {value!r} ({type(value).__name__})", f"write {_TYPE_NAMES[type_]}"
-                         + (f": {hint}" if hint else ""))
+            self.problem(
+                name,
+                f"is {value!r} ({type(value).__name__})",
+                f"write {_TYPE_NAMES[type_]}" + (f": {hint}" if hint else ""),
+            )
             return default if default is not _MISSING else _fallback(type_)
         if type_ is float and not math.isfinite(value):
             self.problem(name, f"is {value!r}", "write a finite number")
             return _fallback(type_)
         if type_ in (int, float) and abs(value) > MAX_MAGNITUDE:
-            self.problem(name, f"is {value!r}, beyond any real magnitude (|x| > {MAX_MAGNITUDE:g})",
-                         "write the real value" + (f": {hint}" if hint else ""))
+            self.problem(
+                name,
+                f"is {value!r}, beyond any real magnitude (|x| > {MAX_MAGNITUDE:g})",
+                "write the real value" + (f": {hint}" if hint else ""),
+            )
             return default if default is not _MISSING else _fallback(type_)
         if choices is not None and value not in choices:
             self.problem(name, f"is {value!r}", f"write one of {', '.join(map(repr, choices))}")
@@ -294,13 +316,20 @@ def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instru
     for name, sec in root.tables("instruments").items():
         venue = sec.get("venue", str, hint="the name of a venue table")
         if venues is not None and venue and venue not in venues:
-            sec.problem("venue", f"names unknown venue {venue!r}",
-                        f"write one of {', '.join(sorted(venues)) or '(no venues defined)'}")
+            sec.problem(
+                "venue",
+                f"names unknown venue {venue!r}",
+                f"write one of {', '.join(sorted(venues)) or '(no venues defined)'}",
+            )
         price_unit = sec.get("price_unit", str, "", choices=("", *MASS_PER_TONNE))
         lot_unit = sec.get("lot_unit", str, "", choices=("", *MASS_PER_TONNE))
         out[name] = Instrument(
-            name=name, venue=venue, symbol=sec.get("symbol", str, name), currency=sec.get("currency", str),
-            price_unit=price_unit, lot=sec.get("lot", float, 0.0, check=non_negative, hint="a lot size >= 0"),
+            name=name,
+            venue=venue,
+            symbol=sec.get("symbol", str, name),
+            currency=sec.get("currency", str),
+            price_unit=price_unit,
+            lot=sec.get("lot", float, 0.0, check=non_negative, hint="a lot size >= 0"),
             lot_unit=lot_unit,
             tick=sec.get("tick", float, check=lambda t: t >= 1e-9, hint="a tick size >= 1e-9, e.g. 10 or 0.0005"),
             account=sec.get("account", str, ""),
@@ -310,17 +339,30 @@ def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instru
             value = getattr(inst, key)
             if value and not FIX_TEXT.fullmatch(value):
                 bad = next(c for c in value if not FIX_TEXT.fullmatch(c))
-                sec.problem(key, f"is {value!r}, with {bad!r}, which a FIX field cannot carry",
-                            "write printable ASCII only (letters, digits, punctuation; no control characters)")
+                sec.problem(
+                    key,
+                    f"is {value!r}, with {bad!r}, which a FIX field cannot carry",
+                    "write printable ASCII only (letters, digits, punctuation; no control characters)",
+                )
         if inst.lot > 1e9 or inst.tick > 1e9:
-            sec.problem("lot" if inst.lot > 1e9 else "tick", "is beyond 1e9: no contract is that large",
-                        "write the contract's real lot and tick")
+            sec.problem(
+                "lot" if inst.lot > 1e9 else "tick",
+                "is beyond 1e9: no contract is that large",
+                "write the contract's real lot and tick",
+            )
         sec.finish()
     return out
 
 
-def _per_instrument(sec: Section, name: str, type_: type, instruments: dict[str, Instrument], hint: str,
-                    check: Callable[[Any], bool], default: Any = _MISSING) -> dict[str, Any]:
+def _per_instrument(
+    sec: Section,
+    name: str,
+    type_: type,
+    instruments: dict[str, Instrument],
+    hint: str,
+    check: Callable[[Any], bool],
+    default: Any = _MISSING,
+) -> dict[str, Any]:
     table = sec.get(name, dict, {} if default is not _MISSING else _MISSING, hint=hint)
     out = {}
     for k, v in table.items():
@@ -348,9 +390,12 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     for leg_key, leg in (("leg_a", leg_a), ("leg_b", leg_b)):
         inst = instruments.get(leg)
         if inst is not None and (inst.lot <= 0 or not inst.lot_unit):
-            root.problem(f"instruments.{leg}.lot", f"is {inst.lot:g} {inst.lot_unit or '(no lot_unit)'} but {leg} "
-                         f"is traded ({leg_key}): its quantities could not be aligned",
-                         "write lot > 0 and lot_unit (t, kg or lb), e.g. lot = 5, lot_unit = \"t\"")
+            root.problem(
+                f"instruments.{leg}.lot",
+                f"is {inst.lot:g} {inst.lot_unit or '(no lot_unit)'} but {leg} "
+                f"is traded ({leg_key}): its quantities could not be aligned",
+                'write lot > 0 and lot_unit (t, kg or lb), e.g. lot = 5, lot_unit = "t"',
+            )
     ratio = st.get("lot_ratio", list, hint="[lots of A, lots of B], e.g. [5, 2]")
     if not (len(ratio) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in ratio)):
         st.problem("lot_ratio", f"is {ratio!r}", "write two whole numbers > 0, e.g. [5, 2]")
@@ -360,21 +405,31 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     sell_above = tr.get("sell_above", float)
     buy_below = tr.get("buy_below", float)
     if sell_above <= buy_below:
-        tr.problem("sell_above", f"({sell_above}) is not above buy_below ({buy_below})",
-                   "set sell_above > buy_below so the two sides cannot fire together")
+        tr.problem(
+            "sell_above",
+            f"({sell_above}) is not above buy_below ({buy_below})",
+            "set sell_above > buy_below so the two sides cannot fire together",
+        )
     ages = _per_instrument(tr, "max_quote_age_ms", float, instruments, "milliseconds > 0", positive)
     for leg in (leg_a, leg_b, fx):
         if leg and leg in instruments and leg not in ages and tr.has("max_quote_age_ms"):
-            tr.problem(f"max_quote_age_ms.{leg}", "is missing", f"add `{leg} = <ms>`: every input needs a staleness limit")
-    trigger = Trigger(kind, sell_above, buy_below,
-                      tr.get("hysteresis", float, 0.0, check=non_negative, hint="a number >= 0"),
-                      {k: v / 1000.0 for k, v in ages.items()})
+            tr.problem(
+                f"max_quote_age_ms.{leg}", "is missing", f"add `{leg} = <ms>`: every input needs a staleness limit"
+            )
+    trigger = Trigger(
+        kind,
+        sell_above,
+        buy_below,
+        tr.get("hysteresis", float, 0.0, check=non_negative, hint="a number >= 0"),
+        {k: v / 1000.0 for k, v in ages.items()},
+    )
     tr.finish()
     ex = st.sub("execution")
     execution = Execution(
         mode=ex.get("mode", str, "ioc", choices=EXECUTION_MODES),
-        payup_ticks=_per_instrument(ex, "payup_ticks", int, instruments, "a whole number of ticks >= 0",
-                                    non_negative, default={}),
+        payup_ticks=_per_instrument(
+            ex, "payup_ticks", int, instruments, "a whole number of ticks >= 0", non_negative, default={}
+        ),
         order_timeout=ex.get("order_timeout_ms", float, 2000.0, check=positive, hint="milliseconds > 0") / 1000.0,
         cooldown=ex.get("cooldown_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1000.0,
         max_concurrent_episodes=ex.get("max_concurrent_episodes", int, 1, check=positive, hint="a whole number >= 1"),
@@ -383,33 +438,49 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         max_amends=ex.get("max_amends", int, 0, check=non_negative, hint="a whole number >= 0"),
     )
     if (execution.amend_after > 0) != (execution.max_amends > 0):
-        ex.problem("amend_after_ms", "and max_amends must both be set (or both 0)",
-                   "write amend_after_ms > 0 with max_amends >= 1 to amend resting legs, or neither")
+        ex.problem(
+            "amend_after_ms",
+            "and max_amends must both be set (or both 0)",
+            "write amend_after_ms > 0 with max_amends >= 1 to amend resting legs, or neither",
+        )
     elif execution.amend_after > 0 and execution.mode != "limit":
-        ex.problem("amend_after_ms", f"amends resting orders, but mode is {execution.mode!r} (nothing rests)",
-                   "use mode = \"limit\" or drop amend_after_ms and max_amends")
+        ex.problem(
+            "amend_after_ms",
+            f"amends resting orders, but mode is {execution.mode!r} (nothing rests)",
+            'use mode = "limit" or drop amend_after_ms and max_amends',
+        )
     ex.finish()
     rc = st.sub("recovery", optional=True)
     policy = dict(DEFAULT_REJECT_POLICY)
-    for reason, cls in rc.get("reject_policy", dict, {}, hint="a table such as { \"99\" = \"fix_and_retry\" }").items():
+    for reason, cls in rc.get("reject_policy", dict, {}, hint='a table such as { "99" = "fix_and_retry" }').items():
         if cls not in REJECT_CLASSES:
             rc.problem(f"reject_policy.{reason}", f"is {cls!r}", f"write one of {', '.join(REJECT_CLASSES)}")
         elif not (reason.isdigit() or reason in ("session", "business", "default")):
-            rc.problem(f"reject_policy.{reason}", "is not an OrdRejReason",
-                       "use an OrdRejReason number (e.g. \"99\"), \"session\", \"business\" or \"default\"")
+            rc.problem(
+                f"reject_policy.{reason}",
+                "is not an OrdRejReason",
+                'use an OrdRejReason number (e.g. "99"), "session", "business" or "default"',
+            )
         else:
             policy[reason] = cls
     recovery = Recovery(
-        policy=rc.get("policy", str, "escalate" if not st.has("recovery") else "chase_unwind",
-                      choices=RECOVERY_POLICIES),
+        policy=rc.get(
+            "policy", str, "escalate" if not st.has("recovery") else "chase_unwind", choices=RECOVERY_POLICIES
+        ),
         max_chase_attempts=rc.get("max_chase_attempts", int, 3, check=non_negative, hint="a whole number >= 0"),
         chase_payup_ticks=rc.get("chase_payup_ticks", int, 2, check=non_negative, hint="ticks >= 0"),
         chase_step_ticks=rc.get("chase_step_ticks", int, 2, check=non_negative, hint="ticks >= 0"),
         liquidity_step_ticks=rc.get("liquidity_step_ticks", int, 1, check=non_negative, hint="ticks >= 0"),
         max_payup_ticks=rc.get("max_payup_ticks", int, 10, check=non_negative, hint="ticks >= 0"),
         legged_budget=rc.get("legged_budget_ms", float, 800.0, check=positive, hint="milliseconds > 0") / 1e3,
-        chase_budget=rc.get("chase_budget_ms", float, 0.0, check=non_negative,
-                            hint="milliseconds >= 0 (default: half the legged budget)") / 1e3,
+        chase_budget=rc.get(
+            "chase_budget_ms",
+            float,
+            0.0,
+            check=non_negative,
+            hint="milliseconds >= 0 (default: half the legged budget)",
+        )
+        / 1e3,
         unwind_payup_ticks=rc.get("unwind_payup_ticks", int, 5, check=non_negative, hint="ticks >= 0"),
         unwind_step_ticks=rc.get("unwind_step_ticks", int, 5, check=non_negative, hint="ticks >= 0"),
         max_unwind_attempts=rc.get("max_unwind_attempts", int, 3, check=positive, hint="a whole number >= 1"),
@@ -420,37 +491,54 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     if recovery.chase_budget == 0.0:
         recovery = dataclasses.replace(recovery, chase_budget=recovery.legged_budget / 2)
     elif recovery.chase_budget > recovery.legged_budget:
-        rc.problem("chase_budget_ms", "is longer than legged_budget_ms: the unwind could never finish in budget",
-                   "set chase_budget_ms < legged_budget_ms")
+        rc.problem(
+            "chase_budget_ms",
+            "is longer than legged_budget_ms: the unwind could never finish in budget",
+            "set chase_budget_ms < legged_budget_ms",
+        )
     rc.finish()
     strategy = Strategy(
-        leg_a=leg_a, leg_b=leg_b, fx=fx, lot_ratio=(ratio[0], ratio[1]),
+        leg_a=leg_a,
+        leg_b=leg_b,
+        fx=fx,
+        lot_ratio=(ratio[0], ratio[1]),
         clip_lots_a=st.get("clip_lots_a", int, check=positive, hint="lots of leg A per episode, >= 1"),
         rounding=st.get("rounding", str, "nearest", choices=ROUNDING_RULES),
         price_multiplier_a=st.get("price_multiplier_a", float, 1.0, check=positive, hint="a multiplier > 0"),
         price_multiplier_b=st.get("price_multiplier_b", float, 1.0, check=positive, hint="a multiplier > 0"),
         offset=st.get("offset", float, 0.0),
-        trigger=trigger, execution=execution, recovery=recovery,
+        trigger=trigger,
+        execution=execution,
+        recovery=recovery,
     )
-    if leg_a in instruments and leg_b in instruments and not fx and \
-            instruments[leg_a].currency != instruments[leg_b].currency:
-        st.problem("fx", "is missing but the legs trade in different currencies",
-                   "add `fx = \"<FX instrument>\"` quoting leg B's currency in leg A's")
+    if (
+        leg_a in instruments
+        and leg_b in instruments
+        and not fx
+        and instruments[leg_a].currency != instruments[leg_b].currency
+    ):
+        st.problem(
+            "fx",
+            "is missing but the legs trade in different currencies",
+            "add `fx = \"<FX instrument>\"` quoting leg B's currency in leg A's",
+        )
     st.finish()
     rk = root.sub("risk")
     risk = RiskLimits(
-        max_order_lots=_per_instrument(rk, "max_order_lots", int, instruments, "a whole number of lots >= 1",
-                                       positive),
-        max_position_lots=_per_instrument(rk, "max_position_lots", int, instruments,
-                                          "a whole number of lots >= 1", positive),
+        max_order_lots=_per_instrument(rk, "max_order_lots", int, instruments, "a whole number of lots >= 1", positive),
+        max_position_lots=_per_instrument(
+            rk, "max_position_lots", int, instruments, "a whole number of lots >= 1", positive
+        ),
         max_notional_cny=rk.get("max_notional_cny", float, check=positive, hint="CNY per order, > 0"),
         price_band_pct=rk.get("price_band_pct", float, check=positive, hint="a percentage > 0, e.g. 3"),
         max_naked_tonnes=rk.get("max_naked_tonnes", float, math.inf, check=positive, hint="tonnes > 0"),
         max_slippage_ticks=rk.get("max_slippage_ticks", int, 1_000_000, check=non_negative, hint="ticks >= 0"),
-        max_orders_per_day=_per_instrument(rk, "max_orders_per_day", int, instruments, "a whole number >= 1",
-                                           positive, default={}),
-        max_cancels_per_day=_per_instrument(rk, "max_cancels_per_day", int, instruments, "a whole number >= 0",
-                                            non_negative, default={}),
+        max_orders_per_day=_per_instrument(
+            rk, "max_orders_per_day", int, instruments, "a whole number >= 1", positive, default={}
+        ),
+        max_cancels_per_day=_per_instrument(
+            rk, "max_cancels_per_day", int, instruments, "a whole number >= 0", non_negative, default={}
+        ),
     )
     for leg in (leg_a, leg_b):
         for limit in ("max_order_lots", "max_position_lots"):

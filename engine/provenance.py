@@ -29,15 +29,21 @@ def version() -> str:
 def git_commit() -> str | None:
     """The commit of the source tree xmc runs from, when it is a git checkout (else None)."""
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = out.stdout.strip()
     if out.returncode != 0 or len(commit) != 40:
         return None
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    ).stdout.strip()
     return commit + ("-dirty" if dirty else "")
 
 
@@ -59,9 +65,14 @@ def provenance(inputs: dict[str, str | Path] | None = None, started_at: datetime
     """Schema and xmc version, git commit, sha256 of each input file, library versions, command line
     and start time (UTC)."""
     return {
-        "schema_version": SCHEMA_VERSION, "xmc_version": version(), "git_commit": git_commit(),
+        "schema_version": SCHEMA_VERSION,
+        "xmc_version": version(),
+        "git_commit": git_commit(),
         "inputs": {str(k): {"path": str(v), "sha256": sha256_of(v)} for k, v in (inputs or {}).items()},
-        "python": platform.python_version(), "quickfix": _lib("quickfix"), "simpy": _lib("simpy"),
-        "polars": _lib("polars"), "command": list(COMMAND),
+        "python": platform.python_version(),
+        "quickfix": _lib("quickfix"),
+        "simpy": _lib("simpy"),
+        "polars": _lib("polars"),
+        "command": list(COMMAND),
         "started_at": (started_at or PROCESS_STARTED).isoformat(timespec="seconds"),
     }

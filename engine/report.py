@@ -17,13 +17,41 @@ from engine.core.events import Anomaly, AuditRow
 from engine.core.ids import PURPOSE_TAG
 from engine.provenance import provenance
 
-AUDIT_COLUMNS = ("seq", "ts", "stage", "decision_id", "cl_ord_id", "instrument", "account", "side", "qty", "price",
-                 "detail")  # the in-memory audit row (engine.core.dispatch), in this order
+AUDIT_COLUMNS = (
+    "seq",
+    "ts",
+    "stage",
+    "decision_id",
+    "cl_ord_id",
+    "instrument",
+    "account",
+    "side",
+    "qty",
+    "price",
+    "detail",
+)  # the in-memory audit row (engine.core.dispatch), in this order
 # audit.parquet: typed columns, real nulls (no "" or 0.0 standing for "none")
 PARQUET_SCHEMA = {
-    "run": "str", "seed": "i64", "seq": "i64", "ts": "f64", "stage": "str", "decision_id": "str", "cl_ord_id": "str",
-    "role": "str", "instrument": "str", "venue": "str", "account": "str", "side": "str", "qty": "f64", "price": "f64",
-    "exec_id": "str", "last_qty": "f64", "last_px": "f64", "cum_qty": "f64", "outcome": "str", "detail": "str",
+    "run": "str",
+    "seed": "i64",
+    "seq": "i64",
+    "ts": "f64",
+    "stage": "str",
+    "decision_id": "str",
+    "cl_ord_id": "str",
+    "role": "str",
+    "instrument": "str",
+    "venue": "str",
+    "account": "str",
+    "side": "str",
+    "qty": "f64",
+    "price": "f64",
+    "exec_id": "str",
+    "last_qty": "f64",
+    "last_px": "f64",
+    "cum_qty": "f64",
+    "outcome": "str",
+    "detail": "str",
 }
 ROLE_OF_TAG = {tag: ("hedge" if purpose == "overfill_hedge" else purpose) for purpose, tag in PURPOSE_TAG.items()}
 # E1-000003A2R: leg A, 2nd order, R chase; C1 its first cancel request; -E2 sent by the epoch-2 node
@@ -51,8 +79,11 @@ def anomaly_summary(anomalies: list[Anomaly]) -> dict[str, Any]:
     by_kind: dict[str, int] = {}
     for a in anomalies:
         by_kind[a.kind] = by_kind.get(a.kind, 0) + 1
-    return {"count": len(anomalies), "by_kind": dict(sorted(by_kind.items())),
-            "first": [f"{a.kind}: {a.detail}" for a in anomalies[:20]]}
+    return {
+        "count": len(anomalies),
+        "by_kind": dict(sorted(by_kind.items())),
+        "first": [f"{a.kind}: {a.detail}" for a in anomalies[:20]],
+    }
 
 
 def count_outcomes(episodes: list[dict[str, Any]]) -> dict[str, int]:
@@ -63,7 +94,9 @@ def count_outcomes(episodes: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def audit_columns(rows: list[AuditRow], venue_of: dict[str, str], run: str | None, seed: int | None) -> dict[str, list[Any]]:
+def audit_columns(
+    rows: list[AuditRow], venue_of: dict[str, str], run: str | None, seed: int | None
+) -> dict[str, list[Any]]:
     """The audit rows as typed columns (PARQUET_SCHEMA): the order's role from its ClOrdID, the venue
     from the instrument, ExecID / last qty / last price / cumulative qty of fills parsed out of the
     free text, the outcome of terminal rows; None wherever a field does not apply."""
@@ -74,14 +107,26 @@ def audit_columns(rows: list[AuditRow], venue_of: dict[str, str], run: str | Non
         exec_m = EXEC_ID.search(detail) if is_fill else None
         cum_m = CUM.search(detail) if is_fill else None
         values = {
-            "run": run, "seed": seed, "seq": seq, "ts": ts, "stage": stage, "decision_id": decision_id or None,
-            "cl_ord_id": cl_ord_id or None, "role": ROLE_OF_TAG.get(m[1]) if m else None,
-            "instrument": instrument or None, "venue": venue_of.get(instrument) if instrument else None,
-            "account": account or None, "side": side or None, "qty": qty if qty else None,
-            "price": price if price else None, "exec_id": exec_m[1] if exec_m else None,
-            "last_qty": qty if is_fill and qty else None, "last_px": price if is_fill and price else None,
+            "run": run,
+            "seed": seed,
+            "seq": seq,
+            "ts": ts,
+            "stage": stage,
+            "decision_id": decision_id or None,
+            "cl_ord_id": cl_ord_id or None,
+            "role": ROLE_OF_TAG.get(m[1]) if m else None,
+            "instrument": instrument or None,
+            "venue": venue_of.get(instrument) if instrument else None,
+            "account": account or None,
+            "side": side or None,
+            "qty": qty if qty else None,
+            "price": price if price else None,
+            "exec_id": exec_m[1] if exec_m else None,
+            "last_qty": qty if is_fill and qty else None,
+            "last_px": price if is_fill and price else None,
             "cum_qty": float(cum_m[1]) if cum_m else None,
-            "outcome": detail if stage == "terminal" and detail in OUTCOMES else None, "detail": detail or None,
+            "outcome": detail if stage == "terminal" and detail in OUTCOMES else None,
+            "detail": detail or None,
         }
         for name, value in values.items():
             cols[name].append(value)
@@ -96,7 +141,9 @@ def write_audit_parquet(result: RunResult, path: Path, row_group_size: int = 65_
     kinds = {"str": pl.Utf8, "i64": pl.Int64, "f64": pl.Float64}
     schema = {name: kinds[kind] for name, kind in PARQUET_SCHEMA.items()}
     report = result.report
-    cols = audit_columns(result.audit, result.venue_of, report.get("scenario") or report.get("mode"), report.get("seed"))
+    cols = audit_columns(
+        result.audit, result.venue_of, report.get("scenario") or report.get("mode"), report.get("seed")
+    )
     pl.DataFrame(cols, schema=schema).write_parquet(path, statistics=True, row_group_size=row_group_size)
 
 
@@ -120,8 +167,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def distribution(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
-            "max": max(values) if values else None}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+    }
 
 
 def episode_row(ep: Episode, core: EngineCore) -> dict[str, Any]:
@@ -136,18 +187,37 @@ def episode_row(ep: Episode, core: EngineCore) -> dict[str, Any]:
             avg = sum(o.avg_px * o.cum_qty for o in entry) / sum(o.cum_qty for o in entry)
             slippage[name] = round((avg - ep.trigger_prices[name]) * leg.sign / inst.tick, 6)
     return {
-        "decision_id": ep.decision_id, "side": ep.side, "signal_value": ep.signal_value, "outcome": ep.state.value,
+        "decision_id": ep.decision_id,
+        "side": ep.side,
+        "signal_value": ep.signal_value,
+        "outcome": ep.state.value,
         "signal_at_s": round(st["signal"], 6),
-        "reason": ep.reason, "stages_ms": ms,
+        "reason": ep.reason,
+        "stages_ms": ms,
         "signal_to_acks_ms": round((max(acks) - st["signal"]) * 1e3, 6) if len(acks) == 2 else None,
         "signal_to_terminal_ms": ms.get("terminal"),
-        "legs": {n: {"instrument": leg.instrument, "side": leg.side, "target": leg.target, "filled": leg.filled,
-                     "orders": [o.cl_ord_id for o in leg.orders]} for n, leg in ep.legs.items()},
-        "residual_t": round(ep.residual_tonnes, 6), "naked_t": round(ep.naked_tonnes(), 6),
+        "legs": {
+            n: {
+                "instrument": leg.instrument,
+                "side": leg.side,
+                "target": leg.target,
+                "filled": leg.filled,
+                "orders": [o.cl_ord_id for o in leg.orders],
+            }
+            for n, leg in ep.legs.items()
+        },
+        "residual_t": round(ep.residual_tonnes, 6),
+        "naked_t": round(ep.naked_tonnes(), 6),
         "slippage_ticks": slippage,
-        "recovery": {"mode": ep.mode, "chase_attempts": ep.chase_attempts, "unwind_attempts": ep.unwind_attempts,
-                     "reaction_ms": _ms(st, "legged", "recovery_send"),
-                     "legged_ms": _ms(st, "legged", "terminal")} if "legged" in st else None,
+        "recovery": {
+            "mode": ep.mode,
+            "chase_attempts": ep.chase_attempts,
+            "unwind_attempts": ep.unwind_attempts,
+            "reaction_ms": _ms(st, "legged", "recovery_send"),
+            "legged_ms": _ms(st, "legged", "terminal"),
+        }
+        if "legged" in st
+        else None,
     }
 
 
@@ -155,7 +225,6 @@ def _ms(stages: dict[str, float], start: str, end: str) -> float | None:
     if start in stages and end in stages:
         return round((stages[end] - stages[start]) * 1e3, 6)
     return None
-
 
 
 def write_artifacts(result: RunResult, out: Path) -> None:
@@ -180,17 +249,35 @@ def junit_xml(reports: list[dict[str, Any]], suite: str = "xmc certify") -> str:
 
     failures = sum(1 for r in reports if r["verdict"] != "pass")
     total_time = sum(r.get("wall", {}).get("run_s", 0.0) for r in reports)
-    root = ET.Element("testsuites", name=suite, tests=str(len(reports)), failures=str(failures),
-                      time=f"{total_time:.3f}")
-    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(reports)), failures=str(failures), errors="0",
-                       skipped="0", time=f"{total_time:.3f}")
+    root = ET.Element(
+        "testsuites", name=suite, tests=str(len(reports)), failures=str(failures), time=f"{total_time:.3f}"
+    )
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(reports)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        time=f"{total_time:.3f}",
+    )
     for r in reports:
-        case = ET.SubElement(ts, "testcase", classname=f"xmc.{r['scenario']}", name=f"seed {r['seed']}",
-                             time=f"{r.get('wall', {}).get('run_s', 0.0):.3f}")
+        case = ET.SubElement(
+            ts,
+            "testcase",
+            classname=f"xmc.{r['scenario']}",
+            name=f"seed {r['seed']}",
+            time=f"{r.get('wall', {}).get('run_s', 0.0):.3f}",
+        )
         props = ET.SubElement(case, "properties")
         timings = r.get("timings", {})
-        values = {"run_hash": r["run_hash"], "episodes": len(r["episodes"]), "legged": r["recovery"]["legged"],
-                  "replay": r["replay"]}
+        values = {
+            "run_hash": r["run_hash"],
+            "episodes": len(r["episodes"]),
+            "legged": r["recovery"]["legged"],
+            "replay": r["replay"],
+        }
         for name in ("signal_to_acks_ms", "reaction_ms", "legged_ms", "signal_to_terminal_ms"):
             for q in ("p50", "p99"):
                 value = timings.get(name, {}).get(q)
@@ -204,11 +291,18 @@ def junit_xml(reports: list[dict[str, Any]], suite: str = "xmc certify") -> str:
             ET.SubElement(props, "property", name=k, value=str(v))
         if r["verdict"] != "pass":
             bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
-            invariants = [f"#{k} {v['name']}: {v.get('first', {}).get('detail', '')}"
-                          for k, v in r["invariants"].items() if v["status"] == "fail"]
-            text = "\n".join([*(f"{x['key']}: expected {x['expected']}, got {x['actual']}" for x in bad),
-                               *invariants, f"replay: {r['replay']}"])
-            failure = ET.SubElement(case, "failure", message="; ".join(x["key"] for x in bad)[:500],
-                                    type="expectation")
+            invariants = [
+                f"#{k} {v['name']}: {v.get('first', {}).get('detail', '')}"
+                for k, v in r["invariants"].items()
+                if v["status"] == "fail"
+            ]
+            text = "\n".join(
+                [
+                    *(f"{x['key']}: expected {x['expected']}, got {x['actual']}" for x in bad),
+                    *invariants,
+                    f"replay: {r['replay']}",
+                ]
+            )
+            failure = ET.SubElement(case, "failure", message="; ".join(x["key"] for x in bad)[:500], type="expectation")
             failure.text = text
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -79,10 +79,14 @@ def main() -> int:
                 unexplained[module].append(f"{name}: {old}  ->  {new}")
             else:
                 explained[module][name] = why
-    print(f"{'module':<30} {'mutants':>8} {'scenario':>8} {'mypy':>5} {'survived':>9} {'explained':>9} {'other':>6} "
-          f"{'killed %':>9} {'k+expl %':>9}")
-    print("(killed by a scenario of the oracle, or by mypy --strict as CI runs it; other: not in this selection, no "
-          "test reaches it, or timed out; explained: mutation/explained.toml; % of the mutants checked)")
+    print(
+        f"{'module':<30} {'mutants':>8} {'scenario':>8} {'mypy':>5} {'survived':>9} {'explained':>9} {'other':>6} "
+        f"{'killed %':>9} {'k+expl %':>9}"
+    )
+    print(
+        "(killed by a scenario of the oracle, or by mypy --strict as CI runs it; other: not in this selection, no "
+        "test reaches it, or timed out; explained: mutation/explained.toml; % of the mutants checked)"
+    )
     summary = {}
     for module, counts in sorted(per_module.items()):
         total = sum(counts.values())
@@ -95,11 +99,17 @@ def main() -> int:
         both = 100.0 * (killed + len(explained[module])) / tested if tested else None
         shown = f"{pct:>8.1f}%" if pct is not None else "  not run"
         shown_both = f"{both:>8.1f}%" if both is not None else "  not run"
-        print(f"{module:<30} {total:>8} {by_scenario:>8} {by_mypy:>5} {counts['survived']:>9} "
-              f"{len(explained[module]):>9} {other:>6} {shown} {shown_both}")
-        summary[module] = {"counts": dict(counts), "killed_pct": None if pct is None else round(pct, 1),
-                           "killed_or_explained_pct": None if both is None else round(both, 1),
-                           "explained": explained[module], "unexplained": unexplained[module]}
+        print(
+            f"{module:<30} {total:>8} {by_scenario:>8} {by_mypy:>5} {counts['survived']:>9} "
+            f"{len(explained[module]):>9} {other:>6} {shown} {shown_both}"
+        )
+        summary[module] = {
+            "counts": dict(counts),
+            "killed_pct": None if pct is None else round(pct, 1),
+            "killed_or_explained_pct": None if both is None else round(both, 1),
+            "explained": explained[module],
+            "unexplained": unexplained[module],
+        }
     Path("mutants").mkdir(exist_ok=True)
     Path("mutants/summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return 0

@@ -21,8 +21,11 @@ from pathlib import Path
 def functions(path: str) -> list[tuple[int, int, str]]:
     """(first line, last line, name) of every mutant and original copy in a mutated file."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    return [(node.lineno, node.end_lineno or node.lineno, node.name) for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name]
+    return [
+        (node.lineno, node.end_lineno or node.lineno, node.name)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name
+    ]
 
 
 def where(error: dict) -> tuple[str, str, int] | None:

@@ -69,6 +69,7 @@ def _mean_of(section: str, key: str) -> Callable[[dict], float | None]:
         rows = r.get("failover", {}).get("failovers", []) if section == "failover" else r.get("restarts", [])
         values = [x[key] for x in rows if x.get(key) is not None]
         return statistics.fmean(values) if values else None
+
     return get
 
 
@@ -91,8 +92,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("restart.first_order_ms", "ms", +1, 10.0, 0.10, _mean_of("restart", "first_order_ms")),
 )
 BY_NAME = {m.name: m for m in METRICS}
-WALL = {"run_s": lambda r: r["wall"].get("run_s"),
-        "engine_compute_us.p50": lambda r: r["wall"]["engine_compute_us"]["p50"]}
+WALL = {
+    "run_s": lambda r: r["wall"].get("run_s"),
+    "engine_compute_us.p50": lambda r: r["wall"]["engine_compute_us"]["p50"],
+}
 
 
 def calibrate(repeat: int = 5) -> float:
@@ -117,8 +120,10 @@ def run_record(report: dict) -> dict:
         "replay": report["replay"],
         "verdict": report["verdict"],
         "outcomes": dict(sorted(report["outcomes"].items())),
-        "fills": {e["decision_id"]: {n: leg["filled"] for n, leg in sorted(e["legs"].items())} | {"outcome": e["outcome"]}
-                  for e in report["episodes"]},
+        "fills": {
+            e["decision_id"]: {n: leg["filled"] for n, leg in sorted(e["legs"].items())} | {"outcome": e["outcome"]}
+            for e in report["episodes"]
+        },
         "positions": report["positions"]["venues"],
         "metrics": {m.name: m.get(report) for m in METRICS},
         "wall": {k: get(report) for k, get in WALL.items()},
@@ -127,8 +132,14 @@ def run_record(report: dict) -> dict:
     }
 
 
-def build(reports: list[dict], files: dict[str, Path], calibration_s: float, where: Path,
-          tolerances: dict | None = None, wall_margin: float = DEFAULT_WALL_MARGIN) -> dict:
+def build(
+    reports: list[dict],
+    files: dict[str, Path],
+    calibration_s: float,
+    where: Path,
+    tolerances: dict | None = None,
+    wall_margin: float = DEFAULT_WALL_MARGIN,
+) -> dict:
     """A baseline document from a certification's reports; `files` maps scenario name -> its file,
     recorded relative to `where`, the baseline's directory (a committed baseline names files in the
     checkout, wherever it is cloned)."""
@@ -144,8 +155,15 @@ def build(reports: list[dict], files: dict[str, Path], calibration_s: float, whe
     tol = {m.name: {"abs": m.abs_tol, "rel": m.rel_tol} for m in METRICS}
     for name, given in (tolerances or {}).items():
         tol[name] = given
-    return {"kind": KIND, "schema": SCHEMA, "provenance": provenance({f"scenario:{n}": f for n, f in files.items()}),
-            "calibration_s": calibration_s, "wall_margin": wall_margin, "tolerances": tol, "scenarios": scenarios}
+    return {
+        "kind": KIND,
+        "schema": SCHEMA,
+        "provenance": provenance({f"scenario:{n}": f for n, f in files.items()}),
+        "calibration_s": calibration_s,
+        "wall_margin": wall_margin,
+        "tolerances": tol,
+        "scenarios": scenarios,
+    }
 
 
 def load(path: str | Path) -> dict:
@@ -158,10 +176,18 @@ def load(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BaselineError(path, [Problem("(file)", f"not a readable JSON baseline ({exc})", FIX)]) from None
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
-        raise BaselineError(path, [Problem("kind", f"not an xmc certification baseline (no \"kind\": \"{KIND}\")", FIX)])
+        raise BaselineError(path, [Problem("kind", f'not an xmc certification baseline (no "kind": "{KIND}")', FIX)])
     if doc.get("schema") != SCHEMA:
-        raise BaselineError(path, [Problem("schema", f"baseline schema {doc.get('schema')!r}, this xmc reads schema "
-                                                     f"{SCHEMA}", f"record it again with this version: {FIX}")])
+        raise BaselineError(
+            path,
+            [
+                Problem(
+                    "schema",
+                    f"baseline schema {doc.get('schema')!r}, this xmc reads schema {SCHEMA}",
+                    f"record it again with this version: {FIX}",
+                )
+            ],
+        )
     problems = []
     if not isinstance(doc.get("calibration_s"), (int, float)) or not doc["calibration_s"] > 0:
         problems.append(Problem("calibration_s", "missing or not > 0", "give the calibration in seconds, > 0"))
@@ -169,28 +195,43 @@ def load(path: str | Path) -> dict:
         problems.append(Problem("wall_margin", "missing or below 1", "give a factor >= 1, e.g. 3"))
     tolerances = doc.get("tolerances")
     if not isinstance(tolerances, dict):
-        problems.append(Problem("tolerances", "missing", "give a table of metric -> {\"abs\": x, \"rel\": y}"))
+        problems.append(Problem("tolerances", "missing", 'give a table of metric -> {"abs": x, "rel": y}'))
     else:
         for name, t in tolerances.items():
             if name not in BY_NAME:
                 problems.append(Problem(f"tolerances.{name}", "not a known metric", f"use one of {', '.join(BY_NAME)}"))
-            elif (not isinstance(t, dict) or set(t) != {"abs", "rel"}
-                  or not all(isinstance(v, (int, float)) and v >= 0 for v in t.values())):
-                problems.append(Problem(f"tolerances.{name}", f"{t!r} is not a tolerance",
-                                        "give {\"abs\": x, \"rel\": y} with numbers >= 0"))
+            elif (
+                not isinstance(t, dict)
+                or set(t) != {"abs", "rel"}
+                or not all(isinstance(v, (int, float)) and v >= 0 for v in t.values())
+            ):
+                problems.append(
+                    Problem(
+                        f"tolerances.{name}", f"{t!r} is not a tolerance", 'give {"abs": x, "rel": y} with numbers >= 0'
+                    )
+                )
     scenarios = doc.get("scenarios")
     if not isinstance(scenarios, dict) or not scenarios:
         problems.append(Problem("scenarios", "missing or empty", FIX))
     else:
         for name, entry in scenarios.items():
-            if (not isinstance(entry, dict) or not isinstance(entry.get("file"), str)
-                    or not isinstance(entry.get("seeds"), dict) or not entry["seeds"]):
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("file"), str)
+                or not isinstance(entry.get("seeds"), dict)
+                or not entry["seeds"]
+            ):
                 problems.append(Problem(f"scenarios.{name}", "needs file and seeds", FIX))
                 continue
             for seed, rec in entry["seeds"].items():
                 if not seed.isdigit() or not isinstance(rec, dict) or not {"run_hash", "metrics", "fills"} <= set(rec):
-                    problems.append(Problem(f"scenarios.{name}.seeds.{seed}", "not a recorded run",
-                                            f"a whole-number seed with run_hash, metrics and fills; {FIX}"))
+                    problems.append(
+                        Problem(
+                            f"scenarios.{name}.seeds.{seed}",
+                            "not a recorded run",
+                            f"a whole-number seed with run_hash, metrics and fills; {FIX}",
+                        )
+                    )
     if problems:
         raise BaselineError(path, problems)
     return doc
@@ -227,7 +268,7 @@ def sign_test_p(worse: int, better: int) -> float:
     n = worse + better
     if n == 0:
         return 1.0
-    return sum(math.comb(n, k) for k in range(worse, n + 1)) / 2 ** n
+    return sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n
 
 
 def _fmt(v: float | None, unit: str) -> str:
@@ -244,8 +285,9 @@ def _outcomes_text(outcomes: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(outcomes.items())) or "no episodes"
 
 
-def _compare_metric(name: str, metric: Metric, tol: dict, pairs: list[tuple[str, float, float]],
-                    comp: Comparison) -> None:
+def _compare_metric(
+    name: str, metric: Metric, tol: dict, pairs: list[tuple[str, float, float]], comp: Comparison
+) -> None:
     """One scenario's metric across its seeds, paired."""
     if not pairs:
         return
@@ -271,38 +313,74 @@ def _compare_metric(name: str, metric: Metric, tol: dict, pairs: list[tuple[str,
     moved_most = max(moves, key=lambda m: m[0] if verdict == "regressed" else -m[0])[1]
     delta = now_median - base_median
     change = f"{100 * delta:+.0f} pp" if metric.unit == "share" else f"{delta:+.1f} ms"
-    comp.rows.append(Row(name, metric.name, _fmt(base_median, metric.unit), _fmt(now_median, metric.unit),
-                         f"{change} (median of {len(moves)} seeds; {worse if verdict == 'regressed' else better} "
-                         f"beyond ±{limit:.3g}; sign test p={p:.3f})", verdict, moved_most))
+    comp.rows.append(
+        Row(
+            name,
+            metric.name,
+            _fmt(base_median, metric.unit),
+            _fmt(now_median, metric.unit),
+            f"{change} (median of {len(moves)} seeds; {worse if verdict == 'regressed' else better} "
+            f"beyond ±{limit:.3g}; sign test p={p:.3f})",
+            verdict,
+            moved_most,
+        )
+    )
 
 
 def _compare_wall(baseline: dict, pairs: list[tuple[dict, dict]], calibration_now: float, comp: Comparison) -> None:
     scale = calibration_now / baseline["calibration_s"]
     margin = baseline["wall_margin"]
     for key in WALL:
-        logs = [math.log(n[key] / b[key] / scale) for b, n in pairs
-                if isinstance(b.get(key), (int, float)) and isinstance(n.get(key), (int, float)) and b[key] > 0 and n[key] > 0]
+        logs = [
+            math.log(n[key] / b[key] / scale)
+            for b, n in pairs
+            if isinstance(b.get(key), (int, float))
+            and isinstance(n.get(key), (int, float))
+            and b[key] > 0
+            and n[key] > 0
+        ]
         if len(logs) < 2:
             continue
         mean = statistics.fmean(logs)
         half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs))
         low, ratio, high = math.exp(mean - half), math.exp(mean), math.exp(mean + half)
         verdict = "regressed" if low > margin else "info"
-        comp.rows.append(Row("(all)", f"wall.{key}", "x1", f"x{ratio:.2f}",
-                             f"95% [{low:.2f}, {high:.2f}] over {len(logs)} runs, machine speed x{1 / scale:.2f} of the "
-                             f"baseline's; fails beyond x{margin:g}", verdict))
+        comp.rows.append(
+            Row(
+                "(all)",
+                f"wall.{key}",
+                "x1",
+                f"x{ratio:.2f}",
+                f"95% [{low:.2f}, {high:.2f}] over {len(logs)} runs, machine speed x{1 / scale:.2f} of the "
+                f"baseline's; fails beyond x{margin:g}",
+                verdict,
+            )
+        )
 
 
-def compare(baseline: dict, reports: list[dict], calibration_now: float, accept_changes: bool = False,
-            files: dict[str, Path] | None = None) -> Comparison:
+def compare(
+    baseline: dict,
+    reports: list[dict],
+    calibration_now: float,
+    accept_changes: bool = False,
+    files: dict[str, Path] | None = None,
+) -> Comparison:
     """The new certification's reports against the baseline (see the module's rules); `files` (scenario
     name -> file run) lets a scenario file edited since the baseline show as a behaviour change."""
     comp = Comparison(accepted=accept_changes)
     for name, path in sorted((files or {}).items()):
         entry = baseline["scenarios"].get(name)
         if entry is not None and entry.get("sha256") and sha256_of(path) != entry["sha256"]:
-            comp.rows.append(Row(name, "scenario file", entry["sha256"][:12], (sha256_of(path) or "-")[:12],
-                                 f"{path} edited since the baseline", "changed"))
+            comp.rows.append(
+                Row(
+                    name,
+                    "scenario file",
+                    entry["sha256"][:12],
+                    (sha256_of(path) or "-")[:12],
+                    f"{path} edited since the baseline",
+                    "changed",
+                )
+            )
     tolerances = baseline["tolerances"]
     by_scenario: dict[str, list[dict]] = {}
     for r in reports:
@@ -323,8 +401,17 @@ def compare(baseline: dict, reports: list[dict], calibration_now: float, accept_
             now = run_record(r)
             if now["failed_expectations"] or now["failed_invariants"]:
                 what = [f"invariant {k}" for k in now["failed_invariants"]] + now["failed_expectations"]
-                comp.rows.append(Row(name, "verdict", "pass" if entry["seeds"].get(str(r["seed"]), {}).get("verdict") == "pass"
-                                     else "-", "fail", "; ".join(what), "failed", r["replay"]))
+                comp.rows.append(
+                    Row(
+                        name,
+                        "verdict",
+                        "pass" if entry["seeds"].get(str(r["seed"]), {}).get("verdict") == "pass" else "-",
+                        "fail",
+                        "; ".join(what),
+                        "failed",
+                        r["replay"],
+                    )
+                )
             base = entry["seeds"].get(str(r["seed"]))
             if base is None:
                 continue
@@ -333,13 +420,28 @@ def compare(baseline: dict, reports: list[dict], calibration_now: float, accept_
             if base["run_hash"] == now["run_hash"]:
                 comp.identical_runs += 1
             elif _behaviour(base) != _behaviour(now):
-                fills = "fills differ" if base["fills"] != now["fills"] or base["positions"] != now["positions"] else "same fills"
-                comp.rows.append(Row(name, f"behaviour (seed {r['seed']})", _outcomes_text(base["outcomes"]),
-                                     _outcomes_text(now["outcomes"]), fills, "changed", r["replay"]))
+                fills = (
+                    "fills differ"
+                    if base["fills"] != now["fills"] or base["positions"] != now["positions"]
+                    else "same fills"
+                )
+                comp.rows.append(
+                    Row(
+                        name,
+                        f"behaviour (seed {r['seed']})",
+                        _outcomes_text(base["outcomes"]),
+                        _outcomes_text(now["outcomes"]),
+                        fills,
+                        "changed",
+                        r["replay"],
+                    )
+                )
         for metric in METRICS:
             tol = tolerances.get(metric.name, {"abs": metric.abs_tol, "rel": metric.rel_tol})
             pairs = [(r["replay"], b["metrics"].get(metric.name), n["metrics"][metric.name]) for b, n, r in paired]
-            _compare_metric(name, metric, tol, [(p, b, n) for p, b, n in pairs if b is not None and n is not None], comp)
+            _compare_metric(
+                name, metric, tol, [(p, b, n) for p, b, n in pairs if b is not None and n is not None], comp
+            )
     _compare_wall(baseline, wall_pairs, calibration_now, comp)
     return comp
 
@@ -350,14 +452,21 @@ def table(comp: Comparison) -> str:
     lines = [head, "-" * len(head)]
     order = {"failed": 0, "regressed": 1, "changed": 2, "improved": 3, "new": 4, "not run": 5, "info": 6}
     for r in sorted(comp.rows, key=lambda r: (order.get(r.verdict, 9), r.scenario, r.metric)):
-        lines.append(f"{r.scenario[:34]:<34} {r.metric[:28]:<28} {r.baseline[:12]:>12} {r.now[:12]:>12}  "
-                     f"{r.verdict:<9} {r.change}" + (f"  (replay: {r.replay})" if r.replay else ""))
-    lines.append(f"{comp.runs} runs compared ({comp.identical_runs} identical to the baseline, same run_hash), "
-                 f"{comp.compared} scenario x metric distributions")
+        lines.append(
+            f"{r.scenario[:34]:<34} {r.metric[:28]:<28} {r.baseline[:12]:>12} {r.now[:12]:>12}  "
+            f"{r.verdict:<9} {r.change}" + (f"  (replay: {r.replay})" if r.replay else "")
+        )
+    lines.append(
+        f"{comp.runs} runs compared ({comp.identical_runs} identical to the baseline, same run_hash), "
+        f"{comp.compared} scenario x metric distributions"
+    )
     regressions = comp.regressions
     if regressions:
-        lines.append(f"REGRESSION: {len(regressions)} finding(s): " + ", ".join(
-            sorted({f'{r.scenario} {r.metric}' for r in regressions})[:8]) + (" ..." if len(regressions) > 8 else ""))
+        lines.append(
+            f"REGRESSION: {len(regressions)} finding(s): "
+            + ", ".join(sorted({f"{r.scenario} {r.metric}" for r in regressions})[:8])
+            + (" ..." if len(regressions) > 8 else "")
+        )
     else:
         accepted = sum(1 for r in comp.rows if r.verdict == "changed")
         lines.append("no regression" + (f" ({accepted} behaviour change(s) accepted)" if accepted else ""))

@@ -69,8 +69,10 @@ class OrderBook:
         if bid is not None and ask is not None and bid[0] >= ask[0]:
             raise ValueError(f"{self.symbol}: staged quotes would trade with each other")
         self._staged = (owner, id_prefix, first_id, quotes)
-        self._staged_best = {BUY: None if bid is None else (bid[0], bid[1]),
-                             SELL: None if ask is None else (ask[0], ask[1])}
+        self._staged_best = {
+            BUY: None if bid is None else (bid[0], bid[1]),
+            SELL: None if ask is None else (ask[0], ask[1]),
+        }
         self._made = []
 
     def staged(self) -> bool:

@@ -18,10 +18,16 @@ from engine.core.events import Quote
 from engine.core.ids import BUY, CHILD_ID, SELL
 
 NAMES = {
-    1: "naked exposure within limits", 2: "every episode terminal", 3: "residual recorded",
-    4: "no duplicate ClOrdID", 5: "single sending node", 6: "fills applied once: positions = fills, no fill of no lots on record",
-    7: "legal transitions, no engine error, no unrecorded overfill, every venue report read as the venue meant it", 8: "risk limits never exceeded (a chase's slippage included)",
-    9: "chase/unwind within budgets, unwind never flips", 10: "every order in a decision, one live per leg, handed to the transport, stages ordered",
+    1: "naked exposure within limits",
+    2: "every episode terminal",
+    3: "residual recorded",
+    4: "no duplicate ClOrdID",
+    5: "single sending node",
+    6: "fills applied once: positions = fills, no fill of no lots on record",
+    7: "legal transitions, no engine error, no unrecorded overfill, every venue report read as the venue meant it",
+    8: "risk limits never exceeded (a chase's slippage included)",
+    9: "chase/unwind within budgets, unwind never flips",
+    10: "every order in a decision, one live per leg, handed to the transport, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working or traded untold",
     13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
@@ -110,8 +116,9 @@ class InvariantChecker:
         budget = core.strategy.recovery.legged_budget
         # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
-        for decision in [d for d in self.legged_since
-                         if d not in core.active or core.active[d].state.value != "LEGGED"]:
+        for decision in [
+            d for d in self.legged_since if d not in core.active or core.active[d].state.value != "LEGGED"
+        ]:
             del self.legged_since[decision]
         for ep in core.active.values():
             naked = ep.naked_tonnes()
@@ -121,8 +128,12 @@ class InvariantChecker:
                 since = self.legged_since.setdefault(ep.decision_id, now)
                 # soft limit: legged for longer than the budget plus one far round trip to act on it
                 if core.strategy.recovery.policy == "chase_unwind" and now - since > budget + 0.5:
-                    self._fail(1, now, ep.decision_id, f"legged {1e3 * (now - since):.0f} ms > budget "
-                                                       f"{1e3 * budget:.0f} ms + 500 ms")
+                    self._fail(
+                        1,
+                        now,
+                        ep.decision_id,
+                        f"legged {1e3 * (now - since):.0f} ms > budget {1e3 * budget:.0f} ms + 500 ms",
+                    )
                 else:
                     self._ok(1)
             for leg in ep.legs.values():
@@ -144,7 +155,7 @@ class InvariantChecker:
                 if values[BUY_SPREAD] > t.buy_below + t.hysteresis:
                     self.retreated[BUY_SPREAD] = True
         if len(core.episodes) > self.seen_episodes:
-            for ep in list(core.episodes.values())[self.seen_episodes:]:
+            for ep in list(core.episodes.values())[self.seen_episodes :]:
                 self._check_fresh(ep, now)
                 if values is not None and ep.stages.get("signal") == now:
                     self._check_signal(ep, now, values)
@@ -165,8 +176,10 @@ class InvariantChecker:
         per_a = s.price_multiplier_a * a.units_per_tonne
         per_b = s.price_multiplier_b * b.units_per_tonne * fx
         if s.trigger.kind == "counter_price":  # what trading at the touches gives: A's bid and B's ask, or the reverse
-            return {SELL_SPREAD: qa.bid * per_a - qb.ask * per_b + s.offset,
-                    BUY_SPREAD: qa.ask * per_a - qb.bid * per_b + s.offset}
+            return {
+                SELL_SPREAD: qa.bid * per_a - qb.ask * per_b + s.offset,
+                BUY_SPREAD: qa.ask * per_a - qb.bid * per_b + s.offset,
+            }
         mid_a, mid_b = (qa.bid + qa.ask) / 2.0 * per_a, (qb.bid + qb.ask) / 2.0 * per_b
         value = mid_a / mid_b if s.trigger.kind == "ratio" else mid_a - mid_b + s.offset
         return {SELL_SPREAD: value, BUY_SPREAD: value}
@@ -187,21 +200,44 @@ class InvariantChecker:
         touches = {"A": qa.bid if sell else qa.ask, "B": qb.ask if sell else qb.bid}
         sides = {"A": SELL if sell else BUY, "B": BUY if sell else SELL}
         if (value < t.sell_above - tol) if sell else (value > t.buy_below + tol):
-            self._fail(15, now, ep.decision_id, f"{ep.side} opened at a signal of {value:.6g}, not past its threshold "
-                                                f"({'sell_above' if sell else 'buy_below'} "
-                                                f"{t.sell_above if sell else t.buy_below:g})")
+            self._fail(
+                15,
+                now,
+                ep.decision_id,
+                f"{ep.side} opened at a signal of {value:.6g}, not past its threshold "
+                f"({'sell_above' if sell else 'buy_below'} "
+                f"{t.sell_above if sell else t.buy_below:g})",
+            )
         elif abs(ep.signal_value - value) > tol:
-            self._fail(15, now, ep.decision_id, f"the engine's signal {ep.signal_value:.9g} is not the quotes' "
-                                                f"{value:.9g} ({t.kind})")
+            self._fail(
+                15,
+                now,
+                ep.decision_id,
+                f"the engine's signal {ep.signal_value:.9g} is not the quotes' {value:.9g} ({t.kind})",
+            )
         elif any(abs(ep.trigger_prices[n] - touches[n]) > 1e-9 for n in touches):
-            self._fail(15, now, ep.decision_id, f"{ep.side} priced from {ep.trigger_prices}, not the touches "
-                                                f"{touches} it trades against")
+            self._fail(
+                15,
+                now,
+                ep.decision_id,
+                f"{ep.side} priced from {ep.trigger_prices}, not the touches {touches} it trades against",
+            )
         elif any(ep.legs[n].side != sides[n] for n in sides):
-            self._fail(15, now, ep.decision_id, f"{ep.side} with leg A side {ep.legs['A'].side} and leg B side "
-                                                f"{ep.legs['B'].side}: it sells A and buys B, or the reverse")
+            self._fail(
+                15,
+                now,
+                ep.decision_id,
+                f"{ep.side} with leg A side {ep.legs['A'].side} and leg B side "
+                f"{ep.legs['B'].side}: it sells A and buys B, or the reverse",
+            )
         elif not self.retreated[ep.side]:
-            self._fail(15, now, ep.decision_id, f"{ep.side} fired again without its signal retreating "
-                                                f"{t.hysteresis:g} past its threshold since it last fired")
+            self._fail(
+                15,
+                now,
+                ep.decision_id,
+                f"{ep.side} fired again without its signal retreating "
+                f"{t.hysteresis:g} past its threshold since it last fired",
+            )
         else:
             self._ok(15)
         self.retreated[ep.side] = False
@@ -211,14 +247,24 @@ class InvariantChecker:
         for name, book in self.core.books.items():
             limit = limits.get(name)
             if limit is not None and now - book.ts > limit + 1e-9:
-                self._fail(11, now, ep.decision_id, f"{name} quote {1e3 * (now - book.ts):.0f} ms old "
-                                                    f"> {1e3 * limit:.0f} ms")
+                self._fail(
+                    11, now, ep.decision_id, f"{name} quote {1e3 * (now - book.ts):.0f} ms old > {1e3 * limit:.0f} ms"
+                )
                 return
         self._ok(11)
 
     # ---- every order as the engine hands it to the transport, and as a venue receives it ---------
-    def on_send(self, now: float, instrument: str, cl_ord_id: str, decision_id: str, qty: float,
-                price: float | None, side: str = "", replace: bool = False) -> None:
+    def on_send(
+        self,
+        now: float,
+        instrument: str,
+        cl_ord_id: str,
+        decision_id: str,
+        qty: float,
+        price: float | None,
+        side: str = "",
+        replace: bool = False,
+    ) -> None:
         """Order size and price band, against the same book the engine priced from; a recovery order's
         price against the policy's schedule (invariant 13)."""
         core = self.core
@@ -237,19 +283,34 @@ class InvariantChecker:
         sent = self.sent_today[instrument] = self.sent_today.get(instrument, 0) + (not replace)
         max_orders = risk.max_orders_per_day.get(instrument)
         if max_orders is not None and sent > max_orders:
-            self._fail(8, now, decision_id, f"{cl_ord_id}: order {sent} on {instrument} today > max_orders_per_day "
-                                            f"{max_orders}")
+            self._fail(
+                8,
+                now,
+                decision_id,
+                f"{cl_ord_id}: order {sent} on {instrument} today > max_orders_per_day {max_orders}",
+            )
         elif max_qty is not None and qty > max_qty:
             self._fail(8, now, decision_id, f"{cl_ord_id}: {qty:g} lots > max_order_lots {max_qty}")
         elif price is not None and ref is None:
-            self._fail(8, now, decision_id, f"{cl_ord_id}: priced at {price} with no reference price to check "
-                                            f"the {risk.price_band_pct}% band against")
+            self._fail(
+                8,
+                now,
+                decision_id,
+                f"{cl_ord_id}: priced at {price} with no reference price to check "
+                f"the {risk.price_band_pct}% band against",
+            )
         elif price is not None and abs(price - ref) / ref * 100 > risk.price_band_pct + 1e-9:
             self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {ref}")
-        elif (slip := self._chase_slippage(instrument, cl_ord_id, decision_id, side, price)) is not None \
-                and slip > risk.max_slippage_ticks + 1e-6:
-            self._fail(8, now, decision_id, f"{cl_ord_id}: chase {slip:g} ticks from its leg's trigger price "
-                                            f"> max_slippage_ticks {risk.max_slippage_ticks}")
+        elif (
+            slip := self._chase_slippage(instrument, cl_ord_id, decision_id, side, price)
+        ) is not None and slip > risk.max_slippage_ticks + 1e-6:
+            self._fail(
+                8,
+                now,
+                decision_id,
+                f"{cl_ord_id}: chase {slip:g} ticks from its leg's trigger price "
+                f"> max_slippage_ticks {risk.max_slippage_ticks}",
+            )
         else:
             self._ok(8)
 
@@ -258,8 +319,13 @@ class InvariantChecker:
         (invariant 6). A refusal on record must name a limit the order breaks (invariant 14)."""
         self.audited.add(row.cl_ord_id)
         if row.stage in ("fill", "foreign_fill") and not row.qty > 1e-9:
-            self._fail(6, row.ts, row.decision_id, f"audit row {row.seq}: {row.stage} of {row.qty:g} lots for "
-                                                   f"{row.cl_ord_id or 'no order'}: a fill on record that moved nothing")
+            self._fail(
+                6,
+                row.ts,
+                row.decision_id,
+                f"audit row {row.seq}: {row.stage} of {row.qty:g} lots for "
+                f"{row.cl_ord_id or 'no order'}: a fill on record that moved nothing",
+            )
         elif row.stage == "risk_breach" and row.side and row.instrument:
             self._check_refusal(row)
 
@@ -275,8 +341,12 @@ class InvariantChecker:
             if limit is not None and qty > limit:
                 self._ok(14)
             else:
-                self._fail(14, row.ts, row.decision_id, f"{row.detail}: but {qty:g} lots is within max_order_lots "
-                                                        f"{limit} of {name}")
+                self._fail(
+                    14,
+                    row.ts,
+                    row.decision_id,
+                    f"{row.detail}: but {qty:g} lots is within max_order_lots {limit} of {name}",
+                )
         elif "max_position_lots" in row.detail:
             limit = risk.max_position_lots.get(name)
             working = list(core.orders.values())
@@ -287,9 +357,14 @@ class InvariantChecker:
             if limit is not None and abs(worst) > limit + 1e-9:
                 self._ok(14)
             else:
-                self._fail(14, row.ts, row.decision_id, f"{row.detail}: but {name}'s worst case is {worst:+g} lots "
-                                                        f"(position {position:+g}, working buys {buys:g}, sells "
-                                                        f"{sells:g}), within max_position_lots {limit}")
+                self._fail(
+                    14,
+                    row.ts,
+                    row.decision_id,
+                    f"{row.detail}: but {name}'s worst case is {worst:+g} lots "
+                    f"(position {position:+g}, working buys {buys:g}, sells "
+                    f"{sells:g}), within max_position_lots {limit}",
+                )
 
     def _check_one_live(self, now: float, decision_id: str, cl_ord_id: str) -> None:
         """One intent, one live order: a new order of an episode's leg leaves only when no earlier order
@@ -301,11 +376,16 @@ class InvariantChecker:
             return
         live = [o.cl_ord_id for o in leg.orders if not o.done and o.cl_ord_id != cl_ord_id]
         if live:
-            self._fail(10, now, decision_id, f"{cl_ord_id} sent while {', '.join(live)} of leg {leg.name} "
-                                             f"is still live: two orders for one intent")
+            self._fail(
+                10,
+                now,
+                decision_id,
+                f"{cl_ord_id} sent while {', '.join(live)} of leg {leg.name} is still live: two orders for one intent",
+            )
 
-    def _chase_slippage(self, instrument: str, cl_ord_id: str, decision_id: str, side: str,
-                        price: float | None) -> float | None:
+    def _chase_slippage(
+        self, instrument: str, cl_ord_id: str, decision_id: str, side: str, price: float | None
+    ) -> float | None:
         """Ticks a chase order pays beyond its leg's price at the trigger (the slippage limit's measure)."""
         m = CHILD_ID.match(cl_ord_id)
         ep = self.core.episodes.get(decision_id)
@@ -315,8 +395,9 @@ class InvariantChecker:
         trigger = ep.trigger_prices.get(m.group(2))
         return None if trigger is None else (price - trigger) * (1 if side == BUY else -1) / inst.tick
 
-    def _check_recovery_price(self, now: float, instrument: str, cl_ord_id: str, decision_id: str, side: str,
-                              qty: float, price: float) -> None:
+    def _check_recovery_price(
+        self, now: float, instrument: str, cl_ord_id: str, decision_id: str, side: str, qty: float, price: float
+    ) -> None:
         """Invariant 13, recomputed from the recovery section of the config and the book the engine saw
         when it sent: a chase is priced at the touch plus `chase_payup_ticks`, plus `chase_step_ticks` per
         earlier round, plus `liquidity_step_ticks` when the touch shows fewer lots than it sends, capped
@@ -338,8 +419,12 @@ class InvariantChecker:
         book = core.books.get(instrument)
         touch = None if book is None else book.ask if side == BUY else book.bid
         if inst is None or touch is None:
-            self._fail(13, now, decision_id, f"{cl_ord_id}: a recovery order priced with no "
-                                             f"{'offer' if side == BUY else 'bid'} to price it from")
+            self._fail(
+                13,
+                now,
+                decision_id,
+                f"{cl_ord_id}: a recovery order priced with no {'offer' if side == BUY else 'bid'} to price it from",
+            )
             return
         rc = core.strategy.recovery
         kind = "R" if tag == "R" else "U"
@@ -348,17 +433,23 @@ class InvariantChecker:
             rounds.append(now)
             limit = rc.max_chase_attempts if kind == "R" else rc.max_unwind_attempts
             if len(rounds) > limit and decision_id not in self.inherited:
-                self._fail(13, now, decision_id, f"{cl_ord_id}: {'chase' if kind == 'R' else 'unwind'} round "
-                                                 f"{len(rounds)} of an episode allowed {limit} "
-                                                 f"(max_{'chase' if kind == 'R' else 'unwind'}_attempts)")
+                self._fail(
+                    13,
+                    now,
+                    decision_id,
+                    f"{cl_ord_id}: {'chase' if kind == 'R' else 'unwind'} round "
+                    f"{len(rounds)} of an episode allowed {limit} "
+                    f"(max_{'chase' if kind == 'R' else 'unwind'}_attempts)",
+                )
                 return
         unwinds = len(self.rounds.get((decision_id, "U"), ()))
         if tag == "R":
             size = book.ask_size if side == BUY else book.bid_size
             extra = rc.liquidity_step_ticks if size < qty else 0
             attempts = range(1, len(rounds) + 1) if decision_id in self.inherited else (len(rounds),)
-            payups = {min(rc.chase_payup_ticks + rc.chase_step_ticks * (n - 1) + extra, rc.max_payup_ticks)
-                      for n in attempts}
+            payups = {
+                min(rc.chase_payup_ticks + rc.chase_step_ticks * (n - 1) + extra, rc.max_payup_ticks) for n in attempts
+            }
         else:
             attempts = range(0, unwinds + 1) if decision_id in self.inherited else (unwinds,)
             payups = {rc.unwind_payup_ticks + rc.unwind_step_ticks * max(n - 1, 0) for n in attempts}
@@ -369,9 +460,14 @@ class InvariantChecker:
         if any(abs(price - a) <= inst.tick * 1e-6 for a in allowed):
             self._ok(13)
         else:
-            self._fail(13, now, decision_id, f"{cl_ord_id}: priced {price}, the schedule gives "
-                                             f"{' or '.join(f'{a:g}' for a in sorted(allowed))} from the "
-                                             f"{'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)")
+            self._fail(
+                13,
+                now,
+                decision_id,
+                f"{cl_ord_id}: priced {price}, the schedule gives "
+                f"{' or '.join(f'{a:g}' for a in sorted(allowed))} from the "
+                f"{'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)",
+            )
 
     def on_leave(self, now: float, node: str, cl_ord_id: str, what: str) -> None:
         """An order, cancel or replace handed to the transport by `node` (invariant 5)."""
@@ -381,9 +477,13 @@ class InvariantChecker:
         if epoch is not None and epoch < self.lease.revision:
             order = self.core.find_order(cl_ord_id)
             decision = order.decision_id if order else cl_ord_id[:9]  # E<epoch>-<6 digits> leads every ClOrdID
-            self._fail(5, now, decision,
-                       f"{what} {cl_ord_id} left node {node} under fenced epoch {epoch} while epoch "
-                       f"{self.lease.revision} is active: a duplicate order for one intent")
+            self._fail(
+                5,
+                now,
+                decision,
+                f"{what} {cl_ord_id} left node {node} under fenced epoch {epoch} while epoch "
+                f"{self.lease.revision} is active: a duplicate order for one intent",
+            )
         else:
             self._ok(5)
 
@@ -401,8 +501,12 @@ class InvariantChecker:
                 self.unsent[o.cl_ord_id] = (o.decision_id, now)
             elif o.adopted and o.cl_ord_id not in self.audited:
                 # the audit trail shows every decision: an order taken over from an earlier node is one
-                self._fail(10, now, o.decision_id, f"order {o.cl_ord_id} adopted from an earlier node with no "
-                                                   f"audit row of this node naming it")
+                self._fail(
+                    10,
+                    now,
+                    o.decision_id,
+                    f"order {o.cl_ord_id} adopted from an earlier node with no audit row of this node naming it",
+                )
 
     def on_fenced(self, now: float, node: str, cl_ord_id: str) -> None:
         self.handed.add(cl_ord_id)
@@ -427,12 +531,14 @@ class InvariantChecker:
         # the position may be beyond the limit by no more than the late fills' lots
         if limit is not None and abs(pos) > limit + self.late_position.get(instrument, 0.0) + 1e-9:
             order = self.core.find_order(cl_ord_id)
-            self._fail(8, now, order.decision_id if order else "",
-                       f"{instrument} position {pos:+g} lots beyond ±{limit}")
+            self._fail(
+                8, now, order.decision_id if order else "", f"{instrument} position {pos:+g} lots beyond ±{limit}"
+            )
 
     # ---- at the end of the run -----------------------------------------------------------------
-    def reconcile_check(self, now: float, venue_orders: dict[str, tuple[str, float, float]],
-                        flagged: set[str] = frozenset()) -> None:
+    def reconcile_check(
+        self, now: float, venue_orders: dict[str, tuple[str, float, float]], flagged: set[str] = frozenset()
+    ) -> None:
         """Invariant 12, at the end of every run (restarts, failovers and disconnects included): every order the engine holds agrees
         with the venue on filled quantity, on being done and on its average fill price (venue_orders:
         ClOrdID -> (OrdStatus, CumQty, AvgPx)); an order the venue never saw must be dead with nothing
@@ -442,36 +548,66 @@ class InvariantChecker:
         (not, say, the ClOrdID of its own cancel of such an order: a false alarm)."""
         for cl in sorted(flagged):
             if cl and cl != "NONE" and (cl not in venue_orders or self.core.find_order(cl) is not None):
-                self._fail(12, now, "", f"{cl}: reported as an unknown order, but "
-                                        + ("no venue holds an order of that ClOrdID" if cl not in venue_orders
-                                           else "it is the engine's own order"))
+                self._fail(
+                    12,
+                    now,
+                    "",
+                    f"{cl}: reported as an unknown order, but "
+                    + (
+                        "no venue holds an order of that ClOrdID"
+                        if cl not in venue_orders
+                        else "it is the engine's own order"
+                    ),
+                )
                 return
         for cl, (status, cum, _avg) in venue_orders.items():
             if cum > 1e-9 and cl not in flagged and self.core.find_order(cl) is None:
-                self._fail(12, now, "", f"{cl}: {cum:g} lots filled at the venue by an order the engine does not "
-                                        f"know, and the desk was never told of it")
+                self._fail(
+                    12,
+                    now,
+                    "",
+                    f"{cl}: {cum:g} lots filled at the venue by an order the engine does not "
+                    f"know, and the desk was never told of it",
+                )
                 return
             if status not in ("2", "4", "8", "C") and self.core.find_order(cl) is None:
                 # an order of another node (or of nobody) the reconciliation should have cancelled
-                self._fail(12, now, "", f"{cl}: working at the venue (OrdStatus {status}, CumQty {cum:g}) "
-                                        f"and unknown to the engine")
+                self._fail(
+                    12,
+                    now,
+                    "",
+                    f"{cl}: working at the venue (OrdStatus {status}, CumQty {cum:g}) and unknown to the engine",
+                )
                 return
         for o in self.core.orders.values():
             seen = venue_orders.get(o.cl_ord_id)
             if seen is None:
                 if o.cum_qty > 1e-9 or not o.done:
-                    self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine {o.state.name} CumQty "
-                                                       f"{o.cum_qty:g}, unknown at the venue")
+                    self._fail(
+                        12,
+                        now,
+                        o.decision_id,
+                        f"{o.cl_ord_id}: engine {o.state.name} CumQty {o.cum_qty:g}, unknown at the venue",
+                    )
                     return
                 continue
             status, cum, avg = seen
             if abs(cum - o.cum_qty) > 1e-9 or (status in ("2", "4", "8", "C")) != o.done:
-                self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine {o.state.name} CumQty {o.cum_qty:g}, "
-                                                   f"venue OrdStatus {status} CumQty {cum:g}")
+                self._fail(
+                    12,
+                    now,
+                    o.decision_id,
+                    f"{o.cl_ord_id}: engine {o.state.name} CumQty {o.cum_qty:g}, "
+                    f"venue OrdStatus {status} CumQty {cum:g}",
+                )
                 return
             if cum > 1e-9 and abs(avg - o.avg_px) > 1e-6 * max(1.0, abs(avg)):
-                self._fail(12, now, o.decision_id, f"{o.cl_ord_id}: engine AvgPx {o.avg_px:.6f}, venue AvgPx "
-                                                   f"{avg:.6f} over {cum:g} lots")
+                self._fail(
+                    12,
+                    now,
+                    o.decision_id,
+                    f"{o.cl_ord_id}: engine AvgPx {o.avg_px:.6f}, venue AvgPx {avg:.6f} over {cum:g} lots",
+                )
                 return
         self._ok(12)
 
@@ -483,14 +619,19 @@ class InvariantChecker:
             st = ep.stages
             order = ["signal", "risk_check", "terminal"]
             times = [st[k] for k in order if k in st]
-            if "signal" not in st or ("terminal" not in st and ep.state in TERMINAL) or times != sorted(times) \
-                    or any(v < st["signal"] for v in st.values()):
+            if (
+                "signal" not in st
+                or ("terminal" not in st and ep.state in TERMINAL)
+                or times != sorted(times)
+                or any(v < st["signal"] for v in st.values())
+            ):
                 self._fail(10, now, ep.decision_id, f"stage chain out of order or incomplete: {st}")
             if ep.state.value == "BALANCED" and ep.residual_tonnes is None:
                 self._fail(3, now, ep.decision_id, "residual not recorded")
         for cl, (decision_id, when) in self.unsent.items():
-            self._fail(10, when, decision_id, f"order {cl} registered by the engine as sent but never handed "
-                                              f"to the transport")
+            self._fail(
+                10, when, decision_id, f"order {cl} registered by the engine as sent but never handed to the transport"
+            )
             break
         if core.episodes:
             for n in (2, 3, 10):
@@ -501,8 +642,9 @@ class InvariantChecker:
         else:
             self._ok(6)
         # an overfill is allowed when it is on record (an anomaly row); an illegal move never is
-        illegal = [a for a in anomalies if a.kind in ("illegal_transition", "illegal_episode_transition",
-                                                      "engine_error")]
+        illegal = [
+            a for a in anomalies if a.kind in ("illegal_transition", "illegal_episode_transition", "engine_error")
+        ]
         # a late fill is the venue's doing only when the venue really filled the order after ending it;
         # an engine that ended an order the venue kept working would show the same anomaly
         illegal += [a for a in anomalies if a.kind == "late_fill" and a.cl_ord_id not in self.late_fills]
@@ -513,5 +655,7 @@ class InvariantChecker:
             self._fail(7, illegal[0].ts, "", f"{illegal[0].cl_ord_id}: {illegal[0].detail}")
         else:
             self._ok(7)
-        return {str(n): {"name": NAMES[n], "status": v.status, **({"first": v.first} if v.first else {})}
-                for n, v in self.v.items()}
+        return {
+            str(n): {"name": NAMES[n], "status": v.status, **({"first": v.first} if v.first else {})}
+            for n, v in self.v.items()
+        }

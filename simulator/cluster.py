@@ -22,8 +22,9 @@ class RayPool:
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
         else:
-            ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
-                     ignore_reinit_error=True)
+            ray.init(
+                num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False, ignore_reinit_error=True
+            )
         self.ray = ray
         self._remote: dict[Callable, object] = {}
 

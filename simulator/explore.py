@@ -43,8 +43,18 @@ from simulator.rng import fork
 
 BATCH = 8  # schedules per batch: fixed, so results do not depend on the number of workers
 ORACLE_KEYS = ("all_terminal", "fills_match_positions", "invariants_hold", "leg_lots", "max_residual_t")
-NEEDS_DELAY = {"late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "crash_restart", "crash_on_order",
-               "primary_pause", "standby_crash", "replication_delay", "crash_mid_batch"}
+NEEDS_DELAY = {
+    "late_ack",
+    "latency_spike",
+    "clock_offset",
+    "disconnect_on_order",
+    "crash_restart",
+    "crash_on_order",
+    "primary_pause",
+    "standby_crash",
+    "replication_delay",
+    "crash_mid_batch",
+}
 NEEDS_UNTIL = {"disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay"}
 RATES = (0.05, 0.1, 0.25, 0.5, 1.0)
 COUNTS = (1, 1, 2, 3, 0)
@@ -75,13 +85,25 @@ def load_base(path: str | Path, duration: float | None = None) -> Base:
     path = Path(path)
     sc = scenario_mod.load(path)
     doc, _ = scenario_mod.read_document(path)
-    trading = tuple(sorted({sc.engine.instruments[n].venue for n in (sc.engine.strategy.leg_a, sc.engine.strategy.leg_b)}))
-    kinds = tuple(k for k in ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + MARKET_KINDS
-                  if k not in NOT_SEARCHED)
+    trading = tuple(
+        sorted({sc.engine.instruments[n].venue for n in (sc.engine.strategy.leg_a, sc.engine.strategy.leg_b)})
+    )
+    kinds = tuple(
+        k
+        for k in ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + MARKET_KINDS
+        if k not in NOT_SEARCHED
+    )
     if sc.failover is not None:
         kinds += FAILOVER_KINDS
-    return Base(path, sc.name, doc, min(duration, sc.duration) if duration else sc.duration, tuple(sorted(sc.venues)),
-                trading, tuple(kinds))
+    return Base(
+        path,
+        sc.name,
+        doc,
+        min(duration, sc.duration) if duration else sc.duration,
+        tuple(sorted(sc.venues)),
+        trading,
+        tuple(kinds),
+    )
 
 
 # ---- generation ---------------------------------------------------------------------------------
@@ -90,7 +112,7 @@ def fault(rng, base: Base, kind: str) -> dict:
     d = base.duration
     after = round(rng.uniform(0.0, d * 0.85), 3)
     # its own random stream, named once: shrinking may drop the faults before it without changing its draws
-    f: dict = {"kind": kind, "after_s": after, "stream": f"x{rng.randrange(10 ** 9)}"}
+    f: dict = {"kind": kind, "after_s": after, "stream": f"x{rng.randrange(10**9)}"}
     if kind in ORDER_KINDS or kind in LINK_KINDS or kind in VENUE_KINDS:
         f["venue"] = rng.choice(base.trading if kind in ORDER_KINDS or rng.random() < 0.8 else base.venues)
     if kind in NEEDS_UNTIL or rng.random() < 0.6:
@@ -180,12 +202,20 @@ def document(base: Base, faults: list[dict], name: str, duration: float | None =
     """The base's document with this schedule: its faults replaced, only the oracles as expectations."""
     doc = copy.deepcopy(base.doc)
     doc.pop("extends", None)
-    doc["scenario"] = {**doc.get("scenario", {}), "name": name,
-                       "description": f"explore schedule on {base.name}: {len(faults)} fault(s)",
-                       "duration_s": duration or base.duration}
+    doc["scenario"] = {
+        **doc.get("scenario", {}),
+        "name": name,
+        "description": f"explore schedule on {base.name}: {len(faults)} fault(s)",
+        "duration_s": duration or base.duration,
+    }
     expect = {k: v for k, v in doc.get("expect", {}).items() if k in ORACLE_KEYS}
-    doc["expect"] = {**expect, "all_terminal": True, "invariants_hold": True, "fills_match_positions": True,
-                     "faults_reach_paths": False}
+    doc["expect"] = {
+        **expect,
+        "all_terminal": True,
+        "invariants_hold": True,
+        "fills_match_positions": True,
+        "faults_reach_paths": False,
+    }
     doc["faults"] = [dict(f) for f in faults]
     if not doc["faults"]:
         doc.pop("faults")
@@ -207,14 +237,22 @@ def run_job(job: dict) -> dict:
             return {"invalid": str(exc), "signature": [], "coverage": [], "wall_s": 0.0}
         report = runner.run(sc, job["seed"]).report
     failed = [f"invariant {k}" for k, v in sorted(report["invariants"].items()) if v["status"] == "fail"]
-    failed += [f"expect {x['key']}" for x in report["expectations"]
-               if x["verdict"] != "pass" and x["key"].split(".")[0] in ORACLE_KEYS and x["key"] != "invariants_hold"]
+    failed += [
+        f"expect {x['key']}"
+        for x in report["expectations"]
+        if x["verdict"] != "pass" and x["key"].split(".")[0] in ORACLE_KEYS and x["key"] != "invariants_hold"
+    ]
     anomalies = sorted({a.split(":", 1)[0] for a in report["anomalies"]["first"]})
     first = {k: v.get("first", {}) for k, v in report["invariants"].items() if v["status"] == "fail"}
-    return {"signature": sorted(set(failed)), "coverage": sorted(report["coverage"]), "anomalies": anomalies,
-            "hits": [w.get("hits", 0) for w in report.get("fault_windows", [])], "run_hash": report["run_hash"],
-            "first": {k: {"t": v.get("t"), "detail": str(v.get("detail", ""))[:300]} for k, v in first.items()},
-            "wall_s": round(time.perf_counter() - started, 3)}
+    return {
+        "signature": sorted(set(failed)),
+        "coverage": sorted(report["coverage"]),
+        "anomalies": anomalies,
+        "hits": [w.get("hits", 0) for w in report.get("fault_windows", [])],
+        "run_hash": report["run_hash"],
+        "first": {k: {"t": v.get("t"), "detail": str(v.get("detail", ""))[:300]} for k, v in first.items()},
+        "wall_s": round(time.perf_counter() - started, 3),
+    }
 
 
 # ---- executors --------------------------------------------------------------------------------------
@@ -289,8 +327,14 @@ def _novelty(result: dict) -> set[str]:
     return set(result["coverage"]) | {f"anomaly:{a}" for a in result.get("anomalies", [])}
 
 
-def search(bases: list[Base], mapper: Mapper, seed: int, max_runs: int | None = None,
-           max_seconds: float | None = None, on_batch: Callable[[Search, float], None] | None = None) -> Search:
+def search(
+    bases: list[Base],
+    mapper: Mapper,
+    seed: int,
+    max_runs: int | None = None,
+    max_seconds: float | None = None,
+    on_batch: Callable[[Search, float], None] | None = None,
+) -> Search:
     """Run batches of schedules until `max_runs` or `max_seconds`; failures keep their first schedule."""
     rng = fork(seed, "explore")
     state = Search()
@@ -308,7 +352,7 @@ def search(bases: list[Base], mapper: Mapper, seed: int, max_runs: int | None = 
             else:
                 b = rng.randrange(len(bases))
                 faults = swarm(rng, bases[b])
-            run_seed = rng.randrange(1, 2 ** 31)
+            run_seed = rng.randrange(1, 2**31)
             plans.append((b, faults, run_seed))
             jobs.append({"doc": document(bases[b], faults, f"explore_{state.runs + i + 1}"), "seed": run_seed})
         for (b, faults, run_seed), result in zip(plans, mapper(jobs)):
@@ -325,10 +369,23 @@ def search(bases: list[Base], mapper: Mapper, seed: int, max_runs: int | None = 
                 key = " + ".join(result["signature"])
                 state.repeats[key] = state.repeats.get(key, 0) + 1
                 if key not in state.failures:
-                    state.failures[key] = Failure(result["signature"], str(bases[b].path), faults, run_seed, state.runs,
-                                                  round(time.monotonic() - started, 3), result)
-        state.coverage_over_time.append({"runs": state.runs, "seconds": round(time.monotonic() - started, 2),
-                                         "reached": len(state.seen), "corpus": len(state.corpus)})
+                    state.failures[key] = Failure(
+                        result["signature"],
+                        str(bases[b].path),
+                        faults,
+                        run_seed,
+                        state.runs,
+                        round(time.monotonic() - started, 3),
+                        result,
+                    )
+        state.coverage_over_time.append(
+            {
+                "runs": state.runs,
+                "seconds": round(time.monotonic() - started, 2),
+                "reached": len(state.seen),
+                "corpus": len(state.corpus),
+            }
+        )
         if on_batch is not None:
             on_batch(state, time.monotonic() - started)
     return state
@@ -364,8 +421,12 @@ def shrink(base: Base, failure: Failure, mapper: Mapper, budget: int = 80) -> No
         if runs >= budget or not candidates:
             return None
         candidates = candidates[: budget - runs]
-        results = mapper([{"doc": document(base, c, f"shrink_{runs + i}", d), "seed": failure.seed}
-                          for i, (c, d) in enumerate(candidates)])
+        results = mapper(
+            [
+                {"doc": document(base, c, f"shrink_{runs + i}", d), "seed": failure.seed}
+                for i, (c, d) in enumerate(candidates)
+            ]
+        )
         runs += len(candidates)
         for i, r in enumerate(results):
             if r.get("signature") == target:
@@ -387,7 +448,7 @@ def shrink(base: Base, failure: Failure, mapper: Mapper, budget: int = 80) -> No
         cands = []
         for i, f in enumerate(faults):
             for g in _simpler(f, base):
-                cands.append(([*faults[:i], g, *faults[i + 1:]], duration))
+                cands.append(([*faults[:i], g, *faults[i + 1 :]], duration))
         hit = fails(cands)
         if hit is not None:
             faults = cands[hit][0]
@@ -396,7 +457,9 @@ def shrink(base: Base, failure: Failure, mapper: Mapper, budget: int = 80) -> No
         # 3. shorter: end the run soon after the last fault's window (or halfway)
         last = max((min(f.get("until_s", f["after_s"] + 5.0), f["after_s"] + 60.0) for f in faults), default=0.0)
         shorter = sorted({round(max(last + 10.0, 10.0), 3), round(duration / 2, 3)})
-        tries = [(faults, d) for d in shorter if 5.0 <= d < duration and d > max((f["after_s"] for f in faults), default=0.0)]
+        tries = [
+            (faults, d) for d in shorter if 5.0 <= d < duration and d > max((f["after_s"] for f in faults), default=0.0)
+        ]
         hit = fails(tries)
         if hit is not None:
             duration = tries[hit][1]
@@ -412,15 +475,22 @@ def write_failure(base: Base, failure: Failure, out: Path, n: int) -> None:
     path = out / f"{name}.toml"
     faults = failure.shrunk if failure.shrunk is not None else failure.faults
     doc = document(base, faults, name, failure.shrunk_duration or base.duration)
-    body = {"extends": os.path.relpath(base.path.resolve(), out.resolve()),
-            "scenario": {**doc["scenario"], "seed": failure.seed,
-                         "description": f"found by xmc explore on {base.name}: fails {', '.join(failure.signature)}"},
-            "expect": doc["expect"]}
+    body = {
+        "extends": os.path.relpath(base.path.resolve(), out.resolve()),
+        "scenario": {
+            **doc["scenario"],
+            "seed": failure.seed,
+            "description": f"found by xmc explore on {base.name}: fails {', '.join(failure.signature)}",
+        },
+        "expect": doc["expect"],
+    }
     if "faults" in doc:
         body["faults"] = doc["faults"]
-    text = (f"# Found by xmc explore (run {failure.found_at_run}, {failure.found_after_s:.0f} s into the search) and shrunk "
-            f"from {len(failure.faults)} to {len(faults)} fault(s) in {failure.shrink_runs} runs.\n"
-            f"# It fails: {', '.join(failure.signature)}\n" + scenario_mod.to_toml(body).lstrip("\n"))
+    text = (
+        f"# Found by xmc explore (run {failure.found_at_run}, {failure.found_after_s:.0f} s into the search) and shrunk "
+        f"from {len(failure.faults)} to {len(faults)} fault(s) in {failure.shrink_runs} runs.\n"
+        f"# It fails: {', '.join(failure.signature)}\n" + scenario_mod.to_toml(body).lstrip("\n")
+    )
     text = text.replace("until_s = inf\n", "")
     path.write_text(text)
     failure.file = str(path)
@@ -429,16 +499,30 @@ def write_failure(base: Base, failure: Failure, out: Path, n: int) -> None:
 
 def summary(state: Search, bases: list[Base], seconds: float) -> dict:
     return {
-        "runs": state.runs, "invalid": state.invalid, "seconds": round(seconds, 2),
+        "runs": state.runs,
+        "invalid": state.invalid,
+        "seconds": round(seconds, 2),
         "runs_per_minute": round(state.runs / seconds * 60, 1) if seconds else None,
-        "bases": [str(b.path) for b in bases], "reached": sorted(state.seen), "corpus": len(state.corpus),
+        "bases": [str(b.path) for b in bases],
+        "reached": sorted(state.seen),
+        "corpus": len(state.corpus),
         "coverage_over_time": state.coverage_over_time,
-        "failures": [{"signature": f.signature, "base": f.base, "found_at_run": f.found_at_run,
-                      "found_after_s": f.found_after_s, "runs_with_it": state.repeats[" + ".join(f.signature)],
-                      "faults_found": len(f.faults), "faults_shrunk": None if f.shrunk is None else len(f.shrunk),
-                      "shrink_runs": f.shrink_runs, "file": f.file, "replay": f.replay,
-                      "first_violation": f.result.get("first", {})}
-                     for f in state.failures.values()],
+        "failures": [
+            {
+                "signature": f.signature,
+                "base": f.base,
+                "found_at_run": f.found_at_run,
+                "found_after_s": f.found_after_s,
+                "runs_with_it": state.repeats[" + ".join(f.signature)],
+                "faults_found": len(f.faults),
+                "faults_shrunk": None if f.shrunk is None else len(f.shrunk),
+                "shrink_runs": f.shrink_runs,
+                "file": f.file,
+                "replay": f.replay,
+                "first_violation": f.result.get("first", {}),
+            }
+            for f in state.failures.values()
+        ],
     }
 
 
@@ -448,21 +532,45 @@ def write_summary(data: dict, out: Path) -> None:
 
 
 def table(data: dict) -> str:
-    lines = [f"{data['runs']} runs in {data['seconds']:.0f} s ({data['runs_per_minute']} per minute), "
-             f"{len(data['reached'])} coverage tags and anomaly kinds reached, corpus {data['corpus']}, "
-             f"{data['invalid']} invalid schedules"]
+    lines = [
+        f"{data['runs']} runs in {data['seconds']:.0f} s ({data['runs_per_minute']} per minute), "
+        f"{len(data['reached'])} coverage tags and anomaly kinds reached, corpus {data['corpus']}, "
+        f"{data['invalid']} invalid schedules"
+    ]
     if not data["failures"]:
         lines.append("no violation found")
         return "\n".join(lines)
     head = f"{'signature':<44} {'runs':>5} {'found at':>8} {'faults':>10}  replay"
     lines += [head, "-" * len(head)]
     for f in data["failures"]:
-        shrunk = f"{f['faults_found']}->{f['faults_shrunk']}" if f["faults_shrunk"] is not None else str(f["faults_found"])
-        lines.append(f"{' + '.join(f['signature'])[:44]:<44} {f['runs_with_it']:>5} {f['found_at_run']:>8} {shrunk:>10}  "
-                     f"{f['replay']}")
+        shrunk = (
+            f"{f['faults_found']}->{f['faults_shrunk']}" if f["faults_shrunk"] is not None else str(f["faults_found"])
+        )
+        lines.append(
+            f"{' + '.join(f['signature'])[:44]:<44} {f['runs_with_it']:>5} {f['found_at_run']:>8} {shrunk:>10}  "
+            f"{f['replay']}"
+        )
     return "\n".join(lines)
 
 
-__all__ = ["BATCH", "Base", "Failure", "ProcessMapper", "RayMapper", "Search", "document", "fault", "load_base",
-           "mutate", "run_job", "search", "serial_mapper", "shrink", "summary", "swarm", "table",
-           "write_failure", "write_summary"]
+__all__ = [
+    "BATCH",
+    "Base",
+    "Failure",
+    "ProcessMapper",
+    "RayMapper",
+    "Search",
+    "document",
+    "fault",
+    "load_base",
+    "mutate",
+    "run_job",
+    "search",
+    "serial_mapper",
+    "shrink",
+    "summary",
+    "swarm",
+    "table",
+    "write_failure",
+    "write_summary",
+]

@@ -128,8 +128,9 @@ class Cluster:
         self._send(lambda: self._apply(event, t))
 
     def _new_journal(self) -> Journal:
-        return Journal(Path(tempfile.mkdtemp(prefix="xmc-standby-")) / "standby.journal", self.scenario.engine,
-                       durability="none")
+        return Journal(
+            Path(tempfile.mkdtemp(prefix="xmc-standby-")) / "standby.journal", self.scenario.engine, durability="none"
+        )
 
     def _apply(self, event, t: float) -> None:
         if self.standby_core is None:
@@ -191,8 +192,14 @@ class Cluster:
         # the superseded process keeps its own memory from here on: if it wakes (a pause) and reads what
         # its sockets had buffered, that must not move the new node's view of the book
         old.own_codecs = {name: session.codec.fork() for name, session in old.sessions.items()}
-        new.core, new.node, new.timers, new.alive, new.paused, new.backlog = self.standby_core, "standby", {}, True, \
-            False, []
+        new.core, new.node, new.timers, new.alive, new.paused, new.backlog = (
+            self.standby_core,
+            "standby",
+            {},
+            True,
+            False,
+            [],
+        )
         new.fence = self._fence("standby") if self.cfg.fencing else None
         new.replicate = None
         new.journal = self.standby_journal
@@ -211,8 +218,13 @@ class Cluster:
         record = self.failovers[-1] if self.failovers and "active_s" not in self.failovers[-1] else {}
         if not record:
             self.failovers.append(record)
-        record.update(detected_s=self.detected, active_s=now, epoch=revision, replicated_events=self.applied,
-                      streamed_events=len(self.history))
+        record.update(
+            detected_s=self.detected,
+            active_s=now,
+            epoch=revision,
+            replicated_events=self.applied,
+            streamed_events=len(self.history),
+        )
         self.standby_core = None  # the standby is the active node now; nobody stands by
 
     def _links(self):
@@ -254,8 +266,9 @@ class Cluster:
         self.standby_core, self.standby_timers = None, {}
         yield self.env.timeout(fault.delay)
         if self.active is not self.primary or not self.primary.alive:
-            self.events.append({"event": "standby_not_restarted", "at_s": self.env.now,
-                                "why": "no live primary to resync from"})
+            self.events.append(
+                {"event": "standby_not_restarted", "at_s": self.env.now, "why": "no live primary to resync from"}
+            )
             return
         core = EngineCore(self.scenario.engine)
         self.standby_core, self.applied, self.standby_journal = core, 0, self._new_journal()
@@ -291,7 +304,11 @@ def timings(failovers: list[dict], audit: list[tuple]) -> list[dict]:
         detected = f.get("detected_s")
         if detected is not None:
             detected = max(detected, crash)  # suspected before (a replication cut): detected at the crash
-        row.update(detect_ms=ms(detected), active_ms=ms(active), reconciled_ms=ms(reconciled),
-                   first_new_order_ms=ms(first_order))
+        row.update(
+            detect_ms=ms(detected),
+            active_ms=ms(active),
+            reconciled_ms=ms(reconciled),
+            first_new_order_ms=ms(first_order),
+        )
         out.append(row)
     return out

@@ -19,8 +19,18 @@ from pathlib import Path
 from engine.config import FIX_TEXT, Section, non_negative, positive
 from engine.shell.journal import FRAME as _FRAME
 
-ORDER_KINDS = ("reject", "partial_fill", "late_ack", "no_ack", "duplicate_report", "disconnect_on_order",
-               "crash_on_order", "fill_before_ack", "cancel_race", "late_fill")
+ORDER_KINDS = (
+    "reject",
+    "partial_fill",
+    "late_ack",
+    "no_ack",
+    "duplicate_report",
+    "disconnect_on_order",
+    "crash_on_order",
+    "fill_before_ack",
+    "cancel_race",
+    "late_fill",
+)
 # late_fill: delay_ms after the venue reports a matching order Canceled (an IOC's unfilled rest, or a
 # cancel it granted), it reports a Fill of that rest at the order's price: a trade made before the
 # cancel and reported late (a trade correction)
@@ -43,8 +53,11 @@ NODE_KINDS = ("crash_restart", "crash_on_order", "crash_mid_batch")
 # after_s, or with on_order = true the moment a matching order reaches `venue`), the standby dies
 # and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms
 FAILOVER_KINDS = ("primary_crash", "primary_pause", "standby_crash", "replication_cut", "replication_delay")
-KINDS = tuple(dict.fromkeys(ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS
-                            + MARKET_KINDS + STATUS_KINDS))
+KINDS = tuple(
+    dict.fromkeys(
+        ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS + MARKET_KINDS + STATUS_KINDS
+    )
+)
 # kinds that can strike the moment a matching order reaches `venue` (on_order = true) instead of at after_s
 # kinds whose cut can leave the venues' gateways keeping nothing for the session (reports_lost)
 LOSING_KINDS = ("disconnect_on_order", "disconnect_on_status", "primary_crash")
@@ -135,8 +148,13 @@ class FaultPlan:
 
     def for_order(self, kind: str, venue: str, cl_ord_id: str, now: float) -> Fault | None:
         for f in self.of_kind.get(kind, ()):
-            if f.venue == venue and f.active(now) and f.matches_order(cl_ord_id) \
-                    and (f.on_order or kind not in ON_ORDER_KINDS) and f.fire():
+            if (
+                f.venue == venue
+                and f.active(now)
+                and f.matches_order(cl_ord_id)
+                and (f.on_order or kind not in ON_ORDER_KINDS)
+                and f.fire()
+            ):
                 return f
         return None
 
@@ -150,16 +168,14 @@ class FaultPlan:
 
     def for_message(self, kind: str, venue: str, direction: str, now: float) -> Fault | None:
         for f in self.of_kind.get(kind, ()):
-            if f.venue == venue and f.direction in (direction, "both") and f.active(now) \
-                    and f.fire():
+            if f.venue == venue and f.direction in (direction, "both") and f.active(now) and f.fire():
                 return f
         return None
 
     def on_question(self, venue: str, msg_type: str, now: float) -> Fault | None:
         """The disconnect_on_status fault that cuts the session as this status question arrives."""
         for f in self.of_kind.get("disconnect_on_status", ()):
-            if f.venue == venue and f.on_message == msg_type and f.active(now) \
-                    and f.fire():
+            if f.venue == venue and f.on_message == msg_type and f.active(now) and f.fire():
                 return f
         return None
 
@@ -183,14 +199,21 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
         sec = Section(item, f"faults[{i}]", root.problems)
         kind = sec.get("kind", str, choices=KINDS)
         on_order = sec.get("on_order", bool, False) if kind in ON_ORDER_KINDS else False
-        venue = sec.get("venue", str, "" if kind in DESK_KINDS else None, hint="the name of a venue table") \
-            if kind in DESK_KINDS + ("crash_restart",) else sec.get("venue", str, hint="the name of a venue table") \
-            if kind not in FAILOVER_KINDS + MARKET_KINDS + ("crash_mid_batch",) or on_order else ""
+        venue = (
+            sec.get("venue", str, "" if kind in DESK_KINDS else None, hint="the name of a venue table")
+            if kind in DESK_KINDS + ("crash_restart",)
+            else sec.get("venue", str, hint="the name of a venue table")
+            if kind not in FAILOVER_KINDS + MARKET_KINDS + ("crash_mid_batch",) or on_order
+            else ""
+        )
         if kind in MARKET_KINDS + ("crash_mid_batch",) and sec.has("venue"):
             sec.problem("venue", f"is set but a {kind} does not happen at one venue", "drop venue")
         if kind in FAILOVER_KINDS and not on_order and sec.has("venue"):
-            sec.problem("venue", f"is set but a {kind} at after_s happens to a node, not at a venue",
-                        "drop venue, or add on_order = true to strike when a matching order reaches it")
+            sec.problem(
+                "venue",
+                f"is set but a {kind} at after_s happens to a node, not at a venue",
+                "drop venue, or add on_order = true to strike when a matching order reaches it",
+            )
         if sec.has("on_order") and kind not in ON_ORDER_KINDS:
             sec.problem("on_order", f"is not supported for {kind}", f"use it with {', '.join(ON_ORDER_KINDS)}")
         if sec.has("journal_damage") and kind not in ("crash_restart", "crash_on_order"):
@@ -199,11 +222,17 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             sec.problem("reports_lost", f"is not supported for {kind}", f"use it with {', '.join(LOSING_KINDS)}")
         if sec.has("after_ms") and kind != "disconnect_on_order":
             sec.seen.add("after_ms")
-            sec.problem("after_ms", f"is not supported for {kind}",
-                        "use it with disconnect_on_order (for a window fault, after_s and until_s)")
+            sec.problem(
+                "after_ms",
+                f"is not supported for {kind}",
+                "use it with disconnect_on_order (for a window fault, after_s and until_s)",
+            )
         if kind == "partial_fill" and sec.has("delay_ms") and sec.data.get("rest", "cancel") != "work":
-            sec.problem("delay_ms", "is set on a partial_fill whose rest is cancelled: there is no rest to trade later",
-                        "add rest = \"work\", or remove delay_ms")
+            sec.problem(
+                "delay_ms",
+                "is set on a partial_fill whose rest is cancelled: there is no rest to trade later",
+                'add rest = "work", or remove delay_ms',
+            )
         if sec.has("on_message") and kind not in STATUS_KINDS:
             sec.problem("on_message", f"is not supported for {kind}", "use it with disconnect_on_status")
         if venue and venue not in venues:
@@ -211,20 +240,31 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
         until = sec.get("until_s", float, math.inf, check=positive, hint="virtual seconds > after_s")
         if until <= after:
-            sec.problem("until_s", f"({until}) is not after after_s ({after}): the fault can never happen",
-                        "set until_s > after_s")
+            sec.problem(
+                "until_s",
+                f"({until}) is not after after_s ({after}): the fault can never happen",
+                "set until_s > after_s",
+            )
         if after >= duration:
-            sec.problem("after_s", f"({after}) is at or past the scenario's end ({duration} s): it can never happen",
-                        "start the fault inside the run")
+            sec.problem(
+                "after_s",
+                f"({after}) is at or past the scenario's end ({duration} s): it can never happen",
+                "start the fault inside the run",
+            )
         f = Fault(
-            index=i, kind=kind, venue=venue, after=after, until=until,
+            index=i,
+            kind=kind,
+            venue=venue,
+            after=after,
+            until=until,
             orders=sec.get("orders", str, "any", choices=ORDER_FILTERS),
             rate=sec.get("rate", float, 1.0, check=lambda r: 0.0 < r <= 1.0, hint="a probability in (0, 1]"),
             count=sec.get("count", int, 0, check=non_negative, hint="a whole number >= 0 (0: unlimited)"),
             reason=sec.get("reason", int, 99, check=non_negative, hint="an OrdRejReason (103), e.g. 99"),
             text=sec.get("text", str, ""),  # becomes Text (58): checked below
-            fill_ratio=sec.get("fill_ratio", float, 0.5, check=lambda r: 0.0 < r < 1.0,
-                               hint="a fraction strictly between 0 and 1"),
+            fill_ratio=sec.get(
+                "fill_ratio", float, 0.5, check=lambda r: 0.0 < r < 1.0, hint="a fraction strictly between 0 and 1"
+            ),
             reports=sec.get("reports", int, 1, check=positive, hint="a whole number of execution reports >= 1"),
             rest=sec.get("rest", str, "cancel", choices=("cancel", "work")),
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
@@ -232,45 +272,84 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, None),
             reports_lost=sec.get("reports_lost", bool, False) if kind in LOSING_KINDS else False,
             cut_after=sec.get("after_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3
-            if kind == "disconnect_on_order" else 0.0,
+            if kind == "disconnect_on_order"
+            else 0.0,
             on_message=sec.get("on_message", str, "AF", choices=STATUS_MESSAGES) if kind in STATUS_KINDS else "AF",
             side=sec.get("side", str, "buy", choices=("buy", "sell", "against")),
             on_order=on_order,
             torn_write=sec.get("torn_write", bool, False) if kind in NODE_KINDS else False,
             journal_damage=sec.get("journal_damage", str, "", choices=("", *JOURNAL_DAMAGE))
-            if kind in ("crash_restart", "crash_on_order") else "",
+            if kind in ("crash_restart", "crash_on_order")
+            else "",
             target=sec.get("target", str, "world", choices=("world", "fx")) if kind == "price_jump" else "world",
-            jump_bp=sec.get("jump_bp", float, check=lambda b: 0 < abs(b) <= 2000,
-                            hint="signed basis points, 0 < |jump_bp| <= 2000 (20%)") if kind == "price_jump" else 0.0,
-            rate_per_s=sec.get("rate_per_s", float, 0.0, check=lambda r: 0 <= r <= 10,
-                               hint="jumps per second in [0, 10] (0: one jump at after_s)")
-            if kind == "price_jump" else 0.0,
-            point=sec.get("point", str, "between_legs", choices=BATCH_POINTS) if kind == "crash_mid_batch"
+            jump_bp=sec.get(
+                "jump_bp",
+                float,
+                check=lambda b: 0 < abs(b) <= 2000,
+                hint="signed basis points, 0 < |jump_bp| <= 2000 (20%)",
+            )
+            if kind == "price_jump"
+            else 0.0,
+            rate_per_s=sec.get(
+                "rate_per_s",
+                float,
+                0.0,
+                check=lambda r: 0 <= r <= 10,
+                hint="jumps per second in [0, 10] (0: one jump at after_s)",
+            )
+            if kind == "price_jump"
+            else 0.0,
+            point=sec.get("point", str, "between_legs", choices=BATCH_POINTS)
+            if kind == "crash_mid_batch"
             else "between_legs",
             stream=sec.get("stream", str, ""),
             lots=sec.get("lots", int, 1, check=lambda n: 1 <= n <= 1000, hint="a whole number of lots in [1, 1000]")
-            if kind == "desk_trade" else 1,
+            if kind == "desk_trade"
+            else 1,
         )
         if kind == "desk_trade" and not venue:
-            sec.problem("venue", "is missing: a desk trade is booked at one venue", "write venue = \"<a venue table>\"")
+            sec.problem("venue", "is missing: a desk trade is booked at one venue", 'write venue = "<a venue table>"')
         if kind == "desk_trade" and f.side == "against":
-            sec.problem("side", "is \"against\", which a desk trade cannot be", "write side = \"buy\" or \"sell\"")
+            sec.problem("side", 'is "against", which a desk trade cannot be', 'write side = "buy" or "sell"')
         if f.stream and not FIX_TEXT.fullmatch(f.stream):
-            sec.problem("stream", f"is {f.stream!r}", "write a short printable ASCII name, e.g. \"x3\"")
+            sec.problem("stream", f"is {f.stream!r}", 'write a short printable ASCII name, e.g. "x3"')
         if f.text and not FIX_TEXT.fullmatch(f.text):
-            sec.problem("text", f"is {f.text!r}, which Text (58) cannot carry without a MessageEncoding",
-                        "write printable ASCII")
+            sec.problem(
+                "text",
+                f"is {f.text!r}, which Text (58) cannot carry without a MessageEncoding",
+                "write printable ASCII",
+            )
         if f.side == "against" and not on_order and kind != "desk_trade":
-            sec.problem("side", "is \"against\" but the lock is not struck by an order",
-                        "add on_order = true, or write side = \"buy\" or \"sell\"")
+            sec.problem(
+                "side",
+                'is "against" but the lock is not struck by an order',
+                'add on_order = true, or write side = "buy" or "sell"',
+            )
         if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until):
             sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
-        if (kind in ("late_ack", "latency_spike", "clock_offset", "disconnect_on_order", "disconnect_on_status", "crash_restart",
-                     "crash_on_order", "primary_pause", "standby_crash", "replication_delay", "crash_mid_batch")
-                or (kind == "price_limit_lock" and on_order)) and f.delay == 0.0:
+        if (
+            kind
+            in (
+                "late_ack",
+                "latency_spike",
+                "clock_offset",
+                "disconnect_on_order",
+                "disconnect_on_status",
+                "crash_restart",
+                "crash_on_order",
+                "primary_pause",
+                "standby_crash",
+                "replication_delay",
+                "crash_mid_batch",
+            )
+            or (kind == "price_limit_lock" and on_order)
+        ) and f.delay == 0.0:
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
-        if kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay") \
-                and math.isinf(until) and not on_order:
+        if (
+            kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay")
+            and math.isinf(until)
+            and not on_order
+        ):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")
         sec.finish()
         out.append(f)
@@ -297,9 +376,9 @@ def damage_journal(path: Path, how: str) -> None:
         raise ValueError(f"{path}: no record to damage")
     at, size = frames[len(frames) // 2]
     if how == "checksum":
-        body = bytearray(data[at + _FRAME.size: at + size])
+        body = bytearray(data[at + _FRAME.size : at + size])
         body[len(body) // 2] ^= 0x01  # one bit flipped, the checksum left as it was
-        record = data[at: at + _FRAME.size] + bytes(body)
+        record = data[at : at + _FRAME.size] + bytes(body)
     else:
         if how == "undecodable":
             body = b"\x00\xff not json at all \x00"
@@ -308,4 +387,4 @@ def damage_journal(path: Path, how: str) -> None:
         else:  # unknown_venue
             body = json.dumps({"t": 1.0, "e": "SessionDown", "f": {"venue": "LME"}}, separators=(",", ":")).encode()
         record = _FRAME.pack(len(body), zlib.crc32(body)) + body
-    path.write_bytes(data[:at] + record + data[at + size:])
+    path.write_bytes(data[:at] + record + data[at + size :])

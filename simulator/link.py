@@ -30,8 +30,17 @@ class Latency:
 
 
 class Link:
-    def __init__(self, env: simpy.Environment, name: str, latency: Latency, rng: random.Random,
-                 deliver: Callable[[str], None], venue: str = "", direction: str = "", faults=None):
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        latency: Latency,
+        rng: random.Random,
+        deliver: Callable[[str], None],
+        venue: str = "",
+        direction: str = "",
+        faults=None,
+    ):
         self.env = env
         self.venue = venue
         self.direction = direction  # "up" engine -> venue, "down" venue -> engine

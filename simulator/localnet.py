@@ -46,13 +46,30 @@ class EtcdProcess(_ServerProcess):
         self.port, peer = self._ports["client"].port, self._ports["peer"].port
         self.name = f"xmc-{os.getpid()}-{time.monotonic_ns()}"  # the member that must answer on the port
         self.proc = subprocess.Popen(
-            ["etcd", "--name", self.name, "--data-dir", str(data_dir),
-             "--listen-client-urls", f"http://127.0.0.1:{self.port}",
-             "--advertise-client-urls", f"http://127.0.0.1:{self.port}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
-             f"http://127.0.0.1:{peer}", "--initial-cluster", f"{self.name}=http://127.0.0.1:{peer}",
-             "--heartbeat-interval", "10", "--election-timeout", "100"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                "etcd",
+                "--name",
+                self.name,
+                "--data-dir",
+                str(data_dir),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{self.port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{self.port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"{self.name}=http://127.0.0.1:{peer}",
+                "--heartbeat-interval",
+                "10",
+                "--election-timeout",
+                "100",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         probe = etcd3gw.client(host="127.0.0.1", port=self.port)
 
         def up() -> bool:
@@ -67,8 +84,7 @@ class EtcdProcess(_ServerProcess):
             raise RuntimeError("etcd did not start: " + self.proc.stderr.read().decode()[-2000:])
         if not up():
             self.stop()
-            raise RuntimeError(f"etcd did not start: port {self.port} did not answer as member {self.name} "
-                               f"within 20 s")
+            raise RuntimeError(f"etcd did not start: port {self.port} did not answer as member {self.name} within 20 s")
 
     def client(self):
         import etcd3gw
@@ -94,13 +110,24 @@ class ZooKeeperProcess(_ServerProcess):
         self._ports = reserve(("client",))
         self.port = self._ports["client"].port
         cfg = data_dir / "zoo.cfg"
-        cfg.write_text(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
-                       f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout=60000\n"
-                       f"4lw.commands.whitelist=ruok,conf\n")
+        cfg.write_text(
+            f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
+            f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout=60000\n"
+            f"4lw.commands.whitelist=ruok,conf\n"
+        )
         log = data_dir / "zookeeper.log"
-        self.proc = subprocess.Popen(["/usr/bin/java", "-Xmx256m", "-cp", ":".join(ZOOKEEPER_JARS),
-                                      "org.apache.zookeeper.server.ZooKeeperServerMain", str(cfg)],
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                "/usr/bin/java",
+                "-Xmx256m",
+                "-cp",
+                ":".join(ZOOKEEPER_JARS),
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+                str(cfg),
+            ],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
 
         def up() -> bool:
             try:  # the server on the port must be this one (its dataDir)
@@ -110,19 +137,23 @@ class ZooKeeperProcess(_ServerProcess):
                     while chunk := c.recv(4096):
                         answer += chunk
                     mine = {f"dataDir={data_dir}", f"dataDir={data_dir / 'version-2'}"}
-                    return bool(mine & set(answer.decode(errors="replace").splitlines())) or self.proc.poll() is not None
+                    return (
+                        bool(mine & set(answer.decode(errors="replace").splitlines())) or self.proc.poll() is not None
+                    )
             except OSError:
                 return self.proc.poll() is not None  # died: stop waiting; say why below
 
         wait_for(up, 30, 0.05)
         if self.proc.poll() is not None:
             self._release()
-            raise RuntimeError("ZooKeeper did not start: "
-                               + (log.read_text()[-2000:] or f"exit code {self.proc.returncode}"))
+            raise RuntimeError(
+                "ZooKeeper did not start: " + (log.read_text()[-2000:] or f"exit code {self.proc.returncode}")
+            )
         if not up():
             self.stop()
-            raise RuntimeError(f"ZooKeeper did not start: port {self.port} did not answer with dataDir {data_dir} "
-                               f"within 30 s")
+            raise RuntimeError(
+                f"ZooKeeper did not start: port {self.port} did not answer with dataDir {data_dir} within 30 s"
+            )
 
     @property
     def hosts(self) -> str:
@@ -140,17 +171,23 @@ class ZooKeeperProcess(_ServerProcess):
 DICTIONARIES = {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}
 
 
-def live_config(scenario_text: str, ports: dict[str, int], out_dir: Path, extra: str = "",
-                reset_on_logon: bool = False) -> str:
+def live_config(
+    scenario_text: str, ports: dict[str, int], out_dir: Path, extra: str = "", reset_on_logon: bool = False
+) -> str:
     """An `xmc live` config trading the scenario's instruments, strategy and risk against the venue
     ports `xmc venue` announced (one session per venue, its dictionary by venue name). The sessions
     are open around the clock (not the venue templates' trading hours: a test runs at any time) and
     keep their sequence numbers across logons unless `reset_on_logon`."""
-    tables = scenario_text[scenario_text.index("[instruments."):scenario_text.index("[prices]")]
-    sessions = "".join(f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
-                       f'dictionary = "{DICTIONARIES.get(n, n)}"\n\n' for n, p in ports.items())
-    return (f'[live]\nout_dir = "{out_dir}"\nheartbeat_s = 1\nreconnect_s = 1\nstart_time = "00:00:00"\n'
-            f'end_time = "00:00:00"\nreset_on_logon = {str(reset_on_logon).lower()}\n{extra}\n{sessions}{tables}')
+    tables = scenario_text[scenario_text.index("[instruments.") : scenario_text.index("[prices]")]
+    sessions = "".join(
+        f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
+        f'dictionary = "{DICTIONARIES.get(n, n)}"\n\n'
+        for n, p in ports.items()
+    )
+    return (
+        f'[live]\nout_dir = "{out_dir}"\nheartbeat_s = 1\nreconnect_s = 1\nstart_time = "00:00:00"\n'
+        f'end_time = "00:00:00"\nreset_on_logon = {str(reset_on_logon).lower()}\n{extra}\n{sessions}{tables}'
+    )
 
 
 class TcpCut:

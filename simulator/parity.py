@@ -46,30 +46,52 @@ def compare(virtual: dict, wire: dict, tol: Tolerance = Tolerance()) -> dict:
         where = f"virtual {v['decision_id']} at {v['t']:.3f} s / wire {w['decision_id']} at {w['t']:.3f} s"
         offsets.append((w["t"] - v["t"]) * 1e3)
         if v["outcome"] != w["outcome"]:
-            differences.append({"kind": "outcome", "counts": True, "where": where,
-                                "detail": f"virtual {v['outcome']}, wire {w['outcome']}"})
+            differences.append(
+                {
+                    "kind": "outcome",
+                    "counts": True,
+                    "where": where,
+                    "detail": f"virtual {v['outcome']}, wire {w['outcome']}",
+                }
+            )
         for leg in sorted(set(v["legs"]) | set(w["legs"])):
             fv, fw = v["legs"].get(leg, {}).get("filled"), w["legs"].get(leg, {}).get("filled")
             if fv != fw:
-                differences.append({"kind": "fill", "counts": True, "where": where,
-                                    "detail": f"leg {leg} filled {fv} lots in virtual, {fw} in wire"})
+                differences.append(
+                    {
+                        "kind": "fill",
+                        "counts": True,
+                        "where": where,
+                        "detail": f"leg {leg} filled {fv} lots in virtual, {fw} in wire",
+                    }
+                )
         tv, tw = v.get("signal_to_terminal_ms"), w.get("signal_to_terminal_ms")
         if tv is not None and tw is not None:
             terminal_deltas.append(tw - tv)
             cut = any(w["t"] - 0.001 <= at <= w["t"] + max(tv, tw) / 1e3 for at in cuts)
             allowed = tol.terminal_ms + (tol.reconnect_s * 1e3 if cut else 0.0)
             if abs(tw - tv) > allowed:
-                differences.append({"kind": "timing", "counts": True, "where": where,
-                                    "detail": f"signal->terminal {tv:.1f} ms in virtual, {tw:.1f} ms in wire "
-                                              f"(tolerance {allowed:g} ms{' with a session cut' if cut else ''})"})
+                differences.append(
+                    {
+                        "kind": "timing",
+                        "counts": True,
+                        "where": where,
+                        "detail": f"signal->terminal {tv:.1f} ms in virtual, {tw:.1f} ms in wire "
+                        f"(tolerance {allowed:g} ms{' with a session cut' if cut else ''})",
+                    }
+                )
     counted = [d for d in differences if d["counts"]]
     return {
-        "scenario": virtual["scenario"], "seed": virtual["seed"], "duration_s": duration,
+        "scenario": virtual["scenario"],
+        "seed": virtual["seed"],
+        "duration_s": duration,
         "tolerance": asdict(tol),
         "episodes": {"virtual": len(virt_eps), "wire": len(wire_eps), "paired": len(pairs)},
         "outcomes": {"virtual": virtual["outcomes"], "wire": wire["outcomes"]},
-        "timing_ms": {"signal_offset_wire_minus_virtual": distribution(offsets),
-                      "signal_to_terminal_wire_minus_virtual": distribution(terminal_deltas)},
+        "timing_ms": {
+            "signal_offset_wire_minus_virtual": distribution(offsets),
+            "signal_to_terminal_wire_minus_virtual": distribution(terminal_deltas),
+        },
         "differences": sorted(differences, key=lambda d: (not d["counts"], d["where"])),
         "identical": not counted,
         "verdict": "pass" if not counted else "fail",
@@ -78,26 +100,34 @@ def compare(virtual: dict, wire: dict, tol: Tolerance = Tolerance()) -> dict:
 
 def _one_sided(run: str, ep: dict, duration: float, tol: Tolerance) -> dict:
     at_edge = ep["t"] >= duration - tol.edge_s or ep["t"] <= tol.edge_s
-    return {"kind": "edge" if at_edge else "missing", "counts": not at_edge,
-            "where": f"{run} {ep['decision_id']} at {ep['t']:.3f} s",
-            "detail": f"{ep['side']} {ep['outcome']} fired in the {run} run only"
-                      + (f" (within {tol.edge_s:g} s of the start or end of trading)" if at_edge else "")}
+    return {
+        "kind": "edge" if at_edge else "missing",
+        "counts": not at_edge,
+        "where": f"{run} {ep['decision_id']} at {ep['t']:.3f} s",
+        "detail": f"{ep['side']} {ep['outcome']} fired in the {run} run only"
+        + (f" (within {tol.edge_s:g} s of the start or end of trading)" if at_edge else ""),
+    }
 
 
 def summary(result: dict) -> str:
     """The parity result as the lines `xmc parity` prints."""
     e = result["episodes"]
-    lines = [f"parity {result['scenario']} seed {result['seed']} over {result['duration_s']:g} s: "
-             f"{e['paired']} episodes paired of {e['virtual']} virtual / {e['wire']} wire",
-             f"  outcomes virtual {result['outcomes']['virtual']}  wire {result['outcomes']['wire']}"]
+    lines = [
+        f"parity {result['scenario']} seed {result['seed']} over {result['duration_s']:g} s: "
+        f"{e['paired']} episodes paired of {e['virtual']} virtual / {e['wire']} wire",
+        f"  outcomes virtual {result['outcomes']['virtual']}  wire {result['outcomes']['wire']}",
+    ]
     off = result["timing_ms"]["signal_offset_wire_minus_virtual"]
     term = result["timing_ms"]["signal_to_terminal_wire_minus_virtual"]
     if off.get("n"):
-        lines.append(f"  signal time wire-virtual p50 {off['p50']:.1f} ms p99 {off['p99']:.1f} ms; "
-                     f"signal->terminal wire-virtual p50 {term.get('p50', 0):.1f} ms p99 {term.get('p99', 0):.1f} ms "
-                     f"(tolerances {result['tolerance']['signal_ms']:g} / {result['tolerance']['terminal_ms']:g} ms)")
+        lines.append(
+            f"  signal time wire-virtual p50 {off['p50']:.1f} ms p99 {off['p99']:.1f} ms; "
+            f"signal->terminal wire-virtual p50 {term.get('p50', 0):.1f} ms p99 {term.get('p99', 0):.1f} ms "
+            f"(tolerances {result['tolerance']['signal_ms']:g} / {result['tolerance']['terminal_ms']:g} ms)"
+        )
     for d in result["differences"]:
         lines.append(f"  {'DIFF' if d['counts'] else 'note'} {d['kind']}: {d['where']}: {d['detail']}")
-    lines.append(f"parity: {'identical outcomes and fills' if result['identical'] else 'DIFFERENT'} -> "
-                 f"{result['verdict']}")
+    lines.append(
+        f"parity: {'identical outcomes and fills' if result['identical'] else 'DIFFERENT'} -> {result['verdict']}"
+    )
     return "\n".join(lines)

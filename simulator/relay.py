@@ -54,7 +54,7 @@ def _field(msg: bytes, tag: bytes) -> bytes:
     if i < 0:
         return b""
     j = msg.find(b"\x01", i + 1)
-    return msg[i + len(tag) + 2:j]
+    return msg[i + len(tag) + 2 : j]
 
 
 class _Direction:
@@ -95,8 +95,16 @@ class _Direction:
         with relay.fault_lock:  # both directions draw from the faults' generators
             f = relay.faults.drops(msg_type, _field(msg, b"43") == b"Y", relay.venue, self.name, now)
         if f is not None:
-            relay.record({"fault": "drop", "venue": relay.venue, "direction": self.name, "at_s": round(now, 6),
-                          "msg_type": msg_type, "seq": int(_field(msg, b"34") or 0)})
+            relay.record(
+                {
+                    "fault": "drop",
+                    "venue": relay.venue,
+                    "direction": self.name,
+                    "at_s": round(now, 6),
+                    "msg_type": msg_type,
+                    "seq": int(_field(msg, b"34") or 0),
+                }
+            )
             return
         extra = 0.0
         latency = relay.latency.get(self.name)
@@ -171,8 +179,10 @@ class FaultRelay:
         self.opened = time.monotonic()
         for f in self.faults.faults:
             if f.kind == "disconnect":
-                self._timers += [threading.Timer(f.after, self.cut, args=(f"{self.venue} at {f.after:g} s",)),
-                                 threading.Timer(min(f.until, end), self.restore)]
+                self._timers += [
+                    threading.Timer(f.after, self.cut, args=(f"{self.venue} at {f.after:g} s",)),
+                    threading.Timer(min(f.until, end), self.restore),
+                ]
         for t in self._timers:
             t.start()
 
@@ -207,8 +217,15 @@ class FaultRelay:
         with self._lock:
             socks, self.active = self.active, []
         hang_up(socks)
-        self.record({"fault": "disconnect", "venue": self.venue, "cut": label, "at_s": round(self.now(), 6),
-                     "connections_closed": len(socks) // 2})
+        self.record(
+            {
+                "fault": "disconnect",
+                "venue": self.venue,
+                "cut": label,
+                "at_s": round(self.now(), 6),
+                "connections_closed": len(socks) // 2,
+            }
+        )
 
     def restore(self) -> None:
         self.blocked.clear()

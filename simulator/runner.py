@@ -58,10 +58,16 @@ def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
         reconciled = next((row.ts for row in later if row.stage == "reconciled"), None)
         queried = any(row.stage == "status_query" for row in later)
         first_order = next((row.ts for row in later if row.stage == "send"), None)
-        out.append({**r, "down_ms": round((r["restart_s"] - r["crash_s"]) * 1e3, 6),
-                    "reconciled_ms": round(((reconciled if queried else r["restart_s"]) - r["crash_s"]) * 1e3, 6)
-                    if (reconciled or not queried) else None,
-                    "first_order_ms": round((first_order - r["crash_s"]) * 1e3, 6) if first_order else None})
+        out.append(
+            {
+                **r,
+                "down_ms": round((r["restart_s"] - r["crash_s"]) * 1e3, 6),
+                "reconciled_ms": round(((reconciled if queried else r["restart_s"]) - r["crash_s"]) * 1e3, 6)
+                if (reconciled or not queried)
+                else None,
+                "first_order_ms": round((first_order - r["crash_s"]) * 1e3, 6) if first_order else None,
+            }
+        )
     return out
 
 
@@ -79,16 +85,20 @@ class Simulation:
         self.shell = shell = SimEngineShell(env, EngineCore(scenario.engine), scenario.venues, self.log)
         shell.journal = journal
         self.checker = checker = shell.checker = InvariantChecker(shell.core)
-        self.wire = wire = WireChecker(scenario.engine,
-                                       {(i.venue, i.symbol): i.name for i in scenario.engine.instruments.values()})
+        self.wire = wire = WireChecker(
+            scenario.engine, {(i.venue, i.symbol): i.name for i in scenario.engine.instruments.values()}
+        )
         self.node = _Node(journal, [])
-        if journal is None and any(f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch")
-                                   for f in scenario.faults):
-            self.node.journal = shell.journal = Journal(Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal",
-                                                        scenario.engine, durability="none")
+        if journal is None and any(
+            f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch") for f in scenario.faults
+        ):
+            self.node.journal = shell.journal = Journal(
+                Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal", scenario.engine, durability="none"
+            )
         self.prices = prices = PriceProcess(scenario.prices, fork(seed, "prices"))
-        self.faults = faults = FaultPlan([dataclasses.replace(f) for f in scenario.faults],
-                                         lambda name: fork(seed, name))
+        self.faults = faults = FaultPlan(
+            [dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name)
+        )
         self.cluster: Cluster | None = None
         self.venues: dict[str, Venue] = {}
         for name, vcfg in scenario.venues.items():
@@ -99,10 +109,19 @@ class Simulation:
             venue.wire = wire
             venue.session.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
             shell.sessions[name].observer = lambda raw, t, n=name: wire.engine_sent(n, raw, t)
-            venue.session.link = Link(env, f"{name}:down", vcfg.down, fork(seed, f"link:{name}:down"),
-                                      lambda raw, n=name: self.active.receive(n, raw), name, "down", faults)
-            shell.sessions[name].link = Link(env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"),
-                                             venue.receive, name, "up", faults)
+            venue.session.link = Link(
+                env,
+                f"{name}:down",
+                vcfg.down,
+                fork(seed, f"link:{name}:down"),
+                lambda raw, n=name: self.active.receive(n, raw),
+                name,
+                "down",
+                faults,
+            )
+            shell.sessions[name].link = Link(
+                env, f"{name}:up", vcfg.up, fork(seed, f"link:{name}:up"), venue.receive, name, "up", faults
+            )
             self.venues[name] = venue
             names = [i.name for i in insts]
             for link in (venue.session.link, shell.sessions[name].link):
@@ -126,8 +145,12 @@ class Simulation:
                     env.process(self._node_fault(f))
             for v in self.venues.values():
                 v.on_node_fault = lambda f: env.process(self._node_fault(f, now=True))
-        starts = {"disconnect": self._disconnect, "kill_switch": self._kill_switch, "crash_restart": self._crash_restart,
-                  "desk_trade": self._desk_trade}
+        starts = {
+            "disconnect": self._disconnect,
+            "kill_switch": self._kill_switch,
+            "crash_restart": self._crash_restart,
+            "desk_trade": self._desk_trade,
+        }
         for f in faults.faults:
             if f.kind in starts:
                 env.process(starts[f.kind](f))
@@ -162,8 +185,13 @@ class Simulation:
         yield env.timeout(0.0 if now else fault.after)
         target = self.active
         if cluster is not None and (cluster.standby_core is not None or not target.alive):
-            cluster.events.append({"event": "crash_restart_skipped", "at_s": env.now,
-                                   "why": "a standby is alive (that is primary_crash) or the node is down"})
+            cluster.events.append(
+                {
+                    "event": "crash_restart_skipped",
+                    "at_s": env.now,
+                    "why": "a standby is alive (that is primary_crash) or the node is down",
+                }
+            )
             return
         if not now:
             fault.hits += 1
@@ -187,9 +215,16 @@ class Simulation:
         try:
             recovered = read_journal(journal.path, journal.fingerprint, scenario.engine)
         except JournalError as exc:  # the new process refuses to trade on it (xmc live: exit 2)
-            self.node.refused.append({"crash_s": crash_at, "refused_s": env.now, "node": target.node,
-                                      "damage": fault.journal_damage, "error": str(exc),
-                                      "journal_untouched": sha256_of(journal.path) == before})
+            self.node.refused.append(
+                {
+                    "crash_s": crash_at,
+                    "refused_s": env.now,
+                    "node": target.node,
+                    "damage": fault.journal_damage,
+                    "error": str(exc),
+                    "journal_untouched": sha256_of(journal.path) == before,
+                }
+            )
             return
         if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
             journal.close()
@@ -198,9 +233,17 @@ class Simulation:
                 self.node.journal = journal
         rebuilt = EngineCore(scenario.engine)
         target.restart(rebuilt, replay_journal(rebuilt, recovered.records))  # state rebuilt, timers re-armed
-        self.node.restarts.append({"crash_s": crash_at, "restart_s": env.now, "replayed": len(recovered.records),
-                                   "torn_bytes_cut": recovered.truncated_bytes, "torn_reason": recovered.reason,
-                                   "torn_written": torn, "node": target.node})
+        self.node.restarts.append(
+            {
+                "crash_s": crash_at,
+                "restart_s": env.now,
+                "replayed": len(recovered.records),
+                "torn_bytes_cut": recovered.truncated_bytes,
+                "torn_reason": recovered.reason,
+                "torn_written": torn,
+                "node": target.node,
+            }
+        )
         if cluster is not None:  # the restarted process asks for the lease again: a new epoch if it expired
             revision = cluster.lease.acquire(target.node, env.now)
             cluster.events.append({"event": "active_restarted", "at_s": env.now, "epoch": revision})
@@ -263,8 +306,16 @@ class Simulation:
     # ---- running and judging ------------------------------------------------------------------------
     def run(self) -> RunResult:
         scenario, env, cluster, checker = self.scenario, self.env, self.cluster, self.checker
-        env.process(market(env, self.prices, list(self.venues.values()), scenario.prices.step, self.faults.faults,
-                           lambda t, f: checker.jumps.append(t)))
+        env.process(
+            market(
+                env,
+                self.prices,
+                list(self.venues.values()),
+                scenario.prices.step,
+                self.faults.faults,
+                lambda t, f: checker.jumps.append(t),
+            )
+        )
         self.shell.start()
         env.run(until=scenario.duration)
         if cluster is not None:  # the node active now drains, and so does any that takes over later
@@ -275,8 +326,18 @@ class Simulation:
             self.node.journal.sync()
         shell = self.active  # after a failover: shares the audit trail and logs of the node it took over from
         core = shell.core  # after a restart, the rebuilt one
-        report = build_report(scenario, self.seed, core, shell, self.venues, self.log, checker, self.faults,
-                              self.wire, self._node_report(shell))
+        report = build_report(
+            scenario,
+            self.seed,
+            core,
+            shell,
+            self.venues,
+            self.log,
+            checker,
+            self.faults,
+            self.wire,
+            self._node_report(shell),
+        )
         return RunResult(report, self.log.lines, shell.audit, venue_of(core))
 
     def _node_report(self, shell: SimEngineShell) -> dict:
@@ -289,10 +350,12 @@ class Simulation:
                 out["coverage"].add("journal_refused")
         cluster = self.cluster
         if cluster is not None:
-            out["failover"] = {"failovers": failover_timings(cluster.failovers, shell.audit),
-                               "node_events": cluster.events,
-                               "lease_grants": [{"at_s": t, "node": n, "epoch": r} for t, n, r in cluster.lease.grants],
-                               "fenced_attempts": sum(1 for row in shell.audit if row.stage == "fenced")}
+            out["failover"] = {
+                "failovers": failover_timings(cluster.failovers, shell.audit),
+                "node_events": cluster.events,
+                "lease_grants": [{"at_s": t, "node": n, "epoch": r} for t, n, r in cluster.lease.grants],
+                "fenced_attempts": sum(1 for row in shell.audit if row.stage == "fenced"),
+            }
             if any("active_s" in f for f in cluster.failovers):
                 out["coverage"].add("failover")
             out["coverage"] |= {"fenced_attempt"} & set(self.checker.coverage)
@@ -343,8 +406,9 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
     # a price jump that landed while an episode was open (priced before it), or that fired a signal
     # within half a second (the far leg's quote still stale): either way legs met a market that moved
     for t in checker.jumps:
-        if any(ep.stages["signal"] <= t + 0.5 and t <= ep.stages.get("terminal", math.inf)
-               for ep in core.episodes.values()):
+        if any(
+            ep.stages["signal"] <= t + 0.5 and t <= ep.stages.get("terminal", math.inf) for ep in core.episodes.values()
+        ):
             seen.add("price_jump")
             break
     # a node that died or stepped down reached its paths too: its rejects are in the shared audit
@@ -405,9 +469,18 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
     return sorted(seen)
 
 
-def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngineShell, venues: dict[str, Venue],
-                 log: WireLog, checker: InvariantChecker, faults, wire: WireChecker | None = None,
-                 node: dict | None = None) -> dict:
+def build_report(
+    scenario: Scenario,
+    seed: int,
+    core: EngineCore,
+    shell: SimEngineShell,
+    venues: dict[str, Venue],
+    log: WireLog,
+    checker: InvariantChecker,
+    faults,
+    wire: WireChecker | None = None,
+    node: dict | None = None,
+) -> dict:
     """The run's report, judged once: `node` (Simulation._node_report) adds restarts, failovers and the
     rare paths they reached before the expectations are evaluated."""
     node = node or {"coverage": set()}
@@ -422,38 +495,56 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
     compute_us = [n / 1e3 for n in shell.compute_ns]
     legged = [e for e in episodes if e["recovery"] is not None]
     budget_ms = core.strategy.recovery.legged_budget * 1e3
-    in_budget = [e for e in legged if e["outcome"] in ("BALANCED", "UNWOUND")
-                 and (e["recovery"]["legged_ms"] or 0.0) <= budget_ms]
+    in_budget = [
+        e
+        for e in legged
+        if e["outcome"] in ("BALANCED", "UNWOUND") and (e["recovery"]["legged_ms"] or 0.0) <= budget_ms
+    ]
     chased = [e for e in legged if e["recovery"]["chase_attempts"]]
     unwound = [e for e in legged if e["recovery"]["unwind_attempts"]]
     if shell.core is not None:  # every run: the engine's view of its orders must be the venues' at the end
-        venue_orders = {cl: (co.status, float(co.cum), co.notional / co.cum if co.cum else 0.0)
-                        for v in venues.values() for cl, co in v.orders.items()}
+        venue_orders = {
+            cl: (co.status, float(co.cum), co.notional / co.cum if co.cum else 0.0)
+            for v in venues.values()
+            for cl, co in v.orders.items()
+        }
         venue_orders.update({cl: ("A", 0.0, 0.0) for v in venues.values() for cl in v.pending_new})
-        checker.reconcile_check(scenario.duration + scenario.drain, venue_orders,
-                                {a.cl_ord_id for a in shell.anomalies if a.kind == "unknown_order"})
+        checker.reconcile_check(
+            scenario.duration + scenario.drain,
+            venue_orders,
+            {a.cl_ord_id for a in shell.anomalies if a.kind == "unknown_order"},
+        )
     invariants = checker.finish(scenario.duration + scenario.drain, shell.anomalies, venue_pos)
     if wire is not None:
         # when each episode was ended: every window from an end to its reopening by a late fill, and
         # from its last end on
-        closed = {d: [*ep.reopened, *([(ep.stages["terminal"], math.inf)] if ep.terminal else [])]
-                  for d, ep in core.episodes.items()}
-        invariants.update(wire.finish(core.positions, closed,
-                                      {d: ep.state.value for d, ep in core.episodes.items()}))
+        closed = {
+            d: [*ep.reopened, *([(ep.stages["terminal"], math.inf)] if ep.terminal else [])]
+            for d, ep in core.episodes.items()
+        }
+        invariants.update(wire.finish(core.positions, closed, {d: ep.state.value for d, ep in core.episodes.items()}))
     report = {
-        "scenario": scenario.name, "file": str(scenario.path), "scenario_files": [str(f) for f in scenario.files],
-        "seed": seed, "duration_s": scenario.duration,
+        "scenario": scenario.name,
+        "file": str(scenario.path),
+        "scenario_files": [str(f) for f in scenario.files],
+        "seed": seed,
+        "duration_s": scenario.duration,
         "run_hash": log.digest(),
-        "episodes": episodes, "outcomes": outcomes,
+        "episodes": episodes,
+        "outcomes": outcomes,
         "timings": {
-            "signal_to_acks_ms": distribution([e["signal_to_acks_ms"] for e in episodes
-                                               if e["signal_to_acks_ms"] is not None]),
-            "signal_to_terminal_ms": distribution([e["signal_to_terminal_ms"] for e in episodes
-                                                   if e["signal_to_terminal_ms"] is not None]),
-            "reaction_ms": distribution([e["recovery"]["reaction_ms"] for e in legged
-                                         if e["recovery"]["reaction_ms"] is not None]),
-            "legged_ms": distribution([e["recovery"]["legged_ms"] for e in legged
-                                       if e["recovery"]["legged_ms"] is not None]),
+            "signal_to_acks_ms": distribution(
+                [e["signal_to_acks_ms"] for e in episodes if e["signal_to_acks_ms"] is not None]
+            ),
+            "signal_to_terminal_ms": distribution(
+                [e["signal_to_terminal_ms"] for e in episodes if e["signal_to_terminal_ms"] is not None]
+            ),
+            "reaction_ms": distribution(
+                [e["recovery"]["reaction_ms"] for e in legged if e["recovery"]["reaction_ms"] is not None]
+            ),
+            "legged_ms": distribution(
+                [e["recovery"]["legged_ms"] for e in legged if e["recovery"]["legged_ms"] is not None]
+            ),
         },
         "recovery": {
             "legged": len(legged),
@@ -465,20 +556,35 @@ def build_report(scenario: Scenario, seed: int, core: EngineCore, shell: SimEngi
         "invariants": invariants,
         "coverage": sorted({*coverage(core, shell, checker), *node["coverage"]}),
         "faults": faults.hits(),
-        "fault_windows": [{"index": f.index, "kind": f.kind, "venue": f.venue, "orders": f.orders, "after_s": f.after,
-                           "until_s": None if math.isinf(f.until) else f.until, "hits": f.hits,
-                           **({"journal_damage": f.journal_damage} if f.journal_damage else {})}
-                          for f in faults.faults],
+        "fault_windows": [
+            {
+                "index": f.index,
+                "kind": f.kind,
+                "venue": f.venue,
+                "orders": f.orders,
+                "after_s": f.after,
+                "until_s": None if math.isinf(f.until) else f.until,
+                "hits": f.hits,
+                **({"journal_damage": f.journal_damage} if f.journal_damage else {}),
+            }
+            for f in faults.faults
+        ],
         "positions": {"engine": engine_pos, "venues": {k: v for k, v in venue_pos.items() if v}},
         "fills_match_positions": engine_pos == {k: v for k, v in venue_pos.items() if v},
         "anomalies": anomaly_summary(shell.anomalies),
         "alerts": [a.text for a in shell.alerts[:50]],
-        "counters": {"messages": len(log.lines), "orders_sent": shell.orders_sent, "alerts": len(shell.alerts),
-                     "stale_skips": core.trigger.stale_skips,
-                     "venue_rejects": sum(v.rejects_sent for v in venues.values())},
+        "counters": {
+            "messages": len(log.lines),
+            "orders_sent": shell.orders_sent,
+            "alerts": len(shell.alerts),
+            "stale_skips": core.trigger.stale_skips,
+            "venue_rejects": sum(v.rejects_sent for v in venues.values()),
+        },
         # wall-clock figures: informative only, never part of run_hash or a verdict
-        "wall": {"engine_compute_us": distribution(compute_us),
-                 "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns])},
+        "wall": {
+            "engine_compute_us": distribution(compute_us),
+            "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns]),
+        },
     }
     report.update({k: v for k, v in node.items() if k != "coverage"})
     report["expectations"] = evaluate(scenario.expect, report)
@@ -505,8 +611,12 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
         check(f"outcomes_at_most.{outcome}", n, outcomes.get(outcome, 0), outcomes.get(outcome, 0) <= n)
     if "max_p99_signal_to_acks_ms" in expect:
         p99 = report["timings"]["signal_to_acks_ms"]["p99"]
-        check("max_p99_signal_to_acks_ms", expect["max_p99_signal_to_acks_ms"], p99,
-              p99 is not None and p99 <= expect["max_p99_signal_to_acks_ms"])
+        check(
+            "max_p99_signal_to_acks_ms",
+            expect["max_p99_signal_to_acks_ms"],
+            p99,
+            p99 is not None and p99 <= expect["max_p99_signal_to_acks_ms"],
+        )
     if "max_orders_sent" in expect:
         n = report["counters"]["orders_sent"]
         check("max_orders_sent", expect["max_orders_sent"], n, n <= expect["max_orders_sent"])
@@ -524,8 +634,12 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
     if expect.get("invariants_hold", True):
         failed = {k: v for k, v in report["invariants"].items() if v["status"] == "fail"}
         first = next(iter(failed.values()), None)
-        check("invariants_hold", "no violation", "none" if not failed else
-              f"#{next(iter(failed))} {first['name']}: {first['first']}", not failed)
+        check(
+            "invariants_hold",
+            "no violation",
+            "none" if not failed else f"#{next(iter(failed))} {first['name']}: {first['first']}",
+            not failed,
+        )
     if "min_legged" in expect:
         n = report["recovery"]["legged"]
         check("min_legged", expect["min_legged"], n, n >= expect["min_legged"])
@@ -534,8 +648,12 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
         ok = r["rate"] is not None and r["rate"] >= expect["min_recovery_success"]
         check("min_recovery_success", expect["min_recovery_success"], r["rate"], ok)
     for path in expect.get("coverage", []):
-        check(f"coverage.{path}", "reached", "reached" if path in report["coverage"] else "not reached",
-              path in report["coverage"])
+        check(
+            f"coverage.{path}",
+            "reached",
+            "reached" if path in report["coverage"] else "not reached",
+            path in report["coverage"],
+        )
     n_eps = len(episodes)
     for key, at_least in (("outcome_share_at_least", True), ("outcome_share_at_most", False)):
         for outcome, share in expect.get(key, {}).items():
@@ -547,20 +665,33 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
             r = report["recovery"][name]
             check(key, expect[key], r["rate"], r["rate"] is not None and r["rate"] >= expect[key] - 1e-12)
     if "max_legged_ms" in expect:
-        worst = max((e["recovery"]["legged_ms"] if e["recovery"]["legged_ms"] is not None else math.inf
-                     for e in episodes if e["recovery"] is not None), default=0.0)
+        worst = max(
+            (
+                e["recovery"]["legged_ms"] if e["recovery"]["legged_ms"] is not None else math.inf
+                for e in episodes
+                if e["recovery"] is not None
+            ),
+            default=0.0,
+        )
         check("max_legged_ms", expect["max_legged_ms"], worst, worst <= expect["max_legged_ms"])
     if "leg_lots" in expect:
         want = list(expect["leg_lots"])
         off = [e["decision_id"] for e in episodes if [e["legs"]["A"]["target"], e["legs"]["B"]["target"]] != want]
-        check("leg_lots", want, "every episode" if not off else f"{len(off)} episode(s) differ, first {off[0]}",
-              not off)
+        check(
+            "leg_lots", want, "every episode" if not off else f"{len(off)} episode(s) differ, first {off[0]}", not off
+        )
     if "max_residual_t" in expect:
         worst = max((abs(e["residual_t"]) for e in episodes if e["outcome"] == "BALANCED"), default=0.0)
         check("max_residual_t", expect["max_residual_t"], worst, worst <= expect["max_residual_t"] + 1e-9)
-    windows = [(f"{w['kind']} fault {w['index']}", w["after_s"], math.inf if w["kind"] == "kill_switch"
-                else w["until_s"] if w["until_s"] is not None else math.inf)
-               for w in report.get("fault_windows", []) if w["kind"] in expect.get("no_episode_during", [])]
+    windows = [
+        (
+            f"{w['kind']} fault {w['index']}",
+            w["after_s"],
+            math.inf if w["kind"] == "kill_switch" else w["until_s"] if w["until_s"] is not None else math.inf,
+        )
+        for w in report.get("fault_windows", [])
+        if w["kind"] in expect.get("no_episode_during", [])
+    ]
     windows += [(f"window {a:g}-{b:g} s", a, b) for a, b in expect.get("no_episode_between", [])]
     for label, start, end in windows:
         inside = [e["decision_id"] for e in episodes if start <= e["signal_at_s"] < end]
@@ -578,13 +709,27 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
             if not w["hits"] or not paths:
                 continue
             ok = bool(reached & set(paths))
-            check(f"faults_reach_paths.{w['index']}:{w['kind']}", " or ".join(paths),
-                  "reached" if ok else f"fired {w['hits']} time(s), path not reached", ok)
+            check(
+                f"faults_reach_paths.{w['index']}:{w['kind']}",
+                " or ".join(paths),
+                "reached" if ok else f"fired {w['hits']} time(s), path not reached",
+                ok,
+            )
     if expect.get("fills_match_positions", True):
         check("fills_match_positions", True, report["fills_match_positions"], report["fills_match_positions"])
     return out
 
 
 # report building lives in engine/report.py (production uses it too); these names stay importable here
-__all__ = ["RunResult", "distribution", "percentile", "wilson", "write_artifacts", "episode_row", "run",
-           "evaluate", "build_report", "coverage"]
+__all__ = [
+    "RunResult",
+    "distribution",
+    "percentile",
+    "wilson",
+    "write_artifacts",
+    "episode_row",
+    "run",
+    "evaluate",
+    "build_report",
+    "coverage",
+]

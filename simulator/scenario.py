@@ -36,7 +36,7 @@ EXPECT_KEYS = {
     "invariants_hold": (bool, "true or false (default true)"),
     "min_legged": (int, "a whole number of legged episodes >= 0: proves the fault really bit"),
     "min_recovery_success": (float, "a share in [0, 1] of legged episodes ending BALANCED or UNWOUND in budget"),
-    "coverage": (list, "an array of rare paths the run must reach, e.g. [\"chase\", \"unwind\"]"),
+    "coverage": (list, 'an array of rare paths the run must reach, e.g. ["chase", "unwind"]'),
     "outcome_share_at_least": (dict, "a table of shares in [0, 1] of all episodes, e.g. { BALANCED = 0.8 }"),
     "outcome_share_at_most": (dict, "a table of shares in [0, 1] of all episodes, e.g. { ESCALATED = 0.0 }"),
     "min_reorder_success": (float, "a share in [0, 1] of chased episodes that end BALANCED"),
@@ -44,7 +44,7 @@ EXPECT_KEYS = {
     "max_legged_ms": (float, "milliseconds > 0 that every legged episode may stay legged"),
     "leg_lots": (list, "[lots of leg A, lots of leg B] every episode must size, e.g. [5, 2]"),
     "max_residual_t": (float, "tonnes >= 0 a balanced episode may leave unhedged"),
-    "no_episode_during": (list, "fault kinds of this scenario whose windows open no episode, e.g. [\"disconnect\"]"),
+    "no_episode_during": (list, 'fault kinds of this scenario whose windows open no episode, e.g. ["disconnect"]'),
     "no_episode_between": (list, "windows [from_s, to_s] of virtual time that open no episode, e.g. [[100, 130]]"),
     "faults_reach_paths": (bool, "true (default): every fault that fired reached its rare path"),
 }
@@ -52,28 +52,92 @@ EXPECT_KEYS = {
 # means the scenario did not test what it claims (faults_reach_paths); kinds absent have no path of
 # their own (they shape timing: latency, clock, replication)
 FAULT_PATHS: dict[str, tuple[str, ...]] = {
-    "reject": ("reject_entry", "reject_during_chase"), "partial_fill": ("partial_fill",), "late_ack": ("late_ack",),
-    "no_ack": ("timeout_cancel", "status_query"), "duplicate_report": ("duplicate_report",),
-    "disconnect_on_order": ("session_down",), "crash_on_order": ("engine_restart",),
-    "crash_restart": ("engine_restart", "failover"), "drop": ("sequence_gap",), "disconnect": ("session_down",),
-    "md_stale": ("stale_skip",), "md_gap": ("sequence_gap",), "price_limit_lock": ("stale_skip",),
-    "kill_switch": ("kill_switch",), "primary_crash": ("failover",), "primary_pause": ("failover", "fenced_attempt"),
-    "fill_before_ack": ("fill_before_ack",), "cancel_race": ("cancel_reject",), "crash_mid_batch": ("engine_restart",),
-    "price_jump": ("price_jump",), "desk_trade": ("position_mismatch",), "late_fill": ("late_fill", "fill_from_status"),
+    "reject": ("reject_entry", "reject_during_chase"),
+    "partial_fill": ("partial_fill",),
+    "late_ack": ("late_ack",),
+    "no_ack": ("timeout_cancel", "status_query"),
+    "duplicate_report": ("duplicate_report",),
+    "disconnect_on_order": ("session_down",),
+    "crash_on_order": ("engine_restart",),
+    "crash_restart": ("engine_restart", "failover"),
+    "drop": ("sequence_gap",),
+    "disconnect": ("session_down",),
+    "md_stale": ("stale_skip",),
+    "md_gap": ("sequence_gap",),
+    "price_limit_lock": ("stale_skip",),
+    "kill_switch": ("kill_switch",),
+    "primary_crash": ("failover",),
+    "primary_pause": ("failover", "fenced_attempt"),
+    "fill_before_ack": ("fill_before_ack",),
+    "cancel_race": ("cancel_reject",),
+    "crash_mid_batch": ("engine_restart",),
+    "price_jump": ("price_jump",),
+    "desk_trade": ("position_mismatch",),
+    "late_fill": ("late_fill", "fill_from_status"),
     "disconnect_on_status": ("status_reasked",),
 }
-WINDOW_KINDS = ("disconnect", "md_stale", "md_gap", "price_limit_lock", "clock_offset", "kill_switch", "latency_spike",
-                "drop", "reject", "partial_fill")
-COVERAGE = ("legged", "chase", "unwind", "overfill_hedge", "escalated", "reject_entry", "reject_during_chase",
-            "partial_fill", "partial_and_reject", "duplicate_report", "duplicate_during_recovery", "sequence_gap",
-            "session_down", "disconnect_during_chase", "disconnect_during_unwind", "stale_skip", "cancel_reject",
-            "late_ack", "risk_refused_recovery", "timeout_cancel", "status_query", "fill_from_status", "kill_switch", "engine_restart",
-            "failover", "fenced_attempt", "journal_torn", "fill_before_ack", "price_jump", "positions_reconciled", "position_mismatch",
-            "foreign_cancel", "unknown_order", "adopted", "journal_refused", "late_fill", "overfill_recorded",
-            "status_reasked", "mass_status_unsupported",
-            "positions_unsupported")
-RISK_LIMITS = ("max_order_lots", "max_position_lots", "max_notional_cny", "price_band_pct", "max_orders_per_day",
-               "max_slippage_ticks")
+WINDOW_KINDS = (
+    "disconnect",
+    "md_stale",
+    "md_gap",
+    "price_limit_lock",
+    "clock_offset",
+    "kill_switch",
+    "latency_spike",
+    "drop",
+    "reject",
+    "partial_fill",
+)
+COVERAGE = (
+    "legged",
+    "chase",
+    "unwind",
+    "overfill_hedge",
+    "escalated",
+    "reject_entry",
+    "reject_during_chase",
+    "partial_fill",
+    "partial_and_reject",
+    "duplicate_report",
+    "duplicate_during_recovery",
+    "sequence_gap",
+    "session_down",
+    "disconnect_during_chase",
+    "disconnect_during_unwind",
+    "stale_skip",
+    "cancel_reject",
+    "late_ack",
+    "risk_refused_recovery",
+    "timeout_cancel",
+    "status_query",
+    "fill_from_status",
+    "kill_switch",
+    "engine_restart",
+    "failover",
+    "fenced_attempt",
+    "journal_torn",
+    "fill_before_ack",
+    "price_jump",
+    "positions_reconciled",
+    "position_mismatch",
+    "foreign_cancel",
+    "unknown_order",
+    "adopted",
+    "journal_refused",
+    "late_fill",
+    "overfill_recorded",
+    "status_reasked",
+    "mass_status_unsupported",
+    "positions_unsupported",
+)
+RISK_LIMITS = (
+    "max_order_lots",
+    "max_position_lots",
+    "max_notional_cny",
+    "price_band_pct",
+    "max_orders_per_day",
+    "max_slippage_ticks",
+)
 COVERAGE += tuple(f"risk:{limit}" for limit in RISK_LIMITS)  # an order this limit refused (entry or recovery)
 OUTCOMES = ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED", "LEGGED", "WORKING")
 
@@ -130,19 +194,50 @@ class Scenario:
 def _latency(sec: Section, name: str) -> Latency:
     s = sec.sub(name)
     dist = s.get("dist", str, choices=("constant", "lognormal"))
-    coupling = s.get("vol_ms_per_bp", float, 0.0, check=non_negative,
-                     hint="extra one-way ms per basis point of the venue's last price move, >= 0") / 1e3
+    coupling = (
+        s.get(
+            "vol_ms_per_bp",
+            float,
+            0.0,
+            check=non_negative,
+            hint="extra one-way ms per basis point of the venue's last price move, >= 0",
+        )
+        / 1e3
+    )
     if dist == "constant":
-        lat = Latency("constant", s.get("ms", float, check=lambda v: 0 <= v <= MAX_LATENCY_MS, hint=f"one-way milliseconds in [0, {MAX_LATENCY_MS:g}]") / 1e3,
-                      vol_coupling=coupling)
+        lat = Latency(
+            "constant",
+            s.get(
+                "ms",
+                float,
+                check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+                hint=f"one-way milliseconds in [0, {MAX_LATENCY_MS:g}]",
+            )
+            / 1e3,
+            vol_coupling=coupling,
+        )
     else:
-        lat = Latency("lognormal",
-                      s.get("floor_ms", float, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
-                            hint=f"the propagation floor in ms, in [0, {MAX_LATENCY_MS:g}]") / 1e3,
-                      s.get("median_ms", float, check=lambda v: 0 < v <= MAX_LATENCY_MS,
-                            hint=f"median jitter above the floor, ms in (0, {MAX_LATENCY_MS:g}]") / 1e3,
-                      s.get("sigma", float, check=lambda v: 0 <= v <= 3, hint="lognormal shape in [0, 3], e.g. 0.8 for a fat tail"),
-                      coupling)
+        lat = Latency(
+            "lognormal",
+            s.get(
+                "floor_ms",
+                float,
+                check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+                hint=f"the propagation floor in ms, in [0, {MAX_LATENCY_MS:g}]",
+            )
+            / 1e3,
+            s.get(
+                "median_ms",
+                float,
+                check=lambda v: 0 < v <= MAX_LATENCY_MS,
+                hint=f"median jitter above the floor, ms in (0, {MAX_LATENCY_MS:g}]",
+            )
+            / 1e3,
+            s.get(
+                "sigma", float, check=lambda v: 0 <= v <= 3, hint="lognormal shape in [0, 3], e.g. 0.8 for a fat tail"
+            ),
+            coupling,
+        )
     s.finish()
     return lat
 
@@ -150,8 +245,11 @@ def _latency(sec: Section, name: str) -> Latency:
 def _venue(name: str, sec: Section) -> VenueConfig:
     dict_name = sec.get("dictionary", str, hint=f"one of {', '.join(['FIX44', *dictionary.available()])}")
     if dict_name and dict_name != "FIX44" and dict_name not in dictionary.available():
-        sec.problem("dictionary", f"names no dictionary in fix_specs/ ({dict_name!r})",
-                    f"write one of {', '.join(['FIX44', *dictionary.available()])}")
+        sec.problem(
+            "dictionary",
+            f"names no dictionary in fix_specs/ ({dict_name!r})",
+            f"write one of {', '.join(['FIX44', *dictionary.available()])}",
+        )
     liq = sec.sub("liquidity", optional=True)
     size_min = liq.get("size_min", int, 5, check=positive, hint="lots >= 1")
     size_max = liq.get("size_max", int, 30, check=positive, hint="lots >= size_min")
@@ -159,38 +257,69 @@ def _venue(name: str, sec: Section) -> VenueConfig:
         liq.problem("size_max", f"({size_max}) is below size_min ({size_min})", "set size_max >= size_min")
     sides = {}
     for side in ("bid", "ask"):
-        lo = liq.get(f"{side}_size_min", int, size_min, check=positive,
-                     hint=f"lots >= 1 per {side} level (default size_min)")
-        hi = liq.get(f"{side}_size_max", int, max(size_max, lo), check=positive,
-                     hint=f"lots >= {side}_size_min per {side} level (default size_max)")
+        lo = liq.get(
+            f"{side}_size_min", int, size_min, check=positive, hint=f"lots >= 1 per {side} level (default size_min)"
+        )
+        hi = liq.get(
+            f"{side}_size_max",
+            int,
+            max(size_max, lo),
+            check=positive,
+            hint=f"lots >= {side}_size_min per {side} level (default size_max)",
+        )
         if hi < lo:
-            liq.problem(f"{side}_size_max", f"({hi}) is below {side}_size_min ({lo})",
-                        f"set {side}_size_max >= {side}_size_min")
+            liq.problem(
+                f"{side}_size_max", f"({hi}) is below {side}_size_min ({lo})", f"set {side}_size_max >= {side}_size_min"
+            )
         sides[side] = (lo, hi)
     liquidity = Liquidity(
         levels=liq.get("levels", int, 5, check=positive, hint="book levels per side >= 1"),
-        size_min=size_min, size_max=size_max,
+        size_min=size_min,
+        size_max=size_max,
         half_spread_ticks=liq.get("half_spread_ticks", int, 1, check=positive, hint="ticks >= 1"),
         level_gap_ticks=liq.get("level_gap_ticks", int, 1, check=positive, hint="ticks >= 1"),
-        bid_sizes=sides["bid"], ask_sizes=sides["ask"],
+        bid_sizes=sides["bid"],
+        ask_sizes=sides["ask"],
     )
     liq.finish()
     cfg = VenueConfig(
-        name=name, dictionary=dict_name, comp_id=sec.get("comp_id", str, name),
-        md_interval=sec.get("md_interval_ms", float, 0.0, check=lambda v: v == 0 or 1 <= v <= 60_000,
-                            hint="0 (every change) or milliseconds in [1, 60000]") / 1e3,
+        name=name,
+        dictionary=dict_name,
+        comp_id=sec.get("comp_id", str, name),
+        md_interval=sec.get(
+            "md_interval_ms",
+            float,
+            0.0,
+            check=lambda v: v == 0 or 1 <= v <= 60_000,
+            hint="0 (every change) or milliseconds in [1, 60000]",
+        )
+        / 1e3,
         price_band_pct=sec.get("price_band_pct", float, 100.0, check=positive, hint="a percentage > 0"),
-        trading=sec.get("trading", bool, True), liquidity=liquidity,
+        trading=sec.get("trading", bool, True),
+        liquidity=liquidity,
         certification=sec.get("certification", bool, False),
-        up=_latency(sec, "latency_up"), down=_latency(sec, "latency_down"),
+        up=_latency(sec, "latency_up"),
+        down=_latency(sec, "latency_down"),
         cancel_on_disconnect=sec.get("cancel_on_disconnect", bool, True),
         position_requests=sec.get("position_requests", bool, True),
         mass_status=sec.get("mass_status", bool, True),
-        mass_status_delay=sec.get("mass_status_delay_ms", float, 0.0, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
-                                  hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer AF and AN") / 1e3,
-        position_delay=sec.get("position_delay_ms", float, check=lambda v: 0 <= v <= MAX_LATENCY_MS,
-                               hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer an AN") / 1e3
-        if sec.has("position_delay_ms") else None,
+        mass_status_delay=sec.get(
+            "mass_status_delay_ms",
+            float,
+            0.0,
+            check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+            hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer AF and AN",
+        )
+        / 1e3,
+        position_delay=sec.get(
+            "position_delay_ms",
+            float,
+            check=lambda v: 0 <= v <= MAX_LATENCY_MS,
+            hint=f"milliseconds in [0, {MAX_LATENCY_MS:g}] the venue takes to answer an AN",
+        )
+        / 1e3
+        if sec.has("position_delay_ms")
+        else None,
     )
     sec.finish()
     return cfg
@@ -202,17 +331,22 @@ def _prices(root: Section, instruments: set[str]) -> PriceConfig:
     def inst(sec: Section) -> str:
         name = sec.get("instrument", str)
         if name and name not in instruments:
-            sec.problem("instrument", f"names unknown instrument {name!r}", f"use one of {', '.join(sorted(instruments))}")
+            sec.problem(
+                "instrument", f"names unknown instrument {name!r}", f"use one of {', '.join(sorted(instruments))}"
+            )
         return name
 
     w, fx, loc = p.sub("world"), p.sub("fx"), p.sub("local")
     cfg = PriceConfig(
         step=p.get("step_ms", float, 100.0, check=lambda v: 1 <= v <= 60_000, hint="milliseconds in [1, 60000]") / 1e3,
-        world=inst(w), world_start=w.get("start", float, check=positive, hint="a price > 0 (USD/lb)"),
+        world=inst(w),
+        world_start=w.get("start", float, check=positive, hint="a price > 0 (USD/lb)"),
         world_vol_bp=w.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
-        fx=inst(fx), fx_start=fx.get("start", float, check=positive, hint="a rate > 0 (CNY per USD)"),
+        fx=inst(fx),
+        fx_start=fx.get("start", float, check=positive, hint="a rate > 0 (CNY per USD)"),
         fx_vol_bp=fx.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
-        local=inst(loc), premium=loc.get("premium", float, 0.0),
+        local=inst(loc),
+        premium=loc.get("premium", float, 0.0),
         spread_mean=loc.get("spread_mean", float, 0.0),
         spread_sigma=loc.get("spread_sigma", float, check=non_negative, hint="CNY/t per sqrt(second), >= 0"),
         half_life=loc.get("half_life_s", float, check=positive, hint="seconds > 0"),
@@ -244,20 +378,30 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
     if out.get("max_residual_t", 0.0) < 0:
         e.problem("max_residual_t", "is negative", "write tonnes >= 0")
     lots = out.get("leg_lots")
-    if lots is not None and (len(lots) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                                                        for n in lots)):
+    if lots is not None and (
+        len(lots) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lots)
+    ):
         e.problem("leg_lots", f"is {lots!r}", "write two whole numbers of lots > 0, e.g. [5, 2]")
     for kind in out.get("no_episode_during", []):
         if kind not in WINDOW_KINDS:
-            e.problem("no_episode_during", f"names {kind!r}, which has no window",
-                      f"use fault kinds with a window: {', '.join(WINDOW_KINDS)}")
+            e.problem(
+                "no_episode_during",
+                f"names {kind!r}, which has no window",
+                f"use fault kinds with a window: {', '.join(WINDOW_KINDS)}",
+            )
         elif kind not in fault_kinds:
-            e.problem("no_episode_during", f"names {kind!r} but the scenario has no such fault",
-                      "name a kind of this scenario's [[faults]]")
+            e.problem(
+                "no_episode_during",
+                f"names {kind!r} but the scenario has no such fault",
+                "name a kind of this scenario's [[faults]]",
+            )
     for window in out.get("no_episode_between", []):
-        if not (isinstance(window, list) and len(window) == 2 and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in window)
-                and 0 <= window[0] < window[1]):
+        if not (
+            isinstance(window, list)
+            and len(window) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in window)
+            and 0 <= window[0] < window[1]
+        ):
             e.problem("no_episode_between", f"has {window!r}", "write windows [from_s, to_s] with 0 <= from_s < to_s")
     for key in ("outcome_share_at_least", "outcome_share_at_most"):
         for outcome, share in out.get(key, {}).items():
@@ -265,10 +409,12 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
                 e.problem(f"{key}.{outcome}", "is not an episode outcome", f"use one of {', '.join(OUTCOMES)}")
             elif not isinstance(share, (int, float)) or isinstance(share, bool) or not 0.0 <= share <= 1.0:
                 e.problem(f"{key}.{outcome}", f"is {share!r}", "write a share in [0, 1]")
-    for key, names, what in (("outcomes_at_least", OUTCOMES, "an episode outcome"),
-                             ("outcomes_at_most", OUTCOMES, "an episode outcome"),
-                             ("anomalies_at_least", tuple(ANOMALY_KINDS), "an anomaly kind"),
-                             ("anomalies_at_most", tuple(ANOMALY_KINDS), "an anomaly kind")):
+    for key, names, what in (
+        ("outcomes_at_least", OUTCOMES, "an episode outcome"),
+        ("outcomes_at_most", OUTCOMES, "an episode outcome"),
+        ("anomalies_at_least", tuple(ANOMALY_KINDS), "an anomaly kind"),
+        ("anomalies_at_most", tuple(ANOMALY_KINDS), "an anomaly kind"),
+    ):
         for name, n in out.get(key, {}).items():
             if name not in names:
                 e.problem(f"{key}.{name}", f"is not {what}", f"use one of {', '.join(names)}")
@@ -282,8 +428,11 @@ def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
     if not root.has("failover"):
         for f in faults:
             if f.kind in FAILOVER_KINDS:
-                root.problem(f"faults[{f.index}].kind", f"is {f.kind!r} but the scenario has no standby",
-                             "add a [failover] table (heartbeat_ms, misses, lease_ttl_ms, ...)")
+                root.problem(
+                    f"faults[{f.index}].kind",
+                    f"is {f.kind!r} but the scenario has no standby",
+                    "add a [failover] table (heartbeat_ms, misses, lease_ttl_ms, ...)",
+                )
         return None
     fo = root.sub("failover")
     cfg = FailoverConfig(
@@ -294,9 +443,12 @@ def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
         fencing=fo.get("fencing", bool, True),
     )
     if cfg.lease_ttl < cfg.heartbeat:
-        fo.problem("lease_ttl_ms", f"({cfg.lease_ttl * 1e3:g}) is shorter than heartbeat_ms "
-                   f"({cfg.heartbeat * 1e3:g}): the primary would lose its lease between keep-alives",
-                   "make lease_ttl_ms at least heartbeat_ms (typically misses x heartbeat_ms)")
+        fo.problem(
+            "lease_ttl_ms",
+            f"({cfg.lease_ttl * 1e3:g}) is shorter than heartbeat_ms "
+            f"({cfg.heartbeat * 1e3:g}): the primary would lose its lease between keep-alives",
+            "make lease_ttl_ms at least heartbeat_ms (typically misses x heartbeat_ms)",
+        )
     fo.finish()
     return cfg
 
@@ -316,17 +468,35 @@ def read_document(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict[
     if base is None:
         return data, origin
     if not isinstance(base, str) or not base:
-        raise ConfigError(str(path), [Problem("extends", f"is {base!r}", "write the path of the base scenario, "
-                                              "relative to this file, e.g. extends = \"cu_hg_spread.toml\"")])
+        raise ConfigError(
+            str(path),
+            [
+                Problem(
+                    "extends",
+                    f"is {base!r}",
+                    'write the path of the base scenario, relative to this file, e.g. extends = "cu_hg_spread.toml"',
+                )
+            ],
+        )
     base_path = (path.parent / base).resolve()
     if not base_path.is_file() and (BUNDLED / base).is_file():  # a bundled base, from anywhere
         base_path = (BUNDLED / base).resolve()
     if base_path in chain or base_path == path.resolve():
-        raise ConfigError(str(path), [Problem("extends", f"makes a cycle through {base}",
-                                              "extend a scenario that does not extend this one")])
+        raise ConfigError(
+            str(path),
+            [Problem("extends", f"makes a cycle through {base}", "extend a scenario that does not extend this one")],
+        )
     if not base_path.is_file():
-        raise ConfigError(str(path), [Problem("extends", f"names {base}, which is not a file",
-                                              f"give the path of an existing scenario relative to {path.parent}")])
+        raise ConfigError(
+            str(path),
+            [
+                Problem(
+                    "extends",
+                    f"names {base}, which is not a file",
+                    f"give the path of an existing scenario relative to {path.parent}",
+                )
+            ],
+        )
     merged, base_origin = read_document(base_path, (*chain, path.resolve()))
     for key in ("name", "description"):  # what a scenario is and proves is never inherited
         if isinstance(merged.get("scenario"), dict):
@@ -366,19 +536,31 @@ def load(path: str | Path) -> Scenario:
     sc = root.sub("scenario")
     name = sc.get("name", str, path.stem)
     description = sc.get("description", str, hint="one line saying what the scenario proves")
-    duration = sc.get("duration_s", float, check=lambda v: 0 < v <= MAX_DURATION_S,
-                      hint=f"virtual seconds in (0, {MAX_DURATION_S:g}] (one trading day)")
+    duration = sc.get(
+        "duration_s",
+        float,
+        check=lambda v: 0 < v <= MAX_DURATION_S,
+        hint=f"virtual seconds in (0, {MAX_DURATION_S:g}] (one trading day)",
+    )
     seed = sc.get("seed", int, 1)
-    drain = sc.get("drain_s", float, 5.0, check=lambda v: 0 <= v <= 3600, hint="virtual seconds in [0, 3600] after the end for "
-                   "open episodes to finish")
+    drain = sc.get(
+        "drain_s",
+        float,
+        5.0,
+        check=lambda v: 0 <= v <= 3600,
+        hint="virtual seconds in [0, 3600] after the end for open episodes to finish",
+    )
     sc.finish()
     venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
     engine = read_engine(root, set(venues))
     prices = _prices(root, set(engine.instruments))
     if prices.step > 0 and duration / prices.step > MAX_PRICE_STEPS:
-        root.problem("prices.step_ms", f"({prices.step * 1e3:g}) over duration_s {duration:g} makes "
-                     f"{duration / prices.step:,.0f} price steps: the run would not end in reasonable time",
-                     f"keep duration_s / step below {MAX_PRICE_STEPS:,} (a longer step or a shorter run)")
+        root.problem(
+            "prices.step_ms",
+            f"({prices.step * 1e3:g}) over duration_s {duration:g} makes "
+            f"{duration / prices.step:,.0f} price steps: the run would not end in reasonable time",
+            f"keep duration_s / step below {MAX_PRICE_STEPS:,} (a longer step or a shorter run)",
+        )
     faults = read_faults(root, set(venues), duration)
     expect = _expect(root, {f.kind for f in faults})
     failover = _failover(root, faults)
@@ -389,14 +571,27 @@ def load(path: str | Path) -> Scenario:
             if where is not None and where != path:
                 problems[i] = Problem(p.key, f"{p.what} (set in {where.name})", p.fix)
         raise ConfigError(str(path), problems)
-    return Scenario(path, name, description, duration, seed, venues, prices, engine, expect, tuple(faults), drain,
-                    failover, tuple(dict.fromkeys([path, *sorted(set(origin.values()) - {path})])))
-
+    return Scenario(
+        path,
+        name,
+        description,
+        duration,
+        seed,
+        venues,
+        prices,
+        engine,
+        expect,
+        tuple(faults),
+        drain,
+        failover,
+        tuple(dict.fromkeys([path, *sorted(set(origin.values()) - {path})])),
+    )
 
 
 def to_toml(doc: dict, prefix: str = "") -> str:
     """A scenario document (as read_document merges it) written back as TOML: small tables of
     scalars inline, sections as [tables], arrays of tables as [[...]]. For `xmc run --print-scenario`."""
+
     def value(v) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -409,8 +604,7 @@ def to_toml(doc: dict, prefix: str = "") -> str:
         return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
 
     def is_table(v) -> bool:
-        return isinstance(v, dict) and (any(isinstance(x, dict) for x in v.values()) or len(v) > 6
-                                        or prefix == "")
+        return isinstance(v, dict) and (any(isinstance(x, dict) for x in v.values()) or len(v) > 6 or prefix == "")
 
     def is_array_of_tables(v) -> bool:
         return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
@@ -423,6 +617,7 @@ def to_toml(doc: dict, prefix: str = "") -> str:
     for k, v in doc.items():
         if is_array_of_tables(v):
             for item in v:
-                out += f"\n[[{prefix + '.' if prefix else ''}{k}]]\n" + "".join(f"{a} = {value(b)}\n"
-                                                                                for a, b in item.items())
+                out += f"\n[[{prefix + '.' if prefix else ''}{k}]]\n" + "".join(
+                    f"{a} = {value(b)}\n" for a, b in item.items()
+                )
     return out

@@ -114,16 +114,28 @@ class SimEngineShell(ActionDispatcher):
             session.reject(err)
             return
         if session.gaps > gaps:
-            self.record_anomaly(Anomaly(self.env.now, "sequence_gap", "", f"{venue}: gap before MsgSeqNum "
-                                 f"{session.resend_asked_to + 1}; ResendRequest sent"))
+            self.record_anomaly(
+                Anomaly(
+                    self.env.now,
+                    "sequence_gap",
+                    "",
+                    f"{venue}: gap before MsgSeqNum {session.resend_asked_to + 1}; ResendRequest sent",
+                )
+            )
         for msg in ready:
             if msg.msg_type == "A":
                 self.dispatch(SessionUp(venue))
                 continue
             for event in session.codec.decode(msg, venue):
                 if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
-                    event = BusinessReject(event.venue, event.ref_msg_type, session.sent.get(int(event.ref_id), ""),
-                                           event.reason, event.text, True)
+                    event = BusinessReject(
+                        event.venue,
+                        event.ref_msg_type,
+                        session.sent.get(int(event.ref_id), ""),
+                        event.reason,
+                        event.text,
+                        True,
+                    )
                 self.dispatch(event)
 
     def dispatch(self, event: Event) -> None:
@@ -171,8 +183,16 @@ class SimEngineShell(ActionDispatcher):
         if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
             self.orders_sent += kind is SendOrder
             if self.checker is not None:
-                self.checker.on_send(self.env.now, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price,
-                                     a.side, replace=kind is SendReplace)
+                self.checker.on_send(
+                    self.env.now,
+                    a.instrument,
+                    a.cl_ord_id,
+                    a.decision_id,
+                    a.qty,
+                    a.price,
+                    a.side,
+                    replace=kind is SendReplace,
+                )
 
     def fenced(self, a) -> None:
         super().fenced(a)

@@ -114,8 +114,9 @@ class SessionEnd:
                 high -= 1
             if high >= self.next_in and high > self.resend_asked_to:
                 self.gaps += 1
-                self.send(self.codec.draft("2", [(7, str(max(self.next_in, self.resend_asked_to + 1))),
-                                                   (16, str(high))]))
+                self.send(
+                    self.codec.draft("2", [(7, str(max(self.next_in, self.resend_asked_to + 1))), (16, str(high))])
+                )
                 self.resend_asked_to = high
             return [msg] if early else []
         self.next_in += 1

@@ -40,8 +40,20 @@ def certification_behaviour(qty: int) -> str:
 
 
 class ClientOrder:
-    __slots__ = ("cl_ord_id", "order_id", "symbol", "side", "qty", "price", "account", "book_order", "cum",
-                 "notional", "status", "member")
+    __slots__ = (
+        "cl_ord_id",
+        "order_id",
+        "symbol",
+        "side",
+        "qty",
+        "price",
+        "account",
+        "book_order",
+        "cum",
+        "notional",
+        "status",
+        "member",
+    )
 
     def __init__(self, cl_ord_id, order_id, symbol, side, qty, price, account, book_order, member):
         self.cl_ord_id, self.order_id, self.symbol, self.side = cl_ord_id, order_id, symbol, side
@@ -111,8 +123,9 @@ class Member:
 
 
 class Venue:
-    def __init__(self, env: simpy.Environment, cfg: VenueConfig, instruments: list[Instrument],
-                 rng: random.Random, log: WireLog):
+    def __init__(
+        self, env: simpy.Environment, cfg: VenueConfig, instruments: list[Instrument], rng: random.Random, log: WireLog
+    ):
         self.env = env
         self.cfg = cfg
         self.rng = rng
@@ -221,19 +234,28 @@ class Venue:
                     quotes += ((BUY, center - offset), ("2", center + offset))
                 else:  # locked at the limit: one side only, everything at the limit price
                     band = self.cfg.price_band_pct / 100.0
-                    limit = math.floor(ref * (1 + band) / inst.tick) if lock.side == "buy" else \
-                        math.ceil(ref * (1 - band) / inst.tick)
+                    limit = (
+                        math.floor(ref * (1 + band) / inst.tick)
+                        if lock.side == "buy"
+                        else math.ceil(ref * (1 - band) / inst.tick)
+                    )
                     quotes.append((BUY, limit) if lock.side == "buy" else ("2", limit))
             if not book.orders and (lock is not None or liq.half_spread_ticks > 0):
                 # nothing else rests and the quotes cannot meet: staged, the same ids and sizes drawn now
-                staged = [(side, ticks, self._size(liq.bid_sizes if side == BUY else liq.ask_sizes))
-                          for side, ticks in quotes]
+                staged = [
+                    (side, ticks, self._size(liq.bid_sizes if side == BUY else liq.ask_sizes)) for side, ticks in quotes
+                ]
                 book.stage(MARKET_MAKER, f"{self.cfg.name[:2]}M", self.ids + 1, staged)
                 self.ids += len(staged)
             else:
                 for side, ticks in quotes:
-                    order = BookOrder(self._id("M"), MARKET_MAKER, side, ticks,
-                                      self._size(liq.bid_sizes if side == BUY else liq.ask_sizes))
+                    order = BookOrder(
+                        self._id("M"),
+                        MARKET_MAKER,
+                        side,
+                        ticks,
+                        self._size(liq.bid_sizes if side == BUY else liq.ask_sizes),
+                    )
                     if not book.rest_if_apart(order):  # it trades with a member's resting order
                         self._match(symbol, order)
                     if order.live:
@@ -264,8 +286,13 @@ class Venue:
     def _show_top(self, symbol: str) -> None:
         tick = self.instruments[symbol].tick
         bid, ask = self._top(symbol)
-        self.wire.on_top(self.cfg.name, symbol, None if bid is None else bid[0] * tick,
-                         None if ask is None else ask[0] * tick, self.env.now)
+        self.wire.on_top(
+            self.cfg.name,
+            symbol,
+            None if bid is None else bid[0] * tick,
+            None if ask is None else ask[0] * tick,
+            self.env.now,
+        )
 
     # ---- inbound FIX ------------------------------------------------------------------------
     def receive(self, raw: str) -> None:
@@ -289,12 +316,25 @@ class Venue:
             if msg.msg_type in ("D", "G") and msg.get(55) in self.instruments:
                 self._show_top(msg.get(55))
             self.wire.received(self.cfg.name, msg, self.env.now)
-        handler = {"A": self._on_logon, "D": self._on_new_order, "F": self._on_cancel, "G": self._on_replace,
-                   "V": self._on_md_request, "H": self._on_status_request, "AF": self._on_mass_status,
-                   "AN": self._on_position_request, "0": _ignore, "5": _ignore, "3": _ignore}.get(msg.msg_type)
+        handler = {
+            "A": self._on_logon,
+            "D": self._on_new_order,
+            "F": self._on_cancel,
+            "G": self._on_replace,
+            "V": self._on_md_request,
+            "H": self._on_status_request,
+            "AF": self._on_mass_status,
+            "AN": self._on_position_request,
+            "0": _ignore,
+            "5": _ignore,
+            "3": _ignore,
+        }.get(msg.msg_type)
         if handler is None:
-            m.session.reject(FixParseError("business", 3, f"MsgType {msg.msg_type} not supported by this venue",
-                                           msg.msg_type, msg.seq))
+            m.session.reject(
+                FixParseError(
+                    "business", 3, f"MsgType {msg.msg_type} not supported by this venue", msg.msg_type, msg.seq
+                )
+            )
             return
         if msg.msg_type in ("AF", "AN", "H") and m is self.engine and self.on_disconnect_fault is not None:
             cut = self.faults.on_question(self.cfg.name, msg.msg_type, self.env.now) if self.faults else None
@@ -320,15 +360,32 @@ class Venue:
         m.session.reconnect()  # what was held while disconnected follows the logon
 
     def _reject_order(self, msg, m: Member, reason: int, text: str) -> None:
-        m.send("8", [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "8"), (39, "8"),
-                     (55, msg.get(55)), (54, msg.get(54)), (38, msg.get(38, "0")), (151, "0"), (14, "0"),
-                     (6, "0"), (103, str(reason)), (58, text), (60, fix_time(self._clock()))])
+        m.send(
+            "8",
+            [
+                (37, "NONE"),
+                (11, msg.get(11)),
+                (17, self._id("X")),
+                (150, "8"),
+                (39, "8"),
+                (55, msg.get(55)),
+                (54, msg.get(54)),
+                (38, msg.get(38, "0")),
+                (151, "0"),
+                (14, "0"),
+                (6, "0"),
+                (103, str(reason)),
+                (58, text),
+                (60, fix_time(self._clock())),
+            ],
+        )
 
     def _on_new_order(self, msg, m: Member) -> None:
         cl_ord_id = msg.get(11)
         if not self.cfg.trading:
-            m.session.reject(FixParseError("business", 4, "this venue publishes market data only", "D",
-                                           msg.seq, ref_id=cl_ord_id))
+            m.session.reject(
+                FixParseError("business", 4, "this venue publishes market data only", "D", msg.seq, ref_id=cl_ord_id)
+            )
             return
         if self.checker is not None:
             self.checker.on_venue_order(self.env.now, cl_ord_id)
@@ -412,8 +469,9 @@ class Venue:
                 return self._reject_order(msg, m, 99, f"price {price} is not on the tick grid of {inst.tick}")
             ref = self.reference.get(symbol)
             if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
-                return self._reject_order(msg, m, 99, f"price {price} outside the daily limit band "
-                                          f"+/-{self.cfg.price_band_pct}% of {ref:.4f}")
+                return self._reject_order(
+                    msg, m, 99, f"price {price} outside the daily limit band +/-{self.cfg.price_band_pct}% of {ref:.4f}"
+                )
         elif ord_type != "1":
             return self._reject_order(msg, m, 11, f"OrdType {ord_type} not supported")
         order_id = self._id("O")
@@ -491,14 +549,35 @@ class Venue:
         self._record_fill(co, qty, px)
         self._exec(co, "F", co.status, qty, px)
 
-    def _exec(self, co: ClientOrder, exec_type: str, status: str, last_qty: int = 0, last_px: float = 0.0,
-              cl_ord_id: str = "", orig: str = "", extra: tuple = (), send: bool = True) -> list | None:
+    def _exec(
+        self,
+        co: ClientOrder,
+        exec_type: str,
+        status: str,
+        last_qty: int = 0,
+        last_px: float = 0.0,
+        cl_ord_id: str = "",
+        orig: str = "",
+        extra: tuple = (),
+        send: bool = True,
+    ) -> list | None:
         """An ExecutionReport for `co`; with send=False its fields are returned to be sent later."""
         leaves = 0 if status in ("2", "4", "8", "C") else co.qty - co.cum
         avg = co.notional / co.cum if co.cum else 0.0
-        fields = [(37, co.order_id), (11, cl_ord_id or co.cl_ord_id), (17, self._id("X")), (150, exec_type),
-                  (39, status), (55, co.symbol), (54, co.side), (38, fmt_qty(co.qty)), (151, fmt_qty(leaves)),
-                  (14, fmt_qty(co.cum)), (6, fmt_px(avg)), (60, fix_time(self._clock()))]
+        fields = [
+            (37, co.order_id),
+            (11, cl_ord_id or co.cl_ord_id),
+            (17, self._id("X")),
+            (150, exec_type),
+            (39, status),
+            (55, co.symbol),
+            (54, co.side),
+            (38, fmt_qty(co.qty)),
+            (151, fmt_qty(leaves)),
+            (14, fmt_qty(co.cum)),
+            (6, fmt_px(avg)),
+            (60, fix_time(self._clock())),
+        ]
         if co.price is not None:
             fields.append((44, fmt_px(co.price)))
         if orig:
@@ -527,14 +606,43 @@ class Venue:
         co = m.orders.get(msg.get(11))
         if co is None and msg.get(11) in m.pending_new:
             new = m.pending_new[msg.get(11)]
-            m.send("8", [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "A"),
-                         (55, new.get(55)), (54, new.get(54)), (38, new.get(38)), (151, new.get(38)), (14, "0"),
-                         (6, "0"), (58, "received, not yet processed"), (60, fix_time(self._clock()))])
+            m.send(
+                "8",
+                [
+                    (37, "NONE"),
+                    (11, msg.get(11)),
+                    (17, self._id("X")),
+                    (150, "I"),
+                    (39, "A"),
+                    (55, new.get(55)),
+                    (54, new.get(54)),
+                    (38, new.get(38)),
+                    (151, new.get(38)),
+                    (14, "0"),
+                    (6, "0"),
+                    (58, "received, not yet processed"),
+                    (60, fix_time(self._clock())),
+                ],
+            )
             return
         if co is None:
-            m.send("8", [(37, "NONE"), (11, msg.get(11)), (17, self._id("X")), (150, "I"), (39, "8"),
-                         (55, msg.get(55)), (54, msg.get(54)), (151, "0"), (14, "0"), (6, "0"),
-                         (58, "unknown order"), (60, fix_time(self._clock()))])
+            m.send(
+                "8",
+                [
+                    (37, "NONE"),
+                    (11, msg.get(11)),
+                    (17, self._id("X")),
+                    (150, "I"),
+                    (39, "8"),
+                    (55, msg.get(55)),
+                    (54, msg.get(54)),
+                    (151, "0"),
+                    (14, "0"),
+                    (6, "0"),
+                    (58, "unknown order"),
+                    (60, fix_time(self._clock())),
+                ],
+            )
             return
         self._exec(co, "I", co.status)
 
@@ -542,20 +650,40 @@ class Venue:
         """OrderMassStatusRequest (AF), all orders: one status report (ExecType I) per order of this
         member today, the last with LastRptRequested=Y; with none, one report saying so."""
         if not self.cfg.mass_status:  # venue key mass_status = false: per-order status (H) must do
-            m.session.reject(FixParseError("business", 3, "OrderMassStatusRequest not supported by this venue",
-                                           msg.msg_type, msg.seq))
+            m.session.reject(
+                FixParseError(
+                    "business", 3, "OrderMassStatusRequest not supported by this venue", msg.msg_type, msg.seq
+                )
+            )
             return
         req = msg.get(584)
         orders = list(m.orders.values())
         if not orders:
             symbol = next(iter(self.instruments))
-            m.send("8", [(37, "NONE"), (17, self._id("X")), (150, "I"), (39, "8"), (55, symbol), (54, "1"),
-                         (151, "0"), (14, "0"), (6, "0"), (58, "no orders"), (584, req), (911, "0"), (912, "Y"),
-                         (60, fix_time(self._clock()))])
+            m.send(
+                "8",
+                [
+                    (37, "NONE"),
+                    (17, self._id("X")),
+                    (150, "I"),
+                    (39, "8"),
+                    (55, symbol),
+                    (54, "1"),
+                    (151, "0"),
+                    (14, "0"),
+                    (6, "0"),
+                    (58, "no orders"),
+                    (584, req),
+                    (911, "0"),
+                    (912, "Y"),
+                    (60, fix_time(self._clock())),
+                ],
+            )
             return
         for i, co in enumerate(orders, 1):
-            self._exec(co, "I", co.status, extra=((584, req), (911, str(len(orders))),
-                                                  (912, "Y" if i == len(orders) else "N")))
+            self._exec(
+                co, "I", co.status, extra=((584, req), (911, str(len(orders))), (912, "Y" if i == len(orders) else "N"))
+            )
 
     def _on_position_request(self, msg, m: Member) -> None:
         """RequestForPositions (AN): one PositionReport (AP) per instrument of this venue, the member's
@@ -564,13 +692,24 @@ class Venue:
         an unsupported message type (BusinessMessageReject, 380=3); a request for an account not
         registered here is answered by an AO, PosReqResult 3 (not authorised), PosReqStatus rejected."""
         if not self.cfg.position_requests:
-            m.session.reject(FixParseError("business", 3, "RequestForPositions not supported by this venue",
-                                           msg.msg_type, msg.seq))
+            m.session.reject(
+                FixParseError("business", 3, "RequestForPositions not supported by this venue", msg.msg_type, msg.seq)
+            )
             return
         if self.accounts and msg.get(1) not in self.accounts:  # not an account of this member here
-            m.send("AO", [(721, self._id("P")), (710, msg.get(710)), (727, "0"), (728, "3"), (729, "2"),
-                          (1, msg.get(1) or "?"), (581, msg.get(581) or "1"),
-                          (58, f"account {msg.get(1)!r} is not registered for this member")])
+            m.send(
+                "AO",
+                [
+                    (721, self._id("P")),
+                    (710, msg.get(710)),
+                    (727, "0"),
+                    (728, "3"),
+                    (729, "2"),
+                    (1, msg.get(1) or "?"),
+                    (581, msg.get(581) or "1"),
+                    (58, f"account {msg.get(1)!r} is not registered for this member"),
+                ],
+            )
             return
         held: dict[str, int] = {}
         for _, symbol, side, qty, _ in m.fills + m.booked:
@@ -580,10 +719,24 @@ class Venue:
         for symbol in symbols:
             net = held.get(symbol, 0)
             settle = fmt_px(self.reference.get(symbol, 0.0))
-            m.send("AP", [(721, self._id("P")), (710, msg.get(710)), (724, "0"), (727, str(len(symbols))), (728, "0"),
-                          (715, today), (1, msg.get(1)), (581, msg.get(581) or "1"), (55, symbol), (730, settle),
-                          (731, "2"), (734, settle)],
-                   ((702, [[(703, "TOT"), (704, str(max(net, 0))), (705, str(max(-net, 0)))]]),))
+            m.send(
+                "AP",
+                [
+                    (721, self._id("P")),
+                    (710, msg.get(710)),
+                    (724, "0"),
+                    (727, str(len(symbols))),
+                    (728, "0"),
+                    (715, today),
+                    (1, msg.get(1)),
+                    (581, msg.get(581) or "1"),
+                    (55, symbol),
+                    (730, settle),
+                    (731, "2"),
+                    (734, settle),
+                ],
+                ((702, [[(703, "TOT"), (704, str(max(net, 0))), (705, str(max(-net, 0)))]]),),
+            )
 
     def book_desk_trade(self, symbol: str, side: str, qty: int) -> None:
         """A trade on the engine's account done away from its session (fault desk_trade), at the touch."""
@@ -627,25 +780,71 @@ class Venue:
         cl_ord_id, orig = msg.get(11), msg.get(41)
         new = m.pending_new.pop(orig, None)
         if new is not None:  # received, not processed yet: it never reaches the book; cancelled as it is
-            m.send("8", [(37, "NONE"), (11, cl_ord_id), (41, orig), (17, self._id("X")), (150, "4"), (39, "4"),
-                         (55, new.get(55)), (54, new.get(54)), (38, new.get(38)), (151, "0"), (14, "0"), (6, "0"),
-                         (58, "cancelled before it was processed"), (60, fix_time(self._clock()))])
+            m.send(
+                "8",
+                [
+                    (37, "NONE"),
+                    (11, cl_ord_id),
+                    (41, orig),
+                    (17, self._id("X")),
+                    (150, "4"),
+                    (39, "4"),
+                    (55, new.get(55)),
+                    (54, new.get(54)),
+                    (38, new.get(38)),
+                    (151, "0"),
+                    (14, "0"),
+                    (6, "0"),
+                    (58, "cancelled before it was processed"),
+                    (60, fix_time(self._clock())),
+                ],
+            )
             return
         co = m.orders.get(orig)
         if co is not None and self._loses_race(co, m):
             # too late to cancel: the reject says so (102=0) and the fill follows, as FIX requires
-            m.send("9", [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, "2"), (434, "1"), (102, "0"),
-                         (58, "too late to cancel")])
+            m.send(
+                "9",
+                [
+                    (37, co.order_id),
+                    (11, cl_ord_id),
+                    (41, orig),
+                    (39, "2"),
+                    (434, "1"),
+                    (102, "0"),
+                    (58, "too late to cancel"),
+                ],
+            )
             self._fill_rest(co)
             return
         if co is None or co.status in ("2", "4", "8", "C"):
             reason, status = ("1", "8") if co is None else ("0", co.status)
-            m.send("9", [(37, co.order_id if co else "NONE"), (11, cl_ord_id), (41, orig), (39, status),
-                         (434, "1"), (102, reason), (58, "unknown order" if co is None else "too late to cancel")])
+            m.send(
+                "9",
+                [
+                    (37, co.order_id if co else "NONE"),
+                    (11, cl_ord_id),
+                    (41, orig),
+                    (39, status),
+                    (434, "1"),
+                    (102, reason),
+                    (58, "unknown order" if co is None else "too late to cancel"),
+                ],
+            )
             return
         if msg.get(55) != co.symbol or msg.get(54) != co.side:  # as exchanges do: the request must name the order
-            m.send("9", [(37, co.order_id), (11, cl_ord_id), (41, orig), (39, co.status), (434, "1"), (102, "99"),
-                         (58, "Symbol and Side must be the order's")])
+            m.send(
+                "9",
+                [
+                    (37, co.order_id),
+                    (11, cl_ord_id),
+                    (41, orig),
+                    (39, co.status),
+                    (434, "1"),
+                    (102, "99"),
+                    (58, "Symbol and Side must be the order's"),
+                ],
+            )
             return
         self.books[co.symbol].cancel(co.order_id)
         co.status = "4"
@@ -678,7 +877,8 @@ class Venue:
         if co.status not in ("0", "1"):
             return False
         return m.certifying.get(co.cl_ord_id) == "cancel_race" or (
-            m is self.engine and self._fault("cancel_race", co.cl_ord_id) is not None)
+            m is self.engine and self._fault("cancel_race", co.cl_ord_id) is not None
+        )
 
     def _fill_rest(self, co: ClientOrder) -> None:
         """The rest of a working order trades (at its limit) just before the cancel or replace arrives."""
@@ -689,8 +889,18 @@ class Venue:
         self._member_fill(co, co.qty - co.cum, price)
 
     def _refuse_replace(self, msg, m: Member, co: ClientOrder | None, reason: str, text: str) -> None:
-        m.send("9", [(37, co.order_id if co else "NONE"), (11, msg.get(11)), (41, msg.get(41)),
-                     (39, co.status if co else "8"), (434, "2"), (102, reason), (58, text)])
+        m.send(
+            "9",
+            [
+                (37, co.order_id if co else "NONE"),
+                (11, msg.get(11)),
+                (41, msg.get(41)),
+                (39, co.status if co else "8"),
+                (434, "2"),
+                (102, reason),
+                (58, text),
+            ],
+        )
 
     def _on_replace(self, msg, m: Member) -> None:
         """OrderCancelReplaceRequest (G): a new price and/or quantity for a working order. The order
@@ -716,8 +926,9 @@ class Venue:
         inst = self.instruments[co.symbol]
         qty = float(msg.get(38, "0"))
         if not qty.is_integer() or qty < co.cum or qty <= 0:
-            return self._refuse_replace(msg, m, co, "99", f"OrderQty {msg.get(38)} must be whole lots >= CumQty "
-                                        f"{co.cum}")
+            return self._refuse_replace(
+                msg, m, co, "99", f"OrderQty {msg.get(38)} must be whole lots >= CumQty {co.cum}"
+            )
         price = float(msg.get(44)) if msg.has(44) else co.price
         if price is None or abs(round(price / inst.tick) * inst.tick - price) > inst.tick * 1e-6:
             return self._refuse_replace(msg, m, co, "99", f"price {price} is not on the tick grid of {inst.tick}")
@@ -734,8 +945,9 @@ class Venue:
         old = co.book_order
         if old is not None:
             self.books[co.symbol].cancel(old.order_id)
-        book_order = BookOrder(co.order_id, m.name, co.side, round(price / inst.tick), co.qty - co.cum,
-                               old.tif if old is not None else "0")
+        book_order = BookOrder(
+            co.order_id, m.name, co.side, round(price / inst.tick), co.qty - co.cum, old.tif if old is not None else "0"
+        )
         co.book_order = book_order
         self.dirty.add(co.symbol)
         self._exec(co, "5", co.status, orig=orig)
@@ -769,8 +981,9 @@ class Venue:
                 if level is None:
                     entries.append([(279, "2"), (269, etype), (55, symbol)])
                 else:
-                    entries.append([(279, "1"), (269, etype), (55, symbol), (270, fmt_px(level[0] * tick)),
-                                    (271, str(level[1]))])
+                    entries.append(
+                        [(279, "1"), (269, etype), (55, symbol), (270, fmt_px(level[0] * tick)), (271, str(level[1]))]
+                    )
         return entries
 
     def publish(self) -> None:
@@ -797,8 +1010,9 @@ class Venue:
             if self.dirty:
                 self.publish()
 
-    def disconnect(self, cancel_resting: bool | None = None, member: Member | None = None,
-                   reports_lost: bool = False) -> None:
+    def disconnect(
+        self, cancel_resting: bool | None = None, member: Member | None = None, reports_lost: bool = False
+    ) -> None:
         """A member's session drops (the engine's when not given): cancel its resting orders if this
         venue does (its cancel_on_disconnect, unless the fault that cut it says otherwise); with
         reports_lost the gateway keeps none of the reports meant for the session until it logs on again."""

@@ -31,8 +31,10 @@ class VenueState:
             except json.JSONDecodeError:
                 if n == len(lines):
                     break  # a torn last line: the process died while writing it; nothing was sent after it
-                raise ValueError(f"{path}: line {n} is not valid JSON; the venue state is corrupt "
-                                 f"(remove the directory to start the venues afresh)") from None
+                raise ValueError(
+                    f"{path}: line {n} is not valid JSON; the venue state is corrupt "
+                    f"(remove the directory to start the venues afresh)"
+                ) from None
         return out
 
     def _write(self, record: dict) -> None:
@@ -40,13 +42,39 @@ class VenueState:
         self._fh.flush()  # in the OS's hands: survives the process being killed
 
     def order(self, venue, co) -> None:
-        self._write({"k": "order", "v": venue.cfg.name, "m": co.member.name, "cl": co.cl_ord_id, "oid": co.order_id, "sym": co.symbol,
-                     "side": co.side, "qty": co.qty, "px": co.price, "acct": co.account, "cum": co.cum,
-                     "notional": co.notional, "status": co.status, "ids": venue.ids})
+        self._write(
+            {
+                "k": "order",
+                "v": venue.cfg.name,
+                "m": co.member.name,
+                "cl": co.cl_ord_id,
+                "oid": co.order_id,
+                "sym": co.symbol,
+                "side": co.side,
+                "qty": co.qty,
+                "px": co.price,
+                "acct": co.account,
+                "cum": co.cum,
+                "notional": co.notional,
+                "status": co.status,
+                "ids": venue.ids,
+            }
+        )
 
     def fill(self, venue, co, qty: int, px: float) -> None:
-        self._write({"k": "fill", "v": venue.cfg.name, "m": co.member.name, "cl": co.cl_ord_id, "sym": co.symbol,
-                     "side": co.side, "qty": qty, "px": px, "ids": venue.ids})
+        self._write(
+            {
+                "k": "fill",
+                "v": venue.cfg.name,
+                "m": co.member.name,
+                "cl": co.cl_ord_id,
+                "sym": co.symbol,
+                "side": co.side,
+                "qty": qty,
+                "px": px,
+                "ids": venue.ids,
+            }
+        )
 
     def restore(self, venue, client_order) -> list:
         """Put `venue`'s recorded orders and fills back, each under the client that traded; returns the
@@ -74,7 +102,9 @@ class VenueState:
     def _member(self, venue, record: dict):
         name = record.get("m", "XMC")
         if name not in venue.members:
-            raise ValueError(f"{self.path}: {venue.cfg.name} has orders of client {name!r}, which this venue no "
-                             f"longer serves: start it with --client {name} (or remove the directory to start "
-                             f"afresh)")
+            raise ValueError(
+                f"{self.path}: {venue.cfg.name} has orders of client {name!r}, which this venue no "
+                f"longer serves: start it with --client {name} (or remove the directory to start "
+                f"afresh)"
+            )
         return venue.members[name]

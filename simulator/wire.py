@@ -47,8 +47,13 @@ def _restart_timings(restarts: list[dict], audit: list[tuple], logon_at: dict[st
     for r in restarts:
         killed = r["killed_at_s"] + open_at
         reconciled = [row.ts for row in audit if row.stage == "reconciled" and row.ts > killed]
-        out.append(dict(r, logged_on_again_s=round(max(logon_at.values()) - open_at, 6),
-                        reconciled_at_s=round(min(reconciled) - open_at, 6) if reconciled else None))
+        out.append(
+            dict(
+                r,
+                logged_on_again_s=round(max(logon_at.values()) - open_at, 6),
+                reconciled_at_s=round(min(reconciled) - open_at, 6) if reconciled else None,
+            )
+        )
     return out
 
 
@@ -93,9 +98,17 @@ class WireVenues(fix.Application):
     """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue; on each port
     one session per client CompID (the engine's, XMC, by default), all trading in the same books."""
 
-    def __init__(self, sc: Scenario, seed: int, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 password: str = "", open_on_logon: bool = False, state_dir: Path | None = None,
-                 clients: tuple[str, ...] = (ENGINE_COMP_ID,)):
+    def __init__(
+        self,
+        sc: Scenario,
+        seed: int,
+        host: str = "127.0.0.1",
+        ports: dict[str, int] | None = None,
+        password: str = "",
+        open_on_logon: bool = False,
+        state_dir: Path | None = None,
+        clients: tuple[str, ...] = (ENGINE_COMP_ID,),
+    ):
         super().__init__()
         self.clients = tuple(clients)
         # with open_on_logon the market (prices, liquidity, clock) starts only once every venue's
@@ -123,8 +136,9 @@ class WireVenues(fix.Application):
         self.inbox: queue.Queue = queue.Queue()
         self.env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
         # link faults are the engine-side relay's (simulator.relay), not the venue's
-        faults = self.faults = FaultPlan([dataclasses.replace(f) for f in sc.faults if f.kind not in LINK_FAULTS],
-                                         lambda name: fork(seed, name))
+        faults = self.faults = FaultPlan(
+            [dataclasses.replace(f) for f in sc.faults if f.kind not in LINK_FAULTS], lambda name: fork(seed, name)
+        )
         self.venues: dict[str, Venue] = {}
         self.by_comp: dict[str, str] = {}
         for name, vcfg in sc.venues.items():
@@ -159,10 +173,18 @@ class WireVenues(fix.Application):
             self._store = Path(tempfile.mkdtemp(prefix="xmc-venue-store-"))
 
     def settings(self) -> str:
-        lines = ["[DEFAULT]", "ConnectionType=acceptor", f"FileStorePath={self._store}", "StartTime=00:00:00",
-                 "EndTime=00:00:00", "UseDataDictionary=Y", "ResetOnLogon=N",
-                 "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
-                 "SocketNodelay=Y"]
+        lines = [
+            "[DEFAULT]",
+            "ConnectionType=acceptor",
+            f"FileStorePath={self._store}",
+            "StartTime=00:00:00",
+            "EndTime=00:00:00",
+            "UseDataDictionary=Y",
+            "ResetOnLogon=N",
+            "ValidateUserDefinedFields=N",
+            "AllowUnknownMsgFields=Y",
+            "SocketNodelay=Y",
+        ]
         # quickfix 1.16 has no setting for the address to listen on (SocketAcceptHost is not one of its
         # settings: its acceptor binds every interface): the sessions take connections from `host` only,
         # unless that is every address
@@ -170,9 +192,15 @@ class WireVenues(fix.Application):
             lines.append(f"AllowedRemoteAddresses={self.host}")
         for name, vcfg in self.sc.venues.items():
             for client in self.clients:
-                lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={vcfg.comp_id}",
-                          f"TargetCompID={client}", f"SocketAcceptPort={self.ports[name]}",
-                          f"DataDictionary={dictionary.load(vcfg.dictionary).path}"]
+                lines += [
+                    "",
+                    "[SESSION]",
+                    "BeginString=FIX.4.4",
+                    f"SenderCompID={vcfg.comp_id}",
+                    f"TargetCompID={client}",
+                    f"SocketAcceptPort={self.ports[name]}",
+                    f"DataDictionary={dictionary.load(vcfg.dictionary).path}",
+                ]
         return "\n".join(lines) + "\n"
 
     # ---- quickfix callbacks --------------------------------------------------------------------
@@ -211,8 +239,9 @@ class WireVenues(fix.Application):
         self._cut_lost[id(member)] = fault.reports_lost
         self._down_until[id(member)] = time.time() + fault.delay  # fromAdmin refuses its logons till then
         session.logout("disconnect fault")
-        self.cuts.append({"venue": venue.cfg.name, "client": member.name, "at_s": round(self.env.now, 6),
-                          "down_s": fault.delay})
+        self.cuts.append(
+            {"venue": venue.cfg.name, "client": member.name, "at_s": round(self.env.now, 6), "down_s": fault.delay}
+        )
 
     def _sessions_up(self) -> list[bool]:
         return [v.members[c].session.quickfix_up for v in self.venues.values() for c in self.clients]
@@ -222,8 +251,9 @@ class WireVenues(fix.Application):
         self._wire(raw)
         msg_type = message.getHeader().getField(35)
         if msg_type in ("3", "5") and message.isSetField(58):  # a session Reject or a Logout with its reason
-            self.session_answers.append(f"{session_id.toString()} {'Reject' if msg_type == '3' else 'Logout'}: "
-                                        f"{message.getField(58)}")
+            self.session_answers.append(
+                f"{session_id.toString()} {'Reject' if msg_type == '3' else 'Logout'}: {message.getField(58)}"
+            )
 
     def fromAdmin(self, message, session_id):
         raw = message.toString()
@@ -239,8 +269,11 @@ class WireVenues(fix.Application):
             if given != self.password:
                 who = message.getField(553) if message.isSetField(553) else "?"
                 self.refused_logons.append(f"{session_id.toString()} user {who}")
-                print(f"xmc venue: logon refused for {session_id.toString()} (user {who}): wrong password",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"xmc venue: logon refused for {session_id.toString()} (user {who}): wrong password",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 raise fix.RejectLogon("invalid username or password")
 
     def toApp(self, message, session_id):
@@ -274,11 +307,13 @@ class WireVenues(fix.Application):
                     member.session.reconnect()
                 elif kind == "logout":
                     # cancel-on-disconnect as the cutting fault says, else the venue's; reports wait for a logon
-                    venue.disconnect(self._cut_policy.pop(id(member), None), member=member,
-                                     reports_lost=self._cut_lost.pop(id(member), False))
+                    venue.disconnect(
+                        self._cut_policy.pop(id(member), None),
+                        member=member,
+                        reports_lost=self._cut_lost.pop(id(member), False),
+                    )
                     member.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
-                    member.session.queued = [m for m in member.session.queued
-                                             if msg_type_of(m) not in ("W", "X")]
+                    member.session.queued = [m for m in member.session.queued if msg_type_of(m) not in ("W", "X")]
                 else:
                     venue._apply(Parsed(item[3]), member)
                     if venue.cfg.md_interval == 0 and venue.dirty:
@@ -362,28 +397,64 @@ class WireVenues(fix.Application):
         path.write_text(json.dumps({"positions": self.positions(), "ports": self.ports}))
 
 
-def serve(sc: Scenario, seed: int, host: str, duration: float, announce, until_closed, password: str = "",
-          open_on_logon: bool = False, ports: dict[str, int] | None = None, state_dir: Path | None = None,
-          clients: tuple[str, ...] = (ENGINE_COMP_ID,)) -> dict:
+def serve(
+    sc: Scenario,
+    seed: int,
+    host: str,
+    duration: float,
+    announce,
+    until_closed,
+    password: str = "",
+    open_on_logon: bool = False,
+    ports: dict[str, int] | None = None,
+    state_dir: Path | None = None,
+    clients: tuple[str, ...] = (ENGINE_COMP_ID,),
+) -> dict:
     """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
-    venues = WireVenues(sc, seed, host, ports=ports, password=password, open_on_logon=open_on_logon,
-                        state_dir=state_dir, clients=clients)
+    venues = WireVenues(
+        sc,
+        seed,
+        host,
+        ports=ports,
+        password=password,
+        open_on_logon=open_on_logon,
+        state_dir=state_dir,
+        clients=clients,
+    )
     ports = venues.start(until=duration)
-    announce({"ports": ports, "host": host, "comp_ids": {n: v.comp_id for n, v in sc.venues.items()},
-              "clients": list(venues.clients)})
+    announce(
+        {
+            "ports": ports,
+            "host": host,
+            "comp_ids": {n: v.comp_id for n, v in sc.venues.items()},
+            "clients": list(venues.clients),
+        }
+    )
     until_closed()
     # The caller ends the process right after recording this (see cmd_venue): quickfix's
     # SocketAcceptor.stop() has crashed (SIGSEGV) under load, so the sockets are closed by the OS.
     venues.halt()
-    return {"positions": venues.positions(), "client_positions": venues.client_positions(), "ports": ports,
-            "cuts": venues.cuts,
-            "messages": len(venues.messages),
-            "refused_logons": venues.refused_logons, "session_answers": venues.session_answers,
-            "session_events": [{"at": t, "session": sid, "text": text} for t, sid, text in venues.session_events.events], "opened_at": venues.opened_at}
+    return {
+        "positions": venues.positions(),
+        "client_positions": venues.client_positions(),
+        "ports": ports,
+        "cuts": venues.cuts,
+        "messages": len(venues.messages),
+        "refused_logons": venues.refused_logons,
+        "session_answers": venues.session_answers,
+        "session_events": [{"at": t, "session": sid, "text": text} for t, sid, text in venues.session_events.events],
+        "opened_at": venues.opened_at,
+    }
 
 
-def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
-             venue_restart: tuple[float, float] | None = None, link_latency: bool = False) -> dict:
+def run_wire(
+    sc: Scenario,
+    seed: int,
+    duration: float,
+    out: Path | None = None,
+    venue_restart: tuple[float, float] | None = None,
+    link_latency: bool = False,
+) -> dict:
     """`xmc run --mode wire`: venues as acceptors in a child process, the engine as initiator here.
     With `venue_restart` = (at, down): the venue process is killed (SIGKILL) `at` seconds after the
     market opened and started again `down` seconds later on the same ports and state directory.
@@ -407,8 +478,23 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     state = work / "venue-state.json"
 
     def start_venues(ports: dict[str, int]):
-        args = [sys.executable, "-X", "faulthandler", "-m", "xmc.cli", "venue", "--scenario", str(sc.path), "--seed",
-                str(seed), "--duration", str(duration + sc.drain + 30), "--state", str(state), "--open-on-logon"]
+        args = [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(sc.path),
+            "--seed",
+            str(seed),
+            "--duration",
+            str(duration + sc.drain + 30),
+            "--state",
+            str(state),
+            "--open-on-logon",
+        ]
         if venue_restart is not None:
             args += ["--state-dir", str(work / "venues")]
         for name, port in ports.items():
@@ -421,8 +507,12 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
 
     skipped = [f"faults[{f.index}] {f.kind}" for f in sc.faults if f.kind in VIRTUAL_ONLY]
     if skipped:
-        print(f"xmc run --mode wire: {sc.path}: {', '.join(skipped)} act on the engine's own process and run in "
-              f"virtual time only; this wire run goes without them", file=sys.stderr, flush=True)
+        print(
+            f"xmc run --mode wire: {sc.path}: {', '.join(skipped)} act on the engine's own process and run in "
+            f"virtual time only; this wire run goes without them",
+            file=sys.stderr,
+            flush=True,
+        )
     restarts: list[dict] = []
     # the venues' ports are held here, not in the venue process: a venue killed and started again finds
     # its ports still free (simulator.ports)
@@ -440,30 +530,45 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         # relay in the engine's path to that venue
         link = [f for f in sc.faults if f.kind in LINK_FAULTS]
         relayed = sorted(set(sc.venues) if link_latency else {f.venue for f in link})
-        relays = {v: FaultRelay(v, ports[v], [dataclasses.replace(f) for f in link if f.venue == v],
-                                lambda name, v=v: fork(seed, f"relay:{v}:{name}"),
-                                {"up": sc.venues[v].up, "down": sc.venues[v].down} if link_latency else None)
-                  for v in relayed}
+        relays = {
+            v: FaultRelay(
+                v,
+                ports[v],
+                [dataclasses.replace(f) for f in link if f.venue == v],
+                lambda name, v=v: fork(seed, f"relay:{v}:{name}"),
+                {"up": sc.venues[v].up, "down": sc.venues[v].down} if link_latency else None,
+            )
+            for v in relayed
+        }
         ports = {n: relays[n].port if n in relays else p for n, p in ports.items()}
         core = EngineCore(sc.engine)
-        sessions = [SessionConfig(n, v.dictionary, v.comp_id, "127.0.0.1", ports[n],
-                                  credential(f"{n}_USERNAME"), credential(f"{n}_PASSWORD"))
-                    for n, v in sc.venues.items()]
+        sessions = [
+            SessionConfig(
+                n,
+                v.dictionary,
+                v.comp_id,
+                "127.0.0.1",
+                ports[n],
+                credential(f"{n}_USERNAME"),
+                credential(f"{n}_PASSWORD"),
+            )
+            for n, v in sc.venues.items()
+        ]
         engine = LiveEngine(core, sessions)
         # with link faults or a venue restart, sequence numbers survive: resend and gap fill recover
         cuts = any(f.kind in ("disconnect_on_order", "disconnect_on_status") for f in sc.faults)
         store = out / "store" if out is not None else Path(tempfile.mkdtemp(prefix="xmc-store-"))
         store.mkdir(parents=True, exist_ok=True)
-        engine.start(settings_text(sessions, store,
-                                   reset_on_logon=not link and not cuts and venue_restart is None))
+        engine.start(settings_text(sessions, store, reset_on_logon=not link and not cuts and venue_restart is None))
         try:
             if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
                 raise RuntimeError(f"sessions not logged on after 15 s: {sorted(engine.logged_on)} of {sorted(ports)}")
             open_at = max(engine.logon_at.values())  # the venues' market opens then: their clock's 0
             for relay in relays.values():
                 relay.open(end=duration)
-            desk = [threading.Timer(f.after, engine.command, args=("kill",)) for f in sc.faults
-                    if f.kind == "kill_switch"]  # the operator's kill switch at after_s, as in virtual time
+            desk = [
+                threading.Timer(f.after, engine.command, args=("kill",)) for f in sc.faults if f.kind == "kill_switch"
+            ]  # the operator's kill switch at after_s, as in virtual time
             for timer in desk:
                 timer.daemon = True
                 timer.start()
@@ -477,8 +582,9 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
                 child.wait()
                 threading.Event().wait(down)
                 child, _ = start_venues(venue_ports)
-                restarts.append({"killed_at_s": round(killed - open_at, 6),
-                                 "restarted_at_s": round(engine.now() - open_at, 6)})
+                restarts.append(
+                    {"killed_at_s": round(killed - open_at, 6), "restarted_at_s": round(engine.now() - open_at, 6)}
+                )
                 threading.Event().wait(max(duration - at - down, 0.0))
             for relay in relays.values():
                 relay.close()
@@ -509,11 +615,20 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
     engine_pos = {k: v for k, v in core.positions.items() if v}
     venue_pos = {k: v for k, v in venue_state["positions"].items() if v}
     report = {
-        "mode": "wire", "link_latency": link_latency, "scenario": sc.name, "file": str(sc.path), "seed": seed, "duration_s": duration,
+        "mode": "wire",
+        "link_latency": link_latency,
+        "scenario": sc.name,
+        "file": str(sc.path),
+        "seed": seed,
+        "duration_s": duration,
         "market_open_s": round(open_at, 6),
-        "episodes": episodes, "outcomes": outcomes,
-        "timings": {"signal_to_acks_ms": distribution([e["signal_to_acks_ms"] for e in episodes
-                                                       if e["signal_to_acks_ms"] is not None])},
+        "episodes": episodes,
+        "outcomes": outcomes,
+        "timings": {
+            "signal_to_acks_ms": distribution(
+                [e["signal_to_acks_ms"] for e in episodes if e["signal_to_acks_ms"] is not None]
+            )
+        },
         "positions": {"engine": engine_pos, "venues": venue_pos},
         "fills_match_positions": engine_pos == venue_pos,
         "anomalies": anomaly_summary(engine.anomalies),
@@ -522,7 +637,7 @@ def run_wire(sc: Scenario, seed: int, duration: float, out: Path | None = None,
         "wall": {"engine_compute_us": distribution([n / 1e3 for n in engine.compute_ns])},
         "all_terminal": all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in episodes),
         "wire_faults": [e for r in relays.values() for e in r.summary()]
-                       + [dict(c, fault="disconnect_on_order") for c in venue_state.get("cuts", [])],
+        + [dict(c, fault="disconnect_on_order") for c in venue_state.get("cuts", [])],
         "venue_restarts": _restart_timings(restarts, engine.audit, engine.logon_at, open_at),
         "faults_virtual_only": skipped,
         "status_queries": sum(1 for row in engine.audit if row.stage == "status_query"),

@@ -114,9 +114,17 @@ class WireChecker:
     def _fail(self, key: str, now: float, venue: str, seq: int, cl_ord_id: str, detail: str) -> None:
         if self.v[key].status != "fail":
             m = _CL.match(cl_ord_id)
-            self.v[key] = WireVerdict("fail", {"t": now, "decision_id": m.group(1) if m else "", "venue": venue,
-                                               "seq": seq, "cl_ord_id": cl_ord_id,
-                                               "detail": f"{venue} MsgSeqNum {seq} ClOrdID {cl_ord_id}: {detail}"})
+            self.v[key] = WireVerdict(
+                "fail",
+                {
+                    "t": now,
+                    "decision_id": m.group(1) if m else "",
+                    "venue": venue,
+                    "seq": seq,
+                    "cl_ord_id": cl_ord_id,
+                    "detail": f"{venue} MsgSeqNum {seq} ClOrdID {cl_ord_id}: {detail}",
+                },
+            )
 
     # ---- what the venues show and receive ---------------------------------------------------------
     def on_top(self, venue: str, symbol: str, bid: float | None, ask: float | None, now: float) -> None:
@@ -160,8 +168,15 @@ class WireChecker:
         if epoch is None:
             self._fail("W5", now, venue, seq, cl, "carries no fencing epoch")
         elif epoch < current:
-            self._fail("W5", now, venue, seq, cl, f"{ {'D': 'order', 'F': 'cancel', 'G': 'replace'}[mt]} of fenced "
-                                                  f"epoch {epoch} accepted while epoch {current} holds the lease{resend}")
+            self._fail(
+                "W5",
+                now,
+                venue,
+                seq,
+                cl,
+                f"{ {'D': 'order', 'F': 'cancel', 'G': 'replace'}[mt] } of fenced "
+                f"epoch {epoch} accepted while epoch {current} holds the lease{resend}",
+            )
         else:
             self._ok("W5")
         if mt == "F":
@@ -178,8 +193,14 @@ class WireChecker:
             else:
                 dev = min(abs(price - r) / r * 100.0 for r in refs)
                 if dev > band + 1e-9:
-                    self._fail("W8", now, venue, seq, cl, f"price {price:g} is {dev:.2f}% from {name}'s reference "
-                                                          f"{refs[-1]:g} (band {band}%)")
+                    self._fail(
+                        "W8",
+                        now,
+                        venue,
+                        seq,
+                        cl,
+                        f"price {price:g} is {dev:.2f}% from {name}'s reference {refs[-1]:g} (band {band}%)",
+                    )
                 else:
                     self._ok("W8")
         m = _CL.match(cl)
@@ -196,9 +217,16 @@ class WireChecker:
             return
         (mt, qid), (t, qseq) = next(iter(open_.items()))
         what = {"H": "OrderStatusRequest", "AF": "OrderMassStatusRequest", "AN": "RequestForPositions"}[mt]
-        self._fail("W11", now, venue, seq, cl, f"new order while {len(open_)} status question(s) were unanswered, "
-                                               f"the first {what} {qid} (MsgSeqNum {qseq}, asked "
-                                               f"{1e3 * (now - t):.1f} ms before): new risk before reconciliation")
+        self._fail(
+            "W11",
+            now,
+            venue,
+            seq,
+            cl,
+            f"new order while {len(open_)} status question(s) were unanswered, "
+            f"the first {what} {qid} (MsgSeqNum {qseq}, asked "
+            f"{1e3 * (now - t):.1f} ms before): new risk before reconciliation",
+        )
 
     def _answers(self, venue: str, raw: str) -> None:
         """W11: close the status questions this message of the venue answers in full."""
@@ -266,9 +294,15 @@ class WireChecker:
         after = self.decision_pos[dk] = before + qty
         if m.group(4) == "U":
             if before * after < -1e-9 or (abs(before) < 1e-9 and abs(after) > 1e-9):
-                self._fail("W9", now, venue, int(f.get(34, "0") or 0), cl,
-                           f"unwind fill of {abs(qty):g} lots took decision {m.group(1)}'s {name} position "
-                           f"from {before:+g} to {after:+g}")
+                self._fail(
+                    "W9",
+                    now,
+                    venue,
+                    int(f.get(34, "0") or 0),
+                    cl,
+                    f"unwind fill of {abs(qty):g} lots took decision {m.group(1)}'s {name} position "
+                    f"from {before:+g} to {after:+g}",
+                )
             else:
                 self._ok("W9")
 
@@ -278,8 +312,14 @@ class WireChecker:
             return
         f = fields_of(raw)
         bad = next(c for c in raw if not c.isascii())
-        self._fail("W1", now, venue, int(f.get(34, "0") or 0), f.get(11, ""),
-                   f"MsgType {f.get(35)} carries {bad!r}, which no field without a MessageEncoding may")
+        self._fail(
+            "W1",
+            now,
+            venue,
+            int(f.get(34, "0") or 0),
+            f.get(11, ""),
+            f"MsgType {f.get(35)} carries {bad!r}, which no field without a MessageEncoding may",
+        )
 
     def engine_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the engine's session put on the wire (first sends and resends)."""
@@ -304,18 +344,30 @@ class WireChecker:
                 sign = 1 if side == "1" else -1
                 held[leg] = sign * self.decision_pos.get((decision, name), 0.0)  # in the leg's own direction
                 want[leg] = legs[leg][0] if outcome == "BALANCED" else 0
-            ok = all(abs(held[k] - want[k]) < 1e-9 or (record and outcome == "BALANCED" and held[k] > want[k])
-                     for k in ("A", "B"))
+            ok = all(
+                abs(held[k] - want[k]) < 1e-9 or (record and outcome == "BALANCED" and held[k] > want[k])
+                for k in ("A", "B")
+            )
             if ok:
                 self._ok("W10")
                 continue
             qty, venue, seq = legs["A"]
-            self._fail("W10", 0.0, venue, seq, f"{decision}A1",
-                       f"decision {decision} ended {outcome} but the venues' fills hold leg A {held['A']:+g} / "
-                       f"leg B {held['B']:+g} lots (its entries {legs['A'][0]} / {legs['B'][0]})")
+            self._fail(
+                "W10",
+                0.0,
+                venue,
+                seq,
+                f"{decision}A1",
+                f"decision {decision} ended {outcome} but the venues' fills hold leg A {held['A']:+g} / "
+                f"leg B {held['B']:+g} lots (its entries {legs['A'][0]} / {legs['B'][0]})",
+            )
 
-    def finish(self, engine_positions: dict[str, float], closed: dict[str, list[tuple[float, float]]],
-               outcomes: dict[str, str] | None = None) -> dict:
+    def finish(
+        self,
+        engine_positions: dict[str, float],
+        closed: dict[str, list[tuple[float, float]]],
+        outcomes: dict[str, str] | None = None,
+    ) -> dict:
         """`closed`: per decision, the windows (from, to) in which the engine held it ended: from each
         terminal move to its reopening by a late fill, and from the last one on (to = inf)."""
         for t, venue, seq, mt, cl in self.sends:
@@ -325,8 +377,14 @@ class WireChecker:
             end = next((a for a, b in closed.get(m.group(1), ()) if a + 1e-9 < t < b), None)
             if end is not None:
                 what = {"D": "NewOrderSingle", "F": "OrderCancelRequest", "G": "OrderCancelReplaceRequest"}[mt]
-                self._fail("W2", t, venue, seq, cl, f"{what} sent {1e3 * (t - end):.3f} ms after its episode "
-                                                    f"{m.group(1)} was terminal")
+                self._fail(
+                    "W2",
+                    t,
+                    venue,
+                    seq,
+                    cl,
+                    f"{what} sent {1e3 * (t - end):.3f} ms after its episode {m.group(1)} was terminal",
+                )
             else:
                 self._ok("W2")
         s = self.cfg.strategy
@@ -338,25 +396,46 @@ class WireChecker:
             (qa, venue, seq), (qb, _, _) = legs["A"], legs["B"]
             exact = qa * r1 / r0
             rounded = {"up": math.ceil(exact - 1e-9), "down": math.floor(exact + 1e-9)}.get(
-                s.rounding, math.floor(exact + 0.5))
+                s.rounding, math.floor(exact + 0.5)
+            )
             want_b = max(rounded, 1)
             residual = abs(qa * a.lot_tonnes - qb * b.lot_tonnes)
             cl = f"{decision}A1"
             if qb != want_b:
-                self._fail("W3", 0.0, venue, seq, cl, f"legs {qa}:{qb} lots, the ratio {r0}:{r1} rounded "
-                                                      f"{s.rounding} wants {qa}:{want_b}")
+                self._fail(
+                    "W3",
+                    0.0,
+                    venue,
+                    seq,
+                    cl,
+                    f"legs {qa}:{qb} lots, the ratio {r0}:{r1} rounded {s.rounding} wants {qa}:{want_b}",
+                )
             elif residual > max(a.lot_tonnes, b.lot_tonnes) + 1e-9:
-                self._fail("W3", 0.0, venue, seq, cl, f"residual {residual:.3f} t is more than one lot "
-                                                      f"({max(a.lot_tonnes, b.lot_tonnes):.3f} t)")
+                self._fail(
+                    "W3",
+                    0.0,
+                    venue,
+                    seq,
+                    cl,
+                    f"residual {residual:.3f} t is more than one lot ({max(a.lot_tonnes, b.lot_tonnes):.3f} t)",
+                )
             else:
                 self._ok("W3")
         self._ended_as_said(outcomes or {})
         mine = {k: v for k, v in self.positions.items() if abs(v) > 1e-9}
         theirs = {k: v for k, v in engine_positions.items() if abs(v) > 1e-9}
         if mine != theirs:
-            self.v["W6"] = WireVerdict("fail", {"t": 0.0, "decision_id": "", "detail":
-                                                f"fills the venues reported {mine} != engine positions {theirs}"})
+            self.v["W6"] = WireVerdict(
+                "fail",
+                {
+                    "t": 0.0,
+                    "decision_id": "",
+                    "detail": f"fills the venues reported {mine} != engine positions {theirs}",
+                },
+            )
         elif self.exec_ids:
             self._ok("W6")
-        return {k: {"name": WIRE_NAMES[k], "status": v.status, **({"first": v.first} if v.first else {})}
-                for k, v in self.v.items()}
+        return {
+            k: {"name": WIRE_NAMES[k], "status": v.status, **({"first": v.first} if v.first else {})}
+            for k, v in self.v.items()
+        }

@@ -44,11 +44,36 @@ def fire(core: EngineCore, now: float = 0.0, spread_cny: float = 400.0) -> list:
     return core.handle(Quote("CU", mid - 10, 50, mid + 10, 50), now)
 
 
-def report(order: SendOrder, exec_id: str, exec_type: str, status: str, cum: float, last_qty: float = 0.0,
-           last_px: float = 0.0, cl_ord_id: str = "", reason=None) -> ExecReport:
+def report(
+    order: SendOrder,
+    exec_id: str,
+    exec_type: str,
+    status: str,
+    cum: float,
+    last_qty: float = 0.0,
+    last_px: float = 0.0,
+    cl_ord_id: str = "",
+    reason=None,
+) -> ExecReport:
     leaves = 0.0 if status in ("2", "4", "8", "C") else order.qty - cum
-    return ExecReport(order.venue, cl_ord_id or order.cl_ord_id, "", "O1", exec_id, exec_type, status, order.instrument,
-                      order.side, order.qty, cum, leaves, last_qty, last_px, last_px if cum else 0.0, reason)
+    return ExecReport(
+        order.venue,
+        cl_ord_id or order.cl_ord_id,
+        "",
+        "O1",
+        exec_id,
+        exec_type,
+        status,
+        order.instrument,
+        order.side,
+        order.qty,
+        cum,
+        leaves,
+        last_qty,
+        last_px,
+        last_px if cum else 0.0,
+        reason,
+    )
 
 
 @pytest.fixture()

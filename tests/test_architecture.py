@@ -14,16 +14,26 @@ def test_engine_never_imports_the_simulator_or_simpy():
     offenders = []
     for path in sorted((ROOT / "engine").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
-                          if n.split(".")[0] in ("simulator", "simpy")]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] in ("simulator", "simpy")
+            ]
     assert not offenders, offenders
 
 
 def test_production_loads_neither_simpy_nor_the_simulator():
-    code = ("import sys, xmc.cli, engine.report, engine.shell.live_node, engine.shell.live_config, engine.shell.lease, engine.shell.node; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('simpy', 'simulator')); print(bad)")
+    code = (
+        "import sys, xmc.cli, engine.report, engine.shell.live_node, engine.shell.live_config, engine.shell.lease, engine.shell.node; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('simpy', 'simulator')); print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -41,6 +51,7 @@ def test_the_core_type_checks_strictly():
     """pyproject.toml [tool.mypy] strict over engine.core (scripts/test runs the same check before pytest)."""
     mypy = ROOT / ".venv" / "bin" / "mypy"
     exe = str(mypy) if mypy.exists() else "mypy"
-    out = subprocess.run([exe, "-p", "engine.core", "--no-incremental"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [exe, "-p", "engine.core", "--no-incremental"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout + out.stderr

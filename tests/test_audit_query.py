@@ -57,7 +57,8 @@ def test_a_decision_timeline_matches_the_report(run_dir, capsys):
     terminal = next(r for r in rows if r["stage"] == "terminal")
     assert terminal["since_signal_ms"] == pytest.approx(legged["signal_to_terminal_ms"], abs=1e-3)
     assert sum(r["since_prev_ms"] for r in rows[: rows.index(terminal) + 1]) == pytest.approx(
-        terminal["since_signal_ms"], abs=1e-2)
+        terminal["since_signal_ms"], abs=1e-2
+    )
     assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
     assert {"send", "ack", "legged"} <= {r["stage"] for r in rows}
 
@@ -103,8 +104,21 @@ def test_listing_filters_by_outcome_venue_and_time(run_dir, capsys):
 
 
 def test_a_whole_certification_is_one_trail_with_run_and_seed(tmp_path, capsys):
-    assert main(["certify", str(ROOT / "scenarios" / "f01_reject_far_leg_retry.toml"), "--seeds", "2", "-j", "1",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "certify",
+                str(ROOT / "scenarios" / "f01_reject_far_leg_retry.toml"),
+                "--seeds",
+                "2",
+                "-j",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     reports = json.loads((tmp_path / "report.json").read_text())["runs"]
     capsys.readouterr()
     assert len(q.files_of(tmp_path)) == 2

@@ -11,14 +11,21 @@ from hypothesis import strategies as st
 
 from simulator.book import BUY, SELL, BookOrder, OrderBook
 
-ORDER = st.tuples(st.sampled_from([BUY, SELL]), st.integers(95, 105), st.integers(1, 9),
-                  st.sampled_from(["0", "3", "4"]), st.booleans())
+ORDER = st.tuples(
+    st.sampled_from([BUY, SELL]),
+    st.integers(95, 105),
+    st.integers(1, 9),
+    st.sampled_from(["0", "3", "4"]),
+    st.booleans(),
+)
 
 
 def picture(book: OrderBook) -> dict:
     """Everything the book holds, in queue order: what two books must share to be the same."""
-    return {side: [(px, [(o.order_id, o.owner, o.leaves) for o in book.levels[side][px]]) for px in book.prices[side]]
-            for side in (BUY, SELL)} | {"ids": sorted(book.orders)}
+    return {
+        side: [(px, [(o.order_id, o.owner, o.leaves) for o in book.levels[side][px]]) for px in book.prices[side]]
+        for side in (BUY, SELL)
+    } | {"ids": sorted(book.orders)}
 
 
 def build(ops) -> tuple[OrderBook, list[str]]:
@@ -100,11 +107,15 @@ def test_staged_quotes_are_the_book_that_resting_them_one_by_one_makes(bids, ask
             else:
                 assert (staged.cancel(oid) is None) == (eager.cancel(oid) is None)
         else:
-            a, b = BookOrder(f"o{i}", "member", side, ticks, qty, tif), BookOrder(f"o{i}", "member", side, ticks, qty, tif)
+            a, b = (
+                BookOrder(f"o{i}", "member", side, ticks, qty, tif),
+                BookOrder(f"o{i}", "member", side, ticks, qty, tif),
+            )
             ta, ra = staged.submit(a)
             tb, rb = eager.submit(b)
-            assert ra == rb and [(t.resting.order_id, t.qty, t.ticks) for t in ta] == \
-                [(t.resting.order_id, t.qty, t.ticks) for t in tb]
+            assert ra == rb and [(t.resting.order_id, t.qty, t.ticks) for t in ta] == [
+                (t.resting.order_id, t.qty, t.ticks) for t in tb
+            ]
         assert not staged.staged()
         assert picture(staged) == picture(eager)
         for side in (BUY, SELL):

@@ -10,8 +10,11 @@ from tests.conftest import SPREAD
 from xmc.cli import main
 
 BASE = SPREAD.read_text()
-SHORT = (BASE.replace("duration_s = 300", "duration_s = 60").replace("min_episodes = 3", "min_episodes = 1")
-         .replace("outcomes_at_least = { BALANCED = 3 }", "outcomes_at_least = { BALANCED = 1 }"))
+SHORT = (
+    BASE.replace("duration_s = 300", "duration_s = 60")
+    .replace("min_episodes = 3", "min_episodes = 1")
+    .replace("outcomes_at_least = { BALANCED = 3 }", "outcomes_at_least = { BALANCED = 1 }")
+)
 
 
 def write(tmp_path, text: str):
@@ -20,20 +23,31 @@ def write(tmp_path, text: str):
     return p
 
 
-@pytest.mark.parametrize("edit,key,hint", [
-    (lambda s: s.replace("[risk]", "[risk]\nmax_leverage = 3"), "risk.max_leverage", "not a known key"),
-    (lambda s: s.replace("tick = 10\n", "tick = 0\n"), "instruments.CU.tick", "tick size >= 1e-9"),
-    (lambda s: s.replace("lot_ratio = [5, 2]", "lot_ratio = [5, 0]"), "strategy.lot_ratio", "whole numbers > 0"),
-    (lambda s: s.replace('latency_up = { dist = "constant", ms = 1.0 }', 'latency_up = { dist = "constant", ms = -1.0 }'),
-     "venues.FX.latency_up.ms", "in [0, 60000]"),
-    (lambda s: s.replace("duration_s = 300", 'duration_s = "long"'), "scenario.duration_s", "a number"),
-    (lambda s: s.replace('clip_lots_a = 5\n', ''), "strategy.clip_lots_a", "is missing"),
-    (lambda s: s.replace('venue = "COMEX"', 'venue = "LME"'), "instruments.HG.venue", "unknown venue"),
-    (lambda s: s.replace('dictionary = "COMEX"', 'dictionary = "NOPE"'), "venues.COMEX.dictionary", "fix_specs"),
-    (lambda s: s.replace('kind = "spread"', 'kind = "magic"'), "strategy.trigger.kind", "counter_price"),
-    (lambda s: s.replace("outcomes_at_least = { BALANCED = 3 }", "outcomes_at_least = { HAPPY = 1 }"), "expect.outcomes_at_least.HAPPY",
-     "BALANCED"),
-])
+@pytest.mark.parametrize(
+    "edit,key,hint",
+    [
+        (lambda s: s.replace("[risk]", "[risk]\nmax_leverage = 3"), "risk.max_leverage", "not a known key"),
+        (lambda s: s.replace("tick = 10\n", "tick = 0\n"), "instruments.CU.tick", "tick size >= 1e-9"),
+        (lambda s: s.replace("lot_ratio = [5, 2]", "lot_ratio = [5, 0]"), "strategy.lot_ratio", "whole numbers > 0"),
+        (
+            lambda s: s.replace(
+                'latency_up = { dist = "constant", ms = 1.0 }', 'latency_up = { dist = "constant", ms = -1.0 }'
+            ),
+            "venues.FX.latency_up.ms",
+            "in [0, 60000]",
+        ),
+        (lambda s: s.replace("duration_s = 300", 'duration_s = "long"'), "scenario.duration_s", "a number"),
+        (lambda s: s.replace("clip_lots_a = 5\n", ""), "strategy.clip_lots_a", "is missing"),
+        (lambda s: s.replace('venue = "COMEX"', 'venue = "LME"'), "instruments.HG.venue", "unknown venue"),
+        (lambda s: s.replace('dictionary = "COMEX"', 'dictionary = "NOPE"'), "venues.COMEX.dictionary", "fix_specs"),
+        (lambda s: s.replace('kind = "spread"', 'kind = "magic"'), "strategy.trigger.kind", "counter_price"),
+        (
+            lambda s: s.replace("outcomes_at_least = { BALANCED = 3 }", "outcomes_at_least = { HAPPY = 1 }"),
+            "expect.outcomes_at_least.HAPPY",
+            "BALANCED",
+        ),
+    ],
+)
 def test_bad_scenario_is_exit_2_naming_file_key_and_fix(tmp_path, capsys, edit, key, hint):
     path = write(tmp_path, edit(BASE))
     assert main(["run", str(path)]) == 2
@@ -89,20 +103,28 @@ def test_certify_in_parallel_processes_matches_serial_hashes(tmp_path):
     hashes = {}
     for jobs in ("1", "2"):
         out = tmp_path / f"j{jobs}"
-        subprocess.run([sys.executable, "-m", "xmc.cli", "certify", str(short), "--seeds", "2", "-j", jobs,
-                        "--out", str(out)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "xmc.cli", "certify", str(short), "--seeds", "2", "-j", jobs, "--out", str(out)],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=300,
+        )
         hashes[jobs] = [r["run_hash"] for r in json.loads((out / "report.json").read_text())["runs"]]
     assert hashes["1"] == hashes["2"]
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["run", "{spread}", "--out", "{file}"], "--out {file}: is a file"),
-    (["run", "{spread}", "--out", "{file}/below"], "--out {file}/below: cannot be written"),
-    (["certify", "{spread}", "--out", "{file}"], "--out {file}: is a file"),
-    (["parity", "{spread}", "--duration", "1", "--out", "{file}"], "--out {file}: is a file"),
-    (["venue", "--scenario", "{spread}", "--state", "{dir}"], "--state {dir}: is a directory"),
-    (["venue", "--scenario", "{spread}", "--state-dir", "{file}"], "--state-dir {file}: is a file"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["run", "{spread}", "--out", "{file}"], "--out {file}: is a file"),
+        (["run", "{spread}", "--out", "{file}/below"], "--out {file}/below: cannot be written"),
+        (["certify", "{spread}", "--out", "{file}"], "--out {file}: is a file"),
+        (["parity", "{spread}", "--duration", "1", "--out", "{file}"], "--out {file}: is a file"),
+        (["venue", "--scenario", "{spread}", "--state", "{dir}"], "--state {dir}: is a directory"),
+        (["venue", "--scenario", "{spread}", "--state-dir", "{file}"], "--state-dir {file}: is a file"),
+    ],
+)
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys, argv, fragment):
     """Once a traceback after the whole run (one per worker under certify -j 2); now exit 2 at once."""
     (tmp_path / "f").write_text("x")
@@ -140,13 +162,29 @@ def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path, capsys
     from tests.conftest import ROOT
 
     bad = tmp_path / "demanding.toml"
-    bad.write_text((ROOT / "scenarios" / "f03_reject_fatal_unwind.toml").read_text()
-                   .replace('extends = "cu_hg_spread.toml"', f'extends = "{ROOT / "scenarios" / "cu_hg_spread.toml"}"')
-                   .replace('name = "f03_reject_fatal_unwind"', 'name = "demanding"')
-                   .replace("min_legged = 1", "min_legged = 1000"))
+    bad.write_text(
+        (ROOT / "scenarios" / "f03_reject_fatal_unwind.toml")
+        .read_text()
+        .replace('extends = "cu_hg_spread.toml"', f'extends = "{ROOT / "scenarios" / "cu_hg_spread.toml"}"')
+        .replace('name = "f03_reject_fatal_unwind"', 'name = "demanding"')
+        .replace("min_legged = 1", "min_legged = 1000")
+    )
     junit = tmp_path / "junit.xml"
-    code = main(["certify", str(ROOT / "scenarios" / "f32_chase_refused_unwinds.toml"), str(bad), "--seeds", "2",
-                 "-j", "1", "--out", str(tmp_path / "out"), "--junit", str(junit)])
+    code = main(
+        [
+            "certify",
+            str(ROOT / "scenarios" / "f32_chase_refused_unwinds.toml"),
+            str(bad),
+            "--seeds",
+            "2",
+            "-j",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--junit",
+            str(junit),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err  # not a terminal: one line per finished run, for CI logs
     assert "f32_chase_refused_unwinds seed 2: pass" in err and "demanding seed 1: fail" in err
@@ -158,8 +196,11 @@ def test_certify_writes_junit_that_an_independent_reader_parses(tmp_path, capsys
     failure = failing[0].result[0]
     assert "min_legged" in failure.message and "replay: xmc run" in failure.text
     passing = next(c for c in cases if c.is_passed)
-    props = {p.name: p.value for group in passing.iterchildren(junitparser.Properties)
-             for p in group.iterchildren(junitparser.Property)}
+    props = {
+        p.name: p.value
+        for group in passing.iterchildren(junitparser.Properties)
+        for p in group.iterchildren(junitparser.Property)
+    }
     assert len(props["run_hash"]) == 64 and "signal_to_acks_ms_p99" in props and float(passing.time) > 0
 
 

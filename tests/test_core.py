@@ -58,7 +58,9 @@ def test_both_legs_fill_balanced(config):
         core.handle(report(o, f"{o.cl_ord_id}-1", "F", "2", o.qty, o.qty, px), 0.12)
     ep = core.episodes[a.decision_id]
     assert ep.state is EpisodeState.BALANCED and core.positions == {"CU": -5, "HG": 2, "USDCNY": 0}
-    assert {"signal", "risk_check", "send_A", "send_B", "ack_A", "ack_B", "fill_A", "fill_B", "terminal"} <= set(ep.stages)
+    assert {"signal", "risk_check", "send_A", "send_B", "ack_A", "ack_B", "fill_A", "fill_B", "terminal"} <= set(
+        ep.stages
+    )
     assert not core.active
 
 
@@ -195,13 +197,33 @@ def test_a_status_question_left_unanswered_by_a_second_drop_does_not_hold_the_ve
 
 
 def _mass_answer(req: str, order: SendOrder, cum: float) -> ExecReport:
-    return ExecReport(order.venue, order.cl_ord_id, "", "O1", "XS1", "I", "2" if cum >= order.qty else "1",
-                      order.instrument, order.side, order.qty, cum, order.qty - cum, 0.0, 0.0, order.price or 0.0,
-                      None, "", False, req, True)
+    return ExecReport(
+        order.venue,
+        order.cl_ord_id,
+        "",
+        "O1",
+        "XS1",
+        "I",
+        "2" if cum >= order.qty else "1",
+        order.instrument,
+        order.side,
+        order.qty,
+        cum,
+        order.qty - cum,
+        0.0,
+        0.0,
+        order.price or 0.0,
+        None,
+        "",
+        False,
+        req,
+        True,
+    )
 
 
 def _refused(req: str, venue: str = "COMEX"):
     from engine.core.events import BusinessReject
+
     return BusinessReject(venue, "AN", req, 3, "RequestForPositions not supported")
 
 
@@ -252,8 +274,9 @@ def test_a_drop_that_leaves_the_position_question_unanswered_asks_orders_and_pos
 
 @pytest.mark.parametrize("source", ["position_reports", "orders_cumqty"])
 @pytest.mark.parametrize("venue_lots,held", [(2.0, False), (1.0, True)])
-def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(config, venue_lots,
-                                                                                              held, source):
+def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_holds_new_risk(
+    config, venue_lots, held, source
+):
     """The venue's positions come from its PositionReports (AN/AP) or, where it refuses the AN, from
     the CumQty of the orders its mass status answer lists; either way a mismatch holds new risk."""
     from engine.core.events import Alert, Audit, Command, PositionReport
@@ -314,8 +337,9 @@ def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_
     core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)  # b rejected: legged, recovery waits
     asks = {}
     for venue in ("FX", "COMEX", "SHFE"):
-        asks.update({x.venue: x.req_id for x in core.handle(SessionUp(venue), 0.2)
-                     if isinstance(x, SendMassStatusRequest)})
+        asks.update(
+            {x.venue: x.req_id for x in core.handle(SessionUp(venue), 0.2) if isinstance(x, SendMassStatusRequest)}
+        )
     core.handle(_mass_answer(asks["COMEX"], b, 0.0), 0.3)
     core.handle(_mass_answer(asks["SHFE"], a, a.qty - 1), 0.3)  # the venue has one CU lot less than we do
     core.handle(_refused("PR-COMEX-E2"), 0.31)  # neither venue gives position reports: the orders decide
@@ -375,8 +399,9 @@ def test_a_venue_without_position_reports_whose_answer_is_no_orders_means_flat(c
     asked = core.handle(SessionUp("COMEX"), 1.1)
     (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
     (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
-    none = ExecReport("COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False,
-                      af.req_id, True)
+    none = ExecReport(
+        "COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False, af.req_id, True
+    )
     core.handle(none, 1.2)
     out = core.handle(_refused(an.req_id), 1.3)
     assert "position_mismatch" in {x.stage for x in out if isinstance(x, Audit)} and not core.venue_ready("COMEX")

@@ -38,11 +38,21 @@ from tests.conftest import SPREAD
 pytestmark = pytest.mark.slow
 
 CONFIG = scenario.load(SPREAD).engine
-RECOVERY = Recovery(policy="chase_unwind", max_chase_attempts=2, chase_payup_ticks=2, chase_step_ticks=2,
-                    liquidity_step_ticks=1, max_payup_ticks=10, legged_budget=0.8, chase_budget=0.4,
-                    unwind_payup_ticks=5, unwind_step_ticks=5, max_unwind_attempts=2,
-                    reject_policy={"3": "retry", "99": "fix_and_retry", "1": "fatal", "session": "fatal",
-                                   "business": "fatal"}, overfill="hedge")
+RECOVERY = Recovery(
+    policy="chase_unwind",
+    max_chase_attempts=2,
+    chase_payup_ticks=2,
+    chase_step_ticks=2,
+    liquidity_step_ticks=1,
+    max_payup_ticks=10,
+    legged_budget=0.8,
+    chase_budget=0.4,
+    unwind_payup_ticks=5,
+    unwind_step_ticks=5,
+    max_unwind_attempts=2,
+    reject_policy={"3": "retry", "99": "fix_and_retry", "1": "fatal", "session": "fatal", "business": "fatal"},
+    overfill="hedge",
+)
 ILLEGAL = {"illegal_transition", "illegal_episode_transition", "engine_error"}
 VENUES = ("SHFE", "COMEX", "FX")
 
@@ -98,15 +108,42 @@ class CoreMachine(RuleBasedStateMachine):
             elif kind in (SendStatusRequest, SendMassStatusRequest):
                 self.pending_status.append(a)
 
-    def report(self, o: VenueOrder, exec_type: str, last: int = 0, cl: str = "", orig: str = "",
-               mass: str = "", last_report: bool = False) -> ExecReport:
+    def report(
+        self,
+        o: VenueOrder,
+        exec_type: str,
+        last: int = 0,
+        cl: str = "",
+        orig: str = "",
+        mass: str = "",
+        last_report: bool = False,
+    ) -> ExecReport:
         self.exec_ids += 1
         s = o.send
         px = s.price or 0.0
         leaves = 0 if o.status in ("2", "4", "8") else s.qty - o.cum
-        return ExecReport(s.venue, cl or s.cl_ord_id, orig, f"O-{s.cl_ord_id}", f"X{self.exec_ids}", exec_type,
-                          o.status, s.instrument, s.side, s.qty, o.cum, leaves, last, px if last else 0.0,
-                          px if o.cum else 0.0, 3 if exec_type == "8" else None, "", False, mass, last_report)
+        return ExecReport(
+            s.venue,
+            cl or s.cl_ord_id,
+            orig,
+            f"O-{s.cl_ord_id}",
+            f"X{self.exec_ids}",
+            exec_type,
+            o.status,
+            s.instrument,
+            s.side,
+            s.qty,
+            o.cum,
+            leaves,
+            last,
+            px if last else 0.0,
+            px if o.cum else 0.0,
+            3 if exec_type == "8" else None,
+            "",
+            False,
+            mass,
+            last_report,
+        )
 
     def deliver(self, r) -> None:
         if isinstance(r, ExecReport) and r.exec_type == "F" and r.exec_id not in self.seen_exec:
@@ -125,15 +162,22 @@ class CoreMachine(RuleBasedStateMachine):
         self.feed(Quote("CU", mid - 10, 50, mid + 10, 50))
 
     # ---- the world ------------------------------------------------------------------------------
-    @rule(spread=st.sampled_from([-400.0, -120.0, 0.0, 120.0, 400.0]), wiggle=st.sampled_from([-0.002, 0.0, 0.002]),
-          dt=st.sampled_from([0.001, 0.05, 0.3]))
+    @rule(
+        spread=st.sampled_from([-400.0, -120.0, 0.0, 120.0, 400.0]),
+        wiggle=st.sampled_from([-0.002, 0.0, 0.002]),
+        dt=st.sampled_from([0.001, 0.05, 0.3]),
+    )
     def quotes(self, spread, wiggle, dt):
         self.now += dt
         self.quote(spread, wiggle)
 
     @precondition(lambda self: any(not o.answered for o in self.orders.values()))
-    @rule(data=st.data(), outcome=st.sampled_from(["fill", "partial", "reject", "nothing", "ack_then_fill"]),
-          dup=st.booleans(), overtake=st.booleans())
+    @rule(
+        data=st.data(),
+        outcome=st.sampled_from(["fill", "partial", "reject", "nothing", "ack_then_fill"]),
+        dup=st.booleans(),
+        overtake=st.booleans(),
+    )
     def venue_processes_an_order(self, data, outcome, dup, overtake):
         """An honest venue: an IOC fills fully, partly (rest cancelled), not at all, or is rejected."""
         o = data.draw(st.sampled_from([o for o in self.orders.values() if not o.answered]))
@@ -195,8 +239,30 @@ class CoreMachine(RuleBasedStateMachine):
         if isinstance(req, SendMassStatusRequest):
             mine = [o for o in self.orders.values() if o.send.venue == req.venue]
             if not mine:
-                self.deliver(ExecReport(req.venue, "", "", "NONE", f"X{self.exec_ids + 1}", "I", "8", "CU", "1", 0,
-                                        0, 0, 0, 0.0, 0.0, None, "no orders", False, req.req_id, True))
+                self.deliver(
+                    ExecReport(
+                        req.venue,
+                        "",
+                        "",
+                        "NONE",
+                        f"X{self.exec_ids + 1}",
+                        "I",
+                        "8",
+                        "CU",
+                        "1",
+                        0,
+                        0,
+                        0,
+                        0,
+                        0.0,
+                        0.0,
+                        None,
+                        "no orders",
+                        False,
+                        req.req_id,
+                        True,
+                    )
+                )
                 self.exec_ids += 1
             for i, o in enumerate(mine, 1):
                 self.deliver(self.report(o, "I", mass=req.req_id, last_report=i == len(mine)))
@@ -223,8 +289,10 @@ class CoreMachine(RuleBasedStateMachine):
         if venue not in self.up:
             self.now += 0.2
             self.feed(SessionUp(venue))
-            held, self.outbox = [r for r in self.outbox if r.venue == venue], [r for r in self.outbox
-                                                                                if r.venue != venue]
+            held, self.outbox = (
+                [r for r in self.outbox if r.venue == venue],
+                [r for r in self.outbox if r.venue != venue],
+            )
             for r in held:  # what the venue sent meanwhile follows the logon
                 self.deliver(r)
 

@@ -46,20 +46,30 @@ def test_only_a_late_fill_leads_out_of_a_terminal_state_and_never_out_of_escalat
         EpisodeState.BALANCED: {EpisodeEvent.LATE_FILL: EpisodeState.LEGGED},
         EpisodeState.UNWOUND: {EpisodeEvent.LATE_FILL: EpisodeState.LEGGED},
         EpisodeState.ABORTED: {EpisodeEvent.LATE_FILL: EpisodeState.LEGGED},
-        EpisodeState.ESCALATED: {}}
+        EpisodeState.ESCALATED: {},
+    }
 
 
 def fill(leg: Leg, qty: float, side: str | None = None, done: bool = True) -> None:
-    o = ChildOrder(f"{leg.name}{len(leg.orders)}", "D1", leg.name, "V", leg.instrument, side or leg.side,
-                   int(max(qty, 1)), 1.0)
+    o = ChildOrder(
+        f"{leg.name}{len(leg.orders)}", "D1", leg.name, "V", leg.instrument, side or leg.side, int(max(qty, 1)), 1.0
+    )
     o.cum_qty = qty
     o.state = OrdStatus.FILLED if done else OrdStatus.NEW
     leg.orders.append(o)
 
 
-@pytest.mark.parametrize("a,b,expected", [
-    (5, 2, EpisodeEvent.DONE_BALANCED), (0, 0, EpisodeEvent.DONE_FLAT), (5, 0, EpisodeEvent.DONE_LEGGED),
-    (0, 2, EpisodeEvent.DONE_LEGGED), (5, 1, EpisodeEvent.DONE_LEGGED), (3, 2, EpisodeEvent.DONE_LEGGED)])
+@pytest.mark.parametrize(
+    "a,b,expected",
+    [
+        (5, 2, EpisodeEvent.DONE_BALANCED),
+        (0, 0, EpisodeEvent.DONE_FLAT),
+        (5, 0, EpisodeEvent.DONE_LEGGED),
+        (0, 2, EpisodeEvent.DONE_LEGGED),
+        (5, 1, EpisodeEvent.DONE_LEGGED),
+        (3, 2, EpisodeEvent.DONE_LEGGED),
+    ],
+)
 def test_legs_decide_the_event(a, b, expected):
     ep = episode()
     fill(ep.legs["A"], a)

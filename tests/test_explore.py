@@ -29,7 +29,7 @@ def bases():
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2 ** 32), steps=st.integers(0, 3))
+@given(seed=st.integers(0, 2**32), steps=st.integers(0, 3))
 def test_every_generated_schedule_is_a_valid_scenario(bases, tmp_path_factory, seed, steps):
     rng = random.Random(seed)
     base = bases[seed % 2]
@@ -87,8 +87,10 @@ def test_explore_finds_and_shrinks_a_planted_defect(defect, tmp_path):
         assert replayed["verdict"] == "fail"
     clean = runner.run(scenario.load(failure.file), failure.seed).report  # the defect, not the schedule, fails
     assert clean["verdict"] == "pass", [x for x in clean["expectations"] if x["verdict"] != "pass"]
-    print(f"{defect}: found at run {failure.found_at_run} ({failure.found_after_s:.1f} s), "
-          f"shrunk {len(failure.faults)} -> {len(failure.shrunk)} faults in {failure.shrink_runs} runs")
+    print(
+        f"{defect}: found at run {failure.found_at_run} ({failure.found_after_s:.1f} s), "
+        f"shrunk {len(failure.faults)} -> {len(failure.shrunk)} faults in {failure.shrink_runs} runs"
+    )
 
 
 def test_explore_command_writes_its_summary(tmp_path, capsys):
@@ -100,8 +102,25 @@ def test_explore_command_writes_its_summary(tmp_path, capsys):
 
 def test_a_failure_is_exit_1_with_a_replayable_scenario(tmp_path, capsys):
     with planted.far_leg_sized_one_lot_over():
-        assert main(["explore", str(SPREAD), "--runs", "8", "-j", "1", "--duration", "60", "--out", str(tmp_path),
-                     "--shrink-budget", "20"]) == 1
+        assert (
+            main(
+                [
+                    "explore",
+                    str(SPREAD),
+                    "--runs",
+                    "8",
+                    "-j",
+                    "1",
+                    "--duration",
+                    "60",
+                    "--out",
+                    str(tmp_path),
+                    "--shrink-budget",
+                    "20",
+                ]
+            )
+            == 1
+        )
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "explore.json").read_text())
     failure = data["failures"][0]
@@ -111,10 +130,16 @@ def test_a_failure_is_exit_1_with_a_replayable_scenario(tmp_path, capsys):
         assert main(failure["replay"].split()[1:]) == 1
 
 
-@pytest.mark.parametrize("argv,says", [
-    (["--runs", "0"], "--runs 0"), (["--time", "0"], "--time 0"), (["--time", "soon"], "--time soon"),
-    (["-j", "0"], "-j 0"), (["--duration", "0.1"], "--duration"),
-])
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["--runs", "0"], "--runs 0"),
+        (["--time", "0"], "--time 0"),
+        (["--time", "soon"], "--time soon"),
+        (["-j", "0"], "-j 0"),
+        (["--duration", "0.1"], "--duration"),
+    ],
+)
 def test_bad_explore_arguments_are_exit_2(tmp_path, capsys, argv, says):
     assert main(["explore", str(SPREAD), "--out", str(tmp_path), *argv]) == 2
     assert says in capsys.readouterr().err
@@ -150,6 +175,8 @@ def test_on_a_local_ray_cluster_of_two_workers_explore_and_certify_give_the_loca
     scenarios = [str(ROOT / "scenarios" / "f01_reject_far_leg_retry.toml")]
     assert main(["certify", *scenarios, "--seeds", "2", "-j", "2", "--ray", "--out", str(tmp_path / "ray")]) == 0
     assert main(["certify", *scenarios, "--seeds", "2", "-j", "1", "--out", str(tmp_path / "local")]) == 0
-    hashes = [[r["run_hash"] for r in json.loads((tmp_path / d / "report.json").read_text())["runs"]]
-              for d in ("ray", "local")]
+    hashes = [
+        [r["run_hash"] for r in json.loads((tmp_path / d / "report.json").read_text())["runs"]]
+        for d in ("ray", "local")
+    ]
     assert hashes[0] == hashes[1]

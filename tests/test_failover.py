@@ -90,11 +90,14 @@ def test_same_seed_same_failover():
     assert a["run_hash"] == b["run_hash"] and a["failover"]["failovers"] == b["failover"]["failovers"]
 
 
-@pytest.mark.parametrize("edit,key", [
-    (lambda t: t.replace("[failover]", "[unused_failover]"), "faults[1].kind"),
-    (lambda t: t.replace("lease_ttl_ms = 300", "lease_ttl_ms = 50"), "failover.lease_ttl_ms"),
-    (lambda t: t.replace("on_order = true\n", ""), "faults[1].venue"),
-])
+@pytest.mark.parametrize(
+    "edit,key",
+    [
+        (lambda t: t.replace("[failover]", "[unused_failover]"), "faults[1].kind"),
+        (lambda t: t.replace("lease_ttl_ms = 300", "lease_ttl_ms = 50"), "failover.lease_ttl_ms"),
+        (lambda t: t.replace("on_order = true\n", ""), "faults[1].venue"),
+    ],
+)
 def test_bad_failover_settings_name_the_key(tmp_path, edit, key):
     path = tmp_path / "bad.toml"
     path.write_text(edit(F26.read_text()))
@@ -112,8 +115,9 @@ def test_a_stale_standby_learns_what_it_missed_from_the_venues_and_keeps_every_f
     (f,) = rep["failover"]["failovers"]
     assert f["replicated_events"] < f["streamed_events"]  # the standby really was behind
     events = [e["event"] for e in rep["failover"]["node_events"]]
-    assert "takeover_refused_lease_held" in events and events.index("takeover_refused_lease_held") < \
-        events.index("primary_crash")
+    assert "takeover_refused_lease_held" in events and events.index("takeover_refused_lease_held") < events.index(
+        "primary_crash"
+    )
     log = "\n".join(result.messages)
     assert "\x0135=AF\x01" in log and "\x01912=Y\x01" in log
     assert rep["invariants"]["6"]["status"] == "pass"  # positions = the venues' fills, none lost
@@ -123,8 +127,9 @@ def test_a_stale_standby_learns_what_it_missed_from_the_venues_and_keeps_every_f
 def test_a_crash_between_the_two_legs_is_reconciled_and_the_session_gap_filled():
     """f29: the primary dies as its first leg reaches SHFE, the second still in flight; the standby
     never saw the decision. Its logon is answered although a sequence gap sits below it."""
-    rep = runner.run(scenario.load(ROOT / "scenarios" / "f29_failover_replication_lag_crash_between_legs.toml"),
-                     7).report
+    rep = runner.run(
+        scenario.load(ROOT / "scenarios" / "f29_failover_replication_lag_crash_between_legs.toml"), 7
+    ).report
     assert rep["verdict"] == "pass", rep["expectations"]
     (f,) = rep["failover"]["failovers"]
     assert f["reconciled_ms"] is not None and f["first_new_order_ms"] is not None
@@ -139,7 +144,9 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     checker = InvariantChecker(core)
     checker.reconcile_check(1.0, {a.cl_ord_id: ("0", 0.0, 0.0), b.cl_ord_id: ("0", 0.0, 0.0)})
     assert checker.v[12].status == "pass"
-    checker.reconcile_check(2.0, {a.cl_ord_id: ("2", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0)})  # a fill the engine lacks
+    checker.reconcile_check(
+        2.0, {a.cl_ord_id: ("2", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0)}
+    )  # a fill the engine lacks
     assert checker.v[12].status == "fail" and a.cl_ord_id in checker.v[12].first["detail"]
     other = InvariantChecker(core)
     other.reconcile_check(3.0, {a.cl_ord_id: ("0", 0.0, 0.0)})  # the engine holds an order the venue never saw
@@ -154,8 +161,9 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     assert priced.v[12].status == "fail" and "AvgPx" in priced.v[12].first["detail"]
     # an order the engine never knew, still working at the venue at the end: nobody will ever cancel it
     stray = InvariantChecker(core)
-    stray.reconcile_check(5.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0),
-                                "E1-000077B1": ("1", 1.0, 4.5)})
+    stray.reconcile_check(
+        5.0, {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0), "E1-000077B1": ("1", 1.0, 4.5)}
+    )
     assert stray.v[12].status == "fail" and "E1-000077B1" in stray.v[12].first["detail"]
     # done at the venue: its fills are in the positions (W6, #6), but the desk must have been told of it
     venue_orders = {a.cl_ord_id: ("1", 5.0, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0), "E1-000077B1": ("4", 1.0, 4.5)}
@@ -185,8 +193,9 @@ def _standby_finds_a_foreign_order(config):
     fire(core)
     core.handle(Takeover(2), 1.0)
     core.handle(SessionUp("COMEX"), 1.1)
-    foreign = ExecReport("COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False,
-                         "MS-COMEX-E2", False)
+    foreign = ExecReport(
+        "COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False, "MS-COMEX-E2", False
+    )
     acts = core.handle(foreign, 1.2)
     return core, acts, [a for a in acts if isinstance(a, SendCancel)]
 
@@ -198,8 +207,7 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
     assert cancel and cancel[0].orig_cl_ord_id == "ZZ-1" and epoch_of(cancel[0].cl_ord_id) == 2
     assert any(isinstance(a, Alert) and "never sent" in a.text for a in acts)
     assert core.positions["HG"] == 1 and "ZZ-1" not in core.orders  # counted, never adopted
-    resent_fill = ExecReport("COMEX", "ZZ-1", "", "O9", "X0", "F", "1", "HG", "1", 4, 1, 3, 1, 4.5, 4.5, None, "",
-                             True)
+    resent_fill = ExecReport("COMEX", "ZZ-1", "", "O9", "X0", "F", "1", "HG", "1", 4, 1, 3, 1, 4.5, 4.5, None, "", True)
     core.handle(resent_fill, 1.3)  # the same fill again (a resend): the position does not move twice
     assert core.positions["HG"] == 1
     later = ExecReport("COMEX", "ZZ-1", "", "O9", "X2", "F", "2", "HG", "1", 4, 4, 0, 3, 4.5, 4.5)
@@ -279,17 +287,81 @@ def test_a_takeover_node_adopts_the_old_nodes_order_for_an_episode_it_knows(conf
     core.handle(Takeover(2), 1.0)
     core.handle(SessionUp("COMEX"), 1.1)
     chase_id = f"{b.decision_id}B2R"  # the old node's chase, after the cut
-    core.handle(ExecReport("COMEX", b.cl_ord_id, "", "O1", "XB1", "I", "8", b.instrument, b.side, b.qty, 0, 0, 0, 0,
-                           0, None, "", False, "MS-COMEX-E2", False), 1.2)  # the entry was rejected
-    acts = core.handle(ExecReport("COMEX", chase_id, "", "O2", "XB2", "I", "2", b.instrument, b.side, b.qty, b.qty, 0,
-                                  0, 0, 4.5, None, "", False, "MS-COMEX-E2", True), 1.3)
+    core.handle(
+        ExecReport(
+            "COMEX",
+            b.cl_ord_id,
+            "",
+            "O1",
+            "XB1",
+            "I",
+            "8",
+            b.instrument,
+            b.side,
+            b.qty,
+            0,
+            0,
+            0,
+            0,
+            0,
+            None,
+            "",
+            False,
+            "MS-COMEX-E2",
+            False,
+        ),
+        1.2,
+    )  # the entry was rejected
+    acts = core.handle(
+        ExecReport(
+            "COMEX",
+            chase_id,
+            "",
+            "O2",
+            "XB2",
+            "I",
+            "2",
+            b.instrument,
+            b.side,
+            b.qty,
+            b.qty,
+            0,
+            0,
+            0,
+            4.5,
+            None,
+            "",
+            False,
+            "MS-COMEX-E2",
+            True,
+        ),
+        1.3,
+    )
     assert "adopted" in [x.stage for x in acts if isinstance(x, Audit)]
     assert core.find_order(chase_id).adopted and ep.state is EpisodeState.BALANCED
     sign = 1 if b.side == "1" else -1
     assert core.positions[b.instrument] == sign * b.qty
     assert not [x for x in acts if isinstance(x, SendOrder)]  # nothing repaired that was not broken
-    resent = ExecReport("COMEX", chase_id, "", "O2", "XB2F", "F", "2", b.instrument, b.side, b.qty, b.qty, 0, b.qty,
-                        4.5, 4.5, None, "", True)
+    resent = ExecReport(
+        "COMEX",
+        chase_id,
+        "",
+        "O2",
+        "XB2F",
+        "F",
+        "2",
+        b.instrument,
+        b.side,
+        b.qty,
+        b.qty,
+        0,
+        b.qty,
+        4.5,
+        4.5,
+        None,
+        "",
+        True,
+    )
     core.handle(resent, 1.4)
     assert core.positions[b.instrument] == sign * b.qty  # inside the adopted CumQty: counted once
 
@@ -299,7 +371,27 @@ def test_an_order_of_an_unknown_or_ended_episode_is_never_adopted(config):
     fire(core)
     core.handle(Takeover(2), 1.0)
     core.handle(SessionUp("COMEX"), 1.1)
-    stray = ExecReport("COMEX", "E1-999999B2R", "", "O9", "X1", "I", "2", "HG", "1", 2, 2, 0, 0, 0, 4.5, None, "",
-                       False, "MS-COMEX-E2", False)
+    stray = ExecReport(
+        "COMEX",
+        "E1-999999B2R",
+        "",
+        "O9",
+        "X1",
+        "I",
+        "2",
+        "HG",
+        "1",
+        2,
+        2,
+        0,
+        0,
+        0,
+        4.5,
+        None,
+        "",
+        False,
+        "MS-COMEX-E2",
+        False,
+    )
     core.handle(stray, 1.2)
     assert core.find_order("E1-999999B2R") is None and core.positions["HG"] == 2  # counted, not adopted

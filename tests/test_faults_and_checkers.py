@@ -48,15 +48,22 @@ def _chase_from_the_wrong_attempt(original):
     def chase(self, core, ep, missing, now):
         ep.chase_attempts = 0  # every chase priced as a first attempt: the payup never grows
         return original(self, core, ep, missing, now)
+
     return chase
 
 
-@pytest.mark.parametrize("planted", [
-    lambda mp: mp.setattr(ChaseThenUnwind, "_chase", _chase_from_the_wrong_attempt(ChaseThenUnwind._chase)),
-    lambda mp: mp.setattr("engine.core.engine_core.EngineCore.price_from_touch",
-                          lambda self, inst, side, payup: None if (b := self.books.get(inst.name)) is None
-                          else (b.ask if side == "1" else b.bid)),  # no payup at all
-])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        lambda mp: mp.setattr(ChaseThenUnwind, "_chase", _chase_from_the_wrong_attempt(ChaseThenUnwind._chase)),
+        lambda mp: mp.setattr(
+            "engine.core.engine_core.EngineCore.price_from_touch",
+            lambda self, inst, side, payup: (
+                None if (b := self.books.get(inst.name)) is None else (b.ask if side == "1" else b.bid)
+            ),
+        ),  # no payup at all
+    ],
+)
 def test_a_recovery_order_off_the_policys_price_schedule_fails_invariant_13(monkeypatch, planted):
     planted(monkeypatch)
     rep = runner.run(scenario.load(ROOT / "scenarios" / "f04_partial_fill_ioc.toml")).report
@@ -109,14 +116,17 @@ def test_recovery_prices_follow_the_schedule_in_a_clean_run():
     assert rep["invariants"]["13"]["status"] == "pass"
 
 
-@pytest.mark.parametrize("path,coverage", [
-    ("f09_no_ack_timeout", {"timeout_cancel", "cancel_reject"}),
-    ("f10_duplicate_reports", {"duplicate_report"}),
-    ("f11_dropped_messages", {"sequence_gap"}),
-    ("f13_disconnect_no_cancel", {"session_down"}),
-    ("f14_stale_market_data", {"stale_skip"}),
-    ("f19_reject_during_chase", {"reject_during_chase"}),
-])
+@pytest.mark.parametrize(
+    "path,coverage",
+    [
+        ("f09_no_ack_timeout", {"timeout_cancel", "cancel_reject"}),
+        ("f10_duplicate_reports", {"duplicate_report"}),
+        ("f11_dropped_messages", {"sequence_gap"}),
+        ("f13_disconnect_no_cancel", {"session_down"}),
+        ("f14_stale_market_data", {"stale_skip"}),
+        ("f19_reject_during_chase", {"reject_during_chase"}),
+    ],
+)
 def test_each_fault_kind_really_bites(path, coverage):
     rep = runner.run(scenario.load(ROOT / "scenarios" / f"{path}.toml"), 4).report
     assert coverage <= set(rep["coverage"]) and sum(rep["faults"].values()) > 0
@@ -131,27 +141,46 @@ def test_dropped_messages_lose_no_fill():
 FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
 
 
-@pytest.mark.parametrize("extra,key,hint", [
-    ('[[faults]]\nkind = "reject"\nvenue = "LME"\n', "faults[1].venue", "unknown venue"),
-    ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nrate = 1.5\n', "faults[1].rate", "(0, 1]"),
-    ('[[faults]]\nkind = "drop"\nvenue = "COMEX"\nafter_s = 50\nuntil_s = 40\n', "faults[1].until_s", "never happen"),
-    ('[[faults]]\nkind = "drop"\nvenue = "COMEX"\nafter_s = 9999\n', "faults[1].after_s", "never happen"),
-    ('[[faults]]\nkind = "meteor"\nvenue = "COMEX"\n', "faults[1].kind", "reject"),
-    ('[[faults]]\nkind = "late_ack"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
-    ('[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\n', "faults[1].until_s", "needs an end"),
-    ('[[faults]]\nkind = "disconnect_on_status"\nvenue = "COMEX"\ndelay_ms = 100\non_message = "D"\n',
-     "faults[1].on_message", "AF"),
-    ('[[faults]]\nkind = "disconnect_on_status"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
-    ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\non_message = "AF"\n', "faults[1].on_message", "not supported"),
-    ('[[faults]]\nkind = "late_fill"\nvenue = "COMEX"\nreports_lost = true\n', "faults[1].reports_lost",
-     "not supported"),
-    ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nafter_ms = 100\n', "faults[1].after_ms", "not supported"),
-    ('[[faults]]\nkind = "replication_cut"\nafter_s = 5\nuntil_s = 9\nreports_lost = true\n',
-     "faults[1].reports_lost", "primary_crash"),
-    ('[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\ndelay_ms = 100\nafter_ms = -1\n',
-     "faults[1].after_ms", "milliseconds >= 0"),
-    ('[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\ndelay_ms = 100\n', "faults[1].delay_ms", 'rest = "work"'),
-])
+@pytest.mark.parametrize(
+    "extra,key,hint",
+    [
+        ('[[faults]]\nkind = "reject"\nvenue = "LME"\n', "faults[1].venue", "unknown venue"),
+        ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nrate = 1.5\n', "faults[1].rate", "(0, 1]"),
+        (
+            '[[faults]]\nkind = "drop"\nvenue = "COMEX"\nafter_s = 50\nuntil_s = 40\n',
+            "faults[1].until_s",
+            "never happen",
+        ),
+        ('[[faults]]\nkind = "drop"\nvenue = "COMEX"\nafter_s = 9999\n', "faults[1].after_s", "never happen"),
+        ('[[faults]]\nkind = "meteor"\nvenue = "COMEX"\n', "faults[1].kind", "reject"),
+        ('[[faults]]\nkind = "late_ack"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
+        ('[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\n', "faults[1].until_s", "needs an end"),
+        (
+            '[[faults]]\nkind = "disconnect_on_status"\nvenue = "COMEX"\ndelay_ms = 100\non_message = "D"\n',
+            "faults[1].on_message",
+            "AF",
+        ),
+        ('[[faults]]\nkind = "disconnect_on_status"\nvenue = "COMEX"\n', "faults[1].delay_ms", "delay_ms > 0"),
+        ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\non_message = "AF"\n', "faults[1].on_message", "not supported"),
+        (
+            '[[faults]]\nkind = "late_fill"\nvenue = "COMEX"\nreports_lost = true\n',
+            "faults[1].reports_lost",
+            "not supported",
+        ),
+        ('[[faults]]\nkind = "reject"\nvenue = "COMEX"\nafter_ms = 100\n', "faults[1].after_ms", "not supported"),
+        (
+            '[[faults]]\nkind = "replication_cut"\nafter_s = 5\nuntil_s = 9\nreports_lost = true\n',
+            "faults[1].reports_lost",
+            "primary_crash",
+        ),
+        (
+            '[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\ndelay_ms = 100\nafter_ms = -1\n',
+            "faults[1].after_ms",
+            "milliseconds >= 0",
+        ),
+        ('[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\ndelay_ms = 100\n', "faults[1].delay_ms", 'rest = "work"'),
+    ],
+)
 def test_bad_fault_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hint):
     path = tmp_path / "bad.toml"
     path.write_text(F03.read_text() + "\n" + extra)  # after the scenario's own fault: faults[1]
@@ -226,8 +255,10 @@ def _with_damage(damage: str):
 
 def test_journal_damage_is_only_for_a_restart(tmp_path, capsys):
     path = tmp_path / "bad.toml"
-    path.write_text(F03.read_text() + '\n[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\nuntil_s = 9\n'
-                    'journal_damage = "checksum"\n')
+    path.write_text(
+        F03.read_text() + '\n[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 5\nuntil_s = 9\n'
+        'journal_damage = "checksum"\n'
+    )
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert "faults[1].journal_damage" in err and "crash_restart" in err
@@ -262,13 +293,16 @@ def test_a_desk_trade_needs_a_venue(tmp_path, capsys):
 
 def _chase_sized_from_the_wrong_side(original):
     def chase(self, core, ep, missing, now):
-        flipped = {name: dataclasses.replace(book, bid_size=book.ask_size, ask_size=book.bid_size)
-                   for name, book in core.books.items()}
+        flipped = {
+            name: dataclasses.replace(book, bid_size=book.ask_size, ask_size=book.bid_size)
+            for name, book in core.books.items()
+        }
         saved, core.books = core.books, flipped
         try:
             return original(self, core, ep, missing, now)
         finally:
             core.books = saved
+
     return chase
 
 
@@ -300,9 +334,13 @@ def test_a_position_check_that_counts_only_fills_breaches_the_limit_in_f62(monke
     path = ROOT / "scenarios" / "f62_risk_position_counts_orders_in_flight.toml"
     assert runner.run(scenario.load(path), 1).report["invariants"]["8"]["status"] == "pass"
     original = engine_core.check_order
-    monkeypatch.setattr(engine_core, "check_order",
-                        lambda limits, inst, sign, qty, price, ref, fx, pos, open_buy, open_sell:
-                        original(limits, inst, sign, qty, price, ref, fx, pos, 0.0, 0.0))
+    monkeypatch.setattr(
+        engine_core,
+        "check_order",
+        lambda limits, inst, sign, qty, price, ref, fx, pos, open_buy, open_sell: original(
+            limits, inst, sign, qty, price, ref, fx, pos, 0.0, 0.0
+        ),
+    )
     inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
     assert inv["status"] == "fail" and "HG" in inv["first"]["detail"]
 
@@ -313,9 +351,13 @@ def test_a_chase_that_skips_the_slippage_limit_fails_invariant_8(monkeypatch):
     path = ROOT / "scenarios" / "f65_chase_slippage_at_its_limit.toml"
     assert runner.run(scenario.load(path), 1).report["invariants"]["8"]["status"] == "pass"
     original = engine_core.EngineCore.recovery_order
-    monkeypatch.setattr(engine_core.EngineCore, "recovery_order",
-                        lambda self, ep, leg, side, qty, price, now, purpose, check_slippage=True:
-                        original(self, ep, leg, side, qty, price, now, purpose, check_slippage=False))
+    monkeypatch.setattr(
+        engine_core.EngineCore,
+        "recovery_order",
+        lambda self, ep, leg, side, qty, price, now, purpose, check_slippage=True: original(
+            self, ep, leg, side, qty, price, now, purpose, check_slippage=False
+        ),
+    )
     inv = runner.run(scenario.load(path), 1).report["invariants"]["8"]
     assert inv["status"] == "fail" and "max_slippage_ticks" in inv["first"]["detail"]
 
@@ -335,8 +377,10 @@ def test_a_position_service_of_its_own_lets_the_position_answer_overtake_the_ord
     assert compared >= adopted and "position_mismatch" not in {s for s, _ in stages}
 
 
-@pytest.mark.parametrize("name,lost", [("f51_failover_adopts_a_working_chase", False),
-                                       ("f76_failover_adopts_a_chase_seen_only_in_mass_status", True)])
+@pytest.mark.parametrize(
+    "name,lost",
+    [("f51_failover_adopts_a_working_chase", False), ("f76_failover_adopts_a_chase_seen_only_in_mass_status", True)],
+)
 def test_a_primary_crash_with_reports_lost_leaves_the_standby_only_the_mass_status_answer(name, lost):
     """primary_crash with reports_lost (f76): the reports of the order the primary died on are never resent
     to the standby, which learns of it from its AF answer alone; without it (f51) they are resent (PossDup)."""
@@ -360,17 +404,31 @@ def test_a_position_check_that_counts_the_other_instruments_orders_fails_invaria
     def counts_every_instrument(self, inst, side, qty, price, fx_rate):
         other = [o for o in self.orders.values() if o.instrument != inst.name and not o.done]
         with monkeypatch.context() as m:
-            m.setattr(engine_core, "check_order",
-                      lambda limits, i, sign, q, p, ref, fx, pos, open_buy, open_sell:
-                      risk.check_order(limits, i, sign, q, p, ref, fx, pos,
-                                                   open_buy + sum(o.leaves_qty for o in other if o.side == "1"),
-                                                   open_sell + sum(o.leaves_qty for o in other if o.side != "1")))
+            m.setattr(
+                engine_core,
+                "check_order",
+                lambda limits, i, sign, q, p, ref, fx, pos, open_buy, open_sell: risk.check_order(
+                    limits,
+                    i,
+                    sign,
+                    q,
+                    p,
+                    ref,
+                    fx,
+                    pos,
+                    open_buy + sum(o.leaves_qty for o in other if o.side == "1"),
+                    open_sell + sum(o.leaves_qty for o in other if o.side != "1"),
+                ),
+            )
             return original(self, inst, side, qty, price, fx_rate)
 
     monkeypatch.setattr(engine_core.EngineCore, "_risk", counts_every_instrument)
     inv = runner.run(scenario.load(path), 1).report["invariants"]["14"]
-    assert inv["status"] == "fail" and "max_position_lots" in inv["first"]["detail"] \
+    assert (
+        inv["status"] == "fail"
+        and "max_position_lots" in inv["first"]["detail"]
         and "within max_position_lots 2" in inv["first"]["detail"]
+    )
 
 
 def test_an_order_size_refusal_within_the_limit_fails_invariant_14(monkeypatch):
@@ -378,8 +436,11 @@ def test_an_order_size_refusal_within_the_limit_fails_invariant_14(monkeypatch):
     that refused every order as too large is caught on the first one that is not."""
     path = ROOT / "scenarios" / "f42_risk_order_size_refuses_entries.toml"
     assert runner.run(scenario.load(path), 1).report["invariants"]["14"]["status"] == "pass"
-    monkeypatch.setattr(engine_core, "check_order",
-                        lambda limits, inst, sign, qty, *rest: engine_core.Breach("max_order_lots", f"{qty} lots"))
+    monkeypatch.setattr(
+        engine_core,
+        "check_order",
+        lambda limits, inst, sign, qty, *rest: engine_core.Breach("max_order_lots", f"{qty} lots"),
+    )
     inv = runner.run(scenario.load(path), 1).report["invariants"]["14"]
     assert inv["status"] == "fail" and "is within max_order_lots" in inv["first"]["detail"]
 
@@ -406,11 +467,20 @@ def test_an_answer_taken_as_complete_at_its_first_foreign_line_pages_the_desk_in
     assert "max_alerts" in failed
 
 
-@pytest.mark.parametrize("name,wrong", [
-    ("cu_hg_round_down", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, ratio, "nearest", a, b)),
-    ("cu_hg_round_down_exact", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, (ratio[0], ratio[1] - 1e-6), rule, a, b)),
-    ("cu_hg_round_up_exact", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, (ratio[0], ratio[1] + 1e-6), rule, a, b)),
-])
+@pytest.mark.parametrize(
+    "name,wrong",
+    [
+        ("cu_hg_round_down", lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, ratio, "nearest", a, b)),
+        (
+            "cu_hg_round_down_exact",
+            lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, (ratio[0], ratio[1] - 1e-6), rule, a, b),
+        ),
+        (
+            "cu_hg_round_up_exact",
+            lambda lots_a, ratio, rule, a, b: sizing.align(lots_a, (ratio[0], ratio[1] + 1e-6), rule, a, b),
+        ),
+    ],
+)
 def test_the_rounding_scenarios_pin_leg_b(monkeypatch, name, wrong):
     """Down where it matters (1.6 HG lots: one, not nearest's two), and both rules where the ratio divides
     exactly (a quotient a hair off 2 must not round to 1 or 3): leg_lots fails on each wrong sizing."""
@@ -439,8 +509,10 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
         def at_mids(self, books):
             if self.t.kind != "counter_price":
                 return real_values(self, books)
-            mids = {n: trig.TopOfBook(b.mid, b.bid_size, b.mid, b.ask_size, b.ts) if b.mid is not None else b
-                    for n, b in books.items()}
+            mids = {
+                n: trig.TopOfBook(b.mid, b.bid_size, b.mid, b.ask_size, b.ts) if b.mid is not None else b
+                for n, b in books.items()
+            }
             return real_values(self, mids)
 
         monkeypatch.setattr(trig.TriggerEvaluator, "values", at_mids)
@@ -459,12 +531,15 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
         monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", swapped)
 
 
-@pytest.mark.parametrize("name,defect,says", [
-    ("cu_hg_spread", "fx_ignored", "not past its threshold"),
-    ("cu_hg_counter_price", "counter_price_at_mids", "not the quotes'"),
-    ("cu_hg_spread", "never_disarms", "without its signal retreating"),
-    ("cu_hg_spread", "sides_swapped", "not past its threshold"),
-])
+@pytest.mark.parametrize(
+    "name,defect,says",
+    [
+        ("cu_hg_spread", "fx_ignored", "not past its threshold"),
+        ("cu_hg_counter_price", "counter_price_at_mids", "not the quotes'"),
+        ("cu_hg_spread", "never_disarms", "without its signal retreating"),
+        ("cu_hg_spread", "sides_swapped", "not past its threshold"),
+    ],
+)
 def test_a_trigger_that_computes_or_fires_wrongly_fails_invariant_15(monkeypatch, name, defect, says):
     _planted_trigger(monkeypatch, defect)
     inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["15"]

@@ -50,8 +50,11 @@ def test_comex_requires_its_own_tags_that_the_engine_adds():
 def test_market_data_request_and_refresh_round_trip():
     c = codec("SHFE")
     assert c.parse(wire(c, Subscribe("SHFE", "CU", "cu2603", "MD1"))).get(262) == "MD1"
-    w = c.message("W", [(262, "MD1"), (55, "cu2603")],
-                  ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),))
+    w = c.message(
+        "W",
+        [(262, "MD1"), (55, "cu2603")],
+        ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),),
+    )
     (q,) = c.decode(c.parse(c.frame(w, 2, 1.8e9)), "SHFE")
     assert (q.instrument, q.bid, q.bid_size, q.ask, q.ask_size) == ("CU", 70000, 9, 70010, 3)
     x = c.message("X", [(262, "MD1")], ((268, [[(279, "2"), (269, "1"), (55, "cu2603")]]),))
@@ -59,19 +62,22 @@ def test_market_data_request_and_refresh_round_trip():
     assert q.ask is None and q.bid == 70000
 
 
-@pytest.mark.parametrize("mutate,kind,reason", [
-    (lambda s: s.replace("\x0154=1\x01", "\x0154=Z\x01"), "session", 5),  # value out of range
-    (lambda s: s.replace("\x0138=5\x01", "\x0138=five\x01"), "session", 6),  # bad data format
-    (lambda s: s.replace("\x0135=D\x01", "\x0135=ZZ\x01"), "business", 3),  # unsupported MsgType
-    (lambda s: s[:-4] + "000\x01", "garbled", 0),  # bad CheckSum
-    (lambda s: s.replace("\x019=", "\x019=1"), "garbled", 0),  # bad BodyLength
-])
+@pytest.mark.parametrize(
+    "mutate,kind,reason",
+    [
+        (lambda s: s.replace("\x0154=1\x01", "\x0154=Z\x01"), "session", 5),  # value out of range
+        (lambda s: s.replace("\x0138=5\x01", "\x0138=five\x01"), "session", 6),  # bad data format
+        (lambda s: s.replace("\x0135=D\x01", "\x0135=ZZ\x01"), "business", 3),  # unsupported MsgType
+        (lambda s: s[:-4] + "000\x01", "garbled", 0),  # bad CheckSum
+        (lambda s: s.replace("\x019=", "\x019=1"), "garbled", 0),  # bad BodyLength
+    ],
+)
 def test_malformed_messages_get_the_fix_answer(mutate, kind, reason):
     c = codec("SHFE")
     raw = wire(c, ORDER)
     bad = mutate(raw)
     if kind != "garbled":  # keep framing valid so that the content is what fails
-        body = bad[bad.index("\x0135="):bad.rindex("\x0110=") + 1].lstrip("\x01")
+        body = bad[bad.index("\x0135=") : bad.rindex("\x0110=") + 1].lstrip("\x01")
         head = f"8=FIX.4.4\x019={len(body)}\x01"
         bad = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
     with pytest.raises(FixParseError) as err:
@@ -109,10 +115,16 @@ def test_venue_answers_a_malformed_order_with_session_reject_and_engine_maps_it(
     assert venue.rejects_sent == 1
 
 
-@pytest.mark.parametrize("qty,expected", [
-    (5, [("8", "0")]), (15, [("8", "0"), ("8", "F")]), (25, [("8", "0"), ("8", "F"), ("8", "F")]),
-    (35, [("8", "0"), ("8", "F"), ("8", "4")]), (45, [("8", "8")]),
-])
+@pytest.mark.parametrize(
+    "qty,expected",
+    [
+        (5, [("8", "0")]),
+        (15, [("8", "0"), ("8", "F")]),
+        (25, [("8", "0"), ("8", "F"), ("8", "F")]),
+        (35, [("8", "0"), ("8", "F"), ("8", "4")]),
+        (45, [("8", "8")]),
+    ],
+)
 def test_certification_mode_behaviour_follows_the_quantity_band(spread_scenario, qty, expected):
     replies, send = _cert_venue(spread_scenario)
     send(SendOrder("SHFE", f"C{qty}", "CU", "cu2603", "1", qty, 70010.0, "2", "0", "ACC", "D1"))
@@ -260,8 +272,13 @@ def test_a_venue_without_position_reports_refuses_the_request_and_the_engine_see
 
     from engine.core.events import SendPositionRequest
 
-    sc = dataclasses.replace(spread_scenario, venues={**spread_scenario.venues, "SHFE": dataclasses.replace(
-        spread_scenario.venues["SHFE"], position_requests=False)})
+    sc = dataclasses.replace(
+        spread_scenario,
+        venues={
+            **spread_scenario.venues,
+            "SHFE": dataclasses.replace(spread_scenario.venues["SHFE"], position_requests=False),
+        },
+    )
     replies, send = _cert_venue(sc)
     send(SendPositionRequest("SHFE", "PR-3", "ACC"))
     (j,) = [m for m in replies() if m.msg_type == "j"]
@@ -292,12 +309,18 @@ def _fix_time_by_datetime(t: float) -> str:
     return d.strftime("%Y%m%d-%H:%M:%S.") + f"{d.microsecond // 1000:03d}"
 
 
-@given(st.one_of(
-    st.floats(min_value=0.0, max_value=4.1e9, allow_nan=False, allow_infinity=False),
-    # around the virtual epoch, at and beside the rounding edges of microseconds and of the second
-    st.builds(lambda s, us, eps: VIRTUAL_EPOCH + s + us / 1e6 + eps, st.integers(0, 10 ** 6),
-              st.sampled_from([0, 500, 999_499, 999_500, 999_999]), st.sampled_from([0.0, 5e-7, -5e-7, 4.9e-7, 1e-9])),
-))
+@given(
+    st.one_of(
+        st.floats(min_value=0.0, max_value=4.1e9, allow_nan=False, allow_infinity=False),
+        # around the virtual epoch, at and beside the rounding edges of microseconds and of the second
+        st.builds(
+            lambda s, us, eps: VIRTUAL_EPOCH + s + us / 1e6 + eps,
+            st.integers(0, 10**6),
+            st.sampled_from([0, 500, 999_499, 999_500, 999_999]),
+            st.sampled_from([0.0, 5e-7, -5e-7, 4.9e-7, 1e-9]),
+        ),
+    )
+)
 @settings(max_examples=500, deadline=None)
 def test_fix_time_is_the_datetime_text_for_every_time(t):
     """fix_time formats each whole second once and adds the milliseconds itself: byte for byte what
@@ -307,21 +330,28 @@ def test_fix_time_is_the_datetime_text_for_every_time(t):
 
 VALUE = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="="), min_size=1, max_size=8)
 ENTRY = st.lists(st.sampled_from([279, 269, 55, 270, 271]), min_size=1, max_size=5, unique=True).map(
-    lambda tags: [269] + [t for t in tags if t != 269])
+    lambda tags: [269] + [t for t in tags if t != 269]
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(["SHFE", "COMEX", "FXFEED"]), st.sampled_from(["D", "F", "8", "X", "3", "j"]),
-       st.lists(st.tuples(st.sampled_from([11, 55, 54, 38, 44, 58, 262, 1, 45, 372, 97]), VALUE), max_size=8),
-       st.lists(st.tuples(ENTRY, st.lists(VALUE, min_size=5, max_size=5)), max_size=3),
-       st.integers(1, 10**6), st.booleans())
+@given(
+    st.sampled_from(["SHFE", "COMEX", "FXFEED"]),
+    st.sampled_from(["D", "F", "8", "X", "3", "j"]),
+    st.lists(st.tuples(st.sampled_from([11, 55, 54, 38, 44, 58, 262, 1, 45, 372, 97]), VALUE), max_size=8),
+    st.lists(st.tuples(ENTRY, st.lists(VALUE, min_size=5, max_size=5)), max_size=3),
+    st.integers(1, 10**6),
+    st.booleans(),
+)
 def test_a_draft_frames_to_the_bytes_of_its_message_built_field_by_field(name, msg_type, fields, entries, seq, dup):
     """Framing a draft builds it with its header in one quickfix call: the bytes are those of the
     quickfix Message with the header set field by field (the way quickfix's own session layer gets it)."""
     c = codec(name)
     groups = ((268, [[(t, v) for t, v in zip(tags, values)] for tags, values in entries]),) if msg_type == "X" else ()
     draft = c.draft(msg_type, fields, groups)
-    assert c.frame(draft, seq, 1.8e9 + seq / 7, dup) == c.frame(c.message(msg_type, fields, groups), seq, 1.8e9 + seq / 7, dup)
+    assert c.frame(draft, seq, 1.8e9 + seq / 7, dup) == c.frame(
+        c.message(msg_type, fields, groups), seq, 1.8e9 + seq / 7, dup
+    )
     assert draft.cl_ord_id == dict(fields).get(11)
 
 

@@ -31,9 +31,23 @@ def _paths(doc, prefix=()):
 
 PATHS = list(_paths(BASE))
 WEIRD = st.one_of(
-    st.just(0), st.just(-1), st.just(-1e9), st.just(1e308), st.just(math.nan), st.just(math.inf), st.just(2**63),
-    st.just(""), st.just("x\x01y"), st.just("é"), st.just(True), st.just([]), st.just({}), st.just([1, 2, 3]),
-    st.text(max_size=8), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+    st.just(0),
+    st.just(-1),
+    st.just(-1e9),
+    st.just(1e308),
+    st.just(math.nan),
+    st.just(math.inf),
+    st.just(2**63),
+    st.just(""),
+    st.just("x\x01y"),
+    st.just("é"),
+    st.just(True),
+    st.just([]),
+    st.just({}),
+    st.just([1, 2, 3]),
+    st.text(max_size=8),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
 )
 
 
@@ -45,7 +59,7 @@ def _toml_value(v) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return '"' + "".join(c if 0x20 <= ord(c) < 0x7f and c not in '"\\' else f"\\u{ord(c):04x}" for c in v) + '"'
+        return '"' + "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else f"\\u{ord(c):04x}" for c in v) + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
@@ -92,8 +106,9 @@ def _alarm(_sig, _frame):
 
 
 @given(doc=damaged())
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factory, capsys, doc):
     path = tmp_path_factory.mktemp("doc") / "damaged.toml"
     path.write_text(_dump(doc))
@@ -115,16 +130,22 @@ def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factor
         assert (path.parent / "out" / "report.json").exists()
 
 
-@pytest.mark.parametrize("edit,key", [
-    (("duration_s = 300", "duration_s = 1e308"), "scenario.duration_s"),
-    (("step_ms = 100", "step_ms = 1e-300"), "prices.step_ms"),
-    (("md_interval_ms = 250 ", "md_interval_ms = 1e-9 "), "venues.SHFE.md_interval_ms"),
-    (("sigma = 0.5 }", "sigma = 1e300 }"), "venues.SHFE.latency_up.sigma"),
-    (("tick = 10\n", "tick = 1e-300\n"), "instruments.CU.tick"),
-    (("mass_status_delay_ms = 120", "mass_status_delay_ms = 1e308"), "venues.SHFE.mass_status_delay_ms"),
-    (("size_max = 40,", "size_max = 40, ask_size_min = 9, ask_size_max = 3,"), "venues.SHFE.liquidity.ask_size_max"),
-    (("duration_s = 300", "duration_s = 86400", "step_ms = 100", "step_ms = 1"), "prices.step_ms"),
-])
+@pytest.mark.parametrize(
+    "edit,key",
+    [
+        (("duration_s = 300", "duration_s = 1e308"), "scenario.duration_s"),
+        (("step_ms = 100", "step_ms = 1e-300"), "prices.step_ms"),
+        (("md_interval_ms = 250 ", "md_interval_ms = 1e-9 "), "venues.SHFE.md_interval_ms"),
+        (("sigma = 0.5 }", "sigma = 1e300 }"), "venues.SHFE.latency_up.sigma"),
+        (("tick = 10\n", "tick = 1e-300\n"), "instruments.CU.tick"),
+        (("mass_status_delay_ms = 120", "mass_status_delay_ms = 1e308"), "venues.SHFE.mass_status_delay_ms"),
+        (
+            ("size_max = 40,", "size_max = 40, ask_size_min = 9, ask_size_max = 3,"),
+            "venues.SHFE.liquidity.ask_size_max",
+        ),
+        (("duration_s = 300", "duration_s = 86400", "step_ms = 100", "step_ms = 1"), "prices.step_ms"),
+    ],
+)
 def test_values_that_would_hang_or_overflow_a_run_are_refused(tmp_path, capsys, edit, key):
     """Once accepted and then hung, overflowed inside the core, or passed as if no limit were set."""
     text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()

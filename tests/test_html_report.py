@@ -18,12 +18,21 @@ from xmc.cli import main
 pytestmark = pytest.mark.interop
 
 BROWSER = ROOT / "interop" / "browser"
-SCENARIOS = [str(ROOT / "scenarios" / f"{n}.toml") for n in ("f25_failover_primary_crash_mid_chase", "f19_reject_during_chase")]
+SCENARIOS = [
+    str(ROOT / "scenarios" / f"{n}.toml") for n in ("f25_failover_primary_crash_mid_chase", "f19_reject_during_chase")
+]
 
 
 def _need_browser() -> None:
-    missing = [what for what, ok in (("chromium", shutil.which("chromium")), ("node", shutil.which("node")),
-                                     ("playwright-core", (BROWSER / "node_modules" / "playwright-core").is_dir())) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("chromium", shutil.which("chromium")),
+            ("node", shutil.which("node")),
+            ("playwright-core", (BROWSER / "node_modules" / "playwright-core").is_dir()),
+        )
+        if not ok
+    ]
     if missing:
         how = "scripts/bootstrap installs them (apt-get install chromium nodejs npm; npm ci in interop/browser)"
         if os.environ.get("CI"):
@@ -32,8 +41,13 @@ def _need_browser() -> None:
 
 
 def _open(report, shot) -> dict:
-    out = subprocess.run(["node", str(BROWSER / "open_report.js"), str(report), str(shot)], capture_output=True,
-                         text=True, timeout=120, check=False)
+    out = subprocess.run(
+        ["node", str(BROWSER / "open_report.js"), str(report), str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 
@@ -43,11 +57,15 @@ def failing(tmp_path_factory):
     """A certification with a failed run: f19 asked for more episodes than it can have."""
     d = tmp_path_factory.mktemp("html")
     bad = d / "f19_asks_too_much.toml"
-    bad.write_text(f'extends = "{ROOT / "scenarios" / "f19_reject_during_chase.toml"}"\n'
-                   '[scenario]\nname = "f19_asks_too_much"\ndescription = "asks for more episodes than it can have"\n[expect]\nmin_episodes = 1000\n')
+    bad.write_text(
+        f'extends = "{ROOT / "scenarios" / "f19_reject_during_chase.toml"}"\n'
+        '[scenario]\nname = "f19_asks_too_much"\ndescription = "asks for more episodes than it can have"\n[expect]\nmin_episodes = 1000\n'
+    )
     html = d / "report.html"
-    assert main(["certify", *SCENARIOS, str(bad), "--seeds", "2", "-j", "1", "--out", str(d / "c"),
-                 "--html", str(html)]) == 1
+    assert (
+        main(["certify", *SCENARIOS, str(bad), "--seeds", "2", "-j", "1", "--out", str(d / "c"), "--html", str(html)])
+        == 1
+    )
     return d, html
 
 
@@ -84,8 +102,11 @@ def test_the_report_names_failures_claims_and_coverage(failing):
 def test_claims_are_measured_not_assumed():
     episode = {"outcome": "BALANCED", "recovery": {"chase_attempts": 1, "legged_ms": 250.0}}
     slow = {"outcome": "BALANCED", "recovery": {"chase_attempts": 2, "legged_ms": 450.0}}
-    rep = {"episodes": [episode, slow], "recovery": {"legged": 2, "repaired_in_budget": {"successes": 2}},
-           "failover": {"failovers": [{"active_ms": 480.0}, {"active_ms": 700.0}]}}
+    rep = {
+        "episodes": [episode, slow],
+        "recovery": {"legged": 2, "repaired_in_budget": {"successes": 2}},
+        "failover": {"failovers": [{"active_ms": 480.0}, {"active_ms": 700.0}]},
+    }
     rows = {c[0].split(" ")[0]: c for c in claims([rep], 12.0)}
     assert rows["re-order"][1].startswith("1/2 chased")
     assert rows["takeover"][1].startswith("1/2 failovers")

@@ -74,33 +74,61 @@ def split_checked(stream: bytes) -> list[bytes]:
     """Split a captured byte stream into FIX messages, checking BodyLength and CheckSum ourselves."""
     out, pos = [], 0
     while pos < len(stream):
-        assert stream.startswith(b"8=FIX.4.4\x019=", pos), stream[pos:pos + 40]
+        assert stream.startswith(b"8=FIX.4.4\x019=", pos), stream[pos : pos + 40]
         len_start = pos + len(b"8=FIX.4.4\x019=")
         len_end = stream.index(b"\x01", len_start)
         body_len = int(stream[len_start:len_end])  # jspurefix pads it (9=0073): still a number
         body_start = len_end + 1
         trailer = body_start + body_len
         assert stream.startswith(b"10=", trailer), "BodyLength must end exactly where CheckSum starts"
-        checksum = int(stream[trailer + 3:trailer + 6])
+        checksum = int(stream[trailer + 3 : trailer + 6])
         assert checksum == sum(stream[pos:trailer]) % 256, "CheckSum"
-        assert stream[trailer + 6:trailer + 7] == b"\x01"
-        out.append(stream[pos:trailer + 7])
+        assert stream[trailer + 6 : trailer + 7] == b"\x01"
+        out.append(stream[pos : trailer + 7])
         pos = trailer + 7
     return out
 
 
 def test_jspurefix_client_trades_against_xmc_venue():
     _require_node()
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario",
-                              str(ROOT / "scenarios" / "cu_hg_spread.toml"), "--duration", "120"],
-                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(ROOT / "scenarios" / "cu_hg_spread.toml"),
+            "--duration",
+            "120",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
         relay = Relay(ports["SHFE"])
         proc = subprocess.run(
-            ["node", "client.js", "127.0.0.1", str(relay.port), "XMC", "SHFE",
-             str(dictionary.load("SHFE").path), "cu2603", "JS-ACC", "71500", "69000"],
-            cwd=JS, capture_output=True, text=True, timeout=60)
+            [
+                "node",
+                "client.js",
+                "127.0.0.1",
+                str(relay.port),
+                "XMC",
+                "SHFE",
+                str(dictionary.load("SHFE").path),
+                "cu2603",
+                "JS-ACC",
+                "71500",
+                "69000",
+            ],
+            cwd=JS,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         venue.stdin.close()
         venue.wait(timeout=30)
@@ -128,15 +156,34 @@ def _live_config(tmp_path, port: int) -> str:
 
 def test_xmc_live_trades_with_a_jspurefix_broker(tmp_path):
     _require_node()
-    broker = subprocess.Popen(["node", "broker.js", "0", "BROKER", "XMC", str(dictionary.load("FIX44").path),
-                               "cu2603:70000,cu2604:70100", "10", "60"], cwd=JS, stdout=subprocess.PIPE, text=True)
+    broker = subprocess.Popen(
+        [
+            "node",
+            "broker.js",
+            "0",
+            "BROKER",
+            "XMC",
+            str(dictionary.load("FIX44").path),
+            "cu2603:70000,cu2604:70100",
+            "10",
+            "60",
+        ],
+        cwd=JS,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = json.loads(broker.stdout.readline())
         assert first["event"] == "listening", first  # on the port the OS chose for the socket it keeps
         port = first["port"]
-        proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", _live_config(tmp_path, port),
-                               "--duration", "5"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "XMC_BROKER_PASSWORD": "broker-secret-9"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", _live_config(tmp_path, port), "--duration", "5"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "XMC_BROKER_PASSWORD": "broker-secret-9"},
+        )
     finally:
         broker.kill()
         out, _ = broker.communicate(timeout=30)
@@ -147,8 +194,11 @@ def test_xmc_live_trades_with_a_jspurefix_broker(tmp_path):
     assert orders and all(o["Account"] == "ACC1" for o in orders)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["outcomes"].get("BALANCED", 0) >= 1
-    fills = sum(o["OrderQtyData"]["OrderQty"] * (1 if o["Side"] == "1" else -1) for o in orders
-                if o["Instrument"]["Symbol"] == "cu2603")
+    fills = sum(
+        o["OrderQtyData"]["OrderQty"] * (1 if o["Side"] == "1" else -1)
+        for o in orders
+        if o["Instrument"]["Symbol"] == "cu2603"
+    )
     assert report["positions"]["engine"].get("CU1", 0.0) == fills  # the broker fills every order in full
     for path in (tmp_path / "out").rglob("*"):  # the FIX store included: the sent Logon is scrubbed
         if path.is_file():
@@ -157,7 +207,13 @@ def test_xmc_live_trades_with_a_jspurefix_broker(tmp_path):
 
 def test_xmc_live_refuses_to_start_without_its_credential(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XMC_BROKER_PASSWORD"}
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", _live_config(tmp_path, 1),
-                           "--duration", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xmc.cli", "live", "--config", _live_config(tmp_path, 1), "--duration", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2
     assert "XMC_BROKER_PASSWORD" in proc.stderr and "sessions.BROKER.password_env" in proc.stderr

@@ -19,9 +19,12 @@ from tests.conftest import short
 
 
 def state(core: EngineCore) -> tuple:
-    return (core.seq, sorted(core.positions.items()),
-            sorted((d, e.state.value, e.chase_attempts, e.unwind_attempts) for d, e in core.episodes.items()),
-            sorted((c, o.state.name, o.cum_qty, round(o.avg_px, 9)) for c, o in core.orders.items()))
+    return (
+        core.seq,
+        sorted(core.positions.items()),
+        sorted((d, e.state.value, e.chase_attempts, e.unwind_attempts) for d, e in core.episodes.items()),
+        sorted((c, o.state.name, o.cum_qty, round(o.avg_px, 9)) for c, o in core.orders.items()),
+    )
 
 
 def test_replaying_a_journaled_run_rebuilds_the_core_exactly(tmp_path, spread_scenario):
@@ -60,7 +63,7 @@ def test_a_torn_tail_is_cut_reported_and_never_replayed(tmp_path, config):
     assert len(reopened.recovered.records) == 3 and reopened.recovered.truncated_bytes > 0
     assert "torn" in reopened.recovered.reason
     kept = tmp_path / reopened.recovered.kept.rsplit("/", 1)[-1]
-    assert kept.read_bytes() == whole[len(whole) - 7 - reopened.recovered.truncated_bytes:-7]  # nothing lost
+    assert kept.read_bytes() == whole[len(whole) - 7 - reopened.recovered.truncated_bytes : -7]  # nothing lost
     reopened.append(Quote("CU", 1.0, 1.0, 2.0, 1.0), 9.0)
     reopened.close()
     again = read(tmp_path / "j", reopened.fingerprint)
@@ -101,13 +104,19 @@ def test_records_with_impossible_content_are_refused(tmp_path, config):
     j = _journal_with(tmp_path, config, 2)
     j.close()
     good = (tmp_path / "j").read_bytes()
-    for body, what in ((b'{"t":1.0,"e":"SessionUp","f":{"venue":"NYSE"}}', "venue 'NYSE'"),
-                       (b'{"t":1.0,"e":"Quote","f":{"instrument":"CU","bid":"high","bid_size":1,"ask":2.0,'
-                        b'"ask_size":1}}', "Quote.bid"),
-                       (b'{"t":"soon","e":"SessionUp","f":{"venue":"SHFE"}}', "time"),
-                       (b'{"t":1.0,"e":"Quote","f":{"instrument":"GOLD","bid":1.0,"bid_size":1,"ask":2.0,'
-                        b'"ask_size":1}}', "instrument 'GOLD'"),
-                       (b'[1, 2]', "does not decode")):
+    for body, what in (
+        (b'{"t":1.0,"e":"SessionUp","f":{"venue":"NYSE"}}', "venue 'NYSE'"),
+        (
+            b'{"t":1.0,"e":"Quote","f":{"instrument":"CU","bid":"high","bid_size":1,"ask":2.0,"ask_size":1}}',
+            "Quote.bid",
+        ),
+        (b'{"t":"soon","e":"SessionUp","f":{"venue":"SHFE"}}', "time"),
+        (
+            b'{"t":1.0,"e":"Quote","f":{"instrument":"GOLD","bid":1.0,"bid_size":1,"ask":2.0,"ask_size":1}}',
+            "instrument 'GOLD'",
+        ),
+        (b"[1, 2]", "does not decode"),
+    ):
         (tmp_path / "j").write_bytes(good + FRAME.pack(len(body), zlib.crc32(body)) + body)
         with pytest.raises(JournalError) as err:
             read(tmp_path / "j", j.fingerprint, config)
@@ -168,8 +177,9 @@ def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario
     cfg = spread_scenario.engine
     journal = Journal(tmp_path / "standby.journal", cfg)
     standby = StandbyNode("b", EngineCore(cfg), ("127.0.0.1", 0), 0.1, 3, journal)  # the OS picks; it keeps the socket
-    stream = PrimaryStream("a", ("127.0.0.1", standby.address[1]), fingerprint(cfg),
-                           Journal(tmp_path / "primary.journal", cfg))
+    stream = PrimaryStream(
+        "a", ("127.0.0.1", standby.address[1]), fingerprint(cfg), Journal(tmp_path / "primary.journal", cfg)
+    )
     recorder = EngineCore(cfg)
     sent = []
     original = recorder.handle
@@ -262,8 +272,9 @@ def test_a_standby_that_stops_reading_is_dropped_instead_of_stalling_the_primary
     assert len(read(journal.path, journal.fingerprint).records) == n + 1
 
 
-@pytest.mark.parametrize("header", [b"[1, 2]\n", b'"text"\n', b'{"magic": 3}\n', b'{"magic": "xmc-journal", '
-                                                                            b'"version": "x"}\n'])
+@pytest.mark.parametrize(
+    "header", [b"[1, 2]\n", b'"text"\n', b'{"magic": 3}\n', b'{"magic": "xmc-journal", "version": "x"}\n']
+)
 def test_headers_of_the_wrong_json_type_are_refused_not_a_traceback(tmp_path, config, header):
     (tmp_path / "j").write_bytes(header)
     with pytest.raises(JournalError):
@@ -290,8 +301,9 @@ def test_any_damage_is_refused_or_cut_as_a_torn_tail_never_a_wrong_start(tmp_pat
     and left untouched. Never a traceback, never a record that was not written."""
     path = tmp_path_factory.mktemp("j") / "engine.journal"
     j = Journal(path, config)
-    written = [(0.0, SessionUp("SHFE"))] + [(0.1 * i, Quote("CU", 70000.0 + i, 5.0, 70010.0 + i, 5.0))
-                                            for i in range(1, 8)]
+    written = [(0.0, SessionUp("SHFE"))] + [
+        (0.1 * i, Quote("CU", 70000.0 + i, 5.0, 70010.0 + i, 5.0)) for i in range(1, 8)
+    ]
     for t, event in written:
         j.append(event, t)
     j.close()
@@ -314,7 +326,7 @@ def test_any_damage_is_refused_or_cut_as_a_torn_tail_never_a_wrong_start(tmp_pat
         return
     got = reopened.recovered.records
     reopened.close()
-    assert got == written[:len(got)], "only records that were written, in order, from the start"
+    assert got == written[: len(got)], "only records that were written, in order, from the start"
     if reopened.recovered.truncated_bytes:
         kept = path.with_name(reopened.recovered.kept.rsplit("/", 1)[-1])
         assert path.read_bytes() + kept.read_bytes() == bytes(data)
@@ -327,11 +339,37 @@ def test_the_shallow_encoding_writes_the_same_bytes_as_asdict():
     from engine.core.events import BusinessReject, CancelReject, Command, ExecReport, Takeover, TimerFired
     from engine.shell.journal import encode
 
-    events = [Quote("CU", 70000.0, 5.0, None, 0.0), SessionUp("SHFE"), TimerFired("timeout:E1-000001"),
-              ExecReport("COMEX", "E1-000001B1", "", "O1", "X1", "F", "2", "HG", "1", 2.0, 2.0, 0.0, 2.0, 4.5,
-                         4.5, None, "", True, "MS-1", True),
-              CancelReject("SHFE", "C1", "E1-000001A1", "4", 0, "too late"), Command("kill"), Takeover(2),
-              BusinessReject("SHFE", "D", "E1-000001A1", 3, "x", True)]
+    events = [
+        Quote("CU", 70000.0, 5.0, None, 0.0),
+        SessionUp("SHFE"),
+        TimerFired("timeout:E1-000001"),
+        ExecReport(
+            "COMEX",
+            "E1-000001B1",
+            "",
+            "O1",
+            "X1",
+            "F",
+            "2",
+            "HG",
+            "1",
+            2.0,
+            2.0,
+            0.0,
+            2.0,
+            4.5,
+            4.5,
+            None,
+            "",
+            True,
+            "MS-1",
+            True,
+        ),
+        CancelReject("SHFE", "C1", "E1-000001A1", "4", 0, "too late"),
+        Command("kill"),
+        Takeover(2),
+        BusinessReject("SHFE", "D", "E1-000001A1", 3, "x", True),
+    ]
     for e in events:
         old = json.dumps({"t": 1.5, "e": type(e).__name__, "f": dc.asdict(e)}, separators=(",", ":")).encode()
         assert encode(e, 1.5) == old

@@ -17,7 +17,7 @@ def _functions() -> dict[str, list[list[str]]]:
         lines = path.read_text().splitlines()
         for node in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                out.setdefault(node.name, []).append(lines[node.lineno - 1:node.end_lineno])
+                out.setdefault(node.name, []).append(lines[node.lineno - 1 : node.end_lineno])
     return out
 
 
@@ -25,7 +25,10 @@ def test_every_explanation_names_a_line_its_function_has():
     functions = _functions()
     rules = tomllib.loads((ROOT / "mutation" / "explained.toml").read_text())["survivor"]
     assert rules
-    stale = [f"{r['function']}: {r['line_contains']!r}" for r in rules
-             if not any(r["line_contains"] in line for body in functions.get(r["function"], []) for line in body)]
+    stale = [
+        f"{r['function']}: {r['line_contains']!r}"
+        for r in rules
+        if not any(r["line_contains"] in line for body in functions.get(r["function"], []) for line in body)
+    ]
     assert not stale, f"explanations whose line no function of that name has (update mutation/explained.toml): {stale}"
     assert all(r.get("why", "").strip() for r in rules)

@@ -28,15 +28,23 @@ BENCH = ROOT / "benchmarks" / "throughput.toml"
 
 def _scenario(tmp_path):
     text = BENCH.read_text()
-    text = text.replace("max_concurrent_episodes = 50", "max_concurrent_episodes = 1").replace(
-        "cooldown_ms = 0", "cooldown_ms = 300").replace("order_timeout_ms = 1500", "order_timeout_ms = 4000")
-    text = text.replace("[risk]", """[strategy.recovery]
+    text = (
+        text.replace("max_concurrent_episodes = 50", "max_concurrent_episodes = 1")
+        .replace("cooldown_ms = 0", "cooldown_ms = 300")
+        .replace("order_timeout_ms = 1500", "order_timeout_ms = 4000")
+    )
+    text = text.replace(
+        "[risk]",
+        """[strategy.recovery]
 policy = "chase_unwind"
 max_chase_attempts = 3
 legged_budget_ms = 8000
 
-[risk]""")
-    text = text.replace("[expect]", """[[faults]]
+[risk]""",
+    )
+    text = text.replace(
+        "[expect]",
+        """[[faults]]
 kind = "reject"          # every COMEX entry is refused (retry class): every episode chases
 venue = "COMEX"
 orders = "entry"
@@ -48,7 +56,8 @@ venue = "COMEX"
 orders = "chase"
 delay_ms = 1500
 
-[expect]""")
+[expect]""",
+    )
     path = tmp_path / "chase.toml"
     path.write_text(text)
     return path, text
@@ -65,15 +74,50 @@ def _start_venue_and_standby(tmp_path, etcd, duration: str, lease_flags: list[st
     processes (venue first), the scenario text, the venue ports and the node flags they share
     (the lease on `etcd`, unless `lease_flags` names another service)."""
     scenario, text = _scenario(tmp_path)
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
-                              "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(scenario),
+            "--duration",
+            "120",
+            "--state",
+            str(tmp_path / "venue.json"),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     ports = json.loads(venue.stdout.readline())["ports"]
     etcd_flag = lease_flags or ["--etcd", f"127.0.0.1:{etcd.port}"]
-    standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
-                                "--node", "b", "--duration", duration, *etcd_flag, "--peer", "127.0.0.1:0"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    standby = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "live",
+            "--config",
+            str(_live_config(tmp_path, text, ports, "standby")),
+            "--role",
+            "standby",
+            "--node",
+            "b",
+            "--duration",
+            duration,
+            *etcd_flag,
+            "--peer",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     common = [*etcd_flag, "--peer", _following_on(standby)]
     return [venue, standby], text, ports, common
 
@@ -89,10 +133,28 @@ def _following_on(standby: subprocess.Popen) -> str:
 
 def _start_primary(tmp_path, text: str, ports: dict, common: list[str], duration: str) -> subprocess.Popen:
     """The primary node `a`, printing its audit as it happens (--trace) so a test can time a kill."""
-    return subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                             str(_live_config(tmp_path, text, ports, "primary")), "--role", "primary", "--node", "a",
-                             "--duration", duration, "--trace", *common], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "live",
+            "--config",
+            str(_live_config(tmp_path, text, ports, "primary")),
+            "--role",
+            "primary",
+            "--node",
+            "a",
+            "--duration",
+            duration,
+            "--trace",
+            *common,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _kill_mid_chase(primary: subprocess.Popen, lines, not_before: float = 0.0, ready=lambda: True) -> float:
@@ -158,8 +220,7 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
     assert node["epoch"] > 0
     assert node["reconciled_at"] is not None and node["reconciled_at"] >= node["active_at"] - 1.0
     chased = [e for e in report["episodes"] if e["recovery"]]
-    assert chased and all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED")
-                   for e in report["episodes"])
+    assert chased and all(e["outcome"] in ("BALANCED", "UNWOUND", "ESCALATED", "ABORTED") for e in report["episodes"])
     assert report["anomalies"]["count"] == 0, report["anomalies"]
     _positions_match_the_venues(report, state)
     assert report["fenced_attempts"] == 0
@@ -200,8 +261,11 @@ def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etc
     assert first["node"]["lease_lost_at"] > frozen_at and second["node"]["epoch"] > first["node"]["epoch"]
     # nothing of the woken primary's left it after the takeover: its log has no order sent after it woke
     woke = first["node"]["lease_lost_at"]
-    late = [m for m in (tmp_path / "primary" / "messages.log").read_text().splitlines()
-            if "\x0135=D\x01" in m and "\x0149=XMC\x01" in m and _sending_time(m) > woke]
+    late = [
+        m
+        for m in (tmp_path / "primary" / "messages.log").read_text().splitlines()
+        if "\x0135=D\x01" in m and "\x0149=XMC\x01" in m and _sending_time(m) > woke
+    ]
     assert not late, late[:3]
 
 
@@ -230,16 +294,42 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     config = _live_config(tmp_path, text, dict(zip(("SHFE", "COMEX", "FX"), dead_port)), "n")
 
     def live(*args, timeout=60):
-        return subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     no_etcd = live("--role", "primary", "--peer", "127.0.0.1:1")
     assert no_etcd.returncode == 2 and "--etcd" in no_etcd.stderr and "HOST:PORT" in no_etcd.stderr
     dead = live("--role", "primary", "--etcd", f"127.0.0.1:{dead_port[3]}", "--peer", "127.0.0.1:1")
     assert dead.returncode == 2 and "etcd does not answer" in dead.stderr
-    twin = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby",
-                             "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:0", "--duration",
-                             "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    twin = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "live",
+            "--config",
+            str(config),
+            "--role",
+            "standby",
+            "--node",
+            "a",
+            "--etcd",
+            f"127.0.0.1:{etcd.port}",
+            "--peer",
+            "127.0.0.1:0",
+            "--duration",
+            "20",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         peer = _following_on(twin)
         itself = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
@@ -264,23 +354,49 @@ def test_a_single_node_killed_mid_chase_restarts_from_its_journal(tmp_path):
     the venue's."""
     scenario, text = _scenario(tmp_path)
     state = tmp_path / "venue.json"
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
-                              "120", "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(scenario),
+            "--duration",
+            "120",
+            "--state",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     procs = [venue]
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
         config = _live_config(tmp_path, text, ports, "single")
-        first = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "60",
-                                  "--trace"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "60", "--trace"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(first)
         for line in first.stdout:
             if "|send|" in line and line.rstrip().endswith("|chase"):
                 break
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
-        second = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "8"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "8"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 0, second.stderr[-3000:]
     finally:
         _stop(procs)
@@ -309,10 +425,27 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
         assert any("|send|" in line for line in lines)  # trading, with the first standby attached
         first_standby.kill()
         first_standby.wait(timeout=10)
-        second = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                   str(_live_config(tmp_path, text, ports, "second")), "--role", "standby",
-                                   "--node", "c", "--duration", "25", *common], cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        second = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xmc.cli",
+                "live",
+                "--config",
+                str(_live_config(tmp_path, text, ports, "second")),
+                "--role",
+                "standby",
+                "--node",
+                "c",
+                "--duration",
+                "25",
+                *common,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(second)
         assert "following" in second.stdout.readline()
         listening = time.time()
@@ -329,8 +462,10 @@ def test_a_standby_that_died_is_attached_again_with_the_history_and_can_take_ove
     from engine.shell import journal
     from simulator import scenario as scenario_module
 
-    followed = journal.read(tmp_path / "second" / "engine-c.journal",
-                            journal.fingerprint(scenario_module.load(tmp_path / "chase.toml").engine)).records
+    followed = journal.read(
+        tmp_path / "second" / "engine-c.journal",
+        journal.fingerprint(scenario_module.load(tmp_path / "chase.toml").engine),
+    ).records
     first_t, first_event = followed[0]  # the history came first: the primary's own start, before c existed
     assert isinstance(first_event, Takeover) and first_event.epoch < node["epoch"] and first_t < listening
     assert any(t > listening for t, _ in followed)  # and then the live events
@@ -345,18 +480,53 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
     from simulator.localnet import TcpCut
 
     scenario, text = _scenario(tmp_path)
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario), "--duration",
-                              "120", "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(scenario),
+            "--duration",
+            "120",
+            "--state",
+            str(tmp_path / "venue.json"),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     procs = [venue]
     cut = None
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
         etcd_flag = ["--etcd", f"127.0.0.1:{etcd.port}"]
-        standby = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config",
-                                    str(_live_config(tmp_path, text, ports, "standby")), "--role", "standby",
-                                    "--node", "b", "--duration", "55", "--peer", "127.0.0.1:0", *etcd_flag],
-                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        standby = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xmc.cli",
+                "live",
+                "--config",
+                str(_live_config(tmp_path, text, ports, "standby")),
+                "--role",
+                "standby",
+                "--node",
+                "b",
+                "--duration",
+                "55",
+                "--peer",
+                "127.0.0.1:0",
+                *etcd_flag,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(standby)
         listen = int(_following_on(standby).rsplit(":", 1)[1])
         cut = TcpCut(listen)
@@ -398,7 +568,8 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
     from engine.shell import journal
     from simulator import scenario as scenario_module
 
-    followed = journal.read(tmp_path / "standby" / "engine-b.journal",
-                            journal.fingerprint(scenario_module.load(scenario).engine)).records
+    followed = journal.read(
+        tmp_path / "standby" / "engine-b.journal", journal.fingerprint(scenario_module.load(scenario).engine)
+    ).records
     times = [t for t, _ in followed]
     assert times == sorted(times) and any(healed < t < killed_at for t in times)  # attached again, in order

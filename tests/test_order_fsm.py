@@ -39,8 +39,9 @@ def test_every_forbidden_transition_is_an_anomaly_not_a_crash(state, event):
 
 
 def rpt(exec_id: str, exec_type: str, status: str, cum: float, last_qty: float = 0.0, px: float = 0.0, qty=10):
-    return ExecReport("SHFE", "C1", "", "O1", exec_id, exec_type, status, "CU", "1", qty, cum, qty - cum, last_qty, px,
-                      px)
+    return ExecReport(
+        "SHFE", "C1", "", "O1", exec_id, exec_type, status, "CU", "1", qty, cum, qty - cum, last_qty, px, px
+    )
 
 
 def test_fills_accumulate_with_weighted_average_price():

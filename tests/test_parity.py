@@ -16,19 +16,31 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.wire
 
 
-def _episode(did: str, t: float, side: str = "buy_spread", outcome: str = "BALANCED", fills=(5.0, 2.0),
-             terminal_ms: float = 0.4) -> dict:
-    return {"decision_id": did, "side": side, "signal_at_s": t, "outcome": outcome,
-            "signal_to_terminal_ms": terminal_ms,
-            "legs": {"A": {"filled": fills[0]}, "B": {"filled": fills[1]}}}
+def _episode(
+    did: str, t: float, side: str = "buy_spread", outcome: str = "BALANCED", fills=(5.0, 2.0), terminal_ms: float = 0.4
+) -> dict:
+    return {
+        "decision_id": did,
+        "side": side,
+        "signal_at_s": t,
+        "outcome": outcome,
+        "signal_to_terminal_ms": terminal_ms,
+        "legs": {"A": {"filled": fills[0]}, "B": {"filled": fills[1]}},
+    }
 
 
 def _report(episodes: list[dict], open_at: float = 0.0) -> dict:
     outcomes: dict[str, int] = {}
     for e in episodes:
         outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
-    return {"scenario": "s", "seed": 1, "duration_s": 10.0, "market_open_s": open_at, "episodes": episodes,
-            "outcomes": outcomes}
+    return {
+        "scenario": "s",
+        "seed": 1,
+        "duration_s": 10.0,
+        "market_open_s": open_at,
+        "episodes": episodes,
+        "outcomes": outcomes,
+    }
 
 
 VIRTUAL = _report([_episode("E1-000001", 2.0), _episode("E1-000002", 4.5, "sell_spread"), _episode("E1-000003", 7.0)])
@@ -58,8 +70,14 @@ def test_a_different_fill_outcome_and_timing_are_each_listed():
 
 
 def test_missing_episodes_count_but_edge_ones_are_only_noted():
-    wire = _report([_episode("E1-000001", 2.0), _episode("E1-000002", 4.9, "sell_spread"), _episode("E1-000003", 7.0),
-                    _episode("E1-000004", 9.6)])
+    wire = _report(
+        [
+            _episode("E1-000001", 2.0),
+            _episode("E1-000002", 4.9, "sell_spread"),
+            _episode("E1-000003", 7.0),
+            _episode("E1-000004", 9.6),
+        ]
+    )
     result = compare(VIRTUAL, wire, Tolerance(signal_ms=250))  # 4.5 vs 4.9: too far apart to pair
     counted = [(d["kind"], d["where"].split()[0]) for d in result["differences"] if d["counts"]]
     assert sorted(counted) == [("missing", "virtual"), ("missing", "wire")]
@@ -94,8 +112,23 @@ def test_parity_over_real_fix_sessions(tmp_path):
     written and printed. Real sessions interleave the venues' quotes as the OS schedules the
     sockets, so an episode may fire one quote apart; such a difference must be listed, never lost."""
     out = tmp_path / "parity"
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "parity", str(ROOT / "scenarios" / "cu_hg_fast_spread.toml"),
-                           "--duration", "8", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "parity",
+            str(ROOT / "scenarios" / "cu_hg_fast_spread.toml"),
+            "--duration",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     result = json.loads((out / "parity.json").read_text())
     assert result["episodes"]["virtual"] >= 3 and result["episodes"]["paired"] >= result["episodes"]["virtual"] // 2
@@ -116,9 +149,23 @@ def test_parity_of_a_failure_scenario_whose_fault_cuts_the_session(tmp_path):
     time: same outcome and fills, the timing within the tolerance a cut allows. (A wire run that
     skipped the fault would end ~3 s sooner and be listed as a timing difference.)"""
     out = tmp_path / "parity"
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "parity",
-                           str(ROOT / "scenarios" / "f12_disconnect_cancel_on_disconnect.toml"), "--duration", "50",
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "parity",
+            str(ROOT / "scenarios" / "f12_disconnect_cancel_on_disconnect.toml"),
+            "--duration",
+            "50",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
     result = json.loads((out / "parity.json").read_text())
     wire = json.loads((out / "wire" / "report.json").read_text())
     assert [f["fault"] for f in wire["wire_faults"]] == ["disconnect_on_order"], wire["wire_faults"]
@@ -128,6 +175,19 @@ def test_parity_of_a_failure_scenario_whose_fault_cuts_the_session(tmp_path):
 
 
 def test_parity_rejects_bad_arguments():
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "parity", str(ROOT / "scenarios" / "cu_hg_fast_spread.toml"),
-                           "--duration", "0"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "parity",
+            str(ROOT / "scenarios" / "cu_hg_fast_spread.toml"),
+            "--duration",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "--duration" in proc.stderr and "seconds > 0" in proc.stderr

@@ -68,4 +68,3 @@ def test_the_os_never_assigns_a_held_port():
     finally:
         for h in held.values():
             h.close()
-

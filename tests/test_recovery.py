@@ -24,11 +24,21 @@ from engine.core.events import (
 from simulator.runner import wilson
 from tests.conftest import fire, report
 
-RECOVERY = Recovery(policy="chase_unwind", max_chase_attempts=2, chase_payup_ticks=2, chase_step_ticks=2,
-                    liquidity_step_ticks=1, max_payup_ticks=10, legged_budget=0.8, chase_budget=0.4,
-                    unwind_payup_ticks=5, unwind_step_ticks=5, max_unwind_attempts=2,
-                    reject_policy={"3": "retry", "99": "fix_and_retry", "1": "fatal", "session": "fatal",
-                                   "business": "fatal"}, overfill="hedge")
+RECOVERY = Recovery(
+    policy="chase_unwind",
+    max_chase_attempts=2,
+    chase_payup_ticks=2,
+    chase_step_ticks=2,
+    liquidity_step_ticks=1,
+    max_payup_ticks=10,
+    legged_budget=0.8,
+    chase_budget=0.4,
+    unwind_payup_ticks=5,
+    unwind_step_ticks=5,
+    max_unwind_attempts=2,
+    reject_policy={"3": "retry", "99": "fix_and_retry", "1": "fatal", "session": "fatal", "business": "fatal"},
+    overfill="hedge",
+)
 
 
 @pytest.fixture()
@@ -124,12 +134,15 @@ def test_a_chase_refused_by_risk_falls_through_to_the_unwind(core):
 
 
 def test_escalates_only_when_the_unwind_is_refused_too(core):
-    core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(
-        core.cfg.risk, max_slippage_ticks=0, max_orders_per_day={"CU": 1, "HG": 1}))  # the entries used them up
+    core.cfg = dataclasses.replace(
+        core.cfg, risk=dataclasses.replace(core.cfg.risk, max_slippage_ticks=0, max_orders_per_day={"CU": 1, "HG": 1})
+    )  # the entries used them up
     ep, acts, _ = legged_by_reject(core, 99)
     assert not sends(acts) and ep.state is EpisodeState.ESCALATED
-    assert [x.detail.split(":")[0] for x in acts if isinstance(x, Audit) and x.stage == "risk_breach"] == \
-        ["chase", "unwind"]
+    assert [x.detail.split(":")[0] for x in acts if isinstance(x, Audit) and x.stage == "risk_breach"] == [
+        "chase",
+        "unwind",
+    ]
 
 
 def test_a_buy_is_never_priced_from_the_bid_on_an_empty_ask(core):
@@ -232,7 +245,11 @@ def test_a_late_fill_reopens_a_balanced_episode_and_recovery_repairs_the_overfil
     core.handle(report(chase, "x4", "F", "2", 1, 1, 4.5), 0.24)
     assert ep.state is EpisodeState.BALANCED and not core.active
     acts = core.handle(report(b, "x5", "F", "2", 2, 1, 4.5), 0.5)  # the cancelled entry rest filled after all
-    assert core.positions["HG"] == 3 and "reopened" in [x.stage for x in acts if isinstance(x, Audit)] and not any(isinstance(x, Alert) for x in acts)
+    assert (
+        core.positions["HG"] == 3
+        and "reopened" in [x.stage for x in acts if isinstance(x, Audit)]
+        and not any(isinstance(x, Alert) for x in acts)
+    )
     if overfill == "hedge":  # one lot of HG sold back, the episode legged until it fills
         hedge = sends(acts)
         assert [(o.instrument, o.side, o.qty) for o in hedge] == [("HG", "2", 1)]
@@ -243,4 +260,3 @@ def test_a_late_fill_reopens_a_balanced_episode_and_recovery_repairs_the_overfil
         assert not sends(acts) and ep.state is EpisodeState.BALANCED and core.positions["HG"] == 3
         assert "overfill" in [x.kind for x in acts if isinstance(x, Anomaly)]
     assert ep.reopened == [(0.24, 0.5)] and not core.active
-

@@ -27,8 +27,10 @@ def recorded(tmp_path_factory):
     """A baseline of two chase scenarios x 3 seeds, and the certification's reports."""
     d = tmp_path_factory.mktemp("gate")
     path = d / "baseline.json"
-    assert main(["certify", *SCENARIOS, "--seeds", "3", "-j", "1", "--out", str(d / "c"),
-                 "--save-baseline", str(path)]) == 0
+    assert (
+        main(["certify", *SCENARIOS, "--seeds", "3", "-j", "1", "--out", str(d / "c"), "--save-baseline", str(path)])
+        == 0
+    )
     reports = json.loads((d / "c" / "report.json").read_text())["runs"]
     return path, reports
 
@@ -61,7 +63,9 @@ def test_accepting_changes_writes_the_new_baseline(recorded, tmp_path, capsys):
     del doc["scenarios"]["f19_reject_during_chase"]  # slowed, it fails its own legged-time budget: never accepted
     mine.write_text(json.dumps(doc))
     with planted.slow_chase(0.08):
-        assert main(["regress", "--baseline", str(mine), "-j", "1", "--out", str(tmp_path / "a"), "--accept-changes"]) == 0
+        assert (
+            main(["regress", "--baseline", str(mine), "-j", "1", "--out", str(tmp_path / "a"), "--accept-changes"]) == 0
+        )
         assert "baseline updated" in capsys.readouterr().out
         assert main(["regress", "--baseline", str(mine), "-j", "1", "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
@@ -126,11 +130,14 @@ def test_sign_test():
     assert math.isclose(gate.sign_test_p(8, 2), 56 / 1024)
 
 
-@pytest.mark.parametrize("text,says", [
-    ("{", "not a readable JSON baseline"),
-    ('{"kind": "something"}', "not an xmc certification baseline"),
-    ('{"kind": "xmc-certification-baseline", "schema": 99}', "schema 99"),
-])
+@pytest.mark.parametrize(
+    "text,says",
+    [
+        ("{", "not a readable JSON baseline"),
+        ('{"kind": "something"}', "not an xmc certification baseline"),
+        ('{"kind": "xmc-certification-baseline", "schema": 99}', "schema 99"),
+    ],
+)
 def test_a_bad_baseline_is_exit_2_naming_the_file(tmp_path, capsys, text, says):
     bad = tmp_path / "bad.json"
     bad.write_text(text)
@@ -153,12 +160,16 @@ def test_a_bad_tolerance_is_named(recorded, tmp_path, capsys):
 def test_the_committed_baseline_covers_the_bundled_library():
     base = gate.load(BASELINE)
     bundled = {p.stem for p in Path(SCENARIO_DIR).glob("*.toml")}
-    assert set(base["scenarios"]) == bundled, "record it again: xmc certify --seeds 3 --save-baseline baselines/library.json"
+    assert set(base["scenarios"]) == bundled, (
+        "record it again: xmc certify --seeds 3 --save-baseline baselines/library.json"
+    )
     for name, entry in base["scenarios"].items():
         assert gate.sha256_of(SCENARIO_DIR / f"{name}.toml") == entry["sha256"], (
-            f"{name}.toml was edited after the baseline was recorded; record it again (README, Regression gate)")
+            f"{name}.toml was edited after the baseline was recorded; record it again (README, Regression gate)"
+        )
         # the gate finds it from the baseline's own directory, as on a clean clone (a baseline written
         # elsewhere and copied in names a path that exists only on the machine that wrote it)
         assert (Path(BASELINE).parent / entry["file"]).resolve() == (SCENARIO_DIR / f"{name}.toml").resolve(), (
             f"{name}: file {entry['file']} is not the library's; record the baseline in place "
-            f"(xmc certify --save-baseline baselines/library.json)")
+            f"(xmc certify --save-baseline baselines/library.json)"
+        )

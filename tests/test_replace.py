@@ -30,8 +30,9 @@ from tests.test_fix import _cert_venue
 @pytest.fixture()
 def amend_config(spread_scenario):
     cfg = spread_scenario.engine
-    ex = dataclasses.replace(cfg.strategy.execution, mode="limit", amend_after=0.15, amend_step_ticks=1, max_amends=2,
-                             order_timeout=0.8)
+    ex = dataclasses.replace(
+        cfg.strategy.execution, mode="limit", amend_after=0.15, amend_step_ticks=1, max_amends=2, order_timeout=0.8
+    )
     return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, execution=ex))
 
 
@@ -44,8 +45,23 @@ def _leg_a_fills_b_rests(core):
 
 
 def _replaced(b: SendOrder, g: SendReplace, exec_id: str, cum: float = 0.0) -> ExecReport:
-    return ExecReport(b.venue, g.cl_ord_id, g.orig_cl_ord_id, "O2", exec_id, "5", "1" if cum else "0", b.instrument,
-                      b.side, b.qty, cum, b.qty - cum, 0.0, 0.0, 0.0)
+    return ExecReport(
+        b.venue,
+        g.cl_ord_id,
+        g.orig_cl_ord_id,
+        "O2",
+        exec_id,
+        "5",
+        "1" if cum else "0",
+        b.instrument,
+        b.side,
+        b.qty,
+        cum,
+        b.qty - cum,
+        0.0,
+        0.0,
+        0.0,
+    )
 
 
 def test_a_lagging_resting_leg_is_amended_toward_the_market_and_completes(amend_config):
@@ -62,8 +78,23 @@ def test_a_lagging_resting_leg_is_amended_toward_the_market_and_completes(amend_
     (g2,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.35) if isinstance(x, SendReplace)]
     assert g2.orig_cl_ord_id == g.cl_ord_id and g2.cl_ord_id == f"{b.cl_ord_id}M2" and g2.price > g.price
     core.handle(_replaced(b, g2, "b6"), 0.36)
-    fill = ExecReport(b.venue, g2.cl_ord_id, "", "O2", "b7", "F", "2", b.instrument, b.side, b.qty, b.qty, 0.0,
-                      b.qty, g2.price, g2.price)
+    fill = ExecReport(
+        b.venue,
+        g2.cl_ord_id,
+        "",
+        "O2",
+        "b7",
+        "F",
+        "2",
+        b.instrument,
+        b.side,
+        b.qty,
+        b.qty,
+        0.0,
+        b.qty,
+        g2.price,
+        g2.price,
+    )
     acts = core.handle(fill, 0.4)
     ep = core.episodes[a.decision_id]
     assert ep.state is EpisodeState.BALANCED and core.positions["HG"] == b.qty and ep.legs["B"].filled == b.qty
@@ -122,12 +153,15 @@ def test_the_amend_scenario_replaces_at_the_venue_and_leaves_fewer_legged_episod
     assert sum(legged[:3]) < sum(legged[3:])
 
 
-@pytest.mark.parametrize("qty,expected", [
-    (5, [("8", "0"), ("8", "5")]),  # accepted, then replaced
-    (65, [("8", "0"), ("9", "99")]),  # replace refused by the band
-    (55, [("8", "0"), ("9", "0"), ("8", "F")]),  # too late to replace: the fill follows
-    (15, [("8", "0"), ("8", "F"), ("9", "0")]),  # already filled
-])
+@pytest.mark.parametrize(
+    "qty,expected",
+    [
+        (5, [("8", "0"), ("8", "5")]),  # accepted, then replaced
+        (65, [("8", "0"), ("9", "99")]),  # replace refused by the band
+        (55, [("8", "0"), ("9", "0"), ("8", "F")]),  # too late to replace: the fill follows
+        (15, [("8", "0"), ("8", "F"), ("9", "0")]),  # already filled
+    ],
+)
 def test_the_certification_venue_answers_replaces_by_band(spread_scenario, qty, expected):
     replies, send = _cert_venue(spread_scenario)
     send(SendOrder("SHFE", "P1", "CU", "cu2603", "1", qty, 70010.0, "2", "0", "ACC", "D1"))

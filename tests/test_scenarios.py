@@ -37,8 +37,12 @@ def test_same_seed_same_hash_in_separate_processes(tmp_path):
     hashes = set()
     for i in range(2):
         out = tmp_path / f"run{i}"
-        subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(SPREAD), "--seed", "3", "--out", str(out)],
-                       check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "xmc.cli", "run", str(SPREAD), "--seed", "3", "--out", str(out)],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
         hashes.add(json.loads((out / "report.json").read_text())["run_hash"])
     assert len(hashes) == 1
 

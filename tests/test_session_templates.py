@@ -20,7 +20,9 @@ from tests.conftest import ROOT
 def _config(tmp_path, live: str = "", session: str = "", template_dictionary: str = "COMEX") -> str:
     text = (ROOT / "tests" / "live_broker.toml").read_text().replace("OUT_DIR", str(tmp_path / "out"))
     text = text.replace("heartbeat_s = 5\n", "").replace("reset_on_logon = true\n", "")  # the template's then
-    text = text.replace("PORT", "9999").replace('dictionary = "FIX44"', f'dictionary = "{template_dictionary}"\n{session}')
+    text = text.replace("PORT", "9999").replace(
+        'dictionary = "FIX44"', f'dictionary = "{template_dictionary}"\n{session}'
+    )
     text = text.replace("[live]\n", f"[live]\n{live}")
     path = tmp_path / "live.toml"
     path.write_text(text)
@@ -58,20 +60,33 @@ def test_the_configs_schedule_replaces_the_templates_and_a_session_overrides_liv
     keys = _session(settings_text(load(_config(tmp_path, live)).sessions, tmp_path))
     assert (keys["StartTime"], keys["EndTime"], keys["HeartBtInt"]) == ("01:00:00", "23:00:00", "7")
     assert "StartDay" not in keys and "EndDay" not in keys  # a daily window now, not the template's week
-    session = 'start_time = "02:00:00"\nend_time = "21:00:00"\nstart_day = "Monday"\nend_day = "Friday"\n' \
-              'reset_on_logon = true\n'
+    session = (
+        'start_time = "02:00:00"\nend_time = "21:00:00"\nstart_day = "Monday"\nend_day = "Friday"\n'
+        "reset_on_logon = true\n"
+    )
     keys = _session(settings_text(load(_config(tmp_path, live, session)).sessions, tmp_path))
-    assert (keys["StartTime"], keys["StartDay"], keys["EndDay"], keys["ResetOnLogon"], keys["HeartBtInt"]) == \
-        ("02:00:00", "Monday", "Friday", "Y", "7")
+    assert (keys["StartTime"], keys["StartDay"], keys["EndDay"], keys["ResetOnLogon"], keys["HeartBtInt"]) == (
+        "02:00:00",
+        "Monday",
+        "Friday",
+        "Y",
+        "7",
+    )
 
 
-@pytest.mark.parametrize("session, key, what", [
-    ('template = "NOPE"\n', "sessions.BROKER.template", "NOPE"),
-    ('start_time = "09:00:00"\n', "sessions.BROKER.start_time", "pairs"),
-    ('start_time = "25:00:00"\nend_time = "01:00:00"\n', "sessions.BROKER.start_time", "25:00:00"),
-    ('start_time = "01:00:00"\nend_time = "02:00:00"\nstart_day = "Someday"\nend_day = "Friday"\n',
-     "sessions.BROKER.start_day", "Someday"),
-])
+@pytest.mark.parametrize(
+    "session, key, what",
+    [
+        ('template = "NOPE"\n', "sessions.BROKER.template", "NOPE"),
+        ('start_time = "09:00:00"\n', "sessions.BROKER.start_time", "pairs"),
+        ('start_time = "25:00:00"\nend_time = "01:00:00"\n', "sessions.BROKER.start_time", "25:00:00"),
+        (
+            'start_time = "01:00:00"\nend_time = "02:00:00"\nstart_day = "Someday"\nend_day = "Friday"\n',
+            "sessions.BROKER.start_day",
+            "Someday",
+        ),
+    ],
+)
 def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what):
     monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
     with pytest.raises(ConfigError) as err:
@@ -79,14 +94,17 @@ def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what)
     assert key in str(err.value) and what in str(err.value)
 
 
-@pytest.mark.parametrize("line, what", [
-    ("HeartBtInt", "not Key=Value"),
-    ("SenderCompID=ME", "set by xmc"),
-    ("HeartBeatInt=30", "not a session setting"),
-    ("ResetOnLogon=yes", "one of Y, N"),
-    ("StartDay=Someday", "day of the week"),
-    ("EndTime=24:00:00", "UTC time"),
-])
+@pytest.mark.parametrize(
+    "line, what",
+    [
+        ("HeartBtInt", "not Key=Value"),
+        ("SenderCompID=ME", "set by xmc"),
+        ("HeartBeatInt=30", "not a session setting"),
+        ("ResetOnLogon=yes", "one of Y, N"),
+        ("StartDay=Someday", "day of the week"),
+        ("EndTime=24:00:00", "UTC time"),
+    ],
+)
 def test_a_bad_template_line_is_an_error_naming_file_and_line(tmp_path, line, what):
     path = tmp_path / "VENUE.cfg"
     path.write_text(f"# a venue\nLogonTimeout=10\n{line}\n")
@@ -108,19 +126,31 @@ def test_session_events_can_be_switched_off_in_the_live_config(tmp_path, monkeyp
     assert engine.session_events is None and engine.session_event_summary() == {"recorded": False}
 
 
-@pytest.mark.parametrize("settings,when,open_", [
-    ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 13:00:00", True),  # SHFE: across midnight
-    ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 03:00:00", True),
-    ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 09:00:00", False),
-    ({"StartTime": "01:00:00", "EndTime": "09:00:00"}, "2026-11-30 09:00:00", False),  # the end is exclusive
-    ({"StartTime": "00:00:00", "EndTime": "00:00:00"}, "2026-11-29 17:00:00", True),  # all day
-    ({"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
-     "2026-11-28 12:00:00", False),  # Saturday: the Globex week is closed
-    ({"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
-     "2026-11-29 23:30:00", True),  # Sunday evening: open
-    ({"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
-     "2026-11-27 22:30:00", False),  # Friday after the close
-])
+@pytest.mark.parametrize(
+    "settings,when,open_",
+    [
+        ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 13:00:00", True),  # SHFE: across midnight
+        ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 03:00:00", True),
+        ({"StartTime": "12:30:00", "EndTime": "07:30:00"}, "2026-11-30 09:00:00", False),
+        ({"StartTime": "01:00:00", "EndTime": "09:00:00"}, "2026-11-30 09:00:00", False),  # the end is exclusive
+        ({"StartTime": "00:00:00", "EndTime": "00:00:00"}, "2026-11-29 17:00:00", True),  # all day
+        (
+            {"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
+            "2026-11-28 12:00:00",
+            False,
+        ),  # Saturday: the Globex week is closed
+        (
+            {"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
+            "2026-11-29 23:30:00",
+            True,
+        ),  # Sunday evening: open
+        (
+            {"StartTime": "23:00:00", "EndTime": "22:00:00", "StartDay": "Sunday", "EndDay": "Friday"},
+            "2026-11-27 22:30:00",
+            False,
+        ),  # Friday after the close
+    ],
+)
 def test_a_sessions_schedule_says_when_it_is_open(settings, when, open_):
     from datetime import datetime
 
@@ -141,9 +171,14 @@ def test_xmc_live_says_at_start_which_sessions_their_schedule_keeps_closed(tmp_p
     now = datetime.now(UTC)
     start, end = ((now + timedelta(hours=h)).strftime("%H:%M:%S") for h in (2, 3))
     config = _config(tmp_path, session=f'start_time = "{start}"\nend_time = "{end}"\n')
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", config, "--duration", "1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "XMC_BROKER_PASSWORD": "pw"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "xmc.cli", "live", "--config", config, "--duration", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XMC_BROKER_PASSWORD": "pw"},
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert f"session BROKER is closed by its schedule now ({start}-{end} UTC)" in proc.stderr
     assert "session BROKER never logged on" in proc.stderr and "outside its schedule" in proc.stderr

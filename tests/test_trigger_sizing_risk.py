@@ -18,8 +18,11 @@ fx_rates = st.floats(5.0, 9.0, allow_nan=False)
 
 
 def books(cu_bid, cu_ask, hg_bid, hg_ask, fx, ts=0.0, hg="HG"):
-    return {"CU": TopOfBook(cu_bid, 1, cu_ask, 1, ts), hg: TopOfBook(hg_bid, 1, hg_ask, 1, ts),
-            "USDCNY": TopOfBook(fx, 1, fx, 1, ts)}
+    return {
+        "CU": TopOfBook(cu_bid, 1, cu_ask, 1, ts),
+        hg: TopOfBook(hg_bid, 1, hg_ask, 1, ts),
+        "USDCNY": TopOfBook(fx, 1, fx, 1, ts),
+    }
 
 
 def evaluator(config, kind="spread", hg_inst=None, **kw):
@@ -33,8 +36,13 @@ def evaluator(config, kind="spread", hg_inst=None, **kw):
     return TriggerEvaluator(strategy, instruments)
 
 
-@given(hg=prices, fx=fx_rates, spread=st.floats(-2000, 2000), unit=st.sampled_from(["t", "kg"]),
-       kind=st.sampled_from(["spread", "ratio", "counter_price"]))
+@given(
+    hg=prices,
+    fx=fx_rates,
+    spread=st.floats(-2000, 2000),
+    unit=st.sampled_from(["t", "kg"]),
+    kind=st.sampled_from(["spread", "ratio", "counter_price"]),
+)
 @settings(max_examples=150, deadline=None)
 def test_signal_is_the_same_whatever_unit_or_currency_the_far_leg_is_quoted_in(config, hg, fx, spread, unit, kind):
     cu = hg * 2204.62 * fx + spread
@@ -44,7 +52,8 @@ def test_signal_is_the_same_whatever_unit_or_currency_the_far_leg_is_quoted_in(c
     factor = {"t": 2204.62, "kg": 2.20462}[unit]
     per_unit = Instrument("HGX", "COMEX", "HGX", "USD", unit, 25, "t", 0.0005 * factor)
     other = evaluator(config, kind, hg_inst=per_unit).values(
-        books(cu - 10, cu + 10, (hg - 0.0005) * factor, (hg + 0.0005) * factor, fx, hg="HGX"))
+        books(cu - 10, cu + 10, (hg - 0.0005) * factor, (hg + 0.0005) * factor, fx, hg="HGX")
+    )
     # and already converted to CNY, with an FX of 1
     in_cny = Instrument("HGC", "COMEX", "HGC", "CNY", "t", 25, "t", 1.0)
     cny = evaluator(config, kind, hg_inst=in_cny)
@@ -93,8 +102,10 @@ def test_stale_input_blocks_the_trigger(config):
     assert ev.evaluate(b, 0.0) is not None
 
 
-@pytest.mark.parametrize("x,rule,expected", [(1.2, "nearest", 1), (1.5, "nearest", 2), (1.2, "up", 2),
-                                             (1.8, "down", 1), (2.0, "up", 2), (2.0, "down", 2)])
+@pytest.mark.parametrize(
+    "x,rule,expected",
+    [(1.2, "nearest", 1), (1.5, "nearest", 2), (1.2, "up", 2), (1.8, "down", 1), (2.0, "up", 2), (2.0, "down", 2)],
+)
 def test_rounding_rules(x, rule, expected):
     assert round_lots(x, rule) == expected
 
@@ -111,13 +122,17 @@ def test_alignment_tracks_the_residual_in_tonnes(config):
 LIMITS = RiskLimits({"CU": 10}, {"CU": 20}, 5_000_000, 3.0)
 
 
-@pytest.mark.parametrize("qty,price,position,open_buy,limit", [
-    (11, 70000, 0, 0, "max_order_lots"),
-    (10, 70000, 15, 0, "max_position_lots"),
-    (5, 70000, 10, 6, "max_position_lots"),  # worst case counts what is still working
-    (10, 110000, 0, 0, "max_notional_cny"),
-    (1, 73000, 0, 0, "price_band_pct"),
-    (5, 70000, 0, 0, None)])
+@pytest.mark.parametrize(
+    "qty,price,position,open_buy,limit",
+    [
+        (11, 70000, 0, 0, "max_order_lots"),
+        (10, 70000, 15, 0, "max_position_lots"),
+        (5, 70000, 10, 6, "max_position_lots"),  # worst case counts what is still working
+        (10, 110000, 0, 0, "max_notional_cny"),
+        (1, 73000, 0, 0, "price_band_pct"),
+        (5, 70000, 0, 0, None),
+    ],
+)
 def test_each_risk_limit(config, qty, price, position, open_buy, limit):
     breach = check_order(LIMITS, config.instruments["CU"], 1, qty, price, 70000, 1.0, position, open_buy, 0)
     assert (breach.limit if breach else None) == limit

@@ -26,21 +26,56 @@ BENCH = ROOT / "benchmarks" / "throughput.toml"
 
 
 def wire_run(out, seconds: float = 5.0, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(BENCH), "--mode", "wire", "--duration",
-                           str(seconds), "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=180,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "run",
+            str(BENCH),
+            "--mode",
+            "wire",
+            "--duration",
+            str(seconds),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+    )
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
     return proc, report
 
 
-def wire_variant(tmp_path, name: str, text: str, seconds: float,
-                 *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+def wire_variant(
+    tmp_path, name: str, text: str, seconds: float, *extra: str
+) -> tuple[subprocess.CompletedProcess, dict]:
     """`xmc run --mode wire` of a variant of the benchmark scenario, written to tmp_path/<name>.toml."""
     scenario_file = tmp_path / f"{name}.toml"
     scenario_file.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "run", str(scenario_file), "--mode", "wire", "--duration",
-                           str(seconds), *extra, "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          cwd=ROOT, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "run",
+            str(scenario_file),
+            "--mode",
+            "wire",
+            "--duration",
+            str(seconds),
+            *extra,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
     path = tmp_path / "out" / "report.json"
     return proc, json.loads(path.read_text()) if path.exists() else {}
 
@@ -58,8 +93,9 @@ def test_engine_trades_against_the_venue_model_over_real_fix_sessions(tmp_path):
         return datetime.strptime(v.decode()[:21], "%Y%m%d-%H:%M:%S.%f").timestamp()
 
     reports = [m for m in msgs if m.get(35) == b"8" and m.get(60)]
-    assert reports and all(abs(stamp(m.get(60)) - stamp(m.get(52))) < 1.0 for m in reports), \
+    assert reports and all(abs(stamp(m.get(60)) - stamp(m.get(52))) < 1.0 for m in reports), (
         "the venue's TransactTime and SendingTime must come from one clock"
+    )
     audit = pl.read_parquet(tmp_path / "wire" / "audit.parquet")
     assert {"signal", "send", "fill", "terminal"} <= set(audit["stage"].to_list())
 
@@ -79,39 +115,71 @@ def test_credentials_are_sent_but_never_logged(tmp_path):
     assert store.stat().st_mode & 0o077 == 0 and all(p.stat().st_mode & 0o077 == 0 for p in store.iterdir())
     assert secret not in proc.stdout + proc.stderr
     events = report["session_events"]  # quickfix's own events are on record, without the secret
-    assert events["recorded"] and any("logon" in e.lower() for e in events["first"]) and secret not in json.dumps(report)
+    assert (
+        events["recorded"] and any("logon" in e.lower() for e in events["first"]) and secret not in json.dumps(report)
+    )
     masked = mask("8=FIX.4.4\x019=15\x0135=A\x01554=topsecret\x0110=000\x01")
     assert "554=***" in masked and "topsecret" not in masked and masked.startswith("8=FIX.4.4\x019=")
 
 
 def test_venue_command_rejects_bad_input():
-    proc = subprocess.run([sys.executable, "-m", "xmc.cli", "venue", "--scenario", "nope.toml"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xmc.cli", "venue", "--scenario", "nope.toml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "nope.toml" in proc.stderr
 
 
 def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(tmp_path):
     scenario_file = ROOT / "scenarios" / "cu_hg_spread.toml"
     state = tmp_path / "venue.json"
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario_file),
-                              "--duration", "120", "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "XMC_VENUE_PASSWORD": "right-pw"})
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(scenario_file),
+            "--duration",
+            "120",
+            "--state",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XMC_VENUE_PASSWORD": "right-pw"},
+    )
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
         text = scenario_file.read_text()
-        engine_tables = text[text.index("[instruments.CU]"):text.index("[prices]")]
+        engine_tables = text[text.index("[instruments.CU]") : text.index("[prices]")]
         sessions = "".join(
             f'[sessions.{n}]\nhost = "127.0.0.1"\nport = {p}\ntarget_comp_id = "{n}"\n'
             f'dictionary = "{ {"SHFE": "SHFE", "COMEX": "COMEX", "FX": "FXFEED"}[n] }"\nusername = "desk1"\n'
-            f'password_env = "PW_{n}"\n\n' for n, p in ports.items())
+            f'password_env = "PW_{n}"\n\n'
+            for n, p in ports.items()
+        )
         config = tmp_path / "live.toml"
-        config.write_text(f'[live]\nout_dir = "{tmp_path / "out"}"\nheartbeat_s = 1\nreconnect_s = 1\n'
-                          f'start_time = "00:00:00"\nend_time = "00:00:00"\n'
-                          f"reset_on_logon = true\n\n{sessions}{engine_tables}")
-        live = subprocess.run([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "4"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PW_SHFE": "right-pw", "PW_COMEX": "wrong-pw", "PW_FX": "right-pw"})
+        config.write_text(
+            f'[live]\nout_dir = "{tmp_path / "out"}"\nheartbeat_s = 1\nreconnect_s = 1\n'
+            f'start_time = "00:00:00"\nend_time = "00:00:00"\n'
+            f"reset_on_logon = true\n\n{sessions}{engine_tables}"
+        )
+        live = subprocess.run(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "4"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PW_SHFE": "right-pw", "PW_COMEX": "wrong-pw", "PW_FX": "right-pw"},
+        )
     finally:
         venue.stdin.close()
         venue.wait(timeout=30)
@@ -133,8 +201,9 @@ def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(
 
 
 def test_a_tcp_cut_is_recovered_by_quickfix_resend_and_loses_no_fill(tmp_path):
-    text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\n'
-                                                 'after_s = 2.0\nuntil_s = 3.5\n\n[expect]')
+    text = BENCH.read_text().replace(
+        "[expect]", '[[faults]]\nkind = "disconnect"\nvenue = "COMEX"\nafter_s = 2.0\nuntil_s = 3.5\n\n[expect]'
+    )
     proc, report = wire_variant(tmp_path, "cut", text, 6)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -149,8 +218,11 @@ def test_a_cut_the_moment_an_order_arrives_holds_its_reports_until_the_engine_is
     """disconnect_on_order over the wire: the venue processes the COMEX entry, logs the session out and
     refuses logons for 1.5 s; the engine logs on again, its reports follow, the episode ends with
     positions equal to the venues' and the cut is in report.json."""
-    text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\n'
-                                                 'orders = "entry"\ncount = 1\ndelay_ms = 1500\n\n[expect]')
+    text = BENCH.read_text().replace(
+        "[expect]",
+        '[[faults]]\nkind = "disconnect_on_order"\nvenue = "COMEX"\n'
+        'orders = "entry"\ncount = 1\ndelay_ms = 1500\n\n[expect]',
+    )
     proc, report = wire_variant(tmp_path, "cut_on_order", text, 5)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cuts = [f for f in report["wire_faults"] if f["fault"] == "disconnect_on_order"]
@@ -166,9 +238,12 @@ def test_a_cut_the_moment_an_order_arrives_holds_its_reports_until_the_engine_is
 def test_the_desks_kill_switch_fault_acts_in_wire_mode_and_engine_process_faults_are_named(tmp_path):
     """A kill_switch fault throws the switch at its time over the wire too (no episode after it); a
     crash of the engine's own process cannot happen in a wire run: it is named, not skipped quietly."""
-    text = BENCH.read_text().replace("[expect]", '[[faults]]\nkind = "kill_switch"\nafter_s = 2.0\n\n'
-                                                 '[[faults]]\nkind = "crash_restart"\nafter_s = 3.0\ndelay_ms = 500\n\n'
-                                                 '[expect]')
+    text = BENCH.read_text().replace(
+        "[expect]",
+        '[[faults]]\nkind = "kill_switch"\nafter_s = 2.0\n\n'
+        '[[faults]]\nkind = "crash_restart"\nafter_s = 3.0\ndelay_ms = 500\n\n'
+        "[expect]",
+    )
     proc, report = wire_variant(tmp_path, "desk", text, 4)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report["faults_virtual_only"] == ["faults[1] crash_restart"] and "faults[1] crash_restart" in proc.stderr
@@ -180,7 +255,9 @@ def test_the_desks_kill_switch_fault_acts_in_wire_mode_and_engine_process_faults
 def test_dropped_messages_and_added_latency_happen_on_the_wire_and_are_recovered(tmp_path):
     """A relay in the engine's path drops whole FIX messages (the receiver sees a sequence gap, asks
     for a resend and gets PossDup copies or a GapFill) and delays others by 40 ms; nothing is lost."""
-    text = BENCH.read_text().replace("[expect]", """[[faults]]
+    text = BENCH.read_text().replace(
+        "[expect]",
+        """[[faults]]
 kind = "drop"
 venue = "COMEX"
 direction = "down"
@@ -204,7 +281,8 @@ after_s = 2.0
 until_s = 3.0
 delay_ms = 40
 
-[expect]""")
+[expect]""",
+    )
     proc, report = wire_variant(tmp_path, "gaps", text, 5)
     assert report["fills_match_positions"] and report["all_terminal"] and report["episodes"], proc.stderr[-3000:]
     drops = [f for f in report["wire_faults"] if f["fault"] == "drop"]
@@ -225,13 +303,20 @@ def test_the_venue_process_killed_mid_run_and_restarted_loses_and_duplicates_no_
     the engine reconnects, quickfix resynchronises (ResendRequest, resend or gap fill), the engine
     queries every order it had working (H) and adopts the answers; positions equal the venues'."""
     # every SHFE order fills 40% and the rest keeps working at the venue until the order timeout
-    text = BENCH.read_text().replace('mode = "ioc"', 'mode = "limit"').replace("[expect]", """[[faults]]
+    text = (
+        BENCH.read_text()
+        .replace('mode = "ioc"', 'mode = "limit"')
+        .replace(
+            "[expect]",
+            """[[faults]]
 kind = "partial_fill"
 venue = "SHFE"
 fill_ratio = 0.4
 rest = "work"
 
-[expect]""")
+[expect]""",
+        )
+    )
     proc, report = wire_variant(tmp_path, "resting", text, 6, "--kill-venues-at", "2", "--venues-down", "0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report["fills_match_positions"] and report["all_terminal"], report["positions"]
@@ -257,10 +342,16 @@ rest = "work"
 def test_amending_a_lagging_leg_over_real_fix_sessions(tmp_path):
     """OrderCancelReplaceRequest through quickfix both ways: COMEX fills 40% of each entry and keeps
     the rest working, so that leg lags; the engine amends it (G), the venue answers Replaced (150=5)."""
-    text = BENCH.read_text().replace('mode = "ioc"', 'mode = "limit"').replace(
-        "cooldown_ms = 0", "cooldown_ms = 0\namend_after_ms = 100\namend_step_ticks = 1\nmax_amends = 2").replace(
-        "[expect]", '[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\norders = "entry"\nfill_ratio = 0.5\n'
-                    'rest = "work"\n\n[expect]')
+    text = (
+        BENCH.read_text()
+        .replace('mode = "ioc"', 'mode = "limit"')
+        .replace("cooldown_ms = 0", "cooldown_ms = 0\namend_after_ms = 100\namend_step_ticks = 1\nmax_amends = 2")
+        .replace(
+            "[expect]",
+            '[[faults]]\nkind = "partial_fill"\nvenue = "COMEX"\norders = "entry"\nfill_ratio = 0.5\n'
+            'rest = "work"\n\n[expect]',
+        )
+    )
     proc, report = wire_variant(tmp_path, "amend", text, 4)
     assert report["fills_match_positions"] and report["all_terminal"], proc.stderr[-3000:]
     msgs = _checked_messages(tmp_path / "out" / "messages.log")
@@ -276,15 +367,36 @@ def test_sigusr1_is_the_kill_switch_of_xmc_live(tmp_path):
     import signal
 
     state = tmp_path / "venue.json"
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(BENCH), "--duration", "120",
-                              "--state", str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(BENCH),
+            "--duration",
+            "120",
+            "--state",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         ports = json.loads(venue.stdout.readline())["ports"]
         config = tmp_path / "live.toml"
         config.write_text(live_config(BENCH.read_text(), ports, tmp_path / "out", reset_on_logon=True))
-        live = subprocess.Popen([sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "5",
-                                 "--trace"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        live = subprocess.Popen(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "5", "--trace"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         sends = 0
         for line in live.stdout:
             sends += "|send|" in line
@@ -300,7 +412,7 @@ def test_sigusr1_is_the_kill_switch_of_xmc_live(tmp_path):
     assert any("kill switch" in a for a in report["alerts"])
     audit = pl.read_parquet(tmp_path / "out" / "audit.parquet").sort("seq")
     stages = audit["stage"].to_list()
-    assert "kill_switch" in stages and "send" not in stages[stages.index("kill_switch"):]
+    assert "kill_switch" in stages and "send" not in stages[stages.index("kill_switch") :]
 
 
 def _frame(body: str) -> bytes:
@@ -308,8 +420,15 @@ def _frame(body: str) -> bytes:
     return (head + body + f"10={sum((head + body).encode()) % 256:03d}\x01").encode()
 
 
-def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), linger: float = 0.0,
-                 logon_extra: str = "", source: str = "127.0.0.1", until: bytes = b"") -> bytes:
+def _raw_session(
+    port: int,
+    sender: str,
+    bodies: tuple[bytes | str, ...] = (),
+    linger: float = 0.0,
+    logon_extra: str = "",
+    source: str = "127.0.0.1",
+    until: bytes = b"",
+) -> bytes:
     """Log on over a raw socket from `source` as `sender`, then send each of `bodies` (a str is a
     message body framed here, "{now}" replaced by the time; bytes go as they are) once the Logon is
     answered; every byte received until the peer closes, `until` arrives or, with `linger`, that many
@@ -320,8 +439,9 @@ def _raw_session(port: int, sender: str, bodies: tuple[bytes | str, ...] = (), l
     now = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime())
     got = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
-        s.sendall(_frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01"
-                         f"{logon_extra}"))
+        s.sendall(
+            _frame(f"35=A\x0149={sender}\x0156=SHFE\x0134=1\x0152={now}\x0198=0\x01108=30\x01141=Y\x01{logon_extra}")
+        )
         if linger:
             s.settimeout(linger)
         pending = list(bodies)
@@ -351,10 +471,29 @@ def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
     scenario_file = tmp_path / "wide.toml"
     scenario_file.write_text(wide)  # background quotes 100 ticks away: the clients meet each other in between
     state = tmp_path / "venue.json"
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(scenario_file),
-                              "--client", "CLIENT1", "--client", "CLIENT2", "--duration", "120", "--state",
-                              str(state)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(scenario_file),
+            "--client",
+            "CLIENT1",
+            "--client",
+            "CLIENT2",
+            "--duration",
+            "120",
+            "--state",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         info = json.loads(venue.stdout.readline())
         port = info["ports"]["SHFE"]
@@ -363,9 +502,22 @@ def test_several_clients_share_one_venue_and_trade_against_each_other(tmp_path):
         bad_comp = _raw_session(port, "CLIENT2", ("35=0\x0149=SOMEONE\x0156=SHFE\x0134=2\x0152={now}\x01",))
         from engine.fix import dictionary
 
-        clients = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "two_clients.py"), str(port), "SHFE",
-                                  str(dictionary.load("SHFE").path), "cu2603", "SHFE-ARB-01", "10"],
-                                 capture_output=True, text=True, cwd=ROOT, timeout=90)
+        clients = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "helpers" / "two_clients.py"),
+                str(port),
+                "SHFE",
+                str(dictionary.load("SHFE").path),
+                "cu2603",
+                "SHFE-ARB-01",
+                "10",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=90,
+        )
     finally:
         venue.stdin.close()
         venue.wait(timeout=30)
@@ -395,16 +547,34 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     """Over a real socket to `xmc venue`: garbled bytes (a wrong CheckSum) are dropped, a NewOrderSingle
     the SHFE dictionary refuses (no Account) gets session Reject 3 naming the tag, a message type the
     venue does not serve gets BusinessMessageReject j (380=3); then a TestRequest is still answered."""
-    venue = subprocess.Popen([sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(BENCH), "--duration", "60",
-                              "--state", str(tmp_path / "venue.json")], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xmc.cli",
+            "venue",
+            "--scenario",
+            str(BENCH),
+            "--duration",
+            "60",
+            "--state",
+            str(tmp_path / "venue.json"),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = json.loads(venue.stdout.readline())["ports"]["SHFE"]
         head = "49=XMC\x0156=SHFE\x0152={now}\x01"
         garbled = _frame(f"35=0\x0134=2\x01{head}").replace(b"\x0110=", b"\x0110=9")[:-4] + b"000\x01"
         # dropped as if never received: the next message takes its sequence number (no gap to resend)
-        no_account = (f"35=D\x0134=2\x01{head}11=BAD-1\x0155=cu2603\x0154=1\x0160={{now}}\x0138=1\x0140=2\x01"
-                      f"44=70000\x0159=0\x0120001=2\x01")
+        no_account = (
+            f"35=D\x0134=2\x01{head}11=BAD-1\x0155=cu2603\x0154=1\x0160={{now}}\x0138=1\x0140=2\x01"
+            f"44=70000\x0159=0\x0120001=2\x01"
+        )
         unserved = f"35=BE\x0134=3\x01{head}553=desk1\x01923=U-1\x01924=1\x01"  # a valid UserRequest
         test_request = f"35=1\x0134=4\x01{head}112=STILL-THERE\x01"
         got = _raw_session(port, "XMC", (garbled, no_account, unserved, test_request), linger=2.0)
@@ -421,7 +591,6 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     state = json.loads((tmp_path / "venue.json").read_text())
     assert any("Reject" in a for a in state["session_answers"])
     assert any("Invalid message" in e["text"] and "CheckSum" in e["text"] for e in state["session_events"])
-
 
 
 def test_the_venues_take_sessions_only_from_their_host(spread_scenario, tmp_path):

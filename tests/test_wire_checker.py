@@ -21,8 +21,11 @@ def checker(config, lease=None) -> WireChecker:
 
 
 def order(cl: str, qty: int, price: float, symbol: str = "HGH6", seq: int = 7, mt: str = "D", dup: bool = False):
-    fields = [(35, mt), (34, str(seq))] + ([(43, "Y")] if dup else []) + \
-        [(11, cl), (55, symbol), (54, "1"), (38, str(qty)), (44, f"{price:g}")]
+    fields = (
+        [(35, mt), (34, str(seq))]
+        + ([(43, "Y")] if dup else [])
+        + [(11, cl), (55, symbol), (54, "1"), (38, str(qty)), (44, f"{price:g}")]
+    )
     return msg(*fields)
 
 
@@ -38,8 +41,11 @@ def test_an_order_of_a_fenced_epoch_reaching_a_venue_is_named(config):
     assert w.v["W5"].status == "pass"
     w.received("COMEX", order("E1-000001B1", 2, 4.501, seq=4, dup=True), 1.1)
     first = w.v["W5"].first
-    assert w.v["W5"].status == "fail" and (first["venue"], first["seq"], first["cl_ord_id"]) == \
-        ("COMEX", 4, "E1-000001B1")
+    assert w.v["W5"].status == "fail" and (first["venue"], first["seq"], first["cl_ord_id"]) == (
+        "COMEX",
+        4,
+        "E1-000001B1",
+    )
     assert "PossDup" in first["detail"] and first["decision_id"] == "E1-000001"
 
 
@@ -64,12 +70,30 @@ def test_a_price_move_inside_the_reference_window_is_not_a_violation(config):
     assert w.v["W8"].status == "fail"
 
 
-def report(cl: str, exec_id: str, qty: int, side: str = "1", symbol: str = "cu2603", cum: int | None = None,
-           exec_type: str = "F") -> str:
+def report(
+    cl: str,
+    exec_id: str,
+    qty: int,
+    side: str = "1",
+    symbol: str = "cu2603",
+    cum: int | None = None,
+    exec_type: str = "F",
+) -> str:
     """A venue's ExecutionReport of order `cl` (OrderID O-`cl`): a fill of `qty` lots, CumQty `cum`
     (default `qty`), or with exec_type "I" a status answer whose CumQty is `cum`."""
-    fields = [(35, "8"), (34, "3"), (11, cl), (37, f"O-{cl}"), (17, exec_id), (150, exec_type), (39, "2"),
-              (55, symbol), (54, side), (32, str(qty)), (14, str(qty if cum is None else cum))]
+    fields = [
+        (35, "8"),
+        (34, "3"),
+        (11, cl),
+        (37, f"O-{cl}"),
+        (17, exec_id),
+        (150, exec_type),
+        (39, "2"),
+        (55, symbol),
+        (54, side),
+        (32, str(qty)),
+        (14, str(qty if cum is None else cum)),
+    ]
     return SOH + SOH.join(f"{t}={v}" for t, v in fields) + SOH
 
 
@@ -121,6 +145,7 @@ def test_an_episode_reopened_by_a_late_fill_may_send_until_it_ends_again(config)
         w.engine_sent("COMEX", f"{SOH}35=D{SOH}34=12{SOH}11=E1-000001B3H{SOH}", t)
         # ended at 1.5, reopened by a late fill at 1.8, ended again at 2.5
         return w.finish({}, {"E1-000001": [(1.5, 1.8), (2.5, math.inf)]})["W2"]["status"]
+
     assert [sent_at(t) for t in (1.6, 1.8, 2.0, 2.6)] == ["fail", "pass", "pass", "fail"]
 
 
@@ -144,6 +169,7 @@ def test_a_non_ascii_character_on_the_wire_is_named(config):
 def test_an_ended_decision_must_hold_at_the_venues_what_its_outcome_says(config):
     """W10: from the venues' fills alone, a BALANCED decision holds its entry quantities, an UNWOUND or
     ABORTED one nothing; an escalated one is the desk's and is not judged."""
+
     def traded(b_fills: list[int]) -> WireChecker:
         w = checker(config)
         w.received("SHFE", order("E1-000001A1", 5, 70000, symbol="cu2603"), 0.1)
@@ -171,8 +197,9 @@ def test_a_new_order_before_the_venue_answered_its_status_questions_is_named(con
     w.received("COMEX", msg((35, "AN"), (34, "6"), (710, "PR-COMEX-E1")), 1.0)
     w.received("COMEX", order("E1-000001B1", 2, 4.501, seq=4, dup=True), 1.01)  # a resend: not judged
     assert w.v["W11"].status == "unknown"
-    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=X{SOH}150=I{SOH}584=MS-COMEX-E1{SOH}"
-                          f"912=N{SOH}", 1.02)  # not the last report: the AF is still open
+    w.venue_sent(
+        "COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=X{SOH}150=I{SOH}584=MS-COMEX-E1{SOH}912=N{SOH}", 1.02
+    )  # not the last report: the AF is still open
     w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=AP{SOH}34=10{SOH}710=PR-COMEX-E1{SOH}727=1{SOH}", 1.02)
     w.received("COMEX", order("E1-000002B2R", 2, 4.501, seq=8), 1.05)
     first = w.v["W11"].first
@@ -181,8 +208,9 @@ def test_a_new_order_before_the_venue_answered_its_status_questions_is_named(con
     w2 = checker(config)
     w2.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
     w2.received("COMEX", msg((35, "AF"), (34, "5"), (584, "MS-COMEX-E1")), 1.0)
-    w2.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=NONE{SOH}150=I{SOH}584=MS-COMEX-E1{SOH}"
-                           f"912=Y{SOH}", 1.02)
+    w2.venue_sent(
+        "COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=NONE{SOH}150=I{SOH}584=MS-COMEX-E1{SOH}912=Y{SOH}", 1.02
+    )
     w2.received("COMEX", msg((35, "AN"), (34, "6"), (710, "PR-COMEX-E1")), 1.0)
     w2.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=j{SOH}34=10{SOH}45=6{SOH}372=AN{SOH}380=3{SOH}", 1.02)
     w2.received("COMEX", order("E1-000002B2R", 2, 4.501, seq=8), 1.05)
@@ -199,8 +227,9 @@ def test_an_engine_that_orders_before_reconciling_fails_w11(monkeypatch):
 
     path = ROOT / "scenarios" / "f38_crash_between_legs.toml"
     assert runner.run(scenario.load(path), 1).report["invariants"]["W11"]["status"] == "pass"
-    monkeypatch.setattr(Reconciliation, "venue_ready",
-                        lambda self, venue: venue in self.sessions and venue not in self.position_hold)
+    monkeypatch.setattr(
+        Reconciliation, "venue_ready", lambda self, venue: venue in self.sessions and venue not in self.position_hold
+    )
     inv = runner.run(scenario.load(path), 1).report["invariants"]["W11"]
     assert inv["status"] == "fail" and "new risk before reconciliation" in inv["first"]["detail"]
 

@@ -58,8 +58,9 @@ def test_a_frozen_holder_expires_the_standby_takes_over_and_the_holder_is_fenced
 
     from tests.conftest import ROOT
 
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, zookeeper.hosts], cwd=ROOT, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, zookeeper.hosts], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         epoch = int(holder.stdout.readline())
         # the standby keeps a session of ordinary length: under load a 0.4 s one of its own can expire too
@@ -103,5 +104,3 @@ def test_the_servers_port_is_held_for_it_so_no_other_socket_can_take_it(zookeepe
         assert client.exists("/") is not None
     finally:
         client.stop()
-
-

@@ -24,9 +24,13 @@ from engine.fix.dictionary import DictionaryError
 
 # the checkout's scenarios/ and baselines/, else the copies a non-editable install keeps (xmc/scenarios, xmc/baselines)
 _HERE = Path(__file__).resolve().parent
-SCENARIO_DIR = next((d for d in (_HERE.parent / "scenarios", _HERE / "scenarios") if d.is_dir()), _HERE.parent / "scenarios")
-BASELINE = next((f for f in (_HERE.parent / "baselines" / "library.json", _HERE / "baselines" / "library.json")
-                 if f.is_file()), _HERE.parent / "baselines" / "library.json")
+SCENARIO_DIR = next(
+    (d for d in (_HERE.parent / "scenarios", _HERE / "scenarios") if d.is_dir()), _HERE.parent / "scenarios"
+)
+BASELINE = next(
+    (f for f in (_HERE.parent / "baselines" / "library.json", _HERE / "baselines" / "library.json") if f.is_file()),
+    _HERE.parent / "baselines" / "library.json",
+)
 
 
 class UsageError(Exception):
@@ -50,8 +54,9 @@ def writable_dir(path: str | Path, what: str) -> Path:
         with tempfile.NamedTemporaryFile(dir=p, prefix=".xmc-write-check-"):
             pass
     except OSError as exc:
-        raise UsageError(f"{what} {p}: cannot be written ({exc.strerror or exc}); give a directory you may "
-                         f"write to") from None
+        raise UsageError(
+            f"{what} {p}: cannot be written ({exc.strerror or exc}); give a directory you may write to"
+        ) from None
     return p
 
 
@@ -77,95 +82,180 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xmc", description="Cross-market arbitrage FIX engine and its certifying exchange simulator.")
     p.add_argument("--version", action=_Version, nargs=0, help="print xmc's version (and git commit) and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="run one scenario, in virtual time or (--mode wire) over real FIX sessions",
-                       description="Run one scenario with one seed; write report.json, messages.log and "
-                                   "audit.parquet to --out. Exit 0 when every expectation holds, 1 when one "
-                                   "fails, 2 on bad input.")
+    r = sub.add_parser(
+        "run",
+        help="run one scenario, in virtual time or (--mode wire) over real FIX sessions",
+        description="Run one scenario with one seed; write report.json, messages.log and "
+        "audit.parquet to --out. Exit 0 when every expectation holds, 1 when one "
+        "fails, 2 on bad input.",
+    )
     r.add_argument("scenario", help="path of a scenario .toml file")
     r.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
     r.add_argument("--out", default=None, help="directory for report.json, messages.log, audit.parquet")
-    r.add_argument("--print-scenario", action="store_true",
-                   help="print the scenario as validated, with every base it extends merged in, and exit")
-    r.add_argument("--mode", choices=("virtual", "wire"), default="virtual",
-                   help="virtual: simpy virtual time (default); wire: real quickfix sessions over loopback, "
-                        "the venues in a child process, paced in real time (order, link, market-data and desk "
-                        "faults apply; faults of the engine's own process are named and left to virtual time)")
-    r.add_argument("--duration", type=float, default=None,
-                   help="wire mode: wall-clock seconds to trade (default: the scenario's duration)")
-    r.add_argument("--link-latency", action="store_true",
-                   help="wire mode: add each venue's scenario latency (latency_up/latency_down) on a relay in "
-                        "the engine's path, as virtual time has it (loopback alone is ~0.1 ms)")
-    r.add_argument("--kill-venues-at", type=float, default=None, metavar="S",
-                   help="wire mode: kill the venue process (SIGKILL) S seconds into trading and start it again on "
-                        "the same ports and state (--venues-down seconds later); the engine must reconnect, "
-                        "resynchronise and reconcile")
-    r.add_argument("--venues-down", type=float, default=1.0, metavar="S",
-                   help="wire mode: seconds the killed venue process stays down (default 1)")
-    pa = sub.add_parser("parity", help="run a scenario in virtual time and over the wire; compare the outcomes",
-                        description="Run one scenario with one seed twice, in virtual time and in wire mode, for "
-                                    "the same --duration, and compare: same episodes (paired by side and signal "
-                                    "time), same outcomes, same fill quantities, signal->terminal within the "
-                                    "timing tolerance. Every difference is printed and written to "
-                                    "--out/parity.json (beside virtual/ and wire/ artefacts). Exit 0 when the "
-                                    "outcomes are identical, 1 when they differ, 2 on bad input.")
+    r.add_argument(
+        "--print-scenario",
+        action="store_true",
+        help="print the scenario as validated, with every base it extends merged in, and exit",
+    )
+    r.add_argument(
+        "--mode",
+        choices=("virtual", "wire"),
+        default="virtual",
+        help="virtual: simpy virtual time (default); wire: real quickfix sessions over loopback, "
+        "the venues in a child process, paced in real time (order, link, market-data and desk "
+        "faults apply; faults of the engine's own process are named and left to virtual time)",
+    )
+    r.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="wire mode: wall-clock seconds to trade (default: the scenario's duration)",
+    )
+    r.add_argument(
+        "--link-latency",
+        action="store_true",
+        help="wire mode: add each venue's scenario latency (latency_up/latency_down) on a relay in "
+        "the engine's path, as virtual time has it (loopback alone is ~0.1 ms)",
+    )
+    r.add_argument(
+        "--kill-venues-at",
+        type=float,
+        default=None,
+        metavar="S",
+        help="wire mode: kill the venue process (SIGKILL) S seconds into trading and start it again on "
+        "the same ports and state (--venues-down seconds later); the engine must reconnect, "
+        "resynchronise and reconcile",
+    )
+    r.add_argument(
+        "--venues-down",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="wire mode: seconds the killed venue process stays down (default 1)",
+    )
+    pa = sub.add_parser(
+        "parity",
+        help="run a scenario in virtual time and over the wire; compare the outcomes",
+        description="Run one scenario with one seed twice, in virtual time and in wire mode, for "
+        "the same --duration, and compare: same episodes (paired by side and signal "
+        "time), same outcomes, same fill quantities, signal->terminal within the "
+        "timing tolerance. Every difference is printed and written to "
+        "--out/parity.json (beside virtual/ and wire/ artefacts). Exit 0 when the "
+        "outcomes are identical, 1 when they differ, 2 on bad input.",
+    )
     pa.add_argument("scenario", help="path of a scenario .toml file")
     pa.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
     pa.add_argument("--duration", type=float, default=10.0, help="seconds of trading in both runs (default 10)")
     pa.add_argument("--out", default="out/parity", help="output directory (default out/parity)")
-    pa.add_argument("--no-link-latency", action="store_true",
-                    help="run the wire side on bare loopback instead of with the scenario's link latency")
-    pa.add_argument("--signal-tolerance-ms", type=float, default=250.0,
-                    help="how far apart the same decision may fire on the two clocks (default 250)")
-    pa.add_argument("--timing-tolerance-ms", type=float, default=250.0,
-                    help="how much signal->terminal may differ between the runs (default 250)")
-    c = sub.add_parser("certify", help="run scenarios across seeds and print a certification table",
-                       description="Run every scenario (default: all under scenarios/) for --seeds seeds, "
-                                   "print a summary table and write report.json (and each run's messages.log "
-                                   "and audit.parquet under runs/) to --out.")
+    pa.add_argument(
+        "--no-link-latency",
+        action="store_true",
+        help="run the wire side on bare loopback instead of with the scenario's link latency",
+    )
+    pa.add_argument(
+        "--signal-tolerance-ms",
+        type=float,
+        default=250.0,
+        help="how far apart the same decision may fire on the two clocks (default 250)",
+    )
+    pa.add_argument(
+        "--timing-tolerance-ms",
+        type=float,
+        default=250.0,
+        help="how much signal->terminal may differ between the runs (default 250)",
+    )
+    c = sub.add_parser(
+        "certify",
+        help="run scenarios across seeds and print a certification table",
+        description="Run every scenario (default: all under scenarios/) for --seeds seeds, "
+        "print a summary table and write report.json (and each run's messages.log "
+        "and audit.parquet under runs/) to --out.",
+    )
     c.add_argument("paths", nargs="*", help="scenario files or directories (default: the bundled scenarios/)")
     c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
-    c.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run the scenario x seed runs as tasks on a Ray cluster at ADDRESS; without one, a local "
-                        "Ray started for the command (-j CPUs). Results are identical to local runs")
-    c.add_argument("--save-baseline", default=None, metavar="FILE",
-                   help="record this certification (per scenario and seed: run_hash, outcomes, fills, recovery "
-                        "timings, wall figures) as the baseline FILE")
-    c.add_argument("--baseline", default=None, metavar="FILE",
-                   help="compare with the baseline FILE and exit 1 on a regression (rules: README, Regression gate)")
-    c.add_argument("--accept-changes", action="store_true",
-                   help="with --baseline: accept changed behaviour and timings, write this run as the new baseline "
-                        "and say what changed (never accepted: a failed expectation or invariant)")
-    c.add_argument("--html", default=None, metavar="FILE",
-                   help="write the report for people: one self-contained HTML file (verdicts, timing plots, "
-                        "timelines, claims against measurements, coverage, failures with replay commands)")
-    c.add_argument("--html-run", default=None, metavar="SCENARIO:SEED",
-                   help="the run whose episode and failover timelines --html draws (default: the first failed "
-                        "run, else the one with the most legged episodes)")
-    c.add_argument("--junit", default=None, metavar="FILE",
-                   help="also write JUnit XML: one testcase per scenario and seed, failures with the failed "
-                        "expectations and the replay command, timings as properties")
-    rg = sub.add_parser("regress", help="re-run a baseline's scenarios and seeds and fail (exit 1) on a regression "
-                                        "of outcomes, fills or recovery timings",
-                        description="Re-run every scenario x seed a baseline recorded and compare (xmc certify "
-                                    "--baseline). Exit 0: no regression; 1: a regression (the table names scenario, "
-                                    "metric and the replay command of the seed that moved most); 2: bad input.")
-    rg.add_argument("--baseline", default=str(BASELINE), metavar="FILE",
-                    help=f"the baseline (default: the committed {BASELINE.relative_to(BASELINE.parents[1])})")
+    c.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the scenario x seed runs as tasks on a Ray cluster at ADDRESS; without one, a local "
+        "Ray started for the command (-j CPUs). Results are identical to local runs",
+    )
+    c.add_argument(
+        "--save-baseline",
+        default=None,
+        metavar="FILE",
+        help="record this certification (per scenario and seed: run_hash, outcomes, fills, recovery "
+        "timings, wall figures) as the baseline FILE",
+    )
+    c.add_argument(
+        "--baseline",
+        default=None,
+        metavar="FILE",
+        help="compare with the baseline FILE and exit 1 on a regression (rules: README, Regression gate)",
+    )
+    c.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="with --baseline: accept changed behaviour and timings, write this run as the new baseline "
+        "and say what changed (never accepted: a failed expectation or invariant)",
+    )
+    c.add_argument(
+        "--html",
+        default=None,
+        metavar="FILE",
+        help="write the report for people: one self-contained HTML file (verdicts, timing plots, "
+        "timelines, claims against measurements, coverage, failures with replay commands)",
+    )
+    c.add_argument(
+        "--html-run",
+        default=None,
+        metavar="SCENARIO:SEED",
+        help="the run whose episode and failover timelines --html draws (default: the first failed "
+        "run, else the one with the most legged episodes)",
+    )
+    c.add_argument(
+        "--junit",
+        default=None,
+        metavar="FILE",
+        help="also write JUnit XML: one testcase per scenario and seed, failures with the failed "
+        "expectations and the replay command, timings as properties",
+    )
+    rg = sub.add_parser(
+        "regress",
+        help="re-run a baseline's scenarios and seeds and fail (exit 1) on a regression "
+        "of outcomes, fills or recovery timings",
+        description="Re-run every scenario x seed a baseline recorded and compare (xmc certify "
+        "--baseline). Exit 0: no regression; 1: a regression (the table names scenario, "
+        "metric and the replay command of the seed that moved most); 2: bad input.",
+    )
+    rg.add_argument(
+        "--baseline",
+        default=str(BASELINE),
+        metavar="FILE",
+        help=f"the baseline (default: the committed {BASELINE.relative_to(BASELINE.parents[1])})",
+    )
     rg.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     rg.add_argument("--out", default="out/regress", help="output directory (default out/regress)")
-    rg.add_argument("--accept-changes", action="store_true",
-                    help="accept changed behaviour and timings: write this run as the new baseline, saying what changed")
-    ex = sub.add_parser("explore", help="search the fault space on top of base scenarios; shrink each failure to a "
-                                        "minimal replayable scenario",
-                        description="Generate fault schedules over the whole grammar (swarm testing: each schedule "
-                                    "enables a random subset of fault kinds), keep those that reach new coverage and "
-                                    "mutate them further, check every safety invariant, liveness and the base's "
-                                    "schedule-independent expectations, and shrink each failure (by signature) to the "
-                                    "fewest faults, narrowest windows, lowest rates and shortest run that still fail. "
-                                    "Exit 0: nothing failed; 1: failures (written as scenarios under OUT/failures); "
-                                    "2: bad input.")
+    rg.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="accept changed behaviour and timings: write this run as the new baseline, saying what changed",
+    )
+    ex = sub.add_parser(
+        "explore",
+        help="search the fault space on top of base scenarios; shrink each failure to a minimal replayable scenario",
+        description="Generate fault schedules over the whole grammar (swarm testing: each schedule "
+        "enables a random subset of fault kinds), keep those that reach new coverage and "
+        "mutate them further, check every safety invariant, liveness and the base's "
+        "schedule-independent expectations, and shrink each failure (by signature) to the "
+        "fewest faults, narrowest windows, lowest rates and shortest run that still fail. "
+        "Exit 0: nothing failed; 1: failures (written as scenarios under OUT/failures); "
+        "2: bad input.",
+    )
     ex.add_argument("bases", nargs="+", metavar="BASE.toml", help="base scenario files (their faults are replaced)")
     ex.add_argument("--out", default="out/explore", help="output directory (default out/explore)")
     budget = ex.add_mutually_exclusive_group()
@@ -173,20 +263,37 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--runs", type=int, default=None, metavar="N", help="search this many schedules")
     ex.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (or Ray CPUs)")
     ex.add_argument("--seed", type=int, default=1, help="the search's seed: same seed and --runs, same schedules")
-    ex.add_argument("--duration", type=float, default=None, metavar="S",
-                    help="cap each run's virtual duration (default: the base's)")
+    ex.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="cap each run's virtual duration (default: the base's)",
+    )
     ex.add_argument("--shrink-budget", type=int, default=80, metavar="N", help="runs spent shrinking each failure")
-    ex.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                    help="run on a Ray cluster at ADDRESS; without one, a local Ray started for the command")
-    au = sub.add_parser("audit", help="query audit trails: a decision's stages and latencies, an order's life, an "
-                                      "episode's orders and fills, decisions by time, instrument, venue, outcome",
-                        description="Query the audit.parquet of one run (xmc run/live --out) or of a whole "
-                                    "certification (xmc certify --out: every runs/*/audit.parquet). Without "
-                                    "--decision/--order/--episode it lists the decisions that match the filters.")
+    ex.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster at ADDRESS; without one, a local Ray started for the command",
+    )
+    au = sub.add_parser(
+        "audit",
+        help="query audit trails: a decision's stages and latencies, an order's life, an "
+        "episode's orders and fills, decisions by time, instrument, venue, outcome",
+        description="Query the audit.parquet of one run (xmc run/live --out) or of a whole "
+        "certification (xmc certify --out: every runs/*/audit.parquet). Without "
+        "--decision/--order/--episode it lists the decisions that match the filters.",
+    )
     au.add_argument("path", help="an audit.parquet, or the --out directory of xmc run, certify or live")
     what = au.add_mutually_exclusive_group()
-    what.add_argument("--decision", metavar="ID", help="one decision's stages in order, with ms since its signal and "
-                                                        "since the stage before")
+    what.add_argument(
+        "--decision",
+        metavar="ID",
+        help="one decision's stages in order, with ms since its signal and since the stage before",
+    )
     what.add_argument("--order", metavar="CLORDID", help="one order's life: every report, cumulative quantity")
     what.add_argument("--episode", metavar="ID", help="one episode's orders: role, quantity, fills, average price")
     au.add_argument("--run", default=None, help="only this run (its scenario name, or 'live')")
@@ -198,71 +305,117 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--outcome", default=None, help="decisions that ended so: BALANCED, UNWOUND, ESCALATED, ABORTED")
     au.add_argument("--limit", type=int, default=None, help="at most this many decisions in the list")
     au.add_argument("--json", action="store_true", help="JSON records instead of a table")
-    lv = sub.add_parser("live", help="trade for real: the engine over quickfix sessions to brokers",
-                        description="Connect to the brokers in the config's [sessions] (credentials from the "
-                                    "environment or files it names, never logged) and trade the configured strategy. "
-                                    "SIGUSR1: kill switch (cancel all, no new episodes). SIGINT/SIGTERM: stop new "
-                                    "episodes, let open ones finish, log out, write report.json, messages.log and "
-                                    "audit.parquet to [live].out_dir. Every event is journaled there first; started "
-                                    "again after a crash, it rebuilds from that journal and reconciles before new "
-                                    "risk. With --role primary/standby two processes share a lease on etcd or "
-                                    "ZooKeeper (--lease-service; see README, Failover). A session not logged on 5 s plus one reconnect interval "
-                                    "after start is said on stderr with quickfix's last word on it. Exit 0, 2 bad "
-                                    "input, 3 when a session never logged on during the run.")
+    lv = sub.add_parser(
+        "live",
+        help="trade for real: the engine over quickfix sessions to brokers",
+        description="Connect to the brokers in the config's [sessions] (credentials from the "
+        "environment or files it names, never logged) and trade the configured strategy. "
+        "SIGUSR1: kill switch (cancel all, no new episodes). SIGINT/SIGTERM: stop new "
+        "episodes, let open ones finish, log out, write report.json, messages.log and "
+        "audit.parquet to [live].out_dir. Every event is journaled there first; started "
+        "again after a crash, it rebuilds from that journal and reconciles before new "
+        "risk. With --role primary/standby two processes share a lease on etcd or "
+        "ZooKeeper (--lease-service; see README, Failover). A session not logged on 5 s plus one reconnect interval "
+        "after start is said on stderr with quickfix's last word on it. Exit 0, 2 bad "
+        "input, 3 when a session never logged on during the run.",
+    )
     lv.add_argument("--config", required=True, help="path of a live .toml config")
-    lv.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
-                                                                  "until a signal)")
-    lv.add_argument("--role", choices=("single", "primary", "standby"), default="single",
-                    help="single: one node (default); primary: hold the lease and stream every event to the "
-                         "standby at --peer; standby: listen on --peer, follow the stream, take over when the "
-                         "primary's heartbeats stop and the lease is free")
+    lv.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: run until a signal)"
+    )
+    lv.add_argument(
+        "--role",
+        choices=("single", "primary", "standby"),
+        default="single",
+        help="single: one node (default); primary: hold the lease and stream every event to the "
+        "standby at --peer; standby: listen on --peer, follow the stream, take over when the "
+        "primary's heartbeats stop and the lease is free",
+    )
     lv.add_argument("--node", default=None, help="this node's name in the lease (default: the role)")
-    lv.add_argument("--lease-service", choices=("etcd", "zookeeper"), default="etcd",
-                    help="where the leadership lease lives (primary/standby): etcd (whole-second TTL; default) or "
-                         "zookeeper (an ephemeral node; sessions expire in a few hundred ms)")
+    lv.add_argument(
+        "--lease-service",
+        choices=("etcd", "zookeeper"),
+        default="etcd",
+        help="where the leadership lease lives (primary/standby): etcd (whole-second TTL; default) or "
+        "zookeeper (an ephemeral node; sessions expire in a few hundred ms)",
+    )
     lv.add_argument("--etcd", default=None, metavar="HOST:PORT", help="etcd client address (--lease-service etcd)")
-    lv.add_argument("--zookeeper", default=None, metavar="HOST:PORT",
-                    help="ZooKeeper address (--lease-service zookeeper)")
-    lv.add_argument("--peer", default=None, metavar="HOST:PORT",
-                    help="the replication address: the standby listens there, the primary connects to it")
+    lv.add_argument(
+        "--zookeeper", default=None, metavar="HOST:PORT", help="ZooKeeper address (--lease-service zookeeper)"
+    )
+    lv.add_argument(
+        "--peer",
+        default=None,
+        metavar="HOST:PORT",
+        help="the replication address: the standby listens there, the primary connects to it",
+    )
     lv.add_argument("--heartbeat-ms", type=float, default=100.0, help="heartbeat interval (default 100)")
     lv.add_argument("--misses", type=int, default=3, help="heartbeats missed before a takeover (default 3)")
     lv.add_argument("--lease-ttl-s", type=int, default=1, help="etcd lease TTL in whole seconds (default 1)")
-    lv.add_argument("--lease-session-ms", type=float, default=400.0,
-                    help="ZooKeeper session timeout in ms: how long after a node's last word its lease ends "
-                         "(default 400; the server's tickTime x 2 at least)")
+    lv.add_argument(
+        "--lease-session-ms",
+        type=float,
+        default=400.0,
+        help="ZooKeeper session timeout in ms: how long after a node's last word its lease ends "
+        "(default 400; the server's tickTime x 2 at least)",
+    )
     lv.add_argument("--trace", action="store_true", help="print every audit row as it happens (stdout)")
-    v = sub.add_parser("venue", help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
-                       description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
-                                   "each, printed at start as JSON), on the same venue model as virtual time. "
-                                   "Stops after --duration seconds or when standard input closes. With "
-                                   "XMC_VENUE_PASSWORD set, a Logon without that Password (554) is refused "
-                                   "with a Logout saying why; other sessions keep trading.")
+    v = sub.add_parser(
+        "venue",
+        help="run a scenario's venues as real FIX acceptors (quickfix), in real time",
+        description="Serve the scenario's venues as quickfix acceptors on 127.0.0.1 (one port "
+        "each, printed at start as JSON), on the same venue model as virtual time. "
+        "Stops after --duration seconds or when standard input closes. With "
+        "XMC_VENUE_PASSWORD set, a Logon without that Password (554) is refused "
+        "with a Logout saying why; other sessions keep trading.",
+    )
     v.add_argument("--scenario", required=True, help="path of a scenario .toml file")
     v.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
-    v.add_argument("--host", default="127.0.0.1",
-                   help="the address engines log on from, announced with the ports (default 127.0.0.1: local "
-                        "engines only; quickfix 1.16 listens on every interface and its sessions refuse "
-                        "logons from any other address); 0.0.0.0 takes them from anywhere")
+    v.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address engines log on from, announced with the ports (default 127.0.0.1: local "
+        "engines only; quickfix 1.16 listens on every interface and its sessions refuse "
+        "logons from any other address); 0.0.0.0 takes them from anywhere",
+    )
     v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
-    v.add_argument("--port", action="append", default=[], metavar="VENUE=PORT",
-                   help="listen for VENUE on PORT (repeatable; default: a port the OS assigns, held for the "
-                        "venue while it serves so that no other process can take it)")
-    v.add_argument("--client", action="append", default=[], metavar="COMPID",
-                   help="a client CompID allowed to log on to every venue (repeatable; default XMC, the engine's). "
-                        "Each client has its own session, sequence numbers and ClOrdIDs; all trade in the same "
-                        "books, so one client's order can fill against another's")
-    v.add_argument("--state-dir", default=None,
-                   help="keep the venues' state here (quickfix FileStore, the engine's orders and fills): a venue "
-                        "process killed and restarted with the same directory and ports resumes its sessions")
-    v.add_argument("--open-on-logon", action="store_true",
-                   help="start the market (prices, liquidity, the venues' clock) only once every venue's session "
-                        "is logged on, as in virtual time (used by `xmc run --mode wire` and `xmc parity`)")
-    v.add_argument("--certification", action="store_true",
-                   help="broker-certification behaviour by OrderQty band: 1-9 accept, 10-19 fill, 20-29 partial "
-                        "then fill, 30-39 partial then cancel, 40-49 reject, 50-59 a cancel or replace loses the "
-                        "race (OrderCancelReject 102=0, then the fill), 60-69 a replace is refused (434=2)")
+    v.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="VENUE=PORT",
+        help="listen for VENUE on PORT (repeatable; default: a port the OS assigns, held for the "
+        "venue while it serves so that no other process can take it)",
+    )
+    v.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="COMPID",
+        help="a client CompID allowed to log on to every venue (repeatable; default XMC, the engine's). "
+        "Each client has its own session, sequence numbers and ClOrdIDs; all trade in the same "
+        "books, so one client's order can fill against another's",
+    )
+    v.add_argument(
+        "--state-dir",
+        default=None,
+        help="keep the venues' state here (quickfix FileStore, the engine's orders and fills): a venue "
+        "process killed and restarted with the same directory and ports resumes its sessions",
+    )
+    v.add_argument(
+        "--open-on-logon",
+        action="store_true",
+        help="start the market (prices, liquidity, the venues' clock) only once every venue's session "
+        "is logged on, as in virtual time (used by `xmc run --mode wire` and `xmc parity`)",
+    )
+    v.add_argument(
+        "--certification",
+        action="store_true",
+        help="broker-certification behaviour by OrderQty band: 1-9 accept, 10-19 fill, 20-29 partial "
+        "then fill, 30-39 partial then cancel, 40-49 reject, 50-59 a cancel or replace loses the "
+        "race (OrderCancelReject 102=0, then the fill), 60-69 a replace is refused (434=2)",
+    )
     return p
 
 
@@ -306,8 +459,9 @@ def cmd_venue(args) -> int:
     if args.certification:
         import dataclasses
 
-        sc = dataclasses.replace(sc, venues={n: dataclasses.replace(v, certification=True)
-                                             for n, v in sc.venues.items()})
+        sc = dataclasses.replace(
+            sc, venues={n: dataclasses.replace(v, certification=True) for n, v in sc.venues.items()}
+        )
     seed = sc.seed if args.seed is None else args.seed
     if args.state:
         writable_file(args.state, "--state")
@@ -326,24 +480,41 @@ def cmd_venue(args) -> int:
     for item in args.port:
         name, sep, value = item.partition("=")
         if not sep or name not in sc.venues or not value.isdigit() or not 0 < int(value) < 65536:
-            raise UsageError(f"--port {item}: write VENUE=PORT with VENUE one of {', '.join(sc.venues)} and PORT "
-                             f"a number 1-65535")
+            raise UsageError(
+                f"--port {item}: write VENUE=PORT with VENUE one of {', '.join(sc.venues)} and PORT a number 1-65535"
+            )
         ports[name] = int(value)
     if ports and set(ports) != set(sc.venues):
-        raise UsageError(f"--port: give every venue a port ({', '.join(sorted(set(sc.venues) - set(ports)))} "
-                         f"missing) or none")
+        raise UsageError(
+            f"--port: give every venue a port ({', '.join(sorted(set(sc.venues) - set(ports)))} missing) or none"
+        )
     clients = tuple(args.client) or ("XMC",)
     for c in clients:
         if not c or len(c) > 64 or not c.isprintable() or any(ch in c for ch in " =|\x01"):
-            raise UsageError(f"--client {c!r}: a CompID is 1-64 printable characters without spaces, '=' or '|' "
-                             f"(e.g. --client CLIENT1)")
+            raise UsageError(
+                f"--client {c!r}: a CompID is 1-64 printable characters without spaces, '=' or '|' "
+                f"(e.g. --client CLIENT1)"
+            )
     if len(set(clients)) != len(clients):
-        raise UsageError(f"--client: {', '.join(sorted({c for c in clients if clients.count(c) > 1}))} given "
-                         f"twice; name each client once")
+        raise UsageError(
+            f"--client: {', '.join(sorted({c for c in clients if clients.count(c) > 1}))} given "
+            f"twice; name each client once"
+        )
     password = os.environ.get("XMC_VENUE_PASSWORD", "")  # when set, every Logon must carry it
     try:
-        result = wire.serve(sc, seed, args.host, args.duration, announce, until_closed, password, args.open_on_logon,
-                            ports or None, Path(args.state_dir) if args.state_dir else None, clients)
+        result = wire.serve(
+            sc,
+            seed,
+            args.host,
+            args.duration,
+            announce,
+            until_closed,
+            password,
+            args.open_on_logon,
+            ports or None,
+            Path(args.state_dir) if args.state_dir else None,
+            clients,
+        )
     except ValueError as exc:  # a corrupt --state-dir
         raise UsageError(str(exc)) from None
     if args.state:
@@ -372,8 +543,17 @@ def cmd_live(args) -> int:
     if args.role != "single":
         lease, peer = _failover_args(args, node_name)
     stop = threading.Event()
-    opts = NodeOptions(args.role, node_name, args.heartbeat_ms / 1e3, args.misses, args.duration, args.trace, lease,
-                       peer, (args.etcd if args.lease_service == "etcd" else args.zookeeper) or "")
+    opts = NodeOptions(
+        args.role,
+        node_name,
+        args.heartbeat_ms / 1e3,
+        args.misses,
+        args.duration,
+        args.trace,
+        lease,
+        peer,
+        (args.etcd if args.lease_service == "etcd" else args.zookeeper) or "",
+    )
     node = LiveNode(cfg, opts, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -389,18 +569,27 @@ def cmd_live(args) -> int:
     engine, core = node.engine, node.core
     episodes = [episode_row(ep, core) for ep in core.episodes.values()]
     outcomes = count_outcomes(episodes)
-    report = {"mode": "live", "config": str(cfg.path), "episodes": episodes, "outcomes": outcomes,
-              "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
-              "anomalies": anomaly_summary(engine.anomalies),
-              "alerts": [a.text for a in engine.alerts[:50]], "sessions_logged_on_at_end": node.logged_on_at_end,
-              "sessions_never_logged_on": node.never_logged_on,
-              "session_events": engine.session_event_summary(),
-              "node": node.report, "fenced_attempts": sum(1 for row in engine.audit if row.stage == "fenced"),
-              "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log]}
+    report = {
+        "mode": "live",
+        "config": str(cfg.path),
+        "episodes": episodes,
+        "outcomes": outcomes,
+        "positions": {"engine": {k: v for k, v in core.positions.items() if v}},
+        "anomalies": anomaly_summary(engine.anomalies),
+        "alerts": [a.text for a in engine.alerts[:50]],
+        "sessions_logged_on_at_end": node.logged_on_at_end,
+        "sessions_never_logged_on": node.never_logged_on,
+        "session_events": engine.session_event_summary(),
+        "node": node.report,
+        "fenced_attempts": sum(1 for row in engine.audit if row.stage == "fenced"),
+        "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log],
+    }
     report["provenance"] = provenance.provenance({"config": cfg.path})
     write_artifacts(RunResult(report, engine.messages, engine.audit, venue_of(core)), cfg.out_dir)
-    print(f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
-          f"artefacts in {cfg.out_dir}")
+    print(
+        f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
+        f"artefacts in {cfg.out_dir}"
+    )
     if node.never_logged_on:  # the desk must know: those venues were never traded, nor reconciled
         for venue in node.never_logged_on:
             target = next(s.target_comp_id for s in cfg.sessions if s.venue == venue)
@@ -433,15 +622,19 @@ def _failover_args(args, node: str):
     try:
         client.status()
     except Exception as exc:
-        raise UsageError(f"--etcd {args.etcd}: etcd does not answer ({type(exc).__name__}); start it "
-                         f"(scripts/etcd) or fix the address") from None
+        raise UsageError(
+            f"--etcd {args.etcd}: etcd does not answer ({type(exc).__name__}); start it "
+            f"(scripts/etcd) or fix the address"
+        ) from None
     return EtcdLease(client, node, ttl=args.lease_ttl_s), peer
 
 
 def _zookeeper_lease(args, node: str, where: tuple[str, int]):
     if not 100 <= args.lease_session_ms <= 60000:
-        raise UsageError(f"--lease-session-ms {args.lease_session_ms:g}: give 100..60000 ms (ZooKeeper allows "
-                         f"two of its ticks at least)")
+        raise UsageError(
+            f"--lease-session-ms {args.lease_session_ms:g}: give 100..60000 ms (ZooKeeper allows "
+            f"two of its ticks at least)"
+        )
     try:
         from kazoo.client import KazooClient
     except ImportError:
@@ -453,8 +646,10 @@ def _zookeeper_lease(args, node: str, where: tuple[str, int]):
     try:
         client.start(timeout=5)
     except Exception as exc:
-        raise UsageError(f"--zookeeper {args.zookeeper}: ZooKeeper does not answer ({type(exc).__name__}); start "
-                         f"it or fix the address") from None
+        raise UsageError(
+            f"--zookeeper {args.zookeeper}: ZooKeeper does not answer ({type(exc).__name__}); start "
+            f"it or fix the address"
+        ) from None
     return ZooKeeperLease(client, node, timeout)
 
 
@@ -480,19 +675,25 @@ def cmd_run(args) -> int:
             restart = None
             if args.kill_venues_at is not None:
                 if not 0 < args.kill_venues_at < duration or args.venues_down <= 0:
-                    raise UsageError(f"--kill-venues-at {args.kill_venues_at} --venues-down {args.venues_down}: "
-                                     f"kill inside the run (0 < S < {duration:g}) and stay down > 0 s")
+                    raise UsageError(
+                        f"--kill-venues-at {args.kill_venues_at} --venues-down {args.venues_down}: "
+                        f"kill inside the run (0 < S < {duration:g}) and stay down > 0 s"
+                    )
                 restart = (args.kill_venues_at, args.venues_down)
             rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None, restart, args.link_latency)
         except RuntimeError as exc:
             print(f"xmc: wire run failed: {exc}", file=sys.stderr)
             return 1
         for r in rep["venue_restarts"]:
-            print(f"venues killed at {r['killed_at_s']:.3f} s, restarted at {r['restarted_at_s']:.3f} s, engine "
-                  f"logged on again at {r['logged_on_again_s']:.3f} s, reconciled at {r['reconciled_at_s']} s")
-        print(f"wire run of {sc.name} seed {seed}: {len(rep['episodes'])} episodes {rep['outcomes']}, "
-              f"positions engine {rep['positions']['engine']} venues {rep['positions']['venues']}, "
-              f"verdict {rep['verdict']}")
+            print(
+                f"venues killed at {r['killed_at_s']:.3f} s, restarted at {r['restarted_at_s']:.3f} s, engine "
+                f"logged on again at {r['logged_on_again_s']:.3f} s, reconciled at {r['reconciled_at_s']} s"
+            )
+        print(
+            f"wire run of {sc.name} seed {seed}: {len(rep['episodes'])} episodes {rep['outcomes']}, "
+            f"positions engine {rep['positions']['engine']} venues {rep['positions']['venues']}, "
+            f"verdict {rep['verdict']}"
+        )
         return 0 if rep["verdict"] == "pass" else 1
     result = runner.run(sc, args.seed)
     if args.out:
@@ -512,8 +713,10 @@ def cmd_parity(args) -> int:
     sc = scenario.load(args.scenario)
     if args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
-    for flag, value in (("--signal-tolerance-ms", args.signal_tolerance_ms),
-                        ("--timing-tolerance-ms", args.timing_tolerance_ms)):
+    for flag, value in (
+        ("--signal-tolerance-ms", args.signal_tolerance_ms),
+        ("--timing-tolerance-ms", args.timing_tolerance_ms),
+    ):
         if value < 0:
             raise UsageError(f"{flag} {value}: give milliseconds >= 0")
     seed = sc.seed if args.seed is None else args.seed
@@ -525,8 +728,9 @@ def cmd_parity(args) -> int:
     except RuntimeError as exc:
         print(f"xmc: wire run failed: {exc}", file=sys.stderr)
         return 1
-    result = parity.compare(virtual.report, wire_report,
-                            parity.Tolerance(args.signal_tolerance_ms, args.timing_tolerance_ms))
+    result = parity.compare(
+        virtual.report, wire_report, parity.Tolerance(args.signal_tolerance_ms, args.timing_tolerance_ms)
+    )
     (out / "parity.json").write_text(json.dumps(result, indent=2))
     print(parity.summary(result))
     print(f"artefacts: {out}/parity.json, {out}/virtual/, {out}/wire/")
@@ -544,8 +748,12 @@ def cmd_certify(args) -> int:
     if args.save_baseline:
         writable_file(args.save_baseline, "--save-baseline")
     files = _scenario_files(args.paths)
-    return _certify(args, [(f, seed) for f in files for seed in range(1, args.seeds + 1)], base,
-                    Path(args.baseline) if args.baseline else None)
+    return _certify(
+        args,
+        [(f, seed) for f in files for seed in range(1, args.seeds + 1)],
+        base,
+        Path(args.baseline) if args.baseline else None,
+    )
 
 
 def cmd_audit(args) -> int:
@@ -553,8 +761,15 @@ def cmd_audit(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit}: give a whole number >= 1")
-    f = q.Filters(run=args.run, seed=args.seed, instrument=args.instrument, venue=args.venue, outcome=args.outcome,
-                  start=args.start, end=args.end)
+    f = q.Filters(
+        run=args.run,
+        seed=args.seed,
+        instrument=args.instrument,
+        venue=args.venue,
+        outcome=args.outcome,
+        start=args.start,
+        end=args.end,
+    )
     try:
         f.check()
         lf = q.scan(args.path)
@@ -571,8 +786,11 @@ def cmd_audit(args) -> int:
     print(q.render(df, args.json))
     asked = args.decision or args.order or args.episode
     if asked and df.is_empty():
-        print(f"xmc audit: nothing in {args.path} for {asked!r}" + (" with these filters" if args.run or args.seed else ""),
-              file=sys.stderr)
+        print(
+            f"xmc audit: nothing in {args.path} for {asked!r}"
+            + (" with these filters" if args.run or args.seed else ""),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -619,8 +837,12 @@ def cmd_explore(args) -> int:
     run = mapper or explore.serial_mapper()
 
     def progress(state, elapsed: float) -> None:
-        print(f"[{elapsed:6.0f} s] {state.runs} runs, {len(state.seen)} reached, corpus {len(state.corpus)}, "
-              f"{len(state.failures)} failure signature(s)", file=sys.stderr, flush=True)
+        print(
+            f"[{elapsed:6.0f} s] {state.runs} runs, {len(state.seen)} reached, corpus {len(state.corpus)}, "
+            f"{len(state.failures)} failure signature(s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         started = time.monotonic()
@@ -648,8 +870,10 @@ def cmd_regress(args) -> int:
     for name, entry in base["scenarios"].items():
         path = Path(args.baseline).parent / entry["file"]  # recorded relative to the baseline's directory
         if not path.exists():
-            raise UsageError(f"{args.baseline}: scenarios.{name}.file {entry['file']} does not exist; restore it, "
-                             f"or record the baseline again (xmc certify --save-baseline)")
+            raise UsageError(
+                f"{args.baseline}: scenarios.{name}.file {entry['file']} does not exist; restore it, "
+                f"or record the baseline again (xmc certify --save-baseline)"
+            )
         jobs += [(path, int(seed)) for seed in sorted(entry["seeds"], key=int)]
     args.junit = args.html = args.html_run = None
     args.save_baseline = None
@@ -703,8 +927,9 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
             progress.tick(reports[-1])
     else:
         # spawn, not fork: forking a process that has threads (quickfix, test runners) can deadlock
-        with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(args.jobs, len(jobs)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             futures = [pool.submit(_run_one, *job) for job in jobs]
             for fut in futures:
                 reports.append(fut.result())
@@ -713,8 +938,14 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in reports if r["verdict"] != "pass"]
     aggregate = _aggregate(reports)
-    summary = {"runs": reports, "scenarios": len(files), "seeds": len({s for _, s in runs}), "aggregate": aggregate,
-               "verdict": "pass" if not failed else "fail", "failed": [r["replay"] for r in failed]}
+    summary = {
+        "runs": reports,
+        "scenarios": len(files),
+        "seeds": len({s for _, s in runs}),
+        "aggregate": aggregate,
+        "verdict": "pass" if not failed else "fail",
+        "failed": [r["replay"] for r in failed],
+    }
     inputs: dict[str, str | Path] = {f"scenario:{f}": f for f in files}
     if base_path is not None:
         inputs["baseline"] = base_path
@@ -722,8 +953,10 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     comparison = None
     if base is not None:
         comparison = gate.compare(base, reports, calibration, args.accept_changes, names)
-        summary["regression"] = {"verdict": "fail" if comparison.regressions else "pass",
-                                 "rows": [vars(r) for r in comparison.rows]}
+        summary["regression"] = {
+            "verdict": "fail" if comparison.regressions else "pass",
+            "rows": [vars(r) for r in comparison.rows],
+        }
     (out / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     if args.junit:
         from engine.report import junit_xml
@@ -738,26 +971,40 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
         bad = [x for x in r["expectations"] if x["verdict"] != "pass"]
         for n, v in r["invariants"].items():
             if v["status"] == "fail":
-                print(f"INVARIANT #{n} {v['name']} violated in {r['scenario']} seed {r['seed']}: "
-                      f"decision {v['first'].get('decision_id') or '-'} at t={v['first'].get('t', 0):.6f} s: "
-                      f"{v['first'].get('detail')}")
-        print(f"FAIL {r['scenario']} seed {r['seed']}: " + "; ".join(
-            f"{x['key']} expected {x['expected']} got {x['actual']}" for x in bad) + f"  (replay: {r['replay']})")
+                print(
+                    f"INVARIANT #{n} {v['name']} violated in {r['scenario']} seed {r['seed']}: "
+                    f"decision {v['first'].get('decision_id') or '-'} at t={v['first'].get('t', 0):.6f} s: "
+                    f"{v['first'].get('detail')}"
+                )
+        print(
+            f"FAIL {r['scenario']} seed {r['seed']}: "
+            + "; ".join(f"{x['key']} expected {x['expected']} got {x['actual']}" for x in bad)
+            + f"  (replay: {r['replay']})"
+        )
     for budget, rep in aggregate["repaired_by_budget"].items():  # shares only mean something per budget
-        print(f"legged episodes repaired (BALANCED/UNWOUND) within a {budget} ms legged-time budget: "
-              f"{rep['successes']}/{rep['n']} = {_pct(rep['rate'])}, Wilson 95% [{_pct(rep['low'])}, {_pct(rep['high'])}]; "
-              f"legged time p50 {_fmt(rep['legged_ms']['p50'])} ms, p99 {_fmt(rep['legged_ms']['p99'])} ms "
-              f"({rep['scenarios']} scenario(s))")
+        print(
+            f"legged episodes repaired (BALANCED/UNWOUND) within a {budget} ms legged-time budget: "
+            f"{rep['successes']}/{rep['n']} = {_pct(rep['rate'])}, Wilson 95% [{_pct(rep['low'])}, {_pct(rep['high'])}]; "
+            f"legged time p50 {_fmt(rep['legged_ms']['p50'])} ms, p99 {_fmt(rep['legged_ms']['p99'])} ms "
+            f"({rep['scenarios']} scenario(s))"
+        )
     fo = aggregate["failover"]
     if fo["count"]:
-        print(f"failovers: {fo['count']}; from the crash (ms) p50/p99: detected {_fmt(fo['detect_ms']['p50'])}/"
-              f"{_fmt(fo['detect_ms']['p99'])}, standby active {_fmt(fo['active_ms']['p50'])}/"
-              f"{_fmt(fo['active_ms']['p99'])}, reconciled (new risk allowed) {_fmt(fo['reconciled_ms']['p50'])}/"
-              f"{_fmt(fo['reconciled_ms']['p99'])}")
+        print(
+            f"failovers: {fo['count']}; from the crash (ms) p50/p99: detected {_fmt(fo['detect_ms']['p50'])}/"
+            f"{_fmt(fo['detect_ms']['p99'])}, standby active {_fmt(fo['active_ms']['p50'])}/"
+            f"{_fmt(fo['active_ms']['p99'])}, reconciled (new risk allowed) {_fmt(fo['reconciled_ms']['p50'])}/"
+            f"{_fmt(fo['reconciled_ms']['p99'])}"
+        )
     print(f"safety-invariant violations: {aggregate['invariant_violations']}")
     print(f"{len(reports) - len(failed)}/{len(reports)} runs pass; report: {out}/report.json")
     if args.save_baseline and not failed:
-        Path(args.save_baseline).write_text(json.dumps(gate.build(reports, names, calibration, Path(args.save_baseline).parent), indent=1, sort_keys=True) + "\n")
+        Path(args.save_baseline).write_text(
+            json.dumps(
+                gate.build(reports, names, calibration, Path(args.save_baseline).parent), indent=1, sort_keys=True
+            )
+            + "\n"
+        )
         print(f"baseline written: {args.save_baseline} ({len(reports)} runs)")
     elif args.save_baseline:
         print(f"baseline NOT written: {len(failed)} run(s) failed; a baseline records a passing certification")
@@ -790,18 +1037,22 @@ class _Progress:
         if not self.tty:
             text = ""
             if report is not None:
-                text = (f"[{self.done}/{total}] {report['scenario']} seed {report['seed']}: {report['verdict']} "
-                        f"({report.get('wall', {}).get('run_s', 0.0):.1f} s)")
+                text = (
+                    f"[{self.done}/{total}] {report['scenario']} seed {report['seed']}: {report['verdict']} "
+                    f"({report.get('wall', {}).get('run_s', 0.0):.1f} s)"
+                )
             return text + (f"\n{self.done}/{total} runs done" if self.done == total else "")
         elapsed = time.monotonic() - self.started
         eta = elapsed / self.done * (total - self.done) if self.done else None
-        running = self.names[self.done:self.done + self.workers]
+        running = self.names[self.done : self.done + self.workers]
         filled = 30 * self.done // total
         width = shutil.get_terminal_size((120, 20)).columns
-        text = (f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{total} runs"
-                + (f", ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if eta is not None and self.done < total else "")
-                + (f"; running: {', '.join(running)}" if running else ""))
-        return "\r" + text[:width - 1].ljust(width - 1)
+        text = (
+            f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{total} runs"
+            + (f", ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if eta is not None and self.done < total else "")
+            + (f"; running: {', '.join(running)}" if running else "")
+        )
+        return "\r" + text[: width - 1].ljust(width - 1)
 
     def tick(self, report: dict | None = None) -> None:
         self.done += 1
@@ -813,8 +1064,10 @@ def _fmt(v) -> str:
 
 
 def _table(reports: list[dict]) -> None:
-    head = (f"{'scenario':<30} {'seed':>4} {'eps':>4} {'BAL':>4} {'UNW':>4} {'ESC':>4} {'ABT':>4} {'acks p99':>8} "
-            f"{'legd':>4} {'repaired':>8} {'wilson':>6} {'leg p99':>8} {'inv':>5}  {'verdict':<7} run_hash")
+    head = (
+        f"{'scenario':<30} {'seed':>4} {'eps':>4} {'BAL':>4} {'UNW':>4} {'ESC':>4} {'ABT':>4} {'acks p99':>8} "
+        f"{'legd':>4} {'repaired':>8} {'wilson':>6} {'leg p99':>8} {'inv':>5}  {'verdict':<7} run_hash"
+    )
     print(head)
     print("-" * len(head))
     for r in reports:
@@ -822,15 +1075,19 @@ def _table(reports: list[dict]) -> None:
         rec = r["recovery"]["repaired_in_budget"]
         failed = [k for k, v in r["invariants"].items() if v["status"] == "fail"]
         inv = "ok" if not failed else "#" + ",".join(failed)
-        print(f"{r['scenario'][:30]:<30} {r['seed']:>4} {len(r['episodes']):>4} {o.get('BALANCED', 0):>4} "
-              f"{o.get('UNWOUND', 0):>4} {o.get('ESCALATED', 0):>4} {o.get('ABORTED', 0):>4} "
-              f"{_fmt(r['timings']['signal_to_acks_ms']['p99']):>8} {r['recovery']['legged']:>4} "
-              f"{_pct(rec['rate']):>8} {_pct(rec['low']):>6} {_fmt(r['timings']['legged_ms']['p99']):>8} {inv:>5}  "
-              f"{r['verdict']:<7} {r['run_hash'][:12]}")
-    print("eps episodes; BAL/UNW/ESC/ABT balanced, unwound, escalated, aborted; acks p99 signal to both "
-          "acknowledgements (ms); legd legged episodes; repaired share of them balanced or unwound within the "
-          "legged-time budget, wilson its 95% lower bound; leg p99 legged time (ms); inv violated invariants "
-          "(numbers: the engine's state, W: on the wire)")
+        print(
+            f"{r['scenario'][:30]:<30} {r['seed']:>4} {len(r['episodes']):>4} {o.get('BALANCED', 0):>4} "
+            f"{o.get('UNWOUND', 0):>4} {o.get('ESCALATED', 0):>4} {o.get('ABORTED', 0):>4} "
+            f"{_fmt(r['timings']['signal_to_acks_ms']['p99']):>8} {r['recovery']['legged']:>4} "
+            f"{_pct(rec['rate']):>8} {_pct(rec['low']):>6} {_fmt(r['timings']['legged_ms']['p99']):>8} {inv:>5}  "
+            f"{r['verdict']:<7} {r['run_hash'][:12]}"
+        )
+    print(
+        "eps episodes; BAL/UNW/ESC/ABT balanced, unwound, escalated, aborted; acks p99 signal to both "
+        "acknowledgements (ms); legd legged episodes; repaired share of them balanced or unwound within the "
+        "legged-time budget, wilson its 95% lower bound; leg p99 legged time (ms); inv violated invariants "
+        "(numbers: the engine's state, W: on the wire)"
+    )
 
 
 def _pct(v) -> str:
@@ -843,34 +1100,65 @@ def _aggregate(reports: list[dict]) -> dict:
 
     legged = sum(r["recovery"]["legged"] for r in reports)
     ok = sum(r["recovery"]["repaired_in_budget"]["successes"] for r in reports)
-    decisions = [e["recovery"]["legged_ms"] for r in reports for e in r["episodes"]
-                 if e["recovery"] and e["recovery"]["legged_ms"] is not None]
+    decisions = [
+        e["recovery"]["legged_ms"]
+        for r in reports
+        for e in r["episodes"]
+        if e["recovery"] and e["recovery"]["legged_ms"] is not None
+    ]
     violations = sum(1 for r in reports for v in r["invariants"].values() if v["status"] == "fail")
-    failovers = [f for r in reports for f in r.get("failover", {}).get("failovers", []) if f.get("active_ms") is not None]
-    timings = {k: distribution([f[k] for f in failovers if f.get(k) is not None])
-               for k in ("detect_ms", "active_ms", "reconciled_ms", "first_new_order_ms")}
+    failovers = [
+        f for r in reports for f in r.get("failover", {}).get("failovers", []) if f.get("active_ms") is not None
+    ]
+    timings = {
+        k: distribution([f[k] for f in failovers if f.get(k) is not None])
+        for k in ("detect_ms", "active_ms", "reconciled_ms", "first_new_order_ms")
+    }
     by_budget: dict[str, dict] = {}
-    for budget in sorted({r["recovery"].get("legged_budget_ms") for r in reports if r["recovery"]["legged"]},
-                         key=lambda b: (b is None, b or 0)):
+    for budget in sorted(
+        {r["recovery"].get("legged_budget_ms") for r in reports if r["recovery"]["legged"]},
+        key=lambda b: (b is None, b or 0),
+    ):
         runs = [r for r in reports if r["recovery"]["legged"] and r["recovery"].get("legged_budget_ms") == budget]
         name = "unknown" if budget is None else f"{budget:g}"
         by_budget[name] = {
-            **wilson(sum(r["recovery"]["repaired_in_budget"]["successes"] for r in runs),
-                     sum(r["recovery"]["legged"] for r in runs)),
-            "legged_ms": distribution([e["recovery"]["legged_ms"] for r in runs for e in r["episodes"]
-                                       if e["recovery"] and e["recovery"]["legged_ms"] is not None]),
-            "scenarios": len({r["scenario"] for r in runs})}
-    return {"repaired_in_budget": wilson(ok, legged), "repaired_by_budget": by_budget,
-            "legged_ms": distribution(decisions),
-            "invariant_violations": violations, "failover": {"count": len(failovers), **timings}}
+            **wilson(
+                sum(r["recovery"]["repaired_in_budget"]["successes"] for r in runs),
+                sum(r["recovery"]["legged"] for r in runs),
+            ),
+            "legged_ms": distribution(
+                [
+                    e["recovery"]["legged_ms"]
+                    for r in runs
+                    for e in r["episodes"]
+                    if e["recovery"] and e["recovery"]["legged_ms"] is not None
+                ]
+            ),
+            "scenarios": len({r["scenario"] for r in runs}),
+        }
+    return {
+        "repaired_in_budget": wilson(ok, legged),
+        "repaired_by_budget": by_budget,
+        "legged_ms": distribution(decisions),
+        "invariant_violations": violations,
+        "failover": {"count": len(failovers), **timings},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     provenance.COMMAND = ["xmc", *(sys.argv[1:] if argv is None else argv)]
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "parity": cmd_parity, "certify": cmd_certify, "regress": cmd_regress, "audit": cmd_audit, "explore": cmd_explore, "venue": cmd_venue,
-                "live": cmd_live}[args.command](args)
+        return {
+            "run": cmd_run,
+            "parity": cmd_parity,
+            "certify": cmd_certify,
+            "regress": cmd_regress,
+            "audit": cmd_audit,
+            "explore": cmd_explore,
+            "venue": cmd_venue,
+            "live": cmd_live,
+        }[args.command](args)
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2

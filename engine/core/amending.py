@@ -22,13 +22,17 @@ class Amending:
         self.core = core
         self.armed: set[str] = set()  # decisions whose amend timer was armed (once per episode; amend re-arms)
 
-
     def lagging_orders(self, ep: Episode) -> list[ChildOrder]:
         """Working orders of a leg that is behind the other (by share of its target filled)."""
         share = {n: leg.filled / leg.target for n, leg in ep.legs.items() if leg.target}
         lead = max(share.values(), default=0.0)
-        return [o for n, leg in ep.legs.items() if share.get(n, 0.0) < lead - 1e-9
-                for o in leg.orders if not o.done and o.purpose == "entry"]
+        return [
+            o
+            for n, leg in ep.legs.items()
+            if share.get(n, 0.0) < lead - 1e-9
+            for o in leg.orders
+            if not o.done and o.purpose == "entry"
+        ]
 
     def arm(self, ep: Episode, now: float) -> list[Action]:
         if ep.state is not EpisodeState.WORKING or ep.decision_id in self.armed:
@@ -58,23 +62,61 @@ class Amending:
             if order.price is not None and (price - order.price) * sign <= 1e-12:
                 price = inst.round_to_tick(order.price + sign * ex.amend_step_ticks * inst.tick, sign)
             slip = (price - ep.trigger_prices[order.leg]) * sign / inst.tick
-            breach = (f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.core.cfg.risk.max_slippage_ticks}"
-                      if slip > self.core.cfg.risk.max_slippage_ticks + 1e-9 else None)
+            breach = (
+                f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.core.cfg.risk.max_slippage_ticks}"
+                if slip > self.core.cfg.risk.max_slippage_ticks + 1e-9
+                else None
+            )
             if breach is None:
                 b = self.core._risk(inst, order.side, 0, price, self.core.fx_for(inst))
                 breach = f"{b.limit}: {b.detail}" if b is not None else None
             if breach:
-                out.append(Audit(now, "risk_breach", ep.decision_id, order.cl_ord_id, inst.name, inst.account,
-                                 order.side, order.leaves_qty, price, f"amend: {breach}"))
+                out.append(
+                    Audit(
+                        now,
+                        "risk_breach",
+                        ep.decision_id,
+                        order.cl_ord_id,
+                        inst.name,
+                        inst.account,
+                        order.side,
+                        order.leaves_qty,
+                        price,
+                        f"amend: {breach}",
+                    )
+                )
                 continue
             order.replaces += 1
             new_id = self.core.orders.new_replace_id(order, self.core.epoch)
             order.pending_replace = (new_id, price)
             order.move(OrderEvent.REPLACE_SENT)
-            out += [SendReplace(order.venue, new_id, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,
-                                price, TIF[ex.mode], ep.decision_id, inst.account),
-                    Audit(now, "amend", ep.decision_id, new_id, inst.name, inst.account, order.side,
-                          order.leaves_qty, price, f"replace {order.cl_ord_id} at {price:g} (payup {payup} ticks)")]
+            out += [
+                SendReplace(
+                    order.venue,
+                    new_id,
+                    order.cl_ord_id,
+                    inst.name,
+                    inst.symbol,
+                    order.side,
+                    order.qty,
+                    price,
+                    TIF[ex.mode],
+                    ep.decision_id,
+                    inst.account,
+                ),
+                Audit(
+                    now,
+                    "amend",
+                    ep.decision_id,
+                    new_id,
+                    inst.name,
+                    inst.account,
+                    order.side,
+                    order.leaves_qty,
+                    price,
+                    f"replace {order.cl_ord_id} at {price:g} (payup {payup} ticks)",
+                ),
+            ]
             again = again or order.replaces < ex.max_amends
         if again:
             out.append(SetTimer(now + ex.amend_after, timer_key(TimerKind.AMEND, ep.decision_id)))

@@ -49,8 +49,19 @@ class ActionDispatcher:
                 self.alert(a)
 
     def record_audit(self, a: Audit) -> AuditRow:
-        row = AuditRow(len(self.audit), a.ts, a.stage, a.decision_id, a.cl_ord_id, a.instrument, a.account, a.side,
-                       float(a.qty), float(a.price), a.detail)
+        row = AuditRow(
+            len(self.audit),
+            a.ts,
+            a.stage,
+            a.decision_id,
+            a.cl_ord_id,
+            a.instrument,
+            a.account,
+            a.side,
+            float(a.qty),
+            float(a.price),
+            a.detail,
+        )
         self.audit.append(row)
         self.audited(row)
         return row
@@ -63,9 +74,17 @@ class ActionDispatcher:
 
     def fenced(self, a: Any) -> None:
         """An order this node may no longer send (its epoch is not the lease's): not sent, recorded."""
-        self.record_audit(Audit(self.now(), "fenced", getattr(a, "decision_id", ""), a.cl_ord_id, a.instrument,
-                                detail=f"{type(a).__name__} from node {self.node or '-'} epoch {self.core.epoch} "
-                                       f"blocked: this node no longer holds the lease"))
+        self.record_audit(
+            Audit(
+                self.now(),
+                "fenced",
+                getattr(a, "decision_id", ""),
+                a.cl_ord_id,
+                a.instrument,
+                detail=f"{type(a).__name__} from node {self.node or '-'} epoch {self.core.epoch} "
+                f"blocked: this node no longer holds the lease",
+            )
+        )
 
     # ---- the shell's part ----------------------------------------------------------------------
     def now(self) -> float:

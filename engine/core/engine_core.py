@@ -82,11 +82,16 @@ class EngineCore:
         self.orders_today: dict[str, int] = {name: 0 for name in config.instruments}
         self.cancels_today: dict[str, int] = {name: 0 for name in config.instruments}
         self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
-            Quote: self._on_quote, ExecReport: self._on_exec_report, CancelReject: self._on_cancel_reject,
+            Quote: self._on_quote,
+            ExecReport: self._on_exec_report,
+            CancelReject: self._on_cancel_reject,
             Takeover: self.reconciliation.on_takeover,
-            BusinessReject: self._on_business_reject, SessionUp: self.reconciliation.on_session_up,
+            BusinessReject: self._on_business_reject,
+            SessionUp: self.reconciliation.on_session_up,
             PositionReport: self.reconciliation.on_position_report,
-            SessionDown: self.reconciliation.on_session_down, TimerFired: self._on_timer, Command: self._on_command,
+            SessionDown: self.reconciliation.on_session_down,
+            TimerFired: self._on_timer,
+            Command: self._on_command,
         }
 
     # ---- entry point ------------------------------------------------------------------------
@@ -105,11 +110,17 @@ class EngineCore:
     def _failed(self, event: Event, now: float, exc: Exception) -> list[Action]:
         where = traceback.format_exception(exc)[-3:]  # the innermost frame and the error, for the audit
         out: list[Action] = [
-            self.anomaly(now, "engine_error", getattr(event, "cl_ord_id", ""),
-                         f"{type(exc).__name__}: {exc} while handling {type(event).__name__}; "
-                         f"{''.join(where).strip()}"),
-            Alert(now, "critical", f"engine error on {type(event).__name__} ({type(exc).__name__}: {exc}): "
-                                   f"kill switch thrown"),
+            self.anomaly(
+                now,
+                "engine_error",
+                getattr(event, "cl_ord_id", ""),
+                f"{type(exc).__name__}: {exc} while handling {type(event).__name__}; {''.join(where).strip()}",
+            ),
+            Alert(
+                now,
+                "critical",
+                f"engine error on {type(event).__name__} ({type(exc).__name__}: {exc}): kill switch thrown",
+            ),
         ]
         if not self.killed:
             try:
@@ -133,8 +144,13 @@ class EngineCore:
         book = self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
         if book.mid:
             self.last_mid[q.instrument] = book.mid
-        if self.killed or self.draining or len(self.active) >= self.strategy.execution.max_concurrent_episodes \
-                or now < self.cooldown_until or not self._legs_connected():
+        if (
+            self.killed
+            or self.draining
+            or len(self.active) >= self.strategy.execution.max_concurrent_episodes
+            or now < self.cooldown_until
+            or not self._legs_connected()
+        ):
             return []
         signal = self.trigger.evaluate(self.books, now)
         if signal is None:
@@ -155,21 +171,33 @@ class EngineCore:
         size = align(s.clip_lots_a, s.lot_ratio, s.rounding, a, b)
         side_a = SELL if sig.side == SELL_SPREAD else BUY
         side_b = BUY if side_a == SELL else SELL
-        legs = {"A": Leg("A", a.name, side_a, size.lots_a, a.lot_tonnes),
-                "B": Leg("B", b.name, side_b, size.lots_b, b.lot_tonnes)}
+        legs = {
+            "A": Leg("A", a.name, side_a, size.lots_a, a.lot_tonnes),
+            "B": Leg("B", b.name, side_b, size.lots_b, b.lot_tonnes),
+        }
         ep = Episode(did, sig.side, sig.value, legs, {"A": sig.price_a, "B": sig.price_b}, size.residual_tonnes)
         ep.stages["signal"] = now
         self.episodes[did] = ep
         self.active[did] = ep
-        out: list[Action] = [Audit(now, "signal", did, detail=(
-            f"{s.trigger.kind} {sig.side} value={sig.value:.6g} fx={sig.fx_rate:.6g} lots A={size.lots_a} "
-            f"B={size.lots_b} residual_t={size.residual_tonnes:.3f}"))]
+        out: list[Action] = [
+            Audit(
+                now,
+                "signal",
+                did,
+                detail=(
+                    f"{s.trigger.kind} {sig.side} value={sig.value:.6g} fx={sig.fx_rate:.6g} lots A={size.lots_a} "
+                    f"B={size.lots_b} residual_t={size.residual_tonnes:.3f}"
+                ),
+            )
+        ]
         prices = {name: self._entry_price(self.instruments[leg.instrument], leg.side) for name, leg in legs.items()}
         ep.stages["risk_check"] = now
         worst_naked = max(leg.target * leg.lot_tonnes for leg in legs.values())
         if worst_naked > self.cfg.risk.max_naked_tonnes:
-            ep.reason = (f"risk: max_naked_tonnes: one leg alone would leave {worst_naked:.2f} t naked "
-                         f"(limit {self.cfg.risk.max_naked_tonnes:g} t)")
+            ep.reason = (
+                f"risk: max_naked_tonnes: one leg alone would leave {worst_naked:.2f} t naked "
+                f"(limit {self.cfg.risk.max_naked_tonnes:g} t)"
+            )
             out.append(Audit(now, "risk_breach", did, detail=ep.reason))
             return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
         priced: dict[str, float] = {}
@@ -183,8 +211,19 @@ class EngineCore:
             breach = self._risk(inst, leg.side, leg.target, price, sig.fx_rate)
             if breach is not None:
                 ep.reason = f"risk: {breach.limit} on {inst.name}: {breach.detail}"
-                out.append(Audit(now, "risk_breach", did, instrument=inst.name, account=inst.account,
-                                 side=leg.side, qty=leg.target, price=price, detail=ep.reason))
+                out.append(
+                    Audit(
+                        now,
+                        "risk_breach",
+                        did,
+                        instrument=inst.name,
+                        account=inst.account,
+                        side=leg.side,
+                        qty=leg.target,
+                        price=price,
+                        detail=ep.reason,
+                    )
+                )
                 return out + self.move_episode(ep, EpisodeEvent.RISK_FAILED, now)
             priced[name] = price
         out.append(Audit(now, "risk_pass", did))
@@ -218,8 +257,17 @@ class EngineCore:
     def set_timer(self, at: float, key: str) -> SetTimer:
         return SetTimer(at, key)
 
-    def recovery_order(self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float, purpose: str,
-                       check_slippage: bool = True) -> tuple[list[Action], bool]:
+    def recovery_order(
+        self,
+        ep: Episode,
+        leg: Leg,
+        side: str,
+        qty: int,
+        price: float,
+        now: float,
+        purpose: str,
+        check_slippage: bool = True,
+    ) -> tuple[list[Action], bool]:
         """A chase, unwind or overfill-hedge order through every risk limit: (actions, sent)."""
         inst = self.instruments[leg.instrument]
         detail = ""
@@ -227,14 +275,27 @@ class EngineCore:
             trigger_px = ep.trigger_prices[leg.name]
             slip = (price - trigger_px) * side_sign(side) / inst.tick
             if slip > self.cfg.risk.max_slippage_ticks + 1e-9:
-                detail = f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.cfg.risk.max_slippage_ticks}"
+                detail = (
+                    f"max_slippage_ticks: {slip:.1f} ticks from the trigger price > {self.cfg.risk.max_slippage_ticks}"
+                )
         if not detail:
             breach = self._risk(inst, side, qty, price, self.fx_for(inst))
             if breach is not None:
                 detail = f"{breach.limit}: {breach.detail}"
         if detail:
-            return [Audit(now, "risk_breach", ep.decision_id, instrument=inst.name, account=inst.account,
-                          side=side, qty=qty, price=price, detail=f"{purpose}: {detail}")], False
+            return [
+                Audit(
+                    now,
+                    "risk_breach",
+                    ep.decision_id,
+                    instrument=inst.name,
+                    account=inst.account,
+                    side=side,
+                    qty=qty,
+                    price=price,
+                    detail=f"{purpose}: {detail}",
+                )
+            ], False
         ep.last_reject = None
         ep.stages.setdefault("recovery_send", now)
         out = self.send_order(ep, leg, side, qty, price, now, purpose)
@@ -252,19 +313,34 @@ class EngineCore:
     def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float) -> Breach | None:
         limit = self.cfg.risk.max_orders_per_day.get(inst.name)
         if limit is not None and self.orders_today[inst.name] + 1 > limit:
-            return Breach("max_orders_per_day",
-                          detail=f"order {self.orders_today[inst.name] + 1} > {limit}")
+            return Breach("max_orders_per_day", detail=f"order {self.orders_today[inst.name] + 1} > {limit}")
         reference = self.reference_price(inst.name)
-        working = [o for ep in self.active.values() for leg in ep.legs.values() for o in leg.orders
-                   if o.instrument == inst.name and not o.done]  # orders of ended episodes are all done
+        working = [
+            o
+            for ep in self.active.values()
+            for leg in ep.legs.values()
+            for o in leg.orders
+            if o.instrument == inst.name and not o.done
+        ]  # orders of ended episodes are all done
         open_buy = sum(o.leaves_qty for o in working if o.side == BUY)
         open_sell = sum(o.leaves_qty for o in working if o.side == SELL)
         fx = fx_rate if inst.currency != self.instruments[self.strategy.leg_a].currency else 1.0
-        return check_order(self.cfg.risk, inst, side_sign(side), qty, price, reference, fx,
-                           self.positions[inst.name], open_buy, open_sell)
+        return check_order(
+            self.cfg.risk,
+            inst,
+            side_sign(side),
+            qty,
+            price,
+            reference,
+            fx,
+            self.positions[inst.name],
+            open_buy,
+            open_sell,
+        )
 
-    def send_order(self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float,
-                   purpose: str = "entry") -> list[Action]:
+    def send_order(
+        self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float, purpose: str = "entry"
+    ) -> list[Action]:
         """Create and send one child order of `leg` (entry or recovery); the only way orders leave."""
         inst = self.instruments[leg.instrument]
         # ClOrdID: decision id, leg, order number within the leg, and the purpose's letter (none for entry)
@@ -274,27 +350,73 @@ class EngineCore:
         self.orders_today[inst.name] += 1
         leg.orders.append(order)
         ep.stages.setdefault(f"send_{leg.name}", now)
-        return [SendOrder(inst.venue, cl_ord_id, inst.name, inst.symbol, side, qty, price, "2",
-                          TIF[self.strategy.execution.mode], inst.account, ep.decision_id),
-                Audit(now, "send", ep.decision_id, cl_ord_id, inst.name, inst.account, side, qty, price, purpose)]
+        return [
+            SendOrder(
+                inst.venue,
+                cl_ord_id,
+                inst.name,
+                inst.symbol,
+                side,
+                qty,
+                price,
+                "2",
+                TIF[self.strategy.execution.mode],
+                inst.account,
+                ep.decision_id,
+            ),
+            Audit(now, "send", ep.decision_id, cl_ord_id, inst.name, inst.account, side, qty, price, purpose),
+        ]
 
     def cancel(self, order: ChildOrder, now: float) -> list[Action]:
         if order.done or order.state is OrdStatus.PENDING_CANCEL:
             return []
         limit = self.cfg.risk.max_cancels_per_day.get(order.instrument)
         if limit is not None and self.cancels_today[order.instrument] + 1 > limit:
-            return [Alert(now, "critical", f"cancel of {order.cl_ord_id} not sent: max_cancels_per_day {limit} "
-                                           f"on {order.instrument}", order.decision_id),
-                    Audit(now, "risk_breach", order.decision_id, order.cl_ord_id, order.instrument,
-                          detail=f"max_cancels_per_day {limit}: cancel not sent")]
+            return [
+                Alert(
+                    now,
+                    "critical",
+                    f"cancel of {order.cl_ord_id} not sent: max_cancels_per_day {limit} on {order.instrument}",
+                    order.decision_id,
+                ),
+                Audit(
+                    now,
+                    "risk_breach",
+                    order.decision_id,
+                    order.cl_ord_id,
+                    order.instrument,
+                    detail=f"max_cancels_per_day {limit}: cancel not sent",
+                ),
+            ]
         self.cancels_today[order.instrument] += 1
         cid = self.orders.new_cancel_id(order, self.epoch)
         order.move(OrderEvent.CANCEL_SENT)
         inst = self.instruments[order.instrument]
-        return [SendCancel(order.venue, cid, order.cl_ord_id, inst.name, inst.symbol, order.side, order.qty,
-                           order.decision_id, inst.account),
-                Audit(now, "cancel", order.decision_id, cid, inst.name, inst.account, order.side,
-                      order.leaves_qty, 0.0, f"cancel {order.cl_ord_id}")]
+        return [
+            SendCancel(
+                order.venue,
+                cid,
+                order.cl_ord_id,
+                inst.name,
+                inst.symbol,
+                order.side,
+                order.qty,
+                order.decision_id,
+                inst.account,
+            ),
+            Audit(
+                now,
+                "cancel",
+                order.decision_id,
+                cid,
+                inst.name,
+                inst.account,
+                order.side,
+                order.leaves_qty,
+                0.0,
+                f"cancel {order.cl_ord_id}",
+            ),
+        ]
 
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
         problem = ep.move(event)
@@ -306,9 +428,12 @@ class EngineCore:
         ep.ended_with = {name: leg.filled for name, leg in ep.legs.items()}
         self.active.pop(ep.decision_id, None)
         self.cooldown_until = now + self.strategy.execution.cooldown
-        return [CancelTimer(timer_key(TimerKind.TIMEOUT, ep.decision_id)), CancelTimer(timer_key(TimerKind.LEGGED, ep.decision_id)),
-                CancelTimer(timer_key(TimerKind.AMEND, ep.decision_id)),
-                Audit(now, "terminal", ep.decision_id, detail=f"{ep.state.value} {ep.reason}".strip())]
+        return [
+            CancelTimer(timer_key(TimerKind.TIMEOUT, ep.decision_id)),
+            CancelTimer(timer_key(TimerKind.LEGGED, ep.decision_id)),
+            CancelTimer(timer_key(TimerKind.AMEND, ep.decision_id)),
+            Audit(now, "terminal", ep.decision_id, detail=f"{ep.state.value} {ep.reason}".strip()),
+        ]
 
     def _settle(self, ep: Episode, now: float) -> list[Action]:
         """Move the episode on once none of its orders is working."""
@@ -324,9 +449,17 @@ class EngineCore:
             if ep.state is EpisodeState.WORKING:
                 out += self.move_episode(ep, event, now)
                 ep.stages["legged"] = now
-                out.append(Audit(now, "legged", ep.decision_id, detail=(
-                    f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f} naked_cny="
-                    f"{ep.naked_tonnes() * self._price_cny_t(ep):.0f}")))
+                out.append(
+                    Audit(
+                        now,
+                        "legged",
+                        ep.decision_id,
+                        detail=(
+                            f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f} naked_cny="
+                            f"{ep.naked_tonnes() * self._price_cny_t(ep):.0f}"
+                        ),
+                    )
+                )
             return out + self.recovery.on_legged(self, ep, now)
         return self.move_episode(ep, event, now)
 
@@ -338,11 +471,21 @@ class EngineCore:
         if all(abs(leg.filled - ep.ended_with.get(name, leg.filled)) < 1e-9 for name, leg in ep.legs.items()):
             return []
         if ep.state is EpisodeState.ESCALATED:  # no recovery runs for it: the desk must act
-            moved = ", ".join(f"leg {n} holds {leg.filled:g} of {leg.target} lots" for n, leg in ep.legs.items()
-                              if abs(leg.filled - ep.ended_with.get(n, leg.filled)) >= 1e-9)
+            moved = ", ".join(
+                f"leg {n} holds {leg.filled:g} of {leg.target} lots"
+                for n, leg in ep.legs.items()
+                if abs(leg.filled - ep.ended_with.get(n, leg.filled)) >= 1e-9
+            )
             ep.ended_with = {name: leg.filled for name, leg in ep.legs.items()}
-            return [Alert(now, "critical", f"fill after episode {ep.decision_id} ended ESCALATED: {moved}, naked "
-                                           f"{ep.naked_tonnes():.3f} t; the desk must flatten it", ep.decision_id)]
+            return [
+                Alert(
+                    now,
+                    "critical",
+                    f"fill after episode {ep.decision_id} ended ESCALATED: {moved}, naked "
+                    f"{ep.naked_tonnes():.3f} t; the desk must flatten it",
+                    ep.decision_id,
+                )
+            ]
         if ep.working:  # only an escalated episode can end with an order working; others wait for it
             return []
         ended, was = ep.stages["terminal"], ep.state.value
@@ -350,8 +493,15 @@ class EngineCore:
         ep.reopened.append((ended, now))
         self.active[ep.decision_id] = ep
         ep.stages["legged"] = now  # a fresh exposure: its repair is timed from now
-        out.append(Audit(now, "reopened", ep.decision_id, detail=f"ended {was}, a late fill moved its legs: "
-                                                                 f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f}"))
+        out.append(
+            Audit(
+                now,
+                "reopened",
+                ep.decision_id,
+                detail=f"ended {was}, a late fill moved its legs: "
+                f"missing={ep.missing()} naked_t={ep.naked_tonnes():.3f}",
+            )
+        )
         return out + self.recovery.on_legged(self, ep, now)
 
     def _price_cny_t(self, ep: Episode) -> float:
@@ -378,33 +528,74 @@ class EngineCore:
         if order.adopted and r.exec_type == "F" and r.cum_qty <= order.cum_qty + 1e-9:
             # adopted with the venue's CumQty: a resend of a fill from before adoption adds nothing
             order.exec_ids.add(r.exec_id)
-            return [self.anomaly(now, "duplicate_exec_id", order.cl_ord_id,
-                                 f"ExecID {r.exec_id} is inside the CumQty {order.cum_qty:g} adopted from the venue",
-                                 exec_id=r.exec_id)]
+            return [
+                self.anomaly(
+                    now,
+                    "duplicate_exec_id",
+                    order.cl_ord_id,
+                    f"ExecID {r.exec_id} is inside the CumQty {order.cum_qty:g} adopted from the venue",
+                    exec_id=r.exec_id,
+                )
+            ]
         fill, problems = order.apply(r)
         ep = self.episodes[order.decision_id]
         inst = self.instruments[order.instrument]
-        out: list[Action] = [self.anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id)
-                             for kind, detail in problems]
+        out: list[Action] = [
+            self.anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id) for kind, detail in problems
+        ]
         if fill:
             self.positions[order.instrument] += side_sign(order.side) * fill
             ep.fills.append((now, order.leg, fill, r.last_px))
             ep.stages.setdefault(f"fill_{order.leg}", now)
-            out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
-                             fill, r.last_px, f"ExecID {r.exec_id} cum={order.cum_qty:g}/{order.qty}"))
+            out.append(
+                Audit(
+                    now,
+                    "fill",
+                    ep.decision_id,
+                    order.cl_ord_id,
+                    inst.name,
+                    inst.account,
+                    order.side,
+                    fill,
+                    r.last_px,
+                    f"ExecID {r.exec_id} cum={order.cum_qty:g}/{order.qty}",
+                )
+            )
         elif not problems or problems[0][0] != "duplicate_exec_id":
             stage = {"0": "ack", "4": "canceled", "8": "rejected", "C": "expired"}.get(r.exec_type, "report")
             if stage == "ack":
                 ep.stages.setdefault(f"ack_{order.leg}", now)
-            out.append(Audit(now, stage, ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
-                             order.leaves_qty, order.price or 0.0,
-                             f"{order.state.name}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected"
-                                                      else "")))
+            out.append(
+                Audit(
+                    now,
+                    stage,
+                    ep.decision_id,
+                    order.cl_ord_id,
+                    inst.name,
+                    inst.account,
+                    order.side,
+                    order.leaves_qty,
+                    order.price or 0.0,
+                    f"{order.state.name}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected" else ""),
+                )
+            )
         if r.exec_type == "5" and order.pending_replace is not None and not problems:
             order.cl_ord_id, order.price = order.pending_replace  # the order lives on under its new ClOrdID
             order.pending_replace = None
-            out[-1:] = [Audit(now, "replaced", ep.decision_id, order.cl_ord_id, inst.name, inst.account, order.side,
-                              order.leaves_qty, order.price, f"{order.state.name} replace {order.replaces}")]
+            out[-1:] = [
+                Audit(
+                    now,
+                    "replaced",
+                    ep.decision_id,
+                    order.cl_ord_id,
+                    inst.name,
+                    inst.account,
+                    order.side,
+                    order.leaves_qty,
+                    order.price,
+                    f"{order.state.name} replace {order.replaces}",
+                )
+            ]
         if fill and self.strategy.execution.amend_after > 0 and not ep.terminal:
             out += self.amending.arm(ep, now)
         if r.exec_type == "8" and not problems:
@@ -422,10 +613,20 @@ class EngineCore:
             order.pending_replace = None
             if order.state is OrdStatus.PENDING_REPLACE:
                 order.move(OrderEvent.CANCEL_REJECTED)
-            return [Audit(now, "replace_rejected", order.decision_id, order.cl_ord_id, order.instrument,
-                          self.instruments[order.instrument].account, order.side, order.leaves_qty, order.price or 0.0,
-                          f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip())] + \
-                self._settle(self.episodes[order.decision_id], now)
+            return [
+                Audit(
+                    now,
+                    "replace_rejected",
+                    order.decision_id,
+                    order.cl_ord_id,
+                    order.instrument,
+                    self.instruments[order.instrument].account,
+                    order.side,
+                    order.leaves_qty,
+                    order.price or 0.0,
+                    f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip(),
+                )
+            ] + self._settle(self.episodes[order.decision_id], now)
         event = OrderEvent.CANCEL_REJECTED
         if not order.done and r.reason == 1 and order.cum_qty == 0 and not order.order_id:
             event = OrderEvent.REJECTED  # the venue never knew the order (lost before its ack): it is dead
@@ -435,26 +636,47 @@ class EngineCore:
         problem = order.move(event) if not order.done else None
         if problem:
             out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
-        out.append(Audit(now, "cancel_rejected", order.decision_id, order.cl_ord_id, order.instrument,
-                         self.instruments[order.instrument].account, order.side, order.leaves_qty, 0.0,
-                         f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip()))
+        out.append(
+            Audit(
+                now,
+                "cancel_rejected",
+                order.decision_id,
+                order.cl_ord_id,
+                order.instrument,
+                self.instruments[order.instrument].account,
+                order.side,
+                order.leaves_qty,
+                0.0,
+                f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip(),
+            )
+        )
         return out + self._settle(self.episodes[order.decision_id], now)
 
     def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
         if r.ref_msg_type == "AF":  # the venue does not do mass status: its per-order answers (H) must do
             asked = [k for k in self.reconciliation.status_pending.get(r.venue, ()) if k.startswith("MS-")]
             out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
-            self.reconciliation.mass_tally.pop(r.venue, None)  # no complete picture of its positions: per-order status must do
+            self.reconciliation.mass_tally.pop(
+                r.venue, None
+            )  # no complete picture of its positions: per-order status must do
             for key in asked:
                 out += self.reconciliation.answered(r.venue, key, now)
             return out
         if r.ref_msg_type == "AN":  # no position reports from this venue: its orders' CumQty must do
-            return self.reconciliation.position_request_refused(r.venue, now, f"RequestForPositions refused: {r.text}".strip())
+            return self.reconciliation.position_request_refused(
+                r.venue, now, f"RequestForPositions refused: {r.text}".strip()
+            )
         order = self.find_order(r.ref_id)
         kind = "session Reject" if r.session_level else "BusinessMessageReject"
         if order is None:
-            return [self.anomaly(now, "reject_unmatched", r.ref_id,
-                                  f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}")]
+            return [
+                self.anomaly(
+                    now,
+                    "reject_unmatched",
+                    r.ref_id,
+                    f"{kind} for MsgType {r.ref_msg_type!r} reason={r.reason} {r.text}",
+                )
+            ]
         out = []
         is_cancel = self.orders.is_cancel(r.ref_id)  # a refused cancel or replace: the order itself lives on
         if self.orders.is_replace(r.ref_id):
@@ -467,9 +689,20 @@ class EngineCore:
             if not is_cancel:
                 order.reject_reason, order.text = r.reason, r.text
                 self.episodes[order.decision_id].last_reject = (r.reason, r.session_level, not r.session_level)
-        out.append(Audit(now, "rejected", order.decision_id, order.cl_ord_id, order.instrument,
-                         self.instruments[order.instrument].account, order.side, order.qty, order.price or 0.0,
-                         f"{kind} reason={r.reason} {r.text}".strip()))
+        out.append(
+            Audit(
+                now,
+                "rejected",
+                order.decision_id,
+                order.cl_ord_id,
+                order.instrument,
+                self.instruments[order.instrument].account,
+                order.side,
+                order.qty,
+                order.price or 0.0,
+                f"{kind} reason={r.reason} {r.text}".strip(),
+            )
+        )
         return out + self._settle(self.episodes[order.decision_id], now)
 
     # ---- timers and commands ----------------------------------------------------------------
@@ -479,9 +712,11 @@ class EngineCore:
             unanswered = sorted(self.reconciliation.status_pending.get(did, ()))
             if not unanswered:
                 return []
-            text = (f"{did} has not answered {len(unanswered)} status question(s) in "
-                    f"{self.strategy.recovery.status_timeout:g} s ({', '.join(unanswered[:5])}); "
-                    f"no new risk there until it does: the desk must check the venue")
+            text = (
+                f"{did} has not answered {len(unanswered)} status question(s) in "
+                f"{self.strategy.recovery.status_timeout:g} s ({', '.join(unanswered[:5])}); "
+                f"no new risk there until it does: the desk must check the venue"
+            )
             return [Alert(now, "critical", text), Audit(now, "status_unanswered", detail=text)]
         ep = self.episodes.get(did)
         if ep is None or ep.terminal:
@@ -505,8 +740,10 @@ class EngineCore:
     def _on_command(self, c: Command, now: float) -> list[Action]:
         if c.name == "kill":
             self.killed = True
-            out: list[Action] = [Alert(now, "critical", "kill switch: cancelling all working orders"),
-                                 Audit(now, "kill_switch", detail="new episodes and recovery stopped")]
+            out: list[Action] = [
+                Alert(now, "critical", "kill switch: cancelling all working orders"),
+                Audit(now, "kill_switch", detail="new episodes and recovery stopped"),
+            ]
             for order in self.orders.values():
                 out += self.cancel(order, now)
             for ep in list(self.active.values()):  # legged and idle: nothing will move it again
@@ -515,8 +752,13 @@ class EngineCore:
         if c.name == "resume":
             self.killed = self.draining = False
             held, self.reconciliation.position_hold = sorted(self.reconciliation.position_hold), {}
-            out = [Audit(now, "resume", detail="new episodes allowed"
-                         + (f"; position hold lifted on {', '.join(held)}" if held else ""))]
+            out = [
+                Audit(
+                    now,
+                    "resume",
+                    detail="new episodes allowed" + (f"; position hold lifted on {', '.join(held)}" if held else ""),
+                )
+            ]
             if held:  # recovery that waited for a held venue goes on
                 out += self.reconciliation.resume_waiting(now)
             return out

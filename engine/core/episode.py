@@ -50,11 +50,11 @@ TERMINAL = frozenset({S.BALANCED, S.UNWOUND, S.ESCALATED, S.ABORTED})
 
 TRANSITIONS: dict[EpisodeState, dict[EpisodeEvent, EpisodeState]] = {
     S.NEW: {E.RISK_PASSED: S.WORKING, E.RISK_FAILED: S.ABORTED},
-    S.WORKING: {E.DONE_BALANCED: S.BALANCED, E.DONE_FLAT: S.ABORTED, E.DONE_LEGGED: S.LEGGED,
-                E.ESCALATE: S.ESCALATED},
-    S.LEGGED: {E.DONE_BALANCED: S.BALANCED, E.DONE_FLAT: S.UNWOUND, E.DONE_LEGGED: S.LEGGED,
-               E.ESCALATE: S.ESCALATED},
-    S.BALANCED: {E.LATE_FILL: S.LEGGED}, S.UNWOUND: {E.LATE_FILL: S.LEGGED}, S.ABORTED: {E.LATE_FILL: S.LEGGED},
+    S.WORKING: {E.DONE_BALANCED: S.BALANCED, E.DONE_FLAT: S.ABORTED, E.DONE_LEGGED: S.LEGGED, E.ESCALATE: S.ESCALATED},
+    S.LEGGED: {E.DONE_BALANCED: S.BALANCED, E.DONE_FLAT: S.UNWOUND, E.DONE_LEGGED: S.LEGGED, E.ESCALATE: S.ESCALATED},
+    S.BALANCED: {E.LATE_FILL: S.LEGGED},
+    S.UNWOUND: {E.LATE_FILL: S.LEGGED},
+    S.ABORTED: {E.LATE_FILL: S.LEGGED},
     S.ESCALATED: {},
 }
 
@@ -138,8 +138,9 @@ class Episode:
     def set_mode(self, mode: RecoveryMode) -> None:
         """Move the recovery mode as RECOVERY_MOVES allows; any other move is a defect of the policy."""
         if mode not in RECOVERY_MOVES[self.mode]:
-            raise ValueError(f"episode {self.decision_id}: recovery mode {self.mode.value or 'none'} -> "
-                             f"{mode.value} is not allowed")
+            raise ValueError(
+                f"episode {self.decision_id}: recovery mode {self.mode.value or 'none'} -> {mode.value} is not allowed"
+            )
         self.mode = mode
 
     @property

@@ -119,8 +119,18 @@ class Takeover:
     epoch: int
 
 
-Event = (Quote | ExecReport | CancelReject | BusinessReject | PositionReport | SessionUp | SessionDown | TimerFired | Command
-         | Takeover)
+Event = (
+    Quote
+    | ExecReport
+    | CancelReject
+    | BusinessReject
+    | PositionReport
+    | SessionUp
+    | SessionDown
+    | TimerFired
+    | Command
+    | Takeover
+)
 
 
 # ---- actions --------------------------------------------------------------------------------
@@ -318,7 +328,20 @@ class Anomaly:
 # the actions a shell turns into FIX messages on the venue's session
 # what a node that no longer holds the lease must not send (checked where orders leave a node)
 FENCED_SENDS = frozenset({SendOrder, SendCancel, SendReplace})
-FIX_SENDS = frozenset({SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, SendPositionRequest,
-                       Subscribe})
-Action = (SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest | SendPositionRequest | Subscribe
-          | SetTimer | CancelTimer | Audit | Alert | Anomaly)
+FIX_SENDS = frozenset(
+    {SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, SendPositionRequest, Subscribe}
+)
+Action = (
+    SendOrder
+    | SendCancel
+    | SendReplace
+    | SendStatusRequest
+    | SendMassStatusRequest
+    | SendPositionRequest
+    | Subscribe
+    | SetTimer
+    | CancelTimer
+    | Audit
+    | Alert
+    | Anomaly
+)

@@ -69,29 +69,61 @@ RESTORE = "restore"
 
 TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
     S.PENDING_NEW: {
-        E.ACK: S.NEW, E.REJECTED: S.REJECTED, E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED,
-        E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED, E.CANCEL_SENT: S.PENDING_CANCEL,
-        E.PENDING_CANCEL: S.PENDING_CANCEL, E.STATUS: S.PENDING_NEW,
+        E.ACK: S.NEW,
+        E.REJECTED: S.REJECTED,
+        E.PARTIAL_FILL: S.PARTIALLY_FILLED,
+        E.FILL: S.FILLED,
+        E.CANCELED: S.CANCELED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCEL_SENT: S.PENDING_CANCEL,
+        E.PENDING_CANCEL: S.PENDING_CANCEL,
+        E.STATUS: S.PENDING_NEW,
     },
     S.NEW: {
-        E.ACK: S.NEW, E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED, E.CANCELED: S.CANCELED,
-        E.EXPIRED: S.EXPIRED, E.CANCEL_SENT: S.PENDING_CANCEL, E.REPLACE_SENT: S.PENDING_REPLACE,
-        E.PENDING_CANCEL: S.PENDING_CANCEL, E.PENDING_REPLACE: S.PENDING_REPLACE, E.STATUS: S.NEW,
+        E.ACK: S.NEW,
+        E.PARTIAL_FILL: S.PARTIALLY_FILLED,
+        E.FILL: S.FILLED,
+        E.CANCELED: S.CANCELED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCEL_SENT: S.PENDING_CANCEL,
+        E.REPLACE_SENT: S.PENDING_REPLACE,
+        E.PENDING_CANCEL: S.PENDING_CANCEL,
+        E.PENDING_REPLACE: S.PENDING_REPLACE,
+        E.STATUS: S.NEW,
     },
     S.PARTIALLY_FILLED: {
-        E.ACK: S.PARTIALLY_FILLED, E.PARTIAL_FILL: S.PARTIALLY_FILLED, E.FILL: S.FILLED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
-        E.CANCEL_SENT: S.PENDING_CANCEL, E.REPLACE_SENT: S.PENDING_REPLACE, E.PENDING_CANCEL: S.PENDING_CANCEL,
-        E.PENDING_REPLACE: S.PENDING_REPLACE, E.STATUS: S.PARTIALLY_FILLED,
+        E.ACK: S.PARTIALLY_FILLED,
+        E.PARTIAL_FILL: S.PARTIALLY_FILLED,
+        E.FILL: S.FILLED,
+        E.CANCELED: S.CANCELED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCEL_SENT: S.PENDING_CANCEL,
+        E.REPLACE_SENT: S.PENDING_REPLACE,
+        E.PENDING_CANCEL: S.PENDING_CANCEL,
+        E.PENDING_REPLACE: S.PENDING_REPLACE,
+        E.STATUS: S.PARTIALLY_FILLED,
     },
     S.PENDING_CANCEL: {
-        E.ACK: S.PENDING_CANCEL, E.PENDING_CANCEL: S.PENDING_CANCEL, E.PARTIAL_FILL: S.PENDING_CANCEL,
-        E.FILL: S.FILLED, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED, E.CANCEL_REJECTED: RESTORE,
-        E.REJECTED: S.REJECTED, E.STATUS: S.PENDING_CANCEL,
+        E.ACK: S.PENDING_CANCEL,
+        E.PENDING_CANCEL: S.PENDING_CANCEL,
+        E.PARTIAL_FILL: S.PENDING_CANCEL,
+        E.FILL: S.FILLED,
+        E.CANCELED: S.CANCELED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCEL_REJECTED: RESTORE,
+        E.REJECTED: S.REJECTED,
+        E.STATUS: S.PENDING_CANCEL,
     },
     S.PENDING_REPLACE: {
-        E.ACK: S.PENDING_REPLACE, E.PENDING_REPLACE: S.PENDING_REPLACE, E.PARTIAL_FILL: S.PENDING_REPLACE,
-        E.FILL: S.FILLED, E.REPLACED: RESTORE, E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED,
-        E.CANCEL_REJECTED: RESTORE, E.STATUS: S.PENDING_REPLACE,
+        E.ACK: S.PENDING_REPLACE,
+        E.PENDING_REPLACE: S.PENDING_REPLACE,
+        E.PARTIAL_FILL: S.PENDING_REPLACE,
+        E.FILL: S.FILLED,
+        E.REPLACED: RESTORE,
+        E.CANCELED: S.CANCELED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCEL_REJECTED: RESTORE,
+        E.STATUS: S.PENDING_REPLACE,
     },
     # Terminal states accept only status reports, and the acknowledgement a fill or cancel overtook
     # on its way (a stale ack changes nothing); anything else is an anomaly (fills still count).
@@ -107,24 +139,65 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
 # by the core); an order the engine already believes done keeps its state. An order the engine never
 # sent but adopts (a takeover node's, Reconciliation.adopt) starts in the status the venue names.
 STATUS_ADOPTION: dict[str, OrdStatus] = {"2": S.FILLED, "4": S.CANCELED, "8": S.REJECTED, "C": S.EXPIRED}
-ADOPTED_START: dict[str, OrdStatus] = {"A": S.PENDING_NEW, "0": S.NEW, "1": S.PARTIALLY_FILLED, "6": S.PENDING_CANCEL,
-                                       "E": S.PENDING_REPLACE, **STATUS_ADOPTION}
+ADOPTED_START: dict[str, OrdStatus] = {
+    "A": S.PENDING_NEW,
+    "0": S.NEW,
+    "1": S.PARTIALLY_FILLED,
+    "6": S.PENDING_CANCEL,
+    "E": S.PENDING_REPLACE,
+    **STATUS_ADOPTION,
+}
 
 _EXEC_TYPE_EVENTS = {
-    "0": E.ACK, "4": E.CANCELED, "8": E.REJECTED, "C": E.EXPIRED, "6": E.PENDING_CANCEL,
-    "E": E.PENDING_REPLACE, "5": E.REPLACED, "I": E.STATUS, "D": E.STATUS,
+    "0": E.ACK,
+    "4": E.CANCELED,
+    "8": E.REJECTED,
+    "C": E.EXPIRED,
+    "6": E.PENDING_CANCEL,
+    "E": E.PENDING_REPLACE,
+    "5": E.REPLACED,
+    "I": E.STATUS,
+    "D": E.STATUS,
 }
 
 
 class ChildOrder:
     """One order the engine sent, with the quantities the venue reported."""
 
-    __slots__ = ("cl_ord_id", "decision_id", "leg", "venue", "instrument", "side", "qty", "price", "state",
-                 "cum_qty", "avg_px", "exec_ids", "order_id", "reject_reason", "text", "purpose", "pending_replace",
-                 "replaces", "adopted")
+    __slots__ = (
+        "cl_ord_id",
+        "decision_id",
+        "leg",
+        "venue",
+        "instrument",
+        "side",
+        "qty",
+        "price",
+        "state",
+        "cum_qty",
+        "avg_px",
+        "exec_ids",
+        "order_id",
+        "reject_reason",
+        "text",
+        "purpose",
+        "pending_replace",
+        "replaces",
+        "adopted",
+    )
 
-    def __init__(self, cl_ord_id: str, decision_id: str, leg: str, venue: str, instrument: str, side: str,
-                 qty: int, price: float | None, purpose: str = "entry"):
+    def __init__(
+        self,
+        cl_ord_id: str,
+        decision_id: str,
+        leg: str,
+        venue: str,
+        instrument: str,
+        side: str,
+        qty: int,
+        price: float | None,
+        purpose: str = "entry",
+    ):
         self.cl_ord_id = cl_ord_id
         self.decision_id = decision_id
         self.leg = leg
@@ -173,8 +246,20 @@ class ChildOrder:
         return True
 
     @classmethod
-    def from_venue(cls, cl_ord_id: str, decision_id: str, leg: str, venue: str, instrument: str, side: str, qty: int,
-                purpose: str, ord_status: str, cum_qty: float, avg_px: float) -> ChildOrder:
+    def from_venue(
+        cls,
+        cl_ord_id: str,
+        decision_id: str,
+        leg: str,
+        venue: str,
+        instrument: str,
+        side: str,
+        qty: int,
+        purpose: str,
+        ord_status: str,
+        cum_qty: float,
+        avg_px: float,
+    ) -> ChildOrder:
         """An order an earlier node sent, as the venue reports it (ADOPTED_START; part-filled if it
         says New with fills; New if it names no status the table knows)."""
         order = cls(cl_ord_id, decision_id, leg, venue, instrument, side, qty, None, purpose)
@@ -209,8 +294,13 @@ class ChildOrder:
             event = E.FILL if new_cum >= self.qty - 1e-9 else E.PARTIAL_FILL
             if self.state in LATE_FILL_STATES:
                 event = E.LATE_FILL
-                anomalies.append(("late_fill", f"{fill:g} lots reported after the venue ended the order "
-                                               f"({self.state.name}): CumQty now {new_cum:g}"))
+                anomalies.append(
+                    (
+                        "late_fill",
+                        f"{fill:g} lots reported after the venue ended the order "
+                        f"({self.state.name}): CumQty now {new_cum:g}",
+                    )
+                )
         else:
             known = _EXEC_TYPE_EVENTS.get(rpt.exec_type)
             if known is None:
@@ -224,8 +314,13 @@ class ChildOrder:
         problem = self.move(event)
         if problem:
             anomalies.append(("illegal_transition", problem))
-        elif rpt.ord_status and rpt.exec_type != "I" and rpt.ord_status != self.state.value \
-                and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1")) \
-                and not (event is E.ACK and before in STALE_ACK_STATES) and event is not E.LATE_FILL:
+        elif (
+            rpt.ord_status
+            and rpt.exec_type != "I"
+            and rpt.ord_status != self.state.value
+            and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1"))
+            and not (event is E.ACK and before in STALE_ACK_STATES)
+            and event is not E.LATE_FILL
+        ):
             anomalies.append(("status_mismatch", f"venue OrdStatus={rpt.ord_status}, engine {self.state.name}"))
         return fill, anomalies

@@ -66,10 +66,21 @@ class Reconciliation:
             if any(k.startswith(("MS-", "PR-")) for k in stale):  # all orders or positions: both again
                 self.mass_status_due.add(ev.venue)
             if stale:
-                out.append(Audit(now, "status_reasked", detail=f"{ev.venue}: the drop left {', '.join(sorted(stale))} "
-                                                               f"unanswered; what is still open is asked again"))
-            working = [o for ep in self.core.active.values() for leg in ep.legs.values() for o in leg.orders
-                       if o.venue == ev.venue and not o.done]
+                out.append(
+                    Audit(
+                        now,
+                        "status_reasked",
+                        detail=f"{ev.venue}: the drop left {', '.join(sorted(stale))} "
+                        f"unanswered; what is still open is asked again",
+                    )
+                )
+            working = [
+                o
+                for ep in self.core.active.values()
+                for leg in ep.legs.values()
+                for o in leg.orders
+                if o.venue == ev.venue and not o.done
+            ]
             pending = {o.cl_ord_id for o in working}
             if ev.venue in self.mass_status_due:  # after a restart or takeover: what did the venue see that we did not?
                 self.mass_status_due.discard(ev.venue)
@@ -86,16 +97,30 @@ class Reconciliation:
                 pos_req = f"PR-{ask}"
                 pending.add(pos_req)
                 self.position_asked[ev.venue] = (pos_req, {}, 0)
-                account = next((i.account for i in self.core.instruments.values() if i.venue == ev.venue and i.account), "")
+                account = next(
+                    (i.account for i in self.core.instruments.values() if i.venue == ev.venue and i.account), ""
+                )
                 out.append(SendPositionRequest(ev.venue, pos_req, account))
             if pending:
                 self.status_pending[ev.venue] = pending
-                out.append(SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, ev.venue)))
-                out.append(Audit(now, "status_query", detail=f"{ev.venue}: {len(working)} working order(s) queried"
-                                                              f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
-                                                              f" before new risk"))
-                out += [SendStatusRequest(ev.venue, o.cl_ord_id, o.order_id, self.core.instruments[o.instrument].symbol,
-                                          o.side) for o in working]
+                out.append(
+                    SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, ev.venue))
+                )
+                out.append(
+                    Audit(
+                        now,
+                        "status_query",
+                        detail=f"{ev.venue}: {len(working)} working order(s) queried"
+                        f"{' and all orders (AF)' if len(pending) > len(working) else ''}"
+                        f" before new risk",
+                    )
+                )
+                out += [
+                    SendStatusRequest(
+                        ev.venue, o.cl_ord_id, o.order_id, self.core.instruments[o.instrument].symbol, o.side
+                    )
+                    for o in working
+                ]
             else:
                 out.append(Audit(now, "reconciled", detail=f"{ev.venue}: nothing was working there"))
         for inst in self.core.instruments.values():
@@ -118,11 +143,17 @@ class Reconciliation:
         """This node is active now, under a new fencing epoch: what the old one left working is
         unknown until each venue answers, so every venue is treated as dropped (queried on logon)."""
         if ev.epoch <= self.core.epoch:
-            return [self.core.anomaly(now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.core.epoch}")]
+            return [
+                self.core.anomaly(
+                    now, "stale_takeover", "", f"takeover epoch {ev.epoch} is not above {self.core.epoch}"
+                )
+            ]
         self.core.epoch = ev.epoch
         # every venue it knows is unknown ground now; a standby never logged on, so nothing else is due
         self.dropped = {i.venue for i in self.core.instruments.values()}
-        self.mass_status_due = {self.core.instruments[n].venue for n in (self.core.strategy.leg_a, self.core.strategy.leg_b)}
+        self.mass_status_due = {
+            self.core.instruments[n].venue for n in (self.core.strategy.leg_a, self.core.strategy.leg_b)
+        }
         self.sessions.clear()
         return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
 
@@ -148,20 +179,52 @@ class Reconciliation:
             return None
         inst = self.core.instruments[leg.instrument]
         filled = r.cum_qty  # CumQty and AvgPx are required on every ExecutionReport (the dictionary checks)
-        order = ChildOrder.from_venue(r.cl_ord_id, ep.decision_id, leg.name, inst.venue, inst.name, r.side,
-                                   int(round(r.order_qty)) or int(round(r.cum_qty)), PURPOSE_OF_TAG[m.group(3)],
-                                   r.ord_status, filled, r.avg_px)
+        order = ChildOrder.from_venue(
+            r.cl_ord_id,
+            ep.decision_id,
+            leg.name,
+            inst.venue,
+            inst.name,
+            r.side,
+            int(round(r.order_qty)) or int(round(r.cum_qty)),
+            PURPOSE_OF_TAG[m.group(3)],
+            r.ord_status,
+            filled,
+            r.avg_px,
+        )
         self.core.orders.add(order)
         leg.orders.append(order)
-        out: list[Action] = [Audit(now, "adopted", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
-                                   order.qty, r.avg_px,
-                                   f"sent by an earlier node for this episode: venue OrdStatus={r.ord_status} "
-                                   f"CumQty={r.cum_qty:g}")]
+        out: list[Action] = [
+            Audit(
+                now,
+                "adopted",
+                ep.decision_id,
+                order.cl_ord_id,
+                inst.name,
+                inst.account,
+                r.side,
+                order.qty,
+                r.avg_px,
+                f"sent by an earlier node for this episode: venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}",
+            )
+        ]
         if filled:
             self.core.positions[inst.name] += side_sign(r.side) * r.cum_qty
             ep.fills.append((now, leg.name, r.cum_qty, order.avg_px))
-            out.append(Audit(now, "fill", ep.decision_id, order.cl_ord_id, inst.name, inst.account, r.side,
-                             r.cum_qty, order.avg_px, f"ExecID {r.exec_id} cum={r.cum_qty:g}/{order.qty} (adopted)"))
+            out.append(
+                Audit(
+                    now,
+                    "fill",
+                    ep.decision_id,
+                    order.cl_ord_id,
+                    inst.name,
+                    inst.account,
+                    r.side,
+                    r.cum_qty,
+                    order.avg_px,
+                    f"ExecID {r.exec_id} cum={r.cum_qty:g}/{order.qty} (adopted)",
+                )
+            )
         order.exec_ids.add(r.exec_id)
         order.order_id = r.order_id
         if not order.done:
@@ -185,8 +248,15 @@ class Reconciliation:
         out: list[Action] = []
         if cl and cl != "NONE":
             if cl not in self.foreign_filled:
-                out.append(self.core.anomaly(now, "unknown_order", cl, f"ExecType={r.exec_type} OrdStatus={r.ord_status} "
-                                        f"for an order this node did not send", exec_id=r.exec_id))
+                out.append(
+                    self.core.anomaly(
+                        now,
+                        "unknown_order",
+                        cl,
+                        f"ExecType={r.exec_type} OrdStatus={r.ord_status} for an order this node did not send",
+                        exec_id=r.exec_id,
+                    )
+                )
             done = self.foreign_filled.get(cl, 0.0)
             # every report of the order (a fill, a status answer, the answer to our cancel, redirected to
             # the order above) carries its CumQty, the venue's count (required on every ExecutionReport):
@@ -196,17 +266,49 @@ class Reconciliation:
             if cum > done and r.instrument in self.core.positions:
                 # never lose a fill: the venue says we traded, so the position moves
                 self.core.positions[r.instrument] += side_sign(r.side) * (cum - done)
-                out.append(Audit(now, "foreign_fill", cl_ord_id=cl, instrument=r.instrument, side=r.side,
-                                 qty=cum - done, price=r.last_px or r.avg_px, detail=f"ExecID {r.exec_id}"))
+                out.append(
+                    Audit(
+                        now,
+                        "foreign_fill",
+                        cl_ord_id=cl,
+                        instrument=r.instrument,
+                        side=r.side,
+                        qty=cum - done,
+                        price=r.last_px or r.avg_px,
+                        detail=f"ExecID {r.exec_id}",
+                    )
+                )
             self.foreign_filled[cl] = cum
             if r.mass_status_id and r.ord_status in ("0", "1", "A") and r.instrument in self.core.instruments:
                 inst = self.core.instruments[r.instrument]
-                out += [SendCancel(r.venue, self.core.stamp(f"{cl}X1"), cl, inst.name, inst.symbol, r.side,
-                                   int(r.order_qty), "", inst.account),
-                        Alert(now, "critical", f"{r.venue} reports order {cl} working that this node never sent: "
-                                               f"cancelled; {cum:g} lots filled are in the position; desk to review"),
-                        Audit(now, "foreign_cancel", cl_ord_id=cl, instrument=inst.name, side=r.side,
-                              qty=r.leaves_qty, detail="unknown to this node: cancelled, never adopted")]
+                out += [
+                    SendCancel(
+                        r.venue,
+                        self.core.stamp(f"{cl}X1"),
+                        cl,
+                        inst.name,
+                        inst.symbol,
+                        r.side,
+                        int(r.order_qty),
+                        "",
+                        inst.account,
+                    ),
+                    Alert(
+                        now,
+                        "critical",
+                        f"{r.venue} reports order {cl} working that this node never sent: "
+                        f"cancelled; {cum:g} lots filled are in the position; desk to review",
+                    ),
+                    Audit(
+                        now,
+                        "foreign_cancel",
+                        cl_ord_id=cl,
+                        instrument=inst.name,
+                        side=r.side,
+                        qty=r.leaves_qty,
+                        detail="unknown to this node: cancelled, never adopted",
+                    ),
+                ]
         if r.mass_status_id and r.last_report:
             out += self.answered(r.venue, r.mass_status_id, now)
         return out
@@ -216,8 +318,14 @@ class Reconciliation:
         order (it had filled or ended first; its reports move the position, not this) is on record,
         anything else is an unknown order."""
         if r.orig_cl_ord_id in self.foreign_filled:  # its keys are ClOrdIDs, never empty
-            return [Audit(now, "foreign_cancel_rejected", cl_ord_id=r.orig_cl_ord_id,
-                          detail=f"{r.venue}: our cancel {r.cl_ord_id} refused (OrdStatus {r.ord_status}): {r.text}")]
+            return [
+                Audit(
+                    now,
+                    "foreign_cancel_rejected",
+                    cl_ord_id=r.orig_cl_ord_id,
+                    detail=f"{r.venue}: our cancel {r.cl_ord_id} refused (OrdStatus {r.ord_status}): {r.text}",
+                )
+            ]
         return [self.core.anomaly(now, "unknown_order", r.cl_ord_id, "OrderCancelReject for an unknown order")]
 
     def answered(self, venue: str, key: str, now: float) -> list[Action]:
@@ -248,7 +356,9 @@ class Reconciliation:
         AN: `position_request_refused`) leaves the comparison to the positions its orders imply."""
         asked = self.position_asked.get(r.venue)
         if asked is None or asked[0] != r.req_id:
-            return [Audit(now, "stale_answer", detail=f"{r.venue}: position report {r.req_id!r} answers no open request")]
+            return [
+                Audit(now, "stale_answer", detail=f"{r.venue}: position report {r.req_id!r} answers no open request")
+            ]
         if r.result not in ("0", "2"):
             return self.position_request_refused(r.venue, now, f"PosReqResult={r.result}")
         req, theirs, count = asked
@@ -270,8 +380,9 @@ class Reconciliation:
         self.compare_due[venue] = None  # the AF answers' CumQty, once they are all in
         return [Audit(now, "positions_unsupported", detail=f"{venue}: {why}")] + self.answered(venue, asked[0], now)
 
-    def compare_positions(self, venue: str, now: float, theirs: dict[str, float] | None = None,
-                          source: str = "its orders' CumQty") -> list[Action]:
+    def compare_positions(
+        self, venue: str, now: float, theirs: dict[str, float] | None = None, source: str = "its orders' CumQty"
+    ) -> list[Action]:
         """The venue's picture is complete: its positions (its position reports, or every order's
         CumQty signed when it has no position reports) must be ours, instrument by instrument. A
         mismatch is a critical alert, on record, and holds new risk on that venue until the desk has
@@ -280,25 +391,44 @@ class Reconciliation:
             theirs = {}
             for instrument, signed in self.mass_tally.pop(venue, {}).values():
                 theirs[instrument] = theirs.get(instrument, 0.0) + signed
-        off = {name: (self.core.positions[name], theirs.get(name, 0.0)) for name, inst in self.core.instruments.items()
-               if inst.venue == venue and abs(self.core.positions[name] - theirs.get(name, 0.0)) > 1e-9}
+        off = {
+            name: (self.core.positions[name], theirs.get(name, 0.0))
+            for name, inst in self.core.instruments.items()
+            if inst.venue == venue and abs(self.core.positions[name] - theirs.get(name, 0.0)) > 1e-9
+        }
         if not off:
             return [Audit(now, "positions_reconciled", detail=f"{venue}: positions agree with {source}")]
-        text = (f"{venue} positions ({source}) disagree with ours after reconciliation: "
-                + ", ".join(f"{n} ours {a:+g} venue {b:+g}" for n, (a, b) in sorted(off.items()))
-                + "; no new risk there until the desk resumes")
+        text = (
+            f"{venue} positions ({source}) disagree with ours after reconciliation: "
+            + ", ".join(f"{n} ours {a:+g} venue {b:+g}" for n, (a, b) in sorted(off.items()))
+            + "; no new risk there until the desk resumes"
+        )
         self.position_hold[venue] = text
-        return [self.core.anomaly(now, "position_mismatch", "", text), Alert(now, "critical", text),
-                Audit(now, "position_mismatch", detail=text)]
+        return [
+            self.core.anomaly(now, "position_mismatch", "", text),
+            Alert(now, "critical", text),
+            Audit(now, "position_mismatch", detail=text),
+        ]
 
     def on_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
         """An order-status answer: adopt the venue's truth (a fill we never heard of is applied once,
         flagged), then lift the venue's hold once every queried order has answered."""
         ep = self.core.episodes[order.decision_id]
-        out: list[Action] = [Audit(now, "status", order.decision_id, order.cl_ord_id, order.instrument,
-                                   self.core.instruments[order.instrument].account, order.side, r.cum_qty, r.avg_px,
-                                   f"venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}; engine {order.state.name} "
-                                   f"CumQty={order.cum_qty:g}")]
+        out: list[Action] = [
+            Audit(
+                now,
+                "status",
+                order.decision_id,
+                order.cl_ord_id,
+                order.instrument,
+                self.core.instruments[order.instrument].account,
+                order.side,
+                r.cum_qty,
+                r.avg_px,
+                f"venue OrdStatus={r.ord_status} CumQty={r.cum_qty:g}; engine {order.state.name} "
+                f"CumQty={order.cum_qty:g}",
+            )
+        ]
         missed = r.cum_qty - order.cum_qty  # whole lots; AvgPx is required on every ExecutionReport
         if missed > 0:
             px = (r.avg_px * r.cum_qty - order.avg_px * order.cum_qty) / missed
@@ -306,8 +436,14 @@ class Reconciliation:
             order.cum_qty = r.cum_qty
             self.core.positions[order.instrument] += side_sign(order.side) * missed
             ep.fills.append((now, order.leg, missed, px))
-            out.append(self.core.anomaly(now, "fill_from_status", order.cl_ord_id,
-                                    f"{missed:g} lots filled while disconnected, learned from the status report"))
+            out.append(
+                self.core.anomaly(
+                    now,
+                    "fill_from_status",
+                    order.cl_ord_id,
+                    f"{missed:g} lots filled while disconnected, learned from the status report",
+                )
+            )
         order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
         out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
         out += self.answered(order.venue, order.cl_ord_id, now)

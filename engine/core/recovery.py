@@ -43,8 +43,17 @@ class RecoveryContext(Protocol):
 
     def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float | None: ...
 
-    def recovery_order(self, ep: Episode, leg: Leg, side: str, qty: int, price: float, now: float, purpose: str,
-                       check_slippage: bool = True) -> tuple[list[Action], bool]: ...
+    def recovery_order(
+        self,
+        ep: Episode,
+        leg: Leg,
+        side: str,
+        qty: int,
+        price: float,
+        now: float,
+        purpose: str,
+        check_slippage: bool = True,
+    ) -> tuple[list[Action], bool]: ...
 
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]: ...
 
@@ -60,8 +69,11 @@ class RecoveryPolicy(Protocol):
 def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
     text = f"episode {ep.decision_id} escalated: {why}; missing {ep.missing()} lots, naked {ep.naked_tonnes():.3f} t"
     ep.reason = why
-    return [Alert(now, "critical", text, ep.decision_id), Audit(now, "escalate", ep.decision_id, detail=text),
-            *core.move_episode(ep, EpisodeEvent.ESCALATE, now)]
+    return [
+        Alert(now, "critical", text, ep.decision_id),
+        Audit(now, "escalate", ep.decision_id, detail=text),
+        *core.move_episode(ep, EpisodeEvent.ESCALATE, now),
+    ]
 
 
 class EscalateOnLegged:
@@ -81,9 +93,12 @@ class ChaseThenUnwind:
             return escalate(core, ep, now, "kill switch: recovery stopped, exposure left to the desk")
         if ep.mode is RecoveryMode.NONE:
             ep.set_mode(RecoveryMode.CHASE)
-            out.append(core.set_timer(ep.stages["legged"] + rc.chase_budget, timer_key(TimerKind.LEGGED, ep.decision_id)))
-        down = sorted(v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()}
-                      if not core.venue_ready(v))
+            out.append(
+                core.set_timer(ep.stages["legged"] + rc.chase_budget, timer_key(TimerKind.LEGGED, ep.decision_id))
+            )
+        down = sorted(
+            v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()} if not core.venue_ready(v)
+        )
         if down:  # no order to a venue that is down or not yet reconciled: wait for both
             return out + [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
         missing = ep.missing()
@@ -120,11 +135,14 @@ class ChaseThenUnwind:
         if ep.chase_attempts >= rc.max_chase_attempts:
             return f"chase budget spent ({ep.chase_attempts} attempts)"
         if now - ep.stages["legged"] >= rc.chase_budget:
-            return f"chase time spent ({rc.chase_budget * 1e3:.0f} ms of a {rc.legged_budget * 1e3:.0f} ms legged budget)"
+            return (
+                f"chase time spent ({rc.chase_budget * 1e3:.0f} ms of a {rc.legged_budget * 1e3:.0f} ms legged budget)"
+            )
         return None
 
-    def _chase(self, core: RecoveryContext, ep: Episode, missing: dict[str, float],
-               now: float) -> tuple[list[Action], str | None]:
+    def _chase(
+        self, core: RecoveryContext, ep: Episode, missing: dict[str, float], now: float
+    ) -> tuple[list[Action], str | None]:
         """One chase attempt: (actions, None), or (actions, why) when an order could not be sent."""
         rc = core.strategy.recovery
         out: list[Action] = []
@@ -142,12 +160,25 @@ class ChaseThenUnwind:
                 payup += rc.liquidity_step_ticks
             payup = min(payup, rc.max_payup_ticks)
             last_price = leg.orders[-1].price if leg.orders else None
-            price = last_price if retry_same_price and last_price is not None \
+            price = (
+                last_price
+                if retry_same_price and last_price is not None
                 else core.price_from_touch(inst, leg.side, payup)
+            )
             if price is None:
                 why = f"chase impossible: {inst.name} has no {'offers' if leg.side == '1' else 'bids'}"
-                out.append(Audit(now, "risk_breach", ep.decision_id, instrument=inst.name, account=inst.account,
-                                 side=leg.side, qty=int(round(lots)), detail=f"chase: {why}"))
+                out.append(
+                    Audit(
+                        now,
+                        "risk_breach",
+                        ep.decision_id,
+                        instrument=inst.name,
+                        account=inst.account,
+                        side=leg.side,
+                        qty=int(round(lots)),
+                        detail=f"chase: {why}",
+                    )
+                )
                 return out, why
             actions, sent = core.recovery_order(ep, leg, leg.side, int(round(lots)), price, now, "chase")
             out += actions
@@ -155,8 +186,9 @@ class ChaseThenUnwind:
                 return out, f"chase order on {inst.name} refused by risk"
         return out, None
 
-    def _flatten(self, core: RecoveryContext, ep: Episode, now: float, lots_by_leg: dict[str, float],
-                 purpose: str) -> list[Action]:
+    def _flatten(
+        self, core: RecoveryContext, ep: Episode, now: float, lots_by_leg: dict[str, float], purpose: str
+    ) -> list[Action]:
         out: list[Action] = []
         rc = core.strategy.recovery
         for name, lots in lots_by_leg.items():
@@ -171,8 +203,9 @@ class ChaseThenUnwind:
             payup = rc.unwind_payup_ticks + rc.unwind_step_ticks * max(ep.unwind_attempts - 1, 0)
             price = core.price_from_touch(inst, side, payup)
             if price is None:
-                return out + escalate(core, ep, now, f"{purpose} impossible: {inst.name} has no "
-                                                     f"{'offers' if side == '1' else 'bids'}")
+                return out + escalate(
+                    core, ep, now, f"{purpose} impossible: {inst.name} has no {'offers' if side == '1' else 'bids'}"
+                )
             actions, sent = core.recovery_order(ep, leg, side, qty, price, now, purpose, check_slippage=False)
             out += actions
             if not sent:

@@ -16,29 +16,40 @@ class Breach:
     detail: str  # the figures, for people (the audit row names the instrument and the order)
 
 
-def check_order(limits: RiskLimits, inst: Instrument, side_sign: int, qty: int, price: float,
-                reference: float | None, fx_rate: float, position: float, open_buy: float,
-                open_sell: float) -> Breach | None:
+def check_order(
+    limits: RiskLimits,
+    inst: Instrument,
+    side_sign: int,
+    qty: int,
+    price: float,
+    reference: float | None,
+    fx_rate: float,
+    position: float,
+    open_buy: float,
+    open_sell: float,
+) -> Breach | None:
     """The first limit this order would break, or None. `side_sign` is +1 buy, -1 sell; `reference` is
     the price the band is measured from (EngineCore.reference_price): None refuses the order, since
     a band that cannot be measured cannot be held."""
     max_qty = limits.max_order_lots.get(inst.name)
     if max_qty is not None and qty > max_qty:
-        return Breach("max_order_lots",
-                      detail=f"{qty} lots > {max_qty}")
+        return Breach("max_order_lots", detail=f"{qty} lots > {max_qty}")
     max_pos = limits.max_position_lots.get(inst.name)
     if max_pos is not None:
         worst = position + open_buy + qty if side_sign > 0 else position - open_sell - qty
         if abs(worst) > max_pos:
-            return Breach("max_position_lots",
-                          detail=f"worst-case position {worst:+g} lots beyond ±{max_pos}")
+            return Breach("max_position_lots", detail=f"worst-case position {worst:+g} lots beyond ±{max_pos}")
     notional = qty * inst.lot_tonnes * to_common(price, inst, fx_rate)
     if notional > limits.max_notional_cny:
-        return Breach("max_notional_cny",
-                      detail=f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
+        return Breach("max_notional_cny", detail=f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
     if reference is None or reference <= 0:  # a band that cannot be measured cannot be held
-        dev, detail = math.inf, (f"no reference price for {inst.name}: its book has never been two-sided, "
-                                 f"so the {limits.price_band_pct}% band cannot be checked")
+        dev, detail = (
+            math.inf,
+            (
+                f"no reference price for {inst.name}: its book has never been two-sided, "
+                f"so the {limits.price_band_pct}% band cannot be checked"
+            ),
+        )
     else:
         dev = abs(price - reference) / reference * 100.0
         detail = f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)"

@@ -41,9 +41,16 @@ VIRTUAL_EPOCH = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.UTC).timestamp()
 
 # quickfix exception -> SessionRejectReason (373)
 _REJECT_REASONS = {
-    "InvalidTagNumber": 0, "RequiredTagMissing": 1, "TagNotDefinedForMessage": 2, "NoTagValue": 4,
-    "IncorrectTagValue": 5, "IncorrectDataFormat": 6, "InvalidMessageType": 11, "RepeatedTag": 13,
-    "TagOutOfOrder": 14, "RepeatingGroupCountMismatch": 16,
+    "InvalidTagNumber": 0,
+    "RequiredTagMissing": 1,
+    "TagNotDefinedForMessage": 2,
+    "NoTagValue": 4,
+    "IncorrectTagValue": 5,
+    "IncorrectDataFormat": 6,
+    "InvalidMessageType": 11,
+    "RepeatedTag": 13,
+    "TagOutOfOrder": 14,
+    "RepeatingGroupCountMismatch": 16,
 }
 # Repeating groups: quickfix's own classes carry the dictionary's field order, but building that
 # order costs ~80 SWIG calls per instance, so each kind is built once and copied (a cheap C++ copy).
@@ -173,7 +180,9 @@ class FixCodec:
         self.sender = sender
         self.target = target
         self.symbol_to_instrument = {v: k for k, v in (symbols or {}).items()}
-        self._md_top: dict[str, list[Any]] = {}  # symbol -> [bid, bid_size, ask, ask_size]: floats, a side None when empty
+        self._md_top: dict[
+            str, list[Any]
+        ] = {}  # symbol -> [bid, bid_size, ask, ask_size]: floats, a side None when empty
 
     def fork(self) -> FixCodec:
         """A codec of the same session whose market-data state is its own from now on (two processes
@@ -183,8 +192,12 @@ class FixCodec:
         return twin
 
     # ---- building ------------------------------------------------------------------------------
-    def draft(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
-              groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> Draft | fix.Message:
+    def draft(
+        self,
+        msg_type: str,
+        fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
+        groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = (),
+    ) -> Draft | fix.Message:
         """A message body: fields, then (count tag, entries) groups, each entry's first tag its delimiter,
         as FIX text for quickfix to build from (`build`, or `frame` with the header in the same call).
 
@@ -232,8 +245,12 @@ class FixCodec:
         """quickfix parses the message from one string, against the dictionary when it has groups."""
         return fix.Message(raw, self.dd, False) if groups else fix.Message(raw, False)
 
-    def message(self, msg_type: str, fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
-                groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = ()) -> fix.Message:
+    def message(
+        self,
+        msg_type: str,
+        fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
+        groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = (),
+    ) -> fix.Message:
         """The quickfix Message of a body (see `draft`)."""
         return self.build(self.draft(msg_type, fields, groups))
 
@@ -242,8 +259,10 @@ class FixCodec:
         built by quickfix with its header in one call (BodyLength and CheckSum are quickfix's)."""
         if isinstance(msg, Draft):
             dup = f"43=Y{SOH}" if poss_dup else ""
-            raw = (f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}49={self.sender}{SOH}56={self.target}{SOH}"
-                   f"34={seq}{SOH}52={fix_time(sending_time)}{SOH}{dup}{msg.body}10=000{SOH}")
+            raw = (
+                f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}49={self.sender}{SOH}56={self.target}{SOH}"
+                f"34={seq}{SOH}52={fix_time(sending_time)}{SOH}{dup}{msg.body}10=000{SOH}"
+            )
             return str(self._from_text(raw, msg.groups).toString())
         h = msg.getHeader()
         h.setField(8, BEGIN_STRING)
@@ -255,51 +274,99 @@ class FixCodec:
             h.setField(43, "Y")
         return str(msg.toString())
 
-    def encode(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest
-               | SendPositionRequest | Subscribe,
-               transact_time: float) -> fix.Message:
+    def encode(
+        self,
+        action: SendOrder
+        | SendCancel
+        | SendReplace
+        | SendStatusRequest
+        | SendMassStatusRequest
+        | SendPositionRequest
+        | Subscribe,
+        transact_time: float,
+    ) -> fix.Message:
         """The FIX message for an engine action."""
         return self.build(self.draft_of(action, transact_time))
 
-    def draft_of(self, action: SendOrder | SendCancel | SendReplace | SendStatusRequest | SendMassStatusRequest
-                 | SendPositionRequest | Subscribe,
-                 transact_time: float) -> Draft | fix.Message:
+    def draft_of(
+        self,
+        action: SendOrder
+        | SendCancel
+        | SendReplace
+        | SendStatusRequest
+        | SendMassStatusRequest
+        | SendPositionRequest
+        | Subscribe,
+        transact_time: float,
+    ) -> Draft | fix.Message:
         """The FIX message for an engine action, as a draft (see `draft`)."""
         if isinstance(action, SendOrder):
-            fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side),
-                      (60, fix_time(transact_time)), (38, fmt_qty(action.qty)), (40, action.ord_type),
-                      (59, action.tif)]
+            fields = [
+                (11, action.cl_ord_id),
+                (55, action.symbol),
+                (54, action.side),
+                (60, fix_time(transact_time)),
+                (38, fmt_qty(action.qty)),
+                (40, action.ord_type),
+                (59, action.tif),
+            ]
             if action.price is not None:
                 fields.append((44, fmt_px(action.price)))
             if action.account:
                 fields.append((1, action.account))
             return self.draft("D", fields)
         if isinstance(action, SendCancel):
-            fields = [(41, action.orig_cl_ord_id), (11, action.cl_ord_id), (55, action.symbol),
-                      (54, action.side), (60, fix_time(transact_time)), (38, fmt_qty(action.qty))]
+            fields = [
+                (41, action.orig_cl_ord_id),
+                (11, action.cl_ord_id),
+                (55, action.symbol),
+                (54, action.side),
+                (60, fix_time(transact_time)),
+                (38, fmt_qty(action.qty)),
+            ]
             if action.account:
                 fields.append((1, action.account))
             return self.draft("F", fields)
         if isinstance(action, SendReplace):
-            fields = [(41, action.orig_cl_ord_id), (11, action.cl_ord_id), (55, action.symbol), (54, action.side),
-                      (60, fix_time(transact_time)), (38, fmt_qty(action.qty)), (40, "2"), (44, fmt_px(action.price)),
-                      (59, action.tif)]
+            fields = [
+                (41, action.orig_cl_ord_id),
+                (11, action.cl_ord_id),
+                (55, action.symbol),
+                (54, action.side),
+                (60, fix_time(transact_time)),
+                (38, fmt_qty(action.qty)),
+                (40, "2"),
+                (44, fmt_px(action.price)),
+                (59, action.tif),
+            ]
             if action.account:
                 fields.append((1, action.account))
             return self.draft("G", fields)
         if isinstance(action, SendMassStatusRequest):
             return self.draft("AF", [(584, action.req_id), (585, "7")])
         if isinstance(action, SendPositionRequest):  # positions (724=0) of our account, as of today
-            return self.draft("AN", [(710, action.req_id), (724, "0"), (1, action.account or "NONE"), (581, "1"),
-                                       (715, fix_time(transact_time)[:8]), (60, fix_time(transact_time))])
+            return self.draft(
+                "AN",
+                [
+                    (710, action.req_id),
+                    (724, "0"),
+                    (1, action.account or "NONE"),
+                    (581, "1"),
+                    (715, fix_time(transact_time)[:8]),
+                    (60, fix_time(transact_time)),
+                ],
+            )
         if isinstance(action, SendStatusRequest):
             fields = [(11, action.cl_ord_id), (55, action.symbol), (54, action.side)]
             if action.order_id:
                 fields.append((37, action.order_id))
             return self.draft("H", fields)
         if isinstance(action, Subscribe):
-            return self.draft("V", [(262, action.req_id), (263, "1"), (264, "1"), (265, "1")],
-                                ((267, [[(269, "0")], [(269, "1")]]), (146, [[(55, action.symbol)]])))
+            return self.draft(
+                "V",
+                [(262, action.req_id), (263, "1"), (264, "1"), (265, "1")],
+                ((267, [[(269, "0")], [(269, "1")]]), (146, [[(55, action.symbol)]])),
+            )
         raise TypeError(f"no FIX message for {action!r}")
 
     # ---- parsing -------------------------------------------------------------------------------
@@ -321,8 +388,7 @@ class FixCodec:
                 raise FixParseError("business", 3, f"unsupported MsgType {msg_type!r}", msg_type, seq) from None
             reason = _REJECT_REASONS.get(name, 99)
             ref_tag = int(getattr(exc, "field", 0) or 0)
-            raise FixParseError("session", reason, f"{name}: {exc}", msg_type, seq, ref_tag,
-                                parsed.get(11)) from None
+            raise FixParseError("session", reason, f"{name}: {exc}", msg_type, seq, ref_tag, parsed.get(11)) from None
         return parsed
 
     def decode(self, msg: Parsed, venue: str) -> list[Event]:
@@ -332,22 +398,47 @@ class FixCodec:
             return [self._exec_report(msg, venue)]
         if msg_type == "9":
             rr = msg.get(102)
-            return [CancelReject(venue, msg.get(11), msg.get(41), msg.get(39), int(rr) if rr else None,
-                                 msg.get(58), msg.get(434) or "1")]
+            return [
+                CancelReject(
+                    venue,
+                    msg.get(11),
+                    msg.get(41),
+                    msg.get(39),
+                    int(rr) if rr else None,
+                    msg.get(58),
+                    msg.get(434) or "1",
+                )
+            ]
         if msg_type == "j":
             rr = msg.get(380)
             return [BusinessReject(venue, msg.get(372), msg.get(379), int(rr) if rr else None, msg.get(58))]
         if msg_type == "3":
             rr = msg.get(373)
-            return [BusinessReject(venue, msg.get(372), msg.get(379) or msg.get(45), int(rr) if rr else None,
-                                   msg.get(58), session_level=True)]
+            return [
+                BusinessReject(
+                    venue,
+                    msg.get(372),
+                    msg.get(379) or msg.get(45),
+                    int(rr) if rr else None,
+                    msg.get(58),
+                    session_level=True,
+                )
+            ]
         if msg_type in ("W", "X"):
             return self._market_data(msg, msg_type == "W")
         if msg_type == "AP":  # net of every position quantity it carries
             net = sum(float(e.get(704) or 0) - float(e.get(705) or 0) for e in msg.group(702, (703, 704, 705, 706)))
             symbol = msg.get(55)
-            return [PositionReport(venue, msg.get(710), self.symbol_to_instrument.get(symbol, symbol), net,
-                                   int(msg.get(727) or 1), msg.get(728) or "0")]
+            return [
+                PositionReport(
+                    venue,
+                    msg.get(710),
+                    self.symbol_to_instrument.get(symbol, symbol),
+                    net,
+                    int(msg.get(727) or 1),
+                    msg.get(728) or "0",
+                )
+            ]
         if msg_type == "AO":  # an answer with no report to follow: none held, or the venue cannot say
             total = int(msg.get(727) or 0)
             return [PositionReport(venue, msg.get(710), "", 0.0, total, msg.get(728))] if total == 0 else []
@@ -361,13 +452,26 @@ class FixCodec:
         rr = msg.get(103)
         symbol = msg.get(55)
         return ExecReport(
-            venue=venue, cl_ord_id=msg.get(11), orig_cl_ord_id=msg.get(41), order_id=msg.get(37),
-            exec_id=msg.get(17), exec_type=msg.get(150), ord_status=msg.get(39),
-            instrument=self.symbol_to_instrument.get(symbol, symbol), side=msg.get(54), order_qty=num(38),
-            cum_qty=num(14), leaves_qty=num(151), last_qty=num(32), last_px=num(31), avg_px=num(6),
-            ord_rej_reason=int(rr) if rr else None, text=msg.get(58),
+            venue=venue,
+            cl_ord_id=msg.get(11),
+            orig_cl_ord_id=msg.get(41),
+            order_id=msg.get(37),
+            exec_id=msg.get(17),
+            exec_type=msg.get(150),
+            ord_status=msg.get(39),
+            instrument=self.symbol_to_instrument.get(symbol, symbol),
+            side=msg.get(54),
+            order_qty=num(38),
+            cum_qty=num(14),
+            leaves_qty=num(151),
+            last_qty=num(32),
+            last_px=num(31),
+            avg_px=num(6),
+            ord_rej_reason=int(rr) if rr else None,
+            text=msg.get(58),
             poss_dup=msg.get(43) == "Y" or msg.get(97) == "Y",
-            mass_status_id=msg.get(584), last_report=msg.get(912) == "Y",
+            mass_status_id=msg.get(584),
+            last_report=msg.get(912) == "Y",
         )
 
     def _market_data(self, msg: Parsed, snapshot: bool) -> list[Event]:

@@ -19,8 +19,14 @@ from pathlib import Path
 import quickfix as fix
 
 # the checkout's fix_specs/, else the copy a non-editable install keeps as package data (engine/fix/specs)
-SPEC_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "fix_specs", Path(__file__).resolve().parent / "specs")
-                 if d.is_dir()), Path(__file__).resolve().parents[2] / "fix_specs")
+SPEC_DIR = next(
+    (
+        d
+        for d in (Path(__file__).resolve().parents[2] / "fix_specs", Path(__file__).resolve().parent / "specs")
+        if d.is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "fix_specs",
+)
 
 
 class DictionaryError(Exception):
@@ -30,8 +36,10 @@ class DictionaryError(Exception):
 def base_dictionary_path(name: str = "FIX44.xml") -> Path:
     path = Path(sys.prefix) / "share" / "quickfix" / name
     if not path.exists():
-        raise DictionaryError(f"{path}: quickfix's base dictionary is missing; reinstall quickfix "
-                              f"(`pip install --force-reinstall quickfix`) in this environment")
+        raise DictionaryError(
+            f"{path}: quickfix's base dictionary is missing; reinstall quickfix "
+            f"(`pip install --force-reinstall quickfix`) in this environment"
+        )
     return path
 
 
@@ -63,8 +71,10 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
     names = {_attr(f, "name", base_path): int(_attr(f, "number", base_path)) for f in fields}
     for f in overlay.findall("fields/field"):
         if f.get("number") in numbers and numbers[f.get("number")] != f.get("name"):
-            raise DictionaryError(f"{overlay_path}: field {f.get('number')} is {numbers[f.get('number')]} in the "
-                                  f"base dictionary; pick another tag number for {f.get('name')}")
+            raise DictionaryError(
+                f"{overlay_path}: field {f.get('number')} is {numbers[f.get('number')]} in the "
+                f"base dictionary; pick another tag number for {f.get('name')}"
+            )
         fields.append(f)
         number = _attr(f, "number", overlay_path)
         if not number.isdigit():
@@ -73,8 +83,10 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
     for m in overlay.findall("message"):
         target = messages.get(m.get("name"))
         if target is None:
-            raise DictionaryError(f"{overlay_path}: message {m.get('name')!r} is not in {base_path.name}; "
-                                  f"use a message name from the base dictionary")
+            raise DictionaryError(
+                f"{overlay_path}: message {m.get('name')!r} is not in {base_path.name}; "
+                f"use a message name from the base dictionary"
+            )
         existing = {f.get("name"): f for f in target.findall("field")}
         for f in m.findall("field"):
             if f.get("name") not in names:
@@ -88,8 +100,9 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
         mt = msg_types.get(o.get("message"))
         if mt is None:
             raise DictionaryError(f"{overlay_path}: <outbound message={o.get('message')!r}> names no message")
-        outbound[mt] = tuple((names[_attr(f, "name", overlay_path)], _attr(f, "value", overlay_path))
-                             for f in o.findall("field"))
+        outbound[mt] = tuple(
+            (names[_attr(f, "name", overlay_path)], _attr(f, "value", overlay_path)) for f in o.findall("field")
+        )
     return ET.tostring(base, encoding="unicode"), outbound
 
 
@@ -116,8 +129,9 @@ def load(name: str) -> VenueDictionary:
         return VenueDictionary(name, path, fix.DataDictionary(str(path)), {})
     overlay_path = SPEC_DIR / f"{name}.xml"
     if not overlay_path.exists():
-        raise DictionaryError(f"{overlay_path}: no such venue dictionary; use one of "
-                              f"{', '.join(['FIX44', *available()])}")
+        raise DictionaryError(
+            f"{overlay_path}: no such venue dictionary; use one of {', '.join(['FIX44', *available()])}"
+        )
     text, outbound = _merge(overlay_path)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = _cache_dir() / f"{name}-{digest}.xml"

@@ -17,16 +17,43 @@ DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "satur
 # quickfix session settings a template may set, with a check of the value
 _YN = ("Y", "N")
 ALLOWED: dict[str, tuple[str, ...] | str] = {
-    "HeartBtInt": "seconds", "StartTime": "time", "EndTime": "time", "StartDay": "day", "EndDay": "day",
-    "LogonTime": "time", "LogoutTime": "time", "ResetOnLogon": _YN, "ResetOnLogout": _YN,
-    "ResetOnDisconnect": _YN, "RefreshOnLogon": _YN, "LogonTimeout": "seconds", "LogoutTimeout": "seconds",
-    "CheckLatency": _YN, "MaxLatency": "seconds", "SendRedundantResendRequests": _YN,
-    "ValidateFieldsOutOfOrder": _YN, "ValidateFieldsHaveValues": _YN, "ValidateUserDefinedFields": _YN,
-    "AllowUnknownMsgFields": _YN, "PersistMessages": _YN, "TimestampPrecision": ("0", "3", "6", "9"),
+    "HeartBtInt": "seconds",
+    "StartTime": "time",
+    "EndTime": "time",
+    "StartDay": "day",
+    "EndDay": "day",
+    "LogonTime": "time",
+    "LogoutTime": "time",
+    "ResetOnLogon": _YN,
+    "ResetOnLogout": _YN,
+    "ResetOnDisconnect": _YN,
+    "RefreshOnLogon": _YN,
+    "LogonTimeout": "seconds",
+    "LogoutTimeout": "seconds",
+    "CheckLatency": _YN,
+    "MaxLatency": "seconds",
+    "SendRedundantResendRequests": _YN,
+    "ValidateFieldsOutOfOrder": _YN,
+    "ValidateFieldsHaveValues": _YN,
+    "ValidateUserDefinedFields": _YN,
+    "AllowUnknownMsgFields": _YN,
+    "PersistMessages": _YN,
+    "TimestampPrecision": ("0", "3", "6", "9"),
 }
 # what xmc sets itself for every session: never from a template
-OWNED = ("BeginString", "SenderCompID", "TargetCompID", "SocketConnectHost", "SocketConnectPort", "DataDictionary",
-         "UseDataDictionary", "FileStorePath", "ConnectionType", "SocketNodelay", "ReconnectInterval")
+OWNED = (
+    "BeginString",
+    "SenderCompID",
+    "TargetCompID",
+    "SocketConnectHost",
+    "SocketConnectPort",
+    "DataDictionary",
+    "UseDataDictionary",
+    "FileStorePath",
+    "ConnectionType",
+    "SocketNodelay",
+    "ReconnectInterval",
+)
 
 
 class TemplateError(Exception):
@@ -45,11 +72,19 @@ def check_value(key: str, value: str) -> str | None:
     if rule == "seconds":
         return None if value.isdigit() and int(value) > 0 else "must be whole seconds > 0"
     if rule == "day":
-        return None if value.lower() in DAYS or value.lower()[:2] in {d[:2] for d in DAYS} else \
-            "must be a day of the week (e.g. Sunday)"
+        return (
+            None
+            if value.lower() in DAYS or value.lower()[:2] in {d[:2] for d in DAYS}
+            else "must be a day of the week (e.g. Sunday)"
+        )
     parts = value.split(":")
-    ok = len(parts) == 3 and all(p.isdigit() and len(p) == 2 for p in parts) and int(parts[0]) < 24 \
-        and int(parts[1]) < 60 and int(parts[2]) < 60
+    ok = (
+        len(parts) == 3
+        and all(p.isdigit() and len(p) == 2 for p in parts)
+        and int(parts[0]) < 24
+        and int(parts[1]) < 60
+        and int(parts[2]) < 60
+    )
     return None if ok else "must be a UTC time HH:MM:SS"
 
 
@@ -58,8 +93,10 @@ def load(kind: str) -> tuple[tuple[str, str], ...]:
     """The settings of template `kind`, in file order."""
     path = TEMPLATE_DIR / f"{kind}.cfg"
     if not path.is_file():
-        raise TemplateError(f"{path}: no session template for {kind!r}; write one of {', '.join(available())} "
-                            f"or add fix_specs/sessions/{kind}.cfg")
+        raise TemplateError(
+            f"{path}: no session template for {kind!r}; write one of {', '.join(available())} "
+            f"or add fix_specs/sessions/{kind}.cfg"
+        )
     return tuple(parse(path))
 
 
@@ -76,8 +113,10 @@ def parse(path: Path) -> list[tuple[str, str]]:
         if key in OWNED:
             raise TemplateError(f"{where}: {key} is set by xmc for every session; remove it from the template")
         if key not in ALLOWED:
-            raise TemplateError(f"{where}: {key} is not a session setting xmc passes to quickfix; use one of "
-                                f"{', '.join(sorted(ALLOWED))}")
+            raise TemplateError(
+                f"{where}: {key} is not a session setting xmc passes to quickfix; use one of "
+                f"{', '.join(sorted(ALLOWED))}"
+            )
         why = check_value(key, value)
         if why:
             raise TemplateError(f"{where}: {key}={value} {why}")

@@ -33,9 +33,21 @@ MAGIC = "xmc-journal"
 VERSION = 1
 DURABILITY = ("none", "batch", "record")
 FRAME = struct.Struct(">II")  # each record: body length and CRC-32 of the body, then the body
-EVENT_TYPES = {cls.__name__: cls for cls in (ev.Quote, ev.ExecReport, ev.CancelReject, ev.BusinessReject,
-                                             ev.PositionReport, ev.SessionUp, ev.SessionDown, ev.TimerFired, ev.Command,
-                                             ev.Takeover)}
+EVENT_TYPES = {
+    cls.__name__: cls
+    for cls in (
+        ev.Quote,
+        ev.ExecReport,
+        ev.CancelReject,
+        ev.BusinessReject,
+        ev.PositionReport,
+        ev.SessionUp,
+        ev.SessionDown,
+        ev.TimerFired,
+        ev.Command,
+        ev.Takeover,
+    )
+}
 
 
 class JournalError(Exception):
@@ -54,8 +66,9 @@ _FIELDS = {name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in
 
 def encode(event: ev.Event, now: float) -> bytes:
     name = type(event).__name__
-    return json.dumps({"t": now, "e": name, "f": {k: getattr(event, k) for k in _FIELDS[name]}},
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {"t": now, "e": name, "f": {k: getattr(event, k) for k in _FIELDS[name]}}, separators=(",", ":")
+    ).encode()
 
 
 def decode(payload: bytes) -> tuple[float, ev.Event]:
@@ -106,7 +119,7 @@ def _later_record(data: bytes, start: int) -> int | None:
         frame = at - FRAME.size
         if frame > start:
             length, crc = FRAME.unpack_from(data, frame)
-            body = data[at: at + length]
+            body = data[at : at + length]
             if len(body) == length and zlib.crc32(body) == crc:
                 return frame
         at = data.find(b'{"t":', at + 1)
@@ -119,8 +132,10 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise JournalError(f"{path}: cannot be read as a journal ({exc.strerror or exc}); give the path of an "
-                           f"xmc journal file, or move it away to start afresh") from None
+        raise JournalError(
+            f"{path}: cannot be read as a journal ({exc.strerror or exc}); give the path of an "
+            f"xmc journal file, or move it away to start afresh"
+        ) from None
     newline = data.find(b"\n")
     if newline < 0:
         raise JournalError(f"{path}: no journal header; it is not an xmc journal (move it away to start afresh)")
@@ -129,23 +144,31 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise JournalError(f"{path}: unreadable journal header; it is not an xmc journal") from None
     if not isinstance(header, dict):
-        raise JournalError(f"{path}: the journal header is a JSON {type(header).__name__}, not an object; "
-                           f"it is not an xmc journal (move it away to start afresh)")
+        raise JournalError(
+            f"{path}: the journal header is a JSON {type(header).__name__}, not an object; "
+            f"it is not an xmc journal (move it away to start afresh)"
+        )
     if header.get("magic") != MAGIC:
         raise JournalError(f"{path}: not an xmc journal (magic {header.get('magic')!r})")
     if not isinstance(header.get("version", 0), int) or header.get("version", 0) > VERSION:
-        raise JournalError(f"{path}: journal format version {header['version']} is newer than this xmc "
-                           f"({VERSION}); run the xmc that wrote it, or upgrade")
+        raise JournalError(
+            f"{path}: journal format version {header['version']} is newer than this xmc "
+            f"({VERSION}); run the xmc that wrote it, or upgrade"
+        )
     if header.get("config") != config_fingerprint:
-        raise JournalError(f"{path}: the journal belongs to another engine config (fingerprint "
-                           f"{header.get('config')}, this config {config_fingerprint}); refusing to trade on it")
+        raise JournalError(
+            f"{path}: the journal belongs to another engine config (fingerprint "
+            f"{header.get('config')}, this config {config_fingerprint}); refusing to trade on it"
+        )
     pos, reason = newline + 1, ""
     records: list[tuple[float, ev.Event]] = []
 
     def damaged(what: str) -> JournalError:
-        return JournalError(f"{path}: damaged at byte {pos}, record {len(records) + 1}: {what}; the journal is "
-                            f"left as it is (nothing was cut): restore it from a copy, or move it away and "
-                            f"reconcile with the venues before trading")
+        return JournalError(
+            f"{path}: damaged at byte {pos}, record {len(records) + 1}: {what}; the journal is "
+            f"left as it is (nothing was cut): restore it from a copy, or move it away and "
+            f"reconcile with the venues before trading"
+        )
 
     while pos < len(data):
         torn = ""
@@ -153,7 +176,7 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
             torn = "torn record header"
         else:
             length, crc = FRAME.unpack_from(data, pos)
-            body = data[pos + FRAME.size: pos + FRAME.size + length]
+            body = data[pos + FRAME.size : pos + FRAME.size + length]
             if len(body) < length:
                 torn = "torn record body"
         if torn:
@@ -168,8 +191,11 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
             t, event = decode(body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise damaged(f"record does not decode ({type(exc).__name__}: {exc})") from None
-        problem = check_content(event, config) if isinstance(t, (int, float)) and not isinstance(t, bool) \
+        problem = (
+            check_content(event, config)
+            if isinstance(t, (int, float)) and not isinstance(t, bool)
             else f"its time is {t!r}"
+        )
         if problem:
             raise damaged(problem)
         records.append((t, event))
@@ -198,7 +224,7 @@ def bodies(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
     out = []
     while pos + FRAME.size <= len(data):
         length, crc = FRAME.unpack_from(data, pos)
-        body = data[pos + FRAME.size: pos + FRAME.size + length]
+        body = data[pos + FRAME.size : pos + FRAME.size + length]
         if len(body) < length or zlib.crc32(body) != crc:
             break
         out.append(body)
@@ -247,7 +273,7 @@ class Journal:
         (fault injection: the simulator's torn_write); returns the bytes written."""
         body = encode(event, now)
         frame = FRAME.pack(len(body), zlib.crc32(body)) + body
-        part = frame[:max(1, int(len(frame) * keep))]
+        part = frame[: max(1, int(len(frame) * keep))]
         self.fh.write(part)
         self.fh.flush()
         return len(part)

@@ -83,7 +83,7 @@ class EtcdLease:
             except Exception:  # noqa: BLE001 - etcd "Not Found" under load: the unused lease expires by its TTL
                 pass
             return None
-        (value, meta), = self.client.get(self.key, metadata=True)
+        ((value, meta),) = self.client.get(self.key, metadata=True)
         self._lease, self.revision = lease, int(meta["create_revision"])
         self._valid_until = now + self.ttl * (1.0 - self.margin)
         return self.revision
@@ -124,8 +124,9 @@ class ZooKeeperLease:
     answered a request sent at `t`, so the session lives at least until `t + session_timeout` (the
     server counts from the last packet it received, which is later); less the safety margin."""
 
-    def __init__(self, client: Any, node: str, session_timeout: float, path: str = "/xmc/leader",
-                 margin: float = FENCE_MARGIN):
+    def __init__(
+        self, client: Any, node: str, session_timeout: float, path: str = "/xmc/leader", margin: float = FENCE_MARGIN
+    ):
         import threading
 
         self.client = client  # a started kazoo.client.KazooClient with this session timeout

@@ -72,24 +72,49 @@ class SessionConfig:
     settings: tuple[tuple[str, str], ...] = ()  # quickfix session settings (its template + the config's)
 
 
-def settings_text(sessions: list[SessionConfig], store_dir: Path, heartbeat: int = 1, reconnect: int = 1,
-                  start_time: str = "00:00:00", end_time: str = "00:00:00", reset_on_logon: bool = True,
-                  force_reset: bool = False) -> str:
+def settings_text(
+    sessions: list[SessionConfig],
+    store_dir: Path,
+    heartbeat: int = 1,
+    reconnect: int = 1,
+    start_time: str = "00:00:00",
+    end_time: str = "00:00:00",
+    reset_on_logon: bool = True,
+    force_reset: bool = False,
+) -> str:
     """quickfix initiator settings: FileStore for sequence numbers, dictionaries, and per session its
     own settings (schedule, heartbeat, reset policy: see engine.fix.session_templates) over the
     defaults given here. `force_reset`: every session resets its sequence numbers at logon (a standby
     taking over has not got the primary's stores)."""
-    lines = ["[DEFAULT]", "ConnectionType=initiator", f"HeartBtInt={heartbeat}", f"ReconnectInterval={reconnect}",
-             f"FileStorePath={store_dir}", f"StartTime={start_time}", f"EndTime={end_time}", "UseDataDictionary=Y",
-             f"ResetOnLogon={'Y' if reset_on_logon else 'N'}", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y",
-             "SocketNodelay=Y"]
+    lines = [
+        "[DEFAULT]",
+        "ConnectionType=initiator",
+        f"HeartBtInt={heartbeat}",
+        f"ReconnectInterval={reconnect}",
+        f"FileStorePath={store_dir}",
+        f"StartTime={start_time}",
+        f"EndTime={end_time}",
+        "UseDataDictionary=Y",
+        f"ResetOnLogon={'Y' if reset_on_logon else 'N'}",
+        "ValidateUserDefinedFields=N",
+        "AllowUnknownMsgFields=Y",
+        "SocketNodelay=Y",
+    ]
     for s in sessions:
         own = dict(s.settings)
         if force_reset:
             own["ResetOnLogon"] = "Y"
-        lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={ENGINE_COMP_ID}",
-                  f"TargetCompID={s.target_comp_id}", f"SocketConnectHost={s.host}", f"SocketConnectPort={s.port}",
-                  f"DataDictionary={dictionary.load(s.dictionary).path}", *(f"{k}={v}" for k, v in own.items())]
+        lines += [
+            "",
+            "[SESSION]",
+            "BeginString=FIX.4.4",
+            f"SenderCompID={ENGINE_COMP_ID}",
+            f"TargetCompID={s.target_comp_id}",
+            f"SocketConnectHost={s.host}",
+            f"SocketConnectPort={s.port}",
+            f"DataDictionary={dictionary.load(s.dictionary).path}",
+            *(f"{k}={v}" for k, v in own.items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -97,9 +122,15 @@ class LiveEngine(fix.Application, ActionDispatcher):
     """quickfix Application + the engine thread that owns the core (its actions carried out by the
     same dispatcher as the simulator's)."""
 
-    def __init__(self, core: EngineCore, sessions: list[SessionConfig], clock: Callable[[], float] = time.time,
-                 absolute_time: bool = False,
-                 quiet_gc: bool = True, session_events: bool = True):
+    def __init__(
+        self,
+        core: EngineCore,
+        sessions: list[SessionConfig],
+        clock: Callable[[], float] = time.time,
+        absolute_time: bool = False,
+        quiet_gc: bool = True,
+        session_events: bool = True,
+    ):
         fix.Application.__init__(self)
         ActionDispatcher.__init__(self)
         self.core = core
@@ -108,9 +139,15 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.clock = clock
         self.sessions = {s.venue: s for s in sessions}
         self.by_target = {s.target_comp_id: s.venue for s in sessions}
-        self.codecs = {s.venue: FixCodec(dictionary.load(s.dictionary), ENGINE_COMP_ID, s.target_comp_id,
-                                         {i.name: i.symbol for i in core.instruments.values() if i.venue == s.venue})
-                       for s in sessions}
+        self.codecs = {
+            s.venue: FixCodec(
+                dictionary.load(s.dictionary),
+                ENGINE_COMP_ID,
+                s.target_comp_id,
+                {i.name: i.symbol for i in core.instruments.values() if i.venue == s.venue},
+            )
+            for s in sessions
+        }
         self.session_ids: dict[str, fix.SessionID] = {}
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-implemented: a faster hand-off between threads
         self.timers: list[tuple[float, int, str]] = []
@@ -125,12 +162,18 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.initiator: fix.SocketInitiator | None = None
         self.epoch_start = 0.0
         self.absolute_time = absolute_time  # core time = the wall clock itself (nodes of a pair share it)
-        self.on_event: Callable[[Event, float], object] | None = None  # failover primary: streams each event to the standby before the core acts
-        self.fence: Callable[[int], bool] | None = None  # failover: may this node send under its epoch? checked where orders leave
+        self.on_event: Callable[[Event, float], object] | None = (
+            None  # failover primary: streams each event to the standby before the core acts
+        )
+        self.fence: Callable[[int], bool] | None = (
+            None  # failover: may this node send under its epoch? checked where orders leave
+        )
         self.trace: Callable[[AuditRow], None] | None = None  # a live audit tail
         self.backoff: Backoff | None = None  # exponential reconnect instead of quickfix's fixed pace
         self.gc = QuietGc() if quiet_gc else None  # collections only while the engine thread is idle
-        self.on_wire: Callable[[Any, float], None] | None = None  # optional: (action, engine time) once a message is handed to quickfix
+        self.on_wire: Callable[[Any, float], None] | None = (
+            None  # optional: (action, engine time) once a message is handed to quickfix
+        )
         # quickfix's own events (garbled input dropped, resends, disconnects) for the record; off saves
         # quickfix's per-message call into Python (~30 us a round trip, benchmarks/wire_roundtrip.py)
         self.session_events = SessionEvents() if session_events else None
@@ -244,8 +287,11 @@ class LiveEngine(fix.Application, ActionDispatcher):
         """For report.json: how many quickfix session events, and the first ones (secrets masked)."""
         if self.session_events is None:
             return {"recorded": False}
-        return {"recorded": True, "count": self.session_events.count,
-                "first": [f"{sid}: {text}" for _, sid, text in self.session_events.events[:first]]}
+        return {
+            "recorded": True,
+            "count": self.session_events.count,
+            "first": [f"{sid}: {text}" for _, sid, text in self.session_events.events[:first]],
+        }
 
     def command(self, name: str) -> None:
         self.events.put(Command(name))
@@ -322,8 +368,9 @@ class LiveEngine(fix.Application, ActionDispatcher):
         sid = self.session_ids.get(a.venue)
         msg = self.codecs[a.venue].encode(a, self.clock())
         if sid is None or not fix.Session.sendToTarget(msg, sid):
-            self.record_anomaly(Anomaly(self.now(), "send_failed", getattr(a, "cl_ord_id", ""),
-                                        f"{a.venue}: session not available"))
+            self.record_anomaly(
+                Anomaly(self.now(), "send_failed", getattr(a, "cl_ord_id", ""), f"{a.venue}: session not available")
+            )
         elif self.on_wire is not None:
             self.on_wire(a, self.now())
 

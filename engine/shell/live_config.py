@@ -35,14 +35,14 @@ class LiveConfig:
 def _time(sec: Section, name: str, default: str | None) -> str | None:
     value = sec.get(name, str, default, hint="HH:MM:SS (UTC)")
     if value is not None and session_templates.check_value("StartTime", value):
-        sec.problem(name, f"is {value!r}", "write a UTC time as HH:MM:SS, e.g. \"00:00:00\"")
+        sec.problem(name, f"is {value!r}", 'write a UTC time as HH:MM:SS, e.g. "00:00:00"')
     return value if isinstance(value, str) else None
 
 
 def _day(sec: Section, name: str) -> str | None:
     value = sec.get(name, str, None, hint="a day of the week")
     if value is not None and session_templates.check_value("StartDay", value):
-        sec.problem(name, f"is {value!r}", "write a day of the week, e.g. \"Sunday\"")
+        sec.problem(name, f"is {value!r}", 'write a day of the week, e.g. "Sunday"')
     return value if isinstance(value, str) else None
 
 
@@ -51,10 +51,16 @@ def _schedule(sec: Section, settings: dict[str, str]) -> None:
     template's; heartbeat_s and reset_on_logon override it key by key."""
     start, end = _time(sec, "start_time", None), _time(sec, "end_time", None)
     start_day, end_day = _day(sec, "start_day"), _day(sec, "end_day")
-    if (start is None) != (end is None) or (start_day is None) != (end_day is None) or \
-            (start_day is not None and start is None):
-        sec.problem("start_time", "and end_time (and start_day with end_day) come in pairs",
-                    "give start_time and end_time (UTC), and both days for a weekly session")
+    if (
+        (start is None) != (end is None)
+        or (start_day is None) != (end_day is None)
+        or (start_day is not None and start is None)
+    ):
+        sec.problem(
+            "start_time",
+            "and end_time (and start_day with end_day) come in pairs",
+            "give start_time and end_time (UTC), and both days for a weekly session",
+        )
     elif start is not None and end is not None:
         for key in ("StartTime", "EndTime", "StartDay", "EndDay"):
             settings.pop(key, None)
@@ -76,15 +82,25 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
     if env:
         value = os.environ.get(env)
         if value is None:
-            problems.append(Problem(sec.key(f"{name}_env"), f"names environment variable {env}, which is not set",
-                                    f"export {env}=... before starting (the value is never logged)"))
+            problems.append(
+                Problem(
+                    sec.key(f"{name}_env"),
+                    f"names environment variable {env}, which is not set",
+                    f"export {env}=... before starting (the value is never logged)",
+                )
+            )
             return ""
         return value
     if file:
         path = Path(file).expanduser()
         if not path.is_file():
-            problems.append(Problem(sec.key(f"{name}_file"), f"names {path}, which does not exist",
-                                    "point it at a readable file outside the repository"))
+            problems.append(
+                Problem(
+                    sec.key(f"{name}_file"),
+                    f"names {path}, which does not exist",
+                    "point it at a readable file outside the repository",
+                )
+            )
             return ""
         return path.read_text().strip()
     return ""
@@ -99,8 +115,11 @@ def load(path: str | Path) -> LiveConfig:
     reconnect = lv.get("reconnect_s", int, 5, check=positive, hint="seconds >= 1")
     reconnect_max = lv.get("reconnect_max_s", int, 30, check=positive, hint="seconds >= 1")
     if reconnect_max < reconnect:
-        lv.problem("reconnect_max_s", f"({reconnect_max}) is below reconnect_s ({reconnect})",
-                   "make the longest wait at least the first one")
+        lv.problem(
+            "reconnect_max_s",
+            f"({reconnect_max}) is below reconnect_s ({reconnect})",
+            "make the longest wait at least the first one",
+        )
     common: dict[str, str] = {}
     _schedule(lv, common)  # [live]'s schedule, heartbeat and reset apply to every session
     out_dir = Path(lv.get("out_dir", str, "out/live"))
@@ -113,15 +132,21 @@ def load(path: str | Path) -> LiveConfig:
         names.add(name)
         dict_name = sec.get("dictionary", str, "FIX44")
         if dict_name != "FIX44" and dict_name not in dictionary.available():
-            sec.problem("dictionary", f"names no dictionary in fix_specs/ ({dict_name!r})",
-                        f"write one of {', '.join(['FIX44', *dictionary.available()])}")
+            sec.problem(
+                "dictionary",
+                f"names no dictionary in fix_specs/ ({dict_name!r})",
+                f"write one of {', '.join(['FIX44', *dictionary.available()])}",
+            )
         port = sec.get("port", int, check=lambda p: 0 < p < 65536, hint="a TCP port 1..65535")
         kind = sec.get("template", str, dict_name)
         try:
             settings = dict(session_templates.load(kind))
         except TemplateError as exc:
-            sec.problem("template" if sec.has("template") else "dictionary", f"has no usable session template: {exc}",
-                        f"write one of {', '.join(session_templates.available())} or fix the template")
+            sec.problem(
+                "template" if sec.has("template") else "dictionary",
+                f"has no usable session template: {exc}",
+                f"write one of {', '.join(session_templates.available())} or fix the template",
+            )
             settings = {}
         if "StartTime" in common:  # [live]'s schedule replaces the template's
             for key in ("StartTime", "EndTime", "StartDay", "EndDay"):
@@ -129,18 +154,29 @@ def load(path: str | Path) -> LiveConfig:
         settings.update(common)
         _schedule(sec, settings)
         session = SessionConfig(
-            venue=name, dictionary=dict_name, target_comp_id=sec.get("target_comp_id", str, name),
-            host=sec.get("host", str, hint="the broker's address"), port=port,
-            username=sec.get("username", str, ""), password=_secret(sec, "password", problems),
-            settings=tuple(settings.items()))
+            venue=name,
+            dictionary=dict_name,
+            target_comp_id=sec.get("target_comp_id", str, name),
+            host=sec.get("host", str, hint="the broker's address"),
+            port=port,
+            username=sec.get("username", str, ""),
+            password=_secret(sec, "password", problems),
+            settings=tuple(settings.items()),
+        )
         for key in ("target_comp_id", "username", "host"):  # FIX fields and a socket address: plain ASCII
             value = getattr(session, key)
             if (key != "username" or value) and (not FIX_TEXT.fullmatch(value) or " " in value):
-                sec.problem(key, f"is {value!r}, which a FIX session cannot carry",
-                            "write printable ASCII without spaces or control characters")
+                sec.problem(
+                    key,
+                    f"is {value!r}, which a FIX session cannot carry",
+                    "write printable ASCII without spaces or control characters",
+                )
         if session.password and not FIX_TEXT.fullmatch(session.password):
-            sec.problem("password", "has characters a FIX Logon cannot carry (its value is not shown)",
-                        "use a password of printable ASCII")
+            sec.problem(
+                "password",
+                "has characters a FIX Logon cannot carry (its value is not shown)",
+                "use a password of printable ASCII",
+            )
         sessions.append(session)
         sec.seen.update({"password_env", "password_file"})
         sec.finish()

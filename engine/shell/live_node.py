@@ -137,12 +137,16 @@ class LiveNode:
             recovered = self.journal.recovered
         if recovered.records and self.opts.role != "standby":
             self.timers = journal.replay(self.core, recovered.records)  # the state, not the actions, of the dead
-            self.report["restarted_from_journal"] = {"records": len(recovered.records),
-                                                     "torn_bytes_cut": recovered.truncated_bytes,
-                                                     "torn_bytes_kept_in": recovered.kept}
+            self.report["restarted_from_journal"] = {
+                "records": len(recovered.records),
+                "torn_bytes_cut": recovered.truncated_bytes,
+                "torn_bytes_kept_in": recovered.kept,
+            }
             cut = recovered.truncated_bytes
-            _say(f"rebuilt from {len(recovered.records)} journal records"
-                 f"{f' ({cut} torn bytes of an incomplete final record cut, kept in {recovered.kept})' if cut else ''}")
+            _say(
+                f"rebuilt from {len(recovered.records)} journal records"
+                f"{f' ({cut} torn bytes of an incomplete final record cut, kept in {recovered.kept})' if cut else ''}"
+            )
         return recovered
 
     def _follow(self) -> int | None:
@@ -190,9 +194,14 @@ class LiveNode:
                 continue
             if epoch is not None:
                 heard = standby.last_beat if standby.last_beat is not None else time.monotonic()
-                self.report.update(primary=standby.primary, primary_last_heard_at=time.time() - (
-                    time.monotonic() - heard), detected_at=detected, lease_at=time.time(),
-                    epoch=epoch, replicated_events=standby.applied)
+                self.report.update(
+                    primary=standby.primary,
+                    primary_last_heard_at=time.time() - (time.monotonic() - heard),
+                    detected_at=detected,
+                    lease_at=time.time(),
+                    epoch=epoch,
+                    replicated_events=standby.applied,
+                )
                 self.timers = standby.take_over(epoch, time.time())
                 return int(epoch)
             refused = self.report.setdefault("takeovers_refused", [])
@@ -226,8 +235,9 @@ class LiveNode:
         opts, engine = self.opts, self.live
         epoch = self.lease.acquire(opts.node, time.monotonic())
         if epoch is None:
-            raise SetupError(f"--role primary: the lease at {opts.etcd} is held by another node; "
-                             f"start this one as --role standby")
+            raise SetupError(
+                f"--role primary: the lease at {opts.etcd} is held by another node; start this one as --role standby"
+            )
         try:  # a restarted primary hands its journal's history to the standby first
             self.stream = PrimaryStream(opts.node, self.peer, journal.fingerprint(self.cfg.engine), self.log)
         except NodeError as exc:
@@ -254,8 +264,10 @@ class LiveNode:
         for s in closed:
             window = dict(s.settings)
             days = f" {window['StartDay']}-{window['EndDay']}" if "StartDay" in window else ""
-            _say(f"session {s.venue} is closed by its schedule now ({window.get('StartTime', '00:00:00')}-"
-                 f"{window.get('EndTime', '00:00:00')} UTC{days}): it logs on when the schedule opens")
+            _say(
+                f"session {s.venue} is closed by its schedule now ({window.get('StartTime', '00:00:00')}-"
+                f"{window.get('EndTime', '00:00:00')} UTC{days}): it logs on when the schedule opens"
+            )
         threading.Thread(target=self._watch_logons, args=(LOGON_GRACE_S + cfg.reconnect,), daemon=True).start()
         try:
             left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)
@@ -285,8 +297,10 @@ class LiveNode:
         for s in self.cfg.sessions:
             if s.venue in engine.logged_on or s.venue in engine.logon_at:
                 continue
-            _say(f"session {s.venue} ({s.host}:{s.port}, TargetCompID {s.target_comp_id}) has not logged on "
-                 f"{window:g} s after start: {self.logon_failure(s.target_comp_id)}")
+            _say(
+                f"session {s.venue} ({s.host}:{s.port}, TargetCompID {s.target_comp_id}) has not logged on "
+                f"{window:g} s after start: {self.logon_failure(s.target_comp_id)}"
+            )
 
     def logon_failure(self, target: str) -> str:
         """The last things quickfix said about the session with `target`, secrets masked."""

@@ -61,8 +61,15 @@ class PrimaryStream:
     what was journaled meanwhile while the engine waits.
     """
 
-    def __init__(self, node: str, peer: tuple[str, int], fingerprint: str, writer: Journal, timeout: float = 10.0,
-                 stall: float = 0.2):
+    def __init__(
+        self,
+        node: str,
+        peer: tuple[str, int],
+        fingerprint: str,
+        writer: Journal,
+        timeout: float = 10.0,
+        stall: float = 0.2,
+    ):
         self.node = node
         # a standby that stops reading fills the socket's buffer: the engine thread may wait this long
         # for it once, then the standby is dropped (re-attached later) and the primary trades on
@@ -82,8 +89,9 @@ class PrimaryStream:
                 break
             except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise NodeError(f"no standby answers at {peer[0]}:{peer[1]} ({exc}); start the standby first "
-                                    f"or check --peer") from None
+                    raise NodeError(
+                        f"no standby answers at {peer[0]}:{peer[1]} ({exc}); start the standby first or check --peer"
+                    ) from None
                 threading.Event().wait(0.1)
 
     def _attach(self, connect_timeout: float) -> None:
@@ -97,8 +105,10 @@ class PrimaryStream:
             _, payload = _read_frame(sock)
             answer = json.loads(payload)
             if answer.get("node") == self.node:
-                raise NodeError(f"--peer {self.peer[0]}:{self.peer[1]} is this node ({self.node}) itself: point "
-                                f"the primary at the standby's replication address")
+                raise NodeError(
+                    f"--peer {self.peer[0]}:{self.peer[1]} is this node ({self.node}) itself: point "
+                    f"the primary at the standby's replication address"
+                )
             if answer.get("refused"):
                 raise NodeError(f"the standby refused the stream: {answer['refused']}")
             # the history in two passes: the bulk while the engine trades on (a busy standby may take
@@ -113,8 +123,15 @@ class PrimaryStream:
                 tail, _ = journal.bodies(self.writer.path, offset)
                 sent += self._history(sock, tail, max(skip - len(bulk), 0))
                 self.sock, self.alive, self.standby = sock, True, answer.get("node", "?")
-                self.log.append({"event": "attached", "standby": self.standby, "at": time.time(),
-                                 "history_sent": sent, "sent_holding_the_engine": len(tail)})
+                self.log.append(
+                    {
+                        "event": "attached",
+                        "standby": self.standby,
+                        "at": time.time(),
+                        "history_sent": sent,
+                        "sent_holding_the_engine": len(tail),
+                    }
+                )
         except BaseException:
             sock.close()
             raise
@@ -162,8 +179,15 @@ class PrimaryStream:
 class StandbyNode:
     """Listens for the primary's stream, applies it to its own core, watches the heartbeats."""
 
-    def __init__(self, node: str, core: EngineCore, listen: tuple[str, int], heartbeat: float, misses: int,
-                 writer: Journal | None = None):
+    def __init__(
+        self,
+        node: str,
+        core: EngineCore,
+        listen: tuple[str, int],
+        heartbeat: float,
+        misses: int,
+        writer: Journal | None = None,
+    ):
         self.node = node
         self.writer = writer  # an engine.shell.journal.Journal: what it applies is journaled, to restart cold later
         self.core = core
@@ -204,8 +228,16 @@ class StandbyNode:
                     _send_frame(sock, b"H", json.dumps({"node": self.node}).encode())
                     continue
                 if hello.get("fingerprint") != self.fingerprint:
-                    _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": "the primary runs another "
-                                                        "engine config (fingerprint differs)"}).encode())
+                    _send_frame(
+                        sock,
+                        b"H",
+                        json.dumps(
+                            {
+                                "node": self.node,
+                                "refused": "the primary runs another engine config (fingerprint differs)",
+                            }
+                        ).encode(),
+                    )
                     continue
                 with self.lock:  # the primary sends what this core has not applied yet
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())

@@ -51,7 +51,7 @@ class Backoff:
         return None
 
     def _wait(self, s: _Session, name: str, now: float) -> str:
-        wait = min(self.cap, self.base * 2 ** s.failures)
+        wait = min(self.cap, self.base * 2**s.failures)
         s.state, s.until = WAITING, now + wait
         self.log.append((now, name, "disable", wait))
         return "disable"

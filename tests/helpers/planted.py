@@ -57,9 +57,11 @@ def buy_priced_from_bid() -> Iterator[None]:
     def check_order(limits, inst, sign, qty, price, reference, *rest):
         return original(limits, inst, sign, qty, price, price if reference is None else reference, *rest)
 
-    with mock.patch.object(EngineCore, "price_from_touch", price_from_touch), \
-            mock.patch.object(EngineCore, "reference_price", reference_price), \
-            mock.patch.object(core_module, "check_order", check_order):
+    with (
+        mock.patch.object(EngineCore, "price_from_touch", price_from_touch),
+        mock.patch.object(EngineCore, "reference_price", reference_price),
+        mock.patch.object(core_module, "check_order", check_order),
+    ):
         yield
 
 
@@ -119,6 +121,7 @@ def overfill_left_open() -> Iterator[None]:
 def resume_over_working_order() -> Iterator[None]:
     """A venue that becomes ready resumes every legged episode, also one whose chase still works
     there: a second chase goes out on top of the first (two orders for one intent)."""
+
     def resume_waiting(self, now):
         out = []
         for ep in list(self.core.active.values()):
@@ -199,8 +202,10 @@ def slow_chase(delay_s: float = 0.08) -> Iterator[None]:
             return
         original_send(self, a)
 
-    with mock.patch.object(EngineCore, "recovery_order", recovery_order), \
-            mock.patch.object(SimEngineShell, "send", send):
+    with (
+        mock.patch.object(EngineCore, "recovery_order", recovery_order),
+        mock.patch.object(SimEngineShell, "send", send),
+    ):
         yield
 
 
@@ -287,6 +292,7 @@ def position_limit_ignored() -> Iterator[None]:
 def takeover_skips_reconciliation() -> Iterator[None]:
     """Reconciliation: a node that takes over trades at once, without asking the venues what the
     dead node left working or filled."""
+
     def on_takeover(self, ev, now):
         self.core.epoch = ev.epoch
         self.sessions.clear()

@@ -36,17 +36,27 @@ class Clients(fix.Application):
         self.done = threading.Event()
         self.price = None
 
-    def onCreate(self, sid): self.sids[sid.getSenderCompID().getValue()] = sid
+    def onCreate(self, sid):
+        self.sids[sid.getSenderCompID().getValue()] = sid
+
     def onLogon(self, sid):
         with self.lock:
             self.up.add(sid.getSenderCompID().getValue())
             if len(self.up) == len(CLIENTS):
                 for c in CLIENTS:
                     self.send(c, "V", [(262, f"MD-{c}"), (263, "1"), (264, "1"), (265, "1")], md=True)
-    def onLogout(self, sid): pass
-    def toAdmin(self, m, sid): pass
-    def fromAdmin(self, m, sid): pass
-    def toApp(self, m, sid): pass
+
+    def onLogout(self, sid):
+        pass
+
+    def toAdmin(self, m, sid):
+        pass
+
+    def fromAdmin(self, m, sid):
+        pass
+
+    def toApp(self, m, sid):
+        pass
 
     def send(self, client: str, msg_type: str, body: list, md: bool = False) -> None:
         m = fix.Message()
@@ -64,9 +74,22 @@ class Clients(fix.Application):
         fix.Session.sendToTarget(m, self.sids[client])
 
     def order(self, client: str, side: str, price: float) -> None:
-        self.send(client, "D", [(11, "ORDER-1"), (1, self.account), (55, self.symbol), (54, side),
-                                (60, "20260105-01:00:00.000"), (38, "2"), (40, "2"), (44, f"{price:.4f}"), (59, "0"),
-                                (20001, "2")])  # HedgeFlag: the SHFE dictionary requires it
+        self.send(
+            client,
+            "D",
+            [
+                (11, "ORDER-1"),
+                (1, self.account),
+                (55, self.symbol),
+                (54, side),
+                (60, "20260105-01:00:00.000"),
+                (38, "2"),
+                (40, "2"),
+                (44, f"{price:.4f}"),
+                (59, "0"),
+                (20001, "2"),
+            ],
+        )  # HedgeFlag: the SHFE dictionary requires it
 
     def fromApp(self, m, sid):
         client = sid.getSenderCompID().getValue()
@@ -89,19 +112,38 @@ class Clients(fix.Application):
             elif client == "CLIENT1" and f["35"] == "8" and f.get("150") == "F":
                 self.send("CLIENT1", "AF", [(584, "MS-1"), (585, "7")])
             got = self.received
-            if any(m.get("584") == "MS-1" and m.get("912") == "Y" for m in got["CLIENT1"]) and \
-                    any(m["35"] == "8" and m.get("150") == "F" for m in got["CLIENT2"]):
+            if any(m.get("584") == "MS-1" and m.get("912") == "Y" for m in got["CLIENT1"]) and any(
+                m["35"] == "8" and m.get("150") == "F" for m in got["CLIENT2"]
+            ):
                 self.done.set()  # both fills and the mass status, whatever order the two sockets delivered
 
 
 def main() -> int:
     port, venue, dd, symbol, account, tick = sys.argv[1:7]
-    lines = ["[DEFAULT]", "ConnectionType=initiator", "HeartBtInt=30", "ReconnectInterval=1",
-             f"FileStorePath={tempfile.mkdtemp()}", "StartTime=00:00:00", "EndTime=00:00:00", "ResetOnLogon=Y",
-             "UseDataDictionary=Y", f"DataDictionary={dd}", "ValidateUserDefinedFields=N", "AllowUnknownMsgFields=Y"]
+    lines = [
+        "[DEFAULT]",
+        "ConnectionType=initiator",
+        "HeartBtInt=30",
+        "ReconnectInterval=1",
+        f"FileStorePath={tempfile.mkdtemp()}",
+        "StartTime=00:00:00",
+        "EndTime=00:00:00",
+        "ResetOnLogon=Y",
+        "UseDataDictionary=Y",
+        f"DataDictionary={dd}",
+        "ValidateUserDefinedFields=N",
+        "AllowUnknownMsgFields=Y",
+    ]
     for c in CLIENTS:
-        lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={c}", f"TargetCompID={venue}",
-                  "SocketConnectHost=127.0.0.1", f"SocketConnectPort={port}"]
+        lines += [
+            "",
+            "[SESSION]",
+            "BeginString=FIX.4.4",
+            f"SenderCompID={c}",
+            f"TargetCompID={venue}",
+            "SocketConnectHost=127.0.0.1",
+            f"SocketConnectPort={port}",
+        ]
     ss = fix.SessionSettings()
     ss.setFromString("\n".join(lines) + "\n")
     app = Clients(symbol, account, float(tick))
