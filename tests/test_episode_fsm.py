@@ -52,7 +52,15 @@ def test_only_a_late_fill_leads_out_of_a_terminal_state_and_never_out_of_escalat
 
 def fill(leg: Leg, qty: float, side: str | None = None, done: bool = True) -> None:
     o = ChildOrder(
-        f"{leg.name}{len(leg.orders)}", "D1", leg.name, "V", leg.instrument, side or leg.side, int(max(qty, 1)), 1.0
+        f"{leg.name}{len(leg.orders)}",
+        "D1",
+        leg.name,
+        "V",
+        leg.instrument,
+        side or leg.side,
+        int(max(qty, 1)),
+        1.0,
+        "entry",
     )
     o.cum_qty = qty
     o.state = OrdStatus.FILLED if done else OrdStatus.NEW

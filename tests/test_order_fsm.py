@@ -14,7 +14,7 @@ FORBIDDEN = [(s, e) for s in OrdStatus for e in OrderEvent if e not in TRANSITIO
 
 
 def order(qty: int = 10) -> ChildOrder:
-    return ChildOrder("C1", "D1", "A", "SHFE", "CU", "1", qty, 70000.0)
+    return ChildOrder("C1", "D1", "A", "SHFE", "CU", "1", qty, 70000.0, "entry")
 
 
 @pytest.mark.parametrize("state,event,target", ALLOWED, ids=[f"{s.name}-{e.value}" for s, e, _ in ALLOWED])

@@ -687,7 +687,6 @@ class EngineCore:
             if problem:
                 out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
             if not is_cancel:
-                order.reject_reason, order.text = r.reason, r.text
                 self.episodes[order.decision_id].last_reject = (r.reason, r.session_level, not r.session_level)
         out.append(
             Audit(

@@ -178,8 +178,6 @@ class ChildOrder:
         "avg_px",
         "exec_ids",
         "order_id",
-        "reject_reason",
-        "text",
         "purpose",
         "pending_replace",
         "replaces",
@@ -196,7 +194,7 @@ class ChildOrder:
         side: str,
         qty: int,
         price: float | None,
-        purpose: str = "entry",
+        purpose: str,
     ):
         self.cl_ord_id = cl_ord_id
         self.decision_id = decision_id
@@ -211,8 +209,6 @@ class ChildOrder:
         self.avg_px = 0.0
         self.exec_ids: set[str] = set()
         self.order_id = ""
-        self.reject_reason: int | None = None
-        self.text = ""
         self.purpose = purpose
         self.pending_replace: tuple[str, float] | None = None  # (new ClOrdID, new price) while a G is open
         self.replaces = 0  # replace requests sent for this order
@@ -236,14 +232,11 @@ class ChildOrder:
         self.state = target  # type: ignore[assignment]
         return None
 
-    def adopt_status(self, ord_status: str) -> bool:
-        """The venue's status answer names a terminal status (STATUS_ADOPTION): a working order takes it.
-        Returns whether the order moved."""
+    def adopt_status(self, ord_status: str) -> None:
+        """The venue's status answer names a terminal status (STATUS_ADOPTION): a working order takes it."""
         target = STATUS_ADOPTION.get(ord_status)
-        if target is None or self.done:
-            return False
-        self.state = target
-        return True
+        if target is not None and not self.done:
+            self.state = target
 
     @classmethod
     def from_venue(
@@ -307,9 +300,6 @@ class ChildOrder:
                 anomalies.append(("unknown_exec_type", f"ExecType {rpt.exec_type!r} not understood"))
                 return 0.0, anomalies
             event = known
-            if event is E.REJECTED:
-                self.reject_reason = rpt.ord_rej_reason
-                self.text = rpt.text
         before = self.state
         problem = self.move(event)
         if problem:
