@@ -97,6 +97,7 @@ SELECTED = (
     "cu_hg_round_down",
     "cu_hg_round_down_exact",
     "cu_hg_round_up_exact",
+    "f84_partial_leaves_one_lot_short",
 )
 # "name@N": that scenario at seed N as well (a seed of the baseline), where seed 1 misses a path
 # another seed reaches (f63 at seed 2 resumes two legged episodes with one reconciliation)

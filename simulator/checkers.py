@@ -20,7 +20,7 @@ from engine.core.ids import BUY, CHILD_ID, SELL
 NAMES = {
     1: "naked exposure within limits",
     2: "every episode terminal",
-    3: "residual recorded",
+    3: "residual recorded, and every outcome borne out by its legs' fills (BALANCED: no leg short; UNWOUND, ABORTED: flat)",
     4: "no duplicate ClOrdID",
     5: "single sending node",
     6: "fills applied once: positions = fills, no fill of no lots on record",
@@ -611,6 +611,22 @@ class InvariantChecker:
                 return
         self._ok(12)
 
+    def _check_outcome(self, ep, now: float) -> None:
+        """An ended episode's outcome is what its legs' fills say: BALANCED leaves no leg short of its
+        target (one past it is an overfill, hedged or on record), UNWOUND and ABORTED leave every leg flat
+        (invariant 3)."""
+        filled = {name: leg.filled for name, leg in ep.legs.items()}
+        if ep.state.value == "BALANCED" and any(filled[n] < leg.target - 1e-9 for n, leg in ep.legs.items()):
+            self._fail(
+                3,
+                now,
+                ep.decision_id,
+                f"BALANCED with a leg short of its target: filled {filled}, targets "
+                f"{ {n: leg.target for n, leg in ep.legs.items()} }",
+            )
+        elif ep.state.value in ("UNWOUND", "ABORTED") and any(abs(f) > 1e-9 for f in filled.values()):
+            self._fail(3, now, ep.decision_id, f"{ep.state.value} with a leg not flat: filled {filled}")
+
     def finish(self, now: float, anomalies: list, venue_positions: dict[str, float]) -> dict:
         core = self.core
         for ep in core.episodes.values():
@@ -628,6 +644,7 @@ class InvariantChecker:
                 self._fail(10, now, ep.decision_id, f"stage chain out of order or incomplete: {st}")
             if ep.state.value == "BALANCED" and ep.residual_tonnes is None:
                 self._fail(3, now, ep.decision_id, "residual not recorded")
+            self._check_outcome(ep, now)
         for cl, (decision_id, when) in self.unsent.items():
             self._fail(
                 10, when, decision_id, f"order {cl} registered by the engine as sent but never handed to the transport"
