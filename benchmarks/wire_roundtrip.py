@@ -146,7 +146,7 @@ class BareInitiator(fix.Application):
 
 
 def bare_pair(n: int, rate: float, seconds: float) -> dict:
-    held = PortReservation("0.0.0.0")  # held until the child acceptor is gone (simulator.ports)
+    held = PortReservation()  # held until the child acceptor is gone (simulator.ports)
     port = held.port
     child = subprocess.Popen(
         [sys.executable, __file__, "--bare-acceptor", str(port)],
@@ -245,7 +245,7 @@ def serve_xmc_acceptor() -> None:
     from engine.fix import dictionary
 
     sc, _ = _bench_scenario()
-    held = reserve(sc.venues, "0.0.0.0")  # held until this process exits (simulator.ports)
+    held = reserve(sc.venues)  # held until this process exits (simulator.ports)
     ports = {name: h.port for name, h in held.items()}
     lines = [
         "[DEFAULT]",
@@ -406,7 +406,7 @@ def xmc_full_scenario(seconds: float) -> list[float]:
 def bare_pairs(n: int, file_store: bool) -> list[float]:
     """The bare pair sending two orders at once (as xmc sends both legs), one pair in flight at a time;
     with `file_store` the initiator persists every message as xmc's engine does (quickfix FileStore)."""
-    held = PortReservation("0.0.0.0")  # held until the child acceptor is gone (simulator.ports)
+    held = PortReservation()  # held until the child acceptor is gone (simulator.ports)
     port = held.port
     child = subprocess.Popen(
         [sys.executable, __file__, "--bare-acceptor", str(port)],

@@ -8,7 +8,9 @@ binds and listens on the same port beside it. Linux allows that because both soc
 and ours never listens: a socket with SO_REUSEADDR may bind an address held by other SO_REUSEADDR sockets
 none of which listens. Everyone else is refused (EADDRINUSE): a socket without SO_REUSEADDR, a second
 listener, and the OS's own choice for a bind to port 0, which never falls on a port a socket holds.
-quickfix, etcd (Go) and ZooKeeper (Java NIO) all set SO_REUSEADDR on their listening sockets. Nothing is
+quickfix, etcd (Go) and ZooKeeper (Java NIO) all set SO_REUSEADDR on their listening sockets. Ports are held
+on 127.0.0.1, which also keeps quickfix's own listener on every interface (its 1.16 binds no address) apart from
+any other socket: a wildcard and a loopback bind of one port conflict as any two binds do. Nothing is
 bound, released and handed on, so two tests (or a test and any outgoing connection) never race for a port.
 These are Linux's rules (BSD's differ); the wire tests run on Linux."""
 

@@ -128,9 +128,8 @@ class WireVenues(fix.Application):
         self.seed = seed
         self.host = host
         # ports given by the caller are held by the caller (run_wire keeps them across a venue restart);
-        # otherwise the OS assigns them to sockets held here until stop() (simulator.ports), on every
-        # interface, as quickfix listens
-        self._held = {} if ports else reserve(sc.venues, "0.0.0.0")
+        # otherwise the OS assigns them to sockets held here until stop() (simulator.ports)
+        self._held = {} if ports else reserve(sc.venues)
         self.ports = ports or {name: held.port for name, held in self._held.items()}
         self.log = WireLog()
         self.inbox: queue.Queue = queue.Queue()
@@ -516,7 +515,7 @@ def run_wire(
     restarts: list[dict] = []
     # the venues' ports are held here, not in the venue process: a venue killed and started again finds
     # its ports still free (simulator.ports)
-    held = reserve(sc.venues, "0.0.0.0")  # every interface, as quickfix listens
+    held = reserve(sc.venues)
     venue_ports = {name: h.port for name, h in held.items()}
     try:
         child, _ = start_venues(venue_ports)
