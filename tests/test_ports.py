@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from simulator.ports import PortReservation, reserve
+from tests.helpers.sockets import no_other_listener_can_take
 
 
 def _server(port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -35,13 +36,7 @@ def test_a_server_listens_beside_the_reservation_and_nothing_else_can_take_the_p
             with conn:
                 client.sendall(b"x")
                 assert conn.recv(1) == b"x"  # connections reach the server, not the reservation
-            for reuse in (False, True):  # a second listener, with or without SO_REUSEADDR, is refused
-                with socket.socket() as other:
-                    if reuse:
-                        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    with pytest.raises(OSError):
-                        other.bind(("127.0.0.1", held.port))
-                        other.listen()
+            assert no_other_listener_can_take(held.port)  # a second listener, with or without SO_REUSEADDR
 
 
 def test_a_venue_restarted_on_its_held_port_gets_it_back():
