@@ -128,3 +128,23 @@ def test_a_fill_after_any_other_end_stays_an_illegal_move(ended):
     o.state = ended
     fill, problems = o.apply(rpt("X1", "F", "1", 4, 4, 100.0))
     assert fill == 4 and [k for k, _ in problems] == ["illegal_transition"]
+
+
+@pytest.mark.parametrize(
+    "cum,venue_says,mismatch", [(0.0, "0", False), (4.0, "1", False), (4.0, "0", True), (0.0, "1", True)]
+)
+def test_a_replaced_report_is_held_to_the_status_the_order_returns_to(cum, venue_says, mismatch):
+    """While a cancel or replace is pending the venue names the order's working status and the engine's is
+    the pending one: no mismatch. A Replaced report takes the order out of pending, back to what its fills
+    say; from there the venue's OrdStatus must be the engine's (a Replaced report of an order with fills
+    says PartiallyFilled)."""
+    o = order()
+    o.apply(rpt("x0", "0", "0", 0.0))
+    if cum:
+        o.apply(rpt("x1", "F", "1", cum, cum, 70000.0))
+    o.move(OrderEvent.REPLACE_SENT)
+    _, during = o.apply(rpt("x2", "E", "1" if cum else "0", cum))  # the venue's PendingReplace report
+    assert during == [] and o.state is OrdStatus.PENDING_REPLACE
+    _, after = o.apply(rpt("x3", "5", venue_says, cum))
+    assert o.state is (OrdStatus.PARTIALLY_FILLED if cum else OrdStatus.NEW)
+    assert [kind for kind, _ in after] == (["status_mismatch"] if mismatch else [])

@@ -306,9 +306,8 @@ class ChildOrder:
             anomalies.append(("illegal_transition", problem))
         elif (
             rpt.ord_status
-            and rpt.exec_type != "I"
             and rpt.ord_status != self.state.value
-            and not (before in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1"))
+            and not (self.state in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1"))
             and not (event is E.ACK and before in STALE_ACK_STATES)
             and event is not E.LATE_FILL
         ):
