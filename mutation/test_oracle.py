@@ -98,6 +98,15 @@ SELECTED = (
     "cu_hg_round_down_exact",
     "cu_hg_round_up_exact",
     "f84_partial_leaves_one_lot_short",
+    "cu_hg_limit_amend_partial",
+    "f10_duplicate_reports",
+    "f36_fill_before_ack",
+    "cu_hg_counter_price",
+    "cu_hg_counter_price_premium",
+    "cu_hg_counter_price_discount",
+    "cu_hg_spread_offset",
+    "cu_hg_ratio",
+    "f14_stale_market_data",
 )
 # "name@N": that scenario at seed N as well (a seed of the baseline), where seed 1 misses a path
 # another seed reaches (f63 at seed 2 resumes two legged episodes with one reconciliation)
