@@ -610,4 +610,6 @@ def test_the_venues_take_sessions_only_from_their_host(spread_scenario, tmp_path
         host = _raw_session(ports["SHFE"], "XMC", test_request, until=b"112=still-there")
         assert b"\x0135=0\x01" in host and b"112=still-there" in host  # the Heartbeat that answers it
     finally:
-        venues.halt()
+        # stop the acceptor too: one left running is destroyed whenever the garbage collector gets to it,
+        # threads and all, and quickfix then crashed the worker (SIGSEGV) in a later, unrelated test
+        venues.stop()
