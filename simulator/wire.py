@@ -95,8 +95,14 @@ class WireSession:
 
 
 class WireVenues(fix.Application):
-    """Every venue of a scenario behind one quickfix SocketAcceptor, one port per venue; on each port
-    one session per client CompID (the engine's, XMC, by default), all trading in the same books."""
+    """Every venue of a scenario behind one quickfix ThreadedSocketAcceptor, one port per venue; on
+    each port one session per client CompID (the engine's, XMC, by default), all trading in the same
+    books.
+
+    Threaded, not quickfix's SocketAcceptor: that one's stop() closes its server from the caller's
+    thread while its own thread, woken at the same moment, deletes it (a use-after-free in
+    SocketServer::close, seen under gdb as a SIGSEGV in about one stop in ten under load). The
+    threaded acceptor's stop closes the sockets and joins the threads that own them."""
 
     def __init__(
         self,
@@ -154,7 +160,7 @@ class WireVenues(fix.Application):
         self.messages: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.acceptor: fix.SocketAcceptor | None = None
+        self.acceptor: fix.ThreadedSocketAcceptor | None = None
         self._thread: threading.Thread | None = None
         # with a state directory the venues survive their process: quickfix's FileStore (sequence
         # numbers, sent messages) and the engine's orders and fills (simulator.venue_state)
@@ -338,7 +344,7 @@ class WireVenues(fix.Application):
         for attempt in range(attempts):
             ss = fix.SessionSettings()
             ss.setFromString(self.settings())
-            acceptor = fix.SocketAcceptor(self, fix.FileStoreFactory(ss), ss, self.session_events)
+            acceptor = fix.ThreadedSocketAcceptor(self, fix.FileStoreFactory(ss), ss, self.session_events)
             try:
                 acceptor.start()
                 break
@@ -366,8 +372,8 @@ class WireVenues(fix.Application):
         quickfix's acceptor."""
         self.halt()
         if self.acceptor is not None:
-            # let peers that are logging out finish first: quickfix crashed (SIGSEGV) when stop() raced
-            # a Logout being processed on its own thread
+            # let peers that are logging out finish first: the threaded acceptor's stop spins (for
+            # up to 5 s, a core busy) while any session is still logged on
             deadline = threading.Event()
             for _ in range(200):
                 if not any(self._sessions_up()):
@@ -430,8 +436,8 @@ def serve(
         }
     )
     until_closed()
-    # The caller ends the process right after recording this (see cmd_venue): quickfix's
-    # SocketAcceptor.stop() has crashed (SIGSEGV) under load, so the sockets are closed by the OS.
+    # The caller ends the process right after recording this (see cmd_venue) and the OS closes the
+    # sockets: a venue process killed by its test must not depend on a clean shutdown either.
     venues.halt()
     return {
         "positions": venues.positions(),
