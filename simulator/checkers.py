@@ -1,4 +1,4 @@
-"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11, and 12-15 of our own).
+"""Safety-invariant checkers evaluated during every simulated run (../shared/domain.md, 1-11, and 12-16 of our own).
 
 Each invariant ends pass, fail or unknown (not exercised by the run). The first violation of each
 is kept with its decision id and time; the run report adds the seed and the replay command.
@@ -33,6 +33,7 @@ NAMES = {
     13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
     14: "every order refused by a position or order-size limit really breaks it (worst case over its own instrument's working orders)",
     15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
+    16: "no signal missed: a quote that puts an armed side past its threshold, fresh inputs and the engine free, opens an episode",
 }
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
@@ -80,6 +81,14 @@ class InvariantChecker:
         # armed); the signal is recomputed here from these, not taken from the engine's trigger
         self.quotes: dict[str, Quote] = {}
         self.retreated = {SELL_SPREAD: True, BUY_SPREAD: True}
+        # invariant 16: when each instrument's last quote reached the node; per side whether it is armed
+        # as of the quotes the engine was free to act on (a side re-arms only on a quote the engine
+        # evaluates: killed, draining, busy, cooling down or with a leg's venue not ready it looks at
+        # none); how many of those quotes found an input missing or stale, against the trigger's count
+        self.quote_at: dict[str, float] = {}
+        self.armed = {SELL_SPREAD: True, BUY_SPREAD: True}
+        self.stale = 0
+        self.stale_before = 0  # a new core's trigger has skipped nothing yet
 
     @property
     def core(self) -> EngineCore:
@@ -95,6 +104,13 @@ class InvariantChecker:
             self.audited.clear()  # ClOrdIDs the new node's own audit rows name
             self.quotes.clear()  # the new node prices from the quotes it is given from now on
             self.retreated = {SELL_SPREAD: True, BUY_SPREAD: True}
+            self.quote_at.clear()
+            # the episodes it opens from here on are new (it may know fewer than the old core: a cut)
+            self.seen_episodes = len(core.episodes)
+            # a takeover or restarted core's trigger already looked at what was replicated or journalled
+            # (a replication cut included), which this checker cannot replay: it goes on from that state
+            self.armed = dict(core.trigger.armed)
+            self.stale, self.stale_before = 0, core.trigger.stale_skips
         self._core = core
 
     def _ok(self, n: int) -> None:
@@ -106,7 +122,10 @@ class InvariantChecker:
             self.v[n] = Verdict("fail", {"t": now, "decision_id": decision_id, "detail": detail})
 
     # ---- after every event the core handled ---------------------------------------------------
-    def after_event(self, now: float, event=None) -> None:
+    def after_event(self, now: float, event=None, node_core: EngineCore | None = None) -> None:
+        """`event` was handled by `node_core` (the checked node's own core when None): a superseded
+        node woken after a takeover still handles what it buffered, and its quotes are not the
+        checked node's."""
         core = self.core
         if type(event).__name__ == "SessionDown":
             for ep in core.active.values():
@@ -145,8 +164,10 @@ class InvariantChecker:
             elif ep.mode:
                 self._ok(9)
         values = None
-        if type(event) is Quote:
+        mine = node_core is None or node_core is core
+        if type(event) is Quote and mine and event.instrument in core.instruments:
             self.quotes[event.instrument] = event
+            self.quote_at[event.instrument] = now
             values = self._signal_values()
             if values is not None:
                 t = core.strategy.trigger
@@ -154,12 +175,83 @@ class InvariantChecker:
                     self.retreated[SELL_SPREAD] = True
                 if values[BUY_SPREAD] > t.buy_below + t.hysteresis:
                     self.retreated[BUY_SPREAD] = True
+        opened = []
         if len(core.episodes) > self.seen_episodes:
             for ep in list(core.episodes.values())[self.seen_episodes :]:
                 self._check_fresh(ep, now)
                 if values is not None and ep.stages.get("signal") == now:
                     self._check_signal(ep, now, values)
+                    opened.append(ep)
             self.seen_episodes = len(core.episodes)
+        if type(event) is Quote and mine and event.instrument in core.instruments:
+            self._check_missed(now, event, opened)
+
+    def _engine_free(self, now: float) -> bool:
+        """The engine looks at the trigger on a quote only when nothing holds it back: not killed or
+        draining, below its concurrent episodes, past its cooldown and with both legs' venues logged
+        on and reconciled (a quote that opens no episode changes none of these)."""
+        core = self.core
+        s = core.strategy
+        return not (
+            core.killed
+            or core.draining
+            or len(core.active) >= s.execution.max_concurrent_episodes
+            or now < core.cooldown_until
+            or not all(core.venue_ready(core.instruments[n].venue) for n in (s.leg_a, s.leg_b))
+        )
+
+    def _inputs_fresh(self, now: float) -> bool:
+        """Every input of the trigger quoted two-sided, none older than its max_quote_age."""
+        s = self.core.strategy
+        limits = s.trigger.max_quote_age
+        for name in (s.leg_a, s.leg_b, s.fx) if s.fx else (s.leg_a, s.leg_b):
+            q = self.quotes.get(name)
+            if q is None or q.bid is None or q.ask is None:
+                return False
+            limit = limits.get(name)
+            if limit is not None and now - self.quote_at[name] > limit:
+                return False
+        return True
+
+    def _check_missed(self, now: float, quote: Quote, opened: list) -> None:
+        """Invariant 16, the converse of 15: on a quote the engine was free to act on, with every input
+        fresh, a side that is armed and past its threshold opens an episode (the sell side first, as
+        one quote cannot put both past theirs); the side disarms when it fires and re-arms once its
+        signal retreats past the hysteresis."""
+        if not opened and not self._engine_free(now):
+            return
+        if not self._inputs_fresh(now):
+            self.stale += 1
+            return
+        values = self._signal_values()
+        assert values is not None  # fresh inputs are two-sided
+        t = self.core.strategy.trigger
+        sell, buy = values[SELL_SPREAD], values[BUY_SPREAD]
+        if not self.armed[SELL_SPREAD] and sell < t.sell_above - t.hysteresis:
+            self.armed[SELL_SPREAD] = True
+        if not self.armed[BUY_SPREAD] and buy > t.buy_below + t.hysteresis:
+            self.armed[BUY_SPREAD] = True
+        due = None
+        if self.armed[SELL_SPREAD] and sell >= t.sell_above + 1e-9 * max(1.0, abs(sell)):
+            due = SELL_SPREAD
+        elif self.armed[BUY_SPREAD] and buy <= t.buy_below - 1e-9 * max(1.0, abs(buy)):
+            due = BUY_SPREAD
+        for ep in opened:
+            self.armed[ep.side] = False
+        if due is None or any(ep.side == due for ep in opened):
+            if due is not None:
+                self._ok(16)
+            return
+        value = values[due]
+        self._fail(
+            16,
+            now,
+            "",
+            f"{quote.instrument} quote put {due} at {value:.6g}, past its threshold "
+            f"({'sell_above' if due == SELL_SPREAD else 'buy_below'} "
+            f"{t.sell_above if due == SELL_SPREAD else t.buy_below:g}), the side armed, inputs fresh, the "
+            "engine free to act; no episode opened",
+        )
 
     def _signal_values(self) -> dict[str, float] | None:
         """The trigger's signal per side from the quotes the node was given, computed here from the
@@ -653,6 +745,14 @@ class InvariantChecker:
         if core.episodes:
             for n in (2, 3, 10):
                 self._ok(n)
+        skips = core.trigger.stale_skips - self.stale_before
+        if skips != self.stale:
+            self._fail(
+                16,
+                now,
+                "",
+                f"the trigger counted {skips} quotes skipped for a missing or stale input; the quotes give {self.stale}",
+            )
         engine_pos = {k: v for k, v in core.positions.items() if v}
         if engine_pos != {k: v for k, v in venue_positions.items() if v}:
             self._fail(6, now, "", f"engine positions {engine_pos} != venue fills {venue_positions}")

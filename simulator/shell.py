@@ -158,7 +158,7 @@ class SimEngineShell(ActionDispatcher):
         if self.checker is not None:
             if self.alive and not self.paused:
                 self.checker.after_batch(self.env.now)
-            self.checker.after_event(self.env.now, event)
+            self.checker.after_event(self.env.now, event, self.core)
 
     def execute(self, actions: list) -> None:
         """Carry out one batch of actions; a crash_mid_batch fault may kill the process part-way:

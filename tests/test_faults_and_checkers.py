@@ -546,6 +546,86 @@ def test_a_trigger_that_computes_or_fires_wrongly_fails_invariant_15(monkeypatch
     assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
 
 
+def _planted_deaf_trigger(monkeypatch, defect: str) -> None:
+    """A trigger that fails to fire, or miscounts what it skipped, in one way, for invariant 16."""
+    from engine.core import trigger as trig
+
+    real_init = trig.TriggerEvaluator.__init__
+    real_evaluate = trig.TriggerEvaluator.evaluate
+    if defect == "sell_starts_disarmed":
+
+        def init(self, strategy, instruments):
+            real_init(self, strategy, instruments)
+            self.armed[trig.SELL_SPREAD] = False
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "__init__", init)
+    elif defect == "rearms_at_twice_the_hysteresis":  # a side that fired re-arms only far past its threshold
+
+        def init(self, strategy, instruments):
+            real_init(self, strategy, instruments)
+            self.t = dataclasses.replace(self.t, hysteresis=2 * self.t.hysteresis)
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "__init__", init)
+    elif defect == "stale_skips_miscounted":
+
+        def init(self, strategy, instruments):
+            real_init(self, strategy, instruments)
+            self.stale_skips = 1
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "__init__", init)
+    elif defect == "buy_side_deaf":  # the buy side's crossing is never looked at
+
+        def deaf(self, books, now):
+            sig = real_evaluate(self, books, now)
+            return None if sig is not None and sig.side == trig.BUY_SPREAD else sig
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", deaf)
+
+
+@pytest.mark.parametrize("name", ["cu_hg_spread", "cu_hg_ratio", "cu_hg_counter_price", "f14_stale_market_data"])
+def test_invariant_16_finds_no_missed_signal_in_the_engines_runs(name):
+    inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["16"]
+    assert inv["status"] == "pass", inv
+
+
+@pytest.mark.parametrize(
+    "name,defect,says",
+    [
+        ("cu_hg_spread_opens_past_threshold", "sell_starts_disarmed", "put sell_spread at"),
+        ("cu_hg_spread", "buy_side_deaf", "put buy_spread at"),
+        ("cu_hg_counter_price", "rearms_at_twice_the_hysteresis", "no episode opened"),
+        ("cu_hg_spread", "stale_skips_miscounted", "the quotes give 0"),
+    ],
+)
+def test_a_trigger_that_misses_a_signal_fails_invariant_16(monkeypatch, name, defect, says):
+    """The converse of invariant 15: every quote the engine was free to act on that puts an armed side
+    past its threshold opens an episode, and the trigger's count of quotes skipped as stale is the
+    quotes' own."""
+    _planted_deaf_trigger(monkeypatch, defect)
+    inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["16"]
+    assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
+
+
+def test_a_trigger_that_ignores_the_fx_rates_age_fails_invariant_11(monkeypatch):
+    """f85 stops the USD/CNY feed while both copper books stay fresh: a staleness guard that looks at
+    the legs only decides on a rate older than its max_quote_age."""
+    from engine.core import trigger as trig
+
+    path = ROOT / "scenarios" / "f85_fx_feed_stops.toml"
+    real = trig.TriggerEvaluator.inputs_fresh
+
+    def legs_only(self, books, now):
+        fx, self.fx = self.fx, None
+        try:
+            return real(self, books, now)
+        finally:
+            self.fx = fx
+
+    monkeypatch.setattr(trig.TriggerEvaluator, "inputs_fresh", legs_only)
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["11"]
+    assert inv["status"] == "fail" and "USDCNY quote" in inv["first"]["detail"], inv
+
+
 def test_an_order_machine_that_misreads_a_venue_report_fails_invariant_7(monkeypatch):
     """The simulated venues report truly: a status mismatch the engine raises is its own misreading.
     An order table that keeps a part-filled order New disagrees with every partial fill's OrdStatus."""
