@@ -9,6 +9,7 @@ single-node runs report it unknown.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -30,13 +31,14 @@ NAMES = {
     10: "every order in a decision, one live per leg, handed to the transport, stages ordered",
     11: "no decision on a stale quote",
     12: "at the end of every run: engine orders (filled, done, average price) = the venues', none unknown left working or traded untold",
-    13: "recovery orders priced by the policy's schedule (touch plus the attempt's payup), no round beyond its max attempts",
+    13: "recovery orders and amends priced by their schedule (touch plus the attempt's payup), none beyond its max attempts",
     14: "every order refused by a position or order-size limit really breaks it (worst case over its own instrument's working orders)",
     15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
     16: "no signal missed: a quote that puts an armed side past its threshold, fresh inputs and the engine free, opens an episode",
 }
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
+AMEND_ID = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
 SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
 
 
@@ -55,6 +57,9 @@ class InvariantChecker:
         # may not know (a replication cut), are held to the schedule of any round seen so far
         self.rounds: dict[tuple[str, str], list[float]] = {}
         self.last_price: dict[tuple[str, str], float] = {}
+        # and per resting order (its first ClOrdID) the amends sent for it and every price it was sent at
+        self.amends: dict[str, int] = {}
+        self.order_prices: dict[str, list[float]] = {}
         self.inherited: set[str] = set()
         self.sent_today: dict[str, int] = {}  # invariant 8: new orders handed to the transport per instrument
         self.v = {n: Verdict() for n in NAMES}
@@ -365,6 +370,9 @@ class InvariantChecker:
             self.unsent.pop(cl_ord_id, None)
         if side and price is not None and not replace:
             self._check_recovery_price(now, instrument, cl_ord_id, decision_id, side, qty, price)
+            self.order_prices[cl_ord_id] = [price]
+        elif side and price is not None:
+            self._check_amend_price(now, instrument, cl_ord_id, decision_id, side, price)
         risk = core.cfg.risk
         if decision_id not in core.episodes:
             self._fail(10, now, decision_id, f"order {cl_ord_id} belongs to no decision")
@@ -486,6 +494,59 @@ class InvariantChecker:
             return None
         trigger = ep.trigger_prices.get(m.group(2))
         return None if trigger is None else (price - trigger) * (1 if side == BUY else -1) / inst.tick
+
+    def _check_amend_price(
+        self, now: float, instrument: str, cl_ord_id: str, decision_id: str, side: str, price: float
+    ) -> None:
+        """Invariant 13 for amends (limit mode): the k-th replace of a resting order is named <its
+        ClOrdID>M<k>, k is at most `max_amends`, and it is priced at the touch of the book the engine saw
+        plus the leg's `payup_ticks` plus `amend_step_ticks` x k, or, where that is no better than the
+        order's price, one `amend_step_ticks` beyond it (an episode a takeover inherited may have had
+        amends this checker's node did not send: any k up to the count is allowed there)."""
+        m = AMEND_ID.match(cl_ord_id)
+        first = m.group(1) if m is not None else ""
+        if m is None or first not in self.order_prices:
+            self._fail(13, now, decision_id, f"{cl_ord_id}: a replace that names no order sent before")
+            return
+        k = self.amends[first] = self.amends.get(first, 0) + 1
+        ex = self.core.strategy.execution
+        inherited = decision_id in self.inherited
+        if not inherited and (k > ex.max_amends or int(m.group(2)) != k):
+            self._fail(
+                13,
+                now,
+                decision_id,
+                f"{cl_ord_id}: amend {k} of {first} (max_amends {ex.max_amends}) named M{m.group(2)}",
+            )
+            return
+        inst = self.core.instruments.get(instrument)
+        book = self.core.books.get(instrument)
+        touch = None if book is None else book.ask if side == BUY else book.bid
+        if inst is None or touch is None:
+            self._fail(13, now, decision_id, f"{cl_ord_id}: an amend priced with no touch to price it from")
+            return
+        sign = 1 if side == BUY else -1
+        base = ex.payup_ticks.get(instrument, 0)
+        allowed = set()
+        for n in range(1, k + 1) if inherited else (k,):
+            target = inst.round_to_tick(touch + sign * (base + ex.amend_step_ticks * n) * inst.tick, sign)
+            allowed.add(target)
+            allowed |= {
+                inst.round_to_tick(p + sign * ex.amend_step_ticks * inst.tick, sign)
+                for p in self.order_prices[first]
+                if (target - p) * sign <= 1e-12
+            }
+        self.order_prices[first].append(price)
+        if any(abs(price - a) <= inst.tick * 1e-6 for a in allowed):
+            self._ok(13)
+        else:
+            self._fail(
+                13,
+                now,
+                decision_id,
+                f"{cl_ord_id}: amend {k} of {first} priced {price}, the schedule gives "
+                f"{' or '.join(f'{a:g}' for a in sorted(allowed))} from the touch {touch:g}",
+            )
 
     def _check_recovery_price(
         self, now: float, instrument: str, cl_ord_id: str, decision_id: str, side: str, qty: float, price: float

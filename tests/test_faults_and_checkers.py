@@ -626,6 +626,60 @@ def test_a_trigger_that_ignores_the_fx_rates_age_fails_invariant_11(monkeypatch)
     assert inv["status"] == "fail" and "USDCNY quote" in inv["first"]["detail"], inv
 
 
+def _planted_amend(monkeypatch, defect: str) -> None:
+    """Amending (limit mode) that strays from its schedule in one way, for invariant 13."""
+    from engine.core import amending, order
+
+    if defect == "counted_from_one":  # each order starts as if amended once: ids and payups one step on
+        real_init = order.ChildOrder.__init__
+
+        def init(self, *args, **kwargs):
+            real_init(self, *args, **kwargs)
+            self.replaces = 1
+
+        monkeypatch.setattr(order.ChildOrder, "__init__", init)
+    elif defect in ("double_step", "one_amend_too_many"):
+        real_amend = amending.Amending.amend
+
+        def amend(self, ep, now):
+            ex = self.core.strategy.execution
+            wrong = (
+                dataclasses.replace(ex, amend_step_ticks=2 * ex.amend_step_ticks)
+                if defect == "double_step"
+                else dataclasses.replace(ex, max_amends=ex.max_amends + 1)
+            )
+            right, self.core.strategy = self.core.strategy, dataclasses.replace(self.core.strategy, execution=wrong)
+            try:
+                return real_amend(self, ep, now)
+            finally:
+                self.core.strategy = right
+
+        monkeypatch.setattr(amending.Amending, "amend", amend)
+
+
+@pytest.mark.parametrize(
+    "defect,max_amends,says",
+    [
+        ("counted_from_one", 3, "named M2"),
+        ("double_step", 3, "the schedule gives"),
+        ("one_amend_too_many", 1, "amend 2 of"),
+    ],
+)
+def test_amends_off_their_schedule_fail_invariant_13(monkeypatch, tmp_path, defect, max_amends, says):
+    """The k-th replace of a resting order is named M<k>, k <= max_amends, priced at the touch plus
+    payup_ticks plus amend_step_ticks x k (or one step past the order's price where that is no better);
+    cu_hg_limit_amend, with one amend allowed for the one too many (its lagging legs use that one up)."""
+    path = tmp_path / "amends.toml"
+    path.write_text(
+        'extends = "cu_hg_limit_amend.toml"\n[scenario]\nname = "amends"\ndescription = "amends"\n'
+        f"[strategy.execution]\nmax_amends = {max_amends}\n"
+    )
+    assert runner.run(scenario.load(path), 1).report["invariants"]["13"]["status"] == "pass"
+    _planted_amend(monkeypatch, defect)
+    inv = runner.run(scenario.load(path), 1).report["invariants"]["13"]
+    assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
+
+
 def test_an_order_machine_that_misreads_a_venue_report_fails_invariant_7(monkeypatch):
     """The simulated venues report truly: a status mismatch the engine raises is its own misreading.
     An order table that keeps a part-filled order New disagrees with every partial fill's OrdStatus."""
