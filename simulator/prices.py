@@ -1,6 +1,7 @@
-"""Fair values for the copper pair and USD/CNY: a world price and FX as random walks, and the local
-price cointegrated with them (world x lb/t x FX + premium + a mean-reverting spread), with the
-scenario's price jumps; `market` is the process that hands them to the venues every step."""
+"""Fair values for the pair and its FX rate: a world price and FX as random walks, and the local price
+cointegrated with them (world per tonne x FX + premium + a mean-reverting spread, in the local
+instrument's unit), with the scenario's price jumps; `market` is the process that hands them to the
+venues every step. A pair in one currency has no FX: the rate is 1 and nothing quotes it."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ LB_PER_TONNE = 2204.62
 @dataclass(frozen=True, slots=True)
 class PriceConfig:
     step: float  # seconds between fair-value updates
-    world: str  # instrument quoted in USD/lb (the driver)
+    world: str  # the driver, e.g. COMEX HG in USD/lb
     world_start: float
     world_vol_bp: float  # volatility, basis points per sqrt(second)
-    fx: str
+    fx: str  # the rate from the world's currency to the local one, e.g. USD/CNY; "" for one currency
     fx_start: float
     fx_vol_bp: float
-    local: str  # instrument quoted in CNY/t
-    premium: float  # CNY/t
-    spread_mean: float  # CNY/t around which the local-world spread reverts
-    spread_sigma: float  # CNY/t per sqrt(second)
+    local: str  # the local instrument, e.g. SHFE CU in CNY/t
+    premium: float  # local currency per tonne
+    spread_mean: float  # local currency per tonne around which the local-world spread reverts
+    spread_sigma: float  # local currency per tonne per sqrt(second)
     half_life: float  # seconds
+    world_per_tonne: float = LB_PER_TONNE  # the world instrument's price units per tonne (lb)
+    local_per_tonne: float = 1.0  # the local instrument's (t)
 
 
 class PriceProcess:
@@ -39,14 +42,18 @@ class PriceProcess:
         self._last = self.fair()
 
     def fair(self) -> dict[str, float]:
-        local = self.world * LB_PER_TONNE * self.fx + self.cfg.premium + self.spread
-        return {self.cfg.world: self.world, self.cfg.fx: self.fx, self.cfg.local: local}
+        c = self.cfg
+        local = (self.world * c.world_per_tonne * self.fx + c.premium + self.spread) / c.local_per_tonne
+        if not c.fx:
+            return {c.world: self.world, c.local: local}
+        return {c.world: self.world, c.fx: self.fx, c.local: local}
 
     def step(self) -> dict[str, float]:
         c, dt, g = self.cfg, self.cfg.step, self.rng.gauss
         sq = math.sqrt(dt)
         self.world *= math.exp(c.world_vol_bp * 1e-4 * sq * g(0.0, 1.0))
-        self.fx *= math.exp(c.fx_vol_bp * 1e-4 * sq * g(0.0, 1.0))
+        if c.fx:
+            self.fx *= math.exp(c.fx_vol_bp * 1e-4 * sq * g(0.0, 1.0))
         decay = math.exp(-self.kappa * dt)
         noise = c.spread_sigma * math.sqrt((1 - decay * decay) / (2 * self.kappa)) * g(0.0, 1.0)
         self.spread = c.spread_mean + (self.spread - c.spread_mean) * decay + noise

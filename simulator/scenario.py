@@ -5,17 +5,28 @@ Every problem is reported with the file, the key and what to write instead (Conf
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, EngineConfig, Problem, Section, non_negative, positive, read_engine, read_toml
+from engine.config import (
+    ConfigError,
+    EngineConfig,
+    Instrument,
+    Problem,
+    Section,
+    non_negative,
+    positive,
+    read_engine,
+    read_toml,
+)
 from engine.core.events import ANOMALY_KINDS
 from engine.fix import dictionary
 from simulator.failover import FailoverConfig
 from simulator.faults import FAILOVER_KINDS, Fault, read_faults
 from simulator.link import Latency
-from simulator.prices import PriceConfig
+from simulator.prices import LB_PER_TONNE, PriceConfig
 
 BUNDLED = Path(__file__).resolve().parents[1] / "scenarios"  # the bundled library
 MAX_DURATION_S = 86_400.0  # one trading day of virtual time
@@ -325,7 +336,9 @@ def _venue(name: str, sec: Section) -> VenueConfig:
     return cfg
 
 
-def _prices(root: Section, instruments: set[str]) -> PriceConfig:
+def _prices(root: Section, instruments: dict[str, Instrument], strategy_fx: str) -> PriceConfig:
+    """[prices]: the world price, the FX rate (absent for a pair in one currency) and the local price;
+    the FX instrument is the strategy's own."""
     p = root.sub("prices")
 
     def inst(sec: Section) -> str:
@@ -336,20 +349,39 @@ def _prices(root: Section, instruments: set[str]) -> PriceConfig:
             )
         return name
 
-    w, fx, loc = p.sub("world"), p.sub("fx"), p.sub("local")
+    w, fx, loc = p.sub("world"), p.sub("fx", optional=True), p.sub("local")
+    has_fx = p.has("fx")
+    if has_fx != bool(strategy_fx):
+        p.problem(
+            "fx",
+            "is given, but the strategy has no fx (its legs share a currency)"
+            if has_fx
+            else f"is missing: the strategy converts leg B's currency through {strategy_fx}",
+            "remove [prices.fx]"
+            if has_fx
+            else f'add fx = {{ instrument = "{strategy_fx}", start = ..., vol_bp = ... }}',
+        )
     cfg = PriceConfig(
         step=p.get("step_ms", float, 100.0, check=lambda v: 1 <= v <= 60_000, hint="milliseconds in [1, 60000]") / 1e3,
         world=inst(w),
-        world_start=w.get("start", float, check=positive, hint="a price > 0 (USD/lb)"),
+        world_start=w.get("start", float, check=positive, hint="a price > 0 in its instrument's unit (USD/lb)"),
         world_vol_bp=w.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
-        fx=inst(fx),
-        fx_start=fx.get("start", float, check=positive, hint="a rate > 0 (CNY per USD)"),
-        fx_vol_bp=fx.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0"),
+        fx=inst(fx) if has_fx else "",
+        fx_start=fx.get("start", float, check=positive, hint="a rate > 0 (CNY per USD)") if has_fx else 1.0,
+        fx_vol_bp=fx.get("vol_bp", float, check=non_negative, hint="basis points per sqrt(second), >= 0")
+        if has_fx
+        else 0.0,
         local=inst(loc),
         premium=loc.get("premium", float, 0.0),
         spread_mean=loc.get("spread_mean", float, 0.0),
-        spread_sigma=loc.get("spread_sigma", float, check=non_negative, hint="CNY/t per sqrt(second), >= 0"),
+        spread_sigma=loc.get(
+            "spread_sigma", float, check=non_negative, hint="local currency per tonne per sqrt(second), >= 0"
+        ),
         half_life=loc.get("half_life_s", float, check=positive, hint="seconds > 0"),
+    )
+    units = {n: i.units_per_tonne for n, i in instruments.items()}
+    cfg = dataclasses.replace(
+        cfg, world_per_tonne=units.get(cfg.world, LB_PER_TONNE), local_per_tonne=units.get(cfg.local, 1.0)
     )
     for s in (w, fx, loc, p):
         s.finish()
@@ -553,7 +585,7 @@ def load(path: str | Path) -> Scenario:
     sc.finish()
     venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
     engine = read_engine(root, set(venues))
-    prices = _prices(root, set(engine.instruments))
+    prices = _prices(root, engine.instruments, engine.strategy.fx)
     if prices.step > 0 and duration / prices.step > MAX_PRICE_STEPS:
         root.problem(
             "prices.step_ms",
@@ -562,6 +594,13 @@ def load(path: str | Path) -> Scenario:
             f"keep duration_s / step below {MAX_PRICE_STEPS:,} (a longer step or a shorter run)",
         )
     faults = read_faults(root, set(venues), duration)
+    for f in faults:
+        if f.kind == "price_jump" and f.target == "fx" and not prices.fx:
+            root.problem(
+                f"faults[{f.index}].target",
+                'is "fx", but the pair has no FX rate (no [prices.fx])',
+                'aim the jump at "world"',
+            )
     expect = _expect(root, {f.kind for f in faults})
     failover = _failover(root, faults)
     root.finish()

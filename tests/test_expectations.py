@@ -3,10 +3,13 @@ anything runs, evaluated so that they can fail."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from engine.config import ConfigError
 from simulator import runner, scenario
+from simulator.prices import PriceProcess
 from tests.conftest import ROOT
 
 BASE = ROOT / "scenarios" / "cu_hg_spread.toml"
@@ -272,3 +275,35 @@ def test_a_critical_alert_the_scenario_does_not_call_for_fails_the_run():
     strict = runner.evaluate({**sc.expect, "max_alerts": 0}, rep)
     (row,) = [x for x in strict if x["key"] == "max_alerts"]
     assert row["verdict"] == "fail" and row["actual"] == 1
+
+
+CALENDAR = ROOT / "scenarios" / "cu_calendar_spread.toml"
+
+
+def test_a_pair_in_one_currency_has_no_fx_rate_and_says_so_when_one_is_half_given(tmp_path):
+    """cu_calendar_spread prices both legs in CNY/t with no FX instrument: its fair values quote no
+    rate. [prices.fx] and the strategy's fx go together: either without the other is refused, naming
+    the key; so is a price jump aimed at a rate the pair does not have."""
+    sc = scenario.load(CALENDAR)
+    assert sc.engine.strategy.fx == "" and sc.prices.fx == ""
+    fair = PriceProcess(sc.prices, random.Random(1)).fair()
+    assert set(fair) == {"CU03", "CU04"} and fair["CU03"] == fair["CU04"]  # no premium, spread at its mean
+    with_fx = CALENDAR.read_text().replace(
+        "[prices]\n", '[prices]\nfx = { instrument = "CU04", start = 7.1, vol_bp = 0.5 }\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        scenario.load(write(tmp_path, "with_fx.toml", with_fx))
+    assert "prices.fx" in str(err.value) and "the strategy has no fx" in str(err.value)
+    jump = CALENDAR.read_text() + '\n[[faults]]\nkind = "price_jump"\ntarget = "fx"\nafter_s = 10\njump_bp = 20\n'
+    with pytest.raises(ConfigError) as err:
+        scenario.load(write(tmp_path, "jump.toml", jump))
+    assert "faults[0].target" in str(err.value) and "no FX rate" in str(err.value)
+
+
+def test_prices_without_their_fx_table_are_refused_when_the_strategy_converts(tmp_path):
+    base = BASE.read_text()
+    start = base.index("fx = { instrument")
+    no_fx = base[:start] + base[base.index("\n", start) + 1 :]
+    with pytest.raises(ConfigError) as err:
+        scenario.load(write(tmp_path, "no_fx.toml", no_fx))
+    assert "prices.fx" in str(err.value) and "converts leg B's currency through USDCNY" in str(err.value)

@@ -491,7 +491,7 @@ def test_the_rounding_scenarios_pin_leg_b(monkeypatch, name, wrong):
     assert "leg_lots" in {e["key"] for e in report["expectations"] if e["verdict"] == "fail"}
 
 
-@pytest.mark.parametrize("name", ["cu_hg_spread", "cu_hg_ratio", "cu_hg_counter_price"])
+@pytest.mark.parametrize("name", ["cu_hg_spread", "cu_hg_ratio", "cu_hg_counter_price", "cu_calendar_spread"])
 def test_invariant_15_recomputes_every_kind_of_signal_and_passes_the_engines(name):
     inv = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), 1).report["invariants"]["15"]
     assert inv["status"] == "pass"
@@ -516,6 +516,11 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
             return real_values(self, mids)
 
         monkeypatch.setattr(trig.TriggerEvaluator, "values", at_mids)
+    elif defect == "fx_of_one_currency_not_one":  # a pair with no FX instrument converted at 2, not 1
+        real_fx = trig.TriggerEvaluator.fx_rate
+        monkeypatch.setattr(
+            trig.TriggerEvaluator, "fx_rate", lambda self, books: 2.0 if self.fx is None else real_fx(self, books)
+        )
     elif defect == "never_disarms":  # a side stays armed after firing: no hysteresis
         monkeypatch.setattr(trig.TriggerEvaluator, "disarm", lambda self, side: None)
     elif defect == "sides_swapped":  # a crossing of one side opens the other side's episode
@@ -537,6 +542,7 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
         ("cu_hg_spread", "fx_ignored", "not past its threshold"),
         ("cu_hg_counter_price", "counter_price_at_mids", "not the quotes'"),
         ("cu_hg_spread", "never_disarms", "without its signal retreating"),
+        ("cu_calendar_spread", "fx_of_one_currency_not_one", "not past its threshold"),
         ("cu_hg_spread", "sides_swapped", "not past its threshold"),
     ],
 )
