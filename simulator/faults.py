@@ -8,7 +8,6 @@ count (at most that many hits; 0 = unlimited). Kind-specific keys say how it fai
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -17,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import FIX_TEXT, Section, non_negative, positive
+from engine.core.events import SessionDown
 from engine.shell.journal import FRAME as _FRAME
+from engine.shell.journal import encode as encode_record
 
 ORDER_KINDS = (
     "reject",
@@ -383,8 +384,8 @@ def damage_journal(path: Path, how: str) -> None:
         if how == "undecodable":
             body = b"\x00\xff not json at all \x00"
         elif how == "bad_content":
-            body = json.dumps({"t": 1.0, "e": "SessionDown", "f": {"venue": 7}}, separators=(",", ":")).encode()
+            body = encode_record(SessionDown(7), 1.0)  # type: ignore[arg-type]  # a number for a venue: the damage
         else:  # unknown_venue
-            body = json.dumps({"t": 1.0, "e": "SessionDown", "f": {"venue": "LME"}}, separators=(",", ":")).encode()
+            body = encode_record(SessionDown("LME"), 1.0)
         record = _FRAME.pack(len(body), zlib.crc32(body)) + body
     path.write_bytes(data[:at] + record + data[at + size :])

@@ -75,7 +75,7 @@ def test_a_corrupt_record_is_refused_naming_offset_and_record_and_the_file_stays
     j = _journal_with(tmp_path, config, 6)
     j.close()
     data = bytearray((tmp_path / "j").read_bytes())
-    data[-3 if where == "last" else data.index(b'{"t":') + 3] ^= 0xFF
+    data[-3 if where == "last" else data.index(b"\n") + 1 + 8 + 3] ^= 0xFF  # in a body: past the header and a frame
     (tmp_path / "j").write_bytes(bytes(data))
     with pytest.raises(JournalError) as err:
         Journal(tmp_path / "j", config)
@@ -332,12 +332,15 @@ def test_any_damage_is_refused_or_cut_as_a_torn_tail_never_a_wrong_start(tmp_pat
         assert path.read_bytes() + kept.read_bytes() == bytes(data)
 
 
-def test_the_shallow_encoding_writes_the_same_bytes_as_asdict():
-    """Issue 15: records are encoded without a deep copy; the bytes (and so old journals) are unchanged."""
+def test_format_2_records_list_the_values_and_format_1_journals_still_replay(tmp_path, config):
+    """Issue 15: a record is [time, type, values in field order], encoded without a deep copy or a dict
+    per record; every event type round-trips through it. A journal written in format 1 (an object per
+    record, as dataclasses.asdict gave) still reads and replays to the same events."""
     import dataclasses as dc
+    import zlib
 
     from engine.core.events import BusinessReject, CancelReject, Command, ExecReport, Takeover, TimerFired
-    from engine.shell.journal import encode
+    from engine.shell.journal import FRAME, MAGIC, decode, encode, fingerprint
 
     events = [
         Quote("CU", 70000.0, 5.0, None, 0.0),
@@ -371,8 +374,19 @@ def test_the_shallow_encoding_writes_the_same_bytes_as_asdict():
         BusinessReject("SHFE", "D", "E1-000001A1", 3, "x", True),
     ]
     for e in events:
-        old = json.dumps({"t": 1.5, "e": type(e).__name__, "f": dc.asdict(e)}, separators=(",", ":")).encode()
-        assert encode(e, 1.5) == old
+        payload = encode(e, 1.5)
+        assert payload.startswith(b"[1.5,") and b'"venue":' not in payload  # values only, no field names
+        assert json.loads(payload) == [1.5, type(e).__name__, *dc.astuple(e)]
+        assert decode(payload) == (1.5, e)
+    old = [json.dumps({"t": 1.5, "e": type(e).__name__, "f": dc.asdict(e)}).encode() for e in events]
+    path = tmp_path / "old.journal"
+    header = {"magic": MAGIC, "version": 1, "config": fingerprint(config)}
+    path.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(FRAME.pack(len(b), zlib.crc32(b)) + b for b in old))
+    assert read(path, fingerprint(config)).records == [(1.5, e) for e in events]
+    j = Journal(path, config)  # appending to it: the new record in format 2, the file read as one
+    j.append(Command("drain"), 2.0)
+    j.close()
+    assert read(path, fingerprint(config)).records[-1] == (2.0, Command("drain"))
 
 
 def test_a_standby_asks_the_lease_service_again_after_it_failed_and_records_why(tmp_path, monkeypatch, capsys):
