@@ -91,6 +91,7 @@ class InvariantChecker:
         # evaluates: killed, draining, busy, cooling down or with a leg's venue not ready it looks at
         # none); how many of those quotes found an input missing or stale, against the trigger's count
         self.quote_at: dict[str, float] = {}
+        self.held: dict[str, Quote] = {}  # the last quote per instrument the current node holds
         self.armed = {SELL_SPREAD: True, BUY_SPREAD: True}
         self.stale = 0
         self.stale_before = 0  # a new core's trigger has skipped nothing yet
@@ -109,7 +110,12 @@ class InvariantChecker:
             self.audited.clear()  # ClOrdIDs the new node's own audit rows name
             self.quotes.clear()  # the new node prices from the quotes it is given from now on
             self.retreated = {SELL_SPREAD: True, BUY_SPREAD: True}
-            self.quote_at.clear()
+            # for invariant 16, what its books hold already (replicated or journalled quotes, with the
+            # times they arrived): the new node may decide on them before a fresh quote of each input
+            self.quote_at = {name: book.ts for name, book in core.books.items()}
+            self.held = {
+                name: Quote(name, book.bid, book.bid_size, book.ask, book.ask_size) for name, book in core.books.items()
+            }
             # the episodes it opens from here on are new (it may know fewer than the old core: a cut)
             self.seen_episodes = len(core.episodes)
             # a takeover or restarted core's trigger already looked at what was replicated or journalled
@@ -171,7 +177,7 @@ class InvariantChecker:
         values = None
         mine = node_core is None or node_core is core
         if type(event) is Quote and mine and event.instrument in core.instruments:
-            self.quotes[event.instrument] = event
+            self.quotes[event.instrument] = self.held[event.instrument] = event
             self.quote_at[event.instrument] = now
             values = self._signal_values()
             if values is not None:
@@ -210,7 +216,7 @@ class InvariantChecker:
         s = self.core.strategy
         limits = s.trigger.max_quote_age
         for name in (s.leg_a, s.leg_b, s.fx) if s.fx else (s.leg_a, s.leg_b):
-            q = self.quotes.get(name)
+            q = self.held.get(name)
             if q is None or q.bid is None or q.ask is None:
                 return False
             limit = limits.get(name)
@@ -228,18 +234,25 @@ class InvariantChecker:
         if not self._inputs_fresh(now):
             self.stale += 1
             return
-        values = self._signal_values()
+        values = self._signal_values(self.held)
         assert values is not None  # fresh inputs are two-sided
         t = self.core.strategy.trigger
         sell, buy = values[SELL_SPREAD], values[BUY_SPREAD]
+        tol_sell, tol_buy = 1e-9 * max(1.0, abs(sell)), 1e-9 * max(1.0, abs(buy))
+        if (
+            min(abs(sell - t.sell_above), abs(sell - (t.sell_above - t.hysteresis))) <= tol_sell
+            or min(abs(buy - t.buy_below), abs(buy - (t.buy_below + t.hysteresis))) <= tol_buy
+        ):  # on a threshold to within rounding (the engine sums in another order): its reading stands
+            self.armed = dict(self.core.trigger.armed)
+            return
         if not self.armed[SELL_SPREAD] and sell < t.sell_above - t.hysteresis:
             self.armed[SELL_SPREAD] = True
         if not self.armed[BUY_SPREAD] and buy > t.buy_below + t.hysteresis:
             self.armed[BUY_SPREAD] = True
         due = None
-        if self.armed[SELL_SPREAD] and sell >= t.sell_above + 1e-9 * max(1.0, abs(sell)):
+        if self.armed[SELL_SPREAD] and sell >= t.sell_above:
             due = SELL_SPREAD
-        elif self.armed[BUY_SPREAD] and buy <= t.buy_below - 1e-9 * max(1.0, abs(buy)):
+        elif self.armed[BUY_SPREAD] and buy <= t.buy_below:
             due = BUY_SPREAD
         for ep in opened:
             self.armed[ep.side] = False
@@ -258,14 +271,14 @@ class InvariantChecker:
             "engine free to act; no episode opened",
         )
 
-    def _signal_values(self) -> dict[str, float] | None:
-        """The trigger's signal per side from the quotes the node was given, computed here from the
-        strategy's definition (leg A's currency per tonne: price x mass units per tonne x FX for leg B);
-        None while an input has no two-sided quote."""
+    def _signal_values(self, given: dict[str, Quote] | None = None) -> dict[str, float] | None:
+        """The trigger's signal per side from the quotes the node was given (`given`, else those since
+        it started), computed here from the strategy's definition (leg A's currency per tonne: price x
+        mass units per tonne x FX for leg B); None while an input has no two-sided quote."""
         s = self.core.strategy
         a, b = self.core.instruments[s.leg_a], self.core.instruments[s.leg_b]
         names = (a.name, b.name, s.fx) if s.fx else (a.name, b.name)
-        quotes = [self.quotes.get(name) for name in names]
+        quotes = [(self.quotes if given is None else given).get(name) for name in names]
         if any(q is None or q.bid is None or q.ask is None for q in quotes):
             return None
         qa, qb = quotes[0], quotes[1]
