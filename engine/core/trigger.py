@@ -40,10 +40,6 @@ def to_common(price: float, inst: Instrument, fx_rate: float) -> float:
     return price * inst.units_per_tonne * fx_rate
 
 
-def from_common(value: float, inst: Instrument, fx_rate: float) -> float:
-    return value / (inst.units_per_tonne * fx_rate)
-
-
 @dataclass(frozen=True, slots=True)
 class Signal:
     side: str  # SELL_SPREAD or BUY_SPREAD
