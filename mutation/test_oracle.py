@@ -110,6 +110,7 @@ SELECTED = (
     "cu_hg_spread_opens_past_threshold",
     "f85_fx_feed_stops",
     "cu_calendar_spread",
+    "cu_calendar_spread@3",
 )
 # "name@N": that scenario at seed N as well (a seed of the baseline), where seed 1 misses a path
 # another seed reaches (f63 at seed 2 resumes two legged episodes with one reconciliation)

@@ -612,6 +612,41 @@ def test_a_trigger_that_misses_a_signal_fails_invariant_16(monkeypatch, name, de
     assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
 
 
+@pytest.mark.parametrize(
+    "defect,seed,invariant",
+    [("fires_only_strictly_past", 1, "16"), ("rearms_on_the_boundary", 3, "15")],
+)
+def test_a_trigger_off_by_its_boundaries_fails_on_the_calendar_spread(monkeypatch, defect, seed, invariant):
+    """With no FX and prices on ticks the calendar spread lands exactly on its thresholds: a side fires
+    at sell_above / buy_below itself, and re-arms only strictly past the hysteresis."""
+    from engine.core import trigger as trig
+
+    real = trig.TriggerEvaluator.evaluate
+    if defect == "fires_only_strictly_past":
+
+        def evaluate(self, books, now):
+            sig = real(self, books, now)
+            at = self.t.sell_above if sig is not None and sig.side == trig.SELL_SPREAD else self.t.buy_below
+            return None if sig is not None and sig.value == at else sig
+
+    else:
+
+        def evaluate(self, books, now):
+            if self.inputs_fresh(books, now) is None:
+                vals = self.values(books)
+                if vals[trig.SELL_SPREAD] == self.t.sell_above - self.t.hysteresis:
+                    self.armed[trig.SELL_SPREAD] = True
+                if vals[trig.BUY_SPREAD] == self.t.buy_below + self.t.hysteresis:
+                    self.armed[trig.BUY_SPREAD] = True
+            return real(self, books, now)
+
+    path = ROOT / "scenarios" / "cu_calendar_spread.toml"
+    assert runner.run(scenario.load(path), seed).report["verdict"] == "pass"
+    monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", evaluate)
+    inv = runner.run(scenario.load(path), seed).report["invariants"][invariant]
+    assert inv["status"] == "fail", inv
+
+
 def test_a_trigger_that_ignores_the_fx_rates_age_fails_invariant_11(monkeypatch):
     """f85 stops the USD/CNY feed while both copper books stay fresh: a staleness guard that looks at
     the legs only decides on a rate older than its max_quote_age."""
