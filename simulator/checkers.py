@@ -552,15 +552,23 @@ class InvariantChecker:
                 if (target - p) * sign <= 1e-12
             }
         self.order_prices[first].append(price)
-        if any(abs(price - a) <= inst.tick * 1e-6 for a in allowed):
+        self._on_schedule(
+            now, decision_id, price, allowed, inst.tick, f"{cl_ord_id}: amend {k} of {first}", f"the touch {touch:g}"
+        )
+
+    def _on_schedule(
+        self, now: float, decision_id: str, price: float, allowed: set[float], tick: float, what: str, source: str
+    ) -> None:
+        """Invariant 13's verdict on one price: one of the schedule's, to a millionth of a tick."""
+        if any(abs(price - a) <= tick * 1e-6 for a in allowed):
             self._ok(13)
         else:
             self._fail(
                 13,
                 now,
                 decision_id,
-                f"{cl_ord_id}: amend {k} of {first} priced {price}, the schedule gives "
-                f"{' or '.join(f'{a:g}' for a in sorted(allowed))} from the touch {touch:g}",
+                f"{what} priced {price}, the schedule gives {' or '.join(f'{a:g}' for a in sorted(allowed))} "
+                f"from {source}",
             )
 
     def _check_recovery_price(
@@ -625,17 +633,15 @@ class InvariantChecker:
         allowed = {inst.round_to_tick(touch + sign * p * inst.tick, sign) for p in payups}
         if tag == "R" and previous is not None:
             allowed.add(previous)
-        if any(abs(price - a) <= inst.tick * 1e-6 for a in allowed):
-            self._ok(13)
-        else:
-            self._fail(
-                13,
-                now,
-                decision_id,
-                f"{cl_ord_id}: priced {price}, the schedule gives "
-                f"{' or '.join(f'{a:g}' for a in sorted(allowed))} from the "
-                f"{'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)",
-            )
+        self._on_schedule(
+            now,
+            decision_id,
+            price,
+            allowed,
+            inst.tick,
+            cl_ord_id + ":",
+            f"the {'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)",
+        )
 
     def on_leave(self, now: float, node: str, cl_ord_id: str, what: str) -> None:
         """An order, cancel or replace handed to the transport by `node` (invariant 5)."""
