@@ -379,6 +379,12 @@ def _prices(root: Section, instruments: dict[str, Instrument], strategy_fx: str)
         ),
         half_life=loc.get("half_life_s", float, check=positive, hint="seconds > 0"),
     )
+    if has_fx and strategy_fx and cfg.fx and cfg.fx != strategy_fx:
+        fx.problem(
+            "instrument",
+            f"is {cfg.fx!r}, but the strategy prices leg B through {strategy_fx!r}",
+            f'write instrument = "{strategy_fx}": the simulated rate is the one the strategy reads',
+        )
     units = {n: i.units_per_tonne for n, i in instruments.items()}
     cfg = dataclasses.replace(
         cfg, world_per_tonne=units.get(cfg.world, LB_PER_TONNE), local_per_tonne=units.get(cfg.local, 1.0)

@@ -307,3 +307,7 @@ def test_prices_without_their_fx_table_are_refused_when_the_strategy_converts(tm
     with pytest.raises(ConfigError) as err:
         scenario.load(write(tmp_path, "no_fx.toml", no_fx))
     assert "prices.fx" in str(err.value) and "converts leg B's currency through USDCNY" in str(err.value)
+    other = base.replace('fx = { instrument = "USDCNY"', 'fx = { instrument = "CU"')
+    with pytest.raises(ConfigError) as err:
+        scenario.load(write(tmp_path, "other_fx.toml", other))
+    assert "prices.fx.instrument" in str(err.value) and "through 'USDCNY'" in str(err.value)
