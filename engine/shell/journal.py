@@ -5,10 +5,10 @@ exactly (orders, episodes, positions, id counters): the basis of cold restart an
 Format: one header line (JSON: magic, format version, fingerprint of the engine config), then
 records framed as 4-byte length, 4-byte CRC32, JSON payload. Version 2 writes a payload as an array,
 [time, event type, each field's value in the order the event declares them]; version 1 wrote an
-object {"t": time, "e": event type, "f": {field: value}}, and is still read (each payload says which
-it is by its first byte), so a journal written before the change replays as it did. Only an incomplete final record (a
-crash during a write) is a torn tail: on open it is cut, the cut bytes are kept beside the journal
-(`<name>.torn-<offset>`) and reported, never replayed. Any other damage (a bad checksum, a record
+object {"t": time, "e": event type, "f": {field: value}}, and is still read (a payload's shape, object
+or array, says which it is), so a journal written before the change replays as it did. Only an
+incomplete final record (a crash during a write) is a torn tail: on open it is cut, the cut bytes
+are kept beside the journal (`<name>.torn-<offset>`) and reported, never replayed. Any other damage (a bad checksum, a record
 that does not decode or whose content has the wrong types or names a venue or instrument the engine
 config does not have, valid records after a bad one) is refused with the file, byte offset and
 record number, and the journal is left untouched: nothing is ever lost silently.
