@@ -190,9 +190,10 @@ class InvariantChecker:
         if len(core.episodes) > self.seen_episodes:
             for ep in list(core.episodes.values())[self.seen_episodes :]:
                 self._check_fresh(ep, now)
-                if values is not None and ep.stages.get("signal") == now:
-                    self._check_signal(ep, now, values)
-                    opened.append(ep)
+                if ep.stages.get("signal") == now:
+                    opened.append(ep)  # on this event (invariant 16), whether or not 15 can judge it yet
+                    if values is not None:
+                        self._check_signal(ep, now, values)
             self.seen_episodes = len(core.episodes)
         if type(event) is Quote and mine and event.instrument in core.instruments:
             self._check_missed(now, event, opened)
