@@ -767,3 +767,26 @@ def test_a_leg_one_lot_off_taken_as_done_fails_invariant_3_in_f84(monkeypatch, l
     inv = runner.run(scenario.load(path), 1).report["invariants"]["3"]
     says = "short of its target" if outcome == "BALANCED" else "not flat"
     assert inv["status"] == "fail" and says in inv["first"]["detail"], inv
+
+
+def test_invariant_16_after_a_takeover_starts_from_the_quotes_the_new_core_holds(monkeypatch):
+    """A takeover node may decide on the quotes replication gave it, before its own quote of every input
+    arrives: the checker starts from those books, and the episode it opens so counts as opened (not a
+    missed signal), although invariant 15 cannot judge it until the node's own quotes arrive."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote
+    from simulator.checkers import InvariantChecker
+
+    cfg = scenario.load(ROOT / "scenarios" / "cu_hg_spread.toml").engine
+    old, new = EngineCore(cfg), EngineCore(cfg)
+    checker = InvariantChecker(old)
+    for q in (Quote("HG", 4.4995, 10, 4.5005, 10), Quote("USDCNY", 7.0998, 1000, 7.1002, 1000)):
+        new.handle(q, 1.0)  # replicated before the takeover (its venues not ready: nothing opens)
+    assert not new.episodes
+    checker.core = new
+    assert checker.quote_at == {"HG": 1.0, "USDCNY": 1.0} and set(checker.held) == {"HG", "USDCNY"}
+    monkeypatch.setattr(new.reconciliation, "venue_ready", lambda venue: True)  # reconciled
+    cu = Quote("CU", 70790.0, 10, 70810.0, 10)  # CU/t 70,800 against ~70,438: the spread ~362 > sell_above 250
+    new.handle(cu, 1.2)
+    checker.after_event(1.2, cu, new)
+    assert len(new.episodes) == 1 and checker.v[16].status == "pass", checker.v[16]
