@@ -75,9 +75,11 @@ class Simulation:
     """One virtual-time run of a scenario with one seed: the world (venues, links, prices, the engine
     node or a primary/standby pair) is built at construction, each fault kind is a method attached to
     it, `run()` drives it to the end of the drain, and the report and its verdict are computed once.
-    With `journal` (an engine.shell.journal.Journal) every event the core consumes is journaled."""
+    With `journal` (an engine.shell.journal.Journal) every event the core consumes is journaled.
+    With `strict_fix` the engine's sessions also parse and validate with quickfix what the simulated
+    venues built (simulator.transport: by default those bytes are vouched for by the venue end)."""
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, journal=None):
+    def __init__(self, scenario: Scenario, seed: int | None = None, journal=None, strict_fix: bool = False):
         self.scenario = scenario
         self.seed = seed = scenario.seed if seed is None else seed
         self.env = env = simpy.Environment()
@@ -109,6 +111,9 @@ class Simulation:
             venue.wire = wire
             venue.session.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
             shell.sessions[name].observer = lambda raw, t, n=name: wire.engine_sent(n, raw, t)
+            if not strict_fix:
+                venue.session.vouched = set()
+                shell.sessions[name].peer = venue.session
             venue.session.link = Link(
                 env,
                 f"{name}:down",
@@ -366,9 +371,9 @@ class Simulation:
         return out
 
 
-def run(scenario: Scenario, seed: int | None = None, journal=None) -> RunResult:
+def run(scenario: Scenario, seed: int | None = None, journal=None, strict_fix: bool = False) -> RunResult:
     """One run (a Simulation built and run)."""
-    return Simulation(scenario, seed, journal).run()
+    return Simulation(scenario, seed, journal, strict_fix).run()
 
 
 PART_DONE = re.compile(r"cum=([\d.]+)/([\d.]+)")
