@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import math
+import re
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import quickfix as fix
@@ -115,41 +115,46 @@ class FixParseError(Exception):
         return f"{self.kind} reject ({self.reason}): {self.text}"
 
 
+_FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
+
+
 class Parsed:
     """A message quickfix has parsed and validated, with its fields read once from the raw string.
 
     Reading fields through SWIG costs a call each; after validation a plain split is exact (the
-    messages xmc handles carry no raw-data fields), and it keeps the order needed for groups.
+    messages xmc handles carry no raw-data fields), and it keeps the order needed for groups. One
+    regular-expression pass reads them all (tags stay text: converting every tag costs more than the
+    few lookups a message gets).
     """
 
-    __slots__ = ("pairs", "fields", "msg_type", "seq")
+    __slots__ = ("_pairs", "_fields", "msg_type", "seq")
 
     def __init__(self, raw: str):
-        items = raw.split(SOH)
-        items.pop()  # after the last delimiter
-        self.pairs = [(int(t), v) for t, _, v in map(str.partition, items, repeat("=", len(items)))]
-        self.fields: dict[int, str] = dict(reversed(self.pairs))  # a repeated tag: its first value
-        self.msg_type = self.fields.get(35, "")
-        seq = self.fields.get(34, "0")
+        self._pairs: list[tuple[str, str]] = _FIELD.findall(raw)
+        self._fields = dict(reversed(self._pairs))  # a repeated tag: its first value
+        self.msg_type = self._fields.get("35", "")
+        seq = self._fields.get("34", "0")
         self.seq = int(seq) if seq.isdigit() else 0
 
     def get(self, tag: int, default: str = "") -> str:
-        return self.fields.get(tag, default)
+        return self._fields.get(str(tag), default)
 
     def has(self, tag: int) -> bool:
-        return tag in self.fields
+        return str(tag) in self._fields
 
     def group(self, count_tag: int, members: tuple[int, ...]) -> list[dict[int, str]]:
         """Entries of a repeating group: `members` are its tags, the first the delimiter."""
+        count, first = str(count_tag), str(members[0])
+        tags = {str(m): m for m in members}
         entries: list[dict[int, str]] = []
         inside = False
-        for tag, value in self.pairs:
-            if tag == count_tag:
+        for text, value in self._pairs:
+            if text == count:
                 inside = True
-            elif inside and tag == members[0]:
-                entries.append({tag: value})
-            elif inside and entries and tag in members and tag not in entries[-1]:
-                entries[-1][tag] = value
+            elif inside and text == first:
+                entries.append({members[0]: value})
+            elif inside and entries and text in tags and tags[text] not in entries[-1]:
+                entries[-1][tags[text]] = value
             elif inside and entries:
                 break
         return entries
