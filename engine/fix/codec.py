@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import _quickfix
 import quickfix as fix
 import quickfix44 as fix44
 
@@ -64,6 +65,24 @@ _GROUP_CLASSES = {
     ("AP", 753): fix44.PositionReport.NoPosAmt,
 }
 _GROUP_TEMPLATES = {key: cls() for key, cls in _GROUP_CLASSES.items()}
+# A message built only to be written out, or parsed only to be validated, never needs quickfix's
+# Python proxy object (its construction costs as much as the C++ parse of a short message): the
+# binding's own functions are called on the bare handle, the same C++ calls giving the same bytes.
+_new_message = _quickfix.new_Message
+_message_text = _quickfix.Message_toString
+_delete_message = _quickfix.delete_Message
+_validate = _quickfix.DataDictionary_validate
+
+
+def _wire_text(raw: str, dd: fix.DataDictionary | None) -> str:
+    """quickfix's bytes (BodyLength, CheckSum, field order) of a message given as text."""
+    handle = _new_message(raw, dd, False) if dd is not None else _new_message(raw, False)
+    try:
+        return str(_message_text(handle))
+    finally:
+        _delete_message(handle)
+
+
 # set by framing (session header, trailer), never by a message body
 _FRAMING_TAGS = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56})
 
@@ -268,7 +287,7 @@ class FixCodec:
                 f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}49={self.sender}{SOH}56={self.target}{SOH}"
                 f"34={seq}{SOH}52={fix_time(sending_time)}{SOH}{dup}{msg.body}10=000{SOH}"
             )
-            return str(self._from_text(raw, msg.groups).toString())
+            return _wire_text(raw, self.dd if msg.groups else None)
         h = msg.getHeader()
         h.setField(8, BEGIN_STRING)
         h.setField(49, self.sender)
@@ -378,7 +397,7 @@ class FixCodec:
     def parse(self, raw: str) -> Parsed:
         """Parse and validate one wire message; raises FixParseError with the FIX answer's reason."""
         try:
-            msg = fix.Message(raw, self.dd, True)
+            handle = _new_message(raw, self.dd, True)
         except fix.InvalidMessage as exc:
             raise FixParseError("garbled", 0, str(exc)) from None
         except Exception as exc:  # quickfix raises its own types for unparsable content
@@ -386,7 +405,7 @@ class FixCodec:
         parsed = Parsed(raw)
         msg_type, seq = parsed.msg_type, parsed.seq
         try:
-            self.dd.validate(msg)
+            _validate(self.dd, handle)
         except Exception as exc:
             name = type(exc).__name__
             if name == "InvalidMessageType" or name == "UnsupportedMessageType":
@@ -394,6 +413,8 @@ class FixCodec:
             reason = _REJECT_REASONS.get(name, 99)
             ref_tag = int(getattr(exc, "field", 0) or 0)
             raise FixParseError("session", reason, f"{name}: {exc}", msg_type, seq, ref_tag, parsed.get(11)) from None
+        finally:
+            _delete_message(handle)
         return parsed
 
     def decode(self, msg: Parsed, venue: str) -> list[Event]:
