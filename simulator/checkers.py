@@ -196,7 +196,9 @@ class InvariantChecker:
                         self._check_signal(ep, now, values)
             self.seen_episodes = len(core.episodes)
         if type(event) is Quote and mine and event.instrument in core.instruments:
-            self._check_missed(now, event, opened)
+            # the quotes held are the quotes given unless a takeover seeded the books: then recomputed
+            same = all(self.held.get(n) is self.quotes.get(n) for n in self._inputs())
+            self._check_missed(now, event, opened, values if same else None)
 
     def _engine_free(self, now: float) -> bool:
         """The engine looks at the trigger on a quote only when nothing holds it back: not killed or
@@ -214,9 +216,8 @@ class InvariantChecker:
 
     def _inputs_fresh(self, now: float) -> bool:
         """Every input of the trigger quoted two-sided, none older than its max_quote_age."""
-        s = self.core.strategy
-        limits = s.trigger.max_quote_age
-        for name in (s.leg_a, s.leg_b, s.fx) if s.fx else (s.leg_a, s.leg_b):
+        limits = self.core.strategy.trigger.max_quote_age
+        for name in self._inputs():
             q = self.held.get(name)
             if q is None or q.bid is None or q.ask is None:
                 return False
@@ -225,7 +226,11 @@ class InvariantChecker:
                 return False
         return True
 
-    def _check_missed(self, now: float, quote: Quote, opened: list) -> None:
+    def _inputs(self) -> tuple[str, ...]:
+        s = self.core.strategy
+        return (s.leg_a, s.leg_b, s.fx) if s.fx else (s.leg_a, s.leg_b)
+
+    def _check_missed(self, now: float, quote: Quote, opened: list, held_values: dict | None = None) -> None:
         """Invariant 16, the converse of 15: on a quote the engine was free to act on, with every input
         fresh, a side that is armed and past its threshold opens an episode (the sell side first, as
         one quote cannot put both past theirs); the side disarms when it fires and re-arms once its
@@ -235,7 +240,7 @@ class InvariantChecker:
         if not self._inputs_fresh(now):
             self.stale += 1
             return
-        values = self._signal_values(self.held)
+        values = held_values or self._signal_values(self.held)
         assert values is not None  # fresh inputs are two-sided
         t = self.core.strategy.trigger
         sell, buy = values[SELL_SPREAD], values[BUY_SPREAD]
