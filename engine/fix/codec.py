@@ -135,6 +135,8 @@ class FixParseError(Exception):
 
 
 _FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
+# (count tag, member tags) of a group -> the count tag, the delimiter and each member as text
+_GROUP_TEXT: dict[tuple[int, tuple[int, ...]], tuple[str, str, dict[str, int]]] = {}
 
 
 class Parsed:
@@ -163,8 +165,11 @@ class Parsed:
 
     def group(self, count_tag: int, members: tuple[int, ...]) -> list[dict[int, str]]:
         """Entries of a repeating group: `members` are its tags, the first the delimiter."""
-        count, first = str(count_tag), str(members[0])
-        tags = {str(m): m for m in members}
+        key = (count_tag, members)
+        texts = _GROUP_TEXT.get(key)
+        if texts is None:
+            texts = _GROUP_TEXT[key] = (str(count_tag), str(members[0]), {str(m): m for m in members})
+        count, first, tags = texts
         entries: list[dict[int, str]] = []
         inside = False
         for text, value in self._pairs:
