@@ -1,7 +1,8 @@
 """The virtual-time shell around EngineCore: FIX strings from the links in, actions carried out in simpy.
 
 It is to the simulator what the quickfix Application is to production: it parses and validates
-what arrives (answering malformed messages as FIX says), hands events to the core with the
+what arrives (answering malformed messages as FIX says; the exact bytes a simulated venue framed
+through quickfix are read without validating them again, simulator.transport), hands events to the core with the
 virtual time, and turns the core's actions into FIX messages, simpy timers and audit rows.
 """
 

@@ -140,7 +140,8 @@ _GROUP_TEXT: dict[tuple[int, tuple[int, ...]], tuple[str, str, dict[str, int]]] 
 
 
 class Parsed:
-    """A message quickfix has parsed and validated, with its fields read once from the raw string.
+    """A message quickfix has parsed and validated (or built: what a simulated venue framed), with its
+    fields read once from the raw string.
 
     Reading fields through SWIG costs a call each; after validation a plain split is exact (the
     messages xmc handles carry no raw-data fields), and it keeps the order needed for groups. One
