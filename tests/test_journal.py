@@ -431,3 +431,39 @@ def test_a_standby_asks_the_lease_service_again_after_it_failed_and_records_why(
     (error,) = node.report["lease_errors"]
     assert "Not Found" in error["error"]
     assert "the lease service failed" in capsys.readouterr().err
+
+
+_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),  # quotes, backslashes, control characters, non-ASCII: escaped as json.dumps escapes them
+)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False), st.lists(_VALUE, max_size=25))
+@settings(max_examples=300)
+def test_a_record_is_encoded_to_the_bytes_jsons_own_encoder_gives(now, values):
+    """encode() drives json's C encoder made once; a record must come out exactly as
+    json.JSONEncoder(separators=(",", ":")) writes it (the format-2 bytes earlier journals hold)."""
+    from engine.shell import journal
+
+    record = [now, "Quote", *values]
+    expected = json.JSONEncoder(separators=(",", ":")).encode(record).encode()
+    assert journal._C_ENCODER is not None  # CPython's json has its C accelerator
+    assert "".join(journal._C_ENCODER(record, 0)).encode() == expected
+
+
+def test_encode_writes_the_same_bytes_as_jsons_encoder_for_an_event():
+    from engine.core.events import ExecReport
+    from engine.shell.journal import encode
+
+    event = ExecReport(
+        "COMEX", "E1-000042B1", "", "CMO77", 'id "q"\\é', "F", "2", "HG", "1", 2, 2, 0, 2, 4.5005, 4.5005
+    )
+    values = [getattr(event, f) for f in event.__slots__]
+    expected = json.dumps([7.25, "ExecReport", *values], separators=(",", ":")).encode()
+    assert encode(event, 7.25) == expected
+    with pytest.raises(TypeError, match="a journal record holds"):
+        encode(Quote("HG", object(), 1.0, 2.0, 1.0), 1.0)  # type: ignore[arg-type]

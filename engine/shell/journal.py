@@ -28,6 +28,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.config import EngineConfig
 from engine.core import events as ev
@@ -73,13 +74,31 @@ _VALUES = {
     else operator.attrgetter(*fields)
     for name, fields in _FIELDS.items()
 }
-_JSON = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"a journal record holds str, int, float, bool or None, not {type(value).__name__}")
+
+
+# json's C encoder, made once: JSONEncoder.encode builds a new one on every call (and json.dumps a new
+# JSONEncoder too), which cost as much as the encoding itself. Same bytes as JSONEncoder(separators=
+# (",", ":")): ASCII-escaped strings, floats by repr, NaN allowed; no circular check (records are flat).
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    _make_c_encoder(None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    if _make_c_encoder is not None
+    else None
+)
+_JSON = json.JSONEncoder(separators=(",", ":")).encode  # without the C accelerator
 
 
 def encode(event: ev.Event, now: float) -> bytes:
     """A record's payload (format 2): [time, event type, the event's field values in order]."""
     name = type(event).__name__
-    return _JSON([now, name, *_VALUES[name](event)]).encode()
+    record = [now, name, *_VALUES[name](event)]
+    if _C_ENCODER is not None:
+        return "".join(_C_ENCODER(record, 0)).encode()
+    return _JSON(record).encode()
 
 
 def decode(payload: bytes) -> tuple[float, ev.Event]:
