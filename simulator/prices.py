@@ -9,7 +9,30 @@ import math
 import random
 from dataclasses import dataclass
 
+from engine.config import ConfigError, Problem
+
 LB_PER_TONNE = 2204.62
+
+
+class PriceModelError(ValueError):
+    """The price model made a fair value that is no price (zero, negative or not finite): the
+    scenario's parameters cannot be simulated (a spread noise as large as the price level, a price
+    unit that makes the level tiny); the runner reports it as a problem of the scenario file."""
+
+
+def price_problem(source: str, exc: PriceModelError, now: float, seed: int) -> ConfigError:
+    """A price model that made a fair value no price, as a problem of the scenario file `source` (exit 2)."""
+    return ConfigError(
+        source,
+        [
+            Problem(
+                "prices",
+                f"at {now:g} s (seed {seed}) {exc}",
+                "keep every price level well above the spread's noise: lower prices.local.spread_sigma, raise "
+                "the level (prices.world.start, prices.local.premium), or check each instrument's price_unit",
+            )
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +68,8 @@ class PriceProcess:
         c = self.cfg
         local = (self.world * c.world_per_tonne * self.fx + c.premium + self.spread) / c.local_per_tonne
         if not c.fx:
-            return {c.world: self.world, c.local: local}
-        return {c.world: self.world, c.fx: self.fx, c.local: local}
+            return self._checked({c.world: self.world, c.local: local})
+        return self._checked({c.world: self.world, c.fx: self.fx, c.local: local})
 
     def step(self) -> dict[str, float]:
         c, dt, g = self.cfg, self.cfg.step, self.rng.gauss
@@ -61,6 +84,18 @@ class PriceProcess:
         self.moves_bp = {k: abs(math.log(now[k] / self._last[k])) * 1e4 for k in now}
         self._last = now
         return now
+
+    def _checked(self, fair: dict[str, float]) -> dict[str, float]:
+        for name, value in fair.items():
+            if not (value > 0.0 and math.isfinite(value)):
+                c = self.cfg
+                raise PriceModelError(
+                    f"the fair price of {name} went to {value:.6g} (world {self.world:.6g}"
+                    + (f", FX {self.fx:.6g}" if c.fx else "")
+                    + f", local spread {self.spread:.6g} around a mean of {c.spread_mean:g}, "
+                    f"sigma {c.spread_sigma:g}, premium {c.premium:g})"
+                )
+        return fair
 
     def jump(self, target: str, bp: float) -> None:
         """A jump of `bp` basis points in the world metal price or in USD/CNY (the local price follows)."""

@@ -34,7 +34,7 @@ from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
 from simulator.faults import ORDER_PURPOSE, FaultPlan, damage_journal
 from simulator.link import Link
-from simulator.prices import PriceProcess, market
+from simulator.prices import PriceModelError, PriceProcess, market, price_problem
 from simulator.rng import fork
 from simulator.scenario import FAULT_PATHS, RISK_LIMITS, Scenario
 from simulator.shell import SimEngineShell
@@ -97,7 +97,10 @@ class Simulation:
             self.node.journal = shell.journal = Journal(
                 Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal", scenario.engine, durability="none"
             )
-        self.prices = prices = PriceProcess(scenario.prices, fork(seed, "prices"))
+        try:
+            self.prices = prices = PriceProcess(scenario.prices, fork(seed, "prices"))
+        except PriceModelError as exc:
+            raise price_problem(str(scenario.path), exc, 0.0, seed) from None
         self.faults = faults = FaultPlan(
             [dataclasses.replace(f) for f in scenario.faults], lambda name: fork(seed, name)
         )
@@ -322,11 +325,14 @@ class Simulation:
             )
         )
         self.shell.start()
-        env.run(until=scenario.duration)
-        if cluster is not None:  # the node active now drains, and so does any that takes over later
-            cluster.draining = True
-        self.active.dispatch(Command("drain"))
-        env.run(until=scenario.duration + scenario.drain)
+        try:
+            env.run(until=scenario.duration)
+            if cluster is not None:  # the node active now drains, and so does any that takes over later
+                cluster.draining = True
+            self.active.dispatch(Command("drain"))
+            env.run(until=scenario.duration + scenario.drain)
+        except PriceModelError as exc:  # the scenario's prices cannot be simulated: its file is at fault
+            raise price_problem(str(scenario.path), exc, env.now, self.seed) from None
         if self.node.journal is not None:
             self.node.journal.sync()
         shell = self.active  # after a failover: shares the audit trail and logs of the node it took over from

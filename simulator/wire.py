@@ -26,7 +26,7 @@ from engine.shell.live import mask
 from engine.shell.session_events import SessionEvents
 from simulator.faults import FAILOVER_KINDS, NODE_KINDS, FaultPlan
 from simulator.ports import reserve
-from simulator.prices import PriceProcess, market
+from simulator.prices import PriceModelError, PriceProcess, market, price_problem
 from simulator.relay import FaultRelay
 from simulator.rng import fork
 from simulator.scenario import Scenario
@@ -156,7 +156,10 @@ class WireVenues(fix.Application):
             venue.on_disconnect_fault = lambda fault, member, v=venue: self._cut(v, member, fault)
             self.venues[name] = venue
             self.by_comp[vcfg.comp_id] = name
-        self.prices = PriceProcess(sc.prices, fork(seed, "prices"))
+        try:
+            self.prices = PriceProcess(sc.prices, fork(seed, "prices"))
+        except PriceModelError as exc:
+            raise price_problem(str(sc.path), exc, 0.0, seed) from None
         self.messages: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -181,3 +181,33 @@ def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_fact
             load(path)
         except ConfigError as err:
             assert str(path) in str(err) and err.problems and all(p.key for p in err.problems)
+
+
+@pytest.mark.parametrize("command", [["run"], ["certify", "--seeds", "1", "-j", "2"]])
+def test_prices_the_model_cannot_make_are_a_problem_of_the_scenario_not_a_traceback(tmp_path, capsys, command):
+    """Found by the damaged-document search: HG without its price_unit is priced per tonne, so the local
+    price level is ~32 CNY/t against a spread noise of hundreds and goes negative mid-run. The run (and a
+    certify worker process) ends with exit 2 naming the file and the prices table, never a traceback."""
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()
+    path = tmp_path / "tiny_level.toml"
+    path.write_text(text.replace('price_unit = "lb"\n', "", 1))
+    assert 'price_unit = "lb"' not in path.read_text().split("[instruments.HG]")[1].split("[")[0]
+    code = main([*command, str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert str(path) in err and "prices:" in err and "went to" in err and "spread_sigma" in err
+
+
+def test_the_price_model_refuses_a_fair_value_that_is_no_price():
+    import random
+
+    from simulator.prices import PriceConfig, PriceModelError, PriceProcess
+
+    cfg = PriceConfig(0.1, "HG", 4.5, 4.0, "USDCNY", 7.1, 0.5, "CU", 0.0, 0.0, 5_000.0, 20.0, world_per_tonne=1.0)
+    process = PriceProcess(cfg, random.Random(1))
+    with pytest.raises(PriceModelError, match="the fair price of CU went to -"):
+        for _ in range(10_000):
+            process.step()
+    with pytest.raises(PriceModelError, match="went to"):  # a level that is no price from the start
+        PriceProcess(PriceConfig(0.1, "HG", 4.5, 4.0, "", 1.0, 0.0, "CU", -1e6, 0.0, 1.0, 20.0), random.Random(1))
