@@ -14,14 +14,13 @@ and steps down at its next keep-alive.
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from engine.core.engine_core import EngineCore
 from engine.core.events import CancelTimer, Command, SetTimer, Takeover
 from engine.shell.journal import Journal
 from engine.shell.lease import FENCE_MARGIN, may_send
+from simulator.scratch import Scratch
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +73,9 @@ class SimulatedLease:
 class Cluster:
     """The two engine nodes of one run: which is active, the replication stream, the lease."""
 
-    def __init__(self, env, cfg: FailoverConfig, scenario, primary, venues: dict, faults):
+    def __init__(self, env, cfg: FailoverConfig, scenario, primary, venues: dict, faults, scratch: Scratch):
         self.env = env
+        self.scratch = scratch  # where the standby's journals go: the run removes them when it ends
         self.cfg = cfg
         self.scenario = scenario
         self.primary = primary
@@ -128,9 +128,7 @@ class Cluster:
         self._send(lambda: self._apply(event, t))
 
     def _new_journal(self) -> Journal:
-        return Journal(
-            Path(tempfile.mkdtemp(prefix="xmc-standby-")) / "standby.journal", self.scenario.engine, durability="none"
-        )
+        return self.scratch.journal("standby", self.scenario.engine)
 
     def _apply(self, event, t: float) -> None:
         if self.standby_core is None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import simpy
 
@@ -37,6 +35,7 @@ from simulator.link import Link
 from simulator.prices import PriceModelError, PriceProcess, market, price_problem
 from simulator.rng import fork
 from simulator.scenario import FAULT_PATHS, RISK_LIMITS, Scenario
+from simulator.scratch import Scratch
 from simulator.shell import SimEngineShell
 from simulator.transport import WireLog
 from simulator.venue import Venue
@@ -80,6 +79,14 @@ class Simulation:
     venues built (simulator.transport: by default those bytes are vouched for by the venue end)."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None, journal=None, strict_fix: bool = False):
+        self.scratch = Scratch()  # the run's own journals, removed when it ends (see run())
+        try:
+            self._build(scenario, seed, journal, strict_fix)
+        except BaseException:
+            self.scratch.remove()
+            raise
+
+    def _build(self, scenario: Scenario, seed: int | None, journal, strict_fix: bool) -> None:
         self.scenario = scenario
         self.seed = seed = scenario.seed if seed is None else seed
         self.env = env = simpy.Environment()
@@ -94,9 +101,7 @@ class Simulation:
         if journal is None and any(
             f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch") for f in scenario.faults
         ):
-            self.node.journal = shell.journal = Journal(
-                Path(tempfile.mkdtemp(prefix="xmc-journal-")) / "engine.journal", scenario.engine, durability="none"
-            )
+            self.node.journal = shell.journal = self.scratch.journal("engine", scenario.engine)
         try:
             self.prices = prices = PriceProcess(scenario.prices, fork(seed, "prices"))
         except PriceModelError as exc:
@@ -135,7 +140,7 @@ class Simulation:
             for link in (venue.session.link, shell.sessions[name].link):
                 link.volatility = lambda names=names: max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
         if scenario.failover:
-            self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults)
+            self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
             checker.lease = wire.lease = self.cluster.lease
         self._attach_faults()
 
@@ -236,7 +241,9 @@ class Simulation:
             return
         if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
             journal.close()
-            journal = target.journal = Journal(journal.path, scenario.engine, durability="none")
+            reopened = target.journal = Journal(journal.path, scenario.engine, durability="none")
+            self.scratch.reopened(journal, reopened)
+            journal = reopened
             if target is self.shell:
                 self.node.journal = journal
         rebuilt = EngineCore(scenario.engine)
@@ -313,6 +320,13 @@ class Simulation:
 
     # ---- running and judging ------------------------------------------------------------------------
     def run(self) -> RunResult:
+        """Drive the run to the end of its drain and judge it; its temporary files go, however it ends."""
+        try:
+            return self._run()
+        finally:
+            self.scratch.remove()
+
+    def _run(self) -> RunResult:
         scenario, env, cluster, checker = self.scenario, self.env, self.cluster, self.checker
         env.process(
             market(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
+import shutil
 import sys
 import tempfile
 import threading
@@ -177,8 +178,9 @@ class WireVenues(fix.Application):
                     co.status = "4"  # resting when the venue died: cancelled; the engine hears it on logon
                     venue._exec(co, "4", "4")
                 venue.recorder = self.state
-        else:
+        else:  # the sessions' store lives as long as the venues: removed when they stop (see remove_store)
             self._store = Path(tempfile.mkdtemp(prefix="xmc-venue-store-"))
+        self._temporary_store = state_dir is None
 
     def settings(self) -> str:
         lines = [
@@ -386,6 +388,13 @@ class WireVenues(fix.Application):
             self.acceptor = None
         for held in self._held.values():
             held.close()
+        self.remove_store()
+
+    def remove_store(self) -> None:
+        """Delete the sessions' store when it is a temporary one of these venues (no state_dir): it is
+        of no use once they have stopped. A state_dir's store is kept for the next start."""
+        if self._temporary_store:
+            shutil.rmtree(self._store, ignore_errors=True)
 
     def positions(self) -> dict[str, float]:
         """The engine's (XMC's) signed lots per instrument, from the venues' own fills."""
@@ -442,6 +451,7 @@ def serve(
     # The caller ends the process right after recording this (see cmd_venue) and the OS closes the
     # sockets: a venue process killed by its test must not depend on a clean shutdown either.
     venues.halt()
+    venues.remove_store()
     return {
         "positions": venues.positions(),
         "client_positions": venues.client_positions(),
@@ -466,7 +476,22 @@ def run_wire(
     """`xmc run --mode wire`: venues as acceptors in a child process, the engine as initiator here.
     With `venue_restart` = (at, down): the venue process is killed (SIGKILL) `at` seconds after the
     market opened and started again `down` seconds later on the same ports and state directory.
-    With `link_latency` every venue's messages also take the scenario's latency_up/latency_down."""
+    With `link_latency` every venue's messages also take the scenario's latency_up/latency_down.
+    The run's working files (the venue process's state, the sessions' stores unless `out` keeps
+    them) live in a temporary directory removed when the run ends."""
+    with tempfile.TemporaryDirectory(prefix="xmc-wire-") as work:
+        return _run_wire(sc, seed, duration, out, venue_restart, link_latency, Path(work))
+
+
+def _run_wire(
+    sc: Scenario,
+    seed: int,
+    duration: float,
+    out: Path | None,
+    venue_restart: tuple[float, float] | None,
+    link_latency: bool,
+    work: Path,
+) -> dict:
     import subprocess
     import sys
 
@@ -482,7 +507,6 @@ def run_wire(
     )
     from engine.shell.live import LiveEngine, SessionConfig, credential, drained, settings_text, wait_for
 
-    work = Path(tempfile.mkdtemp(prefix="xmc-wire-"))
     state = work / "venue-state.json"
 
     def start_venues(ports: dict[str, int]):
@@ -565,7 +589,7 @@ def run_wire(
         engine = LiveEngine(core, sessions)
         # with link faults or a venue restart, sequence numbers survive: resend and gap fill recover
         cuts = any(f.kind in ("disconnect_on_order", "disconnect_on_status") for f in sc.faults)
-        store = out / "store" if out is not None else Path(tempfile.mkdtemp(prefix="xmc-store-"))
+        store = out / "store" if out is not None else work / "store"
         store.mkdir(parents=True, exist_ok=True)
         engine.start(settings_text(sessions, store, reset_on_logon=not link and not cuts and venue_restart is None))
         try:

@@ -15,7 +15,7 @@ from engine.core.engine_core import EngineCore
 from engine.core.events import Quote, SessionUp
 from engine.shell.journal import Journal, JournalError, read, replay
 from simulator import runner
-from tests.conftest import short
+from tests.conftest import ROOT, short
 
 
 def state(core: EngineCore) -> tuple:
@@ -467,3 +467,49 @@ def test_encode_writes_the_same_bytes_as_jsons_encoder_for_an_event():
     assert encode(event, 7.25) == expected
     with pytest.raises(TypeError, match="a journal record holds"):
         encode(Quote("HG", object(), 1.0, 2.0, 1.0), 1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "made"),
+    [("f30_engine_crash_torn_journal", 1), ("f31_failover_both_nodes_crash_in_turn", 2)],
+)
+@pytest.mark.parametrize("ending", ["report", "error in the run", "error while building"])
+def test_a_simulated_run_removes_the_journals_it_made_for_itself(tmp_path, monkeypatch, name, made, ending):
+    """A restart or a standby needs a journal on disk; the run makes its own in a temporary directory
+    and removes it however the run ends (certifying the library x 5 seeds left gigabytes in /tmp)."""
+    import tempfile
+
+    from engine.config import ConfigError
+    from simulator import scenario
+    from simulator.prices import PriceModelError
+    from simulator.scratch import Scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    paths = []
+    original = Scratch.journal
+
+    def journal(self, *args):
+        made_now = original(self, *args)
+        paths.append(made_now.path)
+        return made_now
+
+    monkeypatch.setattr(Scratch, "journal", journal)
+    sc = scenario.load(ROOT / "scenarios" / f"{name}.toml")
+    if ending == "report":
+        assert runner.run(sc, 7).report["verdict"] == "pass"
+    elif ending == "error in the run":
+        monkeypatch.setattr(runner, "build_report", lambda *a: (_ for _ in ()).throw(RuntimeError("planted")))
+        with pytest.raises(RuntimeError, match="planted"):
+            runner.run(sc, 7)
+    else:
+
+        def no_prices(*a):
+            raise PriceModelError("planted: no price")
+
+        monkeypatch.setattr(runner, "PriceProcess", no_prices)
+        with pytest.raises(ConfigError, match="planted"):
+            runner.run(sc, 7)
+    # a restart's journal is made before the prices, a standby's after them
+    assert len(paths) >= (made if ending != "error while building" else 1)
+    assert all(p.parent.parent == tmp_path for p in paths)
+    assert not list(tmp_path.iterdir()), list(tmp_path.rglob("*"))

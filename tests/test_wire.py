@@ -81,8 +81,11 @@ def wire_variant(
 
 
 def test_engine_trades_against_the_venue_model_over_real_fix_sessions(tmp_path):
-    proc, report = wire_run(tmp_path / "wire")
+    scratch = tmp_path / "tmp"  # the run's working files (venue state, session stores) go, the report stays
+    scratch.mkdir()
+    proc, report = wire_run(tmp_path / "wire", env={"TMPDIR": str(scratch)})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(scratch.iterdir()), list(scratch.rglob("*"))[:5]
     assert report["mode"] == "wire" and len(report["episodes"]) >= 3
     assert report["fills_match_positions"] and report["all_terminal"]
     msgs = _checked_messages(tmp_path / "wire" / "messages.log")  # BodyLength, CheckSum recomputed
@@ -547,6 +550,8 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     """Over a real socket to `xmc venue`: garbled bytes (a wrong CheckSum) are dropped, a NewOrderSingle
     the SHFE dictionary refuses (no Account) gets session Reject 3 naming the tag, a message type the
     venue does not serve gets BusinessMessageReject j (380=3); then a TestRequest is still answered."""
+    scratch = tmp_path / "tmp"  # where its session store goes without --state-dir: removed when it ends
+    scratch.mkdir()
     venue = subprocess.Popen(
         [
             sys.executable,
@@ -561,6 +566,7 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
             str(tmp_path / "venue.json"),
         ],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -581,6 +587,7 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     finally:
         venue.stdin.close()
         venue.wait(timeout=30)
+    assert not list(scratch.iterdir()), "xmc venue left its temporary session store behind"
     messages = [b"8=FIX.4.4\x01" + m for m in got.split(b"8=FIX.4.4\x01") if m]
     rejects = [m for m in messages if b"\x0135=3\x01" in m]
     assert rejects and b"\x0145=2\x01" in rejects[0] and b"\x01371=1\x01" in rejects[0]  # Account missing
