@@ -188,21 +188,8 @@ def trial(work: Path, lease_args: list[str]) -> dict:
     }
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=3, help="kill/takeover cycles per backend (default 3)")
-    ap.add_argument("--backend", choices=("etcd", "zookeeper", "both"), default="both")
-    ap.add_argument("--ttl", type=int, default=1, help="etcd lease TTL in whole seconds (default 1, etcd's least)")
-    ap.add_argument("--session-ms", type=float, default=300.0, help="ZooKeeper session timeout (default 300)")
-    args = ap.parse_args()
-    backends = ["etcd", "zookeeper"] if args.backend == "both" else [args.backend]
-    if "etcd" in backends and shutil.which("etcd") is None:
-        print("etcd not installed: run scripts/bootstrap (apt-get install etcd-server)", file=sys.stderr)
-        return 2
-    if "zookeeper" in backends and not zookeeper_available():
-        print("ZooKeeper not installed: run scripts/bootstrap (apt-get install zookeeper)", file=sys.stderr)
-        return 2
-    work = Path(tempfile.mkdtemp(prefix="xmc-failover-bench-"))
+def measure(args, backends: list[str], work: Path) -> dict:
+    """Each backend's expiry floor and failover trials, its service started in `work` and stopped after."""
     results = {}
     for backend in backends:
         if backend == "etcd":
@@ -236,6 +223,25 @@ def main() -> int:
         finally:
             service.stop()
         results[backend] = (label, floors, rows)
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=3, help="kill/takeover cycles per backend (default 3)")
+    ap.add_argument("--backend", choices=("etcd", "zookeeper", "both"), default="both")
+    ap.add_argument("--ttl", type=int, default=1, help="etcd lease TTL in whole seconds (default 1, etcd's least)")
+    ap.add_argument("--session-ms", type=float, default=300.0, help="ZooKeeper session timeout (default 300)")
+    args = ap.parse_args()
+    backends = ["etcd", "zookeeper"] if args.backend == "both" else [args.backend]
+    if "etcd" in backends and shutil.which("etcd") is None:
+        print("etcd not installed: run scripts/bootstrap (apt-get install etcd-server)", file=sys.stderr)
+        return 2
+    if "zookeeper" in backends and not zookeeper_available():
+        print("ZooKeeper not installed: run scripts/bootstrap (apt-get install zookeeper)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="xmc-failover-bench-") as work:
+        results = measure(args, backends, Path(work))
     print(f"{'measure (wall ms, from the kill)':<64} {'n':>4} {'p50':>8} {'p99':>8} {'max':>8}")
 
     def row(label: str, values: list[float]) -> None:

@@ -35,6 +35,22 @@ from simulator.ports import PortReservation, reserve  # noqa: E402
 from simulator.runner import percentile  # noqa: E402
 from simulator.wire import run_wire  # noqa: E402
 
+# every store and output of this process in one directory, removed when the process ends
+SCRATCH = tempfile.TemporaryDirectory(prefix="xmc-bench-")
+
+
+def scratch_dir(prefix: str = "") -> str:
+    return tempfile.mkdtemp(prefix=prefix, dir=SCRATCH.name)
+
+
+def end_process() -> None:
+    """End without tearing quickfix down (see cmd_venue: its acceptor's stop has crashed), the scratch
+    directory removed first (os._exit skips the interpreter's clean-up)."""
+    import os
+
+    SCRATCH.cleanup()
+    os._exit(0)
+
 
 def settings(kind: str, port: int, store: str) -> str:
     sender, target = ("BARE-V", "BARE-E") if kind == "acceptor" else ("BARE-E", "BARE-V")
@@ -157,7 +173,7 @@ def bare_pair(n: int, rate: float, seconds: float) -> dict:
     child.stdout.readline()  # "ready"
     app = BareInitiator()
     ss = fix.SessionSettings()
-    ss.setFromString(settings("initiator", port, tempfile.mkdtemp()))
+    ss.setFromString(settings("initiator", port, scratch_dir()))
     init = fix.SocketInitiator(app, fix.MemoryStoreFactory(), ss, fix.ScreenLogFactory(False, False, False))
     init.start()
     try:
@@ -190,14 +206,12 @@ def bare_pair(n: int, rate: float, seconds: float) -> dict:
 
 def serve_bare_acceptor(port: int) -> None:
     ss = fix.SessionSettings()
-    ss.setFromString(settings("acceptor", port, tempfile.mkdtemp()))
+    ss.setFromString(settings("acceptor", port, scratch_dir()))
     acc = fix.SocketAcceptor(BareAcceptor(), fix.MemoryStoreFactory(), ss, fix.ScreenLogFactory(False, False, False))
     acc.start()
     print("ready", flush=True)
     sys.stdin.read()
-    import os
-
-    os._exit(0)  # see cmd_venue: no acceptor teardown at exit
+    end_process()
 
 
 class XmcAcceptor(BareAcceptor):
@@ -252,7 +266,7 @@ def serve_xmc_acceptor() -> None:
         "ConnectionType=acceptor",
         "AllowedRemoteAddresses=127.0.0.1",
         "HeartBtInt=30",
-        f"FileStorePath={tempfile.mkdtemp()}",
+        f"FileStorePath={scratch_dir()}",
         "StartTime=00:00:00",
         "EndTime=00:00:00",
         "ResetOnLogon=Y",
@@ -277,9 +291,7 @@ def serve_xmc_acceptor() -> None:
     acc.start()
     print(json.dumps(ports), flush=True)
     sys.stdin.read()
-    import os
-
-    os._exit(0)
+    end_process()
 
 
 def _quotes(sign: int) -> list:
@@ -314,7 +326,7 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
     engine = LiveEngine(core, sessions)
     handed: dict[str, float] = {}  # ClOrdID -> engine time its NewOrderSingle was handed to quickfix
     engine.on_wire = lambda a, t: handed.setdefault(getattr(a, "cl_ord_id", ""), t)
-    engine.start(settings_text(sessions, Path(tempfile.mkdtemp()), heartbeat=30))
+    engine.start(settings_text(sessions, Path(scratch_dir()), heartbeat=30))
     out: dict = {}
     try:
         if not wait_for(lambda: len(engine.logged_on) == len(sessions), 15):
@@ -366,9 +378,7 @@ def xmc_engine(n: int, rate: float, seconds: float) -> None:
         acceptor.stdin.close()
         acceptor.wait(timeout=10)
     print(json.dumps(out), flush=True)
-    import os
-
-    os._exit(0)
+    end_process()
 
 
 def _to_hand_off(rows: list[tuple], handed: dict[str, float]) -> list[float]:
@@ -396,7 +406,7 @@ def xmc_full_scenario(seconds: float) -> list[float]:
     import polars as pl
 
     sc = scenario.load(ROOT / "benchmarks" / "throughput.toml")
-    out = Path(tempfile.mkdtemp(prefix="xmc-bench-"))
+    out = Path(scratch_dir("wire-"))
     run_wire(sc, sc.seed, seconds, out)
     audit = pl.read_parquet(out / "audit.parquet")
     # the in-memory row's first columns, by name (audit.parquet has more, typed, in its own order)
@@ -417,7 +427,7 @@ def bare_pairs(n: int, file_store: bool) -> list[float]:
     child.stdout.readline()
     app = BareInitiator()
     ss = fix.SessionSettings()
-    ss.setFromString(settings("initiator", port, tempfile.mkdtemp()))
+    ss.setFromString(settings("initiator", port, scratch_dir()))
     store = fix.FileStoreFactory(ss) if file_store else fix.MemoryStoreFactory()
     init = fix.SocketInitiator(app, store, ss, fix.ScreenLogFactory(False, False, False))
     init.start()
