@@ -21,6 +21,7 @@ from pathlib import Path
 import quickfix as fix
 import simpy.rt
 
+from engine.config import ConfigError, Problem
 from engine.fix import dictionary
 from engine.fix.codec import FixParseError, Parsed, msg_type_of
 from engine.shell.live import mask
@@ -134,6 +135,9 @@ class WireVenues(fix.Application):
         self.sc = sc
         self.seed = seed
         self.host = host
+        # set when the simulation thread stops before its time: the scenario's prices became no price
+        self.failed: ConfigError | None = None
+        self.ended = threading.Event()  # the simulation thread has stopped (its time is up, or failed)
         # ports given by the caller are held by the caller (run_wire keeps them across a venue restart);
         # otherwise the OS assigns them to sockets held here until stop() (simulator.ports)
         self._held = {} if ports else reserve(sc.venues)
@@ -339,8 +343,13 @@ class WireVenues(fix.Application):
             venue.clock_base = self.opened_at - self.env.now
         self.env.process(self._market())
         self.env.process(self._pump())
-        while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
-            self.env.run(until=min(self.env.now + 0.05, until))
+        try:
+            while not self._stop.is_set() and self.env.now < until:  # in slices, so that stop() is prompt
+                self.env.run(until=min(self.env.now + 0.05, until))
+        except PriceModelError as exc:  # the scenario's file is at fault: said by whoever waits (serve)
+            self.failed = price_problem(str(self.sc.path), exc, self.env.now, self.seed)
+        finally:
+            self.ended.set()
 
     def start(self, until: float, attempts: int = 50) -> dict[str, int]:
         """Listen (one port per venue) and start the venues' clock. The ports are held for these venues
@@ -427,7 +436,9 @@ def serve(
     state_dir: Path | None = None,
     clients: tuple[str, ...] = (ENGINE_COMP_ID,),
 ) -> dict:
-    """`xmc venue`: run the venues until `duration` passes or `until_closed()` returns; announce ports first."""
+    """`xmc venue`: run the venues until `duration` passes or `until_closed(ended)` returns; announce ports
+    first. `ended` is set when the venues' simulation stops by itself, so the wait can end then too; a
+    scenario whose prices the model cannot make raises its ConfigError here (venues halted, store gone)."""
     venues = WireVenues(
         sc,
         seed,
@@ -447,11 +458,13 @@ def serve(
             "clients": list(venues.clients),
         }
     )
-    until_closed()
+    until_closed(venues.ended)
     # The caller ends the process right after recording this (see cmd_venue) and the OS closes the
     # sockets: a venue process killed by its test must not depend on a clean shutdown either.
     venues.halt()
     venues.remove_store()
+    if venues.failed is not None:
+        raise venues.failed
     return {
         "positions": venues.positions(),
         "client_positions": venues.client_positions(),
@@ -463,6 +476,17 @@ def serve(
         "session_events": [{"at": t, "session": sid, "text": text} for t, sid, text in venues.session_events.events],
         "opened_at": venues.opened_at,
     }
+
+
+def ended_within(process, seconds: float) -> bool:
+    """Wait `seconds` unless `process` ends first; whether it has ended."""
+    import subprocess
+
+    try:
+        process.wait(timeout=seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def run_wire(
@@ -605,7 +629,7 @@ def _run_wire(
                 timer.daemon = True
                 timer.start()
             if venue_restart is None:
-                threading.Event().wait(duration)
+                venues_ended = ended_within(child, duration)
             else:
                 at, down = venue_restart
                 threading.Event().wait(at)
@@ -617,16 +641,17 @@ def _run_wire(
                 restarts.append(
                     {"killed_at_s": round(killed - open_at, 6), "restarted_at_s": round(engine.now() - open_at, 6)}
                 )
-                threading.Event().wait(max(duration - at - down, 0.0))
+                venues_ended = ended_within(child, max(duration - at - down, 0.0))
             for relay in relays.values():
                 relay.close()
-            wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
-            engine.command("drain")
-            # a condition, not a duration: on a loaded machine the drain's open episodes take longer
-            # in wall time than the scenario's drain_s; stopping earlier left reports in flight. The
-            # engine thread must have taken the drain first: a quote ahead of it in the queue may still
-            # open an episode, which must finish too
-            wait_for(lambda: drained(core), max(sc.drain, 30.0))
+            if not venues_ended:  # else they stopped on their own (a problem of the scenario): said below
+                wait_for(lambda: len(engine.logged_on) == len(sessions), 10)
+                engine.command("drain")
+                # a condition, not a duration: on a loaded machine the drain's open episodes take longer
+                # in wall time than the scenario's drain_s; stopping earlier left reports in flight. The
+                # engine thread must have taken the drain first: a quote ahead of it in the queue may still
+                # open an episode, which must finish too
+                wait_for(lambda: drained(core), max(sc.drain, 30.0))
         finally:
             engine.stop()
     finally:
@@ -635,9 +660,12 @@ def _run_wire(
         child.wait(timeout=30)
         for h in held.values():
             h.close()
-    if child.returncode != 0 or not state.exists():
+    if (child.returncode != 0 and child.returncode != 2) or not state.exists():
         raise RuntimeError(f"the venue process ended with exit code {child.returncode} without its final state")
     venue_state = json.loads(state.read_text())
+    if "error" in venue_state:  # the venues stopped on a problem of the scenario file (exit 2 there too)
+        error = venue_state["error"]
+        raise ConfigError(error["source"], [Problem(**p) for p in error["problems"]])
     if venue_state.get("opened_at") and not restarts:
         # the venues' own clock 0 on the engine's clock (one machine, one wall clock): closer than
         # the last logon, which arrives a down-link latency after the venues opened

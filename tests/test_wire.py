@@ -136,6 +136,50 @@ def test_venue_command_rejects_bad_input():
     assert proc.returncode == 2 and "nope.toml" in proc.stderr
 
 
+def _no_price_midway(tmp_path):
+    """The spread scenario with HG priced per tonne (its price_unit left out) and a spread noise far
+    above that level: CU's fair value goes negative ~2 s into the run (seed 7)."""
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()
+    text = text.replace('price_unit = "lb"\n', "", 1).replace("spread_sigma = 60.0", "spread_sigma = 2000.0", 1)
+    assert "spread_sigma = 2000.0" in text
+    path = tmp_path / "no_price_midway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_prices_that_fail_mid_run_end_a_wire_run_with_exit_2_naming_the_scenario(tmp_path):
+    """The venues' market (in the venue process) stops on a fair value that is no price: the venue
+    process ends with exit 2, and `xmc run --mode wire` too, at once (not after its hour of duration),
+    naming the file and the prices table, never a traceback; the same problem the virtual-time run
+    reports."""
+    path = _no_price_midway(tmp_path)
+    cmd = [sys.executable, "-m", "xmc.cli", "run", str(path), "--out", str(tmp_path / "out")]
+    virtual = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert virtual.returncode == 2 and "went to -" in virtual.stderr, virtual.stderr[-2000:]
+    # an hour of duration: a run that waited for venues that had stopped would hit the timeout
+    wire = [*cmd, "--mode", "wire", "--duration", "3600"]
+    proc = subprocess.run(wire, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "wire run failed" not in proc.stderr
+    assert f"xmc: {path}" in proc.stderr and "prices: at " in proc.stderr and "went to -" in proc.stderr
+    venue = subprocess.Popen(  # stdin kept open: the venue ends by itself, on the price
+        [sys.executable, "-m", "xmc.cli", "venue", "--scenario", str(path), "--duration", "3600"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        venue.wait(timeout=300)
+    finally:
+        venue.kill()
+        venue.stdin.close()
+    err = venue.stderr.read()
+    assert venue.returncode == 2 and "Traceback" not in err, err[-3000:]
+    assert f"xmc: {path}" in err and "went to -" in err
+
+
 def test_a_logon_with_a_bad_password_is_refused_and_other_sessions_keep_trading(tmp_path):
     scenario_file = ROOT / "scenarios" / "cu_hg_spread.toml"
     state = tmp_path / "venue.json"

@@ -471,10 +471,10 @@ def cmd_venue(args) -> int:
     def announce(info: dict) -> None:
         print(json.dumps(info), flush=True)
 
-    def until_closed() -> None:
-        done = threading.Event()
-        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-        done.wait(args.duration)
+    def until_closed(ended: threading.Event) -> None:
+        """Until stdin closes, the duration passes or the venues' simulation ends by itself."""
+        threading.Thread(target=lambda: (sys.stdin.read(), ended.set()), daemon=True).start()
+        ended.wait(args.duration)
 
     ports = {}
     for item in args.port:
@@ -517,6 +517,12 @@ def cmd_venue(args) -> int:
         )
     except ValueError as exc:  # a corrupt --state-dir
         raise UsageError(str(exc)) from None
+    except ConfigError as exc:  # the scenario's prices failed mid-run: exit 2 without quickfix's teardown
+        print(f"xmc: {exc}", file=sys.stderr, flush=True)
+        if args.state:  # for the engine side of `xmc run --mode wire`, which reports it as its own exit 2
+            problems = [{"key": p.key, "what": p.what, "fix": p.fix} for p in exc.problems]
+            Path(args.state).write_text(json.dumps({"error": {"source": exc.source, "problems": problems}}))
+        os._exit(2)
     if args.state:
         Path(args.state).write_text(json.dumps(result))
     print(f"venues stopped; engine positions at the venues: {result['positions']}", file=sys.stderr)
