@@ -218,3 +218,48 @@ def test_progress_names_the_running_scenarios_and_an_eta_on_a_terminal():
     log.done = 6
     line = log.line({"scenario": "s2", "seed": 2, "verdict": "pass", "wall": {"run_s": 0.8}})
     assert line.startswith("[6/6] s2 seed 2: pass (0.8 s)") and line.endswith("6/6 runs done")
+
+
+def _number_options() -> list[tuple[str, str]]:
+    """Every (subcommand, option) of the CLI that takes a number with a fraction (type finite)."""
+    import argparse
+
+    from xmc.cli import _parser, finite
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [
+        (name, action.option_strings[0])
+        for name, parser in sub.choices.items()
+        for action in parser._actions
+        if action.type is finite
+    ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "NaN", "twelve"])
+def test_no_number_option_takes_nan_infinity_or_text(capsys, value):
+    """float() takes nan and inf, which pass any range check written as a comparison: `parity --duration
+    nan` ran forever and `audit --from nan` answered "(no rows)". Every number option of every
+    subcommand is parsed by one type that refuses them: exit 2 naming the option and the value."""
+    options = _number_options()
+    assert len(options) >= 13 and ("parity", "--duration") in options and ("audit", "--from") in options
+    for command, option in options:
+        with pytest.raises(SystemExit) as done:
+            main([command, f"{option}={value}", "x.toml"])
+        err = capsys.readouterr().err
+        assert done.value.code == 2, (command, option)
+        assert f"argument {option}" in err and repr(value) in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["certify", "{spread}", "--seeds", "100000000000"], "--seeds 100000000000: give a whole number in 1..100,000"),
+        (["parity", "{spread}", "--duration", "1e9"], "--duration 1e+09: give seconds in (0, 86400]"),
+        (["run", "{spread}", "--mode", "wire", "--duration", "1e9"], "--duration 1e+09: give seconds in (0, 86400]"),
+    ],
+)
+def test_sweeps_and_durations_beyond_their_domain_are_refused_before_any_work(capsys, argv, fragment):
+    """A hundred billion seeds made certify build its job list until memory ran out."""
+    assert main([a.format(spread=SPREAD) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err

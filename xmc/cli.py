@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -78,6 +79,22 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+def finite(text: str) -> float:
+    """argparse type of every number option: a finite number (float() alone takes nan and inf, which
+    pass every range check written as a comparison and would run forever or report nonsense)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number")
+    return value
+
+
+MAX_SEEDS = 100_000  # per scenario in one certify run: beyond it, a typo (a week of CPU per scenario)
+MAX_DURATION_S = 86_400.0  # a scenario's own domain: at most a day
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xmc", description="Cross-market arbitrage FIX engine and its certifying exchange simulator.")
     p.add_argument("--version", action=_Version, nargs=0, help="print xmc's version (and git commit) and exit")
@@ -107,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--duration",
-        type=float,
+        type=finite,
         default=None,
         help="wire mode: wall-clock seconds to trade (default: the scenario's duration)",
     )
@@ -119,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--kill-venues-at",
-        type=float,
+        type=finite,
         default=None,
         metavar="S",
         help="wire mode: kill the venue process (SIGKILL) S seconds into trading and start it again on "
@@ -128,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--venues-down",
-        type=float,
+        type=finite,
         default=1.0,
         metavar="S",
         help="wire mode: seconds the killed venue process stays down (default 1)",
@@ -145,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     pa.add_argument("scenario", help="path of a scenario .toml file")
     pa.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
-    pa.add_argument("--duration", type=float, default=10.0, help="seconds of trading in both runs (default 10)")
+    pa.add_argument("--duration", type=finite, default=10.0, help="seconds of trading in both runs (default 10)")
     pa.add_argument("--out", default="out/parity", help="output directory (default out/parity)")
     pa.add_argument(
         "--no-link-latency",
@@ -154,13 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     pa.add_argument(
         "--signal-tolerance-ms",
-        type=float,
+        type=finite,
         default=250.0,
         help="how far apart the same decision may fire on the two clocks (default 250)",
     )
     pa.add_argument(
         "--timing-tolerance-ms",
-        type=float,
+        type=finite,
         default=250.0,
         help="how much signal->terminal may differ between the runs (default 250)",
     )
@@ -172,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
         "and audit.parquet under runs/) to --out.",
     )
     c.add_argument("paths", nargs="*", help="scenario files or directories (default: the bundled scenarios/)")
-    c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N (default 3)")
+    c.add_argument("--seeds", type=int, default=3, help="seeds per scenario, 1..N, N at most 100,000 (default 3)")
     c.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
     c.add_argument("--out", default="out/certify", help="output directory (default out/certify)")
     c.add_argument(
@@ -265,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=1, help="the search's seed: same seed and --runs, same schedules")
     ex.add_argument(
         "--duration",
-        type=float,
+        type=finite,
         default=None,
         metavar="S",
         help="cap each run's virtual duration (default: the base's)",
@@ -298,8 +315,8 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--episode", metavar="ID", help="one episode's orders: role, quantity, fills, average price")
     au.add_argument("--run", default=None, help="only this run (its scenario name, or 'live')")
     au.add_argument("--seed", type=int, default=None, help="only this seed")
-    au.add_argument("--from", dest="start", type=float, default=None, metavar="S", help="decisions from this time (s)")
-    au.add_argument("--to", dest="end", type=float, default=None, metavar="S", help="decisions up to this time (s)")
+    au.add_argument("--from", dest="start", type=finite, default=None, metavar="S", help="decisions from this time (s)")
+    au.add_argument("--to", dest="end", type=finite, default=None, metavar="S", help="decisions up to this time (s)")
     au.add_argument("--instrument", default=None, help="decisions that traded this instrument")
     au.add_argument("--venue", default=None, help="decisions that traded on this venue")
     au.add_argument("--outcome", default=None, help="decisions that ended so: BALANCED, UNWOUND, ESCALATED, ABORTED")
@@ -321,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     lv.add_argument("--config", required=True, help="path of a live .toml config")
     lv.add_argument(
-        "--duration", type=float, default=None, help="stop after this many seconds (default: run until a signal)"
+        "--duration", type=finite, default=None, help="stop after this many seconds (default: run until a signal)"
     )
     lv.add_argument(
         "--role",
@@ -349,12 +366,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the replication address: the standby listens there, the primary connects to it",
     )
-    lv.add_argument("--heartbeat-ms", type=float, default=100.0, help="heartbeat interval (default 100)")
+    lv.add_argument("--heartbeat-ms", type=finite, default=100.0, help="heartbeat interval (default 100)")
     lv.add_argument("--misses", type=int, default=3, help="heartbeats missed before a takeover (default 3)")
     lv.add_argument("--lease-ttl-s", type=int, default=1, help="etcd lease TTL in whole seconds (default 1)")
     lv.add_argument(
         "--lease-session-ms",
-        type=float,
+        type=finite,
         default=400.0,
         help="ZooKeeper session timeout in ms: how long after a node's last word its lease ends "
         "(default 400; the server's tickTime x 2 at least)",
@@ -378,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
         "engines only; quickfix 1.16 listens on every interface and its sessions refuse "
         "logons from any other address); 0.0.0.0 takes them from anywhere",
     )
-    v.add_argument("--duration", type=float, default=3600.0, help="seconds to serve (default 3600)")
+    v.add_argument("--duration", type=finite, default=3600.0, help="seconds to serve (default 3600)")
     v.add_argument("--state", default=None, help="write the venues' final positions to this JSON file")
     v.add_argument(
         "--port",
@@ -674,8 +691,8 @@ def cmd_run(args) -> int:
         from simulator import wire
 
         duration = sc.duration if args.duration is None else args.duration
-        if duration <= 0:
-            raise UsageError(f"--duration {duration}: give seconds > 0")
+        if not 0 < duration <= MAX_DURATION_S:
+            raise UsageError(f"--duration {duration:g}: give seconds in (0, {MAX_DURATION_S:g}]")
         seed = sc.seed if args.seed is None else args.seed
         try:
             restart = None
@@ -717,8 +734,8 @@ def cmd_parity(args) -> int:
     from simulator import parity, runner, scenario, wire
 
     sc = scenario.load(args.scenario)
-    if args.duration <= 0:
-        raise UsageError(f"--duration {args.duration}: give seconds > 0")
+    if not 0 < args.duration <= MAX_DURATION_S:
+        raise UsageError(f"--duration {args.duration:g}: give seconds in (0, {MAX_DURATION_S:g}]")
     for flag, value in (
         ("--signal-tolerance-ms", args.signal_tolerance_ms),
         ("--timing-tolerance-ms", args.timing_tolerance_ms),
@@ -746,8 +763,8 @@ def cmd_parity(args) -> int:
 def cmd_certify(args) -> int:
     from simulator import baseline as gate
 
-    if args.seeds < 1:
-        raise UsageError(f"--seeds {args.seeds}: give a whole number >= 1")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds {args.seeds}: give a whole number in 1..{MAX_SEEDS:,}")
     if args.accept_changes and not args.baseline:
         raise UsageError("--accept-changes: give the baseline to update with --baseline FILE")
     base = gate.load(args.baseline) if args.baseline else None
