@@ -122,6 +122,13 @@ class Member:
         return out
 
 
+def _draw(sizes: tuple[int, int]) -> tuple[int, int, int]:
+    """(low, count, bits) of a size in [low, high] drawn as random.Random.randint(low, high) draws it."""
+    low, high = sizes
+    n = high - low + 1
+    return low, n, n.bit_length()
+
+
 class Venue:
     def __init__(
         self, env: simpy.Environment, cfg: VenueConfig, instruments: list[Instrument], rng: random.Random, log: WireLog
@@ -131,6 +138,11 @@ class Venue:
         self.rng = rng
         self.log = log
         self.instruments = {i.symbol: i for i in instruments}
+        liq = cfg.liquidity
+        # the market maker's ladder: each level's distance from the centre, in ticks, best first
+        self._offsets = [liq.half_spread_ticks + k * liq.level_gap_ticks for k in range(liq.levels)]
+        # each side's size draw (low, count, bits): what random.Random.randint(low, high) consumes
+        self._draws = {side: _draw(sizes) for side, sizes in ((BUY, liq.bid_sizes), (SELL, liq.ask_sizes))}
         # the member's accounts registered here: a position request for any other is not authorised
         self.accounts = {i.account for i in instruments if i.account}
         self.vd = dictionary.load(cfg.dictionary)
@@ -228,23 +240,20 @@ class Venue:
             center = round(value / inst.tick)
             ref = self.reference[symbol]
             quotes: list[tuple[str, int]] = []
-            for k in range(liq.levels):
-                offset = liq.half_spread_ticks + k * liq.level_gap_ticks
-                if lock is None:
-                    quotes += ((BUY, center - offset), ("2", center + offset))
-                else:  # locked at the limit: one side only, everything at the limit price
-                    band = self.cfg.price_band_pct / 100.0
-                    limit = (
-                        math.floor(ref * (1 + band) / inst.tick)
-                        if lock.side == "buy"
-                        else math.ceil(ref * (1 - band) / inst.tick)
-                    )
-                    quotes.append((BUY, limit) if lock.side == "buy" else ("2", limit))
+            if lock is None:
+                for offset in self._offsets:
+                    quotes += ((BUY, center - offset), (SELL, center + offset))
+            else:  # locked at the limit: one side only, everything at the limit price
+                band = self.cfg.price_band_pct / 100.0
+                limit = (
+                    math.floor(ref * (1 + band) / inst.tick)
+                    if lock.side == "buy"
+                    else math.ceil(ref * (1 - band) / inst.tick)
+                )
+                quotes = [(BUY, limit) if lock.side == "buy" else (SELL, limit)] * liq.levels
             if not book.orders and (lock is not None or liq.half_spread_ticks > 0):
                 # nothing else rests and the quotes cannot meet: staged, the same ids and sizes drawn now
-                staged = [
-                    (side, ticks, self._size(liq.bid_sizes if side == BUY else liq.ask_sizes)) for side, ticks in quotes
-                ]
+                staged = self._sized(quotes)
                 book.stage(MARKET_MAKER, f"{self.cfg.name[:2]}M", self.ids + 1, staged)
                 self.ids += len(staged)
             else:
@@ -265,6 +274,19 @@ class Venue:
                 self._show_top(symbol)
         if self.cfg.md_interval == 0:
             self.publish()
+
+    def _sized(self, quotes: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        """Each quote with its size drawn, in quote order: the draws `_size` makes, without its call."""
+        bits = self.rng.getrandbits
+        draws = self._draws
+        out = []
+        for side, ticks in quotes:
+            low, n, k = draws[side]
+            r = bits(k)
+            while r >= n:
+                r = bits(k)
+            out.append((side, ticks, low + r))
+        return out
 
     def _size(self, sizes: tuple[int, int]) -> int:
         """A market maker's order size in [low, high]: the draw random.Random.randint(low, high) makes
