@@ -119,13 +119,18 @@ class Clients(fix.Application):
 
 
 def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="xmc-two-clients-") as store:  # removed when the clients end
+        return clients(store)
+
+
+def clients(store: str) -> int:
     port, venue, dd, symbol, account, tick = sys.argv[1:7]
     lines = [
         "[DEFAULT]",
         "ConnectionType=initiator",
         "HeartBtInt=30",
         "ReconnectInterval=1",
-        f"FileStorePath={tempfile.mkdtemp()}",
+        f"FileStorePath={store}",
         "StartTime=00:00:00",
         "EndTime=00:00:00",
         "ResetOnLogon=Y",
