@@ -608,6 +608,7 @@ def build_report(
         # wall-clock figures: informative only, never part of run_hash or a verdict
         "wall": {
             "engine_compute_us": distribution(compute_us),
+            "engine_compute_s": round(sum(compute_us) / 1e6, 6),
             "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns]),
         },
     }
