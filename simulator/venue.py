@@ -545,9 +545,11 @@ class Venue:
         # with delay_ms the market trades it then, at the order's price, if it still works
         if fault.delay > 0:
             later = self.env.timeout(fault.delay)
-            later.callbacks.append(lambda _e, co=co: self._fill_rest(co))
+            later.callbacks.append(lambda _e, co=co: self._trade_working_rest(co))
 
-    def _fill_rest(self, co: ClientOrder) -> None:
+    def _trade_working_rest(self, co: ClientOrder) -> None:
+        """A partial_fill's delay is up: the market trades what is left of the order at its price, if
+        the order still works (not if it was cancelled, replaced to its fills or filled meanwhile)."""
         if co.status in ("0", "1") and co.cum < co.qty and co.price is not None:
             self._member_fill(co, co.qty - co.cum, co.price)
 
