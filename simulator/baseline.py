@@ -104,7 +104,7 @@ def calibrate(repeat: int = 5) -> float:
     best = math.inf
     for _ in range(repeat):
         started = time.perf_counter()
-        acc, book = 0.0, {}
+        acc, book = 0.0, dict[int, float]()
         for i in range(200_000):
             book[i & 1023] = book.get(i & 1023, 0.0) + i * 1e-3
             acc += book[i & 1023] / (1 + (i & 7))

@@ -56,7 +56,8 @@ class OrderBook:
         `best` reads staged quotes as they are). `withdraw_staged` cancels them either way."""
         if self._staged is not None or self.orders:
             raise ValueError(f"{self.symbol}: quotes are staged only into an empty book")
-        bid = ask = None  # [ticks, qty] of the best of each side
+        bid: list[int] | None = None  # [ticks, qty] of the best of each side
+        ask: list[int] | None = None
         for side, ticks, qty in quotes:
             best = bid if side == BUY else ask
             if best is None or (ticks > best[0] if side == BUY else ticks < best[0]):
@@ -156,10 +157,12 @@ class OrderBook:
         return trades, rested
 
     def _rest(self, order: BookOrder) -> None:
-        level = self.levels[order.side].get(order.ticks)
+        ticks = order.ticks
+        assert ticks is not None, "a market order never rests"
+        level = self.levels[order.side].get(ticks)
         if level is None:
-            level = self.levels[order.side][order.ticks] = deque()
-            bisect.insort(self.prices[order.side], order.ticks)
+            level = self.levels[order.side][ticks] = deque()
+            bisect.insort(self.prices[order.side], ticks)
         level.append(order)
         self.orders[order.order_id] = order
 
@@ -168,6 +171,7 @@ class OrderBook:
         it, without the walk); False, and nothing done, when it would trade: `submit` it."""
         self._make()
         side, ticks = order.side, order.ticks
+        assert ticks is not None, "a market order never rests"
         if side == BUY:
             opposite = self.prices[SELL]
             if opposite and opposite[0] <= ticks:
@@ -188,6 +192,7 @@ class OrderBook:
             if order is None:
                 continue
             side, ticks = order.side, order.ticks
+            assert ticks is not None  # it rested
             queue = levels[side][ticks]
             if len(queue) == 1:
                 del levels[side][ticks]
@@ -201,10 +206,12 @@ class OrderBook:
         order = self.orders.pop(order_id, None)
         if order is None:
             return None
-        queue = self.levels[order.side][order.ticks]
+        ticks = order.ticks
+        assert ticks is not None  # it rested
+        queue = self.levels[order.side][ticks]
         queue.remove(order)
         if not queue:
-            del self.levels[order.side][order.ticks]
-            self.prices[order.side].remove(order.ticks)
+            del self.levels[order.side][ticks]
+            self.prices[order.side].remove(ticks)
         order.live = False
         return order

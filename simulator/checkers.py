@@ -10,13 +10,18 @@ single-node runs report it unknown.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import TYPE_CHECKING
 
-from engine.core.engine_core import EngineCore, epoch_of
+from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
 from engine.core.events import Quote
-from engine.core.ids import BUY, CHILD_ID, SELL
+from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
+
+if TYPE_CHECKING:
+    from simulator.failover import SimulatedLease
 
 NAMES = {
     1: "naked exposure within limits",
@@ -73,7 +78,7 @@ class InvariantChecker:
         self.late_fills: set[str] = set()  # ClOrdIDs a venue filled after reporting them Canceled (late_fill)
         self.late_position: dict[str, float] = {}  # instrument -> lots of those late fills, either side
         self.jumps: list[float] = []  # times of price jumps (price_jump faults)
-        self.lease = None  # failover runs: the lease whose revision is the current fencing epoch
+        self.lease: SimulatedLease | None = None  # failover runs: the lease whose revision is the current fencing epoch
         # invariant 10: every order the core registers as sent leaves the node (handed to the transport,
         # or stopped by the fence) before the run ends; `registered` orders of the current core were
         # looked at, `unsent` are those registered and not handed yet (ClOrdID -> (decision, when))
@@ -287,18 +292,19 @@ class InvariantChecker:
         a, b = self.core.instruments[s.leg_a], self.core.instruments[s.leg_b]
         names = (a.name, b.name, s.fx) if s.fx else (a.name, b.name)
         quotes = [(self.quotes if given is None else given).get(name) for name in names]
-        if any(q is None or q.bid is None or q.ask is None for q in quotes):
+        touches = [(q.bid, q.ask) for q in quotes if q is not None and q.bid is not None and q.ask is not None]
+        if len(touches) < len(names):
             return None
-        qa, qb = quotes[0], quotes[1]
-        fx = (quotes[2].bid + quotes[2].ask) / 2.0 if s.fx else 1.0
+        (a_bid, a_ask), (b_bid, b_ask) = touches[0], touches[1]
+        fx = (touches[2][0] + touches[2][1]) / 2.0 if s.fx else 1.0
         per_a = s.price_multiplier_a * a.units_per_tonne
         per_b = s.price_multiplier_b * b.units_per_tonne * fx
         if s.trigger.kind == "counter_price":  # what trading at the touches gives: A's bid and B's ask, or the reverse
             return {
-                SELL_SPREAD: qa.bid * per_a - qb.ask * per_b + s.offset,
-                BUY_SPREAD: qa.ask * per_a - qb.bid * per_b + s.offset,
+                SELL_SPREAD: a_bid * per_a - b_ask * per_b + s.offset,
+                BUY_SPREAD: a_ask * per_a - b_bid * per_b + s.offset,
             }
-        mid_a, mid_b = (qa.bid + qa.ask) / 2.0 * per_a, (qb.bid + qb.ask) / 2.0 * per_b
+        mid_a, mid_b = (a_bid + a_ask) / 2.0 * per_a, (b_bid + b_ask) / 2.0 * per_b
         value = mid_a / mid_b if s.trigger.kind == "ratio" else mid_a - mid_b + s.offset
         return {SELL_SPREAD: value, BUY_SPREAD: value}
 
@@ -420,7 +426,7 @@ class InvariantChecker:
                 f"{cl_ord_id}: priced at {price} with no reference price to check "
                 f"the {risk.price_band_pct}% band against",
             )
-        elif price is not None and abs(price - ref) / ref * 100 > risk.price_band_pct + 1e-9:
+        elif price is not None and ref is not None and abs(price - ref) / ref * 100 > risk.price_band_pct + 1e-9:
             self._fail(8, now, decision_id, f"{cl_ord_id}: price {price} beyond {risk.price_band_pct}% of {ref}")
         elif (
             slip := self._chase_slippage(instrument, cl_ord_id, decision_id, side, price)
@@ -600,7 +606,7 @@ class InvariantChecker:
         inst = core.instruments.get(instrument)
         book = core.books.get(instrument)
         touch = None if book is None else book.ask if side == BUY else book.bid
-        if inst is None or touch is None:
+        if inst is None or book is None or touch is None:
             self._fail(
                 13,
                 now,
@@ -717,7 +723,7 @@ class InvariantChecker:
 
     # ---- at the end of the run -----------------------------------------------------------------
     def reconcile_check(
-        self, now: float, venue_orders: dict[str, tuple[str, float, float]], flagged: set[str] = frozenset()
+        self, now: float, venue_orders: dict[str, tuple[str, float, float]], flagged: Set[str] = frozenset()
     ) -> None:
         """Invariant 12, at the end of every run (restarts, failovers and disconnects included): every order the engine holds agrees
         with the venue on filled quantity, on being done and on its average fill price (venue_orders:

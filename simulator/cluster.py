@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = "install Ray with: .venv/bin/pip install -e '.[ray]'"
@@ -26,7 +27,7 @@ class RayPool:
                 num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False, ignore_reinit_error=True
             )
         self.ray = ray
-        self._remote: dict[Callable, object] = {}
+        self._remote: dict[Callable, Any] = {}
 
     def map(self, fn: Callable, calls: list[tuple]) -> list:
         """fn(*args) for each args, as Ray tasks; results in the order of `calls`."""

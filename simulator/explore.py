@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config import ConfigError
 from simulator import scenario as scenario_mod
 from simulator.faults import (
     DESK_KINDS,
@@ -233,7 +234,7 @@ def run_job(job: dict) -> dict:
         path.write_text(scenario_mod.to_toml(job["doc"]))
         try:
             sc = scenario_mod.load(path)
-        except scenario_mod.ConfigError as exc:
+        except ConfigError as exc:
             return {"invalid": str(exc), "signature": [], "coverage": [], "wall_s": 0.0}
         report = runner.run(sc, job["seed"]).report
     failed = [f"invariant {k}" for k, v in sorted(report["invariants"].items()) if v["status"] == "fail"]

@@ -14,10 +14,11 @@ and steps down at its next keep-alive.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.core.engine_core import EngineCore
-from engine.core.events import CancelTimer, Command, SetTimer, Takeover
+from engine.core.events import AuditRow, CancelTimer, Command, SetTimer, Takeover
 from engine.shell.journal import Journal
 from engine.shell.lease import FENCE_MARGIN, may_send
 from simulator.scratch import Scratch
@@ -275,7 +276,7 @@ class Cluster:
         self.events.append({"event": "standby_resynced", "at_s": self.env.now, "events": self.applied})
 
 
-def timings(failovers: list[dict], audit: list[tuple]) -> list[dict]:
+def timings(failovers: list[dict], audit: Sequence[AuditRow]) -> list[dict]:
     """Per failover, from the crash (or pause): detection, standby active, every venue reconciled
     (from then on new orders are allowed), the first new order sent; milliseconds."""
     out = []

@@ -127,8 +127,10 @@ class Fault:
 
     def fire(self) -> bool:
         """Draw against the rate and count the hit."""
-        if self.rate < 1.0 and self.rng.random() >= self.rate:
-            return False
+        if self.rate < 1.0:
+            assert self.rng is not None  # the FaultPlan gives every fault its own generator
+            if self.rng.random() >= self.rate:
+                return False
         self.hits += 1
         return True
 
@@ -377,9 +379,9 @@ def damage_journal(path: Path, how: str) -> None:
         raise ValueError(f"{path}: no record to damage")
     at, size = frames[len(frames) // 2]
     if how == "checksum":
-        body = bytearray(data[at + _FRAME.size : at + size])
-        body[len(body) // 2] ^= 0x01  # one bit flipped, the checksum left as it was
-        record = data[at : at + _FRAME.size] + bytes(body)
+        flipped = bytearray(data[at + _FRAME.size : at + size])
+        flipped[len(flipped) // 2] ^= 0x01  # one bit flipped, the checksum left as it was
+        record = data[at : at + _FRAME.size] + bytes(flipped)
     else:
         if how == "undecodable":
             body = b"\x00\xff not json at all \x00"

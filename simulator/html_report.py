@@ -301,7 +301,7 @@ def render(summary: dict, out_dir: Path, choice: str | None = None) -> str:
     rows = []
     for name, runs in by.items():
         bad = [r for r in runs if r["verdict"] != "pass"]
-        outcomes = Counter()
+        outcomes: Counter[str] = Counter()
         for r in runs:
             outcomes.update(r["outcomes"])
         legged = sum(r["recovery"]["legged"] for r in runs)
@@ -416,19 +416,19 @@ def render(summary: dict, out_dir: Path, choice: str | None = None) -> str:
     if not failed:
         parts.append("<p>None.</p>")
     for r in failed:
-        bad = [
+        problems = [
             f"{x['key']}: expected {x['expected']}, got {x['actual']}"
             for x in r["expectations"]
             if x["verdict"] != "pass"
         ]
-        bad += [
+        problems += [
             f"invariant #{k} {v['name']}: {v.get('first', {}).get('detail', '')}"
             for k, v in r["invariants"].items()
             if v["status"] == "fail"
         ]
         parts.append(
             f"<h3 id='{_anchor(r)}'>{_e(r['scenario'])} seed {r['seed']}</h3><ul>"
-            + "".join(f"<li>{_e(b)}</li>" for b in bad)
+            + "".join(f"<li>{_e(b)}</li>" for b in problems)
             + f"</ul><p>Replay: <code>{_e(r['replay'])}</code></p>"
         )
     parts.append("</body></html>")

@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import simpy
 
@@ -74,4 +75,9 @@ class Link:
         self.last_arrival = arrival
         self.sent += 1
         ev = self.env.timeout(arrival - self.env.now)
-        ev.callbacks.append(lambda _ev, raw=raw: None if self.down else self.deliver(raw))
+        ev.callbacks.append(partial(self._arrive, raw))
+
+    def _arrive(self, raw: str, _event: object) -> None:
+        """A message reaches the far end, unless the connection was cut while it was in flight."""
+        if not self.down:
+            self.deliver(raw)

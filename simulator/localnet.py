@@ -81,7 +81,8 @@ class EtcdProcess(_ServerProcess):
         wait_for(up, 20, 0.05)
         if self.proc.poll() is not None:
             self._release()
-            raise RuntimeError("etcd did not start: " + self.proc.stderr.read().decode()[-2000:])
+            stderr = self.proc.stderr.read().decode() if self.proc.stderr is not None else ""
+            raise RuntimeError("etcd did not start: " + stderr[-2000:])
         if not up():
             self.stop()
             raise RuntimeError(f"etcd did not start: port {self.port} did not answer as member {self.name} within 20 s")

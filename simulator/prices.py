@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from engine.config import ConfigError, Problem
 
@@ -106,7 +107,7 @@ class PriceProcess:
             self.world *= factor
 
 
-def jump_schedule(faults) -> list[tuple[float, object]]:
+def jump_schedule(faults) -> list[tuple[float, Any]]:
     """(time, fault) of every price jump, drawn up front from each price_jump fault's own generator:
     one at after_s, or a Poisson stream at rate_per_s inside the window, at most `count` (0: no cap)."""
     out = []

@@ -22,7 +22,7 @@ _BODY_LENGTH = re.compile(rb"^8=[^\x01]+\x019=(\d+)\x01")
 
 def split_messages(buffer: bytearray) -> list[bytes]:
     """Take every complete FIX message off the front of `buffer` (incomplete tail stays)."""
-    out = []
+    out: list[bytes] = []
     while True:
         start = buffer.find(b"8=FIX")
         if start < 0:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import simpy
 
 from engine.core.engine_core import EngineCore
-from engine.core.events import Command, SendOrder, SessionDown, Takeover
+from engine.core.events import AuditRow, Command, SendOrder, SessionDown, Takeover
 from engine.provenance import sha256_of
 from engine.report import (
     RunResult,
@@ -44,12 +46,12 @@ from simulator.wire_checker import WireChecker
 
 @dataclass
 class _Node:
-    journal: object
+    journal: Journal | None
     restarts: list
     refused: list = field(default_factory=list)  # restarts that refused a damaged journal (journal_damage)
 
 
-def _restart_timings(restarts: list[dict], audit: list[tuple]) -> list[dict]:
+def _restart_timings(restarts: list[dict], audit: Sequence[AuditRow]) -> list[dict]:
     """Per restart: crash -> restart -> reconciled (every working order answered) -> first new order."""
     out = []
     for r in restarts:
@@ -127,7 +129,7 @@ class Simulation:
                 f"{name}:down",
                 vcfg.down,
                 fork(seed, f"link:{name}:down"),
-                lambda raw, n=name: self.active.receive(n, raw),
+                partial(self._to_active_node, name),
                 name,
                 "down",
                 faults,
@@ -143,6 +145,10 @@ class Simulation:
             self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
             checker.lease = wire.lease = self.cluster.lease
         self._attach_faults()
+
+    def _to_active_node(self, venue: str, raw: str) -> None:
+        """What a venue's link delivers reaches the engine node in charge when it arrives."""
+        self.active.receive(venue, raw)
 
     @property
     def active(self) -> SimEngineShell:
@@ -209,6 +215,7 @@ class Simulation:
         if not now:
             fault.hits += 1
         journal = target.journal
+        assert journal is not None  # a run with a crash_* fault journals every node (_build, Cluster)
         # nobody reads the dead process's sockets; what it had already written still reaches the venues
         links = [v.session.link for v in venues.values()]
         target.crash()
@@ -264,17 +271,18 @@ class Simulation:
             cluster.events.append({"event": "active_restarted", "at_s": env.now, "epoch": revision})
             if revision is not None and revision > rebuilt.epoch:
                 target.dispatch(Takeover(revision))
-        for v in venues:
-            target.dispatch(SessionDown(v))  # the new process knows the sessions dropped: it will query
+        for name in venues:
+            target.dispatch(SessionDown(name))  # the new process knows the sessions dropped: it will query
         target.dispatch(Command("reconcile"))  # and asks each trading venue for all its orders: positions
         for link in links:
             link.down = False
-        for v in venues:
-            target.reconnect(v)
+        for name in venues:
+            target.reconnect(name)
 
     def _node_fault(self, fault, now: bool = False):
         """A fault of the pair: the primary dies or freezes, or the standby dies (at `after`, or now)."""
         cluster = self.cluster
+        assert cluster is not None  # node faults are started only for a scenario with [failover]
         if not now:
             yield self.env.timeout(fault.after)
         if fault.kind == "primary_crash":
@@ -659,13 +667,11 @@ def evaluate(expect: dict, report: dict) -> list[dict]:
         check("max_alerts", expect["max_alerts"], n, n <= expect["max_alerts"])
     if expect.get("invariants_hold", True):
         failed = {k: v for k, v in report["invariants"].items() if v["status"] == "fail"}
-        first = next(iter(failed.values()), None)
-        check(
-            "invariants_hold",
-            "no violation",
-            "none" if not failed else f"#{next(iter(failed))} {first['name']}: {first['first']}",
-            not failed,
-        )
+        detail = "none"
+        if failed:
+            number, first = next(iter(failed.items()))
+            detail = f"#{number} {first['name']}: {first['first']}"
+        check("invariants_hold", "no violation", detail, not failed)
     if "min_legged" in expect:
         n = report["recovery"]["legged"]
         check("min_legged", expect["min_legged"], n, n >= expect["min_legged"])

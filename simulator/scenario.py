@@ -99,7 +99,7 @@ WINDOW_KINDS = (
     "reject",
     "partial_fill",
 )
-COVERAGE = (
+COVERAGE: tuple[str, ...] = (
     "legged",
     "chase",
     "unwind",

@@ -9,6 +9,8 @@ virtual time, and turns the core's actions into FIX messages, simpy timers and a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -19,6 +21,7 @@ from engine.core.events import (
     Alert,
     Anomaly,
     Audit,
+    AuditRow,
     BusinessReject,
     Event,
     SendOrder,
@@ -33,6 +36,10 @@ from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError
 from engine.report import AUDIT_COLUMNS  # noqa: F401 - the audit row's columns, re-exported for callers
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
+
+if TYPE_CHECKING:
+    from engine.shell.journal import Journal
+    from simulator.checkers import InvariantChecker
 
 
 class SimEngineShell(ActionDispatcher):
@@ -51,20 +58,22 @@ class SimEngineShell(ActionDispatcher):
         self.compute_ns: list[int] = []
         self.recovery_ns: list[int] = []  # compute of the events that sent a recovery order
         self.orders_sent = 0
-        self.checker = None  # InvariantChecker, set by the runner
-        self.journal = None  # engine.shell.journal.Journal: every event written before the core acts on it
+        self.checker: InvariantChecker | None = None  # set by the runner
+        self.journal: Journal | None = None  # every event written before the core acts on it
         self.alive = True  # False while the engine process is down (a crash_restart fault)
         self.node = "primary"  # which engine node this shell is (failover: primary / standby)
         # failover: may this node send orders under its epoch now? (the lease check where orders
         # leave the node); None: a single node, always
-        self.fence = None
+        self.fence: Callable[[int], bool] | None = None
         self.own_codecs: dict = {}  # a superseded node's own decoding state (simulator.failover._take_over)
-        self.replicate = None  # failover: streams each journaled event to the hot standby
+        self.replicate: Callable[[Event, float], None] | None = (
+            None  # failover: streams each journaled event to the hot standby
+        )
         self.paused = False  # a frozen process (GC-like pause): inputs and timers wait for wake()
         self.backlog: list = []  # what reached a paused process: ("fix", venue, raw) or ("timer", key)
         # crash_mid_batch: actions -> (index to die at, fault) or None; crash_now(fault) kills the process
-        self.batch_crash = None
-        self.crash_now = None
+        self.batch_crash: Callable[[list], tuple[int, Any] | None] | None = None
+        self.crash_now: Callable[[Any], None] | None = None
 
     def start(self) -> None:
         for session in self.sessions.values():
@@ -169,6 +178,7 @@ class SimEngineShell(ActionDispatcher):
             return super().execute(actions)
         index, fault = cut
         super().execute(actions[:index])
+        assert self.crash_now is not None  # set with batch_crash
         self.crash_now(fault)
 
     # ---- outbound: the hooks of engine.core.dispatch.ActionDispatcher ------------------------------
@@ -200,7 +210,7 @@ class SimEngineShell(ActionDispatcher):
         if self.checker is not None:
             self.checker.on_fenced(self.env.now, self.node, a.cl_ord_id)
 
-    def audited(self, row: tuple) -> None:
+    def audited(self, row: AuditRow) -> None:
         self.log.event(row.ts, "audit " + "|".join(map(str, row[2:])))
         if self.checker is not None:
             self.checker.on_audit(row)
@@ -235,7 +245,7 @@ class SimEngineShell(ActionDispatcher):
         self.timer_gen += 1
         gen = self.timers[key] = self.timer_gen
         ev = self.env.timeout(max(at - self.env.now, 0.0))
-        ev.callbacks.append(lambda _e, key=key, gen=gen: self._fire(key, gen))
+        ev.callbacks.append(lambda _e: self._fire(key, gen))
 
     def cancel_timer(self, key: str) -> None:
         self.timers.pop(key, None)

@@ -17,10 +17,11 @@ vouched messages too (the test suite checks both readings give the same run).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import quickfix as fix
 
-from engine.core.engine_core import epoch_of
+from engine.core.ids import epoch_of
 from engine.fix.codec import SOH, VIRTUAL_EPOCH, Draft, FixCodec, FixParseError, Parsed, fix_time
 
 
@@ -63,7 +64,9 @@ class SessionEnd:
         # fencing: application messages carrying a ClOrdID of an epoch below this are never resent
         # (a ResendRequest for them is answered with GapFill; status queries settle what they carried)
         self.min_epoch = 0
-        self.observer = None  # called (raw, now) for every message this end puts on the wire
+        self.observer: Callable[[str, float], None] | None = (
+            None  # called (raw, now) for every message this end puts on the wire
+        )
         self.fenced_resends = 0
         # a simulated venue's end: the exact messages it framed through quickfix from its dictionary,
         # until the far end reads them (None: this end vouches for nothing)
@@ -74,7 +77,7 @@ class SessionEnd:
         if not self.connected:
             self.queued.append(msg)  # the session layer delivers it after the next logon
             return None
-        if type(msg) is Draft:
+        if isinstance(msg, Draft):
             if msg.cl_ord_id is not None:
                 self.sent[self.next_out] = msg.cl_ord_id
         elif msg.isSetField(11):

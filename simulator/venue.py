@@ -7,15 +7,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from engine.config import Instrument
 from engine.fix import dictionary
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty, msg_type_of
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, Parsed, fix_time, fmt_px, fmt_qty, msg_type_of
 from simulator.book import BUY, SELL, BookOrder, OrderBook
 from simulator.scenario import VenueConfig
 from simulator.transport import SessionEnd, WireLog
+
+if TYPE_CHECKING:
+    from simulator.checkers import InvariantChecker
+    from simulator.faults import FaultPlan
+    from simulator.venue_state import VenueState
+    from simulator.wire_checker import WireChecker
 
 ENGINE_COMP_ID = "XMC"
 SESSION_TYPES = ("0", "1", "2", "4", "5")  # the session layer's messages (the Logon is answered apart)
@@ -73,7 +81,7 @@ class Member:
         self.logged_on = False
         self.orders: dict[str, ClientOrder] = {}  # by ClOrdID
         self.certifying: dict[str, str] = {}  # ClOrdID -> certification behaviour
-        self.pending_new: dict[str, object] = {}  # ClOrdID -> NewOrderSingle received but not processed yet
+        self.pending_new: dict[str, Parsed] = {}  # ClOrdID -> NewOrderSingle received but not processed yet
         self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
         self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
         self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
@@ -157,13 +165,23 @@ class Venue:
         self.dirty: set[str] = set()
         self.ids = 0
         self.rejects_sent = 0
-        self.faults = None  # the run's FaultPlan, set by the runner
-        self.checker = None  # the run's InvariantChecker (observes, never changes what happens)
-        self.wire = None  # the run's WireChecker: what this venue applied, and its book (observes only)
-        self.on_disconnect_fault = None  # shell callback (fault, member): start a disconnect window now
-        self.on_crash_fault = None  # runner callback: kill the engine process now
-        self.on_node_fault = None  # runner callback (failover): crash or pause the primary node now
-        self.recorder = None  # wire mode with --state-dir: a VenueState, written before each report leaves
+        self.faults: FaultPlan | None = None  # the run's FaultPlan, set by the runner
+        self.checker: InvariantChecker | None = (
+            None  # the run's InvariantChecker (observes, never changes what happens)
+        )
+        self.wire: WireChecker | None = (
+            None  # the run's WireChecker: what this venue applied, and its book (observes only)
+        )
+        self.on_disconnect_fault: Callable[[Any, Member], Any] | None = (
+            None  # shell callback (fault, member): start a disconnect window now
+        )
+        self.on_crash_fault: Callable[[Any], Any] | None = None  # runner callback: kill the engine process now
+        self.on_node_fault: Callable[[Any], Any] | None = (
+            None  # runner callback (failover): crash or pause the primary node now
+        )
+        self.recorder: VenueState | None = (
+            None  # wire mode with --state-dir: a VenueState, written before each report leaves
+        )
         self.fair: dict[str, float] = {}  # the last fair values the market maker quoted around
         # the venue clock's time 0 (epoch seconds): virtual time's fixed epoch; in wire mode the wall
         # time the market opened, so TransactTime and the session layer's SendingTime share a clock
@@ -194,7 +212,7 @@ class Venue:
         return self.engine.orders
 
     @property
-    def pending_new(self) -> dict[str, object]:
+    def pending_new(self) -> dict[str, Parsed]:
         return self.engine.pending_new
 
     @property
@@ -306,6 +324,8 @@ class Venue:
         return self.faults.window("price_limit_lock", self.cfg.name, self.env.now) if self.faults else None
 
     def _show_top(self, symbol: str) -> None:
+        if self.wire is None:
+            return
         tick = self.instruments[symbol].tick
         bid, ask = self._top(symbol)
         self.wire.on_top(
@@ -370,7 +390,7 @@ class Venue:
             # lookup time (mass_status_delay_ms, position_delay_ms), from the state they are in then;
             # an order's own status (H) is answered at once
             ev = self.env.timeout(delay)
-            ev.callbacks.append(lambda _e, msg=msg, m=m, handler=handler: handler(msg, m))
+            ev.callbacks.append(lambda _e: handler(msg, m))
             return
         handler(msg, m)
 
@@ -419,13 +439,14 @@ class Venue:
             self.on_fair(self.fair)
             unlock = self.env.timeout(lock.delay)
             unlock.callbacks.append(lambda _e: self.on_fair(self.fair))
+        node_fault = self.on_node_fault
         for kind in ("primary_crash", "primary_pause"):
-            node = self._fault(kind, cl_ord_id) if self.on_node_fault is not None else None
-            if node is not None:
+            node = self._fault(kind, cl_ord_id) if node_fault is not None else None
+            if node_fault is not None and node is not None:
                 if node.reports_lost:
                     m.begin_losing()  # its own reports are the first the gateway will not keep
                 self._accept(msg, m)  # the order is processed; its node fails before hearing back
-                self.on_node_fault(node)
+                node_fault(node)
                 return
         crash = self._fault("crash_on_order", cl_ord_id)
         if crash is not None and self.on_crash_fault is not None:
@@ -436,7 +457,7 @@ class Venue:
         if cut is not None and self.on_disconnect_fault is not None and cut.cut_after > 0:
             self._accept(msg, m)  # the order works and its first reports leave; the session drops later
             later = self.env.timeout(cut.cut_after)
-            later.callbacks.append(lambda _e, cut=cut, m=m: m.logged_on and self._cut(cut, m))  # unless down already
+            later.callbacks.append(lambda _e: self._cut(cut, m, unless_down=True))
             return
         if cut is not None and self.on_disconnect_fault is not None:
             self._cut(cut, m)  # the session drops as the order arrives (its own reports the first lost):
@@ -449,7 +470,7 @@ class Venue:
         if late is not None:
             m.pending_new[cl_ord_id] = msg  # received, not yet processed: a status query says PendingNew
             ev = self.env.timeout(late.delay)
-            ev.callbacks.append(lambda _e, msg=msg: self._late(msg, m))
+            ev.callbacks.append(lambda _e: self._late(msg, m))
             return
         self._accept(msg, m)
 
@@ -459,8 +480,12 @@ class Venue:
                 self.checker.late_acks.add(msg.get(11))
             self._accept(msg, m)
 
-    def _cut(self, cut, m: Member) -> None:
-        """A disconnect fault strikes now: with reports_lost the gateway keeps nothing from here on."""
+    def _cut(self, cut, m: Member, unless_down: bool = False) -> None:
+        """A disconnect fault strikes now: with reports_lost the gateway keeps nothing from here on.
+        unless_down: not if the session is down already (a cut that comes some time after its order)."""
+        if unless_down and not m.logged_on:
+            return
+        assert self.on_disconnect_fault is not None  # a cut is struck only when the shell listens
         if cut.reports_lost:
             m.begin_losing()
         self.on_disconnect_fault(cut, m)
@@ -545,7 +570,7 @@ class Venue:
         # with delay_ms the market trades it then, at the order's price, if it still works
         if fault.delay > 0:
             later = self.env.timeout(fault.delay)
-            later.callbacks.append(lambda _e, co=co: self._trade_working_rest(co))
+            later.callbacks.append(lambda _e: self._trade_working_rest(co))
 
     def _trade_working_rest(self, co: ClientOrder) -> None:
         """A partial_fill's delay is up: the market trades what is left of the order at its price, if
@@ -624,6 +649,7 @@ class Venue:
             dup = m.codec.message("8", fields)
             dup.getHeader().setField(97, "Y")
             m.session.send(dup)
+        return None
 
     def _on_status_request(self, msg, m: Member) -> None:
         """OrderStatusRequest (H): an ExecutionReport with ExecType I and the order's state now."""
@@ -965,7 +991,8 @@ class Venue:
         co.status = "2" if co.cum >= co.qty else ("1" if co.cum else "0")
         if behaviour is not None:  # certification orders do not rest in the book
             m.certifying[cl_ord_id] = m.certifying.pop(orig)
-            return self._exec(co, "5", co.status, orig=orig)
+            self._exec(co, "5", co.status, orig=orig)
+            return
         old = co.book_order
         if old is not None:
             self.books[co.symbol].cancel(old.order_id)

@@ -16,12 +16,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import quickfix as fix
 import simpy.rt
 
 from engine.config import ConfigError, Problem
+from engine.core.events import AuditRow
 from engine.fix import dictionary
 from engine.fix.codec import FixParseError, Parsed, msg_type_of
 from engine.shell.live import mask
@@ -42,7 +44,9 @@ LINK_FAULTS = ("disconnect", "drop", "latency_spike")
 VIRTUAL_ONLY = NODE_KINDS + FAILOVER_KINDS
 
 
-def _restart_timings(restarts: list[dict], audit: list[tuple], logon_at: dict[str, float], open_at: float) -> list:
+def _restart_timings(
+    restarts: list[dict], audit: Sequence[AuditRow], logon_at: dict[str, float], open_at: float
+) -> list:
     """Per venue restart: when the engine was logged on again and reconciled (every order it had
     working there answered by status), on the market's clock."""
     out = []
@@ -556,6 +560,7 @@ def _run_wire(
         for name, port in ports.items():
             args += ["--port", f"{name}={port}"]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None  # stdout=PIPE
         first = proc.stdout.readline()
         if not first:
             raise RuntimeError("the venue process ended before announcing its ports")

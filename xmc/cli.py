@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, NoReturn
 
 from engine import provenance
 from engine.config import ConfigError
@@ -39,7 +40,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own exit code is 2 already; keep its wording
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 already; keep its wording
         self.print_usage(sys.stderr)
         print(f"xmc: error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -490,7 +491,12 @@ def cmd_venue(args) -> int:
 
     def until_closed(ended: threading.Event) -> None:
         """Until stdin closes, the duration passes or the venues' simulation ends by itself."""
-        threading.Thread(target=lambda: (sys.stdin.read(), ended.set()), daemon=True).start()
+
+        def stdin_closed() -> None:
+            sys.stdin.read()  # the parent closed it: stop
+            ended.set()
+
+        threading.Thread(target=stdin_closed, daemon=True).start()
         ended.wait(args.duration)
 
     ports = {}
@@ -586,13 +592,16 @@ def cmd_live(args) -> int:
     except SetupError as exc:
         raise UsageError(str(exc)) from None
     if not took_part:  # a standby whose primary never failed
-        report = {"mode": "live", "node": node.report, "episodes": [], "outcomes": {}}
-        (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        idle = {"mode": "live", "node": node.report, "episodes": [], "outcomes": {}}
+        (cfg.out_dir / "report.json").write_text(json.dumps(idle, indent=2))
         return 0
     engine, core = node.engine, node.core
+    assert engine is not None and core is not None  # it took part: it ran an engine
+    backoff = engine.backoff
+    assert backoff is not None  # a live node's engine always reconnects with one (live_node)
     episodes = [episode_row(ep, core) for ep in core.episodes.values()]
     outcomes = count_outcomes(episodes)
-    report = {
+    report: dict[str, Any] = {
         "mode": "live",
         "config": str(cfg.path),
         "episodes": episodes,
@@ -605,7 +614,7 @@ def cmd_live(args) -> int:
         "session_events": engine.session_event_summary(),
         "node": node.report,
         "fenced_attempts": sum(1 for row in engine.audit if row.stage == "fenced"),
-        "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in engine.backoff.log],
+        "reconnects": [{"t": t, "session": n, "action": a, "wait_s": w} for t, n, a, w in backoff.log],
     }
     report["provenance"] = provenance.provenance({"config": cfg.path})
     write_artifacts(RunResult(report, engine.messages, engine.audit, venue_of(core)), cfg.out_dir)
@@ -850,6 +859,7 @@ def cmd_explore(args) -> int:
     if problems:
         raise UsageError("\n".join(problems))
     out = writable_dir(args.out, "--out")
+    mapper: explore.RayMapper | explore.ProcessMapper | None
     if args.ray is not None:
         try:
             mapper = explore.RayMapper(args.ray or None, args.jobs)
@@ -952,8 +962,8 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
         # spawn, not fork: forking a process that has threads (quickfix, test runners) can deadlock
         with ProcessPoolExecutor(
             max_workers=min(args.jobs, len(jobs)), mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            futures = [pool.submit(_run_one, *job) for job in jobs]
+        ) as executor:
+            futures = [executor.submit(_run_one, *job) for job in jobs]
             for fut in futures:
                 reports.append(fut.result())
                 progress.tick(reports[-1])
@@ -975,6 +985,7 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     summary["provenance"] = provenance.provenance(inputs)
     comparison = None
     if base is not None:
+        assert calibration is not None  # measured whenever there is a baseline
         comparison = gate.compare(base, reports, calibration, args.accept_changes, names)
         summary["regression"] = {
             "verdict": "fail" if comparison.regressions else "pass",
@@ -1022,6 +1033,7 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     print(f"safety-invariant violations: {aggregate['invariant_violations']}")
     print(f"{len(reports) - len(failed)}/{len(reports)} runs pass; report: {out}/report.json")
     if args.save_baseline and not failed:
+        assert calibration is not None  # measured for --save-baseline
         Path(args.save_baseline).write_text(
             json.dumps(
                 gate.build(reports, names, calibration, Path(args.save_baseline).parent), indent=1, sort_keys=True
@@ -1038,6 +1050,7 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
     if comparison.regressions or failed:
         return 1
     if args.accept_changes:
+        assert base is not None and base_path is not None and calibration is not None  # there was a comparison
         new = gate.build(reports, names, calibration, base_path.parent, base["tolerances"], base["wall_margin"])
         base_path.write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
         print(f"baseline updated: {base_path}")
