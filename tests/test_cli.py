@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import SPREAD
+from tests.conftest import ROOT, SPREAD
 from xmc.cli import main
 
 BASE = SPREAD.read_text()
@@ -263,3 +265,31 @@ def test_sweeps_and_durations_beyond_their_domain_are_refused_before_any_work(ca
     assert main([a.format(spread=SPREAD) for a in argv]) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err
+
+
+def test_ctrl_c_reaches_python_after_quickfix_is_imported():
+    """quickfix's import sets SIGINT back to the OS default under Python's feet: Ctrl-C then killed xmc
+    at once (no finally: temporary journals left, an explore's findings lost). engine.fix puts
+    Python's handler back, so the interrupt arrives as KeyboardInterrupt."""
+    code = (
+        "import os, signal, engine.fix, simulator.runner\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    __import__('time').sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('caught')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "caught"), done
+
+
+def test_an_interrupted_command_is_exit_130_without_a_traceback(monkeypatch, tmp_path, capsys):
+    from simulator import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    assert main(["run", str(SPREAD), "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "xmc: interrupted" in err and "Traceback" not in err

@@ -1198,6 +1198,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DictionaryError, UsageError) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what the command cleans up on the way out is done (finally)
+        print("xmc: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
