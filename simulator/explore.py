@@ -322,6 +322,7 @@ class Search:
     failures: dict[str, Failure] = field(default_factory=dict)
     repeats: dict[str, int] = field(default_factory=dict)
     run_hashes: list[str] = field(default_factory=list)  # per run, in order: same seed, same hashes anywhere
+    interrupted: bool = False  # stopped by Ctrl-C: what the finished batches found is kept
 
 
 def _novelty(result: dict) -> set[str]:
@@ -336,14 +337,32 @@ def search(
     max_seconds: float | None = None,
     on_batch: Callable[[Search, float], None] | None = None,
 ) -> Search:
-    """Run batches of schedules until `max_runs` or `max_seconds`; failures keep their first schedule."""
-    rng = fork(seed, "explore")
+    """Run batches of schedules until `max_runs` or `max_seconds`; failures keep their first schedule.
+    Ctrl-C (KeyboardInterrupt) ends the search too: the batch under way is dropped, and the state of
+    the finished ones is returned with `interrupted` set, so a long search loses nothing it found."""
     state = Search()
+    try:
+        _search(state, bases, mapper, seed, max_runs, max_seconds, on_batch)
+    except KeyboardInterrupt:
+        state.interrupted = True
+    return state
+
+
+def _search(
+    state: Search,
+    bases: list[Base],
+    mapper: Mapper,
+    seed: int,
+    max_runs: int | None,
+    max_seconds: float | None,
+    on_batch: Callable[[Search, float], None] | None,
+) -> None:
+    rng = fork(seed, "explore")
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
         if (max_runs is not None and state.runs >= max_runs) or (max_seconds is not None and elapsed >= max_seconds):
-            break
+            return
         size = BATCH if max_runs is None else min(BATCH, max_runs - state.runs)
         jobs, plans = [], []
         for i in range(size):
@@ -356,7 +375,8 @@ def search(
             run_seed = rng.randrange(1, 2**31)
             plans.append((b, faults, run_seed))
             jobs.append({"doc": document(bases[b], faults, f"explore_{state.runs + i + 1}"), "seed": run_seed})
-        for (b, faults, run_seed), result in zip(plans, mapper(jobs)):
+        results = mapper(jobs)  # a Ctrl-C here drops this batch whole: the state is as the last left it
+        for (b, faults, run_seed), result in zip(plans, results):
             state.runs += 1
             state.run_hashes.append(result.get("run_hash", "invalid"))
             if "invalid" in result:
@@ -389,7 +409,6 @@ def search(
         )
         if on_batch is not None:
             on_batch(state, time.monotonic() - started)
-    return state
 
 
 # ---- shrinking ----------------------------------------------------------------------------------------
@@ -500,6 +519,7 @@ def write_failure(base: Base, failure: Failure, out: Path, n: int) -> None:
 
 def summary(state: Search, bases: list[Base], seconds: float) -> dict:
     return {
+        "interrupted": state.interrupted,
         "runs": state.runs,
         "invalid": state.invalid,
         "seconds": round(seconds, 2),
@@ -538,6 +558,8 @@ def table(data: dict) -> str:
         f"{len(data['reached'])} coverage tags and anomaly kinds reached, corpus {data['corpus']}, "
         f"{data['invalid']} invalid schedules"
     ]
+    if data.get("interrupted"):
+        lines.append("interrupted (Ctrl-C): what the search found until then, failures as found where not shrunk")
     if not data["failures"]:
         lines.append("no violation found")
         return "\n".join(lines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -128,6 +129,62 @@ def test_a_failure_is_exit_1_with_a_replayable_scenario(tmp_path, capsys):
     assert failure["faults_shrunk"] <= 3 and (tmp_path / "failures").is_dir()
     with planted.far_leg_sized_one_lot_over():
         assert main(failure["replay"].split()[1:]) == 1
+
+
+def _ctrl_c_at_call(n: int):
+    """A serial mapper whose n-th call is interrupted as Ctrl-C would interrupt it."""
+    calls = 0
+
+    def mapper(jobs):
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise KeyboardInterrupt
+        return [explore.run_job(j) for j in jobs]
+
+    return mapper
+
+
+def test_ctrl_c_ends_a_search_with_what_the_finished_batches_found():
+    base = explore.load_base(SPREAD, 60)
+    with planted.far_leg_sized_one_lot_over():
+        state = explore.search([base], _ctrl_c_at_call(2), seed=1, max_runs=10 * explore.BATCH)
+    assert state.interrupted and state.runs == explore.BATCH  # the second batch was dropped whole
+    assert state.failures and len(state.run_hashes) == explore.BATCH
+
+
+@pytest.mark.parametrize(
+    "interrupt_at,code",
+    [
+        (1, 130),  # in the first batch: nothing found, nothing failed
+        (2, 1),  # in the second: the first batch's failure is kept (shrinking is skipped)
+    ],
+)
+def test_an_interrupted_explore_writes_its_summary_and_the_failures_found(
+    monkeypatch, tmp_path, capsys, interrupt_at, code
+):
+    monkeypatch.setattr(explore, "serial_mapper", lambda: _ctrl_c_at_call(interrupt_at))
+    argv = ["explore", str(SPREAD), "--runs", "80", "-j", "1", "--duration", "60", "--out", str(tmp_path)]
+    with planted.far_leg_sized_one_lot_over():
+        assert main(argv) == code
+    data = json.loads((tmp_path / "explore.json").read_text())
+    assert data["interrupted"] and data["runs"] == (interrupt_at - 1) * explore.BATCH
+    assert "interrupted" in capsys.readouterr().out
+    if code == 1:
+        failure = data["failures"][0]
+        assert failure["faults_shrunk"] is None and Path(failure["file"]).is_file()
+        with planted.far_leg_sized_one_lot_over():
+            assert main(failure["replay"].split()[1:]) == 1  # written as found, and it still fails
+
+
+def test_ctrl_c_while_shrinking_writes_the_failure_as_found(monkeypatch, tmp_path):
+    monkeypatch.setattr(explore, "serial_mapper", lambda: _ctrl_c_at_call(2))  # the search is one batch
+    argv = ["explore", str(SPREAD), "--runs", str(explore.BATCH), "-j", "1", "--duration", "60"]
+    with planted.far_leg_sized_one_lot_over():
+        assert main([*argv, "--out", str(tmp_path)]) == 1
+    data = json.loads((tmp_path / "explore.json").read_text())
+    assert data["interrupted"] and data["runs"] == explore.BATCH
+    assert data["failures"] and all(f["faults_shrunk"] is None and f["file"] for f in data["failures"])
 
 
 @pytest.mark.parametrize(

@@ -271,8 +271,9 @@ def _parser() -> argparse.ArgumentParser:
         "mutate them further, check every safety invariant, liveness and the base's "
         "schedule-independent expectations, and shrink each failure (by signature) to the "
         "fewest faults, narrowest windows, lowest rates and shortest run that still fail. "
-        "Exit 0: nothing failed; 1: failures (written as scenarios under OUT/failures); "
-        "2: bad input.",
+        "Ctrl-C ends the search and keeps what it found: the summary, and the failures written as "
+        "found (not shrunk). Exit 0: nothing failed; 1: failures (written as scenarios under "
+        "OUT/failures); 2: bad input; 130: interrupted before any failure was found.",
     )
     ex.add_argument("bases", nargs="+", metavar="BASE.toml", help="base scenario files (their faults are replaced)")
     ex.add_argument("--out", default="out/explore", help="output directory (default out/explore)")
@@ -883,7 +884,11 @@ def cmd_explore(args) -> int:
         by_path = {str(b.path): b for b in bases}
         for n, failure in enumerate(state.failures.values(), 1):
             base = by_path[failure.base]
-            explore.shrink(base, failure, run, args.shrink_budget)
+            if not state.interrupted:  # after a Ctrl-C (in the search or here) failures are written as found
+                try:
+                    explore.shrink(base, failure, run, args.shrink_budget)
+                except KeyboardInterrupt:
+                    state.interrupted = True
             explore.write_failure(base, failure, out / "failures", n)
         data = explore.summary(state, bases, time.monotonic() - started)
     finally:
@@ -892,7 +897,9 @@ def cmd_explore(args) -> int:
     explore.write_summary(data, out)
     print(explore.table(data))
     print(f"summary: {out}/explore.json")
-    return 1 if data["failures"] else 0
+    if data["failures"]:
+        return 1
+    return 130 if state.interrupted else 0
 
 
 def cmd_regress(args) -> int:
