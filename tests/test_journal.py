@@ -190,10 +190,17 @@ def test_a_live_standby_journals_the_stream_it_follows(tmp_path, spread_scenario
         return original(event, now)
 
     recorder.handle = handle
-    fire(recorder, now=1.0)
-    assert wait_for(lambda: standby.applied == len(sent), 5)
-    assert [e for _, e in read(journal.path, fingerprint(cfg)).records] == [e for _, e in sent]
-    assert standby.core.episodes.keys() == recorder.episodes.keys() and standby.primary == "a"
+    try:
+        fire(recorder, now=1.0)
+        assert wait_for(lambda: standby.applied == len(sent), 5)
+        assert [e for _, e in read(journal.path, fingerprint(cfg)).records] == [e for _, e in sent]
+        assert standby.core.episodes.keys() == recorder.episodes.keys() and standby.primary == "a"
+    finally:
+        if stream.sock is not None:
+            stream.sock.close()
+        standby.take_over(2, 2.0)  # stops following and closes its listening socket
+        stream.writer.close()
+        journal.close()
 
 
 def test_a_standby_attaching_late_gets_the_history_it_lacks_then_the_live_events(tmp_path, config):
@@ -223,6 +230,8 @@ def test_a_standby_attaching_late_gets_the_history_it_lacks_then_the_live_events
                     received.append(jn.decode(payload)[0])
         except ConnectionError:
             pass
+        finally:
+            sock.close()
 
     follower = threading.Thread(target=standby)
     follower.start()
@@ -238,6 +247,8 @@ def test_a_standby_attaching_late_gets_the_history_it_lacks_then_the_live_events
     journal.fh.flush()
     again, end2 = jn.bodies(journal.path)
     assert len(bodies) == len(again) == 55 and end == end2  # the torn record is not history
+    server.close()
+    journal.close()
 
 
 def test_a_standby_that_stops_reading_is_dropped_instead_of_stalling_the_primary(tmp_path, config):
@@ -270,6 +281,10 @@ def test_a_standby_that_stops_reading_is_dropped_instead_of_stalling_the_primary
     assert not stream.alive and stream.log[-1]["event"] == "lost" and stream.log[-1]["why"] == "TimeoutError"
     stream.record(big, float(n))  # journals on without a standby
     assert len(read(journal.path, journal.fingerprint).records) == n + 1
+    if stream.sock is not None:
+        stream.sock.close()
+    server.close()
+    journal.close()
 
 
 @pytest.mark.parametrize(
