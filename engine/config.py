@@ -247,6 +247,9 @@ class Execution:
     amend_after: float = 0.0
     amend_step_ticks: int = 1
     max_amends: int = 0
+    # a cancel or replace not answered within this many seconds may be lost (or its answer): the
+    # engine asks the venue for the order's status (its question also shows the venue any gap)
+    answer_timeout: float = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +442,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         amend_after=ex.get("amend_after_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0 (0: off)") / 1e3,
         amend_step_ticks=ex.get("amend_step_ticks", int, 1, check=positive, hint="a whole number of ticks >= 1"),
         max_amends=ex.get("max_amends", int, 0, check=non_negative, hint="a whole number >= 0"),
+        answer_timeout=ex.get("answer_timeout_ms", float, 300.0, check=positive, hint="milliseconds > 0") / 1e3,
     )
     if (execution.amend_after > 0) != (execution.max_amends > 0):
         ex.problem(

@@ -139,6 +139,42 @@ def test_timeout_cancels_what_is_working_and_cancel_reject_restores(config):
     assert core.orders[a.cl_ord_id].state.name == "NEW"
 
 
+def test_a_cancel_left_unanswered_asks_the_venue_for_the_order_and_holds_it_until_answered(config):
+    """A cancel whose answer does not come within answer_timeout_ms may be lost without the session
+    noticing (nothing later shows the gap): the engine asks for the order's status, once; the venue
+    is held for new risk until it answers. Answered in time, or with the session down (the next logon
+    asks anyway), nothing is asked."""
+    from engine.core.events import SendStatusRequest, SessionDown, SetTimer
+
+    core = EngineCore(config)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "0", "0", 0), 0.01)
+    core.handle(report(b, "x2", "0", "0", 0), 0.01)
+    acts = core.handle(TimerFired(f"timeout:{a.decision_id}"), 2.0)
+    cancels = {c.orig_cl_ord_id: c for c in acts if isinstance(c, SendCancel)}
+    due = {t.key: t.at for t in acts if isinstance(t, SetTimer) and t.key.startswith("answer:")}
+    timeout = config.strategy.execution.answer_timeout
+    assert due == {f"answer:{c.cl_ord_id}": pytest.approx(2.0 + timeout) for c in cancels.values()}
+    # SHFE answers A's cancel in time; COMEX never answers B's
+    core.handle(report(a, "x3", "4", "4", 0, cl_ord_id=cancels[a.cl_ord_id].cl_ord_id), 2.05)
+    assert not core.handle(TimerFired(f"answer:{cancels[a.cl_ord_id].cl_ord_id}"), 2.0 + timeout)
+    asked = core.handle(TimerFired(f"answer:{cancels[b.cl_ord_id].cl_ord_id}"), 2.0 + timeout)
+    questions = [x for x in asked if isinstance(x, SendStatusRequest)]
+    assert [(q.venue, q.cl_ord_id) for q in questions] == [("COMEX", b.cl_ord_id)]
+    assert not core.venue_ready("COMEX") and core.venue_ready("SHFE")
+    assert not core.handle(TimerFired(f"answer:{cancels[b.cl_ord_id].cl_ord_id}"), 2.0 + 2 * timeout)  # once
+    core.handle(dataclasses.replace(report(b, "x4", "I", "4", 0), exec_type="I"), 2.5)  # the answer: cancelled
+    assert core.orders[b.cl_ord_id].done and core.venue_ready("COMEX")
+    # a cancel sent while the session is down is not chased: the logon asks about every working order
+    core2 = EngineCore(config)
+    a2, _ = orders(fire(core2))
+    core2.handle(report(a2, "y1", "0", "0", 0), 0.01)
+    core2.handle(SessionDown("SHFE"), 1.0)
+    acts2 = core2.handle(TimerFired(f"timeout:{a2.decision_id}"), 2.0)
+    c2 = next(c for c in acts2 if isinstance(c, SendCancel) and c.orig_cl_ord_id == a2.cl_ord_id)
+    assert not [x for x in core2.handle(TimerFired(f"answer:{c2.cl_ord_id}"), 3.0) if isinstance(x, SendStatusRequest)]
+
+
 def test_business_reject_of_an_order_rejects_it(config):
     core = EngineCore(config)
     a, b = orders(fire(core))

@@ -116,6 +116,7 @@ class Amending:
                     price,
                     f"replace {order.cl_ord_id} at {price:g} (payup {payup} ticks)",
                 ),
+                self.core.answer_due(new_id, now),
             ]
             again = again or order.replaces < ex.max_amends
         if again:

@@ -416,6 +416,7 @@ class EngineCore:
                 0.0,
                 f"cancel {order.cl_ord_id}",
             ),
+            self.answer_due(cid, now),
         ]
 
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
@@ -705,8 +706,15 @@ class EngineCore:
         return out + self._settle(self.episodes[order.decision_id], now)
 
     # ---- timers and commands ----------------------------------------------------------------
+    def answer_due(self, request_id: str, now: float) -> SetTimer:
+        """A cancel or replace must be answered within the answer timeout; if not, the venue is asked
+        for the order's status (Reconciliation.ask_unanswered)."""
+        return SetTimer(now + self.strategy.execution.answer_timeout, timer_key(TimerKind.ANSWER, request_id))
+
     def _on_timer(self, t: TimerFired, now: float) -> list[Action]:
         kind, did = parse_timer_key(t.key)
+        if kind is TimerKind.ANSWER:  # `did` is a cancel's or replace's ClOrdID here
+            return self.reconciliation.ask_unanswered(did, now)
         if kind is TimerKind.STATUS:  # `did` is a venue here: has it answered every status question?
             unanswered = sorted(self.reconciliation.status_pending.get(did, ()))
             if not unanswered:

@@ -250,6 +250,7 @@ class TimerKind(StrEnum):
     LEGGED = "legged"  # a legged episode's chase time is spent: unwind (subject: decision)
     AMEND = "amend"  # move a lagging resting leg toward the market (subject: decision)
     STATUS = "status"  # a venue's status answers are overdue (subject: venue)
+    ANSWER = "answer"  # is a cancel or replace still unanswered? (subject: the request's ClOrdID)
 
 
 def timer_key(kind: TimerKind, subject: str) -> str:

@@ -26,7 +26,7 @@ from engine.core.events import (
     timer_key,
 )
 from engine.core.ids import CHILD_ID, PURPOSE_OF_TAG, side_sign
-from engine.core.order import ChildOrder
+from engine.core.order import ChildOrder, OrdStatus
 
 if TYPE_CHECKING:
     from engine.core.engine_core import EngineCore
@@ -127,6 +127,42 @@ class Reconciliation:
             if inst.venue == ev.venue:
                 out.append(Subscribe(ev.venue, inst.name, inst.symbol, f"MD-{inst.name}"))
         return out + self.resume_waiting(now)  # recovery that waited for this session goes on
+
+    def ask_unanswered(self, request_id: str, now: float) -> list[Action]:
+        """A cancel or replace (`request_id`) still unanswered after the answer timeout: it, or its
+        answer, may be lost without the session noticing (a sequence gap shows only when a later
+        message arrives, and nothing else may be sent there for a long time). Ask the venue for the
+        order's status: the question itself carries the next sequence number, so a lost request is
+        resent, and the answer settles the order. Asked like the questions of a logon: the venue is
+        held (no new risk there) until it answers, and the STATUS timer alerts if it stays silent."""
+        order = self.core.orders.get(self.core.orders.key(request_id))
+        if order is None or order.done:
+            return []
+        unanswered = order.state is OrdStatus.PENDING_CANCEL or (
+            order.pending_replace is not None and order.pending_replace[0] == request_id
+        )
+        asked = self.status_pending.get(order.venue, set())
+        if not unanswered or order.venue in self.dropped or order.cl_ord_id in asked:
+            return []  # answered; or the next logon asks about every working order; or asked already
+        self.status_pending[order.venue] = asked | {order.cl_ord_id}
+        inst = self.core.instruments[order.instrument]
+        timeout = self.core.strategy.execution.answer_timeout
+        return [
+            SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, order.venue)),
+            Audit(
+                now,
+                "status_query",
+                order.decision_id,
+                order.cl_ord_id,
+                inst.name,
+                inst.account,
+                order.side,
+                order.qty,
+                order.price or 0.0,
+                f"{order.venue}: {request_id} unanswered after {timeout:g} s: the order's status asked",
+            ),
+            SendStatusRequest(order.venue, order.cl_ord_id, order.order_id, inst.symbol, order.side),
+        ]
 
     def resume_waiting(self, now: float) -> list[Action]:
         """Every legged episode with nothing working goes on with its recovery: called when a venue
