@@ -99,6 +99,9 @@ class WireChecker:
         self.entries: dict[str, dict[str, tuple[int, str, int]]] = {}  # decision -> leg -> (qty, venue, seq)
         self.entry_sides: dict[str, dict[str, tuple[str, str]]] = {}  # decision -> leg -> (instrument, side)
         self.sends: list[tuple[float, str, int, str, str]] = []  # (t, venue, seq, MsgType, ClOrdID) engine->venue
+        # W8: (venue, MsgSeqNum) -> the references when the engine first sent that priced order or replace:
+        # a PossDup resend of it carries the price decided then, and is judged against those too
+        self.refs_at_send: dict[tuple[str, int], list[float]] = {}
         # W11: venue -> (MsgType, id) -> (t asked, MsgSeqNum) of status questions not yet answered in
         # full since the engine's last logon there; position reports counted per (venue, PosReqID)
         self.questions: dict[str, dict[tuple[str, str], tuple[float, int]]] = {}
@@ -187,6 +190,8 @@ class WireChecker:
         if msg.has(44):
             price = float(msg.get(44))
             refs = self._references(name, now)
+            if msg.get(43) == "Y":  # a session-level resend: the engine priced it when it first sent it
+                refs = self.refs_at_send.get((venue, seq), []) + refs
             band = self.cfg.risk.price_band_pct
             if not refs:
                 self._fail("W8", now, venue, seq, cl, f"priced at {price:g} before {name} ever had a two-sided book")
@@ -327,7 +332,11 @@ class WireChecker:
         for mt in ("D", "F", "G"):
             if f"{SOH}35={mt}{SOH}" in raw:
                 f = fields_of(raw)
-                self.sends.append((now, venue, int(f.get(34, "0") or 0), mt, f.get(11, "")))
+                seq = int(f.get(34, "0") or 0)
+                self.sends.append((now, venue, seq, mt, f.get(11, "")))
+                name = self.instrument.get((venue, f.get(55, "")))
+                if mt != "F" and f.get(43) != "Y" and name is not None:
+                    self.refs_at_send[venue, seq] = self._references(name, now)
                 return
 
     # ---- at the end of the run --------------------------------------------------------------------

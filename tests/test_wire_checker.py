@@ -70,6 +70,27 @@ def test_a_price_move_inside_the_reference_window_is_not_a_violation(config):
     assert w.v["W8"].status == "fail"
 
 
+def _raw(venue_msg: Parsed) -> str:
+    """The wire text of a message built by msg() (what the engine's session put on the wire)."""
+    return f"8=FIX.4.4{SOH}9=0{SOH}" + "".join(f"{t}={v}{SOH}" for t, v in venue_msg._pairs)
+
+
+def test_a_resend_is_judged_by_the_price_band_of_when_it_was_first_sent(config):
+    """A PossDup resend (the venue asked for a gap) carries the price the engine decided when it first
+    sent the order; found by xmc explore: a lost order resent 1.5 s later, after a 2.5% jump, was
+    called outside the band. A fresh order at that stale price still is."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    first = order("E1-000001B1", 2, 4.5015, seq=7)
+    w.engine_sent("COMEX", _raw(first), 1.0)  # lost on the way
+    w.on_top("COMEX", "HGH6", 4.6120, 4.6130, 1.2)  # +2.5%
+    w.on_top("COMEX", "HGH6", 4.6125, 4.6135, 2.4)
+    w.received("COMEX", order("E1-000001B1", 2, 4.5015, seq=7, dup=True), 2.5)
+    assert w.v["W8"].status == "pass"
+    w.received("COMEX", order("E1-000002B1", 2, 4.5015, seq=9), 2.5)  # a new order at the old price
+    assert w.v["W8"].status == "fail" and w.v["W8"].first["seq"] == 9
+
+
 def report(
     cl: str,
     exec_id: str,
