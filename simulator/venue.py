@@ -652,8 +652,12 @@ class Venue:
         return None
 
     def _on_status_request(self, msg, m: Member) -> None:
-        """OrderStatusRequest (H): an ExecutionReport with ExecType I and the order's state now."""
+        """OrderStatusRequest (H): an ExecutionReport with ExecType I and the order's state now. The
+        order is found by its ClOrdID, else by its OrderID (a question asked with the ClOrdID a replace
+        has just superseded still finds it, answered under its current one)."""
         co = m.orders.get(msg.get(11))
+        if co is None and msg.has(37):
+            co = next((o for o in m.orders.values() if o.order_id == msg.get(37)), None)
         if co is None and msg.get(11) in m.pending_new:
             new = m.pending_new[msg.get(11)]
             m.send(

@@ -90,6 +90,9 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
         E.PENDING_CANCEL: S.PENDING_CANCEL,
         E.PENDING_REPLACE: S.PENDING_REPLACE,
         E.STATUS: S.NEW,
+        # the reject of a cancel that a replace's confirmation overtook (it named the superseded ClOrdID):
+        # the order works on as the replace left it
+        E.CANCEL_REJECTED: S.NEW,
     },
     S.PARTIALLY_FILLED: {
         E.ACK: S.PARTIALLY_FILLED,
@@ -102,6 +105,7 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
         E.PENDING_CANCEL: S.PENDING_CANCEL,
         E.PENDING_REPLACE: S.PENDING_REPLACE,
         E.STATUS: S.PARTIALLY_FILLED,
+        E.CANCEL_REJECTED: S.PARTIALLY_FILLED,  # as in NEW: a cancel a replace overtook
     },
     S.PENDING_CANCEL: {
         E.ACK: S.PENDING_CANCEL,

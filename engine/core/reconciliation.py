@@ -482,7 +482,10 @@ class Reconciliation:
             )
         order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
         out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
-        out += self.answered(order.venue, order.cl_ord_id, now)
+        # the question may have named the order by a ClOrdID a replace has superseded since
+        key = self.core.orders.key(order.cl_ord_id)
+        asked = self.status_pending.get(order.venue, ())
+        out += self.answered(order.venue, next((q for q in asked if self.core.orders.key(q) == key), key), now)
         if r.mass_status_id and r.last_report:
             out += self.answered(order.venue, r.mass_status_id, now)
         return out
