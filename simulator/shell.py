@@ -84,7 +84,7 @@ class SimEngineShell(ActionDispatcher):
         self.alive = False
         self.timers.clear()
         for session in self.sessions.values():
-            session.connected = False
+            session.drop()
 
     def restart(self, core: EngineCore, pending_timers: dict[str, float]) -> None:
         """A new process with a core rebuilt from the journal; its timers re-armed; logons follow."""
@@ -96,7 +96,7 @@ class SimEngineShell(ActionDispatcher):
             self.set_timer(key, max(at, self.env.now))
 
     def disconnected(self, venue: str) -> None:
-        self.sessions[venue].connected = False
+        self.sessions[venue].drop()
         self.dispatch(SessionDown(venue))
 
     def reconnect(self, venue: str) -> None:

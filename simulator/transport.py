@@ -97,6 +97,12 @@ class SessionEnd:
         """A message that is lost after it took a sequence number: the receiver will see a gap."""
         self.next_out += 1
 
+    def drop(self) -> None:
+        """The connection is gone: a ResendRequest still open died with it (its answer, if any, was
+        lost on the way), so the next gap asks again from the first number not received."""
+        self.connected = False
+        self.resend_asked_to = self.next_in - 1
+
     def reconnect(self) -> None:
         self.connected = True
         queued, self.queued = self.queued, []
@@ -121,10 +127,11 @@ class SessionEnd:
                 raise
         if msg.msg_type == "2":  # ResendRequest: answered at once, whatever its own sequence number
             self._resend(int(msg.get(7, "1")), int(msg.get(16, "0")))
-        if msg.msg_type == "4" and msg.get(123) == "Y":  # SequenceReset-GapFill
-            self.next_in = max(self.next_in, int(msg.get(36, "0")))
-            return self._drain([])
         seq = msg.seq
+        if msg.msg_type == "4" and msg.get(123) == "Y" and seq == self.next_in:  # SequenceReset-GapFill, in turn
+            self.next_in = max(self.next_in + 1, int(msg.get(36, "0")))
+            return self._drain([])
+        # a GapFill ahead of a gap is held like any message: applied in turn, it must not skip the hole
         if seq < self.next_in:
             return []  # seen already: a PossDup resend of something applied
         if seq > self.next_in:
@@ -145,8 +152,12 @@ class SessionEnd:
 
     def _drain(self, ready: list[Parsed]) -> list[Parsed]:
         while self.next_in in self.buffer:
-            ready.append(self.buffer.pop(self.next_in))
-            self.next_in += 1
+            msg = self.buffer.pop(self.next_in)
+            ready.append(msg)
+            if msg.msg_type == "4" and msg.get(123) == "Y":  # a held GapFill: on to its NewSeqNo
+                self.next_in = max(self.next_in + 1, int(msg.get(36, "0")))
+            else:
+                self.next_in += 1
         for seq in [s for s in self.buffer if s < self.next_in]:
             del self.buffer[seq]
         return [m for m in ready if m.msg_type not in ("2", "4")]

@@ -1075,7 +1075,7 @@ class Venue:
         m.logged_on = False
         if reports_lost:
             m.begin_losing()
-        m.session.connected = False
+        m.session.drop()
         if self.cfg.cancel_on_disconnect if cancel_resting is None else cancel_resting:
             for co in m.orders.values():
                 if co.status in ("0", "1"):

@@ -405,6 +405,34 @@ def test_the_engine_reads_a_vouched_message_once_and_parses_anything_else_in_ful
     assert engine_end.receive(raw) == []
 
 
+def test_a_gap_fill_ahead_of_a_gap_waits_its_turn_and_a_dropped_connection_asks_the_whole_gap_again():
+    """Found by the answer timeout under f63's drops: a GapFill that arrived while a hole lay below it
+    moved the expected number past the hole, so the fill it held was never asked for (engine and venue
+    positions then differed); and a ResendRequest whose answer was lost with the connection was never
+    asked again, the next one starting above it."""
+    venue_end, engine_end, _ = _vouching_pair()
+    asked: list[str] = []
+    engine_end.link = type("Wire", (), {"send": staticmethod(asked.append)})()
+    c = venue_end.codec
+
+    def heartbeat(seq: int) -> str:
+        return c.frame(c.draft("0"), seq, 0.0)
+
+    def gap_fill(seq: int, new_seq: int) -> str:
+        return c.frame(c.draft("4", [(123, "Y"), (36, str(new_seq))]), seq, 0.0, poss_dup=True)
+
+    assert [m.seq for m in engine_end.receive(heartbeat(1))] == [1]
+    assert engine_end.receive(gap_fill(4, 7)) == []  # 2 and 3 are missing: held, and they are asked for
+    assert engine_end.next_in == 2 and "\x017=2\x01" in asked[-1] and "\x0116=3\x01" in asked[-1]
+    engine_end.drop()  # the connection goes before the answer comes
+    engine_end.reconnect()
+    assert engine_end.receive(heartbeat(7)) == []
+    assert "\x017=2\x01" in asked[-1] and "\x0116=6\x01" in asked[-1]  # the whole hole, again
+    assert [m.seq for m in engine_end.receive(heartbeat(2))] == [2]
+    assert [m.seq for m in engine_end.receive(heartbeat(3))] == [3, 7]  # through the held GapFill (4-6), then 7
+    assert engine_end.next_in == 8
+
+
 # Together these reach every kind of message the library's venues send to the engine (market data
 # snapshot and refresh, logon, resend request, gap fill, execution reports of every ExecType the
 # venues use, cancel reject, position report, business reject); measured over the library at seed 1.
