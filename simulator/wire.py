@@ -93,6 +93,10 @@ class WireSession:
             session = fix.Session.lookupSession(self.session_id)
             session.setNextSenderMsgSeqNum(session.getExpectedSenderNum() + 1)
 
+    def drop(self) -> None:
+        """The session is down in the venue model's view (quickfix keeps its own resend state)."""
+        self.connected = False
+
     def reconnect(self) -> None:
         self.connected = True
         queued, self.queued = self.queued, []

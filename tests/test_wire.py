@@ -664,3 +664,36 @@ def test_the_venues_take_sessions_only_from_their_host(spread_scenario, tmp_path
         # stop the acceptor too: one left running is destroyed whenever the garbage collector gets to it,
         # threads and all, and quickfix then crashed the worker (SIGSEGV) in a later, unrelated test
         venues.stop()
+
+
+def test_a_wire_session_takes_every_call_the_venue_model_makes_on_a_session(spread_scenario):
+    """The venue model drives a member's session through one interface in both modes: the virtual-time
+    SessionEnd and, in wire mode, WireSession (quickfix). A logout in wire mode (venue.disconnect)
+    called a method only SessionEnd had, which would have killed the venues' simulation thread; every
+    public method SessionEnd offers the venue is checked on WireSession too, and a logout is replayed."""
+    import inspect
+
+    import simpy
+
+    from simulator.rng import fork
+    from simulator.transport import SessionEnd, WireLog
+    from simulator.venue import Venue
+    from simulator.wire import WireSession
+
+    venue_calls = set(inspect.getsource(Venue).split("session.")[1:]) | set(
+        inspect.getsource(__import__("simulator.venue", fromlist=["Member"]).Member).split("session.")[1:]
+    )
+    called = {c.split("(")[0] for c in venue_calls if c.split("(")[0].isidentifier() and "(" in c[:40]}
+    # Venue.receive (virtual time) reads its bytes through session.receive; in wire mode quickfix
+    # parses them and the venue's shell hands them to _apply, so that one call never reaches WireSession
+    needed = {name for name in called if callable(getattr(SessionEnd, name, None))} - {"receive"}
+    assert {"send", "drop", "reconnect", "skip"} <= needed
+    assert all(callable(getattr(WireSession, name, None)) for name in needed), needed
+    env = simpy.Environment()
+    log = WireLog()
+    venue = Venue(env, spread_scenario.venues["SHFE"], [spread_scenario.engine.instruments["CU"]], fork(1, "v"), log)
+    member = venue.add_member("DESK", WireSession(venue._codec("DESK"), log))
+    member.logged_on = True
+    member.session.reconnect()
+    venue.disconnect(member=member)
+    assert not member.session.connected and not member.logged_on
