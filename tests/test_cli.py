@@ -275,7 +275,7 @@ def test_ctrl_c_reaches_python_after_quickfix_is_imported():
         "import os, signal, engine.fix, simulator.runner\n"
         "try:\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    __import__('time').sleep(5)\n"
+        "    __import__('threading').Event().wait(5)  # the interrupt arrives first\n"
         "except KeyboardInterrupt:\n"
         "    print('caught')\n"
     )
