@@ -106,6 +106,9 @@ class WireChecker:
         # full since the engine's last logon there; position reports counted per (venue, PosReqID)
         self.questions: dict[str, dict[tuple[str, str], tuple[float, int]]] = {}
         self.question_seq: dict[tuple[str, int], tuple[str, str]] = {}
+        # (venue, OrderID) -> the status question that named that order: the venue answers under the
+        # order's current ClOrdID, which a replace confirmed after the question was sent has changed
+        self.question_order: dict[tuple[str, str], tuple[str, str]] = {}
         self.position_reports: dict[tuple[str, str], int] = {}
         self.checked = 0
 
@@ -157,6 +160,8 @@ class WireChecker:
             key = (mt, msg.get(QUESTION_ID[mt]))
             self.questions.setdefault(venue, {})[key] = (now, msg.seq)
             self.question_seq[venue, msg.seq] = key
+            if mt == "H" and msg.has(37):  # a replace may rename the order before the answer comes
+                self.question_order[venue, msg.get(37)] = key
             return
         if mt not in ("D", "F", "G"):
             return
@@ -248,8 +253,10 @@ class WireChecker:
             if 584 in f:
                 if f.get(912) == "Y":
                     open_.pop(("AF", f[584]), None)
-            else:
-                open_.pop(("H", f.get(11, "")), None)
+            elif open_.pop(("H", f.get(11, "")), None) is None:  # asked under a ClOrdID since replaced
+                asked = self.question_order.get((venue, f.get(37, "")))
+                if asked is not None:
+                    open_.pop(asked, None)
         elif mt == "AP":
             key = (venue, f.get(710, ""))
             self.position_reports[key] = self.position_reports.get(key, 0) + 1

@@ -267,3 +267,21 @@ def test_a_new_logon_starts_the_status_questions_afresh(config):
     w.received("COMEX", msg((35, "H"), (34, "7"), (11, "E1-000002B1")), 2.2)
     w.received("COMEX", order("E1-000003B1", 2, 4.501, seq=8), 2.3)
     assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000002B1" in w.v["W11"].first["detail"]
+
+
+def test_a_status_answer_under_a_replaced_clordid_closes_the_question_that_named_its_order(config):
+    """A replace confirmed after the engine asked about an order renames it: the venue answers under
+    the new ClOrdID with the same OrderID, and that answers the question. An answer about another
+    order (another OrderID) does not."""
+    for answer_order_id, closed in (("O7", True), ("O8", False)):
+        w = checker(config)
+        w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+        w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1"), (37, "O7")), 1.0)
+        w.venue_sent(
+            "COMEX",
+            f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=E1-000001B1M1{SOH}37={answer_order_id}{SOH}"
+            f"41=E1-000001B1{SOH}150=I{SOH}39=0{SOH}",
+            1.2,
+        )
+        w.received("COMEX", order("E1-000002B1", 2, 4.501, seq=6), 2.0)
+        assert w.v["W11"].status == ("pass" if closed else "fail"), answer_order_id
