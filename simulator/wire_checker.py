@@ -160,7 +160,7 @@ class WireChecker:
             key = (mt, msg.get(QUESTION_ID[mt]))
             self.questions.setdefault(venue, {})[key] = (now, msg.seq)
             self.question_seq[venue, msg.seq] = key
-            if mt == "H" and msg.has(37):  # a replace may rename the order before the answer comes
+            if mt == "H" and msg.get(37, "NONE") != "NONE":  # a replace may rename the order before it is answered
                 self.question_order[venue, msg.get(37)] = key
             return
         if mt not in ("D", "F", "G"):

@@ -285,3 +285,12 @@ def test_a_status_answer_under_a_replaced_clordid_closes_the_question_that_named
         )
         w.received("COMEX", order("E1-000002B1", 2, 4.501, seq=6), 2.0)
         assert w.v["W11"].status == ("pass" if closed else "fail"), answer_order_id
+    # "NONE" (the OrderID of an order a venue does not know) names no order: it answers no other question
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1"), (37, "NONE")), 1.0)
+    w.venue_sent(
+        "COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=9{SOH}11=E1-000009B1{SOH}37=NONE{SOH}150=I{SOH}39=8{SOH}", 1.2
+    )
+    w.received("COMEX", order("E1-000002B1", 2, 4.501, seq=6), 2.0)
+    assert w.v["W11"].status == "fail"
