@@ -542,6 +542,10 @@ def build_report(
             for cl, co in v.orders.items()
         }
         venue_orders.update({cl: ("A", 0.0, 0.0) for v in venues.values() for cl in v.pending_new})
+        # a NewOrderSingle the venue answered Rejected is an order it saw and reported on, dead with
+        # nothing filled (a standby that takes over behind its primary may hear of it as unknown)
+        for v in venues.values():
+            venue_orders.update({cl: ("8", 0.0, 0.0) for cl in v.rejected if cl not in venue_orders})
         checker.reconcile_check(
             scenario.duration + scenario.drain,
             venue_orders,

@@ -82,6 +82,7 @@ class Member:
         self.orders: dict[str, ClientOrder] = {}  # by ClOrdID
         self.certifying: dict[str, str] = {}  # ClOrdID -> certification behaviour
         self.pending_new: dict[str, Parsed] = {}  # ClOrdID -> NewOrderSingle received but not processed yet
+        self.rejected: set[str] = set()  # ClOrdIDs of NewOrderSingles answered Rejected: never in the book
         self.swallowed: set[str] = set()  # ClOrdIDs lost to a no_ack fault
         self.duplicates: set[str] = set()  # ClOrdIDs whose reports are sent twice
         self.subscriptions: dict[str, str] = {}  # symbol -> MDReqID
@@ -214,6 +215,10 @@ class Venue:
     @property
     def pending_new(self) -> dict[str, Parsed]:
         return self.engine.pending_new
+
+    @property
+    def rejected(self) -> set[str]:
+        return self.engine.rejected
 
     @property
     def fills(self) -> list[tuple[str, str, str, int, float]]:
@@ -402,6 +407,7 @@ class Venue:
         m.session.reconnect()  # what was held while disconnected follows the logon
 
     def _reject_order(self, msg, m: Member, reason: int, text: str) -> None:
+        m.rejected.add(msg.get(11))
         m.send(
             "8",
             [
