@@ -5,6 +5,9 @@ every failure to a minimal standalone scenario with its one-line replay command.
 - Generation: a seeded generator (`fork(seed, "explore")`), so a search is reproducible from
   `--seed`. Swarm testing: each fresh schedule first draws a random subset of the fault kinds the
   base allows and then only faults of those kinds, so rare combinations are reached.
+- Failovers behind: a schedule with a primary crash or pause gets, half the time, a replication
+  cut or delay spanning it (`standby_behind`), so takeovers by a standby that missed the primary's
+  last decisions are drawn often, not by the chance of two independent draws lining up.
 - Feedback: the novelty signal is the set of coverage tags and anomaly kinds a run reached; a
   schedule that reaches a new one joins the corpus, and half of later schedules are mutations of a
   corpus member (add, drop or perturb one fault), as coverage-guided fuzzers do.
@@ -176,7 +179,28 @@ def swarm(rng, base: Base) -> list[dict]:
         if kind in once and any(f["kind"] == kind for f in out):
             continue
         out.append(fault(rng, base, kind))
+    failovers = [f for f in out if f["kind"] in ("primary_crash", "primary_pause")]
+    if failovers and rng.random() < 0.5:  # no draw without a failover: those schedules are unchanged
+        behind = standby_behind(rng, base, failovers[0])
+        if behind is not None:
+            out.append(behind)
     return out
+
+
+def standby_behind(rng, base: Base, failover: dict) -> dict | None:
+    """A replication cut or delay whose window spans a drawn failover, so the standby takes over
+    behind its primary and meets orders it never heard of. Two independent draws rarely line up
+    like this (each kind enabled at 0.35, the failover inside the window), yet it is the case where
+    a takeover's reconciliation matters most. None when the base allows neither kind."""
+    kinds = [k for k in ("replication_cut", "replication_delay") if k in base.kinds]
+    if not kinds:
+        return None
+    f = fault(rng, base, rng.choice(kinds))
+    d = base.duration
+    at = failover["after_s"]  # an on_order failover strikes at the first matching order after it
+    f["after_s"] = round(max(0.0, at - rng.uniform(0.5, max(d * 0.1, 1.0))), 3)
+    f["until_s"] = round(at + rng.uniform(1.0, max(d * 0.3, 2.0)), 3)
+    return f
 
 
 def mutate(rng, base: Base, faults: list[dict]) -> list[dict]:
