@@ -50,6 +50,23 @@ def test_the_generator_reaches_the_whole_grammar(bases):
     assert seen == set(KINDS) - explore.NOT_SEARCHED
 
 
+def test_a_drawn_failover_often_comes_with_the_standby_behind(bases):
+    """About half the schedules with a primary crash or pause also cut or delay replication across it."""
+    rng = random.Random(11)
+    with_failover = spanned = 0
+    for _ in range(400):
+        faults = explore.swarm(rng, bases[1])
+        failovers = [f for f in faults if f["kind"] in ("primary_crash", "primary_pause")]
+        if not failovers:
+            continue
+        with_failover += 1
+        at = failovers[0]["after_s"]
+        spanned += any(
+            f["kind"] in ("replication_cut", "replication_delay") and f["after_s"] <= at < f["until_s"] for f in faults
+        )
+    assert with_failover >= 50 and 0.35 <= spanned / with_failover <= 0.7
+
+
 def test_the_same_seed_gives_the_same_search_on_any_number_of_workers(bases):
     one = explore.search(bases, explore.serial_mapper(), seed=5, max_runs=12)
     pool = explore.ProcessMapper(2)
