@@ -250,6 +250,9 @@ class Execution:
     # a cancel or replace not answered within this many seconds may be lost (or its answer): the
     # engine asks the venue for the order's status (its question also shows the venue any gap)
     answer_timeout: float = 0.3
+    # a new order not answered within this many times its venue's slowest recent round trip (never
+    # sooner than answer_timeout) may be lost inside the venue: its status is asked; 0 turns it off
+    ack_timeout_rtts: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +446,9 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         amend_step_ticks=ex.get("amend_step_ticks", int, 1, check=positive, hint="a whole number of ticks >= 1"),
         max_amends=ex.get("max_amends", int, 0, check=non_negative, hint="a whole number >= 0"),
         answer_timeout=ex.get("answer_timeout_ms", float, 300.0, check=positive, hint="milliseconds > 0") / 1e3,
+        ack_timeout_rtts=ex.get(
+            "ack_timeout_rtts", float, 4.0, check=non_negative, hint="a multiple of round trips >= 0 (0: off)"
+        ),
     )
     if (execution.amend_after > 0) != (execution.max_amends > 0):
         ex.problem(

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.config import EngineConfig, Instrument
 from engine.core import ids
+from engine.core.ack_watch import AckWatch
 from engine.core.amending import Amending
 from engine.core.episode import Episode, EpisodeEvent, EpisodeState, Leg, RecoveryMode
 from engine.core.events import (
@@ -73,6 +74,8 @@ class EngineCore:
         self.positions: dict[str, float] = {name: 0.0 for name in config.instruments}
         self.reconciliation = Reconciliation(self)  # sessions, status answers, foreign reports, position holds
         self.amending = Amending(self)  # limit mode: lagging resting legs moved toward the market
+        ex = config.strategy.execution
+        self.ack_watch = AckWatch(ex.ack_timeout_rtts, ex.answer_timeout)  # new orders' answers, per venue
         self.killed = False
         self.draining = False
         self.cooldown_until = -math.inf
@@ -350,7 +353,9 @@ class EngineCore:
         self.orders_today[inst.name] += 1
         leg.orders.append(order)
         ep.stages.setdefault(f"send_{leg.name}", now)
-        return [
+        due = self.ack_watch.sent(cl_ord_id, inst.venue, now)
+        watch: list[Action] = [] if due is None else [SetTimer(due, timer_key(TimerKind.ACK, cl_ord_id))]
+        return watch + [
             SendOrder(
                 inst.venue,
                 cl_ord_id,
@@ -526,6 +531,10 @@ class EngineCore:
             return self.reconciliation.on_foreign_report(r, now)
         if r.exec_type == "I":
             return self.reconciliation.on_status(order, r, now)
+        first: list[Action] = []
+        if self.ack_watch.answered(order.cl_ord_id, now):  # its round trip measured, its watch over
+            first.append(CancelTimer(timer_key(TimerKind.ACK, order.cl_ord_id)))
+            first += self.reconciliation.answered_by_its_report(order, now)
         if order.adopted and r.exec_type == "F" and r.cum_qty <= order.cum_qty + 1e-9:
             # adopted with the venue's CumQty: a resend of a fill from before adoption adds nothing
             order.exec_ids.add(r.exec_id)
@@ -541,7 +550,7 @@ class EngineCore:
         fill, problems = order.apply(r)
         ep = self.episodes[order.decision_id]
         inst = self.instruments[order.instrument]
-        out: list[Action] = [
+        out: list[Action] = first + [
             self.anomaly(now, kind, order.cl_ord_id, detail, exec_id=r.exec_id) for kind, detail in problems
         ]
         if fill:
@@ -680,6 +689,9 @@ class EngineCore:
             ]
         out = []
         is_cancel = self.orders.is_cancel(r.ref_id)  # a refused cancel or replace: the order itself lives on
+        if not is_cancel and self.ack_watch.answered(order.cl_ord_id, now):  # the order itself refused
+            out.append(CancelTimer(timer_key(TimerKind.ACK, order.cl_ord_id)))
+            out += self.reconciliation.answered_by_its_report(order, now)
         if self.orders.is_replace(r.ref_id):
             order.pending_replace = None
         event = OrderEvent.CANCEL_REJECTED if is_cancel else OrderEvent.REJECTED
@@ -715,6 +727,8 @@ class EngineCore:
         kind, did = parse_timer_key(t.key)
         if kind is TimerKind.ANSWER:  # `did` is a cancel's or replace's ClOrdID here
             return self.reconciliation.ask_unanswered(did, now)
+        if kind is TimerKind.ACK:  # `did` is a new order's ClOrdID here
+            return self.reconciliation.ask_unacknowledged(did, now)
         if kind is TimerKind.STATUS:  # `did` is a venue here: has it answered every status question?
             unanswered = sorted(self.reconciliation.status_pending.get(did, ()))
             if not unanswered:

@@ -251,6 +251,7 @@ class TimerKind(StrEnum):
     AMEND = "amend"  # move a lagging resting leg toward the market (subject: decision)
     STATUS = "status"  # a venue's status answers are overdue (subject: venue)
     ANSWER = "answer"  # is a cancel or replace still unanswered? (subject: the request's ClOrdID)
+    ACK = "ack"  # is a new order still unanswered? (subject: its ClOrdID; engine/core/ack_watch.py)
 
 
 def timer_key(kind: TimerKind, subject: str) -> str:

@@ -53,6 +53,7 @@ class Reconciliation:
         # overtake the order answers whose fills it already counts
         self.compare_due: dict[str, dict[str, float] | None] = {}
         self.dropped: set[str] = set()
+        self.ack_questions: set[str] = set()  # ClOrdIDs asked about because unacknowledged (ask_unacknowledged)
 
     def on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
         self.sessions.add(ev.venue)
@@ -141,12 +142,45 @@ class Reconciliation:
         unanswered = order.state is OrdStatus.PENDING_CANCEL or (
             order.pending_replace is not None and order.pending_replace[0] == request_id
         )
+        if not unanswered:
+            return []
+        timeout = self.core.strategy.execution.answer_timeout
+        return self._ask_status(order, now, f"{order.venue}: {request_id} unanswered after {timeout:g} s")
+
+    def ask_unacknowledged(self, cl_ord_id: str, now: float) -> list[Action]:
+        """A new order the venue has not answered at all by its acknowledgement deadline (AckWatch): it
+        may be lost inside the venue, which never says so, or its answer lost on the way. Asked as
+        ask_unanswered asks: the answer is its acknowledgement, or "unknown order", which ends it (the
+        session delivers in order, so the venue had it before the question if it ever will) and lets
+        the recovery send again at once instead of after the order timeout."""
+        order = self.core.orders.get(cl_ord_id)
+        sent = self.core.ack_watch.unanswered.get(cl_ord_id)
+        if order is None or sent is None or order.state is not OrdStatus.PENDING_NEW:
+            self.core.ack_watch.forget(cl_ord_id)
+            return []  # answered, cancelled (its cancel is watched), or ended meanwhile
+        waited = 1e3 * (now - sent[1])
+        out = self._ask_status(order, now, f"{order.venue}: new order unanswered after {waited:.0f} ms")
+        if out:
+            self.ack_questions.add(cl_ord_id)
+        return out
+
+    def answered_by_its_report(self, order: ChildOrder, now: float) -> list[Action]:
+        """The first report of an order asked about because it went unacknowledged: it says what the
+        question asked (the order reached the venue, in this state), so the venue is no longer held
+        for the answer, which a slow venue sends a round trip later. The session keeps order: the
+        venue answers the question before it reads any order sent after this report arrived."""
+        if order.cl_ord_id not in self.ack_questions:
+            return []
+        self.ack_questions.discard(order.cl_ord_id)
+        return self.answered(order.venue, order.cl_ord_id, now)
+
+    def _ask_status(self, order: ChildOrder, now: float, why: str) -> list[Action]:
+        """Ask `order`'s venue for its status, holding the venue until it answers (STATUS alerts)."""
         asked = self.status_pending.get(order.venue, set())
-        if not unanswered or order.venue in self.dropped or order.cl_ord_id in asked:
-            return []  # answered; or the next logon asks about every working order; or asked already
+        if order.venue in self.dropped or order.cl_ord_id in asked:
+            return []  # the next logon asks about every working order; or asked already
         self.status_pending[order.venue] = asked | {order.cl_ord_id}
         inst = self.core.instruments[order.instrument]
-        timeout = self.core.strategy.execution.answer_timeout
         return [
             SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, order.venue)),
             Audit(
@@ -159,7 +193,7 @@ class Reconciliation:
                 order.side,
                 order.qty,
                 order.price or 0.0,
-                f"{order.venue}: {request_id} unanswered after {timeout:g} s: the order's status asked",
+                f"{why}: the order's status asked",
             ),
             SendStatusRequest(order.venue, order.cl_ord_id, order.order_id, inst.symbol, order.side),
         ]
@@ -481,6 +515,9 @@ class Reconciliation:
                 )
             )
         order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
+        if order.done:
+            self.core.ack_watch.forget(order.cl_ord_id)
+        self.ack_questions.discard(order.cl_ord_id)
         out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
         # the question may have named the order by a ClOrdID a replace has superseded since
         key = self.core.orders.key(order.cl_ord_id)

@@ -1,0 +1,58 @@
+"""The acknowledgement watch: each venue's recent order round trips, and the deadline past which a new
+order's silence means it (or its answer) may be lost and the venue is asked for its status."""
+
+from __future__ import annotations
+
+from collections import deque
+
+# how many of a venue's latest round trips (order sent -> its first answer) the deadline is drawn from
+WINDOW = 32
+# round trips measured on a venue before its orders are watched: one sample says little of its spread
+MIN_SAMPLES = 3
+
+
+class AckWatch:
+    """What each venue's new orders took to be answered lately, and which are still unanswered.
+
+    A venue that loses an order inside its gateway never says so: without a watch, the order's only
+    deadline is the episode's order timeout (seconds), the longest a leg may work, which a legged
+    episode cannot afford. The deadline here is relative to what the venue has shown: `multiple`
+    times its slowest recent round trip, never less than `floor` (the answer timeout of cancels), so
+    a venue 300 ms away is not questioned on every order, and one 1 ms away is asked after `floor`.
+    Deterministic in its inputs (the core's events and times), like the rest of the core.
+    """
+
+    def __init__(self, multiple: float, floor: float) -> None:
+        self.multiple = multiple  # 0: no watch
+        self.floor = floor
+        self.unanswered: dict[str, tuple[str, float]] = {}  # ClOrdID -> (venue, sent at)
+        self.recent: dict[str, deque[float]] = {}  # venue -> its latest round trips (s)
+
+    def deadline(self, venue: str) -> float | None:
+        """Seconds a new order on `venue` may go unanswered; None while it is not watched (off, or too
+        few round trips measured there yet: the order timeout is then its only deadline)."""
+        trips = self.recent.get(venue)
+        if self.multiple <= 0 or trips is None or len(trips) < MIN_SAMPLES:
+            return None
+        return max(self.floor, self.multiple * max(trips))
+
+    def sent(self, cl_ord_id: str, venue: str, now: float) -> float | None:
+        """A new order left for `venue`: when its answer is due (None: not watched)."""
+        self.unanswered[cl_ord_id] = (venue, now)
+        due = self.deadline(venue)
+        return None if due is None else now + due
+
+    def answered(self, cl_ord_id: str, now: float) -> bool:
+        """The venue's first answer to a new order (acknowledgement, fill or reject) arrived: its round
+        trip joins the venue's record. True when the order was awaiting it (its watch can go)."""
+        waiting = self.unanswered.pop(cl_ord_id, None)
+        if waiting is None:
+            return False
+        venue, at = waiting
+        self.recent.setdefault(venue, deque(maxlen=WINDOW)).append(now - at)
+        return True
+
+    def forget(self, cl_ord_id: str) -> None:
+        """The order ended without a first answer of its own (its status answer settled it): no round
+        trip to learn from."""
+        self.unanswered.pop(cl_ord_id, None)

@@ -1,0 +1,108 @@
+"""The acknowledgement watch: a new order the venue never answers is asked about after a few of the
+venue's own round trips (never sooner than the answer timeout), not after the order timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.core.ack_watch import MIN_SAMPLES, WINDOW, AckWatch
+from engine.core.engine_core import EngineCore
+from engine.core.events import CancelTimer, SendOrder, SendStatusRequest, SetTimer, TimerFired
+from tests.conftest import fire, report
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=5.0, allow_nan=False), max_size=80))
+def test_the_deadline_is_a_multiple_of_the_slowest_recent_round_trip_never_below_the_floor(trips):
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    now = 0.0
+    for i, trip in enumerate(trips):
+        assert watch.sent(f"c{i}", "V", now) == (None if i < MIN_SAMPLES else now + watch.deadline("V"))
+        assert watch.answered(f"c{i}", now + trip) and not watch.answered(f"c{i}", now + trip)  # once
+        now += 1.0
+    expected = None if len(trips) < MIN_SAMPLES else max(0.3, 4.0 * max(trips[-WINDOW:]))
+    assert watch.deadline("V") == (None if expected is None else pytest.approx(expected))
+    assert watch.deadline("OTHER") is None and not watch.unanswered
+
+
+def test_a_multiple_of_zero_turns_the_watch_off():
+    watch = AckWatch(multiple=0.0, floor=0.3)
+    for i in range(10):
+        watch.sent(f"c{i}", "V", float(i))
+        watch.answered(f"c{i}", i + 0.001)
+    assert watch.sent("late", "V", 20.0) is None
+
+
+@pytest.fixture()
+def config(spread_scenario):
+    cfg = spread_scenario.engine
+    ex = dataclasses.replace(cfg.strategy.execution, ack_timeout_rtts=4.0, answer_timeout=0.3)
+    return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, execution=ex))
+
+
+def _balanced_episodes(core: EngineCore, n: int, rtt: dict[str, float]) -> float:
+    """n episodes whose legs are acknowledged `rtt[venue]` after sending and filled: the venues' record."""
+    now = 0.0
+    for i in range(n):  # selling and buying the spread in turn (a signal fires when it crosses again)
+        sent = [a for a in fire(core, now=now, spread_cny=400.0 if i % 2 == 0 else -400.0) if isinstance(a, SendOrder)]
+        assert len(sent) == 2
+        for o in sent:
+            core.handle(report(o, f"{o.cl_ord_id}-0", "0", "0", 0), now + rtt[o.venue])
+            core.handle(report(o, f"{o.cl_ord_id}-1", "F", "2", o.qty, o.qty, 70000.0), now + rtt[o.venue])
+        now += 10.0
+    return now
+
+
+def test_an_unanswered_order_is_asked_about_and_unknown_order_ends_it(config):
+    core = EngineCore(config)
+    quiet = [a for a in fire(core) if isinstance(a, (SetTimer, SendOrder))]
+    assert not [t for t in quiet if isinstance(t, SetTimer) and t.key.startswith("ack:")]  # nothing measured yet
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.2})
+    acts = fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0)
+    a, b = (x for x in acts if isinstance(x, SendOrder))
+    due = {t.key: t.at for t in acts if isinstance(t, SetTimer) and t.key.startswith("ack:")}
+    # SHFE is 1 ms away: the floor; COMEX 200 ms: four of its round trips
+    assert due == {f"ack:{a.cl_ord_id}": pytest.approx(now + 0.3), f"ack:{b.cl_ord_id}": pytest.approx(now + 0.8)}
+    got = core.handle(report(b, "b0", "0", "0", 0), now + 0.2)  # COMEX answers: its watch is cancelled
+    assert CancelTimer(f"ack:{b.cl_ord_id}") in got
+    assert not core.handle(TimerFired(f"ack:{b.cl_ord_id}"), now + 0.8)
+    asked = core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.3)  # SHFE never answered A
+    assert [(q.venue, q.cl_ord_id) for q in asked if isinstance(q, SendStatusRequest)] == [("SHFE", a.cl_ord_id)]
+    assert not core.venue_ready("SHFE") and core.venue_ready("COMEX")
+    assert not core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.4)  # asked once
+    unknown = dataclasses.replace(report(a, "a-I", "I", "8", 0), exec_type="I")
+    core.handle(unknown, now + 0.301)
+    assert core.orders[a.cl_ord_id].state.name == "REJECTED" and core.venue_ready("SHFE")
+    assert a.cl_ord_id not in core.ack_watch.unanswered
+
+
+def test_the_orders_own_late_report_answers_the_question_and_frees_the_venue(config):
+    """A slow venue's acknowledgement overtakes the status answer a round trip behind it: the venue
+    is held only until the order's own report, which already says what the question asked."""
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.001})
+    a, _b = (
+        x for x in fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0) if isinstance(x, SendOrder)
+    )
+    core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.3)
+    assert not core.venue_ready("SHFE")
+    core.handle(report(a, "late-ack", "0", "0", 0), now + 0.35)
+    assert core.venue_ready("SHFE") and core.orders[a.cl_ord_id].state.name == "NEW"
+    # its status answer, coming later, changes nothing
+    core.handle(dataclasses.replace(report(a, "a-I", "I", "0", 0), exec_type="I"), now + 0.36)
+    assert core.venue_ready("SHFE") and core.orders[a.cl_ord_id].state.name == "NEW"
+
+
+def test_a_cancelled_unanswered_order_is_left_to_its_cancels_watch(config):
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.001})
+    a, _b = (
+        x for x in fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0) if isinstance(x, SendOrder)
+    )
+    core.handle(TimerFired(f"timeout:{a.decision_id}"), now + 0.1)  # the order timeout came first
+    assert not [x for x in core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.3) if isinstance(x, SendStatusRequest)]
+    assert a.cl_ord_id not in core.ack_watch.unanswered
