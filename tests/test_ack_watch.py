@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engine.core.ack_watch import MIN_SAMPLES, WINDOW, AckWatch
 from engine.core.engine_core import EngineCore
-from engine.core.events import CancelTimer, SendOrder, SendStatusRequest, SetTimer, TimerFired
+from engine.core.events import CancelTimer, SendOrder, SendStatusRequest, SessionDown, SetTimer, TimerFired
 from tests.conftest import fire, report
 
 
@@ -106,3 +106,31 @@ def test_a_cancelled_unanswered_order_is_left_to_its_cancels_watch(config):
     core.handle(TimerFired(f"timeout:{a.decision_id}"), now + 0.1)  # the order timeout came first
     assert not [x for x in core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.3) if isinstance(x, SendStatusRequest)]
     assert a.cl_ord_id not in core.ack_watch.unanswered
+
+
+def test_an_outage_is_not_taken_for_a_round_trip(config):
+    """An order in flight when its session drops is answered (if at all) after the outage: that wait
+    must not stretch the venue's deadline for the orders after it."""
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.001})
+    before = core.ack_watch.deadline("SHFE")
+    a, _b = (
+        x for x in fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0) if isinstance(x, SendOrder)
+    )
+    core.handle(SessionDown("SHFE"), now + 0.01)
+    assert a.cl_ord_id not in core.ack_watch.unanswered
+    core.handle(report(a, "after-outage", "0", "0", 0), now + 5.0)  # its acknowledgement, 5 s later
+    assert core.ack_watch.deadline("SHFE") == before == pytest.approx(0.3)
+
+
+def test_a_status_answer_ends_the_watch_so_a_later_report_is_no_round_trip(config):
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.001})
+    a, _b = (
+        x for x in fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0) if isinstance(x, SendOrder)
+    )
+    core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.3)
+    core.handle(dataclasses.replace(report(a, "a-I", "I", "0", 0), exec_type="I"), now + 0.31)  # it works
+    assert a.cl_ord_id not in core.ack_watch.unanswered and core.venue_ready("SHFE")
+    core.handle(report(a, "slow-ack", "0", "0", 0), now + 2.0)
+    assert core.ack_watch.deadline("SHFE") == pytest.approx(0.3)

@@ -56,3 +56,10 @@ class AckWatch:
         """The order ended without a first answer of its own (its status answer settled it): no round
         trip to learn from."""
         self.unanswered.pop(cl_ord_id, None)
+
+    def session_down(self, venue: str) -> None:
+        """The session to `venue` dropped: its unanswered orders' answers, if any come, come after the
+        outage (or the next logon's status questions settle them), so their waits are no round trips:
+        an outage taken for one would stretch the venue's deadline for its next WINDOW orders."""
+        for cl_ord_id in [c for c, (v, _at) in self.unanswered.items() if v == venue]:
+            del self.unanswered[cl_ord_id]

@@ -230,6 +230,7 @@ class Reconciliation:
     def on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
         self.sessions.discard(ev.venue)
         self.dropped.add(ev.venue)
+        self.core.ack_watch.session_down(ev.venue)
         return [Audit(now, "session_down", detail=ev.venue)]
 
     def venue_ready(self, venue: str) -> bool:
@@ -515,8 +516,9 @@ class Reconciliation:
                 )
             )
         order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
-        if order.done:
-            self.core.ack_watch.forget(order.cl_ord_id)
+        # a status answer settles what the watch asks (does the venue hold it?); the order's own first
+        # report, if it comes later, measures the question's wait, not a round trip
+        self.core.ack_watch.forget(order.cl_ord_id)
         self.ack_questions.discard(order.cl_ord_id)
         out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
         # the question may have named the order by a ClOrdID a replace has superseded since
