@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
-from engine.core.events import Quote
+from engine.core.events import ExecReport, Quote
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
 
 if TYPE_CHECKING:
     from simulator.failover import SimulatedLease
 
 NAMES = {
-    1: "naked exposure within limits",
+    1: "naked exposure within limits (tonnes; legged no longer than the budget plus the time to hear back from a venue)",
     2: "every episode terminal",
     3: "residual recorded, and every outcome borne out by its legs' fills (BALANCED: no leg short; UNWOUND, ABORTED: flat)",
     4: "no duplicate ClOrdID",
@@ -72,6 +72,11 @@ class InvariantChecker:
         self.client_ids: set[str] = set()
         self.venue_position: dict[str, float] = {}
         self.legged_since: dict[str, float] = {}
+        # invariant 1's soft limit: when each order was handed to the transport (ClOrdID -> (decision,
+        # time), until its first report) and the round trips of each decision's answered orders
+        # (decision -> [(answered at, seconds)]): a venue slower than the allowance extends it
+        self.awaiting: dict[str, tuple[str, float]] = {}
+        self.answers: dict[str, list[tuple[float, float]]] = {}
         self.coverage: set[str] = set()
         self.late_acks: set[str] = set()  # ClOrdIDs a venue acknowledged late (a late_ack fault)
         self.reordered: set[str] = set()  # ClOrdIDs whose fills a venue sent before their ack (fill_before_ack)
@@ -148,29 +153,22 @@ class InvariantChecker:
                 if ep.mode:
                     self.coverage.add(f"disconnect_during_{ep.mode}")
         risk = core.cfg.risk
-        budget = core.strategy.recovery.legged_budget
+        if type(event) is ExecReport and event.cl_ord_id in self.awaiting:
+            decision, sent = self.awaiting.pop(event.cl_ord_id)
+            self.answers.setdefault(decision, []).append((now, now - sent))
         # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
         for decision in [
             d for d in self.legged_since if d not in core.active or core.active[d].state.value != "LEGGED"
         ]:
-            del self.legged_since[decision]
+            self._check_legged_time(decision, self.legged_since.pop(decision), now)
         for ep in core.active.values():
             naked = ep.naked_tonnes()
             if naked > risk.max_naked_tonnes + 1e-9:
                 self._fail(1, now, ep.decision_id, f"{naked:.2f} t naked > hard limit {risk.max_naked_tonnes} t")
             if ep.state.value == "LEGGED":
-                since = self.legged_since.setdefault(ep.decision_id, now)
-                # soft limit: legged for longer than the budget plus one far round trip to act on it
-                if core.strategy.recovery.policy == "chase_unwind" and now - since > budget + 0.5:
-                    self._fail(
-                        1,
-                        now,
-                        ep.decision_id,
-                        f"legged {1e3 * (now - since):.0f} ms > budget {1e3 * budget:.0f} ms + 500 ms",
-                    )
-                else:
-                    self._ok(1)
+                self.legged_since.setdefault(ep.decision_id, now)
+                self._ok(1)
             for leg in ep.legs.values():
                 if leg.filled < -1e-9:
                     self._fail(9, now, ep.decision_id, f"leg {leg.name} flipped: {leg.filled:g} lots")
@@ -204,6 +202,26 @@ class InvariantChecker:
             # the quotes held are the quotes given unless a takeover seeded the books: then recomputed
             same = all(self.held.get(n) is self.quotes.get(n) for n in self._inputs())
             self._check_missed(now, event, opened, values if same else None)
+
+    def _check_legged_time(self, decision: str, since: float, until: float) -> None:
+        """Invariant 1's soft limit, judged when a legged spell ends (or the run does): legged no longer
+        than the budget plus the time to hear back from a venue, one far round trip (500 ms) or, when
+        slower, the slowest answer any of the decision's orders got during the spell. The engine cannot
+        act on what it has not heard; an order never answered extends nothing."""
+        core = self.core
+        if core.strategy.recovery.policy != "chase_unwind":
+            return
+        budget = core.strategy.recovery.legged_budget
+        slowest = max((rtt for at, rtt in self.answers.get(decision, ()) if since <= at <= until), default=0.0)
+        allowance = max(0.5, slowest)
+        if until - since > budget + allowance:
+            self._fail(
+                1,
+                until,
+                decision,
+                f"legged {1e3 * (until - since):.0f} ms > budget {1e3 * budget:.0f} ms + {1e3 * allowance:.0f} ms "
+                f"({'one far round trip' if slowest <= 0.5 else 'its slowest answer from a venue'})",
+            )
 
     def _engine_free(self, now: float) -> bool:
         """The engine looks at the trigger on a quote only when nothing holds it back: not killed or
@@ -395,6 +413,7 @@ class InvariantChecker:
         if not replace:
             self.handed.add(cl_ord_id)
             self.unsent.pop(cl_ord_id, None)
+        self.awaiting[cl_ord_id] = (decision_id, now)
         if side and price is not None and not replace:
             self._check_recovery_price(now, instrument, cl_ord_id, decision_id, side, qty, price)
             self.order_prices[cl_ord_id] = [price]
@@ -815,6 +834,8 @@ class InvariantChecker:
 
     def finish(self, now: float, anomalies: list, venue_positions: dict[str, float]) -> dict:
         core = self.core
+        for decision, since in list(self.legged_since.items()):  # still legged as the run ends
+            self._check_legged_time(decision, since, now)
         for ep in core.episodes.values():
             if ep.state not in TERMINAL:
                 self._fail(2, now, ep.decision_id, f"episode ended the run {ep.state.value}")

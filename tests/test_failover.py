@@ -8,10 +8,10 @@ import pytest
 
 from engine.config import ConfigError
 from engine.core.engine_core import EngineCore, epoch_of
-from engine.core.events import Audit, CancelReject, ExecReport, SendOrder, SessionUp, Takeover
+from engine.core.events import Audit, CancelReject, ExecReport, Quote, SendOrder, SessionUp, Takeover
 from simulator import runner, scenario
 from simulator.failover import SimulatedLease
-from tests.conftest import ROOT, fire
+from tests.conftest import ROOT, fire, report
 
 F25 = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
 F26 = ROOT / "scenarios" / "f26_failover_primary_pause_split_brain.toml"
@@ -399,3 +399,51 @@ def test_an_order_of_an_unknown_or_ended_episode_is_never_adopted(config):
     )
     core.handle(stray, 1.2)
     assert core.find_order("E1-999999B2R") is None and core.positions["HG"] == 2  # counted, not adopted
+
+
+def _legged_spell(config, answer_at: float | None, balanced_at: float | None, end: float = 3.0):
+    """Leg A fills and B is rejected at 10 ms: legged. The chase for B is first answered at
+    `answer_at` (None: never) and fills at `balanced_at` (None: never); the run ends at `end`.
+    Returns invariant 1's verdict."""
+    from simulator.checkers import InvariantChecker
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    sends = [x for x in fire(core) if isinstance(x, SendOrder)]
+    for o in sends:
+        checker.on_send(0.0, o.instrument, o.cl_ord_id, o.decision_id, o.qty, None)
+    a, b = sends
+    chases: list[SendOrder] = []
+
+    def handle(event, now):
+        acts = core.handle(event, now)
+        for o in (x for x in acts if isinstance(x, SendOrder)):
+            checker.on_send(now, o.instrument, o.cl_ord_id, o.decision_id, o.qty, None)
+            chases.append(o)
+        checker.after_event(now, event)
+
+    handle(report(a, "a1", "F", "2", a.qty, a.qty, 70000.0), 0.01)
+    handle(report(b, "b1", "8", "8", 0, reason=99), 0.01)
+    assert chases and core.active[a.decision_id].state.value == "LEGGED"
+    (chase,) = chases
+    timeline = [(t, Quote("HG", 4.4995, 50, 4.5005, 50)) for t in (0.5, 1.0, 1.4, 1.6, 2.0, 2.5)]
+    if answer_at is not None:  # quotes keep coming while the chase is out
+        timeline.append((answer_at, report(chase, "c0", "0", "0", 0)))
+    if balanced_at is not None:
+        timeline.append((balanced_at, report(chase, "c1", "F", "2", chase.qty, chase.qty, 4.5)))
+    for t, event in sorted(timeline, key=lambda x: (x[0], type(x[1]) is Quote)):
+        handle(event, t)
+    checker.finish(end, [], {})
+    return checker.v[1]
+
+
+def test_invariant_1_soft_limit_is_the_budget_plus_the_time_to_hear_back(config):
+    """Legged longer than the budget (800 ms) plus one far round trip (500 ms) fails; a venue whose
+    answer took longer than that extends the allowance by its own slowness, and an order never
+    answered extends nothing."""
+    assert _legged_spell(config, answer_at=0.02, balanced_at=0.5).status == "pass"
+    slow = _legged_spell(config, answer_at=0.02, balanced_at=1.6)  # answered at once, then 1.59 s legged
+    assert slow.status == "fail" and "+ 500 ms" in slow.first["detail"]
+    assert _legged_spell(config, answer_at=1.4, balanced_at=1.6).status == "pass"  # the venue took 1.39 s
+    lost = _legged_spell(config, answer_at=None, balanced_at=None)  # legged to the end, the chase never answered
+    assert lost.status == "fail" and "2990 ms" in lost.first["detail"]
