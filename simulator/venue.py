@@ -405,6 +405,7 @@ class Venue:
         m.send("A", [(98, "0"), (108, msg.get(108, "30"))])
         m.forget_held()
         m.session.reconnect()  # what was held while disconnected follows the logon
+        self._refresh(m, sorted(m.subscriptions))  # then where the market is now, once
 
     def _reject_order(self, msg, m: Member, reason: int, text: str) -> None:
         m.rejected.add(msg.get(11))
@@ -1052,18 +1053,28 @@ class Venue:
         if self.faults and self.faults.window("md_stale", self.cfg.name, self.env.now):
             return  # the feed has stopped; changes pile up until it resumes
         for m in self.members.values():
-            for symbol in sorted(self.dirty):
-                req_id = m.subscriptions.get(symbol)
-                if req_id is None:
-                    continue
-                entries = self._entries(symbol, snapshot=False, previous=m.published.get(symbol, (None, None)))
-                if entries:
-                    m.published[symbol] = self._top(symbol)
-                    if self.faults and self.faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
-                        m.session.skip()  # lost after sequencing: the subscriber sees a gap
-                        continue
-                    m.send("X", [(262, req_id)], ((268, entries),))
+            if not m.logged_on:
+                continue  # nothing is queued for a session that is down: its logon brings it up to date
+            self._refresh(m, sorted(self.dirty))
         self.dirty.clear()
+
+    def _refresh(self, m: Member, symbols: list[str]) -> None:
+        """Send `m` what changed in `symbols` since it was last told, one refresh per symbol.
+
+        A gateway keeps execution reports for a session that is down, never a backlog of quotes: those
+        would arrive after the logon as if they were the market now. At the logon the subscriber is
+        told once what changed while it was away (`_on_logon`), and asks again for a snapshot."""
+        for symbol in symbols:
+            req_id = m.subscriptions.get(symbol)
+            if req_id is None:
+                continue
+            entries = self._entries(symbol, snapshot=False, previous=m.published.get(symbol, (None, None)))
+            if entries:
+                m.published[symbol] = self._top(symbol)
+                if self.faults and self.faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
+                    m.session.skip()  # lost after sequencing: the subscriber sees a gap
+                    continue
+                m.send("X", [(262, req_id)], ((268, entries),))
 
     def _publisher(self):
         while True:

@@ -790,3 +790,19 @@ def test_invariant_16_after_a_takeover_starts_from_the_quotes_the_new_core_holds
     new.handle(cu, 1.2)
     checker.after_event(1.2, cu, new)
     assert len(new.episodes) == 1 and checker.v[16].status == "pass", checker.v[16]
+
+
+def test_a_session_that_is_down_gets_no_backlog_of_quotes_only_the_market_at_its_logon():
+    """f12 cuts COMEX for seconds while HG moves every 100 ms: nothing of its market data is queued
+    for the dead session (the gateway keeps execution reports, not quotes, which would arrive after
+    the logon as if they were the market now); at the logon the engine is told once where HG is."""
+    result = runner.run(scenario.load(ROOT / "scenarios" / "f12_disconnect_cancel_on_disconnect.toml"), 1)
+
+    def fields(raw: str) -> dict[int, str]:
+        return {int(t): v for t, _, v in (p.partition("=") for p in raw.split("\x01")[:-1])}
+
+    from_comex = [f for f in map(fields, result.messages) if f[49] == "COMEX" and f[56] == "XMC"]
+    logons = [f for f in from_comex if f[35] == "A"]
+    assert len(logons) >= 2, "f12 must reconnect COMEX"
+    at_logon = [f for f in from_comex if f[35] == "X" and f.get(43) != "Y" and f[52] == logons[1][52]]
+    assert len(at_logon) == 1 and at_logon[0][262] == "MD-HG"

@@ -62,6 +62,27 @@ def test_market_data_request_and_refresh_round_trip():
     assert q.ask is None and q.bid == 70000
 
 
+def test_resent_market_data_keeps_the_book_in_sequence_but_is_never_priced_from():
+    """A PossDup resend of a refresh (a gap filled after a reconnect) is history: no quote comes of
+    it, yet the next live refresh carries its change, as the incremental stream says."""
+    c = codec("SHFE")
+    w = c.message(
+        "W",
+        [(262, "MD1"), (55, "cu2603")],
+        ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),),
+    )
+    c.decode(c.parse(c.frame(w, 2, 1.8e9)), "SHFE")
+    old_bid = [(279, "1"), (269, "0"), (55, "cu2603"), (270, "69990"), (271, "4")]
+    resent = c.frame(c.message("X", [(262, "MD1")], ((268, [old_bid]),)), 3, 1.8e9, poss_dup=True)
+    assert c.decode(c.parse(resent), "SHFE") == []
+    new_ask = [(279, "1"), (269, "1"), (55, "cu2603"), (270, "70020"), (271, "5")]
+    (q,) = c.decode(c.parse(c.frame(c.message("X", [(262, "MD1")], ((268, [new_ask]),)), 4, 1.8e9)), "SHFE")
+    assert (q.bid, q.bid_size, q.ask, q.ask_size) == (69990, 4, 70020, 5)
+    again = c.message("X", [(262, "MD1")], ((268, [new_ask]),))
+    again.getHeader().setField(97, "Y")  # an application-level resend (PossResend) is history too
+    assert c.decode(c.parse(c.frame(again, 5, 1.8e9)), "SHFE") == []
+
+
 @pytest.mark.parametrize(
     "mutate,kind,reason",
     [

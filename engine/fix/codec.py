@@ -457,7 +457,11 @@ class FixCodec:
                 )
             ]
         if msg_type in ("W", "X"):
-            return self._market_data(msg, msg_type == "W")
+            quotes = self._market_data(msg, msg_type == "W")
+            # a resend (PossDup, or PossResend) of market data is history, not the market now: it keeps
+            # the book's incremental state in sequence, but no quote of it is priced from (a gap filled
+            # after a reconnect would otherwise hand the trigger prices from before the outage)
+            return [] if msg.get(43) == "Y" or msg.get(97) == "Y" else quotes
         if msg_type == "AP":  # net of every position quantity it carries
             net = sum(float(e.get(704) or 0) - float(e.get(705) or 0) for e in msg.group(702, (703, 704, 705, 706)))
             symbol = msg.get(55)
