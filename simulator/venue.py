@@ -405,7 +405,7 @@ class Venue:
         m.send("A", [(98, "0"), (108, msg.get(108, "30"))])
         m.forget_held()
         m.session.reconnect()  # what was held while disconnected follows the logon
-        self._refresh(m, sorted(m.subscriptions))  # then where the market is now, once
+        self.refresh(m)  # then where the market is now, once
 
     def _reject_order(self, msg, m: Member, reason: int, text: str) -> None:
         m.rejected.add(msg.get(11))
@@ -1057,6 +1057,10 @@ class Venue:
                 continue  # nothing is queued for a session that is down: its logon brings it up to date
             self._refresh(m, sorted(self.dirty))
         self.dirty.clear()
+
+    def refresh(self, m: Member) -> None:
+        """A member that logged on again: told once what changed in its subscriptions while it was away."""
+        self._refresh(m, sorted(m.subscriptions))
 
     def _refresh(self, m: Member, symbols: list[str]) -> None:
         """Send `m` what changed in `symbols` since it was last told, one refresh per symbol.

@@ -327,6 +327,7 @@ class WireVenues(fix.Application):
                     member.logged_on = True
                     member.forget_held()
                     member.session.reconnect()
+                    venue.refresh(member)  # where the market is now, once, as a virtual-time venue does
                 elif kind == "logout":
                     # cancel-on-disconnect as the cutting fault says, else the venue's; reports wait for a logon
                     venue.disconnect(
@@ -334,7 +335,7 @@ class WireVenues(fix.Application):
                         member=member,
                         reports_lost=self._cut_lost.pop(id(member), False),
                     )
-                    member.subscriptions.clear()  # a new session subscribes afresh; stale market data is dropped
+                    # no backlog of quotes for a session that is down (publish skips it; none queued before)
                     member.session.queued = [m for m in member.session.queued if msg_type_of(m) not in ("W", "X")]
                 else:
                     venue._apply(Parsed(item[3]), member)
