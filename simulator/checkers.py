@@ -9,6 +9,7 @@ single-node runs report it unknown.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
-from engine.core.events import ExecReport, Quote
+from engine.core.events import ExecReport, Quote, SessionGap
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ class InvariantChecker:
                 self._ok(9)
         values = None
         mine = node_core is None or node_core is core
+        if type(event) is SessionGap and mine:  # the engine's rule: none of the venue's quotes is fresh now
+            for name, inst in core.instruments.items():
+                if inst.venue == event.venue and name in self.quote_at:
+                    self.quote_at[name] = -math.inf
         if type(event) is Quote and mine and event.instrument in core.instruments:
             self.quotes[event.instrument] = self.held[event.instrument] = event
             self.quote_at[event.instrument] = now

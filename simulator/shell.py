@@ -27,6 +27,7 @@ from engine.core.events import (
     SendOrder,
     SendReplace,
     SessionDown,
+    SessionGap,
     SessionUp,
     Takeover,
     TimerFired,
@@ -132,6 +133,7 @@ class SimEngineShell(ActionDispatcher):
                     f"{venue}: gap before MsgSeqNum {session.resend_asked_to + 1}; ResendRequest sent",
                 )
             )
+            self.dispatch(SessionGap(venue))  # what the gap held may have moved the venue's books
         for msg in ready:
             if msg.msg_type == "A":
                 self.dispatch(SessionUp(venue))

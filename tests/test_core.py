@@ -462,3 +462,25 @@ def test_a_position_answer_that_overtakes_the_order_answers_is_compared_only_onc
     stages = [x.stage for x in out if isinstance(x, Audit)]
     assert "position_mismatch" not in stages and "positions_reconciled" in stages
     assert core.positions["HG"] == sign * b.qty and core.venue_ready("COMEX")
+
+
+def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live_quote(config):
+    """Messages a venue's session lost may have moved its books: no signal is priced from them until
+    that venue quotes again (the trigger counts the skip as a stale input)."""
+    from engine.core.events import Quote, SessionGap
+
+    hg_cny = 4.5 * 2204.62 * 7.1
+    mid = round((hg_cny + 400.0) / 10) * 10
+    wide_cu, hg = Quote("CU", mid - 10, 50, mid + 10, 50), Quote("HG", 4.4995, 50, 4.5005, 50)
+
+    control = EngineCore(config)
+    fire(control, now=0.0, spread_cny=0.0)  # sessions up, every input quoted, no signal
+    assert [a for a in control.handle(wide_cu, 0.1) if isinstance(a, SendOrder)]  # both legs at once
+
+    core = EngineCore(config)
+    fire(core, now=0.0, spread_cny=0.0)
+    core.handle(SessionGap("COMEX"), 0.05)
+    skips = core.trigger.stale_skips
+    assert not [a for a in core.handle(wide_cu, 0.1) if isinstance(a, SendOrder)]  # HG is not fresh
+    assert core.trigger.stale_skips == skips + 1
+    assert [a for a in core.handle(hg, 0.2) if isinstance(a, SendOrder)]  # COMEX's next live quote

@@ -528,3 +528,16 @@ def test_a_simulated_run_removes_the_journals_it_made_for_itself(tmp_path, monke
     assert len(paths) >= (made if ending != "error while building" else 1)
     assert all(p.parent.parent == tmp_path for p in paths)
     assert not list(tmp_path.iterdir()), list(tmp_path.rglob("*"))
+
+
+def test_every_event_the_core_takes_is_journaled_and_read_back():
+    """A restart replays the journal into a new core: an event type missing from the journal's table
+    (SessionGap was added after format 2) could not be written, and its effect would be lost."""
+    import typing
+
+    from engine.core import events as ev
+    from engine.shell.journal import EVENT_TYPES, decode, encode
+
+    assert set(EVENT_TYPES.values()) == set(typing.get_args(ev.Event))
+    for event in (ev.SessionGap("SHFE"), ev.SessionDown("COMEX"), ev.Quote("HG", 4.5, 1.0, None, 0.0)):
+        assert decode(encode(event, 3.5)) == (3.5, event)

@@ -37,6 +37,7 @@ from engine.core.events import (
     SendCancel,
     SendOrder,
     SessionDown,
+    SessionGap,
     SessionUp,
     SetTimer,
     Takeover,
@@ -93,6 +94,7 @@ class EngineCore:
             SessionUp: self.reconciliation.on_session_up,
             PositionReport: self.reconciliation.on_position_report,
             SessionDown: self.reconciliation.on_session_down,
+            SessionGap: self._on_session_gap,
             TimerFired: self._on_timer,
             Command: self._on_command,
         }
@@ -160,6 +162,16 @@ class EngineCore:
             return []
         self.trigger.disarm(signal.side)
         return self._open_episode(signal, now)
+
+    def _on_session_gap(self, ev: SessionGap, now: float) -> list[Action]:
+        """Messages of `ev.venue` were lost or are late: any of them may have moved its books, so none
+        is fresh (the trigger's max_quote_age) until the venue's next live quote; resent market data
+        never makes one fresh (engine/fix/codec.py)."""
+        for inst in self.instruments.values():
+            book = self.books.get(inst.name)
+            if inst.venue == ev.venue and book is not None:
+                book.ts = -math.inf
+        return []
 
     def _legs_connected(self) -> bool:
         s = self.strategy

@@ -100,6 +100,14 @@ class SessionDown:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionGap:
+    """Messages from the venue were lost or are late (its session saw a sequence gap and asked for
+    them again): its books may be behind, so none is fresh until the venue's next live quote."""
+
+    venue: str
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     key: str
 
@@ -127,6 +135,7 @@ Event = (
     | PositionReport
     | SessionUp
     | SessionDown
+    | SessionGap
     | TimerFired
     | Command
     | Takeover

@@ -48,6 +48,7 @@ EVENT_TYPES = {
         ev.PositionReport,
         ev.SessionUp,
         ev.SessionDown,
+        ev.SessionGap,
         ev.TimerFired,
         ev.Command,
         ev.Takeover,

@@ -24,7 +24,7 @@ import quickfix as fix
 
 from engine.core.dispatch import ActionDispatcher
 from engine.core.engine_core import EngineCore
-from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionUp, TimerFired
+from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionGap, SessionUp, TimerFired
 from engine.core.ids import epoch_of
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
@@ -196,7 +196,10 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.events.put(SessionDown(venue))
 
     def toAdmin(self, message: Any, session_id: Any) -> None:
-        if message.getHeader().getField(35) == "A":
+        msg_type = message.getHeader().getField(35)
+        if msg_type == "2":  # quickfix saw a sequence gap: what it held may have moved the venue's books
+            self.events.put(SessionGap(self.by_target[session_id.getTargetCompID().getValue()]))
+        if msg_type == "A":
             s = self.sessions[self.by_target[session_id.getTargetCompID().getValue()]]
             if s.username:
                 message.setField(553, s.username)
