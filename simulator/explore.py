@@ -73,6 +73,7 @@ class Base:
     venues: tuple[str, ...]
     trading: tuple[str, ...]  # venues of the two legs
     kinds: tuple[str, ...]  # fault kinds this base allows
+    limited: tuple[str, ...] = ()  # venues with a daily price limit (a price_limit_lock sits at it)
 
 
 # A desk trade is an operator's act whose right outcome is a hold only the desk lifts (f50 certifies it):
@@ -99,6 +100,9 @@ def load_base(path: str | Path, duration: float | None = None) -> Base:
     )
     if sc.failover is not None:
         kinds += FAILOVER_KINDS
+    limited = tuple(sorted(v for v, cfg in sc.venues.items() if cfg.price_band_pct < 100.0))
+    if not limited:
+        kinds = tuple(k for k in kinds if k != "price_limit_lock")  # no venue has a limit to lock at
     return Base(
         path,
         sc.name,
@@ -107,6 +111,7 @@ def load_base(path: str | Path, duration: float | None = None) -> Base:
         tuple(sorted(sc.venues)),
         trading,
         tuple(kinds),
+        limited,
     )
 
 
@@ -143,6 +148,8 @@ def fault(rng, base: Base, kind: str) -> dict:
             f["venue"] = rng.choice(base.trading)
         else:
             f["side"] = rng.choice(("buy", "sell"))
+        if f["venue"] not in base.limited:  # only a venue with a daily limit can lock at it (no extra draw)
+            f["venue"] = next((v for v in base.trading if v in base.limited), base.limited[0])
     elif kind == "price_jump":
         f["target"] = rng.choice(("world", "world", "fx"))
         f["jump_bp"] = float(rng.choice((-1, 1)) * rng.choice((15, 40, 100, 250)))

@@ -601,6 +601,13 @@ def load(path: str | Path) -> Scenario:
         )
     faults = read_faults(root, set(venues), duration)
     for f in faults:
+        if f.kind == "price_limit_lock" and f.venue in venues and venues[f.venue].price_band_pct >= 100.0:
+            root.problem(
+                f"faults[{f.index}].venue",
+                f"is {f.venue!r}, which has no daily price limit (price_band_pct {venues[f.venue].price_band_pct:g}): "
+                "a locked market sits at its limit, which would be a price of 0 or twice the reference",
+                f"set [venues.{f.venue}] price_band_pct to its daily limit band (below 100), or lock another venue",
+            )
         if f.kind == "price_jump" and f.target == "fx" and not prices.fx:
             root.problem(
                 f"faults[{f.index}].target",

@@ -311,3 +311,16 @@ def test_prices_without_their_fx_table_are_refused_when_the_strategy_converts(tm
     with pytest.raises(ConfigError) as err:
         scenario.load(write(tmp_path, "other_fx.toml", other))
     assert "prices.fx.instrument" in str(err.value) and "through 'USDCNY'" in str(err.value)
+
+
+def test_a_price_limit_lock_needs_a_venue_with_a_daily_limit(tmp_path):
+    """A locked market sits at the venue's daily limit: at a venue without one (price_band_pct 100, the
+    default) the limit-down price would be 0 and limit-up twice the reference, and fills came at
+    LastPx 0. Such a lock is refused, naming the fault and the fix; with a band it loads."""
+    lock = '\n[[faults]]\nkind = "price_limit_lock"\nvenue = "COMEX"\nafter_s = 4\nuntil_s = 5\nside = "sell"\n'
+    with pytest.raises(ConfigError) as err:
+        scenario.load(write(tmp_path, "lock.toml", BASE.read_text() + lock))
+    text = str(err.value)
+    assert "faults[0].venue" in text and "no daily price limit" in text and "price_band_pct" in text
+    banded = BASE.read_text().replace("[venues.COMEX]\n", "[venues.COMEX]\nprice_band_pct = 3.0\n", 1) + lock
+    assert scenario.load(write(tmp_path, "banded.toml", banded)).faults[0].venue == "COMEX"
