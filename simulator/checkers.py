@@ -630,7 +630,8 @@ class InvariantChecker:
         inst = core.instruments.get(instrument)
         book = core.books.get(instrument)
         touch = None if book is None else book.ask if side == BUY else book.bid
-        if inst is None or book is None or touch is None:
+        retry = tag == "R" and previous is not None and inst is not None and abs(price - previous) < inst.tick / 2
+        if (inst is None or book is None or touch is None) and not retry:
             self._fail(
                 13,
                 now,
@@ -654,6 +655,8 @@ class InvariantChecker:
                     f"(max_{'chase' if kind == 'R' else 'unwind'}_attempts)",
                 )
                 return
+        if book is None or touch is None or inst is None:
+            return  # a "retry" re-send at its leg's last price needs no touch: the rounds were counted
         unwinds = len(self.rounds.get((decision_id, "U"), ()))
         if tag == "R":
             size = book.ask_size if side == BUY else book.bid_size
