@@ -7,7 +7,8 @@ order message the engine's session put on the wire (with its send time), the ven
 lease (whose revision is the fencing epoch) and the scenario's configuration. From those alone:
 
 - W1 every message either side sends is ASCII (no field here declares a MessageEncoding);
-- W2 nothing is sent for an episode (NewOrderSingle, replace, cancel) after the engine called it terminal;
+- W2 nothing is sent for an episode (NewOrderSingle, replace, cancel) after the engine called it terminal
+  (a session-layer PossDup resend is judged at its first send);
 - W3 entry legs follow the lot ratio and rounding rule, the residual within one lot of the larger contract;
 - W5 every order, cancel or replace a venue accepts carries the epoch that held the lease when it
   arrived (session-layer resends included);
@@ -99,6 +100,7 @@ class WireChecker:
         self.entries: dict[str, dict[str, tuple[int, str, int]]] = {}  # decision -> leg -> (qty, venue, seq)
         self.entry_sides: dict[str, dict[str, tuple[str, str]]] = {}  # decision -> leg -> (instrument, side)
         self.sends: list[tuple[float, str, int, str, str]] = []  # (t, venue, seq, MsgType, ClOrdID) engine->venue
+        self.first_sent: dict[tuple[str, int], float] = {}  # (venue, MsgSeqNum) -> when the engine first sent it
         # W8: (venue, MsgSeqNum) -> the references when the engine first sent that priced order or replace:
         # a PossDup resend of it carries the price decided then, and is judged against those too
         self.refs_at_send: dict[tuple[str, int], list[float]] = {}
@@ -340,7 +342,13 @@ class WireChecker:
             if f"{SOH}35={mt}{SOH}" in raw:
                 f = fields_of(raw)
                 seq = int(f.get(34, "0") or 0)
-                self.sends.append((now, venue, seq, mt, f.get(11, "")))
+                if f.get(43) == "Y" and (venue, seq) in self.first_sent:
+                    # a session-layer resend (PossDup) carries what the engine decided at its first send:
+                    # W2 judges it there (a cancel resent after its order filled is no new decision)
+                    self.sends.append((self.first_sent[venue, seq], venue, seq, mt, f.get(11, "")))
+                else:
+                    self.first_sent.setdefault((venue, seq), now)
+                    self.sends.append((now, venue, seq, mt, f.get(11, "")))
                 name = self.instrument.get((venue, f.get(55, "")))
                 if mt != "F" and f.get(43) != "Y" and name is not None:
                     self.refs_at_send[venue, seq] = self._references(name, now)

@@ -170,6 +170,21 @@ def test_an_episode_reopened_by_a_late_fill_may_send_until_it_ends_again(config)
     assert [sent_at(t) for t in (1.6, 1.8, 2.0, 2.6)] == ["fail", "pass", "pass", "fail"]
 
 
+def test_a_session_resend_after_the_end_is_judged_at_its_first_send(config):
+    """A cancel sent while the episode was open, lost, and resent by the session layer (PossDup, same
+    MsgSeqNum) after the episode ended is the engine's decision of before the end; the same cancel
+    under a new MsgSeqNum after the end is a new send."""
+
+    def verdict(resend: str) -> str:
+        w = checker(config)
+        w.engine_sent("COMEX", f"{SOH}35=F{SOH}34=20{SOH}11=E1-000001B2RC1{SOH}", 1.0)
+        w.engine_sent("COMEX", resend, 2.0)
+        return w.finish({}, {"E1-000001": [(1.5, math.inf)]})["W2"]["status"]
+
+    assert verdict(f"{SOH}35=F{SOH}34=20{SOH}43=Y{SOH}11=E1-000001B2RC1{SOH}") == "pass"
+    assert verdict(f"{SOH}35=F{SOH}34=21{SOH}11=E1-000001B2RC1{SOH}") == "fail"
+
+
 def test_every_bundled_run_reports_the_wire_invariants(spread_scenario):
     from simulator import runner
     from tests.conftest import short
