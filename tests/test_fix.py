@@ -254,6 +254,26 @@ def test_quickfix_resends_of_a_fenced_epoch_become_gap_fills(config):
     assert engine.fenced_resends == 1 and len(engine.messages) == 2
 
 
+def test_quickfix_asking_for_a_gap_again_tells_the_core_of_the_gap(config):
+    """Live shell: quickfix answers a sequence gap itself; the ResendRequest it sends (toAdmin) is the
+    engine's one sign of it, and becomes a SessionGap for the venue (its books are not fresh)."""
+    import quickfix as fix
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SessionGap
+    from engine.shell.live import LiveEngine
+
+    engine = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    engine.by_target["SHFE-GW"] = "SHFE"
+    ask = fix.Message()
+    ask.getHeader().setField(35, "2")
+    engine.toAdmin(ask, fix.SessionID("FIX.4.4", "XMC", "SHFE-GW"))
+    heartbeat = fix.Message()
+    heartbeat.getHeader().setField(35, "0")
+    engine.toAdmin(heartbeat, fix.SessionID("FIX.4.4", "XMC", "SHFE-GW"))
+    assert engine.events.get_nowait() == SessionGap("SHFE") and engine.events.empty()
+
+
 @pytest.mark.parametrize("symbol,side", [("cu2604", "1"), ("cu2603", "2")])
 def test_a_cancel_or_replace_that_does_not_name_the_order_is_refused(spread_scenario, symbol, side):
     """As exchanges do: a cancel or replace whose Symbol or Side is not the order's is refused
