@@ -100,7 +100,7 @@ def load_base(path: str | Path, duration: float | None = None) -> Base:
     )
     if sc.failover is not None:
         kinds += FAILOVER_KINDS
-    limited = tuple(sorted(v for v, cfg in sc.venues.items() if cfg.price_band_pct < 100.0))
+    limited = tuple(sorted(v for v, cfg in sc.venues.items() if cfg.daily_limit))
     if not limited:
         kinds = tuple(k for k in kinds if k != "price_limit_lock")  # no venue has a limit to lock at
     return Base(

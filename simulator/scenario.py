@@ -184,6 +184,12 @@ class VenueConfig:
     mass_status_delay: float = 0.0  # seconds the venue takes to answer a mass status (AF) or position request (AN)
     position_delay: float | None = None  # seconds to answer an AN when its position service differs (None: as AF)
 
+    @property
+    def daily_limit(self) -> bool:
+        """Has the venue a daily price limit (a band below 100%)? A price_limit_lock sits at it; without
+        one a limit-down lock would quote at 0 and limit-up at twice the reference."""
+        return self.price_band_pct < 100.0
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -601,7 +607,7 @@ def load(path: str | Path) -> Scenario:
         )
     faults = read_faults(root, set(venues), duration)
     for f in faults:
-        if f.kind == "price_limit_lock" and f.venue in venues and venues[f.venue].price_band_pct >= 100.0:
+        if f.kind == "price_limit_lock" and f.venue in venues and not venues[f.venue].daily_limit:
             root.problem(
                 f"faults[{f.index}].venue",
                 f"is {f.venue!r}, which has no daily price limit (price_band_pct {venues[f.venue].price_band_pct:g}): "
