@@ -524,3 +524,36 @@ def test_validating_what_the_venues_built_changes_nothing(monkeypatch):
                 kinds.add(mt + (":" + et.group(1) if et else ""))
     expected = {"2", "4", "8:0", "8:4", "8:5", "8:8", "8:F", "8:I", "9", "A", "AP", "W", "X", "j"}
     assert expected <= kinds, sorted(expected - kinds)
+
+
+def test_inherited_timers_fire_after_the_takeover_not_before_it(config):
+    """Live shell: a standby that takes over inherits the old primary's timers, some already due. They
+    are armed on the engine thread after the Takeover is handled: fired before it, in the old primary's
+    replicated view (its sessions logged on), an ack watch's status question went into a session that
+    was not up (send_failed, found by the wire failover tests)."""
+    import threading
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Takeover, TimerFired
+    from engine.shell.live import LiveEngine
+
+    engine = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    handled: list = []
+    both = threading.Event()
+
+    def dispatch(event) -> None:
+        handled.append(event)
+        if len(handled) == 2:
+            both.set()
+
+    engine._dispatch = dispatch  # type: ignore[method-assign]
+    engine.submit(Takeover(3))
+    engine.arm_after({"ack:E1-000001B1": engine.now() - 1.0})  # overdue when inherited
+    thread = threading.Thread(target=engine._run, daemon=True)
+    thread.start()
+    try:
+        assert both.wait(10), handled
+    finally:
+        engine._stop.set()
+        thread.join(10)
+    assert handled == [Takeover(3), TimerFired("ack:E1-000001B1")]

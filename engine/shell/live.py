@@ -24,7 +24,17 @@ import quickfix as fix
 
 from engine.core.dispatch import ActionDispatcher
 from engine.core.engine_core import EngineCore
-from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionGap, SessionUp, TimerFired
+from engine.core.events import (
+    Alert,
+    Anomaly,
+    AuditRow,
+    Command,
+    Event,
+    SessionDown,
+    SessionGap,
+    SessionUp,
+    TimerFired,
+)
 from engine.core.ids import epoch_of
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
@@ -337,7 +347,10 @@ class LiveEngine(fix.Application, ActionDispatcher):
                     self._dispatch(TimerFired(key))
             if item is None:
                 continue
-            if isinstance(item, tuple):
+            if isinstance(item, tuple) and item[0] == "timers":
+                for key, at in item[1].items():
+                    self.set_timer(key, at)
+            elif isinstance(item, tuple):
                 _, venue, raw = item
                 for event in self._decode(venue, raw):
                     self._dispatch(event)
@@ -356,6 +369,14 @@ class LiveEngine(fix.Application, ActionDispatcher):
     def submit(self, event: Event) -> None:
         """Hand an event to the engine thread (thread-safe)."""
         self.events.put(event)
+
+    def arm_after(self, timers: dict[str, float]) -> None:
+        """Arm `timers` (key -> when) on the engine thread once every event submitted before is handled
+        (thread-safe). Timers a node inherits (replicated from the old primary, or replayed from its
+        journal) may be due already: they must fire in the view those events give the core (after a
+        Takeover or SessionDown no session is logged on), never before it, in the old view, where they
+        would send into a session that is not up."""
+        self.events.put(("timers", dict(timers)))
 
     def _dispatch(self, event: Event) -> None:
         now = self.now()

@@ -110,8 +110,7 @@ class LiveNode:
                 self._become_primary()
             elif epoch is not None:
                 engine.submit(Takeover(epoch))
-                for key, at in self.timers.items():
-                    engine.set_timer(key, at)
+                engine.arm_after(self.timers)
             self._trade()
         finally:
             self.log.close()
@@ -220,8 +219,7 @@ class LiveNode:
             for venue in {s.venue for s in cfg.sessions}:
                 engine.submit(SessionDown(venue))  # the sessions dropped with the process: query on logon
             engine.submit(Command("reconcile"))  # and every trading venue's orders (AF): positions compared
-            for key, at in self.timers.items():
-                engine.set_timer(key, at)
+            engine.arm_after(self.timers)
         engine.on_event = self.log.append
         # quickfix retries every second inside an attempt window; between windows the wait doubles
         engine.backoff = Backoff(cfg.reconnect, cfg.reconnect_max, window=2.5)
