@@ -29,11 +29,15 @@ class AckWatch:
         self.recent: dict[str, deque[float]] = {}  # venue -> its latest round trips (s)
 
     def deadline(self, venue: str) -> float | None:
-        """Seconds a new order on `venue` may go unanswered; None while it is not watched (off, or too
-        few round trips measured there yet: the order timeout is then its only deadline)."""
-        trips = self.recent.get(venue)
-        if self.multiple <= 0 or trips is None or len(trips) < MIN_SAMPLES:
+        """Seconds a new order on `venue` may go unanswered; None when the watch is off. Until MIN_SAMPLES
+        round trips are measured there, `multiple` times the floor, whatever was measured: a venue's
+        first orders are watched too (a lost one would otherwise wait out the order timeout, which for
+        resting limit orders may be minutes), on a deadline no faster venue misses."""
+        if self.multiple <= 0:
             return None
+        trips = self.recent.get(venue)
+        if trips is None or len(trips) < MIN_SAMPLES:
+            return max(self.floor, self.multiple * self.floor, self.multiple * max(trips or (0.0,)))
         return max(self.floor, self.multiple * max(trips))
 
     def sent(self, cl_ord_id: str, venue: str, now: float) -> float | None:
