@@ -59,7 +59,11 @@ def test_a_frozen_holder_expires_the_standby_takes_over_and_the_holder_is_fenced
     from tests.conftest import ROOT
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, zookeeper.hosts], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, zookeeper.hosts],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         epoch = int(holder.stdout.readline())
@@ -71,8 +75,8 @@ def test_a_frozen_holder_expires_the_standby_takes_over_and_the_holder_is_fenced
         taken = b.acquire("node-b", time.monotonic())
         assert taken is not None and taken > epoch
         os.kill(holder.pid, signal.SIGCONT)
-        out, _ = holder.communicate(timeout=10)  # a holder that never noticed would run on: a timeout, a failure
-        assert out.split() == ["fenced", "False"]
+        out, err = holder.communicate(timeout=10)  # a holder that never noticed would run on: a timeout, a failure
+        assert out.split() == ["fenced", "False"], f"the holder said {out!r}; its stderr:\n{err[-3000:]}"
     finally:
         holder.kill()
         holder.wait()

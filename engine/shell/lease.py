@@ -142,6 +142,13 @@ class ZooKeeperLease:
         if node != self.node:
             raise ValueError(f"this ZooKeeperLease acts for node {self.node!r}, not {node!r}")
 
+    def _session_id(self) -> int | None:
+        """kazoo's id of this client's session, None while it has none (lost, or reconnecting): then no
+        node is this session's own. kazoo drops `client_id` to None when the session goes, which may
+        happen between a read of the node and this check (a holder frozen past its session timeout)."""
+        client_id = self.client.client_id
+        return client_id[0] if client_id else None
+
     def _valid(self, sent_at: float) -> float:
         return sent_at + self.session_timeout * (1.0 - self.margin)
 
@@ -166,7 +173,7 @@ class ZooKeeperLease:
                 self.changed.set()  # gone between the two calls: ask again at once
             return None
         data, stat = self.client.get(self.path)
-        if data.decode() != node or stat.ephemeralOwner != self.client.client_id[0]:
+        if data.decode() != node or stat.ephemeralOwner != self._session_id():
             return None
         self.revision = stat.czxid
         self._valid_until = self._valid(now)
@@ -179,7 +186,7 @@ class ZooKeeperLease:
         except Exception:  # noqa: BLE001 - no node, or no session: not proof of the lease
             self._valid_until = float("-inf")
             return False
-        if data.decode() != node or stat.czxid != self.revision or stat.ephemeralOwner != self.client.client_id[0]:
+        if data.decode() != node or stat.czxid != self.revision or stat.ephemeralOwner != self._session_id():
             self._valid_until = float("-inf")
             return False
         self._valid_until = self._valid(now)
