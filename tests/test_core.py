@@ -484,3 +484,22 @@ def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live
     assert not [a for a in core.handle(wide_cu, 0.1) if isinstance(a, SendOrder)]  # HG is not fresh
     assert core.trigger.stale_skips == skips + 1
     assert [a for a in core.handle(hg, 0.2) if isinstance(a, SendOrder)]  # COMEX's next live quote
+
+
+def test_the_drain_cancels_entries_still_working_and_leaves_recovery_orders_alone(spread_scenario):
+    """A drain winds down: no new episodes, and no entry left working for a fill that would open risk
+    after it (a resting limit entry may have minutes of its order timeout left: found by explore,
+    an episode still WORKING when the run ended). An episode already in recovery keeps its orders."""
+    core = EngineCore(spread_scenario.engine)  # chase_unwind recovery
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "0", "0", 0), 0.01)
+    core.handle(report(b, "x2", "F", "2", 2, 2, 4.5), 0.01)  # HG filled, CU rests
+    ep = core.episodes[a.decision_id]
+    assert ep.state is EpisodeState.WORKING
+    acts = core.handle(Command("drain"), 1.0)
+    assert [c.orig_cl_ord_id for c in acts if isinstance(c, SendCancel)] == [a.cl_ord_id]
+    assert "drain" in stages(acts) and core.draining
+    acts = core.handle(report(a, "x3", "4", "4", 0), 1.1)  # cancelled: legged, HG's lots naked
+    assert ep.mode.value and orders(acts), "the filled leg is repaired as after an order timeout"
+    repair = orders(acts)[0]
+    assert not [c for c in core.handle(Command("drain"), 1.2) if isinstance(c, SendCancel)], repair

@@ -801,8 +801,17 @@ class EngineCore:
             self.reconciliation.dropped |= legs
             return [Audit(now, "reconcile", detail=f"all orders to be asked of {', '.join(sorted(legs))} at logon")]
         if c.name == "drain":
+            # winding down: no new episodes, and no entry left resting for a fill that would open risk
+            # after the drain (a resting limit entry may have minutes left of its order timeout); its
+            # cancel is its order timeout brought forward, so a leg that filled is repaired as then
             self.draining = True
-            return [Audit(now, "drain", detail="no new episodes; open ones finish")]
+            out = [Audit(now, "drain", detail="no new episodes; working entries cancelled; open episodes finish")]
+            for ep in list(self.active.values()):
+                if ep.state is EpisodeState.WORKING and ep.mode is RecoveryMode.NONE:
+                    for leg in ep.legs.values():
+                        for order in leg.orders:
+                            out += self.cancel(order, now)
+            return out
         return [self.anomaly(now, "unknown_command", "", f"command {c.name!r}")]
 
     def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data: Any) -> Anomaly:
