@@ -624,7 +624,10 @@ class EngineCore:
             ep.last_reject = (r.ord_rej_reason, False, False)
         if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
-        return out + self._settle(ep, now)
+        out += self._settle(ep, now)
+        if order.done and self.reconciliation.cancel_questions and not problems:
+            out += self.reconciliation.answered_by_a_final_report(order, r, now)
+        return out
 
     def _on_cancel_reject(self, r: CancelReject, now: float) -> list[Action]:
         order = self.find_order(r.cl_ord_id, r.orig_cl_ord_id)

@@ -54,6 +54,9 @@ class Reconciliation:
         self.compare_due: dict[str, dict[str, float] | None] = {}
         self.dropped: set[str] = set()
         self.ack_questions: set[str] = set()  # ClOrdIDs asked about because unacknowledged (ask_unacknowledged)
+        # ClOrdID -> venue of the orders asked about because a cancel or replace went unanswered
+        # (ask_unanswered) in a session still up: what a final report of theirs may answer
+        self.cancel_questions: dict[str, str] = {}
 
     def on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
         self.sessions.add(ev.venue)
@@ -145,7 +148,10 @@ class Reconciliation:
         if not unanswered:
             return []
         timeout = self.core.strategy.execution.answer_timeout
-        return self._ask_status(order, now, f"{order.venue}: {request_id} unanswered after {timeout:g} s")
+        out = self._ask_status(order, now, f"{order.venue}: {request_id} unanswered after {timeout:g} s")
+        if out:
+            self.cancel_questions[order.cl_ord_id] = order.venue
+        return out
 
     def ask_unacknowledged(self, cl_ord_id: str, now: float) -> list[Action]:
         """A new order the venue has not answered at all by its acknowledgement deadline (AckWatch): it
@@ -173,6 +179,22 @@ class Reconciliation:
             return []
         self.ack_questions.discard(order.cl_ord_id)
         return self.answered(order.venue, order.cl_ord_id, now)
+
+    def answered_by_a_final_report(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
+        """A report that ended an order we asked the venue about (filled, cancelled, rejected, expired)
+        with the CumQty we hold tells all the status answer would: an ended order trades no more and
+        no fill of ours is missing. So the venue is no longer held for that answer, which a slow venue
+        sends a round trip later while a legged episode waits for the venue to be ready (an IOC chase
+        whose cancel was slow to answer: the unwind waited for the answer about an order already
+        ended). A report whose CumQty is not ours leaves the question open: its answer brings the
+        fill we missed. Only such questions: those of a logon are answered as they come, and the
+        wait for them also lets the books catch up with the market after the drop."""
+        key = self.core.orders.key(order.cl_ord_id)
+        question = next((q for q in self.cancel_questions if self.core.orders.key(q) == key), None)
+        if question is None or abs(r.cum_qty - order.cum_qty) > 1e-9:
+            return []
+        del self.cancel_questions[question]
+        return self.answered(order.venue, question, now)
 
     def _ask_status(self, order: ChildOrder, now: float, why: str) -> list[Action]:
         """Ask `order`'s venue for its status, holding the venue until it answers (STATUS alerts)."""
@@ -225,12 +247,15 @@ class Reconciliation:
             self.core.instruments[n].venue for n in (self.core.strategy.leg_a, self.core.strategy.leg_b)
         }
         self.sessions.clear()
+        self.cancel_questions.clear()  # every venue is asked afresh at its logon
         return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
 
     def on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
         self.sessions.discard(ev.venue)
         self.dropped.add(ev.venue)
         self.core.ack_watch.session_down(ev.venue)
+        # the logon asks again about every working order: those questions are the logon's now
+        self.cancel_questions = {k: v for k, v in self.cancel_questions.items() if v != ev.venue}
         return [Audit(now, "session_down", detail=ev.venue)]
 
     def venue_ready(self, venue: str) -> bool:
@@ -520,6 +545,7 @@ class Reconciliation:
         # report, if it comes later, measures the question's wait, not a round trip
         self.core.ack_watch.forget(order.cl_ord_id)
         self.ack_questions.discard(order.cl_ord_id)
+        self.cancel_questions.pop(order.cl_ord_id, None)
         out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
         # the question may have named the order by a ClOrdID a replace has superseded since
         key = self.core.orders.key(order.cl_ord_id)
