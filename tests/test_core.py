@@ -548,3 +548,31 @@ def test_a_final_report_does_not_answer_the_questions_of_a_logon(config):
     assert core.orders[b.cl_ord_id].done and not core.venue_ready("COMEX")
     core.handle(dataclasses.replace(report(b, "x4", "I", "4", 0), exec_type="I"), 1.2)  # the logon's answer
     assert core.venue_ready("COMEX")
+
+
+def test_a_recovery_order_works_no_longer_than_the_legged_budget_left_nor_shorter_than_an_answer(spread_scenario):
+    """A recovery order is cancelled and recovery decides again when the legged budget runs out, not a
+    whole order timeout later (found by explore: an unwind part-filled with its rest working kept the
+    desk legged 1.45 s against an 800 ms budget), but never before the venue could answer it."""
+    from engine.core.events import SetTimer
+
+    cfg = spread_scenario.engine
+    ex = dataclasses.replace(cfg.strategy.execution, ack_timeout_rtts=0.0)  # floor: the answer timeout
+    cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, execution=ex))
+    rc = cfg.strategy.recovery
+    assert ex.order_timeout > rc.legged_budget > ex.answer_timeout  # the spread scenario's shape
+    core = EngineCore(cfg)
+    a, b = orders(fire(core))
+    core.handle(report(a, "x1", "F", "2", 5, 5, 70000.0), 0.01)
+    acts = core.handle(report(b, "x2", "8", "8", 0, reason=99), 0.12)  # legged at 0.12: a chase goes
+    assert orders(acts)
+    timeouts = [t.at for t in acts if isinstance(t, SetTimer) and t.key.startswith("timeout:")]
+    assert timeouts == [pytest.approx(0.12 + rc.legged_budget)]
+    # past the budget, a further recovery order still gets the time a venue needs to answer it
+    ep = core.episodes[a.decision_id]
+    assert core._recovery_timeout(ep, "COMEX", 0.12 + 5.0) == pytest.approx(ex.answer_timeout)
+    # with the acknowledgement watch on, the venue's acknowledgement deadline is that floor
+    watched = EngineCore(spread_scenario.engine)
+    deadline = watched.ack_watch.deadline("COMEX")
+    assert deadline is not None and deadline > ex.answer_timeout
+    assert watched._recovery_timeout(ep, "COMEX", 0.12 + 5.0) == pytest.approx(deadline)

@@ -314,8 +314,24 @@ class EngineCore:
         ep.last_reject = None
         ep.stages.setdefault("recovery_send", now)
         out = self.send_order(ep, leg, side, qty, price, now, purpose)
-        out.append(SetTimer(now + self.strategy.execution.order_timeout, timer_key(TimerKind.TIMEOUT, ep.decision_id)))
+        out.append(
+            SetTimer(now + self._recovery_timeout(ep, inst.venue, now), timer_key(TimerKind.TIMEOUT, ep.decision_id))
+        )
         return out, True
+
+    def _recovery_timeout(self, ep: Episode, venue: str, now: float) -> float:
+        """How long a recovery order may work before it is cancelled and recovery decides again: the
+        order timeout, cut to what is left of the legged budget (an unwind that rests part-filled must
+        not keep the desk legged for a whole order timeout past it: found by explore), but never
+        shorter than the venue needs to answer (its acknowledgement deadline, at least the answer
+        timeout), so no cancel races an order's first answer."""
+        ex = self.strategy.execution
+        legged = ep.stages.get("legged")
+        if legged is None:
+            return ex.order_timeout
+        left = legged + self.strategy.recovery.legged_budget - now
+        floor = max(ex.answer_timeout, self.ack_watch.deadline(venue) or 0.0)
+        return min(ex.order_timeout, max(left, floor))
 
     def fx_for(self, inst: Instrument) -> float:
         """FX rate that converts `inst`'s currency into leg A's currency (1 when they are the same)."""
