@@ -24,17 +24,7 @@ import quickfix as fix
 
 from engine.core.dispatch import ActionDispatcher
 from engine.core.engine_core import EngineCore
-from engine.core.events import (
-    Alert,
-    Anomaly,
-    AuditRow,
-    Command,
-    Event,
-    SessionDown,
-    SessionGap,
-    SessionUp,
-    TimerFired,
-)
+from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionGap, SessionUp, TimerFired
 from engine.core.ids import epoch_of
 from engine.fix import dictionary
 from engine.fix.codec import FixCodec, FixParseError, Parsed
