@@ -133,6 +133,7 @@ class SimEngineShell(ActionDispatcher):
                     f"{venue}: gap before MsgSeqNum {session.resend_asked_to + 1}; ResendRequest sent",
                 )
             )
+            session.codec.forget_book()  # what arrives from here on builds the venue's top afresh
             self.dispatch(SessionGap(venue))  # what the gap held may have moved the venue's books
         for msg in ready:
             if msg.msg_type == "A":

@@ -83,6 +83,59 @@ def test_resent_market_data_keeps_the_book_in_sequence_but_is_never_priced_from(
     assert c.decode(c.parse(c.frame(again, 5, 1.8e9)), "SHFE") == []
 
 
+def test_after_a_gap_a_side_is_unknown_until_a_refresh_names_it_again():
+    """Refreshes were lost (a sequence gap): one of them withdrew the bids (the market locked
+    limit-down). The next refresh names only the offer: the bid the lost refresh removed must not stand
+    as if quoted (found by explore: an SHFE buy priced against a crossed book of a stale bid and the
+    lock's offer, 2.6% from the venue's last two-sided mid)."""
+    c = codec("SHFE")
+    w = c.message(
+        "W",
+        [(262, "MD1"), (55, "cu2603")],
+        ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),),
+    )
+    c.decode(c.parse(c.frame(w, 2, 1.8e9)), "SHFE")
+    offer = [(279, "1"), (269, "1"), (55, "cu2603"), (270, "68330"), (271, "40")]
+    refresh = c.frame(c.message("X", [(262, "MD1")], ((268, [offer]),)), 4, 1.8e9)
+    twin = c.fork()
+    (stale,) = twin.decode(twin.parse(refresh), "SHFE")  # without forgetting: the old bid stands
+    assert stale.bid == 70000
+    c.forget_book()
+    (q,) = c.decode(c.parse(refresh), "SHFE")
+    assert (q.bid, q.ask, q.ask_size) == (None, 68330, 40)
+
+
+def test_the_live_shell_forgets_a_venues_book_when_its_session_reports_a_gap(config):
+    """Live shell: the SessionGap queued by toAdmin resets that venue's codec on the engine thread,
+    in order with the messages around it, before the core hears of the gap."""
+    import threading
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SessionGap
+    from engine.shell.live import LiveEngine
+
+    engine = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    engine.codecs["SHFE"] = c = codec("SHFE")
+    c._md_top["cu2603"] = [70000.0, 9.0, 70010.0, 3.0]
+    seen: list = []
+    done = threading.Event()
+
+    def dispatch(event) -> None:
+        seen.append((event, dict(c._md_top)))
+        done.set()
+
+    engine._dispatch = dispatch  # type: ignore[method-assign]
+    engine.submit(SessionGap("SHFE"))
+    thread = threading.Thread(target=engine._run, daemon=True)
+    thread.start()
+    try:
+        assert done.wait(10)
+    finally:
+        engine._stop.set()
+        thread.join(10)
+    assert seen == [(SessionGap("SHFE"), {})]
+
+
 @pytest.mark.parametrize(
     "mutate,kind,reason",
     [

@@ -214,6 +214,13 @@ class FixCodec:
             str, list[Any]
         ] = {}  # symbol -> [bid, bid_size, ask, ask_size]: floats, a side None when empty
 
+    def forget_book(self) -> None:
+        """Market data of this session was lost (a sequence gap): the top its incremental refreshes
+        built is no longer the venue's. Each side is unknown until a refresh names it again, so a side
+        whose change was lost (the bids withdrawn as the market locked limit-down, in a refresh that
+        never came) is not quoted on as if it still stood."""
+        self._md_top.clear()
+
     def fork(self) -> FixCodec:
         """A codec of the same session whose market-data state is its own from now on (two processes
         that shared a session each keep their own view of the book)."""

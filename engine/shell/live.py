@@ -345,6 +345,9 @@ class LiveEngine(fix.Application, ActionDispatcher):
                 for event in self._decode(venue, raw):
                     self._dispatch(event)
             else:
+                codec = self.codecs.get(item.venue) if type(item) is SessionGap else None
+                if codec is not None:  # what arrives from here on builds the venue's top afresh
+                    codec.forget_book()
                 self._dispatch(item)
 
     def _decode(self, venue: str, raw: str) -> list[Event]:
