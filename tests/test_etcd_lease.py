@@ -52,3 +52,36 @@ def test_a_failed_revoke_of_an_unused_lease_does_not_end_a_takeover():
             return False
 
     assert EtcdLease(Client(), "node-b").acquire("node-b", 0.0) is None
+
+
+def test_a_leader_key_gone_before_it_is_read_back_is_tried_again_and_never_taken_from_another_node():
+    """Under heavy load the process stalled past the TTL between creating the leader key and reading
+    it back: the key was gone (acquire once died unpacking an empty answer, and the wire failover
+    tests' primary with it). A key gone is tried again under a new lease; a key another node took
+    meanwhile is that node's (its create_revision is never taken as our epoch)."""
+
+    class Lease:
+        def revoke(self):
+            pass
+
+    class Client:
+        def __init__(self, answers):
+            self.answers = list(answers)
+            self.leases = 0
+
+        def lease(self, ttl):
+            self.leases += 1
+            return Lease()
+
+        def create(self, key, value, lease=None):
+            return True
+
+        def get(self, key, metadata=False):
+            return self.answers.pop(0)
+
+    ours = [(b"node-a", {"create_revision": "41"})]
+    theirs = [(b"node-b", {"create_revision": "42"})]
+    retried = Client([[], ours])
+    assert EtcdLease(retried, "node-a").acquire("node-a", 0.0) == 41 and retried.leases == 2
+    assert EtcdLease(Client([[], theirs]), "node-a").acquire("node-a", 0.0) is None
+    assert EtcdLease(Client([[], [], []]), "node-a").acquire("node-a", 0.0) is None

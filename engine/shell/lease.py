@@ -74,19 +74,30 @@ class EtcdLease:
         if node != self.node:
             raise ValueError(f"this EtcdLease acts for node {self.node!r}, not {node!r}")
 
-    def acquire(self, node: str, now: float) -> int | None:
+    def acquire(self, node: str, now: float, attempts: int = 3) -> int | None:
+        """The leader key under a new lease: its create_revision (the epoch), or None when another node
+        holds it. A key created and gone before it is read back (the process stalled past the TTL, as
+        under heavy load) proves nothing and is tried again with a new lease, `attempts` times in all:
+        the epoch is only ever read from our own key."""
         self._check(node)
-        lease = self.client.lease(self.ttl)
-        if not self.client.create(self.key, node, lease=lease):
-            try:
-                lease.revoke()
-            except Exception:  # noqa: BLE001 - etcd "Not Found" under load: the unused lease expires by its TTL
-                pass
-            return None
-        ((value, meta),) = self.client.get(self.key, metadata=True)
-        self._lease, self.revision = lease, int(meta["create_revision"])
-        self._valid_until = now + self.ttl * (1.0 - self.margin)
-        return self.revision
+        for _ in range(attempts):
+            lease = self.client.lease(self.ttl)
+            if not self.client.create(self.key, node, lease=lease):
+                try:
+                    lease.revoke()
+                except Exception:  # noqa: BLE001 - etcd "Not Found" under load: the unused lease expires by its TTL
+                    pass
+                return None
+            found = self.client.get(self.key, metadata=True)
+            if not found:
+                continue  # ours expired before we read it: nobody holds the key now
+            value, meta = found[0]
+            if (value.decode() if isinstance(value, bytes) else value) != node:
+                return None  # ours expired and another node took the key meanwhile
+            self._lease, self.revision = lease, int(meta["create_revision"])
+            self._valid_until = now + self.ttl * (1.0 - self.margin)
+            return self.revision
+        return None
 
     def keep_alive(self, node: str, now: float) -> bool:
         self._check(node)
