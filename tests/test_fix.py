@@ -62,9 +62,8 @@ def test_market_data_request_and_refresh_round_trip():
     assert q.ask is None and q.bid == 70000
 
 
-def test_resent_market_data_keeps_the_book_in_sequence_but_is_never_priced_from():
-    """A PossDup resend of a refresh (a gap filled after a reconnect) is history: no quote comes of
-    it, yet the next live refresh carries its change, as the incremental stream says."""
+def _shfe_with_a_snapshot() -> FixCodec:
+    """An SHFE session's codec that has read a snapshot (W): bid 70000 x 9, offer 70010 x 3."""
     c = codec("SHFE")
     w = c.message(
         "W",
@@ -72,6 +71,13 @@ def test_resent_market_data_keeps_the_book_in_sequence_but_is_never_priced_from(
         ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),),
     )
     c.decode(c.parse(c.frame(w, 2, 1.8e9)), "SHFE")
+    return c
+
+
+def test_resent_market_data_keeps_the_book_in_sequence_but_is_never_priced_from():
+    """A PossDup resend of a refresh (a gap filled after a reconnect) is history: no quote comes of
+    it, yet the next live refresh carries its change, as the incremental stream says."""
+    c = _shfe_with_a_snapshot()
     old_bid = [(279, "1"), (269, "0"), (55, "cu2603"), (270, "69990"), (271, "4")]
     resent = c.frame(c.message("X", [(262, "MD1")], ((268, [old_bid]),)), 3, 1.8e9, poss_dup=True)
     assert c.decode(c.parse(resent), "SHFE") == []
@@ -88,13 +94,7 @@ def test_after_a_gap_a_side_is_unknown_until_a_refresh_names_it_again():
     limit-down). The next refresh names only the offer: the bid the lost refresh removed must not stand
     as if quoted (found by explore: an SHFE buy priced against a crossed book of a stale bid and the
     lock's offer, 2.6% from the venue's last two-sided mid)."""
-    c = codec("SHFE")
-    w = c.message(
-        "W",
-        [(262, "MD1"), (55, "cu2603")],
-        ((268, [[(269, "0"), (270, "70000"), (271, "9")], [(269, "1"), (270, "70010"), (271, "3")]]),),
-    )
-    c.decode(c.parse(c.frame(w, 2, 1.8e9)), "SHFE")
+    c = _shfe_with_a_snapshot()
     offer = [(279, "1"), (269, "1"), (55, "cu2603"), (270, "68330"), (271, "40")]
     refresh = c.frame(c.message("X", [(262, "MD1")], ((268, [offer]),)), 4, 1.8e9)
     twin = c.fork()
