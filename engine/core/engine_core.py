@@ -784,6 +784,11 @@ class EngineCore:
                 return out + self.recovery.on_legged(self, ep, now)
         else:
             return []
+        return out + self._cancel_working(ep, now)
+
+    def _cancel_working(self, ep: Episode, now: float) -> list[Action]:
+        """Cancel every order of `ep` still working (an order timeout, a chase given up, a drain)."""
+        out: list[Action] = []
         for leg in ep.legs.values():
             for order in leg.orders:
                 out += self.cancel(order, now)
@@ -827,9 +832,7 @@ class EngineCore:
             out = [Audit(now, "drain", detail="no new episodes; working entries cancelled; open episodes finish")]
             for ep in list(self.active.values()):
                 if ep.state is EpisodeState.WORKING and ep.mode is RecoveryMode.NONE:
-                    for leg in ep.legs.values():
-                        for order in leg.orders:
-                            out += self.cancel(order, now)
+                    out += self._cancel_working(ep, now)
             return out
         return [self.anomaly(now, "unknown_command", "", f"command {c.name!r}")]
 
