@@ -68,8 +68,9 @@ ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
 JOURNAL_DAMAGE = ("checksum", "undecodable", "bad_content", "unknown_venue", "not_a_journal")
 # crash_mid_batch: where in one batch of the core's actions the process dies
 BATCH_POINTS = ("between_legs", "before_audit")
-# a drop loses one transmission of an application message; session messages and PossDup resends go
-# through, so every gap can be filled (the same rule in virtual time and at the wire)
+# a drop loses one transmission of an application message (with an order filter, one naming a matching
+# order: see FaultPlan.drops); session messages and PossDup resends go through, so every gap can be
+# filled (the same rule in virtual time and at the wire)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
 # engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
@@ -182,14 +183,38 @@ class FaultPlan:
                 return f
         return None
 
-    def drops(self, msg_type: str, poss_dup: bool, venue: str, direction: str, now: float) -> Fault | None:
-        """The drop fault that loses this message, if any (see DROP_EXEMPT)."""
+    def drops(
+        self, msg_type: str, poss_dup: bool, venue: str, direction: str, now: float, order_ids: tuple[str, ...] = ()
+    ) -> Fault | None:
+        """The drop fault that loses this message, if any (see DROP_EXEMPT). `order_ids` are the ClOrdIDs
+        the message names (OrigClOrdID 41, ClOrdID 11): a drop with an order filter loses only messages
+        about a matching order (the order, its cancel or replace, its status question, their reports);
+        one naming no order (market data, AF, AN) only a drop of `orders = "any"` loses."""
         if msg_type in DROP_EXEMPT or poss_dup:
             return None
-        return self.for_message("drop", venue, direction, now)
+        for f in self.of_kind.get("drop", ()):
+            if (
+                f.venue == venue
+                and f.direction in (direction, "both")
+                and f.active(now)
+                and (f.orders == "any" or any(f.matches_order(i) for i in order_ids))
+                and f.fire()
+            ):
+                return f
+        return None
 
     def hits(self) -> dict[str, int]:
         return {f"{f.index}:{f.kind}@{f.venue}": f.hits for f in self.faults}
+
+
+def order_ids(raw: str) -> tuple[str, ...]:
+    """The ClOrdIDs a FIX message names: OrigClOrdID (41) first (a cancel's or replace's order), then
+    ClOrdID (11)."""
+    out = []
+    for tag in ("\x0141=", "\x0111="):
+        if tag in raw:
+            out.append(raw.split(tag, 1)[1].split("\x01", 1)[0])
+    return tuple(out)
 
 
 def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]:

@@ -11,6 +11,8 @@ from functools import partial
 
 import simpy
 
+from simulator.faults import order_ids
+
 
 @dataclass(frozen=True, slots=True)
 class Latency:
@@ -64,7 +66,9 @@ class Link:
         if faults is not None:
             if faults.has("drop"):
                 msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0]
-                if faults.drops(msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, self.env.now):
+                if faults.drops(
+                    msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, self.env.now, order_ids(raw)
+                ):
                     self.dropped += 1
                     return
             if faults.has("latency_spike"):

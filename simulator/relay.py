@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from simulator.faults import Fault, FaultPlan
+from simulator.faults import Fault, FaultPlan, order_ids
 
 _BODY_LENGTH = re.compile(rb"^8=[^\x01]+\x019=(\d+)\x01")
 
@@ -93,7 +93,14 @@ class _Direction:
         relay = self.relay
         msg_type = _field(msg, b"35").decode()
         with relay.fault_lock:  # both directions draw from the faults' generators
-            f = relay.faults.drops(msg_type, _field(msg, b"43") == b"Y", relay.venue, self.name, now)
+            f = relay.faults.drops(
+                msg_type,
+                _field(msg, b"43") == b"Y",
+                relay.venue,
+                self.name,
+                now,
+                order_ids(msg.decode(errors="replace")),
+            )
         if f is not None:
             relay.record(
                 {

@@ -138,6 +138,37 @@ def test_dropped_messages_lose_no_fill():
     assert rep["fills_match_positions"] and rep["episodes"]
 
 
+@pytest.mark.parametrize("orders", ["any", "entry", "recovery", "chase", "unwind"])
+def test_a_drop_with_an_order_filter_loses_only_messages_about_matching_orders(orders):
+    """The order filter of a drop is honoured (it was read and ignored: a drop of entry orders lost
+    every message, market data included): the order, its cancel or replace (by OrigClOrdID), its
+    status question and their reports; a message naming no order only an unfiltered drop loses."""
+    import math
+    import random
+
+    from simulator.faults import Fault, FaultPlan, order_ids
+
+    plan = FaultPlan(
+        [Fault(index=0, kind="drop", venue="SHFE", after=0.0, until=math.inf, orders=orders, rate=1.0, count=0)],
+        lambda name: random.Random(name),
+    )
+    purpose = {"E1-000001A1": "entry", "E1-000001A2R": "chase", "E1-000001B3U": "unwind", "E2-000004B1-E3": "entry"}
+    messages = {f"35=D\x0111={cl}\x0155=cu2603\x01": cl for cl in purpose}  # new orders
+    messages |= {f"35=F\x0141={cl}\x0111={cl}C1\x01": cl for cl in purpose}  # their cancels
+    messages |= {f"35=8\x0137=S9\x0111={cl}\x01150=F\x01": cl for cl in purpose}  # their reports
+    filters = {"any": set(purpose.values()), "entry": {"entry"}, "recovery": {"chase", "unwind"}}
+    wanted = filters.get(orders, {orders})
+    for raw, cl in messages.items():
+        msg_type = raw.split("=", 1)[1].split("\x01", 1)[0]
+        lost = plan.drops(msg_type, False, "SHFE", "up", 1.0, order_ids(raw)) is not None
+        assert lost == (purpose[cl] in wanted), (orders, raw)
+        assert plan.drops(msg_type, True, "SHFE", "up", 1.0, order_ids(raw)) is None  # a PossDup resend passes
+        assert plan.drops(msg_type, False, "COMEX", "up", 1.0, order_ids(raw)) is None  # another venue
+    md = "35=X\x01262=MD-CU\x01"
+    assert (plan.drops("X", False, "SHFE", "down", 1.0, order_ids(md)) is not None) == (orders == "any")
+    assert plan.drops("1", False, "SHFE", "up", 1.0, ()) is None  # a TestRequest is never lost
+
+
 FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
 
 
