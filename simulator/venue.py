@@ -373,6 +373,7 @@ class Venue:
             "AF": self._on_mass_status,
             "AN": self._on_position_request,
             "0": _ignore,
+            "1": _answer_test_request,
             "5": _ignore,
             "3": _ignore,
         }.get(msg.msg_type)
@@ -1112,6 +1113,12 @@ class Venue:
         for _, symbol, side, qty, _ in self.engine.fills:
             out[symbol] = out.get(symbol, 0.0) + (qty if side == BUY else -qty)
         return out
+
+
+def _answer_test_request(msg, m: Member) -> None:
+    """TestRequest (1): a Heartbeat naming its TestReqID, as a FIX session must answer (quickfix does
+    at the wire)."""
+    m.send("0", [(112, msg.get(112, ""))])
 
 
 def _ignore(msg, m: Member) -> None:

@@ -169,6 +169,27 @@ def test_a_drop_with_an_order_filter_loses_only_messages_about_matching_orders(o
     assert plan.drops("1", False, "SHFE", "up", 1.0, ()) is None  # a TestRequest is never lost
 
 
+def test_a_lost_order_and_its_lost_question_are_found_by_a_test_request():
+    """Every SHFE message about an entry order is lost (the order, its status question, its cancel) and
+    nothing else goes there: the overdue question is followed by a TestRequest, SHFE answers it with a
+    Heartbeat naming it, asks for the gap its MsgSeqNum shows, and the episode ends."""
+    path = ROOT / "tests" / "regressions" / "lost_status_question_probed_by_a_test_request.toml"
+    result = runner.run(scenario.load(path))
+    rep = result.report
+    assert rep["verdict"] == "pass" and set(rep["outcomes"]) <= {"BALANCED", "UNWOUND", "ABORTED"}
+
+    def field(raw, tag):
+        return raw.split(f"\x01{tag}=", 1)[1].split("\x01", 1)[0] if f"\x01{tag}=" in raw else None
+
+    probes = [m for m in result.messages if field(m, 35) == "1" and field(m, 56) == "SHFE"]
+    assert probes, "no TestRequest went to SHFE"
+    first = field(probes[0], 112)
+    after = result.messages[result.messages.index(probes[0]) :]
+    assert any(field(m, 35) == "2" and field(m, 49) == "SHFE" for m in after)  # the gap it showed
+    assert any(field(m, 35) == "0" and field(m, 49) == "SHFE" and field(m, 112) == first for m in after)
+    assert any(r.stage == "session_probe" for r in result.audit)
+
+
 FAULT = '\n[[faults]]\nkind = "reject"\nvenue = "COMEX"\n'
 
 

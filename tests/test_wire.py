@@ -345,6 +345,26 @@ delay_ms = 40
     assert not slow or max(e["signal_to_acks_ms"] or 0 for e in slow) >= 40
 
 
+def test_a_lost_status_question_is_followed_by_a_test_request_that_shows_the_venue_the_gap(tmp_path):
+    """Every SHFE message about an entry order is lost on the relay (the order and its status
+    question): nothing else goes to SHFE, so no gap shows until the overdue question is followed by a
+    TestRequest sent through quickfix; SHFE's quickfix asks for the gap, gets the PossDup copies and
+    answers the probe with a Heartbeat naming it; nothing is lost."""
+    text = BENCH.read_text().replace(
+        "[expect]",
+        '[[faults]]\nkind = "drop"\nvenue = "SHFE"\ndirection = "up"\nafter_s = 0.5\norders = "entry"\n\n[expect]',
+    )
+    proc, report = wire_variant(tmp_path, "probe", text, 5)
+    assert report["fills_match_positions"] and report["all_terminal"], proc.stderr[-3000:]
+    msgs = _checked_messages(tmp_path / "out" / "messages.log")
+    probes = [m for m in msgs if m.get(35) == b"1" and m.get(56) == b"SHFE"]
+    assert probes and probes[0].get(112).startswith(b"TR-SHFE-"), "an overdue question probes the session"
+    after = msgs[msgs.index(probes[0]) :]
+    assert any(m.get(35) == b"2" and m.get(49) == b"SHFE" for m in after), "SHFE saw the gap"
+    assert any(m.get(35) == b"D" and m.get(43) == b"Y" and m.get(56) == b"SHFE" for m in after), "and got it"
+    assert any(m.get(35) == b"0" and m.get(112) == probes[0].get(112) for m in after), "and answered the probe"
+
+
 def test_the_venue_process_killed_mid_run_and_restarted_loses_and_duplicates_no_fill(tmp_path):
     """SIGKILL the venue process while orders rest there, start it again on the same ports and state:
     the engine reconnects, quickfix resynchronises (ResendRequest, resend or gap fill), the engine

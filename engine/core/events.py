@@ -218,6 +218,16 @@ class SendStatusRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SendTestRequest:
+    """TestRequest (1): a probe of the session itself. Its answer is a Heartbeat naming `test_req_id`;
+    sent when status questions go unanswered, its MsgSeqNum shows the venue a gap that nothing else
+    would (every message about an order lost and nothing else sent there)."""
+
+    venue: str
+    test_req_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Subscribe:
     venue: str
     instrument: str
@@ -261,6 +271,7 @@ class TimerKind(StrEnum):
     STATUS = "status"  # a venue's status answers are overdue (subject: venue)
     ANSWER = "answer"  # is a cancel or replace still unanswered? (subject: the request's ClOrdID)
     ACK = "ack"  # is a new order still unanswered? (subject: its ClOrdID; engine/core/ack_watch.py)
+    PROBE = "probe"  # are a venue's status questions still unanswered? probe its session (subject: venue)
 
 
 def timer_key(kind: TimerKind, subject: str) -> str:
@@ -340,7 +351,16 @@ class Anomaly:
 # what a node that no longer holds the lease must not send (checked where orders leave a node)
 FENCED_SENDS = frozenset({SendOrder, SendCancel, SendReplace})
 FIX_SENDS = frozenset(
-    {SendOrder, SendCancel, SendReplace, SendStatusRequest, SendMassStatusRequest, SendPositionRequest, Subscribe}
+    {
+        SendOrder,
+        SendCancel,
+        SendReplace,
+        SendStatusRequest,
+        SendMassStatusRequest,
+        SendPositionRequest,
+        SendTestRequest,
+        Subscribe,
+    }
 )
 Action = (
     SendOrder
@@ -349,6 +369,7 @@ Action = (
     | SendStatusRequest
     | SendMassStatusRequest
     | SendPositionRequest
+    | SendTestRequest
     | Subscribe
     | SetTimer
     | CancelTimer

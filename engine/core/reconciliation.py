@@ -11,12 +11,14 @@ from engine.core.events import (
     Alert,
     Audit,
     CancelReject,
+    CancelTimer,
     ExecReport,
     PositionReport,
     SendCancel,
     SendMassStatusRequest,
     SendPositionRequest,
     SendStatusRequest,
+    SendTestRequest,
     SessionDown,
     SessionUp,
     SetTimer,
@@ -57,6 +59,7 @@ class Reconciliation:
         # ClOrdID -> venue of the orders asked about because a cancel or replace went unanswered
         # (ask_unanswered) in a session still up: what a final report of theirs may answer
         self.cancel_questions: dict[str, str] = {}
+        self.probe_due: set[str] = set()  # venues whose unanswered questions a PROBE timer will look at
 
     def on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
         self.sessions.add(ev.venue)
@@ -203,7 +206,7 @@ class Reconciliation:
             return []  # the next logon asks about every working order; or asked already
         self.status_pending[order.venue] = asked | {order.cl_ord_id}
         inst = self.core.instruments[order.instrument]
-        return [
+        return self._probe_due(order.venue, now) + [
             SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, order.venue)),
             Audit(
                 now,
@@ -218,6 +221,49 @@ class Reconciliation:
                 f"{why}: the order's status asked",
             ),
             SendStatusRequest(order.venue, order.cl_ord_id, order.order_id, inst.symbol, order.side),
+        ]
+
+    def _probe_due(self, venue: str, now: float) -> list[Action]:
+        """Look again at `venue`'s questions once an answer is overdue (the acknowledgement deadline,
+        never sooner than the answer timeout): one probe per wait, however many questions it holds.
+        Only for questions asked mid-session: a logon's are followed at once by its subscriptions,
+        whose MsgSeqNums show the venue a lost question, and their answers wait for the venue's
+        lookups (mass_status_delay), which no acknowledgement deadline measures."""
+        if venue in self.probe_due:
+            return []
+        self.probe_due.add(venue)
+        wait = max(self.core.strategy.execution.answer_timeout, self.core.ack_watch.deadline(venue) or 0.0)
+        return [SetTimer(now + wait, timer_key(TimerKind.PROBE, venue))]
+
+    def _probe_over(self, venue: str) -> list[Action]:
+        """`venue`'s wait is over (every question answered, or the session dropped: its logon asks
+        afresh): a probe armed for it must not fire into the next wait, a round trip after it began."""
+        if venue not in self.probe_due:
+            return []
+        self.probe_due.discard(venue)
+        return [CancelTimer(timer_key(TimerKind.PROBE, venue))]
+
+    def probe(self, venue: str, now: float) -> list[Action]:
+        """A venue's status questions still unanswered when they are overdue: the questions, or their
+        answers, may be lost, and a lost question shows the venue no gap while nothing else is sent
+        there (every message about an order lost, `tests/regressions/lost_status_question_probed_by_a_test_request.toml`).
+        A TestRequest carries the next MsgSeqNum: the venue sees the gap and asks for the lost messages
+        again (session messages are never dropped by our faults; over TCP a loss takes the session
+        with it). Its Heartbeat answer needs nothing from the core; the STATUS timer still alerts if
+        the questions stay unanswered."""
+        self.probe_due.discard(venue)
+        unanswered = sorted(self.status_pending.get(venue, ()))
+        if not unanswered or venue not in self.sessions or venue in self.dropped:
+            return []  # answered meanwhile; or the session is down and its logon asks afresh
+        req = f"TR-{venue}-E{self.core.epoch}-T{now * 1e3:.0f}"
+        return [
+            Audit(
+                now,
+                "session_probe",
+                detail=f"{venue}: {len(unanswered)} status question(s) unanswered "
+                f"({', '.join(unanswered[:5])}): TestRequest {req} shows the venue any gap",
+            ),
+            SendTestRequest(venue, req),
         ]
 
     def resume_waiting(self, now: float) -> list[Action]:
@@ -248,15 +294,20 @@ class Reconciliation:
         }
         self.sessions.clear()
         self.cancel_questions.clear()  # every venue is asked afresh at its logon
-        return [Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk")]
+        probes = [a for venue in sorted(self.probe_due) for a in self._probe_over(venue)]
+        return [
+            *probes,
+            Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk"),
+        ]
 
     def on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
         self.sessions.discard(ev.venue)
         self.dropped.add(ev.venue)
         self.core.ack_watch.session_down(ev.venue)
+        probe = self._probe_over(ev.venue)
         # the logon asks again about every working order: those questions are the logon's now
         self.cancel_questions = {k: v for k, v in self.cancel_questions.items() if v != ev.venue}
-        return [Audit(now, "session_down", detail=ev.venue)]
+        return [*probe, Audit(now, "session_down", detail=ev.venue)]
 
     def venue_ready(self, venue: str) -> bool:
         """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
@@ -435,6 +486,7 @@ class Reconciliation:
             pending.discard(key)
             if not pending:
                 del self.status_pending[venue]
+                out += self._probe_over(venue)
                 if venue in self.compare_due:
                     theirs = self.compare_due.pop(venue)
                     if theirs is not None:

@@ -31,6 +31,7 @@ from engine.core.events import (
     SendPositionRequest,
     SendReplace,
     SendStatusRequest,
+    SendTestRequest,
     Subscribe,
 )
 from engine.fix.dictionary import VenueDictionary
@@ -319,6 +320,7 @@ class FixCodec:
         | SendStatusRequest
         | SendMassStatusRequest
         | SendPositionRequest
+        | SendTestRequest
         | Subscribe,
         transact_time: float,
     ) -> fix.Message:
@@ -333,6 +335,7 @@ class FixCodec:
         | SendStatusRequest
         | SendMassStatusRequest
         | SendPositionRequest
+        | SendTestRequest
         | Subscribe,
         transact_time: float,
     ) -> Draft | fix.Message:
@@ -398,6 +401,8 @@ class FixCodec:
             if action.order_id:
                 fields.append((37, action.order_id))
             return self.draft("H", fields)
+        if isinstance(action, SendTestRequest):
+            return self.draft("1", [(112, action.test_req_id)])
         if isinstance(action, Subscribe):
             return self.draft(
                 "V",
