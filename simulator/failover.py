@@ -227,7 +227,7 @@ class Cluster:
         self.standby_core = None  # the standby is the active node now; nobody stands by
 
     def _links(self):
-        return [lk for v in self.venues.values() for lk in (v.session.link, self.primary.sessions[v.cfg.name].link)]
+        return [lk for v in self.venues.values() for lk in (v.sim_end.link, self.primary.sessions[v.cfg.name].link)]
 
     # ---- node faults ------------------------------------------------------------------------------
     def crash_primary(self, fault) -> None:

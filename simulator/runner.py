@@ -119,12 +119,12 @@ class Simulation:
             venue.faults = faults
             venue.checker = checker
             venue.wire = wire
-            venue.session.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
+            venue.sim_end.observer = lambda raw, t, n=name: wire.venue_sent(n, raw, t)
             shell.sessions[name].observer = lambda raw, t, n=name: wire.engine_sent(n, raw, t)
             if not strict_fix:
-                venue.session.vouched = set()
-                shell.sessions[name].peer = venue.session
-            venue.session.link = Link(
+                venue.sim_end.vouched = set()
+                shell.sessions[name].peer = venue.sim_end
+            venue.sim_end.link = Link(
                 env,
                 f"{name}:down",
                 vcfg.down,
@@ -139,7 +139,7 @@ class Simulation:
             )
             self.venues[name] = venue
             names = [i.name for i in insts]
-            for link in (venue.session.link, shell.sessions[name].link):
+            for link in (venue.sim_end.link, shell.sessions[name].link):
                 link.volatility = lambda names=names: max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
         if scenario.failover:
             self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
@@ -185,7 +185,7 @@ class Simulation:
         env, shell = self.env, self.shell
         yield env.timeout(fault.after if start is None else 0.0)
         venue = self.venues[fault.venue]
-        links = (venue.session.link, shell.sessions[fault.venue].link)
+        links = (venue.sim_end.link, shell.sessions[fault.venue].link)
         for link in links:
             link.down = True
         if start is None:
@@ -217,7 +217,7 @@ class Simulation:
         journal = target.journal
         assert journal is not None  # a run with a crash_* fault journals every node (_build, Cluster)
         # nobody reads the dead process's sockets; what it had already written still reaches the venues
-        links = [v.session.link for v in venues.values()]
+        links = [v.sim_end.link for v in venues.values()]
         target.crash()
         for link in links:
             link.down = True

@@ -8,7 +8,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import simpy
 
@@ -70,11 +70,25 @@ class ClientOrder:
         self.member = member
 
 
+class VenueSession(Protocol):
+    """The venue's end of a member's FIX session, as the venue model uses it: SessionEnd in virtual
+    time, simulator.wire.WireSession over quickfix."""
+
+    connected: bool
+    queued: list[Any]  # application messages held while the session is down
+
+    def send(self, msg: Any) -> object: ...
+    def reject(self, err: FixParseError) -> None: ...
+    def skip(self) -> None: ...  # lost after sequencing: the receiver sees a gap
+    def drop(self) -> None: ...
+    def reconnect(self) -> None: ...
+
+
 class Member:
     """One client of the venue: a FIX session whose TargetCompID is `name`. ClOrdIDs are unique
     within a member; its orders rest in the venue's shared books and trade against anyone's."""
 
-    def __init__(self, name: str, codec: FixCodec, session):
+    def __init__(self, name: str, codec: FixCodec, session: VenueSession):
         self.name = name
         self.codec = codec
         self.session = session
@@ -158,7 +172,7 @@ class Venue:
         self.codec = self._codec(ENGINE_COMP_ID)
         # the clients, by CompID; the engine's is always there (the only one in virtual time)
         self.members: dict[str, Member] = {}
-        self.engine = self.add_member(ENGINE_COMP_ID, SessionEnd(env, self.codec, log))
+        self.engine = self.add_member(ENGINE_COMP_ID, lambda _codec: SessionEnd(env, self.codec, log))
         self.books = {s: OrderBook(s) for s in self.instruments}
         self.reference: dict[str, float] = {}  # price-band reference per symbol (the first fair value)
         self.mm_orders: dict[str, list[str]] = {s: [] for s in self.instruments}
@@ -194,19 +208,27 @@ class Venue:
     def _codec(self, client: str) -> FixCodec:
         return FixCodec(self.vd, self.cfg.comp_id, client, {i.name: i.symbol for i in self.instruments.values()})
 
-    def add_member(self, name: str, session=None) -> Member:
-        """A client allowed to trade here (its session is set now or by the shell that serves it)."""
-        member = self.members[name] = Member(name, self._codec(name), session)
+    def add_member(self, name: str, session: Callable[[FixCodec], VenueSession]) -> Member:
+        """A client allowed to trade here, over the session `session` makes from the member's codec."""
+        codec = self._codec(name)
+        member = self.members[name] = Member(name, codec, session(codec))
         return member
 
     # the engine's member, as the virtual-time harness and its checkers see the venue
     @property
-    def session(self):
+    def session(self) -> VenueSession:
         return self.engine.session
 
     @session.setter
-    def session(self, value) -> None:
+    def session(self, value: VenueSession) -> None:
         self.engine.session = value
+
+    @property
+    def sim_end(self) -> SessionEnd:
+        """The engine's session end in virtual time (its link, observer, vouched messages)."""
+        end = self.engine.session
+        assert isinstance(end, SessionEnd), "the engine's session is served by quickfix, not virtual time"
+        return end
 
     @property
     def orders(self) -> dict[str, ClientOrder]:
@@ -345,7 +367,7 @@ class Venue:
     def receive(self, raw: str) -> None:
         """A raw message from the engine's simulated session (virtual time)."""
         try:
-            ready = self.session.receive(raw)
+            ready = self.sim_end.receive(raw)
         except FixParseError as err:
             self.rejects_sent += 1
             self.log.event(self.env.now, f"{self.cfg.name} rejects: {err}")

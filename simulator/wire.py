@@ -104,6 +104,13 @@ class WireSession:
             self.send(msg)
 
 
+def _served(member: Member) -> WireSession:
+    """A member's session as quickfix serves it here."""
+    session = member.session
+    assert isinstance(session, WireSession), f"{member.name}'s session is not served by quickfix"
+    return session
+
+
 class WireVenues(fix.Application):
     """Every venue of a scenario behind one quickfix ThreadedSocketAcceptor, one port per venue; on
     each port one session per client CompID (the engine's, XMC, by default), all trading in the same
@@ -163,8 +170,11 @@ class WireVenues(fix.Application):
             insts = [i for i in sc.engine.instruments.values() if i.venue == name]
             venue = Venue(self.env, vcfg, insts, fork(seed, f"venue:{name}"), self.log)
             for client in dict.fromkeys((ENGINE_COMP_ID, *self.clients)):  # the engine's is kept even if not served
-                member = venue.members.get(client) or venue.add_member(client)
-                member.session = WireSession(member.codec, self.log)
+                member = venue.members.get(client)
+                if member is None:
+                    member = venue.add_member(client, lambda codec: WireSession(codec, self.log))
+                else:  # the engine's, made for virtual time: served by quickfix here
+                    member.session = WireSession(member.codec, self.log)
             venue.faults = faults
             venue.on_disconnect_fault = lambda fault, member, v=venue: self._cut(v, member, fault)
             self.venues[name] = venue
@@ -234,16 +244,16 @@ class WireVenues(fix.Application):
         return venue, venue.members[session_id.getTargetCompID().getValue()]
 
     def onCreate(self, session_id):
-        self._member(session_id)[1].session.session_id = session_id
+        _served(self._member(session_id)[1]).session_id = session_id
 
     def onLogon(self, session_id):
         venue, member = self._member(session_id)
-        member.session.quickfix_up = True
+        _served(member).quickfix_up = True
         self.inbox.put(("logon", venue, member))
 
     def onLogout(self, session_id):
         venue, member = self._member(session_id)
-        member.session.quickfix_up = False
+        _served(member).quickfix_up = False
         self.inbox.put(("logout", venue, member))
         if id(member) in self._down_until:  # cut by a fault: take logons again, to refuse them until it ends
             fix.Session.lookupSession(session_id).logon()
@@ -253,8 +263,9 @@ class WireVenues(fix.Application):
         reports are held; quickfix logs the session out and refuses its logons for the fault's
         `delay`, then takes them again. The held reports follow the next logon; resting orders are
         cancelled as the fault (or else the venue) says."""
-        session = fix.Session.lookupSession(member.session.session_id) if member.session.session_id else None
-        if session is None or not member.session.quickfix_up:
+        served = _served(member)
+        session = fix.Session.lookupSession(served.session_id) if served.session_id else None
+        if session is None or not served.quickfix_up:
             return
         member.session.connected = False
         self._cut_policy[id(member)] = fault.cancel_on_disconnect
@@ -266,7 +277,7 @@ class WireVenues(fix.Application):
         )
 
     def _sessions_up(self) -> list[bool]:
-        return [v.members[c].session.quickfix_up for v in self.venues.values() for c in self.clients]
+        return [_served(v.members[c]).quickfix_up for v in self.venues.values() for c in self.clients]
 
     def toAdmin(self, message, session_id):
         raw = message.toString()
