@@ -137,3 +137,37 @@ def test_a_status_answer_ends_the_watch_so_a_later_report_is_no_round_trip(confi
     assert a.cl_ord_id not in core.ack_watch.unanswered and core.venue_ready("SHFE")
     core.handle(report(a, "slow-ack", "0", "0", 0), now + 2.0)
     assert core.ack_watch.deadline("SHFE") == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("asked_by", ["ack", "cancel"])
+def test_an_order_answered_only_after_its_status_was_asked_teaches_no_round_trip(config, asked_by):
+    """A lost order that the status question's sequence number had resent is answered a question's wait
+    after it was sent: learned as a round trip, the next deadline would be four times that wait, and
+    each loss would stretch it again (explore: a lost chase, asked about because its cancel went
+    unanswered, took the deadline from 300 ms to 1.26 s, and the next lost unwind waited that long).
+    Asked because the order went unacknowledged, or because its cancel went unanswered, alike; a
+    slow answer that beats its deadline still teaches."""
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.001})
+    before = core.ack_watch.deadline("SHFE")
+    a, _b = (
+        x for x in fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0) if isinstance(x, SendOrder)
+    )
+    if asked_by == "ack":
+        asked = core.handle(TimerFired(f"ack:{a.cl_ord_id}"), now + 0.3)
+    else:
+        cancels = core.handle(TimerFired(f"timeout:{a.decision_id}"), now + 0.1)
+        cancel = next(c for c in cancels if type(c).__name__ == "SendCancel" and c.orig_cl_ord_id == a.cl_ord_id)
+        asked = core.handle(TimerFired(f"answer:{cancel.cl_ord_id}"), now + 0.4)
+    assert [q.cl_ord_id for q in asked if isinstance(q, SendStatusRequest)] == [a.cl_ord_id]
+    core.handle(report(a, "resent-ack", "0", "0", 0), now + 0.41)  # its first answer, after the question
+    assert a.cl_ord_id not in core.ack_watch.unanswered
+    assert core.ack_watch.deadline("SHFE") == before == pytest.approx(0.3)
+    # the watch itself: an asked order's answer teaches nothing, a slow answer inside the deadline does
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    for i, (asked_first, trip) in enumerate([(True, 0.5), (False, 0.2), (True, 2.0)]):
+        watch.sent(f"o{i}", "V", 0.0)
+        if asked_first:
+            watch.ask(f"o{i}")
+        assert watch.answered(f"o{i}", trip)
+    assert list(watch.recent["V"]) == [0.2] and not watch.asked

@@ -27,6 +27,7 @@ class AckWatch:
         self.floor = floor
         self.unanswered: dict[str, tuple[str, float]] = {}  # ClOrdID -> (venue, sent at)
         self.recent: dict[str, deque[float]] = {}  # venue -> its latest round trips (s)
+        self.asked: set[str] = set()  # ClOrdIDs past their deadline whose status was asked
 
     def deadline(self, venue: str) -> float | None:
         """Seconds a new order on `venue` may go unanswered; None when the watch is off. Until MIN_SAMPLES
@@ -52,14 +53,27 @@ class AckWatch:
         waiting = self.unanswered.pop(cl_ord_id, None)
         if waiting is None:
             return False
+        if cl_ord_id in self.asked:
+            # answered only after its deadline and the question: a lost order the question's sequence
+            # number had resent looks the same as a slow one, and learning its wait would stretch the
+            # deadline fourfold for every loss (a ratchet: 300 ms became 1.26 s, and a lost unwind
+            # then kept an episode legged that long). Slow answers under the deadline still teach it.
+            self.asked.discard(cl_ord_id)
+            return True
         venue, at = waiting
         self.recent.setdefault(venue, deque(maxlen=WINDOW)).append(now - at)
         return True
+
+    def ask(self, cl_ord_id: str) -> None:
+        """The order's status was asked because it passed its deadline: its answer teaches nothing."""
+        if cl_ord_id in self.unanswered:
+            self.asked.add(cl_ord_id)
 
     def forget(self, cl_ord_id: str) -> None:
         """The order ended without a first answer of its own (its status answer settled it): no round
         trip to learn from."""
         self.unanswered.pop(cl_ord_id, None)
+        self.asked.discard(cl_ord_id)
 
     def session_down(self, venue: str) -> None:
         """The session to `venue` dropped: its unanswered orders' answers, if any come, come after the
@@ -67,3 +81,4 @@ class AckWatch:
         an outage taken for one would stretch the venue's deadline for its next WINDOW orders."""
         for cl_ord_id in [c for c, (v, _at) in self.unanswered.items() if v == venue]:
             del self.unanswered[cl_ord_id]
+            self.asked.discard(cl_ord_id)

@@ -205,6 +205,7 @@ class Reconciliation:
         if order.venue in self.dropped or order.cl_ord_id in asked:
             return []  # the next logon asks about every working order; or asked already
         self.status_pending[order.venue] = asked | {order.cl_ord_id}
+        self.core.ack_watch.ask(order.cl_ord_id)  # a first answer after this question teaches no round trip
         inst = self.core.instruments[order.instrument]
         return self._probe_due(order.venue, now) + [
             SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, order.venue)),
