@@ -14,8 +14,10 @@ and steps down at its next keep-alive.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from engine.core.engine_core import EngineCore
 from engine.core.events import AuditRow, CancelTimer, Command, SetTimer, Takeover
@@ -95,6 +97,12 @@ class Cluster:
         self.applied = 0
         self.stream_gen = 0  # bumped when the primary dies: what is still on the wire is lost
         self.last_delivery = 0.0
+        # what is on the replication wire, in stream order: each delivery's timeout takes the head, so
+        # deliveries due at the same time keep their order (a timeout's time is now + (at - now) in
+        # floating point, which can land a hair either side of `at`: events held by a replication cut
+        # all fall due at its end and came out shuffled, so the standby's core read its quotes out of
+        # order, opened an episode the primary never did and took over with the wrong positions)
+        self.on_wire: deque[tuple[int, Callable[[], None]]] = deque()
         self.last_heartbeat = env.now
         self.detected: float | None = None
         self.failovers: list[dict] = []
@@ -119,10 +127,15 @@ class Cluster:
         self.last_delivery = at
         return at
 
-    def _send(self, deliver) -> None:
-        gen = self.stream_gen
+    def _send(self, deliver: Callable[[], None]) -> None:
+        self.on_wire.append((self.stream_gen, deliver))
         ev = self.env.timeout(self._delivery_time() - self.env.now)
-        ev.callbacks.append(lambda _e: deliver() if gen == self.stream_gen else None)
+        ev.callbacks.append(self._deliver_next)
+
+    def _deliver_next(self, _event: object) -> None:
+        gen, deliver = self.on_wire.popleft()
+        if gen == self.stream_gen:  # else sent by a primary that has died since: lost on the wire
+            deliver()
 
     def _replicate(self, event, t: float) -> None:
         self.history.append((t, event))
@@ -156,8 +169,11 @@ class Cluster:
                     p.alive = False
                     self.events.append({"event": "primary_stepped_down", "at_s": self.env.now})
                 continue
-            sent = self.env.now
-            self._send(lambda sent=sent: setattr(self, "last_heartbeat", max(self.last_heartbeat, sent)))
+            self._send(partial(self._heard, self.env.now))
+
+    def _heard(self, sent: float) -> None:
+        """A heartbeat the primary sent at `sent` reaches the standby."""
+        self.last_heartbeat = max(self.last_heartbeat, sent)
 
     def _monitor(self):
         """The failure detector: it wakes when the last heartbeat would be `misses` intervals old

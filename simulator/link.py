@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import simpy
 
@@ -57,6 +57,10 @@ class Link:
         self.deliver = deliver
         self.last_arrival = 0.0
         self.sent = 0
+        # in flight, in the order sent: each arrival's timeout takes the head, so messages due at the
+        # same time (queued behind a slow one) arrive in order whatever way floating point rounds
+        # now + (arrival - now)
+        self.in_flight: deque[str] = deque()
 
     def send(self, raw: str) -> None:
         delay = self.latency.draw(self.rng)
@@ -78,10 +82,12 @@ class Link:
         arrival = max(self.env.now + delay, self.last_arrival)
         self.last_arrival = arrival
         self.sent += 1
+        self.in_flight.append(raw)
         ev = self.env.timeout(arrival - self.env.now)
-        ev.callbacks.append(partial(self._arrive, raw))
+        ev.callbacks.append(self._arrive)
 
-    def _arrive(self, raw: str, _event: object) -> None:
-        """A message reaches the far end, unless the connection was cut while it was in flight."""
+    def _arrive(self, _event: object) -> None:
+        """The next message reaches the far end, unless the connection was cut while it was in flight."""
+        raw = self.in_flight.popleft()
         if not self.down:
             self.deliver(raw)
