@@ -13,7 +13,8 @@ every failure to a minimal standalone scenario with its one-line replay command.
   corpus member (add, drop or perturb one fault), as coverage-guided fuzzers do.
 - Oracles: every safety invariant (engine and wire level), liveness (every episode terminal after
   the drain) and the base's expectations that hold under any schedule (fills = positions, leg lots,
-  residual). A failure's signature is the sorted set of what failed.
+  residual). A failure's signature is the sorted set of what failed; a run that raises (a defect of
+  the simulator or the engine) is a failure too, `exception <type>`, shrunk like any other.
 - Shrinking: delta debugging over the faults (drop each), then each fault's window, rate, count and
   delay, then the duration, keeping every step that still fails with the same signature.
 - Batches are a fixed size and their results are applied in order, so the same seed gives the same
@@ -27,6 +28,7 @@ import json
 import os
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,23 @@ def load_base(path: str | Path, duration: float | None = None) -> Base:
 
 
 # ---- generation ---------------------------------------------------------------------------------
+RECOVERY_S = 10.0  # every fault window closes this long (at most a tenth of the run) before the run ends
+
+
+def in_time(f: dict, duration: float) -> dict:
+    """`f` with its window closed before the run ends, time to recover left: the liveness oracles
+    (every episode terminal, fills = positions, orders = the venues') judge a run after its faults
+    stop; a disconnect still open at the end fails them for want of a session, not for a defect."""
+    if "until_s" in f:
+        end = duration - min(RECOVERY_S, 0.1 * duration)
+        f["until_s"] = round(max(min(f["until_s"], end), f["after_s"] + 0.5), 3)
+    return f
+
+
+def _closes_in_time(faults: list[dict], duration: float) -> bool:
+    return all(f.get("until_s", 0.0) <= duration - min(RECOVERY_S, 0.1 * duration) + 1e-9 for f in faults)
+
+
 def fault(rng, base: Base, kind: str) -> dict:
     """One fault of `kind` with every key drawn inside its valid domain."""
     d = base.duration
@@ -173,7 +192,7 @@ def fault(rng, base: Base, kind: str) -> dict:
         f.pop("venue", None)
     if kind in ("primary_crash", "standby_crash", "primary_pause", "crash_restart", "kill_switch"):
         f.pop("until_s", None)
-    return f
+    return in_time(f, d)
 
 
 def swarm(rng, base: Base) -> list[dict]:
@@ -207,7 +226,7 @@ def standby_behind(rng, base: Base, failover: dict) -> dict | None:
     at = failover["after_s"]  # an on_order failover strikes at the first matching order after it
     f["after_s"] = round(max(0.0, at - rng.uniform(0.5, max(d * 0.1, 1.0))), 3)
     f["until_s"] = round(at + rng.uniform(1.0, max(d * 0.3, 2.0)), 3)
-    return f
+    return in_time(f, d)
 
 
 def mutate(rng, base: Base, faults: list[dict]) -> list[dict]:
@@ -227,6 +246,7 @@ def mutate(rng, base: Base, faults: list[dict]) -> list[dict]:
         f["after_s"] = round(min(max(f["after_s"] + shift, 0.0), base.duration * 0.9), 3)
         if "until_s" in f:
             f["until_s"] = round(max(f["until_s"] + shift, f["after_s"] + 0.5), 3)
+        in_time(f, base.duration)
     return out
 
 
@@ -267,7 +287,20 @@ def run_job(job: dict) -> dict:
             sc = scenario_mod.load(path)
         except ConfigError as exc:
             return {"invalid": str(exc), "signature": [], "coverage": [], "wall_s": 0.0}
-        report = runner.run(sc, job["seed"]).report
+        try:
+            report = runner.run(sc, job["seed"]).report
+        except Exception as exc:  # noqa: BLE001 - a defect of the simulator or engine: a finding, not the end
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            detail = f"{type(exc).__name__}: {exc} at {Path(where.filename).name}:{where.lineno}"
+            return {
+                "signature": [f"exception {type(exc).__name__}"],
+                "coverage": [],
+                "anomalies": [],
+                "hits": [],
+                "run_hash": "exception",
+                "first": {"exception": {"t": None, "detail": detail[:300]}},
+                "wall_s": round(time.perf_counter() - started, 3),
+            }
     failed = [f"invariant {k}" for k, v in sorted(report["invariants"].items()) if v["status"] == "fail"]
     failed += [
         f"expect {x['key']}"
@@ -509,7 +542,11 @@ def shrink(base: Base, failure: Failure, mapper: Mapper, budget: int = 80) -> No
         last = max((min(f.get("until_s", f["after_s"] + 5.0), f["after_s"] + 60.0) for f in faults), default=0.0)
         shorter = sorted({round(max(last + 10.0, 10.0), 3), round(duration / 2, 3)})
         tries = [
-            (faults, d) for d in shorter if 5.0 <= d < duration and d > max((f["after_s"] for f in faults), default=0.0)
+            (faults, d)
+            for d in shorter
+            if 5.0 <= d < duration
+            and d > max((f["after_s"] for f in faults), default=0.0)
+            and _closes_in_time(faults, d)
         ]
         hit = fails(tries)
         if hit is not None:
@@ -521,7 +558,10 @@ def shrink(base: Base, failure: Failure, mapper: Mapper, budget: int = 80) -> No
 def write_failure(base: Base, failure: Failure, out: Path, n: int) -> None:
     """The shrunk schedule as a standalone scenario extending its base, with the replay command."""
     out.mkdir(parents=True, exist_ok=True)
-    slug = "_".join(s.replace("invariant ", "inv").replace("expect ", "").replace(".", "-") for s in failure.signature)
+    slug = "_".join(
+        s.replace("invariant ", "inv").replace("expect ", "").replace(".", "-").replace(" ", "_")
+        for s in failure.signature
+    )
     name = f"explore_{n:02d}_{slug}"[:80]
     path = out / f"{name}.toml"
     faults = failure.shrunk if failure.shrunk is not None else failure.faults

@@ -42,6 +42,25 @@ def test_every_generated_schedule_is_a_valid_scenario(bases, tmp_path_factory, s
     sc = scenario.load(path)  # a ConfigError here is a generator bug
     assert len(sc.faults) == len(faults) and all(f.kind in base.kinds for f in sc.faults)
     assert sc.duration <= 60.0 and all(f.after < sc.duration for f in sc.faults)  # bounded: every run ends
+    # and every window closes before the run does, time to recover left: the liveness oracles judge a
+    # run whose faults stopped (a disconnect open at the end failed them for want of a session)
+    closes = sc.duration - min(explore.RECOVERY_S, 0.1 * sc.duration) + 1e-9
+    windows = [f for f in sc.faults if f.until != float("inf") or f.kind in explore.NEEDS_UNTIL]
+    assert all(f.until <= max(closes, f.after + 0.5) for f in windows), [(f.kind, f.after, f.until) for f in windows]
+
+
+def test_a_run_that_raises_is_a_failure_not_the_end_of_the_search(monkeypatch, bases):
+    """A defect that raises inside a run (found: a journal synced after a second crash had closed it)
+    ended the whole search with a traceback; it is a failure with its own signature, shrunk and
+    written like any other."""
+
+    def broken(sc, seed=None, **kw):
+        raise ValueError("flush of closed file")
+
+    monkeypatch.setattr(runner, "run", broken)
+    result = explore.run_job({"doc": explore.document(bases[0], [], "boom"), "seed": 1})
+    assert result["signature"] == ["exception ValueError"]
+    assert "flush of closed file" in result["first"]["exception"]["detail"]
 
 
 def test_the_generator_reaches_the_whole_grammar(bases):
