@@ -49,6 +49,7 @@ class _Node:
     journal: Journal | None
     restarts: list
     refused: list = field(default_factory=list)  # restarts that refused a damaged journal (journal_damage)
+    skipped: list = field(default_factory=list)  # crashes that found the process already down
 
 
 def _restart_timings(restarts: list[dict], audit: Sequence[AuditRow]) -> list[dict]:
@@ -174,7 +175,7 @@ class Simulation:
             if f.kind in starts:
                 env.process(starts[f.kind](f))
         for v in self.venues.values():
-            v.on_crash_fault = lambda f: env.process(self._crash_restart(f, now=True))
+            v.on_crash_fault = self._crash_on_order
         if any(f.kind == "crash_mid_batch" for f in faults.faults):
             self.shell.batch_crash, self.shell.crash_now = self._batch_crash, self._crash_now
         for v in self.venues.values():
@@ -211,6 +212,9 @@ class Simulation:
                     "why": "a standby is alive (that is primary_crash) or the node is down",
                 }
             )
+            return
+        if not now and not target.alive:
+            self._skip_crash(fault)  # down already, its restart still to come: nothing to kill
             return
         if not now:
             fault.hits += 1
@@ -322,9 +326,25 @@ class Simulation:
     def _crash_now(self, fault) -> None:
         if self.cluster is not None:
             self.cluster.crash_primary(fault)
+        elif not self.shell.alive:  # an order the dead process had sent reached its venue: no second death
+            self._skip_crash(fault)
         else:
             self.shell.crash()
             self.env.process(self._crash_restart(fault, now=True))
+
+    def _crash_on_order(self, fault) -> None:
+        """A crash_on_order fault struck as its order reached the venue; the order may have been sent
+        by a process that has died since (what it wrote still reaches the venues)."""
+        if not self.active.alive and self.cluster is None:
+            self._skip_crash(fault)
+        else:
+            self.env.process(self._crash_restart(fault, now=True))
+
+    def _skip_crash(self, fault) -> None:
+        """A crash fault that found the engine process already down (its restart still to come): a
+        second restart would rebuild from a journal the first may have replaced (a torn tail cut), and
+        a dead process cannot die again."""
+        self.node.skipped.append({"fault": fault.kind, "at_s": self.env.now, "why": "the engine process is down"})
 
     # ---- running and judging ------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -377,6 +397,8 @@ class Simulation:
         """What the node's own history adds to the report: restarts, failovers, and the rare paths they
         reached (coverage), all known before the expectations are judged."""
         out: dict = {"restarts": _restart_timings(self.node.restarts, shell.audit), "coverage": set()}
+        if self.node.skipped:
+            out["crashes_skipped"] = self.node.skipped
         if self.node.refused:
             out["restarts_refused"] = self.node.refused
             if all(r["journal_untouched"] for r in self.node.refused):  # refused, and nothing was cut
