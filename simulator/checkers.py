@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
-from engine.core.events import ExecReport, Quote, SessionDown, SessionGap
+from engine.core.events import ExecReport, Quote, SessionGap
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ class InvariantChecker:
                 self._ok(9)
         values = None
         mine = node_core is None or node_core is core
-        if type(event) in (SessionGap, SessionDown) and mine:  # the engine's rule: no quote of the venue is fresh now
+        if type(event) is SessionGap and mine:  # the engine's rule: none of the venue's quotes is fresh now
             for name, inst in core.instruments.items():
                 if inst.venue == event.venue and name in self.quote_at:
                     self.quote_at[name] = -math.inf

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 
@@ -509,14 +508,10 @@ def test_a_position_answer_that_overtakes_the_order_answers_is_compared_only_onc
     assert core.positions["HG"] == sign * b.qty and core.venue_ready("COMEX")
 
 
-@pytest.mark.parametrize("lost", ["gap", "drop"])
-def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live_quote(config, lost):
+def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live_quote(config):
     """Messages a venue's session lost may have moved its books: no signal is priced from them until
-    that venue quotes again (the trigger counts the skip as a stale input). A drop the same, even once
-    the venue has logged on again and is reconciled: its snapshot may come after the status answers.
-    The invariant checker holds the same rule (invariant 16 must not call the skip a missed signal)."""
-    from engine.core.events import Quote, SessionDown, SessionGap, SessionUp
-    from simulator.checkers import InvariantChecker
+    that venue quotes again (the trigger counts the skip as a stale input)."""
+    from engine.core.events import Quote, SessionGap
 
     hg_cny = 4.5 * 2204.62 * 7.1
     mid = round((hg_cny + 400.0) / 10) * 10
@@ -527,14 +522,8 @@ def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live
     assert [a for a in control.handle(wide_cu, 0.1) if isinstance(a, SendOrder)]  # both legs at once
 
     core = EngineCore(config)
-    checker = InvariantChecker(core)
     fire(core, now=0.0, spread_cny=0.0)
-    checker.after_event(0.0, hg, core)
-    events = [SessionGap("COMEX")] if lost == "gap" else [SessionDown("COMEX"), SessionUp("COMEX")]
-    for ev in events:
-        core.handle(ev, 0.05)
-        checker.after_event(0.05, ev, core)
-    assert core.venue_ready("COMEX") and checker.quote_at["HG"] == -math.inf
+    core.handle(SessionGap("COMEX"), 0.05)
     skips = core.trigger.stale_skips
     assert not [a for a in core.handle(wide_cu, 0.1) if isinstance(a, SendOrder)]  # HG is not fresh
     assert core.trigger.stale_skips == skips + 1
