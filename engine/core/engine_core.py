@@ -93,7 +93,7 @@ class EngineCore:
             BusinessReject: self._on_business_reject,
             SessionUp: self.reconciliation.on_session_up,
             PositionReport: self.reconciliation.on_position_report,
-            SessionDown: self._on_session_down,
+            SessionDown: self.reconciliation.on_session_down,
             SessionGap: self._on_session_gap,
             TimerFired: self._on_timer,
             Command: self._on_command,
@@ -146,15 +146,9 @@ class EngineCore:
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
             return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
-        before = self.books.get(q.instrument)
         book = self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
         if book.mid:
             self.last_mid[q.instrument] = book.mid
-        out: list[Action] = []
-        if before is not None and before.ts == -math.inf:  # the first live quote since the venue's drop or gap
-            for ep in list(self.active.values()):  # a recovery that waited for it goes on
-                if ep.quote_wait_since is not None and ep.state is EpisodeState.LEGGED and not ep.working:
-                    out += self.recovery.on_legged(self, ep, now)
         if (
             self.killed
             or self.draining
@@ -162,37 +156,22 @@ class EngineCore:
             or now < self.cooldown_until
             or not self._legs_connected()
         ):
-            return out
+            return []
         signal = self.trigger.evaluate(self.books, now)
         if signal is None:
-            return out
+            return []
         self.trigger.disarm(signal.side)
-        return out + self._open_episode(signal, now)
+        return self._open_episode(signal, now)
 
     def _on_session_gap(self, ev: SessionGap, now: float) -> list[Action]:
         """Messages of `ev.venue` were lost or are late: any of them may have moved its books, so none
         is fresh (the trigger's max_quote_age) until the venue's next live quote; resent market data
         never makes one fresh (engine/fix/codec.py)."""
-        self._books_unknown(ev.venue)
-        return []
-
-    def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
-        """The session is gone: what its books showed is history until the venue quotes again after
-        the next logon (a recovery waits for that quote: `quoted_since_drop`)."""
-        self._books_unknown(ev.venue)
-        return self.reconciliation.on_session_down(ev, now)
-
-    def _books_unknown(self, venue: str) -> None:
         for inst in self.instruments.values():
             book = self.books.get(inst.name)
-            if inst.venue == venue and book is not None:
+            if inst.venue == ev.venue and book is not None:
                 book.ts = -math.inf
-
-    def quoted_since_drop(self, instrument: str) -> bool:
-        """Has `instrument`'s venue quoted it live since its last drop or gap? (A book never quoted
-        at all is left to the pricing, which finds no touch.)"""
-        book = self.books.get(instrument)
-        return book is None or book.ts != -math.inf
+        return []
 
     def _legs_connected(self) -> bool:
         s = self.strategy
@@ -798,9 +777,6 @@ class EngineCore:
             return []
         if kind is TimerKind.AMEND:
             return self.amending.amend(ep, now)
-        if kind is TimerKind.QUOTE:  # a recovery waited long enough for a live quote: it goes on
-            waiting = ep.state is EpisodeState.LEGGED and not ep.working and ep.quote_wait_since is not None
-            return self.recovery.on_legged(self, ep, now) if waiting else []
         if kind is TimerKind.TIMEOUT:
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
         elif kind is TimerKind.LEGGED and ep.mode is RecoveryMode.CHASE:

@@ -119,7 +119,6 @@ class Episode:
     mode: RecoveryMode = RecoveryMode.NONE  # once legged; moved only by set_mode
     chase_attempts: int = 0
     unwind_attempts: int = 0
-    quote_wait_since: float | None = None  # a recovery waiting for a live quote after a drop or gap: since when
     last_reject: tuple[int | None, bool, bool] | None = None  # (OrdRejReason, session-level, business)
     ended_with: dict[str, float] = field(default_factory=dict)  # each leg's fills when it last became terminal
     reopened: list[tuple[float, float]] = field(default_factory=list)  # (ended at, reopened at) per late fill

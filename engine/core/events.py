@@ -271,7 +271,6 @@ class TimerKind(StrEnum):
     STATUS = "status"  # a venue's status answers are overdue (subject: venue)
     ANSWER = "answer"  # is a cancel or replace still unanswered? (subject: the request's ClOrdID)
     ACK = "ack"  # is a new order still unanswered? (subject: its ClOrdID; engine/core/ack_watch.py)
-    QUOTE = "quote"  # a recovery has waited long enough for a live quote after a drop (subject: decision)
     PROBE = "probe"  # are a venue's status questions still unanswered? probe its session (subject: venue)
 
 

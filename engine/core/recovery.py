@@ -41,8 +41,6 @@ class RecoveryContext(Protocol):
 
     def venue_ready(self, venue: str) -> bool: ...
 
-    def quoted_since_drop(self, instrument: str) -> bool: ...
-
     def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float | None: ...
 
     def recovery_order(
@@ -103,27 +101,6 @@ class ChaseThenUnwind:
         )
         if down:  # no order to a venue that is down or not yet reconciled: wait for both
             return out + [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
-        unquoted = sorted({leg.instrument for leg in ep.legs.values() if not core.quoted_since_drop(leg.instrument)})
-        if unquoted:
-            # a book from before a drop or gap is history: wait for the venue's next live quote (it
-            # resumes this), as long as an answer may take (answer_timeout: a subscription's snapshot
-            # answers it), then price from what is known rather than stay legged without a quote
-            bound = core.strategy.execution.answer_timeout
-            if ep.quote_wait_since is None:
-                ep.quote_wait_since = now
-                out.append(core.set_timer(now + bound, timer_key(TimerKind.QUOTE, ep.decision_id)))
-            if now - ep.quote_wait_since < bound - 1e-9:
-                return out + [Audit(now, "waiting_for_quote", ep.decision_id, detail=", ".join(unquoted))]
-            out.append(
-                Audit(
-                    now,
-                    "stale_book",
-                    ep.decision_id,
-                    detail=f"no live quote of {', '.join(unquoted)} in {1e3 * bound:.0f} ms since the drop or "
-                    "gap: priced from the book before it",
-                )
-            )
-        ep.quote_wait_since = None
         missing = ep.missing()
         if ep.mode is RecoveryMode.CHASE and all(m <= 1e-9 for m in missing.values()):
             if rc.overfill == "record":  # every leg at or beyond target: keep the excess, on record
