@@ -105,6 +105,8 @@ def main() -> int:
     print(f"\n{'scenario':<46} {'runs':>5} {'s per run':>10}")
     for name, times in sorted(per.items(), key=lambda kv: -sum(kv[1]) / len(kv[1]))[:15]:
         print(f"{name:<46} {len(times):>5} {sum(times) / len(times):>10.2f}")
+    compiled = sum(bool(r["wall"].get("compiled")) for r in runs)
+    print(f"runs on the compiled hot modules (xmc/accel.py): {compiled} of {len(runs)}")
     print(f"... {len(per)} scenarios; worker start-up (imports, first scenario load): {float(startup.stdout):.2f} s")
     print(
         f"library x {args.seeds} seeds on {args.jobs} processes: {len(runs)} runs, wall {wall:.1f} s; "

@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADER = {8, 9, 35, 34, 49, 52, 56, 43, 97}
 sys.path.insert(0, str(ROOT))
 
+from xmc import accel  # noqa: E402
+
+COMPILED = accel.enable()  # as the xmc command runs: mypyc's build of the hot modules when it matches
+
 from engine.fix.dictionary import load  # noqa: E402
 from simulator import runner, scenario  # noqa: E402
 
@@ -83,6 +87,7 @@ def main() -> int:
         f"scenario: {sc.name}, {sc.duration:.0f} virtual s, {orders} orders, {msgs} FIX messages, "
         f"{len(result.report['episodes'])} episodes"
     )
+    print(f"compiled hot modules (xmc/accel.py): {'yes' if COMPILED else 'no, the Python modules'}")
     print(f"{'measure':<44} {'value':>12}")
     print(f"{'full scenario: order round trips / wall s':<44} {rt_full:>12,.0f}")
     print(f"{'floor (simpy + quickfix encode/parse)':<44} {rt_floor:>12,.0f}")

@@ -13,7 +13,6 @@ and steps down at its next keep-alive.
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -203,7 +202,7 @@ class Cluster:
     def _take_over(self, revision: int) -> None:
         now = self.env.now
         old = self.primary
-        new = copy.copy(old)  # shares the replicated FIX session state, the audit trail and the checker
+        new = old.successor()  # shares the replicated FIX session state, the audit trail and the checker
         # the superseded process keeps its own memory from here on: if it wakes (a pause) and reads what
         # its sockets had buffered, that must not move the new node's view of the book
         old.own_codecs = {name: session.codec.fork() for name, session in old.sessions.items()}

@@ -411,7 +411,8 @@ def damage_journal(path: Path, how: str) -> None:
         if how == "undecodable":
             body = b"\x00\xff not json at all \x00"
         elif how == "bad_content":
-            body = encode_record(SessionDown(7), 1.0)  # type: ignore[arg-type]  # a number for a venue: the damage
+            # a number where the venue's name goes: the damage (no event can be made holding one)
+            body = encode_record(SessionDown("SHFE"), 1.0).replace(b'"SHFE"', b"7")
         else:  # unknown_venue
             body = encode_record(SessionDown("LME"), 1.0)
         record = _FRAME.pack(len(body), zlib.crc32(body)) + body

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -644,6 +645,8 @@ def build_report(
             "engine_compute_us": distribution(compute_us),
             "engine_compute_s": round(sum(compute_us) / 1e6, 6),
             "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns]),
+            # the venues' module came from mypyc's build of the hot modules (xmc/accel.py), not the .py
+            "compiled": not str(sys.modules[Venue.__module__].__file__).endswith(".py"),
         },
     }
     report.update({k: v for k, v in node.items() if k != "coverage"})

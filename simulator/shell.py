@@ -76,6 +76,20 @@ class SimEngineShell(ActionDispatcher):
         self.batch_crash: Callable[[list], tuple[int, Any] | None] | None = None
         self.crash_now: Callable[[Any], None] | None = None
 
+    def successor(self) -> SimEngineShell:
+        """A second process of this node holding everything this one holds, shared (its sessions and
+        their replicated FIX state, the audit trail, the checker): the hot standby that takes over
+        (simulator.failover) sets its own core, node, timers and journal on it."""
+        new = SimEngineShell(self.env, self.core, {}, self.log)
+        new.audit, new.anomalies, new.alerts = self.audit, self.anomalies, self.alerts
+        new.sessions, new.timers, new.timer_gen = self.sessions, self.timers, self.timer_gen
+        new.compute_ns, new.recovery_ns, new.orders_sent = self.compute_ns, self.recovery_ns, self.orders_sent
+        new.checker, new.journal, new.alive, new.node = self.checker, self.journal, self.alive, self.node
+        new.fence, new.own_codecs, new.replicate = self.fence, self.own_codecs, self.replicate
+        new.paused, new.backlog = self.paused, self.backlog
+        new.batch_crash, new.crash_now = self.batch_crash, self.crash_now
+        return new
+
     def start(self) -> None:
         for session in self.sessions.values():
             session.send(session.codec.draft("A", [(98, "0"), (108, "30")]))

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The tests run the Python modules themselves (they patch some of them); xmc commands the tests start
+# inherit this. tests/test_accel.py runs the compiled build (xmc/accel.py) against them.
+os.environ["XMC_PURE"] = "1"
+
 from engine.core.engine_core import EngineCore
 from engine.core.events import ExecReport, Quote, SendOrder, SessionUp
 from simulator import scenario

@@ -447,3 +447,20 @@ def test_invariant_1_soft_limit_is_the_budget_plus_the_time_to_hear_back(config)
     assert _legged_spell(config, answer_at=1.4, balanced_at=1.6).status == "pass"  # the venue took 1.39 s
     lost = _legged_spell(config, answer_at=None, balanced_at=None)  # legged to the end, the chase never answered
     assert lost.status == "fail" and "2990 ms" in lost.first["detail"]
+
+
+def test_a_successor_process_holds_everything_its_predecessor_held():
+    """The standby's shell at a takeover: every attribute of the old process, the same objects (its
+    sessions, audit trail, checker, journal); an attribute added to the shell and not handed on fails."""
+    sim = runner.Simulation(scenario.load(ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"), 1)
+    try:
+        old = sim.shell
+        for name in list(vars(old)):  # each a value of its own: a default never passes for a copy
+            if name not in ("env", "core", "log"):
+                setattr(old, name, object())
+        new = old.successor()
+        assert vars(new).keys() == vars(old).keys()
+        for name, value in vars(old).items():
+            assert getattr(new, name) is value, f"{name} is not handed on to the successor"
+    finally:
+        sim.scratch.remove()

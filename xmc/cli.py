@@ -20,9 +20,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine import provenance
-from engine.config import ConfigError
-from engine.fix.dictionary import DictionaryError
+from xmc import accel
+
+accel.enable()  # before any engine or simulator module loads: the compiled build when it matches them
+
+from engine import provenance  # noqa: E402
+from engine.config import ConfigError  # noqa: E402
+from engine.fix.dictionary import DictionaryError  # noqa: E402
 
 # the checkout's scenarios/ and baselines/, else the copies a non-editable install keeps (xmc/scenarios, xmc/baselines)
 _HERE = Path(__file__).resolve().parent

@@ -7,7 +7,6 @@ each failure into the FIX answer it deserves (session Reject 3 or BusinessMessag
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import math
 import re
@@ -119,17 +118,27 @@ def fmt_qty(q: float) -> str:
     return str(int(q)) if float(q).is_integer() else fmt_px(q)
 
 
-@dataclass(frozen=True, slots=True)
 class FixParseError(Exception):
     """A received message that failed: `kind` is garbled (drop it), session (answer 3) or business (answer j)."""
 
-    kind: str
-    reason: int
-    text: str
-    msg_type: str = ""
-    seq: int = 0
-    ref_tag: int = 0
-    ref_id: str = ""
+    def __init__(
+        self,
+        kind: str,
+        reason: int,
+        text: str,
+        msg_type: str = "",
+        seq: int = 0,
+        ref_tag: int = 0,
+        ref_id: str = "",
+    ):
+        super().__init__(kind, reason, text, msg_type, seq, ref_tag, ref_id)
+        self.kind = kind
+        self.reason = reason
+        self.text = text
+        self.msg_type = msg_type
+        self.seq = seq
+        self.ref_tag = ref_tag
+        self.ref_id = ref_id
 
     def __str__(self) -> str:
         return f"{self.kind} reject ({self.reason}): {self.text}"
@@ -225,7 +234,8 @@ class FixCodec:
     def fork(self) -> FixCodec:
         """A codec of the same session whose market-data state is its own from now on (two processes
         that shared a session each keep their own view of the book)."""
-        twin = copy.copy(self)
+        twin = FixCodec(self.vd, self.sender, self.target)
+        twin.symbol_to_instrument = self.symbol_to_instrument
         twin._md_top = {symbol: list(top) for symbol, top in self._md_top.items()}
         return twin
 

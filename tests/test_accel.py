@@ -1,0 +1,115 @@
+"""The compiled build of the hot modules (xmc/accel.py): used only when it matches the sources, and a
+run on it is the same run, byte for byte, as on the Python modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator import runner, scenario
+from xmc import accel
+
+ROOT = Path(__file__).resolve().parents[1]
+XMC = ROOT / ".venv" / "bin" / "xmc"
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for pkg in accel.PACKAGES:
+        shutil.copytree(ROOT / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_a_build_stands_in_only_for_the_sources_it_was_built_from(tmp_path):
+    root = _tree(tmp_path)
+    built = accel.key(root)
+    assert built == accel.key(ROOT)
+    engine_core = root / "engine" / "core" / "engine_core.py"
+    engine_core.write_text(engine_core.read_text() + "\n# an edit\n")
+    assert accel.key(root) != built, "an edit to a compiled module must retire the build"
+    engine_core.write_text(engine_core.read_text().removesuffix("\n# an edit\n"))
+    assert accel.key(root) == built
+    config = root / "engine" / "config.py"  # not compiled, but the compiled modules were typed against it
+    config.write_text(config.read_text() + "\n")
+    assert accel.key(root) != built
+    config.write_text(config.read_text()[:-1])
+    (root / "simulator" / "new_module.py").write_text('"""new"""\n')
+    assert accel.key(root) != built
+
+
+def _enabled_in_child(env: dict[str, str], build_dir: Path | None = None) -> str:
+    code = "from pathlib import Path; from xmc import accel\n"
+    if build_dir is not None:
+        code += f"accel.BUILD_DIR = Path({str(build_dir)!r})\n"
+    code += "print(accel.enable())\nimport simulator.venue as v\nprint(v.__file__)\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_without_a_matching_build_the_python_modules_run(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}
+    out = _enabled_in_child(env, tmp_path / "no-build-here")
+    assert out.splitlines() == ["False", str(ROOT / "simulator" / "venue.py")]
+    stale = tmp_path / "accel" / ("0" * 24)  # a build for other sources is never picked
+    stale.mkdir(parents=True)
+    (stale / accel.COMPLETE).write_text("0" * 24 + "\n")
+    assert _enabled_in_child(env, tmp_path / "accel").splitlines()[0] == "False"
+
+
+def _require_build() -> None:
+    if not (accel.BUILD_DIR / accel.key() / accel.COMPLETE).is_file():
+        if os.environ.get("CI"):
+            pytest.fail("the compiled build is missing in CI: scripts/bootstrap runs `python -m xmc.accel build`")
+        pytest.skip("no compiled build for these sources: run .venv/bin/python -m xmc.accel build")
+
+
+def test_xmc_pure_keeps_the_python_modules_even_with_a_build():
+    _require_build()
+    env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}
+    first = _enabled_in_child(env).splitlines()
+    assert first[0] == "True" and first[1].startswith(str(accel.BUILD_DIR)), first
+    assert _enabled_in_child({**env, "XMC_PURE": "1"}).splitlines()[0] == "False"
+
+
+# Runs that between them pass every compiled module's paths the library takes: a takeover (the shell's
+# successor), a crash and journal replay, partial fills and chases, lost messages and status questions,
+# a disconnect, the ratio trigger with FX, and a market locked at its limit.
+SAMPLE = (
+    ("f25_failover_primary_crash_mid_chase", 2),
+    ("f30_engine_crash_torn_journal", 1),
+    ("f06_partial_fill_rest_working", 3),
+    ("f11_dropped_messages", 4),
+    ("f13_disconnect_no_cancel", 5),
+    ("cu_hg_ratio", 1),
+    ("f33_far_leg_locks_limit_up", 2),
+    ("f46_disconnect_reports_lost", 1),
+)
+
+
+def test_a_run_on_the_compiled_build_is_the_run_on_the_python_modules(tmp_path):
+    """Every message, fill, audit row and verdict the same (run_hash covers them): mypyc compiled the
+    same source, and nothing it does differently (float arithmetic, int and float coercions at typed
+    boundaries) may show."""
+    _require_build()
+    env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}
+    for name, seed in SAMPLE:
+        out = tmp_path / name
+        subprocess.run(
+            [str(XMC), "run", str(ROOT / "scenarios" / f"{name}.toml"), "--seed", str(seed), "--out", str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        compiled = json.loads((out / "report.json").read_text())
+        assert compiled["wall"]["compiled"] is True, f"{name}: the xmc command did not load the compiled build"
+        pure = runner.run(scenario.load(ROOT / "scenarios" / f"{name}.toml"), seed).report
+        assert compiled["run_hash"] == pure["run_hash"], name
+        for part in ("counters", "episodes", "invariants", "expectations"):
+            assert compiled.get(part) == json.loads(json.dumps(pure.get(part))), f"{name}: {part}"
