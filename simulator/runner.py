@@ -102,6 +102,7 @@ class Simulation:
             scenario.engine, {(i.venue, i.symbol): i.name for i in scenario.engine.instruments.values()}
         )
         self.node = _Node(journal, [])
+        self.draining = False  # the run is in its drain: a process that starts from here on drains too
         if journal is None and any(
             f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch") for f in scenario.faults
         ):
@@ -276,6 +277,8 @@ class Simulation:
             cluster.events.append({"event": "active_restarted", "at_s": env.now, "epoch": revision})
             if revision is not None and revision > rebuilt.epoch:
                 target.dispatch(Takeover(revision))
+        if self.draining:  # the drain was ordered while this process was down: it is told again
+            target.dispatch(Command("drain"))
         for name in venues:
             target.dispatch(SessionDown(name))  # the new process knows the sessions dropped: it will query
         target.dispatch(Command("reconcile"))  # and asks each trading venue for all its orders: positions
@@ -372,6 +375,7 @@ class Simulation:
             env.run(until=scenario.duration)
             if cluster is not None:  # the node active now drains, and so does any that takes over later
                 cluster.draining = True
+            self.draining = True
             self.active.dispatch(Command("drain"))
             env.run(until=scenario.duration + scenario.drain)
         except PriceModelError as exc:  # the scenario's prices cannot be simulated: its file is at fault
