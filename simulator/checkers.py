@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
-from engine.core.events import ExecReport, Quote, SessionGap
+from engine.core.events import CancelReject, ExecReport, Quote, SessionGap
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
 
 if TYPE_CHECKING:
@@ -73,9 +73,10 @@ class InvariantChecker:
         self.client_ids: set[str] = set()
         self.venue_position: dict[str, float] = {}
         self.legged_since: dict[str, float] = {}
-        # invariant 1's soft limit: when each order was handed to the transport (ClOrdID -> (decision,
-        # time), until its first report) and the round trips of each decision's answered orders
-        # (decision -> [(answered at, seconds)]): a venue slower than the allowance extends it
+        # invariant 1's soft limit: when each request was handed to the transport (an order, replace or
+        # cancel by its ClOrdID, a status question by "?" + the order's: -> (decision, time), until its
+        # first answer) and the round trips of each decision's answered requests (decision -> [(answered
+        # at, seconds)]): a venue slower than the allowance extends it
         self.awaiting: dict[str, tuple[str, float]] = {}
         self.answers: dict[str, list[tuple[float, float]]] = {}
         self.coverage: set[str] = set()
@@ -154,9 +155,13 @@ class InvariantChecker:
                 if ep.mode:
                     self.coverage.add(f"disconnect_during_{ep.mode}")
         risk = core.cfg.risk
-        if type(event) is ExecReport and event.cl_ord_id in self.awaiting:
-            decision, sent = self.awaiting.pop(event.cl_ord_id)
-            self.answers.setdefault(decision, []).append((now, now - sent))
+        kind = type(event)
+        if kind is ExecReport or kind is CancelReject:
+            asked = "?" + event.cl_ord_id if kind is ExecReport and event.exec_type == "I" else ""
+            for key in (event.cl_ord_id, asked):
+                if key in self.awaiting:
+                    decision, sent = self.awaiting.pop(key)
+                    self.answers.setdefault(decision, []).append((now, now - sent))
         # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
         for decision in [
@@ -211,8 +216,9 @@ class InvariantChecker:
     def _check_legged_time(self, decision: str, since: float, until: float) -> None:
         """Invariant 1's soft limit, judged when a legged spell ends (or the run does): legged no longer
         than the budget plus the time to hear back from a venue, one far round trip (500 ms) or, when
-        slower, the slowest answer any of the decision's orders got during the spell. The engine cannot
-        act on what it has not heard; an order never answered extends nothing."""
+        slower, the slowest answer any of the decision's requests (orders, replaces, cancels, status
+        questions) got during the spell. The engine cannot act on what it has not heard; a request never
+        answered extends nothing."""
         core = self.core
         if core.strategy.recovery.policy != "chase_unwind":
             return
@@ -681,6 +687,11 @@ class InvariantChecker:
             cl_ord_id + ":",
             f"the {'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)",
         )
+
+    def on_ask(self, now: float, key: str, decision_id: str) -> None:
+        """A cancel (its ClOrdID) or a status question ("?" + the order's) handed to the transport: its
+        answer's round trip counts in invariant 1's allowance like an order's (orders: `on_send`)."""
+        self.awaiting[key] = (decision_id, now)
 
     def on_leave(self, now: float, node: str, cl_ord_id: str, what: str) -> None:
         """An order, cancel or replace handed to the transport by `node` (invariant 5)."""

@@ -24,8 +24,10 @@ from engine.core.events import (
     AuditRow,
     BusinessReject,
     Event,
+    SendCancel,
     SendOrder,
     SendReplace,
+    SendStatusRequest,
     SessionDown,
     SessionGap,
     SessionUp,
@@ -208,6 +210,12 @@ class SimEngineShell(ActionDispatcher):
         kind = type(a)
         if kind in FENCED_SENDS and self.checker is not None:
             self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)
+        if kind is SendCancel and self.checker is not None:
+            self.checker.on_ask(self.env.now, a.cl_ord_id, a.decision_id)
+        elif kind is SendStatusRequest and self.checker is not None:
+            order = self.core.find_order(a.cl_ord_id)
+            if order is not None:
+                self.checker.on_ask(self.env.now, "?" + a.cl_ord_id, order.decision_id)
         if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
             self.orders_sent += kind is SendOrder
             if self.checker is not None:
