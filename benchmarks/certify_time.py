@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from xmc import accel  # noqa: E402
+
+accel.enable()  # as `xmc certify` runs (its workers import this file first, and enable it too)
 SAMPLE = ROOT / "scenarios" / "cu_hg_spread.toml"  # whose messages price the library's per-message floor
 
 

@@ -113,3 +113,38 @@ def test_a_run_on_the_compiled_build_is_the_run_on_the_python_modules(tmp_path):
         assert compiled["run_hash"] == pure["run_hash"], name
         for part in ("counters", "episodes", "invariants", "expectations"):
             assert compiled.get(part) == json.loads(json.dumps(pure.get(part))), f"{name}: {part}"
+
+
+def test_every_module_imports_beside_the_compiled_build():
+    """A Python class may not inherit from a compiled one (mypyc refuses at import): every module of
+    engine, simulator and xmc must load in a process that runs the build, `xmc live`'s shell included."""
+    _require_build()
+    code = (
+        "import importlib, pkgutil\n"
+        "from xmc import accel\n"
+        "assert accel.enable()\n"
+        "import engine, simulator, xmc\n"
+        "for pkg in (engine, simulator, xmc):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_only_the_commands_that_simulate_load_the_build():
+    from xmc.cli import _simulates
+
+    for argv in (["certify"], ["regress", "--baseline", "b.json"], ["explore", "s.toml"], ["run", "s.toml"]):
+        assert _simulates(argv), argv
+    for argv in (
+        [],
+        ["live", "--config", "c.toml"],
+        ["venue", "s.toml"],
+        ["parity", "s.toml"],
+        ["run", "s.toml", "--mode", "wire"],
+        ["run", "s.toml", "--mode=wire"],
+    ):
+        assert not _simulates(argv), argv

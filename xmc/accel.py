@@ -39,7 +39,6 @@ MODULES = (
     "engine.fix.codec",
     "engine.core.ack_watch",
     "engine.core.amending",
-    "engine.core.dispatch",
     "engine.core.engine_core",
     "engine.core.episode",
     "engine.core.ids",

@@ -22,7 +22,19 @@ from typing import Any, NoReturn
 
 from xmc import accel
 
-accel.enable()  # before any engine or simulator module loads: the compiled build when it matches them
+
+def _simulates(argv: list[str]) -> bool:
+    """Does this command only simulate (virtual time)? Those run mypyc's build of the hot modules when it
+    matches the sources (xmc/accel.py); a command that trades on FIX sessions (live, venue, wire mode,
+    parity) runs the Python modules its wire tests run."""
+    command = argv[0] if argv else ""
+    if command == "run":
+        return not any(a == "wire" or a == "--mode=wire" for a in argv)
+    return command in ("certify", "regress", "explore")
+
+
+if _simulates(sys.argv[1:]):
+    accel.enable()  # before any engine or simulator module loads
 
 from engine import provenance  # noqa: E402
 from engine.config import ConfigError  # noqa: E402
