@@ -650,7 +650,7 @@ def build_report(
             "engine_compute_s": round(sum(compute_us) / 1e6, 6),
             "recovery_decision_us": distribution([n / 1e3 for n in shell.recovery_ns]),
             # the venues' module came from mypyc's build of the hot modules (xmc/accel.py), not the .py
-            "compiled": not str(sys.modules[Venue.__module__].__file__).endswith(".py"),
+            "compiled": not str(sys.modules["simulator.venue"].__file__).endswith(".py"),
         },
     }
     report.update({k: v for k, v in node.items() if k != "coverage"})

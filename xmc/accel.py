@@ -31,7 +31,9 @@ MODULES = (
     "simulator.book",
     "simulator.checkers",
     "simulator.link",
+    "simulator.failover",
     "simulator.prices",
+    "simulator.runner",
     "simulator.shell",
     "simulator.transport",
     "simulator.venue",
@@ -49,6 +51,7 @@ MODULES = (
     "engine.core.risk",
     "engine.core.sizing",
     "engine.core.trigger",
+    "engine.shell.journal",
 )
 COMPLETE = "complete"  # written last: a build cut short is never used
 
