@@ -508,6 +508,36 @@ def test_a_position_answer_that_overtakes_the_order_answers_is_compared_only_onc
     assert core.positions["HG"] == sign * b.qty and core.venue_ready("COMEX")
 
 
+@pytest.mark.parametrize("venue_after", ["agrees", "disagrees"])
+def test_a_position_answer_that_predates_a_fill_is_asked_again_before_a_mismatch_is_called(config, venue_after):
+    """An order still working at the takeover fills after the venue answered our RequestForPositions and
+    before its own status answer: ours moved past figures that predate the fill (a false mismatch, seen
+    on the wire under load in test_node_failover). The positions are asked again and compared with the
+    new answer; a venue that still disagrees is a mismatch, and there are at most two such questions."""
+    from engine.core.events import PositionReport, SendPositionRequest
+
+    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=False)  # the HG order still working
+    sign = 1 if b.side == "1" else -1
+    first = core.handle(PositionReport("COMEX", an.req_id, "HG", 0.0, 1, "0"), 1.2)  # it holds nothing yet
+    assert "position_mismatch" not in _stages(first) and not core.venue_ready("COMEX")
+    out = core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 1.3)  # then the order fills
+    out += core.handle(_mass_answer(af.req_id, b, b.qty), 1.35)  # the AF answer, last: filled
+    assert "position_mismatch" not in _stages(out) and "positions_reasked" in _stages(out)
+    assert core.positions["HG"] == sign * b.qty and not core.venue_ready("COMEX")
+    (again,) = [x for x in out if isinstance(x, SendPositionRequest)]
+    assert again.req_id != an.req_id
+    held = sign * b.qty if venue_after == "agrees" else 0.0
+    out = core.handle(PositionReport("COMEX", again.req_id, "HG", held, 1, "0"), 1.5)
+    if venue_after == "agrees":
+        assert "positions_reconciled" in _stages(out) and core.venue_ready("COMEX")
+    else:  # ours did not move after this answer: the difference is real
+        assert "position_mismatch" in _stages(out) and "positions_reasked" not in _stages(out)
+
+
+def _stages(actions: list) -> list[str]:
+    return [x.stage for x in actions if isinstance(x, Audit)]
+
+
 def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live_quote(config):
     """Messages a venue's session lost may have moved its books: no signal is priced from them until
     that venue quotes again (the trigger counts the skip as a stale input)."""

@@ -583,6 +583,8 @@ class EngineCore:
         ]
         if fill:
             self.positions[order.instrument] += side_sign(order.side) * fill
+            if r.exec_type != "I":  # reported as it happened, not a status answer
+                self.reconciliation.after_live_fill(order.venue)
             ep.fills.append((now, order.leg, fill, r.last_px))
             ep.stages.setdefault(f"fill_{order.leg}", now)
             out.append(

@@ -54,6 +54,11 @@ class Reconciliation:
         # to compare with ours once every question of the logon is answered: a position answer may
         # overtake the order answers whose fills it already counts
         self.compare_due: dict[str, dict[str, float] | None] = {}
+        # venues whose position answer is in (compare_due) and which have since reported a fill live (an
+        # execution after the answer was drawn up: it came behind it), and how many times each venue's
+        # positions were asked again for that this logon
+        self.filled_after_answer: set[str] = set()
+        self.position_reasks: dict[str, int] = {}
         self.dropped: set[str] = set()
         self.ack_questions: set[str] = set()  # ClOrdIDs asked about because unacknowledged (ask_unacknowledged)
         # ClOrdID -> venue of the orders asked about because a cancel or replace went unanswered
@@ -98,11 +103,13 @@ class Reconciliation:
                 pending.add(req)
                 self.mass_tally.pop(ev.venue, None)  # what an earlier logon's answers counted is asked afresh
                 self.compare_due.pop(ev.venue, None)
+                self.filled_after_answer.discard(ev.venue)
                 out.append(SendMassStatusRequest(ev.venue, req))
                 # and what does it hold for us? Asked after the orders, so every report the venue
                 # sent before its positions is applied before they are compared with ours
                 pos_req = f"PR-{ask}"
                 pending.add(pos_req)
+                self.position_reasks.pop(ev.venue, None)
                 self.position_asked[ev.venue] = (pos_req, {}, 0)
                 account = next(
                     (i.account for i in self.core.instruments.values() if i.venue == ev.venue and i.account), ""
@@ -485,6 +492,8 @@ class Reconciliation:
         pending = self.status_pending.get(venue)
         if pending is not None:
             pending.discard(key)
+            if not pending and self._answer_predates_a_fill(venue):
+                return self._ask_positions_again(venue, now)
             if not pending:
                 del self.status_pending[venue]
                 out += self._probe_over(venue)
@@ -498,6 +507,47 @@ class Reconciliation:
                 out.append(Audit(now, "reconciled", detail=f"{venue}: every working order answered"))
                 out += self.resume_waiting(now)
         return out
+
+    def after_live_fill(self, venue: str) -> None:
+        """A fill the venue reported as it happened (not a status answer): if its position answer is
+        already in, the answer predates this fill."""
+        if self.compare_due.get(venue) is not None:
+            self.filled_after_answer.add(venue)
+
+    def _answer_predates_a_fill(self, venue: str) -> bool:
+        """The venue's position figures disagree with ours, and it reported a fill live after it drew them
+        up (an order still working at a takeover that filled meanwhile): that fill may be all the
+        difference. Asked again (at most twice a logon) before a mismatch is called. Fills that status
+        answers bring are not such a reason: those the venue made before it answered (its position
+        answer may overtake its order answers), and its figures count them."""
+        theirs = self.compare_due.get(venue)
+        if theirs is None or venue not in self.filled_after_answer or self.position_reasks.get(venue, 0) >= 2:
+            return False
+        return any(
+            abs(self.core.positions[n] - theirs.get(n, 0.0)) > 1e-9
+            for n, inst in self.core.instruments.items()
+            if inst.venue == venue
+        )
+
+    def _ask_positions_again(self, venue: str, now: float) -> list[Action]:
+        """A new RequestForPositions; the venue stays unreconciled until its answer is in and compared."""
+        self.position_reasks[venue] = n = self.position_reasks.get(venue, 0) + 1
+        del self.compare_due[venue]
+        self.filled_after_answer.discard(venue)
+        req = f"PR-{venue}-E{self.core.epoch}-T{now * 1e3:.0f}-R{n}"
+        self.position_asked[venue] = (req, {}, 0)
+        self.status_pending[venue] = {req}
+        account = next((i.account for i in self.core.instruments.values() if i.venue == venue and i.account), "")
+        return [
+            SendPositionRequest(venue, req, account),
+            SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, venue)),
+            Audit(
+                now,
+                "positions_reasked",
+                detail=f"{venue}: a fill reported after its position answer, which disagrees with ours: "
+                f"asked again ({n})",
+            ),
+        ]
 
     def on_position_report(self, r: PositionReport, now: float) -> list[Action]:
         """One answer to our RequestForPositions: once all have come, the venue's positions are
@@ -519,6 +569,7 @@ class Reconciliation:
             return []
         del self.position_asked[r.venue]
         self.compare_due[r.venue] = theirs  # compared once every answer of this logon is in (answered)
+        self.filled_after_answer.discard(r.venue)
         return self.answered(r.venue, req, now)
 
     def position_request_refused(self, venue: str, now: float, why: str) -> list[Action]:
