@@ -286,6 +286,9 @@ class Cluster:
             return
         core = EngineCore(self.scenario.engine)
         self.standby_core, self.applied, self.standby_journal = core, 0, self._new_journal()
+        # the stream to the dead process is gone with its connection: what was still on the wire (held
+        # by a replication cut, say) is in the history it resyncs from, and must not be applied twice
+        self.stream_gen += 1
         for t, event in list(self.history):
             self._apply(event, t)
         self.events.append({"event": "standby_resynced", "at_s": self.env.now, "events": self.applied})
