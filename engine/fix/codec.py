@@ -204,6 +204,21 @@ class Draft:
     body: str
     groups: bool  # built against the dictionary, which knows the groups' field order
     cl_ord_id: str | None  # its ClOrdID (11), if it has one
+    # its body is already in the order quickfix puts it (a simulated venue's market data): framed by
+    # writing the header and computing BodyLength and CheckSum as quickfix does (`laid_out`)
+    laid_out: bool = False
+
+
+def laid_out(msg: Draft, sender: str, target: str, seq: int, sending_time: str) -> str | None:
+    """The wire text of a draft whose body is in quickfix's order: the header in quickfix's order
+    (BeginString, BodyLength, MsgType, then by tag number), BodyLength and CheckSum computed as quickfix
+    computes them (bytes after BodyLength up to CheckSum; their sum modulo 256). None when that cannot
+    be said for sure (a value that is empty or not ASCII): quickfix frames it then."""
+    rest = f"35={msg.msg_type}{SOH}34={seq}{SOH}49={sender}{SOH}52={sending_time}{SOH}56={target}{SOH}{msg.body}"
+    if not rest.isascii() or f"={SOH}" in rest:
+        return None
+    text = f"8={BEGIN_STRING}{SOH}9={len(rest)}{SOH}{rest}"
+    return f"{text}10={sum(text.encode()) & 255:03d}{SOH}"
 
 
 def msg_type_of(msg: Draft | fix.Message) -> str:
@@ -306,6 +321,10 @@ class FixCodec:
         """Session header and trailer for virtual-time transport; returns the wire string. A draft is
         built by quickfix with its header in one call (BodyLength and CheckSum are quickfix's)."""
         if isinstance(msg, Draft):
+            if msg.laid_out and not poss_dup:
+                wire = laid_out(msg, self.sender, self.target, seq, fix_time(sending_time))
+                if wire is not None:
+                    return wire
             dup = f"43=Y{SOH}" if poss_dup else ""
             raw = (
                 f"8={BEGIN_STRING}{SOH}9=0{SOH}35={msg.msg_type}{SOH}49={self.sender}{SOH}56={self.target}{SOH}"

@@ -1,0 +1,79 @@
+"""Market data a simulated venue frames without quickfix's build (engine.fix.codec.laid_out) is, byte
+for byte, what quickfix frames from the same fields."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.fix.codec import VIRTUAL_EPOCH, Draft, FixCodec
+from engine.fix.dictionary import load
+
+plain = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="\x01"), min_size=1, max_size=9)
+odd = st.sampled_from(["", "é", "a=b", " "])  # empty and non-ASCII go to quickfix; '=' and spaces do not
+
+
+@st.composite
+def refresh(draw):
+    """The entries of an incremental refresh as a venue writes them: a change (279=1) or a deletion (279=2)."""
+    value = plain | odd if draw(st.booleans()) else plain
+    entries = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            entries.append(
+                [
+                    (279, "1"),
+                    (269, draw(st.sampled_from("01"))),
+                    (55, draw(value)),
+                    (270, draw(value)),
+                    (271, draw(value)),
+                ]
+            )
+        else:
+            entries.append([(279, "2"), (269, draw(st.sampled_from("01"))), (55, draw(value))])
+    return draw(value), entries
+
+
+@given(
+    venue=st.sampled_from(["SHFE", "COMEX", "FXFEED"]),
+    message=refresh(),
+    seq=st.integers(1, 10**7),
+    t=st.floats(0, 1e6, allow_nan=False),
+)
+@settings(max_examples=400, deadline=None)
+def test_a_laid_out_refresh_is_what_quickfix_frames(venue, message, seq, t):
+    """The venue's laid-out refresh (simulator.venue.Venue._refresh_draft's body) against quickfix's build
+    of the same fields: header order, BodyLength and CheckSum included; values quickfix must see
+    (empty, non-ASCII) are framed by quickfix."""
+    req_id, entries = message
+    codec = FixCodec(load(venue), venue, "XMC")
+    body = "".join(f"{tag}={value}\x01" for entry in entries for tag, value in entry)
+    laid = Draft("X", f"262={req_id}\x01268={len(entries)}\x01{body}", True, None, True)
+    built = codec.draft("X", [(262, req_id)], ((268, entries),))
+    assert codec.frame(laid, seq, VIRTUAL_EPOCH + t) == codec.frame(built, seq, VIRTUAL_EPOCH + t)
+
+
+@pytest.mark.parametrize("name", ["cu_hg_spread", "f15_market_data_gap", "f16_price_limit_lock"])
+def test_a_run_is_the_same_with_refreshes_built_by_quickfix(name, monkeypatch):
+    """A library run whose venues frame their refreshes themselves is the run where quickfix builds them:
+    the same wire, message for message (and most messages were laid out)."""
+    from engine.fix import codec as codec_module
+    from simulator import runner, scenario
+    from tests.conftest import ROOT
+
+    sc = scenario.load(ROOT / "scenarios" / f"{name}.toml")
+    calls = [0]
+    real = codec_module.laid_out
+
+    def counting(*args):
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(codec_module, "laid_out", counting)
+    fast = runner.run(sc, 1)
+    assert calls[0] > 0.5 * len(fast.messages), (calls[0], len(fast.messages))
+    monkeypatch.setattr(codec_module, "laid_out", lambda *args: None)  # quickfix frames every message
+    slow = runner.run(sc, 1)
+    assert fast.messages == slow.messages
+    assert fast.report["run_hash"] == slow.report["run_hash"]
