@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import simpy
 
 from simulator.faults import order_ids
+from simulator.rng import normal
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +30,7 @@ class Latency:
     def draw(self, rng: random.Random) -> float:
         if self.dist == "constant":
             return self.floor
-        return self.floor + self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0))
+        return self.floor + self.median * math.exp(self.sigma * normal(rng))
 
 
 class Link:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import ConfigError, Problem
+from simulator.rng import normal
 
 LB_PER_TONNE = 2204.62
 
@@ -73,13 +74,13 @@ class PriceProcess:
         return self._checked({c.world: self.world, c.fx: self.fx, c.local: local})
 
     def step(self) -> dict[str, float]:
-        c, dt, g = self.cfg, self.cfg.step, self.rng.gauss
+        c, dt, rng = self.cfg, self.cfg.step, self.rng
         sq = math.sqrt(dt)
-        self.world *= math.exp(c.world_vol_bp * 1e-4 * sq * g(0.0, 1.0))
+        self.world *= math.exp(c.world_vol_bp * 1e-4 * sq * normal(rng))
         if c.fx:
-            self.fx *= math.exp(c.fx_vol_bp * 1e-4 * sq * g(0.0, 1.0))
+            self.fx *= math.exp(c.fx_vol_bp * 1e-4 * sq * normal(rng))
         decay = math.exp(-self.kappa * dt)
-        noise = c.spread_sigma * math.sqrt((1 - decay * decay) / (2 * self.kappa)) * g(0.0, 1.0)
+        noise = c.spread_sigma * math.sqrt((1 - decay * decay) / (2 * self.kappa)) * normal(rng)
         self.spread = c.spread_mean + (self.spread - c.spread_mean) * decay + noise
         now = self.fair()
         self.moves_bp = {k: abs(math.log(now[k] / self._last[k])) * 1e4 for k in now}

@@ -36,6 +36,7 @@ MODULES = (
     "simulator.link",
     "simulator.failover",
     "simulator.prices",
+    "simulator.rng",
     "simulator.runner",
     "simulator.shell",
     "simulator.transport",

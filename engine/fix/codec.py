@@ -88,6 +88,7 @@ _FRAMING_TAGS = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56})
 
 
 _SECOND_TEXT: dict[int, str] = {}  # whole epoch second -> "YYYYMMDD-HH:MM:SS." (most messages share one)
+_LAST_TIME: tuple[float, str] = (-1.0, "")  # the last time formatted: messages sent together share it
 
 
 def fix_time(t: float) -> str:
@@ -96,6 +97,10 @@ def fix_time(t: float) -> str:
     The same text as datetime.fromtimestamp(t, UTC) gives (its microseconds rounded half to even,
     carried into the second at 1e6, then cut to milliseconds), with the date and time of each whole
     second formatted once: this runs for every message, in header and body."""
+    global _LAST_TIME
+    last = _LAST_TIME  # one tuple, read once: a thread that formats another time meanwhile cannot split it
+    if last[0] == t:
+        return last[1]
     frac, whole = math.modf(t)
     us = round(frac * 1e6)
     if us >= 1_000_000:
@@ -107,7 +112,9 @@ def fix_time(t: float) -> str:
         if len(_SECOND_TEXT) >= 4096:
             _SECOND_TEXT.clear()
         text = _SECOND_TEXT[second] = _dt.datetime.fromtimestamp(second, _dt.UTC).strftime("%Y%m%d-%H:%M:%S.")
-    return f"{text}{us // 1000:03d}"
+    text = f"{text}{us // 1000:03d}"
+    _LAST_TIME = (t, text)
+    return text
 
 
 def fmt_px(px: float) -> str:
