@@ -3,9 +3,10 @@ each scenario costs per run and the one-off start-up of a worker (imports, dicti
 floor measured in the same run: the same runs' summed CPU divided by the workers (perfect packing,
 no start-up). Run: .venv/bin/python benchmarks/certify_time.py [--seeds N] [-j N]
 
-It also prints the part of that floor no change to the simulator can remove: quickfix building every
-message from its text and reading it back (parsed and validated against the receiving venue's
-dictionary when the engine sent it, read by `Parsed` when a simulated venue did), simpy delivering it,
+It also prints the part of that floor no change to the simulator can remove: framing every message
+(quickfix building it from its text; a venue's market-data refresh written in quickfix's layout by
+`engine.fix.codec.laid_out`, as the venues do) and reading it back (parsed and validated against the
+receiving venue's dictionary when the engine sent it, read by `Parsed` when a simulated venue did), simpy delivering it,
 for all the messages the library's runs exchanged (the cost per message measured in this run over one
 scenario's messages), and beside it the engine core's own compute in those runs (the system under test).
 
@@ -35,7 +36,7 @@ def library_floor_per_message(repeat: int = 3) -> tuple[float, int]:
     import quickfix as fix
     import simpy
 
-    from engine.fix.codec import Parsed, _wire_text
+    from engine.fix.codec import Draft, Parsed, _wire_text, laid_out
     from engine.fix.dictionary import load
     from simulator import runner, scenario
     from simulator.venue import ENGINE_COMP_ID
@@ -49,12 +50,22 @@ def library_floor_per_message(repeat: int = 3) -> tuple[float, int]:
         target = raw.split("\x0156=", 1)[1].split("\x01", 1)[0]
         from_engine = sender == ENGINE_COMP_ID
         dd = dictionaries[target if from_engine else sender]
-        plan.append((raw, dd, from_engine))
+        refresh = None
+        if not from_engine and "\x0135=X\x01" in raw:  # the venues write these in quickfix's layout
+            body = raw.split(f"\x0156={target}\x01", 1)[1].rsplit("10=", 1)[0]
+            refresh = Draft("X", body, True, None, True), sender, target
+            seq = int(raw.split("\x0134=", 1)[1].split("\x01", 1)[0])
+            sent = raw.split("\x0152=", 1)[1].split("\x01", 1)[0]
+            assert laid_out(refresh[0], sender, target, seq, sent) == raw, raw  # the very bytes the run sent
+        plan.append((raw, dd, from_engine, refresh))
 
     def replay(env):
-        for raw, dd, from_engine in plan:
+        for raw, dd, from_engine, refresh in plan:
             yield env.timeout(0.0001)
-            _wire_text(raw, dd)  # built against the dictionary (groups need it): the dearer build
+            if refresh is not None:
+                laid_out(refresh[0], refresh[1], refresh[2], 7, "20260105-01:00:00.200")
+            else:
+                _wire_text(raw, dd)  # built against the dictionary (groups need it): the dearer build
             if from_engine:
                 dd.validate(fix.Message(raw, dd, False))
             else:
@@ -116,7 +127,7 @@ def main() -> int:
         f"floor (summed run time / {args.jobs}): {cpu / args.jobs:.1f} s; target < 30 s; exit {code}"
     )
     print(
-        f"of which quickfix build + read back + simpy delivery of the runs' {messages:,} messages "
+        f"of which framing + read back + simpy delivery of the runs' {messages:,} messages "
         f"({1e6 * per_message:.1f} us each, measured over {sampled:,} of {SAMPLE.name}'s): "
         f"{messages * per_message / args.jobs:.1f} s; the engine core's own compute: {engine_s / args.jobs:.1f} s; "
         f"everything else (venues, checkers, prices, sessions, links): "
