@@ -610,3 +610,23 @@ def test_inherited_timers_fire_after_the_takeover_not_before_it(config):
         engine._stop.set()
         thread.join(10)
     assert handled == [Takeover(3), TimerFired("ack:E1-000001B1")]
+
+
+_FIELD_TEXT = st.tuples(st.text("0123456789", min_size=1, max_size=4), st.text("ab=9 ²\x7f", max_size=5)).map(
+    lambda tv: f"{tv[0]}={tv[1]}\x01"
+)
+
+
+@given(
+    st.lists(_FIELD_TEXT, max_size=12).map("".join)
+    | st.text("0123456789=\x01a²", max_size=40)
+    | st.lists(_FIELD_TEXT | st.text("0123456789=\x01a²", max_size=6), max_size=8).map("".join)
+)
+@settings(max_examples=1000, deadline=None)
+def test_fields_are_read_as_the_regular_expression_reads_them(raw):
+    """codec.fields_of (what `Parsed` reads a message with) gives the pairs the regular expression gives:
+    for well-formed fields and for anything else (a missing '=', a tag not of ASCII digits, text after
+    the last delimiter, an empty field)."""
+    from engine.fix.codec import _FIELD, fields_of
+
+    assert fields_of(raw) == _FIELD.findall(raw)

@@ -77,3 +77,20 @@ def test_a_run_is_the_same_with_refreshes_built_by_quickfix(name, monkeypatch):
     slow = runner.run(sc, 1)
     assert fast.messages == slow.messages
     assert fast.report["run_hash"] == slow.report["run_hash"]
+
+
+@pytest.mark.parametrize("filler", ["~", "\x7f", "0"])
+def test_checksum_of_refreshes_around_the_adler_bound(filler):
+    """laid_out takes the byte sum from Adler-32 up to 515 bytes and sums the bytes beyond: messages of
+    every length across that bound, of the heaviest ASCII bytes, checksum as quickfix's."""
+    codec = FixCodec(load("COMEX"), "COMEX", "XMC")
+    entries = [[(279, "2"), (269, "0"), (55, "HG")]]
+    lengths = set()
+    for n in range(380, 480):
+        req_id = filler * n
+        laid = Draft("X", f"262={req_id}\x01268=1\x01279=2\x01269=0\x0155=HG\x01", True, None, True)
+        built = codec.draft("X", [(262, req_id)], ((268, entries),))
+        wire = codec.frame(laid, 12345, VIRTUAL_EPOCH + 1.5)
+        assert wire == codec.frame(built, 12345, VIRTUAL_EPOCH + 1.5)
+        lengths.add(len(wire.rsplit("10=", 1)[0]))
+    assert min(lengths) < 500 and max(lengths) > 530

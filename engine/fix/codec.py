@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +153,22 @@ class FixParseError(Exception):
 
 
 _FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
+
+
+def fields_of(raw: str) -> list[tuple[str, str]]:
+    """The (tag, value) pairs `_FIELD.findall(raw)` gives, by splitting at the delimiters: the same pairs
+    for every text made only of fields (digits, '=', a value, the delimiter), and the regular expression's
+    own reading of anything else. Splitting is about twice as fast as the regular expression's scan."""
+    pieces = raw.split(SOH)
+    pairs: list[tuple[str, str]] = []
+    for i in range(len(pieces) - 1):  # the text after the last delimiter is no field, as for the expression
+        tag, eq, value = pieces[i].partition("=")
+        if not eq or not tag.isdigit() or not tag.isascii():
+            return _FIELD.findall(raw)
+        pairs.append((tag, value))
+    return pairs
+
+
 # (count tag, member tags) of a group -> the count tag, the delimiter and each member as text
 _GROUP_TEXT: dict[tuple[int, tuple[int, ...]], tuple[str, str, dict[str, int]]] = {}
 
@@ -169,7 +186,7 @@ class Parsed:
     __slots__ = ("_pairs", "_fields", "msg_type", "seq")
 
     def __init__(self, raw: str):
-        self._pairs: list[tuple[str, str]] = _FIELD.findall(raw)
+        self._pairs: list[tuple[str, str]] = fields_of(raw)
         self._fields = dict(reversed(self._pairs))  # a repeated tag: its first value
         self.msg_type = self._fields.get("35", "")
         seq = self._fields.get("34", "0")
@@ -225,7 +242,11 @@ def laid_out(msg: Draft, sender: str, target: str, seq: int, sending_time: str) 
     if not rest.isascii() or f"={SOH}" in rest:
         return None
     text = f"8={BEGIN_STRING}{SOH}9={len(rest)}{SOH}{rest}"
-    return f"{text}10={sum(text.encode()) & 255:03d}{SOH}"
+    data = text.encode()
+    # Adler-32's low half is 1 + the byte sum modulo 65521: the byte sum itself while it stays below
+    # 65520, which ASCII (bytes < 128) guarantees up to 515 bytes; C-fast where sum() walks each byte
+    total = (zlib.adler32(data) & 0xFFFF) - 1 if len(data) <= 515 else sum(data)
+    return f"{text}10={total & 255:03d}{SOH}"
 
 
 def msg_type_of(msg: Draft | fix.Message) -> str:
