@@ -14,7 +14,8 @@ import pytest
 # this. tests/test_accel.py runs the compiled build (xmc/accel.py) against them. XMC_TEST_COMPILED=1
 # runs the tests on the compiled build instead, to search it for a declared type a value does not have
 # (mypyc raises TypeError there); the tests that patch or copy compiled code fail in that mode (55 on
-# 2026-12-02: planted defects, patched methods, copies of a book), which is why it is not CI's mode.
+# 2026-12-02: planted defects, patched methods, copies of a book; then 3 more that patch codec.laid_out),
+# which is why it is not CI's mode.
 if os.environ.get("XMC_TEST_COMPILED"):
     from xmc import accel
 
