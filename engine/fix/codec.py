@@ -347,7 +347,8 @@ class FixCodec:
 
     def frame(self, msg: Draft | fix.Message, seq: int, sending_time: float, poss_dup: bool = False) -> str:
         """Session header and trailer for virtual-time transport; returns the wire string. A draft is
-        built by quickfix with its header in one call (BodyLength and CheckSum are quickfix's)."""
+        built by quickfix with its header in one call (BodyLength and CheckSum are quickfix's); a laid-out
+        draft (a simulated venue's refresh) is written by `laid_out`, to the same bytes."""
         if isinstance(msg, Draft):
             if msg.laid_out and not poss_dup:
                 wire = laid_out(msg, self.sender, self.target, seq, fix_time(sending_time))
