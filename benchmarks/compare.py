@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,13 +37,11 @@ print(json.dumps({"compiled": bool(compiled), "times": times}))
 
 
 def measure(checkout: Path, files: list[str], pure: bool) -> dict:
-    env = {"XMC_PURE": "1"} if pure else {}
+    env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}  # the caller's XMC_PURE would hide the builds
+    if pure:
+        env["XMC_PURE"] = "1"
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(checkout), *files],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**__import__("os").environ, **env},
+        [sys.executable, "-c", CHILD, str(checkout), *files], capture_output=True, text=True, check=True, env=env
     )
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -53,7 +52,7 @@ def main() -> int:
     ap.add_argument("scenarios", nargs="*", help="scenario files (default: three library scenarios)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--pure", action="store_true", help="compare the Python modules instead of the builds")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     other = Path(args.other).resolve()
     if not (other / "simulator").is_dir():
         print(f"compare.py: {args.other}: not an xmc checkout (no simulator/ in it)", file=sys.stderr)
