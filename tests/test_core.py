@@ -406,29 +406,62 @@ def test_position_reports_are_summed_until_all_have_come_and_stale_or_failed_ans
     assert "positions_unsupported" in stages and "position_mismatch" in stages and not core.venue_ready("COMEX")
 
 
-def test_a_legged_episode_held_by_a_position_mismatch_is_repaired_once_the_desk_resumes(config):
-    from engine.core.events import Command, SendMassStatusRequest, SessionUp, Takeover
+def _reconciled_after_takeover(core, comex: tuple[SendOrder, float], shfe: tuple[SendOrder, float]) -> None:
+    """Both venues log on after a takeover and answer the mass status with these (order, CumQty); neither
+    gives position reports, so the orders decide."""
+    from engine.core.events import SendMassStatusRequest, SessionUp
+
+    asks = {}
+    for venue in ("FX", "COMEX", "SHFE"):
+        asks.update(
+            {x.venue: x.req_id for x in core.handle(SessionUp(venue), 0.2) if isinstance(x, SendMassStatusRequest)}
+        )
+    core.handle(_mass_answer(asks["COMEX"], *comex), 0.3)
+    core.handle(_mass_answer(asks["SHFE"], *shfe), 0.3)
+    core.handle(_refused("PR-COMEX-E2"), 0.31)
+    core.handle(_refused("PR-SHFE-E2", "SHFE"), 0.31)
+
+
+def test_a_chase_goes_to_the_short_legs_venue_while_the_filled_legs_venue_is_held(config):
+    """Recovery waits only for the venues its next orders go to: CU filled at SHFE, HG rejected; SHFE is
+    held for a position mismatch (the desk must look), COMEX is reconciled, so the HG chase goes there
+    at once rather than leaving the whole exposure naked until the desk resumes SHFE."""
+    from engine.core.events import Takeover
     from engine.core.recovery import ChaseThenUnwind
 
     core = EngineCore(config, ChaseThenUnwind())
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
     core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
     core.handle(Takeover(2), 0.05)  # the new node must reconcile every venue before any order
-    core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)  # b rejected: legged, recovery waits
-    asks = {}
-    for venue in ("FX", "COMEX", "SHFE"):
-        asks.update(
-            {x.venue: x.req_id for x in core.handle(SessionUp(venue), 0.2) if isinstance(x, SendMassStatusRequest)}
-        )
-    core.handle(_mass_answer(asks["COMEX"], b, 0.0), 0.3)
-    core.handle(_mass_answer(asks["SHFE"], a, a.qty - 1), 0.3)  # the venue has one CU lot less than we do
-    core.handle(_refused("PR-COMEX-E2"), 0.31)  # neither venue gives position reports: the orders decide
-    core.handle(_refused("PR-SHFE-E2", "SHFE"), 0.31)
+    out = core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)  # b rejected: legged, no venue ready
+    assert not [x for x in out if isinstance(x, SendOrder)]
+    assert [x.detail for x in out if isinstance(x, Audit) and x.stage == "waiting_for_session"] == ["COMEX"]
+    _reconciled_after_takeover(core, (b, 0.0), (a, a.qty - 1))  # SHFE has one CU lot less than we do
+    ep = core.episodes[a.decision_id]
+    assert not core.venue_ready("SHFE") and core.venue_ready("COMEX")
+    chase = [o for o in ep.legs["B"].orders if o.cl_ord_id.endswith("R-E2")]
+    assert ep.state is EpisodeState.LEGGED and len(chase) == 1 and chase[0].qty == b.qty
+
+
+def test_a_legged_episode_whose_short_leg_is_held_by_a_position_mismatch_waits_for_the_desk(config):
+    """CU filled 3 of 5 lots at SHFE (the rest cancelled), HG filled: the chase of the 2 CU lots needs
+    SHFE, held for a position mismatch, so it waits; once the desk resumes, the chase goes."""
+    from engine.core.events import Command, Takeover
+    from engine.core.recovery import ChaseThenUnwind
+
+    core = EngineCore(config, ChaseThenUnwind())
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    assert a.qty >= 3
+    core.handle(report(a, "xa", "F", "1", a.qty - 2, a.qty - 2, a.price), 0.01)
+    core.handle(report(a, "xa2", "4", "4", a.qty - 2), 0.02)
+    core.handle(Takeover(2), 0.05)
+    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)  # legged: 2 CU lots short
+    _reconciled_after_takeover(core, (b, b.qty), (a, a.qty - 3))  # SHFE has one CU lot less than we do
     ep = core.episodes[a.decision_id]
     assert ep.state is EpisodeState.LEGGED and not ep.working and not core.venue_ready("SHFE")
-    out = core.handle(Command("resume"), 1.0)
-    sent = [x.cl_ord_id for x in out if isinstance(x, SendOrder)]
-    assert sent and all(c.endswith(("R-E2", "U-E2")) for c in sent), f"recovery goes on: {sent}"
+    out = core.handle(Command("resume"), 0.35)  # inside the chase budget: a chase, not an unwind
+    sent = [x for x in out if isinstance(x, SendOrder)]
+    assert [(x.venue, x.qty) for x in sent] == [("SHFE", 2)] and sent[0].cl_ord_id.endswith("R-E2"), sent
 
 
 def test_a_shell_stops_only_once_the_engine_took_the_drain_and_every_episode_ended(config):

@@ -17,6 +17,9 @@ Rules:
   one-sided so its price breaks the slippage limit, or that side of the book is empty) ends the
   chase: the filled leg is unwound (never flipping). Only an unwind that cannot be sent, or that
   fails, escalates to the desk with an alert.
+- Recovery orders go only to venues logged on and reconciled, and it waits only for the venues its
+  next orders go to: a chase's short legs, an unwind's filled legs (a chase of the missing lots goes
+  while the filled leg's venue is down). A venue becoming ready resumes every waiting episode.
 - After the kill switch nothing is sent, recovery included: legged episodes escalate to the desk.
 """
 
@@ -76,6 +79,20 @@ def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[A
     ]
 
 
+def _wait_for(core: RecoveryContext, ep: Episode, legs: list[str], now: float) -> list[Action]:
+    """Nothing, when every venue the next recovery orders go to (those of `legs`) is logged on and
+    reconciled; else the audit that the episode waits for them. Only those venues: a chase of the
+    missing lots goes while the filled leg's venue is down (its fills are known, and a late one there
+    reopens the repair), and an unwind waits only for the venues of what it flattens. The episode
+    resumes when a venue becomes ready (`Reconciliation.resume_waiting`)."""
+    down = sorted({core.instruments[ep.legs[n].instrument].venue for n in legs} - _ready(core, ep))
+    return [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))] if down else []
+
+
+def _ready(core: RecoveryContext, ep: Episode) -> set[str]:
+    return {v for v in (core.instruments[leg.instrument].venue for leg in ep.legs.values()) if core.venue_ready(v)}
+
+
 class EscalateOnLegged:
     """No automatic repair: escalate the legged episode to the desk with its exposure."""
 
@@ -96,11 +113,6 @@ class ChaseThenUnwind:
             out.append(
                 core.set_timer(ep.stages["legged"] + rc.chase_budget, timer_key(TimerKind.LEGGED, ep.decision_id))
             )
-        down = sorted(
-            v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()} if not core.venue_ready(v)
-        )
-        if down:  # no order to a venue that is down or not yet reconciled: wait for both
-            return out + [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
         missing = ep.missing()
         if ep.mode is RecoveryMode.CHASE and all(m <= 1e-9 for m in missing.values()):
             if rc.overfill == "record":  # every leg at or beyond target: keep the excess, on record
@@ -110,6 +122,9 @@ class ChaseThenUnwind:
         if ep.mode is RecoveryMode.CHASE:
             why = self._stop_chasing(core, ep, now)
             if why is None:
+                waiting = _wait_for(core, ep, [n for n, m in missing.items() if m > 1e-9], now)
+                if waiting:
+                    return out + waiting
                 actions, why = self._chase(core, ep, missing, now)
                 out += actions
                 if why is None:
@@ -120,9 +135,14 @@ class ChaseThenUnwind:
             ep.set_mode(RecoveryMode.UNWIND)
             out.append(Audit(now, "unwind_decision", ep.decision_id, detail=why))
         if ep.mode is RecoveryMode.HEDGE_OVERFILL:
-            return out + self._flatten(core, ep, now, {n: -m for n, m in missing.items() if m < 0}, "overfill_hedge")
+            excess = {n: -m for n, m in missing.items() if m < 0}
+            waiting = _wait_for(core, ep, [n for n, lots in excess.items() if lots > 1e-9], now)
+            return out + (waiting or self._flatten(core, ep, now, excess, "overfill_hedge"))
         if ep.unwind_attempts >= rc.max_unwind_attempts:
             return out + escalate(core, ep, now, f"unwind failed after {ep.unwind_attempts} attempts")
+        waiting = _wait_for(core, ep, [n for n, leg in ep.legs.items() if leg.filled > 1e-9], now)
+        if waiting:
+            return out + waiting
         ep.unwind_attempts += 1
         return out + self._flatten(core, ep, now, {n: leg.filled for n, leg in ep.legs.items()}, "unwind")
 
