@@ -900,3 +900,19 @@ def test_a_crash_that_finds_the_process_down_is_skipped_and_reported():
     rep = runner.run(scenario.load(path)).report
     assert rep["verdict"] == "pass" and len(rep["restarts"]) == 1
     assert [c["fault"] for c in rep["crashes_skipped"]] == ["crash_on_order"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 30)).map(lambda p: (p[0] / 4, (p[0] + p[1]) / 4)),
+        max_size=12,
+    )
+)
+def test_invariant_1_counts_each_stretch_of_slow_answers_once(spans):
+    """The legged-time allowance adds the time covered by the slow answers' waits: overlapping waits (one
+    outage seen by an order and its cancel) count once, waits in turn (two outages) each count. Checked
+    against the measure taken on the quarter-unit grid the spans are drawn on."""
+    from simulator.checkers import _union_length
+
+    covered = sum(1 for k in range(0, 90) if any(a <= k / 4 and k / 4 + 0.25 <= b for a, b in spans))
+    assert _union_length(sorted(spans)) == pytest.approx(covered / 4)
