@@ -42,8 +42,8 @@ NAMES = {
     15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
     16: "no signal missed: a quote that puts an armed side past its threshold, fresh inputs and the engine free, opens an episode",
 }
-# anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 FAR_ROUND_TRIP = 0.5  # seconds: invariant 1 allows one far round trip (Shanghai-Aurora and back) beyond the budget
+# anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
 AMEND_ID = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
 SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
@@ -232,17 +232,15 @@ class InvariantChecker:
         stretch of the spell in which one of the decision's requests (orders, replaces, cancels, status
         questions) had waited longer than that for its answer (counted once where such waits overlap, so
         two outages in turn count twice, one outage once). The engine cannot act on what it has not
-        heard; a request never answered extends nothing."""
+        heard; a request never answered extends nothing. Never less than the slowest of those answers
+        whole (a request sent before the spell began counts all its wait, as it always has)."""
         core = self.core
         if core.strategy.recovery.policy != "chase_unwind":
             return
         budget = core.strategy.recovery.legged_budget
-        waits = sorted(
-            (max(at - rtt + FAR_ROUND_TRIP, since), at)
-            for at, rtt in self.answers.get(decision, ())
-            if since <= at <= until and rtt > FAR_ROUND_TRIP
-        )
-        allowance = FAR_ROUND_TRIP + _union_length(waits)
+        answered = [(at, rtt) for at, rtt in self.answers.get(decision, ()) if since <= at <= until]
+        waits = sorted((max(at - rtt + FAR_ROUND_TRIP, since), at) for at, rtt in answered if rtt > FAR_ROUND_TRIP)
+        allowance = max(FAR_ROUND_TRIP + _union_length(waits), max((rtt for _, rtt in answered), default=0.0))
         if until - since > budget + allowance:
             self._fail(
                 1,
