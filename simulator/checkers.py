@@ -67,6 +67,21 @@ def _union_length(spans: list[tuple[float, float]]) -> float:
     return total
 
 
+def _overlap(one: list[tuple[float, float]], other: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The stretches covered by both lists of disjoint, sorted (start, end) spans."""
+    out: list[tuple[float, float]] = []
+    i = j = 0
+    while i < len(one) and j < len(other):
+        start, end = max(one[i][0], other[j][0]), min(one[i][1], other[j][1])
+        if end > start:
+            out.append((start, end))
+        if one[i][1] < other[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
 class InvariantChecker:
     def __init__(self, core: EngineCore):
         self._core = core
@@ -86,6 +101,12 @@ class InvariantChecker:
         self.client_ids: set[str] = set()
         self.venue_position: dict[str, float] = {}
         self.legged_since: dict[str, float] = {}
+        # invariant 1: each legged decision's venues at the start of its spell, (the short legs', the
+        # filled legs'); and each venue's session outages seen by the engine ((down, up), and since when
+        # one is down now): while a venue of each set is down, neither a chase nor an unwind can go
+        self.legged_venues: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self.outages: dict[str, list[tuple[float, float]]] = {}
+        self.down_since: dict[str, float] = {}
         # invariant 1's soft limit: when each request was handed to the transport (an order, replace or
         # cancel by its ClOrdID, a status question by "?" + the order's: -> (decision, time), until its
         # first answer) and the round trips of each decision's answered requests (decision -> [(answered
@@ -164,9 +185,12 @@ class InvariantChecker:
         checked node's."""
         core = self.core
         if type(event).__name__ == "SessionDown":
+            self.down_since.setdefault(event.venue, now)
             for ep in core.active.values():
                 if ep.mode:
                     self.coverage.add(f"disconnect_during_{ep.mode}")
+        elif type(event).__name__ == "SessionUp" and event.venue in self.down_since:
+            self.outages.setdefault(event.venue, []).append((self.down_since.pop(event.venue), now))
         risk = core.cfg.risk
         kind = type(event)
         if kind is ExecReport or kind is CancelReject:
@@ -186,7 +210,13 @@ class InvariantChecker:
             if naked > risk.max_naked_tonnes + 1e-9:
                 self._fail(1, now, ep.decision_id, f"{naked:.2f} t naked > hard limit {risk.max_naked_tonnes} t")
             if ep.state.value == "LEGGED":
-                self.legged_since.setdefault(ep.decision_id, now)
+                if ep.decision_id not in self.legged_since:
+                    self.legged_since[ep.decision_id] = now
+                    venue = {n: core.instruments[leg.instrument].venue for n, leg in ep.legs.items()}
+                    self.legged_venues[ep.decision_id] = (
+                        frozenset(venue[n] for n, leg in ep.legs.items() if leg.filled < leg.target - 1e-9),
+                        frozenset(venue[n] for n, leg in ep.legs.items() if leg.filled > 1e-9),
+                    )
                 self._ok(1)
             for leg in ep.legs.values():
                 if leg.filled < -1e-9:
@@ -233,14 +263,21 @@ class InvariantChecker:
         questions) had waited longer than that for its answer (counted once where such waits overlap, so
         two outages in turn count twice, one outage once). The engine cannot act on what it has not
         heard; a request never answered extends nothing. Never less than the slowest of those answers
-        whole (a request sent before the spell began counts all its wait, as it always has)."""
+        whole (a request sent before the spell began counts all its wait, as it always has). The time
+        in which a venue of a short leg and one of a filled leg were both down (logged off; the same
+        venue, for a leg part-filled) counts too: no chase and no unwind could go then. A filled leg's
+        venue down alone excuses nothing, as the missing lots can be chased elsewhere."""
         core = self.core
         if core.strategy.recovery.policy != "chase_unwind":
             return
         budget = core.strategy.recovery.legged_budget
         answered = [(at, rtt) for at, rtt in self.answers.get(decision, ()) if since <= at <= until]
-        waits = sorted((max(at - rtt + FAR_ROUND_TRIP, since), at) for at, rtt in answered if rtt > FAR_ROUND_TRIP)
-        allowance = max(FAR_ROUND_TRIP + _union_length(waits), max((rtt for _, rtt in answered), default=0.0))
+        waits = [(max(at - rtt + FAR_ROUND_TRIP, since), at) for at, rtt in answered if rtt > FAR_ROUND_TRIP]
+        short, filled = self.legged_venues.pop(decision, (frozenset(), frozenset()))
+        stuck = _overlap(self._down(short, since, until), self._down(filled, since, until))
+        allowance = max(
+            FAR_ROUND_TRIP + _union_length(sorted(waits + stuck)), max((rtt for _, rtt in answered), default=0.0)
+        )
         if until - since > budget + allowance:
             self._fail(
                 1,
@@ -249,6 +286,22 @@ class InvariantChecker:
                 f"legged {1e3 * (until - since):.0f} ms > budget {1e3 * budget:.0f} ms + {1e3 * allowance:.0f} ms "
                 f"({'one far round trip' if not waits else 'one far round trip and the venues slower than it'})",
             )
+
+    def _down(self, venues: Set[str], since: float, until: float) -> list[tuple[float, float]]:
+        """The stretches of [since, until] in which any of `venues` was logged off, merged and sorted."""
+        spans = sorted(
+            (max(a, since), min(b, until))
+            for v in venues
+            for a, b in [*self.outages.get(v, ()), *([(self.down_since[v], until)] if v in self.down_since else [])]
+            if b > since and a < until
+        )
+        merged: list[tuple[float, float]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        return merged
 
     def _engine_free(self, now: float) -> bool:
         """The engine looks at the trigger on a quote only when nothing holds it back: not killed or

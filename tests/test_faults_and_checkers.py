@@ -916,3 +916,31 @@ def test_invariant_1_counts_each_stretch_of_slow_answers_once(spans):
 
     covered = sum(1 for k in range(0, 90) if any(a <= k / 4 and k / 4 + 0.25 <= b for a, b in spans))
     assert _union_length(sorted(spans)) == pytest.approx(covered / 4)
+
+
+def _disjoint(spans):
+    merged = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+SPANS = st.lists(st.tuples(st.integers(0, 60), st.integers(1, 20)), max_size=6).map(
+    lambda ps: _disjoint(sorted((a / 4, (a + b) / 4) for a, b in ps))
+)
+
+
+@given(SPANS, SPANS)
+def test_invariant_1_excuses_only_the_time_both_kinds_of_venue_were_down(one, other):
+    """The stretches in which a short leg's venue and a filled leg's venue were both down are the overlap
+    of their outages: checked against the quarter-unit grid the spans are drawn on."""
+    from simulator.checkers import _overlap
+
+    both = _overlap(one, other)
+    grid = [k / 4 for k in range(0, 90)]
+    inside = lambda spans, t: any(a <= t and t + 0.25 <= b for a, b in spans)  # noqa: E731
+    assert sum(b - a for a, b in both) == pytest.approx(sum(0.25 for t in grid if inside(one, t) and inside(other, t)))
+    assert all(a < b for a, b in both) and both == sorted(both)
