@@ -55,16 +55,20 @@ class Verdict:
     first: dict = field(default_factory=dict)
 
 
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """These (start, end) spans, sorted by start, with those that overlap or touch joined: disjoint."""
+    merged: list[tuple[float, float]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _union_length(spans: list[tuple[float, float]]) -> float:
     """Total length covered by these (start, end) spans, sorted by start; overlaps counted once."""
-    total = 0.0
-    reach = float("-inf")
-    for start, end in spans:
-        start = max(start, reach)
-        if end > start:
-            total += end - start
-            reach = end
-    return total
+    return sum(end - start for start, end in _merged(spans) if end > start)
 
 
 def _overlap(one: list[tuple[float, float]], other: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -289,19 +293,14 @@ class InvariantChecker:
 
     def _down(self, venues: Set[str], since: float, until: float) -> list[tuple[float, float]]:
         """The stretches of [since, until] in which any of `venues` was logged off, merged and sorted."""
-        spans = sorted(
-            (max(a, since), min(b, until))
-            for v in venues
-            for a, b in [*self.outages.get(v, ()), *([(self.down_since[v], until)] if v in self.down_since else [])]
-            if b > since and a < until
+        return _merged(
+            sorted(
+                (max(a, since), min(b, until))
+                for v in venues
+                for a, b in [*self.outages.get(v, ()), *([(self.down_since[v], until)] if v in self.down_since else [])]
+                if b > since and a < until
+            )
         )
-        merged: list[tuple[float, float]] = []
-        for a, b in spans:
-            if merged and a <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        return merged
 
     def _engine_free(self, now: float) -> bool:
         """The engine looks at the trigger on a quote only when nothing holds it back: not killed or
