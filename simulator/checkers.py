@@ -288,7 +288,8 @@ class InvariantChecker:
                 until,
                 decision,
                 f"legged {1e3 * (until - since):.0f} ms > budget {1e3 * budget:.0f} ms + {1e3 * allowance:.0f} ms "
-                f"({'one far round trip' if not waits else 'one far round trip and the venues slower than it'})",
+                f"(one far round trip{', the answers slower than it' if waits else ''}"
+                f"{', the time no repair order could go' if stuck else ''})",
             )
 
     def _down(self, venues: Set[str], since: float, until: float) -> list[tuple[float, float]]:

@@ -85,12 +85,8 @@ def _wait_for(core: RecoveryContext, ep: Episode, legs: list[str], now: float) -
     missing lots goes while the filled leg's venue is down (its fills are known, and a late one there
     reopens the repair), and an unwind waits only for the venues of what it flattens. The episode
     resumes when a venue becomes ready (`Reconciliation.resume_waiting`)."""
-    down = sorted({core.instruments[ep.legs[n].instrument].venue for n in legs} - _ready(core, ep))
+    down = sorted(v for v in {core.instruments[ep.legs[n].instrument].venue for n in legs} if not core.venue_ready(v))
     return [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))] if down else []
-
-
-def _ready(core: RecoveryContext, ep: Episode) -> set[str]:
-    return {v for v in (core.instruments[leg.instrument].venue for leg in ep.legs.values()) if core.venue_ready(v)}
 
 
 class EscalateOnLegged:
