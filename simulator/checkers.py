@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
-from engine.core.events import CancelReject, ExecReport, Quote, SessionGap
+from engine.core.events import CancelReject, ExecReport, Quote, SessionDown, SessionGap, SessionUp
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
 
 if TYPE_CHECKING:
@@ -145,6 +145,11 @@ class InvariantChecker:
         self.armed = {SELL_SPREAD: True, BUY_SPREAD: True}
         self.stale = 0
         self.stale_before = 0  # a new core's trigger has skipped nothing yet
+        # the trigger's inputs and its legs' mass units per tonne, looked up once per strategy (per core)
+        self._inputs_of: object = None
+        self._input_names: tuple[str, ...] = ()
+        self._units_of: object = None
+        self._units = (1.0, 1.0)
 
     @property
     def core(self) -> EngineCore:
@@ -188,15 +193,14 @@ class InvariantChecker:
         node woken after a takeover still handles what it buffered, and its quotes are not the
         checked node's."""
         core = self.core
-        if type(event).__name__ == "SessionDown":
+        kind = type(event)
+        if kind is SessionDown:
             self.down_since.setdefault(event.venue, now)
             for ep in core.active.values():
                 if ep.mode:
                     self.coverage.add(f"disconnect_during_{ep.mode}")
-        elif type(event).__name__ == "SessionUp" and event.venue in self.down_since:
+        elif kind is SessionUp and event.venue in self.down_since:
             self.outages.setdefault(event.venue, []).append((self.down_since.pop(event.venue), now))
-        risk = core.cfg.risk
-        kind = type(event)
         if kind is ExecReport or kind is CancelReject:
             asked = "?" + event.cl_ord_id if kind is ExecReport and event.exec_type == "I" else ""
             for key in (event.cl_ord_id, asked):
@@ -205,10 +209,13 @@ class InvariantChecker:
                     self.answers.setdefault(decision, []).append((now, now - sent))
         # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
-        for decision in [
-            d for d in self.legged_since if d not in core.active or core.active[d].state.value != "LEGGED"
-        ]:
-            self._check_legged_time(decision, self.legged_since.pop(decision), now)
+        if self.legged_since:
+            for decision in [
+                d for d in self.legged_since if d not in core.active or core.active[d].state.value != "LEGGED"
+            ]:
+                self._check_legged_time(decision, self.legged_since.pop(decision), now)
+        risk = core.cfg.risk
+        rc = core.strategy.recovery
         for ep in core.active.values():
             naked = ep.naked_tonnes()
             if naked > risk.max_naked_tonnes + 1e-9:
@@ -225,18 +232,18 @@ class InvariantChecker:
             for leg in ep.legs.values():
                 if leg.filled < -1e-9:
                     self._fail(9, now, ep.decision_id, f"leg {leg.name} flipped: {leg.filled:g} lots")
-            rc = core.strategy.recovery
             if ep.chase_attempts > rc.max_chase_attempts or ep.unwind_attempts > rc.max_unwind_attempts:
                 self._fail(9, now, ep.decision_id, f"chase {ep.chase_attempts}, unwind {ep.unwind_attempts} attempts")
             elif ep.mode:
                 self._ok(9)
         values = None
         mine = node_core is None or node_core is core
-        if type(event) is SessionGap and mine:  # the engine's rule: none of the venue's quotes is fresh now
+        if kind is SessionGap and mine:  # the engine's rule: none of the venue's quotes is fresh now
             for name, inst in core.instruments.items():
                 if inst.venue == event.venue and name in self.quote_at:
                     self.quote_at[name] = -math.inf
-        if type(event) is Quote and mine and event.instrument in core.instruments:
+        quote = kind is Quote and mine and event.instrument in core.instruments
+        if quote:
             self.quotes[event.instrument] = self.held[event.instrument] = event
             self.quote_at[event.instrument] = now
             values = self._signal_values()
@@ -255,9 +262,13 @@ class InvariantChecker:
                     if values is not None:
                         self._check_signal(ep, now, values)
             self.seen_episodes = len(core.episodes)
-        if type(event) is Quote and mine and event.instrument in core.instruments:
+        if quote:
             # the quotes held are the quotes given unless a takeover seeded the books: then recomputed
-            same = all(self.held.get(n) is self.quotes.get(n) for n in self._inputs())
+            held, given = self.held, self.quotes
+            same = True
+            for n in self._inputs():
+                if held.get(n) is not given.get(n):
+                    same = False
             self._check_missed(now, event, opened, values if same else None)
 
     def _check_legged_time(self, decision: str, since: float, until: float) -> None:
@@ -309,13 +320,15 @@ class InvariantChecker:
         on and reconciled (a quote that opens no episode changes none of these)."""
         core = self.core
         s = core.strategy
-        return not (
+        if (
             core.killed
             or core.draining
             or len(core.active) >= s.execution.max_concurrent_episodes
             or now < core.cooldown_until
-            or not all(core.venue_ready(core.instruments[n].venue) for n in (s.leg_a, s.leg_b))
-        )
+        ):
+            return False
+        instruments = core.instruments
+        return core.venue_ready(instruments[s.leg_a].venue) and core.venue_ready(instruments[s.leg_b].venue)
 
     def _inputs_fresh(self, now: float) -> bool:
         """Every input of the trigger quoted two-sided, none older than its max_quote_age."""
@@ -331,7 +344,10 @@ class InvariantChecker:
 
     def _inputs(self) -> tuple[str, ...]:
         s = self.core.strategy
-        return (s.leg_a, s.leg_b, s.fx) if s.fx else (s.leg_a, s.leg_b)
+        if s is not self._inputs_of:
+            self._inputs_of = s
+            self._input_names = (s.leg_a, s.leg_b, s.fx) if s.fx else (s.leg_a, s.leg_b)
+        return self._input_names
 
     def _check_missed(self, now: float, quote: Quote, opened: list, held_values: dict | None = None) -> None:
         """Invariant 16, the converse of 15: on a quote the engine was free to act on, with every input
@@ -387,16 +403,21 @@ class InvariantChecker:
         it started), computed here from the strategy's definition (leg A's currency per tonne: price x
         mass units per tonne x FX for leg B); None while an input has no two-sided quote."""
         s = self.core.strategy
-        a, b = self.core.instruments[s.leg_a], self.core.instruments[s.leg_b]
-        names = (a.name, b.name, s.fx) if s.fx else (a.name, b.name)
-        quotes = [(self.quotes if given is None else given).get(name) for name in names]
-        touches = [(q.bid, q.ask) for q in quotes if q is not None and q.bid is not None and q.ask is not None]
-        if len(touches) < len(names):
-            return None
+        names = self._inputs()
+        if self.core.instruments is not self._units_of:  # each leg's mass units per tonne, looked up once
+            self._units_of = self.core.instruments
+            self._units = (self._units_of[s.leg_a].units_per_tonne, self._units_of[s.leg_b].units_per_tonne)
+        quotes = self.quotes if given is None else given
+        touches = []
+        for name in names:
+            q = quotes.get(name)
+            if q is None or q.bid is None or q.ask is None:
+                return None
+            touches.append((q.bid, q.ask))
         (a_bid, a_ask), (b_bid, b_ask) = touches[0], touches[1]
         fx = (touches[2][0] + touches[2][1]) / 2.0 if s.fx else 1.0
-        per_a = s.price_multiplier_a * a.units_per_tonne
-        per_b = s.price_multiplier_b * b.units_per_tonne * fx
+        per_a = s.price_multiplier_a * self._units[0]
+        per_b = s.price_multiplier_b * self._units[1] * fx
         if s.trigger.kind == "counter_price":  # what trading at the touches gives: A's bid and B's ask, or the reverse
             return {
                 SELL_SPREAD: a_bid * per_a - b_ask * per_b + s.offset,

@@ -62,30 +62,32 @@ class Link:
         # same time (queued behind a slow one) arrive in order whatever way floating point rounds
         # now + (arrival - now)
         self.in_flight: deque[str] = deque()
+        self._arrive_once = self._arrive  # the callback each delivery's timeout calls (bound once)
 
     def send(self, raw: str) -> None:
         delay = self.latency.draw(self.rng)
         if self.latency.vol_coupling:
             delay += self.latency.vol_coupling * self.volatility()
+        env = self.env
+        now = env.now
         faults = self.faults
         if faults is not None:
-            if faults.has("drop"):
+            kinds = faults.of_kind
+            if "drop" in kinds:
                 msg_type = raw.split("\x0135=", 1)[1].split("\x01", 1)[0]
-                if faults.drops(
-                    msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, self.env.now, order_ids(raw)
-                ):
+                if faults.drops(msg_type, "\x0143=Y\x01" in raw, self.venue, self.direction, now, order_ids(raw)):
                     self.dropped += 1
                     return
-            if faults.has("latency_spike"):
-                spike = faults.for_message("latency_spike", self.venue, self.direction, self.env.now)
+            if "latency_spike" in kinds:
+                spike = faults.for_message("latency_spike", self.venue, self.direction, now)
                 if spike is not None:
                     delay += spike.delay
-        arrival = max(self.env.now + delay, self.last_arrival)
+        arrival = max(now + delay, self.last_arrival)
         self.last_arrival = arrival
         self.sent += 1
         self.in_flight.append(raw)
-        ev = self.env.timeout(arrival - self.env.now)
-        ev.callbacks.append(self._arrive)
+        ev = env.timeout(arrival - now)
+        ev.callbacks.append(self._arrive_once)
 
     def _arrive(self, _event: object) -> None:
         """The next message reaches the far end, unless the connection was cut while it was in flight."""

@@ -170,24 +170,28 @@ class SimEngineShell(ActionDispatcher):
     def dispatch(self, event: Event) -> None:
         if not self.alive:
             return
+        now = self.env.now  # one event: virtual time stands still while it is handled
         if self.journal is not None:
-            self.journal.append(event, self.env.now)
+            self.journal.append(event, now)
         if self.replicate is not None:
-            self.replicate(event, self.env.now)
+            self.replicate(event, now)
         t0 = time.perf_counter_ns()
-        actions = self.core.handle(event, self.env.now)
+        actions = self.core.handle(event, now)
         spent = time.perf_counter_ns() - t0
         self.compute_ns.append(spent)
-        if any(type(a) is Audit and a.stage == "send" and a.detail != "entry" for a in actions):
-            self.recovery_ns.append(spent)
+        for a in actions:
+            if type(a) is Audit and a.stage == "send" and a.detail != "entry":
+                self.recovery_ns.append(spent)
+                break
         if type(event) is Takeover:  # no layer may carry a fenced epoch's order out of this node again
             for session in self.sessions.values():
                 session.min_epoch = self.core.epoch
-        self.execute(actions)
+        if actions:  # most quotes decide nothing
+            self.execute(actions)
         if self.checker is not None:
             if self.alive and not self.paused:
-                self.checker.after_batch(self.env.now)
-            self.checker.after_event(self.env.now, event, self.core)
+                self.checker.after_batch(now)
+            self.checker.after_event(now, event, self.core)
 
     def execute(self, actions: list) -> None:
         """Carry out one batch of actions; a crash_mid_batch fault may kill the process part-way:

@@ -32,15 +32,27 @@ class WireLog:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self._hash = hashlib.sha256()
+        # the log's lines not hashed yet: fed to the hash a few hundred at a time (one encode and one
+        # update for many short lines; SHA-256 of the concatenation is the same digest)
+        self._pending: list[str] = []
 
     def message(self, t: float, raw: str) -> None:
         self.lines.append(raw)
-        self._hash.update(f"{t:.9f} {raw}\n".encode())
+        self._pending.append(f"{t:.9f} {raw}\n")
+        if len(self._pending) >= 256:
+            self._flush()
 
     def event(self, t: float, text: str) -> None:
-        self._hash.update(f"{t:.9f} # {text}\n".encode())
+        self._pending.append(f"{t:.9f} # {text}\n")
+        if len(self._pending) >= 256:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._hash.update("".join(self._pending).encode())
+        self._pending.clear()
 
     def digest(self) -> str:
+        self._flush()
         return self._hash.hexdigest()
 
 

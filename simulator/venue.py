@@ -1091,7 +1091,8 @@ class Venue:
 
     def publish(self) -> None:
         """Incremental refreshes (X) of what changed since each subscriber was last told."""
-        if self.faults and self.faults.window("md_stale", self.cfg.name, self.env.now):
+        faults = self.faults
+        if faults is not None and faults.has("md_stale") and faults.window("md_stale", self.cfg.name, self.env.now):
             return  # the feed has stopped; changes pile up until it resumes
         for m in self.members.values():
             if not m.logged_on:
@@ -1109,27 +1110,40 @@ class Venue:
         A gateway keeps execution reports for a session that is down, never a backlog of quotes: those
         would arrive after the logon as if they were the market now. At the logon the subscriber is
         told once what changed while it was away (`_on_logon`), and asks again for a snapshot."""
+        faults = self.faults if self.faults is not None and self.faults.has("md_gap") else None
         for symbol in symbols:
             req_id = m.subscriptions.get(symbol)
             if req_id is None:
                 continue
-            entries = self._entries(symbol, snapshot=False, previous=m.published.get(symbol, (None, None)))
-            if entries:
-                m.published[symbol] = self._top(symbol)
-                if self.faults and self.faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
-                    m.session.skip()  # lost after sequencing: the subscriber sees a gap
-                    continue
-                m.session.send(self._refresh_draft(m, req_id, entries))
+            top = self._top(symbol)
+            before = m.published.get(symbol, (None, None))
+            if top[0] == before[0] and top[1] == before[1]:
+                continue  # nothing this member was told changed
+            m.published[symbol] = top
+            if faults is not None and faults.for_message("md_gap", self.cfg.name, "down", self.env.now):
+                m.session.skip()  # lost after sequencing: the subscriber sees a gap
+                continue
+            m.session.send(self._refresh_draft(m, req_id, symbol, top, before))
 
-    def _refresh_draft(self, m: Member, req_id: str, entries: list) -> Draft | Any:
-        """An incremental refresh with its body in the order quickfix puts it (MDReqID, NoMDEntries, the
-        entries as `_entries` writes them: the dictionary's order), so the session frames it without
+    def _refresh_draft(self, m: Member, req_id: str, symbol: str, top: tuple, before: tuple) -> Draft | Any:
+        """An incremental refresh of the sides of `symbol` whose best level moved from `before` to `top`,
+        with its body in the order quickfix puts it (MDReqID, NoMDEntries, the entries as `_entries`
+        writes them: the dictionary's order), written as text so the session frames it without
         quickfix's build (engine.fix.codec.laid_out: ~10 us a message, most of a run's messages). A
         dictionary that adds its own fields to refreshes has them built by quickfix."""
         if "X" in m.codec.vd.outbound:
-            return m.codec.draft("X", [(262, req_id)], ((268, entries),))
-        body = "".join([f"{tag}={value}{SOH}" for entry in entries for tag, value in entry])
-        return Draft("X", f"262={req_id}{SOH}268={len(entries)}{SOH}{body}", True, None, True)
+            return m.codec.draft("X", [(262, req_id)], ((268, self._entries(symbol, False, before)),))
+        count = 0
+        body = ""
+        for etype, level, was in (("0", top[0], before[0]), ("1", top[1], before[1])):
+            if level == was:
+                continue
+            count += 1
+            if level is None:
+                body += f"279=2{SOH}269={etype}{SOH}55={symbol}{SOH}"
+            else:
+                body += f"279=1{SOH}269={etype}{SOH}55={symbol}{SOH}270={self._price_text(symbol, level[0])}{SOH}271={level[1]}{SOH}"
+        return Draft("X", f"262={req_id}{SOH}268={count}{SOH}{body}", True, None, True)
 
     def _publisher(self):
         while True:

@@ -11,7 +11,6 @@ import datetime as _dt
 import math
 import re
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import _quickfix
@@ -219,18 +218,24 @@ class Parsed:
         return entries
 
 
-@dataclass(frozen=True, slots=True)
 class Draft:
     """A message not built yet: its type and body as FIX text (fields, then groups). quickfix builds it
-    in one call, with the session header when it is framed."""
+    in one call, with the session header when it is framed. (A plain class, not a frozen dataclass:
+    one is made per message, and compiled (xmc/accel.py) a plain class is made several times faster.)"""
 
-    msg_type: str
-    body: str
-    groups: bool  # built against the dictionary, which knows the groups' field order
-    cl_ord_id: str | None  # its ClOrdID (11), if it has one
-    # its body is already in the order quickfix puts it (a simulated venue's market data): framed by
-    # writing the header and computing BodyLength and CheckSum as quickfix does (`laid_out`)
-    laid_out: bool = False
+    __slots__ = ("msg_type", "body", "groups", "cl_ord_id", "laid_out")
+
+    def __init__(self, msg_type: str, body: str, groups: bool, cl_ord_id: str | None, laid_out: bool = False):
+        self.msg_type = msg_type
+        self.body = body
+        self.groups = groups  # built against the dictionary, which knows the groups' field order
+        self.cl_ord_id = cl_ord_id  # its ClOrdID (11), if it has one
+        # its body is already in the order quickfix puts it (a simulated venue's market data): framed by
+        # writing the header and computing BodyLength and CheckSum as quickfix does (`laid_out`)
+        self.laid_out = laid_out
+
+    def __repr__(self) -> str:
+        return f"Draft({self.msg_type!r}, {self.body!r}, {self.groups}, {self.cl_ord_id!r}, {self.laid_out})"
 
 
 def laid_out(msg: Draft, sender: str, target: str, seq: int, sending_time: str) -> str | None:
