@@ -364,9 +364,12 @@ class InvariantChecker:
         t = self.core.strategy.trigger
         sell, buy = values[SELL_SPREAD], values[BUY_SPREAD]
         tol_sell, tol_buy = 1e-9 * max(1.0, abs(sell)), 1e-9 * max(1.0, abs(buy))
-        near = [abs(sell - t.sell_above), abs(sell - (t.sell_above - t.hysteresis))]
-        near += [abs(buy - t.buy_below), abs(buy - (t.buy_below + t.hysteresis))]
-        if any(0.0 < d <= (tol_sell if i < 2 else tol_buy) for i, d in enumerate(near)):
+        if (
+            0.0 < abs(sell - t.sell_above) <= tol_sell
+            or 0.0 < abs(sell - (t.sell_above - t.hysteresis)) <= tol_sell
+            or 0.0 < abs(buy - t.buy_below) <= tol_buy
+            or 0.0 < abs(buy - (t.buy_below + t.hysteresis)) <= tol_buy
+        ):
             # a hair off a threshold (the engine multiplies in another order, and may land on the other
             # side of it): its reading stands. Exactly on one (prices on ticks, no FX: both exact) it
             # fires at the threshold and re-arms only strictly past it, as the strategy says

@@ -147,8 +147,9 @@ class EngineCore:
         if q.instrument not in self.instruments:
             return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
         book = self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
-        if book.mid:
-            self.last_mid[q.instrument] = book.mid
+        mid = book.mid
+        if mid:
+            self.last_mid[q.instrument] = mid
         if (
             self.killed
             or self.draining
@@ -175,7 +176,8 @@ class EngineCore:
 
     def _legs_connected(self) -> bool:
         s = self.strategy
-        return all(self.reconciliation.venue_ready(self.instruments[n].venue) for n in (s.leg_a, s.leg_b))
+        ready = self.reconciliation.venue_ready
+        return ready(self.instruments[s.leg_a].venue) and ready(self.instruments[s.leg_b].venue)
 
     # ---- episodes ---------------------------------------------------------------------------
     def _open_episode(self, sig: Signal, now: float) -> list[Action]:

@@ -64,8 +64,10 @@ class TriggerEvaluator:
 
     def inputs_fresh(self, books: dict[str, TopOfBook], now: float) -> str | None:
         """None when every input is present and fresh, else the name of the first stale one."""
-        names = [self.a.name, self.b.name] + ([self.fx.name] if self.fx else [])
-        for name in names:
+        for inst in (self.a, self.b, self.fx):
+            if inst is None:
+                continue
+            name = inst.name
             book = books.get(name)
             if book is None or book.mid is None:
                 return name

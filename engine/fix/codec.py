@@ -151,6 +151,9 @@ class FixParseError(Exception):
         return f"{self.kind} reject ({self.reason}): {self.text}"
 
 
+# the member tags of NoMDEntries (268) in a snapshot (W) and an incremental refresh (X), as text
+_MD_SNAPSHOT = frozenset({"269", "270", "271"})
+_MD_INCREMENTAL = frozenset({"279", "269", "55", "270", "271"})
 _FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
 
 
@@ -182,14 +185,28 @@ class Parsed:
     few lookups a message gets).
     """
 
-    __slots__ = ("_pairs", "_fields", "msg_type", "seq")
+    __slots__ = ("_pairs", "_index", "msg_type", "seq")
 
     def __init__(self, raw: str):
         self._pairs: list[tuple[str, str]] = fields_of(raw)
-        self._fields = dict(reversed(self._pairs))  # a repeated tag: its first value
-        self.msg_type = self._fields.get("35", "")
-        seq = self._fields.get("34", "0")
-        self.seq = int(seq) if seq.isdigit() else 0
+        self._index: dict[str, str] | None = None  # tag -> value, made at the first lookup by tag
+        msg_type = seq = None
+        for tag, value in self._pairs:  # the header leads: MsgType and MsgSeqNum come within a few fields
+            if tag == "35" and msg_type is None:
+                msg_type = value
+            elif tag == "34" and seq is None:
+                seq = value
+            if msg_type is not None and seq is not None:
+                break
+        self.msg_type = msg_type or ""
+        self.seq = int(seq) if seq is not None and seq.isdigit() else 0
+
+    @property
+    def _fields(self) -> dict[str, str]:
+        index = self._index
+        if index is None:
+            index = self._index = dict(reversed(self._pairs))  # a repeated tag: its first value
+        return index
 
     def get(self, tag: int, default: str = "") -> str:
         return self._fields.get(str(tag), default)
@@ -532,11 +549,11 @@ class FixCodec:
                 )
             ]
         if msg_type in ("W", "X"):
-            quotes = self._market_data(msg, msg_type == "W")
+            quotes, resent = self._market_data(msg, msg_type == "W")
             # a resend (PossDup, or PossResend) of market data is history, not the market now: it keeps
             # the book's incremental state in sequence, but no quote of it is priced from (a gap filled
             # after a reconnect would otherwise hand the trigger prices from before the outage)
-            return [] if msg.get(43) == "Y" or msg.get(97) == "Y" else quotes
+            return [] if resent else quotes
         if msg_type == "AP":  # net of every position quantity it carries
             net = sum(float(e.get(704) or 0) - float(e.get(705) or 0) for e in msg.group(702, (703, 704, 705, 706)))
             symbol = msg.get(55)
@@ -585,24 +602,53 @@ class FixCodec:
             last_report=msg.get(912) == "Y",
         )
 
-    def _market_data(self, msg: Parsed, snapshot: bool) -> list[Event]:
+    def _market_data(self, msg: Parsed, snapshot: bool) -> tuple[list[Event], bool]:
+        """The quotes a snapshot (W) or incremental refresh (X) leaves, and whether the message is a
+        resend (PossDupFlag or PossResend Y). One pass over its fields: the first value of a tag where
+        it repeats, and the NoMDEntries (268) entries as `Parsed.group` reads them (an entry starts at
+        its first member; a member seen twice in it, or a field of no member, ends the group)."""
+        first = "269" if snapshot else "279"
+        members = _MD_SNAPSHOT if snapshot else _MD_INCREMENTAL
+        default_symbol = poss_dup = poss_resend = None
+        entries: list[dict[str, str]] = []
+        inside = ended = False
+        for tag, value in msg._pairs:
+            if tag == "55":
+                if default_symbol is None:
+                    default_symbol = value
+            elif tag == "43":
+                if poss_dup is None:
+                    poss_dup = value
+            elif tag == "97":
+                if poss_resend is None:
+                    poss_resend = value
+            if ended:
+                continue
+            if tag == "268":
+                inside = True
+            elif inside and tag == first:
+                entries.append({tag: value})
+            elif inside and entries:
+                if tag in members and tag not in entries[-1]:
+                    entries[-1][tag] = value
+                else:
+                    ended = True
         touched: list[str] = []
-        default_symbol = msg.get(55)
-        members = (269, 270, 271) if snapshot else (279, 269, 55, 270, 271)
-        for entry in msg.group(268, members):
-            symbol = entry.get(55) or default_symbol
+        for entry in entries:
+            symbol = entry.get("55") or default_symbol or ""
             top = self._md_top.setdefault(symbol, [None, 0.0, None, 0.0])
             if snapshot and symbol not in touched:
                 top[:] = [None, 0.0, None, 0.0]
-            etype = entry.get(269)
+            etype = entry.get("269")
             idx = 0 if etype == "0" else 2 if etype == "1" else None
             if idx is None:
                 continue
-            if entry.get(279, "0") == "2":
+            if entry.get("279", "0") == "2":
                 top[idx], top[idx + 1] = None, 0.0
             else:
-                top[idx] = float(entry[270])
-                top[idx + 1] = float(entry.get(271, "0"))
+                top[idx] = float(entry["270"])
+                top[idx + 1] = float(entry.get("271", "0"))
             if symbol not in touched:
                 touched.append(symbol)
-        return [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
+        quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
+        return quotes, poss_dup == "Y" or poss_resend == "Y"
