@@ -145,7 +145,7 @@ class Member:
             self.reports_lost = False
 
     def send(self, msg_type: str, fields: list, groups: tuple = ()) -> None:
-        self.session.send(self.codec.draft(msg_type, fields, groups))
+        self.session.send(self.codec.draft(msg_type, fields, groups, lay_out=True))
 
     def positions(self, instruments: dict[str, Instrument]) -> dict[str, float]:
         """Signed lots this member traded here, per instrument name, from the venue's own fills."""

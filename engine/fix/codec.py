@@ -85,6 +85,12 @@ def _wire_text(raw: str, dd: fix.DataDictionary | None) -> str:
 
 # set by framing (session header, trailer), never by a message body
 _FRAMING_TAGS = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56})
+# tags quickfix puts in a message's header or trailer wherever they stand in the text it reads (below
+# _LAYOUT_TAG_LIMIT; a tag at or above it is never laid out by xmc): a body holding one is left to quickfix
+_LAYOUT_TAG_LIMIT = 10_000
+_ENVELOPE_TAGS = frozenset(
+    t for t in range(1, _LAYOUT_TAG_LIMIT) if fix.Message.isHeaderField(t) or fix.Message.isTrailerField(t)
+)
 
 
 _SECOND_TEXT: dict[int, str] = {}  # whole epoch second -> "YYYYMMDD-HH:MM:SS." (most messages share one)
@@ -247,7 +253,7 @@ class Draft:
         self.body = body
         self.groups = groups  # built against the dictionary, which knows the groups' field order
         self.cl_ord_id = cl_ord_id  # its ClOrdID (11), if it has one
-        # its body is already in the order quickfix puts it (a simulated venue's market data): framed by
+        # its body is already in the order quickfix puts it (a simulated venue's own message): framed by
         # writing the header and computing BodyLength and CheckSum as quickfix does (`laid_out`)
         self.laid_out = laid_out
 
@@ -310,9 +316,12 @@ class FixCodec:
         msg_type: str,
         fields: list[tuple[int, str]] | tuple[tuple[int, str], ...] = (),
         groups: tuple[tuple[int, list[list[tuple[int, str]]]], ...] = (),
+        lay_out: bool = False,
     ) -> Draft | fix.Message:
         """A message body: fields, then (count tag, entries) groups, each entry's first tag its delimiter,
         as FIX text for quickfix to build from (`build`, or `frame` with the header in the same call).
+        With `lay_out` (a simulated venue's own messages, never the engine's) a body without groups is
+        written in quickfix's order, tag by tag number, and framed by `laid_out` to quickfix's bytes.
 
         One string parsed by quickfix is one call into C++ instead of one per field; quickfix puts
         fields and group members in the dictionary's order either way, so the bytes are the same. A
@@ -323,7 +332,9 @@ class FixCodec:
         body.update(self.vd.outbound.get(msg_type, ()))
         if not _FRAMING_TAGS.isdisjoint(body):
             raise ValueError(f"{msg_type} body sets {sorted(_FRAMING_TAGS.intersection(body))}: framing sets those")
-        parts = [f"{tag}={value}{SOH}" for tag, value in body.items()]
+        # without groups quickfix orders a body by tag number: laid out in that order, the same bytes
+        flat = lay_out and not groups and _ENVELOPE_TAGS.isdisjoint(body) and max(body, default=0) < _LAYOUT_TAG_LIMIT
+        parts = [f"{tag}={value}{SOH}" for tag, value in (sorted(body.items()) if flat else body.items())]
         count = len(parts)
         for count_tag, entries in groups:
             if entries:  # an empty group is left out, as addGroup would leave it
@@ -332,7 +343,7 @@ class FixCodec:
                 count += 1 + sum(len(entry) for entry in entries)
         text = "".join(parts)
         if text.count(SOH) == count:  # no value carries a delimiter that would split it
-            return Draft(msg_type, text, bool(groups), body.get(11))
+            return Draft(msg_type, text, bool(groups), body.get(11), flat)
         m = fix.Message()
         m.getHeader().setField(35, msg_type)
         for tag, value in fields:
@@ -370,7 +381,7 @@ class FixCodec:
     def frame(self, msg: Draft | fix.Message, seq: int, sending_time: float, poss_dup: bool = False) -> str:
         """Session header and trailer for virtual-time transport; returns the wire string. A draft is
         built by quickfix with its header in one call (BodyLength and CheckSum are quickfix's); a laid-out
-        draft (a simulated venue's refresh) is written by `laid_out`, to the same bytes."""
+        draft (a simulated venue's own message) is written by `laid_out`, to the same bytes."""
         if isinstance(msg, Draft):
             if msg.laid_out and not poss_dup:
                 wire = laid_out(msg, self.sender, self.target, seq, fix_time(sending_time))
