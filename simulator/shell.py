@@ -240,7 +240,12 @@ class SimEngineShell(ActionDispatcher):
             self.checker.on_fenced(self.env.now, self.node, a.cl_ord_id)
 
     def audited(self, row: AuditRow) -> None:
-        self.log.event(row.ts, "audit " + "|".join(map(str, row[2:])))
+        # the text str() gives each of the row's fields from its stage on, "|"-joined, in one formatting
+        self.log.event(
+            row.ts,
+            f"audit {row.stage}|{row.decision_id}|{row.cl_ord_id}|{row.instrument}|{row.account}|{row.side}|"
+            f"{row.qty}|{row.price}|{row.detail}",
+        )
         if self.checker is not None:
             self.checker.on_audit(row)
 

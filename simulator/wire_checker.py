@@ -55,6 +55,8 @@ QUESTION_ID = {"H": 11, "AF": 584, "AN": 710}
 # engine ClOrdIDs: decision E<epoch>-<6 digits>, leg, order number, purpose letter, then any cancel
 # (C<n>) or replace (M<n>) suffix, and the epoch suffix of a later node
 _CL = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
+_EPOCH_SUFFIX = re.compile(r"-E(\d+)$")  # compiled once: epoch_in reads every order the venues apply
+_EPOCH_PREFIX = re.compile(r"E(\d+)-")
 REFERENCE_WINDOW = 1.0  # seconds of published mids an order's price may be measured against
 
 
@@ -72,10 +74,10 @@ def epoch_in(cl_ord_id: str) -> int | None:
     """The fencing epoch a ClOrdID carries: its suffix -E<n> when a later node stamped it, else its prefix.
     Written from the ClOrdID contract on purpose rather than calling engine.core.engine_core.epoch_of: the checker
     must not share the code it checks."""
-    suffix = re.search(r"-E(\d+)$", cl_ord_id)
+    suffix = _EPOCH_SUFFIX.search(cl_ord_id)
     if suffix:
         return int(suffix.group(1))
-    prefix = re.match(r"E(\d+)-", cl_ord_id)
+    prefix = _EPOCH_PREFIX.match(cl_ord_id)
     return int(prefix.group(1)) if prefix else None
 
 
