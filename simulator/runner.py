@@ -254,7 +254,7 @@ class Simulation:
             return
         if recovered.truncated_bytes:  # the restarted process cuts the torn tail before appending again
             journal.close()
-            reopened = target.journal = Journal(journal.path, scenario.engine, durability="none")
+            reopened = target.journal = Journal(journal.path, scenario.engine, durability="none", flush_each=False)
             self.scratch.reopened(journal, reopened)
             journal = reopened
             if target is self.shell:

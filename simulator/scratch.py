@@ -20,10 +20,13 @@ class Scratch:
         self.journals: list[Journal] = []
 
     def journal(self, name: str, config: EngineConfig) -> Journal:
-        """A new, empty journal of the run's (fsync off: a simulated process dies, never the machine)."""
+        """A new, empty journal of the run's (fsync off: a simulated process dies, never the machine; its
+        records buffered until the simulator syncs the journal, as it does before a restart reads it)."""
         if self.dir is None:
             self.dir = Path(tempfile.mkdtemp(prefix="xmc-run-"))
-        journal = Journal(self.dir / f"{len(self.journals) + 1}-{name}.journal", config, durability="none")
+        journal = Journal(
+            self.dir / f"{len(self.journals) + 1}-{name}.journal", config, durability="none", flush_each=False
+        )
         self.journals.append(journal)
         return journal
 
