@@ -70,6 +70,21 @@ def test_a_torn_tail_is_cut_reported_and_never_replayed(tmp_path, config):
     assert len(again.records) == 4 and again.truncated_bytes == 0 and again.records[-1][0] == 9.0
 
 
+def test_a_record_reaches_the_file_before_append_returns_and_a_simulated_one_when_synced(tmp_path, config):
+    """A real process hands each record to the OS before its core acts (a kill -9 loses nothing it acted
+    on); a simulated process's journal (simulator.scratch) keeps them buffered until the simulator syncs it."""
+    live = Journal(tmp_path / "live", config)
+    live.append(Quote("CU", 1.0, 1.0, 2.0, 1.0), 1.0)
+    assert len(read(tmp_path / "live", live.fingerprint).records) == 1  # read by another handle, now
+    simulated = Journal(tmp_path / "sim", config, flush_each=False)
+    simulated.append(Quote("CU", 1.0, 1.0, 2.0, 1.0), 1.0)
+    assert read(tmp_path / "sim", simulated.fingerprint).records == []
+    simulated.sync()
+    assert len(read(tmp_path / "sim", simulated.fingerprint).records) == 1
+    live.close()
+    simulated.close()
+
+
 @pytest.mark.parametrize("where", ["last", "early"])
 def test_a_corrupt_record_is_refused_naming_offset_and_record_and_the_file_stays(tmp_path, config, where):
     j = _journal_with(tmp_path, config, 6)
