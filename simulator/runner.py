@@ -143,7 +143,7 @@ class Simulation:
             self.venues[name] = venue
             names = [i.name for i in insts]
             for link in (venue.sim_end.link, shell.sessions[name].link):
-                link.volatility = lambda names=names: max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
+                link.volatility = partial(_largest_move, prices, names)
         if scenario.failover:
             self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
             checker.lease = wire.lease = self.cluster.lease
@@ -424,6 +424,12 @@ class Simulation:
             if any(r["torn_bytes_cut"] for r in self.node.restarts):
                 out["coverage"].add("journal_torn")
         return out
+
+
+def _largest_move(prices: PriceProcess, names: list[str]) -> float:
+    """The largest of the last price step's moves (basis points) of a venue's instruments: its links slow
+    down with it (Latency.vol_coupling)."""
+    return max((prices.moves_bp.get(n, 0.0) for n in names), default=0.0)
 
 
 def run(scenario: Scenario, seed: int | None = None, journal=None, strict_fix: bool = False) -> RunResult:

@@ -24,6 +24,7 @@ import quickfix as fix
 
 from engine.core.ids import epoch_of
 from engine.fix.codec import SOH, VIRTUAL_EPOCH, Draft, FixCodec, FixParseError, Parsed, fix_time
+from simulator.link import Link
 
 
 class WireLog:
@@ -59,11 +60,16 @@ class WireLog:
 class SessionEnd:
     """One side of a simulated FIX session: frames what it sends, checks what it receives."""
 
-    def __init__(self, env, codec: FixCodec, log: WireLog, link=None):
+    # where this end's messages go: set (by simulator.runner) before the first send; typed, so that
+    # compiled (xmc/accel.py) each send on it is a direct call
+    link: Link
+
+    def __init__(self, env, codec: FixCodec, log: WireLog, link: Link | None = None):
         self.env = env
         self.codec = codec
         self.log = log
-        self.link = link
+        if link is not None:
+            self.link = link
         self.next_out = 1
         self.next_in = 1
         self.gaps = 0
