@@ -268,11 +268,21 @@ class Venue:
 
     def _clock(self) -> float:
         """The venue's own clock (virtual time, plus any clock-offset fault) for its timestamps."""
-        f = self.faults.window("clock_offset", self.cfg.name, self.env.now) if self.faults else None
+        faults = self.faults  # most runs have no clock fault: asked only when one exists
+        f = (
+            faults.window("clock_offset", self.cfg.name, self.env.now)
+            if faults and "clock_offset" in faults.of_kind
+            else None
+        )
         return self.clock_base + self.env.now + (f.delay if f else 0.0)
 
     def _fault(self, kind: str, cl_ord_id: str):
-        return self.faults.for_order(kind, self.cfg.name, cl_ord_id, self.env.now) if self.faults else None
+        faults = self.faults
+        return (
+            faults.for_order(kind, self.cfg.name, cl_ord_id, self.env.now)
+            if faults and kind in faults.of_kind
+            else None
+        )
 
     def _id(self, prefix: str) -> str:
         self.ids += 1
@@ -360,7 +370,10 @@ class Venue:
         """The price_limit_lock in force now: a window fault, or one an order struck (on_order)."""
         if self.lock_until is not None and self.env.now < self.lock_until[1]:
             return self.lock_until[0]
-        return self.faults.window("price_limit_lock", self.cfg.name, self.env.now) if self.faults else None
+        faults = self.faults
+        if faults and "price_limit_lock" in faults.of_kind:
+            return faults.window("price_limit_lock", self.cfg.name, self.env.now)
+        return None
 
     def _show_top(self, symbol: str) -> None:
         if self.wire is None:

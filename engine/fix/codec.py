@@ -8,7 +8,6 @@ each failure into the FIX answer it deserves (session Reject 3 or BusinessMessag
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import re
 import zlib
 from typing import Any
@@ -107,12 +106,11 @@ def fix_time(t: float) -> str:
     last = _LAST_TIME  # one tuple, read once: a thread that formats another time meanwhile cannot split it
     if last[0] == t:
         return last[1]
-    frac, whole = math.modf(t)
-    us = round(frac * 1e6)
+    second = int(t)
+    us = round((t - second) * 1e6)  # t - second: exactly math.modf's fraction (Sterbenz), without its call
     if us >= 1_000_000:
-        whole += 1.0
+        second += 1
         us -= 1_000_000
-    second = int(whole)
     text = _SECOND_TEXT.get(second)
     if text is None:
         if len(_SECOND_TEXT) >= 4096:
