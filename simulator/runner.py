@@ -40,6 +40,7 @@ from simulator.rng import fork
 from simulator.scenario import FAULT_PATHS, RISK_LIMITS, Scenario
 from simulator.scratch import Scratch
 from simulator.shell import SimEngineShell
+from simulator.stepping import run_until
 from simulator.transport import WireLog
 from simulator.venue import Venue
 from simulator.wire_checker import WireChecker
@@ -372,12 +373,12 @@ class Simulation:
         )
         self.shell.start()
         try:
-            env.run(until=scenario.duration)
+            run_until(env, scenario.duration)
             if cluster is not None:  # the node active now drains, and so does any that takes over later
                 cluster.draining = True
             self.draining = True
             self.active.dispatch(Command("drain"))
-            env.run(until=scenario.duration + scenario.drain)
+            run_until(env, scenario.duration + scenario.drain)
         except PriceModelError as exc:  # the scenario's prices cannot be simulated: its file is at fault
             raise price_problem(str(scenario.path), exc, env.now, self.seed) from None
         if self.node.journal is not None:

@@ -39,6 +39,7 @@ MODULES = (
     "simulator.rng",
     "simulator.runner",
     "simulator.shell",
+    "simulator.stepping",
     "simulator.transport",
     "simulator.venue",
     "simulator.wire_checker",

@@ -1,0 +1,87 @@
+"""simulator.stepping.run_until steps a simpy Environment as its own run(until=...) does: the same
+callbacks in the same order at the same times, the same clock after, failures raised alike."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.stepping import run_until, stepped_here
+
+# a model: processes, each a list of waits (some zero, many on a coarse grid so that times tie), and
+# callbacks on plain timeouts that schedule more timeouts from inside the loop
+waits = st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 0.25, 0.1, 0.3]), max_size=8)
+model = st.tuples(
+    st.lists(waits, max_size=5),
+    st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 0.7]), st.integers(0, 3)), max_size=10),
+    st.sampled_from([0.5, 1.0, 2.0, 3.0, 2.75]),
+)
+
+
+def _trace(spec, drive) -> tuple[list, float]:
+    processes, timeouts, at = spec
+    env = simpy.Environment()
+    trace: list = []
+
+    def proc(i, ws):
+        for k, w in enumerate(ws):
+            yield env.timeout(w)
+            trace.append(("p", i, k, env.now))
+
+    def chain(j, left):
+        def fire(_ev):
+            trace.append(("t", j, left, env.now))
+            if left:
+                env.timeout(0.5).callbacks.append(chain(j, left - 1))
+
+        return fire
+
+    for i, ws in enumerate(processes):
+        env.process(proc(i, ws))
+    for j, (delay, left) in enumerate(timeouts):
+        env.timeout(delay).callbacks.append(chain(j, left))
+    drive(env, at)
+    drive(env, at + 1.25)  # and on from there, as a run goes on into its drain
+    return trace, env.now
+
+
+@given(model)
+@settings(max_examples=300, deadline=None)
+def test_run_until_is_simpys_run(spec):
+    assert _trace(spec, run_until) == _trace(spec, lambda env, at: env.run(until=at))
+
+
+def test_a_failed_event_raises_as_simpy_raises_it():
+    def failing(drive):
+        env = simpy.Environment()
+        ev = env.event()
+        env.timeout(1.0).callbacks.append(lambda _e: ev.fail(KeyError("lost")))
+        with pytest.raises(KeyError) as caught:
+            drive(env, 5.0)
+        return env.now, caught.value.args, type(caught.value.__cause__)
+
+    assert failing(run_until) == failing(lambda env, at: env.run(until=at))
+
+
+def test_a_defused_failure_is_left_alone_and_a_past_time_refused():
+    env = simpy.Environment()
+    ev = env.event()
+    ev.fail(ValueError("x"))
+    ev.defused = True
+    run_until(env, 1.0)
+    assert env.now == 1.0
+    with pytest.raises(ValueError, match="greater than the current simulation time"):
+        run_until(env, 1.0)
+
+
+def test_another_environment_is_run_by_simpy_itself():
+    class Mine(simpy.Environment):
+        pass
+
+    env = Mine()
+    assert stepped_here(simpy.Environment()) and not stepped_here(env)
+    env.timeout(0.5)
+    run_until(env, 1.0)
+    assert env.now == 1.0
