@@ -93,7 +93,9 @@ class WireChecker:
         self.instrument = venue_symbols  # (venue, symbol) -> instrument name
         self.lease = lease  # failover runs: the lease whose revision is the epoch; None: the config's
         self.v = {k: WireVerdict() for k in WIRE_NAMES}
-        self.mids: dict[str, deque] = {}  # instrument -> (t, mid) the venue's two-sided book showed
+        # instrument -> (t, mid): each mid the venue's two-sided book showed, at the last time it showed it
+        # (a mid shown again at once is one entry, its time moved on)
+        self.mids: dict[str, deque] = {}
         self.last_mid: dict[str, float] = {}
         self.exec_ids: set[tuple[str, str]] = set()
         self.positions: dict[str, float] = {}
@@ -145,8 +147,14 @@ class WireChecker:
         if name is None:
             return
         mid = (bid + ask) / 2.0
-        q = self.mids.setdefault(name, deque())
-        q.append((now, mid))
+        q = self.mids.get(name)
+        if q is None:
+            q = self.mids[name] = deque()
+        if q and q[-1][1] == mid:
+            # the same mid again (most re-quotes): its latest time is all the window reads of it
+            q[-1] = (now, mid)
+        else:
+            q.append((now, mid))
         while len(q) > 1 and q[1][0] <= now - REFERENCE_WINDOW:
             q.popleft()
         self.last_mid[name] = mid

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from engine.fix.codec import Parsed
 from simulator.failover import SimulatedLease
-from simulator.wire_checker import WireChecker, epoch_in
+from simulator.wire_checker import REFERENCE_WINDOW, WireChecker, epoch_in
 
 SOH = "\x01"
 
@@ -309,3 +312,28 @@ def test_a_status_answer_under_a_replaced_clordid_closes_the_question_that_named
     )
     w.received("COMEX", order("E1-000002B1", 2, 4.501, seq=6), 2.0)
     assert w.v["W11"].status == "fail"
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 0.6), st.sampled_from([4.5, 4.5005, 4.501, 4.4995])),
+        min_size=1,
+        max_size=40,
+    ),
+    st.floats(0.0, 2.0),
+)
+@settings(max_examples=300, deadline=None)
+def test_price_band_references_are_every_mid_shown_within_the_window(config, showings, after):
+    """W8's references at a time: every mid the book showed within the last REFERENCE_WINDOW seconds (the
+    last one shown when none was), however the checker keeps its history (a mid shown again at once is
+    one entry)."""
+    w = checker(config)
+    now, shown = 0.0, []
+    for gap, mid in showings:
+        now += gap
+        bid, ask = mid - 0.0005, mid + 0.0005
+        w.on_top("COMEX", "HGH6", bid, ask, now)
+        shown.append((now, (bid + ask) / 2.0))
+    at = now + after
+    want = {m for t, m in shown if t >= at - REFERENCE_WINDOW} or {shown[-1][1]}
+    assert set(w._references("HG", at)) == want
