@@ -7,8 +7,9 @@ with ResendRequest (2) and filled by PossDup resends or SequenceReset-GapFill (4
 while disconnected and sent after the next logon. Every message is written to the wire log as sent.
 
 What the engine receives from a simulated venue was built by quickfix from the same venue dictionary
-the engine's codec holds, or for market-data refreshes written in quickfix's layout to the same bytes
-(engine.fix.codec.laid_out; the venue end `vouches` for the exact bytes it framed); parsing and
+the engine's codec holds, or (market-data refreshes, and every venue message without groups) written in
+quickfix's layout to the same bytes (engine.fix.codec.laid_out; the venue end `vouches` for the exact
+bytes it framed); parsing and
 validating those bytes again on receipt would check the simulator, not the engine, so a vouched
 message is read without it (issue 15). Everything else is parsed and validated by quickfix: every
 message the engine sends, resends, anything a fault altered; `Simulation(strict_fix=True)` validates
