@@ -18,6 +18,7 @@ PROCESS_STARTED = datetime.now(UTC)  # imported as the command starts
 COMMAND: list[str] = [Path(sys.argv[0]).name, *sys.argv[1:]]  # the CLI sets the arguments it parsed
 
 
+@functools.cache  # installed packages do not change under a running process: looked up once
 def version() -> str:
     try:
         return metadata.version("xmc")
@@ -54,6 +55,7 @@ def sha256_of(path: str | Path) -> str | None:
         return None
 
 
+@functools.cache
 def _lib(name: str) -> str | None:
     try:
         return metadata.version(name)

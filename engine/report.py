@@ -232,8 +232,8 @@ def write_artifacts(result: RunResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # byte-exact: quickfix hands Python the wire's bytes decoded as UTF-8 (invalid bytes as surrogates)
     with open(out / "messages.log", "w", encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
-        for raw in result.messages:
-            fh.write(raw + "\n")
+        if result.messages:  # one write, not one per message
+            fh.write("\n".join(result.messages) + "\n")
     write_audit_parquet(result, out / "audit.parquet")
     report = result.report
     if "provenance" not in report:  # which code, inputs and libraries made it (not part of the run itself)

@@ -69,6 +69,8 @@ def _checked_messages(path):
 def test_messages_log_parses_independently_and_fills_add_up_to_positions(tmp_path, spread_scenario):
     result = runner.run(short(spread_scenario, 120), 2)
     runner.write_artifacts(result, tmp_path)
+    # every message as sent, one a line, nothing else
+    assert (tmp_path / "messages.log").read_bytes() == "".join(f"{m}\n" for m in result.messages).encode()
     msgs = _checked_messages(tmp_path / "messages.log")
     symbols = {i.symbol: i.name for i in spread_scenario.engine.instruments.values()}
     positions: dict[str, float] = {}
