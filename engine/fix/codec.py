@@ -168,10 +168,12 @@ def fields_of(raw: str) -> list[tuple[str, str]]:
     pieces = raw.split(SOH)
     pairs: list[tuple[str, str]] = []
     for i in range(len(pieces) - 1):  # the text after the last delimiter is no field, as for the expression
-        tag, eq, value = pieces[i].partition("=")
-        if not eq or not tag.isdigit() or not tag.isascii():
+        piece = pieces[i]
+        eq = piece.find("=")  # the first '=', as partition finds it, without partition's tuple
+        tag = piece[:eq]
+        if eq <= 0 or not tag.isdigit() or not tag.isascii():
             return _FIELD.findall(raw)
-        pairs.append((tag, value))
+        pairs.append((tag, piece[eq + 1 :]))
     return pairs
 
 
