@@ -13,6 +13,7 @@ import simpy
 
 from simulator.faults import order_ids
 from simulator.rng import normal
+from simulator.stepping import call_later, stepped_here
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Link:
         # now + (arrival - now)
         self.in_flight: deque[str] = deque()
         self._arrive_once = self._arrive  # the callback each delivery's timeout calls (bound once)
+        self._direct = stepped_here(env)  # deliveries scheduled without simpy's Timeout (simulator.stepping)
 
     def send(self, raw: str) -> None:
         delay = self.latency.draw(self.rng)
@@ -86,8 +88,7 @@ class Link:
         self.last_arrival = arrival
         self.sent += 1
         self.in_flight.append(raw)
-        ev = env.timeout(arrival - now)
-        ev.callbacks.append(self._arrive_once)
+        call_later(env, arrival - now, self._arrive_once, self._direct)
 
     def _arrive(self, _event: object) -> None:
         """The next message reaches the far end, unless the connection was cut while it was in flight."""

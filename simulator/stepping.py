@@ -1,13 +1,15 @@
 """simpy's `Environment.run(until=t)`, stepped from compiled code (xmc/accel.py): the same events, in the
-same order, with the same clock, without a call into simpy's Python `step` per event."""
+same order, with the same clock, without a call into simpy's Python `step` per event; and `call_later`,
+a timeout's callback scheduled without building simpy's Timeout."""
 
 from __future__ import annotations
 
-from heapq import heappop
+from collections.abc import Callable
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import URGENT
+from simpy.events import NORMAL, URGENT
 
 # the environment's internals this loop reads; any other simpy falls back to its own run()
 _INTERNALS = ("_queue", "_now", "_eid")
@@ -55,3 +57,28 @@ def run_until(env: simpy.Environment, at: float) -> None:
             exc = type(failure)(*failure.args)
             exc.__cause__ = failure
             raise exc
+
+
+class Call:
+    """An event in simpy's queue that calls one function when its time comes: all simpy's loop reads of
+    an event (its callbacks, and that it did not fail)."""
+
+    callbacks: list[Callable[[Any], None]] | None
+    _ok: bool
+
+    def __init__(self, callback: Callable[[Any], None]) -> None:
+        self.callbacks = [callback]
+        self._ok = True
+
+
+def call_later(env: simpy.Environment, delay: float, callback: Callable[[Any], None], direct: bool) -> None:
+    """`env.timeout(delay).callbacks.append(callback)`: the callback runs `delay` from now, in the place
+    in the queue such a timeout takes (its time, NORMAL priority, the next insertion number). `direct`
+    (`stepped_here(env)`, asked once by the caller): without building simpy's Timeout."""
+    if not direct:
+        env.timeout(delay).callbacks.append(callback)
+        return
+    if delay < 0:
+        raise ValueError(f"Negative delay {delay}")
+    queue: list[Any] = env._queue  # holds simpy's events and these alike: the loop reads both the same way
+    heappush(queue, (env._now + delay, NORMAL, next(env._eid), Call(callback)))

@@ -3,12 +3,14 @@ callbacks in the same order at the same times, the same clock after, failures ra
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.stepping import run_until, stepped_here
+from simulator.stepping import call_later, run_until, stepped_here
 
 # a model: processes, each a list of waits (some zero, many on a coarse grid so that times tie), and
 # callbacks on plain timeouts that schedule more timeouts from inside the loop
@@ -20,10 +22,16 @@ model = st.tuples(
 )
 
 
-def _trace(spec, drive) -> tuple[list, float]:
+def _trace(spec, drive, later=None) -> tuple[list, float]:
+    """The callbacks' trace and the final clock; `later(env, delay, callback)` schedules the plain timeouts'
+    callbacks (simpy's own Timeout when not given)."""
     processes, timeouts, at = spec
     env = simpy.Environment()
     trace: list = []
+    if later is None:
+
+        def later(env, delay, callback):
+            env.timeout(delay).callbacks.append(callback)
 
     def proc(i, ws):
         for k, w in enumerate(ws):
@@ -34,14 +42,14 @@ def _trace(spec, drive) -> tuple[list, float]:
         def fire(_ev):
             trace.append(("t", j, left, env.now))
             if left:
-                env.timeout(0.5).callbacks.append(chain(j, left - 1))
+                later(env, 0.5, chain(j, left - 1))
 
         return fire
 
     for i, ws in enumerate(processes):
         env.process(proc(i, ws))
     for j, (delay, left) in enumerate(timeouts):
-        env.timeout(delay).callbacks.append(chain(j, left))
+        later(env, delay, chain(j, left))
     drive(env, at)
     drive(env, at + 1.25)  # and on from there, as a run goes on into its drain
     return trace, env.now
@@ -51,6 +59,17 @@ def _trace(spec, drive) -> tuple[list, float]:
 @settings(max_examples=300, deadline=None)
 def test_run_until_is_simpys_run(spec):
     assert _trace(spec, run_until) == _trace(spec, lambda env, at: env.run(until=at))
+
+
+@given(model)
+@settings(max_examples=200, deadline=None)
+def test_call_later_takes_the_place_a_timeout_takes(spec):
+    """A callback scheduled by call_later runs where a timeout's callback would: stepped here or by simpy."""
+    simpys = _trace(spec, lambda env, at: env.run(until=at))
+    direct = partial(call_later, direct=True)
+    assert _trace(spec, run_until, direct) == simpys
+    assert _trace(spec, lambda env, at: env.run(until=at), direct) == simpys
+    assert _trace(spec, run_until, partial(call_later, direct=False)) == simpys
 
 
 def test_a_failed_event_raises_as_simpy_raises_it():
