@@ -9,9 +9,8 @@ while disconnected and sent after the next logon. Every message is written to th
 What the engine receives from a simulated venue was built by quickfix from the same venue dictionary
 the engine's codec holds, or (market-data refreshes, and every venue message without groups) written in
 quickfix's layout to the same bytes (engine.fix.codec.laid_out; the venue end `vouches` for the exact
-bytes it framed); parsing and
-validating those bytes again on receipt would check the simulator, not the engine, so a vouched
-message is read without it (issue 15). Everything else is parsed and validated by quickfix: every
+bytes it framed); parsing and validating those bytes again on receipt would check the simulator, not
+the engine, so a vouched message is read without it (issue 15). Everything else is parsed and validated by quickfix: every
 message the engine sends, resends, anything a fault altered; `Simulation(strict_fix=True)` validates
 vouched messages too (the test suite checks both readings give the same run).
 """

@@ -268,21 +268,19 @@ class Venue:
 
     def _clock(self) -> float:
         """The venue's own clock (virtual time, plus any clock-offset fault) for its timestamps."""
-        faults = self.faults  # most runs have no clock fault: asked only when one exists
-        f = (
-            faults.window("clock_offset", self.cfg.name, self.env.now)
-            if faults and "clock_offset" in faults.of_kind
-            else None
-        )
+        faults = self._plan_with("clock_offset")
+        f = faults.window("clock_offset", self.cfg.name, self.env.now) if faults is not None else None
         return self.clock_base + self.env.now + (f.delay if f else 0.0)
 
-    def _fault(self, kind: str, cl_ord_id: str):
+    def _plan_with(self, kind: str) -> FaultPlan | None:
+        """The run's fault plan when it has a fault of `kind`, else None: most runs have none of a kind,
+        and asking the plan (Python, simulator.faults) costs a call per message or price step."""
         faults = self.faults
-        return (
-            faults.for_order(kind, self.cfg.name, cl_ord_id, self.env.now)
-            if faults and kind in faults.of_kind
-            else None
-        )
+        return faults if faults is not None and kind in faults.of_kind else None
+
+    def _fault(self, kind: str, cl_ord_id: str):
+        faults = self._plan_with(kind)
+        return faults.for_order(kind, self.cfg.name, cl_ord_id, self.env.now) if faults is not None else None
 
     def _id(self, prefix: str) -> str:
         self.ids += 1
@@ -370,10 +368,8 @@ class Venue:
         """The price_limit_lock in force now: a window fault, or one an order struck (on_order)."""
         if self.lock_until is not None and self.env.now < self.lock_until[1]:
             return self.lock_until[0]
-        faults = self.faults
-        if faults and "price_limit_lock" in faults.of_kind:
-            return faults.window("price_limit_lock", self.cfg.name, self.env.now)
-        return None
+        faults = self._plan_with("price_limit_lock")
+        return faults.window("price_limit_lock", self.cfg.name, self.env.now) if faults is not None else None
 
     def _show_top(self, symbol: str) -> None:
         if self.wire is None:
@@ -1104,8 +1100,8 @@ class Venue:
 
     def publish(self) -> None:
         """Incremental refreshes (X) of what changed since each subscriber was last told."""
-        faults = self.faults
-        if faults is not None and faults.has("md_stale") and faults.window("md_stale", self.cfg.name, self.env.now):
+        faults = self._plan_with("md_stale")
+        if faults is not None and faults.window("md_stale", self.cfg.name, self.env.now):
             return  # the feed has stopped; changes pile up until it resumes
         for m in self.members.values():
             if not m.logged_on:
@@ -1123,7 +1119,7 @@ class Venue:
         A gateway keeps execution reports for a session that is down, never a backlog of quotes: those
         would arrive after the logon as if they were the market now. At the logon the subscriber is
         told once what changed while it was away (`_on_logon`), and asks again for a snapshot."""
-        faults = self.faults if self.faults is not None and self.faults.has("md_gap") else None
+        faults = self._plan_with("md_gap")
         for symbol in symbols:
             req_id = m.subscriptions.get(symbol)
             if req_id is None:
