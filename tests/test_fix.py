@@ -62,6 +62,76 @@ def test_market_data_request_and_refresh_round_trip():
     assert q.ask is None and q.bid == 70000
 
 
+def _market_data_by_group(c: FixCodec, msg, snapshot: bool):
+    """The reading `FixCodec._market_data` must give, made the plain way: the NoMDEntries entries as
+    `Parsed.group` reads them, a tag's first value for the symbol and the resend flags, then each entry
+    applied to the book in turn (a snapshot clears a symbol's sides first)."""
+    members = (269, 270, 271) if snapshot else (279, 269, 55, 270, 271)
+    first: dict[str, str] = {}
+    for tag, value in msg._pairs:
+        first.setdefault(tag, value)
+    touched: list[str] = []
+    for entry in msg.group(268, members):
+        symbol = entry.get(55) or first.get("55") or ""
+        top = c._md_top.setdefault(symbol, [None, 0.0, None, 0.0])
+        if snapshot and symbol not in touched:
+            top[:] = [None, 0.0, None, 0.0]
+        idx = {"0": 0, "1": 2}.get(entry.get(269, ""))
+        if idx is None:
+            continue
+        if entry.get(279, "0") == "2":
+            top[idx], top[idx + 1] = None, 0.0
+        else:
+            top[idx] = float(entry[270])
+            top[idx + 1] = float(entry.get(271, "0"))
+        if symbol not in touched:
+            touched.append(symbol)
+    quotes = [(c.symbol_to_instrument.get(s, s), *c._md_top[s]) for s in touched]
+    return quotes, first.get("43") == "Y" or first.get("97") == "Y"
+
+
+_MD_MEMBERS = st.sampled_from(["279", "269", "55", "270", "271"])
+_MD_OTHERS = st.sampled_from(["268", "43", "97", "262", "290", "83"])
+_MD_VALUES = st.sampled_from(["0", "1", "2", "Y", "", "70010", "4.5", "9", "cu2603", "HGH6"])
+_MD_ENTRY = st.lists(st.tuples(st.one_of(_MD_MEMBERS, _MD_MEMBERS, _MD_MEMBERS, _MD_OTHERS), _MD_VALUES), max_size=6)
+_MD_MESSAGE = st.builds(
+    lambda head, group, entries, tail: [*head, *group, *(pair for entry in entries for pair in entry), *tail],
+    st.lists(st.tuples(_MD_OTHERS, _MD_VALUES), max_size=3),
+    st.sampled_from([[("268", "2")], []]),
+    st.lists(
+        st.builds(
+            lambda first, rest: [first, *rest], st.tuples(st.sampled_from(["279", "269"]), _MD_VALUES), _MD_ENTRY
+        ),
+        max_size=4,
+    ),
+    st.lists(st.tuples(_MD_OTHERS, _MD_VALUES), max_size=2),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_MD_MESSAGE, min_size=1, max_size=3), st.booleans())
+def test_market_data_is_read_as_its_entries_read_by_group(messages, snapshot):
+    """Any sequence of refreshes (members repeated, missing, out of place, odd values, resend flags,
+    fields after the group) leaves the same quotes, resend flag and book, or the same error, as the
+    entries `Parsed.group` reads applied one by one: the one-pass reading is only faster."""
+    from engine.fix.codec import Parsed
+
+    fast, plain = codec("SHFE"), codec("SHFE")
+    for pairs in messages:
+        msg = Parsed("".join(f"{t}={v}\x01" for t, v in [("35", "W" if snapshot else "X"), *pairs]))
+        try:
+            quotes, resend = fast._market_data(msg, snapshot)
+            got = ([(q.instrument, q.bid, q.bid_size, q.ask, q.ask_size) for q in quotes], resend)
+        except (KeyError, ValueError) as e:
+            got = type(e)
+        try:
+            want = _market_data_by_group(plain, msg, snapshot)
+        except (KeyError, ValueError) as e:
+            want = type(e)
+        assert got == want
+        assert fast._md_top == plain._md_top
+
+
 def _shfe_with_a_snapshot() -> FixCodec:
     """An SHFE session's codec that has read a snapshot (W): bid 70000 x 9, offer 70010 x 3."""
     c = codec("SHFE")

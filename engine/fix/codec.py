@@ -156,8 +156,9 @@ class FixParseError(Exception):
 
 
 # the member tags of NoMDEntries (268) in a snapshot (W) and an incremental refresh (X), as text
-_MD_SNAPSHOT = frozenset({"269", "270", "271"})
-_MD_INCREMENTAL = frozenset({"279", "269", "55", "270", "271"})
+# the members of a market-data entry (NoMDEntries, 268), each with its bit in the set an entry has seen
+_MD_SNAPSHOT_BITS = {"269": 1, "270": 2, "271": 4}
+_MD_INCREMENTAL_BITS = {"279": 1, "269": 2, "55": 4, "270": 8, "271": 16}
 _FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
 
 
@@ -619,9 +620,13 @@ class FixCodec:
         it repeats, and the NoMDEntries (268) entries as `Parsed.group` reads them (an entry starts at
         its first member; a member seen twice in it, or a field of no member, ends the group)."""
         first = "269" if snapshot else "279"
-        members = _MD_SNAPSHOT if snapshot else _MD_INCREMENTAL
+        members = _MD_SNAPSHOT_BITS if snapshot else _MD_INCREMENTAL_BITS
         default_symbol = poss_dup = poss_resend = None
-        entries: list[dict[str, str]] = []
+        # each entry as (55, 269, 279, 270, 271), None where it has no such member; `seen` holds the
+        # bits of the members the current entry has (one seen twice ends the group)
+        entries: list[tuple[str | None, str | None, str | None, str | None, str | None]] = []
+        symbol = etype = action = px = size = None
+        seen = 0
         inside = ended = False
         for tag, value in msg._pairs:
             if tag == "55":
@@ -638,27 +643,48 @@ class FixCodec:
             if tag == "268":
                 inside = True
             elif inside and tag == first:
-                entries.append({tag: value})
-            elif inside and entries:
-                if tag in members and tag not in entries[-1]:
-                    entries[-1][tag] = value
+                if seen:
+                    entries.append((symbol, etype, action, px, size))
+                symbol = etype = action = px = size = None
+                seen = members[tag]
+                if snapshot:
+                    etype = value
+                else:
+                    action = value
+            elif inside and seen:
+                bit = members.get(tag, 0)
+                if bit and not seen & bit:
+                    seen |= bit
+                    if tag == "269":
+                        etype = value
+                    elif tag == "270":
+                        px = value
+                    elif tag == "271":
+                        size = value
+                    elif tag == "55":
+                        symbol = value
+                    else:
+                        action = value
                 else:
                     ended = True
+        if seen:
+            entries.append((symbol, etype, action, px, size))
         touched: list[str] = []
-        for entry in entries:
-            symbol = entry.get("55") or default_symbol or ""
+        for own_symbol, etype, action, px, size in entries:
+            symbol = own_symbol or default_symbol or ""
             top = self._md_top.setdefault(symbol, [None, 0.0, None, 0.0])
             if snapshot and symbol not in touched:
                 top[:] = [None, 0.0, None, 0.0]
-            etype = entry.get("269")
             idx = 0 if etype == "0" else 2 if etype == "1" else None
             if idx is None:
                 continue
-            if entry.get("279", "0") == "2":
+            if action == "2":
                 top[idx], top[idx + 1] = None, 0.0
             else:
-                top[idx] = float(entry["270"])
-                top[idx + 1] = float(entry.get("271", "0"))
+                if px is None:
+                    raise KeyError("270")
+                top[idx] = float(px)
+                top[idx + 1] = float(size) if size is not None else 0.0
             if symbol not in touched:
                 touched.append(symbol)
         quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
