@@ -64,9 +64,12 @@ def fields_of(raw: str) -> dict[int, str]:
     """Tag -> first value of a raw FIX message (enough for messages without repeating groups)."""
     out: dict[int, str] = {}
     for part in raw.split(SOH):
-        tag, _, value = part.partition("=")
-        if tag.isdigit():
-            out.setdefault(int(tag), value)
+        eq = part.find("=")  # the first '=', as partition finds it, without partition's tuple
+        tag = part if eq < 0 else part[:eq]
+        if tag.isdigit() and tag.isascii():  # a digit int() cannot read (e.g. superscript) is no tag
+            key = int(tag)
+            if key not in out:
+                out[key] = "" if eq < 0 else part[eq + 1 :]
     return out
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine.fix.codec import Parsed
 from simulator.failover import SimulatedLease
-from simulator.wire_checker import REFERENCE_WINDOW, WireChecker, epoch_in
+from simulator.wire_checker import REFERENCE_WINDOW, WireChecker, epoch_in, fields_of
 
 SOH = "\x01"
 
@@ -337,3 +337,18 @@ def test_price_band_references_are_every_mid_shown_within_the_window(config, sho
     at = now + after
     want = {m for t, m in shown if t >= at - REFERENCE_WINDOW} or {shown[-1][1]}
     assert set(w._references("HG", at)) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789=²Y.\x01ab", max_size=8), max_size=12))
+def test_the_checker_reads_each_tags_first_value_from_any_text(parts):
+    """The wire checker's own reading of a message: each ASCII-digit tag's first value (a piece without
+    '=' a tag with an empty value, a piece whose tag is no ASCII number skipped), whatever the text; a
+    digit int() cannot read, such as a superscript, never raises."""
+    raw = SOH.join(parts)
+    want: dict[int, str] = {}
+    for piece in raw.split(SOH):
+        tag, _, value = piece.partition("=")
+        if tag.isdigit() and tag.isascii():
+            want.setdefault(int(tag), value)
+    assert fields_of(raw) == want
