@@ -184,7 +184,7 @@ def episode_row(ep: Episode, core: EngineCore) -> dict[str, Any]:
         inst = core.instruments[leg.instrument]
         entry = [o for o in leg.orders if o.purpose == "entry" and o.cum_qty > 0]
         if entry:
-            avg = sum(o.avg_px * o.cum_qty for o in entry) / sum(o.cum_qty for o in entry)
+            avg = sum((o.avg_px * o.cum_qty for o in entry), 0.0) / sum((o.cum_qty for o in entry), 0.0)
             slippage[name] = round((avg - ep.trigger_prices[name]) * leg.sign / inst.tick, 6)
     return {
         "decision_id": ep.decision_id,

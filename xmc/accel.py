@@ -27,9 +27,10 @@ BUILD_DIR = ROOT / "build" / "accel"
 PACKAGES = ("engine", "simulator")
 # The modules a simulated run spends its time in (profiled on the library): the venues, their books
 # and market data, the links and sessions, the checkers, the run loop and failover model, the journal,
-# the FIX codec and the engine core's state machines. Not here: the fault reader (annotations its
-# values do not meet), the events (their records must read back as written) and the action dispatcher
-# (xmc live's quickfix Application inherits it): README, "Compiled hot modules".
+# the FIX codec, the run's report (episode rows, statistics) and the engine core's state machines. Not
+# here: the fault reader (annotations its values do not meet), the events (their records must read
+# back as written) and the action dispatcher (xmc live's quickfix Application inherits it): README,
+# "Compiled hot modules".
 MODULES = (
     "simulator.book",
     "simulator.checkers",
@@ -44,6 +45,7 @@ MODULES = (
     "simulator.venue",
     "simulator.wire_checker",
     "engine.fix.codec",
+    "engine.report",
     "engine.core.ack_watch",
     "engine.core.amending",
     "engine.core.engine_core",
