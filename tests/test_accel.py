@@ -115,6 +115,19 @@ def test_a_run_on_the_compiled_build_is_the_run_on_the_python_modules(tmp_path):
             assert compiled.get(part) == json.loads(json.dumps(pure.get(part))), f"{name}: {part}"
 
 
+def test_each_build_reads_fields_the_faster_way():
+    """The codec reads a message's fields by splitting when compiled and by the regular expression as
+    Python bytecode (`xmc live`'s modules), each the faster there; both give the same pairs (test_fix)."""
+    from engine.fix import codec
+
+    assert codec._SPLIT_IS_FASTER is (not hasattr(codec.fields_of, "__code__"))
+    _require_build()
+    code = "from xmc import accel\nassert accel.enable()\nfrom engine.fix import codec\nprint(codec._SPLIT_IS_FASTER)\n"
+    env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+
 def test_every_module_imports_beside_the_compiled_build():
     """A Python class may not inherit from a compiled one (mypyc refuses at import): every module of
     engine, simulator and xmc must load in a process that runs the build, `xmc live`'s shell included."""

@@ -162,10 +162,25 @@ _MD_INCREMENTAL_BITS = {"279": 1, "269": 2, "55": 4, "270": 8, "271": 16}
 _FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
 
 
+def _compiled() -> bool:
+    """Whether this module runs as mypyc's build (its functions are native, without Python code)."""
+    return not hasattr(_compiled, "__code__")
+
+
+_SPLIT_IS_FASTER = _compiled()
+
+
 def fields_of(raw: str) -> list[tuple[str, str]]:
+    """The (tag, value) pairs of a message's text: `_FIELD.findall(raw)`'s pairs, by the faster of two
+    readings that give the same (`split_fields`). Compiled (xmc.accel), splitting is about twice as fast
+    as the regular expression's scan; as Python bytecode (production's `xmc live`) the scan is faster."""
+    return split_fields(raw) if _SPLIT_IS_FASTER else _FIELD.findall(raw)
+
+
+def split_fields(raw: str) -> list[tuple[str, str]]:
     """The (tag, value) pairs `_FIELD.findall(raw)` gives, by splitting at the delimiters: the same pairs
     for every text made only of fields (digits, '=', a value, the delimiter), and the regular expression's
-    own reading of anything else. Splitting is about twice as fast as the regular expression's scan."""
+    own reading of anything else."""
     pieces = raw.split(SOH)
     pairs: list[tuple[str, str]] = []
     for i in range(len(pieces) - 1):  # the text after the last delimiter is no field, as for the expression
