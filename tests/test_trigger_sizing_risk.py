@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis import assume, given, settings
@@ -136,3 +137,22 @@ LIMITS = RiskLimits({"CU": 10}, {"CU": 20}, 5_000_000, 3.0)
 def test_each_risk_limit(config, qty, price, position, open_buy, limit):
     breach = check_order(LIMITS, config.instruments["CU"], 1, qty, price, 70000, 1.0, position, open_buy, 0)
     assert (breach.limit if breach else None) == limit
+
+
+@pytest.mark.parametrize("band", [3.0, math.inf])
+def test_a_band_refusal_names_its_figures_and_one_inside_the_band_has_none(config, band):
+    """The band's refusal says how far the price is from which reference, or that there is no reference
+    to measure from (an unmeasurable band refuses unless the band is unbounded); an order inside it
+    passes with no text made for it."""
+    cu = config.instruments["CU"]
+    limits = RiskLimits({"CU": 10}, {"CU": 20}, 5_000_000, band)
+    far = check_order(limits, cu, 1, 1, 73000, 70000, 1.0, 0, 0, 0)
+    none = check_order(limits, cu, 1, 1, 70000, None, 1.0, 0, 0, 0)
+    if math.isinf(band):
+        assert far is None and none is None
+        return
+    assert far is not None and far.detail == "price 73000 is 4.29% from reference 70000 (band 3.0%)"
+    assert none is not None and none.detail == (
+        "no reference price for CU: its book has never been two-sided, so the 3.0% band cannot be checked"
+    )
+    assert check_order(limits, cu, 1, 1, 70100, 70000, 1.0, 0, 0, 0) is None

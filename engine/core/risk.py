@@ -42,16 +42,20 @@ def check_order(
     notional = qty * inst.lot_tonnes * to_common(price, inst, fx_rate)
     if notional > limits.max_notional_cny:
         return Breach("max_notional_cny", detail=f"{notional:,.0f} CNY > {limits.max_notional_cny:,.0f}")
-    measured = reference is not None and reference > 0  # a band that cannot be measured cannot be held
-    dev = abs(price - reference) / reference * 100.0 if reference is not None and measured else math.inf
-    if dev > limits.price_band_pct:  # the figures are written only for an order refused
-        detail = (
-            f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)"
-            if measured
-            else (
-                f"no reference price for {inst.name}: its book has never been two-sided, "
-                f"so the {limits.price_band_pct}% band cannot be checked"
-            )
-        )
-        return Breach("price_band_pct", detail=detail)
+    if reference is None or reference <= 0:  # a band that cannot be measured cannot be held
+        dev = math.inf
+    else:
+        dev = abs(price - reference) / reference * 100.0
+    if dev > limits.price_band_pct:  # its figures are written only for an order refused
+        return Breach("price_band_pct", detail=_band_detail(inst, limits, price, reference, dev))
     return None
+
+
+def _band_detail(inst: Instrument, limits: RiskLimits, price: float, reference: float | None, dev: float) -> str:
+    """The figures of a price-band refusal, for people."""
+    if reference is None or reference <= 0:
+        return (
+            f"no reference price for {inst.name}: its book has never been two-sided, "
+            f"so the {limits.price_band_pct}% band cannot be checked"
+        )
+    return f"price {price:g} is {dev:.2f}% from reference {reference:g} (band {limits.price_band_pct}%)"
