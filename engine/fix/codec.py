@@ -155,8 +155,8 @@ class FixParseError(Exception):
         return f"{self.kind} reject ({self.reason}): {self.text}"
 
 
-# the member tags of NoMDEntries (268) in a snapshot (W) and an incremental refresh (X), as text
-# the members of a market-data entry (NoMDEntries, 268), each with its bit in the set an entry has seen
+# the member tags of a NoMDEntries (268) entry in a snapshot (W) and an incremental refresh (X), as
+# text, each with its bit in the set of members an entry has shown (`FixCodec._market_data`)
 _MD_SNAPSHOT_BITS = {"269": 1, "270": 2, "271": 4}
 _MD_INCREMENTAL_BITS = {"279": 1, "269": 2, "55": 4, "270": 8, "271": 16}
 _FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
