@@ -30,6 +30,7 @@ from pathlib import Path
 
 from engine.config import ConfigError, Problem
 from engine.provenance import provenance, sha256_of
+from simulator.scenario import SEED_MAX, seed_in_domain
 
 SCHEMA = 1
 KIND = "xmc-certification-baseline"
@@ -224,12 +225,16 @@ def load(path: str | Path) -> dict:
                 problems.append(Problem(f"scenarios.{name}", "needs file and seeds", FIX))
                 continue
             for seed, rec in entry["seeds"].items():
-                if not seed.isdigit() or not isinstance(rec, dict) or not {"run_hash", "metrics", "fills"} <= set(rec):
+                if (
+                    not (seed.isascii() and seed.isdigit() and seed_in_domain(int(seed)))
+                    or not isinstance(rec, dict)
+                    or not {"run_hash", "metrics", "fills"} <= set(rec)
+                ):
                     problems.append(
                         Problem(
                             f"scenarios.{name}.seeds.{seed}",
                             "not a recorded run",
-                            f"a whole-number seed with run_hash, metrics and fills; {FIX}",
+                            f"a whole-number seed (0 to {SEED_MAX}) with run_hash, metrics and fills; {FIX}",
                         )
                     )
     if problems:

@@ -30,6 +30,18 @@ from simulator.prices import LB_PER_TONNE, PriceConfig
 
 BUNDLED = Path(__file__).resolve().parents[1] / "scenarios"  # the bundled library
 MAX_DURATION_S = 86_400.0  # one trading day of virtual time
+# A run's seed: any whole number a signed 64-bit column holds (audit.parquet, the reports, a baseline):
+# beyond it a run would trade and then fail to write what it did. The CLI's --seed options, scenario
+# files and baselines all read seeds through this one domain.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+SEED_HINT = f"a whole number in [{SEED_MIN}, {SEED_MAX}] (a signed 64-bit integer)"
+
+
+def seed_in_domain(value: int) -> bool:
+    """Whether `value` can seed a run (see SEED_MIN/SEED_MAX); bool is not a seed."""
+    return isinstance(value, int) and not isinstance(value, bool) and SEED_MIN <= value <= SEED_MAX
+
+
 MAX_LATENCY_MS = 60_000.0
 MAX_PRICE_STEPS = 2_000_000  # duration / price step: a run must end in reasonable wall time
 EXPECT_KEYS = {
@@ -586,7 +598,7 @@ def load(path: str | Path) -> Scenario:
         check=lambda v: 0 < v <= MAX_DURATION_S,
         hint=f"virtual seconds in (0, {MAX_DURATION_S:g}] (one trading day)",
     )
-    seed = sc.get("seed", int, 1)
+    seed = sc.get("seed", int, 1, check=seed_in_domain, hint=SEED_HINT)
     drain = sc.get(
         "drain_s",
         float,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT, SPREAD
 from xmc.cli import main
@@ -293,3 +295,81 @@ def test_an_interrupted_command_is_exit_130_without_a_traceback(monkeypatch, tmp
     assert main(["run", str(SPREAD), "--out", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "xmc: interrupted" in err and "Traceback" not in err
+
+
+def _seed_options() -> list[tuple[str, str]]:
+    """Every (subcommand, option) of the CLI that takes a seed (type seed_number)."""
+    import argparse
+
+    from xmc.cli import _parser, seed_number
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [
+        (name, action.option_strings[0])
+        for name, parser in sub.choices.items()
+        for action in parser._actions
+        if action.type is seed_number
+    ]
+
+
+@given(
+    seed=st.one_of(
+        st.integers(), st.integers(-(2**70), 2**70), st.sampled_from([2**63, 2**63 - 1, -(2**63), -(2**63) - 1])
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_every_seed_option_takes_exactly_the_seed_domain(seed):
+    """`run --seed 99999999999999999999999` traded for five minutes of virtual time and then died in a
+    traceback writing audit.parquet (its seed column is signed 64-bit). Every --seed of every subcommand
+    reads one domain, the one scenario files and baselines are held to: a signed 64-bit whole number."""
+    import argparse
+
+    from simulator.scenario import SEED_MAX, SEED_MIN, seed_in_domain
+    from xmc.cli import seed_number
+
+    assert seed_in_domain(seed) == (SEED_MIN <= seed <= SEED_MAX)
+    if seed_in_domain(seed):
+        assert seed_number(str(seed)) == seed
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="signed 64-bit"):
+            seed_number(str(seed))
+
+
+def test_a_seed_beyond_the_domain_is_exit_2_on_every_subcommand_and_its_edge_runs_and_is_queried(tmp_path, capsys):
+    options = _seed_options()
+    assert {c for c, _ in options} >= {"run", "parity", "explore", "audit", "venue"}, options
+    for command, option in options:
+        for value in (str(2**63), "99999999999999999999999", "1.5", "seven"):
+            with pytest.raises(SystemExit) as done:
+                main([command, f"{option}={value}", "x.toml"])
+            err = capsys.readouterr().err
+            assert done.value.code == 2 and f"argument {option}" in err and "Traceback" not in err, (command, err)
+    # the largest seed runs, writes its audit trail and is found again by it
+    out = tmp_path / "edge"
+    assert main(["run", str(SPREAD), "--seed", str(2**63 - 1), "--duration", "20", "--out", str(out)]) in (0, 1)
+    capsys.readouterr()
+    assert main(["audit", str(out), "--seed", str(2**63 - 1), "--json"]) == 0
+    assert str(2**63 - 1) in capsys.readouterr().out
+
+
+def test_run_duration_sets_the_virtual_run_and_wire_only_options_are_refused_in_virtual_time(tmp_path, capsys):
+    """`run --duration` used to be read in wire mode only: in virtual time `--duration -5` (or 20) ran
+    the scenario's full five minutes and said nothing. It now runs that many virtual seconds (as parity
+    does), inside the same domain as wire mode; the options only wire mode reads are refused there."""
+    import json
+
+    assert main(["run", str(SPREAD), "--duration", "20", "--out", str(tmp_path)]) in (0, 1)
+    report = json.loads((tmp_path / "report.json").read_text())
+    signals = [e["signal_at_s"] for e in report["episodes"]]
+    assert report["duration_s"] == 20.0 and all(t <= 20.0 for t in signals), signals
+    capsys.readouterr()
+    for argv, says in [
+        (["--duration", "-5"], "--duration -5: give seconds in (0, 86400]"),
+        (["--duration", "0"], "--duration 0: give seconds in (0, 86400]"),
+        (["--link-latency"], "--link-latency: only for --mode wire"),
+        (["--kill-venues-at", "3"], "--kill-venues-at: only for --mode wire"),
+        (["--venues-down", "2", "--link-latency"], "--link-latency, --venues-down: only for --mode wire"),
+    ]:
+        assert main(["run", str(SPREAD), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err

@@ -173,3 +173,17 @@ def test_the_committed_baseline_covers_the_bundled_library():
             f"{name}: file {entry['file']} is not the library's; record the baseline in place "
             f"(xmc certify --save-baseline baselines/library.json)"
         )
+
+
+@pytest.mark.parametrize("seed", ["²", "-1", "99999999999999999999999", "1.0", ""])
+def test_a_baseline_seed_outside_the_seed_domain_is_named(recorded, tmp_path, capsys, seed):
+    """`str.isdigit` takes "²", which `int()` cannot read: the gate raised a traceback on it. A seed key is
+    read through the runs' seed domain (ASCII digits, at most a signed 64-bit integer)."""
+    doc = json.loads(recorded[0].read_text())
+    name, entry = next(iter(doc["scenarios"].items()))
+    entry["seeds"][seed] = next(iter(entry["seeds"].values()))
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["regress", "--baseline", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"scenarios.{name}.seeds.{seed}" in err and "Traceback" not in err, err

@@ -7,6 +7,7 @@ which file, which key and what to write instead).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -108,6 +109,20 @@ def finite(text: str) -> float:
     return value
 
 
+def seed_number(text: str) -> int:
+    """argparse type of every --seed: a whole number a run can be seeded with (simulator.scenario's
+    seed domain, what audit.parquet's signed 64-bit seed column holds)."""
+    from simulator.scenario import SEED_HINT, seed_in_domain
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give {SEED_HINT}") from None
+    if not seed_in_domain(value):
+        raise argparse.ArgumentTypeError(f"{text}: out of range; give {SEED_HINT}")
+    return value
+
+
 MAX_SEEDS = 100_000  # per scenario in one certify run: beyond it, a typo (a week of CPU per scenario)
 MAX_DURATION_S = 86_400.0  # a scenario's own domain: at most a day
 
@@ -124,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         "fails, 2 on bad input.",
     )
     r.add_argument("scenario", help="path of a scenario .toml file")
-    r.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
+    r.add_argument("--seed", type=seed_number, default=None, help="random seed (default: the scenario's own)")
     r.add_argument("--out", default=None, help="directory for report.json, messages.log, audit.parquet")
     r.add_argument(
         "--print-scenario",
@@ -143,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
         "--duration",
         type=finite,
         default=None,
-        help="wire mode: wall-clock seconds to trade (default: the scenario's duration)",
+        help="seconds to trade: virtual seconds, or wall-clock seconds in wire mode (default: the scenario's duration)",
     )
     r.add_argument(
         "--link-latency",
@@ -163,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--venues-down",
         type=finite,
-        default=1.0,
+        default=None,
         metavar="S",
         help="wire mode: seconds the killed venue process stays down (default 1)",
     )
@@ -178,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
         "outcomes are identical, 1 when they differ, 2 on bad input.",
     )
     pa.add_argument("scenario", help="path of a scenario .toml file")
-    pa.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
+    pa.add_argument("--seed", type=seed_number, default=None, help="random seed (default: the scenario's own)")
     pa.add_argument("--duration", type=finite, default=10.0, help="seconds of trading in both runs (default 10)")
     pa.add_argument("--out", default="out/parity", help="output directory (default out/parity)")
     pa.add_argument(
@@ -297,7 +312,9 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--time", default=None, metavar="T", help="search this long: 300, 90s, 10m, 1h (default 5m)")
     budget.add_argument("--runs", type=int, default=None, metavar="N", help="search this many schedules")
     ex.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (or Ray CPUs)")
-    ex.add_argument("--seed", type=int, default=1, help="the search's seed: same seed and --runs, same schedules")
+    ex.add_argument(
+        "--seed", type=seed_number, default=1, help="the search's seed: same seed and --runs, same schedules"
+    )
     ex.add_argument(
         "--duration",
         type=finite,
@@ -332,7 +349,7 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--order", metavar="CLORDID", help="one order's life: every report, cumulative quantity")
     what.add_argument("--episode", metavar="ID", help="one episode's orders: role, quantity, fills, average price")
     au.add_argument("--run", default=None, help="only this run (its scenario name, or 'live')")
-    au.add_argument("--seed", type=int, default=None, help="only this seed")
+    au.add_argument("--seed", type=seed_number, default=None, help="only this seed")
     au.add_argument("--from", dest="start", type=finite, default=None, metavar="S", help="decisions from this time (s)")
     au.add_argument("--to", dest="end", type=finite, default=None, metavar="S", help="decisions up to this time (s)")
     au.add_argument("--instrument", default=None, help="decisions that traded this instrument")
@@ -406,7 +423,7 @@ def _parser() -> argparse.ArgumentParser:
         "with a Logout saying why; other sessions keep trading.",
     )
     v.add_argument("--scenario", required=True, help="path of a scenario .toml file")
-    v.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's own)")
+    v.add_argument("--seed", type=seed_number, default=None, help="random seed (default: the scenario's own)")
     v.add_argument(
         "--host",
         default="127.0.0.1",
@@ -493,8 +510,6 @@ def cmd_venue(args) -> int:
     if args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
     if args.certification:
-        import dataclasses
-
         sc = dataclasses.replace(
             sc, venues={n: dataclasses.replace(v, certification=True) for n, v in sc.venues.items()}
         )
@@ -714,22 +729,23 @@ def cmd_run(args) -> int:
         return 0
     if args.out:
         writable_dir(args.out, "--out")
+    duration = sc.duration if args.duration is None else args.duration
+    if not 0 < duration <= MAX_DURATION_S:
+        raise UsageError(f"--duration {duration:g}: give seconds in (0, {MAX_DURATION_S:g}]")
     if args.mode == "wire":
         from simulator import wire
 
-        duration = sc.duration if args.duration is None else args.duration
-        if not 0 < duration <= MAX_DURATION_S:
-            raise UsageError(f"--duration {duration:g}: give seconds in (0, {MAX_DURATION_S:g}]")
+        venues_down = 1.0 if args.venues_down is None else args.venues_down
         seed = sc.seed if args.seed is None else args.seed
         try:
             restart = None
             if args.kill_venues_at is not None:
-                if not 0 < args.kill_venues_at < duration or args.venues_down <= 0:
+                if not 0 < args.kill_venues_at < duration or venues_down <= 0:
                     raise UsageError(
-                        f"--kill-venues-at {args.kill_venues_at} --venues-down {args.venues_down}: "
+                        f"--kill-venues-at {args.kill_venues_at} --venues-down {venues_down}: "
                         f"kill inside the run (0 < S < {duration:g}) and stay down > 0 s"
                     )
-                restart = (args.kill_venues_at, args.venues_down)
+                restart = (args.kill_venues_at, venues_down)
             rep = wire.run_wire(sc, seed, duration, Path(args.out) if args.out else None, restart, args.link_latency)
         except RuntimeError as exc:
             print(f"xmc: wire run failed: {exc}", file=sys.stderr)
@@ -745,6 +761,19 @@ def cmd_run(args) -> int:
             f"verdict {rep['verdict']}"
         )
         return 0 if rep["verdict"] == "pass" else 1
+    wire_only = [
+        flag
+        for flag, given in (
+            ("--link-latency", args.link_latency),
+            ("--kill-venues-at", args.kill_venues_at is not None),
+            ("--venues-down", args.venues_down is not None),
+        )
+        if given
+    ]
+    if wire_only:
+        raise UsageError(f"{', '.join(wire_only)}: only for --mode wire; add --mode wire or leave them out")
+    if args.duration is not None:  # the scenario run for the virtual seconds asked, as parity runs it
+        sc = dataclasses.replace(sc, duration=args.duration)
     result = runner.run(sc, args.seed)
     if args.out:
         runner.write_artifacts(result, Path(args.out))
@@ -756,7 +785,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_parity(args) -> int:
-    import dataclasses
 
     from simulator import parity, runner, scenario, wire
 
