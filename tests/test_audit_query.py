@@ -148,3 +148,30 @@ def test_bad_input_is_exit_2_and_nothing_found_is_exit_1(run_dir, tmp_path, caps
     assert "no audit.parquet" in capsys.readouterr().err
     assert main(["audit", str(out), "--decision", "E9-999999"]) == 1
     assert "nothing in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--decision", "--order", "--episode"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_id_is_exit_2_not_the_list_of_every_decision(run_dir, capsys, option, value):
+    """`--order ""` was read as no --order at all: the command listed every decision, exit 0."""
+    out, _ = run_dir
+    assert main(["audit", str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} {value!r}: empty" in err and "Traceback" not in err
+
+
+def test_one_decision_order_or_episode_takes_run_and_seed_filters_and_refuses_the_list_filters(run_dir, capsys):
+    """With --decision, --order or --episode the list filters (--venue, --instrument, --outcome, --from,
+    --to, --limit) were silently ignored: `--decision E1-000001 --venue NOWHERE` showed the decision.
+    They are refused, naming them; --run and --seed still narrow (and --seed 0 is a filter too)."""
+    out, _ = run_dir
+    lists = (["--venue", "NOWHERE"], ["--instrument", "CU"], ["--outcome", "BALANCED"], ["--from", "1"], ["--to", "1"])
+    for option in (*lists, ["--limit", "3"]):
+        for asked in ("--decision", "--order", "--episode"):
+            assert main(["audit", str(out), asked, "E1-000001", *option]) == 2, (asked, option)
+            err = capsys.readouterr().err
+            assert f"{option[0]}: filter the list of decisions" in err and "Traceback" not in err, err
+    assert main(["audit", str(out), "--decision", "E1-000001", "--seed", "0"]) == 1
+    assert "with these filters" in capsys.readouterr().err
+    assert main(["audit", str(out), "--decision", "E9-999999"]) == 1
+    assert "with these filters" not in capsys.readouterr().err

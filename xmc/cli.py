@@ -839,6 +839,30 @@ def cmd_audit(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit}: give a whole number >= 1")
+    for option, value in (("--decision", args.decision), ("--order", args.order), ("--episode", args.episode)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} {value!r}: empty; give the id to look up (xmc audit PATH lists the decisions)")
+    asked = next(
+        (o for o, v in (("--decision", args.decision), ("--order", args.order), ("--episode", args.episode)) if v),
+        None,
+    )
+    list_only = [
+        o
+        for o, v in (
+            ("--instrument", args.instrument),
+            ("--venue", args.venue),
+            ("--outcome", args.outcome),
+            ("--from", args.start),
+            ("--to", args.end),
+            ("--limit", args.limit),
+        )
+        if v is not None
+    ]
+    if asked and list_only:
+        raise UsageError(
+            f"{', '.join(list_only)}: filter the list of decisions, not one {asked[2:]}; with {asked} only "
+            f"--run and --seed apply (leave the others out, or drop {asked} to list)"
+        )
     f = q.Filters(
         run=args.run,
         seed=args.seed,
@@ -851,22 +875,22 @@ def cmd_audit(args) -> int:
     try:
         f.check()
         lf = q.scan(args.path)
-        if args.decision:
+        if args.decision is not None:
             df = q.decision(lf, args.decision, f)
-        elif args.order:
+        elif args.order is not None:
             df = q.order(lf, args.order, f)
-        elif args.episode:
+        elif args.episode is not None:
             df = q.episode(lf, args.episode, f)
         else:
             df = q.decisions(lf, f, args.limit)
     except q.AuditQueryError as exc:
         raise UsageError(str(exc)) from None
     print(q.render(df, args.json))
-    asked = args.decision or args.order or args.episode
-    if asked and df.is_empty():
+    wanted = args.decision or args.order or args.episode
+    if wanted and df.is_empty():
         print(
-            f"xmc audit: nothing in {args.path} for {asked!r}"
-            + (" with these filters" if args.run or args.seed else ""),
+            f"xmc audit: nothing in {args.path} for {wanted!r}"
+            + (" with these filters" if args.run is not None or args.seed is not None else ""),
             file=sys.stderr,
         )
         return 1
