@@ -373,3 +373,35 @@ def test_run_duration_sets_the_virtual_run_and_wire_only_options_are_refused_in_
         assert main(["run", str(SPREAD), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, err
+
+
+def test_certify_refuses_two_files_whose_runs_would_overwrite_each_other_and_runs_a_file_named_twice_once(
+    tmp_path, capsys
+):
+    """Two scenario files sharing a scenario name (the key of report.json and the baseline) or a file
+    name (runs/<stem>-s<seed>): certify ran both, kept one run of the two in the baseline ("2 runs"
+    written, one held) and one set of artefacts. Refused before any work, naming both files."""
+    import json
+
+    text = SPREAD.read_text().replace("duration_s = 300", "duration_s = 20")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same_stem = tmp_path / "a" / "spread.toml"
+    same_stem.write_text(text.replace('name = "cu_hg_spread"', 'name = "one"'))
+    (tmp_path / "b" / "spread.toml").write_text(text.replace('name = "cu_hg_spread"', 'name = "two"'))
+    same_name = tmp_path / "b" / "other.toml"
+    same_name.write_text(text.replace('name = "cu_hg_spread"', 'name = "one"'))
+    for second, says in [
+        (tmp_path / "b" / "spread.toml", "its file name 'spread' is also"),
+        (same_name, "its scenario name 'one' is also"),
+    ]:
+        assert main(["certify", str(same_stem), str(second), "--seeds", "1", "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert says in err and str(same_stem) in err and str(second) in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()  # nothing ran
+    # the same file twice, by two spellings of its path: one run per seed
+    twice = [str(same_stem), str(tmp_path / "b" / ".." / "a" / "spread.toml")]
+    code = main(["certify", *twice, "--seeds", "2", "--out", str(tmp_path / "t"), "-j", "1"])
+    assert code in (0, 1)
+    runs = json.loads((tmp_path / "t" / "report.json").read_text())["runs"]
+    assert sorted((r["scenario"], r["seed"]) for r in runs) == [("one", 1), ("one", 2)]

@@ -996,14 +996,30 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
 
     if args.jobs < 1:
         raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
+    # the same file named twice (a path and a directory holding it) runs once per seed
+    runs = list({(f.resolve(), seed): (f, seed) for f, seed in runs}.values())
     files = list(dict.fromkeys(f for f, _ in runs))
     problems = []
+    # a run is keyed by its scenario's name (report.json, the baseline, JUnit) and its artefacts by the
+    # file's stem (runs/<stem>-s<seed>): two files sharing either would overwrite each other's runs
     names: dict[str, Path] = {}
+    stems: dict[str, Path] = {}
     for f in files:  # validate everything before running anything
         try:
-            names[scenario.load(f).name] = f
+            name = scenario.load(f).name
         except ConfigError as exc:
             problems.append(str(exc))
+            continue
+        for key, seen, what, fix in (
+            (name, names, "scenario name", "give one another [scenario] name"),
+            (f.stem, stems, "file name", "rename one of the files"),
+        ):
+            if key in seen:
+                problems.append(
+                    f"{f}: its {what} {key!r} is also {seen[key]}'s; their runs would overwrite each other's "
+                    f"results; {fix}"
+                )
+            seen[key] = f
     if problems:
         raise UsageError("\n".join(problems))
     out = writable_dir(args.out, "--out")
