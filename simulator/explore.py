@@ -289,6 +289,8 @@ def run_job(job: dict) -> dict:
             return {"invalid": str(exc), "signature": [], "coverage": [], "wall_s": 0.0}
         try:
             report = runner.run(sc, job["seed"]).report
+        except ConfigError as exc:  # what only the run finds of the schedule (its prices, its journal damage)
+            return {"invalid": str(exc), "signature": [], "coverage": [], "wall_s": 0.0}
         except Exception as exc:  # noqa: BLE001 - a defect of the simulator or engine: a finding, not the end
             where = traceback.extract_tb(exc.__traceback__)[-1]
             detail = f"{type(exc).__name__}: {exc} at {Path(where.filename).name}:{where.lineno}"

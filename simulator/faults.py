@@ -384,6 +384,12 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
     return out
 
 
+class NothingToDamage(ValueError):
+    """A journal_damage fault met a journal with no record yet (the engine crashed before it journaled
+    anything): the damage the scenario asks for cannot be done; the runner reports it as a problem of
+    the scenario file (raised again there with the fault's index and the crash time as its args)."""
+
+
 def damage_journal(path: Path, how: str) -> None:
     """Damage the journal at `path` as a failing disk or a careless hand would (a journal_damage
     fault): the middle record's bytes flipped under their checksum (checksum), replaced by bytes that
@@ -401,7 +407,7 @@ def damage_journal(path: Path, how: str) -> None:
         frames.append((pos, _FRAME.size + length))
         pos += _FRAME.size + length
     if not frames:
-        raise ValueError(f"{path}: no record to damage")
+        raise NothingToDamage(f"{path}: no record to damage")
     at, size = frames[len(frames) // 2]
     if how == "checksum":
         flipped = bytearray(data[at + _FRAME.size : at + size])

@@ -13,6 +13,7 @@ from functools import partial
 
 import simpy
 
+from engine.config import ConfigError, Problem
 from engine.core.engine_core import EngineCore
 from engine.core.events import AuditRow, Command, SendOrder, SessionDown, Takeover
 from engine.provenance import sha256_of
@@ -33,7 +34,7 @@ from engine.shell.journal import replay as replay_journal
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
-from simulator.faults import ORDER_PURPOSE, FaultPlan, damage_journal
+from simulator.faults import ORDER_PURPOSE, FaultPlan, NothingToDamage, damage_journal
 from simulator.link import Link
 from simulator.prices import PriceModelError, PriceProcess, market, price_problem
 from simulator.rng import fork
@@ -237,7 +238,10 @@ class Simulation:
         yield env.timeout(fault.delay)
         journal.sync()
         if fault.journal_damage:  # the disk (or a hand) damaged the journal while the process was down
-            damage_journal(journal.path, fault.journal_damage)
+            try:
+                damage_journal(journal.path, fault.journal_damage)
+            except NothingToDamage:  # the scenario's to answer for (Simulation._run): plain args cross simpy
+                raise NothingToDamage(fault.index, crash_at) from None
         before = sha256_of(journal.path)
         try:
             recovered = read_journal(journal.path, journal.fingerprint, scenario.engine)
@@ -381,6 +385,19 @@ class Simulation:
             run_until(env, scenario.duration + scenario.drain)
         except PriceModelError as exc:  # the scenario's prices cannot be simulated: its file is at fault
             raise price_problem(str(scenario.path), exc, env.now, self.seed) from None
+        except NothingToDamage as exc:  # a journal_damage fault that came before any record
+            index, crash_at = exc.args
+            raise ConfigError(
+                str(scenario.path),
+                [
+                    Problem(
+                        f"faults[{index}].journal_damage",
+                        f"at {crash_at:g} s (seed {self.seed}) the engine crashed before it had journaled any "
+                        f"record: there is none to damage",
+                        "let the engine journal first: a later after_s, or on_order = true",
+                    )
+                ],
+            ) from None
         if self.node.journal is not None:
             self.node.journal.sync()
         shell = self.active  # after a failover: shares the audit trail and logs of the node it took over from

@@ -105,13 +105,41 @@ def _alarm(_sig, _frame):
     raise _Hang()
 
 
-@given(doc=damaged())
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
-def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factory, capsys, doc):
-    path = tmp_path_factory.mktemp("doc") / "damaged.toml"
-    path.write_text(_dump(doc))
+# Every fault table of the bundled library: the fault grammar's real uses, damaged by the search below
+LIBRARY_FAULTS = [
+    fault
+    for f in sorted((ROOT / "scenarios").glob("*.toml"))
+    for fault in tomllib.loads(f.read_text()).get("faults", [])
+]
+FAULT_VALUES = sorted({repr(v) for fault in LIBRARY_FAULTS for v in fault.values()})  # a key's values elsewhere
+
+
+@st.composite
+def damaged_faults(draw):
+    """BASE with one to three of the library's fault tables, each with up to two keys deleted, given a
+    weird value or another fault's value (a valid value in the wrong place), or joined by unknown ones."""
+    import ast
+    import copy
+
+    doc = copy.deepcopy(BASE)
+    faults = []
+    for _ in range(draw(st.integers(1, 3))):
+        fault = copy.deepcopy(draw(st.sampled_from(LIBRARY_FAULTS)))
+        for _ in range(draw(st.integers(0, 2))):
+            key = draw(st.sampled_from([*fault, "surprise"]))
+            action = draw(st.sampled_from(["delete", "weird", "elsewhere", "elsewhere"]))
+            if action == "delete":
+                fault.pop(key, None)
+            elif action == "weird":
+                fault[key] = draw(WEIRD)
+            else:
+                fault[key] = ast.literal_eval(draw(st.sampled_from(FAULT_VALUES)))
+        faults.append(fault)
+    doc["faults"] = faults
+    return doc
+
+
+def _ends_in_a_report_or_a_clear_exit_2(path, capsys) -> None:
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(60)
     try:
@@ -128,6 +156,38 @@ def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factor
         assert str(path) in err and (" - " in err or ": " in err), err
     else:
         assert (path.parent / "out" / "report.json").exists()
+
+
+@given(doc=damaged())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factory, capsys, doc):
+    path = tmp_path_factory.mktemp("doc") / "damaged.toml"
+    path.write_text(_dump(doc))
+    _ends_in_a_report_or_a_clear_exit_2(path, capsys)
+
+
+@given(doc=damaged_faults())
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+def test_any_damaged_fault_schedule_ends_in_a_report_or_a_clear_exit_2(tmp_path_factory, capsys, doc):
+    """The search above never reached [[faults]] (an array of tables); this one damages the library's
+    own fault tables. It found a crash_restart with journal_damage at 0 s: the journal had no record to
+    damage and the run died in a traceback; now exit 2 naming faults[i].journal_damage."""
+    path = tmp_path_factory.mktemp("faults") / "damaged.toml"
+    path.write_text(_dump(doc))
+    _ends_in_a_report_or_a_clear_exit_2(path, capsys)
+
+
+def test_journal_damage_before_any_record_is_a_problem_of_the_scenario(tmp_path, capsys):
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text().replace("duration_s = 300", "duration_s = 20")
+    path = tmp_path / "early.toml"
+    path.write_text(text + '\n[[faults]]\nkind = "crash_restart"\ndelay_ms = 2000\njournal_damage = "bad_content"\n')
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "faults[0].journal_damage: at 0 s (seed 7)" in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(
