@@ -155,7 +155,13 @@ class SimEngineShell(ActionDispatcher):
             if msg.msg_type == "A":
                 self.dispatch(SessionUp(venue))
                 continue
-            for event in session.codec.decode(msg, venue):
+            try:
+                events = session.codec.decode(msg, venue)
+            except FixParseError as err:  # a value the engine cannot read: answered as validation would
+                self.record_anomaly(Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
+                session.reject(err)
+                continue
+            for event in events:
                 if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
                     event = BusinessReject(
                         event.venue,
@@ -269,10 +275,10 @@ class SimEngineShell(ActionDispatcher):
             _, venue, raw = item
             codec = self.own_codecs.get(venue) or self.sessions[venue].codec
             try:
-                msg = codec.parse(raw)
+                events = codec.decode(codec.parse(raw), venue)
             except FixParseError:
                 continue
-            for event in codec.decode(msg, venue):
+            for event in events:
                 self.dispatch(event)
 
     def set_timer(self, key: str, at: float) -> None:

@@ -216,17 +216,6 @@ class SessionEnd:
 
     def reject(self, err: FixParseError) -> None:
         """Answer a message that failed validation as FIX says: session Reject (3) or BusinessMessageReject (j)."""
-        if err.kind == "garbled":
-            return  # a garbled message is dropped, never answered (FIX session rules)
-        if err.kind == "session":
-            fields = [(45, str(err.seq)), (373, str(err.reason)), (58, err.text[:120])]
-            if err.ref_tag:
-                fields.append((371, str(err.ref_tag)))
-            if err.msg_type:
-                fields.append((372, err.msg_type))
-            self.send(self.codec.draft("3", fields))
-        else:
-            fields = [(45, str(err.seq)), (372, err.msg_type or "?"), (380, str(err.reason)), (58, err.text[:120])]
-            if err.ref_id:
-                fields.append((379, err.ref_id))
-            self.send(self.codec.draft("j", fields))
+        answer = self.codec.reject_draft(err)
+        if answer is not None:  # a garbled message is dropped, never answered (FIX session rules)
+            self.send(answer)

@@ -82,8 +82,14 @@ def _market_data_by_group(c: FixCodec, msg, snapshot: bool):
         if entry.get(279, "0") == "2":
             top[idx], top[idx + 1] = None, 0.0
         else:
-            top[idx] = float(entry[270])
-            top[idx + 1] = float(entry.get(271, "0"))
+            try:
+                top[idx] = float(entry[270])
+            except ValueError:
+                raise ValueError("270") from None
+            try:
+                top[idx + 1] = float(entry.get(271, "0"))
+            except ValueError:
+                raise ValueError("271") from None
         if symbol not in touched:
             touched.append(symbol)
     quotes = [(c.symbol_to_instrument.get(s, s), *c._md_top[s]) for s in touched]
@@ -114,7 +120,7 @@ def test_market_data_is_read_as_its_entries_read_by_group(messages, snapshot):
     """Any sequence of refreshes (members repeated, missing, out of place, odd values, resend flags,
     fields after the group) leaves the same quotes, resend flag and book, or the same error, as the
     entries `Parsed.group` reads applied one by one: the one-pass reading is only faster."""
-    from engine.fix.codec import Parsed
+    from engine.fix.codec import Parsed, _Unreadable
 
     fast, plain = codec("SHFE"), codec("SHFE")
     for pairs in messages:
@@ -122,12 +128,14 @@ def test_market_data_is_read_as_its_entries_read_by_group(messages, snapshot):
         try:
             quotes, resend = fast._market_data(msg, snapshot)
             got = ([(q.instrument, q.bid, q.bid_size, q.ask, q.ask_size) for q in quotes], resend)
-        except (KeyError, ValueError) as e:
-            got = type(e)
+        except _Unreadable as e:  # a price missing (270) or not a number (270, 271): the tag it names
+            got = ("unreadable", e.tag)
         try:
             want = _market_data_by_group(plain, msg, snapshot)
-        except (KeyError, ValueError) as e:
-            want = type(e)
+        except KeyError as e:
+            want = ("unreadable", int(e.args[0]))
+        except ValueError as e:
+            want = ("unreadable", 270 if "270" in str(e) else 271)
         assert got == want
         assert fast._md_top == plain._md_top
 
@@ -700,3 +708,177 @@ def test_fields_are_read_as_the_regular_expression_reads_them(raw):
     from engine.fix.codec import _FIELD, fields_of, split_fields
 
     assert split_fields(raw) == fields_of(raw) == _FIELD.findall(raw)
+
+
+# ---- what the engine receives: any value inside it is read or answered, never raised -----------------
+def _received_messages() -> tuple[list[tuple[str, str]], dict[str, tuple[str, FixCodec]]]:
+    """The messages venues sent the engine in a short run with partial fills and market data (W, X, 8,
+    9, 3, j...), each with its sender, and the engine's codec per sender."""
+    import dataclasses
+    import functools
+
+    @functools.cache
+    def collect():
+        from simulator import runner, scenario
+        from simulator.venue import ENGINE_COMP_ID
+        from tests.conftest import ROOT
+
+        sc = scenario.load(ROOT / "scenarios" / "f05_partial_fill_split_reports.toml")
+        sc = dataclasses.replace(sc, duration=30.0)
+        received = [
+            (m.split("\x0149=", 1)[1].split("\x01", 1)[0], m)
+            for m in runner.run(sc, 3).messages
+            if f"\x0156={ENGINE_COMP_ID}\x01" in m
+        ]
+        codecs = {
+            v.comp_id: (
+                name,
+                FixCodec(
+                    load(v.dictionary),
+                    ENGINE_COMP_ID,
+                    v.comp_id,
+                    {i.name: i.symbol for i in sc.engine.instruments.values() if i.venue == name},
+                ),
+            )
+            for name, v in sc.venues.items()
+        }
+        return received, codecs
+
+    return collect()
+
+
+_ODD_VALUES = st.sampled_from(
+    ["", "0", "-1", "nan", "NaN", "inf", "-inf", "1e400", "abc", "9" * 30, "Y", "2", "1.5", "²", "0x10", " 5"]
+)
+_RECEIVED_TAGS = st.sampled_from(
+    [6, 11, 14, 17, 31, 32, 37, 38, 39, 41, 55, 58, 102, 103, 150, 151, 268, 269, 270, 271, 279, 380, 434]
+    + [702, 703, 704, 705, 710, 727, 728, 912]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 10**6),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["set", "delete", "repeat", "insert", "swap"]),
+            st.integers(0, 40),
+            _RECEIVED_TAGS,
+            _ODD_VALUES,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_whatever_a_venue_sends_is_read_or_answered_with_a_fix_reject_never_raised(pick, edits):
+    """A market-data entry priced `abc` (or `nan`, or without its price) passed quickfix's validation,
+    which does not read the values inside groups, and `decode` raised ValueError/KeyError: in xmc live
+    that ended the engine thread. Now every value the engine reads is a finite number or a session
+    Reject (3) naming its tag, and no NaN or infinity reaches the core."""
+    import math
+
+    received, codecs = _received_messages()
+    sender, raw = received[pick % len(received)]
+    venue, c = codecs[sender]
+    fields = [f for f in raw[raw.index("\x0135=") + 1 : raw.rindex("\x0110=")].split("\x01") if f]
+    for op, at, tag, value in edits:
+        i = 1 + at % (len(fields) - 1)  # never MsgType
+        if op == "set":
+            fields[i] = f"{fields[i].split('=', 1)[0]}={value}"
+        elif op == "delete" and len(fields) > 2:
+            del fields[i]
+        elif op == "repeat":
+            fields.insert(i, fields[i])
+        elif op == "insert":
+            fields.insert(i, f"{tag}={value}")
+        else:
+            fields[i], fields[-1] = fields[-1], fields[i]
+    body = "\x01".join(fields) + "\x01"
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    text = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+    try:
+        events = c.decode(c.parse(text), venue)
+    except FixParseError as err:
+        answer = c.reject_draft(err)
+        assert err.kind == "garbled" or answer is not None
+        if err.kind == "session" and answer is not None:
+            assert answer.msg_type == "3" and f"373={err.reason}\x01" in answer.body
+        return
+    for event in events:
+        for name in (
+            "bid",
+            "ask",
+            "bid_size",
+            "ask_size",
+            "order_qty",
+            "cum_qty",
+            "leaves_qty",
+            "last_qty",
+            "last_px",
+            "avg_px",
+            "qty",
+        ):
+            value = getattr(event, name, None)
+            assert value is None or math.isfinite(value), (name, event, text)
+
+
+def test_an_entry_priced_abc_is_answered_by_a_session_reject_naming_mdentrypx():
+    c = codec("SHFE", "XMC", "SHFE")
+    body = (
+        "35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01268=1\x01279=1\x01269=0\x01"
+        "55=cu2603\x01270=abc\x01271=12\x01"
+    )
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    raw = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+    with pytest.raises(FixParseError) as err:
+        c.decode(c.parse(raw), "SHFE")
+    assert (err.value.kind, err.value.reason, err.value.ref_tag, err.value.seq) == ("session", 6, 270, 9)
+    answer = c.reject_draft(err.value)
+    assert (
+        answer is not None and "45=9\x01" in answer.body and "371=270\x01" in answer.body and "372=X\x01" in answer.body
+    )
+
+
+def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(config):
+    """xmc live: quickfix hands fromApp a refresh whose entry is priced `nan`; the engine thread records
+    the anomaly, answers a session Reject (here no session is up: that failure is recorded too) and goes
+    on, where the ValueError used to end the thread."""
+    from engine.core.engine_core import EngineCore
+    from engine.shell.live import LiveEngine
+
+    engine = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    engine.codecs["SHFE"] = codec("SHFE", "XMC", "SHFE")
+    body = "35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=M\x01268=1\x01279=0\x01269=1\x01270=nan\x01"
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    raw = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+    assert engine._decode("SHFE", raw) == []
+    kinds = [a.kind for a in engine.anomalies]
+    assert kinds == ["fix_session", "send_failed"], engine.anomalies
+    assert "270" in engine.anomalies[0].detail and "not a finite number" in engine.anomalies[0].detail
+    assert any(row.stage == "anomaly" and "fix_session" in row.detail for row in engine.audit)
+
+
+def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_reject(spread_scenario):
+    """Virtual time: the same refresh reaches the simulated engine; it is answered with 3 (RefTagID
+    270, RefSeqNum its MsgSeqNum) on the wire and recorded, and the run goes on."""
+    import simpy
+
+    from engine.core.engine_core import EngineCore
+    from simulator.shell import SimEngineShell
+    from simulator.transport import WireLog
+
+    env = simpy.Environment()
+    shell = SimEngineShell(env, EngineCore(spread_scenario.engine), spread_scenario.venues, WireLog())
+    sent: list = []
+    session = shell.sessions["SHFE"]
+    session.send = sent.append  # type: ignore[method-assign]
+    sender, target = session.codec.target, session.codec.sender
+    body = (
+        f"35=X\x0134=1\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01262=M\x01268=1\x01279=0\x01"
+        "269=1\x0155=cu2603\x01270=abc\x01271=3\x01"
+    )
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    shell.receive("SHFE", head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    (answer,) = sent
+    assert answer.msg_type == "3" and "45=1\x01" in answer.body and "371=270\x01" in answer.body
+    assert [a.kind for a in shell.anomalies] == ["fix_session"]

@@ -155,6 +155,36 @@ class FixParseError(Exception):
         return f"{self.kind} reject ({self.reason}): {self.text}"
 
 
+class _Unreadable(Exception):
+    """A field of a received message whose value the engine cannot read (FixCodec.decode answers it as
+    FixParseError): its tag, the SessionRejectReason and what is wrong."""
+
+    def __init__(self, tag: int, reason: int, text: str):
+        super().__init__(tag, reason, text)
+        self.tag = tag
+        self.reason = reason
+        self.text = text
+
+
+def _fix_float(value: str, tag: int) -> float:
+    """A received number (price, quantity): a finite one, else the field is unreadable (a NaN price or
+    quantity compares false with every limit, so it must never reach the core)."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise _Unreadable(tag, 6, f"tag {tag}: {value!r} is not a number") from None
+    if x - x != 0.0:  # nan or +-inf
+        raise _Unreadable(tag, 6, f"tag {tag}: {value!r} is not a finite number")
+    return x
+
+
+def _fix_int(value: str, tag: int) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise _Unreadable(tag, 6, f"tag {tag}: {value!r} is not a whole number") from None
+
+
 # the member tags of a NoMDEntries (268) entry in a snapshot (W) and an incremental refresh (X), as
 # text, each with its bit in the set of members an entry has shown (`FixCodec._market_data`)
 _MD_SNAPSHOT_BITS = {"269": 1, "270": 2, "271": 4}
@@ -543,7 +573,33 @@ class FixCodec:
         return parsed
 
     def decode(self, msg: Parsed, venue: str) -> list[Event]:
-        """Core events carried by an application message the engine received."""
+        """Core events carried by an application message the engine received. A value the engine cannot
+        read (a price that is no finite number, a NoMDEntries entry without its price) raises
+        FixParseError("session", ...), answered with a session Reject (`reject_draft`) like a message
+        that failed validation: quickfix's dictionary check does not read the values inside groups."""
+        try:
+            return self._decode(msg, venue)
+        except _Unreadable as exc:
+            raise FixParseError("session", exc.reason, exc.text, msg.msg_type, msg.seq, exc.tag, msg.get(11)) from None
+
+    def reject_draft(self, err: FixParseError) -> Draft | None:
+        """The FIX answer to a received message that failed: session Reject (3) or BusinessMessageReject
+        (j); None for a garbled one, which is dropped, never answered (FIX session rules)."""
+        if err.kind == "garbled":
+            return None
+        if err.kind == "session":
+            fields = [(45, str(err.seq)), (373, str(err.reason)), (58, err.text[:120])]
+            if err.ref_tag:
+                fields.append((371, str(err.ref_tag)))
+            if err.msg_type:
+                fields.append((372, err.msg_type))
+            return self.draft("3", fields)
+        fields = [(45, str(err.seq)), (372, err.msg_type or "?"), (380, str(err.reason)), (58, err.text[:120])]
+        if err.ref_id:
+            fields.append((379, err.ref_id))
+        return self.draft("j", fields)
+
+    def _decode(self, msg: Parsed, venue: str) -> list[Event]:
         msg_type = msg.msg_type
         if msg_type == "8":
             return [self._exec_report(msg, venue)]
@@ -555,14 +611,14 @@ class FixCodec:
                     msg.get(11),
                     msg.get(41),
                     msg.get(39),
-                    int(rr) if rr else None,
+                    _fix_int(rr, 102) if rr else None,
                     msg.get(58),
                     msg.get(434) or "1",
                 )
             ]
         if msg_type == "j":
             rr = msg.get(380)
-            return [BusinessReject(venue, msg.get(372), msg.get(379), int(rr) if rr else None, msg.get(58))]
+            return [BusinessReject(venue, msg.get(372), msg.get(379), _fix_int(rr, 380) if rr else None, msg.get(58))]
         if msg_type == "3":
             rr = msg.get(373)
             return [
@@ -570,7 +626,7 @@ class FixCodec:
                     venue,
                     msg.get(372),
                     msg.get(379) or msg.get(45),
-                    int(rr) if rr else None,
+                    _fix_int(rr, 373) if rr else None,
                     msg.get(58),
                     session_level=True,
                 )
@@ -582,7 +638,10 @@ class FixCodec:
             # after a reconnect would otherwise hand the trigger prices from before the outage)
             return [] if resent else quotes
         if msg_type == "AP":  # net of every position quantity it carries
-            net = sum(float(e.get(704) or 0) - float(e.get(705) or 0) for e in msg.group(702, (703, 704, 705, 706)))
+            net = sum(
+                _fix_float(e.get(704) or "0", 704) - _fix_float(e.get(705) or "0", 705)
+                for e in msg.group(702, (703, 704, 705, 706))
+            )
             symbol = msg.get(55)
             return [
                 PositionReport(
@@ -590,19 +649,19 @@ class FixCodec:
                     msg.get(710),
                     self.symbol_to_instrument.get(symbol, symbol),
                     net,
-                    int(msg.get(727) or 1),
+                    _fix_int(msg.get(727) or "1", 727),
                     msg.get(728) or "0",
                 )
             ]
         if msg_type == "AO":  # an answer with no report to follow: none held, or the venue cannot say
-            total = int(msg.get(727) or 0)
+            total = _fix_int(msg.get(727) or "0", 727)
             return [PositionReport(venue, msg.get(710), "", 0.0, total, msg.get(728))] if total == 0 else []
         return []
 
     def _exec_report(self, msg: Parsed, venue: str) -> ExecReport:
         def num(tag: int) -> float:
             v = msg.get(tag)
-            return float(v) if v else 0.0
+            return _fix_float(v, tag) if v else 0.0
 
         rr = msg.get(103)
         symbol = msg.get(55)
@@ -622,7 +681,7 @@ class FixCodec:
             last_qty=num(32),
             last_px=num(31),
             avg_px=num(6),
-            ord_rej_reason=int(rr) if rr else None,
+            ord_rej_reason=_fix_int(rr, 103) if rr else None,
             text=msg.get(58),
             poss_dup=msg.get(43) == "Y" or msg.get(97) == "Y",
             mass_status_id=msg.get(584),
@@ -697,9 +756,9 @@ class FixCodec:
                 top[idx], top[idx + 1] = None, 0.0
             else:
                 if px is None:
-                    raise KeyError("270")
-                top[idx] = float(px)
-                top[idx + 1] = float(size) if size is not None else 0.0
+                    raise _Unreadable(270, 1, "an entry that adds or changes a level has no MDEntryPx (270)")
+                top[idx] = _fix_float(px, 270)
+                top[idx + 1] = _fix_float(size, 271) if size is not None else 0.0
             if symbol not in touched:
                 touched.append(symbol)
         quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]

@@ -357,7 +357,17 @@ class LiveEngine(fix.Application, ActionDispatcher):
         except (ValueError, FixParseError) as exc:
             self.record_anomaly(Anomaly(self.now(), "fix_garbled", "", f"{venue}: {exc}"))
             return []
-        return codec.decode(msg, venue)
+        try:
+            return codec.decode(msg, venue)
+        except FixParseError as err:  # a value quickfix's validation let through that the engine cannot read
+            self.record_anomaly(Anomaly(self.now(), f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
+            answer = codec.reject_draft(err)
+            sid = self.session_ids.get(venue)
+            if answer is not None and (sid is None or not fix.Session.sendToTarget(codec.build(answer), sid)):
+                self.record_anomaly(
+                    Anomaly(self.now(), "send_failed", "", f"{venue}: the Reject: session not available")
+                )
+            return []
 
     def submit(self, event: Event) -> None:
         """Hand an event to the engine thread (thread-safe)."""
