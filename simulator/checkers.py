@@ -109,6 +109,9 @@ class InvariantChecker:
         # filled legs'); and each venue's session outages seen by the engine ((down, up), and since when
         # one is down now): while a venue of each set is down, neither a chase nor an unwind can go
         self.legged_venues: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        # legged decision -> when its chase budget was spent (attempts or time) and it turned to unwinding:
+        # from then on only a filled leg's venue can repair it (invariant 1's `stuck` time)
+        self.chase_spent: dict[str, float] = {}
         self.outages: dict[str, list[tuple[float, float]]] = {}
         self.down_since: dict[str, float] = {}
         # invariant 1's soft limit: when each request was handed to the transport (an order, replace or
@@ -228,6 +231,15 @@ class InvariantChecker:
                         frozenset(venue[n] for n, leg in ep.legs.items() if leg.filled < leg.target - 1e-9),
                         frozenset(venue[n] for n, leg in ep.legs.items() if leg.filled > 1e-9),
                     )
+                if (
+                    ep.decision_id not in self.chase_spent
+                    and ep.mode.value == "unwind"
+                    and (
+                        ep.chase_attempts >= rc.max_chase_attempts
+                        or now - self.legged_since[ep.decision_id] >= rc.chase_budget - 1e-9
+                    )
+                ):
+                    self.chase_spent[ep.decision_id] = now
                 self._ok(1)
             for leg in ep.legs.values():
                 if leg.filled < -1e-9:
@@ -281,7 +293,9 @@ class InvariantChecker:
         whole (a request sent before the spell began counts all its wait, as it always has). The time
         in which a venue of a short leg and one of a filled leg were both down (logged off; the same
         venue, for a leg part-filled) counts too: no chase and no unwind could go then. A filled leg's
-        venue down alone excuses nothing, as the missing lots can be chased elsewhere."""
+        venue down alone excuses nothing while the chase budget lasts, as the missing lots can be chased
+        on their own venue; once the budget is spent (its attempts or its time, the episode unwinding)
+        only the filled legs' venues can repair it, and the time one of them is down counts as well."""
         core = self.core
         if core.strategy.recovery.policy != "chase_unwind":
             return
@@ -290,6 +304,9 @@ class InvariantChecker:
         waits = [(max(at - rtt + FAR_ROUND_TRIP, since), at) for at, rtt in answered if rtt > FAR_ROUND_TRIP]
         short, filled = self.legged_venues.pop(decision, (frozenset(), frozenset()))
         stuck = _overlap(self._down(short, since, until), self._down(filled, since, until))
+        spent = self.chase_spent.pop(decision, None)
+        if spent is not None and spent < until:  # no chase left: a filled leg's venue down holds the unwind
+            stuck = _merged(sorted(stuck + self._down(filled, max(since, spent), until)))
         allowance = max(
             FAR_ROUND_TRIP + _union_length(sorted(waits + stuck)), max((rtt for _, rtt in answered), default=0.0)
         )

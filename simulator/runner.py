@@ -385,8 +385,9 @@ class Simulation:
             run_until(env, scenario.duration + scenario.drain)
         except PriceModelError as exc:  # the scenario's prices cannot be simulated: its file is at fault
             raise price_problem(str(scenario.path), exc, env.now, self.seed) from None
-        except NothingToDamage as exc:  # a journal_damage fault that came before any record
-            index, crash_at = exc.args
+        # (its own name: mypyc types a name by its first binding, here the PriceModelError above)
+        except NothingToDamage as damage:  # a journal_damage fault that came before any record
+            index, crash_at = damage.args
             raise ConfigError(
                 str(scenario.path),
                 [
