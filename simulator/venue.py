@@ -546,6 +546,9 @@ class Venue:
         fault = self._fault("reject", cl_ord_id)
         if fault is not None:
             return self._reject_order(msg, m, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
+        side = msg.get(54)
+        if side != BUY and side != SELL:  # the dictionary allows sell short and the rest; the book has two sides
+            return self._reject_order(msg, m, 11, f"Side {side} not supported: buy (1) or sell (2)")
         if self.cfg.certification and symbol in self.instruments and cl_ord_id not in m.orders:
             return self._certify(msg, m)
         inst = self.instruments.get(symbol)

@@ -882,3 +882,109 @@ def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_rejec
     (answer,) = sent
     assert answer.msg_type == "3" and "45=1\x01" in answer.body and "371=270\x01" in answer.body
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
+
+
+def _engine_sent() -> tuple[list[str], object]:
+    """What the engine sent the venues in a short run with amends and cancels (D, F, G, H), and its scenario."""
+    import dataclasses
+    import functools
+
+    @functools.cache
+    def collect():
+        from simulator import runner, scenario
+        from simulator.venue import ENGINE_COMP_ID
+        from tests.conftest import ROOT
+
+        sc = scenario.load(ROOT / "scenarios" / "cu_hg_limit_amend.toml")
+        sc = dataclasses.replace(sc, duration=60.0)
+        sent = [
+            m
+            for m in runner.run(sc, 3).messages
+            if f"\x0149={ENGINE_COMP_ID}\x01" in m
+            and m.split("\x0135=", 1)[1][:2] in ("D\x01", "F\x01", "G\x01", "H\x01")
+        ]
+        return sent, sc
+
+    return collect()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 10**6),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["set", "delete", "repeat", "insert"]),
+            st.integers(0, 40),
+            st.sampled_from([1, 11, 38, 40, 41, 44, 54, 55, 59, 60, 18, 126, 432]),
+            _ODD_VALUES | st.sampled_from(["3", "4", "5", "6", "7", "8", "9", "A", "B", "C"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_whatever_a_member_sends_a_simulated_venue_is_answered_never_raised(pick, edits):
+    """`xmc venue` serves any FIX engine: a NewOrderSingle with Side 5 (sell short, in the dictionary)
+    reached the two-sided book and raised KeyError there. Any order, cancel, replace or status question,
+    its values changed, dropped, repeated or joined by others, is answered (a report, a reject) and
+    leaves the venue working."""
+    import simpy
+
+    from simulator.link import Latency, Link
+    from simulator.rng import fork
+    from simulator.transport import WireLog
+    from simulator.venue import Venue
+
+    sent, sc = _engine_sent()
+    raw = sent[pick % len(sent)]
+    target = raw.split("\x0156=", 1)[1].split("\x01", 1)[0]
+    name, vcfg = next((n, v) for n, v in sc.venues.items() if v.comp_id == target)
+    env = simpy.Environment()
+    venue = Venue(env, vcfg, [i for i in sc.engine.instruments.values() if i.venue == name], fork(1, "v"), WireLog())
+    answers: list[str] = []
+    venue.session.link = Link(env, "down", Latency("constant", 0.001), fork(1, "l"), answers.append)
+    fields = [
+        ("34=1" if f.startswith("34=") else f)
+        for f in raw[raw.index("\x0135=") + 1 : raw.rindex("\x0110=")].split("\x01")
+        if f
+    ]
+    for op, at, tag, value in edits:
+        i = 5 + at % (len(fields) - 5)  # never the header (35, 34, 49, 52, 56)
+        if op == "set":
+            fields[i] = f"{fields[i].split('=', 1)[0]}={value}"
+        elif op == "delete" and len(fields) > 6:
+            del fields[i]
+        elif op == "repeat":
+            fields.insert(i, fields[i])
+        else:
+            fields.insert(i, f"{tag}={value}")
+    body = "\x01".join(fields) + "\x01"
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    venue.receive(head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    env.run(until=5)
+    kinds = {a.split("\x0135=", 1)[1].split("\x01", 1)[0] for a in answers}
+    assert kinds <= {"8", "9", "3", "j"}, kinds
+
+
+def test_a_simulated_venue_rejects_a_side_its_book_does_not_have(spread_scenario):
+    import simpy
+
+    from simulator.link import Latency, Link
+    from simulator.rng import fork
+    from simulator.transport import WireLog
+    from simulator.venue import Venue
+
+    env = simpy.Environment()
+    vcfg = spread_scenario.venues["SHFE"]
+    venue = Venue(env, vcfg, [spread_scenario.engine.instruments["CU"]], fork(1, "v"), WireLog())
+    answers: list[str] = []
+    venue.session.link = Link(env, "down", Latency("constant", 0.001), fork(1, "l"), answers.append)
+    c = codec("SHFE", "XMC", vcfg.comp_id)
+    raw = wire(c, SendOrder("SHFE", "S5", "CU", "cu2603", "2", 5, 70010.0, "2", "3", "SHFE-ARB-01", "D1"))
+    body = raw[raw.index("\x0135=") + 1 : raw.rindex("\x0110=") + 1].replace("\x0154=2\x01", "\x0154=5\x01")
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    venue.receive(head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    env.run(until=1)
+    (answer,) = answers
+    msg = c.parse(answer)
+    assert (msg.msg_type, msg.get(150), msg.get(103), msg.get(11)) == ("8", "8", "11", "S5")
+    assert "Side 5 not supported" in msg.get(58)
