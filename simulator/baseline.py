@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.config import ConfigError, Problem
 from engine.provenance import provenance, sha256_of
@@ -111,6 +112,61 @@ def calibrate(repeat: int = 5) -> float:
             acc += book[i & 1023] / (1 + (i & 7))
         best = min(best, time.perf_counter() - started)
     return best
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# the parts of a run's record the gate reads, each with the shape `run_record` writes
+RECORD_KEYS = ("run_hash", "outcomes", "fills", "positions", "metrics", "wall")
+_RECORD_SHAPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "run_hash": ("is not a hash (text)", lambda v: isinstance(v, str)),
+    "outcomes": (
+        "is not a table of outcome -> episode count",
+        lambda v: isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values()),
+    ),
+    "fills": (
+        "is not a table of decision -> {leg: lots, outcome: text}",
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                isinstance(e, dict) and all(isinstance(x, str) if k == "outcome" else _number(x) for k, x in e.items())
+                for e in v.values()
+            )
+        ),
+    ),
+    "positions": (
+        "is not a table of instrument -> lots",
+        lambda v: isinstance(v, dict) and all(map(_number, v.values())),
+    ),
+    "metrics": (
+        "is not a table of metric -> number or null",
+        lambda v: isinstance(v, dict) and all(x is None or _number(x) for x in v.values()),
+    ),
+    "wall": (
+        "is not a table of timing -> number, null or {p50, p99...}",
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                x is None or _number(x) or (isinstance(x, dict) and all(y is None or _number(y) for y in x.values()))
+                for x in v.values()
+            )
+        ),
+    ),
+}
+
+
+def _record_problems(rec: dict) -> list[tuple[str, str]]:
+    """(key, what is wrong) for each part of a baseline's run record missing or not of its shape."""
+    out = []
+    for key in RECORD_KEYS:
+        what, fits = _RECORD_SHAPES[key]
+        if key not in rec:
+            out.append((key, "is missing"))
+        elif not fits(rec[key]):
+            out.append((key, what))
+    return out
 
 
 def run_record(report: dict) -> dict:
@@ -225,18 +281,18 @@ def load(path: str | Path) -> dict:
                 problems.append(Problem(f"scenarios.{name}", "needs file and seeds", FIX))
                 continue
             for seed, rec in entry["seeds"].items():
-                if (
-                    not (seed.isascii() and seed.isdigit() and seed_in_domain(int(seed)))
-                    or not isinstance(rec, dict)
-                    or not {"run_hash", "metrics", "fills"} <= set(rec)
-                ):
+                if not (seed.isascii() and seed.isdigit() and seed_in_domain(int(seed))) or not isinstance(rec, dict):
                     problems.append(
                         Problem(
                             f"scenarios.{name}.seeds.{seed}",
                             "not a recorded run",
-                            f"a whole-number seed (0 to {SEED_MAX}) with run_hash, metrics and fills; {FIX}",
+                            f"a whole-number seed (0 to {SEED_MAX}) with {', '.join(RECORD_KEYS)}; {FIX}",
                         )
                     )
+                    continue
+                problems += [
+                    Problem(f"scenarios.{name}.seeds.{seed}.{key}", what, FIX) for key, what in _record_problems(rec)
+                ]
     if problems:
         raise BaselineError(path, problems)
     return doc

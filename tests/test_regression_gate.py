@@ -187,3 +187,33 @@ def test_a_baseline_seed_outside_the_seed_domain_is_named(recorded, tmp_path, ca
     assert main(["regress", "--baseline", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"scenarios.{name}.seeds.{seed}" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "key,value,says",
+    [
+        ("metrics", {"legged_ms.p50": {"a": 1}}, "metrics: is not a table of metric -> number or null"),
+        ("metrics", {"legged_ms.p50": float("nan")}, "metrics: is not a table of metric -> number or null"),
+        ("wall", True, "wall: is not a table of timing"),
+        ("fills", {"E1-000001": None}, "fills: is not a table of decision"),
+        ("outcomes", None, "outcomes: is missing"),
+        ("positions", {"CU": "five"}, "positions: is not a table of instrument -> lots"),
+        ("run_hash", 7, "run_hash: is not a hash"),
+    ],
+)
+def test_a_baseline_run_record_of_the_wrong_shape_is_named(recorded, tmp_path, capsys, key, value, says):
+    """Found by damaging the committed baseline at random: a metric that is a table, a wall record that
+    is `true`, a decision's fills that are null all loaded and then raised TypeError/AttributeError in the
+    comparison. Every part of a run's record the gate reads is checked for its shape when it loads."""
+    doc = json.loads(recorded[0].read_text())
+    name, entry = next(iter(doc["scenarios"].items()))
+    seed, rec = next(iter(entry["seeds"].items()))
+    if value is None and key == "outcomes":
+        del rec[key]
+    else:
+        rec[key] = value
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["regress", "--baseline", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"scenarios.{name}.seeds.{seed}.{says}" in err and "Traceback" not in err, err
