@@ -31,7 +31,8 @@ def run_until(env: simpy.Environment, at: float) -> None:
     As simpy does it: a stop event is scheduled at `at` with URGENT priority (before the timeouts due
     then, after anything scheduled at `at` with URGENT priority before it), events leave the queue in
     (time, priority, insertion) order, each event's callbacks run in order, and an event that failed
-    and was not defused raises a copy of its exception."""
+    and was not defused raises a copy of its exception (the exception itself when its class cannot be
+    made again from its args, where simpy would raise a TypeError instead)."""
     if not stepped_here(env):
         env.run(until=at)
         return
@@ -54,7 +55,10 @@ def run_until(env: simpy.Environment, at: float) -> None:
             callback(event)
         if not event._ok and not hasattr(event, "_defused"):
             failure = event._value
-            exc = type(failure)(*failure.args)
+            try:
+                exc = type(failure)(*failure.args)
+            except Exception:  # its constructor does not take its own args (simpy would raise a TypeError)
+                raise failure from None
             exc.__cause__ = failure
             raise exc
 

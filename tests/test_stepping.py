@@ -84,6 +84,21 @@ def test_a_failed_event_raises_as_simpy_raises_it():
     assert failing(run_until) == failing(lambda env, at: env.run(until=at))
 
 
+def test_a_failure_whose_class_cannot_be_made_from_its_args_is_raised_itself():
+    """simpy raises a copy made from the exception's args: for a class whose constructor takes other
+    arguments (engine.config.ConfigError: a source and its problems) that copy is a TypeError hiding the
+    failure; run_until raises the failure itself."""
+    from engine.config import ConfigError, Problem
+
+    env = simpy.Environment()
+    ev = env.event()
+    failure = ConfigError("s.toml", [Problem("faults[0].x", "is wrong", "write it right")])
+    env.timeout(1.0).callbacks.append(lambda _e: ev.fail(failure))
+    with pytest.raises(ConfigError) as caught:
+        run_until(env, 5.0)
+    assert caught.value is failure and env.now == 1.0
+
+
 def test_a_defused_failure_is_left_alone_and_a_past_time_refused():
     env = simpy.Environment()
     ev = env.event()
