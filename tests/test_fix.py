@@ -988,3 +988,48 @@ def test_a_simulated_venue_rejects_a_side_its_book_does_not_have(spread_scenario
     msg = c.parse(answer)
     assert (msg.msg_type, msg.get(150), msg.get(103), msg.get(11)) == ("8", "8", "11", "S5")
     assert "Side 5 not supported" in msg.get(58)
+
+
+def test_a_defect_of_the_live_shell_throws_the_kill_switch_and_the_engine_thread_lives_on(config):
+    """Whatever raises on the engine thread outside the core (which has its own fail-safe) used to end the
+    thread: sessions up, nobody deciding. Now: anomaly engine_error, a critical alert, the kill switch
+    thrown, and the thread still serves the next event."""
+    import threading
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SessionGap
+    from engine.shell.live import LiveEngine
+
+    engine = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    engine.codecs["SHFE"] = c = codec("SHFE")
+    seen: list = []
+    done = threading.Event()
+
+    def broken(msg, venue):
+        raise RuntimeError("a defect in decoding")
+
+    c.decode = broken  # type: ignore[method-assign]
+    original = engine._dispatch
+
+    def dispatch(event) -> None:
+        original(event)
+        seen.append(event)
+        if isinstance(event, SessionGap):
+            done.set()
+
+    engine._dispatch = dispatch  # type: ignore[method-assign]
+    engine.submit(("fix", "SHFE", "8=FIX.4.4\x019=5\x0135=8\x0110=000\x01"))  # type: ignore[arg-type]
+    engine.submit(SessionGap("SHFE"))
+    thread = threading.Thread(target=engine._run, daemon=True)
+    thread.start()
+    try:
+        assert done.wait(10)
+    finally:
+        engine._stop.set()
+        thread.join(10)
+    assert engine.core.killed
+    assert [a.kind for a in engine.anomalies][:1] == ["engine_error"] and "a defect in decoding" in engine.anomalies[
+        0
+    ].detail
+    assert any(a.level == "critical" and "kill switch thrown" in a.text for a in engine.alerts)
+    assert [type(e).__name__ for e in seen] == ["Command", "SessionGap"]

@@ -327,7 +327,7 @@ ANOMALY_KINDS: dict[str, str] = {
     "stale_takeover": "a takeover whose epoch is not above the node's own",
     "position_mismatch": "a venue's positions differ from the engine's once reconciled: the desk is paged",
     "fill_from_status": "a fill the engine learnt only from a status answer (its report never came)",
-    "engine_error": "the core raised while handling an event: recorded with the traceback, orders stop",
+    "engine_error": "the core (or xmc live's shell) raised while handling an event: recorded with the traceback, orders stop",
     "fix_garbled": "a received message quickfix could not parse: dropped",
     "fix_session": "a received message that breaks the session rules: answered with a session Reject (3)",
     "fix_business": "a received message the engine cannot act on: answered with a BusinessMessageReject (j)",

@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,39 +317,65 @@ class LiveEngine(fix.Application, ActionDispatcher):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.backoff is not None:
-                self._reconnects()
-            if self.gc is not None:
-                if self.events.empty():
-                    self.gc.idle()
-                else:
-                    self.gc.busy()
-            wait = 0.05
-            if self.timers:
-                wait = max(0.0, min(wait, self.timers[0][0] - self.now()))
             try:
-                item = self.events.get(timeout=wait)
-            except queue.Empty:
-                item = None
-            while self.timers and self.timers[0][0] <= self.now():
-                _, gen, key = heapq.heappop(self.timers)
-                if self.timer_gen.get(key) == gen:
-                    del self.timer_gen[key]
-                    self._dispatch(TimerFired(key))
-            if item is None:
-                continue
-            if isinstance(item, tuple) and item[0] == "timers":
-                for key, at in item[1].items():
-                    self.set_timer(key, at)
-            elif isinstance(item, tuple):
-                _, venue, raw = item
-                for event in self._decode(venue, raw):
-                    self._dispatch(event)
+                self._turn()
+            except Exception as exc:  # noqa: BLE001 - the thread's fail-safe of last resort (the core has its own)
+                self._shell_failed(exc)
+
+    def _shell_failed(self, exc: Exception) -> None:
+        """A defect of the shell itself (decoding, timers, the session hooks) raised on the engine thread:
+        never end the thread with sessions up and nobody deciding. Recorded (anomaly engine_error with the
+        innermost frame), a critical alert, and the kill switch thrown through the core (working orders
+        cancelled, no new episodes); the thread goes on serving what the desk and the venues send."""
+        where = "".join(traceback.format_exception(exc)[-3:]).strip()
+        now = self.now()
+        self.execute(
+            [
+                Anomaly(now, "engine_error", "", f"{type(exc).__name__}: {exc} in the live shell; {where}"),
+                Alert(now, "critical", f"engine shell error ({type(exc).__name__}: {exc}): kill switch thrown"),
+            ]
+        )
+        if not self.core.killed:
+            try:
+                self._dispatch(Command("kill"))
+            except Exception as again:  # noqa: BLE001 - nothing left to try here; the desk must act
+                log.critical("kill switch failed after an engine shell error: %r", again)
+
+    def _turn(self) -> None:
+        """One turn of the engine thread: reconnects, the next event or a timer's wait, due timers."""
+        if self.backoff is not None:
+            self._reconnects()
+        if self.gc is not None:
+            if self.events.empty():
+                self.gc.idle()
             else:
-                codec = self.codecs.get(item.venue) if type(item) is SessionGap else None
-                if codec is not None:  # what arrives from here on builds the venue's top afresh
-                    codec.forget_book()
-                self._dispatch(item)
+                self.gc.busy()
+        wait = 0.05
+        if self.timers:
+            wait = max(0.0, min(wait, self.timers[0][0] - self.now()))
+        try:
+            item = self.events.get(timeout=wait)
+        except queue.Empty:
+            item = None
+        while self.timers and self.timers[0][0] <= self.now():
+            _, gen, key = heapq.heappop(self.timers)
+            if self.timer_gen.get(key) == gen:
+                del self.timer_gen[key]
+                self._dispatch(TimerFired(key))
+        if item is None:
+            return
+        if isinstance(item, tuple) and item[0] == "timers":
+            for key, at in item[1].items():
+                self.set_timer(key, at)
+        elif isinstance(item, tuple):
+            _, venue, raw = item
+            for event in self._decode(venue, raw):
+                self._dispatch(event)
+        else:
+            codec = self.codecs.get(item.venue) if type(item) is SessionGap else None
+            if codec is not None:  # what arrives from here on builds the venue's top afresh
+                codec.forget_book()
+            self._dispatch(item)
 
     def _decode(self, venue: str, raw: str) -> list[Event]:
         codec = self.codecs[venue]
