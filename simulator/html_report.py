@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -244,7 +245,10 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _anchor(r: dict) -> str:
-    return f"fail-{r['scenario']}-s{r['seed']}"
+    """The id of a failed run's section: its scenario name with every character but letters, digits, `_`,
+    `.` and `-` written as ~<hex>~ (one name, one id; nothing of a name can leave the attribute it is in)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"~{ord(m.group()):x}~", str(r["scenario"]))
+    return f"fail-{name}-s{r['seed']}"
 
 
 def chosen_run(reports: list[dict], choice: str | None) -> dict | None:

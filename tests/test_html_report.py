@@ -118,3 +118,40 @@ def test_a_plot_draws_every_value():
     svg = strip_plot("legged", [("a", [1.0, 2.0, 300.0]), ("b", [])])
     assert svg.count('class="dot"') == 3 and svg.count('class="median"') == 1 and "<text" in svg
     assert strip_plot("nothing", [("a", [])]) == ""
+
+
+def test_a_scenario_name_cannot_leave_the_text_or_attribute_it_is_written_in(tmp_path):
+    """A failed run's anchor was the raw scenario name inside id='...' and href='#...': a name with an
+    apostrophe wrote its own attributes (onmouseover=...) into the desk's report. Every element and
+    attribute of the report is one the report itself writes, whatever the name holds."""
+    from html.parser import HTMLParser
+
+    name = "x' onmouseover='alert(1)' <script>alert(2)</script> &amp;"
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text().replace("duration_s = 300", "duration_s = 20")
+    path = tmp_path / "odd.toml"
+    path.write_text(text.replace('name = "cu_hg_spread"', f"name = '''{name}'''"))
+    report = tmp_path / "r.html"
+    assert main(["certify", str(path), "--seeds", "1", "--out", str(tmp_path / "o"), "--html", str(report)]) == 1
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+            self.attrs: set[str] = set()
+            self.ids: set[str] = set()
+            self.hrefs: set[str] = set()
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            for key, value in attrs:
+                self.attrs.add(key)
+                if key == "id":
+                    self.ids.add(value)
+                if key == "href" and value.startswith("#"):
+                    self.hrefs.add(value[1:])
+
+    page = Tags()
+    page.feed(report.read_text())
+    assert "<script>alert(2)" not in report.read_text() and "alert(2)" in report.read_text()  # written, as text
+    assert not any(a.startswith("on") for a in page.attrs), page.attrs
+    assert page.hrefs and page.hrefs <= page.ids  # every link to a failure lands on it
