@@ -305,4 +305,9 @@ def junit_xml(reports: list[dict[str, Any]], suite: str = "xmc certify") -> str:
             )
             failure = ET.SubElement(case, "failure", message="; ".join(x["key"] for x in bad)[:500], type="expectation")
             failure.text = text
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    # XML 1.0 holds no control character but tab and newlines, and no lone surrogate: a venue's reject
+    # text or a file path can carry one; each becomes U+FFFD (the markup itself never has any)
+    return _NOT_XML.sub("\ufffd", ET.tostring(root, encoding="unicode", xml_declaration=True)) + "\n"
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -590,8 +590,20 @@ def load(path: str | Path) -> Scenario:
     problems: list = []
     root = Section(data, "", problems)
     sc = root.sub("scenario")
-    name = sc.get("name", str, path.stem)
-    description = sc.get("description", str, hint="one line saying what the scenario proves")
+    # both are written into terminal tables, the HTML report and JUnit XML, which holds no control character
+    name = sc.get(
+        "name",
+        str,
+        path.stem,
+        check=lambda v: v.strip() != "" and v.isprintable(),
+        hint="printable text, no control characters (a name such as cu_hg_spread)",
+    )
+    description = sc.get(
+        "description",
+        str,
+        check=lambda v: v.isprintable(),
+        hint="one line saying what the scenario proves (printable text, no control characters)",
+    )
     duration = sc.get(
         "duration_s",
         float,

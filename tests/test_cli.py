@@ -405,3 +405,29 @@ def test_certify_refuses_two_files_whose_runs_would_overwrite_each_other_and_run
     assert code in (0, 1)
     runs = json.loads((tmp_path / "t" / "report.json").read_text())["runs"]
     assert sorted((r["scenario"], r["seed"]) for r in runs) == [("one", 1), ("one", 2)]
+
+
+def test_junit_is_well_formed_xml_whatever_text_a_run_carries_and_a_name_is_printable(tmp_path, capsys):
+    """A scenario named with a control character (or a venue's reject text, a path carrying one) made
+    `--junit` write XML no reader parses. A name or description with one is refused at the front door,
+    and the JUnit writer turns any character XML 1.0 cannot hold into U+FFFD."""
+    import dataclasses
+    from xml.etree import ElementTree as ET
+
+    from engine.report import junit_xml
+    from simulator import runner, scenario
+
+    sc = dataclasses.replace(scenario.load(SPREAD), duration=20.0)
+    report = runner.run(sc).report
+    report = {**report, "verdict": "fail", "replay": "xmc run /tmp/a\x01b\x1b[31m.toml\udcff --seed 7"}
+    report["expectations"] = [{"key": "k\x02", "expected": 1, "actual": 0, "verdict": "fail"}]
+    root = ET.fromstring(junit_xml([report]).encode("utf-8", "surrogatepass"))
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None and "\ufffd" in (failure.text or "")
+    text = SPREAD.read_text()
+    for key in ("name", "description"):
+        path = tmp_path / f"{key}.toml"
+        path.write_text(text.replace(f'\n{key} = "', f'\n{key} = "x\\u001b[31m', 1))
+        assert main(["run", str(path)]) == 2, key
+        err = capsys.readouterr().err
+        assert f"scenario.{key}:" in err and "no control characters" in err, err
