@@ -5,12 +5,29 @@ Workers import xmc from this checkout (PYTHONPATH in the job's runtime environme
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = "install Ray with: .venv/bin/pip install -e '.[ray]'"
+
+
+def _reachable(address: str, timeout: float = 3.0) -> None:
+    """Raise RuntimeError unless something accepts a connection at a host:port (or ray://host:port)
+    address: Ray itself waits a minute and more on an address where nothing listens."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and the other forms Ray reads: left to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError, OverflowError) as exc:
+        raise RuntimeError(
+            f"nothing answers at {address} ({exc}); start a Ray head there (ray start --head) or give --ray "
+            f"without an address for a local Ray"
+        ) from None
 
 
 class RayPool:
@@ -21,6 +38,7 @@ class RayPool:
             raise RuntimeError(f"Ray is not installed; {INSTALL}") from exc
         env = {"env_vars": {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}}
         if address:
+            _reachable(address)
             ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
         else:
             ray.init(

@@ -431,3 +431,19 @@ def test_junit_is_well_formed_xml_whatever_text_a_run_carries_and_a_name_is_prin
         assert main(["run", str(path)]) == 2, key
         err = capsys.readouterr().err
         assert f"scenario.{key}:" in err and "no control characters" in err, err
+
+
+def test_a_ray_address_where_nothing_listens_and_a_venue_host_that_is_no_address_are_exit_2(tmp_path, capsys):
+    """`certify --ray 127.0.0.1:1` waited on Ray's own connection timeout (over a minute) before failing;
+    `venue --host 999.1.1.1` served and announced an address no engine can have. Both are exit 2 at once."""
+    import socket
+
+    with socket.socket() as kept:  # a port the OS assigned, held and never listened on: refused
+        kept.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{kept.getsockname()[1]}"
+        for command in (["certify", str(SPREAD), "--seeds", "1"], ["explore", str(SPREAD), "--runs", "1"]):
+            assert main([*command, "--ray", address, "--out", str(tmp_path / command[0])]) == 2, command
+            err = capsys.readouterr().err
+            assert f"--ray: nothing answers at {address}" in err and "Traceback" not in err, err
+    assert main(["venue", "--scenario", str(SPREAD), "--host", "999.1.1.1", "--duration", "1"]) == 2
+    assert "--host 999.1.1.1: not an IP address" in capsys.readouterr().err

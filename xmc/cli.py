@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import math
 import multiprocessing
@@ -532,6 +533,13 @@ def cmd_venue(args) -> int:
         threading.Thread(target=stdin_closed, daemon=True).start()
         ended.wait(args.duration)
 
+    try:
+        ipaddress.ip_address(args.host)
+    except ValueError:
+        raise UsageError(
+            f"--host {args.host}: not an IP address; give the address engines log on from, e.g. 127.0.0.1, "
+            f"or 0.0.0.0 for any"
+        ) from None
     ports = {}
     for item in args.port:
         name, sep, value = item.partition("=")
