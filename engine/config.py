@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -60,10 +61,30 @@ class ConfigError(Exception):
         return ConfigError, (self.source, self.problems)  # it crosses from a certify worker process intact
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # a scenario, config or baseline file: the library's baseline is ~1.3 MB
+
+
+class UnreadableInput(OSError):
+    """An input file that is no regular file (a device, a pipe: /dev/zero never ends) or is larger than
+    MAX_INPUT_BYTES: refused before it is read."""
+
+
+def read_input(path: Path, limit: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of an input file the user named: a regular file of at most `limit` bytes, else
+    UnreadableInput (an OSError: callers report it as a file that cannot be read)."""
+    if os.path.exists(path) and not os.path.isfile(path):  # before open(): opening a pipe waits for a writer
+        raise UnreadableInput(f"{path} is not a regular file (a device, a pipe or a directory)")
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UnreadableInput(f"larger than {limit // (1024 * 1024)} MiB")
+    return data.decode("utf-8")
+
+
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """A TOML file as a dict; a missing, unreadable or malformed file is a ConfigError naming it."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_input(path))
     except FileNotFoundError:
         raise ConfigError(str(path), [Problem("(file)", "file not found", f"give the path of {what}")]) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, Problem
+from engine.config import ConfigError, Problem, read_input
 from engine.provenance import provenance, sha256_of
 from simulator.scenario import SEED_MAX, seed_in_domain
 
@@ -227,7 +227,7 @@ def load(path: str | Path) -> dict:
     """A baseline file, checked; a bad one is a BaselineError naming the file and the fix."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_input(path))
     except FileNotFoundError:
         raise BaselineError(path, [Problem("(file)", "baseline file not found", FIX)]) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -447,3 +447,30 @@ def test_a_ray_address_where_nothing_listens_and_a_venue_host_that_is_no_address
             assert f"--ray: nothing answers at {address}" in err and "Traceback" not in err, err
     assert main(["venue", "--scenario", str(SPREAD), "--host", "999.1.1.1", "--duration", "1"]) == 2
     assert "--host 999.1.1.1: not an IP address" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run", "{f}"], ["live", "--config", "{f}"], ["regress", "--baseline", "{f}"], ["certify", "{f}", "--seeds", "1"]],
+)
+def test_an_input_that_is_no_regular_file_is_exit_2_not_a_read_forever(tmp_path, capsys, argv):
+    """`xmc run /dev/zero` read until memory ran out, and a named pipe waited for a writer: a scenario,
+    config or baseline must be a regular file (of at most 64 MiB), else exit 2 naming it."""
+    import os
+
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    for f in ("/dev/zero", str(fifo)):
+        assert main([a.format(f=f) for a in argv]) == 2, (argv, f)
+        err = capsys.readouterr().err
+        assert f"{f} is not a regular file" in err and "Traceback" not in err, err
+
+
+def test_an_input_larger_than_its_limit_is_refused_before_it_is_read(tmp_path):
+    from engine.config import UnreadableInput, read_input
+
+    path = tmp_path / "big.toml"
+    path.write_text("x" * 11)
+    assert read_input(path, limit=11) == "x" * 11
+    with pytest.raises(UnreadableInput, match="larger than"):
+        read_input(path, limit=10)
