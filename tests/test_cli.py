@@ -474,3 +474,28 @@ def test_an_input_larger_than_its_limit_is_refused_before_it_is_read(tmp_path):
     assert read_input(path, limit=11) == "x" * 11
     with pytest.raises(UnreadableInput, match="larger than"):
         read_input(path, limit=10)
+
+
+def test_a_credential_file_that_cannot_be_read_is_named_not_a_traceback(tmp_path, monkeypatch):
+    """A live config's password_file (or XMC_<NAME>_FILE) holding bytes that are not UTF-8, or naming
+    /dev/zero, raised UnicodeDecodeError or read forever; now a problem naming the key or variable."""
+    from engine.config import ConfigError
+    from engine.shell.live import credential
+    from engine.shell.live_config import load
+
+    bad = tmp_path / "pw"
+    bad.write_bytes(b"\xff\xfe secret")
+    text = (ROOT / "tests" / "live_broker.toml").read_text().replace("PORT", "9999")
+    text = text.replace("OUT_DIR", str(tmp_path / "out")).replace(
+        'password_env = "XMC_BROKER_PASSWORD"', f'password_file = "{bad}"'
+    )
+    config = tmp_path / "live.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    assert any(p.key == "sessions.BROKER.password_file" and "cannot be read" in p.what for p in err.value.problems)
+    for path in (str(bad), "/dev/zero"):
+        monkeypatch.setenv("XMC_T_PASSWORD_FILE", path)
+        monkeypatch.delenv("XMC_T_PASSWORD", raising=False)
+        with pytest.raises(ConfigError, match="XMC_T_PASSWORD_FILE"):
+            credential("T_PASSWORD")

@@ -23,6 +23,7 @@ from typing import Any
 
 import quickfix as fix
 
+from engine.config import ConfigError, Problem, read_input
 from engine.core.dispatch import ActionDispatcher
 from engine.core.engine_core import EngineCore
 from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionGap, SessionUp, TimerFired
@@ -466,5 +467,11 @@ def credential(name: str) -> str:
     value = os.environ.get(f"XMC_{name}", "")
     path = os.environ.get(f"XMC_{name}_FILE", "")
     if not value and path:
-        value = Path(path).read_text().strip()
+        try:
+            value = read_input(Path(path), 64 * 1024).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"XMC_{name}_FILE={path}",
+                [Problem("(file)", f"cannot be read ({exc})", "point it at a readable text file holding the value")],
+            ) from None
     return value

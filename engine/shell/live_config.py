@@ -14,7 +14,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import FIX_TEXT, ConfigError, EngineConfig, Problem, Section, positive, read_engine, read_toml
+from engine.config import (
+    FIX_TEXT,
+    ConfigError,
+    EngineConfig,
+    Problem,
+    Section,
+    positive,
+    read_engine,
+    read_input,
+    read_toml,
+)
 from engine.fix import dictionary, session_templates
 from engine.fix.session_templates import TemplateError
 from engine.shell.live import SessionConfig
@@ -102,7 +112,17 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
                 )
             )
             return ""
-        return path.read_text().strip()
+        try:
+            return read_input(path, 64 * 1024).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(
+                Problem(
+                    sec.key(f"{name}_file"),
+                    f"names {path}, which cannot be read ({exc})",
+                    "point it at a readable text file",
+                )
+            )
+            return ""
     return ""
 
 
