@@ -224,19 +224,26 @@ def test_progress_names_the_running_scenarios_and_an_eta_on_a_terminal():
     assert line.startswith("[6/6] s2 seed 2: pass (0.8 s)") and line.endswith("6/6 runs done")
 
 
-def _number_options() -> list[tuple[str, str]]:
-    """Every (subcommand, option) of the CLI that takes a number with a fraction (type finite)."""
+def _options_of_type(parse) -> list[tuple[str, str]]:
+    """Every (subcommand, option) of the CLI whose value is read by `parse` (an argparse type)."""
     import argparse
 
-    from xmc.cli import _parser, finite
+    from xmc.cli import _parser
 
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     return [
         (name, action.option_strings[0])
         for name, parser in sub.choices.items()
         for action in parser._actions
-        if action.type is finite
+        if action.type is parse
     ]
+
+
+def _number_options() -> list[tuple[str, str]]:
+    """Every (subcommand, option) of the CLI that takes a number with a fraction (type finite)."""
+    from xmc.cli import finite
+
+    return _options_of_type(finite)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "NaN", "twelve"])
@@ -299,17 +306,9 @@ def test_an_interrupted_command_is_exit_130_without_a_traceback(monkeypatch, tmp
 
 def _seed_options() -> list[tuple[str, str]]:
     """Every (subcommand, option) of the CLI that takes a seed (type seed_number)."""
-    import argparse
+    from xmc.cli import seed_number
 
-    from xmc.cli import _parser, seed_number
-
-    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return [
-        (name, action.option_strings[0])
-        for name, parser in sub.choices.items()
-        for action in parser._actions
-        if action.type is seed_number
-    ]
+    return _options_of_type(seed_number)
 
 
 @given(

@@ -204,6 +204,14 @@ def test_the_live_shell_forgets_a_venues_book_when_its_session_reports_a_gap(con
 
     engine._dispatch = dispatch  # type: ignore[method-assign]
     engine.submit(SessionGap("SHFE"))
+    _engine_thread_until(engine, done)
+    assert seen == [(SessionGap("SHFE"), {})]
+
+
+def _engine_thread_until(engine, done) -> None:
+    """Run a LiveEngine's engine thread until `done` is set (at most 10 s), then stop it."""
+    import threading
+
     thread = threading.Thread(target=engine._run, daemon=True)
     thread.start()
     try:
@@ -211,7 +219,6 @@ def test_the_live_shell_forgets_a_venues_book_when_its_session_reports_a_gap(con
     finally:
         engine._stop.set()
         thread.join(10)
-    assert seen == [(SessionGap("SHFE"), {})]
 
 
 @pytest.mark.parametrize(
@@ -756,6 +763,28 @@ _RECEIVED_TAGS = st.sampled_from(
 )
 
 
+def _edited(fields: list[str], edits, keep: int) -> str:
+    """The message of `fields` (MsgType first, no BodyLength or CheckSum) after each edit (set a field's
+    value, delete, repeat or swap it with the last, insert a field), the first `keep` fields untouched;
+    framed with a right BodyLength and CheckSum, so that what it carries is what is tested."""
+    fields = list(fields)
+    for op, at, tag, value in edits:
+        i = keep + at % (len(fields) - keep)
+        if op == "set":
+            fields[i] = f"{fields[i].split('=', 1)[0]}={value}"
+        elif op == "delete" and len(fields) > keep + 1:
+            del fields[i]
+        elif op == "repeat":
+            fields.insert(i, fields[i])
+        elif op == "insert":
+            fields.insert(i, f"{tag}={value}")
+        elif op == "swap":
+            fields[i], fields[-1] = fields[-1], fields[i]
+    body = "\x01".join(fields) + "\x01"
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    return head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(0, 10**6),
@@ -781,21 +810,7 @@ def test_whatever_a_venue_sends_is_read_or_answered_with_a_fix_reject_never_rais
     sender, raw = received[pick % len(received)]
     venue, c = codecs[sender]
     fields = [f for f in raw[raw.index("\x0135=") + 1 : raw.rindex("\x0110=")].split("\x01") if f]
-    for op, at, tag, value in edits:
-        i = 1 + at % (len(fields) - 1)  # never MsgType
-        if op == "set":
-            fields[i] = f"{fields[i].split('=', 1)[0]}={value}"
-        elif op == "delete" and len(fields) > 2:
-            del fields[i]
-        elif op == "repeat":
-            fields.insert(i, fields[i])
-        elif op == "insert":
-            fields.insert(i, f"{tag}={value}")
-        else:
-            fields[i], fields[-1] = fields[-1], fields[i]
-    body = "\x01".join(fields) + "\x01"
-    head = f"8=FIX.4.4\x019={len(body)}\x01"
-    text = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+    text = _edited(fields, edits, keep=1)  # never MsgType
     try:
         events = c.decode(c.parse(text), venue)
     except FixParseError as err:
@@ -947,19 +962,8 @@ def test_whatever_a_member_sends_a_simulated_venue_is_answered_never_raised(pick
         for f in raw[raw.index("\x0135=") + 1 : raw.rindex("\x0110=")].split("\x01")
         if f
     ]
-    for op, at, tag, value in edits:
-        i = 5 + at % (len(fields) - 5)  # never the header (35, 34, 49, 52, 56)
-        if op == "set":
-            fields[i] = f"{fields[i].split('=', 1)[0]}={value}"
-        elif op == "delete" and len(fields) > 6:
-            del fields[i]
-        elif op == "repeat":
-            fields.insert(i, fields[i])
-        else:
-            fields.insert(i, f"{tag}={value}")
-    body = "\x01".join(fields) + "\x01"
-    head = f"8=FIX.4.4\x019={len(body)}\x01"
-    venue.receive(head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    text = _edited(fields, edits, keep=5)  # never the header (35, 34, 49, 52, 56)
+    venue.receive(text)
     env.run(until=5)
     kinds = {a.split("\x0135=", 1)[1].split("\x01", 1)[0] for a in answers}
     assert kinds <= {"8", "9", "3", "j"}, kinds
@@ -1020,13 +1024,7 @@ def test_a_defect_of_the_live_shell_throws_the_kill_switch_and_the_engine_thread
     engine._dispatch = dispatch  # type: ignore[method-assign]
     engine.submit(("fix", "SHFE", "8=FIX.4.4\x019=5\x0135=8\x0110=000\x01"))  # type: ignore[arg-type]
     engine.submit(SessionGap("SHFE"))
-    thread = threading.Thread(target=engine._run, daemon=True)
-    thread.start()
-    try:
-        assert done.wait(10)
-    finally:
-        engine._stop.set()
-        thread.join(10)
+    _engine_thread_until(engine, done)
     assert engine.core.killed
     assert [a.kind for a in engine.anomalies][:1] == ["engine_error"] and "a defect in decoding" in engine.anomalies[
         0
