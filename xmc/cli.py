@@ -847,13 +847,11 @@ def cmd_audit(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit}: give a whole number >= 1")
-    for option, value in (("--decision", args.decision), ("--order", args.order), ("--episode", args.episode)):
+    lookups = (("--decision", args.decision), ("--order", args.order), ("--episode", args.episode))
+    for option, value in lookups:
         if value is not None and not value.strip():
             raise UsageError(f"{option} {value!r}: empty; give the id to look up (xmc audit PATH lists the decisions)")
-    asked = next(
-        (o for o, v in (("--decision", args.decision), ("--order", args.order), ("--episode", args.episode)) if v),
-        None,
-    )
+    asked = next((option for option, value in lookups if value), None)
     list_only = [
         o
         for o, v in (
