@@ -5,11 +5,13 @@ over audit.parquet files, reading only the row groups whose statistics can hold 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from engine.config import UnusablePath, path_kind
 from engine.report import OUTCOMES, PARQUET_SCHEMA
 
 
@@ -34,15 +36,27 @@ class Filters:
             raise AuditQueryError(f"--from {self.start} is after --to {self.end}; give a window that starts first")
 
 
+def _audit_files_below(top: Path) -> list[Path]:
+    """Every audit.parquet file under `top`, sorted. os.walk skips a directory that cannot be read or
+    that vanishes while it passes (Path.rglob raised: a run's scratch directory removed mid-walk ended
+    `xmc audit /tmp` in a traceback), and follows no symlinked directory (no loops)."""
+    return sorted(Path(d) / "audit.parquet" for d, _, names in os.walk(top) if "audit.parquet" in names)
+
+
 def files_of(path: str | Path) -> list[Path]:
     """The audit.parquet files under `path`: the file itself, a run's directory, or a certify output
     (runs/<scenario>-s<seed>/audit.parquet)."""
     p = Path(path)
-    if p.is_file():
+    try:
+        kind = path_kind(p)
+        own = kind == "dir" and path_kind(p / "audit.parquet") == "file"
+    except UnusablePath as exc:
+        raise AuditQueryError(str(exc)) from None
+    if kind == "file":
         return [p]
-    if p.is_dir():
-        found = [p / "audit.parquet"] if (p / "audit.parquet").is_file() else sorted(p.glob("runs/*/audit.parquet"))
-        found = found or sorted(p.rglob("audit.parquet"))
+    if kind == "dir":
+        below = [] if own else _audit_files_below(p)
+        found = [p / "audit.parquet"] if own else [f for f in below if f.parent.parent == p / "runs"] or below
         if found:
             return found
         raise AuditQueryError(

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,10 +70,44 @@ class UnreadableInput(OSError):
     MAX_INPUT_BYTES: refused before it is read."""
 
 
+class UnusablePath(OSError):
+    """A path the user named that cannot even be looked at (too long, a component that is a file, a
+    directory this user may not enter, a symlink loop): its message names the path, the reason and the fix."""
+
+    FIX = "give a path whose directories exist and may be entered, each name at most 255 bytes"
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: cannot be looked at ({reason}); {self.FIX}")
+
+    def __reduce__(self) -> tuple[type[UnusablePath], tuple[str, str]]:
+        return UnusablePath, (self.path, self.reason)
+
+
+def path_kind(path: str | Path) -> str:
+    """What a path the user named is: "file", "dir", "other" (a device, a pipe, a socket) or "missing";
+    UnusablePath when it cannot be looked at. Path.exists() and is_dir() raise for a name too long or a
+    directory without search permission, and os.path's return False for them (a misleading "no such
+    file"): every check of a user's path goes through here instead."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    except ValueError:  # an embedded NUL byte
+        reason = "it contains a NUL character"
+    else:
+        if stat.S_ISREG(st.st_mode):
+            return "file"
+        return "dir" if stat.S_ISDIR(st.st_mode) else "other"
+    raise UnusablePath(path, reason)
+
+
 def read_input(path: Path, limit: int = MAX_INPUT_BYTES) -> str:
     """The UTF-8 text of an input file the user named: a regular file of at most `limit` bytes, else
     UnreadableInput (an OSError: callers report it as a file that cannot be read)."""
-    if os.path.exists(path) and not os.path.isfile(path):  # before open(): opening a pipe waits for a writer
+    if path_kind(path) in ("dir", "other"):  # before open(): opening a pipe waits for a writer
         raise UnreadableInput(f"{path} is not a regular file (a device, a pipe or a directory)")
     with open(path, "rb") as fh:
         data = fh.read(limit + 1)
@@ -87,6 +122,8 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(read_input(path))
     except FileNotFoundError:
         raise ConfigError(str(path), [Problem("(file)", "file not found", f"give the path of {what}")]) from None
+    except UnusablePath as exc:
+        raise ConfigError(str(path), [Problem("(file)", f"cannot be looked at ({exc.reason})", exc.FIX)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             str(path), [Problem("(file)", f"cannot be read ({exc})", "give a readable UTF-8 TOML file")]

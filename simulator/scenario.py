@@ -16,7 +16,9 @@ from engine.config import (
     Instrument,
     Problem,
     Section,
+    UnusablePath,
     non_negative,
+    path_kind,
     positive,
     read_engine,
     read_toml,
@@ -534,15 +536,21 @@ def read_document(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict[
                 )
             ],
         )
-    base_path = (path.parent / base).resolve()
-    if not base_path.is_file() and (BUNDLED / base).is_file():  # a bundled base, from anywhere
-        base_path = (BUNDLED / base).resolve()
+    try:
+        base_path = (path.parent / base).resolve()
+        if path_kind(base_path) != "file" and path_kind(BUNDLED / base) == "file":  # a bundled base, from anywhere
+            base_path = (BUNDLED / base).resolve()
+        base_kind = path_kind(base_path)
+    except UnusablePath as exc:
+        raise ConfigError(
+            str(path), [Problem("extends", f"names {base}, which cannot be looked at ({exc.reason})", exc.FIX)]
+        ) from None
     if base_path in chain or base_path == path.resolve():
         raise ConfigError(
             str(path),
             [Problem("extends", f"makes a cycle through {base}", "extend a scenario that does not extend this one")],
         )
-    if not base_path.is_file():
+    if base_kind != "file":
         raise ConfigError(
             str(path),
             [

@@ -498,3 +498,75 @@ def test_a_credential_file_that_cannot_be_read_is_named_not_a_traceback(tmp_path
         monkeypatch.delenv("XMC_T_PASSWORD", raising=False)
         with pytest.raises(ConfigError, match="XMC_T_PASSWORD_FILE"):
             credential("T_PASSWORD")
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["run", "{p}"], "{p}: 1 problem(s)"),
+        (["run", str(SPREAD), "--out", "{p}"], "--out {p}: cannot be written"),
+        (["certify", "{p}", "--seeds", "1"], "{p}: cannot be looked at"),
+        (["certify", str(SPREAD), "--seeds", "1", "--junit", "{p}"], "--junit {p}: cannot be looked at"),
+        (["regress", "--baseline", "{p}"], "{p}: 1 problem(s)"),
+        (["live", "--config", "{p}"], "{p}"),
+        (["audit", "{p}"], "{p}: cannot be looked at"),
+    ],
+)
+def test_a_path_that_cannot_be_looked_at_is_exit_2_naming_it(tmp_path, capsys, argv, fragment):
+    """Path.exists() and is_dir() raise for a name longer than the file system's limit, for a path
+    through a file (and for a directory without search permission): `xmc run --out <300 x's>` ended in
+    a traceback. Every check of a user's path goes through engine.config.path_kind."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for p in (str(tmp_path / ("y" * 300)), str(a_file / "x")):
+        assert main([a.format(p=p) for a in argv]) == 2, (argv, p)
+        err = capsys.readouterr().err
+        assert fragment.format(p=p) in err and "Traceback" not in err, err
+        if "looked at" in fragment:
+            assert "each name at most 255 bytes" in err, err
+
+
+def test_an_extends_or_a_credential_path_that_cannot_be_looked_at_is_a_problem_of_its_key(tmp_path):
+    from engine.config import ConfigError
+    from engine.shell.live_config import load
+    from simulator import scenario
+
+    long = tmp_path / ("y" * 300)
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{long}"\n[scenario]\nname = "child"\ndescription = "d"\n')
+    with pytest.raises(ConfigError) as err:
+        scenario.load(child)
+    assert [p.key for p in err.value.problems] == ["extends"]
+    assert "cannot be looked at (File name too long)" in err.value.problems[0].what
+    text = (ROOT / "tests" / "live_broker.toml").read_text().replace("PORT", "9999")
+    text = text.replace("OUT_DIR", str(tmp_path / "out")).replace(
+        'password_env = "XMC_BROKER_PASSWORD"', f'password_file = "{long}"'
+    )
+    config = tmp_path / "live.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    assert any(p.key == "sessions.BROKER.password_file" and "cannot be read" in p.what for p in err.value.problems)
+
+
+def test_audit_finds_its_files_past_a_directory_that_vanishes_or_loops(tmp_path, monkeypatch):
+    """`xmc audit /tmp` walked into a run's scratch directory as it was removed and ended in a traceback
+    (Path.rglob raises FileNotFoundError there); a directory that vanishes or cannot be read is passed by."""
+    import os
+
+    from engine.audit_query import files_of
+
+    run = tmp_path / "deep" / "run"
+    run.mkdir(parents=True)
+    (run / "audit.parquet").write_bytes(b"")  # only listed here, never read
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path)  # a symlinked directory: not followed
+    real_scandir = os.scandir
+
+    def vanishing(path="."):
+        if os.fspath(path).endswith("gone"):
+            raise FileNotFoundError(2, "No such file or directory", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", vanishing)
+    assert files_of(tmp_path) == [run / "audit.parquet"]

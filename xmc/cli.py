@@ -39,7 +39,7 @@ if _simulates(sys.argv[1:]):
     accel.enable()  # before any engine or simulator module loads
 
 from engine import provenance  # noqa: E402
-from engine.config import ConfigError  # noqa: E402
+from engine.config import ConfigError, UnusablePath, path_kind  # noqa: E402
 from engine.fix.dictionary import DictionaryError  # noqa: E402
 
 # the checkout's scenarios/ and baselines/, else the copies a non-editable install keeps (xmc/scenarios, xmc/baselines)
@@ -64,11 +64,23 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _kind(p: Path, what: str) -> str:
+    """engine.config.path_kind of an option's path, a path that cannot be looked at named with its option."""
+    try:
+        return path_kind(p)
+    except UnusablePath as exc:
+        raise UsageError(f"{what} {exc}") from None
+
+
 def writable_dir(path: str | Path, what: str) -> Path:
     """`path` as a directory this process can write into, checked before any work is done."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"{what} {p}: is a file, not a directory; give a directory path")
+    try:
+        kind = path_kind(p)
+    except UnusablePath:  # a name too long, a path through a file: mkdir below names the reason
+        kind = "missing"
+    if kind not in ("dir", "missing"):
+        raise UsageError(f"{what} {p}: is a {kind if kind == 'file' else 'device or pipe'}; give a directory path")
     try:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".xmc-write-check-"):
@@ -83,10 +95,11 @@ def writable_dir(path: str | Path, what: str) -> Path:
 def writable_file(path: str | Path, what: str) -> Path:
     """`path` as a file this process can create or replace, checked before any work is done."""
     p = Path(path)
-    if p.is_dir():
+    kind = _kind(p, what)
+    if kind == "dir":
         raise UsageError(f"{what} {p}: is a directory; give a file path")
     writable_dir(p.parent if str(p.parent) else ".", f"{what} {p}: its directory")
-    if p.exists() and not os.access(p, os.W_OK):
+    if kind != "missing" and not os.access(p, os.W_OK):
         raise UsageError(f"{what} {p}: cannot be written (permission denied); give a file you may write")
     return p
 
@@ -478,12 +491,13 @@ def _scenario_files(paths: list[str]) -> list[Path]:
         paths = [str(SCENARIO_DIR)]
     files: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        kind = path_kind(p)
+        if kind == "dir":
             found = sorted(p.glob("*.toml"))
             if not found:
                 raise UsageError(f"{p}: no .toml scenario files in this directory; give files or another directory")
             files += found
-        elif p.exists():
+        elif kind != "missing":
             files.append(p)
         else:
             raise UsageError(f"{p}: no such file or directory; give a scenario .toml file or a directory of them")
@@ -984,7 +998,7 @@ def cmd_regress(args) -> int:
     jobs = []
     for name, entry in base["scenarios"].items():
         path = Path(args.baseline).parent / entry["file"]  # recorded relative to the baseline's directory
-        if not path.exists():
+        if path_kind(path) == "missing":
             raise UsageError(
                 f"{args.baseline}: scenarios.{name}.file {entry['file']} does not exist; restore it, "
                 f"or record the baseline again (xmc certify --save-baseline)"
@@ -1293,7 +1307,7 @@ def main(argv: list[str] | None = None) -> int:
             "venue": cmd_venue,
             "live": cmd_live,
         }[args.command](args)
-    except (ConfigError, DictionaryError, UsageError) as exc:
+    except (ConfigError, DictionaryError, UsageError, UnusablePath) as exc:
         print(f"xmc: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what the command cleans up on the way out is done (finally)

@@ -103,7 +103,9 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
         return value
     if file:
         path = Path(file).expanduser()
-        if not path.is_file():
+        try:
+            return read_input(path, 64 * 1024).strip()
+        except FileNotFoundError:
             problems.append(
                 Problem(
                     sec.key(f"{name}_file"),
@@ -112,8 +114,6 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
                 )
             )
             return ""
-        try:
-            return read_input(path, 64 * 1024).strip()
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(
                 Problem(
