@@ -25,6 +25,7 @@ from engine.config import (
 )
 from engine.core.events import ANOMALY_KINDS
 from engine.fix import dictionary
+from engine.fix.codec import dictionary_problem
 from simulator.failover import FailoverConfig
 from simulator.faults import FAILOVER_KINDS, Fault, read_faults
 from simulator.link import Latency
@@ -281,6 +282,8 @@ def _venue(name: str, sec: Section) -> VenueConfig:
             f"names no dictionary in fix_specs/ ({dict_name!r})",
             f"write one of {', '.join(['FIX44', *dictionary.available()])}",
         )
+    elif dict_name and (unusable := dictionary_problem(dict_name)):
+        sec.problem("dictionary", f"cannot be used: {unusable}", "or name another dictionary")
     liq = sec.sub("liquidity", optional=True)
     size_min = liq.get("size_min", int, 5, check=positive, hint="lots >= 1")
     size_max = liq.get("size_max", int, 30, check=positive, hint="lots >= size_min")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -1031,3 +1033,121 @@ def test_a_defect_of_the_live_shell_throws_the_kill_switch_and_the_engine_thread
     ].detail
     assert any(a.level == "critical" and "kill switch thrown" in a.text for a in engine.alerts)
     assert [type(e).__name__ for e in seen] == ["Command", "SessionGap"]
+
+
+def _overlay_edits():
+    """Edits of a venue overlay's XML: an attribute set to a value of the wrong kind or removed, an
+    element removed or given twice (what a desk adding or changing a venue's overlay can get wrong)."""
+    values = st.sampled_from(["", "abc", "-1", "0", "99999999999", "35", "1028", "FOO", "Y", "X", "1.5", " ", "é"])
+    return st.lists(
+        st.tuples(st.integers(0, 10_000), st.sampled_from(["set", "drop", "remove", "twice"]), values),
+        min_size=1,
+        max_size=3,
+    )
+
+
+def _load_overlay(tmp_path, name: str, text: str):
+    """Load venue dictionary `name` from an overlay with `text`, through everything a run does with it."""
+    from engine.fix import codec, dictionary
+
+    spec = tmp_path / "spec"
+    spec.mkdir(exist_ok=True)
+    (spec / f"{name}.xml").write_text(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dictionary, "SPEC_DIR", spec)
+        mp.setenv("XMC_CACHE", str(tmp_path / "cache"))
+        dictionary.load.cache_clear()
+        codec._ENGINE_MESSAGES_CHECKED.clear()
+        try:
+            return FixCodec(dictionary.load(name), "ENGINE", name)
+        finally:
+            dictionary.load.cache_clear()  # the next test loads the project's own overlays again
+            codec._ENGINE_MESSAGES_CHECKED.clear()
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(["COMEX", "SHFE"]), edits=_overlay_edits())
+def test_any_damaged_venue_overlay_is_loaded_and_speaks_for_the_engine_or_is_refused_naming_it(
+    tmp_path_factory, name, edits
+):
+    """A damaged overlay (fix_specs/NAME.xml) raised KeyError (an <outbound> field never defined), IsADirectoryError
+    (base=""), quickfix's ConfigError (a <value> without enum=, a field type it does not know) or InvalidMessage
+    (a tag number beyond an int); one whose <outbound> value its field refuses loaded, and every order of the
+    run was then rejected by the venue. Now each is a DictionaryError naming the overlay, or the dictionary
+    accepts every message the engine sends."""
+    import copy
+    import xml.etree.ElementTree as ET
+
+    from tests.conftest import ROOT
+
+    root = ET.parse(ROOT / "fix_specs" / f"{name}.xml").getroot()
+    for pick, op, value in edits:
+        elements = list(root.iter())
+        parents = {child: parent for parent in elements for child in parent}
+        element = elements[pick % len(elements)]
+        if op == "set" and element.attrib:
+            element.set(sorted(element.attrib)[pick % len(element.attrib)], value)
+        elif op == "drop" and element.attrib:
+            del element.attrib[sorted(element.attrib)[pick % len(element.attrib)]]
+        elif op in ("remove", "twice") and element in parents:
+            parents[element].remove(element) if op == "remove" else parents[element].append(copy.deepcopy(element))
+    tmp_path = tmp_path_factory.mktemp("overlay")
+    try:
+        codec = _load_overlay(tmp_path, name, ET.tostring(root, encoding="unicode"))
+    except DictionaryError as exc:
+        assert f"{name}" in str(exc) and "Traceback" not in str(exc)
+        return
+    order = SendOrder(name, "C1", "CU", "CU", "1", 1, 70000.0, "2", "3", "ACCT", "D1")
+    raw = codec.frame(codec.draft_of(order, VIRTUAL_EPOCH), 1, VIRTUAL_EPOCH)
+    assert codec.parse(raw).msg_type == "D"  # what the venue's own validation will do with it
+
+
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (('name="ManualOrderIndicator" value="N"', 'name="ManualOrderIndicator" value="X"'), "NewOrderSingle (D)"),
+        (
+            (
+                '<field name="CtiCode" required="Y"/>',
+                '<field name="CtiCode" required="Y"/><field name="Text" required="Y"/>',
+            ),
+            "RequiredTagMissing",
+        ),
+        (('name="CtiCode" value="2"', 'name="Nope" value="2"'), "sends field 'Nope', which is not defined"),
+        (('base="FIX44.xml"', 'base=""'), "base='' is no quickfix dictionary"),
+        (('<value enum="0" description="CUSTOMER"/>', '<value description="CUSTOMER"/>'), "quickfix refuses"),
+        (('number="204"', 'number="99999999999"'), "give a tag number in 1..2147483647"),
+    ],
+)
+def test_a_venue_overlay_the_engine_cannot_trade_through_is_refused_at_load(tmp_path, edit, fragment):
+    from tests.conftest import ROOT
+
+    text = (ROOT / "fix_specs" / "COMEX.xml").read_text()
+    assert edit[0] in text
+    with pytest.raises(DictionaryError, match=re.escape(fragment)):
+        _load_overlay(tmp_path, "COMEX", text.replace(edit[0], edit[1], 1))
+
+
+def test_a_run_over_an_overlay_the_engine_cannot_trade_through_is_exit_2_naming_it(monkeypatch, tmp_path, capsys):
+    from engine.fix import codec, dictionary
+    from tests.conftest import ROOT, SPREAD
+    from xmc.cli import main
+
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    for overlay in (ROOT / "fix_specs").glob("*.xml"):
+        (spec / overlay.name).write_text(overlay.read_text())
+    comex = spec / "COMEX.xml"
+    comex.write_text(comex.read_text().replace('name="CustomerOrFirm" value="1"', 'name="CustomerOrFirm" value="7"'))
+    monkeypatch.setattr(dictionary, "SPEC_DIR", spec)
+    monkeypatch.setenv("XMC_CACHE", str(tmp_path / "cache"))
+    dictionary.load.cache_clear()
+    codec._ENGINE_MESSAGES_CHECKED.clear()
+    try:
+        assert main(["run", str(SPREAD), "--duration", "5", "--out", str(tmp_path / "out")]) == 2
+    finally:
+        dictionary.load.cache_clear()
+        codec._ENGINE_MESSAGES_CHECKED.clear()
+    err = capsys.readouterr().err
+    assert "COMEX: the venue dictionary refuses the engine's own NewOrderSingle (D) message" in err, err
+    assert "Traceback" not in err

@@ -32,7 +32,7 @@ from engine.core.events import (
     SendTestRequest,
     Subscribe,
 )
-from engine.fix.dictionary import VenueDictionary
+from engine.fix.dictionary import DictionaryError, VenueDictionary, load
 
 BEGIN_STRING = "FIX.4.4"
 SOH = "\x01"
@@ -331,7 +331,11 @@ def msg_type_of(msg: Draft | fix.Message) -> str:
 class FixCodec:
     """Builds and parses the messages of one session against one venue dictionary."""
 
-    def __init__(self, vd: VenueDictionary, sender: str, target: str, symbols: dict[str, str] | None = None):
+    def __init__(
+        self, vd: VenueDictionary, sender: str, target: str, symbols: dict[str, str] | None = None, check: bool = True
+    ):
+        if check:  # False only for check_engine_messages' own probe
+            check_engine_messages(vd)
         self.vd = vd
         self.dd = vd.dd
         self.sender = sender
@@ -351,7 +355,7 @@ class FixCodec:
     def fork(self) -> FixCodec:
         """A codec of the same session whose market-data state is its own from now on (two processes
         that shared a session each keep their own view of the book)."""
-        twin = FixCodec(self.vd, self.sender, self.target)
+        twin = FixCodec(self.vd, self.sender, self.target, check=False)
         twin.symbol_to_instrument = self.symbol_to_instrument
         twin._md_top = {symbol: list(top) for symbol, top in self._md_top.items()}
         return twin
@@ -763,3 +767,70 @@ class FixCodec:
                 touched.append(symbol)
         quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
         return quotes, poss_dup == "Y" or poss_resend == "Y"
+
+
+_SAMPLE_ACTIONS: tuple[
+    SendOrder
+    | SendCancel
+    | SendReplace
+    | SendStatusRequest
+    | SendMassStatusRequest
+    | SendPositionRequest
+    | SendTestRequest
+    | Subscribe,
+    ...,
+] = (  # one of each message the engine sends, with every optional field it can carry
+    SendOrder("V", "C1", "CU", "CU", "1", 1, 70000.0, "2", "3", "ACCT", "D1"),
+    SendOrder("V", "C2", "CU", "CU", "2", 1, None, "1", "3", "ACCT", "D1"),
+    SendCancel("V", "C3", "C1", "CU", "CU", "1", 1, "D1", "ACCT"),
+    SendReplace("V", "C4", "C1", "CU", "CU", "1", 1, 70010.0, "0", "D1", "ACCT"),
+    SendStatusRequest("V", "C1", "O1", "CU", "1"),
+    SendMassStatusRequest("V", "R1"),
+    SendPositionRequest("V", "R2", "ACCT"),
+    SendTestRequest("V", "T1"),
+    Subscribe("V", "CU", "CU", "R3"),
+)
+_ENGINE_MESSAGE_NAMES = {
+    "SendOrder": "NewOrderSingle (D)",
+    "SendCancel": "OrderCancelRequest (F)",
+    "SendReplace": "OrderCancelReplaceRequest (G)",
+    "SendStatusRequest": "OrderStatusRequest (H)",
+    "SendMassStatusRequest": "OrderMassStatusRequest (AF)",
+    "SendPositionRequest": "RequestForPositions (AN)",
+    "SendTestRequest": "TestRequest (1)",
+    "Subscribe": "MarketDataRequest (V)",
+}
+_ENGINE_MESSAGES_CHECKED: set[str] = set()  # merged dictionary files whose check passed
+
+
+def check_engine_messages(vd: VenueDictionary) -> None:
+    """DictionaryError naming the overlay unless the venue dictionary `vd` accepts every kind of message
+    the engine sends: an overlay that requires a field the engine never sends, or an <outbound> value
+    the field's type or enumeration refuses, would have every order rejected by the venue (a session
+    Reject the engine treats as fatal) instead of refusing the configuration at start. Checked once per
+    merged dictionary, the messages validated as a receiving venue validates them (`FixCodec.parse`)."""
+    if str(vd.path) in _ENGINE_MESSAGES_CHECKED:
+        return
+    probe = FixCodec(vd, "ENGINE", "VENUE", check=False)
+    for seq, action in enumerate(_SAMPLE_ACTIONS, 1):
+        try:
+            probe.parse(probe.frame(probe.draft_of(action, VIRTUAL_EPOCH), seq, VIRTUAL_EPOCH))
+        except Exception as exc:  # noqa: BLE001 - FixParseError, or quickfix's own types building it
+            kind = f"{_ENGINE_MESSAGE_NAMES[type(action).__name__]} message"
+            raise DictionaryError(
+                f"{vd.name}: the venue dictionary refuses the engine's own {kind} ({exc}); fix "
+                f"fix_specs/{vd.name}.xml: give each <outbound> field a value its type and enumeration accept, "
+                f"and make required only fields the engine sends or <outbound> adds"
+            ) from None
+    _ENGINE_MESSAGES_CHECKED.add(str(vd.path))
+
+
+def dictionary_problem(name: str) -> str | None:
+    """Why venue dictionary `name` cannot be used (its overlay cannot be merged or loaded, or it refuses
+    one of the engine's messages), or None: a scenario or live config that names it is refused at load,
+    before any process starts or any session logs on."""
+    try:
+        check_engine_messages(load(name))
+    except DictionaryError as exc:
+        return str(exc)
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -60,8 +61,17 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
         overlay = ET.parse(overlay_path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise DictionaryError(f"{overlay_path}: cannot read the overlay ({exc}); fix the XML") from exc
-    base_path = base_dictionary_path(overlay.get("base", "FIX44.xml"))
-    base = ET.parse(base_path).getroot()
+    base_name = overlay.get("base", "FIX44.xml")
+    if not re.fullmatch(r"FIX[0-9A-Za-z]*\.xml", base_name):
+        raise DictionaryError(
+            f'{overlay_path}: base={base_name!r} is no quickfix dictionary; write base="FIX44.xml" '
+            f"(a file name of quickfix's share/quickfix)"
+        )
+    base_path = base_dictionary_path(base_name)
+    try:
+        base = ET.parse(base_path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DictionaryError(f"{base_path}: cannot read quickfix's dictionary ({exc}); reinstall quickfix") from None
     fields, message_list = base.find("fields"), base.find("messages")
     if fields is None or message_list is None:
         raise DictionaryError(f"{base_path}: no <fields> or <messages>; reinstall quickfix")
@@ -77,8 +87,10 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
             )
         fields.append(f)
         number = _attr(f, "number", overlay_path)
-        if not number.isdigit():
-            raise DictionaryError(f"{overlay_path}: field {f.get('name')!r} has number {number!r}; give a tag number")
+        if not (number.isascii() and number.isdigit() and 0 < int(number) < 2**31):
+            raise DictionaryError(
+                f"{overlay_path}: field {f.get('name')!r} has number {number!r}; give a tag number in 1..2147483647"
+            )
         names[_attr(f, "name", overlay_path)] = int(number)
     for m in overlay.findall("message"):
         target = messages.get(m.get("name"))
@@ -100,9 +112,16 @@ def _merge(overlay_path: Path) -> tuple[str, dict[str, tuple[tuple[int, str], ..
         mt = msg_types.get(o.get("message"))
         if mt is None:
             raise DictionaryError(f"{overlay_path}: <outbound message={o.get('message')!r}> names no message")
-        outbound[mt] = tuple(
-            (names[_attr(f, "name", overlay_path)], _attr(f, "value", overlay_path)) for f in o.findall("field")
-        )
+        fields_out = []
+        for f in o.findall("field"):
+            name = _attr(f, "name", overlay_path)
+            if name not in names:
+                raise DictionaryError(
+                    f"{overlay_path}: <outbound message={o.get('message')!r}> sends field {name!r}, which is not "
+                    f"defined; add it under <fields> or name a field of the base dictionary"
+                )
+            fields_out.append((names[name], _attr(f, "value", overlay_path)))
+        outbound[mt] = tuple(fields_out)
     return ET.tostring(base, encoding="unicode"), outbound
 
 
@@ -140,4 +159,15 @@ def load(name: str) -> VenueDictionary:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    return VenueDictionary(name, path, fix.DataDictionary(str(path)), outbound)
+    try:
+        dd = fix.DataDictionary(str(path))
+    except Exception as exc:  # noqa: BLE001 - quickfix raises its own ConfigError / RuntimeError types
+        raise DictionaryError(
+            f"{overlay_path}: quickfix refuses the dictionary merged from it ({_quickfix_reason(exc, path)}); fix the overlay"
+        ) from None
+    return VenueDictionary(name, path, dd, outbound)
+
+
+def _quickfix_reason(exc: Exception, merged: Path) -> str:
+    """quickfix's words for a dictionary it refused, without the cache file's path it repeats."""
+    return str(exc).replace(f"{merged}: ", "").replace("Configuration failed: ", "").strip() or type(exc).__name__

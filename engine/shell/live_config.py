@@ -26,6 +26,7 @@ from engine.config import (
     read_toml,
 )
 from engine.fix import dictionary, session_templates
+from engine.fix.codec import dictionary_problem
 from engine.fix.session_templates import TemplateError
 from engine.shell.live import SessionConfig
 
@@ -157,6 +158,8 @@ def load(path: str | Path) -> LiveConfig:
                 f"names no dictionary in fix_specs/ ({dict_name!r})",
                 f"write one of {', '.join(['FIX44', *dictionary.available()])}",
             )
+        elif unusable := dictionary_problem(dict_name):
+            sec.problem("dictionary", f"cannot be used: {unusable}", "or name another dictionary")
         port = sec.get("port", int, check=lambda p: 0 < p < 65536, hint="a TCP port 1..65535")
         kind = sec.get("template", str, dict_name)
         try:
