@@ -46,7 +46,10 @@ FAR_ROUND_TRIP = 0.5  # seconds: invariant 1 allows one far round trip (Shanghai
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
 AMEND_ID = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
-SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
+SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"
+SETTLED = frozenset(
+    {"2", "3", "4", "8", "C"}
+)  # OrdStatus that ends an order: filled, done, cancelled, rejected, expired  # sell leg A and buy leg B; the other way
 
 
 @dataclass
@@ -120,6 +123,9 @@ class InvariantChecker:
         # at, seconds)]): a venue slower than the allowance extends it
         self.awaiting: dict[str, tuple[str, float]] = {}
         self.answers: dict[str, list[tuple[float, float]]] = {}
+        # IOC and FOK orders by ClOrdID: the engine learns what became of one from its outcome (filled,
+        # cancelled, rejected, expired), so an acknowledgement that leaves it working answers nothing yet
+        self.immediate: set[str] = set()
         self.coverage: set[str] = set()
         self.late_acks: set[str] = set()  # ClOrdIDs a venue acknowledged late (a late_ack fault)
         self.reordered: set[str] = set()  # ClOrdIDs whose fills a venue sent before their ack (fill_before_ack)
@@ -205,8 +211,13 @@ class InvariantChecker:
         elif kind is SessionUp and event.venue in self.down_since:
             self.outages.setdefault(event.venue, []).append((self.down_since.pop(event.venue), now))
         if kind is ExecReport or kind is CancelReject:
-            asked = "?" + event.cl_ord_id if kind is ExecReport and event.exec_type == "I" else ""
-            for key in (event.cl_ord_id, asked):
+            keys = [event.cl_ord_id]
+            if kind is ExecReport:
+                if event.exec_type == "I":  # a status answer: the question "?" + ClOrdID is answered
+                    keys.append("?" + event.cl_ord_id)
+                if event.cl_ord_id in self.immediate and event.ord_status not in SETTLED:
+                    keys.pop(0)  # an IOC acknowledged, its outcome still on the way (held behind a spike)
+            for key in keys:
                 if key in self.awaiting:
                     decision, sent = self.awaiting.pop(key)
                     self.answers.setdefault(decision, []).append((now, now - sent))
@@ -289,7 +300,8 @@ class InvariantChecker:
         stretch of the spell in which one of the decision's requests (orders, replaces, cancels, status
         questions) had waited longer than that for its answer (counted once where such waits overlap, so
         two outages in turn count twice, one outage once). The engine cannot act on what it has not
-        heard; a request never answered extends nothing. Never less than the slowest of those answers
+        heard; a request never answered extends nothing, and an IOC or FOK order is answered by its outcome
+        (an acknowledgement that leaves it working tells the engine nothing it can act on). Never less than the slowest of those answers
         whole (a request sent before the spell began counts all its wait, as it always has). The time
         in which a venue of a short leg and one of a filled leg were both down (logged off; the same
         venue, for a leg part-filled) counts too: no chase and no unwind could go then. A filled leg's
@@ -527,14 +539,18 @@ class InvariantChecker:
         price: float | None,
         side: str = "",
         replace: bool = False,
+        immediate: bool = False,
     ) -> None:
         """Order size and price band, against the same book the engine priced from; a recovery order's
-        price against the policy's schedule (invariant 13)."""
+        price against the policy's schedule (invariant 13). An `immediate` order (IOC, FOK) is answered
+        by its outcome, not by an acknowledgement that leaves it working (invariant 1's allowance)."""
         core = self.core
         if not replace:
             self.handed.add(cl_ord_id)
             self.unsent.pop(cl_ord_id, None)
         self.awaiting[cl_ord_id] = (decision_id, now)
+        if immediate:
+            self.immediate.add(cl_ord_id)
         if side and price is not None and not replace:
             self._check_recovery_price(now, instrument, cl_ord_id, decision_id, side, qty, price)
             self.order_prices[cl_ord_id] = [price]

@@ -238,6 +238,7 @@ class SimEngineShell(ActionDispatcher):
                     a.price,
                     a.side,
                     replace=kind is SendReplace,
+                    immediate=a.tif == "3" or a.tif == "4",
                 )
 
     def fenced(self, a) -> None:
