@@ -4,7 +4,9 @@ a bad template or override is an error naming the file and line or key."""
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 import quickfix as fix
@@ -85,6 +87,10 @@ def test_the_configs_schedule_replaces_the_templates_and_a_session_overrides_liv
             "sessions.BROKER.start_day",
             "Someday",
         ),
+        ('template = "../../COMEX"\n', "sessions.BROKER.template", "is not a template name"),
+        (f'template = "{"y" * 300}"\n', "sessions.BROKER.template", "is not a template name"),
+        ("heartbeat_s = 99999999999\n", "sessions.BROKER.heartbeat_s", "whole seconds in 1..86400"),
+        ('start_time = "\u00b2\u00b2:00:00"\nend_time = "01:00:00"\n', "sessions.BROKER.start_time", "HH:MM:SS"),
     ],
 )
 def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what):
@@ -103,6 +109,9 @@ def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what)
         ("ResetOnLogon=yes", "one of Y, N"),
         ("StartDay=Someday", "day of the week"),
         ("EndTime=24:00:00", "UTC time"),
+        ("HeartBtInt=\u00b2", "whole seconds in 1..86400"),  # a digit to str.isdigit, not to int(): ValueError
+        ("HeartBtInt=99999999999", "whole seconds in 1..86400"),  # quickfix: "Illegal value" at start
+        ("StartTime=\u00b2\u00b2:00:00", "UTC time"),
     ],
 )
 def test_a_bad_template_line_is_an_error_naming_file_and_line(tmp_path, line, what):
@@ -182,3 +191,46 @@ def test_xmc_live_says_at_start_which_sessions_their_schedule_keeps_closed(tmp_p
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert f"session BROKER is closed by its schedule now ({start}-{end} UTC)" in proc.stderr
     assert "session BROKER never logged on" in proc.stderr and "outside its schedule" in proc.stderr
+
+
+def test_a_template_that_is_not_utf8_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "VENUE.cfg"
+    path.write_bytes(b"HeartBtInt=30\n# caf\xe9\n")
+    with pytest.raises(TemplateError, match="cannot be read"):
+        session_templates.parse(path)
+
+
+def test_reconnect_waits_beyond_a_day_are_refused_and_a_day_is_what_quickfix_takes(tmp_path, monkeypatch):
+    """quickfix reads HeartBtInt and ReconnectInterval as ints and refuses larger ones when the
+    initiator starts ("Illegal value"): the config refuses them first, naming the key."""
+    import quickfix as fix
+
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    config = Path(_config(tmp_path))
+    config.write_text(config.read_text().replace("reconnect_s = 1\n", "reconnect_s = 99999999999\n"))
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    assert "live.reconnect_s" in str(err.value) and "1..86400" in str(err.value)
+
+    class Quiet(fix.Application):  # quickfix's Application is abstract: every callback does nothing
+        def onCreate(self, session_id): ...
+        def onLogon(self, session_id): ...
+        def onLogout(self, session_id): ...
+        def toAdmin(self, message, session_id): ...
+        def fromAdmin(self, message, session_id): ...
+        def toApp(self, message, session_id): ...
+        def fromApp(self, message, session_id): ...
+
+    with socket.socket() as kept:  # a port the OS assigned, held and never listened on: refused at once
+        kept.bind(("127.0.0.1", 0))
+        settings = fix.SessionSettings()
+        settings.setFromString(
+            "[DEFAULT]\nConnectionType=initiator\nReconnectInterval=86400\nHeartBtInt=86400\n"
+            f"StartTime=00:00:00\nEndTime=00:00:00\nSocketConnectHost=127.0.0.1\n"
+            f"SocketConnectPort={kept.getsockname()[1]}\n"
+            "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=A\nTargetCompID=B\nUseDataDictionary=N\n"
+        )
+        app, store = Quiet(), fix.MemoryStoreFactory()  # quickfix keeps pointers to both: held here
+        initiator = fix.SocketInitiator(app, store, settings)
+        initiator.start()  # quickfix reads both as ints here ("Illegal value" beyond): a day is well inside
+        initiator.stop()

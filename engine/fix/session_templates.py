@@ -5,6 +5,7 @@ so a typo is an error naming the file and line rather than a setting quickfix si
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -64,13 +65,23 @@ def available() -> list[str]:
     return sorted(p.stem for p in TEMPLATE_DIR.glob("*.cfg"))
 
 
+MAX_SECONDS = 86_400  # a heartbeat, timeout or latency longer than a day is a typo (and beyond it, quickfix's int)
+
+
+def _digits(text: str) -> bool:
+    """Only the ASCII digits int() and quickfix read alike ("²" is a digit to str.isdigit, not to int)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_value(key: str, value: str) -> str | None:
     """Why `value` is wrong for `key` (None when it is right)."""
     rule = ALLOWED[key]
     if isinstance(rule, tuple):
         return None if value in rule else f"must be one of {', '.join(rule)}"
     if rule == "seconds":
-        return None if value.isdigit() and int(value) > 0 else "must be whole seconds > 0"
+        return (
+            None if _digits(value) and 0 < int(value) <= MAX_SECONDS else f"must be whole seconds in 1..{MAX_SECONDS}"
+        )
     if rule == "day":
         return (
             None
@@ -80,7 +91,7 @@ def check_value(key: str, value: str) -> str | None:
     parts = value.split(":")
     ok = (
         len(parts) == 3
-        and all(p.isdigit() and len(p) == 2 for p in parts)
+        and all(_digits(p) and len(p) == 2 for p in parts)
         and int(parts[0]) < 24
         and int(parts[1]) < 60
         and int(parts[2]) < 60
@@ -91,6 +102,11 @@ def check_value(key: str, value: str) -> str | None:
 @cache
 def load(kind: str) -> tuple[tuple[str, str], ...]:
     """The settings of template `kind`, in file order."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", kind):
+        raise TemplateError(
+            f"template {kind!r} is not a template name; write one of {', '.join(available())} (the file names "
+            f"of fix_specs/sessions/ without .cfg)"
+        )
     path = TEMPLATE_DIR / f"{kind}.cfg"
     if not path.is_file():
         raise TemplateError(
@@ -102,7 +118,11 @@ def load(kind: str) -> tuple[tuple[str, str], ...]:
 
 def parse(path: Path) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot be read ({exc}); give the template as UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -20,7 +20,6 @@ from engine.config import (
     EngineConfig,
     Problem,
     Section,
-    positive,
     read_engine,
     read_input,
     read_toml,
@@ -41,6 +40,13 @@ class LiveConfig:
     reconnect_max: int = 30  # seconds: the longest wait of the reconnect backoff
     journal: str = "batch"  # durability of the write-ahead journal under out_dir: none / batch / record
     session_events: bool = True  # keep quickfix's session events (garbled input, resends) for the report
+
+
+_A_DAY = f"whole seconds in 1..{session_templates.MAX_SECONDS}"  # quickfix reads these as ints: bounded
+
+
+def _in_a_day(seconds: int) -> bool:
+    return 0 < seconds <= session_templates.MAX_SECONDS
 
 
 def _time(sec: Section, name: str, default: str | None) -> str | None:
@@ -78,7 +84,7 @@ def _schedule(sec: Section, settings: dict[str, str]) -> None:
         settings.update(StartTime=start, EndTime=end)
         if start_day is not None and end_day is not None:
             settings.update(StartDay=start_day, EndDay=end_day)
-    heartbeat = sec.get("heartbeat_s", int, None, check=positive, hint="seconds >= 1")
+    heartbeat = sec.get("heartbeat_s", int, None, check=_in_a_day, hint=_A_DAY)
     if heartbeat is not None:
         settings["HeartBtInt"] = str(heartbeat)
     reset = sec.get("reset_on_logon", bool, None)
@@ -133,8 +139,8 @@ def load(path: str | Path) -> LiveConfig:
     problems: list[Problem] = []
     root = Section(data, "", problems)
     lv = root.sub("live")
-    reconnect = lv.get("reconnect_s", int, 5, check=positive, hint="seconds >= 1")
-    reconnect_max = lv.get("reconnect_max_s", int, 30, check=positive, hint="seconds >= 1")
+    reconnect = lv.get("reconnect_s", int, 5, check=_in_a_day, hint=_A_DAY)
+    reconnect_max = lv.get("reconnect_max_s", int, 30, check=_in_a_day, hint=_A_DAY)
     if reconnect_max < reconnect:
         lv.problem(
             "reconnect_max_s",
