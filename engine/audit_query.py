@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from engine.config import UnusablePath, path_kind
-from engine.report import OUTCOMES, PARQUET_SCHEMA
+from engine.report import OUTCOMES, PARQUET_SCHEMA, parquet_dtypes
 
 
 class AuditQueryError(ValueError):
@@ -76,10 +76,16 @@ def scan(path: str | Path) -> pl.LazyFrame:
             raise AuditQueryError(
                 f"{f}: not a readable parquet file ({type(exc).__name__}); it is not an xmc audit trail"
             ) from None
-        missing = [c for c in ("run", "seed", "seq", "ts", "stage", "decision_id", "cl_ord_id") if c not in names]
+        missing = [c for c in PARQUET_SCHEMA if c not in names]
         if missing:
             raise AuditQueryError(
-                f"{f}: lacks the columns {', '.join(missing)}: written by an older xmc; run it again with this version"
+                f"{f}: lacks the columns {', '.join(missing)}: written by an older xmc or another program; "
+                f"run it again with this version"
+            )
+        wrong = [f"{c} is {names[c]}, not {dtype}" for c, dtype in parquet_dtypes().items() if names[c] != dtype]
+        if wrong:  # every query compares and subtracts these columns as their own types
+            raise AuditQueryError(
+                f"{f}: {'; '.join(wrong)}: not an xmc audit trail as this version writes it; run it again with this version"
             )
         frames.append(pl.scan_parquet(f))
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]

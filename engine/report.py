@@ -133,13 +133,20 @@ def audit_columns(
     return cols
 
 
+def parquet_dtypes() -> dict[str, Any]:
+    """PARQUET_SCHEMA as polars types: what audit.parquet is written with, and what `xmc audit` reads."""
+    import polars as pl
+
+    kinds = {"str": pl.String, "i64": pl.Int64, "f64": pl.Float64}
+    return {name: kinds[kind] for name, kind in PARQUET_SCHEMA.items()}
+
+
 def write_audit_parquet(result: RunResult, path: Path, row_group_size: int = 65_536) -> None:
     """audit.parquet with typed columns; row groups of `row_group_size` keep their min/max statistics,
     so a query for one decision reads only the groups that can hold it (ids rise with time)."""
     import polars as pl
 
-    kinds = {"str": pl.Utf8, "i64": pl.Int64, "f64": pl.Float64}
-    schema = {name: kinds[kind] for name, kind in PARQUET_SCHEMA.items()}
+    schema = parquet_dtypes()
     report = result.report
     cols = audit_columns(
         result.audit, result.venue_of, report.get("scenario") or report.get("mode"), report.get("seed")

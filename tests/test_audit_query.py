@@ -8,6 +8,8 @@ import json
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import audit_query as q
 from engine.report import PARQUET_SCHEMA
@@ -175,3 +177,57 @@ def test_one_decision_order_or_episode_takes_run_and_seed_filters_and_refuses_th
     assert "with these filters" in capsys.readouterr().err
     assert main(["audit", str(out), "--decision", "E9-999999"]) == 1
     assert "with these filters" not in capsys.readouterr().err
+
+
+_QUERIES = (
+    ["--decision", "E1-000001"],
+    ["--order", "E1-000001A1"],
+    ["--episode", "E1-000001"],
+    [],
+    ["--venue", "SHFE"],
+    ["--outcome", "BALANCED"],
+    ["--instrument", "CU"],
+    ["--from", "10", "--to", "100"],
+    ["--json"],
+)
+
+
+@st.composite
+def _damaged_columns(draw):
+    """One to three columns of an audit trail dropped, or replaced by another type's values or nulls."""
+    edits = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(list(PARQUET_SCHEMA)),
+                st.sampled_from(["drop", "text", "int", "float", "bool", "null"]),
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda e: e[0],
+        )
+    )
+    return edits, draw(st.sampled_from(_QUERIES))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_damaged_columns())
+def test_any_damaged_audit_trail_is_answered_or_refused_naming_the_column(run_dir, tmp_path_factory, capsys, case):
+    """A parquet file with the trail's column names but another type in one (ts as text, seed as a
+    float), a column of nulls or a column missing passed the check of seven names and then raised
+    polars' ColumnNotFoundError, ComputeError or InvalidOperationError out of the query: every column
+    of PARQUET_SCHEMA is checked for its name and type when the file is opened."""
+    edits, query = case
+    out, _ = run_dir
+    df = pl.read_parquet(out / "audit.parquet")
+    values = {"text": pl.lit("x"), "int": pl.lit(3), "float": pl.lit(1.5), "bool": pl.lit(True), "null": pl.lit(None)}
+    for column, op in edits:
+        df = df.drop(column) if op == "drop" else df.with_columns(values[op].alias(column))
+    damaged = tmp_path_factory.mktemp("damaged")
+    df.write_parquet(damaged / "audit.parquet")
+    code = main(["audit", str(damaged), *query])
+    err = capsys.readouterr().err
+    unchanged = df.schema == pl.read_parquet(out / "audit.parquet").schema  # a text column replaced by text
+    assert code in ((0, 1) if unchanged else (2,)), (edits, query, err)
+    if not unchanged:
+        assert str(damaged / "audit.parquet") in err, err
+        assert "not an xmc audit trail" in err or "lacks the columns" in err, err
