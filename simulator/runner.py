@@ -382,7 +382,8 @@ class Simulation:
                 cluster.draining = True
             self.draining = True
             self.active.dispatch(Command("drain"))
-            run_until(env, scenario.duration + scenario.drain)
+            if scenario.drain > 0:  # drain_s = 0: the run ends as the drain starts (simpy runs nothing until now)
+                run_until(env, scenario.duration + scenario.drain)
         except PriceModelError as exc:  # the scenario's prices cannot be simulated: its file is at fault
             raise price_problem(str(scenario.path), exc, env.now, self.seed) from None
         # (its own name: mypyc types a name by its first binding, here the PriceModelError above)

@@ -276,7 +276,7 @@ def _latency(sec: Section, name: str) -> Latency:
 
 def _venue(name: str, sec: Section) -> VenueConfig:
     dict_name = sec.get("dictionary", str, hint=f"one of {', '.join(['FIX44', *dictionary.available()])}")
-    if dict_name and dict_name != "FIX44" and dict_name not in dictionary.available():
+    if isinstance(sec.data.get("dictionary"), str) and dict_name != "FIX44" and dict_name not in dictionary.available():
         sec.problem(
             "dictionary",
             f"names no dictionary in fix_specs/ ({dict_name!r})",

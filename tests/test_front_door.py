@@ -74,13 +74,33 @@ def _dump(doc: dict, prefix: str = "") -> str:
     return out
 
 
+# every key any bundled scenario sets (its own tables, not its faults): keys BASE leaves to their defaults
+# (drain_s, [failover], limit-mode amends...) are damaged too; drain_s = 0 ended a run in a traceback
+LIBRARY_PATHS = sorted(
+    {
+        path
+        for f in (ROOT / "scenarios").glob("*.toml")
+        for path in _paths({k: v for k, v in tomllib.loads(f.read_text()).items() if k not in ("faults", "extends")})
+    }
+)
+
+
 @st.composite
-def damaged(draw, base: dict = BASE, paths: list = PATHS):
-    """A copy of `base` with one to three keys deleted, given weird values, or joined by unknown ones."""
+def damaged(draw, base: dict = BASE, paths: list = PATHS, elsewhere: list = LIBRARY_PATHS):
+    """A copy of `base` with one to three keys deleted, given weird values, or joined by unknown ones,
+    or a key another document of its kind sets (`elsewhere`) given a weird value, its tables made."""
     import copy
 
     doc = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 3))):
+        if elsewhere and draw(st.integers(0, 3)) == 0:
+            path = draw(st.sampled_from(elsewhere))
+            parent = doc
+            for key in path[:-1]:
+                parent = parent.setdefault(key, {}) if isinstance(parent, dict) else None
+            if isinstance(parent, dict):
+                parent[path[-1]] = draw(WEIRD)
+            continue
         path = draw(st.sampled_from(paths))
         parent = doc
         for key in path[:-1]:
@@ -223,7 +243,7 @@ LIVE_BASE = tomllib.loads((ROOT / "tests" / "live_broker.toml").read_text().repl
 LIVE_PATHS = list(_paths(LIVE_BASE))
 
 
-@given(doc=damaged(LIVE_BASE, LIVE_PATHS))
+@given(doc=damaged(LIVE_BASE, LIVE_PATHS, []))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_factory, doc):
     """The live config's front door: a damaged document either loads or raises ConfigError naming
@@ -271,3 +291,14 @@ def test_the_price_model_refuses_a_fair_value_that_is_no_price():
             process.step()
     with pytest.raises(PriceModelError, match="went to"):  # a level that is no price from the start
         PriceProcess(PriceConfig(0.1, "HG", 4.5, 4.0, "", 1.0, 0.0, "CU", -1e6, 0.0, 1.0, 20.0), random.Random(1))
+
+
+def test_a_run_without_a_drain_ends_as_the_drain_starts(tmp_path, capsys):
+    """drain_s = 0 passed validation and ended the run in simpy's "until must be greater than the
+    current simulation time" (found by the search above once it reached keys BASE leaves out)."""
+    text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text().replace("duration_s = 300", "duration_s = 60")
+    path = tmp_path / "no_drain.toml"
+    path.write_text(text.replace("[scenario]\n", "[scenario]\ndrain_s = 0\n", 1))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (tmp_path / "out" / "report.json").exists(), err

@@ -158,7 +158,7 @@ def load(path: str | Path) -> LiveConfig:
     for name, sec in root.tables("sessions").items():
         names.add(name)
         dict_name = sec.get("dictionary", str, "FIX44")
-        if dict_name != "FIX44" and dict_name not in dictionary.available():
+        if dict_name != "FIX44" and dict_name not in dictionary.available():  # "" too: no fix_specs/.xml
             sec.problem(
                 "dictionary",
                 f"names no dictionary in fix_specs/ ({dict_name!r})",
