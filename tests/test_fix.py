@@ -1151,3 +1151,41 @@ def test_a_run_over_an_overlay_the_engine_cannot_trade_through_is_exit_2_naming_
     err = capsys.readouterr().err
     assert "COMEX: the venue dictionary refuses the engine's own NewOrderSingle (D) message" in err, err
     assert "Traceback" not in err
+
+
+def test_a_snapshot_replaces_the_whole_book_of_its_symbol():
+    """A MarketDataSnapshotFullRefresh (W) is the whole book: a side it does not name is empty, not the
+    side of an earlier refresh (planted: a decoder that kept the old side, survived every other test)."""
+    c = _shfe_with_a_snapshot()
+    bids_only = c.message("W", [(262, "MD1"), (55, "cu2603")], ((268, [[(269, "0"), (270, "69980"), (271, "2")]]),))
+    (q,) = c.decode(c.parse(c.frame(bids_only, 3, 1.8e9)), "SHFE")
+    assert (q.bid, q.bid_size, q.ask, q.ask_size) == (69980, 2, None, 0.0)
+
+
+def test_an_execution_report_resent_by_the_application_is_marked_as_a_resend():
+    """PossResend (97=Y) on an execution report says the venue's application sent it before, as
+    PossDupFlag (43=Y) says its session layer did: either is a resend the core must not count twice
+    (planted: a decoder reading only 43 survived every other test)."""
+    c = FixCodec(load("SHFE"), "XMC", "SHFE", {"CU": "cu2603"})
+    fields = [(37, "O1"), (17, "X1"), (150, "F"), (39, "1"), (11, "C1"), (55, "cu2603"), (54, "1")]
+    fields += [(38, "5"), (14, "3"), (151, "2"), (32, "1"), (31, "70010"), (6, "70005"), (1, "ACC")]
+    for flag, expected in ((None, False), (43, True), (97, True)):
+        report = c.message("8", fields)
+        if flag is not None:
+            report.getHeader().setField(flag, "Y")  # both are header fields
+        (er,) = c.decode(c.parse(c.frame(report, 2, 1.8e9)), "SHFE")
+        assert er.poss_dup is expected, flag
+        # and each quantity and price from its own tag (a decoder reading LeavesQty from OrderQty survived)
+        assert (er.order_qty, er.cum_qty, er.leaves_qty, er.last_qty) == (5, 3, 2, 1)
+        assert (er.last_px, er.avg_px, er.order_id, er.exec_id, er.instrument) == (70010, 70005, "O1", "X1", "CU")
+
+
+def test_a_session_reject_names_the_message_by_its_sequence_number():
+    """A session Reject (3) refers to the refused message by RefSeqNum (45): the decoder marks it
+    session-level, so the shell looks the order up by the sequence number it was sent under (planted:
+    a decoder that marked it a business reject survived every other test, and the order then waited
+    for its timeout as 'reject_unmatched')."""
+    c = FixCodec(load("SHFE"), "XMC", "SHFE", {"CU": "cu2603"})
+    reject = c.message("3", [(45, "24"), (372, "D"), (373, "1"), (371, "1"), (58, "Required tag missing")])
+    (br,) = c.decode(c.parse(c.frame(reject, 2, 1.8e9)), "SHFE")
+    assert br.session_level and br.ref_id == "24" and br.ref_msg_type == "D" and br.reason == 1
