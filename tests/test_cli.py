@@ -570,3 +570,13 @@ def test_audit_finds_its_files_past_a_directory_that_vanishes_or_loops(tmp_path,
 
     monkeypatch.setattr(os, "scandir", vanishing)
     assert files_of(tmp_path) == [run / "audit.parquet"]
+
+
+@pytest.mark.parametrize("client", ["", "A B", "a=b", "x|y", "\u00e9", "x" * 65])
+def test_a_venue_client_compid_is_printable_ascii_without_separators(capsys, client):
+    """A CompID goes into every header (49/56), which carries no MessageEncoding: `--client é` was
+    served (str.isprintable() takes it), and an engine logging on with it would put non-ASCII on the wire."""
+    argv = ["venue", "--scenario", str(SPREAD), "--duration", "1", "--client", client]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--client {client!r}: a CompID is 1-64 printable ASCII characters" in err, err

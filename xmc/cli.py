@@ -568,9 +568,9 @@ def cmd_venue(args) -> int:
         )
     clients = tuple(args.client) or ("XMC",)
     for c in clients:
-        if not c or len(c) > 64 or not c.isprintable() or any(ch in c for ch in " =|\x01"):
-            raise UsageError(
-                f"--client {c!r}: a CompID is 1-64 printable characters without spaces, '=' or '|' "
+        if not c or len(c) > 64 or not (c.isascii() and c.isprintable()) or any(ch in c for ch in " =|\x01"):
+            raise UsageError(  # ASCII: a FIX header field carries no MessageEncoding
+                f"--client {c!r}: a CompID is 1-64 printable ASCII characters without spaces, '=' or '|' "
                 f"(e.g. --client CLIENT1)"
             )
     if len(set(clients)) != len(clients):
