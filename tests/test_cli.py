@@ -475,24 +475,31 @@ def test_an_input_larger_than_its_limit_is_refused_before_it_is_read(tmp_path):
         read_input(path, limit=10)
 
 
-def test_a_credential_file_that_cannot_be_read_is_named_not_a_traceback(tmp_path, monkeypatch):
-    """A live config's password_file (or XMC_<NAME>_FILE) holding bytes that are not UTF-8, or naming
-    /dev/zero, raised UnicodeDecodeError or read forever; now a problem naming the key or variable."""
+def _password_file_cannot_be_read(tmp_path, password_file) -> None:
+    """The test live config with its password read from `password_file` is refused naming that key."""
     from engine.config import ConfigError
-    from engine.shell.live import credential
     from engine.shell.live_config import load
 
-    bad = tmp_path / "pw"
-    bad.write_bytes(b"\xff\xfe secret")
     text = (ROOT / "tests" / "live_broker.toml").read_text().replace("PORT", "9999")
     text = text.replace("OUT_DIR", str(tmp_path / "out")).replace(
-        'password_env = "XMC_BROKER_PASSWORD"', f'password_file = "{bad}"'
+        'password_env = "XMC_BROKER_PASSWORD"', f'password_file = "{password_file}"'
     )
     config = tmp_path / "live.toml"
     config.write_text(text)
     with pytest.raises(ConfigError) as err:
         load(config)
     assert any(p.key == "sessions.BROKER.password_file" and "cannot be read" in p.what for p in err.value.problems)
+
+
+def test_a_credential_file_that_cannot_be_read_is_named_not_a_traceback(tmp_path, monkeypatch):
+    """A live config's password_file (or XMC_<NAME>_FILE) holding bytes that are not UTF-8, or naming
+    /dev/zero, raised UnicodeDecodeError or read forever; now a problem naming the key or variable."""
+    from engine.config import ConfigError
+    from engine.shell.live import credential
+
+    bad = tmp_path / "pw"
+    bad.write_bytes(b"\xff\xfe secret")
+    _password_file_cannot_be_read(tmp_path, bad)
     for path in (str(bad), "/dev/zero"):
         monkeypatch.setenv("XMC_T_PASSWORD_FILE", path)
         monkeypatch.delenv("XMC_T_PASSWORD", raising=False)
@@ -528,7 +535,6 @@ def test_a_path_that_cannot_be_looked_at_is_exit_2_naming_it(tmp_path, capsys, a
 
 def test_an_extends_or_a_credential_path_that_cannot_be_looked_at_is_a_problem_of_its_key(tmp_path):
     from engine.config import ConfigError
-    from engine.shell.live_config import load
     from simulator import scenario
 
     long = tmp_path / ("y" * 300)
@@ -538,15 +544,7 @@ def test_an_extends_or_a_credential_path_that_cannot_be_looked_at_is_a_problem_o
         scenario.load(child)
     assert [p.key for p in err.value.problems] == ["extends"]
     assert "cannot be looked at (File name too long)" in err.value.problems[0].what
-    text = (ROOT / "tests" / "live_broker.toml").read_text().replace("PORT", "9999")
-    text = text.replace("OUT_DIR", str(tmp_path / "out")).replace(
-        'password_env = "XMC_BROKER_PASSWORD"', f'password_file = "{long}"'
-    )
-    config = tmp_path / "live.toml"
-    config.write_text(text)
-    with pytest.raises(ConfigError) as err:
-        load(config)
-    assert any(p.key == "sessions.BROKER.password_file" and "cannot be read" in p.what for p in err.value.problems)
+    _password_file_cannot_be_read(tmp_path, long)
 
 
 def test_audit_finds_its_files_past_a_directory_that_vanishes_or_loops(tmp_path, monkeypatch):

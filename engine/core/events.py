@@ -362,7 +362,8 @@ FIX_SENDS = frozenset(
         Subscribe,
     }
 )
-Action = (
+# FIX_SENDS as a type: the engine's own FIX messages (engine.fix.codec writes each)
+FixSend = (
     SendOrder
     | SendCancel
     | SendReplace
@@ -371,9 +372,5 @@ Action = (
     | SendPositionRequest
     | SendTestRequest
     | Subscribe
-    | SetTimer
-    | CancelTimer
-    | Audit
-    | Alert
-    | Anomaly
 )
+Action = FixSend | SetTimer | CancelTimer | Audit | Alert | Anomaly

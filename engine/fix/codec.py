@@ -21,6 +21,7 @@ from engine.core.events import (
     CancelReject,
     Event,
     ExecReport,
+    FixSend,
     PositionReport,
     Quote,
     SendCancel,
@@ -455,14 +456,7 @@ class FixCodec:
 
     def encode(
         self,
-        action: SendOrder
-        | SendCancel
-        | SendReplace
-        | SendStatusRequest
-        | SendMassStatusRequest
-        | SendPositionRequest
-        | SendTestRequest
-        | Subscribe,
+        action: FixSend,
         transact_time: float,
     ) -> fix.Message:
         """The FIX message for an engine action."""
@@ -470,14 +464,7 @@ class FixCodec:
 
     def draft_of(
         self,
-        action: SendOrder
-        | SendCancel
-        | SendReplace
-        | SendStatusRequest
-        | SendMassStatusRequest
-        | SendPositionRequest
-        | SendTestRequest
-        | Subscribe,
+        action: FixSend,
         transact_time: float,
     ) -> Draft | fix.Message:
         """The FIX message for an engine action, as a draft (see `draft`)."""
@@ -769,17 +756,7 @@ class FixCodec:
         return quotes, poss_dup == "Y" or poss_resend == "Y"
 
 
-_SAMPLE_ACTIONS: tuple[
-    SendOrder
-    | SendCancel
-    | SendReplace
-    | SendStatusRequest
-    | SendMassStatusRequest
-    | SendPositionRequest
-    | SendTestRequest
-    | Subscribe,
-    ...,
-] = (  # one of each message the engine sends, with every optional field it can carry
+_SAMPLE_ACTIONS: tuple[FixSend, ...] = (  # one of each message the engine sends, with every optional field it can carry
     SendOrder("V", "C1", "CU", "CU", "1", 1, 70000.0, "2", "3", "ACCT", "D1"),
     SendOrder("V", "C2", "CU", "CU", "2", 1, None, "1", "3", "ACCT", "D1"),
     SendCancel("V", "C3", "C1", "CU", "CU", "1", 1, "D1", "ACCT"),
