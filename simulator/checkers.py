@@ -46,10 +46,9 @@ FAR_ROUND_TRIP = 0.5  # seconds: invariant 1 allows one far round trip (Shanghai
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
 AMEND_ID = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
-SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"
-SETTLED = frozenset(
-    {"2", "3", "4", "8", "C"}
-)  # OrdStatus that ends an order: filled, done, cancelled, rejected, expired  # sell leg A and buy leg B; the other way
+SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
+# the OrdStatus (39) values that end an order: filled, done for day, cancelled, rejected, expired
+SETTLED = frozenset({"2", "3", "4", "8", "C"})
 
 
 @dataclass
@@ -300,9 +299,9 @@ class InvariantChecker:
         stretch of the spell in which one of the decision's requests (orders, replaces, cancels, status
         questions) had waited longer than that for its answer (counted once where such waits overlap, so
         two outages in turn count twice, one outage once). The engine cannot act on what it has not
-        heard; a request never answered extends nothing, and an IOC or FOK order is answered by its outcome
-        (an acknowledgement that leaves it working tells the engine nothing it can act on). Never less than the slowest of those answers
-        whole (a request sent before the spell began counts all its wait, as it always has). The time
+        heard; a request never answered extends nothing, and an IOC or FOK order is answered by its
+        outcome (an acknowledgement that leaves it working tells the engine nothing it can act on).
+        Never less than the slowest of those answers whole (a request sent before the spell began counts all its wait, as it always has). The time
         in which a venue of a short leg and one of a filled leg were both down (logged off; the same
         venue, for a leg part-filled) counts too: no chase and no unwind could go then. A filled leg's
         venue down alone excuses nothing while the chase budget lasts, as the missing lots can be chased
