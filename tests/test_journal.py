@@ -153,6 +153,10 @@ def test_newer_format_other_config_and_foreign_files_are_refused(tmp_path, confi
     path.write_bytes(b"hello\n")
     with pytest.raises(JournalError, match="not an xmc journal"):
         Journal(path, config)
+    # another program's file that happens to carry this config's fingerprint: the magic tells them apart
+    path.write_bytes(json.dumps({**header, "magic": "not-xmc"}).encode() + b"\n" + lines[1])
+    with pytest.raises(JournalError, match="not an xmc journal \\(magic 'not-xmc'\\)"):
+        Journal(path, config)
     with pytest.raises(JournalError, match="durability"):
         Journal(tmp_path / "k", config, durability="sometimes")
 
