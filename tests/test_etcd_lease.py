@@ -85,3 +85,19 @@ def test_a_leader_key_gone_before_it_is_read_back_is_tried_again_and_never_taken
     assert EtcdLease(retried, "node-a").acquire("node-a", 0.0) == 41 and retried.leases == 2
     assert EtcdLease(Client([[], theirs]), "node-a").acquire("node-a", 0.0) is None
     assert EtcdLease(Client([[], [], []]), "node-a").acquire("node-a", 0.0) is None
+
+
+def test_a_leader_key_recreated_under_the_same_node_name_is_not_renewed_by_the_old_holder(etcd):
+    """Two processes started with the same --node name (or an old one woken after its key expired and
+    the node restarted): the leader key carries that name again, under another lease and revision. The
+    old holder's keep-alive must see that the key is not the one it created (its create_revision), or it
+    renews and sends under an epoch the venues have already seen fenced (planted: a keep-alive that read
+    only the key's value passed every other lease and failover test)."""
+    old, new = EtcdLease(etcd(), "node-a", ttl=2), EtcdLease(etcd(), "node-a", ttl=2)
+    first = old.acquire("node-a", 0.0)
+    assert first is not None
+    old.client.delete(old.key)  # the key goes (its lease expired meanwhile, say); the name comes back:
+    second = new.acquire("node-a", 0.1)
+    assert second is not None and second > first
+    assert not old.keep_alive("node-a", 0.2) and not old.holds("node-a", first, 0.2)
+    assert new.keep_alive("node-a", 0.3) and new.holds("node-a", second, 0.3)

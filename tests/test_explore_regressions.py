@@ -35,6 +35,18 @@ def test_the_fence_renews_inside_the_margin_and_refuses_when_the_lease_is_gone()
     assert not may_send(lease, "primary", 1, inside + 0.32) and not may_send(lease, "primary", 2, inside + 0.32)
 
 
+def test_a_renewal_does_not_fence_in_an_order_of_an_older_epoch():
+    """The node holds the lease again, under a newer epoch (it lost it and won it back): an order stamped
+    with the old epoch is refused even though the renewal inside the margin succeeds (planted: a fence
+    that sent whenever the renewal worked passed every other lease and failover test)."""
+    lease = SimulatedLease(ttl=0.3, holder="primary", revision=1, now=0.0)
+    assert lease.acquire("standby", 0.31) == 2 and lease.acquire("primary", 0.62) == 3
+    inside = 0.62 + 0.3 * (1 - FENCE_MARGIN) + 0.01  # inside the margin: may_send renews first
+    assert not may_send(lease, "primary", 1, inside)
+    assert lease.expires == pytest.approx(inside + 0.3)  # the renewal itself worked
+    assert may_send(lease, "primary", 3, inside + 0.01)  # the current epoch still sends
+
+
 def test_a_lease_service_that_fails_is_no_proof():
     class Broken:
         def holds(self, node, epoch, now):

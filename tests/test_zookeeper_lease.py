@@ -102,3 +102,19 @@ def test_the_servers_port_is_held_for_it_so_no_other_socket_can_take_it(zookeepe
         assert client.exists("/") is not None
     finally:
         client.stop()
+
+
+def test_a_leader_node_recreated_under_the_same_node_name_is_not_renewed_by_the_old_holder(zookeeper):
+    """The ZooKeeper twin of the etcd test: the leader node comes back with the same name, created by
+    another session (another process started with the same --node, or a restart after the old
+    session's node was deleted): the old holder's keep-alive sees another creation zxid and owner
+    session, and stops (planted: a keep-alive that read only the node's data passed every other test)."""
+    old = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    new = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    first = old.acquire("node-a", 0.0)
+    assert first is not None
+    old.client.delete(old.path)  # the node goes; the same name is taken by another session
+    second = new.acquire("node-a", 0.1)
+    assert second is not None and second > first
+    assert not old.keep_alive("node-a", 0.2) and not old.holds("node-a", first, 0.2)
+    assert new.keep_alive("node-a", 0.3) and new.holds("node-a", second, 0.3)
