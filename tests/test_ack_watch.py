@@ -171,3 +171,17 @@ def test_an_order_answered_only_after_its_status_was_asked_teaches_no_round_trip
             watch.ask(f"o{i}")
         assert watch.answered(f"o{i}", trip)
     assert list(watch.recent["V"]) == [0.2] and not watch.asked
+
+
+def test_one_measured_round_trip_sets_the_deadline():
+    """Three were awaited: a venue's first orders stayed on four times the answer timeout (1.2 s) and a
+    lost unwind early in a session waited past the order timeout (tests/regressions/lost_unwind_on_a_
+    venue_with_one_round_trip_is_asked_about_after_a_few.toml)."""
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    assert watch.deadline("COMEX") == pytest.approx(1.2)  # nothing measured yet
+    watch.sent("c1", "COMEX", 0.0)
+    watch.answered("c1", 0.114)
+    assert watch.deadline("COMEX") == pytest.approx(0.456)
+    watch.sent("s1", "SHFE", 0.0)
+    watch.answered("s1", 0.001)
+    assert watch.deadline("SHFE") == pytest.approx(0.3)  # never below the floor
