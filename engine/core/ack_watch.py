@@ -9,9 +9,9 @@ from collections import deque
 WINDOW = 32
 # round trips measured on a venue before its own record sets the deadline: until then four times the
 # floor. One is enough: a venue's round trips spread far less than fourfold (the multiple), and waiting
-# for three kept a venue's first orders on 1.2 s, so two lost unwinds early in a session (or in one
-# with few orders) held an episode legged 1.4-3.3 s (xmc explore, seeds 20261214 and 20261215); a
-# question asked too soon costs one status round trip, an answer a lost order never gets costs seconds
+# for three kept a venue's first orders on 1.2 s: an unwind lost on a venue that had answered one order
+# held an episode legged 1.43 s against 1.3 (xmc explore seed 20261215 on f37); a question asked too
+# soon costs one status round trip, an answer a lost order never gets costs seconds
 MIN_SAMPLES = 1
 
 

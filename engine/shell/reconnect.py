@@ -57,7 +57,8 @@ class Backoff:
             s.until = now + self.window
             self.log.append((now, name, "enable", 0.0))
             return "enable"
-        s.failures += event == ATTEMPT_FAILED  # a drop waits the base again (its count was reset by the logon)
+        if event == ATTEMPT_FAILED:  # a drop waits the base again (its count was reset by the logon)
+            s.failures += 1
         wait = min(self.cap, self.base * 2**s.failures)
         s.until = now + wait
         self.log.append((now, name, "disable", wait))
