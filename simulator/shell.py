@@ -277,7 +277,10 @@ class SimEngineShell(ActionDispatcher):
             codec = self.own_codecs.get(venue) or self.sessions[venue].codec
             try:
                 events = codec.decode(codec.parse(raw), venue)
-            except FixParseError:
+            except FixParseError as err:  # the session that carried it is closed: no Reject can go back
+                self.record_anomaly(
+                    Anomaly(self.env.now, f"fix_{err.kind}", err.ref_id, f"{venue}: {err} (read on waking)")
+                )
                 continue
             for event in events:
                 self.dispatch(event)

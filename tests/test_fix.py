@@ -901,6 +901,34 @@ def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_rejec
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
 
 
+def test_an_unreadable_message_buffered_while_the_engine_was_paused_is_recorded_when_it_wakes(spread_scenario):
+    """Virtual time: a frozen process reads its socket's buffer on waking, after the venue closed the
+    session; a message it cannot read then has no session to answer on, and is kept as an anomaly with
+    an audit row, never dropped unseen."""
+    import simpy
+
+    from engine.core.engine_core import EngineCore
+    from simulator.shell import SimEngineShell
+    from simulator.transport import WireLog
+
+    env = simpy.Environment()
+    shell = SimEngineShell(env, EngineCore(spread_scenario.engine), spread_scenario.venues, WireLog())
+    session = shell.sessions["SHFE"]
+    sender, target = session.codec.target, session.codec.sender
+    body = (
+        f"35=X\x0134=1\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01262=M\x01268=1\x01279=0\x01"
+        "269=1\x0155=cu2603\x01270=abc\x01271=3\x01"
+    )
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    shell.pause()
+    shell.receive("SHFE", head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    assert shell.anomalies == []  # buffered, not read
+    shell.wake()
+    assert [a.kind for a in shell.anomalies] == ["fix_session"]
+    assert "270" in shell.anomalies[0].detail and "waking" in shell.anomalies[0].detail
+    assert any(row.stage == "anomaly" and "fix_session" in row.detail for row in shell.audit)
+
+
 def _engine_sent() -> tuple[list[str], object]:
     """What the engine sent the venues in a short run with amends and cancels (D, F, G, H), and its scenario."""
     import dataclasses
