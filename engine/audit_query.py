@@ -30,6 +30,9 @@ class Filters:
     end: float | None = None
 
     def check(self) -> None:
+        for option, value in (("--run", self.run), ("--instrument", self.instrument), ("--venue", self.venue)):
+            if value is not None and not value.strip():
+                raise AuditQueryError(f"{option} {value!r}: empty, so it matches nothing; give a name or leave it out")
         if self.outcome is not None and self.outcome not in OUTCOMES:
             raise AuditQueryError(f"--outcome {self.outcome}: not an outcome; use one of {', '.join(OUTCOMES)}")
         if self.start is not None and self.end is not None and self.start > self.end:

@@ -162,6 +162,16 @@ def test_an_empty_id_is_exit_2_not_the_list_of_every_decision(run_dir, capsys, o
     assert f"{option} {value!r}: empty" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("option", ["--run", "--instrument", "--venue"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_name_filter_is_exit_2_not_an_empty_listing(run_dir, capsys, option, value):
+    """`--run ""` answered "(no rows)" and exit 0: a filter no run can match is a mistyped argument."""
+    out, _ = run_dir
+    assert main(["audit", str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} {value!r}: empty" in err and "Traceback" not in err
+
+
 def test_one_decision_order_or_episode_takes_run_and_seed_filters_and_refuses_the_list_filters(run_dir, capsys):
     """With --decision, --order or --episode the list filters (--venue, --instrument, --outcome, --from,
     --to, --limit) were silently ignored: `--decision E1-000001 --venue NOWHERE` showed the decision.
