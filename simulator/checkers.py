@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
-from engine.core.events import CancelReject, ExecReport, Quote, SessionDown, SessionGap, SessionUp
+from engine.core.events import BusinessReject, CancelReject, ExecReport, Quote, SessionDown, SessionGap, SessionUp
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
 
 if TYPE_CHECKING:
@@ -220,6 +220,9 @@ class InvariantChecker:
                 if key in self.awaiting:
                     decision, sent = self.awaiting.pop(key)
                     self.answers.setdefault(decision, []).append((now, now - sent))
+        elif kind is BusinessReject and event.ref_id in self.awaiting:  # refused unprocessed: answered too
+            decision, sent = self.awaiting.pop(event.ref_id)
+            self.answers.setdefault(decision, []).append((now, now - sent))
         # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
         if self.legged_since:

@@ -135,6 +135,11 @@ def _closes_in_time(faults: list[dict], duration: float) -> bool:
     return all(f.get("until_s", 0.0) <= duration - min(RECOVERY_S, 0.1 * duration) + 1e-9 for f in faults)
 
 
+# reasons a reject fault draws at each level, all inside FIX 4.4's values for its field (the scenario
+# loader refuses any other): OrdRejReason (103), SessionRejectReason (373), BusinessRejectReason (380)
+REJECT_REASONS = {"order": (0, 1, 3, 6, 11, 99), "session": (0, 5, 11, 99), "business": (0, 3, 4)}
+
+
 def fault(rng, base: Base, kind: str) -> dict:
     """One fault of `kind` with every key drawn inside its valid domain."""
     d = base.duration
@@ -151,8 +156,11 @@ def fault(rng, base: Base, kind: str) -> dict:
         f["orders"] = rng.choice(("any", "any", "entry", "recovery", "chase", "unwind"))
     if kind in NEEDS_DELAY:
         f["delay_ms"] = float(rng.choice((5, 20, 80, 200, 500, 1500)))
-    if kind == "reject":
-        f["reason"] = rng.choice((0, 1, 3, 6, 11, 99))
+    if (
+        kind == "reject"
+    ):  # refused as an order (ExecutionReport), or unprocessed (session Reject, BusinessMessageReject)
+        f["level"] = rng.choice(("order", "order", "session", "business"))
+        f["reason"] = rng.choice(REJECT_REASONS[f["level"]])
     elif kind == "partial_fill":
         f["fill_ratio"] = rng.choice((0.2, 0.5, 0.8))
         f["rest"] = rng.choice(("cancel", "work"))

@@ -35,6 +35,15 @@ ORDER_KINDS = (
 # late_fill: delay_ms after the venue reports a matching order Canceled (an IOC's unfilled rest, or a
 # cancel it granted), it reports a Fill of that rest at the order's price: a trade made before the
 # cancel and reported late (a trade correction)
+# reject: how the venue refuses the order, and the field its `reason` travels in: "order" an
+# ExecutionReport Rejected (39=8, OrdRejReason 103), "session" a session Reject (3, SessionRejectReason
+# 373, naming the order only by its MsgSeqNum), "business" a BusinessMessageReject (j,
+# BusinessRejectReason 380, naming its ClOrdID); level -> (tag, its name, the default reason)
+REJECT_LEVELS = {
+    "order": (103, "OrdRejReason", 99),
+    "session": (373, "SessionRejectReason", 99),
+    "business": (380, "BusinessRejectReason", 0),
+}
 # the world metal price or USD/CNY jumps by jump_bp: once at after_s, or at rate_per_s (Poisson) in the window
 MARKET_KINDS = ("price_jump",)
 LINK_KINDS = ("latency_spike", "drop")
@@ -89,6 +98,7 @@ class Fault:
     rate: float
     count: int
     reason: int = 99
+    level: str = "order"  # reject: see REJECT_LEVELS
     text: str = ""
     fill_ratio: float = 0.5
     reports: int = 1
@@ -261,6 +271,11 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
                 "is set on a partial_fill whose rest is cancelled: there is no rest to trade later",
                 'add rest = "work", or remove delay_ms',
             )
+        if sec.has("level") and kind != "reject":
+            sec.seen.add("level")
+            sec.problem("level", f"is not supported for {kind}", "use it with reject")
+        level = sec.get("level", str, "order", choices=tuple(REJECT_LEVELS)) if kind == "reject" else "order"
+        reason_tag, reason_name, reason_default = REJECT_LEVELS[level if level in REJECT_LEVELS else "order"]
         if sec.has("on_message") and kind not in STATUS_KINDS:
             sec.problem("on_message", f"is not supported for {kind}", "use it with disconnect_on_status")
         if venue and venue not in venues:
@@ -288,7 +303,14 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             orders=sec.get("orders", str, "any", choices=ORDER_FILTERS),
             rate=sec.get("rate", float, 1.0, check=lambda r: 0.0 < r <= 1.0, hint="a probability in (0, 1]"),
             count=sec.get("count", int, 0, check=non_negative, hint="a whole number >= 0 (0: unlimited)"),
-            reason=sec.get("reason", int, 99, check=non_negative, hint="an OrdRejReason (103), e.g. 99"),
+            reason=sec.get(
+                "reason",
+                int,
+                reason_default,
+                check=non_negative,
+                hint=f"a {reason_name} ({reason_tag}), e.g. {reason_default}",
+            ),
+            level=level,
             text=sec.get("text", str, ""),  # becomes Text (58): checked below
             fill_ratio=sec.get(
                 "fill_ratio", float, 0.5, check=lambda r: 0.0 < r < 1.0, hint="a fraction strictly between 0 and 1"

@@ -6,6 +6,7 @@ Every problem is reported with the file, the key and what to write instead (Conf
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from engine.core.events import ANOMALY_KINDS
 from engine.fix import dictionary
 from engine.fix.codec import dictionary_problem
 from simulator.failover import FailoverConfig
-from simulator.faults import FAILOVER_KINDS, Fault, read_faults
+from simulator.faults import FAILOVER_KINDS, REJECT_LEVELS, Fault, read_faults
 from simulator.link import Latency
 from simulator.prices import LB_PER_TONNE, PriceConfig
 
@@ -593,6 +594,26 @@ def _key_paths(data: dict, prefix: str = "") -> list[str]:
     return out
 
 
+@functools.cache
+def _reason_values(dictionary_name: str, tag: int) -> frozenset[str] | None:
+    """The values dictionary `dictionary_name` lets field `tag` take (a reject reason: whole numbers up
+    to 999), or None when it cannot be loaded (a problem of the venue's own key) or sets no values."""
+    try:
+        dd = dictionary.load(dictionary_name).dd
+    except dictionary.DictionaryError:
+        return None
+    if not dd.hasFieldValue(tag):
+        return None
+    return frozenset(str(v) for v in range(1000) if dd.isFieldValue(tag, str(v)))
+
+
+def _reasons_allowed(venue: VenueConfig, level: str) -> frozenset[str] | None:
+    """The reasons a reject fault at `level` may carry to `venue`'s engine session: its answer is
+    validated against the venue's dictionary (quickfix on the wire), and a value outside it would be
+    refused there, so the engine never learns of the reject."""
+    return _reason_values(venue.dictionary, REJECT_LEVELS[level][0])
+
+
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario file (with its `extends` chain); raises ConfigError naming the
     file, every key (and the base file that set it, when not this one) and the fix."""
@@ -649,6 +670,15 @@ def load(path: str | Path) -> Scenario:
                 "a locked market sits at its limit, which would be a price of 0 or twice the reference",
                 f"set [venues.{f.venue}] price_band_pct to its daily limit band (below 100), or lock another venue",
             )
+        if f.kind == "reject" and f.venue in venues and (allowed := _reasons_allowed(venues[f.venue], f.level)):
+            tag, field_name, _ = REJECT_LEVELS[f.level]
+            if str(f.reason) not in allowed:
+                root.problem(
+                    f"faults[{f.index}].reason",
+                    f"is {f.reason}, which {field_name} ({tag}) does not take in {f.venue}'s dictionary "
+                    f"({venues[f.venue].dictionary}): the engine's session would refuse the venue's answer",
+                    f"use one of {', '.join(sorted(allowed, key=int))}",
+                )
         if f.kind == "price_jump" and f.target == "fx" and not prices.fx:
             root.problem(
                 f"faults[{f.index}].target",

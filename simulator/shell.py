@@ -22,7 +22,6 @@ from engine.core.events import (
     Anomaly,
     Audit,
     AuditRow,
-    BusinessReject,
     Event,
     SendCancel,
     SendOrder,
@@ -35,7 +34,7 @@ from engine.core.events import (
     TimerFired,
 )
 from engine.fix import dictionary
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, naming_its_order
 from engine.report import AUDIT_COLUMNS  # noqa: F401 - the audit row's columns, re-exported for callers
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
@@ -162,16 +161,7 @@ class SimEngineShell(ActionDispatcher):
                 session.reject(err)
                 continue
             for event in events:
-                if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
-                    event = BusinessReject(
-                        event.venue,
-                        event.ref_msg_type,
-                        session.sent.get(int(event.ref_id), ""),
-                        event.reason,
-                        event.text,
-                        True,
-                    )
-                self.dispatch(event)
+                self.dispatch(naming_its_order(event, session.sent))
 
     def dispatch(self, event: Event) -> None:
         if not self.alive:
@@ -283,7 +273,7 @@ class SimEngineShell(ActionDispatcher):
                 )
                 continue
             for event in events:
-                self.dispatch(event)
+                self.dispatch(naming_its_order(event, self.sessions[venue].sent))
 
     def set_timer(self, key: str, at: float) -> None:
         self.timer_gen += 1

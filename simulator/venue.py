@@ -545,7 +545,16 @@ class Venue:
         cl_ord_id, symbol = msg.get(11), msg.get(55)
         fault = self._fault("reject", cl_ord_id)
         if fault is not None:
-            return self._reject_order(msg, m, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
+            if fault.level == "order":
+                return self._reject_order(msg, m, fault.reason, fault.text or f"rejected (OrdRejReason {fault.reason})")
+            # refused before the venue processed it: a session Reject names its MsgSeqNum, a BusinessMessageReject
+            # its ClOrdID; the order never existed here (a status question about it finds none)
+            kind, name = (
+                ("session", "SessionRejectReason") if fault.level == "session" else ("business", "BusinessRejectReason")
+            )
+            text = fault.text or f"refused ({name} {fault.reason})"
+            m.session.reject(FixParseError(kind, fault.reason, text, "D", msg.seq, ref_id=cl_ord_id))
+            return None
         side = msg.get(54)
         if side != BUY and side != SELL:  # the dictionary allows sell short and the rest; the book has two sides
             return self._reject_order(msg, m, 11, f"Side {side} not supported: buy (1) or sell (2)")

@@ -81,11 +81,12 @@ class WireSession:
         fix.Session.sendToTarget(self.codec.build(msg), self.session_id)
 
     def reject(self, err: FixParseError) -> None:
-        if err.kind == "business":
-            fields = [(45, str(err.seq)), (372, err.msg_type or "?"), (380, str(err.reason)), (58, err.text[:120])]
-            if err.ref_id:
-                fields.append((379, err.ref_id))
-            self.send(self.codec.message("j", fields))
+        """The venue model refuses a message: a session Reject (3) or BusinessMessageReject (j) sent through
+        quickfix, as the virtual-time session sends it (a message quickfix's own validation refuses is
+        answered by quickfix before the model sees it)."""
+        answer = self.codec.reject_draft(err)
+        if answer is not None:
+            self.send(answer)
 
     def skip(self) -> None:
         """A market-data gap: advance the real sequence number so the engine's quickfix sees a gap."""

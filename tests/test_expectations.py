@@ -84,12 +84,38 @@ def test_impossible_expectations_are_refused(tmp_path, expect, key):
         ('kind = "crash_mid_batch"', "delay_ms"),
         ('kind = "price_limit_lock"\nvenue = "COMEX"\non_order = true', "delay_ms"),
         ('kind = "reject"\nvenue = "COMEX"\non_order = true', "on_order"),
+        ('kind = "reject"\nvenue = "COMEX"\nlevel = "transport"', "level"),
+        ('kind = "no_ack"\nvenue = "COMEX"\nlevel = "session"', "level"),
     ],
 )
 def test_impossible_faults_are_refused(tmp_path, fault, key):
     with pytest.raises(ConfigError) as err:
         scenario.load(extending(tmp_path, f"[[faults]]\n{fault}\n"))
     assert f"faults[0].{key}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "level,tag,field,allowed",
+    [
+        ("order", 103, "OrdRejReason", {str(v) for v in (*range(12), *range(13, 16), 99)}),
+        ("session", 373, "SessionRejectReason", {str(v) for v in (*range(18), 99)}),
+        ("business", 380, "BusinessRejectReason", {str(v) for v in range(8)}),
+    ],
+)
+def test_a_reject_faults_reason_is_one_its_venues_dictionary_allows(tmp_path, level, tag, field, allowed):
+    """The venue's answer carries the reason in `tag`, which the engine's session validates against the
+    venue's dictionary (quickfix on the wire): a reason outside it would be refused there and the engine
+    would never learn of the reject, so the scenario is refused at load, naming the values it may use."""
+    for reason in range(0, 120):
+        text = f'[[faults]]\nkind = "reject"\nvenue = "COMEX"\nlevel = "{level}"\nreason = {reason}\n'
+        if str(reason) in allowed:
+            assert scenario.load(extending(tmp_path, text)).faults[0].reason == reason
+            continue
+        with pytest.raises(ConfigError) as err:
+            scenario.load(extending(tmp_path, text))
+        message = str(err.value)
+        assert "faults[0].reason" in message and f"{field} ({tag})" in message and "COMEX" in message, message
+        assert f"use one of {', '.join(sorted(allowed, key=int))}" in message, message
 
 
 def fake_report(outcomes: list[str], legged_ms=(), coverage=(), windows=(), anomalies=None) -> dict:

@@ -282,6 +282,33 @@ def test_a_cut_the_moment_an_order_arrives_holds_its_reports_until_the_engine_is
     assert any("\x0135=5\x01" in m and "disconnect fault" in m for m in log)  # refused while down, with why
 
 
+def test_a_venues_session_reject_of_an_order_reaches_the_order_over_quickfix(tmp_path):
+    """A venue that refuses an order unprocessed answers a session Reject (3), which names the order only by
+    its MsgSeqNum, or a BusinessMessageReject (j). quickfix hands the 3 to fromAdmin, where the live shell
+    had only logged it: the engine waited for the order's timeout and asked its status, legged meanwhile.
+    Now the shell maps the MsgSeqNum to the ClOrdID it sent under it, as the virtual-time shell does, and
+    the order is rejected at once: no status question about it, no Reject left unmatched."""
+    text = BENCH.read_text().replace(
+        "[expect]",
+        '[[faults]]\nkind = "reject"\nlevel = "session"\nvenue = "SHFE"\norders = "entry"\ncount = 1\n\n'
+        '[[faults]]\nkind = "reject"\nlevel = "business"\nreason = 4\nvenue = "COMEX"\norders = "entry"\n'
+        "after_s = 2.0\ncount = 1\n\n[expect]",
+    )
+    proc, report = wire_variant(tmp_path, "session_reject", text, 5)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "out" / "messages.log").read_text().splitlines()
+    assert any("\x0135=3\x01" in m and "\x0149=SHFE\x01" in m and "\x01372=D\x01" in m for m in log)
+    assert any("\x0135=j\x01" in m and "\x0149=COMEX\x01" in m and "\x01380=4\x01" in m for m in log)
+    audit = pl.read_parquet(tmp_path / "out" / "audit.parquet")
+    rejected = audit.filter(pl.col("stage") == "rejected")
+    kinds = {(d or "").split(" reason=")[0] for d in rejected["detail"].to_list()}
+    assert kinds == {"session Reject", "BusinessMessageReject"}, rejected
+    asked = set(audit.filter(pl.col("stage") == "status_query")["cl_ord_id"].to_list())
+    assert not asked & set(rejected["cl_ord_id"].to_list()), "a rejected order was asked about as unanswered"
+    assert not any("reject_unmatched" in (d or "") for d in audit["detail"].to_list())
+    assert report["fills_match_positions"] and report["all_terminal"]
+
+
 def test_the_desks_kill_switch_fault_acts_in_wire_mode_and_engine_process_faults_are_named(tmp_path):
     """A kill_switch fault throws the switch at its time over the wire too (no episode after it); a
     crash of the engine's own process cannot happen in a wire run: it is named, not skipped quietly."""

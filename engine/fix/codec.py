@@ -329,6 +329,23 @@ def msg_type_of(msg: Draft | fix.Message) -> str:
     return msg.msg_type if isinstance(msg, Draft) else str(msg.getHeader().getField(35))
 
 
+def naming_its_order(event: Event, sent: dict[int, str]) -> Event:
+    """A session Reject (3) names the message it refuses only by that message's MsgSeqNum (45): the same
+    Reject naming the ClOrdID that message carried instead (`sent`: MsgSeqNum -> ClOrdID of the
+    application messages this session sent), or "" when it carried none (a Logon, a Heartbeat), which
+    the core records as a Reject it cannot match. Every other event is returned as it is."""
+    if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
+        return BusinessReject(
+            event.venue,
+            event.ref_msg_type,
+            sent.get(int(event.ref_id), ""),
+            event.reason,
+            event.text,
+            True,
+        )
+    return event
+
+
 class FixCodec:
     """Builds and parses the messages of one session against one venue dictionary."""
 

@@ -29,7 +29,7 @@ from engine.core.engine_core import EngineCore
 from engine.core.events import Alert, Anomaly, AuditRow, Command, Event, SessionDown, SessionGap, SessionUp, TimerFired
 from engine.core.ids import epoch_of
 from engine.fix import dictionary
-from engine.fix.codec import FixCodec, FixParseError, Parsed
+from engine.fix.codec import FixCodec, FixParseError, Parsed, naming_its_order
 from engine.shell.quiet_gc import QuietGc
 from engine.shell.reconnect import Backoff
 from engine.shell.session_events import SessionEvents
@@ -37,6 +37,7 @@ from engine.shell.session_events import SessionEvents
 log = logging.getLogger(__name__)
 ENGINE_COMP_ID = "XMC"
 SECRET_TAGS = ("554", "925", "96")  # Password, NewPassword, RawData: never logged
+SENT_KEPT = 100_000  # per session, the newest application messages a session Reject may still name
 
 
 def mask(raw: str) -> str:
@@ -151,6 +152,9 @@ class LiveEngine(fix.Application, ActionDispatcher):
             for s in sessions
         }
         self.session_ids: dict[str, fix.SessionID] = {}
+        # per venue, MsgSeqNum -> ClOrdID of the application messages sent (the newest SENT_KEPT), so that a
+        # session Reject (3), which names the refused message only by its MsgSeqNum, reaches its order
+        self.sent: dict[str, dict[int, str]] = {s.venue: {} for s in sessions}
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-implemented: a faster hand-off between threads
         self.timers: list[tuple[float, int, str]] = []
         self.timer_gen: dict[str, int] = {}
@@ -210,6 +214,11 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self._wire(message)
 
     def fromAdmin(self, message: Any, session_id: Any) -> None:
+        if message.getHeader().getField(35) == "3":  # a session Reject: it may refuse one of our orders
+            raw = message.toString()
+            self._wire(message, raw)
+            self.events.put(("fix", self.by_target[session_id.getTargetCompID().getValue()], raw))
+            return
         self._wire(message)
 
     def toApp(self, message: Any, session_id: Any) -> None:
@@ -221,6 +230,11 @@ class LiveEngine(fix.Application, ActionDispatcher):
             if epoch is not None and epoch < self.core.epoch:
                 self.fenced_resends += 1
                 raise fix.DoNotSend()
+        if message.isSetField(11) and header.isSetField(34):  # quickfix has numbered it: what 45 will name
+            sent = self.sent[self.by_target[session_id.getTargetCompID().getValue()]]
+            sent[int(header.getField(34))] = message.getField(11)
+            if len(sent) > SENT_KEPT:
+                del sent[next(iter(sent))]  # the oldest: a Reject answers within moments, not a day later
         self._wire(message)
 
     def fromApp(self, message: Any, session_id: Any) -> None:
@@ -386,7 +400,8 @@ class LiveEngine(fix.Application, ActionDispatcher):
             self.record_anomaly(Anomaly(self.now(), "fix_garbled", "", f"{venue}: {exc}"))
             return []
         try:
-            return codec.decode(msg, venue)
+            sent = self.sent.get(venue, {})
+            return [naming_its_order(event, sent) for event in codec.decode(msg, venue)]
         except FixParseError as err:  # a value quickfix's validation let through that the engine cannot read
             self.record_anomaly(Anomaly(self.now(), f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
             answer = codec.reject_draft(err)
