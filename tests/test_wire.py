@@ -367,6 +367,8 @@ delay_ms = 40
     msgs = _checked_messages(tmp_path / "out" / "messages.log")
     assert any(m.get(35) == b"2" for m in msgs), "a gap was noticed and a resend asked for"
     assert any(m.get(43) == b"Y" or (m.get(35) == b"4" and m.get(123) == b"Y") for m in msgs), "and answered"
+    anomalies = pl.read_parquet(tmp_path / "out" / "audit.parquet").filter(pl.col("stage") == "anomaly")["detail"]
+    assert any(d.startswith("sequence_gap: COMEX") for d in anomalies.to_list()), "the gap is in the audit trail"
     # orders sent during the latency window waited for it
     slow = [e for e in report["episodes"] if 2.0 <= e["signal_at_s"] - report["market_open_s"] < 2.9]
     assert not slow or max(e["signal_to_acks_ms"] or 0 for e in slow) >= 40

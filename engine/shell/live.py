@@ -390,6 +390,8 @@ class LiveEngine(fix.Application, ActionDispatcher):
             codec = self.codecs.get(item.venue) if type(item) is SessionGap else None
             if codec is not None:  # what arrives from here on builds the venue's top afresh
                 codec.forget_book()
+            if type(item) is SessionGap:  # recorded as the virtual-time shell records it
+                self.record_anomaly(Anomaly(self.now(), "sequence_gap", "", f"{item.venue}: gap; ResendRequest sent"))
             self._dispatch(item)
 
     def _decode(self, venue: str, raw: str) -> list[Event]:
