@@ -901,6 +901,36 @@ def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_rejec
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
 
 
+def test_the_simulated_engine_answers_a_message_type_it_does_not_serve_with_a_business_reject(spread_scenario):
+    """Virtual time: a valid News (B) from a venue was dropped unanswered by the decoder; it is answered
+    with BusinessMessageReject j (380=3, RefMsgType B, RefSeqNum its MsgSeqNum) and recorded, as over
+    quickfix (tests/test_wire.py), while the session's own messages still need no answer."""
+    import simpy
+
+    from engine.core.engine_core import EngineCore
+    from simulator.shell import SimEngineShell
+    from simulator.transport import WireLog
+
+    env = simpy.Environment()
+    shell = SimEngineShell(env, EngineCore(spread_scenario.engine), spread_scenario.venues, WireLog())
+    sent: list = []
+    session = shell.sessions["SHFE"]
+    session.send = sent.append  # type: ignore[method-assign]
+    sender, target = session.codec.target, session.codec.sender
+
+    def framed(seq: int, rest: str) -> str:
+        body = f"{rest[:4]}\x0134={seq}\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01{rest[5:]}"
+        head = f"8=FIX.4.4\x019={len(body)}\x01"
+        return head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+
+    shell.receive("SHFE", framed(1, "35=0\x01"))  # a Heartbeat: the session's, nothing to answer
+    shell.receive("SHFE", framed(2, "35=B\x01148=hello\x0133=1\x0158=line one\x01"))
+    (answer,) = sent
+    assert answer.msg_type == "j" and all(f in answer.body for f in ("45=2\x01", "372=B\x01", "380=3\x01"))
+    assert [a.kind for a in shell.anomalies] == ["fix_business"]
+    assert any(row.stage == "anomaly" and "not served" in row.detail for row in shell.audit)
+
+
 def test_an_unreadable_message_buffered_while_the_engine_was_paused_is_recorded_when_it_wakes(spread_scenario):
     """Virtual time: a frozen process reads its socket's buffer on waking, after the venue closed the
     session; a message it cannot read then has no session to answer on, and is kept as an anomaly with

@@ -702,6 +702,97 @@ def test_bad_messages_to_xmc_venue_get_their_fix_answer_and_the_session_goes_on(
     assert any("Invalid message" in e["text"] and "CheckSum" in e["text"] for e in state["session_events"])
 
 
+def _against_a_raw_broker(tmp_path, body: str) -> tuple[bytes, list[str]]:
+    """`xmc live` (tests/live_broker.toml) against a broker written here on a raw socket: it answers the
+    Logon, sends `body` (framed, "{now}" replaced) as its MsgSeqNum 2, and reads until the engine's
+    run ends. Returns every byte the engine sent and the details of its audit trail's anomaly rows."""
+    import socket
+    import time
+
+    def frame(text: str) -> bytes:
+        head = f"8=FIX.4.4\x019={len(text.encode())}\x01{text}"
+        return (head + f"10={sum(head.encode()) % 256:03d}\x01").encode()
+
+    now = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime())
+    config = tmp_path / "live.toml"
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))  # the OS's port, on the socket kept open until the engine is done
+        server.listen(1)
+        config.write_text(
+            (ROOT / "tests" / "live_broker.toml")
+            .read_text()
+            .replace("PORT", str(server.getsockname()[1]))
+            .replace("OUT_DIR", str(tmp_path / "out"))
+        )
+        engine = subprocess.Popen(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--duration", "3"],
+            cwd=ROOT,
+            env={**os.environ, "XMC_BROKER_PASSWORD": "pw"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            server.settimeout(60)
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(60)
+                got, sent = b"", False
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:  # the engine logged out and closed at the end of its run
+                        break
+                    got += chunk
+                    if not sent and b"\x0135=A\x01" in got:
+                        logon = f"35=A\x0134=1\x0149=BROKER\x0152={now}\x0156=XMC\x0198=0\x01108=5\x01141=Y\x01"
+                        conn.sendall(frame(logon) + frame("35=" + body.replace("{now}", now)))
+                        sent = True
+            _, err = engine.communicate(timeout=60)
+        finally:
+            engine.kill()
+    assert engine.returncode == 0, err[-3000:]
+    audit = pl.read_parquet(tmp_path / "out" / "audit.parquet")
+    return got, [d or "" for d in audit.filter(pl.col("stage") == "anomaly")["detail"].to_list()]
+
+
+@pytest.mark.parametrize(
+    "body,answer,recorded",
+    [
+        (  # OrdStatus Z: quickfix's validation refuses it before fromApp
+            "8\x0134=2\x0149=BROKER\x0152={now}\x0156=XMC\x0137=O1\x0111=NOPE\x0117=X1\x01150=0\x0139=Z\x01"
+            "55=cu2603\x0154=1\x01151=1\x0114=0\x016=0\x01",
+            ("35=3", "45=2", "371=39", "373=5"),
+            "fix_session: BROKER: session reject (5) of its MsgSeqNum 2 (MsgType 8, tag 39)",
+        ),
+        (  # News without its required NoLinesOfText
+            "B\x0134=2\x0149=BROKER\x0152={now}\x0156=XMC\x01148=hello\x01",
+            ("35=3", "45=2", "371=33", "373=1"),
+            "fix_session: BROKER: session reject (1) of its MsgSeqNum 2 (MsgType B, tag 33)",
+        ),
+        (  # a refresh priced nan: quickfix does not read inside the group, the engine's decoder does
+            "X\x0134=2\x0149=BROKER\x0152={now}\x0156=XMC\x01262=M\x01268=1\x01279=0\x01269=0\x0155=cu2603\x01"
+            "270=nan\x01271=1\x01",
+            ("35=3", "45=2", "371=270"),
+            "fix_session: BROKER: session reject (",
+        ),
+        (  # a valid News: a message type the engine does not serve
+            "B\x0134=2\x0149=BROKER\x0152={now}\x0156=XMC\x01148=hello\x0133=1\x0158=line one\x01",
+            ("35=j", "45=2", "372=B", "380=3"),
+            "fix_business: BROKER: business reject (3): MsgType B is not served by this engine",
+        ),
+    ],
+)
+def test_xmc_live_answers_and_records_a_message_it_cannot_take(tmp_path, body, answer, recorded):
+    """A broker's message that quickfix's validation refuses was answered by quickfix's session Reject
+    and left no record of the engine's (fromApp never saw it); one of a type the engine does not serve
+    was dropped unanswered. Now each gets its FIX answer and an anomaly row in the audit trail."""
+    got, anomalies = _against_a_raw_broker(tmp_path, body)
+    answers = [m for m in got.split(b"8=FIX.4.4\x01") if all(f"\x01{f}\x01".encode() in m for f in answer)]
+    assert len(answers) == 1, got
+    assert [d for d in anomalies if d.startswith(recorded)], anomalies
+    assert len(anomalies) == 1, anomalies  # recorded once: not again for the engine's own answer
+
+
 def test_the_venues_take_sessions_only_from_their_host(spread_scenario, tmp_path):
     """quickfix 1.16 cannot be told which address to listen on (it listens on every interface): the
     venues' sessions hang up on a connection from any address but their host (AllowedRemoteAddresses);

@@ -160,6 +160,7 @@ class LiveEngine(fix.Application, ActionDispatcher):
         self.timer_gen: dict[str, int] = {}
         self.messages: list[str] = []
         self._msg_lock = threading.Lock()
+        self._answering = threading.local()  # set while the engine thread sends its own Reject (see toAdmin)
         self.compute_ns: list[int] = []
         self.logged_on: set[str] = set()
         self.logon_at: dict[str, float] = {}  # engine time of each session's latest logon
@@ -205,6 +206,11 @@ class LiveEngine(fix.Application, ActionDispatcher):
         msg_type = message.getHeader().getField(35)
         if msg_type == "2":  # quickfix saw a sequence gap: what it held may have moved the venue's books
             self.events.put(SessionGap(self.by_target[session_id.getTargetCompID().getValue()]))
+        if msg_type == "3" and not getattr(self._answering, "active", False):
+            # quickfix's own validation refused a message (fromApp never saw it): recorded as the
+            # virtual-time shell records a message its session refuses (the engine's own Rejects are
+            # recorded where they are decided, in _decode)
+            self.events.put(("refused", self.by_target[session_id.getTargetCompID().getValue()], message.toString()))
         if msg_type == "A":
             s = self.sessions[self.by_target[session_id.getTargetCompID().getValue()]]
             if s.username:
@@ -382,6 +388,8 @@ class LiveEngine(fix.Application, ActionDispatcher):
         if isinstance(item, tuple) and item[0] == "timers":
             for key, at in item[1].items():
                 self.set_timer(key, at)
+        elif isinstance(item, tuple) and item[0] == "refused":
+            self._refused(item[1], item[2])
         elif isinstance(item, tuple):
             _, venue, raw = item
             for event in self._decode(venue, raw):
@@ -402,17 +410,39 @@ class LiveEngine(fix.Application, ActionDispatcher):
             self.record_anomaly(Anomaly(self.now(), "fix_garbled", "", f"{venue}: {exc}"))
             return []
         try:
-            sent = self.sent.get(venue, {})
-            return [naming_its_order(event, sent) for event in codec.decode(msg, venue)]
-        except FixParseError as err:  # a value quickfix's validation let through that the engine cannot read
+            numbered = self.sent.get(venue, {})
+            return [naming_its_order(event, numbered) for event in codec.decode(msg, venue)]
+        except FixParseError as err:  # a value quickfix's validation let through that the engine cannot read, or
+            # a message type it does not serve
             self.record_anomaly(Anomaly(self.now(), f"fix_{err.kind}", err.ref_id, f"{venue}: {err}"))
             answer = codec.reject_draft(err)
             sid = self.session_ids.get(venue)
-            if answer is not None and (sid is None or not fix.Session.sendToTarget(codec.build(answer), sid)):
+            self._answering.active = True  # recorded just above: toAdmin must not record it again
+            try:
+                sent = answer is not None and sid is not None and fix.Session.sendToTarget(codec.build(answer), sid)
+            finally:
+                self._answering.active = False
+            if answer is not None and not sent:
                 self.record_anomaly(
                     Anomaly(self.now(), "send_failed", "", f"{venue}: the Reject: session not available")
                 )
             return []
+
+    def _refused(self, venue: str, raw: str) -> None:
+        """The session Reject quickfix sent `venue` for a message its validation refused, as an anomaly
+        (kind fix_session, with the audit row every anomaly gets): the rule for a malformed message is
+        its FIX answer and a record of ours."""
+        msg = Parsed(raw)
+        tag = f", tag {msg.get(371)}" if msg.get(371) else ""
+        self.record_anomaly(
+            Anomaly(
+                self.now(),
+                "fix_session",
+                "",
+                f"{venue}: session reject ({msg.get(373)}) of its MsgSeqNum {msg.get(45)} "
+                f"(MsgType {msg.get(372)}{tag}): {msg.get(58)}",
+            )
+        )
 
     def submit(self, event: Event) -> None:
         """Hand an event to the engine thread (thread-safe)."""
