@@ -901,7 +901,9 @@ def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_rejec
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
 
 
-def test_the_simulated_engine_answers_a_message_type_it_does_not_serve_with_a_business_reject(spread_scenario):
+def test_the_simulated_engine_answers_a_message_type_it_does_not_serve_and_records_a_refused_subscription(
+    spread_scenario,
+):
     """Virtual time: a valid News (B) from a venue was dropped unanswered by the decoder; it is answered
     with BusinessMessageReject j (380=3, RefMsgType B, RefSeqNum its MsgSeqNum) and recorded, as over
     quickfix (tests/test_wire.py), while the session's own messages still need no answer."""
@@ -929,6 +931,11 @@ def test_the_simulated_engine_answers_a_message_type_it_does_not_serve_with_a_bu
     assert answer.msg_type == "j" and all(f in answer.body for f in ("45=2\x01", "372=B\x01", "380=3\x01"))
     assert [a.kind for a in shell.anomalies] == ["fix_business"]
     assert any(row.stage == "anomaly" and "not served" in row.detail for row in shell.audit)
+    # a refused subscription needs no answer: it is recorded, naming the instrument, and alerted
+    shell.receive("SHFE", framed(3, "35=Y\x01262=MD-CU\x01281=0\x0158=unknown symbol\x01"))
+    assert len(sent) == 1 and [a.kind for a in shell.anomalies] == ["fix_business", "md_refused"]
+    assert "market data for CU refused (MDReqRejReason 0) unknown symbol" in shell.anomalies[-1].detail
+    assert [a.level for a in shell.alerts] == ["critical"]
 
 
 def test_an_unreadable_message_buffered_while_the_engine_was_paused_is_recorded_when_it_wakes(spread_scenario):

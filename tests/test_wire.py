@@ -793,6 +793,19 @@ def test_xmc_live_answers_and_records_a_message_it_cannot_take(tmp_path, body, a
     assert len(anomalies) == 1, anomalies  # recorded once: not again for the engine's own answer
 
 
+def test_xmc_live_alerts_when_a_broker_refuses_its_market_data(tmp_path):
+    """A MarketDataRequestReject (Y) was dropped by the decoder: the instrument never got a quote and the
+    strategy never traded, with nothing said. It is recorded (md_refused, naming the instrument) and
+    raises a critical alert; it needs no FIX answer."""
+    got, anomalies = _against_a_raw_broker(
+        tmp_path, "Y\x0134=2\x0149=BROKER\x0152={now}\x0156=XMC\x01262=MD-CU2\x01281=1\x0158=not entitled\x01"
+    )
+    assert anomalies == ["md_refused: BROKER: market data for CU2 refused (MDReqRejReason 1) not entitled"]
+    assert not any(f"\x0135={t}\x01".encode() in got for t in ("3", "j"))
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("market data for CU2 refused" in a for a in report["alerts"]), report["alerts"]
+
+
 def test_the_venues_take_sessions_only_from_their_host(spread_scenario, tmp_path):
     """quickfix 1.16 cannot be told which address to listen on (it listens on every interface): the
     venues' sessions hang up on a connection from any address but their host (AllowedRemoteAddresses);

@@ -32,6 +32,7 @@ from engine.core.events import (
     Command,
     Event,
     ExecReport,
+    MarketDataRefused,
     PositionReport,
     Quote,
     SendCancel,
@@ -97,6 +98,7 @@ class EngineCore:
             SessionGap: self._on_session_gap,
             TimerFired: self._on_timer,
             Command: self._on_command,
+            MarketDataRefused: self._on_md_refused,
         }
 
     # ---- entry point ------------------------------------------------------------------------
@@ -173,6 +175,14 @@ class EngineCore:
             if inst.venue == ev.venue and book is not None:
                 book.ts = -math.inf
         return []
+
+    def _on_md_refused(self, ev: MarketDataRefused, now: float) -> list[Action]:
+        """The venue will not quote a subscription: its instrument's book stays without fresh quotes, so
+        no episode opens on it (the trigger's inputs are stale), and the desk must know why."""
+        names = [n for n, inst in self.instruments.items() if inst.venue == ev.venue and f"MD-{n}" == ev.req_id]
+        what = names[0] if names else f"MDReqID {ev.req_id}"
+        text = f"{ev.venue}: market data for {what} refused (MDReqRejReason {ev.reason or 'none'}) {ev.text}".strip()
+        return [self.anomaly(now, "md_refused", "", text), Alert(now, "critical", f"{text}: no episode can use it")]
 
     def _legs_connected(self) -> bool:
         s = self.strategy

@@ -127,6 +127,16 @@ class Takeover:
     epoch: int
 
 
+@dataclass(frozen=True, slots=True)
+class MarketDataRefused:
+    """A MarketDataRequestReject (35=Y): the venue will send no quotes for the subscription `req_id`."""
+
+    venue: str
+    req_id: str
+    reason: str  # MDReqRejReason (281) as sent, "" when the venue gave none
+    text: str = ""
+
+
 Event = (
     Quote
     | ExecReport
@@ -139,6 +149,7 @@ Event = (
     | TimerFired
     | Command
     | Takeover
+    | MarketDataRefused
 )
 
 
@@ -331,6 +342,7 @@ ANOMALY_KINDS: dict[str, str] = {
     "fix_garbled": "a received message quickfix could not parse: dropped",
     "fix_session": "a received message that breaks the session rules: answered with a session Reject (3)",
     "fix_business": "a received message the engine cannot act on: answered with a BusinessMessageReject (j)",
+    "md_refused": "a venue refused a market data subscription: no quotes, so no episode on its instrument (the desk is alerted)",
     "sequence_gap": "a received MsgSeqNum beyond the next expected: a ResendRequest was sent",
     "send_failed": "a message quickfix refused to send",
 }

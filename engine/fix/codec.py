@@ -22,6 +22,7 @@ from engine.core.events import (
     Event,
     ExecReport,
     FixSend,
+    MarketDataRefused,
     PositionReport,
     Quote,
     SendCancel,
@@ -42,9 +43,8 @@ VIRTUAL_EPOCH = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.UTC).timestamp()
 
 # quickfix exception -> SessionRejectReason (373)
 # received messages that need nothing of the engine's decoder: the session layer's own (a Logon is
-# handled by the shells; quickfix, or the virtual-time session, answers the rest) and a refused market
-# data subscription (Y), which leaves the instrument without quotes: its trigger waits for fresh ones
-_NOTHING_TO_DO = frozenset({"0", "1", "2", "4", "5", "A", "Y"})
+# handled by the shells; quickfix, or the virtual-time session, answers the rest)
+_NOTHING_TO_DO = frozenset({"0", "1", "2", "4", "5", "A"})
 _REJECT_REASONS = {
     "InvalidTagNumber": 0,
     "RequiredTagMissing": 1,
@@ -668,6 +668,8 @@ class FixCodec:
         if msg_type == "AO":  # an answer with no report to follow: none held, or the venue cannot say
             total = _fix_int(msg.get(727) or "0", 727)
             return [PositionReport(venue, msg.get(710), "", 0.0, total, msg.get(728))] if total == 0 else []
+        if msg_type == "Y":  # the venue will not quote this subscription
+            return [MarketDataRefused(venue, msg.get(262), msg.get(281), msg.get(58))]
         if msg_type in _NOTHING_TO_DO:
             return []
         # an application message the engine does not serve: FIX answers it so (BusinessRejectReason 3)

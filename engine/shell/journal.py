@@ -52,6 +52,7 @@ EVENT_TYPES = {
         ev.TimerFired,
         ev.Command,
         ev.Takeover,
+        ev.MarketDataRefused,
     )
 }
 
