@@ -31,6 +31,31 @@ def test_the_deadline_is_a_multiple_of_the_slowest_recent_round_trip_never_below
     assert watch.deadline("OTHER") == pytest.approx(1.2) and not watch.unanswered
 
 
+def test_the_slowest_round_trip_is_forgotten_once_a_window_of_newer_ones_is_measured():
+    """One slow answer (a venue's bad second) must not set its deadline for the rest of the day: the
+    record is the venue's latest WINDOW round trips (the property test above rarely draws lists that long)."""
+    watch = AckWatch(multiple=4.0, floor=0.01)
+    trips = [0.5] + [0.02] * WINDOW
+    for i, trip in enumerate(trips):
+        watch.sent(f"c{i}", "V", float(i))
+        watch.answered(f"c{i}", i + trip)
+        if i < WINDOW:
+            assert watch.deadline("V") == pytest.approx(2.0)  # the slow one is still among the latest
+    assert watch.deadline("V") == pytest.approx(0.08)
+
+
+def test_the_watch_keeps_nothing_of_an_order_once_it_is_settled():
+    """A day of orders must not grow the watch: an order asked about and then settled by its status
+    answer leaves no trace, and asking about an order the watch does not hold records nothing."""
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    for i in range(100):
+        watch.sent(f"c{i}", "V", float(i))
+        watch.ask(f"c{i}")
+        watch.forget(f"c{i}")
+        watch.ask(f"gone{i}")  # never watched (or settled already)
+    assert not watch.unanswered and not watch.asked
+
+
 def test_a_multiple_of_zero_turns_the_watch_off():
     watch = AckWatch(multiple=0.0, floor=0.3)
     for i in range(10):
