@@ -8,7 +8,18 @@ import pytest
 
 from engine.config import ConfigError
 from engine.core.engine_core import EngineCore, epoch_of
-from engine.core.events import Audit, CancelReject, ExecReport, Quote, SendOrder, SessionUp, Takeover
+from engine.core.events import (
+    Audit,
+    CancelReject,
+    ExecReport,
+    Quote,
+    SendCancel,
+    SendOrder,
+    SendReplace,
+    SendStatusRequest,
+    SessionUp,
+    Takeover,
+)
 from simulator import runner, scenario
 from simulator.failover import SimulatedLease
 from tests.conftest import ROOT, fire, report
@@ -464,3 +475,43 @@ def test_a_successor_process_holds_everything_its_predecessor_held():
             assert getattr(new, name) is value, f"{name} is not handed on to the successor"
     finally:
         sim.scratch.remove()
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        SendOrder("SHFE", "E1-000001A1", "CU", "cu2603", "1", 1, 70000.0, "2", "0", "ACC", "E1-000001"),
+        SendCancel("SHFE", "E1-000001A1C1", "E1-000001A1", "CU", "cu2603", "1", 1, "E1-000001"),
+        SendReplace("SHFE", "E1-000001A1M1", "E1-000001A1", "CU", "cu2603", "1", 1, 70010.0, "0", "E1-000001"),
+    ],
+)
+def test_a_node_that_no_longer_holds_the_lease_sends_no_order_cancel_or_replace(order):
+    """Where orders leave a node (the one dispatcher both shells run), an order, a cancel and a replace
+    are each blocked and recorded once the fence says the node's epoch is not the lease's; a status
+    question still goes (it moves nothing at the venue). A fenced node's replace reaching a venue was
+    caught by no scenario: an old primary wakes to no amend due (it steps down first)."""
+    from engine.core.dispatch import ActionDispatcher
+
+    class Shell(ActionDispatcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list = []
+
+        def now(self) -> float:
+            return 5.0
+
+        def send(self, action) -> None:
+            self.sent.append(action)
+
+    shell = Shell()
+    shell.core = type("Core", (), {"epoch": 1})()  # type: ignore[assignment]
+    shell.node = "primary"
+    question = SendStatusRequest("SHFE", order.cl_ord_id, "O1", "cu2603", "1")
+    shell.fence = lambda epoch: True
+    shell.execute([order])
+    assert shell.sent == [order]  # holding the lease, it goes
+    shell.fence = lambda epoch: False
+    shell.execute([order, question])
+    assert shell.sent == [order, question]
+    (row,) = shell.audit
+    assert row.stage == "fenced" and row.cl_ord_id == order.cl_ord_id and type(order).__name__ in row.detail
