@@ -362,11 +362,11 @@ class InvariantChecker:
         return core.venue_ready(instruments[s.leg_a].venue) and core.venue_ready(instruments[s.leg_b].venue)
 
     def _inputs_fresh(self, now: float) -> bool:
-        """Every input of the trigger quoted two-sided, none older than its max_quote_age."""
+        """Every input of the trigger quoted two-sided and uncrossed, none older than its max_quote_age."""
         limits = self.core.strategy.trigger.max_quote_age
         for name in self._inputs():
             q = self.held.get(name)
-            if q is None or q.bid is None or q.ask is None:
+            if q is None or q.bid is None or q.ask is None or q.bid > q.ask:
                 return False
             limit = limits.get(name)
             if limit is not None and now - self.quote_at[name] > limit:

@@ -593,6 +593,29 @@ def test_a_session_gap_leaves_none_of_the_venues_books_fresh_until_its_next_live
     assert [a for a in core.handle(hg, 0.2) if isinstance(a, SendOrder)]  # COMEX's next live quote
 
 
+def test_a_crossed_book_is_recorded_once_and_never_priced_from(config):
+    """A venue's bid above its own offer is a data error (a side that should have gone, a bad refresh):
+    on it the spread looks wide enough to trade. It is recorded once (crossed_book) and the trigger
+    counts it as a stale input until the venue's top uncrosses; a locked top (bid = offer) is priced."""
+    from engine.core.events import Quote
+
+    hg_cny = 4.5 * 2204.62 * 7.1
+    mid = round((hg_cny + 400.0) / 10) * 10
+    core = EngineCore(config)
+    fire(core, now=0.0, spread_cny=0.0)  # sessions up, every input quoted, no signal
+    skips = core.trigger.stale_skips
+    crossed = Quote("CU", mid + 20, 50, mid - 20, 50)  # its bid alone would sell the spread
+    acts = core.handle(crossed, 0.1) + core.handle(Quote("CU", mid + 30, 50, mid - 10, 50), 0.2)
+    assert not [a for a in acts if isinstance(a, SendOrder)]
+    assert [a.kind for a in acts if isinstance(a, Anomaly)] == ["crossed_book"]  # once while it stays crossed
+    assert not [a for a in core.handle(Quote("HG", 4.4995, 50, 4.5005, 50), 0.3) if isinstance(a, SendOrder)]
+    assert core.trigger.stale_skips == skips + 1  # the HG quote found CU crossed
+    assert [a for a in core.handle(Quote("CU", mid - 10, 50, mid + 10, 50), 0.4) if isinstance(a, SendOrder)]
+    locked = EngineCore(config)
+    fire(locked, now=0.0, spread_cny=0.0)
+    assert [a for a in locked.handle(Quote("CU", mid, 50, mid, 50), 0.1) if isinstance(a, SendOrder)]
+
+
 def test_the_drain_cancels_entries_still_working_and_leaves_recovery_orders_alone(spread_scenario):
     """A drain winds down: no new episodes, and no entry left working for a fill that would open risk
     after it (a resting limit entry may have minutes of its order timeout left: found by explore,

@@ -856,6 +856,21 @@ def test_an_entry_priced_abc_is_answered_by_a_session_reject_naming_mdentrypx():
     )
 
 
+def test_an_entry_of_a_negative_size_is_answered_by_a_session_reject_naming_mdentrysize():
+    """A level of -1 lots is no quantity: quickfix's check does not read inside the group, and the
+    book would have carried it as the size a chase's payup reads (out of range: reason 5, tag 271)."""
+    c = codec("SHFE", "XMC", "SHFE")
+    body = (
+        "35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01268=1\x01279=1\x01269=0\x01"
+        "55=cu2603\x01270=70000\x01271=-1\x01"
+    )
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    raw = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+    with pytest.raises(FixParseError) as err:
+        c.decode(c.parse(raw), "SHFE")
+    assert (err.value.kind, err.value.reason, err.value.ref_tag, err.value.seq) == ("session", 5, 271, 9)
+
+
 def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(config):
     """xmc live: quickfix hands fromApp a refresh whose entry is priced `nan`; the engine thread records
     the anomaly, answers a session Reject (here no session is up: that failure is recorded too) and goes

@@ -57,6 +57,11 @@ from engine.core.sizing import align
 from engine.core.trigger import SELL_SPREAD, Signal, TopOfBook, TriggerEvaluator
 
 
+def _crossed(bid: float | None, ask: float | None) -> bool:
+    """A two-sided top whose bid is above its offer (the trigger does not price from it either)."""
+    return bid is not None and ask is not None and bid > ask
+
+
 class EngineCore:
     """One strategy's engine state; feed it events in order, carry out the actions it returns."""
 
@@ -148,7 +153,12 @@ class EngineCore:
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
             return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]
+        before = self.books.get(q.instrument)
         book = self.books[q.instrument] = TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, now)
+        if _crossed(q.bid, q.ask):  # a bid above the offer on one venue's own book: no price anyone trades at
+            if before is not None and _crossed(before.bid, before.ask):
+                return []  # recorded when it crossed
+            return [self.anomaly(now, "crossed_book", "", f"{q.instrument}: bid {q.bid:g} > offer {q.ask:g}")]
         mid = book.mid
         if mid:
             self.last_mid[q.instrument] = mid

@@ -342,6 +342,7 @@ ANOMALY_KINDS: dict[str, str] = {
     "fix_garbled": "a received message quickfix could not parse: dropped",
     "fix_session": "a received message that breaks the session rules: answered with a session Reject (3)",
     "fix_business": "a received message the engine cannot act on: answered with a BusinessMessageReject (j)",
+    "crossed_book": "a venue's best bid above its own best offer (a data error): not priced from until it uncrosses",
     "md_refused": "a venue refused a market data subscription: no quotes, so no episode on its instrument (the desk is alerted)",
     "sequence_gap": "a received MsgSeqNum beyond the next expected: a ResendRequest was sent",
     "send_failed": "a message quickfix refused to send",

@@ -63,14 +63,14 @@ class TriggerEvaluator:
         self.last_value: dict[str, float] = {}
 
     def inputs_fresh(self, books: dict[str, TopOfBook], now: float) -> str | None:
-        """None when every input is present and fresh, else the name of the first stale one."""
+        """None when every input is two-sided, uncrossed and fresh, else the name of the first that is not."""
         for inst in (self.a, self.b, self.fx):
             if inst is None:
                 continue
             name = inst.name
             book = books.get(name)
-            if book is None or book.mid is None:
-                return name
+            if book is None or book.bid is None or book.ask is None or book.bid > book.ask:
+                return name  # one-sided, or crossed (a data error on one venue's own book): no price to use
             limit = self.t.max_quote_age.get(name)
             if limit is not None and now - book.ts > limit:
                 return name

@@ -778,6 +778,8 @@ class FixCodec:
                     raise _Unreadable(270, 1, "an entry that adds or changes a level has no MDEntryPx (270)")
                 top[idx] = _fix_float(px, 270)
                 top[idx + 1] = _fix_float(size, 271) if size is not None else 0.0
+                if top[idx + 1] < 0.0:
+                    raise _Unreadable(271, 5, f"tag 271: {size!r} is a negative quantity")
             if symbol not in touched:
                 touched.append(symbol)
         quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
