@@ -588,11 +588,34 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
             return trig.Signal(other, sig.value, sig.price_a, sig.price_b, sig.fx_rate)
 
         monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", swapped)
+    elif defect == "priced_from_mids":  # the right signal, its legs priced from the mids, not the touches
+        real_evaluate = trig.TriggerEvaluator.evaluate
+
+        def at_mids(self, books, now):
+            sig = real_evaluate(self, books, now)
+            if sig is None:
+                return None
+            return trig.Signal(sig.side, sig.value, books[self.a.name].mid, books[self.b.name].mid, sig.fx_rate)
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", at_mids)
+    elif defect == "far_leg_on_the_near_legs_side":  # both legs buy (or both sell): no spread at all
+        from engine.core import engine_core
+
+        real_leg = engine_core.Leg
+        monkeypatch.setattr(
+            engine_core,
+            "Leg",
+            lambda name, inst, side, lots, tonnes: real_leg(
+                name, inst, side if name == "A" else ("1" if side == "2" else "2"), lots, tonnes
+            ),
+        )
 
 
 @pytest.mark.parametrize(
     "name,defect,says",
     [
+        ("cu_hg_spread", "priced_from_mids", "not the touches"),
+        ("cu_hg_spread", "far_leg_on_the_near_legs_side", "it sells A and buys B, or the reverse"),
         ("cu_hg_spread", "fx_ignored", "not past its threshold"),
         ("cu_hg_counter_price", "counter_price_at_mids", "not the quotes'"),
         ("cu_hg_spread", "never_disarms", "without its signal retreating"),
@@ -941,3 +964,52 @@ def test_invariant_1_excuses_only_the_time_both_kinds_of_venue_were_down(one, ot
     inside = lambda spans, t: any(a <= t and t + 0.25 <= b for a, b in spans)  # noqa: E731
     assert sum(b - a for a, b in both) == pytest.approx(sum(0.25 for t in grid if inside(one, t) and inside(other, t)))
     assert all(a < b for a, b in both) and both == sorted(both)
+
+
+def test_invariant_1_fails_past_the_hard_naked_limit(config):
+    """Naked tonnes past max_naked_tonnes fail invariant 1 at once, whatever the legged clock says: the
+    engine's entry check keeps every run of the library below it, so only a state made here shows it."""
+    import dataclasses
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    assert [a for a in fire(core) if isinstance(a, SendOrder)]
+    (ep,) = core.active.values()
+    checker = InvariantChecker(core)
+    ep.legs["A"].orders[0].cum_qty = ep.legs["A"].target  # the near leg filled, the far one not yet: 25 t naked
+    checker.after_event(0.01)
+    assert checker.v[1].status != "fail"  # within the 60 t hard limit
+    core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_naked_tonnes=20.0))
+    checker.after_event(0.02)
+    assert checker.v[1].status == "fail" and "25.00 t naked > hard limit 20.0 t" in checker.v[1].first["detail"]
+
+
+@pytest.mark.parametrize("defect", ["unwind_one_lot_too_many", "chases_past_max_attempts"])
+def test_invariant_9_fails_on_a_flipped_leg_and_on_attempts_past_their_caps(defect):
+    """An unwind of one lot too many flips the leg (9 and W9 name it); a chase that ignores
+    max_chase_attempts goes one round too far (9 names the attempts, 13 the round)."""
+    from unittest import mock
+
+    from engine.core import recovery
+    from tests.helpers import planted
+
+    if defect == "unwind_one_lot_too_many":
+        name, says, plant = "f03_reject_fatal_unwind", "leg A flipped: -1 lots", planted.unwind_one_lot_too_many()
+    else:
+        original = recovery.ChaseThenUnwind._stop_chasing
+
+        def stop(core, ep, now):
+            why = original(core, ep, now)
+            return None if why and why.startswith("chase budget spent") else why
+
+        name, says = "f59_near_leg_rejected_until_chase_attempts_run_out", "chase 4, unwind 0 attempts"
+        plant = mock.patch.object(recovery.ChaseThenUnwind, "_stop_chasing", staticmethod(stop))
+    sc = scenario.load(ROOT / "scenarios" / f"{name}.toml")
+    assert runner.run(sc, 1).report["invariants"]["9"]["status"] == "pass"
+    with plant:
+        inv = runner.run(sc, 1).report["invariants"]
+    assert inv["9"]["status"] == "fail" and says in inv["9"]["first"]["detail"], inv["9"]

@@ -52,6 +52,16 @@ def test_an_order_of_a_fenced_epoch_reaching_a_venue_is_named(config):
     assert "PossDup" in first["detail"] and first["decision_id"] == "E1-000001"
 
 
+def test_an_order_that_carries_no_epoch_at_all_is_named(config):
+    """A ClOrdID with no epoch (a node that forgot to stamp it, or an order typed by hand on the
+    engine's session) cannot be told apart from a fenced node's: W5 names it."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", order("MANUAL-7", 2, 4.501, seq=5), 1.0)
+    first = w.v["W5"].first
+    assert w.v["W5"].status == "fail" and first["cl_ord_id"] == "MANUAL-7" and "no fencing epoch" in first["detail"]
+
+
 def test_the_band_reference_on_a_one_sided_book_is_the_last_two_sided_mid(config):
     w = checker(config)
     w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
@@ -161,6 +171,21 @@ def test_orders_after_the_terminal_stage_and_legs_off_the_ratio(config):
     v = w.finish({}, {"E1-000001": [(1.5, math.inf)]})
     assert v["W3"]["status"] == "fail" and "wants 5:2" in v["W3"]["first"]["detail"]
     assert v["W2"]["status"] == "fail" and v["W2"]["first"]["seq"] == 11
+
+
+def test_legs_on_the_configured_ratio_but_more_than_a_lot_apart_in_tonnes_are_named(config):
+    """W3 holds the legs to the ratio and to one lot of residual: a ratio that is followed exactly but
+    leaves the legs a whole lot apart (1 CU of 5 t against 3 HG of 11.34 t) fails on the residual."""
+    import dataclasses
+
+    odd = dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, lot_ratio=(1, 3)))
+    w = checker(odd)
+    w.on_top("SHFE", "cu2603", 70000, 70010, 0.0)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    w.received("SHFE", order("E1-000001A1", 1, 70000, symbol="cu2603"), 0.1)
+    w.received("COMEX", order("E1-000001B1", 3, 4.5), 0.1)
+    v = w.finish({}, {})
+    assert v["W3"]["status"] == "fail" and "more than one lot" in v["W3"]["first"]["detail"], v["W3"]
 
 
 def test_an_episode_reopened_by_a_late_fill_may_send_until_it_ends_again(config):
