@@ -1013,3 +1013,33 @@ def test_invariant_9_fails_on_a_flipped_leg_and_on_attempts_past_their_caps(defe
     with plant:
         inv = runner.run(sc, 1).report["invariants"]
     assert inv["9"]["status"] == "fail" and says in inv["9"]["first"]["detail"], inv["9"]
+
+
+def test_invariants_8_and_10_judge_each_order_as_it_is_handed_to_the_transport(config):
+    """An order of no decision (10), more lots than max_order_lots, a price with no reference to hold
+    the band to, and a price beyond the band (8) each fail as the order leaves: the engine's own checks
+    keep every library run clear of them, so the orders are handed to the checker here."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+    ref = core.reference_price("CU")
+    limit = config.risk.max_order_lots["CU"]
+
+    def verdict(n: int, *args, fresh_core: EngineCore | None = None) -> tuple[str, str]:
+        checker = InvariantChecker(fresh_core or core)
+        checker.on_send(0.1, "CU", *args)
+        v = checker.v[n]
+        return v.status, v.first.get("detail", "") if v.first else ""
+
+    assert verdict(8, "E1-000001A2R", a.decision_id, 1, ref, a.side)[0] == "pass"
+    assert "belongs to no decision" in verdict(10, "E9-000009A1", "E9-000009", 1, ref)[1]
+    assert f"lots > max_order_lots {limit}" in verdict(8, "E1-000001A2R", a.decision_id, limit + 1, ref, a.side)[1]
+    far = ref * (1 + 2 * config.risk.price_band_pct / 100)
+    assert "beyond" in verdict(8, "E1-000001A2R", a.decision_id, 1, far, a.side)[1]
+    unquoted = EngineCore(config)
+    unquoted.episodes = core.episodes
+    assert "no reference price" in verdict(8, "E1-000001A2R", a.decision_id, 1, ref, a.side, fresh_core=unquoted)[1]
