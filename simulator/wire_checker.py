@@ -209,9 +209,10 @@ class WireChecker:
             return
         if msg.has(44):
             price = float(msg.get(44))
-            refs = self._references(name, now)
-            if msg.get(43) == "Y":  # a session-level resend: the engine priced it when it first sent it
-                refs = self.refs_at_send.get((venue, seq), []) + refs
+            # the engine priced it when it first sent it: the mids of the second before that send count
+            # as well as those before its arrival (a resend by the session layer, or an order held on
+            # the way by a slow link while the market jumped past the band)
+            refs = self.refs_at_send.get((venue, seq), []) + self._references(name, now)
             band = self.cfg.risk.price_band_pct
             if not refs:
                 self._fail("W8", now, venue, seq, cl, f"priced at {price:g} before {name} ever had a two-sided book")

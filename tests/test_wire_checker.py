@@ -102,6 +102,18 @@ def test_a_resend_is_judged_by_the_price_band_of_when_it_was_first_sent(config):
     assert w.v["W8"].status == "pass"
     w.received("COMEX", order("E1-000002B1", 2, 4.5015, seq=9), 2.5)  # a new order at the old price
     assert w.v["W8"].status == "fail" and w.v["W8"].first["seq"] == 9
+    # not a resend but the order itself, held 1.5 s by a slow link while the market jumped (explore seed
+    # 20261218): judged at its send as well; an order sent at the old price after the jump still fails
+    held = checker(config)
+    held.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    held.engine_sent("COMEX", _raw(first), 1.0)
+    held.on_top("COMEX", "HGH6", 4.6120, 4.6130, 1.2)
+    held.received("COMEX", first, 2.5)
+    assert held.v["W8"].status == "pass"
+    late = order("E1-000002B1", 2, 4.5015, seq=9)
+    held.engine_sent("COMEX", _raw(late), 2.4)
+    held.received("COMEX", late, 2.5)
+    assert held.v["W8"].status == "fail" and held.v["W8"].first["seq"] == 9
 
 
 def report(
