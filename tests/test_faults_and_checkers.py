@@ -1043,3 +1043,58 @@ def test_invariants_8_and_10_judge_each_order_as_it_is_handed_to_the_transport(c
     unquoted = EngineCore(config)
     unquoted.episodes = core.episodes
     assert "no reference price" in verdict(8, "E1-000001A2R", a.decision_id, 1, ref, a.side, fresh_core=unquoted)[1]
+
+
+def test_invariants_6_10_and_13_fail_on_what_the_engine_never_does_in_the_library(config):
+    """Each check fails on its violation handed to the checker directly (disabling any of them passed
+    the suite): a fill of no lots on the audit trail (6); a second live order for one leg (10); a
+    replace that names no order sent before, an amend with no touch to price it from, and a recovery
+    order with no touch to price it from (13)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import AuditRow, SendOrder
+    from engine.core.trigger import TopOfBook
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    ex = dataclasses.replace(config.strategy.execution, max_amends=3)  # amends allowed, as in limit mode
+    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, execution=ex)))
+    a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+    ref = core.reference_price("CU")
+
+    def first(n: int, act) -> str:
+        checker = InvariantChecker(core)
+        act(checker)
+        v = checker.v[n]
+        assert v.status == "fail", (n, v)
+        return v.first["detail"]
+
+    phantom = AuditRow(0, 0.1, "fill", a.decision_id, a.cl_ord_id, "CU", "ACC", a.side, 0.0, ref, "")
+    assert "a fill on record that moved nothing" in first(6, lambda c: c.on_audit(phantom))
+    # the entry A1 is still working: a chase of the same leg would be a second order for one intent
+    assert "two orders for one intent" in first(
+        10, lambda c: c.on_send(0.1, "CU", f"{a.decision_id}A2R", a.decision_id, 1, ref, a.side)
+    )
+    assert "names no order sent before" in first(
+        13, lambda c: c.on_send(0.1, "CU", f"{a.decision_id}A9M1", a.decision_id, 1, ref, a.side, replace=True)
+    )
+
+    def amend_on_an_empty_side(c) -> None:
+        c.on_send(0.1, "CU", a.cl_ord_id, a.decision_id, 5, ref, a.side)
+        book = core.books["CU"]
+        core.books["CU"] = TopOfBook(None, 0.0, None, 0.0, book.ts)
+        try:
+            c.on_send(0.2, "CU", f"{a.cl_ord_id}M1", a.decision_id, 5, ref, a.side, replace=True)
+        finally:
+            core.books["CU"] = book
+
+    assert "an amend priced with no touch" in first(13, amend_on_an_empty_side)
+
+    def chase_on_an_empty_side(c) -> None:
+        book = core.books["CU"]
+        core.books["CU"] = TopOfBook(None, 0.0, None, 0.0, book.ts)
+        try:
+            c.on_send(0.2, "CU", f"{a.decision_id}A2R", a.decision_id, 5, ref, a.side)
+        finally:
+            core.books["CU"] = book
+
+    assert "a recovery order priced with no" in first(13, chase_on_an_empty_side)
