@@ -839,36 +839,33 @@ def test_whatever_a_venue_sends_is_read_or_answered_with_a_fix_reject_never_rais
             assert value is None or math.isfinite(value), (name, event, text)
 
 
-def test_an_entry_priced_abc_is_answered_by_a_session_reject_naming_mdentrypx():
+@pytest.mark.parametrize(
+    "px,size,reason,tag",
+    [
+        ("abc", "12", 6, 270),  # no number: incorrect data format
+        # a level of -1 lots is no quantity: quickfix's check does not read inside the group, and the book
+        # would have carried it as the size a chase's payup reads (out of range)
+        ("70000", "-1", 5, 271),
+    ],
+)
+def test_an_entry_the_engine_cannot_read_is_answered_by_a_session_reject_naming_its_tag(px, size, reason, tag):
     c = codec("SHFE", "XMC", "SHFE")
     body = (
         "35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01268=1\x01279=1\x01269=0\x01"
-        "55=cu2603\x01270=abc\x01271=12\x01"
+        f"55=cu2603\x01270={px}\x01271={size}\x01"
     )
     head = f"8=FIX.4.4\x019={len(body)}\x01"
     raw = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
     with pytest.raises(FixParseError) as err:
         c.decode(c.parse(raw), "SHFE")
-    assert (err.value.kind, err.value.reason, err.value.ref_tag, err.value.seq) == ("session", 6, 270, 9)
+    assert (err.value.kind, err.value.reason, err.value.ref_tag, err.value.seq) == ("session", reason, tag, 9)
     answer = c.reject_draft(err.value)
     assert (
-        answer is not None and "45=9\x01" in answer.body and "371=270\x01" in answer.body and "372=X\x01" in answer.body
+        answer is not None
+        and "45=9\x01" in answer.body
+        and f"371={tag}\x01" in answer.body
+        and "372=X\x01" in answer.body
     )
-
-
-def test_an_entry_of_a_negative_size_is_answered_by_a_session_reject_naming_mdentrysize():
-    """A level of -1 lots is no quantity: quickfix's check does not read inside the group, and the
-    book would have carried it as the size a chase's payup reads (out of range: reason 5, tag 271)."""
-    c = codec("SHFE", "XMC", "SHFE")
-    body = (
-        "35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01268=1\x01279=1\x01269=0\x01"
-        "55=cu2603\x01270=70000\x01271=-1\x01"
-    )
-    head = f"8=FIX.4.4\x019={len(body)}\x01"
-    raw = head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
-    with pytest.raises(FixParseError) as err:
-        c.decode(c.parse(raw), "SHFE")
-    assert (err.value.kind, err.value.reason, err.value.ref_tag, err.value.seq) == ("session", 5, 271, 9)
 
 
 def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(config):
