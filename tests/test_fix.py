@@ -67,15 +67,17 @@ def test_market_data_request_and_refresh_round_trip():
 def _market_data_by_group(c: FixCodec, msg, snapshot: bool):
     """The reading `FixCodec._market_data` must give, made the plain way: the NoMDEntries entries as
     `Parsed.group` reads them, a tag's first value for the symbol and the resend flags, then each entry
-    applied to the book in turn (a snapshot clears a symbol's sides first)."""
+    applied to the book in turn (a snapshot clears a symbol's sides first); a message with an entry it
+    cannot read leaves the book as it was."""
     members = (269, 270, 271) if snapshot else (279, 269, 55, 270, 271)
     first: dict[str, str] = {}
     for tag, value in msg._pairs:
         first.setdefault(tag, value)
     touched: list[str] = []
+    book = {symbol: list(top) for symbol, top in c._md_top.items()}
     for entry in msg.group(268, members):
         symbol = entry.get(55) or first.get("55") or ""
-        top = c._md_top.setdefault(symbol, [None, 0.0, None, 0.0])
+        top = book.setdefault(symbol, [None, 0.0, None, 0.0])
         if snapshot and symbol not in touched:
             top[:] = [None, 0.0, None, 0.0]
         idx = {"0": 0, "1": 2}.get(entry.get(269, ""))
@@ -92,8 +94,12 @@ def _market_data_by_group(c: FixCodec, msg, snapshot: bool):
                 top[idx + 1] = float(entry.get(271, "0"))
             except ValueError:
                 raise ValueError("271") from None
+            if top[idx + 1] < 0:
+                raise ValueError("271")
         if symbol not in touched:
             touched.append(symbol)
+    c._md_top.clear()
+    c._md_top.update(book)
     quotes = [(c.symbol_to_instrument.get(s, s), *c._md_top[s]) for s in touched]
     return quotes, first.get("43") == "Y" or first.get("97") == "Y"
 
@@ -866,6 +872,27 @@ def test_an_entry_the_engine_cannot_read_is_answered_by_a_session_reject_naming_
         and f"371={tag}\x01" in answer.body
         and "372=X\x01" in answer.body
     )
+
+
+def test_a_refresh_refused_half_way_leaves_the_book_as_it_was():
+    """A refresh whose first entry moves the bid and whose second cannot be read is refused whole (a
+    session Reject): the bid it carried must not reach the next quote, priced from a message refused."""
+    c = codec("SHFE", "XMC", "SHFE")
+
+    def refresh(seq: int, entries: str) -> str:
+        body = f"35=X\x0134={seq}\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01{entries}"
+        head = f"8=FIX.4.4\x019={len(body)}\x01"
+        return head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+
+    def entry(etype: str, px: str) -> str:
+        return f"279=1\x01269={etype}\x0155=cu2603\x01270={px}\x01271=3\x01"
+
+    (q,) = c.decode(c.parse(refresh(1, "268=2\x01" + entry("0", "70000") + entry("1", "70010"))), "SHFE")
+    assert (q.bid, q.ask) == (70000.0, 70010.0)
+    with pytest.raises(FixParseError):
+        c.decode(c.parse(refresh(2, "268=2\x01" + entry("0", "69990") + entry("1", "abc"))), "SHFE")
+    (q,) = c.decode(c.parse(refresh(3, "268=1\x01" + entry("1", "70020"))), "SHFE")
+    assert (q.bid, q.ask) == (70000.0, 70020.0)
 
 
 def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(config):

@@ -45,6 +45,7 @@ VIRTUAL_EPOCH = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.UTC).timestamp()
 # received messages that need nothing of the engine's decoder: the session layer's own (a Logon is
 # handled by the shells; quickfix, or the virtual-time session, answers the rest)
 _NOTHING_TO_DO = frozenset({"0", "1", "2", "4", "5", "A"})
+_NO_TOP: tuple[Any, ...] = (None, 0.0, None, 0.0)  # a symbol's top before any quote: no bid, no offer
 _REJECT_REASONS = {
     "InvalidTagNumber": 0,
     "RequiredTagMissing": 1,
@@ -762,12 +763,15 @@ class FixCodec:
                     ended = True
         if seen:
             entries.append((symbol, etype, action, px, size))
+        # applied to copies of the tops it touches, kept only once every entry has been read: a message
+        # refused half-way (an entry it cannot read) leaves the book as it was, not half-changed
+        tops: dict[str, list[Any]] = {}
         touched: list[str] = []
         for own_symbol, etype, action, px, size in entries:
             symbol = own_symbol or default_symbol or ""
-            top = self._md_top.setdefault(symbol, [None, 0.0, None, 0.0])
-            if snapshot and symbol not in touched:
-                top[:] = [None, 0.0, None, 0.0]
+            top = tops.get(symbol)
+            if top is None:
+                top = tops[symbol] = [None, 0.0, None, 0.0] if snapshot else list(self._md_top.get(symbol, _NO_TOP))
             idx = 0 if etype == "0" else 2 if etype == "1" else None
             if idx is None:
                 continue
@@ -782,7 +786,8 @@ class FixCodec:
                     raise _Unreadable(271, 5, f"tag 271: {size!r} is a negative quantity")
             if symbol not in touched:
                 touched.append(symbol)
-        quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *self._md_top[s]) for s in touched]
+        self._md_top.update(tops)
+        quotes: list[Event] = [Quote(self.symbol_to_instrument.get(s, s), *tops[s]) for s in touched]
         return quotes, poss_dup == "Y" or poss_resend == "Y"
 
 
