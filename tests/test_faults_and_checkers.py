@@ -1100,3 +1100,55 @@ def test_invariants_6_10_and_13_fail_on_what_the_engine_never_does_in_the_librar
             core.books["CU"] = book
 
     assert "a recovery order priced with no" in first(13, chase_on_an_empty_side)
+
+
+def test_the_end_of_run_checks_fail_on_what_the_library_never_shows(config):
+    """At the end of a run (or as a batch ends) each check fails on its violation made here (disabling
+    any of them passed the suite): positions that differ from the venues' fills (6), a stage chain out of
+    order (10), a BALANCED episode with no residual recorded (3), an order working at a venue that the
+    engine does not know (12), and an order adopted from an earlier node with no audit row naming it (10)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.episode import EpisodeState
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    def made(change=None):
+        core = EngineCore(config)
+        orders = [x for x in fire(core) if isinstance(x, SendOrder)]
+        (ep,) = core.active.values()
+        if change is not None:
+            change(core, ep)
+        return core, orders
+
+    def finished(n: int, change=None, venue_positions=None) -> str:
+        core, _ = made(change)
+        checker = InvariantChecker(core)
+        checker.finish(1.0, [], venue_positions or {})
+        v = checker.v[n]
+        assert v.status == "fail", (n, v)
+        return v.first["detail"]
+
+    assert "!= venue fills" in finished(6, venue_positions={"CU": 5.0})
+    assert "stage chain out of order" in finished(
+        10, lambda core, ep: ep.stages.__setitem__("risk_check", ep.stages["signal"] - 1.0)
+    )
+
+    def balanced_without_residual(core, ep) -> None:
+        ep.state = EpisodeState.BALANCED
+        ep.stages["terminal"] = ep.stages["signal"]
+        ep.residual_tonnes = None
+
+    assert "residual not recorded" in finished(3, balanced_without_residual)
+    core, (a, b) = made()
+    checker = InvariantChecker(core)
+    checker.reconcile_check(
+        2.0, {a.cl_ord_id: ("0", 0.0, 0.0), b.cl_ord_id: ("0", 0.0, 0.0), "E7-000001A1": ("0", 0.0, 0.0)}
+    )
+    assert checker.v[12].status == "fail" and "E7-000001A1: working at the venue" in checker.v[12].first["detail"]
+    core = EngineCore(config)
+    checker = InvariantChecker(core)  # it judges the orders registered from here on
+    a = next(x for x in fire(core) if isinstance(x, SendOrder))
+    core.find_order(a.cl_ord_id).adopted = True
+    checker.after_batch(0.5)
+    assert checker.v[10].status == "fail" and "adopted from an earlier node" in checker.v[10].first["detail"]
