@@ -895,6 +895,34 @@ def test_a_refresh_refused_half_way_leaves_the_book_as_it_was():
     assert (q.bid, q.ask) == (70000.0, 70020.0)
 
 
+def test_the_live_shell_keeps_the_newest_sequence_numbers_a_session_reject_may_name(config, monkeypatch):
+    """xmc live maps each application message quickfix numbers (toApp) to its ClOrdID, so that a venue's
+    session Reject (45 = that MsgSeqNum) reaches its order; a day of orders keeps only the newest
+    SENT_KEPT per session, and a session Reject naming one of them names its order."""
+    import quickfix as fix
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import BusinessReject
+    from engine.shell import live
+
+    monkeypatch.setattr(live, "SENT_KEPT", 3)
+    engine = live.LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    engine.by_target, engine.sent = {"SHFE": "SHFE"}, {"SHFE": {}}
+    engine.codecs["SHFE"] = codec("SHFE", "XMC", "SHFE")
+    sid = fix.SessionID("FIX.4.4", "XMC", "SHFE")
+    for seq in range(1, 6):
+        msg = fix.Message()
+        msg.getHeader().setField(35, "D")
+        msg.getHeader().setField(34, str(seq))
+        msg.setField(11, f"E1-00000{seq}A1")
+        engine.toApp(msg, sid)
+    assert engine.sent["SHFE"] == {3: "E1-000003A1", 4: "E1-000004A1", 5: "E1-000005A1"}
+    body = "35=3\x0134=7\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x0145=4\x01372=D\x01373=99\x0158=no\x01"
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    (event,) = engine._decode("SHFE", head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    assert event == BusinessReject("SHFE", "D", "E1-000004A1", 99, "no", True)
+
+
 def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(config):
     """xmc live: quickfix hands fromApp a refresh whose entry is priced `nan`; the engine thread records
     the anomaly, answers a session Reject (here no session is up: that failure is recorded too) and goes

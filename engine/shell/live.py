@@ -238,9 +238,10 @@ class LiveEngine(fix.Application, ActionDispatcher):
                 raise fix.DoNotSend()
         if message.isSetField(11) and header.isSetField(34):  # quickfix has numbered it: what 45 will name
             sent = self.sent[self.by_target[session_id.getTargetCompID().getValue()]]
-            sent[int(header.getField(34))] = message.getField(11)
-            if len(sent) > SENT_KEPT:
-                del sent[next(iter(sent))]  # the oldest: a Reject answers within moments, not a day later
+            with self._msg_lock:  # the engine thread sends, quickfix's own resends: never both at once
+                sent[int(header.getField(34))] = message.getField(11)
+                if len(sent) > SENT_KEPT:
+                    del sent[next(iter(sent))]  # the oldest: a Reject answers within moments, not a day later
         self._wire(message)
 
     def fromApp(self, message: Any, session_id: Any) -> None:
