@@ -75,6 +75,9 @@ def _market_data_by_group(c: FixCodec, msg, snapshot: bool):
         first.setdefault(tag, value)
     touched: list[str] = []
     book = {symbol: list(top) for symbol, top in c._md_top.items()}
+    if snapshot and first.get("55") and not msg.group(268, members):  # no entries: the symbol's book is empty
+        book[first["55"]] = [None, 0.0, None, 0.0]
+        touched.append(first["55"])
     for entry in msg.group(268, members):
         symbol = entry.get(55) or first.get("55") or ""
         top = book.setdefault(symbol, [None, 0.0, None, 0.0])
@@ -872,6 +875,15 @@ def test_an_entry_the_engine_cannot_read_is_answered_by_a_session_reject_naming_
         and f"371={tag}\x01" in answer.body
         and "372=X\x01" in answer.body
     )
+
+
+def test_a_snapshot_of_no_entries_empties_the_symbols_book():
+    """A full refresh (W) with NoMDEntries=0 says the symbol's book is empty: its old top must not stay
+    priced from."""
+    c = _shfe_with_a_snapshot()
+    w = c.message("W", [(262, "MD1"), (55, "cu2603"), (268, "0")])
+    (q,) = c.decode(c.parse(c.frame(w, 3, 1.8e9)), "SHFE")
+    assert (q.bid, q.bid_size, q.ask, q.ask_size) == (None, 0.0, None, 0.0)
 
 
 def test_a_refresh_refused_half_way_leaves_the_book_as_it_was():

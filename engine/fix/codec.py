@@ -767,6 +767,9 @@ class FixCodec:
         # refused half-way (an entry it cannot read) leaves the book as it was, not half-changed
         tops: dict[str, list[Any]] = {}
         touched: list[str] = []
+        if snapshot and default_symbol and not entries:  # the whole book of the symbol it names: empty
+            tops[default_symbol] = [None, 0.0, None, 0.0]
+            touched.append(default_symbol)
         for own_symbol, etype, action, px, size in entries:
             symbol = own_symbol or default_symbol or ""
             top = tops.get(symbol)
