@@ -954,27 +954,35 @@ def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(
     assert any(row.stage == "anomaly" and "fix_session" in row.detail for row in engine.audit)
 
 
-def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_reject(spread_scenario):
-    """Virtual time: the same refresh reaches the simulated engine; it is answered with 3 (RefTagID
-    270, RefSeqNum its MsgSeqNum) on the wire and recorded, and the run goes on."""
+def _sim_shell(scenario):
+    """The virtual-time engine shell of `scenario`, what it sends SHFE captured in a list, and a framer of
+    messages from SHFE: framed(seq, "35=T\\x01<body fields>")."""
     import simpy
 
     from engine.core.engine_core import EngineCore
     from simulator.shell import SimEngineShell
     from simulator.transport import WireLog
 
-    env = simpy.Environment()
-    shell = SimEngineShell(env, EngineCore(spread_scenario.engine), spread_scenario.venues, WireLog())
+    shell = SimEngineShell(simpy.Environment(), EngineCore(scenario.engine), scenario.venues, WireLog())
     sent: list = []
     session = shell.sessions["SHFE"]
     session.send = sent.append  # type: ignore[method-assign]
     sender, target = session.codec.target, session.codec.sender
-    body = (
-        f"35=X\x0134=1\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01262=M\x01268=1\x01279=0\x01"
-        "269=1\x0155=cu2603\x01270=abc\x01271=3\x01"
-    )
-    head = f"8=FIX.4.4\x019={len(body)}\x01"
-    shell.receive("SHFE", head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+
+    def framed(seq: int, rest: str) -> str:
+        msg_type, fields = rest.split("\x01", 1)
+        body = f"{msg_type}\x0134={seq}\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01{fields}"
+        head = f"8=FIX.4.4\x019={len(body)}\x01"
+        return head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
+
+    return shell, sent, framed
+
+
+def test_the_simulated_engine_answers_an_unreadable_refresh_with_a_session_reject(spread_scenario):
+    """Virtual time: the same refresh reaches the simulated engine; it is answered with 3 (RefTagID
+    270, RefSeqNum its MsgSeqNum) on the wire and recorded, and the run goes on."""
+    shell, sent, framed = _sim_shell(spread_scenario)
+    shell.receive("SHFE", framed(1, "35=X\x01262=M\x01268=1\x01279=0\x01269=1\x0155=cu2603\x01270=abc\x01271=3\x01"))
     (answer,) = sent
     assert answer.msg_type == "3" and "45=1\x01" in answer.body and "371=270\x01" in answer.body
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
@@ -986,24 +994,7 @@ def test_the_simulated_engine_answers_a_message_type_it_does_not_serve_and_recor
     """Virtual time: a valid News (B) from a venue was dropped unanswered by the decoder; it is answered
     with BusinessMessageReject j (380=3, RefMsgType B, RefSeqNum its MsgSeqNum) and recorded, as over
     quickfix (tests/test_wire.py), while the session's own messages still need no answer."""
-    import simpy
-
-    from engine.core.engine_core import EngineCore
-    from simulator.shell import SimEngineShell
-    from simulator.transport import WireLog
-
-    env = simpy.Environment()
-    shell = SimEngineShell(env, EngineCore(spread_scenario.engine), spread_scenario.venues, WireLog())
-    sent: list = []
-    session = shell.sessions["SHFE"]
-    session.send = sent.append  # type: ignore[method-assign]
-    sender, target = session.codec.target, session.codec.sender
-
-    def framed(seq: int, rest: str) -> str:
-        body = f"{rest[:4]}\x0134={seq}\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01{rest[5:]}"
-        head = f"8=FIX.4.4\x019={len(body)}\x01"
-        return head + body + f"10={sum((head + body).encode()) % 256:03d}\x01"
-
+    shell, sent, framed = _sim_shell(spread_scenario)
     shell.receive("SHFE", framed(1, "35=0\x01"))  # a Heartbeat: the session's, nothing to answer
     shell.receive("SHFE", framed(2, "35=B\x01148=hello\x0133=1\x0158=line one\x01"))
     (answer,) = sent
@@ -1021,23 +1012,9 @@ def test_an_unreadable_message_buffered_while_the_engine_was_paused_is_recorded_
     """Virtual time: a frozen process reads its socket's buffer on waking, after the venue closed the
     session; a message it cannot read then has no session to answer on, and is kept as an anomaly with
     an audit row, never dropped unseen."""
-    import simpy
-
-    from engine.core.engine_core import EngineCore
-    from simulator.shell import SimEngineShell
-    from simulator.transport import WireLog
-
-    env = simpy.Environment()
-    shell = SimEngineShell(env, EngineCore(spread_scenario.engine), spread_scenario.venues, WireLog())
-    session = shell.sessions["SHFE"]
-    sender, target = session.codec.target, session.codec.sender
-    body = (
-        f"35=X\x0134=1\x0149={sender}\x0152=20260105-01:00:01.750\x0156={target}\x01262=M\x01268=1\x01279=0\x01"
-        "269=1\x0155=cu2603\x01270=abc\x01271=3\x01"
-    )
-    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    shell, _, framed = _sim_shell(spread_scenario)
     shell.pause()
-    shell.receive("SHFE", head + body + f"10={sum((head + body).encode()) % 256:03d}\x01")
+    shell.receive("SHFE", framed(1, "35=X\x01262=M\x01268=1\x01279=0\x01269=1\x0155=cu2603\x01270=abc\x01271=3\x01"))
     assert shell.anomalies == []  # buffered, not read
     shell.wake()
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
