@@ -156,9 +156,8 @@ def fault(rng, base: Base, kind: str) -> dict:
         f["orders"] = rng.choice(("any", "any", "entry", "recovery", "chase", "unwind"))
     if kind in NEEDS_DELAY:
         f["delay_ms"] = float(rng.choice((5, 20, 80, 200, 500, 1500)))
-    if (
-        kind == "reject"
-    ):  # refused as an order (ExecutionReport), or unprocessed (session Reject, BusinessMessageReject)
+    # a reject refuses an order by an ExecutionReport, or unprocessed (session Reject, BusinessMessageReject)
+    if kind == "reject":
         f["level"] = rng.choice(("order", "order", "session", "business"))
         f["reason"] = rng.choice(REJECT_REASONS[f["level"]])
     elif kind == "partial_fill":

@@ -1152,3 +1152,22 @@ def test_the_end_of_run_checks_fail_on_what_the_library_never_shows(config):
     core.find_order(a.cl_ord_id).adopted = True
     checker.after_batch(0.5)
     assert checker.v[10].status == "fail" and "adopted from an earlier node" in checker.v[10].first["detail"]
+
+
+def test_a_reject_of_an_order_unprocessed_is_its_answer_for_invariant_1(config):
+    """A session Reject or BusinessMessageReject (mapped to the ClOrdID it refuses) answers the order as
+    an execution report would: its round trip joins the decision's answers (invariant 1's allowance for
+    answers slower than a far round trip), and the order is no longer awaited."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import BusinessReject, SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    a = next(x for x in fire(core) if isinstance(x, SendOrder))
+    checker.on_send(0.0, "CU", a.cl_ord_id, a.decision_id, a.qty, a.price, a.side)
+    assert a.cl_ord_id in checker.awaiting
+    checker.after_event(0.9, BusinessReject("SHFE", "D", a.cl_ord_id, 99, "throttled", True))
+    assert a.cl_ord_id not in checker.awaiting
+    assert checker.answers[a.decision_id] == [(0.9, pytest.approx(0.9))]
