@@ -12,10 +12,12 @@ from engine.config import ConfigError
 from engine.core.engine_core import EngineCore
 from engine.core.episode import EpisodeState
 from engine.core.events import (
+    Anomaly,
     Audit,
     BusinessReject,
     CancelReject,
     ExecReport,
+    SendCancel,
     SendOrder,
     SendReplace,
     SetTimer,
@@ -24,6 +26,7 @@ from engine.core.events import (
 from engine.core.order import OrdStatus
 from simulator import runner, scenario
 from tests.conftest import ROOT, fire, report
+from tests.test_core import stages
 from tests.test_fix import _cert_venue
 
 
@@ -124,6 +127,70 @@ def test_a_business_reject_of_the_replace_keeps_the_order(amend_config):
     core.handle(BusinessReject("COMEX", "G", g.cl_ord_id, 3, "unsupported"), 0.21)
     order = core.orders[b.cl_ord_id]
     assert order.state is OrdStatus.NEW and order.pending_replace is None
+
+
+@pytest.mark.parametrize("answer", ["replaced", "replace_refused", "replace_rejected_by_the_session"])
+def test_a_cancel_decided_while_a_replace_is_open_goes_once_the_replace_is_answered(amend_config, answer):
+    """The order timeout fired while an amend was open (explore seed 20261219 on the limit-amend
+    scenario): the cancel, sent at once naming the old ClOrdID, was refused by the venue that had just
+    renamed the order ("unknown order"); the order was back to working, was amended again, and the
+    stray refusal then took it out of its open replace, so the venue's Replaced was an illegal move
+    and the engine followed the order under a superseded ClOrdID to the end of the run. Now the cancel
+    waits for the replace's answer and names the ClOrdID that answer left; a refused cancel leaves an
+    open replace open."""
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    order = core.orders[b.cl_ord_id]
+    timeout = core.handle(TimerFired(f"timeout:{a.decision_id}"), 0.25)
+    assert not [x for x in timeout if isinstance(x, SendCancel)] and "cancel_deferred" in stages(timeout)
+    assert order.state is OrdStatus.PENDING_REPLACE and order.cancel_deferred
+    # a cancel refusal that is no answer to the open replace leaves it open
+    core.handle(CancelReject("COMEX", f"{b.cl_ord_id}C9", b.cl_ord_id, "0", 1, "unknown order", "1"), 0.26)
+    assert order.state is OrdStatus.PENDING_REPLACE and order.pending_replace is not None
+    if answer == "replaced":
+        acts = core.handle(_replaced(b, g, "b5"), 0.3)
+        named = g.cl_ord_id
+    elif answer == "replace_refused":
+        acts = core.handle(CancelReject("COMEX", g.cl_ord_id, b.cl_ord_id, "0", 99, "replace refused", "2"), 0.3)
+        named = b.cl_ord_id
+    else:
+        acts = core.handle(BusinessReject("COMEX", "G", g.cl_ord_id, 3, "unsupported"), 0.3)
+        named = b.cl_ord_id
+    (cancel,) = [x for x in acts if isinstance(x, SendCancel)]
+    assert cancel.orig_cl_ord_id == named == order.cl_ord_id and order.state is OrdStatus.PENDING_CANCEL
+    assert not order.cancel_deferred and not [x for x in acts if isinstance(x, Anomaly)]
+    # no amend of an order being cancelled, and the cancel is sent once
+    assert not [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.35) if isinstance(x, SendReplace)]
+    assert not core.cancel(order, 0.36)
+    canceled = dataclasses.replace(_replaced(b, g, "b6"), cl_ord_id=cancel.cl_ord_id, orig_cl_ord_id=named)
+    out = core.handle(dataclasses.replace(canceled, exec_type="4", ord_status="4", leaves_qty=0.0), 0.4)
+    assert order.state is OrdStatus.CANCELED and not [x for x in out if isinstance(x, Anomaly)]
+
+
+def test_a_cancel_decided_while_a_replace_is_open_is_not_sent_when_a_fill_ends_the_order(amend_config):
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    core.handle(TimerFired(f"timeout:{a.decision_id}"), 0.25)
+    acts = core.handle(report(b, "b1", "F", "2", b.qty, b.qty, b.price), 0.26)  # the fill won the race
+    acts += core.handle(CancelReject("COMEX", g.cl_ord_id, b.cl_ord_id, "2", 0, "too late", "2"), 0.27)
+    assert not [x for x in acts if isinstance(x, SendCancel)]
+    assert core.orders[b.cl_ord_id].state is OrdStatus.FILLED
+    assert core.episodes[a.decision_id].state is EpisodeState.BALANCED
+
+
+def test_an_order_a_venue_put_pending_replace_on_its_own_is_still_cancelled_and_the_move_recorded(amend_config):
+    """A venue's ExecType E (pending replace) for a replace nobody sent leaves no replace open: the
+    cancel goes at once, and the table's refusal of it in that state is an anomaly on record."""
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    core.handle(dataclasses.replace(report(b, "b-E", "E", "E", 0), exec_type="E"), 0.1)
+    order = core.orders[b.cl_ord_id]
+    assert order.state is OrdStatus.PENDING_REPLACE and order.pending_replace is None
+    acts = core.handle(TimerFired(f"timeout:{a.decision_id}"), 0.25)
+    assert [x.orig_cl_ord_id for x in acts if isinstance(x, SendCancel)] == [b.cl_ord_id]
+    assert [x.kind for x in acts if isinstance(x, Anomaly)] == ["illegal_transition"]
 
 
 def test_amend_needs_limit_mode_and_both_settings(tmp_path):

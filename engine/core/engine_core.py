@@ -423,8 +423,29 @@ class EngineCore:
         ]
 
     def cancel(self, order: ChildOrder, now: float) -> list[Action]:
+        """Cancel a working order (OrderCancelRequest), once; while a replace of it is open, once that
+        replace is answered (`cancel_after_replace` sends it)."""
         if order.done or order.state is OrdStatus.PENDING_CANCEL:
             return []
+        if order.pending_replace is not None:
+            if order.cancel_deferred:
+                return []
+            order.cancel_deferred = True
+            return [
+                Audit(
+                    now,
+                    "cancel_deferred",
+                    order.decision_id,
+                    order.cl_ord_id,
+                    order.instrument,
+                    self.instruments[order.instrument].account,
+                    order.side,
+                    order.leaves_qty,
+                    0.0,
+                    f"cancel of {order.cl_ord_id} waits for the answer to replace {order.pending_replace[0]}: "
+                    f"the venue may rename the order first and refuse a cancel naming the old ClOrdID",
+                )
+            ]
         limit = self.cfg.risk.max_cancels_per_day.get(order.instrument)
         if limit is not None and self.cancels_today[order.instrument] + 1 > limit:
             return [
@@ -445,9 +466,12 @@ class EngineCore:
             ]
         self.cancels_today[order.instrument] += 1
         cid = self.orders.new_cancel_id(order, self.epoch)
-        order.move(OrderEvent.CANCEL_SENT)
+        problem = order.move(OrderEvent.CANCEL_SENT)
+        # a move the table refuses is on record; the cancel still goes (a venue that put the order in a
+        # state of its own, pending a replace nobody sent, must not keep it from being cancelled)
+        refused = [self.anomaly(now, "illegal_transition", order.cl_ord_id, problem)] if problem else []
         inst = self.instruments[order.instrument]
-        return [
+        return refused + [
             SendCancel(
                 order.venue,
                 cid,
@@ -473,6 +497,14 @@ class EngineCore:
             ),
             self.answer_due(cid, now),
         ]
+
+    def cancel_after_replace(self, order: ChildOrder, now: float) -> list[Action]:
+        """The open replace of `order` was answered (replaced or refused): the cancel decided meanwhile
+        goes now, under the ClOrdID the answer left (nothing, if the order ended)."""
+        if not order.cancel_deferred or order.pending_replace is not None:
+            return []
+        order.cancel_deferred = False
+        return self.cancel(order, now)
 
     def move_episode(self, ep: Episode, event: EpisodeEvent, now: float) -> list[Action]:
         problem = ep.move(event)
@@ -658,6 +690,7 @@ class EngineCore:
                     f"{order.state.name} replace {order.replaces}",
                 )
             ]
+            out += self.cancel_after_replace(order, now)
         if fill and self.strategy.execution.amend_after > 0 and not ep.terminal:
             out += self.amending.arm(ep, now)
         if r.exec_type == "8" and not problems:
@@ -677,21 +710,25 @@ class EngineCore:
         if r.response_to == "2":  # the replace was refused: the order works on unchanged (or its fill follows)
             order.pending_replace = None
             if order.state is OrdStatus.PENDING_REPLACE:
-                order.move(OrderEvent.CANCEL_REJECTED)
-            return [
-                Audit(
-                    now,
-                    "replace_rejected",
-                    order.decision_id,
-                    order.cl_ord_id,
-                    order.instrument,
-                    self.instruments[order.instrument].account,
-                    order.side,
-                    order.leaves_qty,
-                    order.price or 0.0,
-                    f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip(),
-                )
-            ] + self._settle(self.episodes[order.decision_id], now)
+                order.move(OrderEvent.REPLACE_REJECTED)
+            return (
+                [
+                    Audit(
+                        now,
+                        "replace_rejected",
+                        order.decision_id,
+                        order.cl_ord_id,
+                        order.instrument,
+                        self.instruments[order.instrument].account,
+                        order.side,
+                        order.leaves_qty,
+                        order.price or 0.0,
+                        f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip(),
+                    )
+                ]
+                + self.cancel_after_replace(order, now)
+                + self._settle(self.episodes[order.decision_id], now)
+            )
         event = OrderEvent.CANCEL_REJECTED
         if not order.done and r.reason == 1 and order.cum_qty == 0 and not order.order_id:
             event = OrderEvent.REJECTED  # the venue never knew the order (lost before its ack): it is dead
@@ -747,9 +784,11 @@ class EngineCore:
         if not is_cancel and self.ack_watch.answered(order.cl_ord_id, now):  # the order itself refused
             out.append(CancelTimer(timer_key(TimerKind.ACK, order.cl_ord_id)))
             out += self.reconciliation.answered_by_its_report(order, now)
+        event = OrderEvent.CANCEL_REJECTED if is_cancel else OrderEvent.REJECTED
         if self.orders.is_replace(r.ref_id):
             order.pending_replace = None
-        event = OrderEvent.CANCEL_REJECTED if is_cancel else OrderEvent.REJECTED
+            if order.state is OrdStatus.PENDING_REPLACE:
+                event = OrderEvent.REPLACE_REJECTED
         if not order.done:
             problem = order.move(event)
             if problem:
@@ -770,7 +809,7 @@ class EngineCore:
                 f"{kind} reason={r.reason} {r.text}".strip(),
             )
         )
-        return out + self._settle(self.episodes[order.decision_id], now)
+        return out + self.cancel_after_replace(order, now) + self._settle(self.episodes[order.decision_id], now)
 
     # ---- timers and commands ----------------------------------------------------------------
     def answer_due(self, request_id: str, now: float) -> SetTimer:

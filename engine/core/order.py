@@ -17,6 +17,10 @@ Rules (everything that moves an order lives in this file):
   replaces under its current ClOrdID, so Replaced (ExecType 5) returns it to working at the new
   price with its fills, and a refused replace (OrderCancelReject 434=2) returns it unchanged.
   REPLACED is the FIX status of an old ClOrdID; the engine's order never rests in it.
+- One request open at a time: a cancel decided while a replace is open is not sent until the
+  replace is answered (`cancel_deferred`; the core sends it then), because the venue may rename the
+  order first and refuse a cancel naming the ClOrdID the replace superseded; a refused cancel
+  changes nothing about a replace still open.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ class OrderEvent(str, Enum):
     STATUS = "status"  # ExecType I (order status) or D (restated): no move of its own
     CANCEL_SENT = "cancel_sent"  # local: we sent OrderCancelRequest
     REPLACE_SENT = "replace_sent"  # local: we sent OrderCancelReplaceRequest
-    CANCEL_REJECTED = "cancel_rejected"  # OrderCancelReject (9) received
+    CANCEL_REJECTED = "cancel_rejected"  # OrderCancelReject (9) of a cancel received
+    REPLACE_REJECTED = "replace_rejected"  # a replace refused: OrderCancelReject 434=2, or a reject of the G
     LATE_FILL = "late_fill"  # ExecType F after the venue reported the order Canceled or Expired
 
 
@@ -126,7 +131,10 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
         E.REPLACED: RESTORE,
         E.CANCELED: S.CANCELED,
         E.EXPIRED: S.EXPIRED,
-        E.CANCEL_REJECTED: RESTORE,
+        E.REPLACE_REJECTED: RESTORE,
+        # the refusal of a cancel (a stale or duplicated one: the core sends none while a replace is
+        # open) leaves the replace open: its answer still renames the order
+        E.CANCEL_REJECTED: S.PENDING_REPLACE,
         E.STATUS: S.PENDING_REPLACE,
     },
     # Terminal states accept only status reports, and the acknowledgement a fill or cancel overtook
@@ -186,6 +194,7 @@ class ChildOrder:
         "pending_replace",
         "replaces",
         "adopted",
+        "cancel_deferred",
     )
 
     def __init__(
@@ -217,6 +226,7 @@ class ChildOrder:
         self.pending_replace: tuple[str, float] | None = None  # (new ClOrdID, new price) while a G is open
         self.replaces = 0  # replace requests sent for this order
         self.adopted = False  # sent by an earlier node for an episode this one knows (Reconciliation.adopt)
+        self.cancel_deferred = False  # a cancel decided while a replace was open: sent once it is answered
 
     @property
     def leaves_qty(self) -> float:
