@@ -11,7 +11,9 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
   (a session-layer PossDup resend is judged at its first send);
 - W3 entry legs follow the lot ratio and rounding rule, the residual within one lot of the larger contract;
 - W5 every order, cancel or replace a venue accepts carries the epoch that held the lease when it
-  arrived (session-layer resends included);
+  arrived, or was put on the wire while its epoch held the lease outside the fence's margin (sent
+  by the holder, then held on the way past a takeover: the new node's reconciliation finds it);
+  session-layer resends included, each judged at its own send;
 - W6 positions from the fills the venues reported (each ExecID once) equal the engine's positions;
 - W8 every order's price is within the risk band of a defined reference: the venue's two-sided mid
   at arrival or any published in the second before it, else the last two-sided mid it had;
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 
 from engine.config import EngineConfig
 from engine.fix.codec import SOH
+from engine.shell.lease import FENCE_MARGIN
 
 WIRE_NAMES = {
     "W1": "on the wire: only ASCII (no field carries text without a MessageEncoding)",
@@ -108,6 +111,9 @@ class WireChecker:
         self.entry_sides: dict[str, dict[str, tuple[str, str]]] = {}  # decision -> leg -> (instrument, side)
         self.sends: list[tuple[float, str, int, str, str]] = []  # (t, venue, seq, MsgType, ClOrdID) engine->venue
         self.first_sent: dict[tuple[str, int], float] = {}  # (venue, MsgSeqNum) -> when the engine first sent it
+        # W5: (venue, MsgSeqNum, ClOrdID, PossDup) -> every send of it was made while its epoch held the
+        # lease outside the fence's margin (what a correct fence lets out)
+        self.fenced_in: dict[tuple[str, int, str, bool], bool] = {}
         # W8: (venue, MsgSeqNum) -> the references when the engine first sent that priced order or replace:
         # a PossDup resend of it carries the price decided then, and is judged against those too
         self.refs_at_send: dict[tuple[str, int], list[float]] = {}
@@ -190,7 +196,7 @@ class WireChecker:
         resend = " (a PossDup resend)" if msg.get(43) == "Y" else ""
         if epoch is None:
             self._fail("W5", now, venue, seq, cl, "carries no fencing epoch")
-        elif epoch < current:
+        elif epoch < current and not self.fenced_in.get((venue, seq, cl, msg.get(43) == "Y"), False):
             self._fail(
                 "W5",
                 now,
@@ -198,7 +204,8 @@ class WireChecker:
                 seq,
                 cl,
                 f"{ {'D': 'order', 'F': 'cancel', 'G': 'replace'}[mt] } of fenced "
-                f"epoch {epoch} accepted while epoch {current} holds the lease{resend}",
+                f"epoch {epoch} accepted while epoch {current} holds the lease{resend}, "
+                f"{'put on the wire when its epoch no longer held it' if (venue, seq, cl, bool(resend)) in self.fenced_in else 'never seen leaving the engine'}",
             )
         else:
             self._ok("W5")
@@ -356,6 +363,9 @@ class WireChecker:
             if f"{SOH}35={mt}{SOH}" in raw:
                 f = fields_of(raw)
                 seq = int(f.get(34, "0") or 0)
+                cl = f.get(11, "")
+                key = (venue, seq, cl, f.get(43) == "Y")
+                self.fenced_in[key] = self.fenced_in.get(key, True) and self._lease_held_by(epoch_in(cl), now)
                 if f.get(43) == "Y" and (venue, seq) in self.first_sent:
                     # a session-layer resend (PossDup) carries what the engine decided at its first send:
                     # W2 judges it there (a cancel resent after its order filled is no new decision)
@@ -367,6 +377,14 @@ class WireChecker:
                 if mt != "F" and f.get(43) != "Y" and name is not None:
                     self.refs_at_send[venue, seq] = self._references(name, now)
                 return
+
+    def _lease_held_by(self, epoch: int | None, now: float) -> bool:
+        """`epoch` holds the lease now with more than the fence's margin left: what a node may send on
+        (engine.shell.lease.may_send, which renews inside the margin before it sends)."""
+        lease = self.lease
+        if lease is None:
+            return epoch == self.cfg.epoch
+        return epoch == lease.revision and lease.holder is not None and now < lease.expires - lease.ttl * FENCE_MARGIN
 
     # ---- at the end of the run --------------------------------------------------------------------
     def _ended_as_said(self, outcomes: dict[str, str]) -> None:

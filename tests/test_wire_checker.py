@@ -52,6 +52,38 @@ def test_an_order_of_a_fenced_epoch_reaching_a_venue_is_named(config):
     assert "PossDup" in first["detail"] and first["decision_id"] == "E1-000001"
 
 
+def test_an_order_the_holder_sent_that_arrives_after_the_takeover_passes_one_sent_at_the_lease_end_fails(config):
+    """A primary crashes just after sending a leg that a slow link holds past the takeover (explore seed
+    20261219 on f51: a 500 ms spike against a 300 ms lease): no fence can call back an order already on
+    the wire, and the new node's reconciliation finds it, so it is no violation. An order put on the
+    wire inside the fence's margin of the lease's end (a fence that does not stop there), or after
+    the lease was gone, is."""
+    lease = SimulatedLease(0.3, "primary", 1, now=0.0)
+
+    def sent(cl: str, seq: int, now: float) -> Parsed:
+        fields = [(8, "FIX.4.4"), (35, "D"), (34, str(seq)), (11, cl), (55, "HGH6"), (54, "1")]
+        raw = "".join(f"{t}={v}{SOH}" for t, v in fields)
+        w.engine_sent("COMEX", raw + f"38=2{SOH}44=4.501{SOH}", now)
+        return order(cl, 2, 4.501, seq=seq)
+
+    w = checker(config, lease)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    in_flight = sent("E1-000001B1", 4, 0.1)  # 0.2 s of the lease left: outside the margin
+    late = sent("E1-000002B1", 5, 0.28)  # 20 ms left: inside the margin
+    assert lease.acquire("standby", 0.31) == 2  # the primary went silent; the standby holds the lease
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.6)
+    w.received("COMEX", in_flight, 0.6)
+    assert w.v["W5"].status == "pass"
+    w.received("COMEX", late, 0.61)
+    first = w.v["W5"].first
+    assert w.v["W5"].status == "fail" and first["cl_ord_id"] == "E1-000002B1"
+    assert "put on the wire when its epoch no longer held it" in first["detail"]
+    stray = checker(config, lease)  # an order of epoch 1 the engine's session was never seen sending
+    stray.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.6)
+    stray.received("COMEX", order("E1-000003B1", 2, 4.501, seq=6), 0.6)
+    assert stray.v["W5"].status == "fail" and "never seen leaving the engine" in stray.v["W5"].first["detail"]
+
+
 def test_an_order_that_carries_no_epoch_at_all_is_named(config):
     """A ClOrdID with no epoch (a node that forgot to stamp it, or an order typed by hand on the
     engine's session) cannot be told apart from a fenced node's: W5 names it."""
