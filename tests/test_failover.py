@@ -381,6 +381,41 @@ def test_a_takeover_node_adopts_the_old_nodes_order_for_an_episode_it_knows(conf
     assert core.positions[b.instrument] == sign * b.qty  # inside the adopted CumQty: counted once
 
 
+@pytest.mark.parametrize("venue_says", ["working", "part_filled", "no_order_qty", "other_instrument"])
+def test_an_adopted_order_still_working_is_cancelled_and_a_report_of_another_instrument_is_not_adopted(
+    config, venue_says
+):
+    """What the old node left working for an episode this node knows is not this node's plan: adopted
+    with the venue's CumQty, it is cancelled under its own ClOrdID and recovery decides afresh. An
+    order the venue reports without an OrderQty is adopted at its CumQty; a report that names the
+    episode's leg but another instrument is no order of that leg (counted as a foreign order)."""
+    from engine.core.events import SendCancel
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(Takeover(2), 1.0)
+    core.handle(SessionUp("COMEX"), 1.1)
+    chase_id = f"{b.decision_id}B2R"
+    cum = {"working": 0.0, "part_filled": 1.0, "no_order_qty": 1.0, "other_instrument": 0.0}[venue_says]
+    order_qty = 0.0 if venue_says == "no_order_qty" else float(b.qty)
+    status = {"working": "0", "part_filled": "1", "no_order_qty": "1", "other_instrument": "0"}[venue_says]
+    instrument = "CU" if venue_says == "other_instrument" else b.instrument
+    leftover = ExecReport(
+        "COMEX", chase_id, "", "O2", "XB2", "I", status, instrument, b.side, order_qty, cum, order_qty - cum,
+        0, 0, 4.5 if cum else 0.0, None, "", False, "MS-COMEX-E2", False,
+    )  # fmt: skip
+    acts = core.handle(leftover, 1.2)
+    adopted = core.find_order(chase_id)
+    if venue_says == "other_instrument":
+        assert adopted is None and "adopted" not in [x.stage for x in acts if isinstance(x, Audit)]
+        return
+    assert adopted is not None and adopted.adopted and adopted.qty == (1 if venue_says == "no_order_qty" else b.qty)
+    (cancel,) = [x for x in acts if isinstance(x, SendCancel)]
+    assert cancel.orig_cl_ord_id == chase_id and cancel.venue == "COMEX"
+    sign = 1 if b.side == "1" else -1
+    assert core.positions[b.instrument] == sign * cum
+
+
 def test_an_order_of_an_unknown_or_ended_episode_is_never_adopted(config):
     core = EngineCore(config)
     fire(core)
