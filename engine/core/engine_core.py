@@ -469,7 +469,7 @@ class EngineCore:
         problem = order.move(OrderEvent.CANCEL_SENT)
         # a move the table refuses is on record; the cancel still goes (a venue that put the order in a
         # state of its own, pending a replace nobody sent, must not keep it from being cancelled)
-        refused = [self.anomaly(now, "illegal_transition", order.cl_ord_id, problem)] if problem else []
+        refused: list[Action] = [self.anomaly(now, "illegal_transition", order.cl_ord_id, problem)] if problem else []
         inst = self.instruments[order.instrument]
         return refused + [
             SendCancel(
