@@ -406,6 +406,29 @@ def test_position_reports_are_summed_until_all_have_come_and_stale_or_failed_ans
     assert "positions_unsupported" in stages and "position_mismatch" in stages and not core.venue_ready("COMEX")
 
 
+@pytest.mark.parametrize("result", ["2", "4"])
+def test_a_venue_that_answers_no_positions_is_taken_at_its_word_one_that_cannot_answer_is_not(config, result):
+    """PosReqResult 2 (no positions found) is an answer: the venue holds nothing for us, and our +2 there
+    is a mismatch even though its order answers say the order filled (the venue's position figures are
+    its own books). Any other failed result is no answer: the orders' CumQty decides (they agree)."""
+    from engine.core.events import PositionReport, SendMassStatusRequest, SendPositionRequest, SessionUp, Takeover
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)  # we hold 2 lots of HG at COMEX
+    core.handle(Takeover(2), 1.0)
+    asked = core.handle(SessionUp("COMEX"), 1.1)
+    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)  # its order answer: filled
+    out = core.handle(PositionReport("COMEX", an.req_id, "", 0.0, 0, result), 1.3)  # an AO, no report follows
+    if result == "2":
+        assert "position_mismatch" in _stages(out) and not core.venue_ready("COMEX")
+    else:
+        assert "positions_unsupported" in _stages(out) and "positions_reconciled" in _stages(out)
+        assert core.venue_ready("COMEX")
+
+
 def _reconciled_after_takeover(core, comex: tuple[SendOrder, float], shfe: tuple[SendOrder, float]) -> None:
     """Both venues log on after a takeover and answer the mass status with these (order, CumQty); neither
     gives position reports, so the orders decide."""
