@@ -682,11 +682,21 @@ def test_a_report_that_ends_an_order_asked_about_answers_the_question_when_its_c
     assert ("reconciled" in stages(acts)) is (venue_cum == 0)
 
 
-def test_a_final_report_does_not_answer_the_questions_of_a_logon(config):
+@pytest.mark.parametrize("before", ["nothing", "a_cancel_question_then_a_drop", "a_cancel_question_then_a_takeover"])
+def test_a_final_report_does_not_answer_the_questions_of_a_logon(config, before):
     """The questions a logon asks are answered one by one as they come: after a drop the wait for them
     also lets the books catch up with the market (a chase sent on the first final report priced from
-    the book of before the drop, rested, and took an order timeout to repair: f12, f80)."""
-    from engine.core.events import SendStatusRequest, SessionDown, SessionUp
+    the book of before the drop, rested, and took an order timeout to repair: f12, f80). A question
+    asked mid-session because a cancel went unanswered is the logon's after a drop or a takeover (the
+    logon asks about the order again): a final report then answers it no more than any other."""
+    from engine.core.events import (
+        SendMassStatusRequest,
+        SendPositionRequest,
+        SendStatusRequest,
+        SessionDown,
+        SessionUp,
+        Takeover,
+    )
 
     core = EngineCore(config)
     core.handle(SessionUp("SHFE"), 0.0)
@@ -694,9 +704,22 @@ def test_a_final_report_does_not_answer_the_questions_of_a_logon(config):
     a, b = orders(fire(core))
     core.handle(report(a, "x1", "0", "0", 0), 0.01)
     core.handle(report(b, "x2", "0", "0", 0), 0.01)
-    core.handle(SessionDown("COMEX"), 0.5)
+    if before != "nothing":  # the order timeout cancels B, and the cancel goes unanswered: B's status asked
+        cancels = core.handle(TimerFired(f"timeout:{a.decision_id}"), 0.2)
+        cancel = next(c for c in cancels if isinstance(c, SendCancel) and c.orig_cl_ord_id == b.cl_ord_id)
+        asked = core.handle(TimerFired(f"answer:{cancel.cl_ord_id}"), 0.2 + config.strategy.execution.answer_timeout)
+        assert [q.cl_ord_id for q in asked if isinstance(q, SendStatusRequest)] == [b.cl_ord_id]
+    if before.endswith("takeover"):
+        core.handle(Takeover(2), 0.8)
+    else:
+        core.handle(SessionDown("COMEX"), 0.8)
     asked = core.handle(SessionUp("COMEX"), 1.0)
     assert b.cl_ord_id in [q.cl_ord_id for q in asked if isinstance(q, SendStatusRequest)]
+    if before.endswith("takeover"):  # a venue that answers neither all orders nor positions: B's answer decides
+        (af,) = [q for q in asked if isinstance(q, SendMassStatusRequest)]
+        (an,) = [q for q in asked if isinstance(q, SendPositionRequest)]
+        core.handle(BusinessReject("COMEX", "AF", af.req_id, 3, "unsupported"), 1.05)
+        core.handle(_refused(an.req_id), 1.06)
     core.handle(report(b, "x3", "4", "4", 0), 1.1)  # ended at the venue while we were away, CumQty ours
     assert core.orders[b.cl_ord_id].done and not core.venue_ready("COMEX")
     core.handle(dataclasses.replace(report(b, "x4", "I", "4", 0), exec_type="I"), 1.2)  # the logon's answer
