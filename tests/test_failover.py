@@ -4,6 +4,8 @@ split brain when fencing is turned off on purpose."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from engine.config import ConfigError
@@ -199,9 +201,9 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
         assert false_alarm.v[12].status == "fail" and named in false_alarm.v[12].first["detail"]
 
 
-def _standby_finds_a_foreign_order(config):
-    """A standby takes over and its mass status answer shows ZZ-1, working with 1 of 4 lots filled, an
-    order it never sent: (core, the actions of that answer, the cancels among them)."""
+def _standby_finds_a_foreign_order(config, status: str = "1"):
+    """A standby takes over and its mass status answer shows ZZ-1, working (OrdStatus `status`) with 1
+    of 4 lots filled, an order it never sent: (core, the actions of that answer, the cancels among them)."""
     from engine.core.events import SendCancel
 
     core = EngineCore(config)
@@ -209,16 +211,39 @@ def _standby_finds_a_foreign_order(config):
     core.handle(Takeover(2), 1.0)
     core.handle(SessionUp("COMEX"), 1.1)
     foreign = ExecReport(
-        "COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False, "MS-COMEX-E2", False
+        "COMEX",
+        "ZZ-1",
+        "",
+        "O9",
+        "X1",
+        "I",
+        status,
+        "HG",
+        "1",
+        4,
+        1,
+        3,
+        0,
+        0,
+        4.5,
+        None,
+        "",
+        False,
+        "MS-COMEX-E2",
+        False,
     )
     acts = core.handle(foreign, 1.2)
     return core, acts, [a for a in acts if isinstance(a, SendCancel)]
 
 
-def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config):
+@pytest.mark.parametrize("status", ["0", "1", "A"])
+def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counted_once(config, status):
+    """Working in any state (new, part-filled, pending new), it is cancelled; every report of it moves
+    the position by what its CumQty adds, once: a resend, or a report older than one applied (a status
+    answer delivered late), adds nothing and does not lower the count a later resend is measured by."""
     from engine.core.events import Alert
 
-    core, acts, cancel = _standby_finds_a_foreign_order(config)
+    core, acts, cancel = _standby_finds_a_foreign_order(config, status)
     assert cancel and cancel[0].orig_cl_ord_id == "ZZ-1" and epoch_of(cancel[0].cl_ord_id) == 2
     assert any(isinstance(a, Alert) and "never sent" in a.text for a in acts)
     assert core.positions["HG"] == 1 and "ZZ-1" not in core.orders  # counted, never adopted
@@ -227,6 +252,10 @@ def test_an_order_the_node_never_sent_is_recorded_cancelled_and_its_fills_counte
     assert core.positions["HG"] == 1
     later = ExecReport("COMEX", "ZZ-1", "", "O9", "X2", "F", "2", "HG", "1", 4, 4, 0, 3, 4.5, 4.5)
     core.handle(later, 1.4)
+    assert core.positions["HG"] == 4
+    older = ExecReport("COMEX", "ZZ-1", "", "O9", "X1S", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5)
+    core.handle(older, 1.41)  # a status of before the last fill, delivered late
+    core.handle(dataclasses.replace(later, poss_dup=True), 1.42)  # and the last fill resent
     assert core.positions["HG"] == 4
     # the venue's answer to our cancel names the cancel's ClOrdID: a report of that order, not another unknown one
     answer = ExecReport("COMEX", cancel[0].cl_ord_id, "ZZ-1", "O9", "X3", "4", "4", "HG", "1", 4, 4, 0, 0, 0, 4.5)
