@@ -211,27 +211,9 @@ def _standby_finds_a_foreign_order(config, status: str = "1"):
     core.handle(Takeover(2), 1.0)
     core.handle(SessionUp("COMEX"), 1.1)
     foreign = ExecReport(
-        "COMEX",
-        "ZZ-1",
-        "",
-        "O9",
-        "X1",
-        "I",
-        status,
-        "HG",
-        "1",
-        4,
-        1,
-        3,
-        0,
-        0,
-        4.5,
-        None,
-        "",
-        False,
-        "MS-COMEX-E2",
-        False,
+        "COMEX", "ZZ-1", "", "O9", "X1", "I", "1", "HG", "1", 4, 1, 3, 0, 0, 4.5, None, "", False, "MS-COMEX-E2", False
     )
+    foreign = dataclasses.replace(foreign, ord_status=status)
     acts = core.handle(foreign, 1.2)
     return core, acts, [a for a in acts if isinstance(a, SendCancel)]
 

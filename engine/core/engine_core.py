@@ -432,14 +432,10 @@ class EngineCore:
                 return []
             order.cancel_deferred = True
             return [
-                Audit(
+                self._order_audit(
                     now,
                     "cancel_deferred",
-                    order.decision_id,
-                    order.cl_ord_id,
-                    order.instrument,
-                    self.instruments[order.instrument].account,
-                    order.side,
+                    order,
                     order.leaves_qty,
                     0.0,
                     f"cancel of {order.cl_ord_id} waits for the answer to replace {order.pending_replace[0]}: "
@@ -497,6 +493,21 @@ class EngineCore:
             ),
             self.answer_due(cid, now),
         ]
+
+    def _order_audit(self, now: float, stage: str, order: ChildOrder, qty: float, price: float, detail: str) -> Audit:
+        """An audit row about one order under its current ClOrdID, with its account."""
+        return Audit(
+            now,
+            stage,
+            order.decision_id,
+            order.cl_ord_id,
+            order.instrument,
+            self.instruments[order.instrument].account,
+            order.side,
+            qty,
+            price,
+            detail,
+        )
 
     def cancel_after_replace(self, order: ChildOrder, now: float) -> list[Action]:
         """The open replace of `order` was answered (replaced or refused): the cancel decided meanwhile
@@ -711,21 +722,9 @@ class EngineCore:
             order.pending_replace = None
             if order.state is OrdStatus.PENDING_REPLACE:
                 order.move(OrderEvent.REPLACE_REJECTED)
+            detail = f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip()
             return (
-                [
-                    Audit(
-                        now,
-                        "replace_rejected",
-                        order.decision_id,
-                        order.cl_ord_id,
-                        order.instrument,
-                        self.instruments[order.instrument].account,
-                        order.side,
-                        order.leaves_qty,
-                        order.price or 0.0,
-                        f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip(),
-                    )
-                ]
+                [self._order_audit(now, "replace_rejected", order, order.leaves_qty, order.price or 0.0, detail)]
                 + self.cancel_after_replace(order, now)
                 + self._settle(self.episodes[order.decision_id], now)
             )
@@ -738,20 +737,8 @@ class EngineCore:
         problem = order.move(event) if not order.done else None
         if problem:
             out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
-        out.append(
-            Audit(
-                now,
-                "cancel_rejected",
-                order.decision_id,
-                order.cl_ord_id,
-                order.instrument,
-                self.instruments[order.instrument].account,
-                order.side,
-                order.leaves_qty,
-                0.0,
-                f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip(),
-            )
-        )
+        detail = f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip()
+        out.append(self._order_audit(now, "cancel_rejected", order, order.leaves_qty, 0.0, detail))
         return out + self._settle(self.episodes[order.decision_id], now)
 
     def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
@@ -795,20 +782,8 @@ class EngineCore:
                 out.append(self.anomaly(now, "illegal_transition", order.cl_ord_id, problem))
             if not is_cancel:
                 self.episodes[order.decision_id].last_reject = (r.reason, r.session_level, not r.session_level)
-        out.append(
-            Audit(
-                now,
-                "rejected",
-                order.decision_id,
-                order.cl_ord_id,
-                order.instrument,
-                self.instruments[order.instrument].account,
-                order.side,
-                order.qty,
-                order.price or 0.0,
-                f"{kind} reason={r.reason} {r.text}".strip(),
-            )
-        )
+        detail = f"{kind} reason={r.reason} {r.text}".strip()
+        out.append(self._order_audit(now, "rejected", order, order.qty, order.price or 0.0, detail))
         return out + self.cancel_after_replace(order, now) + self._settle(self.episodes[order.decision_id], now)
 
     # ---- timers and commands ----------------------------------------------------------------
