@@ -208,7 +208,7 @@ class Simulation:
         env, cluster, venues, scenario = self.env, self.cluster, self.venues, self.scenario
         yield env.timeout(0.0 if now else fault.after)
         target = self.active
-        if cluster is not None and (cluster.standby_core is not None or not target.alive):
+        if cluster is not None and (cluster.standby_core is not None or (not target.alive and not now)):
             cluster.events.append(
                 {
                     "event": "crash_restart_skipped",
@@ -333,11 +333,12 @@ class Simulation:
         return None
 
     def _crash_now(self, fault) -> None:
-        if self.cluster is not None:
-            self.cluster.crash_primary(fault)
+        cluster = self.cluster
+        if cluster is not None and (cluster.standby_core is not None or cluster.active is not cluster.primary):
+            cluster.crash_primary(fault)  # the standby takes over
         elif not self.shell.alive:  # an order the dead process had sent reached its venue: no second death
             self._skip_crash(fault)
-        else:
+        else:  # the one process (of a pair: the standby is dead too) dies, and restarts from its journal
             self.shell.crash()
             self.env.process(self._crash_restart(fault, now=True))
 
