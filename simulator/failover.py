@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from engine.core.engine_core import EngineCore
 from engine.core.events import AuditRow, CancelTimer, Command, SetTimer, Takeover
@@ -93,6 +94,8 @@ class Cluster:
         self.standby_journal = self._new_journal()  # the standby writes what it applies: its own cold restart
         self.standby_timers: dict[str, float] = {}
         self.history: list[tuple[float, object]] = []  # what the primary streamed (a resync source)
+        # how the primary restarts when it dies with no standby alive (set by the runner)
+        self.restart_alone: Callable[[Any], object] = lambda fault: None
         self.applied = 0
         self.stream_gen = 0  # bumped when the primary dies: what is still on the wire is lost
         self.last_delivery = 0.0
@@ -246,10 +249,19 @@ class Cluster:
 
     # ---- node faults ------------------------------------------------------------------------------
     def crash_primary(self, fault) -> None:
+        """The primary dies: the standby takes over once it misses the heartbeats and the lease is free.
+        With no standby alive (it died and could not resync yet) the process is restarted from its own
+        journal, as a single node's is (`restart_alone`, the runner's crash restart): else nothing
+        would trade again for the rest of the run."""
         p = self.primary
         if not p.alive or self.active is not p:
             return
         fault.hits += 1
+        if self.standby_core is None:
+            self.events.append({"event": "primary_crash_no_standby", "at_s": self.env.now})
+            p.crash()
+            self.restart_alone(fault)
+            return
         self.failovers.append({"fault": "primary_crash", "crash_s": self.env.now})
         self.events.append({"event": "primary_crash", "at_s": self.env.now})
         p.crash()

@@ -105,8 +105,12 @@ class Simulation:
         )
         self.node = _Node(journal, [])
         self.draining = False  # the run is in its drain: a process that starts from here on drains too
-        if journal is None and any(
-            f.kind in ("crash_restart", "crash_on_order", "crash_mid_batch") for f in scenario.faults
+        kinds = {f.kind for f in scenario.faults}
+        # a process that may restart journals: a crash fault's, or a primary that may die with its standby
+        # dead (Cluster.crash_primary restarts it then)
+        if journal is None and (
+            kinds & {"crash_restart", "crash_on_order", "crash_mid_batch"}
+            or (scenario.failover and {"primary_crash", "standby_crash"} <= kinds)
         ):
             self.node.journal = shell.journal = self.scratch.journal("engine", scenario.engine)
         try:
@@ -148,6 +152,7 @@ class Simulation:
                 link.volatility = partial(_largest_move, prices, names)
         if scenario.failover:
             self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
+            self.cluster.restart_alone = lambda fault: env.process(self._crash_restart(fault, now=True))
             checker.lease = wire.lease = self.cluster.lease
         self._attach_faults()
 
@@ -333,12 +338,11 @@ class Simulation:
         return None
 
     def _crash_now(self, fault) -> None:
-        cluster = self.cluster
-        if cluster is not None and (cluster.standby_core is not None or cluster.active is not cluster.primary):
-            cluster.crash_primary(fault)  # the standby takes over
+        if self.cluster is not None:
+            self.cluster.crash_primary(fault)
         elif not self.shell.alive:  # an order the dead process had sent reached its venue: no second death
             self._skip_crash(fault)
-        else:  # the one process (of a pair: the standby is dead too) dies, and restarts from its journal
+        else:
             self.shell.crash()
             self.env.process(self._crash_restart(fault, now=True))
 

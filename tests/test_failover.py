@@ -283,6 +283,25 @@ def test_both_nodes_crash_in_turn_and_the_second_restarts_from_its_own_journal()
     assert rep["invariants"]["12"]["status"] == "pass" and rep["invariants"]["4"]["status"] == "pass"
 
 
+def test_a_primary_that_dies_while_the_standby_is_down_restarts_from_its_own_journal(tmp_path):
+    """f28 with the standby down for four minutes: the primary dies (on a chase) while no standby can take
+    over. Nothing restarted it, and the run went on with no engine; it restarts from its own journal as
+    a single node's process does, keeps its epoch (its lease had not expired), reconciles, and every
+    episode ends; the standby, back later, resyncs from it."""
+    text = (ROOT / "scenarios" / "f28_failover_standby_crash_resync_then_primary_crash.toml").read_text()
+    assert "delay_ms = 2000" in text
+    path = tmp_path / "f28_standby_down_for_four_minutes.toml"
+    path.write_text(text.replace("delay_ms = 2000", "delay_ms = 250000", 1))
+    sc = scenario.load(path)
+    rep = runner.run(sc, 1).report
+    events = [e["event"] for e in rep["failover"]["node_events"]]
+    assert events[:2] == ["standby_crash", "primary_crash_no_standby"], events
+    assert "active_restarted" in events and "standby_resynced" in events
+    (restart,) = rep["restarts"]
+    assert restart["node"] == "primary" and restart["replayed"] > 0
+    assert rep["invariants"]["2"]["status"] == "pass" and rep["invariants"]["12"]["status"] == "pass"
+
+
 def test_a_venue_that_never_answers_the_status_queries_is_escalated_and_still_holds_new_risk(config):
     from engine.core.events import Alert, TimerFired
 
