@@ -113,6 +113,45 @@ def test_chase_time_budget_switches_to_unwind(core):
     assert [o.cl_ord_id[-1] for o in sends(acts)] == ["U"]
 
 
+def test_the_chase_payup_never_passes_its_maximum(config):
+    """Each attempt pays up `chase_step_ticks` more, but never more than `max_payup_ticks` past the touch."""
+    recovery = dataclasses.replace(RECOVERY, max_chase_attempts=4, max_payup_ticks=3)
+    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=recovery)))
+    ep, acts, _ = legged_by_reject(core, 99)
+    hg = core.instruments["HG"]
+    for i in range(4):
+        (chase,) = sends(acts)
+        payup = min(RECOVERY.chase_payup_ticks + RECOVERY.chase_step_ticks * i, 3)
+        book = core.books["HG"]
+        if book.ask_size < chase.qty:
+            payup = min(payup + RECOVERY.liquidity_step_ticks, 3)
+        assert chase.price == pytest.approx(core.price_from_touch(hg, "1", payup)), (i, payup)
+        acts = core.handle(report(chase, f"xc{i}", "4", "4", 0), 0.13 + i * 0.01)
+    assert ep.chase_attempts == 4
+
+
+def test_a_chase_that_misses_after_the_chase_time_is_spent_turns_to_the_unwind(core):
+    """The chase budget is a time limit of its own: a chase answered after it ran out is not retried
+    (attempts are left) but ends the chase, so the unwind can still finish in the legged budget."""
+    ep, acts, _ = legged_by_reject(core, 99)
+    (chase,) = sends(acts)
+    acts = core.handle(report(chase, "xc", "4", "4", 0), 0.12 + RECOVERY.chase_budget + 0.01)
+    assert ep.chase_attempts == 1 < RECOVERY.max_chase_attempts
+    assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["A2U"]
+    assert any(x.stage == "unwind_decision" and "chase time spent" in x.detail for x in acts if isinstance(x, Audit))
+
+
+def test_an_unwind_waits_only_for_the_venue_of_what_it_flattens(core):
+    """A fatal reject of the COMEX leg while COMEX is down: the CU bought on SHFE is unwound there at
+    once; the short leg's venue being down holds nothing of the unwind."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    core.handle(SessionDown("COMEX"), 0.05)
+    acts = core.handle(report(b, "xb", "8", "8", 0, reason=1), 0.12)
+    assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["A2U"]
+    assert not any(x.stage == "waiting_for_session" for x in acts if isinstance(x, Audit))
+
+
 def test_recovery_waits_for_a_session_that_is_down(core):
     a, b = sends(fire(core))
     core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
