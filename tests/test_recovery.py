@@ -66,6 +66,17 @@ def test_retry_class_resends_the_same_price(core):
     assert ep.state is EpisodeState.LEGGED and ep.mode == "chase"
 
 
+def test_a_retry_after_a_reprice_resends_the_last_orders_price(core):
+    """The retry class resends the price of the order it retries: after a fix-and-retry repriced the
+    chase, a throttled chase goes again at that new price, not at the entry's."""
+    ep, acts, (_, b) = legged_by_reject(core, 99)
+    (repriced,) = sends(acts)
+    assert repriced.price != b.price
+    acts = core.handle(report(repriced, "xr", "8", "8", 0, reason=3), 0.2)
+    (again,) = sends(acts)
+    assert again.price == repriced.price and again.cl_ord_id.endswith("B3R")
+
+
 def test_fix_and_retry_class_reprices_from_the_touch_with_payup(core):
     ep, acts, (_, b) = legged_by_reject(core, 99)
     (chase,) = sends(acts)
