@@ -20,6 +20,7 @@ from engine.core.events import (
     SendCancel,
     SendOrder,
     SendReplace,
+    SendStatusRequest,
     SetTimer,
     TimerFired,
 )
@@ -102,6 +103,23 @@ def test_a_lagging_resting_leg_is_amended_toward_the_market_and_completes(amend_
     ep = core.episodes[a.decision_id]
     assert ep.state is EpisodeState.BALANCED and core.positions["HG"] == b.qty and ep.legs["B"].filled == b.qty
     assert not [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.5) if isinstance(x, SendReplace)]
+
+
+def test_the_answer_timer_of_an_answered_replace_asks_nothing_while_a_later_replace_is_open(amend_config):
+    """Each replace has its answer timer; the first replace's, firing once it was answered and while
+    the second is open, is about a request already answered: no status question (it would hold the
+    venue a round trip for nothing). The open one's timer asks, naming the order as last confirmed."""
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    core.handle(_replaced(b, g, "b5"), 0.21)
+    (g2,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.35) if isinstance(x, SendReplace)]
+    timeout = amend_config.strategy.execution.answer_timeout
+    stale = core.handle(TimerFired(f"answer:{g.cl_ord_id}"), 0.2 + timeout)
+    assert not [x for x in stale if isinstance(x, SendStatusRequest)] and core.venue_ready("COMEX")
+    asked = core.handle(TimerFired(f"answer:{g2.cl_ord_id}"), 0.35 + timeout)
+    # the question names the order as the venue last confirmed it: the first replace's ClOrdID
+    assert [x.cl_ord_id for x in asked if isinstance(x, SendStatusRequest)] == [g.cl_ord_id]
 
 
 def test_a_refused_replace_leaves_the_order_working_and_a_fill_that_won_the_race_counts(amend_config):
