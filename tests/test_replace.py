@@ -122,6 +122,23 @@ def test_the_answer_timer_of_an_answered_replace_asks_nothing_while_a_later_repl
     assert [x.cl_ord_id for x in asked if isinstance(x, SendStatusRequest)] == [g.cl_ord_id]
 
 
+def test_a_status_answer_under_the_replaced_clordid_answers_the_question_asked_under_the_old_one(amend_config):
+    """The replace went unanswered, so the order's status was asked under the ClOrdID the venue had
+    last confirmed; the Replaced then came, and the venue answers the question under the new ClOrdID:
+    it answers that question, and the venue is ready again (not held until the STATUS timer)."""
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    timeout = amend_config.strategy.execution.answer_timeout
+    asked = core.handle(TimerFired(f"answer:{g.cl_ord_id}"), 0.2 + timeout)
+    assert [x.cl_ord_id for x in asked if isinstance(x, SendStatusRequest)] == [b.cl_ord_id]
+    core.handle(_replaced(b, g, "b5"), 0.21 + timeout)
+    assert not core.venue_ready("COMEX")
+    answer = dataclasses.replace(_replaced(b, g, "b6"), exec_type="I", ord_status="0")
+    core.handle(answer, 0.22 + timeout)
+    assert core.venue_ready("COMEX") and core.orders[b.cl_ord_id].cl_ord_id == g.cl_ord_id
+
+
 def test_a_refused_replace_leaves_the_order_working_and_a_fill_that_won_the_race_counts(amend_config):
     core = EngineCore(amend_config)
     a, b, _ = _leg_a_fills_b_rests(core)
