@@ -203,6 +203,28 @@ def test_a_cancel_decided_while_a_replace_is_open_goes_once_the_replace_is_answe
     assert order.state is OrdStatus.CANCELED and not [x for x in out if isinstance(x, Anomaly)]
 
 
+@pytest.mark.parametrize("took", [True, False])
+def test_a_status_answer_settles_an_open_replace_and_the_deferred_cancel_goes(amend_config, took):
+    """The replace's own answer never came (lost with a session's reports, say): the status question
+    its answer timer asked settles it, since no replace is sent while a question is open there, so the
+    venue read the replace first. Named by the replace's ClOrdID it took effect, by the old one it did
+    not; either way the cancel deferred behind it goes, naming the ClOrdID the venue holds."""
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    core.handle(TimerFired(f"timeout:{a.decision_id}"), 0.25)  # the cancel waits for the replace
+    timeout = amend_config.strategy.execution.answer_timeout
+    core.handle(TimerFired(f"answer:{g.cl_ord_id}"), 0.2 + timeout)
+    held = g.cl_ord_id if took else b.cl_ord_id
+    answer = dataclasses.replace(_replaced(b, g, "b-I"), cl_ord_id=held, exec_type="I", ord_status="0")
+    acts = core.handle(answer, 0.21 + timeout)
+    order = core.orders[b.cl_ord_id]
+    (cancel,) = [x for x in acts if isinstance(x, SendCancel)]
+    assert cancel.orig_cl_ord_id == held == order.cl_ord_id and order.pending_replace is None
+    assert order.state is OrdStatus.PENDING_CANCEL and order.price == (g.price if took else b.price)
+    assert not [x for x in acts if isinstance(x, Anomaly)] and core.venue_ready("COMEX")
+
+
 def test_a_cancel_decided_while_a_replace_is_open_is_not_sent_when_a_fill_ends_the_order(amend_config):
     core = EngineCore(amend_config)
     a, b, _ = _leg_a_fills_b_rests(core)

@@ -509,6 +509,29 @@ class EngineCore:
             detail,
         )
 
+    def replace_settled_by_status(self, order: ChildOrder, r: ExecReport, now: float) -> list[Action]:
+        """A status answer about an order whose replace is open settles the replace: no replace is
+        sent while a question is open at the venue (Amending waits for it to be ready), so the venue read
+        the replace before the question. Named by the replace's ClOrdID, the replace took effect (its own
+        Replaced lost, say, with a session's reports); by another, it did not. A cancel deferred for it
+        goes now."""
+        if order.pending_replace is None:
+            return []
+        new_id, price = order.pending_replace
+        order.pending_replace = None
+        took = r.cl_ord_id == new_id
+        if took:
+            order.cl_ord_id, order.price = new_id, price
+        if order.state is OrdStatus.PENDING_REPLACE:
+            order.move(OrderEvent.REPLACED if took else OrderEvent.REPLACE_REJECTED)
+        what = "took effect" if took else "did not take effect"
+        detail = f"status answer: replace {new_id} {what}; {order.state.name}"
+        return [
+            self._order_audit(
+                now, "replaced" if took else "replace_rejected", order, order.leaves_qty, order.price or 0.0, detail
+            )
+        ] + self.cancel_after_replace(order, now)
+
     def cancel_after_replace(self, order: ChildOrder, now: float) -> list[Action]:
         """The open replace of `order` was answered (replaced or refused): the cancel decided meanwhile
         goes now, under the ClOrdID the answer left (nothing, if the order ended)."""

@@ -650,6 +650,8 @@ class Reconciliation:
         self.core.ack_watch.forget(order.cl_ord_id)
         self.ack_questions.discard(order.cl_ord_id)
         self.cancel_questions.pop(order.cl_ord_id, None)
+        if order.pending_replace is not None:  # the venue read the open replace before this question
+            out += self.core.replace_settled_by_status(order, r, now)
         out += self.core._settle(ep, now)  # legged by this answer: waits below until the venue is ready
         # the question may have named the order by a ClOrdID a replace has superseded since
         key = self.core.orders.key(order.cl_ord_id)
