@@ -517,13 +517,9 @@ class EngineCore:
         goes now."""
         if order.pending_replace is None:
             return []
-        new_id, price = order.pending_replace
-        order.pending_replace = None
+        new_id = order.pending_replace[0]
         took = r.cl_ord_id == new_id
-        if took:
-            order.cl_ord_id, order.price = new_id, price
-        if order.state is OrdStatus.PENDING_REPLACE:
-            order.move(OrderEvent.REPLACED if took else OrderEvent.REPLACE_REJECTED)
+        order.end_replace(took)
         what = "took effect" if took else "did not take effect"
         detail = f"status answer: replace {new_id} {what}; {order.state.name}"
         return [
@@ -708,22 +704,9 @@ class EngineCore:
                 )
             )
         if r.exec_type == "5" and order.pending_replace is not None and not problems:
-            order.cl_ord_id, order.price = order.pending_replace  # the order lives on under its new ClOrdID
-            order.pending_replace = None
-            out[-1:] = [
-                Audit(
-                    now,
-                    "replaced",
-                    ep.decision_id,
-                    order.cl_ord_id,
-                    inst.name,
-                    inst.account,
-                    order.side,
-                    order.leaves_qty,
-                    order.price,
-                    f"{order.state.name} replace {order.replaces}",
-                )
-            ]
+            order.end_replace(took=True)  # the order lives on under its new ClOrdID
+            detail = f"{order.state.name} replace {order.replaces}"
+            out[-1:] = [self._order_audit(now, "replaced", order, order.leaves_qty, order.price or 0.0, detail)]
             out += self.cancel_after_replace(order, now)
         if fill and self.strategy.execution.amend_after > 0 and not ep.terminal:
             out += self.amending.arm(ep, now)
@@ -742,9 +725,7 @@ class EngineCore:
             return self.reconciliation.on_foreign_cancel_reject(r, now)
         out: list[Action] = []
         if r.response_to == "2":  # the replace was refused: the order works on unchanged (or its fill follows)
-            order.pending_replace = None
-            if order.state is OrdStatus.PENDING_REPLACE:
-                order.move(OrderEvent.REPLACE_REJECTED)
+            order.end_replace(took=False)
             detail = f"reason={r.reason} OrdStatus={r.ord_status} {r.text}".strip()
             return (
                 [self._order_audit(now, "replace_rejected", order, order.leaves_qty, order.price or 0.0, detail)]

@@ -246,6 +246,18 @@ class ChildOrder:
         self.state = target  # type: ignore[assignment]
         return None
 
+    def end_replace(self, took: bool) -> None:
+        """The open replace was answered: it took effect (the order lives on under the replace's ClOrdID
+        at its price) or it did not; an order still pending it returns to working, as its fills say."""
+        if self.pending_replace is None:
+            return
+        new_id, price = self.pending_replace
+        self.pending_replace = None
+        if took:
+            self.cl_ord_id, self.price = new_id, price
+        if self.state is S.PENDING_REPLACE:
+            self.move(E.REPLACED if took else E.REPLACE_REJECTED)  # both allowed there (RESTORE)
+
     def adopt_status(self, ord_status: str) -> None:
         """The venue's status answer names a terminal status (STATUS_ADOPTION): a working order takes it."""
         target = STATUS_ADOPTION.get(ord_status)
