@@ -128,3 +128,34 @@ def test_the_recovery_mode_table_is_a_path_from_none_to_an_end():
     assert RECOVERY_MOVES[RecoveryMode.NONE] == {RecoveryMode.CHASE}
     assert RECOVERY_MOVES[RecoveryMode.CHASE] == {RecoveryMode.UNWIND, RecoveryMode.HEDGE_OVERFILL}
     assert not RECOVERY_MOVES[RecoveryMode.UNWIND] and not RECOVERY_MOVES[RecoveryMode.HEDGE_OVERFILL]
+
+
+def test_a_new_episode_moves_only_on_the_risk_decision():
+    """Before risk has decided, nothing was sent: the legs imply nothing and no outcome is reachable."""
+    assert dict(TRANSITIONS[EpisodeState.NEW]) == {
+        EpisodeEvent.RISK_PASSED: EpisodeState.WORKING,
+        EpisodeEvent.RISK_FAILED: EpisodeState.ABORTED,
+    }
+
+
+def test_a_leg_works_while_any_of_its_orders_does():
+    """An earlier order still working (a chase sent while the entry rests) keeps the leg working, whatever
+    the later orders' states."""
+    ep = episode()
+    fill(ep.legs["A"], 5)
+    fill(ep.legs["B"], 1, done=False)
+    fill(ep.legs["B"], 1)
+    assert ep.legs["B"].working and ep.working and ep.settle_event() is None
+
+
+def test_naked_tonnes_net_the_legs_by_their_direction():
+    """A sold CU leg and a bought HG leg offset each other: the naked exposure is the difference of their
+    tonnes, not the sum; one leg alone is its own tonnes whichever side it trades."""
+    ep = episode()  # A sells 5 x 5 t, B buys 2 x 11.34 t
+    fill(ep.legs["A"], 5)
+    fill(ep.legs["B"], 2)
+    assert ep.legs["A"].signed_tonnes == pytest.approx(-25.0) and ep.legs["B"].signed_tonnes == pytest.approx(22.68)
+    assert ep.naked_tonnes() == pytest.approx(2.32)
+    only_b = episode()
+    fill(only_b.legs["B"], 2)
+    assert only_b.naked_tonnes() == pytest.approx(22.68)
