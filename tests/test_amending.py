@@ -66,6 +66,17 @@ def test_an_amend_asks_one_step_more_than_the_entry_payup_from_the_touch_and_sen
     assert amend_timer(acts)[0].at == pytest.approx(0.35)
 
 
+def test_an_amend_follows_an_offer_that_rose(spread_scenario):
+    """The offer rose 4 ticks since the entry: the amend prices from the touch now, payup plus one step
+    above it (not from the order's own price)."""
+    core = amend_core(spread_scenario, step=2)
+    a, b = entries(core)
+    core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
+    core.handle(Quote("HG", 4.5015, 50, 4.5025, 50), 0.1)
+    (g,) = replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
+    assert g.price == pytest.approx(4.5025 + (HG_PAYUP + 2) * HG_TICK)
+
+
 def test_the_last_amend_arms_no_further_amend(spread_scenario):
     core = amend_core(spread_scenario, max_amends=1)
     a, b = entries(core)
@@ -128,6 +139,16 @@ def test_an_order_with_a_request_open_is_not_amended(spread_scenario):
     assert not replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.35))
 
 
+def test_an_order_the_venue_has_not_acknowledged_is_not_amended(spread_scenario):
+    """A replace names an order the venue has taken: one still pending new is left alone."""
+    core = amend_core(spread_scenario)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "a0", "0", "0", 0), 0.01)
+    core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
+    assert core.orders[b.cl_ord_id].state is OrdStatus.PENDING_NEW
+    assert not replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
+
+
 def test_no_amend_while_killed_or_while_the_venue_is_not_ready(spread_scenario):
     for stop in ("kill", "down"):
         core = amend_core(spread_scenario)
@@ -188,5 +209,7 @@ def test_a_chase_order_of_a_legged_episode_is_never_amended(spread_scenario):
     ep = core.episodes[a.decision_id]
     assert ep.state is EpisodeState.LEGGED and chase, acts
     core.handle(report(chase[0], "c0", "0", "0", 0), 0.11)
+    # a fill of the chase arms no amend timer (only a working episode's fills do)
+    assert not amend_timer(core.handle(report(chase[0], "c1", "F", "1", 1, 1, chase[0].price), 0.12))
     acts = core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2)
     assert not replaces(acts) and not [x for x in acts if isinstance(x, SendCancel)]
