@@ -13,6 +13,7 @@ from engine.core.episode import EpisodeState
 from engine.core.events import Audit, Quote, SendCancel, SendOrder, SendReplace, SessionDown, SetTimer, TimerFired
 from engine.core.order import OrdStatus
 from tests.conftest import fire, report
+from tests.test_replace import _replaced
 
 HG_TICK = 0.0005
 HG_PAYUP = 6  # the spread scenario's payup_ticks for HG
@@ -83,7 +84,11 @@ def test_the_last_amend_arms_no_further_amend(spread_scenario):
     acts = core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
     assert len(amend_timer(acts)) == 1  # armed by the fill that left B behind
     acts = core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2)
-    assert len(replaces(acts)) == 1 and not amend_timer(acts)
+    (g,) = replaces(acts)
+    assert not amend_timer(acts)
+    core.handle(_replaced(b, g, "b5"), 0.21)
+    # a timer that fires anyway (set before, raced) amends nothing past max_amends
+    assert not replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.4))
 
 
 def test_the_amend_timer_is_armed_once_per_episode(spread_scenario):
