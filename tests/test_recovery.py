@@ -310,3 +310,26 @@ def test_a_late_fill_reopens_a_balanced_episode_and_recovery_repairs_the_overfil
         assert not sends(acts) and ep.state is EpisodeState.BALANCED and core.positions["HG"] == 3
         assert "overfill" in [x.kind for x in acts if isinstance(x, Anomaly)]
     assert ep.reopened == [(0.24, 0.5)] and not core.active
+
+
+@pytest.mark.parametrize("limit,sent", [(6, True), (5, False)])
+def test_a_chase_at_the_slippage_limit_goes_and_one_tick_past_it_is_refused(core, limit, sent):
+    """The retry resends the entry's price, 6 ticks above the trigger's ask (the entry's payup): at a
+    6-tick limit it goes, at 5 it is refused with the figures on record."""
+    core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_slippage_ticks=limit))
+    ep, acts, _ = legged_by_reject(core, 3)
+    chases = [o for o in sends(acts) if o.cl_ord_id.endswith("R")]
+    refused = [x for x in acts if isinstance(x, Audit) and x.stage == "risk_breach"]
+    assert bool(chases) is sent and bool(refused) is not sent
+    if refused:
+        assert refused[0].detail.startswith("chase: max_slippage_ticks: 6.0 ticks")
+
+
+def test_recovery_stages_keep_their_first_times_and_a_send_clears_the_last_reject(core):
+    """`recovery_send` is the first recovery order's time and `send_B` the entry's, whatever follows
+    (recovery timings are measured from them); a recovery order that goes clears the reject it answered."""
+    ep, acts, (_, b) = legged_by_reject(core, 3)
+    (chase,) = sends(acts)
+    assert ep.last_reject is None and ep.stages["recovery_send"] == 0.12 and ep.stages["send_B"] == 0.0
+    acts = core.handle(report(chase, "xr", "8", "8", 0, reason=3), 0.2)
+    assert sends(acts) and ep.stages["recovery_send"] == 0.12 and ep.stages["send_B"] == 0.0
