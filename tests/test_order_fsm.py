@@ -148,3 +148,85 @@ def test_a_replaced_report_is_held_to_the_status_the_order_returns_to(cum, venue
     _, after = o.apply(rpt("x3", "5", venue_says, cum))
     assert o.state is (OrdStatus.PARTIALLY_FILLED if cum else OrdStatus.NEW)
     assert [kind for kind, _ in after] == (["status_mismatch"] if mismatch else [])
+
+
+def test_an_overfill_of_a_single_lot_is_recorded():
+    o = order(5)
+    fill, problems = o.apply(rpt("X1", "F", "2", 6, 6, 100.0, qty=5))
+    assert fill == 6 and "overfill" in [k for k, _ in problems]
+
+
+def test_a_venue_cum_qty_below_the_fills_is_recorded_too():
+    o = order()
+    o.apply(rpt("X1", "F", "1", 4, 4, 100.0))
+    _, problems = o.apply(rpt("X2", "F", "1", 5, 3, 100.0))  # fills sum to 7, the venue says 5
+    assert problems[0][0] == "cum_qty_mismatch" and o.cum_qty == 7
+
+
+@pytest.mark.parametrize("last_qty,px", [(3, 0.0), (3, -1.0), (0, 100.0)])
+def test_a_fill_without_quantity_or_price_is_ignored_and_recorded(last_qty, px):
+    o = order()
+    fill, problems = o.apply(rpt("X1", "F", "1", last_qty, last_qty, px))
+    assert fill == 0 and o.cum_qty == 0 and problems[0][0] == "bad_fill"
+
+
+def test_the_venues_first_order_id_is_kept_and_a_later_one_replaces_it():
+    """OrderID is the venue's name for the order as its latest report gives it (a venue may re-key an
+    order, e.g. on a replace)."""
+    o = order()
+    o.apply(ExecReport("SHFE", "C1", "", "O1", "X1", "0", "0", "CU", "1", 10, 0, 10, 0, 0, 0))
+    o.apply(ExecReport("SHFE", "C1", "", "O2", "X2", "0", "0", "CU", "1", 10, 0, 10, 0, 0, 0))
+    assert o.order_id == "O2"
+
+
+@pytest.mark.parametrize("before", [OrdStatus.PARTIALLY_FILLED, OrdStatus.FILLED, OrdStatus.CANCELED])
+def test_an_acknowledgement_overtaken_by_fills_or_the_cancel_is_stale_not_a_mismatch(before):
+    o = order()
+    o.state = before
+    _, problems = o.apply(rpt("X9", "0", "0", 0))
+    assert problems == [] and o.state is before
+
+
+@pytest.mark.parametrize("status", ["0", "1"])
+@pytest.mark.parametrize("pending", [OrdStatus.PENDING_CANCEL, OrdStatus.PENDING_REPLACE])
+def test_a_report_of_a_working_order_while_a_request_is_open_is_no_mismatch(status, pending):
+    """While a cancel or replace is open the venue still calls the order New or Partially filled."""
+    o = order()
+    o.state = pending
+    _, problems = o.apply(rpt("X9", "I", status, 0))
+    assert problems == [] and o.state is pending
+
+
+@pytest.mark.parametrize(
+    "status,state",
+    [("2", OrdStatus.FILLED), ("4", OrdStatus.CANCELED), ("8", OrdStatus.REJECTED), ("C", OrdStatus.EXPIRED)],
+)
+def test_a_status_answer_naming_an_end_ends_a_working_order_and_never_reopens_a_done_one(status, state):
+    o = order()
+    o.state = OrdStatus.NEW
+    o.adopt_status(status)
+    assert o.state is state
+    done = order()
+    done.state = OrdStatus.REPLACED
+    done.adopt_status(status)
+    assert done.state is OrdStatus.REPLACED
+
+
+@pytest.mark.parametrize(
+    "status,cum,state",
+    [
+        ("A", 0, OrdStatus.PENDING_NEW),
+        ("0", 0, OrdStatus.NEW),
+        ("0", 2, OrdStatus.PARTIALLY_FILLED),
+        ("1", 2, OrdStatus.PARTIALLY_FILLED),
+        ("6", 2, OrdStatus.PENDING_CANCEL),
+        ("E", 0, OrdStatus.PENDING_REPLACE),
+        ("2", 10, OrdStatus.FILLED),
+        ("4", 2, OrdStatus.CANCELED),
+        ("C", 0, OrdStatus.EXPIRED),
+        ("Z", 0, OrdStatus.NEW),
+    ],
+)
+def test_an_adopted_order_starts_in_the_status_the_venue_names(status, cum, state):
+    o = ChildOrder.from_venue("C1", "D1", "A", "SHFE", "CU", "1", 10, "chase", status, cum, 70000.0 if cum else 0.0)
+    assert o.state is state and o.adopted and o.cum_qty == cum
