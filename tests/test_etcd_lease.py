@@ -34,6 +34,8 @@ def test_a_lease_is_not_held_past_its_ttl_without_keep_alive(etcd):
     assert a.holds("node-a", epoch, 11.4) and not a.holds("node-a", epoch, 11.6)  # 2 s less 25%
     with pytest.raises(ValueError):
         a.acquire("node-b", 12.0)
+    assert a.keep_alive("node-a", 11.0)  # a renewal holds it for the TTL less the margin again
+    assert a.holds("node-a", epoch, 12.4) and not a.holds("node-a", epoch, 12.6)
 
 
 def test_a_failed_revoke_of_an_unused_lease_does_not_end_a_takeover():
