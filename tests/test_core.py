@@ -752,3 +752,26 @@ def test_a_recovery_order_works_no_longer_than_the_legged_budget_left_nor_shorte
     deadline = watched.ack_watch.deadline("COMEX")
     assert deadline is not None and deadline > ex.answer_timeout
     assert watched._recovery_timeout(ep, "COMEX", 0.12 + 5.0) == pytest.approx(deadline)
+
+
+@pytest.mark.parametrize("stray", [False, True])
+def test_a_mass_status_tally_counts_a_sell_short_and_ignores_instruments_not_traded_here(config, stray):
+    """Where the venue refuses position requests, its positions are the CumQty of the orders its mass
+    status lists, signed by side: the sold CU leg is -5 at SHFE, as ours; a line for an instrument this
+    engine does not trade (another desk's, under the same account) is no position of ours."""
+    from engine.core.events import SendMassStatusRequest, SendPositionRequest, SessionUp, Takeover
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
+    core.handle(Takeover(2), 1.0)
+    asked = core.handle(SessionUp("SHFE"), 1.1)
+    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
+    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    if stray:
+        other = dataclasses.replace(a, cl_ord_id="DESK-7", instrument="AL", symbol="al2603")
+        core.handle(_mass_answer(af.req_id, other, 3), 1.15)
+    core.handle(_mass_answer(af.req_id, a, a.qty), 1.2)
+    out = core.handle(_refused(an.req_id, "SHFE"), 1.3)
+    stages = {x.stage for x in out if isinstance(x, Audit)}
+    assert "positions_reconciled" in stages and "position_mismatch" not in stages and core.venue_ready("SHFE")
