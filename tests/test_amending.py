@@ -101,23 +101,22 @@ def test_the_amend_timer_is_armed_once_per_episode(spread_scenario):
     assert len(amend_timer(first)) == 1 and not amend_timer(second)
 
 
-def test_a_market_that_moved_away_is_amended_one_step_past_the_order_and_never_backwards(spread_scenario):
+@pytest.mark.parametrize(
+    "bid,ask",
+    [
+        (4.4955, 4.4965),  # the offer dropped 8 ticks: touch + payup + 2 is 2 ticks below the entry's price
+        (4.4985, 4.4995),  # it dropped exactly the amend step: touch + payup + 2 is the order's own price
+    ],
+)
+def test_a_market_that_moved_away_is_amended_one_step_past_the_order_and_never_backwards(spread_scenario, bid, ask):
     """Where touch plus payup is no better than the order's own price (the offer fell away), the amend
     moves the order's price one amend step further instead, never to the same or a worse price."""
     core = amend_core(spread_scenario, step=2, max_amends=3)
     a, b = entries(core)
     core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
-    # the offer drops 8 ticks: touch + payup + 2 is 2 ticks below the entry's price
-    core.handle(Quote("HG", 4.4955, 50, 4.4965, 50), 0.1)
+    core.handle(Quote("HG", bid, 50, ask, 50), 0.1)
     (g,) = replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
     assert g.price == pytest.approx(b.price + 2 * HG_TICK)
-    core2 = amend_core(spread_scenario, step=2, max_amends=3)
-    a2, b2 = entries(core2)
-    core2.handle(report(a2, "a1", "F", "2", a2.qty, a2.qty, a2.price), 0.05)
-    # the offer drops exactly the amend step: touch + payup + 2 is the order's own price
-    core2.handle(Quote("HG", 4.4985, 50, 4.4995, 50), 0.1)
-    (g2,) = replaces(core2.handle(TimerFired(f"amend:{a2.decision_id}"), 0.2))
-    assert g2.price == pytest.approx(b2.price + 2 * HG_TICK)
 
 
 def test_only_the_lagging_legs_entry_orders_are_amended(spread_scenario):

@@ -307,9 +307,9 @@ def _refused(req: str, venue: str = "COMEX"):
     return BusinessReject(venue, "AN", req, 3, "RequestForPositions not supported")
 
 
-def _taken_over_at_comex(config, hg_fill_seen: bool):
-    """Both legs sent (CU filled; HG filled if `hg_fill_seen`), then a takeover and the COMEX logon:
-    (core, the HG order, the AF and the AN it asked, AF first, with the HG account)."""
+def _taken_over_at(config, hg_fill_seen: bool, venue: str = "COMEX"):
+    """Both legs sent (CU filled; HG filled if `hg_fill_seen`), then a takeover and the logon of `venue`:
+    (core, the order sent there, the AF and the AN it asked, AF first, with that instrument's account)."""
     from engine.core.events import SendMassStatusRequest, SendPositionRequest, SessionUp, Takeover
 
     core = EngineCore(config)
@@ -318,11 +318,12 @@ def _taken_over_at_comex(config, hg_fill_seen: bool):
     if hg_fill_seen:
         core.handle(report(b, "xb", "F", "2", b.qty, b.qty, b.price), 0.12)
     core.handle(Takeover(2), 1.0)
-    asked = core.handle(SessionUp("COMEX"), 1.1)
+    asked = core.handle(SessionUp(venue), 1.1)
     (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
     (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
-    assert asked.index(af) < asked.index(an) and an.account == config.instruments["HG"].account
-    return core, b, af, an
+    order = a if a.venue == venue else b
+    assert asked.index(af) < asked.index(an) and an.account == config.instruments[order.instrument].account
+    return core, order, af, an
 
 
 @pytest.mark.parametrize("answered_first", ["none", "orders"])
@@ -332,7 +333,7 @@ def test_a_drop_that_leaves_the_position_question_unanswered_asks_orders_and_pos
     would never be compared and a trade the venue holds for us would go unseen (f70 on the wire)."""
     from engine.core.events import PositionReport, SendMassStatusRequest, SendPositionRequest, SessionDown, SessionUp
 
-    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=True)
+    core, b, af, an = _taken_over_at(config, hg_fill_seen=True)
     if answered_first == "orders":
         core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)
     core.handle(SessionDown("COMEX"), 1.25)
@@ -361,7 +362,7 @@ def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_
     the CumQty of the orders its mass status answer lists; either way a mismatch holds new risk."""
     from engine.core.events import Alert, Audit, Command, PositionReport
 
-    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=True)
+    core, b, af, an = _taken_over_at(config, hg_fill_seen=True)
     out = core.handle(_mass_answer(af.req_id, b, venue_lots if source == "orders_cumqty" else b.qty), 1.2)
     assert not core.venue_ready("COMEX") and "position_mismatch" not in {x.stage for x in out if isinstance(x, Audit)}
     if source == "position_reports":
@@ -550,7 +551,7 @@ def test_a_position_answer_that_overtakes_the_order_answers_is_compared_only_onc
     difference that is not there. The comparison waits until every question of the logon is answered."""
     from engine.core.events import Audit, PositionReport
 
-    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=False)  # the HG fill never reached this node
+    core, b, af, an = _taken_over_at(config, hg_fill_seen=False)  # the HG fill never reached this node
     sign = 1 if b.side == "1" else -1
     if refused:
         first = core.handle(_refused(an.req_id), 1.2)
@@ -572,7 +573,7 @@ def test_a_position_answer_that_predates_a_fill_is_asked_again_before_a_mismatch
     new answer; a venue that still disagrees is a mismatch, and there are at most two such questions."""
     from engine.core.events import PositionReport, SendPositionRequest
 
-    core, b, af, an = _taken_over_at_comex(config, hg_fill_seen=False)  # the HG order still working
+    core, b, af, an = _taken_over_at(config, hg_fill_seen=False)  # the HG order still working
     sign = 1 if b.side == "1" else -1
     first = core.handle(PositionReport("COMEX", an.req_id, "HG", 0.0, 1, "0"), 1.2)  # it holds nothing yet
     assert "position_mismatch" not in _stages(first) and not core.venue_ready("COMEX")
@@ -759,15 +760,7 @@ def test_a_mass_status_tally_counts_a_sell_short_and_ignores_instruments_not_tra
     """Where the venue refuses position requests, its positions are the CumQty of the orders its mass
     status lists, signed by side: the sold CU leg is -5 at SHFE, as ours; a line for an instrument this
     engine does not trade (another desk's, under the same account) is no position of ours."""
-    from engine.core.events import SendMassStatusRequest, SendPositionRequest, SessionUp, Takeover
-
-    core = EngineCore(config)
-    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
-    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
-    core.handle(Takeover(2), 1.0)
-    asked = core.handle(SessionUp("SHFE"), 1.1)
-    (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
-    (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
+    core, a, af, an = _taken_over_at(config, hg_fill_seen=False, venue="SHFE")
     if stray:
         other = dataclasses.replace(a, cl_ord_id="DESK-7", instrument="AL", symbol="al2603")
         core.handle(_mass_answer(af.req_id, other, 3), 1.15)
