@@ -308,8 +308,9 @@ class Execution:
     # a cancel or replace not answered within this many seconds may be lost (or its answer): the
     # engine asks the venue for the order's status (its question also shows the venue any gap)
     answer_timeout: float = 0.3
-    # a new order not answered within this many times its venue's slowest recent round trip (never
-    # sooner than answer_timeout) may be lost inside the venue: its status is asked; 0 turns it off
+    # a new order not answered within this many times its venue's median recent round trip (never
+    # sooner than the slowest plus answer_timeout nor later than this many slowest: AckWatch) may be
+    # lost inside the venue: its status is asked; 0 turns it off
     ack_timeout_rtts: float = 4.0
 
 
