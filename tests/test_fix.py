@@ -1310,3 +1310,35 @@ def test_a_session_reject_names_the_message_by_its_sequence_number():
     reject = c.message("3", [(45, "24"), (372, "D"), (373, "1"), (371, "1"), (58, "Required tag missing")])
     (br,) = c.decode(c.parse(c.frame(reject, 2, 1.8e9)), "SHFE")
     assert br.session_level and br.ref_id == "24" and br.ref_msg_type == "D" and br.reason == 1
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="="), max_size=600))
+def test_a_venues_text_is_carried_whole_when_short_and_cut_with_its_length_when_long(text):
+    """Text (58) goes into events, and from them into audit rows, anomalies and alerts: a venue writing
+    kilobytes there must not make every record carry them (the message log keeps the whole message)."""
+    from engine.fix.codec import TEXT_KEPT, Parsed, venue_text
+
+    shown = venue_text(Parsed(f"8=FIX.4.4\x0135=j\x0158={text}\x01"))
+    if len(text) <= TEXT_KEPT:
+        assert shown == text
+    else:
+        assert shown.startswith(text[:TEXT_KEPT]) and f"({len(text)} characters" in shown
+        assert len(shown) < TEXT_KEPT + 80
+
+
+def test_the_simulated_engine_records_a_long_venue_text_and_an_unreadable_long_value_cut(spread_scenario):
+    """Virtual time: a BusinessMessageReject carrying 50,000 characters of Text and a refresh priced with a
+    50,000-character value reach the engine: each is recorded (the anomaly and its audit row) with the
+    start of what the venue wrote and its length, not the whole of it."""
+    shell, sent, framed = _sim_shell(spread_scenario)
+    long = "x" * 50_000
+    shell.receive("SHFE", framed(1, f"35=j\x0145=1\x01372=D\x01380=0\x0158={long}\x01"))
+    shell.receive(
+        "SHFE", framed(2, f"35=X\x01262=M\x01268=1\x01279=0\x01269=1\x0155=cu2603\x01270={long}\x01271=3\x01")
+    )
+    details = [a.detail for a in shell.anomalies] + [row.detail or "" for row in shell.audit]
+    assert len(shell.anomalies) == 2 and details
+    assert all(len(d) < 1_000 for d in details), max(len(d) for d in details)
+    rejected, unreadable = shell.anomalies
+    assert "x" * 200 in rejected.detail and "50000 characters" in rejected.detail
+    assert "tag 270" in unreadable.detail and "50000 characters" in unreadable.detail

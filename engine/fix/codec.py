@@ -172,23 +172,45 @@ class _Unreadable(Exception):
         self.text = text
 
 
+# how much of a venue's free Text (58) an event carries into the audit trail, anomalies and alerts: a
+# venue may write kilobytes there, and every record of it would carry them again (the whole message
+# stays in the message log, so nothing is lost)
+TEXT_KEPT = 200
+VALUE_SHOWN = 40  # how much of an unreadable value an error names
+
+
+def _shown(value: str) -> str:
+    """An unreadable value as an error names it: quoted, cut to VALUE_SHOWN characters."""
+    if len(value) <= VALUE_SHOWN:
+        return repr(value)
+    return f"{value[:VALUE_SHOWN]!r}... ({len(value)} characters)"
+
+
 def _fix_float(value: str, tag: int) -> float:
     """A received number (price, quantity): a finite one, else the field is unreadable (a NaN price or
     quantity compares false with every limit, so it must never reach the core)."""
     try:
         x = float(value)
     except ValueError:
-        raise _Unreadable(tag, 6, f"tag {tag}: {value!r} is not a number") from None
+        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a number") from None
     if x - x != 0.0:  # nan or +-inf
-        raise _Unreadable(tag, 6, f"tag {tag}: {value!r} is not a finite number")
+        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a finite number")
     return x
+
+
+def venue_text(msg: Parsed) -> str:
+    """The message's Text (58), cut to TEXT_KEPT characters with the length it had when it was longer."""
+    text = msg.get(58)
+    if len(text) <= TEXT_KEPT:
+        return text
+    return f"{text[:TEXT_KEPT]}... ({len(text)} characters; the whole message is in the message log)"
 
 
 def _fix_int(value: str, tag: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise _Unreadable(tag, 6, f"tag {tag}: {value!r} is not a whole number") from None
+        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a whole number") from None
 
 
 # the member tags of a NoMDEntries (268) entry in a snapshot (W) and an incremental refresh (X), as
@@ -625,13 +647,15 @@ class FixCodec:
                     msg.get(41),
                     msg.get(39),
                     _fix_int(rr, 102) if rr else None,
-                    msg.get(58),
+                    venue_text(msg),
                     msg.get(434) or "1",
                 )
             ]
         if msg_type == "j":
             rr = msg.get(380)
-            return [BusinessReject(venue, msg.get(372), msg.get(379), _fix_int(rr, 380) if rr else None, msg.get(58))]
+            return [
+                BusinessReject(venue, msg.get(372), msg.get(379), _fix_int(rr, 380) if rr else None, venue_text(msg))
+            ]
         if msg_type == "3":
             rr = msg.get(373)
             return [
@@ -640,7 +664,7 @@ class FixCodec:
                     msg.get(372),
                     msg.get(379) or msg.get(45),
                     _fix_int(rr, 373) if rr else None,
-                    msg.get(58),
+                    venue_text(msg),
                     session_level=True,
                 )
             ]
@@ -670,7 +694,7 @@ class FixCodec:
             total = _fix_int(msg.get(727) or "0", 727)
             return [PositionReport(venue, msg.get(710), "", 0.0, total, msg.get(728))] if total == 0 else []
         if msg_type == "Y":  # the venue will not quote this subscription
-            return [MarketDataRefused(venue, msg.get(262), msg.get(281), msg.get(58))]
+            return [MarketDataRefused(venue, msg.get(262), msg.get(281), venue_text(msg))]
         if msg_type in _NOTHING_TO_DO:
             return []
         # an application message the engine does not serve: FIX answers it so (BusinessRejectReason 3)
@@ -702,7 +726,7 @@ class FixCodec:
             last_px=num(31),
             avg_px=num(6),
             ord_rej_reason=_fix_int(rr, 103) if rr else None,
-            text=msg.get(58),
+            text=venue_text(msg),
             poss_dup=msg.get(43) == "Y" or msg.get(97) == "Y",
             mass_status_id=msg.get(584),
             last_report=msg.get(912) == "Y",
@@ -786,7 +810,7 @@ class FixCodec:
                 top[idx] = _fix_float(px, 270)
                 top[idx + 1] = _fix_float(size, 271) if size is not None else 0.0
                 if top[idx + 1] < 0.0:
-                    raise _Unreadable(271, 5, f"tag 271: {size!r} is a negative quantity")
+                    raise _Unreadable(271, 5, f"tag 271: {_shown(size or '')} is a negative quantity")
             if symbol not in touched:
                 touched.append(symbol)
         self._md_top.update(tops)
