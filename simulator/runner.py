@@ -152,7 +152,7 @@ class Simulation:
                 link.volatility = partial(_largest_move, prices, names)
         if scenario.failover:
             self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
-            self.cluster.restart_alone = lambda fault: env.process(self._crash_restart(fault, now=True))
+            self.cluster.restart_alone = lambda fault: env.process(self._crash_restart(fault, now=True, killed=True))
             checker.lease = wire.lease = self.cluster.lease
         self._attach_faults()
 
@@ -207,23 +207,21 @@ class Simulation:
             link.down = False
         shell.reconnect(fault.venue)
 
-    def _crash_restart(self, fault, now: bool = False):
+    def _crash_restart(self, fault, now: bool = False, killed: bool = False):
         """Kill the engine (at `after`, or now), restart it from its journal after `delay`, reconcile.
-        With a standby pair it is the active node that dies, once no standby is left to take over."""
+        With a standby pair it is the active node that dies, once no standby is left to take over.
+        `killed`: the caller has just killed it (it only needs the restart); any other fault that finds
+        it down already is skipped, as its restart is still to come."""
         env, cluster, venues, scenario = self.env, self.cluster, self.venues, self.scenario
         yield env.timeout(0.0 if now else fault.after)
         target = self.active
-        if cluster is not None and (cluster.standby_core is not None or (not target.alive and not now)):
-            cluster.events.append(
-                {
-                    "event": "crash_restart_skipped",
-                    "at_s": env.now,
-                    "why": "a standby is alive (that is primary_crash) or the node is down",
-                }
-            )
+        if not killed and not target.alive:
+            self._skip_crash(fault)  # down already, its restart (or the standby's takeover) still to come
             return
-        if not now and not target.alive:
-            self._skip_crash(fault)  # down already, its restart still to come: nothing to kill
+        if cluster is not None and cluster.standby_core is not None:
+            cluster.events.append(
+                {"event": "crash_restart_skipped", "at_s": env.now, "why": "a standby is alive (that is primary_crash)"}
+            )
             return
         if not now:
             fault.hits += 1
@@ -344,12 +342,13 @@ class Simulation:
             self._skip_crash(fault)
         else:
             self.shell.crash()
-            self.env.process(self._crash_restart(fault, now=True))
+            self.env.process(self._crash_restart(fault, now=True, killed=True))
 
     def _crash_on_order(self, fault) -> None:
         """A crash_on_order fault struck as its order reached the venue; the order may have been sent
-        by a process that has died since (what it wrote still reaches the venues)."""
-        if not self.active.alive and self.cluster is None:
+        by a process that has died since (what it wrote still reaches the venues): then it is skipped,
+        single node or pair (a restarted standby in charge alone dies once, restarts once)."""
+        if not self.active.alive:
             self._skip_crash(fault)
         else:
             self.env.process(self._crash_restart(fault, now=True))

@@ -915,12 +915,15 @@ def test_messages_held_behind_a_slow_one_arrive_in_the_order_sent(send_times):
     assert got == sent
 
 
-def test_a_crash_that_finds_the_process_down_is_skipped_and_reported():
-    """An order the dead process had sent strikes a crash_on_order as it reaches SHFE, 0.6 ms after a
-    crash_mid_batch killed the engine: one death, one restart (a second restart from the journal the
-    first had cut and reopened synced a closed file and killed the run), and the report says so."""
-    path = ROOT / "tests" / "regressions" / "crash_on_order_while_the_process_is_down.toml"
-    rep = runner.run(scenario.load(path)).report
+@pytest.mark.parametrize(
+    "name", ["crash_on_order_while_the_process_is_down", "crash_on_order_while_the_node_in_charge_alone_is_down"]
+)
+def test_a_crash_that_finds_the_process_down_is_skipped_and_reported(name):
+    """An order the dead process had sent strikes a crash_on_order as it reaches its venue, after another
+    crash killed the engine (a single node; the standby left in charge alone of a pair): one death, one
+    restart (a second restart from the journal the first had cut and reopened synced a closed file and
+    killed the run), and the report says so."""
+    rep = runner.run(scenario.load(ROOT / "tests" / "regressions" / f"{name}.toml")).report
     assert rep["verdict"] == "pass" and len(rep["restarts"]) == 1
     assert [c["fault"] for c in rep["crashes_skipped"]] == ["crash_on_order"]
 
