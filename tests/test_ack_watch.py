@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.core.ack_watch import MIN_SAMPLES, WINDOW, AckWatch
+from engine.core.ack_watch import LOSING_MULTIPLE, MIN_SAMPLES, WINDOW, AckWatch
 from engine.core.engine_core import EngineCore
 from engine.core.events import CancelTimer, SendOrder, SendStatusRequest, SessionDown, SetTimer, TimerFired
 from tests.conftest import fire, report
@@ -29,6 +29,15 @@ def test_the_deadline_is_a_multiple_of_the_recent_round_trips_never_below_the_fl
         expected = max(0.3, min(4.0 * slowest, max(4.0 * median, slowest + 0.3)))
     else:  # too few measured: four times the floor, or longer if what was measured says so
         expected = max(1.2, 4.0 * max(trips, default=0.0))
+    assert watch.deadline("V") == pytest.approx(expected)
+    assert watch.deadline("OTHER") == pytest.approx(1.2) and not watch.unanswered
+    # the venue loses an order: watched closer (never later than usual, never sooner than the floor)
+    watch.sent("lost", "V", now)
+    watch.ask("lost")
+    watch.lost("lost")
+    watch.forget("lost")
+    if len(trips) >= MIN_SAMPLES:
+        expected = max(0.3, min(expected, LOSING_MULTIPLE * max(trips[-WINDOW:])))
     assert watch.deadline("V") == pytest.approx(expected)
     assert watch.deadline("OTHER") == pytest.approx(1.2) and not watch.unanswered
 
@@ -65,6 +74,33 @@ def test_one_slow_round_trip_among_fast_ones_raises_the_deadline_only_to_it_plus
         watch.sent(f"c{i}", "V", float(i))
         watch.answered(f"c{i}", i + trip)
     assert watch.deadline("V") == pytest.approx(deadline)
+
+
+@pytest.mark.parametrize(("trip", "usual", "losing"), [(0.116, 0.464, 0.3), (0.3, 1.2, 0.45)])
+def test_a_venue_that_lost_an_order_is_asked_sooner_about_the_next_until_one_is_answered_on_time(trip, usual, losing):
+    """xmc explore seed 20261204 on f67: COMEX lost three unwinds in turn; each was asked about after four
+    of its median round trips (465 ms) and the episode stayed legged 1,740 ms. After a loss the venue's
+    next orders are asked about once half again its slowest round trip has passed (the floor at least)."""
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    for i in range(8):
+        watch.sent(f"c{i}", "V", float(i))
+        watch.answered(f"c{i}", i + trip)
+    assert watch.deadline("V") == pytest.approx(usual)
+    watch.sent("lost", "V", 10.0)
+    watch.lost("lost")  # not asked about (an answer was not yet due): its loss is no news of the venue
+    assert watch.deadline("V") == pytest.approx(usual)
+    watch.ask("lost")
+    watch.lost("lost")
+    watch.forget("lost")
+    assert watch.deadline("V") == pytest.approx(losing) and watch.deadline("W") == pytest.approx(1.2)
+    watch.lost("lost")  # settled already: nothing more to learn from it
+    watch.sent("late", "V", 20.0)
+    watch.ask("late")
+    assert watch.answered("late", 21.0)  # answered only after its question: not on time
+    assert watch.deadline("V") == pytest.approx(losing)
+    watch.sent("on-time", "V", 30.0)
+    watch.answered("on-time", 30.0 + trip)
+    assert watch.deadline("V") == pytest.approx(usual)
 
 
 def test_the_watch_keeps_nothing_of_an_order_once_it_is_settled():
@@ -129,6 +165,30 @@ def test_an_unanswered_order_is_asked_about_and_unknown_order_ends_it(config):
     core.handle(unknown, now + 0.301)
     assert core.orders[a.cl_ord_id].state.name == "REJECTED" and core.venue_ready("SHFE")
     assert a.cl_ord_id not in core.ack_watch.unanswered
+
+
+@pytest.mark.parametrize(
+    ("status", "filled", "closer"),
+    [("8", False, True), ("0", False, False), ("2", True, False), ("4", False, False)],
+    ids=["unknown", "working", "filled", "cancelled"],
+)
+def test_only_an_answer_that_the_venue_lost_the_order_watches_it_closer(config, status, filled, closer):
+    """The status answer about an order COMEX (200 ms away: usually asked after 800 ms) never answered:
+    "not there, never traded" means the venue lost it (or its refusal), and its next order is asked
+    about after 300 ms; an order it holds, or one that traded, only lost its answer on the way."""
+    core = EngineCore(config)
+    now = _balanced_episodes(core, MIN_SAMPLES, {"SHFE": 0.001, "COMEX": 0.2})
+    _a, b = (
+        x for x in fire(core, now=now, spread_cny=-400.0 if MIN_SAMPLES % 2 else 400.0) if isinstance(x, SendOrder)
+    )
+    assert core.ack_watch.deadline("COMEX") == pytest.approx(0.8)
+    asked = core.handle(TimerFired(f"ack:{b.cl_ord_id}"), now + 0.8)
+    assert [q.cl_ord_id for q in asked if isinstance(q, SendStatusRequest)] == [b.cl_ord_id]
+    answer = report(b, "b-I", "I", status, b.qty if filled else 0.0, 0.0, 70000.0)
+    core.handle(answer, now + 1.0)
+    assert b.cl_ord_id not in core.ack_watch.unanswered
+    assert core.ack_watch.deadline("COMEX") == pytest.approx(0.3 if closer else 0.8)
+    assert core.ack_watch.deadline("SHFE") == pytest.approx(0.3)
 
 
 def test_the_orders_own_late_report_answers_the_question_and_frees_the_venue(config):

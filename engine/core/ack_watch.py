@@ -13,6 +13,13 @@ WINDOW = 32
 # held an episode legged 1.43 s against 1.3 (xmc explore seed 20261215 on f37); a question asked too
 # soon costs one status round trip, an answer a lost order never gets costs seconds
 MIN_SAMPLES = 1
+# a venue that has just lost an order silently (its status question found it refused or unknown, never
+# answered) may well lose the next one: its next orders are asked about once an answer as slow as its
+# slowest recent one is overdue by half, never sooner than the floor, never later than usual, until an
+# order is answered on time again. Three unwinds lost in turn had each waited four median round trips
+# (465 ms at COMEX's 116 ms) and a status round trip: legged 1,740 ms against an allowance of 1,540
+# (xmc explore seed 20261204 on f67); a question asked too soon costs one status round trip
+LOSING_MULTIPLE = 1.5
 
 
 class AckWatch:
@@ -34,6 +41,7 @@ class AckWatch:
         self.unanswered: dict[str, tuple[str, float]] = {}  # ClOrdID -> (venue, sent at)
         self.recent: dict[str, deque[float]] = {}  # venue -> its latest round trips (s)
         self.asked: set[str] = set()  # ClOrdIDs past their deadline whose status was asked
+        self.losing: set[str] = set()  # venues that lost an order since they last answered one on time
 
     def deadline(self, venue: str) -> float | None:
         """Seconds a new order on `venue` may go unanswered; None when the watch is off. Until MIN_SAMPLES
@@ -52,7 +60,10 @@ class AckWatch:
         # and an unwind the venue lost then waited out the order timeout (legged 1,732 ms against 1,300:
         # xmc explore seed 20261203 on f29). An answer as slow as the slowest seen is still never asked
         # about; one slower than that by more than the floor costs one status question.
-        return max(self.floor, min(self.multiple * slowest, max(self.multiple * median, slowest + self.floor)))
+        usual = min(self.multiple * slowest, max(self.multiple * median, slowest + self.floor))
+        if venue in self.losing:
+            usual = min(usual, LOSING_MULTIPLE * slowest)
+        return max(self.floor, usual)
 
     def sent(self, cl_ord_id: str, venue: str, now: float) -> float | None:
         """A new order left for `venue`: when its answer is due (None: not watched)."""
@@ -75,7 +86,16 @@ class AckWatch:
             return True
         venue, at = waiting
         self.recent.setdefault(venue, deque(maxlen=WINDOW)).append(now - at)
+        self.losing.discard(venue)  # answered on time: the venue's usual deadline again
         return True
+
+    def lost(self, cl_ord_id: str) -> None:
+        """The status question about an unanswered order found the venue does not hold it working and
+        it never traded (unknown, or refused with the refusal lost): the venue, or the way to it, loses
+        messages, so its next orders are watched closer (LOSING_MULTIPLE) until one is answered on time."""
+        waiting = self.unanswered.get(cl_ord_id)
+        if waiting is not None and cl_ord_id in self.asked:
+            self.losing.add(waiting[0])
 
     def ask(self, cl_ord_id: str) -> None:
         """The order's status was asked because it passed its deadline: its answer teaches nothing."""

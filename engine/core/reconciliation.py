@@ -646,7 +646,10 @@ class Reconciliation:
             )
         order.adopt_status(r.ord_status)  # the venue's terminal status, through the order's adoption table
         # a status answer settles what the watch asks (does the venue hold it?); the order's own first
-        # report, if it comes later, measures the question's wait, not a round trip
+        # report, if it comes later, measures the question's wait, not a round trip. "Not there, never
+        # traded" about an order never answered: the venue lost it (or its refusal), and may lose more
+        if r.ord_status == "8" and r.cum_qty == 0:
+            self.core.ack_watch.lost(order.cl_ord_id)
         self.core.ack_watch.forget(order.cl_ord_id)
         self.ack_questions.discard(order.cl_ord_id)
         self.cancel_questions.pop(order.cl_ord_id, None)
