@@ -1,0 +1,178 @@
+"""The live pair's replication stream (engine/shell/node.py) over real loopback sockets: what a standby
+attaching again receives, whom it refuses, when it calls the primary dead, and what it hands over.
+Planted defects in each of these survived the failover tests, which exercise only the happy path."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.core.engine_core import EngineCore
+from engine.core.events import CancelTimer, Quote, SendOrder, SetTimer
+from engine.shell.journal import Journal, fingerprint, read
+from engine.shell.live import wait_for
+from engine.shell.node import NodeError, PrimaryStream, StandbyNode
+from tests.conftest import fire, report
+
+LOOPBACK = "127.0.0.1"
+
+
+class Pair:
+    """A standby listening on a port the OS picked (it keeps the socket) and a primary streaming to it,
+    each with its own journal; `record` journals and streams an event as the live primary does."""
+
+    def __init__(self, tmp_path, cfg, flush_each: bool = True) -> None:
+        self.cfg = cfg
+        self.standby_journal = Journal(tmp_path / "standby.journal", cfg)
+        before = set(threading.enumerate())
+        self.standby = StandbyNode("b", EngineCore(cfg), (LOOPBACK, 0), 0.1, 3, self.standby_journal)
+        (self.follower,) = set(threading.enumerate()) - before
+        self.journal = Journal(tmp_path / "primary.journal", cfg, flush_each=flush_each)
+        self.stream = PrimaryStream("a", (LOOPBACK, self.standby.address[1]), fingerprint(cfg), self.journal)
+        self.count = 0
+
+    def quote(self, i: int) -> None:
+        self.stream.record(Quote("CU", 70000.0 + i, 5, 70010.0 + i, 5), float(i))
+        self.count += 1
+
+    def close(self) -> None:
+        if self.stream.sock is not None:
+            self.stream.sock.close()
+        if not self.standby.active:
+            self.standby.take_over(99, 99.0)
+        self.journal.close()
+        self.standby_journal.close()
+
+
+@pytest.fixture()
+def pair(tmp_path, config):
+    made: list[Pair] = []
+
+    def make(flush_each: bool = True) -> Pair:
+        made.append(Pair(tmp_path, config, flush_each))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def _break(p: Pair) -> None:
+    """The stream breaks under the primary: the standby sees it closed, the primary's next frame fails."""
+    assert p.stream.sock is not None
+    p.stream.sock.close()
+    assert wait_for(lambda: any(e["event"] == "stream_lost" for e in p.standby.log), 5)
+    p.stream.heartbeat(0.0)
+    assert not p.stream.alive and p.stream.log[-1]["event"] == "lost"
+
+
+@pytest.mark.parametrize("flush_each", [True, False], ids=["flushed", "buffered"])
+def test_a_standby_attached_again_gets_each_event_it_lacks_once(pair, flush_each):
+    """The stream breaks after 10 events; 5 more are journaled meanwhile, and the standby attaches again:
+    it receives events 11-15 and then the live ones, none twice, none missed, also when the primary's
+    journal still buffers what the standby had already applied (the journal on disk is then shorter
+    than what the standby says it holds, and what was buffered is read only after a flush)."""
+    p = pair(flush_each)
+    for i in range(10):
+        p.quote(i)
+    assert wait_for(lambda: p.standby.applied == 10, 5)
+    _break(p)
+    for i in range(10, 15):
+        p.quote(i)  # the primary trades on alone
+    assert p.stream.reattach() and p.stream.alive
+    assert p.stream.log[-1]["event"] == "attached" and p.stream.log[-1]["history_sent"] == 5
+    p.quote(15)
+    assert wait_for(lambda: p.standby.applied >= 16, 5)
+    p.journal.fh.flush()
+    primary = [t for t, _ in read(p.journal.path, fingerprint(p.cfg)).records]
+    p.standby.take_over(2, 17.0)
+    p.standby_journal.fh.flush()
+    standby = [t for t, _ in read(p.standby_journal.path, fingerprint(p.cfg)).records]
+    assert p.standby.applied == 16 and standby == primary == [float(i) for i in range(16)]
+
+
+def test_asking_an_attached_stream_to_attach_again_keeps_it(pair):
+    """The keep-alive loop calls reattach() every beat: while a standby follows, that is a no-op, not a
+    second connection the busy standby would leave unanswered (and the primary wait on)."""
+    p = pair()
+    assert wait_for(lambda: p.standby.log, 5)  # the standby notes the connection once it answered the hello
+    assert p.stream.reattach() and p.stream.reattach()
+    assert [e["event"] for e in p.stream.log] == ["attached"]
+    assert [e["event"] for e in p.standby.log] == ["stream_connected"]
+    p.quote(0)
+    assert wait_for(lambda: p.standby.applied == 1, 5)
+
+
+def test_a_standby_refuses_a_primary_running_another_config(tmp_path, config):
+    """A primary whose engine config differs (another fingerprint) would replicate events the standby's
+    core reads differently: refused with the reason, which the primary reports as fatal."""
+    journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, journal)
+    primary = Journal(tmp_path / "primary.journal", config)
+    try:
+        with pytest.raises(NodeError, match="another engine config"):
+            PrimaryStream("a", (LOOPBACK, standby.address[1]), "not-this-config", primary, timeout=2.0)
+        assert standby.applied == 0 and standby.primary == ""
+    finally:
+        standby.take_over(1, 0.0)
+        primary.close()
+        journal.close()
+
+
+def test_the_primary_is_dead_only_after_its_misses_heartbeats(pair):
+    """misses = 3 beats of 100 ms: silent for 250 ms is alive, for 350 ms dead; never heard: not dead."""
+    p = pair()
+    p.standby.last_beat = None
+    assert not p.standby.primary_dead()
+    now = time.monotonic()
+    p.standby.last_beat = now - 0.25
+    assert not p.standby.primary_dead()
+    p.standby.last_beat = now - 0.35
+    assert p.standby.primary_dead()
+
+
+def test_the_standby_hands_over_exactly_the_timers_the_primary_has_armed(pair):
+    """The primary opens an episode (acknowledgement watches, order timeouts armed), the venues answer
+    (watches cancelled): the standby's takeover arms what is armed on the primary then, nothing
+    cancelled and nothing missing."""
+    p = pair()
+    recorder = EngineCore(p.cfg)
+    armed: dict[str, float] = {}
+    original = recorder.handle
+
+    def handle(event, now):
+        p.stream.record(event, now)
+        p.count += 1
+        actions = original(event, now)
+        for a in actions:
+            if type(a) is SetTimer:
+                armed[a.key] = a.at
+            elif type(a) is CancelTimer:
+                armed.pop(a.key, None)
+        return actions
+
+    recorder.handle = handle
+    sent = [a for a in fire(recorder, now=1.0) if isinstance(a, SendOrder)]
+    watches = {k for k in armed if k.startswith("ack:")}
+    assert len(sent) == 2 and len(watches) == 2
+    for o in sent:
+        recorder.handle(report(o, f"{o.cl_ord_id}-0", "0", "0", 0), 1.1)  # acknowledged: watch cancelled
+    assert wait_for(lambda: p.standby.applied == p.count, 5)
+    handed = p.standby.take_over(2, 2.0)
+    assert handed == armed and handed and not watches & handed.keys()
+
+
+def test_nothing_the_stream_carries_after_the_takeover_is_applied(pair):
+    """Once the standby took over, its core is the engine's: an event the old primary still streams
+    (it does not know yet) is neither applied nor journaled, and the follower stops."""
+    p = pair()
+    p.quote(0)
+    assert wait_for(lambda: p.standby.applied == 1, 5)
+    p.standby.take_over(2, 1.0)
+    p.quote(1)
+    p.follower.join(timeout=5)
+    assert not p.follower.is_alive()
+    p.standby_journal.fh.flush()
+    assert p.standby.applied == 1 and len(read(p.standby_journal.path, fingerprint(p.cfg)).records) == 1
