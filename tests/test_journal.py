@@ -131,11 +131,116 @@ def test_records_with_impossible_content_are_refused(tmp_path, config):
             "instrument 'GOLD'",
         ),
         (b"[1, 2]", "does not decode"),
+        # an empty field that may not be, a flag for a number, a number that is none, a time that is a flag, too few values
+        (
+            b'{"t":1.0,"e":"Quote","f":{"instrument":"CU","bid":null,"bid_size":null,"ask":2.0,"ask_size":1}}',
+            "Quote.bid_size is None",
+        ),
+        (b'[1.0,"Quote","CU",1.0,true,2.0,1]', "Quote.bid_size is True"),
+        (b'[1.0,"Quote","CU",NaN,1,2.0,1]', "Quote.bid is NaN"),
+        (b'[true,"SessionUp","SHFE"]', "its time is True"),
+        (b'[1.0,"Quote","CU",1.0,1,2.0]', "Quote has 5 fields, the record 4 values"),
     ):
         (tmp_path / "j").write_bytes(good + FRAME.pack(len(body), zlib.crc32(body)) + body)
         with pytest.raises(JournalError) as err:
             read(tmp_path / "j", j.fingerprint, config)
         assert what in str(err.value) and "record 3" in str(err.value), str(err.value)
+
+
+def test_a_torn_tail_that_holds_what_looks_like_a_record_is_still_a_torn_tail(tmp_path, config):
+    """Only a whole record with its checksum right proves that good records follow the damage: bytes in
+    a torn tail that merely frame a '[' (a payload's first byte) do not (planted: that check dropped)."""
+    import zlib
+
+    from engine.shell.journal import FRAME
+
+    j = _journal_with(tmp_path, config, 3)
+    j.close()
+    good = (tmp_path / "j").read_bytes()
+    fake = FRAME.pack(3, zlib.crc32(b"[1]") ^ 1) + b"[1]"  # framed like a record, its checksum wrong
+    torn = FRAME.pack(200, 0) + b'[0.5,"Quote",' + fake  # a body of 200 bytes promised, fewer written
+    (tmp_path / "j").write_bytes(good + torn)
+    got = read(tmp_path / "j", j.fingerprint, config)
+    assert len(got.records) == 3 and got.truncated_bytes == len(torn) and got.reason == "torn record body"
+
+
+def test_a_final_record_cut_right_after_its_frame_is_a_torn_body(tmp_path, config):
+    """The frame's 8 bytes are whole and promise a body that is missing: a torn body (the frame was
+    read), not a torn header."""
+    j = _journal_with(tmp_path, config, 3)
+    j.close()
+    data = (tmp_path / "j").read_bytes()
+    last = len(json.dumps([0.1, "Quote", "CU", 70001.0, 5.0, 70011.0, 5.0], separators=(",", ":")))
+    (tmp_path / "j").write_bytes(data[:-last])  # the frame of the last record kept, its body gone
+    got = read(tmp_path / "j", j.fingerprint, config)
+    assert len(got.records) == 2 and got.truncated_bytes == 8 and got.reason == "torn record body"
+    (tmp_path / "j").write_bytes(data[: -last - 1])
+    assert read(tmp_path / "j", j.fingerprint, config).reason == "torn record header"
+
+
+def test_the_history_streamed_to_a_standby_stops_at_a_corrupt_record(tmp_path, config):
+    """`bodies` hands a standby the journal's records as they are: a record whose checksum fails is
+    never sent (the standby would apply garbage), nor anything after it."""
+    from engine.shell.journal import bodies
+
+    j = _journal_with(tmp_path, config, 5)
+    j.close()
+    whole, end = bodies(tmp_path / "j")
+    assert len(whole) == 5 and end == len((tmp_path / "j").read_bytes())
+    data = bytearray((tmp_path / "j").read_bytes())
+    data[-3] ^= 0x01  # inside the last record's body
+    (tmp_path / "j").write_bytes(bytes(data))
+    cut, at = bodies(tmp_path / "j")
+    assert cut == whole[:4] and at == end - 8 - len(whole[4])
+
+
+@pytest.mark.parametrize(
+    ("durability", "syncs", "pending", "at_close"), [("none", 0, 7, 0), ("batch", 2, 1, 3), ("record", 7, 0, 8)]
+)
+def test_durability_forces_records_to_disk_as_configured(
+    tmp_path, config, monkeypatch, durability, syncs, pending, at_close
+):
+    """7 appends: "record" fsyncs each, "batch" (3 here) every third, "none" leaves it to the OS; closing
+    forces the rest to disk unless the OS decides."""
+    from engine.shell import journal as jn
+
+    j = Journal(tmp_path / "j", config, durability=durability, batch=3)
+    calls = []
+    monkeypatch.setattr(jn.os, "fsync", lambda fd: calls.append(fd))
+    for i in range(7):
+        j.append(Quote("CU", 70000.0 + i, 5.0, 70010.0 + i, 5.0), float(i))
+    assert len(calls) == syncs and j.pending == pending
+    j.close()
+    assert len(calls) == at_close
+
+
+def test_replay_hands_back_exactly_the_timers_still_armed(config):
+    """A journal's replay returns the timers the shell must arm: those set and not cancelled since (the
+    acknowledgement watches of answered orders are not among them)."""
+    from engine.core.events import CancelTimer, SendOrder, SetTimer
+    from tests.conftest import fire, report
+
+    live = EngineCore(config)
+    records: list = []
+    armed: dict[str, float] = {}
+    original = live.handle
+
+    def handle(event, now):
+        records.append((now, event))
+        actions = original(event, now)
+        for a in actions:
+            if type(a) is SetTimer:
+                armed[a.key] = a.at
+            elif type(a) is CancelTimer:
+                armed.pop(a.key, None)
+        return actions
+
+    live.handle = handle
+    sent = [a for a in fire(live, now=1.0) if isinstance(a, SendOrder)]
+    for o in sent:
+        live.handle(report(o, f"{o.cl_ord_id}-0", "0", "0", 0), 1.1)
+    assert armed and not any(k.startswith("ack:") for k in armed)
+    assert replay(EngineCore(config), records) == armed
 
 
 def test_newer_format_other_config_and_foreign_files_are_refused(tmp_path, config, spread_scenario):
