@@ -91,6 +91,13 @@ def test_the_configs_schedule_replaces_the_templates_and_a_session_overrides_liv
         (f'template = "{"y" * 300}"\n', "sessions.BROKER.template", "is not a template name"),
         ("heartbeat_s = 99999999999\n", "sessions.BROKER.heartbeat_s", "whole seconds in 1..86400"),
         ('start_time = "\u00b2\u00b2:00:00"\nend_time = "01:00:00"\n', "sessions.BROKER.start_time", "HH:MM:SS"),
+        ("heartbeat_s = 0\n", "sessions.BROKER.heartbeat_s", "whole seconds in 1..86400"),
+        (  # a weekly session needs both days
+            'start_time = "01:00:00"\nend_time = "02:00:00"\nstart_day = "Monday"\n',
+            "sessions.BROKER.start_time",
+            "pairs",
+        ),
+        ('start_day = "Monday"\nend_day = "Friday"\n', "sessions.BROKER.start_time", "pairs"),  # days, no times
     ],
 )
 def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what):
@@ -98,6 +105,59 @@ def test_a_bad_override_names_the_key(tmp_path, monkeypatch, session, key, what)
     with pytest.raises(ConfigError) as err:
         load(_config(tmp_path, session=session))
     assert key in str(err.value) and what in str(err.value)
+
+
+def test_a_bad_live_table_or_session_address_names_the_key(tmp_path, monkeypatch):
+    """The backoff's longest wait out of range or below its first, a port of 0, a CompID with a space,
+    a control character in the username or password: each refused naming its key (the password's
+    value never shown)."""
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    for old, new, key, what in (
+        ("reconnect_s = 1\n", "reconnect_s = 1\nreconnect_max_s = 0\n", "live.reconnect_max_s", "whole seconds"),
+        ("reconnect_s = 1\n", "reconnect_s = 10\nreconnect_max_s = 5\n", "live.reconnect_max_s", "below reconnect_s"),
+        ("port = 9999", "port = 0", "sessions.BROKER.port", "TCP port"),
+        ('target_comp_id = "BROKER"', 'target_comp_id = "BRO KER"', "sessions.BROKER.target_comp_id", "cannot carry"),
+        ('username = "desk1"', 'username = "desk\\u0001"', "sessions.BROKER.username", "cannot carry"),
+    ):
+        path = Path(_config(tmp_path))
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new))
+        with pytest.raises(ConfigError) as err:
+            load(str(path))
+        assert key in str(err.value) and what in str(err.value), str(err.value)
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw\u00e9\u0001secret")
+    with pytest.raises(ConfigError) as err:
+        load(_config(tmp_path))
+    assert "sessions.BROKER.password" in str(err.value) and "secret" not in str(err.value)
+
+
+def test_a_password_file_is_read_without_its_line_end_and_a_session_may_turn_the_reset_off(tmp_path):
+    """password_file (outside the repository): its text, the final newline an editor adds cut off; and
+    [sessions.X] reset_on_logon = false overrides [live]'s true."""
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    path = Path(_config(tmp_path, "reset_on_logon = true\n", "reset_on_logon = false\n"))
+    path.write_text(path.read_text().replace('password_env = "XMC_BROKER_PASSWORD"', f'password_file = "{secret}"'))
+    cfg = load(str(path))
+    (session,) = cfg.sessions
+    assert session.password == "s3cret"
+    assert _session(settings_text(cfg.sessions, tmp_path))["ResetOnLogon"] == "N"
+
+
+def test_a_dictionary_that_cannot_be_used_is_refused_at_load(tmp_path, monkeypatch):
+    """A venue overlay in fix_specs/ that quickfix cannot use (here: based on no quickfix dictionary)
+    is refused when the live config is read, naming the session's dictionary key, before any logon."""
+    from engine.fix import dictionary
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "BROKEN.xml").write_text('<fix base="NOPE.txt"></fix>\n')
+    monkeypatch.setattr(dictionary, "SPEC_DIR", specs)
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    with pytest.raises(ConfigError) as err:
+        load(_config(tmp_path, session='template = "COMEX"\n', template_dictionary="BROKEN"))
+    assert "sessions.BROKER.dictionary" in str(err.value) and "cannot be used" in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize(
