@@ -1342,3 +1342,64 @@ def test_the_simulated_engine_records_a_long_venue_text_and_an_unreadable_long_v
     rejected, unreadable = shell.anomalies
     assert "x" * 200 in rejected.detail and "50000 characters" in rejected.detail
     assert "tag 270" in unreadable.detail and "50000 characters" in unreadable.detail
+
+
+def test_a_cancel_reject_says_which_request_was_refused_and_why():
+    """CxlRejResponseTo (434) tells a refused cancel from a refused cancel/replace: the amend machine
+    acts on "2" and the cancel machine on "1" (planted: a decoder that called every refusal a cancel's
+    survived every test of this module)."""
+    c = FixCodec(load("SHFE"), "XMC", "SHFE", {"CU": "cu2603"})
+    for to in ("1", "2"):
+        fields = [(37, "O1"), (11, "C2"), (41, "C1"), (39, "0"), (434, to), (102, "1"), (58, "too late")]
+        (cr,) = c.decode(c.parse(c.frame(c.message("9", fields), 2, 1.8e9)), "SHFE")
+        assert (cr.response_to, cr.cl_ord_id, cr.orig_cl_ord_id, cr.ord_status, cr.reason) == (to, "C2", "C1", "0", 1)
+
+
+def test_a_position_ack_is_an_answer_only_when_no_report_follows():
+    """A RequestForPositionsAck (AO) saying TotalNumPosReports (727) > 0 announces the reports to come:
+    taken as an answer, it would close the request with a flat position before they arrive (planted: a
+    decoder turning every AO into an answer survived)."""
+    c = FixCodec(load("SHFE"), "XMC", "SHFE", {"CU": "cu2603"})
+    for total, result, expected in (("0", "2", 1), ("3", "0", 0)):
+        fields = [(721, "P1"), (710, "R1"), (727, total), (728, result), (729, "0"), (1, "ACC"), (581, "1")]
+        ack = c.message("AO", fields)
+        events = c.decode(c.parse(c.frame(ack, 2, 1.8e9)), "SHFE")
+        assert len(events) == expected, total
+        if events:
+            (pr,) = events
+            assert (pr.req_id, pr.total, pr.result, pr.instrument, pr.net_qty) == ("R1", 0, "2", "", 0.0)
+
+
+def test_an_execution_report_carries_its_reject_reason_and_whether_it_ends_a_mass_status():
+    """OrdRejReason (103) and LastRptRequested (912) reach the core: the reason goes into the audit, and
+    only the report marked last ends a mass-status tally (planted: a decoder calling every report the last,
+    or dropping the reason, survived every test of this module)."""
+    c = FixCodec(load("SHFE"), "XMC", "SHFE", {"CU": "cu2603"})
+    fields = [(37, "O1"), (17, "X1"), (150, "8"), (39, "8"), (11, "C1"), (55, "cu2603"), (54, "1")]
+    fields += [(38, "5"), (14, "0"), (151, "0"), (32, "0"), (31, "0"), (6, "0"), (1, "ACC"), (103, "3")]
+    (er,) = c.decode(c.parse(c.frame(c.message("8", fields), 2, 1.8e9)), "SHFE")
+    assert er.ord_rej_reason == 3 and er.last_report is False and not er.mass_status_id
+    status = [(f if f[0] != 150 else (150, "I")) for f in fields if f[0] != 103] + [(584, "M1"), (912, "Y")]
+    (last,) = c.decode(c.parse(c.frame(c.message("8", status), 3, 1.8e9)), "SHFE")
+    assert last.ord_rej_reason is None and last.last_report is True and last.mass_status_id == "M1"
+    not_last = [f if f[0] != 912 else (912, "N") for f in status]
+    (more,) = c.decode(c.parse(c.frame(c.message("8", not_last), 4, 1.8e9)), "SHFE")
+    assert more.last_report is False
+
+
+def test_a_business_reject_names_the_refused_messages_id():
+    """The BusinessMessageReject (j) xmc answers with names the refused message's ClOrdID in
+    BusinessRejectRefID (379), so the venue can tell which order it was (planted: an answer without it
+    survived); the session Reject (3) names the tag and message type."""
+    c = codec("SHFE")
+
+    def answer(err: FixParseError):
+        draft = c.reject_draft(err)
+        assert draft is not None
+        return c.parse(c.frame(draft, 5, 1.8e9))
+
+    j = answer(FixParseError("business", 3, "not served", "AB", 7, ref_id="C9"))
+    assert (j.msg_type, j.get(45), j.get(372), j.get(380), j.get(379)) == ("j", "7", "AB", "3", "C9")
+    r = answer(FixParseError("session", 5, "bad value", "D", 8, ref_tag=44, ref_id="C9"))
+    assert (r.msg_type, r.get(45), r.get(373), r.get(371), r.get(372), r.get(379)) == ("3", "8", "5", "44", "D", "")
+    assert c.reject_draft(FixParseError("garbled", 0, "checksum")) is None
