@@ -355,6 +355,17 @@ class EngineCore:
         floor = max(ex.answer_timeout, self.ack_watch.deadline(venue) or 0.0)
         return min(ex.order_timeout, max(left, floor))
 
+    def _rest_of_recovery_order(self, ep: Episode, sent: float, now: float) -> list[Action]:
+        """A recovery order answered and still working (an IOC the venue left resting): the floor of
+        `_recovery_timeout`, there so no cancel races the first answer, is no longer needed, so it is
+        cancelled when the legged budget is spent (at once if it is), never later than its order timeout
+        (found by explore: three part-filled unwinds each rested 300 ms past the budget)."""
+        legged = ep.stages.get("legged")
+        if legged is None or ep.terminal:
+            return []
+        at = min(max(now, legged + self.strategy.recovery.legged_budget), sent + self.strategy.execution.order_timeout)
+        return [SetTimer(at, timer_key(TimerKind.TIMEOUT, ep.decision_id))]
+
     def fx_for(self, inst: Instrument) -> float:
         """FX rate that converts `inst`'s currency into leg A's currency (1 when they are the same)."""
         base = self.instruments[self.strategy.leg_a].currency
@@ -644,6 +655,7 @@ class EngineCore:
         if r.exec_type == "I":
             return self.reconciliation.on_status(order, r, now)
         first: list[Action] = []
+        waiting = self.ack_watch.unanswered.get(order.cl_ord_id)  # (venue, sent at) until its first answer
         if self.ack_watch.answered(order.cl_ord_id, now):  # its round trip measured, its watch over
             first.append(CancelTimer(timer_key(TimerKind.ACK, order.cl_ord_id)))
             first += self.reconciliation.answered_by_its_report(order, now)
@@ -714,6 +726,8 @@ class EngineCore:
             ep.last_reject = (r.ord_rej_reason, False, False)
         if r.exec_type == "F" and f"ack_{order.leg}" not in ep.stages:
             ep.stages[f"ack_{order.leg}"] = now  # a fill acknowledges the order too
+        if waiting is not None and order.purpose != "entry" and not order.done:
+            out += self._rest_of_recovery_order(ep, waiting[1], now)
         out += self._settle(ep, now)
         if order.done and self.reconciliation.cancel_questions and not problems:
             out += self.reconciliation.answered_by_a_final_report(order, r, now)
