@@ -768,3 +768,50 @@ def test_a_mass_status_tally_counts_a_sell_short_and_ignores_instruments_not_tra
     out = core.handle(_refused(an.req_id, "SHFE"), 1.3)
     stages = {x.stage for x in out if isinstance(x, Audit)}
     assert "positions_reconciled" in stages and "position_mismatch" not in stages and core.venue_ready("SHFE")
+
+
+def test_a_fill_learned_from_a_status_answer_leaves_the_order_at_the_venues_average_price(config):
+    """Found by mutation: one lot of the COMEX leg filled live at 4.5000, the session dropped, and the
+    logon's status answer says both lots filled at an average of 4.5005. The lot we missed traded at
+    4.5010 (that is the fill on record), and the order's average is the venue's, 4.5005, not the
+    missed lot's price."""
+    from engine.core.events import Anomaly, SendStatusRequest, SessionDown, SessionUp
+
+    core = EngineCore(config)
+    _a, b = orders(fire(core))
+    assert b.venue == "COMEX" and b.qty == 2
+    core.handle(report(b, "xb0", "0", "0", 0), 0.01)
+    core.handle(report(b, "xb1", "F", "1", 1, 1, 4.5), 0.05)
+    core.handle(SessionDown("COMEX"), 0.1)
+    asked = core.handle(SessionUp("COMEX"), 0.5)
+    assert [q.cl_ord_id for q in asked if isinstance(q, SendStatusRequest)] == [b.cl_ord_id]
+    answer = dataclasses.replace(report(b, "xb2", "I", "2", 2), avg_px=4.5005)
+    out = core.handle(answer, 0.6)
+    order = core.orders[b.cl_ord_id]
+    assert any(isinstance(x, Anomaly) and x.kind == "fill_from_status" for x in out)
+    assert order.cum_qty == 2 and order.avg_px == pytest.approx(4.5005)
+    ep = core.episodes[b.decision_id]
+    assert [(leg, qty) for _t, leg, qty, _px in ep.fills if leg == "B"] == [("B", 1), ("B", 1)]
+    assert ep.fills[-1][3] == pytest.approx(4.501)
+
+
+def test_an_earlier_logons_mass_status_answers_are_not_counted_in_the_next_logons_picture(config):
+    """Found by mutation: the first logon after a takeover hears the AF answer about the HG order (2
+    lots, not its last report), then the session drops; the next logon's AF answer is "no orders" and
+    the venue refuses the AN. The comparison is between our +2 and what this logon's answers say
+    (nothing): a mismatch. Counting the first logon's answer too would call the venue in agreement."""
+    from engine.core.events import SendMassStatusRequest, SendPositionRequest, SessionDown, SessionUp
+
+    core, b, af, an = _taken_over_at(config, hg_fill_seen=True)
+    core.handle(dataclasses.replace(_mass_answer(af.req_id, b, b.qty), last_report=False), 1.2)
+    core.handle(SessionDown("COMEX"), 1.25)
+    again = core.handle(SessionUp("COMEX"), 1.5)
+    (af2,) = [x for x in again if isinstance(x, SendMassStatusRequest)]
+    (an2,) = [x for x in again if isinstance(x, SendPositionRequest)]
+    none = ExecReport(
+        "COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False, af2.req_id, True
+    )
+    core.handle(none, 1.6)
+    out = core.handle(_refused(an2.req_id), 1.7)
+    assert "position_mismatch" in _stages(out) and not core.venue_ready("COMEX")
+    assert any(isinstance(x, Alert) and "HG ours +2 venue +0" in x.text for x in out)
