@@ -1174,3 +1174,64 @@ def test_a_reject_of_an_order_unprocessed_is_its_answer_for_invariant_1(config):
     checker.after_event(0.9, BusinessReject("SHFE", "D", a.cl_ord_id, 99, "throttled", True))
     assert a.cl_ord_id not in checker.awaiting
     assert checker.answers[a.decision_id] == [(0.9, pytest.approx(0.9))]
+
+
+@pytest.mark.parametrize(
+    "case,detail",
+    [
+        ("cum_differs", "engine PENDING_NEW CumQty 0, venue OrdStatus 1 CumQty 1"),
+        ("done_differs", "venue OrdStatus 4 CumQty 0"),
+        ("working_unknown_at_venue", "unknown at the venue"),
+        ("filled_unknown_at_venue", "unknown at the venue"),
+        ("flag_names_no_venue_order", "no venue holds an order of that ClOrdID"),
+        ("flag_names_own_order", "it is the engine's own order"),
+    ],
+)
+def test_invariant_12_fails_on_each_way_the_engine_and_the_venues_can_disagree(config, case, detail):
+    """Found by disabling each of invariant 12's failures in turn (four of them passed the suite, since a
+    planted engine defect that breaks one breaks other invariants too): at the end of a run an order the
+    engine holds must agree with the venue on CumQty and on being done; one the venue never saw must be
+    dead with nothing filled; an unknown_order alert must name an order a venue holds and the engine
+    does not. Each disagreement made here fails invariant 12 on its own, naming the order."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from engine.core.order import OrdStatus
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    checker = InvariantChecker(core)
+    venue = {a.cl_ord_id: ("8", 0.0, 0.0), b.cl_ord_id: ("8", 0.0, 0.0)}
+    for o in (a, b):  # both refused: the engine agrees with the venues
+        order = core.find_order(o.cl_ord_id)
+        order.state = OrdStatus.REJECTED
+    flagged: frozenset[str] = frozenset()
+    target = core.find_order(b.cl_ord_id)
+    if case == "cum_differs":
+        target.state = OrdStatus.PENDING_NEW
+        venue[b.cl_ord_id] = ("1", 1.0, b.price)
+    elif case == "done_differs":
+        target.state = OrdStatus.NEW
+        venue[b.cl_ord_id] = ("4", 0.0, 0.0)
+    elif case == "working_unknown_at_venue":
+        target.state = OrdStatus.NEW
+        del venue[b.cl_ord_id]
+    elif case == "filled_unknown_at_venue":
+        target.cum_qty = 1.0
+        del venue[b.cl_ord_id]
+    elif case == "flag_names_no_venue_order":
+        flagged = frozenset({"E7-000001A1"})
+    else:
+        flagged = frozenset({a.cl_ord_id})
+    control = InvariantChecker(core)
+    checker.reconcile_check(2.0, venue, flagged)
+    assert checker.v[12].status == "fail", case
+    assert detail in checker.v[12].first["detail"]
+    if case.startswith("flag"):
+        control.reconcile_check(2.0, venue)
+    else:
+        target.state, target.cum_qty = OrdStatus.REJECTED, 0.0
+        venue[b.cl_ord_id] = ("8", 0.0, 0.0)
+        control.reconcile_check(2.0, venue)
+    assert control.v[12].status == "pass", case  # the same engine, agreeing with the venues: no failure
