@@ -588,6 +588,16 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
             return trig.Signal(other, sig.value, sig.price_a, sig.price_b, sig.fx_rate)
 
         monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", swapped)
+    elif defect == "side_misnamed":  # the sell side's episode recorded under a side the trigger has not
+        real_evaluate = trig.TriggerEvaluator.evaluate
+
+        def misnamed(self, books, now):
+            sig = real_evaluate(self, books, now)
+            if sig is None or sig.side != trig.SELL_SPREAD:
+                return sig
+            return trig.Signal("sell", sig.value, sig.price_a, sig.price_b, sig.fx_rate)
+
+        monkeypatch.setattr(trig.TriggerEvaluator, "evaluate", misnamed)
     elif defect == "priced_from_mids":  # the right signal, its legs priced from the mids, not the touches
         real_evaluate = trig.TriggerEvaluator.evaluate
 
@@ -621,6 +631,7 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
         ("cu_hg_spread", "never_disarms", "without its signal retreating"),
         ("cu_calendar_spread", "fx_of_one_currency_not_one", "not past its threshold"),
         ("cu_hg_spread", "sides_swapped", "not past its threshold"),
+        ("cu_hg_spread", "side_misnamed", "which is no side"),
     ],
 )
 def test_a_trigger_that_computes_or_fires_wrongly_fails_invariant_15(monkeypatch, name, defect, says):
