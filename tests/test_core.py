@@ -301,6 +301,13 @@ def _mass_answer(req: str, order: SendOrder, cum: float) -> ExecReport:
     )
 
 
+def _no_orders(req: str) -> ExecReport:
+    """COMEX's whole answer to the mass status `req`: no orders (one NONE report, its last)."""
+    return ExecReport(
+        "COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False, req, True
+    )
+
+
 def _refused(req: str, venue: str = "COMEX"):
     from engine.core.events import BusinessReject
 
@@ -536,10 +543,7 @@ def test_a_venue_without_position_reports_whose_answer_is_no_orders_means_flat(c
     asked = core.handle(SessionUp("COMEX"), 1.1)
     (af,) = [x for x in asked if isinstance(x, SendMassStatusRequest)]
     (an,) = [x for x in asked if isinstance(x, SendPositionRequest)]
-    none = ExecReport(
-        "COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False, af.req_id, True
-    )
-    core.handle(none, 1.2)
+    core.handle(_no_orders(af.req_id), 1.2)
     out = core.handle(_refused(an.req_id), 1.3)
     assert "position_mismatch" in {x.stage for x in out if isinstance(x, Audit)} and not core.venue_ready("COMEX")
 
@@ -808,10 +812,7 @@ def test_an_earlier_logons_mass_status_answers_are_not_counted_in_the_next_logon
     again = core.handle(SessionUp("COMEX"), 1.5)
     (af2,) = [x for x in again if isinstance(x, SendMassStatusRequest)]
     (an2,) = [x for x in again if isinstance(x, SendPositionRequest)]
-    none = ExecReport(
-        "COMEX", "", "", "NONE", "X9", "I", "8", "HG", "1", 0, 0, 0, 0, 0, 0, None, "no orders", False, af2.req_id, True
-    )
-    core.handle(none, 1.6)
+    core.handle(_no_orders(af2.req_id), 1.6)
     out = core.handle(_refused(an2.req_id), 1.7)
     assert "position_mismatch" in _stages(out) and not core.venue_ready("COMEX")
     assert any(isinstance(x, Alert) and "HG ours +2 venue +0" in x.text for x in out)
