@@ -1199,7 +1199,7 @@ def test_a_reject_of_an_order_unprocessed_is_its_answer_for_invariant_1(config):
     ],
 )
 def test_invariant_12_fails_on_each_way_the_engine_and_the_venues_can_disagree(config, case, detail):
-    """Found by disabling each of invariant 12's failures in turn (four of them passed the suite, since a
+    """Found by disabling each of invariant 12's failures in turn (three of them passed the checker tests: a
     planted engine defect that breaks one breaks other invariants too): at the end of a run an order the
     engine holds must agree with the venue on CumQty and on being done; one the venue never saw must be
     dead with nothing filled; an unknown_order alert must name an order a venue holds and the engine
