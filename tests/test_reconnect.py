@@ -44,3 +44,17 @@ def test_never_touches_a_logged_on_session_and_never_waits_past_the_cap(base, ca
         action = b.tick("COMEX", i * 0.25, up)
         assert not (up and action is not None)
     assert all(0 < w <= cap for _, _, action, w in b.log if action == "disable")
+
+
+@given(st.floats(0.1, 5), st.floats(0.1, 2), st.floats(1e-6, 1e-3))
+def test_a_wait_and_a_window_end_at_their_deadline_not_before(base, window, early):
+    """Found by mutation (a wait ending a millisecond early passed): a session disabled at t stays
+    disabled until t + its wait, however close a tick comes, and is enabled at that instant; an
+    attempt's window likewise runs to its end before it counts as failed."""
+    b = Backoff(base=base, cap=10 * base, window=window)
+    assert b.tick("SHFE", 0.0, False) is None  # quickfix's first attempt, for one window
+    assert b.tick("SHFE", window - early, False) is None
+    assert b.tick("SHFE", window, False) == "disable"
+    until = window + b.log[-1][3]
+    assert b.tick("SHFE", until - early, False) is None
+    assert b.tick("SHFE", until, False) == "enable"
