@@ -5,11 +5,13 @@ a bad template or override is an error naming the file and line or key."""
 from __future__ import annotations
 
 import socket
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import quickfix as fix
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config import ConfigError
 from engine.fix import session_templates
@@ -172,6 +174,13 @@ def test_a_dictionary_that_cannot_be_used_is_refused_at_load(tmp_path, monkeypat
         ("HeartBtInt=\u00b2", "whole seconds in 1..86400"),  # a digit to str.isdigit, not to int(): ValueError
         ("HeartBtInt=99999999999", "whole seconds in 1..86400"),  # quickfix: "Illegal value" at start
         ("StartTime=\u00b2\u00b2:00:00", "UTC time"),
+        # found by mutation: each passed when its check was loosened by one
+        ("HeartBtInt=0", "whole seconds in 1..86400"),
+        ("HeartBtInt=86401", "whole seconds in 1..86400"),
+        ("StartTime=9:00:00", "UTC time"),
+        ("EndTime=07:30:60", "UTC time"),
+        ("LogonTimeout=", "not Key=Value"),
+        ("LogonTimeout=20", "set twice"),
     ],
 )
 def test_a_bad_template_line_is_an_error_naming_file_and_line(tmp_path, line, what):
@@ -227,6 +236,75 @@ def test_a_sessions_schedule_says_when_it_is_open(settings, when, open_):
 
     now = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert in_schedule(settings, now) is open_
+
+
+def test_the_edges_of_a_template_values_range_are_accepted(tmp_path):
+    path = tmp_path / "VENUE.cfg"
+    path.write_text("HeartBtInt=86400\nLogonTimeout=1\nStartTime=23:59:59\nEndTime=00:00:00\n")
+    assert session_templates.parse(path)[0] == ("HeartBtInt", "86400")
+
+
+_DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _open_by_walking(settings: dict[str, str], now) -> bool:
+    """The schedule read another way: find the last opening at or before `now` by stepping back a day at
+    a time, and ask whether `now` falls before that opening plus the session's length."""
+    from datetime import datetime, timedelta
+
+    def at(day, hhmmss: str):
+        h, m, s = (int(x) for x in hhmmss.split(":"))
+        return datetime(day.year, day.month, day.day, h, m, s, tzinfo=UTC)
+
+    start, end = settings.get("StartTime", "00:00:00"), settings.get("EndTime", "00:00:00")
+    weekly = "StartDay" in settings
+    period = timedelta(days=7 if weekly else 1)
+    first = _DAY_NAMES.index(settings["StartDay"]) if weekly else 0
+    last = _DAY_NAMES.index(settings["EndDay"]) if weekly else 0
+    length = (at(now, end) + timedelta(days=last - first)) - at(now, start)
+    length = length % period or period  # an end at the start itself: open the whole period
+    for back in range(8):
+        day = now - timedelta(days=back)
+        opening = at(day, start)
+        if opening <= now and (not weekly or (day.weekday() + 1) % 7 == first):
+            return now < opening + length
+    raise AssertionError("no opening found in a week")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(0, 86399),
+    st.integers(0, 86399),
+    st.one_of(st.none(), st.tuples(st.integers(0, 6), st.integers(0, 6))),
+    st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1)),
+)
+def test_a_schedule_is_open_from_its_start_up_to_but_not_at_its_end(start, end, days, naive):
+    """`in_schedule` against the schedule read by walking back to the last opening, at whole seconds
+    (found by mutation: a schedule that ignored the seconds, took its start as closed or its end as open
+    passed the cases above)."""
+    from engine.fix.session_templates import in_schedule
+
+    def hhmmss(x: int) -> str:
+        return f"{x // 3600:02d}:{x // 60 % 60:02d}:{x % 60:02d}"
+
+    settings_ = {"StartTime": hhmmss(start), "EndTime": hhmmss(end)}
+    if days is not None:
+        settings_ |= {"StartDay": _DAY_NAMES[days[0]], "EndDay": _DAY_NAMES[days[1]]}
+    now = naive.replace(microsecond=0, tzinfo=UTC)
+    for t in (now, *(_edges(settings_, now))):
+        assert in_schedule(settings_, t) is _open_by_walking(settings_, t), (settings_, t)
+
+
+def _edges(settings_: dict[str, str], now):
+    """The instants around the opening and the close on `now`'s day: where a boundary mistake shows."""
+    from datetime import timedelta
+
+    out = []
+    for key in ("StartTime", "EndTime"):
+        h, m, s = (int(x) for x in settings_[key].split(":"))
+        edge = now.replace(hour=h, minute=m, second=s)
+        out += [edge - timedelta(seconds=1), edge, edge + timedelta(seconds=1)]
+    return out
 
 
 def test_xmc_live_says_at_start_which_sessions_their_schedule_keeps_closed(tmp_path):
