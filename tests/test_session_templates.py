@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import quickfix as fix
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.config import ConfigError
@@ -278,6 +278,10 @@ def _open_by_walking(settings: dict[str, str], now) -> bool:
     st.one_of(st.none(), st.tuples(st.integers(0, 6), st.integers(0, 6))),
     st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1)),
 )
+@example(3600, 3600, (0, 0), datetime(2026, 11, 25, 9, 0, 0))  # a week from Sunday 01:00 to itself: all week
+@example(82800, 79200, (0, 5), datetime(2026, 11, 27, 22, 0, 0))  # Globex: Friday 22:00 is the close
+@example(45000, 27000, None, datetime(2026, 11, 30, 12, 30, 0))  # SHFE across midnight: its start is open
+@example(3601, 7200, None, datetime(2026, 11, 30, 1, 0, 0))  # a second before a start at 01:00:01
 def test_a_schedule_is_open_from_its_start_up_to_but_not_at_its_end(start, end, days, naive):
     """`in_schedule` against the schedule read by walking back to the last opening, at whole seconds
     (found by mutation: a schedule that ignored the seconds, took its start as closed or its end as open
