@@ -5,7 +5,7 @@ a bad template or override is an error naming the file and line or key."""
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -241,31 +241,36 @@ def test_a_sessions_schedule_says_when_it_is_open(settings, when, open_):
 def test_the_edges_of_a_template_values_range_are_accepted(tmp_path):
     path = tmp_path / "VENUE.cfg"
     path.write_text("HeartBtInt=86400\nLogonTimeout=1\nStartTime=23:59:59\nEndTime=00:00:00\n")
-    assert session_templates.parse(path)[0] == ("HeartBtInt", "86400")
+    assert session_templates.parse(path) == [
+        ("HeartBtInt", "86400"),
+        ("LogonTimeout", "1"),
+        ("StartTime", "23:59:59"),
+        ("EndTime", "00:00:00"),
+    ]
 
 
 _DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
 
+def _at(day, hhmmss: str) -> datetime:
+    """`day`'s date at the UTC time HH:MM:SS."""
+    h, m, s = (int(x) for x in hhmmss.split(":"))
+    return datetime(day.year, day.month, day.day, h, m, s, tzinfo=UTC)
+
+
 def _open_by_walking(settings: dict[str, str], now) -> bool:
     """The schedule read another way: find the last opening at or before `now` by stepping back a day at
     a time, and ask whether `now` falls before that opening plus the session's length."""
-    from datetime import datetime, timedelta
-
-    def at(day, hhmmss: str):
-        h, m, s = (int(x) for x in hhmmss.split(":"))
-        return datetime(day.year, day.month, day.day, h, m, s, tzinfo=UTC)
-
     start, end = settings.get("StartTime", "00:00:00"), settings.get("EndTime", "00:00:00")
     weekly = "StartDay" in settings
     period = timedelta(days=7 if weekly else 1)
     first = _DAY_NAMES.index(settings["StartDay"]) if weekly else 0
     last = _DAY_NAMES.index(settings["EndDay"]) if weekly else 0
-    length = (at(now, end) + timedelta(days=last - first)) - at(now, start)
+    length = (_at(now, end) + timedelta(days=last - first)) - _at(now, start)
     length = length % period or period  # an end at the start itself: open the whole period
     for back in range(8):
         day = now - timedelta(days=back)
-        opening = at(day, start)
+        opening = _at(day, start)
         if opening <= now and (not weekly or (day.weekday() + 1) % 7 == first):
             return now < opening + length
     raise AssertionError("no opening found in a week")
@@ -301,12 +306,9 @@ def test_a_schedule_is_open_from_its_start_up_to_but_not_at_its_end(start, end, 
 
 def _edges(settings_: dict[str, str], now):
     """The instants around the opening and the close on `now`'s day: where a boundary mistake shows."""
-    from datetime import timedelta
-
     out = []
     for key in ("StartTime", "EndTime"):
-        h, m, s = (int(x) for x in settings_[key].split(":"))
-        edge = now.replace(hour=h, minute=m, second=s)
+        edge = _at(now, settings_[key])
         out += [edge - timedelta(seconds=1), edge, edge + timedelta(seconds=1)]
     return out
 
