@@ -412,12 +412,11 @@ def read_instruments(root: Section, venues: set[str] | None) -> dict[str, Instru
                     f"is {value!r}, with {bad!r}, which a FIX field cannot carry",
                     "write printable ASCII only (letters, digits, punctuation; no control characters)",
                 )
-        if inst.lot > 1e9 or inst.tick > 1e9:
-            sec.problem(
-                "lot" if inst.lot > 1e9 else "tick",
-                "is beyond 1e9: no contract is that large",
-                "write the contract's real lot and tick",
-            )
+        for key, value in (("lot", inst.lot), ("tick", inst.tick)):
+            if value > 1e9:
+                sec.problem(
+                    key, f"is {value!r}, beyond 1e9: no contract is that large", f"write the contract's real {key}"
+                )
         sec.finish()
     return out
 
@@ -443,6 +442,13 @@ def _per_instrument(
             continue
         out[k] = type_(v)
     return out
+
+
+def _absent(sec: Section, table: str, name: str) -> bool:
+    """Whether `sec` has a per-instrument `table` that leaves out `name` (a value it refused is not absent:
+    that problem is already reported, and "is missing" beside it would contradict it)."""
+    given = sec.data.get(table)
+    return isinstance(given, dict) and name not in given
 
 
 def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
@@ -480,7 +486,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         )
     ages = _per_instrument(tr, "max_quote_age_ms", float, instruments, "milliseconds > 0", positive)
     for leg in (leg_a, leg_b, fx):
-        if leg and leg in instruments and leg not in ages and tr.has("max_quote_age_ms"):
+        if leg and leg in instruments and _absent(tr, "max_quote_age_ms", leg):
             tr.problem(
                 f"max_quote_age_ms.{leg}", "is missing", f"add `{leg} = <ms>`: every input needs a staleness limit"
             )
@@ -614,7 +620,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     )
     for leg in (leg_a, leg_b):
         for limit in ("max_order_lots", "max_position_lots"):
-            if leg in instruments and leg not in getattr(risk, limit) and rk.has(limit):
+            if leg in instruments and _absent(rk, limit, leg):
                 rk.problem(f"{limit}.{leg}", "is missing", f"add `{leg} = <lots>`: every traded leg needs a limit")
     rk.finish()
     return EngineConfig(instruments=instruments, strategy=strategy, risk=risk)
