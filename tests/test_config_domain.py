@@ -7,7 +7,6 @@ thing and expects either a clean read or exactly the one problem it names.
 
 from __future__ import annotations
 
-import copy
 import math
 import tomllib
 
@@ -17,10 +16,10 @@ from hypothesis import strategies as st
 
 from engine.config import DEFAULT_REJECT_POLICY, ConfigError, Instrument, Problem, Section, read_engine, read_toml
 from tests.conftest import SPREAD
+from tests.helpers.documents import DELETE, edited
 
 VENUES = {"SHFE", "COMEX", "FX"}
 BASE = {k: v for k, v in tomllib.loads(SPREAD.read_text()).items() if k in ("instruments", "strategy", "risk")}
-DELETE = object()
 
 
 def read(doc: dict):
@@ -29,30 +28,15 @@ def read(doc: dict):
     return config, problems
 
 
-def edited(*changes: tuple[str, object]) -> dict:
-    """BASE with each (dotted key, value) set, or deleted when the value is DELETE; tables on the way are made."""
-    doc = copy.deepcopy(BASE)
-    for dotted, value in changes:
-        *path, last = dotted.split(".")
-        table = doc
-        for part in path:
-            table = table.setdefault(part, {})
-        if value is DELETE:
-            table.pop(last, None)
-        else:
-            table[last] = value
-    return doc
-
-
 def accepted(*changes: tuple[str, object]):
-    config, problems = read(edited(*changes))
+    config, problems = read(edited(BASE, *changes))
     assert problems == [], f"{changes} was refused: {problems}"
     return config
 
 
 def refused(key: str, *changes: tuple[str, object]) -> Problem:
     """The one problem `changes` make, which must name `key` and say how to fix it."""
-    _, problems = read(edited(*changes))
+    _, problems = read(edited(BASE, *changes))
     assert [p.key for p in problems] == [key], f"{changes}: {problems}"
     assert problems[0].what and problems[0].fix
     return problems[0]
@@ -256,6 +240,7 @@ def test_the_reject_policy_takes_reasons_and_classes_it_knows_and_refuses_others
 def test_a_document_with_many_problems_reports_each_once():
     _, problems = read(
         edited(
+            BASE,
             ("instruments.CU.tick", 0),
             ("strategy.leg_b", "CU"),
             ("risk.max_order_lots.HG", 0),
@@ -303,7 +288,7 @@ def test_a_buy_rounds_up_a_sell_down_and_no_side_to_the_nearest_tick(price, tick
 
 
 def test_a_lot_and_a_tick_both_beyond_any_contract_are_each_reported():
-    _, problems = read(edited(("instruments.CU.lot", 2e9), ("instruments.CU.tick", 3e9)))
+    _, problems = read(edited(BASE, ("instruments.CU.lot", 2e9), ("instruments.CU.tick", 3e9)))
     assert [(p.key, "beyond 1e9" in p.what) for p in problems] == [
         ("instruments.CU.lot", True),
         ("instruments.CU.tick", True),
