@@ -177,7 +177,11 @@ class Section:
         check: Callable[[Any], bool] | None = None,
         hint: str = "",
         choices: tuple[Any, ...] | None = None,
+        magnitude: bool = True,
     ) -> Any:
+        """The value of `name` as `type_`, else a problem recorded and a stand-in returned. Numbers beyond
+        MAX_MAGNITUDE are typos, unless `magnitude` is False: a key whose `check` is its whole domain (a
+        seed takes any signed 64-bit integer)."""
         self.seen.add(name)
         if name not in self.data:
             if default is _MISSING:
@@ -198,7 +202,7 @@ class Section:
         if type_ is float and not math.isfinite(value):
             self.problem(name, f"is {value!r}", "write a finite number")
             return _fallback(type_)
-        if type_ in (int, float) and abs(value) > MAX_MAGNITUDE:
+        if magnitude and type_ in (int, float) and abs(value) > MAX_MAGNITUDE:
             self.problem(
                 name,
                 f"is {value!r}, beyond any real magnitude (|x| > {MAX_MAGNITUDE:g})",

@@ -642,7 +642,7 @@ def load(path: str | Path) -> Scenario:
         check=lambda v: 0 < v <= MAX_DURATION_S,
         hint=f"virtual seconds in (0, {MAX_DURATION_S:g}] (one trading day)",
     )
-    seed = sc.get("seed", int, 1, check=seed_in_domain, hint=SEED_HINT)
+    seed = sc.get("seed", int, 1, check=seed_in_domain, hint=SEED_HINT, magnitude=False)
     drain = sc.get(
         "drain_s",
         float,

@@ -1,0 +1,212 @@
+"""A scenario file's own validation domain (venues, latency, prices, [expect], [failover]) walked at its
+edges: each bounded key takes its edge value and refuses the value just past it naming that key, and
+each rule between keys holds on both sides. (The engine's keys: tests/test_config_domain.py.)
+
+The base is the bundled spread scenario with a [failover] table; each case changes one thing, writes the
+file and loads it as `xmc run` would, expecting a clean load or exactly the one problem it names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+
+import pytest
+
+from engine.config import ConfigError, Problem
+from simulator.scenario import COVERAGE, WINDOW_KINDS, load, to_toml
+from tests.conftest import SPREAD
+from tests.helpers.documents import DELETE, edited
+
+BASE = tomllib.loads(SPREAD.read_text())
+BASE["failover"] = {"heartbeat_ms": 100, "misses": 3, "lease_ttl_ms": 300, "replication_ms": 0.2}
+_names = itertools.count()
+
+
+def load_doc(tmp_path, doc: dict):
+    path = tmp_path / f"s{next(_names)}.toml"
+    path.write_text(to_toml(doc))
+    try:
+        return load(path), []
+    except ConfigError as err:
+        assert err.source == str(path)
+        return None, err.problems
+
+
+def accepted(tmp_path, *changes):
+    scenario, problems = load_doc(tmp_path, edited(BASE, *changes))
+    assert problems == [], f"{changes} was refused: {problems}"
+    return scenario
+
+
+def refused(tmp_path, key: str, *changes) -> Problem:
+    _, problems = load_doc(tmp_path, edited(BASE, *changes))
+    assert [p.key for p in problems] == [key], f"{changes}: {problems}"
+    assert problems[0].what and problems[0].fix
+    return problems[0]
+
+
+def test_the_base_loads_clean(tmp_path):
+    scenario = accepted(tmp_path)
+    assert scenario.failover is not None and scenario.failover.misses == 3
+
+
+_LATENCY = "venues.COMEX.latency_up"
+# (key, a value at the edge of its domain, which loads, and the value just past it, which is refused naming the key)
+EDGES = [
+    ("scenario.duration_s", 0.001, 0.0),
+    ("scenario.duration_s", 86_400.0, 86_400.001),
+    ("scenario.drain_s", 0.0, -0.001),
+    ("scenario.drain_s", 3600.0, 3600.001),
+    ("scenario.seed", 2**63 - 1, 2**63),
+    ("scenario.seed", -(2**63), -(2**63) - 1),
+    ("scenario.seed", 10**12 + 1, 2**64),  # a seed is any signed 64-bit integer, not only a "real magnitude"
+    ("venues.COMEX.md_interval_ms", 1.0, 0.999),
+    ("venues.COMEX.md_interval_ms", 60_000.0, 60_000.001),
+    ("venues.SHFE.price_band_pct", 1e-6, 0.0),
+    ("venues.FX.latency_up.ms", 0.0, -0.001),
+    ("venues.FX.latency_down.ms", 60_000.0, 60_000.001),
+    (f"{_LATENCY}.floor_ms", 0.0, -0.001),
+    (f"{_LATENCY}.floor_ms", 60_000.0, 60_000.001),
+    (f"{_LATENCY}.median_ms", 0.001, 0.0),
+    (f"{_LATENCY}.median_ms", 60_000.0, 60_000.001),
+    (f"{_LATENCY}.sigma", 0.0, -0.001),
+    (f"{_LATENCY}.sigma", 3.0, 3.001),
+    (f"{_LATENCY}.vol_ms_per_bp", 0.0, -0.001),
+    ("venues.SHFE.liquidity.levels", 1, 0),
+    ("venues.SHFE.liquidity.half_spread_ticks", 1, 0),
+    ("venues.SHFE.liquidity.level_gap_ticks", 1, 0),
+    ("venues.SHFE.liquidity.size_min", 1, 0),
+    ("venues.SHFE.liquidity.size_max", 10, 9),  # its size_min is 10
+    ("venues.SHFE.liquidity.bid_size_min", 1, 0),
+    ("venues.SHFE.liquidity.ask_size_max", 40, 0),
+    ("venues.SHFE.mass_status_delay_ms", 0.0, -0.001),
+    ("venues.SHFE.mass_status_delay_ms", 60_000.0, 60_000.001),
+    ("venues.SHFE.position_delay_ms", 0.0, -0.001),
+    ("venues.SHFE.position_delay_ms", 60_000.0, 60_000.001),
+    ("prices.step_ms", 1.0, 0.999),
+    ("prices.step_ms", 60_000.0, 60_000.001),
+    ("prices.world.start", 1e-9, 0.0),
+    ("prices.world.vol_bp", 0.0, -0.001),
+    ("prices.fx.start", 1e-9, 0.0),
+    ("prices.fx.vol_bp", 0.0, -0.001),
+    ("prices.local.spread_sigma", 0.0, -0.001),
+    ("prices.local.half_life_s", 1e-9, 0.0),
+    ("expect.min_episodes", 0, -1),
+    ("expect.max_anomalies", 0, -1),
+    ("expect.max_alerts", 0, -1),
+    ("expect.max_orders_sent", 0, -1),
+    ("expect.min_legged", 0, -1),
+    ("expect.min_recovery_success", 0.0, -0.001),
+    ("expect.min_recovery_success", 1.0, 1.001),
+    ("expect.min_reorder_success", 1.0, 1.001),
+    ("expect.min_rollback_success", 0.0, -0.001),
+    ("expect.max_legged_ms", 0.001, 0.0),
+    ("expect.max_residual_t", 0.0, -0.001),
+    ("expect.outcome_share_at_least.BALANCED", 1.0, 1.001),
+    ("expect.outcome_share_at_most.ESCALATED", 0.0, -0.001),
+    ("expect.outcomes_at_least.BALANCED", 0, -1),
+    ("expect.outcomes_at_most.ESCALATED", 0, -1),
+    ("expect.anomalies_at_least.duplicate_exec_id", 0, -1),
+    ("expect.anomalies_at_most.status_mismatch", 0, -1),
+    ("failover.heartbeat_ms", 1e-6, 0.0),
+    ("failover.misses", 1, 0),
+    ("failover.lease_ttl_ms", 100.0, 99.999),  # never shorter than heartbeat_ms
+    ("failover.replication_ms", 0.0, -0.001),
+]
+
+
+@pytest.mark.parametrize("key,edge,past", EDGES, ids=[f"{e[0]}={e[2]}" for e in EDGES])
+def test_each_bounded_key_takes_its_edge_and_refuses_the_value_just_past_it(tmp_path, key, edge, past):
+    accepted(tmp_path, (key, edge))
+    refused(tmp_path, key, (key, past))
+
+
+def test_a_zero_md_interval_publishes_every_change_and_is_taken(tmp_path):
+    assert accepted(tmp_path, ("venues.SHFE.md_interval_ms", 0)).venues["SHFE"].md_interval == 0.0
+
+
+def test_a_run_must_end_in_reasonable_time_whatever_pair_of_keys_makes_it_long(tmp_path):
+    day = ("scenario.duration_s", 86_400.0)
+    accepted(tmp_path, day, ("prices.step_ms", 43.2))  # 2,000,000 price steps: the most a run may take
+    problem = refused(tmp_path, "prices.step_ms", day, ("prices.step_ms", 43.19))
+    assert "price steps" in problem.what
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("expect.leg_lots", [5, True]),
+        ("expect.leg_lots", [5, 2, 1]),
+        ("expect.leg_lots", [5, 0]),
+        ("expect.no_episode_between", [[1, 1]]),
+        ("expect.no_episode_between", [[-1, 2]]),
+        ("expect.no_episode_between", [[0, math.inf]]),
+        ("expect.no_episode_between", [[0, True]]),
+        ("expect.no_episode_between", [[0, 1, 2]]),
+        ("expect.coverage", ["chase", "teleport"]),
+        ("expect.outcomes_at_least.HAPPY", 1),
+        ("expect.anomalies_at_most.gremlins", 0),
+        ("expect.outcome_share_at_least.BALANCED", True),
+        ("expect.outcomes_at_most.ESCALATED", 0.5),
+    ],
+)
+def test_an_expectation_outside_its_domain_is_refused_naming_it(tmp_path, key, value):
+    refused(tmp_path, key, (key, value))
+
+
+def test_expectations_inside_their_domain_are_taken(tmp_path):
+    scenario = accepted(
+        tmp_path,
+        ("expect.leg_lots", [5, 2]),
+        ("expect.no_episode_between", [[0, 0.5], [10, 20]]),
+        ("expect.coverage", list(COVERAGE)),
+    )
+    assert scenario.expect["no_episode_between"] == [[0, 0.5], [10, 20]]
+
+
+def test_no_episode_during_names_a_fault_of_this_scenario_that_has_a_window(tmp_path):
+    window = ("faults", [{"kind": "disconnect", "venue": "COMEX", "after_s": 50, "until_s": 55}])
+    accepted(tmp_path, window, ("expect.no_episode_during", ["disconnect"]))
+    assert (
+        "no such fault"
+        in refused(tmp_path, "expect.no_episode_during", ("expect.no_episode_during", ["disconnect"])).what
+    )
+    kind = next(k for k in ("late_ack", "duplicate_report", "no_ack") if k not in WINDOW_KINDS)
+    assert "has no window" in refused(tmp_path, "expect.no_episode_during", ("expect.no_episode_during", [kind])).what
+
+
+def test_prices_and_the_strategy_agree_on_the_fx_rate(tmp_path):
+    problem = refused(tmp_path, "prices.fx", ("prices.fx", DELETE))
+    assert "USDCNY" in problem.what
+    problem = refused(tmp_path, "prices.fx.instrument", ("prices.fx.instrument", "CU"))
+    assert "USDCNY" in problem.fix
+    one_currency = [
+        ("strategy.fx", DELETE),
+        ("instruments.HG.currency", "CNY"),
+        ("strategy.trigger.max_quote_age_ms.USDCNY", DELETE),
+    ]
+    assert "remove [prices.fx]" in refused(tmp_path, "prices.fx", *one_currency).fix
+    accepted(tmp_path, *one_currency, ("prices.fx", DELETE))
+
+
+@pytest.mark.parametrize("part", ["world", "fx", "local"])
+def test_a_price_series_on_an_instrument_nobody_defined_is_refused(tmp_path, part):
+    key = f"prices.{part}.instrument"
+    problems = load_doc(tmp_path, edited(BASE, (key, "ZN")))[1]
+    assert key in [p.key for p in problems]
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["scenario", "venues.SHFE", "venues.SHFE.liquidity", _LATENCY, "prices", "prices.world", "expect", "failover"],
+)
+def test_a_key_nobody_reads_is_refused_in_every_table(tmp_path, section):
+    assert "not a known key" in refused(tmp_path, f"{section}.leverage", (f"{section}.leverage", 3)).what
+
+
+def test_a_failover_fault_needs_a_standby(tmp_path):
+    crash = ("faults", [{"kind": "primary_crash", "after_s": 100}])
+    accepted(tmp_path, crash)
+    assert "no standby" in refused(tmp_path, "faults[0].kind", crash, ("failover", DELETE)).what
