@@ -6,8 +6,10 @@ Every problem is reported with the file, the key and what to write instead (Conf
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -711,9 +713,30 @@ def load(path: str | Path) -> Scenario:
     )
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string holding `text` exactly: quote, backslash and every control character escaped."""
+    out = []
+    for c in text:
+        if c in ('"', "\\"):
+            out.append("\\" + c)
+        elif c < " " or c == "\x7f":
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
 def to_toml(doc: dict, prefix: str = "") -> str:
-    """A scenario document (as read_document merges it) written back as TOML: small tables of
-    scalars inline, sections as [tables], arrays of tables as [[...]]. For `xmc run --print-scenario`."""
+    """A scenario document (as read_document merges it) written back as TOML that reads back to the same
+    document: small tables of scalars inline, sections as [tables], arrays of tables as [[...]]; strings
+    and keys quoted and escaped as TOML needs. For `xmc run --print-scenario` and explore's reproducers."""
 
     def value(v) -> str:
         if isinstance(v, bool):
@@ -721,10 +744,12 @@ def to_toml(doc: dict, prefix: str = "") -> str:
         if isinstance(v, (int, float)):
             return repr(v)
         if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return _toml_string(v)
+        if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+            return v.isoformat()
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
-        return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {value(x)}" for k, x in v.items()) + " }"
 
     def is_table(v) -> bool:
         return isinstance(v, dict) and (any(isinstance(x, dict) for x in v.values()) or len(v) > 6 or prefix == "")
@@ -733,14 +758,15 @@ def to_toml(doc: dict, prefix: str = "") -> str:
         return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
 
     scalars = {k: v for k, v in doc.items() if not is_table(v) and not is_array_of_tables(v)}
-    out = (f"\n[{prefix}]\n" if prefix and scalars else "") + "".join(f"{k} = {value(v)}\n" for k, v in scalars.items())
+    header = prefix and (scalars or not doc)  # an empty table is written as its header alone
+    out = (f"\n[{prefix}]\n" if header else "") + "".join(f"{_toml_key(k)} = {value(v)}\n" for k, v in scalars.items())
     for k, v in doc.items():
         if is_table(v):
-            out += to_toml(v, f"{prefix}.{k}" if prefix else k)
+            out += to_toml(v, f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k))
     for k, v in doc.items():
         if is_array_of_tables(v):
             for item in v:
-                out += f"\n[[{prefix + '.' if prefix else ''}{k}]]\n" + "".join(
-                    f"{a} = {value(b)}\n" for a, b in item.items()
+                out += f"\n[[{prefix + '.' if prefix else ''}{_toml_key(k)}]]\n" + "".join(
+                    f"{_toml_key(a)} = {value(b)}\n" for a, b in item.items()
                 )
     return out
