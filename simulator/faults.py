@@ -227,6 +227,13 @@ def order_ids(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _zero_or_absent(sec: Section, key: str) -> bool:
+    """Whether `key` is left out or written as 0 (a value of another type or sign is refused by its own
+    check, and "is missing or 0" beside that problem would contradict it)."""
+    value = sec.data.get(key, 0)
+    return type(value) in (int, float) and value == 0
+
+
 def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]:
     """Validate [[faults]]; every impossible value or unmatched condition is a problem on `root`."""
     if not root.has("faults"):
@@ -393,7 +400,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
                 "crash_mid_batch",
             )
             or (kind == "price_limit_lock" and on_order)
-        ) and f.delay == 0.0:
+        ) and _zero_or_absent(sec, "delay_ms"):
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
         if (
             kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay")

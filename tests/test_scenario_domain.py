@@ -81,6 +81,7 @@ EDGES = [
     ("venues.SHFE.liquidity.size_max", 10, 9),  # its size_min is 10
     ("venues.SHFE.liquidity.bid_size_min", 1, 0),
     ("venues.SHFE.liquidity.ask_size_max", 40, 0),
+    ("venues.SHFE.liquidity.bid_size_max", 10, 9),  # its bid_size_min is size_min, 10
     ("venues.SHFE.mass_status_delay_ms", 0.0, -0.001),
     ("venues.SHFE.mass_status_delay_ms", 60_000.0, 60_000.001),
     ("venues.SHFE.position_delay_ms", 0.0, -0.001),
@@ -210,3 +211,95 @@ def test_a_failover_fault_needs_a_standby(tmp_path):
     crash = ("faults", [{"kind": "primary_crash", "after_s": 100}])
     accepted(tmp_path, crash)
     assert "no standby" in refused(tmp_path, "faults[0].kind", crash, ("failover", DELETE)).what
+
+
+def fault(**table) -> tuple[str, list]:
+    return ("faults", [table])
+
+
+REJECT = {"kind": "reject", "venue": "COMEX"}
+PARTIAL = {"kind": "partial_fill", "venue": "COMEX"}
+JUMP = {"kind": "price_jump", "jump_bp": 50}
+DESK = {"kind": "desk_trade", "venue": "SHFE", "after_s": 10}
+# (a fault, its key, a value at the edge of the key's domain, which loads, and the value just past it)
+FAULT_EDGES = [
+    (REJECT, "rate", 1.0, 1.001),
+    (REJECT, "rate", 1e-9, 0.0),
+    (REJECT, "count", 0, -1),
+    (REJECT, "reason", 99, -1),
+    (REJECT, "after_s", 0.0, -0.001),
+    (REJECT, "after_s", 299.999, 300.0),  # the scenario lasts 300 s
+    ({**REJECT, "after_s": 10}, "until_s", 10.001, 10.0),
+    (PARTIAL, "fill_ratio", 0.001, 0.0),
+    (PARTIAL, "fill_ratio", 0.999, 1.0),
+    (PARTIAL, "reports", 1, 0),
+    ({"kind": "late_ack", "venue": "COMEX"}, "delay_ms", 0.001, 0.0),
+    ({"kind": "late_ack", "venue": "COMEX"}, "delay_ms", 0.001, -0.001),
+    ({"kind": "disconnect_on_order", "venue": "COMEX", "delay_ms": 50}, "after_ms", 0.0, -0.001),
+    (JUMP, "jump_bp", 2000.0, 2000.001),
+    (JUMP, "jump_bp", -2000.0, -2000.001),
+    (JUMP, "jump_bp", 0.001, 0.0),
+    ({**JUMP, "until_s": 100}, "rate_per_s", 10.0, 10.001),
+    ({**JUMP, "until_s": 100}, "rate_per_s", 0.0, -0.001),
+    (DESK, "lots", 1, 0),
+    (DESK, "lots", 1000, 1001),
+]
+
+
+@pytest.mark.parametrize("table,key,edge,past", FAULT_EDGES, ids=[f"{t['kind']}.{k}={p}" for t, k, _, p in FAULT_EDGES])
+def test_each_bounded_fault_key_takes_its_edge_and_refuses_the_value_just_past_it(tmp_path, table, key, edge, past):
+    accepted(tmp_path, fault(**{**table, key: edge}))
+    refused(tmp_path, f"faults[0].{key}", fault(**{**table, key: past}))
+
+
+@pytest.mark.parametrize(
+    "table,key",
+    [
+        ({"kind": "disconnect", "venue": "COMEX", "after_s": 10}, "until_s"),  # a window needs its end
+        ({**JUMP, "rate_per_s": 1}, "until_s"),  # jumps at a rate need a window
+        ({"kind": "reject", "venue": "LME"}, "venue"),
+        ({"kind": "desk_trade", "after_s": 10}, "venue"),  # a desk trade is booked somewhere
+        ({**DESK, "side": "against"}, "side"),
+        ({"kind": "price_limit_lock", "venue": "SHFE", "after_s": 10, "until_s": 20, "side": "against"}, "side"),
+        ({**JUMP, "venue": "COMEX"}, "venue"),  # the world price is no venue's
+        ({"kind": "primary_crash", "after_s": 10, "venue": "COMEX"}, "venue"),  # without on_order: a node's fault
+        ({**REJECT, "on_order": True}, "on_order"),
+        ({**REJECT, "journal_damage": "checksum"}, "journal_damage"),
+        ({**REJECT, "reports_lost": True}, "reports_lost"),
+        ({**REJECT, "after_ms": 5}, "after_ms"),
+        ({**PARTIAL, "level": "session"}, "level"),
+        ({**REJECT, "on_message": "AN"}, "on_message"),
+        ({**PARTIAL, "delay_ms": 50}, "delay_ms"),  # the rest is cancelled: nothing to trade later
+        ({**REJECT, "stream": "x 3\x01"}, "stream"),
+        ({**REJECT, "stream": "x\u00e9"}, "stream"),
+        ({**REJECT, "text": "caf\u00e9"}, "text"),
+        ({"kind": "crash_restart", "after_s": 10}, "delay_ms"),  # a restart after no time changes nothing
+        ({**REJECT, "kind": "teleport"}, "kind"),
+    ],
+)
+def test_a_fault_that_could_never_happen_or_change_nothing_is_refused_naming_its_key(tmp_path, table, key):
+    _, problems = load_doc(tmp_path, edited(BASE, fault(**table)))
+    assert f"faults[0].{key}" in [p.key for p in problems], problems
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {**PARTIAL, "delay_ms": 50, "rest": "work"},
+        {"kind": "disconnect", "venue": "COMEX", "after_s": 10, "until_s": 20},
+        {"kind": "price_limit_lock", "venue": "SHFE", "on_order": True, "side": "against", "delay_ms": 100},
+        {"kind": "primary_crash", "on_order": True, "venue": "COMEX"},
+        {"kind": "disconnect_on_status", "venue": "COMEX", "on_message": "H", "delay_ms": 100, "reports_lost": True},
+        {"kind": "crash_restart", "after_s": 10, "delay_ms": 100, "journal_damage": "checksum"},
+        {**JUMP, "target": "fx", "rate_per_s": 0.5, "until_s": 60},
+        {**REJECT, "level": "business", "reason": 0, "text": "not today", "stream": "x3"},
+    ],
+)
+def test_the_same_keys_where_they_mean_something_are_taken(tmp_path, table):
+    assert accepted(tmp_path, fault(**table)).faults[0].kind == table["kind"]
+
+
+@pytest.mark.parametrize("delay", [-5, "soon", False])
+def test_a_delay_refused_for_its_value_is_not_also_called_missing(tmp_path, delay):
+    problem = refused(tmp_path, "faults[0].delay_ms", fault(kind="late_ack", venue="COMEX", delay_ms=delay))
+    assert "missing" not in problem.what
