@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from simulator.scenario import to_toml
 from tests.conftest import ROOT
 from xmc.cli import main
 
@@ -49,29 +50,6 @@ WEIRD = st.one_of(
     st.integers(-(10**12), 10**12),
     st.floats(allow_nan=True, allow_infinity=True),
 )
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return '"' + "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else f"\\u{ord(c):04x}" for c in v) + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-
-
-def _dump(doc: dict, prefix: str = "") -> str:
-    scalars = "".join(f"{k} = {_toml_value(v)}\n" for k, v in doc.items() if not isinstance(v, dict))
-    out = (f"[{prefix}]\n" if prefix and scalars else "") + scalars
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            out += "\n" + _dump(v, f"{prefix}.{k}" if prefix else k)
-    return out
 
 
 # every key any bundled scenario sets (its own tables, not its faults): keys BASE leaves to their defaults
@@ -174,6 +152,13 @@ def _ends_in_a_report_or_a_clear_exit_2(path, capsys) -> None:
     assert "Traceback" not in err
     if code == 2:
         assert str(path) in err and (" - " in err or ": " in err), err
+        said: dict[str, list[str]] = {}
+        for line in err.splitlines():
+            if line.startswith("  - ") and ": " in line:
+                key, what = line[4:].split(": ", 1)
+                said.setdefault(key, []).append(what)
+        for key, whats in said.items():  # a value refused is not also missing: the two would contradict
+            assert len(whats) == 1 or not any(w.startswith("is missing") for w in whats), (key, whats)
     else:
         assert (path.parent / "out" / "report.json").exists()
 
@@ -184,7 +169,7 @@ def _ends_in_a_report_or_a_clear_exit_2(path, capsys) -> None:
 )
 def test_any_damaged_scenario_ends_in_a_report_or_a_clear_exit_2(tmp_path_factory, capsys, doc):
     path = tmp_path_factory.mktemp("doc") / "damaged.toml"
-    path.write_text(_dump(doc))
+    path.write_text(to_toml(doc))
     _ends_in_a_report_or_a_clear_exit_2(path, capsys)
 
 
@@ -197,7 +182,7 @@ def test_any_damaged_fault_schedule_ends_in_a_report_or_a_clear_exit_2(tmp_path_
     own fault tables. It found a crash_restart with journal_damage at 0 s: the journal had no record to
     damage and the run died in a traceback; now exit 2 naming faults[i].journal_damage."""
     path = tmp_path_factory.mktemp("faults") / "damaged.toml"
-    path.write_text(_dump(doc))
+    path.write_text(to_toml(doc))
     _ends_in_a_report_or_a_clear_exit_2(path, capsys)
 
 
@@ -255,7 +240,7 @@ def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_fact
     from engine.shell.live_config import load
 
     path = tmp_path_factory.mktemp("live") / "live.toml"
-    path.write_text(_dump(doc).replace("OUT_DIR", str(path.parent / "out")))
+    path.write_text(to_toml(doc).replace("OUT_DIR", str(path.parent / "out")))
     with mock.patch.dict(os.environ, {"XMC_BROKER_PASSWORD": "pw"}):
         try:
             load(path)
