@@ -168,6 +168,13 @@ class Section:
     def has(self, name: str) -> bool:
         return name in self.data
 
+    def ok(self, *names: str) -> bool:
+        """Whether none of `names` (relative to this table, or dotted beyond it) has a problem yet: a rule
+        between keys judges only values the file gave and this reader took, so a key refused or missing is
+        one problem, not also a second one about the stand-in value read in its place."""
+        keys = {self.key(n) for n in names}
+        return not any(p.key in keys for p in self.problems)
+
     def get(
         self,
         name: str,
@@ -463,11 +470,12 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     leg_a = st.get("leg_a", str, choices=names or ("",))
     leg_b = st.get("leg_b", str, choices=names or ("",))
     fx = st.get("fx", str, "", choices=("", *names))
-    if leg_a and leg_a == leg_b:
+    legs_ok = st.ok("leg_a", "leg_b")
+    if legs_ok and leg_a and leg_a == leg_b:
         st.problem("leg_b", "is the same instrument as leg_a", "name two different instruments")
     for leg_key, leg in (("leg_a", leg_a), ("leg_b", leg_b)):
         inst = instruments.get(leg)
-        if inst is not None and (inst.lot <= 0 or not inst.lot_unit):
+        if st.ok(leg_key) and inst is not None and (inst.lot <= 0 or not inst.lot_unit):
             root.problem(
                 f"instruments.{leg}.lot",
                 f"is {inst.lot:g} {inst.lot_unit or '(no lot_unit)'} but {leg} "
@@ -476,21 +484,22 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
             )
     ratio = st.get("lot_ratio", list, hint="[lots of A, lots of B], e.g. [5, 2]")
     if not (len(ratio) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in ratio)):
-        st.problem("lot_ratio", f"is {ratio!r}", "write two whole numbers > 0, e.g. [5, 2]")
+        if st.ok("lot_ratio"):
+            st.problem("lot_ratio", f"is {ratio!r}", "write two whole numbers > 0, e.g. [5, 2]")
         ratio = [1, 1]
     tr = st.sub("trigger")
     kind = tr.get("kind", str, choices=TRIGGER_KINDS)
     sell_above = tr.get("sell_above", float)
     buy_below = tr.get("buy_below", float)
-    if sell_above <= buy_below:
+    if tr.ok("sell_above", "buy_below") and sell_above <= buy_below:
         tr.problem(
             "sell_above",
             f"({sell_above}) is not above buy_below ({buy_below})",
             "set sell_above > buy_below so the two sides cannot fire together",
         )
     ages = _per_instrument(tr, "max_quote_age_ms", float, instruments, "milliseconds > 0", positive)
-    for leg in (leg_a, leg_b, fx):
-        if leg and leg in instruments and _absent(tr, "max_quote_age_ms", leg):
+    for leg_key, leg in (("leg_a", leg_a), ("leg_b", leg_b), ("fx", fx)):
+        if st.ok(leg_key) and leg and leg in instruments and _absent(tr, "max_quote_age_ms", leg):
             tr.problem(
                 f"max_quote_age_ms.{leg}", "is missing", f"add `{leg} = <ms>`: every input needs a staleness limit"
             )
@@ -519,13 +528,14 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
             "ack_timeout_rtts", float, 4.0, check=non_negative, hint="a multiple of round trips >= 0 (0: off)"
         ),
     )
-    if (execution.amend_after > 0) != (execution.max_amends > 0):
+    amending_ok = ex.ok("amend_after_ms", "max_amends", "mode")
+    if amending_ok and (execution.amend_after > 0) != (execution.max_amends > 0):
         ex.problem(
             "amend_after_ms",
             "and max_amends must both be set (or both 0)",
             "write amend_after_ms > 0 with max_amends >= 1 to amend resting legs, or neither",
         )
-    elif execution.amend_after > 0 and execution.mode != "limit":
+    elif amending_ok and execution.amend_after > 0 and execution.mode != "limit":
         ex.problem(
             "amend_after_ms",
             f"amends resting orders, but mode is {execution.mode!r} (nothing rests)",
@@ -572,7 +582,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     )
     if recovery.chase_budget == 0.0:
         recovery = dataclasses.replace(recovery, chase_budget=recovery.legged_budget / 2)
-    elif recovery.chase_budget > recovery.legged_budget:
+    elif rc.ok("chase_budget_ms", "legged_budget_ms") and recovery.chase_budget > recovery.legged_budget:
         rc.problem(
             "chase_budget_ms",
             "is longer than legged_budget_ms: the unwind could never finish in budget",
@@ -594,8 +604,11 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
         recovery=recovery,
     )
     if (
-        leg_a in instruments
+        legs_ok
+        and st.ok("fx")
+        and leg_a in instruments
         and leg_b in instruments
+        and root.ok(f"instruments.{leg_a}.currency", f"instruments.{leg_b}.currency")
         and not fx
         and instruments[leg_a].currency != instruments[leg_b].currency
     ):
@@ -622,9 +635,9 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
             rk, "max_cancels_per_day", int, instruments, "a whole number >= 0", non_negative, default={}
         ),
     )
-    for leg in (leg_a, leg_b):
+    for leg_key, leg in (("leg_a", leg_a), ("leg_b", leg_b)):
         for limit in ("max_order_lots", "max_position_lots"):
-            if leg in instruments and _absent(rk, limit, leg):
+            if st.ok(leg_key) and leg in instruments and _absent(rk, limit, leg):
                 rk.problem(f"{limit}.{leg}", "is missing", f"add `{leg} = <lots>`: every traded leg needs a limit")
     rk.finish()
     return EngineConfig(instruments=instruments, strategy=strategy, risk=risk)

@@ -227,13 +227,6 @@ def order_ids(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _zero_or_absent(sec: Section, key: str) -> bool:
-    """Whether `key` is left out or written as 0 (a value of another type or sign is refused by its own
-    check, and "is missing or 0" beside that problem would contradict it)."""
-    value = sec.data.get(key, 0)
-    return type(value) in (int, float) and value == 0
-
-
 def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]:
     """Validate [[faults]]; every impossible value or unmatched condition is a problem on `root`."""
     if not root.has("faults"):
@@ -289,13 +282,13 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             sec.problem("venue", f"names unknown venue {venue!r}", f"write one of {', '.join(sorted(venues))}")
         after = sec.get("after_s", float, 0.0, check=non_negative, hint="virtual seconds >= 0")
         until = sec.get("until_s", float, math.inf, check=positive, hint="virtual seconds > after_s")
-        if until <= after:
+        if sec.ok("after_s", "until_s") and until <= after:
             sec.problem(
                 "until_s",
                 f"({until}) is not after after_s ({after}): the fault can never happen",
                 "set until_s > after_s",
             )
-        if after >= duration:
+        if sec.ok("after_s") and root.ok("scenario.duration_s") and after >= duration:
             sec.problem(
                 "after_s",
                 f"({after}) is at or past the scenario's end ({duration} s): it can never happen",
@@ -364,9 +357,9 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             if kind == "desk_trade"
             else 1,
         )
-        if kind == "desk_trade" and not venue:
+        if kind == "desk_trade" and not venue and sec.ok("venue"):
             sec.problem("venue", "is missing: a desk trade is booked at one venue", 'write venue = "<a venue table>"')
-        if kind == "desk_trade" and f.side == "against":
+        if kind == "desk_trade" and f.side == "against" and sec.ok("side"):
             sec.problem("side", 'is "against", which a desk trade cannot be', 'write side = "buy" or "sell"')
         if f.stream and not FIX_TEXT.fullmatch(f.stream):
             sec.problem("stream", f"is {f.stream!r}", 'write a short printable ASCII name, e.g. "x3"')
@@ -376,36 +369,41 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
                 f"is {f.text!r}, which Text (58) cannot carry without a MessageEncoding",
                 "write printable ASCII",
             )
-        if f.side == "against" and not on_order and kind != "desk_trade":
+        if f.side == "against" and not on_order and kind != "desk_trade" and sec.ok("side", "on_order"):
             sec.problem(
                 "side",
                 'is "against" but the lock is not struck by an order',
                 'add on_order = true, or write side = "buy" or "sell"',
             )
-        if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until):
+        if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until) and sec.ok("until_s"):
             sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
         if (
-            kind
-            in (
-                "late_ack",
-                "latency_spike",
-                "clock_offset",
-                "disconnect_on_order",
-                "disconnect_on_status",
-                "crash_restart",
-                "crash_on_order",
-                "primary_pause",
-                "standby_crash",
-                "replication_delay",
-                "crash_mid_batch",
+            (
+                kind
+                in (
+                    "late_ack",
+                    "latency_spike",
+                    "clock_offset",
+                    "disconnect_on_order",
+                    "disconnect_on_status",
+                    "crash_restart",
+                    "crash_on_order",
+                    "primary_pause",
+                    "standby_crash",
+                    "replication_delay",
+                    "crash_mid_batch",
+                )
+                or (kind == "price_limit_lock" and on_order)
             )
-            or (kind == "price_limit_lock" and on_order)
-        ) and _zero_or_absent(sec, "delay_ms"):
+            and f.delay == 0.0
+            and sec.ok("delay_ms")
+        ):
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
         if (
             kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay")
             and math.isinf(until)
             and not on_order
+            and sec.ok("until_s", "on_order")
         ):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")
         sec.finish()

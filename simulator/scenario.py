@@ -290,7 +290,8 @@ def _venue(name: str, sec: Section) -> VenueConfig:
     liq = sec.sub("liquidity", optional=True)
     size_min = liq.get("size_min", int, 5, check=positive, hint="lots >= 1")
     size_max = liq.get("size_max", int, 30, check=positive, hint="lots >= size_min")
-    if size_max < size_min:
+    sizes_ok = liq.ok("size_min", "size_max")
+    if sizes_ok and size_max < size_min:
         liq.problem("size_max", f"({size_max}) is below size_min ({size_min})", "set size_max >= size_min")
     sides = {}
     for side in ("bid", "ask"):
@@ -304,7 +305,7 @@ def _venue(name: str, sec: Section) -> VenueConfig:
             check=positive,
             hint=f"lots >= {side}_size_min per {side} level (default size_max)",
         )
-        if hi < lo:
+        if sizes_ok and liq.ok(f"{side}_size_min", f"{side}_size_max") and hi < lo:
             liq.problem(
                 f"{side}_size_max", f"({hi}) is below {side}_size_min ({lo})", f"set {side}_size_max >= {side}_size_min"
             )
@@ -377,7 +378,7 @@ def _prices(root: Section, instruments: dict[str, Instrument], strategy_fx: str)
 
     w, fx, loc = p.sub("world"), p.sub("fx", optional=True), p.sub("local")
     has_fx = p.has("fx")
-    if has_fx != bool(strategy_fx):
+    if root.ok("strategy.fx") and has_fx != bool(strategy_fx):
         p.problem(
             "fx",
             "is given, but the strategy has no fx (its legs share a currency)"
@@ -425,7 +426,9 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
     out = {}
     for key, (type_, hint) in EXPECT_KEYS.items():
         if e.has(key):
-            out[key] = e.get(key, type_, hint=hint)
+            value = e.get(key, type_, hint=hint)
+            if e.ok(key):  # a refused value's stand-in is judged by no later rule
+                out[key] = value
     for path in out.get("coverage", []):
         if path not in COVERAGE:
             e.problem("coverage", f"names unknown path {path!r}", f"use any of {', '.join(COVERAGE)}")
@@ -506,7 +509,7 @@ def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
         replication_latency=fo.get("replication_ms", float, 0.2, check=non_negative, hint="milliseconds >= 0") / 1e3,
         fencing=fo.get("fencing", bool, True),
     )
-    if cfg.lease_ttl < cfg.heartbeat:
+    if fo.ok("lease_ttl_ms", "heartbeat_ms") and cfg.lease_ttl < cfg.heartbeat:
         fo.problem(
             "lease_ttl_ms",
             f"({cfg.lease_ttl * 1e3:g}) is shorter than heartbeat_ms "
@@ -656,7 +659,7 @@ def load(path: str | Path) -> Scenario:
     venues = {n: _venue(n, s) for n, s in root.tables("venues").items()}
     engine = read_engine(root, set(venues))
     prices = _prices(root, engine.instruments, engine.strategy.fx)
-    if prices.step > 0 and duration / prices.step > MAX_PRICE_STEPS:
+    if root.ok("scenario.duration_s", "prices.step_ms") and duration / prices.step > MAX_PRICE_STEPS:
         root.problem(
             "prices.step_ms",
             f"({prices.step * 1e3:g}) over duration_s {duration:g} makes "

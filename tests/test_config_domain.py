@@ -279,12 +279,13 @@ def test_a_price_on_the_tick_grid_stays_where_it_is_whichever_way_it_rounds(n, t
 def test_a_buy_rounds_up_a_sell_down_and_no_side_to_the_nearest_tick(price, tick):
     inst = Instrument("X", "V", "X", "CNY", "t", 1, "t", tick)
     up, down, near = (inst.round_to_tick(price, s) for s in (1, -1, 0))
+    eps = tick * 1e-6 + price * 1e-12  # the float arithmetic's own error at this magnitude
     for p in (up, down, near):
         assert abs(p / tick - round(p / tick)) < 1e-6  # on the grid
         assert p == round(p, 10)
-    assert down <= price + tick * 1e-6 and up >= price - tick * 1e-6
-    assert up - down <= tick * (1 + 1e-6)
-    assert abs(near - price) <= tick / 2 * (1 + 1e-6)
+    assert down <= price + eps and up >= price - eps
+    assert up - down <= tick + eps
+    assert abs(near - price) <= tick / 2 + eps
 
 
 def test_a_lot_and_a_tick_both_beyond_any_contract_are_each_reported():
@@ -293,3 +294,8 @@ def test_a_lot_and_a_tick_both_beyond_any_contract_are_each_reported():
         ("instruments.CU.lot", True),
         ("instruments.CU.tick", True),
     ]
+
+
+@pytest.mark.parametrize("ratio", [DELETE, "5:2", 5])
+def test_a_lot_ratio_left_out_or_of_another_type_is_one_problem(ratio):
+    assert refused("strategy.lot_ratio", ("strategy.lot_ratio", ratio)).what != "is [1, 1]"

@@ -141,7 +141,7 @@ def load(path: str | Path) -> LiveConfig:
     lv = root.sub("live")
     reconnect = lv.get("reconnect_s", int, 5, check=_in_a_day, hint=_A_DAY)
     reconnect_max = lv.get("reconnect_max_s", int, 30, check=_in_a_day, hint=_A_DAY)
-    if reconnect_max < reconnect:
+    if lv.ok("reconnect_s", "reconnect_max_s") and reconnect_max < reconnect:
         lv.problem(
             "reconnect_max_s",
             f"({reconnect_max}) is below reconnect_s ({reconnect})",
