@@ -171,6 +171,46 @@ def test_a_drop_with_an_order_filter_loses_only_messages_about_matching_orders(o
     assert plan.drops("1", False, "SHFE", "up", 1.0, ()) is None  # a TestRequest is never lost
 
 
+def test_a_fault_strikes_inside_its_half_open_window_on_its_own_venue_direction_and_question_only():
+    """Each lookup of the fault plan honours what its fault says: the window [after_s, until_s) (open at
+    after_s, closed at until_s, for order faults and window faults alike), the venue, a latency spike's
+    direction, the status question a disconnect_on_status waits for, and the count of hits."""
+    import random
+
+    from simulator.faults import Fault, FaultPlan
+
+    def plan(kind: str, **kw) -> FaultPlan:
+        fault = Fault(index=0, kind=kind, venue="SHFE", after=10.0, until=20.0, orders="any", rate=1.0, count=0)
+        for key, value in kw.items():
+            setattr(fault, key, value)
+        return FaultPlan([fault], lambda name: random.Random(name))
+
+    reject = plan("reject")
+    assert [reject.for_order("reject", "SHFE", "E1-000001A1", t) is not None for t in (9.999, 10.0, 19.999, 20.0)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert reject.for_order("reject", "COMEX", "E1-000001A1", 15.0) is None
+    stale = plan("md_stale")
+    assert [stale.window("md_stale", "SHFE", t) is not None for t in (9.999, 10.0, 19.999, 20.0)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    spike = plan("latency_spike", direction="down")
+    assert spike.for_message("latency_spike", "SHFE", "up", 15.0) is None
+    assert spike.for_message("latency_spike", "SHFE", "down", 15.0) is not None
+    assert plan("latency_spike").for_message("latency_spike", "SHFE", "up", 15.0) is not None  # "both"
+    question = plan("disconnect_on_status", on_message="AN")
+    assert question.on_question("SHFE", "AF", 15.0) is None
+    assert question.on_question("SHFE", "AN", 15.0) is not None
+    twice = plan("reject", count=2)
+    assert [twice.for_order("reject", "SHFE", "E1-000001A1", 15.0) is not None for _ in range(3)] == [True, True, False]
+
+
 def test_a_lost_order_and_its_lost_question_are_found_by_a_test_request():
     """Every SHFE message about an entry order is lost (the order, its status question, its cancel) and
     nothing else goes there: the overdue question is followed by a TestRequest, SHFE answers it with a
