@@ -378,3 +378,68 @@ def test_reconnect_waits_beyond_a_day_are_refused_and_a_day_is_what_quickfix_tak
         initiator = fix.SocketInitiator(app, store, settings)
         initiator.start()  # quickfix reads both as ints here ("Illegal value" beyond): a day is well inside
         initiator.stop()
+
+
+def _refusal(tmp_path, old: str, new: str) -> ConfigError | None:
+    path = Path(_config(tmp_path))
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    try:
+        load(str(path))
+    except ConfigError as err:
+        return err
+    return None
+
+
+@pytest.mark.parametrize(
+    "old,edge,past,key",
+    [
+        ("port = 9999", "port = 65535", "port = 65536", "sessions.BROKER.port"),
+        ("port = 9999", "port = 1", "port = 0", "sessions.BROKER.port"),
+        (
+            "reconnect_s = 1\n",
+            "reconnect_s = 7\nreconnect_max_s = 7\n",
+            "reconnect_s = 7\nreconnect_max_s = 6\n",
+            "live.reconnect_max_s",
+        ),
+        ('username = "desk1"', 'username = ""', 'username = "desk 1"', "sessions.BROKER.username"),
+        ('target_comp_id = "BROKER"', 'target_comp_id = "B"', 'target_comp_id = ""', "sessions.BROKER.target_comp_id"),
+        ('host = "127.0.0.1"', 'host = "h"', 'host = ""', "sessions.BROKER.host"),
+        ('dictionary = "COMEX"', 'dictionary = "FIX44"', 'dictionary = ""', "sessions.BROKER.dictionary"),
+        ('venue = "BROKER"', 'venue = "BROKER"', 'venue = "LME"', "instruments.CU1.venue"),  # a session is a venue
+    ],
+)
+def test_each_live_key_takes_its_edge_and_refuses_the_value_just_past_it(tmp_path, monkeypatch, old, edge, past, key):
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    assert _refusal(tmp_path, old, edge) is None
+    err = _refusal(tmp_path, old, past)
+    assert err is not None and [p.key for p in err.problems] == [key], err
+
+
+def test_a_password_variable_that_is_not_set_is_a_startup_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("XMC_BROKER_PASSWORD", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load(_config(tmp_path))
+    (problem,) = err.value.problems
+    assert problem.key == "sessions.BROKER.password_env" and "export XMC_BROKER_PASSWORD" in problem.fix
+
+
+def test_a_dictionary_without_a_session_template_is_refused_naming_the_dictionary(tmp_path, monkeypatch):
+    """The session's kind is its dictionary unless `template` names another: an overlay nobody wrote a
+    template for is a problem of `dictionary`, and a template that does not exist one of `template`."""
+    from engine.fix import dictionary
+
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    with pytest.raises(ConfigError) as err:
+        load(_config(tmp_path, session='template = "NOPE"\n'))
+    assert [p.key for p in err.value.problems] == ["sessions.BROKER.template"]
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "NEWVENUE.xml").write_text((ROOT / "fix_specs" / "COMEX.xml").read_text())
+    monkeypatch.setattr(dictionary, "SPEC_DIR", specs)
+    with pytest.raises(ConfigError) as err:
+        load(_config(tmp_path, template_dictionary="NEWVENUE"))
+    assert [(p.key, "no usable session template" in p.what) for p in err.value.problems] == [
+        ("sessions.BROKER.dictionary", True)
+    ]

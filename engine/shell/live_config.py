@@ -167,16 +167,14 @@ def load(path: str | Path) -> LiveConfig:
         elif unusable := dictionary_problem(dict_name):
             sec.problem("dictionary", f"cannot be used: {unusable}", "or name another dictionary")
         port = sec.get("port", int, check=lambda p: 0 < p < 65536, hint="a TCP port 1..65535")
+        kind_key = "template" if sec.has("template") else "dictionary"
         kind = sec.get("template", str, dict_name)
+        settings = {}
         try:
-            settings = dict(session_templates.load(kind))
+            if sec.ok(kind_key):  # a dictionary already refused is not also a missing template
+                settings = dict(session_templates.load(kind))
         except TemplateError as exc:
-            sec.problem(
-                "template" if sec.has("template") else "dictionary",
-                f"has no usable session template: {exc}",
-                f"write one of {', '.join(session_templates.available())} or fix the template",
-            )
-            settings = {}
+            sec.problem(kind_key, f"has no usable session template: {exc}", "or correct the template it names")
         if "StartTime" in common:  # [live]'s schedule replaces the template's
             for key in ("StartTime", "EndTime", "StartDay", "EndDay"):
                 settings.pop(key, None)
