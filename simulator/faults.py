@@ -82,8 +82,10 @@ BATCH_POINTS = ("between_legs", "before_audit")
 # filled (the same rule in virtual time and at the wire)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
-# engine ClOrdIDs end in leg, order number and purpose: ...A1 entry, ...B2R chase, ...A3U unwind
-ORDER_PURPOSE = re.compile(r"[AB]\d+([RUH]?)(?:-E\d+)?$")  # a takeover node appends its epoch
+# engine ClOrdIDs start with the decision, then leg, order number and purpose: E1-000001A1 entry, ...B2R
+# chase, ...A3U unwind; whatever follows is the order's own cancel (C<n>) or replace (M<n>) or a takeover
+# node's epoch (-E<n>), so an amended order's messages keep their purpose
+ORDER_PURPOSE = re.compile(r"E\d+-\d+[AB]\d+([RUH]?)")
 _FILTER_TAGS = {"entry": ("",), "recovery": ("R", "U", "H"), "chase": ("R",), "unwind": ("U",)}
 
 
@@ -133,7 +135,7 @@ class Fault:
     def matches_order(self, cl_ord_id: str) -> bool:
         if self.orders == "any":
             return True
-        m = ORDER_PURPOSE.search(cl_ord_id)
+        m = ORDER_PURPOSE.match(cl_ord_id)
         return m is not None and m.group(1) in _FILTER_TAGS[self.orders]
 
     def fire(self) -> bool:

@@ -158,6 +158,11 @@ def test_a_drop_with_an_order_filter_loses_only_messages_about_matching_orders(o
     messages = {f"35=D\x0111={cl}\x0155=cu2603\x01": cl for cl in purpose}  # new orders
     messages |= {f"35=F\x0141={cl}\x0111={cl}C1\x01": cl for cl in purpose}  # their cancels
     messages |= {f"35=8\x0137=S9\x0111={cl}\x01150=F\x01": cl for cl in purpose}  # their reports
+    # amended: a second replace names the first replace (41) and itself (11), and so do its reports; a
+    # takeover node's replace of an adopted order, and the cancel of a replaced order
+    messages |= {f"35=G\x0141={cl}M1\x0111={cl}M2\x01": cl for cl in purpose}
+    messages |= {f"35=8\x0137=S9\x0111={cl}M2\x0141={cl}M1\x01150=5\x01": cl for cl in purpose}
+    messages |= {f"35=F\x0141={cl}M2-E4\x0111={cl}M2-E4C1-E4\x01": cl for cl in purpose}
     filters = {"any": set(purpose.values()), "entry": {"entry"}, "recovery": {"chase", "unwind"}}
     wanted = filters.get(orders, {orders})
     for raw, cl in messages.items():
