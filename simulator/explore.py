@@ -40,6 +40,8 @@ from simulator.faults import (
     FAILOVER_KINDS,
     LINK_KINDS,
     MARKET_KINDS,
+    NEEDS_DELAY,
+    NEEDS_UNTIL,
     NODE_KINDS,
     ON_ORDER_KINDS,
     ORDER_KINDS,
@@ -49,19 +51,6 @@ from simulator.rng import fork
 
 BATCH = 8  # schedules per batch: fixed, so results do not depend on the number of workers
 ORACLE_KEYS = ("all_terminal", "fills_match_positions", "invariants_hold", "leg_lots", "max_residual_t")
-NEEDS_DELAY = {
-    "late_ack",
-    "latency_spike",
-    "clock_offset",
-    "disconnect_on_order",
-    "crash_restart",
-    "crash_on_order",
-    "primary_pause",
-    "standby_crash",
-    "replication_delay",
-    "crash_mid_batch",
-}
-NEEDS_UNTIL = {"disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay"}
 RATES = (0.05, 0.1, 0.25, 0.5, 1.0)
 COUNTS = (1, 1, 2, 3, 0)
 

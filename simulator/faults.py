@@ -72,6 +72,24 @@ KINDS = tuple(
 # kinds whose cut can leave the venues' gateways keeping nothing for the session (reports_lost)
 LOSING_KINDS = ("disconnect_on_order", "disconnect_on_status", "primary_crash")
 ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
+# kinds that change nothing without a delay_ms > 0 (and a price_limit_lock struck on_order: how long it holds)
+NEEDS_DELAY = frozenset(
+    {
+        "late_ack",
+        "latency_spike",
+        "clock_offset",
+        "disconnect_on_order",
+        "disconnect_on_status",
+        "crash_restart",
+        "crash_on_order",
+        "primary_pause",
+        "standby_crash",
+        "replication_delay",
+        "crash_mid_batch",
+    }
+)
+# window kinds that need an end (until_s), unless struck on_order
+NEEDS_UNTIL = frozenset({"disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay"})
 # crash_restart / crash_on_order: how the journal is damaged while the process is down; the restart
 # must refuse it (exit 2 in production) and leave it byte for byte as it was
 JOURNAL_DAMAGE = ("checksum", "undecodable", "bad_content", "unknown_venue", "not_a_journal")
@@ -379,34 +397,9 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             )
         if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until) and sec.ok("until_s"):
             sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
-        if (
-            (
-                kind
-                in (
-                    "late_ack",
-                    "latency_spike",
-                    "clock_offset",
-                    "disconnect_on_order",
-                    "disconnect_on_status",
-                    "crash_restart",
-                    "crash_on_order",
-                    "primary_pause",
-                    "standby_crash",
-                    "replication_delay",
-                    "crash_mid_batch",
-                )
-                or (kind == "price_limit_lock" and on_order)
-            )
-            and f.delay == 0.0
-            and sec.ok("delay_ms")
-        ):
+        if (kind in NEEDS_DELAY or (kind == "price_limit_lock" and on_order)) and f.delay == 0.0 and sec.ok("delay_ms"):
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
-        if (
-            kind in ("disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay")
-            and math.isinf(until)
-            and not on_order
-            and sec.ok("until_s", "on_order")
-        ):
+        if kind in NEEDS_UNTIL and math.isinf(until) and not on_order and sec.ok("until_s", "on_order"):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")
         sec.finish()
         out.append(f)
