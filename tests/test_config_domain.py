@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from engine.config import DEFAULT_REJECT_POLICY, ConfigError, Instrument, Problem, Section, read_engine, read_toml
 from tests.conftest import SPREAD
-from tests.helpers.documents import DELETE, edited
+from tests.helpers.documents import DELETE, edited, only_problem
 
 VENUES = {"SHFE", "COMEX", "FX"}
 BASE = {k: v for k, v in tomllib.loads(SPREAD.read_text()).items() if k in ("instruments", "strategy", "risk")}
@@ -36,10 +36,7 @@ def accepted(*changes: tuple[str, object]):
 
 def refused(key: str, *changes: tuple[str, object]) -> Problem:
     """The one problem `changes` make, which must name `key` and say how to fix it."""
-    _, problems = read(edited(BASE, *changes))
-    assert [p.key for p in problems] == [key], f"{changes}: {problems}"
-    assert problems[0].what and problems[0].fix
-    return problems[0]
+    return only_problem(read(edited(BASE, *changes))[1], key, changes)
 
 
 def test_the_base_reads_clean():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 DELETE = object()  # as a change's value: remove the key
 
@@ -21,3 +22,10 @@ def edited(base: dict, *changes: tuple[str, object]) -> dict:
         else:
             table[last] = value
     return doc
+
+
+def only_problem(problems: list, key: str, changes: tuple) -> Any:
+    """The one problem a reader found after `changes`, which must name `key` and say how to fix it."""
+    assert [p.key for p in problems] == [key], f"{changes}: {problems}"
+    assert problems[0].what and problems[0].fix
+    return problems[0]
