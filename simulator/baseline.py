@@ -246,10 +246,10 @@ def load(path: str | Path) -> dict:
             ],
         )
     problems = []
-    if not isinstance(doc.get("calibration_s"), (int, float)) or not doc["calibration_s"] > 0:
-        problems.append(Problem("calibration_s", "missing or not > 0", "give the calibration in seconds, > 0"))
-    if not isinstance(doc.get("wall_margin"), (int, float)) or not doc["wall_margin"] >= 1:
-        problems.append(Problem("wall_margin", "missing or below 1", "give a factor >= 1, e.g. 3"))
+    if not _number(doc.get("calibration_s")) or not doc["calibration_s"] > 0:
+        problems.append(Problem("calibration_s", "missing or not a number > 0", "give the calibration in seconds, > 0"))
+    if not _number(doc.get("wall_margin")) or not doc["wall_margin"] >= 1:  # infinite: a gate that cannot fail
+        problems.append(Problem("wall_margin", "missing, infinite or below 1", "give a factor >= 1, e.g. 3"))
     tolerances = doc.get("tolerances")
     if not isinstance(tolerances, dict):
         problems.append(Problem("tolerances", "missing", 'give a table of metric -> {"abs": x, "rel": y}'))

@@ -1,0 +1,152 @@
+"""The regression gate's rules (simulator/baseline.py), each held on synthetic runs whose numbers are chosen
+at the rule's edges: a metric regresses only when its median move passes the tolerance and more than half
+of the seeds moved beyond it; a success share regresses downward; wall time against the lower end of its
+interval; a failed invariant, a changed behaviour, a new or missing scenario and an edited file are each
+a row. (tests/test_regression_gate.py runs the gate on real certifications.)"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from simulator import baseline as gate
+
+SCENARIO = "s1"
+BASE_LEGGED = 100.0  # legged_ms.p50 of every baseline seed: the limit is 10 + 10% of 100 = 20 ms
+
+
+def report(seed: int, legged: float = BASE_LEGGED, **kw) -> dict:
+    """A run's report as the gate reads it (run_record), with its timings, shares and wall figures."""
+    timings = {k: {"p50": 50.0, "p99": 60.0} for k in ("signal_to_acks_ms", "signal_to_terminal_ms", "reaction_ms")}
+    timings["legged_ms"] = {"p50": legged, "p99": legged}
+    return {
+        "scenario": kw.get("scenario", SCENARIO),
+        "seed": seed,
+        "run_hash": kw.get("run_hash", f"h{seed}"),
+        "replay": f"xmc run {SCENARIO}.toml --seed {seed}",
+        "verdict": "pass",
+        "outcomes": kw.get("outcomes", {"BALANCED": 3}),
+        "episodes": [
+            {"decision_id": "E1-000001", "legs": {"A": {"filled": 5}, "B": {"filled": 2}}, "outcome": "BALANCED"}
+        ],
+        "positions": {"venues": kw.get("positions", {"CU": 0, "HG": 0})},
+        "invariants": {"1": {"status": "fail" if kw.get("invariant_fails") else "pass"}},
+        "expectations": [{"key": "min_episodes", "verdict": "pass"}],
+        "timings": timings,
+        "recovery": {
+            k: {"rate": kw.get("share", 1.0)} for k in ("reorder_success", "rollback_success", "repaired_in_budget")
+        },
+        "wall": {"run_s": kw.get("run_s", 1.0), "engine_compute_us": {"p50": 10.0}},
+    }
+
+
+def baseline(tmp_path, reports: list[dict], **kw) -> dict:
+    path = tmp_path / f"{SCENARIO}.toml"
+    path.write_text("# the scenario file\n")
+    files = {r["scenario"]: path for r in reports}
+    return gate.build(reports, files, 1.0, tmp_path, **kw)
+
+
+def legged_rows(base: dict, moves: list[float], base_legged: float = BASE_LEGGED) -> list[gate.Row]:
+    now = [report(i + 1, base_legged + m) for i, m in enumerate(moves)]
+    return [r for r in gate.compare(base, now, 1.0).rows if r.metric == "legged_ms.p50"]
+
+
+@pytest.fixture
+def four_seeds(tmp_path):
+    return baseline(tmp_path, [report(s) for s in (1, 2, 3, 4)])
+
+
+@pytest.mark.parametrize(
+    "moves,verdict",
+    [
+        ([0, 0, 60, 60], None),  # the median moved 30 ms, but only half of the seeds did: no verdict
+        ([0, 30, 30, 30], "regressed"),  # three of four beyond the limit
+        ([20, 20, 20, 20], None),  # at the limit is inside it
+        ([21, 21, 21, 21], "regressed"),
+        ([15, 15, 15, 15], None),  # beyond the relative part alone (10 ms), inside abs + rel
+        ([-21, -21, -21, -21], "improved"),
+        ([-60, -60, 0, 0], None),
+    ],
+)
+def test_a_metric_moves_only_when_its_median_and_most_of_its_seeds_pass_the_limit(four_seeds, moves, verdict):
+    rows = legged_rows(four_seeds, moves)
+    assert [r.verdict for r in rows] == ([verdict] if verdict else [])
+
+
+def test_the_limit_is_relative_to_the_size_of_the_baseline_median(tmp_path):
+    """abs 10 + rel 10% of |median|: a median of -100 (a signed figure) gives 20, not 10 - 10 = 0."""
+    base = baseline(tmp_path, [report(s, -100.0) for s in (1, 2, 3)])
+    assert legged_rows(base, [15, 15, 15], -100.0) == []
+    assert [r.verdict for r in legged_rows(base, [21, 21, 21], -100.0)] == ["regressed"]
+
+
+def test_the_row_names_the_seed_that_moved_most(four_seeds):
+    (row,) = legged_rows(four_seeds, [21, 50, 22, 23])
+    assert row.replay.endswith("--seed 2") and "median of 4 seeds; 4 beyond" in row.change
+
+
+def test_a_success_share_regresses_when_it_falls(tmp_path):
+    base = baseline(tmp_path, [report(s) for s in (1, 2, 3)])
+    fell = {r.metric: r.verdict for r in gate.compare(base, [report(s, share=0.5) for s in (1, 2, 3)], 1.0).rows}
+    assert fell["reorder_success"] == "regressed"
+    base = baseline(tmp_path, [report(s, share=0.5) for s in (1, 2, 3)])
+    rose = {r.metric: r.verdict for r in gate.compare(base, [report(s) for s in (1, 2, 3)], 1.0).rows}
+    assert rose["reorder_success"] == "improved"
+
+
+def test_wall_time_fails_on_the_lower_end_of_its_interval_from_two_runs_on(tmp_path):
+    base = baseline(tmp_path, [report(s) for s in (1, 2)])
+    margin = base["wall_margin"]
+    steady = gate.compare(base, [report(1, run_s=margin * 2), report(2, run_s=margin * 2)], 1.0)
+    assert [r.metric for r in steady.regressions] == ["wall.run_s"]  # two runs are enough for an interval
+    # a geometric mean beyond the margin, but an interval that reaches below it: not proven slower
+    spread = gate.compare(base, [report(1, run_s=1.0), report(2, run_s=margin**2 * 2)], 1.0)
+    (row,) = [r for r in spread.rows if r.metric == "wall.run_s"]
+    assert float(row.now[1:]) > margin and row.verdict == "info"
+
+
+def test_a_failed_invariant_is_a_failure_row_whatever_is_accepted(tmp_path):
+    base = baseline(tmp_path, [report(1)])
+    for accept in (False, True):
+        comp = gate.compare(base, [report(1, run_hash="h1", invariant_fails=True)], 1.0, accept_changes=accept)
+        assert [(r.verdict, r.change) for r in comp.regressions] == [("failed", "invariant 1")]
+
+
+@pytest.mark.parametrize(
+    "change,fills",
+    [({"outcomes": {"BALANCED": 2, "UNWOUND": 1}}, "same fills"), ({"positions": {"CU": 1, "HG": 0}}, "fills differ")],
+)
+def test_a_run_that_behaves_otherwise_is_a_changed_row_and_an_identical_one_is_counted(tmp_path, change, fills):
+    base = baseline(tmp_path, [report(1), report(2)])
+    comp = gate.compare(base, [report(1), report(2, run_hash="other", **change)], 1.0)
+    assert comp.identical_runs == 1 and comp.runs == 2
+    rows = [(r.metric, r.verdict, r.change) for r in comp.rows if not r.metric.startswith("wall.")]
+    assert rows == [("behaviour (seed 2)", "changed", fills)]
+    assert not gate.compare(base, [report(1), report(2, run_hash="other", **change)], 1.0, True).regressions
+
+
+def test_a_scenario_new_or_not_run_and_a_file_edited_since_are_each_a_row(tmp_path):
+    base = baseline(tmp_path, [report(1)])
+    comp = gate.compare(base, [report(1, scenario="s2")], 1.0)
+    assert {(r.scenario, r.verdict) for r in comp.rows} == {("s1", "not run"), ("s2", "new")}
+    edited = tmp_path / f"{SCENARIO}.toml"
+    edited.write_text("# the scenario file, edited\n")
+    comp = gate.compare(base, [report(1)], 1.0, files={SCENARIO: edited})
+    assert [(r.metric, r.verdict) for r in comp.regressions] == [("scenario file", "changed")]
+
+
+@pytest.mark.parametrize("margin,ok", [(1, True), (0.99, False), (math.inf, False), (math.nan, False), (True, False)])
+def test_a_wall_margin_below_one_or_no_number_is_refused_at_load(tmp_path, margin, ok):
+    doc = baseline(tmp_path, [report(1)])
+    doc["wall_margin"] = margin
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(doc))
+    if ok:
+        assert gate.load(path)["wall_margin"] == margin
+    else:
+        with pytest.raises(gate.BaselineError) as err:
+            gate.load(path)
+        assert [p.key for p in err.value.problems] == ["wall_margin"]
