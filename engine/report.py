@@ -14,7 +14,7 @@ from typing import Any
 from engine.core.engine_core import EngineCore
 from engine.core.episode import Episode
 from engine.core.events import Anomaly, AuditRow
-from engine.core.ids import PURPOSE_TAG
+from engine.core.ids import PURPOSE_TAG, purpose_tag
 from engine.provenance import provenance
 
 AUDIT_COLUMNS = (
@@ -54,8 +54,6 @@ PARQUET_SCHEMA = {
     "detail": "str",
 }
 ROLE_OF_TAG = {tag: ("hedge" if purpose == "overfill_hedge" else purpose) for purpose, tag in PURPOSE_TAG.items()}
-# E1-000003A2R: leg A, 2nd order, R chase; C1 its first cancel request; -E2 sent by the epoch-2 node
-CL_ORD_ROLE = re.compile(r"[AB]\d+([RUH]?)(?:C\d+)?(?:-E\d+)?$")
 EXEC_ID = re.compile(r"ExecID (\S+)")
 CUM = re.compile(r"cum=([\d.]+)/")
 FILL_STAGES = ("fill", "fill_from_status")
@@ -102,7 +100,7 @@ def audit_columns(
     free text, the outcome of terminal rows; None wherever a field does not apply."""
     cols: dict[str, list[Any]] = {name: [] for name in PARQUET_SCHEMA}
     for seq, ts, stage, decision_id, cl_ord_id, instrument, account, side, qty, price, detail in rows:
-        m = CL_ORD_ROLE.search(cl_ord_id) if cl_ord_id else None
+        tag = purpose_tag(cl_ord_id) if cl_ord_id else None  # an amended order's rows keep their role
         is_fill = stage in FILL_STAGES
         exec_m = EXEC_ID.search(detail) if is_fill else None
         cum_m = CUM.search(detail) if is_fill else None
@@ -114,7 +112,7 @@ def audit_columns(
             "stage": stage,
             "decision_id": decision_id or None,
             "cl_ord_id": cl_ord_id or None,
-            "role": ROLE_OF_TAG.get(m[1]) if m else None,
+            "role": ROLE_OF_TAG.get(tag) if tag is not None else None,
             "instrument": instrument or None,
             "venue": venue_of.get(instrument) if instrument else None,
             "account": account or None,

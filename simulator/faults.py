@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import FIX_TEXT, Section, non_negative, positive
 from engine.core.events import SessionDown
+from engine.core.ids import purpose_tag
 from engine.shell.journal import FRAME as _FRAME
 from engine.shell.journal import encode as encode_record
 
@@ -100,10 +100,6 @@ BATCH_POINTS = ("between_legs", "before_audit")
 # filled (the same rule in virtual time and at the wire)
 DROP_EXEMPT = ("A", "0", "1", "2", "4", "5")
 ORDER_FILTERS = ("any", "entry", "recovery", "chase", "unwind")
-# engine ClOrdIDs start with the decision, then leg, order number and purpose: E1-000001A1 entry, ...B2R
-# chase, ...A3U unwind; whatever follows is the order's own cancel (C<n>) or replace (M<n>) or a takeover
-# node's epoch (-E<n>), so an amended order's messages keep their purpose
-ORDER_PURPOSE = re.compile(r"E\d+-\d+[AB]\d+([RUH]?)")
 _FILTER_TAGS = {"entry": ("",), "recovery": ("R", "U", "H"), "chase": ("R",), "unwind": ("U",)}
 
 
@@ -153,8 +149,8 @@ class Fault:
     def matches_order(self, cl_ord_id: str) -> bool:
         if self.orders == "any":
             return True
-        m = ORDER_PURPOSE.match(cl_ord_id)
-        return m is not None and m.group(1) in _FILTER_TAGS[self.orders]
+        tag = purpose_tag(cl_ord_id)  # the order's own, its cancel's or its replace's: engine.core.ids
+        return tag is not None and tag in _FILTER_TAGS[self.orders]
 
     def fire(self) -> bool:
         """Draw against the rate and count the hit."""

@@ -16,6 +16,7 @@ import simpy
 from engine.config import ConfigError, Problem
 from engine.core.engine_core import EngineCore
 from engine.core.events import AuditRow, Command, SendOrder, SessionDown, Takeover
+from engine.core.ids import purpose_tag
 from engine.provenance import sha256_of
 from engine.report import (
     RunResult,
@@ -34,7 +35,7 @@ from engine.shell.journal import replay as replay_journal
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
-from simulator.faults import ORDER_PURPOSE, FaultPlan, NothingToDamage, damage_journal
+from simulator.faults import FaultPlan, NothingToDamage, damage_journal
 from simulator.link import Link
 from simulator.prices import PriceModelError, PriceProcess, market, price_problem
 from simulator.rng import fork
@@ -504,8 +505,8 @@ def coverage(core: EngineCore, shell: SimEngineShell, checker: InvariantChecker)
     # a node that died or stepped down reached its paths too: its rejects are in the shared audit
     # trail; so is every fill that left its order part-done ("cum=1/2"), even if the rest filled later
     for row in shell.audit:
-        if row.stage == "rejected" and (m := ORDER_PURPOSE.search(row.cl_ord_id)) is not None:
-            seen.add({"": "reject_entry", "R": "reject_during_chase"}.get(m.group(1), "reject_entry"))
+        if row.stage == "rejected" and (tag := purpose_tag(row.cl_ord_id)) is not None:
+            seen.add({"": "reject_entry", "R": "reject_during_chase"}.get(tag, "reject_entry"))
         elif row.stage == "fill" and (m := PART_DONE.search(row.detail)) is not None and float(m[1]) < float(m[2]):
             seen.add("partial_fill")
     recovery_ids = {o.cl_ord_id for o in core.orders.values() if o.purpose != "entry"}

@@ -241,3 +241,13 @@ def test_any_damaged_audit_trail_is_answered_or_refused_naming_the_column(run_di
     if not unchanged:
         assert str(damaged / "audit.parquet") in err, err
         assert "not an xmc audit trail" in err or "lacks the columns" in err, err
+
+
+def test_an_amended_orders_rows_keep_its_role(tmp_path):
+    """Found when the fault filters were fixed the same way: every row of an amended order (its replaces,
+    their answers, its fills after them) had no role in audit.parquet."""
+    result = runner.run(scenario.load(ROOT / "scenarios" / "cu_hg_limit_amend.toml"), 1)
+    runner.write_artifacts(result, tmp_path)
+    rows = pl.read_parquet(tmp_path / "audit.parquet").filter(pl.col("cl_ord_id").is_not_null())
+    amended = rows.filter(pl.col("cl_ord_id").str.contains("M"))
+    assert amended.height > 0 and amended["role"].null_count() == 0 and rows["role"].null_count() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.core.ids import CHILD_ID, PURPOSE_TAG, child_id, epoch_of, stamp
+from engine.core.ids import CHILD_ID, PURPOSE_TAG, child_id, epoch_of, purpose_tag, stamp
 
 decisions = st.builds(lambda e, n: f"E{e}-{n:06d}", st.integers(1, 999), st.integers(1, 999_999))
 purposes = st.sampled_from(sorted(PURPOSE_TAG))
@@ -52,3 +52,23 @@ def test_an_id_carries_the_epoch_of_the_node_that_sent_it_last(decision, leg, n,
         cl = f"{cl}C{k}"  # the next node's request about it, stamped by that node next round
     assert epoch_of(stamp(cl, own)) == own  # a request of the decision's own node: its prefix
     assert epoch_of("ORDER-1") is None
+
+
+@given(
+    decisions,
+    st.sampled_from("AB"),
+    st.integers(1, 99),
+    purposes,
+    st.lists(st.tuples(st.sampled_from("CM"), st.integers(1, 9), st.integers(1, 999) | st.none()), max_size=3),
+    st.integers(1, 999),
+)
+def test_every_id_that_names_an_order_reads_back_its_purpose(decision, leg, n, purpose, requests, epoch):
+    """The order's own id, a replace's, a cancel of a replaced order, each stamped or not: the same purpose
+    (the audit trail's role and the fault filters read it; an amended order had none)."""
+    cl = stamp(child_id(decision, leg, n, purpose), epoch)
+    for kind, k, later in requests:
+        cl = f"{cl}{kind}{k}"
+        if later is not None:
+            cl = stamp(cl, later)
+        assert purpose_tag(cl) == PURPOSE_TAG[purpose], cl
+    assert purpose_tag("MD-CU-1") is None and purpose_tag(f"X{cl}") is None

@@ -13,6 +13,17 @@ PURPOSE_TAG = {"entry": "", "chase": "R", "unwind": "U", "overfill_hedge": "H"}
 # a child order's ClOrdID: decision id, leg, order number in the leg, purpose letter, epoch suffix
 CHILD_ID = re.compile(r"^(E\d+-\d+)([AB])\d+([RUH]?)(?:-E\d+)?$")
 PURPOSE_OF_TAG = {tag: purpose for purpose, tag in PURPOSE_TAG.items()}
+# the child order an id of ours belongs to, read from its start: whatever follows is the order's own cancel
+# (C<n>) or replace (M<n>) or an epoch stamp (-E<n>)
+_ORDER_PART = re.compile(r"E\d+-\d+[AB]\d+([RUH]?)")
+
+
+def purpose_tag(cl_ord_id: str) -> str | None:
+    """The purpose letter ("" entry, R chase, U unwind, H overfill hedge) of the child order a ClOrdID of ours
+    names: the order's own id, one of its cancels' or replaces', however stamped; None for an id not ours.
+    The simulator's order filters and the audit trail's roles read it (an amended order keeps its purpose)."""
+    m = _ORDER_PART.match(cl_ord_id)
+    return m[1] if m else None
 
 
 def epoch_of(cl_ord_id: str) -> int | None:
