@@ -11,9 +11,26 @@ import pytest
 from engine import audit_query as q
 from engine.report import parquet_dtypes
 
-COLUMNS = ("run", "seed", "seq", "ts", "stage", "decision_id", "cl_ord_id", "role", "instrument", "venue")
-FILL = ("exec_id", "last_qty", "last_px")
-# (run, seed, seq, ts, stage, decision, order, role, instrument, venue, side, qty, price, exec_id, last_qty, last_px, outcome)
+# the columns each row below gives, in its order; the trail's other columns are null
+NAMES = (
+    "run",
+    "seed",
+    "seq",
+    "ts",
+    "stage",
+    "decision_id",
+    "cl_ord_id",
+    "role",
+    "instrument",
+    "venue",
+    "side",
+    "qty",
+    "price",
+    "exec_id",
+    "last_qty",
+    "last_px",
+    "outcome",
+)
 ROWS = [
     ("r1", 1, 1, 8.0, "send", "D2", "D2A1", "entry", "CU", "SHFE", "1", 5.0, 100.0, None, None, None, None),
     ("r1", 1, 2, 8.3, "terminal", "D2", None, None, None, None, None, None, None, None, None, None, "UNWOUND"),
@@ -33,7 +50,6 @@ ROWS = [
     ("r2", 1, 1, 1.0, "signal", "D9", None, None, None, None, None, None, None, None, None, None, None),
     ("r2", 1, 2, 1.2, "terminal", "D9", None, None, None, None, None, None, None, None, None, None, "ABORTED"),
 ]
-NAMES = (*COLUMNS, "side", "qty", "price", *FILL, "outcome")
 
 
 @pytest.fixture(scope="module")
