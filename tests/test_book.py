@@ -132,3 +132,152 @@ def test_quotes_are_staged_only_into_an_empty_book_and_never_crossed():
     book.submit(BookOrder("o1", "member", BUY, 90, 1))
     with pytest.raises(ValueError, match="only into an empty book"):
         book.stage("mm", "M", 1, [(BUY, 99, 1)])
+
+
+class ReferenceBook:
+    """Price-time priority as a rulebook states it, with no index at all: the resting orders in the
+    order they came to rest. The best opposite price trades first, at the resting order's price, and
+    within a price the order that rested first; FOK trades all or nothing; what is left of a day or GTC
+    limit order rests, anything else left is dead."""
+
+    def __init__(self) -> None:
+        self.resting: list[BookOrder] = []
+        self.last_staged: list[str] = []
+
+    def _crosses(self, order: BookOrder, other: BookOrder) -> bool:
+        if other.side == order.side:
+            return False
+        return order.ticks is None or (other.ticks <= order.ticks if order.side == BUY else other.ticks >= order.ticks)
+
+    def submit(self, order: BookOrder) -> tuple[list[tuple], bool]:
+        takers = [o for o in self.resting if self._crosses(order, o)]
+        if order.tif == "4" and sum(o.leaves for o in takers) < order.qty:
+            order.live = False
+            return [], False
+        takers.sort(key=lambda o: o.ticks if order.side == BUY else -o.ticks)  # stable: time within a price
+        trades = []
+        for resting in takers:
+            if order.leaves == 0:
+                break
+            qty = min(resting.leaves, order.leaves)
+            resting.cum += qty
+            order.cum += qty
+            trades.append((resting.order_id, order.order_id, qty, resting.ticks))
+            if resting.leaves == 0:
+                resting.live = False
+                self.resting.remove(resting)
+        rested = order.leaves > 0 and order.ticks is not None and order.tif in ("0", "1")
+        if rested:
+            self.resting.append(order)
+        else:
+            order.live = False
+        return trades, rested
+
+    def rest_if_apart(self, order: BookOrder) -> bool:
+        if any(self._crosses(order, o) for o in self.resting):
+            return False
+        self.resting.append(order)
+        return True
+
+    def cancel(self, order_id: str) -> BookOrder | None:
+        for o in self.resting:
+            if o.order_id == order_id:
+                self.resting.remove(o)
+                o.live = False
+                return o
+        return None
+
+    def best(self, side: str) -> tuple[int, int] | None:
+        prices = [o.ticks for o in self.resting if o.side == side]
+        if not prices:
+            return None
+        px = max(prices) if side == BUY else min(prices)
+        return px, sum(o.leaves for o in self.resting if o.side == side and o.ticks == px)
+
+    def depth(self, side: str, limit: int | None) -> int:
+        probe = BookOrder("probe", "x", SELL if side == BUY else BUY, limit, 0)
+        return sum(o.leaves for o in self.resting if self._crosses(probe, o))
+
+    def picture(self) -> dict:
+        return {
+            side: [
+                (px, [(o.order_id, o.owner, o.leaves) for o in self.resting if o.side == side and o.ticks == px])
+                for px in sorted({o.ticks for o in self.resting if o.side == side})
+            ]
+            for side in (BUY, SELL)
+        } | {"ids": sorted(o.order_id for o in self.resting)}
+
+
+SIDE = st.sampled_from([BUY, SELL])
+OPERATION = st.one_of(
+    st.tuples(
+        st.just("submit"), SIDE, st.one_of(st.none(), st.integers(95, 105)), st.integers(1, 9), st.sampled_from("0134")
+    ),
+    st.tuples(st.just("rest"), SIDE, st.integers(95, 105), st.integers(1, 9)),
+    st.tuples(st.just("cancel"), st.integers(0, 60)),
+    st.tuples(st.just("cancel_all"), st.lists(st.integers(0, 60), max_size=6)),
+    st.tuples(st.just("stage"), QUOTES, QUOTES),
+    st.tuples(st.just("withdraw")),
+    st.tuples(st.just("depth"), SIDE, st.one_of(st.none(), st.integers(95, 105))),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(OPERATION, max_size=40))
+def test_the_book_trades_and_rests_as_price_time_priority_says(ops):
+    """Every answer of the book (trades with their prices and sizes, rested or not, best, depth, what a
+    cancel finds, each order's fill and whether it is still live) is the rulebook's, whatever the mix of
+    market and limit orders, IOC, FOK, cancels and the market maker's staged re-quotes."""
+    book, ref = OrderBook("X"), ReferenceBook()
+    ours: dict[str, tuple[BookOrder, BookOrder]] = {}  # every order we made: the book's and the reference's
+    ids: list[str] = []
+    for n, op in enumerate(ops):
+        kind = op[0]
+        if kind in ("submit", "rest"):
+            side, ticks, qty = op[1], op[2], op[3]
+            tif = op[4] if kind == "submit" else "0"
+            a, b = (BookOrder(f"o{n}", "member", side, ticks, qty, tif) for _ in range(2))
+            ours[a.order_id] = (a, b)
+            ids.append(a.order_id)
+            if kind == "submit":
+                trades, rested = book.submit(a)
+                got = ([(t.resting.order_id, t.aggressor.order_id, t.qty, t.ticks) for t in trades], rested)
+                assert got == ref.submit(b), op
+            else:
+                assert book.rest_if_apart(a) == ref.rest_if_apart(b), op
+        elif kind == "cancel":
+            oid = ids[op[1] % len(ids)] if ids and op[1] < 50 else "gone"
+            found, expected = book.cancel(oid), ref.cancel(oid)
+            assert (found is None) == (expected is None) and (found is None or found.order_id == oid), op
+        elif kind == "cancel_all":
+            chosen = [ids[i % len(ids)] if ids and i < 50 else "gone" for i in op[1]]
+            book.cancel_all(list(dict.fromkeys(chosen)))
+            for oid in dict.fromkeys(chosen):
+                ref.cancel(oid)
+        elif kind == "stage":
+            if book.orders or book.staged():
+                continue  # the market maker stages only into an empty book
+            quotes = [(BUY, 100 - gap, qty) for gap, qty in op[1]] + [(SELL, 100 + gap, qty) for gap, qty in op[2]]
+            book.stage("mm", "M", n * 10, quotes)
+            ref.last_staged = []
+            for i, (side, ticks, qty) in enumerate(quotes):
+                assert ref.rest_if_apart(BookOrder(f"M{n * 10 + i}", "mm", side, ticks, qty))
+                ref.last_staged.append(f"M{n * 10 + i}")
+        elif kind == "withdraw":
+            book.withdraw_staged()
+            for oid in ref.last_staged:
+                ref.cancel(oid)
+            ref.last_staged = []
+        else:
+            assert book.depth(op[1], op[2]) == ref.depth(op[1], op[2]), op
+        for side in (BUY, SELL):
+            assert book.best(side) == ref.best(side), (op, side)
+        if not book.staged():
+            assert picture(book) == ref.picture(), op
+        for a, b in ours.values():
+            assert (a.cum, a.live) == (b.cum, b.live), (op, a.order_id)
+    book.withdraw_staged()  # what is left is made and compared once more
+    for oid in ref.last_staged:
+        ref.cancel(oid)
+    book.depth(BUY, None)
+    assert picture(book) == ref.picture()
