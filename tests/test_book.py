@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from simulator.book import BUY, SELL, BookOrder, OrderBook
@@ -224,6 +224,7 @@ OPERATION = st.one_of(
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(OPERATION, max_size=40))
+@example([("rest", SELL, 100, 3), ("rest", SELL, 101, 2), ("submit", BUY, 101, 5, "4")])  # FOK for all there is
 def test_the_book_trades_and_rests_as_price_time_priority_says(ops):
     """Every answer of the book (trades with their prices and sizes, rested or not, best, depth, what a
     cancel finds, each order's fill and whether it is still live) is the rulebook's, whatever the mix of
