@@ -25,6 +25,12 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
   question the engine asked there since its last logon (H, AF, AN) has not been answered in full by
   the venue (its last status report, its position reports, or a reject of the question).
   A PossDup resend is not a new decision (W5 judges those).
+- W12 the venue is a faithful counterparty: every ExecutionReport it sends agrees with itself (OrdStatus
+  with ExecType and with CumQty, LeavesQty and OrderQty; a fill of some lots at a price within the
+  order's limit) and with the order's earlier reports in the order the venue made them (by ExecID:
+  CumQty never falls and grows by at least each fill's LastQty; AvgPx is the fills' volume-weighted
+  price whenever the fills seen add up to CumQty). A failure here accuses the simulated venue, not
+  the engine: a certification against a venue that misreports proves nothing.
 
 A violation names the message: venue, MsgSeqNum, ClOrdID, and the run's replay command is added
 by the report.
@@ -32,6 +38,7 @@ by the report.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import deque
@@ -51,7 +58,14 @@ WIRE_NAMES = {
     "W9": "on the wire: an unwind never flips its decision's position",
     "W10": "on the wire: every ended decision's fills are balanced or flat as the engine says",
     "W11": "on the wire: no new order to a venue before it has answered every status question",
+    "W12": "on the wire: every execution report a venue sends agrees with itself and with the order's earlier reports",
 }
+# OrdStatus (39) values that end an order (nothing left: LeavesQty 0), and those each ExecType (150) may
+# carry (a status answer, I, carries any)
+ENDED = frozenset({"2", "3", "4", "8", "C"})
+STATUS_FOR = {"0": ("0",), "4": ("4",), "8": ("8",), "F": ("1", "2"), "5": ("0", "1", "2")}
+_EXEC_NO = re.compile(r"(\d+)$")  # the venue numbers its ExecIDs in the order it makes its reports
+PX_EPS = 1e-6  # prices travel with six decimals
 # the status questions of a reconciliation, and the tag that names each: OrderStatusRequest by
 # ClOrdID, OrderMassStatusRequest by MassStatusReqID, RequestForPositions by PosReqID
 QUESTION_ID = {"H": 11, "AF": 584, "AN": 710}
@@ -125,6 +139,10 @@ class WireChecker:
         # order's current ClOrdID, which a replace confirmed after the question was sent has changed
         self.question_order: dict[tuple[str, str], tuple[str, str]] = {}
         self.position_reports: dict[tuple[str, str], int] = {}
+        # W12: (venue, ExecID) of every report judged (a PossDup resend or PossResend copy is judged
+        # once), and per (venue, OrderID) its reports as (ExecID number, CumQty, LastQty, LastPx), sorted
+        self.reports_seen: set[tuple[str, str]] = set()
+        self.order_reports: dict[tuple[str, str], list[tuple[int, float, float, float]]] = {}
         self.checked = 0
 
     # ---- verdicts -------------------------------------------------------------------------------
@@ -297,9 +315,14 @@ class WireChecker:
         CumQty, from fill reports and status answers alike."""
         self._ascii(venue, raw, now)
         self._answers(venue, raw)
-        if f"{SOH}35=8{SOH}" not in raw or (f"{SOH}150=F{SOH}" not in raw and f"{SOH}150=I{SOH}" not in raw):
+        if f"{SOH}35=8{SOH}" not in raw:
             return
         f = fields_of(raw)
+        if (venue, f.get(17, "")) not in self.reports_seen:
+            self.reports_seen.add((venue, f.get(17, "")))
+            self._report_agrees(venue, f, now)
+        if f.get(150) not in ("F", "I"):
+            return
         key = (venue, f.get(17, ""))
         if key in self.exec_ids:
             return
@@ -314,7 +337,10 @@ class WireChecker:
         oid = f.get(37, "")
         order = (venue, oid if oid and oid != "NONE" else f.get(11, ""))
         counted = self.counted.get(order, 0.0)
-        cum = float(f.get(14, "0") or 0)
+        try:
+            cum = float(f.get(14, "0") or 0)
+        except ValueError:
+            return  # W12 names the report
         if cum <= counted + 1e-9:
             return
         self.counted[order] = cum
@@ -340,6 +366,80 @@ class WireChecker:
                 )
             else:
                 self._ok("W9")
+
+    def _report_agrees(self, venue: str, f: dict[int, str], now: float) -> None:
+        """W12: one ExecutionReport the venue made, against itself and its order's other reports."""
+        exec_type, status = f.get(150, ""), f.get(39, "")
+        try:
+            cum, leaves = float(f.get(14) or 0), float(f.get(151) or 0)
+            qty = float(f[38]) if f.get(38) else None
+            last, last_px = float(f.get(32) or 0), float(f.get(31) or 0)
+            limit = float(f[44]) if f.get(44) else None
+        except ValueError as err:
+            return self._fail_report(venue, f, now, f"a quantity or price that is no number ({err})")
+        said = (
+            f"OrdStatus {status}, CumQty {cum:g}, LeavesQty {leaves:g}, OrderQty {'-' if qty is None else f'{qty:g}'}"
+        )
+        wrong = None
+        if exec_type in STATUS_FOR and status not in STATUS_FOR[exec_type]:
+            wrong = f"ExecType {exec_type} with OrdStatus {status}"
+        elif cum < 0 or leaves < 0:
+            wrong = f"a negative quantity ({said})"
+        elif status in ENDED and leaves != 0:
+            wrong = f"an ended order with something left ({said})"
+        elif qty is not None and status not in ENDED and abs(cum + leaves - qty) > 1e-9:
+            wrong = f"CumQty and LeavesQty do not make OrderQty ({said})"
+        elif qty is not None and cum > qty + 1e-9:
+            wrong = f"more filled than ordered ({said})"
+        elif status in ("0", "A", "8") and cum != 0:
+            wrong = f"an order {'rejected' if status == '8' else 'new'} with fills ({said})"
+        elif qty is not None and status == "1" and not 0 < cum < qty:
+            wrong = f"partly filled, yet not ({said})"
+        elif qty is not None and status == "2" and abs(cum - qty) > 1e-9:
+            wrong = f"filled, yet not all of it ({said})"
+        elif qty is not None and status == "4" and cum >= qty - 1e-9:
+            wrong = f"cancelled with every lot filled ({said})"
+        elif exec_type == "F" and (last <= 0 or last_px <= 0 or last > cum + 1e-9):
+            wrong = f"a fill of {last:g} lots at {last_px:g} ({said})"
+        elif (
+            exec_type == "F"
+            and limit is not None
+            and (last_px > limit + PX_EPS if f.get(54) == "1" else last_px < limit - PX_EPS)
+        ):
+            wrong = f"a {'buy' if f.get(54) == '1' else 'sell'} order limited at {limit:g} filled at {last_px:g}"
+        if wrong is not None:
+            return self._fail_report(venue, f, now, wrong)
+        oid = f.get(37, "")
+        found = _EXEC_NO.search(f.get(17, ""))
+        if not oid or oid == "NONE" or found is None:
+            self._ok("W12")
+            return
+        history = self.order_reports.setdefault((venue, oid), [])
+        this = (int(found.group(1)), cum, last if exec_type == "F" else 0.0, last_px)
+        at = bisect.bisect(history, this)
+        history.insert(at, this)
+        pairs = [(history[i], history[i + 1]) for i in (at - 1, at) if 0 <= i and i + 1 < len(history)]
+        for (_, cum_a, _, _), (_, cum_b, last_b, _) in pairs:
+            if cum_b + 1e-9 < cum_a + last_b:
+                why = "CumQty fell" if cum_b < cum_a else f"a fill of {last_b:g} lots added {cum_b - cum_a:g}"
+                return self._fail_report(venue, f, now, f"{why}: CumQty {cum_a:g} then {cum_b:g} (in ExecID order)")
+        filled = sum(r[2] for r in history[: at + 1])
+        if filled and abs(filled - cum) < 1e-9 and f.get(6):
+            vwap = sum(r[2] * r[3] for r in history[: at + 1]) / filled
+            avg = float(f[6])
+            if abs(avg - vwap) > 2 * PX_EPS + abs(vwap) * 1e-12:  # each price rounded to six decimals
+                return self._fail_report(venue, f, now, f"AvgPx {avg:g}, but its fills' average is {vwap:.6f}")
+        self._ok("W12")
+
+    def _fail_report(self, venue: str, f: dict[int, str], now: float, detail: str) -> None:
+        self._fail(
+            "W12",
+            now,
+            venue,
+            int(f.get(34, "0") or 0) if (f.get(34) or "0").isdigit() else 0,
+            f.get(11, ""),
+            f"ExecutionReport {f.get(17, '?')} (ExecType {f.get(150, '?')}) from the venue: {detail}",
+        )
 
     def _ascii(self, venue: str, raw: str, now: float) -> None:
         if raw.isascii():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -421,3 +422,104 @@ def test_the_checker_reads_each_tags_first_value_from_any_text(parts):
         if tag.isdigit() and tag.isascii():
             want.setdefault(int(tag), value)
     assert fields_of(raw) == want
+
+
+def execution_report(
+    exec_id: str, exec_type: str, status: str, cum: float | str, leaves: float, **more: str | None
+) -> str:
+    """An ExecutionReport as a venue frames it, for order COO1 (a buy of 4 lots limited at 4.5)."""
+    fields = {8: "FIX.4.4", 35: "8", 34: "5", 37: "COO1", 11: "E1-000001B1", 17: exec_id, 150: exec_type, 39: status}
+    fields |= {55: "HGH6", 54: "1", 38: "4", 151: str(leaves), 14: str(cum), 6: "0", 44: "4.5"}
+    fields |= {int(k[1:]): v for k, v in more.items()}
+    return "".join(f"{t}={v}{SOH}" for t, v in fields.items() if v is not None)
+
+
+def w12(config, *reports: str) -> tuple[str, str]:
+    w = checker(config)
+    for raw in reports:
+        w.venue_sent("COMEX", raw, 1.0)
+    return w.v["W12"].status, w.v["W12"].first.get("detail", "")
+
+
+def test_a_venue_that_tells_an_order_as_it_is_passes_w12(config):
+    """An ack, two fills (the first one's report lost: CumQty jumps by more than LastQty), a PossResend
+    copy of a fill, and the ack overtaken by the fills (fill_before_ack): all as a venue may send them."""
+    ack = execution_report("COX1", "0", "0", 0, 4)
+    fill1 = execution_report("COX2", "F", "1", 1, 3, t32="1", t31="4.5", t6="4.5")
+    fill3 = execution_report("COX4", "F", "2", 4, 0, t32="2", t31="4.4", t6="4.45")
+    assert w12(config, ack, fill1, fill3, fill3 + f"97=Y{SOH}") == ("pass", "")
+    assert w12(config, fill1, ack, execution_report("COX3", "F", "1", 2, 2, t32="1", t31="4.4", t6="4.45")) == (
+        "pass",
+        "",
+    )
+    cancelled = execution_report("COX5", "4", "4", 2, 0, t6="4.45")
+    assert w12(config, ack, fill1, execution_report("COX3", "F", "1", 2, 2, t32="1", t31="4.4", t6="4.45"), cancelled)[
+        0
+    ] == ("pass")
+    answer = execution_report("COX9", "I", "8", 0, 0, t37="NONE", t38=None)  # an unknown order's status answer
+    assert w12(config, answer) == ("pass", "")
+
+
+@pytest.mark.parametrize(
+    ("reports", "says"),
+    [
+        ([execution_report("COX1", "0", "1", 0, 4)], "ExecType 0 with OrdStatus 1"),
+        ([execution_report("COX1", "F", "4", 1, 0, t32="1", t31="4.5")], "ExecType F with OrdStatus 4"),
+        ([execution_report("COX1", "5", "4", 0, 0)], "ExecType 5 with OrdStatus 4"),
+        ([execution_report("COX1", "4", "4", 1, 3)], "an ended order with something left"),
+        ([execution_report("COX1", "I", "2", 4, 1)], "an ended order with something left"),
+        ([execution_report("COX1", "0", "0", 0, 3)], "CumQty and LeavesQty do not make OrderQty"),
+        ([execution_report("COX1", "I", "8", 5, 0)], "more filled than ordered"),
+        ([execution_report("COX1", "I", "8", 1, 0)], "an order rejected with fills"),
+        ([execution_report("COX1", "I", "0", 1, 3)], "an order new with fills"),
+        ([execution_report("COX1", "I", "1", 0, 4)], "partly filled, yet not"),
+        ([execution_report("COX1", "I", "1", 4, 0, t39="1")], "partly filled, yet not"),
+        ([execution_report("COX1", "I", "2", 3, 0)], "filled, yet not all of it"),
+        ([execution_report("COX1", "I", "4", 4, 0)], "cancelled with every lot filled"),
+        ([execution_report("COX1", "I", "1", -1, 5)], "a negative quantity"),
+        ([execution_report("COX1", "F", "1", 1, 3, t32="0", t31="4.5")], "a fill of 0 lots"),
+        ([execution_report("COX1", "F", "1", 1, 3, t32="1", t31="0")], "a fill of 1 lots at 0"),
+        ([execution_report("COX1", "F", "1", 1, 3, t32="2", t31="4.5")], "a fill of 2 lots"),
+        (
+            [execution_report("COX1", "F", "1", 1, 3, t32="1", t31="4.5005", t6="4.5005")],
+            "limited at 4.5 filled at 4.5005",
+        ),
+        (
+            [execution_report("COX1", "F", "1", 1, 3, t54="2", t32="1", t31="4.4995", t6="4.4995")],
+            "sell order limited at 4.5 filled at 4.4995",
+        ),
+        ([execution_report("COX1", "I", "1", "x", 3)], "no number"),
+        (
+            [
+                execution_report("COX2", "F", "1", 2, 2, t32="2", t31="4.5", t6="4.5"),
+                execution_report("COX3", "I", "1", 1, 3, t6="4.5"),
+            ],
+            "CumQty fell: CumQty 2 then 1",
+        ),
+        (
+            [
+                execution_report("COX3", "I", "1", 1, 3, t6="4.5"),
+                execution_report("COX2", "F", "1", 2, 2, t32="2", t31="4.5", t6="4.5"),
+            ],
+            "CumQty fell: CumQty 2 then 1",  # told out of the order the venue made them
+        ),
+        (
+            [
+                execution_report("COX2", "F", "1", 2, 2, t32="2", t31="4.5", t6="4.5"),
+                execution_report("COX3", "F", "1", 3, 1, t32="2", t31="4.5", t6="4.5"),
+            ],
+            "a fill of 2 lots added 1",
+        ),
+        (
+            [
+                execution_report("COX2", "F", "1", 1, 3, t32="1", t31="4.5", t6="4.5"),
+                execution_report("COX3", "F", "1", 2, 2, t32="1", t31="4.4", t6="4.5"),
+            ],
+            "AvgPx 4.5, but its fills' average is 4.450000",
+        ),
+    ],
+)
+def test_a_venue_report_at_odds_with_itself_or_its_order_fails_w12(config, reports, says):
+    status, detail = w12(config, *reports)
+    assert status == "fail" and says in detail, detail
+    assert detail.startswith("COMEX MsgSeqNum 5 ClOrdID E1-000001B1: ExecutionReport COX")
