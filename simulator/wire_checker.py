@@ -27,7 +27,8 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
   A PossDup resend is not a new decision (W5 judges those).
 - W12 the venue is a faithful counterparty: every ExecutionReport it sends agrees with itself (OrdStatus
   with ExecType and with CumQty, LeavesQty and OrderQty; a fill of some lots at a price within the
-  order's limit) and with the order's earlier reports in the order the venue made them (by ExecID:
+  order's limit; the side, symbol, quantity and price the order, or the replace that renamed it,
+  asked for) and with the order's earlier reports in the order the venue made them (by ExecID:
   CumQty never falls and grows by at least each fill's LastQty; AvgPx is the fills' volume-weighted
   price whenever the fills seen add up to CumQty). A failure here accuses the simulated venue, not
   the engine: a certification against a venue that misreports proves nothing.
@@ -143,6 +144,8 @@ class WireChecker:
         # once), and per (venue, OrderID) its reports as (ExecID number, CumQty, LastQty, LastPx), sorted
         self.reports_seen: set[tuple[str, str]] = set()
         self.order_reports: dict[tuple[str, str], list[tuple[int, float, float, float]]] = {}
+        # (venue, ClOrdID) -> (Side, Symbol, OrderQty, Price or None) of the order or replace it applied
+        self.terms: dict[tuple[str, str], tuple[str | None, str | None, str | None, str | None]] = {}
         self.checked = 0
 
     # ---- verdicts -------------------------------------------------------------------------------
@@ -207,6 +210,8 @@ class WireChecker:
         cl = msg.get(11)
         seq = msg.seq
         self.checked += 1
+        if mt != "F":  # W12: the terms the venue's reports under this ClOrdID must carry
+            self.terms.setdefault((venue, cl), (msg.get(54), msg.get(55), msg.get(38), msg.get(44)))
         if mt == "D" and msg.get(43) != "Y":
             self._reconciled_before(venue, seq, cl, now)
         epoch = epoch_in(cl)
@@ -407,9 +412,12 @@ class WireChecker:
             and (last_px > limit + PX_EPS if f.get(54) == "1" else last_px < limit - PX_EPS)
         ):
             wrong = f"a {'buy' if f.get(54) == '1' else 'sell'} order limited at {limit:g} filled at {last_px:g}"
+        oid = f.get(37, "")
+        asked = self.terms.get((venue, f.get(11, ""))) if exec_type in ("0", "5", "F", "I") and oid != "NONE" else None
+        if wrong is None and asked is not None:
+            wrong = self._other_terms(f, asked)
         if wrong is not None:
             return self._fail_report(venue, f, now, wrong)
-        oid = f.get(37, "")
         found = _EXEC_NO.search(f.get(17, ""))
         if not oid or oid == "NONE" or found is None:
             self._ok("W12")
@@ -430,6 +438,21 @@ class WireChecker:
             if abs(avg - vwap) > 2 * PX_EPS + abs(vwap) * 1e-12:  # each price rounded to six decimals
                 return self._fail_report(venue, f, now, f"AvgPx {avg:g}, but its fills' average is {vwap:.6f}")
         self._ok("W12")
+
+    @staticmethod
+    def _other_terms(f: dict[int, str], asked: tuple[str | None, str | None, str | None, str | None]) -> str | None:
+        """W12: where a report of an order (or of its replace) carries terms other than those it asked for."""
+        for tag, name, want in zip((54, 55, 38, 44), ("Side", "Symbol", "OrderQty", "Price"), asked):
+            got = f.get(tag)
+            if want is None or got is None:
+                continue  # a market order has no price; a replace may leave the price as it was
+            try:
+                same = got == want if tag in (54, 55) else abs(float(got) - float(want)) <= PX_EPS
+            except ValueError:
+                same = False
+            if not same:
+                return f"{name} {got} where the order asked for {want}"
+        return None
 
     def _fail_report(self, venue: str, f: dict[int, str], now: float, detail: str) -> None:
         self._fail(

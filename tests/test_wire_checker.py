@@ -523,3 +523,41 @@ def test_a_venue_report_at_odds_with_itself_or_its_order_fails_w12(config, repor
     status, detail = w12(config, *reports)
     assert status == "fail" and says in detail, detail
     assert detail.startswith("COMEX MsgSeqNum 5 ClOrdID E1-000001B1: ExecutionReport COX")
+
+
+def test_a_venue_report_with_terms_other_than_its_order_asked_for_fails_w12(config):
+    """The ack, fills and status answers of an order carry the side, symbol, quantity and price its
+    NewOrderSingle (or the replace that renamed it) asked for; a cancel's report names the cancel."""
+
+    def told(*reports: str, replace: bool = False) -> tuple[str, str]:
+        w = checker(config)
+        w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.5)
+        w.received("COMEX", order("E1-000001B1", 4, 4.5), 1.0)
+        if replace:
+            amend = msg(
+                (35, "G"),
+                (34, "8"),
+                (11, "E1-000001B1M1"),
+                (41, "E1-000001B1"),
+                (55, "HGH6"),
+                (54, "1"),
+                (38, "6"),
+                (44, "4.501"),
+            )
+            w.received("COMEX", amend, 1.1)
+        for raw in reports:
+            w.venue_sent("COMEX", raw, 1.2)
+        return w.v["W12"].status, w.v["W12"].first.get("detail", "")
+
+    ack = execution_report("COX1", "0", "0", 0, 4)
+    assert told(ack) == ("pass", "")
+    assert "OrderQty 6 where the order asked for 4" in told(execution_report("COX1", "0", "0", 0, 6, t38="6"))[1]
+    assert "Price 4.499 where the order asked for 4.5" in told(execution_report("COX1", "I", "0", 0, 4, t44="4.499"))[1]
+    assert "Side 2 where the order asked for 1" in told(execution_report("COX1", "0", "0", 0, 4, t54="2"))[1]
+    assert "Symbol HGK6 where" in told(execution_report("COX1", "0", "0", 0, 4, t55="HGK6"))[1]
+    replaced = execution_report("COX2", "5", "0", 0, 6, t11="E1-000001B1M1", t38="6", t44="4.501")
+    assert told(ack, replaced, replace=True) == ("pass", "")
+    kept_old = execution_report("COX2", "5", "0", 0, 4, t11="E1-000001B1M1", t44="4.501")
+    assert "OrderQty 4 where the order asked for 6" in told(ack, kept_old, replace=True)[1]
+    cancelled = execution_report("COX3", "4", "4", 0, 0, t11="E1-000001B1C1", t41="E1-000001B1")
+    assert told(ack, cancelled) == ("pass", "")
