@@ -19,7 +19,10 @@ from engine.core.events import (
     SendStatusRequest,
     SessionDown,
     SessionUp,
+    SetTimer,
     TimerFired,
+    TimerKind,
+    timer_key,
 )
 from simulator.runner import wilson
 from tests.conftest import fire, report
@@ -45,6 +48,10 @@ RECOVERY = Recovery(
 def core(config):
     strategy = dataclasses.replace(config.strategy, recovery=RECOVERY)
     return EngineCore(dataclasses.replace(config, strategy=strategy))
+
+
+def audits(actions) -> list[Audit]:
+    return [x for x in actions if isinstance(x, Audit)]
 
 
 def sends(actions) -> list[SendOrder]:
@@ -169,8 +176,62 @@ def test_recovery_waits_for_a_session_that_is_down(core):
     core.handle(SessionDown("COMEX"), 0.05)
     acts = core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)
     assert not sends(acts) and any(x.stage == "waiting_for_session" for x in acts if isinstance(x, Audit))
+    hg = core.books["HG"]
     acts = core.handle(SessionUp("COMEX"), 0.5)
+    # the drop took COMEX's quotes with it: the chase waits for the logon's snapshot, then goes
+    assert not sends(acts) and any(x.stage == "waiting_for_market_data" and x.detail == "HG" for x in audits(acts))
+    acts = core.handle(Quote("HG", hg.bid, hg.bid_size, hg.ask, hg.ask_size), 0.51)
     assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["B2R"]
+
+
+def test_a_recovery_order_is_never_priced_from_a_stale_quote(core):
+    """A chase due while HG's last quote is older than its max_quote_age waits for a live one (found by
+    explore: an unwind priced from a 12 s old CU quote after a drop was 2.46% from the market, W8), and
+    that quote prices it; while it waits nothing else moves it."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    limit = core.quote_age_limit("HG")
+    late = 0.001 + limit + 0.05
+    acts = core.handle(report(b, "xb", "8", "8", 0, reason=99), late)
+    assert not sends(acts) and [x.detail for x in audits(acts) if x.stage == "waiting_for_market_data"] == ["HG"]
+    assert any(isinstance(x, SetTimer) and x.key == timer_key(TimerKind.QUOTES, b.decision_id) for x in acts)
+    assert not sends(core.handle(Quote("CU", 69990.0, 5, 70010.0, 5), late + 0.01))  # not what it waits for
+    acts = core.handle(Quote("HG", 4.6, 10, 4.601, 10), late + 0.02)
+    (chase,) = sends(acts)
+    assert chase.cl_ord_id[-3:] == "B2R" and chase.price == pytest.approx(
+        core.price_from_touch(core.instruments["HG"], "1", RECOVERY.chase_payup_ticks)
+    )
+    assert chase.price >= 4.601
+
+
+def test_an_episode_with_no_fresh_quote_by_the_end_of_its_legged_budget_escalates(core):
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    late = 0.001 + core.quote_age_limit("HG") + 0.05
+    acts = core.handle(report(b, "xb", "8", "8", 0, reason=99), late)
+    (timer,) = [x for x in acts if isinstance(x, SetTimer) and x.key.startswith("quotes:")]
+    assert timer.at == pytest.approx(late + RECOVERY.legged_budget)  # legged at the reject
+    ep = core.episodes[b.decision_id]
+    acts = core.handle(TimerFired(timer.key), timer.at)
+    assert ep.state is EpisodeState.ESCALATED and not sends(acts)
+    assert any(x.stage == "escalate" and "no fresh quote of HG" in x.detail for x in audits(acts))
+
+
+def test_a_quote_wait_after_a_session_outage_gets_one_quote_age_not_a_spent_budget(core):
+    """An outage longer than the legged budget (excused) ends with the logon; the chase time is spent,
+    so the CU bought is unwound, and CU's stale book gets one max_quote_age to be quoted again, not an
+    escalation at once."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    core.handle(SessionDown("COMEX"), 0.05)
+    core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)
+    acts = core.handle(SessionUp("COMEX"), 5.0)
+    assert [x.detail for x in audits(acts) if x.stage == "waiting_for_market_data"] == ["CU"]
+    (timer,) = [x for x in acts if isinstance(x, SetTimer) and x.key.startswith("quotes:")]
+    assert timer.at == pytest.approx(5.0 + core.quote_age_limit("CU"))
+    acts = core.handle(Quote("CU", 69990.0, 5, 70010.0, 5), 5.01)
+    assert [o.cl_ord_id[-3:] for o in sends(acts)] == ["A2U"]
+    assert not core.handle(TimerFired(timer.key), timer.at)  # the wait is over: the timer finds nothing to do
 
 
 def test_a_chase_refused_by_risk_falls_through_to_the_unwind(core):

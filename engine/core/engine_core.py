@@ -99,7 +99,7 @@ class EngineCore:
             BusinessReject: self._on_business_reject,
             SessionUp: self.reconciliation.on_session_up,
             PositionReport: self.reconciliation.on_position_report,
-            SessionDown: self.reconciliation.on_session_down,
+            SessionDown: self._on_session_down,
             SessionGap: self._on_session_gap,
             TimerFired: self._on_timer,
             Command: self._on_command,
@@ -162,6 +162,7 @@ class EngineCore:
         mid = book.mid
         if mid:
             self.last_mid[q.instrument] = mid
+        resumed = self._resume_quote_waits(q.instrument, now)
         if (
             self.killed
             or self.draining
@@ -169,22 +170,50 @@ class EngineCore:
             or now < self.cooldown_until
             or not self._legs_connected()
         ):
-            return []
+            return resumed
         signal = self.trigger.evaluate(self.books, now)
         if signal is None:
-            return []
+            return resumed
         self.trigger.disarm(signal.side)
-        return self._open_episode(signal, now)
+        return resumed + self._open_episode(signal, now)
 
     def _on_session_gap(self, ev: SessionGap, now: float) -> list[Action]:
         """Messages of `ev.venue` were lost or are late: any of them may have moved its books, so none
         is fresh (the trigger's max_quote_age) until the venue's next live quote; resent market data
         never makes one fresh (engine/fix/codec.py)."""
+        self._books_unknown(ev.venue)
+        return []
+
+    def _on_session_down(self, ev: SessionDown, now: float) -> list[Action]:
+        """The session is gone, and with it every quote the venue sends until the next logon: its books
+        are not fresh until its next live quote (the snapshot its logon's subscription brings)."""
+        self._books_unknown(ev.venue)
+        return self.reconciliation.on_session_down(ev, now)
+
+    def _books_unknown(self, venue: str) -> None:
         for inst in self.instruments.values():
             book = self.books.get(inst.name)
-            if inst.venue == ev.venue and book is not None:
+            if inst.venue == venue and book is not None:
                 book.ts = -math.inf
-        return []
+
+    def quote_fresh(self, instrument: str, now: float) -> bool:
+        """The instrument's book is a live quote within the trigger's max_quote_age: what an order may be
+        priced from (an entry through the trigger, a recovery order through this)."""
+        book = self.books.get(instrument)
+        limit = self.trigger.t.max_quote_age.get(instrument)
+        return book is not None and (limit is None or now - book.ts <= limit)
+
+    def quote_age_limit(self, instrument: str) -> float:
+        """Seconds a quote of `instrument` stays fresh (the trigger's max_quote_age; every leg has one)."""
+        return self.trigger.t.max_quote_age.get(instrument, math.inf)
+
+    def _resume_quote_waits(self, instrument: str, now: float) -> list[Action]:
+        """A live quote of `instrument`: every legged episode whose recovery waited for it goes on."""
+        out: list[Action] = []
+        for ep in list(self.active.values()):
+            if instrument in ep.quotes_awaited and ep.state is EpisodeState.LEGGED and not ep.working:
+                out += self.recovery.on_legged(self, ep, now)
+        return out
 
     def _on_md_refused(self, ev: MarketDataRefused, now: float) -> list[Action]:
         """The venue will not quote a subscription: its instrument's book stays without fresh quotes, so
@@ -833,6 +862,8 @@ class EngineCore:
             return []
         if kind is TimerKind.AMEND:
             return self.amending.amend(ep, now)
+        if kind is TimerKind.QUOTES:
+            return self.recovery.quotes_overdue(self, ep, now)
         if kind is TimerKind.TIMEOUT:
             out: list[Action] = [Audit(now, "timeout", did, detail="order timeout: cancelling what is working")]
         elif kind is TimerKind.LEGGED and ep.mode is RecoveryMode.CHASE:

@@ -122,6 +122,8 @@ class Episode:
     last_reject: tuple[int | None, bool, bool] | None = None  # (OrdRejReason, session-level, business)
     ended_with: dict[str, float] = field(default_factory=dict)  # each leg's fills when it last became terminal
     reopened: list[tuple[float, float]] = field(default_factory=list)  # (ended at, reopened at) per late fill
+    # instruments whose fresh quote the recovery waits for before it prices its next orders (empty: none)
+    quotes_awaited: frozenset[str] = frozenset()
 
     @property
     def terminal(self) -> bool:

@@ -283,6 +283,9 @@ class TimerKind(StrEnum):
     ANSWER = "answer"  # is a cancel or replace still unanswered? (subject: the request's ClOrdID)
     ACK = "ack"  # is a new order still unanswered? (subject: its ClOrdID; engine/core/ack_watch.py)
     PROBE = "probe"  # are a venue's status questions still unanswered? probe its session (subject: venue)
+    QUOTES = (
+        "quotes"  # a legged episode's budget is spent while it waits for fresh quotes: escalate (subject: decision)
+    )
 
 
 def timer_key(kind: TimerKind, subject: str) -> str:

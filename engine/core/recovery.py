@@ -20,6 +20,11 @@ Rules:
 - Recovery orders go only to venues logged on and reconciled, and it waits only for the venues its
   next orders go to: a chase's short legs, an unwind's filled legs (a chase of the missing lots goes
   while the filled leg's venue is down). A venue becoming ready resumes every waiting episode.
+- Recovery orders are priced only from a fresh quote (the trigger's max_quote_age; a session that
+  dropped or lost messages leaves its books stale until its next live quote): a stale book is waited
+  for, the next live quote of it resumes the episode, and if none comes before the legged budget is
+  spent the episode escalates to the desk (a price from a quote the market has left may be far
+  outside the band of the real market).
 - After the kill switch nothing is sent, recovery included: legged episodes escalate to the desk.
 """
 
@@ -43,6 +48,10 @@ class RecoveryContext(Protocol):
     killed: bool
 
     def venue_ready(self, venue: str) -> bool: ...
+
+    def quote_fresh(self, instrument: str, now: float) -> bool: ...
+
+    def quote_age_limit(self, instrument: str) -> float: ...
 
     def price_from_touch(self, inst: Instrument, side: str, payup_ticks: int) -> float | None: ...
 
@@ -68,6 +77,8 @@ class RecoveryContext(Protocol):
 class RecoveryPolicy(Protocol):
     def on_legged(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]: ...
 
+    def quotes_overdue(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]: ...
+
 
 def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
     text = f"episode {ep.decision_id} escalated: {why}; missing {ep.missing()} lots, naked {ep.naked_tonnes():.3f} t"
@@ -86,7 +97,32 @@ def _wait_for(core: RecoveryContext, ep: Episode, legs: list[str], now: float) -
     reopens the repair), and an unwind waits only for the venues of what it flattens. The episode
     resumes when a venue becomes ready (`Reconciliation.resume_waiting`)."""
     down = sorted(v for v in {core.instruments[ep.legs[n].instrument].venue for n in legs} if not core.venue_ready(v))
-    return [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))] if down else []
+    if down:
+        ep.quotes_awaited = frozenset()  # a session outage is waited out whole (invariant 1 excuses it)
+        return [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(down))]
+    stale = frozenset(ep.legs[n].instrument for n in legs if not core.quote_fresh(ep.legs[n].instrument, now))
+    if not stale:
+        ep.quotes_awaited = frozenset()
+        return []
+    out: list[Action] = [Audit(now, "waiting_for_market_data", ep.decision_id, detail=", ".join(sorted(stale)))]
+    if not ep.quotes_awaited:
+        # the wait begins: it may last the rest of the legged budget, or, when a session outage has used
+        # that up already, as long as a quote may be old (the logon's snapshot comes well inside it)
+        end = ep.stages["legged"] + core.strategy.recovery.legged_budget
+        if end <= now:
+            end = now + min(core.quote_age_limit(name) for name in stale)
+        out.append(core.set_timer(end, timer_key(TimerKind.QUOTES, ep.decision_id)))
+    ep.quotes_awaited = stale
+    return out
+
+
+def _quotes_overdue(core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
+    """The legged budget is spent: an episode still waiting for a fresh quote escalates to the desk."""
+    if not ep.quotes_awaited or ep.working or ep.terminal:
+        return []
+    stale = sorted(ep.quotes_awaited)
+    ep.quotes_awaited = frozenset()
+    return escalate(core, ep, now, f"no fresh quote of {', '.join(stale)} within the legged budget")
 
 
 class EscalateOnLegged:
@@ -95,9 +131,15 @@ class EscalateOnLegged:
     def on_legged(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]:
         return escalate(core, episode, now, "legged, no recovery policy")
 
+    def quotes_overdue(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]:
+        return _quotes_overdue(core, episode, now)
+
 
 class ChaseThenUnwind:
     """Chase the missing quantity, unwind when the chase cannot succeed, escalate when neither can."""
+
+    def quotes_overdue(self, core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
+        return _quotes_overdue(core, ep, now)
 
     def on_legged(self, core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
         rc = core.strategy.recovery
