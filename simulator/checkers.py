@@ -263,7 +263,8 @@ class InvariantChecker:
                 self._ok(9)
         values = None
         mine = node_core is None or node_core is core
-        if kind is SessionGap and mine:  # the engine's rule: none of the venue's quotes is fresh now
+        if (kind is SessionGap or kind is SessionDown) and mine:
+            # the engine's rule: after a gap or a drop none of the venue's quotes is fresh until its next one
             for name, inst in core.instruments.items():
                 if inst.venue == event.venue and name in self.quote_at:
                     self.quote_at[name] = -math.inf
