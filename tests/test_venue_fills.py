@@ -40,11 +40,11 @@ ORDER = st.tuples(
     st.one_of(st.none(), st.tuples(st.sampled_from((0.2, 0.5, 0.8)), st.integers(1, 3))),
 )
 # a step: a re-quote of the market maker around a fair value moved by some ticks, an order, or a
-# cancel of the n-th order sent so far
+# cancel of the n-th order sent so far (which loses a race with the order's fill: the cancel_race fault)
 STEP = st.one_of(
     st.tuples(st.just("quote"), st.integers(-4, 4)),
     st.tuples(st.just("order"), ORDER),
-    st.tuples(st.just("cancel"), st.integers(0, 30)),
+    st.tuples(st.just("cancel"), st.integers(0, 30), st.booleans()),
 )
 
 
@@ -103,13 +103,26 @@ def test_the_venue_reports_exactly_what_its_book_traded(spread_scenario, steps):
         if step[0] == "cancel":
             if not sent:
                 continue
-            target = sent[step[1] % len(sent)]
+            working_ids = [c for c in sent if desk.venue.orders[c].status in ("0", "1")]
+            pool = working_ids if working_ids and step[1] % 4 else sent  # mostly a working order, at times any
+            target = pool[step[1] % len(pool)]
             co = desk.venue.orders[target]
-            working = co.status in ("0", "1")
+            working, rest, race = co.status in ("0", "1"), co.qty - co.cum, step[2]
             desk.venue.faults = None
+            if race:
+                fault = Fault(0, "cancel_race", "SHFE", 0.0, 1e9, "any", 1.0, 0)
+                desk.venue.faults = FaultPlan([fault], lambda name: fork(7, name))
             answers = desk.send(SendCancel("SHFE", f"K{n}", target, "CU", SYMBOL, co.side, co.qty, "D1", "ACC"))
             answers = [m for m in answers if m.msg_type != "X"]
-            if working:  # a working order is cancelled with what it filled, and leaves the book
+            if working and race:  # too late to cancel (102=0), then the rest fills at the order's limit
+                got = [(m.msg_type, m.get(102) or m.get(150)) for m in answers]
+                assert got == [("9", "0"), ("8", "F")]
+                fill = answers[1]
+                assert float(fill.get(32)) == rest and fill.get(39) == "2" and float(fill.get(151)) == 0
+                if co.price is not None:
+                    assert float(fill.get(31)) == co.price
+                assert co.book_order.order_id not in book_ids(desk), "a filled order leaves the book"
+            elif working:  # a working order is cancelled with what it filled, and leaves the book
                 assert [(m.msg_type, m.get(150), m.get(39)) for m in answers] == [("8", "4", "4")]
                 assert float(answers[0].get(14)) == co.cum and co.book_order.order_id not in book_ids(desk)
             else:  # an ended order cannot be cancelled
