@@ -286,19 +286,24 @@ def test_venue_answers_a_malformed_order_with_session_reject_and_engine_maps_it(
 
 
 @pytest.mark.parametrize(
-    "qty,expected",
+    "qty,expected,filled",
     [
-        (5, [("8", "0")]),
-        (15, [("8", "0"), ("8", "F")]),
-        (25, [("8", "0"), ("8", "F"), ("8", "F")]),
-        (35, [("8", "0"), ("8", "F"), ("8", "4")]),
-        (45, [("8", "8")]),
+        (5, [("8", "0")], 0),
+        (15, [("8", "0"), ("8", "F")], 15),
+        (25, [("8", "0"), ("8", "F"), ("8", "F")], 25),
+        (35, [("8", "0"), ("8", "F"), ("8", "4")], 17),
+        (45, [("8", "8")], 0),
     ],
 )
-def test_certification_mode_behaviour_follows_the_quantity_band(spread_scenario, qty, expected):
+def test_certification_mode_behaviour_follows_the_quantity_band(spread_scenario, qty, expected, filled):
     replies, send = _cert_venue(spread_scenario)
     send(SendOrder("SHFE", f"C{qty}", "CU", "cu2603", "1", qty, 70010.0, "2", "0", "ACC", "D1"))
-    assert [(m.msg_type, m.get(150)) for m in replies()] == expected
+    answers = replies()
+    assert [(m.msg_type, m.get(150)) for m in answers] == expected
+    # the fills add up to what each report says traded, never more than the order, at its limit
+    fills = [float(m.get(32)) for m in answers if m.get(150) == "F"]
+    assert all(float(m.get(31)) == 70010.0 for m in answers if m.get(150) == "F")
+    assert float(answers[-1].get(14)) == sum(fills) == filled
 
 
 def test_certification_cancel_race_is_answered_as_fix_requires(spread_scenario):
@@ -373,6 +378,8 @@ def test_a_status_query_or_cancel_for_an_order_received_but_not_processed(spread
     send(SendCancel("SHFE", "L2C1", "L2", "CU", "cu2603", "1", 5, "D2", "ACC"), dt=2.0)
     got = [(m.get(11), m.get(150), m.get(39)) for m in map(c.parse, raw) if m.msg_type == "8"]
     assert ("L1", "I", "A") in got  # PendingNew while held
+    (held,) = [m for m in map(c.parse, raw) if m.msg_type == "8" and m.get(39) == "A"]
+    assert (held.get(38), held.get(151), held.get(14)) == ("5", "5", "0")  # all of it still to trade
     assert ("L2C1", "4", "4") in got and not any(cl == "L2" for cl, _, _ in got)  # cancelled, never processed
     assert any(cl == "L1" and et == "0" for cl, et, _ in got)  # L1 processed after its delay
 
