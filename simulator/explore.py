@@ -326,17 +326,78 @@ def serial_mapper() -> Mapper:
     return lambda jobs: [run_job(j) for j in jobs]
 
 
-class ProcessMapper:
-    """Runs jobs on local processes (spawn: no fork of a process with threads)."""
+# the address space one worker process may take (`ProcessMapper`): a run of a 300 s scenario needs a
+# few hundred MB; one that grows without bound (a message storm in one virtual instant) meets this cap
+# as a MemoryError, a finding like any exception, instead of the OS killing the worker and the search
+RUN_MEMORY = 4 << 30
 
-    def __init__(self, workers: int):
+
+def cap_memory(limit: int) -> None:
+    """Cap this process's address space at `limit` bytes (no-op where the OS has no such limit)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def died(why: str) -> dict:
+    """The result of a schedule whose worker process died running it (killed by the OS, a crash in C):
+    a finding, shrunk and written like any other, and the search goes on."""
+    return {
+        "signature": ["worker died"],
+        "coverage": [],
+        "anomalies": [],
+        "hits": [],
+        "run_hash": "worker died",
+        "first": {"worker died": {"t": None, "detail": why[:300]}},
+        "wall_s": 0.0,
+    }
+
+
+class ProcessMapper:
+    """Runs jobs on local processes (spawn: no fork of a process with threads), each worker's address
+    space capped at `memory` bytes. A batch whose worker dies is run again one job per fresh process,
+    so the schedule that kills its process is found and reported, and the others keep their results."""
+
+    def __init__(self, workers: int, memory: int = RUN_MEMORY, fn: Callable[[dict], dict] | None = None):
+        self.workers, self.memory, self.fn = workers, memory, fn or run_job
+        self.pool = self._pool(workers)
+
+    def _pool(self, workers: int):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=cap_memory,
+            initargs=(self.memory,),
+        )
 
     def __call__(self, jobs: list[dict]) -> list[dict]:
-        return list(self.pool.map(run_job, jobs))
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return list(self.pool.map(self.fn, jobs))
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        results = []
+        for job in jobs:  # which one? each alone in a fresh process, a death reported as its result
+            alone = self._pool(1)
+            try:
+                results.append(alone.submit(self.fn, job).result())
+            except BrokenProcessPool:
+                results.append(died("its process was terminated abruptly (killed by the OS: out of memory?)"))
+            finally:
+                alone.shutdown(wait=True, cancel_futures=True)
+        self.pool = self._pool(self.workers)
+        return results
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)

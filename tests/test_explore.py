@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simulator import explore, runner, scenario
 from simulator.faults import KINDS
 from tests.conftest import ROOT
-from tests.helpers import planted
+from tests.helpers import planted, processes
 from xmc.cli import main
 
 pytestmark = pytest.mark.slow
@@ -273,3 +273,28 @@ def test_on_a_local_ray_cluster_of_two_workers_explore_and_certify_give_the_loca
         for d in ("ray", "local")
     ]
     assert hashes[0] == hashes[1]
+
+
+def test_a_worker_process_is_capped_in_memory():
+    """A run that grows without bound meets the worker's address-space cap as a MemoryError (a finding
+    run_job reports), not the OS's out-of-memory killer, which took the whole search down."""
+    pool = explore.ProcessMapper(1, memory=1 << 30, fn=processes.allocate)
+    try:
+        assert pool([{"bytes": 2 << 30}, {"bytes": 1 << 20}]) == [{"took": False}, {"took": True}]
+    finally:
+        pool.close()
+
+
+def test_a_schedule_whose_worker_dies_is_a_finding_and_the_search_goes_on():
+    """A worker killed mid-batch (by the OS, or a crash in C) broke the pool and ended explore with a
+    traceback, losing every failure found: now the batch runs again one job per fresh process, the one
+    that dies is reported as `worker died`, the others keep their results, and the next batch runs."""
+    pool = explore.ProcessMapper(2, fn=processes.die_if_asked)
+    try:
+        jobs = [{"n": 1}, {"n": 2, "die": True}, {"n": 3}]
+        first = pool(jobs)
+        assert [r.get("n") for r in first] == [1, None, 3]
+        assert first[1]["signature"] == ["worker died"] and "terminated" in first[1]["first"]["worker died"]["detail"]
+        assert pool([{"n": 4}, {"n": 5}]) == [{"n": 4}, {"n": 5}]
+    finally:
+        pool.close()
