@@ -48,6 +48,7 @@ from simulator.faults import (
     VENUE_KINDS,
 )
 from simulator.rng import fork
+from simulator.workers import RUN_MEMORY, local_pool
 
 BATCH = 8  # schedules per batch: fixed, so results do not depend on the number of workers
 ORACLE_KEYS = ("all_terminal", "fills_match_positions", "invariants_hold", "leg_lots", "max_residual_t")
@@ -326,26 +327,6 @@ def serial_mapper() -> Mapper:
     return lambda jobs: [run_job(j) for j in jobs]
 
 
-# the address space one worker process may take (`ProcessMapper`): a run of a 300 s scenario needs a
-# few hundred MB; one that grows without bound (a message storm in one virtual instant) meets this cap
-# as a MemoryError, a finding like any exception, instead of the OS killing the worker and the search
-RUN_MEMORY = 4 << 30
-
-
-def cap_memory(limit: int) -> None:
-    """Cap this process's address space at `limit` bytes (no-op where the OS has no such limit)."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        if soft == resource.RLIM_INFINITY or soft > limit:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
 def died(why: str) -> dict:
     """The result of a schedule whose worker process died running it (killed by the OS, a crash in C):
     a finding, shrunk and written like any other, and the search goes on."""
@@ -361,8 +342,8 @@ def died(why: str) -> dict:
 
 
 class ProcessMapper:
-    """Runs jobs on local processes (spawn: no fork of a process with threads), each worker's address
-    space capped at `memory` bytes. A batch whose worker dies is run again one job per fresh process,
+    """Runs jobs on local processes (`simulator.workers.local_pool`: spawned, each capped at `memory`
+    bytes of address space, replaced after RUNS_PER_WORKER runs). A batch whose worker dies is run again one job per fresh process,
     so the schedule that kills its process is found and reported, and the others keep their results."""
 
     def __init__(self, workers: int, memory: int = RUN_MEMORY, fn: Callable[[dict], dict] | None = None):
@@ -370,15 +351,7 @@ class ProcessMapper:
         self.pool = self._pool(workers)
 
     def _pool(self, workers: int):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        return ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=cap_memory,
-            initargs=(self.memory,),
-        )
+        return local_pool(workers, self.memory)
 
     def __call__(self, jobs: list[dict]) -> list[dict]:
         from concurrent.futures.process import BrokenProcessPool

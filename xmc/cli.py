@@ -11,14 +11,12 @@ import dataclasses
 import ipaddress
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -1071,10 +1069,9 @@ def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: P
             reports.append(_run_one(*job))
             progress.tick(reports[-1])
     else:
-        # spawn, not fork: forking a process that has threads (quickfix, test runners) can deadlock
-        with ProcessPoolExecutor(
-            max_workers=min(args.jobs, len(jobs)), mp_context=multiprocessing.get_context("spawn")
-        ) as executor:
+        from simulator.workers import local_pool
+
+        with local_pool(min(args.jobs, len(jobs))) as executor:
             futures = [executor.submit(_run_one, *job) for job in jobs]
             for fut in futures:
                 reports.append(fut.result())
