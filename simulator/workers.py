@@ -10,8 +10,9 @@ from concurrent.futures import ProcessPoolExecutor
 # grows without bound meets this cap as a MemoryError (a finding) instead of the OS's out-of-memory
 # killer taking the worker, and with it the whole search, down.
 RUN_MEMORY = 4 << 30
-# Runs a worker makes before a fresh process replaces it. The compiled build (xmc/accel.py) keeps each
-# finished run's objects alive (about 3 MB a 300 s run; the Python modules free them), so a worker that
+# Runs a worker makes before a fresh process replaces it. A compiled build (xmc/accel.py) may keep each
+# finished run's objects alive (about 3 MB a 300 s run; the Python modules free them; mypyc's builds of
+# the same sources differ, and two of four such builds leaked, two did not), so a worker that
 # lived for a whole sweep grew without bound: explore's workers reached 12 GB in 11 minutes. A fresh
 # worker costs its start-up (~0.35 s: imports, dictionaries) once per this many runs.
 RUNS_PER_WORKER = 200

@@ -99,6 +99,7 @@ def test_the_venue_reports_exactly_what_its_book_traded(spread_scenario, steps):
         if step[0] == "quote":
             desk.fair_ticks += step[1]
             desk.venue.on_fair({"CU": desk.fair_ticks * tick})
+            desk.env.run(until=desk.env.now + 0.01)  # what the re-quote traded is told before the next order
             continue
         if step[0] == "cancel":
             if not sent:
