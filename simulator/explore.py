@@ -343,7 +343,7 @@ def died(why: str) -> dict:
 
 class ProcessMapper:
     """Runs jobs on local processes (`simulator.workers.local_pool`: spawned, each capped at `memory`
-    bytes of address space, replaced after RUNS_PER_WORKER runs). A batch whose worker dies is run again one job per fresh process,
+    bytes of address space). A batch whose worker dies is run again one job per fresh process,
     so the schedule that kills its process is found and reported, and the others keep their results."""
 
     def __init__(self, workers: int, memory: int = RUN_MEMORY, fn: Callable[[dict], dict] | None = None):

@@ -298,13 +298,3 @@ def test_a_schedule_whose_worker_dies_is_a_finding_and_the_search_goes_on():
         assert pool([{"n": 4}, {"n": 5}]) == [{"n": 4}, {"n": 5}]
     finally:
         pool.close()
-
-
-def test_a_worker_is_replaced_after_its_runs():
-    """A worker lives for RUNS_PER_WORKER runs, then a fresh process takes its place: the compiled build
-    keeps each finished run's objects alive, and a worker living for a whole sweep grew without bound."""
-    from simulator.workers import local_pool
-
-    with local_pool(1, runs_per_worker=2) as pool:
-        pids = [pool.submit(processes.pid, {}).result() for _ in range(5)]
-    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
