@@ -315,4 +315,5 @@ def junit_xml(reports: list[dict[str, Any]], suite: str = "xmc certify") -> str:
     return _NOT_XML.sub("\ufffd", ET.tostring(root, encoding="unicode", xml_declaration=True)) + "\n"
 
 
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# (the surrogate range written through chr: mypyc takes no surrogate in a string literal)
+_NOT_XML = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f{chr(0xD800)}-{chr(0xDFFF)}\ufffe\uffff]")

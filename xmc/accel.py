@@ -140,7 +140,10 @@ def build(root: Path = ROOT, quiet: bool = False) -> Path:
             cwd=work,
             capture_output=True,
             text=True,
-            env={**os.environ, "MYPYC_OPT_LEVEL": "3"},
+            # a fixed hash seed: mypyc compiles a cycle of modules in set order, so the same sources
+            # gave different C from build to build (mypy < 2.0 borrowed a cross-module property's
+            # result in some orders and leaked it: every finished run stayed alive); one seed, one C
+            env={**os.environ, "MYPYC_OPT_LEVEL": "3", "PYTHONHASHSEED": "0"},
         )
         if done.returncode != 0:
             raise RuntimeError(f"mypyc failed ({done.returncode}):\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
