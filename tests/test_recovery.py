@@ -14,7 +14,9 @@ from engine.core.events import (
     Anomaly,
     Audit,
     BusinessReject,
+    CancelReject,
     Quote,
+    SendCancel,
     SendOrder,
     SendStatusRequest,
     SessionDown,
@@ -120,6 +122,36 @@ def test_chase_attempts_step_up_then_unwind_then_escalate(core):
         acts = core.handle(report(unwind, f"xu{i}", "4", "4", 0), 0.3 + i * 0.01)
     assert ep.state is EpisodeState.ESCALATED and "unwind failed" in ep.reason
     assert any(isinstance(x, Audit) and x.stage == "escalate" for x in acts)
+
+
+def _lose(core, unwind, now):
+    """The venue lost `unwind` (no answer of its own): its order timeout cancels it, and the venue
+    refuses the cancel of an order it does not know."""
+    (cancel,) = [a for a in core.handle(TimerFired(f"timeout:{unwind.decision_id}"), now) if isinstance(a, SendCancel)]
+    return core.handle(CancelReject(unwind.venue, cancel.cl_ord_id, unwind.cl_ord_id, "8", 1, "unknown order"), now)
+
+
+@pytest.mark.parametrize(
+    "ended_at, lost, again",
+    [(0.12 + 0.79, True, True), (0.12 + 0.8, True, False), (0.12 + 0.9, False, True)],
+    ids=["lost-inside-the-budget", "lost-as-the-budget-is-spent", "held-by-the-venue-after-it"],
+)
+def test_a_lost_unwind_is_sent_again_only_inside_the_legged_budget(core, ended_at, lost, again):
+    """Legged at 0.12 s (800 ms budget). An unwind the venue lost (no OrderID, nothing filled) is sent
+    again inside the budget; once the budget is spent the episode goes to the desk instead (three
+    unwinds a venue lost in turn, each found lost at its own deadline, held an episode legged 1.95 s:
+    explore seed 3502 on f06). One the venue held and cancelled is sent again whenever it ends."""
+    ep, acts, _ = legged_by_reject(core, 1)  # fatal: straight to the unwind
+    (unwind,) = sends(acts)
+    assert unwind.cl_ord_id.endswith("U") and ep.unwind_attempts == 1
+    acts = _lose(core, unwind, ended_at) if lost else core.handle(report(unwind, "xu0", "4", "4", 0), ended_at)
+    if again:
+        (resent,) = sends(acts)
+        assert resent.cl_ord_id.endswith("U") and ep.unwind_attempts == 2 and not ep.terminal
+    else:
+        assert not sends(acts) and ep.state is EpisodeState.ESCALATED
+        assert "legged budget (800 ms) spent, and the venue lost unwind attempt 1" in ep.reason
+        assert any(isinstance(x, Alert) and x.level == "critical" for x in acts)
 
 
 def test_chase_time_budget_switches_to_unwind(core):

@@ -11,7 +11,10 @@ Rules:
   legged-time budget so that the unwind can still finish in it) also unwinds.
 - Unwind: flatten what each leg holds with IOC orders on the opposite side, never more than the leg
   holds (an unwind never flips the position), paying up `unwind_step_ticks` more per attempt, up to
-  `max_unwind_attempts`.
+  `max_unwind_attempts`. Once the legged budget is spent, an unwind the venue lost (it ended with no
+  OrderID and no fill) is not sent again: the episode escalates to the desk (unwinds a venue lost in
+  turn, each found lost only at its own deadline, held one legged 1.95 s against an 800 ms budget:
+  explore seed 3502 on f06); one the venue held (refused, part-filled, cancelled) is sent again.
 - Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
 - A chase order that cannot be sent (a risk limit refuses it, e.g. the far book is limit-locked or
   one-sided so its price breaks the slippage limit, or that side of the book is empty) ends the
@@ -78,6 +81,13 @@ class RecoveryPolicy(Protocol):
     def on_legged(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]: ...
 
     def quotes_overdue(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]: ...
+
+
+def _last_unwind_lost(ep: Episode) -> bool:
+    """Whether the episode's last unwind attempt never reached a book: each of its orders ended with no
+    OrderID from the venue and nothing filled (the venue, or the way to it, lost it)."""
+    last = [leg.orders[-1] for leg in ep.legs.values() if leg.orders and leg.orders[-1].purpose == "unwind"]
+    return bool(last) and all(o.order_id in ("", "NONE") and o.cum_qty <= 1e-9 for o in last)
 
 
 def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
@@ -178,6 +188,11 @@ class ChaseThenUnwind:
             return out + (waiting or self._flatten(core, ep, now, excess, "overfill_hedge"))
         if ep.unwind_attempts >= rc.max_unwind_attempts:
             return out + escalate(core, ep, now, f"unwind failed after {ep.unwind_attempts} attempts")
+        if ep.unwind_attempts and now - ep.stages["legged"] >= rc.legged_budget and _last_unwind_lost(ep):
+            spent = f"{rc.legged_budget * 1e3:.0f} ms"
+            return out + escalate(
+                core, ep, now, f"legged budget ({spent}) spent, and the venue lost unwind attempt {ep.unwind_attempts}"
+            )
         waiting = _wait_for(core, ep, [n for n, leg in ep.legs.items() if leg.filled > 1e-9], now)
         if waiting:
             return out + waiting
