@@ -131,20 +131,38 @@ def _lose(core, unwind, now):
     return core.handle(CancelReject(unwind.venue, cancel.cl_ord_id, unwind.cl_ord_id, "8", 1, "unknown order"), now)
 
 
+def _ended(core, unwind, how: str, now: float):
+    """`unwind` ends `how`: lost by the venue and found so by its cancel or its status question, or
+    answered by the venue itself (refused, as a venue refuses with OrderID NONE; cancelled)."""
+    if how == "lost, cancel refused":
+        return _lose(core, unwind, now)
+    if how == "lost, status unknown":
+        return core.handle(dataclasses.replace(report(unwind, "xs0", "I", "8", 0), order_id="NONE"), now)
+    if how == "refused":
+        return core.handle(dataclasses.replace(report(unwind, "xr0", "8", "8", 0, reason=3), order_id="NONE"), now)
+    return core.handle(report(unwind, "xu0", "4", "4", 0), now)
+
+
 @pytest.mark.parametrize(
-    "ended_at, lost, again",
-    [(0.12 + 0.79, True, True), (0.12 + 0.8, True, False), (0.12 + 0.9, False, True)],
-    ids=["lost-inside-the-budget", "lost-as-the-budget-is-spent", "held-by-the-venue-after-it"],
+    "how, ended_at, again",
+    [
+        ("lost, cancel refused", 0.12 + 0.79, True),
+        ("lost, cancel refused", 0.12 + 0.8, False),
+        ("lost, status unknown", 0.12 + 0.85, False),
+        ("refused", 0.12 + 0.9, True),
+        ("cancelled", 0.12 + 0.9, True),
+    ],
 )
-def test_a_lost_unwind_is_sent_again_only_inside_the_legged_budget(core, ended_at, lost, again):
-    """Legged at 0.12 s (800 ms budget). An unwind the venue lost (no OrderID, nothing filled) is sent
-    again inside the budget; once the budget is spent the episode goes to the desk instead (three
-    unwinds a venue lost in turn, each found lost at its own deadline, held an episode legged 1.95 s:
-    explore seed 3502 on f06). One the venue held and cancelled is sent again whenever it ends."""
+def test_a_lost_unwind_is_sent_again_only_inside_the_legged_budget(core, how, ended_at, again):
+    """Legged at 0.12 s (800 ms budget). An unwind the venue lost (no report of its own, nothing filled)
+    is sent again inside the budget; once the budget is spent the episode goes to the desk instead
+    (three unwinds a venue lost in turn, each found lost at its own deadline, held an episode legged
+    1.95 s: explore seed 3502 on f06). One the venue answered, refused or cancelled, is sent again
+    whenever it ends."""
     ep, acts, _ = legged_by_reject(core, 1)  # fatal: straight to the unwind
     (unwind,) = sends(acts)
     assert unwind.cl_ord_id.endswith("U") and ep.unwind_attempts == 1
-    acts = _lose(core, unwind, ended_at) if lost else core.handle(report(unwind, "xu0", "4", "4", 0), ended_at)
+    acts = _ended(core, unwind, how, ended_at)
     if again:
         (resent,) = sends(acts)
         assert resent.cl_ord_id.endswith("U") and ep.unwind_attempts == 2 and not ep.terminal

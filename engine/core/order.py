@@ -195,6 +195,7 @@ class ChildOrder:
         "replaces",
         "adopted",
         "cancel_deferred",
+        "answered",
     )
 
     def __init__(
@@ -227,6 +228,9 @@ class ChildOrder:
         self.replaces = 0  # replace requests sent for this order
         self.adopted = False  # sent by an earlier node for an episode this one knows (Reconciliation.adopt)
         self.cancel_deferred = False  # a cancel decided while a replace was open: sent once it is answered
+        # the venue reported on the order itself (acknowledged, filled, refused, cancelled, ...), not only
+        # through a status answer (ExecType I), which also says "unknown" of an order the venue never got
+        self.answered = False
 
     @property
     def leaves_qty(self) -> float:
@@ -295,6 +299,7 @@ class ChildOrder:
         if rpt.exec_id in self.exec_ids:
             return 0.0, [("duplicate_exec_id", f"ExecID {rpt.exec_id} already applied (PossDup={rpt.poss_dup})")]
         self.exec_ids.add(rpt.exec_id)
+        self.answered = True  # (a status answer is adopted instead: `adopt_status`, never applied here)
         if rpt.order_id:
             self.order_id = rpt.order_id
         fill = 0.0

@@ -12,9 +12,9 @@ Rules:
 - Unwind: flatten what each leg holds with IOC orders on the opposite side, never more than the leg
   holds (an unwind never flips the position), paying up `unwind_step_ticks` more per attempt, up to
   `max_unwind_attempts`. Once the legged budget is spent, an unwind the venue lost (it ended with no
-  OrderID and no fill) is not sent again: the episode escalates to the desk (unwinds a venue lost in
+  report of its own and no fill) is not sent again: the episode escalates to the desk (unwinds a venue lost in
   turn, each found lost only at its own deadline, held one legged 1.95 s against an 800 ms budget:
-  explore seed 3502 on f06); one the venue held (refused, part-filled, cancelled) is sent again.
+  explore seed 3502 on f06); one the venue answered (refused, part-filled, cancelled) is sent again.
 - Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
 - A chase order that cannot be sent (a risk limit refuses it, e.g. the far book is limit-locked or
   one-sided so its price breaks the slippage limit, or that side of the book is empty) ends the
@@ -84,10 +84,11 @@ class RecoveryPolicy(Protocol):
 
 
 def _last_unwind_lost(ep: Episode) -> bool:
-    """Whether the episode's last unwind attempt never reached a book: each of its orders ended with no
-    OrderID from the venue and nothing filled (the venue, or the way to it, lost it)."""
+    """Whether the venue lost the episode's last unwind attempt: each of its orders ended with no report
+    of its own (only a cancel refused as unknown, or a status answer) and nothing filled. A refusal is
+    an answer: the venue got that order."""
     last = [leg.orders[-1] for leg in ep.legs.values() if leg.orders and leg.orders[-1].purpose == "unwind"]
-    return bool(last) and all(o.order_id in ("", "NONE") and o.cum_qty <= 1e-9 for o in last)
+    return bool(last) and all(not o.answered and o.cum_qty <= 1e-9 for o in last)
 
 
 def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
