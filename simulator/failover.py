@@ -231,6 +231,9 @@ class Cluster:
         for key, at in self.standby_timers.items():
             new.set_timer(key, max(at, now))
         for name in self.venues:
+            # what the superseded process had asked to be resent was answered to it (a paused primary
+            # reads it when it wakes): the new one asks again for whatever it still misses
+            new.sessions[name].forget_resend_request()
             new.reconnect(name)  # log on with the replicated sequence numbers; status queries follow
         record = self.failovers[-1] if self.failovers and "active_s" not in self.failovers[-1] else {}
         if not record:

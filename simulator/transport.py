@@ -120,6 +120,12 @@ class SessionEnd:
         """The connection is gone: a ResendRequest still open died with it (its answer, if any, was
         lost on the way), so the next gap asks again from the first number not received."""
         self.connected = False
+        self.forget_resend_request()
+
+    def forget_resend_request(self) -> None:
+        """A ResendRequest still open is nobody's to wait for any more (its connection dropped, or the
+        process that sent it was superseded and its answers went to that process): the next gap asks
+        again from the first number not received."""
         self.resend_asked_to = self.next_in - 1
 
     def reconnect(self) -> None:
