@@ -253,8 +253,11 @@ class SimEngineShell(ActionDispatcher):
         self.paused = True
 
     def wake(self) -> None:
-        """The frozen process runs again: first what its socket had buffered before the venue
-        closed it, then the timers that came due, as a woken process would."""
+        """The frozen process runs again: what reached it while frozen, in the order it came, as a woken
+        process would: messages through its session layer while it is still the node in charge (a gap
+        they fill, or a resend they answer, counts as for any message: read around the session layer,
+        the answers to a ResendRequest it had open left the gap open for the rest of the run), read on
+        its own once a takeover superseded it (the venue closed its socket); the timers that came due."""
         self.paused = False
         backlog, self.backlog = self.backlog, []
         for item in backlog:
@@ -264,7 +267,10 @@ class SimEngineShell(ActionDispatcher):
                 self.dispatch(TimerFired(item[1]))
                 continue
             _, venue, raw = item
-            codec = self.own_codecs.get(venue) or self.sessions[venue].codec
+            if not self.own_codecs:  # still the node in charge: its session layer reads what was buffered
+                self.receive(venue, raw)
+                continue
+            codec = self.own_codecs[venue]  # superseded: the venue closed its socket; it reads on its own
             try:
                 events = codec.decode(codec.parse(raw), venue)
             except FixParseError as err:  # the session that carried it is closed: no Reject can go back

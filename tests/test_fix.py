@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core.events import SendCancel, SendOrder, Subscribe
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, msg_type_of
 from engine.fix.dictionary import DictionaryError, load
 
 ORDER = SendOrder("SHFE", "E1-000001A1", "CU", "cu2603", "1", 5, 70010.0, "2", "3", "SHFE-ARB-01", "E1-000001")
@@ -1015,17 +1015,25 @@ def test_the_simulated_engine_answers_a_message_type_it_does_not_serve_and_recor
     assert [a.level for a in shell.alerts] == ["critical"]
 
 
-def test_an_unreadable_message_buffered_while_the_engine_was_paused_is_recorded_when_it_wakes(spread_scenario):
-    """Virtual time: a frozen process reads its socket's buffer on waking, after the venue closed the
-    session; a message it cannot read then has no session to answer on, and is kept as an anomaly with
-    an audit row, never dropped unseen."""
-    shell, _, framed = _sim_shell(spread_scenario)
+@pytest.mark.parametrize("superseded", [False, True], ids=["in-charge", "superseded"])
+def test_an_unreadable_message_buffered_while_the_engine_was_paused_is_recorded_when_it_wakes(
+    spread_scenario, superseded
+):
+    """Virtual time: a frozen process reads what reached it on waking. Still in charge, through its session
+    layer: a message it cannot read is answered with a session Reject, as at any other time. Superseded by a
+    takeover (the venue closed its socket), on its own: there is no session to answer on, and the message
+    is kept as an anomaly read on waking. Either way an anomaly with an audit row, never dropped unseen."""
+    shell, sent, framed = _sim_shell(spread_scenario)
+    if superseded:  # what simulator.failover gives the process a takeover supersedes
+        shell.own_codecs = {name: session.codec.fork() for name, session in shell.sessions.items()}
     shell.pause()
     shell.receive("SHFE", framed(1, "35=X\x01262=M\x01268=1\x01279=0\x01269=1\x0155=cu2603\x01270=abc\x01271=3\x01"))
     assert shell.anomalies == []  # buffered, not read
     shell.wake()
     assert [a.kind for a in shell.anomalies] == ["fix_session"]
-    assert "270" in shell.anomalies[0].detail and "waking" in shell.anomalies[0].detail
+    assert "270" in shell.anomalies[0].detail
+    assert ("waking" in shell.anomalies[0].detail) is superseded
+    assert [msg_type_of(m) for m in sent] == ([] if superseded else ["3"])
     assert any(row.stage == "anomaly" and "fix_session" in row.detail for row in shell.audit)
 
 
