@@ -131,13 +131,26 @@ def _lose(core, unwind, now):
     return core.handle(CancelReject(unwind.venue, cancel.cl_ord_id, unwind.cl_ord_id, "8", 1, "unknown order"), now)
 
 
+def _cancel_confirmed(core, unwind, now):
+    """`unwind`'s order timeout cancels it, and the venue confirms the cancel (nothing filled)."""
+    (cancel,) = [a for a in core.handle(TimerFired(f"timeout:{unwind.decision_id}"), now) if isinstance(a, SendCancel)]
+    confirmed = dataclasses.replace(report(unwind, "xc0", "4", "4", 0), cl_ord_id=cancel.cl_ord_id)
+    return core.handle(dataclasses.replace(confirmed, orig_cl_ord_id=unwind.cl_ord_id), now + 0.05)
+
+
 def _ended(core, unwind, how: str, now: float):
-    """`unwind` ends `how`: lost by the venue and found so by its cancel or its status question, or
-    answered by the venue itself (refused, as a venue refuses with OrderID NONE; cancelled)."""
+    """`unwind` ends `how`: lost by the venue and found so by its cancel or its status question;
+    unacknowledged until the engine cancelled it; or answered by the venue in time (refused, as a venue
+    refuses with OrderID NONE; cancelled by the venue; acknowledged, then cancelled by the engine)."""
     if how == "lost, cancel refused":
         return _lose(core, unwind, now)
     if how == "lost, status unknown":
         return core.handle(dataclasses.replace(report(unwind, "xs0", "I", "8", 0), order_id="NONE"), now)
+    if how == "unacknowledged until cancelled":
+        return _cancel_confirmed(core, unwind, now)
+    if how == "acknowledged, then cancelled":
+        core.handle(report(unwind, "xa0", "0", "0", 0), now - 0.3)
+        return _cancel_confirmed(core, unwind, now)
     if how == "refused":
         return core.handle(dataclasses.replace(report(unwind, "xr0", "8", "8", 0, reason=3), order_id="NONE"), now)
     return core.handle(report(unwind, "xu0", "4", "4", 0), now)
@@ -149,16 +162,21 @@ def _ended(core, unwind, how: str, now: float):
         ("lost, cancel refused", 0.12 + 0.79, True),
         ("lost, cancel refused", 0.12 + 0.8, False),
         ("lost, status unknown", 0.12 + 0.85, False),
+        ("unacknowledged until cancelled", 0.12 + 0.7, True),
+        ("unacknowledged until cancelled", 0.12 + 0.8, False),
+        ("acknowledged, then cancelled", 0.12 + 0.8, True),
         ("refused", 0.12 + 0.9, True),
         ("cancelled", 0.12 + 0.9, True),
     ],
 )
 def test_a_lost_unwind_is_sent_again_only_inside_the_legged_budget(core, how, ended_at, again):
-    """Legged at 0.12 s (800 ms budget). An unwind the venue lost (no report of its own, nothing filled)
-    is sent again inside the budget; once the budget is spent the episode goes to the desk instead
-    (three unwinds a venue lost in turn, each found lost at its own deadline, held an episode legged
-    1.95 s: explore seed 3502 on f06). One the venue answered, refused or cancelled, is sent again
-    whenever it ends."""
+    """Legged at 0.12 s (800 ms budget). An unwind the venue did not handle in time (lost: no report of
+    its own; or unacknowledged until the engine cancelled it; nothing filled) is sent again inside the
+    budget; once the budget is spent the episode goes to the desk instead (three unwinds a venue lost in
+    turn, each found lost at its own deadline, held an episode legged 1.95 s: explore seed 3502 on f06;
+    three a venue acknowledged 1.5 s late, each cancelled unacknowledged, 2.08 s: explore seed 3801 on
+    f27). One the venue answered in time (refused, cancelled by the venue, or acknowledged before the
+    engine cancelled it) is sent again whenever it ends."""
     ep, acts, _ = legged_by_reject(core, 1)  # fatal: straight to the unwind
     (unwind,) = sends(acts)
     assert unwind.cl_ord_id.endswith("U") and ep.unwind_attempts == 1
@@ -168,7 +186,7 @@ def test_a_lost_unwind_is_sent_again_only_inside_the_legged_budget(core, how, en
         assert resent.cl_ord_id.endswith("U") and ep.unwind_attempts == 2 and not ep.terminal
     else:
         assert not sends(acts) and ep.state is EpisodeState.ESCALATED
-        assert "legged budget (800 ms) spent, and the venue lost unwind attempt 1" in ep.reason
+        assert "legged budget (800 ms) spent, and the venue did not handle unwind attempt 1 in time" in ep.reason
         assert any(isinstance(x, Alert) and x.level == "critical" for x in acts)
 
 

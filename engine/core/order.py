@@ -196,6 +196,7 @@ class ChildOrder:
         "adopted",
         "cancel_deferred",
         "answered",
+        "cancelled_unanswered",
     )
 
     def __init__(
@@ -231,6 +232,9 @@ class ChildOrder:
         # the venue reported on the order itself (acknowledged, filled, refused, cancelled, ...), not only
         # through a status answer (ExecType I), which also says "unknown" of an order the venue never got
         self.answered = False
+        # the engine asked to cancel it before the venue had reported on it: the venue was too slow to
+        # acknowledge it (whatever it answers now, it did not handle the order in time)
+        self.cancelled_unanswered = False
 
     @property
     def leaves_qty(self) -> float:
@@ -248,6 +252,8 @@ class ChildOrder:
         if target == RESTORE:
             target = S.PARTIALLY_FILLED if self.cum_qty > 0 else S.NEW
         self.state = target  # type: ignore[assignment]
+        if event is E.CANCEL_SENT and not self.answered:
+            self.cancelled_unanswered = True
         return None
 
     def end_replace(self, took: bool) -> None:

@@ -11,10 +11,13 @@ Rules:
   legged-time budget so that the unwind can still finish in it) also unwinds.
 - Unwind: flatten what each leg holds with IOC orders on the opposite side, never more than the leg
   holds (an unwind never flips the position), paying up `unwind_step_ticks` more per attempt, up to
-  `max_unwind_attempts`. Once the legged budget is spent, an unwind the venue lost (it ended with no
-  report of its own and no fill) is not sent again: the episode escalates to the desk (unwinds a venue lost in
-  turn, each found lost only at its own deadline, held one legged 1.95 s against an 800 ms budget:
-  explore seed 3502 on f06); one the venue answered (refused, part-filled, cancelled) is sent again.
+  `max_unwind_attempts`. Once the legged budget is spent, an unwind the venue did not handle in time
+  (nothing filled, and no report of its own before the engine gave up on it: lost, or unacknowledged
+  until the engine cancelled it) is not sent again: the episode escalates to the desk (unwinds a venue
+  lost in turn, each found lost only at its own deadline, held one legged 1.95 s against an 800 ms
+  budget: explore seed 3502 on f06; unwinds a venue acknowledged only 1.5 s late, each cancelled
+  unacknowledged and sent again, held one 2.08 s: explore seed 3801 on f27); one the venue answered in
+  time (refused, part-filled, cancelled by the venue, or acknowledged and then cancelled) is sent again.
 - Overfill: "hedge" unwinds the excess; "record" keeps it, audited as an anomaly.
 - A chase order that cannot be sent (a risk limit refuses it, e.g. the far book is limit-locked or
   one-sided so its price breaks the slippage limit, or that side of the book is empty) ends the
@@ -83,12 +86,14 @@ class RecoveryPolicy(Protocol):
     def quotes_overdue(self, core: RecoveryContext, episode: Episode, now: float) -> list[Action]: ...
 
 
-def _last_unwind_lost(ep: Episode) -> bool:
-    """Whether the venue lost the episode's last unwind attempt: each of its orders ended with no report
-    of its own (only a cancel refused as unknown, or a status answer) and nothing filled. A refusal is
-    an answer: the venue got that order."""
+def _last_unwind_unhandled(ep: Episode) -> bool:
+    """Whether the venue failed to handle the episode's last unwind attempt in time: each of its orders
+    ended with nothing filled and no report of its own before the engine gave up on it: lost (only a
+    cancel refused as unknown, or a status answer) or unacknowledged until the engine cancelled it (the
+    venue's confirmation of that cancel comes too late to count). A refusal is an answer: the venue got
+    that order, and a venue that acknowledged it in time may fill the next one."""
     last = [leg.orders[-1] for leg in ep.legs.values() if leg.orders and leg.orders[-1].purpose == "unwind"]
-    return bool(last) and all(not o.answered and o.cum_qty <= 1e-9 for o in last)
+    return bool(last) and all((not o.answered or o.cancelled_unanswered) and o.cum_qty <= 1e-9 for o in last)
 
 
 def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
@@ -189,10 +194,14 @@ class ChaseThenUnwind:
             return out + (waiting or self._flatten(core, ep, now, excess, "overfill_hedge"))
         if ep.unwind_attempts >= rc.max_unwind_attempts:
             return out + escalate(core, ep, now, f"unwind failed after {ep.unwind_attempts} attempts")
-        if ep.unwind_attempts and now - ep.stages["legged"] >= rc.legged_budget and _last_unwind_lost(ep):
+        if ep.unwind_attempts and now - ep.stages["legged"] >= rc.legged_budget and _last_unwind_unhandled(ep):
             spent = f"{rc.legged_budget * 1e3:.0f} ms"
             return out + escalate(
-                core, ep, now, f"legged budget ({spent}) spent, and the venue lost unwind attempt {ep.unwind_attempts}"
+                core,
+                ep,
+                now,
+                f"legged budget ({spent}) spent, and the venue did not handle unwind attempt {ep.unwind_attempts} "
+                f"in time (lost, or unacknowledged until cancelled)",
             )
         waiting = _wait_for(core, ep, [n for n, leg in ep.legs.items() if leg.filled > 1e-9], now)
         if waiting:
