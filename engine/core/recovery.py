@@ -91,8 +91,14 @@ def _last_unwind_unhandled(ep: Episode) -> bool:
     ended with nothing filled and no report of its own before the engine gave up on it: lost (only a
     cancel refused as unknown, or a status answer) or unacknowledged until the engine cancelled it (the
     venue's confirmation of that cancel comes too late to count). A refusal is an answer: the venue got
-    that order, and a venue that acknowledged it in time may fill the next one."""
-    last = [leg.orders[-1] for leg in ep.legs.values() if leg.orders and leg.orders[-1].purpose == "unwind"]
+    that order, and a venue that acknowledged it in time may fill the next one. Only the legs the next
+    attempt would trade count (those still holding lots): a leg its own unwind flattened says nothing of
+    the venue of another (explore seed 3803 on f84: COMEX's unwind filled, SHFE's were acknowledged late)."""
+    last = [
+        leg.orders[-1]
+        for leg in ep.legs.values()
+        if leg.filled > 1e-9 and leg.orders and leg.orders[-1].purpose == "unwind"
+    ]
     return bool(last) and all((not o.answered or o.cancelled_unanswered) and o.cum_qty <= 1e-9 for o in last)
 
 
