@@ -75,19 +75,34 @@ QUESTION_ID = {"H": 11, "AF": 584, "AN": 710}
 _CL = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
 _EPOCH_SUFFIX = re.compile(r"-E(\d+)$")  # compiled once: epoch_in reads every order the venues apply
 _EPOCH_PREFIX = re.compile(r"E(\d+)-")
+# MsgType fields as they stand in a message's text (written once, not per message read)
+_LOGON = f"{SOH}35=A{SOH}"
+_EXECUTION_REPORT = f"{SOH}35=8{SOH}"
+_ORDER_MESSAGES = tuple((mt, f"{SOH}35={mt}{SOH}") for mt in ("D", "F", "G"))
 REFERENCE_WINDOW = 1.0  # seconds of published mids an order's price may be measured against
+
+
+# tag text -> its number, for the tags seen so far: a run reads the same few dozen tags thousands of times
+_TAG_NUMBERS: dict[str, int] = {}
+_TAG_NUMBERS_MAX = 4096  # texts kept at most (a garbled message cannot grow it without bound)
 
 
 def fields_of(raw: str) -> dict[int, str]:
     """Tag -> first value of a raw FIX message (enough for messages without repeating groups)."""
     out: dict[int, str] = {}
+    numbers = _TAG_NUMBERS
     for part in raw.split(SOH):
         eq = part.find("=")  # the first '=', as partition finds it, without partition's tuple
         tag = part if eq < 0 else part[:eq]
-        if tag.isdigit() and tag.isascii():  # a digit int() cannot read (e.g. superscript) is no tag
+        key = numbers.get(tag)
+        if key is None:
+            if not (tag.isdigit() and tag.isascii()):  # a digit int() cannot read (e.g. superscript) is no tag
+                continue
             key = int(tag)
-            if key not in out:
-                out[key] = "" if eq < 0 else part[eq + 1 :]
+            if len(numbers) < _TAG_NUMBERS_MAX:
+                numbers[tag] = key
+        if key not in out:
+            out[key] = "" if eq < 0 else part[eq + 1 :]
     return out
 
 
@@ -100,6 +115,12 @@ def epoch_in(cl_ord_id: str) -> int | None:
         return int(suffix.group(1))
     prefix = _EPOCH_PREFIX.match(cl_ord_id)
     return int(prefix.group(1)) if prefix else None
+
+
+def _said(status: str, cum: float, leaves: float, qty: float | None) -> str:
+    """What a report says of its quantities, as a W12 failure quotes it (formatted only for a report
+    found wrong: most reports are right)."""
+    return f"OrdStatus {status}, CumQty {cum:g}, LeavesQty {leaves:g}, OrderQty {'-' if qty is None else f'{qty:g}'}"
 
 
 @dataclass
@@ -287,7 +308,7 @@ class WireChecker:
     def _answers(self, venue: str, raw: str) -> None:
         """W11: close the status questions this message of the venue answers in full."""
         open_ = self.questions.get(venue)
-        if f"{SOH}35=A{SOH}" in raw[:40]:  # a new logon: the engine asks again whatever it still needs
+        if raw.find(_LOGON, 0, 40) >= 0:  # a new logon: the engine asks again whatever it still needs
             self.questions[venue] = {}
             self.position_reports = {k: n for k, n in self.position_reports.items() if k[0] != venue}
             return
@@ -320,7 +341,7 @@ class WireChecker:
         CumQty, from fill reports and status answers alike."""
         self._ascii(venue, raw, now)
         self._answers(venue, raw)
-        if f"{SOH}35=8{SOH}" not in raw:
+        if _EXECUTION_REPORT not in raw:
             return
         f = fields_of(raw)
         if (venue, f.get(17, "")) not in self.reports_seen:
@@ -382,30 +403,27 @@ class WireChecker:
             limit = float(f[44]) if f.get(44) else None
         except ValueError as err:
             return self._fail_report(venue, f, now, f"a quantity or price that is no number ({err})")
-        said = (
-            f"OrdStatus {status}, CumQty {cum:g}, LeavesQty {leaves:g}, OrderQty {'-' if qty is None else f'{qty:g}'}"
-        )
         wrong = None
         if exec_type in STATUS_FOR and status not in STATUS_FOR[exec_type]:
             wrong = f"ExecType {exec_type} with OrdStatus {status}"
         elif cum < 0 or leaves < 0:
-            wrong = f"a negative quantity ({said})"
+            wrong = f"a negative quantity ({_said(status, cum, leaves, qty)})"
         elif status in ENDED and leaves != 0:
-            wrong = f"an ended order with something left ({said})"
+            wrong = f"an ended order with something left ({_said(status, cum, leaves, qty)})"
         elif qty is not None and status not in ENDED and abs(cum + leaves - qty) > 1e-9:
-            wrong = f"CumQty and LeavesQty do not make OrderQty ({said})"
+            wrong = f"CumQty and LeavesQty do not make OrderQty ({_said(status, cum, leaves, qty)})"
         elif qty is not None and cum > qty + 1e-9:
-            wrong = f"more filled than ordered ({said})"
+            wrong = f"more filled than ordered ({_said(status, cum, leaves, qty)})"
         elif status in ("0", "A", "8") and cum != 0:
-            wrong = f"an order {'rejected' if status == '8' else 'new'} with fills ({said})"
+            wrong = f"an order {'rejected' if status == '8' else 'new'} with fills ({_said(status, cum, leaves, qty)})"
         elif qty is not None and status == "1" and not 0 < cum < qty:
-            wrong = f"partly filled, yet not ({said})"
+            wrong = f"partly filled, yet not ({_said(status, cum, leaves, qty)})"
         elif qty is not None and status == "2" and abs(cum - qty) > 1e-9:
-            wrong = f"filled, yet not all of it ({said})"
+            wrong = f"filled, yet not all of it ({_said(status, cum, leaves, qty)})"
         elif qty is not None and status == "4" and cum >= qty - 1e-9:
-            wrong = f"cancelled with every lot filled ({said})"
+            wrong = f"cancelled with every lot filled ({_said(status, cum, leaves, qty)})"
         elif exec_type == "F" and (last <= 0 or last_px <= 0 or last > cum + 1e-9):
-            wrong = f"a fill of {last:g} lots at {last_px:g} ({said})"
+            wrong = f"a fill of {last:g} lots at {last_px:g} ({_said(status, cum, leaves, qty)})"
         elif (
             exec_type == "F"
             and limit is not None
@@ -482,8 +500,8 @@ class WireChecker:
     def engine_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the engine's session put on the wire (first sends and resends)."""
         self._ascii(venue, raw, now)
-        for mt in ("D", "F", "G"):
-            if f"{SOH}35={mt}{SOH}" in raw:
+        for mt, text in _ORDER_MESSAGES:
+            if text in raw:
                 f = fields_of(raw)
                 seq = int(f.get(34, "0") or 0)
                 cl = f.get(11, "")
