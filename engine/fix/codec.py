@@ -241,11 +241,12 @@ def split_fields(raw: str) -> list[tuple[str, str]]:
     own reading of anything else."""
     pieces = raw.split(SOH)
     pairs: list[tuple[str, str]] = []
+    ascii_text = raw.isascii()  # then every tag made of digits is made of ASCII digits: one check, not one a field
     for i in range(len(pieces) - 1):  # the text after the last delimiter is no field, as for the expression
         piece = pieces[i]
         eq = piece.find("=")  # the first '=', as partition finds it, without partition's tuple
         tag = piece[:eq]
-        if eq <= 0 or not tag.isdigit() or not tag.isascii():
+        if eq <= 0 or not tag.isdigit() or not (ascii_text or tag.isascii()):
             return _FIELD.findall(raw)
         pairs.append((tag, piece[eq + 1 :]))
     return pairs
