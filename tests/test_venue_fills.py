@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core.events import SendCancel, SendOrder
-from engine.fix.codec import FixCodec
+from engine.fix.codec import FixCodec, fmt_px, fmt_qty
 from engine.fix.dictionary import load
 from simulator.book import BookOrder
 from simulator.faults import Fault, FaultPlan
@@ -196,3 +196,43 @@ def test_a_partial_fill_of_two_levels_reports_their_average_in_the_chunks_asked(
     vwap = round(sum(q * t for _, q, t in trades) / done) * desk.inst.tick
     assert [q for q, _ in fills] == [done // 3 + (1 if i < done % 3 else 0) for i in range(3)]
     assert {p for _, p in fills} == {vwap}
+
+
+_VALUE = st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    venue=st.sampled_from(("SHFE", "COMEX")),
+    values=st.tuples(_VALUE, _VALUE, _VALUE, _VALUE, _VALUE, _VALUE),
+    exec_type=st.sampled_from(("0", "4", "5", "8", "C", "F", "I")),
+    price=st.one_of(st.none(), st.floats(0.0001, 1e6)),
+    quantities=st.tuples(st.integers(1, 500), st.integers(0, 500), st.floats(0, 1e6), st.integers(0, 500)),
+    last_px=st.floats(0, 1e6),
+)
+def test_a_report_written_at_once_is_the_draft_of_its_fields(venue, values, exec_type, price, quantities, last_px):
+    """The venue writes most ExecutionReports' bodies in one piece (venue.report_draft): the very draft the
+    codec makes of the same fields laid out (tag order, ClOrdID, framing), for any values, those that carry
+    the field delimiter or are empty included; where the two could differ it declines (None) and the
+    report is drafted from its fields."""
+    from simulator.venue import ClientOrder, report_draft
+
+    cl, order_id, account, symbol, orig, exec_id = values
+    qty, cum, notional, leaves = quantities
+    co = ClientOrder(cl, order_id or "O1", symbol, "1", qty, price, account, None, None)
+    co.cum, co.notional = cum, notional
+    codec = FixCodec(load(venue), venue, "XMC")
+    avg = co.notional / co.cum if co.cum else 0.0
+    at = "20260105-01:00:00.001"
+    got = report_draft(codec, co, cl, exec_id, exec_type, "0", leaves, avg, 3, last_px, orig, at)
+    fields = [(37, co.order_id), (11, cl), (17, exec_id), (150, exec_type), (39, "0"), (55, symbol), (54, "1")]
+    fields += [(38, fmt_qty(qty)), (151, fmt_qty(leaves)), (14, fmt_qty(cum)), (6, fmt_px(avg)), (60, at)]
+    fields += [(44, fmt_px(price))] if price is not None else []
+    fields += [(41, orig)] if orig else []
+    fields += [(1, account)] if account else []
+    fields += [(32, fmt_qty(3)), (31, fmt_px(last_px))] if exec_type == "F" else []
+    want = codec.draft("8", fields, lay_out=True)
+    if got is None:
+        assert "\x01" in "".join(values)  # declined only where a value carries the delimiter
+        return
+    assert repr(got) == repr(want)
