@@ -36,15 +36,25 @@ class WireLog:
         # the log's lines not hashed yet: fed to the hash a few hundred at a time (one encode and one
         # update for many short lines; SHA-256 of the concatenation is the same digest)
         self._pending: list[str] = []
+        # the time of the last line and its text: lines written at one virtual instant (a venue's
+        # refreshes, an event's audit rows) format it once
+        self._t = -1.0
+        self._t_text = ""
+
+    def _time(self, t: float) -> str:
+        if t != self._t:  # virtual time is never negative: equal times have the same text
+            self._t = t
+            self._t_text = f"{t:.9f}"
+        return self._t_text
 
     def message(self, t: float, raw: str) -> None:
         self.lines.append(raw)
-        self._pending.append(f"{t:.9f} {raw}\n")
+        self._pending.append(f"{self._time(t)} {raw}\n")
         if len(self._pending) >= 256:
             self._flush()
 
     def event(self, t: float, text: str) -> None:
-        self._pending.append(f"{t:.9f} # {text}\n")
+        self._pending.append(f"{self._time(t)} # {text}\n")
         if len(self._pending) >= 256:
             self._flush()
 
