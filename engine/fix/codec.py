@@ -252,6 +252,15 @@ def split_fields(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
+# the text of each tag number below 1000, made once: a lookup by tag then hashes a string whose hash is
+# kept, not a new string per lookup (most of a message's reads)
+_TAG_TEXTS = tuple(str(t) for t in range(1000))
+
+
+def _tag_text(tag: int) -> str:
+    return _TAG_TEXTS[tag] if 0 <= tag < 1000 else str(tag)
+
+
 # (count tag, member tags) of a group -> the count tag, the delimiter and each member as text
 _GROUP_TEXT: dict[tuple[int, tuple[int, ...]], tuple[str, str, dict[str, int]]] = {}
 
@@ -290,10 +299,10 @@ class Parsed:
         return index
 
     def get(self, tag: int, default: str = "") -> str:
-        return self._fields.get(str(tag), default)
+        return self._fields.get(_tag_text(tag), default)
 
     def has(self, tag: int) -> bool:
-        return str(tag) in self._fields
+        return _tag_text(tag) in self._fields
 
     def group(self, count_tag: int, members: tuple[int, ...]) -> list[dict[int, str]]:
         """Entries of a repeating group: `members` are its tags, the first the delimiter."""
