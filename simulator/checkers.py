@@ -157,7 +157,9 @@ class InvariantChecker:
         self._inputs_of: object = None
         self._input_names: tuple[str, ...] = ()
         self._units_of: object = None
-        self._units = (1.0, 1.0)
+        self._terms_of: object = None
+        # (leg A's and leg B's currency per tonne per price unit, B's before FX; FX an input; trigger kind; offset)
+        self._terms: tuple[float, float, bool, str, float] = (1.0, 1.0, False, "", 0.0)
 
     @property
     def core(self) -> EngineCore:
@@ -437,29 +439,41 @@ class InvariantChecker:
         """The trigger's signal per side from the quotes the node was given (`given`, else those since
         it started), computed here from the strategy's definition (leg A's currency per tonne: price x
         mass units per tonne x FX for leg B); None while an input has no two-sided quote."""
-        s = self.core.strategy
+        core = self.core
+        s = core.strategy
+        if s is not self._terms_of or core.instruments is not self._units_of:
+            # the strategy's terms, read once per strategy (a new core's, after a restart or takeover)
+            self._terms_of, self._units_of = s, core.instruments
+            units = (core.instruments[s.leg_a].units_per_tonne, core.instruments[s.leg_b].units_per_tonne)
+            self._terms = (
+                s.price_multiplier_a * units[0],  # leg A's currency per tonne per unit of its price
+                s.price_multiplier_b * units[1],  # leg B's, before FX
+                bool(s.fx),
+                s.trigger.kind,
+                s.offset,
+            )
         names = self._inputs()
-        if self.core.instruments is not self._units_of:  # each leg's mass units per tonne, looked up once
-            self._units_of = self.core.instruments
-            self._units = (self._units_of[s.leg_a].units_per_tonne, self._units_of[s.leg_b].units_per_tonne)
+        per_a, per_b_base, has_fx, kind, offset = self._terms
         quotes = self.quotes if given is None else given
         touches = []
         for name in names:
             q = quotes.get(name)
-            if q is None or q.bid is None or q.ask is None:
+            if q is None:
                 return None
-            touches.append((q.bid, q.ask))
+            bid, ask = q.bid, q.ask
+            if bid is None or ask is None:
+                return None
+            touches.append((bid, ask))
         (a_bid, a_ask), (b_bid, b_ask) = touches[0], touches[1]
-        fx = (touches[2][0] + touches[2][1]) / 2.0 if s.fx else 1.0
-        per_a = s.price_multiplier_a * self._units[0]
-        per_b = s.price_multiplier_b * self._units[1] * fx
-        if s.trigger.kind == "counter_price":  # what trading at the touches gives: A's bid and B's ask, or the reverse
+        fx = (touches[2][0] + touches[2][1]) / 2.0 if has_fx else 1.0
+        per_b = per_b_base * fx
+        if kind == "counter_price":  # what trading at the touches gives: A's bid and B's ask, or the reverse
             return {
-                SELL_SPREAD: a_bid * per_a - b_ask * per_b + s.offset,
-                BUY_SPREAD: a_ask * per_a - b_bid * per_b + s.offset,
+                SELL_SPREAD: a_bid * per_a - b_ask * per_b + offset,
+                BUY_SPREAD: a_ask * per_a - b_bid * per_b + offset,
             }
         mid_a, mid_b = (a_bid + a_ask) / 2.0 * per_a, (b_bid + b_ask) / 2.0 * per_b
-        value = mid_a / mid_b if s.trigger.kind == "ratio" else mid_a - mid_b + s.offset
+        value = mid_a / mid_b if kind == "ratio" else mid_a - mid_b + offset
         return {SELL_SPREAD: value, BUY_SPREAD: value}
 
     def _check_signal(self, ep, now: float, values: dict[str, float]) -> None:
