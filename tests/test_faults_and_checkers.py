@@ -601,7 +601,7 @@ def _planted_trigger(monkeypatch, defect: str) -> None:
     from engine.core import trigger as trig
 
     if defect == "fx_ignored":  # leg B's USD price taken as CNY: no FX conversion
-        monkeypatch.setattr(trig, "to_common", lambda price, inst, fx: price * inst.units_per_tonne)
+        monkeypatch.setattr(trig, "in_common_unit", lambda price, units_per_tonne, fx: price * units_per_tonne)
     elif defect == "counter_price_at_mids":  # the executable spread taken at the mids, not the touches
         real_values = trig.TriggerEvaluator.values
 
@@ -702,7 +702,7 @@ def _planted_deaf_trigger(monkeypatch, defect: str) -> None:
 
         def init(self, strategy, instruments):
             real_init(self, strategy, instruments)
-            self.t = dataclasses.replace(self.t, hysteresis=2 * self.t.hysteresis)
+            self._hysteresis = 2 * self._hysteresis  # the threshold terms it read from the strategy
 
         monkeypatch.setattr(trig.TriggerEvaluator, "__init__", init)
     elif defect == "stale_skips_miscounted":
@@ -789,11 +789,11 @@ def test_a_trigger_that_ignores_the_fx_rates_age_fails_invariant_11(monkeypatch)
     real = trig.TriggerEvaluator.inputs_fresh
 
     def legs_only(self, books, now):
-        fx, self.fx = self.fx, None
+        inputs, self._inputs = self._inputs, self._inputs[:2]  # leg A's and leg B's books, not the rate's
         try:
             return real(self, books, now)
         finally:
-            self.fx = fx
+            self._inputs = inputs
 
     monkeypatch.setattr(trig.TriggerEvaluator, "inputs_fresh", legs_only)
     inv = runner.run(scenario.load(path), 1).report["invariants"]["11"]

@@ -40,6 +40,11 @@ def to_common(price: float, inst: Instrument, fx_rate: float) -> float:
     return price * inst.units_per_tonne * fx_rate
 
 
+def in_common_unit(price: float, units_per_tonne: float, fx_rate: float) -> float:
+    """`to_common` of an instrument whose mass units per tonne the caller has read already."""
+    return price * units_per_tonne * fx_rate
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
     side: str  # SELL_SPREAD or BUY_SPREAD
@@ -50,28 +55,41 @@ class Signal:
 
 
 class TriggerEvaluator:
-    """Evaluates the configured trigger on each quote; remembers which sides are armed."""
+    """Evaluates the configured trigger on each quote; remembers which sides are armed.
+
+    The strategy and instruments are frozen: the terms every quote needs (each input's name and
+    staleness limit, the legs' mass units per tonne, the thresholds) are read from them once, here."""
 
     def __init__(self, strategy: Strategy, instruments: dict[str, Instrument]):
         self.s = strategy
-        self.t = strategy.trigger
+        self.t = t = strategy.trigger
         self.a = instruments[strategy.leg_a]
         self.b = instruments[strategy.leg_b]
         self.fx = instruments.get(strategy.fx) if strategy.fx else None
         self.armed = {SELL_SPREAD: True, BUY_SPREAD: True}
         self.stale_skips = 0
         self.last_value: dict[str, float] = {}
+        # (name, max quote age or None) of each input, in the order they are judged
+        self._inputs: tuple[tuple[str, float | None], ...] = tuple(
+            (inst.name, t.max_quote_age.get(inst.name)) for inst in (self.a, self.b, self.fx) if inst is not None
+        )
+        self._a_name, self._b_name = self.a.name, self.b.name
+        self._fx_name = self.fx.name if self.fx is not None else ""
+        self._units_a, self._units_b = self.a.units_per_tonne, self.b.units_per_tonne
+        self._kind = t.kind
+        self._multiplier_a, self._multiplier_b = strategy.price_multiplier_a, strategy.price_multiplier_b
+        self._offset = strategy.offset
+        self._sell_above, self._buy_below, self._hysteresis = t.sell_above, t.buy_below, t.hysteresis
 
     def inputs_fresh(self, books: dict[str, TopOfBook], now: float) -> str | None:
         """None when every input is two-sided, uncrossed and fresh, else the name of the first that is not."""
-        for inst in (self.a, self.b, self.fx):
-            if inst is None:
-                continue
-            name = inst.name
+        for name, limit in self._inputs:
             book = books.get(name)
-            if book is None or book.bid is None or book.ask is None or book.bid > book.ask:
+            if book is None:
+                return name
+            bid, ask = book.bid, book.ask
+            if bid is None or ask is None or bid > ask:
                 return name  # one-sided, or crossed (a data error on one venue's own book): no price to use
-            limit = self.t.max_quote_age.get(name)
             if limit is not None and now - book.ts > limit:
                 return name
         return None
@@ -79,23 +97,25 @@ class TriggerEvaluator:
     def fx_rate(self, books: dict[str, TopOfBook]) -> float:
         if self.fx is None:
             return 1.0
-        mid = books[self.fx.name].mid
+        mid = books[self._fx_name].mid
         assert mid is not None
         return mid
 
     def values(self, books: dict[str, TopOfBook]) -> dict[str, float]:
-        """The signal each side compares with its threshold (for spread/ratio one value serves both)."""
+        """The signal each side compares with its threshold (for spread/ratio one value serves both).
+        Each leg's price in the common unit: price x mass units per tonne x FX (`in_common_unit`)."""
         fx = self.fx_rate(books)
-        (a_bid, a_ask), (b_bid, b_ask) = two_sided(books[self.a.name]), two_sided(books[self.b.name])
-        ma, mb = self.s.price_multiplier_a, self.s.price_multiplier_b
-        if self.t.kind == "counter_price":
+        (a_bid, a_ask), (b_bid, b_ask) = two_sided(books[self._a_name]), two_sided(books[self._b_name])
+        ma, mb = self._multiplier_a, self._multiplier_b
+        ua, ub = self._units_a, self._units_b
+        if self._kind == "counter_price":
             # executable: selling the spread sells A at its bid and buys B at its ask, and vice versa
-            sell = ma * to_common(a_bid, self.a, 1.0) - mb * to_common(b_ask, self.b, fx) + self.s.offset
-            buy = ma * to_common(a_ask, self.a, 1.0) - mb * to_common(b_bid, self.b, fx) + self.s.offset
+            sell = ma * in_common_unit(a_bid, ua, 1.0) - mb * in_common_unit(b_ask, ub, fx) + self._offset
+            buy = ma * in_common_unit(a_ask, ua, 1.0) - mb * in_common_unit(b_bid, ub, fx) + self._offset
             return {SELL_SPREAD: sell, BUY_SPREAD: buy}
-        ca = ma * to_common((a_bid + a_ask) / 2.0, self.a, 1.0)
-        cb = mb * to_common((b_bid + b_ask) / 2.0, self.b, fx)
-        v = ca / cb if self.t.kind == "ratio" else ca - cb + self.s.offset
+        ca = ma * in_common_unit((a_bid + a_ask) / 2.0, ua, 1.0)
+        cb = mb * in_common_unit((b_bid + b_ask) / 2.0, ub, fx)
+        v = ca / cb if self._kind == "ratio" else ca - cb + self._offset
         return {SELL_SPREAD: v, BUY_SPREAD: v}
 
     def evaluate(self, books: dict[str, TopOfBook], now: float) -> Signal | None:
@@ -106,17 +126,20 @@ class TriggerEvaluator:
         vals = self.values(books)
         self.last_value = vals
         sell_v, buy_v = vals[SELL_SPREAD], vals[BUY_SPREAD]
-        if not self.armed[SELL_SPREAD] and sell_v < self.t.sell_above - self.t.hysteresis:
-            self.armed[SELL_SPREAD] = True
-        if not self.armed[BUY_SPREAD] and buy_v > self.t.buy_below + self.t.hysteresis:
-            self.armed[BUY_SPREAD] = True
-        (a_bid, a_ask), (b_bid, b_ask) = two_sided(books[self.a.name]), two_sided(books[self.b.name])
+        armed = self.armed
+        if not armed[SELL_SPREAD] and sell_v < self._sell_above - self._hysteresis:
+            armed[SELL_SPREAD] = True
+        if not armed[BUY_SPREAD] and buy_v > self._buy_below + self._hysteresis:
+            armed[BUY_SPREAD] = True
+        sell = armed[SELL_SPREAD] and sell_v >= self._sell_above
+        buy = not sell and armed[BUY_SPREAD] and buy_v <= self._buy_below
+        if not sell and not buy:
+            return None
+        (a_bid, a_ask), (b_bid, b_ask) = two_sided(books[self._a_name]), two_sided(books[self._b_name])
         fx = self.fx_rate(books)
-        if self.armed[SELL_SPREAD] and sell_v >= self.t.sell_above:
+        if sell:
             return Signal(SELL_SPREAD, sell_v, a_bid, b_ask, fx)
-        if self.armed[BUY_SPREAD] and buy_v <= self.t.buy_below:
-            return Signal(BUY_SPREAD, buy_v, a_ask, b_bid, fx)
-        return None
+        return Signal(BUY_SPREAD, buy_v, a_ask, b_bid, fx)
 
     def disarm(self, side: str) -> None:
         self.armed[side] = False
