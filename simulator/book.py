@@ -10,8 +10,10 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
 
-BUY, SELL = "1", "2"
+BUY: Final = "1"
+SELL: Final = "2"
 
 
 @dataclass(slots=True)

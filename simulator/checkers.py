@@ -14,7 +14,7 @@ import re
 from collections.abc import Set
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
@@ -42,13 +42,15 @@ NAMES = {
     15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
     16: "no signal missed: a quote that puts an armed side past its threshold, fresh inputs and the engine free, opens an episode",
 }
-FAR_ROUND_TRIP = 0.5  # seconds: invariant 1 allows one far round trip (Shanghai-Aurora and back) beyond the budget
+FAR_ROUND_TRIP: Final = (
+    0.5  # seconds: invariant 1 allows one far round trip (Shanghai-Aurora and back) beyond the budget
+)
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
-MISREAD = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
-AMEND_ID = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
+MISREAD: Final = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
+AMEND_ID: Final = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
 SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
 # the OrdStatus (39) values that end an order: filled, done for day, cancelled, rejected, expired
-SETTLED = frozenset({"2", "3", "4", "8", "C"})
+SETTLED: Final = frozenset({"2", "3", "4", "8", "C"})
 
 
 @dataclass

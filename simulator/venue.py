@@ -8,7 +8,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import simpy
 
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from simulator.venue_state import VenueState
     from simulator.wire_checker import WireChecker
 
-ENGINE_COMP_ID = "XMC"
-SESSION_TYPES = ("0", "1", "2", "4", "5")  # the session layer's messages (the Logon is answered apart)
-MARKET_MAKER = "mm"  # owner of the background liquidity's book orders
+ENGINE_COMP_ID: Final = "XMC"
+SESSION_TYPES: Final = ("0", "1", "2", "4", "5")  # the session layer's messages (the Logon is answered apart)
+MARKET_MAKER: Final = "mm"  # owner of the background liquidity's book orders
 # Certification mode, as broker certification suites do it: the order's quantity picks the behaviour.
 CERTIFICATION_BANDS = (
     (1, 9, "accept"),  # New, then rests untouched

@@ -44,6 +44,7 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
 
 from engine.config import EngineConfig
 from engine.fix.codec import SOH
@@ -63,28 +64,28 @@ WIRE_NAMES = {
 }
 # OrdStatus (39) values that end an order (nothing left: LeavesQty 0), and those each ExecType (150) may
 # carry (a status answer, I, carries any)
-ENDED = frozenset({"2", "3", "4", "8", "C"})
-STATUS_FOR = {"0": ("0",), "4": ("4",), "8": ("8",), "F": ("1", "2"), "5": ("0", "1", "2")}
-_EXEC_NO = re.compile(r"(\d+)$")  # the venue numbers its ExecIDs in the order it makes its reports
-PX_EPS = 1e-6  # prices travel with six decimals
+ENDED: Final = frozenset({"2", "3", "4", "8", "C"})
+STATUS_FOR: Final = {"0": ("0",), "4": ("4",), "8": ("8",), "F": ("1", "2"), "5": ("0", "1", "2")}
+_EXEC_NO: Final = re.compile(r"(\d+)$")  # the venue numbers its ExecIDs in the order it makes its reports
+PX_EPS: Final = 1e-6  # prices travel with six decimals
 # the status questions of a reconciliation, and the tag that names each: OrderStatusRequest by
 # ClOrdID, OrderMassStatusRequest by MassStatusReqID, RequestForPositions by PosReqID
-QUESTION_ID = {"H": 11, "AF": 584, "AN": 710}
+QUESTION_ID: Final = {"H": 11, "AF": 584, "AN": 710}
 # engine ClOrdIDs: decision E<epoch>-<6 digits>, leg, order number, purpose letter, then any cancel
 # (C<n>) or replace (M<n>) suffix, and the epoch suffix of a later node
-_CL = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
-_EPOCH_SUFFIX = re.compile(r"-E(\d+)$")  # compiled once: epoch_in reads every order the venues apply
-_EPOCH_PREFIX = re.compile(r"E(\d+)-")
+_CL: Final = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
+_EPOCH_SUFFIX: Final = re.compile(r"-E(\d+)$")  # compiled once: epoch_in reads every order the venues apply
+_EPOCH_PREFIX: Final = re.compile(r"E(\d+)-")
 # MsgType fields as they stand in a message's text (written once, not per message read)
-_LOGON = f"{SOH}35=A{SOH}"
-_EXECUTION_REPORT = f"{SOH}35=8{SOH}"
-_ORDER_MESSAGES = tuple((mt, f"{SOH}35={mt}{SOH}") for mt in ("D", "F", "G"))
-REFERENCE_WINDOW = 1.0  # seconds of published mids an order's price may be measured against
+_LOGON: Final = f"{SOH}35=A{SOH}"
+_EXECUTION_REPORT: Final = f"{SOH}35=8{SOH}"
+_ORDER_MESSAGES: Final = tuple((mt, f"{SOH}35={mt}{SOH}") for mt in ("D", "F", "G"))
+REFERENCE_WINDOW: Final = 1.0  # seconds of published mids an order's price may be measured against
 
 
 # tag text -> its number, for the tags seen so far: a run reads the same few dozen tags thousands of times
-_TAG_NUMBERS: dict[str, int] = {}
-_TAG_NUMBERS_MAX = 4096  # texts kept at most (a garbled message cannot grow it without bound)
+_TAG_NUMBERS: Final[dict[str, int]] = {}
+_TAG_NUMBERS_MAX: Final = 4096  # texts kept at most (a garbled message cannot grow it without bound)
 
 
 def fields_of(raw: str) -> dict[int, str]:

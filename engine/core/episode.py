@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from typing import Final
 
 from engine.core.order import ChildOrder
 
@@ -46,7 +47,7 @@ class EpisodeEvent(str, Enum):
 
 
 S, E = EpisodeState, EpisodeEvent
-TERMINAL = frozenset({S.BALANCED, S.UNWOUND, S.ESCALATED, S.ABORTED})
+TERMINAL: Final = frozenset({S.BALANCED, S.UNWOUND, S.ESCALATED, S.ABORTED})
 
 TRANSITIONS: dict[EpisodeState, dict[EpisodeEvent, EpisodeState]] = {
     S.NEW: {E.RISK_PASSED: S.WORKING, E.RISK_FAILED: S.ABORTED},
@@ -69,7 +70,7 @@ class RecoveryMode(StrEnum):
 
 
 M = RecoveryMode
-RECOVERY_MOVES: dict[RecoveryMode, frozenset[RecoveryMode]] = {
+RECOVERY_MOVES: Final[dict[RecoveryMode, frozenset[RecoveryMode]]] = {
     M.NONE: frozenset({M.CHASE}),
     M.CHASE: frozenset({M.UNWIND, M.HEDGE_OVERFILL}),
     M.HEDGE_OVERFILL: frozenset(),

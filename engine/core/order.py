@@ -26,6 +26,7 @@ Rules (everything that moves an order lives in this file):
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 from engine.core.events import ExecReport
 
@@ -62,15 +63,15 @@ class OrderEvent(str, Enum):
 
 
 S, E = OrdStatus, OrderEvent
-TERMINAL = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.REPLACED})
-WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE, S.PENDING_NEW})
+TERMINAL: Final = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.REPLACED})
+WORKING: Final = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE, S.PENDING_NEW})
 # An acknowledgement that reaches an order already in one of these states was overtaken by the
 # order's fills or cancel: it is stale, and says nothing new.
-STALE_ACK_STATES = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED})
+STALE_ACK_STATES: Final = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED})
 # A fill that reaches an order in one of these states came after the venue ended it (LATE_FILL).
-LATE_FILL_STATES = frozenset({S.CANCELED, S.EXPIRED})
+LATE_FILL_STATES: Final = frozenset({S.CANCELED, S.EXPIRED})
 # The marker RESTORE means: back to NEW or PARTIALLY_FILLED, as the fills say.
-RESTORE = "restore"
+RESTORE: Final = "restore"
 
 TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
     S.PENDING_NEW: {
@@ -150,8 +151,8 @@ TRANSITIONS: dict[OrdStatus, dict[OrderEvent, OrdStatus | str]] = {
 # truth: a working order takes the terminal status the venue names (its fills are applied first, once,
 # by the core); an order the engine already believes done keeps its state. An order the engine never
 # sent but adopts (a takeover node's, Reconciliation.adopt) starts in the status the venue names.
-STATUS_ADOPTION: dict[str, OrdStatus] = {"2": S.FILLED, "4": S.CANCELED, "8": S.REJECTED, "C": S.EXPIRED}
-ADOPTED_START: dict[str, OrdStatus] = {
+STATUS_ADOPTION: Final[dict[str, OrdStatus]] = {"2": S.FILLED, "4": S.CANCELED, "8": S.REJECTED, "C": S.EXPIRED}
+ADOPTED_START: Final[dict[str, OrdStatus]] = {
     "A": S.PENDING_NEW,
     "0": S.NEW,
     "1": S.PARTIALLY_FILLED,
@@ -160,7 +161,7 @@ ADOPTED_START: dict[str, OrdStatus] = {
     **STATUS_ADOPTION,
 }
 
-_EXEC_TYPE_EVENTS = {
+_EXEC_TYPE_EVENTS: Final = {
     "0": E.ACK,
     "4": E.CANCELED,
     "8": E.REJECTED,

@@ -6,11 +6,12 @@ Prices are first brought to one unit (leg A's currency per tonne): price x units
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from engine.config import Instrument, Strategy
 
-SELL_SPREAD = "sell_spread"  # sell leg A, buy leg B
-BUY_SPREAD = "buy_spread"  # buy leg A, sell leg B
+SELL_SPREAD: Final = "sell_spread"  # sell leg A, buy leg B
+BUY_SPREAD: Final = "buy_spread"  # buy leg A, sell leg B
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import zlib
-from typing import Any
+from typing import Any, Final
 
 import _quickfix
 import quickfix as fix
@@ -36,16 +36,16 @@ from engine.core.events import (
 )
 from engine.fix.dictionary import DictionaryError, VenueDictionary, load
 
-BEGIN_STRING = "FIX.4.4"
-SOH = "\x01"
+BEGIN_STRING: Final = "FIX.4.4"
+SOH: Final = "\x01"
 # The virtual-time clock starts on a Monday at 09:00 Shanghai (01:00 UTC), SHFE's day session.
-VIRTUAL_EPOCH = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.UTC).timestamp()
+VIRTUAL_EPOCH: Final = _dt.datetime(2026, 1, 5, 1, 0, 0, tzinfo=_dt.UTC).timestamp()
 
 # quickfix exception -> SessionRejectReason (373)
 # received messages that need nothing of the engine's decoder: the session layer's own (a Logon is
 # handled by the shells; quickfix, or the virtual-time session, answers the rest)
-_NOTHING_TO_DO = frozenset({"0", "1", "2", "4", "5", "A"})
-_NO_TOP: tuple[Any, ...] = (None, 0.0, None, 0.0)  # a symbol's top before any quote: no bid, no offer
+_NOTHING_TO_DO: Final = frozenset({"0", "1", "2", "4", "5", "A"})
+_NO_TOP: Final[tuple[Any, ...]] = (None, 0.0, None, 0.0)  # a symbol's top before any quote: no bid, no offer
 _REJECT_REASONS = {
     "InvalidTagNumber": 0,
     "RequiredTagMissing": 1,
@@ -89,16 +89,16 @@ def _wire_text(raw: str, dd: fix.DataDictionary | None) -> str:
 
 
 # set by framing (session header, trailer), never by a message body
-_FRAMING_TAGS = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56})
+_FRAMING_TAGS: Final = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56})
 # tags quickfix puts in a message's header or trailer wherever they stand in the text it reads (below
 # _LAYOUT_TAG_LIMIT; a tag at or above it is never laid out by xmc): a body holding one is left to quickfix
-_LAYOUT_TAG_LIMIT = 10_000
-_ENVELOPE_TAGS = frozenset(
+_LAYOUT_TAG_LIMIT: Final = 10_000
+_ENVELOPE_TAGS: Final = frozenset(
     t for t in range(1, _LAYOUT_TAG_LIMIT) if fix.Message.isHeaderField(t) or fix.Message.isTrailerField(t)
 )
 
 
-_SECOND_TEXT: dict[int, str] = {}  # whole epoch second -> "YYYYMMDD-HH:MM:SS." (most messages share one)
+_SECOND_TEXT: Final[dict[int, str]] = {}  # whole epoch second -> "YYYYMMDD-HH:MM:SS." (most messages share one)
 _LAST_TIME: tuple[float, str] = (-1.0, "")  # the last time formatted: messages sent together share it
 
 
@@ -175,8 +175,8 @@ class _Unreadable(Exception):
 # how much of a venue's free Text (58) an event carries into the audit trail, anomalies and alerts: a
 # venue may write kilobytes there, and every record of it would carry them again (the whole message
 # stays in the message log, so nothing is lost)
-TEXT_KEPT = 200
-VALUE_SHOWN = 40  # how much of an unreadable value an error names
+TEXT_KEPT: Final = 200
+VALUE_SHOWN: Final = 40  # how much of an unreadable value an error names
 
 
 def _shown(value: str) -> str:
@@ -215,9 +215,9 @@ def _fix_int(value: str, tag: int) -> int:
 
 # the member tags of a NoMDEntries (268) entry in a snapshot (W) and an incremental refresh (X), as
 # text, each with its bit in the set of members an entry has shown (`FixCodec._market_data`)
-_MD_SNAPSHOT_BITS = {"269": 1, "270": 2, "271": 4}
-_MD_INCREMENTAL_BITS = {"279": 1, "269": 2, "55": 4, "270": 8, "271": 16}
-_FIELD = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
+_MD_SNAPSHOT_BITS: Final = {"269": 1, "270": 2, "271": 4}
+_MD_INCREMENTAL_BITS: Final = {"279": 1, "269": 2, "55": 4, "270": 8, "271": 16}
+_FIELD: Final = re.compile("([0-9]+)=([^\x01]*)\x01")  # one field of a message: tag, value, delimiter
 
 
 def _compiled() -> bool:
@@ -225,7 +225,7 @@ def _compiled() -> bool:
     return not hasattr(_compiled, "__code__")
 
 
-_SPLIT_IS_FASTER = _compiled()
+_SPLIT_IS_FASTER: Final = _compiled()
 
 
 def fields_of(raw: str) -> list[tuple[str, str]]:
@@ -254,7 +254,7 @@ def split_fields(raw: str) -> list[tuple[str, str]]:
 
 # the text of each tag number below 1000, made once: a lookup by tag then hashes a string whose hash is
 # kept, not a new string per lookup (most of a message's reads)
-_TAG_TEXTS = tuple(str(t) for t in range(1000))
+_TAG_TEXTS: Final = tuple(str(t) for t in range(1000))
 
 
 def _tag_text(tag: int) -> str:
@@ -262,7 +262,7 @@ def _tag_text(tag: int) -> str:
 
 
 # (count tag, member tags) of a group -> the count tag, the delimiter and each member as text
-_GROUP_TEXT: dict[tuple[int, tuple[int, ...]], tuple[str, str, dict[str, int]]] = {}
+_GROUP_TEXT: Final[dict[tuple[int, tuple[int, ...]], tuple[str, str, dict[str, int]]]] = {}
 
 
 class Parsed:
