@@ -231,7 +231,7 @@ class InvariantChecker:
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
         if self.legged_since:
             for decision in [
-                d for d in self.legged_since if d not in core.active or core.active[d].state.value != "LEGGED"
+                d for d in self.legged_since if d not in core.active or core.active[d].state._value_ != "LEGGED"
             ]:
                 self._check_legged_time(decision, self.legged_since.pop(decision), now)
         risk = core.cfg.risk
@@ -240,7 +240,7 @@ class InvariantChecker:
             naked = ep.naked_tonnes()
             if naked > risk.max_naked_tonnes + 1e-9:
                 self._fail(1, now, ep.decision_id, f"{naked:.2f} t naked > hard limit {risk.max_naked_tonnes} t")
-            if ep.state.value == "LEGGED":
+            if ep.state._value_ == "LEGGED":
                 if ep.decision_id not in self.legged_since:
                     self.legged_since[ep.decision_id] = now
                     venue = {n: core.instruments[leg.instrument].venue for n, leg in ep.legs.items()}
@@ -250,7 +250,7 @@ class InvariantChecker:
                     )
                 if (
                     ep.decision_id not in self.chase_spent
-                    and ep.mode.value == "unwind"
+                    and ep.mode._value_ == "unwind"
                     and (
                         ep.chase_attempts >= rc.max_chase_attempts
                         or now - self.legged_since[ep.decision_id] >= rc.chase_budget - 1e-9

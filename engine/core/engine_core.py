@@ -741,12 +741,12 @@ class EngineCore:
                     order.side,
                     order.leaves_qty,
                     order.price or 0.0,
-                    f"{order.state.name}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected" else ""),
+                    f"{order.state._name_}" + (f" reason={r.ord_rej_reason} {r.text}" if stage == "rejected" else ""),
                 )
             )
         if r.exec_type == "5" and order.pending_replace is not None and not problems:
             order.end_replace(took=True)  # the order lives on under its new ClOrdID
-            detail = f"{order.state.name} replace {order.replaces}"
+            detail = f"{order.state._name_} replace {order.replaces}"
             out[-1:] = [self._order_audit(now, "replaced", order, order.leaves_qty, order.price or 0.0, detail)]
             out += self.cancel_after_replace(order, now)
         if fill and self.strategy.execution.amend_after > 0 and not ep.terminal:

@@ -344,7 +344,7 @@ class ChildOrder:
             anomalies.append(("illegal_transition", problem))
         elif (
             rpt.ord_status
-            and rpt.ord_status != self.state.value
+            and rpt.ord_status != self.state._value_
             and not (self.state in (S.PENDING_CANCEL, S.PENDING_REPLACE) and rpt.ord_status in ("0", "1"))
             and not (event is E.ACK and before in STALE_ACK_STATES)
             and event is not E.LATE_FILL
