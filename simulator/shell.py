@@ -36,6 +36,7 @@ from engine.core.events import (
 from engine.fix import dictionary
 from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, naming_its_order
 from engine.report import AUDIT_COLUMNS  # noqa: F401 - the audit row's columns, re-exported for callers
+from simulator.stepping import call_later, stepped_here
 from simulator.transport import SessionEnd, WireLog
 from simulator.venue import ENGINE_COMP_ID
 
@@ -57,6 +58,7 @@ class SimEngineShell(ActionDispatcher):
             self.sessions[name] = SessionEnd(env, codec, log)
         self.timers: dict[str, int] = {}
         self.timer_gen = 0
+        self._direct = stepped_here(env)  # timers scheduled without simpy's Timeout (simulator.stepping)
         self.compute_ns: list[int] = []
         self.recovery_ns: list[int] = []  # compute of the events that sent a recovery order
         self.orders_sent = 0
@@ -89,6 +91,7 @@ class SimEngineShell(ActionDispatcher):
         new.fence, new.own_codecs, new.replicate = self.fence, self.own_codecs, self.replicate
         new.paused, new.backlog = self.paused, self.backlog
         new.batch_crash, new.crash_now = self.batch_crash, self.crash_now
+        new._direct = self._direct
         return new
 
     def start(self) -> None:
@@ -284,8 +287,8 @@ class SimEngineShell(ActionDispatcher):
     def set_timer(self, key: str, at: float) -> None:
         self.timer_gen += 1
         gen = self.timers[key] = self.timer_gen
-        ev = self.env.timeout(max(at - self.env.now, 0.0))
-        ev.callbacks.append(lambda _e: self._fire(key, gen))
+        # a timeout's place in simpy's queue, without building simpy's Timeout (simulator.stepping)
+        call_later(self.env, max(at - self.env.now, 0.0), lambda _e: self._fire(key, gen), self._direct)
 
     def cancel_timer(self, key: str) -> None:
         self.timers.pop(key, None)
