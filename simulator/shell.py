@@ -209,21 +209,22 @@ class SimEngineShell(ActionDispatcher):
 
     def send(self, a) -> None:
         session = self.sessions[a.venue]
-        session.send(session.codec.draft_of(a, VIRTUAL_EPOCH + self.env.now))
+        now = self.env.now  # simpy's clock is a Python property: read once an action
+        session.send(session.codec.draft_of(a, VIRTUAL_EPOCH + now))
         kind = type(a)
         if kind in FENCED_SENDS and self.checker is not None:
-            self.checker.on_leave(self.env.now, self.node, a.cl_ord_id, kind.__name__)
+            self.checker.on_leave(now, self.node, a.cl_ord_id, kind.__name__)
         if kind is SendCancel and self.checker is not None:
-            self.checker.on_ask(self.env.now, a.cl_ord_id, a.decision_id)
+            self.checker.on_ask(now, a.cl_ord_id, a.decision_id)
         elif kind is SendStatusRequest and self.checker is not None:
             order = self.core.find_order(a.cl_ord_id)
             if order is not None:
-                self.checker.on_ask(self.env.now, "?" + a.cl_ord_id, order.decision_id)
+                self.checker.on_ask(now, "?" + a.cl_ord_id, order.decision_id)
         if kind is SendOrder or kind is SendReplace:  # a replace prices an order too: same limits
             self.orders_sent += kind is SendOrder
             if self.checker is not None:
                 self.checker.on_send(
-                    self.env.now,
+                    now,
                     a.instrument,
                     a.cl_ord_id,
                     a.decision_id,

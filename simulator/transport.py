@@ -111,14 +111,15 @@ class SessionEnd:
                 self.sent[self.next_out] = msg.cl_ord_id
         elif msg.isSetField(11):
             self.sent[self.next_out] = msg.getField(11)
-        raw = self.codec.frame(msg, self.next_out, VIRTUAL_EPOCH + self.env.now)
+        now = self.env.now  # simpy's clock is a Python property: read once a message
+        raw = self.codec.frame(msg, self.next_out, VIRTUAL_EPOCH + now)
         if self.vouched is not None:
             self.vouched.add(raw)
         self.history[self.next_out] = raw
         self.next_out += 1
-        self.log.message(self.env.now, raw)
+        self.log.message(now, raw)
         if self.observer is not None:
-            self.observer(raw, self.env.now)
+            self.observer(raw, now)
         self.link.send(raw)
         return raw
 
