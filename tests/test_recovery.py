@@ -462,3 +462,26 @@ def test_recovery_stages_keep_their_first_times_and_a_send_clears_the_last_rejec
     assert ep.last_reject is None and ep.stages["recovery_send"] == 0.12 and ep.stages["send_B"] == 0.0
     acts = core.handle(report(chase, "xr", "8", "8", 0, reason=3), 0.2)
     assert sends(acts) and ep.stages["recovery_send"] == 0.12 and ep.stages["send_B"] == 0.0
+
+
+def test_only_the_legs_an_unwind_would_still_trade_judge_the_legged_budget(core):
+    """Both legs hold lots when the unwind starts (leg B part-filled, its chase refused outright), so
+    both are unwound. Leg B's unwind fills at once; leg A's is unacknowledged until the engine cancels it
+    after the legged budget is spent: the episode goes to the desk. Leg B, flattened, says nothing of
+    leg A's venue (explore seed 3803 on f84 held an episode legged 1,404 ms while a filled unwind of the
+    other leg kept the late one's venue being sent to again)."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    core.handle(report(b, "xb0", "0", "0", 0), 0.05)
+    core.handle(report(b, "xb1", "F", "1", 1, 1, 4.5), 0.06)
+    (chase,) = sends(core.handle(report(b, "xb2", "4", "4", 1), 0.12))  # the rest cancelled: legged
+    ep = core.episodes[a.decision_id]
+    unwinds = sends(core.handle(report(chase, "xc", "8", "8", 0, reason=1), 0.15))  # fatal: unwind both
+    assert sorted((u.instrument, u.qty) for u in unwinds) == [("CU", 5), ("HG", 1)]
+    (on_a,) = [u for u in unwinds if u.instrument == "CU"]
+    (on_b,) = [u for u in unwinds if u.instrument == "HG"]
+    assert not sends(core.handle(report(on_b, "xub", "F", "2", 1, 1, 4.49), 0.16))
+    assert ep.legs["B"].filled == 0 and ep.legs["A"].filled == 5
+    acts = _cancel_confirmed(core, on_a, 0.12 + 0.85)
+    assert not sends(acts) and ep.state is EpisodeState.ESCALATED
+    assert "legged budget (800 ms) spent, and the venue did not handle unwind attempt 1 in time" in ep.reason
