@@ -485,3 +485,24 @@ def test_only_the_legs_an_unwind_would_still_trade_judge_the_legged_budget(core)
     acts = _cancel_confirmed(core, on_a, 0.12 + 0.85)
     assert not sends(acts) and ep.state is EpisodeState.ESCALATED
     assert "legged budget (800 ms) spent, and the venue did not handle unwind attempt 1 in time" in ep.reason
+
+
+def test_one_venue_that_did_not_handle_its_legs_unwind_is_enough_once_the_budget_is_spent(core):
+    """Both legs unwound after the legged budget's chase: leg B's venue answers its unwind (cancelled,
+    nothing filled: an IOC that found no one), leg A's does not acknowledge its own until the engine
+    cancels it. Past the budget the episode goes to the desk; it does not send both legs again, one of
+    them to the venue that did not answer."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    core.handle(report(b, "xb0", "0", "0", 0), 0.05)
+    core.handle(report(b, "xb1", "F", "1", 1, 1, 4.5), 0.06)
+    (chase,) = sends(core.handle(report(b, "xb2", "4", "4", 1), 0.12))
+    ep = core.episodes[a.decision_id]
+    unwinds = sends(core.handle(report(chase, "xc", "8", "8", 0, reason=1), 0.15))
+    (on_a,) = [u for u in unwinds if u.instrument == "CU"]
+    (on_b,) = [u for u in unwinds if u.instrument == "HG"]
+    core.handle(report(on_b, "xub0", "0", "0", 0), 0.16)
+    core.handle(report(on_b, "xub1", "4", "4", 0), 0.17)  # answered: the venue cancelled it, nothing filled
+    acts = _cancel_confirmed(core, on_a, 0.12 + 0.85)
+    assert not sends(acts) and ep.state is EpisodeState.ESCALATED
+    assert "the venue did not handle unwind attempt 1 in time" in ep.reason

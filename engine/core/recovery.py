@@ -87,19 +87,21 @@ class RecoveryPolicy(Protocol):
 
 
 def _last_unwind_unhandled(ep: Episode) -> bool:
-    """Whether the venue failed to handle the episode's last unwind attempt in time: each of its orders
-    ended with nothing filled and no report of its own before the engine gave up on it: lost (only a
-    cancel refused as unknown, or a status answer) or unacknowledged until the engine cancelled it (the
-    venue's confirmation of that cancel comes too late to count). A refusal is an answer: the venue got
-    that order, and a venue that acknowledged it in time may fill the next one. Only the legs the next
-    attempt would trade count (those still holding lots): a leg its own unwind flattened says nothing of
-    the venue of another (explore seed 3803 on f84: COMEX's unwind filled, SHFE's were acknowledged late)."""
+    """Whether a venue failed to handle the episode's last unwind attempt in time: one of its orders, on a
+    leg the next attempt would trade (still holding lots), ended with nothing filled and no report of its
+    own before the engine gave up on it: lost (only a cancel refused as unknown, or a status answer) or
+    unacknowledged until the engine cancelled it (the venue's confirmation of that cancel comes too late
+    to count). A refusal is an answer: the venue got that order, and a venue that acknowledged it in time
+    may fill the next one. A leg its own unwind flattened says nothing of the venue of another (explore
+    seed 3803 on f84: COMEX's unwind filled, SHFE's were acknowledged late); one venue that did not
+    handle its leg's unwind is enough, past the budget, for the desk: sending both legs again would send
+    again to the venue that did not answer."""
     last = [
         leg.orders[-1]
         for leg in ep.legs.values()
         if leg.filled > 1e-9 and leg.orders and leg.orders[-1].purpose == "unwind"
     ]
-    return bool(last) and all((not o.answered or o.cancelled_unanswered) and o.cum_qty <= 1e-9 for o in last)
+    return any((not o.answered or o.cancelled_unanswered) and o.cum_qty <= 1e-9 for o in last)
 
 
 def escalate(core: RecoveryContext, ep: Episode, now: float, why: str) -> list[Action]:
