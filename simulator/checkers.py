@@ -42,9 +42,8 @@ NAMES = {
     15: "every episode opens on a signal the quotes give, past its threshold, its side re-armed since it last fired",
     16: "no signal missed: a quote that puts an armed side past its threshold, fresh inputs and the engine free, opens an episode",
 }
-FAR_ROUND_TRIP: Final = (
-    0.5  # seconds: invariant 1 allows one far round trip (Shanghai-Aurora and back) beyond the budget
-)
+# seconds: invariant 1 allows one far round trip (Shanghai-Aurora and back) beyond the budget
+FAR_ROUND_TRIP: Final = 0.5
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD: Final = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
 AMEND_ID: Final = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped

@@ -683,7 +683,7 @@ class Venue:
             self.recorder.order(self, co)
         m = co.member
         if send and not extra and co.cl_ord_id not in m.duplicates:
-            # most reports: the body written at once in quickfix's order (`report_text`), not drafted
+            # most reports: the body written at once in quickfix's order (`report_draft`), not drafted
             draft = report_draft(m.codec, co, cl, exec_id, exec_type, status, leaves, avg, last_qty, last_px, orig, at)
             if draft is not None:
                 m.session.send(draft)
@@ -1225,7 +1225,7 @@ def report_draft(
 ) -> Draft | None:
     """An ExecutionReport of `co` without extra fields, its body written in quickfix's order (by tag
     number) in one piece: the very draft `codec.draft("8", fields, lay_out=True)` makes of the report's
-    fields (tests/test_venue.py holds them equal), without building, sorting and joining them one by one.
+    fields (tests/test_venue_fills.py holds them equal), without building, sorting and joining them one by one.
     None when that draft would differ: the dictionary adds fields of its own to reports, or a value
     carries the field delimiter (quickfix builds those)."""
     if "8" in codec.vd.outbound:
