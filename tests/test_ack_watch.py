@@ -76,6 +76,34 @@ def test_one_slow_round_trip_among_fast_ones_raises_the_deadline_only_to_it_plus
     assert watch.deadline("V") == pytest.approx(deadline)
 
 
+@given(st.lists(st.floats(min_value=0.0005, max_value=3.0), min_size=0, max_size=40))
+def test_an_answer_is_due_by_the_slowest_recent_trip_plus_the_floor_never_after_the_deadline(trips):
+    """What a recovery order's cancel waits for (`EngineCore._recovery_timeout`): an answer as slow as
+    the venue's slowest recent one plus the floor, capped by the status question's deadline; with no
+    record, the deadline itself."""
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    for i, trip in enumerate(trips):
+        watch.sent(f"c{i}", "V", float(i))
+        watch.answered(f"c{i}", i + trip)
+    due, deadline = watch.answer_due("V"), watch.deadline("V")
+    assert due is not None and deadline is not None and 0.3 <= due <= deadline
+    if trips:
+        assert due == pytest.approx(min(deadline, max(list(trips)[-WINDOW:]) + 0.3))
+    else:
+        assert due == deadline == pytest.approx(1.2)
+    assert AckWatch(multiple=0.0, floor=0.3).answer_due("V") is None  # the watch off
+
+
+def test_a_distant_venue_answers_well_before_its_status_deadline():
+    """COMEX 307 ms away (explore seed 3904 on f62): the status question waits four round trips
+    (1.23 s), an answer is due by 607 ms; the legged budget (800 ms) can wait for the latter only."""
+    watch = AckWatch(multiple=4.0, floor=0.3)
+    watch.sent("c1", "COMEX", 0.0)
+    watch.answered("c1", 0.307)
+    assert watch.deadline("COMEX") == pytest.approx(1.228)
+    assert watch.answer_due("COMEX") == pytest.approx(0.607)
+
+
 @pytest.mark.parametrize(("trip", "usual", "losing"), [(0.116, 0.464, 0.3), (0.3, 1.2, 0.45)])
 def test_a_venue_that_lost_an_order_is_asked_sooner_about_the_next_until_one_is_answered_on_time(trip, usual, losing):
     """xmc explore seed 20261204 on f67: COMEX lost three unwinds in turn; each was asked about after four

@@ -752,11 +752,18 @@ def test_a_recovery_order_works_no_longer_than_the_legged_budget_left_nor_shorte
     # past the budget, a further recovery order still gets the time a venue needs to answer it
     ep = core.episodes[a.decision_id]
     assert core._recovery_timeout(ep, "COMEX", 0.12 + 5.0) == pytest.approx(ex.answer_timeout)
-    # with the acknowledgement watch on, the venue's acknowledgement deadline is that floor
+    # with the acknowledgement watch on and nothing measured, the venue's acknowledgement deadline is
+    # that floor; once its round trips are known, an answer as slow as its slowest plus the answer
+    # timeout: a venue 307 ms away is not waited for 1.23 s (its status deadline) while the budget runs
     watched = EngineCore(spread_scenario.engine)
     deadline = watched.ack_watch.deadline("COMEX")
     assert deadline is not None and deadline > ex.answer_timeout
     assert watched._recovery_timeout(ep, "COMEX", 0.12 + 5.0) == pytest.approx(deadline)
+    watched.ack_watch.sent("probe", "COMEX", 1.0)
+    watched.ack_watch.answered("probe", 1.307)
+    assert watched.ack_watch.deadline("COMEX") == pytest.approx(4 * 0.307)
+    assert watched._recovery_timeout(ep, "COMEX", 0.12 + 5.0) == pytest.approx(0.307 + ex.answer_timeout)
+    assert watched._recovery_timeout(ep, "COMEX", 0.12 + 0.003) == pytest.approx(rc.legged_budget - 0.003)
 
 
 @pytest.mark.parametrize("stray", [False, True])

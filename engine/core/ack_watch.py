@@ -65,6 +65,19 @@ class AckWatch:
             usual = min(usual, LOSING_MULTIPLE * slowest)
         return max(self.floor, usual)
 
+    def answer_due(self, venue: str) -> float | None:
+        """Seconds within which `venue` answers a new order as it has lately: its slowest recent round
+        trip plus the floor, never more than `deadline`; the deadline itself until the venue has a
+        record. None when the watch is off. What a cancel must wait for not to race an order's first
+        answer: past it, the answer is late by the venue's own record, whatever the multiple leaves the
+        status question to wait (a venue 300 ms away has a 1.2 s deadline, which a legged budget
+        cannot wait out: explore seed 3904 on f62)."""
+        due = self.deadline(venue)
+        trips = self.recent.get(venue)
+        if due is None or trips is None or len(trips) < MIN_SAMPLES:
+            return due
+        return min(due, max(trips) + self.floor)
+
     def sent(self, cl_ord_id: str, venue: str, now: float) -> float | None:
         """A new order left for `venue`: when its answer is due (None: not watched)."""
         self.unanswered[cl_ord_id] = (venue, now)

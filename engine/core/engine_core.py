@@ -374,14 +374,16 @@ class EngineCore:
         """How long a recovery order may work before it is cancelled and recovery decides again: the
         order timeout, cut to what is left of the legged budget (an unwind that rests part-filled must
         not keep the desk legged for a whole order timeout past it: found by explore), but never
-        shorter than the venue needs to answer (its acknowledgement deadline, at least the answer
-        timeout), so no cancel races an order's first answer."""
+        shorter than the venue needs to answer (`AckWatch.answer_due`: its slowest recent round trip
+        plus the answer timeout, at least the answer timeout), so no cancel races an order's first
+        answer. Not the status question's deadline (four round trips): the cancel of an unwind to a
+        venue 307 ms away waited 1.2 s while the legged budget ran out (explore seed 3904 on f62)."""
         ex = self.strategy.execution
         legged = ep.stages.get("legged")
         if legged is None:
             return ex.order_timeout
         left = legged + self.strategy.recovery.legged_budget - now
-        floor = max(ex.answer_timeout, self.ack_watch.deadline(venue) or 0.0)
+        floor = max(ex.answer_timeout, self.ack_watch.answer_due(venue) or 0.0)
         return min(ex.order_timeout, max(left, floor))
 
     def _rest_of_recovery_order(self, ep: Episode, sent: float, now: float) -> list[Action]:
