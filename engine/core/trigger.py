@@ -62,7 +62,6 @@ class TriggerEvaluator:
     staleness limit, the legs' mass units per tonne, the thresholds) are read from them once, here."""
 
     def __init__(self, strategy: Strategy, instruments: dict[str, Instrument]):
-        self.s = strategy
         self.t = t = strategy.trigger
         self.a = instruments[strategy.leg_a]
         self.b = instruments[strategy.leg_b]
