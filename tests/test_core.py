@@ -823,3 +823,15 @@ def test_an_earlier_logons_mass_status_answers_are_not_counted_in_the_next_logon
     out = core.handle(_refused(an2.req_id), 1.7)
     assert "position_mismatch" in _stages(out) and not core.venue_ready("COMEX")
     assert any(isinstance(x, Alert) and "HG ours +2 venue +0" in x.text for x in out)
+
+
+def test_after_a_takeover_a_venue_may_hold_orders_this_node_never_heard_of_until_it_lists_them(config):
+    """A takeover node missed what the old one did since replication stopped (an unwind, say): until a
+    venue answers the question for all its orders (AF), its orders are not all known, and a chase waits
+    for it (recovery: tests/regressions/a_takeover_chases_only_once_the_filled_legs_venue_has_told_all_its_orders.toml).
+    A node that never took over knows every order it sent: nothing to wait for."""
+    assert not EngineCore(config).orders_unknown("COMEX")
+    core, b, af, _an = _taken_over_at(config, hg_fill_seen=True)
+    assert core.orders_unknown("COMEX") and core.orders_unknown("SHFE")  # SHFE: not even logged on yet
+    core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)
+    assert not core.orders_unknown("COMEX") and core.orders_unknown("SHFE")

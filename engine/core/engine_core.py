@@ -150,6 +150,10 @@ class EngineCore:
         """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
         return self.reconciliation.venue_ready(venue)
 
+    def orders_unknown(self, venue: str) -> bool:
+        """`venue` may hold orders of ours this node never heard of (Reconciliation.orders_unknown)."""
+        return self.reconciliation.orders_unknown(venue)
+
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
             return [self.anomaly(now, "unknown_instrument", "", f"quote for {q.instrument!r}")]

@@ -321,6 +321,11 @@ class Reconciliation:
         """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
         return venue in self.sessions and not self.status_pending.get(venue) and venue not in self.position_hold
 
+    def orders_unknown(self, venue: str) -> bool:
+        """Whether `venue` may hold orders of ours this node never heard of: after a takeover or a
+        restart, until the venue has answered the question for all its orders (AF, "MS-")."""
+        return venue in self.mass_status_due or any(k.startswith("MS-") for k in self.status_pending.get(venue, ()))
+
     def adopt(self, r: ExecReport, now: float) -> list[Action] | None:
         """A report for an order this node never sent but whose ClOrdID names one of its open episodes
         (a takeover node that missed the end of the stream: the old node's chase or unwind of a

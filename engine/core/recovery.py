@@ -25,7 +25,9 @@ Rules:
   fails, escalates to the desk with an alert.
 - Recovery orders go only to venues logged on and reconciled, and it waits only for the venues its
   next orders go to: a chase's short legs, an unwind's filled legs (a chase of the missing lots goes
-  while the filled leg's venue is down). A venue becoming ready resumes every waiting episode.
+  while the filled leg's venue is down; not after a takeover or restart before every venue of the
+  episode listed all its orders: the old node may have unwound there). A venue becoming ready resumes
+  every waiting episode.
 - Recovery orders are priced only from a fresh quote (the trigger's max_quote_age; a session that
   dropped or lost messages leaves its books stale until its next live quote): a stale book is waited
   for, the next live quote of it resumes the episode, and if none comes before the legged budget is
@@ -54,6 +56,8 @@ class RecoveryContext(Protocol):
     killed: bool
 
     def venue_ready(self, venue: str) -> bool: ...
+
+    def orders_unknown(self, venue: str) -> bool: ...
 
     def quote_fresh(self, instrument: str, now: float) -> bool: ...
 
@@ -140,6 +144,21 @@ def _wait_for(core: RecoveryContext, ep: Episode, legs: list[str], now: float) -
     return out
 
 
+def _wait_for_unknown_orders(core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
+    """Nothing, unless a venue of the episode may hold orders of ours this node never heard of (a
+    takeover or restart, before that venue answered the question for all its orders): then the audit
+    that the chase waits for it. The old node may have unwound the filled leg there already; a chase
+    sent before that answer balanced the episode on paper while the venues held one leg naked (explore
+    seed 4005 on f75: the unwind came to light after the episode ended, never adopted: W10). The
+    answer adopts such orders into the episode, and `answered` resumes it."""
+    unknown = sorted(
+        v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()} if core.orders_unknown(v)
+    )
+    if not unknown:
+        return []
+    return [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(unknown))]
+
+
 def _quotes_overdue(core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
     """The legged budget is spent: an episode still waiting for a fresh quote escalates to the desk."""
     if not ep.quotes_awaited or ep.working or ep.terminal:
@@ -185,6 +204,7 @@ class ChaseThenUnwind:
             why = self._stop_chasing(core, ep, now)
             if why is None:
                 waiting = _wait_for(core, ep, [n for n, m in missing.items() if m > 1e-9], now)
+                waiting = waiting or _wait_for_unknown_orders(core, ep, now)
                 if waiting:
                     return out + waiting
                 actions, why = self._chase(core, ep, missing, now)
