@@ -20,6 +20,8 @@ from engine.core.events import (
     SendOrder,
     SetTimer,
     TimerFired,
+    TimerKind,
+    timer_key,
 )
 from tests.conftest import fire, report
 
@@ -825,13 +827,95 @@ def test_an_earlier_logons_mass_status_answers_are_not_counted_in_the_next_logon
     assert any(isinstance(x, Alert) and "HG ours +2 venue +0" in x.text for x in out)
 
 
-def test_after_a_takeover_a_venue_may_hold_orders_this_node_never_heard_of_until_it_lists_them(config):
-    """A takeover node missed what the old one did since replication stopped (an unwind, say): until a
-    venue answers the question for all its orders (AF), its orders are not all known, and a chase waits
-    for it (recovery: tests/regressions/a_takeover_chases_only_once_the_filled_legs_venue_has_told_all_its_orders.toml).
-    A node that never took over knows every order it sent: nothing to wait for."""
-    assert not EngineCore(config).orders_unknown("COMEX")
+def test_after_a_takeover_a_logged_on_venue_is_to_list_its_orders_until_it_answers_or_the_status_timeout(config):
+    """A takeover node missed what the old one did since replication stopped (an unwind, say): a venue
+    logged on is to list all its orders (AF), one round trip away, and recovery waits for that list
+    (tests/regressions/a_takeover_chases_only_once_the_filled_legs_venue_has_told_all_its_orders.toml).
+    A venue not logged on is not waited for (its list comes at its logon); nor one whose list the status
+    timeout found unanswered (the desk is alerted). A node that never took over knows every order."""
+    from engine.core.events import SessionUp, TimerFired
+
+    assert not EngineCore(config).order_list_due("COMEX")
     core, b, af, _an = _taken_over_at(config, hg_fill_seen=True)
-    assert core.orders_unknown("COMEX") and core.orders_unknown("SHFE")  # SHFE: not even logged on yet
+    assert core.order_list_due("COMEX") and not core.order_list_due("SHFE")  # SHFE: not logged on yet
     core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)
-    assert not core.orders_unknown("COMEX") and core.orders_unknown("SHFE")
+    assert not core.order_list_due("COMEX")
+    core.handle(SessionUp("SHFE"), 1.3)
+    assert core.order_list_due("SHFE")
+    out = core.handle(TimerFired(timer_key(TimerKind.STATUS, "SHFE")), 1.3 + config.strategy.recovery.status_timeout)
+    assert "status_unanswered" in _stages(out) and not core.order_list_due("SHFE")
+
+
+def _standby_unwinding_after_a_cut(config):
+    """The standby's replica saw CU (SHFE) fill and HG (COMEX) rejected, legged, and the first chase
+    (B2R) sent; the stream was cut there: the old node saw B2R rejected and chased again (B3R), which
+    filled 2 at COMEX. The standby takes over, the chase time spent: (core, b, the chase the old node
+    sent unseen, COMEX's AF id) once both venues logged on; SHFE has answered all its questions."""
+    from engine.core.events import SendMassStatusRequest, SessionUp, Takeover
+    from engine.core.recovery import ChaseThenUnwind
+
+    core = EngineCore(config, ChaseThenUnwind())
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.handle(report(a, "xa", "F", "2", a.qty, a.qty, a.price), 0.01)
+    (chase,) = [x for x in core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12) if isinstance(x, SendOrder)]
+    unseen = dataclasses.replace(chase, cl_ord_id=chase.cl_ord_id.replace("B2R", "B3R"))
+    core.handle(Takeover(2), 0.9)
+    asks = {}
+    for venue in ("FX", "SHFE", "COMEX"):
+        asks.update(
+            {x.venue: x.req_id for x in core.handle(SessionUp(venue), 0.95) if isinstance(x, SendMassStatusRequest)}
+        )
+    core.handle(_mass_answer(asks["SHFE"], a, a.qty), 0.96)
+    core.handle(_refused(asks["SHFE"].replace("MS-", "PR-"), "SHFE"), 0.96)
+    assert core.venue_ready("SHFE") and not core.venue_ready("COMEX")
+    core.handle(TimerFired(timer_key(TimerKind.LEGGED, b.decision_id)), 0.97)  # chase time spent: unwind
+    return core, b, chase, unseen, asks["COMEX"]
+
+
+def test_after_a_takeover_an_unwind_waits_for_the_short_legs_venue_to_list_its_orders(config):
+    """The symmetric case of the chase's wait: the unwind of CU goes to SHFE, reconciled, but COMEX may
+    hold a chase the old node sent after the stream was cut. Unwinding before COMEX's list would sell
+    the CU that chase had matched, leaving HG +2 naked; the list adopts the filled chase, and the
+    episode ends BALANCED with no unwind sent."""
+    core, b, chase, unseen, af = _standby_unwinding_after_a_cut(config)
+    answer = dataclasses.replace(_mass_answer("", chase, 0.0), ord_status="8", mass_status_id="", last_report=False)
+    out = core.handle(answer, 1.0)  # B2R: rejected, as the old node saw
+    assert not [x for x in out if isinstance(x, SendOrder)]
+    assert [x.detail for x in out if isinstance(x, Audit) and x.stage == "waiting_for_order_list"] == ["COMEX"]
+    out = core.handle(_mass_answer(af, unseen, unseen.qty), 1.05)
+    out += core.handle(_refused(af.replace("MS-", "PR-")), 1.06)
+    ep = core.episodes[b.decision_id]
+    assert "adopted" in _stages(out) and not [x for x in out if isinstance(x, SendOrder)]
+    assert ep.state is EpisodeState.BALANCED and ep.legs["B"].filled == b.qty
+
+
+def test_after_a_takeover_an_order_listed_after_its_episode_ended_reopens_it(config):
+    """COMEX, the short leg's venue, is still logged off when the unwind is due: the unwind is not held
+    for it and flattens CU, UNWOUND. COMEX's list at its logon then shows the old node's chase filled:
+    it is adopted into the ended episode, which is reopened (legged again: HG +2 naked) and repaired,
+    not left as a foreign order with the episode's outcome wrong."""
+    from engine.core.events import SendMassStatusRequest, SessionDown, SessionUp
+
+    core, b, chase, unseen, af = _standby_unwinding_after_a_cut(config)
+    core.handle(SessionDown("COMEX"), 0.98)
+    answer = dataclasses.replace(_mass_answer("", chase, 0.0), ord_status="8", mass_status_id="", last_report=False)
+    core.handle(answer, 0.98)  # the drop's last message: B2R rejected (never asked again)
+    ep = core.episodes[b.decision_id]
+    (unwind,) = [o for o in ep.legs["A"].orders if o.purpose == "unwind"]
+    core.handle(report(unwind, "xu", "F", "2", unwind.qty, unwind.qty, 70000.0), 1.0)
+    assert ep.state is EpisodeState.UNWOUND
+    (af2,) = [x for x in core.handle(SessionUp("COMEX"), 2.0) if isinstance(x, SendMassStatusRequest)]
+    out = core.handle(_mass_answer(af2.req_id, unseen, unseen.qty), 2.05)
+    assert {"adopted", "reopened"} <= set(_stages(out)) and ep.legs["B"].filled == b.qty
+    assert ep.state is EpisodeState.LEGGED and b.decision_id in core.active
+
+
+def test_after_a_restart_recovery_waits_for_no_order_list(config):
+    """A restarted node replayed its own write-ahead journal: it knows every order it sent, so its
+    recovery is not held for the venues' lists of all orders (f24's unwind goes at once)."""
+    from engine.core.events import Command, SessionUp
+
+    core = EngineCore(config)
+    core.handle(Command("reconcile"), 0.5)
+    core.handle(SessionUp("COMEX"), 0.6)
+    assert not core.venue_ready("COMEX") and not core.order_list_due("COMEX")

@@ -329,7 +329,7 @@ def test_a_new_order_before_the_venue_answered_its_status_questions_is_named(con
 def test_an_engine_that_orders_before_reconciling_fails_w11(monkeypatch):
     """The planted defect: a venue is ready as soon as it is logged on, its status questions open, and
     no venue is thought to hold orders the node never heard of (else a chase after a restart still
-    waits for the AF answers: `orders_unknown`). With venues that take a lookup to answer a mass status
+    waits for the AF answers: `order_list_due`). With venues that take a lookup to answer a mass status
     (the library's base), a chase or unwind after a restart reaches the venue before its answers: W11
     names it."""
     from engine.core.reconciliation import Reconciliation
@@ -341,7 +341,7 @@ def test_an_engine_that_orders_before_reconciling_fails_w11(monkeypatch):
     monkeypatch.setattr(
         Reconciliation, "venue_ready", lambda self, venue: venue in self.sessions and venue not in self.position_hold
     )
-    monkeypatch.setattr(Reconciliation, "orders_unknown", lambda self, venue: False)
+    monkeypatch.setattr(Reconciliation, "order_list_due", lambda self, venue: False)
     inv = runner.run(scenario.load(path), 1).report["invariants"]["W11"]
     assert inv["status"] == "fail" and "new risk before reconciliation" in inv["first"]["detail"]
 

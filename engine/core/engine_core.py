@@ -47,7 +47,7 @@ from engine.core.events import (
     parse_timer_key,
     timer_key,
 )
-from engine.core.ids import BUY, SELL, TIF, epoch_of, side_sign  # noqa: F401 - epoch_of: importable from here too
+from engine.core.ids import ALL_ORDERS_QUESTION, BUY, SELL, TIF, epoch_of, side_sign  # noqa: F401 - epoch_of: importable from here too
 from engine.core.order import ChildOrder, OrderEvent, OrdStatus
 from engine.core.reconciliation import Reconciliation
 from engine.core.recovery import ChaseThenUnwind, EscalateOnLegged, RecoveryPolicy
@@ -150,9 +150,9 @@ class EngineCore:
         """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
         return self.reconciliation.venue_ready(venue)
 
-    def orders_unknown(self, venue: str) -> bool:
-        """`venue` may hold orders of ours this node never heard of (Reconciliation.orders_unknown)."""
-        return self.reconciliation.orders_unknown(venue)
+    def order_list_due(self, venue: str) -> bool:
+        """`venue` is to list all its orders, one round trip away (Reconciliation.order_list_due)."""
+        return self.reconciliation.order_list_due(venue)
 
     def _on_quote(self, q: Quote, now: float) -> list[Action]:
         if q.instrument not in self.instruments:
@@ -796,7 +796,9 @@ class EngineCore:
 
     def _on_business_reject(self, r: BusinessReject, now: float) -> list[Action]:
         if r.ref_msg_type == "AF":  # the venue does not do mass status: its per-order answers (H) must do
-            asked = [k for k in self.reconciliation.status_pending.get(r.venue, ()) if k.startswith("MS-")]
+            asked = [
+                k for k in self.reconciliation.status_pending.get(r.venue, ()) if k.startswith(ALL_ORDERS_QUESTION)
+            ]
             out: list[Action] = [Audit(now, "mass_status_unsupported", detail=f"{r.venue}: {r.text}".strip())]
             self.reconciliation.mass_tally.pop(
                 r.venue, None
@@ -862,7 +864,11 @@ class EngineCore:
                 f"{self.strategy.recovery.status_timeout:g} s ({', '.join(unanswered[:5])}); "
                 f"no new risk there until it does: the desk must check the venue"
             )
-            return [Alert(now, "critical", text), Audit(now, "status_unanswered", detail=text)]
+            return [
+                Alert(now, "critical", text),
+                Audit(now, "status_unanswered", detail=text),
+                *self.reconciliation.status_overdue(did, now),
+            ]
         ep = self.episodes.get(did)
         if ep is None or ep.terminal:
             return []

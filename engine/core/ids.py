@@ -18,6 +18,13 @@ PURPOSE_OF_TAG = {tag: purpose for purpose, tag in PURPOSE_TAG.items()}
 _ORDER_PART = re.compile(r"E\d+-\d+[AB]\d+([RUH]?)")
 
 
+# the ids of this node's questions to a venue at a logon after a restart or takeover: for all its orders
+# (OrderMassStatusRequest, MassStatusReqID) and for its positions (RequestForPositions, PosReqID); a
+# question's kind is read back from its prefix
+ALL_ORDERS_QUESTION = "MS-"
+POSITIONS_QUESTION = "PR-"
+
+
 def purpose_tag(cl_ord_id: str) -> str | None:
     """The purpose letter ("" entry, R chase, U unwind, H overfill hedge) of the child order a ClOrdID of ours
     names: the order's own id, one of its cancels' or replaces', however stamped; None for an id not ours.

@@ -27,7 +27,7 @@ from engine.core.events import (
     TimerKind,
     timer_key,
 )
-from engine.core.ids import CHILD_ID, PURPOSE_OF_TAG, side_sign
+from engine.core.ids import ALL_ORDERS_QUESTION, CHILD_ID, POSITIONS_QUESTION, PURPOSE_OF_TAG, side_sign
 from engine.core.order import ChildOrder, OrdStatus
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ class Reconciliation:
         # (ask_unanswered) in a session still up: what a final report of theirs may answer
         self.cancel_questions: dict[str, str] = {}
         self.probe_due: set[str] = set()  # venues whose unanswered questions a PROBE timer will look at
+        self.took_over = False  # this node became active by a takeover: its replica may have lagged the stream
+        # venues whose list of all orders (AF) the status timeout found unanswered: recovery waits no more
+        self.order_list_overdue: set[str] = set()
 
     def on_session_up(self, ev: SessionUp, now: float) -> list[Action]:
         self.sessions.add(ev.venue)
@@ -75,7 +78,9 @@ class Reconciliation:
             # orders still working, and the mass status if it was outstanding); a stale one must not
             # hold the venue for good once what it asked about is settled
             stale = self.status_pending.pop(ev.venue, set())
-            if any(k.startswith(("MS-", "PR-")) for k in stale):  # all orders or positions: both again
+            if any(
+                k.startswith((ALL_ORDERS_QUESTION, POSITIONS_QUESTION)) for k in stale
+            ):  # all orders or positions: both again
                 self.mass_status_due.add(ev.venue)
             if stale:
                 out.append(
@@ -99,15 +104,16 @@ class Reconciliation:
                 # a question's id is this logon's own (epoch and time): an answer to an earlier logon's
                 # question, delivered late, is never taken for this one's
                 ask = f"{ev.venue}-E{self.core.epoch}-T{now * 1e3:.0f}"
-                req = f"MS-{ask}"
+                req = f"{ALL_ORDERS_QUESTION}{ask}"
                 pending.add(req)
+                self.order_list_overdue.discard(ev.venue)
                 self.mass_tally.pop(ev.venue, None)  # what an earlier logon's answers counted is asked afresh
                 self.compare_due.pop(ev.venue, None)
                 self.filled_after_answer.discard(ev.venue)
                 out.append(SendMassStatusRequest(ev.venue, req))
                 # and what does it hold for us? Asked after the orders, so every report the venue
                 # sent before its positions is applied before they are compared with ours
-                pos_req = f"PR-{ask}"
+                pos_req = f"{POSITIONS_QUESTION}{ask}"
                 pending.add(pos_req)
                 self.position_reasks.pop(ev.venue, None)
                 self.position_asked[ev.venue] = (pos_req, {}, 0)
@@ -295,6 +301,7 @@ class Reconciliation:
                 )
             ]
         self.core.epoch = ev.epoch
+        self.took_over = True
         # every venue it knows is unknown ground now; a standby never logged on, so nothing else is due
         self.dropped = {i.venue for i in self.core.instruments.values()}
         self.mass_status_due = {
@@ -321,19 +328,44 @@ class Reconciliation:
         """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
         return venue in self.sessions and not self.status_pending.get(venue) and venue not in self.position_hold
 
-    def orders_unknown(self, venue: str) -> bool:
-        """Whether `venue` may hold orders of ours this node never heard of: after a takeover or a
-        restart, until the venue has answered the question for all its orders (AF, "MS-")."""
-        return venue in self.mass_status_due or any(k.startswith("MS-") for k in self.status_pending.get(venue, ()))
+    def order_list_due(self, venue: str) -> bool:
+        """Whether `venue`, logged on, is still to list all its orders (the AF answer) after a takeover,
+        within the status timeout: until then it may hold orders of ours this node never heard of (the
+        old node's, sent after the replication stream last reached this one), which recovery waits
+        for, as the answer is one round trip away. A venue not logged on, or past the timeout (the desk
+        is alerted), holds no recovery: its answer, whenever it comes, adopts such an order into its
+        episode (`adopt`), reopening one that ended. After a restart nothing is waited for: the node
+        replayed its own write-ahead journal, which holds every event it acted on before it sent an
+        order, so it knows every order it sent (with fsync off, an operating-system crash may cost the
+        journal's last records: a risk that setting takes)."""
+        return (
+            self.took_over
+            and venue in self.sessions
+            and venue not in self.order_list_overdue
+            and any(k.startswith(ALL_ORDERS_QUESTION) for k in self.status_pending.get(venue, ()))
+        )
+
+    def status_overdue(self, venue: str, now: float) -> list[Action]:
+        """The status timeout passed with questions of `venue` unanswered: if the list of all its
+        orders is one of them, recovery stops waiting for it (`order_list_due`) and goes on."""
+        if venue in self.order_list_overdue or not any(
+            k.startswith(ALL_ORDERS_QUESTION) for k in self.status_pending.get(venue, ())
+        ):
+            return []
+        self.order_list_overdue.add(venue)
+        return self.resume_waiting(now)
 
     def adopt(self, r: ExecReport, now: float) -> list[Action] | None:
-        """A report for an order this node never sent but whose ClOrdID names one of its open episodes
+        """A report for an order this node never sent but whose ClOrdID names one of its episodes
         (a takeover node that missed the end of the stream: the old node's chase or unwind of a
         decision both knew). The order joins its leg with the venue's CumQty and AvgPx, so the episode
         sees what really traded and never repairs an exposure that is not there; if it still works,
-        it is cancelled and recovery decides afresh. None: not an order of an open episode."""
+        it is cancelled and recovery decides afresh. An episode that ended before the venue listed
+        the order (the venue was down, or slower than this node's own repair) is reopened by a fill
+        there as by any late fill (`EngineCore._after_end`): its outcome must be what the venues hold.
+        None: not an order of an episode this node knows."""
         m = CHILD_ID.match(r.cl_ord_id)
-        ep = self.core.active.get(m.group(1)) if m else None
+        ep = self.core.episodes.get(m.group(1)) if m else None
         leg = ep.legs.get(m.group(2)) if ep is not None and m is not None else None
         if m is None or ep is None or leg is None or leg.instrument != r.instrument:
             return None
@@ -396,7 +428,7 @@ class Reconciliation:
 
     def on_foreign_report(self, r: ExecReport, now: float) -> list[Action]:
         """A report for an order this node never sent (another node's, or nobody's): adopted when its
-        ClOrdID names an open episode of this node (`adopt`), else never adopted and never lost: its
+        ClOrdID names an episode of this node (`adopt`), else never adopted and never lost: its
         fills move the position once (by CumQty), it is cancelled if still working, and the desk is
         told; an answer to our mass status query also counts as answered."""
         adopted = self.adopt(r, now)
@@ -539,7 +571,7 @@ class Reconciliation:
         self.position_reasks[venue] = n = self.position_reasks.get(venue, 0) + 1
         del self.compare_due[venue]
         self.filled_after_answer.discard(venue)
-        req = f"PR-{venue}-E{self.core.epoch}-T{now * 1e3:.0f}-R{n}"
+        req = f"{POSITIONS_QUESTION}{venue}-E{self.core.epoch}-T{now * 1e3:.0f}-R{n}"
         self.position_asked[venue] = (req, {}, 0)
         self.status_pending[venue] = {req}
         account = next((i.account for i in self.core.instruments.values() if i.venue == venue and i.account), "")

@@ -25,9 +25,10 @@ Rules:
   fails, escalates to the desk with an alert.
 - Recovery orders go only to venues logged on and reconciled, and it waits only for the venues its
   next orders go to: a chase's short legs, an unwind's filled legs (a chase of the missing lots goes
-  while the filled leg's venue is down; not after a takeover or restart before every venue of the
-  episode listed all its orders: the old node may have unwound there). A venue becoming ready resumes
-  every waiting episode.
+  while the filled leg's venue is down); after a takeover, every recovery order also waits
+  for each venue of the episode that is logged on to list all its orders (the old node may have
+  repaired the episode there already), up to the status timeout. A venue becoming ready resumes every
+  waiting episode.
 - Recovery orders are priced only from a fresh quote (the trigger's max_quote_age; a session that
   dropped or lost messages leaves its books stale until its next live quote): a stale book is waited
   for, the next live quote of it resumes the episode, and if none comes before the legged budget is
@@ -57,7 +58,7 @@ class RecoveryContext(Protocol):
 
     def venue_ready(self, venue: str) -> bool: ...
 
-    def orders_unknown(self, venue: str) -> bool: ...
+    def order_list_due(self, venue: str) -> bool: ...
 
     def quote_fresh(self, instrument: str, now: float) -> bool: ...
 
@@ -144,19 +145,21 @@ def _wait_for(core: RecoveryContext, ep: Episode, legs: list[str], now: float) -
     return out
 
 
-def _wait_for_unknown_orders(core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
-    """Nothing, unless a venue of the episode may hold orders of ours this node never heard of (a
-    takeover or restart, before that venue answered the question for all its orders): then the audit
-    that the chase waits for it. The old node may have unwound the filled leg there already; a chase
-    sent before that answer balanced the episode on paper while the venues held one leg naked (explore
-    seed 4005 on f75: the unwind came to light after the episode ended, never adopted: W10). The
-    answer adopts such orders into the episode, and `answered` resumes it."""
-    unknown = sorted(
-        v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()} if core.orders_unknown(v)
+def _wait_for_order_lists(core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
+    """Nothing, unless a venue of the episode is to list all its orders after a takeover
+    (`order_list_due`: logged on, the answer one round trip away): then the audit that recovery waits
+    for that list. The old node may have repaired the episode there already (unwound the filled leg,
+    or chased the missing lots): a chase sent before the list balanced the episode on paper while the
+    venues held one leg naked (explore seed 4005 on f75: W10), and an unwind would flatten a leg the
+    old node's chase had already matched. The list adopts such orders into the episode, and its last
+    answer resumes it (`Reconciliation.answered`). A venue not logged on is not waited for (its list
+    comes at its logon and reopens an episode that ended meanwhile), nor one past the status timeout."""
+    due = sorted(
+        v for v in {core.instruments[leg.instrument].venue for leg in ep.legs.values()} if core.order_list_due(v)
     )
-    if not unknown:
+    if not due:
         return []
-    return [Audit(now, "waiting_for_session", ep.decision_id, detail=", ".join(unknown))]
+    return [Audit(now, "waiting_for_order_list", ep.decision_id, detail=", ".join(due))]
 
 
 def _quotes_overdue(core: RecoveryContext, ep: Episode, now: float) -> list[Action]:
@@ -204,7 +207,7 @@ class ChaseThenUnwind:
             why = self._stop_chasing(core, ep, now)
             if why is None:
                 waiting = _wait_for(core, ep, [n for n, m in missing.items() if m > 1e-9], now)
-                waiting = waiting or _wait_for_unknown_orders(core, ep, now)
+                waiting = waiting or _wait_for_order_lists(core, ep, now)
                 if waiting:
                     return out + waiting
                 actions, why = self._chase(core, ep, missing, now)
@@ -219,6 +222,7 @@ class ChaseThenUnwind:
         if ep.mode is RecoveryMode.HEDGE_OVERFILL:
             excess = {n: -m for n, m in missing.items() if m < 0}
             waiting = _wait_for(core, ep, [n for n, lots in excess.items() if lots > 1e-9], now)
+            waiting = waiting or _wait_for_order_lists(core, ep, now)
             return out + (waiting or self._flatten(core, ep, now, excess, "overfill_hedge"))
         if ep.unwind_attempts >= rc.max_unwind_attempts:
             return out + escalate(core, ep, now, f"unwind failed after {ep.unwind_attempts} attempts")
@@ -232,6 +236,7 @@ class ChaseThenUnwind:
                 f"in time (lost, or unacknowledged until cancelled)",
             )
         waiting = _wait_for(core, ep, [n for n, leg in ep.legs.items() if leg.filled > 1e-9], now)
+        waiting = waiting or _wait_for_order_lists(core, ep, now)
         if waiting:
             return out + waiting
         ep.unwind_attempts += 1
