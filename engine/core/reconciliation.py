@@ -78,9 +78,8 @@ class Reconciliation:
             # orders still working, and the mass status if it was outstanding); a stale one must not
             # hold the venue for good once what it asked about is settled
             stale = self.status_pending.pop(ev.venue, set())
-            if any(
-                k.startswith((ALL_ORDERS_QUESTION, POSITIONS_QUESTION)) for k in stale
-            ):  # all orders or positions: both again
+            # a question for all orders or for positions left unanswered: both are asked again
+            if any(k.startswith((ALL_ORDERS_QUESTION, POSITIONS_QUESTION)) for k in stale):
                 self.mass_status_due.add(ev.venue)
             if stale:
                 out.append(
