@@ -23,7 +23,9 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
   nothing; only an episode escalated to the desk may hold anything else;
 - W11 no new risk on a venue that is not reconciled: no NewOrderSingle reaches a venue while a status
   question the engine asked there since its last logon (H, AF, AN) has not been answered in full by
-  the venue (its last status report, its position reports, or a reject of the question).
+  the venue (its last status report, its position reports, or a reject of the question; for a
+  question asked about an order a cancel or replace had named, also a report that ended the order,
+  sent before or after the question: the engine's rule, as such an order trades no more).
   A PossDup resend is not a new decision (W5 judges those).
 - W12 the venue is a faithful counterparty: every ExecutionReport it sends agrees with itself (OrdStatus
   with ExecType and with CumQty, LeavesQty and OrderQty; a fill of some lots at a price within the
@@ -71,6 +73,7 @@ PX_EPS: Final = 1e-6  # prices travel with six decimals
 # the status questions of a reconciliation, and the tag that names each: OrderStatusRequest by
 # ClOrdID, OrderMassStatusRequest by MassStatusReqID, RequestForPositions by PosReqID
 QUESTION_ID: Final = {"H": 11, "AF": 584, "AN": 710}
+FINAL_STATUS: Final = frozenset({"2", "4", "8", "C"})  # OrdStatus of an order that trades no more
 # engine ClOrdIDs: decision E<epoch>-<6 digits>, leg, order number, purpose letter, then any cancel
 # (C<n>) or replace (M<n>) suffix, and the epoch suffix of a later node
 _CL: Final = re.compile(r"^(E\d+-\d{6})([AB])(\d+)([RUH]?)")
@@ -162,6 +165,14 @@ class WireChecker:
         # order's current ClOrdID, which a replace confirmed after the question was sent has changed
         self.question_order: dict[tuple[str, str], tuple[str, str]] = {}
         self.position_reports: dict[tuple[str, str], int] = {}
+        # the engine's own rule (Reconciliation.answered_by_a_final_report): a status question asked about
+        # an order because its cancel or replace went unanswered is answered by a report that ended the
+        # order (it trades no more), whether that report crossed the question or followed it. Since the
+        # venue's last logon: (venue, ClOrdID) of the orders a cancel or replace named, those the venue
+        # has since reported ended, and the questions asked about such orders
+        self.cancel_named: set[tuple[str, str]] = set()
+        self.ended_after_cancel: set[tuple[str, str]] = set()
+        self.cancel_questions: set[tuple[str, tuple[str, str]]] = set()
         # W12: (venue, ExecID) of every report judged (a PossDup resend or PossResend copy is judged
         # once), and per (venue, OrderID) its reports as (ExecID number, CumQty, LastQty, LastPx), sorted
         self.reports_seen: set[tuple[str, str]] = set()
@@ -226,10 +237,16 @@ class WireChecker:
             self.question_seq[venue, msg.seq] = key
             if mt == "H" and msg.get(37, "NONE") != "NONE":  # a replace may rename the order before it is answered
                 self.question_order[venue, msg.get(37)] = key
+            if mt == "H" and (venue, key[1]) in self.ended_after_cancel:
+                del self.questions[venue][key]  # answered already: the order's final report crossed it
+            elif mt == "H" and (venue, key[1]) in self.cancel_named:
+                self.cancel_questions.add((venue, key))
             return
         if mt not in ("D", "F", "G"):
             return
         cl = msg.get(11)
+        if mt != "D" and msg.has(41):
+            self.cancel_named.add((venue, msg.get(41)))
         seq = msg.seq
         self.checked += 1
         if mt != "F":  # W12: the terms the venue's reports under this ClOrdID must carry
@@ -312,11 +329,22 @@ class WireChecker:
         if raw.find(_LOGON, 0, 40) >= 0:  # a new logon: the engine asks again whatever it still needs
             self.questions[venue] = {}
             self.position_reports = {k: n for k, n in self.position_reports.items() if k[0] != venue}
+            for named in (self.cancel_named, self.ended_after_cancel):  # the logon's questions need answers
+                named.difference_update({k for k in named if k[0] == venue})
             return
-        if not open_:
+        if not open_ and not self.cancel_named:
             return
         f = fields_of(raw)
         mt = f.get(35)
+        if mt == "8" and f.get(39) in FINAL_STATUS and f.get(150) != "I":
+            for cl in (f.get(11, ""), f.get(41, "")):
+                if (venue, cl) in self.cancel_named:
+                    self.cancel_named.discard((venue, cl))
+                    self.ended_after_cancel.add((venue, cl))
+                    if open_ and (venue, ("H", cl)) in self.cancel_questions:
+                        open_.pop(("H", cl), None)
+        if not open_:
+            return
         if mt == "8" and f.get(150) == "I":
             if 584 in f:
                 if f.get(912) == "Y":

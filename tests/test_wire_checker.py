@@ -564,3 +564,28 @@ def test_a_venue_report_with_terms_other_than_its_order_asked_for_fails_w12(conf
     assert "OrderQty 4 where the order asked for 6" in told(ack, kept_old, replace=True)[1]
     cancelled = execution_report("COX3", "4", "4", 0, 0, t11="E1-000001B1C1", t41="E1-000001B1")
     assert told(ack, cancelled) == ("pass", "")
+
+
+@pytest.mark.parametrize("report_first", [True, False])
+def test_a_final_report_answers_a_question_asked_because_the_orders_cancel_went_unanswered(config, report_first):
+    """The engine's rule (Reconciliation.answered_by_a_final_report): an order whose cancel went unanswered
+    is asked about; a report that ended it (here the cancel's confirmation, whether it crossed the question
+    or followed it) answers the question, so a chase may follow at once (explore seed 300594488 on f82
+    failed W11 on that). A question that no cancel of its order preceded still needs its own answer."""
+    canceled = f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}34=20{SOH}11=E1-000001B1C1{SOH}41=E1-000001B1{SOH}39=4{SOH}150=4{SOH}"
+    question = msg((35, "H"), (34, "9"), (11, "E1-000001B1"))
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "F"), (34, "8"), (11, "E1-000001B1C1"), (41, "E1-000001B1")), 1.0)
+    if report_first:
+        w.venue_sent("COMEX", canceled, 1.1)
+        w.received("COMEX", question, 1.3)
+    else:
+        w.received("COMEX", question, 1.3)
+        w.venue_sent("COMEX", canceled, 1.31)
+    w.received("COMEX", order("E1-000001B2R", 2, 4.501, seq=10), 1.32)
+    assert w.v["W11"].status == "pass"
+    w.received("COMEX", msg((35, "H"), (34, "11"), (11, "E1-000002B1")), 1.4)  # no cancel of it before
+    w.venue_sent("COMEX", canceled.replace("B1C1", "B2C1").replace("41=E1-000001B1", "41=E1-000002B1"), 1.41)
+    w.received("COMEX", order("E1-000002B2R", 2, 4.501, seq=12), 1.42)
+    assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000002B1" in w.v["W11"].first["detail"]
