@@ -167,12 +167,17 @@ class WireChecker:
         self.position_reports: dict[tuple[str, str], int] = {}
         # the engine's own rule (Reconciliation.answered_by_a_final_report): a status question asked about
         # an order because its cancel or replace went unanswered is answered by a report that ended the
-        # order (it trades no more), whether that report crossed the question or followed it. Since the
-        # venue's last logon: (venue, ClOrdID) of the orders a cancel or replace named, those the venue
-        # has since reported ended, and the questions asked about such orders
+        # order (it trades no more), whether that report crossed the question or followed it. An order
+        # is named by the ClOrdID it was entered under (its root): a replace the venue confirmed
+        # (ExecType 5) renames it, and it may end under any of its names. Since the venue's last logon:
+        # the orders a cancel or replace named, the orders the venue reported ended (every one, as a
+        # cancel may reach the venue after the order's end), and the questions asked about named orders
+        # not yet ended (a venue's message other than an ExecutionReport is parsed only while a question
+        # is open there)
+        self.root_of: dict[tuple[str, str], str] = {}  # (venue, ClOrdID a replace gave) -> root
         self.cancel_named: set[tuple[str, str]] = set()
-        self.ended_after_cancel: set[tuple[str, str]] = set()
-        self.cancel_questions: set[tuple[str, tuple[str, str]]] = set()
+        self.ended: set[tuple[str, str]] = set()
+        self.cancel_questions: dict[tuple[str, str], set[tuple[str, str]]] = {}
         # W12: (venue, ExecID) of every report judged (a PossDup resend or PossResend copy is judged
         # once), and per (venue, OrderID) its reports as (ExecID number, CumQty, LastQty, LastPx), sorted
         self.reports_seen: set[tuple[str, str]] = set()
@@ -237,16 +242,18 @@ class WireChecker:
             self.question_seq[venue, msg.seq] = key
             if mt == "H" and msg.get(37, "NONE") != "NONE":  # a replace may rename the order before it is answered
                 self.question_order[venue, msg.get(37)] = key
-            if mt == "H" and (venue, key[1]) in self.ended_after_cancel:
-                del self.questions[venue][key]  # answered already: the order's final report crossed it
-            elif mt == "H" and (venue, key[1]) in self.cancel_named:
-                self.cancel_questions.add((venue, key))
+            if mt == "H":
+                order = (venue, self.root_of.get((venue, key[1]), key[1]))
+                if order in self.cancel_named and order in self.ended:
+                    del self.questions[venue][key]  # answered already: the order's final report crossed it
+                elif order in self.cancel_named:
+                    self.cancel_questions.setdefault(order, set()).add(key)
             return
         if mt not in ("D", "F", "G"):
             return
         cl = msg.get(11)
         if mt != "D" and msg.has(41):
-            self.cancel_named.add((venue, msg.get(41)))
+            self.cancel_named.add((venue, self.root_of.get((venue, msg.get(41)), msg.get(41))))
         seq = msg.seq
         self.checked += 1
         if mt != "F":  # W12: the terms the venue's reports under this ClOrdID must carry
@@ -323,28 +330,23 @@ class WireChecker:
             f"{1e3 * (now - t):.1f} ms before): new risk before reconciliation",
         )
 
-    def _answers(self, venue: str, raw: str) -> None:
-        """W11: close the status questions this message of the venue answers in full."""
+    def _answers(self, venue: str, raw: str, report: dict[int, str] | None) -> None:
+        """W11: close the status questions this message of the venue answers in full (`report`: its
+        fields when it is an ExecutionReport)."""
         open_ = self.questions.get(venue)
         if raw.find(_LOGON, 0, 40) >= 0:  # a new logon: the engine asks again whatever it still needs
             self.questions[venue] = {}
             self.position_reports = {k: n for k, n in self.position_reports.items() if k[0] != venue}
-            for named in (self.cancel_named, self.ended_after_cancel):  # the logon's questions need answers
-                named.difference_update({k for k in named if k[0] == venue})
+            for since_logon in (self.cancel_named, self.ended):  # the logon's questions need answers
+                since_logon.difference_update({k for k in since_logon if k[0] == venue})
+            self.cancel_questions = {k: q for k, q in self.cancel_questions.items() if k[0] != venue}
             return
-        if not open_ and not self.cancel_named:
-            return
-        f = fields_of(raw)
-        mt = f.get(35)
-        if mt == "8" and f.get(39) in FINAL_STATUS and f.get(150) != "I":
-            for cl in (f.get(11, ""), f.get(41, "")):
-                if (venue, cl) in self.cancel_named:
-                    self.cancel_named.discard((venue, cl))
-                    self.ended_after_cancel.add((venue, cl))
-                    if open_ and (venue, ("H", cl)) in self.cancel_questions:
-                        open_.pop(("H", cl), None)
+        if report is not None and report.get(150) != "I":
+            self._order_named_or_ended(venue, report, open_)
         if not open_:
             return
+        f = report if report is not None else fields_of(raw)
+        mt = f.get(35)
         if mt == "8" and f.get(150) == "I":
             if 584 in f:
                 if f.get(912) == "Y":
@@ -365,14 +367,36 @@ class WireChecker:
             if asked is not None:
                 open_.pop(asked, None)
 
+    def _order_named_or_ended(self, venue: str, f: dict[int, str], open_: dict | None) -> None:
+        """A replace's confirmation renames its order; a report that ended an order answers the
+        questions asked about it after a cancel or replace named it."""
+        cl, orig = f.get(11, ""), f.get(41, "")
+        if f.get(150) == "5" and orig:
+            root = self.root_of.get((venue, orig), orig)
+            self.root_of[venue, cl] = root
+            for held in (self.cancel_named, self.ended):  # anything known under the new name is the order's
+                if (venue, cl) in held:
+                    held.discard((venue, cl))
+                    held.add((venue, root))
+            if (venue, cl) in self.cancel_questions:
+                self.cancel_questions.setdefault((venue, root), set()).update(self.cancel_questions.pop((venue, cl)))
+        if f.get(39) not in FINAL_STATUS:
+            return
+        name = orig or cl  # a cancel's confirmation names the order in OrigClOrdID
+        order = (venue, self.root_of.get((venue, name), name))
+        self.ended.add(order)
+        for key in self.cancel_questions.pop(order, ()):
+            if open_:
+                open_.pop(key, None)
+
     def venue_sent(self, venue: str, raw: str, now: float) -> None:
         """A message the venue sent to the engine (resends included): fills are counted once per order by
         CumQty, from fill reports and status answers alike."""
         self._ascii(venue, raw, now)
-        self._answers(venue, raw)
-        if _EXECUTION_REPORT not in raw:
+        f = fields_of(raw) if _EXECUTION_REPORT in raw else None
+        self._answers(venue, raw, f)
+        if f is None:
             return
-        f = fields_of(raw)
         if (venue, f.get(17, "")) not in self.reports_seen:
             self.reports_seen.add((venue, f.get(17, "")))
             self._report_agrees(venue, f, now)

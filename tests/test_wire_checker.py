@@ -589,3 +589,41 @@ def test_a_final_report_answers_a_question_asked_because_the_orders_cancel_went_
     w.venue_sent("COMEX", canceled.replace("B1C1", "B2C1").replace("41=E1-000001B1", "41=E1-000002B1"), 1.41)
     w.received("COMEX", order("E1-000002B2R", 2, 4.501, seq=12), 1.42)
     assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000002B1" in w.v["W11"].first["detail"]
+
+
+@pytest.mark.parametrize("asked_as", ["E1-000001B1", "E1-000001B1M1"])
+def test_a_question_about_a_replaced_order_is_answered_by_its_end_under_the_replaces_clordid(config, asked_as):
+    """A replace the venue confirmed renames the order: a cancel then names it by the replace's ClOrdID,
+    and the fill that ends it carries that one. A question asked under either name is answered by that
+    end (the engine keys an order by all its names: OrderBook.key)."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "G"), (34, "8"), (11, "E1-000001B1M1"), (41, "E1-000001B1"), (55, "HGH6")), 1.0)
+    w.venue_sent(
+        "COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1M1{SOH}41=E1-000001B1{SOH}39=0{SOH}150=5{SOH}", 1.01
+    )
+    w.received("COMEX", msg((35, "F"), (34, "9"), (11, "E1-000001B1C1"), (41, "E1-000001B1M1")), 1.1)
+    w.received("COMEX", msg((35, "H"), (34, "10"), (11, asked_as)), 1.4)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1M1{SOH}39=2{SOH}150=F{SOH}", 1.41)
+    assert not w.questions["COMEX"] and not w.cancel_questions  # nothing left to parse venue messages for
+    w.received("COMEX", order("E1-000001B2R", 2, 4.501, seq=11), 1.42)
+    assert w.v["W11"].status == "pass"
+
+
+def test_a_cancel_that_reaches_the_venue_after_the_orders_end_leaves_its_question_answered(config):
+    """The fill crossed the cancel: the venue ended the order before the cancel arrived (too late to
+    cancel). The engine, whose cancel went unanswered, asks; the fill it then receives answers that
+    question. So does the checker: the end came first, the question is answered as it arrives. After
+    a new logon the same question needs its own answer again."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1{SOH}39=2{SOH}150=F{SOH}", 1.0)
+    w.received("COMEX", msg((35, "F"), (34, "8"), (11, "E1-000001B1C1"), (41, "E1-000001B1")), 1.1)
+    w.received("COMEX", msg((35, "H"), (34, "9"), (11, "E1-000001B1")), 1.4)
+    w.received("COMEX", order("E1-000001B2R", 2, 4.501, seq=10), 1.42)
+    assert w.v["W11"].status == "pass"
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=60{SOH}35=A{SOH}34=30{SOH}98=0{SOH}", 2.0)
+    w.received("COMEX", msg((35, "F"), (34, "2"), (11, "E1-000001B1C2"), (41, "E1-000001B1")), 2.1)
+    w.received("COMEX", msg((35, "H"), (34, "3"), (11, "E1-000001B1")), 2.2)
+    w.received("COMEX", order("E1-000001B3R", 2, 4.501, seq=4), 2.3)
+    assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000001B1" in w.v["W11"].first["detail"]
