@@ -58,6 +58,22 @@ class Verdict:
     first: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Spell:
+    """A legged spell of one decision, for invariant 1: the stretches its allowance counts so far, the
+    slowest answer within it, and the requests it still awaited when it ended (key -> the stretch
+    their wait adds once answered)."""
+
+    decision: str
+    since: float
+    until: float
+    spans: list[tuple[float, float]]
+    slowest: float
+    awaited: dict[str, tuple[float, float]]
+    slow_answers: bool
+    stuck: bool
+
+
 def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """These (start, end) spans, sorted by start, with those that overlap or touch joined: disjoint."""
     merged: list[tuple[float, float]] = []
@@ -123,6 +139,9 @@ class InvariantChecker:
         # at, seconds)]): a venue slower than the allowance extends it
         self.awaiting: dict[str, tuple[str, float]] = {}
         self.answers: dict[str, list[tuple[float, float]]] = {}
+        # legged spells judged once the requests they still awaited are answered (a held fill may end a
+        # spell while its cancel waits behind it): [decision, since, until, spans, slowest, awaited keys]
+        self.judged_later: list[_Spell] = []
         # IOC and FOK orders by ClOrdID: the engine learns what became of one from its outcome (filled,
         # cancelled, rejected, expired), so an acknowledgement that leaves it working answers nothing yet
         self.immediate: set[str] = set()
@@ -223,9 +242,13 @@ class InvariantChecker:
                 if key in self.awaiting:
                     decision, sent = self.awaiting.pop(key)
                     self.answers.setdefault(decision, []).append((now, now - sent))
+                    if self.judged_later:
+                        self._answered_after_its_spell(key)
         elif kind is BusinessReject and event.ref_id in self.awaiting:  # refused unprocessed: answered too
             decision, sent = self.awaiting.pop(event.ref_id)
             self.answers.setdefault(decision, []).append((now, now - sent))
+            if self.judged_later:
+                self._answered_after_its_spell(event.ref_id)
         # an episode's legged clock runs while it stays LEGGED in the active node's view: one that
         # ended (or that a takeover node knows only from before it ended) starts afresh if legged again
         if self.legged_since:
@@ -306,9 +329,12 @@ class InvariantChecker:
         stretch of the spell in which one of the decision's requests (orders, replaces, cancels, status
         questions) had waited longer than that for its answer (counted once where such waits overlap, so
         two outages in turn count twice, one outage once). The engine cannot act on what it has not
-        heard; a request never answered extends nothing, and an IOC or FOK order is answered by its
-        outcome (an acknowledgement that leaves it working tells the engine nothing it can act on).
-        Never less than the slowest of those answers whole (a request sent before the spell began counts all its wait, as it always has). The time
+        heard; a request still awaited when the spell ends (a fill held on the link ended it while the
+        cancel waited behind it) counts its wait up to that end once the venue answers it, so such a
+        spell is judged then (or when the run ends); a request never answered extends nothing, and an
+        IOC or FOK order is answered by its outcome (an acknowledgement that leaves it working tells
+        the engine nothing it can act on). Never less than the slowest of those answers whole (a
+        request sent before the spell began counts all its wait, as it always has). The time
         in which a venue of a short leg and one of a filled leg were both down (logged off; the same
         venue, for a leg part-filled) counts too: no chase and no unwind could go then. A filled leg's
         venue down alone excuses nothing while the chase budget lasts, as the missing lots can be chased
@@ -317,7 +343,6 @@ class InvariantChecker:
         core = self.core
         if core.strategy.recovery.policy != "chase_unwind":
             return
-        budget = core.strategy.recovery.legged_budget
         answered = [(at, rtt) for at, rtt in self.answers.get(decision, ()) if since <= at <= until]
         waits = [(max(at - rtt + FAR_ROUND_TRIP, since), at) for at, rtt in answered if rtt > FAR_ROUND_TRIP]
         short, filled = self.legged_venues.pop(decision, (frozenset(), frozenset()))
@@ -325,9 +350,33 @@ class InvariantChecker:
         spent = self.chase_spent.pop(decision, None)
         if spent is not None and spent < until:  # no chase left: a filled leg's venue down holds the unwind
             stuck = _merged(sorted(stuck + self._down(filled, max(since, spent), until)))
-        allowance = max(
-            FAR_ROUND_TRIP + _union_length(sorted(waits + stuck)), max((rtt for _, rtt in answered), default=0.0)
-        )
+        slowest = max((rtt for _, rtt in answered), default=0.0)
+        awaited = {
+            key: (max(sent + FAR_ROUND_TRIP, since), until)
+            for key, (d, sent) in self.awaiting.items()
+            if d == decision and until - sent > FAR_ROUND_TRIP
+        }
+        spell = _Spell(decision, since, until, waits + stuck, slowest, awaited, bool(waits), bool(stuck))
+        if awaited:
+            self.judged_later.append(spell)
+        else:
+            self._judge_legged_time(spell)
+
+    def _answered_after_its_spell(self, key: str) -> None:
+        """A request a legged spell still awaited when it ended is answered: its wait counts; the spell
+        is judged once every such request is answered."""
+        for spell in [s for s in self.judged_later if key in s.awaited]:
+            spell.spans.append(spell.awaited.pop(key))
+            spell.slow_answers = True
+            if not spell.awaited:
+                self.judged_later.remove(spell)
+                self._judge_legged_time(spell)
+
+    def _judge_legged_time(self, spell: _Spell) -> None:
+        budget = self.core.strategy.recovery.legged_budget
+        decision, since, until = spell.decision, spell.since, spell.until
+        allowance = max(FAR_ROUND_TRIP + _union_length(sorted(spell.spans)), spell.slowest)
+        waits, stuck = spell.slow_answers, spell.stuck
         if until - since > budget + allowance:
             self._fail(
                 1,
@@ -999,6 +1048,9 @@ class InvariantChecker:
         core = self.core
         for decision, since in list(self.legged_since.items()):  # still legged as the run ends
             self._check_legged_time(decision, since, now)
+        for spell in self.judged_later:  # what was never answered extends nothing
+            self._judge_legged_time(spell)
+        self.judged_later = []
         for ep in core.episodes.values():
             if ep.state not in TERMINAL:
                 self._fail(2, now, ep.decision_id, f"episode ended the run {ep.state.value}")

@@ -1291,3 +1291,29 @@ def test_invariant_12_fails_on_each_way_the_engine_and_the_venues_can_disagree(c
         venue[b.cl_ord_id] = ("8", 0.0, 0.0)
         control.reconcile_check(2.0, venue)
     assert control.v[12].status == "pass", case  # the same engine, agreeing with the venues: no failure
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_a_request_still_awaited_when_a_legged_spell_ends_counts_once_the_venue_answers_it(config, answered):
+    """A fill held on the link ends a legged spell while the chase's cancel waits behind it: the cancel's
+    wait past a far round trip counts in invariant 1's allowance once the venue answers it (explore, the
+    f37 latency-spike regression after status questions brought their TestRequest). Judged then, not
+    at the spell's end; a request never answered extends nothing (judged when the run ends)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import CancelReject
+    from simulator.checkers import FAR_ROUND_TRIP, InvariantChecker
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    budget = core.strategy.recovery.legged_budget
+    checker.on_ask(0.2, "E1-000001A2RC1", "E1-000001")  # the cancel, sent 0.2 s into the spell
+    until = FAR_ROUND_TRIP + budget + 0.2  # the spell is 0.2 s past budget + one far round trip
+    checker._check_legged_time("E1-000001", 0.0, until)
+    assert checker.v[1].status != "fail" and checker.judged_later  # not judged yet: the cancel is awaited
+    if answered:
+        checker.after_event(until + 0.2, CancelReject("SHFE", "E1-000001A2RC1", "E1-000001A2R", "2", 0, "too late"))
+    checker.finish(until + 1.0, [], {})
+    assert not checker.judged_later
+    assert (checker.v[1].status == "fail") is not answered
+    if not answered:
+        assert "legged" in checker.v[1].first["detail"]

@@ -853,7 +853,7 @@ class EngineCore:
             return self.reconciliation.ask_unanswered(did, now)
         if kind is TimerKind.ACK:  # `did` is a new order's ClOrdID here
             return self.reconciliation.ask_unacknowledged(did, now)
-        if kind is TimerKind.PROBE:  # `did` is a venue here: are its questions still unanswered?
+        if kind is TimerKind.PROBE:  # set by no version since the probe went with its question; an older journal's
             return self.reconciliation.probe(did, now)
         if kind is TimerKind.STATUS:  # `did` is a venue here: has it answered every status question?
             unanswered = sorted(self.reconciliation.status_pending.get(did, ()))

@@ -282,7 +282,7 @@ class TimerKind(StrEnum):
     STATUS = "status"  # a venue's status answers are overdue (subject: venue)
     ANSWER = "answer"  # is a cancel or replace still unanswered? (subject: the request's ClOrdID)
     ACK = "ack"  # is a new order still unanswered? (subject: its ClOrdID; engine/core/ack_watch.py)
-    PROBE = "probe"  # are a venue's status questions still unanswered? probe its session (subject: venue)
+    PROBE = "probe"  # set by no version now (a question's TestRequest goes with it); read from older journals
     QUOTES = (
         "quotes"  # a legged episode's budget is spent while it waits for fresh quotes: escalate (subject: decision)
     )

@@ -11,7 +11,6 @@ from engine.core.events import (
     Alert,
     Audit,
     CancelReject,
-    CancelTimer,
     ExecReport,
     PositionReport,
     SendCancel,
@@ -64,7 +63,6 @@ class Reconciliation:
         # ClOrdID -> venue of the orders asked about because a cancel or replace went unanswered
         # (ask_unanswered) in a session still up: what a final report of theirs may answer
         self.cancel_questions: dict[str, str] = {}
-        self.probe_due: set[str] = set()  # venues whose unanswered questions a PROBE timer will look at
         self.took_over = False  # this node became active by a takeover: its replica may have lagged the stream
         # venues whose list of all orders (AF) the status timeout found unanswered: recovery waits no more
         self.order_list_overdue: set[str] = set()
@@ -219,7 +217,7 @@ class Reconciliation:
         self.status_pending[order.venue] = asked | {order.cl_ord_id}
         self.core.ack_watch.ask(order.cl_ord_id)  # a first answer after this question teaches no round trip
         inst = self.core.instruments[order.instrument]
-        return self._probe_due(order.venue, now) + [
+        return [
             SetTimer(now + self.core.strategy.recovery.status_timeout, timer_key(TimerKind.STATUS, order.venue)),
             Audit(
                 now,
@@ -234,37 +232,22 @@ class Reconciliation:
                 f"{why}: the order's status asked",
             ),
             SendStatusRequest(order.venue, order.cl_ord_id, order.order_id, inst.symbol, order.side),
+            *self.probe(order.venue, now),
         ]
 
-    def _probe_due(self, venue: str, now: float) -> list[Action]:
-        """Look again at `venue`'s questions once an answer is overdue (the acknowledgement deadline,
-        never sooner than the answer timeout): one probe per wait, however many questions it holds.
-        Only for questions asked mid-session: a logon's are followed at once by its subscriptions,
-        whose MsgSeqNums show the venue a lost question, and their answers wait for the venue's
-        lookups (mass_status_delay), which no acknowledgement deadline measures."""
-        if venue in self.probe_due:
-            return []
-        self.probe_due.add(venue)
-        wait = max(self.core.strategy.execution.answer_timeout, self.core.ack_watch.deadline(venue) or 0.0)
-        return [SetTimer(now + wait, timer_key(TimerKind.PROBE, venue))]
-
-    def _probe_over(self, venue: str) -> list[Action]:
-        """`venue`'s wait is over (every question answered, or the session dropped: its logon asks
-        afresh): a probe armed for it must not fire into the next wait, a round trip after it began."""
-        if venue not in self.probe_due:
-            return []
-        self.probe_due.discard(venue)
-        return [CancelTimer(timer_key(TimerKind.PROBE, venue))]
-
     def probe(self, venue: str, now: float) -> list[Action]:
-        """A venue's status questions still unanswered when they are overdue: the questions, or their
-        answers, may be lost, and a lost question shows the venue no gap while nothing else is sent
-        there (every message about an order lost, `tests/regressions/lost_status_question_probed_by_a_test_request.toml`).
-        A TestRequest carries the next MsgSeqNum: the venue sees the gap and asks for the lost messages
-        again (session messages are never dropped by our faults; over TCP a loss takes the session
-        with it). Its Heartbeat answer needs nothing from the core; the STATUS timer still alerts if
-        the questions stay unanswered."""
-        self.probe_due.discard(venue)
+        """Follow a status question asked mid-session at once with a TestRequest. The question is asked
+        because an answer is overdue: what was lost may be the order, its cancel and the question
+        itself, and a lost question shows the venue no gap while nothing else is sent there (every
+        message about an order lost, `tests/regressions/lost_status_question_probed_by_a_test_request.toml`).
+        The TestRequest carries the next MsgSeqNum: the venue sees the gap and asks for the lost
+        messages again (session messages are never dropped by our faults; over TCP a loss takes the
+        session with it), and the Heartbeat it answers with carries the venue's own next MsgSeqNum,
+        which shows us any answer of the venue's that was lost. Sent with the question, not a wait
+        later: that wait (once the venue's acknowledgement deadline) kept a desk legged 500 ms more
+        (`tests/regressions/lost_chase_cancel_and_question_probed_at_once.toml`). Its Heartbeat needs
+        nothing from the core; the STATUS timer still alerts if the questions stay unanswered. Also
+        the handler of the PROBE timer a journal of an earlier version may hold."""
         unanswered = sorted(self.status_pending.get(venue, ()))
         if not unanswered or venue not in self.sessions or venue in self.dropped:
             return []  # answered meanwhile; or the session is down and its logon asks afresh
@@ -308,9 +291,7 @@ class Reconciliation:
         }
         self.sessions.clear()
         self.cancel_questions.clear()  # every venue is asked afresh at its logon
-        probes = [a for venue in sorted(self.probe_due) for a in self._probe_over(venue)]
         return [
-            *probes,
             Audit(now, "takeover", detail=f"active under epoch {ev.epoch}; every venue reconciles before new risk"),
         ]
 
@@ -318,10 +299,9 @@ class Reconciliation:
         self.sessions.discard(ev.venue)
         self.dropped.add(ev.venue)
         self.core.ack_watch.session_down(ev.venue)
-        probe = self._probe_over(ev.venue)
         # the logon asks again about every working order: those questions are the logon's now
         self.cancel_questions = {k: v for k, v in self.cancel_questions.items() if v != ev.venue}
-        return [*probe, Audit(now, "session_down", detail=ev.venue)]
+        return [Audit(now, "session_down", detail=ev.venue)]
 
     def venue_ready(self, venue: str) -> bool:
         """Logged on and reconciled, its positions agreeing with ours: orders may go there."""
@@ -532,7 +512,6 @@ class Reconciliation:
                 return self._ask_positions_again(venue, now)
             if not pending:
                 del self.status_pending[venue]
-                out += self._probe_over(venue)
                 if venue in self.compare_due:
                     theirs = self.compare_due.pop(venue)
                     if theirs is not None:
