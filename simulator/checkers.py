@@ -140,7 +140,7 @@ class InvariantChecker:
         self.awaiting: dict[str, tuple[str, float]] = {}
         self.answers: dict[str, list[tuple[float, float]]] = {}
         # legged spells judged once the requests they still awaited are answered (a held fill may end a
-        # spell while its cancel waits behind it): [decision, since, until, spans, slowest, awaited keys]
+        # spell while its cancel waits behind it); judged at the run's end without those never answered
         self.judged_later: list[_Spell] = []
         # IOC and FOK orders by ClOrdID: the engine learns what became of one from its outcome (filled,
         # cancelled, rejected, expired), so an acknowledgement that leaves it working answers nothing yet
