@@ -25,7 +25,8 @@ lease (whose revision is the fencing epoch) and the scenario's configuration. Fr
   question the engine asked there since its last logon (H, AF, AN) has not been answered in full by
   the venue (its last status report, its position reports, or a reject of the question; for a
   question asked about an order a cancel or replace had named, also a report that ended the order,
-  sent before or after the question: the engine's rule, as such an order trades no more).
+  sent before or after the question or the cancel, under any ClOrdID a confirmed replace gave it:
+  the engine's rule, as such an order trades no more).
   A PossDup resend is not a new decision (W5 judges those).
 - W12 the venue is a faithful counterparty: every ExecutionReport it sends agrees with itself (OrdStatus
   with ExecType and with CumQty, LeavesQty and OrderQty; a fill of some lots at a price within the
