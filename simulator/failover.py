@@ -47,10 +47,12 @@ class SimulatedLease:
         self.grants = [(now, holder, revision)]
 
     def acquire(self, node: str, now: float) -> int | None:
-        if self.holder is not None and now < self.expires and self.holder != node:
+        """A new grant to `node` (the next revision), or None while the lease lives. Also when its holder
+        is `node` itself: the grant belonged to a process of that node that has died since, and the
+        service cannot tell a restarted process from a stranger (production's leases are sessions:
+        etcd's lease id and ZooKeeper's session die with the process), so it waits for the expiry."""
+        if self.holder is not None and now < self.expires:
             return None
-        if self.holder == node and now < self.expires:
-            return self.revision
         self.revision += 1
         self.holder, self.expires = node, now + self.ttl
         self.grants.append((now, node, self.revision))

@@ -240,6 +240,13 @@ class Simulation:
         if fault.torn_write:  # it died while writing the record of what it was about to handle
             torn = journal.torn_append(SessionDown(next(iter(venues))), env.now)
         yield env.timeout(fault.delay)
+        revision = None
+        while cluster is not None and revision is None:
+            # the restarted process of a pair must hold the lease before it trades: the dead process's
+            # grant lives until it expires (no keep-alive comes), then this process gets the next epoch
+            revision = cluster.lease.acquire(target.node, env.now)
+            if revision is None:
+                yield env.timeout(max(cluster.lease.expires - env.now, 1e-6))
         journal.sync()
         if fault.journal_damage:  # the disk (or a hand) damaged the journal while the process was down
             try:
@@ -281,10 +288,9 @@ class Simulation:
                 "node": target.node,
             }
         )
-        if cluster is not None:  # the restarted process asks for the lease again: a new epoch if it expired
-            revision = cluster.lease.acquire(target.node, env.now)
+        if cluster is not None and revision is not None:  # it trades under the epoch of its own grant
             cluster.events.append({"event": "active_restarted", "at_s": env.now, "epoch": revision})
-            if revision is not None and revision > rebuilt.epoch:
+            if revision > rebuilt.epoch:
                 target.dispatch(Takeover(revision))
         if self.draining:  # the drain was ordered while this process was down: it is told again
             target.dispatch(Command("drain"))

@@ -43,6 +43,17 @@ def test_the_lease_is_held_kept_alive_expires_and_bumps_its_revision():
     assert lease.acquire("primary", 0.91) == 3
 
 
+def test_a_restarted_process_waits_for_its_dead_process_lease_and_takes_the_next_epoch():
+    """A node's restarted process is a new holder: the grant of the process that died (same node name)
+    is not handed back, since it would expire under the new process with no keep-alive of its own;
+    once it has expired the restarted process gets the next revision, as etcd and ZooKeeper give a
+    new session a new key."""
+    lease = SimulatedLease(0.3, "standby", 2)
+    assert lease.acquire("standby", 0.2) is None and lease.acquire("primary", 0.2) is None
+    assert lease.acquire("standby", 0.3) == 3 and lease.holds("standby", 3, 0.31)
+    assert not lease.holds("standby", 2, 0.31) and lease.keep_alive("standby", 0.5)
+
+
 def test_takeover_raises_the_epoch_stamps_new_clordids_and_reconciles_every_venue(config):
     core = EngineCore(config)
     a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
@@ -286,8 +297,8 @@ def test_both_nodes_crash_in_turn_and_the_second_restarts_from_its_own_journal()
 def test_a_primary_that_dies_while_the_standby_is_down_restarts_from_its_own_journal(tmp_path):
     """f28 with the standby down for four minutes: the primary dies (on a chase) while no standby can take
     over. Nothing restarted it, and the run went on with no engine; it restarts from its own journal as
-    a single node's process does, keeps its epoch (its lease had not expired), reconciles, and every
-    episode ends; the standby, back later, resyncs from it."""
+    a single node's process does, takes the lease anew once the dead process's grant expired (the next
+    epoch), reconciles, and every episode ends; the standby, back later, resyncs from it."""
     text = (ROOT / "scenarios" / "f28_failover_standby_crash_resync_then_primary_crash.toml").read_text()
     assert "delay_ms = 2000" in text
     path = tmp_path / "f28_standby_down_for_four_minutes.toml"
@@ -297,6 +308,7 @@ def test_a_primary_that_dies_while_the_standby_is_down_restarts_from_its_own_jou
     events = [e["event"] for e in rep["failover"]["node_events"]]
     assert events[:2] == ["standby_crash", "primary_crash_no_standby"], events
     assert "active_restarted" in events and "standby_resynced" in events
+    assert [g["epoch"] for g in rep["failover"]["lease_grants"]] == [1, 2]
     (restart,) = rep["restarts"]
     assert restart["node"] == "primary" and restart["replayed"] > 0
     assert rep["invariants"]["2"]["status"] == "pass" and rep["invariants"]["12"]["status"] == "pass"
