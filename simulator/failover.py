@@ -8,7 +8,8 @@ standby detects the failure, takes the lease once it has expired (its revision i
 epoch), becomes active with that epoch (engine.core.events.Takeover), logs on to every venue with the
 replicated FIX session state, queries every order it knows was working and only then takes new
 risk. A paused primary that wakes up runs into the fence where orders leave it (the lease check),
-and steps down at its next keep-alive.
+and steps down at its next keep-alive; one that finds no standby to take over is restarted from its
+journal and trades under the next epoch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from engine.core.engine_core import EngineCore
 from engine.core.events import AuditRow, CancelTimer, Command, SetTimer, Takeover
 from engine.shell.journal import Journal
 from engine.shell.lease import FENCE_MARGIN, may_send
+from simulator.faults import Fault
 from simulator.scratch import Scratch
 
 
@@ -172,8 +174,26 @@ class Cluster:
                 if p is not self.active:  # fenced and superseded: step down for good
                     p.alive = False
                     self.events.append({"event": "primary_stepped_down", "at_s": self.env.now})
+                else:
+                    self._lost_lease(p)
                 continue
             self._send(partial(self._heard, self.env.now))
+
+    def _lost_lease(self, p) -> None:
+        """The primary in charge found its lease gone (it woke from a pause longer than the TTL). A live
+        standby takes over when the heartbeats it misses say so (the fence blocks the woken node
+        meanwhile; it steps down once superseded). With none, the node stops, as production's does
+        when a keep-alive fails, and its supervisor starts the process again (`restart_alone`): from
+        its journal, under the next epoch once the lease is free. A fenced process never stays in
+        charge of a desk that nobody can trade."""
+        now = self.env.now
+        if not self.events or self.events[-1]["event"] != "primary_lost_lease":
+            self.events.append({"event": "primary_lost_lease", "at_s": now})
+        if self.standby_core is not None:
+            return  # its heartbeats have stopped: the standby takes the lease after `misses` of them
+        p.crash()  # the restart is reported as one (`restarts`)
+        relaunch = Fault(index=-1, kind="lease_lost", venue="", after=now, until=now, orders="any", rate=1.0, count=1)
+        self.restart_alone(relaunch)
 
     def _heard(self, sent: float) -> None:
         """A heartbeat the primary sent at `sent` reaches the standby."""

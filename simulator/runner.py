@@ -107,11 +107,11 @@ class Simulation:
         self.node = _Node(journal, [])
         self.draining = False  # the run is in its drain: a process that starts from here on drains too
         kinds = {f.kind for f in scenario.faults}
-        # a process that may restart journals: a crash fault's, or a primary that may die with its standby
-        # dead (Cluster.crash_primary restarts it then)
+        # a process that may restart journals: a crash fault's, or a primary that may die (or lose its
+        # lease in a pause) with its standby dead (Cluster.crash_primary and _lost_lease restart it then)
         if journal is None and (
             kinds & {"crash_restart", "crash_on_order", "crash_mid_batch"}
-            or (scenario.failover and {"primary_crash", "standby_crash"} <= kinds)
+            or (scenario.failover and "standby_crash" in kinds and kinds & {"primary_crash", "primary_pause"})
         ):
             self.node.journal = shell.journal = self.scratch.journal("engine", scenario.engine)
         try:

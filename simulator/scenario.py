@@ -509,12 +509,12 @@ def _failover(root: Section, faults: list[Fault]) -> FailoverConfig | None:
         replication_latency=fo.get("replication_ms", float, 0.2, check=non_negative, hint="milliseconds >= 0") / 1e3,
         fencing=fo.get("fencing", bool, True),
     )
-    if fo.ok("lease_ttl_ms", "heartbeat_ms") and cfg.lease_ttl < cfg.heartbeat:
+    if fo.ok("lease_ttl_ms", "heartbeat_ms") and cfg.lease_ttl <= cfg.heartbeat:
         fo.problem(
             "lease_ttl_ms",
-            f"({cfg.lease_ttl * 1e3:g}) is shorter than heartbeat_ms "
-            f"({cfg.heartbeat * 1e3:g}): the primary would lose its lease between keep-alives",
-            "make lease_ttl_ms at least heartbeat_ms (typically misses x heartbeat_ms)",
+            f"({cfg.lease_ttl * 1e3:g}) is not longer than heartbeat_ms ({cfg.heartbeat * 1e3:g}): a "
+            "keep-alive due as the lease expires comes too late, and the primary would lose its lease",
+            "make lease_ttl_ms longer than heartbeat_ms (typically misses x heartbeat_ms)",
         )
     fo.finish()
     return cfg

@@ -314,6 +314,27 @@ def test_a_primary_that_dies_while_the_standby_is_down_restarts_from_its_own_jou
     assert rep["invariants"]["2"]["status"] == "pass" and rep["invariants"]["12"]["status"] == "pass"
 
 
+def test_a_primary_that_wakes_without_its_lease_and_no_standby_is_restarted_under_the_next_epoch(tmp_path):
+    """f26's pause (1.5 s, five times the lease's TTL) with the standby dead and not back for 200 s: the
+    woken primary's keep-alive failed, nobody could take over, and it stayed in charge fenced for the
+    rest of the standby's absence: every order blocked while its core waited for answers (six episodes
+    aborted, one escalated). It now stops as production's node does on a lost lease and its supervisor
+    restarts it from its journal, under the next epoch: the episodes balance or unwind."""
+    text = (ROOT / "scenarios" / "f26_failover_primary_pause_split_brain.toml").read_text()
+    path = tmp_path / "f26_pause_with_the_standby_down.toml"
+    extra = '\n[[faults]]\nkind = "standby_crash"\nafter_s = 2\ndelay_ms = 200000\n'
+    path.write_text(text.replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1) + extra)
+    rep = runner.run(scenario.load(path), 1).report
+    events = [e["event"] for e in rep["failover"]["node_events"]]
+    assert events[:5] == ["standby_crash", "primary_pause", "primary_wake", "primary_lost_lease", "active_restarted"]
+    assert [g["epoch"] for g in rep["failover"]["lease_grants"]] == [1, 2]
+    (restart,) = rep["restarts"]
+    assert restart["node"] == "primary" and restart["replayed"] > 0
+    outcomes = rep["outcomes"]
+    assert outcomes.get("ABORTED", 0) == 0 and outcomes.get("ESCALATED", 0) == 0, outcomes
+    assert all(v["status"] != "fail" for v in rep["invariants"].values())
+
+
 def test_a_venue_that_never_answers_the_status_queries_is_escalated_and_still_holds_new_risk(config):
     from engine.core.events import Alert, TimerFired
 

@@ -309,6 +309,14 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     assert no_etcd.returncode == 2 and "--etcd" in no_etcd.stderr and "HOST:PORT" in no_etcd.stderr
     dead = live("--role", "primary", "--etcd", f"127.0.0.1:{dead_port[3]}", "--peer", "127.0.0.1:1")
     assert dead.returncode == 2 and "etcd does not answer" in dead.stderr
+    # a heartbeat (the keep-alive's beat) as long as the lease's TTL would lose the lease between beats
+    late = live(
+        "--role", "primary", "--heartbeat-ms", "1000", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:1"
+    )
+    assert late.returncode == 2 and "--heartbeat-ms 1000 is not shorter than the lease's --lease-ttl-s" in late.stderr
+    zk = ("--lease-service", "zookeeper", "--zookeeper", "127.0.0.1:1", "--lease-session-ms", "300")
+    late = live("--role", "primary", *zk, "--heartbeat-ms", "300", "--peer", "127.0.0.1:1")
+    assert late.returncode == 2 and "--lease-session-ms (300 ms)" in late.stderr and "Traceback" not in late.stderr
     twin = subprocess.Popen(
         [
             sys.executable,

@@ -696,6 +696,19 @@ def _failover_args(args, node: str):
     peer = address("--peer", args.peer)
     if args.heartbeat_ms <= 0 or args.misses < 1 or args.lease_ttl_s < 1:
         raise UsageError("--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1, please")
+    zk = args.lease_service == "zookeeper"
+    if zk and not 100 <= args.lease_session_ms <= 60000:
+        raise UsageError(
+            f"--lease-session-ms {args.lease_session_ms:g}: give 100..60000 ms (ZooKeeper allows "
+            f"two of its ticks at least)"
+        )
+    ttl_ms = float(args.lease_session_ms) if zk else args.lease_ttl_s * 1e3
+    if args.heartbeat_ms >= ttl_ms:  # the keep-alives ride on the heartbeat: one every TTL or more is too late
+        raise UsageError(
+            f"--heartbeat-ms {args.heartbeat_ms:g} is not shorter than the lease's "
+            f"{'--lease-session-ms' if zk else '--lease-ttl-s'} ({ttl_ms:g} ms): the node would lose its lease "
+            f"between keep-alives; give a heartbeat of at most a third of it"
+        )
     if args.lease_service == "zookeeper":
         return _zookeeper_lease(args, node, address("--zookeeper", args.zookeeper)), peer
     import etcd3gw
@@ -715,11 +728,6 @@ def _failover_args(args, node: str):
 
 
 def _zookeeper_lease(args, node: str, where: tuple[str, int]):
-    if not 100 <= args.lease_session_ms <= 60000:
-        raise UsageError(
-            f"--lease-session-ms {args.lease_session_ms:g}: give 100..60000 ms (ZooKeeper allows "
-            f"two of its ticks at least)"
-        )
     try:
         from kazoo.client import KazooClient
     except ImportError:
