@@ -3,8 +3,9 @@
 Each invariant ends pass, fail or unknown (not exercised by the run). The first violation of each
 is kept with its decision id and time; the run report adds the seed and the replay command.
 Invariant 5 (one sending node) is checked where orders leave a node in runs with a standby
-([failover]): an order, cancel or replace under an epoch older than the lease's is a violation;
-single-node runs report it unknown.
+([failover]): an order, cancel or replace under an epoch older than the lease's is a violation, and so
+is a node the fence stops that goes on trying past the failure detector's window (a node without the
+lease left running); single-node runs report it unknown.
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ class InvariantChecker:
         self.late_position: dict[str, float] = {}  # instrument -> lots of those late fills, either side
         self.jumps: list[float] = []  # times of price jumps (price_jump faults)
         self.lease: SimulatedLease | None = None  # failover runs: the lease whose revision is the current fencing epoch
+        # invariant 5, its other half: a node the fence stops must step down or be superseded within the
+        # failure detector's window (Simulation sets it from [failover]); node -> its first fenced
+        # attempt since it last put anything on the wire
+        self.fence_window = math.inf
+        self.fenced_since: dict[str, float] = {}
         # invariant 10: every order the core registers as sent leaves the node (handed to the transport,
         # or stopped by the fence) before the run ends; `registered` orders of the current core were
         # looked at, `unsent` are those registered and not handed yet (ClOrdID -> (decision, when))
@@ -890,6 +896,7 @@ class InvariantChecker:
         """An order, cancel or replace handed to the transport by `node` (invariant 5)."""
         if self.lease is None:
             return
+        self.fenced_since.pop(node, None)
         epoch = epoch_of(cl_ord_id)
         if epoch is not None and epoch < self.lease.revision:
             order = self.core.find_order(cl_ord_id)
@@ -926,10 +933,26 @@ class InvariantChecker:
                 )
 
     def on_fenced(self, now: float, node: str, cl_ord_id: str) -> None:
+        """An order, cancel or replace of `node` stopped by the fence (invariant 5's other half: a node
+        without the lease is not left running, its core waiting for answers to orders that never left
+        while nobody trades: it steps down, or stops and restarts, or is superseded, within the window
+        the failure detector needs)."""
         self.handed.add(cl_ord_id)
         self.unsent.pop(cl_ord_id, None)
         self.coverage.add("fenced_attempt")
-        self._ok(5)
+        since = self.fenced_since.setdefault(node, now)
+        if now - since > self.fence_window:
+            order = self.core.find_order(cl_ord_id)
+            self._fail(
+                5,
+                now,
+                order.decision_id if order else cl_ord_id[:9],
+                f"node {node} still sending ({cl_ord_id}) {now - since:.3f} s after the fence first stopped "
+                f"it: a node without the lease left running (it must step down or be superseded within "
+                f"{self.fence_window:.3f} s)",
+            )
+        else:
+            self._ok(5)
 
     def on_venue_order(self, now: float, cl_ord_id: str) -> None:
         if cl_ord_id in self.client_ids:

@@ -195,6 +195,13 @@ class Cluster:
         relaunch = Fault(index=-1, kind="lease_lost", venue="", after=now, until=now, orders="any", rate=1.0, count=1)
         self.restart_alone(relaunch)
 
+    def fence_window(self) -> float:
+        """The longest a node the fence stops may go on trying (invariant 5): the standby's detector
+        (`misses` heartbeats, each late by the slowest replication), then the next keep-alive, at which
+        a node without its lease steps down or restarts, or the standby's next ask for the lease."""
+        slowest = max((f.delay for f in self.faults.faults if f.kind == "replication_delay"), default=0.0)
+        return (self.cfg.misses + 1) * self.cfg.heartbeat + slowest + self.cfg.replication_latency
+
     def _heard(self, sent: float) -> None:
         """A heartbeat the primary sent at `sent` reaches the standby."""
         self.last_heartbeat = max(self.last_heartbeat, sent)

@@ -155,6 +155,7 @@ class Simulation:
             self.cluster = Cluster(env, scenario.failover, scenario, shell, self.venues, faults, self.scratch)
             self.cluster.restart_alone = lambda fault: env.process(self._crash_restart(fault, now=True, killed=True))
             checker.lease = wire.lease = self.cluster.lease
+            checker.fence_window = self.cluster.fence_window()
         self._attach_faults()
 
     def _to_active_node(self, venue: str, raw: str) -> None:

@@ -314,17 +314,44 @@ def test_a_primary_that_dies_while_the_standby_is_down_restarts_from_its_own_jou
     assert rep["invariants"]["2"]["status"] == "pass" and rep["invariants"]["12"]["status"] == "pass"
 
 
+def _f26_with_the_standby_down(tmp_path):
+    """f26 (the primary pauses 1.5 s, five lease TTLs) with the standby dead from 2 s to 202 s."""
+    text = (ROOT / "scenarios" / "f26_failover_primary_pause_split_brain.toml").read_text()
+    path = tmp_path / "f26_pause_with_the_standby_down.toml"
+    extra = '\n[[faults]]\nkind = "standby_crash"\nafter_s = 2\ndelay_ms = 200000\n'
+    path.write_text(text.replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1) + extra)
+    return scenario.load(path)
+
+
+def test_a_node_left_running_without_its_lease_fails_invariant_5(tmp_path, monkeypatch):
+    """Invariant 5's other half, planted both ways: a woken primary that nobody restarts, and a restarted
+    process handed its dead process's grant (which expires under it), each leave a node trying to
+    send past the fence for longer than the failure detector's window; the invariant names the node."""
+    from simulator import failover
+
+    with monkeypatch.context() as m:
+        m.setattr(failover.Cluster, "_lost_lease", lambda self, p: None)
+        first = runner.run(_f26_with_the_standby_down(tmp_path), 1).report["invariants"]["5"]
+    assert first["status"] == "fail" and "node primary still sending" in first["first"]["detail"], first
+
+    granted = failover.SimulatedLease.acquire
+
+    def handed_back(self, node, now):  # the defect: the holder's own name gets its live grant back
+        return self.revision if self.holder == node and now < self.expires else granted(self, node, now)
+
+    monkeypatch.setattr(failover.SimulatedLease, "acquire", handed_back)
+    path = ROOT / "tests" / "regressions" / "restarted_node_waits_for_its_dead_process_lease.toml"
+    second = runner.run(scenario.load(path)).report["invariants"]["5"]
+    assert second["status"] == "fail" and "node standby still sending" in second["first"]["detail"], second
+
+
 def test_a_primary_that_wakes_without_its_lease_and_no_standby_is_restarted_under_the_next_epoch(tmp_path):
     """f26's pause (1.5 s, five times the lease's TTL) with the standby dead and not back for 200 s: the
     woken primary's keep-alive failed, nobody could take over, and it stayed in charge fenced for the
     rest of the standby's absence: every order blocked while its core waited for answers (six episodes
     aborted, one escalated). It now stops as production's node does on a lost lease and its supervisor
     restarts it from its journal, under the next epoch: the episodes balance or unwind."""
-    text = (ROOT / "scenarios" / "f26_failover_primary_pause_split_brain.toml").read_text()
-    path = tmp_path / "f26_pause_with_the_standby_down.toml"
-    extra = '\n[[faults]]\nkind = "standby_crash"\nafter_s = 2\ndelay_ms = 200000\n'
-    path.write_text(text.replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1) + extra)
-    rep = runner.run(scenario.load(path), 1).report
+    rep = runner.run(_f26_with_the_standby_down(tmp_path), 1).report
     events = [e["event"] for e in rep["failover"]["node_events"]]
     assert events[:5] == ["standby_crash", "primary_pause", "primary_wake", "primary_lost_lease", "active_restarted"]
     assert [g["epoch"] for g in rep["failover"]["lease_grants"]] == [1, 2]
