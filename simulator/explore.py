@@ -212,7 +212,21 @@ def swarm(rng, base: Base) -> list[dict]:
         behind = standby_behind(rng, base, failovers[0])
         if behind is not None:
             out.append(behind)
+    if failovers and "standby_crash" in base.kinds and rng.random() < 0.25:
+        out.append(standby_down(rng, base, failovers[0]))
     return out
+
+
+def standby_down(rng, base: Base, failover: dict) -> dict:
+    """A standby_crash whose time down spans a drawn failover, so the primary dies or wakes from its
+    pause with nobody to take over: its own restart, its lease and its journal carry the desk. Drawn
+    apart, a standby down for at most 1.5 s rarely covers the failover (a woken primary left fenced
+    in charge went unnoticed so)."""
+    f = fault(rng, base, "standby_crash")
+    at = failover["after_s"]  # an on_order failover strikes at the first matching order after it
+    f["after_s"] = round(max(0.0, at - rng.uniform(0.5, max(base.duration * 0.1, 1.0))), 3)
+    f["delay_ms"] = round((at - f["after_s"] + rng.uniform(2.0, max(base.duration * 0.3, 3.0))) * 1e3, 1)
+    return f
 
 
 def standby_behind(rng, base: Base, failover: dict) -> dict | None:

@@ -93,6 +93,24 @@ def test_a_drawn_failover_often_comes_with_the_standby_behind(bases):
     assert with_failover >= 50 and 0.35 <= spanned / with_failover <= 0.7
 
 
+def test_a_drawn_failover_sometimes_finds_the_standby_down(bases):
+    """About a quarter of the schedules with a primary crash or pause also crash the standby before
+    it, down until after it: the primary restarts alone, its lease and journal carrying the desk."""
+    rng = random.Random(13)
+    with_failover = spanned = 0
+    for _ in range(400):
+        faults = explore.swarm(rng, bases[1])
+        failovers = [f for f in faults if f["kind"] in ("primary_crash", "primary_pause")]
+        if not failovers:
+            continue
+        with_failover += 1
+        at = failovers[0]["after_s"]
+        spanned += any(
+            f["kind"] == "standby_crash" and f["after_s"] <= at < f["after_s"] + f["delay_ms"] / 1e3 for f in faults
+        )
+    assert with_failover >= 50 and 0.15 <= spanned / with_failover <= 0.45
+
+
 def test_the_same_seed_gives_the_same_search_on_any_number_of_workers(bases):
     one = explore.search(bases, explore.serial_mapper(), seed=5, max_runs=12)
     pool = explore.ProcessMapper(2)
