@@ -154,10 +154,11 @@ class InvariantChecker:
         self.jumps: list[float] = []  # times of price jumps (price_jump faults)
         self.lease: SimulatedLease | None = None  # failover runs: the lease whose revision is the current fencing epoch
         # invariant 5, its other half: a node the fence stops must step down or be superseded within the
-        # failure detector's window (Simulation sets it from [failover]); node -> its first fenced
-        # attempt since it last put anything on the wire
+        # failure detector's window (Simulation sets it from [failover]); (node, epoch) -> its first
+        # fenced attempt since it last put anything on the wire (a process restarted under a new epoch
+        # starts afresh)
         self.fence_window = math.inf
-        self.fenced_since: dict[str, float] = {}
+        self.fenced_since: dict[tuple[str, int | None], float] = {}
         # invariant 10: every order the core registers as sent leaves the node (handed to the transport,
         # or stopped by the fence) before the run ends; `registered` orders of the current core were
         # looked at, `unsent` are those registered and not handed yet (ClOrdID -> (decision, when))
@@ -896,7 +897,8 @@ class InvariantChecker:
         """An order, cancel or replace handed to the transport by `node` (invariant 5)."""
         if self.lease is None:
             return
-        self.fenced_since.pop(node, None)
+        if self.fenced_since:  # it holds the lease now: its spells behind the fence are over
+            self.fenced_since = {k: t for k, t in self.fenced_since.items() if k[0] != node}
         epoch = epoch_of(cl_ord_id)
         if epoch is not None and epoch < self.lease.revision:
             order = self.core.find_order(cl_ord_id)
@@ -940,7 +942,7 @@ class InvariantChecker:
         self.handed.add(cl_ord_id)
         self.unsent.pop(cl_ord_id, None)
         self.coverage.add("fenced_attempt")
-        since = self.fenced_since.setdefault(node, now)
+        since = self.fenced_since.setdefault((node, epoch_of(cl_ord_id)), now)
         if now - since > self.fence_window:
             order = self.core.find_order(cl_ord_id)
             self._fail(
