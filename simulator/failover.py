@@ -76,6 +76,12 @@ class SimulatedLease:
         if self.holder == node:
             self.holder = None
 
+    def held_by(self, now: float) -> str | None:
+        return self.holder if now < self.expires else None
+
+    def grant_outlives(self) -> float:
+        return self.ttl
+
 
 class Cluster:
     """The two engine nodes of one run: which is active, the replication stream, the lease."""

@@ -50,6 +50,7 @@ def test_a_restarted_process_waits_for_its_dead_process_lease_and_takes_the_next
     new session a new key."""
     lease = SimulatedLease(0.3, "standby", 2)
     assert lease.acquire("standby", 0.2) is None and lease.acquire("primary", 0.2) is None
+    assert lease.held_by(0.2) == "standby" and lease.held_by(0.3) is None and lease.grant_outlives() == 0.3
     assert lease.acquire("standby", 0.3) == 3 and lease.holds("standby", 3, 0.31)
     assert not lease.holds("standby", 2, 0.31) and lease.keep_alive("standby", 0.5)
 

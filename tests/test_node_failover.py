@@ -354,6 +354,30 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     held = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
     assert held.returncode == 2 and "held by another node" in held.stderr
     taken.revoke()
+    # a primary restarted at once after a kill -9: its dead process's grant (this node's name, never
+    # released, no longer kept alive) is waited out, then the lease is this process's under a new epoch
+    standby = subprocess.Popen(
+        [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby", "--node", "b"]
+        + ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:0", "--duration", "30"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        peer = _following_on(standby)
+        stale = holder.lease(1)
+        assert holder.create("xmc/leader", "a", lease=stale)
+        old_epoch = int(holder.get("xmc/leader", metadata=True)[0][1]["create_revision"])
+        flags = ["--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer, "--duration", "1"]
+        restarted = live("--role", "primary", *flags)
+    finally:
+        standby.kill()
+        standby.wait(timeout=10)
+    assert "waiting up to" in restarted.stderr and "held by another node" not in restarted.stderr, restarted.stderr
+    assert restarted.returncode == 3, restarted.stderr  # it traded (no venue answers here: exit 3, not 2)
+    node_report = json.loads((tmp_path / "n" / "report.json").read_text())["node"]
+    assert node_report["epoch"] > old_epoch
     for s in refusing:
         s.close()
 

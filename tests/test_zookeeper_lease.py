@@ -17,8 +17,10 @@ pytestmark = pytest.mark.zookeeper
 def test_one_holder_at_a_time_and_the_next_epoch_is_higher(zookeeper):
     a = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
     b = ZooKeeperLease(zookeeper.client(2.0), "node-b", 2.0)
+    assert b.held_by(0.0) is None and a.grant_outlives() >= 2.0
     first = a.acquire("node-a", 0.0)
     assert first is not None and first > 0 and a.holds("node-a", first, 0.5)
+    assert b.held_by(0.1) == "node-a"  # who holds it, as a restarted primary asks (its own name: wait)
     assert b.acquire("node-b", 0.1) is None and not b.holds("node-b", first, 0.1) and not b.changed.is_set()
     assert a.keep_alive("node-a", 1.0) and a.holds("node-a", first, 2.0)
     a.client.stop()  # node-a's session ends (a process that dies is the same, after the session timeout)

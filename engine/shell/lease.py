@@ -29,6 +29,13 @@ class Lease(Protocol):
     def release(self, node: str, now: float) -> None:
         """Give the lease up (a node stepping down); a no-op if it does not hold it."""
 
+    def held_by(self, now: float) -> str | None:
+        """The node named in the leader key now; None when nobody holds the lease."""
+
+    def grant_outlives(self) -> float:
+        """Seconds at most that a grant outlives its holder's last keep-alive: how long a process
+        restarted after a crash may have to wait for its dead predecessor's grant to go."""
+
 
 # A holder stops sending this share of the TTL before its lease would expire: room for clock drift and
 # for an order already in flight, so that nothing it sent arrives after another node may hold the lease.
@@ -113,6 +120,16 @@ class EtcdLease:
 
     def holds(self, node: str, epoch: int, now: float) -> bool:
         return node == self.node and epoch == self.revision and now < self._valid_until
+
+    def held_by(self, now: float) -> str | None:
+        found = self.client.get(self.key)
+        if not found:
+            return None
+        value = found[0]
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def grant_outlives(self) -> float:
+        return 2.0 * max(self.ttl, 2)  # etcd raises a TTL below its minimum (about 2 s by default) unasked
 
     def release(self, node: str, now: float) -> None:
         self._check(node)
@@ -205,6 +222,18 @@ class ZooKeeperLease:
 
     def holds(self, node: str, epoch: int, now: float) -> bool:
         return node == self.node and epoch == self.revision and now < self._valid_until
+
+    def held_by(self, now: float) -> str | None:
+        from kazoo.exceptions import NoNodeError
+
+        try:
+            data, _ = self.client.get(self.path)
+        except NoNodeError:
+            return None
+        return bytes(data).decode()
+
+    def grant_outlives(self) -> float:
+        return 2.0 * self.session_timeout  # the server expires sessions on its ticks, after the timeout
 
     def release(self, node: str, now: float) -> None:
         self._check(node)

@@ -231,7 +231,7 @@ class LiveNode:
 
     def _become_primary(self) -> None:
         opts, engine = self.opts, self.live
-        epoch = self.lease.acquire(opts.node, time.monotonic())
+        epoch = self._first_grant()
         if epoch is None:
             raise SetupError(
                 f"--role primary: the lease at {opts.etcd} is held by another node; start this one as --role standby"
@@ -244,6 +244,35 @@ class LiveNode:
         engine.on_event = self.stream.record  # journaled and streamed under one lock
         engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
         self.report.update(epoch=epoch, standby=self.stream.standby, stream=self.stream.log)
+
+    def _first_grant(self) -> int | None:
+        """The lease for a primary starting: its epoch, or None when another node holds it. A grant under
+        this node's own name is an earlier process's that died (killed, crashed: it never released it):
+        the coordination service keeps it until it expires, so a process restarted at once waits for
+        that, at most the service's bound, and takes the next epoch; it is refused only if the grant
+        is still kept alive past the bound (a second live process under the same name)."""
+        opts, lease = self.opts, self.lease
+        epoch = lease.acquire(opts.node, time.monotonic())
+        if epoch is not None or lease.held_by(time.monotonic()) != opts.node:
+            return epoch
+        bound = lease.grant_outlives()
+        _say(
+            f"primary {opts.node}: the lease is still held under this node's name by an earlier process; "
+            f"waiting up to {bound:g} s for it to expire"
+        )
+        deadline = time.monotonic() + bound
+        while epoch is None and time.monotonic() < deadline and not self.stop.wait(opts.heartbeat):
+            epoch = lease.acquire(opts.node, time.monotonic())
+            if epoch is None and lease.held_by(time.monotonic()) not in (opts.node, None):
+                return None  # another node took it meanwhile
+        if epoch is None and self.stop.is_set():
+            raise SetupError(f"--role primary: stopped while waiting for the lease of {opts.node}'s earlier process")
+        if epoch is None and lease.held_by(time.monotonic()) == opts.node:
+            raise SetupError(
+                f"--role primary: the lease is still kept alive under this node's name ({opts.node}) after "
+                f"{bound:g} s: another live process runs as {opts.node}; stop it, or give this one another --node"
+            )
+        return epoch
 
     def _trade(self) -> None:
         cfg, opts, engine = self.cfg, self.opts, self.live
