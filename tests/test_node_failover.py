@@ -352,7 +352,7 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     taken = holder.lease(5)
     assert holder.create("xmc/leader", "someone-else", lease=taken)
     held = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
-    assert held.returncode == 2 and "held by another node" in held.stderr
+    assert held.returncode == 2 and "held by another node (someone-else)" in held.stderr
     taken.revoke()
     # a primary restarted at once after a kill -9: its dead process's grant (this node's name, never
     # released, no longer kept alive) is waited out, then the lease is this process's under a new epoch

@@ -234,7 +234,8 @@ class LiveNode:
         epoch = self._first_grant()
         if epoch is None:
             raise SetupError(
-                f"--role primary: the lease at {opts.etcd} is held by another node; start this one as --role standby"
+                f"--role primary: the lease at {opts.etcd} is held by another node "
+                f"({self._holder() or 'gone since'}); start this one as --role standby"
             )
         try:  # a restarted primary hands its journal's history to the standby first
             self.stream = PrimaryStream(opts.node, self.peer, journal.fingerprint(self.cfg.engine), self.log)
@@ -245,6 +246,13 @@ class LiveNode:
         engine.submit(Takeover(epoch))  # the first event: both cores take the lease's epoch
         self.report.update(epoch=epoch, standby=self.stream.standby, stream=self.stream.log)
 
+    def _holder(self) -> str | None:
+        """Who holds the lease, for a message; None when nobody does or the service cannot say."""
+        try:
+            return self.lease.held_by(time.monotonic())
+        except Exception:  # noqa: BLE001 - the lease service failed: the message goes without the name
+            return None
+
     def _first_grant(self) -> int | None:
         """The lease for a primary starting: its epoch, or None when another node holds it. A grant under
         this node's own name is an earlier process's that died (killed, crashed: it never released it):
@@ -253,7 +261,7 @@ class LiveNode:
         is still kept alive past the bound (a second live process under the same name)."""
         opts, lease = self.opts, self.lease
         epoch = lease.acquire(opts.node, time.monotonic())
-        if epoch is not None or lease.held_by(time.monotonic()) != opts.node:
+        if epoch is not None or self._holder() != opts.node:
             return epoch
         bound = lease.grant_outlives()
         _say(
@@ -263,11 +271,11 @@ class LiveNode:
         deadline = time.monotonic() + bound
         while epoch is None and time.monotonic() < deadline and not self.stop.wait(opts.heartbeat):
             epoch = lease.acquire(opts.node, time.monotonic())
-            if epoch is None and lease.held_by(time.monotonic()) not in (opts.node, None):
+            if epoch is None and self._holder() not in (opts.node, None):
                 return None  # another node took it meanwhile
         if epoch is None and self.stop.is_set():
             raise SetupError(f"--role primary: stopped while waiting for the lease of {opts.node}'s earlier process")
-        if epoch is None and lease.held_by(time.monotonic()) == opts.node:
+        if epoch is None and self._holder() == opts.node:
             raise SetupError(
                 f"--role primary: the lease is still kept alive under this node's name ({opts.node}) after "
                 f"{bound:g} s: another live process runs as {opts.node}; stop it, or give this one another --node"
