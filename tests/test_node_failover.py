@@ -317,30 +317,19 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     zk = ("--lease-service", "zookeeper", "--zookeeper", "127.0.0.1:1", "--lease-session-ms", "300")
     late = live("--role", "primary", *zk, "--heartbeat-ms", "300", "--peer", "127.0.0.1:1")
     assert late.returncode == 2 and "--lease-session-ms (300 ms)" in late.stderr and "Traceback" not in late.stderr
-    twin = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xmc.cli",
-            "live",
-            "--config",
-            str(config),
-            "--role",
-            "standby",
-            "--node",
-            "a",
-            "--etcd",
-            f"127.0.0.1:{etcd.port}",
-            "--peer",
-            "127.0.0.1:0",
-            "--duration",
-            "20",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+
+    def standby(name: str) -> subprocess.Popen:
+        """A standby `name` following on a port the OS gives it (its address: _following_on)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby", "--node", name]
+            + ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:0", "--duration", "30"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    twin = standby("a")
     try:
         peer = _following_on(twin)
         itself = live("--role", "primary", "--node", "a", "--etcd", f"127.0.0.1:{etcd.port}", "--peer", peer)
@@ -356,16 +345,9 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
     taken.revoke()
     # a primary restarted at once after a kill -9: its dead process's grant (this node's name, never
     # released, no longer kept alive) is waited out, then the lease is this process's under a new epoch
-    standby = subprocess.Popen(
-        [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby", "--node", "b"]
-        + ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:0", "--duration", "30"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    other = standby("b")
     try:
-        peer = _following_on(standby)
+        peer = _following_on(other)
         stale = holder.lease(60)  # lives however slowly the new process starts on a loaded machine
         assert holder.create("xmc/leader", "a", lease=stale)
         old_epoch = int(holder.get("xmc/leader", metadata=True)[0][1]["create_revision"])
@@ -386,8 +368,8 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
         out, rest = restarted.communicate(timeout=120)
         said.append(rest)
     finally:
-        standby.kill()
-        standby.wait(timeout=10)
+        other.kill()
+        other.wait(timeout=10)
     err = "".join(said)
     assert "waiting up to" in err and "held by another node" not in err, err
     assert restarted.returncode == 3, err  # it traded (no venue answers here: exit 3, not 2)
