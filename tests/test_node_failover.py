@@ -259,6 +259,7 @@ def test_a_primary_frozen_with_sigstop_wakes_fenced_and_steps_down(tmp_path, etc
     finally:
         _stop(procs)
     assert "lost the lease: fenced, stepping down" in primary_err
+    assert primary.returncode == 4 and "lost its lease and stopped trading" in primary_err
     first = json.loads((tmp_path / "primary" / "report.json").read_text())
     second = json.loads((tmp_path / "standby" / "report.json").read_text())
     assert first["node"]["lease_lost_at"] > frozen_at and second["node"]["epoch"] > first["node"]["epoch"]

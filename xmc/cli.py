@@ -382,7 +382,8 @@ def _parser() -> argparse.ArgumentParser:
         "risk. With --role primary/standby two processes share a lease on etcd or "
         "ZooKeeper (--lease-service; see README, Failover). A session not logged on 5 s plus one reconnect interval "
         "after start is said on stderr with quickfix's last word on it. Exit 0, 2 bad "
-        "input, 3 when a session never logged on during the run.",
+        "input, 3 when a session never logged on during the run, 4 when the node lost its "
+        "lease and stopped (a supervisor restarts it).",
     )
     lv.add_argument("--config", required=True, help="path of a live .toml config")
     lv.add_argument(
@@ -675,6 +676,13 @@ def cmd_live(args) -> int:
         f"xmc live: {len(episodes)} episodes {outcomes}; positions {report['positions']['engine']}; "
         f"artefacts in {cfg.out_dir}"
     )
+    if node.report.get("lease_lost_at") is not None:  # stopped by its fence, not by the operator
+        print(
+            f"xmc live: node {node.opts.node} lost its lease and stopped trading (exit 4); a standby, if any, "
+            f"trades on: start this node again (as --role primary it waits out its old grant)",
+            file=sys.stderr,
+        )
+        return 4
     if node.never_logged_on:  # the desk must know: those venues were never traded, nor reconciled
         for venue in node.never_logged_on:
             target = next(s.target_comp_id for s in cfg.sessions if s.venue == venue)
