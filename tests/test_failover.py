@@ -641,3 +641,39 @@ def test_a_node_that_no_longer_holds_the_lease_sends_no_order_cancel_or_replace(
     assert shell.sent == [order, question]
     (row,) = shell.audit
     assert row.stage == "fenced" and row.cl_ord_id == order.cl_ord_id and type(order).__name__ in row.detail
+
+
+def _primary_starting(lease, outlives: float):
+    """A LiveNode as far as its first grant goes (`_first_grant` reads its options, lease and stop
+    event only), over a simulated lease on the wall clock whose dead-holder bound is `outlives`."""
+    import threading
+
+    from engine.shell.live_node import LiveNode, NodeOptions
+
+    lease.grant_outlives = lambda: outlives
+    node = LiveNode.__new__(LiveNode)
+    node.opts = NodeOptions(role="primary", node="a", heartbeat=0.001, lease=lease, etcd="sim")
+    node.stop = threading.Event()
+    return node
+
+
+def test_a_restarted_primary_waits_out_its_dead_process_grant_and_refuses_a_live_twin():
+    """xmc live --role primary started again under its own name: a grant of that name that expires within
+    the service's bound is waited out (the next epoch); one still alive past it is a second live
+    process under that name (exit 2 naming it); another node's grant is refused at once."""
+    import time
+
+    from engine.shell.live_node import SetupError
+
+    lease = SimulatedLease(0.02, "a", 1, time.monotonic())  # the dead process's grant: 20 ms left
+    node = _primary_starting(lease, 1.0)
+    assert node._first_grant() == 2 and lease.holder == "a"
+
+    twin = SimulatedLease(60.0, "a", 1, time.monotonic())  # kept alive by another process named a
+    node = _primary_starting(twin, 0.02)
+    with pytest.raises(SetupError, match=r"another live process runs as a"):
+        node._first_grant()
+
+    other = SimulatedLease(60.0, "b", 1, time.monotonic())
+    node = _primary_starting(other, 60.0)
+    assert node._first_grant() is None and other.holder == "b"
