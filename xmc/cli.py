@@ -717,7 +717,7 @@ def _failover_args(args, node: str):
             f"{'--lease-session-ms' if zk else '--lease-ttl-s'} ({ttl_ms:g} ms): the node would lose its lease "
             f"between keep-alives; give a heartbeat of at most a third of it"
         )
-    if args.lease_service == "zookeeper":
+    if zk:
         return _zookeeper_lease(args, node, address("--zookeeper", args.zookeeper)), peer
     import etcd3gw
 
