@@ -186,6 +186,17 @@ def fault(rng, base: Base, kind: str) -> dict:
     elif kind == "crash_mid_batch":
         f["point"] = rng.choice(("between_legs", "before_audit"))
         f["count"] = 1
+    elif kind == "lease_cut":
+        # shorter than the grant the node trades on (no failover), just past it, and long; from the moment
+        # a matching order reaches a venue (mid-episode, where it matters most), or from after_s (then a
+        # window like any other drawn, at least half a second long: in_time)
+        cut = rng.choice((0.15, 0.4, 1.0, 3.0))
+        f["node"] = rng.choice(("primary", "primary", "standby"))
+        if rng.random() < 0.5:
+            f.update(on_order=True, venue=rng.choice(base.trading), orders=rng.choice(("any", "entry", "chase")))
+            f["delay_ms"] = cut * 1e3
+        else:
+            f["until_s"] = round(after + cut, 3)
     elif kind in ("primary_crash", "primary_pause") and rng.random() < 0.5:
         f.update(on_order=True, venue=rng.choice(base.trading), orders=rng.choice(("any", "entry", "chase")))
     if kind in ON_ORDER_KINDS and kind != "price_limit_lock" and not f.get("on_order"):

@@ -9,7 +9,9 @@ epoch), becomes active with that epoch (engine.core.events.Takeover), logs on to
 replicated FIX session state, queries every order it knows was working and only then takes new
 risk. A paused primary that wakes up runs into the fence where orders leave it (the lease check),
 and steps down at its next keep-alive; one that finds no standby to take over is restarted from its
-journal and trades under the next epoch.
+journal and trades under the next epoch. A node cut off from the lease service (lease_cut) decides
+each keep-alive by production's rule (engine.shell.lease.renew): it trades on its last grant while
+its own clock says that lasts, then stops like a node whose lease is gone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from engine.core.engine_core import EngineCore
 from engine.core.events import AuditRow, CancelTimer, Command, SetTimer, Takeover
 from engine.shell.journal import Journal
-from engine.shell.lease import FENCE_MARGIN, may_send
+from engine.shell.lease import FENCE_MARGIN, LeaseServiceUnreachable, may_send, renew
 from simulator.faults import Fault
 from simulator.scratch import Scratch
 
@@ -47,12 +49,19 @@ class SimulatedLease:
         self.revision = revision
         self.expires = now + ttl
         self.grants = [(now, holder, revision)]
+        self.cut: set[str] = set()  # the nodes the service cannot be reached from now (lease_cut)
+
+    def _reach(self, node: str) -> None:
+        """A request from `node` fails unanswered while it is cut off from the service."""
+        if node in self.cut:
+            raise LeaseServiceUnreachable(f"the lease service does not answer {node}")
 
     def acquire(self, node: str, now: float) -> int | None:
         """A new grant to `node` (the next revision), or None while the lease lives. Also when its holder
         is `node` itself: the grant belonged to a process of that node that has died since, and the
         service cannot tell a restarted process from a stranger (production's leases are sessions:
         etcd's lease id and ZooKeeper's session die with the process), so it waits for the expiry."""
+        self._reach(node)
         if self.holder is not None and now < self.expires:
             return None
         self.revision += 1
@@ -61,6 +70,7 @@ class SimulatedLease:
         return self.revision
 
     def keep_alive(self, node: str, now: float) -> bool:
+        self._reach(node)
         if self.holder == node and now < self.expires:
             self.expires = now + self.ttl
             return True
@@ -73,6 +83,7 @@ class SimulatedLease:
         return self.holder == node and self.revision == epoch and now < self.expires - self.ttl * FENCE_MARGIN
 
     def release(self, node: str, now: float) -> None:
+        self._reach(node)
         if self.holder == node:
             self.holder = None
 
@@ -172,11 +183,12 @@ class Cluster:
         while True:
             yield self.env.timeout(self.cfg.heartbeat)
             if self.active is not self.primary and self.active.alive:
-                self.lease.keep_alive(self.active.node, self.env.now)  # the new active node keeps its lease
+                if self._renew(self.active.node) is False:  # the new active node keeps its lease
+                    self._lost_lease(self.active)
             p = self.primary
             if not p.alive or p.paused:
                 continue
-            if not self.lease.keep_alive("primary", self.env.now):
+            if self._renew("primary") is False:
                 if p is not self.active:  # fenced and superseded: step down for good
                     p.alive = False
                     self.events.append({"event": "primary_stepped_down", "at_s": self.env.now})
@@ -185,18 +197,42 @@ class Cluster:
                 continue
             self._send(partial(self._heard, self.env.now))
 
+    def _renew(self, node: str) -> bool | None:
+        """A keep-alive of `node` by production's rule (engine.shell.lease.renew): True when renewed,
+        False when its lease is gone, None when the service did not answer (a lease_cut) while the
+        node's own clock still gives its last grant time: it trades on and asks again next beat."""
+        return renew(self.lease, node, lambda: self.env.now)[0]
+
+    def cut_lease(self, fault, struck: bool = False):
+        """The lease service cannot be reached from one node: from now for the fault's window, or for
+        its delay when an order `struck` it (the venue counted that hit)."""
+        if not struck:
+            fault.hits += 1
+        self.lease.cut.add(fault.node)
+        self.events.append({"event": "lease_cut", "at_s": self.env.now, "node": fault.node})
+        yield self.env.timeout(fault.delay if struck else fault.until - fault.after)
+        self.lease.cut.discard(fault.node)
+        self.events.append({"event": "lease_reachable", "at_s": self.env.now, "node": fault.node})
+
     def _lost_lease(self, p) -> None:
-        """The primary in charge found its lease gone (it woke from a pause longer than the TTL). A live
-        standby takes over when the heartbeats it misses say so (the fence blocks the woken node
-        meanwhile; it steps down once superseded). With none, the node stops, as production's does
-        when a keep-alive fails, and its supervisor starts the process again (`restart_alone`): from
-        its journal, under the next epoch once the lease is free. A fenced process never stays in
-        charge of a desk that nobody can trade."""
+        """The node in charge found its lease gone (it woke from a pause longer than the TTL, or could
+        not reach the lease service for as long as its grant lasted). A live standby takes over when
+        the heartbeats it misses say so (the fence blocks the node meanwhile; it steps down once
+        superseded). With none, the node stops, as production's does when its lease is lost, and its
+        supervisor starts the process again (`restart_alone`): from its journal, under the next epoch
+        once the lease is free and the service answers. A fenced process never stays in charge of a
+        desk that nobody can trade."""
         now = self.env.now
-        if not self.events or self.events[-1]["event"] != "primary_lost_lease":
-            self.events.append({"event": "primary_lost_lease", "at_s": now})
+        event = f"{p.node}_lost_lease"
+        if not self.events or self.events[-1]["event"] != event:
+            self.events.append({"event": event, "at_s": now})
         if self.standby_core is not None:
-            return  # its heartbeats have stopped: the standby takes the lease after `misses` of them
+            # its heartbeats have stopped: the standby takes the lease after `misses` of them. A failover
+            # that no crash or pause began (a lease cut) counts from when the node's fence began to stop it
+            if p is self.active and (not self.failovers or "active_s" in self.failovers[-1]):
+                fenced = self.lease.expires - self.lease.ttl * FENCE_MARGIN
+                self.failovers.append({"fault": "lease_lost", "crash_s": min(fenced, now)})
+            return
         p.crash()  # the restart is reported as one (`restarts`)
         relaunch = Fault(index=-1, kind="lease_lost", venue="", after=now, until=now, orders="any", rate=1.0, count=1)
         self.restart_alone(relaunch)
@@ -228,7 +264,13 @@ class Cluster:
             if self.detected is None:
                 self.detected = self.env.now
                 self.events.append({"event": "standby_suspects_primary", "at_s": self.env.now})
-            revision = self.lease.acquire("standby", self.env.now)
+            try:
+                revision = self.lease.acquire("standby", self.env.now)
+            except LeaseServiceUnreachable:  # proof of nothing: ask again at the next heartbeat
+                if not self.events or self.events[-1]["event"] != "takeover_lease_unreachable":
+                    self.events.append({"event": "takeover_lease_unreachable", "at_s": self.env.now})
+                yield self.env.timeout(self.cfg.heartbeat)
+                continue
             if revision is not None:
                 self._take_over(revision)
                 continue

@@ -61,8 +61,20 @@ DESK_KINDS = ("kill_switch", "desk_trade")
 NODE_KINDS = ("crash_restart", "crash_on_order", "crash_mid_batch")
 # primary and hot standby (a scenario with [failover]): the primary dies or freezes for delay_ms (at
 # after_s, or with on_order = true the moment a matching order reaches `venue`), the standby dies
-# and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms
-FAILOVER_KINDS = ("primary_crash", "primary_pause", "standby_crash", "replication_cut", "replication_delay")
+# and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms, or the
+# lease service cannot be reached from one node (`node`: the primary's process or the standby's) for a
+# window while everything else still works (a partition between them): its keep-alives and asks fail,
+# it trades on its last grant only as long as its own clock says the grant lasts (with on_order = true
+# the cut begins the moment a matching order reaches `venue`, which processes it, and lasts delay_ms)
+FAILOVER_KINDS = (
+    "primary_crash",
+    "primary_pause",
+    "standby_crash",
+    "replication_cut",
+    "replication_delay",
+    "lease_cut",
+)
+LEASE_NODES = ("primary", "standby")
 KINDS = tuple(
     dict.fromkeys(
         ORDER_KINDS + LINK_KINDS + VENUE_KINDS + DESK_KINDS + NODE_KINDS + FAILOVER_KINDS + MARKET_KINDS + STATUS_KINDS
@@ -71,8 +83,9 @@ KINDS = tuple(
 # kinds that can strike the moment a matching order reaches `venue` (on_order = true) instead of at after_s
 # kinds whose cut can leave the venues' gateways keeping nothing for the session (reports_lost)
 LOSING_KINDS = ("disconnect_on_order", "disconnect_on_status", "primary_crash")
-ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock")
-# kinds that change nothing without a delay_ms > 0 (and a price_limit_lock struck on_order: how long it holds)
+ON_ORDER_KINDS = ("primary_crash", "primary_pause", "price_limit_lock", "lease_cut")
+# kinds that change nothing without a delay_ms > 0 (and a price_limit_lock or lease_cut struck on_order: how
+# long it holds)
 NEEDS_DELAY = frozenset(
     {
         "late_ack",
@@ -89,7 +102,9 @@ NEEDS_DELAY = frozenset(
     }
 )
 # window kinds that need an end (until_s), unless struck on_order
-NEEDS_UNTIL = frozenset({"disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay"})
+NEEDS_UNTIL = frozenset(
+    {"disconnect", "md_stale", "price_limit_lock", "replication_cut", "replication_delay", "lease_cut"}
+)
 # crash_restart / crash_on_order: how the journal is damaged while the process is down; the restart
 # must refuse it (exit 2 in production) and leave it byte for byte as it was
 JOURNAL_DAMAGE = ("checksum", "undecodable", "bad_content", "unknown_venue", "not_a_journal")
@@ -138,6 +153,7 @@ class Fault:
     rate_per_s: float = 0.0  # price_jump: jumps per second inside the window (0: one jump at after_s)
     point: str = "between_legs"  # crash_mid_batch: see BATCH_POINTS
     lots: int = 1  # desk_trade: lots traded on the venue's instrument
+    node: str = "primary"  # lease_cut: the node (see LEASE_NODES) the lease service cannot be reached from
     stream: str = ""  # names the fault's random stream (default: its index), so it keeps its draws when
     # faults before it are removed (xmc explore's shrinking does)
     rng: random.Random | None = None
@@ -372,6 +388,7 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             lots=sec.get("lots", int, 1, check=lambda n: 1 <= n <= 1000, hint="a whole number of lots in [1, 1000]")
             if kind == "desk_trade"
             else 1,
+            node=sec.get("node", str, "primary", choices=LEASE_NODES) if kind == "lease_cut" else "primary",
         )
         if kind == "desk_trade" and not venue and sec.ok("venue"):
             sec.problem("venue", "is missing: a desk trade is booked at one venue", 'write venue = "<a venue table>"')
@@ -393,7 +410,11 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             )
         if kind == "price_jump" and f.rate_per_s > 0 and math.isinf(until) and sec.ok("until_s"):
             sec.problem("until_s", "is missing: jumps at a rate need a window's end", "write until_s > after_s")
-        if (kind in NEEDS_DELAY or (kind == "price_limit_lock" and on_order)) and f.delay == 0.0 and sec.ok("delay_ms"):
+        if (
+            (kind in NEEDS_DELAY or (kind in ("price_limit_lock", "lease_cut") and on_order))
+            and f.delay == 0.0
+            and sec.ok("delay_ms")
+        ):
             sec.problem("delay_ms", "is missing or 0, so the fault changes nothing", "write delay_ms > 0")
         if kind in NEEDS_UNTIL and math.isinf(until) and not on_order and sec.ok("until_s", "on_order"):
             sec.problem("until_s", "is missing: a window fault needs an end", "write until_s > after_s")

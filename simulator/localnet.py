@@ -193,14 +193,20 @@ def live_config(
 
 class TcpCut:
     """A loopback TCP relay in front of `target_port` whose connections can be cut: `cut(seconds)`
-    closes every relayed connection and refuses new ones (accepted, then closed) for that long.
-    For cutting a replication stream between two real processes."""
+    closes every relayed connection and refuses new ones (accepted, then closed) for that long (for
+    cutting a replication stream between two real processes); `cut(seconds, silent=True)` is a
+    partition instead: connections stay up and new ones are taken, but every byte either way is held
+    for that long and then delivered in order, as TCP's retransmissions deliver it once a partition
+    heals; meanwhile a request waits unanswered until its client gives up (for cutting a node off
+    from its lease service)."""
 
     def __init__(self, target_port: int):
         self.target = target_port
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.refuse_until = 0.0
+        self.healed = threading.Event()  # cleared while a silent cut holds the bytes
+        self.healed.set()
         self.live: list = []
         self.cuts = 0
         self._lock = threading.Lock()
@@ -225,13 +231,13 @@ class TcpCut:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst) -> None:
+    def _pump(self, src, dst) -> None:
         while True:
             try:
                 data = src.recv(65536)
                 if not data:
                     break
+                self.healed.wait()
                 dst.sendall(data)
             except OSError:
                 break
@@ -240,13 +246,18 @@ class TcpCut:
         # leaving the far end waiting forever on a connection that is gone
         hang_up([src, dst])
 
-    def cut(self, seconds: float) -> None:
-        self.refuse_until = time.monotonic() + seconds
+    def cut(self, seconds: float, silent: bool = False) -> None:
         self.cuts += 1
+        if silent:
+            self.healed.clear()
+            threading.Timer(seconds, self.healed.set).start()
+            return
+        self.refuse_until = time.monotonic() + seconds
         with self._lock:
             live, self.live = self.live, []
         hang_up(live)
 
     def close(self) -> None:
+        self.healed.set()
         self.server.close()
         self.cut(0.0)

@@ -32,6 +32,7 @@ from engine.report import (
 from engine.shell.journal import Journal, JournalError
 from engine.shell.journal import read as read_journal
 from engine.shell.journal import replay as replay_journal
+from engine.shell.lease import LeaseServiceUnreachable
 from simulator.checkers import InvariantChecker
 from simulator.failover import Cluster
 from simulator.failover import timings as failover_timings
@@ -108,10 +109,15 @@ class Simulation:
         self.draining = False  # the run is in its drain: a process that starts from here on drains too
         kinds = {f.kind for f in scenario.faults}
         # a process that may restart journals: a crash fault's, or a primary that may die (or lose its
-        # lease in a pause) with its standby dead (Cluster.crash_primary and _lost_lease restart it then)
+        # lease in a pause or a lease cut) with its standby dead (Cluster.crash_primary and _lost_lease
+        # restart it then; a standby that took over journals always)
         if journal is None and (
             kinds & {"crash_restart", "crash_on_order", "crash_mid_batch"}
-            or (scenario.failover and "standby_crash" in kinds and kinds & {"primary_crash", "primary_pause"})
+            or (
+                scenario.failover
+                and "standby_crash" in kinds
+                and kinds & {"primary_crash", "primary_pause", "lease_cut"}
+            )
         ):
             self.node.journal = shell.journal = self.scratch.journal("engine", scenario.engine)
         try:
@@ -172,7 +178,7 @@ class Simulation:
         env, faults, cluster = self.env, self.faults, self.cluster
         if cluster is not None:
             for f in faults.faults:
-                if f.kind in ("primary_crash", "primary_pause", "standby_crash") and not f.on_order:
+                if f.kind in ("primary_crash", "primary_pause", "standby_crash", "lease_cut") and not f.on_order:
                     env.process(self._node_fault(f))
             for v in self.venues.values():
                 v.on_node_fault = lambda f: env.process(self._node_fault(f, now=True))
@@ -245,7 +251,11 @@ class Simulation:
         while cluster is not None and revision is None:
             # the restarted process of a pair must hold the lease before it trades: the dead process's
             # grant lives until it expires (no keep-alive comes), then this process gets the next epoch
-            revision = cluster.lease.acquire(target.node, env.now)
+            try:
+                revision = cluster.lease.acquire(target.node, env.now)
+            except LeaseServiceUnreachable:  # cut off from the service: it asks again a heartbeat later
+                yield env.timeout(cluster.cfg.heartbeat)
+                continue
             if revision is None:
                 yield env.timeout(max(cluster.lease.expires - env.now, 1e-6))
         journal.sync()
@@ -304,7 +314,8 @@ class Simulation:
             target.reconnect(name)
 
     def _node_fault(self, fault, now: bool = False):
-        """A fault of the pair: the primary dies or freezes, or the standby dies (at `after`, or now)."""
+        """A fault of the pair: the primary dies or freezes, the standby dies, or the lease service is cut
+        off from a node (at `after`, or now)."""
         cluster = self.cluster
         assert cluster is not None  # node faults are started only for a scenario with [failover]
         if not now:
@@ -315,6 +326,8 @@ class Simulation:
             yield self.env.process(cluster.pause_primary(fault))
         elif fault.kind == "standby_crash":
             yield self.env.process(cluster.crash_standby(fault))
+        elif fault.kind == "lease_cut":
+            yield self.env.process(cluster.cut_lease(fault, struck=now))
 
     def _kill_switch(self, fault):
         yield self.env.timeout(fault.after)

@@ -491,6 +491,9 @@ class Venue:
             unlock = self.env.timeout(lock.delay)
             unlock.callbacks.append(lambda _e: self.on_fair(self.fair))
         node_fault = self.on_node_fault
+        cut = self._fault("lease_cut", cl_ord_id) if node_fault is not None else None
+        if node_fault is not None and cut is not None:
+            node_fault(cut)  # the lease service is cut off from a node now; this order goes on as usual
         for kind in ("primary_crash", "primary_pause"):
             node = self._fault(kind, cl_ord_id) if node_fault is not None else None
             if node_fault is not None and node is not None:

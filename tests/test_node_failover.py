@@ -606,3 +606,96 @@ def test_a_cut_replication_stream_is_no_takeover_while_the_primary_holds_the_lea
     ).records
     times = [t for t, _ in followed]
     assert times == sorted(times) and any(healed < t < killed_at for t in times)  # attached again, in order
+
+
+def _primary_cut_off_from_etcd(tmp_path, etcd, cut_s: float, primary_s: str):
+    """Primary `a` reaches etcd through a relay, standby `b` directly (2 s TTLs). Once `a` trades, the
+    relay swallows every byte for `cut_s` (a partition: its requests go unanswered, not refused).
+    Returns the primary's process (running), its stdout and stderr lines as they come (threads drain
+    both, so its --trace never fills a pipe), when the cut began, and the processes to stop."""
+    from simulator.localnet import TcpCut
+
+    ttl = ["--lease-ttl-s", "2"]
+    procs, text, ports, common = _start_venue_and_standby(
+        tmp_path, etcd, "40", ["--etcd", f"127.0.0.1:{etcd.port}", *ttl]
+    )
+    relay = TcpCut(etcd.port)
+    primary = _start_primary(
+        tmp_path, text, ports, ["--etcd", f"127.0.0.1:{relay.port}", *ttl, *common[-2:]], primary_s
+    )
+    procs.append(primary)
+    out: list[str] = []
+    err: list[str] = []
+    trading = threading.Event()
+
+    def drain(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            if "|send|" in line:
+                trading.set()
+
+    for stream, lines in ((primary.stdout, out), (primary.stderr, err)):
+        threading.Thread(target=drain, args=(stream, lines), daemon=True).start()
+    assert trading.wait(60), "the primary never traded: " + "".join(err[-20:])
+    cut_at = time.time()
+    relay.cut(cut_s, silent=True)
+    return primary, out, err, cut_at, procs, relay
+
+
+def test_a_primary_cut_off_from_etcd_briefly_trades_on_its_grant_and_keeps_the_lease(tmp_path, etcd):
+    """A 0.8 s partition from etcd: the keep-alive in flight waits out its timeout (0.5 s) unanswered,
+    which proves nothing; the grant still has most of its 1.5 s (three quarters of the TTL) by the
+    node's own clock, so it trades on, asks again a heartbeat later and keeps the lease: no failover.
+    Before, the keep-alive waited with no timeout at all, its thread stuck, and the node was fenced."""
+    primary, _, err, cut_at, procs, relay = _primary_cut_off_from_etcd(tmp_path, etcd, 0.8, "8")
+    try:
+        from engine.shell.live import wait_for
+
+        said = lambda text: any(text in line for line in err)  # noqa: E731
+        assert wait_for(lambda: said("answers again"), 15, 0.05), "".join(err[-20:])
+        found = etcd().get("xmc/leader")
+        assert found and found[0] == b"a"  # still the primary's: the standby never took the lease
+        assert primary.wait(timeout=60) == 0, "".join(err[-30:])
+    finally:
+        _stop(procs)
+        relay.close()
+    assert said("the lease service does not answer") and not said("lost the lease")
+    node = json.loads((tmp_path / "primary" / "report.json").read_text())["node"]
+    assert "lease_lost_at" not in node
+    (error,) = node["lease_errors"]  # one spell, recorded once
+    assert error["at"] >= cut_at and "etcd did not answer a keep-alive" in error["error"]
+
+
+def test_a_primary_cut_off_from_etcd_for_good_steps_down_in_time_and_the_standby_takes_over(tmp_path, etcd):
+    """A 6 s partition: the primary trades on its grant only while its own clock says it lasts, then
+    stops (exit 4, saying why); nothing of its leaves after that, before etcd can grant the lease to
+    anyone (the TTL after its last answered keep-alive); the standby, which still reaches etcd, takes
+    over under a higher epoch once the grant expired."""
+    primary, _, err, cut_at, procs, relay = _primary_cut_off_from_etcd(tmp_path, etcd, 6.0, "30")
+    try:
+        from engine.shell.live import wait_for
+
+        code = primary.wait(timeout=60)
+        stopped_at = time.time()
+
+        def standby_holds() -> bool:
+            found = etcd().get("xmc/leader")
+            return bool(found) and found[0] == b"b"
+
+        assert wait_for(standby_holds, 30, 0.05), "the standby never took the lease"
+    finally:
+        _stop(procs)
+        relay.close()
+    said = "".join(err)
+    assert code == 4 and "lost its lease and stopped trading" in said, said[-3000:]
+    assert "lost the lease: fenced, stepping down (the lease service has not answered for" in said
+    # it gave up once the grant ran out (1.5 s after its last answered keep-alive, plus one keep-alive's
+    # 0.5 s timeout), not at the first unanswered keep-alive and not after the 6 s cut
+    node = json.loads((tmp_path / "primary" / "report.json").read_text())["node"]
+    assert cut_at + 1.0 < node["lease_lost_at"] < cut_at + 5.0 and node["lease_lost_at"] <= stopped_at
+    late = [
+        m
+        for m in (tmp_path / "primary" / "messages.log").read_text().splitlines()
+        if "\x0135=D\x01" in m and "\x0149=XMC\x01" in m and _sending_time(m) > cut_at + 1.5 + 0.1
+    ]
+    assert not late, late[:3]  # the fence's bound: three quarters of the 2 s TTL after the cut, at most

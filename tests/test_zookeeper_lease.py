@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine.shell.lease import ZooKeeperLease
+from engine.shell.lease import LeaseServiceUnreachable, ZooKeeperLease
 
 pytestmark = pytest.mark.zookeeper
 
@@ -37,13 +37,13 @@ def test_one_holder_at_a_time_and_the_next_epoch_is_higher(zookeeper):
 HOLDER = """
 import sys, threading, time
 from kazoo.client import KazooClient
-from engine.shell.lease import ZooKeeperLease, may_send
+from engine.shell.lease import ZooKeeperLease, may_send, renew
 lease = ZooKeeperLease(KazooClient(hosts=sys.argv[1], timeout=0.4), "node-a", 0.4)
 lease.client.start(timeout=10)
 epoch = lease.acquire("node-a", time.monotonic())
 print(epoch, flush=True)
 beat = threading.Event()  # the holder's keep-alive cadence, as a node's keep-alive thread waits (never set)
-while lease.keep_alive("node-a", time.monotonic()):
+while renew(lease, "node-a", time.monotonic)[0] is not False:  # a node's rule: on until the grant is gone
     beat.wait(0.05)
 print("fenced", may_send(lease, "node-a", epoch, time.monotonic()), flush=True)
 """
@@ -82,6 +82,42 @@ def test_a_frozen_holder_expires_the_standby_takes_over_and_the_holder_is_fenced
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_holder_cut_off_from_zookeeper_is_unanswered_not_refused_and_keeps_the_lease_when_it_heals(zookeeper):
+    """A partition between the holder and the server (a relay swallowing every byte): the keep-alive
+    gives up after its own timeout, unanswered, which is no proof the lease is gone (kazoo would have
+    held the request until it reconnected); the grant stands by the holder's clock, and once the
+    partition heals inside the session timeout the same session renews it under the same epoch."""
+    from kazoo.client import KazooClient
+
+    from engine.shell.live import wait_for
+    from simulator.localnet import TcpCut
+
+    relay = TcpCut(zookeeper.port)
+    client = KazooClient(hosts=f"127.0.0.1:{relay.port}", timeout=2.0)
+    client.start(timeout=10)
+    a = ZooKeeperLease(client, "node-a", 2.0)
+    try:
+        epoch = a.acquire("node-a", time.monotonic())
+        assert epoch is not None
+        relay.cut(1.2, silent=True)  # longer than the keep-alive's 0.75 s timeout, inside the 2 s session
+        asked = time.monotonic()
+        with pytest.raises(LeaseServiceUnreachable, match="ZooKeeper did not answer"):
+            a.keep_alive("node-a", asked)
+        assert a.holds("node-a", epoch, asked + 0.1)  # what the last answer proved still stands
+
+        def renewed() -> bool:
+            try:
+                return a.keep_alive("node-a", time.monotonic())
+            except LeaseServiceUnreachable:
+                return False
+
+        assert wait_for(renewed, 10, 0.05), "the healed session never renewed the lease"
+        assert a.revision == epoch
+    finally:
+        client.stop()
+        relay.close()
 
 
 def test_the_fence_stops_inside_the_session_timeout(zookeeper):

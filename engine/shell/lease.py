@@ -11,7 +11,14 @@ SimulatedLease implements it in virtual time with the same semantics. The sendin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
+
+
+class LeaseServiceUnreachable(Exception):
+    """The coordination service did not answer a keep-alive (a partition, the service down or electing):
+    proof of nothing. The holder's last grant is still its own for as long as its own clock says
+    (`holds`); it asks again at its next heartbeat and steps down only once that time has run out."""
 
 
 class Lease(Protocol):
@@ -21,7 +28,8 @@ class Lease(Protocol):
         """Take the lease if nobody holds it (or it expired): the new revision; None if it is held."""
 
     def keep_alive(self, node: str, now: float) -> bool:
-        """Refresh the TTL; False when `node` no longer holds the lease (it must stop sending)."""
+        """Refresh the TTL; False when the service says `node` no longer holds the lease (it must stop
+        sending); LeaseServiceUnreachable when the service did not answer (the grant is unchanged)."""
 
     def holds(self, node: str, epoch: int, now: float) -> bool:
         """Does `node` hold the lease now, under `epoch`? The fencing check."""
@@ -55,6 +63,19 @@ def may_send(lease: Lease, node: str, epoch: int, now: float) -> bool:
     except Exception:  # noqa: BLE001 - the coordination service is unreachable: not proof of the lease
         return False
     return bool(renewed) and lease.holds(node, epoch, now)
+
+
+def renew(lease: Lease, node: str, clock: Callable[[], float]) -> tuple[bool | None, str]:
+    """One keep-alive by the holder's rule, the same in `xmc live` and in the simulator: (True, "") when
+    the service renewed the lease; (False, "") when it says the lease is gone; when it did not answer,
+    the error and None while the holder's own clock says its last grant still lasts (it trades on
+    that grant and asks again at its next heartbeat), False once that has run out. Any error counts
+    as unanswered: a client's own exception must not end the keep-alives unseen."""
+    try:
+        return bool(lease.keep_alive(node, clock())), ""
+    except Exception as exc:  # noqa: BLE001 - LeaseServiceUnreachable, or whatever else the client raised
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        return (None if lease.holds(node, lease.revision, clock()) else False), error
 
 
 class EtcdLease:
@@ -108,10 +129,16 @@ class EtcdLease:
 
     def keep_alive(self, node: str, now: float) -> bool:
         self._check(node)
-        if self._lease is None or self._lease.refresh() <= 0:
+        if self._lease is None:
+            return False
+        try:
+            ttl = self._lease.refresh()
+            found = self.client.get(self.key, metadata=True) if ttl > 0 else None
+        except Exception as exc:  # noqa: BLE001 - etcd3gw's connection errors, timeouts, HTTP 5xx: unanswered
+            raise LeaseServiceUnreachable(f"etcd did not answer a keep-alive: {type(exc).__name__}: {exc}") from exc
+        if ttl <= 0:
             self._valid_until = float("-inf")
             return False
-        found = self.client.get(self.key, metadata=True)
         if not found or found[0][0].decode() != node or int(found[0][1]["create_revision"]) != self.revision:
             self._valid_until = float("-inf")
             return False
@@ -160,6 +187,9 @@ class ZooKeeperLease:
         self.client = client  # a started kazoo.client.KazooClient with this session timeout
         self.node = node
         self.session_timeout = session_timeout
+        # a keep-alive unanswered this long is given up (the connection is down: kazoo would hold the
+        # request until it reconnects), so the node goes by its own clock and steps down in time
+        self.request_timeout = session_timeout * (1.0 - margin) / 2
         self.path = path
         self.margin = margin
         self.revision = 0
@@ -208,12 +238,18 @@ class ZooKeeperLease:
         return self.revision
 
     def keep_alive(self, node: str, now: float) -> bool:
+        from kazoo.exceptions import NoNodeError, SessionExpiredError
+
         self._check(node)
         try:
-            data, stat = self.client.get(self.path)
-        except Exception:  # noqa: BLE001 - no node, or no session: not proof of the lease
+            data, stat = self.client.get_async(self.path).get(timeout=self.request_timeout)
+        except (NoNodeError, SessionExpiredError):  # the node or the session is gone: the lease is lost
             self._valid_until = float("-inf")
             return False
+        except Exception as exc:  # noqa: BLE001 - connection lost or no answer in time: proof of nothing
+            raise LeaseServiceUnreachable(
+                f"ZooKeeper did not answer a keep-alive: {type(exc).__name__}: {exc}"
+            ) from exc
         if data.decode() != node or stat.czxid != self.revision or stat.ephemeralOwner != self._session_id():
             self._valid_until = float("-inf")
             return False

@@ -16,7 +16,7 @@ from engine.core.events import Command, SessionDown, Takeover
 from engine.fix.session_templates import in_schedule
 from engine.shell import journal
 from engine.shell.journal import Journal, JournalError, Recovered
-from engine.shell.lease import Lease, may_send
+from engine.shell.lease import Lease, may_send, renew
 from engine.shell.live import LiveEngine, drained, settings_text, wait_for
 from engine.shell.live_config import LiveConfig
 from engine.shell.node import NodeError, PrimaryStream, StandbyNode
@@ -352,12 +352,28 @@ class LiveNode:
 
     def _keep_lease(self) -> None:
         """Keep the lease alive and beat to the standby; a lost lease stops this node sending at once
-        (the fence checks it on every order) and ends the process's trading."""
-        opts = self.opts
+        (the fence checks it on every order) and ends the process's trading (exit 4). A keep-alive the
+        service does not answer (a partition, the service down or electing) proves nothing: the node
+        trades on its last grant while its own clock says the grant lasts (the fence's `holds`), asks
+        again at each heartbeat, and steps down once that time has run out, so a blip of the service
+        costs no failover and a lasting cut lets the standby take over."""
+        opts, lease = self.opts, self.lease
+        unanswered: float | None = None  # since when the service has not answered (monotonic)
         while not self.stop.wait(opts.heartbeat):
-            if not self.lease.keep_alive(opts.node, time.monotonic()):
+            kept, error = renew(lease, opts.node, time.monotonic)
+            why = "the lease service says another node holds it or it expired"
+            if error:
+                if unanswered is None:  # the first error of each spell is kept: a flapping service grows nothing
+                    unanswered = time.monotonic()
+                    self.report.setdefault("lease_errors", []).append({"at": time.time(), "error": error})
+                    _say(f"{opts.node}: the lease service does not answer ({error}); trading on the last grant")
+                why = f"the lease service has not answered for {1e3 * (time.monotonic() - unanswered):.0f} ms"
+            elif kept and unanswered is not None:
+                _say(f"{opts.node}: the lease service answers again; the lease is kept")
+                unanswered = None
+            if kept is False:
                 self.report["lease_lost_at"] = time.time()
-                _say(f"{opts.node} lost the lease: fenced, stepping down")
+                _say(f"{opts.node} lost the lease: fenced, stepping down ({why})")
                 self.stop.set()
                 return
             if self.stream is not None:
