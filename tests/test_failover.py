@@ -666,7 +666,8 @@ def _primary_starting(lease, outlives: float):
 def test_a_restarted_primary_waits_out_its_dead_process_grant_and_refuses_a_live_twin():
     """xmc live --role primary started again under its own name: a grant of that name that expires within
     the service's bound is waited out (the next epoch); one still alive past it is a second live
-    process under that name (exit 2 naming it); another node's grant is refused at once."""
+    process under that name (exit 2 naming it); another node's grant is refused at once; a service
+    that does not answer is a refusal naming its error (exit 2), never a traceback."""
     import time
 
     from engine.shell.live_node import SetupError
@@ -683,3 +684,9 @@ def test_a_restarted_primary_waits_out_its_dead_process_grant_and_refuses_a_live
     other = SimulatedLease(60.0, "b", 1, time.monotonic())
     node = _primary_starting(other, 60.0)
     assert node._first_grant() is None and other.holder == "b"
+
+    silent = SimulatedLease(0.02, "a", 1, time.monotonic())  # the service stops answering meanwhile
+    node = _primary_starting(silent, 1.0)
+    silent.cut.add("a")
+    with pytest.raises(SetupError, match=r"the lease service failed when a asked .*LeaseServiceUnreachable"):
+        node._first_grant()  # a refusal naming the failure (exit 2), not a traceback

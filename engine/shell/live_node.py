@@ -260,7 +260,17 @@ class LiveNode:
         that, at most the service's bound, and takes the next epoch; it is refused only if the grant
         is still kept alive past the bound (a second live process under the same name)."""
         opts, lease = self.opts, self.lease
-        epoch = lease.acquire(opts.node, time.monotonic())
+
+        def ask() -> int | None:
+            try:
+                return lease.acquire(opts.node, time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - the lease service failed: no lease, no trading
+                raise SetupError(
+                    f"--role primary: the lease service failed when {opts.node} asked for the lease "
+                    f"({type(exc).__name__}: {exc}); check that it runs and answers, then start this node again"
+                ) from None
+
+        epoch = ask()
         if epoch is not None or self._holder() != opts.node:
             return epoch
         bound = lease.grant_outlives()
@@ -270,7 +280,7 @@ class LiveNode:
         )
         deadline = time.monotonic() + bound
         while epoch is None and time.monotonic() < deadline and not self.stop.wait(opts.heartbeat):
-            epoch = lease.acquire(opts.node, time.monotonic())
+            epoch = ask()
             if epoch is None and self._holder() not in (opts.node, None):
                 return None  # another node took it meanwhile
         if epoch is None and self.stop.is_set():
