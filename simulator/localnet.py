@@ -102,9 +102,10 @@ def zookeeper_available() -> bool:
 
 class ZooKeeperProcess(_ServerProcess):
     """Debian's ZooKeeper, standalone on 127.0.0.1 (client port from the OS), its data in `data_dir`;
-    `tick_ms` sets how finely it expires sessions (a session may be as short as two ticks)."""
+    `tick_ms` sets how finely it expires sessions (a session may be as short as two ticks);
+    `max_session_ms` caps the session timeout it grants."""
 
-    def __init__(self, data_dir: Path, tick_ms: int = 50):
+    def __init__(self, data_dir: Path, tick_ms: int = 50, max_session_ms: int = 60000):
         # ZooKeeper cannot be given port 0 (clientPort=0 means "no client port"): it is given a port the OS
         # assigned to a socket held here until stop() (simulator.ports), which no other process can take
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ class ZooKeeperProcess(_ServerProcess):
         cfg = data_dir / "zoo.cfg"
         cfg.write_text(
             f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
-            f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout=60000\n"
+            f"admin.enableServer=false\nminSessionTimeout={2 * tick_ms}\nmaxSessionTimeout={max_session_ms}\n"
             f"4lw.commands.whitelist=ruok,conf\n"
         )
         log = data_dir / "zookeeper.log"
@@ -161,10 +162,10 @@ class ZooKeeperProcess(_ServerProcess):
         return f"127.0.0.1:{self.port}"
 
     def client(self, session_timeout: float):
-        """A started kazoo client with this session timeout (seconds)."""
-        from kazoo.client import KazooClient
+        """A started kazoo client asking for this session timeout (seconds), knowing what was granted."""
+        from engine.shell.lease import zookeeper_client
 
-        c = KazooClient(hosts=self.hosts, timeout=session_timeout)
+        c = zookeeper_client(self.hosts, session_timeout)
         c.start(timeout=10)
         return c
 

@@ -109,8 +109,9 @@ def etcd(tmp_path):
 
 
 @pytest.fixture
-def zookeeper(tmp_path):
-    """A real ZooKeeper on 127.0.0.1 (port from the OS, 50 ms ticks): the running ZooKeeperProcess."""
+def zookeeper(tmp_path, request):
+    """A real ZooKeeper on 127.0.0.1 (port from the OS, 50 ms ticks): the running ZooKeeperProcess. A test
+    marked `zookeeper_max_session_ms(N)` gets one that grants sessions of at most N ms."""
     from simulator.localnet import ZooKeeperProcess, zookeeper_available
 
     missing = [m for m in ("kazoo",) if importlib.util.find_spec(m) is None]
@@ -118,7 +119,8 @@ def zookeeper(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("ZooKeeper or kazoo is missing in CI: scripts/bootstrap installs Debian's zookeeper and kazoo")
         pytest.skip("ZooKeeper not installed: run scripts/bootstrap (apt-get install zookeeper; pip install kazoo)")
-    server = ZooKeeperProcess(tmp_path / "zookeeper")
+    cap = request.node.get_closest_marker("zookeeper_max_session_ms")
+    server = ZooKeeperProcess(tmp_path / "zookeeper", max_session_ms=cap.args[0] if cap else 60000)
     try:
         yield server
     finally:

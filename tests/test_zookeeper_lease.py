@@ -120,6 +120,33 @@ def test_a_holder_cut_off_from_zookeeper_is_unanswered_not_refused_and_keeps_the
         relay.close()
 
 
+@pytest.mark.zookeeper_max_session_ms(1000)
+def test_a_server_granting_a_shorter_session_than_asked_is_what_the_fence_counts_on(zookeeper):
+    """The server caps sessions at 1 s (its maxSessionTimeout); the node asked for 2 s. Its session then
+    ends 1 s after the server last heard from it, so the fence must stop sending 0.75 s after the last
+    answered request, not 1.5 s: counting on the asked timeout would send after the lease could pass
+    to another node. A dead holder's grant still outlives it by at most twice the longer of the two."""
+    a = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    try:
+        assert a.granted == pytest.approx(1.0)
+        epoch = a.acquire("node-a", 10.0)
+        assert epoch is not None and a.holds("node-a", epoch, 10.7) and not a.holds("node-a", epoch, 10.8)
+        assert a.request_timeout == pytest.approx(0.375) and a.grant_outlives() == pytest.approx(4.0)
+    finally:
+        a.client.stop()
+
+
+def test_a_server_granting_a_longer_session_than_asked_keeps_the_fence_on_the_asked_one(zookeeper):
+    """Asked 60 ms, below the server's minimum of two 50 ms ticks: granted 100 ms. The fence keeps the
+    shorter (always safe); a restarted holder waits for the longer before it calls a grant stale."""
+    a = ZooKeeperLease(zookeeper.client(0.06), "node-a", 0.06)
+    try:
+        assert a.granted == pytest.approx(0.1)
+        assert a._valid(0.0) == pytest.approx(0.045) and a.grant_outlives() == pytest.approx(0.2)
+    finally:
+        a.client.stop()
+
+
 def test_the_fence_stops_inside_the_session_timeout(zookeeper):
     a = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0, margin=0.25)
     epoch = a.acquire("node-a", 10.0)

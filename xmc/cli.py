@@ -740,13 +740,13 @@ def _failover_args(args, node: str):
 
 def _zookeeper_lease(args, node: str, where: tuple[str, int]):
     try:
-        from kazoo.client import KazooClient
+        import kazoo  # noqa: F401
     except ImportError:
         raise UsageError("--lease-service zookeeper needs kazoo: pip install kazoo (scripts/bootstrap does)") from None
-    from engine.shell.lease import ZooKeeperLease
+    from engine.shell.lease import ZooKeeperLease, zookeeper_client
 
     timeout = args.lease_session_ms / 1e3
-    client = KazooClient(hosts=f"{where[0]}:{where[1]}", timeout=timeout)
+    client = zookeeper_client(f"{where[0]}:{where[1]}", timeout)
     try:
         client.start(timeout=5)
     except Exception as exc:
@@ -754,7 +754,18 @@ def _zookeeper_lease(args, node: str, where: tuple[str, int]):
             f"--zookeeper {args.zookeeper}: ZooKeeper does not answer ({type(exc).__name__}); start "
             f"it or fix the address"
         ) from None
-    return ZooKeeperLease(client, node, timeout)
+    lease = ZooKeeperLease(client, node, timeout)
+    granted = lease.granted
+    if granted is not None and abs(granted - timeout) > 5e-4:
+        print(
+            f"xmc live: ZooKeeper granted a session timeout of {granted * 1e3:g} ms, not the {timeout * 1e3:g} ms "
+            f"of --lease-session-ms (its minSessionTimeout/maxSessionTimeout): the fence counts on "
+            f"{min(granted, timeout) * 1e3:g} ms and a dead holder's lease ends {granted * 1e3:g} ms after its "
+            f"last word",
+            file=sys.stderr,
+            flush=True,
+        )
+    return lease
 
 
 def cmd_run(args) -> int:

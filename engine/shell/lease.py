@@ -11,6 +11,7 @@ SimulatedLease implements it in virtual time with the same semantics. The sendin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -168,6 +169,44 @@ class EtcdLease:
         self._lease, self._valid_until = None, float("-inf")
 
 
+class _GrantedTimeout(logging.Handler):
+    """Reads the session timeout the server granted out of kazoo's "Session created" record (kazoo keeps
+    the value nowhere else) and passes every other record kazoo's own logger would show on to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if str(record.msg).startswith("Session created") and isinstance(args, tuple) and len(args) >= 3:
+            granted = args[2]  # milliseconds, as the server answered the connect
+            if isinstance(granted, int | float) and granted > 0:
+                self.seconds = granted / 1e3
+            return
+        usual = logging.getLogger("kazoo.client")
+        if record.levelno >= usual.getEffectiveLevel():
+            usual.handle(record)
+
+
+def zookeeper_client(hosts: str, session_timeout: float) -> Any:
+    """A kazoo client (not started) asking for `session_timeout` seconds, which also learns the timeout the
+    server grants: ZooKeeper holds what a client asks inside its minSessionTimeout..maxSessionTimeout
+    (by default 2 and 20 of its ticks), so a session may end sooner, or later, than asked."""
+    from kazoo.client import KazooClient
+
+    logger = logging.Logger("xmc.kazoo", level=5)  # kazoo's BLATHER level, where it says what was granted
+    logger.addHandler(_GrantedTimeout())
+    return KazooClient(hosts=hosts, timeout=session_timeout, logger=logger)
+
+
+def granted_timeout(client: Any) -> float | None:
+    """The session timeout (seconds) the server granted a client made by `zookeeper_client`, once
+    connected; None if unknown (another client, or a kazoo that no longer says it)."""
+    handlers = getattr(getattr(client, "logger", None), "handlers", ())
+    return next((h.seconds for h in handlers if isinstance(h, _GrantedTimeout)), None)
+
+
 class ZooKeeperLease:
     """The lease on ZooKeeper (live and wire mode, kazoo client): the leader is an ephemeral node
     created only if absent, owned by the holder's session; its creation zxid is the fencing epoch
@@ -186,10 +225,7 @@ class ZooKeeperLease:
 
         self.client = client  # a started kazoo.client.KazooClient with this session timeout
         self.node = node
-        self.session_timeout = session_timeout
-        # a keep-alive unanswered this long is given up (the connection is down: kazoo would hold the
-        # request until it reconnects), so the node goes by its own clock and steps down in time
-        self.request_timeout = session_timeout * (1.0 - margin) / 2
+        self.session_timeout = session_timeout  # asked; the server may grant another (`granted`)
         self.path = path
         self.margin = margin
         self.revision = 0
@@ -207,8 +243,25 @@ class ZooKeeperLease:
         client_id = self.client.client_id
         return client_id[0] if client_id else None
 
+    @property
+    def granted(self) -> float | None:
+        """The session timeout the server granted (seconds), when known (see `zookeeper_client`)."""
+        return granted_timeout(self.client)
+
+    def _lasts(self) -> float:
+        """How long after its last answered request the session surely lives: the shorter of the timeout
+        asked and the one granted (a server capping it by its maxSessionTimeout expires it sooner)."""
+        granted = self.granted
+        return min(self.session_timeout, granted) if granted else self.session_timeout
+
+    @property
+    def request_timeout(self) -> float:
+        """A keep-alive unanswered this long is given up (the connection is down: kazoo would hold the
+        request until it reconnects), so the node goes by its own clock and steps down in time."""
+        return self._lasts() * (1.0 - self.margin) / 2
+
     def _valid(self, sent_at: float) -> float:
-        return sent_at + self.session_timeout * (1.0 - self.margin)
+        return sent_at + self._lasts() * (1.0 - self.margin)
 
     def _watch(self, event: Any = None) -> None:
         self.changed.set()
@@ -269,7 +322,8 @@ class ZooKeeperLease:
         return bytes(data).decode()
 
     def grant_outlives(self) -> float:
-        return 2.0 * self.session_timeout  # the server expires sessions on its ticks, after the timeout
+        # the server expires sessions on its ticks, after the timeout: the longer of asked and granted
+        return 2.0 * max(self.session_timeout, self.granted or 0.0)
 
     def release(self, node: str, now: float) -> None:
         self._check(node)
