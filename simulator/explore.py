@@ -203,7 +203,7 @@ def fault(rng, base: Base, kind: str) -> dict:
         f.pop("venue", None)
     if kind in MARKET_KINDS or kind == "crash_mid_batch" or (kind in FAILOVER_KINDS and not f.get("on_order")):
         f.pop("venue", None)
-    if kind in ("primary_crash", "standby_crash", "primary_pause", "crash_restart", "kill_switch"):
+    if kind in ("primary_crash", "standby_crash", "primary_pause", "standby_pause", "crash_restart", "kill_switch"):
         f.pop("until_s", None)
     return in_time(f, d)
 

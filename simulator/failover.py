@@ -11,7 +11,8 @@ risk. A paused primary that wakes up runs into the fence where orders leave it (
 and steps down at its next keep-alive; one that finds no standby to take over is restarted from its
 journal and trades under the next epoch. A node cut off from the lease service (lease_cut) decides
 each keep-alive by production's rule (engine.shell.lease.renew): it trades on its last grant while
-its own clock says that lasts, then stops like a node whose lease is gone.
+its own clock says that lasts, then stops like a node whose lease is gone. A frozen standby
+(standby_pause) reads what its socket held when it wakes, before its detector judges the heartbeats.
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ class Cluster:
         # order, opened an episode the primary never did and took over with the wrong positions)
         self.on_wire: deque[tuple[int, Callable[[], None]]] = deque()
         self.last_heartbeat = env.now
+        # a paused standby (standby_pause) reads nothing: what reaches its socket waits there, in order
+        self.standby_paused = False
+        self.held: list[Callable[[], None]] = []
         self.detected: float | None = None
         self.failovers: list[dict] = []
         self.events: list[dict] = []  # node faults as they happened
@@ -157,7 +161,11 @@ class Cluster:
 
     def _deliver_next(self, _event: object) -> None:
         gen, deliver = self.on_wire.popleft()
-        if gen == self.stream_gen:  # else sent by a primary that has died since: lost on the wire
+        if gen != self.stream_gen:  # sent by a primary that has died since: lost on the wire
+            return
+        if self.standby_paused:
+            self.held.append(deliver)  # in the frozen standby's socket: read when it wakes
+        else:
             deliver()
 
     def _replicate(self, event, t: float) -> None:
@@ -253,8 +261,8 @@ class Cluster:
         (not on a polling tick), then asks for the lease every interval until it gets it."""
         limit = self.cfg.misses * self.cfg.heartbeat
         while True:
-            if self.standby_core is None or self.active is not self.primary:
-                yield self.env.timeout(self.cfg.heartbeat)
+            if self.standby_core is None or self.active is not self.primary or self.standby_paused:
+                yield self.env.timeout(self.cfg.heartbeat)  # nobody stands by, or its detector is frozen
                 continue
             deadline = self.last_heartbeat + limit
             if self.env.now <= deadline:
@@ -363,6 +371,26 @@ class Cluster:
         self.events.append({"event": "primary_wake", "at_s": self.env.now})
         p.wake()  # the split-brain attempt: whatever it does now must be fenced
 
+    def pause_standby(self, fault):
+        """The standby's process freezes for `delay` (a long GC, SIGSTOP): it reads nothing of the stream
+        and its failure detector stands still. On waking it reads what its socket held, in order, and
+        only then judges the heartbeats' age, with the ones it has just read: a pause alone is no
+        failover. Should the primary fail meanwhile, the standby finds out only once it wakes."""
+        core = self.standby_core
+        if core is None or self.standby_paused:
+            return
+        fault.hits += 1
+        self.standby_paused = True
+        self.events.append({"event": "standby_pause", "at_s": self.env.now, "for_ms": fault.delay * 1e3})
+        yield self.env.timeout(fault.delay)
+        if self.standby_core is not core:  # killed while frozen (crash_standby said so)
+            return
+        self.standby_paused = False
+        held, self.held = self.held, []
+        self.events.append({"event": "standby_wake", "at_s": self.env.now, "read": len(held)})
+        for deliver in held:
+            deliver()
+
     def crash_standby(self, fault):
         """The standby dies; after `delay` it restarts and resyncs from the primary's stream."""
         if self.standby_core is None:
@@ -370,6 +398,7 @@ class Cluster:
         fault.hits += 1
         self.events.append({"event": "standby_crash", "at_s": self.env.now})
         self.standby_core, self.standby_timers = None, {}
+        self.standby_paused, self.held = False, []  # a frozen process killed: its socket's content is gone
         yield self.env.timeout(fault.delay)
         if self.active is not self.primary or not self.primary.alive:
             self.events.append(

@@ -61,7 +61,8 @@ DESK_KINDS = ("kill_switch", "desk_trade")
 NODE_KINDS = ("crash_restart", "crash_on_order", "crash_mid_batch")
 # primary and hot standby (a scenario with [failover]): the primary dies or freezes for delay_ms (at
 # after_s, or with on_order = true the moment a matching order reaches `venue`), the standby dies
-# and resyncs after delay_ms, the replication stream is cut for a window or slowed by delay_ms, or the
+# and resyncs after delay_ms or freezes for delay_ms (reading nothing of the stream, its failure
+# detector still), the replication stream is cut for a window or slowed by delay_ms, or the
 # lease service cannot be reached from one node (`node`: the primary's process or the standby's) for a
 # window while everything else still works (a partition between them): its keep-alives and asks fail,
 # it trades on its last grant only as long as its own clock says the grant lasts (with on_order = true
@@ -70,6 +71,7 @@ FAILOVER_KINDS = (
     "primary_crash",
     "primary_pause",
     "standby_crash",
+    "standby_pause",
     "replication_cut",
     "replication_delay",
     "lease_cut",
@@ -97,6 +99,7 @@ NEEDS_DELAY = frozenset(
         "crash_on_order",
         "primary_pause",
         "standby_crash",
+        "standby_pause",
         "replication_delay",
         "crash_mid_batch",
     }

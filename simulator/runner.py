@@ -178,7 +178,10 @@ class Simulation:
         env, faults, cluster = self.env, self.faults, self.cluster
         if cluster is not None:
             for f in faults.faults:
-                if f.kind in ("primary_crash", "primary_pause", "standby_crash", "lease_cut") and not f.on_order:
+                if (
+                    f.kind in ("primary_crash", "primary_pause", "standby_crash", "standby_pause", "lease_cut")
+                    and not f.on_order
+                ):
                     env.process(self._node_fault(f))
             for v in self.venues.values():
                 v.on_node_fault = lambda f: env.process(self._node_fault(f, now=True))
@@ -314,8 +317,8 @@ class Simulation:
             target.reconnect(name)
 
     def _node_fault(self, fault, now: bool = False):
-        """A fault of the pair: the primary dies or freezes, the standby dies, or the lease service is cut
-        off from a node (at `after`, or now)."""
+        """A fault of the pair: the primary dies or freezes, the standby dies or freezes, or the lease
+        service is cut off from a node (at `after`, or now)."""
         cluster = self.cluster
         assert cluster is not None  # node faults are started only for a scenario with [failover]
         if not now:
@@ -326,6 +329,8 @@ class Simulation:
             yield self.env.process(cluster.pause_primary(fault))
         elif fault.kind == "standby_crash":
             yield self.env.process(cluster.crash_standby(fault))
+        elif fault.kind == "standby_pause":
+            yield self.env.process(cluster.pause_standby(fault))
         elif fault.kind == "lease_cut":
             yield self.env.process(cluster.cut_lease(fault, struck=now))
 

@@ -47,6 +47,29 @@ def short(sc, seconds: float = 60.0):
     return dataclasses.replace(sc, duration=seconds)
 
 
+def variant(tmp_path: Path, base: Path, name: str, old: str = "", new: str = "", extra: str = ""):
+    """A bundled scenario copied under tmp_path (its `extends` made absolute), `old` replaced by `new`
+    and `extra` (more [[faults]], say) appended: loaded."""
+    text = base.read_text().replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1)
+    if old:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text + extra)
+    return scenario.load(path)
+
+
+def refused_run(tmp_path: Path, capsys, base: Path, extra: str) -> tuple[Path, str]:
+    """`xmc run` of a bundled scenario with `extra` appended (its `extends` made absolute): it must exit
+    2; the file run and what was said on stderr."""
+    from xmc.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text(base.read_text().replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1) + extra)
+    assert main(["run", str(path)]) == 2
+    return path, capsys.readouterr().err
+
+
 def fire(core: EngineCore, now: float = 0.0, spread_cny: float = 400.0) -> list:
     """Bring sessions up and quote a spread wide enough to sell; returns the actions of the last quote."""
     for venue in ("SHFE", "COMEX", "FX"):

@@ -128,9 +128,13 @@ def test_the_same_seed_gives_the_same_search_on_any_number_of_workers(bases):
 FIND_BUDGET = {
     "far_leg_sized_one_lot_over": ([SPREAD], 8),  # sizing
     "unwind_one_lot_too_many": ([SPREAD], 128),  # recovery
-    "takeover_skips_reconciliation": ([FAILOVER], 128),  # reconciliation
+    # seed 1 found it at run 373 once the pair bases drew lease_cut and standby_pause too (seeds 2 and 3:
+    # 263, and not in 384; before those kinds, seed 2 did not find it in 384 either): a takeover defect
+    # needs a drawn primary failure, the rarer the more pair kinds there are
+    "takeover_skips_reconciliation": ([FAILOVER], 384),  # reconciliation
     "position_limit_ignored": ([ROOT / "scenarios" / "f41_risk_limits_at_their_edges.toml"], 16),  # risk
-    "resend_fenced_orders": ([ROOT / "scenarios" / "f34_failover_fenced_resend.toml"], 64),  # fencing
+    # seed 1: run 132 with the two new pair kinds (seeds 2 and 3: 26 and 115)
+    "resend_fenced_orders": ([ROOT / "scenarios" / "f34_failover_fenced_resend.toml"], 192),  # fencing
 }
 
 

@@ -12,22 +12,10 @@ import pytest
 from engine.shell.lease import LeaseServiceUnreachable
 from simulator import explore, failover, runner, scenario
 from simulator.failover import SimulatedLease
-from tests.conftest import ROOT
-from xmc.cli import main
+from tests.conftest import ROOT, refused_run, variant
 
 F88 = ROOT / "scenarios" / "f88_failover_lease_service_cut_off_mid_chase.toml"
 F25 = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
-
-
-def _variant(tmp_path, base, name: str, old: str = "", new: str = "", extra: str = ""):
-    """A copy of a bundled scenario under tmp_path (its base found from there), edited."""
-    text = base.read_text().replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1)
-    if old:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text + extra)
-    return scenario.load(path)
 
 
 def _events(rep) -> list[str]:
@@ -65,7 +53,7 @@ def test_a_cut_mid_chase_fences_the_primary_when_its_grant_runs_out_and_the_stan
 
 
 def test_a_cut_shorter_than_the_grant_costs_no_failover(tmp_path):
-    sc = _variant(tmp_path, F88, "blip", "delay_ms = 2000", "delay_ms = 60")
+    sc = variant(tmp_path, F88, "blip", "delay_ms = 2000", "delay_ms = 60")
     rep = runner.run(sc).report
     assert _events(rep) == ["lease_cut", "lease_reachable"]
     assert [g["epoch"] for g in rep["failover"]["lease_grants"]] == [1]
@@ -96,7 +84,7 @@ def test_a_standby_cut_off_takes_over_only_once_the_service_answers(tmp_path, cu
         f'\n[[faults]]\nkind = "lease_cut"\nnode = "standby"\non_order = true\nvenue = "COMEX"\n'
         f'orders = "chase"\ncount = 1\ndelay_ms = {cut_ms}\n'
     )
-    rep = runner.run(_variant(tmp_path, F25, f"standby_cut_{cut_ms}", extra=cut)).report
+    rep = runner.run(variant(tmp_path, F25, f"standby_cut_{cut_ms}", extra=cut)).report
     fo = rep["failover"]
     events = {e["event"]: e["at_s"] for e in fo["node_events"]}
     assert events["takeover_lease_unreachable"] < events["lease_reachable"]
@@ -112,7 +100,7 @@ def test_the_node_in_charge_alone_cut_off_stops_and_restarts_under_the_next_epoc
     its grant, stops (as production's node does) and its process is restarted from its journal,
     asking the service every heartbeat: it trades again under epoch 3 once the service answers."""
     cut = '\n[[faults]]\nkind = "lease_cut"\nnode = "standby"\nafter_s = 120\nuntil_s = 121.5\n'
-    rep = runner.run(_variant(tmp_path, F25, "active_cut", extra=cut)).report
+    rep = runner.run(variant(tmp_path, F25, "active_cut", extra=cut)).report
     fo = rep["failover"]
     events = {e["event"]: e["at_s"] for e in fo["node_events"]}
     assert fo["failovers"][0]["active_s"] < 120  # the standby is in charge before the cut
@@ -135,21 +123,13 @@ def test_the_node_in_charge_alone_cut_off_stops_and_restarts_under_the_next_epoc
     ],
 )
 def test_a_bad_lease_cut_is_exit_2_with_file_and_key(tmp_path, capsys, extra, key, hint):
-    path = tmp_path / "bad.toml"
-    text = F25.read_text().replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1)
-    path.write_text(text + "\n[[faults]]\n" + extra)  # after f25's two faults: faults[2]
-    assert main(["run", str(path)]) == 2
-    err = capsys.readouterr().err
+    path, err = refused_run(tmp_path, capsys, F25, "\n[[faults]]\n" + extra)  # after f25's two: faults[2]
     assert str(path) in err and key in err and hint in err
 
 
 def test_a_lease_cut_needs_a_pair(tmp_path, capsys):
-    path = tmp_path / "single.toml"
     f03 = ROOT / "scenarios" / "f03_reject_fatal_unwind.toml"
-    text = f03.read_text().replace('extends = "', f'extends = "{ROOT / "scenarios"}/', 1)
-    path.write_text(text + '\n[[faults]]\nkind = "lease_cut"\nafter_s = 5\nuntil_s = 6\n')
-    assert main(["run", str(path)]) == 2
-    err = capsys.readouterr().err
+    _, err = refused_run(tmp_path, capsys, f03, '\n[[faults]]\nkind = "lease_cut"\nafter_s = 5\nuntil_s = 6\n')
     assert "lease_cut" in err and "[failover]" in err
 
 
