@@ -699,3 +699,36 @@ def test_a_primary_cut_off_from_etcd_for_good_steps_down_in_time_and_the_standby
         if "\x0135=D\x01" in m and "\x0149=XMC\x01" in m and _sending_time(m) > cut_at + 1.5 + 0.1
     ]
     assert not late, late[:3]  # the fence's bound: three quarters of the 2 s TTL after the cut, at most
+
+
+def test_a_standby_frozen_with_sigstop_wakes_without_taking_over_and_later_takes_over_whole(tmp_path, etcd):
+    """The standby's process frozen (SIGSTOP) while the primary trades on, until the primary has sent
+    another order it has not read: woken (SIGCONT), it reads what its socket held; missed heartbeats
+    alone never make it take over while the primary holds the lease. Then kill -9 of the primary: it
+    takes over with the whole history, and its positions equal the venues'."""
+    procs, text, ports, common = _start_venue_and_standby(tmp_path, etcd, "40")
+    standby = procs[1]
+    try:
+        primary = _start_primary(tmp_path, text, ports, common, "60")
+        procs.append(primary)
+        lines = iter(primary.stdout)
+        assert any("|send|" in line for line in lines), primary.stderr.read()[-2000:]
+        os.kill(standby.pid, signal.SIGSTOP)
+        frozen_at = time.time()
+        try:
+            # frozen until the primary has sent another order (a condition, not a duration)
+            assert any("|send|" in line for line in lines), "the primary stopped trading"
+        finally:
+            os.kill(standby.pid, signal.SIGCONT)
+        woke_at = time.time()
+        killed_at = _kill_mid_chase(primary, lines, woke_at + 1.0)
+        out, err = standby.communicate(timeout=60)
+        assert standby.returncode == 0, err[-3000:]
+    finally:
+        _stop(procs)
+    report = json.loads((tmp_path / "standby" / "report.json").read_text())
+    node = report["node"]
+    assert node["primary"] == "a" and node["epoch"] > 1
+    assert node["lease_at"] > killed_at > woke_at > frozen_at  # no takeover on waking: the lease was held
+    assert node["reconciled_at"] is not None and report["anomalies"]["count"] == 0, report["anomalies"]
+    _positions_match_the_venues(report, tmp_path / "venue.json")
