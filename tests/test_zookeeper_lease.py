@@ -136,6 +136,22 @@ def test_a_server_granting_a_shorter_session_than_asked_is_what_the_fence_counts
         a.client.stop()
 
 
+@pytest.mark.zookeeper_max_session_ms(1000)
+def test_xmc_live_says_when_zookeeper_grants_another_session_timeout(zookeeper, capsys):
+    from types import SimpleNamespace
+
+    from xmc.cli import _zookeeper_lease
+
+    args = SimpleNamespace(lease_session_ms=2000.0, zookeeper=zookeeper.hosts)
+    lease = _zookeeper_lease(args, "node-a", ("127.0.0.1", zookeeper.port))
+    try:
+        err = capsys.readouterr().err
+        assert "granted a session timeout of 1000 ms, not the 2000 ms of --lease-session-ms" in err
+        assert "the fence counts on 1000 ms" in err
+    finally:
+        lease.client.stop()
+
+
 def test_a_server_granting_a_longer_session_than_asked_keeps_the_fence_on_the_asked_one(zookeeper):
     """Asked 60 ms, below the server's minimum of two 50 ms ticks: granted 100 ms. The fence keeps the
     shorter (always safe); a restarted holder waits for the longer before it calls a grant stale."""
