@@ -209,7 +209,7 @@ class Cluster:
         """A keep-alive of `node` by production's rule (engine.shell.lease.renew): True when renewed,
         False when its lease is gone, None when the service did not answer (a lease_cut) while the
         node's own clock still gives its last grant time: it trades on and asks again next beat."""
-        return renew(self.lease, node, lambda: self.env.now)[0]
+        return renew(self.lease, node, lambda: self.env.now, (LeaseServiceUnreachable,))[0]
 
     def cut_lease(self, fault, struck: bool = False):
         """The lease service cannot be reached from one node: from now for the fault's window, or for

@@ -66,15 +66,21 @@ def may_send(lease: Lease, node: str, epoch: int, now: float) -> bool:
     return bool(renewed) and lease.holds(node, epoch, now)
 
 
-def renew(lease: Lease, node: str, clock: Callable[[], float]) -> tuple[bool | None, str]:
+def renew(
+    lease: Lease,
+    node: str,
+    clock: Callable[[], float],
+    unanswered: tuple[type[BaseException], ...] = (Exception,),
+) -> tuple[bool | None, str]:
     """One keep-alive by the holder's rule, the same in `xmc live` and in the simulator: (True, "") when
     the service renewed the lease; (False, "") when it says the lease is gone; when it did not answer,
     the error and None while the holder's own clock says its last grant still lasts (it trades on
-    that grant and asks again at its next heartbeat), False once that has run out. Any error counts
-    as unanswered: a client's own exception must not end the keep-alives unseen."""
+    that grant and asks again at its next heartbeat), False once that has run out. In production any
+    error counts as unanswered (`unanswered`): a client's own exception must not end the keep-alives
+    unseen; the simulator passes LeaseServiceUnreachable alone, so that its own bugs still raise."""
     try:
         return bool(lease.keep_alive(node, clock())), ""
-    except Exception as exc:  # noqa: BLE001 - LeaseServiceUnreachable, or whatever else the client raised
+    except unanswered as exc:  # LeaseServiceUnreachable, or whatever else the client raised
         error = f"{type(exc).__name__}: {exc}"[:300]
         return (None if lease.holds(node, lease.revision, clock()) else False), error
 
