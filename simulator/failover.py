@@ -8,8 +8,8 @@ standby detects the failure, takes the lease once it has expired (its revision i
 epoch), becomes active with that epoch (engine.core.events.Takeover), logs on to every venue with the
 replicated FIX session state, queries every order it knows was working and only then takes new
 risk. A paused primary that wakes up runs into the fence where orders leave it (the lease check),
-and steps down at its next keep-alive; one that finds no standby to take over is restarted from its
-journal and trades under the next epoch. A node cut off from the lease service (lease_cut) decides
+and, superseded, steps down at its next keep-alive; one still in charge without its lease stops and is
+restarted from its journal, under the next epoch unless the standby took over first. A node cut off from the lease service (lease_cut) decides
 each keep-alive by production's rule (engine.shell.lease.renew): it trades on its last grant while
 its own clock says that lasts, then stops like a node whose lease is gone. A frozen standby
 (standby_pause) reads what its socket held when it wakes, before its detector judges the heartbeats.
@@ -132,6 +132,7 @@ class Cluster:
         self.standby_paused = False
         self.held: list[Callable[[], None]] = []
         self.detected: float | None = None
+        self.lost_at: float | None = None  # when the fence began to stop a node that then lost its lease
         self.failovers: list[dict] = []
         self.events: list[dict] = []  # node faults as they happened
         env.process(self._heartbeats())
@@ -224,23 +225,19 @@ class Cluster:
 
     def _lost_lease(self, p) -> None:
         """The node in charge found its lease gone (it woke from a pause longer than the TTL, or could
-        not reach the lease service for as long as its grant lasted). A live standby takes over when
-        the heartbeats it misses say so (the fence blocks the node meanwhile; it steps down once
-        superseded). With none, the node stops, as production's does when its lease is lost, and its
-        supervisor starts the process again (`restart_alone`): from its journal, under the next epoch
-        once the lease is free and the service answers. A fenced process never stays in charge of a
-        desk that nobody can trade."""
+        not reach the lease service for as long as its grant lasted). It stops, as production's node
+        does (it logs out: its sessions drop), and its supervisor starts the process again
+        (`restart_alone`): from its journal, under the next epoch once the lease is free and the
+        service answers. A live standby races it for the lease from the heartbeats it misses; the
+        restarted process gives up if the standby took over first (production's is refused, exit 2).
+        A node left in charge fenced would trade nothing, however long the standby is frozen or cut
+        off from the service, and fail invariant 5."""
         now = self.env.now
         event = f"{p.node}_lost_lease"
         if not self.events or self.events[-1]["event"] != event:
             self.events.append({"event": event, "at_s": now})
-        if self.standby_core is not None:
-            # its heartbeats have stopped: the standby takes the lease after `misses` of them. A failover
-            # that no crash or pause began (a lease cut) counts from when the node's fence began to stop it
-            if p is self.active and (not self.failovers or "active_s" in self.failovers[-1]):
-                fenced = self.lease.expires - self.lease.ttl * FENCE_MARGIN
-                self.failovers.append({"fault": "lease_lost", "crash_s": min(fenced, now)})
-            return
+        # should the standby take over, the failover counts from when the fence began to stop this node
+        self.lost_at = min(self.lease.expires - self.lease.ttl * FENCE_MARGIN, now)
         p.crash()  # the restart is reported as one (`restarts`)
         relaunch = Fault(index=-1, kind="lease_lost", venue="", after=now, until=now, orders="any", rate=1.0, count=1)
         self.restart_alone(relaunch)
@@ -321,8 +318,10 @@ class Cluster:
             new.sessions[name].forget_resend_request()
             new.reconnect(name)  # log on with the replicated sequence numbers; status queries follow
         record = self.failovers[-1] if self.failovers and "active_s" not in self.failovers[-1] else {}
-        if not record:
+        if not record:  # no crash or pause began it: the node in charge lost its lease (a lease cut)
+            record = {"fault": "lease_lost", "crash_s": self.lost_at if self.lost_at is not None else now}
             self.failovers.append(record)
+        self.lost_at = None
         record.update(
             detected_s=self.detected,
             active_s=now,

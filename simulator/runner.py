@@ -108,16 +108,13 @@ class Simulation:
         self.node = _Node(journal, [])
         self.draining = False  # the run is in its drain: a process that starts from here on drains too
         kinds = {f.kind for f in scenario.faults}
-        # a process that may restart journals: a crash fault's, or a primary that may die (or lose its
-        # lease in a pause or a lease cut) with its standby dead (Cluster.crash_primary and _lost_lease
-        # restart it then; a standby that took over journals always)
+        # a process that may restart journals: a crash fault's, a primary that may die with its standby
+        # dead (Cluster.crash_primary restarts it then), or one that may lose its lease in a pause or a
+        # lease cut (Cluster._lost_lease: it stops and restarts); a standby that took over journals always
         if journal is None and (
             kinds & {"crash_restart", "crash_on_order", "crash_mid_batch"}
-            or (
-                scenario.failover
-                and "standby_crash" in kinds
-                and kinds & {"primary_crash", "primary_pause", "lease_cut"}
-            )
+            or (scenario.failover and "standby_crash" in kinds and "primary_crash" in kinds)
+            or (scenario.failover and kinds & {"primary_pause", "lease_cut"})
         ):
             self.node.journal = shell.journal = self.scratch.journal("engine", scenario.engine)
         try:
@@ -229,7 +226,7 @@ class Simulation:
         if not killed and not target.alive:
             self._skip_crash(fault)  # down already, its restart (or the standby's takeover) still to come
             return
-        if cluster is not None and cluster.standby_core is not None:
+        if cluster is not None and cluster.standby_core is not None and not killed:
             cluster.events.append(
                 {"event": "crash_restart_skipped", "at_s": env.now, "why": "a standby is alive (that is primary_crash)"}
             )
@@ -254,6 +251,9 @@ class Simulation:
         while cluster is not None and revision is None:
             # the restarted process of a pair must hold the lease before it trades: the dead process's
             # grant lives until it expires (no keep-alive comes), then this process gets the next epoch
+            if cluster.active is not target:  # a standby took over meanwhile: this process is refused
+                cluster.events.append({"event": "restart_refused_lease_held", "at_s": env.now, "node": target.node})
+                return
             try:
                 revision = cluster.lease.acquire(target.node, env.now)
             except LeaseServiceUnreachable:  # cut off from the service: it asks again a heartbeat later

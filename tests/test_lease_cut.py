@@ -36,13 +36,14 @@ def test_the_simulated_service_answers_no_request_of_a_node_cut_off_and_the_gran
 
 def test_a_cut_mid_chase_fences_the_primary_when_its_grant_runs_out_and_the_standby_takes_over():
     """f88: the primary trades on for three quarters of the TTL after its last answered keep-alive (its
-    first chase goes), then the fence stops the re-chase; its heartbeats stop, the standby takes the
-    expired lease and finishes the episode; the cut-off primary steps down."""
+    first chase goes), then the fence stops the re-chase; it stops at its next keep-alive, the standby
+    takes the expired lease and finishes the episode, and the primary's restarted process, still cut
+    off, finds the standby in charge and is refused (production's: exit 2)."""
     rep = runner.run(scenario.load(F88)).report
     assert rep["verdict"] == "pass", [x for x in rep["expectations"] if x["verdict"] != "pass"]
     fo = rep["failover"]
     events = _events(rep)
-    assert events[:4] == ["lease_cut", "primary_lost_lease", "standby_suspects_primary", "primary_stepped_down"]
+    assert events[:4] == ["lease_cut", "primary_lost_lease", "standby_suspects_primary", "restart_refused_lease_held"]
     assert [(g["node"], g["epoch"]) for g in fo["lease_grants"]] == [("primary", 1), ("standby", 2)]
     (record,) = fo["failovers"]
     cut_at = fo["node_events"][0]["at_s"]

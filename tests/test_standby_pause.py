@@ -47,6 +47,29 @@ def test_a_primary_that_dies_while_the_standby_is_frozen_is_taken_over_from_once
     assert rep["outcomes"].get("ESCALATED", 0) == 0
 
 
+def test_a_primary_that_loses_its_lease_while_the_standby_is_frozen_restarts_and_trades_on(tmp_path):
+    """f26's primary pauses 1.5 s while the standby is frozen for 10 s: nobody takes over, and the woken
+    primary's lease has expired. It stops (as production's node does) and its supervisor restarts it:
+    it takes the free lease under the next epoch and trades on, rather than waiting fenced in charge
+    for a standby that cannot act (that failed invariant 5). The standby, woken, stands by again."""
+    f26 = ROOT / "scenarios" / "f26_failover_primary_pause_split_brain.toml"
+    rep = runner.run(variant(tmp_path, f26, "both_frozen", extra=_pause(40, 10000)), 7).report
+    names = [e for e, _ in _events(rep)]
+    assert names[:6] == [
+        "standby_pause",
+        "primary_pause",
+        "primary_wake",
+        "primary_lost_lease",
+        "active_restarted",
+        "standby_wake",
+    ]
+    assert [(g["node"], g["epoch"]) for g in rep["failover"]["lease_grants"]] == [("primary", 1), ("primary", 2)]
+    (restart,) = rep["restarts"]
+    assert restart["node"] == "primary" and restart["replayed"] > 0
+    assert all(v["status"] != "fail" for v in rep["invariants"].values())
+    assert rep["outcomes"].get("ESCALATED", 0) == 0 and rep["outcomes"].get("ABORTED", 0) == 0
+
+
 def test_a_standby_killed_while_frozen_loses_what_its_socket_held_and_resyncs(tmp_path):
     crash = '\n[[faults]]\nkind = "standby_crash"\nafter_s = 61\ndelay_ms = 500\n'
     rep = runner.run(variant(tmp_path, F25, "crash_while_frozen", extra=_pause(60, 5000) + crash)).report
