@@ -373,9 +373,11 @@ class LiveNode:
             kept, error = renew(lease, opts.node, time.monotonic)
             why = "the lease service says another node holds it or it expired"
             if error:
-                if unanswered is None:  # the first error of each spell is kept: a flapping service grows nothing
+                if unanswered is None:  # one record per silence (the first 100), not one per keep-alive
                     unanswered = time.monotonic()
-                    self.report.setdefault("lease_errors", []).append({"at": time.time(), "error": error})
+                    errors = self.report.setdefault("lease_errors", [])
+                    if len(errors) < 100:
+                        errors.append({"at": time.time(), "error": error})
                     _say(f"{opts.node}: the lease service does not answer ({error}); trading on the last grant")
                 why = f"the lease service has not answered for {1e3 * (time.monotonic() - unanswered):.0f} ms"
             elif kept and unanswered is not None:
