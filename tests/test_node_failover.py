@@ -693,6 +693,7 @@ def test_a_primary_cut_off_from_etcd_for_good_steps_down_in_time_and_the_standby
     # 0.5 s timeout), not at the first unanswered keep-alive and not after the 6 s cut
     node = json.loads((tmp_path / "primary" / "report.json").read_text())["node"]
     assert cut_at + 1.0 < node["lease_lost_at"] < cut_at + 5.0 and node["lease_lost_at"] <= stopped_at
+    assert node["drain"] == "skipped: the lease is lost"  # fenced, it logs out at once for the standby
     late = [
         m
         for m in (tmp_path / "primary" / "messages.log").read_text().splitlines()

@@ -317,10 +317,15 @@ class LiveNode:
         try:
             left = None if opts.duration is None else max(opts.duration - (time.monotonic() - self._begun), 0.0)
             self.stop.wait(left)
-            engine.command("drain")
-            # once the engine thread has taken the drain (a quote queued before it may still open an
-            # episode, whose orders are then out), every open episode finishes before the sessions close
-            wait_for(lambda: drained(self.core), 10)
+            if "lease_lost_at" in self.report:
+                # fenced: no order or cancel can leave, so a drain could only hold the sessions (and the
+                # CompIDs the node taking over logs on with) for nothing; they close at once
+                self.report["drain"] = "skipped: the lease is lost"
+            else:
+                engine.command("drain")
+                # once the engine thread has taken the drain (a quote queued before it may still open an
+                # episode, whose orders are then out), every open episode finishes before the sessions close
+                wait_for(lambda: drained(self.core), 10)
             self.logged_on_at_end = sorted(engine.logged_on)
         finally:
             self.stop.set()  # ends the keep-alive thread before the lease is given up
