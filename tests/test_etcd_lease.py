@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.shell.lease import EtcdLease
+from engine.shell.lease import EtcdLease, LeaseServiceUnreachable, etcd_request_timeout
 
 pytestmark = pytest.mark.etcd
 
@@ -54,6 +54,41 @@ def test_a_failed_revoke_of_an_unused_lease_does_not_end_a_takeover():
             return False
 
     assert EtcdLease(Client(), "node-b").acquire("node-b", 0.0) is None
+
+
+def test_an_unanswered_keep_alive_is_no_proof_and_a_refused_one_is():
+    """etcd3gw raises when etcd does not answer (a timeout, a refused connection): the keep-alive says
+    LeaseServiceUnreachable and the grant stands by the holder's clock; a TTL of -1 (the lease is gone
+    on the server) is a lost lease at once."""
+
+    class Lease:
+        answer: object = 1
+
+        def refresh(self):
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    class Client:
+        def get(self, key, metadata=False):
+            return [(b"node-a", {"create_revision": 7})]
+
+    lease = EtcdLease(Client(), "node-a", ttl=2)
+    lease._lease, lease.revision, lease._valid_until = Lease(), 7, 11.5  # granted at 10.0: 2 s x 3/4
+    lease._lease.answer = TimeoutError("read timed out")
+    with pytest.raises(LeaseServiceUnreachable, match="etcd did not answer a keep-alive: TimeoutError"):
+        lease.keep_alive("node-a", 11.0)
+    assert lease.holds("node-a", 7, 11.4) and not lease.holds("node-a", 7, 11.6)
+    lease._lease.answer = 2
+    assert lease.keep_alive("node-a", 11.2) and lease.holds("node-a", 7, 12.6)
+    lease._lease.answer = -1
+    assert not lease.keep_alive("node-a", 11.3) and not lease.holds("node-a", 7, 11.4)
+
+
+def test_the_etcd_client_gives_up_a_request_within_the_grant():
+    assert etcd_request_timeout(1, 0.1) == 0.5  # 0.5 s floor, under the 0.75 s grant
+    assert etcd_request_timeout(2, 0.3) == pytest.approx(0.9)  # three heartbeats
+    assert etcd_request_timeout(1, 0.9) == 0.75  # never past the grant (3/4 of the TTL)
 
 
 def test_a_leader_key_gone_before_it_is_read_back_is_tried_again_and_never_taken_from_another_node():

@@ -721,12 +721,10 @@ def _failover_args(args, node: str):
         return _zookeeper_lease(args, node, address("--zookeeper", args.zookeeper)), peer
     import etcd3gw
 
-    from engine.shell.lease import FENCE_MARGIN, EtcdLease
+    from engine.shell.lease import EtcdLease, etcd_request_timeout
 
     etcd_host, etcd_port = address("--etcd", args.etcd)
-    # a request etcd does not answer in time is given up (a blackholed link would hold it for minutes):
-    # the primary then goes by its own clock and steps down while its last grant still fences it
-    timeout = min(args.lease_ttl_s * (1.0 - FENCE_MARGIN), max(3 * args.heartbeat_ms / 1e3, 0.5))
+    timeout = etcd_request_timeout(args.lease_ttl_s, args.heartbeat_ms / 1e3)
     client = etcd3gw.client(host=etcd_host, port=etcd_port, timeout=timeout)
     try:
         client.status()

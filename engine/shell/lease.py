@@ -85,6 +85,14 @@ def renew(
         return (None if lease.holds(node, lease.revision, clock()) else False), error
 
 
+def etcd_request_timeout(ttl_s: float, heartbeat_s: float) -> float:
+    """How long the etcd client waits for an answer before a request counts as unanswered: 0.5 s, or three
+    heartbeats if longer, and never more than the holder's grant (3/4 of the TTL). A blackholed link
+    would otherwise hold a keep-alive for minutes: the keep-alive thread stuck, the node fenced by its
+    own clock but never stepping down. (ZooKeeper's counterpart: ZooKeeperLease.request_timeout.)"""
+    return min(ttl_s * (1.0 - FENCE_MARGIN), max(3 * heartbeat_s, 0.5))
+
+
 class EtcdLease:
     """The lease on etcd (live and wire mode): a TTL lease kept alive by its holder, a leader key
     created under it only if absent (a transaction on create_revision = 0), and that key's
