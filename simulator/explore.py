@@ -7,7 +7,9 @@ every failure to a minimal standalone scenario with its one-line replay command.
   base allows and then only faults of those kinds, so rare combinations are reached.
 - Failovers behind: a schedule with a primary crash or pause gets, half the time, a replication
   cut or delay spanning it (`standby_behind`), so takeovers by a standby that missed the primary's
-  last decisions are drawn often, not by the chance of two independent draws lining up.
+  last decisions are drawn often, not by the chance of two independent draws lining up; and, a
+  quarter of the time, the standby frozen or cut off from the lease service across the primary's
+  failure (`standby_impaired`), so the two race for the lease when the standby can take over.
 - Feedback: the novelty signal is the set of coverage tags and anomaly kinds a run reached; a
   schedule that reaches a new one joins the corpus, and half of later schedules are mutations of a
   corpus member (add, drop or perturb one fault), as coverage-guided fuzzers do.
@@ -225,7 +227,45 @@ def swarm(rng, base: Base) -> list[dict]:
             out.append(behind)
     if failovers and "standby_crash" in base.kinds and rng.random() < 0.25:
         out.append(standby_down(rng, base, failovers[0]))
+    # the primary failing (a crash, a pause, or cut off from the lease service past its grant) while
+    # the standby cannot take over at once: drawn from the failing fault's own stream, so the
+    # schedule's generator and every schedule's other draws are unchanged
+    primary_down = failovers + [f for f in out if f["kind"] == "lease_cut" and f.get("node") == "primary"]
+    impaired = standby_impaired(base, primary_down[0]) if primary_down else None
+    if impaired is not None:
+        out.append(impaired)
     return out
+
+
+STANDBY_IMPAIRED_SHARE = 0.25  # of schedules whose primary fails: the standby frozen or cut off across it
+
+
+def standby_impaired(base: Base, failure: dict) -> dict | None:
+    """A standby frozen (standby_pause) or cut off from the lease service (lease_cut on the standby)
+    from before the primary's drawn failure until after it, a quarter of the time: the primary dies,
+    wakes fenced or loses its lease while the standby cannot take over yet, and the two race for the
+    lease once it can (a primary left fenced in charge by this pair of failures was found by hand,
+    not by the search).
+    Drawn apart, such a pause lasts at most 1.5 s and rarely covers the failure. The draws come from
+    the failure's own stream name, not the schedule's generator. None when the base allows neither
+    kind, or for three schedules in four."""
+    kinds = [k for k in ("standby_pause", "lease_cut") if k in base.kinds]
+    if not kinds:
+        return None
+    rng = fork(0, f"standby_impaired {failure['stream']}")
+    if rng.random() >= STANDBY_IMPAIRED_SHARE:
+        return None
+    kind = rng.choice(kinds)
+    d = base.duration
+    at = failure["after_s"]  # an on_order failure strikes at the first matching order after it
+    start = round(max(0.0, at - rng.uniform(0.2, max(d * 0.05, 1.0))), 3)
+    span = at - start + rng.uniform(0.3, max(d * 0.02, 3.0))  # until after the failure
+    f: dict = {"kind": kind, "after_s": start, "stream": f"x{rng.randrange(10**9)}"}
+    if kind == "standby_pause":
+        f["delay_ms"] = round(span * 1e3, 1)
+    else:
+        f.update(node="standby", until_s=round(start + span, 3))
+    return in_time(f, d)
 
 
 def standby_down(rng, base: Base, failover: dict) -> dict:
