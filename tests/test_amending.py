@@ -127,6 +127,14 @@ def test_only_the_lagging_legs_entry_orders_are_amended(spread_scenario):
     core.handle(report(b, "b1", "F", "1", 1, 1, b.price), 0.06)  # B 1 of 2: 50%
     (g,) = replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
     assert g.orig_cl_ord_id == b.cl_ord_id
+    # the other way round, with the leg of more lots behind by share though ahead in lots filled: A 2 of
+    # 5 (40%) lags B 1 of 2 (50%); by lots filled (or lots weighted by the target) B would look behind
+    core2 = amend_core(spread_scenario)
+    a2, b2 = entries(core2)
+    core2.handle(report(a2, "a1", "F", "1", 2, 2, a2.price), 0.05)
+    core2.handle(report(b2, "b1", "F", "1", 1, 1, b2.price), 0.06)
+    (g2,) = replaces(core2.handle(TimerFired(f"amend:{a2.decision_id}"), 0.2))
+    assert g2.orig_cl_ord_id == a2.cl_ord_id
     core3 = amend_core(spread_scenario)
     a3, b3 = entries(core3)
     # neither leg has filled: no leg lags, nothing to amend
@@ -217,3 +225,49 @@ def test_a_chase_order_of_a_legged_episode_is_never_amended(spread_scenario):
     assert not amend_timer(core.handle(report(chase[0], "c1", "F", "1", 1, 1, chase[0].price), 0.12))
     acts = core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2)
     assert not replaces(acts) and not [x for x in acts if isinstance(x, SendCancel)]
+
+
+def test_max_amends_zero_turns_amending_off_without_arming_a_timer(spread_scenario):
+    """max_amends = 0 turns amending off: a fill that leaves the other leg behind arms no amend timer at
+    all (not one that fires to do nothing)."""
+    core = amend_core(spread_scenario, max_amends=0)
+    a, b = entries(core)
+    acts = core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
+    assert not amend_timer(acts)
+    assert not replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
+
+
+def test_a_leg_without_payup_ticks_is_amended_from_the_touch_by_the_amend_steps_alone(spread_scenario):
+    """payup_ticks names no HG: its entry and its amends price from the touch with no payup (0), the
+    first amend one amend step past the offer."""
+    core = amend_core(spread_scenario, step=2)
+    ex = dataclasses.replace(core.strategy.execution, payup_ticks={"CU": 5})
+    core = EngineCore(dataclasses.replace(core.cfg, strategy=dataclasses.replace(core.strategy, execution=ex)))
+    a, b = entries(core)
+    assert b.price == pytest.approx(4.5005)
+    core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
+    (g,) = replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
+    assert g.price == pytest.approx(4.5005 + 2 * HG_TICK)
+
+
+def test_an_amend_adds_no_quantity_so_a_position_limit_at_its_edge_lets_it_through(spread_scenario):
+    """A replace moves the price of lots already counted (in flight or filled): the pre-trade check of an
+    amend adds none, so a leg sized exactly to its position limit can still be amended."""
+    core = amend_core(spread_scenario, max_position_lots={"CU": 5, "HG": 2})
+    a, b = entries(core)
+    core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.05)
+    acts = core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2)
+    assert replaces(acts) and not [x for x in acts if isinstance(x, Audit) and x.stage == "risk_breach"]
+
+
+def test_a_replace_carries_its_legs_account(spread_scenario):
+    """The venue's dictionary may require Account (SHFE does) on an OrderCancelReplaceRequest as on the
+    order: the replace carries the account of the order's instrument, whichever leg lags."""
+    for lagging in ("B", "A"):
+        core = amend_core(spread_scenario)
+        a, b = entries(core)
+        ahead, behind = (a, b) if lagging == "B" else (b, a)
+        core.handle(report(ahead, "x1", "F", "2", ahead.qty, ahead.qty, ahead.price), 0.05)
+        (g,) = replaces(core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2))
+        assert g.orig_cl_ord_id == behind.cl_ord_id
+        assert g.account == behind.account == core.instruments[behind.instrument].account != ""

@@ -524,9 +524,13 @@ def test_the_order_registry_finds_an_order_by_its_cancels_and_replaces_ids():
     assert (c1, c2, r1) == ("E1-000001A1C1", "E1-000001A1C2-E2", "E1-000001A1M1-E2")
     assert all(reg.find(x) is order for x in (order.cl_ord_id, c1, c2, r1))
     assert reg.find("E9-1", orig=c2) is order and reg.find("E9-1") is None
+    # an answer is about the order its ClOrdID names; its OrigClOrdID is read only when that names none
+    other = ChildOrder("E1-000002B1", "E1-000002", "B", "COMEX", "HG", "2", 2, 4.5, "entry")
+    reg.add(other)
+    assert reg.find(order.cl_ord_id, orig=other.cl_ord_id) is order and reg.find(c1, orig=other.cl_ord_id) is order
     assert reg.is_cancel(c1) and reg.is_cancel(r1) and not reg.is_cancel(order.cl_ord_id)
     assert reg.is_replace(r1) and not reg.is_replace(c1)
-    assert dict(reg) == {order.cl_ord_id: order} and len(reg) == 1
+    assert dict(reg) == {order.cl_ord_id: order, other.cl_ord_id: other} and len(reg) == 2
 
 
 def test_a_venue_without_position_reports_whose_answer_is_no_orders_means_flat(config):
