@@ -133,13 +133,20 @@ def test_a_venue_that_lost_an_order_is_asked_sooner_about_the_next_until_one_is_
 
 def test_the_watch_keeps_nothing_of_an_order_once_it_is_settled():
     """A day of orders must not grow the watch: an order asked about and then settled by its status
-    answer leaves no trace, and asking about an order the watch does not hold records nothing."""
+    answer, or dropped with its session, leaves no trace, and asking about an order the watch does not
+    hold records nothing."""
     watch = AckWatch(multiple=4.0, floor=0.3)
     for i in range(100):
         watch.sent(f"c{i}", "V", float(i))
         watch.ask(f"c{i}")
         watch.forget(f"c{i}")
         watch.ask(f"gone{i}")  # never watched (or settled already)
+    assert not watch.unanswered and not watch.asked
+    # nor orders asked about when their session dropped: the next logon's questions settle them
+    for i in range(100):
+        watch.sent(f"d{i}", "V", 200.0 + i)
+        watch.ask(f"d{i}")
+        watch.session_down("V")
     assert not watch.unanswered and not watch.asked
 
 

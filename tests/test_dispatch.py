@@ -4,7 +4,7 @@ each kind of action reaches its hook, in the order the core gave them, and the a
 from __future__ import annotations
 
 from engine.core.dispatch import ActionDispatcher
-from engine.core.events import Alert, Anomaly, Audit, CancelTimer, SendOrder, SetTimer
+from engine.core.events import Alert, Anomaly, Audit, AuditRow, CancelTimer, SendOrder, SetTimer
 
 
 class Shell(ActionDispatcher):
@@ -44,7 +44,7 @@ def test_every_action_reaches_its_hook_in_the_cores_order():
     odd = Anomaly(7.0, "duplicate_exec_id", "E1-000001A1", "SHFE: ExecID x1 twice")
     shell.execute(
         [
-            Audit(7.0, "send", "E1-000001", "E1-000001A1"),
+            Audit(7.0, "send", "E1-000001", "E1-000001A1", "CU", "ACC", "1", 1, 70000.0, "entry A"),
             order,
             SetTimer(7.5, "answer:E1-000001A1"),
             CancelTimer("amend:E1-000001"),
@@ -63,5 +63,9 @@ def test_every_action_reaches_its_hook_in_the_cores_order():
         ("audited", 2, "terminal"),
     ]
     assert [r.seq for r in shell.audit] == [0, 1, 2]
+    # a row carries every field of its Audit (the trail's columns, engine.report.AUDIT_COLUMNS)
+    assert shell.audit[0] == AuditRow(
+        0, 7.0, "send", "E1-000001", "E1-000001A1", "CU", "ACC", "1", 1.0, 70000.0, "entry A"
+    )
     assert shell.anomalies == [odd] and shell.alerts == [page]
     assert shell.audit[1].detail == "duplicate_exec_id: SHFE: ExecID x1 twice"
