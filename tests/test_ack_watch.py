@@ -156,6 +156,13 @@ def test_a_multiple_of_zero_turns_the_watch_off():
         watch.sent(f"c{i}", "V", float(i))
         watch.answered(f"c{i}", i + 0.001)
     assert watch.sent("late", "V", 20.0) is None
+    # any multiple above 0 watches, one of 1 or below too: never sooner than the floor
+    for multiple in (0.5, 1.0):
+        watch = AckWatch(multiple=multiple, floor=0.3)
+        assert watch.deadline("V") == pytest.approx(0.3)
+        watch.sent("c", "V", 0.0)
+        watch.answered("c", 0.1)
+        assert watch.deadline("V") == pytest.approx(0.3) and watch.sent("d", "V", 1.0) == pytest.approx(1.3)
 
 
 @pytest.fixture()
