@@ -41,12 +41,20 @@ print(json.dumps({"compiled": bool(compiled), "times": times}))
 """
 
 
-def measure(checkout: Path, files: list[str], pure: bool) -> dict:
+def _child_env(pure: bool, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}  # the caller's XMC_PURE would hide the builds
     if pure:
         env["XMC_PURE"] = "1"
+    return {**env, **extra}
+
+
+def measure(checkout: Path, files: list[str], pure: bool) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(checkout), *files], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", CHILD, str(checkout), *files],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_child_env(pure),
     )
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -56,10 +64,7 @@ def instructions(checkout: Path, files: list[str], pure: bool, runs: int) -> tup
     start-up and imports cancel out) and the child's answer (compiled or not, each file's run_hash)."""
     counts = []
     for n in (1, 1 + runs):
-        env = {k: v for k, v in os.environ.items() if k != "XMC_PURE"}
-        env.update(XMC_RUNS=str(n), PYTHONHASHSEED="0")  # hash seeds move dict probing, hence the count
-        if pure:
-            env["XMC_PURE"] = "1"
+        env = _child_env(pure, XMC_RUNS=str(n), PYTHONHASHSEED="0")  # hash seeds move dict probing, the count
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", CHILD]
         out = subprocess.run([*cmd, str(checkout), *files], capture_output=True, text=True, env=env)
         found = re.search(r"Collected : (\d+)", out.stderr)
@@ -95,7 +100,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("other", help="the other checkout (e.g. a `git worktree add` of an earlier commit)")
     ap.add_argument("scenarios", nargs="*", help="scenario files (default: three library scenarios)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per checkout (3), or passes counted (1: counts barely vary)",
+    )
     ap.add_argument("--pure", action="store_true", help="compare the Python modules instead of the builds")
     ap.add_argument(
         "--instructions",
@@ -108,6 +118,8 @@ def main() -> int:
         print(f"compare.py: {args.other}: not an xmc checkout (no simulator/ in it)", file=sys.stderr)
         return 2
     files = args.scenarios or [str(ROOT / "scenarios" / f"{n}.toml") for n in DEFAULT]
+    if args.repeat is None:
+        args.repeat = 1 if args.instructions else 3
     if args.repeat < 1:
         print(f"compare.py: --repeat {args.repeat}: must be at least 1", file=sys.stderr)
         return 2
