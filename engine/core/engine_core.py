@@ -402,12 +402,17 @@ class EngineCore:
         return [SetTimer(at, timer_key(TimerKind.TIMEOUT, ep.decision_id))]
 
     def fx_for(self, inst: Instrument) -> float:
-        """FX rate that converts `inst`'s currency into leg A's currency (1 when they are the same)."""
+        """FX rate that converts `inst`'s currency into leg A's currency for a recovery order's risk
+        check: 1 when they are the same; else the FX book's mid, or on a one-sided or empty FX book its
+        last two-sided mid (as the price band's reference); 1 only when FX was never quoted two-sided,
+        so that a repair is not refused for want of a rate it never had."""
         base = self.instruments[self.strategy.leg_a].currency
-        if inst.currency == base or not self.strategy.fx:
+        fx = self.strategy.fx
+        if inst.currency == base or not fx:
             return 1.0
-        book = self.books.get(self.strategy.fx)
-        return book.mid if book is not None and book.mid else 1.0
+        book = self.books.get(fx)
+        mid = book.mid if book is not None else None
+        return mid or self.last_mid.get(fx) or 1.0
 
     def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float) -> Breach | None:
         limit = self.cfg.risk.max_orders_per_day.get(inst.name)
@@ -714,8 +719,7 @@ class EngineCore:
         ]
         if fill:
             self.positions[order.instrument] += side_sign(order.side) * fill
-            if r.exec_type != "I":  # reported as it happened, not a status answer
-                self.reconciliation.after_live_fill(order.venue)
+            self.reconciliation.after_live_fill(order.venue)  # reported as it happened (status answers went above)
             ep.fills.append((now, order.leg, fill, r.last_px))
             ep.stages.setdefault(f"fill_{order.leg}", now)
             out.append(
