@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from engine.core.engine_core import EngineCore
 from engine.core.events import Audit, SendOrder, SetTimer
 from tests.conftest import fire, report
@@ -60,4 +62,37 @@ def test_the_fill_that_ends_an_episode_arms_no_amend(spread_scenario):
     core.handle(report(a, "a1", "F", "2", a.qty, a.qty, a.price), 0.01)
     acts = core.handle(report(b, "b1", "F", "2", b.qty, b.qty, b.price), 0.02)
     assert core.episodes[a.decision_id].terminal
+    assert not [t for t in acts if isinstance(t, SetTimer) and t.key.startswith("amend:")]
+
+
+@pytest.mark.parametrize(
+    "exec_type,status,stage",
+    [("0", "0", "ack"), ("4", "4", "canceled"), ("8", "8", "rejected"), ("C", "C", "expired"), ("6", "6", "report")],
+)
+def test_each_kind_of_report_has_its_own_audit_row(spread_scenario, exec_type, status, stage):
+    """An answer that fills nothing is one audit row, named by its ExecType (any other kind: "report"),
+    at the order's leaves and price, saying the order's state (and a reject's reason and text)."""
+    core = core_with(spread_scenario, mode="limit", order_timeout=30.0)
+    a, b = entries(core)
+    if exec_type != "0":
+        core.handle(report(b, "b0", "0", "0", 0), 0.01)
+    r = dataclasses.replace(report(b, "bx", exec_type, status, 0, reason=5 if exec_type == "8" else None), text="why")
+    acts = core.handle(r, 0.02)
+    order = core.orders[b.cl_ord_id]
+    (row,) = [x for x in acts if isinstance(x, Audit) and x.cl_ord_id == b.cl_ord_id]
+    assert (row.stage, row.qty, row.price) == (stage, order.leaves_qty, b.price)
+    assert row.detail == order.state.name + (" reason=5 why" if exec_type == "8" else "")
+
+
+@pytest.mark.parametrize("mode,amend_after,fill", [("limit", 0.15, False), ("limit", 0.0, True), ("ioc", 0.0, True)])
+def test_only_a_fill_arms_the_amend_and_only_when_amending_is_on(spread_scenario, mode, amend_after, fill):
+    """Amending (limit mode, amend_after_ms > 0) arms when a leg fills and the other lags: not on an
+    acknowledgement, and never with amend_after 0 (the setting that turns it off)."""
+    core = core_with(spread_scenario, mode=mode, amend_after=amend_after, max_amends=2, order_timeout=30.0)
+    a, b = entries(core)
+    acts = core.handle(report(b, "b0", "0", "0", 0), 0.01)
+    acts += core.handle(report(a, "a0", "0", "0", 0), 0.01)
+    if fill:
+        acts += core.handle(report(a, "a1", "F", "1", 1, 1, a.price), 0.02)
+    assert not core.episodes[a.decision_id].terminal
     assert not [t for t in acts if isinstance(t, SetTimer) and t.key.startswith("amend:")]

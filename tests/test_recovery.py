@@ -506,3 +506,16 @@ def test_one_venue_that_did_not_handle_its_legs_unwind_is_enough_once_the_budget
     acts = _cancel_confirmed(core, on_a, 0.12 + 0.85)
     assert not sends(acts) and ep.state is EpisodeState.ESCALATED
     assert "the venue did not handle unwind attempt 1 in time" in ep.reason
+
+
+@pytest.mark.parametrize("acked_at,due", [(0.2, 0.12 + 0.8), (1.0, 1.0), (1.7, 0.12 + 1.5)])
+def test_a_recovery_order_left_working_is_cancelled_when_the_legged_budget_is_spent(core, acked_at, due):
+    """A chase the venue acknowledges and leaves working (no fill yet): its timeout moves to the end of
+    the legged budget (legged at 0.12, budget 0.8 s), at once when that is already past, and never later
+    than its own order timeout (1.5 s from when it was sent at 0.12)."""
+    ep, acts, _ = legged_by_reject(core, 3)
+    assert ep.stages["legged"] == 0.12 and core.strategy.execution.order_timeout == 1.5
+    (chase,) = sends(acts)
+    acts = core.handle(report(chase, "xc0", "0", "0", 0), acked_at)
+    key = timer_key(TimerKind.TIMEOUT, ep.decision_id)
+    assert [x.at for x in acts if isinstance(x, SetTimer) and x.key == key] == [pytest.approx(due)]

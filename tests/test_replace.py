@@ -223,6 +223,11 @@ def test_a_status_answer_settles_an_open_replace_and_the_deferred_cancel_goes(am
     assert cancel.orig_cl_ord_id == held == order.cl_ord_id and order.pending_replace is None
     assert order.state is OrdStatus.PENDING_CANCEL and order.price == (g.price if took else b.price)
     assert not [x for x in acts if isinstance(x, Anomaly)] and core.venue_ready("COMEX")
+    # the audit trail says which way the answer settled it, and at what price the order now rests
+    (settled,) = [x for x in acts if isinstance(x, Audit) and x.stage in ("replaced", "replace_rejected")]
+    assert settled.stage == ("replaced" if took else "replace_rejected") and settled.price == order.price
+    what = "took effect" if took else "did not take effect"
+    assert settled.detail == f"status answer: replace {g.cl_ord_id} {what}; NEW"
 
 
 def test_a_cancel_decided_while_a_replace_is_open_is_not_sent_when_a_fill_ends_the_order(amend_config):
@@ -297,3 +302,21 @@ def test_the_certification_venue_answers_replaces_by_band(spread_scenario, qty, 
         assert replaced.get(11) == "P1M1" and replaced.get(41) == "P1" and replaced.get(44) == "70020"
     if expected[-1][0] == "9" or expected[1][0] == "9":
         assert all(m.get(434) == "2" for m in replies() if m.msg_type == "9")
+
+
+@pytest.mark.parametrize("cancel_waits", [False, True])
+def test_a_replaced_report_is_one_audit_row_and_a_cancel_waiting_for_it_goes(amend_config, cancel_waits):
+    """ExecType 5 is recorded once, as "replaced" at the new price and leaves (not as a plain report),
+    after the order's other rows; a cancel decided while the replace was open goes with it."""
+    core = EngineCore(amend_config)
+    a, b, _ = _leg_a_fills_b_rests(core)
+    (g,) = [x for x in core.handle(TimerFired(f"amend:{a.decision_id}"), 0.2) if isinstance(x, SendReplace)]
+    if cancel_waits:
+        core.handle(TimerFired(f"timeout:{a.decision_id}"), 0.205)
+    acts = core.handle(_replaced(b, g, "b5"), 0.21)
+    rows = [x for x in acts if isinstance(x, Audit) and x.cl_ord_id in (b.cl_ord_id, g.cl_ord_id)]
+    assert [(x.stage, x.cl_ord_id, x.price, x.qty, x.detail) for x in rows] == [
+        ("replaced", g.cl_ord_id, g.price, b.qty, "NEW replace 1")
+    ]
+    cancels = [x for x in acts if isinstance(x, SendCancel)]
+    assert [x.orig_cl_ord_id for x in cancels] == ([g.cl_ord_id] if cancel_waits else [])
