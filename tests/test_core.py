@@ -920,3 +920,21 @@ def test_after_a_restart_recovery_waits_for_no_order_list(config):
     core.handle(Command("reconcile"), 0.5)
     core.handle(SessionUp("COMEX"), 0.6)
     assert not core.venue_ready("COMEX") and not core.order_list_due("COMEX")
+
+
+@pytest.mark.parametrize("cl_ord_id", ["", "NONE"])
+def test_a_mass_status_entry_naming_no_order_counts_nothing_toward_the_venues_position(config, cl_ord_id):
+    """The CumQty tally of a mass status answer (the venue's positions where it refuses AN) counts the
+    orders the answer names: an entry with no ClOrdID (an order keyed in at the venue) or the "NONE"
+    of an answer with no orders adds nothing, whatever quantity it carries."""
+    import dataclasses
+
+    from engine.core.events import Audit
+
+    core, b, af, an = _taken_over_at(config, hg_fill_seen=True)
+    stray = dataclasses.replace(_mass_answer(af.req_id, b, 1.0), cl_ord_id=cl_ord_id, exec_id="XS0", last_report=False)
+    core.handle(stray, 1.15)
+    core.handle(_mass_answer(af.req_id, b, b.qty), 1.2)  # our order: filled, +2 as we hold
+    out = core.handle(_refused(an.req_id), 1.3)
+    stages = {x.stage for x in out if isinstance(x, Audit)}
+    assert "positions_reconciled" in stages and "position_mismatch" not in stages and core.venue_ready("COMEX")

@@ -44,7 +44,8 @@ def test_a_duplicate_report_is_an_anomaly_and_no_second_audit_row(spread_scenari
     core.handle(report(b, "b0", "0", "0", 0), 0.01)
     acts = core.handle(report(b, "b0", "0", "0", 0), 0.02)
     assert not [x for x in acts if isinstance(x, Audit)]
-    assert [x.kind for x in acts if type(x).__name__ == "Anomaly"] == ["duplicate_exec_id"]
+    (anomaly,) = [x for x in acts if type(x).__name__ == "Anomaly"]
+    assert anomaly.kind == "duplicate_exec_id" and anomaly.data == {"exec_id": "b0"}  # the report it names
 
 
 def test_a_reject_the_order_table_refuses_is_not_remembered_as_the_episodes_reject(spread_scenario):

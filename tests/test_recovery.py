@@ -519,3 +519,21 @@ def test_a_recovery_order_left_working_is_cancelled_when_the_legged_budget_is_sp
     acts = core.handle(report(chase, "xc0", "0", "0", 0), acked_at)
     key = timer_key(TimerKind.TIMEOUT, ep.decision_id)
     assert [x.at for x in acts if isinstance(x, SetTimer) and x.key == key] == [pytest.approx(due)]
+
+
+@pytest.mark.parametrize("cu_book", ["two_sided", "offers_only"])
+def test_the_legged_audit_row_prices_the_naked_tonnes_at_leg_as_mid(core, cu_book):
+    """The legged row gives the exposure in leg A's currency: naked tonnes x leg A's mid per tonne, or
+    its trigger price while its book shows no mid (CU is quoted per tonne)."""
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "F", "2", 5, 5, 70000.0), 0.001)
+    book = core.books["CU"]
+    if cu_book == "offers_only":
+        core.handle(Quote("CU", None, 0, book.ask, 50), 0.05)
+    ep = core.episodes[a.decision_id]
+    px = book.mid if cu_book == "two_sided" else ep.trigger_prices["A"]
+    if cu_book == "two_sided":
+        assert px != ep.trigger_prices["A"]  # the two readings differ: the row tells which one it used
+    acts = core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)
+    (row,) = [x for x in audits(acts) if x.stage == "legged"]
+    assert row.detail.endswith(f"naked_t=25.000 naked_cny={25 * px:.0f}")

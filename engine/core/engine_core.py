@@ -88,7 +88,6 @@ class EngineCore:
         self.cooldown_until = -math.inf
         self.seq = 0
         self.epoch = config.epoch  # fencing epoch of this node: a Takeover raises it
-        self.anomaly_count = 0
         self.orders_today: dict[str, int] = {name: 0 for name in config.instruments}
         self.cancels_today: dict[str, int] = {name: 0 for name in config.instruments}
         self._handlers: dict[type, Callable[[Any, float], list[Action]]] = {
@@ -942,5 +941,4 @@ class EngineCore:
         return [self.anomaly(now, "unknown_command", "", f"command {c.name!r}")]
 
     def anomaly(self, now: float, kind: str, cl_ord_id: str, detail: str, **data: Any) -> Anomaly:
-        self.anomaly_count += 1
         return Anomaly(now, kind, cl_ord_id, detail, data)
