@@ -379,7 +379,10 @@ def test_after_a_takeover_positions_are_compared_with_the_venues_and_a_mismatch_
     if held:
         assert "position_mismatch" in stages and not core.venue_ready("COMEX")
         assert any(isinstance(x, Alert) and x.level == "critical" and "HG ours +2 venue +1" in x.text for x in out)
-        core.handle(Command("resume"), 2.0)  # the desk has looked
+        resumed = core.handle(Command("resume"), 2.0)  # the desk has looked
+        assert [x.detail for x in resumed if isinstance(x, Audit) and x.stage == "resume"] == [
+            "new episodes allowed; position hold lifted on COMEX"
+        ]
     else:
         assert "positions_reconciled" in stages
     assert core.venue_ready("COMEX")

@@ -537,3 +537,28 @@ def test_the_legged_audit_row_prices_the_naked_tonnes_at_leg_as_mid(core, cu_boo
     acts = core.handle(report(b, "xb", "8", "8", 0, reason=3), 0.12)
     (row,) = [x for x in audits(acts) if x.stage == "legged"]
     assert row.detail.endswith(f"naked_t=25.000 naked_cny={25 * px:.0f}")
+
+
+def test_one_live_quote_resumes_every_episode_waiting_for_it_and_no_other(config):
+    """Two episodes legged while HG's quote is stale both wait for it; a CU quote moves neither (no
+    row, no timer: they do not wait for CU); the next HG quote prices both chases."""
+    ex = dataclasses.replace(config.strategy.execution, max_concurrent_episodes=2, cooldown=0.0)
+    core = EngineCore(
+        dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=RECOVERY, execution=ex))
+    )
+    a1, b1 = sends(fire(core))
+    hg_cny = 4.5 * 2204.62 * 7.1
+    for spread, t in ((0.0, 0.1), (400.0, 0.2)):  # back inside (re-armed), then past the threshold again
+        mid = round((hg_cny + spread) / 10) * 10
+        acts = core.handle(Quote("CU", mid - 10, 50, mid + 10, 50), t)
+    a2, b2 = sends(acts)
+    late = core.quote_age_limit("HG") + 0.05  # HG last quoted at 0
+    for a, b in ((a1, b1), (a2, b2)):
+        core.handle(report(a, f"x{a.cl_ord_id}", "F", "2", 5, 5, 70000.0), 0.3)
+        acts = core.handle(report(b, f"x{b.cl_ord_id}", "8", "8", 0, reason=99), late)
+        assert not sends(acts) and core.episodes[b.decision_id].quotes_awaited
+    assert core.handle(Quote("CU", 69990.0, 5, 70010.0, 5), late + 0.01) == []
+    acts = core.handle(Quote("HG", 4.6, 10, 4.601, 10), late + 0.02)
+    assert sorted(o.decision_id for o in sends(acts)) == sorted([b1.decision_id, b2.decision_id])
+    assert {b1.decision_id, b2.decision_id} == {f"E1-{n:06d}" for n in (1, 2)}  # numbered one after another
+    assert core.orders_today == {"CU": 2, "HG": 4, "USDCNY": 0}  # every order sent counts once
