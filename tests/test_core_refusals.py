@@ -148,11 +148,12 @@ def test_a_recovery_order_in_another_currency_is_measured_at_the_fx_rate(spread_
     """A chase of HG (USD/lb) is checked against the CNY notional limit at USD/CNY's mid: 3 lots are
     25,000 lb x 4.50 x 7.1 x 3 = ~2.4M CNY, over a 1.8M limit (at a rate of 1 they would be ~0.34M).
     The entry (CU 5 lots ~1.77M, HG 2 lots ~1.6M) is under it. With the FX book one-sided the rate is
-    its last two-sided mid, never 1; leg A's own currency needs none."""
+    its last two-sided mid, never 1 (1 only before FX was ever quoted); leg A's own currency needs none."""
     core = core_with(spread_scenario, max_notional_cny=1_800_000)
+    hg, cu = core.instruments["HG"], core.instruments["CU"]
+    assert core.fx_for(hg) == 1.0  # before FX was ever quoted: no rate to refuse a repair for
     a, b = entries(core)
     ep = core.episodes[b.decision_id]
-    hg, cu = core.instruments["HG"], core.instruments["CU"]
     assert core.fx_for(hg) == pytest.approx(7.1) and core.fx_for(cu) == 1.0
     acts, sent = core.recovery_order(ep, ep.legs["B"], b.side, 3, b.price, 0.1, "chase", check_slippage=False)
     assert not sent and any(isinstance(x, Audit) and "max_notional_cny" in x.detail for x in acts)
