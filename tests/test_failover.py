@@ -11,6 +11,7 @@ import pytest
 from engine.config import ConfigError
 from engine.core.engine_core import EngineCore, epoch_of
 from engine.core.events import (
+    Anomaly,
     Audit,
     CancelReject,
     ExecReport,
@@ -474,8 +475,11 @@ def test_a_takeover_node_adopts_the_old_nodes_order_for_an_episode_it_knows(conf
         "",
         True,
     )
-    core.handle(resent, 1.4)
+    acts = core.handle(resent, 1.4)
     assert core.positions[b.instrument] == sign * b.qty  # inside the adopted CumQty: counted once
+    # and on record as the resend it is, naming its ExecID, not as a fill or a move the table refuses
+    assert [(x.kind, x.data) for x in acts if isinstance(x, Anomaly)] == [("duplicate_exec_id", {"exec_id": "XB2F"})]
+    assert not [x for x in acts if isinstance(x, Audit) and x.stage == "fill"]
 
 
 @pytest.mark.parametrize("venue_says", ["working", "part_filled", "no_order_qty", "other_instrument"])

@@ -519,6 +519,7 @@ def test_a_recovery_order_left_working_is_cancelled_when_the_legged_budget_is_sp
     acts = core.handle(report(chase, "xc0", "0", "0", 0), acked_at)
     key = timer_key(TimerKind.TIMEOUT, ep.decision_id)
     assert [x.at for x in acts if isinstance(x, SetTimer) and x.key == key] == [pytest.approx(due)]
+    assert [x.stage for x in audits(acts) if x.cl_ord_id == chase.cl_ord_id] == ["ack"]  # its answer on record too
 
 
 @pytest.mark.parametrize("cu_book", ["two_sided", "offers_only"])

@@ -409,9 +409,7 @@ class EngineCore:
         fx = self.strategy.fx
         if inst.currency == base or not fx:
             return 1.0
-        book = self.books.get(fx)
-        mid = book.mid if book is not None else None
-        return mid or self.last_mid.get(fx) or 1.0
+        return self.last_mid.get(fx) or 1.0  # every two-sided quote sets it (`_on_quote`): the mid while there is one
 
     def _risk(self, inst: Instrument, side: str, qty: int, price: float, fx_rate: float) -> Breach | None:
         limit = self.cfg.risk.max_orders_per_day.get(inst.name)
