@@ -691,6 +691,7 @@ def test_a_report_that_ends_an_order_asked_about_answers_the_question_when_its_c
     assert core.orders[b.cl_ord_id].done
     assert core.venue_ready("COMEX") is (venue_cum == 0)
     assert ("reconciled" in stages(acts)) is (venue_cum == 0)
+    assert "canceled" in stages(acts)  # the report's own row beside what it answered
 
 
 @pytest.mark.parametrize("before", ["nothing", "a_cancel_question_then_a_drop", "a_cancel_question_then_a_takeover"])
