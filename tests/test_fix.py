@@ -1430,3 +1430,19 @@ def test_a_business_reject_names_the_refused_messages_id():
     r = answer(FixParseError("session", 5, "bad value", "D", 8, ref_tag=44, ref_id="C9"))
     assert (r.msg_type, r.get(45), r.get(373), r.get(371), r.get(372), r.get(379)) == ("3", "8", "5", "44", "D", "")
     assert c.reject_draft(FixParseError("garbled", 0, "checksum")) is None
+    # Text (58) is cut to its first 120 characters; a refused message whose type is unknown is named "?"
+    long = answer(FixParseError("business", 3, "x" * 130, "", 9))
+    assert (long.get(372), long.get(58)) == ("?", "x" * 120)
+    assert answer(FixParseError("session", 5, "y" * 130, "D", 10, ref_tag=44)).get(58) == "y" * 120
+
+
+@pytest.mark.parametrize("value", ["1.5", "abc", ""])
+def test_a_whole_number_field_that_is_none_is_an_incorrect_data_format(value):
+    """A field the engine reads as a whole number (a reject reason, a report count) that is not one is
+    SessionRejectReason 6, incorrect data format, naming the tag."""
+    from engine.fix.codec import _fix_int, _Unreadable
+
+    with pytest.raises(_Unreadable) as err:
+        _fix_int(value, 102)
+    assert (err.value.tag, err.value.reason) == (102, 6) and "102" in err.value.text
+    assert _fix_int("7", 102) == 7

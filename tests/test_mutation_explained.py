@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 def _functions() -> dict[str, list[list[str]]]:
     """Function name -> the source lines of every function of that name in the mutated modules."""
     out: dict[str, list[list[str]]] = {}
-    for path in (ROOT / "engine" / "core").glob("*.py"):
+    for path in [*(ROOT / "engine" / "core").glob("*.py"), *(ROOT / "engine" / "fix").glob("*.py")]:
         lines = path.read_text().splitlines()
         for node in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
