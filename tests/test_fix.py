@@ -1446,3 +1446,60 @@ def test_a_whole_number_field_that_is_none_is_an_incorrect_data_format(value):
         _fix_int(value, 102)
     assert (err.value.tag, err.value.reason) == (102, 6) and "102" in err.value.text
     assert _fix_int("7", 102) == 7
+
+
+# ---- what decode takes from each field, field by field (found by mutating the codec) ------------------
+def _decoded(body: str, venue: str = "SHFE"):
+    """The events of a venue message with this body (after the header), read as the engine reads it."""
+    from engine.fix.codec import Parsed
+
+    c = codec(venue, "XMC", venue)
+    head = f"35={body.split(chr(1), 1)[0]}\x0134=9\x0149={venue}\x0152=20260105-01:00:01.750\x0156=XMC\x01"
+    text = head + body.split("\x01", 1)[1]
+    frame = f"8=FIX.4.4\x019={len(text)}\x01{text}"
+    return c, c.decode(Parsed(frame + f"10={sum(frame.encode()) % 256:03d}\x01"), venue)
+
+
+def test_a_cancel_reject_without_its_optional_fields_reads_as_no_reason_and_a_cancel():
+    _, (r,) = _decoded("9\x0111=C2\x0141=C1\x0137=O1\x0139=0\x01")
+    assert (r.cl_ord_id, r.orig_cl_ord_id, r.reason, r.response_to, r.text) == ("C2", "C1", None, "1", "")
+    _, (r,) = _decoded("9\x0111=C2\x0141=C1\x0137=O1\x0139=0\x01434=2\x01102=1\x0158=too late\x01")
+    assert (r.reason, r.response_to, r.text) == (1, "2", "too late")
+
+
+@pytest.mark.parametrize("msg_type,tag", [("9", 102), ("8", 103)])
+def test_an_unreadable_reason_is_answered_naming_its_own_tag_and_the_orders_clordid(msg_type, tag):
+    body = {
+        "9": "9\x0111=C2\x0141=C1\x0137=O1\x0139=0\x01434=1\x01102=x\x01",
+        "8": "8\x0137=O1\x0111=C2\x0117=X1\x01150=8\x0139=8\x0155=cu2603\x0154=1\x0138=5\x0114=0\x01151=0\x01103=x\x01",
+    }[msg_type]
+    with pytest.raises(FixParseError) as err:
+        _decoded(body)
+    e = err.value
+    assert (e.kind, e.reason, e.ref_tag, e.ref_id, e.msg_type, e.seq) == ("session", 6, tag, "C2", msg_type, 9)
+
+
+def test_a_report_without_its_optional_figures_reads_them_as_zero_and_keeps_the_venues_text():
+    body = "8\x0137=O1\x0111=C1\x0117=X1\x01150=0\x0139=0\x0155=cu2603\x0154=1\x0138=5\x0114=0\x01151=5\x01"
+    _, (r,) = _decoded(body + "58=accepted\x01")
+    assert (r.last_qty, r.last_px, r.avg_px, r.ord_rej_reason, r.text) == (0.0, 0.0, 0.0, None, "accepted")
+
+
+@pytest.mark.parametrize("length,kept", [(200, True), (201, False)])
+def test_a_venues_text_is_kept_whole_up_to_200_characters(length, kept):
+    from engine.fix.codec import Parsed, venue_text
+
+    text = "t" * length
+    got = venue_text(Parsed(f"35=9\x0158={text}\x01"))
+    assert (got == text) is kept and got.startswith("t" * 200)
+    assert kept or got.endswith("(201 characters; the whole message is in the message log)")
+
+
+def test_a_session_reject_naming_a_message_that_carried_no_clordid_names_none():
+    from engine.core.events import BusinessReject
+    from engine.fix.codec import naming_its_order
+
+    sent = {4: "C1"}
+    named = naming_its_order(BusinessReject("SHFE", "D", "4", 1, "x", session_level=True), sent)
+    unknown = naming_its_order(BusinessReject("SHFE", "0", "5", 1, "x", session_level=True), sent)
+    assert (named.ref_id, unknown.ref_id) == ("C1", "")
