@@ -1503,3 +1503,36 @@ def test_a_session_reject_naming_a_message_that_carried_no_clordid_names_none():
     named = naming_its_order(BusinessReject("SHFE", "D", "4", 1, "x", session_level=True), sent)
     unknown = naming_its_order(BusinessReject("SHFE", "0", "5", 1, "x", session_level=True), sent)
     assert (named.ref_id, unknown.ref_id) == ("C1", "")
+
+
+def test_a_position_report_nets_every_entry_long_less_short_an_absent_side_read_as_zero():
+    """PositionReport (AP): the net over its NoPositions (702) entries, each LongQty (704) less ShortQty
+    (705), a side the entry leaves out read as 0, whatever else the entry carries (PosType 703 leads it,
+    PosQtyStatus 706 may close it); PosReqResult (728) absent reads as 0 (valid)."""
+    head = "AP\x01710=R1\x01721=P1\x01727=2\x0155=HGH6\x01"
+    entries = "702=3\x01703=TQ\x01704=3\x01705=1\x01706=0\x01703=XM\x01705=1\x01703=SD\x01704=4\x01"
+    _, (p,) = _decoded(head + entries, "COMEX")
+    assert (p.req_id, p.instrument, p.net_qty, p.total, p.result) == ("R1", "HG", 5.0, 2, "0")
+
+
+@pytest.mark.parametrize("tag", [704, 705])
+def test_an_unreadable_position_quantity_is_answered_naming_its_tag(tag):
+    value = {704: "704=x\x01705=1\x01", 705: "704=1\x01705=x\x01"}[tag]
+    with pytest.raises(FixParseError) as err:
+        _decoded(f"AP\x01710=R1\x01721=P1\x01727=1\x0155=HGH6\x01702=1\x01703=TQ\x01{value}", "COMEX")
+    assert (err.value.reason, err.value.ref_tag) == (6, tag)
+
+
+def test_a_business_reject_and_a_session_reject_read_field_by_field():
+    _, (j,) = _decoded("j\x0145=7\x01372=D\x01379=C1\x01380=4\x0158=no\x01")
+    assert (j.ref_msg_type, j.ref_id, j.reason, j.text, j.session_level) == ("D", "C1", 4, "no", False)
+    _, (j,) = _decoded("j\x0145=7\x01372=D\x01379=C1\x01")
+    assert j.reason is None
+    _, (r,) = _decoded("3\x0145=7\x01372=D\x01379=C1\x01373=1\x01371=44\x0158=bad\x01")
+    assert (r.ref_msg_type, r.ref_id, r.reason, r.text, r.session_level) == ("D", "C1", 1, "bad", True)
+    _, (r,) = _decoded("3\x0145=7\x01372=D\x01")  # no reference id: the refused message's MsgSeqNum
+    assert (r.ref_id, r.reason) == ("7", None)
+    for body, tag in (("j\x0145=7\x01372=D\x01380=x\x01", 380), ("3\x0145=7\x01372=D\x01373=x\x01", 373)):
+        with pytest.raises(FixParseError) as err:
+            _decoded(body)
+        assert (err.value.reason, err.value.ref_tag) == (6, tag)
