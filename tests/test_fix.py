@@ -1536,3 +1536,22 @@ def test_a_business_reject_and_a_session_reject_read_field_by_field():
         with pytest.raises(FixParseError) as err:
             _decoded(body)
         assert (err.value.reason, err.value.ref_tag) == (6, tag)
+
+
+def test_position_answers_read_their_counts_and_results_and_an_unserved_type_is_refused_naming_its_order():
+    """AP: TotalNumPosReports (727) absent is one report, PosReqResult (728) as sent; AO: no 727 is no
+    report to follow (an answer), 727 unreadable names its tag; a message type the engine does not
+    serve is a BusinessMessageReject (reason 3) naming the message's ClOrdID."""
+    _, (p,) = _decoded("AP\x01710=R1\x01721=P1\x01728=2\x0155=HGH6\x01702=1\x01703=TQ\x01704=1\x01", "COMEX")
+    assert (p.total, p.result, p.net_qty) == (1, "2", 1.0)
+    _, (ao,) = _decoded("AO\x01710=R2\x01721=P2\x01728=4\x01", "COMEX")
+    assert (ao.req_id, ao.instrument, ao.net_qty, ao.total, ao.result) == ("R2", "", 0.0, 0, "4")
+    _, more = _decoded("AO\x01710=R3\x01721=P3\x01727=2\x01728=0\x01", "COMEX")
+    assert more == []  # reports follow: the AO itself answers nothing
+    for body in ("AO\x01710=R4\x01727=x\x01", "AP\x01710=R5\x01727=x\x0155=HGH6\x01"):
+        with pytest.raises(FixParseError) as err:
+            _decoded(body, "COMEX")
+        assert (err.value.reason, err.value.ref_tag) == (6, 727)
+    with pytest.raises(FixParseError) as err:
+        _decoded("D\x0111=C7\x0155=cu2603\x0154=1\x01")  # a NewOrderSingle sent to the engine
+    assert (err.value.kind, err.value.reason, err.value.msg_type, err.value.ref_id) == ("business", 3, "D", "C7")
