@@ -1555,3 +1555,45 @@ def test_position_answers_read_their_counts_and_results_and_an_unserved_type_is_
     with pytest.raises(FixParseError) as err:
         _decoded("D\x0111=C7\x0155=cu2603\x0154=1\x01")  # a NewOrderSingle sent to the engine
     assert (err.value.kind, err.value.reason, err.value.msg_type, err.value.ref_id) == ("business", 3, "D", "C7")
+
+
+def _refresh(c: FixCodec, entries: str) -> list:
+    """The quotes an incremental refresh (X) with these NoMDEntries entries leaves in codec `c`."""
+    from engine.fix.codec import Parsed
+
+    count = entries.count("279=")
+    text = f"35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01268={count}\x01{entries}"
+    frame = f"8=FIX.4.4\x019={len(text)}\x01{text}"
+    return c.decode(Parsed(frame + f"10={sum(frame.encode()) % 256:03d}\x01"), "SHFE")
+
+
+def test_an_incremental_refresh_changes_only_the_side_it_names():
+    """Deleting the bid (279=2) leaves the offer and its size as they were; an entry without a size
+    (271) is a level of size 0; a member tag seen twice in one entry ends the group (the second price is
+    not the entry's)."""
+    c = codec("SHFE", "XMC", "SHFE")
+    bid, ask = (
+        "279=0\x01269=0\x0155=cu2603\x01270=70000\x01271=5\x01",
+        "279=0\x01269=1\x0155=cu2603\x01270=70010\x01271=7\x01",
+    )
+    (q,) = _refresh(c, bid + ask)
+    assert (q.instrument, q.bid, q.bid_size, q.ask, q.ask_size) == ("CU", 70000.0, 5.0, 70010.0, 7.0)
+    (q,) = _refresh(c, "279=2\x01269=0\x0155=cu2603\x01")
+    assert (q.bid, q.bid_size, q.ask, q.ask_size) == (None, 0.0, 70010.0, 7.0)
+    (q,) = _refresh(c, "279=1\x01269=1\x0155=cu2603\x01270=70020\x01")
+    assert (q.ask, q.ask_size) == (70020.0, 0.0)
+    (q,) = _refresh(c, "279=1\x01269=0\x0155=cu2603\x01270=69990\x01271=2\x01270=1\x01")
+    assert (q.bid, q.bid_size) == (69990.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "entry,reason,tag",
+    [("271=2\x01", 1, 270), ("270=\x01271=2\x01", 6, 270), ("270=70000\x01271=x\x01", 6, 271)],
+)
+def test_a_refresh_entry_without_its_price_or_with_an_unreadable_size_is_answered(entry, reason, tag):
+    """An entry that adds or changes a level without MDEntryPx (270) is a required tag missing (1); a
+    price or size that is no number is an incorrect data format (6): a session Reject naming the tag."""
+    c = codec("SHFE", "XMC", "SHFE")
+    with pytest.raises(FixParseError) as err:
+        _refresh(c, f"279=0\x01269=0\x0155=cu2603\x01{entry}")
+    assert (err.value.kind, err.value.reason, err.value.ref_tag) == ("session", reason, tag)
