@@ -1597,3 +1597,24 @@ def test_a_refresh_entry_without_its_price_or_with_an_unreadable_size_is_answere
     with pytest.raises(FixParseError) as err:
         _refresh(c, f"279=0\x01269=0\x0155=cu2603\x01{entry}")
     assert (err.value.kind, err.value.reason, err.value.ref_tag) == ("session", reason, tag)
+
+
+def test_a_level_of_size_zero_is_read_and_a_price_that_is_no_finite_number_is_an_incorrect_format():
+    c = codec("SHFE", "XMC", "SHFE")
+    (q,) = _refresh(c, "279=0\x01269=0\x0155=cu2603\x01270=70000\x01271=0\x01")
+    assert (q.bid, q.bid_size) == (70000.0, 0.0)
+    for value in ("nan", "inf", "-inf"):
+        with pytest.raises(FixParseError) as err:
+            _refresh(c, f"279=1\x01269=0\x0155=cu2603\x01270={value}\x01271=1\x01")
+        assert (err.value.reason, err.value.ref_tag) == (6, 270) and "finite" in err.value.text
+
+
+@pytest.mark.parametrize("raw", ["garbage", "8=FIX.4.4\x019=5\x0135=0\x0110=000\x01"])
+def test_what_quickfix_cannot_read_as_a_message_is_garbled_never_answered(raw):
+    """A text that is no FIX message (no header, a wrong BodyLength or CheckSum) is dropped as garbled,
+    with quickfix's reason, and never answered (FIX session rules)."""
+    c = codec("SHFE", "XMC", "SHFE")
+    with pytest.raises(FixParseError) as err:
+        c.parse(raw)
+    assert err.value.kind == "garbled" and err.value.text and err.value.text != "None"
+    assert c.reject_draft(err.value) is None
