@@ -1449,15 +1449,21 @@ def test_a_whole_number_field_that_is_none_is_an_incorrect_data_format(value):
 
 
 # ---- what decode takes from each field, field by field (found by mutating the codec) ------------------
-def _decoded(body: str, venue: str = "SHFE"):
-    """The events of a venue message with this body (after the header), read as the engine reads it."""
+def _read(c: FixCodec, body: str, venue: str) -> list:
+    """The events codec `c` reads from a venue message with this body ("MsgType\x01fields..."), framed
+    with its header, BodyLength and CheckSum, as the engine reads a message the venue vouched for."""
     from engine.fix.codec import Parsed
 
-    c = codec(venue, "XMC", venue)
-    head = f"35={body.split(chr(1), 1)[0]}\x0134=9\x0149={venue}\x0152=20260105-01:00:01.750\x0156=XMC\x01"
-    text = head + body.split("\x01", 1)[1]
+    msg_type, fields = body.split("\x01", 1)
+    text = f"35={msg_type}\x0134=9\x0149={venue}\x0152=20260105-01:00:01.750\x0156=XMC\x01{fields}"
     frame = f"8=FIX.4.4\x019={len(text)}\x01{text}"
-    return c, c.decode(Parsed(frame + f"10={sum(frame.encode()) % 256:03d}\x01"), venue)
+    return c.decode(Parsed(frame + f"10={sum(frame.encode()) % 256:03d}\x01"), venue)
+
+
+def _decoded(body: str, venue: str = "SHFE"):
+    """A fresh codec of `venue` and the events it reads from a message with this body."""
+    c = codec(venue, "XMC", venue)
+    return c, _read(c, body, venue)
 
 
 def test_a_cancel_reject_without_its_optional_fields_reads_as_no_reason_and_a_cancel():
@@ -1559,12 +1565,7 @@ def test_position_answers_read_their_counts_and_results_and_an_unserved_type_is_
 
 def _refresh(c: FixCodec, entries: str) -> list:
     """The quotes an incremental refresh (X) with these NoMDEntries entries leaves in codec `c`."""
-    from engine.fix.codec import Parsed
-
-    count = entries.count("279=")
-    text = f"35=X\x0134=9\x0149=SHFE\x0152=20260105-01:00:01.750\x0156=XMC\x01262=MD-CU\x01268={count}\x01{entries}"
-    frame = f"8=FIX.4.4\x019={len(text)}\x01{text}"
-    return c.decode(Parsed(frame + f"10={sum(frame.encode()) % 256:03d}\x01"), "SHFE")
+    return _read(c, f"X\x01262=MD-CU\x01268={entries.count('279=')}\x01{entries}", "SHFE")
 
 
 def test_an_incremental_refresh_changes_only_the_side_it_names():
