@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core.events import SendCancel, SendOrder, Subscribe
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, msg_type_of
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, msg_type_of
 from engine.fix.dictionary import DictionaryError, load
 
 ORDER = SendOrder("SHFE", "E1-000001A1", "CU", "cu2603", "1", 5, 70010.0, "2", "3", "SHFE-ARB-01", "E1-000001")
@@ -525,6 +525,38 @@ def test_fix_time_is_the_datetime_text_for_every_time(t):
     assert fix_time(t) == _fix_time_by_datetime(t)
 
 
+# ticks the configuration allows (engine.config: >= 1e-9), as written in scenarios: a digit and a power of ten
+TICK = st.builds(lambda m, e: float(f"{m}e{e}"), st.integers(1, 9), st.integers(-9, 2))
+
+
+@given(TICK, st.integers(1, 10**7), st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_a_price_on_any_allowed_tick_grid_is_written_on_its_grid(tick, n, negative):
+    """fmt_px writes a tick count times the tick (as the engine and the venues compute prices) as plain
+    decimal text that reads back to the same count on the same grid, however fine the tick: six
+    decimals alone wrote a price on a 3e-7 grid off it (every such order refused by the venue) and one
+    on a 1e-7 grid up to half a tick away."""
+    price = -n * tick if negative else n * tick
+    text = fmt_px(price)
+    assert re.fullmatch(r"-?[0-9]+(\.[0-9]*[1-9])?", text), text
+    back = float(text)
+    assert round(back / tick) == (-n if negative else n) and abs(back - price) <= 1e-9 * max(1.0, abs(price)), text
+
+
+@given(st.integers(1, 9), st.integers(-6, 2), st.integers(1, 10**7))
+@settings(max_examples=300, deadline=None)
+def test_a_price_on_a_grid_of_a_millionth_or_coarser_keeps_its_six_decimal_text(m, e, n):
+    """The bytes the library's runs hash are unchanged for every tick of 1e-6 or coarser."""
+    price = n * float(f"{m}e{e}")
+    assert fmt_px(price) == f"{price:.6f}".rstrip("0").rstrip(".")
+
+
+def test_a_value_on_no_fine_grid_is_written_to_six_decimals():
+    """An average price or a settlement reference that no tick grid of 1e-9 or coarser holds."""
+    assert fmt_px(210037 / 3) == "70012.333333" and fmt_px(7 / 3) == "2.333333" and fmt_px(0.0) == "0"
+    assert fmt_px(4.5008125) == "4.5008125" and fmt_px(3.5e-7) == "0.00000035"
+
+
 VALUE = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="="), min_size=1, max_size=8)
 ENTRY = st.lists(st.sampled_from([279, 269, 55, 270, 271]), min_size=1, max_size=5, unique=True).map(
     lambda tags: [269] + [t for t in tags if t != 269]
@@ -561,6 +593,7 @@ def test_a_value_that_carries_the_delimiter_is_built_field_by_field():
     c = codec("SHFE")
     built = c.draft("D", [(11, "A\x01B"), (55, "cu2603")])
     assert not hasattr(built, "body") and built.getField(11) == "A\x01B"
+    assert msg_type_of(built) == "D" and msg_type_of(c.draft("F", [(11, "C")])) == "F"  # either kind's type
 
 
 # ---- what a simulated venue vouches for ------------------------------------------------------------

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import runner, scenario
-from tests.conftest import ROOT, SCENARIOS, SPREAD, short
+from tests.conftest import ROOT, SCENARIOS, SPREAD, short, variant
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +105,16 @@ def test_any_seed_gives_fills_that_sum_to_positions(seed):
             sign = 1 if leg["side"] == "1" else -1
             filled[leg["instrument"]] = filled.get(leg["instrument"], 0) + sign * leg["filled"]
     assert {k: v for k, v in filled.items() if v} == rep["positions"]["engine"]
+
+
+def test_an_instrument_on_a_tick_finer_than_a_millionth_trades_on_its_grid(tmp_path):
+    """A tick of 3e-7 is a valid configuration (>= 1e-9): the venue's quotes and the engine's orders are
+    written on that grid, so no order is refused for its price and the run passes. (Prices written to
+    six decimals put most HG orders off the grid: the venue refused them and episodes unwound.)"""
+    sc = variant(tmp_path, SPREAD, "fine_tick", "tick = 0.0005", "tick = 0.0000003")
+    result = runner.run(short(sc, 120), 1)
+    assert result.report["verdict"] == "pass", result.report["invariants"]
+    assert not [m for m in result.messages if "tick grid" in m]
+    hg = [m for m in result.messages if "\x0135=D\x01" in m and "\x0155=HGH6\x01" in m]
+    prices = [float(m.split("\x0144=")[1].split("\x01")[0]) for m in hg]
+    assert prices and all(abs(round(p / 3e-7) * 3e-7 - p) <= 3e-13 for p in prices), prices

@@ -8,6 +8,7 @@ each failure into the FIX answer it deserves (session Reject 3 or BusinessMessag
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import zlib
 from typing import Any, Final
@@ -127,8 +128,25 @@ def fix_time(t: float) -> str:
     return text
 
 
+# decimals a price may need beyond the usual six: a tick may be as fine as 1e-9 (engine.config)
+_FINER_DECIMALS: Final = (7, 8, 9)
+_PX_NOISE_ULPS: Final = 16  # arithmetic on a price (a tick count times the tick) errs by an ulp or two
+
+
 def fmt_px(px: float) -> str:
-    return f"{px:.6f}".rstrip("0").rstrip(".")
+    """A price as FIX text (no exponent, no trailing zeros): to 6 decimals, or to the fewest of 7 to 9
+    that write it within float noise when 6 do not, so a price on any tick grid the configuration
+    allows (a tick >= 1e-9) reads back on its grid. A value on no such grid (an average price, a
+    settlement reference) is written to 6 decimals."""
+    text = f"{px:.6f}"
+    tolerance = _PX_NOISE_ULPS * math.ulp(px)
+    if abs(float(text) - px) > tolerance:
+        for decimals in _FINER_DECIMALS:
+            finer = f"{px:.{decimals}f}"
+            if abs(float(finer) - px) <= tolerance:
+                text = finer
+                break
+    return text.rstrip("0").rstrip(".")
 
 
 def fmt_qty(q: float) -> str:
