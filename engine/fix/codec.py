@@ -128,24 +128,22 @@ def fix_time(t: float) -> str:
     return text
 
 
-# decimals a price may need beyond the usual six: a tick may be as fine as 1e-9 (engine.config)
-_FINER_DECIMALS: Final = (7, 8, 9)
+_PX_DECIMALS: Final = (6, 7, 8, 9)  # a tick may be as fine as 1e-9 (engine.config)
 _PX_NOISE_ULPS: Final = 16  # arithmetic on a price (a tick count times the tick) errs by an ulp or two
 
 
 def fmt_px(px: float) -> str:
-    """A price as FIX text (no exponent, no trailing zeros): to 6 decimals, or to the fewest of 7 to 9
-    that write it within float noise when 6 do not, so a price on any tick grid the configuration
-    allows (a tick >= 1e-9) reads back on its grid. A value on no such grid (an average price, a
-    settlement reference) is written to 6 decimals."""
-    text = f"{px:.6f}"
+    """A price as FIX text (no exponent, no trailing zeros): to the fewest decimals, 6 to 9, that write
+    it within float noise, so a price on any tick grid the configuration allows (a tick >= 1e-9) reads
+    back on its grid. A value on no such grid (an average price, a settlement reference) is written to
+    6 decimals."""
     tolerance = _PX_NOISE_ULPS * math.ulp(px)
-    if abs(float(text) - px) > tolerance:
-        for decimals in _FINER_DECIMALS:
-            finer = f"{px:.{decimals}f}"
-            if abs(float(finer) - px) <= tolerance:
-                text = finer
-                break
+    for decimals in _PX_DECIMALS:
+        text = f"{px:.{decimals}f}"
+        if abs(float(text) - px) <= tolerance:
+            break
+    else:
+        text = f"{px:.6f}"
     return text.rstrip("0").rstrip(".")
 
 
