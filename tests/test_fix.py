@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core.events import SendCancel, SendOrder, Subscribe
-from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, msg_type_of
+from engine.fix.codec import VIRTUAL_EPOCH, FixCodec, FixParseError, fix_time, fmt_px, fmt_qty, msg_type_of
 from engine.fix.dictionary import DictionaryError, load
 
 ORDER = SendOrder("SHFE", "E1-000001A1", "CU", "cu2603", "1", 5, 70010.0, "2", "3", "SHFE-ARB-01", "E1-000001")
@@ -555,6 +555,10 @@ def test_a_value_on_no_fine_grid_is_written_to_six_decimals():
     """An average price or a settlement reference that no tick grid of 1e-9 or coarser holds."""
     assert fmt_px(210037 / 3) == "70012.333333" and fmt_px(7 / 3) == "2.333333" and fmt_px(0.0) == "0"
     assert fmt_px(4.5008125) == "4.5008125" and fmt_px(3.5e-7) == "0.00000035"
+
+
+def test_a_quantity_is_written_whole_when_it_is_whole_and_exactly_when_not():
+    assert [fmt_qty(q) for q in (5.0, 5, 1e12, 2.5, 0.125)] == ["5", "5", "1000000000000", "2.5", "0.125"]
 
 
 VALUE = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="="), min_size=1, max_size=8)
