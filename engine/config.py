@@ -15,8 +15,11 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+# how far float arithmetic on a price or a count of ticks strays from the exact value, in ulps (an ulp
+# or two in practice): the slack of every test whether a price is on its tick grid
+GRID_NOISE_ULPS: Final = 16
 MASS_PER_TONNE = {"t": 1.0, "kg": 1000.0, "lb": 2204.62}
 ROUNDING_RULES = ("nearest", "up", "down")
 RECOVERY_POLICIES = ("chase_unwind", "escalate")
@@ -283,15 +286,25 @@ class Instrument:
         return MASS_PER_TONNE[self.price_unit] if self.price_unit else 1.0
 
     def round_to_tick(self, price: float, side_sign: int = 0) -> float:
-        """Round a price to the tick grid: up for buys (+1), down for sells (-1), nearest for 0."""
+        """Round a price to the tick grid: up for buys (+1), down for sells (-1), nearest for 0. A price
+        already on the grid stays where it is, however fine the tick: its count of ticks is a whole
+        number to within a billionth or the float noise of a count that size, whichever is larger."""
         steps = price / self.tick
+        slack = max(1e-9, GRID_NOISE_ULPS * math.ulp(steps))
         if side_sign > 0:
-            n = math.ceil(steps - 1e-9)
+            n = math.ceil(steps - slack)
         elif side_sign < 0:
-            n = math.floor(steps + 1e-9)
+            n = math.floor(steps + slack)
         else:
             n = round(steps)
         return round(n * self.tick, 10)
+
+    def on_grid(self, price: float) -> bool:
+        """Is `price` on the tick grid: a whole number of ticks to within a millionth of a tick, or the
+        float noise of a price that size where that is larger (a fine tick on a large price: 1e-9 on a
+        price of 70,000 is below its float resolution)?"""
+        off = abs(round(price / self.tick) * self.tick - price)
+        return off <= max(self.tick * 1e-6, GRID_NOISE_ULPS * math.ulp(price))
 
 
 @dataclass(frozen=True, slots=True)

@@ -578,7 +578,7 @@ class Venue:
             if price is None:
                 return self._reject_order(msg, m, 99, "limit order without Price (44)")
             ticks = round(price / inst.tick)
-            if abs(ticks * inst.tick - price) > inst.tick * 1e-6:
+            if not inst.on_grid(price):
                 return self._reject_order(msg, m, 99, f"price {price} is not on the tick grid of {inst.tick}")
             ref = self.reference.get(symbol)
             if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:
@@ -1059,7 +1059,7 @@ class Venue:
                 msg, m, co, "99", f"OrderQty {msg.get(38)} must be whole lots >= CumQty {co.cum}"
             )
         price = float(msg.get(44)) if msg.has(44) else co.price
-        if price is None or abs(round(price / inst.tick) * inst.tick - price) > inst.tick * 1e-6:
+        if price is None or not inst.on_grid(price):
             return self._refuse_replace(msg, m, co, "99", f"price {price} is not on the tick grid of {inst.tick}")
         ref = self.reference.get(co.symbol)
         if ref and abs(price - ref) / ref * 100 > self.cfg.price_band_pct:

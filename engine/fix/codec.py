@@ -17,6 +17,7 @@ import _quickfix
 import quickfix as fix
 import quickfix44 as fix44
 
+from engine.config import GRID_NOISE_ULPS
 from engine.core.events import (
     BusinessReject,
     CancelReject,
@@ -129,7 +130,6 @@ def fix_time(t: float) -> str:
 
 
 _PX_DECIMALS: Final = (6, 7, 8, 9)  # a tick may be as fine as 1e-9 (engine.config)
-_PX_NOISE_ULPS: Final = 16  # arithmetic on a price (a tick count times the tick) errs by an ulp or two
 
 
 def fmt_px(px: float) -> str:
@@ -137,7 +137,7 @@ def fmt_px(px: float) -> str:
     it within float noise, so a price on any tick grid the configuration allows (a tick >= 1e-9) reads
     back on its grid. A value on no such grid (an average price, a settlement reference) is written to
     6 decimals."""
-    tolerance = _PX_NOISE_ULPS * math.ulp(px)
+    tolerance = GRID_NOISE_ULPS * math.ulp(px)
     for decimals in _PX_DECIMALS:
         text = f"{px:.{decimals}f}"
         if abs(float(text) - px) <= tolerance:
