@@ -50,6 +50,11 @@ def seed_in_domain(value: int) -> bool:
 
 MAX_LATENCY_MS = 60_000.0
 MAX_PRICE_STEPS = 2_000_000  # duration / price step: a run must end in reasonable wall time
+# a price level in ticks of its instrument: enough that the venues' ladders (a few ticks either side of
+# the fair value) and the price's moves stay above zero, few enough that a float price still tells one
+# tick from the next (engine.config.Instrument.on_grid; 2**53 is about 9e15)
+MIN_PRICE_TICKS = 100.0
+MAX_PRICE_TICKS = 1e12
 EXPECT_KEYS = {
     "min_episodes": (int, "a whole number of episodes >= 0"),
     "all_terminal": (bool, "true or false"),
@@ -416,9 +421,45 @@ def _prices(root: Section, instruments: dict[str, Instrument], strategy_fx: str)
     cfg = dataclasses.replace(
         cfg, world_per_tonne=units.get(cfg.world, LB_PER_TONNE), local_per_tonne=units.get(cfg.local, 1.0)
     )
+    _price_levels_in_ticks(cfg, instruments, w, fx, loc)
     for s in (w, fx, loc, p):
         s.finish()
     return cfg
+
+
+def _price_levels_in_ticks(
+    cfg: PriceConfig, instruments: dict[str, Instrument], w: Section, fx: Section, loc: Section
+) -> None:
+    """Each instrument's starting fair price (the local one at its spread's mean) is a price its tick
+    can write: MIN_PRICE_TICKS to MAX_PRICE_TICKS ticks. A world price in the wrong unit (4.5 on a tick
+    of 5) would have the venues quote a bid of 0; a tick of 1e-9 on a price of 1e6 is below a float's
+    resolution."""
+    if not (
+        w.ok("start", "instrument") and loc.ok("instrument", "premium", "spread_mean") and fx.ok("start", "instrument")
+    ):
+        return
+    local = (cfg.world_start * cfg.world_per_tonne * cfg.fx_start + cfg.premium + cfg.spread_mean) / cfg.local_per_tonne
+    levels = [(w, "start", cfg.world, cfg.world_start), (loc, "", cfg.local, local)]
+    if cfg.fx:
+        levels.insert(1, (fx, "start", cfg.fx, cfg.fx_start))
+    for sec, key, name, price in levels:
+        inst = instruments.get(name)
+        if inst is None or not price > 0:  # an unknown instrument is its own problem; a level <= 0 the run's
+            continue
+        ticks = price / inst.tick
+        if not MIN_PRICE_TICKS <= ticks <= MAX_PRICE_TICKS:
+            what = "starts" if key == "start" else "starts (world x FX x units + premium + spread_mean)"
+            sec.problem(
+                key,
+                f"{name} {what} at {price:.6g}, {ticks:.6g} ticks of {inst.tick:g}: a price must be "
+                f"{MIN_PRICE_TICKS:,.0f} to {MAX_PRICE_TICKS:,.0f} ticks",
+                (
+                    f"check the price's unit against instruments.{name}.price_unit"
+                    if key
+                    else f"check instruments.{cfg.world}.price_unit and instruments.{name}.price_unit, and the premium"
+                )
+                + f", or change instruments.{name}.tick",
+            )
 
 
 def _expect(root: Section, fault_kinds: set[str]) -> dict:

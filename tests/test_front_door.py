@@ -251,12 +251,21 @@ def test_any_damaged_live_config_is_loaded_or_refused_naming_a_key(tmp_path_fact
 @pytest.mark.parametrize("command", [["run"], ["certify", "--seeds", "1", "-j", "2"]])
 def test_prices_the_model_cannot_make_are_a_problem_of_the_scenario_not_a_traceback(tmp_path, capsys, command):
     """Found by the damaged-document search: HG without its price_unit is priced per tonne, so the local
-    price level is ~32 CNY/t against a spread noise of hundreds and goes negative mid-run. The run (and a
-    certify worker process) ends with exit 2 naming the file and the prices table, never a traceback."""
+    price level is ~32 CNY/t, 3 ticks of CU: refused as it loads, naming the local price and the unit.
+    A level that starts at enough ticks but against a spread noise of thousands goes negative mid-run:
+    the run (and a certify worker process) ends with exit 2 naming the file and the prices table, never
+    a traceback."""
     text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()
     path = tmp_path / "tiny_level.toml"
     path.write_text(text.replace('price_unit = "lb"\n', "", 1))
     assert 'price_unit = "lb"' not in path.read_text().split("[instruments.HG]")[1].split("[")[0]
+    code = main([*command, str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert str(path) in err and "prices.local:" in err and "3.195 ticks" in err and "instruments.HG.price_unit" in err
+    old = "premium = 0.0, spread_mean = 0.0, spread_sigma = 60.0"
+    assert old in text
+    path.write_text(text.replace(old, "premium = -69000.0, spread_mean = 0.0, spread_sigma = 5000.0", 1))
     code = main([*command, str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2, err

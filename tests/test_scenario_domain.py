@@ -85,9 +85,7 @@ EDGES = [
     ("venues.SHFE.position_delay_ms", 60_000.0, 60_000.001),
     ("prices.step_ms", 1.0, 0.999),
     ("prices.step_ms", 60_000.0, 60_000.001),
-    ("prices.world.start", 1e-9, 0.0),
     ("prices.world.vol_bp", 0.0, -0.001),
-    ("prices.fx.start", 1e-9, 0.0),
     ("prices.fx.vol_bp", 0.0, -0.001),
     ("prices.local.spread_sigma", 0.0, -0.001),
     ("prices.local.half_life_s", 1e-9, 0.0),
@@ -187,6 +185,24 @@ def test_prices_and_the_strategy_agree_on_the_fx_rate(tmp_path):
     ]
     assert "remove [prices.fx]" in refused(tmp_path, "prices.fx", *one_currency).fix
     accepted(tmp_path, *one_currency, ("prices.fx", DELETE))
+
+
+def test_each_starting_price_is_a_hundred_to_a_trillion_ticks_of_its_instrument(tmp_path):
+    """The world price, the FX rate and the local price they make each start at 100 to 1e12 ticks: fewer
+    and the venues' ladders quote at 0 or below (HG at 4.5 on a tick of 5), more and a float price no
+    longer tells one tick from the next (CU at 70,000 on a tick of 1e-9). Each edge loads; just past it
+    is refused naming the price that breaks it."""
+    accepted(tmp_path, ("prices.world.start", 5.0), ("instruments.HG.tick", 0.05))  # 100 ticks
+    problem = refused(tmp_path, "prices.world.start", ("prices.world.start", 5.0), ("instruments.HG.tick", 0.0500001))
+    assert "HG" in problem.what and "99.9998 ticks" in problem.what and "instruments.HG.tick" in problem.fix
+    assert "0.9 ticks" in refused(tmp_path, "prices.world.start", ("instruments.HG.tick", 5.0)).what
+    accepted(tmp_path, ("prices.world.start", 1000.0), ("instruments.HG.tick", 1e-9))  # 1e12 ticks, to a float
+    refused(tmp_path, "prices.world.start", ("prices.world.start", 1000.001), ("instruments.HG.tick", 1e-9))
+    accepted(tmp_path, ("prices.fx.start", 0.01), ("prices.world.start", 4000.0))  # 100 ticks of 0.0001
+    refused(tmp_path, "prices.fx.start", ("prices.fx.start", 0.0099), ("prices.world.start", 4000.0))
+    problem = refused(tmp_path, "prices.local", ("instruments.CU.tick", 1e-9))
+    assert "CU" in problem.what and "instruments.CU.tick" in problem.fix
+    refused(tmp_path, "prices.local", ("prices.local.premium", -70_000.0))  # 0.17 CNY/t from 70,438
 
 
 @pytest.mark.parametrize("part", ["world", "fx", "local"])
