@@ -54,6 +54,9 @@ MAX_PRICE_STEPS = 2_000_000  # duration / price step: a run must end in reasonab
 # the fair value) and the price's moves stay above zero, few enough that a float price still tells one
 # tick from the next (engine.config.Instrument.on_grid; 2**53 is about 9e15)
 MIN_PRICE_TICKS = 100.0
+# the market maker's ladder: levels per side (each re-quoted on every price step) and its spacing in ticks
+MAX_BOOK_LEVELS = 50
+MAX_LADDER_TICKS = 10_000
 MAX_PRICE_TICKS = 1e12
 EXPECT_KEYS = {
     "min_episodes": (int, "a whole number of episodes >= 0"),
@@ -316,11 +319,29 @@ def _venue(name: str, sec: Section) -> VenueConfig:
             )
         sides[side] = (lo, hi)
     liquidity = Liquidity(
-        levels=liq.get("levels", int, 5, check=positive, hint="book levels per side >= 1"),
+        levels=liq.get(
+            "levels",
+            int,
+            5,
+            check=lambda v: 1 <= v <= MAX_BOOK_LEVELS,
+            hint=f"book levels per side in [1, {MAX_BOOK_LEVELS}]",
+        ),
         size_min=size_min,
         size_max=size_max,
-        half_spread_ticks=liq.get("half_spread_ticks", int, 1, check=positive, hint="ticks >= 1"),
-        level_gap_ticks=liq.get("level_gap_ticks", int, 1, check=positive, hint="ticks >= 1"),
+        half_spread_ticks=liq.get(
+            "half_spread_ticks",
+            int,
+            1,
+            check=lambda v: 1 <= v <= MAX_LADDER_TICKS,
+            hint=f"ticks in [1, {MAX_LADDER_TICKS:,}]",
+        ),
+        level_gap_ticks=liq.get(
+            "level_gap_ticks",
+            int,
+            1,
+            check=lambda v: 1 <= v <= MAX_LADDER_TICKS,
+            hint=f"ticks in [1, {MAX_LADDER_TICKS:,}]",
+        ),
         bid_sizes=sides["bid"],
         ask_sizes=sides["ask"],
     )

@@ -307,7 +307,9 @@ class Venue:
             quotes: list[tuple[str, int]] = []
             if lock is None:
                 for offset in self._offsets:
-                    quotes += ((BUY, center - offset), (SELL, center + offset))
+                    if center > offset:  # a bid, unless the ladder reaches below a price of one tick
+                        quotes.append((BUY, center - offset))
+                    quotes.append((SELL, center + offset))
             else:  # locked at the limit: one side only, everything at the limit price
                 band = self.cfg.price_band_pct / 100.0
                 limit = (

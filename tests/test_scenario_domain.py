@@ -72,8 +72,11 @@ EDGES = [
     (f"{_LATENCY}.sigma", 3.0, 3.001),
     (f"{_LATENCY}.vol_ms_per_bp", 0.0, -0.001),
     ("venues.SHFE.liquidity.levels", 1, 0),
+    ("venues.SHFE.liquidity.levels", 50, 51),  # each re-quoted every price step: 10**8 exhausted memory
     ("venues.SHFE.liquidity.half_spread_ticks", 1, 0),
+    ("venues.SHFE.liquidity.half_spread_ticks", 10_000, 10_001),
     ("venues.SHFE.liquidity.level_gap_ticks", 1, 0),
+    ("venues.SHFE.liquidity.level_gap_ticks", 10_000, 10_001),
     ("venues.SHFE.liquidity.size_min", 1, 0),
     ("venues.SHFE.liquidity.size_max", 10, 9),  # its size_min is 10
     ("venues.SHFE.liquidity.bid_size_min", 1, 0),

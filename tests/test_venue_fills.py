@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from engine.core.events import SendCancel, SendOrder
 from engine.fix.codec import FixCodec, fmt_px, fmt_qty
 from engine.fix.dictionary import load
-from simulator.book import BookOrder
+from simulator.book import BUY, SELL, BookOrder
 from simulator.faults import Fault, FaultPlan
 from simulator.link import Latency, Link
 from simulator.rng import fork
@@ -236,3 +236,15 @@ def test_a_report_written_at_once_is_the_draft_of_its_fields(venue, values, exec
         assert "\x01" in "".join(values)  # declined only where a value carries the delimiter
         return
     assert repr(got) == repr(want)
+
+
+def test_the_market_maker_quotes_no_bid_at_a_price_of_zero_or_below(spread_scenario):
+    """A ladder deeper than the price (CU at 7,000 ticks, 50 levels 200 ticks apart: 9,801 deep) quotes its
+    bids down to one tick and leaves the deeper ones out; every ask stays."""
+    cfg = spread_scenario.venues["SHFE"]
+    deep = dataclasses.replace(cfg, liquidity=dataclasses.replace(cfg.liquidity, levels=50, level_gap_ticks=200))
+    desk = Desk(dataclasses.replace(spread_scenario, venues={**spread_scenario.venues, "SHFE": deep}))
+    book = desk.venue.books[SYMBOL]
+    book.depth(BUY, None)  # the staged ladder made into levels
+    bids, asks = sorted(book.levels[BUY]), sorted(book.levels[SELL])
+    assert len(asks) == 50 and len(bids) == 35 and bids[0] == 7000 - 1 - 34 * 200 > 0
