@@ -350,7 +350,13 @@ def read_faults(root: Section, venues: set[str], duration: float) -> list[Fault]
             fill_ratio=sec.get(
                 "fill_ratio", float, 0.5, check=lambda r: 0.0 < r < 1.0, hint="a fraction strictly between 0 and 1"
             ),
-            reports=sec.get("reports", int, 1, check=positive, hint="a whole number of execution reports >= 1"),
+            reports=sec.get(
+                "reports",
+                int,
+                1,
+                check=lambda n: 1 <= n <= 1000,
+                hint="a whole number of execution reports in [1, 1000]",
+            ),
             rest=sec.get("rest", str, "cancel", choices=("cancel", "work")),
             delay=sec.get("delay_ms", float, 0.0, check=non_negative, hint="milliseconds >= 0") / 1e3,
             direction=sec.get("direction", str, "both", choices=("up", "down", "both")),

@@ -249,6 +249,7 @@ FAULT_EDGES = [
     (PARTIAL, "fill_ratio", 0.001, 0.0),
     (PARTIAL, "fill_ratio", 0.999, 1.0),
     (PARTIAL, "reports", 1, 0),
+    (PARTIAL, "reports", 1000, 1001),  # 10**12 reports: a list of that many chunks at the first partial fill
     ({"kind": "late_ack", "venue": "COMEX"}, "delay_ms", 0.001, 0.0),
     ({"kind": "late_ack", "venue": "COMEX"}, "delay_ms", 0.001, -0.001),
     ({"kind": "disconnect_on_order", "venue": "COMEX", "delay_ms": 50}, "after_ms", 0.0, -0.001),
