@@ -80,6 +80,21 @@ def test_bad_cli_arguments_are_exit_2(capsys):
     assert main(["certify", str(SPREAD), "--seeds", "0"]) == 2
 
 
+@pytest.mark.parametrize(
+    "command", [["certify", str(SPREAD)], ["regress", "--baseline", "b.json"], ["explore", str(SPREAD)]]
+)
+def test_more_local_processes_than_8_per_core_is_exit_2_before_any_starts(tmp_path, capsys, command):
+    """-j 100000 once spawned a Python process per job up to that many (each ~150 MB): exit 2 at once."""
+    from xmc.cli import local_jobs_limit
+
+    limit = local_jobs_limit()
+    assert main([*command, "-j", str(limit + 1), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"-j {limit + 1}: give at most {limit} processes" in err and "Traceback" not in err
+    assert ("--ray" in err) == (command[0] != "regress")  # regress has no cluster to offer
+    assert not (tmp_path / "o").exists()
+
+
 def test_run_passes_with_exit_0_and_fails_with_exit_1(tmp_path, capsys):
     assert main(["run", str(write(tmp_path, SHORT)), "--seed", "1", "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "audit.parquet").exists()

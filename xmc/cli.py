@@ -868,6 +868,7 @@ def cmd_certify(args) -> int:
 
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise UsageError(f"--seeds {args.seeds}: give a whole number in 1..{MAX_SEEDS:,}")
+    _check_jobs(args)
     if args.accept_changes and not args.baseline:
         raise UsageError("--accept-changes: give the baseline to update with --baseline FILE")
     base = gate.load(args.baseline) if args.baseline else None
@@ -959,8 +960,7 @@ def cmd_explore(args) -> int:
 
     if args.runs is not None and args.runs < 1:
         raise UsageError(f"--runs {args.runs}: give a whole number >= 1")
-    if args.jobs < 1:
-        raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
+    _check_jobs(args)
     if args.duration is not None and not 1.0 <= args.duration <= 86400:
         raise UsageError(f"--duration {args.duration}: give virtual seconds in [1, 86400]")
     if args.shrink_budget < 0:
@@ -1020,6 +1020,7 @@ def cmd_explore(args) -> int:
 def cmd_regress(args) -> int:
     from simulator import baseline as gate
 
+    _check_jobs(args)  # the arguments before any file is read
     base = gate.load(args.baseline)
     jobs = []
     for name, entry in base["scenarios"].items():
@@ -1035,13 +1036,29 @@ def cmd_regress(args) -> int:
     return _certify(args, jobs, base, Path(args.baseline))
 
 
+def local_jobs_limit() -> int:
+    """The most worker processes a command starts on this machine: 8 per core. Each is a Python process
+    with its own quickfix and dictionaries (~150 MB); thousands would exhaust memory before any run."""
+    return 8 * (os.cpu_count() or 1)
+
+
+def _check_jobs(args) -> None:
+    """-j: at least 1; on this machine (no --ray) at most `local_jobs_limit()`."""
+    if args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
+    if getattr(args, "ray", None) is None and args.jobs > local_jobs_limit():
+        cluster = "; for more, run on a Ray cluster with --ray ADDRESS" if hasattr(args, "ray") else ""
+        raise UsageError(
+            f"-j {args.jobs}: give at most {local_jobs_limit()} processes on this machine (8 per core){cluster}"
+        )
+
+
 def _certify(args, runs: list[tuple[Path, int]], base: dict | None, base_path: Path | None) -> int:
     """Run scenario x seed pairs, print the table, write report.json (and JUnit, baselines); exit code."""
     from simulator import baseline as gate
     from simulator import scenario
 
-    if args.jobs < 1:
-        raise UsageError(f"-j {args.jobs}: give a whole number of processes >= 1")
+    _check_jobs(args)
     # the same file named twice (a path and a directory holding it) runs once per seed
     runs = list({(f.resolve(), seed): (f, seed) for f, seed in runs}.values())
     files = list(dict.fromkeys(f for f, _ in runs))
