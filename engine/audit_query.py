@@ -250,7 +250,11 @@ def _cell(v: object) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.6f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:.3f}"
+        if abs(v) >= 1e6:
+            return f"{v:.3f}"
+        from engine.fix.codec import fmt_px  # imported once the table has a number: quickfix is slow to load
+
+        return fmt_px(v)  # a price to as many decimals as its tick needs (6 to 9), as it went on the wire
     if isinstance(v, list):
         return ",".join(map(str, v))
     return str(v)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engine import audit_query as q
 from engine.report import PARQUET_SCHEMA
 from simulator import runner, scenario
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SPREAD, short, variant
 from xmc.cli import main
 
 LEGGED = ROOT / "scenarios" / "f25_failover_primary_crash_mid_chase.toml"
@@ -251,3 +251,15 @@ def test_an_amended_orders_rows_keep_its_role(tmp_path):
     rows = pl.read_parquet(tmp_path / "audit.parquet").filter(pl.col("cl_ord_id").is_not_null())
     amended = rows.filter(pl.col("cl_ord_id").str.contains("M"))
     assert amended.height > 0 and amended["role"].null_count() == 0 and rows["role"].null_count() == 0
+
+
+def test_a_price_on_a_fine_tick_is_shown_as_it_went_on_the_wire(tmp_path, capsys):
+    """HG on a 3e-7 grid: an order's price needs 7 decimals; the table shows it so, not cut to 6."""
+    sc = variant(tmp_path, SPREAD, "fine_tick", "tick = 0.0005", "tick = 0.0000003")
+    result = runner.run(short(sc, 120), 1)
+    runner.write_artifacts(result, tmp_path / "out")
+    orders = [m for m in result.messages if "\x0135=D\x01" in m and "\x0155=HGH6\x01" in m]
+    sent = {m.split("\x0111=")[1].split("\x01")[0]: m.split("\x0144=")[1].split("\x01")[0] for m in orders}
+    cl_ord_id, price = next((c, p) for c, p in sent.items() if len(p.partition(".")[2]) > 6)
+    assert main(["audit", str(tmp_path / "out"), "--order", cl_ord_id]) == 0
+    assert f" {price} " in capsys.readouterr().out
