@@ -1005,7 +1005,7 @@ def test_the_live_shell_answers_an_unreadable_value_and_keeps_its_engine_thread(
     assert engine._decode("SHFE", raw) == []
     kinds = [a.kind for a in engine.anomalies]
     assert kinds == ["fix_session", "send_failed"], engine.anomalies
-    assert "270" in engine.anomalies[0].detail and "not a finite number" in engine.anomalies[0].detail
+    assert "270" in engine.anomalies[0].detail and "'nan' is not a number" in engine.anomalies[0].detail
     assert any(row.stage == "anomaly" and "fix_session" in row.detail for row in engine.audit)
 
 
@@ -1652,10 +1652,15 @@ def test_a_level_of_size_zero_is_read_and_a_price_that_is_no_finite_number_is_an
     c = codec("SHFE", "XMC", "SHFE")
     (q,) = _refresh(c, "279=0\x01269=0\x0155=cu2603\x01270=70000\x01271=0\x01")
     assert (q.bid, q.bid_size) == (70000.0, 0.0)
-    for value in ("nan", "inf", "-inf"):
+    for value, says in (
+        ("nan", "not a number"),
+        ("inf", "not a number"),
+        ("-inf", "not a number"),
+        ("9" * 400, "finite"),
+    ):
         with pytest.raises(FixParseError) as err:
             _refresh(c, f"279=1\x01269=0\x0155=cu2603\x01270={value}\x01271=1\x01")
-        assert (err.value.reason, err.value.ref_tag) == (6, 270) and "finite" in err.value.text
+        assert (err.value.reason, err.value.ref_tag) == (6, 270) and says in err.value.text
 
 
 @pytest.mark.parametrize("raw", ["garbage", "8=FIX.4.4\x019=5\x0135=0\x0110=000\x01"])
@@ -1667,3 +1672,40 @@ def test_what_quickfix_cannot_read_as_a_message_is_garbled_never_answered(raw):
         c.parse(raw)
     assert err.value.kind == "garbled" and err.value.text and err.value.text != "None"
     assert c.reject_draft(err.value) is None
+
+
+_NOT_FIX_NUMBERS = ["1e5", "+5", " 5", "5 ", "1_000", "٥", "0x10", "nan", "inf", "1.2.3", "-", ".", "--5"]
+
+
+@pytest.mark.parametrize("value", _NOT_FIX_NUMBERS)
+@pytest.mark.parametrize(
+    "tag,body,venue",
+    [
+        (270, "X\x01262=MD-CU\x01268=1\x01279=0\x01269=0\x0155=cu2603\x01270={v}\x01271=5\x01", "SHFE"),
+        (271, "X\x01262=MD-CU\x01268=1\x01279=0\x01269=0\x0155=cu2603\x01270=70000\x01271={v}\x01", "SHFE"),
+        (
+            31,
+            "8\x0111=C1\x0137=O1\x0117=E1\x01150=F\x0139=2\x0155=cu2603\x0154=1\x0138=5\x0114=5\x01151=0\x016=70000\x0131={v}\x0132=5\x01",
+            "SHFE",
+        ),
+        (704, "AP\x01710=R1\x01721=P1\x01727=1\x0155=HGH6\x01702=1\x01703=TQ\x01704={v}\x01", "COMEX"),
+        (727, "AP\x01710=R1\x01721=P1\x01727={v}\x0155=HGH6\x01702=1\x01703=TQ\x01704=1\x01", "COMEX"),
+        (380, "j\x0145=7\x01372=D\x01379=C1\x01380={v}\x01", "SHFE"),
+    ],
+)
+def test_a_number_fix_does_not_write_is_answered_naming_its_tag(tag, body, venue, value):
+    """FIX writes a number as ASCII digits, at most one '.' (a float) and an optional leading '-'.
+    Python's float() and int() read '1e5', '+5', ' 5', '1_000' and other scripts' digits, which quickfix's
+    validation let through: the engine took a broker's '1_000' for 1000. Each is a session Reject (373=6)
+    naming its tag, whether the field is a float or a whole number."""
+    if tag in (727, 380) and value in ("1.2.3", "."):
+        value = "1.5"  # a whole-number field: a '.' is as wrong
+    with pytest.raises(FixParseError) as err:
+        _decoded(body.format(v=value), venue)
+    assert (err.value.kind, err.value.reason, err.value.ref_tag) == ("session", 6, tag)
+
+
+@pytest.mark.parametrize("value,number", [("5.", 5.0), (".5", 0.5), ("-0.25", -0.25), ("007", 7.0), ("70010", 70010.0)])
+def test_every_number_fix_writes_is_read(value, number):
+    _, (q,) = _decoded(f"X\x01262=MD-CU\x01268=1\x01279=0\x01269=0\x0155=cu2603\x01270={value}\x01271=5\x01")
+    assert q.bid == number

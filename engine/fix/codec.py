@@ -203,13 +203,15 @@ def _shown(value: str) -> str:
 
 
 def _fix_float(value: str, tag: int) -> float:
-    """A received number (price, quantity): a finite one, else the field is unreadable (a NaN price or
-    quantity compares false with every limit, so it must never reach the core)."""
-    try:
-        x = float(value)
-    except ValueError:
-        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a number") from None
-    if x - x != 0.0:  # nan or +-inf
+    """A received number (price, quantity) as FIX writes one: ASCII digits with at most one '.' and an
+    optional leading '-', and finite; else the field is unreadable. Python's float() also reads '1e5',
+    '+5', ' 5', '1_000', 'nan' and other scripts' digits, none of them a FIX number (and a NaN price
+    compares false with every limit, so it must never reach the core)."""
+    digits = value[1:] if value[:1] == "-" else value
+    if not (digits.isascii() and digits.replace(".", "", 1).isdigit()):
+        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a number")
+    x = float(value)
+    if x - x != 0.0:  # digits past a float's range: infinity
         raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a finite number")
     return x
 
@@ -223,10 +225,12 @@ def venue_text(msg: Parsed) -> str:
 
 
 def _fix_int(value: str, tag: int) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a whole number") from None
+    """A received whole number as FIX writes one: ASCII digits with an optional leading '-' (int() also
+    reads '+5', ' 5', '1_000' and other scripts' digits); else the field is unreadable."""
+    digits = value[1:] if value[:1] == "-" else value
+    if not (digits.isascii() and digits.isdigit()):
+        raise _Unreadable(tag, 6, f"tag {tag}: {_shown(value)} is not a whole number")
+    return int(value)
 
 
 # the member tags of a NoMDEntries (268) entry in a snapshot (W) and an incremental refresh (X), as
