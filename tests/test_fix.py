@@ -1709,3 +1709,11 @@ def test_a_number_fix_does_not_write_is_answered_naming_its_tag(tag, body, venue
 def test_every_number_fix_writes_is_read(value, number):
     _, (q,) = _decoded(f"X\x01262=MD-CU\x01268=1\x01279=0\x01269=0\x0155=cu2603\x01270={value}\x01271=5\x01")
     assert q.bid == number
+
+
+def test_every_whole_number_fix_writes_is_read():
+    """FIX's int: ASCII digits with an optional leading '-' (a reason code of -1 means nothing to the
+    engine, which records it as given)."""
+    for value, number in (("-1", -1), ("007", 7), ("4", 4)):
+        _, (j,) = _decoded(f"j\x0145=7\x01372=D\x01379=C1\x01380={value}\x01")
+        assert j.reason == number
