@@ -1717,3 +1717,16 @@ def test_every_whole_number_fix_writes_is_read():
     for value, number in (("-1", -1), ("007", 7), ("4", 4)):
         _, (j,) = _decoded(f"j\x0145=7\x01372=D\x01379=C1\x01380={value}\x01")
         assert j.reason == number
+
+
+def test_a_group_reads_the_same_entries_with_its_tag_texts_cached_or_not():
+    """Parsed.group keeps each group's tag texts once made: the first read (nothing kept) and every later
+    one give the same entries."""
+    from engine.fix import codec as fix_codec
+    from engine.fix.codec import Parsed
+
+    body = "35=AP\x01702=2\x01703=TQ\x01704=3\x01703=SD\x01705=1\x0155=HGH6\x01"
+    msg = Parsed(f"8=FIX.4.4\x019={len(body)}\x01{body}10=000\x01")
+    fix_codec._GROUP_TEXT.clear()
+    first = msg.group(702, (703, 704, 705))
+    assert first == msg.group(702, (703, 704, 705)) == [{703: "TQ", 704: "3"}, {703: "SD", 705: "1"}]
