@@ -137,11 +137,13 @@ def test_venue_command_rejects_bad_input():
 
 
 def _no_price_midway(tmp_path):
-    """The spread scenario with HG priced per tonne (its price_unit left out) and a spread noise far
-    above that level: CU's fair value goes negative ~2 s into the run (seed 7)."""
+    """The spread scenario with CU's level brought down to ~1,440 CNY/t (a premium of -69,000: 144 ticks, a
+    level a scenario may start at) and a spread noise far above it: CU's fair value goes negative in the
+    first seconds of the run."""
     text = (ROOT / "scenarios" / "cu_hg_spread.toml").read_text()
-    text = text.replace('price_unit = "lb"\n', "", 1).replace("spread_sigma = 60.0", "spread_sigma = 2000.0", 1)
-    assert "spread_sigma = 2000.0" in text
+    old = "premium = 0.0, spread_mean = 0.0, spread_sigma = 60.0"
+    assert old in text
+    text = text.replace(old, "premium = -69000.0, spread_mean = 0.0, spread_sigma = 5000.0", 1)
     path = tmp_path / "no_price_midway.toml"
     path.write_text(text)
     return path
