@@ -54,10 +54,10 @@ MAX_PRICE_STEPS = 2_000_000  # duration / price step: a run must end in reasonab
 # the fair value) and the price's moves stay above zero, few enough that a float price still tells one
 # tick from the next (engine.config.Instrument.on_grid; 2**53 is about 9e15)
 MIN_PRICE_TICKS = 100.0
+MAX_PRICE_TICKS = 1e12
 # the market maker's ladder: levels per side (each re-quoted on every price step) and its spacing in ticks
 MAX_BOOK_LEVELS = 50
 MAX_LADDER_TICKS = 10_000
-MAX_PRICE_TICKS = 1e12
 EXPECT_KEYS = {
     "min_episodes": (int, "a whole number of episodes >= 0"),
     "all_terminal": (bool, "true or false"),
