@@ -1730,3 +1730,17 @@ def test_a_group_reads_the_same_entries_with_its_tag_texts_cached_or_not():
     fix_codec._GROUP_TEXT.clear()
     first = msg.group(702, (703, 704, 705))
     assert first == msg.group(702, (703, 704, 705)) == [{703: "TQ", 704: "3"}, {703: "SD", 705: "1"}]
+
+
+def test_what_the_engine_asks_for_when_it_names_no_account_or_a_book_and_what_it_cannot_send():
+    """A position request without an account asks for Account NONE (a venue's sessions without an
+    account); a market data request asks for the bid (269=0) and the offer (269=1) of its symbol; an
+    action that is no message is a TypeError naming it, never a message."""
+    from engine.core.events import SendPositionRequest, SetTimer
+
+    c = codec("COMEX")
+    assert c.parse(wire(c, SendPositionRequest("COMEX", "PR-9", ""))).get(1) == "NONE"
+    v = c.draft_of(Subscribe("COMEX", "HG", "HGH6", "MD9"), 1.8e9)
+    assert "\x01267=2\x01269=0\x01269=1\x01146=1\x0155=HGH6\x01" in f"\x01{v.body}"
+    with pytest.raises(TypeError, match=r"no FIX message for SetTimer\("):
+        c.draft_of(SetTimer(1.0, "t"), 1.8e9)  # type: ignore[arg-type]
