@@ -1744,3 +1744,32 @@ def test_what_the_engine_asks_for_when_it_names_no_account_or_a_book_and_what_it
     assert "\x01267=2\x01269=0\x01269=1\x01146=1\x0155=HGH6\x01" in f"\x01{v.body}"
     with pytest.raises(TypeError, match=r"no FIX message for SetTimer\("):
         c.draft_of(SetTimer(1.0, "t"), 1.8e9)  # type: ignore[arg-type]
+
+
+def test_a_message_built_field_by_field_is_framed_with_its_whole_header():
+    """The fallback for a value that carries the delimiter: quickfix frames the built Message with
+    BeginString, BodyLength and the session fields, as it frames a draft."""
+    c = codec("SHFE")
+    wire_text = c.frame(c.draft("D", [(11, "A\x01B"), (55, "cu2603")]), 3, 1.8e9, poss_dup=True)
+    assert wire_text.startswith("8=FIX.4.4\x019=") and "\x0135=D\x01" in wire_text
+    for field in ("34=3", "49=XMC", "56=VENUE", "43=Y", f"52={fix_time(1.8e9)}"):
+        assert f"\x01{field}\x01" in wire_text
+
+
+def test_fix_time_is_utc_whatever_the_machines_time_zone(monkeypatch):
+    """A desk's machine in Shanghai or Chicago: SendingTime and TransactTime stay UTC (FIX's
+    UTCTimestamp), formatted afresh (nothing cached from another zone)."""
+    import time
+
+    from engine.fix import codec as fix_codec
+
+    for zone in ("Asia/Shanghai", "America/Chicago"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        fix_codec._SECOND_TEXT.clear()
+        fix_codec._LAST_TIME = (-1.0, "")
+        try:
+            assert fix_time(VIRTUAL_EPOCH + 3600.25) == _fix_time_by_datetime(VIRTUAL_EPOCH + 3600.25), zone
+        finally:
+            monkeypatch.delenv("TZ")
+            time.tzset()
