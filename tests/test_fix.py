@@ -1773,3 +1773,16 @@ def test_fix_time_is_utc_whatever_the_machines_time_zone(monkeypatch):
         finally:
             monkeypatch.delenv("TZ")
             time.tzset()
+
+
+def test_a_message_with_groups_built_field_by_field_keeps_every_entry():
+    """The fallback for a value that carries the delimiter, in a message with groups: each entry is
+    built in its group, with its members, in quickfix's order."""
+    c = codec("SHFE")
+    built = c.draft(
+        "V",
+        [(262, "MD\x019"), (263, "1"), (264, "1"), (265, "1")],
+        ((267, [[(269, "0")], [(269, "1")]]), (146, [[(55, "cu2603")]])),
+    )
+    text = c.frame(built, 4, 1.8e9)
+    assert "\x01267=2\x01269=0\x01269=1\x01" in text and "\x01146=1\x0155=cu2603\x01" in text
