@@ -20,6 +20,14 @@ from typing import Any, Final
 # how far float arithmetic on a price or a count of ticks strays from the exact value, in ulps (an ulp
 # or two in practice): the slack of every test whether a price is on its tick grid
 GRID_NOISE_ULPS: Final = 16
+
+
+def grid_slack(tick: float, price: float) -> float:
+    """How far a price may be from a point of its tick grid and still be that point: a millionth of a
+    tick, or the float noise of a price that size where that is larger (a fine tick on a large price)."""
+    return max(tick * 1e-6, GRID_NOISE_ULPS * math.ulp(price))
+
+
 MASS_PER_TONNE = {"t": 1.0, "kg": 1000.0, "lb": 2204.62}
 ROUNDING_RULES = ("nearest", "up", "down")
 RECOVERY_POLICIES = ("chase_unwind", "escalate")
@@ -303,8 +311,7 @@ class Instrument:
         """Is `price` on the tick grid: a whole number of ticks to within a millionth of a tick, or the
         float noise of a price that size where that is larger (a fine tick on a large price: 1e-9 on a
         price of 70,000 is below its float resolution)?"""
-        off = abs(round(price / self.tick) * self.tick - price)
-        return off <= max(self.tick * 1e-6, GRID_NOISE_ULPS * math.ulp(price))
+        return abs(round(price / self.tick) * self.tick - price) <= grid_slack(self.tick, price)
 
 
 @dataclass(frozen=True, slots=True)

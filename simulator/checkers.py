@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Final
 
-from engine.config import GRID_NOISE_ULPS
+from engine.config import grid_slack
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
 from engine.core.events import BusinessReject, CancelReject, ExecReport, Quote, SessionDown, SessionGap, SessionUp
@@ -804,7 +804,7 @@ class InvariantChecker:
     ) -> None:
         """Invariant 13's verdict on one price: one of the schedule's, to a millionth of a tick (or the
         float noise of a price that size, where a fine tick is below it)."""
-        slack = max(tick * 1e-6, GRID_NOISE_ULPS * math.ulp(price))  # as Instrument.on_grid judges a price
+        slack = grid_slack(tick, price)  # as Instrument.on_grid judges a price
         if any(abs(price - a) <= slack for a in allowed):
             self._ok(13)
         else:
