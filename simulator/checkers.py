@@ -22,6 +22,7 @@ from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
 from engine.core.events import BusinessReject, CancelReject, ExecReport, Quote, SessionDown, SessionGap, SessionUp
 from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
+from engine.fix.codec import fmt_px
 
 if TYPE_CHECKING:
     from simulator.failover import SimulatedLease
@@ -487,9 +488,9 @@ class InvariantChecker:
             16,
             now,
             "",
-            f"{quote.instrument} quote put {due} at {value:.6g}, past its threshold "
+            f"{quote.instrument} quote put {due} at {fmt_px(value)}, past its threshold "
             f"({'sell_above' if due == SELL_SPREAD else 'buy_below'} "
-            f"{t.sell_above if due == SELL_SPREAD else t.buy_below:g}), the side armed, inputs fresh, the "
+            f"{fmt_px(t.sell_above if due == SELL_SPREAD else t.buy_below)}), the side armed, inputs fresh, the "
             "engine free to act; no episode opened",
         )
 
@@ -554,9 +555,9 @@ class InvariantChecker:
                 15,
                 now,
                 ep.decision_id,
-                f"{ep.side} opened at a signal of {value:.6g}, not past its threshold "
+                f"{ep.side} opened at a signal of {fmt_px(value)}, not past its threshold "
                 f"({'sell_above' if sell else 'buy_below'} "
-                f"{t.sell_above if sell else t.buy_below:g})",
+                f"{fmt_px(t.sell_above if sell else t.buy_below)})",
             )
         elif abs(ep.signal_value - value) > tol:
             self._fail(
@@ -586,7 +587,7 @@ class InvariantChecker:
                 now,
                 ep.decision_id,
                 f"{ep.side} fired again without its signal retreating "
-                f"{t.hysteresis:g} past its threshold since it last fired",
+                f"{fmt_px(t.hysteresis)} past its threshold since it last fired",
             )
         else:
             self._ok(15)
@@ -796,7 +797,13 @@ class InvariantChecker:
             }
         self.order_prices[first].append(price)
         self._on_schedule(
-            now, decision_id, price, allowed, inst.tick, f"{cl_ord_id}: amend {k} of {first}", f"the touch {touch:g}"
+            now,
+            decision_id,
+            price,
+            allowed,
+            inst.tick,
+            f"{cl_ord_id}: amend {k} of {first}",
+            f"the touch {fmt_px(touch)}",
         )
 
     def _on_schedule(
@@ -812,7 +819,7 @@ class InvariantChecker:
                 13,
                 now,
                 decision_id,
-                f"{what} priced {price}, the schedule gives {' or '.join(f'{a:g}' for a in sorted(allowed))} "
+                f"{what} priced {fmt_px(price)}, the schedule gives {' or '.join(fmt_px(a) for a in sorted(allowed))} "
                 f"from {source}",
             )
 
@@ -888,7 +895,7 @@ class InvariantChecker:
             allowed,
             inst.tick,
             cl_ord_id + ":",
-            f"the {'offer' if side == BUY else 'bid'} {touch} (payup {sorted(payups)} ticks)",
+            f"the {'offer' if side == BUY else 'bid'} {fmt_px(touch)} (payup {sorted(payups)} ticks)",
         )
 
     def on_ask(self, now: float, key: str, decision_id: str) -> None:

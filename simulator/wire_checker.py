@@ -49,8 +49,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
-from engine.config import EngineConfig
-from engine.fix.codec import SOH
+from engine.config import EngineConfig, grid_slack
+from engine.fix.codec import SOH, fmt_px
 from engine.shell.lease import FENCE_MARGIN
 
 WIRE_NAMES = {
@@ -70,7 +70,7 @@ WIRE_NAMES = {
 ENDED: Final = frozenset({"2", "3", "4", "8", "C"})
 STATUS_FOR: Final = {"0": ("0",), "4": ("4",), "8": ("8",), "F": ("1", "2"), "5": ("0", "1", "2")}
 _EXEC_NO: Final = re.compile(r"(\d+)$")  # the venue numbers its ExecIDs in the order it makes its reports
-PX_EPS: Final = 1e-6  # prices travel with six decimals
+AVG_PX_EPS: Final = 1e-6  # an average price (on no tick grid) travels with six decimals
 # the status questions of a reconciliation, and the tag that names each: OrderStatusRequest by
 # ClOrdID, OrderMassStatusRequest by MassStatusReqID, RequestForPositions by PosReqID
 QUESTION_ID: Final = {"H": 11, "AF": 584, "AN": 710}
@@ -292,7 +292,9 @@ class WireChecker:
             refs = self.refs_at_send.get((venue, seq), []) + self._references(name, now)
             band = self.cfg.risk.price_band_pct
             if not refs:
-                self._fail("W8", now, venue, seq, cl, f"priced at {price:g} before {name} ever had a two-sided book")
+                self._fail(
+                    "W8", now, venue, seq, cl, f"priced at {fmt_px(price)} before {name} ever had a two-sided book"
+                )
             else:
                 dev = min(abs(price - r) / r * 100.0 for r in refs)
                 if dev > band + 1e-9:
@@ -302,7 +304,7 @@ class WireChecker:
                         venue,
                         seq,
                         cl,
-                        f"price {price:g} is {dev:.2f}% from {name}'s reference {refs[-1]:g} (band {band}%)",
+                        f"price {fmt_px(price)} is {dev:.2f}% from {name}'s reference {fmt_px(refs[-1])} (band {band}%)",
                     )
                 else:
                     self._ok("W8")
@@ -477,17 +479,21 @@ class WireChecker:
         elif qty is not None and status == "4" and cum >= qty - 1e-9:
             wrong = f"cancelled with every lot filled ({_said(status, cum, leaves, qty)})"
         elif exec_type == "F" and (last <= 0 or last_px <= 0 or last > cum + 1e-9):
-            wrong = f"a fill of {last:g} lots at {last_px:g} ({_said(status, cum, leaves, qty)})"
+            wrong = f"a fill of {last:g} lots at {fmt_px(last_px)} ({_said(status, cum, leaves, qty)})"
         elif (
             exec_type == "F"
             and limit is not None
-            and (last_px > limit + PX_EPS if f.get(54) == "1" else last_px < limit - PX_EPS)
+            and (
+                last_px > limit + self._px_slack(venue, f, limit)
+                if f.get(54) == "1"
+                else last_px < limit - self._px_slack(venue, f, limit)
+            )
         ):
-            wrong = f"a {'buy' if f.get(54) == '1' else 'sell'} order limited at {limit:g} filled at {last_px:g}"
+            wrong = f"a {'buy' if f.get(54) == '1' else 'sell'} order limited at {fmt_px(limit)} filled at {fmt_px(last_px)}"
         oid = f.get(37, "")
         asked = self.terms.get((venue, f.get(11, ""))) if exec_type in ("0", "5", "F", "I") and oid != "NONE" else None
         if wrong is None and asked is not None:
-            wrong = self._other_terms(f, asked)
+            wrong = self._other_terms(f, asked, self._px_slack(venue, f, limit or 0.0))
         if wrong is not None:
             return self._fail_report(venue, f, now, wrong)
         found = _EXEC_NO.search(f.get(17, ""))
@@ -507,19 +513,32 @@ class WireChecker:
         if filled and abs(filled - cum) < 1e-9 and f.get(6):
             vwap = sum(r[2] * r[3] for r in history[: at + 1]) / filled
             avg = float(f[6])
-            if abs(avg - vwap) > 2 * PX_EPS + abs(vwap) * 1e-12:  # each price rounded to six decimals
-                return self._fail_report(venue, f, now, f"AvgPx {avg:g}, but its fills' average is {vwap:.6f}")
+            if abs(avg - vwap) > 2 * AVG_PX_EPS + abs(vwap) * 1e-12:  # rounded to six decimals
+                return self._fail_report(venue, f, now, f"AvgPx {fmt_px(avg)}, but its fills' average is {vwap:.6f}")
         self._ok("W12")
 
+    def _px_slack(self, venue: str, f: dict[int, str], price: float) -> float:
+        """How far two prices of the report's instrument read from the wire may differ and still be one
+        price: its grid's slack (`engine.config.grid_slack`) on each side, as a price travels with as
+        many decimals as its tick needs (a fixed 1e-6 let a fill a thousand 1e-9 ticks through its
+        limit pass); half a millionth where the symbol is not the engine's (no tick known)."""
+        name = self.instrument.get((venue, f.get(55, "")))
+        inst = self.cfg.instruments.get(name) if name is not None else None
+        return 2 * grid_slack(inst.tick, price) if inst is not None else AVG_PX_EPS / 2
+
     @staticmethod
-    def _other_terms(f: dict[int, str], asked: tuple[str | None, str | None, str | None, str | None]) -> str | None:
-        """W12: where a report of an order (or of its replace) carries terms other than those it asked for."""
+    def _other_terms(
+        f: dict[int, str], asked: tuple[str | None, str | None, str | None, str | None], px_slack: float
+    ) -> str | None:
+        """W12: where a report of an order (or of its replace) carries terms other than those it asked for
+        (prices the same to `px_slack`, quantities to 1e-9)."""
         for tag, name, want in zip((54, 55, 38, 44), ("Side", "Symbol", "OrderQty", "Price"), asked):
             got = f.get(tag)
             if want is None or got is None:
                 continue  # a market order has no price; a replace may leave the price as it was
             try:
-                same = got == want if tag in (54, 55) else abs(float(got) - float(want)) <= PX_EPS
+                slack = px_slack if tag == 44 else 1e-9
+                same = got == want if tag in (54, 55) else abs(float(got) - float(want)) <= slack
             except ValueError:
                 same = False
             if not same:

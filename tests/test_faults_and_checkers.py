@@ -1317,3 +1317,19 @@ def test_a_request_still_awaited_when_a_legged_spell_ends_counts_once_the_venue_
     assert (checker.v[1].status == "fail") is not answered
     if not answered:
         assert "legged" in checker.v[1].first["detail"]
+
+
+def test_invariant_13_names_the_prices_as_they_travel_not_cut_to_six_digits(config):
+    """A price off the schedule is shown beside the schedule's prices and the touch they came from, each
+    written as the wire writes it: to six significant digits (`:g`), 123456.75 and its schedule's
+    123456.5 both read 123457 or 123456, and the failure could not be told from a pass."""
+    from engine.core.engine_core import EngineCore
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    checker._on_schedule(1.0, "E1-000001", 123456.75, {123456.5, 123457.25}, 0.25, "E1-000001A1R:", "the touch")
+    assert checker.v[13].status == "fail"
+    assert "priced 123456.75, the schedule gives 123456.5 or 123457.25" in checker.v[13].first["detail"]
+    fine = InvariantChecker(EngineCore(config))
+    fine._on_schedule(1.0, "E1-000001", 4.5000005, {4.5000005}, 1e-7, "E1-000001A1R:", "the touch")
+    assert fine.v[13].status == "pass"

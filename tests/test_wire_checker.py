@@ -627,3 +627,39 @@ def test_a_cancel_that_reaches_the_venue_after_the_orders_end_leaves_its_questio
     w.received("COMEX", msg((35, "H"), (34, "3"), (11, "E1-000001B1")), 2.2)
     w.received("COMEX", order("E1-000001B3R", 2, 4.501, seq=4), 2.3)
     assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000001B1" in w.v["W11"].first["detail"]
+
+
+@pytest.mark.parametrize("tick", [1e-9, 1e-7, 0.0005])
+def test_w12_judges_a_price_to_its_instruments_tick_not_to_six_decimals(config, tick):
+    """Prices travel with the decimals their tick needs (`fmt_px`, up to nine): on a tick of 1e-9 a fill
+    two ticks through its limit, or an ack two ticks from the price its order asked, is a wrong report,
+    which a fixed six-decimal tolerance let pass; the same prices as the venue writes them pass. Failure
+    details show each price as it travelled, not cut to six digits."""
+    import dataclasses
+
+    from engine.fix.codec import fmt_px
+
+    hg = next(i for i in config.instruments.values() if i.symbol == "HGH6")
+    fine = dataclasses.replace(config, instruments=config.instruments | {hg.name: dataclasses.replace(hg, tick=tick)})
+    limit = round(4.5 / tick) * tick
+    through = limit + 2 * tick
+
+    def w12_of(*reports: str, sent: float = limit) -> tuple[str, str]:
+        w = checker(fine)
+        w.received(
+            "COMEX",
+            msg((35, "D"), (34, "7"), (11, "E1-000001B1"), (55, "HGH6"), (54, "1"), (38, "4"), (44, fmt_px(sent))),
+            1.0,
+        )
+        for raw in reports:
+            w.venue_sent("COMEX", raw, 1.2)
+        return w.v["W12"].status, w.v["W12"].first.get("detail", "")
+
+    at_limit = execution_report("COX1", "F", "1", 1, 3, t32="1", t31=fmt_px(limit), t6=fmt_px(limit), t44=fmt_px(limit))
+    assert w12_of(at_limit) == ("pass", "")
+    status, detail = w12_of(
+        execution_report("COX1", "F", "1", 1, 3, t32="1", t31=fmt_px(through), t6=fmt_px(through), t44=fmt_px(limit))
+    )
+    assert status == "fail" and f"limited at {fmt_px(limit)} filled at {fmt_px(through)}" in detail, detail
+    status, detail = w12_of(execution_report("COX1", "0", "0", 0, 4, t44=fmt_px(through)))
+    assert status == "fail" and f"Price {fmt_px(through)} where the order asked for {fmt_px(limit)}" in detail, detail
