@@ -185,6 +185,12 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
     assert priced.v[12].status == "pass"
     priced.reconcile_check(4.0, {a.cl_ord_id: ("1", 5.0, 70010.0), b.cl_ord_id: ("0", 0.0, 0.0)})
     assert priced.v[12].status == "fail" and "AvgPx" in priced.v[12].first["detail"]
+    # a fraction of a tick off is a wrong average too (one lot of 1,000 filled a tick of 10 away shifts
+    # it by 0.01); the six decimals an AvgPx travels with are not
+    for venue_avg, verdict in ((70000.01, "fail"), (70000.0000004, "pass"), (69999.9999996, "pass")):
+        slight = InvariantChecker(core)
+        slight.reconcile_check(4.0, {a.cl_ord_id: ("1", 5.0, venue_avg), b.cl_ord_id: ("0", 0.0, 0.0)})
+        assert slight.v[12].status == verdict, venue_avg
     # an order the engine never knew, still working at the venue at the end: nobody will ever cancel it
     stray = InvariantChecker(core)
     stray.reconcile_check(
