@@ -138,3 +138,100 @@ def test_a_leader_key_recreated_under_the_same_node_name_is_not_renewed_by_the_o
     assert second is not None and second > first
     assert not old.keep_alive("node-a", 0.2) and not old.holds("node-a", first, 0.2)
     assert new.keep_alive("node-a", 0.3) and new.holds("node-a", second, 0.3)
+
+
+def test_who_holds_the_lease_and_how_long_a_dead_holders_grant_may_outlive_it(etcd):
+    """`held_by` names the node in the leader key (None when nobody holds it), as a restarted process
+    asks before it waits out its predecessor's grant; the lease etcd grants has the TTL asked (etcd
+    raises one below its minimum, which `grant_outlives` allows for, twice over)."""
+    a, b = EtcdLease(etcd(), "node-a", ttl=5), EtcdLease(etcd(), "node-b", ttl=5)
+    assert a.revision == 0 and b.held_by(0.0) is None and not a.holds("node-a", 0, 0.0)
+    epoch = a.acquire("node-a", 0.0)
+    assert epoch is not None and b.held_by(0.1) == "node-a" and a.held_by(0.1) == "node-a"
+    assert 3 <= a._lease.ttl() <= 5  # the TTL asked, not etcd's minimum
+    a.release("node-a", 1.0)
+    assert b.held_by(1.1) is None and not a.holds("node-a", epoch, 1.1)
+    assert EtcdLease(etcd(), "n", ttl=1).grant_outlives() == 4.0  # etcd's ~2 s minimum TTL, twice
+    assert EtcdLease(etcd(), "n", ttl=5).grant_outlives() == 10.0
+
+
+def test_an_operator_deleting_the_leader_key_ends_its_holders_lease(etcd):
+    """The key is deleted (`etcdctl del`) while its lease lives on: the holder's next keep-alive finds
+    no key and steps down (it does not fail reading an empty answer)."""
+    a = EtcdLease(etcd(), "node-a", ttl=5)
+    epoch = a.acquire("node-a", 0.0)
+    assert epoch is not None
+    a.client.delete(a.key)
+    assert a.keep_alive("node-a", 0.1) is False and not a.holds("node-a", epoch, 0.2)
+
+
+class _Lease:
+    def __init__(self, ttl: int):
+        self.answer = ttl
+
+    def refresh(self) -> int:
+        return self.answer
+
+
+class _Client:
+    """An etcd3gw client's answers, set by the test: the leader key's value and create_revision."""
+
+    def __init__(self, value: object = b"node-a", revision: int = 7):
+        self.value, self.revision = value, revision
+
+    def get(self, key, metadata=False):
+        if self.value is None:
+            return []
+        return [(self.value, {"create_revision": self.revision})] if metadata else [self.value]
+
+
+def _granted(client: _Client, ttl_answer: int) -> EtcdLease:
+    lease = EtcdLease(client, "node-a", ttl=2)
+    lease._lease, lease.revision, lease._valid_until = _Lease(ttl_answer), 7, 11.5  # granted at 10.0
+    return lease
+
+
+@pytest.mark.parametrize(
+    ("ttl", "value", "revision", "renewed"),
+    [
+        (1, b"node-a", 7, True),  # one second left is still a live lease
+        (0, b"node-a", 7, False),  # etcd says the lease has no time left: gone
+        (-1, b"node-a", 7, False),  # not found: gone
+        (2, None, 7, False),  # the key deleted under a live lease
+        (2, b"node-b", 7, False),  # the key holds another node's name
+        (2, b"node-a", 8, False),  # our name, another key (created again since): not ours to renew
+        (2, "node-a", 7, True),  # a client answering text rather than bytes
+    ],
+)
+def test_a_keep_alive_renews_only_the_key_it_created_under_a_live_lease(ttl, value, revision, renewed):
+    lease = _granted(_Client(value, revision), ttl)
+    assert lease.keep_alive("node-a", 11.0) is renewed
+    assert lease.holds("node-a", 7, 11.2) is renewed  # a lost lease is dropped at once, not at its grant's end
+    if renewed:
+        assert lease.holds("node-a", 7, 12.4) and not lease.holds("node-a", 7, 12.5)  # 11.0 + 2 s x 3/4
+
+
+def test_a_lease_never_acquired_renews_nothing_and_holds_nothing():
+    lease = EtcdLease(_Client(), "node-a", ttl=2)
+    assert lease.keep_alive("node-a", 0.0) is False and not lease.holds("node-a", 0, 0.0)
+
+
+def test_a_grant_ends_at_its_instant_and_acts_for_one_node_only():
+    lease = _granted(_Client(), 2)
+    assert lease.holds("node-a", 7, 11.4999) and not lease.holds("node-a", 7, 11.5)  # valid until, not at
+    assert not lease.holds("node-b", 7, 11.0) and not lease.holds("node-a", 6, 11.0)
+    with pytest.raises(ValueError, match="this EtcdLease acts for node 'node-a', not 'node-b'"):
+        lease.keep_alive("node-b", 11.0)
+
+
+def test_acquire_reads_a_leader_key_written_as_text_or_bytes():
+    class Client(_Client):
+        def lease(self, ttl):
+            return _Lease(ttl)
+
+        def create(self, key, value, lease=None):
+            return True
+
+    assert EtcdLease(Client("node-a", 41), "node-a").acquire("node-a", 0.0) == 41
+    assert EtcdLease(Client(b"node-a", 41), "node-a").acquire("node-a", 0.0) == 41
+    assert EtcdLease(Client("node-b", 41), "node-a").acquire("node-a", 0.0) is None

@@ -47,3 +47,18 @@ class ScriptedLease:
 def test_the_fence(held, renews, after, sends, renewals):
     lease = ScriptedLease(held, renews, after)
     assert may_send(lease, "node-a", 7, 1.0) is sends and lease.renewals == renewals
+
+
+def test_renew_says_renewed_lost_or_unanswered_and_names_the_error():
+    """One keep-alive by the holder's rule: renewed or refused with no error; an unanswered one carries
+    the error's type and text (at most 300 characters), and None while the holder's own grant lasts."""
+    from engine.shell.lease import renew
+
+    class Lease(ScriptedLease):
+        revision = 7
+
+    assert renew(Lease(7, True, 7), "node-a", lambda: 1.0) == (True, "")
+    assert renew(Lease(7, False, None), "node-a", lambda: 1.0) == (False, "")
+    held, gone = Lease(7, TimeoutError("x" * 400), None), Lease(None, TimeoutError("no answer"), None)
+    assert renew(held, "node-a", lambda: 1.0) == (None, "TimeoutError: " + "x" * 286)
+    assert renew(gone, "node-a", lambda: 1.0) == (False, "TimeoutError: no answer")

@@ -199,3 +199,147 @@ def test_a_leader_node_recreated_under_the_same_node_name_is_not_renewed_by_the_
     assert second is not None and second > first
     assert not old.keep_alive("node-a", 0.2) and not old.holds("node-a", first, 0.2)
     assert new.keep_alive("node-a", 0.3) and new.holds("node-a", second, 0.3)
+
+
+def test_a_holder_whose_leader_node_is_gone_steps_down_and_watchers_are_told(zookeeper):
+    """The leader node is deleted (an operator, or the server expiring the session): the holder's next
+    keep-alive is a lost lease, not a renewal; a standby watching is told at once, and a watch set
+    while no leader node exists fires at once (nobody to wait for)."""
+    holder = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    standby = ZooKeeperLease(zookeeper.client(2.0), "node-b", 2.0)
+    standby.watch()
+    assert standby.changed.is_set()  # no leader node yet
+    epoch = holder.acquire("node-a", 0.0)
+    assert epoch is not None
+    standby.watch()
+    assert not standby.changed.is_set()  # a leader holds it: wait for it to go
+    holder.client.delete(holder.path)
+    assert standby.changed.wait(5)
+    assert holder.keep_alive("node-a", 0.1) is False and not holder.holds("node-a", epoch, 0.1)
+
+
+def test_an_old_epoch_is_not_renewed_even_by_its_own_session_and_its_release_spares_the_new_holder(zookeeper):
+    """A keep-alive renews the epoch it was granted and no other: the same session creating the leader
+    node again (a new creation zxid) does not renew the old grant. Releasing a grant deletes the leader
+    node only if it is still that grant's (a node of the same name created since is another holder's)."""
+    client = zookeeper.client(2.0)
+    old, again = ZooKeeperLease(client, "node-a", 2.0), ZooKeeperLease(client, "node-a", 2.0)
+    first = old.acquire("node-a", 0.0)
+    assert first is not None
+    client.delete(old.path)
+    second = again.acquire("node-a", 0.1)
+    assert second is not None and second > first
+    assert old.keep_alive("node-a", 0.2) is False
+    other = ZooKeeperLease(zookeeper.client(2.0), "node-a", 2.0)
+    client.delete(old.path)
+    third = other.acquire("node-a", 0.3)
+    assert third is not None
+    again.release("node-a", 0.4)  # same name, but the node is the third grant's now
+    assert other.held_by(0.5) == "node-a" and other.keep_alive("node-a", 0.5) and other.holds("node-a", third, 0.5)
+
+
+class _Stat:
+    def __init__(self, czxid: int, owner: int, version: int = 0):
+        self.czxid, self.ephemeralOwner, self.version = czxid, owner, version
+
+
+class _Answer:
+    """kazoo's async result: the keep-alive must say how long it waits (never for ever)."""
+
+    def __init__(self, value, waits: list):
+        self.value, self.waits = value, waits
+
+    def get(self, timeout=None):
+        self.waits.append(timeout)
+        if timeout is None:
+            raise AssertionError("a keep-alive waiting without a timeout hangs on a silent server")
+        return self.value
+
+
+class _Client:
+    """A kazoo client's answers, set by the test (races a real server cannot be made to show on demand)."""
+
+    def __init__(self, data: bytes = b"node-a", czxid: int = 7, owner: int = 99, session: int = 99):
+        self.data, self.stat, self.client_id, self.waits = data, _Stat(czxid, owner), (session, b""), []
+
+    def create(self, path, value, ephemeral=False, makepath=False):
+        return path
+
+    def get(self, path):
+        return self.data, self.stat
+
+    def get_async(self, path):
+        return _Answer((self.data, self.stat), self.waits)
+
+
+def test_a_keep_alive_waits_at_most_its_request_timeout_and_a_grant_ends_at_its_instant():
+    client = _Client()
+    lease = ZooKeeperLease(client, "node-a", 0.4)
+    assert lease.acquire("node-a", 10.0) == 7
+    assert lease.keep_alive("node-a", 10.1) and client.waits == [pytest.approx(0.4 * 0.75 / 2)]
+    assert lease.holds("node-a", 7, 10.1 + 0.3 - 1e-9) and not lease.holds("node-a", 7, 10.1 + 0.3)
+    assert not lease.holds("node-b", 7, 10.2) and not lease.holds("node-a", 6, 10.2)
+    with pytest.raises(ValueError, match="this ZooKeeperLease acts for node 'node-a', not 'node-b'"):
+        lease.keep_alive("node-b", 10.2)
+
+
+@pytest.mark.parametrize(
+    ("data", "czxid", "owner", "ours"),
+    [
+        (b"node-a", 7, 99, True),
+        (b"node-b", 7, 99, False),  # another node's name
+        (b"node-a", 7, 98, False),  # our name, another session's node: ours expired, theirs since
+    ],
+)
+def test_acquire_takes_the_leader_node_only_when_it_is_this_sessions(data, czxid, owner, ours):
+    lease = ZooKeeperLease(_Client(data, czxid, owner), "node-a", 2.0)
+    assert lease.acquire("node-a", 0.0) == (7 if ours else None)
+    assert lease.holds("node-a", 7, 0.1) is ours
+
+
+@pytest.mark.parametrize(
+    ("czxid", "owner"),
+    [(8, 99), (7, 98)],  # created again (same session, a new zxid); or the same zxid under another session
+)
+def test_a_keep_alive_renews_only_the_node_its_session_created_under_its_epoch(czxid, owner):
+    client = _Client()
+    lease = ZooKeeperLease(client, "node-a", 2.0)
+    assert lease.acquire("node-a", 0.0) == 7
+    client.stat = _Stat(czxid, owner)
+    assert lease.keep_alive("node-a", 0.1) is False and not lease.holds("node-a", 7, 0.1)
+
+
+def test_grant_outlives_counts_the_longer_of_the_timeout_asked_and_the_one_granted():
+    assert ZooKeeperLease(_Client(), "node-a", 0.3).grant_outlives() == pytest.approx(0.6)  # nothing granted known
+
+
+def test_the_granted_session_timeout_is_read_from_kazoos_record_and_other_records_pass_on(caplog):
+    """kazoo 2.10 says what the server granted only in its "Session created" record (arguments: session
+    id, password, negotiated timeout ms, connect timeout, read timeout); every other record goes on to
+    kazoo's own logger as it would without xmc."""
+    import logging
+
+    from engine.shell.lease import _GrantedTimeout, granted_timeout, zookeeper_client
+
+    def created(*args):
+        return logging.LogRecord("xmc.kazoo", 5, "", 0, "Session created, session_id: %r ...", args, None)
+
+    handler = _GrantedTimeout()
+    handler.emit(created(1, "00", 400, 133.3, 266.7))
+    assert handler.seconds == pytest.approx(0.4)  # the negotiated timeout, not the connect timeout
+    handler.emit(created(1, "00", 1))
+    assert handler.seconds == pytest.approx(0.001)
+    handler.emit(created(1, "00", 0))
+    assert handler.seconds == pytest.approx(0.001)  # a zero is no grant: the last one stands
+    handler.emit(created(1, "00"))
+    assert handler.seconds == pytest.approx(0.001)
+    caplog.set_level(logging.WARNING, logger="kazoo.client")
+    handler.emit(logging.LogRecord("xmc.kazoo", logging.WARNING, "", 0, "Connection dropped", None, None))
+    handler.emit(logging.LogRecord("xmc.kazoo", logging.INFO, "", 0, "Connecting", None, None))
+    assert [r.getMessage() for r in caplog.records if r.name == "xmc.kazoo"] == ["Connection dropped"]
+    assert granted_timeout(object()) is None and granted_timeout(zookeeper_client("127.0.0.1:1", 0.4)) is None
+
+    class NoHandlers:
+        logger = object()
+
+    assert granted_timeout(NoHandlers()) is None

@@ -93,6 +93,11 @@ def etcd_request_timeout(ttl_s: float, heartbeat_s: float) -> float:
     return min(ttl_s * (1.0 - FENCE_MARGIN), max(3 * heartbeat_s, 0.5))
 
 
+def _text(value: bytes | str) -> str:
+    """A leader key's value as text: etcd3gw answers bytes; a client answering text is read the same."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class EtcdLease:
     """The lease on etcd (live and wire mode): a TTL lease kept alive by its holder, a leader key
     created under it only if absent (a transaction on create_revision = 0), and that key's
@@ -135,7 +140,7 @@ class EtcdLease:
             if not found:
                 continue  # ours expired before we read it: nobody holds the key now
             value, meta = found[0]
-            if (value.decode() if isinstance(value, bytes) else value) != node:
+            if _text(value) != node:
                 return None  # ours expired and another node took the key meanwhile
             self._lease, self.revision = lease, int(meta["create_revision"])
             self._valid_until = now + self.ttl * (1.0 - self.margin)
@@ -154,7 +159,7 @@ class EtcdLease:
         if ttl <= 0:
             self._valid_until = float("-inf")
             return False
-        if not found or found[0][0].decode() != node or int(found[0][1]["create_revision"]) != self.revision:
+        if not found or _text(found[0][0]) != node or int(found[0][1]["create_revision"]) != self.revision:
             self._valid_until = float("-inf")
             return False
         self._valid_until = now + self.ttl * (1.0 - self.margin)
@@ -167,8 +172,7 @@ class EtcdLease:
         found = self.client.get(self.key)
         if not found:
             return None
-        value = found[0]
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return _text(found[0])
 
     def grant_outlives(self) -> float:
         return 2.0 * max(self.ttl, 2)  # etcd raises a TTL below its minimum (about 2 s by default) unasked
