@@ -665,3 +665,115 @@ def test_every_event_the_core_takes_is_journaled_and_read_back():
     assert set(EVENT_TYPES.values()) == set(typing.get_args(ev.Event))
     for event in (ev.SessionGap("SHFE"), ev.SessionDown("COMEX"), ev.Quote("HG", 4.5, 1.0, None, 0.0)):
         assert decode(encode(event, 3.5)) == (3.5, event)
+
+
+def test_a_new_journal_says_its_format_and_an_existing_file_is_never_taken_for_an_empty_one(tmp_path, config):
+    """The header names the format it was written in; an empty file is a new journal, but a file with
+    anything in it (one stray byte, say) is read and refused, never overwritten; a clean journal reports
+    nothing cut and no reason; opening checks each record against the engine config (a venue the
+    config lacks is refused at open, not at replay)."""
+    import dataclasses as dc
+    import zlib
+
+    from engine.shell.journal import FRAME, VERSION, fingerprint
+
+    fresh = Journal(tmp_path / "new", config)
+    fresh.close()
+    header = json.loads((tmp_path / "new").read_bytes().split(b"\n", 1)[0])
+    assert header["version"] == VERSION and fresh.recovered.truncated_bytes == 0 and fresh.recovered.reason == ""
+    (tmp_path / "empty").write_bytes(b"")
+    Journal(tmp_path / "empty", config).close()
+    assert json.loads((tmp_path / "empty").read_bytes().split(b"\n", 1)[0])["magic"] == "xmc-journal"
+    (tmp_path / "stray").write_bytes(b"x")
+    with pytest.raises(JournalError, match="no journal header; it is not an xmc journal"):
+        Journal(tmp_path / "stray", config)
+    assert (tmp_path / "stray").read_bytes() == b"x"
+    (tmp_path / "blank").write_bytes(b"\n")
+    with pytest.raises(JournalError, match="unreadable journal header"):
+        read(tmp_path / "blank", "x")
+    j = _journal_with(tmp_path, config, 3)
+    j.close()
+    clean = Journal(tmp_path / "j", config)
+    clean.close()
+    assert len(clean.recovered.records) == 3 and clean.recovered.reason == "" and clean.recovered.truncated_bytes == 0
+    body = b'[1.0,"SessionUp","NYSE"]'
+    with open(tmp_path / "j", "ab") as fh:
+        fh.write(FRAME.pack(len(body), zlib.crc32(body)) + body)
+    with pytest.raises(JournalError, match="names venue 'NYSE'"):
+        Journal(tmp_path / "j", config)
+    other = dc.replace(config, node="N2")
+    assert fingerprint(other) != fingerprint(config) and len(fingerprint(config)) == 32
+    with pytest.raises(JournalError, match="durability 'often': use one of none, batch, record"):
+        Journal(tmp_path / "d", config, durability="often")
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [(b"5", "a record is [time, event type, values...]"), (b"[5]", "a record is [time, event type, values...]")],
+)
+def test_a_record_that_is_no_list_of_time_and_type_is_refused_as_such(payload, says):
+    from engine.shell.journal import decode
+
+    with pytest.raises(ValueError, match=says.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        decode(payload)
+
+
+def test_damage_is_named_checksum_or_decoding_and_a_record_holds_only_json_scalars(tmp_path, config):
+    import zlib
+
+    from engine.core.events import SessionUp as Up
+    from engine.shell.journal import FRAME, encode
+
+    j = _journal_with(tmp_path, config, 2)
+    j.close()
+    good = (tmp_path / "j").read_bytes()
+    body = b'[1.0,"SessionUp","SHFE"]'
+    (tmp_path / "j").write_bytes(good + FRAME.pack(len(body), zlib.crc32(body) ^ 1) + body)
+    with pytest.raises(JournalError, match="record 3: record checksum mismatch"):
+        read(tmp_path / "j", j.fingerprint, config)
+    body = b'[1.0,"Nothing","SHFE"]'
+    (tmp_path / "j").write_bytes(good + FRAME.pack(len(body), zlib.crc32(body)) + body)
+    with pytest.raises(JournalError, match=r"record 3: record does not decode \(KeyError: 'Nothing'\)"):
+        read(tmp_path / "j", j.fingerprint, config)
+    with pytest.raises(TypeError, match="holds str, int, float, bool or None, not frozenset"):
+        encode(Up(frozenset({"SHFE"})), 1.0)  # type: ignore[arg-type]
+
+
+def test_a_damaged_format_1_record_followed_by_good_ones_is_refused_not_cut(tmp_path, config):
+    """A journal written in format 1 ({"t": ..., ...} per record) damaged in the middle (a length made
+    huge) has whole records after the damage: it is refused, as a format 2 journal is, never cut as
+    if the damage were a torn tail (which would drop the good records after it)."""
+    import zlib
+
+    from engine.shell.journal import FRAME, MAGIC, fingerprint
+
+    records = [b'{"t":%d.0,"e":"SessionUp","f":{"venue":"SHFE"}}' % i for i in range(4)]
+    head = json.dumps({"magic": MAGIC, "version": 1, "config": fingerprint(config)}).encode() + b"\n"
+    data = bytearray(head + b"".join(FRAME.pack(len(r), zlib.crc32(r)) + r for r in records))
+    second = len(head) + FRAME.size + len(records[0])
+    data[second] ^= 0x40  # the high byte of the second record's length
+    (tmp_path / "j").write_bytes(bytes(data))
+    with pytest.raises(JournalError, match="record 2: torn record body, yet a valid record starts at byte"):
+        Journal(tmp_path / "j", config)
+    assert (tmp_path / "j").read_bytes() == bytes(data)
+
+
+def test_the_history_streamed_reads_every_record_whatever_bytes_its_frame_holds(tmp_path, config):
+    """A record's frame (length, CRC) is binary and may hold a newline byte: the stream's reader starts
+    after the header's newline, the first one, never a later one."""
+    from engine.shell.journal import FRAME, bodies
+
+    j = Journal(tmp_path / "j", config)
+    n = 0
+    while b"\n" not in (tmp_path / "j").read_bytes().split(b"\n", 1)[1]:
+        j.append(Quote("CU", 70000.0 + n, 5.0, 70010.0 + n, 5.0), 0.1 * n)
+        n += 1
+    j.close()
+    assert len(bodies(tmp_path / "j")[0]) == n == len(read(tmp_path / "j", j.fingerprint).records)
+    assert FRAME.size == 8
+
+
+def test_a_torn_write_leaves_at_least_one_byte(tmp_path, config):
+    j = Journal(tmp_path / "j", config)
+    assert j.torn_append(SessionUp("SHFE"), 1.0, keep=0.0) == 1
+    j.close()

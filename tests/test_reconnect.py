@@ -58,3 +58,14 @@ def test_a_wait_and_a_window_end_at_their_deadline_not_before(base, window, earl
     until = window + b.log[-1][3]
     assert b.tick("SHFE", until - early, False) is None
     assert b.tick("SHFE", until, False) == "enable"
+
+
+def test_the_log_tells_each_logon_and_each_window_opened_with_no_wait():
+    """The shell's report of reconnects reads the log: a logon is ("up", 0) and a window opened is
+    ("enable", 0), beside each disable's wait."""
+    b = Backoff(base=1.0, cap=4.0, window=0.5)
+    assert b.tick("SHFE", 0.0, False) is None
+    assert b.tick("SHFE", 0.5, False) == "disable"
+    assert b.tick("SHFE", 2.5, False) == "enable"
+    assert b.tick("SHFE", 2.6, True) is None
+    assert b.log == [(0.5, "SHFE", "disable", 2.0), (2.5, "SHFE", "enable", 0.0), (2.6, "SHFE", "up", 0.0)]

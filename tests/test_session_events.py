@@ -47,3 +47,23 @@ def test_a_flood_of_events_is_bounded_but_counted_and_each_names_its_session():
     assert [(s, t) for _wall, s, t in events.events] == [
         ("FIX.4.4:XMC->SHFE", f"Invalid message: 8=FIX.4.4{SOH}35=A{SOH}554=***{SOH}") for i in range(3)
     ]
+
+
+def test_each_log_quickfix_asks_for_is_named_for_its_session_kept_alive_and_feeds_the_factory():
+    """quickfix calls `create` once per session (with its SessionID) and once without (its global log):
+    the log carries the session's name, or "global", is kept by the factory (quickfix holds a raw
+    pointer to it) and its events reach the factory's list under that name."""
+    import quickfix as fix
+
+    events = SessionEvents()
+    session = fix.SessionID("FIX.4.4", "XMC", "SHFE")
+    events.create(session)
+    events.create()
+    assert [log.session for log in events._logs] == [session.toString(), "global"]
+    assert all(isinstance(log, _EventLog) and log.factory is events for log in events._logs)
+    events._logs[0].onEvent(f"35=A{SOH}554=hunter2")
+    events._logs[1].onEvent("Connecting")
+    assert [(s, text) for _, s, text in events.events] == [
+        (session.toString(), f"35=A{SOH}554=***"),
+        ("global", "Connecting"),
+    ]
