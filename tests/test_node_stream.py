@@ -176,3 +176,104 @@ def test_nothing_the_stream_carries_after_the_takeover_is_applied(pair):
     assert not p.follower.is_alive()
     p.standby_journal.fh.flush()
     assert p.standby.applied == 1 and len(read(p.standby_journal.path, fingerprint(p.cfg)).records) == 1
+
+
+def test_a_frame_read_in_pieces_is_whole_and_the_next_frame_is_untouched():
+    """TCP hands a frame over in any pieces: each is read to its length, no further (the next frame's
+    bytes stay for the next read), and a stream closed mid-frame says so."""
+    from engine.shell.node import _HEADER, _read_frame
+
+    class Pieces:
+        """A socket whose bytes arrive in the pieces given (recv returns at most one piece, at most n bytes)."""
+
+        def __init__(self, *pieces: bytes) -> None:
+            self.pieces = list(pieces)
+
+        def recv(self, n: int) -> bytes:
+            if not self.pieces:
+                return b""  # closed
+            piece = self.pieces.pop(0)
+            if len(piece) > n:
+                self.pieces.insert(0, piece[n:])
+            return piece[:n]
+
+    first = _HEADER.pack(6, ord("E")) + b"abcdef"
+    second = _HEADER.pack(8, ord("B")) + b"12345678"
+    sock = Pieces(first[:3], first[3:7], first[7:] + second[:2], second[2:])
+    assert _read_frame(sock) == (b"E", b"abcdef") and _read_frame(sock) == (b"B", b"12345678")  # type: ignore[arg-type]
+    with pytest.raises(ConnectionError, match="replication stream closed"):
+        _read_frame(Pieces(_HEADER.pack(6, ord("E")) + b"abc"))  # type: ignore[arg-type]
+
+
+def test_reattaching_with_no_standby_there_fails_and_says_why_once(tmp_path, config):
+    """The keep-alive loop asks to reattach every beat while the standby is away: each attempt is False
+    (the primary trades on alone), and the report notes each new reason once, not every beat."""
+    import socket
+
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, standby_journal)
+    journal = Journal(tmp_path / "primary.journal", config)
+    stream = PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal)
+    try:
+        assert stream.alive
+        held = socket.socket()  # a port nobody listens on, kept by the test (never released for reuse)
+        held.bind((LOOPBACK, 0))
+        stream.sock.close()
+        stream.alive, stream.peer = False, held.getsockname()
+        assert stream.reattach() is False and stream.reattach() is False
+        failed = [e for e in stream.log if e["event"] == "reattach_failed"]
+        assert len(failed) == 1 and "ConnectionRefusedError" in failed[0]["why"]
+        held.close()
+    finally:
+        standby.take_over(9, 0.0)
+        journal.close()
+        standby_journal.close()
+
+
+def test_no_standby_answering_is_fatal_only_after_the_timeout_and_names_the_address(tmp_path, config):
+    import socket
+
+    held = socket.socket()
+    held.bind((LOOPBACK, 0))
+    journal = Journal(tmp_path / "primary.journal", config)
+    try:
+        start = time.monotonic()
+        with pytest.raises(NodeError, match=f"no standby answers at {LOOPBACK}:{held.getsockname()[1]}"):
+            PrimaryStream("a", held.getsockname(), fingerprint(config), journal, timeout=0.3)
+        assert time.monotonic() - start >= 0.3  # it kept trying for its timeout (a lower bound only)
+    finally:
+        held.close()
+        journal.close()
+
+
+def test_events_journaled_while_the_history_is_sent_reach_the_standby_once_in_order(pair, monkeypatch):
+    """Attaching sends the journal in two passes: the bulk while the engine trades on, then, holding the
+    engine, what was journaled meanwhile. Events that land between the passes are sent in the second,
+    each once and in order."""
+    from engine.shell import node
+
+    p = pair()
+    for i in range(4):
+        p.quote(i)
+    assert wait_for(lambda: p.standby.applied == 4, 5)
+    _break(p)
+    for i in range(4, 7):
+        p.quote(i)
+    real = node.journal.bodies
+    calls: list[int] = []
+
+    def bodies(path, offset=0):
+        out = real(path, offset)
+        if not calls:  # after the bulk is read, the engine journals two more (it does not wait for it)
+            p.journal.append(Quote("CU", 70007.0, 5, 70017.0, 5), 7.0)
+            p.journal.append(Quote("CU", 70008.0, 5, 70018.0, 5), 8.0)
+        calls.append(offset)
+        return out
+
+    monkeypatch.setattr(node.journal, "bodies", bodies)
+    assert p.stream.reattach()
+    assert p.stream.log[-1]["history_sent"] == 5 and p.stream.log[-1]["sent_holding_the_engine"] == 2
+    assert wait_for(lambda: p.standby.applied == 9, 5)
+    p.standby.take_over(2, 10.0)
+    p.standby_journal.fh.flush()
+    assert [t for t, _ in read(p.standby_journal.path, fingerprint(p.cfg)).records] == [float(i) for i in range(9)]
