@@ -310,10 +310,11 @@ def test_a_keep_alive_renews_only_the_node_its_session_created_under_its_epoch(c
 
 
 def test_grant_outlives_counts_the_longer_of_the_timeout_asked_and_the_one_granted():
+    assert ZooKeeperLease(_Client(), "node-a", 0.3).revision == 0  # no epoch before a grant
     assert ZooKeeperLease(_Client(), "node-a", 0.3).grant_outlives() == pytest.approx(0.6)  # nothing granted known
 
 
-def test_the_granted_session_timeout_is_read_from_kazoos_record_and_other_records_pass_on(caplog):
+def test_the_granted_session_timeout_is_read_from_kazoos_record_and_other_records_pass_on():
     """kazoo 2.10 says what the server granted only in its "Session created" record (arguments: session
     id, password, negotiated timeout ms, connect timeout, read timeout); every other record goes on to
     kazoo's own logger as it would without xmc."""
@@ -333,10 +334,21 @@ def test_the_granted_session_timeout_is_read_from_kazoos_record_and_other_record
     assert handler.seconds == pytest.approx(0.001)  # a zero is no grant: the last one stands
     handler.emit(created(1, "00"))
     assert handler.seconds == pytest.approx(0.001)
-    caplog.set_level(logging.WARNING, logger="kazoo.client")
-    handler.emit(logging.LogRecord("xmc.kazoo", logging.WARNING, "", 0, "Connection dropped", None, None))
-    handler.emit(logging.LogRecord("xmc.kazoo", logging.INFO, "", 0, "Connecting", None, None))
-    assert [r.getMessage() for r in caplog.records if r.name == "xmc.kazoo"] == ["Connection dropped"]
+    kazoo_logger, seen = logging.getLogger("kazoo.client"), []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    kept, kazoo_logger.level = kazoo_logger.level, logging.WARNING
+    kazoo_logger.addHandler(watcher := Seen())
+    try:
+        handler.emit(logging.LogRecord("xmc.kazoo", logging.WARNING, "", 0, "Connection dropped", None, None))
+        handler.emit(logging.LogRecord("xmc.kazoo", logging.INFO, "", 0, "Connecting", None, None))
+    finally:
+        kazoo_logger.removeHandler(watcher)
+        kazoo_logger.level = kept
+    assert seen == ["Connection dropped"]  # to kazoo's own logger, at its level and above
     assert granted_timeout(object()) is None and granted_timeout(zookeeper_client("127.0.0.1:1", 0.4)) is None
 
     class NoHandlers:
