@@ -567,7 +567,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
     for reason, cls in rc.get("reject_policy", dict, {}, hint='a table such as { "99" = "fix_and_retry" }').items():
         if cls not in REJECT_CLASSES:
             rc.problem(f"reject_policy.{reason}", f"is {cls!r}", f"write one of {', '.join(REJECT_CLASSES)}")
-        elif not (reason.isdigit() or reason in ("session", "business", "default")):
+        elif not ((reason.isascii() and reason.isdigit()) or reason in ("session", "business", "default")):
             rc.problem(
                 f"reject_policy.{reason}",
                 "is not an OrdRejReason",

@@ -111,6 +111,17 @@ def fields_of(raw: str) -> dict[int, str]:
     return out
 
 
+def _is_fix_int(text: str) -> bool:
+    """ASCII digits only, as FIX writes a sequence number (str.isdigit also takes '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _seq(f: dict[int, str]) -> int:
+    """A message's MsgSeqNum (34), 0 when it has none FIX could write (a failure names it as it can)."""
+    text = f.get(34) or ""
+    return int(text) if _is_fix_int(text) else 0
+
+
 def epoch_in(cl_ord_id: str) -> int | None:
     """The fencing epoch a ClOrdID carries: its suffix -E<n> when a later node stamped it, else its prefix.
     Written from the ClOrdID contract on purpose rather than calling engine.core.engine_core.epoch_of: the checker
@@ -361,11 +372,12 @@ class WireChecker:
         elif mt == "AP":
             key = (venue, f.get(710, ""))
             self.position_reports[key] = self.position_reports.get(key, 0) + 1
-            if self.position_reports[key] >= int(f.get(727) or 1):
+            total = f.get(727) or "1"
+            if self.position_reports[key] >= (int(total) if _is_fix_int(total) else 1):
                 open_.pop(("AN", f.get(710, "")), None)
         elif mt == "AO":
             open_.pop(("AN", f.get(710, "")), None)
-        elif mt in ("3", "j") and (f.get(45) or "").isdigit():
+        elif mt in ("3", "j") and _is_fix_int(f.get(45) or ""):
             asked = self.question_seq.get((venue, int(f[45])))
             if asked is not None:
                 open_.pop(asked, None)
@@ -441,7 +453,7 @@ class WireChecker:
                     "W9",
                     now,
                     venue,
-                    int(f.get(34, "0") or 0),
+                    _seq(f),
                     cl,
                     f"unwind fill of {abs(qty):g} lots took decision {m.group(1)}'s {name} position "
                     f"from {before:+g} to {after:+g}",
@@ -550,7 +562,7 @@ class WireChecker:
             "W12",
             now,
             venue,
-            int(f.get(34, "0") or 0) if (f.get(34) or "0").isdigit() else 0,
+            _seq(f),
             f.get(11, ""),
             f"ExecutionReport {f.get(17, '?')} (ExecType {f.get(150, '?')}) from the venue: {detail}",
         )
@@ -565,7 +577,7 @@ class WireChecker:
             "W1",
             now,
             venue,
-            int(f.get(34, "0") or 0),
+            _seq(f),
             f.get(11, ""),
             f"MsgType {f.get(35)} carries {bad!r}, which no field without a MessageEncoding may",
         )
@@ -576,7 +588,7 @@ class WireChecker:
         for mt, text in _ORDER_MESSAGES:
             if text in raw:
                 f = fields_of(raw)
-                seq = int(f.get(34, "0") or 0)
+                seq = _seq(f)
                 cl = f.get(11, "")
                 key = (venue, seq, cl, f.get(43) == "Y")
                 self.fenced_in[key] = self.fenced_in.get(key, True) and self._lease_held_by(epoch_in(cl), now)

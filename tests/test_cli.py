@@ -593,3 +593,18 @@ def test_a_venue_client_compid_is_printable_ascii_without_separators(capsys, cli
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"--client {client!r}: a CompID is 1-64 printable ASCII characters" in err, err
+
+
+@pytest.mark.parametrize("digit", ["²", "٣"])
+def test_a_port_in_other_digits_than_ascii_is_exit_2_naming_the_flag(tmp_path, capsys, digit):
+    """str.isdigit takes '²' (which int() then refuses: a traceback) and '٣' (which int() reads as 3):
+    a port is ASCII digits, and anything else is the flag's usage error."""
+    from simulator.localnet import live_config
+
+    assert main(["venue", "--scenario", str(SPREAD), "--port", f"SHFE={digit}", "--duration", "0.1"]) == 2
+    assert f"--port SHFE={digit}: write VENUE=PORT" in capsys.readouterr().err
+    config = tmp_path / "live.toml"
+    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    argv = ["live", "--config", str(config), "--role", "primary", "--peer", f"127.0.0.1:{digit}", "--duration", "0.1"]
+    assert main(argv) == 2
+    assert f"--peer 127.0.0.1:{digit}: write HOST:PORT" in capsys.readouterr().err

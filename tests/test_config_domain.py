@@ -232,6 +232,11 @@ def test_the_reject_policy_takes_reasons_and_classes_it_knows_and_refuses_others
     assert "retry" in problem.fix
     problem = refused("strategy.recovery.reject_policy.late", ("strategy.recovery.reject_policy", {"late": "fatal"}))
     assert "not an OrdRejReason" in problem.what
+    for digits in ("²", "٣"):  # str.isdigit takes them; no OrdRejReason (tag 103) is written so
+        problem = refused(
+            f"strategy.recovery.reject_policy.{digits}", ("strategy.recovery.reject_policy", {digits: "fatal"})
+        )
+        assert "not an OrdRejReason" in problem.what
 
 
 def test_a_document_with_many_problems_reports_each_once():

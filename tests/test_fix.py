@@ -1557,6 +1557,9 @@ def test_a_session_reject_naming_a_message_that_carried_no_clordid_names_none():
     named = naming_its_order(BusinessReject("SHFE", "D", "4", 1, "x", session_level=True), sent)
     unknown = naming_its_order(BusinessReject("SHFE", "0", "5", 1, "x", session_level=True), sent)
     assert (named.ref_id, unknown.ref_id) == ("C1", "")
+    for odd in ("²", "٤"):  # digits str.isdigit takes: no MsgSeqNum of ours, left as the venue wrote it
+        kept = BusinessReject("SHFE", "D", odd, 1, "x", session_level=True)
+        assert naming_its_order(kept, sent) is kept
 
 
 def test_a_position_report_nets_every_entry_long_less_short_an_absent_side_read_as_zero():
@@ -1786,3 +1789,12 @@ def test_a_message_with_groups_built_field_by_field_keeps_every_entry():
     )
     text = c.frame(built, 4, 1.8e9)
     assert "\x01267=2\x01269=0\x01269=1\x01" in text and "\x01146=1\x0155=cu2603\x01" in text
+
+
+@pytest.mark.parametrize(("text", "seq"), [("7", 7), ("²", 0), ("٣", 0), ("", 0), ("-1", 0)])
+def test_a_messages_sequence_number_is_read_from_fix_digits_only(text, seq):
+    """MsgSeqNum as FIX writes it (ASCII digits); anything else is no sequence number (0), neither an
+    exception ('²' passes str.isdigit but not int()) nor another script's digits read as a number."""
+    from engine.fix.codec import Parsed
+
+    assert Parsed(f"8=FIX.4.4\x019=5\x0135=0\x0134={text}\x0110=000\x01").seq == seq

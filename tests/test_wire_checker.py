@@ -663,3 +663,12 @@ def test_w12_judges_a_price_to_its_instruments_tick_not_to_six_decimals(config, 
     assert status == "fail" and f"limited at {fmt_px(limit)} filled at {fmt_px(through)}" in detail, detail
     status, detail = w12_of(execution_report("COX1", "0", "0", 0, 4, t44=fmt_px(through)))
     assert status == "fail" and f"Price {fmt_px(through)} where the order asked for {fmt_px(limit)}" in detail, detail
+
+
+def test_a_reject_or_report_with_a_sequence_number_in_other_digits_is_read_as_none(config):
+    """RefSeqNum (45) or MsgSeqNum (34) written '²' passes str.isdigit but not int(): the checker reads
+    it as no sequence number instead of failing the run with a traceback."""
+    w = checker(config)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}35=3{SOH}34=9{SOH}45=²{SOH}373=1{SOH}", 1.0)
+    w.venue_sent("COMEX", execution_report("COX1", "0", "0", 0, 4, t34="²"), 1.1)
+    assert w.v["W1"].status == "fail"  # not ASCII: W1 says so (its own report once failed here); nothing else breaks

@@ -556,7 +556,7 @@ def cmd_venue(args) -> int:
     ports = {}
     for item in args.port:
         name, sep, value = item.partition("=")
-        if not sep or name not in sc.venues or not value.isdigit() or not 0 < int(value) < 65536:
+        if not sep or name not in sc.venues or not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
             raise UsageError(
                 f"--port {item}: write VENUE=PORT with VENUE one of {', '.join(sc.venues)} and PORT a number 1-65535"
             )
@@ -697,7 +697,7 @@ def _failover_args(args, node: str):
 
     def address(flag: str, value: str | None) -> tuple[str, int]:
         host, sep, port = (value or "").rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
             raise UsageError(f"{flag} {value}: write HOST:PORT (--role {args.role} needs it)")
         return host, int(port)
 

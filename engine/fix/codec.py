@@ -309,7 +309,7 @@ class Parsed:
             if msg_type is not None and seq is not None:
                 break
         self.msg_type = msg_type or ""
-        self.seq = int(seq) if seq is not None and seq.isdigit() else 0
+        self.seq = int(seq) if seq is not None and seq.isascii() and seq.isdigit() else 0  # FIX digits only
 
     @property
     def _fields(self) -> dict[str, str]:
@@ -391,7 +391,7 @@ def naming_its_order(event: Event, sent: dict[int, str]) -> Event:
     Reject naming the ClOrdID that message carried instead (`sent`: MsgSeqNum -> ClOrdID of the
     application messages this session sent), or "" when it carried none (a Logon, a Heartbeat), which
     the core records as a Reject it cannot match. Every other event is returned as it is."""
-    if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isdigit():
+    if isinstance(event, BusinessReject) and event.session_level and event.ref_id.isascii() and event.ref_id.isdigit():
         return BusinessReject(
             event.venue,
             event.ref_msg_type,
