@@ -1798,3 +1798,14 @@ def test_a_messages_sequence_number_is_read_from_fix_digits_only(text, seq):
     from engine.fix.codec import Parsed
 
     assert Parsed(f"8=FIX.4.4\x019=5\x0135=0\x0134={text}\x0110=000\x01").seq == seq
+
+
+def test_a_messages_type_and_sequence_number_are_read_whatever_their_order_and_none_is_empty():
+    """MsgType (35) and MsgSeqNum (34) are read from their own fields, the first of each, in whichever
+    order they stand (a header field before MsgType is not taken for it); a message without MsgType has
+    none ("")."""
+    from engine.fix.codec import Parsed
+
+    swapped = Parsed("8=FIX.4.4\x019=5\x0134=7\x0135=D\x0135=8\x0134=9\x0110=000\x01")
+    assert (swapped.msg_type, swapped.seq) == ("D", 7)
+    assert Parsed("8=FIX.4.4\x019=5\x0134=7\x0110=000\x01").msg_type == ""
