@@ -19,7 +19,7 @@ def _reachable(address: str, timeout: float = 3.0) -> None:
     address: Ray itself waits a minute and more on an address where nothing listens."""
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()):
+    if not sep or not port.isdigit():
         return  # "auto" and the other forms Ray reads: left to Ray
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
