@@ -495,12 +495,8 @@ class WireChecker:
         elif (
             exec_type == "F"
             and limit is not None
-            and (
-                last_px > limit + self._px_slack(venue, f, limit)
-                if f.get(54) == "1"
-                else last_px < limit - self._px_slack(venue, f, limit)
-            )
-        ):
+            and (last_px - limit if f.get(54) == "1" else limit - last_px) > self._px_slack(venue, f, limit)
+        ):  # through its limit: above it for a buy, below it for a sell
             wrong = f"a {'buy' if f.get(54) == '1' else 'sell'} order limited at {fmt_px(limit)} filled at {fmt_px(last_px)}"
         oid = f.get(37, "")
         asked = self.terms.get((venue, f.get(11, ""))) if exec_type in ("0", "5", "F", "I") and oid != "NONE" else None
