@@ -611,3 +611,30 @@ def test_a_port_in_other_digits_than_ascii_is_exit_2_naming_the_flag(tmp_path, c
     argv = ["live", "--config", str(config), "--role", "primary", "--peer", f"127.0.0.1:{digit}", "--duration", "0.1"]
     assert main(argv) == 2
     assert f"--peer 127.0.0.1:{digit}: write HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("node", ["a/b", "../up", ".hidden", "é", "x" * 65, "a b"])
+def test_a_node_name_that_cannot_name_a_journal_file_is_exit_2(tmp_path, capsys, node):
+    """`--node a/b` reached the journal's open (out_dir/engine-a/b.journal) and ended in a traceback; a
+    node name is ASCII letters, digits, '.', '_' and '-', for every role, said before anything starts."""
+    from simulator.localnet import live_config
+
+    config = tmp_path / "live.toml"
+    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    assert main(["live", "--config", str(config), "--node", node, "--duration", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--node {node!r}: write a name of letters, digits" in err and "Traceback" not in err, err
+    assert not list((tmp_path / "state").glob("*.journal"))
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--misses", "0"), ("--misses", "-3"), ("--heartbeat-ms", "0"), ("--lease-ttl-s", "0")]
+)
+def test_failover_numbers_out_of_range_are_exit_2_whatever_the_role(tmp_path, capsys, flag, value):
+    """They were checked only for --role primary/standby: a single node took `--misses -3` silently."""
+    from simulator.localnet import live_config
+
+    config = tmp_path / "live.toml"
+    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    assert main(["live", "--config", str(config), flag, value, "--duration", "0.1"]) == 2
+    assert "--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1" in capsys.readouterr().err

@@ -443,3 +443,77 @@ def test_a_dictionary_without_a_session_template_is_refused_naming_the_dictionar
     assert [(p.key, "no usable session template" in p.what) for p in err.value.problems] == [
         ("sessions.BROKER.dictionary", True)
     ]
+
+
+def test_two_sessions_to_one_target_comp_id_are_refused_naming_both(tmp_path, monkeypatch):
+    """quickfix keeps one session per CompID pair and the engine finds a report's venue by its
+    TargetCompID: a second session to the same TargetCompID ended `xmc live` in quickfix's
+    "Duplicate Session" traceback. Now a problem of the second session's key, naming the first; a
+    second session with its own TargetCompID loads."""
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    path = Path(_config(tmp_path))
+    text = path.read_text().replace('[instruments.CU2]\nvenue = "BROKER"', '[instruments.CU2]\nvenue = "B2"')
+    for target, refused in (('"BROKER"', True), ('"BROKER2"', False)):
+        path.write_text(text + f'\n[sessions.B2]\nhost = "127.0.0.1"\nport = 9998\ntarget_comp_id = {target}\n')
+        if not refused:
+            cfg = load(str(path))
+            assert [s.target_comp_id for s in cfg.sessions] == ["BROKER", "BROKER2"]
+            continue
+        with pytest.raises(ConfigError) as err:
+            load(str(path))
+        (problem,) = err.value.problems
+        assert problem.key == "sessions.B2.target_comp_id" and "sessions.BROKER" in problem.what, problem
+
+
+@pytest.mark.parametrize(
+    "secret, env, key, what",
+    [
+        ('password_file = "{empty}"', {}, "sessions.BROKER.password_file", "holds no password"),
+        ('password_file = "{blank}"', {}, "sessions.BROKER.password_file", "holds no password"),
+        ('password_env = "XMC_BROKER_PASSWORD"', {"XMC_BROKER_PASSWORD": ""}, "sessions.BROKER.password_env", "empty"),
+        (
+            'password_env = "XMC_BROKER_PASSWORD"\npassword_file = "{good}"',
+            {"XMC_BROKER_PASSWORD": "pw"},
+            "sessions.BROKER.password_file",
+            "beside password_env",
+        ),
+    ],
+)
+def test_a_named_password_that_is_empty_or_given_twice_is_refused(tmp_path, monkeypatch, secret, env, key, what):
+    """A session whose config names a password source must log on with a password: an empty file, a
+    file of white space or an empty variable was sent as no password at all; naming both a variable
+    and a file let the variable win silently. Each is refused naming the key, the value never shown."""
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "blank").write_text(" \n\t\n")
+    (tmp_path / "good").write_text("s3cret\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = Path(_config(tmp_path))
+    text = path.read_text()
+    old = 'password_env = "XMC_BROKER_PASSWORD"'
+    assert old in text
+    files = {n: tmp_path / n for n in ("empty", "blank", "good")}
+    path.write_text(text.replace(old, secret.format(**files)))
+    with pytest.raises(ConfigError) as err:
+        load(str(path))
+    (problem,) = err.value.problems
+    assert problem.key == key and what in problem.what, problem
+    assert "s3cret" not in str(err.value)
+    path.write_text(text.replace(old, f'password_file = "{files["good"]}"'))  # the control: one good source
+    assert load(str(path)).sessions[0].password == "s3cret"
+
+
+def test_an_empty_out_dir_is_refused_not_taken_for_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    path = Path(_config(tmp_path))
+    text = path.read_text()
+    old = f'out_dir = "{tmp_path / "out"}"'
+    assert old in text
+    for value in ('""', '"  "'):
+        path.write_text(text.replace(old, f"out_dir = {value}"))
+        with pytest.raises(ConfigError) as err:
+            load(str(path))
+        (problem,) = err.value.problems
+        assert problem.key == "live.out_dir" and "empty" in problem.what
+    path.write_text(text)
+    assert load(str(path)).out_dir == tmp_path / "out"

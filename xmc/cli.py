@@ -12,6 +12,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,10 @@ BASELINE = next(
     (f for f in (_HERE.parent / "baselines" / "library.json", _HERE / "baselines" / "library.json") if f.is_file()),
     _HERE.parent / "baselines" / "library.json",
 )
+
+# `xmc live --node`: the node's journal file (engine-<node>.journal) and its name in the lease; ASCII
+# only (re's \w would take any script's letters)
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class UsageError(Exception):
@@ -622,6 +627,13 @@ def cmd_live(args) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration {args.duration}: give seconds > 0")
     node_name = args.node or args.role
+    if not NODE_NAME.fullmatch(node_name):  # it names the journal file and the lease holder
+        raise UsageError(
+            f"--node {node_name!r}: write a name of letters, digits, '.', '_' and '-' (at most 64, starting "
+            f"with a letter or digit); it names this node's journal file and its lease"
+        )
+    if args.heartbeat_ms <= 0 or args.misses < 1 or args.lease_ttl_s < 1:  # whatever the role: a typo either way
+        raise UsageError("--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1, please")
     lease = peer = None
     if args.role != "single":
         lease, peer = _failover_args(args, node_name)
@@ -702,8 +714,6 @@ def _failover_args(args, node: str):
         return host, int(port)
 
     peer = address("--peer", args.peer)
-    if args.heartbeat_ms <= 0 or args.misses < 1 or args.lease_ttl_s < 1:
-        raise UsageError("--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1, please")
     zk = args.lease_service == "zookeeper"
     if zk and not 100 <= args.lease_session_ms <= 60000:
         raise UsageError(

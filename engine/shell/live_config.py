@@ -93,16 +93,27 @@ def _schedule(sec: Section, settings: dict[str, str]) -> None:
 
 
 def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
-    """The secret named by `<name>_env` or `<name>_file`; a named but missing one is a startup error."""
+    """The secret named by `<name>_env` or `<name>_file`; a named one that is missing or empty is a
+    startup error (a session logging on without the password its desk wrote in is not what was meant),
+    and so is naming both (which one would win is a guess)."""
     env = sec.get(f"{name}_env", str, "")
     file = sec.get(f"{name}_file", str, "")
+    if env and file:
+        problems.append(
+            Problem(
+                sec.key(f"{name}_file"),
+                f"is given beside {name}_env: the {name} would come from one of two places",
+                f"keep one of {name}_env and {name}_file",
+            )
+        )
+        return ""
     if env:
         value = os.environ.get(env)
-        if value is None:
+        if not value:
             problems.append(
                 Problem(
                     sec.key(f"{name}_env"),
-                    f"names environment variable {env}, which is not set",
+                    f"names environment variable {env}, which is {'not set' if value is None else 'empty'}",
                     f"export {env}=... before starting (the value is never logged)",
                 )
             )
@@ -111,7 +122,16 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
     if file:
         path = Path(file).expanduser()
         try:
-            return read_input(path, 64 * 1024).strip()
+            value = read_input(path, 64 * 1024).strip()
+            if not value:
+                problems.append(
+                    Problem(
+                        sec.key(f"{name}_file"),
+                        f"names {path}, which holds no {name} (empty or only white space)",
+                        f"write the {name} into it, or remove {name}_file for a session without one",
+                    )
+                )
+            return value
         except FileNotFoundError:
             problems.append(
                 Problem(
@@ -149,11 +169,14 @@ def load(path: str | Path) -> LiveConfig:
         )
     common: dict[str, str] = {}
     _schedule(lv, common)  # [live]'s schedule, heartbeat and reset apply to every session
-    out_dir = Path(lv.get("out_dir", str, "out/live"))
+    out_text = lv.get("out_dir", str, "out/live")
+    if isinstance(out_text, str) and not out_text.strip():  # Path("") is the working directory: not what was meant
+        lv.problem("out_dir", "is empty", 'name the directory for the journal and artefacts, e.g. "out/live"')
+    out_dir = Path(out_text)
     journal = lv.get("journal_durability", str, "batch", choices=("none", "batch", "record"))
     session_events = lv.get("session_events", bool, True)
     lv.finish()
-    sessions = []
+    sessions: list[SessionConfig] = []
     names = set()
     for name, sec in root.tables("sessions").items():
         names.add(name)
@@ -203,6 +226,13 @@ def load(path: str | Path) -> LiveConfig:
                 "password",
                 "has characters a FIX Logon cannot carry (its value is not shown)",
                 "use a password of printable ASCII",
+            )
+        twin = next((s.venue for s in sessions if s.target_comp_id == session.target_comp_id), None)
+        if twin is not None:  # quickfix keeps one session per CompID pair; reports find their venue by it
+            sec.problem(
+                "target_comp_id",
+                f"is {session.target_comp_id!r}, as is sessions.{twin}'s: two sessions to one TargetCompID",
+                "give each session its own target_comp_id (the broker assigns one per connection)",
             )
         sessions.append(session)
         sec.seen.update({"password_env", "password_file"})
