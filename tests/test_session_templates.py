@@ -517,3 +517,83 @@ def test_an_empty_out_dir_is_refused_not_taken_for_the_working_directory(tmp_pat
         assert problem.key == "live.out_dir" and "empty" in problem.what
     path.write_text(text)
     assert load(str(path)).out_dir == tmp_path / "out"
+
+
+def test_a_session_s_own_daily_window_drops_its_template_s_days(tmp_path, monkeypatch):
+    """Found by mutation (the days could be left in place): COMEX's template is a week (StartDay Sunday,
+    EndDay Friday); a session giving only start_time and end_time asks for a daily window, so the
+    template's days go with its times. [live]'s schedule does the same for every session."""
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    assert "StartDay" in dict(session_templates.load("COMEX"))
+    daily = 'start_time = "02:00:00"\nend_time = "21:00:00"\n'
+    for live, session in ((daily, ""), ("", daily)):
+        keys = _session(settings_text(load(_config(tmp_path, live, session)).sessions, tmp_path))
+        assert (keys["StartTime"], keys["EndTime"]) == ("02:00:00", "21:00:00")
+        assert "StartDay" not in keys and "EndDay" not in keys, keys
+
+
+def test_the_live_table_s_defaults_and_every_journal_durability(tmp_path, monkeypatch):
+    """Found by mutation (a default, or the list of durabilities, could change unseen): without the keys,
+    reconnect 5 s backing off to at most 30 s, artefacts under out/live, durability "batch", a session's
+    TargetCompID its own name and no username; each durability is taken as written and any other refused
+    naming the key."""
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    path = Path(_config(tmp_path))
+    text = path.read_text()
+    bare = text.replace("reconnect_s = 1\n", "").replace(f'out_dir = "{tmp_path / "out"}"\n', "")
+    bare = bare.replace('target_comp_id = "BROKER"\n', "").replace('username = "desk1"\n', "")
+    assert bare.count("\n") == text.count("\n") - 4
+    path.write_text(bare)
+    cfg = load(str(path))
+    assert (cfg.reconnect, cfg.reconnect_max, cfg.out_dir, cfg.journal) == (5, 30, Path("out/live"), "batch")
+    (session,) = cfg.sessions
+    assert (session.target_comp_id, session.username) == ("BROKER", "")
+    for durability in ("none", "batch", "record"):
+        path.write_text(text.replace("[live]\n", f'[live]\njournal_durability = "{durability}"\n'))
+        assert load(str(path)).journal == durability
+    path.write_text(text.replace("[live]\n", '[live]\njournal_durability = "fsync"\n'))
+    with pytest.raises(ConfigError) as err:
+        load(str(path))
+    (problem,) = err.value.problems
+    assert problem.key == "live.journal_durability" and "'record'" in problem.fix
+
+
+def test_reconnect_waits_take_a_whole_day_and_a_bad_first_wait_is_one_problem(tmp_path, monkeypatch):
+    """Found by mutation: a day (86,400 s) is the last wait quickfix takes; and a reconnect_s refused on
+    its own is not also compared with reconnect_max_s (one problem, the one that is wrong)."""
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
+    day = "reconnect_s = 86400\nreconnect_max_s = 86400\n"
+    assert _refusal(tmp_path, "reconnect_s = 1\n", day) is None
+    err = _refusal(tmp_path, "reconnect_s = 1\n", day.replace("max_s = 86400", "max_s = 86401"))
+    assert err is not None and [p.key for p in err.problems] == ["live.reconnect_max_s"]
+    err = _refusal(tmp_path, "reconnect_s = 1\n", "reconnect_s = 0\nreconnect_max_s = 3\n")
+    assert err is not None and [p.key for p in err.problems] == ["live.reconnect_s"], err
+
+
+def test_a_password_file_that_is_missing_or_too_large_is_named(tmp_path, monkeypatch):
+    """Found by mutation (the missing file's problem could lose its key; the size limit could move):
+    a file that is not there is said as such, and one above 64 KiB is refused, not read."""
+    monkeypatch.delenv("XMC_BROKER_PASSWORD", raising=False)
+    path = Path(_config(tmp_path))
+    text = path.read_text()
+    old = 'password_env = "XMC_BROKER_PASSWORD"'
+    big = tmp_path / "big"
+    for content, fits in (("p" * (64 * 1024), True), ("p" * (64 * 1024 + 1), False)):
+        big.write_text(content)
+        path.write_text(text.replace(old, f'password_file = "{big}"'))
+        if fits:
+            assert load(str(path)).sessions[0].password == content
+            continue
+        with pytest.raises(ConfigError) as err:
+            load(str(path))
+        (problem,) = err.value.problems
+        assert problem.key == "sessions.BROKER.password_file" and "larger than" in problem.what, problem
+    path.write_text(text.replace(old, f'password_file = "{tmp_path / "nowhere"}"'))
+    with pytest.raises(ConfigError) as err:
+        load(str(path))
+    (problem,) = err.value.problems
+    assert problem.key == "sessions.BROKER.password_file" and "does not exist" in problem.what, problem
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:  # and an unset variable is said as unset, not as empty
+        load(str(path))
+    assert "which is not set" in err.value.problems[0].what

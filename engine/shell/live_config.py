@@ -235,7 +235,6 @@ def load(path: str | Path) -> LiveConfig:
                 "give each session its own target_comp_id (the broker assigns one per connection)",
             )
         sessions.append(session)
-        sec.seen.update({"password_env", "password_file"})
         sec.finish()
     engine = read_engine(root, names)
     root.finish()
