@@ -638,3 +638,28 @@ def test_failover_numbers_out_of_range_are_exit_2_whatever_the_role(tmp_path, ca
     config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
     assert main(["live", "--config", str(config), flag, value, "--duration", "0.1"]) == 2
     assert "--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1" in capsys.readouterr().err
+
+
+def test_a_wire_credential_comes_from_its_variable_or_its_file_never_both(tmp_path, monkeypatch):
+    """Found by mutation (the variable's default, the file read when the variable is set too): XMC_<NAME>
+    alone, a file named by XMC_<NAME>_FILE alone (its line end cut), '' with neither; both set is an
+    error naming the two variables, as both keys are in a live config."""
+    from engine.config import ConfigError
+    from engine.shell.live import credential
+
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    monkeypatch.delenv("XMC_T_PASSWORD", raising=False)
+    monkeypatch.delenv("XMC_T_PASSWORD_FILE", raising=False)
+    assert credential("T_PASSWORD") == ""
+    monkeypatch.setenv("XMC_T_PASSWORD", "from-env")
+    assert credential("T_PASSWORD") == "from-env"
+    monkeypatch.setenv("XMC_T_PASSWORD_FILE", str(secret))
+    with pytest.raises(ConfigError) as err:
+        credential("T_PASSWORD")
+    assert "XMC_T_PASSWORD and XMC_T_PASSWORD_FILE" in str(err.value) and "from-" not in str(err.value)
+    monkeypatch.delenv("XMC_T_PASSWORD")
+    assert credential("T_PASSWORD") == "from-file"
+    secret.write_text("p" * (64 * 1024 + 1))  # the same 64 KiB limit as every input file
+    with pytest.raises(ConfigError, match="larger than"):
+        credential("T_PASSWORD")

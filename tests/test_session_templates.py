@@ -597,3 +597,35 @@ def test_a_password_file_that_is_missing_or_too_large_is_named(tmp_path, monkeyp
     with pytest.raises(ConfigError) as err:  # and an unset variable is said as unset, not as empty
         load(str(path))
     assert "which is not set" in err.value.problems[0].what
+
+
+def test_every_session_inherits_the_engines_quickfix_defaults(tmp_path):
+    """Found by mutation (any [DEFAULT] line of settings_text could change unseen): read back by quickfix
+    itself, a session without settings of its own is an initiator validating against its dictionary,
+    tolerating user-defined and unknown fields (venues add their own), with Nagle off, a 1 s heartbeat
+    and reconnect, an all-day window, and a reset at logon unless the caller keeps sequence numbers."""
+    from engine.shell.live import SessionConfig
+
+    bare = SessionConfig("V", "FIX44", "VENUE", "127.0.0.1", 9999)
+    for reset, want in ((True, "Y"), (False, "N")):
+        # the reset is the default: asked for by leaving the argument out
+        text = settings_text([bare], tmp_path) if reset else settings_text([bare], tmp_path, reset_on_logon=False)
+        ss = fix.SessionSettings()
+        ss.setFromString(text)
+        sid = fix.SessionID("FIX.4.4", "XMC", "VENUE")
+        got = ss.get(sid)
+        expected = {
+            "ConnectionType": "initiator",
+            "UseDataDictionary": "Y",
+            "ValidateUserDefinedFields": "N",
+            "AllowUnknownMsgFields": "Y",
+            "SocketNodelay": "Y",
+            "HeartBtInt": "1",
+            "ReconnectInterval": "1",
+            "StartTime": "00:00:00",
+            "EndTime": "00:00:00",
+            "ResetOnLogon": want,
+            "FileStorePath": str(tmp_path),
+            "SocketConnectPort": "9999",
+        }
+        assert {k: got.getString(k) for k in expected} == expected

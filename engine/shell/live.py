@@ -511,10 +511,16 @@ def drained(core: EngineCore) -> bool:
 
 
 def credential(name: str) -> str:
-    """A credential from the environment (XMC_<NAME>) or a file named by XMC_<NAME>_FILE; '' if unset."""
+    """A credential from the environment (XMC_<NAME>) or a file named by XMC_<NAME>_FILE; '' if neither
+    is set. Both set is an error (which one was meant is a guess), as in a live config."""
     value = os.environ.get(f"XMC_{name}", "")
     path = os.environ.get(f"XMC_{name}_FILE", "")
-    if not value and path:
+    if value and path:
+        raise ConfigError(
+            f"XMC_{name} and XMC_{name}_FILE",
+            [Problem("(environment)", "are both set", f"unset one of XMC_{name} and XMC_{name}_FILE")],
+        )
+    if path:
         try:
             value = read_input(Path(path), 64 * 1024).strip()
         except (OSError, UnicodeDecodeError) as exc:
