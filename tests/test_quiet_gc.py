@@ -48,3 +48,24 @@ def test_a_busy_engine_still_collects_past_the_hard_bound():
         del keep
     finally:
         quiet.uninstall()
+
+
+def test_uninstall_restores_either_state_and_a_second_install_takes_over_again():
+    """Found by mutation (the saved state could be lost, or kept after uninstall so that a second
+    install did nothing): whatever the collector's state before, uninstall puts it back, and the next
+    install turns it off again; every collection is counted."""
+    was = gc.isenabled()
+    try:
+        for before in (True, False):
+            gc.enable() if before else gc.disable()
+            quiet = QuietGc(idle_threshold=0, hard_threshold=0)
+            for _ in range(2):
+                quiet.install()
+                assert not gc.isenabled()
+                quiet.idle()
+                quiet.busy()
+                quiet.uninstall()
+                assert gc.isenabled() == before
+            assert quiet.collections == 4
+    finally:
+        gc.enable() if was else gc.disable()
