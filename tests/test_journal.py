@@ -777,3 +777,37 @@ def test_a_torn_write_leaves_at_least_one_byte(tmp_path, config):
     j = Journal(tmp_path / "j", config)
     assert j.torn_append(SessionUp("SHFE"), 1.0, keep=0.0) == 1
     j.close()
+
+
+def test_a_standby_sets_its_old_journal_aside_and_never_over_one_set_aside_before(tmp_path, monkeypatch, capsys):
+    """A standby starts from the primary's stream: a journal of its own past is renamed aside, not
+    replayed. Named by the second it happened, a second restart within that second renamed over the
+    first one kept (lost data); each is now kept under its own name, and the standby starts empty."""
+    from engine.core.events import SessionUp
+    from engine.shell import live_config
+    from engine.shell import live_node as ln
+    from tests.conftest import ROOT
+
+    text = (ROOT / "tests" / "live_broker.toml").read_text().replace("OUT_DIR", str(tmp_path / "out"))
+    (tmp_path / "live.toml").write_text(text.replace("PORT", "1"))
+    monkeypatch.setenv("XMC_BROKER_PASSWORD", "x")
+    cfg = live_config.load(tmp_path / "live.toml")
+    monkeypatch.setattr(ln.time, "time", lambda: 1_800_000_000.0)  # every restart in the same second
+    path = cfg.out_dir / "engine-standby.journal"
+    cfg.out_dir.mkdir(parents=True)
+    kept = []
+    for at in (1.0, 2.0, 3.0):
+        j = Journal(path, cfg.engine)
+        j.append(SessionUp("BROKER"), at)
+        j.close()
+        node = ln.LiveNode(cfg, ln.NodeOptions(role="standby", node="standby"), threading.Event())
+        assert node._open_journal().records == []  # the standby starts from nothing of its own
+        node.log.close()
+        kept.append(sorted(p.name for p in cfg.out_dir.iterdir() if p.name != path.name))
+    assert kept[-1] == [
+        "engine-standby.journal.1800000000",
+        "engine-standby.journal.1800000000-1",
+        "engine-standby.journal.1800000000-2",
+    ]
+    for name, at in zip(kept[-1], (1.0, 2.0, 3.0)):  # each journal kept whole, as it was
+        assert read(cfg.out_dir / name, node.log.fingerprint).records == [(at, SessionUp("BROKER"))]

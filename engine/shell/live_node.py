@@ -129,7 +129,10 @@ class LiveNode:
         if recovered.records and self.opts.role == "standby":
             # a standby starts from the primary's stream, not from its own past: keep the old journal aside
             self.journal.close()
-            kept = self.journal.path.with_name(f"{self.journal.path.name}.{int(time.time())}")
+            stamp = f"{self.journal.path.name}.{int(time.time())}"
+            kept, n = self.journal.path.with_name(stamp), 1
+            while kept.exists():  # set aside twice in one second: rename would overwrite the first
+                kept, n = self.journal.path.with_name(f"{stamp}-{n}"), n + 1
             self.journal.path.rename(kept)
             _say(f"standby {node}: previous journal kept as {kept}")
             self.journal = Journal(self.journal.path, cfg.engine, durability=cfg.journal)
