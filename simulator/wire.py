@@ -552,6 +552,8 @@ def _run_wire(
     )
     from engine.shell.live import LiveEngine, SessionConfig, credential, drained, settings_text, wait_for
 
+    # the engine's logon credentials, read (and refused when set twice) before any process starts
+    logons = {n: (credential(f"{n}_USERNAME"), credential(f"{n}_PASSWORD")) for n in sc.venues}
     state = work / "venue-state.json"
 
     def start_venues(ports: dict[str, int]):
@@ -627,8 +629,7 @@ def _run_wire(
                 v.comp_id,
                 "127.0.0.1",
                 ports[n],
-                credential(f"{n}_USERNAME"),
-                credential(f"{n}_PASSWORD"),
+                *logons[n],
             )
             for n, v in sc.venues.items()
         ]

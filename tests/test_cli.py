@@ -663,3 +663,22 @@ def test_a_wire_credential_comes_from_its_variable_or_its_file_never_both(tmp_pa
     secret.write_text("p" * (64 * 1024 + 1))  # the same 64 KiB limit as every input file
     with pytest.raises(ConfigError, match="larger than"):
         credential("T_PASSWORD")
+
+
+def test_a_wire_run_with_a_credential_set_twice_is_exit_2_before_any_venue_starts(tmp_path, capsys, monkeypatch):
+    """`xmc run --mode wire` reads the engine's logon credentials (XMC_<VENUE>_USERNAME, _PASSWORD, each
+    or its _FILE) first: one set both ways is exit 2 naming the two variables, before a venue process
+    is started (none is left behind, and nothing waits on a logon)."""
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    monkeypatch.setenv("XMC_SHFE_PASSWORD", "pw")
+    monkeypatch.setenv("XMC_SHFE_PASSWORD_FILE", str(secret))
+    started = []
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("a venue started"))
+    argv = ["run", str(SPREAD), "--mode", "wire", "--duration", "1", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "XMC_SHFE_PASSWORD and XMC_SHFE_PASSWORD_FILE" in err and "Traceback" not in err, err
+    assert not started
