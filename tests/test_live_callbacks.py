@@ -116,3 +116,34 @@ def test_the_store_keeps_no_password_and_is_private_to_the_user(engine, tmp_path
     assert {stat.S_IMODE(p.stat().st_mode) for p in store.iterdir()} == {0o600}
     engine.store_dir = None
     engine.scrub_store()  # no store (quickfix not started): nothing to do, nothing raised
+
+
+def test_each_venues_codec_reads_only_that_venues_symbols(engine, config):
+    """A report or a refresh names its instrument by the venue's symbol: each session's codec maps the
+    symbols of the instruments that trade there, and no other venue's."""
+    for venue in ("SHFE", "COMEX"):
+        mine = {i.symbol: i.name for i in config.instruments.values() if i.venue == venue}
+        assert mine and engine.codecs[venue].symbol_to_instrument == mine
+
+
+def test_one_turn_of_the_engine_thread_fires_due_timers_then_handles_what_was_queued(config):
+    """A timer due at this very instant fires (its time is not in the future), before the item the
+    turn took from the queue; one due later waits; a ("refused", venue, raw) item becomes its anomaly."""
+    from engine.core.events import TimerFired
+
+    engine = LiveEngine(
+        EngineCore(config),
+        [SessionConfig("SHFE", "SHFE", "SHFE-GW", "127.0.0.1", 1)],
+        clock=lambda: 100.0,
+        quiet_gc=False,
+        session_events=False,
+    )
+    seen = []
+    engine.on_event = lambda event, now: seen.append((event, now))
+    engine.set_timer("due", 100.0)
+    engine.set_timer("later", 100.5)
+    engine.toAdmin(_message("3", t45="3", t372="D", t373="1", t58="no"), SID)
+    engine._turn()
+    assert seen == [(TimerFired("due"), 100.0)]
+    assert [a.kind for a in engine.anomalies] == ["fix_session"] and "MsgSeqNum 3" in engine.anomalies[0].detail
+    assert [key for _, _, key in engine.timers] == ["later"]
