@@ -104,14 +104,15 @@ def test_the_store_keeps_no_password_and_is_private_to_the_user(engine, tmp_path
     the directory becomes 0700 and its files 0600."""
     store = tmp_path / "store"
     store.mkdir()
-    body = b"8=FIX.4.4\x0135=A\x01554=s3cret\x0110=001\x018=FIX.4.4\x0135=A\x01554=s3cret\x0110=002\x01"
+    logon = b"8=FIX.4.4\x0135=A\x01554=s3cret\x0110=001\x01"
+    body = logon * 3  # three logons: every one scrubbed, the middle one too
     (store / "S.body").write_bytes(body)
-    (store / "S.header").write_bytes(b"1,0,40 554=s3cret")  # offsets, not a message: not touched
+    (store / "S.header").write_bytes(b"1,0,40\x01554=s3cret\x01")  # not a .body: not touched
     os.chmod(store / "S.body", 0o644)
     engine.store_dir = store
     engine.scrub_store()
     assert (store / "S.body").read_bytes() == body.replace(b"554=s3cret", b"554=******")
-    assert (store / "S.header").read_bytes() == b"1,0,40 554=s3cret"
+    assert (store / "S.header").read_bytes() == b"1,0,40\x01554=s3cret\x01"
     assert stat.S_IMODE(store.stat().st_mode) == 0o700
     assert {stat.S_IMODE(p.stat().st_mode) for p in store.iterdir()} == {0o600}
     engine.store_dir = None
@@ -147,3 +148,44 @@ def test_one_turn_of_the_engine_thread_fires_due_timers_then_handles_what_was_qu
     assert seen == [(TimerFired("due"), 100.0)]
     assert [a.kind for a in engine.anomalies] == ["fix_session"] and "MsgSeqNum 3" in engine.anomalies[0].detail
     assert [key for _, _, key in engine.timers] == ["later"]
+
+
+def test_session_life_reaches_the_engine_thread_and_the_clock_counts_from_the_start(config):
+    """onCreate keeps the session's id, onLogon and onLogout queue SessionUp and SessionDown and keep the
+    set of sessions logged on; a desk command is queued; engine time is the clock less the start."""
+    from engine.core.events import Command, SessionDown, SessionUp
+
+    engine = LiveEngine(
+        EngineCore(config),
+        [SessionConfig("SHFE", "SHFE", "SHFE-GW", "127.0.0.1", 1)],
+        clock=lambda: 100.0,
+        quiet_gc=False,
+        session_events=False,
+    )
+    engine.epoch_start = 40.0
+    engine.onCreate(SID)
+    assert engine.session_ids == {"SHFE": SID}
+    engine.onLogon(SID)
+    assert engine.logged_on == {"SHFE"} and engine.logon_at == {"SHFE": 60.0}
+    engine.onLogout(SID)
+    engine.command("kill")
+    assert engine.logged_on == set()
+    assert _queued(engine) == [SessionUp("SHFE"), SessionDown("SHFE"), Command("kill")]
+
+
+def test_the_reports_session_events_say_whether_they_were_kept(config):
+    from engine.shell.session_events import _EventLog
+
+    quiet = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=False)
+    assert quiet.session_event_summary() == {"recorded": False}
+    kept = LiveEngine(EngineCore(config), [], quiet_gc=False, session_events=True)
+    assert kept.session_events is not None
+    log = _EventLog(kept.session_events, "FIX.4.4:XMC->SHFE-GW")
+    for i in range(3):
+        log.onEvent(f"event {i}")
+    summary = kept.session_event_summary(first=2)
+    assert summary == {
+        "recorded": True,
+        "count": 3,
+        "first": ["FIX.4.4:XMC->SHFE-GW: event 0", "FIX.4.4:XMC->SHFE-GW: event 1"],
+    }
