@@ -38,6 +38,12 @@ def _message(msg_type: str, **fields: str) -> fix.Message:
     return msg
 
 
+def _at_100(config) -> LiveEngine:
+    """An engine with one session (SHFE) whose clock stands at 100 s."""
+    sessions = [SessionConfig("SHFE", "SHFE", "SHFE-GW", "127.0.0.1", 1)]
+    return LiveEngine(EngineCore(config), sessions, clock=lambda: 100.0, quiet_gc=False, session_events=False)
+
+
 def _queued(engine: LiveEngine) -> list:
     out = []
     while not engine.events.empty():
@@ -132,13 +138,7 @@ def test_one_turn_of_the_engine_thread_fires_due_timers_then_handles_what_was_qu
     turn took from the queue; one due later waits; a ("refused", venue, raw) item becomes its anomaly."""
     from engine.core.events import TimerFired
 
-    engine = LiveEngine(
-        EngineCore(config),
-        [SessionConfig("SHFE", "SHFE", "SHFE-GW", "127.0.0.1", 1)],
-        clock=lambda: 100.0,
-        quiet_gc=False,
-        session_events=False,
-    )
+    engine = _at_100(config)
     seen = []
     engine.on_event = lambda event, now: seen.append((event, now))
     engine.set_timer("due", 100.0)
@@ -155,13 +155,7 @@ def test_session_life_reaches_the_engine_thread_and_the_clock_counts_from_the_st
     set of sessions logged on; a desk command is queued; engine time is the clock less the start."""
     from engine.core.events import Command, SessionDown, SessionUp
 
-    engine = LiveEngine(
-        EngineCore(config),
-        [SessionConfig("SHFE", "SHFE", "SHFE-GW", "127.0.0.1", 1)],
-        clock=lambda: 100.0,
-        quiet_gc=False,
-        session_events=False,
-    )
+    engine = _at_100(config)
     engine.epoch_start = 40.0
     engine.onCreate(SID)
     assert engine.session_ids == {"SHFE": SID}

@@ -98,59 +98,44 @@ def _secret(sec: Section, name: str, problems: list[Problem]) -> str:
     and so is naming both (which one would win is a guess)."""
     env = sec.get(f"{name}_env", str, "")
     file = sec.get(f"{name}_file", str, "")
-    if env and file:
-        problems.append(
-            Problem(
-                sec.key(f"{name}_file"),
-                f"is given beside {name}_env: the {name} would come from one of two places",
-                f"keep one of {name}_env and {name}_file",
-            )
-        )
+
+    def refuse(key: str, what: str, fix: str) -> str:
+        problems.append(Problem(sec.key(key), what, fix))
         return ""
+
+    if env and file:
+        return refuse(
+            f"{name}_file",
+            f"is given beside {name}_env: the {name} would come from one of two places",
+            f"keep one of {name}_env and {name}_file",
+        )
     if env:
         value = os.environ.get(env)
         if not value:
-            problems.append(
-                Problem(
-                    sec.key(f"{name}_env"),
-                    f"names environment variable {env}, which is {'not set' if value is None else 'empty'}",
-                    f"export {env}=... before starting (the value is never logged)",
-                )
+            return refuse(
+                f"{name}_env",
+                f"names environment variable {env}, which is {'not set' if value is None else 'empty'}",
+                f"export {env}=... before starting (the value is never logged)",
             )
-            return ""
         return value
-    if file:
-        path = Path(file).expanduser()
-        try:
-            value = read_input(path, 64 * 1024).strip()
-            if not value:
-                problems.append(
-                    Problem(
-                        sec.key(f"{name}_file"),
-                        f"names {path}, which holds no {name} (empty or only white space)",
-                        f"write the {name} into it, or remove {name}_file for a session without one",
-                    )
-                )
-            return value
-        except FileNotFoundError:
-            problems.append(
-                Problem(
-                    sec.key(f"{name}_file"),
-                    f"names {path}, which does not exist",
-                    "point it at a readable file outside the repository",
-                )
-            )
-            return ""
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(
-                Problem(
-                    sec.key(f"{name}_file"),
-                    f"names {path}, which cannot be read ({exc})",
-                    "point it at a readable text file",
-                )
-            )
-            return ""
-    return ""
+    if not file:
+        return ""
+    path = Path(file).expanduser()
+    try:
+        value = read_input(path, 64 * 1024).strip()
+    except FileNotFoundError:
+        return refuse(
+            f"{name}_file", f"names {path}, which does not exist", "point it at a readable file outside the repository"
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        return refuse(f"{name}_file", f"names {path}, which cannot be read ({exc})", "point it at a readable text file")
+    if not value:
+        return refuse(
+            f"{name}_file",
+            f"names {path}, which holds no {name} (empty or only white space)",
+            f"write the {name} into it, or remove {name}_file for a session without one",
+        )
+    return value
 
 
 def load(path: str | Path) -> LiveConfig:
