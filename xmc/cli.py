@@ -402,7 +402,12 @@ def _parser() -> argparse.ArgumentParser:
         "standby at --peer; standby: listen on --peer, follow the stream, take over when the "
         "primary's heartbeats stop and the lease is free",
     )
-    lv.add_argument("--node", default=None, help="this node's name in the lease (default: the role)")
+    lv.add_argument(
+        "--node",
+        default=None,
+        help="this node's name in the lease and in its journal's file name: ASCII letters, digits, '.', '_', '-' "
+        "(default: the role)",
+    )
     lv.add_argument(
         "--lease-service",
         choices=("etcd", "zookeeper"),
