@@ -682,3 +682,11 @@ def test_a_wire_run_with_a_credential_set_twice_is_exit_2_before_any_venue_start
     err = capsys.readouterr().err
     assert "XMC_SHFE_PASSWORD and XMC_SHFE_PASSWORD_FILE" in err and "Traceback" not in err, err
     assert not started
+
+
+def test_a_venue_given_two_ports_is_exit_2_naming_both(capsys):
+    """`xmc venue --port SHFE=1 --port SHFE=2 ...` took the last port silently."""
+    argv = ["venue", "--scenario", str(SPREAD), "--duration", "0.1"]
+    ports = ["--port", "SHFE=1", "--port", "COMEX=3", "--port", "FX=4", "--port", "SHFE=2"]
+    assert main(argv + ports) == 2
+    assert "--port: SHFE given twice (1 and 2); give each venue one port" in capsys.readouterr().err

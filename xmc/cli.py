@@ -570,6 +570,8 @@ def cmd_venue(args) -> int:
             raise UsageError(
                 f"--port {item}: write VENUE=PORT with VENUE one of {', '.join(sc.venues)} and PORT a number 1-65535"
             )
+        if name in ports:  # the last one would win silently
+            raise UsageError(f"--port: {name} given twice ({ports[name]} and {value}); give each venue one port")
         ports[name] = int(value)
     if ports and set(ports) != set(sc.venues):
         raise UsageError(
