@@ -563,7 +563,7 @@ def cmd_venue(args) -> int:
             f"--host {args.host}: not an IP address; give the address engines log on from, e.g. 127.0.0.1, "
             f"or 0.0.0.0 for any"
         ) from None
-    ports = {}
+    ports: dict[str, int] = {}
     for item in args.port:
         name, sep, value = item.partition("=")
         if not sep or name not in sc.venues or not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
