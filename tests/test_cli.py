@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -598,16 +599,22 @@ def test_a_venue_client_compid_is_printable_ascii_without_separators(capsys, cli
     assert f"--client {client!r}: a CompID is 1-64 printable ASCII characters" in err, err
 
 
+def _spread_live_config(tmp_path) -> Path:
+    """A live config for the spread scenario's venues (ports 1-3, nothing listens), state under tmp_path."""
+    from simulator.localnet import live_config
+
+    config = tmp_path / "live.toml"
+    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    return config
+
+
 @pytest.mark.parametrize("digit", ["²", "٣"])
 def test_a_port_in_other_digits_than_ascii_is_exit_2_naming_the_flag(tmp_path, capsys, digit):
     """str.isdigit takes '²' (which int() then refuses: a traceback) and '٣' (which int() reads as 3):
     a port is ASCII digits, and anything else is the flag's usage error."""
-    from simulator.localnet import live_config
-
     assert main(["venue", "--scenario", str(SPREAD), "--port", f"SHFE={digit}", "--duration", "0.1"]) == 2
     assert f"--port SHFE={digit}: write VENUE=PORT" in capsys.readouterr().err
-    config = tmp_path / "live.toml"
-    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    config = _spread_live_config(tmp_path)
     argv = ["live", "--config", str(config), "--role", "primary", "--peer", f"127.0.0.1:{digit}", "--duration", "0.1"]
     assert main(argv) == 2
     assert f"--peer 127.0.0.1:{digit}: write HOST:PORT" in capsys.readouterr().err
@@ -617,10 +624,7 @@ def test_a_port_in_other_digits_than_ascii_is_exit_2_naming_the_flag(tmp_path, c
 def test_a_node_name_that_cannot_name_a_journal_file_is_exit_2(tmp_path, capsys, node):
     """`--node a/b` reached the journal's open (out_dir/engine-a/b.journal) and ended in a traceback; a
     node name is ASCII letters, digits, '.', '_' and '-', for every role, said before anything starts."""
-    from simulator.localnet import live_config
-
-    config = tmp_path / "live.toml"
-    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    config = _spread_live_config(tmp_path)
     assert main(["live", "--config", str(config), "--node", node, "--duration", "0.1"]) == 2
     err = capsys.readouterr().err
     assert f"--node {node!r}: write a name of letters, digits" in err and "Traceback" not in err, err
@@ -632,10 +636,7 @@ def test_a_node_name_that_cannot_name_a_journal_file_is_exit_2(tmp_path, capsys,
 )
 def test_failover_numbers_out_of_range_are_exit_2_whatever_the_role(tmp_path, capsys, flag, value):
     """They were checked only for --role primary/standby: a single node took `--misses -3` silently."""
-    from simulator.localnet import live_config
-
-    config = tmp_path / "live.toml"
-    config.write_text(live_config(SPREAD.read_text(), {"SHFE": 1, "COMEX": 2, "FX": 3}, tmp_path / "state"))
+    config = _spread_live_config(tmp_path)
     assert main(["live", "--config", str(config), flag, value, "--duration", "0.1"]) == 2
     assert "--heartbeat-ms > 0, --misses >= 1 and --lease-ttl-s >= 1" in capsys.readouterr().err
 
@@ -674,8 +675,6 @@ def test_a_wire_run_with_a_credential_set_twice_is_exit_2_before_any_venue_start
     monkeypatch.setenv("XMC_SHFE_PASSWORD", "pw")
     monkeypatch.setenv("XMC_SHFE_PASSWORD_FILE", str(secret))
     started = []
-    import subprocess
-
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("a venue started"))
     argv = ["run", str(SPREAD), "--mode", "wire", "--duration", "1", "--out", str(tmp_path / "out")]
     assert main(argv) == 2
