@@ -196,7 +196,6 @@ class WireChecker:
         self.order_reports: dict[tuple[str, str], list[tuple[int, float, float, float]]] = {}
         # (venue, ClOrdID) -> (Side, Symbol, OrderQty, Price or None) of the order or replace it applied
         self.terms: dict[tuple[str, str], tuple[str | None, str | None, str | None, str | None]] = {}
-        self.checked = 0
 
     # ---- verdicts -------------------------------------------------------------------------------
     def _ok(self, key: str) -> None:
@@ -267,7 +266,6 @@ class WireChecker:
         if mt != "D" and msg.has(41):
             self.cancel_named.add((venue, self.root_of.get((venue, msg.get(41)), msg.get(41))))
         seq = msg.seq
-        self.checked += 1
         if mt != "F":  # W12: the terms the venue's reports under this ClOrdID must carry
             self.terms.setdefault((venue, cl), (msg.get(54), msg.get(55), msg.get(38), msg.get(44)))
         if mt == "D" and msg.get(43) != "Y":

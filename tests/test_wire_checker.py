@@ -273,6 +273,7 @@ def test_a_non_ascii_character_on_the_wire_is_named(config):
     w.venue_sent("SHFE", f"{SOH}35=8{SOH}34=12{SOH}11=E1-000001A1{SOH}58=outside ±3%{SOH}", 1.0)
     first = w.v["W1"].first
     assert w.v["W1"].status == "fail" and first["seq"] == 12 and "'±'" in first["detail"]
+    assert first["cl_ord_id"] == "E1-000001A1"
 
 
 def test_an_ended_decision_must_hold_at_the_venues_what_its_outcome_says(config):
@@ -461,6 +462,22 @@ def test_a_venue_that_tells_an_order_as_it_is_passes_w12(config):
     ] == ("pass")
     answer = execution_report("COX9", "I", "8", 0, 0, t37="NONE", t38=None)  # an unknown order's status answer
     assert w12(config, answer) == ("pass", "")
+    # a cancel with one lot left; a fill below one (a price quoted in fractions); a sell filled at its limit
+    assert w12(config, execution_report("COX5", "I", "4", 3, 0, t6="4.5")) == ("pass", "")
+    assert w12(config, execution_report("COX2", "F", "1", 1, 3, t32="1", t31="0.9", t6="0.9")) == ("pass", "")
+    assert w12(config, execution_report("COX2", "F", "1", 1, 3, t54="2", t32="1", t31="4.5", t6="4.5")) == ("pass", "")
+    # within half a millionth on a symbol not the engine's; the fills told out of the order they were made
+    assert w12(config, execution_report("COX2", "F", "1", 1, 3, t55="XX9", t32="1", t31="4.5000004", t6="4.5")) == (
+        "pass",
+        "",
+    )
+    later = execution_report("COX3", "F", "1", 2, 2, t32="1", t31="4.4", t6="4.45")
+    assert w12(config, later, fill1) == ("pass", "")
+    # a status answer that repeats the last fill's LastQty is no fill; two orders of one size are two orders
+    repeat = execution_report("COX3", "I", "1", 1, 3, t32="1", t31="4.5", t6="4.5")
+    assert w12(config, fill1, repeat) == ("pass", "")
+    other = execution_report("COX3", "I", "1", 1, 3, t37="COO2", t11="E1-000002B1", t6="4.5")
+    assert w12(config, execution_report("COX2", "F", "1", 2, 2, t32="2", t31="4.5", t6="4.5"), other) == ("pass", "")
 
 
 @pytest.mark.parametrize(
@@ -469,23 +486,53 @@ def test_a_venue_that_tells_an_order_as_it_is_passes_w12(config):
         ([execution_report("COX1", "0", "1", 0, 4)], "ExecType 0 with OrdStatus 1"),
         ([execution_report("COX1", "F", "4", 1, 0, t32="1", t31="4.5")], "ExecType F with OrdStatus 4"),
         ([execution_report("COX1", "5", "4", 0, 0)], "ExecType 5 with OrdStatus 4"),
-        ([execution_report("COX1", "4", "4", 1, 3)], "an ended order with something left"),
+        (
+            [execution_report("COX1", "4", "4", 1, 3)],
+            "an ended order with something left (OrdStatus 4, CumQty 1, LeavesQty 3, OrderQty 4)",
+        ),
         ([execution_report("COX1", "I", "2", 4, 1)], "an ended order with something left"),
-        ([execution_report("COX1", "0", "0", 0, 3)], "CumQty and LeavesQty do not make OrderQty"),
-        ([execution_report("COX1", "I", "8", 5, 0)], "more filled than ordered"),
-        ([execution_report("COX1", "I", "8", 1, 0)], "an order rejected with fills"),
+        (
+            [execution_report("COX1", "0", "0", 0, 3)],
+            "do not make OrderQty (OrdStatus 0, CumQty 0, LeavesQty 3, OrderQty 4)",
+        ),
+        (
+            [execution_report("COX1", "I", "8", 5, 0)],
+            "more filled than ordered (OrdStatus 8, CumQty 5, LeavesQty 0, OrderQty 4)",
+        ),
+        (
+            [execution_report("COX1", "I", "8", 1, 0)],
+            "an order rejected with fills (OrdStatus 8, CumQty 1, LeavesQty 0, OrderQty 4)",
+        ),
         ([execution_report("COX1", "I", "0", 1, 3)], "an order new with fills"),
-        ([execution_report("COX1", "I", "1", 0, 4)], "partly filled, yet not"),
+        ([execution_report("COX1", "I", "A", 1, 3)], "an order new with fills"),  # PendingNew
+        (
+            [execution_report("COX1", "I", "1", 0, 4)],
+            "partly filled, yet not (OrdStatus 1, CumQty 0, LeavesQty 4, OrderQty 4)",
+        ),
         ([execution_report("COX1", "I", "1", 4, 0, t39="1")], "partly filled, yet not"),
-        ([execution_report("COX1", "I", "2", 3, 0)], "filled, yet not all of it"),
-        ([execution_report("COX1", "I", "4", 4, 0)], "cancelled with every lot filled"),
-        ([execution_report("COX1", "I", "1", -1, 5)], "a negative quantity"),
-        ([execution_report("COX1", "F", "1", 1, 3, t32="0", t31="4.5")], "a fill of 0 lots"),
+        (
+            [execution_report("COX1", "I", "2", 3, 0)],
+            "filled, yet not all of it (OrdStatus 2, CumQty 3, LeavesQty 0, OrderQty 4)",
+        ),
+        (
+            [execution_report("COX1", "I", "4", 4, 0)],
+            "cancelled with every lot filled (OrdStatus 4, CumQty 4, LeavesQty 0, OrderQty 4)",
+        ),
+        (
+            [execution_report("COX1", "I", "1", -1, 5)],
+            "a negative quantity (OrdStatus 1, CumQty -1, LeavesQty 5, OrderQty 4)",
+        ),
+        (
+            [execution_report("COX1", "F", "1", 1, 3, t32="0", t31="4.5")],
+            "a fill of 0 lots at 4.5 (OrdStatus 1, CumQty 1, LeavesQty 3, OrderQty 4)",
+        ),
+        ([execution_report("COX1", "F", "1", 1, 3, t31="4.5")], "a fill of 0 lots at 4.5"),  # no LastQty
+        ([execution_report("COX1", "F", "1", 1, 3, t32="1")], "a fill of 1 lots at 0"),  # no LastPx
         ([execution_report("COX1", "F", "1", 1, 3, t32="1", t31="0")], "a fill of 1 lots at 0"),
         ([execution_report("COX1", "F", "1", 1, 3, t32="2", t31="4.5")], "a fill of 2 lots"),
         (
             [execution_report("COX1", "F", "1", 1, 3, t32="1", t31="4.5005", t6="4.5005")],
-            "limited at 4.5 filled at 4.5005",
+            "a buy order limited at 4.5 filled at 4.5005",
         ),
         (
             [execution_report("COX1", "F", "1", 1, 3, t54="2", t32="1", t31="4.4995", t6="4.4995")],
@@ -519,6 +566,32 @@ def test_a_venue_that_tells_an_order_as_it_is_passes_w12(config):
                 execution_report("COX3", "F", "1", 2, 2, t32="1", t31="4.4", t6="4.5"),
             ],
             "AvgPx 4.5, but its fills' average is 4.450000",
+        ),
+        (
+            [
+                execution_report("COX2", "F", "1", 1, 3, t32="1", t31="4.5", t6="4.5"),
+                execution_report("COX3", "F", "1", 1, 3, t32="1", t31="4.5", t6="4.5"),
+            ],
+            "a fill of 1 lots added 0",
+        ),
+        (
+            [  # told out of order: the earlier fill, told last, is judged on the fills up to it
+                execution_report("COX3", "F", "1", 2, 2, t32="1", t31="4.4", t6="4.45"),
+                execution_report("COX2", "F", "1", 1, 3, t32="1", t31="4.5", t6="4.6"),
+            ],
+            "AvgPx 4.6, but its fills' average is 4.500000",
+        ),
+        (
+            [execution_report("COX2", "F", "1", 1, 3, t32="1", t31="4.5", t6="4.5000025")],
+            "AvgPx 4.5000025, but its fills' average is 4.500000",
+        ),
+        (  # a symbol not the engine's: half a millionth of slack
+            [execution_report("COX2", "F", "1", 1, 3, t55="XX9", t32="1", t31="4.5000006", t6="4.5000006")],
+            "limited at 4.5 filled at 4.5000006",
+        ),
+        (  # the engine's HGH6 (tick 0.0005): two grid slacks, a thousandth of a millionth of a tick each
+            [execution_report("COX2", "F", "1", 1, 3, t32="1", t31="4.50000000125", t6="4.50000000125")],
+            "limited at 4.5 filled at",
         ),
     ],
 )
@@ -558,6 +631,14 @@ def test_a_venue_report_with_terms_other_than_its_order_asked_for_fails_w12(conf
     assert "Price 4.499 where the order asked for 4.5" in told(execution_report("COX1", "I", "0", 0, 4, t44="4.499"))[1]
     assert "Side 2 where the order asked for 1" in told(execution_report("COX1", "0", "0", 0, 4, t54="2"))[1]
     assert "Symbol HGK6 where" in told(execution_report("COX1", "0", "0", 0, 4, t55="HGK6"))[1]
+    assert "OrderQty 5 where the order asked for 4" in told(execution_report("COX1", "0", "0", 0, 5, t38="5"))[1]
+    no_side = execution_report("COX1", "0", "0", 0, 6, t54=None, t38="6")  # no Side: the rest still judged
+    assert "OrderQty 6 where the order asked for 4" in told(no_side)[1]
+    fill = execution_report("COX1", "F", "1", 1, 3, t54="2", t32="1", t31="4.5", t6="4.5")
+    assert "Side 2 where the order asked for 1" in told(fill)[1]
+    assert told(execution_report("COX1", "0", "0", 0, 4, t38="4.0", t44="4.50")) == ("pass", "")  # same numbers
+    unknown = execution_report("COX9", "I", "8", 0, 0, t37="NONE", t38="0")  # the venue knows no such order
+    assert told(unknown) == ("pass", "")
     replaced = execution_report("COX2", "5", "0", 0, 6, t11="E1-000001B1M1", t38="6", t44="4.501")
     assert told(ack, replaced, replace=True) == ("pass", "")
     kept_old = execution_report("COX2", "5", "0", 0, 4, t11="E1-000001B1M1", t44="4.501")
@@ -672,3 +753,416 @@ def test_a_reject_or_report_with_a_sequence_number_in_other_digits_is_read_as_no
     w.venue_sent("COMEX", f"8=FIX.4.4{SOH}35=3{SOH}34=9{SOH}45=²{SOH}373=1{SOH}", 1.0)
     w.venue_sent("COMEX", execution_report("COX1", "0", "0", 0, 4, t34="²"), 1.1)
     assert w.v["W1"].status == "fail"  # not ASCII: W1 says so (its own report once failed here); nothing else breaks
+    assert (w.v["W1"].first["seq"], w.v["W1"].first["cl_ord_id"]) == (9, "")  # the reject names no order
+    w = checker(config)
+    w.venue_sent("COMEX", execution_report("COX1", "0", "1", 0, 4, t34="x", t11=None), 1.1)
+    first = w.v["W12"].first
+    assert w.v["W12"].status == "fail" and (first["seq"], first["cl_ord_id"]) == (0, "")
+
+
+# ---- each check can fail: cases found by mutating the checker (docs/mutation: the invariant checkers) ----
+
+
+def test_a_verdict_keeps_its_first_breach_with_its_time_and_decision(config):
+    """A verdict names the first breach of its invariant, not the last: its time, message and the
+    decision its ClOrdID belongs to ("" for a ClOrdID that is not the engine's)."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", order("E1-000004B1", 2, 4.7, seq=7), 1.5)  # 4.4% from the mid
+    w.received("COMEX", order("E1-000005B1", 2, 4.8, seq=9), 1.7)
+    first = w.v["W8"].first
+    assert (first["t"], first["seq"], first["decision_id"], first["cl_ord_id"]) == (1.5, 7, "E1-000004", "E1-000004B1")
+    w.received("COMEX", order("MANUAL-1", 2, 4.5, seq=11), 1.8)
+    assert w.v["W5"].first["decision_id"] == "" and w.v["W5"].first["t"] == 1.8
+
+
+def test_an_order_priced_at_the_bands_edge_passes_w8(config):
+    """The band is inclusive: 2% from the mid exactly (4.59 against 4.5) is inside; a tick beyond is not."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", order("E1-000001B1", 2, 4.59), 1.0)
+    assert w.v["W8"].status == "pass"
+    w.received("COMEX", order("E1-000002B1", 2, 4.5905, seq=8), 1.0)
+    assert w.v["W8"].status == "fail" and w.v["W8"].first["seq"] == 8
+
+
+def test_a_single_node_order_of_an_older_epoch_fails_w5(config):
+    """Without a lease the configured epoch is the one that may send: an order the engine put on the wire
+    under an older epoch fails W5 when a venue accepts it, one of the configured epoch passes."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    for cl, seq in (("E1-000001B1", 7), ("E0-000002B1", 8)):
+        w.engine_sent("COMEX", _raw(order(cl, 2, 4.5, seq=seq)), 1.0)
+        w.received("COMEX", order(cl, 2, 4.5, seq=seq), 1.1)
+        if seq == 7:
+            assert w.v["W5"].status == "pass"
+    first = w.v["W5"].first
+    assert w.v["W5"].status == "fail" and first["seq"] == 8
+    assert "put on the wire when its epoch no longer held it" in first["detail"]
+
+
+def test_w5_judges_a_resend_by_its_own_send_and_the_fences_margin_exactly(config):
+    """The original of an order sent while its epoch held the lease passes W5 wherever it arrives; its
+    PossDup resend, put on the wire after a takeover, fails on its own send. The fence's margin is
+    exclusive: an order sent exactly at the lease's end less the margin was sent too late."""
+    from engine.shell.lease import FENCE_MARGIN
+
+    lease = SimulatedLease(0.3, "primary", 1, now=0.0)
+    w = checker(config, lease)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    w.engine_sent("COMEX", _raw(order("E1-000001B1", 2, 4.5, seq=4)), 0.1)
+    w.engine_sent("COMEX", _raw(order("E1-000002B1", 2, 4.5, seq=5)), lease.expires - lease.ttl * FENCE_MARGIN)
+    assert lease.acquire("standby", 0.31) == 2
+    w.engine_sent("COMEX", _raw(order("E1-000001B1", 2, 4.5, seq=4, dup=True)), 0.5)  # a paused primary woke
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.6)
+    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=4), 0.6)
+    assert w.v["W5"].status == "pass"
+    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=4, dup=True), 0.65)
+    assert w.v["W5"].status == "fail" and "PossDup" in w.v["W5"].first["detail"]
+    assert w.v["W5"].first["t"] == 0.65
+    fresh = SimulatedLease(0.3, "primary", 1, now=0.0)
+    edge = checker(config, fresh)
+    edge.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    edge.engine_sent("COMEX", _raw(order("E1-000002B1", 2, 4.5, seq=5)), fresh.expires - fresh.ttl * FENCE_MARGIN)
+    assert fresh.acquire("standby", 0.31) == 2
+    edge.received("COMEX", order("E1-000002B1", 2, 4.5, seq=5), 0.4)
+    assert edge.v["W5"].status == "fail" and edge.v["W5"].first["seq"] == 5
+
+
+def test_a_resends_band_references_stay_those_of_its_first_send(config):
+    """The session layer's PossDup resend, seen leaving the engine after the market moved, does not
+    replace the references of the order's first send."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.engine_sent("COMEX", _raw(order("E1-000001B1", 2, 4.5015, seq=7)), 1.0)
+    w.on_top("COMEX", "HGH6", 4.6120, 4.6130, 1.2)
+    w.on_top("COMEX", "HGH6", 4.6125, 4.6135, 2.4)
+    w.engine_sent("COMEX", _raw(order("E1-000001B1", 2, 4.5015, seq=7, dup=True)), 2.4)
+    w.received("COMEX", order("E1-000001B1", 2, 4.5015, seq=7, dup=True), 2.5)
+    assert w.v["W8"].status == "pass"
+
+
+def test_a_resend_whose_first_send_was_never_seen_is_judged_at_its_own_send(config):
+    """A PossDup resend of a MsgSeqNum the checker never saw leave (sent by a process observed no
+    more): W2 judges it when it was sent, without failing the run."""
+    w = checker(config)
+    w.engine_sent("COMEX", f"{SOH}35=F{SOH}34=20{SOH}43=Y{SOH}11=E1-000001B2RC1{SOH}", 2.0)
+    v = w.finish({}, {"E1-000001": [(1.5, math.inf)]})["W2"]
+    assert v["status"] == "fail" and v["first"]["t"] == 2.0
+
+
+def position_report(req: str, total: str, seq: int = 10) -> str:
+    return f"8=FIX.4.4{SOH}9=90{SOH}35=AP{SOH}34={seq}{SOH}710={req}{SOH}727={total}{SOH}"
+
+
+def test_w11_counts_each_position_requests_reports_to_its_total(config):
+    """A RequestForPositions is answered by as many PositionReports as their TotNumReports says, counted
+    per PosReqID: two requests answered one report each of two are both open."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "AN"), (34, "5"), (710, "PR-1")), 1.0)
+    w.received("COMEX", msg((35, "AN"), (34, "6"), (710, "PR-2")), 1.0)
+    w.venue_sent("COMEX", position_report("PR-1", "2"), 1.1)
+    w.venue_sent("COMEX", position_report("PR-2", "2"), 1.1)
+    w.venue_sent("COMEX", position_report("PR-1", "2"), 1.2)  # PR-1 answered in full; PR-2 still open
+    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=8), 1.3)
+    first = w.v["W11"].first
+    assert w.v["W11"].status == "fail" and "RequestForPositions PR-2" in first["detail"], first
+    assert "1 status question" in first["detail"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        position_report("PR-1", "x"),  # a TotNumReports that is no number counts as one
+        f"8=FIX.4.4{SOH}9=90{SOH}35=AO{SOH}34=10{SOH}710=PR-1{SOH}728=2{SOH}",  # no positions to report
+        f"8=FIX.4.4{SOH}9=90{SOH}35=3{SOH}34=10{SOH}45=5{SOH}373=5{SOH}",  # the request rejected
+    ],
+)
+def test_a_position_request_is_answered_by_its_ack_a_reject_or_a_report(config, answer):
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "AN"), (34, "5"), (710, "PR-1")), 1.0)
+    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=6), 1.05)
+    assert w.v["W11"].status == "fail"
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "AN"), (34, "5"), (710, "PR-1")), 1.0)
+    w.venue_sent("COMEX", answer, 1.1)
+    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=6), 1.2)
+    assert w.v["W11"].status == "pass"
+
+
+def test_a_logon_starts_afresh_only_the_venue_it_logs_on(config):
+    """A logon at one venue forgets that venue's partial answers (a report of two counted before it) and
+    its orders' cancels, not another venue's."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.on_top("SHFE", "cu2603", 70000, 70010, 1.0)
+    logon = f"8=FIX.4.4{SOH}9=50{SOH}35=A{SOH}34=1{SOH}98=0{SOH}"
+    ended = f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001A1C1{SOH}41=E1-000001A1{SOH}39=4{SOH}150=4{SOH}"
+    for venue in ("SHFE", "COMEX"):
+        w.received(venue, msg((35, "AN"), (34, "5"), (710, "PR-1")), 1.0)
+        w.venue_sent(venue, position_report("PR-1", "2"), 1.1)
+    w.received("SHFE", msg((35, "F"), (34, "6"), (11, "E1-000001A1C1"), (41, "E1-000001A1")), 1.1)
+    w.received("SHFE", msg((35, "H"), (34, "7"), (11, "E1-000001A1")), 1.2)
+    w.received("COMEX", msg((35, "F"), (34, "6"), (11, "E1-000001B1C1"), (41, "E1-000001B1")), 1.1)
+    w.received("COMEX", msg((35, "H"), (34, "7"), (11, "E1-000001B1")), 1.2)
+    w.venue_sent("COMEX", logon, 1.5)
+    # SHFE: its second position report and the order's end answer what was asked before COMEX's logon
+    w.venue_sent("SHFE", position_report("PR-1", "2"), 1.6)
+    w.venue_sent("SHFE", ended, 1.6)
+    w.received("SHFE", order("E1-000002A1", 5, 70000, symbol="cu2603"), 1.7)
+    assert w.v["W11"].status == "pass"
+    # COMEX, after its logon: the request asked again is answered by one report of two; the order
+    # asked about again (no cancel since the logon) is not answered by its end alone
+    w.received("COMEX", msg((35, "AN"), (34, "2"), (710, "PR-1")), 1.8)
+    w.venue_sent("COMEX", position_report("PR-1", "2"), 1.9)
+    w.received("COMEX", msg((35, "H"), (34, "3"), (11, "E1-000001B1")), 1.8)
+    w.venue_sent("COMEX", ended.replace("A1", "B1"), 1.9)
+    w.received("COMEX", order("E1-000002B1", 2, 4.5, seq=4), 2.0)
+    detail = w.v["W11"].first["detail"]
+    assert w.v["W11"].status == "fail" and "2 status question(s)" in detail, detail
+
+
+def test_a_fill_or_a_replace_answers_no_status_question(config):
+    """Only a status answer (ExecType I), a final report of an order a cancel or replace named, or a
+    reject of the question answers it: a fill report of the order asked about does not, nor does the
+    confirmation of a replace (it ends nothing)."""
+    fill = f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1{SOH}37=O7{SOH}39=1{SOH}150=F{SOH}"
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1")), 1.0)
+    w.venue_sent("COMEX", fill, 1.1)
+    w.received("COMEX", order("E1-000002B1", 2, 4.5, seq=6), 1.2)
+    assert w.v["W11"].status == "fail"
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "G"), (34, "4"), (11, "E1-000001B1M1"), (41, "E1-000001B1"), (55, "HGH6")), 1.0)
+    w.venue_sent(
+        "COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1M1{SOH}41=E1-000001B1{SOH}39=0{SOH}150=5{SOH}", 1.05
+    )
+    w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1")), 1.1)
+    w.received("COMEX", order("E1-000002B1", 2, 4.5, seq=6), 1.2)
+    assert w.v["W11"].status == "fail" and "OrderStatusRequest E1-000001B1" in w.v["W11"].first["detail"]
+
+
+def test_answers_to_questions_already_answered_or_never_asked_change_nothing(config):
+    """A second last report of a mass status, a position report or ack beyond the count, a reject of a
+    question answered already, a status answer under a replace's ClOrdID after the answer, and an end
+    of an order whose question its status answer closed: none raises, none closes the question still open."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "H"), (34, "3"), (11, "E1-000009B1")), 1.0)  # stays open to the end
+    w.received("COMEX", msg((35, "F"), (34, "4"), (11, "E1-000001B1C1"), (41, "E1-000001B1")), 1.0)
+    w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1"), (37, "O7")), 1.0)
+    w.received("COMEX", msg((35, "AN"), (34, "6"), (710, "PR-1")), 1.0)
+    head = f"8=FIX.4.4{SOH}9=90{SOH}"
+    for text in (
+        f"35=8{SOH}11=E1-000001B1{SOH}37=O7{SOH}39=0{SOH}150=I{SOH}",  # answers H 5
+        f"35=8{SOH}11=E1-000001B1M1{SOH}37=O7{SOH}39=0{SOH}150=I{SOH}",  # again, under a replace's name
+        f"35=8{SOH}11=E1-000001B1C1{SOH}41=E1-000001B1{SOH}39=4{SOH}150=4{SOH}",  # the order ends
+        f"35=AP{SOH}710=PR-1{SOH}727=1{SOH}",
+        f"35=AP{SOH}710=PR-1{SOH}727=1{SOH}",
+        f"35=AO{SOH}710=PR-7{SOH}",
+        f"35=8{SOH}11=NONE{SOH}150=I{SOH}584=MS-9{SOH}912=Y{SOH}",
+        f"35=3{SOH}45=5{SOH}",
+        f"35=j{SOH}45=6{SOH}",
+    ):
+        w.venue_sent("COMEX", head + text, 1.1)
+    assert set(w.questions["COMEX"]) == {("H", "E1-000009B1")}
+
+
+def test_only_execution_reports_are_judged_by_w12(config):
+    w = checker(config)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=50{SOH}35=A{SOH}34=1{SOH}98=0{SOH}", 1.0)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=50{SOH}35=0{SOH}34=2{SOH}", 1.1)
+    assert w.v["W12"].status == "unknown"
+
+
+def test_fills_are_counted_per_order_across_the_clordids_a_replace_gives_it(config):
+    """CumQty is the order's (its OrderID's), whatever ClOrdID the report carries: a fill after a
+    replace adds what is new, not the order's whole CumQty again."""
+    w = checker(config)
+    for cl, exec_id, cum in (("E1-000001B1", "X1", "1"), ("E1-000001B1M1", "X2", "2")):
+        w.venue_sent(
+            "COMEX",
+            f"{SOH}35=8{SOH}34=3{SOH}11={cl}{SOH}37=O7{SOH}17={exec_id}{SOH}150=F{SOH}39=1{SOH}55=HGH6{SOH}"
+            f"54=1{SOH}32=1{SOH}14={cum}{SOH}",
+            1.0,
+        )
+    assert w.positions == {"HG": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("fills", "verdict"),
+    [
+        ([("A1", "2", 5), ("A2U", "1", 2)], "pass"),  # a part unwound: still short
+        ([("A1", "2", 1), ("A2U", "1", 2)], "fail"),  # -1 to +1
+        ([("A2U", "1", 1)], "fail"),  # an unwind of nothing opens a position
+        ([("A1", "2", 1), ("A2U", "2", 1)], "pass"),  # the wrong way, but no flip (W10 judges the end)
+    ],
+)
+def test_w9_fails_exactly_an_unwind_that_opens_or_flips_a_position(config, fills, verdict):
+    w = checker(config)
+    for n, (suffix, side, lots) in enumerate(fills):
+        w.venue_sent("SHFE", report(f"E1-000001{suffix}", f"X{n}", lots, side=side), 1.0 + n)
+    assert w.v["W9"].status == verdict
+
+
+def test_w6_compares_every_position_and_says_what_differs(config):
+    """A one-lot position counts; a failure names both sides' positions; a passing verdict carries no
+    breach record."""
+    w = checker(config)
+    w.venue_sent("COMEX", report("E1-000001B1", "X1", 1, symbol="HGH6"), 1.0)
+    v = w.finish({"HG": 1.0}, {})
+    assert v["W6"] == {"name": v["W6"]["name"], "status": "pass"}
+    w = checker(config)
+    w.venue_sent("COMEX", report("E1-000001B1", "X1", 1, symbol="HGH6"), 1.0)
+    first = w.finish({"HG": 2.0}, {})["W6"]["first"]
+    assert first == {
+        "t": 0.0,
+        "decision_id": "",
+        "detail": "fills the venues reported {'HG': 1.0} != engine positions {'HG': 2.0}",
+    }
+
+
+def test_w2_names_the_message_sent_and_spares_the_instant_of_the_end(config):
+    """A message sent at the very instant its episode ended was sent by the step that ended it; one
+    after names its kind. A message of a ClOrdID that is not the engine's is not judged, and does not
+    stop the messages after it from being judged."""
+    for mt, what in (("D", "NewOrderSingle"), ("F", "OrderCancelRequest"), ("G", "OrderCancelReplaceRequest")):
+        w = checker(config)
+        w.engine_sent("COMEX", f"{SOH}35={mt}{SOH}34=11{SOH}11=MANUAL-1{SOH}", 2.0)
+        w.engine_sent("COMEX", f"{SOH}35={mt}{SOH}34=12{SOH}11=E1-000001B3H{SOH}", 1.5)
+        assert w.finish({}, {"E1-000001": [(1.5, math.inf)]})["W2"]["status"] == "pass"
+        w.engine_sent("COMEX", f"{SOH}35={mt}{SOH}34=13{SOH}11=E1-000001B4H{SOH}", 1.75)
+        v = w.finish({}, {"E1-000001": [(1.5, math.inf)]})["W2"]
+        assert v["status"] == "fail" and f"{what} sent 250.000 ms after its episode E1-000001" in v["first"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("rounding", "legs", "verdict"),
+    [
+        ("nearest", (1, 1), "pass"),  # 0.4 rounds to none, but a leg is at least one lot
+        ("nearest", (3, 1), "pass"),
+        ("up", (3, 2), "pass"),
+        ("up", (3, 1), "fail"),
+        ("up", (5, 2), "pass"),  # an exact ratio rounds to itself
+        ("down", (3, 1), "pass"),
+        ("down", (3, 2), "fail"),
+        ("down", (5, 2), "pass"),
+        ("down", (4, 1), "pass"),  # 1.6 rounded down
+        ("nearest", (4, 2), "pass"),
+        ("nearest", (4, 1), "fail"),
+    ],
+)
+def test_w3_rounds_the_ratio_as_the_strategy_says(config, rounding, legs, verdict):
+    import dataclasses
+
+    cfg = dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, rounding=rounding))
+    w = checker(cfg)
+    w.on_top("SHFE", "cu2603", 70000, 70010, 0.0)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    w.received("SHFE", order("E1-000001A1", legs[0], 70000, symbol="cu2603"), 0.1)
+    w.received("COMEX", order("E1-000001B1", legs[1], 4.5), 0.1)
+    assert w.finish({}, {})["W3"]["status"] == verdict
+
+
+@pytest.mark.parametrize(("lot_b", "verdict"), [(5.0, "pass"), (5.2, "fail")])
+def test_w3_allows_a_residual_of_one_lot_and_no_more(config, lot_b, verdict):
+    """1 lot of 10 t against 4 of `lot_b`: 10 t apart exactly is one lot of the larger contract (pass),
+    10.8 t is more (fail). A decision with one leg only is passed over, not the end of the check."""
+    import dataclasses
+
+    cu, hg = config.instruments["CU"], config.instruments["HG"]
+    cfg = dataclasses.replace(
+        config,
+        instruments=config.instruments
+        | {
+            "CU": dataclasses.replace(cu, lot=10.0, lot_unit="t"),
+            "HG": dataclasses.replace(hg, lot=lot_b, lot_unit="t"),
+        },
+        strategy=dataclasses.replace(config.strategy, lot_ratio=(1, 4)),
+    )
+    w = checker(cfg)
+    w.on_top("SHFE", "cu2603", 70000, 70010, 0.0)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 0.0)
+    w.received("SHFE", order("E1-000001A1", 1, 70000, symbol="cu2603"), 0.1)  # its B leg never left
+    w.received("SHFE", order("E1-000002A1", 1, 70000, symbol="cu2603"), 0.1)
+    w.received("COMEX", order("E1-000002B1", 4, 4.5), 0.1)
+    assert w.finish({}, {})["W3"]["status"] == verdict
+
+
+def ended_decision(cfg, legs: dict[str, tuple[str, list[tuple[str, str, int]]]], decision: str = "E1-000001", w=None):
+    """A checker that saw `decision`'s entry legs (leg -> (entry side, fills as (ClOrdID suffix, side,
+    lots)); A on SHFE 5 lots, B on COMEX 2) and the venues' fills."""
+    w = w or checker(cfg)
+    where = {"A": ("SHFE", "cu2603", 5, 70000), "B": ("COMEX", "HGH6", 2, 4.5)}
+    for leg, (side, fills) in legs.items():
+        venue, symbol, qty, px = where[leg]
+        entry = msg(
+            (35, "D"), (34, "7"), (11, f"{decision}{leg}1"), (55, symbol), (54, side), (38, str(qty)), (44, f"{px:g}")
+        )
+        w.received(venue, entry, 0.1)
+        for n, (suffix, fill_side, lots) in enumerate(fills):
+            w.venue_sent(
+                venue,
+                report(f"{decision}{suffix}", f"X{decision}{suffix}{n}", lots, side=fill_side, symbol=symbol),
+                0.2,
+            )
+    return w
+
+
+@pytest.mark.parametrize(
+    ("legs", "outcome", "overfill", "verdict"),
+    [
+        ({"A": ("2", [("A1", "2", 5)]), "B": ("1", [("B1", "1", 2)])}, "BALANCED", "hedge", "pass"),  # A sold
+        ({"A": ("1", [("A1", "1", 5)]), "B": ("2", [("B1", "2", 2)])}, "BALANCED", "hedge", "pass"),  # B sold
+        ({"A": ("1", [("A1", "1", 5), ("A2U", "2", 5)]), "B": ("1", [])}, "UNWOUND", "hedge", "pass"),
+        ({"A": ("1", []), "B": ("1", [])}, "ABORTED", "hedge", "pass"),
+        ({"A": ("1", [("A1", "1", 5)]), "B": ("1", [])}, "ABORTED", "hedge", "fail"),
+        ({"A": ("1", [("A1", "1", 5)]), "B": ("1", [("B1", "1", 3)])}, "BALANCED", "hedge", "fail"),
+        ({"A": ("1", [("A1", "1", 5)]), "B": ("1", [("B1", "1", 3)])}, "BALANCED", "record", "pass"),
+        ({"A": ("1", [("A1", "1", 5)]), "B": ("1", [("B1", "1", 1)])}, "BALANCED", "record", "fail"),
+        ({"A": ("1", [("A1", "1", 5)]), "B": ("1", [("B1", "1", 3)])}, "UNWOUND", "record", "fail"),
+    ],
+)
+def test_w10_reads_each_leg_in_its_own_direction_and_the_overfill_policy(config, legs, outcome, overfill, verdict):
+    """BALANCED holds its entries (more only where overfills are recorded, never less); UNWOUND and
+    ABORTED hold nothing; a sell leg holds its lots sold."""
+    import dataclasses
+
+    strategy = dataclasses.replace(
+        config.strategy, recovery=dataclasses.replace(config.strategy.recovery, overfill=overfill)
+    )
+    w = ended_decision(dataclasses.replace(config, strategy=strategy), legs)
+    assert w.finish({}, {}, {"E1-000001": outcome})["W10"]["status"] == verdict
+
+
+@pytest.mark.parametrize("first_outcome", ["ESCALATED", "BALANCED"])
+def test_w10_judges_every_decision_whatever_the_one_before(config, first_outcome):
+    balanced = {"A": ("1", [("A1", "1", 5)]), "B": ("1", [("B1", "1", 2)])}
+    short = {"A": ("1", [("A1", "1", 5)]), "B": ("1", [("B1", "1", 1)])}
+    w = ended_decision(config, balanced, "E1-000001")
+    ended_decision(config, short, "E1-000002", w)
+    v = w.finish({}, {}, {"E1-000001": first_outcome, "E1-000002": "BALANCED"})["W10"]
+    assert v["status"] == "fail" and v["first"]["cl_ord_id"] == "E1-000002A1"
+
+
+def test_a_cancel_after_a_logon_names_a_replaced_order_by_its_root(config):
+    """A replace confirmed before a logon renames the order for good: a cancel sent after the logon under
+    the replace's ClOrdID names the order (its root), so the order's end answers the question asked
+    about it then."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    w.received("COMEX", msg((35, "G"), (34, "8"), (11, "E1-000001B1M1"), (41, "E1-000001B1"), (55, "HGH6")), 1.0)
+    w.venue_sent(
+        "COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1M1{SOH}41=E1-000001B1{SOH}39=0{SOH}150=5{SOH}", 1.01
+    )
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=60{SOH}35=A{SOH}34=30{SOH}98=0{SOH}", 2.0)
+    w.received("COMEX", msg((35, "F"), (34, "2"), (11, "E1-000001B1C1"), (41, "E1-000001B1M1")), 2.1)
+    w.received("COMEX", msg((35, "H"), (34, "3"), (11, "E1-000001B1")), 2.2)
+    w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1M1{SOH}39=2{SOH}150=F{SOH}", 2.3)
+    w.received("COMEX", order("E1-000001B2R", 2, 4.501, seq=4), 2.4)
+    assert w.v["W11"].status == "pass"
