@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.fix.codec import Parsed
@@ -396,6 +396,8 @@ def test_a_status_answer_under_a_replaced_clordid_closes_the_question_that_named
     ),
     st.floats(0.0, 2.0),
 )
+@example([(0.6, 4.4995)] * 12 + [(0.3, 4.501), (0.3, 4.5)], 0.0)  # past 5.5 s, where a time and a mid can mix
+@example([(1.0, 4.5), (1.0, 4.501), (0.5, 4.4995)], 0.5)  # a mid shown exactly a window before counts
 @settings(max_examples=300, deadline=None)
 def test_price_band_references_are_every_mid_shown_within_the_window(config, showings, after):
     """W8's references at a time: every mid the book showed within the last REFERENCE_WINDOW seconds (the
@@ -1166,3 +1168,19 @@ def test_a_cancel_after_a_logon_names_a_replaced_order_by_its_root(config):
     w.venue_sent("COMEX", f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1M1{SOH}39=2{SOH}150=F{SOH}", 2.3)
     w.received("COMEX", order("E1-000001B2R", 2, 4.501, seq=4), 2.4)
     assert w.v["W11"].status == "pass"
+
+
+def test_w12_reads_a_price_back_to_its_ticks_slack_not_to_a_billionth(config):
+    """CU's tick is 10 CNY: a report that writes the order's price with a hundred-thousandth of float noise
+    names the same price (two grid slacks of a millionth of a tick); one tick off does not."""
+
+    def told(price: str) -> str:
+        w = checker(config)
+        w.received("SHFE", order("E1-000001A1", 5, 70000, symbol="cu2603"), 1.0)
+        ack = {8: "FIX.4.4", 35: "8", 34: "5", 37: "S1", 11: "E1-000001A1", 17: "SX1", 150: "0", 39: "0"}
+        ack |= {55: "cu2603", 54: "1", 38: "5", 151: "5", 14: "0", 44: price}
+        w.venue_sent("SHFE", "".join(f"{t}={v}{SOH}" for t, v in ack.items()), 1.1)
+        return w.v["W12"].status
+
+    assert told("70000.00001") == "pass"
+    assert told("70010") == "fail"
