@@ -220,6 +220,65 @@ def test_invariant_12_compares_engine_orders_with_the_venues(config):
         assert false_alarm.v[12].status == "fail" and named in false_alarm.v[12].first["detail"]
 
 
+@pytest.mark.parametrize(("status", "cum"), [("2", 5.0), ("4", 0.0), ("8", 0.0), ("C", 0.0)])
+def test_invariant_12_fails_an_order_the_venue_ended_and_the_engine_still_works(config, status, cum):
+    """Done is compared as well as CumQty: filled, cancelled, rejected or expired at the venue while the
+    engine holds the order working with the same fills is a disagreement."""
+    from simulator.checkers import InvariantChecker
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    core.find_order(a.cl_ord_id).cum_qty = cum
+    core.find_order(a.cl_ord_id).avg_px = 70000.0
+    checker = InvariantChecker(core)
+    checker.reconcile_check(1.0, {a.cl_ord_id: (status, cum, 70000.0), b.cl_ord_id: ("0", 0.0, 0.0)})
+    first = checker.v[12].first
+    assert checker.v[12].status == "fail" and f"venue OrdStatus {status} CumQty {cum:g}" in first["detail"]
+    assert first["decision_id"] == a.cl_ord_id[:9] and first["t"] == 1.0
+
+
+def test_invariant_12_at_its_edges(config):
+    """One lot counts (filled but unknown at the venue; at another average price); an average a
+    billionth off in relative terms is float noise; an order the engine ended with nothing filled that
+    no venue saw is no disagreement, nor does it end the check of the orders after it; a foreign order
+    only working with nothing filled is still one nobody will cancel; a flagged foreign order that
+    filled or expired ended; an anomaly naming NONE (a venue's "no such order") is no false alarm. A
+    failure keeps its first breach, names no decision for a foreign order."""
+    from engine.core.order import OrdStatus
+    from simulator.checkers import InvariantChecker
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    a_order = core.find_order(a.cl_ord_id)
+    a_order.cum_qty, a_order.avg_px, a_order.state = 1.0, 70000.0, OrdStatus.FILLED
+
+    def verdict(venue_orders, flagged=frozenset()) -> tuple[str, dict]:
+        checker = InvariantChecker(core)
+        checker.reconcile_check(2.0, venue_orders, flagged)
+        return checker.v[12].status, checker.v[12].first
+
+    working_b = {b.cl_ord_id: ("0", 0.0, 0.0)}
+    status, first = verdict(working_b)
+    assert status == "fail" and f"{a.cl_ord_id}: engine FILLED CumQty 1, unknown at the venue" in first["detail"]
+    assert verdict({a.cl_ord_id: ("2", 1.0, 70010.0)} | working_b)[0] == "fail"
+    assert verdict({a.cl_ord_id: ("2", 1.0, 70000.00005)} | working_b)[0] == "pass"
+    status, first = verdict(working_b | {"E1-000079B1": ("0", 0.0, 0.0)} | {a.cl_ord_id: ("2", 1.0, 70000.0)})
+    assert status == "fail" and "E1-000079B1: working at the venue" in first["detail"] and first["decision_id"] == ""
+    both_foreign = {"E1-000079B1": ("2", 1.0, 4.5), "E1-000080B1": ("C", 0.0, 0.0), a.cl_ord_id: ("2", 1.0, 70000.0)}
+    assert verdict(working_b | both_foreign, {"E1-000079B1", "NONE"}) == ("pass", {})
+    status, first = verdict(working_b | {a.cl_ord_id: ("2", 1.0, 70000.0)}, {"E1-000081B1"})
+    assert status == "fail" and first["decision_id"] == "" and "no venue holds" in first["detail"]
+    status, first = verdict(working_b | {a.cl_ord_id: ("2", 1.0, 70000.0), "E1-000082B1": ("4", 2.0, 4.5)})
+    assert status == "fail" and first["decision_id"] == "" and "never told" in first["detail"]
+    a_order.cum_qty, a_order.state = 0.0, OrdStatus.CANCELED  # dead with nothing filled, never seen
+    status, first = verdict({b.cl_ord_id: ("4", 0.0, 0.0)})
+    assert status == "fail" and b.cl_ord_id in first["detail"]
+    checker = InvariantChecker(core)
+    checker.reconcile_check(3.0, {b.cl_ord_id: ("4", 0.0, 0.0)})
+    checker.reconcile_check(4.0, {b.cl_ord_id: ("2", 2.0, 4.5)})
+    assert checker.v[12].first["t"] == 3.0 and "OrdStatus 4" in checker.v[12].first["detail"]
+
+
 def _standby_finds_a_foreign_order(config, status: str = "1"):
     """A standby takes over and its mass status answer shows ZZ-1, working (OrdStatus `status`) with 1
     of 4 lots filled, an order it never sent: (core, the actions of that answer, the cancels among them)."""
