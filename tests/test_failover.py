@@ -261,6 +261,11 @@ def test_invariant_12_at_its_edges(config):
     status, first = verdict(working_b)
     assert status == "fail" and f"{a.cl_ord_id}: engine FILLED CumQty 1, unknown at the venue" in first["detail"]
     assert verdict({a.cl_ord_id: ("2", 1.0, 70010.0)} | working_b)[0] == "fail"
+    status, first = verdict({a.cl_ord_id: ("2", 1.0, 70000.0), b.cl_ord_id: ("1", 1.0, 4.5)})  # a lot untold
+    assert (
+        status == "fail"
+        and f"{b.cl_ord_id}: engine PENDING_NEW CumQty 0, venue OrdStatus 1 CumQty 1" in first["detail"]
+    )
     assert verdict({a.cl_ord_id: ("2", 1.0, 70000.00005)} | working_b)[0] == "pass"
     status, first = verdict(working_b | {"E1-000079B1": ("0", 0.0, 0.0)} | {a.cl_ord_id: ("2", 1.0, 70000.0)})
     assert status == "fail" and "E1-000079B1: working at the venue" in first["detail"] and first["decision_id"] == ""
