@@ -1333,3 +1333,42 @@ def test_invariant_13_names_the_prices_as_they_travel_not_cut_to_six_digits(conf
     fine = InvariantChecker(EngineCore(config))
     fine._on_schedule(1.0, "E1-000001", 4.5000005, {4.5000005}, 1e-7, "E1-000001A1R:", "the touch")
     assert fine.v[13].status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("position", "orders", "side", "verdict"),
+    [
+        (4.0, [("CU", "1", 5)], "1", "pass"),  # 4 + 5 working + 2 = 11 > 10: refused rightly
+        (4.0, [("CU", "1", 3)], "1", "fail"),  # 4 + 3 + 2 = 9: within
+        (4.0, [("HG", "1", 5)], "1", "fail"),  # another instrument's order does not count
+        (4.0, [("CU", "2", 5)], "1", "fail"),  # nor, for a buy, a working sell
+        (-4.0, [("CU", "2", 5), ("CU", "1", 1)], "2", "pass"),  # -4 - 5 - 2 = -11
+        (-4.0, [("CU", "2", 3), ("CU", "1", 4)], "2", "fail"),  # -4 - 3 - 2 = -9; the buy does not count
+        (None, [("CU", "1", 8)], "1", "fail"),  # no position yet: 0 + 8 + 2 = 10, exactly the limit
+    ],
+)
+def test_invariant_14_recomputes_the_worst_case_of_a_position_refusal(config, position, orders, side, verdict):
+    """A max_position_lots refusal (CU limit 10 here) is right only when the position plus every order
+    of that instrument still working on the refused order's side, plus the refused lots, would pass the
+    limit; reaching it exactly is allowed."""
+    import dataclasses
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import AuditRow
+    from engine.core.order import ChildOrder
+    from simulator.checkers import InvariantChecker
+
+    cfg = dataclasses.replace(
+        config, risk=dataclasses.replace(config.risk, max_position_lots={**config.risk.max_position_lots, "CU": 10})
+    )
+    core = EngineCore(cfg)
+    if position is not None:
+        core.positions["CU"] = position
+    for n, (inst, order_side, lots) in enumerate(orders):
+        core.orders.add(ChildOrder(f"E1-00000{n}A1", f"E1-00000{n}", "A", "SHFE", inst, order_side, lots, 70000.0, ""))
+    checker = InvariantChecker(core)
+    row = AuditRow(
+        1, 2.0, "risk_breach", "E1-000009", "E1-000009A1", "CU", "", side, 2.0, 70000.0, "max_position_lots 10"
+    )
+    checker.on_audit(row)
+    assert checker.v[14].status == verdict, checker.v[14].first
