@@ -1372,3 +1372,33 @@ def test_invariant_14_recomputes_the_worst_case_of_a_position_refusal(config, po
     )
     checker.on_audit(row)
     assert checker.v[14].status == verdict, checker.v[14].first
+
+
+def test_invariant_8_on_each_limits_edge(config):
+    """An order of exactly max_order_lots, priced exactly at the band's edge, or a chase exactly
+    max_slippage_ticks past its leg's trigger price is within the limits; one lot, a band's 2.5% or
+    a tick more is not."""
+    import dataclasses
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    cfg = dataclasses.replace(config, risk=dataclasses.replace(config.risk, max_slippage_ticks=3))
+    core = EngineCore(cfg)
+    a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+    ref, trigger, tick = core.reference_price("CU"), core.episodes[a.decision_id].trigger_prices["A"], 10.0
+    assert cfg.risk.max_order_lots["CU"] == 20 and cfg.risk.price_band_pct == 2.0
+
+    def invariant_8(qty: int, price: float, cl: str = "E1-000001A1", side: str = "") -> str:
+        checker = InvariantChecker(core)
+        checker.on_send(1.0, "CU", cl, a.decision_id, qty, price, side)
+        return checker.v[8].status
+
+    assert invariant_8(20, ref) == "pass" and invariant_8(21, ref) == "fail"
+    assert invariant_8(5, ref * 1.02) == "pass" and invariant_8(5, ref * 0.98) == "pass"
+    assert invariant_8(5, ref * 1.025) == "fail"
+    # leg A sells: a chase pays down from the trigger price
+    assert invariant_8(5, trigger - 3 * tick, "E1-000001A2R", "2") == "pass"
+    assert invariant_8(5, trigger - 4 * tick, "E1-000001A2R", "2") == "fail"
