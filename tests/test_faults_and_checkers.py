@@ -1402,3 +1402,30 @@ def test_invariant_8_on_each_limits_edge(config):
     # leg A sells: a chase pays down from the trigger price
     assert invariant_8(5, trigger - 3 * tick, "E1-000001A2R", "2") == "pass"
     assert invariant_8(5, trigger - 4 * tick, "E1-000001A2R", "2") == "fail"
+
+
+def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(config):
+    """A chase re-sent at its leg's last price (a "retry") needs no touch to be priced from: its round is
+    counted and it passes. With no touch, a chase at any other price, even a tick off, or an unwind at
+    the last price, had nothing to be priced from: invariant 13 fails it."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote, SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    def after_a_chase(then: tuple[str, float]) -> str:
+        core = EngineCore(config)
+        a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+        checker = InvariantChecker(core)
+        bid = core.books["CU"].bid
+        chased = bid - config.strategy.recovery.chase_payup_ticks * 10.0  # leg A sells: payup below the bid
+        checker.on_send(1.0, "CU", "E1-000001A2R", a.decision_id, 5, chased, "2")
+        assert checker.v[13].status == "pass", checker.v[13].first
+        core.handle(Quote("CU", None, 0, bid + 20, 50), 1.5)  # the bids are gone
+        suffix, off = then
+        checker.on_send(2.0, "CU", f"E1-000001A3{suffix}", a.decision_id, 5, chased + off, "2")
+        return checker.v[13].status
+
+    assert after_a_chase(("R", 0.0)) == "pass"
+    assert after_a_chase(("R", 10.0)) == "fail"
+    assert after_a_chase(("U", 0.0)) == "fail"
