@@ -1402,6 +1402,13 @@ def test_invariant_8_on_each_limits_edge(config):
     # leg A sells: a chase pays down from the trigger price
     assert invariant_8(5, trigger - 3 * tick, "E1-000001A2R", "2") == "pass"
     assert invariant_8(5, trigger - 4 * tick, "E1-000001A2R", "2") == "fail"
+    # leg B buys: a chase pays up from its trigger price
+    hg_trigger = core.episodes[a.decision_id].trigger_prices["B"]
+    checker = InvariantChecker(core)
+    checker.on_send(1.0, "HG", "E1-000001B2R", a.decision_id, 2, hg_trigger + 3 * 0.0005, "1")
+    assert checker.v[8].status == "pass"
+    checker.on_send(1.0, "HG", "E1-000001B3R", a.decision_id, 2, hg_trigger + 4 * 0.0005, "1")
+    assert checker.v[8].status == "fail" and "chase 4 ticks" in checker.v[8].first["detail"]
 
 
 def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(config):
@@ -1429,3 +1436,39 @@ def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(con
     assert after_a_chase(("R", 0.0)) == "pass"
     assert after_a_chase(("R", 10.0)) == "fail"
     assert after_a_chase(("U", 0.0)) == "fail"
+
+
+def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(config):
+    """Chase rounds count against max_chase_attempts, unwind rounds against max_unwind_attempts (here 1
+    and 2), and an overfill hedge (H) is priced like an unwind but starts no round of its own."""
+    import dataclasses
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    rc = dataclasses.replace(config.strategy.recovery, max_chase_attempts=1, max_unwind_attempts=2)
+    cfg = dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=rc))
+    core = EngineCore(cfg)
+    a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+    bid, ask, tick = core.books["CU"].bid, core.books["CU"].ask, 10.0
+
+    def sends(*orders: tuple[float, str, str, float]) -> list[str]:
+        checker = InvariantChecker(core)
+        verdicts = []
+        for now, suffix, side, price in orders:
+            checker.on_send(now, "CU", f"E1-000001A{suffix}", a.decision_id, 5, price, side)
+            verdicts.append(checker.v[13].status)
+        return verdicts
+
+    chase = bid - rc.chase_payup_ticks * tick  # leg A sells: a chase pays below the bid
+    chase2 = bid - (rc.chase_payup_ticks + rc.chase_step_ticks) * tick
+    assert sends((1.0, "2R", "2", chase), (2.0, "3R", "2", chase2)) == ["pass", "fail"]
+    unwind = [ask + (rc.unwind_payup_ticks + rc.unwind_step_ticks * n) * tick for n in range(3)]  # buys back
+    assert sends(
+        (1.0, "2U", "1", unwind[0]),
+        (2.0, "3U", "1", unwind[1]),
+        (3.0, "4H", "1", unwind[1]),
+        (4.0, "5U", "1", unwind[2]),
+    ) == ["pass", "pass", "pass", "fail"]
