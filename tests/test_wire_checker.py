@@ -873,6 +873,19 @@ def test_w11_counts_each_position_requests_reports_to_its_total(config):
     assert "1 status question" in first["detail"]
 
 
+def w11_after(config, asked: list[Parsed], *answers: str) -> str:
+    """W11's verdict on a new order at COMEX after the engine asked `asked` there and the venue sent
+    `answers`."""
+    w = checker(config)
+    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
+    for question in asked:
+        w.received("COMEX", question, 1.0)
+    for raw in answers:
+        w.venue_sent("COMEX", raw, 1.1)
+    w.received("COMEX", order("E1-000002B1", 2, 4.5, seq=6), 1.2)
+    return w.v["W11"].status
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -882,17 +895,9 @@ def test_w11_counts_each_position_requests_reports_to_its_total(config):
     ],
 )
 def test_a_position_request_is_answered_by_its_ack_a_reject_or_a_report(config, answer):
-    w = checker(config)
-    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
-    w.received("COMEX", msg((35, "AN"), (34, "5"), (710, "PR-1")), 1.0)
-    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=6), 1.05)
-    assert w.v["W11"].status == "fail"
-    w = checker(config)
-    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
-    w.received("COMEX", msg((35, "AN"), (34, "5"), (710, "PR-1")), 1.0)
-    w.venue_sent("COMEX", answer, 1.1)
-    w.received("COMEX", order("E1-000001B1", 2, 4.5, seq=6), 1.2)
-    assert w.v["W11"].status == "pass"
+    question = msg((35, "AN"), (34, "5"), (710, "PR-1"))
+    assert w11_after(config, [question]) == "fail"
+    assert w11_after(config, [question], answer) == "pass"
 
 
 def test_a_logon_starts_afresh_only_the_venue_it_logs_on(config):
@@ -932,12 +937,7 @@ def test_a_fill_or_a_replace_answers_no_status_question(config):
     reject of the question answers it: a fill report of the order asked about does not, nor does the
     confirmation of a replace (it ends nothing)."""
     fill = f"8=FIX.4.4{SOH}9=90{SOH}35=8{SOH}11=E1-000001B1{SOH}37=O7{SOH}39=1{SOH}150=F{SOH}"
-    w = checker(config)
-    w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
-    w.received("COMEX", msg((35, "H"), (34, "5"), (11, "E1-000001B1")), 1.0)
-    w.venue_sent("COMEX", fill, 1.1)
-    w.received("COMEX", order("E1-000002B1", 2, 4.5, seq=6), 1.2)
-    assert w.v["W11"].status == "fail"
+    assert w11_after(config, [msg((35, "H"), (34, "5"), (11, "E1-000001B1"))], fill) == "fail"
     w = checker(config)
     w.on_top("COMEX", "HGH6", 4.4995, 4.5005, 1.0)
     w.received("COMEX", msg((35, "G"), (34, "4"), (11, "E1-000001B1M1"), (41, "E1-000001B1"), (55, "HGH6")), 1.0)
