@@ -1344,15 +1344,13 @@ def test_invariant_13_names_the_prices_as_they_travel_not_cut_to_six_digits(conf
         (4.0, [("CU", "2", 5)], "1", "fail"),  # nor, for a buy, a working sell
         (-4.0, [("CU", "2", 5), ("CU", "1", 1)], "2", "pass"),  # -4 - 5 - 2 = -11
         (-4.0, [("CU", "2", 3), ("CU", "1", 4)], "2", "fail"),  # -4 - 3 - 2 = -9; the buy does not count
-        (None, [("CU", "1", 8)], "1", "fail"),  # no position yet: 0 + 8 + 2 = 10, exactly the limit
+        (0.0, [("CU", "1", 8)], "1", "fail"),  # flat: 0 + 8 + 2 = 10, exactly the limit
     ],
 )
 def test_invariant_14_recomputes_the_worst_case_of_a_position_refusal(config, position, orders, side, verdict):
     """A max_position_lots refusal (CU limit 10 here) is right only when the position plus every order
     of that instrument still working on the refused order's side, plus the refused lots, would pass the
     limit; reaching it exactly is allowed."""
-    import dataclasses
-
     from engine.core.engine_core import EngineCore
     from engine.core.events import AuditRow
     from engine.core.order import ChildOrder
@@ -1362,8 +1360,7 @@ def test_invariant_14_recomputes_the_worst_case_of_a_position_refusal(config, po
         config, risk=dataclasses.replace(config.risk, max_position_lots={**config.risk.max_position_lots, "CU": 10})
     )
     core = EngineCore(cfg)
-    if position is not None:
-        core.positions["CU"] = position
+    core.positions["CU"] = position
     for n, (inst, order_side, lots) in enumerate(orders):
         core.orders.add(ChildOrder(f"E1-00000{n}A1", f"E1-00000{n}", "A", "SHFE", inst, order_side, lots, 70000.0, ""))
     checker = InvariantChecker(core)
@@ -1378,8 +1375,6 @@ def test_invariant_8_on_each_limits_edge(config):
     """An order of exactly max_order_lots, priced exactly at the band's edge, or a chase exactly
     max_slippage_ticks past its leg's trigger price is within the limits; one lot, a band's 2.5% or
     a tick more is not."""
-    import dataclasses
-
     from engine.core.engine_core import EngineCore
     from engine.core.events import SendOrder
     from simulator.checkers import InvariantChecker
@@ -1441,8 +1436,6 @@ def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(con
 def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(config):
     """Chase rounds count against max_chase_attempts, unwind rounds against max_unwind_attempts (here 1
     and 2), and an overfill hedge (H) is priced like an unwind but starts no round of its own."""
-    import dataclasses
-
     from engine.core.engine_core import EngineCore
     from engine.core.events import SendOrder
     from simulator.checkers import InvariantChecker
