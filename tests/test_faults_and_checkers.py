@@ -1319,6 +1319,190 @@ def test_a_request_still_awaited_when_a_legged_spell_ends_counts_once_the_venue_
         assert "legged" in checker.v[1].first["detail"]
 
 
+def _spell_answered(config, until: float, answers: list[tuple[float, float]], since: float = 0.0):
+    """Invariant 1's verdict on one legged spell [since, until] of decision E1-000001 whose cancels were
+    sent and answered (by a CancelReject) at the (sent, answered) times in `answers`, all before it is
+    judged."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import CancelReject
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    for i, (sent, at) in enumerate(answers, start=1):
+        checker.on_ask(sent, f"E1-000001A{i}RC1", "E1-000001")
+        checker.after_event(at, CancelReject("SHFE", f"E1-000001A{i}RC1", f"E1-000001A{i}R", "2", 0, "too late"))
+    checker._check_legged_time("E1-000001", since, until)
+    assert not checker.judged_later  # every request answered: judged at once
+    return "fail" if checker.v[1].status == "fail" else "pass"  # a spell judged within its limit records nothing
+
+
+@pytest.mark.parametrize(
+    ("since", "past_budget", "answers", "verdict"),
+    [
+        # an answer 1 s slow arriving the instant the spell starts is the spell's (allowance 1 s, not 0.5 s)
+        (1.0, 0.9, [(0.0, 1.0)], "pass"),
+        (1.0, 0.9, [(0.0, 0.999)], "fail"),  # before it began: not the spell's answer
+        # one arriving the instant the spell ends is the spell's too
+        (0.0, 0.9, [("end-1", "end")], "pass"),
+        (0.0, 0.9, [("end-1", "end+")], "fail"),  # after it ended
+        # two answers 1 s slow in turn: each counts from one far round trip after its send, 0.5 + 0.5
+        # of waits on top of the far round trip: allowance 1.5 s (from the send itself it would be 2.5 s)
+        (0.0, 1.4, [(0.0, 1.0), (1.0, 2.0)], "pass"),
+        (0.0, 1.6, [(0.0, 1.0), (1.0, 2.0)], "fail"),
+    ],
+)
+def test_invariant_1_counts_the_answers_inside_the_spell_and_their_waits_past_a_far_round_trip(
+    config, since, past_budget, answers, verdict
+):
+    """Found by mutating invariant 1's allowance (no test failed): an answer that lands on either end of
+    a legged spell belongs to it, one outside it does not; a slow answer extends the allowance by its
+    wait past one far round trip, measured from when the request was sent."""
+    from engine.core.engine_core import EngineCore
+
+    budget = EngineCore(config).strategy.recovery.legged_budget
+    until = since + budget + past_budget
+    at = {"end": until, "end-1": until - 1.0, "end+": until + 0.001}
+    timed = [(at.get(s, s), at.get(a, a)) for s, a in answers]
+    assert all(isinstance(t, float) for pair in timed for t in pair)
+    assert _spell_answered(config, until, timed, since) == verdict
+
+
+def test_a_spell_waiting_on_several_requests_is_judged_when_the_last_is_answered(config):
+    """Two cancels still awaited as a legged spell ends: the first answer judges nothing yet, the second
+    judges the spell at once (not when the run ends), and a spell too long even with their waits fails
+    naming the slow answers."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import CancelReject
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    until = checker.core.strategy.recovery.legged_budget + 2.0
+    for key, sent in (("E1-000001A1RC1", until - 0.6), ("E1-000001A2RC1", until - 0.55)):
+        checker.on_ask(sent, key, "E1-000001")
+    checker._check_legged_time("E1-000001", 0.0, until)
+    checker.after_event(until + 0.1, CancelReject("SHFE", "E1-000001A1RC1", "E1-000001A1R", "2", 0, "too late"))
+    assert checker.judged_later and checker.v[1].status != "fail"  # the second cancel is still awaited
+    checker.after_event(until + 0.2, CancelReject("SHFE", "E1-000001A2RC1", "E1-000001A2R", "2", 0, "too late"))
+    assert not checker.judged_later and checker.v[1].status == "fail"
+    assert "one far round trip, the answers slower than it)" in checker.v[1].first["detail"]
+
+
+def _spell_with_outages(config, until: float, outages: dict[str, tuple[float, float | None]], spent=None):
+    """Invariant 1 on a legged spell [0, until] of E1-000001, its short leg on COMEX and its filled leg on
+    SHFE, with each venue in `outages` logged off from its start to its end (None: still down when the
+    spell ends); `spent`: when the chase budget ran out (the episode unwinding), if it did."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SessionDown, SessionUp
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    events = []
+    for venue, (down, up) in outages.items():
+        events.append((down, SessionDown(venue)))
+        if up is not None:
+            events.append((up, SessionUp(venue)))
+    for t, event in sorted(events, key=lambda x: x[0]):
+        checker.after_event(t, event)
+    checker.legged_venues["E1-000001"] = (frozenset({"COMEX"}), frozenset({"SHFE"}))
+    if spent is not None:
+        checker.chase_spent["E1-000001"] = spent
+    checker._check_legged_time("E1-000001", 0.0, until)
+    return checker.v[1]
+
+
+@pytest.mark.parametrize(
+    ("outages", "spent", "verdict"),
+    [
+        ({"COMEX": (0.2, 1.4), "SHFE": (0.1, 1.5)}, None, "pass"),  # both down 1.2 s: no chase, no unwind
+        ({"COMEX": (0.2, 1.4), "SHFE": (0.8, 1.5)}, None, "fail"),  # both down only 0.6 s
+        ({"COMEX": (0.2, 1.4)}, None, "fail"),  # the short leg's venue alone: an unwind could go
+        ({"SHFE": (0.2, 1.4)}, None, "fail"),  # the filled leg's alone, the chase budget left: a chase could go
+        ({"SHFE": (0.2, 1.4)}, 0.1, "pass"),  # ... budget spent: only the filled leg's venue can repair it
+        ({"SHFE": (0.2, 1.4)}, 1.0, "fail"),  # spent late: only 0.4 s of the outage counts
+        ({"COMEX": (0.2, None), "SHFE": (0.2, None)}, None, "pass"),  # both still down as the spell ends
+        ({"COMEX": (-1.0, 1.4), "SHFE": (-1.0, None)}, None, "pass"),  # down since before it: from its start
+        ({"COMEX": (-1.0, -0.5), "SHFE": (-1.0, -0.5)}, None, "fail"),  # down and back before it: nothing
+    ],
+)
+def test_invariant_1_excuses_the_time_no_repair_order_could_go(config, outages, spent, verdict):
+    """Found by mutating invariant 1 (no test failed without the outage rules, the budget-spent rule
+    survived every scenario): a spell 1 s past its budget and one far round trip passes when 1.2 s of it
+    could send no repair: both kinds of venue down, or the filled leg's venue down once the chase budget
+    is spent; a failure names the excused time."""
+    from engine.core.engine_core import EngineCore
+
+    until = EngineCore(config).strategy.recovery.legged_budget + 0.5 + 1.0
+    v = _spell_with_outages(config, until, outages, spent)
+    assert ("fail" if v.status == "fail" else "pass") == verdict
+    if verdict == "fail" and "COMEX" in outages and "SHFE" in outages and outages["SHFE"][1] is not None:
+        excused = outages["SHFE"][0] > 0  # some overlap inside the spell
+        assert ("the time no repair order could go" in v.first["detail"]) is excused
+
+
+@pytest.mark.parametrize(
+    ("sent", "other_decision", "judged_at_once"),
+    [
+        ("end-0.1", False, True),  # sent within a far round trip of the end: not waited on
+        ("end-0.5", False, True),  # exactly a far round trip: not longer than it
+        ("end-0.6", False, False),  # longer: the spell waits for its answer
+        ("end-0.6", True, True),  # another decision's request is not this spell's
+    ],
+)
+def test_a_spell_waits_only_for_its_own_requests_older_than_a_far_round_trip(
+    config, sent, other_decision, judged_at_once
+):
+    """Which requests still out at a legged spell's end hold its verdict until they are answered."""
+    from engine.core.engine_core import EngineCore
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    until = 1.5
+    checker.on_ask(
+        until - float(sent[4:]),
+        "E1-000002A1RC1" if other_decision else "E1-000001A1RC1",
+        "E1-000002" if other_decision else "E1-000001",
+    )
+    checker._check_legged_time("E1-000001", 0.0, until)
+    assert (not checker.judged_later) is judged_at_once
+
+
+@pytest.mark.parametrize(("sent_past_budget", "verdict"), [(-0.2, "pass"), (0.2, "fail")])
+def test_a_late_answer_counts_its_wait_from_one_far_round_trip_after_the_send(config, sent_past_budget, verdict):
+    """A cancel still out when the spell ends adds, once answered, the stretch from one far round trip
+    after it was sent to the spell's end: the allowance is then the spell's end less the send, so the
+    spell passes when the cancel went within the budget and fails when it went after."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import CancelReject
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    budget = checker.core.strategy.recovery.legged_budget
+    until = budget + 3.0
+    checker.on_ask(budget + sent_past_budget, "E1-000001A1RC1", "E1-000001")
+    checker._check_legged_time("E1-000001", 0.0, until)
+    checker.after_event(until + 0.1, CancelReject("SHFE", "E1-000001A1RC1", "E1-000001A1R", "2", 0, "too late"))
+    assert not checker.judged_later
+    assert ("fail" if checker.v[1].status == "fail" else "pass") == verdict
+
+
+def test_invariant_1_at_its_exact_limit_and_the_slow_answers_named(config):
+    """Legged exactly the budget plus one far round trip passes (the limit is not exceeded); a spell
+    past its allowance with answers slower than a far round trip inside it says so."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import CancelReject
+    from simulator.checkers import FAR_ROUND_TRIP, InvariantChecker, _merged
+
+    budget = EngineCore(config).strategy.recovery.legged_budget
+    assert _spell_answered(config, budget + FAR_ROUND_TRIP, []) == "pass"
+    assert _spell_answered(config, budget + FAR_ROUND_TRIP + 1e-6, []) == "fail"
+    checker = InvariantChecker(EngineCore(config))
+    checker.on_ask(0.0, "E1-000001A1RC1", "E1-000001")
+    checker.after_event(1.0, CancelReject("SHFE", "E1-000001A1RC1", "E1-000001A1R", "2", 0, "too late"))
+    checker._check_legged_time("E1-000001", 0.0, budget + 3.0)
+    assert "(one far round trip, the answers slower than it)" in checker.v[1].first["detail"]
+    assert _merged([(0.0, 1.0), (1.0, 2.0), (2.5, 3.0)]) == [(0.0, 2.0), (2.5, 3.0)]  # touching spans join
+
+
 def test_invariant_13_names_the_prices_as_they_travel_not_cut_to_six_digits(config):
     """A price off the schedule is shown beside the schedule's prices and the touch they came from, each
     written as the wire writes it: to six significant digits (`:g`), 123456.75 and its schedule's
