@@ -1649,3 +1649,181 @@ def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(co
         (3.0, "4H", "1", unwind[1]),
         (4.0, "5U", "1", unwind[2]),
     ) == ["pass", "pass", "pass", "fail"]
+
+
+CALENDAR = ROOT / "scenarios" / "cu_calendar_spread.toml"
+
+
+def _calendar_pair(plant=None):
+    """A bare core trading the calendar spread (no FX, prices on ticks: every signal exact) with no
+    cooldown, its invariant checker, and `handle(event, t)` feeding both; the session is up and April
+    quoted at 70,000 at 0. `plant` changes the core's trigger."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote, SessionUp
+    from simulator.checkers import InvariantChecker
+
+    sc = scenario.load(CALENDAR)
+    s = sc.engine.strategy
+    cfg = dataclasses.replace(
+        sc.engine, strategy=dataclasses.replace(s, execution=dataclasses.replace(s.execution, cooldown=0.0))
+    )
+    core = EngineCore(cfg)
+    if plant is not None:
+        plant(core.trigger)
+    checker = InvariantChecker(core)
+
+    def handle(event, t):
+        acts = core.handle(event, t)
+        checker.after_event(t, event)
+        return acts
+
+    handle(SessionUp("SHFE"), 0.0)
+    handle(Quote("CU04", 69990.0, 50, 70010.0, 50), 0.0)
+    return core, checker, handle
+
+
+def _calendar_sixteen(spreads, plant=None, answer: bool = True, start: float = 0.1, step: float = 0.1, core_hook=None):
+    """Invariants 15 and 16 over `_calendar_pair`: March quoted at April + each spread in `spreads` (None:
+    a locked March book at April + 130, bid = ask), `step` seconds apart from `start`; each episode's IOC
+    orders expire unfilled at once unless `answer` is False. `core_hook(core, t)` runs before each March
+    quote. Returns 16's verdict, 15's, the episodes opened and 16's first failure."""
+    from engine.core.events import Quote, SendOrder
+    from tests.conftest import report
+
+    core, checker, handle = _calendar_pair(plant)
+    for i, spread in enumerate(spreads):
+        t = start + i * step
+        if core_hook is not None:
+            core_hook(core, t)
+        mid = 70000.0 + (130.0 if spread is None else spread)
+        half = 0.0 if spread is None else 10.0
+        acts = handle(Quote("CU03", mid - half, 50, mid + half, 50), t)
+        for o in (a for a in acts if isinstance(a, SendOrder)):
+            if answer:
+                handle(report(o, f"x{o.cl_ord_id}", "4", "4", 0), t)
+    checker.finish(start + len(spreads) * step, [], dict(core.positions))
+    verdict = lambda n: "fail" if checker.v[n].status == "fail" else "pass"  # noqa: E731
+    return verdict(16), verdict(15), len(core.episodes), checker.v[16].first.get("detail", "")
+
+
+def _never_rearms(trigger) -> None:
+    trigger._hysteresis = 1e12  # a side that fired never retreats far enough to re-arm
+
+
+def _fires_only_strictly_past(trigger) -> None:
+    real = trigger.evaluate
+
+    def evaluate(books, now):
+        sig = real(books, now)
+        return None if sig is not None and sig.value in (trigger.t.sell_above, trigger.t.buy_below) else sig
+
+    trigger.evaluate = evaluate
+
+
+def _deaf_until(until: float):
+    def plant(trigger) -> None:
+        real = trigger.evaluate
+
+        def evaluate(books, now):  # inputs missing or stale are still counted as skipped
+            return None if now <= until and trigger.inputs_fresh(books, now) is None else real(books, now)
+
+        trigger.evaluate = evaluate
+
+    return plant
+
+
+@pytest.mark.parametrize(
+    ("spreads", "plant", "verdict", "episodes", "says"),
+    [
+        ([130, 0, 130], None, "pass", 2, ""),  # fires, retreats past the hysteresis, re-arms, fires again
+        ([-130, 0, -130], None, "pass", 2, ""),
+        ([130, 60, 130], None, "pass", 1, ""),  # back exactly to sell_above - hysteresis: not re-armed
+        ([-130, -60, -130], None, "pass", 1, ""),
+        ([130, 50, 130], None, "pass", 2, ""),  # strictly past it: re-armed
+        ([130, 0, 130], _never_rearms, "fail", 1, "put sell_spread at 130"),
+        ([-130, 0, -130], _never_rearms, "fail", 1, "put buy_spread at -130"),
+        ([120], None, "pass", 1, ""),  # exactly at the threshold: fires
+        ([-120], None, "pass", 1, ""),
+        ([120], _fires_only_strictly_past, "fail", 0, "put sell_spread at 120"),
+        ([-120], _fires_only_strictly_past, "fail", 0, "put buy_spread at -120"),
+        ([None], None, "pass", 1, ""),  # a locked book (bid = offer) is a price: fresh, and it fires
+    ],
+)
+def test_invariant_16_rearms_and_fires_exactly_as_the_strategy_says(spreads, plant, verdict, episodes, says):
+    """Found by mutating invariant 16 (a checker that never re-armed a side, or fired only strictly past a
+    threshold, passed every test): the checker re-arms a side once its signal retreats strictly past the
+    hysteresis, expects it to fire at the threshold itself, and names the side a deaf trigger missed."""
+    sixteen, fifteen, opened, detail = _calendar_sixteen(spreads, plant)
+    assert (sixteen, opened) == (verdict, episodes)
+    assert fifteen == "pass"
+    assert says in detail
+
+
+@pytest.mark.parametrize(
+    ("state", "verdict"),
+    [
+        ("killed", "pass"),  # a killed engine opens nothing: no signal is missed
+        ("draining", "pass"),
+        ("busy", "pass"),  # an episode still working (max_concurrent_episodes 1): the other side waits
+        ("cooling", "pass"),  # before the cooldown ends
+        ("cooled", "fail"),  # the instant it ends the engine is free: a trigger deaf then misses the signal
+    ],
+)
+def test_invariant_16_expects_a_signal_only_when_the_engine_is_free(state, verdict):
+    """The checker's own reading of when the engine looks at the trigger (not killed, not draining, below
+    its concurrent episodes, past its cooldown): where the engine may not act, no signal is missed."""
+
+    def hook(core, t):
+        if state in ("killed", "draining") and t > 0.15:
+            setattr(core, state, True)
+        if state in ("cooling", "cooled") and t > 0.15:
+            core.cooldown_until = t + (0.05 if state == "cooling" else 0.0)
+
+    spreads = [-130, 130] if state == "busy" else [0, 130]
+    plant = _deaf_until(0.2) if state in ("cooling", "cooled") else None
+    sixteen, _, opened, detail = _calendar_sixteen(spreads, plant, answer=state != "busy", core_hook=hook)
+    assert sixteen == verdict, detail
+    assert opened == (1 if state == "busy" else 0)
+    if verdict == "fail":
+        assert "put sell_spread at 130" in detail
+
+
+def test_invariant_16_counts_a_quote_exactly_max_quote_age_old_as_fresh():
+    """April's quote is exactly its max_quote_age (2 s) old when March crosses: fresh to the engine (it
+    fires) and to the checker, whose count of quotes skipped as stale agrees with the trigger's."""
+    sixteen, fifteen, opened, detail = _calendar_sixteen([130], start=2.0)
+    assert (sixteen, fifteen, opened) == ("pass", "pass", 1), detail
+    sixteen, _, opened, detail = _calendar_sixteen([130], start=2.0 + 1e-6)
+    assert (sixteen, opened) == ("pass", 0), detail  # a microsecond past it: stale to both
+
+
+@pytest.mark.parametrize("where", ["sell_above", "sell_rearm", "buy_below", "buy_rearm"])
+def test_invariant_16_takes_the_engines_reading_a_hair_off_a_threshold(where):
+    """A signal a hair (well inside 1e-9 of its size) off a threshold or a re-arm level may land on the
+    other side of it in the engine's arithmetic: the checker takes the engine's armed sides there and
+    judges nothing, so an engine that did not fire (or did not re-arm) on such a quote is no failure;
+    a quote past the threshold afterwards is judged from the engine's reading."""
+    from engine.core.events import Quote
+    from engine.core.trigger import BUY_SPREAD, SELL_SPREAD
+
+    core, checker, handle = _calendar_pair()
+    handle(Quote("CU03", 69990.0, 50, 70010.0, 50), 0.1)  # spread 0: both sides armed, nothing fires
+    t = core.strategy.trigger
+    side = SELL_SPREAD if where.startswith("sell") else BUY_SPREAD
+    level = {
+        "sell_above": t.sell_above,
+        "sell_rearm": t.sell_above - t.hysteresis,
+        "buy_below": t.buy_below,
+        "buy_rearm": t.buy_below + t.hysteresis,
+    }[where]
+    hair = 0.4e-9 * max(1.0, abs(level))  # inside the tolerance, and past the level on the side that acts
+    value = level + (hair if where in ("sell_above", "buy_rearm") else -hair)
+    quote = Quote("CU03", 69990.0, 50, 70010.0, 50)
+    if where.endswith("rearm"):  # the side fired before: disarmed in both
+        checker.armed[side] = core.trigger.armed[side] = False
+    checker._check_missed(0.2, quote, [], {SELL_SPREAD: value, BUY_SPREAD: value})
+    assert checker.armed == core.trigger.armed
+    if where.endswith("rearm"):  # the engine did not re-arm: a crossing now is not a missed signal
+        past = t.sell_above + 10.0 if side == SELL_SPREAD else t.buy_below - 10.0
+        checker._check_missed(0.3, quote, [], {SELL_SPREAD: past, BUY_SPREAD: past})
+    assert checker.v[16].status != "fail", checker.v[16].first
