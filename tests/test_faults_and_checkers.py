@@ -1827,3 +1827,47 @@ def test_invariant_16_takes_the_engines_reading_a_hair_off_a_threshold(where):
         past = t.sell_above + 10.0 if side == SELL_SPREAD else t.buy_below - 10.0
         checker._check_missed(0.3, quote, [], {SELL_SPREAD: past, BUY_SPREAD: past})
     assert checker.v[16].status != "fail", checker.v[16].first
+
+
+@given(
+    kind=st.sampled_from(["spread", "ratio", "counter_price"]),
+    swapped=st.booleans(),
+    multipliers=st.tuples(st.floats(0.5, 3.0), st.floats(0.5, 3.0)),
+    offset=st.floats(-1000.0, 1000.0),
+    cu=st.tuples(st.floats(60000.0, 80000.0), st.floats(0.0, 200.0)),
+    hg=st.tuples(st.floats(3.0, 6.0), st.floats(0.0, 0.01)),
+    fx=st.tuples(st.floats(6.0, 8.0), st.floats(0.0, 0.01)),
+)
+def test_invariant_15_computes_every_signal_as_the_engine_does_whatever_the_legs_terms(
+    spread_scenario, kind, swapped, multipliers, offset, cu, hg, fx
+):
+    """Invariant 15 recomputes the signal from the strategy's definition; over every kind, either leg
+    order (leg A priced per pound, not per tonne), price multipliers and an offset, its values are the
+    engine's trigger's to 1e-9 (found by mutation: with leg A always priced per tonne, multiplier 1 and
+    no offset on the executable spread, dividing by leg A's terms or subtracting the offset passed)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote
+    from engine.core.trigger import BUY_SPREAD, SELL_SPREAD, TopOfBook
+    from simulator.checkers import InvariantChecker
+
+    s = spread_scenario.engine.strategy
+    legs = (s.leg_b, s.leg_a) if swapped else (s.leg_a, s.leg_b)
+    strategy = dataclasses.replace(
+        s,
+        leg_a=legs[0],
+        leg_b=legs[1],
+        price_multiplier_a=multipliers[0],
+        price_multiplier_b=multipliers[1],
+        offset=offset,
+        trigger=dataclasses.replace(s.trigger, kind=kind),
+    )
+    core = EngineCore(dataclasses.replace(spread_scenario.engine, strategy=strategy))
+    checker = InvariantChecker(core)
+    quotes = {
+        name: Quote(name, bid, 10, bid + width, 10) for name, (bid, width) in ((s.leg_a, cu), (s.leg_b, hg), (s.fx, fx))
+    }
+    books = {n: TopOfBook(q.bid, q.bid_size, q.ask, q.ask_size, 0.0) for n, q in quotes.items()}
+    ours, engines = checker._signal_values(quotes), core.trigger.values(books)
+    assert ours is not None
+    for side in (SELL_SPREAD, BUY_SPREAD):
+        assert ours[side] == pytest.approx(engines[side], rel=1e-9, abs=1e-9), side
