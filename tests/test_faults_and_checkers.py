@@ -1871,3 +1871,40 @@ def test_invariant_15_computes_every_signal_as_the_engine_does_whatever_the_legs
     assert ours is not None
     for side in (SELL_SPREAD, BUY_SPREAD):
         assert ours[side] == pytest.approx(engines[side], rel=1e-9, abs=1e-9), side
+
+
+@pytest.mark.parametrize("off", [0.0, 0.0005])
+def test_invariant_15_names_a_leg_priced_a_fraction_of_a_unit_off_its_touch(config, off):
+    """An episode's far leg priced half an HG tick (0.0005 USD/lb) off the offer it sells against fails
+    invariant 15: the touches are compared to 1e-9, not to a whole price unit (found by mutation)."""
+    import math
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote, SessionUp
+    from engine.core.trigger import Signal
+    from simulator.checkers import InvariantChecker
+
+    core = EngineCore(config)
+    real = core.trigger.evaluate
+
+    def evaluate(books, now):
+        sig = real(books, now)
+        return None if sig is None else Signal(sig.side, sig.value, sig.price_a, sig.price_b + off, sig.fx_rate)
+
+    core.trigger.evaluate = evaluate
+    checker = InvariantChecker(core)
+    hg_cny = 4.5 * 2204.62 * 7.1
+    mid = round((hg_cny + 400.0) / 10) * 10
+    events = [SessionUp(v) for v in ("SHFE", "COMEX", "FX")] + [
+        Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6),
+        Quote("HG", 4.4995, 50, 4.5005, 50),
+        Quote("CU", mid - 10, 50, mid + 10, 50),
+    ]
+    for event in events:
+        core.handle(event, 0.0)
+        checker.after_event(0.0, event)
+    (ep,) = core.episodes.values()
+    assert math.isclose(ep.trigger_prices["B"], 4.5005 + off)
+    assert checker.v[15].status == ("fail" if off else "pass")
+    if off:
+        assert "not the touches" in checker.v[15].first["detail"]
