@@ -1908,3 +1908,40 @@ def test_invariant_15_names_a_leg_priced_a_fraction_of_a_unit_off_its_touch(conf
     assert checker.v[15].status == ("fail" if off else "pass")
     if off:
         assert "not the touches" in checker.v[15].first["detail"]
+
+
+@pytest.mark.parametrize(
+    ("at", "plant", "verdict"),
+    [
+        (5.0, None, "pass"),  # the USD/CNY rate exactly its max_quote_age (5 s) old: fresh, the episode opens
+        (5.5, "ignores_age", "fail"),  # a trigger that ignores the age opens on a rate 0.5 s too old
+    ],
+)
+def test_invariant_11_judges_the_age_of_every_input_an_episode_opened_on(config, at, plant, verdict):
+    """Invariant 11 at its edge: an input exactly max_quote_age old is fresh; one half a second past it
+    fails, named with its age and the limit (found by mutation: a slack of a whole second, or the limit
+    itself counted as stale, passed every test)."""
+    import math
+
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote, SessionUp
+    from simulator.checkers import InvariantChecker
+
+    core = EngineCore(config)
+    if plant:  # every input still there and two-sided, its age never looked at
+        real = core.trigger.inputs_fresh
+        core.trigger.inputs_fresh = lambda books, now: real(books, -math.inf)
+    checker = InvariantChecker(core)
+    mid = round((4.5 * 2204.62 * 7.1 + 400.0) / 10) * 10
+    events = [(0.0, SessionUp(v)) for v in ("SHFE", "COMEX", "FX")] + [
+        (0.5, Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6)),
+        (0.5 + at, Quote("HG", 4.4995, 50, 4.5005, 50)),
+        (0.5 + at, Quote("CU", mid - 10, 50, mid + 10, 50)),
+    ]
+    for t, event in events:
+        core.handle(event, t)
+        checker.after_event(t, event)
+    assert len(core.episodes) == 1
+    assert checker.v[11].status == verdict
+    if verdict == "fail":
+        assert checker.v[11].first["detail"] == "USDCNY quote 5500 ms old > 5000 ms"
