@@ -1945,3 +1945,28 @@ def test_invariant_11_judges_the_age_of_every_input_an_episode_opened_on(config,
     assert checker.v[11].status == verdict
     if verdict == "fail":
         assert checker.v[11].first["detail"] == "USDCNY quote 5500 ms old > 5000 ms"
+
+
+@pytest.mark.parametrize(
+    ("stage", "qty", "phantom"),
+    [
+        ("fill", 0.0, True),
+        ("foreign_fill", 0.0, True),  # a fill of an order the node never sent moves a position as much
+        ("fill", 1e-9, True),  # a billionth of a lot is no lot
+        ("foreign_fill", 1.0, False),
+        ("fill", 1.0, False),
+        ("order_new", 0.0, False),  # not a fill: its quantity moves nothing anyway
+    ],
+)
+def test_invariant_6_finds_a_phantom_fill_on_the_audit_trail_whatever_order_it_names(config, stage, qty, phantom):
+    """A fill or foreign fill on record of no lots fails invariant 6 (found by mutation: a foreign fill of
+    nothing passed every test)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import AuditRow
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    checker.on_audit(AuditRow(7, 0.1, stage, "E1-000001", "E1-000001A1", "CU", "ACC", "1", qty, 70000.0, ""))
+    assert (checker.v[6].status == "fail") is phantom
+    if phantom:
+        assert checker.v[6].first["detail"].startswith(f"audit row 7: {stage} of {qty:g} lots for E1-000001A1")
