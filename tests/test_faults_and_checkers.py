@@ -1970,3 +1970,21 @@ def test_invariant_6_finds_a_phantom_fill_on_the_audit_trail_whatever_order_it_n
     assert (checker.v[6].status == "fail") is phantom
     if phantom:
         assert checker.v[6].first["detail"].startswith(f"audit row 7: {stage} of {qty:g} lots for E1-000001A1")
+
+
+def test_invariant_14_judges_only_refusals_of_an_order_with_a_side_and_an_instrument(config):
+    """A risk_breach row with no side (the decision refused, not one order) is not recomputed as an
+    order's refusal; the same row naming a buy of more than max_order_lots is (and passes)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import AuditRow
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    limit = checker.core.cfg.risk.max_order_lots["CU"]
+    row = AuditRow(3, 0.1, "risk_breach", "E1-000001", "", "CU", "", "", limit + 1, 0.0, "max_order_lots")
+    checker.on_audit(row)
+    assert checker.v[14].status == "unknown"
+    checker.on_audit(row._replace(side="1"))
+    assert checker.v[14].status == "pass"
+    checker.on_audit(row._replace(side="1", qty=limit))
+    assert checker.v[14].status == "fail"
