@@ -1988,3 +1988,42 @@ def test_invariant_14_judges_only_refusals_of_an_order_with_a_side_and_an_instru
     assert checker.v[14].status == "pass"
     checker.on_audit(row._replace(side="1", qty=limit))
     assert checker.v[14].status == "fail"
+
+
+def test_invariant_8_bounds_each_venue_position_by_max_position_lots_and_the_late_fills(config):
+    """The fills a venue made bound its position by max_position_lots, beyond which only the lots of late
+    fills (that no order asked for) may take it; the failure names the position, the limit and the
+    decision of the fill (found by mutation: no test filled a venue to its limit, nor past it by a lot)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    limit = core.cfg.risk.max_position_lots["CU"]
+    checker = InvariantChecker(core)
+    checker.on_venue_fill("CU", -limit, 1.0, a.cl_ord_id)  # exactly the limit: within it
+    assert checker.v[8].status != "fail"
+    checker.late_fills.add("E1-000001A7")
+    checker.on_venue_fill("CU", 1.0, 1.1, "E1-000001A7")  # a late fill the other way: back inside
+    checker.on_venue_fill("CU", -2.0, 1.2, a.cl_ord_id)  # one lot past the limit, within it and the late lot
+    assert checker.v[8].status != "fail"
+    checker.on_venue_fill("CU", -1.0, 1.3, a.cl_ord_id)
+    assert checker.v[8].first == {
+        "t": 1.3,
+        "decision_id": a.decision_id,
+        "detail": f"CU position {-limit - 2:+g} lots beyond ±{limit}",
+    }
+    hg = core.cfg.risk.max_position_lots["HG"]
+    other = InvariantChecker(core)
+    other.on_venue_fill("HG", hg + 1, 1.0, "E9-000009B1")  # no late fill: one lot past fails, no order known
+    assert other.v[8].first["detail"] == f"HG position +{hg + 1:g} lots beyond ±{hg}"
+    assert other.v[8].first["decision_id"] == ""
+    other.on_venue_order(1.0, b.cl_ord_id)
+    other.on_venue_order(1.1, b.cl_ord_id)
+    assert other.v[4].first == {
+        "t": 1.1,
+        "decision_id": b.cl_ord_id,
+        "detail": f"ClOrdID {b.cl_ord_id} reached a venue twice",
+    }
