@@ -2027,3 +2027,76 @@ def test_invariant_8_bounds_each_venue_position_by_max_position_lots_and_the_lat
         "decision_id": b.cl_ord_id,
         "detail": f"ClOrdID {b.cl_ord_id} reached a venue twice",
     }
+
+
+def _finished(config, change) -> dict:
+    """The end-of-run verdicts over one episode fired on a bare core and changed by `change(ep)`."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    core = EngineCore(config)
+    assert [x for x in fire(core, 1.0) if isinstance(x, SendOrder)]
+    (ep,) = core.active.values()
+    change(ep)
+    checker = InvariantChecker(core)
+    checker.finish(5.0, [], {})
+    return {n: (v.status, v.first.get("detail", "")) for n, v in checker.v.items() if n in (2, 3, 10)}
+
+
+@pytest.mark.parametrize(
+    ("case", "fails"),
+    [
+        ("working", {2}),  # still working as the run ends: 2, and its stage chain is fine so far
+        ("ended_in_order", set()),
+        ("no_signal_stage", {10}),
+        ("ended_without_terminal_stage", {10}),
+        ("terminal_before_risk_check", {10}),  # after its signal, yet before its risk check
+        ("a_stage_before_its_signal", {10}),  # the named stages in order, an ack before the signal
+        ("unwound_not_flat", {3}),
+        ("aborted_not_flat", {3}),
+        ("unwound_flat", set()),
+        ("balanced_short", {3}),
+    ],
+)
+def test_the_end_of_run_judges_each_episodes_state_stage_chain_and_outcome(config, case, fails):
+    """Each end-of-run rule on its own (found by mutation: a stage chain judged on one clause only, an
+    unwound episode not flat, and a non-terminal episode under another invariant's number passed)."""
+    from engine.core.episode import EpisodeState
+
+    def change(ep) -> None:
+        st = ep.stages
+        ended = {
+            "ended_in_order": EpisodeState.ABORTED,
+            "ended_without_terminal_stage": EpisodeState.ABORTED,
+            "terminal_before_risk_check": EpisodeState.ABORTED,
+            "a_stage_before_its_signal": EpisodeState.ABORTED,
+            "no_signal_stage": EpisodeState.ABORTED,
+            "unwound_not_flat": EpisodeState.UNWOUND,
+            "aborted_not_flat": EpisodeState.ABORTED,
+            "unwound_flat": EpisodeState.UNWOUND,
+            "balanced_short": EpisodeState.BALANCED,
+        }.get(case)
+        if ended is None:
+            return
+        ep.state = ended
+        ep.residual_tonnes = 0.0
+        st["terminal"] = st["risk_check"] + 1.0
+        if case == "ended_without_terminal_stage":
+            del st["terminal"]
+        elif case == "terminal_before_risk_check":
+            st["risk_check"], st["terminal"] = st["signal"] + 0.5, st["signal"] + 0.25
+        elif case == "a_stage_before_its_signal":
+            st["ack_A"] = st["signal"] - 0.5
+        elif case == "no_signal_stage":
+            del st["signal"]
+        elif case in ("unwound_not_flat", "aborted_not_flat", "balanced_short"):
+            ep.legs["B"].orders[0].cum_qty = 1.0  # one lot of B filled, A none
+
+    verdicts = _finished(config, change)
+    assert {n for n, (status, _) in verdicts.items() if status == "fail"} == fails, verdicts
+    if 3 in fails:
+        assert ("short of its target" if case == "balanced_short" else "with a leg not flat") in verdicts[3][1]
+    if 2 in fails:
+        assert verdicts[2][1] == "episode ended the run WORKING"
