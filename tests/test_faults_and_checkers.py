@@ -2096,7 +2096,86 @@ def test_the_end_of_run_judges_each_episodes_state_stage_chain_and_outcome(confi
 
     verdicts = _finished(config, change)
     assert {n for n, (status, _) in verdicts.items() if status == "fail"} == fails, verdicts
+    assert all(status == "pass" for n, (status, _) in verdicts.items() if n not in fails), verdicts
     if 3 in fails:
         assert ("short of its target" if case == "balanced_short" else "with a leg not flat") in verdicts[3][1]
     if 2 in fails:
         assert verdicts[2][1] == "episode ended the run WORKING"
+
+
+@pytest.mark.parametrize(
+    ("kind", "late", "fails"),
+    [
+        ("illegal_transition", False, True),
+        ("illegal_episode_transition", False, True),
+        ("engine_error", False, True),
+        ("status_mismatch", False, True),  # the engine misread a venue report
+        ("late_fill", False, True),  # a late fill the venue never made late: the engine ended an order early
+        ("late_fill", True, False),  # one the venue made (fault late_fill)
+        ("overfill", False, False),  # on record: allowed
+    ],
+)
+def test_invariant_7_fails_on_each_illegal_anomaly_at_the_end_of_a_run(config, kind, late, fails):
+    """Each anomaly kind invariant 7 counts as illegal fails it, named by its order and detail (found by
+    mutation: three of the kinds renamed passed every test)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Anomaly
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    if late:
+        checker.late_fills.add("E1-000001A1")
+    checker.finish(5.0, [Anomaly(2.5, kind, "E1-000001A1", "what happened")], {})
+    assert checker.v[7].status == ("fail" if fails else "pass")
+    if fails:
+        assert checker.v[7].first == {"t": 2.5, "decision_id": "", "detail": "E1-000001A1: what happened"}
+
+
+def test_the_end_of_run_names_each_failure_exactly(config):
+    """The end of a run: a BALANCED episode without its residual, an order registered and never handed
+    to the transport, positions the venues' fills do not bear out, and a stale count that differs from
+    the trigger's since the checker started (a takeover core's earlier skips are not its own), each
+    named with its time, decision and words (found by mutation: each could be misnamed and pass)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.episode import EpisodeState
+    from engine.core.events import Quote, SendOrder, SessionUp
+    from simulator.checkers import InvariantChecker
+
+    checker = InvariantChecker(EngineCore(config))
+    core = EngineCore(config)
+    core.trigger.stale_skips = 3  # a takeover core: skipped before the checker went on with it
+    checker.core = core
+    mid = round((4.5 * 2204.62 * 7.1 + 400.0) / 10) * 10
+    events = [SessionUp(v) for v in ("SHFE", "COMEX", "FX")] + [
+        Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6),  # skipped: the legs not quoted yet (the checker counts it)
+        Quote("HG", 4.4995, 50, 4.5005, 50),
+        Quote("CU", mid - 10, 50, mid + 10, 50),
+    ]
+    for event in events:
+        acts = core.handle(event, 1.0)
+        checker.after_event(1.0, event)
+    orders = [x for x in acts if isinstance(x, SendOrder)]
+    checker.after_batch(1.0)  # the core's actions for the quote carried out: its orders never handed over
+    (ep,) = core.active.values()
+    ep.state, ep.residual_tonnes = EpisodeState.BALANCED, None
+    ep.stages["terminal"] = ep.stages["risk_check"]
+    for leg in ep.legs.values():
+        leg.orders[0].cum_qty = leg.target
+    checker.finish(5.0, [], {"CU": 5.0})
+    first = {n: v.first for n, v in checker.v.items() if v.status == "fail"}
+    assert first[3] == {"t": 5.0, "decision_id": ep.decision_id, "detail": "residual not recorded"}
+    assert first[10] == {
+        "t": 1.0,
+        "decision_id": ep.decision_id,
+        "detail": f"order {orders[0].cl_ord_id} registered by the engine as sent but never handed to the transport",
+    }
+    assert first[6] == {"t": 5.0, "decision_id": "", "detail": "engine positions {} != venue fills {'CU': 5.0}"}
+    assert set(first) == {3, 6, 10}  # the three skips before the takeover are not a miscount
+    assert core.trigger.stale_skips == 5  # the rate's quote and HG's, each with CU not quoted yet
+    core.trigger.stale_skips += 1  # a skip miscounted
+    checker.finish(5.0, [], {})
+    assert checker.v[16].first == {
+        "t": 5.0,
+        "decision_id": "",
+        "detail": "the trigger counted 3 quotes skipped for a missing or stale input; the quotes give 2",
+    }
