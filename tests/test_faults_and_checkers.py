@@ -2125,8 +2125,9 @@ def test_invariant_7_fails_on_each_illegal_anomaly_at_the_end_of_a_run(config, k
     checker = InvariantChecker(EngineCore(config))
     if late:
         checker.late_fills.add("E1-000001A1")
-    checker.finish(5.0, [Anomaly(2.5, kind, "E1-000001A1", "what happened")], {})
+    verdicts = checker.finish(5.0, [Anomaly(2.5, kind, "E1-000001A1", "what happened")], {})
     assert checker.v[7].status == ("fail" if fails else "pass")
+    assert ("first" in verdicts["7"]) is fails  # the report names a first breach only where there is one
     if fails:
         assert checker.v[7].first == {"t": 2.5, "decision_id": "", "detail": "E1-000001A1: what happened"}
 
