@@ -1440,16 +1440,16 @@ def test_invariant_1_excuses_the_time_no_repair_order_could_go(config, outages, 
 
 
 @pytest.mark.parametrize(
-    ("sent", "other_decision", "judged_at_once"),
+    ("ago", "other_decision", "judged_at_once"),
     [
-        ("end-0.1", False, True),  # sent within a far round trip of the end: not waited on
-        ("end-0.5", False, True),  # exactly a far round trip: not longer than it
-        ("end-0.6", False, False),  # longer: the spell waits for its answer
-        ("end-0.6", True, True),  # another decision's request is not this spell's
+        (0.1, False, True),  # sent within a far round trip of the spell's end: not waited on
+        (0.5, False, True),  # exactly a far round trip before it: not longer than one
+        (0.6, False, False),  # longer: the spell waits for its answer
+        (0.6, True, True),  # another decision's request is not this spell's
     ],
 )
 def test_a_spell_waits_only_for_its_own_requests_older_than_a_far_round_trip(
-    config, sent, other_decision, judged_at_once
+    config, ago, other_decision, judged_at_once
 ):
     """Which requests still out at a legged spell's end hold its verdict until they are answered."""
     from engine.core.engine_core import EngineCore
@@ -1458,7 +1458,7 @@ def test_a_spell_waits_only_for_its_own_requests_older_than_a_far_round_trip(
     checker = InvariantChecker(EngineCore(config))
     until = 1.5
     checker.on_ask(
-        until - float(sent[4:]),
+        until - ago,
         "E1-000002A1RC1" if other_decision else "E1-000001A1RC1",
         "E1-000002" if other_decision else "E1-000001",
     )
@@ -1651,6 +1651,24 @@ def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(co
     ) == ["pass", "pass", "pass", "fail"]
 
 
+def _fire_beside(core, checker, fx_at: float = 0.0, legs_at: float = 0.0) -> list:
+    """conftest.fire with the checker beside the core: sessions up and the rate at `fx_at`, HG and a CU
+    spread of about 400 CNY/t (wide enough to sell) at `legs_at`; returns the actions of CU's quote."""
+    from engine.core.events import Quote, SessionUp
+
+    mid = round((4.5 * 2204.62 * 7.1 + 400.0) / 10) * 10
+    events = [(fx_at, SessionUp(v)) for v in ("SHFE", "COMEX", "FX")] + [
+        (fx_at, Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6)),
+        (legs_at, Quote("HG", 4.4995, 50, 4.5005, 50)),
+        (legs_at, Quote("CU", mid - 10, 50, mid + 10, 50)),
+    ]
+    acts: list = []
+    for t, event in events:
+        acts = core.handle(event, t)
+        checker.after_event(t, event)
+    return acts
+
+
 CALENDAR = ROOT / "scenarios" / "cu_calendar_spread.toml"
 
 
@@ -1682,9 +1700,9 @@ def _calendar_pair(plant=None):
     return core, checker, handle
 
 
-def _calendar_sixteen(spreads, plant=None, answer: bool = True, start: float = 0.1, step: float = 0.1, core_hook=None):
+def _calendar_sixteen(spreads, plant=None, answer: bool = True, start: float = 0.1, core_hook=None):
     """Invariants 15 and 16 over `_calendar_pair`: March quoted at April + each spread in `spreads` (None:
-    a locked March book at April + 130, bid = ask), `step` seconds apart from `start`; each episode's IOC
+    a locked March book at April + 130, bid = ask), 0.1 s apart from `start`; each episode's IOC
     orders expire unfilled at once unless `answer` is False. `core_hook(core, t)` runs before each March
     quote. Returns 16's verdict, 15's, the episodes opened and 16's first failure."""
     from engine.core.events import Quote, SendOrder
@@ -1692,7 +1710,7 @@ def _calendar_sixteen(spreads, plant=None, answer: bool = True, start: float = 0
 
     core, checker, handle = _calendar_pair(plant)
     for i, spread in enumerate(spreads):
-        t = start + i * step
+        t = start + i * 0.1
         if core_hook is not None:
             core_hook(core, t)
         mid = 70000.0 + (130.0 if spread is None else spread)
@@ -1701,7 +1719,7 @@ def _calendar_sixteen(spreads, plant=None, answer: bool = True, start: float = 0
         for o in (a for a in acts if isinstance(a, SendOrder)):
             if answer:
                 handle(report(o, f"x{o.cl_ord_id}", "4", "4", 0), t)
-    checker.finish(start + len(spreads) * step, [], dict(core.positions))
+    checker.finish(start + len(spreads) * 0.1, [], dict(core.positions))
     verdict = lambda n: "fail" if checker.v[n].status == "fail" else "pass"  # noqa: E731
     return verdict(16), verdict(15), len(core.episodes), checker.v[16].first.get("detail", "")
 
@@ -1880,7 +1898,6 @@ def test_invariant_15_names_a_leg_priced_a_fraction_of_a_unit_off_its_touch(conf
     import math
 
     from engine.core.engine_core import EngineCore
-    from engine.core.events import Quote, SessionUp
     from engine.core.trigger import Signal
     from simulator.checkers import InvariantChecker
 
@@ -1893,16 +1910,7 @@ def test_invariant_15_names_a_leg_priced_a_fraction_of_a_unit_off_its_touch(conf
 
     core.trigger.evaluate = evaluate
     checker = InvariantChecker(core)
-    hg_cny = 4.5 * 2204.62 * 7.1
-    mid = round((hg_cny + 400.0) / 10) * 10
-    events = [SessionUp(v) for v in ("SHFE", "COMEX", "FX")] + [
-        Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6),
-        Quote("HG", 4.4995, 50, 4.5005, 50),
-        Quote("CU", mid - 10, 50, mid + 10, 50),
-    ]
-    for event in events:
-        core.handle(event, 0.0)
-        checker.after_event(0.0, event)
+    _fire_beside(core, checker)
     (ep,) = core.episodes.values()
     assert math.isclose(ep.trigger_prices["B"], 4.5005 + off)
     assert checker.v[15].status == ("fail" if off else "pass")
@@ -1924,7 +1932,6 @@ def test_invariant_11_judges_the_age_of_every_input_an_episode_opened_on(config,
     import math
 
     from engine.core.engine_core import EngineCore
-    from engine.core.events import Quote, SessionUp
     from simulator.checkers import InvariantChecker
 
     core = EngineCore(config)
@@ -1932,15 +1939,7 @@ def test_invariant_11_judges_the_age_of_every_input_an_episode_opened_on(config,
         real = core.trigger.inputs_fresh
         core.trigger.inputs_fresh = lambda books, now: real(books, -math.inf)
     checker = InvariantChecker(core)
-    mid = round((4.5 * 2204.62 * 7.1 + 400.0) / 10) * 10
-    events = [(0.0, SessionUp(v)) for v in ("SHFE", "COMEX", "FX")] + [
-        (0.5, Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6)),
-        (0.5 + at, Quote("HG", 4.4995, 50, 4.5005, 50)),
-        (0.5 + at, Quote("CU", mid - 10, 50, mid + 10, 50)),
-    ]
-    for t, event in events:
-        core.handle(event, t)
-        checker.after_event(t, event)
+    _fire_beside(core, checker, fx_at=0.5, legs_at=0.5 + at)
     assert len(core.episodes) == 1
     assert checker.v[11].status == verdict
     if verdict == "fail":
@@ -2139,23 +2138,15 @@ def test_the_end_of_run_names_each_failure_exactly(config):
     named with its time, decision and words (found by mutation: each could be misnamed and pass)."""
     from engine.core.engine_core import EngineCore
     from engine.core.episode import EpisodeState
-    from engine.core.events import Quote, SendOrder, SessionUp
+    from engine.core.events import SendOrder
     from simulator.checkers import InvariantChecker
 
     checker = InvariantChecker(EngineCore(config))
     core = EngineCore(config)
     core.trigger.stale_skips = 3  # a takeover core: skipped before the checker went on with it
     checker.core = core
-    mid = round((4.5 * 2204.62 * 7.1 + 400.0) / 10) * 10
-    events = [SessionUp(v) for v in ("SHFE", "COMEX", "FX")] + [
-        Quote("USDCNY", 7.0999, 1e6, 7.1001, 1e6),  # skipped: the legs not quoted yet (the checker counts it)
-        Quote("HG", 4.4995, 50, 4.5005, 50),
-        Quote("CU", mid - 10, 50, mid + 10, 50),
-    ]
-    for event in events:
-        acts = core.handle(event, 1.0)
-        checker.after_event(1.0, event)
-    orders = [x for x in acts if isinstance(x, SendOrder)]
+    # the rate's quote and HG's are skipped (CU not quoted yet): the checker counts them as the trigger does
+    orders = [x for x in _fire_beside(core, checker, 1.0, 1.0) if isinstance(x, SendOrder)]
     checker.after_batch(1.0)  # the core's actions for the quote carried out: its orders never handed over
     (ep,) = core.active.values()
     ep.state, ep.residual_tonnes = EpisodeState.BALANCED, None
