@@ -423,6 +423,46 @@ def test_a_node_left_running_without_its_lease_fails_invariant_5(tmp_path, monke
     assert second["status"] == "fail" and "node standby still sending" in second["first"]["detail"], second
 
 
+def test_invariant_5_times_each_fenced_node_from_its_own_first_stop_until_it_sends_again(config):
+    """The window runs per node (and epoch) from its first fenced attempt: another node's sends do not
+    restart it, the node's own send ends it (a later stop starts afresh), an attempt exactly at the
+    window's edge is still inside; the failure names the node, the seconds since the first stop and
+    the decision the ClOrdID belongs to, whatever its epoch's digits. A send under a fenced epoch fails
+    at once, naming that decision too."""
+    from simulator.checkers import InvariantChecker
+
+    def checker(revision: int) -> InvariantChecker:
+        c = InvariantChecker(EngineCore(config))
+        c.lease, c.fence_window = SimulatedLease(1.0, "standby", revision), 0.5
+        return c
+
+    lone = checker(3)
+    lone.on_fenced(0.25, "primary", "E1-000001A1")  # the fence's own verdict: nothing left the node
+    assert lone.v[5].status == "pass" and lone.coverage == {"fenced_attempt"}
+    lone.on_fenced(0.75, "primary", "E1-000001A2R")  # exactly the window after the first stop
+    assert lone.v[5].status == "pass"
+
+    others = checker(13)
+    others.on_fenced(0.125, "primary", "E12-000007A1")
+    others.on_leave(0.25, "standby", "E13-000008A1", "SendOrder")  # the new leader trades meanwhile
+    others.on_fenced(0.75, "primary", "E12-000007A1C1")
+    v = others.v[5]
+    assert v.status == "fail" and v.first["decision_id"] == "E12-000007" and v.first["t"] == 0.75, v.first
+    assert "node primary still sending (E12-000007A1C1) 0.625 s after the fence first stopped it" in v.first["detail"]
+
+    own = checker(3)
+    own.on_fenced(0.0, "primary", "E1-000001A1")
+    own.on_leave(0.25, "primary", "E3-000002A1", "SendOrder")  # it holds the lease again: the spell is over
+    own.on_fenced(0.625, "primary", "E1-000001A1C1")
+    assert own.v[5].status == "pass"
+
+    stale = checker(13)
+    stale.on_leave(1.0, "primary", "E12-000007A1C1", "SendCancel")
+    v = stale.v[5]
+    assert v.status == "fail" and v.first["decision_id"] == "E12-000007", v.first
+    assert "SendCancel E12-000007A1C1 left node primary under fenced epoch 12 while epoch 13" in v.first["detail"]
+
+
 def test_a_primary_that_wakes_without_its_lease_and_no_standby_is_restarted_under_the_next_epoch(tmp_path):
     """f26's pause (1.5 s, five times the lease's TTL) with the standby dead and not back for 200 s: the
     woken primary's keep-alive failed, nobody could take over, and it stayed in charge fenced for the
