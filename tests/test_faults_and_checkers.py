@@ -1047,6 +1047,111 @@ def test_invariant_1_fails_past_the_hard_naked_limit(config):
     assert checker.v[1].status == "fail" and "25.00 t naked > hard limit 20.0 t" in checker.v[1].first["detail"]
 
 
+def _legged_beside(config, reason=None):
+    """A bare core beside its checker, legged at 0.2: the CU leg (A, SHFE) filled at 0.1, the HG leg (B,
+    COMEX) rejected at 0.2 (for `reason`; none: a chase follows). Returns the core, the checker,
+    `feed(event, t)` handling an event in both and returning the orders it sent, and the orders the
+    reject brought."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import report
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    a, b = [x for x in _fire_beside(core, checker) if isinstance(x, SendOrder)]
+
+    def feed(event, t: float) -> list:
+        acts = core.handle(event, t)
+        checker.after_event(t, event)
+        return [x for x in acts if isinstance(x, SendOrder)]
+
+    feed(report(a, "X1", "F", "2", a.qty, a.qty, a.price), 0.1)
+    return core, checker, feed, feed(report(b, "X2", "8", "8", 0, reason=reason), 0.2)
+
+
+@pytest.mark.parametrize(("ends_at", "verdict"), [(1.4, "pass"), (2.0, "fail")])
+def test_invariant_1_times_a_legged_spell_from_the_event_that_legged_it_to_the_one_that_ended_it(
+    config, ends_at, verdict
+):
+    """Found by mutating the legged clock (no test failed): it starts on the event after which the engine
+    holds the episode LEGGED, noting the short legs' and filled legs' venues then, runs through every
+    event in between without restarting, and is judged on the event that ends the spell: 1.2 s legged
+    is within the 0.8 s budget and one far round trip, 1.8 s is not."""
+    from tests.conftest import report
+
+    core, checker, feed, (chase,) = _legged_beside(config)
+    assert checker.legged_since == {"E1-000001": 0.2}
+    assert checker.legged_venues == {"E1-000001": (frozenset({"COMEX"}), frozenset({"SHFE"}))}
+    assert checker.v[1].status == "pass"  # a legged episode within its hard limit
+    for k in range(3, int(ends_at * 10)):
+        checker.after_event(k / 10)  # the engine still LEGGED: the same spell
+    assert checker.legged_since == {"E1-000001": 0.2}
+    feed(report(chase, "X3", "F", "2", chase.qty, chase.qty, chase.price), ends_at)
+    assert core.episodes["E1-000001"].state._value_ == "BALANCED" and not checker.legged_since
+    v = checker.v[1]
+    assert v.status == verdict
+    if verdict == "fail":
+        assert (v.first["t"], v.first["decision_id"]) == (2.0, "E1-000001")
+        assert v.first["detail"].startswith("legged 1800 ms > budget 800 ms + 500 ms"), v.first
+
+
+def test_invariant_1_notes_a_part_filled_leg_as_short_and_filled_at_the_spells_start(config):
+    """A leg part-filled is short on its venue and filled on it too (one lot either way counts)."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import report
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    a, b = [x for x in _fire_beside(core, checker) if isinstance(x, SendOrder)]
+    events = [
+        (0.1, report(a, "X1", "F", "1", a.qty - 1, a.qty - 1, a.price)),  # one lot short of 5
+        (0.1, report(a, "X2", "4", "4", a.qty - 1)),  # the IOC's rest cancelled
+        (0.2, report(b, "X3", "F", "1", 1, 1, b.price)),  # one lot of 2
+        (0.2, report(b, "X4", "4", "4", 1)),
+    ]
+    for t, event in events:
+        core.handle(event, t)
+        checker.after_event(t, event)
+    assert core.episodes["E1-000001"].state._value_ == "LEGGED"
+    both = frozenset({"SHFE", "COMEX"})
+    assert checker.legged_venues == {"E1-000001": (both, both)}
+
+
+@pytest.mark.parametrize("how", ["time", "attempts", "fatal_reject"])
+def test_invariant_1_notes_when_the_chase_budget_ran_out_and_the_episode_turned_to_unwinding(config, how):
+    """From then on a filled leg's venue down alone excuses the time (only an unwind can repair it): the
+    moment is the first event after which the engine unwinds with the budget's time spent (the chase
+    timer, exactly the budget after the spell began) or its attempts (three chases rejected at once),
+    never while it still chases; an unwind chosen with the budget left (a fatal reject) is not one."""
+    from engine.core.events import TimerFired
+    from tests.conftest import report
+
+    core, checker, feed, chases = _legged_beside(config, "0" if how == "fatal_reject" else None)
+    ep = core.episodes["E1-000001"]
+    if how == "time":
+        checker.after_event(0.5)
+        assert not checker.chase_spent
+        feed(TimerFired("legged:E1-000001"), 0.6)
+        spent = 0.6
+    elif how == "attempts":
+        (chase,) = chases
+        for k, t in enumerate((0.25, 0.3), start=4):
+            (chase,) = feed(report(chase, f"X{k}", "8", "8", 0), t)
+            assert ep.mode._value_ == "chase" and not checker.chase_spent
+        assert ep.chase_attempts == 3
+        unwind = feed(report(chase, "X9", "8", "8", 0), 0.35)
+        assert [o.cl_ord_id for o in unwind] == ["E1-000001A2U"]
+        spent = 0.35
+    else:
+        assert [o.cl_ord_id for o in chases] == ["E1-000001A2U"]  # no chase: the unwind at once
+        spent = None
+    assert ep.state._value_ == "LEGGED" and ep.mode._value_ == "unwind"
+    assert checker.chase_spent == ({} if spent is None else {"E1-000001": spent})
+
+
 @pytest.mark.parametrize("defect", ["unwind_one_lot_too_many", "chases_past_max_attempts"])
 def test_invariant_9_fails_on_a_flipped_leg_and_on_attempts_past_their_caps(defect):
     """An unwind of one lot too many flips the leg (9 and W9 name it); a chase that ignores
