@@ -1722,6 +1722,66 @@ def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(con
     assert after_a_chase(("U", 0.0)) == "fail"
 
 
+@pytest.mark.parametrize(
+    ("instrument", "side", "order_at", "amends", "inherited", "verdicts"),
+    [
+        ("CU", "1", 0, [3], False, ["pass"]),  # CU's payup 1 + amend_step 2 x 1 past the offer
+        ("CU", "1", 0, [4], False, ["fail"]),
+        ("CU", "1", 0, [2], False, ["fail"]),
+        ("HG", "2", 0, [2], False, ["pass"]),  # HG has no payup: 2 x 1 below the bid
+        ("HG", "2", 0, [3], False, ["fail"]),
+        ("CU", "1", 4, [6], False, ["pass"]),  # resting past the target already: one step past its price
+        ("CU", "1", 4, [3], False, ["pass"]),  # ... or the target
+        ("CU", "1", 4, [5], False, ["fail"]),
+        ("CU", "1", 3, [5], False, ["pass"]),  # exactly at the target: one step past it
+        ("HG", "1", 1, [3], False, ["fail"]),  # a tick short of it: the target alone
+        ("HG", "2", 3, [5], False, ["pass"]),
+        ("CU", "1", 0, [3, 5], False, ["pass", "pass"]),  # the second amend: 1 + 2 x 2
+        ("CU", "1", 0, [3, 3], False, ["pass", "fail"]),
+        ("CU", "1", 0, [3, 3], True, ["pass", "pass"]),  # inherited: any amend up to the count seen
+        ("CU", "1", 0, [3, 7], True, ["pass", "fail"]),
+        ("CU", "1", 0, [1], True, ["fail"]),  # ... from the first
+    ],
+)
+def test_invariant_13_prices_each_amend_on_either_side_by_its_schedule(
+    config, instrument, side, order_at, amends, inherited, verdicts
+):
+    """Found by mutating `_check_amend_price` (no test failed): the k-th replace of a resting order is
+    priced at the touch (the offer for a buy, the bid for a sell) plus the instrument's payup (none when
+    it has none) plus amend_step_ticks x k, or one step past the order's last price where that is at or
+    past the target; an episode a takeover inherited may be at any amend up to the count. Prices are
+    in ticks past the touch, toward paying more; the verdict is read after each replace."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Quote, SessionUp
+    from simulator.checkers import InvariantChecker
+
+    core = EngineCore(config)
+    ex = core.strategy.execution
+    ex = dataclasses.replace(ex, mode="limit", payup_ticks={"CU": 1}, amend_step_ticks=2, max_amends=3)
+    core.strategy = dataclasses.replace(core.strategy, execution=ex)
+    for venue in ("SHFE", "COMEX"):
+        core.handle(SessionUp(venue), 0.0)
+    core.handle(Quote("CU", 70000.0, 50, 70010.0, 50), 0.0)
+    core.handle(Quote("HG", 4.4995, 50, 4.5005, 50), 0.0)
+    checker = InvariantChecker(core)
+    if inherited:
+        checker.inherited.add("E1-000001")
+    inst, book = core.instruments[instrument], core.books[instrument]
+    sign = 1 if side == "1" else -1
+    touch = book.ask if side == "1" else book.bid
+
+    def at(ticks: int) -> float:
+        return round(touch + sign * ticks * inst.tick, 6)
+
+    first = "E1-000001A1" if instrument == "CU" else "E1-000001B1"
+    checker.on_send(0.1, instrument, first, "E1-000001", 1, at(order_at), side)
+    seen = []
+    for k, ticks in enumerate(amends, start=1):
+        checker.on_send(0.1 + k / 10, instrument, f"{first}M{k}", "E1-000001", 1, at(ticks), side, replace=True)
+        seen.append(checker.v[13].status)
+    assert seen == verdicts, checker.v[13].first
+
+
 def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(config):
     """Chase rounds count against max_chase_attempts, unwind rounds against max_unwind_attempts (here 1
     and 2), and an overfill hedge (H) is priced like an unwind but starts no round of its own."""
