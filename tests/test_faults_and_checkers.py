@@ -1042,9 +1042,54 @@ def test_invariant_1_fails_past_the_hard_naked_limit(config):
     ep.legs["A"].orders[0].cum_qty = ep.legs["A"].target  # the near leg filled, the far one not yet: 25 t naked
     checker.after_event(0.01)
     assert checker.v[1].status != "fail"  # within the 60 t hard limit
-    core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_naked_tonnes=20.0))
-    checker.after_event(0.02)
-    assert checker.v[1].status == "fail" and "25.00 t naked > hard limit 20.0 t" in checker.v[1].first["detail"]
+    for limit, t in ((25.0, 0.02), (24.5, 0.03)):  # exactly at the limit, then half a tonne past it
+        core.cfg = dataclasses.replace(core.cfg, risk=dataclasses.replace(core.cfg.risk, max_naked_tonnes=limit))
+        checker.after_event(t)
+    v = checker.v[1]
+    assert v.status == "fail" and v.first["t"] == 0.03 and "25.00 t naked > hard limit 24.5 t" in v.first["detail"]
+
+
+def test_invariant_1_hears_each_request_answered_by_its_own_kind_of_report(config):
+    """Found by mutating after_event (no test failed): a resting order is answered by its acknowledgement,
+    an IOC only by its outcome (an ack leaves it working), a status question ("?" + the order's ClOrdID)
+    only by a report of ExecType I for that order, and any of them by a BusinessMessageReject refusing it
+    unprocessed; each answer records its round trip from the send."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import BusinessReject, SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import report
+
+    checker = InvariantChecker(EngineCore(config))
+
+    def order(cl_ord_id: str, tif: str) -> SendOrder:
+        checker.on_send(1.0, "CU", cl_ord_id, "E1-000001", 5, 70010.0, "1", immediate=tif == "3")
+        return SendOrder("SHFE", cl_ord_id, "CU", "cu2603", "1", 5, 70010.0, "2", tif, "ACC", "E1-000001")
+
+    resting, ioc = order("E1-000001A1", "0"), order("E1-000001A2R", "3")
+    checker.on_ask(1.0, "?E1-000001A1", "E1-000001")
+    checker.after_event(1.25, report(resting, "X1", "0", "0", 0))
+    assert set(checker.awaiting) == {"E1-000001A2R", "?E1-000001A1"}  # its question is not answered by the ack
+    checker.after_event(1.5, report(ioc, "X2", "0", "0", 0))
+    assert set(checker.awaiting) == {"E1-000001A2R", "?E1-000001A1"}  # an IOC acknowledged: its outcome to come
+    checker.after_event(2.0, report(resting, "X3", "I", "0", 0))
+    checker.after_event(2.5, report(ioc, "X4", "4", "4", 0))
+    order("E1-000001B1", "0")
+    checker.after_event(3.0, BusinessReject("SHFE", "D", "E1-000001B1", 3, "unsupported"))  # refused unprocessed
+    assert not checker.awaiting
+    assert checker.answers == {"E1-000001": [(1.25, 0.25), (2.0, 1.0), (2.5, 1.5), (3.0, 2.0)]}
+
+
+def test_invariant_9_allows_exactly_the_attempts_the_recovery_section_gives(config):
+    """An episode at max_unwind_attempts (or max_chase_attempts) is within its caps; one more fails 9."""
+    core, checker, _, _ = _legged_beside(config, "0")  # a fatal reject: unwinding
+    ep, rc = core.episodes["E1-000001"], core.strategy.recovery
+    ep.chase_attempts, ep.unwind_attempts = rc.max_chase_attempts, rc.max_unwind_attempts
+    checker.after_event(0.3)
+    assert checker.v[9].status == "pass"
+    ep.unwind_attempts += 1
+    checker.after_event(0.4)
+    v = checker.v[9]
+    assert v.status == "fail" and v.first["detail"] == "chase 3, unwind 4 attempts" and v.first["t"] == 0.4
 
 
 def _legged_beside(config, reason=None):
@@ -1730,6 +1775,7 @@ def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(con
         ("CU", "1", 0, [2], False, ["fail"]),
         ("HG", "2", 0, [2], False, ["pass"]),  # HG has no payup: 2 x 1 below the bid
         ("HG", "2", 0, [3], False, ["fail"]),
+        ("HG", "2", -1, [2], False, ["pass"]),  # resting a tick inside the bid: from the bid, not the offer
         ("CU", "1", 4, [6], False, ["pass"]),  # resting past the target already: one step past its price
         ("CU", "1", 4, [3], False, ["pass"]),  # ... or the target
         ("CU", "1", 4, [5], False, ["fail"]),
