@@ -1363,6 +1363,47 @@ def test_the_end_of_run_checks_fail_on_what_the_library_never_shows(config):
     assert checker.v[10].status == "fail" and "adopted from an earlier node" in checker.v[10].first["detail"]
 
 
+def test_invariant_10_notes_each_order_once_when_its_batch_ends_and_holds_adopted_orders_to_the_audit(config):
+    """Found by mutating after_batch (no test failed): the orders a batch registered and did not hand to
+    the transport are noted at that batch's end, once (a later batch does not move the time the run's
+    end names); an order handed needs no audit row here; an adopted order needs one of this node."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Audit, SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire, report
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    checker.on_send(0.25, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price, a.side)  # only A leaves
+    checker.after_batch(0.5)
+    core.handle(report(a, "X1", "F", "2", a.qty, a.qty, a.price), 0.6)
+    # B rejected: its chase is handed; the batch after it looks at that order alone, not at B again
+    (chase,) = [x for x in core.handle(report(b, "X2", "8", "8", 0), 0.7) if isinstance(x, SendOrder)]
+    checker.on_send(0.7, chase.instrument, chase.cl_ord_id, chase.decision_id, chase.qty, chase.price, chase.side)
+    checker.after_batch(0.75)
+    assert checker.unsent == {b.cl_ord_id: (b.decision_id, 0.5)} and checker.v[10].status != "fail"
+    checker.finish(1.0, [], {})
+    v = checker.v[10]
+    assert v.status == "fail" and (v.first["t"], v.first["decision_id"]) == (0.5, b.decision_id)
+    assert (
+        v.first["detail"] == f"order {b.cl_ord_id} registered by the engine as sent but never handed to the transport"
+    )
+
+    core = EngineCore(config)
+    checker = InvariantChecker(core)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    for o in (a, b):  # both rebuilt as a takeover node's, only A named by one of its audit rows
+        core.find_order(o.cl_ord_id).adopted = True
+    checker.on_audit(Audit(0.4, "adopted", a.decision_id, a.cl_ord_id, "CU", "ACC", a.side, a.qty, a.price, ""))
+    checker.after_batch(0.5)
+    v = checker.v[10]
+    assert v.status == "fail" and not checker.unsent
+    assert v.first["detail"] == (
+        f"order {b.cl_ord_id} adopted from an earlier node with no audit row of this node naming it"
+    )
+
+
 def test_a_reject_of_an_order_unprocessed_is_its_answer_for_invariant_1(config):
     """A session Reject or BusinessMessageReject (mapped to the ClOrdID it refuses) answers the order as
     an execution report would: its round trip joins the decision's answers (invariant 1's allowance for
