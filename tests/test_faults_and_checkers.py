@@ -2030,6 +2030,29 @@ def test_invariant_16_rearms_and_fires_exactly_as_the_strategy_says(spreads, pla
 
 
 @pytest.mark.parametrize(
+    ("spreads", "hysteresis"),
+    [
+        ([130, 80, 130], 30.0),  # re-arms at half the hysteresis: 80 is not 60 below 120
+        ([-130, -80, -130], 30.0),
+        ([130, 60, 130], 60.0 - 1e-6),  # re-arms exactly on the level, which is not past it
+        ([-130, -60, -130], 60.0 - 1e-6),
+    ],
+)
+def test_invariant_15_fails_a_side_that_fires_again_before_its_signal_retreated_past_the_hysteresis(
+    spreads, hysteresis
+):
+    """Found by mutating the checker's record of retreats (one that took any signal below sell_above plus
+    the hysteresis as a retreat passed every test): a trigger that re-arms too early fires a second
+    episode the strategy forbids."""
+
+    def plant(trigger) -> None:
+        trigger._hysteresis = hysteresis
+
+    _, fifteen, opened, _ = _calendar_sixteen(spreads, plant)
+    assert (fifteen, opened) == ("fail", 2)
+
+
+@pytest.mark.parametrize(
     ("state", "verdict"),
     [
         ("killed", "pass"),  # a killed engine opens nothing: no signal is missed
