@@ -334,13 +334,10 @@ class InvariantChecker:
                         self._check_signal(ep, now, values)
             self.seen_episodes = len(core.episodes)
         if quote:
-            # the quotes held are the quotes given unless a takeover seeded the books: then recomputed
-            held, given = self.held, self.quotes
-            same = True
-            for n in self._inputs():
-                if held.get(n) is not given.get(n):
-                    same = False
-            self._check_missed(now, event, opened, values if same else None)
+            # the signal from the quotes given is the one from the quotes held (each given quote is held
+            # as well); until every input is given after a takeover it is None, and _check_missed
+            # computes it from what the books held (seeded by the takeover)
+            self._check_missed(now, event, opened, values)
 
     def _check_legged_time(self, decision: str, since: float, until: float) -> None:
         """Invariant 1's soft limit, judged when a legged spell ends (or the run does): legged no longer
