@@ -1903,6 +1903,55 @@ def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(co
     ) == ["pass", "pass", "pass", "fail"]
 
 
+@pytest.mark.parametrize(
+    ("inherited", "chases", "unwinds"),
+    [
+        (False, ["pass", "fail", "fail"], ["pass", "fail", "fail", "fail"]),
+        (True, ["pass", "pass", "fail"], ["pass", "pass", "pass", "fail"]),
+    ],
+)
+def test_invariant_13_lets_an_inherited_episode_be_at_any_round_up_to_the_count(config, inherited, chases, unwinds):
+    """An episode a takeover inherited may have had rounds the checked node never saw (a replication cut):
+    its rounds are not held to max_chase_attempts (1 here) or max_unwind_attempts (2), and its n-th round
+    may be priced as any round up to the n-th, never past it. Chases: round 1 on HG, then CU at round 1's
+    payup (no earlier CU price to re-send at), then CU past round 3's; unwinds: round 1's payup twice, then
+    round 3's, then round 5's at the fourth."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    rc = dataclasses.replace(config.strategy.recovery, max_chase_attempts=1, max_unwind_attempts=2)
+    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=rc)))
+    a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+    cu, hg = core.books["CU"], core.books["HG"]
+
+    def sends(*orders: tuple[str, str, str, float]) -> list[str]:
+        checker = InvariantChecker(core)
+        if inherited:
+            checker.inherited.add(a.decision_id)
+        verdicts = []
+        for now, (instrument, suffix, side, price) in enumerate(orders, start=1):
+            checker.on_send(float(now), instrument, f"E1-000001{suffix}", a.decision_id, 2, price, side)
+            verdicts.append(checker.v[13].status)
+        return verdicts
+
+    chase = [rc.chase_payup_ticks + rc.chase_step_ticks * n for n in range(4)]  # rounds 1-4, in ticks
+    assert (
+        sends(
+            ("HG", "B2R", "1", round(hg.ask + chase[0] * 0.0005, 4)),  # leg B buys: above the offer
+            ("CU", "A2R", "2", cu.bid - chase[0] * 10.0),  # leg A sells: below the bid
+            ("CU", "A3R", "2", cu.bid - chase[3] * 10.0),
+        )
+        == chases
+    )
+    unwind = [rc.unwind_payup_ticks + rc.unwind_step_ticks * n for n in range(5)]
+    assert (
+        sends(*[("CU", f"A{k}U", "1", cu.ask + unwind[n] * 10.0) for k, n in ((2, 0), (3, 0), (4, 2), (5, 4))])
+        == unwinds
+    )
+
+
 def _fire_beside(core, checker, fx_at: float = 0.0, legs_at: float = 0.0) -> list:
     """conftest.fire with the checker beside the core: sessions up and the rate at `fx_at`, HG and a CU
     spread of about 400 CNY/t (wide enough to sell) at `legs_at`; returns the actions of CU's quote."""
