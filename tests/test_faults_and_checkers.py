@@ -1784,28 +1784,51 @@ def test_invariant_8_on_each_limits_edge(config):
 def test_invariant_13_lets_a_chase_be_resent_at_its_last_price_with_no_touch(config):
     """A chase re-sent at its leg's last price (a "retry") needs no touch to be priced from: its round is
     counted and it passes. With no touch, a chase at any other price, even a tick off, or an unwind at
-    the last price, had nothing to be priced from: invariant 13 fails it."""
+    the last price, had nothing to be priced from: invariant 13 fails it, naming the side of the book
+    missing. The last price may be the leg's entry's (a retry reject of the entry), never another leg's."""
     from engine.core.engine_core import EngineCore
     from engine.core.events import Quote, SendOrder
     from simulator.checkers import InvariantChecker
     from tests.conftest import fire
 
-    def after_a_chase(then: tuple[str, float]) -> str:
+    def after_a_chase(then: tuple[str, float], leg: str = "A") -> tuple[str, str]:
         core = EngineCore(config)
-        a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
+        a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
         checker = InvariantChecker(core)
-        bid = core.books["CU"].bid
-        chased = bid - config.strategy.recovery.chase_payup_ticks * 10.0  # leg A sells: payup below the bid
-        checker.on_send(1.0, "CU", "E1-000001A2R", a.decision_id, 5, chased, "2")
+        order = a if leg == "A" else b
+        book, tick, sign = (
+            core.books[order.instrument],
+            core.instruments[order.instrument].tick,
+            -1 if leg == "A" else 1,
+        )
+        touch = book.bid if leg == "A" else book.ask  # leg A sells: payup below the bid; B buys: above the offer
+        chased = round(touch + sign * config.strategy.recovery.chase_payup_ticks * tick, 6)
+        checker.on_send(1.0, order.instrument, f"E1-000001{leg}2R", a.decision_id, 5, chased, order.side)
         assert checker.v[13].status == "pass", checker.v[13].first
-        core.handle(Quote("CU", None, 0, bid + 20, 50), 1.5)  # the bids are gone
+        gone = Quote("CU", None, 0, book.ask, 50) if leg == "A" else Quote("HG", book.bid, 50, None, 0)
+        core.handle(gone, 1.5)
         suffix, off = then
-        checker.on_send(2.0, "CU", f"E1-000001A3{suffix}", a.decision_id, 5, chased + off, "2")
-        return checker.v[13].status
+        checker.on_send(2.0, order.instrument, f"E1-000001{leg}3{suffix}", a.decision_id, 5, chased + off, order.side)
+        v = checker.v[13]
+        return v.status, v.first.get("detail", "") if v.first else ""
 
-    assert after_a_chase(("R", 0.0)) == "pass"
-    assert after_a_chase(("R", 10.0)) == "fail"
-    assert after_a_chase(("U", 0.0)) == "fail"
+    assert after_a_chase(("R", 0.0)) == ("pass", "")
+    assert after_a_chase(("R", 10.0)) == ("fail", "E1-000001A3R: a recovery order priced with no bid to price it from")
+    assert after_a_chase(("U", 0.0))[0] == "fail"
+    missing_offer = after_a_chase(("R", 0.0005), leg="B")
+    assert missing_offer == ("fail", "E1-000001B3R: a recovery order priced with no offer to price it from")
+
+    core = EngineCore(config)
+    a, b = [x for x in fire(core) if isinstance(x, SendOrder)]
+    checker = InvariantChecker(core)
+    for o in (a, b):  # the entries leave
+        checker.on_send(0.5, o.instrument, o.cl_ord_id, o.decision_id, o.qty, o.price, o.side)
+    schedule = core.books["CU"].bid - config.strategy.recovery.chase_payup_ticks * 10.0
+    assert a.price != schedule
+    checker.on_send(1.0, "CU", "E1-000001A2R", a.decision_id, 5, a.price, a.side)  # A's entry rejected, re-sent
+    assert checker.v[13].status == "pass", checker.v[13].first
+    checker.on_send(1.5, "HG", "E1-000001B2R", a.decision_id, 2, a.price, b.side)  # at A's price: no retry of B's
+    assert checker.v[13].status == "fail" and checker.v[13].first["detail"].startswith("E1-000001B2R: priced")
 
 
 @pytest.mark.parametrize(
