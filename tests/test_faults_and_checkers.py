@@ -1906,24 +1906,30 @@ def test_invariant_13_counts_chase_and_unwind_rounds_against_their_own_limits(co
     a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
     bid, ask, tick = core.books["CU"].bid, core.books["CU"].ask, 10.0
 
-    def sends(*orders: tuple[float, str, str, float]) -> list[str]:
+    def sends(*orders: tuple[float, str, str, float]) -> tuple[list[str], str]:
         checker = InvariantChecker(core)
         verdicts = []
         for now, suffix, side, price in orders:
             checker.on_send(now, "CU", f"E1-000001A{suffix}", a.decision_id, 5, price, side)
             verdicts.append(checker.v[13].status)
-        return verdicts
+        return verdicts, checker.v[13].first["detail"] if checker.v[13].first else ""
 
     chase = bid - rc.chase_payup_ticks * tick  # leg A sells: a chase pays below the bid
     chase2 = bid - (rc.chase_payup_ticks + rc.chase_step_ticks) * tick
-    assert sends((1.0, "2R", "2", chase), (2.0, "3R", "2", chase2)) == ["pass", "fail"]
+    assert sends((1.0, "2R", "2", chase), (2.0, "3R", "2", chase2)) == (
+        ["pass", "fail"],
+        "E1-000001A3R: chase round 2 of an episode allowed 1 (max_chase_attempts)",
+    )
     unwind = [ask + (rc.unwind_payup_ticks + rc.unwind_step_ticks * n) * tick for n in range(3)]  # buys back
     assert sends(
         (1.0, "2U", "1", unwind[0]),
         (2.0, "3U", "1", unwind[1]),
         (3.0, "4H", "1", unwind[1]),
         (4.0, "5U", "1", unwind[2]),
-    ) == ["pass", "pass", "pass", "fail"]
+    ) == (
+        ["pass", "pass", "pass", "fail"],
+        "E1-000001A5U: unwind round 3 of an episode allowed 2 (max_unwind_attempts)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -1941,6 +1947,7 @@ def test_invariant_13_lets_an_inherited_episode_be_at_any_round_up_to_the_count(
     round 3's, then round 5's at the fourth."""
     from engine.core.engine_core import EngineCore
     from engine.core.events import SendOrder
+    from engine.fix.codec import fmt_px
     from simulator.checkers import InvariantChecker
     from tests.conftest import fire
 
@@ -1948,6 +1955,8 @@ def test_invariant_13_lets_an_inherited_episode_be_at_any_round_up_to_the_count(
     core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=rc)))
     a, _ = [x for x in fire(core) if isinstance(x, SendOrder)]
     cu, hg = core.books["CU"], core.books["HG"]
+
+    failures: list[str] = []
 
     def sends(*orders: tuple[str, str, str, float]) -> list[str]:
         checker = InvariantChecker(core)
@@ -1957,6 +1966,7 @@ def test_invariant_13_lets_an_inherited_episode_be_at_any_round_up_to_the_count(
         for now, (instrument, suffix, side, price) in enumerate(orders, start=1):
             checker.on_send(float(now), instrument, f"E1-000001{suffix}", a.decision_id, 2, price, side)
             verdicts.append(checker.v[13].status)
+        failures.append(checker.v[13].first["detail"] if checker.v[13].first else "")
         return verdicts
 
     chase = [rc.chase_payup_ticks + rc.chase_step_ticks * n for n in range(4)]  # rounds 1-4, in ticks
@@ -1973,6 +1983,11 @@ def test_invariant_13_lets_an_inherited_episode_be_at_any_round_up_to_the_count(
         sends(*[("CU", f"A{k}U", "1", cu.ask + unwind[n] * 10.0) for k, n in ((2, 0), (3, 0), (4, 2), (5, 4))])
         == unwinds
     )
+    below_the_first = cu.bid - (rc.chase_payup_ticks - rc.chase_step_ticks) * 10.0  # a round before the first
+    assert sends(("CU", "A2R", "2", below_the_first)) == ["fail"]
+    if inherited:  # the schedule named from the side of the book it prices from
+        assert failures[1].endswith(f"from the offer {fmt_px(cu.ask)} (payup {unwind[:4]} ticks)"), failures
+        assert failures[2].endswith(f"from the bid {fmt_px(cu.bid)} (payup [{chase[0]}] ticks)"), failures
 
 
 def _fire_beside(core, checker, fx_at: float = 0.0, legs_at: float = 0.0) -> list:
