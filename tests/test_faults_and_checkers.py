@@ -1092,15 +1092,13 @@ def test_invariant_9_allows_exactly_the_attempts_the_recovery_section_gives(conf
     assert v.status == "fail" and v.first["detail"] == "chase 3, unwind 4 attempts" and v.first["t"] == 0.4
 
 
-def _legged_beside(config, reason=None):
-    """A bare core beside its checker, legged at 0.2: the CU leg (A, SHFE) filled at 0.1, the HG leg (B,
-    COMEX) rejected at 0.2 (for `reason`; none: a chase follows). Returns the core, the checker,
-    `feed(event, t)` handling an event in both and returning the orders it sent, and the orders the
-    reject brought."""
+def _entered_beside(config):
+    """A bare core beside its checker, the spread fired at 0 (`_fire_beside`). Returns the core, the
+    checker, `feed(event, t)` handling an event in both and returning the orders it sent, and the two
+    entry orders (A: CU on SHFE, B: HG on COMEX)."""
     from engine.core.engine_core import EngineCore
     from engine.core.events import SendOrder
     from simulator.checkers import InvariantChecker
-    from tests.conftest import report
 
     core = EngineCore(config)
     checker = InvariantChecker(core)
@@ -1111,6 +1109,15 @@ def _legged_beside(config, reason=None):
         checker.after_event(t, event)
         return [x for x in acts if isinstance(x, SendOrder)]
 
+    return core, checker, feed, a, b
+
+
+def _legged_beside(config, reason=None):
+    """`_entered_beside`, legged at 0.2: leg A filled at 0.1, leg B rejected at 0.2 (for `reason`; none: a
+    chase follows). Returns the core, the checker, `feed` and the orders the reject brought."""
+    from tests.conftest import report
+
+    core, checker, feed, a, b = _entered_beside(config)
     feed(report(a, "X1", "F", "2", a.qty, a.qty, a.price), 0.1)
     return core, checker, feed, feed(report(b, "X2", "8", "8", 0, reason=reason), 0.2)
 
@@ -1143,14 +1150,9 @@ def test_invariant_1_times_a_legged_spell_from_the_event_that_legged_it_to_the_o
 
 def test_invariant_1_notes_a_part_filled_leg_as_short_and_filled_at_the_spells_start(config):
     """A leg part-filled is short on its venue and filled on it too (one lot either way counts)."""
-    from engine.core.engine_core import EngineCore
-    from engine.core.events import SendOrder
-    from simulator.checkers import InvariantChecker
     from tests.conftest import report
 
-    core = EngineCore(config)
-    checker = InvariantChecker(core)
-    a, b = [x for x in _fire_beside(core, checker) if isinstance(x, SendOrder)]
+    core, checker, feed, a, b = _entered_beside(config)
     events = [
         (0.1, report(a, "X1", "F", "1", a.qty - 1, a.qty - 1, a.price)),  # one lot short of 5
         (0.1, report(a, "X2", "4", "4", a.qty - 1)),  # the IOC's rest cancelled
@@ -1158,8 +1160,7 @@ def test_invariant_1_notes_a_part_filled_leg_as_short_and_filled_at_the_spells_s
         (0.2, report(b, "X4", "4", "4", 1)),
     ]
     for t, event in events:
-        core.handle(event, t)
-        checker.after_event(t, event)
+        feed(event, t)
     assert core.episodes["E1-000001"].state._value_ == "LEGGED"
     both = frozenset({"SHFE", "COMEX"})
     assert checker.legged_venues == {"E1-000001": (both, both)}
