@@ -21,7 +21,7 @@ from engine.config import grid_slack
 from engine.core.engine_core import EngineCore
 from engine.core.episode import TERMINAL
 from engine.core.events import BusinessReject, CancelReject, ExecReport, Quote, SessionDown, SessionGap, SessionUp
-from engine.core.ids import BUY, CHILD_ID, SELL, epoch_of
+from engine.core.ids import BUY, CHILD_ID, SELL, decision_of, epoch_of
 from engine.fix.codec import fmt_px
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ FAR_ROUND_TRIP: Final = 0.5
 # anomalies that accuse a venue of a report the simulated venues never send (invariant 7)
 MISREAD: Final = frozenset({"status_mismatch", "cum_qty_mismatch", "bad_fill", "unknown_exec_type"})
 AMEND_ID: Final = re.compile(r"^(.+)M(\d+)(?:-E\d+)?$")  # a replace's ClOrdID: <the order's first ClOrdID>M<n>, stamped
-DECISION_PREFIX: Final = re.compile(r"E\d+-\d+")  # every ClOrdID of ours starts with its decision's id
 SELL_SPREAD, BUY_SPREAD = "sell_spread", "buy_spread"  # sell leg A and buy leg B; the other way
 # the OrdStatus (39) values that end an order: filled, done for day, cancelled, rejected, expired
 SETTLED: Final = frozenset({"2", "3", "4", "8", "C"})
@@ -109,13 +108,6 @@ def _overlap(one: list[tuple[float, float]], other: list[tuple[float, float]]) -
         else:
             j += 1
     return out
-
-
-def _decision_of(cl_ord_id: str) -> str:
-    """The decision an order, cancel or replace of ours belongs to, read off its ClOrdID (whatever the
-    epoch's number of digits); the ClOrdID itself if it is not one of ours."""
-    m = DECISION_PREFIX.match(cl_ord_id)
-    return m[0] if m else cl_ord_id
 
 
 class InvariantChecker:
@@ -921,7 +913,7 @@ class InvariantChecker:
             self._fail(
                 5,
                 now,
-                _decision_of(cl_ord_id),
+                decision_of(cl_ord_id),
                 f"{what} {cl_ord_id} left node {node} under fenced epoch {epoch} while epoch "
                 f"{self.lease.revision} is active: a duplicate order for one intent",
             )
@@ -962,7 +954,7 @@ class InvariantChecker:
             self._fail(
                 5,
                 now,
-                _decision_of(cl_ord_id),
+                decision_of(cl_ord_id),
                 f"node {node} still sending ({cl_ord_id}) {now - since:.3f} s after the fence first stopped "
                 f"it: a node without the lease left running (it must step down or be superseded within "
                 f"{self.fence_window:.3f} s)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.core.ids import CHILD_ID, PURPOSE_TAG, child_id, epoch_of, purpose_tag, stamp
+from engine.core.ids import CHILD_ID, PURPOSE_TAG, child_id, decision_of, epoch_of, purpose_tag, stamp
 
 decisions = st.builds(lambda e, n: f"E{e}-{n:06d}", st.integers(1, 999), st.integers(1, 999_999))
 purposes = st.sampled_from(sorted(PURPOSE_TAG))
@@ -72,3 +72,19 @@ def test_every_id_that_names_an_order_reads_back_its_purpose(decision, leg, n, p
             cl = stamp(cl, later)
         assert purpose_tag(cl) == PURPOSE_TAG[purpose], cl
     assert purpose_tag("MD-CU-1") is None and purpose_tag(f"X{cl}") is None
+
+
+@given(
+    decisions,
+    st.sampled_from("AB"),
+    st.integers(1, 99),
+    purposes,
+    st.integers(1, 999),
+    st.sampled_from(["", "C1", "M2"]),
+)
+def test_every_id_of_ours_reads_back_its_decision_whatever_the_epochs_digits(decision, leg, n, purpose, epoch, request):
+    """An order, its cancel or its replace, however stamped, names its decision (what invariant 5's
+    failures report); an id not of ours is its own name."""
+    cl = child_id(decision, leg, n, purpose) + request
+    assert decision_of(stamp(cl, epoch)) == decision
+    assert decision_of("FOREIGN-1") == "FOREIGN-1"

@@ -16,6 +16,7 @@ PURPOSE_OF_TAG = {tag: purpose for purpose, tag in PURPOSE_TAG.items()}
 # the child order an id of ours belongs to, read from its start: whatever follows is the order's own cancel
 # (C<n>) or replace (M<n>) or an epoch stamp (-E<n>)
 _ORDER_PART = re.compile(r"E\d+-\d+[AB]\d+([RUH]?)")
+_DECISION_PREFIX = re.compile(r"E\d+-\d+")  # a decision's id, which leads every ClOrdID of ours
 
 
 # the ids of this node's questions to a venue at a logon after a restart or takeover: for all its orders
@@ -31,6 +32,13 @@ def purpose_tag(cl_ord_id: str) -> str | None:
     The simulator's order filters and the audit trail's roles read it (an amended order keeps its purpose)."""
     m = _ORDER_PART.match(cl_ord_id)
     return m[1] if m else None
+
+
+def decision_of(cl_ord_id: str) -> str:
+    """The decision an order, cancel or replace of ours belongs to, read off the start of its ClOrdID
+    (E<epoch>-<number>, whatever the epoch's number of digits); the ClOrdID itself if it is not ours."""
+    m = _DECISION_PREFIX.match(cl_ord_id)
+    return m[0] if m else cl_ord_id
 
 
 def epoch_of(cl_ord_id: str) -> int | None:
