@@ -217,6 +217,7 @@ def test_kill_9_of_the_primary_mid_chase_the_standby_finishes_and_positions_matc
     report = json.loads((tmp_path / "standby" / "report.json").read_text())
     node = report["node"]
     assert node["role"] == "standby" and node["primary"] == "a" and node["replicated_events"] > 0
+    assert node["stream"][0]["event"] == "stream_connected" and node["stream"][0]["from"] == "a"
     # behaviour, not a timing budget: detection follows the missing heartbeats, and the lease is taken
     # no earlier than the service can have freed it (loaded machines are slow; never faster than the floor)
     assert node["active_at"] >= node["detected_at"] >= killed_at

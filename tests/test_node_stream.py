@@ -292,3 +292,157 @@ def test_events_journaled_while_the_history_is_sent_reach_the_standby_once_in_or
     p.standby.take_over(2, 10.0)
     p.standby_journal.fh.flush()
     assert [t for t, _ in read(p.standby_journal.path, fingerprint(p.cfg)).records] == [float(i) for i in range(9)]
+
+
+def test_a_standby_turns_away_whatever_is_no_primary_of_its_config_and_keeps_listening_for_one(tmp_path, config):
+    """What connects to a standby before its primary does is turned away, noted with why, and the standby
+    listens on: a primary named as the standby itself (pointed at itself: told so, fatal for that
+    primary), a connection that closes before saying hello, a first frame that is no hello, a hello
+    that is no JSON, no JSON object or names no node, a primary of another config. Then the right
+    primary attaches: each side names the other, and what it streams is applied."""
+    import socket
+
+    from engine.shell.node import _send_frame
+
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, standby_journal)
+    journal = Journal(tmp_path / "primary.journal", config)
+    address = (LOOPBACK, standby.address[1])
+    try:
+        with pytest.raises(NodeError, match=r"is this node \(b\) itself"):
+            PrimaryStream("b", address, fingerprint(config), journal, timeout=2.0)
+        socket.create_connection(address, timeout=2.0).close()  # gone before its hello
+        not_hellos = [
+            (b"E", b"{}", "not a hello"),
+            (b"H", b"{not json", "no JSON"),
+            (b"H", b'["b"]', "no JSON object"),
+            (b"H", b'{"fingerprint": "x"}', "names no node"),
+            (b"H", b'{"node": 7}', "names no node"),
+        ]
+        for n, (kind, payload, _) in enumerate(not_hellos, start=2):
+            with socket.create_connection(address, timeout=2.0) as stranger:
+                _send_frame(stranger, kind, payload)
+                assert wait_for(lambda n=n: sum(e["event"] == "stream_lost" for e in standby.log) == n, 5)
+        with pytest.raises(NodeError, match="another engine config"):
+            PrimaryStream("a", address, "not-this-config", journal, timeout=2.0)
+        assert standby.primary == "" and standby.applied == 0
+        assert [(e["event"], e.get("from")) for e in standby.log] == [
+            ("refused", "b"),
+            *[("stream_lost", None)] * 6,
+            ("refused", "a"),
+        ]
+        assert "points at itself" in standby.log[0]["why"] and "fingerprint differs" in standby.log[-1]["why"]
+        assert "ConnectionError" in standby.log[1]["why"]
+        for entry, (_, _, why) in zip(standby.log[2:7], not_hellos, strict=True):
+            assert why in entry["why"], entry
+
+        stream = PrimaryStream("a", address, fingerprint(config), journal)
+        assert stream.alive and stream.standby == "b"
+        assert [(e["event"], e["standby"], e["history_sent"]) for e in stream.log] == [("attached", "b", 0)]
+        stream.record(Quote("CU", 70000.0, 5, 70010.0, 5), 1.0)
+        assert wait_for(lambda: standby.applied == 1, 5)
+        assert standby.primary == "a" and standby.log[-1]["event"] == "stream_connected"
+        assert standby.log[-1]["from"] == "a"
+        assert standby.core.books["CU"].bid == 70000.0
+        stream.sock.close()
+    finally:
+        standby.take_over(9, 0.0)
+        journal.close()
+        standby_journal.close()
+
+
+@pytest.mark.parametrize(
+    "answer, says",
+    [
+        ((b"E", b"{}"), "not a hello"),
+        ((b"H", b"HTTP/1.1 400"), "no JSON"),
+        ((b"H", b"3"), "no JSON object"),
+        ((b"H", b'{"node": "b", "applied": -2}'), "applied -2, not a count"),
+        ((b"H", b'{"node": "b", "applied": "5"}'), "applied '5', not a count"),
+        ((b"H", b'{"node": "b", "applied": 2.0}'), "applied 2.0, not a count"),
+        ((b"H", b'{"node": "b", "applied": true}'), "applied True, not a count"),
+        (
+            (b"H", b'{"node": "b", "applied": 4}'),
+            "has applied 4 events, more than this primary's journal holds \\(3\\)",
+        ),
+    ],
+    ids=["kind", "not-json", "not-object", "negative", "text", "float", "bool", "ahead"],
+)
+def test_a_primary_attaches_only_to_a_standby_that_answers_as_one_with_no_more_than_its_history(
+    tmp_path, config, answer, says
+):
+    """The primary's side of the hello: a peer that answers as no xmc standby does (another frame, no
+    JSON object, an applied count that is no count of events) is refused naming the address to check,
+    never a traceback nor a history sent from a position it made up (a negative count would send the
+    journal's last events only); a standby that has applied more events than this primary ever
+    journaled followed another history, and streaming on would build on it: refused too, nothing sent."""
+    import socket
+
+    from engine.shell.node import _read_frame, _send_frame
+
+    journal = Journal(tmp_path / "primary.journal", config)
+    for i in range(3):
+        journal.append(Quote("CU", 70000.0 + i, 5, 70010.0 + i, 5), float(i))
+    server = socket.socket()  # the peer, on a port the OS picked, kept by the test
+    server.bind((LOOPBACK, 0))
+    server.listen(1)
+    seen: list[bytes] = []
+
+    def peer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5.0)
+            _read_frame(conn)
+            _send_frame(conn, *answer)
+            try:
+                while True:
+                    seen.append(_read_frame(conn)[0])
+            except (OSError, ConnectionError):
+                pass
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(NodeError, match=says) as refused:
+            PrimaryStream("a", server.getsockname(), fingerprint(config), journal, timeout=2.0)
+        thread.join(timeout=5)
+        assert not thread.is_alive() and seen == []
+        fix = "restart the standby" if "more than" in says else f"{LOOPBACK}:{server.getsockname()[1]}"
+        assert fix in str(refused.value)  # what to do: which address to check, or the standby to restart
+    finally:
+        server.close()
+        journal.close()
+
+
+def test_a_silent_connection_holds_the_standby_back_no_longer_than_its_timeouts(tmp_path, config):
+    """The standby takes one connection at a time: one that never says hello is dropped after the hello
+    timeout, and the primary waiting behind it then attaches; a followed stream silent for ten times the
+    silence that calls the primary dead (a half-open connection: heartbeats of 20 ms, 3 misses) is
+    dropped then, not before, and the standby listens for the primary again."""
+    import socket
+
+    from engine.shell.node import _read_frame, _send_frame
+
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.02, 3, standby_journal)
+    standby.hello_timeout, standby.silence_floor = 0.3, 0.1
+    journal = Journal(tmp_path / "primary.journal", config)
+    address = (LOOPBACK, standby.address[1])
+    try:
+        with socket.create_connection(address, timeout=2.0):  # says nothing
+            stream = PrimaryStream("a", address, fingerprint(config), journal, timeout=5.0)
+            assert stream.alive and standby.log[0]["event"] == "stream_lost" and "timed out" in standby.log[0]["why"]
+        stream.sock.close()
+        assert wait_for(lambda: len(standby.log) == 3, 5)  # connected, then lost as the primary closed it
+        with socket.create_connection(address, timeout=2.0) as half_open:
+            _send_frame(half_open, b"H", f'{{"node": "a", "fingerprint": "{fingerprint(config)}"}}'.encode())
+            _read_frame(half_open)
+            said = time.monotonic()
+            assert wait_for(lambda: len(standby.log) == 5, 5)
+            silent = time.monotonic() - said
+        assert [e["event"] for e in standby.log[3:]] == ["stream_connected", "stream_lost"]
+        assert "timed out" in standby.log[-1]["why"] and silent >= 10 * 3 * 0.02
+    finally:
+        standby.take_over(9, 0.0)
+        journal.close()
+        standby_journal.close()

@@ -155,6 +155,7 @@ class LiveNode:
         """Standby: follow the primary's stream until it is dead and the lease is ours; its epoch."""
         opts = self.opts
         standby = StandbyNode(opts.node, self.core, self.peer, opts.heartbeat, opts.misses, self.journal)
+        self.report["stream"] = standby.log  # whom it followed, whom it turned away and why, each lost stream
         print(f"xmc live: standby {opts.node} following on {self.peer[0]}:{standby.address[1]}", flush=True)
         started = time.monotonic()
         # ZooKeeper: `changed` is set the moment the leader node goes (the primary's session expired, so

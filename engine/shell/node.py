@@ -50,6 +50,21 @@ def _read_frame(sock: socket.socket) -> tuple[bytes, bytes]:
     return bytes([kind]), _read_exact(sock, size)
 
 
+def _read_hello(sock: socket.socket) -> dict[str, Any]:
+    """The first frame of either end: a hello (kind H) whose payload is a JSON object; ValueError
+    naming what arrived instead (another kind of frame, no JSON, JSON that is no object)."""
+    kind, payload = _read_frame(sock)
+    if kind != b"H":
+        raise ValueError(f"the first frame is of kind {kind!r}, not a hello (H)")
+    try:
+        hello = json.loads(payload)
+    except ValueError:
+        raise ValueError(f"the hello is no JSON: {payload[:60]!r}") from None
+    if not isinstance(hello, dict):
+        raise ValueError(f"the hello is no JSON object: {payload[:60]!r}")
+    return hello
+
+
 class PrimaryStream:
     """The primary's end: journals every event and streams it to the standby, under one lock, so
     that a standby attaching later gets exactly the journal's history and then the live events.
@@ -102,8 +117,12 @@ class PrimaryStream:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(5.0)
             _send_frame(sock, b"H", json.dumps({"node": self.node, "fingerprint": self.fingerprint}).encode())
-            _, payload = _read_frame(sock)
-            answer = json.loads(payload)
+            try:
+                answer = _read_hello(sock)
+            except ValueError as exc:
+                raise NodeError(
+                    f"{self.peer[0]}:{self.peer[1]} answered as no xmc standby does ({exc}); check --peer"
+                ) from None
             if answer.get("node") == self.node:
                 raise NodeError(
                     f"--peer {self.peer[0]}:{self.peer[1]} is this node ({self.node}) itself: point "
@@ -114,13 +133,26 @@ class PrimaryStream:
             # the history in two passes: the bulk while the engine trades on (a busy standby may take
             # its time: the engine does not wait for it), then, holding the lock so that no event is
             # missed or sent twice, what was journaled meanwhile: there the engine waits, `stall` at most
-            skip = int(answer.get("applied", 0))
+            skip = answer.get("applied", 0)
+            if type(skip) is not int or skip < 0:
+                raise NodeError(
+                    f"{self.peer[0]}:{self.peer[1]} answered as no xmc standby does (applied {skip!r}, not a "
+                    f"count of events); check --peer"
+                )
             bulk, offset = journal.bodies(self.writer.path)
             sent = self._history(sock, bulk, skip)
             sock.settimeout(self.stall)
             with self.lock:
                 self.writer.fh.flush()
                 tail, _ = journal.bodies(self.writer.path, offset)
+                if skip > len(bulk) + len(tail):
+                    # it applied events this primary never journaled: it followed another history (a
+                    # primary restarted on another or a lost journal); streaming on would build on that
+                    raise NodeError(
+                        f"the standby has applied {skip} events, more than this primary's journal holds "
+                        f"({len(bulk) + len(tail)}): it followed another history; restart the standby, "
+                        f"which then takes this primary's whole history"
+                    )
                 sent += self._history(sock, tail, max(skip - len(bulk), 0))
                 self.sock, self.alive, self.standby = sock, True, answer.get("node", "?")
                 self.log.append(
@@ -197,6 +229,13 @@ class StandbyNode:
         self.timers: dict[str, float] = {}
         self.lock = threading.Lock()  # the core is applied by the stream thread, taken over by another
         self.last_beat: float | None = None  # monotonic time of the last heartbeat or event
+        # a connection that says no hello this long is no primary: connections are taken one at a time,
+        # so a stray one holds the primary's attach back this long at most
+        self.hello_timeout = 5.0
+        # a followed stream that carries nothing, not even heartbeats, for ten times the silence that
+        # calls the primary dead (and at least this long) is gone, a half-open connection: let it go and
+        # listen for the primary to attach again
+        self.silence_floor = 2.0
         self.applied = 0
         self.primary = ""
         self.log: list[dict[str, Any]] = []
@@ -221,36 +260,37 @@ class StandbyNode:
                 time.sleep(0.01)
                 continue
             try:
-                sock.settimeout(5.0)  # a connection that never says hello is not a primary
-                kind, payload = _read_frame(sock)
-                hello = json.loads(payload)
-                if hello.get("node") == self.node:
-                    _send_frame(sock, b"H", json.dumps({"node": self.node}).encode())
-                    continue
-                if hello.get("fingerprint") != self.fingerprint:
-                    _send_frame(
-                        sock,
-                        b"H",
-                        json.dumps(
-                            {
-                                "node": self.node,
-                                "refused": "the primary runs another engine config (fingerprint differs)",
-                            }
-                        ).encode(),
-                    )
+                sock.settimeout(self.hello_timeout)
+                hello = _read_hello(sock)
+                node = hello.get("node")
+                if not isinstance(node, str) or not node:
+                    raise ValueError(f"the hello names no node: {hello.get('node')!r}")
+                refused = self._refusal(node, hello.get("fingerprint"))
+                if refused is not None:  # told, never followed: the listener waits for the right primary
+                    self.log.append({"event": "refused", "from": node, "why": refused, "at": time.time()})
+                    _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": refused}).encode())
                     continue
                 with self.lock:  # the primary sends what this core has not applied yet
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())
-                self.primary = hello["node"]
+                self.primary = node
                 self.log.append({"event": "stream_connected", "from": self.primary, "at": time.time()})
-                # a stream that carries nothing, not even heartbeats, for this long is gone (a half-open
-                # connection): let it go and listen for the primary to attach again
-                sock.settimeout(max(10 * self.misses * self.heartbeat, 2.0))
+                sock.settimeout(max(10 * self.misses * self.heartbeat, self.silence_floor))
                 self._follow(sock)
-            except (OSError, ConnectionError, ValueError):
-                self.log.append({"event": "stream_lost", "at": time.time()})
+            except (OSError, ConnectionError, ValueError) as exc:
+                why = f"{type(exc).__name__}: {exc}"[:200]
+                self.log.append({"event": "stream_lost", "at": time.time(), "why": why})
             finally:
                 sock.close()
+
+    def _refusal(self, node: str, fingerprint: object) -> str | None:
+        """Why a hello from `node` is refused, or None to follow it: a primary named as this node is this
+        node itself (the primary's --peer points back at it, which its side reports, seeing its own
+        name answer), one of another engine config would stream events this core reads otherwise."""
+        if node == self.node:
+            return "a primary named as this standby: its --peer points at itself"
+        if fingerprint != self.fingerprint:
+            return "the primary runs another engine config (fingerprint differs)"
+        return None
 
     def _follow(self, sock: socket.socket) -> None:
         while not self.active:
