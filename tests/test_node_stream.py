@@ -357,16 +357,30 @@ def test_a_standby_turns_away_whatever_is_no_primary_of_its_config_and_keeps_lis
         ((b"E", b"{}"), "not a hello"),
         ((b"H", b"HTTP/1.1 400"), "no JSON"),
         ((b"H", b"3"), "no JSON object"),
-        ((b"H", b'{"node": "b", "applied": -2}'), "applied -2, not a count"),
-        ((b"H", b'{"node": "b", "applied": "5"}'), "applied '5', not a count"),
-        ((b"H", b'{"node": "b", "applied": 2.0}'), "applied 2.0, not a count"),
-        ((b"H", b'{"node": "b", "applied": true}'), "applied True, not a count"),
-        (
-            (b"H", b'{"node": "b", "applied": 4}'),
-            "has applied 4 events, more than this primary's journal holds \\(3\\)",
-        ),
+        ((b"H", b'{"node": "b", "applied": -2}'), "node 'b', applied -2: a standby gives"),
+        ((b"H", b'{"node": "b", "applied": "5"}'), "applied '5'"),
+        ((b"H", b'{"node": "b", "applied": 2.0}'), "applied 2.0"),
+        ((b"H", b'{"node": "b", "applied": true}'), "applied True"),
+        ((b"H", b'{"node": "b"}'), "applied None"),
+        ((b"H", b'{"applied": 0}'), "node None, applied 0"),
+        ((b"H", b'{"node": "", "applied": 0}'), "node '', applied 0"),
+        ((b"H", b'{"node": ["b"], "applied": 0}'), r"node \['b'\]"),
+        ((b"H", b'{"node": "b", "applied": 6}'), r"has applied 6 events, more than this primary's journal holds \(5\)"),
     ],
-    ids=["kind", "not-json", "not-object", "negative", "text", "float", "bool", "ahead"],
+    ids=[
+        "kind",
+        "not-json",
+        "not-object",
+        "negative",
+        "text",
+        "float",
+        "bool",
+        "no-count",
+        "no-name",
+        "empty-name",
+        "list-name",
+        "ahead",
+    ],
 )
 def test_a_primary_attaches_only_to_a_standby_that_answers_as_one_with_no_more_than_its_history(
     tmp_path, config, answer, says
@@ -375,13 +389,17 @@ def test_a_primary_attaches_only_to_a_standby_that_answers_as_one_with_no_more_t
     JSON object, an applied count that is no count of events) is refused naming the address to check,
     never a traceback nor a history sent from a position it made up (a negative count would send the
     journal's last events only); a standby that has applied more events than this primary ever
-    journaled followed another history, and streaming on would build on it: refused too, nothing sent."""
+    journaled (on disk and still buffered) followed another history, and streaming on would build on
+    it: refused too, nothing sent."""
     import socket
 
     from engine.shell.node import _read_frame, _send_frame
 
-    journal = Journal(tmp_path / "primary.journal", config)
+    journal = Journal(tmp_path / "primary.journal", config, flush_each=False)
     for i in range(3):
+        journal.append(Quote("CU", 70000.0 + i, 5, 70010.0 + i, 5), float(i))
+    journal.fh.flush()
+    for i in range(3, 5):  # still buffered: read in the second pass, after the flush
         journal.append(Quote("CU", 70000.0 + i, 5, 70010.0 + i, 5), float(i))
     server = socket.socket()  # the peer, on a port the OS picked, kept by the test
     server.bind((LOOPBACK, 0))
@@ -435,9 +453,9 @@ def test_a_silent_connection_holds_the_standby_back_no_longer_than_its_timeouts(
         stream.sock.close()
         assert wait_for(lambda: len(standby.log) == 3, 5)  # connected, then lost as the primary closed it
         with socket.create_connection(address, timeout=2.0) as half_open:
+            said = time.monotonic()  # the standby's silence cannot start before it hears the hello
             _send_frame(half_open, b"H", f'{{"node": "a", "fingerprint": "{fingerprint(config)}"}}'.encode())
             _read_frame(half_open)
-            said = time.monotonic()
             assert wait_for(lambda: len(standby.log) == 5, 5)
             silent = time.monotonic() - said
         assert [e["event"] for e in standby.log[3:]] == ["stream_connected", "stream_lost"]
@@ -446,3 +464,39 @@ def test_a_silent_connection_holds_the_standby_back_no_longer_than_its_timeouts(
         standby.take_over(9, 0.0)
         journal.close()
         standby_journal.close()
+
+
+def test_a_peer_that_never_answers_the_hello_is_no_standby_and_says_where(tmp_path, config):
+    """A peer that accepts the connection and never answers the hello (another service on the port, a
+    standby hung) fails each attempt after the hello timeout; the primary tries again until its own
+    timeout and stops naming the address, never waiting for ever."""
+    import socket
+
+    from engine.shell.node import _read_frame
+
+    journal = Journal(tmp_path / "primary.journal", config)
+    server = socket.socket()  # the peer, on a port the OS picked, kept by the test
+    server.bind((LOOPBACK, 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+
+    def peer() -> None:
+        try:
+            while True:
+                conn, _ = server.accept()
+                held.append(conn)
+                _read_frame(conn)  # hears the hello, says nothing
+        except OSError:
+            pass
+
+    threading.Thread(target=peer, daemon=True).start()
+    address = f"{LOOPBACK}:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(NodeError, match=f"no standby answers at {address} .*timed out"):
+            PrimaryStream("a", server.getsockname(), fingerprint(config), journal, timeout=0.3, hello_timeout=0.05)
+        assert held  # it was heard, and not answered
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+        journal.close()

@@ -84,8 +84,11 @@ class PrimaryStream:
         writer: Journal,
         timeout: float = 10.0,
         stall: float = 0.2,
+        hello_timeout: float = 5.0,
     ):
         self.node = node
+        # a standby that accepts and never answers the hello is none: this attempt fails after this long
+        self.hello_timeout = hello_timeout
         # a standby that stops reading fills the socket's buffer: the engine thread may wait this long
         # for it once, then the standby is dropped (re-attached later) and the primary trades on
         self.stall = stall
@@ -115,7 +118,7 @@ class PrimaryStream:
         sock = socket.create_connection(self.peer, timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(5.0)
+            sock.settimeout(self.hello_timeout)
             _send_frame(sock, b"H", json.dumps({"node": self.node, "fingerprint": self.fingerprint}).encode())
             try:
                 answer = _read_hello(sock)
@@ -123,7 +126,8 @@ class PrimaryStream:
                 raise NodeError(
                     f"{self.peer[0]}:{self.peer[1]} answered as no xmc standby does ({exc}); check --peer"
                 ) from None
-            if answer.get("node") == self.node:
+            standby, skip = answer.get("node"), answer.get("applied")
+            if standby == self.node:
                 raise NodeError(
                     f"--peer {self.peer[0]}:{self.peer[1]} is this node ({self.node}) itself: point "
                     f"the primary at the standby's replication address"
@@ -133,11 +137,10 @@ class PrimaryStream:
             # the history in two passes: the bulk while the engine trades on (a busy standby may take
             # its time: the engine does not wait for it), then, holding the lock so that no event is
             # missed or sent twice, what was journaled meanwhile: there the engine waits, `stall` at most
-            skip = answer.get("applied", 0)
-            if type(skip) is not int or skip < 0:
+            if not isinstance(standby, str) or not standby or type(skip) is not int or skip < 0:
                 raise NodeError(
-                    f"{self.peer[0]}:{self.peer[1]} answered as no xmc standby does (applied {skip!r}, not a "
-                    f"count of events); check --peer"
+                    f"{self.peer[0]}:{self.peer[1]} answered as no xmc standby does (node {standby!r}, applied "
+                    f"{skip!r}: a standby gives its name and the count of events it has applied); check --peer"
                 )
             bulk, offset = journal.bodies(self.writer.path)
             sent = self._history(sock, bulk, skip)
@@ -154,7 +157,7 @@ class PrimaryStream:
                         f"which then takes this primary's whole history"
                     )
                 sent += self._history(sock, tail, max(skip - len(bulk), 0))
-                self.sock, self.alive, self.standby = sock, True, answer.get("node", "?")
+                self.sock, self.alive, self.standby = sock, True, standby
                 self.log.append(
                     {
                         "event": "attached",
