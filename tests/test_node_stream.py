@@ -309,7 +309,7 @@ def test_a_standby_turns_away_whatever_is_no_primary_of_its_config_and_keeps_lis
     journal = Journal(tmp_path / "primary.journal", config)
     address = (LOOPBACK, standby.address[1])
     try:
-        with pytest.raises(NodeError, match=r"is this node \(b\) itself"):
+        with pytest.raises(NodeError, match=rf"--peer {LOOPBACK}:{address[1]} is this node \(b\) itself"):
             PrimaryStream("b", address, fingerprint(config), journal, timeout=2.0)
         socket.create_connection(address, timeout=2.0).close()  # gone before its hello
         not_hellos = [
@@ -317,7 +317,7 @@ def test_a_standby_turns_away_whatever_is_no_primary_of_its_config_and_keeps_lis
             (b"H", b"{not json", "no JSON"),
             (b"H", b'["b"]', "no JSON object"),
             (b"H", b'{"fingerprint": "x"}', "names no node"),
-            (b"H", b'{"node": 7}', "names no node"),
+            (b"H", b'{"node": 7}', "names no node: 7"),
         ]
         for n, (kind, payload, _) in enumerate(not_hellos, start=2):
             with socket.create_connection(address, timeout=2.0) as stranger:

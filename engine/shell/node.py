@@ -267,7 +267,7 @@ class StandbyNode:
                 hello = _read_hello(sock)
                 node = hello.get("node")
                 if not isinstance(node, str) or not node:
-                    raise ValueError(f"the hello names no node: {hello.get('node')!r}")
+                    raise ValueError(f"the hello names no node: {node!r}")
                 refused = self._refusal(node, hello.get("fingerprint"))
                 if refused is not None:  # told, never followed: the listener waits for the right primary
                     self.log.append({"event": "refused", "from": node, "why": refused, "at": time.time()})
