@@ -1405,6 +1405,40 @@ def test_invariant_10_notes_each_order_once_when_its_batch_ends_and_holds_adopte
     )
 
 
+def test_invariant_10_after_a_takeover_counts_only_the_new_nodes_audit_rows_and_orders(config):
+    """Found by mutating the checker's takeover hand-over (`core`'s setter; no test or scenario failed):
+    an adopted order must be named by an audit row of the node that adopted it; the dead node's rows
+    naming the same ClOrdID do not count. And what the new core holds when it takes over was sent by an
+    earlier node: only the orders it registers from then on are looked at."""
+    from engine.core.engine_core import EngineCore
+    from engine.core.events import Audit, SendOrder
+    from simulator.checkers import InvariantChecker
+    from tests.conftest import fire
+
+    old = EngineCore(config)
+    checker = InvariantChecker(old)
+    a, b = [x for x in fire(old) if isinstance(x, SendOrder)]
+    checker.on_audit(Audit(0.4, "sent", a.decision_id, a.cl_ord_id, "CU", "ACC", a.side, a.qty, a.price, ""))
+    replicated = EngineCore(config)
+    fire(replicated)  # it followed the decision, never sent a thing: not this node's to hand over
+    checker.core = replicated
+    checker.after_batch(0.5)
+    assert checker.v[10].status != "fail" and not checker.unsent
+
+    cut = EngineCore(config)  # a standby cut off before the decision: it adopts both orders from the venues
+    checker.core = cut
+    a2, b2 = [x for x in fire(cut) if isinstance(x, SendOrder)]
+    assert (a2.cl_ord_id, b2.cl_ord_id) == (a.cl_ord_id, b.cl_ord_id)
+    for o in (a2, b2):
+        cut.find_order(o.cl_ord_id).adopted = True
+    checker.on_audit(Audit(1.0, "adopted", b2.decision_id, b2.cl_ord_id, "HG", "ACC", b2.side, b2.qty, b2.price, ""))
+    checker.after_batch(1.0)
+    v = checker.v[10]
+    assert v.status == "fail" and v.first["detail"] == (
+        f"order {a2.cl_ord_id} adopted from an earlier node with no audit row of this node naming it"
+    )
+
+
 def test_a_reject_of_an_order_unprocessed_is_its_answer_for_invariant_1(config):
     """A session Reject or BusinessMessageReject (mapped to the ClOrdID it refuses) answers the order as
     an execution report would: its round trip joins the decision's answers (invariant 1's allowance for
