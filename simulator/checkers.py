@@ -202,7 +202,8 @@ class InvariantChecker:
         if core is not self._core:
             self.inherited |= set(self._core.episodes) | set(core.episodes)
             self.registered = len(core.orders)  # what it rebuilt or replicated was sent by an earlier node
-            self.unsent.clear()  # what the dead node had not sent yet is the new node's to reconcile
+            # `unsent` stays: an order the dead node registered and did not hand over though it lived
+            # through that batch (a crash or pause cut short is never noted) was lost before it died
             self.audited.clear()  # ClOrdIDs the new node's own audit rows name
             self.quotes.clear()  # the new node prices from the quotes it is given from now on
             self.retreated = {SELL_SPREAD: True, BUY_SPREAD: True}

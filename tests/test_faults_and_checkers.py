@@ -1419,11 +1419,14 @@ def test_invariant_10_after_a_takeover_counts_only_the_new_nodes_audit_rows_and_
     checker = InvariantChecker(old)
     a, b = [x for x in fire(old) if isinstance(x, SendOrder)]
     checker.on_audit(Audit(0.4, "sent", a.decision_id, a.cl_ord_id, "CU", "ACC", a.side, a.qty, a.price, ""))
+    checker.on_send(0.25, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price, a.side)  # B never leaves
+    checker.after_batch(0.3)
     replicated = EngineCore(config)
     fire(replicated)  # it followed the decision, never sent a thing: not this node's to hand over
     checker.core = replicated
     checker.after_batch(0.5)
-    assert checker.v[10].status != "fail" and not checker.unsent
+    # B, lost by the dead node in a batch it lived through, stays a lost action; nothing of the new core's
+    assert checker.v[10].status != "fail" and checker.unsent == {b.cl_ord_id: (b.decision_id, 0.3)}
 
     cut = EngineCore(config)  # a standby cut off before the decision: it adopts both orders from the venues
     checker.core = cut
@@ -1436,6 +1439,17 @@ def test_invariant_10_after_a_takeover_counts_only_the_new_nodes_audit_rows_and_
     v = checker.v[10]
     assert v.status == "fail" and v.first["detail"] == (
         f"order {a2.cl_ord_id} adopted from an earlier node with no audit row of this node naming it"
+    )
+    dead = EngineCore(config)  # a dead node's lost order alone fails invariant 10 at the end
+    lost = InvariantChecker(dead)
+    a, b = [x for x in fire(dead) if isinstance(x, SendOrder)]
+    lost.on_send(0.25, a.instrument, a.cl_ord_id, a.decision_id, a.qty, a.price, a.side)
+    lost.after_batch(0.3)
+    lost.core = EngineCore(config)
+    lost.finish(2.0, [], {})
+    assert lost.v[10].status == "fail" and (lost.v[10].first["t"], lost.v[10].first["decision_id"]) == (
+        0.3,
+        b.decision_id,
     )
 
 
