@@ -114,7 +114,8 @@ class PrimaryStream:
 
     def _attach(self, connect_timeout: float) -> None:
         """Connect, hello, then (holding the lock) the history the standby lacks; raises NodeError when
-        the standby refuses, OSError / ConnectionError when none answers."""
+        the standby refuses, the peer answers as no standby does or has applied more than this journal
+        holds, OSError / ConnectionError when none answers (or not within `hello_timeout`)."""
         sock = socket.create_connection(self.peer, timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -134,14 +135,14 @@ class PrimaryStream:
                 )
             if answer.get("refused"):
                 raise NodeError(f"the standby refused the stream: {answer['refused']}")
-            # the history in two passes: the bulk while the engine trades on (a busy standby may take
-            # its time: the engine does not wait for it), then, holding the lock so that no event is
-            # missed or sent twice, what was journaled meanwhile: there the engine waits, `stall` at most
             if not isinstance(standby, str) or not standby or type(skip) is not int or skip < 0:
                 raise NodeError(
                     f"{self.peer[0]}:{self.peer[1]} answered as no xmc standby does (node {standby!r}, applied "
                     f"{skip!r}: a standby gives its name and the count of events it has applied); check --peer"
                 )
+            # the history in two passes: the bulk while the engine trades on (a busy standby may take
+            # its time: the engine does not wait for it), then, holding the lock so that no event is
+            # missed or sent twice, what was journaled meanwhile: there the engine waits, `stall` at most
             bulk, offset = journal.bodies(self.writer.path)
             sent = self._history(sock, bulk, skip)
             sock.settimeout(self.stall)
