@@ -4,6 +4,7 @@ Planted defects in each of these survived the failover tests, which exercise onl
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -500,3 +501,86 @@ def test_a_peer_that_never_answers_the_hello_is_no_standby_and_says_where(tmp_pa
         for conn in held:
             conn.close()
         journal.close()
+
+
+def test_whatever_a_stranger_sends_first_the_standby_notes_it_once_and_listens_on(tmp_path, config):
+    """The property behind the cases above: any first frame (any kind, any bytes, any JSON) from a
+    connection that then closes is refused or noted as a lost stream, once, and the standby still takes
+    the right primary afterwards; the primary's side, given any answer, attaches only to a named
+    standby with a count of events, and otherwise refuses with NodeError (never another exception)."""
+    import socket
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from engine.shell.node import _read_frame, _send_frame
+
+    json_value = st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    )
+    hello = st.fixed_dictionaries(
+        {}, optional={"node": json_value | st.sampled_from(["a", "b"]), "fingerprint": json_value}
+    ).map(lambda d: json.dumps(d).encode())
+    first_frame = st.tuples(st.sampled_from([b"H", b"E", b"B", b"x"]), st.binary(max_size=40) | hello)
+
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, standby_journal)
+    address = (LOOPBACK, standby.address[1])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(first_frame)
+    def a_stranger(frame: tuple[bytes, bytes]) -> None:
+        before = len(standby.log)
+        with socket.create_connection(address, timeout=2.0) as stranger:
+            _send_frame(stranger, *frame)
+            stranger.shutdown(socket.SHUT_WR)  # says no more: a lost stream unless it was refused
+            assert wait_for(lambda: len(standby.log) > before, 5)
+        assert len(standby.log) == before + 1 and standby.log[-1]["event"] in ("refused", "stream_lost")
+        assert standby.applied == 0 and standby.primary == ""
+
+    server = socket.socket()  # a peer answering the primary's hello, on a port the OS picked, kept
+    server.bind((LOOPBACK, 0))
+    server.listen(1)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.tuples(st.sampled_from([b"H", b"E"]), st.binary(max_size=40) | hello)
+        | st.tuples(
+            st.just(b"H"),
+            st.fixed_dictionaries({"node": json_value | st.just("b"), "applied": json_value | st.integers(-3, 3)}).map(
+                lambda d: json.dumps(d).encode()
+            ),
+        )
+    )
+    def an_answer(answer: tuple[bytes, bytes]) -> None:
+        def peer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                _read_frame(conn)
+                _send_frame(conn, *answer)
+
+        thread = threading.Thread(target=peer, daemon=True)
+        thread.start()
+        try:
+            stream = PrimaryStream("a", server.getsockname(), fingerprint(config), journal, timeout=0.0)
+        except NodeError:  # refused, or no standby within the timeout: the primary's only failure
+            pass
+        else:
+            assert isinstance(stream.standby, str) and stream.standby and stream.alive
+            stream.sock.close()
+        thread.join(timeout=5)
+
+    journal = Journal(tmp_path / "primary.journal", config)
+    try:
+        a_stranger()
+        right = PrimaryStream("a", address, fingerprint(config), journal)
+        assert right.alive and wait_for(lambda: standby.primary == "a", 5)
+        right.sock.close()
+        an_answer()
+    finally:
+        server.close()
+        standby.take_over(9, 0.0)
+        journal.close()
+        standby_journal.close()
