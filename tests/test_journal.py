@@ -139,6 +139,8 @@ def test_records_with_impossible_content_are_refused(tmp_path, config):
         (b'[1.0,"Quote","CU",1.0,true,2.0,1]', "Quote.bid_size is True"),
         (b'[1.0,"Quote","CU",NaN,1,2.0,1]', "Quote.bid is NaN"),
         (b'[true,"SessionUp","SHFE"]', "its time is True"),
+        (b'[NaN,"SessionUp","SHFE"]', "its time is nan"),
+        (b'[-Infinity,"SessionUp","SHFE"]', "its time is -inf"),
         (b'[1.0,"Quote","CU",1.0,1,2.0]', "Quote has 5 fields, the record 4 values"),
     ):
         (tmp_path / "j").write_bytes(good + FRAME.pack(len(body), zlib.crc32(body)) + body)

@@ -381,6 +381,60 @@ def test_bad_node_setups_are_refused_with_the_reason(tmp_path, etcd):
         s.close()
 
 
+def test_a_standby_process_that_cannot_apply_its_primarys_stream_says_so_once_and_reports_it(tmp_path, etcd):
+    """The operator's view of a standby that stops following (tests/test_node_stream.py has the cases):
+    a primary of its config streams an event this xmc cannot read; the `xmc live` standby says on stderr,
+    once, which event and what to do, refuses the primary attaching again, and report.json's node.stream
+    lists both."""
+    from engine.shell.journal import fingerprint
+    from engine.shell.live_config import load
+    from engine.shell.node import _read_hello, _send_frame
+
+    scenario, text = _scenario(tmp_path)
+    refusing = _refusing_ports(3)
+    config = _live_config(
+        tmp_path, text, dict(zip(("SHFE", "COMEX", "FX"), [s.getsockname()[1] for s in refusing])), "b"
+    )
+    hello = json.dumps({"node": "a", "fingerprint": fingerprint(load(config).engine), "version": 2}).encode()
+    holder = etcd()  # the lease is the (hand-made) primary's: the silent standby must not take over
+    held = holder.lease(60)
+    assert holder.create("xmc/leader", "a", lease=held)
+    standby = subprocess.Popen(
+        [sys.executable, "-m", "xmc.cli", "live", "--config", str(config), "--role", "standby", "--node", "b"]
+        + ["--etcd", f"127.0.0.1:{etcd.port}", "--peer", "127.0.0.1:0", "--duration", "4"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        host, port = _following_on(standby).split(":")
+        for attempt in range(3):
+            with socket.create_connection((host, int(port)), timeout=10) as primary:
+                _send_frame(primary, b"H", hello)
+                answer = _read_hello(primary)
+                if attempt == 0:
+                    assert answer == {"node": "b", "applied": 0}, answer
+                    _send_frame(primary, b"E", b'[1.0,"Quake","CU"]')  # a newer xmc's event, say
+                    primary.settimeout(10)
+                    assert primary.recv(1) == b""  # the standby let the stream go
+                else:
+                    assert "follows no further" in answer["refused"], answer
+        out, err = standby.communicate(timeout=60)
+    finally:
+        standby.kill()
+        standby.wait(timeout=10)
+        held.revoke()
+        for s in refusing:
+            s.close()
+    said = [line for line in err.splitlines() if "follows no further" in line]
+    assert len(said) == 1 and "event 1 of the stream" in said[0] and "restart this standby" in said[0], err
+    assert "Traceback" not in err
+    stream = json.loads((tmp_path / "b" / "report.json").read_text())["node"]["stream"]
+    assert [e["event"] for e in stream] == ["stream_connected", "stopped_following", "refused"]
+    assert "KeyError" in stream[1]["why"] and stream[2]["times"] == 2
+
+
 def test_a_single_node_killed_mid_chase_restarts_from_its_journal(tmp_path):
     """kill -9 of a single `xmc live` while a chase is outstanding, then the same command again: the
     core is rebuilt from the write-ahead journal, the sessions resume their sequence numbers from

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import operator
 import os
 import struct
@@ -116,6 +117,22 @@ def decode(payload: bytes) -> tuple[float, ev.Event]:
     if len(values) != len(fields):
         raise ValueError(f"{name} has {len(fields)} fields, the record {len(values)} values")
     return t, EVENT_TYPES[name](*values)
+
+
+def load(payload: bytes, config: EngineConfig | None) -> tuple[float, ev.Event]:
+    """(time, event) of a record's payload that decodes, has a finite number for its time and content
+    `check_content` finds possible; else ValueError naming what is wrong. What a restart replays and
+    what a standby applies from its primary's stream pass this same check."""
+    try:
+        t, event = decode(payload)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"record does not decode ({type(exc).__name__}: {exc})") from None
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+        raise ValueError(f"its time is {t!r}")
+    problem = check_content(event, config)
+    if problem:
+        raise ValueError(problem)
+    return t, event
 
 
 @dataclass
@@ -233,16 +250,9 @@ def read(path: Path, config_fingerprint: str, config: EngineConfig | None = None
         if zlib.crc32(body) != crc:
             raise damaged("record checksum mismatch")
         try:
-            t, event = decode(body)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise damaged(f"record does not decode ({type(exc).__name__}: {exc})") from None
-        problem = (
-            check_content(event, config)
-            if isinstance(t, (int, float)) and not isinstance(t, bool)
-            else f"its time is {t!r}"
-        )
-        if problem:
-            raise damaged(problem)
+            t, event = load(body, config)
+        except ValueError as exc:
+            raise damaged(str(exc)) from None
         records.append((t, event))
         pos += FRAME.size + length
     return Recovered(records, len(data) - pos, reason)

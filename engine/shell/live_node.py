@@ -174,9 +174,13 @@ class LiveNode:
                 return self.stop.is_set()
             return self.stop.wait(opts.heartbeat)
 
+        said_unfollowable = False
         while not pause():
             if opts.duration is not None and time.monotonic() - started > opts.duration:
                 break
+            if standby.unfollowable and not said_unfollowable:  # a hot standby no more: say it once, loudly
+                said_unfollowable = True
+                _say(f"standby {opts.node}: {standby.unfollowable}")
             if changed is not None and watch is not None and not watching and standby.last_beat is not None:
                 try:  # the primary is heard: watch its leader node from now on
                     watch()

@@ -8,6 +8,9 @@ Standby: applies the stream to its own core as it arrives (hot), and when `misse
 missing and the lease can be taken, becomes active: Takeover(epoch) into its core, its replicated
 timers armed, FIX sessions logged on with a sequence reset, every venue reconciled (AF and H)
 before new risk. Frames: 4-byte length, 1 byte kind (H hello, E event, B heartbeat), payload.
+A standby that meets a frame it cannot apply stops following and refuses that primary's stream from
+then on, naming the event and why (two xmc versions, a record its core cannot read): it says so once,
+where a stream dropped and attached again at each heartbeat would say it for ever.
 """
 
 from __future__ import annotations
@@ -25,10 +28,22 @@ from engine.shell import journal
 from engine.shell.journal import Journal
 
 _HEADER = struct.Struct(">IB")
+# the most a hello may hold (a node name, a fingerprint, a count): a stranger's first frame is refused at
+# its header, never read for the hello timeout
+MAX_HELLO = 64 * 1024
+# the most a streamed record may hold: an event of a few short fields is well under a KiB; this leaves room
+# for any text a venue sends and still refuses a header that is no record's (bytes are read as they
+# arrive, a chunk at a time, so a length alone allocates nothing)
+MAX_RECORD = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class NodeError(Exception):
     """A node that must not trade (pointed at itself, another config, the lease held elsewhere)."""
+
+
+class _Unfollowable(Exception):
+    """The primary's stream holds a frame this standby cannot apply: it stops following it."""
 
 
 def _send_frame(sock: socket.socket, kind: bytes, payload: bytes) -> None:
@@ -36,24 +51,31 @@ def _send_frame(sock: socket.socket, kind: bytes, payload: bytes) -> None:
 
 
 def _read_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
+    """n bytes, read as they arrive, a chunk at a time (memory grows with what was sent, not with n)."""
+    buf = bytearray()
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        chunk = sock.recv(min(n - len(buf), _CHUNK))
         if not chunk:
             raise ConnectionError("replication stream closed")
+        if len(chunk) == n:
+            return chunk  # the whole of it at once, as nearly every frame arrives
         buf += chunk
-    return buf
+    return bytes(buf)
 
 
-def _read_frame(sock: socket.socket) -> tuple[bytes, bytes]:
+def _read_frame(sock: socket.socket, limit: int = MAX_RECORD) -> tuple[bytes, bytes]:
+    """(kind, payload) of the next frame; ValueError when its header says more than `limit` bytes."""
     size, kind = _HEADER.unpack(_read_exact(sock, _HEADER.size))
+    if size > limit:
+        raise ValueError(f"a frame of kind {bytes([kind])!r} says it holds {size} bytes, more than {limit}")
     return bytes([kind]), _read_exact(sock, size)
 
 
 def _read_hello(sock: socket.socket) -> dict[str, Any]:
-    """The first frame of either end: a hello (kind H) whose payload is a JSON object; ValueError
-    naming what arrived instead (another kind of frame, no JSON, JSON that is no object)."""
-    kind, payload = _read_frame(sock)
+    """The first frame of either end: a hello (kind H) whose payload is a JSON object of at most
+    MAX_HELLO bytes; ValueError naming what arrived instead (a longer frame, another kind of frame, no
+    JSON, JSON that is no object)."""
+    kind, payload = _read_frame(sock, MAX_HELLO)
     if kind != b"H":
         raise ValueError(f"the first frame is of kind {kind!r}, not a hello (H)")
     try:
@@ -120,7 +142,8 @@ class PrimaryStream:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self.hello_timeout)
-            _send_frame(sock, b"H", json.dumps({"node": self.node, "fingerprint": self.fingerprint}).encode())
+            hello = {"node": self.node, "fingerprint": self.fingerprint, "version": journal.VERSION}
+            _send_frame(sock, b"H", json.dumps(hello).encode())
             try:
                 answer = _read_hello(sock)
             except ValueError as exc:
@@ -242,6 +265,8 @@ class StandbyNode:
         self.silence_floor = 2.0
         self.applied = 0
         self.primary = ""
+        # why this standby follows no primary any more (it met a frame it could not apply), "" while it can
+        self.unfollowable = ""
         self.log: list[dict[str, Any]] = []
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -269,9 +294,9 @@ class StandbyNode:
                 node = hello.get("node")
                 if not isinstance(node, str) or not node:
                     raise ValueError(f"the hello names no node: {node!r}")
-                refused = self._refusal(node, hello.get("fingerprint"))
+                refused = self._refusal(node, hello.get("fingerprint"), hello.get("version", 2))
                 if refused is not None:  # told, never followed: the listener waits for the right primary
-                    self.log.append({"event": "refused", "from": node, "why": refused, "at": time.time()})
+                    self._note({"event": "refused", "from": node, "why": refused, "at": time.time()})
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": refused}).encode())
                     continue
                 with self.lock:  # the primary sends what this core has not applied yet
@@ -280,39 +305,84 @@ class StandbyNode:
                 self.log.append({"event": "stream_connected", "from": self.primary, "at": time.time()})
                 sock.settimeout(max(10 * self.misses * self.heartbeat, self.silence_floor))
                 self._follow(sock)
+            except _Unfollowable as exc:
+                self.unfollowable = (
+                    f"{exc}; this standby applied the first {self.applied} events and follows no further: "
+                    f"run the primary's xmc on both nodes and restart this standby"
+                )
+                self.log.append(
+                    {"event": "stopped_following", "from": self.primary, "at": time.time(), "why": str(exc)}
+                )
             except (OSError, ConnectionError, ValueError) as exc:
                 why = f"{type(exc).__name__}: {exc}"[:200]
-                self.log.append({"event": "stream_lost", "at": time.time(), "why": why})
+                self._note({"event": "stream_lost", "at": time.time(), "why": why})
             finally:
                 sock.close()
 
-    def _refusal(self, node: str, fingerprint: object) -> str | None:
+    def _note(self, entry: dict[str, Any]) -> None:
+        """Log an entry; the same event for the same reason as the entry before only counts it there
+        (`times`, `last_at`): a primary re-attaching at every heartbeat to be refused says so once."""
+        last = self.log[-1] if self.log else None
+        if last is not None and all(last.get(k) == entry.get(k) for k in ("event", "from", "why")):
+            last["times"] = last.get("times", 1) + 1
+            last["last_at"] = entry["at"]
+        else:
+            self.log.append(entry)
+
+    def _refusal(self, node: str, fingerprint: object, version: object) -> str | None:
         """Why a hello from `node` is refused, or None to follow it: a primary named as this node is this
         node itself (the primary's --peer points back at it, which its side reports, seeing its own
-        name answer), one of another engine config would stream events this core reads otherwise."""
+        name answer), one of another engine config or of a record format this xmc does not read would
+        stream events this core reads otherwise, and a standby that stopped following follows no more."""
         if node == self.node:
             return "a primary named as this standby: its --peer points at itself"
         if fingerprint != self.fingerprint:
             return "the primary runs another engine config (fingerprint differs)"
+        if type(version) is not int or not 1 <= version <= journal.VERSION:
+            return (
+                f"the primary streams records of format {version!r}; this xmc reads formats 1 to "
+                f"{journal.VERSION}: run the same xmc on both nodes"
+            )
+        if self.unfollowable:
+            return self.unfollowable
         return None
 
     def _follow(self, sock: socket.socket) -> None:
+        """Apply the stream until it ends (OSError, ConnectionError, ValueError) or the takeover; a frame
+        no primary sends or an event this core cannot apply raises _Unfollowable, naming it."""
         while not self.active:
             kind, payload = _read_frame(sock)
             self.last_beat = time.monotonic()
-            if kind == b"E":
-                t, event = journal.decode(payload)
-                with self.lock:
-                    if self.active:
-                        return
-                    self.applied += 1
-                    if self.writer is not None:
-                        self.writer.append(event, t)
-                    for a in self.core.handle(event, t):
-                        if type(a) is SetTimer:
-                            self.timers[a.key] = a.at
-                        elif type(a) is CancelTimer:
-                            self.timers.pop(a.key, None)
+            if kind == b"B" and len(payload) == 8:
+                continue
+            number = self.applied + 1
+            if kind != b"E":
+                raise _Unfollowable(
+                    f"after event {self.applied} the primary sent a frame of kind {kind!r} ({len(payload)} "
+                    f"bytes), which no primary streams"
+                )
+            try:
+                t, event = journal.load(payload, self.core.cfg)
+            except ValueError as exc:
+                raise _Unfollowable(f"event {number} of the stream is no event this xmc applies: {exc}") from None
+            with self.lock:
+                if self.active:
+                    return
+                try:
+                    actions = self.core.handle(event, t)
+                except Exception as exc:  # the core's own failure: it stands at event `number - 1` at best
+                    raise _Unfollowable(
+                        f"event {number} of the stream ({type(event).__name__}) failed in this core: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                self.applied = number
+                if self.writer is not None:
+                    self.writer.append(event, t)
+                for a in actions:
+                    if type(a) is SetTimer:
+                        self.timers[a.key] = a.at
+                    elif type(a) is CancelTimer:
+                        self.timers.pop(a.key, None)
 
     def primary_dead(self) -> bool:
         """Missed heartbeats (only once the primary has been heard from)."""
