@@ -217,16 +217,9 @@ class Section:
                 f"write {_TYPE_NAMES[type_]}" + (f": {hint}" if hint else ""),
             )
             return default if default is not _MISSING else _fallback(type_)
-        if type_ is float and not math.isfinite(value):
-            self.problem(name, f"is {value!r}", "write a finite number")
-            return _fallback(type_)
-        if magnitude and type_ in (int, float) and abs(value) > MAX_MAGNITUDE:
-            self.problem(
-                name,
-                f"is {value!r}, beyond any real magnitude (|x| > {MAX_MAGNITUDE:g})",
-                "write the real value" + (f": {hint}" if hint else ""),
-            )
-            return default if default is not _MISSING else _fallback(type_)
+        if type_ in (int, float) and (wrong := number_problem(value, type_, hint, magnitude)):
+            self.problem(name, *wrong)
+            return default if default is not _MISSING and math.isfinite(value) else _fallback(type_)
         if choices is not None and value not in choices:
             self.problem(name, f"is {value!r}", f"write one of {', '.join(map(repr, choices))}")
             return choices[0]
@@ -257,6 +250,23 @@ class Section:
             if name not in self.seen:
                 known = ", ".join(sorted(self.seen)) or "none"
                 self.problem(name, "is not a known key", f"remove it or use one of: {known}")
+
+
+def number_problem(value: object, type_: type, hint: str = "", magnitude: bool = True) -> tuple[str, str] | None:
+    """(what, fix) when `value` is outside the domain every number of a config shares, wherever it stands
+    (a key, an entry of a per-instrument table, an element of an array): of `type_` (true and false are
+    no numbers; a whole number is a number), finite, and no larger than MAX_MAGNITUDE unless `magnitude`
+    is False (a key whose own check is its whole domain); None when it is inside."""
+    if isinstance(value, bool) or not isinstance(value, int if type_ is int else (int, float)):
+        return f"is {value!r} ({type(value).__name__})", f"write {_TYPE_NAMES[type_]}" + (f": {hint}" if hint else "")
+    if not math.isfinite(value):
+        return f"is {value!r}", "write a finite number" + (f": {hint}" if hint else "")
+    if magnitude and abs(value) > MAX_MAGNITUDE:
+        return (
+            f"is {value!r}, beyond any real magnitude (|x| > {MAX_MAGNITUDE:g})",
+            "write the real value" + (f": {hint}" if hint else ""),
+        )
+    return None
 
 
 def _fallback(type_: type) -> Any:
@@ -467,9 +477,11 @@ def _per_instrument(
         if k not in instruments:
             sec.problem(f"{name}.{k}", "names an unknown instrument", f"use one of {', '.join(instruments)}")
             continue
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (type_ is float or isinstance(v, int))
-        if not ok or not check(v):
-            sec.problem(f"{name}.{k}", f"is {v!r}", f"write {hint}")
+        wrong = number_problem(v, type_, hint)
+        if wrong is None and not check(v):
+            wrong = f"is {v!r}", f"write {hint}"
+        if wrong:
+            sec.problem(f"{name}.{k}", *wrong)
             continue
         out[k] = type_(v)
     return out
@@ -503,7 +515,7 @@ def read_engine(root: Section, venues: set[str] | None = None) -> EngineConfig:
                 'write lot > 0 and lot_unit (t, kg or lb), e.g. lot = 5, lot_unit = "t"',
             )
     ratio = st.get("lot_ratio", list, hint="[lots of A, lots of B], e.g. [5, 2]")
-    if not (len(ratio) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in ratio)):
+    if not (len(ratio) == 2 and all(number_problem(x, int) is None and x > 0 for x in ratio)):
         if st.ok("lot_ratio"):
             st.problem("lot_ratio", f"is {ratio!r}", "write two whole numbers > 0, e.g. [5, 2]")
         ratio = [1, 1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from engine.config import (
     Section,
     UnusablePath,
     non_negative,
+    number_problem,
     path_kind,
     positive,
     read_engine,
@@ -507,9 +507,7 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
     if out.get("max_residual_t", 0.0) < 0:
         e.problem("max_residual_t", "is negative", "write tonnes >= 0")
     lots = out.get("leg_lots")
-    if lots is not None and (
-        len(lots) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lots)
-    ):
+    if lots is not None and (len(lots) != 2 or not all(number_problem(n, int) is None and n > 0 for n in lots)):
         e.problem("leg_lots", f"is {lots!r}", "write two whole numbers of lots > 0, e.g. [5, 2]")
     for kind in out.get("no_episode_during", []):
         if kind not in WINDOW_KINDS:
@@ -528,7 +526,7 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
         if not (
             isinstance(window, list)
             and len(window) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in window)
+            and all(number_problem(x, float) is None for x in window)
             and 0 <= window[0] < window[1]
         ):
             e.problem("no_episode_between", f"has {window!r}", "write windows [from_s, to_s] with 0 <= from_s < to_s")
@@ -547,8 +545,8 @@ def _expect(root: Section, fault_kinds: set[str]) -> dict:
         for name, n in out.get(key, {}).items():
             if name not in names:
                 e.problem(f"{key}.{name}", f"is not {what}", f"use one of {', '.join(names)}")
-            elif not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                e.problem(f"{key}.{name}", f"is {n!r}", "write a whole number >= 0")
+            elif (wrong := number_problem(n, int, "a whole number >= 0")) or n < 0:
+                e.problem(f"{key}.{name}", *(wrong or (f"is {n!r}", "write a whole number >= 0")))
     e.finish()
     return out
 

@@ -689,3 +689,13 @@ def test_a_venue_given_two_ports_is_exit_2_naming_both(capsys):
     ports = ["--port", "SHFE=1", "--port", "COMEX=3", "--port", "FX=4", "--port", "SHFE=2"]
     assert main(argv + ports) == 2
     assert "--port: SHFE given twice (1 and 2); give each venue one port" in capsys.readouterr().err
+
+
+def test_a_directory_path_holding_a_nul_character_is_a_usage_error_not_a_traceback(tmp_path):
+    """A path from a config file (argv cannot carry one) with a NUL character: os.mkdir raised ValueError
+    out of writable_dir, a traceback for `xmc live`; now the usage error names it."""
+    from xmc.cli import UsageError, writable_dir
+
+    with pytest.raises(UsageError, match=r"\[live\] out_dir of c.toml: '.*\\x00x': holds a NUL character"):
+        writable_dir(tmp_path / "out\0x", "[live] out_dir of c.toml:")
+    assert writable_dir(tmp_path / "out", "--out") == tmp_path / "out"

@@ -327,3 +327,67 @@ def test_the_same_keys_where_they_mean_something_are_taken(tmp_path, table):
 def test_a_delay_refused_for_its_value_is_not_also_called_missing(tmp_path, delay):
     problem = refused(tmp_path, "faults[0].delay_ms", fault(kind="late_ack", venue="COMEX", delay_ms=delay))
     assert "missing" not in problem.what
+
+
+def _number_leaves(value, path: tuple = ()):
+    """(path, value) of every number in a document: keys, entries of inline tables, elements of arrays,
+    numbers inside arrays of tables ([[faults]])."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _number_leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _number_leaves(v, (*path, i))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+def _every_number_of_the_library() -> list[tuple[str, tuple]]:
+    """Each place a number stands in the bundled library (an array's elements as one place), with the
+    first scenario that has it: the whole validation domain, as far as any scenario writes it."""
+    from simulator.scenario import BUNDLED
+
+    places: dict[tuple, str] = {}
+    for path in sorted(BUNDLED.glob("*.toml")):
+        for leaf, _ in _number_leaves(tomllib.loads(path.read_text())):
+            place = tuple("#" if isinstance(p, int) else p for p in leaf)
+            if place not in places and leaf != ("scenario", "seed"):  # any signed 64-bit seed: its own edge case
+                places[place] = path.name
+    out = []
+    for path in sorted(BUNDLED.glob("*.toml")):
+        doc = tomllib.loads(path.read_text())
+        for leaf, _ in _number_leaves(doc):
+            place = tuple("#" if isinstance(p, int) else p for p in leaf)
+            if places.get(place) == path.name:
+                out.append((path.name, leaf))
+                del places[place]
+    return out
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.nan, 10**13, -(10**13), 1.0000001e12], ids=str)
+def test_no_number_anywhere_in_a_scenario_may_be_infinite_nan_or_beyond_any_real_magnitude(tmp_path, bad):
+    """The domain every number shares (engine.config.number_problem), wherever it stands: the per-instrument
+    tables (max_quote_age_ms = { CU = inf } switched the staleness guard off; max_position_lots = { CU =
+    10**13 } the position limit), lot_ratio, and [expect]'s counts took any number before. Each number of
+    each bundled scenario set in turn to one such value is refused, naming that key or one inside it."""
+    from simulator.scenario import BUNDLED
+
+    slipped = []
+    for name, leaf in _every_number_of_the_library():
+        doc = tomllib.loads((BUNDLED / name).read_text())
+        table = doc
+        for part in leaf[:-1]:
+            table = table[part]
+        table[leaf[-1]] = bad
+        _, problems = load_doc(tmp_path, doc)
+        key = ""  # the key a problem names: faults[2].at_s for a table in an array, the array for an element
+        for i, part in enumerate(leaf):
+            if isinstance(part, int):
+                if i + 1 == len(leaf) or isinstance(leaf[i + 1], int):
+                    break
+                key += f"[{part}]"
+            else:
+                key += f".{part}" if key else part
+        if not any(p.key == key or p.key.startswith((f"{key}.", f"{key}[")) for p in problems):
+            slipped.append((name, leaf, [p.key for p in problems]))
+    assert slipped == []

@@ -504,17 +504,18 @@ def test_a_named_password_that_is_empty_or_given_twice_is_refused(tmp_path, monk
 
 
 def test_an_empty_out_dir_is_refused_not_taken_for_the_working_directory(tmp_path, monkeypatch):
+    """Nor one holding a NUL character, which no file system takes (it was a traceback from mkdir)."""
     monkeypatch.setenv("XMC_BROKER_PASSWORD", "pw")
     path = Path(_config(tmp_path))
     text = path.read_text()
     old = f'out_dir = "{tmp_path / "out"}"'
     assert old in text
-    for value in ('""', '"  "'):
+    for value, what in (('""', "empty"), ('"  "', "empty"), ('"out\\u0000live"', "NUL character")):
         path.write_text(text.replace(old, f"out_dir = {value}"))
         with pytest.raises(ConfigError) as err:
             load(str(path))
         (problem,) = err.value.problems
-        assert problem.key == "live.out_dir" and "empty" in problem.what
+        assert problem.key == "live.out_dir" and what in problem.what
     path.write_text(text)
     assert load(str(path)).out_dir == tmp_path / "out"
 

@@ -88,6 +88,8 @@ def writable_dir(path: str | Path, what: str) -> Path:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".xmc-write-check-"):
             pass
+    except ValueError:  # a NUL character, which a path from a config file (not from argv) can hold
+        raise UsageError(f"{what} {str(p)!r}: holds a NUL character; give a directory path without it") from None
     except OSError as exc:
         raise UsageError(
             f"{what} {p}: cannot be written ({exc.strerror or exc}); give a directory you may write to"

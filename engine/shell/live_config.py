@@ -157,6 +157,9 @@ def load(path: str | Path) -> LiveConfig:
     out_text = lv.get("out_dir", str, "out/live")
     if isinstance(out_text, str) and not out_text.strip():  # Path("") is the working directory: not what was meant
         lv.problem("out_dir", "is empty", 'name the directory for the journal and artefacts, e.g. "out/live"')
+    elif isinstance(out_text, str) and "\0" in out_text:  # no file system takes it (os.mkdir: ValueError)
+        lv.problem("out_dir", f"is {out_text!r}, which holds a NUL character", "name the directory without it")
+        out_text = "out/live"
     out_dir = Path(out_text)
     journal = lv.get("journal_durability", str, "batch", choices=("none", "batch", "record"))
     session_events = lv.get("session_events", bool, True)
