@@ -311,7 +311,10 @@ def test_ctrl_c_while_shrinking_writes_the_failure_as_found(monkeypatch, tmp_pat
     "argv,says",
     [
         (["--runs", "0"], "--runs 0"),
+        (["--runs", "1000001"], "--runs 1000001: give a whole number in 1..1,000,000"),  # was searched for ever
+        (["--runs", "9" * 30], "--runs 999"),
         (["--time", "0"], "--time 0"),
+        (["--time", ""], "--time : give a duration"),  # was the default five minutes
         (["--time", "soon"], "--time soon"),
         (["-j", "0"], "-j 0"),
         (["--duration", "0.1"], "--duration"),

@@ -143,6 +143,7 @@ def seed_number(text: str) -> int:
 
 
 MAX_SEEDS = 100_000  # per scenario in one certify run: beyond it, a typo (a week of CPU per scenario)
+MAX_EXPLORE_RUNS = 1_000_000  # schedules in one explore: a week of 2 cores at ~1 s a run, as --time's week
 MAX_DURATION_S = 86_400.0  # a scenario's own domain: at most a day
 
 
@@ -329,7 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="out/explore", help="output directory (default out/explore)")
     budget = ex.add_mutually_exclusive_group()
     budget.add_argument("--time", default=None, metavar="T", help="search this long: 300, 90s, 10m, 1h (default 5m)")
-    budget.add_argument("--runs", type=int, default=None, metavar="N", help="search this many schedules")
+    budget.add_argument("--runs", type=int, default=None, metavar="N", help="search this many schedules (1..1,000,000)")
     ex.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (or Ray CPUs)")
     ex.add_argument(
         "--seed", type=seed_number, default=1, help="the search's seed: same seed and --runs, same schedules"
@@ -977,14 +978,14 @@ def _seconds(text: str) -> float:
 def cmd_explore(args) -> int:
     from simulator import explore
 
-    if args.runs is not None and args.runs < 1:
-        raise UsageError(f"--runs {args.runs}: give a whole number >= 1")
+    if args.runs is not None and not 1 <= args.runs <= MAX_EXPLORE_RUNS:
+        raise UsageError(f"--runs {args.runs}: give a whole number in 1..{MAX_EXPLORE_RUNS:,}")
     _check_jobs(args)
     if args.duration is not None and not 1.0 <= args.duration <= 86400:
         raise UsageError(f"--duration {args.duration}: give virtual seconds in [1, 86400]")
     if args.shrink_budget < 0:
         raise UsageError(f"--shrink-budget {args.shrink_budget}: give a whole number >= 0")
-    max_seconds = None if args.runs is not None else _seconds(args.time or "5m")
+    max_seconds = None if args.runs is not None else _seconds("5m" if args.time is None else args.time)
     problems, bases = [], []
     for path in _scenario_files(args.bases):
         try:
