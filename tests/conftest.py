@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -144,7 +145,24 @@ def zookeeper(tmp_path, request):
         pytest.skip("ZooKeeper not installed: run scripts/bootstrap (apt-get install zookeeper; pip install kazoo)")
     cap = request.node.get_closest_marker("zookeeper_max_session_ms")
     server = ZooKeeperProcess(tmp_path / "zookeeper", max_session_ms=cap.args[0] if cap else 60000)
+    # every kazoo client the test starts is stopped with the server: one left running would reconnect to
+    # the dead port for the rest of the worker's life, logging to kazoo's loggers under later tests
+    from kazoo.client import KazooClient
+
+    started: list[KazooClient] = []
+    start_async = KazooClient.start_async
+
+    def recorded(client: KazooClient) -> object:
+        started.append(client)
+        return start_async(client)
+
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setattr(KazooClient, "start_async", recorded)
     try:
         yield server
     finally:
+        for client in started:
+            with contextlib.suppress(Exception):
+                client.stop()
+                client.close()
         server.stop()
