@@ -39,7 +39,13 @@ class RayPool:
         env = {"env_vars": {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}}
         if address:
             _reachable(address)
-            ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
+            try:
+                ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
+            except ValueError as exc:  # an address Ray cannot read ("Invalid address format: ...")
+                raise RuntimeError(
+                    f"{address!r} is no Ray address ({exc}); give HOST:PORT or ray://HOST:PORT of a Ray head, "
+                    f"auto for the one this machine runs, or --ray without an address for a local Ray"
+                ) from None
         else:
             ray.init(
                 num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False, ignore_reinit_error=True

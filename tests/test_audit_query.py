@@ -144,6 +144,8 @@ def test_bad_input_is_exit_2_and_nothing_found_is_exit_1(run_dir, tmp_path, caps
     assert "BALANCED" in capsys.readouterr().err
     assert main(["audit", str(out), "--from", "10", "--to", "5"]) == 2
     assert main(["audit", str(out), "--limit", "0"]) == 2
+    assert main(["audit", str(out), "--limit", "9" * 30]) == 2  # was polars' OverflowError, a traceback
+    assert "--limit 999" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["audit", str(empty)]) == 2

@@ -463,6 +463,11 @@ def test_a_ray_address_where_nothing_listens_and_a_venue_host_that_is_no_address
     # a port in digits str.isdigit takes but int() does not: no address, said at once (not left to Ray)
     assert main(["certify", str(SPREAD), "--seeds", "1", "--ray", "127.0.0.1:²", "--out", str(tmp_path / "s")]) == 2
     assert "--ray: nothing answers at 127.0.0.1:²" in capsys.readouterr().err
+    # no address at all (Ray's own ValueError was a traceback): named, with the forms Ray reads
+    for command in (["certify", str(SPREAD), "--seeds", "1"], ["explore", str(SPREAD), "--runs", "1"]):
+        assert main([*command, "--ray", "abc", "--out", str(tmp_path / "abc")]) == 2, command
+        err = capsys.readouterr().err
+        assert "--ray: 'abc' is no Ray address" in err and "HOST:PORT" in err and "Traceback" not in err, err
     assert main(["venue", "--scenario", str(SPREAD), "--host", "999.1.1.1", "--duration", "1"]) == 2
     assert "--host 999.1.1.1: not an IP address" in capsys.readouterr().err
 

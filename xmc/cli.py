@@ -38,7 +38,7 @@ if _simulates(sys.argv[1:]):
     accel.enable()  # before any engine or simulator module loads
 
 from engine import provenance  # noqa: E402
-from engine.config import ConfigError, UnusablePath, path_kind  # noqa: E402
+from engine.config import MAX_MAGNITUDE, ConfigError, UnusablePath, path_kind  # noqa: E402
 from engine.fix.dictionary import DictionaryError  # noqa: E402
 
 # the checkout's scenarios/ and baselines/, else the copies a non-editable install keeps (xmc/scenarios, xmc/baselines)
@@ -906,8 +906,8 @@ def cmd_certify(args) -> int:
 def cmd_audit(args) -> int:
     from engine import audit_query as q
 
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit {args.limit}: give a whole number >= 1")
+    if args.limit is not None and not 1 <= args.limit <= MAX_MAGNITUDE:  # beyond it polars overflows
+        raise UsageError(f"--limit {args.limit}: give a whole number in 1..{MAX_MAGNITUDE:,.0f}")
     lookups = (("--decision", args.decision), ("--order", args.order), ("--episode", args.episode))
     for option, value in lookups:
         if value is not None and not value.strip():
