@@ -36,6 +36,8 @@ MAX_HELLO = 64 * 1024
 # arrive, a chunk at a time, so a length alone allocates nothing)
 MAX_RECORD = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
+# the record format a primary streams whose hello names none: an xmc from before the hello named it
+_FORMAT_UNNAMED = 2
 
 
 class NodeError(Exception):
@@ -294,7 +296,7 @@ class StandbyNode:
                 node = hello.get("node")
                 if not isinstance(node, str) or not node:
                     raise ValueError(f"the hello names no node: {node!r}")
-                refused = self._refusal(node, hello.get("fingerprint"), hello.get("version", 2))
+                refused = self._refusal(node, hello.get("fingerprint"), hello.get("version", _FORMAT_UNNAMED))
                 if refused is not None:  # told, never followed: the listener waits for the right primary
                     self._note({"event": "refused", "from": node, "why": refused, "at": time.time()})
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": refused}).encode())
