@@ -800,3 +800,33 @@ def test_whatever_a_primary_streams_the_standby_applies_its_events_in_order_or_s
             standby.take_over(9, 0.0)
 
     stream()
+
+
+def test_a_defect_met_on_one_connection_is_noted_and_the_standby_listens_on(tmp_path, config, monkeypatch):
+    """Planted: whatever else goes wrong while a connection is handled (here the hello reader raising
+    RuntimeError once) is noted as a listener error with its type, and the listener thread lives on: the
+    primary attaches next. A dead listener is a standby that can never be attached again, silently."""
+    import engine.shell.node as node
+
+    real, calls = node._read_hello, []
+
+    def once_broken(sock):
+        if threading.current_thread().name == "xmc-standby-stream":  # the standby's reading, not the primary's
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("planted")
+        return real(sock)
+
+    monkeypatch.setattr(node, "_read_hello", once_broken)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    journal = Journal(tmp_path / "primary.journal", config)
+    try:
+        with pytest.raises(NodeError):  # the first connection: turned away (closed) by the planted defect
+            PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=0.0)
+        stream = PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=5.0)
+        assert stream.alive and wait_for(lambda: standby.primary == "a", 5)
+        assert standby.log[0]["event"] == "listener_error" and standby.log[0]["why"] == "RuntimeError: planted"
+        stream.sock.close()
+    finally:
+        standby.take_over(9, 0.0)
+        journal.close()

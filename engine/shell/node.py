@@ -318,6 +318,9 @@ class StandbyNode:
             except (OSError, ConnectionError, ValueError) as exc:
                 why = f"{type(exc).__name__}: {exc}"[:200]
                 self._note({"event": "stream_lost", "at": time.time(), "why": why})
+            except Exception as exc:  # noqa: BLE001 - a defect met on one connection must not end the listening
+                why = f"{type(exc).__name__}: {exc}"[:200]
+                self._note({"event": "listener_error", "at": time.time(), "why": why})
             finally:
                 sock.close()
 
