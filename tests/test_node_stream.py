@@ -830,3 +830,41 @@ def test_a_defect_met_on_one_connection_is_noted_and_the_standby_listens_on(tmp_
     finally:
         standby.take_over(9, 0.0)
         journal.close()
+
+
+def test_an_event_the_standbys_journal_cannot_take_is_not_applied_and_comes_again(tmp_path, config, monkeypatch):
+    """Write-ahead on the standby too: when its journal cannot take an event (a full disk), its core does
+    not apply it nor count it, the stream is let go, and the primary attaching again sends it once more;
+    core, count and journal stay in step (applied first, the journal and the core differed)."""
+    from engine.shell.node import _send_frame
+
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, standby_journal)
+    address = (LOOPBACK, standby.address[1])
+    real, failed = standby_journal.append, []
+
+    def full_once(event, now):
+        if not failed:
+            failed.append(now)
+            raise OSError(28, "No space left on device")
+        return real(event, now)
+
+    monkeypatch.setattr(standby_journal, "append", full_once)
+    try:
+        sock, answer = _attached_by_hand(address, config)
+        with sock:
+            _send_frame(sock, b"E", _quote_record(0))
+            assert wait_for(lambda: any(e["event"] == "stream_lost" for e in standby.log), 5)
+        assert standby.applied == 0 and "CU" not in standby.core.books
+        assert "No space left" in standby.log[-1]["why"]
+        sock, answer = _attached_by_hand(address, config)
+        with sock:
+            assert answer == {"node": "b", "applied": 0}
+            _send_frame(sock, b"E", _quote_record(0))
+            assert wait_for(lambda: standby.applied == 1, 5)
+        assert standby.core.books["CU"].bid == 70000.0
+        standby_journal.fh.flush()
+        assert len(read(standby_journal.path, fingerprint(config), config).records) == 1
+    finally:
+        standby.take_over(9, 0.0)
+        standby_journal.close()

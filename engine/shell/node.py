@@ -373,6 +373,8 @@ class StandbyNode:
             with self.lock:
                 if self.active:
                     return
+                if self.writer is not None:  # write-ahead: a journal that cannot take it applies nothing
+                    self.writer.append(event, t)
                 try:
                     actions = self.core.handle(event, t)
                 except Exception as exc:  # the core's own failure: it stands at event `number - 1` at best
@@ -381,8 +383,6 @@ class StandbyNode:
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 self.applied = number
-                if self.writer is not None:
-                    self.writer.append(event, t)
                 for a in actions:
                     if type(a) is SetTimer:
                         self.timers[a.key] = a.at
