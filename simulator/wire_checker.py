@@ -116,6 +116,23 @@ def _is_fix_int(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+# the terms an order (or a replace) asked for: Side, Symbol, OrderQty and Price as the engine wrote them
+# (None where absent), and OrderQty and Price as numbers, read once (NaN where the text is no number,
+# which no report's number equals)
+Terms = tuple[str | None, str | None, str | None, str | None, float, float]
+
+
+def asked_terms(side: str | None, symbol: str | None, qty: str | None, price: str | None) -> Terms:
+    return side, symbol, qty, price, _number_or_nan(qty), _number_or_nan(price)
+
+
+def _number_or_nan(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
 def _seq(f: dict[int, str]) -> int:
     """A message's MsgSeqNum (34), 0 when it has none FIX could write (a failure names it as it can)."""
     text = f.get(34) or ""
@@ -194,8 +211,8 @@ class WireChecker:
         # once), and per (venue, OrderID) its reports as (ExecID number, CumQty, LastQty, LastPx), sorted
         self.reports_seen: set[tuple[str, str]] = set()
         self.order_reports: dict[tuple[str, str], list[tuple[int, float, float, float]]] = {}
-        # (venue, ClOrdID) -> (Side, Symbol, OrderQty, Price or None) of the order or replace it applied
-        self.terms: dict[tuple[str, str], tuple[str | None, str | None, str | None, str | None]] = {}
+        # (venue, ClOrdID) -> the terms of the order or replace the venue applied under it (`Terms`)
+        self.terms: dict[tuple[str, str], Terms] = {}
 
     # ---- verdicts -------------------------------------------------------------------------------
     def _ok(self, key: str) -> None:
@@ -267,7 +284,8 @@ class WireChecker:
             self.cancel_named.add((venue, self.root_of.get((venue, msg.get(41)), msg.get(41))))
         seq = msg.seq
         if mt != "F":  # W12: the terms the venue's reports under this ClOrdID must carry
-            self.terms.setdefault((venue, cl), (msg.get(54), msg.get(55), msg.get(38), msg.get(44)))
+            if (venue, cl) not in self.terms:
+                self.terms[venue, cl] = asked_terms(msg.get(54), msg.get(55), msg.get(38), msg.get(44))
         if mt == "D" and msg.get(43) != "Y":
             self._reconciled_before(venue, seq, cl, now)
         epoch = epoch_in(cl)
@@ -499,7 +517,7 @@ class WireChecker:
         oid = f.get(37, "")
         asked = self.terms.get((venue, f.get(11, ""))) if exec_type in ("0", "5", "F", "I") and oid != "NONE" else None
         if wrong is None and asked is not None:
-            wrong = self._other_terms(f, asked, self._px_slack(venue, f, limit or 0.0))
+            wrong = self._other_terms(f, asked, qty, limit, self._px_slack(venue, f, limit or 0.0))
         if wrong is not None:
             return self._fail_report(venue, f, now, wrong)
         found = _EXEC_NO.search(f.get(17, ""))
@@ -534,21 +552,24 @@ class WireChecker:
 
     @staticmethod
     def _other_terms(
-        f: dict[int, str], asked: tuple[str | None, str | None, str | None, str | None], px_slack: float
+        f: dict[int, str], asked: Terms, qty: float | None, price: float | None, px_slack: float
     ) -> str | None:
         """W12: where a report of an order (or of its replace) carries terms other than those it asked for
-        (prices the same to `px_slack`, quantities to 1e-9)."""
-        for tag, name, want in zip((54, 55, 38, 44), ("Side", "Symbol", "OrderQty", "Price"), asked):
-            got = f.get(tag)
-            if want is None or got is None:
-                continue  # a market order has no price; a replace may leave the price as it was
-            try:
-                slack = px_slack if tag == 44 else 1e-9
-                same = got == want if tag in (54, 55) else abs(float(got) - float(want)) <= slack
-            except ValueError:
-                same = False
-            if not same:
-                return f"{name} {got} where the order asked for {want}"
+        (prices the same to `px_slack`, quantities to 1e-9); `qty` and `price` are the report's OrderQty
+        and Price as numbers (None where the tag is empty or absent)."""
+        side, symbol, qty_text, price_text, want_qty, want_price = asked
+        got = f.get(54)
+        if side is not None and got is not None and got != side:
+            return f"Side {got} where the order asked for {side}"
+        got = f.get(55)
+        if symbol is not None and got is not None and got != symbol:
+            return f"Symbol {got} where the order asked for {symbol}"
+        got = f.get(38)  # a report whose OrderQty is empty carries none the order asked for
+        if qty_text is not None and got is not None and (qty is None or not abs(qty - want_qty) <= 1e-9):
+            return f"OrderQty {got} where the order asked for {qty_text}"
+        got = f.get(44)  # a market order has no price; a replace may leave the price as it was
+        if price_text is not None and got is not None and (price is None or not abs(price - want_price) <= px_slack):
+            return f"Price {got} where the order asked for {price_text}"
         return None
 
     def _fail_report(self, venue: str, f: dict[int, str], now: float, detail: str) -> None:

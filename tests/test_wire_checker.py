@@ -639,6 +639,11 @@ def test_a_venue_report_with_terms_other_than_its_order_asked_for_fails_w12(conf
     fill = execution_report("COX1", "F", "1", 1, 3, t54="2", t32="1", t31="4.5", t6="4.5")
     assert "Side 2 where the order asked for 1" in told(fill)[1]
     assert told(execution_report("COX1", "0", "0", 0, 4, t38="4.0", t44="4.50")) == ("pass", "")  # same numbers
+    # a price or quantity that is there but empty is not the one asked for (it is no number at all)
+    assert "Price  where the order asked for 4.5" in told(execution_report("COX1", "0", "0", 0, 4, t44=""))[1]
+    assert (
+        "Price 4.5001 where the order asked for 4.5" in told(execution_report("COX1", "0", "0", 0, 4, t44="4.5001"))[1]
+    )
     unknown = execution_report("COX9", "I", "8", 0, 0, t37="NONE", t38="0")  # the venue knows no such order
     assert told(unknown) == ("pass", "")
     replaced = execution_report("COX2", "5", "0", 0, 6, t11="E1-000001B1M1", t38="6", t44="4.501")
