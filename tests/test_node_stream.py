@@ -32,6 +32,8 @@ class Pair:
         (self.follower,) = set(threading.enumerate()) - before
         self.journal = Journal(tmp_path / "primary.journal", cfg, flush_each=flush_each)
         self.stream = PrimaryStream("a", (LOOPBACK, self.standby.address[1]), fingerprint(cfg), self.journal)
+        # the thread the standby follows this stream on (each connection has its own)
+        (self.connection,) = [t for t in set(threading.enumerate()) - before if t is not self.follower]
         self.count = 0
 
     def quote(self, i: int) -> None:
@@ -173,8 +175,9 @@ def test_nothing_the_stream_carries_after_the_takeover_is_applied(pair):
     assert wait_for(lambda: p.standby.applied == 1, 5)
     p.standby.take_over(2, 1.0)
     p.quote(1)
-    p.follower.join(timeout=5)
-    assert not p.follower.is_alive()
+    for thread in (p.follower, p.connection):  # the listener and the stream's own thread
+        thread.join(timeout=5)
+        assert not thread.is_alive()
     p.standby_journal.fh.flush()
     assert p.standby.applied == 1 and len(read(p.standby_journal.path, fingerprint(p.cfg)).records) == 1
 
@@ -433,38 +436,118 @@ def test_a_primary_attaches_only_to_a_standby_that_answers_as_one_with_no_more_t
         journal.close()
 
 
-def test_a_silent_connection_holds_the_standby_back_no_longer_than_its_timeouts(tmp_path, config):
-    """The standby takes one connection at a time: one that never says hello is dropped after the hello
-    timeout, and the primary waiting behind it then attaches; a followed stream silent for ten times the
-    silence that calls the primary dead (a half-open connection: heartbeats of 20 ms, 3 misses) is
-    dropped then, not before, and the standby listens for the primary again."""
+def test_a_silent_connection_holds_nobody_back_and_is_dropped_after_its_timeouts(tmp_path, config):
+    """Each connection says its hello on its own thread: the primary attaches at once while a stranger
+    that says nothing stays connected (before, connections were taken one at a time and the primary
+    waited out the stranger's hello timeout, 5 s); the stranger is dropped after that timeout. A followed
+    stream silent for ten times the silence that calls the primary dead (a half-open connection:
+    heartbeats of 20 ms, 3 misses) is dropped then, not before, and the standby listens on."""
     import socket
 
     from engine.shell.node import _read_frame, _send_frame
 
     standby_journal = Journal(tmp_path / "standby.journal", config)
     standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.02, 3, standby_journal)
-    standby.hello_timeout, standby.silence_floor = 0.3, 0.1
+    standby.hello_timeout, standby.silence_floor = 30.0, 0.1
     journal = Journal(tmp_path / "primary.journal", config)
     address = (LOOPBACK, standby.address[1])
     try:
-        with socket.create_connection(address, timeout=2.0):  # says nothing
-            stream = PrimaryStream("a", address, fingerprint(config), journal, timeout=5.0)
-            assert stream.alive and standby.log[0]["event"] == "stream_lost" and "timed out" in standby.log[0]["why"]
+        with socket.create_connection(address, timeout=2.0):  # says nothing, for longer than the primary waits
+            stream = PrimaryStream("a", address, fingerprint(config), journal, timeout=2.0, hello_timeout=2.0)
+            assert stream.alive and wait_for(lambda: [e["event"] for e in standby.log] == ["stream_connected"], 5)
+            standby.hello_timeout = 0.3  # the next stranger's
+            with socket.create_connection(address, timeout=2.0):
+                assert wait_for(lambda: any("timed out" in e.get("why", "") for e in standby.log), 5)
         stream.sock.close()
-        assert wait_for(lambda: len(standby.log) == 3, 5)  # connected, then lost as the primary closed it
+        # three connections ended: the two strangers' (one timed out) and the primary's stream
+        assert wait_for(lambda: sum(e.get("times", 1) for e in standby.log if e["event"] == "stream_lost") == 3, 5)
+        assert [e["event"] for e in standby.log if e["event"] != "stream_lost"] == ["stream_connected"]
+        standby.log.clear()
         with socket.create_connection(address, timeout=2.0) as half_open:
             said = time.monotonic()  # the standby's silence cannot start before it hears the hello
             _send_frame(half_open, b"H", f'{{"node": "a", "fingerprint": "{fingerprint(config)}"}}'.encode())
             _read_frame(half_open)
-            assert wait_for(lambda: len(standby.log) == 5, 5)
+            assert wait_for(lambda: len(standby.log) == 2, 5)
             silent = time.monotonic() - said
-        assert [e["event"] for e in standby.log[3:]] == ["stream_connected", "stream_lost"]
+        assert [e["event"] for e in standby.log] == ["stream_connected", "stream_lost"]
         assert "timed out" in standby.log[-1]["why"] and silent >= 10 * 3 * 0.02
     finally:
         standby.take_over(9, 0.0)
         journal.close()
         standby_journal.close()
+
+
+def test_the_same_primary_attaching_again_replaces_its_half_open_stream_at_once(tmp_path, config):
+    """A primary whose end of the stream broke attaches again while the standby's end still looks open
+    (a half-open connection: nothing ever arrives on it again). The new stream replaces the old one at
+    once (before, the primary waited for the standby to give up the old one, ten heartbeat silences at
+    least), gets the events the standby lacks, and nothing the old connection still carries is applied."""
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, standby_journal)
+    standby.silence_floor = 60.0  # the old stream is never given up by silence in this test
+    journal = Journal(tmp_path / "primary.journal", config)
+    address = (LOOPBACK, standby.address[1])
+    old, answer = _attached_by_hand(address, config)
+    try:
+        assert answer == {"node": "b", "applied": 0}
+        from engine.shell.node import _send_frame
+
+        _send_frame(old, b"E", _quote_record(1))
+        assert wait_for(lambda: standby.applied == 1, 5)
+        journal.append(Quote("CU", 70000.0, 5, 70010.0, 5), 1.0)  # the event the old stream delivered
+        stream = PrimaryStream("a", address, fingerprint(config), journal, timeout=2.0, hello_timeout=2.0)
+        assert stream.alive
+        replaced = ["stream_connected", "stream_replaced", "stream_connected"]
+        assert wait_for(lambda: [e["event"] for e in standby.log] == replaced, 5), standby.log
+        try:
+            _send_frame(old, b"E", _quote_record(7))  # the old connection is closed by the standby
+        except OSError:
+            pass
+        stream.record(Quote("CU", 70002.0, 5, 70012.0, 5), 2.0)
+        assert wait_for(lambda: standby.applied == 2, 5)
+        assert standby.core.books["CU"].bid == 70002.0  # the new stream's event, not the old one's
+        assert old.recv(16) == b""  # the standby ended the replaced connection
+        stream.sock.close()
+    finally:
+        old.close()
+        standby.take_over(9, 0.0)
+        journal.close()
+        standby_journal.close()
+
+
+def test_another_primary_is_refused_while_one_is_followed_and_more_connections_than_allowed_are_closed(
+    tmp_path, config
+):
+    """Two primaries cannot both be followed: a hello from another node while a stream is open is refused
+    naming the one followed, which streams on. Connections beyond `max_connections` are closed at once
+    and noted (a flood cannot take a thread each)."""
+    import socket
+
+    from engine.shell.node import _read_hello, _send_frame
+
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    standby.max_connections = 2
+    address = (LOOPBACK, standby.address[1])
+    first, _ = _attached_by_hand(address, config)
+    try:
+        other = socket.create_connection(address, timeout=5.0)
+        _send_frame(other, b"H", json.dumps({"node": "c", "fingerprint": fingerprint(config), "version": 2}).encode())
+        assert _read_hello(other)["refused"] == "this standby follows primary 'a', whose stream is open"
+        other.close()
+        assert wait_for(lambda: standby._connections == 1, 5)
+        _send_frame(first, b"E", _quote_record(1))
+        assert wait_for(lambda: standby.applied == 1, 5)
+        with socket.create_connection(address, timeout=5.0) as stranger:  # the second and last allowed
+            with socket.create_connection(address, timeout=5.0) as third:
+                assert third.recv(16) == b""  # closed at once
+            assert standby.log[-1]["event"] == "refused" and "2 connections are handled" in standby.log[-1]["why"]
+            stranger.sendall(b"")
+        _send_frame(first, b"E", _quote_record(2))
+        assert wait_for(lambda: standby.applied == 2, 5)
+        assert standby.primary == "a"
+    finally:
+        first.close()
+        standby.take_over(9, 0.0)
 
 
 def test_a_peer_that_never_answers_the_hello_is_no_standby_and_says_where(tmp_path, config):
@@ -811,7 +894,7 @@ def test_a_defect_met_on_one_connection_is_noted_and_the_standby_listens_on(tmp_
     real, calls = node._read_hello, []
 
     def once_broken(sock):
-        if threading.current_thread().name == "xmc-standby-stream":  # the standby's reading, not the primary's
+        if threading.current_thread().name == "xmc-standby-connection":  # the standby's reading, not the primary's
             calls.append(1)
             if len(calls) == 1:
                 raise RuntimeError("planted")

@@ -38,6 +38,9 @@ MAX_RECORD = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
 # the record format a primary streams whose hello names none: an xmc from before the hello named it
 _FORMAT_UNNAMED = 2
+# connections a standby handles at once (each on a thread of its own): its primary, and strays saying
+# nothing until their hello timeout
+MAX_CONNECTIONS = 16
 
 
 class NodeError(Exception):
@@ -258,27 +261,37 @@ class StandbyNode:
         self.timers: dict[str, float] = {}
         self.lock = threading.Lock()  # the core is applied by the stream thread, taken over by another
         self.last_beat: float | None = None  # monotonic time of the last heartbeat or event
-        # a connection that says no hello this long is no primary: connections are taken one at a time,
-        # so a stray one holds the primary's attach back this long at most
+        # a connection that says no hello this long is no primary; each connection says its hello on its
+        # own thread, so a silent one holds nobody else back
         self.hello_timeout = 5.0
+        # connections handled at once (saying their hello, or followed): one more is closed at once and
+        # noted, so a flood of them cannot take a thread each
+        self.max_connections = MAX_CONNECTIONS
         # a followed stream that carries nothing, not even heartbeats, for ten times the silence that
         # calls the primary dead (and at least this long) is gone, a half-open connection: let it go and
-        # listen for the primary to attach again
+        # listen for the primary to attach again (or sooner: the same primary attaching again replaces it)
         self.silence_floor = 2.0
         self.applied = 0
         self.primary = ""
         # why this standby follows no primary any more (it met a frame it could not apply), "" while it can
         self.unfollowable = ""
         self.log: list[dict[str, Any]] = []
+        self._log_lock = threading.Lock()
+        # the connection followed now (None between streams) and its number: a stream that is no longer
+        # the followed one applies nothing more
+        self._followed: socket.socket | None = None
+        self._generation = 0
+        self._connections = 0  # connection threads alive
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(listen)
-        self.server.listen(1)
+        self.server.listen(16)
         self.address = self.server.getsockname()
         self.active = False
         threading.Thread(target=self._accept, name="xmc-standby-stream", daemon=True).start()
 
     def _accept(self) -> None:
+        """Take connections, each to a thread of its own (`_serve`), until the takeover."""
         while not self.active:
             try:
                 sock, _ = self.server.accept()
@@ -287,52 +300,90 @@ class StandbyNode:
                     return  # taken over, or shut down: nothing follows any more
                 # a connection reset before it was accepted (a primary that gave up, a relay that cut it)
                 # is that connection's problem, not the end of following: keep listening
-                self.log.append({"event": "accept_failed", "at": time.time(), "error": type(exc).__name__})
+                self._note({"event": "accept_failed", "at": time.time(), "why": type(exc).__name__})
                 time.sleep(0.01)
                 continue
-            try:
-                sock.settimeout(self.hello_timeout)
-                hello = _read_hello(sock)
-                node = hello.get("node")
-                if not isinstance(node, str) or not node:
-                    raise ValueError(f"the hello names no node: {node!r}")
-                refused = self._refusal(node, hello.get("fingerprint"), hello.get("version", _FORMAT_UNNAMED))
-                if refused is not None:  # told, never followed: the listener waits for the right primary
-                    self._note({"event": "refused", "from": node, "why": refused, "at": time.time()})
-                    _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": refused}).encode())
-                    continue
-                with self.lock:  # the primary sends what this core has not applied yet
+            with self._log_lock:
+                full = self._connections >= self.max_connections
+                if not full:
+                    self._connections += 1
+            if full:
+                why = f"{self.max_connections} connections are handled already: closed at once"
+                self._note({"event": "refused", "from": "", "why": why, "at": time.time()})
+                sock.close()
+                continue
+            threading.Thread(target=self._serve, args=(sock,), name="xmc-standby-connection", daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        """One connection: its hello within `hello_timeout`, then, if it is this standby's primary,
+        follow its stream. The same primary attaching again replaces the stream it had (whose end it
+        found broken where this end did not: a half-open connection); another primary while one is
+        followed is refused."""
+        mine = 0
+        try:
+            sock.settimeout(self.hello_timeout)
+            hello = _read_hello(sock)
+            node = hello.get("node")
+            if not isinstance(node, str) or not node:
+                raise ValueError(f"the hello names no node: {node!r}")
+            refused = self._refusal(node, hello.get("fingerprint"), hello.get("version", _FORMAT_UNNAMED))
+            replaced: socket.socket | None = None
+            with self.lock:
+                if self.active:
+                    return
+                if refused is None and self._followed is not None and node != self.primary:
+                    refused = f"this standby follows primary {self.primary!r}, whose stream is open"
+                if refused is None:  # the primary sends what this core has not applied yet
+                    replaced, self._followed = self._followed, sock
+                    self._generation += 1
+                    mine = self._generation
                     _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())
-                self.primary = node
-                self.log.append({"event": "stream_connected", "from": self.primary, "at": time.time()})
-                sock.settimeout(max(10 * self.misses * self.heartbeat, self.silence_floor))
-                self._follow(sock)
-            except _Unfollowable as exc:
-                self.unfollowable = (
-                    f"{exc}; this standby applied the first {self.applied} events and follows no further: "
-                    f"run the primary's xmc on both nodes and restart this standby"
-                )
-                self.log.append(
-                    {"event": "stopped_following", "from": self.primary, "at": time.time(), "why": str(exc)}
-                )
-            except (OSError, ConnectionError, ValueError) as exc:
+                    self.primary = node
+            if refused is not None:  # told, never followed: the listener waits for the right primary
+                self._note({"event": "refused", "from": node, "why": refused, "at": time.time()})
+                _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": refused}).encode())
+                return
+            if replaced is not None:
+                self._note({"event": "stream_replaced", "from": node, "at": time.time()})
+                try:
+                    replaced.shutdown(socket.SHUT_RDWR)  # its thread reads no further
+                except OSError:
+                    pass
+            with self._log_lock:
+                self.log.append({"event": "stream_connected", "from": node, "at": time.time()})
+            sock.settimeout(max(10 * self.misses * self.heartbeat, self.silence_floor))
+            self._follow(sock, mine)
+        except _Unfollowable as exc:
+            self.unfollowable = (
+                f"{exc}; this standby applied the first {self.applied} events and follows no further: "
+                f"run the primary's xmc on both nodes and restart this standby"
+            )
+            self._note({"event": "stopped_following", "from": self.primary, "at": time.time(), "why": str(exc)})
+        except (OSError, ConnectionError, ValueError) as exc:
+            if not mine or mine == self._generation:  # a replaced stream's end was noted as its replacement
                 why = f"{type(exc).__name__}: {exc}"[:200]
                 self._note({"event": "stream_lost", "at": time.time(), "why": why})
-            except Exception as exc:  # noqa: BLE001 - a defect met on one connection must not end the listening
-                why = f"{type(exc).__name__}: {exc}"[:200]
-                self._note({"event": "listener_error", "at": time.time(), "why": why})
-            finally:
-                sock.close()
+        except Exception as exc:  # noqa: BLE001 - a defect met on one connection must not end the listening
+            why = f"{type(exc).__name__}: {exc}"[:200]
+            self._note({"event": "listener_error", "at": time.time(), "why": why})
+        finally:
+            with self.lock:
+                if self._followed is sock:
+                    self._followed = None
+            sock.close()
+            with self._log_lock:
+                self._connections -= 1
 
     def _note(self, entry: dict[str, Any]) -> None:
         """Log an entry; the same event for the same reason as the entry before only counts it there
         (`times`, `last_at`): a primary re-attaching at every heartbeat to be refused says so once."""
-        last = self.log[-1] if self.log else None
-        if last is not None and all(last.get(k) == entry.get(k) for k in ("event", "from", "why")):
-            last["times"] = last.get("times", 1) + 1
-            last["last_at"] = entry["at"]
-        else:
-            self.log.append(entry)
+        with self._log_lock:
+            last = self.log[-1] if self.log else None
+            if last is not None and all(last.get(k) == entry.get(k) for k in ("event", "from", "why")):
+                last["times"] = last.get("times", 1) + 1
+                last["last_at"] = entry["at"]
+            else:
+                self.log.append(entry)
 
     def _refusal(self, node: str, fingerprint: object, version: object) -> str | None:
         """Why a hello from `node` is refused, or None to follow it: a primary named as this node is this
@@ -352,10 +403,11 @@ class StandbyNode:
             return self.unfollowable
         return None
 
-    def _follow(self, sock: socket.socket) -> None:
-        """Apply the stream until it ends (OSError, ConnectionError, ValueError) or the takeover; a frame
-        no primary sends or an event this core cannot apply raises _Unfollowable, naming it."""
-        while not self.active:
+    def _follow(self, sock: socket.socket, mine: int) -> None:
+        """Apply stream number `mine` until it ends (OSError, ConnectionError, ValueError), another
+        replaces it, or the takeover; a frame no primary sends or an event this core cannot apply raises
+        _Unfollowable, naming it."""
+        while not self.active and mine == self._generation:
             kind, payload = _read_frame(sock)
             self.last_beat = time.monotonic()
             if kind == b"B" and len(payload) == 8:
@@ -371,7 +423,7 @@ class StandbyNode:
             except ValueError as exc:
                 raise _Unfollowable(f"event {number} of the stream is no event this xmc applies: {exc}") from None
             with self.lock:
-                if self.active:
+                if self.active or mine != self._generation:
                     return
                 if self.writer is not None:  # write-ahead: a journal that cannot take it applies nothing
                     self.writer.append(event, t)
@@ -397,6 +449,12 @@ class StandbyNode:
         """Stop following (the caller hands Takeover(epoch) to the core next); returns the timers to arm."""
         with self.lock:
             self.active = True
+            for sock in (self.server, self._followed):  # wakes the listener's accept and the follower's read
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
             self.server.close()
             self.log.append({"event": "takeover", "epoch": epoch, "at": now})
             return dict(self.timers)
