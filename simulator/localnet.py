@@ -211,7 +211,7 @@ class TcpCut:
         self.live: list = []
         self.cuts = 0
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, name="xmc-tcp-cut", daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -260,5 +260,6 @@ class TcpCut:
 
     def close(self) -> None:
         self.healed.set()
+        hang_up([self.server])  # shut down first: a close alone does not wake the listener's blocked accept()
         self.server.close()
         self.cut(0.0)

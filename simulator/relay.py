@@ -172,7 +172,7 @@ class FaultRelay:
         self._lock = threading.Lock()
         self.fault_lock = threading.Lock()
         self._timers: list[threading.Timer] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, name=f"xmc-relay-{venue}", daemon=True).start()
 
     def now(self) -> float:
         return -1.0 if self.opened is None else time.monotonic() - self.opened
@@ -194,9 +194,18 @@ class FaultRelay:
             t.start()
 
     def close(self) -> None:
+        """The faults' time is over: timed cuts cancelled, connections taken again (it relays on)."""
         for t in self._timers:
             t.cancel()
         self.restore()
+
+    def shutdown(self) -> None:
+        """The run is over: no more connections (its listener thread ends) and every relayed one hung up."""
+        self.close()
+        with self._lock:
+            socks, self.active = self.active, []
+        hang_up([self.server, *socks])  # shut down first: a close alone does not wake a blocked accept()
+        self.server.close()
 
     def _accept(self) -> None:
         while True:

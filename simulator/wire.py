@@ -605,6 +605,7 @@ def _run_wire(
             h.close()
         raise
     ports = dict(venue_ports)  # where the engine connects: the venue, or a fault relay in front of it
+    relays: dict[str, FaultRelay] = {}
     try:
         # link faults (timed disconnects, dropped messages, added latency) happen for real on a TCP
         # relay in the engine's path to that venue
@@ -683,6 +684,8 @@ def _run_wire(
         child.wait(timeout=30)
         for h in held.values():
             h.close()
+        for relay in relays.values():  # their listeners end with the run
+            relay.shutdown()
     if (child.returncode != 0 and child.returncode != 2) or not state.exists():
         raise RuntimeError(f"the venue process ended with exit code {child.returncode} without its final state")
     venue_state = json.loads(state.read_text())

@@ -869,3 +869,43 @@ def test_a_wire_session_takes_every_call_the_venue_model_makes_on_a_session(spre
     member.session.reconnect()
     venue.disconnect(member=member)
     assert not member.session.connected and not member.logged_on
+
+
+def test_a_relay_stops_listening_when_it_is_shut_down():
+    """A fault relay relays on after its faults' time (`close`), and ends with the run (`shutdown`):
+    its listener thread ends, its port refuses, its relayed connections are hung up. Before, nothing
+    ended the listener: every wire run left a thread blocked in accept() and its socket behind (a close
+    from another thread does not wake accept). The same for the TCP cut the lease tests put in front of
+    a server."""
+    import random
+    import socket
+    import threading
+
+    from simulator.localnet import TcpCut
+    from simulator.relay import FaultRelay
+
+    with socket.create_server(("127.0.0.1", 0)) as venue:
+        before = set(threading.enumerate())
+        relay = FaultRelay("SHFE", venue.getsockname()[1], [], lambda name: random.Random(name))
+        cut = TcpCut(venue.getsockname()[1])
+        listeners = set(threading.enumerate()) - before
+        assert {t.name for t in listeners} == {"xmc-relay-SHFE", "xmc-tcp-cut"}
+        engine = socket.create_connection(("127.0.0.1", relay.port), timeout=5.0)
+        far, _ = venue.accept()
+        relay.close()  # the faults' time is over: it still relays
+        heartbeat = b"8=FIX.4.4\x019=5\x0135=0\x0110=163\x01"
+        engine.sendall(heartbeat)
+        far.settimeout(5.0)
+        assert far.recv(64) == heartbeat
+        relay.shutdown()
+        cut.close()
+        for thread in listeners:
+            thread.join(timeout=5)
+            assert not thread.is_alive(), thread.name
+        engine.settimeout(5.0)
+        assert engine.recv(16) == b""  # hung up
+        for port in (relay.port, cut.port):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+        engine.close()
+        far.close()
