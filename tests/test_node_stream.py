@@ -951,3 +951,66 @@ def test_an_event_the_standbys_journal_cannot_take_is_not_applied_and_comes_agai
     finally:
         standby.take_over(9, 0.0)
         standby_journal.close()
+
+
+def test_a_stream_attaching_again_and_again_keeps_the_standbys_log_bounded(tmp_path, config, monkeypatch):
+    """A primary that attaches again and again (each replacing the stream before) logs twice each time;
+    for days at every heartbeat that grew report.json's node.stream without end. Past MAX_LOG entries the
+    oldest give way to one entry counting them, and the newest are all there."""
+    import engine.shell.node as node
+
+    monkeypatch.setattr(node, "MAX_LOG", 5)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    standby.silence_floor = 60.0
+    address = (LOOPBACK, standby.address[1])
+    socks = []
+    try:
+        for _ in range(6):
+            socks.append(_attached_by_hand(address, config)[0])
+        # 6 connected, 5 replaced: 11 entries, 7 of them given way to the count
+        assert wait_for(lambda: standby.log[0].get("entries") == 7, 5), standby.log
+        assert len(standby.log) == 5
+        assert [e["event"] for e in standby.log[1:]] == ["stream_replaced", "stream_connected"] * 2
+    finally:
+        for sock in socks:
+            sock.close()
+        standby.take_over(9, 0.0)
+
+
+def test_a_node_log_past_its_bound_counts_what_gave_way():
+    from engine.shell.node import MAX_LOG, _keep
+
+    log: list = []
+    for i in range(MAX_LOG + 3):
+        _keep(log, {"event": "e", "i": i})
+    assert len(log) == MAX_LOG
+    assert log[0] == {"event": "earlier_entries_dropped", "entries": 4}
+    assert [e["i"] for e in log[1:]] == list(range(4, MAX_LOG + 3))
+
+
+def test_what_a_replaced_stream_still_carries_stops_nothing(tmp_path, config, monkeypatch):
+    """A frame the replaced connection still delivers (here its hang-up is held back, so its thread
+    reads on) is no frame of the followed stream: even one no primary sends leaves the standby
+    following the new stream, where it would have stopped following for good."""
+    import socket
+
+    from engine.shell.node import _send_frame
+
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    standby.silence_floor = 60.0
+    address = (LOOPBACK, standby.address[1])
+    old, _ = _attached_by_hand(address, config)
+    monkeypatch.setattr(socket.socket, "shutdown", lambda self, how: None)  # the old thread reads on
+    new, _ = _attached_by_hand(address, config)
+    try:
+        assert wait_for(lambda: [e["event"] for e in standby.log][-1:] == ["stream_connected"], 5)
+        _send_frame(old, b"x", b"{}")
+        assert wait_for(lambda: standby._connections == 1, 5)  # the old thread read it and ended
+        assert standby.unfollowable == ""
+        _send_frame(new, b"E", _quote_record(1))
+        assert wait_for(lambda: standby.applied == 1, 5)
+    finally:
+        monkeypatch.undo()
+        old.close()
+        new.close()
+        standby.take_over(9, 0.0)

@@ -43,6 +43,24 @@ _FORMAT_UNNAMED = 2
 MAX_CONNECTIONS = 16
 
 
+# the most entries either end's log keeps (report.json's node.stream): a stream that drops and attaches
+# again at every heartbeat for days logs at every heartbeat; past this the oldest give way to a count
+MAX_LOG = 1000
+
+
+def _keep(log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    """Append `entry` to a node's log; past MAX_LOG entries the oldest gives way, counted by the first
+    entry (`{"event": "earlier_entries_dropped", "entries": n}`)."""
+    log.append(entry)
+    if len(log) <= MAX_LOG:
+        return
+    if log[0].get("event") == "earlier_entries_dropped":
+        del log[1]
+        log[0]["entries"] += 1
+    else:  # the two oldest give way to the count
+        log[0:2] = [{"event": "earlier_entries_dropped", "entries": 2}]
+
+
 class NodeError(Exception):
     """A node that must not trade (pointed at itself, another config, the lease held elsewhere)."""
 
@@ -187,14 +205,15 @@ class PrimaryStream:
                     )
                 sent += self._history(sock, tail, max(skip - len(bulk), 0))
                 self.sock, self.alive, self.standby = sock, True, standby
-                self.log.append(
+                _keep(
+                    self.log,
                     {
                         "event": "attached",
                         "standby": self.standby,
                         "at": time.time(),
                         "history_sent": sent,
                         "sent_holding_the_engine": len(tail),
-                    }
+                    },
                 )
         except BaseException:
             sock.close()
@@ -216,7 +235,7 @@ class PrimaryStream:
         except (OSError, ConnectionError, NodeError, ValueError) as exc:
             why = f"{type(exc).__name__}: {exc}"[:200]
             if not self.log or self.log[-1].get("why") != why:  # each new reason once, for the report
-                self.log.append({"event": "reattach_failed", "at": time.time(), "why": why})
+                _keep(self.log, {"event": "reattach_failed", "at": time.time(), "why": why})
             return False
 
     def _send_locked(self, kind: bytes, payload: bytes) -> None:
@@ -228,7 +247,7 @@ class PrimaryStream:
         except OSError as exc:  # gone, or stalled past `stall`: trade on alone until one attaches again
             self.alive = False
             sock.close()
-            self.log.append({"event": "lost", "at": time.time(), "why": type(exc).__name__})
+            _keep(self.log, {"event": "lost", "at": time.time(), "why": type(exc).__name__})
 
     def record(self, event: Event, now: float) -> None:
         """Journal the event and stream it (the engine's write-ahead hook)."""
@@ -350,10 +369,12 @@ class StandbyNode:
                 except OSError:
                     pass
             with self._log_lock:
-                self.log.append({"event": "stream_connected", "from": node, "at": time.time()})
+                _keep(self.log, {"event": "stream_connected", "from": node, "at": time.time()})
             sock.settimeout(max(10 * self.misses * self.heartbeat, self.silence_floor))
             self._follow(sock, mine)
         except _Unfollowable as exc:
+            if mine != self._generation:
+                return  # what a replaced stream still carried: nothing of it was applied, nor will be
             self.unfollowable = (
                 f"{exc}; this standby applied the first {self.applied} events and follows no further: "
                 f"run the primary's xmc on both nodes and restart this standby"
@@ -383,7 +404,7 @@ class StandbyNode:
                 last["times"] = last.get("times", 1) + 1
                 last["last_at"] = entry["at"]
             else:
-                self.log.append(entry)
+                _keep(self.log, entry)
 
     def _refusal(self, node: str, fingerprint: object, version: object) -> str | None:
         """Why a hello from `node` is refused, or None to follow it: a primary named as this node is this
@@ -456,5 +477,6 @@ class StandbyNode:
                     except OSError:
                         pass
             self.server.close()
-            self.log.append({"event": "takeover", "epoch": epoch, "at": now})
+            with self._log_lock:
+                _keep(self.log, {"event": "takeover", "epoch": epoch, "at": now})
             return dict(self.timers)
