@@ -10,7 +10,9 @@ timers armed, FIX sessions logged on with a sequence reset, every venue reconcil
 before new risk. Frames: 4-byte length, 1 byte kind (H hello, E event, B heartbeat), payload.
 A standby that meets a frame it cannot apply stops following and refuses that primary's stream from
 then on, naming the event and why (two xmc versions, a record its core cannot read): it says so once,
-where a stream dropped and attached again at each heartbeat would say it for ever.
+where a stream dropped and attached again at each heartbeat would say it for ever. Each connection to
+the standby is served on its own thread: a stranger saying nothing holds nobody back, and the same
+primary attaching again replaces the stream it had (half-open on the standby's side) at once.
 """
 
 from __future__ import annotations
@@ -295,7 +297,7 @@ class StandbyNode:
         # why this standby follows no primary any more (it met a frame it could not apply), "" while it can
         self.unfollowable = ""
         self.log: list[dict[str, Any]] = []
-        self._log_lock = threading.Lock()
+        self._log_lock = threading.Lock()  # the log and the count of connection threads; `lock` is never taken under it
         # the connection followed now (None between streams) and its number: a stream that is no longer
         # the followed one applies nothing more
         self._followed: socket.socket | None = None
