@@ -62,6 +62,35 @@ def pair(tmp_path, config):
         p.close()
 
 
+# what each kind of entry in a standby's log (report.json's node.stream) carries besides "event" and "at"
+ENTRY_KEYS = {
+    "stream_connected": {"from"},
+    "stream_replaced": {"from"},
+    "refused": {"from", "why"},
+    "stopped_following": {"from", "why"},
+    "stream_lost": {"why"},
+    "listener_error": {"why"},
+    "accept_failed": {"why"},
+    "takeover": {"epoch"},
+    "earlier_entries_dropped": {"entries"},
+}
+
+
+def _well_formed(log: list[dict]) -> None:
+    """Every entry of a standby's log names its event, when it happened, and what its kind carries
+    (a repeated one also how often and when last)."""
+    for entry in log:
+        kind = entry["event"]
+        keys = set(entry) - {"event", "times", "last_at"}
+        if kind == "earlier_entries_dropped":
+            assert keys == {"entries"}, entry
+            continue
+        assert keys == ENTRY_KEYS[kind] | {"at"}, entry
+        assert isinstance(entry["at"], float), entry
+        if "times" in entry:
+            assert entry["times"] >= 2 and entry["last_at"] >= entry["at"], entry
+
+
 def _break(p: Pair) -> None:
     """The stream breaks under the primary: the standby sees it closed, the primary's next frame fails."""
     assert p.stream.sock is not None
@@ -175,6 +204,8 @@ def test_nothing_the_stream_carries_after_the_takeover_is_applied(pair):
     assert wait_for(lambda: p.standby.applied == 1, 5)
     p.standby.take_over(2, 1.0)
     p.quote(1)
+    assert p.standby.log[-1] == {"event": "takeover", "epoch": 2, "at": 1.0}
+    _well_formed(p.standby.log)
     for thread in (p.follower, p.connection):  # the listener and the stream's own thread
         thread.join(timeout=5)
         assert not thread.is_alive()
@@ -348,6 +379,7 @@ def test_a_standby_turns_away_whatever_is_no_primary_of_its_config_and_keeps_lis
         assert standby.primary == "a" and standby.log[-1]["event"] == "stream_connected"
         assert standby.log[-1]["from"] == "a"
         assert standby.core.books["CU"].bid == 70000.0
+        _well_formed(standby.log)
         stream.sock.close()
     finally:
         standby.take_over(9, 0.0)
@@ -448,7 +480,7 @@ def test_a_silent_connection_holds_nobody_back_and_is_dropped_after_its_timeouts
 
     standby_journal = Journal(tmp_path / "standby.journal", config)
     standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.02, 3, standby_journal)
-    standby.hello_timeout, standby.silence_floor = 30.0, 0.1
+    standby.hello_timeout, standby.silence_floor = 30.0, 60.0  # the primary's stream is not dropped for silence
     journal = Journal(tmp_path / "primary.journal", config)
     address = (LOOPBACK, standby.address[1])
     try:
@@ -463,6 +495,7 @@ def test_a_silent_connection_holds_nobody_back_and_is_dropped_after_its_timeouts
         assert wait_for(lambda: sum(e.get("times", 1) for e in standby.log if e["event"] == "stream_lost") == 3, 5)
         assert [e["event"] for e in standby.log if e["event"] != "stream_lost"] == ["stream_connected"]
         standby.log.clear()
+        standby.silence_floor = 0.1
         with socket.create_connection(address, timeout=2.0) as half_open:
             said = time.monotonic()  # the standby's silence cannot start before it hears the hello
             _send_frame(half_open, b"H", f'{{"node": "a", "fingerprint": "{fingerprint(config)}"}}'.encode())
@@ -471,6 +504,7 @@ def test_a_silent_connection_holds_nobody_back_and_is_dropped_after_its_timeouts
             silent = time.monotonic() - said
         assert [e["event"] for e in standby.log] == ["stream_connected", "stream_lost"]
         assert "timed out" in standby.log[-1]["why"] and silent >= 10 * 3 * 0.02
+        _well_formed(standby.log)
     finally:
         standby.take_over(9, 0.0)
         journal.close()
@@ -507,6 +541,8 @@ def test_the_same_primary_attaching_again_replaces_its_half_open_stream_at_once(
         assert wait_for(lambda: standby.applied == 2, 5)
         assert standby.core.books["CU"].bid == 70002.0  # the new stream's event, not the old one's
         assert old.recv(16) == b""  # the standby ended the replaced connection
+        assert [e.get("from") for e in standby.log] == ["a", "a", "a"]
+        _well_formed(standby.log)
         stream.sock.close()
     finally:
         old.close()
@@ -545,6 +581,14 @@ def test_another_primary_is_refused_while_one_is_followed_and_more_connections_t
         _send_frame(first, b"E", _quote_record(2))
         assert wait_for(lambda: standby.applied == 2, 5)
         assert standby.primary == "a"
+        _well_formed(standby.log)
+        assert [e.get("from") for e in standby.log if e["event"] == "refused"] == ["c", ""]
+        later = socket.create_connection(address, timeout=5.0)  # the listener took the next one as before
+        _send_frame(later, b"H", json.dumps({"node": "c", "fingerprint": fingerprint(config), "version": 2}).encode())
+        assert "follows primary 'a'" in _read_hello(later)["refused"]
+        later.close()
+        first.close()
+        assert wait_for(lambda: standby._connections == 0, 5)  # every connection's thread counted out
     finally:
         first.close()
         standby.take_over(9, 0.0)
@@ -751,6 +795,8 @@ def test_a_standby_that_cannot_apply_its_primarys_stream_stops_following_it_and_
         assert [e["event"] for e in standby.log] == ["stream_connected", "stopped_following", "refused"]
         assert standby.log[-1]["times"] == 3 and standby.log[-1]["last_at"] >= standby.log[-1]["at"]
         assert says in standby.log[-1]["why"]
+        assert [e.get("from") for e in standby.log] == ["a", "a", "a"]
+        _well_formed(standby.log)
     finally:
         standby.take_over(9, 0.0)
         standby_journal.close()
@@ -909,6 +955,7 @@ def test_a_defect_met_on_one_connection_is_noted_and_the_standby_listens_on(tmp_
         stream = PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=5.0)
         assert stream.alive and wait_for(lambda: standby.primary == "a", 5)
         assert standby.log[0]["event"] == "listener_error" and standby.log[0]["why"] == "RuntimeError: planted"
+        _well_formed(standby.log)
         stream.sock.close()
     finally:
         standby.take_over(9, 0.0)
@@ -971,6 +1018,7 @@ def test_a_stream_attaching_again_and_again_keeps_the_standbys_log_bounded(tmp_p
         assert wait_for(lambda: standby.log[0].get("entries") == 7, 5), standby.log
         assert len(standby.log) == 5
         assert [e["event"] for e in standby.log[1:]] == ["stream_replaced", "stream_connected"] * 2
+        _well_formed(standby.log)
     finally:
         for sock in socks:
             sock.close()
@@ -1014,3 +1062,163 @@ def test_what_a_replaced_stream_still_carries_stops_nothing(tmp_path, config, mo
         old.close()
         new.close()
         standby.take_over(9, 0.0)
+
+
+def test_a_heartbeat_is_what_keeps_the_primary_alive_in_the_standbys_eyes(pair):
+    """Every frame the standby reads, a heartbeat as much as an event, is a sign of life: the clock
+    `primary_dead` judges starts again at it."""
+    p = pair()
+    assert p.standby.last_beat is None  # never heard from yet: not dead either
+    before = time.monotonic()
+    p.stream.heartbeat(0.0)
+    assert wait_for(lambda: p.standby.last_beat is not None and p.standby.last_beat >= before, 5)
+    assert not p.standby.primary_dead()
+    heard = p.standby.last_beat
+    p.quote(1)
+    assert wait_for(lambda: p.standby.applied == 1 and p.standby.last_beat > heard, 5)
+
+
+def test_a_hello_that_arrives_after_the_takeover_is_not_answered(tmp_path, config):
+    """A connection taken before the takeover whose hello arrives after it (a primary attaching again at
+    that very moment) is closed unanswered: the node that took over follows nobody."""
+    import socket
+
+    from engine.shell.node import _send_frame
+
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    late = socket.create_connection((LOOPBACK, standby.address[1]), timeout=5.0)
+    try:
+        assert wait_for(lambda: standby._connections == 1, 5)  # taken, its thread waiting for the hello
+        standby.take_over(9, 0.0)
+        assert standby.active
+        _send_frame(late, b"H", json.dumps({"node": "a", "fingerprint": fingerprint(config), "version": 2}).encode())
+        assert late.recv(16) == b""  # closed, no answer
+        assert wait_for(lambda: standby._connections == 0, 5)
+        assert standby.primary == "" and standby.applied == 0
+    finally:
+        late.close()
+
+
+@pytest.mark.parametrize("meanwhile", ["takeover", "replaced"])
+def test_a_frame_read_as_the_stream_stops_being_followed_is_not_applied(tmp_path, config, monkeypatch, meanwhile):
+    """The race the lock closes: a frame read just before the takeover (or before the same primary's new
+    stream replaced this one) and applied after it would be an event the standby's core takes from a
+    stream it no longer follows. Planted: the takeover (the replacement) happens between the read and
+    the apply. The event is neither applied nor journaled."""
+    import engine.shell.node as node
+
+    standby_journal = Journal(tmp_path / "standby.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3, standby_journal)
+    standby.silence_floor = 60.0
+    address = (LOOPBACK, standby.address[1])
+    real, socks = node.journal.load, []
+
+    def load_then_stop_following(payload, cfg):
+        if not socks[1:]:  # the first frame only
+            if meanwhile == "takeover":
+                socks.append(None)
+                standby.take_over(9, 0.0)
+            else:
+                socks.append(_attached_by_hand(address, config)[0])
+        return real(payload, cfg)
+
+    monkeypatch.setattr(node.journal, "load", load_then_stop_following)
+    old, _ = _attached_by_hand(address, config)
+    socks.append(old)
+    try:
+        from engine.shell.node import _send_frame
+
+        _send_frame(old, b"E", _quote_record(1))
+        assert wait_for(lambda: len(socks) == 2, 5)
+        assert wait_for(lambda: old.recv(16) == b"", 5)  # the old stream's thread ended
+        assert standby.applied == 0
+        standby_journal.fh.flush()
+        assert read(standby_journal.path, fingerprint(config)).records == []
+    finally:
+        for sock in socks:
+            if sock is not None:
+                sock.close()
+        if not standby.active:
+            standby.take_over(9, 0.0)
+        standby_journal.close()
+
+
+def test_a_failed_accept_is_noted_and_the_standby_listens_on(tmp_path, config, monkeypatch):
+    """Planted: the listener's accept fails once (a connection reset before it was taken, which loopback
+    cannot stage). It is noted with its type and the listener takes the next connection: the primary
+    attaches. Ending the listener there would leave a standby no primary can ever attach to."""
+    import socket
+
+    real, calls = socket.socket.accept, []
+
+    def once_failing(self):
+        if threading.current_thread().name == "xmc-standby-stream" and not calls:
+            calls.append(1)
+            raise ConnectionAbortedError("planted")
+        return real(self)
+
+    monkeypatch.setattr(socket.socket, "accept", once_failing)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    journal = Journal(tmp_path / "primary.journal", config)
+    try:
+        stream = PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=5.0)
+        assert stream.alive and calls == [1]
+        assert standby.log[0]["event"] == "accept_failed" and standby.log[0]["why"] == "ConnectionAbortedError"
+        _well_formed(standby.log)
+        stream.sock.close()
+    finally:
+        standby.take_over(9, 0.0)
+        journal.close()
+
+
+def test_the_same_refusal_of_two_nodes_is_two_entries(tmp_path, config):
+    """A repeated entry is counted where it stands only when it is the same event for the same reason
+    from the same node: two primaries of another config, one after the other, are two entries, each
+    naming its node (merged, the log would name only the first)."""
+    journal = Journal(tmp_path / "primary.journal", config)
+    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
+    try:
+        for node in ("x", "x", "y"):
+            with pytest.raises(NodeError, match="another engine config"):
+                PrimaryStream(node, (LOOPBACK, standby.address[1]), "not-this-config", journal, timeout=2.0)
+        assert wait_for(lambda: len(standby.log) == 2, 5)
+        assert [(e["from"], e.get("times", 1)) for e in standby.log] == [("x", 2), ("y", 1)]
+        _well_formed(standby.log)
+    finally:
+        standby.take_over(9, 0.0)
+        journal.close()
+
+
+_EXIT_WITH_A_STRANGER_CONNECTED = """
+import socket, sys, time
+sys.path.insert(0, sys.argv[1])
+from engine.core.engine_core import EngineCore
+from engine.shell.node import StandbyNode
+from simulator import scenario
+config = scenario.load(sys.argv[1] + "/scenarios/cu_hg_spread.toml").engine
+standby = StandbyNode("b", EngineCore(config), ("127.0.0.1", 0), 0.1, 3)
+standby.hello_timeout = 600.0
+stranger = socket.create_connection(("127.0.0.1", standby.address[1]), timeout=5.0)
+deadline = time.monotonic() + 10
+while standby._connections < 1 and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(standby._connections, flush=True)
+"""
+
+
+def test_a_connection_waiting_for_its_hello_does_not_hold_the_process_at_exit():
+    """The standby's connection threads are daemons: a stranger that never says hello does not keep an
+    `xmc live` process from exiting for its hello timeout (600 s here; the subprocess is given 60)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_A_STRANGER_CONNECTED, str(ROOT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-2000:]
