@@ -347,6 +347,7 @@ def test_a_standby_turns_away_whatever_is_no_primary_of_its_config_and_keeps_lis
         with pytest.raises(NodeError, match=rf"--peer {LOOPBACK}:{address[1]} is this node \(b\) itself"):
             PrimaryStream("b", address, fingerprint(config), journal, timeout=2.0)
         socket.create_connection(address, timeout=2.0).close()  # gone before its hello
+        assert wait_for(lambda: len(standby.log) == 2, 5)  # each connection has its thread: one at a time here
         not_hellos = [
             (b"E", b"{}", "not a hello"),
             (b"H", b"{not json", "no JSON"),

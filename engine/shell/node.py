@@ -354,24 +354,26 @@ class StandbyNode:
                     return
                 if refused is None and self._followed is not None and node != self.primary:
                     refused = f"this standby follows primary {self.primary!r}, whose stream is open"
-                if refused is None:  # the primary sends what this core has not applied yet
+                if refused is None:  # logged before the answer: the log says what the primary was told, in order
                     replaced, self._followed = self._followed, sock
                     self._generation += 1
                     mine = self._generation
-                    _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())
                     self.primary = node
+                    if replaced is not None:
+                        self._note({"event": "stream_replaced", "from": node, "at": time.time()})
+                    with self._log_lock:
+                        _keep(self.log, {"event": "stream_connected", "from": node, "at": time.time()})
+                    # the primary sends what this core has not applied yet
+                    _send_frame(sock, b"H", json.dumps({"node": self.node, "applied": self.applied}).encode())
             if refused is not None:  # told, never followed: the listener waits for the right primary
                 self._note({"event": "refused", "from": node, "why": refused, "at": time.time()})
                 _send_frame(sock, b"H", json.dumps({"node": self.node, "refused": refused}).encode())
                 return
             if replaced is not None:
-                self._note({"event": "stream_replaced", "from": node, "at": time.time()})
                 try:
                     replaced.shutdown(socket.SHUT_RDWR)  # its thread reads no further
                 except OSError:
                     pass
-            with self._log_lock:
-                _keep(self.log, {"event": "stream_connected", "from": node, "at": time.time()})
             sock.settimeout(max(10 * self.misses * self.heartbeat, self.silence_floor))
             self._follow(sock, mine)
         except _Unfollowable as exc:
@@ -383,7 +385,8 @@ class StandbyNode:
             )
             self._note({"event": "stopped_following", "from": self.primary, "at": time.time(), "why": str(exc)})
         except (OSError, ConnectionError, ValueError) as exc:
-            if not mine or mine == self._generation:  # a replaced stream's end was noted as its replacement
+            # a replaced stream's end was noted as its replacement, and the takeover ends every stream
+            if not self.active and (not mine or mine == self._generation):
                 why = f"{type(exc).__name__}: {exc}"[:200]
                 self._note({"event": "stream_lost", "at": time.time(), "why": why})
         except Exception as exc:  # noqa: BLE001 - a defect met on one connection must not end the listening
