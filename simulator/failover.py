@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from engine.core.engine_core import EngineCore
-from engine.core.events import AuditRow, CancelTimer, Command, SetTimer, Takeover
+from engine.core.events import AuditRow, Command, Takeover, track_timers
 from engine.shell.journal import Journal
 from engine.shell.lease import FENCE_MARGIN, LeaseServiceUnreachable, may_send, renew
 from simulator.faults import Fault
@@ -181,11 +181,8 @@ class Cluster:
             return
         self.standby_journal.append(event, t)
         self.applied += 1
-        for a in self.standby_core.handle(event, t):  # the same state; actions are the primary's to do
-            if type(a) is SetTimer:
-                self.standby_timers[a.key] = a.at
-            elif type(a) is CancelTimer:
-                self.standby_timers.pop(a.key, None)
+        # the same state; actions are the primary's to do, but for the timers it would arm on a takeover
+        track_timers(self.standby_timers, event, self.standby_core.handle(event, t))
 
     # ---- heartbeats, lease, detection --------------------------------------------------------------
     def _heartbeats(self):

@@ -804,3 +804,56 @@ def test_a_restarted_primary_waits_out_its_dead_process_grant_and_refuses_a_live
     silent.cut.add("a")
     with pytest.raises(SetupError, match=r"the lease service failed when a asked .*LeaseServiceUnreachable"):
         node._first_grant()  # a refusal naming the failure (exit 2), not a traceback
+
+
+def _crashing_scenarios() -> list:
+    """The library's scenarios whose engine process dies (the primary of a pair, or a lone engine
+    restarted from its journal)."""
+    kinds = {"primary_crash", "crash_restart", "crash_mid_batch", "crash_on_order"}
+    return [p for p in sorted((ROOT / "scenarios").glob("*.toml")) if kinds & {f.kind for f in scenario.load(p).faults}]
+
+
+def test_a_node_taking_over_or_restarting_never_arms_a_timer_that_already_fired(monkeypatch):
+    """Over every library scenario whose engine process dies: the timers the standby arms at the
+    takeover (from the stream it followed) and those a restart arms (from the journal) hold no timer
+    that fired in the dead process and was not set again since. One did before (the standby's table
+    and the journal's replay kept every timer set and not cancelled): armed again, it fired a second
+    time on the new node, where an order timeout cancels whatever the episode has working by then."""
+    from simulator.failover import Cluster
+    from simulator.shell import SimEngineShell
+
+    fired: set[str] = set()  # fired in a process that died, and not set again since
+    handed: list[tuple[set[str], set[str]]] = []  # (armed by the new node, fired and not set again by then)
+    real_fire, real_set = SimEngineShell._fire, SimEngineShell.set_timer
+    real_take_over, real_restart = Cluster._take_over, SimEngineShell.restart
+
+    def fire(self, key, gen):
+        if self.timers.get(key) == gen and self.alive:
+            fired.add(key)
+        real_fire(self, key, gen)
+
+    def set_timer(self, key, at):
+        fired.discard(key)
+        real_set(self, key, at)
+
+    def take_over(self, revision):
+        handed.append((set(self.standby_timers), set(fired)))
+        real_take_over(self, revision)
+
+    def restart(self, core, pending_timers):
+        handed.append((set(pending_timers), set(fired)))
+        real_restart(self, core, pending_timers)
+
+    monkeypatch.setattr(SimEngineShell, "_fire", fire)
+    monkeypatch.setattr(SimEngineShell, "set_timer", set_timer)
+    monkeypatch.setattr(Cluster, "_take_over", take_over)
+    monkeypatch.setattr(SimEngineShell, "restart", restart)
+    judged = 0
+    for path in _crashing_scenarios():
+        fired.clear()
+        handed.clear()
+        runner.run(scenario.load(path))
+        for armed, gone in handed:
+            assert not armed & gone, f"{path.name}: armed {sorted(armed & gone)} again, fired already"
+            judged += bool(gone)
+    assert judged >= 5, judged  # takeovers and restarts after timers had fired

@@ -218,8 +218,10 @@ def test_durability_forces_records_to_disk_as_configured(
 
 def test_replay_hands_back_exactly_the_timers_still_armed(config):
     """A journal's replay returns the timers the shell must arm: those set and not cancelled since (the
-    acknowledgement watches of answered orders are not among them)."""
-    from engine.core.events import CancelTimer, SendOrder, SetTimer
+    acknowledgement watches of answered orders are not among them), less those that fired (the order
+    timeout here: re-armed, it fired again right after the restart and cancelled whatever the episode
+    had working by then)."""
+    from engine.core.events import CancelTimer, SendCancel, SendOrder, SetTimer, TimerFired
     from tests.conftest import fire, report
 
     live = EngineCore(config)
@@ -242,6 +244,11 @@ def test_replay_hands_back_exactly_the_timers_still_armed(config):
     for o in sent:
         live.handle(report(o, f"{o.cl_ord_id}-0", "0", "0", 0), 1.1)
     assert armed and not any(k.startswith("ack:") for k in armed)
+    assert replay(EngineCore(config), records) == armed
+    timeout = next(k for k in armed if k.startswith("timeout:"))
+    del armed[timeout]  # the shell drops a timer as it fires it
+    cancels = [a for a in live.handle(TimerFired(timeout), 9.0) if isinstance(a, SendCancel)]
+    assert len(cancels) == 2 and timeout not in armed
     assert replay(EngineCore(config), records) == armed
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from engine.core.engine_core import EngineCore
-from engine.core.events import CancelTimer, Quote, SendOrder, SetTimer
+from engine.core.events import CancelTimer, Quote, SendCancel, SendOrder, SetTimer, TimerFired
 from engine.shell.journal import Journal, fingerprint, read
 from engine.shell.live import wait_for
 from engine.shell.node import NodeError, PrimaryStream, StandbyNode
@@ -191,9 +191,13 @@ def test_the_standby_hands_over_exactly_the_timers_the_primary_has_armed(pair):
     assert len(sent) == 2 and len(watches) == 2
     for o in sent:
         recorder.handle(report(o, f"{o.cl_ord_id}-0", "0", "0", 0), 1.1)  # acknowledged: watch cancelled
+    timeout = next(k for k in armed if k.startswith("timeout:"))
+    del armed[timeout]  # the primary's shell drops a timer as it fires it (the order timeout: cancels sent)
+    assert any(isinstance(a, SendCancel) for a in recorder.handle(TimerFired(timeout), 9.0))
     assert wait_for(lambda: p.standby.applied == p.count, 5)
-    handed = p.standby.take_over(2, 2.0)
-    assert handed == armed and handed and not watches & handed.keys()
+    handed = p.standby.take_over(2, 10.0)
+    # not re-armed: fired again at the takeover, it would cancel whatever the episode had working then
+    assert handed == armed and handed and not watches & handed.keys() and timeout not in handed
 
 
 def test_nothing_the_stream_carries_after_the_takeover_is_applied(pair):

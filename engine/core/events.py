@@ -390,3 +390,17 @@ FixSend = (
     | Subscribe
 )
 Action = FixSend | SetTimer | CancelTimer | Audit | Alert | Anomaly
+
+
+def track_timers(timers: dict[str, float], event: Event, actions: list[Action]) -> None:
+    """Keep `timers` (key -> due time) as the timers pending after the core handled `event` with these
+    `actions`: the timer that fired is gone (the shell that fired it dropped it: a journal's replay or
+    a standby following the stream must drop it too, or the node taking over fires it a second time),
+    then each SetTimer arms and each CancelTimer disarms its key, in order."""
+    if type(event) is TimerFired:
+        timers.pop(event.key, None)
+    for a in actions:
+        if type(a) is SetTimer:
+            timers[a.key] = a.at
+        elif type(a) is CancelTimer:
+            timers.pop(a.key, None)

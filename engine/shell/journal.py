@@ -362,9 +362,5 @@ def replay(core: EngineCore, records: list[tuple[float, ev.Event]]) -> dict[str,
     returns the timers still pending afterwards (key -> due time), for the shell to arm."""
     timers: dict[str, float] = {}
     for now, event in records:
-        for a in core.handle(event, now):
-            if type(a) is ev.SetTimer:
-                timers[a.key] = a.at
-            elif type(a) is ev.CancelTimer:
-                timers.pop(a.key, None)
+        ev.track_timers(timers, event, core.handle(event, now))
     return timers

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from engine.core.engine_core import EngineCore
-from engine.core.events import CancelTimer, Event, SetTimer
+from engine.core.events import Event, track_timers
 from engine.shell import journal
 from engine.shell.journal import Journal
 
@@ -461,11 +461,7 @@ class StandbyNode:
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 self.applied = number
-                for a in actions:
-                    if type(a) is SetTimer:
-                        self.timers[a.key] = a.at
-                    elif type(a) is CancelTimer:
-                        self.timers.pop(a.key, None)
+                track_timers(self.timers, event, actions)
 
     def primary_dead(self) -> bool:
         """Missed heartbeats (only once the primary has been heard from)."""
