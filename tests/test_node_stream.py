@@ -936,37 +936,6 @@ def test_whatever_a_primary_streams_the_standby_applies_its_events_in_order_or_s
     stream()
 
 
-def test_a_defect_met_on_one_connection_is_noted_and_the_standby_listens_on(tmp_path, config, monkeypatch):
-    """Planted: whatever else goes wrong while a connection is handled (here the hello reader raising
-    RuntimeError once) is noted as a listener error with its type, and the listener thread lives on: the
-    primary attaches next. A dead listener is a standby that can never be attached again, silently."""
-    import engine.shell.node as node
-
-    real, calls = node._read_hello, []
-
-    def once_broken(sock):
-        if threading.current_thread().name == "xmc-standby-connection":  # the standby's reading, not the primary's
-            calls.append(1)
-            if len(calls) == 1:
-                raise RuntimeError("planted")
-        return real(sock)
-
-    monkeypatch.setattr(node, "_read_hello", once_broken)
-    standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
-    journal = Journal(tmp_path / "primary.journal", config)
-    try:
-        with pytest.raises(NodeError):  # the first connection: turned away (closed) by the planted defect
-            PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=0.0)
-        stream = PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=5.0)
-        assert stream.alive and wait_for(lambda: standby.primary == "a", 5)
-        assert standby.log[0]["event"] == "listener_error" and standby.log[0]["why"] == "RuntimeError: planted"
-        _well_formed(standby.log)
-        stream.sock.close()
-    finally:
-        standby.take_over(9, 0.0)
-        journal.close()
-
-
 def test_an_event_the_standbys_journal_cannot_take_is_not_applied_and_comes_again(tmp_path, config, monkeypatch):
     """Write-ahead on the standby too: when its journal cannot take an event (a full disk), its core does
     not apply it nor count it, the stream is let go, and the primary attaching again sends it once more;
@@ -1148,27 +1117,51 @@ def test_a_frame_read_as_the_stream_stops_being_followed_is_not_applied(tmp_path
         standby_journal.close()
 
 
-def test_a_failed_accept_is_noted_and_the_standby_listens_on(tmp_path, config, monkeypatch):
-    """Planted: the listener's accept fails once (a connection reset before it was taken, which loopback
-    cannot stage). It is noted with its type and the listener takes the next connection: the primary
-    attaches. Ending the listener there would leave a standby no primary can ever attach to."""
+@pytest.mark.parametrize(
+    "where, event, why",
+    [("hello", "listener_error", "RuntimeError: planted"), ("accept", "accept_failed", "ConnectionAbortedError")],
+)
+def test_a_failure_met_once_by_the_listener_is_noted_and_it_listens_on(
+    tmp_path, config, monkeypatch, where, event, why
+):
+    """Planted, once: the hello reader raising RuntimeError (whatever else goes wrong while a connection
+    is handled), or the listener's accept failing (a connection reset before it was taken, which loopback
+    cannot stage). Each is noted with its type and the standby listens on: the primary attaches next.
+    Ending the listener there would leave a standby no primary can ever attach to, silently."""
     import socket
 
-    real, calls = socket.socket.accept, []
+    import engine.shell.node as node
 
-    def once_failing(self):
-        if threading.current_thread().name == "xmc-standby-stream" and not calls:
-            calls.append(1)
-            raise ConnectionAbortedError("planted")
-        return real(self)
+    calls: list[int] = []
+    if where == "hello":
+        real_hello = node._read_hello
 
-    monkeypatch.setattr(socket.socket, "accept", once_failing)
+        def once_broken(sock):
+            if threading.current_thread().name == "xmc-standby-connection" and not calls:  # not the primary's
+                calls.append(1)
+                raise RuntimeError("planted")
+            return real_hello(sock)
+
+        monkeypatch.setattr(node, "_read_hello", once_broken)
+    else:
+        real_accept = socket.socket.accept
+
+        def once_failing(self):
+            if threading.current_thread().name == "xmc-standby-stream" and not calls:
+                calls.append(1)
+                raise ConnectionAbortedError("planted")
+            return real_accept(self)
+
+        monkeypatch.setattr(socket.socket, "accept", once_failing)
     standby = StandbyNode("b", EngineCore(config), (LOOPBACK, 0), 0.1, 3)
     journal = Journal(tmp_path / "primary.journal", config)
     try:
+        if where == "hello":
+            with pytest.raises(NodeError):  # the first connection: turned away (closed) by the planted defect
+                PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=0.0)
         stream = PrimaryStream("a", (LOOPBACK, standby.address[1]), fingerprint(config), journal, timeout=5.0)
-        assert stream.alive and calls == [1]
-        assert standby.log[0]["event"] == "accept_failed" and standby.log[0]["why"] == "ConnectionAbortedError"
+        assert stream.alive and calls == [1] and wait_for(lambda: standby.primary == "a", 5)
+        assert standby.log[0]["event"] == event and standby.log[0]["why"] == why
         _well_formed(standby.log)
         stream.sock.close()
     finally:
