@@ -1188,18 +1188,17 @@ def test_the_same_refusal_of_two_nodes_is_two_entries(tmp_path, config):
 
 
 _EXIT_WITH_A_STRANGER_CONNECTED = """
-import socket, sys, time
+import socket, sys
 sys.path.insert(0, sys.argv[1])
 from engine.core.engine_core import EngineCore
+from engine.shell.live import wait_for
 from engine.shell.node import StandbyNode
 from simulator import scenario
 config = scenario.load(sys.argv[1] + "/scenarios/cu_hg_spread.toml").engine
 standby = StandbyNode("b", EngineCore(config), ("127.0.0.1", 0), 0.1, 3)
 standby.hello_timeout = 600.0
 stranger = socket.create_connection(("127.0.0.1", standby.address[1]), timeout=5.0)
-deadline = time.monotonic() + 10
-while standby._connections < 1 and time.monotonic() < deadline:
-    time.sleep(0.01)
+wait_for(lambda: standby._connections == 1, 10)
 print(standby._connections, flush=True)
 """
 
