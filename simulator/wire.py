@@ -510,6 +510,32 @@ def ended_within(process, seconds: float) -> bool:
         return False
 
 
+VENUES_END_S = 30.0  # after its stdin closes, the venue process writes its final state and exits within this
+
+
+def end_venues(process, held: dict, relays: dict, within: float = VENUES_END_S) -> bool:
+    """End a wire run's venue process (its stdin closed: it writes its final state and exits), killed when
+    it has not ended `within` seconds later; then, whatever happened, the ports held for it are released
+    and the fault relays stop listening. Whether it ended on its own."""
+    import subprocess
+
+    try:
+        if process.stdin:
+            process.stdin.close()
+        try:
+            process.wait(timeout=within)
+            return True
+        except subprocess.TimeoutExpired:
+            process.kill()  # no run leaves a venue process behind, nor its ports held
+            process.wait()
+            return False
+    finally:
+        for h in held.values():
+            h.close()
+        for relay in relays.values():  # their listeners end with the run
+            relay.shutdown()
+
+
 def run_wire(
     sc: Scenario,
     seed: int,
@@ -679,13 +705,12 @@ def _run_wire(
         finally:
             engine.stop()
     finally:
-        if child.stdin:
-            child.stdin.close()
-        child.wait(timeout=30)
-        for h in held.values():
-            h.close()
-        for relay in relays.values():  # their listeners end with the run
-            relay.shutdown()
+        ended = end_venues(child, held, relays)
+    if not ended:
+        raise RuntimeError(
+            f"the venue process did not end within {VENUES_END_S:g} s of the run's end and was killed, "
+            "without its final state"
+        )
     if (child.returncode != 0 and child.returncode != 2) or not state.exists():
         raise RuntimeError(f"the venue process ended with exit code {child.returncode} without its final state")
     venue_state = json.loads(state.read_text())

@@ -909,3 +909,40 @@ def test_a_relay_stops_listening_when_it_is_shut_down():
                 socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
         engine.close()
         far.close()
+
+
+@pytest.mark.parametrize("hangs", [False, True], ids=["ends", "hangs"])
+def test_a_wire_runs_venue_process_ends_and_its_ports_and_relays_are_released_even_if_it_hangs(hangs):
+    """`end_venues` closes the venue process's stdin and waits for it; one that does not end in time is
+    killed, and either way the ports held for it are released and the relays stop listening. Before, a
+    hung venue process made the wait raise in the run's `finally`: the process was left running, its
+    ports held, its relays listening, and the run's own error masked by the timeout."""
+    import random
+    import socket
+    import threading
+
+    from simulator.ports import reserve
+    from simulator.relay import FaultRelay
+    from simulator.wire import end_venues
+
+    after_stdin = "import signal; signal.pause()" if hangs else "pass"
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; sys.stdin.read(); {after_stdin}"], stdin=subprocess.PIPE, text=True
+    )
+    held = reserve(["SHFE"])
+    with socket.create_server(("127.0.0.1", 0)) as venue:
+        before = set(threading.enumerate())
+        relay = FaultRelay("SHFE", venue.getsockname()[1], [], lambda name: random.Random(name))
+        listener = (set(threading.enumerate()) - before).pop()
+        try:
+            assert end_venues(child, held, {"SHFE": relay}, within=0.5 if hangs else 30.0) is (not hangs)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == (-9 if hangs else 0)
+        listener.join(timeout=5)
+        assert not listener.is_alive()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", relay.port), timeout=1.0).close()
+    assert held["SHFE"]._socket.fileno() == -1  # the port's reservation let go (never bound again here)
