@@ -1,0 +1,192 @@
+"""The run report's own arithmetic and its JUnit form (engine/report.py): nearest-rank percentiles, the
+distributions report.json and the regression gate read, and what `certify --junit` promises a CI system
+(README: one testcase per scenario and seed, failures with the failed expectations, invariants and the
+replay command, timings and run_hash as properties)."""
+
+from __future__ import annotations
+
+import math
+from xml.etree import ElementTree as ET
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.report import distribution, junit_xml, percentile
+
+
+def _report(scenario: str, seed: int, verdict: str, **changes) -> dict:
+    """A run's report with the fields junit_xml reads."""
+    report = {
+        "scenario": scenario,
+        "seed": seed,
+        "verdict": verdict,
+        "run_hash": f"hash-{scenario}-{seed}",
+        "episodes": [{}, {}, {}],
+        "recovery": {
+            "legged": 2,
+            "repaired_in_budget": {"rate": 0.5},
+            "reorder_success": {"rate": None},
+            "rollback_success": {"rate": 1.0},
+        },
+        "timings": {
+            "signal_to_acks_ms": {"p50": 1.25, "p99": 9.5},
+            "reaction_ms": {"p50": 0.5, "p99": 0.75},
+            "legged_ms": {"p50": 120.0, "p99": 480.0},
+            "signal_to_terminal_ms": {"p50": 2.0, "p99": 700.0},
+        },
+        "wall": {"run_s": 0.125},
+        "replay": f"xmc run scenarios/{scenario}.toml --seed {seed}",
+        "expectations": [{"key": "min_episodes", "expected": 3, "actual": 3, "verdict": "pass"}],
+        "invariants": {"1": {"name": "legged time bounded", "status": "pass"}},
+    }
+    report.update(changes)
+    return report
+
+
+def test_junit_has_one_testcase_per_run_with_its_properties_and_the_failures_named():
+    passing = _report("cu_hg_spread", 1, "pass")
+    failing = _report(
+        "f84_partial",
+        3,
+        "fail",
+        wall={"run_s": 0.5},
+        expectations=[
+            {"key": "min_episodes", "expected": 3, "actual": 3, "verdict": "pass"},
+            {"key": "outcomes_at_least.BALANCED", "expected": 3, "actual": 1, "verdict": "fail"},
+            {"key": "max_alerts", "expected": 0, "actual": 2, "verdict": "fail"},
+        ],
+        invariants={
+            "1": {"name": "legged time bounded", "status": "pass"},
+            "3": {"name": "outcome matches fills", "status": "fail", "first": {"detail": "D1 BALANCED, leg A short"}},
+        },
+    )
+    # a run failing an invariant alone, whose report has no wall time, timings or first breach
+    invariant_only = {
+        k: v for k, v in _report("f12_crash", 2, "fail").items() if k not in ("wall", "timings", "expectations")
+    }
+    invariant_only["expectations"] = []
+    invariant_only["invariants"] = {"7": {"name": "no lost fills", "status": "fail"}}
+    text = junit_xml([passing, failing, invariant_only], suite="nightly")
+    assert text.startswith("<?xml ") and text.endswith("</testsuites>\n")
+    root = ET.fromstring(text)
+    assert root.tag == "testsuites"
+    assert (root.get("name"), root.get("tests"), root.get("failures"), root.get("time")) == (
+        "nightly",
+        "3",
+        "2",
+        "0.625",
+    )
+    (suite,) = root.findall("testsuite")
+    assert {k: suite.get(k) for k in ("name", "tests", "failures", "errors", "skipped", "time")} == {
+        "name": "nightly",
+        "tests": "3",
+        "failures": "2",
+        "errors": "0",
+        "skipped": "0",
+        "time": "0.625",
+    }
+    ok, bad, bare = suite.findall("testcase")
+    assert (ok.get("classname"), ok.get("name"), ok.get("time")) == ("xmc.cu_hg_spread", "seed 1", "0.125")
+    assert (bad.get("classname"), bad.get("name"), bad.get("time")) == ("xmc.f84_partial", "seed 3", "0.500")
+    properties = {p.get("name"): p.get("value") for p in ok.findall("properties/property")}
+    assert properties == {
+        "run_hash": "hash-cu_hg_spread-1",
+        "episodes": "3",
+        "legged": "2",
+        "replay": "xmc run scenarios/cu_hg_spread.toml --seed 1",
+        "signal_to_acks_ms_p50": "1.25",
+        "signal_to_acks_ms_p99": "9.5",
+        "reaction_ms_p50": "0.5",
+        "reaction_ms_p99": "0.75",
+        "legged_ms_p50": "120.0",
+        "legged_ms_p99": "480.0",
+        "signal_to_terminal_ms_p50": "2.0",
+        "signal_to_terminal_ms_p99": "700.0",
+        "repaired_in_budget": "0.5",
+        "rollback_success": "1.0",
+    }  # a timing or share with no value (no legged episode chased) is left out, not written as None
+    assert ok.find("failure") is None
+    failure = bad.find("failure")
+    assert failure is not None
+    assert failure.get("type") == "expectation"
+    assert failure.get("message") == "outcomes_at_least.BALANCED; max_alerts"
+    assert (failure.text or "").splitlines() == [
+        "outcomes_at_least.BALANCED: expected 3, got 1",
+        "max_alerts: expected 0, got 2",
+        "#3 outcome matches fills: D1 BALANCED, leg A short",
+        "replay: xmc run scenarios/f84_partial.toml --seed 3",
+    ]
+    assert bare.get("time") == "0.000"
+    assert {p.get("name") for p in bare.findall("properties/property")} == {
+        "run_hash",
+        "episodes",
+        "legged",
+        "replay",
+        "repaired_in_budget",
+        "rollback_success",
+    }
+    failure = bare.find("failure")
+    assert failure is not None and failure.get("message") == ""
+    assert (failure.text or "").splitlines() == [
+        "#7 no lost fills: ",
+        "replay: xmc run scenarios/f12_crash.toml --seed 2",
+    ]
+    # the default suite is named for the command; a character XML 1.0 cannot hold becomes U+FFFD
+    damaged = _report("b", 1, "fail", replay="xmc run b\x01.toml")
+    default = ET.fromstring(junit_xml([damaged]))
+    assert default.get("name") == "xmc certify"
+    assert (default.findtext("testsuite/testcase/failure") or "").endswith("replay: xmc run b\ufffd.toml")
+
+
+def test_junit_of_a_run_failing_only_an_invariant_and_of_a_long_failure_message():
+    """A run can fail on an invariant alone (its expectation invariants_hold says so), and a message
+    attribute stays within 500 characters however many expectations failed."""
+    many = [
+        {"key": f"coverage.path_{i:03d}", "expected": "reached", "actual": "not reached", "verdict": "fail"}
+        for i in range(60)
+    ]
+    root = ET.fromstring(junit_xml([_report("a", 1, "fail", expectations=many, wall={})]))
+    case = root.find("testsuite/testcase")
+    assert case is not None and case.get("time") == "0.000"  # a report without its wall time
+    failure = case.find("failure")
+    assert failure is not None
+    assert len(failure.get("message") or "") == 500
+    assert (failure.get("message") or "").startswith("coverage.path_000; coverage.path_001; ")
+    assert (failure.text or "").count("expected reached, got not reached") == 60
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=60), st.floats(0.0, 100.0))
+def test_a_percentile_is_the_nearest_rank(values, q):
+    """The smallest value with at least q% of the values at or below it (nearest rank): one of the values,
+    the minimum at q = 0, the maximum at 100."""
+    p = percentile(values, q)
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(values)))
+    assert p == ordered[rank - 1]
+    assert sum(v <= p for v in values) >= q / 100.0 * len(values) - 1e-9
+    assert sum(v < p for v in values) < max(1.0, q / 100.0 * len(values))
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([5.0], 50, 5.0),
+        ([3.0, 1.0, 2.0], 0, 1.0),
+        ([3.0, 1.0, 2.0], 50, 2.0),
+        ([4.0, 1.0, 3.0, 2.0], 50, 2.0),
+        ([4.0, 1.0, 3.0, 2.0], 51, 3.0),
+        ([4.0, 1.0, 3.0, 2.0], 100, 4.0),
+        (list(map(float, range(1, 101))), 99, 99.0),
+        (list(map(float, range(1, 201))), 99, 198.0),
+        ([], 50, None),
+    ],
+)
+def test_percentile_examples(values, q, expected):
+    assert percentile(values, q) == expected
+
+
+def test_a_distribution_is_count_median_p99_and_max_and_none_for_no_values():
+    values = [float(v) for v in range(200, 0, -1)]
+    assert distribution(values) == {"n": 200, "p50": 100.0, "p99": 198.0, "max": 200.0}
+    assert distribution([]) == {"n": 0, "p50": None, "p99": None, "max": None}
