@@ -1,5 +1,5 @@
 """The run report's own arithmetic and its JUnit form (engine/report.py): nearest-rank percentiles, the
-distributions report.json and the regression gate read, and what `certify --junit` promises a CI system
+distributions report.json and the regression gate read, Wilson intervals, outcome and anomaly counts, and what `certify --junit` promises a CI system
 (README: one testcase per scenario and seed, failures with the failed expectations, invariants and the
 replay command, timings and run_hash as properties)."""
 
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.report import distribution, junit_xml, percentile
+from engine.core.events import Anomaly
+from engine.report import anomaly_summary, count_outcomes, distribution, junit_xml, percentile, wilson
 
 
 def _report(scenario: str, seed: int, verdict: str, **changes) -> dict:
@@ -190,3 +191,46 @@ def test_a_distribution_is_count_median_p99_and_max_and_none_for_no_values():
     values = [float(v) for v in range(200, 0, -1)]
     assert distribution(values) == {"n": 200, "p50": 100.0, "p99": 198.0, "max": 200.0}
     assert distribution([]) == {"n": 0, "p50": None, "p99": None, "max": None}
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [  # Wilson score intervals at z = 1.96, as statistics texts tabulate them
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+        (1, 1, 0.2065, 1.0),
+        (5, 10, 0.2366, 0.7634),
+        (97, 100, 0.9155, 0.9897),
+    ],
+)
+def test_a_wilson_interval_is_the_score_interval(successes, n, low, high):
+    w = wilson(successes, n)
+    assert (w["n"], w["successes"], w["rate"]) == (n, successes, successes / n)
+    assert w["low"] == pytest.approx(low, abs=5e-5) and w["high"] == pytest.approx(high, abs=5e-5)
+
+
+def test_a_wilson_interval_of_nothing_has_no_rate_and_no_bounds():
+    assert wilson(0, 0) == {"n": 0, "successes": 0, "rate": None, "low": None, "high": None}
+
+
+def test_outcomes_are_counted_one_per_episode():
+    rows = [{"outcome": o} for o in ("BALANCED", "UNWOUND", "BALANCED", "ESCALATED", "BALANCED")]
+    assert count_outcomes(rows) == {"BALANCED": 3, "UNWOUND": 1, "ESCALATED": 1}
+    assert count_outcomes([]) == {}
+
+
+def test_anomalies_are_counted_per_kind_and_the_first_twenty_kept_in_order():
+    anomalies = [Anomaly(i / 10, "unknown_order" if i % 3 else "late_fill", f"C{i}", f"detail {i}") for i in range(25)]
+    summary = anomaly_summary(anomalies)
+    assert summary["count"] == 25
+    assert summary["by_kind"] == {"late_fill": 9, "unknown_order": 16}
+    assert list(summary["by_kind"]) == ["late_fill", "unknown_order"]  # sorted by kind: the same report each run
+    assert summary["first"] == [f"{a.kind}: {a.detail}" for a in anomalies[:20]]
+    assert anomaly_summary([]) == {"count": 0, "by_kind": {}, "first": []}
+
+
+@pytest.mark.parametrize("n", [5, 10, 19, 23])
+def test_a_wilson_interval_stays_within_zero_and_one_at_all_or_nothing(n):
+    """All or none of n: the score interval touches 1 or 0, where float rounding lands a hair outside
+    (1.0000000000000002 at n = 5): bounds are shares, clipped to [0, 1]."""
+    assert wilson(n, n)["high"] == 1.0 and wilson(0, n)["low"] == 0.0
