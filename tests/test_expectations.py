@@ -3,6 +3,7 @@ anything runs, evaluated so that they can fail."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -350,3 +351,250 @@ def test_a_price_limit_lock_needs_a_venue_with_a_daily_limit(tmp_path):
     assert "faults[0].venue" in text and "no daily price limit" in text and "price_band_pct" in text
     banded = BASE.read_text().replace("[venues.COMEX]\n", "[venues.COMEX]\nprice_band_pct = 3.0\n", 1) + lock
     assert scenario.load(write(tmp_path, "banded.toml", banded)).faults[0].venue == "COMEX"
+
+
+def _row(expect: dict, rep: dict, key: str) -> tuple | None:
+    """(expected, actual, verdict) of the expectation `key` evaluated on `rep`; None when not judged."""
+    rows = [x for x in runner.evaluate(expect, rep) if x["key"] == key]
+    assert len(rows) <= 1, rows
+    return (rows[0]["expected"], rows[0]["actual"], rows[0]["verdict"]) if rows else None
+
+
+def _judged(outcomes=("BALANCED", "BALANCED", "ESCALATED", "UNWOUND"), **changes) -> dict:
+    """A report with a value for every expectation to read: changes replace top-level keys."""
+    rep = fake_report(list(outcomes), legged_ms=[100.0, 900.0])
+    rep["counters"] = {"orders_sent": 7, "alerts": 1}
+    rep["anomalies"] = {"count": 2, "by_kind": {"late_fill": 2}}
+    rep["timings"] = {"signal_to_acks_ms": {"p99": 10.0}}
+    rep["recovery"] = {
+        "legged": 2,
+        "repaired_in_budget": {"rate": 0.5},
+        "reorder_success": {"rate": 0.5},
+        "rollback_success": {"rate": 0.75},
+    }
+    rep.update(changes)
+    return rep
+
+
+@pytest.mark.parametrize(
+    ("key", "bound", "actual", "past"),
+    [  # each bound met exactly passes, and the next value past it fails naming what the run had
+        ("min_episodes", 4, 4, 5),
+        ("max_p99_signal_to_acks_ms", 10.0, 10.0, 9.999),
+        ("max_orders_sent", 7, 7, 6),
+        ("max_anomalies", 2, 2, 1),
+        ("max_alerts", 1, 1, 0),
+        ("min_legged", 2, 2, 3),
+        ("min_recovery_success", 0.5, 0.5, 0.501),
+        ("min_reorder_success", 0.5, 0.5, 0.501),
+        ("min_rollback_success", 0.75, 0.75, 0.751),
+        ("max_legged_ms", 900.0, 900.0, 899.9),
+    ],
+)
+def test_each_bound_passes_when_met_exactly_and_fails_one_past_it(key, bound, actual, past):
+    rep = _judged()
+    assert _row({key: bound}, rep, key) == (bound, actual, "pass")
+    assert _row({key: past}, rep, key) == (past, actual, "fail")
+    assert _row({}, rep, key) is None  # not asked for: not judged
+
+
+@pytest.mark.parametrize(
+    ("key", "changes"),
+    [
+        ("max_p99_signal_to_acks_ms", {"timings": {"signal_to_acks_ms": {"p99": None}}}),
+        ("min_recovery_success", {"recovery": {"legged": 0, "repaired_in_budget": {"rate": None}}}),
+        ("min_reorder_success", {"recovery": {"legged": 0, "reorder_success": {"rate": None}}}),
+        ("min_rollback_success", {"recovery": {"legged": 0, "rollback_success": {"rate": None}}}),
+    ],
+)
+def test_a_figure_the_run_never_measured_fails_its_expectation(key, changes):
+    """No acknowledged episode, or no legged one: nothing shows the figure was met."""
+    assert _row({key: 0.0}, _judged(**changes), key) == (0.0, None, "fail")
+
+
+def test_outcome_counts_are_judged_per_outcome_at_their_bounds():
+    rep = _judged()  # 2 BALANCED, 1 ESCALATED, 1 UNWOUND
+    expect = {
+        "outcomes_at_least": {"BALANCED": 2, "UNWOUND": 2, "ABORTED": 0, "NEW": 1},
+        "outcomes_at_most": {"ESCALATED": 1, "BALANCED": 1, "ABORTED": 0},
+    }
+    rows = {x["key"]: (x["expected"], x["actual"], x["verdict"]) for x in runner.evaluate(expect, rep)}
+    assert {k: v for k, v in rows.items() if k.startswith("outcomes_")} == {
+        "outcomes_at_least.BALANCED": (2, 2, "pass"),
+        "outcomes_at_least.UNWOUND": (2, 1, "fail"),
+        "outcomes_at_least.ABORTED": (0, 0, "pass"),
+        "outcomes_at_least.NEW": (1, 0, "fail"),  # an outcome no episode had counts none
+        "outcomes_at_most.ESCALATED": (1, 1, "pass"),
+        "outcomes_at_most.BALANCED": (1, 2, "fail"),
+        "outcomes_at_most.ABORTED": (0, 0, "pass"),
+    }
+
+
+@pytest.mark.parametrize("open_state", ["NEW", "WORKING", "LEGGED"])
+def test_all_terminal_counts_every_open_episode(open_state):
+    assert _row({"all_terminal": True}, _judged(), "all_terminal") == (0, 0, "pass")
+    rep = _judged(outcomes=("BALANCED", open_state, open_state))
+    assert _row({"all_terminal": True}, rep, "all_terminal") == (0, 2, "fail")
+    assert _row({"all_terminal": False}, rep, "all_terminal") is None
+
+
+def test_anomaly_kinds_are_judged_at_their_bounds_and_an_absent_kind_counts_zero():
+    rep = _judged()  # late_fill x 2
+    expect = {"anomalies_at_least": {"late_fill": 2, "overfill": 0}, "anomalies_at_most": {"late_fill": 2}}
+    assert _row(expect, rep, "anomalies_at_least.late_fill") == (2, 2, "pass")
+    assert _row(expect, rep, "anomalies_at_least.overfill") == (0, 0, "pass")
+    assert _row(expect, rep, "anomalies_at_most.late_fill") == (2, 2, "pass")
+    expect = {"anomalies_at_least": {"late_fill": 3, "overfill": 1}, "anomalies_at_most": {"late_fill": 1}}
+    assert _row(expect, rep, "anomalies_at_least.late_fill") == (3, 2, "fail")
+    assert _row(expect, rep, "anomalies_at_least.overfill") == (1, 0, "fail")
+    assert _row(expect, rep, "anomalies_at_most.late_fill") == (1, 2, "fail")
+    assert _row({"anomalies_at_most": {"overfill": 0}}, rep, "anomalies_at_most.overfill") == (0, 0, "pass")
+    # either kind of bound alone reads the counts
+    assert _row({"anomalies_at_most": {"late_fill": 1}}, rep, "anomalies_at_most.late_fill") == (1, 2, "fail")
+    assert _row({"anomalies_at_least": {"late_fill": 2}}, rep, "anomalies_at_least.late_fill") == (2, 2, "pass")
+
+
+def test_invariants_hold_names_the_first_violated_invariant_and_can_be_waived():
+    rep = _judged()
+    assert _row({}, rep, "invariants_hold") == ("no violation", "none", "pass")
+    rep["invariants"] = {
+        "1": {"name": "legged time bounded", "status": "pass"},
+        "3": {"name": "outcome matches fills", "status": "fail", "first": {"detail": "D1 short"}},
+        "7": {"name": "no lost fills", "status": "fail", "first": {"detail": "D2"}},
+    }
+    assert _row({}, rep, "invariants_hold") == (
+        "no violation",
+        "#3 outcome matches fills: {'detail': 'D1 short'}",
+        "fail",
+    )
+    assert _row({"invariants_hold": False}, rep, "invariants_hold") is None
+
+
+def test_coverage_paths_are_each_reached_or_not():
+    rep = _judged(coverage=["partial_fill", "late_ack"])
+    expect = {"coverage": ["late_ack", "session_down"]}
+    assert _row(expect, rep, "coverage.late_ack") == ("reached", "reached", "pass")
+    assert _row(expect, rep, "coverage.session_down") == ("reached", "not reached", "fail")
+
+
+def test_outcome_shares_at_their_bounds_rounded_and_none_without_episodes():
+    rep = _judged(outcomes=("BALANCED", "UNWOUND", "UNWOUND"))  # a third BALANCED
+    assert _row({"outcome_share_at_least": {"BALANCED": 1 / 3}}, rep, "outcome_share_at_least.BALANCED") == (
+        1 / 3,
+        0.333333,
+        "pass",
+    )
+    assert _row({"outcome_share_at_least": {"BALANCED": 0.34}}, rep, "outcome_share_at_least.BALANCED")[2] == "fail"
+    assert _row({"outcome_share_at_most": {"UNWOUND": 2 / 3}}, rep, "outcome_share_at_most.UNWOUND") == (
+        2 / 3,
+        0.666667,
+        "pass",
+    )
+    assert _row({"outcome_share_at_most": {"UNWOUND": 0.66}}, rep, "outcome_share_at_most.UNWOUND")[2] == "fail"
+    assert _row({"outcome_share_at_most": {"ABORTED": 0.0}}, rep, "outcome_share_at_most.ABORTED") == (0.0, 0.0, "pass")
+    empty = _judged(outcomes=())
+    for key in ("outcome_share_at_least", "outcome_share_at_most"):
+        assert _row({key: {"BALANCED": 0.0}}, empty, f"{key}.BALANCED") == (0.0, None, "fail")
+
+
+def test_the_worst_legged_time_counts_an_unrepaired_legging_as_endless():
+    rep = _judged()
+    rep["episodes"][2]["recovery"] = {"legged_ms": None}  # legged, never repaired
+    assert _row({"max_legged_ms": 1e9}, rep, "max_legged_ms") == (1e9, math.inf, "fail")
+    none_legged = _judged(outcomes=("BALANCED",))
+    none_legged["episodes"][0]["recovery"] = None
+    assert _row({"max_legged_ms": 0.0}, none_legged, "max_legged_ms") == (0.0, 0.0, "pass")
+
+
+def test_leg_lots_names_how_many_episodes_differ_and_the_first():
+    rep = _judged()
+    assert _row({"leg_lots": [5, 2]}, rep, "leg_lots") == ([5, 2], "every episode", "pass")
+    rep["episodes"][1]["legs"]["B"]["target"] = 3
+    rep["episodes"][3]["legs"]["A"]["target"] = 4
+    assert _row({"leg_lots": [5, 2]}, rep, "leg_lots") == ([5, 2], "2 episode(s) differ, first E1-000001", "fail")
+
+
+def test_the_residual_bound_reads_balanced_episodes_only_by_size():
+    rep = _judged()  # every residual 2.32 t
+    rep["episodes"][0]["residual_t"] = -2.5  # BALANCED, short the other way
+    rep["episodes"][3]["residual_t"] = 9.0  # UNWOUND: not a balanced residual
+    assert _row({"max_residual_t": 2.5}, rep, "max_residual_t") == (2.5, 2.5, "pass")
+    assert _row({"max_residual_t": 2.49}, rep, "max_residual_t") == (2.49, 2.5, "fail")
+    assert _row({"max_residual_t": 0.0}, _judged(outcomes=("UNWOUND",)), "max_residual_t") == (0.0, 0.0, "pass")
+
+
+def _window(index, kind, after, until, hits=1, orders="any", **extra):
+    return {"index": index, "kind": kind, "venue": "COMEX", "orders": orders, "after_s": after, "until_s": until,
+            "hits": hits, **extra}  # fmt: skip
+
+
+def test_no_episode_windows_hold_from_their_start_up_to_their_end():
+    rep = _judged()  # signals at t = 0, 1, 2, 3
+    rep["fault_windows"] = [
+        _window(0, "disconnect", 1.0, 2.0),  # holds the signal at 1, not the one at 2
+        _window(1, "md_stale", 2.5, None),  # open-ended: to the end of the run
+        _window(2, "kill_switch", 0.5, 0.6),  # the kill switch holds from its time on
+        _window(3, "md_gap", 0.0, 9.0),  # not named by the expectation
+    ]
+    expect = {"no_episode_during": ["disconnect", "md_stale", "kill_switch"], "faults_reach_paths": False}
+    rows = {x["key"]: (x["expected"], x["actual"], x["verdict"]) for x in runner.evaluate(expect, rep)}
+    assert {k: v for k, v in rows.items() if k.startswith("no_episode")} == {
+        "no_episode_during.disconnect fault 0": (0, 1, "fail"),
+        "no_episode_during.md_stale fault 1": (0, 1, "fail"),
+        "no_episode_during.kill_switch fault 2": (0, 3, "fail"),
+    }
+    rows = {x["key"]: x["actual"] for x in runner.evaluate({"no_episode_between": [[0, 2], [2, 2.5], [4, 5]]}, rep)}
+    assert {k: v for k, v in rows.items() if k.startswith("no_episode")} == {
+        "no_episode_during.window 0-2 s": 2,
+        "no_episode_during.window 2-2.5 s": 1,
+        "no_episode_during.window 4-5 s": 0,
+    }
+
+
+def test_a_report_without_fault_windows_is_judged_without_them():
+    """A report that carries no fault windows (none were scheduled) is judged on everything else."""
+    rep = _judged()
+    del rep["fault_windows"]
+    keys = [x["key"] for x in runner.evaluate({"no_episode_during": ["disconnect"], "min_episodes": 1}, rep)]
+    assert keys == ["min_episodes", "invariants_hold", "fills_match_positions"]
+
+
+@pytest.mark.parametrize(
+    ("window", "paths"),
+    [
+        (_window(0, "reject", 0, None, orders="entry"), "reject_entry"),
+        (_window(0, "reject", 0, None, orders="chase"), "reject_during_chase"),
+        (_window(0, "reject", 0, None, orders="recovery"), "reject_during_chase"),
+        (_window(0, "reject", 0, None, orders="any"), "reject_entry or reject_during_chase"),
+        (_window(0, "no_ack", 0, None), "timeout_cancel or status_query"),
+        (_window(0, "crash_restart", 0, None, journal_damage="torn_tail"), "journal_refused"),
+    ],
+)
+def test_a_fault_that_fired_must_reach_one_of_its_paths(window, paths):
+    key = f"faults_reach_paths.0:{window['kind']}"
+    first = paths.split(" or ")[-1]
+    reached = _judged(coverage=[first], fault_windows=[window])
+    assert _row({}, reached, key) == (paths, "reached", "pass")
+    missed = _judged(coverage=["something_else"], fault_windows=[{**window, "hits": 2}])
+    assert _row({}, missed, key) == (paths, "fired 2 time(s), path not reached", "fail")
+    assert _row({}, _judged(coverage=[], fault_windows=[{**window, "hits": 0}]), key) is None  # never fired
+    assert _row({"faults_reach_paths": False}, missed, key) is None
+
+
+def test_a_fault_kind_with_no_path_of_its_own_is_not_judged_by_its_paths():
+    rep = _judged(coverage=[], fault_windows=[_window(0, "clock_offset", 0, None, hits=3)])
+    assert not [x for x in runner.evaluate({}, rep) if x["key"].startswith("faults_reach_paths")]
+
+
+def test_every_fault_that_fired_is_judged_after_one_that_did_not():
+    windows = [_window(0, "late_ack", 0, None, hits=0), _window(1, "clock_offset", 0, None, hits=2)]
+    windows.append(_window(2, "partial_fill", 0, None, hits=1))
+    rows = [x["key"] for x in runner.evaluate({}, _judged(coverage=[], fault_windows=windows))]
+    assert [k for k in rows if k.startswith("faults_reach_paths")] == ["faults_reach_paths.2:partial_fill"]
+
+
+def test_fills_that_disagree_with_positions_fail_unless_waived():
+    rep = _judged(fills_match_positions=False)
+    assert _row({}, rep, "fills_match_positions") == (True, False, "fail")
+    assert _row({}, _judged(), "fills_match_positions") == (True, True, "pass")
+    assert _row({"fills_match_positions": False}, rep, "fills_match_positions") is None
