@@ -234,3 +234,151 @@ def test_a_wilson_interval_stays_within_zero_and_one_at_all_or_nothing(n):
     """All or none of n: the score interval touches 1 or 0, where float rounding lands a hair outside
     (1.0000000000000002 at n = 5): bounds are shares, clipped to [0, 1]."""
     assert wilson(n, n)["high"] == 1.0 and wilson(0, n)["low"] == 0.0
+
+
+def test_an_episodes_row_holds_its_stages_legs_slippage_and_recovery(config):
+    """One legged episode driven through a core: leg A sells 5 lots in two fills, leg B buys 1 of its 2
+    and is repaired by a chase; its report row, every field worked out from those messages."""
+    import dataclasses
+
+    from engine.core.engine_core import EngineCore
+    from engine.report import episode_row
+    from tests.conftest import fire, report
+    from tests.test_recovery import RECOVERY, sends
+
+    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=RECOVERY)))
+    t0 = 10.1234567  # stages are reported to the microsecond (s) and the nanosecond (ms since the signal)
+    a, b = sends(fire(core, now=t0))
+    core.handle(report(a, "xa", "0", "0", 0), t0 + 0.0005)
+    core.handle(report(a, "xa1", "F", "1", 3, 3, 69990.0), t0 + 0.001)
+    core.handle(report(a, "xa2", "F", "2", 5, 2, 70010.0), t0 + 0.002)
+    core.handle(report(b, "xb0", "0", "0", 0), t0 + 0.0600001234)
+    core.handle(report(b, "xb1", "F", "1", 1, 1, 4.5010), t0 + 0.07)
+    (chase,) = sends(core.handle(report(b, "xb2", "4", "4", 1), t0 + 0.12))  # IOC: the other lot cancelled
+    ep = core.episodes[a.decision_id]
+    legged = episode_row(ep, core)  # still legged: no time to the end yet
+    assert legged["outcome"] == "LEGGED" and legged["signal_to_terminal_ms"] is None
+    assert legged["recovery"] == {
+        "mode": "chase",
+        "chase_attempts": 1,
+        "unwind_attempts": 0,
+        "reaction_ms": 0.0,
+        "legged_ms": None,
+    }
+    core.handle(report(chase, "xc", "F", "2", 1, 1, 4.5015), t0 + 0.2500004321)
+    assert ep.trigger_prices == {"A": 70830, "B": 4.5005}
+    row = episode_row(ep, core)
+    assert row == {
+        "decision_id": a.decision_id,
+        "side": "sell_spread",
+        "signal_value": ep.signal_value,
+        "outcome": "BALANCED",
+        "signal_at_s": 10.123457,
+        "reason": "",
+        "stages_ms": {
+            "signal": 0.0,
+            "risk_check": 0.0,
+            "send_A": 0.0,
+            "send_B": 0.0,
+            "ack_A": 0.5,
+            "fill_A": 1.0,
+            "ack_B": 60.000123,
+            "fill_B": 70.0,
+            "legged": 120.0,
+            "recovery_send": 120.0,
+            "terminal": 250.000432,
+        },
+        "signal_to_acks_ms": 60.000123,  # the later of the two acknowledgements
+        "signal_to_terminal_ms": 250.000432,
+        "legs": {
+            "A": {"instrument": "CU", "side": "2", "target": 5, "filled": 5.0, "orders": [a.cl_ord_id]},
+            "B": {
+                "instrument": "HG",
+                "side": "1",
+                "target": 2,
+                "filled": 2.0,
+                "orders": [b.cl_ord_id, chase.cl_ord_id],
+            },
+        },
+        "residual_t": round(ep.residual_tonnes, 6),
+        "naked_t": round(ep.naked_tonnes(), 6),
+        # entry fills only, against the trigger's price, in ticks, worse positive: A sold at an average of
+        # (3 x 69990 + 2 x 70010) / 5 = 69998, 83.2 ticks of 10 under 70830; B's entry bought 1 lot at
+        # 4.5010, one tick of 0.0005 over 4.5005 (its chase's fill is the recovery's, not slippage)
+        "slippage_ticks": {"A": 83.2, "B": 1.0},
+        "recovery": {
+            "mode": "chase",
+            "chase_attempts": 1,
+            "unwind_attempts": 0,
+            "reaction_ms": 0.0,  # the chase went out as the leg was found short
+            "legged_ms": 130.000432,
+        },
+    }
+    assert row["residual_t"] == pytest.approx(2.320355) and row["naked_t"] == row["residual_t"]
+
+
+def test_an_episode_never_legged_has_no_recovery_and_one_acknowledgement_no_ack_time(config):
+    import dataclasses
+
+    from engine.core.engine_core import EngineCore
+    from engine.report import episode_row
+    from tests.conftest import fire, report
+    from tests.test_recovery import RECOVERY, sends
+
+    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=RECOVERY)))
+    a, b = sends(fire(core))
+    core.handle(report(a, "xa", "0", "0", 0), 0.002)
+    row = episode_row(core.episodes[a.decision_id], core)
+    assert row["recovery"] is None and row["signal_to_acks_ms"] is None and row["signal_to_terminal_ms"] is None
+    assert row["slippage_ticks"] == {} and row["stages_ms"]["ack_A"] == 2.0 and "ack_B" not in row["stages_ms"]
+
+
+def test_audit_rows_become_typed_columns_with_nulls_where_a_field_does_not_apply():
+    from engine.core.events import AuditRow
+    from engine.report import PARQUET_SCHEMA, audit_columns
+
+    rows = [
+        AuditRow(1, 0.5, "send", "E1-000001", "E1-000001A1", "CU", "SHFE-ARB-01", "2", 5.0, 70780.0, "entry"),
+        AuditRow(2, 0.6, "fill", "E1-000001", "E1-000001A1", "CU", "SHFE-ARB-01", "2", 3.0, 70770.0,
+                 "ExecID X-7 cum=3/5"),
+        AuditRow(3, 0.7, "fill_from_status", "E1-000001", "E1-000001B2R", "HG", "", "1", 2.0, 4.5015,
+                 "ExecID Y1 cum=2/2 (adopted)"),
+        AuditRow(4, 0.8, "send", "E1-000001", "E1-000001B3U", "HG", "CME-ARB-01", "2", 2.0, 4.5, "unwind"),
+        AuditRow(5, 0.9, "terminal", "E1-000001", "", "", "", "", 0.0, 0.0, "BALANCED"),
+        AuditRow(6, 1.0, "anomaly", "", "FOREIGN-9", "", "", "", 0.0, 0.0, ""),
+        AuditRow(7, 1.1, "terminal", "E1-000002", "", "", "", "", 0.0, 0.0, "not an outcome"),
+        AuditRow(8, 1.2, "send", "E1-000003", "E1-000003A1H", "XX", "", "1", 1.0, 7.0, "hedge"),
+    ]  # fmt: skip
+    cols = audit_columns(rows, {"CU": "SHFE", "HG": "COMEX"}, "cu_hg_spread", 7)
+    assert list(cols) == list(PARQUET_SCHEMA)
+    assert cols["run"] == ["cu_hg_spread"] * 8 and cols["seed"] == [7] * 8
+    assert cols["seq"] == [1, 2, 3, 4, 5, 6, 7, 8] and cols["ts"] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]
+    assert cols["stage"] == ["send", "fill", "fill_from_status", "send", "terminal", "anomaly", "terminal", "send"]
+    assert cols["decision_id"] == ["E1-000001"] * 5 + [None, "E1-000002", "E1-000003"]
+    assert cols["cl_ord_id"] == ["E1-000001A1", "E1-000001A1", "E1-000001B2R", "E1-000001B3U", None, "FOREIGN-9", None,
+                                 "E1-000003A1H"]  # fmt: skip
+    assert cols["role"] == ["entry", "entry", "chase", "unwind", None, None, None, "hedge"]
+    assert cols["instrument"] == ["CU", "CU", "HG", "HG", None, None, None, "XX"]
+    assert cols["venue"] == ["SHFE", "SHFE", "COMEX", "COMEX", None, None, None, None]  # XX: no venue known
+    assert cols["account"] == ["SHFE-ARB-01", "SHFE-ARB-01", None, "CME-ARB-01", None, None, None, None]
+    assert cols["side"] == ["2", "2", "1", "2", None, None, None, "1"]
+    assert cols["qty"] == [5.0, 3.0, 2.0, 2.0, None, None, None, 1.0]
+    assert cols["price"] == [70780.0, 70770.0, 4.5015, 4.5, None, None, None, 7.0]
+    assert cols["exec_id"] == [None, "X-7", "Y1", None, None, None, None, None]
+    assert cols["last_qty"] == [None, 3.0, 2.0, None, None, None, None, None]  # fills only
+    assert cols["last_px"] == [None, 70770.0, 4.5015, None, None, None, None, None]
+    assert cols["cum_qty"] == [None, 3.0, 2.0, None, None, None, None, None]
+    assert cols["outcome"] == [None, None, None, None, "BALANCED", None, None, None]
+    assert cols["detail"] == ["entry", "ExecID X-7 cum=3/5", "ExecID Y1 cum=2/2 (adopted)", "unwind", "BALANCED", None,
+                              "not an outcome", "hedge"]  # fmt: skip
+
+
+def test_a_send_whose_text_reads_like_a_fill_is_no_fill():
+    """ExecID and cumulative quantity are read out of fill rows only: another row's text proves nothing."""
+    from engine.core.events import AuditRow
+    from engine.report import audit_columns
+
+    row = AuditRow(1, 0.1, "send", "E1-000001", "E1-000001A1", "CU", "", "2", 5.0, 70780.0, "ExecID Z cum=5/5")
+    cols = audit_columns([row], {"CU": "SHFE"}, None, None)
+    assert (cols["exec_id"], cols["cum_qty"], cols["last_qty"], cols["last_px"]) == ([None], [None], [None], [None])
+    assert cols["run"] == [None] and cols["seed"] == [None]
