@@ -382,3 +382,23 @@ def test_a_send_whose_text_reads_like_a_fill_is_no_fill():
     cols = audit_columns([row], {"CU": "SHFE"}, None, None)
     assert (cols["exec_id"], cols["cum_qty"], cols["last_qty"], cols["last_px"]) == ([None], [None], [None], [None])
     assert cols["run"] == [None] and cols["seed"] == [None]
+
+
+def test_audit_parquet_keeps_its_types_when_a_column_holds_no_value(tmp_path):
+    """A run without a fill has no ExecID, last quantity or price anywhere: those columns are still
+    written with their types (not polars' Null), so `xmc audit` reads the file it wrote; a report of
+    `xmc live` has no scenario, and its rows are named by its mode."""
+    import polars as pl
+
+    from engine.core.events import AuditRow
+    from engine.report import RunResult, parquet_dtypes, write_audit_parquet
+    from xmc.cli import main
+
+    rows = [AuditRow(1, 0.5, "send", "E1-000001", "E1-000001A1", "CU", "SHFE-ARB-01", "2", 5.0, 70780.0, "entry")]
+    path = tmp_path / "audit.parquet"
+    write_audit_parquet(RunResult({"mode": "live", "seed": None}, [], rows, {"CU": "SHFE"}), path)
+    frame = pl.read_parquet(path)
+    assert dict(frame.schema) == parquet_dtypes()
+    assert frame["run"].to_list() == ["live"] and frame["seed"].to_list() == [None]
+    assert frame["last_qty"].to_list() == [None] and frame["venue"].to_list() == ["SHFE"]
+    assert main(["audit", str(tmp_path), "--order", "E1-000001A1"]) == 0
