@@ -150,3 +150,128 @@ def test_a_wall_margin_below_one_or_no_number_is_refused_at_load(tmp_path, margi
         with pytest.raises(gate.BaselineError) as err:
             gate.load(path)
         assert [p.key for p in err.value.problems] == ["wall_margin"]
+
+
+# ---- one metric of one scenario, straight through the rule (`_compare_metric`), its row word for word ----
+TIME = gate.Metric("legged_ms.p50", "ms", +1, 10.0, 0.10, lambda r: None)
+SHARE = gate.Metric("repaired_in_budget", "share", -1, 0.05, 0.0, lambda r: None)
+
+
+def judged(metric: gate.Metric, pairs: list[tuple[str, float, float]], tol=None) -> gate.Comparison:
+    comp = gate.Comparison()
+    gate._compare_metric("f01", metric, tol or {"abs": metric.abs_tol, "rel": metric.rel_tol}, pairs, comp)
+    return comp
+
+
+def seeds(base: list[float], now: list[float]) -> list[tuple[str, float, float]]:
+    return [(f"xmc run f01.toml --seed {i}", b, n) for i, (b, n) in enumerate(zip(base, now), 1)]
+
+
+def test_nothing_to_compare_counts_nothing():
+    comp = judged(TIME, [])
+    assert comp.compared == 0 and comp.rows == []
+
+
+def test_a_move_exactly_at_the_tolerance_is_no_regression_and_just_past_it_is():
+    # baseline median 100 ms: the tolerance is 10 + 0.10 x 100 = 20 ms
+    at = judged(TIME, seeds([100.0, 100.0, 100.0], [120.0, 120.0, 120.0]))
+    assert at.compared == 1 and at.rows == []
+    past = judged(TIME, seeds([100.0, 100.0, 100.0], [120.5, 120.5, 120.5]))
+    (row,) = past.rows
+    assert (row.scenario, row.metric, row.baseline, row.now, row.verdict) == (
+        "f01",
+        "legged_ms.p50",
+        "100.0",
+        "120.5",
+        "regressed",
+    )
+    assert row.change == "+20.5 ms (median of 3 seeds; 3 beyond ±20; sign test p=0.125)"
+
+
+def test_the_tolerance_grows_with_the_size_of_the_baseline_median():
+    # baseline median 1000 ms: 10 + 100 = 110 ms; the same +50 ms is noise here
+    assert judged(TIME, seeds([1000.0] * 3, [1050.0] * 3)).rows == []
+    assert judged(TIME, seeds([1000.0] * 3, [1111.0] * 3)).rows[0].verdict == "regressed"
+    # the absolute part alone where the median is 0
+    assert judged(TIME, seeds([0.0] * 3, [10.0] * 3)).rows == []
+    assert judged(TIME, seeds([0.0] * 3, [10.5] * 3)).rows[0].verdict == "regressed"
+    # a negative median's size counts, not its sign
+    assert judged(TIME, seeds([-100.0] * 3, [-80.0] * 3)).rows == []
+
+
+def test_a_regression_needs_more_than_half_the_seeds_beyond_the_tolerance():
+    # 2 of 4 beyond (not more than half), though the median move is beyond too
+    two = judged(TIME, seeds([100.0] * 4, [130.0, 130.0, 119.0, 100.0]))
+    assert two.rows == []
+    three = judged(TIME, seeds([100.0] * 4, [130.0, 130.0, 121.0, 100.0]))
+    assert [r.verdict for r in three.rows] == ["regressed"]
+    # one seed far out, the median within: noise
+    assert judged(TIME, seeds([100.0] * 3, [10_000.0, 100.0, 100.0])).rows == []
+
+
+def test_an_improvement_is_reported_the_same_way_and_never_blocks():
+    comp = judged(TIME, seeds([100.0] * 3, [50.0, 60.0, 70.0]))
+    (row,) = comp.rows
+    assert row.verdict == "improved" and row.now == "60.0"
+    assert row.change == "-40.0 ms (median of 3 seeds; 3 beyond ±20; sign test p=0.125)"
+    assert row.replay == "xmc run f01.toml --seed 1"  # the seed that moved most, the way it moved
+    assert comp.regressions == []
+
+
+def test_the_replay_named_is_the_seed_that_moved_most_toward_the_verdict():
+    comp = judged(TIME, seeds([100.0, 100.0, 100.0], [140.0, 190.0, 125.0]))
+    assert comp.rows[0].replay == "xmc run f01.toml --seed 2"
+
+
+def test_a_share_regresses_when_it_falls():
+    # shares: 5 points of absolute tolerance, lower is worse
+    fell = judged(SHARE, seeds([0.9] * 3, [0.8, 0.84, 0.85]))
+    (row,) = fell.rows
+    assert (row.baseline, row.now, row.verdict) == ("90%", "84%", "regressed")
+    assert row.change.startswith("-6 pp (median of 3 seeds; 3 beyond ±0.05; sign test p=0.125)")
+    assert judged(SHARE, seeds([0.9] * 3, [0.86] * 3)).rows == []
+    rose = judged(SHARE, seeds([0.8] * 3, [0.9] * 3))
+    assert [r.verdict for r in rose.rows] == ["improved"]
+
+
+def test_the_sign_test_counts_every_move_not_only_those_beyond_the_tolerance():
+    # 4 seeds worse beyond the tolerance, one a little worse, none better: 5 of 5 up
+    comp = judged(TIME, seeds([100.0] * 5, [130.0, 130.0, 130.0, 130.0, 101.0]))
+    assert comp.rows[0].change.endswith("4 beyond ±20; sign test p=0.031)")
+    # the same with the fifth a little better: 4 up, 1 down
+    comp = judged(TIME, seeds([100.0] * 5, [130.0, 130.0, 130.0, 130.0, 99.0]))
+    assert comp.rows[0].change.endswith("4 beyond ±20; sign test p=0.188)")
+
+
+@pytest.mark.parametrize(
+    ("worse", "better", "p"),
+    [(0, 0, 1.0), (1, 0, 0.5), (0, 1, 1.0), (3, 0, 0.125), (2, 1, 0.5), (8, 2, 56 / 1024), (5, 5, 638 / 1024)],
+)
+def test_the_sign_test_is_the_binomial_tail(worse, better, p):
+    assert math.isclose(gate.sign_test_p(worse, better), p)
+
+
+def test_a_seed_exactly_at_the_tolerance_does_not_count_as_beyond_it():
+    # median move 25 ms, past the 20 ms tolerance, but only 2 of 4 seeds strictly beyond it
+    assert judged(TIME, seeds([100.0] * 4, [130.0, 130.0, 120.0, 120.0])).rows == []
+    assert judged(TIME, seeds([100.0] * 4, [70.0, 70.0, 80.0, 80.0])).rows == []
+
+
+def test_a_seed_that_did_not_move_counts_neither_way_in_the_sign_test():
+    comp = judged(TIME, seeds([100.0] * 4, [130.0, 130.0, 130.0, 100.0]))
+    assert comp.rows[0].change.endswith("3 beyond ±20; sign test p=0.125)")  # 3 up, 0 down
+    comp = judged(TIME, seeds([100.0] * 4, [70.0, 70.0, 70.0, 100.0]))
+    assert comp.rows[0].change.endswith("3 beyond ±20; sign test p=0.125)")
+
+
+def test_a_large_fall_of_a_share_is_said_in_whole_points():
+    (row,) = judged(SHARE, seeds([0.9] * 3, [0.2] * 3)).rows
+    assert (row.baseline, row.now, row.verdict) == ("90%", "20%", "regressed")
+    assert row.change.startswith("-70 pp (median of 3 seeds")
+
+
+def test_each_metric_compared_is_counted():
+    comp = gate.Comparison()
+    for _ in range(2):
+        gate._compare_metric("f01", TIME, {"abs": 10.0, "rel": 0.1}, seeds([100.0] * 3, [100.0] * 3), comp)
+    assert comp.compared == 2 and comp.rows == []
