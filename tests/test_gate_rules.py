@@ -275,3 +275,54 @@ def test_each_metric_compared_is_counted():
     for _ in range(2):
         gate._compare_metric("f01", TIME, {"abs": 10.0, "rel": 0.1}, seeds([100.0] * 3, [100.0] * 3), comp)
     assert comp.compared == 2 and comp.rows == []
+
+
+# ---- wall time, straight through its rule (`_compare_wall`) ----
+def wall_rows(pairs: list[tuple[float | None, float | None]], calibration_now: float, margin: float = 3.0) -> list:
+    comp = gate.Comparison()
+    base = {"calibration_s": 0.5, "wall_margin": margin}
+    walls = [
+        ({"run_s": b, "engine_compute_us.p50": 10.0}, {"run_s": n, "engine_compute_us.p50": 10.0}) for b, n in pairs
+    ]
+    gate._compare_wall(base, walls, calibration_now, comp)
+    return [r for r in comp.rows if r.metric == "wall.run_s"]
+
+
+def test_wall_time_is_judged_on_this_machines_speed_against_the_baselines():
+    # twice as long on a machine twice as slow (calibration 1.0 s against the baseline's 0.5 s): unchanged
+    (row,) = wall_rows([(1.0, 2.0)] * 4, calibration_now=1.0)
+    assert row == gate.Row(
+        "(all)",
+        "wall.run_s",
+        "x1",
+        "x1.00",
+        "95% [1.00, 1.00] over 4 runs, machine speed x0.50 of the baseline's; fails beyond x3",
+        "info",
+    )
+    # the same seconds on a machine as fast as the baseline's: twice as slow, within the margin of 3
+    assert wall_rows([(1.0, 2.0)] * 4, calibration_now=0.5)[0].now == "x2.00"
+
+
+def test_the_wall_interval_is_the_95_percent_interval_of_the_mean_log_ratio():
+    e = math.exp
+    (row,) = wall_rows([(1.0, e(0.1)), (1.0, e(-0.1)), (1.0, e(0.1)), (1.0, e(-0.1))], calibration_now=0.5)
+    # mean log 0; stdev of ±0.1 over four runs 0.11547; half-width 1.96 x 0.11547 / 2 = 0.11316
+    assert row.now == "x1.00" and row.change.startswith("95% [0.89, 1.12] over 4 runs")
+
+
+def test_wall_time_regresses_only_when_the_interval_lies_wholly_beyond_the_margin():
+    # every run exactly twice as long: the interval is [2, 2], on a margin of 2 and not beyond it
+    assert wall_rows([(1.0, 2.0)] * 3, calibration_now=0.5, margin=2.0)[0].verdict == "info"
+    assert wall_rows([(1.0, 2.5)] * 3, calibration_now=0.5, margin=2.0)[0].verdict == "regressed"
+
+
+def test_runs_without_a_positive_wall_time_are_left_out_and_the_other_figure_still_judged():
+    # a zero or missing figure on either side has no ratio: left out, not a division by zero
+    (row,) = wall_rows([(0.0, 1.0), (1.0, 0.0), (None, 1.0), (1.0, 2.0), (1.0, 2.0)], calibration_now=0.5)
+    assert row.change.startswith("95% [2.00, 2.00] over 2 runs")
+    # fewer than two runs with a figure: no interval, and the next figure is judged all the same
+    comp = gate.Comparison()
+    base = {"calibration_s": 0.5, "wall_margin": 3.0}
+    walls = [({"run_s": None, "engine_compute_us.p50": 10.0}, {"run_s": None, "engine_compute_us.p50": 20.0})] * 2
+    gate._compare_wall(base, walls, 0.5, comp)
+    assert [(r.metric, r.now) for r in comp.rows] == [("wall.engine_compute_us.p50", "x2.00")]
