@@ -5,15 +5,34 @@ replay command, timings and run_hash as properties)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from xml.etree import ElementTree as ET
 
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.core.events import Anomaly
-from engine.report import anomaly_summary, count_outcomes, distribution, junit_xml, percentile, wilson
+from engine.core.engine_core import EngineCore
+from engine.core.events import Anomaly, AuditRow
+from engine.report import (
+    PARQUET_SCHEMA,
+    RunResult,
+    anomaly_summary,
+    audit_columns,
+    count_outcomes,
+    distribution,
+    episode_row,
+    junit_xml,
+    parquet_dtypes,
+    percentile,
+    wilson,
+    write_audit_parquet,
+)
+from tests.conftest import fire, report
+from tests.test_recovery import RECOVERY, sends
+from xmc.cli import main
 
 
 def _report(scenario: str, seed: int, verdict: str, **changes) -> dict:
@@ -43,6 +62,12 @@ def _report(scenario: str, seed: int, verdict: str, **changes) -> dict:
     }
     report.update(changes)
     return report
+
+
+@pytest.fixture()
+def core(config) -> EngineCore:
+    """A core on the spread scenario with tests/test_recovery.py's recovery settings (chase, then unwind)."""
+    return EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=RECOVERY)))
 
 
 def test_junit_has_one_testcase_per_run_with_its_properties_and_the_failures_named():
@@ -236,17 +261,10 @@ def test_a_wilson_interval_stays_within_zero_and_one_at_all_or_nothing(n):
     assert wilson(n, n)["high"] == 1.0 and wilson(0, n)["low"] == 0.0
 
 
-def test_an_episodes_row_holds_its_stages_legs_slippage_and_recovery(config):
+def test_an_episodes_row_holds_its_stages_legs_slippage_and_recovery(core):
     """One legged episode driven through a core: leg A sells 5 lots in two fills, leg B buys 1 of its 2
     and is repaired by a chase; its report row, every field worked out from those messages."""
-    import dataclasses
 
-    from engine.core.engine_core import EngineCore
-    from engine.report import episode_row
-    from tests.conftest import fire, report
-    from tests.test_recovery import RECOVERY, sends
-
-    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=RECOVERY)))
     t0 = 10.1234567  # stages are reported to the microsecond (s) and the nanosecond (ms since the signal)
     a, b = sends(fire(core, now=t0))
     core.handle(report(a, "xa", "0", "0", 0), t0 + 0.0005)
@@ -317,15 +335,8 @@ def test_an_episodes_row_holds_its_stages_legs_slippage_and_recovery(config):
     assert row["residual_t"] == pytest.approx(2.320355) and row["naked_t"] == row["residual_t"]
 
 
-def test_an_episode_never_legged_has_no_recovery_and_one_acknowledgement_no_ack_time(config):
-    import dataclasses
+def test_an_episode_never_legged_has_no_recovery_and_one_acknowledgement_no_ack_time(core):
 
-    from engine.core.engine_core import EngineCore
-    from engine.report import episode_row
-    from tests.conftest import fire, report
-    from tests.test_recovery import RECOVERY, sends
-
-    core = EngineCore(dataclasses.replace(config, strategy=dataclasses.replace(config.strategy, recovery=RECOVERY)))
     a, b = sends(fire(core))
     core.handle(report(a, "xa", "0", "0", 0), 0.002)
     row = episode_row(core.episodes[a.decision_id], core)
@@ -334,9 +345,6 @@ def test_an_episode_never_legged_has_no_recovery_and_one_acknowledgement_no_ack_
 
 
 def test_audit_rows_become_typed_columns_with_nulls_where_a_field_does_not_apply():
-    from engine.core.events import AuditRow
-    from engine.report import PARQUET_SCHEMA, audit_columns
-
     rows = [
         AuditRow(1, 0.5, "send", "E1-000001", "E1-000001A1", "CU", "SHFE-ARB-01", "2", 5.0, 70780.0, "entry"),
         AuditRow(2, 0.6, "fill", "E1-000001", "E1-000001A1", "CU", "SHFE-ARB-01", "2", 3.0, 70770.0,
@@ -375,8 +383,6 @@ def test_audit_rows_become_typed_columns_with_nulls_where_a_field_does_not_apply
 
 def test_a_send_whose_text_reads_like_a_fill_is_no_fill():
     """ExecID and cumulative quantity are read out of fill rows only: another row's text proves nothing."""
-    from engine.core.events import AuditRow
-    from engine.report import audit_columns
 
     row = AuditRow(1, 0.1, "send", "E1-000001", "E1-000001A1", "CU", "", "2", 5.0, 70780.0, "ExecID Z cum=5/5")
     cols = audit_columns([row], {"CU": "SHFE"}, None, None)
@@ -388,11 +394,6 @@ def test_audit_parquet_keeps_its_types_when_a_column_holds_no_value(tmp_path):
     """A run without a fill has no ExecID, last quantity or price anywhere: those columns are still
     written with their types (not polars' Null), so `xmc audit` reads the file it wrote; a report of
     `xmc live` has no scenario, and its rows are named by its mode."""
-    import polars as pl
-
-    from engine.core.events import AuditRow
-    from engine.report import RunResult, parquet_dtypes, write_audit_parquet
-    from xmc.cli import main
 
     rows = [AuditRow(1, 0.5, "send", "E1-000001", "E1-000001A1", "CU", "SHFE-ARB-01", "2", 5.0, 70780.0, "entry")]
     path = tmp_path / "audit.parquet"
